@@ -1,0 +1,92 @@
+"""Small shared helpers: did-you-mean errors, lazy optional imports, atomic file writes.
+
+Private module: everything here is used by several subpackages and is not part of the public API.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "check_positive",
+    "did_you_mean",
+    "optional_import",
+    "unknown_name_error",
+]
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> ValueError:
+    """A ``ValueError`` naming the bad ``name``, the closest valid one, and every valid one.
+
+    >>> str(unknown_name_error("rule", "valey", ["valley", "steepest"]))
+    "unknown rule 'valey'. Did you mean 'valley'? Valid: steepest, valley"
+    """
+    choices = sorted(choices)
+    return ValueError(f"unknown {kind} {name!r}.{did_you_mean(name, choices)} Valid: {', '.join(choices)}")
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Validate a positive finite number and return it as ``float``; raise ``ValueError`` naming it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} must be a number") from None
+    ok = v >= 0 if allow_zero else v > 0
+    if not ok or v != v or v in (float("inf"), float("-inf")):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}={value!r} must be a finite number {bound}")
+    return v
+
+
+def optional_import(module: str, extra: str) -> ModuleType:
+    """Import an optional dependency, or raise ``ImportError`` that names the extra to install.
+
+    >>> optional_import("math", "plot").sqrt(4.0)
+    2.0
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:  # pragma: no cover - exercised only when the extra is missing
+        raise ImportError(
+            f"{module!r} is needed for this feature but is not installed. "
+            f'Install it with: pip install "lrkit[{extra}]"'
+        ) from e
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Write a file atomically: ``write(tmp)`` fills a temporary file beside ``path``, then it replaces it.
+
+    A crash mid-write leaves the old file (or none), never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
