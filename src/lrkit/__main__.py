@@ -1,0 +1,5 @@
+"""``python -m lrkit`` runs the CLI."""
+
+from lrkit.cli.app import main
+
+main()

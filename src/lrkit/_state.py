@@ -1,0 +1,139 @@
+"""In-memory snapshots of training state, restored bit for bit.
+
+Used by the LR finder (restore everything after the range test), the health monitor (rollback to the last healthy
+step) and ``lr0="auto"`` (try candidates from the same starting point). Nothing is written to disk.
+
+>>> import torch
+>>> model = torch.nn.Linear(2, 1)
+>>> opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+>>> snap = Snapshot.capture(model, opt)
+>>> model(torch.ones(1, 2)).sum().backward(); opt.step()
+>>> snap.restore()
+>>> bool(torch.equal(model.weight, snap.params[0]))
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["RNGState", "Snapshot"]
+
+
+@dataclass
+class RNGState:
+    """The torch (CPU and every initialised CUDA device), numpy and python RNG states."""
+
+    torch_cpu: torch.Tensor
+    torch_cuda: list[torch.Tensor] | None
+    numpy: Any
+    python: Any
+
+    @classmethod
+    def capture(cls) -> RNGState:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        return cls(torch.get_rng_state(), cuda, np.random.get_state(), random.getstate())
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.torch_cpu)
+        if self.torch_cuda is not None:
+            torch.cuda.set_rng_state_all(self.torch_cuda)
+        np.random.set_state(self.numpy)
+        random.setstate(self.python)
+
+
+def _clone_tree(obj: Any) -> Any:
+    """Deep-copy a state tree, cloning tensors (``copy.deepcopy`` with exact tensor copies)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone_tree(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_clone_tree(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+@dataclass
+class Snapshot:
+    """Everything a training step can change, captured in memory.
+
+    Covers parameters and their ``.grad``, buffers (BatchNorm running stats), every module's train/eval mode,
+    the optimizer's per-parameter state and every param-group hyperparameter (``lr``, ``momentum``, ``betas``,
+    ``initial_lr``, ...), an optional LR scheduler's ``state_dict()``, and optionally the RNG states.
+    ``restore()`` writes the values back *in place*, so the optimizer keeps referencing the same parameters.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None
+    scheduler: Any
+    params: list[torch.Tensor]
+    grads: list[torch.Tensor | None]
+    buffers: list[torch.Tensor | None]
+    modes: list[bool]
+    opt_state: dict[int, Any] = field(default_factory=dict)
+    opt_groups: list[dict[str, Any]] = field(default_factory=list)
+    sched_state: dict[str, Any] | None = None
+    rng: RNGState | None = None
+
+    @classmethod
+    def capture(
+        cls,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+        *,
+        rng: bool = False,
+    ) -> Snapshot:
+        """Capture ``model`` (and ``optimizer``/``scheduler``/RNG when given) by value."""
+        params = [p.detach().clone() for p in model.parameters()]
+        grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
+        buffers = [None if b is None else b.detach().clone() for b in model.buffers()]
+        modes = [m.training for m in model.modules()]
+        opt_state: dict[int, Any] = {}
+        opt_groups: list[dict[str, Any]] = []
+        if optimizer is not None:
+            index = {id(p): i for i, p in enumerate(_opt_params(optimizer))}
+            opt_state = {index[id(p)]: _clone_tree(s) for p, s in optimizer.state.items() if id(p) in index}
+            opt_groups = [{k: _clone_tree(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        sched_state = _clone_tree(scheduler.state_dict()) if scheduler is not None else None
+        return cls(
+            model, optimizer, scheduler, params, grads, buffers, modes, opt_state, opt_groups, sched_state,
+            RNGState.capture() if rng else None,
+        )
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Write every captured value back, in place. Can be called more than once."""
+        for p, saved, g in zip(self.model.parameters(), self.params, self.grads):
+            p.copy_(saved)
+            p.grad = None if g is None else g.clone()
+        for b, saved in zip(self.model.buffers(), self.buffers):
+            if b is not None and saved is not None:
+                b.copy_(saved)
+        for m, mode in zip(self.model.modules(), self.modes):
+            m.training = mode
+        if self.optimizer is not None:
+            params = _opt_params(self.optimizer)
+            self.optimizer.state.clear()
+            for i, s in self.opt_state.items():
+                self.optimizer.state[params[i]] = _clone_tree(s)
+            for group, saved in zip(self.optimizer.param_groups, self.opt_groups):
+                for k in [k for k in group if k != "params" and k not in saved]:
+                    del group[k]
+                group.update(_clone_tree(saved))
+        if self.scheduler is not None and self.sched_state is not None:
+            self.scheduler.load_state_dict(_clone_tree(self.sched_state))
+        if self.rng is not None:
+            self.rng.restore()
+
+
+def _opt_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for g in optimizer.param_groups for p in g["params"]]

@@ -1,0 +1,1 @@
+"""The ``lrkit`` command line: one thin module per command, each wrapping one public function."""

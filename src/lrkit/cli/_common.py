@@ -1,0 +1,48 @@
+"""Helpers shared by the CLI commands: a rich console, a progress-bar callback, clean error exits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lrkit._utils import optional_import
+
+
+def console():  # -> rich.console.Console
+    """A rich console on stdout."""
+    return optional_import("rich.console", "cli").Console()
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """Yield ``update(advance=1, **fields)`` that drives a rich progress bar with ETA and live fields.
+
+    Progress is a callback handed to the library function, never tangled into its loop.
+    """
+    progress_mod = optional_import("rich.progress", "cli")
+    columns = [
+        progress_mod.TextColumn("[bold]{task.description}"),
+        progress_mod.BarColumn(),
+        progress_mod.MofNCompleteColumn(),
+        progress_mod.TimeElapsedColumn(),
+        progress_mod.TimeRemainingColumn(),
+        progress_mod.TextColumn("{task.fields[info]}"),
+    ]
+    with progress_mod.Progress(*columns, transient=False) as progress:
+        task = progress.add_task(description, total=total, info="")
+
+        def update(advance: int = 1, *, total: int | None = None, info: str = "", **_: Any) -> None:
+            if total is not None:
+                progress.update(task, total=total)
+            progress.update(task, advance=advance, info=info)
+
+        yield update
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``message`` as an error and exit with ``code`` (no traceback)."""
+    typer = optional_import("typer", "cli")
+    console_ = optional_import("rich.console", "cli").Console(stderr=True)
+    console_.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)

@@ -1,0 +1,37 @@
+"""The ``lrkit`` Typer application.
+
+Each command lives in its own module (``lrkit.cli.find``, ``lrkit.cli.schedule``, ``lrkit.cli.train``) that
+exposes ``register(app)``; the module parses arguments, calls one public library function, and prints the result.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from lrkit._utils import optional_import
+
+COMMANDS = ("find", "schedule", "train")
+
+
+def build_app():  # -> typer.Typer (typer is imported lazily)
+    """Build the Typer app with every command registered."""
+    typer = optional_import("typer", "cli")
+    app = typer.Typer(
+        name="lrkit",
+        help="lrkit — the learning-rate toolkit for PyTorch: find | schedule | train.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for name in COMMANDS:
+        importlib.import_module(f"lrkit.cli.{name}").register(app)
+    return app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    build_app()()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
