@@ -19,6 +19,7 @@ __all__ = [
     "atomic_write_text",
     "check_positive",
     "did_you_mean",
+    "increment_dir",
     "optional_import",
     "unknown_name_error",
 ]
@@ -90,3 +91,19 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Atomically write ``text`` (UTF-8) to ``path``."""
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def increment_dir(path: str | os.PathLike[str], *, exist_ok: bool = False) -> Path:
+    """``runs/find`` if free (or ``exist_ok``), else the first free ``runs/find2``, ``runs/find3``, ... (not created).
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> increment_dir(d / "run").name, (d / "run").mkdir(), increment_dir(d / "run").name
+    ('run', None, 'run2')
+    """
+    path = Path(path)
+    if exist_ok or not path.exists():
+        return path
+    n = 2
+    while (path.parent / f"{path.name}{n}").exists():
+        n += 1
+    return path.parent / f"{path.name}{n}"

@@ -44,5 +44,5 @@ def fail(message: str, code: int = 2) -> None:
     """Print ``message`` as an error and exit with ``code`` (no traceback)."""
     typer = optional_import("typer", "cli")
     console_ = optional_import("rich.console", "cli").Console(stderr=True)
-    console_.print(f"[bold red]error:[/] {message}", highlight=False)
+    console_.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

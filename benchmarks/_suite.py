@@ -1,0 +1,751 @@
+"""A suite of small, real training tasks with an exhaustive-grid oracle for the best peak learning rate.
+
+Shared by the benchmarks (finder quality, health monitor, ``lr0="auto"``). Every task trains in a few seconds on
+one CPU thread from data that ships with scikit-learn or is generated, under ONE fixed schedule: 5% linear warmup,
+then cosine to zero, stepped per optimizer step, peaking at ``peak_lr``:
+
+    lr(t) = peak_lr * (t + 1) / W                                   for t < W,   W = max(1, round(0.05 * T))
+    lr(t) = peak_lr * 0.5 * (1 + cos(pi * (t - W) / (T - W)))       for W <= t < T
+
+The oracle trains every LR of a log-spaced grid (default 1e-5..10, 4 per decade) for the full budget with 3 seeds
+and takes the median validation loss per LR; its best LR is the reference a finder is judged against:
+
+    regret = val_loss(method's LR) / val_loss(oracle's best LR) - 1        (inf if the run diverged)
+
+Every finished run (task, lr, seed) is cached in ``benchmarks/results/oracle_<task>.json`` (atomic writes), keyed
+by a hash of the task's configuration and of the training code, so reruns only train what is new.
+
+>>> import torch; torch.set_num_threads(1)
+>>> from _suite import TASKS, train_run, regret
+>>> out = train_run(TASKS["wine_mlp"], 1e-3, seed=0)
+>>> out.diverged, out.steps == TASKS["wine_mlp"].total_steps()
+(False, True)
+>>> regret(0.105, 0.1) < 0.06
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "RESULTS_DIR",
+    "TASKS",
+    "OracleResult",
+    "RunOutcome",
+    "Task",
+    "TaskData",
+    "cached_val_loss",
+    "default_grid",
+    "evaluate_lrs",
+    "make_loaders",
+    "oracle",
+    "regret",
+    "train_run",
+    "warmup_cosine",
+]
+
+#: Bump when the meaning of a cached run changes in a way the source hashes below would not catch.
+SUITE_VERSION = "1"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: A run counts as diverged when its loss is non-finite or exceeds this multiple of its first step's loss.
+DIVERGENCE_FACTOR = 100.0
+WARMUP_FRACTION = 0.05
+
+
+# ----------------------------------------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class TaskData:
+    """A fixed train/validation split; features standardised with the training split's statistics."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark task: data, model, optimizer, loss and the full training budget.
+
+    ``build_model(seed)`` returns a freshly initialised model (the global RNG is left untouched);
+    ``build_optimizer(params, lr)`` returns the task's optimizer at learning rate ``lr``.
+    ``default_lr`` is the optimizer's textbook default (SGD 0.01, Adam/AdamW 1e-3), the "no tuning" baseline.
+
+    >>> task = TASKS["digits_mlp"]
+    >>> task.total_steps() == task.epochs * task.steps_per_epoch()
+    True
+    """
+
+    name: str
+    description: str
+    optimizer_name: str
+    build_data: Callable[[], TaskData]
+    build_model: Callable[[int], nn.Module]
+    build_optimizer: Callable[[Iterable[Any], float], torch.optim.Optimizer]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    batch_size: int
+    epochs: int
+    default_lr: float
+
+    def data(self) -> TaskData:
+        """The task's data (built once per process, then cached)."""
+        return _data(self.name)
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch (the train loader drops its last incomplete batch)."""
+        return len(self.data().x_train) // self.batch_size
+
+    def total_steps(self) -> int:
+        """The full budget in optimizer steps: ``epochs * steps_per_epoch``."""
+        return self.epochs * self.steps_per_epoch()
+
+
+@functools.cache
+def _data(name: str) -> TaskData:
+    return TASKS[name].build_data()
+
+
+def _standardise(x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std = np.where(std > 1e-8, std, 1.0)  # constant pixels (digits' borders) stay 0
+    return (x_train - mean) / std, (x_val - mean) / std
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_size: float, stratify: bool) -> TaskData:
+    from sklearn.model_selection import train_test_split
+
+    xt, xv, yt, yv = train_test_split(x, y, test_size=test_size, random_state=0, stratify=y if stratify else None)
+    xt, xv = _standardise(xt, xv)
+    ydtype = torch.long if stratify else torch.float32
+    return TaskData(
+        torch.tensor(xt, dtype=torch.float32),
+        torch.tensor(yt, dtype=ydtype),
+        torch.tensor(xv, dtype=torch.float32),
+        torch.tensor(yv, dtype=ydtype),
+    )
+
+
+def _digits_flat() -> TaskData:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _split(d.data, d.target, 0.25, stratify=True)
+
+
+def _digits_images() -> TaskData:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    from sklearn.model_selection import train_test_split
+
+    xt, xv, yt, yv = train_test_split(d.data, d.target, test_size=0.25, random_state=0, stratify=d.target)
+    mean, std = xt.mean(), xt.std()  # one scale for every pixel keeps the images' spatial structure
+    shape = (-1, 1, 8, 8)
+    return TaskData(
+        torch.tensor((xt - mean) / std, dtype=torch.float32).reshape(shape),
+        torch.tensor(yt, dtype=torch.long),
+        torch.tensor((xv - mean) / std, dtype=torch.float32).reshape(shape),
+        torch.tensor(yv, dtype=torch.long),
+    )
+
+
+def _breast_cancer() -> TaskData:
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    data = _split(d.data, d.target, 0.3, stratify=True)
+    # BCEWithLogitsLoss wants float targets shaped like the (N, 1) logits
+    return TaskData(data.x_train, data.y_train.float().unsqueeze(1), data.x_val, data.y_val.float().unsqueeze(1))
+
+
+def _wine() -> TaskData:
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    return _split(d.data, d.target, 0.4, stratify=True)
+
+
+def _synthetic_classes() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=3000, n_features=20, n_informative=10, n_redundant=4, n_classes=4,
+        n_clusters_per_class=2, flip_y=0.05, class_sep=1.0, random_state=0,
+    )  # fmt: skip
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _teacher_student() -> TaskData:
+    gen = torch.Generator().manual_seed(1234)
+    dim, n_train, n_val = 16, 2048, 1024
+    teacher = nn.Sequential(nn.Linear(dim, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1))
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (1.5 / math.sqrt(p.shape[-1])))
+        x = torch.randn(n_train + n_val, dim, generator=gen)
+        y = teacher(x)
+        y = (y - y[:n_train].mean()) / y[:n_train].std()
+        y = y + 0.3 * torch.randn(y.shape, generator=gen)  # label noise: the val MSE floor is ~0.09
+    return TaskData(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
+    """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
+
+    def build_with_seed(seed: int) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build()
+
+    build_with_seed.__wrapped__ = build  # type: ignore[attr-defined]
+    return build_with_seed
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _digits_mlp() -> nn.Module:
+    return _mlp([64, 128, 128, 10])
+
+
+def _digits_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 2 * 2, 10),
+    )  # fmt: skip
+
+
+def _logreg() -> nn.Module:
+    return nn.Linear(30, 1)
+
+
+def _wine_mlp() -> nn.Module:
+    return _mlp([13, 32, 3])
+
+
+def _synthetic_mlp() -> nn.Module:
+    return _mlp([20, 64, 64, 4])
+
+
+def _student() -> nn.Module:
+    return _mlp([16, 64, 64, 64, 64, 1])
+
+
+def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+def _sgd_momentum_wd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
+
+
+def _sgd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr)
+
+
+def _adam(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _adamw(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+
+
+_TASK_LIST = [
+    Task(
+        name="digits_mlp",
+        description="sklearn digits (1347/450), MLP 64-128-128-10",
+        optimizer_name="SGD momentum 0.9",
+        build_data=_digits_flat,
+        build_model=_seeded(_digits_mlp),
+        build_optimizer=_sgd_momentum,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=15,
+        default_lr=0.01,
+    ),
+    Task(
+        name="digits_cnn",
+        description="sklearn digits as 1x8x8 images, 3-conv BatchNorm CNN",
+        optimizer_name="SGD momentum 0.9, wd 5e-4",
+        build_data=_digits_images,
+        build_model=_seeded(_digits_cnn),
+        build_optimizer=_sgd_momentum_wd,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=12,
+        default_lr=0.01,
+    ),
+    Task(
+        name="breast_cancer_logreg",
+        description="sklearn breast_cancer (398/171), logistic regression",
+        optimizer_name="SGD (plain)",
+        build_data=_breast_cancer,
+        build_model=_seeded(_logreg),
+        build_optimizer=_sgd,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=32,
+        epochs=25,
+        default_lr=0.01,
+    ),
+    Task(
+        name="wine_mlp",
+        description="sklearn wine (106/72), MLP 13-32-3",
+        optimizer_name="Adam",
+        build_data=_wine,
+        build_model=_seeded(_wine_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=16,
+        epochs=40,
+        default_lr=1e-3,
+    ),
+    Task(
+        name="synthetic_cls_mlp",
+        description="make_classification, 4 classes, 5% label noise (2000/1000), MLP 20-64-64-4",
+        optimizer_name="Adam",
+        build_data=_synthetic_classes,
+        build_model=_seeded(_synthetic_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=15,
+        default_lr=1e-3,
+    ),
+    Task(
+        name="teacher_student",
+        description="teacher-student regression, noisy targets (2048/1024), ReLU MLP 16-64x4-1",
+        optimizer_name="AdamW, wd 0.01",
+        build_data=_teacher_student,
+        build_model=_seeded(_student),
+        build_optimizer=_adamw,
+        loss_fn=nn.MSELoss(),
+        batch_size=64,
+        epochs=15,
+        default_lr=1e-3,
+    ),
+]
+TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
+
+
+def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:
+    """The task's train loader (shuffled by ``seed``, last incomplete batch dropped) and its val loader.
+
+    >>> train, val = make_loaders(TASKS["wine_mlp"], seed=0)
+    >>> len(train) == TASKS["wine_mlp"].steps_per_epoch()
+    True
+    """
+    d = task.data()
+    gen = torch.Generator().manual_seed(seed)
+    train = DataLoader(TensorDataset(d.x_train, d.y_train), batch_size=task.batch_size, shuffle=True,
+                       drop_last=True, generator=gen)  # fmt: skip
+    val = DataLoader(TensorDataset(d.x_val, d.y_val), batch_size=1024, shuffle=False)
+    return train, val
+
+
+# -------------------------------------------------------------------------------------------------------- training
+def warmup_cosine(total_steps: int, warmup_fraction: float = WARMUP_FRACTION) -> Callable[[int], float]:
+    """The suite's fixed schedule as a multiplier of the peak LR: linear warmup, then cosine to zero.
+
+    >>> f = warmup_cosine(100)
+    >>> [round(f(t), 3) for t in (0, 4, 5, 100)]
+    [0.2, 1.0, 1.0, 0.0]
+    """
+    warm = max(1, round(warmup_fraction * total_steps))
+
+    def multiplier(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return multiplier
+
+
+class StepMonitor(Protocol):
+    """What ``monitor_factory(model, optimizer, scheduler)`` returns; :func:`train_run` calls it every step.
+
+    ``after_backward(loss)`` runs after ``loss.backward()``; returning ``False`` skips this optimizer step.
+    ``after_step()`` runs after ``optimizer.step()`` and ``scheduler.step()``; returning ``True`` stops training.
+    An ``events`` attribute (a list), if present, is copied into :attr:`RunOutcome.events` at the end.
+    """
+
+    def after_backward(self, loss: torch.Tensor) -> bool | None: ...
+
+    def after_step(self) -> bool | None: ...
+
+
+@dataclass
+class RunOutcome:
+    """The result of one :func:`train_run`. ``val_loss`` is ``inf`` when the run diverged or ended non-finite."""
+
+    val_loss: float
+    final_train_loss: float
+    diverged: bool
+    steps: int
+    seconds: float
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, loader: DataLoader, loss_fn: Callable[..., torch.Tensor]) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in loader:
+        total += float(loss_fn(model(x), y)) * len(x)
+        count += len(x)
+    model.train()
+    value = total / count
+    return value if math.isfinite(value) else math.inf
+
+
+def train_run(
+    task: Task,
+    peak_lr: float,
+    seed: int,
+    *,
+    total_steps: int | None = None,
+    on_step: Callable[[int, float, float], None] | None = None,
+    monitor_factory: Callable[[nn.Module, torch.optim.Optimizer, Any], StepMonitor] | None = None,
+) -> RunOutcome:
+    """Train ``task`` from the seed-``seed`` init for ``total_steps`` (default: the full budget) optimizer steps.
+
+    The LR follows :func:`warmup_cosine` peaking at ``peak_lr``. The run stops as *diverged* when a training loss is
+    non-finite or above ``DIVERGENCE_FACTOR`` times the first step's loss; its ``val_loss`` is then ``inf``.
+    ``on_step(step, loss, lr)`` is called after every optimizer step. Deterministic for a given seed on CPU.
+
+    >>> out = train_run(TASKS["wine_mlp"], 1e-2, seed=0, total_steps=20)
+    >>> out.steps, math.isfinite(out.val_loss)
+    (20, True)
+    """
+    if not (peak_lr > 0 and math.isfinite(peak_lr)):
+        raise ValueError(f"peak_lr={peak_lr!r} must be a finite number > 0")
+    total = task.total_steps() if total_steps is None else int(total_steps)
+    if total < 1:
+        raise ValueError(f"total_steps={total_steps!r} must be >= 1")
+    train_loader, val_loader = make_loaders(task, seed)
+    started = time.perf_counter()
+    events: list[dict[str, Any]] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = task.build_model(seed)
+        model.train()
+        optimizer = task.build_optimizer(model.parameters(), peak_lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total))
+        monitor = monitor_factory(model, optimizer, scheduler) if monitor_factory is not None else None
+        step, first_loss, last_loss, diverged = 0, math.nan, math.nan, False
+        while step < total and not diverged:
+            for x, y in train_loader:
+                optimizer.zero_grad(set_to_none=True)
+                loss = task.loss_fn(model(x), y)
+                value = loss.item()
+                if step == 0:
+                    first_loss = value
+                last_loss = value
+                if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(first_loss, 1e-12):
+                    diverged = True
+                    events.append({"step": step, "kind": "diverged", "loss": value})
+                    break
+                loss.backward()
+                do_step = True
+                if monitor is not None and monitor.after_backward(loss) is False:
+                    do_step = False
+                lr = optimizer.param_groups[0]["lr"]
+                if do_step:
+                    optimizer.step()
+                scheduler.step()
+                step += 1
+                if on_step is not None:
+                    on_step(step, value, lr)
+                if monitor is not None and monitor.after_step():
+                    events.append({"step": step, "kind": "stopped_by_monitor"})
+                    total = step
+                if step >= total:
+                    break
+        if monitor is not None:
+            events.extend(list(getattr(monitor, "events", []) or []))
+        val_loss = math.inf if diverged else _evaluate(model, val_loader, task.loss_fn)
+    return RunOutcome(
+        val_loss=val_loss,
+        final_train_loss=last_loss if math.isfinite(last_loss) else math.inf,
+        diverged=diverged or not math.isfinite(val_loss),
+        steps=step,
+        seconds=time.perf_counter() - started,
+        events=events,
+    )
+
+
+def regret(loss: float, oracle_loss: float) -> float:
+    """Relative excess validation loss, ``loss / oracle_loss - 1``; ``inf`` when ``loss`` is not finite.
+
+    >>> regret(0.11, 0.10) == 0.11 / 0.10 - 1
+    True
+    >>> regret(float("nan"), 0.1)
+    inf
+    """
+    if not math.isfinite(loss):
+        return math.inf
+    return loss / oracle_loss - 1.0
+
+
+# ---------------------------------------------------------------------------------------------------------- cache
+def _source(obj: Any) -> str:
+    try:
+        return inspect.getsource(getattr(obj, "__wrapped__", obj))
+    except (OSError, TypeError):
+        return repr(obj)
+
+
+@functools.cache
+def task_key(name: str) -> str:
+    """A hash of everything that determines a run's result: data, model, optimizer, loss, budget, training code."""
+    task = TASKS[name]
+    d = task.data()
+    model = task.build_model(0)
+    opt = task.build_optimizer(model.parameters(), 1.0)
+    parts = [
+        SUITE_VERSION,
+        torch.__version__.split("+")[0],
+        task.name,
+        str(task.batch_size),
+        str(task.epochs),
+        str(model),
+        type(opt).__name__,
+        repr(sorted((k, repr(v)) for k, v in opt.defaults.items())),
+        repr(task.loss_fn),
+        *(f"{tuple(t.shape)}:{float(t.double().sum()):.10e}" for t in (d.x_train, d.y_train, d.x_val, d.y_val)),
+        *(_source(f) for f in (task.build_data, task.build_model, task.build_optimizer)),
+        *(_source(f) for f in (train_run, warmup_cosine, _evaluate, make_loaders)),
+        repr(float(sum(p.double().sum() for p in model.parameters()))),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _cache_path(name: str, cache_dir: Path | None) -> Path:
+    return (cache_dir or RESULTS_DIR) / f"oracle_{name}.json"
+
+
+def _lr_key(lr: float) -> str:
+    return f"{lr:.6e}"
+
+
+def _load_runs(name: str, cache_dir: Path | None) -> dict[str, dict[str, Any]]:
+    path = _cache_path(name, cache_dir)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if record.get("key") != task_key(name):
+        return {}
+    return record.get("runs", {})
+
+
+def _save_runs(name: str, runs: dict[str, dict[str, Any]], cache_dir: Path | None) -> None:
+    from lrkit._utils import atomic_write_text
+
+    record = {"task": name, "key": task_key(name), "runs": runs}
+    atomic_write_text(_cache_path(name, cache_dir), json.dumps(record, indent=1, sort_keys=True))
+
+
+def _outcome_record(out: RunOutcome) -> dict[str, Any]:
+    return {
+        "val_loss": out.val_loss if math.isfinite(out.val_loss) else None,
+        "diverged": out.diverged,
+        "steps": out.steps,
+        "seconds": round(out.seconds, 4),
+    }
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _worker_run(name: str, lr: float, seed: int) -> dict[str, Any]:
+    return _outcome_record(train_run(TASKS[name], lr, seed))
+
+
+def evaluate_lrs(
+    task: Task,
+    pairs: Iterable[tuple[float, int]],
+    *,
+    jobs: int = 1,
+    cache_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[tuple[float, int], float]:
+    """Full-budget validation loss for each ``(lr, seed)`` pair, training only those not in the cache.
+
+    ``jobs > 1`` trains missing runs in that many worker processes (each on one thread).
+    Returns ``{(lr, seed): val_loss}`` with ``inf`` for diverged runs.
+    """
+    pairs = list(dict.fromkeys((float(lr), int(seed)) for lr, seed in pairs))
+    runs = _load_runs(task.name, cache_dir)
+    missing = [(lr, s) for lr, s in pairs if str(s) not in runs.get(_lr_key(lr), {})]
+    if missing:
+        if progress is not None:
+            progress(f"{task.name}: training {len(missing)} runs ({jobs} process{'es' if jobs > 1 else ''})")
+        last_save = time.perf_counter()
+
+        def record(lr: float, seed: int, rec: dict[str, Any]) -> None:
+            nonlocal last_save
+            runs.setdefault(_lr_key(lr), {})[str(seed)] = rec
+            if time.perf_counter() - last_save > 10.0:
+                _save_runs(task.name, runs, cache_dir)
+                last_save = time.perf_counter()
+
+        try:
+            if jobs > 1:
+                import multiprocessing
+
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
+                    futures = {pool.submit(_worker_run, task.name, lr, s): (lr, s) for lr, s in missing}
+                    for fut, (lr, s) in futures.items():
+                        record(lr, s, fut.result())
+            else:
+                for lr, s in missing:
+                    record(lr, s, _outcome_record(train_run(task, lr, s)))
+        finally:
+            _save_runs(task.name, runs, cache_dir)
+    out: dict[tuple[float, int], float] = {}
+    for lr, s in pairs:
+        value = runs[_lr_key(lr)][str(s)]["val_loss"]
+        out[(lr, s)] = math.inf if value is None else float(value)
+    return out
+
+
+def cached_val_loss(task: Task, lr: float, seed: int, *, cache_dir: Path | None = None) -> float:
+    """Full-budget validation loss at peak ``lr`` for ``seed`` (``inf`` if diverged), cached on disk."""
+    return evaluate_lrs(task, [(lr, seed)], cache_dir=cache_dir)[(float(lr), int(seed))]
+
+
+# --------------------------------------------------------------------------------------------------------- oracle
+def default_grid(per_decade: int = 4, low: float = 1e-5, high: float = 10.0) -> list[float]:
+    """Log-spaced peak LRs from ``low`` to ``high`` inclusive, ``per_decade`` points per decade.
+
+    >>> g = default_grid(4)
+    >>> len(g), g[0], g[-1]
+    (25, 1e-05, 10.0)
+    """
+    decades = math.log10(high) - math.log10(low)
+    n = round(decades * per_decade) + 1
+    return [float(f"{v:.6e}") for v in np.logspace(math.log10(low), math.log10(high), n)]
+
+
+@dataclass
+class OracleResult:
+    """The exhaustive-grid reference for one task.
+
+    ``losses[i]`` is the median over ``seeds`` of the full-budget val loss at ``grid[i]`` (``inf`` = diverged).
+    ``good_range`` is the span of grid LRs whose median loss is within 3% of the best.
+    """
+
+    task: str
+    grid: list[float]
+    seeds: tuple[int, ...]
+    losses: list[float]
+    per_seed: list[list[float]]
+    best_lr: float
+    best_loss: float
+    good_range: tuple[float, float]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``inf`` written as ``null``)."""
+
+        def fin(v: float) -> float | None:
+            return v if math.isfinite(v) else None
+
+        return {
+            "task": self.task,
+            "grid": self.grid,
+            "seeds": list(self.seeds),
+            "losses": [fin(v) for v in self.losses],
+            "per_seed": [[fin(v) for v in row] for row in self.per_seed],
+            "best_lr": self.best_lr,
+            "best_loss": self.best_loss,
+            "good_range": list(self.good_range),
+            "seconds": self.seconds,
+        }
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))  # inf sorts last, so a single diverged seed out of 3 is tolerated
+
+
+def oracle(
+    task: Task,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    grid: Sequence[float] | None = None,
+    jobs: int = 1,
+    cache_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> OracleResult:
+    """Train every grid LR (default :func:`default_grid`: 1e-5..10, 4 per decade) for every seed; pick the best.
+
+    The best LR minimises the median-over-seeds validation loss. Runs are cached, so a second call is cheap.
+    """
+    grid = default_grid() if grid is None else [float(v) for v in grid]
+    if len(grid) < 2:
+        raise ValueError(f"grid={grid!r} needs at least 2 learning rates")
+    started = time.perf_counter()
+    results = evaluate_lrs(task, [(lr, s) for lr in grid for s in seeds], jobs=jobs, cache_dir=cache_dir,
+                           progress=progress)  # fmt: skip
+    per_seed = [[results[(lr, int(s))] for s in seeds] for lr in grid]
+    losses = [_median(row) for row in per_seed]
+    best = int(np.argmin(losses))
+    if not math.isfinite(losses[best]):
+        raise RuntimeError(f"every LR in the grid diverged for task {task.name!r}")
+    good = [lr for lr, v in zip(grid, losses) if v <= losses[best] * 1.03]
+    return OracleResult(
+        task=task.name,
+        grid=grid,
+        seeds=tuple(int(s) for s in seeds),
+        losses=losses,
+        per_seed=per_seed,
+        best_lr=grid[best],
+        best_loss=losses[best],
+        good_range=(min(good), max(good)),
+        seconds=time.perf_counter() - started,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover - a quick look at the suite: budgets and one run's time per task
+    torch.set_num_threads(1)
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    print("| task | optimizer | batch | epochs | steps | seconds at default LR | val loss |")
+    print("|---|---|---|---|---|---|---|")
+    for t in TASKS.values():
+        o = train_run(t, t.default_lr, seed=0)
+        print(f"| {t.name} | {t.optimizer_name} | {t.batch_size} | {t.epochs} | {t.total_steps()} "
+              f"| {o.seconds:.2f} | {o.val_loss:.4f} |")  # fmt: skip

@@ -1,0 +1,447 @@
+"""Validated settings: Python kwargs, CLI ``key=value`` tokens and YAML files all become one checked dataclass.
+
+Every key of :func:`lrkit.train` lives in :class:`TrainConfig` with its default, its check and a one-line help.
+Bad input fails up front with a ``ValueError`` that names the key, the bad value and what would be valid; an
+unknown key names the closest valid one.
+
+>>> cfg = TrainConfig.from_tokens(["data=digits", "epochs=20", "lr0=auto", "cos_lr=true"])
+>>> (cfg.data, cfg.epochs, cfg.lr0, cfg.cos_lr)
+('digits', 20, 'auto', True)
+>>> TrainConfig.from_tokens(["lr_0=0.1"])  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+ValueError: unknown train key 'lr_0'. Did you mean 'lr0'? ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrkit._utils import did_you_mean, optional_import, unknown_name_error
+
+__all__ = ["OPTIMIZERS", "TASKS", "TrainConfig", "parse_value"]
+
+TASKS = ("classification", "regression", "lm")
+# Ultralytics' optimizer names (plus "auto"); matched case-insensitively.
+OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp", "Adamax")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# typed parsing of CLI values
+# ----------------------------------------------------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """Parse one CLI value: ints, floats, bools, ``none``/``null``, YAML lists/dicts, else the string itself.
+
+    >>> [parse_value(s) for s in ["20", "1e-3", "true", "None", "auto", "[0, 1]"]]
+    [20, 0.001, True, None, 'auto', [0, 1]]
+    """
+    s = text.strip()
+    low = s.lower()
+    if low in ("none", "null", "~", ""):
+        return None
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    if s[:1] in "[{":
+        yaml = optional_import("yaml", "cli")
+        try:
+            return yaml.safe_load(s)
+        except yaml.YAMLError:
+            return s
+    return s
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# checks: each takes (key, value) and returns the normalised value or raises ValueError naming both
+# ----------------------------------------------------------------------------------------------------------------
+Check = Callable[[str, Any], Any]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _to_float(key: str, v: Any) -> float:
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise ValueError(f"{key}={v!r} must be a number") from None
+    if not _is_number(v) or not math.isfinite(float(v)):
+        raise ValueError(f"{key}={v!r} must be a finite number")
+    return float(v)
+
+
+def _int(lo: int | None = None) -> Check:
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, str):
+            try:
+                v = int(v)
+            except ValueError:
+                raise ValueError(f"{key}={v!r} must be an integer") from None
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError(f"{key}={v!r} must be an integer")
+        if lo is not None and v < lo:
+            raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
+        return v
+
+    return check
+
+
+def _float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False) -> Check:
+    def check(key: str, v: Any) -> float:
+        x = _to_float(key, v)
+        bad_lo = lo is not None and (x <= lo if lo_open else x < lo)
+        bad_hi = hi is not None and (x >= hi if hi_open else x > hi)
+        if bad_lo or bad_hi:
+            raise ValueError(f"{key}={v!r} must be {_describe(lo, hi, lo_open, hi_open)}")
+        return x
+
+    return check
+
+
+def _describe(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    return f"{'<' if hi_open else '<='} {hi:g}"
+
+
+def _bool(key: str, v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return v.lower() in ("true", "yes", "1")
+    raise ValueError(f"{key}={v!r} must be true or false")
+
+
+def _optional(check: Check) -> Check:
+    def wrapped(key: str, v: Any) -> Any:
+        return None if v is None else check(key, v)
+
+    return wrapped
+
+
+def _choice(choices: Iterable[str]) -> Check:
+    choices = tuple(choices)
+    by_lower = {c.lower(): c for c in choices}
+
+    def check(key: str, v: Any) -> str:
+        if isinstance(v, str) and v.lower() in by_lower:
+            return by_lower[v.lower()]
+        raise unknown_name_error(f"{key}", str(v), choices)
+
+    return check
+
+
+def _str(key: str, v: Any) -> str:
+    if isinstance(v, (str, os.PathLike)):
+        s = os.fspath(v)
+        if s:
+            return s
+    raise ValueError(f"{key}={v!r} must be a non-empty string")
+
+
+def _lr0(key: str, v: Any) -> float | str | None:
+    if v is None:
+        return None
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _float(0.0, lo_open=True)(key, v)
+    except ValueError:
+        raise ValueError(f"{key}={v!r} must be a number > 0 or 'auto'") from None
+
+
+def _data(key: str, v: Any) -> Any:
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    if isinstance(v, str) and not v:
+        raise ValueError(f"{key}='' must name a dataset, a file, or be a torch Dataset/DataLoader")
+    return v  # objects (Dataset, DataLoader, (train, val) pairs) are checked by lrkit.train.data
+
+
+def _model(key: str, v: Any) -> Any:
+    if v is None or isinstance(v, str):
+        return v or None
+    try:
+        import torch
+
+        if isinstance(v, torch.nn.Module):
+            return v
+    except ImportError:  # pragma: no cover
+        pass
+    raise ValueError(f"{key}={v!r} must be a built-in model name, 'package.module:factory', or a torch nn.Module")
+
+
+def _schedule(key: str, v: Any) -> Any:
+    if v is None or isinstance(v, (str, Mapping)):
+        return v if not isinstance(v, Mapping) else dict(v)
+    if callable(v) or hasattr(v, "to_torch"):  # a Schedule object from lrkit.schedules
+        return v
+    raise ValueError(f"{key}={v!r} must be a schedule spec string, a dict, or an lrkit Schedule")
+
+
+def _resume(key: str, v: Any) -> bool | str:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (str, os.PathLike)):
+        s = os.fspath(v)
+        low = s.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        return s
+    raise ValueError(f"{key}={v!r} must be true/false or a path to a last.pt checkpoint or run directory")
+
+
+def _freeze(key: str, v: Any) -> int | list[int | str] | None:
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        out: list[int | str] = []
+        for item in v:
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                raise ValueError(f"{key}={v!r}: each entry must be a layer index or a parameter-name prefix")
+            out.append(item)
+        return out
+    return _int(0)(key, v)
+
+
+def _monitor(key: str, v: Any) -> bool | dict[str, Any]:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, Mapping):
+        return dict(v)
+    if isinstance(v, str):
+        if v.lower() in ("true", "false"):
+            return v.lower() == "true"
+        return {"on_divergence": v}  # monitor=warn | rollback | stop ... (checked by lrkit.Monitor)
+    raise ValueError(f"{key}={v!r} must be true/false, an on_divergence action name, or a dict of Monitor options")
+
+
+def _device(key: str, v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = f"cuda:{v}"
+    import torch
+
+    try:
+        return str(torch.device(str(v)))
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{key}={v!r} is not a torch device; use e.g. 'cpu', 'cuda', 'cuda:0' or 'mps'") from None
+
+
+def _target(key: str, v: Any) -> str | int | None:
+    if v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)):
+        return v
+    raise ValueError(f"{key}={v!r} must be a column name or index")
+
+
+def _key(default: Any, check: Check, help: str) -> Any:
+    return field(default=default, metadata={"check": check, "help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Every key of :func:`lrkit.train`, with Ultralytics' names and meanings where Ultralytics has the key.
+
+    Build it with :meth:`from_kwargs`, :meth:`from_tokens` (CLI ``key=value``) or :meth:`from_yaml`; each
+    validates every value. ``help(key)`` gives a key's one-line description.
+
+    >>> TrainConfig.from_kwargs(data="iris", epochs=3, optimizer="sgd").optimizer
+    'SGD'
+    >>> TrainConfig.from_kwargs(data="iris", epochs=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: epochs=0 must be an integer >= 1
+    """
+
+    data: Any = _key(None, _data, "dataset: built-in name, CSV/NPZ/text/YAML file, Dataset/DataLoader or (train, val)")
+    model: Any = _key(None, _model, "model: linear | mlp | cnn | charlm | package.module:factory (Python: nn.Module)")
+    task: str | None = _key(None, _optional(_choice(TASKS)), "classification | regression | lm (default: inferred)")
+    target: str | int | None = _key(None, _target, "target column of a CSV/NPZ file (default: the last column)")
+    epochs: int = _key(10, _int(1), "number of epochs")
+    batch: int = _key(32, _int(1), "batch size")
+    lr0: float | str | None = _key(
+        None, _lr0, "initial (peak) LR, or 'auto'; default 0.01 for SGD/RMSProp, 0.001 for Adam-family"
+    )
+    lrf: float = _key(0.01, _float(0.0, 1.0), "final LR as a fraction of lr0 (lr0 * lrf)")
+    optimizer: str = _key("auto", _choice(OPTIMIZERS), "auto | SGD | Adam | AdamW | NAdam | RAdam | RMSProp | Adamax")
+    momentum: float = _key(0.937, _float(0.0, 1.0, hi_open=True), "SGD momentum / Adam beta1")
+    weight_decay: float = _key(5e-4, _float(0.0), "weight decay (scaled by batch*accumulate/nbs)")
+    warmup_epochs: float = _key(3.0, _float(0.0), "warmup length in (fractional) epochs")
+    warmup_momentum: float = _key(0.8, _float(0.0, 1.0, hi_open=True), "momentum at the start of warmup")
+    warmup_bias_lr: float = _key(0.1, _float(0.0), "bias-group LR at the start of warmup")
+    cos_lr: bool = _key(False, _bool, "cosine instead of linear decay from lr0 to lr0*lrf")
+    schedule: Any = _key(None, _schedule, "any lrkit.schedules spec; overrides lr0/lrf/cos_lr shape")
+    nbs: int = _key(64, _int(1), "nominal batch size: gradients accumulate to ~nbs samples per step")
+    patience: int | None = _key(50, _optional(_int(0)), "epochs without val-metric improvement before stopping (0 off)")
+    seed: int = _key(0, _int(0), "random seed (init, split, shuffling, dropout)")
+    project: str = _key("runs", _str, "parent folder of run directories")
+    name: str | None = _key(None, _optional(_str), "run name (default: train, train2, ...)")
+    exist_ok: bool = _key(False, _bool, "reuse an existing run directory instead of incrementing the name")
+    resume: bool | str = _key(False, _resume, "true (latest run) or a path to last.pt / a run directory")
+    device: str | None = _key(None, _device, "cpu | cuda | cuda:N | mps (default: cuda if available)")
+    amp: bool = _key(False, _bool, "mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)")
+    backbone_lr_scale: float | None = _key(
+        None, _optional(_float(0.0, lo_open=True)), "LR multiplier for all but the head"
+    )
+    layer_decay: float | None = _key(
+        None, _optional(_float(0.0, 1.0, lo_open=True)), "layer-wise LR decay (head 1, each layer down x decay)"
+    )
+    freeze: Any = _key(None, _freeze, "freeze the first N layers (or a list of indices / name prefixes)")
+    monitor: Any = _key(True, _monitor, "training-health monitor: true/false, an action name, or Monitor options")
+    val: float = _key(0.2, _float(0.0, 1.0, lo_open=True, hi_open=True), "validation fraction when data has no val")
+    workers: int = _key(0, _int(0), "DataLoader worker processes")
+    seq_len: int = _key(64, _int(2), "context length for character-level LM data")
+    auto_budget: float = _key(0.3, _float(0.0, 1.0, lo_open=True), "lr0='auto': extra compute budget (fraction)")
+    plots: bool = _key(True, _bool, "write results.png")
+    verbose: bool = _key(True, _bool, "print what was chosen and why, and per-epoch lines")
+
+    # -------------------------------------------------------------------------------------------------- build
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """Every valid key, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """``{key: default}`` for every key."""
+        return {f.name: f.default for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def help(cls, key: str) -> str:
+        """The one-line description of ``key``."""
+        for f in dataclasses.fields(cls):
+            if f.name == key:
+                return str(f.metadata["help"])
+        raise unknown_name_error("train key", key, cls.keys())
+
+    @classmethod
+    def check_keys(cls, keys: Iterable[str]) -> None:
+        """Raise ``ValueError`` naming the first unknown key and the closest valid one."""
+        valid = cls.keys()
+        for k in keys:
+            if k not in valid:
+                raise unknown_name_error("train key", k, valid)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> TrainConfig:
+        """Validate Python keyword arguments; unknown keys raise with a did-you-mean."""
+        cls.check_keys(kwargs)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+        """Load keys from a YAML mapping (``yaml.safe_load``); ``overrides`` win over the file."""
+        return cls.from_kwargs(**{**load_yaml_mapping(path), **overrides})
+
+    @classmethod
+    def from_tokens(cls, tokens: Iterable[str]) -> TrainConfig:
+        """Parse CLI ``key=value`` tokens; ``cfg=file.yaml`` loads keys from a file that the other tokens override.
+
+        >>> TrainConfig.from_tokens(["data=iris", "schedule=cosine lr0=0.01"]).schedule
+        'cosine lr0=0.01'
+        """
+        return cls.from_kwargs(**tokens_to_kwargs(tokens))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, f.metadata["check"](f.name, value))
+
+    # -------------------------------------------------------------------------------------------------- export
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (YAML/JSON/checkpoint safe): objects such as Datasets and Modules become short strings."""
+        return {k: _plain(getattr(self, k)) for k in self.keys()}
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with ``changes`` applied."""
+        self.check_keys(changes)
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        if all(x is None or isinstance(x, (bool, int, float, str)) for x in v):
+            return list(v)
+        return f"<{type(v).__name__} of {len(v)} objects>"
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return f"<{type(v).__name__}>"
+
+
+def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping of train keys (``yaml.safe_load``)."""
+    yaml = optional_import("yaml", "cli")
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"cfg={os.fspath(path)!r}: no such file")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"cfg={os.fspath(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"cfg={os.fspath(path)!r} must hold a mapping of key: value, not {type(loaded).__name__}")
+    if "cfg" in loaded:
+        raise ValueError(f"cfg={os.fspath(path)!r} may not itself contain a 'cfg' key")
+    return {str(k): v for k, v in loaded.items()}
+
+
+def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
+    """``["a=1", "cfg=x.yaml"]`` -> kwargs: the file's keys first, then the tokens (later tokens win)."""
+    from_tokens: dict[str, Any] = {}
+    cfg_path: str | None = None
+    valid = TrainConfig.keys()
+    for tok in tokens:
+        if "=" not in tok:
+            hint = did_you_mean(tok, valid)
+            raise ValueError(f"expected key=value, got {tok!r}.{hint} Example: lrkit train data=digits model=mlp")
+        key, _, raw = tok.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if key == "cfg":
+            cfg_path = raw
+            continue
+        if key not in valid:
+            raise unknown_name_error("train key", key, valid)
+        from_tokens[key] = parse_value(raw) if key not in ("name", "project", "data", "model", "schedule") else (
+            _parse_str_key(key, raw)
+        )
+    base = load_yaml_mapping(cfg_path) if cfg_path else {}
+    TrainConfig.check_keys(base)
+    return {**base, **from_tokens}
+
+
+def _parse_str_key(key: str, raw: str) -> Any:
+    """Keys whose values are names or specs stay strings (``name=2024`` is a name, not an int)."""
+    v = raw.strip()
+    if v.lower() in ("none", "null", ""):
+        return None
+    if key == "schedule" and v[:1] == "{":
+        return parse_value(v)
+    return v

@@ -1,0 +1,110 @@
+"""``lrkit find [TASK_FILE]``: run the LR range test and show/plot/save its suggestion.
+
+A thin wrapper over :func:`lrkit.find_lr`: with no argument it runs the built-in digits demo; with a Python file it
+builds the user's task from ``model()``, ``optimizer(params)``, ``train_loader()`` and ``loss_fn()``/``step_fn``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import torch
+import typer
+
+from lrkit._utils import increment_dir, unknown_name_error
+from lrkit.cli._common import console, fail, progress_bar
+from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
+from lrkit.finder.demo import demo_task, load_task_file
+
+__all__ = ["find_command", "register", "run_find"]
+
+
+def run_find(
+    task_file: str | None = None,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    rule: str = "robust",
+    accumulation_steps: int = 1,
+    seed: int = 0,
+    out: str | Path = "runs/find",
+    progress: Any = None,
+) -> tuple[FinderResult, Path]:
+    """Run the range test on the demo (``task_file=None``) or a task file; write ``lr_find.png``/``lr_find.json``.
+
+    Returns the result and the output directory (``runs/find``, ``runs/find2``, ... — never overwritten).
+    """
+    torch.manual_seed(seed)
+    task = demo_task(seed) if task_file is None else load_task_file(task_file)
+    result = find_lr(
+        task.model, task.optimizer, task.train_loader, loss_fn=task.loss_fn, step_fn=task.step_fn,
+        start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
+        accumulation_steps=accumulation_steps, progress=progress,
+    )
+    out_dir = increment_dir(out)
+    result.to_json(out_dir / "lr_find.json")
+    result.plot(out_dir / "lr_find.png")
+    return result, out_dir
+
+
+def find_command(
+    task_file: Annotated[
+        Optional[str],  # noqa: UP045 - typer reads Optional on Python 3.10
+        typer.Argument(help="Python file defining model(), optimizer(params), train_loader(), loss_fn()/step_fn."),
+    ] = None,
+    start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="Last LR of the sweep.")] = 10.0,
+    num_steps: Annotated[int, typer.Option(help="Optimizer steps in the test.")] = 100,
+    mode: Annotated[str, typer.Option(help="exp (log-spaced) or linear.")] = "exp",
+    rule: Annotated[str, typer.Option(help="Suggestion rule: robust, steepest, minimum, valley.")] = "robust",
+    accumulation_steps: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed for the model init and data order.")] = 0,
+    out: Annotated[str, typer.Option(help="Output directory (runs/find, runs/find2, ...).")] = "runs/find",
+) -> None:
+    """Run the LR range test and print the suggested learning rate.
+
+    With no TASK_FILE, runs the built-in demo (scikit-learn digits, MLP, SGD+momentum). A TASK_FILE is a Python
+    file defining model(), optimizer(params), train_loader() and loss_fn() (returning a loss function) or
+    step_fn(model, batch) -> loss.
+    """
+    if rule not in SUGGESTION_RULES:
+        fail(str(unknown_name_error("rule", rule, SUGGESTION_RULES)))
+    con = console()
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught, progress_bar("LR range test", num_steps) as update:
+            warnings.simplefilter("always")
+
+            def on_step(step: int, total: int, lr: float, loss: float) -> None:
+                update(info=f"lr={lr:.2e} loss={loss:.4f}")
+
+            result, out_dir = run_find(
+                task_file, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
+                accumulation_steps=accumulation_steps, seed=seed, out=out, progress=on_step,
+            )
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        fail(str(e))
+        return
+    for w in caught:
+        con.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    table_mod = __import__("rich.table", fromlist=["Table"])
+    table = table_mod.Table(title=f"LR range test — {result.num_steps_run} steps, {result.stop_reason}")
+    table.add_column("")
+    table.add_column("learning rate", justify="right")
+    table.add_row(f"[bold]suggestion ({result.rule})", f"[bold green]{result.suggestion:.3g}")
+    low, high = result.range
+    table.add_row("range (low – high)", f"{low:.3g} – {high:.3g}")
+    for name, lr in result.suggestions().items():
+        if name != result.rule:
+            table.add_row(f"rule: {name}", f"{lr:.3g}")
+    con.print(table)
+    con.print(f"plot:   {out_dir / 'lr_find.png'}\nrecord: {out_dir / 'lr_find.json'}", highlight=False)
+
+
+def register(app: Any) -> None:
+    """Add the ``find`` command to a Typer app."""
+    app.command("find")(find_command)

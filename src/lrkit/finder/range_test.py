@@ -1,0 +1,331 @@
+"""The LR range test (Smith 2017; fast.ai's "LR Finder"): ramp the LR up step by step and record the loss.
+
+Everything the user had is restored afterwards, in memory: parameters, buffers, gradients, optimizer state and
+hyperparameters, every module's train/eval mode, and the torch/numpy/python RNG states.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrkit._state import Snapshot
+from lrkit._utils import check_positive, unknown_name_error
+from lrkit.finder import suggest as _suggest
+from lrkit.finder.result import FinderResult
+
+__all__ = ["batch_loss", "find_lr", "group_scales", "move_to"]
+
+StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Progress = Callable[[int, int, float, float], None]
+
+_INPUT_KEYS = ("x", "input", "inputs", "features", "image", "images")
+_TARGET_KEYS = ("y", "target", "targets", "label", "labels")
+
+
+def move_to(obj: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to ``device``; other values pass through unchanged."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: move_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_to(v, device) for v in obj)
+    return obj
+
+
+def _split_batch(batch: Any) -> tuple[Any, Any]:
+    if isinstance(batch, Mapping):
+        x = next((batch[k] for k in _INPUT_KEYS if k in batch), None)
+        y = next((batch[k] for k in _TARGET_KEYS if k in batch), None)
+        if x is None or y is None:
+            raise ValueError(
+                f"cannot split a dict batch with keys {sorted(batch)} into input and target: the default loss needs "
+                f"one of {_INPUT_KEYS} and one of {_TARGET_KEYS}; pass step_fn=lambda model, batch: loss instead"
+            )
+        return x, y
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        return batch[0], batch[1]
+    kind = type(batch).__name__
+    if isinstance(batch, (list, tuple)):
+        kind += f" of length {len(batch)}"
+    raise ValueError(
+        f"a batch must be an (inputs, targets) pair or a dict for the default loss, got a {kind}; "
+        "pass step_fn=lambda model, batch: loss for other batch layouts"
+    )
+
+
+def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for integer targets, mean squared error otherwise."""
+    if not target.is_floating_point():
+        return torch.nn.functional.cross_entropy(output, target)
+    if output.shape != target.shape and output.numel() == target.numel():
+        output = output.reshape(target.shape)
+    return torch.nn.functional.mse_loss(output, target)
+
+
+def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None) -> torch.Tensor:
+    """The loss of one batch: ``step_fn(model, batch)`` or ``loss_fn(model(x), y)``; checked to be a scalar."""
+    if step_fn is not None:
+        loss = step_fn(model, batch)
+    else:
+        x, y = _split_batch(batch)
+        loss = (loss_fn or default_loss)(model(x), y)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(
+            f"the loss must be a scalar tensor, got {shape}; reduce it (e.g. loss.mean()) in loss_fn/step_fn"
+        )
+    return loss.reshape(())
+
+
+def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each param group's LR relative to the peak: ``group["lr_scale"]`` if set, else ``lr / max(lr)``.
+
+    The finder and the schedules multiply every group by the same factor, so discriminative ratios survive.
+    """
+    groups = optimizer.param_groups
+    if any("lr_scale" in g for g in groups):
+        return [float(g.get("lr_scale", 1.0)) for g in groups]
+    top = max(float(g["lr"]) for g in groups)
+    return [float(g["lr"]) / top if top > 0 else 1.0 for g in groups]
+
+
+def _batches(loader: Iterable[Any]) -> Iterator[Any]:
+    """Cycle through ``loader`` for as long as needed; an empty loader is an error."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("train_loader yielded no batches: the range test needs at least one")
+
+
+def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, num_steps)
+    if mode == "exp":
+        return start_lr * (end_lr / start_lr) ** t
+    return start_lr + (end_lr - start_lr) * t
+
+
+def _dist_mean(value: float, device: torch.device) -> float:
+    """The mean of ``value`` over all ranks when torch.distributed is running, else ``value``."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    backend = dist.get_backend()
+    dev = device if backend == "nccl" else torch.device("cpu")
+    t = torch.tensor([value], dtype=torch.float64, device=dev)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
+def _autocast(amp: bool | str, device: torch.device) -> tuple[Any, bool]:
+    """(autocast context, whether a GradScaler is needed) for ``amp`` on ``device``."""
+    if not amp:
+        return nullcontext(), False
+    dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if amp is True:
+        chosen = torch.float16 if device.type == "cuda" else torch.bfloat16
+    elif isinstance(amp, str) and amp in dtype:
+        chosen = dtype[amp]
+    else:
+        raise unknown_name_error("amp setting", str(amp), ["True", "False", *dtype])
+    return torch.autocast(device_type=device.type, dtype=chosen), chosen == torch.float16 and device.type == "cuda"
+
+
+def find_lr(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_loader: Iterable[Any],
+    *,
+    loss_fn: LossFn | None = None,
+    step_fn: StepFn | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    rule: str = _suggest.DEFAULT_RULE,
+    diverge_factor: float = 4.0,
+    accumulation_steps: int = 1,
+    amp: bool | str = False,
+    max_grad_norm: float | None = None,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+) -> FinderResult:
+    """Run an LR range test and return the curve with a suggested learning rate.
+
+    The LR of every param group grows from ``start_lr`` to ``end_lr`` over ``num_steps`` optimizer steps
+    (geometrically for ``mode="exp"``, linearly for ``"linear"``), each group keeping its ratio to the peak
+    (``group["lr_scale"]``, or its LR relative to the largest group's). At each step the loss of one batch (or of
+    ``accumulation_steps`` micro-batches) is recorded; the test stops early once the loss is non-finite or its
+    smoothed value exceeds ``diverge_factor`` × its best. Afterwards **everything is restored in memory**: parameters,
+    buffers, grads, optimizer state and param-group settings, train/eval modes, and the torch/numpy/python RNGs.
+
+    Under ``torch.distributed`` every rank must call ``find_lr`` with its shard of the data; the per-step loss is
+    averaged over ranks, so every rank records the same curve and returns the same suggestion.
+
+    Args:
+        model: any ``nn.Module`` (DDP-wrapped is fine). Batches are moved to its device (or ``device``).
+        optimizer: any ``torch.optim`` optimizer over the model's parameters; one or many param groups.
+        train_loader: an iterable of batches — ``(x, y)`` pairs, dicts with input/target keys, or anything
+            ``step_fn`` understands. Cycled if shorter than the test.
+        loss_fn: ``loss_fn(model(x), y) -> scalar``; default cross-entropy for integer targets, else MSE.
+        step_fn: ``step_fn(model, batch) -> scalar loss`` for anything else (dict-in models, custom losses).
+        start_lr, end_lr: the LR range (``0 < start_lr < end_lr``).
+        num_steps: optimizer steps in the test (at least 10).
+        mode: ``"exp"`` (log-spaced, the usual) or ``"linear"``.
+        rule: the default suggestion rule (one of ``lrkit.SUGGESTION_RULES``).
+        diverge_factor: stop when the smoothed loss exceeds this multiple of its best value.
+        accumulation_steps: micro-batches per optimizer step (gradient accumulation).
+        amp: ``True`` (fp16 on CUDA with a GradScaler, bf16 elsewhere), ``"bf16"``, ``"fp16"`` or ``False``.
+        max_grad_norm: clip the global gradient norm at each step, as your training loop does (optional).
+        device: where batches go; defaults to the model's first parameter's device.
+        progress: ``progress(step, num_steps, lr, loss)`` called after each step (the CLI's progress bar).
+
+    Returns:
+        A :class:`~lrkit.FinderResult` (``.suggestion``, ``.suggest(rule)``, ``.range``, ``.lrs``, ``.losses``).
+
+    Example:
+        >>> import torch
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> x = torch.randn(256, 4); y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+        >>> loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Flatten(0))
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> before = model[0].weight.clone()
+        >>> result = lrkit.find_lr(model, opt, loader, num_steps=60)
+        >>> 1e-4 < result.suggestion < 1.0, torch.equal(model[0].weight, before), opt.param_groups[0]["lr"]
+        (True, True, 0.1)
+    """
+    start_lr = check_positive("start_lr", start_lr)
+    end_lr = check_positive("end_lr", end_lr)
+    if start_lr >= end_lr:
+        raise ValueError(f"end_lr={end_lr:g} must be greater than start_lr={start_lr:g}")
+    if mode not in ("exp", "linear"):
+        raise unknown_name_error("mode", mode, ["exp", "linear"])
+    if rule not in _suggest.RULES:
+        raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
+    if not isinstance(num_steps, int) or num_steps < 10:
+        raise ValueError(f"num_steps={num_steps!r} must be an integer >= 10 (100 is typical)")
+    if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps={accumulation_steps!r} must be an integer >= 1")
+    if diverge_factor <= 1:
+        raise ValueError(f"diverge_factor={diverge_factor!r} must be > 1 (4 is typical)")
+    if step_fn is not None and loss_fn is not None:
+        raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
+    if max_grad_norm is not None:
+        check_positive("max_grad_norm", max_grad_norm)
+    if not optimizer.param_groups:
+        raise ValueError("optimizer has no param groups")
+
+    first_param = next(iter(model.parameters()), None)
+    dev = torch.device(device) if device is not None else (
+        first_param.device if first_param is not None else torch.device("cpu")
+    )
+    autocast, use_scaler = _autocast(amp, dev)
+    scaler = torch.amp.GradScaler(dev.type) if use_scaler else None
+
+    scales = group_scales(optimizer)
+    schedule = _schedule(start_lr, end_lr, num_steps, mode)
+    snapshot = Snapshot.capture(model, optimizer, rng=True)
+    t0 = time.perf_counter()
+    lrs: list[float] = []
+    losses: list[float] = []
+    stop_reason = "completed"
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    try:
+        model.train()
+        batches = _batches(train_loader)
+        best = math.inf
+        avg = 0.0
+        for i, lr in enumerate(schedule):
+            for group, scale in zip(optimizer.param_groups, scales):
+                group["lr"] = float(lr) * scale
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for _ in range(accumulation_steps):
+                batch = move_to(next(batches), dev)
+                with autocast:
+                    loss = batch_loss(model, batch, loss_fn, step_fn)
+                scaled = loss.float() / accumulation_steps
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                total += float(loss.detach())
+            value = _dist_mean(total / accumulation_steps, dev)
+            lrs.append(float(lr))
+            losses.append(value)
+            if progress is not None:
+                progress(i + 1, num_steps, float(lr), value)
+            if not math.isfinite(value):
+                if i == 0:
+                    raise ValueError(
+                        f"the loss is {value} at the very first step (lr={lr:.3g}): this is a data or model problem "
+                        "(NaN/inf inputs, a log of zero, a bad loss), not a learning-rate one"
+                    )
+                stop_reason = "non-finite"
+                break
+            # Same EMA as fastai's divergence check, so the stop point is comparable across tools.
+            avg = 0.98 * avg + 0.02 * value
+            smoothed = avg / (1 - 0.98 ** (i + 1))
+            if smoothed < best:
+                best = smoothed
+            if i > 0 and smoothed > diverge_factor * best:
+                stop_reason = "diverged"
+                break
+            if scaler is not None:
+                if max_grad_norm is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                if max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                optimizer.step()
+    finally:
+        snapshot.restore()
+    result = FinderResult(
+        lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
+        stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
+    )
+    result.warnings.extend(_quality_warnings(result))
+    for message in result.warnings:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return result
+
+
+def _quality_warnings(result: FinderResult) -> list[str]:
+    """Notes about curves too short or too flat to judge, each saying what to change."""
+    notes = []
+    lrs, losses = result._curve()
+    if len(losses) < 10:
+        notes.append(
+            f"the range test stopped after {len(losses)} steps ({result.stop_reason} at lr={lrs[-1]:.3g}) — too short "
+            f"to judge; lower start_lr (now {result.start_lr:g}) or raise num_steps (now {result.num_steps})"
+        )
+        return notes
+    s = _suggest.smooth_curve(losses)
+    drop = (s[0] - s.min()) / max(abs(s[0]), 1e-12)
+    if drop < 0.02:
+        return [*notes, (
+            f"the loss barely moved over the range test ({100 * drop:.1f}% below its start) — too flat to judge; "
+            f"raise end_lr (now {result.end_lr:g}) or num_steps (now {result.num_steps}), "
+            "or check that the model learns"
+        )]
+    i_min = int(np.argmin(s))
+    if i_min < 3:
+        notes.append(
+            f"the loss was lowest at the very start of the range (lr={lrs[i_min]:.3g}); lower start_lr "
+            f"(now {result.start_lr:g}) so the test sees the loss fall"
+        )
+    return notes

@@ -1,0 +1,123 @@
+"""FinderResult: the record of one LR range test, its suggestions, and its JSON/plot outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrkit._utils import atomic_write_text
+from lrkit.finder import suggest as _suggest
+
+__all__ = ["FinderResult"]
+
+
+@dataclass
+class FinderResult:
+    """The outcome of :func:`lrkit.find_lr`: the curve, how the test ended, and the suggested LRs.
+
+    Attributes:
+        lrs: the peak LR (group with ``lr_scale`` 1) at each step that ran.
+        losses: the raw mean training loss at each step (all ranks' mean under ``torch.distributed``).
+        start_lr, end_lr, num_steps, mode: the test's settings.
+        stop_reason: ``"completed"``, ``"diverged"`` or ``"non-finite"``.
+        seconds: wall time of the test (restore included).
+        rule: the default suggestion rule's name.
+        warnings: human-readable notes about the curve's quality (too short, too flat), with what to change.
+
+    Example:
+        >>> r = FinderResult(lrs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], losses=[2.0, 1.9, 1.2, 0.9, 5.0])
+        >>> r.suggest("minimum")
+        0.01
+        >>> sorted(r.suggestions())
+        ['minimum', 'robust', 'steepest', 'valley']
+    """
+
+    lrs: list[float]
+    losses: list[float]
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    num_steps: int = 100
+    mode: str = "exp"
+    stop_reason: str = "completed"
+    seconds: float = 0.0
+    rule: str = _suggest.DEFAULT_RULE
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lrs = [float(v) for v in self.lrs]
+        self.losses = [float(v) for v in self.losses]
+
+    # -- the curve -------------------------------------------------------------------------------------------
+    @property
+    def num_steps_run(self) -> int:
+        """How many optimizer steps the test ran before it completed or stopped."""
+        return len(self.lrs)
+
+    @property
+    def smoothed_losses(self) -> list[float]:
+        """The lag-free smoothed curve every rule reads (see :func:`lrkit.finder.suggest.smooth_curve`)."""
+        finite = [v for v in self.losses if math.isfinite(v)]
+        return [float(v) for v in _suggest.smooth_curve(np.asarray(finite))] if finite else []
+
+    def _curve(self) -> tuple[np.ndarray, np.ndarray]:
+        lrs = np.asarray(self.lrs, dtype=float)
+        losses = np.asarray(self.losses, dtype=float)
+        keep = np.isfinite(losses)
+        return lrs[keep], losses[keep]
+
+    # -- suggestions -----------------------------------------------------------------------------------------
+    def suggest(self, rule: str | None = None) -> float:
+        """The LR that ``rule`` (default: :attr:`rule`) reads off the curve; names are in ``lrkit.SUGGESTION_RULES``."""
+        return _suggest.suggest(*self._curve(), rule or self.rule)
+
+    @property
+    def suggestion(self) -> float:
+        """The default rule's LR."""
+        return self.suggest()
+
+    def suggestions(self) -> dict[str, float]:
+        """Every rule's LR, by name."""
+        return {name: self.suggest(name) for name in _suggest.RULES}
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """``(low, high)`` LR bounds for cyclical / one-cycle policies (see :func:`lrkit.finder.suggest.lr_range`)."""
+        return _suggest.lr_range(*self._curve())
+
+    # -- records ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record: settings, curve, and every rule's suggestion."""
+        d = asdict(self)
+        d["losses"] = [v if math.isfinite(v) else None for v in self.losses]
+        d["smoothed_losses"] = self.smoothed_losses
+        d["suggestion"] = self.suggestion
+        d["suggestions"] = self.suggestions()
+        d["range"] = list(self.range)
+        return d
+
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`to_dict` to ``path`` atomically and return the path."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> FinderResult:
+        """Load a record written by :meth:`to_json` (so a plot can be redrawn later)."""
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        fields["losses"] = [float("nan") if v is None else v for v in fields.get("losses", [])]
+        return cls(**fields)
+
+    def plot(self, path: str | os.PathLike[str] | None = None, *, ax: Any = None, show_rules: bool = True) -> Any:
+        """Draw loss vs LR (log axis), the suggestion marked and the usable range shaded.
+
+        Writes a PNG when ``path`` is given; returns the matplotlib ``Figure``. Needs matplotlib (``lrkit[plot]``).
+        """
+        from lrkit.plots.finder import plot_finder
+
+        return plot_finder(self.to_dict(), path=path, ax=ax, show_rules=show_rules)

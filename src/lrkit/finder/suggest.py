@@ -1,0 +1,185 @@
+"""Suggestion rules: small pure functions over a range-test curve ``(lrs, losses)``.
+
+Every rule takes the LRs and the *raw* per-step losses of one range test (already cut at divergence) and returns a
+learning rate. They share one smoothing step (:func:`smooth_curve`) so the rules differ only in how they read the
+curve, not in how they denoise it.
+
+>>> import numpy as np
+>>> lrs = np.logspace(-5, 0, 60)
+>>> losses = 1.0 / (1.0 + (lrs / 1e-3)) + (lrs / 0.1) ** 2   # learns from ~1e-3, blows up from ~0.1
+>>> lo, hi = 1e-4, 1e-1
+>>> lo < suggest_robust(lrs, losses) < hi
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from lrkit._utils import unknown_name_error
+
+__all__ = [
+    "DEFAULT_RULE",
+    "RULES",
+    "lr_range",
+    "smooth_curve",
+    "suggest",
+    "suggest_minimum",
+    "suggest_robust",
+    "suggest_steepest",
+    "suggest_valley",
+]
+
+Rule = Callable[[np.ndarray, np.ndarray], float]
+
+
+def ema(values: np.ndarray, beta: float = 0.9) -> np.ndarray:
+    """Bias-corrected exponential moving average (fastai's smoothing): ``s_i = beta*s_{i-1} + (1-beta)*x_i``."""
+    out = np.empty(len(values), dtype=float)
+    avg = 0.0
+    for i, v in enumerate(values):
+        avg = beta * avg + (1.0 - beta) * float(v)
+        out[i] = avg / (1.0 - beta ** (i + 1))
+    return out
+
+
+def smooth_curve(losses: np.ndarray, window: int | None = None) -> np.ndarray:
+    """Denoise a range-test loss curve without shifting it.
+
+    A running median (robust to single bad batches) followed by a centred moving average. Unlike an EMA, a centred
+    filter has no lag, so the minimum of the smoothed curve sits at the LR where the loss really bottomed out rather
+    than a few steps later (the lag is why EMA-based ``argmin`` rules overshoot). ``window`` defaults to ~7% of the
+    curve (odd, at least 3).
+    """
+    y = np.asarray(losses, dtype=float)
+    n = len(y)
+    if n < 3:
+        return y.copy()
+    w = window or max(3, round(0.07 * n) | 1)
+    w = min(w | 1, n if n % 2 else n - 1)
+    h = w // 2
+    padded = np.concatenate([np.full(h, y[0]), y, np.full(h, y[-1])])
+    med = np.array([np.median(padded[i : i + w]) for i in range(n)])
+    padded = np.concatenate([np.full(h, med[0]), med, np.full(h, med[-1])])
+    kernel = np.ones(w) / w
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def _trim(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lrs = np.asarray(lrs, dtype=float)
+    losses = np.asarray(losses, dtype=float)
+    keep = np.isfinite(losses)
+    if keep.sum() < 3:
+        raise ValueError(f"need at least 3 finite loss values to suggest an LR, got {int(keep.sum())}")
+    return lrs[keep], losses[keep]
+
+
+def _gradient(lrs: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
+    return np.gradient(smoothed, np.log10(lrs))
+
+
+def suggest_steepest(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The LR where the smoothed loss falls fastest per decade: ``argmin d loss / d log10(lr)``.
+
+    This is torch-lr-finder's and Lightning's rule; it tends to sit low, at the start of the descent.
+    """
+    lrs, losses = _trim(lrs, losses)
+    s = smooth_curve(losses)
+    end = int(np.argmin(s)) + 1  # only the descending part counts
+    end = max(end, 3)
+    g = _gradient(lrs[:end], s[:end])
+    return float(lrs[int(np.argmin(g))])
+
+
+def suggest_minimum(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """One tenth of the LR at the smoothed loss's minimum (fastai's ``minimum``: ``lr_min / 10``)."""
+    lrs, losses = _trim(lrs, losses)
+    return float(lrs[int(np.argmin(smooth_curve(losses)))] / 10.0)
+
+
+def suggest_valley(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """fastai's ``valley``: the longest decreasing run of the loss, then a point ~1/2 of the way down it.
+
+    Re-implemented from fastai's ``valley`` (longest decreasing subsequence over the smoothed losses; index
+    ``start + int(L/3) + int(L/6)`` where ``L`` is its length).
+    """
+    lrs, losses = _trim(lrs, losses)
+    s = ema(losses, 0.98)
+    n = len(s)
+    lds = np.ones(n, dtype=int)
+    max_start = max_end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if s[i] < s[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    idx = max_start + int(sections) + int(sections / 2)
+    return float(lrs[min(idx, n - 1)])
+
+
+#: How far below the loss minimum's LR the robust rule sits, in decades (calibrated on benchmarks/finder_quality.py).
+ROBUST_BACKOFF_DECADES = 1.0
+
+
+def suggest_robust(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """lrkit's default rule: a fixed back-off below where the loss stopped improving, kept inside the descent.
+
+    1. Smooth with a lag-free filter (:func:`smooth_curve`) and find ``lr_min``, the LR at the smoothed minimum —
+       the edge past which this model/optimizer stops making progress.
+    2. Find the descent: the LRs where the smoothed loss is falling by at least 5% of its total drop per decade.
+    3. Suggest ``lr_min / 10**ROBUST_BACKOFF_DECADES`` clipped into the descent: a full training run at its peak LR
+       runs hundreds of steps at that LR, so it needs a margin below the edge the short test found; but it must still
+       be an LR at which the loss was seen to fall.
+    """
+    lrs, losses = _trim(lrs, losses)
+    s = smooth_curve(losses)
+    i_min = int(np.argmin(s))
+    lr_min = lrs[i_min]
+    cand = lr_min / 10.0**ROBUST_BACKOFF_DECADES
+    drop = s[0] - s[i_min]
+    if i_min < 2 or drop <= 0:
+        return float(cand)
+    g = _gradient(lrs[: i_min + 1], s[: i_min + 1])
+    falling = np.nonzero(g < -0.05 * drop)[0]
+    if len(falling):
+        lo = lrs[falling[0]]
+        cand = max(cand, lo)
+    return float(min(cand, lr_min))
+
+
+def lr_range(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
+    """``(low, high)`` bounds for cyclical and one-cycle policies (Smith 2017, section 3.3).
+
+    ``low`` is where the loss starts to fall (the smoothed loss has covered 10% of its total drop); ``high`` is where
+    it stops falling (the smoothed minimum, before the curve turns ragged). Smith's ``base_lr``/``max_lr``.
+    """
+    lrs, losses = _trim(lrs, losses)
+    s = smooth_curve(losses)
+    i_min = int(np.argmin(s))
+    drop = s[0] - s[i_min]
+    if i_min == 0 or drop <= 0:
+        return float(lrs[0]), float(lrs[i_min])
+    below = np.nonzero(s[: i_min + 1] <= s[0] - 0.1 * drop)[0]
+    i_lo = int(below[0]) if len(below) else 0
+    return float(lrs[i_lo]), float(lrs[i_min])
+
+
+RULES: dict[str, Rule] = {
+    "robust": suggest_robust,
+    "steepest": suggest_steepest,
+    "minimum": suggest_minimum,
+    "valley": suggest_valley,
+}
+DEFAULT_RULE = "robust"
+
+
+def suggest(lrs: np.ndarray, losses: np.ndarray, rule: str = DEFAULT_RULE) -> float:
+    """Apply the rule called ``rule`` (one of :data:`RULES`) to a range-test curve."""
+    if rule not in RULES:
+        raise unknown_name_error("suggestion rule", rule, RULES)
+    return RULES[rule](np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float))

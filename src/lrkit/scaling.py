@@ -1,0 +1,419 @@
+"""Batch-size ↔ LR rules, Ultralytics' nominal batch size, and parameter groups for fine-tuning.
+
+* :func:`scale_lr` — carry a tuned LR to a new batch size: linear for SGD (Goyal et al. 2017), square root for
+  adaptive optimizers (Malladi et al. 2022), or ``"auto"`` to pick by the optimizer.
+* :func:`nominal_batch` — Ultralytics' ``nbs``: accumulate gradients up to a nominal batch and scale weight decay.
+* :func:`param_groups` — discriminative LRs (backbone/head or layer-wise decay), no weight decay on biases and
+  norm layers, bias groups flagged for ``warmup_bias_lr``; every group carries its ``lr_scale`` (its ratio to the
+  peak LR), which schedules, the LR finder and ``lr0="auto"`` preserve.
+* :func:`freeze_layers` — freeze the first ``n`` layers (or named ones) for transfer learning.
+
+>>> import torch
+>>> scale_lr(1e-3, 32, 128, rule="auto", optimizer="adamw")
+0.002
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+>>> groups = param_groups(model, 0.1, weight_decay=5e-4, backbone_lr_scale=0.1, head=("2",))
+>>> sorted((g["name"], g["lr"]) for g in groups)
+[('backbone/bias', 0.010000000000000002), ('backbone/decay', 0.010000000000000002), ('head/bias', 0.1), \
+('head/decay', 0.1)]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from lrkit._utils import check_positive, did_you_mean, unknown_name_error
+
+__all__ = [
+    "ADAPTIVE_OPTIMIZERS",
+    "SGD_LIKE_OPTIMIZERS",
+    "NominalBatch",
+    "freeze_layers",
+    "layer_names",
+    "nominal_batch",
+    "optimizer_family",
+    "param_groups",
+    "scale_lr",
+]
+
+#: Optimizers whose LR scales linearly with the batch size (Goyal et al. 2017), by lower-case class name.
+SGD_LIKE_OPTIMIZERS: frozenset[str] = frozenset({"sgd", "asgd", "sgdw", "sgdp", "lars"})
+#: Adaptive optimizers, whose LR scales with the square root of the batch size (Malladi et al. 2022).
+ADAPTIVE_OPTIMIZERS: frozenset[str] = frozenset(
+    {
+        "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "sparseadam", "adafactor",
+        "lamb", "adabelief", "adamp", "adan",
+    }
+)
+# Substrings that identify a family in class names we do not know by name (``AdamW8bit``, ``FusedSGD``, ...).
+_ADAPTIVE_HINTS = ("adam", "rmsprop", "adagrad", "adafactor", "adadelta")
+_SGD_HINTS = ("sgd",)
+
+_RULES = ("linear", "sqrt", "auto")
+
+
+# --------------------------------------------------------------------------------------------- batch-size rules
+
+
+def optimizer_family(optimizer: Any) -> str:
+    """``"sgd"`` or ``"adaptive"`` for an optimizer instance, class or name; ``ValueError`` when it cannot tell.
+
+    Known torch names decide first (also through a subclass's MRO), then name hints (``AdamW8bit`` is adaptive,
+    ``FusedSGD`` SGD-like). Optimizers outside both families (``LBFGS``, ``Rprop``, ``Lion``, ...) are refused
+    rather than guessed.
+
+    >>> optimizer_family("AdamW"), optimizer_family(torch.optim.SGD)
+    ('adaptive', 'sgd')
+    """
+    if isinstance(optimizer, str):
+        names = [optimizer.strip().rsplit(".", 1)[-1]]
+        shown = optimizer
+    elif isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        names = [c.__name__ for c in optimizer.__mro__]
+        shown = optimizer.__name__
+    elif isinstance(optimizer, torch.optim.Optimizer):
+        names = [c.__name__ for c in type(optimizer).__mro__]
+        shown = type(optimizer).__name__
+    else:
+        raise ValueError(
+            f"optimizer={optimizer!r} must be a torch optimizer instance, an optimizer class or a name such as "
+            "'SGD' or 'AdamW'"
+        )
+    for name in names:  # exact names first, most derived class first
+        key = name.lower().replace("_", "").replace("-", "")
+        if key in SGD_LIKE_OPTIMIZERS:
+            return "sgd"
+        if key in ADAPTIVE_OPTIMIZERS:
+            return "adaptive"
+    key = names[0].lower()
+    if any(h in key for h in _ADAPTIVE_HINTS):
+        return "adaptive"
+    if any(h in key for h in _SGD_HINTS):
+        return "sgd"
+    known = sorted(SGD_LIKE_OPTIMIZERS | ADAPTIVE_OPTIMIZERS)
+    raise ValueError(
+        f"cannot tell whether optimizer {shown!r} is SGD-like (rule='linear') or adaptive (rule='sqrt')."
+        f"{did_you_mean(key, known)} Pass rule='linear' or rule='sqrt' explicitly. Known: {', '.join(known)}"
+    )
+
+
+def _check_batch(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer batch size")
+    return int(value)
+
+
+def scale_lr(
+    lr: float, from_batch: int, to_batch: int, rule: str = "linear", *, optimizer: Any = None
+) -> float:
+    """Scale a learning rate tuned at batch size ``from_batch`` to batch size ``to_batch``.
+
+    ``lr' = lr * (to_batch / from_batch) ** p`` with ``p = 1`` for ``rule="linear"`` (SGD; Goyal et al. 2017,
+    "Accurate, Large Minibatch SGD") and ``p = 1/2`` for ``rule="sqrt"`` (Adam, AdamW, RMSprop, Adagrad, ...;
+    Malladi et al. 2022, "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms"). ``rule="auto"``
+    picks by ``optimizer`` (an instance, a class or a name such as ``"AdamW"``) and raises ``ValueError`` if it
+    cannot tell which family the optimizer belongs to.
+
+    Both rules hold while the batch is below the critical batch size; far above it the optimal LR stops growing,
+    so re-check very large jumps with the LR finder.
+
+    >>> scale_lr(0.1, 256, 1024)
+    0.4
+    >>> scale_lr(1e-3, 64, 256, rule="sqrt")
+    0.002
+    >>> scale_lr(0.01, 64, 16, rule="auto", optimizer=torch.optim.SGD)
+    0.0025
+    """
+    lr = check_positive("lr", lr)
+    b0 = _check_batch("from_batch", from_batch)
+    b1 = _check_batch("to_batch", to_batch)
+    if not isinstance(rule, str) or rule not in _RULES:
+        raise unknown_name_error("scaling rule", str(rule), _RULES)
+    if rule == "auto":
+        if optimizer is None:
+            raise ValueError(
+                "rule='auto' needs optimizer= (an optimizer instance, class or name such as 'SGD' or 'AdamW') "
+                "to choose between 'linear' and 'sqrt'"
+            )
+        rule = "linear" if optimizer_family(optimizer) == "sgd" else "sqrt"
+    ratio = b1 / b0
+    return lr * (ratio if rule == "linear" else math.sqrt(ratio))
+
+
+class NominalBatch(NamedTuple):
+    """Result of :func:`nominal_batch`: optimizer steps accumulate ``accumulate`` batches; the scaled weight decay."""
+
+    accumulate: int
+    weight_decay: float
+
+
+def nominal_batch(batch: int, nbs: int = 64, weight_decay: float = 5e-4) -> NominalBatch:
+    """Ultralytics' nominal batch size: accumulate gradients so each optimizer step sees about ``nbs`` samples.
+
+    ``accumulate = max(round(nbs / batch), 1)`` and ``weight_decay' = weight_decay * batch * accumulate / nbs``
+    (the decay is applied once per optimizer step, so it is scaled to the samples that step really saw). Python's
+    ``round`` (half to even) is used, exactly as Ultralytics does. The default ``weight_decay`` is Ultralytics'.
+
+    >>> nominal_batch(16)
+    NominalBatch(accumulate=4, weight_decay=0.0005)
+    >>> nominal_batch(24, nbs=64, weight_decay=5e-4).accumulate   # 64/24 = 2.67 -> 3 batches = 72 samples
+    3
+    >>> nominal_batch(128).accumulate
+    1
+    """
+    b = _check_batch("batch", batch)
+    n = _check_batch("nbs", nbs)
+    wd = check_positive("weight_decay", weight_decay, allow_zero=True)
+    accumulate = max(round(n / b), 1)
+    return NominalBatch(accumulate, wd * b * accumulate / n)
+
+
+# --------------------------------------------------------------------------------------------- layers and groups
+
+_NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
+    t
+    for t in (
+        getattr(nn.modules.batchnorm, "_NormBase", None),  # BatchNorm*, InstanceNorm*, SyncBatchNorm
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.LocalResponseNorm,
+        getattr(nn, "RMSNorm", None),
+    )
+    if t is not None
+)
+
+
+def _layers(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """The model's layers, input to output: ``[(layer_name, [param names...]), ...]`` over *all* parameters.
+
+    A layer is a top-level child module that owns parameters, in registration order; a top-level
+    ``nn.ModuleList`` counts as its elements (``blocks.0``, ``blocks.1``, ...). Parameters registered directly on
+    the model (``cls_token``, ``pos_embed``) belong to the first layer, the input end, as in timm.
+    """
+    order: list[str] = []
+    members: dict[str, list[str]] = {}
+    root: list[str] = []
+    lists = {name for name, child in model.named_children() if isinstance(child, nn.ModuleList)}
+    for name, _ in model.named_parameters():
+        parts = name.split(".")
+        if len(parts) == 1:
+            root.append(name)
+            continue
+        key = ".".join(parts[:2]) if parts[0] in lists and len(parts) > 2 else parts[0]
+        if key not in members:
+            order.append(key)
+            members[key] = []
+        members[key].append(name)
+    if not order and root:  # a model whose only parameters are its own (e.g. a bare nn.Linear)
+        return [("", root)]
+    layers = [(k, members[k]) for k in order]
+    if root and layers:
+        layers[0] = (layers[0][0], root + layers[0][1])
+    return layers
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """The names of the model's layers as :func:`freeze_layers` and ``layer_decay`` count them, input to output.
+
+    >>> layer_names(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1)))
+    ['0', '2']
+    """
+    return [name for name, _ in _layers(model)]
+
+
+def _matches(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def freeze_layers(model: nn.Module, n: int | Sequence[int | str]) -> list[str]:
+    """Freeze (``requires_grad=False``) the first ``n`` layers, or the layers/prefixes listed; return what was frozen.
+
+    Layers are the model's top-level child modules that own parameters, input to output (see :func:`layer_names`;
+    a top-level ``nn.ModuleList`` counts as its elements, parameters set directly on the model belong to the first
+    layer). ``n`` may also be a list of layer indices (Ultralytics' ``freeze=[0, 1, 2]``) and/or parameter-name
+    prefixes (``["backbone", "neck.0"]``). Returns the names of the parameters frozen, in model order. Only
+    ``requires_grad`` changes: a frozen BatchNorm in train mode still updates its running statistics (call
+    ``.eval()`` on it if that matters).
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    >>> freeze_layers(model, 1)
+    ['0.weight', '0.bias']
+    >>> [p.requires_grad for p in model.parameters()]
+    [False, False, True, True]
+    """
+    layers = _layers(model)
+    names = [name for name, _ in layers]
+    selected: set[str] = set()
+    if isinstance(n, bool) or not isinstance(n, (int, list, tuple)):
+        raise ValueError(f"freeze={n!r} must be a number of layers or a list of layer indices/name prefixes")
+    if isinstance(n, int):
+        if n < 0 or n > len(layers):
+            raise ValueError(
+                f"freeze={n} must be between 0 and the number of layers ({len(layers)}: {', '.join(names)})"
+            )
+        for _, params in layers[:n]:
+            selected.update(params)
+    else:
+        all_params = [name for name, _ in model.named_parameters()]
+        for item in n:
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                raise ValueError(f"freeze entry {item!r} must be a layer index or a parameter-name prefix")
+            if isinstance(item, int):
+                if not -len(layers) <= item < len(layers):
+                    raise ValueError(
+                        f"freeze index {item} is out of range: the model has {len(layers)} layers "
+                        f"({', '.join(names)})"
+                    )
+                selected.update(layers[item][1])
+                continue
+            hit = [p for p in all_params if _matches(p, item)]
+            if not hit:
+                raise ValueError(
+                    f"freeze entry {item!r} matches no parameter name.{did_you_mean(item, names + all_params)} "
+                    f"Layers: {', '.join(names)}"
+                )
+            selected.update(hit)
+    frozen = []
+    for name, p in model.named_parameters():
+        if name in selected:
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def _no_decay_names(model: nn.Module, no_decay: Iterable[str]) -> set[str]:
+    """Parameter names that get no weight decay: name patterns, biases, and every parameter of a norm layer."""
+    patterns = [p.lower() for p in no_decay]
+    out = {name for name, _ in model.named_parameters() if any(p in name.lower() for p in patterns)}
+    if "norm" in patterns:
+        for mod_name, mod in model.named_modules():
+            if isinstance(mod, _NORM_TYPES):
+                prefix = f"{mod_name}." if mod_name else ""
+                out.update(prefix + n for n, _ in mod.named_parameters(recurse=False))
+    return out
+
+
+def param_groups(
+    model: nn.Module,
+    lr: float,
+    *,
+    weight_decay: float = 0.0,
+    backbone_lr_scale: float | None = None,
+    head: Sequence[str] = ("head", "fc", "classifier"),
+    layer_decay: float | None = None,
+    layer_id_fn: Callable[[str], int] | None = None,
+    no_decay: Sequence[str] = ("bias", "norm"),
+    freeze: int | Sequence[int | str] | None = None,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups for fine-tuning: discriminative LRs, no decay on biases/norms, bias groups flagged.
+
+    Every trainable parameter lands in exactly one group; frozen ones (``requires_grad=False``, or frozen here by
+    ``freeze=``, see :func:`freeze_layers`) in none; no group is empty. Each group is a dict with ``params``,
+    ``lr = lr * lr_scale``, ``lr_scale`` (its ratio to the peak ``lr``), ``weight_decay``, ``name``
+    (``"<level>/<kind>"``) and ``is_bias`` (``True`` for the bias groups, where ``warmup_bias_lr`` applies).
+
+    LR levels (at most one of the two options):
+
+    * ``backbone_lr_scale=s``: parameters under a ``head`` prefix (a top-level name such as ``"fc"`` or a dotted
+      prefix such as ``"head.fc"``) train at ``lr``; the rest (the pretrained backbone) at ``lr * s``.
+    * ``layer_decay=d`` (BEiT/timm layer-wise decay): layers are numbered ``0 .. L`` from input to output — the
+      model's layers as :func:`layer_names` lists them, or ``layer_id_fn(param_name) -> int`` — and layer ``i``
+      trains at ``lr * d ** (L - i)``: the output layer at the peak, each layer below ``d`` times slower.
+
+    Kinds: ``decay`` (weights, at ``weight_decay``), ``no_decay`` (parameters of normalization layers —
+    BatchNorm/LayerNorm/GroupNorm/InstanceNorm/RMSNorm found by module type when ``"norm"`` is in ``no_decay`` —
+    and parameters whose name contains a ``no_decay`` pattern, at decay 0) and ``bias`` (every ``*.bias``, at decay
+    0 when ``"bias"`` is in ``no_decay``). Pass ``no_decay=()`` to decay everything.
+
+    Torch optimizers keep the extra keys, and schedules built with :mod:`lrkit.schedules` or ``torch.optim``
+    multiply each group's own LR, so the ratios survive warmup, decay, the LR finder and ``lr0="auto"``.
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    >>> groups = param_groups(model, 1e-3, weight_decay=0.05, layer_decay=0.5)
+    >>> [(g["name"], g["lr_scale"], g["weight_decay"]) for g in groups]  # doctest: +NORMALIZE_WHITESPACE
+    [('layer0/decay', 0.25, 0.05), ('layer0/bias', 0.25, 0.0), ('layer1/no_decay', 0.5, 0.0),
+     ('layer1/bias', 0.5, 0.0), ('layer2/decay', 1.0, 0.05), ('layer2/bias', 1.0, 0.0)]
+    >>> optimizer = torch.optim.AdamW(groups)
+    """
+    lr = check_positive("lr", lr)
+    weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+    if backbone_lr_scale is not None and layer_decay is not None:
+        raise ValueError(
+            f"backbone_lr_scale={backbone_lr_scale} and layer_decay={layer_decay} are mutually exclusive: "
+            "use backbone_lr_scale for a backbone/head split or layer_decay for layer-wise decay, not both"
+        )
+    for opt_name, value in (("backbone_lr_scale", backbone_lr_scale), ("layer_decay", layer_decay)):
+        if value is not None:
+            v = check_positive(opt_name, value)
+            if v > 1:
+                raise ValueError(f"{opt_name}={value} must be in (0, 1]: it is the ratio to the peak lr={lr}")
+    if layer_id_fn is not None and layer_decay is None:
+        raise ValueError("layer_id_fn is only used with layer_decay=; pass layer_decay (e.g. 0.75) as well")
+    if isinstance(head, str):
+        head = (head,)
+    if isinstance(no_decay, str):
+        no_decay = (no_decay,)
+    if freeze is not None:
+        freeze_layers(model, freeze)
+
+    named = [(n, p) for n, p in model.named_parameters()]
+    trainable = [(n, p) for n, p in named if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameters (all have requires_grad=False); nothing to optimize")
+
+    # level of every trainable parameter: (sort key, level name, lr_scale)
+    levels: dict[str, tuple[int, str, float]] = {}
+    if backbone_lr_scale is not None:
+        heads = {n for n, _ in named if any(_matches(n, h) for h in head)}
+        if not heads:
+            tops = layer_names(model)
+            raise ValueError(
+                f"head={tuple(head)!r} matches no parameter of the model, so backbone_lr_scale has no head to "
+                f"spare.{did_you_mean(next(iter(head), ''), tops)} Pass head= with the head's name; layers: "
+                f"{', '.join(tops)}"
+            )
+        if not any(n not in heads for n, _ in trainable):
+            raise ValueError(f"head={tuple(head)!r} covers every trainable parameter: there is no backbone to scale")
+        for n, _ in trainable:
+            levels[n] = (1, "head", 1.0) if n in heads else (0, "backbone", float(backbone_lr_scale))
+    elif layer_decay is not None:
+        if layer_id_fn is not None:
+            ids: dict[str, int] = {}
+            for n, _ in named:
+                i = layer_id_fn(n)
+                if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+                    raise ValueError(f"layer_id_fn({n!r}) returned {i!r}; it must return an integer >= 0")
+                ids[n] = i
+        else:
+            ids = {n: i for i, (_, params) in enumerate(_layers(model)) for n in params}
+        top = max(ids.values())
+        for n, _ in trainable:
+            levels[n] = (ids[n], f"layer{ids[n]}", float(layer_decay) ** (top - ids[n]))
+    else:
+        levels = {n: (0, "all", 1.0) for n, _ in trainable}
+
+    nd = _no_decay_names(model, no_decay)
+    decay_bias = "bias" not in [p.lower() for p in no_decay]
+    kinds = ("decay", "no_decay", "bias")
+    buckets: dict[tuple[int, str, int], dict[str, Any]] = {}
+    for n, p in trainable:
+        order, level, scale = levels[n]
+        kind = "bias" if n.split(".")[-1] == "bias" else ("no_decay" if n in nd else "decay")
+        key = (order, level, kinds.index(kind))
+        if key not in buckets:
+            wd = weight_decay if kind == "decay" or (kind == "bias" and decay_bias) else 0.0
+            buckets[key] = {
+                "params": [],
+                "lr": lr * scale,
+                "lr_scale": scale,
+                "weight_decay": wd,
+                "name": f"{level}/{kind}",
+                "is_bias": kind == "bias",
+            }
+        buckets[key]["params"].append(p)
+    return [buckets[k] for k in sorted(buckets)]

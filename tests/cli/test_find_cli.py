@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+import textwrap
+
+import typer
+from typer.testing import CliRunner
+
+from lrkit.cli import find
+
+runner = CliRunner()
+
+
+def app() -> typer.Typer:
+    a = typer.Typer()
+    find.register(a)
+
+    @a.command()
+    def other() -> None:  # a second command so "find" stays a sub-command
+        pass
+
+    return a
+
+
+def test_demo_writes_plot_and_record(tmp_path):
+    res = runner.invoke(app(), ["find", "--num-steps", "40", "--out", str(tmp_path / "f")])
+    assert res.exit_code == 0, res.output
+    assert "suggestion (robust)" in res.output and "rule: steepest" in res.output
+    record = json.loads((tmp_path / "f" / "lr_find.json").read_text())
+    assert (tmp_path / "f" / "lr_find.png").stat().st_size > 1000
+    assert f"{record['suggestion']:.3g}" in res.output
+    # a second run never overwrites the first
+    res2 = runner.invoke(app(), ["find", "--num-steps", "20", "--out", str(tmp_path / "f")])
+    assert res2.exit_code == 0 and (tmp_path / "f2" / "lr_find.json").exists()
+
+
+def test_task_file(tmp_path):
+    task = tmp_path / "my_task.py"
+    task.write_text(textwrap.dedent("""
+        import torch
+        def model():
+            torch.manual_seed(0)
+            return torch.nn.Linear(3, 1)
+        def optimizer(params):
+            return torch.optim.Adam(params, lr=1e-3)
+        def train_loader():
+            x = torch.randn(64, 3); y = x.sum(1, keepdim=True)
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+        def loss_fn():
+            return torch.nn.functional.mse_loss
+    """))
+    res = runner.invoke(app(), ["find", str(task), "--num-steps", "30", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "o" / "lr_find.json").read_text())["num_steps"] == 30
+
+
+def test_bad_input_exits_cleanly(tmp_path):
+    res = runner.invoke(app(), ["find", "--start-lr", "1", "--end-lr", "0.1", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "must be greater than start_lr" in res.output
+    assert not (tmp_path / "x").exists()
+    res = runner.invoke(app(), ["find", "--rule", "valey"])
+    assert res.exit_code == 2 and "Did you mean 'valley'" in res.output
+    bad = tmp_path / "bad.py"
+    bad.write_text("def model():\n    return None\n")
+    res = runner.invoke(app(), ["find", str(bad)])
+    assert res.exit_code == 2 and "must define optimizer(), train_loader()" in res.output
+    res = runner.invoke(app(), ["find", str(tmp_path / "nope.py")])
+    assert res.exit_code == 2 and "does not exist" in res.output

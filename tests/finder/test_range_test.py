@@ -1,0 +1,260 @@
+from __future__ import annotations
+
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import lrkit
+from lrkit.finder.range_test import group_scales
+
+
+def bn_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 3)
+    )
+
+
+def everything(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
+    """Every tensor and setting the finder could touch, copied."""
+    state = {f"param:{k}": v.detach().clone() for k, v in model.named_parameters()}
+    state.update({f"grad:{k}": None if v.grad is None else v.grad.clone() for k, v in model.named_parameters()})
+    state.update({f"buffer:{k}": v.clone() for k, v in model.named_buffers()})
+    state["modes"] = [m.training for m in model.modules()]
+    sd = opt.state_dict()
+    state["opt_state"] = {
+        k: {n: t.clone() if torch.is_tensor(t) else t for n, t in s.items()} for k, s in sd["state"].items()
+    }
+    state["opt_groups"] = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
+    state["rng_torch"] = torch.get_rng_state().clone()
+    state["rng_numpy"] = np.random.get_state()[1].copy()
+    state["rng_python"] = random.getstate()
+    return state
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        x, y = a[k], b[k]
+        if torch.is_tensor(x):
+            assert x.dtype == y.dtype and torch.equal(x, y), k  # bit for bit
+        elif isinstance(x, np.ndarray):
+            assert np.array_equal(x, y), k
+        elif k == "opt_state":
+            assert x.keys() == y.keys()
+            for pk in x:
+                for name in x[pk]:
+                    assert torch.equal(torch.as_tensor(x[pk][name]), torch.as_tensor(y[pk][name])), (k, pk, name)
+        else:
+            assert x == y, k
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam", "adamw", "rmsprop"])
+def test_restores_every_bit(classification_loader, opt_name):
+    model = bn_model()
+    make = {
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+        "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+        "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.1),
+        "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-3, momentum=0.5),
+    }[opt_name]
+    opt = make(model.parameters())
+    # Give the optimizer real state and the model real grads / running stats before the test.
+    loss_fn = torch.nn.functional.cross_entropy
+    for x, y in list(classification_loader)[:3]:
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    model.eval()
+    model[3].train()  # mixed modes must survive too
+    torch.manual_seed(123); np.random.seed(7); random.seed(9)
+    before = everything(model, opt)
+    result = lrkit.find_lr(model, opt, classification_loader, loss_fn=loss_fn, num_steps=40, end_lr=100.0)
+    assert result.num_steps_run > 10
+    after = everything(model, opt)
+    assert_same(before, after)
+
+
+def test_restores_after_an_exception(regression_loader):
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.weight.detach().clone()
+    calls = {"n": 0}
+
+    def step_fn(m, batch):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("boom")
+        x, y = batch
+        return torch.nn.functional.mse_loss(m(x), y)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        lrkit.find_lr(model, opt, regression_loader, step_fn=step_fn, num_steps=20)
+    assert torch.equal(model.weight, before)
+    assert opt.param_groups[0]["lr"] == 0.1
+
+
+def test_writes_no_file(tmp_path, monkeypatch, regression_loader):
+    monkeypatch.chdir(tmp_path)
+    model = torch.nn.Linear(4, 1)
+    lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), regression_loader, num_steps=20)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lr_schedule_and_group_ratios(regression_loader):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.01}, {"params": model[1].parameters(), "lr": 0.1}], lr=0.1
+    )
+    seen = []
+
+    def step_fn(m, batch):
+        seen.append([g["lr"] for g in opt.param_groups])
+        x, y = batch
+        return torch.nn.functional.mse_loss(m(x), y)
+
+    r = lrkit.find_lr(model, opt, regression_loader, step_fn=step_fn, start_lr=1e-4, end_lr=1.0, num_steps=20,
+                      diverge_factor=1e9)
+    expected = np.logspace(-4, 0, 20)
+    np.testing.assert_allclose(r.lrs, expected[: r.num_steps_run], rtol=1e-12)
+    for (g0, g1), lr in zip(seen, r.lrs):
+        assert g1 == pytest.approx(lr) and g0 == pytest.approx(lr / 10)  # the 1:10 ratio survives
+    assert [g["lr"] for g in opt.param_groups] == [0.01, 0.1]
+
+
+def test_lr_scale_key_wins():
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 5.0, "lr_scale": 0.25},
+                           {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 5.0}], lr=1.0)
+    assert group_scales(opt) == [0.25, 1.0]
+
+
+def test_linear_mode(regression_loader):
+    model = torch.nn.Linear(4, 1)
+    r = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), regression_loader, start_lr=0.001,
+                      end_lr=0.1, num_steps=11, mode="linear")
+    np.testing.assert_allclose(r.lrs, np.linspace(0.001, 0.1, 11)[: r.num_steps_run])
+
+
+def test_gradient_accumulation_matches_a_big_batch():
+    torch.manual_seed(0)
+    x = torch.randn(64, 4); y = torch.randn(64, 1)
+    small = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    big = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64)
+    curves = []
+    for loader, acc in ((small, 4), (big, 1)):
+        torch.manual_seed(1)
+        model = torch.nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        r = lrkit.find_lr(model, opt, loader, start_lr=1e-3, end_lr=1.0, num_steps=12, accumulation_steps=acc,
+                          diverge_factor=1e9)
+        curves.append(r.losses)
+    np.testing.assert_allclose(curves[0], curves[1], rtol=1e-5)
+
+
+def test_dict_batches_and_step_fn():
+    torch.manual_seed(0)
+    data = [{"x": torch.randn(8, 3), "y": torch.randn(8, 1)} for _ in range(4)]
+    model = torch.nn.Linear(3, 1)
+    r1 = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), data, num_steps=12)
+
+    class DictModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.mse_loss(self.lin(x), y)
+
+    m2 = DictModel()
+    m2.lin.load_state_dict(model.state_dict())
+    r2 = lrkit.find_lr(m2, torch.optim.SGD(m2.parameters(), lr=0.1), data, step_fn=lambda m, b: m(**b), num_steps=12)
+    np.testing.assert_allclose(r1.losses, r2.losses, rtol=1e-6)
+
+
+def test_stops_early_on_divergence_and_restores(regression_loader):
+    model = torch.nn.Linear(4, 1)
+    before = model.weight.detach().clone()
+    r = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), regression_loader, start_lr=1e-3,
+                      end_lr=1e4, num_steps=100)
+    assert r.stop_reason in ("diverged", "non-finite")
+    assert r.num_steps_run < 100
+    assert r.lrs[-1] < 1e4
+    assert torch.equal(model.weight, before)
+
+
+def test_bf16_autocast_on_cpu(classification_loader):
+    model = bn_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = model[0].weight.detach().clone()
+    r = lrkit.find_lr(model, opt, classification_loader, num_steps=30, amp="bf16", start_lr=1e-5, end_lr=1.0)
+    assert all(np.isfinite(r.losses[:10]))
+    assert torch.equal(model[0].weight, before) and model[0].weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"start_lr": 1e-3, "end_lr": 1e-4}, "end_lr=0.0001 must be greater than start_lr=0.001"),
+        ({"start_lr": 0.0}, "start_lr=0.0 must be a finite number > 0"),
+        ({"end_lr": -1.0}, "end_lr=-1.0"),
+        ({"num_steps": 3}, "num_steps=3"),
+        ({"mode": "expo"}, "Did you mean 'exp'"),
+        ({"rule": "valey"}, "Did you mean 'valley'"),
+        ({"accumulation_steps": 0}, "accumulation_steps=0"),
+        ({"amp": "fp8"}, "amp setting 'fp8'"),
+    ],
+)
+def test_bad_arguments_name_the_value(regression_loader, kwargs, match):
+    model = torch.nn.Linear(4, 1)
+    with pytest.raises(ValueError, match=match):
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), regression_loader, **kwargs)
+
+
+def test_empty_loader():
+    model = torch.nn.Linear(4, 1)
+    with pytest.raises(ValueError, match="no batches"):
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), [], num_steps=10)
+
+
+def test_non_scalar_loss(regression_loader):
+    model = torch.nn.Linear(4, 1)
+    with pytest.raises(ValueError, match=r"scalar tensor, got \(32, 1\)"):
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), regression_loader,
+                      loss_fn=lambda out, y: (out - y) ** 2, num_steps=10)
+
+
+def test_nan_at_first_step_is_a_data_problem():
+    model = torch.nn.Linear(2, 1)
+    before = model.weight.detach().clone()
+    data = [(torch.tensor([[float("nan"), 1.0]]), torch.tensor([[1.0]]))]
+    with pytest.raises(ValueError, match="very first step.*data or model problem"):
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), data, num_steps=10)
+    assert torch.equal(model.weight, before)
+
+
+def test_bad_batch_layout_says_use_step_fn():
+    model = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="step_fn"):
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), [(torch.ones(1, 2),)], num_steps=10)
+
+
+def test_flat_curve_warns_what_to_change():
+    model = torch.nn.Linear(2, 1)
+    data = [(torch.zeros(4, 2), torch.zeros(4, 1))]
+    with torch.no_grad():
+        model.weight.zero_(); model.bias.zero_()
+    with pytest.warns(UserWarning, match="too flat to judge; raise end_lr"):
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), data, num_steps=20, end_lr=1e-3)
+
+
+def test_short_curve_warns(regression_loader):
+    model = torch.nn.Linear(4, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), regression_loader, start_lr=10.0,
+                          end_lr=1e8, num_steps=50)
+    assert r.num_steps_run < 10
+    assert any("too short" in str(w.message) and "lower start_lr" in str(w.message) for w in caught)
