@@ -230,22 +230,8 @@ def _matches(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def freeze_layers(model: nn.Module, n: int | Sequence[int | str]) -> list[str]:
-    """Freeze (``requires_grad=False``) the first ``n`` layers, or the layers/prefixes listed; return what was frozen.
-
-    Layers are the model's top-level child modules that own parameters, input to output (see :func:`layer_names`;
-    a top-level ``nn.ModuleList`` counts as its elements, parameters set directly on the model belong to the first
-    layer). ``n`` may also be a list of layer indices (Ultralytics' ``freeze=[0, 1, 2]``) and/or parameter-name
-    prefixes (``["backbone", "neck.0"]``). Returns the names of the parameters frozen, in model order. Only
-    ``requires_grad`` changes: a frozen BatchNorm in train mode still updates its running statistics (call
-    ``.eval()`` on it if that matters).
-
-    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
-    >>> freeze_layers(model, 1)
-    ['0.weight', '0.bias']
-    >>> [p.requires_grad for p in model.parameters()]
-    [False, False, True, True]
-    """
+def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
+    """The parameter names ``freeze_layers(model, n)`` would freeze; validates ``n`` and changes nothing."""
     layers = _layers(model)
     names = [name for name, _ in layers]
     selected: set[str] = set()
@@ -278,6 +264,26 @@ def freeze_layers(model: nn.Module, n: int | Sequence[int | str]) -> list[str]:
                     f"Layers: {', '.join(names)}"
                 )
             selected.update(hit)
+    return selected
+
+
+def freeze_layers(model: nn.Module, n: int | Sequence[int | str]) -> list[str]:
+    """Freeze (``requires_grad=False``) the first ``n`` layers, or the layers/prefixes listed; return what was frozen.
+
+    Layers are the model's top-level child modules that own parameters, input to output (see :func:`layer_names`;
+    a top-level ``nn.ModuleList`` counts as its elements, parameters set directly on the model belong to the first
+    layer). ``n`` may also be a list of layer indices (Ultralytics' ``freeze=[0, 1, 2]``) and/or parameter-name
+    prefixes (``["backbone", "neck.0"]``). Returns the names of the parameters frozen, in model order. Only
+    ``requires_grad`` changes: a frozen BatchNorm in train mode still updates its running statistics (call
+    ``.eval()`` on it if that matters).
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    >>> freeze_layers(model, 1)
+    ['0.weight', '0.bias']
+    >>> [p.requires_grad for p in model.parameters()]
+    [False, False, True, True]
+    """
+    selected = _freeze_selection(model, n)
     frozen = []
     for name, p in model.named_parameters():
         if name in selected:
@@ -358,11 +364,10 @@ def param_groups(
         head = (head,)
     if isinstance(no_decay, str):
         no_decay = (no_decay,)
-    if freeze is not None:
-        freeze_layers(model, freeze)
+    to_freeze = _freeze_selection(model, freeze) if freeze is not None else set()
 
     named = [(n, p) for n, p in model.named_parameters()]
-    trainable = [(n, p) for n, p in named if p.requires_grad]
+    trainable = [(n, p) for n, p in named if p.requires_grad and n not in to_freeze]
     if not trainable:
         raise ValueError("the model has no trainable parameters (all have requires_grad=False); nothing to optimize")
 
@@ -416,4 +421,6 @@ def param_groups(
                 "is_bias": kind == "bias",
             }
         buckets[key]["params"].append(p)
+    if to_freeze:  # only now that every argument has been checked: a failed call changes nothing
+        freeze_layers(model, freeze)  # type: ignore[arg-type]
     return [buckets[k] for k in sorted(buckets)]

@@ -94,9 +94,13 @@ def suggest_steepest(lrs: np.ndarray, losses: np.ndarray) -> float:
 
 
 def suggest_minimum(lrs: np.ndarray, losses: np.ndarray) -> float:
-    """One tenth of the LR at the smoothed loss's minimum (fastai's ``minimum``: ``lr_min / 10``)."""
+    """fastai's ``minimum``: one tenth of the LR at the minimum of the EMA-smoothed loss (``lr_min / 10``).
+
+    Transcribed with fastai's smoothing (bias-corrected EMA, beta 0.98), whose lag puts ``lr_min`` a few steps past
+    the real bottom of the curve; the ``robust`` rule reads the same point off a lag-free curve.
+    """
     lrs, losses = _trim(lrs, losses)
-    return float(lrs[int(np.argmin(smooth_curve(losses)))] / 10.0)
+    return float(lrs[int(np.argmin(ema(losses, 0.98)))] / 10.0)
 
 
 def suggest_valley(lrs: np.ndarray, losses: np.ndarray) -> float:

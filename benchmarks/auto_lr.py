@@ -1,0 +1,170 @@
+"""Benchmark ``lr0="auto"`` (:func:`lrkit.train.auto.choose_lr0`) against the suite's exhaustive-grid oracle.
+
+For every task of ``benchmarks/_suite.py`` and every seed, ``choose_lr0`` runs on that seed's freshly initialised
+model and data order, with ``make_scheduler`` = the suite's own schedule (5% linear warmup, cosine to zero) compressed
+to each trial; then the full budget is trained at the chosen LR (same seed) and scored on validation loss:
+
+    regret = median_seeds(val_loss at the chosen LR) / oracle best median val_loss - 1
+    extra  = (range-test steps + trial steps) / total_steps            (targets: regret median <= 1%, worst <= 5%,
+                                                                         extra <= 30% of one run)
+
+Run (prints a Markdown table; full runs are cached under benchmarks/results/auto_lr/):
+
+    python benchmarks/auto_lr.py                    # every task, seeds 0 1 2
+    python benchmarks/auto_lr.py --quick            # 2 tasks, 1 seed: a smoke test while developing
+    python benchmarks/auto_lr.py --set SPACING=1.5  # try another default (module constant of lrkit.train.auto)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _suite import RESULTS_DIR, TASKS, Task, cached_val_loss, make_loaders, oracle, regret, warmup_cosine  # noqa: E402
+
+from lrkit.train import auto as auto_mod  # noqa: E402
+
+CACHE_DIR = RESULTS_DIR / "auto_lr"
+
+
+def warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The suite's schedule over ``steps`` steps, on the optimizer's current LRs (what ``make_scheduler`` must be)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps))
+
+
+@dataclass
+class SeedOutcome:
+    seed: int
+    lr: float
+    suggestion: float
+    val_loss: float
+    extra_steps: int
+    extra_fraction: float
+    choose_seconds: float
+    reason: str
+
+
+def choose(task: Task, seed: int, budget: float, log: bool = False) -> tuple[Any, float]:
+    """Run ``choose_lr0`` on the seed-``seed`` run's starting state; return (AutoLR, seconds)."""
+    train, val = make_loaders(task, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # as train_run does before building the model
+        model = task.build_model(seed)
+        model.train()
+        optimizer = task.build_optimizer(model.parameters(), task.default_lr)
+        t0 = time.perf_counter()
+        result = auto_mod.choose_lr0(
+            model, optimizer, train, val, total_steps=task.total_steps(), make_scheduler=warmup_cosine_scheduler,
+            loss_fn=task.loss_fn, budget=budget, seed=seed, log=print if log else None,
+        )  # fmt: skip
+        return result, time.perf_counter() - t0
+
+
+def run_task(task: Task, seeds: list[int], budget: float, log: bool) -> tuple[list[SeedOutcome], float]:
+    outcomes = []
+    for seed in seeds:
+        result, seconds = choose(task, seed, budget, log)
+        val = cached_val_loss(task, result.lr, seed, cache_dir=CACHE_DIR)
+        outcomes.append(SeedOutcome(
+            seed, result.lr, float(result.finder.suggestion), val, result.extra_steps, result.extra_fraction,
+            seconds, result.reason,
+        ))  # fmt: skip
+    # seconds of one full training run at the default LR, for the wall-time overhead column
+    t0 = time.perf_counter()
+    from _suite import train_run
+
+    train_run(task, task.default_lr, seeds[0])
+    return outcomes, time.perf_counter() - t0
+
+
+def _fmt(v: float, spec: str = ".4f") -> str:
+    return "diverged" if not math.isfinite(v) else format(v, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="*", default=None, help=f"task names (default all: {', '.join(TASKS)})")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget", type=float, default=0.3, help="extra-compute budget (fraction of one run)")
+    parser.add_argument("--quick", action="store_true", help="2 tasks, seed 0: a smoke test")
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the oracle grid, if not cached")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="override a default of lrkit.train.auto (e.g. SPACING=1.5) to try it")  # fmt: skip
+    parser.add_argument("--log", action="store_true", help="print choose_lr0's log lines")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if not hasattr(auto_mod, name):
+            parser.error(f"lrkit.train.auto has no setting {name!r}")
+        setattr(auto_mod, name, type(getattr(auto_mod, name))(value))
+    names = args.tasks or list(TASKS)
+    seeds = args.seeds
+    if args.quick:
+        names, seeds = (args.tasks or ["wine_mlp", "breast_cancer_logreg"]), [0]
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        parser.error(f"unknown task(s) {unknown}; valid: {', '.join(TASKS)}")
+
+    rows = []
+    print(f"lr0='auto' benchmark: budget={args.budget:g}, seeds={seeds}"
+          + (f", settings {' '.join(args.set)}" if args.set else ""), flush=True)  # fmt: skip
+    for name in names:
+        task = TASKS[name]
+        orc = oracle(task, jobs=args.jobs, progress=lambda m: print(m, flush=True))
+        outcomes, run_seconds = run_task(task, seeds, args.budget, args.log)
+        med_loss = statistics.median(o.val_loss for o in outcomes)
+        r = regret(med_loss, orc.best_loss)
+        row = {
+            "task": name,
+            "optimizer": task.optimizer_name,
+            "steps": task.total_steps(),
+            "suggestion": statistics.median(o.suggestion for o in outcomes),
+            "chosen": statistics.median(o.lr for o in outcomes),
+            "chosen_all": [o.lr for o in outcomes],
+            "oracle_lr": orc.best_lr,
+            "oracle_loss": orc.best_loss,
+            "loss": med_loss,
+            "regret": r,
+            "extra": max(o.extra_fraction for o in outcomes),
+            "extra_time": statistics.median(o.choose_seconds for o in outcomes) / run_seconds,
+        }
+        rows.append(row)
+        print(f"  {name}: chosen {', '.join(f'{v:.3g}' for v in row['chosen_all'])} (oracle {orc.best_lr:.3g}), "
+              f"loss {_fmt(med_loss)} vs {orc.best_loss:.4f}, regret {100 * r:.2f}%, extra {100 * row['extra']:.0f}%",
+              flush=True)  # fmt: skip
+        if args.log:
+            for o in outcomes:
+                print(f"    seed {o.seed}: {o.reason}")
+
+    print()
+    print("| task | optimizer | steps | finder suggestion | chosen LR | oracle LR | val loss (chosen / oracle) "
+          "| regret | extra steps | extra time |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['task']} | {row['optimizer']} | {row['steps']} | {row['suggestion']:.3g} | {row['chosen']:.3g} "
+              f"| {row['oracle_lr']:.3g} | {_fmt(row['loss'])} / {row['oracle_loss']:.4f} | {100 * row['regret']:.2f}% "
+              f"| {100 * row['extra']:.0f}% | {100 * row['extra_time']:.0f}% |")  # fmt: skip
+    regrets = [row["regret"] for row in rows]
+    extras = [row["extra"] for row in rows]
+    print()
+    print(f"regret: median {100 * statistics.median(regrets):.2f}%, worst {100 * max(regrets):.2f}%  "
+          f"(targets <= 1%, <= 5%)")  # fmt: skip
+    print(f"extra compute (optimizer steps, fraction of one run): median {100 * statistics.median(extras):.0f}%, "
+          f"max {100 * max(extras):.0f}%  (target <= 30%)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

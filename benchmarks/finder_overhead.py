@@ -1,0 +1,117 @@
+"""Finder overhead: lrkit.find_lr's wall time per step against a bare training loop on the same model and data.
+
+The bare loop does what any training loop must — fetch a batch from the same DataLoader, forward, loss, backward,
+optimizer step — and nothing else. ``find_lr`` adds: snapshot and exact restore of model/optimizer/RNG state, setting
+every group's LR each step, ``loss.item()``, smoothing and the divergence check. The ratio is
+
+    ratio = median over repeats of (find_lr wall seconds / steps run) / median of (bare loop seconds / steps)
+
+Repeats alternate bare/finder so a busy machine slows both alike. Target: ratio <= 1.05.
+
+Usage::
+
+    python benchmarks/finder_overhead.py                   # digits MLP and BatchNorm CNN, 200 steps, 7 repeats
+    python benchmarks/finder_overhead.py --steps 100 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from _suite import TASKS, Task, make_loaders
+
+
+def _batches(loader: Any) -> Iterator[Any]:
+    while True:
+        yield from loader
+
+
+def bare_loop(task: Task, model: torch.nn.Module, loader: Any, steps: int, lr: float) -> float:
+    """Seconds for ``steps`` plain training steps (batch fetch, forward, loss, backward, step)."""
+    optimizer = task.build_optimizer(model.parameters(), lr)
+    model.train()
+    t0 = time.perf_counter()
+    batches = _batches(loader)
+    for _ in range(steps):
+        x, y = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - t0
+
+
+def finder_run(task: Task, model: torch.nn.Module, loader: Any, steps: int, end_lr: float) -> tuple[float, int]:
+    """Wall seconds of one ``lrkit.find_lr`` call (snapshot and restore included) and the steps it ran."""
+    import lrkit
+
+    optimizer = task.build_optimizer(model.parameters(), task.default_lr)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lrkit.find_lr(model, optimizer, loader, loss_fn=task.loss_fn, num_steps=steps, end_lr=end_lr)
+    return time.perf_counter() - t0, res.num_steps_run
+
+
+def measure(task: Task, steps: int, repeats: int, end_lr: float) -> dict[str, float]:
+    """Median per-step seconds of the bare loop and of the finder, interleaved over ``repeats``."""
+    model = task.build_model(0)
+    initial = copy.deepcopy(model.state_dict())
+    loader = make_loaders(task, 0)[0]
+    bare, finder = [], []
+    for r in range(repeats + 1):  # repeat 0 warms up both and is discarded
+        order = ("bare", "finder") if r % 2 == 0 else ("finder", "bare")
+        for which in order:
+            model.load_state_dict(initial)
+            if which == "bare":
+                seconds = bare_loop(task, model, loader, steps, lr=task.default_lr)
+                per_step = seconds / steps
+                if r:
+                    bare.append(per_step)
+            else:
+                seconds, ran = finder_run(task, model, loader, steps, end_lr)
+                if ran < steps:
+                    raise RuntimeError(f"{task.name}: the range test stopped at {ran}/{steps} steps; lower --end-lr")
+                if r:
+                    finder.append(seconds / ran)
+    b, f = statistics.median(bare), statistics.median(finder)
+    return {"bare_ms": 1e3 * b, "finder_ms": 1e3 * f, "ratio": f / b}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the overhead table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default="digits_mlp,digits_cnn", help="comma-separated suite task names")
+    parser.add_argument("--steps", type=int, default=200, help="steps per measurement (default 200)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats after one warm-up (default 7)")
+    parser.add_argument("--end-lr", type=float, default=1e-2, help="finder's end_lr, low enough not to diverge")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    for n in names:
+        if n not in TASKS:
+            parser.error(f"unknown task {n!r}; valid: {', '.join(TASKS)}")
+    if args.steps < 10 or args.repeats < 1:
+        parser.error(f"--steps={args.steps} must be >= 10 and --repeats={args.repeats} >= 1")
+    torch.set_num_threads(1)
+    print(f"find_lr vs bare loop, {args.steps} steps, median of {args.repeats} interleaved repeats, 1 thread\n")
+    print("| task | model | batch | bare loop ms/step | find_lr ms/step | ratio |")
+    print("|---|---|---|---|---|---|")
+    for n in names:
+        task = TASKS[n]
+        m = measure(task, args.steps, args.repeats, args.end_lr)
+        print(f"| {n} | {task.description.split(', ')[-1]} | {task.batch_size} | {m['bare_ms']:.3f} "
+              f"| {m['finder_ms']:.3f} | {m['ratio']:.3f} |", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Calibrate and cross-check lrkit's default suggestion rule against the suite's oracle grids.
+
+For each task and seed, run ``lrkit.find_lr`` once (curves cached in ``benchmarks/results/curves_<task>.json``),
+then score suggestion rules *without training*: a suggested LR's loss is read off the oracle's median-loss curve by
+linear interpolation in ``log10(lr)`` (``finder_quality.py`` then confirms the chosen rule by real training).
+
+The robust rule has one constant, the back-off below the loss minimum (``ROBUST_BACKOFF_DECADES``). This script
+prints the interpolated regret for a sweep of that constant, and a leave-one-task-out estimate: the back-off is chosen
+on all tasks but one and scored on the one left out, so the number is not fit to the task it is measured on.
+
+    python benchmarks/rule_calibration.py            # all tasks, 3 finder seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import lrkit
+from _suite import RESULTS_DIR, TASKS, Task, make_loaders, oracle, task_key
+from lrkit._utils import atomic_write_text
+from lrkit.finder import suggest as S
+
+
+def finder_curve(task: Task, seed: int) -> dict[str, list[float]]:
+    """One range test with lrkit's defaults on the task's model, optimizer and train loader."""
+    torch.manual_seed(seed)
+    model = task.build_model(seed)
+    opt = task.build_optimizer(model.parameters(), task.default_lr)
+    train, _ = make_loaders(task, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = lrkit.find_lr(model, opt, train, loss_fn=task.loss_fn)
+    return {"lrs": r.lrs, "losses": [v if math.isfinite(v) else None for v in r.losses]}
+
+
+def curves(task: Task, seeds: list[int]) -> list[dict[str, list[float]]]:
+    path = RESULTS_DIR / f"curves_{task.name}.json"
+    key = task_key(task.name)
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    if cache.get("key") != key:  # the task changed: its old curves say nothing about it
+        cache = {"key": key}
+    for s in seeds:
+        if str(s) not in cache:
+            cache[str(s)] = finder_curve(task, s)
+            atomic_write_text(path, json.dumps(cache))
+    return [cache[str(s)] for s in seeds]
+
+
+def interp_loss(grid: list[float], losses: list[float], lr: float) -> float:
+    """The oracle's median loss at ``lr``, linear in log10(lr); diverged grid points count as inf."""
+    x = np.log10(grid)
+    t = math.log10(lr)
+    if t <= x[0]:
+        return losses[0]
+    if t >= x[-1]:
+        return losses[-1]
+    i = int(np.searchsorted(x, t)) - 1
+    a, b = losses[i], losses[i + 1]
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return a if (t - x[i]) < (x[i + 1] - t) else b
+    w = (t - x[i]) / (x[i + 1] - x[i])
+    return (1 - w) * a + w * b
+
+
+def rule_regret(rule, curve_sets, oracles) -> dict[str, float]:
+    """Median-over-seeds interpolated regret per task for ``rule(lrs, losses) -> lr``."""
+    out = {}
+    for name, cs in curve_sets.items():
+        o = oracles[name]
+        regs = []
+        for c in cs:
+            losses = np.array([np.nan if v is None else v for v in c["losses"]])
+            lr = rule(np.array(c["lrs"]), losses)
+            regs.append(interp_loss(o.grid, o.losses, lr) / o.best_loss - 1)
+        out[name] = float(statistics.median(regs))
+    return out
+
+
+def with_backoff(decades: float):
+    def rule(lrs, losses):
+        old = S.ROBUST_BACKOFF_DECADES
+        S.ROBUST_BACKOFF_DECADES = decades
+        try:
+            return S.suggest_robust(lrs, losses)
+        finally:
+            S.ROBUST_BACKOFF_DECADES = old
+
+    return rule
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS))
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    tasks = [TASKS[t] for t in args.tasks]
+    oracles = {t.name: oracle(t) for t in tasks}
+    curve_sets = {t.name: curves(t, list(range(args.seeds))) for t in tasks}
+
+    print("## Oracle\n\n| task | best LR | best loss | LRs within 3% |\n|---|---|---|---|")
+    for name, o in oracles.items():
+        print(f"| {name} | {o.best_lr:.3g} | {o.best_loss:.4f} | {o.good_range[0]:.3g} – {o.good_range[1]:.3g} |")
+
+    backoffs = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]
+    table = {f"robust, back-off {b:g} dec": rule_regret(with_backoff(b), curve_sets, oracles) for b in backoffs}
+    for name in ("steepest", "minimum", "valley"):
+        table[name] = rule_regret(S.RULES[name], curve_sets, oracles)
+    names = list(oracles)
+    print("\n## Interpolated regret (median over finder seeds)\n")
+    print("| rule | " + " | ".join(names) + " | median | worst |")
+    print("|---" * (len(names) + 3) + "|")
+    for label, regs in table.items():
+        vals = [regs[n] for n in names]
+        cells = " | ".join(f"{100 * v:.1f}%" for v in vals)
+        print(f"| {label} | {cells} | {100 * statistics.median(vals):.1f}% | {100 * max(vals):.1f}% |")
+
+    print("\n## Leave-one-task-out back-off\n\n| held-out task | back-off chosen on the rest | regret |\n|---|---|---|")
+    held = []
+    for n in names:
+        rest = [m for m in names if m != n]
+
+        def score(b: float, rest: list[str] = rest) -> tuple[float, float]:
+            regs = [table[f"robust, back-off {b:g} dec"][m] for m in rest]
+            return (statistics.median(regs), max(regs))
+
+        best_b = min(backoffs, key=score)
+        reg = table[f"robust, back-off {best_b:g} dec"][n]
+        held.append(reg)
+        print(f"| {n} | {best_b:g} | {100 * reg:.1f}% |")
+    print(f"\nleave-one-out: median {100 * statistics.median(held):.1f}%, worst {100 * max(held):.1f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""``lrkit train key=value ...``: Ultralytics-style training from the command line.
+
+A thin wrapper over :func:`lrkit.train`: the tokens become a validated :class:`~lrkit._config.TrainConfig`
+(``cfg=file.yaml`` loads many keys at once; tokens override it), the run is driven with a rich progress bar, and a
+summary table closes it. Bad input exits with code 2 and one line naming the bad key or value — before any run
+directory is created.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Annotated, Any, Optional
+
+import typer
+
+from lrkit._config import TrainConfig, tokens_to_kwargs
+from lrkit.cli._common import console, fail, progress_bar
+
+__all__ = ["register", "train_command"]
+
+_EXAMPLES = """Examples:
+
+  lrkit train data=digits model=mlp epochs=20 lr0=auto lrf=0.01
+
+  lrkit train data=iris model=linear optimizer=SGD lr0=0.05 cos_lr=true
+
+  lrkit train data=my.csv target=price epochs=50 batch=64 patience=10
+
+  lrkit train data=book.txt model=charlm seq_len=128 epochs=5
+
+  lrkit train cfg=train.yaml epochs=30      (keys from a file; tokens win)
+
+  lrkit train resume=runs/train/last.pt epochs=40
+"""
+
+
+def _keys_help() -> str:
+    lines = ["Keys (name=default: meaning):", ""]
+    for key, default in TrainConfig.defaults().items():
+        lines.append(f"  {key}={default}: {TrainConfig.help(key)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def train_command(
+    args: Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer reads Optional on Python 3.10
+        typer.Argument(metavar="KEY=VALUE...", help="Training keys, e.g. data=digits model=mlp epochs=20 lr0=auto."),
+    ] = None,
+) -> None:
+    """Train a model with the learning rate taken care of (Ultralytics-style key=value arguments).
+
+    Every key is validated before anything runs; an unknown key names the closest valid one.
+    """
+    tokens = list(args or [])
+    try:
+        kwargs = tokens_to_kwargs(tokens)
+        config = TrainConfig.from_kwargs(**kwargs)
+    except ValueError as e:
+        fail(str(e))
+        return
+    if config.data is None and not config.resume:
+        fail("data= is required, e.g. lrkit train data=digits model=mlp (built-ins: digits, breast_cancer, wine, "
+             "iris, synthetic-regression, synthetic-classification; or a .csv/.npz/.txt/.yaml file)")
+        return
+    from lrkit.train import train
+
+    try:
+        with ExitStack() as stack:
+            bar: list[Any] = []
+
+            def update(*a: Any, **kw: Any) -> None:
+                if not bar:  # start the bar at the first report, so setup errors print without an empty bar
+                    bar.append(stack.enter_context(progress_bar("train", None)))
+                bar[0](*a, **kw)
+
+            results = train(**kwargs, progress=update)
+    except KeyboardInterrupt:
+        fail("interrupted — resume with: lrkit train resume=true (or resume=<run>/last.pt)", code=130)
+        return
+    except (ValueError, ImportError, OSError) as e:
+        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return
+    _summary(results)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _summary(results: Any) -> None:
+    rich_table = __import__("rich.table", fromlist=["Table"])
+    table = rich_table.Table(title="lrkit train — summary", show_header=True, header_style="bold")
+    table.add_column("")
+    table.add_column("value", overflow="fold")
+    metric = results.metric_name
+    lr0 = f"{results.lr0:.4g} ({results.lr0_source})"
+    if results.lr0_source == "auto" and results.auto is not None:
+        extra = getattr(results.auto, "extra_fraction", None)
+        if extra is None and isinstance(results.auto, dict):
+            extra = results.auto.get("extra_fraction")
+        if extra is not None:
+            lr0 += f", {extra:.0%} extra compute"
+    rows = [
+        ("run directory", str(results.run_dir)),
+        ("task", str(results.task or "custom step_fn")),
+        ("optimizer", f"{results.optimizer} — {results.optimizer_reason}"),
+        ("lr0", lr0),
+        ("epochs", f"{results.epochs_run}" + (f" (stopped early: {results.stop_reason})" if results.stopped_early
+                                               else "")),
+        ("accumulate / weight_decay", f"{results.accumulate} / {results.weight_decay:.3g}"),
+        (f"best val {metric}", f"{_fmt(results.best_metric)} (epoch {results.best_epoch})"),
+        (f"final val {metric}", _fmt(results.final_metric)),
+        ("final val loss", _fmt(results.final_val_loss)),
+        ("monitor events", str(len(results.events))),
+        ("time", f"{results.seconds:.1f}s"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console().print(table)
+
+
+def register(app: Any) -> None:
+    """Add the ``train`` command to a Typer app."""
+    app.command(
+        "train",
+        help=(train_command.__doc__ or "") + "\n\n" + _EXAMPLES + "\n\n" + _keys_help(),
+        context_settings={"ignore_unknown_options": True},
+    )(train_command)

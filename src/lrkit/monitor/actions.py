@@ -1,0 +1,185 @@
+"""What the monitor can do about a finding, and the LR back-off that survives any LR scheduler.
+
+Actions, from mildest to most severe (when several checks fire in one step, the most severe action wins):
+
+========== ==================================================================================================
+``warn``   record the event and issue a :class:`MonitorWarning`; training goes on unchanged
+``clip``   scale this step's gradients down to ``clip_to`` (a multiple of the running median norm)
+``skip``   this optimizer step changes nothing (parameters and optimizer state are restored exactly)
+``rollback`` restore the last healthy snapshot (model, optimizer, scheduler) and multiply the LR by the back-off
+``stop``   ask the loop to stop (``Monitor.should_stop``), restoring the last healthy snapshot by default
+========== ==================================================================================================
+
+:func:`backoff_lr` multiplies the LR of every param group *and everything a scheduler computes the LR from*, so the
+back-off is still there after the scheduler's next steps:
+
+>>> import torch
+>>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
+>>> sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+>>> backoff_lr(opt, sched, 0.1)
+>>> opt.step(); sched.step()
+>>> round(opt.param_groups[0]["lr"], 6)  # 1.0 * 0.1 * 0.5
+0.05
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+
+__all__ = [
+    "ACTIONS",
+    "ALLOWED",
+    "SEVERITY",
+    "MonitorWarning",
+    "backoff_lr",
+    "clip_grads_",
+    "resolve_action",
+]
+
+Action = Literal["warn", "clip", "skip", "rollback", "stop"]
+
+#: Every action, mildest first.
+ACTIONS: tuple[str, ...] = ("warn", "clip", "skip", "rollback", "stop")
+#: Rank of each action (``"none"`` = nothing fired); the most severe action of a step wins.
+SEVERITY: dict[str, int] = {"none": 0, "warn": 1, "clip": 2, "skip": 3, "rollback": 4, "stop": 5}
+#: The actions that make sense for each check category (``None``/``"ignore"`` switch a category off).
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "divergence": ("warn", "skip", "rollback", "stop"),
+    "explode": ("warn", "clip", "skip", "rollback", "stop"),
+    "too_low": ("warn", "stop"),
+}
+_OFF = ("ignore", "off", "none")
+
+# Scheduler attributes holding per-group LRs that the scheduler computes the LR *from*.
+_LIST_ATTRS = ("base_lrs", "max_lrs", "min_lrs", "_last_lr", "base_values")
+# Scalar scheduler attributes that are LRs (CosineAnnealingLR/WarmRestarts' floor, ReduceLROnPlateau's default floor).
+_SCALAR_ATTRS = ("eta_min", "default_min_lr")
+# Param-group keys that are LRs: torch writes initial_lr (every scheduler), max_lr/min_lr (OneCycleLR).
+_GROUP_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")
+
+
+class MonitorWarning(UserWarning):
+    """Issued by :class:`lrkit.Monitor` for every event whose action is ``"warn"``."""
+
+
+def resolve_action(keyword: str, category: str, value: str | None) -> str | None:
+    """Validate an ``on_*`` action name for ``category``; ``None``/``"ignore"``/``"off"`` switch the checks off.
+
+    >>> resolve_action("on_explode", "explode", "clip")
+    'clip'
+    >>> try:
+    ...     resolve_action("on_divergence", "divergence", "rolback")
+    ... except ValueError as e:
+    ...     print(str(e)[:80])
+    on_divergence='rolback' is not an action for divergence checks. Did you mean 'ro
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{keyword}={value!r} must be an action name (a string) or None")
+    name = value.strip().lower()
+    if name in _OFF:
+        return None
+    valid = ALLOWED[category]
+    if name not in valid:
+        from lrkit._utils import did_you_mean
+
+        hint = ""
+        if name in ACTIONS:
+            hint = f" ({name!r} cannot help with {category} checks)"
+        raise ValueError(
+            f"{keyword}={value!r} is not an action for {category} checks{hint}.{did_you_mean(name, valid)} "
+            f"Valid: {', '.join((*valid, 'ignore'))}"
+        )
+    return name
+
+
+@torch.no_grad()
+def clip_grads_(grads: list[torch.Tensor], total_norm: float, max_norm: float) -> float:
+    """Scale ``grads`` in place so that their global L2 norm (``total_norm``, already measured) is ``max_norm``.
+
+    Same rule as :func:`torch.nn.utils.clip_grad_norm_`: ``g <- g * max_norm / (total_norm + 1e-6)`` when
+    ``total_norm > max_norm``. Returns the coefficient applied (1.0 when nothing was clipped).
+
+    >>> g = [torch.tensor([3.0, 4.0])]
+    >>> clip_grads_(g, 5.0, 1.0) < 1, [round(v, 4) for v in g[0].tolist()]
+    (True, [0.6, 0.8])
+    """
+    if not grads or not total_norm > max_norm:
+        return 1.0
+    coef = max_norm / (total_norm + 1e-6)
+    torch._foreach_mul_(grads, coef)
+    return coef
+
+
+def _schedulers(scheduler: Any) -> Iterable[Any]:
+    """The scheduler and, recursively, the ones it chains (SequentialLR / ChainedScheduler ``_schedulers``)."""
+    seen: set[int] = set()
+    stack = [scheduler]
+    while stack:
+        s = stack.pop()
+        if s is None or id(s) in seen:
+            continue
+        seen.add(id(s))
+        yield s
+        stack.extend(getattr(s, "_schedulers", None) or [])
+
+
+def _scaled(value: Any, factor: float) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value * factor
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value * factor
+    return value
+
+
+def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
+    """Multiply every param group's LR by ``factor``, and everything ``scheduler`` scales from, so it survives.
+
+    What is scaled:
+
+    * every param group's ``lr``, ``initial_lr`` (written by every torch scheduler) and OneCycleLR's ``max_lr`` and
+      ``min_lr`` group keys;
+    * on the scheduler and every scheduler it chains (``SequentialLR``, ``ChainedScheduler``): ``base_lrs``,
+      CyclicLR's ``max_lrs``, ReduceLROnPlateau's ``min_lrs``/``default_min_lr``, CosineAnnealing's ``eta_min``,
+      the cached ``_last_lr`` (what ``get_last_lr()`` returns), and timm-style ``base_values``;
+    * a scheduler exposing ``lr_multiplier`` (lrkit's adapter, ``Schedule.to_torch``) has that multiplied instead of
+      its base LRs (it computes ``lr = base_lr * lr_multiplier * schedule(step)`` itself).
+
+    Closed-form schedulers (LambdaLR, OneCycleLR, CyclicLR, CosineAnnealingWarmRestarts) recompute the LR from the
+    scaled bases, chainable ones (StepLR, ExponentialLR, CosineAnnealingLR's recursive form, ReduceLROnPlateau)
+    continue from the scaled group LR, so ``lr_after(t) == factor * lr_without_backoff(t)`` for every later step.
+
+    >>> model = torch.nn.Linear(2, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=10)
+    >>> backoff_lr(opt, sched, 0.5)
+    >>> opt.param_groups[0]["max_lr"], sched.base_lrs
+    (0.5, [0.02])
+    """
+    if not (isinstance(factor, (int, float)) and factor > 0):
+        raise ValueError(f"factor={factor!r} must be a number > 0")
+    if factor == 1.0:
+        return
+    for group in optimizer.param_groups:
+        for key in _GROUP_KEYS:
+            if key in group:
+                group[key] = _scaled(group[key], factor)
+    for s in _schedulers(scheduler):
+        if hasattr(s, "lr_multiplier"):
+            s.lr_multiplier = float(s.lr_multiplier) * factor
+            last = getattr(s, "_last_lr", None)
+            if isinstance(last, list):
+                s._last_lr = [_scaled(v, factor) for v in last]
+            continue
+        for attr in _LIST_ATTRS:
+            values = getattr(s, attr, None)
+            if isinstance(values, (list, tuple)):
+                setattr(s, attr, type(values)(_scaled(v, factor) for v in values))
+        for attr in _SCALAR_ATTRS:
+            value = getattr(s, attr, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(s, attr, value * factor)

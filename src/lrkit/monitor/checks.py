@@ -1,0 +1,402 @@
+"""Training-health checks: small classes with one pure method over a :class:`~lrkit.monitor.record.RollingRecord`.
+
+A check answers one question about the recent past ("did the loss just spike?") and returns a :class:`Finding`
+(the numbers it looked at and a sentence a person can read) or ``None``. It never touches the model: what to *do*
+about a finding is the monitor's job (:mod:`lrkit.monitor.actions`). Because a check is a pure function of the
+record, it can be tested on a synthetic stream with a known answer:
+
+>>> rec = RollingRecord.from_stream([2.0, 1.9, 1.8, 1.85, 1.7, 1.75, 1.6, 9.0])
+>>> LossSpike().check(rec).values["loss"]
+9.0
+>>> LossSpike().check(RollingRecord.from_stream([2.0, 1.9, 1.8, 1.85, 1.7, 1.75, 1.6, 1.62])) is None
+True
+
+Writing a new check: subclass :class:`Check`, set ``name`` and ``category``, implement ``check(record)``.
+:class:`lrkit.Monitor` calls it in ``after_backward`` (``phase = "backward"``: this step's loss and gradient norm are
+known, the optimizer has not stepped yet) or in ``after_step`` (``phase = "step"``), every ``every`` steps, and stays
+quiet for ``cooldown`` steps after it fired.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+from lrkit.monitor.record import RollingRecord, robust_stats
+
+__all__ = [
+    "CATEGORIES",
+    "Check",
+    "ExplodingGradients",
+    "Finding",
+    "LRTooLow",
+    "LossSpike",
+    "NonFinite",
+    "Oscillation",
+    "default_checks",
+]
+
+Category = Literal["divergence", "explode", "too_low"]
+Phase = Literal["backward", "step"]
+
+#: Check categories and the Monitor keyword that chooses their action.
+CATEGORIES: dict[str, str] = {"divergence": "on_divergence", "explode": "on_explode", "too_low": "on_too_low"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a check saw: the numbers it compared (``values``) and a reason a person can read."""
+
+    reason: str
+    values: dict[str, float] = field(default_factory=dict)
+
+
+def _int_at_least(obj: Any, name: str, low: int) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{type(obj).__name__}: {name}={value!r} must be an integer >= {low}")
+
+
+def _positive(obj: Any, name: str, *, allow_zero: bool = False, below_one: bool = False) -> None:
+    value = getattr(obj, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0) and (value < 1 if below_one else True)
+    if not ok:
+        bound = (">= 0" if allow_zero else "> 0") + (" and < 1" if below_one else "")
+        raise ValueError(f"{type(obj).__name__}: {name}={value!r} must be a finite number {bound}")
+
+
+def _g(v: float) -> str:
+    return f"{v:.3g}"
+
+
+class Check(abc.ABC):
+    """Base class of every health check (one method: :meth:`check`).
+
+    Class attributes a subclass sets:
+        name: short identifier used in events, ``actions={name: ...}`` overrides and plots.
+        category: ``"divergence"``, ``"explode"`` or ``"too_low"``: which Monitor keyword (``on_divergence``,
+            ``on_explode``, ``on_too_low``) chooses the action when it fires.
+        phase: ``"backward"`` (called from ``Monitor.after_backward``, before ``optimizer.step()``) or ``"step"``
+            (called from ``Monitor.after_step``).
+        needs: extra signals the monitor must measure for it (``{"update_ratio"}``; costs a parameter copy every
+            ``Monitor(sample_every=...)`` steps, so it is only measured when a check needs it).
+
+    Instance attributes (dataclass fields on the concrete checks): ``every`` (call every N steps) and ``cooldown``
+    (steps to stay quiet after firing).
+    """
+
+    name: ClassVar[str] = "check"
+    category: ClassVar[Category] = "divergence"
+    phase: ClassVar[Phase] = "backward"
+    needs: ClassVar[frozenset[str]] = frozenset()
+    every: int = 1
+    cooldown: int = 0
+
+    @abc.abstractmethod
+    def check(self, record: RollingRecord) -> Finding | None:
+        """Return a :class:`Finding` when the latest state of ``record`` is unhealthy, else ``None``. Must be pure."""
+
+    @property
+    def history(self) -> int:
+        """How many values of each signal the record must keep for this check."""
+        return 2
+
+    def config(self) -> dict[str, Any]:
+        """The check's settings as a plain dict (``name`` plus its dataclass fields)."""
+        out: dict[str, Any] = {"name": self.name}
+        for f in fields(self):  # type: ignore[arg-type]
+            out[f.name] = getattr(self, f.name)
+        return out
+
+
+@dataclass(frozen=True)
+class NonFinite(Check):
+    """The loss or the global gradient norm is ``nan``/``inf``. Fires on the first bad step; never a false alarm.
+
+    A non-finite gradient norm means some gradient holds an ``inf``/``nan`` (``||g||_2`` propagates both), so one
+    number covers every parameter. Set ``grads=False`` to watch only the loss (e.g. when a ``GradScaler`` already
+    skips steps with overflowing gradients).
+
+    >>> NonFinite().check(RollingRecord.from_stream([1.0, float("nan")])).reason
+    'loss is nan'
+    """
+
+    name: ClassVar[str] = "non_finite"
+    category: ClassVar[Category] = "divergence"
+    grads: bool = True
+    every: int = 1
+    cooldown: int = 0
+
+    def check(self, record: RollingRecord) -> Finding | None:
+        loss, gnorm = record.last_loss, record.last_grad_norm
+        bad_loss = not math.isfinite(loss)
+        bad_grad = self.grads and record.grad_measured and not math.isfinite(gnorm)
+        if not (bad_loss or bad_grad):
+            return None
+        parts = []
+        if bad_loss:
+            parts.append(f"loss is {loss}")
+        if bad_grad:
+            parts.append(f"gradient norm is {gnorm} (a gradient holds inf/nan)")
+        return Finding(" and ".join(parts), {"loss": loss, "grad_norm": gnorm})
+
+
+@dataclass(frozen=True)
+class LossSpike(Check):
+    """This step's loss is far above its running median: the last update overshot.
+
+    With ``m``, ``s`` the median and robust standard deviation (``1.4826 * MAD``) of the previous ``window`` finite
+    losses and ``L0`` the loss at initialisation, the check fires when
+
+        loss > m + max(sigmas * s,  (ratio - 1) * |m|,  floor * |L0|)
+
+    i.e. the loss must be an outlier (``sigmas``), at least ``ratio`` times the median, *and* up by a sizeable part
+    of the starting loss (``floor``), so the noise of a nearly-converged run (median 0.01, a hard batch at 0.1) is
+    no alarm. It needs ``min_history`` previous losses.
+
+    >>> calm = [1.0, 0.95, 0.9, 0.92, 0.88, 0.86, 0.87, 0.85]
+    >>> LossSpike().check(RollingRecord.from_stream(calm + [0.9])) is None
+    True
+    >>> LossSpike().check(RollingRecord.from_stream(calm + [3.0])).values["threshold"] > 0.87 * 2
+    True
+    """
+
+    name: ClassVar[str] = "loss_spike"
+    category: ClassVar[Category] = "divergence"
+    window: int = 50
+    min_history: int = 5
+    ratio: float = 2.0
+    sigmas: float = 6.0
+    floor: float = 0.25
+    every: int = 1
+    cooldown: int = 0
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "window", 2)
+        _int_at_least(self, "min_history", 1)
+        _positive(self, "ratio")
+        _positive(self, "sigmas", allow_zero=True)
+        _positive(self, "floor", allow_zero=True)
+        if self.ratio <= 1:
+            raise ValueError(f"LossSpike: ratio={self.ratio!r} must be > 1 (the loss must at least exceed its median)")
+
+    @property
+    def history(self) -> int:
+        return self.window + 1
+
+    def check(self, record: RollingRecord) -> Finding | None:
+        loss = record.last_loss
+        if not math.isfinite(loss):
+            return None  # NonFinite's business
+        ref = record.reference("loss", self.window)
+        if ref.n < self.min_history:
+            return None
+        m = ref.median
+        threshold = m + max(self.sigmas * ref.sigma, (self.ratio - 1.0) * abs(m), self.floor * abs(record.start_loss))
+        if loss <= threshold:
+            return None
+        times = f"{loss / m:.3g}x" if m > 0 else "far above"
+        return Finding(
+            f"loss {_g(loss)} is {times} its running median {_g(m)} (threshold {_g(threshold)}): the last update "
+            "overshot",
+            {"loss": loss, "median": m, "threshold": threshold},
+        )
+
+
+@dataclass(frozen=True)
+class Oscillation(Check):
+    """The loss's spread grows while its mean does not fall: the LR bounces across the valley instead of descending.
+
+    Over the last ``2 * window`` finite losses, with ``A`` the older half and ``B`` the newer, it fires when
+
+        std(B) > growth * std(A)   and   std(B) > floor * |L0|   and   mean(B) >= (1 - min_drop) * mean(A)
+
+    (``L0`` is the loss at initialisation; the ``floor`` keeps the tiny wiggles of a converged run quiet).
+    Evaluated every ``every`` steps.
+
+    >>> calm = [1.0 - 0.002 * i + (0.01 if i % 2 else -0.01) for i in range(40)]
+    >>> wild = [1.0 + (0.3 if i % 2 else -0.3) for i in range(40)]
+    >>> Oscillation(window=40).check(RollingRecord.from_stream(calm + wild)).values["std_ratio"] > 2
+    True
+    >>> Oscillation(window=40).check(RollingRecord.from_stream(calm + calm)) is None
+    True
+    """
+
+    name: ClassVar[str] = "oscillation"
+    category: ClassVar[Category] = "divergence"
+    window: int = 50
+    growth: float = 2.0
+    floor: float = 0.05
+    min_drop: float = 0.0
+    every: int = 10
+    cooldown: int = 50
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "window", 3)
+        _positive(self, "growth")
+        _positive(self, "floor", allow_zero=True)
+        _positive(self, "min_drop", allow_zero=True, below_one=True)
+        _int_at_least(self, "every", 1)
+        _int_at_least(self, "cooldown", 0)
+
+    @property
+    def history(self) -> int:
+        return 2 * self.window
+
+    def check(self, record: RollingRecord) -> Finding | None:
+        if record.count("loss") < 2 * self.window:
+            return None
+        values = record.window("loss", 2 * self.window)
+        a, b = values[: self.window], values[self.window :]
+        mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+        sd_a = math.sqrt(sum((v - mean_a) ** 2 for v in a) / len(a))
+        sd_b = math.sqrt(sum((v - mean_b) ** 2 for v in b) / len(b))
+        if sd_b <= self.growth * sd_a or sd_b <= self.floor * abs(record.start_loss):
+            return None
+        if mean_b < (1.0 - self.min_drop) * mean_a:
+            return None
+        return Finding(
+            f"loss spread grew {sd_b / max(sd_a, 1e-300):.3g}x (std {_g(sd_a)} -> {_g(sd_b)}) over the last "
+            f"{2 * self.window} steps while its mean did not fall ({_g(mean_a)} -> {_g(mean_b)}): the LR is "
+            "overshooting",
+            {"std_before": sd_a, "std_after": sd_b, "std_ratio": sd_b / max(sd_a, 1e-300), "mean_before": mean_a,
+             "mean_after": mean_b},
+        )
+
+
+@dataclass(frozen=True)
+class ExplodingGradients(Check):
+    """The global gradient norm is far above its running median.
+
+    With ``m`` the median of the previous ``window`` finite gradient norms, it fires when
+
+        ||g|| > factor * m
+
+    (after ``min_history`` norms). Its finding carries ``clip_to = clip * m``, the norm the ``"clip"`` action
+    scales the gradients down to: clipping that switches on only when needed, relative to the run's own scale.
+
+    >>> norms = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02, 0.98, 1.01, 0.99]
+    >>> f = ExplodingGradients().check(RollingRecord.from_stream([1.0] * 11, norms + [50.0]))
+    >>> round(f.values["clip_to"], 2)
+    2.0
+    >>> ExplodingGradients().check(RollingRecord.from_stream([1.0] * 11, norms + [3.0])) is None
+    True
+    """
+
+    name: ClassVar[str] = "exploding_gradients"
+    category: ClassVar[Category] = "explode"
+    window: int = 50
+    min_history: int = 10
+    factor: float = 10.0
+    clip: float = 2.0
+    every: int = 1
+    cooldown: int = 0
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "window", 2)
+        _int_at_least(self, "min_history", 1)
+        _positive(self, "factor")
+        _positive(self, "clip")
+        if self.factor <= 1:
+            raise ValueError(f"ExplodingGradients: factor={self.factor!r} must be > 1")
+
+    @property
+    def history(self) -> int:
+        return self.window + 1
+
+    def check(self, record: RollingRecord) -> Finding | None:
+        g = record.last_grad_norm
+        if not math.isfinite(g):
+            return None  # NonFinite's business
+        ref = record.reference("grad_norm", self.window)
+        if ref.n < self.min_history or not ref.median > 0:
+            return None
+        m = ref.median
+        if g <= self.factor * m:
+            return None
+        return Finding(
+            f"gradient norm {_g(g)} is {g / m:.3g}x its running median {_g(m)} (threshold {self.factor:g}x)",
+            {"grad_norm": g, "median": m, "threshold": self.factor * m, "clip_to": self.clip * m},
+        )
+
+
+@dataclass(frozen=True)
+class LRTooLow(Check):
+    """The LR is too low: the weights barely move *and* the loss is flat, early in the run.
+
+    Over the last ``window`` steps it fires when all of these hold:
+
+    * the median sampled update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||`` is below ``max_ratio``
+      (healthy training sits near ``1e-3``; at least ``samples`` samples are needed);
+    * the loss is flat: ``(mean(first half) - mean(second half)) / |mean(first half)| < flat``;
+    * the loss is still high: ``mean(second half) > stuck * |L0|`` (a converged run is flat too, but low);
+    * the LR is not being annealed on purpose: current LR ``>= anneal * peak LR`` seen so far.
+
+    Evaluated every ``every`` steps, after the optimizer step.
+
+    >>> flat = [2.3 - 1e-4 * i for i in range(100)]
+    >>> LRTooLow().check(RollingRecord.from_stream(flat, update_ratios=[1e-6] * 5, lr=1e-5)).values["ratio"]
+    1e-06
+    >>> LRTooLow().check(RollingRecord.from_stream(flat, update_ratios=[1e-3] * 5, lr=1e-2)) is None
+    True
+    """
+
+    name: ClassVar[str] = "lr_too_low"
+    category: ClassVar[Category] = "too_low"
+    phase: ClassVar[Phase] = "step"
+    needs: ClassVar[frozenset[str]] = frozenset({"update_ratio"})
+    window: int = 100
+    max_ratio: float = 1e-4
+    flat: float = 0.01
+    stuck: float = 0.5
+    anneal: float = 0.1
+    samples: int = 5
+    every: int = 25
+    cooldown: int = 100
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "window", 4)
+        _positive(self, "max_ratio")
+        _positive(self, "flat", allow_zero=True)
+        _positive(self, "stuck", allow_zero=True)
+        _positive(self, "anneal", allow_zero=True)
+        _int_at_least(self, "samples", 1)
+        _int_at_least(self, "every", 1)
+        _int_at_least(self, "cooldown", 0)
+
+    @property
+    def history(self) -> int:
+        return self.window
+
+    def check(self, record: RollingRecord) -> Finding | None:
+        if record.count("loss") < self.window or record.count("update_ratio") < self.samples:
+            return None
+        if record.lr < self.anneal * record.peak_lr:
+            return None  # a schedule is deliberately annealing: small updates are the plan
+        ratio = robust_stats(record.window("update_ratio", self.samples)).median
+        if ratio >= self.max_ratio:
+            return None
+        losses = record.window("loss", self.window)
+        half = len(losses) // 2
+        first, second = sum(losses[:half]) / half, sum(losses[half:]) / (len(losses) - half)
+        drop = (first - second) / abs(first) if first != 0 else 0.0
+        if drop >= self.flat or second <= self.stuck * abs(record.start_loss):
+            return None
+        return Finding(
+            f"update/weight ratio {ratio:.2g} is far below the healthy ~1e-3 (threshold {self.max_ratio:g}) and the "
+            f"loss fell only {drop:.2%} over the last {self.window} steps (still {_g(second)} vs "
+            f"{_g(record.start_loss)} at start): the LR looks too low",
+            {"ratio": ratio, "loss_drop": drop, "loss": second, "start_loss": record.start_loss, "lr": record.lr},
+        )
+
+
+def default_checks() -> list[Check]:
+    """A fresh list of the default checks, in the order they are evaluated.
+
+    >>> [c.name for c in default_checks()]
+    ['non_finite', 'loss_spike', 'oscillation', 'exploding_gradients', 'lr_too_low']
+    """
+    return [NonFinite(), LossSpike(), Oscillation(), ExplodingGradients(), LRTooLow()]

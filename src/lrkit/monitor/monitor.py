@@ -1,0 +1,640 @@
+"""``lrkit.Monitor``: watch every training step, see a wrong learning rate while it happens, and recover.
+
+Works in any hand-written loop (and inside ``lrkit.train``)::
+
+    monitor = lrkit.Monitor(model, optimizer, scheduler=None, on_divergence="rollback")
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        monitor.after_backward(loss)   # loss + gradient checks, before the step; may clip or neutralise this step
+        optimizer.step()               # harmless when the monitor decided to skip/roll back this step
+        scheduler.step()               # (if you have one)
+        if monitor.after_step():       # update-ratio check, snapshots, the actual skip/rollback; True = stop
+            break
+
+Contract: call :meth:`Monitor.after_backward` once per optimizer step, after ``loss.backward()`` (after
+``scaler.unscale_(optimizer)`` under AMP, after the last micro-batch under gradient accumulation), and
+:meth:`Monitor.after_step` after ``optimizer.step()`` — and after ``scheduler.step()`` when a per-step scheduler is
+stepped — *every* time, also when ``after_backward`` returned ``False``.
+
+How a step is made harmless (skip, rollback, stop): ``after_backward`` sets every gradient to ``None`` (so torch's
+optimizers skip every parameter and do no arithmetic on ``nan``) and keeps what it needs to undo the step; the
+undo happens in ``after_step``, *after* your ``optimizer.step()``, so whatever that step did — momentum and weight
+decay move parameters even with zero gradients, Adam bumps its step count — is overwritten bit for bit. You may
+also skip ``optimizer.step()`` yourself when ``after_backward`` returns ``False``; both are correct.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lrkit._state import Snapshot
+from lrkit.monitor.actions import SEVERITY, MonitorWarning, backoff_lr, clip_grads_, resolve_action
+from lrkit.monitor.checks import CATEGORIES, Check, Finding, default_checks
+from lrkit.monitor.record import RollingRecord
+
+__all__ = ["Monitor", "MonitorEvent"]
+
+_STATE_VERSION = 1
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _plain_float(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if v != v else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def _from_plain(v: Any) -> Any:
+    if isinstance(v, str) and v in ("nan", "inf", "-inf"):
+        return float(v)
+    return v
+
+
+@dataclass(frozen=True)
+class MonitorEvent:
+    """One thing the monitor saw and what it did about it.
+
+    Attributes:
+        step: 0-based index of the ``after_backward`` call (the loop's optimizer-step index) it happened at.
+        check: name of the check that fired (``"loss_spike"``, ...) or ``"monitor"`` for the monitor's own
+            decisions (rollback limit reached).
+        values: the numbers the check compared (loss, median, threshold, ...), plus the LR at that step.
+        action: what was done: ``"warn"``, ``"clip"``, ``"skip"``, ``"rollback"`` or ``"stop"``.
+        reason: a sentence a person can read.
+
+    >>> e = MonitorEvent(12, "loss_spike", {"loss": float("nan")}, "rollback", "loss is nan")
+    >>> e.to_dict()["values"]
+    {'loss': 'nan'}
+    >>> MonitorEvent.from_dict(e.to_dict()).values["loss"] != 0
+    True
+    """
+
+    step: int
+    check: str
+    values: dict[str, float] = field(hash=False)
+    action: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; non-finite values become the strings ``"nan"``, ``"inf"``, ``"-inf"``."""
+        return {
+            "step": self.step,
+            "check": self.check,
+            "values": {k: _plain_float(v) for k, v in self.values.items()},
+            "action": self.action,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MonitorEvent:
+        """Inverse of :meth:`to_dict`."""
+        missing = {"step", "check", "values", "action", "reason"} - set(d)
+        if missing:
+            raise ValueError(f"not a MonitorEvent dict: missing keys {sorted(missing)}")
+        return cls(int(d["step"]), str(d["check"]), {k: _from_plain(v) for k, v in d["values"].items()},
+                   str(d["action"]), str(d["reason"]))  # fmt: skip
+
+
+@dataclass
+class _Healthy:
+    """The last healthy state: a snapshot taken before a step whose loss and gradients passed every check."""
+
+    snapshot: Snapshot
+    step: int
+    lr_scale: float
+    record: dict[str, Any]
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+    return value
+
+
+class Monitor:
+    """Training-health monitor: checks every step, then warns, clips, skips, rolls back with an LR back-off, or stops.
+
+    Each check (see :mod:`lrkit.monitor.checks`) belongs to a category whose action you choose:
+
+    ==================== ====================================================== ======================= ==========
+    category             checks                                                 keyword                 default
+    ==================== ====================================================== ======================= ==========
+    divergence/overshoot ``non_finite``, ``loss_spike``, ``oscillation``        ``on_divergence``       rollback
+    exploding gradients  ``exploding_gradients``                                ``on_explode``          clip
+    LR too low           ``lr_too_low``                                         ``on_too_low``          warn
+    ==================== ====================================================== ======================= ==========
+
+    A rollback restores the last healthy in-memory snapshot of model, optimizer and scheduler (refreshed every
+    ``snapshot_every`` healthy steps), then multiplies the LR by ``backoff`` — in a way that survives the
+    scheduler's later steps (:func:`lrkit.monitor.actions.backoff_lr`). Back-offs compound: after ``k`` rollbacks
+    the LR is ``backoff ** k`` times what the schedule says (``lr_scale``). After ``max_rollbacks`` rollbacks
+    the next one becomes a stop, with a reason.
+
+    Args:
+        model: the model being trained.
+        optimizer: its optimizer.
+        scheduler: an optional LR scheduler (any ``torch.optim.lr_scheduler.LRScheduler``, lrkit's or torch's own),
+            restored together with model and optimizer on rollback and scaled by the back-off.
+        on_divergence, on_explode, on_too_low: the action per category (``"warn"``, ``"clip"`` (explode only),
+            ``"skip"``, ``"rollback"``, ``"stop"``; ``None``/``"ignore"`` switches the category off).
+        checks: the checks to run (default :func:`~lrkit.monitor.checks.default_checks`); pass instances with
+            your own thresholds, e.g. ``[NonFinite(), LossSpike(ratio=3.0)]``.
+        actions: per-check overrides by check name, e.g. ``{"oscillation": "warn"}``.
+        backoff: LR multiplier applied at each rollback, in (0, 1).
+        max_rollbacks: rollbacks allowed before the monitor stops the run instead.
+        snapshot_every: refresh the healthy snapshot every this many healthy steps (one copy of parameters,
+            buffers and optimizer state is kept in memory).
+        sample_every: measure the update-to-weight ratio every this many steps (only when a check needs it).
+        restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
+        grad_scaler: a ``torch.amp.GradScaler``; non-finite gradients are then left to it (it skips those steps
+            and lowers its scale) instead of counting as divergence.
+        on_event: called with every :class:`MonitorEvent` as it happens (logging, progress bars).
+
+    Attributes:
+        events: every :class:`MonitorEvent`, in order. ``[e.to_dict() for e in monitor.events]`` is JSON.
+        should_stop: ``True`` once a ``stop`` happened (``stop_reason`` says why). :meth:`after_step` returns it.
+        last_action: the most severe action of the latest step (``"none"`` when healthy).
+        rollbacks, skipped, clipped: counters; ``lr_scale``: product of the back-offs applied so far.
+
+    >>> import torch, lrkit
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Linear(4, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    >>> monitor = lrkit.Monitor(model, opt)
+    >>> x, y = torch.randn(64, 4), torch.randn(64, 1)
+    >>> for _ in range(20):
+    ...     opt.zero_grad()
+    ...     loss = torch.nn.functional.mse_loss(model(x), y)
+    ...     loss.backward()
+    ...     take_step = monitor.after_backward(loss)
+    ...     opt.step()
+    ...     stop = monitor.after_step()
+    >>> monitor.events, monitor.should_stop, monitor.step
+    ([], False, 19)
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any = None,
+        *,
+        on_divergence: str | None = "rollback",
+        on_explode: str | None = "clip",
+        on_too_low: str | None = "warn",
+        checks: Sequence[Check] | None = None,
+        actions: Mapping[str, str | None] | None = None,
+        backoff: float = 0.5,
+        max_rollbacks: int = 8,
+        snapshot_every: int = 50,
+        sample_every: int = 10,
+        restore_on_stop: bool = True,
+        grad_scaler: Any = None,
+        on_event: Callable[[MonitorEvent], None] | None = None,
+    ) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if scheduler is not None and not (callable(getattr(scheduler, "state_dict", None))
+                                          and callable(getattr(scheduler, "load_state_dict", None))):
+            raise ValueError(
+                f"scheduler must have state_dict() and load_state_dict() (a torch LRScheduler), got "
+                f"{type(scheduler).__name__}"
+            )
+        if not (isinstance(backoff, (int, float)) and not isinstance(backoff, bool) and 0 < backoff < 1):
+            raise ValueError(f"backoff={backoff!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
+        if on_event is not None and not callable(on_event):
+            raise ValueError(f"on_event={on_event!r} must be callable (it receives each MonitorEvent)")
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.backoff = float(backoff)
+        self.max_rollbacks = _check_int("max_rollbacks", max_rollbacks, 0)
+        self.snapshot_every = _check_int("snapshot_every", snapshot_every, 1)
+        self.sample_every = _check_int("sample_every", sample_every, 1)
+        self.restore_on_stop = bool(restore_on_stop)
+        self.grad_scaler = grad_scaler
+        self.on_event = on_event
+
+        by_category = {
+            "divergence": resolve_action("on_divergence", "divergence", on_divergence),
+            "explode": resolve_action("on_explode", "explode", on_explode),
+            "too_low": resolve_action("on_too_low", "too_low", on_too_low),
+        }
+        self.checks: list[Check] = list(default_checks() if checks is None else checks)
+        names = [c.name for c in self.checks]
+        for c in self.checks:
+            if not isinstance(c, Check):
+                raise ValueError(f"checks must be Check instances (lrkit.monitor.checks), got {type(c).__name__}")
+            if c.category not in CATEGORIES:
+                raise ValueError(f"check {c.name!r} has category {c.category!r}; valid: {sorted(CATEGORIES)}")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"checks has more than one check named {dupes}; each name must be unique")
+        overrides = dict(actions or {})
+        for name in overrides:
+            if name not in names:
+                from lrkit._utils import unknown_name_error
+
+                raise unknown_name_error("check in actions=", name, names)
+        self.actions: dict[str, str | None] = {}
+        for c in self.checks:
+            if c.name in overrides:
+                self.actions[c.name] = resolve_action(f"actions[{c.name!r}]", c.category, overrides[c.name])
+            else:
+                self.actions[c.name] = by_category[c.category]
+        active = [c for c in self.checks if self.actions[c.name] is not None]
+        for c in active:
+            if c.phase == "step" and self.actions[c.name] not in ("warn", "stop"):
+                raise ValueError(
+                    f"check {c.name!r} runs after the optimizer step, where only 'warn' or 'stop' can act; got "
+                    f"{self.actions[c.name]!r}"
+                )
+        self._backward_checks = [(c, self.actions[c.name]) for c in active if c.phase == "backward"]
+        self._step_checks = [(c, self.actions[c.name]) for c in active if c.phase == "step"]
+        self._needs_ratio = any("update_ratio" in c.needs for c in active)
+        capacity = max([64, *(c.history + 1 for c in active)])
+        self.record = RollingRecord(capacity=capacity, refresh=10)
+
+        self.events: list[MonitorEvent] = []
+        self.should_stop = False
+        self.stop_reason = ""
+        self.last_action = "none"
+        self.rollbacks = 0
+        self.skipped = 0
+        self.clipped = 0
+        self.lr_scale = 1.0
+        self._step = -1
+        self._pending: str | None = None
+        self._pre: Snapshot | None = None
+        self._sample: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._healthy: _Healthy | None = None
+        self._last_bad_step = -(10**9)
+        self._quiet_until: dict[str, int] = {}
+        self._params_key: tuple[int, ...] = ()
+        self._params: list[torch.Tensor] = []
+        self._stop_restore = False
+
+    # ------------------------------------------------------------------------------------------------ public
+    @property
+    def step(self) -> int:
+        """0-based index of the latest ``after_backward`` call (``-1`` before the first)."""
+        return self._step
+
+    def after_backward(self, loss: torch.Tensor | float) -> bool:
+        """Check this step's loss and gradients, before ``optimizer.step()``; return whether to take the step.
+
+        Measures the loss and the global gradient L2 norm (one ``torch._foreach_norm`` over all gradients, one host
+        sync), runs the ``"backward"`` checks and acts: ``clip`` scales the gradients now; ``skip``, ``rollback``
+        and ``stop`` set every gradient to ``None`` and return ``False`` (the undo happens in :meth:`after_step`).
+        Also refreshes the healthy snapshot every ``snapshot_every`` healthy steps.
+
+        Args:
+            loss: this step's training loss (a scalar tensor or a float).
+        """
+        if self._pending is not None:
+            raise RuntimeError(
+                "Monitor.after_backward() was called twice without after_step() in between: call "
+                "monitor.after_step() after every optimizer.step() (also when after_backward returned False), and "
+                "call after_backward() once per optimizer step (after the last micro-batch when accumulating)"
+            )
+        self._step += 1
+        step = self._step
+        if self.should_stop:
+            self._neutralise()
+            self._pending = "stopped"
+            self.last_action = "stop"
+            return False
+        params = self._trainable()
+        with_grad = [p for p in params if p.grad is not None]
+        grads = [p.grad for p in with_grad]
+        loss_value, gnorm, norms = self._measure(loss, grads)
+        rec = self.record
+        if self.grad_scaler is not None and not math.isfinite(gnorm):
+            rec.push(loss_value, None)  # the scaler skips this step and lowers its scale: not our business
+        else:
+            rec.push(loss_value, gnorm)
+        findings: list[tuple[Check, str, Finding]] = []
+        quiet = self._quiet_until
+        for check, action in self._backward_checks:
+            if (check.every > 1 and step % check.every) or (quiet and quiet.get(check.name, -1) > step):
+                continue
+            found = check.check(rec)
+            if found is not None:
+                findings.append((check, action, found))  # type: ignore[arg-type]
+        if not findings:
+            self._pending = "ok"
+            self.last_action = "none"
+            healthy = self._healthy
+            if healthy is None or (step - healthy.step >= self.snapshot_every
+                                   and step - self._last_bad_step >= max(1, self.snapshot_every // 5)):
+                self._capture_healthy(step)
+            if self._needs_ratio and step % self.sample_every == 0 and with_grad:
+                with torch.no_grad():
+                    self._sample = (with_grad, torch._foreach_mul(with_grad, 1.0))
+            return True
+        return self._respond(step, findings, with_grad, grads, gnorm, norms)
+
+    def after_step(self) -> bool:
+        """Finish the step: undo it (skip), roll back and back off, or run the ``"step"`` checks; return should_stop.
+
+        Call it after ``optimizer.step()`` (and after ``scheduler.step()`` when you step one per batch), every step.
+        """
+        pending = self._pending
+        if pending is None:
+            raise RuntimeError(
+                "Monitor.after_step() was called without after_backward() before it: call "
+                "monitor.after_backward(loss) after loss.backward() and before optimizer.step()"
+            )
+        self._pending = None
+        if pending == "ok":
+            if self._sample is not None:
+                self._finish_sample()
+            if self._step_checks:
+                self._run_step_checks()
+            return self.should_stop
+        if pending == "skip":
+            self._undo_step()
+            self.skipped += 1
+        elif pending == "rollback":
+            self._rollback()
+        elif pending == "stop" and self._stop_restore and self._healthy is not None:
+            self._healthy.snapshot.restore()
+            self.record.load_state_dict(self._healthy.record, keep_step=True)
+        self._pre = None
+        return self.should_stop
+
+    def summary(self) -> dict[str, Any]:
+        """Counts of what happened, JSON-ready.
+
+        >>> import torch
+        >>> m = Monitor(torch.nn.Linear(2, 1), torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1))
+        >>> m.summary()["healthy"], m.summary()["steps"]
+        (True, 0)
+        """
+        return {
+            "steps": self._step + 1,
+            "events": len(self.events),
+            "by_check": dict(Counter(e.check for e in self.events)),
+            "by_action": dict(Counter(e.action for e in self.events)),
+            "rollbacks": self.rollbacks,
+            "skipped": self.skipped,
+            "clipped": self.clipped,
+            "lr_scale": self.lr_scale,
+            "should_stop": self.should_stop,
+            "stop_reason": self.stop_reason,
+            "healthy": not self.events,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume monitoring, as plain Python values (JSON- and ``weights_only``-safe).
+
+        The healthy snapshot is *not* included (it is a full copy of the model): after :meth:`load_state_dict`
+        the monitor takes a fresh one at the next healthy step.
+        """
+        return {
+            "version": _STATE_VERSION,
+            "step": self._step,
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
+            "skipped": self.skipped,
+            "clipped": self.clipped,
+            "should_stop": self.should_stop,
+            "stop_reason": self.stop_reason,
+            "last_bad_step": self._last_bad_step,
+            "quiet_until": dict(self._quiet_until),
+            "events": [e.to_dict() for e in self.events],
+            "record": self.record.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict` output (counters, events, rolling record, cumulative back-off)."""
+        if not isinstance(state, Mapping) or state.get("version") != _STATE_VERSION:
+            got = state.get("version") if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"not a Monitor state_dict (version {got!r}, expected {_STATE_VERSION})")
+        required = {"step", "lr_scale", "rollbacks", "events", "record"}
+        missing = required - set(state)
+        if missing:
+            raise ValueError(f"Monitor state_dict is missing keys {sorted(missing)}")
+        self._step = int(state["step"])
+        self.lr_scale = float(state["lr_scale"])
+        self.rollbacks = int(state["rollbacks"])
+        self.skipped = int(state.get("skipped", 0))
+        self.clipped = int(state.get("clipped", 0))
+        self.should_stop = bool(state.get("should_stop", False))
+        self.stop_reason = str(state.get("stop_reason", ""))
+        self._last_bad_step = int(state.get("last_bad_step", -(10**9)))
+        self._quiet_until = {str(k): int(v) for k, v in dict(state.get("quiet_until", {})).items()}
+        self.events = [MonitorEvent.from_dict(e) for e in state["events"]]
+        self.record.load_state_dict(dict(state["record"]))
+        self._healthy = None
+        self._pending = None
+        self._pre = None
+        self._sample = None
+
+    def __repr__(self) -> str:
+        active = ", ".join(f"{c.name}->{a}" for c, a in (*self._backward_checks, *self._step_checks))
+        return (f"Monitor(step={self._step}, events={len(self.events)}, rollbacks={self.rollbacks}, "
+                f"lr_scale={self.lr_scale:g}, checks=[{active}])")  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------------ internals
+    def _trainable(self) -> list[torch.Tensor]:
+        groups = self.optimizer.param_groups
+        key = tuple(len(g["params"]) for g in groups)
+        if key != self._params_key:
+            self._params = [p for g in groups for p in g["params"]]
+            self._params_key = key
+        return self._params
+
+    def _measure(self, loss: torch.Tensor | float, grads: list[torch.Tensor]) -> tuple[float, float, list[float]]:
+        """(loss, global grad L2 norm, per-tensor norms) with a single host sync on accelerators."""
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise ValueError(
+                    f"after_backward(loss) needs the scalar training loss, got a tensor of shape {tuple(loss.shape)}"
+                )
+        elif not isinstance(loss, (int, float)) or isinstance(loss, bool):
+            raise ValueError(f"after_backward(loss) needs a scalar tensor or a float, got {type(loss).__name__}")
+        if not grads:
+            return float(loss), 0.0, []
+        with torch.no_grad():
+            if grads[0].dtype in _LOW_PRECISION:
+                norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+            else:
+                norms = torch._foreach_norm(grads)
+            try:
+                if isinstance(loss, torch.Tensor) and loss.device.type != "cpu":
+                    dev = norms[0]
+                    values = torch.stack([*norms, loss.detach().reshape(()).to(dev.device, dev.dtype)]).tolist()
+                    loss_value = values.pop()
+                else:
+                    values = torch.stack(norms).tolist()
+                    loss_value = float(loss)
+            except RuntimeError:  # norms on several devices or of several dtypes
+                values = [float(n) for n in norms]
+                loss_value = float(loss)
+        total = 0.0
+        for v in values:
+            total += v * v
+        return loss_value, math.sqrt(total), values
+
+    def _neutralise(self) -> None:
+        """Set every gradient to ``None``: torch's optimizers then skip every parameter (no math on nan)."""
+        for p in self._trainable():
+            p.grad = None
+
+    def _capture(self, *, scheduler: bool) -> Snapshot:
+        """A Snapshot without gradients (they are never restored: a restored step starts from ``grad=None``)."""
+        params = list(self.model.parameters())
+        saved = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        try:
+            return Snapshot.capture(self.model, self.optimizer, self.scheduler if scheduler else None)
+        finally:
+            for p, g in zip(params, saved):
+                p.grad = g
+
+    def _capture_healthy(self, step: int) -> None:
+        self._healthy = _Healthy(self._capture(scheduler=True), step, self.lr_scale, self.record.state_dict())
+
+    def _lr(self) -> float:
+        return max(float(g["lr"]) for g in self.optimizer.param_groups)
+
+    def _respond(self, step: int, findings: list[tuple[Check, str, Finding]], with_grad: list[torch.Tensor],
+                 grads: list[torch.Tensor], gnorm: float, norms: list[float]) -> bool:
+        lr = self._lr()
+        worst = "none"
+        clip_to = math.inf
+        for check, action, found in findings:
+            reason = found.reason
+            if check.name == "non_finite" and norms and not math.isfinite(gnorm):
+                reason += self._bad_param_note(with_grad, norms)
+            if action == "clip":
+                target = found.values.get("clip_to", math.nan)
+                if math.isfinite(gnorm) and math.isfinite(target) and target > 0:
+                    clip_to = min(clip_to, target)
+                else:
+                    action = "skip"  # nothing finite to clip to: do not take the step
+                    reason += "; cannot clip a non-finite gradient, skipping the step"
+            if action == "rollback" and self.rollbacks >= self.max_rollbacks:
+                action = "stop"
+                reason += (f"; rollback limit reached ({self.max_rollbacks} rollbacks, LR now {self.lr_scale:.3g}x "
+                           "the original): the run keeps diverging even at a lower LR — look for inf/nan in the "
+                           "data or the loss, or raise max_rollbacks")
+            if check.category != "too_low":
+                self._last_bad_step = step
+            if check.cooldown:
+                self._quiet_until[check.name] = step + check.cooldown + 1
+            self._emit(MonitorEvent(step, check.name, {**found.values, "lr": lr}, action, reason))
+            if SEVERITY[action] > SEVERITY[worst]:
+                worst = action
+            if action == "stop" and not self.should_stop:
+                self.should_stop = True
+                self.stop_reason = f"{check.name} at step {step}: {reason}"
+        self.last_action = worst
+        if worst in ("warn", "clip"):
+            if worst == "clip" and math.isfinite(clip_to):
+                clip_grads_(grads, gnorm, clip_to)
+                self.clipped += 1
+            self._pending = "ok"
+            return True
+        # skip / rollback / stop: keep what the undo needs, then make optimizer.step() a no-op for torch optimizers
+        if worst == "skip" or (worst == "rollback" and self._healthy is None):
+            self._pre = self._capture(scheduler=False)
+        self._stop_restore = worst == "stop" and self.restore_on_stop
+        self._neutralise()
+        self._pending = worst
+        return False
+
+    def _bad_param_note(self, with_grad: list[torch.Tensor], norms: list[float]) -> str:
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        bad = [names.get(id(p), "?") for p, v in zip(with_grad, norms) if not math.isfinite(v)]
+        if not bad:
+            return ""
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        return f" in {', '.join(repr(b) for b in bad[:3])}{more}"
+
+    def _emit(self, event: MonitorEvent) -> None:
+        self.events.append(event)
+        if event.action == "warn":
+            warnings.warn(f"lrkit.Monitor step {event.step}: {event.reason}", MonitorWarning, stacklevel=4)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _undo_step(self) -> None:
+        """Restore parameters and optimizer state from the pre-step copy, keeping the current group hyperparameters.
+
+        The scheduler may have stepped since the copy was taken; its new LR stays (a skipped step still counts
+        on the schedule's clock, as with ``torch.amp.GradScaler``).
+        """
+        pre = self._pre
+        if pre is None:  # pragma: no cover - internal invariant
+            return
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        pre.restore()
+        for g, saved in zip(self.optimizer.param_groups, groups):
+            g.update(saved)
+
+    def _rollback(self) -> None:
+        healthy = self._healthy
+        if healthy is None:  # nothing healthy yet: undo this step and back off from here
+            self._undo_step()
+            base_scale = self.lr_scale
+        else:
+            healthy.snapshot.restore()
+            self.record.load_state_dict(healthy.record, keep_step=True)
+            base_scale = healthy.lr_scale
+            healthy.step = self._step  # count healthy progress from the restored point
+        new_scale = self.lr_scale * self.backoff
+        backoff_lr(self.optimizer, self.scheduler, new_scale / base_scale)
+        self.lr_scale = new_scale
+        self.rollbacks += 1
+
+    def _finish_sample(self) -> None:
+        params, before = self._sample  # type: ignore[misc]
+        self._sample = None
+        with torch.no_grad():
+            delta = torch._foreach_sub(params, before)
+            dn = torch._foreach_norm(delta)
+            wn = torch._foreach_norm(params)
+            try:
+                num, den = torch.stack([torch.linalg.vector_norm(torch.stack(dn)),
+                                        torch.linalg.vector_norm(torch.stack(wn))]).tolist()  # fmt: skip
+            except RuntimeError:
+                num = math.sqrt(sum(float(v) ** 2 for v in dn))
+                den = math.sqrt(sum(float(v) ** 2 for v in wn))
+        self.record.push_update_ratio(num / den if den > 0 else math.nan, self._lr())
+
+    def _run_step_checks(self) -> None:
+        step = self._step
+        rec = self.record
+        worst = "none"
+        for check, action in self._step_checks:
+            if (check.every > 1 and step % check.every) or self._quiet_until.get(check.name, -1) > step:
+                continue
+            found = check.check(rec)
+            if found is None:
+                continue
+            if check.cooldown:
+                self._quiet_until[check.name] = step + check.cooldown + 1
+            act = action
+            self._emit(MonitorEvent(step, check.name, {**found.values, "lr": self._lr()}, act, found.reason))
+            if SEVERITY[act] > SEVERITY[worst]:
+                worst = act
+            if act == "stop" and not self.should_stop:
+                self.should_stop = True
+                self.stop_reason = f"{check.name} at step {step}: {found.reason}"
+        if worst != "none":
+            self.last_action = worst

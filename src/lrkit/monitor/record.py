@@ -1,0 +1,243 @@
+"""The rolling record that the health checks read: recent losses, gradient norms, update ratios and the LR.
+
+:class:`lrkit.Monitor` pushes one loss and one global gradient norm per optimizer step (and an update-to-weight ratio
+every few steps); the checks in :mod:`lrkit.monitor.checks` are pure functions of this record, so a test can build a
+record from a synthetic stream and know the answer:
+
+>>> rec = RollingRecord.from_stream(losses=[1.0, 0.9, 0.8, 0.7, 0.6])
+>>> rec.step, rec.last_loss, rec.start_loss
+(4, 0.6, 1.0)
+>>> round(rec.reference("loss", 10).median, 3)  # the median of the values *before* the newest one
+0.85
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from itertools import islice
+from typing import Any, NamedTuple
+
+__all__ = ["SIGNALS", "RobustStats", "RollingRecord"]
+
+#: The signals a record keeps: per-step training loss, global L2 gradient norm (before any clipping), and the
+#: sampled update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||``.
+SIGNALS = ("loss", "grad_norm", "update_ratio")
+
+#: ``1.4826 * MAD`` estimates the standard deviation of normally distributed values.
+MAD_TO_SIGMA = 1.4826
+
+
+class RobustStats(NamedTuple):
+    """Median and median absolute deviation (MAD) of a window of values; ``n == 0`` when the window is empty."""
+
+    median: float
+    mad: float
+    n: int
+
+    @property
+    def sigma(self) -> float:
+        """A robust standard deviation, ``1.4826 * MAD``."""
+        return MAD_TO_SIGMA * self.mad
+
+
+_EMPTY = RobustStats(math.nan, math.nan, 0)
+
+
+def _median(values: Sequence[float]) -> float:
+    s = sorted(values)
+    n = len(s)
+    mid = n // 2
+    return s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
+
+
+def robust_stats(values: Sequence[float]) -> RobustStats:
+    """Median and MAD of ``values`` (finite floats).
+
+    >>> robust_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    RobustStats(median=3.0, mad=1.0, n=5)
+    """
+    if not values:
+        return _EMPTY
+    med = _median(values)
+    return RobustStats(med, _median([abs(v - med) for v in values]), len(values))
+
+
+class RollingRecord:
+    """The last ``capacity`` finite values of each signal, the current step's raw values, and a few run-level facts.
+
+    Args:
+        capacity: how many finite values of each signal are kept (the checks' longest window decides it).
+        refresh: the robust reference statistics (:meth:`reference`) are recomputed every ``refresh`` pushes and
+            reused in between; this keeps the per-step cost to a few float comparisons.
+
+    Attributes:
+        step: index of the latest pushed step (``-1`` before the first push).
+        last_loss, last_grad_norm: this step's raw values, ``nan``/``inf`` included (non-finite values are kept
+            out of the windows so that one NaN cannot poison a median); ``grad_measured`` is ``False`` when this
+            step pushed no gradient norm.
+        start_loss: the first finite loss, i.e. the loss at initialisation, before any update.
+        lr, peak_lr: the latest sampled learning rate (largest over param groups) and the largest seen.
+        seen: how many finite values of each signal were ever pushed (not capped by ``capacity``).
+
+    >>> rec = RollingRecord(capacity=4)
+    >>> for v in [3.0, 2.0, float("nan"), 1.0]:
+    ...     rec.push(v, grad_norm=1.0)
+    >>> rec.window("loss", 10), rec.seen["loss"], rec.last_loss
+    ([3.0, 2.0, 1.0], 3, 1.0)
+    """
+
+    def __init__(self, capacity: int = 200, *, refresh: int = 10) -> None:
+        if int(capacity) < 2:
+            raise ValueError(f"capacity={capacity!r} must be an integer >= 2")
+        if int(refresh) < 1:
+            raise ValueError(f"refresh={refresh!r} must be an integer >= 1")
+        self.capacity = int(capacity)
+        self.refresh = int(refresh)
+        self._values: dict[str, deque[float]] = {s: deque(maxlen=self.capacity) for s in SIGNALS}
+        self.seen: dict[str, int] = dict.fromkeys(SIGNALS, 0)
+        self.step = -1
+        self.last_loss = math.nan
+        self.last_grad_norm = math.nan
+        self.grad_measured = False
+        self.start_loss = math.nan
+        self.lr = math.nan
+        self.peak_lr = 0.0
+        # (signal, window) -> (step computed at, stats); `_fresh[s]` is True when this step's value was appended
+        self._cache: dict[tuple[str, int], tuple[int, RobustStats]] = {}
+        self._fresh: dict[str, bool] = dict.fromkeys(SIGNALS, False)
+
+    # ------------------------------------------------------------------------------------------------ writing
+    def push(self, loss: float, grad_norm: float | None = None) -> None:
+        """Record one optimizer step's loss and global gradient norm (``None`` when not measured)."""
+        self.step += 1
+        self.last_loss = loss
+        self.grad_measured = grad_norm is not None
+        if grad_norm is None:
+            grad_norm = math.nan
+        self.last_grad_norm = grad_norm
+        fresh = self._fresh
+        if loss - loss == 0.0:  # finite (nan - nan and inf - inf are nan)
+            self._values["loss"].append(loss)
+            if not self.seen["loss"]:
+                self.start_loss = loss
+            self.seen["loss"] += 1
+            fresh["loss"] = True
+        else:
+            fresh["loss"] = False
+        if grad_norm - grad_norm == 0.0:
+            self._values["grad_norm"].append(grad_norm)
+            self.seen["grad_norm"] += 1
+            fresh["grad_norm"] = True
+        else:
+            fresh["grad_norm"] = False
+        fresh["update_ratio"] = False
+
+    def push_update_ratio(self, ratio: float, lr: float | None = None) -> None:
+        """Record a sampled update-to-weight ratio (and the LR it was taken at)."""
+        if math.isfinite(ratio):
+            self._values["update_ratio"].append(float(ratio))
+            self.seen["update_ratio"] += 1
+            self._fresh["update_ratio"] = True
+        if lr is not None:
+            self.set_lr(lr)
+
+    def set_lr(self, lr: float) -> None:
+        """Record the current learning rate (the largest over param groups)."""
+        self.lr = float(lr)
+        if self.lr > self.peak_lr:
+            self.peak_lr = self.lr
+
+    # ------------------------------------------------------------------------------------------------ reading
+    def window(self, signal: str, n: int, *, skip_last: int = 0) -> list[float]:
+        """The last ``n`` finite values of ``signal`` (oldest first), leaving out the newest ``skip_last``."""
+        values = self._values[signal]
+        end = len(values) - skip_last
+        start = max(0, end - n)
+        return list(islice(values, start, max(start, end)))
+
+    def count(self, signal: str) -> int:
+        """How many finite values of ``signal`` the record holds now (at most ``capacity``)."""
+        return len(self._values[signal])
+
+    def reference(self, signal: str, window: int) -> RobustStats:
+        """Median and MAD of the last ``window`` finite values *before* this step's value.
+
+        Recomputed every ``refresh`` steps and reused in between, so the reference may lag by up to ``refresh - 1``
+        steps; it never includes the value being judged.
+        """
+        key = (signal, window)
+        hit = self._cache.get(key)
+        if hit is not None and self.step - hit[0] < self.refresh:
+            return hit[1]
+        stats = robust_stats(self.window(signal, window, skip_last=1 if self._fresh[signal] else 0))
+        self._cache[key] = (self.step, stats)
+        return stats
+
+    # ------------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """The record as plain Python values (lists, floats, ints): JSON- and ``weights_only``-safe."""
+        return {
+            "capacity": self.capacity,
+            "refresh": self.refresh,
+            "values": {s: list(v) for s, v in self._values.items()},
+            "seen": dict(self.seen),
+            "step": self.step,
+            "last_loss": self.last_loss,
+            "last_grad_norm": self.last_grad_norm,
+            "grad_measured": self.grad_measured,
+            "start_loss": self.start_loss,
+            "lr": self.lr,
+            "peak_lr": self.peak_lr,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], *, keep_step: bool = False) -> None:
+        """Load :meth:`state_dict` output; ``keep_step=True`` keeps this record's step counter (used by rollback)."""
+        missing = {"values", "seen", "step", "start_loss"} - set(state)
+        if missing:
+            raise ValueError(f"not a RollingRecord state: missing keys {sorted(missing)}")
+        unknown = set(state["values"]) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"RollingRecord state has unknown signals {sorted(unknown)}; valid: {list(SIGNALS)}")
+        for s in SIGNALS:
+            self._values[s] = deque((float(v) for v in state["values"].get(s, [])), maxlen=self.capacity)
+            self.seen[s] = int(state["seen"].get(s, 0))
+            self._fresh[s] = False
+        if not keep_step:
+            self.step = int(state["step"])
+        self.last_loss = float(state.get("last_loss", math.nan))
+        self.last_grad_norm = float(state.get("last_grad_norm", math.nan))
+        self.grad_measured = bool(state.get("grad_measured", False))
+        self.start_loss = float(state["start_loss"])
+        self.lr = float(state.get("lr", math.nan))
+        self.peak_lr = float(state.get("peak_lr", 0.0))
+        self._cache.clear()
+
+    @classmethod
+    def from_stream(
+        cls,
+        losses: Sequence[float],
+        grad_norms: Sequence[float] | None = None,
+        *,
+        update_ratios: Sequence[float] = (),
+        lr: float | None = None,
+        capacity: int = 200,
+        refresh: int = 1,
+    ) -> RollingRecord:
+        """A record after pushing a whole synthetic stream (for tests, docs and offline analysis).
+
+        >>> rec = RollingRecord.from_stream([2.0, 1.0], grad_norms=[0.5, 0.4], update_ratios=[1e-3], lr=0.1)
+        >>> rec.last_grad_norm, rec.window("update_ratio", 5), rec.peak_lr
+        (0.4, [0.001], 0.1)
+        """
+        if grad_norms is not None and len(grad_norms) != len(losses):
+            raise ValueError(f"grad_norms has {len(grad_norms)} values but losses has {len(losses)}")
+        rec = cls(capacity=capacity, refresh=refresh)
+        for i, loss in enumerate(losses):
+            rec.push(float(loss), float(grad_norms[i]) if grad_norms is not None else None)
+        for r in update_ratios:
+            rec.push_update_ratio(float(r))
+        if lr is not None:
+            rec.set_lr(lr)
+        return rec

@@ -1,0 +1,826 @@
+"""The schedule protocol, phase records, and composition (warmup ∘ main ∘ cooldown) and re-planning.
+
+A :class:`Schedule` is a closed-form function of the optimizer step: ``schedule(step)`` is the multiplier of the
+peak LR at that step, ``schedule.lr(step)`` the absolute LR (for a param group with ``lr_scale`` 1) and
+``schedule.momentum(step)`` the coupled momentum, or ``None`` where the policy does not set momentum. Nothing is
+counted inside a schedule (the one exception, reduce-on-plateau, keeps the metric history it was shown), so a run
+is resumed, fast-forwarded or plotted by evaluating the formula at a step.
+
+Who calls what: :meth:`Schedule._value` (and :meth:`Schedule._momentum`) are the two methods a new family
+implements; the torch adapter (:mod:`lrkit.schedules.torch`), the CLI and the plots call the public methods.
+
+>>> from lrkit.schedules import Cosine
+>>> s = Cosine(lr0=0.1, lrf=0.01, total_steps=100)
+>>> round(s(0), 6), round(s(50), 6), round(s.lr(100), 6)
+(1.0, 0.505, 0.001)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from lrkit._utils import check_positive, unknown_name_error
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from lrkit.schedules.torch import LRSchedulerAdapter
+
+__all__ = [
+    "COOLDOWN_TYPES",
+    "WARMUP_TYPES",
+    "Composed",
+    "Cooldown",
+    "Phase",
+    "Replanned",
+    "Schedule",
+    "Warmup",
+    "resolve_timeline",
+]
+
+UNITS = ("step", "epoch")
+INTERVALS = ("step", "epoch")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Phase records
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a schedule, as data: steps ``[start, end)`` with a shape and its multipliers.
+
+    ``end`` is ``None`` for an open-ended last phase (a schedule with no fixed length). ``start_value`` and
+    ``end_value`` are the multipliers of the peak LR at the first and the last step of the phase.
+
+    >>> from lrkit.schedules import from_spec
+    >>> [(p.name, p.start, p.end) for p in from_spec("wsd lr0=1e-3 warmup_steps=10 decay_frac=0.2",
+    ...                                               total_steps=100).phases]
+    [('warmup', 0, 10), ('stable', 10, 80), ('decay', 80, 100)]
+    """
+
+    name: str
+    start: int
+    end: int | None
+    kind: str
+    start_value: float | None = None
+    end_value: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The phase as a plain dict (for JSON records)."""
+        return asdict(self)
+
+
+# A phase before its values are filled in: (name, start, end, kind), with float boundaries.
+Span = tuple[str, float, float | None, str]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Time: epochs + steps_per_epoch or total_steps
+# --------------------------------------------------------------------------------------------------------------
+def _check_count(name: str, value: Any, *, allow_zero: bool = False) -> int:
+    """Validate an integral step count (``30`` or ``30.0``) and return it as ``int``."""
+    v = check_positive(name, value, allow_zero=allow_zero)
+    if v != int(v):
+        raise ValueError(f"{name}={value!r} must be a whole number of steps")
+    return int(v)
+
+
+def resolve_timeline(
+    *, epochs: float | None = None, steps_per_epoch: float | None = None, total_steps: int | None = None
+) -> tuple[int | None, float | None]:
+    """Resolve the run length in optimizer steps and the steps per epoch.
+
+    Precedence (the same as ``torch.optim.lr_scheduler.OneCycleLR``):
+
+    1. ``total_steps`` when given is the run length;
+    2. else ``epochs * steps_per_epoch`` (rounded to a whole step);
+    3. else the length is unknown (``None``), which families without a fixed end accept.
+
+    ``steps_per_epoch`` converts epoch-valued parameters (``warmup_epochs``, ``step_size`` of ``step`` …) to
+    steps; when only ``epochs`` and ``total_steps`` are given it is ``total_steps / epochs``.
+
+    >>> resolve_timeline(epochs=90, steps_per_epoch=100)
+    (9000, 100)
+    >>> resolve_timeline(epochs=10, total_steps=250)
+    (250, 25.0)
+    """
+    ep = None if epochs is None else check_positive("epochs", epochs)
+    spe: float | None = None
+    if steps_per_epoch is not None:
+        spe = check_positive("steps_per_epoch", steps_per_epoch)
+        if spe == int(spe):
+            spe = int(spe)
+    total = None if total_steps is None else _check_count("total_steps", total_steps)
+    if total is None and ep is not None:
+        if spe is None:
+            raise ValueError(
+                f"epochs={epochs!r} needs steps_per_epoch (time is counted in optimizer steps): "
+                "pass steps_per_epoch=..., or total_steps=... instead"
+            )
+        total = round(ep * spe)
+        if total < 1:
+            raise ValueError(f"epochs={epochs!r} * steps_per_epoch={steps_per_epoch!r} is less than one step")
+    if spe is None and ep is not None and total is not None:
+        spe = total / ep
+    return total, spe
+
+
+def _check_step(step: Any) -> float:
+    try:
+        t = float(step)
+    except (TypeError, ValueError):
+        raise ValueError(f"step={step!r} must be a number of optimizer steps (>= 0)") from None
+    if not t >= 0 or math.isinf(t):
+        raise ValueError(f"step={step!r} must be a finite number of optimizer steps >= 0")
+    return t
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...], aliases: dict[str, str] | None = None) -> str:
+    key = str(value).lower().replace("_", "-") if isinstance(value, str) else value
+    aliases = aliases or {}
+    if isinstance(key, str) and key in aliases:
+        key = aliases[key]
+    for choice in choices:
+        if key == choice or (isinstance(key, str) and key == choice.replace("_", "-")):
+            return choice
+    raise unknown_name_error(f"value for {name}", str(value), choices)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Shapes shared by warmup and cooldown
+# --------------------------------------------------------------------------------------------------------------
+WARMUP_TYPES = ("linear", "exponential", "cosine", "1-sqrt")
+COOLDOWN_TYPES = ("linear", "cosine", "1-sqrt")
+_SHAPE_ALIASES = {"exp": "exponential", "cos": "cosine", "sqrt": "1-sqrt", "1sqrt": "1-sqrt", "one-sqrt": "1-sqrt"}
+
+
+def _ramp_up(kind: str, p: float) -> float:
+    """0 → 1 as p goes 0 → 1 (transformers' warmup shapes)."""
+    if kind == "cosine":
+        return 0.5 * (1.0 - math.cos(math.pi * p))
+    if kind == "1-sqrt":
+        return 1.0 - math.sqrt(max(0.0, 1.0 - p))
+    return p
+
+
+def _ramp_down(kind: str, p: float) -> float:
+    """1 → 0 as p goes 0 → 1 (transformers' WSD decay shapes)."""
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    if kind == "1-sqrt":
+        return 1.0 - math.sqrt(p)
+    return 1.0 - p
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The protocol
+# --------------------------------------------------------------------------------------------------------------
+class Schedule(ABC):
+    """A closed-form LR schedule: ``schedule(step) -> multiplier of the peak LR``.
+
+    Subclasses implement :meth:`_value` (the multiplier at a local step, a float ``t >= 0``) and, where the policy
+    couples momentum, :meth:`_momentum`; :meth:`_phase_spans` lists their phases. The base class handles time
+    (``epochs`` + ``steps_per_epoch`` or ``total_steps``, see :func:`resolve_timeline`), units, the peak LR and
+    everything public.
+
+    Public API:
+
+    * ``schedule(step)`` / ``schedule.multiplier(step, is_bias=False)`` — the multiplier of the peak LR;
+    * ``schedule.lr(step, is_bias=False)`` — the absolute LR, ``peak_lr * multiplier`` (needs the peak LR);
+    * ``schedule.momentum(step)`` — momentum (SGD ``momentum`` / Adam ``beta1``) or ``None``;
+    * ``schedule.total_steps``, ``schedule.steps_per_epoch``, ``schedule.peak_lr``, ``schedule.phases``;
+    * ``schedule.record()`` — ``{"lr": [...], "momentum": [...], "phases": [...]}`` for plots and scripts;
+    * ``schedule.replan(at_step=..., total_steps=...)`` — stretch the rest of the run, without a jump;
+    * ``schedule.to_torch(optimizer)`` — a resumable ``torch.optim.lr_scheduler.LRScheduler``.
+
+    Steps are optimizer steps counted from 0; ``step`` ranges over ``0 .. total_steps - 1`` in a run. Beyond
+    ``total_steps`` a schedule holds its final value (it never raises, unlike torch's ``OneCycleLR``).
+
+    >>> from lrkit.schedules import StepDecay
+    >>> s = StepDecay(lr0=0.1, step_size=30, gamma=0.1, steps_per_epoch=10)   # ÷10 every 30 epochs
+    >>> s(299), round(s.lr(300), 12)
+    (1.0, 0.01)
+    """
+
+    #: registry name of the family
+    name: ClassVar[str] = "schedule"
+    #: True when :meth:`momentum` can return a value
+    couples_momentum: bool = False
+    #: True for schedules that learn from :meth:`observe` (reduce-on-plateau)
+    stateful: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        lr0: float | None = None,
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+        peak_name: str = "lr0",
+    ) -> None:
+        self._peak = None if lr0 is None else check_positive(peak_name, lr0)
+        self._peak_name = peak_name
+        self.total_steps, self.steps_per_epoch = resolve_timeline(
+            epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps
+        )
+        self.interval = _check_choice("interval", interval, INTERVALS)
+        if self.interval == "epoch" and self.steps_per_epoch is None:
+            raise ValueError("interval='epoch' needs steps_per_epoch (or epochs and total_steps)")
+        #: a short description (the spec string when built by ``from_spec``), used as a plot label
+        self.label: str = self.name
+
+    # ---- time helpers for subclasses --------------------------------------------------------------------------
+    def _span(self, key: str, value: Any, unit: str, *, integer: bool) -> float:
+        """Convert a time-like parameter given in ``unit`` to optimizer steps (validated, > 0)."""
+        v = check_positive(key, value)
+        if unit == "epoch":
+            if self.steps_per_epoch is None:
+                raise ValueError(
+                    f"{self.name}: {key}={value!r} is in epochs (unit='epoch'), so steps_per_epoch is needed: "
+                    "pass steps_per_epoch=... (or epochs and total_steps), or unit='step' to give it in steps"
+                )
+            v = v * self.steps_per_epoch
+        if integer:
+            steps = round(v)
+            if steps < 1:
+                raise ValueError(f"{self.name}: {key}={value!r} ({unit}s) is less than one optimizer step")
+            return steps
+        return v
+
+    def _require_total(self, what: str) -> int:
+        if self.total_steps is None:
+            raise ValueError(
+                f"{self.name}: {what} needs the run length: pass total_steps=... or epochs=... and "
+                "steps_per_epoch=..."
+            )
+        return self.total_steps
+
+    def _rel(self, value: float, key: str) -> float:
+        """An absolute LR parameter (``eta_min``, ``base_lr`` …) as a multiplier of the peak LR."""
+        if value == 0:
+            return 0.0
+        peak = self.peak_lr
+        if peak is None:
+            raise ValueError(
+                f"{self.name}: {key}={value!r} is an absolute LR, so the peak LR must be known: pass "
+                f"{self._peak_name}=..., or use to_torch(optimizer), which takes it from the optimizer's groups"
+            )
+        return value / peak
+
+    def _clock(self, t: float) -> float:
+        """Quantize time to the start of the epoch when ``interval='epoch'`` (Ultralytics/torch per-epoch stepping)."""
+        if self.interval == "epoch":
+            spe = self.steps_per_epoch
+            assert spe is not None  # checked in __init__
+            return math.floor(t / spe + 1e-9) * spe
+        return t
+
+    # ---- what a family implements -----------------------------------------------------------------------------
+    @abstractmethod
+    def _value(self, t: float) -> float:
+        """The multiplier of the peak LR at local step ``t`` (a float >= 0)."""
+
+    def _momentum(self, t: float) -> float | None:
+        """The coupled momentum at local step ``t``, or ``None`` (the default: momentum is not scheduled)."""
+        return None
+
+    def _phase_spans(self) -> list[Span]:
+        """The phases as ``(name, start, end, kind)``; the default is one phase over the whole run."""
+        return [(self.name, 0.0, None if self.total_steps is None else float(self.total_steps), self.name)]
+
+    # ---- evaluation pipeline (wrappers override these) --------------------------------------------------------
+    def _eval(self, t: float, bias: bool) -> float:
+        return self._value(self._clock(t))
+
+    def _eval_momentum(self, t: float) -> float | None:
+        return self._momentum(self._clock(t))
+
+    # ---- public API -------------------------------------------------------------------------------------------
+    @property
+    def peak_lr(self) -> float | None:
+        """The absolute LR the multipliers are relative to (``lr0``, or ``max_lr`` for cyclic/one-cycle)."""
+        return self._peak
+
+    @property
+    def epochs(self) -> float | None:
+        """The run length in epochs, when both ``total_steps`` and ``steps_per_epoch`` are known."""
+        if self.total_steps is None or self.steps_per_epoch is None:
+            return None
+        return self.total_steps / self.steps_per_epoch
+
+    def __call__(self, step: float, *, is_bias: bool = False) -> float:
+        """The multiplier of the peak LR at optimizer ``step`` (see :meth:`multiplier`)."""
+        return self.multiplier(step, is_bias=is_bias)
+
+    def multiplier(self, step: float, *, is_bias: bool = False) -> float:
+        """The multiplier of the peak LR at optimizer ``step``; ``is_bias`` selects the bias-group warmup.
+
+        >>> from lrkit.schedules import from_spec
+        >>> s = from_spec("linear lr0=0.01 lrf=0.1", total_steps=10)
+        >>> s.multiplier(0), round(s.multiplier(5), 12), round(s.multiplier(10), 12)
+        (1.0, 0.55, 0.1)
+        """
+        return float(self._eval(_check_step(step), bool(is_bias)))
+
+    def lr(self, step: float, *, is_bias: bool = False) -> float:
+        """The absolute LR at optimizer ``step`` for a group with ``lr_scale`` 1: ``peak_lr * multiplier``.
+
+        >>> from lrkit.schedules import from_spec
+        >>> from_spec("constant lr0=0.05").lr(123)
+        0.05
+        """
+        peak = self.peak_lr
+        if peak is None:
+            raise ValueError(
+                f"{self.name}: the peak LR is not known, so there is no absolute LR: give "
+                f"{self._peak_name}=... (or call schedule(step) for the multiplier)"
+            )
+        return peak * self.multiplier(step, is_bias=is_bias)
+
+    def momentum(self, step: float) -> float | None:
+        """Momentum at optimizer ``step`` (SGD ``momentum`` / Adam ``beta1``), or ``None`` if not scheduled.
+
+        >>> from lrkit.schedules import from_spec
+        >>> s = from_spec("onecycle max_lr=0.1", total_steps=100)
+        >>> s.momentum(0), s.momentum(29), s.momentum(99)
+        (0.95, 0.85, 0.95)
+        """
+        return self._eval_momentum(_check_step(step))
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        """The phases of the schedule as frozen :class:`Phase` records (boundaries rounded to whole steps)."""
+        out: list[Phase] = []
+        for name, start, end, kind in self._phase_spans():
+            s = round(start)
+            e = None if end is None else round(end)
+            if e is not None and e <= s:
+                continue
+            sv = self._safe_eval(s)
+            ev = None if e is None else self._safe_eval(e - 1)
+            out.append(Phase(name, s, e, kind, sv, ev))
+        return tuple(out)
+
+    def _safe_eval(self, t: float) -> float | None:
+        try:
+            return float(self._eval(float(t), False))
+        except ValueError:  # an absolute parameter and no peak LR yet
+            return None
+
+    def record(self, steps: int | None = None, *, base_lr: float | None = None) -> dict[str, Any]:
+        """The schedule over a run as a record: one LR and one momentum (or ``None``) per step, and the phases.
+
+        ``lr`` is absolute when the peak LR is known (or ``base_lr`` is given), else the multiplier.
+        Plots (:func:`lrkit.plots.schedule.plot_schedule`) and ``lrkit schedule --json`` read this record.
+
+        >>> from lrkit.schedules import from_spec
+        >>> r = from_spec("step lr0=0.1 step_size=2 gamma=0.5", steps_per_epoch=1, total_steps=5).record()
+        >>> r["lr"], r["momentum"]
+        ([0.1, 0.1, 0.05, 0.05, 0.025], [None, None, None, None, None])
+        """
+        n = steps if steps is not None else self.total_steps
+        if n is None:
+            raise ValueError(f"{self.name}: the schedule has no fixed length; pass steps=... to record it")
+        n = _check_count("steps", n)
+        sched = self
+        if base_lr is not None:
+            sched = self.with_peak(base_lr)
+        peak = sched.peak_lr
+        scale = 1.0 if peak is None else peak
+        lrs = [scale * float(sched._eval(float(t), False)) for t in range(n)]
+        rec: dict[str, Any] = {
+            "label": self.label,
+            "total_steps": n,
+            "steps_per_epoch": self.steps_per_epoch,
+            "peak_lr": peak,
+            "absolute": peak is not None,
+            "lr": lrs,
+            "momentum": [sched._eval_momentum(float(t)) for t in range(n)],
+            "phases": [p.to_dict() for p in sched.phases],
+        }
+        if sched._has_bias_warmup():
+            rec["lr_bias"] = [scale * float(sched._eval(float(t), True)) for t in range(n)]
+        return rec
+
+    def _has_bias_warmup(self) -> bool:
+        return False
+
+    def with_peak(self, lr0: float) -> Schedule:
+        """A copy whose peak LR is ``lr0`` (state, if any, is shared with this one).
+
+        >>> from lrkit.schedules import Cosine
+        >>> Cosine(eta_min=0.001, total_steps=10).with_peak(0.1).lr(10)
+        0.001
+        """
+        new = copy.copy(self)
+        new._peak = check_positive(self._peak_name, lr0)
+        return new
+
+    def replan(
+        self,
+        *,
+        at_step: int,
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+    ) -> Schedule:
+        """Re-plan the run to a new length from ``at_step`` on: the rest of the schedule stretches (or shrinks).
+
+        Steps up to ``at_step`` are unchanged, so the LR at ``at_step`` does not jump; every later point moves
+        proportionally: ``t -> at_step + (t - at_step) * (T_old - at_step) / (T_new - at_step)``. The new
+        length is ``total_steps``, else ``epochs * steps_per_epoch`` (``steps_per_epoch`` defaults to this
+        schedule's).
+
+        >>> from lrkit.schedules import from_spec
+        >>> s = from_spec("cosine lr0=0.1 lrf=0.01", epochs=10, steps_per_epoch=10)
+        >>> longer = s.replan(at_step=40, epochs=20)
+        >>> longer.total_steps, longer.lr(40) == s.lr(40), round(longer.lr(200), 12)
+        (200, True, 0.001)
+        """
+        return Replanned(self, at_step=at_step, total_steps=total_steps, epochs=epochs,
+                         steps_per_epoch=steps_per_epoch)
+
+    def to_torch(self, optimizer: torch.optim.Optimizer, *, last_step: int = -1) -> LRSchedulerAdapter:
+        """A real ``torch.optim.lr_scheduler.LRScheduler`` that steps once per optimizer step.
+
+        See :class:`lrkit.schedules.torch.LRSchedulerAdapter`.
+
+        >>> import torch
+        >>> from lrkit.schedules import from_spec
+        >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9)
+        >>> sched = from_spec("cosine lrf=0.1", total_steps=10).to_torch(opt)
+        >>> opt.step(); sched.step(); round(opt.param_groups[0]["lr"], 6)
+        0.097798
+        """
+        from lrkit.schedules.torch import LRSchedulerAdapter
+
+        return LRSchedulerAdapter(optimizer, self, last_step=last_step)
+
+    # ---- state (only reduce-on-plateau has any) ---------------------------------------------------------------
+    def observe(self, metric: float, *, step: int) -> bool:
+        """Feed a validation metric (reduce-on-plateau only); return True when the LR was reduced."""
+        raise TypeError(
+            f"schedule {self.name!r} is closed-form and does not observe metrics; only 'plateau' does "
+            "(e.g. 'plateau patience=5 warmup_steps=500')"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The schedule's own state: empty for closed-form schedules (their state is the step counter)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load :meth:`state_dict` (nothing to do for closed-form schedules)."""
+
+    def __repr__(self) -> str:
+        total = "" if self.total_steps is None else f", total_steps={self.total_steps}"
+        return f"{type(self).__name__}({self.label!r}{total})"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Composition: warmup ∘ main ∘ cooldown
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Warmup:
+    """A warmup in front of a schedule.
+
+    Over steps ``0 .. steps`` the multiplier goes from ``start`` to the main schedule's value ``target``:
+
+    * ``linear``: ``start + (target - start) * p`` with ``p = step / steps``;
+    * ``cosine``: ``p`` replaced by ``(1 - cos(pi p)) / 2``; ``1-sqrt``: by ``1 - sqrt(1 - p)`` (transformers);
+    * ``exponential``: geometric, ``start ** (1 - p) * target ** p`` (needs ``start > 0``).
+
+    ``start`` is ``start_factor`` (default 0, or 0.01 for exponential), except for param groups flagged
+    ``group["is_bias"] = True`` when ``bias_lr`` is given: they start at the absolute LR ``bias_lr`` and come
+    *down* to the schedule (Ultralytics' ``warmup_bias_lr``). ``start_momentum`` (Ultralytics'
+    ``warmup_momentum``) ramps momentum linearly up to the schedule's momentum.
+
+    ``prefix=True`` runs the main schedule's clock from the end of the warmup (transformers, WSD); with
+    ``prefix=False`` the main schedule runs on the global clock and the warmup blends into its live value
+    (Ultralytics, timm's default).
+
+    >>> w = Warmup(steps=100, start_factor=0.0)
+    >>> w.steps, w.type
+    (100, 'linear')
+    """
+
+    steps: int
+    type: str = "linear"
+    start_factor: float | None = None
+    bias_lr: float | None = None
+    start_momentum: float | None = None
+    prefix: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", _check_count("warmup_steps", self.steps, allow_zero=True))
+        object.__setattr__(self, "type", _check_choice("warmup_type", self.type, WARMUP_TYPES, _SHAPE_ALIASES))
+        if self.start_factor is None:
+            object.__setattr__(self, "start_factor", 0.01 if self.type == "exponential" else 0.0)
+        sf = check_positive("warmup_start_factor", self.start_factor, allow_zero=self.type != "exponential")
+        object.__setattr__(self, "start_factor", sf)
+        if self.bias_lr is not None:
+            object.__setattr__(self, "bias_lr", check_positive("warmup_bias_lr", self.bias_lr, allow_zero=True))
+        if self.start_momentum is not None:
+            m = check_positive("warmup_momentum", self.start_momentum, allow_zero=True)
+            if m >= 1:
+                raise ValueError(f"warmup_momentum={self.start_momentum!r} must be in [0, 1)")
+            object.__setattr__(self, "start_momentum", m)
+        if not isinstance(self.prefix, bool):
+            raise ValueError(f"warmup_prefix={self.prefix!r} must be true or false")
+
+    def blend(self, start: float, target: float, p: float) -> float:
+        """The warmup multiplier at progress ``p`` in [0, 1] from ``start`` to ``target``."""
+        if self.type == "exponential":
+            if start <= 0:
+                raise ValueError(f"exponential warmup needs a start > 0, got {start!r}")
+            if target <= 0:
+                return 0.0 if p > 0 else start
+            return start ** (1.0 - p) * target**p
+        return start + (target - start) * _ramp_up(self.type, p)
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """A cooldown at the end of a schedule: from the main schedule's final value down to ``min_ratio``.
+
+    ``multiplier = min_ratio + (v0 - min_ratio) * shape(p)`` with ``p`` the progress through the cooldown,
+    ``v0`` the main schedule's value at its end and ``shape`` one of ``linear`` (``1 - p``), ``cosine``
+    (``(1 + cos(pi p)) / 2``) or ``1-sqrt`` (``1 - sqrt(p)``) — transformers' ``get_wsd_schedule`` decay.
+
+    >>> Cooldown(steps=50, type="1-sqrt").min_ratio
+    0.0
+    """
+
+    steps: int
+    type: str = "linear"
+    min_ratio: float = 0.0
+    name: str = "cooldown"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", _check_count("cooldown_steps", self.steps))
+        object.__setattr__(self, "type", _check_choice("cooldown_type", self.type, COOLDOWN_TYPES, _SHAPE_ALIASES))
+        object.__setattr__(self, "min_ratio", check_positive("min_lr_ratio", self.min_ratio, allow_zero=True))
+
+
+class Composed(Schedule):
+    """``warmup ∘ main ∘ cooldown`` in sequence, phases as data.
+
+    The total length is ``warmup.steps`` (when ``warmup.prefix``) ``+ main.total_steps + cooldown.steps``.
+    ``momentum`` is a constant momentum for the steps where neither the main schedule nor the warmup sets one
+    (Ultralytics' ``momentum``; the warmup ramps ``warmup_momentum`` up to it).
+
+    >>> from lrkit.schedules import Constant
+    >>> s = Composed(Constant(lr0=1.0, total_steps=80), warmup=Warmup(10), cooldown=Cooldown(10))
+    >>> s.total_steps, s(0), s(5), s(50), s(95)
+    (100, 0.0, 0.5, 1.0, 0.5)
+    """
+
+    name = "composed"
+
+    def __init__(
+        self,
+        main: Schedule,
+        *,
+        warmup: Warmup | None = None,
+        cooldown: Cooldown | None = None,
+        momentum: float | None = None,
+    ) -> None:
+        if not isinstance(main, Schedule):
+            raise TypeError(f"main={main!r} must be a Schedule")
+        self.main = main
+        self.warmup = warmup if warmup is not None and warmup.steps > 0 else None
+        self.cooldown = cooldown
+        self.const_momentum = None
+        if momentum is not None:
+            m = check_positive("momentum", momentum, allow_zero=True)
+            if m >= 1:
+                raise ValueError(f"momentum={momentum!r} must be in [0, 1)")
+            if main.couples_momentum:
+                raise ValueError(
+                    f"momentum={momentum!r}: {main.name!r} already cycles momentum (base_momentum/max_momentum); "
+                    "drop momentum=, or set cycle_momentum=false"
+                )
+            self.const_momentum = m
+        w = self.warmup
+        if w is not None and w.start_momentum is not None and not (main.couples_momentum or momentum is not None):
+            raise ValueError(
+                f"warmup_momentum={w.start_momentum!r} needs the momentum it warms up to: pass momentum=... "
+                "(Ultralytics' default is 0.937)"
+            )
+        self._w = 0 if w is None else w.steps
+        self._prefix = True if w is None else w.prefix
+        if main.total_steps is None:
+            if cooldown is not None:
+                raise ValueError("a cooldown needs the main schedule's length: give total_steps (or epochs)")
+            total = None
+        else:
+            total = (self._w if self._prefix else 0) + main.total_steps + (0 if cooldown is None else cooldown.steps)
+            if w is not None and not w.prefix and w.steps > main.total_steps:
+                raise ValueError(
+                    f"warmup of {w.steps} steps is longer than the schedule it blends into ({main.total_steps} steps)"
+                )
+        self._cool_start = None if cooldown is None else total - cooldown.steps  # type: ignore[operator]
+        self.total_steps = total
+        self.steps_per_epoch = main.steps_per_epoch
+        self.interval = "step"
+        self._peak_name = main._peak_name
+        self.couples_momentum = main.couples_momentum or self.const_momentum is not None or (
+            w is not None and w.start_momentum is not None
+        )
+        self.label = main.label
+
+    # peak LR lives in the main schedule
+    @property
+    def peak_lr(self) -> float | None:
+        return self.main.peak_lr
+
+    @property
+    def stateful(self) -> bool:  # type: ignore[override]
+        return self.main.stateful
+
+    def with_peak(self, lr0: float) -> Schedule:
+        new = copy.copy(self)
+        new.main = self.main.with_peak(lr0)
+        return new
+
+    def _has_bias_warmup(self) -> bool:
+        return self.warmup is not None and self.warmup.bias_lr is not None
+
+    def _main_t(self, t: float) -> float:
+        return max(0.0, t - self._w) if self._prefix else t
+
+    def _value(self, t: float) -> float:  # pragma: no cover - Composed overrides _eval
+        return self._eval(t, False)
+
+    def _eval(self, t: float, bias: bool) -> float:
+        cd = self.cooldown
+        if cd is not None and t >= self._cool_start:  # type: ignore[operator]
+            p = min(1.0, (t - self._cool_start) / cd.steps)  # type: ignore[operator]
+            v0 = self.main._eval(float(self.main.total_steps), False)  # type: ignore[arg-type]
+            return cd.min_ratio + (v0 - cd.min_ratio) * _ramp_down(cd.type, p)
+        target = self.main._eval(self._main_t(t), False)
+        w = self.warmup
+        if w is not None and t < w.steps:
+            p = t / w.steps
+            if bias and w.bias_lr is not None:
+                start = self._rel(w.bias_lr, "warmup_bias_lr")
+            else:
+                start = w.start_factor  # type: ignore[assignment]
+            return w.blend(start, target, p)  # type: ignore[arg-type]
+        return target
+
+    def _base_momentum(self, local: float) -> float | None:
+        m = self.main._eval_momentum(local)
+        return self.const_momentum if m is None else m
+
+    def _eval_momentum(self, t: float) -> float | None:
+        cd = self.cooldown
+        if cd is not None and t >= self._cool_start:  # type: ignore[operator]
+            return self._base_momentum(float(self.main.total_steps))  # type: ignore[arg-type]
+        target = self._base_momentum(self._main_t(t))
+        w = self.warmup
+        if w is not None and w.start_momentum is not None and t < w.steps and target is not None:
+            return w.start_momentum + (target - w.start_momentum) * (t / w.steps)
+        return target
+
+    def _phase_spans(self) -> list[Span]:
+        spans: list[Span] = []
+        w = self.warmup
+        shift = float(self._w) if self._prefix else 0.0
+        if w is not None:
+            spans.append(("warmup", 0.0, float(w.steps), f"warmup-{w.type}"))
+        for name, start, end, kind in self.main._phase_spans():
+            s, e = start + shift, None if end is None else end + shift
+            if w is not None and not self._prefix:
+                if e is not None and e <= w.steps:
+                    continue
+                s = max(s, float(w.steps))
+            spans.append((name, s, e, kind))
+        if self.cooldown is not None:
+            cd = self.cooldown
+            spans.append((cd.name, float(self._cool_start), float(self.total_steps), f"{cd.name}-{cd.type}"))  # type: ignore[arg-type]
+        return spans
+
+    def observe(self, metric: float, *, step: int) -> bool:
+        return self.main.observe(metric, step=int(self._main_t(float(step))))
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.main.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.main.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Re-planning: stretch the rest of a run
+# --------------------------------------------------------------------------------------------------------------
+class Replanned(Schedule):
+    """A schedule whose remainder after ``at_step`` is stretched to a new total length (see ``Schedule.replan``).
+
+    >>> from lrkit.schedules import from_spec
+    >>> s = from_spec("linear lr0=1.0 lrf=0.0", total_steps=100)
+    >>> r = s.replan(at_step=50, total_steps=150)
+    >>> r(50), r(100), r(150)
+    (0.5, 0.25, 0.0)
+    """
+
+    name = "replanned"
+
+    def __init__(
+        self,
+        inner: Schedule,
+        *,
+        at_step: int,
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+    ) -> None:
+        if inner.total_steps is None:
+            raise ValueError(
+                f"{inner.name!r} has no fixed length, so there is nothing to re-plan; build a new schedule instead"
+            )
+        c = _check_count("at_step", at_step, allow_zero=True)
+        spe = inner.steps_per_epoch if steps_per_epoch is None else steps_per_epoch
+        if total_steps is None and epochs is None:
+            raise ValueError("replan needs the new length: total_steps=... or epochs=... (with steps_per_epoch)")
+        new_total, spe = resolve_timeline(epochs=epochs, steps_per_epoch=spe, total_steps=total_steps)
+        assert new_total is not None
+        if c >= inner.total_steps:
+            raise ValueError(
+                f"at_step={c} is at or past the end of the run ({inner.total_steps} steps): nothing is left to "
+                "stretch; build a new schedule for the extra steps"
+            )
+        if new_total <= c:
+            raise ValueError(f"new total_steps={new_total} must be greater than at_step={c}")
+        self.inner = inner
+        self.at_step = c
+        self.old_total = inner.total_steps
+        self.total_steps = new_total
+        self.steps_per_epoch = spe
+        self.interval = "step"
+        self._peak_name = inner._peak_name
+        self.couples_momentum = inner.couples_momentum
+        self._ratio = (self.old_total - c) / (new_total - c)
+        self.label = inner.label
+
+    @property
+    def peak_lr(self) -> float | None:
+        return self.inner.peak_lr
+
+    @property
+    def stateful(self) -> bool:  # type: ignore[override]
+        return self.inner.stateful
+
+    def with_peak(self, lr0: float) -> Schedule:
+        new = copy.copy(self)
+        new.inner = self.inner.with_peak(lr0)
+        return new
+
+    def _has_bias_warmup(self) -> bool:
+        return self.inner._has_bias_warmup()
+
+    def _warp(self, t: float) -> float:
+        c = self.at_step
+        if t <= c:
+            return t
+        if t >= self.total_steps:  # type: ignore[operator]
+            return float(self.old_total) + (t - self.total_steps)  # type: ignore[operator]
+        return c + (t - c) * self._ratio
+
+    def _unwarp(self, t: float) -> float:
+        c = self.at_step
+        if t <= c:
+            return t
+        return c + (t - c) / self._ratio
+
+    def _value(self, t: float) -> float:  # pragma: no cover - Replanned overrides _eval
+        return self._eval(t, False)
+
+    def _eval(self, t: float, bias: bool) -> float:
+        return self.inner._eval(self._warp(t), bias)
+
+    def _eval_momentum(self, t: float) -> float | None:
+        return self.inner._eval_momentum(self._warp(t))
+
+    def _phase_spans(self) -> list[Span]:
+        return [
+            (name, self._unwarp(s), None if e is None else self._unwarp(e), kind)
+            for name, s, e, kind in self.inner._phase_spans()
+        ]
+
+    def observe(self, metric: float, *, step: int) -> bool:
+        return self.inner.observe(metric, step=int(self._warp(float(step))))
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
+
+ScheduleFactory = Callable[..., Schedule]

@@ -1,0 +1,1077 @@
+"""The schedule families: closed-form multipliers of the peak LR, one small class each.
+
+Every family takes keyword-only arguments, its time-like parameters in the unit given by ``unit`` (``"epoch"`` or
+``"step"``; the default of each family is in its docstring and in ``lrkit schedule --list``), and the run length as
+``total_steps`` or ``epochs`` + ``steps_per_epoch`` (see :func:`lrkit.schedules.base.resolve_timeline`).
+Parameter names follow torch's where torch has the policy, and Ultralytics' (``lr0``, ``lrf``) elsewhere.
+
+``t`` below is the optimizer step (0-based) and ``T`` the run length in steps; each formula gives the multiplier
+``m(t)`` of the peak LR, so the absolute LR is ``lr0 * m(t)`` (``max_lr * m(t)`` for cyclic and one-cycle).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lrkit._utils import check_positive
+from lrkit.schedules.base import (
+    UNITS,
+    Composed,
+    Cooldown,
+    Schedule,
+    Span,
+    Warmup,
+    _check_choice,
+    _check_count,
+    resolve_timeline,
+)
+
+__all__ = [
+    "WSD",
+    "Constant",
+    "Cosine",
+    "CosineRestarts",
+    "Cyclic",
+    "Exponential",
+    "InverseSqrt",
+    "Linear",
+    "LinearToZero",
+    "MultiStep",
+    "OneCycle",
+    "Polynomial",
+    "ReduceOnPlateau",
+    "StepDecay",
+    "ultralytics",
+]
+
+
+def _unit(unit: str) -> str:
+    return _check_choice("unit", unit, UNITS)
+
+
+def _fraction(name: str, value: Any, *, allow_one: bool = True) -> float:
+    v = check_positive(name, value, allow_zero=True)
+    if v > 1 or (v == 1 and not allow_one):
+        raise ValueError(f"{name}={value!r} must be in [0, 1{']' if allow_one else ')'}")
+    return v
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    if value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{name}={value!r} must be true or false")
+
+
+def _momentum_value(name: str, value: Any) -> float:
+    v = check_positive(name, value, allow_zero=True)
+    if v >= 1:
+        raise ValueError(f"{name}={value!r} must be in [0, 1)")
+    return v
+
+
+# ==============================================================================================================
+class Constant(Schedule):
+    """Constant LR: ``m(t) = 1``.
+
+    >>> Constant(lr0=3e-4).lr(10_000)
+    0.0003
+    """
+
+    name = "constant"
+
+    def __init__(
+        self,
+        *,
+        lr0: float | None = None,
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+
+    def _value(self, t: float) -> float:
+        return 1.0
+
+
+# ==============================================================================================================
+class StepDecay(Schedule):
+    """Step decay (torch ``StepLR``): ``m(t) = gamma ** floor(t / S)``, ``S = step_size`` in steps.
+
+    ``step_size`` is in epochs by default (``unit="epoch"``: ÷10 every 30 epochs is ``step_size=30``), rounded
+    to whole optimizer steps; ``unit="step"`` gives it in optimizer steps.
+
+    >>> s = StepDecay(lr0=0.1, step_size=30, gamma=0.1, steps_per_epoch=100)
+    >>> s.lr(2999), round(s.lr(3000), 12), round(s.lr(6000), 12)
+    (0.1, 0.01, 0.001)
+    """
+
+    name = "step"
+
+    def __init__(
+        self,
+        *,
+        step_size: float,
+        gamma: float = 0.1,
+        lr0: float | None = None,
+        unit: str = "epoch",
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        self.unit = _unit(unit)
+        self.gamma = check_positive("gamma", gamma)
+        self.step_size = int(self._span("step_size", step_size, self.unit, integer=True))
+
+    def _value(self, t: float) -> float:
+        return self.gamma ** int(t // self.step_size)
+
+    def _phase_spans(self) -> list[Span]:
+        end = self.total_steps
+        spans: list[Span] = []
+        k = 0
+        while end is None and k < 1 or end is not None and k * self.step_size < end:
+            e = (k + 1) * self.step_size
+            spans.append((f"level {k}", float(k * self.step_size), float(e if end is None else min(e, end)), "step"))
+            k += 1
+        if end is None:
+            spans.append((f"level {k}+", float(k * self.step_size), None, "step"))
+        return spans
+
+
+# ==============================================================================================================
+class MultiStep(Schedule):
+    """Multi-step decay (torch ``MultiStepLR``): ``m(t) = gamma ** #{milestones <= t}``.
+
+    ``milestones`` are in epochs by default (``unit="epoch"``), rounded to whole steps; a milestone listed ``n``
+    times decays by ``gamma ** n`` (as in torch).
+
+    >>> s = MultiStep(lr0=0.1, milestones=[30, 80], steps_per_epoch=10)
+    >>> s.lr(299), round(s.lr(300), 12), round(s.lr(800), 12)
+    (0.1, 0.01, 0.001)
+    """
+
+    name = "multistep"
+
+    def __init__(
+        self,
+        *,
+        milestones: Sequence[float] | float,
+        gamma: float = 0.1,
+        lr0: float | None = None,
+        unit: str = "epoch",
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        self.unit = _unit(unit)
+        self.gamma = check_positive("gamma", gamma)
+        ms = [milestones] if isinstance(milestones, (int, float)) else list(milestones)
+        if not ms:
+            raise ValueError("milestones=[] must list at least one milestone")
+        steps = [int(self._span("milestones", m, self.unit, integer=True)) for m in ms]
+        if steps != sorted(steps):
+            raise ValueError(f"milestones={ms!r} must be increasing")
+        self.milestones = steps
+
+    def _value(self, t: float) -> float:
+        return self.gamma ** bisect_right(self.milestones, t)
+
+    def _phase_spans(self) -> list[Span]:
+        bounds = [0, *sorted(set(self.milestones))]
+        spans: list[Span] = []
+        for k, start in enumerate(bounds):
+            if self.total_steps is not None and start >= self.total_steps:
+                break
+            end = bounds[k + 1] if k + 1 < len(bounds) else self.total_steps
+            if end is not None and self.total_steps is not None:
+                end = min(end, self.total_steps)
+            spans.append((f"level {k}", float(start), None if end is None else float(end), "step"))
+        return spans
+
+
+# ==============================================================================================================
+class Exponential(Schedule):
+    """Exponential decay (torch ``ExponentialLR``): ``m(t) = gamma ** (t / U)``.
+
+    ``gamma`` is the decay per epoch by default (``unit="epoch"``, ``U = steps_per_epoch``, decayed smoothly at
+    every step; add ``interval="epoch"`` for torch's per-epoch staircase) or per optimizer step (``unit="step"``,
+    ``U = 1``, torch stepped per batch). ``m <= 1`` when ``gamma <= 1``.
+
+    >>> s = Exponential(lr0=0.1, gamma=0.5, steps_per_epoch=10)
+    >>> round(s.lr(10), 12), round(s.lr(15), 12)
+    (0.05, 0.035355339059)
+    """
+
+    name = "exponential"
+
+    def __init__(
+        self,
+        *,
+        gamma: float,
+        lr0: float | None = None,
+        unit: str = "epoch",
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        self.unit = _unit(unit)
+        self.gamma = check_positive("gamma", gamma)
+        self.period = 1.0 if self.unit == "step" else self._span("gamma's unit", 1, self.unit, integer=False)
+
+    def _value(self, t: float) -> float:
+        if self.period == 1.0:
+            return self.gamma**t
+        return self.gamma ** (t / self.period)
+
+
+# ==============================================================================================================
+class Polynomial(Schedule):
+    """Polynomial decay (torch ``PolynomialLR``): ``m(t) = (1 - min(t, N) / N) ** power``, ``N = total_iters``.
+
+    ``total_iters`` defaults to the run length ``T`` (unit ``"step"`` by default).
+
+    >>> s = Polynomial(lr0=1.0, power=2.0, total_steps=10)
+    >>> s(0), round(s(5), 12), s(10)
+    (1.0, 0.25, 0.0)
+    """
+
+    name = "polynomial"
+
+    def __init__(
+        self,
+        *,
+        power: float = 1.0,
+        total_iters: float | None = None,
+        lr0: float | None = None,
+        unit: str = "step",
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        self.unit = _unit(unit)
+        self.power = check_positive("power", power, allow_zero=True)
+        self.total_iters = (
+            float(self._require_total("total_iters")) if total_iters is None
+            else self._span("total_iters", total_iters, self.unit, integer=False)
+        )
+
+    def _value(self, t: float) -> float:
+        return (1.0 - min(self.total_iters, t) / self.total_iters) ** self.power
+
+    def _phase_spans(self) -> list[Span]:
+        return _decay_then_hold(self.total_iters, self.total_steps, "poly")
+
+
+def _decay_then_hold(n: float, total: int | None, kind: str) -> list[Span]:
+    spans: list[Span] = [("decay", 0.0, n if total is None else min(n, float(total)), kind)]
+    if total is None or n < total:
+        spans.append(("hold", n, None if total is None else float(total), "constant"))
+    return spans
+
+
+# ==============================================================================================================
+class Linear(Schedule):
+    """Linear from ``start_factor`` to ``end_factor`` over ``total_iters`` steps, then held (torch ``LinearLR``).
+
+    ``m(t) = s + (e - s) * min(t, N) / N``. With Ultralytics' names, ``linear lr0=0.01 lrf=0.01`` decays
+    ``lr0 -> lr0 * lrf`` over the whole run: ``lf(x) = (1 - x / epochs) * (1 - lrf) + lrf`` evaluated per step at
+    fractional epochs ``x = t / steps_per_epoch`` (add ``interval="epoch"`` for Ultralytics' per-epoch steps).
+    ``lrf`` is a synonym of ``end_factor`` (default 0.01, Ultralytics'); ``start_factor`` defaults to 1 and
+    ``total_iters`` to the run length ``T``.
+
+    >>> s = Linear(lr0=0.01, lrf=0.1, epochs=10, steps_per_epoch=100)
+    >>> s.lr(0), round(s.lr(500), 12), round(s.lr(1000), 12)
+    (0.01, 0.0055, 0.001)
+    """
+
+    name = "linear"
+
+    def __init__(
+        self,
+        *,
+        lr0: float | None = None,
+        lrf: float | None = None,
+        start_factor: float = 1.0,
+        end_factor: float | None = None,
+        total_iters: float | None = None,
+        unit: str = "step",
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        if lrf is not None and end_factor is not None:
+            raise ValueError(f"lrf={lrf!r} and end_factor={end_factor!r} are the same thing: give one")
+        self.unit = _unit(unit)
+        self.start_factor = check_positive("start_factor", start_factor, allow_zero=True)
+        end = 0.01 if lrf is None and end_factor is None else (lrf if lrf is not None else end_factor)
+        self.end_factor = check_positive("lrf" if lrf is not None else "end_factor", end, allow_zero=True)
+        self.total_iters = (
+            float(self._require_total("total_iters")) if total_iters is None
+            else self._span("total_iters", total_iters, self.unit, integer=False)
+        )
+
+    def _value(self, t: float) -> float:
+        s, e = self.start_factor, self.end_factor
+        return s + (e - s) * min(self.total_iters, t) / self.total_iters
+
+    def _phase_spans(self) -> list[Span]:
+        return _decay_then_hold(self.total_iters, self.total_steps, "linear")
+
+
+# ==============================================================================================================
+class Cosine(Schedule):
+    """Cosine annealing ``lr0 -> lr0 * lrf`` (Ultralytics ``cos_lr``; torch ``CosineAnnealingLR``).
+
+    ``m(t) = f + (1 - f) * (1 + cos(pi * min(t, N) / N)) / 2`` with ``N = T_max`` (default: the run length) and
+    the floor ``f = lrf`` (a ratio, default 0.01) or ``f = eta_min / lr0`` (torch's absolute ``eta_min``).
+    Ultralytics writes it ``lf(x) = ((1 - cos(x * pi / epochs)) / 2) * (lrf - 1) + 1``; lrkit evaluates it per
+    step at fractional epochs (``interval="epoch"`` for Ultralytics' per-epoch values). After ``T_max`` the LR is
+    held at the floor (torch's ``CosineAnnealingLR`` would climb back up).
+
+    >>> s = Cosine(lr0=0.01, lrf=0.01, epochs=100, steps_per_epoch=10)
+    >>> s.lr(0), round(s.lr(500), 12), round(s.lr(1000), 12)
+    (0.01, 0.00505, 0.0001)
+    """
+
+    name = "cosine"
+
+    def __init__(
+        self,
+        *,
+        lr0: float | None = None,
+        lrf: float | None = None,
+        eta_min: float | None = None,
+        T_max: float | None = None,
+        unit: str = "step",
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        if lrf is not None and eta_min is not None:
+            raise ValueError(
+                f"lrf={lrf!r} (a ratio of lr0) and eta_min={eta_min!r} (an absolute LR) both set the floor: give one"
+            )
+        self.unit = _unit(unit)
+        self.lrf = None if lrf is None else check_positive("lrf", lrf, allow_zero=True)
+        if lrf is None and eta_min is None:
+            self.lrf = 0.01
+        self.eta_min = None if eta_min is None else check_positive("eta_min", eta_min, allow_zero=True)
+        self.T_max = (
+            float(self._require_total("T_max")) if T_max is None
+            else self._span("T_max", T_max, self.unit, integer=False)
+        )
+
+    def _floor(self) -> float:
+        return self.lrf if self.lrf is not None else self._rel(self.eta_min, "eta_min")  # type: ignore[arg-type]
+
+    def _value(self, t: float) -> float:
+        f = self._floor()
+        return f + (1.0 - f) * (1.0 + math.cos(math.pi * min(t, self.T_max) / self.T_max)) / 2.0
+
+    def _phase_spans(self) -> list[Span]:
+        return _decay_then_hold(self.T_max, self.total_steps, "cos")
+
+
+# ==============================================================================================================
+class CosineRestarts(Schedule):
+    """Cosine annealing with warm restarts, SGDR (torch ``CosineAnnealingWarmRestarts``).
+
+    ``m(t) = f + (1 - f) * (1 + cos(pi * T_cur / T_i)) / 2``: cycle ``i`` lasts ``T_i = T_0 * T_mult ** i``
+    steps and ``T_cur`` counts the steps since the last restart. ``T_0`` is in epochs by default
+    (``unit="epoch"``, rounded to whole steps). Floor ``f = eta_min / lr0`` (absolute, torch, default 0) or
+    ``lrf``.
+
+    >>> s = CosineRestarts(lr0=1.0, T_0=10, T_mult=2, unit="step")
+    >>> s(0), round(s(5), 12), s(10), s(30)
+    (1.0, 0.5, 1.0, 1.0)
+    """
+
+    name = "cosine_restarts"
+
+    def __init__(
+        self,
+        *,
+        T_0: float,
+        T_mult: int = 1,
+        eta_min: float | None = None,
+        lrf: float | None = None,
+        lr0: float | None = None,
+        unit: str = "epoch",
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        if lrf is not None and eta_min is not None:
+            raise ValueError(f"lrf={lrf!r} and eta_min={eta_min!r} both set the floor: give one")
+        self.unit = _unit(unit)
+        self.T_0 = int(self._span("T_0", T_0, self.unit, integer=True))
+        self.T_mult = _check_count("T_mult", T_mult)
+        self.lrf = None if lrf is None else check_positive("lrf", lrf, allow_zero=True)
+        self.eta_min = 0.0 if eta_min is None else check_positive("eta_min", eta_min, allow_zero=True)
+
+    def _cycle(self, t: float) -> tuple[int, float, float]:
+        """(cycle index, start step of the cycle, its length)."""
+        if self.T_mult == 1:
+            i = int(t // self.T_0)
+            return i, float(i * self.T_0), float(self.T_0)
+        start, length, i = 0.0, float(self.T_0), 0
+        while t >= start + length:
+            start += length
+            length *= self.T_mult
+            i += 1
+        return i, start, length
+
+    def _value(self, t: float) -> float:
+        f = self.lrf if self.lrf is not None else self._rel(self.eta_min, "eta_min")
+        _, start, length = self._cycle(t)
+        return f + (1.0 - f) * (1.0 + math.cos(math.pi * (t - start) / length)) / 2.0
+
+    def _phase_spans(self) -> list[Span]:
+        spans: list[Span] = []
+        start, length, i = 0.0, float(self.T_0), 0
+        end = self.total_steps
+        while end is not None and start < end or end is None and i < 1:
+            stop = start + length
+            spans.append((f"cycle {i}", start, stop if end is None else min(stop, float(end)), "cos"))
+            start, length, i = stop, length * self.T_mult, i + 1
+        if end is None:
+            spans.append((f"cycle {i}+", start, None, "cos"))
+        return spans
+
+
+# ==============================================================================================================
+CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+
+
+class Cyclic(Schedule):
+    """Cyclical LR (Smith 2017; torch ``CyclicLR``) between ``base_lr`` and ``max_lr``, with momentum cycling.
+
+    With ``C = step_size_up + step_size_down``, ``cycle = floor(1 + t / C)``, ``x = 1 + t / C - cycle`` and
+    ``r = step_size_up / C``: ``h = x / r`` while ``x <= r`` (rising), else ``(x - 1) / (r - 1)`` (falling);
+    ``lr = base_lr + (max_lr - base_lr) * h * scale`` and ``momentum = max_momentum - (max_momentum -
+    base_momentum) * h * scale``, where ``scale`` is 1 (``triangular``), ``1 / 2 ** (cycle - 1)``
+    (``triangular2``) or ``gamma ** t`` (``exp_range``), or ``scale_fn`` of the cycle or of ``t``
+    (``scale_mode``). The multiplier is ``lr / max_lr``. Step sizes are in optimizer steps (``unit="step"``).
+
+    >>> s = Cyclic(base_lr=0.001, max_lr=0.1, step_size_up=200, mode="triangular2")
+    >>> s.lr(0), s.lr(200), s.lr(400), s.lr(600), s.momentum(200)
+    (0.001, 0.1, 0.001, 0.0505, 0.8)
+    """
+
+    name = "cyclic"
+
+    def __init__(
+        self,
+        *,
+        base_lr: float,
+        max_lr: float | None = None,
+        step_size_up: float = 2000,
+        step_size_down: float | None = None,
+        mode: str = "triangular",
+        gamma: float = 1.0,
+        scale_fn: Callable[[float], float] | None = None,
+        scale_mode: str | None = None,
+        cycle_momentum: bool = True,
+        base_momentum: float = 0.8,
+        max_momentum: float = 0.9,
+        unit: str = "step",
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=max_lr, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval, peak_name="max_lr")
+        self.unit = _unit(unit)
+        self.base_lr = check_positive("base_lr", base_lr, allow_zero=True)
+        if self._peak is not None and self.base_lr > self._peak:
+            raise ValueError(f"base_lr={base_lr!r} must not exceed max_lr={max_lr!r}")
+        up = self._span("step_size_up", step_size_up, self.unit, integer=False)
+        down = up if step_size_down is None else self._span("step_size_down", step_size_down, self.unit,
+                                                           integer=False)
+        self.step_size_up, self.step_size_down = up, down
+        self.total_size = up + down
+        self.step_ratio = up / self.total_size
+        self.gamma = check_positive("gamma", gamma)
+        if scale_fn is not None:
+            if not callable(scale_fn):
+                raise ValueError(f"scale_fn={scale_fn!r} must be a callable x -> [0, 1]")
+            self.mode = "custom"
+            self.scale_mode = _check_choice("scale_mode", scale_mode or "cycle", ("cycle", "iterations"))
+        else:
+            self.mode = _check_choice("mode", mode, CYCLIC_MODES, {"exp-range": "exp_range", "exprange": "exp_range"})
+            self.scale_mode = "iterations" if self.mode == "exp_range" else "cycle"
+            if scale_mode is not None and _check_choice("scale_mode", scale_mode, ("cycle", "iterations")) != \
+                    self.scale_mode:
+                raise ValueError(f"scale_mode={scale_mode!r} only applies with a custom scale_fn (mode={mode!r})")
+        self.scale_fn = scale_fn
+        self.cycle_momentum = _bool("cycle_momentum", cycle_momentum)
+        self.base_momentum = _momentum_value("base_momentum", base_momentum)
+        self.max_momentum = _momentum_value("max_momentum", max_momentum)
+        self.couples_momentum = self.cycle_momentum
+
+    def _scale(self, x: float) -> float:
+        if self.scale_fn is not None:
+            return float(self.scale_fn(x))
+        if self.mode == "triangular2":
+            return 1 / (2.0 ** (x - 1))
+        if self.mode == "exp_range":
+            return self.gamma**x
+        return 1.0
+
+    def _height(self, t: float) -> float:
+        """``h * scale`` in [0, 1] at step ``t``, computed exactly as torch's ``CyclicLR.get_lr``."""
+        cycle = math.floor(1 + t / self.total_size)
+        x = 1.0 + t / self.total_size - cycle
+        if x <= self.step_ratio:
+            h = x / self.step_ratio
+        else:
+            h = (x - 1) / (self.step_ratio - 1)
+        return h * self._scale(cycle if self.scale_mode == "cycle" else t)
+
+    def _value(self, t: float) -> float:
+        b = self._rel(self.base_lr, "base_lr")
+        return b + (1.0 - b) * self._height(t)
+
+    def _momentum(self, t: float) -> float | None:
+        if not self.cycle_momentum:
+            return None
+        return self.max_momentum - (self.max_momentum - self.base_momentum) * self._height(t)
+
+    def _phase_spans(self) -> list[Span]:
+        spans: list[Span] = []
+        start, i = 0.0, 1
+        end = self.total_steps
+        while end is not None and start < end or end is None and i <= 1:
+            mid, stop = start + self.step_size_up, start + self.total_size
+            for name, s, e, kind in ((f"up {i}", start, mid, "linear"), (f"down {i}", mid, stop, "linear")):
+                if end is None or s < end:
+                    spans.append((name, s, e if end is None else min(e, float(end)), kind))
+            start, i = stop, i + 1
+        if end is None:
+            spans.append((f"cycles {i}+", start, None, "cyclic"))
+        return spans
+
+
+# ==============================================================================================================
+class OneCycle(Schedule):
+    """One-cycle policy (Smith & Topin 2018; torch ``OneCycleLR``), two- or three-phase, with momentum cycling.
+
+    ``initial = 1 / div_factor``, ``min = initial / final_div_factor`` (multipliers of ``max_lr``). Phases end at
+    steps ``pct_start * T - 1`` and ``T - 1`` (two-phase: ``initial -> 1 -> min``) or ``pct_start * T - 1``,
+    ``2 * pct_start * T - 2`` and ``T - 1`` (three-phase: ``initial -> 1 -> initial -> min``), each annealed by
+    ``cos`` (``end + (start - end) * (1 + cos(pi p)) / 2``) or ``linear`` (``start + (end - start) * p``);
+    momentum goes the other way between ``max_momentum`` and ``base_momentum``. Needs the run length ``T``;
+    past ``T - 1`` the final LR is held (torch raises "Tried to step N times").
+
+    >>> s = OneCycle(max_lr=0.1, total_steps=100)
+    >>> round(s.lr(0), 12), s.lr(29), round(s.lr(99), 12)
+    (0.004, 0.1, 4e-07)
+    """
+
+    name = "onecycle"
+
+    def __init__(
+        self,
+        *,
+        max_lr: float | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        cycle_momentum: bool = True,
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=max_lr, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval, peak_name="max_lr")
+        total = self._require_total("one-cycle")
+        self.pct_start = _fraction("pct_start", pct_start)
+        self.anneal_strategy = _check_choice("anneal_strategy", anneal_strategy, ("cos", "linear"),
+                                             {"cosine": "cos"})
+        self.cycle_momentum = _bool("cycle_momentum", cycle_momentum)
+        self.base_momentum = _momentum_value("base_momentum", base_momentum)
+        self.max_momentum = _momentum_value("max_momentum", max_momentum)
+        self.div_factor = check_positive("div_factor", div_factor)
+        self.final_div_factor = check_positive("final_div_factor", final_div_factor)
+        self.three_phase = _bool("three_phase", three_phase)
+        self.couples_momentum = self.cycle_momentum
+        init = 1.0 / self.div_factor
+        low = init / self.final_div_factor
+        hi_m, lo_m = self.max_momentum, self.base_momentum
+        p = self.pct_start
+        # (end_step, start_lr, end_lr, start_momentum, end_momentum), as torch's _schedule_phases
+        if self.three_phase:
+            self._phases_def = [
+                (float(p * total) - 1, init, 1.0, hi_m, lo_m),
+                (float(2 * p * total) - 2, 1.0, init, lo_m, hi_m),
+                (float(total) - 1, init, low, hi_m, hi_m),
+            ]
+        else:
+            self._phases_def = [
+                (float(p * total) - 1, init, 1.0, hi_m, lo_m),
+                (float(total) - 1, 1.0, low, lo_m, hi_m),
+            ]
+        start = 0.0
+        for end, *_ in self._phases_def:
+            if end == start:
+                raise ValueError(
+                    f"pct_start={pct_start!r} with total_steps={total} gives an empty one-cycle phase "
+                    f"ending at step {end:g}: use a larger run or a different pct_start"
+                )
+            start = end
+
+    def _anneal(self, a: float, b: float, pct: float) -> float:
+        if self.anneal_strategy == "cos":
+            return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (b - a) * pct + a
+
+    def _locate(self, t: float) -> tuple[int, float]:
+        t = min(t, float(self.total_steps) - 1)  # type: ignore[arg-type]
+        start = 0.0
+        for i, (end, *_) in enumerate(self._phases_def):
+            if t <= end or i == len(self._phases_def) - 1:
+                return i, (t - start) / (end - start)
+            start = end
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _value(self, t: float) -> float:
+        i, pct = self._locate(t)
+        _, a, b, _, _ = self._phases_def[i]
+        return self._anneal(a, b, pct)
+
+    def _momentum(self, t: float) -> float | None:
+        if not self.cycle_momentum:
+            return None
+        i, pct = self._locate(t)
+        _, _, _, a, b = self._phases_def[i]
+        return self._anneal(a, b, pct)
+
+    def _phase_spans(self) -> list[Span]:
+        names = ("warmup", "anneal-down", "anneal") if self.three_phase else ("warmup", "anneal")
+        spans: list[Span] = []
+        start = 0.0
+        for name, (end, *_) in zip(names, self._phases_def):
+            stop = float(max(0, math.floor(end) + 1))  # phase i covers the steps t <= end_i (torch)
+            spans.append((name, start, stop, self.anneal_strategy))
+            start = max(start, stop)
+        return spans
+
+
+# ==============================================================================================================
+class LinearToZero(Schedule):
+    """Linear decay to zero (transformers' ``get_linear_schedule_with_warmup``; "straight to zero").
+
+    ``m(t) = max(0, 1 - t / T)``. With ``warmup_steps=W`` in a spec, the decay starts after the warmup
+    (``warmup_prefix`` is on for this family): ``m(t) = (T - t) / (T - W)``.
+
+    >>> s = LinearToZero(lr0=1.0, total_steps=100)
+    >>> s(0), s(50), s(100)
+    (1.0, 0.5, 0.0)
+    """
+
+    name = "linear_to_zero"
+
+    def __init__(
+        self,
+        *,
+        lr0: float | None = None,
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        self._total = float(self._require_total("linear decay to zero"))
+
+    def _value(self, t: float) -> float:
+        return max(0.0, 1.0 - t / self._total)
+
+    def _phase_spans(self) -> list[Span]:
+        return [("decay", 0.0, self._total, "linear")]
+
+
+# ==============================================================================================================
+class InverseSqrt(Schedule):
+    """Inverse square-root decay (transformers' ``get_inverse_sqrt_schedule``; Vaswani et al. without the scale).
+
+    ``m(t) = 1 / sqrt(1 + t / timescale)``. After a warmup of ``W`` steps (``warmup_prefix`` on) this is
+    transformers' ``1 / sqrt((t + timescale - W) / timescale)``; in a spec ``timescale`` defaults to the warmup
+    length, or 10 000 without warmup (transformers' default).
+
+    >>> s = InverseSqrt(lr0=1.0, timescale=100)
+    >>> s(0), s(300)
+    (1.0, 0.5)
+    """
+
+    name = "inverse_sqrt"
+
+    def __init__(
+        self,
+        *,
+        timescale: float = 10_000,
+        lr0: float | None = None,
+        unit: str = "step",
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        self.unit = _unit(unit)
+        self.timescale = self._span("timescale", timescale, self.unit, integer=False)
+
+    def _value(self, t: float) -> float:
+        return 1.0 / math.sqrt((t + self.timescale) / self.timescale)
+
+
+# ==============================================================================================================
+class WSD(Composed):
+    """Warmup-stable-decay (MiniCPM; Hägele et al. 2024; transformers' ``get_wsd_schedule``).
+
+    Warmup over ``W`` steps from ``warmup_start_factor`` (default ``min_lr_ratio``, as transformers) to 1, stable
+    at 1, then a decay over ``D`` steps to ``min_lr_ratio``: ``m = r + (1 - r) * shape(p)`` with ``shape`` one of
+    ``linear`` (``1 - p``), ``cosine`` (``(1 + cos(pi p)) / 2``, the default, as transformers) or ``1-sqrt``
+    (``1 - sqrt(p)``). ``D`` is ``decay_steps``, ``decay_epochs`` or ``decay_frac`` of the whole run; the stable
+    part is what remains, ``T - W - D``.
+
+    >>> s = WSD(lr0=1e-3, warmup_steps=100, decay_frac=0.1, total_steps=1000)
+    >>> [p.name for p in s.phases], s(50), s(500), round(s.lr(950), 12)
+    (['warmup', 'stable', 'decay'], 0.5, 1.0, 0.0005)
+    """
+
+    name = "wsd"
+
+    def __init__(
+        self,
+        *,
+        lr0: float | None = None,
+        decay_steps: int | None = None,
+        decay_frac: float | None = None,
+        decay_epochs: float | None = None,
+        decay_type: str = "cosine",
+        min_lr_ratio: float = 0.0,
+        warmup_steps: int | None = None,
+        warmup_epochs: float | None = None,
+        warmup_type: str = "linear",
+        warmup_start_factor: float | None = None,
+        warmup_bias_lr: float | None = None,
+        warmup_momentum: float | None = None,
+        momentum: float | None = None,
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+    ) -> None:
+        total, spe = resolve_timeline(epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+        if total is None:
+            raise ValueError("wsd needs the run length: pass total_steps=... or epochs=... and steps_per_epoch=...")
+        ratio = check_positive("min_lr_ratio", min_lr_ratio, allow_zero=True)
+        if ratio > 1:
+            raise ValueError(f"min_lr_ratio={min_lr_ratio!r} must be in [0, 1]")
+        w = _steps_from("warmup", warmup_steps, warmup_epochs, None, total, spe, allow_zero=True) or 0
+        d = _steps_from("decay", decay_steps, decay_epochs, decay_frac, total, spe)
+        if d is None:
+            raise ValueError("wsd needs the decay length: decay_steps=..., decay_frac=... or decay_epochs=...")
+        stable = total - w - d
+        if stable < 1:
+            raise ValueError(
+                f"wsd: warmup ({w} steps) + decay ({d} steps) leave no stable phase in {total} steps; "
+                "shorten them or lengthen the run"
+            )
+        main = Constant(lr0=lr0, total_steps=stable, steps_per_epoch=spe)
+        warm = None
+        if w:
+            warm = Warmup(w, type=warmup_type, start_factor=ratio if warmup_start_factor is None else
+                          warmup_start_factor, bias_lr=warmup_bias_lr, start_momentum=warmup_momentum, prefix=True)
+        super().__init__(main, warmup=warm, cooldown=Cooldown(d, type=decay_type, min_ratio=ratio, name="decay"),
+                         momentum=momentum)
+        self.min_lr_ratio = ratio
+        self.label = "wsd"
+
+    def _phase_spans(self) -> list[Span]:
+        return [("stable" if name == "constant" else name, s, e, kind) for name, s, e, kind in super()._phase_spans()]
+
+
+def _steps_from(
+    what: str,
+    steps: Any,
+    epochs: Any,
+    frac: Any,
+    total: int | None,
+    spe: float | None,
+    *,
+    allow_zero: bool = False,
+) -> int | None:
+    """``{what}_steps`` / ``{what}_epochs`` / ``{what}_frac`` (at most one) as whole optimizer steps."""
+    given = [(k, v) for k, v in ((f"{what}_steps", steps), (f"{what}_epochs", epochs), (f"{what}_frac", frac))
+             if v is not None]
+    if len(given) > 1:
+        keys = " and ".join(f"{k}={v!r}" for k, v in given)
+        raise ValueError(f"{keys} give the {what} length twice: keep one")
+    if not given:
+        return None
+    key, value = given[0]
+    if key.endswith("_steps"):
+        return _check_count(key, value, allow_zero=allow_zero)
+    v = check_positive(key, value, allow_zero=allow_zero)
+    if key.endswith("_epochs"):
+        if spe is None:
+            raise ValueError(f"{key}={value!r} needs steps_per_epoch (or epochs and total_steps)")
+        n = round(v * spe)
+    else:
+        if v > 1:
+            raise ValueError(f"{key}={value!r} must be a fraction of the run in [0, 1]")
+        if total is None:
+            raise ValueError(f"{key}={value!r} is a fraction of the run, so the run length is needed (total_steps)")
+        n = round(v * total)
+    if n < 1 and not (allow_zero and v == 0):
+        raise ValueError(f"{key}={value!r} is less than one optimizer step")
+    return n
+
+
+# ==============================================================================================================
+@dataclass
+class _PlateauState:
+    best: float
+    num_bad_epochs: int = 0
+    cooldown_counter: int = 0
+    reductions: list[int] = field(default_factory=list)
+    last_step: int = -1
+    observations: int = 0
+
+
+class ReduceOnPlateau(Schedule):
+    """Reduce on plateau (torch ``ReduceLROnPlateau``) as a schedule — the one *stateful* family.
+
+    ``m(t) = max(factor ** k(t), min_lr / lr0)`` where ``k(t)`` counts the reductions made at steps ``<= t``.
+    A reduction happens in :meth:`observe` (call it after each validation, with the step it applies from; the
+    torch adapter's ``scheduler.observe(metric)`` does that) when the metric has not improved by ``threshold``
+    (``rel`` or ``abs``, ``mode`` ``min`` or ``max``) for more than ``patience`` observations, then waits
+    ``cooldown`` observations — exactly torch's rules. Because it is a schedule, a warmup can go in front
+    (``"plateau warmup_steps=500"``, pytorch#68978). The observation history is its state: ``state_dict()``
+    holds it and the torch adapter saves it with the step counter. ``eps`` (torch's minimal change) is checked
+    against the peak LR when it is known.
+
+    >>> s = ReduceOnPlateau(lr0=0.1, patience=1, factor=0.5)
+    >>> [s.observe(v, step=10 * i) for i, v in enumerate([1.0, 1.0, 1.0])]
+    [False, False, True]
+    >>> s.lr(19), s.lr(20)
+    (0.1, 0.05)
+    """
+
+    name = "plateau"
+    stateful = True
+
+    def __init__(
+        self,
+        *,
+        lr0: float | None = None,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        eps: float = 1e-8,
+        total_steps: int | None = None,
+        epochs: float | None = None,
+        steps_per_epoch: float | None = None,
+        interval: str = "step",
+    ) -> None:
+        super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         interval=interval)
+        self.mode = _check_choice("mode", mode, ("min", "max"))
+        f = check_positive("factor", factor)
+        if f >= 1:
+            raise ValueError(f"factor={factor!r} must be < 1 (new_lr = lr * factor)")
+        self.factor = f
+        self.patience = _check_count("patience", patience, allow_zero=True)
+        self.threshold = check_positive("threshold", threshold, allow_zero=True)
+        self.threshold_mode = _check_choice("threshold_mode", threshold_mode, ("rel", "abs"))
+        self.cooldown = _check_count("cooldown", cooldown, allow_zero=True)
+        self.min_lr = check_positive("min_lr", min_lr, allow_zero=True)
+        self.eps = check_positive("eps", eps, allow_zero=True)
+        self._state = _PlateauState(best=math.inf if self.mode == "min" else -math.inf)
+
+    # torch's _is_better
+    def _is_better(self, a: float, best: float) -> bool:
+        if self.mode == "min" and self.threshold_mode == "rel":
+            return a < best * (1.0 - self.threshold)
+        if self.mode == "min":
+            return a < best - self.threshold
+        if self.threshold_mode == "rel":
+            return a > best * (self.threshold + 1.0)
+        return a > best + self.threshold
+
+    def _level(self, k: int) -> float:
+        return max(self.factor**k, self._rel(self.min_lr, "min_lr"))
+
+    def observe(self, metric: float, *, step: int) -> bool:
+        """Feed one validation ``metric``; a reduction applies from optimizer ``step`` on. Returns True if reduced."""
+        try:
+            current = float(metric)
+        except (TypeError, ValueError):
+            raise ValueError(f"metric={metric!r} must be a number") from None
+        t = _check_count("step", step, allow_zero=True)
+        st = self._state
+        if t < st.last_step:
+            raise ValueError(f"step={t} is before the last observed step {st.last_step}: observe steps in order")
+        st.last_step = t
+        st.observations += 1
+        if self._is_better(current, st.best):
+            st.best = current
+            st.num_bad_epochs = 0
+        else:
+            st.num_bad_epochs += 1
+        if st.cooldown_counter > 0:
+            st.cooldown_counter -= 1
+            st.num_bad_epochs = 0
+        reduced = False
+        if st.num_bad_epochs > self.patience:
+            k = len(st.reductions)
+            old, new = self._level(k), self._level(k + 1)
+            peak = self.peak_lr
+            change = (old - new) * (1.0 if peak is None else peak)
+            if change > (self.eps if peak is not None else 0.0):
+                st.reductions.append(t)
+                reduced = True
+            st.cooldown_counter = self.cooldown
+            st.num_bad_epochs = 0
+        return reduced
+
+    @property
+    def reductions(self) -> tuple[int, ...]:
+        """The steps at which the LR was reduced."""
+        return tuple(self._state.reductions)
+
+    def _value(self, t: float) -> float:
+        return self._level(bisect_right(self._state.reductions, t))
+
+    def _phase_spans(self) -> list[Span]:
+        bounds = [0, *self._state.reductions]
+        spans: list[Span] = []
+        for k, start in enumerate(bounds):
+            end = bounds[k + 1] if k + 1 < len(bounds) else self.total_steps
+            spans.append(("plateau" if k == 0 else f"reduced x{k}", float(start),
+                          None if end is None else float(end), "constant"))
+        return spans
+
+    def state_dict(self) -> dict[str, Any]:
+        st = self._state
+        return {
+            "best": st.best,
+            "num_bad_epochs": st.num_bad_epochs,
+            "cooldown_counter": st.cooldown_counter,
+            "reductions": list(st.reductions),
+            "last_step": st.last_step,
+            "observations": st.observations,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # in place: copies made by with_peak() share this state object
+        st = self._state
+        st.best = float(state["best"])
+        st.num_bad_epochs = int(state["num_bad_epochs"])
+        st.cooldown_counter = int(state["cooldown_counter"])
+        st.reductions[:] = [int(r) for r in state["reductions"]]
+        st.last_step = int(state["last_step"])
+        st.observations = int(state.get("observations", 0))
+
+
+# ==============================================================================================================
+def _ultralytics(
+    *,
+    lr0: float = 0.01,
+    lrf: float = 0.01,
+    cos_lr: bool = False,
+    warmup_epochs: float = 3.0,
+    warmup_bias_lr: float | None = 0.1,
+    warmup_momentum: float | None = 0.8,
+    momentum: float | None = 0.937,
+    interval: str = "step",
+    total_steps: int | None = None,
+    epochs: float | None = None,
+    steps_per_epoch: float | None = None,
+) -> Schedule:
+    """Ultralytics' schedule with its defaults (the ``ultralytics`` registry entry); see :func:`ultralytics`."""
+    total, spe = resolve_timeline(epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    family = Cosine if _bool("cos_lr", cos_lr) else Linear
+    main = family(lr0=lr0, lrf=lrf, total_steps=total, steps_per_epoch=spe, interval=interval)
+    w = _steps_from("warmup", None, warmup_epochs, None, total, spe, allow_zero=True) or 0
+    warm = Warmup(w, bias_lr=warmup_bias_lr, start_momentum=warmup_momentum, prefix=False) if w else None
+    sched = Composed(main, warmup=warm, momentum=momentum)
+    sched.label = f"ultralytics {'cosine' if family is Cosine else 'linear'} lr0={lr0:g} lrf={lrf:g}"
+    return sched
+
+
+def ultralytics(
+    *,
+    lr0: float,
+    lrf: float,
+    cos_lr: bool,
+    epochs: float,
+    steps_per_epoch: float,
+    warmup_epochs: float = 3.0,
+    warmup_bias_lr: float = 0.1,
+    warmup_momentum: float = 0.8,
+    momentum: float = 0.937,
+) -> Schedule:
+    """Ultralytics' LR schedule: linear or cosine ``lr0 -> lr0 * lrf`` with Ultralytics' warmup.
+
+    The same as the spec ``"cosine lr0=.. lrf=.. warmup_epochs=.. warmup_bias_lr=.. warmup_momentum=..
+    momentum=.."`` (``"linear ..."`` when ``cos_lr`` is false):
+
+    * ``lf(x) = (1 - x / epochs) * (1 - lrf) + lrf`` (linear) or ``((1 - cos(x * pi / epochs)) / 2) * (lrf - 1)
+      + 1`` (cosine) at fractional epochs ``x = step / steps_per_epoch``;
+    * warmup over ``W = round(warmup_epochs * steps_per_epoch)`` steps (Ultralytics' trainer uses
+      ``max(round(warmup_epochs * nb), 100)`` iterations; lrkit uses exactly what you ask for): groups flagged
+      ``is_bias`` go from ``warmup_bias_lr`` down to ``lr0 * lf(x)``, the others from 0 up, momentum from
+      ``warmup_momentum`` up to ``momentum`` — blended into the live schedule as Ultralytics does;
+    * ``momentum`` is held after the warmup.
+
+    >>> s = ultralytics(lr0=0.01, lrf=0.01, cos_lr=True, epochs=100, steps_per_epoch=50)
+    >>> s.lr(0), s.lr(0, is_bias=True), s.momentum(0), s.momentum(150), round(s.lr(5000), 12)
+    (0.0, 0.1, 0.8, 0.937, 0.0001)
+    """
+    return _ultralytics(lr0=lr0, lrf=lrf, cos_lr=cos_lr, warmup_epochs=warmup_epochs, warmup_bias_lr=warmup_bias_lr,
+                        warmup_momentum=warmup_momentum, momentum=momentum, epochs=epochs,
+                        steps_per_epoch=steps_per_epoch)

@@ -1,0 +1,236 @@
+"""Spec strings and dicts → schedules: the same words in Python, YAML and on the command line.
+
+A spec is ``"<name> key=value key=value ..."`` or a dict ``{"name": ..., key: value, ...}`` (YAML).
+Values are numbers, ``true``/``false``, ``none``, words, or lists (``milestones=30,60,90`` or ``[30,60,90]``).
+
+Keys are the family's own parameters (torch's names where torch has the policy) plus the generic ones every
+family takes:
+
+* run length: ``epochs``, ``steps_per_epoch``, ``total_steps`` (also keyword arguments of :func:`from_spec`);
+* warmup: ``warmup_steps`` | ``warmup_epochs`` (fractional), ``warmup_type`` (``linear``, ``exponential``,
+  ``cosine``, ``1-sqrt``), ``warmup_start_factor``, ``warmup_bias_lr`` (groups flagged ``is_bias`` start there
+  and come down), ``warmup_momentum`` (ramped up to the schedule's momentum), ``warmup_prefix``;
+* ``momentum``: a constant momentum outside the warmup (Ultralytics' ``momentum``);
+* cooldown: ``cooldown_steps`` | ``cooldown_epochs`` | ``cooldown_frac``, ``cooldown_type`` (``linear``,
+  ``cosine``, ``1-sqrt``), ``cooldown_min_ratio``.
+
+>>> s = from_spec("cosine lr0=0.01 lrf=0.01 warmup_epochs=3", epochs=100, steps_per_epoch=50)
+>>> [p.name for p in s.phases], s.lr(0), round(s.lr(5000), 12)
+(['warmup', 'decay'], 0.0, 0.0001)
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from lrkit._utils import unknown_name_error
+from lrkit.schedules.base import Composed, Cooldown, Schedule, Warmup, resolve_timeline
+from lrkit.schedules.library import _steps_from
+from lrkit.schedules.registry import ScheduleInfo, lookup
+
+__all__ = ["GENERIC_KEYS", "TIME_KEYS", "from_spec", "parse_spec"]
+
+TIME_KEYS = ("epochs", "steps_per_epoch", "total_steps")
+WARMUP_KEYS = ("warmup_steps", "warmup_epochs", "warmup_type", "warmup_start_factor", "warmup_bias_lr",
+               "warmup_momentum", "warmup_prefix")
+COOLDOWN_KEYS = ("cooldown_steps", "cooldown_epochs", "cooldown_frac", "cooldown_type", "cooldown_min_ratio")
+GENERIC_KEYS = (*WARMUP_KEYS, "momentum", *COOLDOWN_KEYS)
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+def _scalar(text: str) -> Any:
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        return t[1:-1]
+    low = t.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null", "~"):
+        return None
+    if _INT.fullmatch(t):
+        return int(t)
+    try:
+        return float(t)
+    except ValueError:
+        return t
+
+
+def _value(text: str) -> Any:
+    t = text.strip()
+    if t.startswith("[") and t.endswith("]"):
+        return [_scalar(x) for x in t[1:-1].split(",") if x.strip()]
+    if "," in t:
+        return [_scalar(x) for x in t.split(",") if x.strip()]
+    return _scalar(t)
+
+
+def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split a spec into its family name and a dict of typed parameters (nothing is validated yet).
+
+    >>> parse_spec("multistep lr0=0.1 milestones=30,60,90 gamma=0.1")
+    ('multistep', {'lr0': 0.1, 'milestones': [30, 60, 90], 'gamma': 0.1})
+    >>> parse_spec({"name": "cosine", "lr0": "1e-3"})
+    ('cosine', {'lr0': 0.001})
+    """
+    if isinstance(spec, Mapping):
+        if "name" not in spec:
+            raise ValueError(f"a schedule dict needs a 'name' (e.g. {{'name': 'cosine', 'lr0': 0.01}}), got {dict(spec)}")
+        name = spec["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"schedule name={name!r} must be a non-empty string")
+        # YAML reads 1e-3 as a string: parse string values like the CLI does
+        params = {str(k): (_value(v) if isinstance(v, str) else v) for k, v in spec.items() if k != "name"}
+        return name.strip(), params
+    if not isinstance(spec, str):
+        raise ValueError(f"spec={spec!r} must be a string like 'cosine lr0=0.01', a dict, or a Schedule")
+    text = re.sub(r"\s*=\s*", "=", spec.strip())
+    try:
+        tokens = shlex.split(text)
+    except ValueError as e:
+        raise ValueError(f"cannot parse spec {spec!r}: {e}") from None
+    if not tokens:
+        raise ValueError("empty schedule spec: give a name, e.g. 'cosine lr0=0.01 lrf=0.01'")
+    name, rest = tokens[0], tokens[1:]
+    if "=" in name:
+        raise ValueError(f"spec {spec!r} must start with the schedule name, e.g. 'cosine {name}'")
+    params: dict[str, Any] = {}
+    for tok in rest:
+        key, sep, val = tok.partition("=")
+        if not sep or not key:
+            raise ValueError(f"bad token {tok!r} in spec {spec!r}: expected key=value")
+        if key in params:
+            raise ValueError(f"{key} is given twice in spec {spec!r}")
+        params[key] = _value(val)
+    return name, params
+
+
+def _label(info: ScheduleInfo, params: Mapping[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, (list, tuple)):
+            return ",".join(fmt(x) for x in v)
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, float):
+            return f"{v:g}"
+        return str(v)
+
+    return " ".join([info.name, *(f"{k}={fmt(v)}" for k, v in params.items())])
+
+
+def from_spec(
+    spec: str | Mapping[str, Any] | Schedule,
+    *,
+    epochs: float | None = None,
+    steps_per_epoch: float | None = None,
+    total_steps: int | None = None,
+) -> Schedule:
+    """Build a :class:`Schedule` from a spec string or dict (a Schedule is returned as it is).
+
+    The run length: ``total_steps`` if given, else ``epochs * steps_per_epoch`` (keys in the spec or keyword
+    arguments here; giving both with different values is an error). ``steps_per_epoch`` converts epoch-valued
+    parameters. With warmup (``warmup_prefix`` on) or cooldown keys, the main schedule is fitted into what is left,
+    so ``total_steps`` is always the whole run.
+
+    Errors name the bad key or value and suggest the closest valid one.
+
+    >>> round(from_spec("step lr0=0.1 step_size=30 gamma=0.1", epochs=90, steps_per_epoch=100).lr(3000), 12)
+    0.01
+    >>> round(from_spec("onecycle max_lr=0.1", total_steps=1000).lr(299), 12)
+    0.1
+    >>> from_spec("cyclic base_lr=0.001 max_lr=0.1 step_size_up=200 mode=triangular2").lr(600)
+    0.0505
+    >>> from_spec("wsd lr0=0.001 warmup_steps=100 decay_frac=0.1", total_steps=1000).lr(500)
+    0.001
+    >>> from_spec("cosine lr0=0.01 lfr=0.01", total_steps=10)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown parameter for schedule 'cosine' 'lfr'. Did you mean 'lrf'? Valid: ...
+    """
+    if isinstance(spec, Schedule):
+        return spec
+    name, params = parse_spec(spec)
+    info = lookup(name)
+    for alias, target in info.key_aliases:
+        if alias in params:
+            if target in params:
+                raise ValueError(f"{alias}={params[alias]!r} and {target}={params[target]!r} are the same thing "
+                                 f"for {info.name!r}: give {target}")
+            params[target] = params.pop(alias)
+    label = _label(info, params)
+
+    # the run length: spec keys and keyword arguments must agree
+    timeline = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps}
+    for key in TIME_KEYS:
+        if key in params:
+            v = params.pop(key)
+            if timeline[key] is not None and v is not None and float(v) != float(timeline[key]):  # type: ignore[arg-type]
+                raise ValueError(f"{key}={v!r} in the spec disagrees with {key}={timeline[key]!r} given separately")
+            if v is not None:
+                timeline[key] = v
+    total, spe = resolve_timeline(**timeline)  # type: ignore[arg-type]
+
+    accepted = set(info.parameters) - set(TIME_KEYS)
+    valid = sorted(accepted | set(GENERIC_KEYS) | set(TIME_KEYS) | {a for a, _ in info.key_aliases})
+    for key in params:
+        if key not in accepted and key not in GENERIC_KEYS:
+            raise unknown_name_error(f"parameter for schedule {info.name!r}", key, valid)
+    missing = [k for k in info.required if k not in params]
+    if missing:
+        raise ValueError(f"schedule {info.name!r} needs {', '.join(f'{k}=...' for k in missing)} (spec {label!r})")
+
+    generic = {k: params.pop(k) for k in list(params) if k in GENERIC_KEYS and k not in accepted}
+    try:
+        if not generic:
+            sched = info.constructor(**params, total_steps=total, steps_per_epoch=spe)
+        else:
+            sched = _compose(info, params, generic, total, spe)
+    except TypeError as e:  # a wrongly typed value that slipped past validation
+        raise ValueError(f"schedule {info.name!r}: {e} (spec {label!r})") from None
+    sched.label = label
+    return sched
+
+
+def _compose(
+    info: ScheduleInfo, params: dict[str, Any], generic: dict[str, Any], total: int | None, spe: float | None
+) -> Schedule:
+    w = _steps_from("warmup", generic.get("warmup_steps"), generic.get("warmup_epochs"), None, total, spe,
+                    allow_zero=True) or 0
+    c = _steps_from("cooldown", generic.get("cooldown_steps"), generic.get("cooldown_epochs"),
+                    generic.get("cooldown_frac"), total, spe) or 0
+    prefix = generic.get("warmup_prefix", info.warmup_prefix)
+    if not isinstance(prefix, bool):
+        raise ValueError(f"warmup_prefix={prefix!r} must be true or false")
+    main_total = None
+    if total is not None:
+        main_total = total - (w if prefix else 0) - c
+        if main_total < 1:
+            raise ValueError(
+                f"warmup ({w} steps) and cooldown ({c} steps) leave nothing of the {total}-step run for "
+                f"{info.name!r}"
+            )
+    elif c:
+        raise ValueError("a cooldown needs the run length: total_steps=... or epochs=... and steps_per_epoch=...")
+    if info.prepare is not None:
+        params = info.prepare(params, w)
+    main = info.constructor(**params, total_steps=main_total, steps_per_epoch=spe)
+    warm = None
+    if w:
+        warm = Warmup(
+            w,
+            type=generic.get("warmup_type", "linear"),
+            start_factor=generic.get("warmup_start_factor"),
+            bias_lr=generic.get("warmup_bias_lr"),
+            start_momentum=generic.get("warmup_momentum"),
+            prefix=prefix,
+        )
+    cool = None
+    if c:
+        cool = Cooldown(c, type=generic.get("cooldown_type", "linear"),
+                        min_ratio=generic.get("cooldown_min_ratio", 0.0))
+    return Composed(main, warmup=warm, cooldown=cool, momentum=generic.get("momentum"))

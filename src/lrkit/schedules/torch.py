@@ -1,0 +1,296 @@
+"""``to_torch(optimizer)``: a real, resumable ``torch.optim.lr_scheduler.LRScheduler`` over any :class:`Schedule`.
+
+One counter (``last_epoch``: the index of the optimizer step about to be taken) is the whole state of a
+closed-form schedule, so save/load, fast-forward and re-planning are exact. Call ``scheduler.step()`` after every
+``optimizer.step()`` (per batch, not per epoch).
+
+>>> import torch
+>>> from lrkit.schedules import from_spec
+>>> model = torch.nn.Linear(2, 1)
+>>> opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+>>> sched = from_spec("onecycle max_lr=0.1", total_steps=100).to_torch(opt)
+>>> for _ in range(30):
+...     opt.step(); sched.step()
+>>> round(opt.param_groups[0]["lr"], 6), round(opt.param_groups[0]["momentum"], 6)
+(0.09995, 0.85005)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from lrkit._utils import check_positive
+from lrkit.schedules.base import Schedule
+
+__all__ = ["LRSchedulerAdapter"]
+
+_STATE_KEYS = ("last_step", "step_count", "lr_multiplier", "base_lrs", "replans", "schedule_state")
+
+
+class LRSchedulerAdapter(LRScheduler):
+    """A ``torch.optim.lr_scheduler.LRScheduler`` that sets every param group's LR (and momentum) from a Schedule.
+
+    Per group ``g`` at step ``t``::
+
+        lr_g(t) = base_g * schedule(t, is_bias=g.get("is_bias", False)) * lr_multiplier
+        base_g  = lr0 * g.get("lr_scale", 1.0)   if the schedule knows its peak LR (lr0 / max_lr in the spec)
+                = g["initial_lr"]                  otherwise (the group's own LR, as torch's schedulers do; it
+                                                   already carries the group's ratio, e.g. from
+                                                   lrkit.scaling.param_groups, so lr_scale is not applied twice)
+
+    Absolute parameters of a schedule (``eta_min``, ``base_lr``, ``min_lr``, ``warmup_bias_lr``) are taken
+    relative to ``base_g`` in the second case, which reproduces torch's own schedulers exactly.
+    When the schedule couples momentum (one-cycle, cyclic, Ultralytics' warmup) every group's ``momentum``
+    (SGD, RMSprop) or ``betas[0]`` (Adam, AdamW …) is set too.
+
+    Beyond torch's scheduler API:
+
+    * ``state_dict()`` / ``load_state_dict()`` hold the step counter, the bases, ``lr_multiplier``, the re-plans
+      and the schedule's own state (reduce-on-plateau), as plain numbers (``torch.load(weights_only=True)``
+      works). Loading writes the LR for the restored step into the optimizer, so the load order does not matter.
+    * ``seek(step)`` fast-forwards (or rewinds) to any step.
+    * ``replan(total_steps=...)`` / ``replan(epochs=..., steps_per_epoch=...)`` stretches the rest of the run
+      to a new length from the current step without a jump in the LR (yolov5#7343).
+    * ``lr_multiplier`` (default 1.0, saved in ``state_dict``): a permanent factor on every LR set from now on —
+      the hook a health monitor uses to back off the LR.
+    * ``observe(metric)`` feeds reduce-on-plateau (``step()`` never takes a metric).
+
+    Args:
+        optimizer: the optimizer whose groups are scheduled.
+        schedule: any :class:`~lrkit.schedules.Schedule`.
+        last_step: the index of the last optimizer step already taken (``-1``: a fresh run). As in torch, the
+            scheduler then sets the LR for step ``last_step + 1``.
+
+    >>> import torch
+    >>> from lrkit.schedules import from_spec
+    >>> opt = torch.optim.SGD([{"params": [torch.zeros(1)], "lr_scale": 0.1}, {"params": [torch.zeros(1)]}], lr=1.0)
+    >>> sched = from_spec("step lr0=0.1 step_size=2 unit=step gamma=0.5").to_torch(opt)
+    >>> [round(g["lr"], 6) for g in opt.param_groups]
+    [0.01, 0.1]
+    >>> sched.seek(2); [round(g["lr"], 6) for g in opt.param_groups]
+    [0.005, 0.05]
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule, *, last_step: int = -1) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer={type(optimizer).__name__} is not a torch.optim.Optimizer")
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule={schedule!r} is not an lrkit Schedule (use lrkit.schedules.from_spec)")
+        if isinstance(last_step, bool) or not isinstance(last_step, int) or last_step < -1:
+            raise ValueError(f"last_step={last_step!r} must be an int >= -1 (-1 starts a fresh run)")
+        self._base_schedule = schedule
+        self.schedule = schedule
+        self._replans: list[dict[str, Any]] = []
+        self._lr_multiplier = 1.0
+        for i, group in enumerate(optimizer.param_groups):
+            if last_step == -1:
+                lr = group["lr"]
+                group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
+            elif "initial_lr" not in group:
+                if schedule.peak_lr is None:
+                    raise ValueError(
+                        f"param_groups[{i}] has no 'initial_lr' to resume from at last_step={last_step}: load the "
+                        "optimizer's state_dict first, give the schedule its peak LR (lr0=...), or resume with "
+                        "load_state_dict() on a fresh scheduler"
+                    )
+                group["initial_lr"] = group["lr"]
+        if schedule.couples_momentum:
+            for i, group in enumerate(optimizer.param_groups):
+                if "momentum" not in group and "betas" not in group:
+                    raise ValueError(
+                        f"schedule {schedule.label!r} sets momentum, but param_groups[{i}] of "
+                        f"{type(optimizer).__name__} has neither 'momentum' nor 'betas': use an optimizer with "
+                        "momentum, or turn momentum scheduling off (cycle_momentum=false / no warmup_momentum)"
+                    )
+        self._bases = self._compute_bases(optimizer)
+        self._bind()
+        super().__init__(optimizer, last_epoch=last_step)
+        self.base_lrs = list(self._bases)
+
+    # ---- bookkeeping -----------------------------------------------------------------------------------------
+    def _compute_bases(self, optimizer: torch.optim.Optimizer) -> list[float]:
+        peak = self.schedule.peak_lr
+        bases = []
+        for i, group in enumerate(optimizer.param_groups):
+            if peak is not None:
+                scale = check_positive(f"param_groups[{i}]['lr_scale']", group.get("lr_scale", 1.0), allow_zero=True)
+                bases.append(peak * scale)
+            else:
+                bases.append(float(group["initial_lr"]))
+        return bases
+
+    def _bind(self) -> None:
+        """One schedule per group: the schedule itself, or a copy bound to the group's own LR as its peak."""
+        if self.schedule.peak_lr is not None:
+            self._group_schedules = [self.schedule] * len(self._bases)
+        else:
+            self._group_schedules = [self.schedule.with_peak(b) if b > 0 else self.schedule for b in self._bases]
+
+    def _values(self, step: int) -> list[float]:
+        out = []
+        for group, base, sched in zip(self.optimizer.param_groups, self._bases, self._group_schedules):
+            if base == 0:
+                out.append(0.0)
+                continue
+            m = sched.multiplier(step, is_bias=bool(group.get("is_bias", False)))
+            out.append(base * m * self._lr_multiplier)
+        return out
+
+    def _set_momentum(self, step: int) -> None:
+        mom = self.schedule.momentum(step)
+        if mom is None:
+            return
+        for group in self.optimizer.param_groups:
+            if "momentum" in group:
+                group["momentum"] = mom
+            elif "betas" in group:
+                group["betas"] = (mom, *tuple(group["betas"])[1:])
+
+    def _apply(self) -> None:
+        """Write the LR (and momentum) for the current step into the optimizer, without advancing."""
+        step = max(self.last_epoch, 0)
+        for group, lr in zip(self.optimizer.param_groups, self._values(step)):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        self._set_momentum(step)
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    # ---- torch's API -----------------------------------------------------------------------------------------
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """The closed-form LRs at ``last_epoch`` (and, as a side effect, the momentum), as torch expects."""
+        step = max(self.last_epoch, 0)
+        self._set_momentum(step)
+        return self._values(step)
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self.get_lr()
+
+    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
+        """Advance one optimizer step. Takes no argument: use ``seek(step)`` to jump, ``observe(m)`` for plateau."""
+        if epoch is not None:
+            raise TypeError(
+                f"step({epoch!r}): lrkit schedulers step once per optimizer step and take no argument; use "
+                "seek(step) to jump to a step, or observe(metric) to feed reduce-on-plateau"
+            )
+        super().step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-number state: step counter, bases, ``lr_multiplier``, re-plans and the schedule's own state."""
+        return {
+            "last_step": int(self.last_epoch),
+            "step_count": int(self._step_count),
+            "lr_multiplier": float(self._lr_multiplier),
+            "base_lrs": [float(b) for b in self._bases],
+            "replans": [dict(r) for r in self._replans],
+            "schedule_state": self.schedule.state_dict(),
+            "total_steps": self.schedule.total_steps,
+            "schedule": self.schedule.label,
+            "last_lr": [float(v) for v in getattr(self, "_last_lr", [])],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (re-applying any re-plans) and write the restored step's LR to the optimizer."""
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"state_dict must be a dict from LRSchedulerAdapter.state_dict(), got {type(state_dict)}")
+        missing = [k for k in _STATE_KEYS if k not in state_dict]
+        if missing:
+            raise ValueError(
+                f"not an lrkit scheduler state: missing {', '.join(missing)} (was it saved from a torch scheduler?)"
+            )
+        bases = [float(b) for b in state_dict["base_lrs"]]
+        if len(bases) != len(self.optimizer.param_groups):
+            raise ValueError(
+                f"the saved state has {len(bases)} param groups, the optimizer has {len(self.optimizer.param_groups)}"
+            )
+        schedule = self._base_schedule
+        for r in state_dict["replans"]:
+            schedule = schedule.replan(at_step=int(r["at_step"]), total_steps=int(r["total_steps"]),
+                                       steps_per_epoch=r.get("steps_per_epoch"))
+        schedule.load_state_dict(state_dict["schedule_state"])
+        self.schedule = schedule
+        self._replans = [dict(r) for r in state_dict["replans"]]
+        self._bases = bases
+        self.base_lrs = list(bases)
+        self._lr_multiplier = float(state_dict["lr_multiplier"])
+        self.last_epoch = int(state_dict["last_step"])
+        self._step_count = int(state_dict["step_count"])
+        self._bind()
+        self._apply()
+
+    # ---- lrkit's additions -----------------------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int | None:
+        """The run length in optimizer steps (after any re-plan)."""
+        return self.schedule.total_steps
+
+    @property
+    def current_step(self) -> int:
+        """The index of the optimizer step the current LR is for."""
+        return max(self.last_epoch, 0)
+
+    @property
+    def lr_multiplier(self) -> float:
+        """A permanent factor on every LR this scheduler sets (1.0 by default; saved in ``state_dict``)."""
+        return self._lr_multiplier
+
+    @lr_multiplier.setter
+    def lr_multiplier(self, value: float) -> None:
+        v = check_positive("lr_multiplier", value)
+        if math.isinf(v):
+            raise ValueError(f"lr_multiplier={value!r} must be finite")
+        self._lr_multiplier = v
+        self._apply()
+
+    def seek(self, step: int) -> None:
+        """Jump to optimizer ``step`` (fast-forward or rewind) and set its LR and momentum.
+
+        >>> import torch
+        >>> from lrkit.schedules import from_spec
+        >>> opt = torch.optim.SGD([torch.zeros(1)], lr=0.1)
+        >>> sched = from_spec("linear lrf=0.0", total_steps=10).to_torch(opt)
+        >>> sched.seek(5); round(opt.param_groups[0]["lr"], 12)
+        0.05
+        """
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step={step!r} must be an int >= 0")
+        self.last_epoch = step
+        self._apply()
+
+    def replan(
+        self, total_steps: int | None = None, *, epochs: float | None = None, steps_per_epoch: float | None = None
+    ) -> None:
+        """Stretch the rest of the run to a new length from the current step; the current LR does not change.
+
+        >>> import torch
+        >>> from lrkit.schedules import from_spec
+        >>> opt = torch.optim.SGD([torch.zeros(1)], lr=0.1)
+        >>> sched = from_spec("cosine lrf=0.01", epochs=10, steps_per_epoch=10).to_torch(opt)
+        >>> sched.seek(50); before = opt.param_groups[0]["lr"]
+        >>> sched.replan(epochs=20); opt.param_groups[0]["lr"] == before, sched.total_steps
+        (True, 200)
+        """
+        at = self.current_step
+        new = self.schedule.replan(at_step=at, total_steps=total_steps, epochs=epochs,
+                                   steps_per_epoch=steps_per_epoch)
+        self._replans.append({"at_step": at, "total_steps": int(new.total_steps),  # type: ignore[arg-type]
+                              "steps_per_epoch": new.steps_per_epoch})
+        self.schedule = new
+        self._bind()
+        self._apply()
+
+    def observe(self, metric: float) -> bool:
+        """Feed a validation metric to reduce-on-plateau; a reduction applies from the current step on.
+
+        Returns True when the LR was reduced. Raises ``TypeError`` for closed-form schedules.
+        """
+        if isinstance(metric, torch.Tensor):
+            metric = float(metric.detach())
+        reduced = self.schedule.observe(metric, step=self.current_step)
+        self._apply()
+        return reduced

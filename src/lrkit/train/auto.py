@@ -1,0 +1,467 @@
+"""``lr0="auto"``: choose the peak learning rate for *this* run's schedule and budget.
+
+Two stages, both within a bounded extra budget (``budget × total_steps`` optimizer steps, everything included):
+
+1. **Range test** (:func:`lrkit.find_lr`), shortened for small budgets, gives a suggestion ``s``.
+2. **Confirmation**: a few candidates spaced geometrically around ``s``, each trained from the *same* starting
+   state, with the same data order and seed, on the run's own schedule compressed to the trial length, and
+   scored on the validation loss. The pick is refined by a parabola fitted to the scores in log-LR space.
+
+Everything the caller had is restored afterwards — parameters, buffers, grads, optimizer state and settings,
+train/eval modes, the torch/numpy/python RNGs and the train loader's generator.
+
+>>> import torch
+>>> from torch.utils.data import DataLoader, TensorDataset
+>>> _ = torch.manual_seed(0)
+>>> x = torch.randn(512, 8); y = x @ torch.randn(8, 1) + 0.1 * torch.randn(512, 1)
+>>> train = DataLoader(TensorDataset(x[:384], y[:384]), batch_size=32, shuffle=True)
+>>> val = DataLoader(TensorDataset(x[384:], y[384:]), batch_size=128)
+>>> model = torch.nn.Linear(8, 1)
+>>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+>>> def cosine(o, steps): return torch.optim.lr_scheduler.CosineAnnealingLR(o, steps)
+>>> auto = choose_lr0(model, opt, train, val, total_steps=600, make_scheduler=cosine)
+>>> 1e-3 < auto.lr < 1.0, auto.extra_steps <= 0.3 * 600, opt.param_groups[0]["lr"]
+(True, True, 0.1)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from lrkit._state import Snapshot
+from lrkit._utils import check_positive
+
+__all__ = ["AutoLR", "Trial", "choose_lr0", "plan_budget"]
+
+MakeScheduler = Callable[[torch.optim.Optimizer, int], Any]
+
+# ---- defaults, tuned on benchmarks/auto_lr.py (one setting for every task; see docs/readme/auto_lr.md) ----
+#: Share of the extra budget given to the range test (the rest goes to the confirmation trials).
+FINDER_SHARE = 0.4
+#: The range test never runs more steps than this (nor fewer than 10, find_lr's minimum).
+FINDER_MAX_STEPS = 100
+#: The range test's LR range in lr0="auto" (``finder_kwargs`` overrides).
+FINDER_START_LR = 1e-6
+FINDER_END_LR = 10.0
+#: Ratio between neighbouring candidates.
+SPACING = 2.0
+#: A trial shorter than this is too short to rank LRs; fewer candidates are tried instead.
+MIN_TRIAL_STEPS = 8
+#: A trial is stopped as diverged when its training loss exceeds this multiple of its first loss (or is not finite).
+DIVERGE_FACTOR = 10.0
+#: The pick is multiplied by ``(trial_steps / total_steps) ** HORIZON_EXPONENT`` (short runs favour larger LRs).
+HORIZON_EXPONENT = 0.0
+
+
+class Trial(NamedTuple):
+    """One confirmation run: its peak LR, its validation loss (``inf`` if it diverged) and its optimizer steps."""
+
+    lr: float
+    val_loss: float
+    steps: int
+
+
+@dataclass
+class AutoLR:
+    """What :func:`choose_lr0` chose and why.
+
+    Attributes:
+        lr: the chosen peak LR (the group with ``lr_scale`` 1; other groups keep their ratios).
+        finder: the range test's :class:`~lrkit.FinderResult`.
+        trials: every confirmation run, in the order tried, as ``(lr, val_loss, steps)``.
+        extra_steps: optimizer steps spent choosing (range test + trials).
+        extra_fraction: ``extra_steps / total_steps``.
+        reason: one paragraph: what was tried and why this LR was chosen.
+        trial_steps: the length of each trial (0 when the confirmation was skipped).
+    """
+
+    lr: float
+    finder: Any
+    trials: list[Trial]
+    extra_steps: int
+    extra_fraction: float
+    reason: str
+    trial_steps: int = 0
+    log_lines: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record (for a run's ``args.yaml``/results)."""
+        return {
+            "lr": self.lr,
+            "suggestion": float(self.finder.suggestion) if self.finder is not None else None,
+            "trials": [
+                {"lr": t.lr, "val_loss": t.val_loss if math.isfinite(t.val_loss) else None, "steps": t.steps}
+                for t in self.trials
+            ],
+            "trial_steps": self.trial_steps,
+            "extra_steps": self.extra_steps,
+            "extra_fraction": self.extra_fraction,
+            "reason": self.reason,
+        }
+
+
+class BudgetPlan(NamedTuple):
+    """How :func:`choose_lr0` splits its extra budget: range-test steps, number of trials, steps per trial."""
+
+    budget_steps: int
+    finder_steps: int
+    num_trials: int
+    trial_steps: int
+
+
+def plan_budget(
+    total_steps: int, budget: float, num_candidates: int, finder_steps_run: int | None = None
+) -> BudgetPlan:
+    """Split ``floor(budget * total_steps)`` extra optimizer steps between the range test and the trials.
+
+    The range test gets ``FINDER_SHARE`` of it (between 10 and ``FINDER_MAX_STEPS`` steps); what it leaves (also
+    whatever it did not use, when it stopped early) is shared by up to ``num_candidates`` trials of at least
+    ``MIN_TRIAL_STEPS`` steps each — fewer, longer trials when the budget is small.
+
+    >>> plan_budget(1000, 0.3, 5)
+    BudgetPlan(budget_steps=300, finder_steps=100, num_trials=5, trial_steps=40)
+    """
+    budget_steps = math.floor(budget * total_steps + 1e-9)
+    finder_steps = min(FINDER_MAX_STEPS, max(10, round(FINDER_SHARE * budget_steps)))
+    used = finder_steps if finder_steps_run is None else finder_steps_run
+    left = max(0, budget_steps - used)
+    n = min(num_candidates, left // MIN_TRIAL_STEPS)
+    if n < 2:
+        return BudgetPlan(budget_steps, finder_steps, 0, 0)
+    return BudgetPlan(budget_steps, finder_steps, n, left // n)
+
+
+def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("train_loader yielded no batches")
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    if isinstance(batch, dict):
+        for v in batch.values():
+            return _batch_size(v)
+    if isinstance(batch, (list, tuple)) and batch:
+        return _batch_size(batch[0])
+    return 1
+
+
+@torch.no_grad()
+def _val_loss(model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device) -> float:
+    from lrkit.finder.range_test import batch_loss, move_to
+
+    model.eval()
+    total, count = 0.0, 0
+    for batch in loader:
+        batch = move_to(batch, device)
+        n = _batch_size(batch)
+        total += float(batch_loss(model, batch, loss_fn, step_fn)) * n
+        count += n
+    if count == 0:
+        raise ValueError("val_loader yielded no batches: lr0='auto' scores its candidates on the validation loss")
+    value = total / count
+    return value if math.isfinite(value) else math.inf
+
+
+def _seed_everything(seed: int, generator: torch.Generator | None) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    if generator is not None:
+        generator.manual_seed(seed)
+
+
+def _run_trial(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scales: list[float],
+    peak: float,
+    steps: int,
+    batches: Iterator[Any],
+    make_scheduler: MakeScheduler,
+    loss_fn: Any,
+    step_fn: Any,
+    accumulate: int,
+    max_grad_norm: float | None,
+    device: torch.device,
+) -> tuple[int, bool, list[float]]:
+    """Train ``steps`` steps at peak LR ``peak`` on the compressed schedule; return (steps run, diverged, losses)."""
+    from lrkit.finder.range_test import batch_loss, move_to
+
+    for group, scale in zip(optimizer.param_groups, scales):
+        group["lr"] = peak * scale
+        group.pop("initial_lr", None)  # so the new scheduler takes these LRs as its base
+    scheduler = make_scheduler(optimizer, steps)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    model.train()
+    losses: list[float] = []
+    first = None
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(accumulate):
+            loss = batch_loss(model, move_to(next(batches), device), loss_fn, step_fn)
+            (loss / accumulate).backward()
+            total += float(loss.detach())
+        value = total / accumulate
+        losses.append(value)
+        if first is None:
+            first = value
+        if not math.isfinite(value) or value > DIVERGE_FACTOR * max(first, 1e-12):
+            return step + 1, True, losses
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+    return steps, False, losses
+
+
+def _pick(trials: list[Trial]) -> tuple[float, str]:
+    """The LR to choose from the scored trials, and how it was read off them.
+
+    The best trial, refined by the vertex of a parabola through it and its two neighbours in log-LR space when it
+    has a finite neighbour on each side; the vertex is kept between those neighbours' midpoints (in log space).
+    """
+    ordered = sorted(trials, key=lambda t: t.lr)
+    scores = [t.val_loss for t in ordered]
+    finite = [i for i, v in enumerate(scores) if math.isfinite(v)]
+    if not finite:
+        lowest = ordered[0].lr
+        return lowest / SPACING, f"every candidate diverged, so one step below the lowest ({lowest:.3g})"
+    best = min(finite, key=lambda i: (scores[i], ordered[i].lr))  # ties: the lower LR
+    lr_best = ordered[best].lr
+    if 0 < best < len(ordered) - 1 and all(math.isfinite(scores[i]) for i in (best - 1, best + 1)):
+        x = np.log([ordered[i].lr for i in (best - 1, best, best + 1)])
+        y = np.array([scores[i] for i in (best - 1, best, best + 1)])
+        a, b, _ = np.polyfit(x, y, 2)
+        if a > 0:
+            lo = 0.5 * (x[0] + x[1])
+            hi = 0.5 * (x[1] + x[2])
+            vertex = float(np.clip(-b / (2 * a), lo, hi))
+            how = f"the vertex of a parabola through the best trial ({lr_best:.3g}) and its neighbours"
+            return float(np.exp(vertex)), how
+    edge = ""
+    if best == 0:
+        edge = " (the lowest candidate)"
+    elif best == len(ordered) - 1:
+        edge = " (the highest candidate)"
+    return lr_best, f"the best trial{edge}"
+
+
+def choose_lr0(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any] | None,
+    *,
+    total_steps: int,
+    make_scheduler: MakeScheduler,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    step_fn: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None,
+    budget: float = 0.3,
+    num_candidates: int = 4,
+    seed: int = 0,
+    finder_kwargs: dict[str, Any] | None = None,
+    accumulate: int = 1,
+    max_grad_norm: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> AutoLR:
+    """Choose the peak LR for a run of ``total_steps`` optimizer steps under ``make_scheduler``'s schedule.
+
+    1. The LR range test (:func:`lrkit.find_lr`, ``num_steps`` scaled to the budget) suggests ``s``.
+    2. Up to ``num_candidates`` candidates ``s · SPACING**k`` around it are each trained for ``trial_steps`` steps
+       from the same starting state (same data order and seed), under ``make_scheduler(optimizer, trial_steps)`` —
+       the run's schedule compressed to the trial — and scored by the validation loss. Candidates that win at the
+       edge of the bracket extend it; otherwise the bracket is refined.
+    3. The pick is the best trial refined by a parabola through it and its neighbours in log-LR space.
+
+    The extra compute — range test plus trials, in optimizer steps — never exceeds ``budget * total_steps``.
+    Validation passes are forward-only and not counted. ``optimizer``'s param groups keep their ratios
+    (``lr_scale``, or their LRs relative to the largest); the returned ``lr`` is the peak (ratio 1) LR.
+
+    Args:
+        model, optimizer, train_loader: as for :func:`lrkit.find_lr`; the optimizer's current LRs are ignored.
+        val_loader: batches to score candidates on (``None``: the mean training loss of each trial's last fifth).
+        total_steps: the run's length in optimizer steps.
+        make_scheduler: ``make_scheduler(optimizer, steps) -> LRScheduler``: the run's schedule over ``steps``
+            steps, built on the optimizer's current LRs as the peak (as ``LambdaLR`` does).
+        loss_fn, step_fn: how to get a batch's loss (``loss_fn(model(x), y)`` or ``step_fn(model, batch)``).
+        budget: the most extra compute, as a fraction of ``total_steps`` (0.3 = 30% of one run).
+        num_candidates: how many trials at most (fewer when the budget is small).
+        seed: seeds torch/numpy/python and the train loader's generator before each trial, so every candidate sees
+            the same batches and randomness (differences are the LR's, not noise).
+        finder_kwargs: extra arguments for :func:`lrkit.find_lr` (``start_lr``, ``end_lr``, ``rule``, ``amp``, ...).
+        accumulate: micro-batches per optimizer step (gradient accumulation), as in the run.
+        max_grad_norm: clip the global gradient norm at each trial step, as the run does (optional).
+        log: called with one line per stage and trial (e.g. ``print``).
+
+    Returns:
+        :class:`AutoLR` with ``lr``, ``finder``, ``trials``, ``extra_steps``, ``extra_fraction`` and ``reason``.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(4, 1)
+        >>> data = [(torch.randn(16, 4), torch.randn(16, 1)) for _ in range(8)]
+        >>> opt = torch.optim.Adam(model.parameters())
+        >>> sched = lambda o, n: torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1 - t / n)
+        >>> auto = choose_lr0(model, opt, data, data[:2], total_steps=400, make_scheduler=sched)
+        >>> auto.lr > 0 and auto.extra_steps <= 120
+        True
+    """
+    from lrkit.finder import find_lr
+    from lrkit.finder.range_test import group_scales
+
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps={total_steps!r} must be a positive integer (the run's optimizer steps)")
+    budget = check_positive("budget", budget)
+    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or num_candidates < 2:
+        raise ValueError(f"num_candidates={num_candidates!r} must be an integer >= 2")
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ValueError(f"accumulate={accumulate!r} must be an integer >= 1")
+    if not callable(make_scheduler):
+        raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> LRScheduler")
+    if max_grad_norm is not None:
+        max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
+    finder_kwargs = dict(finder_kwargs or {})
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if log is not None:
+            log(line)
+
+    plan = plan_budget(total_steps, budget, num_candidates)
+    if plan.budget_steps < 10 and "num_steps" not in finder_kwargs:
+        raise ValueError(
+            f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} x "
+            f"total_steps={total_steps} allows {plan.budget_steps}; raise budget or pass an explicit lr0"
+        )
+    finder_kwargs.setdefault("num_steps", plan.finder_steps)
+    finder_kwargs.setdefault("start_lr", FINDER_START_LR)
+    finder_kwargs.setdefault("end_lr", FINDER_END_LR)
+    if max_grad_norm is not None:
+        finder_kwargs.setdefault("max_grad_norm", max_grad_norm)
+    if accumulate > 1:
+        finder_kwargs.setdefault("accumulation_steps", accumulate)
+
+    generator = getattr(train_loader, "generator", None)
+    generator = generator if isinstance(generator, torch.Generator) else None
+    gen_state = generator.get_state() if generator is not None else None
+    first_param = next(iter(model.parameters()), None)
+    device = first_param.device if first_param is not None else torch.device("cpu")
+    snapshot = Snapshot.capture(model, optimizer, rng=True)
+    try:
+        finder = find_lr(model, optimizer, train_loader, loss_fn=loss_fn, step_fn=step_fn, **finder_kwargs)
+        suggestion = float(finder.suggestion)
+        used = finder.num_steps_run
+        say(
+            f"lr0=auto: range test ({used} steps, {finder_kwargs['start_lr']:g}..{finder_kwargs['end_lr']:g}, "
+            f"{finder.stop_reason}) suggests {suggestion:.3g}"
+        )
+        plan = plan_budget(total_steps, budget, num_candidates, finder_steps_run=used)
+        trials: list[Trial] = []
+        if plan.num_trials < 2:
+            reason = (
+                f"range test ({used} steps) suggested {suggestion:.3g}; the budget ({plan.budget_steps} extra steps "
+                f"= {budget:g} x {total_steps}) leaves no room for 2 trials of {MIN_TRIAL_STEPS}+ steps, so the "
+                "suggestion is used as is"
+            )
+            say(f"lr0=auto: {reason}")
+            lr = suggestion
+        else:
+            scales = group_scales(optimizer)
+            steps = plan.trial_steps
+            say(
+                f"lr0=auto: {plan.num_trials} trials of {steps} steps (the schedule compressed "
+                f"{total_steps / steps:.0f}x), scored on {'validation' if val_loader is not None else 'training'} loss"
+            )
+
+            def run(peak: float) -> Trial:
+                snapshot.restore()
+                _seed_everything(seed, generator)
+                n, diverged, losses = _run_trial(
+                    model, optimizer, scales, peak, steps, _cycle(train_loader), make_scheduler, loss_fn, step_fn,
+                    accumulate, max_grad_norm, device,
+                )
+                if diverged:
+                    score = math.inf
+                elif val_loader is not None:
+                    score = _val_loss(model, val_loader, loss_fn, step_fn, device)
+                else:
+                    tail = losses[-max(1, len(losses) // 5):]
+                    score = float(np.mean(tail))
+                trial = Trial(float(peak), float(score), int(n))
+                trials.append(trial)
+                say(f"lr0=auto: trial lr={peak:.3g}: {'diverged' if diverged else f'loss {score:.5g}'} ({n} steps)")
+                return trial
+
+            tried: dict[float, Trial] = {}
+            for k in _initial_offsets(plan.num_trials):
+                t = run(suggestion * SPACING**k)
+                tried[k] = t
+            while len(tried) < plan.num_trials:
+                k = _next_offset(tried)
+                tried[k] = run(suggestion * SPACING**k)
+            lr, how = _pick(trials)
+            factor = (steps / total_steps) ** HORIZON_EXPONENT
+            lr *= factor
+            listing = ", ".join(
+                f"{t.lr:.3g} ({'diverged' if not math.isfinite(t.val_loss) else f'{t.val_loss:.4g}'})"
+                for t in sorted(trials, key=lambda t: t.lr)
+            )
+            reason = (
+                f"range test ({used} steps) suggested {suggestion:.3g}; {len(trials)} trials of {steps} steps on the "
+                f"run's schedule compressed to {steps} steps scored {listing}; chose {lr:.3g}: {how}"
+                + (f", times {factor:.3g} for the longer run" if factor != 1.0 else "")
+            )
+            say(f"lr0=auto: chose {lr:.3g} — {how}")
+    finally:
+        snapshot.restore()
+        if generator is not None and gen_state is not None:
+            generator.set_state(gen_state)
+    extra = int(finder.num_steps_run + sum(t.steps for t in trials))
+    return AutoLR(
+        lr=float(lr),
+        finder=finder,
+        trials=trials,
+        extra_steps=extra,
+        extra_fraction=extra / total_steps,
+        reason=reason,
+        trial_steps=plan.trial_steps,
+        log_lines=lines,
+    )
+
+
+def _initial_offsets(n: int) -> list[float]:
+    """The first candidates, in units of ``log(SPACING)`` around the suggestion: a bracket of up to 3."""
+    return [0.0, -1.0, 1.0] if n >= 3 else [0.0, 1.0]
+
+
+def _next_offset(tried: dict[float, Trial]) -> float:
+    """Where the next candidate goes: beyond the bracket if the best is at its edge, else between the best and its
+    better neighbour."""
+    ks = sorted(tried)
+    scores = [tried[k].val_loss for k in ks]
+    best = min(range(len(ks)), key=lambda i: (scores[i], ks[i]))
+    if not any(math.isfinite(s) for s in scores):
+        return ks[0] - 1.0
+    if best == 0:
+        return ks[0] - 1.0
+    if best == len(ks) - 1:
+        return ks[-1] + 1.0
+    left, right = scores[best - 1], scores[best + 1]
+    nb = best - 1 if left <= right else best + 1
+    return 0.5 * (ks[best] + ks[nb])

@@ -1,0 +1,610 @@
+"""Data for :func:`lrkit.train`: every ``data=`` source becomes a train/val pair of datasets plus what the trainer
+needs to know about them (task, input shape, number of outputs).
+
+Sources:
+
+* a torch ``Dataset`` or ``DataLoader`` (split into train/val by ``val`` with a seeded permutation), or a
+  ``(train, val)`` pair of them (used as given);
+* a built-in name: ``digits``, ``breast_cancer``, ``wine``, ``iris`` (scikit-learn's bundled copies, no download),
+  ``synthetic-regression``, ``synthetic-classification`` (generated);
+* a ``.csv`` file with a header row (target column: ``target=``, default the last column) or an ``.npz`` file
+  (arrays ``x``/``y``, or ``target=`` naming the target array) — tabular, features standardised with the *train*
+  split's mean and standard deviation only;
+* a plain-text file: character-level language modelling (vocabulary from the train text, fixed-length windows);
+* a data YAML ``{train: file, val: file, target: column, task: ..., seq_len: ...}`` (paths relative to the YAML).
+
+The split depends only on ``seed`` (and ``val``), so the same seed gives the same split on every machine.
+
+>>> d = load_data("iris", seed=0, val=0.2)
+>>> d.info.task, d.info.input_shape, d.info.num_outputs, len(d.train), len(d.val)
+('classification', (4,), 3, 120, 30)
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
+
+from lrkit._utils import optional_import, unknown_name_error
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "DataInfo",
+    "SeededSampler",
+    "TrainData",
+    "load_data",
+]
+
+TABULAR_SUFFIXES = (".csv", ".tsv")
+YAML_SUFFIXES = (".yaml", ".yml")
+# A target with at most this many distinct integer values is read as class labels (else regression).
+MAX_INFERRED_CLASSES = 20
+
+
+@dataclass
+class DataInfo:
+    """What the trainer knows about the data: task, per-sample input shape, outputs, vocabulary."""
+
+    name: str
+    task: str | None  # "classification" | "regression" | "lm" | None (unknown: a step_fn must compute the loss)
+    input_shape: tuple[int, ...] | None
+    num_outputs: int | None  # classes, regression targets, or vocabulary size
+    source: str
+    vocab: list[str] | None = None
+    seq_len: int | None = None
+    classes: list[Any] | None = None
+    target_scale: float = 1.0  # standard deviation of a standardised regression target (metric in original units)
+    n_train: int = 0
+    n_val: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (for checkpoints and args.yaml)."""
+        return {
+            "name": self.name, "task": self.task, "input_shape": list(self.input_shape or []),
+            "num_outputs": self.num_outputs, "source": self.source, "vocab": self.vocab, "seq_len": self.seq_len,
+            "classes": [str(c) for c in self.classes] if self.classes is not None else None,
+            "target_scale": self.target_scale, "n_train": self.n_train, "n_val": self.n_val,
+        }
+
+
+@dataclass
+class TrainData:
+    """A train/val pair (Datasets, or DataLoaders the user built) and its :class:`DataInfo`."""
+
+    train: Any
+    val: Any
+    info: DataInfo
+
+    def loaders(
+        self, *, batch: int, workers: int = 0, seed: int = 0
+    ) -> tuple[Any, Any, SeededSampler | None]:
+        """``(train_loader, val_loader, sampler)``. Datasets get a :class:`SeededSampler` (call ``set_epoch``);
+        DataLoaders the user passed are returned as they are (their order follows the restored torch RNG)."""
+        sampler = None
+        if isinstance(self.train, DataLoader):
+            train_loader = self.train
+        else:
+            sampler = SeededSampler(len(self.train), seed=seed)
+            train_loader = DataLoader(
+                self.train, batch_size=batch, sampler=sampler, num_workers=workers,
+                persistent_workers=False, generator=torch.Generator().manual_seed(seed),
+            )
+        if isinstance(self.val, DataLoader):
+            val_loader = self.val
+        else:
+            val_loader = DataLoader(self.val, batch_size=max(batch, 256), shuffle=False, num_workers=workers)
+        return train_loader, val_loader, sampler
+
+
+class SeededSampler(Sampler[int]):
+    """A random permutation per epoch, drawn from ``seed`` and the epoch number alone (no global RNG).
+
+    So the data order of epoch ``e`` is the same in an uninterrupted run and in a run resumed at epoch ``e``.
+
+    >>> s = SeededSampler(5, seed=0); s.set_epoch(3); a = list(s); s.set_epoch(3)
+    >>> a == list(s), sorted(a)
+    (True, [0, 1, 2, 3, 4])
+    """
+
+    def __init__(self, n: int, *, seed: int = 0) -> None:
+        self.n = int(n)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+# ------------------------------------------------------------------------------------------- built-in datasets
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registry entry: name, loader returning ``(X, y)``, task, one-line description."""
+
+    name: str
+    load: Callable[[], tuple[np.ndarray, np.ndarray]]
+    task: str
+    description: str
+    image_shape: tuple[int, ...] | None = None
+
+
+def _sklearn(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    def load() -> tuple[np.ndarray, np.ndarray]:
+        datasets = optional_import("sklearn.datasets", "cli")
+        bunch = getattr(datasets, f"load_{name}")()
+        return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target)
+
+    return load
+
+
+def _synthetic_regression() -> tuple[np.ndarray, np.ndarray]:
+    """1,000 samples, 10 features; ``y = x·w + 0.5·tanh(x·v) + 0.1·noise`` (a fixed generator: the same data always)."""
+    rng = np.random.default_rng(12345)
+    x = rng.standard_normal((1000, 10))
+    w, v = rng.standard_normal(10), rng.standard_normal(10)
+    y = x @ w + 0.5 * np.tanh(x @ v) + 0.1 * rng.standard_normal(1000)
+    return x, y
+
+
+def _synthetic_classification() -> tuple[np.ndarray, np.ndarray]:
+    """1,000 samples, 10 features, 3 classes: ``y = argmax(x·W + 0.5·noise)`` (fixed generator)."""
+    rng = np.random.default_rng(54321)
+    x = rng.standard_normal((1000, 10))
+    w = rng.standard_normal((10, 3))
+    y = np.argmax(x @ w + 0.5 * rng.standard_normal((1000, 3)), axis=1)
+    return x, y
+
+
+BUILTIN_DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in (
+        DatasetInfo("digits", _sklearn("digits"), "classification", "8x8 handwritten digits, 1,797 images, 10 classes",
+                    image_shape=(1, 8, 8)),
+        DatasetInfo("breast_cancer", _sklearn("breast_cancer"), "classification",
+                    "Wisconsin breast cancer, 569 samples, 30 features, 2 classes"),
+        DatasetInfo("wine", _sklearn("wine"), "classification", "wine cultivars, 178 samples, 13 features, 3 classes"),
+        DatasetInfo("iris", _sklearn("iris"), "classification", "iris flowers, 150 samples, 4 features, 3 classes"),
+        DatasetInfo("synthetic-regression", _synthetic_regression, "regression",
+                    "generated: 1,000 samples, 10 features, linear + tanh target"),
+        DatasetInfo("synthetic-classification", _synthetic_classification, "classification",
+                    "generated: 1,000 samples, 10 features, 3 classes"),
+    )
+}
+
+
+# ------------------------------------------------------------------------------------------- entry point
+def load_data(
+    data: Any,
+    *,
+    seed: int = 0,
+    val: float = 0.2,
+    task: str | None = None,
+    target: str | int | None = None,
+    seq_len: int = 64,
+) -> TrainData:
+    """Turn any ``data=`` source into a :class:`TrainData` (see the module docstring for the sources).
+
+    ``task`` overrides the inferred task; ``target`` names the target column (CSV) or array (NPZ); ``seq_len`` is
+    the window length for text. Raises ``ValueError`` naming the bad source and what would be valid.
+    """
+    if data is None:
+        raise ValueError("data= is required: a built-in name (" + ", ".join(BUILTIN_DATASETS) + "), a CSV/NPZ/text/"
+                         "YAML file, a torch Dataset/DataLoader, or a (train, val) pair")
+    if isinstance(data, (str, os.PathLike)):
+        text = os.fspath(data)
+        key = text.strip().lower().replace("_", "-")
+        builtin = {n.replace("_", "-"): n for n in BUILTIN_DATASETS}
+        if key in builtin:
+            return _from_builtin(BUILTIN_DATASETS[builtin[key]], seed=seed, val=val, task=task)
+        path = Path(text).expanduser()
+        if not path.exists():
+            if path.suffix or os.sep in text or "/" in text:
+                raise ValueError(f"data={text!r}: no such file")
+            raise unknown_name_error("dataset", text, BUILTIN_DATASETS)
+        if path.is_dir():
+            raise ValueError(f"data={text!r} is a directory; pass a CSV, NPZ, text or data-YAML file")
+        return _from_file(path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise ValueError(f"data= as a sequence must be a (train, val) pair, got {len(data)} items")
+        tr, va = data
+        for role, obj in (("train", tr), ("val", va)):
+            if not isinstance(obj, (Dataset, DataLoader)):
+                raise ValueError(f"data=(train, val): {role} is a {type(obj).__name__}, not a torch Dataset/DataLoader")
+        return _from_torch(tr, va, task=task, source="pair")
+    if isinstance(data, DataLoader):
+        ds = data.dataset
+        tr, va = _split_dataset(ds, seed=seed, val=val)
+        kw = {"batch_size": data.batch_size, "collate_fn": data.collate_fn, "num_workers": data.num_workers}
+        g = torch.Generator().manual_seed(seed)
+        out = _from_torch(
+            DataLoader(tr, shuffle=True, generator=g, **kw), DataLoader(va, shuffle=False, **kw),
+            task=task, source="dataloader",
+        )
+        out.info.notes.append(f"split the DataLoader's dataset {1 - val:.0%}/{val:.0%} (seed {seed}); kept its "
+                              f"batch_size={data.batch_size} and collate_fn")
+        return out
+    if isinstance(data, Dataset):
+        tr, va = _split_dataset(data, seed=seed, val=val)
+        return _from_torch(tr, va, task=task, source="dataset")
+    raise ValueError(
+        f"data={type(data).__name__} is not supported: pass a built-in name ({', '.join(BUILTIN_DATASETS)}), a file "
+        "path (.csv, .npz, .txt, .yaml), a torch Dataset/DataLoader, or a (train, val) pair"
+    )
+
+
+# ------------------------------------------------------------------------------------------- arrays -> datasets
+def _split_indices(n: int, *, seed: int, val: float) -> tuple[np.ndarray, np.ndarray]:
+    if n < 2:
+        raise ValueError(f"the data has {n} sample(s); at least 2 are needed to split off a validation set")
+    n_val = min(max(1, round(val * n)), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _split_dataset(ds: Dataset, *, seed: int, val: float) -> tuple[Subset, Subset]:
+    try:
+        n = len(ds)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError("data= is a Dataset without __len__ (an IterableDataset?); pass a (train, val) pair") from None
+    tr, va = _split_indices(n, seed=seed, val=val)
+    return Subset(ds, tr.tolist()), Subset(ds, va.tolist())
+
+
+def _infer_task(y: np.ndarray, task: str | None) -> str:
+    if task is not None:
+        return task
+    if y.dtype.kind in "OUSb":
+        return "classification"
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        return "classification"
+    if y.ndim == 1 and np.all(np.isfinite(y)) and np.all(y == np.round(y)) and len(np.unique(y)) <= MAX_INFERRED_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _arrays_to_data(
+    x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, *, task: str | None, name: str,
+    source: str, image_shape: tuple[int, ...] | None = None,
+) -> TrainData:
+    task = _infer_task(np.concatenate([y_tr, y_va]) if y_tr.dtype.kind not in "OUS" else y_tr, task)
+    if task == "lm":
+        raise ValueError(f"task='lm' needs a plain-text file; {name!r} is tabular (use classification or regression)")
+    x_tr = x_tr.astype(np.float64)
+    x_va = x_va.astype(np.float64)
+    if image_shape is not None:  # images: one mean/std over all pixels (per-pixel stats would erase the strokes)
+        mu, sd = x_tr.mean(), x_tr.std() or 1.0
+        x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
+        x_tr = x_tr.reshape(len(x_tr), *image_shape)
+        x_va = x_va.reshape(len(x_va), *image_shape)
+    else:  # tabular: per-feature standardisation with the *train* split's statistics only
+        mu, sd = x_tr.mean(axis=0), x_tr.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
+    info = DataInfo(name=name, task=task, input_shape=tuple(x_tr.shape[1:]), num_outputs=None, source=source,
+                    n_train=len(x_tr), n_val=len(x_va))
+    if task == "classification":
+        classes = sorted(set(y_tr.tolist()) | set(y_va.tolist()), key=_label_key)
+        index = {c: i for i, c in enumerate(classes)}
+        t_tr = torch.tensor([index[c] for c in y_tr.tolist()], dtype=torch.long)
+        t_va = torch.tensor([index[c] for c in y_va.tolist()], dtype=torch.long)
+        info.num_outputs, info.classes = len(classes), classes
+        if len(classes) < 2:
+            raise ValueError(f"{name}: the target has a single class ({classes[0]!r}); nothing to classify")
+    else:
+        try:
+            yt = y_tr.astype(np.float64).reshape(len(y_tr), -1)
+            yv = y_va.astype(np.float64).reshape(len(y_va), -1)
+        except ValueError:
+            raise ValueError(f"{name}: task='regression' needs a numeric target") from None
+        # standardise the target too (train statistics) so one lr0 suits any target scale; the metric (RMSE) is
+        # reported back in the target's own units via target_scale
+        my, sy = yt.mean(axis=0), yt.std(axis=0)
+        sy = np.where(sy > 0, sy, 1.0)
+        t_tr = torch.tensor((yt - my) / sy, dtype=torch.float32)
+        t_va = torch.tensor((yv - my) / sy, dtype=torch.float32)
+        info.num_outputs = yt.shape[1]
+        info.target_scale = float(sy[0]) if yt.shape[1] == 1 else float(np.sqrt(np.mean(sy**2)))
+    return TrainData(
+        TensorDataset(torch.tensor(x_tr, dtype=torch.float32), t_tr),
+        TensorDataset(torch.tensor(x_va, dtype=torch.float32), t_va),
+        info,
+    )
+
+
+def _label_key(c: Any) -> tuple[int, Any]:
+    return (0, c) if isinstance(c, (int, float)) else (1, str(c))
+
+
+def _from_builtin(entry: DatasetInfo, *, seed: int, val: float, task: str | None) -> TrainData:
+    if task is not None and task != entry.task:
+        raise ValueError(f"data={entry.name!r} is a {entry.task} dataset; task={task!r} does not fit it")
+    x, y = entry.load()
+    tr, va = _split_indices(len(x), seed=seed, val=val)
+    return _arrays_to_data(x[tr], y[tr], x[va], y[va], task=entry.task, name=entry.name, source="builtin",
+                           image_shape=entry.image_shape)
+
+
+# ------------------------------------------------------------------------------------------- files
+def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
+               seq_len: int) -> TrainData:
+    suffix = path.suffix.lower()
+    if suffix in YAML_SUFFIXES:
+        return _from_yaml(path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
+    if suffix in TABULAR_SUFFIXES or suffix == ".npz":
+        if task == "lm":
+            raise ValueError(f"task='lm' needs a plain-text file, not {path.name}")
+        x, y = _read_table(path, target)
+        tr, va = _split_indices(len(x), seed=seed, val=val)
+        return _arrays_to_data(x[tr], y[tr], x[va], y[va], task=task, name=path.name, source=suffix.lstrip("."))
+    if task not in (None, "lm"):
+        raise ValueError(f"data={str(path)!r} is read as plain text (character-level LM); task={task!r} needs a "
+                         "CSV/NPZ file")
+    text = _read_text(path)
+    n_val = max(seq_len + 1, round(val * len(text)))
+    if len(text) - n_val < seq_len + 1:
+        raise ValueError(
+            f"{path.name}: {len(text)} characters are too few for one window of seq_len={seq_len} (+1) in both the "
+            f"train and the validation part; use a longer text or a smaller seq_len"
+        )
+    return _text_data(text[:-n_val], text[-n_val:], seq_len=seq_len, name=path.name)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"data={str(path)!r} is not UTF-8 text; supported files: .csv/.tsv, .npz, .yaml (data YAML), or plain "
+            "text (character-level LM)"
+        ) from None
+
+
+def _read_table(path: Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray]:
+    if path.suffix.lower() == ".npz":
+        return _read_npz(path, target)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f, delimiter=delimiter) if r and any(c.strip() for c in r)]
+    if len(rows) < 3:
+        raise ValueError(f"{path.name}: needs a header row and at least 2 data rows, found {len(rows)} rows")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    for i, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise ValueError(f"{path.name}: line {i} has {len(r)} fields, the header has {len(header)}")
+    t = _column_index(header, target, path.name)
+    cols = list(zip(*body))
+    features = []
+    for j, col in enumerate(cols):
+        if j == t:
+            continue
+        try:
+            features.append([float(v) for v in col])
+        except ValueError:
+            bad = next(v for v in col if not _is_float(v))
+            raise ValueError(
+                f"{path.name}: feature column {header[j]!r} holds a non-numeric value {bad!r}; encode it as numbers "
+                "or drop the column"
+            ) from None
+    raw_y = [v.strip() for v in cols[t]]
+    y: np.ndarray = np.array([float(v) for v in raw_y]) if all(_is_float(v) for v in raw_y) else np.array(raw_y)
+    if not features:
+        raise ValueError(f"{path.name}: no feature columns besides the target {header[t]!r}")
+    return np.array(features, dtype=np.float64).T, y
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _column_index(header: Sequence[str], target: str | int | None, fname: str) -> int:
+    if target is None:
+        return len(header) - 1
+    if isinstance(target, int):
+        if not -len(header) <= target < len(header):
+            raise ValueError(f"target={target} is out of range: {fname} has {len(header)} columns")
+        return target % len(header)
+    if target in header:
+        return header.index(target)
+    raise unknown_name_error(f"target column of {fname}:", target, header)
+
+
+def _read_npz(path: Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    lower = {k.lower(): k for k in arrays}
+    if isinstance(target, str):
+        if target not in arrays:
+            raise unknown_name_error(f"target array of {path.name}:", target, arrays)
+        y = arrays.pop(target)
+        xk = lower.get("x") if lower.get("x") in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
+        if xk is None:
+            raise ValueError(f"{path.name}: with target={target!r}, name the features 'x' (arrays: {sorted(arrays)})")
+        x = arrays[xk]
+    elif "x" in lower and "y" in lower:
+        x, y = arrays[lower["x"]], arrays[lower["y"]]
+    elif len(arrays) == 1:
+        table = next(iter(arrays.values()))
+        if table.ndim != 2 or table.shape[1] < 2:
+            raise ValueError(f"{path.name}: a single array must be 2-D with the target as a column")
+        t = -1 if target is None else int(target)
+        y = table[:, t]
+        x = np.delete(table, t % table.shape[1], axis=1)
+    else:
+        raise ValueError(f"{path.name}: expected arrays 'x' and 'y' (or target=<array name>); found {sorted(arrays)}")
+    x = np.asarray(x)
+    if x.dtype.kind not in "iufb":
+        raise ValueError(f"{path.name}: the features must be numeric, got dtype {x.dtype}")
+    if len(x) != len(y):
+        raise ValueError(f"{path.name}: x has {len(x)} rows but y has {len(y)}")
+    return x.reshape(len(x), -1).astype(np.float64), np.asarray(y)
+
+
+def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
+               seq_len: int) -> TrainData:
+    yaml = optional_import("yaml", "cli")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"data={path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(spec, dict) or "train" not in spec:
+        raise ValueError(f"data={path.name}: a data YAML must be a mapping with at least a 'train' file")
+    allowed = ("train", "val", "target", "task", "seq_len", "path")
+    for k in spec:
+        if k not in allowed:
+            raise unknown_name_error(f"key in data YAML {path.name}:", str(k), allowed)
+    base = path.parent / str(spec.get("path", "."))
+    task = task or spec.get("task")
+    target = target if target is not None else spec.get("target")
+    seq_len = int(spec.get("seq_len", seq_len))
+    train_path = _yaml_file(base, spec["train"], path.name, "train")
+    if spec.get("val") is None:
+        out = _from_file(train_path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
+        out.info.source = "yaml"
+        return out
+    val_path = _yaml_file(base, spec["val"], path.name, "val")
+    if train_path.suffix.lower() in TABULAR_SUFFIXES + (".npz",):
+        x_tr, y_tr = _read_table(train_path, target)
+        x_va, y_va = _read_table(val_path, target)
+        if x_tr.shape[1] != x_va.shape[1]:
+            raise ValueError(f"{path.name}: train has {x_tr.shape[1]} features but val has {x_va.shape[1]}")
+        return _arrays_to_data(x_tr, y_tr, x_va, y_va, task=task, name=path.name, source="yaml")
+    if task not in (None, "lm"):
+        raise ValueError(f"{path.name}: text files are read as character-level LM; task={task!r} needs CSV/NPZ")
+    return _text_data(_read_text(train_path), _read_text(val_path), seq_len=seq_len, name=path.name, source="yaml")
+
+
+def _yaml_file(base: Path, value: Any, yname: str, role: str) -> Path:
+    p = Path(str(value)).expanduser()
+    p = p if p.is_absolute() else base / p
+    if not p.is_file():
+        raise ValueError(f"{yname}: {role}={value!r} -> {p}: no such file")
+    return p
+
+
+# ------------------------------------------------------------------------------------------- text (char LM)
+UNK = "\ufffd"
+
+
+def _text_data(train_text: str, val_text: str, *, seq_len: int, name: str, source: str = "text") -> TrainData:
+    vocab = sorted(set(train_text))
+    if len(vocab) < 2:
+        raise ValueError(f"{name}: the training text has {len(vocab)} distinct character(s); nothing to model")
+    if set(val_text) - set(vocab):
+        vocab.append(UNK)  # characters seen only in the validation text
+    index = {c: i for i, c in enumerate(vocab)}
+    unk = index.get(UNK, 0)
+
+    def windows(text: str, role: str) -> TensorDataset:
+        ids = torch.tensor([index.get(c, unk) for c in text], dtype=torch.long)
+        n = (len(ids) - 1) // seq_len
+        if n < 1:
+            raise ValueError(
+                f"{name}: the {role} text has {len(text)} characters, too few for one window of seq_len={seq_len} "
+                f"(+1); use a longer text or a smaller seq_len"
+            )
+        starts = torch.arange(n) * seq_len
+        offsets = torch.arange(seq_len)
+        x = ids[starts[:, None] + offsets]
+        return TensorDataset(x, ids[starts[:, None] + offsets + 1])
+
+    tr, va = windows(train_text, "train"), windows(val_text, "validation")
+    info = DataInfo(name=name, task="lm", input_shape=(seq_len,), num_outputs=len(vocab), source=source,
+                    vocab=vocab, seq_len=seq_len, n_train=len(tr), n_val=len(va))
+    return TrainData(tr, va, info)
+
+
+# ------------------------------------------------------------------------------------------- torch datasets
+def _first_sample(obj: Any) -> Any:
+    if isinstance(obj, DataLoader):
+        obj = obj.dataset
+    try:
+        return obj[0]
+    except Exception:  # noqa: BLE001 - any failure means we cannot peek; the trainer then needs task=/step_fn
+        return None
+
+
+def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> TrainData:
+    sample = _first_sample(train)
+    input_shape: tuple[int, ...] | None = None
+    inferred: str | None = None
+    num_outputs: int | None = None
+    if isinstance(sample, (tuple, list)) and len(sample) == 2:
+        x, y = (torch.as_tensor(v) if isinstance(v, (int, float, np.ndarray)) else v for v in sample)
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            input_shape = tuple(x.shape)
+            if not y.is_floating_point() and not x.is_floating_point() and y.shape == x.shape and y.ndim == 1:
+                inferred = "lm"
+            elif not y.is_floating_point() and y.ndim == 0:
+                inferred = "classification"
+            elif y.is_floating_point():
+                inferred = "regression"
+                num_outputs = max(1, int(y.numel()))
+    info = DataInfo(name=type(_dataset_of(train)).__name__, task=task or inferred, input_shape=input_shape,
+                    num_outputs=num_outputs, source=source, n_train=_len(train), n_val=_len(val))
+    if info.task == "lm" and input_shape:
+        info.seq_len = input_shape[0]
+    return TrainData(train, val, info)
+
+
+def _dataset_of(obj: Any) -> Any:
+    obj = obj.dataset if isinstance(obj, DataLoader) else obj
+    while isinstance(obj, Subset):
+        obj = obj.dataset
+    return obj
+
+
+def _len(obj: Any) -> int:
+    try:
+        return len(obj.dataset if isinstance(obj, DataLoader) else obj)
+    except TypeError:
+        return 0
+
+
+def count_classes(data: TrainData) -> int:
+    """The number of classes (max integer target + 1) over train and val, for building a model from a name."""
+    top = -1
+    for part in (data.train, data.val):
+        ds = part.dataset if isinstance(part, DataLoader) else part
+        ys = _targets(ds)
+        if ys is not None:
+            top = max(top, int(ys.max()))
+            continue
+        for i in range(len(ds)):
+            top = max(top, int(torch.as_tensor(ds[i][1]).max()))
+    if top < 1:
+        raise ValueError("could not find at least 2 classes in the integer targets of data=")
+    return top + 1
+
+
+def _targets(ds: Any) -> torch.Tensor | None:
+    """The target tensor of a (Subset of a) TensorDataset without indexing sample by sample."""
+    idx = None
+    while isinstance(ds, Subset):
+        idx = torch.as_tensor(ds.indices) if idx is None else torch.as_tensor(ds.indices)[idx]
+        ds = ds.dataset
+    if isinstance(ds, TensorDataset) and len(ds.tensors) == 2:
+        y = ds.tensors[1]
+        return y if idx is None else y[idx]
+    return None

@@ -1,0 +1,272 @@
+"""Built-in models for :func:`lrkit.train`, sized from the data, and ``package.module:factory`` models.
+
+Every built-in keeps its last layer in a child called ``head`` so ``backbone_lr_scale=`` has a head to spare.
+
+======== =========================================================== ==================================
+name     architecture                                                data
+======== =========================================================== ==================================
+linear   Flatten → Linear (for text: a bigram table, Embedding(V, V)) tabular, images, text
+mlp      Flatten → Linear(h) → ReLU → Linear(h) → ReLU → head         tabular, images
+cnn      2 × (Conv3x3 → BatchNorm → ReLU) → AvgPool(4x4) → MLP head   images (C, H, W), e.g. digits
+charlm   token + position embeddings → 2 pre-norm causal Transformer  text (character-level LM)
+         blocks (d=64, 4 heads) → LayerNorm → head
+======== =========================================================== ==================================
+
+>>> import torch
+>>> from lrkit.train.data import load_data
+>>> m = build_model("mlp", load_data("iris").info)
+>>> tuple(m(torch.zeros(2, 4)).shape)
+(2, 3)
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrkit._utils import unknown_name_error
+from lrkit.train.data import DataInfo
+
+__all__ = ["BUILTIN_MODELS", "CharLM", "ConvNet", "Linear", "MLP", "ModelInfo", "build_model", "default_model_name"]
+
+
+def _in_features(shape: tuple[int, ...]) -> int:
+    return int(math.prod(shape))
+
+
+class Linear(nn.Module):
+    """Flatten, then one linear layer (multinomial logistic / linear regression).
+
+    >>> tuple(Linear(4, 3)(torch.zeros(2, 4)).shape)
+    (2, 3)
+    """
+
+    def __init__(self, in_features: int, num_outputs: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(in_features, num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.flatten(1))
+
+
+class Bigram(nn.Module):
+    """A bigram character model: logits of the next token from a table row (``linear`` for text).
+
+    >>> tuple(Bigram(5)(torch.zeros(2, 7, dtype=torch.long)).shape)
+    (2, 7, 5)
+    """
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.head = nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+
+class MLP(nn.Module):
+    """Two hidden ReLU layers of width ``hidden`` and a linear head.
+
+    >>> tuple(MLP(4, 3, hidden=8)(torch.zeros(2, 4)).shape)
+    (2, 3)
+    """
+
+    def __init__(self, in_features: int, num_outputs: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+        self.head = nn.Linear(hidden, num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class ConvNet(nn.Module):
+    """A small CNN for ``(C, H, W)`` inputs: two conv-BN-ReLU blocks, 4x4 average pooling, an MLP head.
+
+    >>> tuple(ConvNet((1, 8, 8), 10)(torch.zeros(2, 1, 8, 8)).shape)
+    (2, 10)
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], num_outputs: int, width: int = 16) -> None:
+        super().__init__()
+        c = input_shape[0]
+        self.body = nn.Sequential(
+            nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(2 * width * 16, 64), nn.ReLU(),
+        )
+        self.head = nn.Linear(64, num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class CharLM(nn.Module):
+    """A small causal Transformer over characters: ``(B, T)`` token ids → ``(B, T, vocab)`` next-token logits.
+
+    Pre-norm blocks (``nn.TransformerEncoderLayer(norm_first=True)``) with a causal mask, learned positions.
+
+    >>> tuple(CharLM(11, seq_len=16)(torch.zeros(2, 16, dtype=torch.long)).shape)
+    (2, 16, 11)
+    """
+
+    def __init__(self, vocab_size: int, seq_len: int, d_model: int = 64, n_head: int = 4, n_layer: int = 2,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.seq_len = seq_len
+        self.tok = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Embedding(seq_len, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, n_head, 4 * d_model, dropout=dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.ModuleList([_clone_layer(layer) for _ in range(n_layer)])
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(seq_len), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        if t > self.seq_len:
+            raise ValueError(f"input length {t} exceeds the model's seq_len={self.seq_len}")
+        h = self.tok(x) + self.pos(torch.arange(t, device=x.device))
+        mask = self.mask[:t, :t]
+        for block in self.blocks:
+            h = block(h, src_mask=mask, is_causal=True)
+        return self.head(self.norm(h))
+
+
+def _clone_layer(layer: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(layer)
+
+
+# ------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registry entry: name, builder from :class:`DataInfo`, the tasks it fits, one-line description."""
+
+    name: str
+    build: Callable[[DataInfo], nn.Module]
+    tasks: tuple[str, ...]
+    description: str
+
+
+def _need(info: DataInfo, what: str) -> tuple[tuple[int, ...], int]:
+    if info.input_shape is None or info.num_outputs is None:
+        raise ValueError(
+            f"cannot size model={what!r} from data {info.name!r} (unknown input shape or output count); pass an "
+            "nn.Module as model="
+        )
+    return info.input_shape, info.num_outputs
+
+
+def _linear(info: DataInfo) -> nn.Module:
+    shape, n_out = _need(info, "linear")
+    if info.task == "lm":
+        return Bigram(n_out)
+    return Linear(_in_features(shape), n_out)
+
+
+def _mlp(info: DataInfo) -> nn.Module:
+    shape, n_out = _need(info, "mlp")
+    n = _in_features(shape)
+    hidden = int(min(256, max(32, 2 ** math.ceil(math.log2(max(2 * n, 2))))))  # ~2x the inputs, 32..256
+    return MLP(n, n_out, hidden=hidden)
+
+
+def _cnn(info: DataInfo) -> nn.Module:
+    shape, n_out = _need(info, "cnn")
+    if len(shape) != 3:
+        raise ValueError(
+            f"model='cnn' needs image-shaped inputs (C, H, W); data {info.name!r} has samples of shape "
+            f"{shape}. Use model='mlp' or 'linear' (or data='digits' for 8x8 images)"
+        )
+    return ConvNet(shape, n_out)
+
+
+def _charlm(info: DataInfo) -> nn.Module:
+    shape, n_out = _need(info, "charlm")
+    return CharLM(n_out, seq_len=info.seq_len or shape[0])
+
+
+BUILTIN_MODELS: dict[str, ModelInfo] = {
+    m.name: m
+    for m in (
+        ModelInfo("linear", _linear, ("classification", "regression", "lm"),
+                  "one linear layer (a bigram table for text)"),
+        ModelInfo("mlp", _mlp, ("classification", "regression"), "2 hidden ReLU layers, width ~2x the inputs"),
+        ModelInfo("cnn", _cnn, ("classification", "regression"), "2 conv-BN-ReLU blocks + MLP head, for images"),
+        ModelInfo("charlm", _charlm, ("lm",), "small causal Transformer (2 blocks, d=64) for character LM"),
+    )
+}
+
+
+def default_model_name(info: DataInfo) -> str:
+    """The built-in used when ``model=None``: ``charlm`` for text, ``cnn`` for images, else ``mlp``."""
+    if info.task == "lm":
+        return "charlm"
+    if info.input_shape is not None and len(info.input_shape) == 3:
+        return "cnn"
+    return "mlp"
+
+
+def build_model(spec: str | nn.Module | None, info: DataInfo) -> nn.Module:
+    """A model from a built-in name, ``package.module:factory``, or an ``nn.Module`` (returned as is).
+
+    A factory is called with whichever of these keywords it accepts: ``in_features``, ``input_shape``,
+    ``num_outputs``, ``num_classes``, ``vocab_size``, ``seq_len``, ``task``.
+    """
+    if isinstance(spec, nn.Module):
+        return spec
+    name = spec or default_model_name(info)
+    if ":" in name:
+        return _from_factory(name, info)
+    entry = BUILTIN_MODELS.get(name.lower())
+    if entry is None:
+        raise unknown_name_error("model", name, [*BUILTIN_MODELS, "package.module:factory"])
+    if info.task is not None and info.task not in entry.tasks:
+        fits = [m.name for m in BUILTIN_MODELS.values() if info.task in m.tasks]
+        raise ValueError(f"model={name!r} does not fit {info.task} data ({info.name}); use one of: {', '.join(fits)}")
+    return entry.build(info)
+
+
+def _from_factory(spec: str, info: DataInfo) -> nn.Module:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"model={spec!r}: cannot import {module_name!r} ({e})") from None
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise unknown_name_error(f"factory in {module_name}:", attr, public)
+    offered: dict[str, Any] = {
+        "in_features": _in_features(info.input_shape) if info.input_shape else None,
+        "input_shape": info.input_shape,
+        "num_outputs": info.num_outputs,
+        "num_classes": info.num_outputs if info.task == "classification" else None,
+        "vocab_size": info.num_outputs if info.task == "lm" else None,
+        "seq_len": info.seq_len,
+        "task": info.task,
+    }
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = offered
+    else:
+        kwargs = {k: v for k, v in offered.items() if k in params}
+    model = factory(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model={spec!r}: the factory returned a {type(model).__name__}, not a torch nn.Module")
+    return model

@@ -1,0 +1,99 @@
+"""Per-task defaults for :func:`lrkit.train`: the loss, the validation metric, and which way is better.
+
+================ ======================= ===================================== ======
+task             default loss            metric (validation)                   better
+================ ======================= ===================================== ======
+classification   cross-entropy           accuracy                              higher
+regression       mean squared error      RMSE, in the target's own units       lower
+lm               token cross-entropy     perplexity = exp(mean token CE)       lower
+(``step_fn``)    ``step_fn(model, b)``   the validation loss itself            lower
+================ ======================= ===================================== ======
+
+>>> import torch
+>>> spec = task_spec("classification")
+>>> float(spec.loss(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]))) > 0, spec.metric_name
+(True, 'accuracy')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TaskSpec", "task_spec"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _match(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if output.shape != target.shape and output.numel() == target.numel():
+        return output.reshape(target.shape)
+    return output
+
+
+def regression_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error (``output`` reshaped to the target's shape when only the shape differs)."""
+    return F.mse_loss(_match(output, target).float(), target.float())
+
+
+def lm_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy: ``output`` ``(B, T, V)`` logits, ``target`` ``(B, T)`` token ids."""
+    return F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), target.reshape(-1))
+
+
+def classification_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over class logits ``(B, C)`` and integer targets ``(B,)``."""
+    return F.cross_entropy(output.float(), target)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task's default loss, and its metric as ``metric_sums(output, target) -> (sum, count)`` plus a finisher."""
+
+    task: str | None
+    loss: LossFn | None
+    metric_name: str
+    mode: str  # "max" or "min"
+    metric_sums: Callable[[torch.Tensor, torch.Tensor], tuple[float, int]] | None
+    finish: Callable[[float, float], float]  # (sum / count, target_scale) -> metric
+
+    def better(self, a: float, b: float) -> bool:
+        """``True`` when metric ``a`` is strictly better than ``b`` (a non-finite ``a`` never is)."""
+        if not math.isfinite(a):
+            return False
+        if not math.isfinite(b):
+            return True
+        return a > b if self.mode == "max" else a < b
+
+
+def _acc_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
+    return float((output.argmax(dim=-1) == target).sum()), int(target.numel())
+
+
+def _sq_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
+    diff = _match(output, target).float() - target.float()
+    return float((diff * diff).sum()), int(target.numel())
+
+
+def _ce_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
+    ce = F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), target.reshape(-1), reduction="sum")
+    return float(ce), int(target.numel())
+
+
+def _perplexity(mean_ce: float, _: float) -> float:
+    return math.exp(min(mean_ce, 700.0))
+
+
+def task_spec(task: str | None) -> TaskSpec:
+    """The defaults for ``task`` (``None``: a custom ``step_fn``; the metric is the validation loss)."""
+    if task == "classification":
+        return TaskSpec(task, classification_loss, "accuracy", "max", _acc_sums, lambda m, _: m)
+    if task == "regression":
+        return TaskSpec(task, regression_loss, "rmse", "min", _sq_sums, lambda m, s: math.sqrt(max(m, 0.0)) * s)
+    if task == "lm":
+        return TaskSpec(task, lm_loss, "perplexity", "min", _ce_sums, _perplexity)
+    return TaskSpec(None, None, "val_loss", "min", None, lambda m, _: m)

@@ -1,0 +1,715 @@
+"""``lrkit.train``: Ultralytics-style training for any PyTorch model, with the learning rate handled end to end.
+
+The flow is one way — **config → plan → run → record**: keyword arguments (or CLI tokens, or a YAML file) become a
+validated :class:`~lrkit._config.TrainConfig`; the config becomes data loaders, a model, parameter groups, an
+optimizer, a schedule and a monitor; the loop runs them; every epoch leaves its row in ``results.csv`` and a
+``last.pt`` to resume from.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrkit._config import TrainConfig, load_yaml_mapping
+from lrkit._utils import unknown_name_error
+from lrkit.train import run as _run
+from lrkit.train.data import TrainData, count_classes, load_data
+from lrkit.train.models import build_model
+from lrkit.train.optim import OPTIMIZERS, build_optimizer, choose_optimizer
+from lrkit.train.results import TrainResults
+from lrkit.train.tasks import TaskSpec, task_spec
+
+__all__ = ["RESUME_OVERRIDES", "train"]
+
+#: Keys that may change when resuming (everything else must match the checkpoint's run).
+RESUME_OVERRIDES = frozenset({"epochs", "patience", "device", "workers", "verbose", "plots", "resume", "amp"})
+_PY_ONLY = ("loss_fn", "step_fn", "progress", "cfg")
+
+Progress = Callable[..., None]
+
+
+def train(
+    model: torch.nn.Module | str | None = None,
+    *,
+    data: Any = None,
+    epochs: int = 10,
+    lr0: float | str | None = None,
+    lrf: float = 0.01,
+    batch: int = 32,
+    optimizer: str = "auto",
+    momentum: float = 0.937,
+    weight_decay: float = 5e-4,
+    warmup_epochs: float = 3.0,
+    warmup_momentum: float = 0.8,
+    warmup_bias_lr: float = 0.1,
+    cos_lr: bool = False,
+    schedule: Any = None,
+    nbs: int = 64,
+    patience: int | None = 50,
+    seed: int = 0,
+    project: str = "runs",
+    name: str | None = None,
+    exist_ok: bool = False,
+    resume: bool | str = False,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    step_fn: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None,
+    device: str | None = None,
+    amp: bool = False,
+    backbone_lr_scale: float | None = None,
+    layer_decay: float | None = None,
+    freeze: int | list[int | str] | None = None,
+    monitor: bool | str | dict[str, Any] = True,
+    val: float = 0.2,
+    workers: int = 0,
+    verbose: bool = True,
+    progress: Progress | None = None,
+    task: str | None = None,
+    target: str | int | None = None,
+    seq_len: int = 64,
+    auto_budget: float = 0.3,
+    plots: bool = True,
+    cfg: str | None = None,
+    **unknown: Any,
+) -> TrainResults:
+    """Train ``model`` on ``data`` with Ultralytics' hyperparameters and lrkit's LR handling; return the results.
+
+    The schedule (unless ``schedule=`` gives another) is Ultralytics': over ``warmup_epochs`` the LR rises to
+    ``lr0`` (bias groups fall from ``warmup_bias_lr``) and momentum rises from ``warmup_momentum``; then it decays
+    from ``lr0`` to ``lr0 * lrf``, linearly, or along a cosine with ``cos_lr=True``:
+
+        linear:  lr(e) = lr0 * ((1 - e / epochs) * (1 - lrf) + lrf)
+        cosine:  lr(e) = lr0 * ((1 - cos(pi * e / epochs)) / 2 * (lrf - 1) + 1)
+
+    Each optimizer step sees about ``nbs`` samples: ``accumulate = max(round(nbs / batch), 1)`` batches are
+    accumulated and ``weight_decay`` is scaled by ``batch * accumulate / nbs``.
+
+    Args:
+        model: an ``nn.Module``, a built-in name (``linear``, ``mlp``, ``cnn``, ``charlm``; sized from the data),
+            ``"package.module:factory"``, or ``None`` (``charlm`` for text, ``cnn`` for images, else ``mlp``).
+        data: a built-in dataset name (``digits``, ``breast_cancer``, ``wine``, ``iris``, ``synthetic-regression``,
+            ``synthetic-classification``), a ``.csv``/``.npz``/text/data-``.yaml`` file, a torch
+            ``Dataset``/``DataLoader``, or a ``(train, val)`` pair of them.
+        epochs, batch, lrf, momentum, weight_decay, warmup_epochs, warmup_momentum, warmup_bias_lr, cos_lr, nbs,
+            patience, seed, project, name, exist_ok, resume: as in Ultralytics (see the README table).
+        lr0: the peak LR, always honoured when given; ``"auto"`` chooses it for this run (a range test plus short
+            confirmation trials within ``auto_budget`` extra compute); ``None``: 0.01 for SGD/RMSProp, 0.001 for
+            the Adam family.
+        optimizer: ``"auto"`` (picks the family only: AdamW for language models and runs of at most 10,000
+            optimizer steps, else SGD; the choice and the reason are logged), or ``SGD``, ``Adam``, ``AdamW``,
+            ``NAdam``, ``RAdam``, ``RMSProp``, ``Adamax``.
+        schedule: any :mod:`lrkit.schedules` spec (string, dict or Schedule); replaces the lr0/lrf/cos_lr shape.
+        loss_fn: ``loss_fn(model(x), y)``; default by task (cross-entropy, MSE, token cross-entropy).
+        step_fn: ``step_fn(model, batch) -> loss`` for any other batch layout (the metric is then the val loss).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; default CUDA when available.
+        amp: mixed precision (float16 + GradScaler on CUDA, bfloat16 autocast on CPU).
+        backbone_lr_scale, layer_decay, freeze: fine-tuning (see :func:`lrkit.param_groups`).
+        monitor: the training-health monitor (:class:`lrkit.Monitor`): ``True`` (its defaults), ``False``, an
+            ``on_divergence`` action name, or a dict of Monitor options. Its events land in ``events.json``,
+            the results and ``results.png``.
+        val: the validation fraction when ``data`` has no separate validation part.
+        workers: DataLoader worker processes.
+        verbose: print what was chosen and why, and one line per epoch.
+        progress: ``progress(advance=..., total=..., info=..., **fields)``, called once at the start, after every
+            optimizer step (fields ``event="step"``, ``epoch``, ``step``, ``loss``, ``lr``) and after every epoch
+            (``event="epoch"`` with the epoch's row) — the CLI passes its progress bar here.
+        task: ``classification``, ``regression`` or ``lm``; inferred from the data when ``None``.
+        target: the target column of a CSV (name or index) or array of an NPZ file; default the last column.
+        seq_len: window length for text data.
+        auto_budget: ``lr0="auto"``'s extra compute, as a fraction of the run's optimizer steps.
+        plots: write ``results.png``.
+        cfg: a YAML file of keys; explicit keyword arguments (those that differ from the defaults) override it.
+
+    Returns:
+        :class:`TrainResults`: ``model``, ``lr0`` and ``lr0_source`` (``"user"``, ``"auto"``, ``"default"``),
+        ``auto``, ``history``, ``best_epoch``, ``final``/``best`` rows, ``run_dir``, ``events``, ...
+
+    Raises:
+        ValueError: a bad or unknown key (naming it and the closest valid one), bad data, or a bad resume.
+
+    Example:
+        >>> import tempfile, lrkit
+        >>> r = lrkit.train(data="iris", model="mlp", epochs=3, lr0=0.01, optimizer="SGD",
+        ...                 project=tempfile.mkdtemp(), verbose=False, plots=False)
+        >>> r.lr0, r.optimizer, r.epochs_run, sorted(p.name for p in r.run_dir.iterdir())
+        (0.01, 'SGD', 3, ['args.yaml', 'best.pt', 'events.json', 'last.pt', 'results.csv'])
+    """
+    if unknown:
+        key = next(iter(unknown))
+        raise unknown_name_error("train key", key, [*TrainConfig.keys(), *_PY_ONLY])
+    given = {k: v for k, v in locals().items() if k in TrainConfig.keys()}
+    defaults = TrainConfig.defaults()
+    explicit = {k for k, v in given.items() if not _same(v, defaults[k])}
+    if cfg is not None:
+        file_keys = load_yaml_mapping(cfg)
+        TrainConfig.check_keys(file_keys)
+        given = {**given, **{k: v for k, v in file_keys.items() if k not in explicit}}
+        explicit |= set(file_keys)
+    config = TrainConfig.from_kwargs(**given)
+    if loss_fn is not None and step_fn is not None:
+        raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
+    for fname, fn in (("loss_fn", loss_fn), ("step_fn", step_fn), ("progress", progress)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{fname}={fn!r} must be callable")
+    return _Trainer(config, explicit, loss_fn=loss_fn, step_fn=step_fn, progress=progress).fit()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, (bool, int, float, str, type(None))) and isinstance(b, (bool, int, float, str, type(None))):
+        return type(a) is type(b) and a == b
+    return False
+
+
+def _resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but CUDA is not available here; use device='cpu'")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device={name!r} but MPS is not available here; use device='cpu'")
+    return dev
+
+
+class _Trainer:
+    """One training run: built from a validated config, run by :meth:`fit`. Private; :func:`train` is the API."""
+
+    def __init__(self, config: TrainConfig, explicit: set[str], *, loss_fn: Any, step_fn: Any,
+                 progress: Progress | None) -> None:
+        self.cfg = config
+        self.explicit = explicit
+        self.user_loss = loss_fn
+        self.step_fn = step_fn
+        self.progress = progress
+        self.ckpt: dict[str, Any] | None = None
+        self.ckpt_path: Path | None = None
+        self.created_dir = False
+
+    # ---------------------------------------------------------------------------------------------- logging
+    def log(self, line: str) -> None:
+        if self.cfg.verbose:
+            print(line, flush=True)
+
+    # ---------------------------------------------------------------------------------------------- resume
+    def _merge_resume(self) -> None:
+        cfg = self.cfg
+        self.ckpt_path = _run.find_resume_checkpoint(cfg.resume, cfg.project)
+        self.ckpt = _run.load_checkpoint(self.ckpt_path)
+        saved = dict(self.ckpt["config"])
+        merged: dict[str, Any] = {}
+        for key in TrainConfig.keys():
+            new, old = getattr(cfg, key), saved.get(key)
+            placeholder = isinstance(old, str) and old.startswith("<")
+            if key in ("data", "model") and placeholder:
+                if new is None:
+                    if key == "model":
+                        raise ValueError(
+                            f"resume: the run {self.ckpt_path.parent} trained a Python nn.Module ({old}); pass the "
+                            "same model (freshly built) as model= to resume it"
+                        )
+                    raise ValueError(
+                        f"resume: the run {self.ckpt_path.parent} trained on a Python object ({old}); pass the same "
+                        "data= again to resume it"
+                    )
+                merged[key] = new
+            elif key in self.explicit and key in RESUME_OVERRIDES:
+                merged[key] = new
+            elif key in self.explicit and key not in ("data", "model") and not _same(new, old):
+                raise ValueError(
+                    f"resume: {key}={new!r} differs from the run being resumed ({key}={old!r}); only "
+                    f"{', '.join(sorted(RESUME_OVERRIDES - {'resume'}))} may change on resume — start a new run instead"
+                )
+            elif key in ("data", "model") and new is not None and not isinstance(new, str):
+                merged[key] = new  # the same Python object passed again
+            else:
+                merged[key] = old if key in saved else getattr(cfg, key)
+        merged["resume"] = str(self.ckpt_path)
+        self.cfg = TrainConfig.from_kwargs(**merged)
+
+    # ---------------------------------------------------------------------------------------------- build
+    def _build(self) -> None:
+        cfg = self.cfg
+        _seed_all(cfg.seed)
+        self.data: TrainData = load_data(cfg.data, seed=cfg.seed, val=cfg.val, task=cfg.task, target=cfg.target,
+                                         seq_len=cfg.seq_len)
+        info = self.data.info
+        for note in info.notes:
+            self.log(f"data: {note}")
+        if info.task is None and self.step_fn is None and self.user_loss is None:
+            raise ValueError(
+                f"cannot tell the task of data {info.name!r} (batches are not (input, target) tensor pairs); pass "
+                "task='classification'|'regression'|'lm' or step_fn=lambda model, batch: loss"
+            )
+        if info.task == "classification" and info.num_outputs is None and not isinstance(cfg.model, torch.nn.Module):
+            info.num_outputs = count_classes(self.data)
+        self.spec: TaskSpec = task_spec(info.task if self.step_fn is None else None)
+        self.loss_fn = self.user_loss or self.spec.loss
+        self.device = _resolve_device(cfg.device)
+        self.model = build_model(cfg.model, info).to(self.device)
+        self.model_name = cfg.model if isinstance(cfg.model, str) else type(self.model).__name__
+
+        train_loader, val_loader, sampler = self.data.loaders(batch=cfg.batch, workers=cfg.workers, seed=cfg.seed)
+        self.train_loader, self.val_loader, self.sampler = train_loader, val_loader, sampler
+        try:
+            self.num_batches = len(train_loader)
+        except TypeError:
+            raise ValueError("the train DataLoader has no length (an IterableDataset?); lrkit.train needs a sized "
+                             "loader to plan the schedule") from None
+        if self.num_batches < 1:
+            raise ValueError(f"the training split of {info.name!r} yields no batches")
+        batch = getattr(train_loader, "batch_size", None) or cfg.batch
+        if batch != cfg.batch:
+            self.log(f"data: batch={batch} comes from the DataLoader you passed (batch={cfg.batch} ignored)")
+        from lrkit.scaling import nominal_batch
+
+        self.batch = batch
+        self.accumulate, self.weight_decay = nominal_batch(batch, cfg.nbs, cfg.weight_decay)
+        self.steps_per_epoch = math.ceil(self.num_batches / self.accumulate)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+
+        self.opt_name, self.opt_reason = choose_optimizer(cfg.optimizer, total_steps=self.total_steps, task=info.task)
+        if isinstance(cfg.lr0, float):
+            self.lr0, self.lr0_source = cfg.lr0, "user"
+        else:
+            self.lr0 = OPTIMIZERS[self.opt_name].default_lr
+            self.lr0_source = "auto" if cfg.lr0 == "auto" else "default"
+        from lrkit.scaling import param_groups
+
+        groups = param_groups(
+            self.model, self.lr0, weight_decay=self.weight_decay, backbone_lr_scale=cfg.backbone_lr_scale,
+            layer_decay=cfg.layer_decay, freeze=cfg.freeze,
+        )
+        self.optimizer = build_optimizer(self.opt_name, groups, lr=self.lr0, momentum=cfg.momentum)
+        self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
+        self.auto: Any = None
+        self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    # ---------------------------------------------------------------------------------------------- fit
+    def fit(self) -> TrainResults:
+        if self.cfg.resume:
+            self._merge_resume()
+        self._build()
+        cfg = self.cfg
+        if self.ckpt is not None:
+            self._restore_plan_from_checkpoint()
+        else:
+            self._log_plan()
+            if cfg.lr0 == "auto":
+                self._choose_lr0()
+        self.scheduler = self._make_scheduler(self.optimizer, self.lr0, self.total_steps)
+        self.monitor = self._make_monitor()
+        amp_ctx, use_scaler = _amp(cfg.amp, self.device)
+        self.autocast = amp_ctx
+        self.scaler = torch.amp.GradScaler(self.device.type) if use_scaler else None
+        self.history: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.best_metric = math.nan
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.elapsed = 0.0
+        if self.ckpt is not None:
+            self._load_checkpoint_state()
+            self.run_dir = self.ckpt_path.parent  # type: ignore[union-attr]
+        else:
+            self.run_dir = _run.make_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok)
+            self.created_dir = not any(self.run_dir.iterdir())
+            self._write_args()
+        return self._loop()
+
+    def _log_plan(self) -> None:
+        info = self.data.info
+        self.log(
+            f"lrkit.train: {info.name} ({info.task or 'custom step_fn'}, {info.n_train} train / {info.n_val} val), "
+            f"model {self.model_name} ({sum(p.numel() for p in self.model.parameters()):,} parameters) on "
+            f"{self.device}"
+        )
+        self.log(
+            f"lrkit.train: {self.cfg.epochs} epochs x {self.steps_per_epoch} optimizer steps (batch {self.batch}, "
+            f"accumulate {self.accumulate} -> nominal batch {self.batch * self.accumulate}, weight_decay "
+            f"{self.weight_decay:.3g})"
+        )
+        self.log(f"lrkit.train: {self.opt_name} — {self.opt_reason}")
+        if self.lr0_source == "user":
+            self.log(f"lrkit.train: lr0={self.lr0:g} (yours, honoured as given)")
+        elif self.lr0_source == "default":
+            self.log(f"lrkit.train: lr0={self.lr0:g} ({self.opt_name}'s default; pass lr0= to set it, or lr0=auto)")
+
+    # ---------------------------------------------------------------------------------------------- schedule
+    def _schedule(self, peak: float, total_steps: int) -> Any:
+        """The run's Schedule with peak LR ``peak``, planned over ``total_steps`` optimizer steps."""
+        from lrkit.train import _fallback
+
+        return _fallback.ultralytics_schedule(self.cfg, peak, self.steps_per_epoch, total_steps)
+
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer, peak: float, total_steps: int) -> Any:
+        for group in optimizer.param_groups:
+            group["lr"] = peak * float(group.get("lr_scale", 1.0))
+            group.pop("initial_lr", None)
+        return self._schedule(peak, total_steps).to_torch(optimizer)
+
+    def _choose_lr0(self) -> None:
+        from lrkit.train.auto import choose_lr0
+
+        def make_scheduler(optimizer: torch.optim.Optimizer, steps: int) -> Any:
+            g = optimizer.param_groups[0]
+            peak = float(g["lr"]) / float(g.get("lr_scale", 1.0) or 1.0)
+            return self._make_scheduler(optimizer, peak, steps)
+
+        self.log(f"lrkit.train: lr0=auto — range test + confirmation trials within {self.cfg.auto_budget:.0%} "
+                 "extra compute")
+        self.auto = choose_lr0(
+            self.model, self.optimizer, self.train_loader, self.val_loader, total_steps=self.total_steps,
+            make_scheduler=make_scheduler, loss_fn=self.loss_fn, step_fn=self.step_fn, budget=self.cfg.auto_budget,
+            seed=self.cfg.seed, accumulate=self.accumulate, log=self.log,
+        )
+        self.lr0 = float(self.auto.lr)
+        self.log(f"lrkit.train: lr0={self.lr0:.4g} (auto: {self.auto.reason}; {self.auto.extra_steps} extra steps = "
+                 f"{self.auto.extra_fraction:.0%} of the run)")
+
+    # ---------------------------------------------------------------------------------------------- monitor
+    def _make_monitor(self) -> Any:
+        return None
+
+    # ---------------------------------------------------------------------------------------------- checkpoints
+    def _restore_plan_from_checkpoint(self) -> None:
+        ck = self.ckpt
+        assert ck is not None  # noqa: S101 - internal invariant, not user input
+        self.lr0 = float(ck["lr0"])
+        self.lr0_source = str(ck["lr0_source"])
+        self.auto = ck.get("auto")
+        self.log(f"lrkit.train: resuming {self.ckpt_path} at epoch {int(ck['epoch']) + 1}/{self.cfg.epochs} "
+                 f"(lr0={self.lr0:g}, {self.opt_name})")
+
+    def _load_checkpoint_state(self) -> None:
+        ck = self.ckpt
+        assert ck is not None  # noqa: S101
+        done = int(ck["epoch"])
+        if ck.get("finished") and self.cfg.epochs <= done:
+            raise ValueError(
+                f"resume: {self.ckpt_path} already finished ({done} epochs{', stopped early' if ck.get('stopped_early') else ''}); "
+                f"pass epochs > {done} to train longer, or start a new run"
+            )
+        if self.cfg.epochs < done:
+            raise ValueError(f"resume: epochs={self.cfg.epochs} is less than the {done} epochs already trained")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        planned = int(ck["total_steps"])
+        if planned != self.total_steps:
+            self._replan(planned)
+        if self.scaler is not None and ck.get("scaler") is not None:
+            self.scaler.load_state_dict(ck["scaler"])
+        if self.monitor is not None and ck.get("monitor") is not None:
+            self.monitor.load_state_dict(ck["monitor"])
+        self.history = [dict(r) for r in ck["history"]]
+        self.events = [dict(e) for e in ck.get("events", [])]
+        self.start_epoch = done
+        self.best_metric = float(ck["best_metric"])
+        self.best_epoch = int(ck["best_epoch"])
+        self.bad_epochs = int(ck["bad_epochs"])
+        self.elapsed = float(ck.get("elapsed", 0.0))
+        gen = getattr(self.train_loader, "generator", None)
+        if isinstance(gen, torch.Generator) and ck.get("loader_generator") is not None:
+            gen.set_state(ck["loader_generator"])
+        _run.set_rng_state(ck["rng"])
+
+    def _replan(self, planned: int) -> None:
+        self.log(f"lrkit.train: epochs changed — re-planning the schedule from {planned} to {self.total_steps} "
+                 "optimizer steps (the remaining part stretches; the LR does not jump)")
+        self.scheduler.replan(total_steps=self.total_steps)
+
+    def _state(self, epoch: int, *, finished: bool, stopped_early: bool) -> dict[str, Any]:
+        gen = getattr(self.train_loader, "generator", None)
+        return {
+            "format": _run.CHECKPOINT_FORMAT,
+            "epoch": epoch,
+            "step": epoch * self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "finished": finished,
+            "stopped_early": stopped_early,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "monitor": self.monitor.state_dict() if self.monitor is not None else None,
+            "rng": _run.get_rng_state(),
+            "loader_generator": gen.get_state() if isinstance(gen, torch.Generator) else None,
+            "config": self.cfg.to_dict(),
+            "data": self.data.info.to_dict(),
+            "history": [dict(r) for r in self.history],
+            "events": _run._plain(self.events),
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "elapsed": self.elapsed,
+            "lr0": self.lr0,
+            "lr0_source": self.lr0_source,
+            "auto": _run._plain(self.auto) if self.auto is not None else None,
+            "optimizer_name": self.opt_name,
+        }
+
+    def _write_args(self) -> None:
+        args = self.cfg.to_dict()
+        args["resolved"] = {
+            "task": self.data.info.task, "model": self.model_name, "optimizer": self.opt_name,
+            "optimizer_reason": self.opt_reason, "lr0": self.lr0, "lr0_source": self.lr0_source,
+            "accumulate": self.accumulate, "weight_decay": self.weight_decay, "batch": self.batch,
+            "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps, "device": str(self.device),
+            "metric": self.spec.metric_name, "data": self.data.info.to_dict(),
+        }
+        _run.write_args_yaml(self.run_dir / "args.yaml", args)
+
+    def _write_records(self) -> None:
+        record = {
+            "lr0": {"value": self.lr0, "source": self.lr0_source, "auto": self.auto},
+            "optimizer": {"name": self.opt_name, "reason": self.opt_reason},
+            "events": self.events,
+        }
+        _run.write_events(self.run_dir / "events.json", record)
+        if self.cfg.plots and self.history:
+            from lrkit.plots.results import plot_results
+
+            plot_results(self.run_dir / "results.csv", self.run_dir / "results.png", events=self.events)
+
+    # ---------------------------------------------------------------------------------------------- loop
+    def _loop(self) -> TrainResults:
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        stopped_early, stop_reason = False, ""
+        completed = self.start_epoch
+        try:
+            if self.progress is not None:
+                self.progress(advance=self.start_epoch * self.steps_per_epoch, total=self.total_steps,
+                              info="", event="start")
+            for epoch in range(self.start_epoch, cfg.epochs):
+                t0 = time.perf_counter()
+                train_loss, grad_norms, stop_now = self._train_epoch(epoch)
+                val_loss, metric = self._validate()
+                seconds = time.perf_counter() - t0
+                self.elapsed += seconds
+                row = self._row(epoch + 1, train_loss, val_loss, metric, grad_norms, seconds)
+                self.history.append(row)
+                improved = self.spec.better(metric, self.best_metric) or self.best_epoch == 0
+                if improved:
+                    self.best_metric, self.best_epoch, self.bad_epochs = metric, epoch + 1, 0
+                else:
+                    self.bad_epochs += 1
+                if stop_now:
+                    stopped_early, stop_reason = True, "the monitor stopped the run"
+                elif cfg.patience and self.bad_epochs >= cfg.patience:
+                    stopped_early = True
+                    stop_reason = (f"no improvement in val {self.spec.metric_name} for {cfg.patience} epochs "
+                                   f"(best {self.best_metric:.5g} at epoch {self.best_epoch})")
+                finished = stopped_early or epoch + 1 == cfg.epochs
+                _run.write_results_csv(self.run_dir / "results.csv", self.history)
+                state = self._state(epoch + 1, finished=finished, stopped_early=stopped_early)
+                _run.save_checkpoint(self.run_dir / "last.pt", state)
+                if improved:
+                    best = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "scaler", "monitor")}
+                    _run.save_checkpoint(self.run_dir / "best.pt", best)
+                completed = epoch + 1
+                self._epoch_log(row, improved)
+                if self.progress is not None:
+                    self.progress(advance=0, info=self._info(row), event="epoch", **row)
+                if stopped_early:
+                    self.log(f"lrkit.train: stopping early — {stop_reason}")
+                    break
+        except BaseException:
+            if completed == 0 and self.created_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing worth keeping: leave no empty run behind
+            elif completed > self.start_epoch or self.ckpt is None:
+                try:
+                    self._write_records()
+                except Exception:  # noqa: BLE001, S110 - never mask the original error with a plotting one
+                    pass
+                self.log(f"lrkit.train: interrupted after epoch {completed}; resume with resume="
+                         f"{self.run_dir / 'last.pt'}")
+            raise
+        self._write_records()
+        result = TrainResults(
+            model=self.model, lr0=self.lr0, lr0_source=self.lr0_source, auto=self.auto, optimizer=self.opt_name,
+            optimizer_reason=self.opt_reason, task=self.data.info.task if self.step_fn is None else None,
+            metric_name=self.spec.metric_name, metric_mode=self.spec.mode, history=self.history,
+            best_epoch=self.best_epoch, run_dir=self.run_dir, events=list(self.events), stopped_early=stopped_early,
+            stop_reason=stop_reason, accumulate=self.accumulate, weight_decay=self.weight_decay,
+            steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
+            seconds=time.perf_counter() - t_start,
+        )
+        return result
+
+    def _train_epoch(self, epoch: int) -> tuple[float, list[float], bool]:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        gen = getattr(self.train_loader, "generator", None)
+        if self.sampler is not None and isinstance(gen, torch.Generator):
+            gen.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # worker seeds: a function of (seed, epoch) only
+        model, opt = self.model, self.optimizer
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        nb, acc = self.num_batches, self.accumulate
+        total_loss, total_n = 0.0, 0
+        window_loss, window_n = 0.0, 0
+        grad_norms: list[float] = []
+        step = epoch * self.steps_per_epoch
+        stop = False
+        from lrkit.finder.range_test import move_to
+
+        for i, batch in enumerate(self.train_loader):
+            if i >= nb:
+                break
+            size = min(acc, nb - (i // acc) * acc)  # batches in this accumulation window (the last may be short)
+            batch = move_to(batch, self.device)
+            with self.autocast:
+                loss = self._loss(batch)
+            n = _batch_size(batch)
+            value = float(loss.detach())
+            total_loss += value * n
+            total_n += n
+            window_loss += value
+            window_n += 1
+            scaled = loss.float() / size
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            if window_n < size:
+                continue
+            mean_loss = window_loss / window_n
+            window_loss, window_n = 0.0, 0
+            if self.scaler is not None:
+                self.scaler.unscale_(opt)
+            grad_norms.append(_grad_norm(opt))
+            lr = self._peak_lr()  # the LR this step uses (before the scheduler moves it)
+            self.step_lrs = [float(g["lr"]) for g in opt.param_groups]
+            if self.scaler is not None:
+                self.scaler.step(opt)
+                self.scaler.update()
+            else:
+                opt.step()
+            self.scheduler.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            if self.progress is not None:
+                self.progress(advance=1, info=f"loss {mean_loss:.4g}  lr {lr:.3g}", event="step", epoch=epoch + 1,
+                              epochs=self.cfg.epochs, step=step, loss=mean_loss, lr=lr)
+        train_loss = total_loss / total_n if total_n else math.nan
+        return train_loss, grad_norms, stop
+
+    def _loss(self, batch: Any) -> torch.Tensor:
+        from lrkit.finder.range_test import batch_loss
+
+        return batch_loss(self.model, batch, self.loss_fn, self.step_fn)
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[float, float]:
+        from lrkit.finder.range_test import _split_batch, move_to
+
+        model = self.model
+        was_training = model.training
+        model.eval()
+        loss_sum, n_sum = 0.0, 0
+        m_sum, m_n = 0.0, 0
+        for batch in self.val_loader:
+            batch = move_to(batch, self.device)
+            with self.autocast:
+                if self.step_fn is not None:
+                    loss, out, y = self.step_fn(model, batch), None, None
+                else:
+                    x, y = _split_batch(batch)
+                    out = model(x)
+                    loss = self.loss_fn(out, y)
+            n = _batch_size(batch)
+            loss_sum += float(loss) * n
+            n_sum += n
+            if self.spec.metric_sums is not None and out is not None:
+                s, c = self.spec.metric_sums(out.float(), y)
+                m_sum += s
+                m_n += c
+        model.train(was_training)
+        if n_sum == 0:
+            raise ValueError("the validation split yields no batches; raise val= or pass a (train, val) pair")
+        val_loss = loss_sum / n_sum
+        if self.spec.metric_sums is None:
+            return val_loss, val_loss
+        metric = self.spec.finish(m_sum / m_n, self.data.info.target_scale) if m_n else math.nan
+        return val_loss, metric
+
+    def _peak_lr(self) -> float:
+        g = self.optimizer.param_groups
+        for group in g:
+            if float(group.get("lr_scale", 1.0)) == 1.0 and not group.get("is_bias", False):
+                return float(group["lr"])
+        return float(g[0]["lr"])
+
+    def _row(self, epoch: int, train_loss: float, val_loss: float, metric: float, grad_norms: list[float],
+             seconds: float) -> dict[str, Any]:
+        row: dict[str, Any] = {"epoch": epoch, "time": round(self.elapsed, 4), "train_loss": train_loss,
+                               "val_loss": val_loss}
+        if self.spec.metric_name != "val_loss":
+            row[f"val_{self.spec.metric_name}"] = metric
+        for name, lr in zip(self.group_names, self.step_lrs):
+            row[f"lr/{name}"] = lr  # the LR of the epoch's last optimizer step
+        finite = [g for g in grad_norms if math.isfinite(g)]
+        row["grad_norm"] = float(np.mean(finite)) if finite else math.nan
+        row["grad_norm_max"] = float(np.max(finite)) if finite else math.nan
+        row["epoch_time"] = round(seconds, 4)
+        return row
+
+    def _info(self, row: dict[str, Any]) -> str:
+        m = self.spec.metric_name
+        key = f"val_{m}" if m != "val_loss" else "val_loss"
+        return f"epoch {row['epoch']}: val_loss {row['val_loss']:.4g}  {m} {row[key]:.4g}"
+
+    def _epoch_log(self, row: dict[str, Any], improved: bool) -> None:
+        m = self.spec.metric_name
+        key = f"val_{m}" if m != "val_loss" else "val_loss"
+        self.log(
+            f"epoch {row['epoch']:>3}/{self.cfg.epochs}  train_loss {row['train_loss']:.4g}  val_loss "
+            f"{row['val_loss']:.4g}  {m} {row[key]:.4g}  lr {self._peak_lr():.3g}  ({row['epoch_time']:.1f}s)"
+            + ("  *" if improved else "")
+        )
+
+
+# -------------------------------------------------------------------------------------------------- helpers
+def _seed_all(seed: int) -> None:
+    import random
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _amp(amp: bool, device: torch.device) -> tuple[Any, bool]:
+    if not amp:
+        return nullcontext(), False
+    from lrkit.finder.range_test import _autocast
+
+    return _autocast(True, device)
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    if isinstance(batch, dict):
+        for v in batch.values():
+            return _batch_size(v)
+    if isinstance(batch, (list, tuple)) and batch:
+        return _batch_size(batch[0])
+    return 1
+
+
+@torch.no_grad()
+def _grad_norm(optimizer: torch.optim.Optimizer) -> float:
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if not grads:
+        return 0.0
+    norms = torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads])
+    return float(torch.linalg.vector_norm(norms))
