@@ -235,7 +235,9 @@ def _monitor(key: str, v: Any) -> bool | dict[str, Any]:
     if isinstance(v, str):
         if v.lower() in ("true", "false"):
             return v.lower() == "true"
-        return {"on_divergence": v}  # monitor=warn | rollback | stop ... (checked by lrkit.Monitor)
+        if v.lower() == "warn":  # warn-only: every check records and warns, nothing is changed
+            return {"on_divergence": "warn", "on_explode": "warn", "on_too_low": "warn"}
+        return {"on_divergence": v}  # monitor=rollback | skip | stop (checked by lrkit.Monitor)
     raise ValueError(f"{key}={v!r} must be true/false, an on_divergence action name, or a dict of Monitor options")
 
 
@@ -258,8 +260,8 @@ def _target(key: str, v: Any) -> str | int | None:
     raise ValueError(f"{key}={v!r} must be a column name or index")
 
 
-def _key(default: Any, check: Check, help: str) -> Any:
-    return field(default=default, metadata={"check": check, "help": help})
+def _meta(check: Check, help: str) -> dict[str, Any]:
+    return {"check": check, "help": help}
 
 
 @dataclass
@@ -277,47 +279,92 @@ class TrainConfig:
     ValueError: epochs=0 must be an integer >= 1
     """
 
-    data: Any = _key(None, _data, "dataset: built-in name, CSV/NPZ/text/YAML file, Dataset/DataLoader or (train, val)")
-    model: Any = _key(None, _model, "model: linear | mlp | cnn | charlm | package.module:factory (Python: nn.Module)")
-    task: str | None = _key(None, _optional(_choice(TASKS)), "classification | regression | lm (default: inferred)")
-    target: str | int | None = _key(None, _target, "target column of a CSV/NPZ file (default: the last column)")
-    epochs: int = _key(10, _int(1), "number of epochs")
-    batch: int = _key(32, _int(1), "batch size")
-    lr0: float | str | None = _key(
-        None, _lr0, "initial (peak) LR, or 'auto'; default 0.01 for SGD/RMSProp, 0.001 for Adam-family"
+    data: Any = field(
+        default=None,
+        metadata=_meta(_data, "dataset: built-in name, CSV/NPZ/text/YAML file, Dataset/DataLoader or (train, val)"),
     )
-    lrf: float = _key(0.01, _float(0.0, 1.0), "final LR as a fraction of lr0 (lr0 * lrf)")
-    optimizer: str = _key("auto", _choice(OPTIMIZERS), "auto | SGD | Adam | AdamW | NAdam | RAdam | RMSProp | Adamax")
-    momentum: float = _key(0.937, _float(0.0, 1.0, hi_open=True), "SGD momentum / Adam beta1")
-    weight_decay: float = _key(5e-4, _float(0.0), "weight decay (scaled by batch*accumulate/nbs)")
-    warmup_epochs: float = _key(3.0, _float(0.0), "warmup length in (fractional) epochs")
-    warmup_momentum: float = _key(0.8, _float(0.0, 1.0, hi_open=True), "momentum at the start of warmup")
-    warmup_bias_lr: float = _key(0.1, _float(0.0), "bias-group LR at the start of warmup")
-    cos_lr: bool = _key(False, _bool, "cosine instead of linear decay from lr0 to lr0*lrf")
-    schedule: Any = _key(None, _schedule, "any lrkit.schedules spec; overrides lr0/lrf/cos_lr shape")
-    nbs: int = _key(64, _int(1), "nominal batch size: gradients accumulate to ~nbs samples per step")
-    patience: int | None = _key(50, _optional(_int(0)), "epochs without val-metric improvement before stopping (0 off)")
-    seed: int = _key(0, _int(0), "random seed (init, split, shuffling, dropout)")
-    project: str = _key("runs", _str, "parent folder of run directories")
-    name: str | None = _key(None, _optional(_str), "run name (default: train, train2, ...)")
-    exist_ok: bool = _key(False, _bool, "reuse an existing run directory instead of incrementing the name")
-    resume: bool | str = _key(False, _resume, "true (latest run) or a path to last.pt / a run directory")
-    device: str | None = _key(None, _device, "cpu | cuda | cuda:N | mps (default: cuda if available)")
-    amp: bool = _key(False, _bool, "mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)")
-    backbone_lr_scale: float | None = _key(
-        None, _optional(_float(0.0, lo_open=True)), "LR multiplier for all but the head"
+    model: Any = field(
+        default=None,
+        metadata=_meta(_model, "model: linear | mlp | cnn | charlm | package.module:factory (Python: nn.Module)"),
     )
-    layer_decay: float | None = _key(
-        None, _optional(_float(0.0, 1.0, lo_open=True)), "layer-wise LR decay (head 1, each layer down x decay)"
+    task: str | None = field(
+        default=None, metadata=_meta(_optional(_choice(TASKS)), "classification | regression | lm (default: inferred)")
     )
-    freeze: Any = _key(None, _freeze, "freeze the first N layers (or a list of indices / name prefixes)")
-    monitor: Any = _key(True, _monitor, "training-health monitor: true/false, an action name, or Monitor options")
-    val: float = _key(0.2, _float(0.0, 1.0, lo_open=True, hi_open=True), "validation fraction when data has no val")
-    workers: int = _key(0, _int(0), "DataLoader worker processes")
-    seq_len: int = _key(64, _int(2), "context length for character-level LM data")
-    auto_budget: float = _key(0.3, _float(0.0, 1.0, lo_open=True), "lr0='auto': extra compute budget (fraction)")
-    plots: bool = _key(True, _bool, "write results.png")
-    verbose: bool = _key(True, _bool, "print what was chosen and why, and per-epoch lines")
+    target: str | int | None = field(
+        default=None, metadata=_meta(_target, "target column of a CSV/NPZ file (default: the last column)")
+    )
+    epochs: int = field(default=10, metadata=_meta(_int(1), "number of epochs"))
+    batch: int = field(default=32, metadata=_meta(_int(1), "batch size"))
+    lr0: float | str | None = field(
+        default=None,
+        metadata=_meta(_lr0, "initial (peak) LR, or 'auto'; default 0.01 for SGD/RMSProp, 0.001 for Adam-family"),
+    )
+    lrf: float = field(default=0.01, metadata=_meta(_float(0.0, 1.0), "final LR as a fraction of lr0 (lr0 * lrf)"))
+    optimizer: str = field(
+        default="auto",
+        metadata=_meta(_choice(OPTIMIZERS), "auto | SGD | Adam | AdamW | NAdam | RAdam | RMSProp | Adamax"),
+    )
+    momentum: float = field(default=0.937, metadata=_meta(_float(0.0, 1.0, hi_open=True), "SGD momentum / Adam beta1"))
+    weight_decay: float = field(
+        default=5e-4, metadata=_meta(_float(0.0), "weight decay (scaled by batch*accumulate/nbs)")
+    )
+    warmup_epochs: float = field(default=3.0, metadata=_meta(_float(0.0), "warmup length in (fractional) epochs"))
+    warmup_momentum: float = field(
+        default=0.8, metadata=_meta(_float(0.0, 1.0, hi_open=True), "momentum at the start of warmup")
+    )
+    warmup_bias_lr: float = field(default=0.1, metadata=_meta(_float(0.0), "bias-group LR at the start of warmup"))
+    cos_lr: bool = field(default=False, metadata=_meta(_bool, "cosine instead of linear decay from lr0 to lr0*lrf"))
+    schedule: Any = field(
+        default=None, metadata=_meta(_schedule, "any lrkit.schedules spec; overrides lr0/lrf/cos_lr shape")
+    )
+    nbs: int = field(
+        default=64, metadata=_meta(_int(1), "nominal batch size: gradients accumulate to ~nbs samples per step")
+    )
+    patience: int | None = field(
+        default=50, metadata=_meta(_optional(_int(0)), "epochs without val-metric improvement before stopping (0 off)")
+    )
+    seed: int = field(default=0, metadata=_meta(_int(0), "random seed (init, split, shuffling, dropout)"))
+    project: str = field(default="runs", metadata=_meta(_str, "parent folder of run directories"))
+    name: str | None = field(default=None, metadata=_meta(_optional(_str), "run name (default: train, train2, ...)"))
+    exist_ok: bool = field(
+        default=False, metadata=_meta(_bool, "reuse an existing run directory instead of incrementing the name")
+    )
+    resume: bool | str = field(
+        default=False, metadata=_meta(_resume, "true (latest run) or a path to last.pt / a run directory")
+    )
+    device: str | None = field(
+        default=None, metadata=_meta(_device, "cpu | cuda | cuda:N | mps (default: cuda if available)")
+    )
+    amp: bool = field(
+        default=False, metadata=_meta(_bool, "mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)")
+    )
+    backbone_lr_scale: float | None = field(
+        default=None, metadata=_meta(_optional(_float(0.0, lo_open=True)), "LR multiplier for all but the head")
+    )
+    layer_decay: float | None = field(
+        default=None,
+        metadata=_meta(
+            _optional(_float(0.0, 1.0, lo_open=True)), "layer-wise LR decay (head 1, each layer down x decay)"
+        ),
+    )
+    freeze: Any = field(
+        default=None, metadata=_meta(_freeze, "freeze the first N layers (or a list of indices / name prefixes)")
+    )
+    monitor: Any = field(
+        default=True,
+        metadata=_meta(_monitor, "training-health monitor: true/false, an action name, or Monitor options"),
+    )
+    val: float = field(
+        default=0.2,
+        metadata=_meta(_float(0.0, 1.0, lo_open=True, hi_open=True), "validation fraction when data has no val"),
+    )
+    workers: int = field(default=0, metadata=_meta(_int(0), "DataLoader worker processes"))
+    seq_len: int = field(default=64, metadata=_meta(_int(2), "context length for character-level LM data"))
+    auto_budget: float = field(
+        default=0.3, metadata=_meta(_float(0.0, 1.0, lo_open=True), "lr0='auto': extra compute budget (fraction)")
+    )
+    plots: bool = field(default=True, metadata=_meta(_bool, "write results.png"))
+    verbose: bool = field(default=True, metadata=_meta(_bool, "print what was chosen and why, and per-epoch lines"))
 
     # -------------------------------------------------------------------------------------------------- build
     @classmethod
@@ -429,8 +476,10 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
             continue
         if key not in valid:
             raise unknown_name_error("train key", key, valid)
-        from_tokens[key] = parse_value(raw) if key not in ("name", "project", "data", "model", "schedule") else (
-            _parse_str_key(key, raw)
+        from_tokens[key] = (
+            parse_value(raw)
+            if key not in ("name", "project", "data", "model", "schedule")
+            else (_parse_str_key(key, raw))
         )
     base = load_yaml_mapping(cfg_path) if cfg_path else {}
     TrainConfig.check_keys(base)

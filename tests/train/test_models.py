@@ -43,7 +43,7 @@ def test_builtin_trains_a_step(model, data, text_file):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]  # three steps on one batch lower its loss
     assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters()))

@@ -126,7 +126,8 @@ def test_nbs_scales_weight_decay_like_ultralytics(tmp_path, batch, nbs, accumula
 
 def test_patience_stops_early(tmp_path):
     # at a vanishing LR the accuracy never improves after the first epoch
-    r = train(data="iris", model="linear", epochs=30, lr0=1e-12, patience=3, project=tmp_path, **QUIET)
+    r = train(data="iris", model="linear", epochs=30, lr0=1e-12, warmup_epochs=0, patience=3, project=tmp_path,
+              **QUIET)
     assert r.stopped_early and r.epochs_run == 4 and r.best_epoch == 1
     assert "no improvement in val accuracy for 3 epochs" in r.stop_reason
     assert torch.load(r.run_dir / "last.pt", weights_only=True)["finished"] is True
@@ -193,3 +194,80 @@ def test_discriminative_lrs_keep_their_ratio(tmp_path):
 def test_amp_on_cpu_runs(tmp_path):
     r = train(data="iris", model="mlp", epochs=1, lr0=0.01, amp=True, project=tmp_path, **QUIET)
     assert math.isfinite(r.final_val_loss)
+
+
+def test_lr0_auto_chooses_within_budget_and_records_why(tmp_path):
+    r = train(data="synthetic-regression", model="linear", epochs=4, batch=64, lr0="auto", optimizer="SGD",
+              auto_budget=0.3, warmup_epochs=0, project=tmp_path, **QUIET)
+    assert r.lr0_source == "auto" and r.lr0 == r.auto.lr > 0
+    assert 0 < r.auto.extra_steps <= 0.3 * r.total_steps and r.auto.extra_fraction <= 0.3
+    record = json.loads((r.run_dir / "events.json").read_text())
+    assert record["lr0"]["source"] == "auto" and record["lr0"]["auto"]["reason"] == r.auto.reason
+    assert record["lr0"]["value"] == pytest.approx(r.lr0)
+    x = (r.steps_per_epoch - 1) / r.steps_per_epoch  # the last step of epoch 1, in epochs
+    assert r.history[0]["lr/all/decay"] == pytest.approx(r.lr0 * ((1 - x / 4) * (1 - 0.01) + 0.01), rel=1e-9)
+    assert math.isfinite(r.final_val_loss)
+    # with a schedule spec that names its own peak, lr0='auto' is a contradiction
+    with pytest.raises(ValueError, match="lr0='auto' chooses the peak LR, but schedule="):
+        train(data="iris", lr0="auto", schedule="cosine lr0=0.1", project=tmp_path, **QUIET)
+
+
+def test_schedule_spec_overrides_the_shorthand(tmp_path):
+    seen: list[float] = []
+    r = train(data="iris", model="linear", epochs=3, optimizer="SGD", lr0=0.2, schedule="cosine lrf=0.1",
+              project=tmp_path, progress=lambda **kw: seen.append(kw["lr"]) if kw.get("event") == "step" else None,
+              **QUIET)
+    n = r.total_steps
+    expected = [0.2 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t / n))) for t in range(n)]  # no warmup: spec's
+    assert seen == pytest.approx(expected, rel=1e-9)
+    # a spec with its own peak sets lr0; a disagreeing explicit lr0 is an error, not a silent override
+    r2 = train(data="iris", model="linear", epochs=2, schedule="constant lr0=0.03", project=tmp_path, **QUIET)
+    assert (r2.lr0, r2.lr0_source) == (0.03, "user")
+    with pytest.raises(ValueError, match="disagrees with the peak LR 0.03"):
+        train(data="iris", lr0=0.5, schedule="constant lr0=0.03", project=tmp_path, **QUIET)
+    with pytest.raises(ValueError, match="Did you mean 'lrf'"):
+        train(data="iris", schedule="cosine lfr=0.1", project=tmp_path, **QUIET)
+    assert len(list(tmp_path.iterdir())) == 2  # the failed calls left no run directories
+
+
+def test_ultralytics_warmup_bias_and_momentum(tmp_path):
+    """The default schedule: bias groups warm down from warmup_bias_lr, momentum up from warmup_momentum."""
+    r = train(data="iris", model="linear", epochs=4, lr0=0.01, optimizer="SGD", warmup_epochs=2, project=tmp_path,
+              **QUIET)
+    first = r.history[0]
+    assert first["lr/all/bias"] > first["lr/all/decay"]  # still coming down from 0.1
+    spe = r.steps_per_epoch
+    t = spe - 1  # the last step of epoch 1, in a warmup of 2 * spe steps; linear decay lf at x = t / spe
+    lf = (1 - (t / spe) / 4) * (1 - 0.01) + 0.01
+    p = t / (2 * spe)
+    assert first["lr/all/decay"] == pytest.approx(0.01 * lf * p, rel=1e-9)
+    assert first["lr/all/bias"] == pytest.approx(0.1 + (0.01 * lf - 0.1) * p, rel=1e-9)
+    state = torch.load(r.run_dir / "last.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert all(g["momentum"] == pytest.approx(0.937) for g in state)  # back at momentum after the warmup
+
+
+def test_monitor_events_land_in_results(tmp_path):
+    r = train(data="wine", model="mlp", epochs=3, lr0=30.0, optimizer="SGD", warmup_epochs=0, project=tmp_path,
+              verbose=False)
+    assert r.events and {"step", "check", "action", "reason", "epoch"} <= set(r.events[0])
+    assert all(0 < e["epoch"] <= 3 for e in r.events)
+    record = json.loads((r.run_dir / "events.json").read_text())
+    assert [e["step"] for e in record["events"]] == [e["step"] for e in r.events]
+    assert torch.load(r.run_dir / "last.pt", weights_only=True)["monitor"]["events"]
+    quiet = train(data="wine", model="mlp", epochs=3, lr0=30.0, optimizer="SGD", warmup_epochs=0, monitor=False,
+                  project=tmp_path, **QUIET)
+    assert quiet.events == []
+    with pytest.raises(ValueError, match="Did you mean 'backoff'"):
+        train(data="wine", monitor={"bakoff": 0.5}, project=tmp_path, **QUIET)
+
+
+def test_progress_callback_contract(tmp_path):
+    calls: list[dict] = []
+    r = train(data="iris", model="linear", epochs=2, lr0=0.01, project=tmp_path, progress=lambda **kw: calls.append(kw),
+              **QUIET)
+    assert calls[0]["event"] == "start" and calls[0]["total"] == r.total_steps and calls[0]["advance"] == 0
+    steps = [c for c in calls if c["event"] == "step"]
+    epochs = [c for c in calls if c["event"] == "epoch"]
+    assert len(steps) == r.total_steps and sum(c["advance"] for c in calls) == r.total_steps
+    assert [c["step"] for c in steps] == list(range(1, r.total_steps + 1))
+    assert [c["epoch"] for c in epochs] == [1, 2] and "val_loss" in epochs[0] and "loss" in steps[0]["info"]

@@ -9,7 +9,7 @@ roll back to the last healthy snapshot with an LR back-off that survives the sch
 >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
 >>> monitor = lrkit.Monitor(model, opt, on_divergence="rollback")
 >>> [c.name for c in monitor.checks]
-['non_finite', 'loss_spike', 'oscillation', 'exploding_gradients', 'lr_too_low']
+['non_finite', 'loss_spike', 'gradient_blowup', 'loss_rising', 'oscillation', 'exploding_gradients', 'lr_too_low']
 """
 
 from lrkit.monitor.actions import ACTIONS, MonitorWarning, backoff_lr
@@ -17,6 +17,8 @@ from lrkit.monitor.checks import (
     Check,
     ExplodingGradients,
     Finding,
+    GradientBlowup,
+    LossRising,
     LossSpike,
     LRTooLow,
     NonFinite,
@@ -31,7 +33,9 @@ __all__ = [
     "Check",
     "ExplodingGradients",
     "Finding",
+    "GradientBlowup",
     "LRTooLow",
+    "LossRising",
     "LossSpike",
     "Monitor",
     "MonitorEvent",

@@ -31,7 +31,9 @@ __all__ = [
     "Check",
     "ExplodingGradients",
     "Finding",
+    "GradientBlowup",
     "LRTooLow",
+    "LossRising",
     "LossSpike",
     "NonFinite",
     "Oscillation",
@@ -153,24 +155,25 @@ class LossSpike(Check):
 
         loss > m + max(sigmas * s,  (ratio - 1) * |m|,  floor * |L0|)
 
-    i.e. the loss must be an outlier (``sigmas``), at least ``ratio`` times the median, *and* up by a sizeable part
-    of the starting loss (``floor``), so the noise of a nearly-converged run (median 0.01, a hard batch at 0.1) is
-    no alarm. It needs ``min_history`` previous losses.
+    i.e. the loss must be an outlier (``sigmas``), at least ``ratio`` times the median, *and* up by more than
+    ``floor`` times the starting loss, so the heavy-tailed batch noise of a healthy run (median 0.02, a hard batch
+    at 0.3) is no alarm while a blow-up is caught on its first step — from the second step of training on
+    (``min_history=1``: the reference is then the initial loss itself, and the loss must exceed ``2.5 * L0``).
 
     >>> calm = [1.0, 0.95, 0.9, 0.92, 0.88, 0.86, 0.87, 0.85]
-    >>> LossSpike().check(RollingRecord.from_stream(calm + [0.9])) is None
+    >>> LossSpike().check(RollingRecord.from_stream(calm + [2.0])) is None
     True
-    >>> LossSpike().check(RollingRecord.from_stream(calm + [3.0])).values["threshold"] > 0.87 * 2
-    True
+    >>> round(LossSpike().check(RollingRecord.from_stream(calm + [3.0])).values["threshold"], 3)  # 0.89 + 1.5 * 1
+    2.39
     """
 
     name: ClassVar[str] = "loss_spike"
     category: ClassVar[Category] = "divergence"
     window: int = 50
-    min_history: int = 5
+    min_history: int = 1
     ratio: float = 2.0
     sigmas: float = 6.0
-    floor: float = 0.25
+    floor: float = 1.5
     every: int = 1
     cooldown: int = 0
 
@@ -268,28 +271,83 @@ class Oscillation(Check):
 
 
 @dataclass(frozen=True)
+class LossRising(Check):
+    """The loss climbed back toward where it started: training lost a large part of the progress it had made.
+
+    The typical end of a too-high LR that does not produce a NaN: ReLUs die, the network collapses to predicting
+    the class prior, and the loss sits at its initial value. With ``T`` the median of the last ``trend_window``
+    losses (``RollingRecord.trend``), ``B`` the lowest value ``T`` ever had (``trend_low``) and ``L0`` the loss at
+    initialisation, it fires when
+
+        B < (1 - min_progress) * L0     and     T - B > rise * (L0 - B)
+
+    i.e. after the run made real progress, the median climbed back by more than ``rise`` of it.
+    Evaluated every ``every`` steps.
+
+    >>> down = [2.0 - 0.015 * i for i in range(100)]            # 2.0 -> 0.5
+    >>> back = [0.5 + 0.03 * i for i in range(50)]              # 0.5 -> 2.0: the net collapsed
+    >>> f = LossRising().check(RollingRecord.from_stream(down + back, refresh=10))
+    >>> round(f.values["loss_median"], 3), round(f.values["best_median"], 4), round(f.values["lost"], 2)
+    (1.685, 0.5975, 0.78)
+    >>> LossRising().check(RollingRecord.from_stream(down + [0.5] * 50, refresh=10)) is None
+    True
+    """
+
+    name: ClassVar[str] = "loss_rising"
+    category: ClassVar[Category] = "divergence"
+    rise: float = 0.5
+    min_progress: float = 0.2
+    every: int = 10
+    cooldown: int = 20
+
+    def __post_init__(self) -> None:
+        _positive(self, "rise")
+        _positive(self, "min_progress", below_one=True)
+        _int_at_least(self, "every", 1)
+        _int_at_least(self, "cooldown", 0)
+
+    def check(self, record: RollingRecord) -> Finding | None:
+        t, low, start = record.trend, record.trend_low, record.start_loss
+        if not (math.isfinite(t) and math.isfinite(low) and math.isfinite(start)):
+            return None
+        progress = start - low
+        if not (low < (1.0 - self.min_progress) * start and progress > 0):
+            return None
+        lost = (t - low) / progress
+        if lost <= self.rise:
+            return None
+        return Finding(
+            f"the running median loss climbed back to {_g(t)} from its best {_g(low)} (start {_g(start)}): "
+            f"{lost:.0%} of the progress is lost — the LR is too high",
+            {"loss_median": t, "best_median": low, "start_loss": start, "lost": lost},
+        )
+
+
+@dataclass(frozen=True)
 class ExplodingGradients(Check):
-    """The global gradient norm is far above its running median.
+    """The global gradient norm is far above its running median: a gradient spike to clip.
 
     With ``m`` the median of the previous ``window`` finite gradient norms, it fires when
 
-        ||g|| > factor * m
+        ||g|| > factor * m        (once min_history norms are known)
 
-    (after ``min_history`` norms). Its finding carries ``clip_to = clip * m``, the norm the ``"clip"`` action
-    scales the gradients down to: clipping that switches on only when needed, relative to the run's own scale.
+    Its finding carries ``clip_to = clip * m``, the norm the ``"clip"`` action scales the gradients down to:
+    clipping that switches on only when needed, relative to the run's own scale. (The first ``min_history`` steps
+    are left to :class:`GradientBlowup`: while the optimizer leaves the initialisation, healthy runs see 20-30x jumps
+    over a median of few values.)
 
-    >>> norms = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02, 0.98, 1.01, 0.99]
-    >>> f = ExplodingGradients().check(RollingRecord.from_stream([1.0] * 11, norms + [50.0]))
+    >>> norms = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02, 0.98, 1.01, 0.99] * 2
+    >>> f = ExplodingGradients().check(RollingRecord.from_stream([1.0] * 21, norms + [12.0]))
     >>> round(f.values["clip_to"], 2)
     2.0
-    >>> ExplodingGradients().check(RollingRecord.from_stream([1.0] * 11, norms + [3.0])) is None
+    >>> ExplodingGradients().check(RollingRecord.from_stream([1.0] * 21, norms + [8.0])) is None
     True
     """
 
     name: ClassVar[str] = "exploding_gradients"
     category: ClassVar[Category] = "explode"
     window: int = 50
-    min_history: int = 10
+    min_history: int = 20
     factor: float = 10.0
     clip: float = 2.0
     every: int = 1
@@ -320,6 +378,61 @@ class ExplodingGradients(Check):
         return Finding(
             f"gradient norm {_g(g)} is {g / m:.3g}x its running median {_g(m)} (threshold {self.factor:g}x)",
             {"grad_norm": g, "median": m, "threshold": self.factor * m, "clip_to": self.clip * m},
+        )
+
+
+@dataclass(frozen=True)
+class GradientBlowup(Check):
+    """The global gradient norm jumped so far above its running median that the run is diverging, not spiking.
+
+    With ``m`` the median of the previous ``window`` finite gradient norms (at least ``min_history`` of them),
+    it fires when
+
+        ||g|| > factor * m
+
+    It is a *divergence* check (default action: rollback with an LR back-off) because clipping cannot stop this:
+    Adam-style optimizers normalise the gradient, so a clipped step is as large as an unclipped one, and the next
+    loss is often already 100x the start. Active from the second step on.
+
+    >>> GradientBlowup().check(RollingRecord.from_stream([1.0, 1.5], [0.1, 8.0])).values["ratio"]
+    80.0
+    >>> GradientBlowup().check(RollingRecord.from_stream([1.0, 1.5], [0.1, 3.0])) is None
+    True
+    """
+
+    name: ClassVar[str] = "gradient_blowup"
+    category: ClassVar[Category] = "divergence"
+    window: int = 50
+    min_history: int = 1
+    factor: float = 50.0
+    every: int = 1
+    cooldown: int = 0
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "window", 1)
+        _int_at_least(self, "min_history", 1)
+        _positive(self, "factor")
+        if self.factor <= 1:
+            raise ValueError(f"GradientBlowup: factor={self.factor!r} must be > 1")
+
+    @property
+    def history(self) -> int:
+        return self.window + 1
+
+    def check(self, record: RollingRecord) -> Finding | None:
+        g = record.last_grad_norm
+        if not math.isfinite(g):
+            return None
+        ref = record.reference("grad_norm", self.window)
+        if ref.n < self.min_history or not ref.median > 0:
+            return None
+        m = ref.median
+        if g <= self.factor * m:
+            return None
+        return Finding(
+            f"gradient norm {_g(g)} is {g / m:.3g}x its running median {_g(m)} (threshold {self.factor:g}x): the "
+            "update that produced it overshot badly",
+            {"grad_norm": g, "median": m, "threshold": self.factor * m, "ratio": g / m},
         )
 
 
@@ -397,6 +510,6 @@ def default_checks() -> list[Check]:
     """A fresh list of the default checks, in the order they are evaluated.
 
     >>> [c.name for c in default_checks()]
-    ['non_finite', 'loss_spike', 'oscillation', 'exploding_gradients', 'lr_too_low']
+    ['non_finite', 'loss_spike', 'gradient_blowup', 'loss_rising', 'oscillation', 'exploding_gradients', 'lr_too_low']
     """
-    return [NonFinite(), LossSpike(), Oscillation(), ExplodingGradients(), LRTooLow()]
+    return [NonFinite(), LossSpike(), GradientBlowup(), LossRising(), Oscillation(), ExplodingGradients(), LRTooLow()]

@@ -128,7 +128,8 @@ class Monitor:
     ==================== ====================================================== ======================= ==========
     category             checks                                                 keyword                 default
     ==================== ====================================================== ======================= ==========
-    divergence/overshoot ``non_finite``, ``loss_spike``, ``oscillation``        ``on_divergence``       rollback
+    divergence/overshoot ``non_finite``, ``loss_spike``, ``gradient_blowup``,   ``on_divergence``       rollback
+                         ``loss_rising``, ``oscillation``
     exploding gradients  ``exploding_gradients``                                ``on_explode``          clip
     LR too low           ``lr_too_low``                                         ``on_too_low``          warn
     ==================== ====================================================== ======================= ==========
@@ -338,7 +339,8 @@ class Monitor:
             self.last_action = "none"
             healthy = self._healthy
             if healthy is None or (step - healthy.step >= self.snapshot_every
-                                   and step - self._last_bad_step >= max(1, self.snapshot_every // 5)):
+                                   and step - self._last_bad_step >= max(1, self.snapshot_every // 5)
+                                   and self._trend_ok()):
                 self._capture_healthy(step)
             if self._needs_ratio and step % self.sample_every == 0 and with_grad:
                 with torch.no_grad():
@@ -505,6 +507,14 @@ class Monitor:
         finally:
             for p, g in zip(params, saved):
                 p.grad = g
+
+    def _trend_ok(self) -> bool:
+        """False while the loss's running median has lost a quarter of the progress made (a collapse under way)."""
+        rec = self.record
+        t, low, start = rec.trend, rec.trend_low, rec.start_loss
+        if not (t == t and low == low and start == start) or start <= low:
+            return True
+        return t - low <= 0.25 * (start - low)
 
     def _capture_healthy(self, step: int) -> None:
         self._healthy = _Healthy(self._capture(scheduler=True), step, self.lr_scale, self.record.state_dict())

@@ -80,19 +80,24 @@ class RollingRecord:
         start_loss: the first finite loss, i.e. the loss at initialisation, before any update.
         lr, peak_lr: the latest sampled learning rate (largest over param groups) and the largest seen.
         seen: how many finite values of each signal were ever pushed (not capped by ``capacity``).
+        trend, trend_low: the median of the last ``trend_window`` finite losses (updated every ``refresh`` steps)
+            and the lowest value it ever had: where the loss is now, and the best it sustained.
 
-    >>> rec = RollingRecord(capacity=4)
+    >>> rec = RollingRecord(capacity=4, trend_window=2)
     >>> for v in [3.0, 2.0, float("nan"), 1.0]:
     ...     rec.push(v, grad_norm=1.0)
     >>> rec.window("loss", 10), rec.seen["loss"], rec.last_loss
     ([3.0, 2.0, 1.0], 3, 1.0)
     """
 
-    def __init__(self, capacity: int = 200, *, refresh: int = 10) -> None:
+    def __init__(self, capacity: int = 200, *, refresh: int = 10, trend_window: int = 20) -> None:
         if int(capacity) < 2:
             raise ValueError(f"capacity={capacity!r} must be an integer >= 2")
         if int(refresh) < 1:
             raise ValueError(f"refresh={refresh!r} must be an integer >= 1")
+        if not 1 <= int(trend_window) <= int(capacity):
+            raise ValueError(f"trend_window={trend_window!r} must be an integer in [1, capacity={capacity}]")
+        self.trend_window = int(trend_window)
         self.capacity = int(capacity)
         self.refresh = int(refresh)
         self._values: dict[str, deque[float]] = {s: deque(maxlen=self.capacity) for s in SIGNALS}
@@ -104,6 +109,8 @@ class RollingRecord:
         self.start_loss = math.nan
         self.lr = math.nan
         self.peak_lr = 0.0
+        self.trend = math.nan
+        self.trend_low = math.nan
         # (signal, window) -> (step computed at, stats); `_fresh[s]` is True when this step's value was appended
         self._cache: dict[tuple[str, int], tuple[int, RobustStats]] = {}
         self._fresh: dict[str, bool] = dict.fromkeys(SIGNALS, False)
@@ -124,6 +131,10 @@ class RollingRecord:
                 self.start_loss = loss
             self.seen["loss"] += 1
             fresh["loss"] = True
+            if self.seen["loss"] % self.refresh == 0 and self.seen["loss"] >= self.trend_window:
+                self.trend = _median(self.window("loss", self.trend_window))
+                if not self.trend >= self.trend_low:  # also true while trend_low is nan
+                    self.trend_low = self.trend
         else:
             fresh["loss"] = False
         if grad_norm - grad_norm == 0.0:
@@ -164,12 +175,14 @@ class RollingRecord:
     def reference(self, signal: str, window: int) -> RobustStats:
         """Median and MAD of the last ``window`` finite values *before* this step's value.
 
-        Recomputed every ``refresh`` steps and reused in between, so the reference may lag by up to ``refresh - 1``
-        steps; it never includes the value being judged.
+        Once the window is full it is recomputed every ``refresh`` steps and reused in between, so it may lag by up to
+        ``refresh - 1`` steps; while the window fills it is recomputed every step. It never includes the value being
+        judged.
         """
         key = (signal, window)
         hit = self._cache.get(key)
-        if hit is not None and self.step - hit[0] < self.refresh:
+        # reuse for `refresh` steps once the window is full; while it fills, every new value matters
+        if hit is not None and self.step - hit[0] < self.refresh and (hit[1].n >= window or hit[0] == self.step):
             return hit[1]
         stats = robust_stats(self.window(signal, window, skip_last=1 if self._fresh[signal] else 0))
         self._cache[key] = (self.step, stats)
@@ -190,6 +203,8 @@ class RollingRecord:
             "start_loss": self.start_loss,
             "lr": self.lr,
             "peak_lr": self.peak_lr,
+            "trend": self.trend,
+            "trend_low": self.trend_low,
         }
 
     def load_state_dict(self, state: dict[str, Any], *, keep_step: bool = False) -> None:
@@ -212,6 +227,8 @@ class RollingRecord:
         self.start_loss = float(state["start_loss"])
         self.lr = float(state.get("lr", math.nan))
         self.peak_lr = float(state.get("peak_lr", 0.0))
+        self.trend = float(state.get("trend", math.nan))
+        self.trend_low = float(state.get("trend_low", math.nan))
         self._cache.clear()
 
     @classmethod
@@ -224,6 +241,7 @@ class RollingRecord:
         lr: float | None = None,
         capacity: int = 200,
         refresh: int = 1,
+        trend_window: int = 20,
     ) -> RollingRecord:
         """A record after pushing a whole synthetic stream (for tests, docs and offline analysis).
 
@@ -233,7 +251,7 @@ class RollingRecord:
         """
         if grad_norms is not None and len(grad_norms) != len(losses):
             raise ValueError(f"grad_norms has {len(grad_norms)} values but losses has {len(losses)}")
-        rec = cls(capacity=capacity, refresh=refresh)
+        rec = cls(capacity=capacity, refresh=refresh, trend_window=min(trend_window, capacity))
         for i, loss in enumerate(losses):
             rec.push(float(loss), float(grad_norms[i]) if grad_norms is not None else None)
         for r in update_ratios:

@@ -85,6 +85,8 @@ def plot_results(
         ax_grad.plot(x, cols["grad_norm_max"], ls="--", color="tab:red", alpha=0.5, label="max")
     ax_grad.set_title("gradient norm")
     ax_grad.legend(fontsize="small")
+    _auto_log(ax_loss, [cols.get("train_loss", []), cols.get("val_loss", [])])
+    _auto_log(ax_grad, [cols.get("grad_norm", []), cols.get("grad_norm_max", [])])
     for ax in axes.ravel():
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -94,6 +96,13 @@ def plot_results(
     atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out_path
+
+
+def _auto_log(ax: Any, series: Sequence[Sequence[float]]) -> None:
+    """Log y-scale when the finite values are positive and span more than two decades (diverging runs)."""
+    values = [v for s in series for v in s if math.isfinite(v)]
+    if values and min(values) > 0 and max(values) / min(values) > 100:
+        ax.set_yscale("log")
 
 
 def _mark(axes: Sequence[Any], events: Sequence[Mapping[str, Any]]) -> None:

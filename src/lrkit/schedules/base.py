@@ -474,7 +474,7 @@ class Schedule(ABC):
         """The schedule's own state: empty for closed-form schedules (their state is the step counter)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - a no-op hook, overridden by plateau
         """Load :meth:`state_dict` (nothing to do for closed-form schedules)."""
 
     def __repr__(self) -> str:

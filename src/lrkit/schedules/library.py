@@ -142,7 +142,7 @@ class StepDecay(Schedule):
         end = self.total_steps
         spans: list[Span] = []
         k = 0
-        while end is None and k < 1 or end is not None and k * self.step_size < end:
+        while (k * self.step_size < end) if end is not None else k < 1:
             e = (k + 1) * self.step_size
             spans.append((f"level {k}", float(k * self.step_size), float(e if end is None else min(e, end)), "step"))
             k += 1
@@ -461,7 +461,7 @@ class CosineRestarts(Schedule):
         spans: list[Span] = []
         start, length, i = 0.0, float(self.T_0), 0
         end = self.total_steps
-        while end is not None and start < end or end is None and i < 1:
+        while (start < end) if end is not None else i < 1:
             stop = start + length
             spans.append((f"cycle {i}", start, stop if end is None else min(stop, float(end)), "cos"))
             start, length, i = stop, length * self.T_mult, i + 1
@@ -573,7 +573,7 @@ class Cyclic(Schedule):
         spans: list[Span] = []
         start, i = 0.0, 1
         end = self.total_steps
-        while end is not None and start < end or end is None and i <= 1:
+        while (start < end) if end is not None else i <= 1:
             mid, stop = start + self.step_size_up, start + self.total_size
             for name, s, e, kind in ((f"up {i}", start, mid, "linear"), (f"down {i}", mid, stop, "linear")):
                 if end is None or s < end:
@@ -967,11 +967,13 @@ class ReduceOnPlateau(Schedule):
             st.num_bad_epochs = 0
         reduced = False
         if st.num_bad_epochs > self.patience:
-            k = len(st.reductions)
-            old, new = self._level(k), self._level(k + 1)
             peak = self.peak_lr
-            change = (old - new) * (1.0 if peak is None else peak)
-            if change > (self.eps if peak is not None else 0.0):
+            if peak is None:  # unbound (one copy per param group): each group clamps at min_lr by itself
+                record = True
+            else:
+                k = len(st.reductions)
+                record = peak * (self._level(k) - self._level(k + 1)) > self.eps
+            if record:
                 st.reductions.append(t)
                 reduced = True
             st.cooldown_counter = self.cooldown

@@ -146,9 +146,10 @@ for _entry in (
     ScheduleInfo("cosine_restarts", lib.CosineRestarts, "cosine with warm restarts every T_0 * T_mult**i (SGDR)",
                  ("sgdr", "warm_restarts", "cosineannealingwarmrestarts"), "CosineAnnealingWarmRestarts"),
     ScheduleInfo("cyclic", lib.Cyclic, "triangular / triangular2 / exp_range cycles, momentum cycled inversely",
-                 ("cycliclr", "clr"), "CyclicLR", key_aliases=(("lr0", "max_lr"),)),
+                 ("cycliclr", "clr"), "CyclicLR", warmup_prefix=True, key_aliases=(("lr0", "max_lr"),)),
     ScheduleInfo("onecycle", lib.OneCycle, "one-cycle: up to max_lr and down to max_lr/(div*final_div), momentum "
-                 "inverse", ("one_cycle", "1cycle", "onecyclelr"), "OneCycleLR", key_aliases=(("lr0", "max_lr"),)),
+                 "inverse", ("one_cycle", "1cycle", "onecyclelr"), "OneCycleLR", warmup_prefix=True,
+                 key_aliases=(("lr0", "max_lr"),)),
     ScheduleInfo("wsd", lib.WSD, "warmup-stable-decay with linear / cosine / 1-sqrt decay",
                  ("warmup_stable_decay", "trapezoidal"), "transformers get_wsd_schedule", warmup_prefix=True),
     ScheduleInfo("linear_to_zero", lib.LinearToZero, "linear decay to zero after the warmup (D2Z)",

@@ -80,7 +80,9 @@ def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """
     if isinstance(spec, Mapping):
         if "name" not in spec:
-            raise ValueError(f"a schedule dict needs a 'name' (e.g. {{'name': 'cosine', 'lr0': 0.01}}), got {dict(spec)}")
+            raise ValueError(
+                f"a schedule dict needs a 'name' (e.g. {{'name': 'cosine', 'lr0': 0.01}}), got {dict(spec)}"
+            )
         name = spec["name"]
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"schedule name={name!r} must be a non-empty string")
@@ -90,6 +92,8 @@ def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if not isinstance(spec, str):
         raise ValueError(f"spec={spec!r} must be a string like 'cosine lr0=0.01', a dict, or a Schedule")
     text = re.sub(r"\s*=\s*", "=", spec.strip())
+    text = re.sub(r"\s*,\s*", ",", text)  # "milestones=[30, 60]" is one token
+    text = re.sub(r"\[\s*|\s*\]", lambda m: m.group(0).strip(), text)
     try:
         tokens = shlex.split(text)
     except ValueError as e:
@@ -150,7 +154,7 @@ def from_spec(
     >>> from_spec("cosine lr0=0.01 lfr=0.01", total_steps=10)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown parameter for schedule 'cosine' 'lfr'. Did you mean 'lrf'? Valid: ...
+    ValueError: unknown cosine parameter 'lfr'. Did you mean 'lrf'? Valid: ...
     """
     if isinstance(spec, Schedule):
         return spec
@@ -179,7 +183,7 @@ def from_spec(
     valid = sorted(accepted | set(GENERIC_KEYS) | set(TIME_KEYS) | {a for a, _ in info.key_aliases})
     for key in params:
         if key not in accepted and key not in GENERIC_KEYS:
-            raise unknown_name_error(f"parameter for schedule {info.name!r}", key, valid)
+            raise unknown_name_error(f"{info.name} parameter", key, valid)
     missing = [k for k in info.required if k not in params]
     if missing:
         raise ValueError(f"schedule {info.name!r} needs {', '.join(f'{k}=...' for k in missing)} (spec {label!r})")

@@ -56,8 +56,12 @@ SPACING = 2.0
 MIN_TRIAL_STEPS = 8
 #: A trial is stopped as diverged when its training loss exceeds this multiple of its first loss (or is not finite).
 DIVERGE_FACTOR = 10.0
-#: The pick is multiplied by ``(trial_steps / total_steps) ** HORIZON_EXPONENT`` (short runs favour larger LRs).
+#: A trial for candidate ``c`` trains at ``c * (total_steps / trial_steps) ** HORIZON_EXPONENT``: a short run
+#: favours a larger LR than a long one, and this is the measured shift.
 HORIZON_EXPONENT = 0.0
+#: ``"subset"``: each trial runs as many epochs as the real run over a subset of the training batches (so it sees
+#: the run's repetition and overfitting, not just its first epochs); ``"full"``: the trial streams the whole loader.
+TRIAL_DATA = "subset"
 
 
 class Trial(NamedTuple):
@@ -146,6 +150,31 @@ def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
             yield batch
         if empty:
             raise ValueError("train_loader yielded no batches")
+
+
+def _len(loader: Any, default: int) -> int:
+    try:
+        return len(loader)
+    except TypeError:
+        return default
+
+
+def _epochs(loader: Any, total_steps: int, accumulate: int, steps_per_epoch: int | None) -> float | None:
+    """How many passes over the training data the run makes (``None`` if the loader has no length)."""
+    if steps_per_epoch is None:
+        n = _len(loader, default=0)
+        if n <= 0:
+            return None
+        steps_per_epoch = max(1, n // accumulate)
+    return total_steps / steps_per_epoch
+
+
+def _replay(batches: list[Any], seed: int) -> Iterator[Any]:
+    """Cycle through a fixed list of batches, in a new seeded order on every pass (an epoch over the subset)."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        for i in torch.randperm(len(batches), generator=gen).tolist():
+            yield batches[i]
 
 
 def _batch_size(batch: Any) -> int:
@@ -277,6 +306,7 @@ def choose_lr0(
     finder_kwargs: dict[str, Any] | None = None,
     accumulate: int = 1,
     max_grad_norm: float | None = None,
+    steps_per_epoch: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> AutoLR:
     """Choose the peak LR for a run of ``total_steps`` optimizer steps under ``make_scheduler``'s schedule.
@@ -306,6 +336,8 @@ def choose_lr0(
         finder_kwargs: extra arguments for :func:`lrkit.find_lr` (``start_lr``, ``end_lr``, ``rule``, ``amp``, ...).
         accumulate: micro-batches per optimizer step (gradient accumulation), as in the run.
         max_grad_norm: clip the global gradient norm at each trial step, as the run does (optional).
+        steps_per_epoch: optimizer steps per epoch, for loaders without ``len()`` (default
+            ``len(train_loader) // accumulate``).
         log: called with one line per stage and trial (e.g. ``print``).
 
     Returns:
@@ -335,6 +367,10 @@ def choose_lr0(
         raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> LRScheduler")
     if max_grad_norm is not None:
         max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
+    if steps_per_epoch is not None and (
+        isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
+    ):
+        raise ValueError(f"steps_per_epoch={steps_per_epoch!r} must be a positive integer")
     finder_kwargs = dict(finder_kwargs or {})
     lines: list[str] = []
 
@@ -384,16 +420,33 @@ def choose_lr0(
         else:
             scales = group_scales(optimizer)
             steps = plan.trial_steps
+            horizon = (total_steps / steps) ** HORIZON_EXPONENT
+            epochs = _epochs(train_loader, total_steps, accumulate, steps_per_epoch)
+            subset: list[Any] | None = None
+            if TRIAL_DATA == "subset" and epochs is not None and epochs > 1:
+                k = max(1, round(steps * accumulate / epochs))
+                if k < _len(train_loader, default=k + 1):
+                    _seed_everything(seed, generator)
+                    it = _cycle(train_loader)
+                    subset = [next(it) for _ in range(k)]
+
+            def batches() -> Iterator[Any]:
+                return _replay(subset, seed) if subset is not None else _cycle(train_loader)
+
+            data = (
+                f"{len(subset)} batches x {epochs:.3g} epochs, as the run" if subset is not None else "the full loader"
+            )
             say(
                 f"lr0=auto: {plan.num_trials} trials of {steps} steps (the schedule compressed "
-                f"{total_steps / steps:.0f}x), scored on {'validation' if val_loader is not None else 'training'} loss"
+                f"{total_steps / steps:.0f}x, on {data}), each at {horizon:.3g}x its candidate LR, scored on "
+                f"{'validation' if val_loader is not None else 'training'} loss"
             )
 
             def run(peak: float) -> Trial:
                 snapshot.restore()
                 _seed_everything(seed, generator)
                 n, diverged, losses = _run_trial(
-                    model, optimizer, scales, peak, steps, _cycle(train_loader), make_scheduler, loss_fn, step_fn,
+                    model, optimizer, scales, peak * horizon, steps, batches(), make_scheduler, loss_fn, step_fn,
                     accumulate, max_grad_norm, device,
                 )
                 if diverged:
@@ -416,8 +469,6 @@ def choose_lr0(
                 k = _next_offset(tried)
                 tried[k] = run(suggestion * SPACING**k)
             lr, how = _pick(trials)
-            factor = (steps / total_steps) ** HORIZON_EXPONENT
-            lr *= factor
             listing = ", ".join(
                 f"{t.lr:.3g} ({'diverged' if not math.isfinite(t.val_loss) else f'{t.val_loss:.4g}'})"
                 for t in sorted(trials, key=lambda t: t.lr)
@@ -425,7 +476,6 @@ def choose_lr0(
             reason = (
                 f"range test ({used} steps) suggested {suggestion:.3g}; {len(trials)} trials of {steps} steps on the "
                 f"run's schedule compressed to {steps} steps scored {listing}; chose {lr:.3g}: {how}"
-                + (f", times {factor:.3g} for the longer run" if factor != 1.0 else "")
             )
             say(f"lr0=auto: chose {lr:.3g} — {how}")
     finally:

@@ -101,7 +101,8 @@ class TrainData:
         if isinstance(self.val, DataLoader):
             val_loader = self.val
         else:
-            val_loader = DataLoader(self.val, batch_size=max(batch, 256), shuffle=False, num_workers=workers)
+            val_loader = DataLoader(self.val, batch_size=max(batch, 256), shuffle=False, num_workers=workers,
+                                    generator=torch.Generator().manual_seed(seed))  # never draws the global RNG
         return train_loader, val_loader, sampler
 
 
@@ -274,7 +275,8 @@ def _infer_task(y: np.ndarray, task: str | None) -> str:
         return "classification"
     if y.ndim == 1 and y.dtype.kind in "iu":
         return "classification"
-    if y.ndim == 1 and np.all(np.isfinite(y)) and np.all(y == np.round(y)) and len(np.unique(y)) <= MAX_INFERRED_CLASSES:
+    integral = y.ndim == 1 and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
+    if integral and len(np.unique(y)) <= MAX_INFERRED_CLASSES:
         return "classification"
     return "regression"
 
@@ -484,7 +486,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         out.info.source = "yaml"
         return out
     val_path = _yaml_file(base, spec["val"], path.name, "val")
-    if train_path.suffix.lower() in TABULAR_SUFFIXES + (".npz",):
+    if train_path.suffix.lower() in (*TABULAR_SUFFIXES, ".npz"):
         x_tr, y_tr = _read_table(train_path, target)
         x_va, y_va = _read_table(val_path, target)
         if x_tr.shape[1] != x_va.shape[1]:
@@ -541,7 +543,7 @@ def _first_sample(obj: Any) -> Any:
         obj = obj.dataset
     try:
         return obj[0]
-    except Exception:  # noqa: BLE001 - any failure means we cannot peek; the trainer then needs task=/step_fn
+    except Exception:  # any failure means we cannot peek; the trainer then needs task=/step_fn
         return None
 
 

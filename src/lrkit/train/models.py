@@ -34,7 +34,7 @@ from torch import nn
 from lrkit._utils import unknown_name_error
 from lrkit.train.data import DataInfo
 
-__all__ = ["BUILTIN_MODELS", "CharLM", "ConvNet", "Linear", "MLP", "ModelInfo", "build_model", "default_model_name"]
+__all__ = ["BUILTIN_MODELS", "MLP", "CharLM", "ConvNet", "Linear", "ModelInfo", "build_model", "default_model_name"]
 
 
 def _in_features(shape: tuple[int, ...]) -> int:

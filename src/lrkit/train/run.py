@@ -128,7 +128,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     """Load an lrkit training checkpoint with ``weights_only=True``; ``ValueError`` if it is not one."""
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a (safe) lrkit checkpoint"
+    except Exception as e:  # any unpickling failure means "not a (safe) lrkit checkpoint"
         raise ValueError(f"cannot load checkpoint {os.fspath(path)!r}: {str(e).splitlines()[0]}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{os.fspath(path)!r} is not an lrkit training checkpoint (format {CHECKPOINT_FORMAT})")
@@ -153,12 +153,6 @@ def write_results_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, 
     for row in rows:
         writer.writerow({k: _fmt(row.get(k)) for k in columns})
     return atomic_write_text(path, buf.getvalue())
-
-
-def read_results_csv(path: str | os.PathLike[str]) -> list[dict[str, float]]:
-    """Read ``results.csv`` back as a list of ``{column: float}`` (empty cells become NaN)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def write_events(path: str | os.PathLike[str], record: Mapping[str, Any]) -> Path:

@@ -8,6 +8,7 @@ optimizer, a schedule and a monitor; the loop runs them; every epoch leaves its 
 
 from __future__ import annotations
 
+import inspect
 import math
 import shutil
 import time
@@ -31,7 +32,11 @@ from lrkit.train.tasks import TaskSpec, task_spec
 __all__ = ["RESUME_OVERRIDES", "train"]
 
 #: Keys that may change when resuming (everything else must match the checkpoint's run).
-RESUME_OVERRIDES = frozenset({"epochs", "patience", "device", "workers", "verbose", "plots", "resume", "amp"})
+RESUME_OVERRIDES = frozenset(
+    {"epochs", "patience", "device", "workers", "verbose", "plots", "resume", "amp", "project", "name", "exist_ok"}
+)
+# keys that may hold Python objects, which a checkpoint stores only as "<TypeName>"
+_OBJECT_KEYS = ("data", "model", "schedule")
 _PY_ONLY = ("loss_fn", "step_fn", "progress", "cfg")
 
 Progress = Callable[..., None]
@@ -202,38 +207,40 @@ class _Trainer:
 
     # ---------------------------------------------------------------------------------------------- resume
     def _merge_resume(self) -> None:
+        """The checkpoint's config, with the keys that may change on resume taken from this call."""
         cfg = self.cfg
         self.ckpt_path = _run.find_resume_checkpoint(cfg.resume, cfg.project)
         self.ckpt = _run.load_checkpoint(self.ckpt_path)
+        run = self.ckpt_path.parent
         saved = dict(self.ckpt["config"])
         merged: dict[str, Any] = {}
         for key in TrainConfig.keys():
-            new, old = getattr(cfg, key), saved.get(key)
-            placeholder = isinstance(old, str) and old.startswith("<")
-            if key in ("data", "model") and placeholder:
+            new, old = getattr(cfg, key), saved.get(key, getattr(cfg, key))
+            if key in _OBJECT_KEYS and isinstance(old, str) and old.startswith("<"):
+                # the run was given a Python object (Dataset, nn.Module, Schedule): it cannot be saved, so it must
+                # be passed again
                 if new is None:
-                    if key == "model":
-                        raise ValueError(
-                            f"resume: the run {self.ckpt_path.parent} trained a Python nn.Module ({old}); pass the "
-                            "same model (freshly built) as model= to resume it"
-                        )
-                    raise ValueError(
-                        f"resume: the run {self.ckpt_path.parent} trained on a Python object ({old}); pass the same "
-                        "data= again to resume it"
-                    )
+                    what = {"data": "data=", "model": "model (freshly built)", "schedule": "schedule="}[key]
+                    raise ValueError(f"resume: the run {run} was given a Python object for {key} ({old}); pass the "
+                                     f"same {what} again to resume it")
                 merged[key] = new
             elif key in self.explicit and key in RESUME_OVERRIDES:
                 merged[key] = new
-            elif key in self.explicit and key not in ("data", "model") and not _same(new, old):
+            elif key in self.explicit and not isinstance(new, (str, int, float, bool, type(None), dict, list)):
+                merged[key] = new  # a Python object passed again where the run had a name: trust the caller
+            elif key in self.explicit and not _same(new, old) and new != old:
                 raise ValueError(
                     f"resume: {key}={new!r} differs from the run being resumed ({key}={old!r}); only "
                     f"{', '.join(sorted(RESUME_OVERRIDES - {'resume'}))} may change on resume — start a new run instead"
                 )
-            elif key in ("data", "model") and new is not None and not isinstance(new, str):
-                merged[key] = new  # the same Python object passed again
             else:
-                merged[key] = old if key in saved else getattr(cfg, key)
+                merged[key] = old
         merged["resume"] = str(self.ckpt_path)
+        used = self.ckpt.get("custom_loss")
+        given = "step_fn" if self.step_fn is not None else ("loss_fn" if self.user_loss is not None else None)
+        if used != given:
+            raise ValueError(f"resume: the run was trained with {used or 'the default loss'}; pass "
+                             f"{used + '= ' if used else 'no loss_fn/step_fn '}the same way again to resume it")
         self.cfg = TrainConfig.from_kwargs(**merged)
 
     # ---------------------------------------------------------------------------------------------- build
@@ -267,6 +274,7 @@ class _Trainer:
                              "loader to plan the schedule") from None
         if self.num_batches < 1:
             raise ValueError(f"the training split of {info.name!r} yields no batches")
+        self._check_model_runs()
         batch = getattr(train_loader, "batch_size", None) or cfg.batch
         if batch != cfg.batch:
             self.log(f"data: batch={batch} comes from the DataLoader you passed (batch={cfg.batch} ignored)")
@@ -294,33 +302,64 @@ class _Trainer:
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
 
+    @torch.no_grad()
+    def _check_model_runs(self) -> None:
+        """One forward pass on a validation batch (eval mode, no grad), so a model that does not fit the data fails
+        here with a clear message instead of deep inside the loop."""
+        if self.step_fn is not None:
+            return
+        from lrkit.finder.range_test import _split_batch, move_to
+
+        batch = next(iter(self.val_loader), None)
+        if batch is None:
+            raise ValueError(f"the validation split of {self.data.info.name!r} yields no batches")
+        x, y = _split_batch(move_to(batch, self.device))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            self.loss_fn(self.model(x), y)
+        except (RuntimeError, IndexError, ValueError) as e:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"model {self.model_name} cannot run on the data {self.data.info.name!r} (a batch of inputs {shape}, "
+                f"task {self.data.info.task}): {str(e).splitlines()[0]}"
+            ) from None
+        finally:
+            self.model.train(was_training)
+
     # ---------------------------------------------------------------------------------------------- fit
     def fit(self) -> TrainResults:
         if self.cfg.resume:
             self._merge_resume()
         self._build()
         cfg = self.cfg
-        if self.ckpt is not None:
-            self._restore_plan_from_checkpoint()
+        ck = self.ckpt
+        # the schedule is planned once, for the run's first length; a resume with other epochs re-plans it
+        plan_epochs = int(ck["schedule_epochs"]) if ck is not None else cfg.epochs
+        plan_total = int(ck["schedule_total_steps"]) if ck is not None else self.total_steps
+        self._plan_schedule(plan_epochs, plan_total)
+        self.plan_epochs, self.plan_total = plan_epochs, plan_total
+        if ck is not None:
+            self._restore_plan_from_checkpoint(ck)
         else:
             self._log_plan()
             if cfg.lr0 == "auto":
                 self._choose_lr0()
-        self.scheduler = self._make_scheduler(self.optimizer, self.lr0, self.total_steps)
-        self.monitor = self._make_monitor()
+        self.scheduler = self._scheduler(self.optimizer, self.lr0)
+        self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
         amp_ctx, use_scaler = _amp(cfg.amp, self.device)
         self.autocast = amp_ctx
         self.scaler = torch.amp.GradScaler(self.device.type) if use_scaler else None
+        self.monitor = self._make_monitor()
         self.history: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
         self.start_epoch = 0
         self.best_metric = math.nan
         self.best_epoch = 0
         self.bad_epochs = 0
         self.elapsed = 0.0
-        if self.ckpt is not None:
-            self._load_checkpoint_state()
-            self.run_dir = self.ckpt_path.parent  # type: ignore[union-attr]
+        if ck is not None and self.ckpt_path is not None:
+            self._load_checkpoint_state(ck)
+            self.run_dir = self.ckpt_path.parent
         else:
             self.run_dir = _run.make_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok)
             self.created_dir = not any(self.run_dir.iterdir())
@@ -346,25 +385,71 @@ class _Trainer:
             self.log(f"lrkit.train: lr0={self.lr0:g} ({self.opt_name}'s default; pass lr0= to set it, or lr0=auto)")
 
     # ---------------------------------------------------------------------------------------------- schedule
-    def _schedule(self, peak: float, total_steps: int) -> Any:
-        """The run's Schedule with peak LR ``peak``, planned over ``total_steps`` optimizer steps."""
-        from lrkit.train import _fallback
+    def _plan_schedule(self, epochs: int, total_steps: int) -> None:
+        """The run's Schedule shape over ``total_steps`` optimizer steps (its peak is set by :meth:`_scheduler`).
 
-        return _fallback.ultralytics_schedule(self.cfg, peak, self.steps_per_epoch, total_steps)
+        ``schedule=`` (any lrkit.schedules spec) replaces Ultralytics' lr0/lrf/cos_lr shape. A spec that names its
+        own peak LR (``lr0=``/``max_lr=``) fixes lr0; an explicit ``lr0=`` that disagrees, or ``lr0='auto'``, is an
+        error rather than a silent override.
+        """
+        from lrkit import schedules
 
-    def _make_scheduler(self, optimizer: torch.optim.Optimizer, peak: float, total_steps: int) -> Any:
+        cfg = self.cfg
+        spe = total_steps / epochs
+        if cfg.schedule is None:
+            warmup = cfg.warmup_epochs
+            if warmup > epochs:
+                warmup = float(epochs)
+                self.log(f"lrkit.train: note — warmup_epochs={cfg.warmup_epochs:g} is longer than the run; the warmup "
+                         f"spans all {epochs} epochs (set warmup_epochs lower for short runs)")
+            self.schedule = schedules.ultralytics(
+                lr0=self.lr0, lrf=cfg.lrf, cos_lr=cfg.cos_lr, epochs=epochs, steps_per_epoch=spe,
+                warmup_epochs=warmup, warmup_bias_lr=cfg.warmup_bias_lr,
+                warmup_momentum=cfg.warmup_momentum, momentum=cfg.momentum,
+            )
+            return
+        if isinstance(cfg.schedule, schedules.Schedule):
+            sched = cfg.schedule
+            if sched.total_steps is not None and sched.total_steps != total_steps:
+                self.log(f"lrkit.train: note — your Schedule spans {sched.total_steps} steps, the run "
+                         f"{total_steps}; it holds its final value after its end")
+        else:
+            sched = schedules.from_spec(cfg.schedule, epochs=epochs, steps_per_epoch=spe)
+        peak = sched.peak_lr
+        if peak is not None:
+            if cfg.lr0 == "auto":
+                raise ValueError(
+                    f"lr0='auto' chooses the peak LR, but schedule={_short(cfg.schedule)} sets it ({peak:g}); drop "
+                    "the peak (lr0=/max_lr=) from the schedule spec to let lr0='auto' choose it"
+                )
+            if isinstance(cfg.lr0, float) and not math.isclose(cfg.lr0, peak, rel_tol=1e-12):
+                raise ValueError(
+                    f"lr0={cfg.lr0:g} disagrees with the peak LR {peak:g} in schedule={_short(cfg.schedule)}; give "
+                    "it in one place"
+                )
+            self.lr0, self.lr0_source = float(peak), "user"
+        self.schedule = sched
+
+    def _scheduler(self, optimizer: torch.optim.Optimizer, peak: float, total_steps: int | None = None) -> Any:
+        """An LRScheduler over the planned schedule at peak ``peak`` (compressed to ``total_steps`` when given).
+
+        The groups' LRs are set to ``peak * lr_scale`` first, so discriminative ratios hold.
+        """
         for group in optimizer.param_groups:
             group["lr"] = peak * float(group.get("lr_scale", 1.0))
             group.pop("initial_lr", None)
-        return self._schedule(peak, total_steps).to_torch(optimizer)
+        sched = self.schedule.with_peak(peak)
+        if total_steps is not None and sched.total_steps is not None and total_steps != sched.total_steps:
+            sched = sched.replan(at_step=0, total_steps=total_steps)  # the same shape in fewer steps
+        return sched.to_torch(optimizer)
 
     def _choose_lr0(self) -> None:
         from lrkit.train.auto import choose_lr0
 
         def make_scheduler(optimizer: torch.optim.Optimizer, steps: int) -> Any:
-            g = optimizer.param_groups[0]
+            g = max(optimizer.param_groups, key=lambda g: float(g.get("lr_scale", 1.0)))
             peak = float(g["lr"]) / float(g.get("lr_scale", 1.0) or 1.0)
-            return self._make_scheduler(optimizer, peak, steps)
+            return self._scheduler(optimizer, peak, steps)
 
         self.log(f"lrkit.train: lr0=auto — range test + confirmation trials within {self.cfg.auto_budget:.0%} "
                  "extra compute")
@@ -379,55 +464,94 @@ class _Trainer:
 
     # ---------------------------------------------------------------------------------------------- monitor
     def _make_monitor(self) -> Any:
-        return None
+        """``lrkit.Monitor`` over model, optimizer and scheduler (``monitor=False``: none)."""
+        option = self.cfg.monitor
+        if option is False:
+            return None
+        from lrkit.monitor import Monitor
+
+        kwargs = dict(option) if isinstance(option, dict) else {}
+        valid = [k for k in inspect.signature(Monitor).parameters if k not in ("model", "optimizer", "scheduler")]
+        for key in kwargs:
+            if key not in valid or key == "grad_scaler":
+                raise unknown_name_error("monitor option", key, [k for k in valid if k != "grad_scaler"])
+        user_hook = kwargs.pop("on_event", None)
+
+        def on_event(event: Any) -> None:
+            self.log(f"lrkit.train: monitor — step {event.step}: {event.check} -> {event.action}: {event.reason}")
+            if user_hook is not None:
+                user_hook(event)
+
+        return Monitor(self.model, self.optimizer, self.scheduler, grad_scaler=self.scaler, on_event=on_event,
+                       **kwargs)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The monitor's events as dicts, each with the (fractional) ``epoch`` it happened in for plotting."""
+        if self.monitor is None:
+            return []
+        out = []
+        for e in self.monitor.events:
+            d = e.to_dict()
+            d["epoch"] = (d["step"] + 1) / self.steps_per_epoch
+            out.append(d)
+        return out
 
     # ---------------------------------------------------------------------------------------------- checkpoints
-    def _restore_plan_from_checkpoint(self) -> None:
-        ck = self.ckpt
-        assert ck is not None  # noqa: S101 - internal invariant, not user input
+    def _restore_plan_from_checkpoint(self, ck: dict[str, Any]) -> None:
         self.lr0 = float(ck["lr0"])
         self.lr0_source = str(ck["lr0_source"])
         self.auto = ck.get("auto")
+        if ck.get("optimizer_name") != self.opt_name:
+            raise ValueError(
+                f"resume: the run used optimizer {ck.get('optimizer_name')!r} but this one resolves to "
+                f"{self.opt_name!r} (optimizer='auto' decides by run length); pass optimizer={ck.get('optimizer_name')}"
+            )
         self.log(f"lrkit.train: resuming {self.ckpt_path} at epoch {int(ck['epoch']) + 1}/{self.cfg.epochs} "
                  f"(lr0={self.lr0:g}, {self.opt_name})")
 
-    def _load_checkpoint_state(self) -> None:
-        ck = self.ckpt
-        assert ck is not None  # noqa: S101
+    def _load_checkpoint_state(self, ck: dict[str, Any]) -> None:
         done = int(ck["epoch"])
         if ck.get("finished") and self.cfg.epochs <= done:
+            early = ", stopped early" if ck.get("stopped_early") else ""
             raise ValueError(
-                f"resume: {self.ckpt_path} already finished ({done} epochs{', stopped early' if ck.get('stopped_early') else ''}); "
-                f"pass epochs > {done} to train longer, or start a new run"
+                f"resume: {self.ckpt_path} already finished ({done} epochs{early}); pass epochs > {done} to train "
+                "longer, or start a new run"
             )
         if self.cfg.epochs < done:
             raise ValueError(f"resume: epochs={self.cfg.epochs} is less than the {done} epochs already trained")
+        if int(ck["steps_per_epoch"]) != self.steps_per_epoch:
+            raise ValueError(
+                f"resume: the data now gives {self.steps_per_epoch} optimizer steps per epoch, the run had "
+                f"{ck['steps_per_epoch']}; resume with the same data and batch"
+            )
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
-        planned = int(ck["total_steps"])
-        if planned != self.total_steps:
-            self._replan(planned)
+        if int(ck["total_steps"]) != self.total_steps:
+            planned = self.scheduler.total_steps
+            if planned is not None and self.scheduler.current_step >= planned:
+                self.log(f"lrkit.train: the schedule had already ended (step {planned}); the extra epochs run at its "
+                         "final LR")
+            else:
+                self.log(f"lrkit.train: epochs changed — re-planning the schedule from {ck['total_steps']} to "
+                         f"{self.total_steps} optimizer steps (the rest stretches; the LR does not jump)")
+                self.scheduler.replan(total_steps=self.total_steps)
         if self.scaler is not None and ck.get("scaler") is not None:
             self.scaler.load_state_dict(ck["scaler"])
         if self.monitor is not None and ck.get("monitor") is not None:
             self.monitor.load_state_dict(ck["monitor"])
         self.history = [dict(r) for r in ck["history"]]
-        self.events = [dict(e) for e in ck.get("events", [])]
         self.start_epoch = done
         self.best_metric = float(ck["best_metric"])
         self.best_epoch = int(ck["best_epoch"])
         self.bad_epochs = int(ck["bad_epochs"])
         self.elapsed = float(ck.get("elapsed", 0.0))
+        self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
         gen = getattr(self.train_loader, "generator", None)
         if isinstance(gen, torch.Generator) and ck.get("loader_generator") is not None:
             gen.set_state(ck["loader_generator"])
         _run.set_rng_state(ck["rng"])
-
-    def _replan(self, planned: int) -> None:
-        self.log(f"lrkit.train: epochs changed — re-planning the schedule from {planned} to {self.total_steps} "
-                 "optimizer steps (the remaining part stretches; the LR does not jump)")
-        self.scheduler.replan(total_steps=self.total_steps)
 
     def _state(self, epoch: int, *, finished: bool, stopped_early: bool) -> dict[str, Any]:
         gen = getattr(self.train_loader, "generator", None)
@@ -435,7 +559,10 @@ class _Trainer:
             "format": _run.CHECKPOINT_FORMAT,
             "epoch": epoch,
             "step": epoch * self.steps_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
+            "schedule_epochs": self.plan_epochs,
+            "schedule_total_steps": self.plan_total,
             "finished": finished,
             "stopped_early": stopped_early,
             "model": self.model.state_dict(),
@@ -457,6 +584,7 @@ class _Trainer:
             "lr0_source": self.lr0_source,
             "auto": _run._plain(self.auto) if self.auto is not None else None,
             "optimizer_name": self.opt_name,
+            "custom_loss": "step_fn" if self.step_fn is not None else ("loss_fn" if self.user_loss is not None else None),
         }
 
     def _write_args(self) -> None:
@@ -496,6 +624,8 @@ class _Trainer:
                 t0 = time.perf_counter()
                 train_loss, grad_norms, stop_now = self._train_epoch(epoch)
                 val_loss, metric = self._validate()
+                if getattr(self.scheduler.schedule, "stateful", False):
+                    self.scheduler.observe(val_loss)  # reduce-on-plateau learns from the validation loss
                 seconds = time.perf_counter() - t0
                 self.elapsed += seconds
                 row = self._row(epoch + 1, train_loss, val_loss, metric, grad_norms, seconds)
@@ -506,7 +636,8 @@ class _Trainer:
                 else:
                     self.bad_epochs += 1
                 if stop_now:
-                    stopped_early, stop_reason = True, "the monitor stopped the run"
+                    stopped_early = True
+                    stop_reason = f"the monitor stopped the run: {self.monitor.stop_reason}"
                 elif cfg.patience and self.bad_epochs >= cfg.patience:
                     stopped_early = True
                     stop_reason = (f"no improvement in val {self.spec.metric_name} for {cfg.patience} epochs "
@@ -531,7 +662,7 @@ class _Trainer:
             elif completed > self.start_epoch or self.ckpt is None:
                 try:
                     self._write_records()
-                except Exception:  # noqa: BLE001, S110 - never mask the original error with a plotting one
+                except Exception:  # never mask the original error with a plotting one
                     pass
                 self.log(f"lrkit.train: interrupted after epoch {completed}; resume with resume="
                          f"{self.run_dir / 'last.pt'}")
@@ -589,17 +720,23 @@ class _Trainer:
             grad_norms.append(_grad_norm(opt))
             lr = self._peak_lr()  # the LR this step uses (before the scheduler moves it)
             self.step_lrs = [float(g["lr"]) for g in opt.param_groups]
+            if self.monitor is not None:
+                self.monitor.after_backward(mean_loss)  # may clip, or neutralise this step (undone in after_step)
             if self.scaler is not None:
                 self.scaler.step(opt)
                 self.scaler.update()
             else:
                 opt.step()
             self.scheduler.step()
+            if self.monitor is not None and self.monitor.after_step():
+                stop = True
             opt.zero_grad(set_to_none=True)
             step += 1
             if self.progress is not None:
                 self.progress(advance=1, info=f"loss {mean_loss:.4g}  lr {lr:.3g}", event="step", epoch=epoch + 1,
                               epochs=self.cfg.epochs, step=step, loss=mean_loss, lr=lr)
+            if stop:
+                break
         train_loss = total_loss / total_n if total_n else math.nan
         return train_loss, grad_norms, stop
 
@@ -679,6 +816,10 @@ class _Trainer:
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+def _short(spec: Any) -> str:
+    return repr(spec) if isinstance(spec, (str, dict)) else type(spec).__name__
+
+
 def _seed_all(seed: int) -> None:
     import random
 

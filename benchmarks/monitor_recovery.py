@@ -1,0 +1,221 @@
+"""Benchmark :class:`lrkit.Monitor`: does it rescue runs at a too-high LR, stay quiet on healthy ones, and cost little?
+
+For every task of ``benchmarks/_suite.py`` (one fixed schedule: 5% linear warmup then cosine to zero, stepped per
+optimizer step), train at the oracle's best peak LR, at 10x and at 30x it, each with and without a default
+``lrkit.Monitor`` (3 seeds, median), and score the validation loss against the oracle's:
+
+    regret = median_seeds(val_loss) / oracle best median val_loss - 1        (inf when the run diverged)
+
+A run counts as diverged when its loss is non-finite or above 100x its first loss (the suite's rule, checked
+*before* the monitor sees the step). Step-time overhead is measured on healthy runs (oracle LR, seed 0): monitored
+and plain runs are timed in interleaved pairs, per optimizer step between the first and the last step (setup and
+evaluation excluded), and the overhead is the median over pairs of ``t_monitor / t_plain - 1``.
+
+Targets (issue 5): with the monitor, 10x/30x runs end finite and within 10% of the oracle's loss; zero events on
+oracle-LR runs; <= 3% step-time overhead.
+
+Run (prints Markdown tables; the record is written to benchmarks/results/monitor_recovery.json):
+
+    python benchmarks/monitor_recovery.py                 # every task, seeds 0 1 2, 7 timing pairs
+    python benchmarks/monitor_recovery.py --quick         # seed 0 only, 3 timing pairs: a smoke test
+    python benchmarks/monitor_recovery.py --tasks wine_mlp,teacher_student --monitor '{"backoff": 0.3}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _suite import RESULTS_DIR, TASKS, Task, oracle, regret, train_run
+from lrkit._utils import atomic_write_text
+from lrkit.monitor import Monitor, MonitorEvent, MonitorWarning
+
+RESULT_PATH = RESULTS_DIR / "monitor_recovery.json"
+
+
+def monitor_factory(options: dict[str, Any], sink: list[Monitor]) -> Any:
+    """A ``monitor_factory`` for :func:`_suite.train_run` that keeps the monitors it builds in ``sink``."""
+
+    def make(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> Monitor:
+        mon = Monitor(model, optimizer, scheduler, **options)
+        sink.append(mon)
+        return mon
+
+    return make
+
+
+def one_run(task: Task, lr: float, seed: int, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Train one run (with a monitor when ``options`` is not None) and summarise it."""
+    sink: list[Monitor] = []
+    factory = monitor_factory(options, sink) if options is not None else None
+    out = train_run(task, lr, seed, monitor_factory=factory)
+    mon = sink[0] if sink else None
+    events = [e for e in out.events if isinstance(e, MonitorEvent)]
+    return {
+        "seed": seed,
+        "val_loss": out.val_loss,
+        "diverged": out.diverged,
+        "steps": out.steps,
+        "events": len(events),
+        "event_list": [e.to_dict() for e in events],
+        "rollbacks": mon.rollbacks if mon else 0,
+        "lr_scale": mon.lr_scale if mon else 1.0,
+        "stopped": bool(mon.should_stop) if mon else False,
+    }
+
+
+def step_time(task: Task, lr: float, options: dict[str, Any] | None) -> float:
+    """Seconds per optimizer step of one full run, between the first and the last step (setup/eval excluded)."""
+    stamps: list[float] = []
+
+    def on_step(step: int, loss: float, lr_now: float) -> None:
+        if step == 1 or step == total:
+            stamps.append(time.perf_counter())
+
+    total = task.total_steps()
+    sink: list[Monitor] = []
+    factory = monitor_factory(options, sink) if options is not None else None
+    out = train_run(task, lr, 0, on_step=on_step, monitor_factory=factory)
+    if out.diverged or len(stamps) != 2 or (sink and sink[0].events):
+        raise RuntimeError(f"{task.name}: the timing run at lr={lr:g} was not healthy; overhead needs a healthy run")
+    return (stamps[1] - stamps[0]) / (total - 1)
+
+
+def overhead(task: Task, lr: float, options: dict[str, Any], pairs: int) -> dict[str, float]:
+    """Median step time with/without the monitor and the median paired overhead, over ``pairs`` interleaved pairs."""
+    step_time(task, lr, None)  # warm-up: data, allocator, kernels
+    plain, monitored, ratios = [], [], []
+    for i in range(pairs):
+        if i % 2 == 0:  # alternate the order so drift in machine load does not favour one side
+            a = step_time(task, lr, None)
+            b = step_time(task, lr, options)
+        else:
+            b = step_time(task, lr, options)
+            a = step_time(task, lr, None)
+        plain.append(a)
+        monitored.append(b)
+        ratios.append(b / a - 1.0)
+    return {
+        "step_ms_plain": 1e3 * statistics.median(plain),
+        "step_ms_monitor": 1e3 * statistics.median(monitored),
+        "overhead": statistics.median(ratios),
+    }
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-ready copy: non-finite floats become None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _fmt_loss(v: float) -> str:
+    return f"{v:.4f}" if math.isfinite(v) else "inf"
+
+
+def _fmt_regret(v: float) -> str:
+    return f"{v:+.1%}" if math.isfinite(v) else "diverged"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--mults", default="1,10,30", help="multiples of the oracle LR to train at")
+    parser.add_argument("--pairs", type=int, default=7, help="interleaved timing pairs per task (0: skip timing)")
+    parser.add_argument("--monitor", default="{}", help="Monitor keyword arguments as JSON (default: the defaults)")
+    parser.add_argument("--quick", action="store_true", help="seed 0 only and 3 timing pairs")
+    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/monitor_recovery.json")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore", MonitorWarning)
+    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        parser.error(f"unknown task(s) {unknown}; valid: {', '.join(TASKS)}")
+    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+    pairs = min(args.pairs, 3) if args.quick else args.pairs
+    mults = [float(m) for m in args.mults.split(",")]
+    options = json.loads(args.monitor)
+    if not isinstance(options, dict):
+        parser.error("--monitor must be a JSON object of Monitor keyword arguments")
+    command = "python benchmarks/monitor_recovery.py " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    timings: dict[str, dict[str, float]] = {}
+    for name in names:
+        task = TASKS[name]
+        orc = oracle(task, progress=lambda msg: print(f"<!-- {msg} -->", file=sys.stderr))
+        for mult in mults:
+            lr = orc.best_lr * mult
+            for monitored in (False, True):
+                runs = [one_run(task, lr, s, options if monitored else None) for s in seeds]
+                med = statistics.median(r["val_loss"] for r in runs)
+                rows.append({
+                    "task": name, "mult": mult, "lr": lr, "monitor": monitored, "val_loss": med,
+                    "oracle_loss": orc.best_loss, "regret": regret(med, orc.best_loss),
+                    "diverged": sum(r["diverged"] for r in runs), "runs": runs,
+                    "events": statistics.median(r["events"] for r in runs),
+                    "rollbacks": statistics.median(r["rollbacks"] for r in runs),
+                })  # fmt: skip
+            print(f"<!-- {name} x{mult:g} done ({time.perf_counter() - started:.0f}s) -->", file=sys.stderr)
+        if pairs > 0:
+            timings[name] = overhead(task, orc.best_lr, options, pairs)
+
+    print(f"Command: `{command.strip()}`  (seeds {seeds}, torch {torch.__version__}, 1 thread)\n")
+    print("| task | peak LR | monitor | val loss (median) | regret vs oracle | diverged | events (median) "
+          "| rollbacks (median) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['task']} | {r['mult']:g}x = {r['lr']:.3g} | {'on' if r['monitor'] else 'off'} "
+              f"| {_fmt_loss(r['val_loss'])} | {_fmt_regret(r['regret'])} | {r['diverged']}/{len(seeds)} "
+              f"| {r['events']:g} | {r['rollbacks']:g} |")  # fmt: skip
+    if timings:
+        print("\n| task | step ms, plain | step ms, monitor | overhead (median of pairs) |")
+        print("|---|---|---|---|")
+        for name, t in timings.items():
+            print(f"| {name} | {t['step_ms_plain']:.3f} | {t['step_ms_monitor']:.3f} | {t['overhead']:+.1%} |")
+
+    on = [r for r in rows if r["monitor"]]
+    healthy = [run for r in on if r["mult"] == 1 for run in r["runs"]]
+    high = [r for r in on if r["mult"] > 1]
+    high_runs = [run for r in high for run in r["runs"]]
+    print("\nTargets:")
+    print(f"- oracle-LR runs with any monitor event: {sum(run['events'] > 0 for run in healthy)}/{len(healthy)} "
+          "(target 0)")
+    print(f"- high-LR monitored runs ending finite: {sum(not run['diverged'] for run in high_runs)}/{len(high_runs)}")
+    print(f"- high-LR settings (task x LR, median of seeds) within 10% of the oracle: "
+          f"{sum(r['regret'] <= 0.10 for r in high)}/{len(high)} with the monitor, "
+          f"{sum(r['regret'] <= 0.10 for r in rows if not r['monitor'] and r['mult'] > 1)}/{len(high)} without")
+    if timings:
+        worst = max(timings.values(), key=lambda t: t["overhead"])
+        print(f"- step-time overhead: median over tasks {statistics.median(t['overhead'] for t in timings.values()):+.1%}"
+              f", worst {worst['overhead']:+.1%} (target <= 3%)")
+    print(f"\n({time.perf_counter() - started:.0f}s)")
+
+    if not args.no_save:
+        record = {"command": command.strip(), "seeds": seeds, "monitor": options, "rows": rows, "timings": timings,
+                  "torch": torch.__version__}  # fmt: skip
+        atomic_write_text(RESULT_PATH, json.dumps(_plain(record), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

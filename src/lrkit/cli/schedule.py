@@ -1,0 +1,177 @@
+"""``lrkit schedule``: print a schedule's key points, draw it, or dump it as JSON.
+
+    lrkit schedule "cosine lr0=0.01 lrf=0.01 warmup_epochs=3" --epochs 100 --steps-per-epoch 500 --out lr.png
+    lrkit schedule "onecycle max_lr=0.1" -e 10 -n 100 --compare "cosine lr0=0.1 warmup_steps=100"
+    lrkit schedule "wsd lr0=1e-3 warmup_steps=100 decay_frac=0.1" --total-steps 10000 --json
+    lrkit schedule --list
+
+The command parses its options, builds the schedule with :func:`lrkit.schedules.from_spec`, takes its
+``record()`` and prints/plots that record (:func:`lrkit.plots.schedule.plot_schedule`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from lrkit._utils import optional_import
+from lrkit.cli._common import console, fail
+
+__all__ = ["register", "schedule_command"]
+
+_EPILOG = (
+    "Spec: '<name> key=value ...', e.g. 'step lr0=0.1 step_size=30 gamma=0.1' (step_size in epochs), "
+    "'cyclic base_lr=0.001 max_lr=0.1 step_size_up=200 mode=triangular2', "
+    "'cosine lr0=0.01 lrf=0.01 warmup_epochs=3'. See --list for every family."
+)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _print_list() -> None:
+    from lrkit.schedules import available
+
+    rich_table = optional_import("rich.table", "cli")
+    table = rich_table.Table(title="lrkit schedules", show_lines=False)
+    for col in ("name", "aliases", "time unit", "same as", "description"):
+        table.add_column(col, overflow="fold")
+    for e in available():
+        table.add_row(e.name, ", ".join(e.aliases), e.unit, e.torch_equivalent, e.description)
+    console().print(table)
+
+
+def _print_key_points(record: dict[str, Any]) -> None:
+    from lrkit.schedules.report import key_points
+
+    rich_table = optional_import("rich.table", "cli")
+    kp = key_points(record)
+    spe = record.get("steps_per_epoch")
+    unit = "LR" if record.get("absolute") else "LR (x peak)"
+    has_mom = any(m is not None for m in record["momentum"])
+    table = rich_table.Table(title=f"{record['label']} — {kp['steps']} steps"
+                             + (f" ({kp['steps'] / spe:g} epochs)" if spe else ""))
+    for col in ("phase", "steps", *(("epochs",) if spe else ()), f"{unit} start", f"{unit} end",
+                *(("momentum start", "momentum end") if has_mom else ())):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    rows = kp["phases"]
+    shown = rows if len(rows) <= 16 else [*rows[:8], None, *rows[-7:]]
+    for r in shown:
+        if r is None:
+            table.add_row(f"… {len(rows) - 15} more", *([""] * (len(table.columns) - 1)))
+            continue
+        cells = [r["phase"], f"{r['start']}–{r['end']}"]
+        if spe:
+            cells.append(f"{r['start'] / spe:.4g}–{(r['end'] + 1) / spe:.4g}")
+        cells += [_fmt(r["lr_start"]), _fmt(r["lr_end"])]
+        if has_mom:
+            cells += [_fmt(r["momentum_start"]), _fmt(r["momentum_end"])]
+        table.add_row(*cells)
+    out = console()
+    out.print(table)
+    out.print(
+        f"max {_fmt(kp['max']['lr'])} at step {kp['max']['step']} · min {_fmt(kp['min']['lr'])} at step "
+        f"{kp['min']['step']} · final {_fmt(kp['last']['lr'])}"
+        + (f" · momentum {_fmt(kp['first']['momentum'])} → {_fmt(kp['last']['momentum'])}" if has_mom else ""),
+        highlight=False,
+    )
+
+
+def schedule_command(
+    spec: Optional[str] = None,  # noqa: UP045 - typer reads these annotations at runtime
+    *,
+    epochs: Optional[float] = None,  # noqa: UP045
+    steps_per_epoch: Optional[float] = None,  # noqa: UP045
+    total_steps: Optional[int] = None,  # noqa: UP045
+    out: Optional[Path] = None,  # noqa: UP045
+    compare: Optional[list[str]] = None,  # noqa: UP045
+    as_json: bool = False,
+    list_: bool = False,
+    base_lr: Optional[float] = None,  # noqa: UP045
+    no_plot: bool = False,
+    log_y: bool = False,
+) -> None:
+    """Everything ``lrkit schedule`` does, callable without typer's option parsing."""
+    if list_:
+        _print_list()
+        return
+    if not spec:
+        fail("give a schedule spec, e.g. lrkit schedule \"cosine lr0=0.01 lrf=0.01\" --epochs 100 "
+             "--steps-per-epoch 500 (or --list to see every family)")
+    if as_json and compare:
+        fail("--json prints one schedule as {\"lr\": [...], \"momentum\": [...]}: drop --compare")
+    from lrkit.schedules import from_spec
+
+    specs = [spec, *(compare or [])]
+    records = []
+    for s in specs:
+        try:
+            sched = from_spec(s, epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+            if sched.total_steps is None:
+                fail(f"{s!r} has no fixed length: pass --epochs and --steps-per-epoch, or --total-steps")
+            records.append(sched.record(base_lr=base_lr) if base_lr is not None and sched.peak_lr is None
+                           else sched.record())
+        except (ValueError, TypeError) as e:
+            fail(f"{s!r}: {e}")
+    if as_json:
+        rec = records[0]
+        print(json.dumps({"lr": rec["lr"], "momentum": rec["momentum"]}))
+        if out is not None and not no_plot:
+            _plot(records, out, log_y)
+        return
+    for rec in records:
+        _print_key_points(rec)
+    if not no_plot:
+        path = _plot(records, out if out is not None else Path("schedule.png"), log_y)
+        console().print(f"wrote {path}", highlight=False)
+
+
+def _plot(records: list[dict[str, Any]], out: Path, log_y: bool) -> Path:
+    from lrkit.plots.schedule import plot_schedule
+
+    try:
+        fig = plot_schedule(records, path=out, log_y=log_y)
+    except OSError as e:
+        fail(f"cannot write {out}: {e}")
+    plt = optional_import("matplotlib.pyplot", "plot")
+    plt.close(fig)
+    return out
+
+
+def register(app: Any) -> None:
+    """Add the ``schedule`` command to a Typer app."""
+
+    @app.command("schedule", epilog=_EPILOG)
+    def schedule(
+        spec: Annotated[Optional[str], typer.Argument(  # noqa: UP045
+            help="Schedule spec, e.g. \"cosine lr0=0.01 lrf=0.01\".")] = None,
+        epochs: Annotated[Optional[float], typer.Option(  # noqa: UP045
+            "--epochs", "-e", help="Run length in epochs.")] = None,
+        steps_per_epoch: Annotated[Optional[float], typer.Option(  # noqa: UP045
+            "--steps-per-epoch", "-n", help="Optimizer steps per epoch (converts epoch-valued keys).")] = None,
+        total_steps: Annotated[Optional[int], typer.Option(  # noqa: UP045
+            "--total-steps", "-t", help="Run length in optimizer steps (wins over epochs x steps/epoch).")] = None,
+        out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+            "--out", "-o", help="PNG to write (default schedule.png; with --json only when given).")] = None,
+        compare: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+            "--compare", "-c", help="Another spec to overlay (repeatable).")] = None,
+        as_json: Annotated[bool, typer.Option(
+            "--json", help="Print {\"lr\": [...], \"momentum\": [...]}, one value per step.")] = False,
+        list_: Annotated[bool, typer.Option("--list", help="List every schedule family and exit.")] = False,
+        base_lr: Annotated[Optional[float], typer.Option(  # noqa: UP045
+            "--base-lr", help="Peak LR for specs without lr0/max_lr (else LRs are multipliers).")] = None,
+        no_plot: Annotated[bool, typer.Option("--no-plot", help="Do not write the PNG.")] = False,
+        log_y: Annotated[bool, typer.Option("--log-y", help="Log-scale LR axis.")] = False,
+    ) -> None:
+        """Show an LR schedule: key points table, PNG of LR and momentum per step, or JSON for scripts."""
+        schedule_command(spec, epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps, out=out,
+                         compare=compare, as_json=as_json, list_=list_, base_lr=base_lr, no_plot=no_plot,
+                         log_y=log_y)

@@ -1,0 +1,115 @@
+"""The schedule picture: LR (and momentum, in a second panel) against the optimizer step, drawn from records.
+
+A record is ``Schedule.record()``: ``{"lr": [...], "momentum": [...], "phases": [...], "label": ...}``; several
+records are overlaid (``lrkit schedule --compare``).
+
+>>> from lrkit.schedules import from_spec
+>>> rec = from_spec("onecycle max_lr=0.1", total_steps=200).record()
+>>> fig = plot_schedule(rec)
+>>> [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+['learning rate', 'momentum']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lrkit._utils import atomic_write, optional_import
+
+__all__ = ["plot_schedule", "save_figure"]
+
+_MAX_POINTS = 20_000
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG atomically."""
+    return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format="png"))
+
+
+def _decimate(values: Sequence[Any]) -> tuple[list[int], list[Any]]:
+    """Every k-th point (and the last) so that very long runs draw quickly; the record itself stays complete."""
+    n = len(values)
+    k = max(1, -(-n // _MAX_POINTS))
+    idx = list(range(0, n, k))
+    if idx and idx[-1] != n - 1:
+        idx.append(n - 1)
+    return idx, [values[i] for i in idx]
+
+
+def plot_schedule(
+    records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    path: str | os.PathLike[str] | None = None,
+    log_y: bool = False,
+    title: str | None = None,
+    show_phases: bool = True,
+) -> Any:
+    """Draw one or several schedule records; save as PNG when ``path`` is given; return the Figure.
+
+    The top panel is the LR per optimizer step (a dashed line for bias groups when the record has ``lr_bias``),
+    the phases of the first record shaded; a bottom panel shows momentum when any record schedules it. With
+    ``steps_per_epoch`` in the record an epoch axis runs along the top.
+    """
+    optional_import("matplotlib", "plot").use("Agg", force=False)
+    plt = optional_import("matplotlib.pyplot", "plot")
+    recs = [records] if isinstance(records, Mapping) else list(records)
+    if not recs:
+        raise ValueError("plot_schedule needs at least one record")
+    for r in recs:
+        if "lr" not in r or "momentum" not in r:
+            raise ValueError("a schedule record needs 'lr' and 'momentum' lists (Schedule.record())")
+    has_mom = any(m is not None for r in recs for m in r["momentum"])
+    if has_mom:
+        fig, (ax, axm) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True, height_ratios=(2.2, 1))
+    else:
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        axm = None
+    absolute = all(r.get("absolute", True) for r in recs)
+    for i, r in enumerate(recs):
+        color = f"C{i}"
+        label = str(r.get("label") or f"schedule {i + 1}")
+        xs, ys = _decimate(r["lr"])
+        ax.plot(xs, ys, color=color, lw=1.8, label=label)
+        if r.get("lr_bias"):
+            xb, yb = _decimate(r["lr_bias"])
+            ax.plot(xb, yb, color=color, lw=1.0, ls="--", label=f"{label} (bias groups)")
+        if axm is not None and any(m is not None for m in r["momentum"]):
+            xm, ym = _decimate([float("nan") if m is None else m for m in r["momentum"]])
+            axm.plot(xm, ym, color=color, lw=1.4)
+    if show_phases and recs[0].get("phases"):
+        n = len(recs[0]["lr"])
+        for k, ph in enumerate(recs[0]["phases"]):
+            start, end = ph["start"], n if ph["end"] is None else min(ph["end"], n)
+            if start >= n or len(recs[0]["phases"]) > 40:
+                continue
+            for a in (ax, axm):
+                if a is not None:
+                    a.axvspan(start, end, color="0.5" if k % 2 else "0.8", alpha=0.08, lw=0)
+            if len(recs[0]["phases"]) <= 12:
+                ax.annotate(ph["name"], xy=(start, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                            textcoords="offset points", fontsize=7, color="0.35")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_ylabel("learning rate" if absolute else "LR multiplier (x peak)")
+    ax.grid(True, alpha=0.25)
+    bottom = axm if axm is not None else ax
+    bottom.set_xlabel("optimizer step")
+    if axm is not None:
+        axm.set_ylabel("momentum")
+        axm.grid(True, alpha=0.25)
+    spe = recs[0].get("steps_per_epoch")
+    if spe:
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / spe, lambda e: e * spe))
+        top.set_xlabel("epoch")
+    ax.set_title(title or ("LR schedule" if len(recs) == 1 else f"{len(recs)} LR schedules"), fontsize=10,
+                 pad=8 if not spe else 4)
+    # the legend goes under the plot, where long spec labels cannot hide the curves
+    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
