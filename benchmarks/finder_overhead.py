@@ -1,8 +1,9 @@
 """Finder overhead: lrkit.find_lr's wall time per step against a bare training loop on the same model and data.
 
-The bare loop does what any training loop must — fetch a batch from the same DataLoader, forward, loss, backward,
-optimizer step — and nothing else. ``find_lr`` adds: snapshot and exact restore of model/optimizer/RNG state, setting
-every group's LR each step, ``loss.item()``, smoothing and the divergence check. The ratio is
+The bare loop does what any scheduled, logged training loop does — fetch a batch from the same DataLoader, set the
+LR (the finder's own log-spaced sequence, so both do the same arithmetic), forward, loss, backward, optimizer step,
+read the loss — and nothing else. ``find_lr`` adds: snapshot and exact restore of model/optimizer/RNG state, the
+divergence check, the record and its quality checks. The ratio is
 
     ratio = median over repeats of (find_lr wall seconds / steps run) / median of (bare loop seconds / steps)
 
@@ -25,6 +26,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from _suite import TASKS, Task, make_loaders
@@ -35,18 +37,27 @@ def _batches(loader: Any) -> Iterator[Any]:
         yield from loader
 
 
-def bare_loop(task: Task, model: torch.nn.Module, loader: Any, steps: int, lr: float) -> float:
-    """Seconds for ``steps`` plain training steps (batch fetch, forward, loss, backward, step)."""
-    optimizer = task.build_optimizer(model.parameters(), lr)
+def bare_loop(task: Task, model: torch.nn.Module, loader: Any, steps: int, end_lr: float) -> float:
+    """Seconds for ``steps`` plain training steps: batch fetch, set the LR (as any scheduler does), forward, loss,
+    backward, step, and read the loss (as any loop that logs it does).
+
+    The LR follows the finder's own sequence (1e-7 → ``end_lr``, log-spaced), so both loops do the same arithmetic
+    and the ratio isolates the finder's machinery.
+    """
+    optimizer = task.build_optimizer(model.parameters(), task.default_lr)
+    lrs = np.geomspace(1e-7, end_lr, steps).tolist()
     model.train()
     t0 = time.perf_counter()
     batches = _batches(loader)
-    for _ in range(steps):
+    for lr in lrs:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         x, y = next(batches)
         optimizer.zero_grad(set_to_none=True)
         loss = task.loss_fn(model(x), y)
         loss.backward()
         optimizer.step()
+        loss.item()
     return time.perf_counter() - t0
 
 
@@ -73,7 +84,7 @@ def measure(task: Task, steps: int, repeats: int, end_lr: float) -> dict[str, fl
         for which in order:
             model.load_state_dict(initial)
             if which == "bare":
-                seconds = bare_loop(task, model, loader, steps, lr=task.default_lr)
+                seconds = bare_loop(task, model, loader, steps, end_lr)
                 per_step = seconds / steps
                 if r:
                     bare.append(per_step)

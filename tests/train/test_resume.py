@@ -151,7 +151,9 @@ def test_resume_errors(tmp_path):
 
 def test_resume_guards_what_cannot_be_saved(tmp_path):
     data = _data()
-    step_fn = lambda model, batch: torch.nn.functional.cross_entropy(model(batch[0]), batch[1])  # noqa: E731
+    def step_fn(model, batch):
+        return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
     r = train(_model(), data=data, epochs=2, lr0=0.01, step_fn=step_fn, project=tmp_path, name="s", **QUIET)
     with pytest.raises(ValueError, match="trained with step_fn"):
         train(_model(), data=data, resume=r.run_dir, epochs=3, **QUIET)

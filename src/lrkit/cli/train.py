@@ -8,6 +8,7 @@ directory is created.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import ExitStack
 from typing import Annotated, Any, Optional
 
@@ -65,8 +66,11 @@ def train_command(
         return
     from lrkit.train import train
 
+    caught: list[warnings.WarningMessage] = []
     try:
         with ExitStack() as stack:
+            caught = stack.enter_context(warnings.catch_warnings(record=True))
+            warnings.simplefilter("always")
             bar: list[Any] = []
 
             def update(*a: Any, **kw: Any) -> None:
@@ -76,12 +80,26 @@ def train_command(
 
             results = train(**kwargs, progress=update)
     except KeyboardInterrupt:
+        _show_warnings(caught)
         fail("interrupted — resume with: lrkit train resume=true (or resume=<run>/last.pt)", code=130)
         return
     except (ValueError, ImportError, OSError) as e:
+        _show_warnings(caught)
         fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
         return
+    _show_warnings(caught)
     _summary(results)
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Each distinct warning once, as one line (not Python's file:line form)."""
+    seen: set[str] = set()
+    con = console()
+    for w in caught:
+        text = str(w.message)
+        if text not in seen:
+            seen.add(text)
+            con.print(f"[yellow]warning:[/] {text}", highlight=False, markup=True)
 
 
 def _fmt(v: Any) -> str:

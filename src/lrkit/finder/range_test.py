@@ -34,7 +34,7 @@ _TARGET_KEYS = ("y", "target", "targets", "label", "labels")
 def move_to(obj: Any, device: torch.device) -> Any:
     """Move every tensor in a (nested) batch to ``device``; other values pass through unchanged."""
     if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
+        return obj if obj.device == device else obj.to(device, non_blocking=True)
     if isinstance(obj, Mapping):
         return {k: move_to(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -84,7 +84,7 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
         raise ValueError(
             f"the loss must be a scalar tensor, got {shape}; reduce it (e.g. loss.mean()) in loss_fn/step_fn"
         )
-    return loss.reshape(())
+    return loss
 
 
 def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
@@ -117,11 +117,13 @@ def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.n
     return start_lr + (end_lr - start_lr) * t
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def _dist_mean(value: float, device: torch.device) -> float:
-    """The mean of ``value`` over all ranks when torch.distributed is running, else ``value``."""
+    """The mean of ``value`` over all ranks (call only when torch.distributed is running)."""
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
     backend = dist.get_backend()
     dev = device if backend == "nccl" else torch.device("cpu")
     t = torch.tensor([value], dtype=torch.float64, device=dev)
@@ -237,35 +239,41 @@ def find_lr(
     scaler = torch.amp.GradScaler(dev.type) if use_scaler else None
 
     scales = group_scales(optimizer)
-    schedule = _schedule(start_lr, end_lr, num_steps, mode)
+    schedule = _schedule(start_lr, end_lr, num_steps, mode).tolist()
     snapshot = Snapshot.capture(model, optimizer, rng=True)
     t0 = time.perf_counter()
     lrs: list[float] = []
     losses: list[float] = []
     stop_reason = "completed"
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    distributed = _distributed()
+    groups = list(zip(optimizer.param_groups, scales))
     try:
         model.train()
         batches = _batches(train_loader)
         best = math.inf
         avg = 0.0
         for i, lr in enumerate(schedule):
-            for group, scale in zip(optimizer.param_groups, scales):
-                group["lr"] = float(lr) * scale
+            lr = float(lr)
+            for group, scale in groups:
+                group["lr"] = lr * scale
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
             for _ in range(accumulation_steps):
                 batch = move_to(next(batches), dev)
                 with autocast:
                     loss = batch_loss(model, batch, loss_fn, step_fn)
-                scaled = loss.float() / accumulation_steps
+                # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
+                scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                total += float(loss.detach())
-            value = _dist_mean(total / accumulation_steps, dev)
-            lrs.append(float(lr))
+                total += loss.item()
+            value = total / accumulation_steps
+            if distributed:
+                value = _dist_mean(value, dev)
+            lrs.append(lr)
             losses.append(value)
             if progress is not None:
-                progress(i + 1, num_steps, float(lr), value)
+                progress(i + 1, num_steps, lr, value)
             if not math.isfinite(value):
                 if i == 0:
                     raise ValueError(

@@ -61,7 +61,7 @@ def smooth_curve(losses: np.ndarray, window: int | None = None) -> np.ndarray:
     w = min(w | 1, n if n % 2 else n - 1)
     h = w // 2
     padded = np.concatenate([np.full(h, y[0]), y, np.full(h, y[-1])])
-    med = np.array([np.median(padded[i : i + w]) for i in range(n)])
+    med = np.median(np.lib.stride_tricks.sliding_window_view(padded, w), axis=1)
     padded = np.concatenate([np.full(h, med[0]), med, np.full(h, med[-1])])
     kernel = np.ones(w) / w
     return np.convolve(padded, kernel, mode="valid")

@@ -85,6 +85,8 @@ class Check(abc.ABC):
             (called from ``Monitor.after_step``).
         needs: extra signals the monitor must measure for it (``{"update_ratio"}``; costs a parameter copy every
             ``Monitor(sample_every=...)`` steps, so it is only measured when a check needs it).
+        uses_grad: ``True`` when the check only looks at the gradient norm; it is then skipped on the steps where
+            the monitor does not measure it (see ``Monitor(grad_every=...)``).
 
     Instance attributes (dataclass fields on the concrete checks): ``every`` (call every N steps) and ``cooldown``
     (steps to stay quiet after firing).
@@ -94,12 +96,22 @@ class Check(abc.ABC):
     category: ClassVar[Category] = "divergence"
     phase: ClassVar[Phase] = "backward"
     needs: ClassVar[frozenset[str]] = frozenset()
+    uses_grad: ClassVar[bool] = False
     every: int = 1
     cooldown: int = 0
 
     @abc.abstractmethod
     def check(self, record: RollingRecord) -> Finding | None:
         """Return a :class:`Finding` when the latest state of ``record`` is unhealthy, else ``None``. Must be pure."""
+
+    def screen(self, record: RollingRecord) -> float | None:
+        """An optional fast bound: while the loss stays at or below it (and is finite), :meth:`check` cannot fire.
+
+        The monitor uses it on its fast path: a step whose loss passes every every-step check's screen is only
+        appended to the record, and the full checks run at the next full step. ``None`` (the default) means "no
+        bound: evaluate me every step". Gradient checks (``uses_grad``) and checks with ``every > 1`` need none.
+        """
+        return None
 
     @property
     def history(self) -> int:
@@ -131,6 +143,9 @@ class NonFinite(Check):
     grads: bool = True
     every: int = 1
     cooldown: int = 0
+
+    def screen(self, record: RollingRecord) -> float | None:
+        return math.inf  # any finite loss passes; gradients are checked on full steps
 
     def check(self, record: RollingRecord) -> Finding | None:
         loss, gnorm = record.last_loss, record.last_grad_norm
@@ -190,15 +205,21 @@ class LossSpike(Check):
     def history(self) -> int:
         return self.window + 1
 
+    def _threshold(self, record: RollingRecord) -> tuple[float, float]:
+        ref = record.reference("loss", self.window)
+        if ref.n < self.min_history:
+            return math.inf, ref.median
+        m = ref.median
+        return m + max(self.sigmas * ref.sigma, (self.ratio - 1.0) * abs(m), self.floor * abs(record.start_loss)), m
+
+    def screen(self, record: RollingRecord) -> float | None:
+        return self._threshold(record)[0]
+
     def check(self, record: RollingRecord) -> Finding | None:
         loss = record.last_loss
         if not math.isfinite(loss):
             return None  # NonFinite's business
-        ref = record.reference("loss", self.window)
-        if ref.n < self.min_history:
-            return None
-        m = ref.median
-        threshold = m + max(self.sigmas * ref.sigma, (self.ratio - 1.0) * abs(m), self.floor * abs(record.start_loss))
+        threshold, m = self._threshold(record)
         if loss <= threshold:
             return None
         times = f"{loss / m:.3g}x" if m > 0 else "far above"
@@ -234,7 +255,7 @@ class Oscillation(Check):
     growth: float = 2.0
     floor: float = 0.05
     min_drop: float = 0.0
-    every: int = 10
+    every: int = 25
     cooldown: int = 50
 
     def __post_init__(self) -> None:
@@ -297,8 +318,8 @@ class LossRising(Check):
     category: ClassVar[Category] = "divergence"
     rise: float = 0.5
     min_progress: float = 0.2
-    every: int = 10
-    cooldown: int = 20
+    every: int = 25
+    cooldown: int = 25
 
     def __post_init__(self) -> None:
         _positive(self, "rise")
@@ -346,6 +367,7 @@ class ExplodingGradients(Check):
 
     name: ClassVar[str] = "exploding_gradients"
     category: ClassVar[Category] = "explode"
+    uses_grad: ClassVar[bool] = True
     window: int = 50
     min_history: int = 20
     factor: float = 10.0
@@ -402,6 +424,7 @@ class GradientBlowup(Check):
 
     name: ClassVar[str] = "gradient_blowup"
     category: ClassVar[Category] = "divergence"
+    uses_grad: ClassVar[bool] = True
     window: int = 50
     min_history: int = 1
     factor: float = 50.0
@@ -443,7 +466,8 @@ class LRTooLow(Check):
     Over the last ``window`` steps it fires when all of these hold:
 
     * the median sampled update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||`` is below ``max_ratio``
-      (healthy training sits near ``1e-3``; at least ``samples`` samples are needed);
+      (healthy training sits near ``1e-3``; the median of the last ``samples`` samples, taken every
+      ``Monitor(sample_every=50)`` steps);
     * the loss is flat: ``(mean(first half) - mean(second half)) / |mean(first half)| < flat``;
     * the loss is still high: ``mean(second half) > stuck * |L0|`` (a converged run is flat too, but low);
     * the LR is not being annealed on purpose: current LR ``>= anneal * peak LR`` seen so far.
@@ -466,7 +490,7 @@ class LRTooLow(Check):
     flat: float = 0.01
     stuck: float = 0.5
     anneal: float = 0.1
-    samples: int = 5
+    samples: int = 2
     every: int = 25
     cooldown: int = 100
 

@@ -28,6 +28,7 @@ also skip ``optimizer.step()`` yourself when ``after_backward`` returns ``False`
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +45,13 @@ from lrkit.monitor.record import RollingRecord
 __all__ = ["Monitor", "MonitorEvent"]
 
 _STATE_VERSION = 1
+#: Gradient norms are measured every step for this many steps at the start and after every event.
+_DENSE_STEPS = 20
+#: ... and for this many steps after every event.
+_ALERT_STEPS = 50
+_NEVER = 2**62
+#: The robust reference statistics (running medians) are recomputed every this many steps.
+_REFRESH = 25
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -154,6 +162,10 @@ class Monitor:
         max_rollbacks: rollbacks allowed before the monitor stops the run instead.
         snapshot_every: refresh the healthy snapshot every this many healthy steps (one copy of parameters,
             buffers and optimizer state is kept in memory).
+        grad_every: measure the global gradient norm (and run the gradient checks) every step during the first
+            50 steps and the 50 steps after any event, and every ``grad_every`` steps otherwise. The loss is checked
+            every step. ``grad_every=1`` checks gradients always (a few torch ops per step; 1-3% of a tiny CPU
+            model's step, negligible on real models).
         sample_every: measure the update-to-weight ratio every this many steps (only when a check needs it).
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler``; non-finite gradients are then left to it (it skips those steps
@@ -197,8 +209,9 @@ class Monitor:
         actions: Mapping[str, str | None] | None = None,
         backoff: float = 0.5,
         max_rollbacks: int = 8,
-        snapshot_every: int = 50,
-        sample_every: int = 10,
+        snapshot_every: int = 100,
+        grad_every: int = 4,
+        sample_every: int = 50,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
@@ -224,6 +237,7 @@ class Monitor:
         self.max_rollbacks = _check_int("max_rollbacks", max_rollbacks, 0)
         self.snapshot_every = _check_int("snapshot_every", snapshot_every, 1)
         self.sample_every = _check_int("sample_every", sample_every, 1)
+        self.grad_every = _check_int("grad_every", grad_every, 1)
         self.restore_on_stop = bool(restore_on_stop)
         self.grad_scaler = grad_scaler
         self.on_event = on_event
@@ -264,9 +278,15 @@ class Monitor:
                 )
         self._backward_checks = [(c, self.actions[c.name]) for c in active if c.phase == "backward"]
         self._step_checks = [(c, self.actions[c.name]) for c in active if c.phase == "step"]
+        self._backward = [(c, int(c.every), a) for c, a in self._backward_checks]
+        # the fast path needs a bound from every check that must see every step's loss
+        every_step = [c for c, _ in self._backward_checks if c.every == 1 and not c.uses_grad]
+        self._screened = every_step
+        self._fast = all(c.screen(RollingRecord(capacity=8, trend_window=2)) is not None for c in every_step)
+        self._step_every = math.gcd(*(int(c.every) for c, _ in self._step_checks)) if self._step_checks else 1
         self._needs_ratio = any("update_ratio" in c.needs for c in active)
         capacity = max([64, *(c.history + 1 for c in active)])
-        self.record = RollingRecord(capacity=capacity, refresh=10)
+        self.record = RollingRecord(capacity=capacity, refresh=_REFRESH)
 
         self.events: list[MonitorEvent] = []
         self.should_stop = False
@@ -283,9 +303,14 @@ class Monitor:
         self._healthy: _Healthy | None = None
         self._last_bad_step = -(10**9)
         self._quiet_until: dict[str, int] = {}
-        self._params_key: tuple[int, ...] = ()
+        self._params_key: tuple[int, int] = (0, 0)
         self._params: list[torch.Tensor] = []
         self._stop_restore = False
+        self._dense_until = _DENSE_STEPS if self._fast else _NEVER
+        self._screen = -math.inf
+        self._buffer: list[float] = []
+        self._last_eval: dict[str, int] = {}
+        self._last_sample = -(10**9)
 
     # ------------------------------------------------------------------------------------------------ public
     @property
@@ -296,10 +321,14 @@ class Monitor:
     def after_backward(self, loss: torch.Tensor | float) -> bool:
         """Check this step's loss and gradients, before ``optimizer.step()``; return whether to take the step.
 
-        Measures the loss and the global gradient L2 norm (one ``torch._foreach_norm`` over all gradients, one host
-        sync), runs the ``"backward"`` checks and acts: ``clip`` scales the gradients now; ``skip``, ``rollback``
-        and ``stop`` set every gradient to ``None`` and return ``False`` (the undo happens in :meth:`after_step`).
-        Also refreshes the healthy snapshot every ``snapshot_every`` healthy steps.
+        Runs the ``"backward"`` checks and acts: ``clip`` scales the gradients now; ``skip``, ``rollback`` and
+        ``stop`` set every gradient to ``None`` and return ``False`` (the undo happens in :meth:`after_step`).
+
+        The hot path is lean: every step reads the loss (one host sync) and compares it with the bound the
+        every-step checks guarantee (:meth:`Check.screen`). Every ``grad_every`` steps — every step during the
+        first 20 steps and the 50 after any event, and whenever the loss fails the bound — a *full* step also
+        measures the global gradient L2 norm (one ``torch._foreach_norm``), runs every check on the record,
+        refreshes the healthy snapshot when due and samples the update-to-weight ratio when due.
 
         Args:
             loss: this step's training loss (a scalar tensor or a float).
@@ -310,43 +339,18 @@ class Monitor:
                 "monitor.after_step() after every optimizer.step() (also when after_backward returned False), and "
                 "call after_backward() once per optimizer step (after the last micro-batch when accumulating)"
             )
-        self._step += 1
-        step = self._step
-        if self.should_stop:
-            self._neutralise()
-            self._pending = "stopped"
-            self.last_action = "stop"
-            return False
-        params = self._trainable()
-        with_grad = [p for p in params if p.grad is not None]
-        grads = [p.grad for p in with_grad]
-        loss_value, gnorm, norms = self._measure(loss, grads)
-        rec = self.record
-        if self.grad_scaler is not None and not math.isfinite(gnorm):
-            rec.push(loss_value, None)  # the scaler skips this step and lowers its scale: not our business
-        else:
-            rec.push(loss_value, gnorm)
-        findings: list[tuple[Check, str, Finding]] = []
-        quiet = self._quiet_until
-        for check, action in self._backward_checks:
-            if (check.every > 1 and step % check.every) or (quiet and quiet.get(check.name, -1) > step):
-                continue
-            found = check.check(rec)
-            if found is not None:
-                findings.append((check, action, found))  # type: ignore[arg-type]
-        if not findings:
-            self._pending = "ok"
-            self.last_action = "none"
-            healthy = self._healthy
-            if healthy is None or (step - healthy.step >= self.snapshot_every
-                                   and step - self._last_bad_step >= max(1, self.snapshot_every // 5)
-                                   and self._trend_ok()):
-                self._capture_healthy(step)
-            if self._needs_ratio and step % self.sample_every == 0 and with_grad:
-                with torch.no_grad():
-                    self._sample = (with_grad, torch._foreach_mul(with_grad, 1.0))
-            return True
-        return self._respond(step, findings, with_grad, grads, gnorm, norms)
+        step = self._step = self._step + 1
+        if step >= self._dense_until and step % self.grad_every:  # the fast path (_dense_until is huge when off)
+            try:
+                value = loss.item() if type(loss) is torch.Tensor else self._loss_value(loss)
+            except RuntimeError:
+                value = self._loss_value(loss)  # raises the clear error for a non-scalar tensor
+            if value <= self._screen:  # False for nan and for inf (the bound is capped at the largest float)
+                self._buffer.append(value)
+                self._pending = "ok"
+                return True
+            return self._full_step(step, loss, value)
+        return self._full_step(step, loss, None)
 
     def after_step(self) -> bool:
         """Finish the step: undo it (skip), roll back and back off, or run the ``"step"`` checks; return should_stop.
@@ -354,18 +358,19 @@ class Monitor:
         Call it after ``optimizer.step()`` (and after ``scheduler.step()`` when you step one per batch), every step.
         """
         pending = self._pending
+        if pending == "ok":
+            self._pending = None
+            if self._sample is not None:
+                self._finish_sample()
+            if self._step_checks and self._step % self._step_every == 0:
+                self._run_step_checks()
+            return self.should_stop
         if pending is None:
             raise RuntimeError(
                 "Monitor.after_step() was called without after_backward() before it: call "
                 "monitor.after_backward(loss) after loss.backward() and before optimizer.step()"
             )
         self._pending = None
-        if pending == "ok":
-            if self._sample is not None:
-                self._finish_sample()
-            if self._step_checks:
-                self._run_step_checks()
-            return self.should_stop
         if pending == "skip":
             self._undo_step()
             self.skipped += 1
@@ -375,6 +380,7 @@ class Monitor:
             self._healthy.snapshot.restore()
             self.record.load_state_dict(self._healthy.record, keep_step=True)
         self._pre = None
+        self._refresh_screen()
         return self.should_stop
 
     def summary(self) -> dict[str, Any]:
@@ -405,6 +411,7 @@ class Monitor:
         The healthy snapshot is *not* included (it is a full copy of the model): after :meth:`load_state_dict`
         the monitor takes a fresh one at the next healthy step.
         """
+        self._flush()
         return {
             "version": _STATE_VERSION,
             "step": self._step,
@@ -416,6 +423,7 @@ class Monitor:
             "stop_reason": self.stop_reason,
             "last_bad_step": self._last_bad_step,
             "quiet_until": dict(self._quiet_until),
+            "dense_until": self._dense_until,
             "events": [e.to_dict() for e in self.events],
             "record": self.record.state_dict(),
         }
@@ -438,12 +446,18 @@ class Monitor:
         self.stop_reason = str(state.get("stop_reason", ""))
         self._last_bad_step = int(state.get("last_bad_step", -(10**9)))
         self._quiet_until = {str(k): int(v) for k, v in dict(state.get("quiet_until", {})).items()}
+        self._dense_until = int(state.get("dense_until", _DENSE_STEPS))
+        if self.should_stop or not self._fast:
+            self._dense_until = _NEVER
         self.events = [MonitorEvent.from_dict(e) for e in state["events"]]
         self.record.load_state_dict(dict(state["record"]))
         self._healthy = None
         self._pending = None
         self._pre = None
         self._sample = None
+        self._buffer.clear()
+        self._last_eval.clear()
+        self._refresh_screen()
 
     def __repr__(self) -> str:
         active = ", ".join(f"{c.name}->{a}" for c, a in (*self._backward_checks, *self._step_checks))
@@ -451,41 +465,112 @@ class Monitor:
                 f"lr_scale={self.lr_scale:g}, checks=[{active}])")  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------ internals
+    def _flush(self) -> None:
+        """Push the losses the fast path buffered into the record (in order, without gradient norms)."""
+        buf = self._buffer
+        if buf:
+            self.record.push_losses(buf)
+            buf.clear()
+
+    def _refresh_screen(self) -> None:
+        """Recompute the fast-path bound: the smallest screen of the every-step loss checks (capped at max float)."""
+        bound = sys.float_info.max
+        for check in self._screened:
+            b = check.screen(self.record)
+            if b is not None and b < bound:
+                bound = b
+        self._screen = bound
+
+    def _full_step(self, step: int, loss: torch.Tensor | float, value: float | None) -> bool:
+        self._flush()
+        rec = self.record
+        if self.should_stop:
+            rec.push(self._loss_value(loss) if value is None else value, None)
+            self._neutralise()
+            self._pending = "stopped"
+            self.last_action = "stop"
+            return False
+        params = self._trainable()
+        with_grad = [p for p in params if p.grad is not None]
+        grads = [p.grad for p in with_grad]
+        loss_value, gnorm, norms = self._measure(loss, grads)
+        if value is not None:
+            loss_value = value
+        if self.grad_scaler is not None and not math.isfinite(gnorm):
+            rec.push(loss_value, None)  # the scaler skips this step and lowers its scale: not our business
+        else:
+            rec.push(loss_value, gnorm)
+        findings: list[tuple[Check, str, Finding]] = []
+        quiet = self._quiet_until
+        last = self._last_eval
+        for check, every, action in self._backward:
+            if every > 1:
+                if step - last.get(check.name, -every) < every:
+                    continue
+                last[check.name] = step
+            if quiet and quiet.get(check.name, -1) > step:
+                continue
+            found = check.check(rec)
+            if found is not None:
+                findings.append((check, action, found))
+        if findings:
+            result = self._respond(step, findings, with_grad, grads, gnorm, norms)
+            self._refresh_screen()
+            return result
+        self._pending = "ok"
+        self.last_action = "none"
+        healthy = self._healthy
+        if healthy is None or (step - healthy.step >= self.snapshot_every
+                               and step - self._last_bad_step >= max(1, self.snapshot_every // 5)
+                               and self._trend_ok()):
+            self._capture_healthy(step)
+        if self._needs_ratio and step - self._last_sample >= self.sample_every and with_grad:
+            self._last_sample = step
+            with torch.no_grad():
+                self._sample = (with_grad, torch._foreach_mul(with_grad, 1.0))
+        self._refresh_screen()
+        return True
+
     def _trainable(self) -> list[torch.Tensor]:
         groups = self.optimizer.param_groups
-        key = tuple(len(g["params"]) for g in groups)
+        key = (len(groups), len(groups[-1]["params"]))  # add_param_group() changes it
         if key != self._params_key:
             self._params = [p for g in groups for p in g["params"]]
             self._params_key = key
         return self._params
 
-    def _measure(self, loss: torch.Tensor | float, grads: list[torch.Tensor]) -> tuple[float, float, list[float]]:
-        """(loss, global grad L2 norm, per-tensor norms) with a single host sync on accelerators."""
+    @staticmethod
+    def _loss_value(loss: torch.Tensor | float) -> float:
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 raise ValueError(
                     f"after_backward(loss) needs the scalar training loss, got a tensor of shape {tuple(loss.shape)}"
                 )
-        elif not isinstance(loss, (int, float)) or isinstance(loss, bool):
-            raise ValueError(f"after_backward(loss) needs a scalar tensor or a float, got {type(loss).__name__}")
+            return loss.item()
+        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+            return float(loss)
+        raise ValueError(f"after_backward(loss) needs a scalar tensor or a float, got {type(loss).__name__}")
+
+    def _measure(self, loss: torch.Tensor | float, grads: list[torch.Tensor]) -> tuple[float, float, list[float]]:
+        """(loss, global grad L2 norm, per-tensor norms) with a single host sync on accelerators."""
         if not grads:
-            return float(loss), 0.0, []
-        with torch.no_grad():
-            if grads[0].dtype in _LOW_PRECISION:
-                norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+            return self._loss_value(loss), 0.0, []
+        # grads are leaves that do not require grad, so no autograd graph is built (and no no_grad() is needed)
+        if grads[0].dtype in _LOW_PRECISION:
+            norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+        else:
+            norms = torch._foreach_norm(grads)
+        try:
+            if isinstance(loss, torch.Tensor) and loss.device.type != "cpu" and loss.numel() == 1:
+                dev = norms[0]
+                values = torch.stack([*norms, loss.detach().reshape(()).to(dev.device, dev.dtype)]).tolist()
+                loss_value = values.pop()
             else:
-                norms = torch._foreach_norm(grads)
-            try:
-                if isinstance(loss, torch.Tensor) and loss.device.type != "cpu":
-                    dev = norms[0]
-                    values = torch.stack([*norms, loss.detach().reshape(()).to(dev.device, dev.dtype)]).tolist()
-                    loss_value = values.pop()
-                else:
-                    values = torch.stack(norms).tolist()
-                    loss_value = float(loss)
-            except RuntimeError:  # norms on several devices or of several dtypes
-                values = [float(n) for n in norms]
-                loss_value = float(loss)
+                values = torch.stack(norms).tolist()
+                loss_value = self._loss_value(loss)
+        except RuntimeError:  # norms on several devices or of several dtypes
+            values = [float(n) for n in norms]
+            loss_value = self._loss_value(loss)
         total = 0.0
         for v in values:
             total += v * v
@@ -553,6 +638,7 @@ class Monitor:
             if action == "stop" and not self.should_stop:
                 self.should_stop = True
                 self.stop_reason = f"{check.name} at step {step}: {reason}"
+                self._dense_until = _NEVER
         self.last_action = worst
         if worst in ("warn", "clip"):
             if worst == "clip" and math.isfinite(clip_to):
@@ -578,6 +664,7 @@ class Monitor:
 
     def _emit(self, event: MonitorEvent) -> None:
         self.events.append(event)
+        self._dense_until = max(self._dense_until, event.step + _ALERT_STEPS)
         if event.action == "warn":
             warnings.warn(f"lrkit.Monitor step {event.step}: {event.reason}", MonitorWarning, stacklevel=4)
         if self.on_event is not None:
@@ -616,23 +703,24 @@ class Monitor:
         params, before = self._sample  # type: ignore[misc]
         self._sample = None
         with torch.no_grad():
-            delta = torch._foreach_sub(params, before)
-            dn = torch._foreach_norm(delta)
+            dn = torch._foreach_norm(torch._foreach_sub(params, before))
             wn = torch._foreach_norm(params)
             try:
-                num, den = torch.stack([torch.linalg.vector_norm(torch.stack(dn)),
-                                        torch.linalg.vector_norm(torch.stack(wn))]).tolist()  # fmt: skip
-            except RuntimeError:
-                num = math.sqrt(sum(float(v) ** 2 for v in dn))
-                den = math.sqrt(sum(float(v) ** 2 for v in wn))
+                values = torch.stack([*dn, *wn]).tolist()
+            except RuntimeError:  # several devices or dtypes
+                values = [float(v) for v in (*dn, *wn)]
+        k = len(dn)
+        num = math.sqrt(sum(v * v for v in values[:k]))
+        den = math.sqrt(sum(v * v for v in values[k:]))
         self.record.push_update_ratio(num / den if den > 0 else math.nan, self._lr())
 
     def _run_step_checks(self) -> None:
+        self._flush()
         step = self._step
         rec = self.record
         worst = "none"
         for check, action in self._step_checks:
-            if (check.every > 1 and step % check.every) or self._quiet_until.get(check.name, -1) > step:
+            if step % check.every or self._quiet_until.get(check.name, -1) > step:
                 continue
             found = check.check(rec)
             if found is None:
@@ -646,5 +734,7 @@ class Monitor:
             if act == "stop" and not self.should_stop:
                 self.should_stop = True
                 self.stop_reason = f"{check.name} at step {step}: {found.reason}"
+                self._dense_until = _NEVER
         if worst != "none":
             self.last_action = worst
+            self._refresh_screen()

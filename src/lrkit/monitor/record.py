@@ -101,6 +101,8 @@ class RollingRecord:
         self.capacity = int(capacity)
         self.refresh = int(refresh)
         self._values: dict[str, deque[float]] = {s: deque(maxlen=self.capacity) for s in SIGNALS}
+        self._loss_q = self._values["loss"]
+        self._grad_q = self._values["grad_norm"]
         self.seen: dict[str, int] = dict.fromkeys(SIGNALS, 0)
         self.step = -1
         self.last_loss = math.nan
@@ -120,30 +122,54 @@ class RollingRecord:
         """Record one optimizer step's loss and global gradient norm (``None`` when not measured)."""
         self.step += 1
         self.last_loss = loss
-        self.grad_measured = grad_norm is not None
-        if grad_norm is None:
-            grad_norm = math.nan
-        self.last_grad_norm = grad_norm
         fresh = self._fresh
         if loss - loss == 0.0:  # finite (nan - nan and inf - inf are nan)
-            self._values["loss"].append(loss)
-            if not self.seen["loss"]:
-                self.start_loss = loss
-            self.seen["loss"] += 1
+            self._add_loss(loss)
             fresh["loss"] = True
-            if self.seen["loss"] % self.refresh == 0 and self.seen["loss"] >= self.trend_window:
-                self.trend = _median(self.window("loss", self.trend_window))
-                if not self.trend >= self.trend_low:  # also true while trend_low is nan
-                    self.trend_low = self.trend
         else:
             fresh["loss"] = False
-        if grad_norm - grad_norm == 0.0:
-            self._values["grad_norm"].append(grad_norm)
-            self.seen["grad_norm"] += 1
-            fresh["grad_norm"] = True
-        else:
+        if grad_norm is None:
+            self.grad_measured = False
+            self.last_grad_norm = math.nan
             fresh["grad_norm"] = False
+        else:
+            self.grad_measured = True
+            self.last_grad_norm = grad_norm
+            if grad_norm - grad_norm == 0.0:
+                self._grad_q.append(grad_norm)
+                self.seen["grad_norm"] += 1
+                fresh["grad_norm"] = True
+            else:
+                fresh["grad_norm"] = False
         fresh["update_ratio"] = False
+
+    def push_losses(self, losses: Sequence[float]) -> None:
+        """:meth:`push` each loss of ``losses`` in order, without gradient norms (the monitor's fast path)."""
+        if not losses:
+            return
+        for loss in losses:
+            if loss - loss == 0.0:
+                self._add_loss(loss)
+        self.step += len(losses)
+        last = losses[-1]
+        self.last_loss = last
+        self.grad_measured = False
+        self.last_grad_norm = math.nan
+        fresh = self._fresh
+        fresh["loss"] = last - last == 0.0
+        fresh["grad_norm"] = False
+        fresh["update_ratio"] = False
+
+    def _add_loss(self, loss: float) -> None:
+        self._loss_q.append(loss)
+        seen = self.seen
+        n = seen["loss"] = seen["loss"] + 1
+        if n == 1:
+            self.start_loss = loss
+        if n % self.refresh == 0 and n >= self.trend_window:
+            self.trend = t = _median(self.window("loss", self.trend_window))
+            if not t >= self.trend_low:  # also true while trend_low is nan
+                self.trend_low = t
 
     def push_update_ratio(self, ratio: float, lr: float | None = None) -> None:
         """Record a sampled update-to-weight ratio (and the LR it was taken at)."""
@@ -216,7 +242,9 @@ class RollingRecord:
         if unknown:
             raise ValueError(f"RollingRecord state has unknown signals {sorted(unknown)}; valid: {list(SIGNALS)}")
         for s in SIGNALS:
-            self._values[s] = deque((float(v) for v in state["values"].get(s, [])), maxlen=self.capacity)
+            q = self._values[s]
+            q.clear()
+            q.extend(float(v) for v in state["values"].get(s, []))
             self.seen[s] = int(state["seen"].get(s, 0))
             self._fresh[s] = False
         if not keep_step:

@@ -355,7 +355,12 @@ class Schedule(ABC):
 
     @property
     def phases(self) -> tuple[Phase, ...]:
-        """The phases of the schedule as frozen :class:`Phase` records (boundaries rounded to whole steps)."""
+        """The phases of the schedule as frozen :class:`Phase` records (boundaries rounded to whole steps).
+
+        >>> from lrkit.schedules import from_spec
+        >>> [(p.name, p.start, p.end, p.kind) for p in from_spec("onecycle max_lr=0.1", total_steps=100).phases]
+        [('warmup', 0, 30, 'cos'), ('anneal', 30, 100, 'cos')]
+        """
         out: list[Phase] = []
         for name, start, end, kind in self._phase_spans():
             s = round(start)
@@ -464,14 +469,25 @@ class Schedule(ABC):
 
     # ---- state (only reduce-on-plateau has any) ---------------------------------------------------------------
     def observe(self, metric: float, *, step: int) -> bool:
-        """Feed a validation metric (reduce-on-plateau only); return True when the LR was reduced."""
+        """Feed a validation metric (reduce-on-plateau only); return True when the LR was reduced.
+
+        >>> from lrkit.schedules import from_spec
+        >>> s = from_spec("plateau lr0=0.1 patience=0 warmup_steps=10")
+        >>> s.observe(1.0, step=20), s.observe(1.0, step=30), s.lr(29), round(s.lr(30), 12)
+        (False, True, 0.1, 0.01)
+        """
         raise TypeError(
             f"schedule {self.name!r} is closed-form and does not observe metrics; only 'plateau' does "
             "(e.g. 'plateau patience=5 warmup_steps=500')"
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """The schedule's own state: empty for closed-form schedules (their state is the step counter)."""
+        """The schedule's own state: empty for closed-form schedules (their state is the step counter).
+
+        >>> from lrkit.schedules import from_spec
+        >>> from_spec("cosine", total_steps=10).state_dict(), sorted(from_spec("plateau").state_dict())[:2]
+        ({}, ['best', 'cooldown_counter'])
+        """
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - a no-op hook, overridden by plateau
@@ -564,7 +580,7 @@ class Cooldown:
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", _check_count("cooldown_steps", self.steps))
         object.__setattr__(self, "type", _check_choice("cooldown_type", self.type, COOLDOWN_TYPES, _SHAPE_ALIASES))
-        object.__setattr__(self, "min_ratio", check_positive("min_lr_ratio", self.min_ratio, allow_zero=True))
+        object.__setattr__(self, "min_ratio", check_positive("cooldown_min_ratio", self.min_ratio, allow_zero=True))
 
 
 class Composed(Schedule):

@@ -235,7 +235,12 @@ class Exponential(Schedule):
                          interval=interval)
         self.unit = _unit(unit)
         self.gamma = check_positive("gamma", gamma)
-        self.period = 1.0 if self.unit == "step" else self._span("gamma's unit", 1, self.unit, integer=False)
+        if self.unit == "epoch" and self.steps_per_epoch is None:
+            raise ValueError(
+                f"exponential: gamma={gamma!r} is the decay per epoch (unit='epoch'), so steps_per_epoch is needed: "
+                "pass steps_per_epoch=..., or unit='step' for the decay per optimizer step"
+            )
+        self.period = 1.0 if self.unit == "step" else float(self.steps_per_epoch)  # type: ignore[arg-type]
 
     def _value(self, t: float) -> float:
         if self.period == 1.0:
@@ -540,6 +545,11 @@ class Cyclic(Schedule):
         self.base_momentum = _momentum_value("base_momentum", base_momentum)
         self.max_momentum = _momentum_value("max_momentum", max_momentum)
         self.couples_momentum = self.cycle_momentum
+
+    def with_peak(self, lr0: float) -> Schedule:
+        if lr0 < self.base_lr:
+            raise ValueError(f"cyclic: max_lr={lr0!r} (the peak LR) must not be below base_lr={self.base_lr!r}")
+        return super().with_peak(lr0)
 
     def _scale(self, x: float) -> float:
         if self.scale_fn is not None:

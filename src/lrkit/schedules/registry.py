@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lrkit._utils import unknown_name_error
+from lrkit._utils import did_you_mean
 from lrkit.schedules import library as lib
 from lrkit.schedules.base import Schedule
 
@@ -36,6 +36,10 @@ class ScheduleInfo:
             warmup (True) or runs on the global clock with the warmup blended in (False, Ultralytics).
         key_aliases: spec keys accepted as synonyms (``lr0`` → ``max_lr`` for cyclic/one-cycle).
         prepare: optional ``(params, warmup_steps) -> params`` filling defaults that depend on the warmup.
+
+    >>> e = lookup("cosine")
+    >>> e.name, e.unit, e.warmup_prefix, e.defaults["T_max"]
+    ('cosine', 'step', False, None)
     """
 
     name: str
@@ -104,7 +108,11 @@ def register(entry: ScheduleInfo, *, overwrite: bool = False) -> ScheduleInfo:
 
 
 def available() -> tuple[ScheduleInfo, ...]:
-    """Every registered schedule family, in registration order."""
+    """Every registered schedule family, in registration order.
+
+    >>> [(e.name, e.torch_equivalent) for e in available() if e.name.startswith("cos")]
+    [('cosine', 'CosineAnnealingLR'), ('cosine_restarts', 'CosineAnnealingWarmRestarts')]
+    """
     return tuple(_REGISTRY.values())
 
 
@@ -121,11 +129,23 @@ def _index() -> dict[str, str]:
 
 
 def lookup(name: str) -> ScheduleInfo:
-    """The entry for ``name`` (or an alias); ``ValueError`` naming the closest valid name otherwise."""
+    """The entry for ``name`` (or an alias); ``ValueError`` naming the closest valid name otherwise.
+
+    >>> lookup("1cycle").name, lookup("OneCycleLR").required, lookup("cyclic").required
+    ('onecycle', (), ('base_lr',))
+    >>> lookup("warm-restart")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown schedule 'warm-restart'. Did you mean 'cosine_restarts'? Valid: constant, step, ...
+    """
     idx = _index()
     key = _norm(name)
     if key not in idx:
-        raise unknown_name_error("schedule", str(name), sorted({e.name for e in _REGISTRY.values()} | set(idx)))
+        hint = did_you_mean(key, idx)
+        if hint:  # suggest the canonical name even when the closest match is an alias
+            hint = f" Did you mean {idx[hint.split(chr(39))[1]]!r}?"
+        valid = ", ".join(e.name for e in _REGISTRY.values())
+        raise ValueError(f"unknown schedule {str(name)!r}.{hint} Valid: {valid} (lrkit schedule --list)")
     return _REGISTRY[idx[key]]
 
 

@@ -203,6 +203,13 @@ def from_spec(
 def _compose(
     info: ScheduleInfo, params: dict[str, Any], generic: dict[str, Any], total: int | None, spe: float | None
 ) -> Schedule:
+    for group, lengths in (("warmup", ("warmup_steps", "warmup_epochs")),
+                           ("cooldown", ("cooldown_steps", "cooldown_epochs", "cooldown_frac"))):
+        options = [k for k in generic if k.startswith(group) and k not in lengths]
+        if options and not any(k in generic for k in lengths):
+            raise ValueError(
+                f"{', '.join(options)} without a {group} length has no effect: add {' or '.join(lengths)}=..."
+            )
     w = _steps_from("warmup", generic.get("warmup_steps"), generic.get("warmup_epochs"), None, total, spe,
                     allow_zero=True) or 0
     c = _steps_from("cooldown", generic.get("cooldown_steps"), generic.get("cooldown_epochs"),

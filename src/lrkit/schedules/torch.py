@@ -288,6 +288,13 @@ class LRSchedulerAdapter(LRScheduler):
         """Feed a validation metric to reduce-on-plateau; a reduction applies from the current step on.
 
         Returns True when the LR was reduced. Raises ``TypeError`` for closed-form schedules.
+
+        >>> import torch
+        >>> from lrkit.schedules import from_spec
+        >>> opt = torch.optim.SGD([torch.zeros(1)], lr=0.1)
+        >>> sched = from_spec("plateau patience=0 factor=0.5").to_torch(opt)
+        >>> sched.observe(1.0), sched.observe(1.0), opt.param_groups[0]["lr"]
+        (False, True, 0.05)
         """
         if isinstance(metric, torch.Tensor):
             metric = float(metric.detach())

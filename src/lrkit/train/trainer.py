@@ -237,11 +237,16 @@ class _Trainer:
                 merged[key] = old
         merged["resume"] = str(self.ckpt_path)
         used = self.ckpt.get("custom_loss")
-        given = "step_fn" if self.step_fn is not None else ("loss_fn" if self.user_loss is not None else None)
+        given = self._custom_loss()
         if used != given:
             raise ValueError(f"resume: the run was trained with {used or 'the default loss'}; pass "
                              f"{used + '= ' if used else 'no loss_fn/step_fn '}the same way again to resume it")
         self.cfg = TrainConfig.from_kwargs(**merged)
+
+    def _custom_loss(self) -> str | None:
+        if self.step_fn is not None:
+            return "step_fn"
+        return "loss_fn" if self.user_loss is not None else None
 
     # ---------------------------------------------------------------------------------------------- build
     def _build(self) -> None:
@@ -584,7 +589,7 @@ class _Trainer:
             "lr0_source": self.lr0_source,
             "auto": _run._plain(self.auto) if self.auto is not None else None,
             "optimizer_name": self.opt_name,
-            "custom_loss": "step_fn" if self.step_fn is not None else ("loss_fn" if self.user_loss is not None else None),
+            "custom_loss": self._custom_loss(),
         }
 
     def _write_args(self) -> None:
