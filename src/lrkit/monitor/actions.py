@@ -24,6 +24,7 @@ back-off is still there after the scheduler's next steps:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -146,8 +147,9 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
     * on the scheduler and every scheduler it chains (``SequentialLR``, ``ChainedScheduler``): ``base_lrs``,
       CyclicLR's ``max_lrs``, ReduceLROnPlateau's ``min_lrs``/``default_min_lr``, CosineAnnealing's ``eta_min``,
       the cached ``_last_lr`` (what ``get_last_lr()`` returns), and timm-style ``base_values``;
-    * a scheduler exposing ``lr_multiplier`` (lrkit's adapter, ``Schedule.to_torch``) has that multiplied instead of
-      its base LRs (it computes ``lr = base_lr * lr_multiplier * schedule(step)`` itself).
+    * a scheduler exposing ``lr_multiplier`` (lrkit's ``LRSchedulerAdapter``, ``Schedule.to_torch``) has that
+      multiplied instead, and nothing else: it computes ``lr = base_lr * schedule(step) * lr_multiplier`` itself,
+      writes the new LR at once, and keeps the multiplier in its ``state_dict``.
 
     Closed-form schedulers (LambdaLR, OneCycleLR, CyclicLR, CosineAnnealingWarmRestarts) recompute the LR from the
     scaled bases, chainable ones (StepLR, ExponentialLR, CosineAnnealingLR's recursive form, ReduceLROnPlateau)
@@ -160,20 +162,21 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
     >>> opt.param_groups[0]["max_lr"], sched.base_lrs
     (0.5, [0.02])
     """
-    if not (isinstance(factor, (int, float)) and factor > 0):
-        raise ValueError(f"factor={factor!r} must be a number > 0")
+    if not (isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 0 and factor < math.inf):
+        raise ValueError(f"factor={factor!r} must be a finite number > 0")
     if factor == 1.0:
         return
-    for group in optimizer.param_groups:
-        for key in _GROUP_KEYS:
-            if key in group:
-                group[key] = _scaled(group[key], factor)
-    for s in _schedulers(scheduler):
+    chain = list(_schedulers(scheduler))
+    adapters = [s for s in chain if hasattr(s, "lr_multiplier")]
+    if not adapters:  # torch's schedulers (or none): the LR lives in the groups and in what they scale from
+        for group in optimizer.param_groups:
+            for key in _GROUP_KEYS:
+                if key in group:
+                    group[key] = _scaled(group[key], factor)
+    for s in chain:
         if hasattr(s, "lr_multiplier"):
+            # lrkit's adapter: lr = base * schedule(t) * lr_multiplier; its setter writes the new LR right away
             s.lr_multiplier = float(s.lr_multiplier) * factor
-            last = getattr(s, "_last_lr", None)
-            if isinstance(last, list):
-                s._last_lr = [_scaled(v, factor) for v in last]
             continue
         for attr in _LIST_ATTRS:
             values = getattr(s, attr, None)

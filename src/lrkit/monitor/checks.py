@@ -238,7 +238,8 @@ class Oscillation(Check):
 
         std(B) > growth * std(A)   and   std(B) > floor * |L0|   and   mean(B) >= (1 - min_drop) * mean(A)
 
-    (``L0`` is the loss at initialisation; the ``floor`` keeps the tiny wiggles of a converged run quiet).
+    (``L0`` is the loss at initialisation; the ``floor`` keeps the tiny wiggles of a converged run quiet; a mean
+    that fell by less than ``min_drop`` counts as not falling).
     Evaluated every ``every`` steps.
 
     >>> calm = [1.0 - 0.002 * i + (0.01 if i % 2 else -0.01) for i in range(40)]
@@ -254,7 +255,7 @@ class Oscillation(Check):
     window: int = 50
     growth: float = 2.0
     floor: float = 0.05
-    min_drop: float = 0.0
+    min_drop: float = 0.05
     every: int = 25
     cooldown: int = 50
 
@@ -276,8 +277,8 @@ class Oscillation(Check):
         values = record.window("loss", 2 * self.window)
         a, b = values[: self.window], values[self.window :]
         mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-        sd_a = math.sqrt(sum((v - mean_a) ** 2 for v in a) / len(a))
-        sd_b = math.sqrt(sum((v - mean_b) ** 2 for v in b) / len(b))
+        sd_a = math.sqrt(max(0.0, sum([v * v for v in a]) / len(a) - mean_a * mean_a))
+        sd_b = math.sqrt(max(0.0, sum([v * v for v in b]) / len(b) - mean_b * mean_b))
         if sd_b <= self.growth * sd_a or sd_b <= self.floor * abs(record.start_loss):
             return None
         if mean_b < (1.0 - self.min_drop) * mean_a:
@@ -467,7 +468,7 @@ class LRTooLow(Check):
 
     * the median sampled update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||`` is below ``max_ratio``
       (healthy training sits near ``1e-3``; the median of the last ``samples`` samples, taken every
-      ``Monitor(sample_every=50)`` steps);
+      ``Monitor(sample_every=100)`` steps);
     * the loss is flat: ``(mean(first half) - mean(second half)) / |mean(first half)| < flat``;
     * the loss is still high: ``mean(second half) > stuck * |L0|`` (a converged run is flat too, but low);
     * the LR is not being annealed on purpose: current LR ``>= anneal * peak LR`` seen so far.
@@ -491,7 +492,7 @@ class LRTooLow(Check):
     stuck: float = 0.5
     anneal: float = 0.1
     samples: int = 2
-    every: int = 25
+    every: int = 50
     cooldown: int = 100
 
     def __post_init__(self) -> None:

@@ -45,13 +45,15 @@ from lrkit.monitor.record import RollingRecord
 __all__ = ["Monitor", "MonitorEvent"]
 
 _STATE_VERSION = 1
-#: Gradient norms are measured every step for this many steps at the start and after every event.
-_DENSE_STEPS = 20
+#: Every step is a full step (gradients measured) for this many steps at the start (the loss has no history yet)
+_DENSE_STEPS = 1
 #: ... and for this many steps after every event.
 _ALERT_STEPS = 50
 _NEVER = 2**62
 #: The robust reference statistics (running medians) are recomputed every this many steps.
 _REFRESH = 25
+#: The fast-path bound follows every full step until this many losses are known (references still filling).
+_SCREEN_FOLLOW = 32
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -162,10 +164,11 @@ class Monitor:
         max_rollbacks: rollbacks allowed before the monitor stops the run instead.
         snapshot_every: refresh the healthy snapshot every this many healthy steps (one copy of parameters,
             buffers and optimizer state is kept in memory).
-        grad_every: measure the global gradient norm (and run the gradient checks) every step during the first
-            50 steps and the 50 steps after any event, and every ``grad_every`` steps otherwise. The loss is checked
-            every step. ``grad_every=1`` checks gradients always (a few torch ops per step; 1-3% of a tiny CPU
-            model's step, negligible on real models).
+        grad_every: measure the global gradient norm (and run the gradient checks and the windowed checks) every
+            ``grad_every`` steps, on every step whose loss is above its starting value or near a spike, and on the
+            50 steps after any event; the loss itself is checked every step. ``grad_every=1`` measures gradients
+            always (clipping then acts on every step; a few torch ops per step: ~8-10% of a 0.5 ms CPU step,
+            negligible on real models).
         sample_every: measure the update-to-weight ratio every this many steps (only when a check needs it).
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler``; non-finite gradients are then left to it (it skips those steps
@@ -207,11 +210,11 @@ class Monitor:
         on_too_low: str | None = "warn",
         checks: Sequence[Check] | None = None,
         actions: Mapping[str, str | None] | None = None,
-        backoff: float = 0.5,
+        backoff: float = 0.3,
         max_rollbacks: int = 8,
         snapshot_every: int = 100,
-        grad_every: int = 4,
-        sample_every: int = 50,
+        grad_every: int = 16,
+        sample_every: int = 100,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
@@ -278,7 +281,8 @@ class Monitor:
                 )
         self._backward_checks = [(c, self.actions[c.name]) for c in active if c.phase == "backward"]
         self._step_checks = [(c, self.actions[c.name]) for c in active if c.phase == "step"]
-        self._backward = [(c, int(c.every), a) for c, a in self._backward_checks]
+        self._every_step = [(c, a) for c, a in self._backward_checks if int(c.every) == 1]
+        self._windowed = [(c, int(c.every), a) for c, a in self._backward_checks if int(c.every) > 1]
         # the fast path needs a bound from every check that must see every step's loss
         every_step = [c for c, _ in self._backward_checks if c.every == 1 and not c.uses_grad]
         self._screened = every_step
@@ -310,6 +314,8 @@ class Monitor:
         self._screen = -math.inf
         self._buffer: list[float] = []
         self._last_eval: dict[str, int] = {}
+        self._windowed_due = 0
+        self._screen_due = 0
         self._last_sample = -(10**9)
 
     # ------------------------------------------------------------------------------------------------ public
@@ -324,11 +330,11 @@ class Monitor:
         Runs the ``"backward"`` checks and acts: ``clip`` scales the gradients now; ``skip``, ``rollback`` and
         ``stop`` set every gradient to ``None`` and return ``False`` (the undo happens in :meth:`after_step`).
 
-        The hot path is lean: every step reads the loss (one host sync) and compares it with the bound the
-        every-step checks guarantee (:meth:`Check.screen`). Every ``grad_every`` steps — every step during the
-        first 20 steps and the 50 after any event, and whenever the loss fails the bound — a *full* step also
-        measures the global gradient L2 norm (one ``torch._foreach_norm``), runs every check on the record,
-        refreshes the healthy snapshot when due and samples the update-to-weight ratio when due.
+        The hot path is lean: every step reads the loss (one host sync) and compares it with a bound — the
+        smallest of the every-step checks' guarantees (:meth:`Check.screen`) and the loss at initialisation. Every
+        ``grad_every`` steps, every step of the 50 after any event, and every step whose loss is above the bound,
+        a *full* step also measures the global gradient L2 norm (one ``torch._foreach_norm``), runs every check on
+        the record, refreshes the healthy snapshot and samples the update-to-weight ratio when due.
 
         Args:
             loss: this step's training loss (a scalar tensor or a float).
@@ -457,6 +463,7 @@ class Monitor:
         self._sample = None
         self._buffer.clear()
         self._last_eval.clear()
+        self._windowed_due = 0
         self._refresh_screen()
 
     def __repr__(self) -> str:
@@ -474,11 +481,17 @@ class Monitor:
 
     def _refresh_screen(self) -> None:
         """Recompute the fast-path bound: the smallest screen of the every-step loss checks (capped at max float)."""
+        self._screen_due = self._step + _REFRESH  # the references it rests on change every _REFRESH steps
         bound = sys.float_info.max
         for check in self._screened:
             b = check.screen(self.record)
             if b is not None and b < bound:
                 bound = b
+        # a loss above where training started is worth a full look (gradients included): the first steps of a run,
+        # and any step that is going wrong
+        start = self.record.start_loss
+        if start < bound:
+            bound = start
         self._screen = bound
 
     def _full_step(self, step: int, loss: torch.Tensor | float, value: float | None) -> bool:
@@ -502,17 +515,26 @@ class Monitor:
             rec.push(loss_value, gnorm)
         findings: list[tuple[Check, str, Finding]] = []
         quiet = self._quiet_until
-        last = self._last_eval
-        for check, every, action in self._backward:
-            if every > 1:
-                if step - last.get(check.name, -every) < every:
-                    continue
-                last[check.name] = step
+        for check, action in self._every_step:
             if quiet and quiet.get(check.name, -1) > step:
                 continue
             found = check.check(rec)
             if found is not None:
                 findings.append((check, action, found))
+        if step >= self._windowed_due:  # checks with every > 1: when due, on the next full step
+            last = self._last_eval
+            next_due = _NEVER
+            for check, every, action in self._windowed:
+                due = last.get(check.name, -every) + every
+                if step >= due:
+                    last[check.name] = step
+                    due = step + every
+                    if not (quiet and quiet.get(check.name, -1) > step):
+                        found = check.check(rec)
+                        if found is not None:
+                            findings.append((check, action, found))
+                next_due = min(next_due, due)
+            self._windowed_due = next_due
         if findings:
             result = self._respond(step, findings, with_grad, grads, gnorm, norms)
             self._refresh_screen()
@@ -528,7 +550,8 @@ class Monitor:
             self._last_sample = step
             with torch.no_grad():
                 self._sample = (with_grad, torch._foreach_mul(with_grad, 1.0))
-        self._refresh_screen()
+        if step >= self._screen_due or rec.seen["loss"] <= _SCREEN_FOLLOW:
+            self._refresh_screen()
         return True
 
     def _trainable(self) -> list[torch.Tensor]:
@@ -560,17 +583,21 @@ class Monitor:
             norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
         else:
             norms = torch._foreach_norm(grads)
-        try:
-            if isinstance(loss, torch.Tensor) and loss.device.type != "cpu" and loss.numel() == 1:
-                dev = norms[0]
-                values = torch.stack([*norms, loss.detach().reshape(()).to(dev.device, dev.dtype)]).tolist()
-                loss_value = values.pop()
-            else:
-                values = torch.stack(norms).tolist()
-                loss_value = self._loss_value(loss)
-        except RuntimeError:  # norms on several devices or of several dtypes
-            values = [float(n) for n in norms]
+        if norms[0].device.type == "cpu":
+            values = [n.item() for n in norms]  # on CPU, reading a few scalars beats stack() + tolist()
             loss_value = self._loss_value(loss)
+        else:
+            try:  # one host sync for every norm and the loss
+                dev = norms[0]
+                if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+                    values = torch.stack([*norms, loss.detach().reshape(()).to(dev.device, dev.dtype)]).tolist()
+                    loss_value = values.pop()
+                else:
+                    values = torch.stack(norms).tolist()
+                    loss_value = self._loss_value(loss)
+            except RuntimeError:  # norms on several devices or of several dtypes
+                values = [float(n) for n in norms]
+                loss_value = self._loss_value(loss)
         total = 0.0
         for v in values:
             total += v * v
@@ -706,8 +733,10 @@ class Monitor:
             dn = torch._foreach_norm(torch._foreach_sub(params, before))
             wn = torch._foreach_norm(params)
             try:
+                if dn[0].device.type == "cpu":
+                    raise RuntimeError  # on CPU, reading a few scalars beats stack() + tolist()
                 values = torch.stack([*dn, *wn]).tolist()
-            except RuntimeError:  # several devices or dtypes
+            except RuntimeError:  # on CPU, or norms on several devices / of several dtypes
                 values = [float(v) for v in (*dn, *wn)]
         k = len(dn)
         num = math.sqrt(sum(v * v for v in values[:k]))

@@ -25,6 +25,8 @@ __all__ = ["SIGNALS", "RobustStats", "RollingRecord"]
 #: sampled update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||``.
 SIGNALS = ("loss", "grad_norm", "update_ratio")
 
+#: Below this many values a reference statistic follows every new value (it is not reused for `refresh` steps).
+_FILLING = 16
 #: ``1.4826 * MAD`` estimates the standard deviation of normally distributed values.
 MAD_TO_SIGMA = 1.4826
 
@@ -114,7 +116,7 @@ class RollingRecord:
         self.trend = math.nan
         self.trend_low = math.nan
         # (signal, window) -> (step computed at, stats); `_fresh[s]` is True when this step's value was appended
-        self._cache: dict[tuple[str, int], tuple[int, RobustStats]] = {}
+        self._cache: dict[tuple[str, int], tuple[int, RobustStats, int]] = {}
         self._fresh: dict[str, bool] = dict.fromkeys(SIGNALS, False)
 
     # ------------------------------------------------------------------------------------------------ writing
@@ -144,12 +146,22 @@ class RollingRecord:
         fresh["update_ratio"] = False
 
     def push_losses(self, losses: Sequence[float]) -> None:
-        """:meth:`push` each loss of ``losses`` in order, without gradient norms (the monitor's fast path)."""
+        """:meth:`push` each loss of ``losses`` in order, without gradient norms (the monitor's fast path).
+
+        Equivalent to pushing them one by one, except that ``trend`` is updated once, at the end of the batch.
+        """
         if not losses:
             return
-        for loss in losses:
-            if loss - loss == 0.0:
-                self._add_loss(loss)
+        finite = [v for v in losses if v - v == 0.0]
+        if finite:
+            seen = self.seen
+            before = seen["loss"]
+            if before == 0:
+                self.start_loss = finite[0]
+            self._loss_q.extend(finite)
+            n = seen["loss"] = before + len(finite)
+            if n // self.refresh != before // self.refresh and n >= self.trend_window:
+                self._update_trend()
         self.step += len(losses)
         last = losses[-1]
         self.last_loss = last
@@ -160,6 +172,11 @@ class RollingRecord:
         fresh["grad_norm"] = False
         fresh["update_ratio"] = False
 
+    def _update_trend(self) -> None:
+        self.trend = t = _median(self.window("loss", self.trend_window))
+        if not t >= self.trend_low:  # also true while trend_low is nan
+            self.trend_low = t
+
     def _add_loss(self, loss: float) -> None:
         self._loss_q.append(loss)
         seen = self.seen
@@ -167,9 +184,7 @@ class RollingRecord:
         if n == 1:
             self.start_loss = loss
         if n % self.refresh == 0 and n >= self.trend_window:
-            self.trend = t = _median(self.window("loss", self.trend_window))
-            if not t >= self.trend_low:  # also true while trend_low is nan
-                self.trend_low = t
+            self._update_trend()
 
     def push_update_ratio(self, ratio: float, lr: float | None = None) -> None:
         """Record a sampled update-to-weight ratio (and the LR it was taken at)."""
@@ -201,17 +216,20 @@ class RollingRecord:
     def reference(self, signal: str, window: int) -> RobustStats:
         """Median and MAD of the last ``window`` finite values *before* this step's value.
 
-        Once the window is full it is recomputed every ``refresh`` steps and reused in between, so it may lag by up to
-        ``refresh - 1`` steps; while the window fills it is recomputed every step. It never includes the value being
+        Recomputed every ``refresh`` steps and reused in between (so it may lag by up to ``refresh - 1`` steps),
+        except over the first 16 values, where it follows every new value. It never includes the value being
         judged.
         """
         key = (signal, window)
         hit = self._cache.get(key)
-        # reuse for `refresh` steps once the window is full; while it fills, every new value matters
-        if hit is not None and self.step - hit[0] < self.refresh and (hit[1].n >= window or hit[0] == self.step):
+        count = self.seen[signal]
+        if hit is not None and (
+            count == hit[2]  # nothing new since
+            or (self.step - hit[0] < self.refresh and hit[1].n >= _FILLING)  # reuse for `refresh` steps
+        ):
             return hit[1]
         stats = robust_stats(self.window(signal, window, skip_last=1 if self._fresh[signal] else 0))
-        self._cache[key] = (self.step, stats)
+        self._cache[key] = (self.step, stats, count)
         return stats
 
     # ------------------------------------------------------------------------------------------------ state

@@ -1,11 +1,14 @@
 """``lr0="auto"``: choose the peak learning rate for *this* run's schedule and budget.
 
-Two stages, both within a bounded extra budget (``budget × total_steps`` optimizer steps, everything included):
+Two stages within a bounded extra budget (``budget × total_steps`` optimizer steps, everything counted):
 
-1. **Range test** (:func:`lrkit.find_lr`), shortened for small budgets, gives a suggestion ``s``.
-2. **Confirmation**: a few candidates spaced geometrically around ``s``, each trained from the *same* starting
-   state, with the same data order and seed, on the run's own schedule compressed to the trial length, and
-   scored on the validation loss. The pick is refined by a parabola fitted to the scores in log-LR space.
+1. **Range test** (:func:`lrkit.find_lr`) with most of the budget: its suggestion ``s`` is the measured best
+   single signal for the full run's best LR (``benchmarks/auto_lr.py``), and it gets sharper with more steps.
+2. **Confirmation** ("guard"): short trials on the run's own schedule, compressed to the trial length, each from
+   the *same* starting state with the same batches and seed, scored on validation loss. A short run always
+   favours a larger LR than the full run does (measured: 1-14x on the benchmark suite), so the trials are trusted
+   only where that bias cannot mislead them: ``s`` moves *down* when a lower candidate scores better even at the
+   short horizon or ``s`` diverges, and *up* only when ``s`` did not learn at all.
 
 Everything the caller had is restored afterwards — parameters, buffers, grads, optimizer state and settings,
 train/eval modes, the torch/numpy/python RNGs and the train loader's generator.
@@ -42,26 +45,27 @@ __all__ = ["AutoLR", "Trial", "choose_lr0", "plan_budget"]
 
 MakeScheduler = Callable[[torch.optim.Optimizer, int], Any]
 
-# ---- defaults, tuned on benchmarks/auto_lr.py (one setting for every task; see docs/readme/auto_lr.md) ----
-#: Share of the extra budget given to the range test (the rest goes to the confirmation trials).
-FINDER_SHARE = 0.4
+# ---- defaults, chosen on benchmarks/auto_lr.py (one setting for every task; see docs/readme/auto_lr.md) ----
+#: Share of the extra budget given to the range test; the rest goes to the confirmation trials.
+FINDER_SHARE = 0.7
 #: The range test never runs more steps than this (nor fewer than 10, find_lr's minimum).
-FINDER_MAX_STEPS = 100
+FINDER_MAX_STEPS = 300
 #: The range test's LR range in lr0="auto" (``finder_kwargs`` overrides).
 FINDER_START_LR = 1e-6
 FINDER_END_LR = 10.0
 #: Ratio between neighbouring candidates.
 SPACING = 2.0
-#: A trial shorter than this is too short to rank LRs; fewer candidates are tried instead.
+#: A trial shorter than this is too short to judge; fewer candidates are tried instead.
 MIN_TRIAL_STEPS = 8
 #: A trial is stopped as diverged when its training loss exceeds this multiple of its first loss (or is not finite).
 DIVERGE_FACTOR = 10.0
-#: A trial for candidate ``c`` trains at ``c * (total_steps / trial_steps) ** HORIZON_EXPONENT``: a short run
-#: favours a larger LR than a long one, and this is the measured shift.
+#: A trial "did not learn" when its validation loss is not at least this fraction below the starting one.
+MIN_PROGRESS = 0.02
+#: ``"guard"`` (default: move only where the short-horizon bias cannot mislead) or ``"bracket"`` (pick the best of
+#: a bracket around ``s``, trusting the trials both ways; measured worse, kept for the benchmark's comparison).
+SEARCH = "guard"
+#: ``"bracket"`` only: a trial for candidate ``c`` trains at ``c * (total_steps / trial_steps) ** HORIZON_EXPONENT``.
 HORIZON_EXPONENT = 0.0
-#: ``"subset"``: each trial runs as many epochs as the real run over a subset of the training batches (so it sees
-#: the run's repetition and overfitting, not just its first epochs); ``"full"``: the trial streams the whole loader.
-TRIAL_DATA = "subset"
 
 
 class Trial(NamedTuple):
@@ -127,10 +131,11 @@ def plan_budget(
 
     The range test gets ``FINDER_SHARE`` of it (between 10 and ``FINDER_MAX_STEPS`` steps); what it leaves (also
     whatever it did not use, when it stopped early) is shared by up to ``num_candidates`` trials of at least
-    ``MIN_TRIAL_STEPS`` steps each — fewer, longer trials when the budget is small.
+    ``MIN_TRIAL_STEPS`` steps each — fewer, longer trials when the budget is small. Trials the search does not
+    need are not run, so the real cost is often lower.
 
-    >>> plan_budget(1000, 0.3, 5)
-    BudgetPlan(budget_steps=300, finder_steps=100, num_trials=5, trial_steps=40)
+    >>> plan_budget(1000, 0.3, 3)
+    BudgetPlan(budget_steps=300, finder_steps=210, num_trials=3, trial_steps=30)
     """
     budget_steps = math.floor(budget * total_steps + 1e-9)
     finder_steps = min(FINDER_MAX_STEPS, max(10, round(FINDER_SHARE * budget_steps)))
@@ -150,31 +155,6 @@ def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
             yield batch
         if empty:
             raise ValueError("train_loader yielded no batches")
-
-
-def _len(loader: Any, default: int) -> int:
-    try:
-        return len(loader)
-    except TypeError:
-        return default
-
-
-def _epochs(loader: Any, total_steps: int, accumulate: int, steps_per_epoch: int | None) -> float | None:
-    """How many passes over the training data the run makes (``None`` if the loader has no length)."""
-    if steps_per_epoch is None:
-        n = _len(loader, default=0)
-        if n <= 0:
-            return None
-        steps_per_epoch = max(1, n // accumulate)
-    return total_steps / steps_per_epoch
-
-
-def _replay(batches: list[Any], seed: int) -> Iterator[Any]:
-    """Cycle through a fixed list of batches, in a new seeded order on every pass (an epoch over the subset)."""
-    gen = torch.Generator().manual_seed(seed)
-    while True:
-        for i in torch.randperm(len(batches), generator=gen).tolist():
-            yield batches[i]
 
 
 def _batch_size(batch: Any) -> int:
@@ -301,44 +281,50 @@ def choose_lr0(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     step_fn: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None,
     budget: float = 0.3,
-    num_candidates: int = 4,
+    num_candidates: int = 3,
     seed: int = 0,
     finder_kwargs: dict[str, Any] | None = None,
     accumulate: int = 1,
     max_grad_norm: float | None = None,
-    steps_per_epoch: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> AutoLR:
     """Choose the peak LR for a run of ``total_steps`` optimizer steps under ``make_scheduler``'s schedule.
 
-    1. The LR range test (:func:`lrkit.find_lr`, ``num_steps`` scaled to the budget) suggests ``s``.
-    2. Up to ``num_candidates`` candidates ``s · SPACING**k`` around it are each trained for ``trial_steps`` steps
-       from the same starting state (same data order and seed), under ``make_scheduler(optimizer, trial_steps)`` —
-       the run's schedule compressed to the trial — and scored by the validation loss. Candidates that win at the
-       edge of the bracket extend it; otherwise the bracket is refined.
-    3. The pick is the best trial refined by a parabola through it and its neighbours in log-LR space.
+    1. The LR range test (:func:`lrkit.find_lr`) with ``FINDER_SHARE`` of the budget suggests ``s``.
+    2. Confirmation trials, each ``trial_steps`` long, from the same starting state with the same batches and
+       seed, under ``make_scheduler(optimizer, trial_steps)`` (the run's schedule compressed to the trial), scored
+       by the validation loss ``L``. With ``L0`` the loss before training and ``d = SPACING``:
 
-    The extra compute — range test plus trials, in optimizer steps — never exceeds ``budget * total_steps``.
-    Validation passes are forward-only and not counted. ``optimizer``'s param groups keep their ratios
-    (``lr_scale``, or their LRs relative to the largest); the returned ``lr`` is the peak (ratio 1) LR.
+       * ``s`` diverges → try ``s/d, s/d², ...`` until one trains;
+       * ``s`` does not learn (``L(s) > (1 - MIN_PROGRESS) · L0``) → try ``s·d², s·d⁴, ...``;
+       * otherwise → try ``s/d, s/d², ...`` while each beats the one above it.
+
+       A short run favours a larger LR than the full run (benchmarks: 1-14x), so a lower candidate that wins even
+       there is trusted, while a higher one that wins is not (that is the bias, not the run).
+    3. The pick is the best trial (ties: the lower LR), refined by the vertex of a parabola through it and its
+       neighbours in log-LR space when it has one on each side.
+
+    The extra compute — range test plus trials, in optimizer steps (forward + backward), including a step whose
+    loss diverged — never exceeds ``budget * total_steps``; validation passes are forward-only and not counted.
+    ``optimizer``'s param groups keep their ratios (``lr_scale``, or their LRs relative to the largest); the
+    returned ``lr`` is the peak (ratio 1) LR.
 
     Args:
         model, optimizer, train_loader: as for :func:`lrkit.find_lr`; the optimizer's current LRs are ignored.
-        val_loader: batches to score candidates on (``None``: the mean training loss of each trial's last fifth).
+        val_loader: batches to score trials on (``None``: the mean training loss over each trial's last fifth).
         total_steps: the run's length in optimizer steps.
         make_scheduler: ``make_scheduler(optimizer, steps) -> LRScheduler``: the run's schedule over ``steps``
             steps, built on the optimizer's current LRs as the peak (as ``LambdaLR`` does).
         loss_fn, step_fn: how to get a batch's loss (``loss_fn(model(x), y)`` or ``step_fn(model, batch)``).
         budget: the most extra compute, as a fraction of ``total_steps`` (0.3 = 30% of one run).
-        num_candidates: how many trials at most (fewer when the budget is small).
+        num_candidates: the most confirmation trials (fewer when the budget is small or the search stops early).
         seed: seeds torch/numpy/python and the train loader's generator before each trial, so every candidate sees
             the same batches and randomness (differences are the LR's, not noise).
-        finder_kwargs: extra arguments for :func:`lrkit.find_lr` (``start_lr``, ``end_lr``, ``rule``, ``amp``, ...).
+        finder_kwargs: extra arguments for :func:`lrkit.find_lr` (``num_steps``, ``start_lr``, ``end_lr``, ``rule``,
+            ``amp``, ...).
         accumulate: micro-batches per optimizer step (gradient accumulation), as in the run.
-        max_grad_norm: clip the global gradient norm at each trial step, as the run does (optional).
-        steps_per_epoch: optimizer steps per epoch, for loaders without ``len()`` (default
-            ``len(train_loader) // accumulate``).
-        log: called with one line per stage and trial (e.g. ``print``).
+        max_grad_norm: clip the global gradient norm at each step, as the run does (optional).
+        log: called with one line per stage and per trial (e.g. ``print``).
 
     Returns:
         :class:`AutoLR` with ``lr``, ``finder``, ``trials``, ``extra_steps``, ``extra_fraction`` and ``reason``.
@@ -367,10 +353,8 @@ def choose_lr0(
         raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> LRScheduler")
     if max_grad_norm is not None:
         max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
-    if steps_per_epoch is not None and (
-        isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
-    ):
-        raise ValueError(f"steps_per_epoch={steps_per_epoch!r} must be a positive integer")
+    if SEARCH not in ("guard", "bracket"):
+        raise ValueError(f"lrkit.train.auto.SEARCH={SEARCH!r} must be 'guard' or 'bracket'")
     finder_kwargs = dict(finder_kwargs or {})
     lines: list[str] = []
 
@@ -399,83 +383,69 @@ def choose_lr0(
     first_param = next(iter(model.parameters()), None)
     device = first_param.device if first_param is not None else torch.device("cpu")
     snapshot = Snapshot.capture(model, optimizer, rng=True)
+    trials: list[Trial] = []
     try:
         finder = find_lr(model, optimizer, train_loader, loss_fn=loss_fn, step_fn=step_fn, **finder_kwargs)
-        suggestion = float(finder.suggestion)
+        s = float(finder.suggestion)
         used = finder.num_steps_run
         say(
             f"lr0=auto: range test ({used} steps, {finder_kwargs['start_lr']:g}..{finder_kwargs['end_lr']:g}, "
-            f"{finder.stop_reason}) suggests {suggestion:.3g}"
+            f"{finder.stop_reason}) suggests {s:.3g}"
         )
         plan = plan_budget(total_steps, budget, num_candidates, finder_steps_run=used)
-        trials: list[Trial] = []
         if plan.num_trials < 2:
             reason = (
-                f"range test ({used} steps) suggested {suggestion:.3g}; the budget ({plan.budget_steps} extra steps "
-                f"= {budget:g} x {total_steps}) leaves no room for 2 trials of {MIN_TRIAL_STEPS}+ steps, so the "
+                f"range test ({used} steps) suggested {s:.3g}; the budget ({plan.budget_steps} extra steps = "
+                f"{budget:g} x {total_steps}) leaves no room for 2 trials of {MIN_TRIAL_STEPS}+ steps, so the "
                 "suggestion is used as is"
             )
             say(f"lr0=auto: {reason}")
-            lr = suggestion
+            lr = s
         else:
             scales = group_scales(optimizer)
             steps = plan.trial_steps
-            horizon = (total_steps / steps) ** HORIZON_EXPONENT
-            epochs = _epochs(train_loader, total_steps, accumulate, steps_per_epoch)
-            subset: list[Any] | None = None
-            if TRIAL_DATA == "subset" and epochs is not None and epochs > 1:
-                k = max(1, round(steps * accumulate / epochs))
-                if k < _len(train_loader, default=k + 1):
-                    _seed_everything(seed, generator)
-                    it = _cycle(train_loader)
-                    subset = [next(it) for _ in range(k)]
-
-            def batches() -> Iterator[Any]:
-                return _replay(subset, seed) if subset is not None else _cycle(train_loader)
-
-            data = (
-                f"{len(subset)} batches x {epochs:.3g} epochs, as the run" if subset is not None else "the full loader"
-            )
+            horizon = (total_steps / steps) ** HORIZON_EXPONENT if SEARCH == "bracket" else 1.0
+            scored_on = "validation" if val_loader is not None else "training"
+            start_loss = _val_loss(model, val_loader, loss_fn, step_fn, device) if val_loader is not None else None
+            snapshot.restore()
+            start: list[float | None] = [start_loss]
             say(
-                f"lr0=auto: {plan.num_trials} trials of {steps} steps (the schedule compressed "
-                f"{total_steps / steps:.0f}x, on {data}), each at {horizon:.3g}x its candidate LR, scored on "
-                f"{'validation' if val_loader is not None else 'training'} loss"
+                f"lr0=auto: up to {plan.num_trials} trials of {steps} steps (the run's schedule compressed "
+                f"{total_steps / steps:.0f}x), scored on {scored_on} loss"
+                + (f" (before training: {start_loss:.5g})" if start_loss is not None else "")
             )
 
             def run(peak: float) -> Trial:
                 snapshot.restore()
                 _seed_everything(seed, generator)
                 n, diverged, losses = _run_trial(
-                    model, optimizer, scales, peak * horizon, steps, batches(), make_scheduler, loss_fn, step_fn,
-                    accumulate, max_grad_norm, device,
+                    model, optimizer, scales, peak * horizon, steps, _cycle(train_loader), make_scheduler, loss_fn,
+                    step_fn, accumulate, max_grad_norm, device,
                 )
                 if diverged:
                     score = math.inf
                 elif val_loader is not None:
                     score = _val_loss(model, val_loader, loss_fn, step_fn, device)
                 else:
-                    tail = losses[-max(1, len(losses) // 5):]
-                    score = float(np.mean(tail))
+                    score = float(np.mean(losses[-max(1, len(losses) // 5) :]))
                 trial = Trial(float(peak), float(score), int(n))
                 trials.append(trial)
                 say(f"lr0=auto: trial lr={peak:.3g}: {'diverged' if diverged else f'loss {score:.5g}'} ({n} steps)")
+                if start[0] is None and losses:  # no val_loader: the first training loss stands in
+                    start[0] = losses[0]
                 return trial
 
-            tried: dict[float, Trial] = {}
-            for k in _initial_offsets(plan.num_trials):
-                t = run(suggestion * SPACING**k)
-                tried[k] = t
-            while len(tried) < plan.num_trials:
-                k = _next_offset(tried)
-                tried[k] = run(suggestion * SPACING**k)
-            lr, how = _pick(trials)
+            if SEARCH == "guard":
+                lr, how = _guard(s, run, plan.num_trials, start)
+            else:
+                lr, how = _bracket(s, run, plan.num_trials)
             listing = ", ".join(
                 f"{t.lr:.3g} ({'diverged' if not math.isfinite(t.val_loss) else f'{t.val_loss:.4g}'})"
                 for t in sorted(trials, key=lambda t: t.lr)
             )
             reason = (
-                f"range test ({used} steps) suggested {suggestion:.3g}; {len(trials)} trials of {steps} steps on the "
-                f"run's schedule compressed to {steps} steps scored {listing}; chose {lr:.3g}: {how}"
+                f"range test ({used} steps) suggested {s:.3g}; {len(trials)} trials of {steps} steps on the run's "
+                f"schedule compressed to {steps} steps scored {listing}; chose {lr:.3g}: {how}"
             )
             say(f"lr0=auto: chose {lr:.3g} — {how}")
     finally:
@@ -495,23 +465,55 @@ def choose_lr0(
     )
 
 
-def _initial_offsets(n: int) -> list[float]:
-    """The first candidates, in units of ``log(SPACING)`` around the suggestion: a bracket of up to 3."""
-    return [0.0, -1.0, 1.0] if n >= 3 else [0.0, 1.0]
+def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | None]) -> tuple[float, str]:
+    """The guarded search around the suggestion ``s`` (see :func:`choose_lr0`); returns (lr, how it was chosen)."""
+    first = run(s)
+    tried = [first]
+    if not math.isfinite(first.val_loss):
+        c = s
+        while len(tried) < n and not math.isfinite(tried[-1].val_loss):
+            c /= SPACING
+            tried.append(run(c))
+        lr, how = _pick(tried)
+        return lr, f"the suggestion diverged on the run's schedule; {how}"
+    l0 = start[0]
+    if l0 is not None and math.isfinite(l0) and first.val_loss > (1 - MIN_PROGRESS) * l0:
+        c = s
+        while len(tried) < n:
+            c *= SPACING**2
+            tried.append(run(c))
+        lr, how = _pick(tried)
+        return lr, f"the suggestion did not learn (loss {first.val_loss:.4g} vs {l0:.4g} before training); {how}"
+    c = s
+    while len(tried) < n:
+        c /= SPACING
+        tried.append(run(c))
+        if not tried[-1].val_loss < tried[-2].val_loss:
+            break
+    if len(tried) >= 2 and tried[1].val_loss < first.val_loss:
+        lr, how = _pick(tried)
+        return min(lr, s), f"a lower LR scored better even on the short run, which favours higher LRs; {how}"
+    return s, (
+        "the suggestion scored at least as well as the lower candidates (a short run favours higher LRs, so a "
+        "higher candidate winning there would not carry over to the full run)"
+    )
 
 
-def _next_offset(tried: dict[float, Trial]) -> float:
-    """Where the next candidate goes: beyond the bracket if the best is at its edge, else between the best and its
-    better neighbour."""
-    ks = sorted(tried)
-    scores = [tried[k].val_loss for k in ks]
-    best = min(range(len(ks)), key=lambda i: (scores[i], ks[i]))
-    if not any(math.isfinite(s) for s in scores):
-        return ks[0] - 1.0
-    if best == 0:
-        return ks[0] - 1.0
-    if best == len(ks) - 1:
-        return ks[-1] + 1.0
-    left, right = scores[best - 1], scores[best + 1]
-    nb = best - 1 if left <= right else best + 1
-    return 0.5 * (ks[best] + ks[nb])
+def _bracket(s: float, run: Callable[[float], Trial], n: int) -> tuple[float, str]:
+    """Best of ``s·SPACING**k`` around ``s``, extended at a winning edge, else refined (``SEARCH="bracket"``)."""
+    tried: dict[float, Trial] = {}
+    for k in ([0.0, -1.0, 1.0] if n >= 3 else [0.0, 1.0]):
+        tried[k] = run(s * SPACING**k)
+    while len(tried) < n:
+        ks = sorted(tried)
+        scores = [tried[k].val_loss for k in ks]
+        best = min(range(len(ks)), key=lambda i: (scores[i], ks[i]))
+        if best == 0:
+            k = ks[0] - 1.0
+        elif best == len(ks) - 1:
+            k = ks[-1] + 1.0
+        else:
+            nb = best - 1 if scores[best - 1] <= scores[best + 1] else best + 1
+            k = 0.5 * (ks[best] + ks[nb])
+        tried[k] = run(s * SPACING**k)
+    return _pick(list(tried.values()))

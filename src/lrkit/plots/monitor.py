@@ -1,0 +1,100 @@
+"""Health-monitor events drawn on any matplotlib axis, from the event records only.
+
+``mark_events(ax, events)`` draws one vertical line per event, coloured by the check that fired and styled by the
+action taken, with one legend entry per (check, action); rollbacks and stops also get a marker on the top edge.
+Events may be :class:`lrkit.monitor.MonitorEvent` objects or their ``to_dict()`` form (what ``events.json``
+holds), so a saved run can be redrawn later.
+
+>>> import matplotlib; matplotlib.use("Agg")
+>>> import matplotlib.pyplot as plt
+>>> fig, ax = plt.subplots()
+>>> _ = ax.plot(range(100), [1 / (1 + i) for i in range(100)])
+>>> events = [{"step": 40, "check": "loss_spike", "action": "rollback", "values": {}, "reason": "loss spiked"}]
+>>> len(mark_events(ax, events))
+2
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+__all__ = ["ACTION_STYLES", "CHECK_COLORS", "mark_events"]
+
+#: Line colour per check name (unknown checks cycle through the remaining matplotlib colours).
+CHECK_COLORS: dict[str, str] = {
+    "non_finite": "tab:red",
+    "loss_spike": "tab:orange",
+    "gradient_blowup": "tab:purple",
+    "loss_rising": "tab:brown",
+    "oscillation": "tab:pink",
+    "exploding_gradients": "tab:olive",
+    "lr_too_low": "tab:cyan",
+    "monitor": "black",
+}
+#: Line style per action: the more severe, the more solid.
+ACTION_STYLES: dict[str, str] = {"warn": ":", "clip": "--", "skip": "-.", "rollback": "-", "stop": "-"}
+_SPARE_COLORS = ("tab:blue", "tab:green", "tab:gray", "gold", "navy", "teal")
+
+
+def _as_dict(event: Any) -> Mapping[str, Any]:
+    if isinstance(event, Mapping):
+        return event
+    to_dict = getattr(event, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    raise ValueError(f"an event must be a MonitorEvent or a dict (its to_dict()), got {type(event).__name__}")
+
+
+def mark_events(
+    ax: Any,
+    events: Iterable[Any],
+    *,
+    x: str | Callable[[Mapping[str, Any]], float | None] = "step",
+    legend: bool = True,
+    alpha: float = 0.7,
+) -> list[Any]:
+    """Draw monitor ``events`` on ``ax`` as vertical lines coloured by check; return the artists drawn.
+
+    Args:
+        ax: a matplotlib ``Axes`` whose x axis is in the unit chosen by ``x``.
+        events: ``MonitorEvent`` objects or dicts with at least ``check``, ``action`` and the ``x`` key.
+        x: the event key giving the x position (``"step"``; ``"epoch"`` for ``lrkit.train``'s events, which carry
+            a fractional epoch), or a function of the event dict returning it (``None`` skips the event).
+        legend: label one line per (check, action) so that ``ax.legend()`` lists them.
+        alpha: line opacity.
+
+    Events without a finite x position are skipped. Colours: :data:`CHECK_COLORS`; styles: :data:`ACTION_STYLES`
+    (rollbacks and stops also get a triangle on the axis' top edge).
+    """
+    if not (isinstance(x, str) or callable(x)):
+        raise ValueError(f"x={x!r} must be an event key (e.g. 'step' or 'epoch') or a function of the event dict")
+    artists: list[Any] = []
+    labelled: set[tuple[str, str]] = set()
+    spare = iter(_SPARE_COLORS * 4)
+    colors = dict(CHECK_COLORS)
+    for raw in events:
+        ev = _as_dict(raw)
+        pos = x(ev) if callable(x) else ev.get(x)
+        try:
+            pos = float(pos)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(pos):
+            continue
+        check = str(ev.get("check", ev.get("kind", "event")))
+        action = str(ev.get("action", "warn"))
+        if check not in colors:
+            colors[check] = next(spare, "gray")
+        key = (check, action)
+        label = f"{check} → {action}" if legend and key not in labelled else "_nolegend_"
+        labelled.add(key)
+        artists.append(ax.axvline(pos, color=colors[check], ls=ACTION_STYLES.get(action, ":"), lw=1.2, alpha=alpha,
+                                  label=label, zorder=1))  # fmt: skip
+        if action in ("rollback", "stop"):
+            (marker,) = ax.plot([pos], [1.0], marker="v" if action == "rollback" else "X", color=colors[check],
+                                markersize=7, transform=ax.get_xaxis_transform(), clip_on=False, ls="none",
+                                label="_nolegend_")  # fmt: skip
+            artists.append(marker)
+    return artists
