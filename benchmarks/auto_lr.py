@@ -12,7 +12,8 @@ Run (prints a Markdown table; full runs are cached under benchmarks/results/auto
 
     python benchmarks/auto_lr.py                    # every task, seeds 0 1 2
     python benchmarks/auto_lr.py --quick            # 2 tasks, 1 seed: a smoke test while developing
-    python benchmarks/auto_lr.py --set SPACING=1.5  # try another default (module constant of lrkit.train.auto)
+    python benchmarks/auto_lr.py --set SEARCH=bracket FINDER_FRACTION=0.15   # try other defaults
+    python benchmarks/auto_lr.py --horizon-bias     # why short trials mislead: trial-optimal LR vs the oracle's
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import RESULTS_DIR, TASKS, Task, cached_val_loss, make_loaders, oracle, regret, warmup_cosine  # noqa: E402
-
-from lrkit.train import auto as auto_mod  # noqa: E402
+from _suite import RESULTS_DIR, TASKS, Task, cached_val_loss, make_loaders, oracle, regret, warmup_cosine
+from lrkit._state import Snapshot
+from lrkit.train import auto as auto_mod
 
 CACHE_DIR = RESULTS_DIR / "auto_lr"
 
@@ -87,6 +88,43 @@ def run_task(task: Task, seeds: list[int], budget: float, log: bool) -> tuple[li
     return outcomes, time.perf_counter() - t0
 
 
+def horizon_bias(names: list[str], seeds: list[int], fractions: tuple[float, ...] = (0.05, 0.1, 0.2)) -> None:
+    """Print, per task, the best peak LR of short runs (the schedule compressed to a fraction of the budget, full
+    data, same start and batches, scored on validation loss) divided by the oracle's full-budget best LR."""
+    import numpy as np
+
+    grid = [float(v) for v in np.logspace(-4, 1, 41)]  # 8 per decade
+    print("| task | oracle LR | " + " | ".join(f"trial {int(100 * f)}% of the run" for f in fractions) + " |")
+    print("|---|---|" + "---|" * len(fractions))
+    for name in names:
+        task = TASKS[name]
+        best = oracle(task).best_lr
+        cells = []
+        for frac in fractions:
+            ratios = []
+            for seed in seeds:
+                steps = max(4, round(frac * task.total_steps()))
+                train, val = make_loaders(task, seed)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    model = task.build_model(seed)
+                    opt = task.build_optimizer(model.parameters(), task.default_lr)
+                    snap = Snapshot.capture(model, opt)
+                    losses = []
+                    for lr in grid:
+                        snap.restore()
+                        auto_mod._seed_everything(seed, train.generator)
+                        _, diverged, _ = auto_mod._run_trial(
+                            model, opt, [1.0], lr, steps, auto_mod._cycle(train), warmup_cosine_scheduler,
+                            task.loss_fn, None, 1, None, torch.device("cpu"),
+                        )  # fmt: skip
+                        losses.append(math.inf if diverged else auto_mod._val_loss(
+                            model, val, task.loss_fn, None, torch.device("cpu")))  # fmt: skip
+                ratios.append(grid[int(np.argmin(losses))] / best)
+            cells.append(f"{statistics.median(ratios):.2g}x ({min(ratios):.2g}-{max(ratios):.2g})")
+        print(f"| {name} | {best:.3g} | " + " | ".join(cells) + " |", flush=True)
+
+
 def _fmt(v: float, spec: str = ".4f") -> str:
     return "diverged" if not math.isfinite(v) else format(v, spec)
 
@@ -101,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="override a default of lrkit.train.auto (e.g. SPACING=1.5) to try it")  # fmt: skip
     parser.add_argument("--log", action="store_true", help="print choose_lr0's log lines")
+    parser.add_argument("--horizon-bias", action="store_true",
+                        help="instead: short trials' best LR relative to the oracle's (why they mislead)")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -116,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in TASKS]
     if unknown:
         parser.error(f"unknown task(s) {unknown}; valid: {', '.join(TASKS)}")
+
+    if args.horizon_bias:
+        horizon_bias(names, seeds)
+        return 0
 
     rows = []
     print(f"lr0='auto' benchmark: budget={args.budget:g}, seeds={seeds}"

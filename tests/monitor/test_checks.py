@@ -52,7 +52,7 @@ def test_trend_and_its_low_follow_the_running_median() -> None:
 
 
 def test_push_losses_equals_pushing_one_by_one() -> None:
-    values = noisy(57, 1.0, 0.3) + [NAN, 2.0]
+    values = [*noisy(57, 1.0, 0.3), NAN, 2.0]
     a = RollingRecord(capacity=64, refresh=1, trend_window=8)
     b = RollingRecord(capacity=64, refresh=1, trend_window=8)
     for v in values:
@@ -99,13 +99,13 @@ def test_non_finite_grads_off_and_unmeasured_gradients() -> None:
 # ------------------------------------------------------------------------------------------------------ loss spike
 def test_loss_spike_threshold_is_the_documented_formula() -> None:
     calm = noisy(40, 1.0, 0.05, seed=3)
-    rec = RollingRecord.from_stream(calm + [1.0])
+    rec = RollingRecord.from_stream([*calm, 1.0])
     ref = robust_stats(calm)
     check = LossSpike()
     expected = ref.median + max(6.0 * ref.sigma, 1.0 * ref.median, 1.5 * calm[0])
     assert check.screen(rec) == pytest.approx(expected)
-    just_below = RollingRecord.from_stream(calm + [expected - 1e-9])
-    just_above = RollingRecord.from_stream(calm + [expected + 1e-9])
+    just_below = RollingRecord.from_stream([*calm, expected - 1e-09])
+    just_above = RollingRecord.from_stream([*calm, expected + 1e-09])
     assert check.check(just_below) is None
     found = check.check(just_above)
     assert found is not None and found.values["threshold"] == pytest.approx(expected)
@@ -145,12 +145,12 @@ def test_gradient_blowup_from_the_second_step() -> None:
 def test_exploding_gradients_needs_history_and_reports_the_clip_target() -> None:
     norms = noisy(25, 2.0, 0.2, seed=1)
     med = statistics.median(norms)
-    found = ExplodingGradients().check(RollingRecord.from_stream([1.0] * 26, norms + [10.5 * med]))
+    found = ExplodingGradients().check(RollingRecord.from_stream([1.0] * 26, [*norms, 10.5 * med]))
     assert found is not None
     assert found.values["median"] == pytest.approx(med) and found.values["clip_to"] == pytest.approx(2.0 * med)
-    assert ExplodingGradients().check(RollingRecord.from_stream([1.0] * 26, norms + [9.5 * med])) is None
+    assert ExplodingGradients().check(RollingRecord.from_stream([1.0] * 26, [*norms, 9.5 * med])) is None
     short = norms[:5]
-    assert ExplodingGradients().check(RollingRecord.from_stream([1.0] * 6, short + [40 * med])) is None
+    assert ExplodingGradients().check(RollingRecord.from_stream([1.0] * 6, [*short, 40 * med])) is None
 
 
 # ------------------------------------------------------------------------------------------------------ windows
@@ -207,7 +207,7 @@ def test_lr_too_low_needs_small_updates_a_flat_loss_and_no_anneal() -> None:
         (lambda: LossRising(rise=0), "rise=0"),
     ],
 )
-def test_bad_thresholds_name_the_value(factory, match: str) -> None:  # noqa: ANN001
+def test_bad_thresholds_name_the_value(factory, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         factory()
 

@@ -162,13 +162,13 @@ class Monitor:
         actions: per-check overrides by check name, e.g. ``{"oscillation": "warn"}``.
         backoff: LR multiplier applied at each rollback, in (0, 1).
         max_rollbacks: rollbacks allowed before the monitor stops the run instead.
-        snapshot_every: refresh the healthy snapshot every this many healthy steps (one copy of parameters,
-            buffers and optimizer state is kept in memory).
-        grad_every: measure the global gradient norm (and run the gradient checks and the windowed checks) every
-            ``grad_every`` steps, on every step whose loss is above its starting value or near a spike, and on the
-            50 steps after any event; the loss itself is checked every step. ``grad_every=1`` measures gradients
-            always (clipping then acts on every step; a few torch ops per step: ~8-10% of a 0.5 ms CPU step,
-            negligible on real models).
+        snapshot_every: refresh the healthy snapshot once this many steps have passed since the last one (at the
+            next full step whose checks all pass; one copy of parameters, buffers and optimizer state is kept).
+        grad_every: a *full* step — global gradient norm, gradient checks, windowed checks, snapshot — runs every
+            ``grad_every`` steps, on every step whose loss is above the starting loss or the loss-spike threshold,
+            and on every step for 50 steps after any event; every other step only reads the loss and compares it
+            with that bound. ``grad_every=1`` makes every step full (clipping then acts on any step; costs a few
+            torch ops per step, which matters only for sub-millisecond steps).
         sample_every: measure the update-to-weight ratio every this many steps (only when a check needs it).
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler``; non-finite gradients are then left to it (it skips those steps
@@ -382,9 +382,12 @@ class Monitor:
             self.skipped += 1
         elif pending == "rollback":
             self._rollback()
-        elif pending == "stop" and self._stop_restore and self._healthy is not None:
-            self._healthy.snapshot.restore()
-            self.record.load_state_dict(self._healthy.record, keep_step=True)
+        elif pending == "stop" and self._stop_restore:
+            if self._healthy is not None:
+                self._healthy.snapshot.restore()
+                self.record.load_state_dict(self._healthy.record, keep_step=True)
+            else:
+                self._undo_step()
         self._pre = None
         self._refresh_screen()
         return self.should_stop
@@ -674,7 +677,7 @@ class Monitor:
             self._pending = "ok"
             return True
         # skip / rollback / stop: keep what the undo needs, then make optimizer.step() a no-op for torch optimizers
-        if worst == "skip" or (worst == "rollback" and self._healthy is None):
+        if worst == "skip" or (worst in ("rollback", "stop") and self._healthy is None):
             self._pre = self._capture(scheduler=False)
         self._stop_restore = worst == "stop" and self.restore_on_stop
         self._neutralise()

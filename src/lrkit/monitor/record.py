@@ -25,8 +25,6 @@ __all__ = ["SIGNALS", "RobustStats", "RollingRecord"]
 #: sampled update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||``.
 SIGNALS = ("loss", "grad_norm", "update_ratio")
 
-#: Below this many values a reference statistic follows every new value (it is not reused for `refresh` steps).
-_FILLING = 16
 #: ``1.4826 * MAD`` estimates the standard deviation of normally distributed values.
 MAD_TO_SIGMA = 1.4826
 
@@ -216,8 +214,8 @@ class RollingRecord:
     def reference(self, signal: str, window: int) -> RobustStats:
         """Median and MAD of the last ``window`` finite values *before* this step's value.
 
-        Recomputed every ``refresh`` steps and reused in between (so it may lag by up to ``refresh - 1`` steps),
-        except over the first 16 values, where it follows every new value. It never includes the value being
+        Once the window is full it is recomputed every ``refresh`` steps and reused in between (so it may lag by up to
+        ``refresh - 1`` steps); while the window fills it follows every new value. It never includes the value being
         judged.
         """
         key = (signal, window)
@@ -225,7 +223,7 @@ class RollingRecord:
         count = self.seen[signal]
         if hit is not None and (
             count == hit[2]  # nothing new since
-            or (self.step - hit[0] < self.refresh and hit[1].n >= _FILLING)  # reuse for `refresh` steps
+            or (self.step - hit[0] < self.refresh and hit[1].n >= window)  # full window: reuse for `refresh` steps
         ):
             return hit[1]
         stats = robust_stats(self.window(signal, window, skip_last=1 if self._fresh[signal] else 0))

@@ -46,10 +46,10 @@ __all__ = ["AutoLR", "Trial", "choose_lr0", "plan_budget"]
 MakeScheduler = Callable[[torch.optim.Optimizer, int], Any]
 
 # ---- defaults, chosen on benchmarks/auto_lr.py (one setting for every task; see docs/readme/auto_lr.md) ----
-#: Share of the extra budget given to the range test; the rest goes to the confirmation trials.
-FINDER_SHARE = 0.7
-#: The range test never runs more steps than this (nor fewer than 10, find_lr's minimum).
-FINDER_MAX_STEPS = 300
+#: The range test runs this fraction of the run's steps (capped by the budget, at least 10 steps). A range test's
+#: suggestion falls as its ramp slows (measured: 0.08 -> 0.02 -> 0.012 on digits_mlp for 20 -> 100 -> 189 steps),
+#: so its length scales with the run's, like the run's own exposure to each LR.
+FINDER_FRACTION = 0.25
 #: The range test's LR range in lr0="auto" (``finder_kwargs`` overrides).
 FINDER_START_LR = 1e-6
 FINDER_END_LR = 10.0
@@ -60,7 +60,7 @@ MIN_TRIAL_STEPS = 8
 #: A trial is stopped as diverged when its training loss exceeds this multiple of its first loss (or is not finite).
 DIVERGE_FACTOR = 10.0
 #: A trial "did not learn" when its validation loss is not at least this fraction below the starting one.
-MIN_PROGRESS = 0.02
+MIN_PROGRESS = 0.005
 #: ``"guard"`` (default: move only where the short-horizon bias cannot mislead) or ``"bracket"`` (pick the best of
 #: a bracket around ``s``, trusting the trials both ways; measured worse, kept for the benchmark's comparison).
 SEARCH = "guard"
@@ -129,16 +129,18 @@ def plan_budget(
 ) -> BudgetPlan:
     """Split ``floor(budget * total_steps)`` extra optimizer steps between the range test and the trials.
 
-    The range test gets ``FINDER_SHARE`` of it (between 10 and ``FINDER_MAX_STEPS`` steps); what it leaves (also
-    whatever it did not use, when it stopped early) is shared by up to ``num_candidates`` trials of at least
-    ``MIN_TRIAL_STEPS`` steps each — fewer, longer trials when the budget is small. Trials the search does not
-    need are not run, so the real cost is often lower.
+    The range test gets ``FINDER_FRACTION * total_steps`` steps (at most the budget, at least 10); what it leaves
+    (also whatever it did not use, when it stopped early) is shared by up to ``num_candidates`` trials of at least
+    ``MIN_TRIAL_STEPS`` steps each — fewer, longer trials when the budget is small, none when two do not fit.
+    Trials the search does not need are not run, so the real cost is often lower.
 
     >>> plan_budget(1000, 0.3, 3)
-    BudgetPlan(budget_steps=300, finder_steps=210, num_trials=3, trial_steps=30)
+    BudgetPlan(budget_steps=300, finder_steps=250, num_trials=3, trial_steps=16)
+    >>> plan_budget(1000, 0.6, 3)
+    BudgetPlan(budget_steps=600, finder_steps=250, num_trials=3, trial_steps=116)
     """
     budget_steps = math.floor(budget * total_steps + 1e-9)
-    finder_steps = min(FINDER_MAX_STEPS, max(10, round(FINDER_SHARE * budget_steps)))
+    finder_steps = max(10, min(budget_steps, round(FINDER_FRACTION * total_steps)))
     used = finder_steps if finder_steps_run is None else finder_steps_run
     left = max(0, budget_steps - used)
     n = min(num_candidates, left // MIN_TRIAL_STEPS)
@@ -290,7 +292,7 @@ def choose_lr0(
 ) -> AutoLR:
     """Choose the peak LR for a run of ``total_steps`` optimizer steps under ``make_scheduler``'s schedule.
 
-    1. The LR range test (:func:`lrkit.find_lr`) with ``FINDER_SHARE`` of the budget suggests ``s``.
+    1. The LR range test (:func:`lrkit.find_lr`), ``FINDER_FRACTION * total_steps`` steps long, suggests ``s``.
     2. Confirmation trials, each ``trial_steps`` long, from the same starting state with the same batches and
        seed, under ``make_scheduler(optimizer, trial_steps)`` (the run's schedule compressed to the trial), scored
        by the validation loss ``L``. With ``L0`` the loss before training and ``d = SPACING``:
