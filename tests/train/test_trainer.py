@@ -254,6 +254,7 @@ def test_monitor_events_land_in_results(tmp_path):
     record = json.loads((r.run_dir / "events.json").read_text())
     assert [e["step"] for e in record["events"]] == [e["step"] for e in r.events]
     assert torch.load(r.run_dir / "last.pt", weights_only=True)["monitor"]["events"]
+    assert (r.run_dir / "results.png").stat().st_size > 10_000  # drawn with the events marked
     quiet = train(data="wine", model="mlp", epochs=3, lr0=30.0, optimizer="SGD", warmup_epochs=0, monitor=False,
                   project=tmp_path, **QUIET)
     assert quiet.events == []

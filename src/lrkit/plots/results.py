@@ -46,8 +46,9 @@ def plot_results(
     events: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Draw ``results.png`` from a run's ``results.csv``: losses, the validation metric, every group's LR and the
-    gradient norm, one panel each, against the epoch; monitor ``events`` (dicts with an ``epoch``) are marked on
-    every panel. Returns the PNG's path (default: beside the CSV).
+    gradient norm, one panel each, against the epoch; monitor ``events`` (dicts with an ``epoch``, as in a run's
+    ``events.json``) are marked on every panel with :func:`lrkit.plots.monitor.mark_events` and listed in the loss
+    panel's legend. Returns the PNG's path (default: beside the CSV).
     """
     csv_path = Path(csv_path)
     out_path = Path(out) if out is not None else csv_path.with_name("results.png")
@@ -91,7 +92,11 @@ def plot_results(
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     if events:
-        _mark(axes.ravel(), events)
+        from lrkit.plots.monitor import mark_events
+
+        for ax in axes.ravel():  # lrkit.train's events carry the fractional epoch they happened in
+            mark_events(ax, events, x="epoch", legend=ax is ax_loss)
+        ax_loss.legend(fontsize="small")
     fig.tight_layout()
     atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
@@ -103,10 +108,3 @@ def _auto_log(ax: Any, series: Sequence[Sequence[float]]) -> None:
     values = [v for s in series for v in s if math.isfinite(v)]
     if values and min(values) > 0 and max(values) / min(values) > 100:
         ax.set_yscale("log")
-
-
-def _mark(axes: Sequence[Any], events: Sequence[Mapping[str, Any]]) -> None:
-    for ax in axes:
-        for ev in events:
-            if ev.get("epoch") is not None:
-                ax.axvline(float(ev["epoch"]), color="tab:orange", alpha=0.4, lw=1)
