@@ -9,83 +9,21 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
 from lrkit._state import Snapshot
+from lrkit._step import LossFn, StepFn, autocast_context, batch_loss, cycle_batches, move_to
 from lrkit._utils import check_positive, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.result import FinderResult
 
 __all__ = ["batch_loss", "find_lr", "group_scales", "move_to"]
 
-StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int, float, float], None]
-
-_INPUT_KEYS = ("x", "input", "inputs", "features", "image", "images")
-_TARGET_KEYS = ("y", "target", "targets", "label", "labels")
-
-
-def move_to(obj: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) batch to ``device``; other values pass through unchanged."""
-    if isinstance(obj, torch.Tensor):
-        return obj if obj.device == device else obj.to(device, non_blocking=True)
-    if isinstance(obj, Mapping):
-        return {k: move_to(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(move_to(v, device) for v in obj)
-    return obj
-
-
-def _split_batch(batch: Any) -> tuple[Any, Any]:
-    if isinstance(batch, Mapping):
-        x = next((batch[k] for k in _INPUT_KEYS if k in batch), None)
-        y = next((batch[k] for k in _TARGET_KEYS if k in batch), None)
-        if x is None or y is None:
-            raise ValueError(
-                f"cannot split a dict batch with keys {sorted(batch)} into input and target: the default loss needs "
-                f"one of {_INPUT_KEYS} and one of {_TARGET_KEYS}; pass step_fn=lambda model, batch: loss instead"
-            )
-        return x, y
-    if isinstance(batch, (list, tuple)) and len(batch) == 2:
-        return batch[0], batch[1]
-    kind = type(batch).__name__
-    if isinstance(batch, (list, tuple)):
-        kind += f" of length {len(batch)}"
-    raise ValueError(
-        f"a batch must be an (inputs, targets) pair or a dict for the default loss, got a {kind}; "
-        "pass step_fn=lambda model, batch: loss for other batch layouts"
-    )
-
-
-def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for integer targets, mean squared error otherwise."""
-    if not target.is_floating_point():
-        return torch.nn.functional.cross_entropy(output, target)
-    if output.shape != target.shape and output.numel() == target.numel():
-        output = output.reshape(target.shape)
-    return torch.nn.functional.mse_loss(output, target)
-
-
-def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None) -> torch.Tensor:
-    """The loss of one batch: ``step_fn(model, batch)`` or ``loss_fn(model(x), y)``; checked to be a scalar."""
-    if step_fn is not None:
-        loss = step_fn(model, batch)
-    else:
-        x, y = _split_batch(batch)
-        loss = (loss_fn or default_loss)(model(x), y)
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-        raise ValueError(
-            f"the loss must be a scalar tensor, got {shape}; reduce it (e.g. loss.mean()) in loss_fn/step_fn"
-        )
-    return loss
-
 
 def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
     """Each param group's LR relative to the peak: ``group["lr_scale"]`` if set, else ``lr / max(lr)``.
@@ -97,17 +35,6 @@ def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
         return [float(g.get("lr_scale", 1.0)) for g in groups]
     top = max(float(g["lr"]) for g in groups)
     return [float(g["lr"]) / top if top > 0 else 1.0 for g in groups]
-
-
-def _batches(loader: Iterable[Any]) -> Iterator[Any]:
-    """Cycle through ``loader`` for as long as needed; an empty loader is an error."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("train_loader yielded no batches: the range test needs at least one")
 
 
 def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.ndarray:
@@ -129,20 +56,6 @@ def _dist_mean(value: float, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=dev)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
-
-
-def _autocast(amp: bool | str, device: torch.device) -> tuple[Any, bool]:
-    """(autocast context, whether a GradScaler is needed) for ``amp`` on ``device``."""
-    if not amp:
-        return nullcontext(), False
-    dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
-    if amp is True:
-        chosen = torch.float16 if device.type == "cuda" else torch.bfloat16
-    elif isinstance(amp, str) and amp in dtype:
-        chosen = dtype[amp]
-    else:
-        raise unknown_name_error("amp setting", str(amp), ["True", "False", *dtype])
-    return torch.autocast(device_type=device.type, dtype=chosen), chosen == torch.float16 and device.type == "cuda"
 
 
 def find_lr(
@@ -235,7 +148,7 @@ def find_lr(
     dev = torch.device(device) if device is not None else (
         first_param.device if first_param is not None else torch.device("cpu")
     )
-    autocast, use_scaler = _autocast(amp, dev)
+    autocast, use_scaler = autocast_context(amp, dev)
     scaler = torch.amp.GradScaler(dev.type) if use_scaler else None
 
     scales = group_scales(optimizer)
@@ -250,7 +163,7 @@ def find_lr(
     groups = list(zip(optimizer.param_groups, scales))
     try:
         model.train()
-        batches = _batches(train_loader)
+        batches = cycle_batches(train_loader, "train_loader")
         best = math.inf
         avg = 0.0
         for i, lr in enumerate(schedule):

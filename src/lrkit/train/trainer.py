@@ -313,12 +313,12 @@ class _Trainer:
         here with a clear message instead of deep inside the loop."""
         if self.step_fn is not None:
             return
-        from lrkit.finder.range_test import _split_batch, move_to
+        from lrkit._step import move_to, split_batch
 
         batch = next(iter(self.val_loader), None)
         if batch is None:
             raise ValueError(f"the validation split of {self.data.info.name!r} yields no batches")
-        x, y = _split_batch(move_to(batch, self.device))
+        x, y = split_batch(move_to(batch, self.device))
         was_training = self.model.training
         self.model.eval()
         try:
@@ -699,7 +699,7 @@ class _Trainer:
         grad_norms: list[float] = []
         step = epoch * self.steps_per_epoch
         stop = False
-        from lrkit.finder.range_test import move_to
+        from lrkit._step import move_to
 
         for i, batch in enumerate(self.train_loader):
             if i >= nb:
@@ -746,13 +746,13 @@ class _Trainer:
         return train_loss, grad_norms, stop
 
     def _loss(self, batch: Any) -> torch.Tensor:
-        from lrkit.finder.range_test import batch_loss
+        from lrkit._step import batch_loss
 
         return batch_loss(self.model, batch, self.loss_fn, self.step_fn)
 
     @torch.no_grad()
     def _validate(self) -> tuple[float, float]:
-        from lrkit.finder.range_test import _split_batch, move_to
+        from lrkit._step import move_to, split_batch
 
         model = self.model
         was_training = model.training
@@ -765,7 +765,7 @@ class _Trainer:
                 if self.step_fn is not None:
                     loss, out, y = self.step_fn(model, batch), None, None
                 else:
-                    x, y = _split_batch(batch)
+                    x, y = split_batch(batch)
                     out = model(x)
                     loss = self.loss_fn(out, y)
             n = _batch_size(batch)
@@ -836,9 +836,9 @@ def _seed_all(seed: int) -> None:
 def _amp(amp: bool, device: torch.device) -> tuple[Any, bool]:
     if not amp:
         return nullcontext(), False
-    from lrkit.finder.range_test import _autocast
+    from lrkit._step import autocast_context
 
-    return _autocast(True, device)
+    return autocast_context(True, device)
 
 
 def _batch_size(batch: Any) -> int:

@@ -1,0 +1,120 @@
+"""One training step's plumbing, shared by the finder, the trainer and ``lr0="auto"``.
+
+Splitting a batch into inputs and targets, moving it to a device, the default loss, computing a checked scalar loss,
+cycling a loader, and the autocast context for ``amp=``. Private module.
+
+>>> import torch
+>>> model = torch.nn.Linear(2, 1)
+>>> batch_loss(model, (torch.zeros(3, 2), torch.zeros(3, 1)), None, None).item() >= 0
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from lrkit._utils import unknown_name_error
+
+__all__ = [
+    "LossFn",
+    "StepFn",
+    "autocast_context",
+    "batch_loss",
+    "cycle_batches",
+    "default_loss",
+    "move_to",
+    "split_batch",
+]
+
+StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_INPUT_KEYS = ("x", "input", "inputs", "features", "image", "images")
+_TARGET_KEYS = ("y", "target", "targets", "label", "labels")
+
+
+def move_to(obj: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to ``device``; other values pass through unchanged."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device == device else obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: move_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_to(v, device) for v in obj)
+    return obj
+
+
+def split_batch(batch: Any) -> tuple[Any, Any]:
+    """``(inputs, targets)`` of an ``(x, y)`` pair or a dict with input/target keys; a clear error otherwise."""
+    if isinstance(batch, Mapping):
+        x = next((batch[k] for k in _INPUT_KEYS if k in batch), None)
+        y = next((batch[k] for k in _TARGET_KEYS if k in batch), None)
+        if x is None or y is None:
+            raise ValueError(
+                f"cannot split a dict batch with keys {sorted(batch)} into input and target: the default loss needs "
+                f"one of {_INPUT_KEYS} and one of {_TARGET_KEYS}; pass step_fn=lambda model, batch: loss instead"
+            )
+        return x, y
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        return batch[0], batch[1]
+    kind = type(batch).__name__
+    if isinstance(batch, (list, tuple)):
+        kind += f" of length {len(batch)}"
+    raise ValueError(
+        f"a batch must be an (inputs, targets) pair or a dict for the default loss, got a {kind}; "
+        "pass step_fn=lambda model, batch: loss for other batch layouts"
+    )
+
+
+def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for integer targets, mean squared error otherwise."""
+    if not target.is_floating_point():
+        return torch.nn.functional.cross_entropy(output, target)
+    if output.shape != target.shape and output.numel() == target.numel():
+        output = output.reshape(target.shape)
+    return torch.nn.functional.mse_loss(output, target)
+
+
+def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None) -> torch.Tensor:
+    """The loss of one batch: ``step_fn(model, batch)`` or ``loss_fn(model(x), y)``; checked to be a scalar."""
+    if step_fn is not None:
+        loss = step_fn(model, batch)
+    else:
+        x, y = split_batch(batch)
+        loss = (loss_fn or default_loss)(model(x), y)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(
+            f"the loss must be a scalar tensor, got {shape}; reduce it (e.g. loss.mean()) in loss_fn/step_fn"
+        )
+    return loss
+
+
+def cycle_batches(loader: Iterable[Any], name: str = "loader") -> Iterator[Any]:
+    """Cycle through ``loader`` for as long as needed; an empty loader is an error naming ``name``."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError(f"{name} yielded no batches: at least one is needed")
+
+
+def autocast_context(amp: bool | str, device: torch.device) -> tuple[Any, bool]:
+    """``(context, needs_grad_scaler)`` for ``amp`` (True/False/"bf16"/"fp16") on ``device``."""
+    """(autocast context, whether a GradScaler is needed) for ``amp`` on ``device``."""
+    if not amp:
+        return nullcontext(), False
+    dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if amp is True:
+        chosen = torch.float16 if device.type == "cuda" else torch.bfloat16
+    elif isinstance(amp, str) and amp in dtype:
+        chosen = dtype[amp]
+    else:
+        raise unknown_name_error("amp setting", str(amp), ["True", "False", *dtype])
+    return torch.autocast(device_type=device.type, dtype=chosen), chosen == torch.float16 and device.type == "cuda"
