@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _suite import RESULTS_DIR, TASKS, Task, cached_val_loss, make_loaders, oracle, regret, warmup_cosine
 from lrkit._state import Snapshot
+from lrkit._step import cycle_batches
 from lrkit.train import auto as auto_mod
 
 CACHE_DIR = RESULTS_DIR / "auto_lr"
@@ -115,7 +116,7 @@ def horizon_bias(names: list[str], seeds: list[int], fractions: tuple[float, ...
                         snap.restore()
                         auto_mod._seed_everything(seed, train.generator)
                         _, diverged, _ = auto_mod._run_trial(
-                            model, opt, [1.0], lr, steps, auto_mod._cycle(train), warmup_cosine_scheduler,
+                            model, opt, [1.0], lr, steps, cycle_batches(train, "train_loader"), warmup_cosine_scheduler,
                             task.loss_fn, None, 1, None, torch.device("cpu"),
                         )  # fmt: skip
                         losses.append(math.inf if diverged else auto_mod._val_loss(

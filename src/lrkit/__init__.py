@@ -22,11 +22,13 @@ _EXPORTS: dict[str, str] = {
     "schedules": "lrkit.schedules",
     "Schedule": "lrkit.schedules",
     "Monitor": "lrkit.monitor",
+    "MonitorEvent": "lrkit.monitor",
     "train": "lrkit.train",
     "TrainResults": "lrkit.train",
     "scale_lr": "lrkit.scaling",
     "param_groups": "lrkit.scaling",
     "freeze_layers": "lrkit.scaling",
+    "nominal_batch": "lrkit.scaling",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -34,8 +36,8 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 if TYPE_CHECKING:  # pragma: no cover
     from lrkit import schedules
     from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
-    from lrkit.monitor import Monitor
-    from lrkit.scaling import freeze_layers, param_groups, scale_lr
+    from lrkit.monitor import Monitor, MonitorEvent
+    from lrkit.scaling import freeze_layers, nominal_batch, param_groups, scale_lr
     from lrkit.schedules import Schedule
     from lrkit.train import TrainResults, train
 

@@ -13,9 +13,9 @@
 0.002
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
 >>> groups = param_groups(model, 0.1, weight_decay=5e-4, backbone_lr_scale=0.1, head=("2",))
->>> sorted((g["name"], g["lr"]) for g in groups)
-[('backbone/bias', 0.010000000000000002), ('backbone/decay', 0.010000000000000002), ('head/bias', 0.1), \
-('head/decay', 0.1)]
+>>> [(g["name"], g["lr_scale"], g["weight_decay"]) for g in groups]  # doctest: +NORMALIZE_WHITESPACE
+[('backbone/decay', 0.1, 0.0005), ('backbone/bias', 0.1, 0.0), ('head/decay', 1.0, 0.0005),
+ ('head/bias', 1.0, 0.0)]
 """
 
 from __future__ import annotations

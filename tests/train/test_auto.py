@@ -61,7 +61,7 @@ def test_known_answer_quadratic() -> None:
     """On full-batch GD over a quadratic the best peak LR is computable from the Hessian.
 
     The range test's default rule backs off a decade from the loss minimum, which on a noise-free quadratic sits at
-    the stability edge, so the choice is conservative (measured 0.18-0.26x the best over 5 problem seeds): within
+    the stability edge, so the choice is conservative (measured 0.20-0.23x the best over 5 problem seeds): within
     8x of the best and never above the stability bound.
     """
     x, y, xv, yv = quadratic_problem()
@@ -287,6 +287,8 @@ def test_errors_name_the_bad_value() -> None:
         call(make_scheduler=3)
     with pytest.raises(ValueError, match=r"needs at least 10 extra optimizer steps.*allows 6"):
         call(total_steps=20)
+    with pytest.raises(ValueError, match=r"num_steps=200 exceeds the extra budget of 90 steps"):
+        call(finder_kwargs={"num_steps": 200})
     with pytest.raises(ValueError, match=r"accumulate=0"):
         call(accumulate=0)
     with pytest.raises(ValueError, match="val_loader yielded no batches"):
@@ -342,3 +344,19 @@ def test_a_suggestion_that_diverges_on_the_run_is_not_chosen(monkeypatch: pytest
                                      loss_fn=nn.functional.mse_loss, budget=0.6))  # fmt: skip
     assert auto.finder.suggestion > 5 * stable
     assert auto.lr <= stable * 1.5 and math.isfinite(gd_final_loss(x, y, auto.lr, 200))
+
+
+def test_accumulation_and_training_loss_scoring() -> None:
+    """With accumulate=2 each counted step is 2 forward passes; without a val_loader trials score on training loss."""
+    train, _ = _regression_loaders()
+    model = nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    passes: list[int] = []
+    hook = model.register_forward_hook(lambda m, *_: passes.append(1) if m.training else None)
+    auto = _quiet(lambda: choose_lr0(model, opt, train, None, total_steps=400, make_scheduler=warmup_cosine,
+                                     accumulate=2, budget=0.5, finder_kwargs={"num_steps": 40}))  # fmt: skip
+    hook.remove()
+    assert auto.finder.num_steps_run <= 40 and auto.trials
+    assert all(math.isfinite(t.val_loss) for t in auto.trials)
+    assert len(passes) == 2 * auto.extra_steps and auto.extra_steps <= 200
+    assert "training loss" in " ".join(auto.log_lines)

@@ -21,7 +21,7 @@ from lrkit._utils import check_positive, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.result import FinderResult
 
-__all__ = ["batch_loss", "find_lr", "group_scales", "move_to"]
+__all__ = ["find_lr", "group_scales"]
 
 Progress = Callable[[int, int, float, float], None]
 
@@ -111,7 +111,7 @@ def find_lr(
         A :class:`~lrkit.FinderResult` (``.suggestion``, ``.suggest(rule)``, ``.range``, ``.lrs``, ``.losses``).
 
     Example:
-        >>> import torch
+        >>> import torch, lrkit
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> x = torch.randn(256, 4); y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])

@@ -6,7 +6,7 @@ Two stages within a bounded extra budget (``budget × total_steps`` optimizer st
    single signal for the full run's best LR (``benchmarks/auto_lr.py``), and it gets sharper with more steps.
 2. **Confirmation** ("guard"): short trials on the run's own schedule, compressed to the trial length, each from
    the *same* starting state with the same batches and seed, scored on validation loss. A short run always
-   favours a larger LR than the full run does (measured: 1-14x on the benchmark suite), so the trials are trusted
+   favours a larger LR than the full run does (measured: up to 40x on the benchmark suite), so the trials are trusted
    only where that bias cannot mislead them: ``s`` moves *down* when a lower candidate scores better even at the
    short horizon or ``s`` diverges, and *up* only when ``s`` did not learn at all.
 
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from lrkit._state import Snapshot
+from lrkit._step import batch_loss, cycle_batches, move_to
 from lrkit._utils import check_positive
 
 __all__ = ["AutoLR", "Trial", "choose_lr0", "plan_budget"]
@@ -149,16 +150,6 @@ def plan_budget(
     return BudgetPlan(budget_steps, finder_steps, n, left // n)
 
 
-def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("train_loader yielded no batches")
-
-
 def _batch_size(batch: Any) -> int:
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.dim() else 1
@@ -172,8 +163,6 @@ def _batch_size(batch: Any) -> int:
 
 @torch.no_grad()
 def _val_loss(model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device) -> float:
-    from lrkit.finder.range_test import batch_loss, move_to
-
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
@@ -210,8 +199,6 @@ def _run_trial(
     device: torch.device,
 ) -> tuple[int, bool, list[float]]:
     """Train ``steps`` steps at peak LR ``peak`` on the compressed schedule; return (steps run, diverged, losses)."""
-    from lrkit.finder.range_test import batch_loss, move_to
-
     for group, scale in zip(optimizer.param_groups, scales):
         group["lr"] = peak * scale
         group.pop("initial_lr", None)  # so the new scheduler takes these LRs as its base
@@ -301,7 +288,7 @@ def choose_lr0(
        * ``s`` does not learn (``L(s) > (1 - MIN_PROGRESS) · L0``) → try ``s·d², s·d⁴, ...``;
        * otherwise → try ``s/d, s/d², ...`` while each beats the one above it.
 
-       A short run favours a larger LR than the full run (benchmarks: 1-14x), so a lower candidate that wins even
+       A short run favours a larger LR than the full run (benchmarks: up to 40x), so a lower candidate that wins even
        there is trusted, while a higher one that wins is not (that is the bias, not the run).
     3. The pick is the best trial (ties: the lower LR), refined by the vertex of a parabola through it and its
        neighbours in log-LR space when it has one on each side.
@@ -371,6 +358,11 @@ def choose_lr0(
             f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} x "
             f"total_steps={total_steps} allows {plan.budget_steps}; raise budget or pass an explicit lr0"
         )
+    if finder_kwargs.get("num_steps", 0) > plan.budget_steps:
+        raise ValueError(
+            f"finder_kwargs num_steps={finder_kwargs['num_steps']} exceeds the extra budget of {plan.budget_steps} "
+            f"steps (budget={budget:g} x total_steps={total_steps}); lower num_steps or raise budget"
+        )
     finder_kwargs.setdefault("num_steps", plan.finder_steps)
     finder_kwargs.setdefault("start_lr", FINDER_START_LR)
     finder_kwargs.setdefault("end_lr", FINDER_END_LR)
@@ -420,9 +412,10 @@ def choose_lr0(
             def run(peak: float) -> Trial:
                 snapshot.restore()
                 _seed_everything(seed, generator)
+                batches = cycle_batches(train_loader, "train_loader")
                 n, diverged, losses = _run_trial(
-                    model, optimizer, scales, peak * horizon, steps, _cycle(train_loader), make_scheduler, loss_fn,
-                    step_fn, accumulate, max_grad_norm, device,
+                    model, optimizer, scales, peak * horizon, steps, batches, make_scheduler, loss_fn, step_fn,
+                    accumulate, max_grad_norm, device,
                 )
                 if diverged:
                     score = math.inf
