@@ -24,6 +24,7 @@ __all__ = [
     "StepFn",
     "autocast_context",
     "batch_loss",
+    "batch_size",
     "cycle_batches",
     "default_loss",
     "move_to",
@@ -118,3 +119,19 @@ def autocast_context(amp: bool | str, device: torch.device) -> tuple[Any, bool]:
     else:
         raise unknown_name_error("amp setting", str(amp), ["True", "False", *dtype])
     return torch.autocast(device_type=device.type, dtype=chosen), chosen == torch.float16 and device.type == "cuda"
+
+
+def batch_size(batch: Any) -> int:
+    """The number of samples in a batch: the leading dimension of its first tensor (1 if it has none).
+
+    >>> batch_size((torch.zeros(5, 3), torch.zeros(5))), batch_size({"x": torch.zeros(2, 4)})
+    (5, 2)
+    """
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    if isinstance(batch, Mapping):
+        for v in batch.values():
+            return batch_size(v)
+    if isinstance(batch, (list, tuple)) and batch:
+        return batch_size(batch[0])
+    return 1

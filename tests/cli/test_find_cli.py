@@ -3,23 +3,11 @@ from __future__ import annotations
 import json
 import textwrap
 
-import typer
 from typer.testing import CliRunner
 
-from lrkit.cli import find
+from lrkit.cli.app import build_app as app
 
 runner = CliRunner()
-
-
-def app() -> typer.Typer:
-    a = typer.Typer()
-    find.register(a)
-
-    @a.command()
-    def other() -> None:  # a second command so "find" stays a sub-command
-        pass
-
-    return a
 
 
 def test_demo_writes_plot_and_record(tmp_path):

@@ -10,20 +10,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lrkit.cli.schedule import register
+from lrkit.cli.app import build_app
 from lrkit.schedules import available, from_spec
 
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _root() -> None:  # keep `schedule` a subcommand, as in the real app
-        pass
-
-    return app
+    return build_app()  # the real app, every command registered
 
 
 def run(app: typer.Typer, *args: str):

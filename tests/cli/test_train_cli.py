@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import json
 
-import typer
 import yaml
 from typer.testing import CliRunner
 
-from lrkit.cli import train as train_cli
+from lrkit.cli.app import build_app as app
 
 runner = CliRunner()
-
-
-def app() -> typer.Typer:
-    a = typer.Typer()
-    train_cli.register(a)
-
-    @a.command()
-    def other() -> None:  # a second command so "train" stays a sub-command
-        pass
-
-    return a
 
 
 def test_happy_path_writes_a_run_and_a_summary(tmp_path):

@@ -345,6 +345,20 @@ class LossRising(Check):
         )
 
 
+def _grad_over_median(
+    record: RollingRecord, window: int, min_history: int, factor: float
+) -> tuple[float, float] | None:
+    """``(||g||, median)`` when the last finite gradient norm exceeds ``factor`` x the median of the previous
+    ``window`` norms (at least ``min_history`` of them), else ``None``. Non-finite norms are NonFinite's business."""
+    g = record.last_grad_norm
+    if not math.isfinite(g):
+        return None
+    ref = record.reference("grad_norm", window)
+    if ref.n < min_history or not ref.median > 0:
+        return None
+    return (g, ref.median) if g > factor * ref.median else None
+
+
 @dataclass(frozen=True)
 class ExplodingGradients(Check):
     """The global gradient norm is far above its running median: a gradient spike to clip.
@@ -389,15 +403,10 @@ class ExplodingGradients(Check):
         return self.window + 1
 
     def check(self, record: RollingRecord) -> Finding | None:
-        g = record.last_grad_norm
-        if not math.isfinite(g):
-            return None  # NonFinite's business
-        ref = record.reference("grad_norm", self.window)
-        if ref.n < self.min_history or not ref.median > 0:
+        over = _grad_over_median(record, self.window, self.min_history, self.factor)
+        if over is None:
             return None
-        m = ref.median
-        if g <= self.factor * m:
-            return None
+        g, m = over
         return Finding(
             f"gradient norm {_g(g)} is {g / m:.3g}x its running median {_g(m)} (threshold {self.factor:g}x)",
             {"grad_norm": g, "median": m, "threshold": self.factor * m, "clip_to": self.clip * m},
@@ -444,15 +453,10 @@ class GradientBlowup(Check):
         return self.window + 1
 
     def check(self, record: RollingRecord) -> Finding | None:
-        g = record.last_grad_norm
-        if not math.isfinite(g):
+        over = _grad_over_median(record, self.window, self.min_history, self.factor)
+        if over is None:
             return None
-        ref = record.reference("grad_norm", self.window)
-        if ref.n < self.min_history or not ref.median > 0:
-            return None
-        m = ref.median
-        if g <= self.factor * m:
-            return None
+        g, m = over
         return Finding(
             f"gradient norm {_g(g)} is {g / m:.3g}x its running median {_g(m)} (threshold {self.factor:g}x): the "
             "update that produced it overshot badly",

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from lrkit._state import Snapshot
-from lrkit._step import batch_loss, cycle_batches, move_to
+from lrkit._step import batch_loss, batch_size, cycle_batches, move_to
 from lrkit._utils import check_positive
 
 __all__ = ["AutoLR", "Trial", "choose_lr0", "plan_budget"]
@@ -150,24 +150,13 @@ def plan_budget(
     return BudgetPlan(budget_steps, finder_steps, n, left // n)
 
 
-def _batch_size(batch: Any) -> int:
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, dict):
-        for v in batch.values():
-            return _batch_size(v)
-    if isinstance(batch, (list, tuple)) and batch:
-        return _batch_size(batch[0])
-    return 1
-
-
 @torch.no_grad()
 def _val_loss(model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device) -> float:
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
         batch = move_to(batch, device)
-        n = _batch_size(batch)
+        n = batch_size(batch)
         total += float(batch_loss(model, batch, loss_fn, step_fn)) * n
         count += n
     if count == 0:

@@ -13,7 +13,6 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from lrkit._config import TrainConfig, load_yaml_mapping
+from lrkit._step import autocast_context, batch_loss, batch_size, move_to, split_batch
 from lrkit._utils import unknown_name_error
 from lrkit.train import run as _run
 from lrkit.train.data import TrainData, count_classes, load_data
@@ -313,8 +313,6 @@ class _Trainer:
         here with a clear message instead of deep inside the loop."""
         if self.step_fn is not None:
             return
-        from lrkit._step import move_to, split_batch
-
         batch = next(iter(self.val_loader), None)
         if batch is None:
             raise ValueError(f"the validation split of {self.data.info.name!r} yields no batches")
@@ -352,7 +350,7 @@ class _Trainer:
                 self._choose_lr0()
         self.scheduler = self._scheduler(self.optimizer, self.lr0)
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
-        amp_ctx, use_scaler = _amp(cfg.amp, self.device)
+        amp_ctx, use_scaler = autocast_context(cfg.amp, self.device)
         self.autocast = amp_ctx
         self.scaler = torch.amp.GradScaler(self.device.type) if use_scaler else None
         self.monitor = self._make_monitor()
@@ -699,8 +697,6 @@ class _Trainer:
         grad_norms: list[float] = []
         step = epoch * self.steps_per_epoch
         stop = False
-        from lrkit._step import move_to
-
         for i, batch in enumerate(self.train_loader):
             if i >= nb:
                 break
@@ -708,7 +704,7 @@ class _Trainer:
             batch = move_to(batch, self.device)
             with self.autocast:
                 loss = self._loss(batch)
-            n = _batch_size(batch)
+            n = batch_size(batch)
             value = float(loss.detach())
             total_loss += value * n
             total_n += n
@@ -746,14 +742,10 @@ class _Trainer:
         return train_loss, grad_norms, stop
 
     def _loss(self, batch: Any) -> torch.Tensor:
-        from lrkit._step import batch_loss
-
         return batch_loss(self.model, batch, self.loss_fn, self.step_fn)
 
     @torch.no_grad()
     def _validate(self) -> tuple[float, float]:
-        from lrkit._step import move_to, split_batch
-
         model = self.model
         was_training = model.training
         model.eval()
@@ -768,7 +760,7 @@ class _Trainer:
                     x, y = split_batch(batch)
                     out = model(x)
                     loss = self.loss_fn(out, y)
-            n = _batch_size(batch)
+            n = batch_size(batch)
             loss_sum += float(loss) * n
             n_sum += n
             if self.spec.metric_sums is not None and out is not None:
@@ -831,25 +823,6 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-
-
-def _amp(amp: bool, device: torch.device) -> tuple[Any, bool]:
-    if not amp:
-        return nullcontext(), False
-    from lrkit._step import autocast_context
-
-    return autocast_context(True, device)
-
-
-def _batch_size(batch: Any) -> int:
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, dict):
-        for v in batch.values():
-            return _batch_size(v)
-    if isinstance(batch, (list, tuple)) and batch:
-        return _batch_size(batch[0])
-    return 1
 
 
 @torch.no_grad()
