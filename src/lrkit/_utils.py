@@ -42,7 +42,17 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> ValueErr
 
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """Validate a positive finite number and return it as ``float``; raise ``ValueError`` naming it."""
+    """Validate a positive finite number and return it as ``float``; raise ``ValueError`` naming it.
+
+    >>> check_positive("lr", "0.1")
+    0.1
+    >>> check_positive("lrf", True)
+    Traceback (most recent call last):
+    ...
+    ValueError: lrf=True must be a number, not a boolean
+    """
+    if isinstance(value, bool):  # bool is an int subclass: lrf=true must not silently become 1.0
+        raise ValueError(f"{name}={value!r} must be a number, not a boolean")
     try:
         v = float(value)
     except (TypeError, ValueError):
