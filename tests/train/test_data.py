@@ -106,6 +106,8 @@ def test_npz_sources(tmp_path):
     np.savez(tmp_path / "table.npz", data=np.column_stack([x, x[:, 0] * 2.5]))
     d = load_data(tmp_path / "table.npz")
     assert d.info.task == "regression" and d.info.input_shape == (4,)
+    with pytest.raises(ValueError, match=r"target=7 is out of range: table.npz has 5 columns"):
+        load_data(tmp_path / "table.npz", target=7)  # a clear error, not numpy's IndexError
 
 
 def test_text_is_character_lm(tmp_path):

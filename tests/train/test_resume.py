@@ -164,3 +164,18 @@ def test_resume_guards_what_cannot_be_saved(tmp_path):
     b = train(data="iris", model="linear", epochs=1, lr0=0.01, project=tmp_path, name="b", **QUIET)
     with pytest.raises(ValueError, match="model='mlp' differs from the run being resumed"):
         train(resume=b.run_dir, model="mlp", epochs=2, **QUIET)
+
+
+def test_resume_with_a_python_object_inside_a_dict_key(tmp_path):
+    seen: list = []
+    mon = {"on_event": seen.append, "on_divergence": "warn"}
+    common = dict(data="iris", model="linear", lr0=0.01, optimizer="SGD", project=tmp_path, **QUIET)
+    r = train(epochs=1, name="m", monitor=mon, **common)
+    # the checkpoint can only name the hook ("<builtin_function_or_method>"): resuming without it must not hand
+    # that string to the Monitor as a hook (a TypeError at the first event) but ask for it again
+    with pytest.raises(ValueError, match="pass the same monitor= again"):
+        train(resume=r.run_dir, epochs=2, **QUIET)
+    longer = train(resume=r.run_dir, epochs=2, monitor=mon, **QUIET)  # the same setting passed again is accepted
+    assert longer.epochs_run == 2
+    with pytest.raises(ValueError, match="monitor=.* differs from the run being resumed"):
+        train(resume=r.run_dir, epochs=3, monitor={"on_event": seen.append, "on_divergence": "stop"}, **QUIET)

@@ -451,6 +451,8 @@ def _read_npz(path: Path, target: str | int | None) -> tuple[np.ndarray, np.ndar
         if table.ndim != 2 or table.shape[1] < 2:
             raise ValueError(f"{path.name}: a single array must be 2-D with the target as a column")
         t = -1 if target is None else int(target)
+        if not -table.shape[1] <= t < table.shape[1]:
+            raise ValueError(f"target={target} is out of range: {path.name} has {table.shape[1]} columns")
         y = table[:, t]
         x = np.delete(table, t % table.shape[1], axis=1)
     else:

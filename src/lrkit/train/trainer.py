@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from lrkit._config import TrainConfig, load_yaml_mapping
+from lrkit._config import _plain as _config_plain
 from lrkit._step import autocast_context, batch_loss, batch_size, move_to, split_batch
 from lrkit._utils import unknown_name_error
 from lrkit.train import run as _run
@@ -175,6 +176,17 @@ def _same(a: Any, b: Any) -> bool:
     return False
 
 
+def _names_object(value: Any) -> bool:
+    """``True`` when a saved config value holds a placeholder ``"<TypeName>"`` for a Python object."""
+    if isinstance(value, str):
+        return value.startswith("<") and value.endswith(">")
+    if isinstance(value, dict):
+        return any(_names_object(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_names_object(v) for v in value)
+    return False
+
+
 def _resolve_device(name: str | None) -> torch.device:
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -228,12 +240,17 @@ class _Trainer:
                 merged[key] = new
             elif key in self.explicit and not isinstance(new, (str, int, float, bool, type(None), dict, list)):
                 merged[key] = new  # a Python object passed again where the run had a name: trust the caller
+            elif key in self.explicit and _config_plain(new) == old:
+                merged[key] = new  # the same setting, with the Python objects the checkpoint could only name
             elif key in self.explicit and not _same(new, old) and new != old:
                 raise ValueError(
                     f"resume: {key}={new!r} differs from the run being resumed ({key}={old!r}); only "
                     f"{', '.join(sorted(RESUME_OVERRIDES - {'resume'}))} may change on resume — start a new run instead"
                 )
             else:
+                if _names_object(old):  # e.g. monitor={"on_event": fn}: the checkpoint holds only "<function>"
+                    raise ValueError(f"resume: the run {run} was given a Python object in {key}={old!r}; pass the "
+                                     f"same {key}= again to resume it")
                 merged[key] = old
         merged["resume"] = str(self.ckpt_path)
         used = self.ckpt.get("custom_loss")
