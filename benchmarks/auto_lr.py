@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import RESULTS_DIR, TASKS, Task, cached_val_loss, make_loaders, oracle, regret, warmup_cosine
+from _suite import RESULTS_DIR, SUITE, TASKS, Task, cached_val_loss, make_loaders, oracle, regret, warmup_cosine
 from lrkit._state import Snapshot
 from lrkit._step import cycle_batches
 from lrkit.train import auto as auto_mod
@@ -132,7 +132,7 @@ def _fmt(v: float, spec: str = ".4f") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="*", default=None, help=f"task names (default all: {', '.join(TASKS)})")
+    parser.add_argument("--tasks", nargs="*", default=None, help=f"task names (default: {', '.join(SUITE)})")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=0.3, help="extra-compute budget (fraction of one run)")
     parser.add_argument("--quick", action="store_true", help="2 tasks, seed 0: a smoke test")
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(auto_mod, name):
             parser.error(f"lrkit.train.auto has no setting {name!r}")
         setattr(auto_mod, name, type(getattr(auto_mod, name))(value))
-    names = args.tasks or list(TASKS)
+    names = args.tasks or list(SUITE)
     seeds = args.seeds
     if args.quick:
         names, seeds = (args.tasks or ["wine_mlp", "breast_cancer_logreg"]), [0]

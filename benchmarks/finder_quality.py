@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _suite import TASKS, OracleResult, Task, default_grid, evaluate_lrs, make_loaders, oracle, regret
+from _suite import SUITE, TASKS, OracleResult, Task, default_grid, evaluate_lrs, make_loaders, oracle, regret
 
 SEEDS = (0, 1, 2)
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
@@ -416,7 +416,7 @@ def _json_safe(obj: Any) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the tables; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from: {', '.join(TASKS)}")
+    parser.add_argument("--tasks", default=",".join(SUITE), help=f"comma-separated, from: {', '.join(TASKS)}")
     parser.add_argument("--methods", default=",".join(FAMILIES), help=f"comma-separated, from: {', '.join(FAMILIES)}")
     parser.add_argument("--quick", action="store_true", help="2 grid points per decade and 1 seed (development only)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for training runs (default 1)")

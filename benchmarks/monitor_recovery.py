@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import RESULTS_DIR, TASKS, Task, oracle, regret, train_run
+from _suite import RESULTS_DIR, SUITE, TASKS, Task, oracle, regret, train_run
 from lrkit._utils import atomic_write_text
 from lrkit.monitor import Monitor, MonitorEvent, MonitorWarning
 
@@ -136,7 +136,7 @@ def _fmt_regret(v: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    parser.add_argument("--tasks", default=",".join(SUITE), help="comma-separated task names")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--mults", default="1,10,30", help="multiples of the oracle LR to train at")
     parser.add_argument("--pairs", type=int, default=7, help="interleaved timing pairs per task (0: skip timing)")

@@ -8,7 +8,9 @@ The robust rule has one constant, the back-off below the loss minimum (``ROBUST_
 prints the interpolated regret for a sweep of that constant, and a leave-one-task-out estimate: the back-off is chosen
 on all tasks but one and scored on the one left out, so the number is not fit to the task it is measured on.
 
-    python benchmarks/rule_calibration.py            # all tasks, 3 finder seeds
+    python benchmarks/rule_calibration.py            # the six calibration tasks (_suite.SUITE), 3 finder seeds
+
+The held-out tasks (``_suite.HELD_OUT``) are never used here; ``finder_quality.py --tasks ...`` scores them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lrkit
-from _suite import RESULTS_DIR, TASKS, Task, make_loaders, oracle, task_key
+from _suite import RESULTS_DIR, SUITE, TASKS, Task, make_loaders, oracle, task_key
 from lrkit._utils import atomic_write_text
 from lrkit.finder import suggest as S
 
@@ -101,7 +103,7 @@ def with_backoff(decades: float):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", nargs="*", default=list(TASKS))
+    parser.add_argument("--tasks", nargs="*", default=list(SUITE))
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
