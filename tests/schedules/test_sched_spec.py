@@ -161,3 +161,11 @@ def test_every_family_builds_and_records(name: str) -> None:
     assert len(rec["lr"]) == len(rec["momentum"]) == 60
     assert rec["lr"][0] == s.lr(0) and rec["phases"] and rec["label"].split()[0] == name
     assert all(0 <= v <= 0.1 + 1e-12 for v in rec["lr"])
+
+
+def test_warmup_type_is_checked_even_for_a_zero_length_warmup():
+    from lrkit.schedules import from_spec as _from_spec
+
+    with pytest.raises(ValueError, match="warmup_type 'bogus'"):
+        _from_spec("cosine lr0=0.1 warmup_steps=0 warmup_type=bogus", total_steps=100)
+    assert _from_spec("cosine lr0=0.1 warmup_steps=0 warmup_type=exp", total_steps=100).lr(0) == pytest.approx(0.1)

@@ -27,7 +27,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from lrkit._utils import unknown_name_error
-from lrkit.schedules.base import Composed, Cooldown, Schedule, Warmup, resolve_timeline
+from lrkit.schedules.base import (
+    _SHAPE_ALIASES,
+    WARMUP_TYPES,
+    Composed,
+    Cooldown,
+    Schedule,
+    Warmup,
+    _check_choice,
+    resolve_timeline,
+)
 from lrkit.schedules.library import _steps_from
 from lrkit.schedules.registry import ScheduleInfo, lookup
 
@@ -212,6 +221,8 @@ def _compose(
             )
     w = _steps_from("warmup", generic.get("warmup_steps"), generic.get("warmup_epochs"), None, total, spe,
                     allow_zero=True) or 0
+    if "warmup_type" in generic:  # checked even for a zero-length warmup, so a typo never passes silently
+        _check_choice("warmup_type", generic["warmup_type"], WARMUP_TYPES, _SHAPE_ALIASES)
     c = _steps_from("cooldown", generic.get("cooldown_steps"), generic.get("cooldown_epochs"),
                     generic.get("cooldown_frac"), total, spe) or 0
     prefix = generic.get("warmup_prefix", info.warmup_prefix)
