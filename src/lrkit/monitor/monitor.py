@@ -213,7 +213,7 @@ class Monitor:
         backoff: float = 0.3,
         max_rollbacks: int = 8,
         snapshot_every: int = 100,
-        grad_every: int = 16,
+        grad_every: int = 32,
         sample_every: int = 100,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
