@@ -1,4 +1,4 @@
-"""The built-in demo task for ``lrkit find``: scikit-learn's digits with a small MLP and SGD + momentum.
+"""The built-in demo task for ``lrkit find``: scikit-learn's digits with the built-in MLP and SGD + momentum.
 
 Also the loader for a user's task file (``lrkit find my_task.py``).
 """
@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from lrkit._utils import optional_import
 
 __all__ = ["FinderTask", "demo_task", "load_task_file"]
 
@@ -31,23 +29,22 @@ class FinderTask:
 
 
 def demo_task(seed: int = 0, batch_size: int = 64) -> FinderTask:
-    """Digits (1797 8x8 images, 10 classes, bundled with scikit-learn) with a 64-128-10 MLP and SGD(momentum=0.9).
+    """Digits with the built-in MLP and SGD(momentum=0.9): the data and model of ``lrkit train data=digits model=mlp``.
+
+    The train split of :func:`lrkit.train.data.load_data` (standardised on it, reproducible from ``seed``) and
+    :func:`lrkit.train.models.build_model`, so the demo's suggestion applies to the training quick start.
 
     >>> task = demo_task()
-    >>> task.name, sum(p.numel() for p in task.model.parameters())
-    ('digits-mlp', 9610)
+    >>> task.name, isinstance(task.model, torch.nn.Module)
+    ('digits-mlp', True)
     """
-    datasets = optional_import("sklearn.datasets", "cli")
-    x, y = datasets.load_digits(return_X_y=True)
-    x = torch.tensor(x, dtype=torch.float32) / 16.0
-    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-    y = torch.tensor(y, dtype=torch.long)
-    g = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=g
-    )
+    from lrkit.train.data import load_data
+    from lrkit.train.models import build_model
+
+    data = load_data("digits", seed=seed)
+    loader, _, _ = data.loaders(batch=batch_size, seed=seed)
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    model = build_model("mlp", data.info)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     return FinderTask("digits-mlp", model, optimizer, loader, torch.nn.functional.cross_entropy)
 
