@@ -16,6 +16,7 @@ The held-out tasks (``_suite.HELD_OUT``) are never used here; ``finder_quality.p
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -90,15 +91,7 @@ def rule_regret(rule, curve_sets, oracles) -> dict[str, float]:
 
 
 def with_backoff(decades: float):
-    def rule(lrs, losses):
-        old = S.ROBUST_BACKOFF_DECADES
-        S.ROBUST_BACKOFF_DECADES = decades
-        try:
-            return S.suggest_robust(lrs, losses)
-        finally:
-            S.ROBUST_BACKOFF_DECADES = old
-
-    return rule
+    return functools.partial(S.suggest_robust, backoff_decades=decades)
 
 
 def main() -> None:

@@ -167,7 +167,6 @@ def find_lr(
         best = math.inf
         avg = 0.0
         for i, lr in enumerate(schedule):
-            lr = float(lr)
             for group, scale in groups:
                 group["lr"] = lr * scale
             optimizer.zero_grad(set_to_none=True)

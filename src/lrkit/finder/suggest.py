@@ -130,21 +130,21 @@ def suggest_valley(lrs: np.ndarray, losses: np.ndarray) -> float:
 ROBUST_BACKOFF_DECADES = 1.0
 
 
-def suggest_robust(lrs: np.ndarray, losses: np.ndarray) -> float:
+def suggest_robust(lrs: np.ndarray, losses: np.ndarray, *, backoff_decades: float = ROBUST_BACKOFF_DECADES) -> float:
     """lrkit's default rule: a fixed back-off below where the loss stopped improving, kept inside the descent.
 
     1. Smooth with a lag-free filter (:func:`smooth_curve`) and find ``lr_min``, the LR at the smoothed minimum —
        the edge past which this model/optimizer stops making progress.
     2. Find the descent: the LRs where the smoothed loss is falling by at least 5% of its total drop per decade.
-    3. Suggest ``lr_min / 10**ROBUST_BACKOFF_DECADES`` clipped into the descent: a full training run at its peak LR
-       runs hundreds of steps at that LR, so it needs a margin below the edge the short test found; but it must still
-       be an LR at which the loss was seen to fall.
+    3. Suggest ``lr_min / 10**backoff_decades`` (default ``ROBUST_BACKOFF_DECADES``) clipped into the descent: a
+       full training run spends hundreds of steps at its peak LR, so it needs a margin below the edge the short
+       test found; but it must still be an LR at which the loss was seen to fall.
     """
     lrs, losses = _trim(lrs, losses)
     s = smooth_curve(losses)
     i_min = int(np.argmin(s))
     lr_min = lrs[i_min]
-    cand = lr_min / 10.0**ROBUST_BACKOFF_DECADES
+    cand = lr_min / 10.0**backoff_decades
     drop = s[0] - s[i_min]
     if i_min < 2 or drop <= 0:
         return float(cand)
