@@ -218,3 +218,46 @@ def test_peak_from_spec_honours_lr_scale_and_ignores_group_lr() -> None:
     opt2 = make_optimizer([0.5, 0.05], scales=[1.0, 0.1])
     from_spec("constant").to_torch(opt2)
     assert [g["lr"] for g in opt2.param_groups] == [0.5, 0.05]
+
+
+@pytest.mark.parametrize(
+    ("saved", "other"),
+    [
+        ("cosine lr0=0.1", "step lr0=0.1 step_size=3 unit=step"),  # another family
+        ("cosine lr0=0.1", "cosine lr0=0.2"),  # another peak
+        ("cosine eta_min=0.001", "cosine eta_min=0.01"),  # another floor (peak from the optimizer)
+        ("wsd lr0=0.1 warmup_steps=5 decay_frac=0.3", "wsd lr0=0.1 warmup_steps=5 decay_frac=0.5"),
+    ],
+)
+def test_load_refuses_a_state_from_another_schedule(saved: str, other: str) -> None:
+    model = _model()
+    opt = _optimizer(model)
+    sched = from_spec(saved, total_steps=TOTAL).to_torch(opt)
+    _run(model, opt, sched, 0, 5, _data(), [])
+    (state,) = _save(sched)
+    target = from_spec(other, total_steps=TOTAL).to_torch(_optimizer(_model()))
+    before = target.state_dict()
+    with pytest.raises(ValueError, match="different schedule") as err:
+        target.load_state_dict(state)
+    assert repr(saved) in str(err.value) and repr(other) in str(err.value)
+    assert target.state_dict() == before  # nothing half-loaded
+    # another length is another curve too
+    with pytest.raises(ValueError, match=f"total_steps={TOTAL + 8}"):
+        from_spec(saved, total_steps=TOTAL + 8).to_torch(_optimizer(_model())).load_state_dict(state)
+
+
+def test_load_accepts_the_same_schedule_replanned_and_states_without_a_fingerprint() -> None:
+    model = _model()
+    opt = _optimizer(model)
+    sched = from_spec(SPECS["cosine"], epochs=EPOCHS, steps_per_epoch=SPE).to_torch(opt)
+    _run(model, opt, sched, 0, 10, _data(), [])
+    sched.replan(total_steps=2 * TOTAL)
+    (state,) = _save(sched)
+    fresh = from_spec(SPECS["cosine"], epochs=EPOCHS, steps_per_epoch=SPE).to_torch(_optimizer(_model()))
+    fresh.load_state_dict(state)  # the re-plan is replayed before the comparison
+    assert fresh.schedule.total_steps == 2 * TOTAL and fresh.last_epoch == sched.last_epoch
+    assert fresh.get_last_lr() == pytest.approx(sched.get_last_lr(), rel=1e-12)
+    legacy = {k: v for k, v in state.items() if k != "fingerprint"}  # saved before lrkit recorded it
+    other = from_spec("cosine lr0=0.3", total_steps=TOTAL).to_torch(_optimizer(_model()))
+    other.load_state_dict(legacy)
+    assert other.last_epoch == sched.last_epoch

@@ -31,6 +31,46 @@ __all__ = ["LRSchedulerAdapter"]
 _STATE_KEYS = ("last_step", "step_count", "lr_multiplier", "base_lrs", "replans", "schedule_state")
 
 
+def _probe_steps(schedule: Schedule) -> list[int]:
+    total = schedule.total_steps
+    if total is None:
+        return [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000]
+    return sorted({round(i * (total - 1) / 16) for i in range(17)})
+
+
+def _fingerprint(schedule: Schedule) -> dict[str, Any]:
+    """What identifies a schedule's LR curve: its class, length, peak LR and its multiplier at 17 probe steps.
+
+    Stateful schedules (reduce-on-plateau) are identified without the curve, which depends on their state.
+    """
+    stateless = not schedule.state_dict()
+    bound = schedule if schedule.peak_lr is not None else schedule.with_peak(1.0)  # absolute eta_min etc. need one
+    return {
+        "label": schedule.label,
+        "type": type(schedule).__name__,
+        "total_steps": schedule.total_steps,
+        "peak_lr": schedule.peak_lr,
+        "curve": [[t, float(bound.multiplier(t))] for t in _probe_steps(schedule)] if stateless else [],
+    }
+
+
+def _same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if (a.get("type"), a.get("total_steps"), a.get("peak_lr")) != (b.get("type"), b.get("total_steps"),
+                                                                    b.get("peak_lr")):
+        return False
+    ca, cb = a.get("curve") or [], b.get("curve") or []
+    if not ca or not cb:
+        return True
+    return len(ca) == len(cb) and all(
+        ta == tb and math.isclose(va, vb, rel_tol=1e-9, abs_tol=1e-12) for (ta, va), (tb, vb) in zip(ca, cb)
+    )
+
+
+def _describe(fp: dict[str, Any]) -> str:
+    peak = "" if fp.get("peak_lr") is None else f", peak_lr={fp['peak_lr']:g}"
+    return f"{fp.get('label')!r}, total_steps={fp.get('total_steps')}{peak}"
+
+
 class LRSchedulerAdapter(LRScheduler):
     """A ``torch.optim.lr_scheduler.LRScheduler`` that sets every param group's LR (and momentum) from a Schedule.
 
@@ -192,7 +232,15 @@ class LRSchedulerAdapter(LRScheduler):
             "total_steps": self.schedule.total_steps,
             "schedule": self.schedule.label,
             "last_lr": [float(v) for v in getattr(self, "_last_lr", [])],
+            "fingerprint": self._fingerprint(),
         }
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """The current schedule's fingerprint, cached per schedule object (replans make new ones)."""
+        cached = getattr(self, "_fp_cache", None)
+        if cached is None or cached[0] is not self.schedule or not cached[1]["curve"]:
+            cached = self._fp_cache = (self.schedule, _fingerprint(self.schedule))
+        return {**cached[1], "curve": [list(p) for p in cached[1]["curve"]]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (re-applying any re-plans) and write the restored step's LR to the optimizer."""
@@ -212,6 +260,13 @@ class LRSchedulerAdapter(LRScheduler):
         for r in state_dict["replans"]:
             schedule = schedule.replan(at_step=int(r["at_step"]), total_steps=int(r["total_steps"]),
                                        steps_per_epoch=r.get("steps_per_epoch"))
+        saved = state_dict.get("fingerprint")  # absent in states saved before lrkit recorded it
+        if saved is not None and not _same_fingerprint(saved, _fingerprint(schedule)):
+            raise ValueError(
+                f"the scheduler state was saved from a different schedule ({_describe(saved)}) than this scheduler's "
+                f"({_describe(_fingerprint(schedule))}): loading it would silently change the LR curve. Build the "
+                "scheduler from the same spec (and total_steps) the state was saved with, then load it"
+            )
         schedule.load_state_dict(state_dict["schedule_state"])
         self.schedule = schedule
         self._replans = [dict(r) for r in state_dict["replans"]]
