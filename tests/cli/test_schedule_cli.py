@@ -33,6 +33,17 @@ def test_json_is_one_value_per_step(app: typer.Typer) -> None:
     assert data["momentum"] == [ref.momentum(t) for t in range(100)]
 
 
+def test_spec_may_be_given_unquoted_like_train_keys(app: typer.Typer) -> None:
+    quoted = run(app, "onecycle max_lr=0.1 pct_start=0.2", "-e", "4", "-n", "25", "--json")
+    unquoted = run(app, "onecycle", "max_lr=0.1", "pct_start=0.2", "-e", "4", "-n", "25", "--json")
+    assert quoted.exit_code == unquoted.exit_code == 0, unquoted.output
+    assert json.loads(unquoted.stdout) == json.loads(quoted.stdout)
+    keys = run(app, "onecycle", "max_lr=0.1", "pct_start=0.2", "epochs=4", "steps_per_epoch=25", "--json")
+    assert json.loads(keys.stdout) == json.loads(quoted.stdout)  # run length as spec keys too
+    bad = run(app, "onecycle", "max_lr=0.1", "pct_strat=0.2", "-t", "10")
+    assert bad.exit_code != 0 and "pct_start" in bad.output
+
+
 def test_json_momentum_is_null_when_not_scheduled(app: typer.Typer) -> None:
     res = run(app, "step lr0=0.1 step_size=30 gamma=0.1", "-e", "90", "-n", "2", "--json")
     data = json.loads(res.stdout)

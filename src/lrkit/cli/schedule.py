@@ -151,8 +151,8 @@ def register(app: Any) -> None:
 
     @app.command("schedule", epilog=_EPILOG)
     def schedule(
-        spec: Annotated[Optional[str], typer.Argument(  # noqa: UP045
-            help="Schedule spec, e.g. \"cosine lr0=0.01 lrf=0.01\".")] = None,
+        spec: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
+            help="Schedule spec, e.g. cosine lr0=0.01 lrf=0.01 (quoted or not).")] = None,
         epochs: Annotated[Optional[float], typer.Option(  # noqa: UP045
             "--epochs", "-e", help="Run length in epochs.")] = None,
         steps_per_epoch: Annotated[Optional[float], typer.Option(  # noqa: UP045
@@ -172,6 +172,7 @@ def register(app: Any) -> None:
         log_y: Annotated[bool, typer.Option("--log-y", help="Log-scale LR axis.")] = False,
     ) -> None:
         """Show an LR schedule: key points table, PNG of LR and momentum per step, or JSON for scripts."""
-        schedule_command(spec, epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps, out=out,
+        schedule_command(" ".join(spec) if spec else None, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         total_steps=total_steps, out=out,
                          compare=compare, as_json=as_json, list_=list_, base_lr=base_lr, no_plot=no_plot,
                          log_y=log_y)
