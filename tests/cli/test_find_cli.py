@@ -54,3 +54,4 @@ def test_bad_input_exits_cleanly(tmp_path):
     assert res.exit_code == 2 and "must define optimizer(), train_loader()" in res.output
     res = runner.invoke(app(), ["find", str(tmp_path / "nope.py")])
     assert res.exit_code == 2 and "does not exist" in res.output
+    assert "LR range test" not in res.output  # no empty progress bar in front of a set-up error

@@ -29,15 +29,24 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., 
         progress_mod.TimeRemainingColumn(),
         progress_mod.TextColumn("{task.fields[info]}"),
     ]
-    with progress_mod.Progress(*columns, transient=False) as progress:
-        task = progress.add_task(description, total=total, info="")
+    progress = progress_mod.Progress(*columns, transient=False)
+    task = progress.add_task(description, total=total, info="")
+    started = False
 
-        def update(advance: int = 1, *, total: int | None = None, info: str = "", **_: Any) -> None:
-            if total is not None:
-                progress.update(task, total=total)
-            progress.update(task, advance=advance, info=info)
+    def update(advance: int = 1, *, total: int | None = None, info: str = "", **_: Any) -> None:
+        nonlocal started
+        if not started:  # shown from the first step on: an error while setting up prints no empty bar
+            progress.start()
+            started = True
+        if total is not None:
+            progress.update(task, total=total)
+        progress.update(task, advance=advance, info=info)
 
+    try:
         yield update
+    finally:
+        if started:
+            progress.stop()
 
 
 def fail(message: str, code: int = 2) -> None:
