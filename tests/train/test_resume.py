@@ -149,6 +149,15 @@ def test_resume_errors(tmp_path):
     assert longer.epochs_run == 3
 
 
+def test_resume_of_a_finished_run_says_only_why_it_cannot(tmp_path, capsys):
+    done = train(data="iris", model="linear", epochs=1, lr0=0.01, warmup_epochs=3, project=tmp_path, **QUIET)
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="already finished"):
+        train(resume=done.run_dir, verbose=True, plots=False)
+    said = capsys.readouterr().out
+    assert "resuming" not in said and "warmup" not in said  # no "resuming at epoch 2/1", no repeated plan notes
+
+
 def test_resume_guards_what_cannot_be_saved(tmp_path):
     data = _data()
     def step_fn(model, batch):

@@ -357,7 +357,7 @@ class _Trainer:
         # the schedule is planned once, for the run's first length; a resume with other epochs re-plans it
         plan_epochs = int(ck["schedule_epochs"]) if ck is not None else cfg.epochs
         plan_total = int(ck["schedule_total_steps"]) if ck is not None else self.total_steps
-        self._plan_schedule(plan_epochs, plan_total)
+        self._plan_schedule(plan_epochs, plan_total, notes=ck is None)
         self.plan_epochs, self.plan_total = plan_epochs, plan_total
         if ck is not None:
             self._restore_plan_from_checkpoint(ck)
@@ -405,7 +405,7 @@ class _Trainer:
             self.log(f"lrkit.train: lr0={self.lr0:g} ({self.opt_name}'s default; pass lr0= to set it, or lr0=auto)")
 
     # ---------------------------------------------------------------------------------------------- schedule
-    def _plan_schedule(self, epochs: int, total_steps: int) -> None:
+    def _plan_schedule(self, epochs: int, total_steps: int, *, notes: bool = True) -> None:
         """The run's Schedule shape over ``total_steps`` optimizer steps (its peak is set by :meth:`_scheduler`).
 
         ``schedule=`` (any lrkit.schedules spec) replaces Ultralytics' lr0/lrf/cos_lr shape. A spec that names its
@@ -420,8 +420,9 @@ class _Trainer:
             warmup = cfg.warmup_epochs
             if warmup > epochs:
                 warmup = float(epochs)
-                self.log(f"lrkit.train: note — warmup_epochs={cfg.warmup_epochs:g} is longer than the run; the warmup "
-                         f"spans all {epochs} epochs (set warmup_epochs lower for short runs)")
+                if notes:  # said when the run started; a resume re-plans the same shape silently
+                    self.log(f"lrkit.train: note — warmup_epochs={cfg.warmup_epochs:g} is longer than the run; the "
+                             f"warmup spans all {epochs} epochs (set warmup_epochs lower for short runs)")
             self.schedule = schedules.ultralytics(
                 lr0=self.lr0, lrf=cfg.lrf, cos_lr=cfg.cos_lr, epochs=epochs, steps_per_epoch=spe,
                 warmup_epochs=warmup, warmup_bias_lr=cfg.warmup_bias_lr,
@@ -519,6 +520,15 @@ class _Trainer:
 
     # ---------------------------------------------------------------------------------------------- checkpoints
     def _restore_plan_from_checkpoint(self, ck: dict[str, Any]) -> None:
+        done = int(ck["epoch"])  # checked before anything is said or built
+        if ck.get("finished") and self.cfg.epochs <= done:
+            early = ", stopped early" if ck.get("stopped_early") else ""
+            raise ValueError(
+                f"resume: {self.ckpt_path} already finished ({done} epochs{early}); pass epochs > {done} to train "
+                "longer, or start a new run"
+            )
+        if self.cfg.epochs < done:
+            raise ValueError(f"resume: epochs={self.cfg.epochs} is less than the {done} epochs already trained")
         self.lr0 = float(ck["lr0"])
         self.lr0_source = str(ck["lr0_source"])
         self.auto = ck.get("auto")
@@ -532,14 +542,6 @@ class _Trainer:
 
     def _load_checkpoint_state(self, ck: dict[str, Any]) -> None:
         done = int(ck["epoch"])
-        if ck.get("finished") and self.cfg.epochs <= done:
-            early = ", stopped early" if ck.get("stopped_early") else ""
-            raise ValueError(
-                f"resume: {self.ckpt_path} already finished ({done} epochs{early}); pass epochs > {done} to train "
-                "longer, or start a new run"
-            )
-        if self.cfg.epochs < done:
-            raise ValueError(f"resume: epochs={self.cfg.epochs} is less than the {done} epochs already trained")
         if int(ck["steps_per_epoch"]) != self.steps_per_epoch:
             raise ValueError(
                 f"resume: the data now gives {self.steps_per_epoch} optimizer steps per epoch, the run had "
