@@ -240,3 +240,13 @@ def test_interval_epoch_is_a_staircase() -> None:
     assert [s(t) for t in range(12)] == [1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25]
     smooth = from_spec("exponential lr0=1 gamma=0.5", steps_per_epoch=4, total_steps=12)
     assert smooth(2) == pytest.approx(0.5**0.5)
+
+
+@pytest.mark.parametrize("total", [45, 97, 1000])
+@pytest.mark.parametrize("start", [1.0, 0.2286341391002226, 0.1])
+def test_linear_to_zero_is_exactly_zero_at_the_end_never_negative(total: int, start: float) -> None:
+    # hypothesis found -2.8e-17 from `s + (e - s) * t / T`; an interpolation is exact at both ends
+    s = from_spec(f"linear start_factor={start} end_factor=0 total_iters={total} unit=step", total_steps=total)
+    values = [s(t) for t in range(total + 5)] + [s.replan(at_step=0, total_steps=total)(t) for t in range(total + 5)]
+    assert min(values) >= 0.0
+    assert s(total) == 0.0 and s(0) == start

@@ -341,8 +341,8 @@ class Linear(Schedule):
         )
 
     def _value(self, t: float) -> float:
-        s, e = self.start_factor, self.end_factor
-        return s + (e - s) * min(self.total_iters, t) / self.total_iters
+        p = min(self.total_iters, t) / self.total_iters
+        return self.start_factor * (1.0 - p) + self.end_factor * p  # exact at both ends, never below min(s, e)
 
     def _phase_spans(self) -> list[Span]:
         return _decay_then_hold(self.total_iters, self.total_steps, "linear")
