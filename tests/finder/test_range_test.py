@@ -156,9 +156,11 @@ def test_gradient_accumulation_matches_a_big_batch():
 
 def test_dict_batches_and_step_fn():
     torch.manual_seed(0)
-    data = [{"x": torch.randn(8, 3), "y": torch.randn(8, 1)} for _ in range(4)]
+    xs = [torch.randn(8, 3) for _ in range(4)]
+    data = [{"x": x, "y": x.sum(1, keepdim=True)} for x in xs]  # learnable, so the curve is not flat
     model = torch.nn.Linear(3, 1)
-    r1 = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), data, num_steps=12)
+    r1 = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), data, num_steps=12,
+                      start_lr=1e-3, end_lr=1.0)
 
     class DictModel(torch.nn.Module):
         def __init__(self) -> None:
@@ -170,7 +172,8 @@ def test_dict_batches_and_step_fn():
 
     m2 = DictModel()
     m2.lin.load_state_dict(model.state_dict())
-    r2 = lrkit.find_lr(m2, torch.optim.SGD(m2.parameters(), lr=0.1), data, step_fn=lambda m, b: m(**b), num_steps=12)
+    r2 = lrkit.find_lr(m2, torch.optim.SGD(m2.parameters(), lr=0.1), data, step_fn=lambda m, b: m(**b),
+                      num_steps=12, start_lr=1e-3, end_lr=1.0)
     np.testing.assert_allclose(r1.losses, r2.losses, rtol=1e-6)
 
 
