@@ -86,7 +86,18 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
         loss = step_fn(model, batch)
     else:
         x, y = split_batch(batch)
-        loss = (loss_fn or default_loss)(model(x), y)
+        out = model(x)
+        try:
+            loss = (loss_fn or default_loss)(out, y)
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            if isinstance(e, torch.OutOfMemoryError):
+                raise
+            name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "the default loss"
+            raise ValueError(
+                f"{name}(model(x), y) failed: {e}. The model's output is {_describe(out)} and the target "
+                f"{_describe(y)}; pass a loss_fn that fits them (cross_entropy takes class-index targets, mse_loss "
+                "float targets of the output's shape) or step_fn=lambda model, batch: loss"
+            ) from e
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ValueError(
@@ -95,14 +106,38 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
     return loss
 
 
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {str(value.dtype).removeprefix('torch.')}"
+    return f"a {type(value).__name__}"
+
+
 def cycle_batches(loader: Iterable[Any], name: str = "loader") -> Iterator[Any]:
-    """Cycle through ``loader`` for as long as needed; an empty loader is an error naming ``name``."""
+    """Cycle through ``loader`` for as long as needed; an empty loader is an error naming ``name``.
+
+    A one-shot iterator (a generator) that runs out is an error too, rather than a silently shorter run:
+
+    >>> batches = cycle_batches(iter([1, 2]), "train_loader")
+    >>> next(batches), next(batches)
+    (1, 2)
+    >>> next(batches)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: train_loader ran out after 2 batches and yields nothing when iterated again (a generator or ...
+    """
+    seen = 0
     while True:
         empty = True
         for batch in loader:
             empty = False
+            seen += 1
             yield batch
         if empty:
+            if seen:
+                raise ValueError(
+                    f"{name} ran out after {seen} batches and yields nothing when iterated again (a generator or an "
+                    "iterator?): pass a re-iterable loader (a DataLoader or a list of batches), or ask for fewer steps"
+                )
             raise ValueError(f"{name} yielded no batches: at least one is needed")
 
 

@@ -238,6 +238,40 @@ def test_nan_at_first_step_is_a_data_problem():
     assert torch.equal(model.weight, before)
 
 
+def test_one_shot_iterator_that_runs_out_is_a_clear_error_and_restores(regression_loader):
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    batches = (b for b in regression_loader)  # 8 batches, once
+    with pytest.raises(ValueError, match="ran out after 8 batches.*re-iterable loader"):
+        lrkit.find_lr(model, opt, batches, num_steps=20)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert opt.param_groups[0]["lr"] == 0.1 and not opt.state
+    endless = (b for _ in range(10) for b in regression_loader)  # a long enough stream is fine
+    assert len(lrkit.find_lr(model, opt, endless, num_steps=20).lrs) > 0
+
+
+def test_loss_that_does_not_fit_the_output_names_both_shapes(classification_loader):
+    x, _ = next(iter(classification_loader))
+    model = torch.nn.Linear(x.shape[1], 3)
+    with pytest.raises(ValueError, match=r"mse_loss\(model\(x\), y\) failed: .*output is a tensor of shape "
+                                         r"\(\d+, 3\) and dtype float32 and the target a tensor of shape \(\d+,\)"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's own broadcasting warning comes first
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), classification_loader,
+                      loss_fn=torch.nn.functional.mse_loss, num_steps=10)
+
+
+def test_optimizer_of_another_model_is_refused(regression_loader):
+    model, other = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
+    with pytest.raises(ValueError, match="holds none of the model's parameters"):
+        lrkit.find_lr(model, torch.optim.SGD(other.parameters(), lr=0.1), regression_loader, num_steps=10)
+    frozen = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 1))
+    frozen[0].requires_grad_(False)  # an optimizer over part of the model is fine
+    opt = torch.optim.SGD(frozen[1].parameters(), lr=0.1)
+    assert lrkit.find_lr(frozen, opt, regression_loader, num_steps=20, start_lr=1e-3, end_lr=1.0).lrs
+
+
 def test_bad_batch_layout_says_use_step_fn():
     model = torch.nn.Linear(2, 1)
     with pytest.raises(ValueError, match="step_fn"):

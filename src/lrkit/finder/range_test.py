@@ -143,6 +143,12 @@ def find_lr(
         check_positive("max_grad_norm", max_grad_norm)
     if not optimizer.param_groups:
         raise ValueError("optimizer has no param groups")
+    owned = {id(p) for p in model.parameters()}
+    if owned and not any(id(p) in owned for g in optimizer.param_groups for p in g["params"]):
+        raise ValueError(
+            "the optimizer holds none of the model's parameters, so the range test could not change the model: "
+            "build the optimizer on this model's parameters (not a copy's, e.g. after deepcopy or .to())"
+        )
 
     first_param = next(iter(model.parameters()), None)
     dev = torch.device(device) if device is not None else (
