@@ -285,8 +285,8 @@ def test_errors_name_the_bad_value() -> None:
         call(num_candidates=1)
     with pytest.raises(ValueError, match=r"make_scheduler=3 must be a callable"):
         call(make_scheduler=3)
-    with pytest.raises(ValueError, match=r"needs at least 10 extra optimizer steps.*allows 6"):
-        call(total_steps=20)
+    with pytest.raises(ValueError, match=r"needs at least 10 extra optimizer steps.*allows 6.*to at least 0.5,"):
+        call(total_steps=20)  # budget 0.3 x 20 = 6 steps; 10 / 20 = 0.5 would do
     with pytest.raises(ValueError, match=r"num_steps=200 exceeds the extra budget of 90 steps"):
         call(finder_kwargs={"num_steps": 200})
     with pytest.raises(ValueError, match=r"accumulate=0"):

@@ -345,7 +345,8 @@ def choose_lr0(
     if plan.budget_steps < 10 and "num_steps" not in finder_kwargs:
         raise ValueError(
             f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} x "
-            f"total_steps={total_steps} allows {plan.budget_steps}; raise budget or pass an explicit lr0"
+            f"total_steps={total_steps} allows {plan.budget_steps}; raise budget (auto_budget= in lrkit.train) to at "
+            f"least {math.ceil(10 / total_steps * 100) / 100:g}, train longer, or pass an explicit lr0"
         )
     if finder_kwargs.get("num_steps", 0) > plan.budget_steps:
         raise ValueError(
