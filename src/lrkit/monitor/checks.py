@@ -113,6 +113,16 @@ class Check(abc.ABC):
         """
         return None
 
+    def idle(self, record: RollingRecord) -> bool:
+        """An optional fast test: ``True`` when :meth:`check` cannot fire now, decided from signals other than the
+        loss (update ratios, the LR), so that it holds whatever the newest losses are.
+
+        The monitor asks its ``"step"`` checks (``phase = "step"``) before it brings the record's loss window up to
+        date — the fast path buffers losses and pushes them in batches — and skips that work when every due check
+        is idle. ``False`` (the default) means "evaluate me".
+        """
+        return False
+
     @property
     def history(self) -> int:
         """How many values of each signal the record must keep for this check."""
@@ -512,6 +522,18 @@ class LRTooLow(Check):
     @property
     def history(self) -> int:
         return self.window
+
+    def idle(self, record: RollingRecord) -> bool:
+        """Quiet without looking at the loss: too few ratio samples, an annealed LR, or weights that move enough.
+
+        >>> LRTooLow().idle(RollingRecord.from_stream([1.0], update_ratios=[1e-3] * 2, lr=0.1))
+        True
+        >>> LRTooLow().idle(RollingRecord.from_stream([1.0], update_ratios=[1e-6] * 2, lr=0.1))
+        False
+        """
+        if record.count("update_ratio") < self.samples or record.lr < self.anneal * record.peak_lr:
+            return True
+        return robust_stats(record.window("update_ratio", self.samples)).median >= self.max_ratio
 
     def check(self, record: RollingRecord) -> Finding | None:
         if record.count("loss") < self.window or record.count("update_ratio") < self.samples:

@@ -33,11 +33,12 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import mul
 from typing import Any
 
 import torch
 
-from lrkit._state import Snapshot
+from lrkit._state import Snapshot, _clone_tree
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, default_checks
 from lrkit.monitor.record import RollingRecord
@@ -50,11 +51,66 @@ _DENSE_STEPS = 1
 #: ... and for this many steps after every event.
 _ALERT_STEPS = 50
 _NEVER = 2**62
+#: "No work planned" for the per-step comparison in after_step: the largest one-digit int, which CPython compares on
+#: its fast path (2**62 would not be); a step past it only re-plans (see Monitor._after_step_work).
+_FAR = 2**30 - 1
 #: The robust reference statistics (running medians) are recomputed every this many steps.
 _REFRESH = 25
 #: The fast-path bound follows every full step until this many losses are known (references still filling).
 _SCREEN_FOLLOW = 32
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+#: Immutable leaves of a state tree: ``copy.deepcopy`` returns them unchanged, so a copy can keep them as they are.
+_ATOMIC = frozenset({int, float, bool, str, bytes, complex, type(None)})
+_set_grad_enabled = torch._C._set_grad_enabled
+_Tensor = torch.Tensor
+
+
+#: The traversals ``Snapshot.restore`` relies on; a model class that overrides none of them is walked in one pass.
+_TRAVERSALS = ("parameters", "named_parameters", "buffers", "named_buffers", "_named_members", "modules",
+               "named_modules")
+
+
+def _walk(model: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[bool]]:
+    """``(list(model.parameters()), list(model.buffers()), [m.training for m in model.modules()])``.
+
+    One pass over ``model.modules()`` instead of three traversals, with the same order and the same de-duplication
+    (by identity, ``None`` skipped) as ``torch.nn.Module._named_members``; a model class that overrides any of those
+    methods gets the three plain calls.
+    """
+    cls = type(model)
+    if any(getattr(cls, name) is not getattr(torch.nn.Module, name) for name in _TRAVERSALS):
+        return list(model.parameters()), list(model.buffers()), [m.training for m in model.modules()]
+    params: list[torch.Tensor] = []
+    buffers: list[torch.Tensor] = []
+    modes: list[bool] = []
+    seen_p: set[int] = set()
+    seen_b: set[int] = set()
+    for m in model.modules():
+        modes.append(m.training)
+        for t in m._parameters.values():
+            if t is not None and id(t) not in seen_p:
+                seen_p.add(id(t))
+                params.append(t)
+        for t in m._buffers.values():
+            if t is not None and id(t) not in seen_b:
+                seen_b.add(id(t))
+                buffers.append(t)
+    return params, buffers, modes
+
+
+def _copy_state(obj: Any) -> Any:
+    """Copy an optimizer/scheduler state tree, cloning its tensors: the result of ``lrkit._state._clone_tree``
+    (plain dicts, lists, tuples; tensors cloned), without ``copy.deepcopy``'s cost for numbers and strings."""
+    cls = type(obj)
+    if cls in _ATOMIC:
+        return obj
+    if cls is dict:
+        return {k: _copy_state(v) for k, v in obj.items()}
+    if cls is list:
+        return [_copy_state(v) for v in obj]
+    if cls is tuple:
+        return tuple([_copy_state(v) for v in obj])
+    return _clone_tree(obj)  # tensors, subclasses of dict/list/tuple, anything else: the shared rule
 
 
 def _plain_float(v: Any) -> Any:
@@ -240,7 +296,7 @@ class Monitor:
         self.max_rollbacks = _check_int("max_rollbacks", max_rollbacks, 0)
         self.snapshot_every = _check_int("snapshot_every", snapshot_every, 1)
         self.sample_every = _check_int("sample_every", sample_every, 1)
-        self.grad_every = _check_int("grad_every", grad_every, 1)
+        self._grad_every = _check_int("grad_every", grad_every, 1)
         self.restore_on_stop = bool(restore_on_stop)
         self.grad_scaler = grad_scaler
         self.on_event = on_event
@@ -317,8 +373,22 @@ class Monitor:
         self._windowed_due = 0
         self._screen_due = 0
         self._last_sample = -(10**9)
+        self._after_due = 0  # the next step whose after_step has work (see _after_step_work)
+        self._next_grad = 0  # the next multiple of grad_every (a full step): the fast path compares, no modulo
+        self._steps_idle = False  # every "step" check idle (Check.idle) as of the latest update ratio / LR
+        self._refresh_idle()
 
     # ------------------------------------------------------------------------------------------------ public
+    @property
+    def grad_every(self) -> int:
+        """A full step runs every ``grad_every`` steps (see the class docstring); assignable."""
+        return self._grad_every
+
+    @grad_every.setter
+    def grad_every(self, value: int) -> None:
+        self._grad_every = _check_int("grad_every", value, 1)
+        self._next_grad = (self._step // value + 1) * value
+
     @property
     def step(self) -> int:
         """0-based index of the latest ``after_backward`` call (``-1`` before the first)."""
@@ -346,9 +416,9 @@ class Monitor:
                 "call after_backward() once per optimizer step (after the last micro-batch when accumulating)"
             )
         step = self._step = self._step + 1
-        if step >= self._dense_until and step % self.grad_every:  # the fast path (_dense_until is huge when off)
+        if self._dense_until <= step < self._next_grad:  # the fast path (_dense_until is huge when it is off)
             try:
-                value = loss.item() if type(loss) is torch.Tensor else self._loss_value(loss)
+                value = loss.item() if type(loss) is _Tensor else self._loss_value(loss)
             except RuntimeError:
                 value = self._loss_value(loss)  # raises the clear error for a non-scalar tensor
             if value <= self._screen:  # False for nan and for inf (the bound is capped at the largest float)
@@ -356,6 +426,8 @@ class Monitor:
                 self._pending = "ok"
                 return True
             return self._full_step(step, loss, value)
+        if step >= self._next_grad:
+            self._next_grad = (step // self._grad_every + 1) * self._grad_every
         return self._full_step(step, loss, None)
 
     def after_step(self) -> bool:
@@ -366,10 +438,8 @@ class Monitor:
         pending = self._pending
         if pending == "ok":
             self._pending = None
-            if self._sample is not None:
-                self._finish_sample()
-            if self._step_checks and self._step % self._step_every == 0:
-                self._run_step_checks()
+            if self._step >= self._after_due:  # an update-ratio sample to finish, or "step" checks due
+                self._after_step_work()
             return self.should_stop
         if pending is None:
             raise RuntimeError(
@@ -390,6 +460,8 @@ class Monitor:
                 self._undo_step()
         self._pre = None
         self._refresh_screen()
+        self._refresh_idle()  # a rollback / restore may have reloaded the record's update ratios
+        self._schedule_after_step()
         return self.should_stop
 
     def summary(self) -> dict[str, Any]:
@@ -420,7 +492,7 @@ class Monitor:
         The healthy snapshot is *not* included (it is a full copy of the model): after :meth:`load_state_dict`
         the monitor takes a fresh one at the next healthy step.
         """
-        self._flush()
+        self._flush(self._step)
         return {
             "version": _STATE_VERSION,
             "step": self._step,
@@ -447,6 +519,7 @@ class Monitor:
         if missing:
             raise ValueError(f"Monitor state_dict is missing keys {sorted(missing)}")
         self._step = int(state["step"])
+        self._next_grad = (self._step // self._grad_every + 1) * self._grad_every
         self.lr_scale = float(state["lr_scale"])
         self.rollbacks = int(state["rollbacks"])
         self.skipped = int(state.get("skipped", 0))
@@ -465,6 +538,8 @@ class Monitor:
         self._pre = None
         self._sample = None
         self._buffer.clear()
+        self._refresh_idle()
+        self._after_due = 0  # the next healthy after_step re-schedules
         self._last_eval.clear()
         self._windowed_due = 0
         self._refresh_screen()
@@ -475,12 +550,32 @@ class Monitor:
                 f"lr_scale={self.lr_scale:g}, checks=[{active}])")  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------ internals
-    def _flush(self) -> None:
-        """Push the losses the fast path buffered into the record (in order, without gradient norms)."""
+    def _flush(self, last: int) -> None:
+        """Push the losses the fast path buffered (steps ``..., last``) into the record, in order, without gradient
+        norms.
+
+        The batches end after every buffered step at which ``after_step`` runs the ``"step"`` checks (multiples of
+        ``_step_every``): the record is brought up to date there whether or not a check reads it, and its trend is
+        updated at the end of each batch, so the record does not depend on when the push actually happens.
+        """
         buf = self._buffer
-        if buf:
-            self.record.push_losses(buf)
-            buf.clear()
+        if not buf:
+            return
+        push = self.record.push_losses
+        every = self._step_every if self._step_checks else 0
+        first = last - len(buf) + 1
+        cut = -(-first // every) * every if every else last  # the first such step >= first
+        if cut >= last:
+            push(buf)
+        else:
+            start = 0
+            while cut < last:
+                end = cut - first + 1
+                push(buf[start:end])
+                start = end
+                cut += every
+            push(buf[start:])
+        buf.clear()
 
     def _refresh_screen(self) -> None:
         """Recompute the fast-path bound: the smallest screen of the every-step loss checks (capped at max float)."""
@@ -498,7 +593,7 @@ class Monitor:
         self._screen = bound
 
     def _full_step(self, step: int, loss: torch.Tensor | float, value: float | None) -> bool:
-        self._flush()
+        self._flush(step - 1)
         rec = self.record
         if self.should_stop:
             rec.push(self._loss_value(loss) if value is None else value, None)
@@ -509,7 +604,7 @@ class Monitor:
         params = self._trainable()
         with_grad = [p for p in params if p.grad is not None]
         grads = [p.grad for p in with_grad]
-        loss_value, gnorm, norms = self._measure(loss, grads)
+        loss_value, gnorm, norms = self._measure(loss, grads, value)
         if value is not None:
             loss_value = value
         if self.grad_scaler is not None and not math.isfinite(gnorm):
@@ -545,14 +640,14 @@ class Monitor:
         self._pending = "ok"
         self.last_action = "none"
         healthy = self._healthy
+        copies = None
         if healthy is None or (step - healthy.step >= self.snapshot_every
                                and step - self._last_bad_step >= max(1, self.snapshot_every // 5)
                                and self._trend_ok()):
-            self._capture_healthy(step)
+            copies = self._capture_healthy(step)
         if self._needs_ratio and step - self._last_sample >= self.sample_every and with_grad:
             self._last_sample = step
-            with torch.no_grad():
-                self._sample = (with_grad, torch._foreach_mul(with_grad, 1.0))
+            self._start_sample(with_grad, copies)
         if step >= self._screen_due or rec.seen["loss"] <= _SCREEN_FOLLOW:
             self._refresh_screen()
         return True
@@ -577,18 +672,20 @@ class Monitor:
             return float(loss)
         raise ValueError(f"after_backward(loss) needs a scalar tensor or a float, got {type(loss).__name__}")
 
-    def _measure(self, loss: torch.Tensor | float, grads: list[torch.Tensor]) -> tuple[float, float, list[float]]:
-        """(loss, global grad L2 norm, per-tensor norms) with a single host sync on accelerators."""
+    def _measure(self, loss: torch.Tensor | float, grads: list[torch.Tensor],
+                 value: float | None = None) -> tuple[float, float, list[float]]:
+        """(loss, global grad L2 norm, per-tensor norms) with a single host sync on accelerators; ``value`` is the
+        loss when the fast path already read it."""
         if not grads:
-            return self._loss_value(loss), 0.0, []
+            return self._loss_value(loss) if value is None else value, 0.0, []
         # grads are leaves that do not require grad, so no autograd graph is built (and no no_grad() is needed)
         if grads[0].dtype in _LOW_PRECISION:
             norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
         else:
             norms = torch._foreach_norm(grads)
-        if norms[0].device.type == "cpu":
+        if norms[0].is_cpu:
             values = [n.item() for n in norms]  # on CPU, reading a few scalars beats stack() + tolist()
-            loss_value = self._loss_value(loss)
+            loss_value = self._loss_value(loss) if value is None else value
         else:
             try:  # one host sync for every norm and the loss
                 dev = norms[0]
@@ -611,17 +708,31 @@ class Monitor:
         for p in self._trainable():
             p.grad = None
 
-    def _capture(self, *, scheduler: bool) -> Snapshot:
-        """A Snapshot without gradients (they are never restored: a restored step starts from ``grad=None``)."""
-        params = list(self.model.parameters())
-        saved = [p.grad for p in params]
-        for p in params:
-            p.grad = None
+    def _capture(self, *, scheduler: bool) -> tuple[Snapshot, list[torch.Tensor]]:
+        """A Snapshot without gradients (they are never restored: a restored step starts from ``grad=None``), and
+        the model's parameters in the snapshot's order.
+
+        The same content as ``Snapshot.capture(model, optimizer, scheduler)`` taken with every gradient set to
+        ``None``, built field by field in fewer operations (one pass over the modules, one clone per tensor with
+        autograd off, no ``copy.deepcopy`` of plain numbers, gradients left alone).
+        """
+        model, opt = self.model, self.optimizer
+        sched = self.scheduler if scheduler else None
+        prev = torch.is_grad_enabled()
+        _set_grad_enabled(False)
         try:
-            return Snapshot.capture(self.model, self.optimizer, self.scheduler if scheduler else None)
+            params, buffers, modes = _walk(model)
+            copies = [p.clone() for p in params]
+            buffers = [b.clone() for b in buffers]
+            index = {id(p): i for i, p in enumerate([p for g in opt.param_groups for p in g["params"]])}
+            opt_state = {index[id(p)]: _copy_state(st) for p, st in opt.state.items() if id(p) in index}
+            groups = [{k: _copy_state(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
+            sched_state = _copy_state(sched.state_dict()) if sched is not None else None
         finally:
-            for p, g in zip(params, saved):
-                p.grad = g
+            _set_grad_enabled(prev)
+        snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), buffers, modes, opt_state, groups,
+                            sched_state)  # fmt: skip
+        return snapshot, params
 
     def _trend_ok(self) -> bool:
         """False while the loss's running median has lost a quarter of the progress made (a collapse under way)."""
@@ -631,8 +742,38 @@ class Monitor:
             return True
         return t - low <= 0.25 * (start - low)
 
-    def _capture_healthy(self, step: int) -> None:
-        self._healthy = _Healthy(self._capture(scheduler=True), step, self.lr_scale, self.record.state_dict())
+    def _capture_healthy(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Take the healthy snapshot; return ``(parameters, their copies)`` for :meth:`_start_sample`."""
+        snapshot, params = self._capture(scheduler=True)
+        self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict())
+        return params, snapshot.params
+
+    def _start_sample(self, with_grad: list[torch.Tensor],
+                      copies: tuple[list[torch.Tensor], list[torch.Tensor]] | None) -> None:
+        """Keep a copy of the parameters that this step will update (for the update-to-weight ratio).
+
+        When a snapshot was taken at this very step its parameter copies are those values: they are reused (read
+        only; the snapshot is never written to) instead of copying the parameters a second time.
+        """
+        before: list[torch.Tensor] | None = None
+        if copies is not None:
+            by_id = {id(p): c for p, c in zip(*copies)}
+            before = []
+            for p in with_grad:
+                c = by_id.get(id(p))
+                if c is None:  # a parameter the optimizer updates but the model does not hold
+                    before = None
+                    break
+                before.append(c)
+        if before is None:
+            prev = torch.is_grad_enabled()
+            _set_grad_enabled(False)
+            try:
+                before = torch._foreach_mul(with_grad, 1.0)
+            finally:
+                _set_grad_enabled(prev)
+        self._sample = (with_grad, before)
+        self._after_due = min(self._after_due, self._step)  # after_step finishes the sample
 
     def _lr(self) -> float:
         return max(float(g["lr"]) for g in self.optimizer.param_groups)
@@ -678,7 +819,7 @@ class Monitor:
             return True
         # skip / rollback / stop: keep what the undo needs, then make optimizer.step() a no-op for torch optimizers
         if worst == "skip" or (worst in ("rollback", "stop") and self._healthy is None):
-            self._pre = self._capture(scheduler=False)
+            self._pre = self._capture(scheduler=False)[0]
         self._stop_restore = worst == "stop" and self.restore_on_stop
         self._neutralise()
         self._pending = worst
@@ -692,11 +833,11 @@ class Monitor:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         return f" in {', '.join(repr(b) for b in bad[:3])}{more}"
 
-    def _emit(self, event: MonitorEvent) -> None:
+    def _emit(self, event: MonitorEvent, stacklevel: int = 4) -> None:
         self.events.append(event)
         self._dense_until = max(self._dense_until, event.step + _ALERT_STEPS)
         if event.action == "warn":
-            warnings.warn(f"lrkit.Monitor step {event.step}: {event.reason}", MonitorWarning, stacklevel=4)
+            warnings.warn(f"lrkit.Monitor step {event.step}: {event.reason}", MonitorWarning, stacklevel=stacklevel)
         if self.on_event is not None:
             self.on_event(event)
 
@@ -732,35 +873,72 @@ class Monitor:
     def _finish_sample(self) -> None:
         params, before = self._sample  # type: ignore[misc]
         self._sample = None
-        with torch.no_grad():
-            dn = torch._foreach_norm(torch._foreach_sub(params, before))
-            wn = torch._foreach_norm(params)
-            try:
-                if dn[0].device.type == "cpu":
-                    raise RuntimeError  # on CPU, reading a few scalars beats stack() + tolist()
-                values = torch.stack([*dn, *wn]).tolist()
-            except RuntimeError:  # on CPU, or norms on several devices / of several dtypes
-                values = [float(v) for v in (*dn, *wn)]
-        k = len(dn)
-        num = math.sqrt(sum(v * v for v in values[:k]))
-        den = math.sqrt(sum(v * v for v in values[k:]))
+        prev = torch.is_grad_enabled()
+        _set_grad_enabled(False)
+        try:
+            # one norm call for ||w_{t+1} - w_t|| and ||w_{t+1}|| per tensor (each norm is computed on its own)
+            norms = torch._foreach_norm([*torch._foreach_sub(params, before), *params])
+            if norms[0].is_cpu:  # on CPU, reading a few scalars beats stack() + tolist()
+                values = [n.item() for n in norms]
+            else:
+                try:
+                    values = torch.stack(norms).tolist()
+                except RuntimeError:  # norms on several devices / of several dtypes
+                    values = [float(v) for v in norms]
+        finally:
+            _set_grad_enabled(prev)
+        k = len(params)
+        num = math.sqrt(sum(map(mul, values[:k], values[:k])))
+        den = math.sqrt(sum(map(mul, values[k:], values[k:])))
         self.record.push_update_ratio(num / den if den > 0 else math.nan, self._lr())
 
+    def _after_step_work(self) -> None:
+        """The rare part of a healthy ``after_step``: finish the update-ratio sample, run the ``"step"`` checks when
+        due and not all idle; then set the next step at which there is work (``_after_due``)."""
+        step = self._step
+        if self._sample is not None:
+            self._finish_sample()
+            self._refresh_idle()  # a new update ratio and LR
+        if self._step_checks and not self._steps_idle and step % self._step_every == 0:
+            self._run_step_checks()
+        self._schedule_after_step()
+
+    def _refresh_idle(self) -> None:
+        """``_steps_idle``: every "step" check is idle (:meth:`Check.idle`, which reads only the update ratios and
+        the LR); called whenever those may have changed (a sample finished, the record was reloaded)."""
+        rec = self.record
+        self._steps_idle = bool(self._step_checks) and all(check.idle(rec) for check, _ in self._step_checks)
+
+    def _schedule_after_step(self) -> None:
+        """Set ``_after_due``, the next step whose after_step has work: the next multiple of ``_step_every``, or
+        none while every step check is idle (a sample lowers it when it starts). Skipping idle step checks leaves
+        the record as it would be: :meth:`_flush` cuts its batches at those steps all the same."""
+        if self._step_checks and not self._steps_idle:
+            every = self._step_every
+            self._after_due = (self._step // every + 1) * every
+        else:
+            self._after_due = _FAR
+
     def _run_step_checks(self) -> None:
-        self._flush()
         step = self._step
         rec = self.record
+        quiet = self._quiet_until
+        # the due checks that could fire; Check.idle() reads no loss, so it can be asked before the flush
+        live = [(check, action) for check, action in self._step_checks
+                if not (step % check.every or quiet.get(check.name, -1) > step) and not check.idle(rec)]
+        if not live:
+            return  # nothing reads the record now (_flush will cut its batch here all the same)
+        self._flush(step)
         worst = "none"
-        for check, action in self._step_checks:
-            if step % check.every or self._quiet_until.get(check.name, -1) > step:
-                continue
+        for check, action in live:
             found = check.check(rec)
             if found is None:
                 continue
             if check.cooldown:
                 self._quiet_until[check.name] = step + check.cooldown + 1
             act = action
-            self._emit(MonitorEvent(step, check.name, {**found.values, "lr": self._lr()}, act, found.reason))
+            # stacklevel 5: the warning points at the loop's after_step() call (via _after_step_work)
+            self._emit(MonitorEvent(step, check.name, {**found.values, "lr": self._lr()}, act, found.reason), 5)
             if SEVERITY[act] > SEVERITY[worst]:
                 worst = act
             if act == "stop" and not self.should_stop:

@@ -58,10 +58,23 @@ def robust_stats(values: Sequence[float]) -> RobustStats:
     >>> robust_stats([1.0, 2.0, 3.0, 4.0, 100.0])
     RobustStats(median=3.0, mad=1.0, n=5)
     """
-    if not values:
+    n = len(values)
+    if not n:
         return _EMPTY
-    med = _median(values)
-    return RobustStats(med, _median([abs(v - med) for v in values]), len(values))
+    s = sorted(values)
+    mid = n // 2
+    med = s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
+    if med - med == 0.0:
+        # |v - med| without abs(): med - v below the median (descending), v - med from it on (ascending); the
+        # two sorted runs merge in linear time
+        d = [med - v for v in s[:mid]]
+        d.reverse()
+        d += [v - med for v in s[mid:]]
+        d.sort()
+    else:  # an overflowing sum of the two middle values: keep the plain formula
+        d = sorted([abs(v - med) for v in s])
+    mad = d[mid] if n % 2 else 0.5 * (d[mid - 1] + d[mid])
+    return RobustStats(med, mad + 0.0, n)  # + 0.0: a zero MAD is +0.0, as abs() gives, never -0.0
 
 
 class RollingRecord:
@@ -150,7 +163,9 @@ class RollingRecord:
         """
         if not losses:
             return
-        finite = [v for v in losses if v - v == 0.0]
+        total = sum(losses)
+        # all finite (the usual case) when their sum is; otherwise keep the finite ones (nan - nan, inf - inf are nan)
+        finite = losses if total - total == 0.0 else [v for v in losses if v - v == 0.0]
         if finite:
             seen = self.seen
             before = seen["loss"]
@@ -226,7 +241,10 @@ class RollingRecord:
             or (self.step - hit[0] < self.refresh and hit[1].n >= window)  # full window: reuse for `refresh` steps
         ):
             return hit[1]
-        stats = robust_stats(self.window(signal, window, skip_last=1 if self._fresh[signal] else 0))
+        values = self._values[signal]  # self.window(signal, window, skip_last=...), inlined
+        end = len(values) - (1 if self._fresh[signal] else 0)
+        start = max(0, end - window)
+        stats = robust_stats(list(islice(values, start, max(start, end))))
         self._cache[key] = (self.step, stats, count)
         return stats
 
