@@ -527,7 +527,9 @@ def train_run(
     """Train ``task`` from the seed-``seed`` init for ``total_steps`` (default: the full budget) optimizer steps.
 
     The LR follows :func:`warmup_cosine` peaking at ``peak_lr``. The run stops as *diverged* when a training loss is
-    non-finite or above ``DIVERGENCE_FACTOR`` times the first step's loss; its ``val_loss`` is then ``inf``.
+    non-finite or above ``DIVERGENCE_FACTOR`` times the first step's loss; its ``val_loss`` is then ``inf``. With a
+    monitor, such a loss is shown to it first, and the run stops only if the optimizer still steps on it (the monitor
+    did not skip or roll back that step).
     ``on_step(step, loss, lr)`` is called after every optimizer step. Deterministic for a given seed on CPU.
 
     >>> out = train_run(TASKS["wine_mlp"], 1e-2, seed=0, total_steps=20)
@@ -558,7 +560,8 @@ def train_run(
                 if step == 0:
                     first_loss = value
                 last_loss = value
-                if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(first_loss, 1e-12):
+                bad = not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(first_loss, 1e-12)
+                if bad and monitor is None:
                     diverged = True
                     events.append({"step": step, "kind": "diverged", "loss": value})
                     break
@@ -566,6 +569,10 @@ def train_run(
                 do_step = True
                 if monitor is not None and monitor.after_backward(loss) is False:
                     do_step = False
+                if bad and do_step:  # a monitor saw the diverged step and let the optimizer take it
+                    diverged = True
+                    events.append({"step": step, "kind": "diverged", "loss": value})
+                    break
                 lr = optimizer.param_groups[0]["lr"]
                 if do_step:
                     optimizer.step()

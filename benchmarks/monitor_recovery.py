@@ -6,8 +6,9 @@ optimizer step), train at the oracle's best peak LR, at 10x and at 30x it, each 
 
     regret = median_seeds(val_loss) / oracle best median val_loss - 1        (inf when the run diverged)
 
-A run counts as diverged when its loss is non-finite or above 100x its first loss (the suite's rule, checked
-*before* the monitor sees the step). Step-time overhead is measured on healthy runs (oracle LR, seed 0): monitored
+A run counts as diverged when its loss is non-finite or above 100x its first loss (the suite's rule) and the
+optimizer steps on it: the monitor sees the loss first, and a step it skips or rolls back does not end the run.
+Step-time overhead is measured on healthy runs (oracle LR, seed 0): monitored
 and plain runs are timed in interleaved pairs, as thread CPU time per optimizer step between the first and the last
 step (setup and evaluation excluded; CPU time keeps other processes on a shared machine out of it), and the overhead
 is the median over pairs of ``t_monitor / t_plain - 1``.
