@@ -353,3 +353,33 @@ def test_events_are_unchanged_by_a_skipped_idle_step_check() -> None:
     loop(model, opt, monitor, 400)
     assert monitor.events == [] and monitor.record.count("update_ratio") >= 3
     assert calls == []
+
+
+def test_a_float_loss_gives_the_same_run_as_the_tensor() -> None:
+    """``after_backward(loss.item())`` (a loop that already read the loss) decides exactly as with the tensor, also
+    through a spike that rolls back and backs off."""
+
+    def run(as_float: bool) -> tuple[Monitor, nn.Module]:
+        model = mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        monitor = Monitor(model, opt, sched, on_divergence="rollback")
+        x, y = data()
+        for step in range(300):
+            g = torch.Generator().manual_seed(step)
+            idx = torch.randint(0, len(x), (32,), generator=g)
+            opt.zero_grad()
+            target = y[idx] * (50.0 if step == 150 else 1.0)  # one corrupted batch: a loss spike
+            loss = nn.functional.mse_loss(model(x[idx]), target)
+            loss.backward()
+            monitor.after_backward(loss.item() if as_float else loss)
+            opt.step()
+            sched.step()
+            monitor.after_step()
+        return monitor, model
+
+    (m_tensor, model_tensor), (m_float, model_float) = run(False), run(True)
+    assert [e.to_dict() for e in m_tensor.events] == [e.to_dict() for e in m_float.events]
+    assert any(e.action == "rollback" for e in m_tensor.events) and m_tensor.lr_scale < 1.0
+    assert_same(m_tensor.record.state_dict(), m_float.record.state_dict())
+    assert_same(model_tensor.state_dict(), model_float.state_dict())
