@@ -82,6 +82,13 @@ class Snapshot:
     opt_groups: list[dict[str, Any]] = field(default_factory=list)
     sched_state: dict[str, Any] | None = None
     rng: RNGState | None = None
+    #: Optimizer parameters that are not the model's (a learnable loss temperature, ...): ``(param, value, grad)``.
+    extra_params: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = field(default_factory=list)
+    #: Optimizer state kept under keys that are not its parameters (some optimizers keep global counters there).
+    opt_other_state: dict[Any, Any] = field(default_factory=dict)
+    #: The optimizer's own scalar and tensor attributes (a custom optimizer's step counter, torch's ``_opt_called``);
+    #: ``None`` leaves them alone.
+    opt_attrs: dict[str, Any] | None = None
 
     @classmethod
     def capture(
@@ -103,11 +110,21 @@ class Snapshot:
             index = {id(p): i for i, p in enumerate(_opt_params(optimizer))}
             opt_state = {index[id(p)]: _clone_tree(s) for p, s in optimizer.state.items() if id(p) in index}
             opt_groups = [{k: _clone_tree(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+            other_state = {k: _clone_tree(s) for k, s in optimizer.state.items() if id(k) not in index}
+            owned = {id(p) for p in model.parameters()}
+            extra = [
+                (p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone())
+                for p in dict.fromkeys(_opt_params(optimizer)) if id(p) not in owned
+            ]
+            attrs = {k: _clone_tree(v) for k, v in vars(optimizer).items() if isinstance(v, _ATTR_TYPES)}
         sched_state = _clone_tree(scheduler.state_dict()) if scheduler is not None else None
-        return cls(
+        snapshot = cls(
             model, optimizer, scheduler, params, grads, buffers, modes, opt_state, opt_groups, sched_state,
             RNGState.capture() if rng else None,
         )
+        if optimizer is not None:
+            snapshot.extra_params, snapshot.opt_other_state, snapshot.opt_attrs = extra, other_state, attrs
+        return snapshot
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -125,14 +142,38 @@ class Snapshot:
             self.optimizer.state.clear()
             for i, s in self.opt_state.items():
                 self.optimizer.state[params[i]] = _clone_tree(s)
+            for k, s in self.opt_other_state.items():
+                self.optimizer.state[k] = _clone_tree(s)
             for group, saved in zip(self.optimizer.param_groups, self.opt_groups):
                 for k in [k for k in group if k != "params" and k not in saved]:
                     del group[k]
-                group.update(_clone_tree(saved))
+                for k, v in saved.items():
+                    now = group.get(k)
+                    if isinstance(v, torch.Tensor) and isinstance(now, torch.Tensor) and now.shape == v.shape:
+                        now.copy_(v)  # in place: a tensor lr the user (or a compiled step) holds stays the one used
+                    else:
+                        group[k] = _clone_tree(v)
+            for p, value, grad in self.extra_params:
+                p.copy_(value)
+                p.grad = None if grad is None else grad.clone()
+            if self.opt_attrs is not None:
+                attrs = vars(self.optimizer)
+                for k in [k for k, v in attrs.items() if isinstance(v, _ATTR_TYPES) and k not in self.opt_attrs]:
+                    del attrs[k]
+                for k, v in self.opt_attrs.items():
+                    now = attrs.get(k)
+                    if isinstance(v, torch.Tensor) and isinstance(now, torch.Tensor) and now.shape == v.shape:
+                        now.copy_(v)
+                    else:
+                        attrs[k] = _clone_tree(v)
         if self.scheduler is not None and self.sched_state is not None:
             self.scheduler.load_state_dict(_clone_tree(self.sched_state))
         if self.rng is not None:
             self.rng.restore()
+
+
+#: Optimizer attributes a snapshot restores: plain values and tensors (not methods, hooks or sub-objects).
+_ATTR_TYPES = (bool, int, float, str, type(None), torch.Tensor)
 
 
 def _opt_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

@@ -45,8 +45,11 @@ def run_find(
         accumulation_steps=accumulation_steps, progress=progress,
     )
     out_dir = increment_dir(out)
-    result.to_json(out_dir / "lr_find.json")
-    result.plot(out_dir / "lr_find.png")
+    record = result.to_json(out_dir / "lr_find.json")
+    try:
+        result.plot(out_dir / "lr_find.png")
+    except ValueError as e:  # a curve too short to judge: its record is still worth keeping
+        raise ValueError(f"{e} (the curve so far is in {record})") from e
     return result, out_dir
 
 
@@ -86,7 +89,7 @@ def find_command(
                 task_file, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
                 accumulation_steps=accumulation_steps, seed=seed, out=out, progress=on_step,
             )
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, OSError, TypeError) as e:
         fail(str(e))
         return
     for w in caught:

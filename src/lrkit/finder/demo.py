@@ -6,7 +6,9 @@ Also the loader for a user's task file (``lrkit find my_task.py``).
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     if spec is None or spec.loader is None:
         raise ValueError(f"task file {str(path)!r} is not a Python file")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    _call_user(path, "the module body", spec.loader.exec_module, module)
     missing = [name for name in _REQUIRED if not callable(getattr(module, name, None))]
     if missing:
         raise ValueError(
@@ -78,16 +80,44 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         raise ValueError(
             f"task file {str(path)!r} must define loss_fn() (returning a loss function) or step_fn(model, batch)"
         )
-    model = module.model()
+    model = _call_user(path, "model()", module.model)
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"model() in {str(path)!r} returned {type(model).__name__}, expected a torch.nn.Module")
-    optimizer = module.optimizer(model.parameters())
+    optimizer = _call_user(path, "optimizer(params)", module.optimizer, model.parameters())
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(
             f"optimizer(params) in {str(path)!r} returned {type(optimizer).__name__}, expected a torch.optim.Optimizer"
         )
+    loss_fn = None
+    if has_loss and not has_step:
+        # loss_fn() returns the loss function; a file that defines the loss itself (def loss_fn(output, target),
+        # or loss_fn = torch.nn.functional.cross_entropy) means that function.
+        loss_fn = module.loss_fn if _takes_arguments(module.loss_fn) else _call_user(path, "loss_fn()", module.loss_fn)
     return FinderTask(
-        path.stem, model, optimizer, module.train_loader(),
-        loss_fn=module.loss_fn() if has_loss and not has_step else None,
-        step_fn=module.step_fn if has_step else None,
+        path.stem, model, optimizer, _call_user(path, "train_loader()", module.train_loader),
+        loss_fn=loss_fn, step_fn=module.step_fn if has_step else None,
     )
+
+
+def _takes_arguments(fn: Any) -> bool:
+    """True when ``fn`` cannot be called without arguments (it is a loss itself, not a factory of one)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    if isinstance(fn, type):  # a loss class (torch.nn.MSELoss): calling it builds the loss
+        return False
+    required = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(q.kind in required and q.default is inspect.Parameter.empty for q in sig.parameters.values())
+
+
+def _call_user(path: Path, what: str, fn: Any, *args: Any) -> Any:
+    """Call a task file's function; an exception becomes an error naming the file, the function and the line."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path.resolve()]
+        where = f" (line {frames[-1].lineno})" if frames else ""
+        if isinstance(e, SyntaxError) and e.lineno is not None:
+            where = f" (line {e.lineno})"
+        raise ValueError(f"{what} in task file {str(path)!r} failed{where}: {type(e).__name__}: {e}") from e

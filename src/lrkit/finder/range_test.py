@@ -6,7 +6,9 @@ hyperparameters, every module's train/eval mode, and the torch/numpy/python RNG 
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -28,13 +30,56 @@ Progress = Callable[[int, int, float, float], None]
 def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
     """Each param group's LR relative to the peak: ``group["lr_scale"]`` if set, else ``lr / max(lr)``.
 
-    The finder and the schedules multiply every group by the same factor, so discriminative ratios survive.
+    The finder and the schedules multiply every group by the same factor, so discriminative ratios survive. When
+    every group's LR is 0 (a warmup scheduler attached at its first step), the ratios of the groups' ``initial_lr``
+    (the LRs the scheduler scales) are used instead.
     """
     groups = optimizer.param_groups
     if any("lr_scale" in g for g in groups):
         return [float(g.get("lr_scale", 1.0)) for g in groups]
-    top = max(float(g["lr"]) for g in groups)
-    return [float(g["lr"]) / top if top > 0 else 1.0 for g in groups]
+    key = "lr"
+    if all(float(g["lr"]) == 0 for g in groups) and all("initial_lr" in g for g in groups):
+        key = "initial_lr"
+    top = max(float(g[key]) for g in groups)
+    return [float(g[key]) / top if top > 0 else 1.0 for g in groups]
+
+
+def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}{hint}")
+    return int(value)
+
+
+def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """True for optimizers whose ``step`` requires a closure (LBFGS): they re-evaluate the loss themselves."""
+    try:
+        closure = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return closure is not None and closure.default is inspect.Parameter.empty
+
+
+def _loader_generators(loader: Any) -> list[torch.Generator]:
+    """The ``torch.Generator``s a DataLoader (or its sampler) shuffles with: iterating it advances them."""
+    found: dict[int, torch.Generator] = {}
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for obj in (loader, sampler, batch_sampler, getattr(batch_sampler, "sampler", None)):
+        gen = getattr(obj, "generator", None)
+        if isinstance(gen, torch.Generator):
+            found[id(gen)] = gen
+    return list(found.values())
+
+
+def _check_loss(loss: torch.Tensor) -> None:
+    if loss.is_complex() or not loss.is_floating_point():
+        raise ValueError(f"the loss must be a real floating-point scalar, got dtype {str(loss.dtype)[6:]}")
+    if not loss.requires_grad:
+        raise ValueError(
+            f"the loss ({loss.item():.4g}) does not require grad, so the range test cannot train on it: was it "
+            "computed under torch.no_grad() or .detach()ed in loss_fn/step_fn, or are all the model's parameters "
+            "frozen (requires_grad=False)?"
+        )
 
 
 def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.ndarray:
@@ -131,18 +176,22 @@ def find_lr(
         raise unknown_name_error("mode", mode, ["exp", "linear"])
     if rule not in _suggest.RULES:
         raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
-    if not isinstance(num_steps, int) or num_steps < 10:
-        raise ValueError(f"num_steps={num_steps!r} must be an integer >= 10 (100 is typical)")
-    if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
-        raise ValueError(f"accumulation_steps={accumulation_steps!r} must be an integer >= 1")
-    if diverge_factor <= 1:
+    num_steps = _check_int("num_steps", num_steps, 10, " (100 is typical)")
+    accumulation_steps = _check_int("accumulation_steps", accumulation_steps, 1)
+    if check_positive("diverge_factor", diverge_factor) <= 1:
         raise ValueError(f"diverge_factor={diverge_factor!r} must be > 1 (4 is typical)")
+    diverge_factor = float(diverge_factor)
     if step_fn is not None and loss_fn is not None:
         raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
     if max_grad_norm is not None:
         check_positive("max_grad_norm", max_grad_norm)
     if not optimizer.param_groups:
         raise ValueError("optimizer has no param groups")
+    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters()):
+        raise ValueError(
+            "the model has uninitialized lazy parameters (LazyLinear, LazyConv2d, ...): run one forward pass, e.g. "
+            "model(x) on a batch, before building the optimizer and calling find_lr"
+        )
     owned = {id(p) for p in model.parameters()}
     if owned and not any(id(p) in owned for g in optimizer.param_groups for p in g["params"]):
         raise ValueError(
@@ -156,10 +205,17 @@ def find_lr(
     )
     autocast, use_scaler = autocast_context(amp, dev)
     scaler = torch.amp.GradScaler(dev.type) if use_scaler else None
+    needs_closure = _needs_closure(optimizer)
+    if needs_closure and scaler is not None:
+        raise ValueError(
+            f"{type(optimizer).__name__} needs a closure, which torch's GradScaler (amp={amp!r} on {dev.type}) "
+            "does not support: use amp='bf16' or amp=False"
+        )
 
     scales = group_scales(optimizer)
     schedule = _schedule(start_lr, end_lr, num_steps, mode).tolist()
     snapshot = Snapshot.capture(model, optimizer, rng=True)
+    generators = [(g, g.get_state()) for g in _loader_generators(train_loader)]
     t0 = time.perf_counter()
     lrs: list[float] = []
     losses: list[float] = []
@@ -167,6 +223,23 @@ def find_lr(
     params = [p for g in optimizer.param_groups for p in g["params"]]
     distributed = _distributed()
     groups = list(zip(optimizer.param_groups, scales))
+
+    def forward_backward(micro: list[Any]) -> float:
+        """Accumulate the gradients of ``micro`` (its batches' mean loss) and return that mean loss."""
+        total = 0.0
+        for batch in micro:
+            batch = move_to(batch, dev)
+            with autocast:
+                loss = batch_loss(model, batch, loss_fn, step_fn)
+            _check_loss(loss)
+            # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
+            scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            total += loss.item()
+        if max_grad_norm is not None and needs_closure:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        return total / accumulation_steps
+
     try:
         model.train()
         batches = cycle_batches(train_loader, "train_loader")
@@ -174,18 +247,13 @@ def find_lr(
         avg = 0.0
         for i, lr in enumerate(schedule):
             for group, scale in groups:
-                group["lr"] = lr * scale
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr * scale)  # in place: the group keeps the tensor it was built with
+                else:
+                    group["lr"] = lr * scale
             optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for _ in range(accumulation_steps):
-                batch = move_to(next(batches), dev)
-                with autocast:
-                    loss = batch_loss(model, batch, loss_fn, step_fn)
-                # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
-                scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                total += loss.item()
-            value = total / accumulation_steps
+            micro = [next(batches) for _ in range(accumulation_steps)]
+            value = forward_backward(micro)
             if distributed:
                 value = _dist_mean(value, dev)
             lrs.append(lr)
@@ -208,7 +276,14 @@ def find_lr(
             if i > 0 and smoothed > diverge_factor * best:
                 stop_reason = "diverged"
                 break
-            if scaler is not None:
+            if needs_closure:
+
+                def closure(micro: list[Any] = micro) -> torch.Tensor:
+                    optimizer.zero_grad(set_to_none=True)
+                    return torch.tensor(forward_backward(micro))
+
+                optimizer.step(closure)
+            elif scaler is not None:
                 if max_grad_norm is not None:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
@@ -220,6 +295,8 @@ def find_lr(
                 optimizer.step()
     finally:
         snapshot.restore()
+        for gen, state in generators:
+            gen.set_state(state)
     result = FinderResult(
         lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,

@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from lrkit._utils import atomic_write_text
+from lrkit._utils import atomic_write_text, unknown_name_error
 from lrkit.finder import suggest as _suggest
 
 __all__ = ["FinderResult"]
+
+_MIN_POINTS = 3
 
 
 @dataclass
@@ -52,6 +54,10 @@ class FinderResult:
     def __post_init__(self) -> None:
         self.lrs = [float(v) for v in self.lrs]
         self.losses = [float(v) for v in self.losses]
+        if len(self.lrs) != len(self.losses):
+            raise ValueError(
+                f"lrs and losses must have the same length, got {len(self.lrs)} LRs and {len(self.losses)} losses"
+            )
 
     # -- the curve -------------------------------------------------------------------------------------------
     @property
@@ -74,7 +80,24 @@ class FinderResult:
     # -- suggestions -----------------------------------------------------------------------------------------
     def suggest(self, rule: str | None = None) -> float:
         """The LR that ``rule`` (default: :attr:`rule`) reads off the curve; names are in ``lrkit.SUGGESTION_RULES``."""
-        return _suggest.suggest(*self._curve(), rule or self.rule)
+        rule = rule or self.rule
+        if rule not in _suggest.RULES:
+            raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
+        self._check_judgeable()
+        return _suggest.suggest(*self._curve(), rule)
+
+    def _judgeable(self) -> bool:
+        """Whether the curve has enough finite points (3) for the rules to read an LR off it."""
+        return len(self._curve()[1]) >= _MIN_POINTS
+
+    def _check_judgeable(self) -> None:
+        if not self._judgeable():
+            last = f" at lr={self.lrs[-1]:.3g}" if self.lrs else ""
+            raise ValueError(
+                f"cannot suggest an LR: the range test stopped ({self.stop_reason}{last}) after {self.num_steps_run} "
+                f"steps with {len(self._curve()[1])} finite losses, and a rule needs {_MIN_POINTS}; lower start_lr "
+                f"(now {self.start_lr:g}) so the test sees the loss fall before it diverges"
+            )
 
     @property
     def suggestion(self) -> float:
@@ -88,21 +111,26 @@ class FinderResult:
     @property
     def range(self) -> tuple[float, float]:
         """``(low, high)`` LR bounds for cyclical / one-cycle policies (see :func:`lrkit.finder.suggest.lr_range`)."""
+        self._check_judgeable()
         return _suggest.lr_range(*self._curve())
 
     # -- records ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready record: settings, curve, and every rule's suggestion."""
+        """A JSON-ready record: settings, curve, and every rule's suggestion (``None`` when the curve is too short)."""
         d = asdict(self)
         d["losses"] = [v if math.isfinite(v) else None for v in self.losses]
         d["smoothed_losses"] = self.smoothed_losses
-        d["suggestion"] = self.suggestion
-        d["suggestions"] = self.suggestions()
-        d["range"] = list(self.range)
+        ok = self._judgeable()
+        d["suggestion"] = self.suggestion if ok else None
+        d["suggestions"] = self.suggestions() if ok else {}
+        d["range"] = list(self.range) if ok else None
         return d
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` to ``path`` atomically and return the path."""
+        if Path(path).is_dir():
+            example = str(Path(path) / "lr_find.json")
+            raise ValueError(f"to_json needs a file path, but {str(path)!r} is a directory; e.g. {example!r}")
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
@@ -120,4 +148,5 @@ class FinderResult:
         """
         from lrkit.plots.finder import plot_finder
 
+        self._check_judgeable()  # the plot marks the suggestion and the range
         return plot_finder(self.to_dict(), path=path, ax=ax, show_rules=show_rules)
