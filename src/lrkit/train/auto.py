@@ -343,10 +343,14 @@ def choose_lr0(
 
     plan = plan_budget(total_steps, budget, num_candidates)
     if plan.budget_steps < 10 and "num_steps" not in finder_kwargs:
+        need = math.ceil(10 / total_steps * 100) / 100
+        # auto_budget is at most 1 (one extra run): past that, only a longer run (or an explicit lr0) helps
+        fix = (f"raise budget (auto_budget= in lrkit.train) to at least {need:g}, train longer" if need <= 1 else
+               f"train longer (at least {math.ceil(10 / budget)} optimizer steps at budget={budget:g}; more epochs or "
+               "a smaller batch/nbs)")
         raise ValueError(
             f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} x "
-            f"total_steps={total_steps} allows {plan.budget_steps}; raise budget (auto_budget= in lrkit.train) to at "
-            f"least {math.ceil(10 / total_steps * 100) / 100:g}, train longer, or pass an explicit lr0"
+            f"total_steps={total_steps} allows {plan.budget_steps}; {fix}, or pass an explicit lr0"
         )
     if finder_kwargs.get("num_steps", 0) > plan.budget_steps:
         raise ValueError(

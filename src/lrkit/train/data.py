@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
+from lrkit._config import TASKS
 from lrkit._utils import optional_import, unknown_name_error
 
 __all__ = [
@@ -230,16 +231,21 @@ def load_data(
                 raise ValueError(f"data=(train, val): {role} is a {type(obj).__name__}, not a torch Dataset/DataLoader")
         return _from_torch(tr, va, task=task, source="pair")
     if isinstance(data, DataLoader):
+        if data.batch_size is None:
+            raise ValueError(
+                "data=DataLoader without a batch_size (a batch_sampler, or batch_size=None) cannot be split into "
+                "train/val; pass a (train, val) pair of DataLoaders, or a Dataset with batch="
+            )
         ds = data.dataset
         tr, va = _split_dataset(ds, seed=seed, val=val)
         kw = {"batch_size": data.batch_size, "collate_fn": data.collate_fn, "num_workers": data.num_workers}
         g = torch.Generator().manual_seed(seed)
-        out = _from_torch(
-            DataLoader(tr, shuffle=True, generator=g, **kw), DataLoader(va, shuffle=False, **kw),
-            task=task, source="dataloader",
+        out = _from_torch(  # drop_last is kept for training (e.g. BatchNorm and a last batch of one), not for val
+            DataLoader(tr, shuffle=True, generator=g, drop_last=data.drop_last, **kw),
+            DataLoader(va, shuffle=False, **kw), task=task, source="dataloader",
         )
         out.info.notes.append(f"split the DataLoader's dataset {1 - val:.0%}/{val:.0%} (seed {seed}); kept its "
-                              f"batch_size={data.batch_size} and collate_fn")
+                              f"batch_size={data.batch_size}, collate_fn and drop_last={data.drop_last}")
         return out
     if isinstance(data, Dataset):
         tr, va = _split_dataset(data, seed=seed, val=val)
@@ -382,7 +388,7 @@ def _read_table(path: Path, target: str | int | None) -> tuple[np.ndarray, np.nd
     if path.suffix.lower() == ".npz":
         return _read_npz(path, target)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a name
         rows = [r for r in csv.reader(f, delimiter=delimiter) if r and any(c.strip() for c in r)]
     if len(rows) < 3:
         raise ValueError(f"{path.name}: needs a header row and at least 2 data rows, found {len(rows)} rows")
@@ -400,16 +406,44 @@ def _read_table(path: Path, target: str | int | None) -> tuple[np.ndarray, np.nd
         try:
             features.append([float(v) for v in col])
         except ValueError:
-            bad = next(v for v in col if not _is_float(v))
+            line, bad = next((i, v) for i, v in enumerate(col, start=2) if not _is_float(v))
+            if not bad.strip():
+                raise ValueError(f"{path.name}: feature column {header[j]!r} is empty on line {line}; fill in or drop "
+                                 "the rows with missing values") from None
             raise ValueError(
                 f"{path.name}: feature column {header[j]!r} holds a non-numeric value {bad!r}; encode it as numbers "
                 "or drop the column"
             ) from None
     raw_y = [v.strip() for v in cols[t]]
+    empty = [i for i, v in enumerate(raw_y, start=2) if not v]
+    if empty:
+        raise ValueError(f"{path.name}: the target column {header[t]!r} is empty on line {empty[0]} ({len(empty)} "
+                         "empty cells); drop the rows without a target")
     y: np.ndarray = np.array([float(v) for v in raw_y]) if all(_is_float(v) for v in raw_y) else np.array(raw_y)
     if not features:
         raise ValueError(f"{path.name}: no feature columns besides the target {header[t]!r}")
-    return np.array(features, dtype=np.float64).T, y
+    x = np.array(features, dtype=np.float64).T
+    _check_finite(x, y, path.name, [h for j, h in enumerate(header) if j != t], header[t])
+    return x, y
+
+
+def _check_finite(x: np.ndarray, y: np.ndarray, fname: str, columns: Sequence[str] | None = None,
+                  target: str = "target") -> None:
+    """NaN or infinite cells would make every loss NaN (and the standardisation with them): name the first one."""
+    bad_x = ~np.isfinite(x)
+    if bad_x.any():
+        row, col = (int(v) for v in np.argwhere(bad_x)[0])
+        where = f"column {columns[col]!r} on line {row + 2}" if columns is not None else f"row {row}, column {col}"
+        raise ValueError(f"{fname}: the features hold {int(bad_x.sum())} NaN/infinite value(s), first in {where} "
+                         f"({x[row, col]}); drop or fill in those rows")
+    if y.dtype.kind in "fc":
+        bad_y = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+        if bad_y.any():
+            row = int(np.argmax(bad_y))
+            where = f"line {row + 2}" if columns is not None else f"row {row}"
+            what = f"target column {target!r}" if columns is not None else "target"
+            raise ValueError(f"{fname}: the {what} holds {int(bad_y.sum())} NaN/infinite value(s), first on {where}; "
+                             "drop those rows")
 
 
 def _is_float(v: str) -> bool:
@@ -424,6 +458,12 @@ def _column_index(header: Sequence[str], target: str | int | None, fname: str) -
     if target is None:
         return len(header) - 1
     if isinstance(target, int):
+        if str(target) in header:  # `target=2024` on the command line arrives as a number: a column may be named so
+            named = header.index(str(target))
+            if -len(header) <= target < len(header) and target % len(header) != named:
+                raise ValueError(f"target={target} is ambiguous in {fname}: column {target} is {header[target]!r} but "
+                                 f"column {named} is named {str(target)!r}; pass target={named} for that one")
+            return named
         if not -len(header) <= target < len(header):
             raise ValueError(f"target={target} is out of range: {fname} has {len(header)} columns")
         return target % len(header)
@@ -460,9 +500,17 @@ def _read_npz(path: Path, target: str | int | None) -> tuple[np.ndarray, np.ndar
     x = np.asarray(x)
     if x.dtype.kind not in "iufb":
         raise ValueError(f"{path.name}: the features must be numeric, got dtype {x.dtype}")
+    y = np.asarray(y)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"{path.name}: x and y must be arrays with one row per sample, got shapes {x.shape} and "
+                         f"{y.shape}")
     if len(x) != len(y):
         raise ValueError(f"{path.name}: x has {len(x)} rows but y has {len(y)}")
-    return x.reshape(len(x), -1).astype(np.float64), np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]  # a column of labels/values is the same target as a vector
+    x = x.reshape(len(x), -1).astype(np.float64)
+    _check_finite(x, y, path.name)
+    return x, y
 
 
 def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
@@ -479,9 +527,16 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         if k not in allowed:
             raise unknown_name_error(f"key in data YAML {path.name}:", str(k), allowed)
     base = path.parent / str(spec.get("path", "."))
-    task = task or spec.get("task")
+    if task is None and spec.get("task") is not None:
+        task = str(spec["task"])
+        if task not in TASKS:
+            raise unknown_name_error(f"task in data YAML {path.name}:", task, TASKS)
     target = target if target is not None else spec.get("target")
-    seq_len = int(spec.get("seq_len", seq_len))
+    if "seq_len" in spec:
+        raw = spec["seq_len"]
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 2:
+            raise ValueError(f"{path.name}: seq_len={raw!r} must be an integer >= 2")
+        seq_len = raw
     train_path = _yaml_file(base, spec["train"], path.name, "train")
     if spec.get("val") is None:
         out = _from_file(train_path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
@@ -550,6 +605,9 @@ def _first_sample(obj: Any) -> Any:
 
 
 def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> TrainData:
+    for role, part in (("train", train), ("val", val)):
+        if _sized(part) and _len(part) == 0:
+            raise ValueError(f"data=(train, val): the {role} {type(_dataset_of(part)).__name__} is empty (0 samples)")
     sample = _first_sample(train)
     input_shape: tuple[int, ...] | None = None
     inferred: str | None = None
@@ -579,6 +637,14 @@ def _dataset_of(obj: Any) -> Any:
     return obj
 
 
+def _sized(obj: Any) -> bool:
+    try:
+        len(obj.dataset if isinstance(obj, DataLoader) else obj)
+    except TypeError:
+        return False
+    return True
+
+
 def _len(obj: Any) -> int:
     try:
         return len(obj.dataset if isinstance(obj, DataLoader) else obj)
@@ -588,15 +654,17 @@ def _len(obj: Any) -> int:
 
 def count_classes(data: TrainData) -> int:
     """The number of classes (max integer target + 1) over train and val, for building a model from a name."""
-    top = -1
+    top, low = -1, 0
     for part in (data.train, data.val):
         ds = part.dataset if isinstance(part, DataLoader) else part
         ys = _targets(ds)
-        if ys is not None:
-            top = max(top, int(ys.max()))
-            continue
-        for i in range(len(ds)):
-            top = max(top, int(torch.as_tensor(ds[i][1]).max()))
+        if ys is None:
+            ys = torch.cat([torch.as_tensor(ds[i][1]).reshape(-1) for i in range(len(ds))]) if len(ds) else None
+        if ys is not None and ys.numel():
+            top, low = max(top, int(ys.max())), min(low, int(ys.min()))
+    if low < 0:
+        raise ValueError(f"class labels must be 0 .. num_classes-1, but data= has the label {low}; map the labels "
+                         "to 0, 1, 2, ... (or pass task='regression' for a numeric target)")
     if top < 1:
         raise ValueError("could not find at least 2 classes in the integer targets of data=")
     return top + 1

@@ -241,6 +241,8 @@ def build_model(spec: str | nn.Module | None, info: DataInfo) -> nn.Module:
 
 def _from_factory(spec: str, info: DataInfo) -> nn.Module:
     module_name, _, attr = spec.partition(":")
+    if not module_name.strip() or not attr.strip():
+        raise ValueError(f"model={spec!r}: write a factory as 'package.module:function', e.g. 'mypkg.models:make_net'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -266,7 +268,15 @@ def _from_factory(spec: str, info: DataInfo) -> nn.Module:
         kwargs = offered
     else:
         kwargs = {k: v for k, v in offered.items() if k in params}
-    model = factory(**kwargs)
+    try:
+        model = factory(**kwargs)
+    except Exception as e:  # the user's code: say which call failed and with what, keep its traceback as the cause
+        offered_text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(
+            f"model={spec!r}: calling {attr}({offered_text}) raised {type(e).__name__}: {first} (a factory may take "
+            f"any of: {', '.join(offered)})"
+        ) from e
     if not isinstance(model, nn.Module):
         raise ValueError(f"model={spec!r}: the factory returned a {type(model).__name__}, not a torch nn.Module")
     return model

@@ -57,6 +57,14 @@ def make_run_dir(project: str | os.PathLike[str], name: str | None, *, exist_ok:
     Creation is atomic (``mkdir`` without ``exist_ok``), so two runs started together never share a directory.
     """
     base = Path(project) / (name or "train")
+    for folder in (base.parent, *base.parent.parents):  # the nearest existing ancestor must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"project={os.fspath(project)!r}: {folder} is a file, not a folder for run "
+                                 "directories")
+            break
+    if exist_ok and base.exists() and not base.is_dir():
+        raise ValueError(f"name={base.name!r}: {base} is a file, not a run directory")
     for _ in range(1000):
         path = increment_dir(base, exist_ok=exist_ok)
         try:

@@ -8,6 +8,8 @@ optimizer, a schedule and a monitor; the loop runs them; every epoch leaves its 
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import inspect
 import math
 import shutil
@@ -42,7 +44,29 @@ _PY_ONLY = ("loss_fn", "step_fn", "progress", "cfg")
 
 Progress = Callable[..., None]
 
+# the keyword names the caller of train() actually passed (None: train's body was called some other way)
+_PASSED: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("lrkit_train_passed", default=None)
 
+
+def _records_passed_keys(fn: Callable[..., TrainResults]) -> Callable[..., TrainResults]:
+    """Let ``train`` tell a key the caller passed from one left at its default, even when the values are equal
+    (``resume=..., epochs=10`` must mean 10 epochs although 10 is the default)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> TrainResults:
+        passed = set(kwargs)
+        if args:
+            passed.add("model")
+        token = _PASSED.set(frozenset(passed))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _PASSED.reset(token)
+
+    return wrapper
+
+
+@_records_passed_keys
 def train(
     model: torch.nn.Module | str | None = None,
     *,
@@ -132,7 +156,7 @@ def train(
         seq_len: window length for text data.
         auto_budget: ``lr0="auto"``'s extra compute, as a fraction of the run's optimizer steps.
         plots: write ``results.png``.
-        cfg: a YAML file of keys; explicit keyword arguments (those that differ from the defaults) override it.
+        cfg: a YAML file of keys; the keyword arguments you pass override it (even one equal to its default).
 
     Returns:
         :class:`TrainResults`: ``model``, ``lr0`` and ``lr0_source`` (``"user"``, ``"auto"``, ``"default"``),
@@ -153,7 +177,10 @@ def train(
         raise unknown_name_error("train key", key, [*TrainConfig.keys(), *_PY_ONLY])
     given = {k: v for k, v in locals().items() if k in TrainConfig.keys()}
     defaults = TrainConfig.defaults()
-    explicit = {k for k, v in given.items() if not _same(v, defaults[k])}
+    passed = _PASSED.get()
+    # a key counts as given when the caller passed it (None where None is the default means "not set")
+    explicit = {k for k, v in given.items() if not _same(v, defaults[k])
+                or (passed is not None and k in passed and not (v is None and defaults[k] is None))}
     if cfg is not None:
         file_keys = load_yaml_mapping(cfg)
         TrainConfig.check_keys(file_keys)
@@ -295,13 +322,21 @@ class _Trainer:
             raise ValueError("the train DataLoader has no length (an IterableDataset?); lrkit.train needs a sized "
                              "loader to plan the schedule") from None
         if self.num_batches < 1:
-            raise ValueError(f"the training split of {info.name!r} yields no batches")
+            hint = ""
+            if getattr(train_loader, "drop_last", False):
+                hint = (f" (drop_last=True with batch_size={train_loader.batch_size} and {info.n_train} training "
+                        "samples drops every batch; use a smaller batch or drop_last=False)")
+            raise ValueError(f"the training split of {info.name!r} yields no batches{hint}")
         self._check_model_runs()
         batch = getattr(train_loader, "batch_size", None) or cfg.batch
         if batch != cfg.batch:
             self.log(f"data: batch={batch} comes from the DataLoader you passed (batch={cfg.batch} ignored)")
         from lrkit.scaling import nominal_batch
 
+        if 0 < info.n_train < batch:  # a batch larger than the data: each step sees only the n_train samples
+            self.log(f"data: batch={batch} is larger than the {info.n_train} training samples; every batch is the "
+                     f"whole training split (batch {info.n_train} for accumulate and weight decay)")
+            batch = info.n_train
         self.batch = batch
         self.accumulate, self.weight_decay = nominal_batch(batch, cfg.nbs, cfg.weight_decay)
         self.steps_per_epoch = math.ceil(self.num_batches / self.accumulate)
@@ -336,14 +371,35 @@ class _Trainer:
         x, y = split_batch(move_to(batch, self.device))
         was_training = self.model.training
         self.model.eval()
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         try:
-            self.loss_fn(self.model(x), y)
-        except (RuntimeError, IndexError, ValueError) as e:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"model {self.model_name} cannot run on the data {self.data.info.name!r} (a batch of inputs {shape}, "
-                f"task {self.data.info.task}): {str(e).splitlines()[0]}"
-            ) from None
+            try:
+                out = self.model(x)
+            except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
+                raise ValueError(
+                    f"model {self.model_name} cannot run on the data {self.data.info.name!r} (a batch of inputs "
+                    f"{shape}, task {self.data.info.task}): {_first_line(e)}"
+                ) from None
+            which = "loss_fn" if self.user_loss is not None else f"the default {self.data.info.task} loss"
+            if not isinstance(out, torch.Tensor):
+                if self.user_loss is None:
+                    raise ValueError(
+                        f"model {self.model_name} returned a {type(out).__name__}, but {which} needs a tensor of "
+                        "outputs; return a tensor from forward(), or pass loss_fn=/step_fn= to handle it"
+                    )
+                if self.spec.metric_sums is not None:  # the task's metric reads a tensor of outputs
+                    self.log(f"lrkit.train: model {self.model_name} returns a {type(out).__name__}; the validation "
+                             f"metric is the validation loss (not {self.spec.metric_name})")
+                    self.spec = task_spec(None)
+            try:
+                self.loss_fn(out, y)
+            except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                want = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                raise ValueError(
+                    f"{which} cannot compare the output of model {self.model_name} ({got}) with the targets ({want}) "
+                    f"of {self.data.info.name!r}: {_first_line(e)}"
+                ) from None
         finally:
             self.model.train(was_training)
 
@@ -547,8 +603,20 @@ class _Trainer:
                 f"resume: the data now gives {self.steps_per_epoch} optimizer steps per epoch, the run had "
                 f"{ck['steps_per_epoch']}; resume with the same data and batch"
             )
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        saved, now = dict(ck.get("data") or {}), self.data.info.to_dict()
+        changed = [k for k in ("task", "input_shape", "num_outputs", "n_train", "n_val", "classes", "vocab")
+                   if k in saved and saved[k] != now[k]]
+        if changed:
+            k = changed[0]
+            raise ValueError(f"resume: the data changed since the run was saved ({k}: {_brief(saved[k])} then, "
+                             f"{_brief(now[k])} now); resume with the same data, or start a new run")
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f"resume: the model or its parameter groups differ from the run's checkpoint "
+                             f"{self.ckpt_path} ({_first_line(e)}); pass the same model, freeze, backbone_lr_scale "
+                             "and layer_decay as the run") from None
         self.scheduler.load_state_dict(ck["scheduler"])
         if int(ck["total_steps"]) != self.total_steps:
             planned = self.scheduler.total_steps
@@ -591,7 +659,8 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "monitor": self.monitor.state_dict() if self.monitor is not None else None,
+            # with the healthy snapshot, so a rollback after a resume goes where it would have gone
+            "monitor": self.monitor.state_dict(snapshot=True) if self.monitor is not None else None,
             "rng": _run.get_rng_state(),
             "loader_generator": gen.get_state() if isinstance(gen, torch.Generator) else None,
             "config": self.cfg.to_dict(),
@@ -832,6 +901,15 @@ class _Trainer:
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _brief(v: Any) -> str:
+    return f"{len(v)} entries" if isinstance(v, list) and len(v) > 8 else repr(v)
+
+
 def _short(spec: Any) -> str:
     return repr(spec) if isinstance(spec, (str, dict)) else type(spec).__name__
 
