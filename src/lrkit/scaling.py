@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -102,10 +103,33 @@ def optimizer_family(optimizer: Any) -> str:
     )
 
 
+def _as_index(value: Any) -> Any:
+    """A numpy / torch integer scalar as a plain ``int`` (so it passes ``isinstance(x, int)``); anything else as is."""
+    if isinstance(value, (bool, float, str, list, tuple)):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` as an ``int`` when it is a whole number (``int``, numpy/torch integer scalars, ``32.0``), else None."""
+    v = _as_index(value)
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return None
+
+
 def _check_batch(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+    v = _integer(value)
+    if v is None or v < 1:
         raise ValueError(f"{name}={value!r} must be a positive integer batch size")
-    return int(value)
+    return v
 
 
 def scale_lr(
@@ -235,6 +259,7 @@ def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
     layers = _layers(model)
     names = [name for name, _ in layers]
     selected: set[str] = set()
+    n = _as_index(n)
     if isinstance(n, bool) or not isinstance(n, (int, list, tuple)):
         raise ValueError(f"freeze={n!r} must be a number of layers or a list of layer indices/name prefixes")
     if isinstance(n, int):
@@ -247,6 +272,7 @@ def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
     else:
         all_params = [name for name, _ in model.named_parameters()]
         for item in n:
+            item = _as_index(item)
             if isinstance(item, bool) or not isinstance(item, (int, str)):
                 raise ValueError(f"freeze entry {item!r} must be a layer index or a parameter-name prefix")
             if isinstance(item, int):
@@ -369,6 +395,9 @@ def param_groups(
     named = [(n, p) for n, p in model.named_parameters()]
     trainable = [(n, p) for n, p in named if p.requires_grad and n not in to_freeze]
     if not trainable:
+        if to_freeze and any(p.requires_grad for _, p in named):
+            raise ValueError(f"freeze={freeze!r} would freeze every trainable parameter: nothing would be left to "
+                             f"optimize (layers: {', '.join(layer_names(model))})")
         raise ValueError("the model has no trainable parameters (all have requires_grad=False); nothing to optimize")
 
     # level of every trainable parameter: (sort key, level name, lr_scale)
@@ -391,6 +420,7 @@ def param_groups(
             ids: dict[str, int] = {}
             for n, _ in named:
                 i = layer_id_fn(n)
+                i = _as_index(i)
                 if isinstance(i, bool) or not isinstance(i, int) or i < 0:
                     raise ValueError(f"layer_id_fn({n!r}) returned {i!r}; it must return an integer >= 0")
                 ids[n] = i

@@ -87,12 +87,16 @@ def test_list_prints_the_registry(app: typer.Typer) -> None:
     (("step lr0=0.1 step_size=30", "-t", "100", "--no-plot"), "steps_per_epoch is needed"),
     ((), "give a schedule spec"),
     (("cosine", "-t", "10", "--json", "--compare", "linear"), "drop --compare"),
+    # found by the adversarial pass: a bare OverflowError, and a bad --base-lr silently ignored
+    (("exponential lr0=0.1 gamma=2 unit=step", "-t", "2000", "--no-plot"), "gamma=2.0 per step overflows"),
+    (("cosine lr0=0.1", "-t", "10", "--no-plot", "--base-lr", "-1"), "--base-lr=-1.0 must be a finite number > 0"),
 ])
 def test_errors_exit_nonzero_with_one_line(app: typer.Typer, args: tuple[str, ...], match: str) -> None:
     res = run(app, *args)
     assert res.exit_code != 0
     assert match in res.output
     assert "Traceback" not in res.output
+    assert isinstance(res.exception, SystemExit)  # a clean exit, not an exception CliRunner swallowed
 
 
 def test_base_lr_turns_multipliers_into_lrs(app: typer.Typer) -> None:

@@ -108,6 +108,8 @@ def schedule_command(
              "--steps-per-epoch 500 (or --list to see every family)")
     if as_json and compare:
         fail("--json prints one schedule as {\"lr\": [...], \"momentum\": [...]}: drop --compare")
+    if base_lr is not None and not (0 < base_lr < float("inf")):  # checked even where a spec has its own peak
+        fail(f"--base-lr={base_lr!r} must be a finite number > 0")
     from lrkit.schedules import from_spec
 
     specs = [spec, *(compare or [])]

@@ -199,7 +199,10 @@ class Schedule(ABC):
     * ``schedule.to_torch(optimizer)`` — a resumable ``torch.optim.lr_scheduler.LRScheduler``.
 
     Steps are optimizer steps counted from 0; ``step`` ranges over ``0 .. total_steps - 1`` in a run. Beyond
-    ``total_steps`` a schedule holds its final value (it never raises, unlike torch's ``OneCycleLR``).
+    ``total_steps`` a schedule never raises (unlike torch's ``OneCycleLR``): families with an end (cosine, linear,
+    polynomial, one-cycle, linear-to-zero, WSD and any cooldown) hold their final value; open-ended ones (step,
+    multi-step, exponential, cyclic, warm restarts, inverse-sqrt, plateau) keep following their formula, as torch's
+    do.
 
     >>> from lrkit.schedules import StepDecay
     >>> s = StepDecay(lr0=0.1, step_size=30, gamma=0.1, steps_per_epoch=10)   # ÷10 every 30 epochs

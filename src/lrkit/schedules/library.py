@@ -243,9 +243,15 @@ class Exponential(Schedule):
         self.period = 1.0 if self.unit == "step" else float(self.steps_per_epoch)  # type: ignore[arg-type]
 
     def _value(self, t: float) -> float:
-        if self.period == 1.0:
-            return self.gamma**t
-        return self.gamma ** (t / self.period)
+        try:
+            if self.period == 1.0:
+                return self.gamma**t
+            return self.gamma ** (t / self.period)
+        except OverflowError:  # gamma > 1 grows without bound: name it instead of a bare OverflowError
+            raise ValueError(
+                f"exponential: gamma={self.gamma!r} per {self.unit} overflows a float by step {t:g} "
+                "(the multiplier passes 1e308); use gamma <= 1, or a shorter run"
+            ) from None
 
 
 # ==============================================================================================================
@@ -891,14 +897,16 @@ class _PlateauState:
 class ReduceOnPlateau(Schedule):
     """Reduce on plateau (torch ``ReduceLROnPlateau``) as a schedule — the one *stateful* family.
 
-    ``m(t) = max(factor ** k(t), min_lr / lr0)`` where ``k(t)`` counts the reductions made at steps ``<= t``.
+    ``m(t) = min(1, max(factor ** k(t), min_lr / lr0))`` where ``k(t)`` counts the reductions made at steps
+    ``<= t`` (a group already below ``min_lr`` keeps its LR, and a group stops at the first reduction that would
+    change its LR by no more than ``eps``, as torch's per-group rule does).
     A reduction happens in :meth:`observe` (call it after each validation, with the step it applies from; the
     torch adapter's ``scheduler.observe(metric)`` does that) when the metric has not improved by ``threshold``
     (``rel`` or ``abs``, ``mode`` ``min`` or ``max``) for more than ``patience`` observations, then waits
     ``cooldown`` observations — exactly torch's rules. Because it is a schedule, a warmup can go in front
     (``"plateau warmup_steps=500"``, pytorch#68978). The observation history is its state: ``state_dict()``
     holds it and the torch adapter saves it with the step counter. ``eps`` (torch's minimal change) is checked
-    against the peak LR when it is known.
+    against the peak LR when it is known, and against each group's own LR in ``to_torch`` otherwise.
 
     >>> s = ReduceOnPlateau(lr0=0.1, patience=1, factor=0.5)
     >>> [s.observe(v, step=10 * i) for i, v in enumerate([1.0, 1.0, 1.0])]
@@ -953,7 +961,19 @@ class ReduceOnPlateau(Schedule):
         return a > best + self.threshold
 
     def _level(self, k: int) -> float:
-        return max(self.factor**k, self._rel(self.min_lr, "min_lr"))
+        # torch never raises an LR: a group already below min_lr keeps its LR (min(1, ...))
+        return min(1.0, max(self.factor**k, self._rel(self.min_lr, "min_lr")))
+
+    def _taken(self, k: int) -> int:
+        """How many of ``k`` reductions a group at this peak LR takes: torch skips a change ``<= eps`` and, its LR
+        being unchanged, skips every later one too. Without a peak LR (the shared, unbound copy) all ``k``."""
+        peak = self.peak_lr
+        if peak is None or self.eps == 0:
+            return k
+        for j in range(k):
+            if not peak * (self._level(j) - self._level(j + 1)) > self.eps:
+                return j
+        return k
 
     def observe(self, metric: float, *, step: int) -> bool:
         """Feed one validation ``metric``; a reduction applies from optimizer ``step`` on. Returns True if reduced."""
@@ -996,7 +1016,7 @@ class ReduceOnPlateau(Schedule):
         return tuple(self._state.reductions)
 
     def _value(self, t: float) -> float:
-        return self._level(bisect_right(self._state.reductions, t))
+        return self._level(self._taken(bisect_right(self._state.reductions, t)))
 
     def _phase_spans(self) -> list[Span]:
         bounds = [0, *self._state.reductions]

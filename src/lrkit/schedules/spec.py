@@ -26,7 +26,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from lrkit._utils import unknown_name_error
+from lrkit._utils import check_positive, unknown_name_error
 from lrkit.schedules.base import (
     _SHAPE_ALIASES,
     WARMUP_TYPES,
@@ -100,7 +100,9 @@ def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return name.strip(), params
     if not isinstance(spec, str):
         raise ValueError(f"spec={spec!r} must be a string like 'cosine lr0=0.01', a dict, or a Schedule")
-    text = re.sub(r"\s*=\s*", "=", spec.strip())
+    # any Unicode space (a no-break space pasted from a web page) separates tokens like a plain one
+    text = "".join(" " if ch.isspace() else ch for ch in spec.strip())
+    text = re.sub(r"\s*=\s*", "=", text)
     text = re.sub(r"\s*,\s*", ",", text)  # "milestones=[30, 60]" is one token
     text = re.sub(r"\[\s*|\s*\]", lambda m: m.group(0).strip(), text)
     try:
@@ -182,6 +184,9 @@ def from_spec(
     for key in TIME_KEYS:
         if key in params:
             v = params.pop(key)
+            if v is not None and timeline[key] is not None:  # name a non-number before comparing the two
+                check_positive(key, v)
+                check_positive(key, timeline[key])
             if timeline[key] is not None and v is not None and float(v) != float(timeline[key]):  # type: ignore[arg-type]
                 raise ValueError(f"{key}={v!r} in the spec disagrees with {key}={timeline[key]!r} given separately")
             if v is not None:
@@ -192,6 +197,10 @@ def from_spec(
     valid = sorted(accepted | set(GENERIC_KEYS) | set(TIME_KEYS) | {a for a, _ in info.key_aliases})
     for key in params:
         if key not in accepted and key not in GENERIC_KEYS:
+            same = [v for v in valid if v.lower() == key.lower()]  # difflib misses 'LR0' -> 'lr0'
+            if same:
+                raise ValueError(f"unknown {info.name} parameter {key!r}. Did you mean {same[0]!r}? (keys are "
+                                 f"case-sensitive) Valid: {', '.join(valid)}")
             raise unknown_name_error(f"{info.name} parameter", key, valid)
     missing = [k for k in info.required if k not in params]
     if missing:

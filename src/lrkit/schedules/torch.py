@@ -18,6 +18,7 @@ closed-form schedule, so save/load, fast-forward and re-planning are exact. Call
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import torch
@@ -29,6 +30,16 @@ from lrkit.schedules.base import Schedule
 __all__ = ["LRSchedulerAdapter"]
 
 _STATE_KEYS = ("last_step", "step_count", "lr_multiplier", "base_lrs", "replans", "schedule_state")
+
+
+def _as_int(value: Any) -> Any:
+    """A numpy / torch integer scalar (a step read back from a checkpoint) as ``int``; anything else unchanged."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
 
 
 def _probe_steps(schedule: Schedule) -> list[int]:
@@ -98,6 +109,11 @@ class LRSchedulerAdapter(LRScheduler):
     * ``lr_multiplier`` (default 1.0, saved in ``state_dict``): a permanent factor on every LR set from now on —
       the hook a health monitor uses to back off the LR.
     * ``observe(metric)`` feeds reduce-on-plateau (``step()`` never takes a metric).
+    * groups added later with ``optimizer.add_param_group()`` (a backbone unfrozen mid-run) follow the schedule
+      from the next ``step()`` on, with their base taken as above.
+
+    The LRs it sets are absolute (closed form): torch's ``SequentialLR`` can hand over to or from it, but inside
+    ``ChainedScheduler`` it overrides rather than multiplies the others; put warmup/cooldown in the lrkit spec.
 
     Args:
         optimizer: the optimizer whose groups are scheduled.
@@ -120,6 +136,7 @@ class LRSchedulerAdapter(LRScheduler):
             raise TypeError(f"optimizer={type(optimizer).__name__} is not a torch.optim.Optimizer")
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule={schedule!r} is not an lrkit Schedule (use lrkit.schedules.from_spec)")
+        last_step = _as_int(last_step)
         if isinstance(last_step, bool) or not isinstance(last_step, int) or last_step < -1:
             raise ValueError(f"last_step={last_step!r} must be an int >= -1 (-1 starts a fresh run)")
         self._base_schedule = schedule
@@ -138,30 +155,54 @@ class LRSchedulerAdapter(LRScheduler):
                         "load_state_dict() on a fresh scheduler"
                     )
                 group["initial_lr"] = group["lr"]
-        if schedule.couples_momentum:
-            for i, group in enumerate(optimizer.param_groups):
-                if "momentum" not in group and "betas" not in group:
-                    raise ValueError(
-                        f"schedule {schedule.label!r} sets momentum, but param_groups[{i}] of "
-                        f"{type(optimizer).__name__} has neither 'momentum' nor 'betas': use an optimizer with "
-                        "momentum, or turn momentum scheduling off (cycle_momentum=false / no warmup_momentum)"
-                    )
-        self._bases = self._compute_bases(optimizer)
+        self._check_momentum(optimizer, optimizer.param_groups)
+        self._bases = self._compute_bases(optimizer.param_groups)
         self._bind()
         super().__init__(optimizer, last_epoch=last_step)
         self.base_lrs = list(self._bases)
 
     # ---- bookkeeping -----------------------------------------------------------------------------------------
-    def _compute_bases(self, optimizer: torch.optim.Optimizer) -> list[float]:
+    def _check_momentum(self, optimizer: torch.optim.Optimizer, groups: list[dict[str, Any]], start: int = 0) -> None:
+        if not self.schedule.couples_momentum:
+            return
+        for i, group in enumerate(groups, start=start):
+            if "momentum" not in group and "betas" not in group:
+                raise ValueError(
+                    f"schedule {self.schedule.label!r} sets momentum, but param_groups[{i}] of "
+                    f"{type(optimizer).__name__} has neither 'momentum' nor 'betas': use an optimizer with "
+                    "momentum, or turn momentum scheduling off (cycle_momentum=false / no warmup_momentum)"
+                )
+
+    def _compute_bases(self, groups: list[dict[str, Any]], start: int = 0) -> list[float]:
         peak = self.schedule.peak_lr
         bases = []
-        for i, group in enumerate(optimizer.param_groups):
+        for i, group in enumerate(groups, start=start):
             if peak is not None:
                 scale = check_positive(f"param_groups[{i}]['lr_scale']", group.get("lr_scale", 1.0), allow_zero=True)
                 bases.append(peak * scale)
             else:
                 bases.append(float(group["initial_lr"]))
         return bases
+
+    def _sync_groups(self) -> None:
+        """Adopt groups added by ``optimizer.add_param_group()`` after this scheduler was built (a backbone
+        unfrozen mid-run): each gets its base as in ``__init__`` (``lr0 * lr_scale``, else its own LR) and follows
+        the schedule from the next step on, as torch's schedulers let new groups do."""
+        groups = self.optimizer.param_groups
+        n = len(self._bases)
+        if len(groups) == n:
+            return
+        if len(groups) < n:
+            raise ValueError(f"the optimizer has {len(groups)} param groups, fewer than the {n} this scheduler "
+                             "was built (or loaded) with: build a new scheduler for a new optimizer")
+        new = groups[n:]
+        self._check_momentum(self.optimizer, new, start=n)
+        for group in new:
+            lr = group["lr"]
+            group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
+        self._bases = [*self._bases, *self._compute_bases(new, start=n)]
+        self.base_lrs = list(self._bases)
+        self._bind()
 
     def _bind(self) -> None:
         """One schedule per group: the schedule itself, or a copy bound to the group's own LR as its peak."""
@@ -171,6 +212,7 @@ class LRSchedulerAdapter(LRScheduler):
             self._group_schedules = [self.schedule.with_peak(b) if b > 0 else self.schedule for b in self._bases]
 
     def _values(self, step: int) -> list[float]:
+        self._sync_groups()
         out = []
         for group, base, sched in zip(self.optimizer.param_groups, self._bases, self._group_schedules):
             if base == 0:
@@ -312,6 +354,7 @@ class LRSchedulerAdapter(LRScheduler):
         >>> sched.seek(5); round(opt.param_groups[0]["lr"], 12)
         0.05
         """
+        step = _as_int(step)
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"step={step!r} must be an int >= 0")
         self.last_epoch = step
