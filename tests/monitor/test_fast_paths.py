@@ -383,3 +383,45 @@ def test_a_float_loss_gives_the_same_run_as_the_tensor() -> None:
     assert any(e.action == "rollback" for e in m_tensor.events) and m_tensor.lr_scale < 1.0
     assert_same(m_tensor.record.state_dict(), m_float.record.state_dict())
     assert_same(model_tensor.state_dict(), model_float.state_dict())
+
+
+def test_a_state_with_its_snapshot_resumes_the_same_rollbacks_and_refuses_another_model() -> None:
+    """state_dict(snapshot=True) -> a fresh monitor on a copy of the model: the same rollbacks and weights as the
+    monitor that was never saved; a snapshot of another model is refused with a clear error."""
+
+    def spiky(model: nn.Module, opt: torch.optim.Optimizer, monitor: Monitor, start: int, steps: int) -> None:
+        x, y = data()
+        for step in range(start, start + steps):
+            g = torch.Generator().manual_seed(step)
+            idx = torch.randint(0, len(x), (32,), generator=g)
+            opt.zero_grad()
+            target = y[idx] * (50.0 if step in (140, 230) else 1.0)  # two corrupted batches after the save
+            nn.functional.mse_loss(model(x[idx]), target).backward()
+            monitor.after_backward(nn.functional.mse_loss(model(x[idx]), target))
+            opt.step()
+            monitor.after_step()
+
+    def build() -> tuple[nn.Module, torch.optim.Optimizer, Monitor]:
+        model = mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        return model, opt, Monitor(model, opt, on_divergence="rollback")
+
+    model, opt, monitor = build()
+    spiky(model, opt, monitor, 0, 300)  # uninterrupted
+    assert sum(e.action == "rollback" for e in monitor.events) >= 2
+
+    model2, opt2, monitor2 = build()
+    spiky(model2, opt2, monitor2, 0, 120)
+    saved = (copy.deepcopy(model2.state_dict()), copy.deepcopy(opt2.state_dict()), monitor2.state_dict(snapshot=True))
+    assert "healthy" in saved[2]
+    model3, opt3, monitor3 = build()  # a "new process"
+    model3.load_state_dict(saved[0])
+    opt3.load_state_dict(saved[1])
+    monitor3.load_state_dict(saved[2])
+    spiky(model3, opt3, monitor3, 120, 180)
+    assert [e.to_dict() for e in monitor3.events] == [e.to_dict() for e in monitor.events]
+    assert_same(model3.state_dict(), model.state_dict())
+
+    other = nn.Linear(4, 1)
+    with pytest.raises(ValueError, match="does not fit this model"):
+        Monitor(other, torch.optim.SGD(other.parameters(), lr=0.1)).load_state_dict(saved[2])

@@ -188,3 +188,19 @@ def test_resume_with_a_python_object_inside_a_dict_key(tmp_path):
     assert longer.epochs_run == 2
     with pytest.raises(ValueError, match="monitor=.* differs from the run being resumed"):
         train(resume=r.run_dir, epochs=3, monitor={"on_event": seen.append, "on_divergence": "stop"}, **QUIET)
+
+
+def test_resume_is_bit_exact_through_monitor_rollbacks(tmp_path):
+    """The monitor's healthy snapshot and its timers travel in last.pt: a rollback after the resume point goes back
+    to the same state as in the uninterrupted run."""
+    common = dict(data="iris", model="mlp", epochs=5, lr0=5.0, optimizer="SGD", monitor="rollback", batch=16,
+                  seed=1, project=tmp_path, **QUIET)
+    full = train(name="full", **common)
+    spe = full.steps_per_epoch
+    late = [e for e in full.events if e["step"] >= 2 * spe and e["action"] == "rollback"]
+    assert late, "the setting must roll back after the resume point for this test to mean anything"
+    with pytest.raises(KeyboardInterrupt):
+        train(name="cut", progress=_kill_at(2 * spe + 2), **common)  # killed mid epoch 3
+    resumed = train(resume=tmp_path / "cut" / "last.pt", **QUIET)
+    assert resumed.events == full.events
+    _same_run(full, resumed)

@@ -486,13 +486,40 @@ class Monitor:
             "healthy": not self.events,
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume monitoring, as plain Python values (JSON- and ``weights_only``-safe).
+    def state_dict(self, *, snapshot: bool = False) -> dict[str, Any]:
+        """Everything needed to resume monitoring, as plain Python values and tensors (``weights_only``-safe).
 
-        The healthy snapshot is *not* included (it is a full copy of the model): after :meth:`load_state_dict`
-        the monitor takes a fresh one at the next healthy step.
+        Args:
+            snapshot: also include the last healthy snapshot (a full copy of the model's parameters and buffers, the
+                optimizer's and the scheduler's state). Without it, the monitor takes a fresh snapshot at the next
+                healthy step after :meth:`load_state_dict`, so a rollback soon after a resume may go back to a
+                different state than it would have without the interruption; with it (what ``lrkit.train`` saves
+                in ``last.pt``) the resumed run makes the same decisions as the uninterrupted one.
+
+        >>> model = torch.nn.Linear(2, 1)
+        >>> monitor = Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        >>> sorted(monitor.state_dict())[:4]
+        ['clipped', 'dense_until', 'events', 'last_bad_step']
         """
         self._flush(self._step)
+        out = self._state_dict()
+        healthy = self._healthy
+        if snapshot and healthy is not None:
+            snap = healthy.snapshot
+            out["healthy"] = {
+                "step": healthy.step,
+                "lr_scale": healthy.lr_scale,
+                "record": _clone_tree(healthy.record),
+                "params": _clone_tree(snap.params),
+                "buffers": _clone_tree(snap.buffers),
+                "modes": list(snap.modes),
+                "opt_state": _clone_tree(snap.opt_state),
+                "opt_groups": _clone_tree(snap.opt_groups),
+                "sched_state": _clone_tree(snap.sched_state),
+            }
+        return out
+
+    def _state_dict(self) -> dict[str, Any]:
         return {
             "version": _STATE_VERSION,
             "step": self._step,
@@ -507,6 +534,14 @@ class Monitor:
             "dense_until": self._dense_until,
             "events": [e.to_dict() for e in self.events],
             "record": self.record.state_dict(),
+            # when the next sample / screen refresh / windowed check is due, and the fast path's current bound
+            "timers": {
+                "last_sample": self._last_sample,
+                "screen_due": self._screen_due,
+                "screen": self._screen,
+                "windowed_due": self._windowed_due,
+                "last_eval": dict(self._last_eval),
+            },
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -543,6 +578,40 @@ class Monitor:
         self._last_eval.clear()
         self._windowed_due = 0
         self._refresh_screen()
+        timers = state.get("timers")
+        if timers is not None:  # older states have none: the timers restart, as they always did
+            self._last_sample = int(timers["last_sample"])
+            self._screen_due = int(timers["screen_due"])
+            self._screen = float(timers["screen"])
+            self._windowed_due = int(timers["windowed_due"])
+            self._last_eval = {str(k): int(v) for k, v in dict(timers["last_eval"]).items()}
+        if state.get("healthy") is not None:
+            self._healthy = self._load_healthy(state["healthy"])
+
+    def _load_healthy(self, saved: Mapping[str, Any]) -> _Healthy:
+        """Rebuild the healthy snapshot of :meth:`state_dict` ``(snapshot=True)`` on this monitor's objects."""
+        params, buffers, _ = _walk(self.model)
+        if len(saved["params"]) != len(params) or len(saved["buffers"]) != len(buffers) or any(
+            a is not None and (b is None or tuple(a.shape) != tuple(b.shape))
+            for a, b in zip([*saved["params"], *saved["buffers"]], [*params, *buffers])
+        ):
+            raise ValueError(
+                "Monitor state_dict: its healthy snapshot does not fit this model (other parameters or buffers); "
+                "load it into a monitor of the same model"
+            )
+        if len(saved["opt_groups"]) != len(self.optimizer.param_groups):
+            raise ValueError(
+                f"Monitor state_dict: its healthy snapshot has {len(saved['opt_groups'])} param groups, the optimizer "
+                f"has {len(self.optimizer.param_groups)}"
+            )
+        snapshot = Snapshot(
+            self.model, self.optimizer, self.scheduler, [t.clone() for t in saved["params"]], [None] * len(params),
+            [None if b is None else b.clone() for b in saved["buffers"]], [bool(m) for m in saved["modes"]],
+            {int(k): _clone_tree(v) for k, v in dict(saved["opt_state"]).items()},
+            _clone_tree(list(saved["opt_groups"])),
+            _clone_tree(saved["sched_state"]) if self.scheduler is not None else None,
+        )
+        return _Healthy(snapshot, int(saved["step"]), float(saved["lr_scale"]), _clone_tree(dict(saved["record"])))
 
     def __repr__(self) -> str:
         active = ", ".join(f"{c.name}->{a}" for c, a in (*self._backward_checks, *self._step_checks))

@@ -265,10 +265,16 @@ class RollingRecord:
             "peak_lr": self.peak_lr,
             "trend": self.trend,
             "trend_low": self.trend_low,
+            # the reused reference statistics and which signals got a value this step: a resumed record judges the
+            # next steps exactly as the uninterrupted one
+            "fresh": dict(self._fresh),
+            "cache": [[sig, win, step, st.median, st.mad, st.n, count]
+                      for (sig, win), (step, st, count) in self._cache.items()],
         }
 
     def load_state_dict(self, state: dict[str, Any], *, keep_step: bool = False) -> None:
-        """Load :meth:`state_dict` output; ``keep_step=True`` keeps this record's step counter (used by rollback)."""
+        """Load :meth:`state_dict` output; ``keep_step=True`` keeps this record's step counter and recomputes the
+        reference statistics afresh (used by rollback); otherwise (a resume) they are restored as they were."""
         missing = {"values", "seen", "step", "start_loss"} - set(state)
         if missing:
             raise ValueError(f"not a RollingRecord state: missing keys {sorted(missing)}")
@@ -292,6 +298,13 @@ class RollingRecord:
         self.trend = float(state.get("trend", math.nan))
         self.trend_low = float(state.get("trend_low", math.nan))
         self._cache.clear()
+        if not keep_step:
+            for sig, fresh in dict(state.get("fresh", {})).items():
+                if sig in self._fresh:
+                    self._fresh[sig] = bool(fresh)
+            for sig, win, step, median, mad, n, count in state.get("cache", []):
+                self._cache[(str(sig), int(win))] = (int(step), RobustStats(float(median), float(mad), int(n)),
+                                                     int(count))
 
     @classmethod
     def from_stream(
