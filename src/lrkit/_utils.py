@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import numbers
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from typing import Any
 __all__ = [
     "atomic_write",
     "atomic_write_text",
+    "check_int",
     "check_positive",
     "did_you_mean",
     "increment_dir",
@@ -39,6 +41,22 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> ValueErr
     """
     choices = sorted(choices)
     return ValueError(f"unknown {kind} {name!r}.{did_you_mean(name, choices)} Valid: {', '.join(choices)}")
+
+
+def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
+    """Validate an integer (numpy/torch integer scalars too, never a bool) ``>= minimum``; raise ``ValueError``
+    naming it, with ``hint`` appended.
+
+    >>> check_int("num_steps", 20, 10)
+    20
+    >>> check_int("num_steps", 5, 10, " (100 is typical)")
+    Traceback (most recent call last):
+    ...
+    ValueError: num_steps=5 must be an integer >= 10 (100 is typical)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}{hint}")
+    return int(value)
 
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -19,7 +18,7 @@ import torch
 
 from lrkit._state import Snapshot
 from lrkit._step import LossFn, StepFn, autocast_context, batch_loss, cycle_batches, move_to
-from lrkit._utils import check_positive, unknown_name_error
+from lrkit._utils import check_int, check_positive, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.result import FinderResult
 
@@ -42,12 +41,6 @@ def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
         key = "initial_lr"
     top = max(float(g[key]) for g in groups)
     return [float(g[key]) / top if top > 0 else 1.0 for g in groups]
-
-
-def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}{hint}")
-    return int(value)
 
 
 def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
@@ -176,8 +169,8 @@ def find_lr(
         raise unknown_name_error("mode", mode, ["exp", "linear"])
     if rule not in _suggest.RULES:
         raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
-    num_steps = _check_int("num_steps", num_steps, 10, " (100 is typical)")
-    accumulation_steps = _check_int("accumulation_steps", accumulation_steps, 1)
+    num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)")
+    accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1)
     if check_positive("diverge_factor", diverge_factor) <= 1:
         raise ValueError(f"diverge_factor={diverge_factor!r} must be > 1 (4 is typical)")
     diverge_factor = float(diverge_factor)

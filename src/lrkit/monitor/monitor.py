@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from lrkit._state import Snapshot, _clone_tree
+from lrkit._utils import check_int
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, default_checks
 from lrkit.monitor.record import RollingRecord
@@ -180,12 +181,6 @@ class _Healthy:
     record: dict[str, Any]
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} must be an integer >= {low}")
-    return value
-
-
 class Monitor:
     """Training-health monitor: checks every step, then warns, clips, skips, rolls back with an LR back-off, or stops.
 
@@ -293,10 +288,10 @@ class Monitor:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.backoff = float(backoff)
-        self.max_rollbacks = _check_int("max_rollbacks", max_rollbacks, 0)
-        self.snapshot_every = _check_int("snapshot_every", snapshot_every, 1)
-        self.sample_every = _check_int("sample_every", sample_every, 1)
-        self._grad_every = _check_int("grad_every", grad_every, 1)
+        self.max_rollbacks = check_int("max_rollbacks", max_rollbacks, 0)
+        self.snapshot_every = check_int("snapshot_every", snapshot_every, 1)
+        self.sample_every = check_int("sample_every", sample_every, 1)
+        self._grad_every = check_int("grad_every", grad_every, 1)
         self.restore_on_stop = bool(restore_on_stop)
         self.grad_scaler = grad_scaler
         self.on_event = on_event
@@ -386,7 +381,7 @@ class Monitor:
 
     @grad_every.setter
     def grad_every(self, value: int) -> None:
-        self._grad_every = _check_int("grad_every", value, 1)
+        self._grad_every = check_int("grad_every", value, 1)
         self._next_grad = (self._step // value + 1) * value
 
     @property
