@@ -215,16 +215,38 @@ def _resume(key: str, v: Any) -> bool | str:
 
 
 def _freeze(key: str, v: Any) -> int | list[int | str] | None:
+    """``N`` (the first N layers), or layer indices / parameter-name prefixes: a list, one name, or a
+    comma-separated string (``"body"``, ``"body,head"``, ``"0,2"``). Whether the names exist is checked against the
+    model when it is built (:func:`lrkit.freeze_layers` names the model's layers then)."""
     if v is None:
         return None
+    if isinstance(v, str):
+        text = v.strip()
+        bracketed = text.startswith("[") and text.endswith("]")
+        if bracketed:  # a YAML-style list that reached us as a string
+            text = text[1:-1]
+        parts = [p.strip().strip("'\"") for p in text.split(",")]
+        if not text or any(not p for p in parts):
+            raise ValueError(f"{key}={v!r} must be a number of layers, a layer name/prefix, or a comma-separated list "
+                             "of them (e.g. freeze=3, freeze=body, freeze=body,head)")
+        if len(parts) == 1 and _is_int_text(parts[0]) and not bracketed:
+            return _int(0)(key, int(parts[0]))  # freeze="3": the first 3 layers, as on the command line
+        return [int(p) if _is_int_text(p) else p for p in parts]
     if isinstance(v, (list, tuple)):
         out: list[int | str] = []
         for item in v:
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
-                raise ValueError(f"{key}={v!r}: each entry must be a layer index or a parameter-name prefix")
+            if isinstance(item, bool) or not isinstance(item, (int, str)) or item == "":
+                raise ValueError(f"{key}={v!r}: entry {item!r} must be a layer index or a parameter-name prefix")
             out.append(item)
         return out
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{key}={v!r} must be a number of layers, a layer name/prefix, or a list of layer "
+                         "indices/name prefixes")
     return _int(0)(key, v)
+
+
+def _is_int_text(s: str) -> bool:
+    return s.lstrip("-").isdigit()
 
 
 def _monitor(key: str, v: Any) -> bool | dict[str, Any]:
@@ -291,7 +313,8 @@ class TrainConfig:
         default=None, metadata=_meta(_optional(_choice(TASKS)), "classification | regression | lm (default: inferred)")
     )
     target: str | int | None = field(
-        default=None, metadata=_meta(_target, "target column of a CSV/NPZ file (default: the last column)")
+        default=None,
+        metadata=_meta(_target, "target column of a CSV/NPZ file or data YAML (default: the last column); only there"),
     )
     epochs: int = field(default=10, metadata=_meta(_int(1), "number of epochs"))
     batch: int = field(default=32, metadata=_meta(_int(1), "batch size"))
@@ -327,10 +350,12 @@ class TrainConfig:
     project: str = field(default="runs", metadata=_meta(_str, "parent folder of run directories"))
     name: str | None = field(default=None, metadata=_meta(_optional(_str), "run name (default: train, train2, ...)"))
     exist_ok: bool = field(
-        default=False, metadata=_meta(_bool, "reuse an existing run directory instead of incrementing the name")
+        default=False,
+        metadata=_meta(_bool, "reuse project/name, not a new name (an earlier run there moves to previous-<time>/)"),
     )
     resume: bool | str = field(
-        default=False, metadata=_meta(_resume, "true (latest run) or a path to last.pt / a run directory")
+        default=False,
+        metadata=_meta(_resume, "true (newest last.pt anywhere under project) or a path to last.pt / a run directory"),
     )
     device: str | None = field(
         default=None, metadata=_meta(_device, "cpu | cuda | cuda:N | mps (default: cuda if available)")
@@ -348,7 +373,8 @@ class TrainConfig:
         ),
     )
     freeze: Any = field(
-        default=None, metadata=_meta(_freeze, "freeze the first N layers (or a list of indices / name prefixes)")
+        default=None,
+        metadata=_meta(_freeze, "freeze the first N layers, or layers by name/index: body | body,head | [0, 1]"),
     )
     monitor: Any = field(
         default=True,
@@ -465,10 +491,10 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
     from_tokens: dict[str, Any] = {}
     cfg_path: str | None = None
     valid = TrainConfig.keys()
-    for tok in tokens:
+    tokens = list(tokens)
+    for i, tok in enumerate(tokens):
         if "=" not in tok:
-            hint = did_you_mean(tok, valid)
-            raise ValueError(f"expected key=value, got {tok!r}.{hint} Example: lrkit train data=digits model=mlp")
+            raise _bare_token_error(tok, tokens[i + 1] if i + 1 < len(tokens) else None, valid)
         key, _, raw = tok.partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
         if key == "cfg":
@@ -484,6 +510,22 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
     base = load_yaml_mapping(cfg_path) if cfg_path else {}
     TrainConfig.check_keys(base)
     return {**base, **from_tokens}
+
+
+def _bare_token_error(tok: str, following: str | None, valid: Iterable[str]) -> ValueError:
+    """The error for a token without ``=``: a valid key needs a value; anything else gets a did-you-mean.
+
+    >>> str(_bare_token_error("epochs", "20", TrainConfig.keys()))
+    "'epochs' needs a value: write epochs=<value> (e.g. epochs=20 as one token)"
+    """
+    key = tok.strip().lstrip("-").replace("-", "_")
+    if key in valid or key == "cfg":
+        example = f"{key}={following.strip()}" if following is not None and "=" not in following else None
+        what = "<file.yaml>" if key == "cfg" else "<value>"
+        hint = f" (e.g. {example} as one token)" if example else ""
+        return ValueError(f"{key!r} needs a value: write {key}={what}{hint}")
+    hint = did_you_mean(key, valid)
+    return ValueError(f"expected key=value, got {tok!r}.{hint} Example: lrkit train data=digits model=mlp")
 
 
 def _parse_str_key(key: str, raw: str) -> Any:

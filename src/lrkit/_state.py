@@ -68,7 +68,11 @@ class Snapshot:
     Covers parameters and their ``.grad``, buffers (BatchNorm running stats), every module's train/eval mode,
     the optimizer's per-parameter state and every param-group hyperparameter (``lr``, ``momentum``, ``betas``,
     ``initial_lr``, ...), an optional LR scheduler's ``state_dict()``, and optionally the RNG states.
-    ``restore()`` writes the values back *in place*, so the optimizer keeps referencing the same parameters.
+    ``restore()`` writes the values back *in place*, so the optimizer keeps referencing the same parameters, and a
+    gradient that existed at capture is copied back into that same ``.grad`` tensor (a DDP
+    ``gradient_as_bucket_view`` bucket view, or a grad an optimizer or hook cached, stays the live one); a
+    parameter that had no gradient gets ``None`` again. The original ``.grad`` tensors are held until the snapshot
+    is dropped.
     """
 
     model: torch.nn.Module
@@ -89,6 +93,13 @@ class Snapshot:
     #: The optimizer's own scalar and tensor attributes (a custom optimizer's step counter, torch's ``_opt_called``);
     #: ``None`` leaves them alone.
     opt_attrs: dict[str, Any] | None = None
+    #: The ``.grad`` tensor objects themselves (by reference, one per model parameter, ``None`` where there was
+    #: none), so ``restore()`` writes the saved values back *into them*: code that holds a gradient (DDP's
+    #: ``gradient_as_bucket_view=True`` buckets, an optimizer or a hook that cached it) keeps the live one.
+    #: Empty: gradients are restored as fresh copies.
+    grad_tensors: list[torch.Tensor | None] = field(default_factory=list)
+    #: The same for ``extra_params``, in their order.
+    extra_grad_tensors: list[torch.Tensor | None] = field(default_factory=list)
 
     @classmethod
     def capture(
@@ -101,7 +112,8 @@ class Snapshot:
     ) -> Snapshot:
         """Capture ``model`` (and ``optimizer``/``scheduler``/RNG when given) by value."""
         params = [p.detach().clone() for p in model.parameters()]
-        grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
+        grad_tensors = [p.grad for p in model.parameters()]
+        grads = [None if g is None else g.detach().clone() for g in grad_tensors]
         buffers = [None if b is None else b.detach().clone() for b in model.buffers()]
         modes = [m.training for m in model.modules()]
         opt_state: dict[int, Any] = {}
@@ -112,26 +124,28 @@ class Snapshot:
             opt_groups = [{k: _clone_tree(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
             other_state = {k: _clone_tree(s) for k, s in optimizer.state.items() if id(k) not in index}
             owned = {id(p) for p in model.parameters()}
-            extra = [
-                (p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone())
-                for p in dict.fromkeys(_opt_params(optimizer)) if id(p) not in owned
-            ]
+            extra_params = [p for p in dict.fromkeys(_opt_params(optimizer)) if id(p) not in owned]
+            extra = [(p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone()) for p in extra_params]
+            extra_grads = [p.grad for p in extra_params]
             attrs = {k: _clone_tree(v) for k, v in vars(optimizer).items() if isinstance(v, _ATTR_TYPES)}
         sched_state = _clone_tree(scheduler.state_dict()) if scheduler is not None else None
         snapshot = cls(
             model, optimizer, scheduler, params, grads, buffers, modes, opt_state, opt_groups, sched_state,
             RNGState.capture() if rng else None,
         )
+        snapshot.grad_tensors = grad_tensors
         if optimizer is not None:
             snapshot.extra_params, snapshot.opt_other_state, snapshot.opt_attrs = extra, other_state, attrs
+            snapshot.extra_grad_tensors = extra_grads
         return snapshot
 
     @torch.no_grad()
     def restore(self) -> None:
         """Write every captured value back, in place. Can be called more than once."""
-        for p, saved, g in zip(self.model.parameters(), self.params, self.grads):
+        live = self.grad_tensors or [None] * len(self.grads)
+        for p, saved, g, obj in zip(self.model.parameters(), self.params, self.grads, live):
             p.copy_(saved)
-            p.grad = None if g is None else g.clone()
+            _restore_grad(p, g, obj)
         for b, saved in zip(self.model.buffers(), self.buffers):
             if b is not None and saved is not None:
                 b.copy_(saved)
@@ -153,9 +167,10 @@ class Snapshot:
                         now.copy_(v)  # in place: a tensor lr the user (or a compiled step) holds stays the one used
                     else:
                         group[k] = _clone_tree(v)
-            for p, value, grad in self.extra_params:
+            extra_live = self.extra_grad_tensors or [None] * len(self.extra_params)
+            for (p, value, grad), obj in zip(self.extra_params, extra_live):
                 p.copy_(value)
-                p.grad = None if grad is None else grad.clone()
+                _restore_grad(p, grad, obj)
             if self.opt_attrs is not None:
                 attrs = vars(self.optimizer)
                 for k in [k for k, v in attrs.items() if isinstance(v, _ATTR_TYPES) and k not in self.opt_attrs]:
@@ -170,6 +185,24 @@ class Snapshot:
             self.scheduler.load_state_dict(_clone_tree(self.sched_state))
         if self.rng is not None:
             self.rng.restore()
+
+
+def _restore_grad(p: torch.Tensor, saved: torch.Tensor | None, original: torch.Tensor | None) -> None:
+    """Give ``p`` back its gradient: ``None`` where it had none; else the saved values copied *into* the original
+    ``.grad`` tensor (same object, same storage: a DDP bucket view stays a bucket view) when it still fits, or a
+    fresh copy (no original kept, a sparse gradient, or one resized in between)."""
+    if saved is None:
+        p.grad = None
+        return
+    if (
+        original is not None and original.layout == torch.strided and saved.layout == torch.strided
+        and original.shape == saved.shape and original.dtype == saved.dtype and original.device == saved.device
+    ):
+        original.copy_(saved)
+        if p.grad is not original:
+            p.grad = original
+        return
+    p.grad = saved.clone()
 
 
 #: Optimizer attributes a snapshot restores: plain values and tensors (not methods, hooks or sub-objects).

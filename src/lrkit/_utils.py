@@ -9,7 +9,8 @@ import difflib
 import importlib
 import numbers
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
@@ -100,20 +101,47 @@ def optional_import(module: str, extra: str) -> ModuleType:
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Write a file atomically: ``write(tmp)`` fills a temporary file beside ``path``, then it replaces it.
 
-    A crash mid-write leaves the old file (or none), never a half-written one.
+    A crash mid-write leaves the old file (or none), never a half-written one. Permissions are those of a plain
+    ``open(path, "w")``: a new file gets ``0o666 & ~umask`` (and the folder's default ACL, if any), and a file that
+    is replaced keeps its own mode. (``tempfile.mkstemp`` would leave every file ``0o600``, unreadable to the group.)
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> atomic_write(d / "a.txt", lambda tmp: tmp.write_text("hi")).read_text()
+    'hi'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    try:
+        st = os.stat(path)
+        # the permission bits only: a setuid/setgid bit is not carried onto new contents (the kernel drops it on write)
+        keep_mode: int | None = st.st_mode & 0o777 if stat.S_ISREG(st.st_mode) else None
+    except OSError:
+        keep_mode = None
+    tmp_path = _create_temp_beside(path)
     try:
         write(tmp_path)
+        if keep_mode is not None:
+            os.chmod(tmp_path, keep_mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def _create_temp_beside(path: Path) -> Path:
+    """Create an empty, uniquely named file beside ``path`` the way ``open()`` does (``O_CREAT`` with mode
+    ``0o666``), so the kernel applies the umask and any default ACL itself: no need to read the process-wide
+    umask, which only ``os.umask`` can (by setting it, a race with other threads)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:  # pragma: no cover - 48 random bits collide only by design of a test
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")  # pragma: no cover
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

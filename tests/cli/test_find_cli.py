@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 from typer.testing import CliRunner
 
+from _helpers import MSE_LOSS_FN, write_task
 from lrkit.cli.app import build_app as app
 
 runner = CliRunner()
@@ -23,20 +23,7 @@ def test_demo_writes_plot_and_record(tmp_path):
 
 
 def test_task_file(tmp_path):
-    task = tmp_path / "my_task.py"
-    task.write_text(textwrap.dedent("""
-        import torch
-        def model():
-            torch.manual_seed(0)
-            return torch.nn.Linear(3, 1)
-        def optimizer(params):
-            return torch.optim.Adam(params, lr=1e-3)
-        def train_loader():
-            x = torch.randn(64, 3); y = x.sum(1, keepdim=True)
-            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
-        def loss_fn():
-            return torch.nn.functional.mse_loss
-    """))
+    task = write_task(tmp_path, MSE_LOSS_FN)
     res = runner.invoke(app(), ["find", str(task), "--num-steps", "30", "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "o" / "lr_find.json").read_text())["num_steps"] == 30

@@ -50,7 +50,7 @@ def test_bad_values_exit_cleanly(tmp_path):
         (["optimizer=adamm"], "Did you mean 'Adam'"),
         (["data=digitz"], "unknown dataset 'digitz'. Did you mean 'digits'?"),
         (["model=cnn"], "model='cnn' needs image-shaped inputs"),
-        (["data"], "expected key=value, got 'data'"),
+        (["data"], "'data' needs a value: write data=<value>"),
         (["data=missing.csv"], "no such file"),
     ]
     for tokens, message in cases:
@@ -81,3 +81,33 @@ def test_help_lists_every_key():
     assert res.exit_code == 0
     for key in ("lr0=", "warmup_bias_lr=", "nbs=", "auto_budget="):
         assert key in res.output
+
+
+def test_bare_key_token_asks_for_a_value(tmp_path):
+    project = tmp_path / "runs"
+    res = runner.invoke(app(), ["train", "data=iris", "epochs", f"project={project}"])
+    assert res.exit_code == 2
+    assert "'epochs' needs a value: write epochs=<value>" in res.output and "Did you mean" not in res.output
+    spaced = runner.invoke(app(), ["train", "data=iris", "epochs", "3", f"project={project}"])
+    assert spaced.exit_code == 2 and "e.g. epochs=3" in spaced.output
+    assert not project.exists()
+
+
+def test_freeze_by_bare_name_and_comma_list(tmp_path):
+    project = tmp_path / "runs"
+    res = runner.invoke(app(), ["train", "data=iris", "model=mlp", "epochs=1", "lr0=0.01", "freeze=body",
+                                f"project={project}", "plots=false", "verbose=false"])
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load((project / "train" / "args.yaml").read_text())["freeze"] == ["body"]
+    bad = runner.invoke(app(), ["train", "data=iris", "model=mlp", "epochs=1", "freeze=body,hed",
+                                f"project={project}", "name=bad"])
+    assert bad.exit_code == 2 and "freeze entry 'hed'" in bad.output and "Did you mean 'head'" in bad.output
+    assert not (project / "bad").exists()
+
+
+def test_target_with_a_builtin_dataset_exits_with_the_reason(tmp_path):
+    project = tmp_path / "runs"
+    res = runner.invoke(app(), ["train", "data=wine", "target=price", "epochs=1", f"project={project}"])
+    assert res.exit_code == 2
+    assert "target='price' applies only to CSV/NPZ files" in res.output and "data='wine'" in res.output
+    assert not project.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -41,20 +42,91 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     with torch.no_grad():
         xb, yb = next(iter(loader))
         local0 = torch.nn.functional.mse_loss(model(xb), yb).item()
-    Path(out, f"rank{rank}.json").write_text(json.dumps(
-        {"losses": r.losses, "suggestion": r.suggestion, "restored": restored, "local0": local0}
-    ))
+    record = {"losses": r.losses, "suggestion": r.suggestion, "restored": restored, "local0": local0}
+    record["bucket_view"] = _bucket_view_run(loader)
+    Path(out, f"rank{rank}.json").write_text(json.dumps(record))
+    # Free every DDP model (and its reference to the gloo group) while the group is alive and both ranks are here:
+    # a DDP object collected at interpreter exit, after destroy_process_group, can abort the process.
+    del model, opt
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 
-@pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed with gloo")
-def test_every_rank_gets_the_same_curve_and_suggestion(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    r0 = json.loads((tmp_path / "rank0.json").read_text())
-    r1 = json.loads((tmp_path / "rank1.json").read_text())
+def _bucket_view_run(loader: torch.utils.data.DataLoader) -> dict[str, object]:
+    """DDP with ``gradient_as_bucket_view=True``: the grads are views into DDP's communication bucket. Train 3 steps,
+    run find_lr, train 4 more; and the same 7 steps without find_lr. Report what the grads are after find_lr."""
+
+    def make() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        model = torch.nn.parallel.DistributedDataParallel(net, gradient_as_bucket_view=True)
+        return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def train(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list) -> None:
+        for xb, yb in batches:
+            opt.zero_grad(set_to_none=False)  # in place: the grads stay the bucket's views
+            torch.nn.functional.mse_loss(model(xb), yb).backward()
+            opt.step()
+
+    def storages(model: torch.nn.Module) -> list[int]:
+        return [p.grad.untyped_storage().data_ptr() for p in model.parameters()]
+
+    batches = list(loader)[:7]
+    model, opt = make()
+    train(model, opt, batches[:3])
+    held = [p.grad for p in model.parameters()]
+    ptrs = [g.data_ptr() for g in held]
+    values = [g.clone() for g in held]
+    shared_before = len(set(storages(model))) == 1  # one bucket: every grad a view of the same storage
+    lrkit.find_lr(model, opt, loader, num_steps=20, start_lr=1e-4, end_lr=1.0)
+    after = {
+        "shared_before": shared_before,
+        "shared_after": len(set(storages(model))) == 1,
+        "same_objects": all(p.grad is g for p, g in zip(model.parameters(), held)),
+        "same_ptrs": [p.grad.data_ptr() for p in model.parameters()] == ptrs,
+        "same_values": all(torch.equal(p.grad, v) for p, v in zip(model.parameters(), values)),
+    }
+    train(model, opt, batches[3:])
+    ref, ref_opt = make()
+    train(ref, ref_opt, batches)
+    after["training_matches"] = all(torch.equal(a, b) for a, b in zip(model.parameters(), ref.parameters()))
+    after["still_views"] = [p.grad.data_ptr() for p in model.parameters()] == ptrs
+    del model, opt, ref, ref_opt, held
+    gc.collect()
+    return after
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """One 2-process gloo run shared by the tests below (spawning costs a few seconds)."""
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+needs_gloo = pytest.mark.skipif(not dist.is_available() or sys.platform == "win32",
+                                reason="needs torch.distributed with gloo")
+
+
+@needs_gloo
+def test_every_rank_gets_the_same_curve_and_suggestion(ranks):
+    r0, r1 = ranks
     assert r0["losses"] == r1["losses"]
     assert r0["suggestion"] == r1["suggestion"]
     assert r0["restored"] and r1["restored"]
     # the shards differ, so the shared value is the mean, not either rank's own
     assert r0["local0"] != r1["local0"]
     assert r0["losses"][0] == pytest.approx((r0["local0"] + r1["local0"]) / 2, rel=1e-6)
+
+
+# Bug: find_lr restored the grads' values into new tensors, so under gradient_as_bucket_view=True the grads stopped
+# being views of DDP's bucket (and anything holding the old .grad was cut off).
+@needs_gloo
+def test_bucket_view_grads_stay_bucket_views(ranks):
+    for r in ranks:
+        bv = r["bucket_view"]
+        assert bv["shared_before"], "the set-up did not give bucket-view grads"
+        assert bv["same_objects"] and bv["same_ptrs"] and bv["same_values"], bv
+        assert bv["shared_after"] and bv["still_views"], bv
+        assert bv["training_matches"], bv  # training after find_lr is bit-for-bit training without it

@@ -4,7 +4,6 @@ files. Each test failed before its fix."""
 from __future__ import annotations
 
 import json
-import textwrap
 import warnings
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 import lrkit
+from _helpers import TASK_SOURCE, write_task
 from lrkit.cli.app import build_app
 from lrkit.finder import FinderResult
 
@@ -210,23 +210,8 @@ def test_to_json_into_a_directory_names_it(tmp_path):
         FinderResult(lrs=[1e-3, 1e-2, 1e-1], losses=[1.0, 0.5, 0.7]).to_json(tmp_path)
 
 
-TASK = """
-import torch
-def model():
-    torch.manual_seed(0)
-    return torch.nn.Linear(3, 1)
-def optimizer(params):
-    return torch.optim.Adam(params, lr=1e-3)
-def train_loader():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 3, generator=g); y = x.sum(1, keepdim=True)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
-"""
-
-
 def run_cli(tmp_path, body: str, *args: str):
-    task = tmp_path / "my_task.py"
-    task.write_text(textwrap.dedent(TASK) + textwrap.dedent(body))
+    task = write_task(tmp_path, body)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return CliRunner().invoke(build_app(), ["find", str(task), "--num-steps", "20", *args])
@@ -246,7 +231,7 @@ def test_task_file_loss_fn_may_be_the_loss_itself(tmp_path):
 def test_task_file_that_raises_names_the_function_and_line(tmp_path):
     res = run_cli(tmp_path, "def loss_fn():\n    return {}['missing']\n", "--out", str(tmp_path / "o"))
     assert res.exit_code == 2
-    line = len(textwrap.dedent(TASK).splitlines()) + 2  # the `return` line of the body
+    line = len(TASK_SOURCE.splitlines()) + 2  # the `return` line of the body
     assert "loss_fn() in task file" in res.output and f"(line {line})" in res.output and "KeyError" in res.output
     res = run_cli(tmp_path, "def loss_fn(:\n", "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and "SyntaxError" in res.output and "Traceback" not in res.output

@@ -78,6 +78,41 @@ def test_restores_every_bit(classification_loader, opt_name):
     assert_same(before, after)
 
 
+# Bug: the grads' values were restored but into new tensors, so anything holding the old .grad (DDP's
+# gradient_as_bucket_view buckets, an optimizer or hook that cached it) was cut off from the live gradient.
+@pytest.mark.parametrize("fail", [False, True], ids=["completed", "raised"])
+def test_grads_are_restored_into_the_same_tensors(regression_loader, fail):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    temperature = torch.nn.Parameter(torch.tensor(1.5))  # an optimizer parameter the model does not hold
+    opt = torch.optim.SGD([*model.parameters(), temperature], lr=0.05, momentum=0.9)
+    x, y = next(iter(regression_loader))
+    (torch.nn.functional.mse_loss(model(x), y) * temperature).backward()
+    model[2].bias.grad = None  # a parameter with no gradient keeps none
+    held = [p.grad for p in model.parameters()]
+    values = [None if g is None else g.clone() for g in held]
+    ptrs = [None if g is None else g.data_ptr() for g in held]
+    t_grad, t_value = temperature.grad, temperature.grad.clone()
+    calls = {"n": 0}
+
+    def step_fn(m, batch):
+        calls["n"] += 1
+        if fail and calls["n"] == 7:
+            raise RuntimeError("boom")
+        return torch.nn.functional.mse_loss(m(batch[0]), batch[1]) * temperature
+
+    try:
+        lrkit.find_lr(model, opt, regression_loader, step_fn=step_fn, num_steps=20)
+    except RuntimeError:
+        assert fail
+    for p, g, v, ptr in zip(model.parameters(), held, values, ptrs):
+        if g is None:
+            assert p.grad is None
+        else:
+            assert p.grad is g and p.grad.data_ptr() == ptr  # the very same tensor, on the same memory
+            assert torch.equal(p.grad, v) and p.grad.dtype == v.dtype  # bit for bit
+    assert temperature.grad is t_grad and torch.equal(temperature.grad, t_value)
+
+
 def test_restores_after_an_exception(regression_loader):
     model = torch.nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

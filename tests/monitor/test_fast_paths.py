@@ -16,29 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from _helpers import assert_same
 from lrkit._state import Snapshot
 from lrkit.monitor import Monitor, MonitorWarning
 from lrkit.monitor.checks import LRTooLow, default_checks
 from lrkit.monitor.monitor import _walk
 from lrkit.monitor.record import RollingRecord, robust_stats
-
-
-def assert_same(a: Any, b: Any, path: str = "") -> None:
-    """Bit-for-bit equality of two nested trees (tensors compared with dtype, shape and requires_grad)."""
-    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape and a.requires_grad == b.requires_grad, path
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert list(a) == list(b), path
-        for k in a:
-            assert_same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (u, v) in enumerate(zip(a, b)):
-            assert_same(u, v, f"{path}[{i}]")
-    else:
-        assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
 
 
 def data(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import lrkit
+from _helpers import assert_same
 from lrkit.monitor import Check, Finding, Monitor, MonitorEvent, MonitorWarning, NonFinite, RollingRecord
 
 
@@ -43,22 +44,6 @@ def small_model(seed: int = 0, bn: bool = False) -> nn.Module:
 def state_of(model: nn.Module, opt: torch.optim.Optimizer, sched: Any = None) -> dict[str, Any]:
     return copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict() if sched is not None else None})  # fmt: skip
-
-
-def assert_same_tensors(a: Any, b: Any, path: str = "") -> None:
-    """Bit-for-bit equality of two nested state trees."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a:
-            assert_same_tensors(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (u, v) in enumerate(zip(a, b)):
-            assert_same_tensors(u, v, f"{path}[{i}]")
-    else:
-        assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
 
 
 def train(model: nn.Module, opt: torch.optim.Optimizer, monitor: Monitor | None, steps: int, *,
@@ -122,7 +107,7 @@ def test_skip_leaves_parameters_and_optimizer_state_unchanged(opt_name: str, cal
     if call_step:
         opt.step()
     assert monitor.after_step() is False
-    assert_same_tensors(state_of(model, opt), before)
+    assert_same(state_of(model, opt), before)
     assert monitor.skipped == 1 and monitor.events[-1].action == "skip" and monitor.events[-1].check == "non_finite"
     train(model, opt, monitor, 5)  # and training goes on normally
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -151,7 +136,7 @@ def test_skip_is_exact_even_for_an_optimizer_that_ignores_missing_gradients() ->
     train(model, opt, monitor, 5)
     before = state_of(model, opt)
     train(model, opt, monitor, 1, poison={0: float("nan")})
-    assert_same_tensors(state_of(model, opt), before)
+    assert_same(state_of(model, opt), before)
     assert monitor.skipped == 1
 
 
@@ -165,7 +150,7 @@ def test_rollback_before_any_healthy_state_undoes_the_step_and_backs_off() -> No
     now = state_of(model, opt)
     assert now["opt"]["param_groups"][0]["lr"] == pytest.approx(0.3 * 0.05)
     now["opt"]["param_groups"][0]["lr"] = 0.05
-    assert_same_tensors(now, before)
+    assert_same(now, before)
     assert monitor.rollbacks == 1 and monitor.lr_scale == pytest.approx(0.3)
 
 
@@ -222,7 +207,7 @@ def test_rollback_restores_model_optimizer_and_scheduler_exactly_then_backs_off(
             g_now[k] = g_then[k]
     now["sched"]["base_lrs"] = snap_state["sched"]["base_lrs"] = None
     now["sched"]["_last_lr"] = snap_state["sched"]["_last_lr"] = None
-    assert_same_tensors(now, snap_state)
+    assert_same(now, snap_state)
     # ... and the back-off survives the scheduler's later steps (StepLR halves every 7 steps from the restored step)
     ref_lr = snap_state["opt"]["param_groups"][0]["lr"]
     assert opt.param_groups[0]["lr"] == pytest.approx(0.25 * ref_lr)
@@ -259,7 +244,7 @@ def test_rollback_loop_is_capped_then_stops_with_a_reason() -> None:
     assert "rollback limit reached (3 rollbacks" in monitor.stop_reason
     assert [e.action for e in monitor.events] == ["rollback"] * 3 + ["stop"]
     params_now = state_of(model, opt)["model"]
-    assert_same_tensors(params_now, healthy["model"])  # the stop restored the last healthy state (step 0's)
+    assert_same(params_now, healthy["model"])  # the stop restored the last healthy state (step 0's)
 
 
 # ---------------------------------------------------------------------------------------------------- stop, clip

@@ -56,7 +56,7 @@ def families(draw: st.DrawFn) -> tuple[Schedule, float, float, int]:
         f = draw(ratios)
         return Cosine(lr0=lr0, lrf=f, total_steps=total), f, 1.0, total
     if kind == "linear":
-        a, b = draw(st.floats(0, 2)), draw(st.floats(0, 2))
+        a, b = draw(st.floats(0, 1)), draw(st.floats(0, 1))
         return Linear(lr0=lr0, start_factor=a, end_factor=b, total_steps=total), min(a, b), max(a, b), total
     if kind == "step":
         g = draw(st.floats(1e-3, 1.0))

@@ -1,7 +1,7 @@
 """The LR range test (Smith 2017; fast.ai's "LR Finder"): ramp the LR up step by step and record the loss.
 
-Everything the user had is restored afterwards, in memory: parameters, buffers, gradients, optimizer state and
-hyperparameters, every module's train/eval mode, and the torch/numpy/python RNG states.
+Everything the user had is restored afterwards, in memory: parameters, buffers, gradients (into the same ``.grad``
+tensors), optimizer state and hyperparameters, every module's train/eval mode, and the torch/numpy/python RNG states.
 """
 
 from __future__ import annotations
@@ -123,6 +123,8 @@ def find_lr(
     ``accumulation_steps`` micro-batches) is recorded; the test stops early once the loss is non-finite or its
     smoothed value exceeds ``diverge_factor`` × its best. Afterwards **everything is restored in memory**: parameters,
     buffers, grads, optimizer state and param-group settings, train/eval modes, and the torch/numpy/python RNGs.
+    Gradients are copied back into the very ``.grad`` tensors they were in (``None`` stays ``None``), so grads that
+    DDP keeps as bucket views (``gradient_as_bucket_view=True``) or that a hook or optimizer cached stay live.
 
     Under ``torch.distributed`` every rank must call ``find_lr`` with its shard of the data; the per-step loss is
     averaged over ranks, so every rank records the same curve and returns the same suggestion.

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lrkit._utils import atomic_write, optional_import
 
 __all__ = ["plot_schedule", "save_figure"]
@@ -29,14 +31,36 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format="png"))
 
 
-def _decimate(values: Sequence[Any]) -> tuple[list[int], list[Any]]:
-    """Every k-th point (and the last) so that very long runs draw quickly; the record itself stays complete."""
-    n = len(values)
-    k = max(1, -(-n // _MAX_POINTS))
-    idx = list(range(0, n, k))
-    if idx and idx[-1] != n - 1:
-        idx.append(n - 1)
-    return idx, [values[i] for i in idx]
+def _envelope(values: Sequence[Any], max_points: int = _MAX_POINTS) -> tuple[list[int], list[float]]:
+    """Thin a long curve to at most ``max_points`` points while keeping its envelope; return ``(steps, values)``.
+
+    Up to ``max_points`` values are returned whole. A longer curve is cut into equal buckets of consecutive steps
+    and each bucket keeps its minimum and its maximum (at their own steps, in step order), plus its first NaN so a
+    gap (momentum ``None``) stays a gap; the first and last points are always kept. Taking every ``k``-th point
+    instead aliases a cyclical schedule whose period is near ``k`` into a false, slow "beat" curve; the envelope
+    draws the band the LR really sweeps. The record itself stays complete.
+
+    >>> _envelope([0, 1] * 10, max_points=8)  # a period of 2 steps: every bucket keeps a 0 and a 1
+    ([0, 1, 10, 11, 19], [0.0, 1.0, 0.0, 1.0, 1.0])
+    """
+    y = np.asarray(values, dtype=float)
+    n = len(y)
+    if n <= max_points:
+        return list(range(n)), y.tolist()
+    buckets = max(1, (max_points - 2) // 3)  # up to 3 points a bucket (min, max, a NaN) and the two ends
+    k = -(-n // buckets)
+    m = -(-n // k)
+    padded = np.full(m * k, np.nan)
+    padded[:n] = y
+    grid = padded.reshape(m, k)
+    nan = np.isnan(grid)
+    base = np.arange(m) * k
+    lo = base + np.argmin(np.where(nan, np.inf, grid), axis=1)
+    hi = base + np.argmax(np.where(nan, -np.inf, grid), axis=1)
+    gap = base + np.argmax(nan, axis=1)
+    keep = np.concatenate([lo, hi, gap[nan.any(axis=1)], [0, n - 1]])
+    idx = np.unique(keep[keep < n])  # sorted: the points stay in step order
+    return idx.tolist(), y[idx].tolist()
 
 
 def plot_schedule(
@@ -71,13 +95,13 @@ def plot_schedule(
     for i, r in enumerate(recs):
         color = f"C{i}"
         label = str(r.get("label") or f"schedule {i + 1}")
-        xs, ys = _decimate(r["lr"])
+        xs, ys = _envelope(r["lr"])
         ax.plot(xs, ys, color=color, lw=1.8, label=label)
         if r.get("lr_bias"):
-            xb, yb = _decimate(r["lr_bias"])
+            xb, yb = _envelope(r["lr_bias"])
             ax.plot(xb, yb, color=color, lw=1.0, ls="--", label=f"{label} (bias groups)")
         if axm is not None and any(m is not None for m in r["momentum"]):
-            xm, ym = _decimate([float("nan") if m is None else m for m in r["momentum"]])
+            xm, ym = _envelope([float("nan") if m is None else m for m in r["momentum"]])
             axm.plot(xm, ym, color=color, lw=1.4)
     if show_phases and recs[0].get("phases"):
         n = len(recs[0]["lr"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -88,6 +89,22 @@ def _check_count(name: str, value: Any, *, allow_zero: bool = False) -> int:
     if v != int(v):
         raise ValueError(f"{name}={value!r} must be a whole number of steps")
     return int(v)
+
+
+def _check_ratio(name: str, value: Any, *, why: str = "", allow_zero: bool = True, allow_one: bool = True) -> float:
+    """Validate a multiplier of the peak LR in ``[0, 1]`` (``(0, 1]`` without ``allow_zero``; ``[0, 1)`` without
+    ``allow_one``); the error names the key, the value, the valid range and, with ``why``, what a value outside
+    it would do."""
+    try:
+        v = check_positive(name, value, allow_zero=True)
+    except ValueError:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # not a number at all: say that
+            raise
+        v = float(value)  # a negative, nan or inf: the range below names what is valid
+    if not ((v > 0 or (allow_zero and v == 0)) and (v < 1 or (allow_one and v == 1))):
+        lo, hi = "[" if allow_zero else "(", "]" if allow_one else ")"
+        raise ValueError(f"{name}={value!r} must be in {lo}0, 1{hi}{why}")
+    return v
 
 
 def resolve_timeline(
@@ -540,7 +557,10 @@ class Warmup:
         object.__setattr__(self, "type", _check_choice("warmup_type", self.type, WARMUP_TYPES, _SHAPE_ALIASES))
         if self.start_factor is None:
             object.__setattr__(self, "start_factor", 0.01 if self.type == "exponential" else 0.0)
-        sf = check_positive("warmup_start_factor", self.start_factor, allow_zero=self.type != "exponential")
+        sf = _check_ratio("warmup_start_factor", self.start_factor, allow_zero=self.type != "exponential",
+                          why=(" (a multiplier of the peak LR: the warmup starts there and rises to the peak"
+                               + (", geometrically, so it must be > 0" if self.type == "exponential" else "")
+                               + "; above 1 it would start above the peak and warm *down*)"))
         object.__setattr__(self, "start_factor", sf)
         if self.bias_lr is not None:
             object.__setattr__(self, "bias_lr", check_positive("warmup_bias_lr", self.bias_lr, allow_zero=True))
@@ -583,7 +603,8 @@ class Cooldown:
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", _check_count("cooldown_steps", self.steps))
         object.__setattr__(self, "type", _check_choice("cooldown_type", self.type, COOLDOWN_TYPES, _SHAPE_ALIASES))
-        object.__setattr__(self, "min_ratio", check_positive("cooldown_min_ratio", self.min_ratio, allow_zero=True))
+        why = " (the multiplier of the peak LR the cooldown ends at; above 1 it would raise the LR)"
+        object.__setattr__(self, "min_ratio", _check_ratio("cooldown_min_ratio", self.min_ratio, why=why))
 
 
 class Composed(Schedule):
@@ -644,6 +665,14 @@ class Composed(Schedule):
                     f"warmup of {w.steps} steps is longer than the schedule it blends into ({main.total_steps} steps)"
                 )
         self._cool_start = None if cooldown is None else total - cooldown.steps  # type: ignore[operator]
+        if cooldown is not None and not main.stateful:
+            end = main._safe_eval(float(main.total_steps))  # type: ignore[arg-type]
+            if end is not None and cooldown.min_ratio > end * (1 + 1e-12):
+                raise ValueError(
+                    f"cooldown_min_ratio={cooldown.min_ratio!r} is above the multiplier {end:.6g} the {main.name!r} "
+                    f"schedule ends at, so the cooldown would raise the LR: use cooldown_min_ratio <= {end:.6g} "
+                    "(0 cools down to zero)"
+                )
         self.total_steps = total
         self.steps_per_epoch = main.steps_per_epoch
         self.interval = "step"

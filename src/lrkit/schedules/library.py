@@ -27,6 +27,7 @@ from lrkit.schedules.base import (
     Warmup,
     _check_choice,
     _check_count,
+    _check_ratio,
     resolve_timeline,
 )
 
@@ -53,11 +54,12 @@ def _unit(unit: str) -> str:
     return _check_choice("unit", unit, UNITS)
 
 
-def _fraction(name: str, value: Any, *, allow_one: bool = True) -> float:
-    v = check_positive(name, value, allow_zero=True)
-    if v > 1 or (v == 1 and not allow_one):
-        raise ValueError(f"{name}={value!r} must be in [0, 1{']' if allow_one else ')'}")
-    return v
+def _fraction(name: str, value: Any, *, allow_one: bool = True, why: str = "") -> float:
+    return _check_ratio(name, value, allow_one=allow_one, why=why)
+
+
+#: Why a final-LR ratio (``lrf``, ``end_factor``, ...) above 1 is refused: the schedule would end above its peak.
+_ABOVE_PEAK = " (a multiplier of lr0, the peak LR; above 1 the LR would end above its peak)"
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -338,9 +340,11 @@ class Linear(Schedule):
         if lrf is not None and end_factor is not None:
             raise ValueError(f"lrf={lrf!r} and end_factor={end_factor!r} are the same thing: give one")
         self.unit = _unit(unit)
-        self.start_factor = check_positive("start_factor", start_factor, allow_zero=True)
+        self.start_factor = _fraction(
+            "start_factor", start_factor, why=" (a multiplier of lr0, the peak LR; above 1 the LR would start above it)"
+        )
         end = 0.01 if lrf is None and end_factor is None else (lrf if lrf is not None else end_factor)
-        self.end_factor = check_positive("lrf" if lrf is not None else "end_factor", end, allow_zero=True)
+        self.end_factor = _fraction("lrf" if lrf is not None else "end_factor", end, why=_ABOVE_PEAK)
         self.total_iters = (
             float(self._require_total("total_iters")) if total_iters is None
             else self._span("total_iters", total_iters, self.unit, integer=False)
@@ -391,7 +395,7 @@ class Cosine(Schedule):
                 f"lrf={lrf!r} (a ratio of lr0) and eta_min={eta_min!r} (an absolute LR) both set the floor: give one"
             )
         self.unit = _unit(unit)
-        self.lrf = None if lrf is None else check_positive("lrf", lrf, allow_zero=True)
+        self.lrf = None if lrf is None else _fraction("lrf", lrf, why=_ABOVE_PEAK)
         if lrf is None and eta_min is None:
             self.lrf = 0.01
         self.eta_min = None if eta_min is None else check_positive("eta_min", eta_min, allow_zero=True)
@@ -448,7 +452,7 @@ class CosineRestarts(Schedule):
         self.unit = _unit(unit)
         self.T_0 = int(self._span("T_0", T_0, self.unit, integer=True))
         self.T_mult = _check_count("T_mult", T_mult)
-        self.lrf = None if lrf is None else check_positive("lrf", lrf, allow_zero=True)
+        self.lrf = None if lrf is None else _fraction("lrf", lrf, why=_ABOVE_PEAK)
         self.eta_min = 0.0 if eta_min is None else check_positive("eta_min", eta_min, allow_zero=True)
 
     def _cycle(self, t: float) -> tuple[int, float, float]:
@@ -535,6 +539,11 @@ class Cyclic(Schedule):
         self.total_size = up + down
         self.step_ratio = up / self.total_size
         self.gamma = check_positive("gamma", gamma)
+        if self.gamma > 1 and scale_fn is None and mode in ("exp_range", "exp-range", "exprange"):
+            raise ValueError(
+                f"gamma={gamma!r} must be in (0, 1] for mode='exp_range': the amplitude is scaled by gamma ** t, so "
+                "above 1 it grows and the LR passes max_lr"
+            )
         if scale_fn is not None:
             if not callable(scale_fn):
                 raise ValueError(f"scale_fn={scale_fn!r} must be a callable x -> [0, 1]")
@@ -645,7 +654,17 @@ class OneCycle(Schedule):
         self.base_momentum = _momentum_value("base_momentum", base_momentum)
         self.max_momentum = _momentum_value("max_momentum", max_momentum)
         self.div_factor = check_positive("div_factor", div_factor)
+        if self.div_factor < 1:
+            raise ValueError(
+                f"div_factor={div_factor!r} must be >= 1: the initial LR is max_lr / div_factor, so below 1 the "
+                "one-cycle would start above max_lr and warm *down*"
+            )
         self.final_div_factor = check_positive("final_div_factor", final_div_factor)
+        if self.final_div_factor < 1:
+            raise ValueError(
+                f"final_div_factor={final_div_factor!r} must be >= 1: the final LR is the initial LR / "
+                "final_div_factor, so below 1 the one-cycle would end above where it started"
+            )
         self.three_phase = _bool("three_phase", three_phase)
         self.couples_momentum = self.cycle_momentum
         init = 1.0 / self.div_factor
@@ -819,9 +838,8 @@ class WSD(Composed):
         total, spe = resolve_timeline(epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
         if total is None:
             raise ValueError("wsd needs the run length: pass total_steps=... or epochs=... and steps_per_epoch=...")
-        ratio = check_positive("min_lr_ratio", min_lr_ratio, allow_zero=True)
-        if ratio > 1:
-            raise ValueError(f"min_lr_ratio={min_lr_ratio!r} must be in [0, 1]")
+        ratio = _fraction("min_lr_ratio", min_lr_ratio,
+                          why=" (the multiplier of the peak LR the decay ends at; above 1 it would raise the LR)")
         w = _steps_from("warmup", warmup_steps, warmup_epochs, None, total, spe, allow_zero=True) or 0
         d = _steps_from("decay", decay_steps, decay_epochs, decay_frac, total, spe)
         if d is None:

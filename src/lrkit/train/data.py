@@ -41,6 +41,7 @@ __all__ = [
     "DataInfo",
     "SeededSampler",
     "TrainData",
+    "describe_sample",
     "load_data",
 ]
 
@@ -202,8 +203,13 @@ def load_data(
 ) -> TrainData:
     """Turn any ``data=`` source into a :class:`TrainData` (see the module docstring for the sources).
 
-    ``task`` overrides the inferred task; ``target`` names the target column (CSV) or array (NPZ); ``seq_len`` is
-    the window length for text. Raises ``ValueError`` naming the bad source and what would be valid.
+    ``task`` overrides the inferred task; ``target`` names the target column (CSV) or array (NPZ) — for any other
+    source it is a ``ValueError`` rather than silently ignored; ``seq_len`` is the window length for text. Raises
+    ``ValueError`` naming the bad source and what would be valid.
+
+    A torch Dataset's task is inferred from its first sample ``(x, y)``: integer ``y`` of shape ``()`` — or ``(1,)``
+    with floating ``x``, a column of class indices (the trainer's losses and accuracy squeeze the trailing 1) — is
+    classification; floating ``y`` is regression; integer ``x`` and ``y`` of one shape ``(T,)`` is ``lm``.
     """
     if data is None:
         raise ValueError("data= is required: a built-in name (" + ", ".join(BUILTIN_DATASETS) + "), a CSV/NPZ/text/"
@@ -213,6 +219,7 @@ def load_data(
         key = text.strip().lower().replace("_", "-")
         builtin = {n.replace("_", "-"): n for n in BUILTIN_DATASETS}
         if key in builtin:
+            _no_target(target, f"data={text!r} is a built-in dataset with its own target")
             return _from_builtin(BUILTIN_DATASETS[builtin[key]], seed=seed, val=val, task=task)
         path = Path(text).expanduser()
         if not path.exists():
@@ -222,6 +229,8 @@ def load_data(
         if path.is_dir():
             raise ValueError(f"data={text!r} is a directory; pass a CSV, NPZ, text or data-YAML file")
         return _from_file(path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
+    if target is not None:  # a torch Dataset/DataLoader (or a pair) yields its own (input, target) samples
+        _no_target(target, f"data= is a {type(data).__name__}, whose samples carry their own targets")
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
             raise ValueError(f"data= as a sequence must be a (train, val) pair, got {len(data)} items")
@@ -254,6 +263,13 @@ def load_data(
         f"data={type(data).__name__} is not supported: pass a built-in name ({', '.join(BUILTIN_DATASETS)}), a file "
         "path (.csv, .npz, .txt, .yaml), a torch Dataset/DataLoader, or a (train, val) pair"
     )
+
+
+def _no_target(target: str | int | None, why: str) -> None:
+    """``target=`` picks a column of a CSV/NPZ file (or a data YAML's files); anywhere else it would be ignored."""
+    if target is not None:
+        raise ValueError(f"target={target!r} applies only to CSV/NPZ files (and a data YAML of them); {why}. Drop "
+                         "target=, or pass the data as a .csv/.npz file")
 
 
 # ------------------------------------------------------------------------------------------- arrays -> datasets
@@ -364,6 +380,8 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
     if task not in (None, "lm"):
         raise ValueError(f"data={str(path)!r} is read as plain text (character-level LM); task={task!r} needs a "
                          "CSV/NPZ file")
+    _no_target(target, f"data={str(path)!r} is read as plain text (character-level LM: the target is the next "
+                       "character)")
     text = _read_text(path)
     n_val = max(seq_len + 1, round(val * len(text)))
     if len(text) - n_val < seq_len + 1:
@@ -551,6 +569,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         return _arrays_to_data(x_tr, y_tr, x_va, y_va, task=task, name=path.name, source="yaml")
     if task not in (None, "lm"):
         raise ValueError(f"{path.name}: text files are read as character-level LM; task={task!r} needs CSV/NPZ")
+    _no_target(target, f"{path.name} names text files (character-level LM: the target is the next character)")
     return _text_data(_read_text(train_path), _read_text(val_path), seq_len=seq_len, name=path.name, source="yaml")
 
 
@@ -620,6 +639,9 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
                 inferred = "lm"
             elif not y.is_floating_point() and y.ndim == 0:
                 inferred = "classification"
+            elif not y.is_floating_point() and tuple(y.shape) == (1,) and x.is_floating_point():
+                # class indices stored as a column, (N, 1): the trainer squeezes the trailing 1 of each batch
+                inferred = "classification"
             elif y.is_floating_point():
                 inferred = "regression"
                 num_outputs = max(1, int(y.numel()))
@@ -628,6 +650,27 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
     if info.task == "lm" and input_shape:
         info.seq_len = input_shape[0]
     return TrainData(train, val, info)
+
+
+def describe_sample(part: Any) -> str:
+    """A short description of the first sample of a Dataset/DataLoader, for error messages.
+
+    >>> describe_sample(TensorDataset(torch.zeros(3, 4), torch.zeros(3, 2, dtype=torch.long)))
+    'an (input, target) pair: input float32 of shape (4,), target int64 of shape (2,)'
+    """
+    sample = _first_sample(part)
+    if isinstance(sample, (tuple, list)) and len(sample) == 2:
+        parts = [_describe_value(v) for v in sample]
+        return f"an (input, target) pair: input {parts[0]}, target {parts[1]}"
+    if isinstance(sample, (tuple, list)):
+        return f"a {type(sample).__name__} of {len(sample)} items (not an (input, target) pair)"
+    return "unreadable (indexing the dataset failed)" if sample is None else f"a {type(sample).__name__}"
+
+
+def _describe_value(v: Any) -> str:
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        return f"{str(v.dtype).removeprefix('torch.')} of shape {tuple(v.shape)}"
+    return type(v).__name__
 
 
 def _dataset_of(obj: Any) -> Any:

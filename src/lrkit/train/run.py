@@ -11,6 +11,8 @@ Layout of ``<project>/<name>/``::
     last.pt        the state at the end of the last finished epoch (resume from here)
     best.pt        the model at its best validation metric
     results.png    curves drawn from results.csv (and events.json)
+    previous-<YYYYmmdd-HHMMSS>/   with exist_ok=True over an older run: that run's files, moved aside when the
+                   new run finishes its first epoch (a new run that fails before then leaves the folder untouched)
 
 >>> import tempfile
 >>> d = make_run_dir(tempfile.mkdtemp(), None)
@@ -26,6 +28,7 @@ import json
 import math
 import os
 import random
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,10 +40,13 @@ from lrkit._utils import atomic_write, atomic_write_text, increment_dir, optiona
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "RUN_FILES",
     "find_resume_checkpoint",
     "get_rng_state",
     "load_checkpoint",
     "make_run_dir",
+    "move_previous_run",
+    "previous_run_files",
     "save_checkpoint",
     "set_rng_state",
     "write_args_yaml",
@@ -49,6 +55,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "lrkit.train/1"
+#: The files a run writes into its directory (a reused directory's old ones move aside: see move_previous_run).
+RUN_FILES = ("args.yaml", "results.csv", "events.json", "last.pt", "best.pt", "results.png")
 
 
 def make_run_dir(project: str | os.PathLike[str], name: str | None, *, exist_ok: bool = False) -> Path:
@@ -75,16 +83,73 @@ def make_run_dir(project: str | os.PathLike[str], name: str | None, *, exist_ok:
     raise RuntimeError(f"could not create a run directory under {base}")  # pragma: no cover
 
 
+def previous_run_files(run_dir: str | os.PathLike[str]) -> list[str]:
+    """The names of the run files (:data:`RUN_FILES`) a previous run left in ``run_dir``, in :data:`RUN_FILES` order.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "last.pt").write_bytes(b""); _ = (d / "notes.txt").write_text("mine")
+    >>> previous_run_files(d)
+    ['last.pt']
+    """
+    folder = Path(run_dir)
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def move_previous_run(run_dir: str | os.PathLike[str], names: Sequence[str]) -> Path:
+    """Move a previous run's files ``names`` out of the way, into ``run_dir/previous-<YYYYmmdd-HHMMSS>/`` (``-2``,
+    ``-3``, ... if taken); return that folder. Renames within one folder: nothing is copied or lost.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "results.csv").write_text("epoch")
+    >>> aside = move_previous_run(d, ["results.csv"])
+    >>> aside.name.startswith("previous-"), (aside / "results.csv").is_file(), (d / "results.csv").exists()
+    (True, True, False)
+    """
+    folder = Path(run_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(1, 1000):
+        dest = folder / (f"previous-{stamp}" if i == 1 else f"previous-{stamp}-{i}")
+        try:
+            dest.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover
+        raise RuntimeError(f"could not create a previous-{stamp} folder in {folder}")
+    for name in names:
+        src = folder / name
+        if src.exists():
+            os.replace(src, dest / name)
+    return dest
+
+
 def find_resume_checkpoint(resume: bool | str | os.PathLike[str], project: str | os.PathLike[str]) -> Path:
-    """``resume=True``: the most recently written ``last.pt`` under ``project``; a path: that ``last.pt`` (or the
-    ``last.pt`` inside that run directory)."""
+    """``resume=True``: the most recently modified ``last.pt`` anywhere under ``project`` (searched recursively, as
+    Ultralytics does); a path: that ``last.pt`` (or the ``last.pt`` inside that run directory).
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp()); (root / "a" / "b").mkdir(parents=True)
+    >>> _ = (root / "a" / "b" / "last.pt").write_bytes(b"")
+    >>> find_resume_checkpoint(True, root).relative_to(root).as_posix()
+    'a/b/last.pt'
+    """
     if resume is True:
-        candidates = sorted(Path(project).glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
+        root = Path(project).expanduser()
+        if not root.is_dir():
+            what = "is not a folder" if root.exists() else "does not exist"
+            raise ValueError(f"resume=True found no last.pt: it searches project={os.fspath(project)!r} for the newest "
+                             f"one, but {root.resolve()} {what}; pass project=<the folder of your runs> or "
+                             "resume=<path to last.pt or a run directory>")
+        candidates = []
+        for folder, _, files in os.walk(root):  # os.walk does not follow symlinked folders: no loops
+            if "last.pt" in files:
+                path = Path(folder) / "last.pt"
+                candidates.append((path.stat().st_mtime, str(path), path))
         if not candidates:
-            raise ValueError(
-                f"resume=True found no last.pt under project={os.fspath(project)!r}; pass resume=<path to last.pt>"
-            )
-        return candidates[-1]
+            raise ValueError(f"resume=True found no last.pt anywhere under {root.resolve()} (project="
+                             f"{os.fspath(project)!r}, searched recursively); pass resume=<path to last.pt or a run "
+                             "directory>, or the project= the run used")
+        return max(candidates)[2]
     path = Path(os.fspath(resume)).expanduser()  # type: ignore[arg-type]
     if path.is_dir():
         path = path / "last.pt"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TaskSpec", "task_spec"]
+__all__ = ["TaskSpec", "class_targets", "task_spec"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -45,9 +45,21 @@ def lm_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), target.reshape(-1))
 
 
+def class_targets(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Integer class targets of shape ``(B, 1)`` (a column of labels) as ``(B,)``, to match logits ``(B, C)``.
+
+    >>> class_targets(torch.zeros(4, 3), torch.tensor([[0], [2], [1], [0]])).tolist()
+    [0, 2, 1, 0]
+    """
+    if (not target.is_floating_point() and target.ndim == output.ndim and target.ndim >= 2
+            and target.shape[-1] == 1 and output.shape[-1] != 1):
+        return target.squeeze(-1)
+    return target
+
+
 def classification_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over class logits ``(B, C)`` and integer targets ``(B,)``."""
-    return F.cross_entropy(output.float(), target)
+    """Cross-entropy over class logits ``(B, C)`` and integer targets ``(B,)`` (or a column ``(B, 1)``)."""
+    return F.cross_entropy(output.float(), class_targets(output, target))
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class TaskSpec:
 
 
 def _acc_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
+    target = class_targets(output, target)  # (B, 1) would broadcast against (B,) predictions into (B, B)
     return float((output.argmax(dim=-1) == target).sum()), int(target.numel())
 
 

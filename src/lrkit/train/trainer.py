@@ -14,7 +14,7 @@ import inspect
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,10 @@ import torch
 
 from lrkit._config import TrainConfig, load_yaml_mapping
 from lrkit._config import _plain as _config_plain
-from lrkit._step import autocast_context, batch_loss, batch_size, move_to, split_batch
+from lrkit._step import _INPUT_KEYS, _TARGET_KEYS, autocast_context, batch_loss, batch_size, move_to, split_batch
 from lrkit._utils import unknown_name_error
 from lrkit.train import run as _run
-from lrkit.train.data import TrainData, count_classes, load_data
+from lrkit.train.data import TrainData, count_classes, describe_sample, load_data
 from lrkit.train.models import build_model
 from lrkit.train.optim import OPTIMIZERS, build_optimizer, choose_optimizer
 from lrkit.train.results import TrainResults
@@ -119,6 +119,11 @@ def train(
         linear:  lr(e) = lr0 * ((1 - e / epochs) * (1 - lrf) + lrf)
         cosine:  lr(e) = lr0 * ((1 - cos(pi * e / epochs)) / 2 * (lrf - 1) + 1)
 
+    Floating-point inputs are cast to the model's floating dtype as they are loaded (float64 numpy data and a
+    float32 model just work; the log says so once); floating targets too when ``loss_fn`` is given (the built-in
+    task losses compute in float32 whatever the dtypes). Integer inputs and targets are never touched; batches for a
+    ``step_fn`` are passed as they are. Integer class targets of shape ``(N, 1)`` are read as class indices.
+
     Each optimizer step sees about ``nbs`` samples: ``accumulate = max(round(nbs / batch), 1)`` batches are
     accumulated and ``weight_decay`` is scaled by ``batch * accumulate / nbs``.
 
@@ -129,7 +134,13 @@ def train(
             ``synthetic-classification``), a ``.csv``/``.npz``/text/data-``.yaml`` file, a torch
             ``Dataset``/``DataLoader``, or a ``(train, val)`` pair of them.
         epochs, batch, lrf, momentum, weight_decay, warmup_epochs, warmup_momentum, warmup_bias_lr, cos_lr, nbs,
-            patience, seed, project, name, exist_ok, resume: as in Ultralytics (see the README table).
+            patience, seed, project, name, exist_ok, resume: as in Ultralytics (see the README table). A warmup
+            longer than the run (also one from a ``schedule=`` spec, such as ``"ultralytics"``'s default
+            ``warmup_epochs=3``) is capped at the run length, with a note. ``resume=True`` resumes the newest
+            ``last.pt`` anywhere under ``project`` (searched recursively, by modification time).
+            ``exist_ok=True`` over a directory holding an earlier run moves that run's files into
+            ``previous-<YYYYmmdd-HHMMSS>/`` inside it once the new run finishes its first epoch; a new run that
+            fails before then leaves the directory as it was.
         lr0: the peak LR, always honoured when given; ``"auto"`` chooses it for this run (a range test plus short
             confirmation trials within ``auto_budget`` extra compute); ``None``: 0.01 for SGD/RMSProp, 0.001 for
             the Adam family.
@@ -141,7 +152,9 @@ def train(
         step_fn: ``step_fn(model, batch) -> loss`` for any other batch layout (the metric is then the val loss).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; default CUDA when available.
         amp: mixed precision (float16 + GradScaler on CUDA, bfloat16 autocast on CPU).
-        backbone_lr_scale, layer_decay, freeze: fine-tuning (see :func:`lrkit.param_groups`).
+        backbone_lr_scale, layer_decay, freeze: fine-tuning (see :func:`lrkit.param_groups`). ``freeze`` is a
+            number of leading layers (``3``), or layers by name prefix / index: ``"body"``, ``"body,head"``,
+            ``["body", 0]``.
         monitor: the training-health monitor (:class:`lrkit.Monitor`): ``True`` (its defaults), ``False``, an
             ``on_divergence`` action name, or a dict of Monitor options. Its events land in ``events.json``,
             the results and ``results.png``.
@@ -152,7 +165,8 @@ def train(
             optimizer step (fields ``event="step"``, ``epoch``, ``step``, ``loss``, ``lr``) and after every epoch
             (``event="epoch"`` with the epoch's row) — the CLI passes its progress bar here.
         task: ``classification``, ``regression`` or ``lm``; inferred from the data when ``None``.
-        target: the target column of a CSV (name or index) or array of an NPZ file; default the last column.
+        target: the target column of a CSV (name or index) or array of an NPZ file (or of a data YAML's files);
+            default the last column. Any other ``data=`` (a built-in, text, a Dataset/DataLoader) is an error.
         seq_len: window length for text data.
         auto_budget: ``lr0="auto"``'s extra compute, as a fraction of the run's optimizer steps.
         plots: write ``results.png``.
@@ -238,6 +252,7 @@ class _Trainer:
         self.ckpt: dict[str, Any] | None = None
         self.ckpt_path: Path | None = None
         self.created_dir = False
+        self.previous_files: list[str] = []
 
     # ---------------------------------------------------------------------------------------------- logging
     def log(self, line: str) -> None:
@@ -303,8 +318,10 @@ class _Trainer:
             self.log(f"data: {note}")
         if info.task is None and self.step_fn is None and self.user_loss is None:
             raise ValueError(
-                f"cannot tell the task of data {info.name!r} (batches are not (input, target) tensor pairs); pass "
-                "task='classification'|'regression'|'lm' or step_fn=lambda model, batch: loss"
+                f"cannot tell the task of data {info.name!r}: its first sample is {describe_sample(self.data.train)}. "
+                "lrkit reads integer class indices of shape () or (1,) as classification, float targets as "
+                "regression, and integer token ids with targets of the inputs' shape as lm; pass "
+                "task='classification'|'regression'|'lm', or step_fn=lambda model, batch: loss"
             )
         if info.task == "classification" and info.num_outputs is None and not isinstance(cfg.model, torch.nn.Module):
             info.num_outputs = count_classes(self.data)
@@ -315,6 +332,11 @@ class _Trainer:
         self.model_name = cfg.model if isinstance(cfg.model, str) else type(self.model).__name__
 
         train_loader, val_loader, sampler = self.data.loaders(batch=cfg.batch, workers=cfg.workers, seed=cfg.seed)
+        self.model_dtype = _floating_dtype(self.model)
+        self.cast_said = False
+        if self.step_fn is None and self.model_dtype is not None:  # a step_fn reads its batches itself
+            train_loader = _CastingLoader(train_loader, self._cast_batch)
+            val_loader = _CastingLoader(val_loader, self._cast_batch)
         self.train_loader, self.val_loader, self.sampler = train_loader, val_loader, sampler
         try:
             self.num_batches = len(train_loader)
@@ -358,6 +380,47 @@ class _Trainer:
         self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _cast_batch(self, batch: Any) -> Any:
+        """Floating-point inputs in the model's floating dtype (float64 numpy data and a float32 model meet here,
+        not in a deep torch error); floating targets too when a custom ``loss_fn`` compares them (the built-in task
+        losses compute in float32 whatever the dtypes). Integer inputs and class/token targets are never touched."""
+        dtype = self.model_dtype
+        if isinstance(batch, Mapping):
+            keys = list(batch)
+            x_key = next((k for k in _INPUT_KEYS if k in batch), None)
+            y_key = next((k for k in _TARGET_KEYS if k in batch), None)
+            if x_key is None:
+                return batch
+            out = dict(batch)
+            out[x_key] = self._cast_inputs(batch[x_key], dtype)
+            if y_key is not None:
+                out[y_key] = self._cast_target(batch[y_key], dtype)
+            return {k: out[k] for k in keys}
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
+            return type(batch)((self._cast_inputs(batch[0], dtype), self._cast_target(batch[1], dtype)))
+        return batch
+
+    def _cast_inputs(self, x: Any, dtype: torch.dtype) -> Any:
+        if isinstance(x, torch.Tensor):
+            if x.is_floating_point() and x.dtype != dtype:
+                if not self.cast_said:
+                    self.cast_said = True
+                    self.log(f"lrkit.train: data — the inputs are {_dtype_name(x.dtype)} but the model is "
+                             f"{_dtype_name(dtype)}; casting floating-point inputs to {_dtype_name(dtype)} on the fly "
+                             f"(store the data as {_dtype_name(dtype)} to skip this)")
+                return x.to(dtype)
+            return x
+        if isinstance(x, Mapping):
+            return {k: self._cast_inputs(v, dtype) for k, v in x.items()}
+        if isinstance(x, (tuple, list)):
+            return type(x)(self._cast_inputs(v, dtype) for v in x)
+        return x
+
+    def _cast_target(self, y: Any, dtype: torch.dtype) -> Any:
+        if self.user_loss is not None and isinstance(y, torch.Tensor) and y.is_floating_point() and y.dtype != dtype:
+            return y.to(dtype)
+        return y
 
     @torch.no_grad()
     def _check_model_runs(self) -> None:
@@ -437,10 +500,27 @@ class _Trainer:
             self._load_checkpoint_state(ck)
             self.run_dir = self.ckpt_path.parent
         else:
+            existed = cfg.exist_ok and (Path(cfg.project) / (cfg.name or "train")).exists()
             self.run_dir = _run.make_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok)
-            self.created_dir = not any(self.run_dir.iterdir())
-            self._write_args()
+            self.created_dir = not existed
+            # exist_ok over an older run: its files stay as they are until this run has a first epoch of its own,
+            # then move to previous-<time>/ — a failed start changes nothing, and no folder mixes two runs
+            self.previous_files = _run.previous_run_files(self.run_dir)
+            if self.previous_files:
+                self.log(f"lrkit.train: exist_ok — {self.run_dir} holds an earlier run "
+                         f"({', '.join(self.previous_files)}); its files move to previous-<time>/ in that folder once "
+                         "this run finishes its first epoch")
+            else:
+                self._write_args()
         return self._loop()
+
+    def _claim_run_dir(self) -> None:
+        """Move an earlier run's files aside (exist_ok=True), then write this run's args.yaml."""
+        if self.previous_files:
+            aside = _run.move_previous_run(self.run_dir, self.previous_files)
+            self.log(f"lrkit.train: exist_ok — moved the earlier run's {', '.join(self.previous_files)} to {aside}")
+            self.previous_files = []
+            self._write_args()
 
     def _log_plan(self) -> None:
         info = self.data.info
@@ -478,7 +558,7 @@ class _Trainer:
                 warmup = float(epochs)
                 if notes:  # said when the run started; a resume re-plans the same shape silently
                     self.log(f"lrkit.train: note — warmup_epochs={cfg.warmup_epochs:g} is longer than the run; the "
-                             f"warmup spans all {epochs} epochs (set warmup_epochs lower for short runs)")
+                             f"warmup spans the whole run ({_epochs(epochs)}; set warmup_epochs lower for short runs)")
             self.schedule = schedules.ultralytics(
                 lr0=self.lr0, lrf=cfg.lrf, cos_lr=cfg.cos_lr, epochs=epochs, steps_per_epoch=spe,
                 warmup_epochs=warmup, warmup_bias_lr=cfg.warmup_bias_lr,
@@ -491,7 +571,16 @@ class _Trainer:
                 self.log(f"lrkit.train: note — your Schedule spans {sched.total_steps} steps, the run "
                          f"{total_steps}; it holds its final value after its end")
         else:
-            sched = schedules.from_spec(cfg.schedule, epochs=epochs, steps_per_epoch=spe)
+            spec = self._fit_spec_warmup(cfg.schedule, epochs, spe, total_steps, notes=notes)
+            try:
+                sched = schedules.from_spec(spec, epochs=epochs, steps_per_epoch=spe)
+            except ValueError as e:
+                if "warmup" not in str(e) or not ("longer than" in str(e) or "leave nothing" in str(e)):
+                    raise
+                raise ValueError(
+                    f"schedule={_short(cfg.schedule)}: {e}; the run has {total_steps} optimizer steps ({epochs} epochs "
+                    f"x {spe:g}): set warmup_epochs/warmup_steps in the spec to fit it"
+                ) from None
         peak = sched.peak_lr
         if peak is not None:
             if cfg.lr0 == "auto":
@@ -506,6 +595,43 @@ class _Trainer:
                 )
             self.lr0, self.lr0_source = float(peak), "user"
         self.schedule = sched
+
+    def _fit_spec_warmup(self, spec: Any, epochs: int, spe: float, total_steps: int, *, notes: bool) -> Any:
+        """A ``schedule=`` spec whose blended warmup (Ultralytics': ``warmup_epochs=3`` by default) is longer than
+        the run gets the warmup capped at the run length, with a note, as the default schedule does.
+
+        Warmups that come *before* the main schedule (``warmup_prefix``, e.g. ``wsd``/``onecycle``) are left as given:
+        capping those would leave nothing of the main schedule, so they fail with the spec's own error.
+        """
+        from lrkit.schedules import parse_spec
+        from lrkit.schedules.registry import lookup
+
+        try:
+            name, params = parse_spec(spec)
+            info = lookup(name)
+        except ValueError:
+            return spec  # from_spec names the problem
+        if params.get("warmup_prefix", info.warmup_prefix) is not False:
+            return spec
+        if params.get("warmup_steps") is not None:
+            key, value = "warmup_steps", params["warmup_steps"]
+        elif params.get("warmup_epochs") is not None:
+            key, value = "warmup_epochs", params["warmup_epochs"]
+        elif info.defaults.get("warmup_epochs") is not None:
+            key, value = "warmup_epochs", info.defaults["warmup_epochs"]
+        else:
+            return spec
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            return spec  # from_spec names the bad value
+        steps = value if key == "warmup_steps" else round(value * spe)
+        if steps <= total_steps:
+            return spec
+        params[key] = total_steps if key == "warmup_steps" else float(epochs)
+        if notes:
+            span = f"{total_steps} optimizer steps" if key == "warmup_steps" else _epochs(epochs)
+            self.log(f"lrkit.train: note — schedule={_short(spec)}: {key}={value:g} is longer than the run; the warmup "
+                     f"spans the whole run ({span}; set {key} lower for short runs)")
+        return {"name": name, **params}
 
     def _scheduler(self, optimizer: torch.optim.Optimizer, peak: float, total_steps: int | None = None) -> Any:
         """An LRScheduler over the planned schedule at peak ``peak`` (compressed to ``total_steps`` when given).
@@ -734,6 +860,7 @@ class _Trainer:
                     stop_reason = (f"no improvement in val {self.spec.metric_name} for {cfg.patience} epochs "
                                    f"(best {self.best_metric:.5g} at epoch {self.best_epoch})")
                 finished = stopped_early or epoch + 1 == cfg.epochs
+                self._claim_run_dir()
                 _run.write_results_csv(self.run_dir / "results.csv", self.history)
                 state = self._state(epoch + 1, finished=finished, stopped_early=stopped_early)
                 _run.save_checkpoint(self.run_dir / "last.pt", state)
@@ -748,9 +875,12 @@ class _Trainer:
                     self.log(f"lrkit.train: stopping early — {stop_reason}")
                     break
         except BaseException:
-            if completed == 0 and self.created_dir:
-                shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing worth keeping: leave no empty run behind
-            elif completed > self.start_epoch or self.ckpt is None:
+            if completed == 0 and self.ckpt is None:  # nothing worth keeping: leave the folder as it was found
+                if self.created_dir:
+                    shutil.rmtree(self.run_dir, ignore_errors=True)
+                elif not self.previous_files:  # a folder without an earlier run (only other files): drop our args
+                    (self.run_dir / "args.yaml").unlink(missing_ok=True)
+            elif completed > self.start_epoch:
                 try:
                     self._write_records()
                 except Exception:  # never mask the original error with a plotting one
@@ -901,6 +1031,43 @@ class _Trainer:
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+class _CastingLoader:
+    """A loader whose batches pass through ``cast``; everything else (``len``, ``batch_size``, ``generator``,
+    ``drop_last``, ...) is the wrapped loader's, so the trainer, the range test and ``lr0="auto"`` see one object."""
+
+    def __init__(self, loader: Any, cast: Callable[[Any], Any]) -> None:
+        self.loader = loader
+        self.cast = cast
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            yield self.cast(batch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("loader", "cast"):  # not set yet (e.g. during copy): never recurse
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
+def _floating_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating-point parameter (or buffer); ``None`` when it has none."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def _epochs(n: float) -> str:
+    return f"{n:g} epoch" + ("" if n == 1 else "s")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__

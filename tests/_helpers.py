@@ -1,0 +1,65 @@
+"""Helpers shared by test files in several folders: a task file for ``lrkit find``, and bit-for-bit tree equality.
+
+Imported as ``from _helpers import ...`` (``tests/`` is on ``sys.path`` because ``tests/conftest.py`` lives there).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "assert_same", "write_task"]
+
+#: A task file's set-up: a seeded model, an optimizer factory and a seeded loader (``loss_fn`` is left to the body).
+TASK_SOURCE = textwrap.dedent("""
+    import torch
+    def model():
+        torch.manual_seed(0)
+        return torch.nn.Linear(3, 1)
+    def optimizer(params):
+        return torch.optim.Adam(params, lr=1e-3)
+    def train_loader():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(64, 3, generator=g); y = x.sum(1, keepdim=True)
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+""")
+
+#: The usual ``loss_fn`` body: a factory returning the loss.
+MSE_LOSS_FN = "def loss_fn():\n    return torch.nn.functional.mse_loss\n"
+
+
+def write_task(directory: Path, body: str = "") -> Path:
+    """Write ``directory/my_task.py``: :data:`TASK_SOURCE` followed by ``body`` (dedented); return its path.
+
+    >>> import tempfile
+    >>> write_task(Path(tempfile.mkdtemp()), MSE_LOSS_FN).read_text().count("def ")
+    4
+    """
+    task = Path(directory) / "my_task.py"
+    task.write_text(TASK_SOURCE + textwrap.dedent(body))
+    return task
+
+
+def assert_same(a: Any, b: Any, path: str = "") -> None:
+    """Bit-for-bit equality of two nested trees (tensors compared with dtype, shape and requires_grad; dicts with
+    their key order; NaN equals NaN); ``path`` names where the first difference is.
+
+    >>> assert_same({"w": torch.ones(2), "n": [1, float("nan")]}, {"w": torch.ones(2), "n": [1, float("nan")]})
+    """
+    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.requires_grad == b.requires_grad, path
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert_same(u, v, f"{path}[{i}]")
+    else:
+        assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
