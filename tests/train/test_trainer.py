@@ -230,6 +230,23 @@ def test_schedule_spec_overrides_the_shorthand(tmp_path):
     assert len(list(tmp_path.iterdir())) == 2  # the failed calls left no run directories
 
 
+def test_a_family_default_peak_leaves_lr0_to_the_run(tmp_path):
+    """schedule="ultralytics" has lr0=0.01 as a family default: it must not fix lr0 (only a peak in the spec does)."""
+    r = train(data="iris", model="linear", epochs=2, optimizer="SGD", lr0=0.05, schedule="ultralytics warmup_epochs=0",
+              project=tmp_path, **QUIET)
+    assert (r.lr0, r.lr0_source) == (0.05, "user")
+    assert r.history[0]["lr/all/decay"] > 0.02  # scaled from 0.05, not from the family's 0.01
+    r = train(data="iris", model="linear", epochs=2, optimizer="SGD", schedule="ultralytics", project=tmp_path, **QUIET)
+    assert (r.lr0, r.lr0_source) == (0.01, "default")  # SGD's default, not the spec's (equal here by design)
+    r = train(data="iris", model="linear", epochs=2, optimizer="Adam", schedule="ultralytics", project=tmp_path,
+              **QUIET)
+    assert (r.lr0, r.lr0_source) == (0.001, "default")
+    r = train(data="iris", model="linear", epochs=20, lr0="auto", schedule="ultralytics", project=tmp_path, **QUIET)
+    assert r.lr0_source == "auto" and r.auto is not None
+    with pytest.raises(ValueError, match="disagrees with the peak LR 0.02"):
+        train(data="iris", lr0=0.05, schedule="ultralytics lr0=0.02", project=tmp_path, **QUIET)
+
+
 def test_ultralytics_warmup_bias_and_momentum(tmp_path):
     """The default schedule: bias groups warm down from warmup_bias_lr, momentum up from warmup_momentum."""
     r = train(data="iris", model="linear", epochs=4, lr0=0.01, optimizer="SGD", warmup_epochs=2, project=tmp_path,

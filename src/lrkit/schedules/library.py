@@ -1070,7 +1070,7 @@ class ReduceOnPlateau(Schedule):
 # ==============================================================================================================
 def _ultralytics(
     *,
-    lr0: float = 0.01,
+    lr0: float | None = 0.01,
     lrf: float = 0.01,
     cos_lr: bool = False,
     warmup_epochs: float = 3.0,
@@ -1089,7 +1089,8 @@ def _ultralytics(
     w = _steps_from("warmup", None, warmup_epochs, None, total, spe, allow_zero=True) or 0
     warm = Warmup(w, bias_lr=warmup_bias_lr, start_momentum=warmup_momentum, prefix=False) if w else None
     sched = Composed(main, warmup=warm, momentum=momentum)
-    sched.label = f"ultralytics {'cosine' if family is Cosine else 'linear'} lr0={lr0:g} lrf={lrf:g}"
+    peak = "" if lr0 is None else f" lr0={lr0:g}"  # None: multipliers of whatever peak the caller sets
+    sched.label = f"ultralytics {'cosine' if family is Cosine else 'linear'}{peak} lrf={lrf:g}"
     return sched
 
 

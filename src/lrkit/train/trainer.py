@@ -546,7 +546,7 @@ class _Trainer:
 
         ``schedule=`` (any lrkit.schedules spec) replaces Ultralytics' lr0/lrf/cos_lr shape. A spec that names its
         own peak LR (``lr0=``/``max_lr=``) fixes lr0; an explicit ``lr0=`` that disagrees, or ``lr0='auto'``, is an
-        error rather than a silent override.
+        error rather than a silent override. A family's *default* peak (``"ultralytics"``: 0.01) does not fix it.
         """
         from lrkit import schedules
 
@@ -571,7 +571,7 @@ class _Trainer:
                 self.log(f"lrkit.train: note — your Schedule spans {sched.total_steps} steps, the run "
                          f"{total_steps}; it holds its final value after its end")
         else:
-            spec = self._fit_spec_warmup(cfg.schedule, epochs, spe, total_steps, notes=notes)
+            spec = _free_default_peak(self._fit_spec_warmup(cfg.schedule, epochs, spe, total_steps, notes=notes))
             try:
                 sched = schedules.from_spec(spec, epochs=epochs, steps_per_epoch=spe)
             except ValueError as e:
@@ -1031,6 +1031,29 @@ class _Trainer:
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+def _free_default_peak(spec: Any) -> Any:
+    """A ``schedule=`` spec whose family has a default peak LR it does not set itself (``"ultralytics"``: lr0=0.01)
+    leaves the peak to the run (an explicit ``lr0``, ``lr0="auto"`` or the optimizer's default), as a spec without a
+    peak does; only a peak written in the spec fixes lr0.
+
+    >>> _free_default_peak("ultralytics lrf=0.1")
+    {'name': 'ultralytics', 'lrf': 0.1, 'lr0': None}
+    >>> _free_default_peak("ultralytics lr0=0.02"), _free_default_peak("cosine")
+    ('ultralytics lr0=0.02', 'cosine')
+    """
+    from lrkit.schedules import parse_spec
+    from lrkit.schedules.registry import lookup
+
+    try:
+        name, params = parse_spec(spec)
+        info = lookup(name)
+    except ValueError:
+        return spec  # from_spec names the problem
+    if info.defaults.get("lr0") is None or "lr0" in params:
+        return spec
+    return {"name": name, **params, "lr0": None}
+
+
 class _CastingLoader:
     """A loader whose batches pass through ``cast``; everything else (``len``, ``batch_size``, ``generator``,
     ``drop_last``, ...) is the wrapped loader's, so the trainer, the range test and ``lr0="auto"`` see one object."""
