@@ -247,6 +247,16 @@ def test_a_family_default_peak_leaves_lr0_to_the_run(tmp_path):
         train(data="iris", lr0=0.05, schedule="ultralytics lr0=0.02", project=tmp_path, **QUIET)
 
 
+def test_shape_keys_given_with_a_schedule_spec_are_reported(tmp_path, capsys):
+    train(data="iris", model="linear", epochs=2, lr0=0.01, lrf=0.2, warmup_epochs=1, schedule="cosine",
+          project=tmp_path, verbose=True, plots=False)
+    out = capsys.readouterr().out
+    assert "sets the whole LR shape, so lrf=0.2, warmup_epochs=1.0 (given) are not used" in out
+    train(data="iris", model="linear", epochs=2, lr0=0.01, schedule="cosine", project=tmp_path, verbose=True,
+          plots=False)
+    assert "sets the whole LR shape" not in capsys.readouterr().out  # nothing given, nothing said
+
+
 def test_ultralytics_warmup_bias_and_momentum(tmp_path):
     """The default schedule: bias groups warm down from warmup_bias_lr, momentum up from warmup_momentum."""
     r = train(data="iris", model="linear", epochs=4, lr0=0.01, optimizer="SGD", warmup_epochs=2, project=tmp_path,

@@ -565,6 +565,11 @@ class _Trainer:
                 warmup_momentum=cfg.warmup_momentum, momentum=cfg.momentum,
             )
             return
+        unused = [k for k in _SHAPE_KEYS if k in self.explicit]
+        if unused and notes:  # given, but the spec owns the shape: say so rather than ignore them silently
+            given = ", ".join(f"{k}={getattr(cfg, k)!r}" for k in unused)
+            self.log(f"lrkit.train: note — schedule={_short(cfg.schedule)} sets the whole LR shape, so {given} "
+                     "(given) are not used; write them into the spec instead")
         if isinstance(cfg.schedule, schedules.Schedule):
             sched = cfg.schedule
             if sched.total_steps is not None and sched.total_steps != total_steps:
@@ -1031,6 +1036,10 @@ class _Trainer:
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+#: Ultralytics' shorthand for the LR shape; a ``schedule=`` spec replaces all of it.
+_SHAPE_KEYS = ("lrf", "cos_lr", "warmup_epochs", "warmup_momentum", "warmup_bias_lr")
+
+
 def _free_default_peak(spec: Any) -> Any:
     """A ``schedule=`` spec whose family has a default peak LR it does not set itself (``"ultralytics"``: lr0=0.01)
     leaves the peak to the run (an explicit ``lr0``, ``lr0="auto"`` or the optimizer's default), as a spec without a
