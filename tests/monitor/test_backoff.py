@@ -37,6 +37,9 @@ SCHEDULERS: dict[str, Builder] = {
     "ChainedScheduler": lambda o: S.ChainedScheduler(
         [S.ExponentialLR(o, gamma=0.95), S.StepLR(o, step_size=4, gamma=0.5)]
     ),
+    "MultiplicativeLR": lambda o: S.MultiplicativeLR(o, lambda t: 0.9 if t % 2 else 1.0),
+    "ConstantLR": lambda o: S.ConstantLR(o, factor=0.25, total_iters=9),
+    "SWALR": lambda o: torch.optim.swa_utils.SWALR(o, swa_lr=[0.01, 0.004], anneal_epochs=6),
 }
 
 

@@ -204,3 +204,22 @@ def test_resume_is_bit_exact_through_monitor_rollbacks(tmp_path):
     resumed = train(resume=tmp_path / "cut" / "last.pt", **QUIET)
     assert resumed.events == full.events
     _same_run(full, resumed)
+
+
+def test_a_rollback_keeps_the_schedule_on_the_runs_clock(tmp_path):
+    """The monitor rewinds model, optimizer and scheduler to its snapshot; lrkit.train's budget is fixed in epochs, so
+    the schedule is put back on the run's clock (with the back-off kept) and still anneals to its end on time."""
+    r = train(data="iris", model="mlp", epochs=5, lr0=5.0, optimizer="SGD", monitor="rollback", batch=16, seed=1,
+              project=tmp_path, **QUIET)
+    rollbacks = [e for e in r.events if e["action"] == "rollback"]
+    assert rollbacks, "the setting must roll back for this test to mean anything"
+    ck = torch.load(r.run_dir / "last.pt", weights_only=True)
+    assert ck["scheduler"]["last_step"] == r.total_steps
+    scale = ck["scheduler"]["lr_multiplier"]
+    assert scale == pytest.approx(0.3 ** len(rollbacks))
+    # the last epoch's LR is the schedule's value at the run's last step, times the back-off
+    from lrkit import schedules
+
+    plan = schedules.ultralytics(lr0=5.0, lrf=0.01, cos_lr=False, epochs=5, steps_per_epoch=r.steps_per_epoch,
+                                 warmup_epochs=3, warmup_bias_lr=0.1, warmup_momentum=0.8, momentum=0.937)
+    assert r.history[-1]["lr/all/decay"] == pytest.approx(plan.lr(r.total_steps - 1) * scale, rel=1e-9)

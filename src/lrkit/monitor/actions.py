@@ -58,8 +58,9 @@ _OFF = ("ignore", "off", "none")
 _LIST_ATTRS = ("base_lrs", "max_lrs", "min_lrs", "_last_lr", "base_values")
 # Scalar scheduler attributes that are LRs (CosineAnnealingLR/WarmRestarts' floor, ReduceLROnPlateau's default floor).
 _SCALAR_ATTRS = ("eta_min", "default_min_lr")
-# Param-group keys that are LRs: torch writes initial_lr (every scheduler), max_lr/min_lr (OneCycleLR).
-_GROUP_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")
+# Param-group keys that are LRs: torch writes initial_lr (every scheduler), max_lr/min_lr (OneCycleLR), swa_lr
+# (torch.optim.swa_utils.SWALR, which anneals each group towards it).
+_GROUP_KEYS = ("lr", "initial_lr", "max_lr", "min_lr", "swa_lr")
 
 
 class MonitorWarning(UserWarning):
@@ -129,9 +130,16 @@ def _schedulers(scheduler: Any) -> Iterable[Any]:
         stack.extend(getattr(s, "_schedulers", None) or [])
 
 
-def _scaled(value: Any, factor: float) -> Any:
+def _scaled(value: Any, factor: float, done: set[int]) -> Any:
+    """``value * factor`` for a number; a tensor is scaled *in place* and stays the same object (a compiled or
+    fused step, or the user, may hold it), once however often it is met (torch's ``base_lrs`` are the groups'
+    ``initial_lr`` tensors themselves; ``done`` holds the ids already scaled)."""
     if isinstance(value, torch.Tensor):
-        return value * factor
+        if id(value) not in done:
+            done.add(id(value))
+            with torch.no_grad():
+                value.mul_(factor)
+        return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value * factor
     return value
@@ -142,8 +150,8 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
 
     What is scaled:
 
-    * every param group's ``lr``, ``initial_lr`` (written by every torch scheduler) and OneCycleLR's ``max_lr`` and
-      ``min_lr`` group keys;
+    * every param group's ``lr``, ``initial_lr`` (written by every torch scheduler), OneCycleLR's ``max_lr`` and
+      ``min_lr`` and SWALR's ``swa_lr`` group keys (a tensor is scaled in place: it stays the same object);
     * on the scheduler and every scheduler it chains (``SequentialLR``, ``ChainedScheduler``): ``base_lrs``,
       CyclicLR's ``max_lrs``, ReduceLROnPlateau's ``min_lrs``/``default_min_lr``, CosineAnnealing's ``eta_min``,
       the cached ``_last_lr`` (what ``get_last_lr()`` returns), and timm-style ``base_values``;
@@ -168,11 +176,12 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
         return
     chain = list(_schedulers(scheduler))
     adapters = [s for s in chain if hasattr(s, "lr_multiplier")]
+    done: set[int] = set()
     if not adapters:  # torch's schedulers (or none): the LR lives in the groups and in what they scale from
         for group in optimizer.param_groups:
             for key in _GROUP_KEYS:
                 if key in group:
-                    group[key] = _scaled(group[key], factor)
+                    group[key] = _scaled(group[key], factor, done)
     for s in chain:
         if hasattr(s, "lr_multiplier"):
             # lrkit's adapter: lr = base * schedule(t) * lr_multiplier; its setter writes the new LR right away
@@ -181,7 +190,7 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
         for attr in _LIST_ATTRS:
             values = getattr(s, attr, None)
             if isinstance(values, (list, tuple)):
-                setattr(s, attr, type(values)(_scaled(v, factor) for v in values))
+                setattr(s, attr, type(values)(_scaled(v, factor, done) for v in values))
         for attr in _SCALAR_ATTRS:
             value = getattr(s, attr, None)
             if isinstance(value, (int, float)) and not isinstance(value, bool):

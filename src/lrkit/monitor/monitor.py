@@ -28,6 +28,7 @@ also skip ``optimizer.step()`` yourself when ``after_backward`` returns ``False`
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 from collections import Counter
@@ -63,6 +64,9 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 #: Immutable leaves of a state tree: ``copy.deepcopy`` returns them unchanged, so a copy can keep them as they are.
 _ATOMIC = frozenset({int, float, bool, str, bytes, complex, type(None)})
 _set_grad_enabled = torch._C._set_grad_enabled
+#: Optimizer attributes a snapshot keeps (as ``lrkit._state.Snapshot.capture`` does): plain values and tensors, e.g. a
+#: custom optimizer's step counter.
+_OPT_ATTR_TYPES = (bool, int, float, str, type(None), torch.Tensor)
 _Tensor = torch.Tensor
 
 
@@ -112,6 +116,78 @@ def _copy_state(obj: Any) -> Any:
     if cls is tuple:
         return tuple([_copy_state(v) for v in obj])
     return _clone_tree(obj)  # tensors, subclasses of dict/list/tuple, anything else: the shared rule
+
+
+def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The L2 norm of every gradient: one ``torch._foreach_norm``, accumulated in float32 when any gradient is
+    float16/bfloat16 (a finite float16 gradient can have a norm above float16's 65504); sparse gradients (an
+    ``nn.Embedding(sparse=True)``), which ``_foreach_norm`` does not take, are normed one by one."""
+    # grads are leaves that do not require grad, so no autograd graph is built (and no no_grad() is needed)
+    low = False
+    for g in grads:
+        if g.dtype in _LOW_PRECISION:
+            low = True
+            break
+    try:
+        return torch._foreach_norm(grads, 2, dtype=torch.float32) if low else torch._foreach_norm(grads)
+    except (NotImplementedError, RuntimeError):  # sparse gradients, or float64 next to float16 ones
+        pass
+    norms = []
+    for g in grads:
+        if g.layout == torch.sparse_coo:
+            g = g.coalesce().values()  # an uncoalesced gradient may list an index twice: sum those first
+        norms.append(torch.linalg.vector_norm(g, dtype=torch.float32 if g.dtype in _LOW_PRECISION else None))
+    return norms
+
+
+def _check_loss(loss: Any) -> None:
+    """Raise a clear ``ValueError`` unless ``loss`` is one real number: a one-element real tensor (any shape, e.g.
+    ``()`` or ``(1,)``), a Python/numpy int or float, or a one-element numpy array. Reads no value (no host sync)."""
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1:
+            raise ValueError(
+                f"after_backward(loss) needs the scalar training loss, got a tensor of shape {tuple(loss.shape)}"
+            )
+        if loss.dtype.is_complex or loss.dtype == torch.bool:
+            raise ValueError(f"after_backward(loss) needs a real-valued loss, got a tensor of dtype {loss.dtype}")
+        return
+    if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
+        return  # int, float, numpy integer and floating scalars (numpy's bool_ is no numbers.Real)
+    kind = getattr(getattr(loss, "dtype", None), "kind", None)  # a numpy array
+    if kind in ("f", "i", "u") and getattr(loss, "size", 0) == 1:
+        return
+    raise ValueError(
+        f"after_backward(loss) needs the scalar training loss (a tensor or a real number), got "
+        f"{type(loss).__name__} {loss!r:.60}"
+    )
+
+
+def _validate_checks(checks: Any) -> list[Check]:
+    """``checks`` as a list of :class:`Check` instances with sane ``every``/``cooldown``, or a clear ``ValueError``."""
+    if checks is None:
+        return default_checks()
+    if isinstance(checks, Check):
+        raise ValueError(f"checks= takes a list of checks, got one check: write checks=[{checks!r}]")
+    if isinstance(checks, (str, bytes)) or not isinstance(checks, Sequence):
+        raise ValueError(f"checks={checks!r} must be a list of Check instances (lrkit.monitor.checks)")
+    out = list(checks)
+    for c in out:
+        if not isinstance(c, Check):
+            hint = ""
+            if isinstance(c, str):
+                valid = [k.name for k in default_checks()]
+                hint = (f"; to configure the built-in {c!r} check, pass an instance, e.g. lrkit.monitor.LossSpike(), "
+                        f"or use actions={{{c!r}: ...}} — check names: {', '.join(valid)}")
+            raise ValueError(
+                f"checks must be Check instances (lrkit.monitor.checks), got {type(c).__name__} {c!r}{hint}"
+            )
+        if c.category not in CATEGORIES:
+            raise ValueError(f"check {c.name!r} has category {c.category!r}; valid: {sorted(CATEGORIES)}")
+        for attr, low in (("every", 1), ("cooldown", 0)):
+            value = getattr(c, attr)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"check {c.name!r}: {attr}={value!r} must be an integer >= {low}")
+    return out
 
 
 def _plain_float(v: Any) -> Any:
@@ -164,9 +240,13 @@ class MonitorEvent:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MonitorEvent:
         """Inverse of :meth:`to_dict`."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"not a MonitorEvent dict (its to_dict()): got {type(d).__name__}")
         missing = {"step", "check", "values", "action", "reason"} - set(d)
         if missing:
             raise ValueError(f"not a MonitorEvent dict: missing keys {sorted(missing)}")
+        if not isinstance(d["values"], Mapping):
+            raise ValueError(f"not a MonitorEvent dict: 'values' must be a dict, got {type(d['values']).__name__}")
         return cls(int(d["step"]), str(d["check"]), {k: _from_plain(v) for k, v in d["values"].items()},
                    str(d["action"]), str(d["reason"]))  # fmt: skip
 
@@ -292,7 +372,9 @@ class Monitor:
         self.snapshot_every = check_int("snapshot_every", snapshot_every, 1)
         self.sample_every = check_int("sample_every", sample_every, 1)
         self._grad_every = check_int("grad_every", grad_every, 1)
-        self.restore_on_stop = bool(restore_on_stop)
+        if not isinstance(restore_on_stop, bool):
+            raise ValueError(f"restore_on_stop={restore_on_stop!r} must be True or False")
+        self.restore_on_stop = restore_on_stop
         self.grad_scaler = grad_scaler
         self.on_event = on_event
 
@@ -301,16 +383,15 @@ class Monitor:
             "explode": resolve_action("on_explode", "explode", on_explode),
             "too_low": resolve_action("on_too_low", "too_low", on_too_low),
         }
-        self.checks: list[Check] = list(default_checks() if checks is None else checks)
+        self.checks: list[Check] = _validate_checks(checks)
         names = [c.name for c in self.checks]
-        for c in self.checks:
-            if not isinstance(c, Check):
-                raise ValueError(f"checks must be Check instances (lrkit.monitor.checks), got {type(c).__name__}")
-            if c.category not in CATEGORIES:
-                raise ValueError(f"check {c.name!r} has category {c.category!r}; valid: {sorted(CATEGORIES)}")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"checks has more than one check named {dupes}; each name must be unique")
+        if actions is not None and not isinstance(actions, Mapping):
+            raise ValueError(
+                f"actions={actions!r} must be a dict of check name -> action, e.g. {{'oscillation': 'warn'}}"
+            )
         overrides = dict(actions or {})
         for name in overrides:
             if name not in names:
@@ -410,17 +491,22 @@ class Monitor:
                 "monitor.after_step() after every optimizer.step() (also when after_backward returned False), and "
                 "call after_backward() once per optimizer step (after the last micro-batch when accumulating)"
             )
-        step = self._step = self._step + 1
+        step = self._step + 1
         if self._dense_until <= step < self._next_grad:  # the fast path (_dense_until is huge when it is off)
             try:
                 value = loss.item() if type(loss) is _Tensor else self._loss_value(loss)
-            except RuntimeError:
-                value = self._loss_value(loss)  # raises the clear error for a non-scalar tensor
-            if value <= self._screen:  # False for nan and for inf (the bound is capped at the largest float)
+                fast = value <= self._screen  # False for nan and for inf (the bound is capped at the largest float)
+            except (RuntimeError, TypeError):  # a non-scalar or complex tensor: the clear error, nothing counted
+                self._loss_value(loss)
+                raise
+            self._step = step
+            if fast:
                 self._buffer.append(value)
                 self._pending = "ok"
                 return True
             return self._full_step(step, loss, value)
+        _check_loss(loss)  # before anything is counted or measured (a bad loss leaves the monitor as it was)
+        self._step = step
         if step >= self._next_grad:
             self._next_grad = (step // self._grad_every + 1) * self._grad_every
         return self._full_step(step, loss, None)
@@ -511,6 +597,8 @@ class Monitor:
                 "opt_state": _clone_tree(snap.opt_state),
                 "opt_groups": _clone_tree(snap.opt_groups),
                 "sched_state": _clone_tree(snap.sched_state),
+                "extra_params": [_clone_tree(value) for _, value, _ in snap.extra_params],
+                "opt_attrs": _clone_tree(snap.opt_attrs),
             }
         return out
 
@@ -599,12 +687,25 @@ class Monitor:
                 f"Monitor state_dict: its healthy snapshot has {len(saved['opt_groups'])} param groups, the optimizer "
                 f"has {len(self.optimizer.param_groups)}"
             )
+        owned = {id(p) for p in params}
+        extra = [p for p in dict.fromkeys(q for g in self.optimizer.param_groups for q in g["params"])
+                 if id(p) not in owned]  # fmt: skip
+        saved_extra = list(saved.get("extra_params", []))
+        if "extra_params" in saved and (len(saved_extra) != len(extra) or any(
+                tuple(a.shape) != tuple(b.shape) for a, b in zip(saved_extra, extra))):
+            raise ValueError(
+                f"Monitor state_dict: its healthy snapshot holds {len(saved_extra)} optimizer parameters outside the "
+                f"model, the optimizer has {len(extra)}; load it into a monitor of the same model and optimizer"
+            )
+        attrs = saved.get("opt_attrs")
         snapshot = Snapshot(
             self.model, self.optimizer, self.scheduler, [t.clone() for t in saved["params"]], [None] * len(params),
             [None if b is None else b.clone() for b in saved["buffers"]], [bool(m) for m in saved["modes"]],
             {int(k): _clone_tree(v) for k, v in dict(saved["opt_state"]).items()},
             _clone_tree(list(saved["opt_groups"])),
             _clone_tree(saved["sched_state"]) if self.scheduler is not None else None,
+            extra_params=[(p, v.clone(), None) for p, v in zip(extra, saved_extra)],
+            opt_attrs=None if attrs is None else _clone_tree(dict(attrs)),
         )
         return _Healthy(snapshot, int(saved["step"]), float(saved["lr_scale"]), _clone_tree(dict(saved["record"])))
 
@@ -726,15 +827,8 @@ class Monitor:
 
     @staticmethod
     def _loss_value(loss: torch.Tensor | float) -> float:
-        if isinstance(loss, torch.Tensor):
-            if loss.numel() != 1:
-                raise ValueError(
-                    f"after_backward(loss) needs the scalar training loss, got a tensor of shape {tuple(loss.shape)}"
-                )
-            return loss.item()
-        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
-            return float(loss)
-        raise ValueError(f"after_backward(loss) needs a scalar tensor or a float, got {type(loss).__name__}")
+        _check_loss(loss)
+        return float(loss.item() if isinstance(loss, torch.Tensor) else loss)  # type: ignore[arg-type]
 
     def _measure(self, loss: torch.Tensor | float, grads: list[torch.Tensor],
                  value: float | None = None) -> tuple[float, float, list[float]]:
@@ -742,11 +836,7 @@ class Monitor:
         loss when the fast path already read it."""
         if not grads:
             return self._loss_value(loss) if value is None else value, 0.0, []
-        # grads are leaves that do not require grad, so no autograd graph is built (and no no_grad() is needed)
-        if grads[0].dtype in _LOW_PRECISION:
-            norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
-        else:
-            norms = torch._foreach_norm(grads)
+        norms = _grad_norms(grads)
         if norms[0].is_cpu:
             values = [n.item() for n in norms]  # on CPU, reading a few scalars beats stack() + tolist()
             loss_value = self._loss_value(loss) if value is None else value
@@ -788,14 +878,26 @@ class Monitor:
             params, buffers, modes = _walk(model)
             copies = [p.clone() for p in params]
             buffers = [b.clone() for b in buffers]
-            index = {id(p): i for i, p in enumerate([p for g in opt.param_groups for p in g["params"]])}
-            opt_state = {index[id(p)]: _copy_state(st) for p, st in opt.state.items() if id(p) in index}
+            opt_params = [p for g in opt.param_groups for p in g["params"]]
+            index = {id(p): i for i, p in enumerate(opt_params)}
+            opt_state = {}
+            other_state = {}
+            for p, st in opt.state.items():
+                i = index.get(id(p))
+                if i is None:  # state kept under a key that is not a parameter (a custom optimizer's counters)
+                    other_state[p] = _copy_state(st)
+                else:
+                    opt_state[i] = _copy_state(st)
             groups = [{k: _copy_state(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
             sched_state = _copy_state(sched.state_dict()) if sched is not None else None
+            # parameters the optimizer updates but the model does not hold (a learnable loss temperature, ...)
+            owned = {id(p) for p in params}
+            extra = [(p, p.clone(), None) for p in dict.fromkeys(opt_params) if id(p) not in owned]
+            attrs = {k: _copy_state(v) for k, v in vars(opt).items() if isinstance(v, _OPT_ATTR_TYPES)}
         finally:
             _set_grad_enabled(prev)
         snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), buffers, modes, opt_state, groups,
-                            sched_state)  # fmt: skip
+                            sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs)  # fmt: skip
         return snapshot, params
 
     def _trend_ok(self) -> bool:
@@ -914,10 +1016,18 @@ class Monitor:
         pre = self._pre
         if pre is None:  # pragma: no cover - internal invariant
             return
-        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        # by value: restore() writes a tensor hyperparameter (a tensor lr) back in place, into the very object
+        # the group holds now
+        groups = [{k: _copy_state(v) for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         pre.restore()
         for g, saved in zip(self.optimizer.param_groups, groups):
-            g.update(saved)
+            for k, v in saved.items():
+                now = g.get(k)
+                if isinstance(v, _Tensor) and isinstance(now, _Tensor) and now.shape == v.shape:
+                    with torch.no_grad():
+                        now.copy_(v)  # the same tensor object stays in the group (a compiled step may hold it)
+                else:
+                    g[k] = v
 
     def _rollback(self) -> None:
         healthy = self._healthy

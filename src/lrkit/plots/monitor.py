@@ -68,6 +68,11 @@ def mark_events(
     Events without a finite x position are skipped. Colours: :data:`CHECK_COLORS`; styles: :data:`ACTION_STYLES`
     (rollbacks and stops also get a triangle on the axis' top edge).
     """
+    if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable) or hasattr(events, "to_dict"):
+        raise ValueError(
+            f"events must be a list of MonitorEvent objects or their to_dict() dicts (monitor.events, events.json), "
+            f"got {type(events).__name__}"
+        )
     if not (isinstance(x, str) or callable(x)):
         raise ValueError(f"x={x!r} must be an event key (e.g. 'step' or 'epoch') or a function of the event dict")
     artists: list[Any] = []
@@ -77,6 +82,8 @@ def mark_events(
     for raw in events:
         ev = _as_dict(raw)
         pos = x(ev) if callable(x) else ev.get(x)
+        if isinstance(pos, bool):
+            continue  # not a position (float(True) would draw it at 1)
         try:
             pos = float(pos)  # type: ignore[arg-type]
         except (TypeError, ValueError):

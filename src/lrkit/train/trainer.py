@@ -952,8 +952,12 @@ class _Trainer:
             else:
                 opt.step()
             self.scheduler.step()
-            if self.monitor is not None and self.monitor.after_step():
-                stop = True
+            if self.monitor is not None:
+                stop = self.monitor.after_step()
+                if self.monitor.last_action == "rollback" and hasattr(self.scheduler, "seek"):
+                    # the monitor rewound model, optimizer and scheduler to its snapshot; the run's budget is fixed
+                    # in epochs, so the schedule keeps the run's clock (its back-off stays): it still anneals on time
+                    self.scheduler.seek(step + 1)
             opt.zero_grad(set_to_none=True)
             step += 1
             if self.progress is not None:
