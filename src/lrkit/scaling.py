@@ -21,8 +21,9 @@
 from __future__ import annotations
 
 import math
+import numbers
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -64,43 +65,70 @@ _RULES = ("linear", "sqrt", "auto")
 def optimizer_family(optimizer: Any) -> str:
     """``"sgd"`` or ``"adaptive"`` for an optimizer instance, class or name; ``ValueError`` when it cannot tell.
 
-    Known torch names decide first (also through a subclass's MRO), then name hints (``AdamW8bit`` is adaptive,
-    ``FusedSGD`` SGD-like). Optimizers outside both families (``LBFGS``, ``Rprop``, ``Lion``, ...) are refused
-    rather than guessed.
+    Known torch names decide first (also through a subclass's MRO), then the optimizer a wrapper holds (accelerate's
+    ``AcceleratedOptimizer.optimizer``, Lightning's ``LightningOptimizer._optimizer``, ``base_optimizer`` of
+    Lookahead/SAM/schedule-free wrappers), then name hints (``AdamW8bit`` is adaptive, ``FusedSGD`` SGD-like).
+    Optimizers outside both families (``LBFGS``, ``Rprop``, ``Lion``, ...) are refused rather than guessed.
 
     >>> optimizer_family("AdamW"), optimizer_family(torch.optim.SGD)
     ('adaptive', 'sgd')
     """
-    if isinstance(optimizer, str):
-        names = [optimizer.strip().rsplit(".", 1)[-1]]
-        shown = optimizer
-    elif isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-        names = [c.__name__ for c in optimizer.__mro__]
-        shown = optimizer.__name__
-    elif isinstance(optimizer, torch.optim.Optimizer):
-        names = [c.__name__ for c in type(optimizer).__mro__]
-        shown = type(optimizer).__name__
-    else:
-        raise ValueError(
-            f"optimizer={optimizer!r} must be a torch optimizer instance, an optimizer class or a name such as "
-            "'SGD' or 'AdamW'"
-        )
-    for name in names:  # exact names first, most derived class first
-        key = name.lower().replace("_", "").replace("-", "")
-        if key in SGD_LIKE_OPTIMIZERS:
-            return "sgd"
-        if key in ADAPTIVE_OPTIMIZERS:
-            return "adaptive"
+    for _ in range(8):  # a wrapper of a wrapper of ...: a few levels, never a cycle
+        inner = _wrapped_optimizer(optimizer)
+        if isinstance(optimizer, str):
+            names = [optimizer.strip().rsplit(".", 1)[-1]]
+            shown = optimizer
+        elif isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+            names = [c.__name__ for c in optimizer.__mro__]
+            shown = optimizer.__name__
+        elif isinstance(optimizer, torch.optim.Optimizer):
+            names = [c.__name__ for c in type(optimizer).__mro__]
+            shown = type(optimizer).__name__
+        elif inner is not None:  # a wrapper that is no torch Optimizer itself
+            optimizer = inner
+            continue
+        else:
+            raise ValueError(
+                f"optimizer={optimizer!r} must be a torch optimizer instance, an optimizer class or a name such as "
+                "'SGD' or 'AdamW'"
+            )
+        for name in names:  # exact names first, most derived class first
+            key = name.lower().replace("_", "").replace("-", "")
+            if key in SGD_LIKE_OPTIMIZERS:
+                return "sgd"
+            if key in ADAPTIVE_OPTIMIZERS:
+                return "adaptive"
+        if inner is None:
+            break
+        optimizer = inner
     key = names[0].lower()
     if any(h in key for h in _ADAPTIVE_HINTS):
         return "adaptive"
     if any(h in key for h in _SGD_HINTS):
         return "sgd"
     known = sorted(SGD_LIKE_OPTIMIZERS | ADAPTIVE_OPTIMIZERS)
+    # a did-you-mean only for a name the user typed: for a class (Rprop) it would suggest another optimizer
+    hint = did_you_mean(key, known) if isinstance(optimizer, str) else ""
     raise ValueError(
-        f"cannot tell whether optimizer {shown!r} is SGD-like (rule='linear') or adaptive (rule='sqrt')."
-        f"{did_you_mean(key, known)} Pass rule='linear' or rule='sqrt' explicitly. Known: {', '.join(known)}"
+        f"cannot tell whether optimizer {shown!r} is SGD-like (rule='linear') or adaptive (rule='sqrt').{hint} "
+        f"Pass rule='linear' or rule='sqrt' explicitly. Known: {', '.join(known)}"
     )
+
+
+# Attributes under which optimizer wrappers keep the real optimizer: accelerate (optimizer), Lightning (_optimizer),
+# Lookahead / SAM / schedule-free wrappers (base_optimizer).
+_WRAPPED_OPTIMIZER_ATTRS = ("optimizer", "_optimizer", "base_optimizer")
+
+
+def _wrapped_optimizer(optimizer: Any) -> Any:
+    """The torch optimizer a wrapper instance holds, or ``None``."""
+    if isinstance(optimizer, (str, type)):
+        return None
+    for attr in _WRAPPED_OPTIMIZER_ATTRS:
+        inner = getattr(optimizer, attr, None)
+        if isinstance(inner, torch.optim.Optimizer) and inner is not optimizer:
+            return inner
+    return None
 
 
 def _as_index(value: Any) -> Any:
@@ -118,6 +146,10 @@ def _integer(value: Any) -> int | None:
     v = _as_index(value)
     if isinstance(v, bool):
         return None
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and v.dtype.is_floating_point:
+        v = v.item()  # torch.tensor(32.0), like np.float64(32.0)
+    elif isinstance(v, numbers.Real) and not isinstance(v, (int, float)):
+        v = float(v)  # np.float32(32.0)
     if isinstance(v, int):
         return v
     if isinstance(v, float) and v.is_integer():
@@ -165,8 +197,17 @@ def scale_lr(
                 "to choose between 'linear' and 'sqrt'"
             )
         rule = "linear" if optimizer_family(optimizer) == "sgd" else "sqrt"
-    ratio = b1 / b0
-    return lr * (ratio if rule == "linear" else math.sqrt(ratio))
+    try:
+        ratio = b1 / b0
+        out = lr * (ratio if rule == "linear" else math.sqrt(ratio))
+    except OverflowError:
+        out = math.inf
+    if not math.isfinite(out) or out == 0.0:
+        raise ValueError(
+            f"scale_lr(lr={lr:g}, from_batch={b0}, to_batch={b1}, rule={rule!r}) "
+            f"{'overflows' if out else 'underflows'} a float: check the batch sizes"
+        )
+    return out
 
 
 class NominalBatch(NamedTuple):
@@ -212,27 +253,83 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
 )
 
 
+# Wrappers that keep the user's model under one attribute, so every parameter name gains a prefix: DataParallel and
+# DistributedDataParallel ("module."), torch.compile's OptimizedModule ("_orig_mod."), FSDP v1
+# ("_fsdp_wrapped_module."). Layers, head= and freeze= prefixes and layer_id_fn see the names without it.
+_WRAPPER_ATTRS = {"DataParallel": "module", "DistributedDataParallel": "module", "DeepSpeedEngine": "module",
+                  "FullyShardedDataParallel": "_fsdp_wrapped_module"}
+
+
+def _unwrap(model: Any) -> tuple[nn.Module, str]:
+    """``(inner model, name prefix)`` under any wrappers; ``ValueError`` for something that is not a module."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model={type(model).__name__} must be a torch.nn.Module (got {model!r:.80})")
+    prefix = ""
+    for _ in range(8):
+        attr = next((a for c in type(model).__mro__ if (a := _WRAPPER_ATTRS.get(c.__name__))), None)
+        if attr is None and isinstance(model._modules.get("_orig_mod"), nn.Module):
+            attr = "_orig_mod"  # torch.compile
+        inner = model._modules.get(attr) if attr else None
+        if not isinstance(inner, nn.Module) or any(True for _ in model.parameters(recurse=False)):
+            break
+        model, prefix = inner, f"{prefix}{attr}."
+    return model, prefix
+
+
+class _Names(NamedTuple):
+    """The parameters' names: ``real`` as ``model.named_parameters()`` gives them (each tensor once), ``bare`` the
+    same without a wrapper prefix, and ``aliases`` every bare name of each tensor (a tied weight has several)."""
+
+    real: list[str]
+    bare: dict[str, str]
+    aliases: dict[str, list[str]]
+
+
+def _names(model: nn.Module) -> _Names:
+    _, prefix = _unwrap(model)
+
+    def strip(name: str) -> str:
+        return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+    canonical: dict[int, str] = {}
+    real: list[str] = []
+    for name, p in model.named_parameters():
+        canonical[id(p)] = name
+        real.append(name)
+    aliases: dict[str, list[str]] = {name: [] for name in real}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        aliases[canonical[id(p)]].append(strip(name))
+    return _Names(real, {name: strip(name) for name in real}, aliases)
+
+
+def _hits(names: _Names, prefix: str) -> list[str]:
+    """Real names of the parameters reachable under ``prefix``: by their bare names (any alias) or real name."""
+    return [n for n in names.real if _matches(n, prefix) or any(_matches(a, prefix) for a in names.aliases[n])]
+
+
 def _layers(model: nn.Module) -> list[tuple[str, list[str]]]:
     """The model's layers, input to output: ``[(layer_name, [param names...]), ...]`` over *all* parameters.
 
     A layer is a top-level child module that owns parameters, in registration order; a top-level
     ``nn.ModuleList`` counts as its elements (``blocks.0``, ``blocks.1``, ...). Parameters registered directly on
-    the model (``cls_token``, ``pos_embed``) belong to the first layer, the input end, as in timm.
+    the model (``cls_token``, ``pos_embed``) belong to the first layer, the input end, as in timm. Under a wrapper
+    (DataParallel, DDP, torch.compile) the layers are the wrapped model's; the parameter names stay the real ones.
     """
+    inner, prefix = _unwrap(model)
     order: list[str] = []
     members: dict[str, list[str]] = {}
     root: list[str] = []
-    lists = {name for name, child in model.named_children() if isinstance(child, nn.ModuleList)}
-    for name, _ in model.named_parameters():
+    lists = {name for name, child in inner.named_children() if isinstance(child, nn.ModuleList)}
+    for name, _ in inner.named_parameters():
         parts = name.split(".")
         if len(parts) == 1:
-            root.append(name)
+            root.append(prefix + name)
             continue
         key = ".".join(parts[:2]) if parts[0] in lists and len(parts) > 2 else parts[0]
         if key not in members:
             order.append(key)
             members[key] = []
-        members[key].append(name)
+        members[key].append(prefix + name)
     if not order and root:  # a model whose only parameters are its own (e.g. a bare nn.Linear)
         return [("", root)]
     layers = [(k, members[k]) for k in order]
@@ -246,6 +343,8 @@ def layer_names(model: nn.Module) -> list[str]:
 
     >>> layer_names(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1)))
     ['0', '2']
+    >>> layer_names(torch.nn.DataParallel(torch.nn.Sequential(torch.nn.Linear(2, 2))))  # the wrapped model's
+    ['0']
     """
     return [name for name, _ in _layers(model)]
 
@@ -254,12 +353,29 @@ def _matches(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
+def _name_list(arg: str, value: Any, what: str, example: str) -> tuple[str, ...]:
+    """A string or a sequence of strings as a tuple; ``ValueError`` naming ``arg`` otherwise."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
+        raise ValueError(f"{arg}={value!r} must be a {what} or a list of them, e.g. {arg}={example}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{arg} entry {item!r} must be a string ({what})")
+    return items
+
+
 def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
     """The parameter names ``freeze_layers(model, n)`` would freeze; validates ``n`` and changes nothing."""
     layers = _layers(model)
     names = [name for name, _ in layers]
     selected: set[str] = set()
     n = _as_index(n)
+    if isinstance(n, str):
+        n = [n]  # one name prefix, as head= takes one
+    elif isinstance(n, (range, set, frozenset)):
+        n = list(n)
     if isinstance(n, bool) or not isinstance(n, (int, list, tuple)):
         raise ValueError(f"freeze={n!r} must be a number of layers or a list of layer indices/name prefixes")
     if isinstance(n, int):
@@ -270,7 +386,7 @@ def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
         for _, params in layers[:n]:
             selected.update(params)
     else:
-        all_params = [name for name, _ in model.named_parameters()]
+        all_names = _names(model)
         for item in n:
             item = _as_index(item)
             if isinstance(item, bool) or not isinstance(item, (int, str)):
@@ -283,11 +399,11 @@ def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
                     )
                 selected.update(layers[item][1])
                 continue
-            hit = [p for p in all_params if _matches(p, item)]
+            hit = _hits(all_names, item)
             if not hit:
                 raise ValueError(
-                    f"freeze entry {item!r} matches no parameter name.{did_you_mean(item, names + all_params)} "
-                    f"Layers: {', '.join(names)}"
+                    f"freeze entry {item!r} matches no parameter name."
+                    f"{did_you_mean(item, names + list(all_names.bare.values()))} Layers: {', '.join(names)}"
                 )
             selected.update(hit)
     return selected
@@ -299,9 +415,11 @@ def freeze_layers(model: nn.Module, n: int | Sequence[int | str]) -> list[str]:
     Layers are the model's top-level child modules that own parameters, input to output (see :func:`layer_names`;
     a top-level ``nn.ModuleList`` counts as its elements, parameters set directly on the model belong to the first
     layer). ``n`` may also be a list of layer indices (Ultralytics' ``freeze=[0, 1, 2]``) and/or parameter-name
-    prefixes (``["backbone", "neck.0"]``). Returns the names of the parameters frozen, in model order. Only
-    ``requires_grad`` changes: a frozen BatchNorm in train mode still updates its running statistics (call
-    ``.eval()`` on it if that matters).
+    prefixes (``["backbone", "neck.0"]``, or one prefix as a string). Returns the names of the parameters frozen, in
+    model order, as ``model.named_parameters()`` gives them. A wrapped model (DataParallel, DDP, ``torch.compile``)
+    counts the wrapped model's layers, and takes prefixes with or without the wrapper's ``module.``/``_orig_mod.``;
+    a prefix also reaches a weight tied to a parameter of another name. Only ``requires_grad`` changes: a frozen
+    BatchNorm in train mode still updates its running statistics (call ``.eval()`` on it if that matters).
 
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
     >>> freeze_layers(model, 1)
@@ -318,15 +436,15 @@ def freeze_layers(model: nn.Module, n: int | Sequence[int | str]) -> list[str]:
     return frozen
 
 
-def _no_decay_names(model: nn.Module, no_decay: Iterable[str]) -> set[str]:
-    """Parameter names that get no weight decay: name patterns, biases, and every parameter of a norm layer."""
+def _no_decay_names(model: nn.Module, names: _Names, no_decay: Iterable[str]) -> set[str]:
+    """Parameter names that get no weight decay: name patterns (on any name of a tensor) and every parameter of a
+    norm layer."""
     patterns = [p.lower() for p in no_decay]
-    out = {name for name, _ in model.named_parameters() if any(p in name.lower() for p in patterns)}
+    out = {n for n in names.real if any(p in a.lower() for p in patterns for a in [n, *names.aliases[n]])}
     if "norm" in patterns:
-        for mod_name, mod in model.named_modules():
-            if isinstance(mod, _NORM_TYPES):
-                prefix = f"{mod_name}." if mod_name else ""
-                out.update(prefix + n for n, _ in mod.named_parameters(recurse=False))
+        norm_ids = {id(p) for mod in model.modules() if isinstance(mod, _NORM_TYPES)
+                    for p in mod.parameters(recurse=False)}
+        out.update(n for n, p in model.named_parameters() if id(p) in norm_ids)
     return out
 
 
@@ -362,6 +480,11 @@ def param_groups(
     and parameters whose name contains a ``no_decay`` pattern, at decay 0) and ``bias`` (every ``*.bias``, at decay
     0 when ``"bias"`` is in ``no_decay``). Pass ``no_decay=()`` to decay everything.
 
+    A wrapped model (``nn.DataParallel``, DDP, ``torch.compile``) is grouped as the model it wraps: layers, ``head``
+    and ``freeze`` prefixes and ``layer_id_fn`` use the names without ``module.``/``_orig_mod.``. A tensor shared
+    under two names (tied input/output embeddings) is in one group only; with ``backbone_lr_scale`` it trains with
+    the head when any of its names is under ``head``.
+
     Torch optimizers keep the extra keys, and schedules built with :mod:`lrkit.schedules` or ``torch.optim``
     multiply each group's own LR, so the ratios survive warmup, decay, the LR finder and ``lr0="auto"``.
 
@@ -386,15 +509,18 @@ def param_groups(
                 raise ValueError(f"{opt_name}={value} must be in (0, 1]: it is the ratio to the peak lr={lr}")
     if layer_id_fn is not None and layer_decay is None:
         raise ValueError("layer_id_fn is only used with layer_decay=; pass layer_decay (e.g. 0.75) as well")
-    if isinstance(head, str):
-        head = (head,)
-    if isinstance(no_decay, str):
-        no_decay = (no_decay,)
+    if layer_id_fn is not None and not callable(layer_id_fn):
+        raise ValueError(f"layer_id_fn={layer_id_fn!r} must be a function param_name -> layer index (int >= 0)")
+    names = _names(model)  # also checks that model is a module
+    head = _name_list("head", head, "parameter-name prefix", "('fc',)")
+    no_decay = _name_list("no_decay", no_decay, "name pattern", "('bias', 'norm'), or () to decay everything")
     to_freeze = _freeze_selection(model, freeze) if freeze is not None else set()
 
     named = [(n, p) for n, p in model.named_parameters()]
     trainable = [(n, p) for n, p in named if p.requires_grad and n not in to_freeze]
     if not trainable:
+        if not named:
+            raise ValueError(f"the model ({type(model).__name__}) has no parameters: nothing to optimize")
         if to_freeze and any(p.requires_grad for _, p in named):
             raise ValueError(f"freeze={freeze!r} would freeze every trainable parameter: nothing would be left to "
                              f"optimize (layers: {', '.join(layer_names(model))})")
@@ -403,7 +529,7 @@ def param_groups(
     # level of every trainable parameter: (sort key, level name, lr_scale)
     levels: dict[str, tuple[int, str, float]] = {}
     if backbone_lr_scale is not None:
-        heads = {n for n, _ in named if any(_matches(n, h) for h in head)}
+        heads = {n for h in head for n in _hits(names, h)}  # a weight tied to the head trains with the head
         if not heads:
             tops = layer_names(model)
             raise ValueError(
@@ -419,10 +545,13 @@ def param_groups(
         if layer_id_fn is not None:
             ids: dict[str, int] = {}
             for n, _ in named:
-                i = layer_id_fn(n)
-                i = _as_index(i)
+                bare = names.bare[n]  # the wrapped model's name: no "module." / "_orig_mod." prefix
+                try:
+                    i = _as_index(layer_id_fn(bare))
+                except Exception as e:
+                    raise ValueError(f"layer_id_fn({bare!r}) raised {type(e).__name__}: {e}") from e
                 if isinstance(i, bool) or not isinstance(i, int) or i < 0:
-                    raise ValueError(f"layer_id_fn({n!r}) returned {i!r}; it must return an integer >= 0")
+                    raise ValueError(f"layer_id_fn({bare!r}) returned {i!r}; it must return an integer >= 0")
                 ids[n] = i
         else:
             ids = {n: i for i, (_, params) in enumerate(_layers(model)) for n in params}
@@ -432,7 +561,7 @@ def param_groups(
     else:
         levels = {n: (0, "all", 1.0) for n, _ in trainable}
 
-    nd = _no_decay_names(model, no_decay)
+    nd = _no_decay_names(model, names, no_decay)
     decay_bias = "bias" not in [p.lower() for p in no_decay]
     kinds = ("decay", "no_decay", "bias")
     buckets: dict[tuple[int, str, int], dict[str, Any]] = {}

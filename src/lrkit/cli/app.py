@@ -23,6 +23,21 @@ def build_app():  # -> typer.Typer (typer is imported lazily)
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    def version(value: bool) -> None:
+        if value:
+            from lrkit import __version__
+
+            typer.echo(f"lrkit {__version__}")
+            raise typer.Exit()
+
+    @app.callback()
+    def _root(
+        _version: bool = typer.Option(False, "--version", callback=version, is_eager=True,
+                                      help="Print lrkit's version and exit."),
+    ) -> None:
+        """lrkit — the learning-rate toolkit for PyTorch: find | schedule | train."""
+
     for name in COMMANDS:
         importlib.import_module(f"lrkit.cli.{name}").register(app)
     return app

@@ -6,13 +6,14 @@ builds the user's task from ``model()``, ``optimizer(params)``, ``train_loader()
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import torch
 import typer
 
-from lrkit._utils import increment_dir, unknown_name_error
+from lrkit._utils import check_int, increment_dir, unknown_name_error
 from lrkit.cli._common import console, fail, progress_bar
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
 from lrkit.finder.demo import demo_task, load_task_file
@@ -35,8 +36,13 @@ def run_find(
 ) -> tuple[FinderResult, Path]:
     """Run the range test on the demo (``task_file=None``) or a task file; write ``lr_find.png``/``lr_find.json``.
 
-    Returns the result and the output directory (``runs/find``, ``runs/find2``, ... — never overwritten).
+    Returns the result and the output directory (``runs/find``, ``runs/find2``, ... — never overwritten). The
+    output location and the seed are checked before anything runs, so a bad ``out`` costs no test.
     """
+    seed = check_int("seed", seed, 0, f" and <= {_MAX_SEED} (torch's seed range)")
+    if seed > _MAX_SEED:
+        raise ValueError(f"seed={seed} must be an integer >= 0 and <= {_MAX_SEED} (torch's seed range)")
+    _check_out(Path(out))
     torch.manual_seed(seed)
     task = demo_task(seed) if task_file is None else load_task_file(task_file)
     result = find_lr(
@@ -51,6 +57,20 @@ def run_find(
     except ValueError as e:  # a curve too short to judge: its record is still worth keeping
         raise ValueError(f"{e} (the curve so far is in {record})") from e
     return result, out_dir
+
+
+_MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output folder that cannot be created (a file on its path, a read-only parent) before the test."""
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir() and parent != out:
+        raise ValueError(f"cannot write to {str(out)!r}: Not a directory: {str(parent)!r} is a file, not a folder")
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to {str(out)!r}: the folder {str(parent)!r} is not writable")
 
 
 def find_command(
@@ -69,9 +89,17 @@ def find_command(
 ) -> None:
     """Run the LR range test and print the suggested learning rate.
 
-    With no TASK_FILE, runs the built-in demo (scikit-learn digits, MLP, SGD+momentum). A TASK_FILE is a Python
-    file defining model(), optimizer(params), train_loader() and loss_fn() (returning a loss function) or
-    step_fn(model, batch) -> loss.
+    With no TASK_FILE: the built-in demo (scikit-learn digits, an MLP, SGD with momentum).
+
+    A TASK_FILE is a Python file that defines:
+      model()                  -> a torch.nn.Module
+      optimizer(params)        -> a torch.optim optimizer over params
+      train_loader()           -> an iterable of (x, y) batches (or dicts)
+      loss_fn()                -> the loss function, e.g. torch.nn.functional.cross_entropy
+                                  (or loss_fn(output, target) itself)
+      or step_fn(model, batch) -> the loss, for anything else
+
+    Writes lr_find.png and lr_find.json into --out (runs/find, then runs/find2, ...: never overwritten).
     """
     if rule not in SUGGESTION_RULES:
         fail(str(unknown_name_error("rule", rule, SUGGESTION_RULES)))

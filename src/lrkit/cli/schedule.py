@@ -12,6 +12,7 @@ The command parses its options, builds the schedule with :func:`lrkit.schedules.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -19,6 +20,7 @@ import typer
 
 from lrkit._utils import optional_import
 from lrkit.cli._common import console, fail
+from lrkit.plots.finder import figure_format
 
 __all__ = ["register", "schedule_command"]
 
@@ -110,6 +112,11 @@ def schedule_command(
         fail("--json prints one schedule as {\"lr\": [...], \"momentum\": [...]}: drop --compare")
     if base_lr is not None and not (0 < base_lr < float("inf")):  # checked even where a spec has its own peak
         fail(f"--base-lr={base_lr!r} must be a finite number > 0")
+    if out is not None and not (as_json and no_plot):
+        try:
+            figure_format(out)  # a name matplotlib cannot write is refused before any work
+        except ValueError as e:
+            fail(f"--out: {e}")
     from lrkit.schedules import from_spec
 
     specs = [spec, *(compare or [])]
@@ -121,8 +128,13 @@ def schedule_command(
                 fail(f"{s!r} has no fixed length: pass --epochs and --steps-per-epoch, or --total-steps")
             records.append(sched.record(base_lr=base_lr) if base_lr is not None and sched.peak_lr is None
                            else sched.record())
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, ArithmeticError) as e:  # ArithmeticError: a multiplier that overflows
             fail(f"{s!r}: {e}")
+        bad = _first_non_finite(records[-1])
+        if bad is not None:  # never printed: `Infinity`/`NaN` are not JSON, and such a schedule is no schedule
+            what, step, value = bad
+            fail(f"{s!r}: the {what} is not finite from step {step} on ({value}): the schedule overflows a float; "
+                 "lower lr0 or gamma, or shorten the run")
     if as_json:
         rec = records[0]
         print(json.dumps({"lr": rec["lr"], "momentum": rec["momentum"]}))
@@ -136,15 +148,27 @@ def schedule_command(
         console().print(f"wrote {path}", highlight=False)
 
 
+def _first_non_finite(record: dict[str, Any]) -> tuple[str, int, float] | None:
+    """``(what, step, value)`` of the first LR or momentum that is inf/NaN in a record, or ``None``."""
+    for what, values in (("LR", record["lr"]), ("momentum", record["momentum"])):
+        for t, v in enumerate(values):
+            if v is not None and not math.isfinite(v):
+                return what, t, v
+    return None
+
+
 def _plot(records: list[dict[str, Any]], out: Path, log_y: bool) -> Path:
+    from lrkit.plots.finder import save_figure
     from lrkit.plots.schedule import plot_schedule
 
+    fig = plot_schedule(records, log_y=log_y)
+    plt = optional_import("matplotlib.pyplot", "plot")
     try:
-        fig = plot_schedule(records, path=out, log_y=log_y)
+        save_figure(fig, out)  # in the format out's suffix names
     except OSError as e:
         fail(f"cannot write {out}: {e}")
-    plt = optional_import("matplotlib.pyplot", "plot")
-    plt.close(fig)
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -61,6 +61,9 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     The file is executed as a module; errors name the file and the missing or broken function.
     """
     path = Path(path)
+    if path.is_dir():
+        example = str(path / "my_task.py")
+        raise ValueError(f"task file {str(path)!r} is a directory, not a Python file (e.g. {example!r})")
     if not path.is_file():
         raise FileNotFoundError(f"task file {str(path)!r} does not exist")
     spec = importlib.util.spec_from_file_location(f"lrkit_task_{path.stem}", path)
@@ -68,6 +71,13 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         raise ValueError(f"task file {str(path)!r} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     _call_user(path, "the module body", spec.loader.exec_module, module)
+    for name in _REQUIRED:  # `model = Net()` instead of `def model(): return Net()`: say so, do not call it
+        value = getattr(module, name, None)
+        if isinstance(value, (torch.nn.Module, torch.optim.Optimizer, torch.utils.data.DataLoader)):
+            raise ValueError(
+                f"{name} in task file {str(path)!r} is a {type(value).__name__}, not a function: define {name}() "
+                f"returning it{' (from params)' if name == 'optimizer' else ''}"
+            )
     missing = [name for name in _REQUIRED if not callable(getattr(module, name, None))]
     if missing:
         raise ValueError(
@@ -93,6 +103,11 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         # loss_fn() returns the loss function; a file that defines the loss itself (def loss_fn(output, target),
         # or loss_fn = torch.nn.functional.cross_entropy) means that function.
         loss_fn = module.loss_fn if _takes_arguments(module.loss_fn) else _call_user(path, "loss_fn()", module.loss_fn)
+        if not callable(loss_fn):
+            raise ValueError(
+                f"loss_fn() in task file {str(path)!r} returned {type(loss_fn).__name__}, expected a loss function "
+                "(e.g. return torch.nn.functional.cross_entropy), or define step_fn(model, batch) -> loss"
+            )
     return FinderTask(
         path.stem, model, optimizer, _call_user(path, "train_loader()", module.train_loader),
         loss_fn=loss_fn, step_fn=module.step_fn if has_step else None,

@@ -2,23 +2,61 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from lrkit._utils import atomic_write, optional_import
 
-__all__ = ["plot_finder", "save_figure"]
+__all__ = ["figure_format", "plot_finder", "save_figure"]
+
+
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """The picture format a file name asks for: its suffix (``.png``, ``.pdf``, ``.svg``, ``.jpg``, ... — whatever
+    matplotlib writes), PNG when it has none; ``ValueError`` naming the valid suffixes otherwise.
+
+    >>> figure_format("lr.svg"), figure_format("plots/lr"), figure_format("LR.PNG")
+    ('svg', 'png', 'png')
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    optional_import("matplotlib", "plot")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(
+            f"cannot write a picture to {str(path)!r}: '.{suffix}' is not an image format; use one of "
+            f"{', '.join('.' + f for f in sorted(formats))}"
+        )
+    return suffix
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG atomically."""
-    return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format="png"))
+    """Save a matplotlib figure atomically, in the format its suffix names (PNG without one; see
+    :func:`figure_format`). The temporary file has no meaningful suffix, so the format is passed explicitly."""
+    fmt = figure_format(path)
+    return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format=fmt))
 
 
 def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None = None, ax: Any = None,
                 show_rules: bool = True) -> Any:
-    """Draw a range-test record (``FinderResult.to_dict()``) and optionally save it as PNG; return the Figure."""
+    """Draw a range-test record (``FinderResult.to_dict()``) and optionally save it; return the Figure.
+
+    Loss against LR on a log axis: the raw and smoothed curves, the usable range shaded, the suggestion marked
+    (and every other rule's LR dotted when ``show_rules``). A record without a suggestion (a test that diverged
+    within its first steps: ``"suggestion": null``) still shows its curve, titled "no suggestion".
+
+    >>> import numpy as np
+    >>> from lrkit.finder import FinderResult
+    >>> lrs = list(np.geomspace(1e-5, 1, 40))
+    >>> losses = [1.0 / (1 + 1e3 * lr) + (0 if lr < 0.2 else 10 * lr) for lr in lrs]
+    >>> fig = plot_finder(FinderResult(lrs=lrs, losses=losses).to_dict())
+    >>> fig.axes[0].get_xscale()
+    'log'
+    """
     optional_import("matplotlib", "plot").use("Agg", force=False)
     plt = optional_import("matplotlib.pyplot", "plot")
     if ax is None:
@@ -27,22 +65,30 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
         fig = ax.figure
     lrs = record["lrs"]
     raw = [float("nan") if v is None else v for v in record["losses"]]
-    finite = [(lr, v) for lr, v in zip(lrs, raw) if v == v]
+    finite = [(lr, v) for lr, v in zip(lrs, raw) if math.isfinite(v)]
     ax.plot(lrs, raw, color="0.75", lw=1, label="loss (raw)")
-    if record.get("smoothed_losses"):
-        ax.plot([lr for lr, _ in finite], record["smoothed_losses"], color="C0", lw=2, label="loss (smoothed)")
-    low, high = record["range"]
-    ax.axvspan(low, high, color="C2", alpha=0.12, label=f"range {low:.2g} – {high:.2g}")
-    if show_rules:
-        for i, (name, lr) in enumerate(sorted(record["suggestions"].items())):
-            if name != record["rule"]:
-                ax.axvline(lr, color=f"C{3 + i}", ls=":", lw=1, label=f"{name}: {lr:.2g}")
-    sug = record["suggestion"]
-    ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({record['rule']}): {sug:.3g}")
-    ax.set_xscale("log")
+    smoothed = record.get("smoothed_losses") or []
+    if smoothed and len(smoothed) == len(finite):
+        ax.plot([lr for lr, _ in finite], smoothed, color="C0", lw=2, label="loss (smoothed)")
+    sug = record.get("suggestion")
+    if record.get("range"):
+        low, high = record["range"]
+        ax.axvspan(low, high, color="C2", alpha=0.12, label=f"range {low:.2g} – {high:.2g}")
+    if show_rules and sug is not None:
+        # C3 is the suggestion's own colour: the other rules take the colours after it, one each
+        others = [(name, lr) for name, lr in sorted(record.get("suggestions", {}).items()) if name != record["rule"]]
+        for i, (name, lr) in enumerate(others):
+            ax.axvline(lr, color=f"C{4 + i}", ls=":", lw=1, label=f"{name}: {lr:.2g}")
+    if sug is not None:
+        ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({record['rule']}): {sug:.3g}")
+    if lrs and all(lr > 0 for lr in lrs):
+        ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
-    ax.set_title(f"LR range test — {record.get('stop_reason', '')}, {len(lrs)} steps")
+    status = record.get("stop_reason", "")
+    if sug is None:
+        status += f"{', ' if status else ''}no suggestion: lower start_lr"
+    ax.set_title(f"LR range test — {status}, {len(lrs)} steps")
     # Keep the divergence tail from squashing the interesting part of the curve.
     if finite:
         vals = sorted(v for _, v in finite)
@@ -51,6 +97,8 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
         top = max(first, hi_v)
         pad = 0.05 * (top - lo_v if top > lo_v else 1.0)
         ax.set_ylim(lo_v - pad, top + pad)
+    elif lrs:
+        ax.text(0.5, 0.5, "no finite loss", transform=ax.transAxes, ha="center", va="center", color="0.4")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="best")
     if path is not None:

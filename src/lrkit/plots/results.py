@@ -28,7 +28,8 @@ def _read(path: Path) -> dict[str, list[float]]:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path} has no rows to plot")
-    cols: dict[str, list[float]] = {k: [] for k in rows[0]}
+    # a ragged row's extra fields land under the key None (csv.DictReader's restkey): not a column
+    cols: dict[str, list[float]] = {k: [] for k in rows[0] if k is not None}
     for row in rows:
         for k in cols:
             v = row.get(k, "")
@@ -48,10 +49,17 @@ def plot_results(
     """Draw ``results.png`` from a run's ``results.csv``: losses, the validation metric, every group's LR and the
     gradient norm, one panel each, against the epoch; monitor ``events`` (dicts with an ``epoch``, as in a run's
     ``events.json``) are marked on every panel with :func:`lrkit.plots.monitor.mark_events` and listed in the loss
-    panel's legend. Returns the PNG's path (default: beside the CSV).
+    panel's legend. Returns the picture's path (default: ``results.png`` beside the CSV; the format follows the
+    suffix, see :func:`lrkit.plots.finder.figure_format`).
+
+    Param groups whose LR curves are identical share one line (``layer3/decay, layer3/bias``); with more than
+    :data:`MAX_LR_LEGEND` lines the LR legend lists the first and last few and says how many it left out.
     """
+    from lrkit.plots.finder import figure_format
+
     csv_path = Path(csv_path)
     out_path = Path(out) if out is not None else csv_path.with_name("results.png")
+    fmt = figure_format(out_path)
     cols = _read(csv_path)
     optional_import("matplotlib", "plot")
     import matplotlib
@@ -61,7 +69,7 @@ def plot_results(
     x = cols.get("epoch") or list(range(1, len(next(iter(cols.values()))) + 1))
     metric_cols = [k for k in cols if k.startswith("val_") and k != "val_loss"]
     lr_cols = [k for k in cols if k.startswith("lr/")]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)  # shared: a panel with no data keeps the epochs
     ax_loss, ax_metric, ax_lr, ax_grad = axes.ravel()
     for key, label in (("train_loss", "train"), ("val_loss", "val")):
         if key in cols:
@@ -73,22 +81,25 @@ def plot_results(
     ax_metric.set_title(f"validation {', '.join(k.removeprefix('val_') for k in metric_cols) or 'loss'}")
     if not metric_cols and "val_loss" in cols:
         ax_metric.plot(x, cols["val_loss"], marker=".", color="tab:green")
-    for key in lr_cols:
-        ax_lr.plot(x, cols[key], marker=".", label=key.removeprefix("lr/"))
+    _plot_lrs(ax_lr, x, {k.removeprefix("lr/"): cols[k] for k in lr_cols})
     ax_lr.set_title("learning rate (end of epoch)")
     if lr_cols and all(v > 0 for k in lr_cols for v in cols[k] if math.isfinite(v)):
         ax_lr.set_yscale("log")
-    if lr_cols:
-        ax_lr.legend(fontsize="small")
     if "grad_norm" in cols:
         ax_grad.plot(x, cols["grad_norm"], marker=".", color="tab:red", label="mean")
     if "grad_norm_max" in cols:
         ax_grad.plot(x, cols["grad_norm_max"], ls="--", color="tab:red", alpha=0.5, label="max")
     ax_grad.set_title("gradient norm")
-    ax_grad.legend(fontsize="small")
+    if ax_grad.get_lines():
+        ax_grad.legend(fontsize="small")
+    for ax, keys, what in ((ax_loss, ("train_loss", "val_loss"), "loss"), (ax_metric, metric_cols or ["val_loss"],
+                           "validation metric"), (ax_lr, lr_cols, "LR"), (ax_grad, ("grad_norm", "grad_norm_max"),
+                                                                          "gradient norm")):
+        _note_if_empty(ax, [cols[k] for k in keys if k in cols], what)
     _auto_log(ax_loss, [cols.get("train_loss", []), cols.get("val_loss", [])])
     _auto_log(ax_grad, [cols.get("grad_norm", []), cols.get("grad_norm_max", [])])
     for ax in axes.ravel():
+        ax.tick_params(labelbottom=True)  # sharex hides the top row's epoch labels; keep them
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     if events:
@@ -98,9 +109,51 @@ def plot_results(
             mark_events(ax, events, x="epoch", legend=ax is ax_loss)
         ax_loss.legend(fontsize="small")
     fig.tight_layout()
-    atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
     plt.close(fig)
     return out_path
+
+
+#: The most LR lines the LR panel's legend lists; beyond it, the first and last few and a count of the rest.
+MAX_LR_LEGEND = 8
+
+
+def _plot_lrs(ax: Any, x: Sequence[float], series: Mapping[str, Sequence[float]]) -> None:
+    """One line per distinct LR curve (groups with identical curves share it and its legend entry); a short legend."""
+    curves: dict[tuple[Any, ...], list[str]] = {}
+    for name, values in series.items():
+        key = tuple("nan" if not math.isfinite(v) else v for v in values)
+        curves.setdefault(key, []).append(name)
+    lines = []
+    for i, names in enumerate(curves.values()):
+        label = ", ".join(names) if len(names) <= 2 else f"{names[0]}, … ({len(names)} groups)"
+        color = f"C{i % 10}"
+        if len(curves) > MAX_LR_LEGEND:  # many levels (layer decay): one colour map from the first to the last
+            import matplotlib
+
+            color = matplotlib.colormaps["viridis"](i / max(len(curves) - 1, 1))
+        (line,) = ax.plot(x, series[names[0]], marker=".", color=color, label=label)
+        lines.append(line)
+    if not lines:
+        return
+    if len(lines) > MAX_LR_LEGEND:
+        from matplotlib.lines import Line2D
+
+        k = (MAX_LR_LEGEND - 1) // 2
+        gap = Line2D([], [], ls="none", label=f"… {len(lines) - 2 * k} more")
+        shown = [*lines[:k], gap, *lines[-k:]]
+        ax.legend(handles=shown, fontsize="small")
+    else:
+        ax.legend(fontsize="small")
+
+
+def _note_if_empty(ax: Any, series: Sequence[Sequence[float]], what: str) -> None:
+    """Write on a panel that has nothing to show, instead of leaving a blank frame with made-up axes."""
+    if not series:
+        ax.text(0.5, 0.5, f"{what} not recorded", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    elif not any(math.isfinite(v) for s in series for v in s):
+        ax.text(0.5, 0.5, f"{what}: no finite values", transform=ax.transAxes, ha="center", va="center",
+                color="0.4")
 
 
 def _auto_log(ax: Any, series: Sequence[Sequence[float]]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lrkit._utils import atomic_write, optional_import
+from lrkit._utils import optional_import
 
 __all__ = ["plot_schedule", "save_figure"]
 
@@ -27,8 +27,11 @@ _MAX_POINTS = 20_000
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG atomically."""
-    return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format="png"))
+    """Save a matplotlib figure atomically, in the format its suffix names (PNG without one): the one implementation,
+    :func:`lrkit.plots.finder.save_figure`, re-exported here for callers of the schedule plot."""
+    from lrkit.plots.finder import save_figure as _save
+
+    return _save(fig, path, dpi=dpi)
 
 
 def _envelope(values: Sequence[Any], max_points: int = _MAX_POINTS) -> tuple[list[int], list[float]]:
