@@ -108,6 +108,17 @@ def test_exponential_growth_overflow_is_a_clear_error() -> None:
         s.lr(2000)
 
 
+@pytest.mark.parametrize("spec", ["step gamma=1e300 step_size=1", "multistep gamma=1e300 milestones=[1,2]"])
+def test_step_family_growth_overflow_is_a_clear_error(spec: str) -> None:
+    # Bug: step/multistep with a huge gamma raised a bare OverflowError for Python users.
+    from lrkit.schedules import from_spec
+
+    s = from_spec(spec, total_steps=10, steps_per_epoch=1)
+    assert s(0) == 1.0  # gamma ** 0 before the first decay
+    with pytest.raises(ValueError, match=r"gamma=1e\+300 overflows a float by step 2"):
+        s.record()
+
+
 @pytest.mark.parametrize(("spec", "kwargs"), [("cosine lr0=0.1 epochs=abc", {"epochs": 10}),
                                               ("cosine lr0=0.1 epochs=1,2", {"epochs": 10}),
                                               ("cosine lr0=0.1 epochs=10", {"epochs": "ten"})])

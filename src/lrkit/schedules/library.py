@@ -106,6 +106,25 @@ class Constant(Schedule):
 
 
 # ==============================================================================================================
+def _power(what: str, gamma: float, k: float, t: float) -> float:
+    """``gamma ** k`` for a decay family; a ``gamma > 1`` that grows past a float names itself instead of raising a
+    bare ``OverflowError``.
+
+    >>> _power("step: gamma=0.1", 0.1, 2, 60)
+    0.010000000000000002
+    >>> _power("step: gamma=1e+300", 1e300, 2, 60)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: step: gamma=1e+300 overflows a float by step 60 (the multiplier passes 1e308); use gamma <= 1, ...
+    """
+    try:
+        return gamma**k
+    except OverflowError:
+        raise ValueError(
+            f"{what} overflows a float by step {t:g} (the multiplier passes 1e308); use gamma <= 1, or a shorter run"
+        ) from None
+
+
 class StepDecay(Schedule):
     """Step decay (torch ``StepLR``): ``m(t) = gamma ** floor(t / S)``, ``S = step_size`` in steps.
 
@@ -138,7 +157,7 @@ class StepDecay(Schedule):
         self.step_size = int(self._span("step_size", step_size, self.unit, integer=True))
 
     def _value(self, t: float) -> float:
-        return self.gamma ** int(t // self.step_size)
+        return _power(f"step: gamma={self.gamma!r}", self.gamma, int(t // self.step_size), t)
 
     def _phase_spans(self) -> list[Span]:
         end = self.total_steps
@@ -192,7 +211,7 @@ class MultiStep(Schedule):
         self.milestones = steps
 
     def _value(self, t: float) -> float:
-        return self.gamma ** bisect_right(self.milestones, t)
+        return _power(f"multistep: gamma={self.gamma!r}", self.gamma, bisect_right(self.milestones, t), t)
 
     def _phase_spans(self) -> list[Span]:
         bounds = [0, *sorted(set(self.milestones))]
@@ -245,15 +264,8 @@ class Exponential(Schedule):
         self.period = 1.0 if self.unit == "step" else float(self.steps_per_epoch)  # type: ignore[arg-type]
 
     def _value(self, t: float) -> float:
-        try:
-            if self.period == 1.0:
-                return self.gamma**t
-            return self.gamma ** (t / self.period)
-        except OverflowError:  # gamma > 1 grows without bound: name it instead of a bare OverflowError
-            raise ValueError(
-                f"exponential: gamma={self.gamma!r} per {self.unit} overflows a float by step {t:g} "
-                "(the multiplier passes 1e308); use gamma <= 1, or a shorter run"
-            ) from None
+        k = t if self.period == 1.0 else t / self.period
+        return _power(f"exponential: gamma={self.gamma!r} per {self.unit}", self.gamma, k, t)
 
 
 # ==============================================================================================================
