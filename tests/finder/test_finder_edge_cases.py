@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 from typer.testing import CliRunner
 
 import lrkit
@@ -246,3 +247,22 @@ def test_cli_output_under_a_file_and_short_curves_exit_cleanly(tmp_path):
     assert res.exit_code == 2 and "lower start_lr (now 100)" in res.output
     record = json.loads((tmp_path / "s" / "lr_find.json").read_text())
     assert record["suggestion"] is None and record["stop_reason"] in ("diverged", "non-finite")
+
+
+def test_a_negative_loss_is_not_divergence_at_step_two():
+    """Bug: the divergence check `smoothed > 4 * best` is always true once best < 0, so a loss that can be negative
+    (an offset MSE, a log-likelihood) stopped the test at step 2 with "cannot suggest an LR"."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 8)
+    y = x @ torch.randn(8, 1)
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def offset_mse(out, target):
+        return torch.nn.functional.mse_loss(out, target) - 100.0
+
+    shifted = lrkit.find_lr(model, opt, loader, loss_fn=offset_mse, num_steps=60)
+    plain = lrkit.find_lr(model, opt, loader, loss_fn=torch.nn.functional.mse_loss, num_steps=60)
+    assert len(shifted.lrs) > 30 and shifted.stop_reason == plain.stop_reason
+    assert 0.1 < shifted.suggestion / plain.suggestion < 10

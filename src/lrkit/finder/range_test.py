@@ -140,7 +140,8 @@ def find_lr(
         num_steps: optimizer steps in the test (at least 10).
         mode: ``"exp"`` (log-spaced, the usual) or ``"linear"``.
         rule: the default suggestion rule (one of ``lrkit.SUGGESTION_RULES``).
-        diverge_factor: stop when the smoothed loss exceeds this multiple of its best value.
+        diverge_factor: stop when the smoothed loss exceeds this multiple of its best value (a loss that can be
+            negative: when it has risen by ``diverge_factor - 1`` times its best's magnitude).
         accumulation_steps: micro-batches per optimizer step (gradient accumulation).
         amp: ``True`` (fp16 on CUDA with a GradScaler, bf16 elsewhere), ``"bf16"``, ``"fp16"`` or ``False``.
         max_grad_norm: clip the global gradient norm at each step, as your training loop does (optional).
@@ -268,7 +269,9 @@ def find_lr(
             smoothed = avg / (1 - 0.98 ** (i + 1))
             if smoothed < best:
                 best = smoothed
-            if i > 0 and smoothed > diverge_factor * best:
+            # smoothed > diverge_factor * best, sign-safe: a loss that can be negative (a log-likelihood, an offset
+            # MSE) diverges when it has risen by (diverge_factor - 1) times its best's magnitude
+            if i > 0 and smoothed - best > (diverge_factor - 1.0) * abs(best):
                 stop_reason = "diverged"
                 break
             if needs_closure:

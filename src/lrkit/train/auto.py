@@ -29,7 +29,10 @@ train/eval modes, the torch/numpy/python RNGs and the train loader's generator.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
+import numbers
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,8 +42,8 @@ import numpy as np
 import torch
 
 from lrkit._state import Snapshot
-from lrkit._step import batch_loss, batch_size, cycle_batches, move_to
-from lrkit._utils import check_positive
+from lrkit._step import autocast_context, batch_loss, batch_size, cycle_batches, move_to
+from lrkit._utils import check_positive, unknown_name_error
 
 __all__ = ["AutoLR", "Trial", "choose_lr0", "plan_budget"]
 
@@ -133,13 +136,19 @@ def plan_budget(
     The range test gets ``FINDER_FRACTION * total_steps`` steps (at most the budget, at least 10); what it leaves
     (also whatever it did not use, when it stopped early) is shared by up to ``num_candidates`` trials of at least
     ``MIN_TRIAL_STEPS`` steps each — fewer, longer trials when the budget is small, none when two do not fit.
-    Trials the search does not need are not run, so the real cost is often lower.
+    A trial is never longer than the run itself (``budget > 1``). Trials the search does not need are not run, so
+    the real cost is often lower.
 
     >>> plan_budget(1000, 0.3, 3)
     BudgetPlan(budget_steps=300, finder_steps=250, num_trials=3, trial_steps=16)
     >>> plan_budget(1000, 0.6, 3)
     BudgetPlan(budget_steps=600, finder_steps=250, num_trials=3, trial_steps=116)
     """
+    total_steps = _check_total_steps(total_steps)
+    budget = check_positive("budget", budget)
+    num_candidates = _check_num_candidates(num_candidates)
+    if finder_steps_run is not None:
+        finder_steps_run = _check_int("finder_steps_run", finder_steps_run, 0)
     budget_steps = math.floor(budget * total_steps + 1e-9)
     finder_steps = max(10, min(budget_steps, round(FINDER_FRACTION * total_steps)))
     used = finder_steps if finder_steps_run is None else finder_steps_run
@@ -147,17 +156,36 @@ def plan_budget(
     n = min(num_candidates, left // MIN_TRIAL_STEPS)
     if n < 2:
         return BudgetPlan(budget_steps, finder_steps, 0, 0)
-    return BudgetPlan(budget_steps, finder_steps, n, left // n)
+    return BudgetPlan(budget_steps, finder_steps, n, min(left // n, total_steps))
+
+
+def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
+    """An integer (numpy/torch integer scalars too, never a bool) ``>= minimum``, as a python ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be {hint or f'an integer >= {minimum}'}")
+    return int(value)
+
+
+def _check_total_steps(value: Any) -> int:
+    return _check_int("total_steps", value, 1, "a positive integer (the run's optimizer steps)")
+
+
+def _check_num_candidates(value: Any) -> int:
+    return _check_int("num_candidates", value, 2)
 
 
 @torch.no_grad()
-def _val_loss(model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device) -> float:
+def _val_loss(
+    model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device, amp: Any = None
+) -> float:
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
         batch = move_to(batch, device)
         n = batch_size(batch)
-        total += float(batch_loss(model, batch, loss_fn, step_fn)) * n
+        with amp if amp is not None else _NO_AMP:
+            loss = batch_loss(model, batch, loss_fn, step_fn)
+        total += float(loss) * n
         count += n
     if count == 0:
         raise ValueError("val_loader yielded no batches: lr0='auto' scores its candidates on the validation loss")
@@ -165,12 +193,67 @@ def _val_loss(model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_
     return value if math.isfinite(value) else math.inf
 
 
-def _seed_everything(seed: int, generator: torch.Generator | None) -> None:
+def _seed_everything(seed: int, generator: torch.Generator | Iterable[torch.Generator] | None) -> None:
+    """Seed torch, numpy, python and the loader's generator(s) with ``seed``."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-    if generator is not None:
-        generator.manual_seed(seed)
+    for gen in [generator] if isinstance(generator, torch.Generator) else (generator or []):
+        gen.manual_seed(seed)
+
+
+#: A no-op context (no autocast).
+_NO_AMP = contextlib.nullcontext()
+
+
+def _diverged(value: float, first: float) -> bool:
+    """Whether a trial's training loss ``value`` counts as diverged against its first loss ``first``: not finite,
+    or above ``DIVERGE_FACTOR × first`` (for a negative ``first``: risen by ``(DIVERGE_FACTOR - 1) × |first|``)."""
+    if not math.isfinite(value):
+        return True
+    if first >= 0:
+        return value > DIVERGE_FACTOR * max(first, 1e-12)
+    return value > first - (DIVERGE_FACTOR - 1) * first
+
+
+def _no_progress_bound(l0: float) -> float:
+    """The loss a trial must get below to count as having learned: ``MIN_PROGRESS`` of ``|l0|`` below ``l0``."""
+    return (1 - MIN_PROGRESS) * l0 if l0 >= 0 else (1 + MIN_PROGRESS) * l0
+
+
+def _make_trial_scheduler(make_scheduler: MakeScheduler, optimizer: torch.optim.Optimizer, steps: int) -> Any:
+    """``make_scheduler(optimizer, steps)``, checked: a failure or a result that cannot drive a trial is an error
+    naming ``make_scheduler``."""
+    name = getattr(make_scheduler, "__name__", type(make_scheduler).__name__)
+    try:
+        scheduler = make_scheduler(optimizer, steps)
+    except Exception as e:  # any failure of the user's callable is theirs
+        if isinstance(e, torch.OutOfMemoryError):
+            raise
+        raise ValueError(
+            f"make_scheduler={name}(optimizer, {steps}) failed: {type(e).__name__}: {e}. lr0='auto' calls it as "
+            "make_scheduler(optimizer, steps) -> LRScheduler: the run's schedule over `steps` optimizer steps, on "
+            "the optimizer it is given"
+        ) from e
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise ValueError(
+            f"make_scheduler={name} returned a ReduceLROnPlateau, which follows a metric, not the step count, so "
+            "lr0='auto' cannot compress it into a short trial; return the run's schedule over `steps` steps "
+            "(LambdaLR, CosineAnnealingLR, OneCycleLR, ...), or choose the LR with lrkit.find_lr"
+        )
+    if not callable(getattr(scheduler, "step", None)):
+        hint = " (an lrkit schedule? return schedule.to_torch(optimizer))" if hasattr(scheduler, "to_torch") else ""
+        raise ValueError(
+            f"make_scheduler={name} returned {type(scheduler).__name__}, not an LR scheduler with a .step() method"
+            f"{hint}; it must return make_scheduler(optimizer, steps) -> LRScheduler"
+        )
+    owner = getattr(scheduler, "optimizer", optimizer)
+    if owner is not optimizer:
+        raise ValueError(
+            f"make_scheduler={name} returned a scheduler of another optimizer ({type(owner).__name__}), so the trials "
+            "would not follow it; build the scheduler on the optimizer make_scheduler is given"
+        )
+    return scheduler
 
 
 def _run_trial(
@@ -186,33 +269,82 @@ def _run_trial(
     accumulate: int,
     max_grad_norm: float | None,
     device: torch.device,
+    amp: bool | str = False,
 ) -> tuple[int, bool, list[float]]:
-    """Train ``steps`` steps at peak LR ``peak`` on the compressed schedule; return (steps run, diverged, losses)."""
+    """Train ``steps`` steps at peak LR ``peak`` on the compressed schedule; return (steps run, diverged, losses).
+
+    As the run would: ``amp`` autocast (with a GradScaler for float16 on CUDA), clipping, accumulation, and a
+    closure for optimizers that need one (LBFGS).
+    """
+    from lrkit.finder.range_test import _needs_closure
+
     for group, scale in zip(optimizer.param_groups, scales):
-        group["lr"] = peak * scale
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(peak * scale)  # in place: the group keeps the tensor it was built with
+        else:
+            group["lr"] = peak * scale
         group.pop("initial_lr", None)  # so the new scheduler takes these LRs as its base
-    scheduler = make_scheduler(optimizer, steps)
+    scheduler = _make_trial_scheduler(make_scheduler, optimizer, steps)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    autocast, use_scaler = autocast_context(amp, device)
+    scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+    needs_closure = _needs_closure(optimizer)
     model.train()
     losses: list[float] = []
     first = None
+
+    def forward_backward(micro: list[Any]) -> float:
+        total = 0.0
+        for batch in micro:
+            with autocast:
+                loss = batch_loss(model, move_to(batch, device), loss_fn, step_fn)
+            scaled = loss / accumulate
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            total += float(loss.detach())
+        if max_grad_norm is not None and needs_closure:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        return total
+
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for _ in range(accumulate):
-            loss = batch_loss(model, move_to(next(batches), device), loss_fn, step_fn)
-            (loss / accumulate).backward()
-            total += float(loss.detach())
-        value = total / accumulate
+        if needs_closure:  # the closure re-evaluates the same micro-batches
+            micro = [next(batches) for _ in range(accumulate)]
+            value = forward_backward(micro) / accumulate
+        else:  # batch by batch, as the run draws them
+            total = 0.0
+            for _ in range(accumulate):
+                total += forward_backward([next(batches)])
+            value = total / accumulate
         losses.append(value)
         if first is None:
             first = value
-        if not math.isfinite(value) or value > DIVERGE_FACTOR * max(first, 1e-12):
+        if _diverged(value, first):
             return step + 1, True, losses
-        if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-        scheduler.step()
+        if needs_closure:
+
+            def closure(micro: list[Any] = micro) -> torch.Tensor:
+                optimizer.zero_grad(set_to_none=True)
+                return torch.tensor(forward_backward(micro) / accumulate)
+
+            optimizer.step(closure)
+        elif scaler is not None:
+            if max_grad_norm is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+        try:
+            scheduler.step()
+        except Exception as e:  # the user's scheduler: say whose it is
+            name = getattr(make_scheduler, "__name__", type(make_scheduler).__name__)
+            raise ValueError(
+                f"the scheduler from make_scheduler={name}(optimizer, {steps}) failed at step {step + 1} of {steps}: "
+                f"{type(e).__name__}: {e}; it must run for `steps` optimizer steps"
+            ) from e
     return steps, False, losses
 
 
@@ -289,17 +421,23 @@ def choose_lr0(
 
     Args:
         model, optimizer, train_loader: as for :func:`lrkit.find_lr`; the optimizer's current LRs are ignored.
-        val_loader: batches to score trials on (``None``: the mean training loss over each trial's last fifth).
+        val_loader: batches to score trials on (``None``: the mean training loss over each trial's last fifth). A
+            one-shot iterator is read once into a list, so every trial is scored on the same batches.
         total_steps: the run's length in optimizer steps.
         make_scheduler: ``make_scheduler(optimizer, steps) -> LRScheduler``: the run's schedule over ``steps``
-            steps, built on the optimizer's current LRs as the peak (as ``LambdaLR`` does).
+            steps, built on the optimizer's current LRs as the peak (as ``LambdaLR`` does). It is called once per
+            trial on the optimizer it is given; a failure, a result without ``.step()``, a ``ReduceLROnPlateau``
+            (metric-driven: no step schedule to compress) or a scheduler of another optimizer is a ``ValueError``
+            naming ``make_scheduler``.
         loss_fn, step_fn: how to get a batch's loss (``loss_fn(model(x), y)`` or ``step_fn(model, batch)``).
         budget: the most extra compute, as a fraction of ``total_steps`` (0.3 = 30% of one run).
         num_candidates: the most confirmation trials (fewer when the budget is small or the search stops early).
-        seed: seeds torch/numpy/python and the train loader's generator before each trial, so every candidate sees
-            the same batches and randomness (differences are the LR's, not noise).
+        seed: seeds torch/numpy/python and the train loader's generator(s) (the loader's and its sampler's) before
+            each trial, so every candidate sees the same batches and randomness (differences are the LR's, not
+            noise). The range test runs on the caller's RNG state, as :func:`lrkit.find_lr` does: seed before the
+            call for a reproducible choice (``lrkit.train`` does).
         finder_kwargs: extra arguments for :func:`lrkit.find_lr` (``num_steps``, ``start_lr``, ``end_lr``, ``rule``,
-            ``amp``, ...).
+            ``amp``, ...); ``amp`` applies to the trials and their validation passes too, as in the run.
         accumulate: micro-batches per optimizer step (gradient accumulation), as in the run.
         max_grad_norm: clip the global gradient norm at each step, as the run does (optional).
         log: called with one line per stage and per trial (e.g. ``print``).
@@ -318,22 +456,24 @@ def choose_lr0(
         True
     """
     from lrkit.finder import find_lr
-    from lrkit.finder.range_test import group_scales
+    from lrkit.finder.range_test import _loader_generators, group_scales
 
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(f"total_steps={total_steps!r} must be a positive integer (the run's optimizer steps)")
+    total_steps = _check_total_steps(total_steps)
     budget = check_positive("budget", budget)
-    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or num_candidates < 2:
-        raise ValueError(f"num_candidates={num_candidates!r} must be an integer >= 2")
-    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
-        raise ValueError(f"accumulate={accumulate!r} must be an integer >= 1")
+    num_candidates = _check_num_candidates(num_candidates)
+    accumulate = _check_int("accumulate", accumulate, 1)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed={seed!r} must be an integer in [-2**63, 2**64) (torch's seed range)")
+    seed = int(seed)
     if not callable(make_scheduler):
         raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> LRScheduler")
+    if log is not None and not callable(log):
+        raise ValueError(f"log={log!r} must be a callable taking one line of text (e.g. print), or None")
     if max_grad_norm is not None:
         max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
     if SEARCH not in ("guard", "bracket"):
         raise ValueError(f"lrkit.train.auto.SEARCH={SEARCH!r} must be 'guard' or 'bracket'")
-    finder_kwargs = dict(finder_kwargs or {})
+    finder_kwargs = _check_finder_kwargs(finder_kwargs, find_lr)
     lines: list[str] = []
 
     def say(line: str) -> None:
@@ -352,7 +492,8 @@ def choose_lr0(
             f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} x "
             f"total_steps={total_steps} allows {plan.budget_steps}; {fix}, or pass an explicit lr0"
         )
-    if finder_kwargs.get("num_steps", 0) > plan.budget_steps:
+    num_steps = finder_kwargs.get("num_steps", 0)
+    if isinstance(num_steps, numbers.Real) and not isinstance(num_steps, bool) and num_steps > plan.budget_steps:
         raise ValueError(
             f"finder_kwargs num_steps={finder_kwargs['num_steps']} exceeds the extra budget of {plan.budget_steps} "
             f"steps (budget={budget:g} x total_steps={total_steps}); lower num_steps or raise budget"
@@ -365,11 +506,23 @@ def choose_lr0(
     if accumulate > 1:
         finder_kwargs.setdefault("accumulation_steps", accumulate)
 
-    generator = getattr(train_loader, "generator", None)
-    generator = generator if isinstance(generator, torch.Generator) else None
-    gen_state = generator.get_state() if generator is not None else None
     first_param = next(iter(model.parameters()), None)
     device = first_param.device if first_param is not None else torch.device("cpu")
+    amp = finder_kwargs.get("amp", False)
+    autocast, _ = autocast_context(amp, device)  # checks the setting before any work
+    if isinstance(val_loader, Iterator):  # a one-shot iterator: every trial is scored on the same batches
+        val_loader = list(val_loader)
+        say(f"lr0=auto: val_loader is a one-shot iterator; its {len(val_loader)} batches are kept to score every "
+            "trial on them")
+    if isinstance(train_loader, Iterator):
+        say("lr0=auto: note — train_loader is a one-shot iterator, so each trial draws fresh batches from it and "
+            "the candidates are compared on different batches; pass a re-iterable loader (a DataLoader or a list) "
+            "for a like-for-like comparison")
+    generators = _loader_generators(train_loader)  # the loader's and its sampler's: iterating advances them
+    gen_states = [(g, g.get_state()) for g in generators]
+    # a scheduler wraps optimizer.step in an instance attribute (torch's step-order check): put back what was there
+    had_step = "step" in vars(optimizer)
+    own_step = vars(optimizer).get("step")
     snapshot = Snapshot.capture(model, optimizer, rng=True)
     trials: list[Trial] = []
     try:
@@ -394,7 +547,9 @@ def choose_lr0(
             steps = plan.trial_steps
             horizon = (total_steps / steps) ** HORIZON_EXPONENT if SEARCH == "bracket" else 1.0
             scored_on = "validation" if val_loader is not None else "training"
-            start_loss = _val_loss(model, val_loader, loss_fn, step_fn, device) if val_loader is not None else None
+            start_loss = (
+                _val_loss(model, val_loader, loss_fn, step_fn, device, autocast) if val_loader is not None else None
+            )
             snapshot.restore()
             start: list[float | None] = [start_loss]
             say(
@@ -405,16 +560,16 @@ def choose_lr0(
 
             def run(peak: float) -> Trial:
                 snapshot.restore()
-                _seed_everything(seed, generator)
+                _seed_everything(seed, generators)
                 batches = cycle_batches(train_loader, "train_loader")
                 n, diverged, losses = _run_trial(
                     model, optimizer, scales, peak * horizon, steps, batches, make_scheduler, loss_fn, step_fn,
-                    accumulate, max_grad_norm, device,
+                    accumulate, max_grad_norm, device, amp,
                 )
                 if diverged:
                     score = math.inf
                 elif val_loader is not None:
-                    score = _val_loss(model, val_loader, loss_fn, step_fn, device)
+                    score = _val_loss(model, val_loader, loss_fn, step_fn, device, autocast)
                 else:
                     score = float(np.mean(losses[-max(1, len(losses) // 5) :]))
                 trial = Trial(float(peak), float(score), int(n))
@@ -439,8 +594,12 @@ def choose_lr0(
             say(f"lr0=auto: chose {lr:.3g} — {how}")
     finally:
         snapshot.restore()
-        if generator is not None and gen_state is not None:
-            generator.set_state(gen_state)
+        for gen, state in gen_states:
+            gen.set_state(state)
+        if had_step:
+            vars(optimizer)["step"] = own_step
+        else:
+            vars(optimizer).pop("step", None)
     extra = int(finder.num_steps_run + sum(t.steps for t in trials))
     return AutoLR(
         lr=float(lr),
@@ -452,6 +611,24 @@ def choose_lr0(
         trial_steps=plan.trial_steps,
         log_lines=lines,
     )
+
+
+def _check_finder_kwargs(finder_kwargs: Any, find_lr: Callable[..., Any]) -> dict[str, Any]:
+    """A copy of ``finder_kwargs`` whose keys are :func:`lrkit.find_lr` options choose_lr0 does not set itself."""
+    if finder_kwargs is None:
+        return {}
+    if not isinstance(finder_kwargs, dict):
+        raise ValueError(f"finder_kwargs must be a dict of lrkit.find_lr options, got {type(finder_kwargs).__name__}")
+    own = {"model", "optimizer", "train_loader", "loss_fn", "step_fn"}
+    valid = [k for k in inspect.signature(find_lr).parameters if k not in own]
+    for key in finder_kwargs:
+        if key in own:
+            raise ValueError(
+                f"finder_kwargs[{key!r}]: pass {key} to choose_lr0 itself (it is used by the range test and the trials)"
+            )
+        if key not in valid:
+            raise unknown_name_error("finder_kwargs key (an lrkit.find_lr option)", str(key), valid)
+    return dict(finder_kwargs)
 
 
 def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | None]) -> tuple[float, str]:
@@ -466,12 +643,17 @@ def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | 
         lr, how = _pick(tried)
         return lr, f"the suggestion diverged on the run's schedule; {how}"
     l0 = start[0]
-    if l0 is not None and math.isfinite(l0) and first.val_loss > (1 - MIN_PROGRESS) * l0:
+    if l0 is not None and math.isfinite(l0) and first.val_loss > _no_progress_bound(l0):
         c = s
         while len(tried) < n:
             c *= SPACING**2
             tried.append(run(c))
         lr, how = _pick(tried)
+        if all(t.val_loss > _no_progress_bound(l0) for t in tried):
+            how += (
+                f"; no candidate up to {max(t.lr for t in tried):.3g} lowered the loss by {MIN_PROGRESS:.1%}: check "
+                "that the model can learn from this data (a detached loss, frozen parameters, constant targets?)"
+            )
         return lr, f"the suggestion did not learn (loss {first.val_loss:.4g} vs {l0:.4g} before training); {how}"
     c = s
     while len(tried) < n:

@@ -665,6 +665,7 @@ class _Trainer:
             self.model, self.optimizer, self.train_loader, self.val_loader, total_steps=self.total_steps,
             make_scheduler=make_scheduler, loss_fn=self.loss_fn, step_fn=self.step_fn, budget=self.cfg.auto_budget,
             seed=self.cfg.seed, accumulate=self.accumulate, log=self.log,
+            finder_kwargs={"amp": self.cfg.amp} if self.cfg.amp else None,  # the range test and trials as the run
         )
         self.lr0 = float(self.auto.lr)
         self.log(f"lrkit.train: lr0={self.lr0:.4g} (auto: {self.auto.reason}; {self.auto.extra_steps} extra steps = "
