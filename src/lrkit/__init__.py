@@ -33,6 +33,9 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
+# subpackages reachable as attributes (``lrkit.monitor.LossSpike``, ``lrkit.plots.finder``), imported on first use
+_SUBMODULES = frozenset({"finder", "monitor", "plots", "scaling"})
+
 if TYPE_CHECKING:  # pragma: no cover
     from lrkit import schedules
     from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
@@ -44,6 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
+    if module is None and name in _SUBMODULES:
+        module = f"lrkit.{name}"
     if module is None:
         raise AttributeError(f"module 'lrkit' has no attribute {name!r}")
     mod = importlib.import_module(module)

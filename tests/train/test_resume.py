@@ -129,6 +129,11 @@ def test_resume_with_more_epochs_replans_without_a_jump(tmp_path):
     x = (c + (8 * spe - 1 - c) * (4 - 2) / (8 - 2)) / spe  # in old epochs
     assert resumed[-1] == pytest.approx(0.1 * ((1 - x / 4) * (1 - 0.01) + 0.01), rel=1e-9)
     assert r.history[-1]["lr/all/decay"] == resumed[-1]
+    # args.yaml says what the run now is (it said epochs: 4 before the resume)
+    import yaml
+
+    args = yaml.safe_load((tmp_path / "cut" / "args.yaml").read_text())
+    assert args["epochs"] == 8 and args["resolved"]["total_steps"] == 8 * spe
 
 
 def test_resume_errors(tmp_path):

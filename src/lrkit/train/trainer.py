@@ -253,6 +253,7 @@ class _Trainer:
         self.ckpt_path: Path | None = None
         self.created_dir = False
         self.previous_files: list[str] = []
+        self.rewrite_args = False
 
     # ---------------------------------------------------------------------------------------------- logging
     def log(self, line: str) -> None:
@@ -499,6 +500,8 @@ class _Trainer:
         if ck is not None and self.ckpt_path is not None:
             self._load_checkpoint_state(ck)
             self.run_dir = self.ckpt_path.parent
+            # a resume may change keys (epochs, patience, ...): args.yaml says so once the first epoch is in
+            self.rewrite_args = True
         else:
             existed = cfg.exist_ok and (Path(cfg.project) / (cfg.name or "train")).exists()
             self.run_dir = _run.make_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok)
@@ -515,7 +518,11 @@ class _Trainer:
         return self._loop()
 
     def _claim_run_dir(self) -> None:
-        """Move an earlier run's files aside (exist_ok=True), then write this run's args.yaml."""
+        """Move an earlier run's files aside (exist_ok=True), then write this run's args.yaml; on a resume, rewrite
+        args.yaml with the keys as now used."""
+        if self.rewrite_args:
+            self.rewrite_args = False
+            self._write_args()
         if self.previous_files:
             aside = _run.move_previous_run(self.run_dir, self.previous_files)
             self.log(f"lrkit.train: exist_ok — moved the earlier run's {', '.join(self.previous_files)} to {aside}")

@@ -1,0 +1,516 @@
+"""README.md's examples, run as written, so they cannot rot silently.
+
+Every ```python block of the README is either in ``COVERED`` (run here) or in ``NOT_COVERED`` (with the reason it is
+not run); a block in neither list fails ``test_every_python_block_is_triaged``. A block is named by a marker: the
+heading it sits under and its first line. A marker that no longer matches exactly one block fails
+``test_markers_match_one_block``, so a renamed or edited block cannot silently drop out of the test.
+
+Blocks use the user's own objects (``model``, ``train_loader``, ...). Each covered block names a *prelude* defined
+below that supplies small stand-ins for them (a linear model on scikit-learn's digits, ...); the block's own lines
+are never changed. Each block runs statement by statement in a fresh temporary working directory. Where a line is a
+bare expression whose trailing comment starts with a Python literal (``lrkit.scale_lr(0.1, 256, 1024)  # 0.4``), the
+value is checked against the comment (numbers to the digits shown; a set literal lists keys a returned dict must
+have, ``...`` meaning "and more"). ``>>>`` blocks run as doctests.
+
+The signatures the README prints and its table of ``lrkit.train`` hyperparameter defaults are checked against the
+code too.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import decimal
+import doctest
+import inspect
+import io
+import math
+import re
+import tokenize
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+import lrkit
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading the README
+# ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Block:
+    lang: str
+    heading: str
+    line: int  # 1-based line of the block's first code line
+    code: str
+
+    @property
+    def first_line(self) -> str:
+        return self.code.splitlines()[0].strip() if self.code.strip() else ""
+
+
+def readme_blocks(text: str) -> list[Block]:
+    """Every fenced block with its language and the nearest heading above it."""
+    blocks: list[Block] = []
+    heading = ""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        fence = re.match(r"^```(\w*)\s*$", line)
+        if fence:
+            j = i + 1
+            while j < len(lines) and not lines[j].startswith("```"):
+                j += 1
+            blocks.append(Block(fence.group(1), heading, i + 2, "\n".join(lines[i + 1:j])))
+            i = j + 1
+            continue
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        i += 1
+    return blocks
+
+
+BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
+PYTHON_BLOCKS = [b for b in BLOCKS if b.lang == "python"]
+
+
+def find_block(heading: str, first_line: str) -> Block:
+    found = [b for b in PYTHON_BLOCKS if b.heading == heading and b.first_line == first_line]
+    assert len(found) == 1, (
+        f"README marker ({heading!r}, {first_line!r}) matches {len(found)} python blocks; "
+        "update the marker in tests/test_readme_examples.py to the block's new heading/first line"
+    )
+    return found[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Preludes: small stand-ins for the user's objects a block refers to (names as the README uses them)
+# ----------------------------------------------------------------------------------------------------------------
+def _digits(ns: dict[str, Any]) -> None:
+    """A linear classifier on 512/128 scikit-learn digits, SGD with momentum, a per-batch scheduler."""
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    x, y = load_digits(return_X_y=True)
+    xt, yt = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
+    train_ds = torch.utils.data.TensorDataset(xt[:512], yt[:512])
+    val_ds = torch.utils.data.TensorDataset(xt[512:640], yt[512:640])
+    train_loader = torch.utils.data.DataLoader(train_ds, batch_size=64, shuffle=True,
+                                               generator=torch.Generator().manual_seed(0))
+    model = torch.nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    ns.update(
+        torch=torch, lrkit=lrkit, train_ds=train_ds, val_ds=val_ds, train_loader=train_loader, loader=train_loader,
+        val_loader=torch.utils.data.DataLoader(val_ds, batch_size=128), model=model, my_model=model,
+        optimizer=optimizer, opt=optimizer, loss_fn=torch.nn.functional.cross_entropy,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0),
+    )
+
+
+def _spec(ns: dict[str, Any]) -> None:
+    """The spec examples call ``from_spec`` bare."""
+    from lrkit.schedules import from_spec
+
+    ns["from_spec"] = from_spec
+
+
+def _digits_spec(ns: dict[str, Any]) -> None:
+    """Digits stand-ins plus ``from_spec`` (the resume block; see ``NOT_COVERED``)."""
+    _digits(ns)
+    _spec(ns)
+
+
+def _auto(ns: dict[str, Any]) -> None:
+    """``choose_lr0``'s block: digits, plus ``epochs`` and the user's ``my_warmup_cosine(steps)`` multiplier.
+
+    60 epochs x 8 batches = 480 steps: enough for the range test and three 8-step confirmation trials.
+    """
+    _digits(ns)
+
+    def my_warmup_cosine(steps: int) -> Callable[[int], float]:
+        warm = max(1, steps // 20)
+        return lambda t: (t + 1) / warm if t < warm else 0.5 * (1 + math.cos(math.pi * (t - warm) / (steps - warm)))
+
+    ns.update(epochs=60, my_warmup_cosine=my_warmup_cosine)
+
+
+def _finished_run(ns: dict[str, Any]) -> None:
+    """The checkpoint block loads ``runs/train/last.pt``: a 1-epoch run of the built-in linear model on iris."""
+    results = lrkit.train(data="iris", model="linear", epochs=1, lr0=0.01, verbose=False, plots=False)
+    assert results.run_dir == Path("runs/train")
+    model = results.model
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # so that loading the checkpoint visibly changes the model
+    ns.update(torch=torch, lrkit=lrkit, model=model)
+
+
+def _finetune_model(ns: dict[str, Any]) -> None:
+    """``param_groups``' block: a model with a pretrained ``body`` and an ``fc`` head (one LayerNorm inside)."""
+    body = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.ReLU(), torch.nn.Linear(16, 16))
+    ns.update(torch=torch, lrkit=lrkit,
+              model=torch.nn.Sequential(OrderedDict(body=body, fc=torch.nn.Linear(16, 3))))
+
+
+def _monitored_curve(ns: dict[str, Any]) -> None:
+    """``mark_events``' block: ``plt``, ``steps``/``losses`` of a monitored loop and its ``monitor`` (one NaN event)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    monitor = lrkit.Monitor(model, optimizer)
+    steps, losses = [], []
+    for i in range(30):
+        x = torch.randn(16, 4)
+        optimizer.zero_grad()
+        loss = ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
+        if i == 20:
+            loss = loss * float("nan")
+        loss.backward()
+        monitor.after_backward(loss)
+        optimizer.step()
+        monitor.after_step()
+        steps.append(i)
+        losses.append(loss.item())
+    assert [e.check for e in monitor.events] == ["non_finite"]
+    ns.update(plt=plt, steps=steps, losses=losses, monitor=monitor)
+
+
+def _torch_lrkit(ns: dict[str, Any]) -> None:
+    ns.update(torch=torch, lrkit=lrkit)
+
+
+def _none(ns: dict[str, Any]) -> None:
+    """The block needs nothing."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Which blocks run, and which do not (and why)
+# ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Covered:
+    heading: str
+    first_line: str
+    prelude: Callable[[dict[str, Any]], None]
+    check_comments: bool = True
+    after: Callable[[dict[str, Any]], None] | None = None  # further checks on the block's namespace
+
+
+def _after_find(ns: dict[str, Any]) -> None:
+    assert Path("lr_find.json").is_file() and Path("lr_find.png").is_file() and Path("again.png").is_file()
+    result = ns["result"]
+    assert set(result.suggestions()) == set(lrkit.SUGGESTION_RULES)
+    assert result.suggestions()[result.rule] == result.suggestion
+
+
+def _after_schedules(ns: dict[str, Any]) -> None:
+    scheduler, optimizer = ns["scheduler"], ns["optimizer"]
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(ns["s"].lr(0))
+
+
+def _after_train(ns: dict[str, Any]) -> None:
+    results = ns["results"]
+    files = {p.name for p in Path(results.run_dir).iterdir()}
+    assert {"args.yaml", "results.csv", "last.pt", "best.pt", "results.png", "events.json"} <= files
+
+
+def _after_checkpoint(ns: dict[str, Any]) -> None:
+    ckpt, model = ns["ckpt"], ns["model"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ckpt["model"][k])
+    assert {"optimizer", "scheduler", "scaler", "monitor", "rng", "config", "history", "epoch"} <= set(ckpt)
+
+
+def _after_choose_lr0(ns: dict[str, Any]) -> None:
+    auto = ns["auto"]
+    assert auto.lr > 0 and 0 < auto.extra_fraction <= 0.3 + 1e-9
+    assert len(auto.trials) >= 2 and all(t.steps > 0 for t in auto.trials)
+
+
+def _after_param_groups(ns: dict[str, Any]) -> None:
+    model, groups = ns["model"], ns["groups"]
+    backbone = lrkit.param_groups(model, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1)
+    lrs = {g["name"].split("/")[0]: g["lr"] for g in backbone}
+    assert lrs == {"head": pytest.approx(1e-3), "backbone": pytest.approx(1e-4)}  # the comment's claim
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def _after_monitor(ns: dict[str, Any]) -> None:
+    assert ns["monitor"].summary()["steps"] == len(ns["loader"])
+
+
+def _after_mark_events(ns: dict[str, Any]) -> None:
+    assert [t.get_text() for t in ns["ax"].get_legend().get_texts()] == ["non_finite → rollback"]
+
+
+COVERED = [
+    Covered("Find the learning rate: `lrkit.find_lr` and `lrkit find`", "import lrkit", _digits, after=_after_find),
+    Covered("Schedules: `lrkit.schedules` and `lrkit schedule`", "import torch", _none, after=_after_schedules),
+    Covered("Spec syntax (Python, YAML and CLI)",
+            'from_spec("step lr0=0.1 step_size=30 gamma=0.1", epochs=90, steps_per_epoch=100)   # ÷10 every 30 epochs',
+            _spec),
+    # Trains 20 epochs of the built-in digits MLP with lr0="auto" as written (~3 s); its comment's lr0 is checked.
+    Covered("Training: `lrkit.train(...)` and `lrkit train key=value`", "import lrkit", _none, after=_after_train),
+    Covered("Training: `lrkit.train(...)` and `lrkit train key=value`",
+            "results = lrkit.train(my_model, data=(train_ds, val_ds), epochs=30, lr0=3e-4, optimizer=\"AdamW\",",
+            _digits, after=_after_train),
+    Covered("The run directory", 'ckpt = torch.load("runs/train/last.pt", weights_only=True)', _finished_run,
+            after=_after_checkpoint),
+    Covered('`lr0="auto"`: the peak LR for this run\'s schedule and budget', "from lrkit.train.auto import choose_lr0",
+            _auto, after=_after_choose_lr0),
+    Covered("`scale_lr` — change the batch size, keep the LR right", "import lrkit", _digits),
+    Covered("`nominal_batch` — Ultralytics' `nbs`", ">>> from lrkit.scaling import nominal_batch", _none),
+    Covered("`param_groups` — discriminative LRs for fine-tuning",
+            "groups = lrkit.param_groups(model, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1)  "
+            "# head at 1e-3, rest at 1e-4", _finetune_model, after=_after_param_groups),
+    Covered("`freeze_layers` — transfer learning",
+            ">>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))",
+            _torch_lrkit),
+    Covered("Watch training health: `lrkit.Monitor`", "import lrkit", _digits, after=_after_monitor),
+    Covered("torch, resume, fast-forward, re-plan",
+            'sched = from_spec("onecycle max_lr=0.1", epochs=90, steps_per_epoch=len(loader)).to_torch(optimizer)',
+            _digits_spec),
+    Covered("Records and pictures", "from lrkit.plots.monitor import mark_events", _monitored_curve,
+            after=_after_mark_events),
+]
+
+#: Python blocks deliberately not run here: (heading, first line) -> why.
+NOT_COVERED = {
+    ("Reusing the suite", "from _suite import TASKS, make_loaders, train_run, oracle, regret, evaluate_lrs"):
+        "benchmarks/_suite.py, not the package: oracle(task) trains 75 runs per task unless cached",
+    ("API", "lrkit.train(model=None, *, data, epochs=10, lr0=None, lrf=0.01, batch=32, optimizer=\"auto\", "
+            "momentum=0.937,"):
+        "a signature, not code: checked by test_readme_signatures_match_the_code instead",
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running a block
+# ----------------------------------------------------------------------------------------------------------------
+def _comments(code: str) -> dict[int, str]:
+    """Line number -> the text of the comment on that line."""
+    out: dict[int, str] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+        if tok.type == tokenize.COMMENT:
+            out[tok.start[0]] = tok.string.lstrip("#").strip()
+    return out
+
+
+def _leading_literal(comment: str) -> str | None:
+    """The longest whitespace-delimited prefix of ``comment`` that is a Python literal, if any."""
+    cuts = [m.start() for m in re.finditer(r"\s", comment)] + [len(comment)]
+    for cut in sorted(cuts, reverse=True):
+        text = comment[:cut].strip()
+        try:
+            ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        return text
+    return None
+
+
+def _matches(actual: Any, node: ast.expr, src: str) -> bool:
+    """Does ``actual`` match the literal ``node`` (parsed from ``src``) to the precision it is written with?
+
+    A number written as ``0.00998`` matches anything that rounds to it (within half a unit of its last digit); a
+    set literal lists keys a dict must have (``...``: "and more").
+    """
+    if isinstance(node, ast.Set):
+        keys = {ast.literal_eval(e) for e in node.elts if not (isinstance(e, ast.Constant) and e.value is Ellipsis)}
+        more = len(keys) < len(node.elts)
+        return isinstance(actual, dict) and keys <= set(actual) and (more or keys == set(actual))
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return (isinstance(actual, (tuple, list)) and len(actual) == len(node.elts)
+                and all(_matches(a, e, src) for a, e in zip(actual, node.elts)))
+    if isinstance(node, ast.Dict):
+        keys = [ast.literal_eval(k) for k in node.keys if k is not None]
+        return (isinstance(actual, dict) and list(actual) == keys
+                and all(_matches(actual[k], v, src) for k, v in zip(keys, node.values)))
+    value = ast.literal_eval(node)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = ast.get_source_segment(src, node) or repr(value)
+        half_unit = 0.5 * 10.0 ** decimal.Decimal(text.lstrip("+-")).as_tuple().exponent
+        return (isinstance(actual, (int, float)) and not isinstance(actual, bool)
+                and abs(actual - value) <= half_unit * (1 + 1e-9))
+    return bool(actual == value)
+
+
+def run_block(block: Block, ns: dict[str, Any], *, check_comments: bool) -> list[str]:
+    """Run ``block`` statement by statement in ``ns``; return the claims that did not hold."""
+    tree = ast.parse(block.code)
+    comments = _comments(block.code)
+    wrong: list[str] = []
+    for node in tree.body:
+        where = f"README.md:{block.line + node.lineno - 1}"
+        if isinstance(node, ast.Expr):
+            value = eval(compile(ast.Expression(node.value), where, "eval"), ns)
+            comment = comments.get(node.end_lineno or node.lineno, "")
+            claim = _leading_literal(comment) if check_comments and comment else None
+            if claim is not None and not _matches(value, ast.parse(claim, mode="eval").body, claim):
+                wrong.append(f"{where}: {ast.unparse(node)} gives {value!r}; the README says {claim}")
+        else:
+            exec(compile(ast.Module([node], type_ignores=[]), where, "exec"), ns)
+    return wrong
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tests
+# ----------------------------------------------------------------------------------------------------------------
+def test_markers_match_one_block() -> None:
+    for c in COVERED:
+        find_block(c.heading, c.first_line)
+    for heading, first_line in NOT_COVERED:
+        find_block(heading, first_line)
+
+
+def test_every_python_block_is_triaged() -> None:
+    known = {(c.heading, c.first_line) for c in COVERED} | set(NOT_COVERED)
+    new = [(b.heading, b.first_line, f"README.md:{b.line}") for b in PYTHON_BLOCKS
+           if (b.heading, b.first_line) not in known]
+    assert not new, f"python blocks neither run nor listed in NOT_COVERED (add them to one list): {new}"
+    assert len(COVERED) + len(NOT_COVERED) == len(PYTHON_BLOCKS)
+
+
+@pytest.mark.parametrize("case", COVERED, ids=lambda c: f"{c.heading[:40]}|{c.first_line[:30]}")
+def test_readme_block_runs(case: Covered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    block = find_block(case.heading, case.first_line)
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, Any] = {"__name__": "readme_example"}
+    case.prelude(ns)
+    try:
+        if block.first_line.startswith(">>>"):
+            test = doctest.DocTestParser().get_doctest(block.code, ns, f"README.md:{block.line}", str(README),
+                                                       block.line - 1)
+            runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+            out = io.StringIO()
+            runner.run(test, out=out.write)
+            assert runner.failures == 0, out.getvalue()
+            assert runner.tries > 0
+        else:
+            wrong = run_block(block, ns, check_comments=case.check_comments)
+            assert not wrong, "\n".join(wrong)
+            if case.after is not None:
+                case.after(ns)
+    finally:
+        plt.close("all")
+
+
+def test_comment_check_catches_a_wrong_claim() -> None:
+    """The comment check is live: a claim that does not hold is reported, one that does is not."""
+    ns: dict[str, Any] = {"lrkit": lrkit}
+    good = Block("python", "h", 1, "lrkit.scale_lr(0.1, 256, 1024)   # 0.4   linear\n")
+    bad = Block("python", "h", 1, "lrkit.scale_lr(0.1, 256, 1024)   # 0.5   linear\n")
+    keys = Block("python", "h", 1, 'dict(a=1, b=2)   # {"a", ...}\nlist("ab")   # picks by the optimizer\n')
+    missing = Block("python", "h", 1, 'dict(a=1)   # {"a", "c", ...}\n')
+    rounded = Block("python", "h", 1, "(0.009978, 'auto')   # (0.00998, 'auto') - rounded\n")
+    too_far = Block("python", "h", 1, "(0.009978, 'auto')   # (0.0099, 'auto')\n")
+    assert run_block(good, ns, check_comments=True) == []
+    assert len(run_block(bad, ns, check_comments=True)) == 1
+    assert run_block(rounded, ns, check_comments=True) == []
+    assert len(run_block(too_far, ns, check_comments=True)) == 1
+    assert run_block(keys, ns, check_comments=True) == []
+    assert len(run_block(missing, ns, check_comments=True)) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Signatures and defaults printed in the README
+# ----------------------------------------------------------------------------------------------------------------
+def _readme_signature(text: str, anchor: str) -> inspect.Signature:
+    """Parse the call that starts with ``anchor`` as printed in the README (a code block or inline code)."""
+    start = text.index(anchor)
+    i = text.index("(", start)
+    open_paren = i
+    depth = 0
+    while True:
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            break
+        i += 1
+    params = text[open_paren + 1:i].replace("`", "")
+    fn = ast.parse(f"def f({params}): pass").body[0]
+    assert isinstance(fn, ast.FunctionDef)
+    args = fn.args
+
+    def default(node: ast.expr | None) -> Any:
+        if node is None:
+            return inspect.Parameter.empty
+        while isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):  # rule="linear"|"sqrt"|"auto"
+            node = node.left
+        return ast.literal_eval(node)
+
+    pos = args.posonlyargs + args.args
+    pos_defaults = [None] * (len(pos) - len(args.defaults)) + list(args.defaults)
+    out = [inspect.Parameter(a.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default(d))
+           for a, d in zip(pos, pos_defaults)]
+    out += [inspect.Parameter(a.arg, inspect.Parameter.KEYWORD_ONLY, default=default(d))
+            for a, d in zip(args.kwonlyargs, args.kw_defaults)]
+    return inspect.Signature(out)
+
+
+def _signature_cases() -> list[tuple[str, Callable[..., Any]]]:
+    from lrkit import schedules
+    from lrkit.scaling import nominal_batch
+    from lrkit.train.auto import choose_lr0
+    from lrkit.train.trainer import train
+
+    return [  # (where the README prints the signature, the function)
+        ("lrkit.train(model=None, *", train),
+        ("choose_lr0(model, optimizer, train_loader, val_loader, *", choose_lr0),
+        ("scale_lr(lr, from_batch, to_batch,", lrkit.scale_lr),
+        ("nominal_batch(batch, nbs=", nominal_batch),
+        ("param_groups(model, lr, *", lrkit.param_groups),
+        ("freeze_layers(model, n)", lrkit.freeze_layers),
+        ("schedules.from_spec(spec, *", schedules.from_spec),
+        ("schedules.ultralytics(*", schedules.ultralytics),
+    ]
+
+
+@pytest.mark.parametrize("call,fn", _signature_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_readme_signatures_match_the_code(call: str, fn: Callable[..., Any]) -> None:
+    text = README.read_text(encoding="utf-8")
+    shown = _readme_signature(text, call)
+    real = inspect.signature(fn)
+    real_params = [p for p in real.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    assert [p.name for p in shown.parameters.values()] == [p.name for p in real_params], call
+    for p, q in zip(shown.parameters.values(), real_params):
+        kw_only = q.kind is inspect.Parameter.KEYWORD_ONLY
+        assert (p.kind is inspect.Parameter.KEYWORD_ONLY) == kw_only, f"{call}: {p.name} keyword-only in one only"
+        if p.default is not inspect.Parameter.empty:
+            assert p.default == q.default, f"{call}: README default {p.name}={p.default!r}, code {q.default!r}"
+        elif q.name != "data":  # the README writes `data` without a default: it is required in practice
+            assert q.default is inspect.Parameter.empty, f"{call}: {p.name} has default {q.default!r} in the code"
+
+
+def test_hyperparameter_table_defaults_match_train_config() -> None:
+    from lrkit._config import TrainConfig
+    from lrkit.train.trainer import train
+
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("### Hyperparameters"):]
+    table = table[:table.index("\n\n", table.index("| --- |"))]
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    seen: set[str] = set()
+    rows = [row for row in table.splitlines() if row.startswith("| `")]
+    assert len(rows) >= 30, "the hyperparameter table was not found"
+    for row in rows:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        keys = re.findall(r"`(\w+)`", cells[0])
+        defaults = [d.strip().strip("`") for d in cells[1].split(",")]
+        assert len(keys) == len(defaults), row
+        for key, shown in zip(keys, defaults):
+            seen.add(key)
+            if key == "cfg":  # a train() argument, not a TrainConfig field
+                assert inspect.signature(train).parameters["cfg"].default is None
+                continue
+            assert key in fields, f"README hyperparameter {key!r} is not a train key"
+            value = None if shown in ("—", "None") else ast.literal_eval(shown)
+            assert fields[key] == value, f"README default {key}={shown}, TrainConfig {fields[key]!r}"
+    assert set(fields) <= seen, f"train keys missing from the README table: {sorted(set(fields) - seen)}"
