@@ -563,7 +563,13 @@ class Warmup:
                                + "; above 1 it would start above the peak and warm *down*)"))
         object.__setattr__(self, "start_factor", sf)
         if self.bias_lr is not None:
-            object.__setattr__(self, "bias_lr", check_positive("warmup_bias_lr", self.bias_lr, allow_zero=True))
+            bias = check_positive("warmup_bias_lr", self.bias_lr, allow_zero=True)
+            if bias == 0 and self.type == "exponential":  # found here, not mid-run in scheduler.step()
+                raise ValueError(
+                    f"warmup_bias_lr={self.bias_lr!r} must be > 0 for an exponential warmup: it is geometric, so a "
+                    "start of 0 never leaves 0 (use warmup_type=linear to warm bias groups up from 0)"
+                )
+            object.__setattr__(self, "bias_lr", bias)
         if self.start_momentum is not None:
             m = check_positive("warmup_momentum", self.start_momentum, allow_zero=True)
             if m >= 1:

@@ -12,8 +12,9 @@ Parameter names follow torch's where torch has the policy, and Ultralytics' (``l
 from __future__ import annotations
 
 import math
+import numbers
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,7 +203,12 @@ class MultiStep(Schedule):
                          interval=interval)
         self.unit = _unit(unit)
         self.gamma = check_positive("gamma", gamma)
-        ms = [milestones] if isinstance(milestones, (int, float)) else list(milestones)
+        if isinstance(milestones, numbers.Real):  # a bool too: check_positive names it
+            ms: list[Any] = [milestones]
+        elif isinstance(milestones, (str, bytes, Mapping)) or not isinstance(milestones, Iterable):
+            raise ValueError(f"milestones={milestones!r} must be a number or a list of numbers (e.g. 30,60,90)")
+        else:
+            ms = list(milestones)
         if not ms:
             raise ValueError("milestones=[] must list at least one milestone")
         steps = [int(self._span("milestones", m, self.unit, integer=True)) for m in ms]
@@ -863,10 +869,11 @@ class WSD(Composed):
                 "shorten them or lengthen the run"
             )
         main = Constant(lr0=lr0, total_steps=stable, steps_per_epoch=spe)
-        warm = None
-        if w:
-            warm = Warmup(w, type=warmup_type, start_factor=ratio if warmup_start_factor is None else
-                          warmup_start_factor, bias_lr=warmup_bias_lr, start_momentum=warmup_momentum, prefix=True)
+        # built even for an empty warmup, so a bad warmup option never passes silently (Composed drops 0 steps);
+        # the default start (min_lr_ratio, as transformers) only where there is a warmup to start
+        start = warmup_start_factor if warmup_start_factor is not None or not w else ratio
+        warm = Warmup(w, type=warmup_type, start_factor=start, bias_lr=warmup_bias_lr,
+                      start_momentum=warmup_momentum, prefix=True)
         super().__init__(main, warmup=warm, cooldown=Cooldown(d, type=decay_type, min_ratio=ratio, name="decay"),
                          momentum=momentum)
         self.min_lr_ratio = ratio
@@ -1083,9 +1090,12 @@ class ReduceOnPlateau(Schedule):
 def _ultralytics(
     *,
     lr0: float | None = 0.01,
-    lrf: float = 0.01,
+    lrf: float | None = 0.01,
     cos_lr: bool = False,
     warmup_epochs: float = 3.0,
+    warmup_steps: int | None = None,
+    warmup_type: str = "linear",
+    warmup_start_factor: float | None = None,
     warmup_bias_lr: float | None = 0.1,
     warmup_momentum: float | None = 0.8,
     momentum: float | None = 0.937,
@@ -1094,15 +1104,25 @@ def _ultralytics(
     epochs: float | None = None,
     steps_per_epoch: float | None = None,
 ) -> Schedule:
-    """Ultralytics' schedule with its defaults (the ``ultralytics`` registry entry); see :func:`ultralytics`."""
+    """Ultralytics' schedule with its defaults (the ``ultralytics`` registry entry); see :func:`ultralytics`.
+
+    ``warmup_steps`` (when given) replaces ``warmup_epochs`` as the warmup length; ``warmup_type`` and
+    ``warmup_start_factor`` shape it as in any spec. ``lrf=None`` is the default 0.01.
+    """
     total, spe = resolve_timeline(epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     family = Cosine if _bool("cos_lr", cos_lr) else Linear
     main = family(lr0=lr0, lrf=lrf, total_steps=total, steps_per_epoch=spe, interval=interval)
-    w = _steps_from("warmup", None, warmup_epochs, None, total, spe, allow_zero=True) or 0
-    warm = Warmup(w, bias_lr=warmup_bias_lr, start_momentum=warmup_momentum, prefix=False) if w else None
+    if warmup_steps is not None:
+        w = _steps_from("warmup", warmup_steps, None, None, total, spe, allow_zero=True) or 0
+    else:
+        w = _steps_from("warmup", None, warmup_epochs, None, total, spe, allow_zero=True) or 0
+    # built even for an empty warmup, so a bad warmup option never passes silently (Composed drops 0 steps)
+    warm = Warmup(w, type=warmup_type, start_factor=warmup_start_factor, bias_lr=warmup_bias_lr,
+                  start_momentum=warmup_momentum, prefix=False)
     sched = Composed(main, warmup=warm, momentum=momentum)
     peak = "" if lr0 is None else f" lr0={lr0:g}"  # None: multipliers of whatever peak the caller sets
-    sched.label = f"ultralytics {'cosine' if family is Cosine else 'linear'}{peak} lrf={lrf:g}"
+    floor = main.lrf if isinstance(main, Cosine) else main.end_factor
+    sched.label = f"ultralytics {'cosine' if family is Cosine else 'linear'}{peak} lrf={floor:g}"
     return sched
 
 

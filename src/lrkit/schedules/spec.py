@@ -206,6 +206,11 @@ def from_spec(
     if missing:
         raise ValueError(f"schedule {info.name!r} needs {', '.join(f'{k}=...' for k in missing)} (spec {label!r})")
 
+    if "warmup_steps" in params and "warmup_epochs" in params:  # also for families that own both keys
+        raise ValueError(f"warmup_steps={params['warmup_steps']!r} and warmup_epochs={params['warmup_epochs']!r} "
+                         "give the warmup length twice: keep one")
+    if "warmup_prefix" in params and "warmup_prefix" not in accepted and {"warmup_steps", "warmup_epochs"} & accepted:
+        _own_warmup_prefix(info, params.pop("warmup_prefix"))
     generic = {k: params.pop(k) for k in list(params) if k in GENERIC_KEYS and k not in accepted}
     try:
         if not generic:
@@ -216,6 +221,21 @@ def from_spec(
         raise ValueError(f"schedule {info.name!r}: {e} (spec {label!r})") from None
     sched.label = label
     return sched
+
+
+def _own_warmup_prefix(info: ScheduleInfo, value: Any) -> None:
+    """``warmup_prefix`` for a family that builds its own warmup (``wsd``, ``ultralytics``): its fixed value is a
+    no-op, the other one an error that says what the family does instead."""
+    if not isinstance(value, bool):
+        raise ValueError(f"warmup_prefix={value!r} must be true or false")
+    if value == info.warmup_prefix:
+        return
+    does = ("always puts its warmup in front of the schedule" if info.warmup_prefix else
+            "blends its warmup into the schedule (as Ultralytics' trainer does)")
+    other = ("'constant lr0=... warmup_steps=... cooldown_frac=...' (blended by warmup_prefix=false)"
+             if info.warmup_prefix else "'cosine lr0=... warmup_epochs=3 warmup_prefix=true'")
+    raise ValueError(f"warmup_prefix={str(value).lower()}: {info.name!r} {does}; drop warmup_prefix, or use a "
+                     f"generic warmup, e.g. {other}")
 
 
 def _compose(

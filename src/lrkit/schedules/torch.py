@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -49,29 +50,49 @@ def _probe_steps(schedule: Schedule) -> list[int]:
     return sorted({round(i * (total - 1) / 16) for i in range(17)})
 
 
-def _fingerprint(schedule: Schedule) -> dict[str, Any]:
+def _fingerprint(schedule: Schedule, probe_peaks: Sequence[float] = (1.0,)) -> dict[str, Any]:
     """What identifies a schedule's LR curve: its class, length, peak LR and its multiplier at 17 probe steps.
 
-    Stateful schedules (reduce-on-plateau) are identified without the curve, which depends on their state.
+    A schedule without a peak LR is probed bound to the first of ``probe_peaks`` it accepts (absolute ``eta_min``,
+    ``base_lr`` … need one; cyclic refuses a peak below its ``base_lr``), recorded as ``probe_peak`` so a load
+    probes at the same one. Stateful schedules (reduce-on-plateau), and a schedule that accepts none of the
+    peaks, are identified without the curve.
     """
-    stateless = not schedule.state_dict()
-    bound = schedule if schedule.peak_lr is not None else schedule.with_peak(1.0)  # absolute eta_min etc. need one
-    return {
+    curve: list[list[float]] = []
+    probe: float | None = None
+    if not schedule.state_dict():
+        for peak in ([schedule.peak_lr] if schedule.peak_lr is not None else probe_peaks):
+            try:
+                bound = schedule if schedule.peak_lr is not None else schedule.with_peak(peak)
+                curve = [[t, float(bound.multiplier(t))] for t in _probe_steps(schedule)]
+            except ValueError:
+                continue
+            probe = None if schedule.peak_lr is not None else float(peak)
+            break
+    fp: dict[str, Any] = {
         "label": schedule.label,
         "type": type(schedule).__name__,
         "total_steps": schedule.total_steps,
         "peak_lr": schedule.peak_lr,
-        "curve": [[t, float(bound.multiplier(t))] for t in _probe_steps(schedule)] if stateless else [],
+        "stateful": bool(schedule.stateful),
+        "curve": curve,
     }
+    if probe is not None and probe != 1.0:  # 1.0: the probe of states saved before probe_peak was recorded
+        fp["probe_peak"] = probe
+    return fp
 
 
 def _same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:
     if (a.get("type"), a.get("total_steps"), a.get("peak_lr")) != (b.get("type"), b.get("total_steps"),
                                                                     b.get("peak_lr")):
         return False
+    if "stateful" in a and "stateful" in b and a["stateful"] != b["stateful"]:  # e.g. a warmup over plateau/cosine
+        return False
     ca, cb = a.get("curve") or [], b.get("curve") or []
-    if not ca or not cb:
+    if not ca:  # saved from a stateful schedule (or before lrkit recorded the curve)
         return True
+    if not cb:  # the saved curve cannot even be drawn from this schedule
+        return False
     return len(ca) == len(cb) and all(
         ta == tb and math.isclose(va, vb, rel_tol=1e-9, abs_tol=1e-12) for (ta, va), (tb, vb) in zip(ca, cb)
     )
@@ -264,6 +285,7 @@ class LRSchedulerAdapter(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-number state: step counter, bases, ``lr_multiplier``, re-plans and the schedule's own state."""
+        self._sync_groups()  # groups added since the last step() are part of the run being saved
         return {
             "last_step": int(self.last_epoch),
             "step_count": int(self._step_count),
@@ -281,7 +303,8 @@ class LRSchedulerAdapter(LRScheduler):
         """The current schedule's fingerprint, cached per schedule object (replans make new ones)."""
         cached = getattr(self, "_fp_cache", None)
         if cached is None or cached[0] is not self.schedule or not cached[1]["curve"]:
-            cached = self._fp_cache = (self.schedule, _fingerprint(self.schedule))
+            probes = (1.0, *sorted((b for b in self._bases if b > 0), reverse=True))
+            cached = self._fp_cache = (self.schedule, _fingerprint(self.schedule, probes))
         return {**cached[1], "curve": [list(p) for p in cached[1]["curve"]]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -303,10 +326,11 @@ class LRSchedulerAdapter(LRScheduler):
             schedule = schedule.replan(at_step=int(r["at_step"]), total_steps=int(r["total_steps"]),
                                        steps_per_epoch=r.get("steps_per_epoch"))
         saved = state_dict.get("fingerprint")  # absent in states saved before lrkit recorded it
-        if saved is not None and not _same_fingerprint(saved, _fingerprint(schedule)):
+        current = None if saved is None else _fingerprint(schedule, (float(saved.get("probe_peak", 1.0)),))
+        if saved is not None and current is not None and not _same_fingerprint(saved, current):
             raise ValueError(
                 f"the scheduler state was saved from a different schedule ({_describe(saved)}) than this scheduler's "
-                f"({_describe(_fingerprint(schedule))}): loading it would silently change the LR curve. Build the "
+                f"({_describe(current)}): loading it would silently change the LR curve. Build the "
                 "scheduler from the same spec (and total_steps) the state was saved with, then load it"
             )
         schedule.load_state_dict(state_dict["schedule_state"])

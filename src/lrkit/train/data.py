@@ -7,11 +7,13 @@ Sources:
   ``(train, val)`` pair of them (used as given);
 * a built-in name: ``digits``, ``breast_cancer``, ``wine``, ``iris`` (scikit-learn's bundled copies, no download),
   ``synthetic-regression``, ``synthetic-classification`` (generated);
-* a ``.csv`` file with a header row (target column: ``target=``, default the last column) or an ``.npz`` file
-  (arrays ``x``/``y``, or ``target=`` naming the target array) — tabular, features standardised with the *train*
-  split's mean and standard deviation only;
+* a ``.csv`` file with a header row (target column: ``target=``, default the last column; ``;``-, tab- or
+  ``|``-separated files are recognised from the header) or an ``.npz`` file (arrays ``x``/``y``, or ``target=``
+  naming the target array; an ``x`` of shape ``(N, C, H, W)`` is kept as images) — tabular, features standardised
+  with the *train* split's mean and standard deviation only;
 * a plain-text file: character-level language modelling (vocabulary from the train text, fixed-length windows);
-* a data YAML ``{train: file, val: file, target: column, task: ..., seq_len: ...}`` (paths relative to the YAML).
+* a data YAML ``{train: file, val: file or fraction, target: column, task: ..., seq_len: ...}`` (paths relative to
+  the YAML; a val CSV's columns are matched to the train file's by name).
 
 The split depends only on ``seed`` (and ``val``), so the same seed gives the same split on every machine.
 
@@ -23,18 +25,22 @@ The split depends only on ``seed`` (and ``val``), so the same seed gives the sam
 from __future__ import annotations
 
 import csv
+import io
+import math
+import numbers
 import os
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subset, TensorDataset
 
 from lrkit._config import TASKS
-from lrkit._utils import optional_import, unknown_name_error
+from lrkit._utils import check_int, optional_import, unknown_name_error
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -94,6 +100,9 @@ class TrainData:
         sampler = None
         if isinstance(self.train, DataLoader):
             train_loader = self.train
+        elif isinstance(self.train, IterableDataset):  # it yields its own order: no sampler can be given
+            train_loader = DataLoader(self.train, batch_size=batch, num_workers=workers,
+                                      generator=torch.Generator().manual_seed(seed))
         else:
             sampler = SeededSampler(len(self.train), seed=seed)
             train_loader = DataLoader(
@@ -211,6 +220,9 @@ def load_data(
     with floating ``x``, a column of class indices (the trainer's losses and accuracy squeeze the trailing 1) — is
     classification; floating ``y`` is regression; integer ``x`` and ``y`` of one shape ``(T,)`` is ``lm``.
     """
+    if isinstance(val, bool) or not isinstance(val, numbers.Real) or not 0.0 < val < 1.0:  # NaN fails too
+        raise ValueError(f"val={val!r} must be a fraction in (0, 1): the share of the data held out for validation")
+    seq_len = check_int("seq_len", seq_len, 1, " (the window length of a character-level LM)")
     if data is None:
         raise ValueError("data= is required: a built-in name (" + ", ".join(BUILTIN_DATASETS) + "), a CSV/NPZ/text/"
                          "YAML file, a torch Dataset/DataLoader, or a (train, val) pair")
@@ -238,6 +250,12 @@ def load_data(
         for role, obj in (("train", tr), ("val", va)):
             if not isinstance(obj, (Dataset, DataLoader)):
                 raise ValueError(f"data=(train, val): {role} is a {type(obj).__name__}, not a torch Dataset/DataLoader")
+            if isinstance(_dataset_of(obj), IterableDataset) and not _sized(obj):
+                raise ValueError(
+                    f"data=(train, val): {role} is an IterableDataset without __len__; lrkit plans the schedule in "
+                    "steps, so it needs the number of samples per epoch: give the dataset a __len__, or wrap it in a "
+                    "DataLoader whose length is known"
+                )
         return _from_torch(tr, va, task=task, source="pair")
     if isinstance(data, DataLoader):
         if data.batch_size is None:
@@ -282,6 +300,9 @@ def _split_indices(n: int, *, seed: int, val: float) -> tuple[np.ndarray, np.nda
 
 
 def _split_dataset(ds: Dataset, *, seed: int, val: float) -> tuple[Subset, Subset]:
+    if isinstance(ds, IterableDataset):  # a Subset indexes samples, which a stream cannot do
+        raise ValueError(f"data= is an IterableDataset ({type(ds).__name__}), which cannot be split into train/val "
+                         "by index; pass a (train, val) pair of datasets")
     try:
         n = len(ds)  # type: ignore[arg-type]
     except TypeError:
@@ -324,10 +345,11 @@ def _arrays_to_data(
     info = DataInfo(name=name, task=task, input_shape=tuple(x_tr.shape[1:]), num_outputs=None, source=source,
                     n_train=len(x_tr), n_val=len(x_va))
     if task == "classification":
-        classes = sorted(set(y_tr.tolist()) | set(y_va.tolist()), key=_label_key)
+        l_tr, l_va = _labels(y_tr), _labels(y_va)
+        classes = sorted(set(l_tr) | set(l_va), key=_label_key)
         index = {c: i for i, c in enumerate(classes)}
-        t_tr = torch.tensor([index[c] for c in y_tr.tolist()], dtype=torch.long)
-        t_va = torch.tensor([index[c] for c in y_va.tolist()], dtype=torch.long)
+        t_tr = torch.tensor([index[c] for c in l_tr], dtype=torch.long)
+        t_va = torch.tensor([index[c] for c in l_va], dtype=torch.long)
         info.num_outputs, info.classes = len(classes), classes
         if len(classes) < 2:
             raise ValueError(f"{name}: the target has a single class ({classes[0]!r}); nothing to classify")
@@ -352,6 +374,18 @@ def _arrays_to_data(
     )
 
 
+def _labels(y: np.ndarray) -> list[Any]:
+    """Class labels as Python values; integer-valued floats (a CSV column of 0/1, read as numbers) as ints, so the
+    saved classes read ``3``, not ``3.0``."""
+    if y.ndim != 1:
+        raise ValueError(f"classification needs one class label per sample, but the target has shape {y.shape}; pass "
+                         "task='regression' for several target values per sample")
+    values = y.tolist()
+    if y.dtype.kind == "f" and all(float(v).is_integer() for v in values):
+        return [int(v) for v in values]
+    return values
+
+
 def _label_key(c: Any) -> tuple[int, Any]:
     return (0, c) if isinstance(c, (int, float)) else (1, str(c))
 
@@ -366,17 +400,41 @@ def _from_builtin(entry: DatasetInfo, *, seed: int, val: float, task: str | None
 
 
 # ------------------------------------------------------------------------------------------- files
+class _Table(NamedTuple):
+    """A CSV/NPZ file read: features ``x`` (``(N, ...)``), target ``y``, and what the YAML/split code needs."""
+
+    x: np.ndarray
+    y: np.ndarray
+    raw_y: np.ndarray | None = None  # a CSV target column as text (to read train and val labels alike)
+    columns: list[str] | None = None  # CSV feature names (to match a val file's columns to the train file's)
+    target_name: str | None = None
+    image_shape: tuple[int, ...] | None = None  # (C, H, W) for an NPZ of images (N, C, H, W)
+    notes: tuple[str, ...] = ()
+
+
+def _file_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in TABULAR_SUFFIXES:
+        return "table"
+    if suffix == ".npz":
+        return "npz"
+    return "yaml" if suffix in YAML_SUFFIXES else "text"
+
+
 def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
                seq_len: int) -> TrainData:
-    suffix = path.suffix.lower()
-    if suffix in YAML_SUFFIXES:
+    kind = _file_kind(path)
+    if kind == "yaml":
         return _from_yaml(path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
-    if suffix in TABULAR_SUFFIXES or suffix == ".npz":
+    if kind in ("table", "npz"):
         if task == "lm":
             raise ValueError(f"task='lm' needs a plain-text file, not {path.name}")
-        x, y = _read_table(path, target)
-        tr, va = _split_indices(len(x), seed=seed, val=val)
-        return _arrays_to_data(x[tr], y[tr], x[va], y[va], task=task, name=path.name, source=suffix.lstrip("."))
+        t = _read_table(path, target)
+        tr, va = _split_indices(len(t.x), seed=seed, val=val)
+        out = _arrays_to_data(t.x[tr], t.y[tr], t.x[va], t.y[va], task=task, name=path.name,
+                              source=path.suffix.lower().lstrip("."), image_shape=t.image_shape)
+        out.info.notes.extend(t.notes)
+        return out
     if task not in (None, "lm"):
         raise ValueError(f"data={str(path)!r} is read as plain text (character-level LM); task={task!r} needs a "
                          "CSV/NPZ file")
@@ -393,8 +451,8 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
+    try:  # -sig: a byte-order mark is not a character of the text; newlines (\r\n, \r) are read as \n
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(
             f"data={str(path)!r} is not UTF-8 text; supported files: .csv/.tsv, .npz, .yaml (data YAML), or plain "
@@ -402,12 +460,19 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _read_table(path: Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray]:
+def _read_table(path: Path, target: str | int | None) -> _Table:
     if path.suffix.lower() == ".npz":
         return _read_npz(path, target)
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a name
-        rows = [r for r in csv.reader(f, delimiter=delimiter) if r and any(c.strip() for c in r)]
+        content = f.read()
+    notes: tuple[str, ...] = ()
+    if path.suffix.lower() == ".tsv":
+        delimiter = "\t"
+    else:
+        delimiter = _sniff_delimiter(content)
+        if delimiter != ",":
+            notes = (f"{path.name}: read as {delimiter!r}-separated (its header has no commas between fields)",)
+    rows = [r for r in csv.reader(io.StringIO(content), delimiter=delimiter) if r and any(c.strip() for c in r)]
     if len(rows) < 3:
         raise ValueError(f"{path.name}: needs a header row and at least 2 data rows, found {len(rows)} rows")
     header = [h.strip() for h in rows[0]]
@@ -441,8 +506,21 @@ def _read_table(path: Path, target: str | int | None) -> tuple[np.ndarray, np.nd
     if not features:
         raise ValueError(f"{path.name}: no feature columns besides the target {header[t]!r}")
     x = np.array(features, dtype=np.float64).T
-    _check_finite(x, y, path.name, [h for j, h in enumerate(header) if j != t], header[t])
-    return x, y
+    columns = [h for j, h in enumerate(header) if j != t]
+    _check_finite(x, y, path.name, columns, header[t])
+    return _Table(x, y, np.array(raw_y), columns, header[t], None, notes)
+
+
+def _sniff_delimiter(content: str) -> str:
+    """``,`` unless the header row splits into more fields on ``;``, a tab or ``|`` (European spreadsheets write
+    ``;``-separated ".csv" files). Ties keep the comma."""
+    first = next((line for line in content.splitlines() if line.strip()), "")
+    best, fields = ",", len(next(csv.reader([first], delimiter=","), []))
+    for d in (";", "\t", "|"):
+        n = len(next(csv.reader([first], delimiter=d), []))
+        if n > fields:
+            best, fields = d, n
+    return best
 
 
 def _check_finite(x: np.ndarray, y: np.ndarray, fname: str, columns: Sequence[str] | None = None,
@@ -486,13 +564,41 @@ def _column_index(header: Sequence[str], target: str | int | None, fname: str) -
             raise ValueError(f"target={target} is out of range: {fname} has {len(header)} columns")
         return target % len(header)
     if target in header:
-        return header.index(target)
+        where = [j for j, h in enumerate(header) if h == target]
+        if len(where) > 1:
+            raise ValueError(f"target={target!r} is ambiguous: {target!r} names {len(where)} columns "
+                             f"({', '.join(map(str, where))}) of {fname}; pass the column's index, e.g. "
+                             f"target={where[-1]}")
+        return where[0]
     raise unknown_name_error(f"target column of {fname}:", target, header)
 
 
-def _read_npz(path: Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+def _read_npz(path: Path, target: str | int | None) -> _Table:
+    if not zipfile.is_zipfile(path):  # numpy would try to unpickle it and say so, which misleads
+        raise ValueError(f"{path.name}: not a readable .npz file (not a zip archive); write one with "
+                         "np.savez(path, x=features, y=targets)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {}
+            for k in z.files:
+                try:
+                    arrays[k] = z[k]
+                except ValueError as e:
+                    if "object" not in str(e).lower():  # e.g. a zip member that is no .npy array
+                        raise
+                    raise ValueError(f"{path.name}: array {k!r} holds Python objects (dtype=object); save numeric "
+                                     "(or string) arrays, e.g. np.savez(f, x=x.astype(np.float32), y=y)") from None
+                if not isinstance(arrays[k], np.ndarray):  # numpy hands a member that is no .npy array back as bytes
+                    raise ValueError(f"{path.name}: member {k!r} is not a numpy array; write the file with "
+                                     "np.savez(path, x=features, y=targets)")
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ValueError(f"{path.name}: not a readable .npz file ({type(e).__name__}: {e}); write one with "
+                         "np.savez(path, x=features, y=targets)") from None
+    except ValueError as e:
+        if str(e).startswith(path.name):
+            raise
+        raise ValueError(f"{path.name}: not a readable .npz file ({e}); write one with "  # e.g. pickled data
+                         "np.savez(path, x=features, y=targets)") from None
     lower = {k.lower(): k for k in arrays}
     if isinstance(target, str):
         if target not in arrays:
@@ -519,16 +625,25 @@ def _read_npz(path: Path, target: str | int | None) -> tuple[np.ndarray, np.ndar
     if x.dtype.kind not in "iufb":
         raise ValueError(f"{path.name}: the features must be numeric, got dtype {x.dtype}")
     y = np.asarray(y)
+    if y.dtype.kind == "c":
+        raise ValueError(f"{path.name}: the target is complex ({y.dtype}); pass real values (e.g. y.real, or the "
+                         "real and imaginary parts as two columns)")
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError(f"{path.name}: x and y must be arrays with one row per sample, got shapes {x.shape} and "
                          f"{y.shape}")
     if len(x) != len(y):
         raise ValueError(f"{path.name}: x has {len(x)} rows but y has {len(y)}")
+    if len(x) == 0:
+        raise ValueError(f"{path.name}: the arrays have 0 rows")
+    if math.prod(x.shape[1:]) == 0:
+        raise ValueError(f"{path.name}: x of shape {x.shape} has no feature values per sample")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]  # a column of labels/values is the same target as a vector
-    x = x.reshape(len(x), -1).astype(np.float64)
-    _check_finite(x, y, path.name)
-    return x, y
+    # (N, C, H, W): images, kept in shape for a CNN and standardised with one mean/std, as data='digits' is
+    image_shape = tuple(int(s) for s in x.shape[1:]) if x.ndim == 4 else None
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    _check_finite(flat, y, path.name)
+    return _Table(x.astype(np.float64) if image_shape else flat, y, image_shape=image_shape)
 
 
 def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
@@ -556,17 +671,50 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
             raise ValueError(f"{path.name}: seq_len={raw!r} must be an integer >= 2")
         seq_len = raw
     train_path = _yaml_file(base, spec["train"], path.name, "train")
-    if spec.get("val") is None:
+    raw_val = spec.get("val")
+    if isinstance(raw_val, (bool, int, float)):  # a fraction of the train file, like val= (the YAML's wins)
+        if isinstance(raw_val, bool) or not 0.0 < raw_val < 1.0:
+            raise ValueError(f"{path.name}: val={raw_val!r} must be a file or a fraction in (0, 1) of the train file")
+        val, raw_val = float(raw_val), None
+    if raw_val is None:
         out = _from_file(train_path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
         out.info.source = "yaml"
         return out
-    val_path = _yaml_file(base, spec["val"], path.name, "val")
-    if train_path.suffix.lower() in (*TABULAR_SUFFIXES, ".npz"):
-        x_tr, y_tr = _read_table(train_path, target)
-        x_va, y_va = _read_table(val_path, target)
-        if x_tr.shape[1] != x_va.shape[1]:
-            raise ValueError(f"{path.name}: train has {x_tr.shape[1]} features but val has {x_va.shape[1]}")
-        return _arrays_to_data(x_tr, y_tr, x_va, y_va, task=task, name=path.name, source="yaml")
+    val_path = _yaml_file(base, raw_val, path.name, "val")
+    kinds = (_file_kind(train_path), _file_kind(val_path))
+    if kinds[0] != kinds[1]:
+        raise ValueError(f"{path.name}: train is a {train_path.suffix or 'suffix-less'} file ({kinds[0]}) but val is "
+                         f"a {val_path.suffix or 'suffix-less'} file ({kinds[1]}); give both in one format")
+    if kinds[0] in ("table", "npz"):
+        tr = _read_table(train_path, target)
+        val_target = target
+        if tr.columns is not None and not isinstance(target, str) and tr.target_name not in tr.columns:
+            val_target = tr.target_name  # the train file's target column, found by name (val may order columns anew)
+        try:
+            va = _read_table(val_path, val_target)
+        except ValueError:
+            if val_target is target:
+                raise
+            va = _read_table(val_path, target)  # its target column has another name: take it by position
+        x_va = va.x
+        if tr.columns is not None and va.columns is not None and va.columns != tr.columns:
+            if sorted(va.columns) != sorted(tr.columns) or len(set(tr.columns)) != len(tr.columns):
+                raise ValueError(f"{path.name}: val has columns {va.columns} but train has {tr.columns} (besides the "
+                                 f"target {tr.target_name!r}); give both files the same feature columns")
+            x_va = x_va[:, [va.columns.index(c) for c in tr.columns]]  # the same columns in another order
+        if tr.x.shape[1:] != x_va.shape[1:]:
+            raise ValueError(f"{path.name}: train has features of shape {tr.x.shape[1:]} but val has "
+                             f"{x_va.shape[1:]}")
+        y_tr, y_va = tr.y, va.y
+        if (y_tr.dtype.kind in "US") != (y_va.dtype.kind in "US") and tr.raw_y is not None and va.raw_y is not None:
+            y_tr, y_va = tr.raw_y, va.raw_y  # one file has a text label: read both columns as text, "0" == "0"
+        out = _arrays_to_data(tr.x, y_tr, x_va, y_va, task=task, name=path.name, source="yaml",
+                              image_shape=tr.image_shape)
+        out.info.notes.extend((*tr.notes, *va.notes))
+        return out
+    if kinds[0] == "yaml":
+        raise ValueError(f"{path.name}: train/val cannot name another data YAML ({train_path.name}); name the "
+                         "CSV/NPZ/text files")
     if task not in (None, "lm"):
         raise ValueError(f"{path.name}: text files are read as character-level LM; task={task!r} needs CSV/NPZ")
     _no_target(target, f"{path.name} names text files (character-level LM: the target is the next character)")
@@ -574,10 +722,15 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
 
 
 def _yaml_file(base: Path, value: Any, yname: str, role: str) -> Path:
-    p = Path(str(value)).expanduser()
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{yname}: {role} must be a file path (relative to the YAML or absolute), got {value!r}")
+    p = Path(value).expanduser()
     p = p if p.is_absolute() else base / p
     if not p.is_file():
         raise ValueError(f"{yname}: {role}={value!r} -> {p}: no such file")
+    if _file_kind(p) == "yaml":
+        raise ValueError(f"{yname}: {role}={value!r}: a data YAML cannot name another data YAML; name the "
+                         "CSV/NPZ/text file")
     return p
 
 
@@ -589,8 +742,8 @@ def _text_data(train_text: str, val_text: str, *, seq_len: int, name: str, sourc
     vocab = sorted(set(train_text))
     if len(vocab) < 2:
         raise ValueError(f"{name}: the training text has {len(vocab)} distinct character(s); nothing to model")
-    if set(val_text) - set(vocab):
-        vocab.append(UNK)  # characters seen only in the validation text
+    if set(val_text) - set(vocab) and UNK not in vocab:
+        vocab.append(UNK)  # characters seen only in the validation text (the train text may hold U+FFFD itself)
     index = {c: i for i, c in enumerate(vocab)}
     unk = index.get(UNK, 0)
 
@@ -618,6 +771,8 @@ def _first_sample(obj: Any) -> Any:
     if isinstance(obj, DataLoader):
         obj = obj.dataset
     try:
+        if isinstance(obj, IterableDataset):  # a stream: peek with a fresh iterator (the epochs make their own)
+            return next(iter(obj))
         return obj[0]
     except Exception:  # any failure means we cannot peek; the trainer then needs task=/step_fn
         return None
@@ -632,7 +787,7 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
     inferred: str | None = None
     num_outputs: int | None = None
     if isinstance(sample, (tuple, list)) and len(sample) == 2:
-        x, y = (torch.as_tensor(v) if isinstance(v, (int, float, np.ndarray)) else v for v in sample)
+        x, y = (torch.as_tensor(v) if isinstance(v, (int, float, np.ndarray, np.generic)) else v for v in sample)
         if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
             input_shape = tuple(x.shape)
             if not y.is_floating_point() and not x.is_floating_point() and y.shape == x.shape and y.ndim == 1:
@@ -649,6 +804,10 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
                     num_outputs=num_outputs, source=source, n_train=_len(train), n_val=_len(val))
     if info.task == "lm" and input_shape:
         info.seq_len = input_shape[0]
+    if info.task == "lm" and info.num_outputs is None:  # vocabulary: the largest token id + 1 (tensors: cheap)
+        tops = [_tensor_pair(part) for part in (train, val)]
+        if all(t is not None for t in tops):
+            info.num_outputs = 1 + max(int(t.max()) for pair in tops for t in pair if t.numel())  # type: ignore[union-attr]
     return TrainData(train, val, info)
 
 
@@ -664,6 +823,8 @@ def describe_sample(part: Any) -> str:
         return f"an (input, target) pair: input {parts[0]}, target {parts[1]}"
     if isinstance(sample, (tuple, list)):
         return f"a {type(sample).__name__} of {len(sample)} items (not an (input, target) pair)"
+    if isinstance(sample, dict):
+        return f"a dict with keys {sorted(map(str, sample))} (not an (input, target) pair)"
     return "unreadable (indexing the dataset failed)" if sample is None else f"a {type(sample).__name__}"
 
 
@@ -696,15 +857,26 @@ def _len(obj: Any) -> int:
 
 
 def count_classes(data: TrainData) -> int:
-    """The number of classes (max integer target + 1) over train and val, for building a model from a name."""
+    """The number of classes (max integer target + 1) over train and val, for building a model from a name; for
+    ``lm`` data the vocabulary size (max token id + 1 over inputs and targets)."""
+    lm = data.info.task == "lm"
     top, low = -1, 0
     for part in (data.train, data.val):
         ds = part.dataset if isinstance(part, DataLoader) else part
-        ys = _targets(ds)
-        if ys is None:
-            ys = torch.cat([torch.as_tensor(ds[i][1]).reshape(-1) for i in range(len(ds))]) if len(ds) else None
+        pair = _tensor_pair(ds)
+        if pair is not None:
+            values = list(pair) if lm else [pair[1]]
+        elif isinstance(ds, IterableDataset):
+            values = [torch.as_tensor(s[k]).reshape(-1) for s in ds for k in ((0, 1) if lm else (1,))]
+        else:
+            values = [torch.as_tensor(ds[i][k]).reshape(-1) for i in range(len(ds)) for k in ((0, 1) if lm else (1,))]
+        ys = torch.cat([v.reshape(-1) for v in values]) if values else None
         if ys is not None and ys.numel():
             top, low = max(top, int(ys.max())), min(low, int(ys.min()))
+    if lm:
+        if low < 0 or top < 0:
+            raise ValueError(f"token ids must be 0 .. vocab_size-1, but data= has the id {low if low < 0 else top}")
+        return top + 1
     if low < 0:
         raise ValueError(f"class labels must be 0 .. num_classes-1, but data= has the label {low}; map the labels "
                          "to 0, 1, 2, ... (or pass task='regression' for a numeric target)")
@@ -713,13 +885,15 @@ def count_classes(data: TrainData) -> int:
     return top + 1
 
 
-def _targets(ds: Any) -> torch.Tensor | None:
-    """The target tensor of a (Subset of a) TensorDataset without indexing sample by sample."""
+def _tensor_pair(ds: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The (inputs, targets) tensors of a (Subset of a) TensorDataset or a DataLoader over one, without indexing
+    sample by sample; ``None`` for any other dataset."""
+    ds = ds.dataset if isinstance(ds, DataLoader) else ds
     idx = None
     while isinstance(ds, Subset):
         idx = torch.as_tensor(ds.indices) if idx is None else torch.as_tensor(ds.indices)[idx]
         ds = ds.dataset
     if isinstance(ds, TensorDataset) and len(ds.tensors) == 2:
-        y = ds.tensors[1]
-        return y if idx is None else y[idx]
+        x, y = ds.tensors
+        return (x, y) if idx is None else (x[idx], y[idx])
     return None

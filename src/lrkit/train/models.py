@@ -2,15 +2,15 @@
 
 Every built-in keeps its last layer in a child called ``head`` so ``backbone_lr_scale=`` has a head to spare.
 
-======== =========================================================== ==================================
+======== =========================================================== ========================================
 name     architecture                                                data
-======== =========================================================== ==================================
+======== =========================================================== ========================================
 linear   Flatten → Linear (for text: a bigram table, Embedding(V, V)) tabular, images, text
 mlp      Flatten → Linear(h) → ReLU → Linear(h) → ReLU → head         tabular, images
-cnn      2 × (Conv3x3 → BatchNorm → ReLU) → AvgPool(4x4) → MLP head   images (C, H, W), e.g. digits
+cnn      2 × (Conv3x3 → BatchNorm → ReLU) → AvgPool(4x4) → MLP head   images (C, H, W) or (H, W), e.g. digits
 charlm   token + position embeddings → 2 pre-norm causal Transformer  text (character-level LM)
          blocks (d=64, 4 heads) → LayerNorm → head
-======== =========================================================== ==================================
+======== =========================================================== ========================================
 
 >>> import torch
 >>> from lrkit.train.data import load_data
@@ -21,11 +21,16 @@ charlm   token + position embeddings → 2 pre-norm causal Transformer  text (ch
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import inspect
 import math
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -90,15 +95,21 @@ class MLP(nn.Module):
 
 
 class ConvNet(nn.Module):
-    """A small CNN for ``(C, H, W)`` inputs: two conv-BN-ReLU blocks, 4x4 average pooling, an MLP head.
+    """A small CNN for ``(C, H, W)`` inputs — or ``(H, W)`` grayscale images, read as one channel — two
+    conv-BN-ReLU blocks, 4x4 average pooling, an MLP head.
 
     >>> tuple(ConvNet((1, 8, 8), 10)(torch.zeros(2, 1, 8, 8)).shape)
     (2, 10)
+    >>> tuple(ConvNet((8, 8), 3)(torch.zeros(2, 8, 8)).shape)
+    (2, 3)
     """
 
     def __init__(self, input_shape: tuple[int, ...], num_outputs: int, width: int = 16) -> None:
         super().__init__()
-        c = input_shape[0]
+        if len(input_shape) not in (2, 3):
+            raise ValueError(f"ConvNet needs input_shape (C, H, W) or (H, W), got {tuple(input_shape)}")
+        self.add_channel = len(input_shape) == 2  # (H, W): a batch (B, H, W) gets its channel axis in forward
+        c = 1 if self.add_channel else input_shape[0]
         self.body = nn.Sequential(
             nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
@@ -107,6 +118,8 @@ class ConvNet(nn.Module):
         self.head = nn.Linear(64, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.add_channel and x.ndim == 3:
+            x = x.unsqueeze(1)
         return self.head(self.body(x))
 
 
@@ -143,6 +156,57 @@ class CharLM(nn.Module):
         return self.head(self.norm(h))
 
 
+def _import_factory_module(spec: str, module_name: str) -> Any:
+    """Import ``module_name``: a dotted module name, found on ``sys.path`` or else in the working directory (the
+    ``lrkit`` console script does not put the working directory on ``sys.path``, as ``python -m`` does), or a
+    ``.py`` file path."""
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        path = Path(module_name).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"model={spec!r}: {module_name!r}: no such file")
+        name = f"_lrkit_factory_{abs(hash(str(path))):x}_{path.stem}"
+        file_spec = importlib.util.spec_from_file_location(name, path)
+        if file_spec is None or file_spec.loader is None:
+            raise ValueError(f"model={spec!r}: cannot import {module_name!r} as a Python file")
+        module = importlib.util.module_from_spec(file_spec)
+        sys.modules[name] = module  # (dataclasses and pickling look a class's module up here)
+        with _on_sys_path(path.parent):  # its own `import sibling` statements resolve from its folder
+            try:
+                file_spec.loader.exec_module(module)
+            except Exception as e:
+                sys.modules.pop(name, None)
+                raise ValueError(f"model={spec!r}: importing {module_name!r} raised {type(e).__name__}: {e}") from e
+        return module
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        top = module_name.split(".")[0]
+        cwd = Path.cwd()
+        in_cwd = (cwd / top).is_dir() or (cwd / f"{top}.py").is_file()
+        if e.name != top or not in_cwd or str(cwd) in sys.path:
+            raise ValueError(f"model={spec!r}: cannot import {module_name!r} ({e})") from None
+        with _on_sys_path(cwd):
+            try:
+                return importlib.import_module(module_name)
+            except Exception as e2:
+                raise ValueError(f"model={spec!r}: importing {module_name!r} raised {type(e2).__name__}: "
+                                 f"{e2}") from e2
+    except Exception as e:  # a SyntaxError or any error raised while the user's module runs
+        raise ValueError(f"model={spec!r}: importing {module_name!r} raised {type(e).__name__}: {e}") from e
+
+
+@contextlib.contextmanager
+def _on_sys_path(folder: Path) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` for the block, removed again afterwards."""
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
+
+
 def _clone_layer(layer: nn.Module) -> nn.Module:
     import copy
 
@@ -161,6 +225,11 @@ class ModelInfo:
 
 
 def _need(info: DataInfo, what: str) -> tuple[tuple[int, ...], int]:
+    if info.task == "lm" and info.input_shape is not None and info.num_outputs is None:
+        raise ValueError(
+            f"cannot size model={what!r} from data {info.name!r}: its vocabulary size (largest token id + 1) is "
+            "unknown; pass an nn.Module as model= (or a TensorDataset of token ids, whose vocabulary lrkit counts)"
+        )
     if info.input_shape is None or info.num_outputs is None:
         raise ValueError(
             f"cannot size model={what!r} from data {info.name!r} (unknown input shape or output count); pass an "
@@ -185,9 +254,9 @@ def _mlp(info: DataInfo) -> nn.Module:
 
 def _cnn(info: DataInfo) -> nn.Module:
     shape, n_out = _need(info, "cnn")
-    if len(shape) != 3:
+    if len(shape) not in (2, 3):
         raise ValueError(
-            f"model='cnn' needs image-shaped inputs (C, H, W); data {info.name!r} has samples of shape "
+            f"model='cnn' needs image-shaped inputs (C, H, W) or (H, W); data {info.name!r} has samples of shape "
             f"{shape}. Use model='mlp' or 'linear' (or data='digits' for 8x8 images)"
         )
     return ConvNet(shape, n_out)
@@ -222,8 +291,10 @@ def default_model_name(info: DataInfo) -> str:
 def build_model(spec: str | nn.Module | None, info: DataInfo) -> nn.Module:
     """A model from a built-in name, ``package.module:factory``, or an ``nn.Module`` (returned as is).
 
-    A factory is called with whichever of these keywords it accepts: ``in_features``, ``input_shape``,
-    ``num_outputs``, ``num_classes``, ``vocab_size``, ``seq_len``, ``task``.
+    The factory's module is imported from ``sys.path`` or else the working directory (so ``lrkit train
+    model=mymodels:make`` finds ``./mymodels.py``); ``path/to/file.py:factory`` loads a file; ``module:Class.method``
+    reaches a nested attribute. A factory is called with whichever of these keywords it accepts: ``in_features``,
+    ``input_shape``, ``num_outputs``, ``num_classes``, ``vocab_size``, ``seq_len``, ``task``.
     """
     if isinstance(spec, nn.Module):
         return spec
@@ -240,14 +311,14 @@ def build_model(spec: str | nn.Module | None, info: DataInfo) -> nn.Module:
 
 
 def _from_factory(spec: str, info: DataInfo) -> nn.Module:
-    module_name, _, attr = spec.partition(":")
-    if not module_name.strip() or not attr.strip():
-        raise ValueError(f"model={spec!r}: write a factory as 'package.module:function', e.g. 'mypkg.models:make_net'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"model={spec!r}: cannot import {module_name!r} ({e})") from None
-    factory = getattr(module, attr, None)
+    module_name, _, attr = (part.strip() for part in spec.strip().rpartition(":"))  # rpartition: C:\\ paths
+    if not module_name or not attr:
+        raise ValueError(f"model={spec!r}: write a factory as 'package.module:function', e.g. 'mypkg.models:make_net' "
+                         "(or 'path/to/file.py:function')")
+    module = _import_factory_module(spec, module_name)
+    factory: Any = module
+    for part in attr.split("."):  # 'module:Class.method', as entry points allow
+        factory = getattr(factory, part, None)
     if factory is None or not callable(factory):
         public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise unknown_name_error(f"factory in {module_name}:", attr, public)

@@ -324,7 +324,8 @@ class _Trainer:
                 "regression, and integer token ids with targets of the inputs' shape as lm; pass "
                 "task='classification'|'regression'|'lm', or step_fn=lambda model, batch: loss"
             )
-        if info.task == "classification" and info.num_outputs is None and not isinstance(cfg.model, torch.nn.Module):
+        if (info.task in ("classification", "lm") and info.num_outputs is None
+                and not isinstance(cfg.model, torch.nn.Module)):
             info.num_outputs = count_classes(self.data)
         self.spec: TaskSpec = task_spec(info.task if self.step_fn is None else None)
         self.loss_fn = self.user_loss or self.spec.loss
