@@ -141,6 +141,25 @@ def cycle_batches(loader: Iterable[Any], name: str = "loader") -> Iterator[Any]:
             raise ValueError(f"{name} yielded no batches: at least one is needed")
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], *, closure: Callable[[], Any] | None,
+                   scaler: Any, max_grad_norm: float | None) -> None:
+    """One optimizer step as the finder and ``lr0="auto"``'s trials take it: with ``closure`` for optimizers that need
+    one (which clips inside it), else through ``scaler`` (unscaled before clipping) or plainly, clipping the gradients
+    of ``params`` to ``max_grad_norm`` first when given."""
+    if closure is not None:
+        optimizer.step(closure)
+    elif scaler is not None:
+        if max_grad_norm is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+
+
 def autocast_context(amp: bool | str, device: torch.device) -> tuple[Any, bool]:
     """``(context, needs_grad_scaler)`` for ``amp`` (True/False/"bf16"/"fp16") on ``device``."""
     """(autocast context, whether a GradScaler is needed) for ``amp`` on ``device``."""

@@ -12,21 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_auto import warmup_cosine
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from lrkit.train.auto import AutoLR, Trial, _guard, _run_trial, choose_lr0, plan_budget
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    warm = max(1, round(0.05 * steps))
-
-    def f(t: int) -> float:
-        if t < warm:
-            return (t + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (t - warm) / max(1, steps - warm))))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
 
 
 def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:

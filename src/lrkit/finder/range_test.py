@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lrkit._state import Snapshot
-from lrkit._step import LossFn, StepFn, autocast_context, batch_loss, cycle_batches, move_to
+from lrkit._step import LossFn, StepFn, autocast_context, batch_loss, cycle_batches, move_to, optimizer_step
 from lrkit._utils import check_int, check_positive, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.result import FinderResult
@@ -274,23 +274,14 @@ def find_lr(
             if i > 0 and smoothed - best > (diverge_factor - 1.0) * abs(best):
                 stop_reason = "diverged"
                 break
+            closure = None
             if needs_closure:
 
                 def closure(micro: list[Any] = micro) -> torch.Tensor:
                     optimizer.zero_grad(set_to_none=True)
                     return torch.tensor(forward_backward(micro))
 
-                optimizer.step(closure)
-            elif scaler is not None:
-                if max_grad_norm is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                if max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-                optimizer.step()
+            optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm)
     finally:
         snapshot.restore()
         for gen, state in generators:

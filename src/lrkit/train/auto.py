@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from lrkit._state import Snapshot
-from lrkit._step import autocast_context, batch_loss, batch_size, cycle_batches, move_to
+from lrkit._step import autocast_context, batch_loss, batch_size, cycle_batches, move_to, optimizer_step
 from lrkit._utils import check_positive, unknown_name_error
 
 __all__ = ["AutoLR", "Trial", "choose_lr0", "plan_budget"]
@@ -320,23 +320,14 @@ def _run_trial(
             first = value
         if _diverged(value, first):
             return step + 1, True, losses
+        closure = None
         if needs_closure:
 
             def closure(micro: list[Any] = micro) -> torch.Tensor:
                 optimizer.zero_grad(set_to_none=True)
                 return torch.tensor(forward_backward(micro) / accumulate)
 
-            optimizer.step(closure)
-        elif scaler is not None:
-            if max_grad_norm is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            optimizer.step()
+        optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm)
         try:
             scheduler.step()
         except Exception as e:  # the user's scheduler: say whose it is
