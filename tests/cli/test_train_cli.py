@@ -79,8 +79,12 @@ def test_missing_data_and_resume(tmp_path):
 def test_help_lists_every_key():
     res = runner.invoke(app(), ["train", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
-    for key in ("lr0=", "warmup_bias_lr=", "nbs=", "auto_budget="):
+    for key in ("lr0=", "warmup_bias_lr=", "nbs=", "auto_budget=", "cfg="):
         assert key in res.output
+    from lrkit._config import TrainConfig
+
+    for key in TrainConfig.defaults():
+        assert f"  {key}=" in res.output
 
 
 def test_bare_key_token_asks_for_a_value(tmp_path):

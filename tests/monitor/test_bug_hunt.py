@@ -307,3 +307,21 @@ def test_event_dicts_and_the_plot_reject_what_is_not_an_event() -> None:
         assert len(drawn) == 2 and drawn[0].get_xdata()[0] == 1e12  # a bool step is no position; a huge one is
     finally:
         plt.close(fig)
+
+
+def test_a_bool_loss_tensor_is_refused_on_the_fast_path_too() -> None:
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    monitor = Monitor(model, opt)
+    x, y = data()
+    for _ in range(80):  # past the dense start: later steps take the fast path
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        monitor.after_backward(nn.functional.mse_loss(model(x), y).detach())
+        opt.step()
+        monitor.after_step()
+    assert monitor._dense_until <= monitor.step + 1 < monitor._next_grad  # the next call is a fast-path call
+    state = copy.deepcopy(monitor.state_dict())
+    with pytest.raises(ValueError, match="real-valued loss, got a tensor of dtype torch.bool"):
+        monitor.after_backward(torch.tensor(True))  # read as True <= bound: was counted as a healthy loss of 1
+    assert_same(monitor.state_dict(), state)

@@ -175,3 +175,17 @@ def test_seeded_sampler_is_a_function_of_seed_and_epoch():
         s.set_epoch(epoch)
         orders.append(list(s))
     assert orders[0] == orders[2] and orders[0] != orders[1] and sorted(orders[1]) == list(range(20))
+
+
+def test_huge_and_tiny_values_standardise_without_overflow(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 3)) * [1e155, 1e-160, 1.0]  # x.std() squares 1e155 to inf: the column became 0
+    y = rng.standard_normal(50) * 1e200  # a regression target that large: (y - mean) / inf was all zeros
+    f = tmp_path / "big.npz"
+    np.savez(f, x=x, y=y)
+    d = load_data(str(f), seed=0, task="regression")
+    xt, yt = d.train.tensors
+    assert torch.isfinite(xt).all() and torch.isfinite(yt).all()
+    assert torch.allclose(xt.double().std(0, unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(yt.double().std(unbiased=False), torch.ones((), dtype=torch.float64), atol=1e-5)
+    assert 1e199 < d.info.target_scale < 1e201

@@ -36,7 +36,8 @@ _EXAMPLES = """Examples:
 
 
 def _keys_help() -> str:
-    lines = ["Keys (name=default: meaning):", ""]
+    lines = ["Keys (name=default: meaning):", "",
+             "  cfg=None: a YAML file of key: value pairs, loaded first (the other tokens override it)", ""]
     for key, default in TrainConfig.defaults().items():
         lines.append(f"  {key}={default}: {TrainConfig.help(key)}")
         lines.append("")

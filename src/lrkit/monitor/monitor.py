@@ -495,8 +495,10 @@ class Monitor:
         if self._dense_until <= step < self._next_grad:  # the fast path (_dense_until is huge when it is off)
             try:
                 value = loss.item() if type(loss) is _Tensor else self._loss_value(loss)
+                if type(value) is bool:  # a bool tensor reads as True/False, which compare like numbers
+                    raise TypeError
                 fast = value <= self._screen  # False for nan and for inf (the bound is capped at the largest float)
-            except (RuntimeError, TypeError):  # a non-scalar or complex tensor: the clear error, nothing counted
+            except (RuntimeError, TypeError):  # a non-scalar, complex or bool tensor: the clear error, nothing counted
                 self._loss_value(loss)
                 raise
             self._step = step

@@ -334,13 +334,12 @@ def _arrays_to_data(
     x_tr = x_tr.astype(np.float64)
     x_va = x_va.astype(np.float64)
     if image_shape is not None:  # images: one mean/std over all pixels (per-pixel stats would erase the strokes)
-        mu, sd = x_tr.mean(), x_tr.std() or 1.0
+        mu, sd = _mean_std(x_tr, None)
         x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
         x_tr = x_tr.reshape(len(x_tr), *image_shape)
         x_va = x_va.reshape(len(x_va), *image_shape)
     else:  # tabular: per-feature standardisation with the *train* split's statistics only
-        mu, sd = x_tr.mean(axis=0), x_tr.std(axis=0)
-        sd = np.where(sd > 0, sd, 1.0)
+        mu, sd = _mean_std(x_tr, 0)
         x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
     info = DataInfo(name=name, task=task, input_shape=tuple(x_tr.shape[1:]), num_outputs=None, source=source,
                     n_train=len(x_tr), n_val=len(x_va))
@@ -361,8 +360,7 @@ def _arrays_to_data(
             raise ValueError(f"{name}: task='regression' needs a numeric target") from None
         # standardise the target too (train statistics) so one lr0 suits any target scale; the metric (RMSE) is
         # reported back in the target's own units via target_scale
-        my, sy = yt.mean(axis=0), yt.std(axis=0)
-        sy = np.where(sy > 0, sy, 1.0)
+        my, sy = _mean_std(yt, 0)
         t_tr = torch.tensor((yt - my) / sy, dtype=torch.float32)
         t_va = torch.tensor((yv - my) / sy, dtype=torch.float32)
         info.num_outputs = yt.shape[1]
@@ -372,6 +370,22 @@ def _arrays_to_data(
         TensorDataset(torch.tensor(x_va, dtype=torch.float32), t_va),
         info,
     )
+
+
+def _mean_std(x: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (1 where it is 0) that do not overflow: the values are divided by their largest
+    magnitude first, so a column of ~1e200 standardises like a column of ~1 (``x.std()`` would square it to inf).
+
+    >>> mu, sd = _mean_std(np.array([[1e200], [3e200]]), 0)
+    >>> [round(float(v) / 1e200, 9) for v in (mu[0], sd[0])]
+    [2.0, 1.0]
+    """
+    scale = np.abs(x).max(axis=axis, keepdims=axis is not None) if x.size else np.ones(())
+    scale = np.where(scale > 0, scale, 1.0)
+    unit = x / scale
+    mu = unit.mean(axis=axis) * np.squeeze(scale, axis) if axis is not None else unit.mean() * scale
+    sd = unit.std(axis=axis) * np.squeeze(scale, axis) if axis is not None else unit.std() * scale
+    return mu, np.where(sd > 0, sd, 1.0)
 
 
 def _labels(y: np.ndarray) -> list[Any]:
