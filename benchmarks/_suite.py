@@ -47,6 +47,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = [
     "DIVERGENCE_FACTOR",
+    "FRESH",
+    "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
     "SUITE",
@@ -73,6 +75,8 @@ DIVERGENCE_FACTOR = 100.0
 WARMUP_FRACTION = 0.05
 #: Fraction of digits/wine labels replaced by random classes (see ``_noisy_labels``).
 LABEL_NOISE = 0.1
+#: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
+GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh")
 
 
 # ----------------------------------------------------------------------------------------------------------- tasks
@@ -92,7 +96,11 @@ class Task:
 
     ``build_model(seed)`` returns a freshly initialised model (the global RNG is left untouched);
     ``build_optimizer(params, lr)`` returns the task's optimizer at learning rate ``lr``.
-    ``default_lr`` is the optimizer's textbook default (SGD 0.01, Adam/AdamW 1e-3), the "no tuning" baseline.
+    ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
+    baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
+    was fit on it), ``"held_out"`` (the first out-of-sample set) or ``"fresh"`` (a second out-of-sample set,
+    pre-registered before any rule was scored on it). Left out, it follows ``held_out``; ``held_out`` is True exactly
+    for the groups other than ``"calibration"``.
 
     >>> task = TASKS["digits_mlp"]
     >>> task.total_steps() == task.epochs * task.steps_per_epoch()
@@ -111,6 +119,19 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"``; ``None`` means "from ``held_out``". Not part of the cache key.
+    group: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.group is None:
+            object.__setattr__(self, "group", "held_out" if self.held_out else "calibration")
+        if self.group not in GROUPS:
+            from lrkit._utils import unknown_name_error
+
+            raise unknown_name_error(f"group of task {self.name!r}:", self.group, GROUPS)
+        if self.held_out != (self.group != "calibration"):
+            raise ValueError(f"task {self.name!r}: held_out={self.held_out} contradicts group={self.group!r} "
+                             f"(held_out must be True exactly for the groups other than 'calibration')")  # fmt: skip
 
     def data(self) -> TaskData:
         """The task's data (built once per process, then cached)."""
@@ -238,6 +259,41 @@ def _friedman() -> TaskData:
                     ((data.y_val - mean) / std).unsqueeze(1))  # fmt: skip
 
 
+def _standardised_target(data: TaskData) -> TaskData:
+    """Standardise a regression target with the training split's mean/std and shape it ``(N, 1)`` like the output."""
+    mean, std = data.y_train.mean(), data.y_train.std()
+    return TaskData(data.x_train, ((data.y_train - mean) / std).unsqueeze(1), data.x_val,
+                    ((data.y_val - mean) / std).unsqueeze(1))  # fmt: skip
+
+
+def _moons() -> TaskData:
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=2000, noise=0.3, random_state=0)
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _diabetes() -> TaskData:
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    return _standardised_target(_split(d.data, d.target, 0.3, stratify=False))
+
+
+def _circles() -> TaskData:
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=2000, noise=0.15, factor=0.5, random_state=0)
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _linear_regression() -> TaskData:
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=3000, n_features=30, n_informative=15, noise=30.0, random_state=0)
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -302,6 +358,26 @@ def _friedman_mlp() -> nn.Module:
     return _mlp([10, 64, 64, 1])
 
 
+def _moons_mlp() -> nn.Module:
+    return _mlp([2, 32, 32, 32, 32, 2])
+
+
+def _diabetes_mlp() -> nn.Module:
+    return _mlp([10, 64, 1])
+
+
+def _circles_mlp() -> nn.Module:
+    return _mlp([2, 256, 2])
+
+
+def _layernorm_mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(30, 128), nn.LayerNorm(128), nn.ReLU(),
+        nn.Linear(128, 128), nn.LayerNorm(128), nn.ReLU(),
+        nn.Linear(128, 1),
+    )  # fmt: skip
+
+
 def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=0.9)
 
@@ -312,6 +388,18 @@ def _sgd_momentum_wd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
 
 def _sgd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr)
+
+
+def _sgd_nesterov(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+
+
+def _rmsprop(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, lr=lr)
+
+
+def _adagrad(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(params, lr=lr)
 
 
 def _adam(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
@@ -436,12 +524,72 @@ _TASK_LIST = [
         default_lr=0.01,
         held_out=True,
     ),
+    # Fresh: a second held-out set, pre-registered (tasks, hypothesis and decision rule written down) before any
+    # suggestion rule was scored on it, to test max(robust, valley), which was chosen after seeing the set above.
+    Task(
+        name="moons_deep_mlp",
+        description="make_moons, noise 0.3 (1333/667), deep ReLU MLP 2-32x4-2",
+        optimizer_name="SGD nesterov, momentum 0.9",
+        build_data=_moons,
+        build_model=_seeded(_moons_mlp),
+        build_optimizer=_sgd_nesterov,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh",
+    ),
+    Task(
+        name="diabetes_mlp",
+        description="sklearn diabetes regression (309/133), MLP 10-64-1",
+        optimizer_name="RMSprop",
+        build_data=_diabetes,
+        build_model=_seeded(_diabetes_mlp),
+        build_optimizer=_rmsprop,
+        loss_fn=nn.MSELoss(),
+        batch_size=16,
+        epochs=30,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh",
+    ),
+    Task(
+        name="circles_wide_mlp",
+        description="make_circles, noise 0.15, factor 0.5 (1333/667), wide ReLU MLP 2-256-2",
+        optimizer_name="Adagrad",
+        build_data=_circles,
+        build_model=_seeded(_circles_mlp),
+        build_optimizer=_adagrad,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=20,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh",
+    ),
+    Task(
+        name="regression_layernorm_mlp",
+        description="make_regression, 30 features (15 informative), noise 30 (2000/1000), LayerNorm MLP 30-128-128-1",
+        optimizer_name="AdamW, wd 0.01",
+        build_data=_linear_regression,
+        build_model=_seeded(_layernorm_mlp),
+        build_optimizer=_adamw,
+        loss_fn=nn.MSELoss(),
+        batch_size=64,
+        epochs=12,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
-SUITE: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if not t.held_out)
-#: Tasks never used for calibration (`--tasks digits_linear,breast_cancer_mlp,friedman_mlp`: out-of-sample).
-HELD_OUT: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.held_out)
+SUITE: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "calibration")
+#: The first held-out set, never used for calibration (`--tasks digits_linear,breast_cancer_mlp,friedman_mlp`).
+HELD_OUT: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "held_out")
+#: The second, fresh held-out set, pre-registered before any rule was scored on it (the test of max(robust, valley)).
+FRESH: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:

@@ -1,8 +1,9 @@
 """Finder quality: how good is the LR each finder suggests, measured by training at it, against an oracle?
 
-For every task of the suite (``benchmarks/_suite.py``) and every method — lrkit's default rule and each of its other
-rules, torch-lr-finder (steepest gradient), Lightning's ``Tuner.lr_find``, fastai's ``lr_find`` valley, and the
-plain optimizer defaults (SGD 0.01, Adam/AdamW 1e-3) — the benchmark
+For every task of the suite (``benchmarks/_suite.py``) and every method — lrkit's default rule, each of its other
+rules and the consensus rule ``max(robust, valley)`` (``CONSENSUS_METHODS``), torch-lr-finder (steepest gradient),
+Lightning's ``Tuner.lr_find``, fastai's ``lr_find`` valley, and the plain optimizer defaults (SGD/RMSprop/Adagrad
+0.01, Adam/AdamW 1e-3) — the benchmark
 
 1. runs the finder once per seed s in (0, 1, 2) on the seed-s model and loader (the finder's own defaults: 100
    steps; lrkit, torch-lr-finder and fastai sweep 1e-7..10, Lightning 1e-8..1, its default),
@@ -15,6 +16,9 @@ Usage::
     python benchmarks/finder_quality.py                      # the full benchmark (oracle cached after 1st run)
     python benchmarks/finder_quality.py --quick --tasks wine_mlp,digits_mlp   # development only
     python benchmarks/finder_quality.py --methods lrkit,fastai --json out.json
+    # the fresh held-out set (_suite.FRESH), out-of-sample:
+    python benchmarks/finder_quality.py --jobs 2 \\
+        --tasks moons_deep_mlp,diabetes_mlp,circles_wide_mlp,regression_layernorm_mlp
 
 Peers are optional: a missing one prints "skipped (pip install X)". Install them without replacing torch/numpy:
 ``pip install -c benchmarks/constraints.txt torch-lr-finder lightning`` and
@@ -48,6 +52,9 @@ import torch
 from _suite import SUITE, TASKS, OracleResult, Task, default_grid, evaluate_lrs, make_loaders, oracle, regret
 
 SEEDS = (0, 1, 2)
+#: Consensus rules scored by real training too, as methods ``lrkit:<name>``: name -> its label in
+#: ``rule_calibration.CONSENSUS`` (computed by that very function, from the same range-test run as the other rules).
+CONSENSUS_METHODS: dict[str, str] = {"max(robust,valley)": "consensus: max(robust, valley)"}
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
 
 
@@ -96,8 +103,15 @@ def _lrkit_rules() -> tuple[str, ...]:
         return ()
 
 
+def _consensus_rules() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    """``CONSENSUS_METHODS`` resolved to ``rule(lrs, losses) -> lr`` functions from ``rule_calibration.CONSENSUS``."""
+    from rule_calibration import CONSENSUS  # lazily: it imports lrkit, which run_lrkit reports missing on its own
+
+    return {name: CONSENSUS[label] for name, label in CONSENSUS_METHODS.items()}
+
+
 def run_lrkit(task: Task, seed: int) -> FinderRun:
-    """lrkit.find_lr with its defaults; one run yields the default suggestion and every rule's."""
+    """lrkit.find_lr with its defaults; one run yields the default suggestion, every rule's and each consensus's."""
     try:
         import lrkit
 
@@ -114,6 +128,9 @@ def run_lrkit(task: Task, seed: int) -> FinderRun:
         lrs: dict[str, float | None] = {"lrkit": float(res.suggestion)}
         for rule in rules:
             lrs[f"lrkit:{rule}"] = float(res.suggest(rule))
+        curve = (np.asarray(res.lrs, dtype=float), np.asarray(res.losses, dtype=float))  # the rules drop non-finite
+        for name, combo in _consensus_rules().items():
+            lrs[f"lrkit:{name}"] = float(combo(*curve))
     seconds = time.perf_counter() - t0
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning) and "lrkit" in w.filename]
     return FinderRun(lrs, res.num_steps_run, seconds, notes)
@@ -236,7 +253,7 @@ FAMILIES: dict[str, Callable[[Task, int], FinderRun]] = {
 
 def _family_methods(family: str) -> list[str]:
     if family == "lrkit":
-        return ["lrkit", *(f"lrkit:{r}" for r in _lrkit_rules())]
+        return ["lrkit", *(f"lrkit:{r}" for r in _lrkit_rules()), *(f"lrkit:{n}" for n in CONSENSUS_METHODS)]
     return [family]
 
 

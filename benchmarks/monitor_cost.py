@@ -5,7 +5,9 @@ sub-millisecond CPU steps is within a couple of points of run-to-run noise. This
 calls: a healthy loop (fixed batch, constant LR, torch ``LambdaLR``) runs ``--steps`` optimizer steps, and only the
 time spent inside ``after_backward`` and ``after_step`` is counted (``time.perf_counter_ns`` around each call, the first
 ``--warmup`` steps excluded). Fast-path calls and full steps (gradient norms + checks, snapshot, update-ratio
-sample) are told apart by whether the call recorded a gradient norm (``monitor.record.seen["grad_norm"]``).
+sample) are told apart by whether the call recorded a gradient norm (``monitor.record.seen["grad_norm"]``). Every 100
+steps a falling validation loss goes to ``after_validation`` (a new best each time, so the best-validation snapshot
+is refreshed: its worst case); those calls are timed on their own, per call.
 
 Run (one thread; prints a Markdown table):
 
@@ -43,8 +45,10 @@ def _models() -> dict[str, Callable[[], tuple[torch.nn.Module, torch.Tensor, tor
 
 
 def measure(build: Callable[[], tuple[torch.nn.Module, torch.Tensor, torch.Tensor]], steps: int,
-            warmup: int) -> dict[str, float]:
-    """One run: time inside the monitor's calls, split into fast-path calls and full steps."""
+            warmup: int, epoch: int = 100) -> dict[str, float]:
+    """One run: time inside the monitor's calls, split into fast-path calls and full steps; every ``epoch`` steps a
+    falling validation loss goes to ``after_validation`` (a new best each time: the snapshot is refreshed), timed on
+    its own and not counted in the per-step figures."""
     torch.manual_seed(0)
     model, x, y = build()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -54,6 +58,7 @@ def measure(build: Callable[[], tuple[torch.nn.Module, torch.Tensor, torch.Tenso
     loop_ns = monitor_ns = 0
     fast: list[int] = []
     full: list[int] = []
+    val: list[int] = []
     seen = mon.record.seen
     start = 0
     for i in range(steps + warmup):
@@ -74,6 +79,13 @@ def measure(build: Callable[[], tuple[torch.nn.Module, torch.Tensor, torch.Tenso
         if i >= warmup:
             monitor_ns += (t1 - t0) + (t3 - t2)
             (full if seen["grad_norm"] > norms else fast).append(t1 - t0)
+        if (i + 1) % epoch == 0:
+            t4 = clock()
+            mon.after_validation(1.0 / (i + 1))
+            t5 = clock()
+            start += t5 - t4  # left out of the loop's time
+            if i >= warmup:
+                val.append(t5 - t4)
     loop_ns = clock() - start
     if mon.events:
         raise RuntimeError(f"the timing run raised monitor events: {mon.events[:3]}")
@@ -83,6 +95,7 @@ def measure(build: Callable[[], tuple[torch.nn.Module, torch.Tensor, torch.Tenso
         "fast_us": statistics.median(fast) / 1e3 if fast else float("nan"),
         "full_us": statistics.median(full) / 1e3 if full else float("nan"),
         "full_every": steps / max(1, len(full)),
+        "val_us": statistics.median(val) / 1e3 if val else float("nan"),
     }
 
 
@@ -99,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Command: `python benchmarks/monitor_cost.py --steps {args.steps} --repeats {args.repeats}` "
           f"(torch {torch.__version__}, 1 thread, median of repeats)\n")
     print("| model | step µs (with monitor) | monitor µs/step | share of step | fast path µs (median) "
-          "| full step µs (median, after_backward) | one full step every |")
-    print("|---|---|---|---|---|---|---|")
+          "| full step µs (median, after_backward) | one full step every | after_validation µs (median, new best) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, build in _models().items():
         runs = [measure(build, args.steps, args.warmup) for _ in range(args.repeats)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(f"| {name} | {med['step_us']:.1f} | {med['monitor_us']:.2f} | {med['monitor_us'] / med['step_us']:.1%} "
-              f"| {med['fast_us']:.2f} | {med['full_us']:.1f} | {med['full_every']:.0f} steps |")
+              f"| {med['fast_us']:.2f} | {med['full_us']:.1f} | {med['full_every']:.0f} steps | {med['val_us']:.1f} |")
     return 0
 
 

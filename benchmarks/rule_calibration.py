@@ -11,7 +11,11 @@ Consensus rules (``CONSENSUS``: combinations of the single-point rules' LRs) are
 
     python benchmarks/rule_calibration.py            # the six calibration tasks (_suite.SUITE), 3 finder seeds
 
-The held-out tasks (``_suite.HELD_OUT``) are never used here; ``finder_quality.py --tasks ...`` scores them.
+The held-out tasks (``_suite.HELD_OUT``) and the fresh pre-registered set (``_suite.FRESH``) are never used to choose
+anything here; pass them with ``--tasks`` to score the rules on them out-of-sample (``finder_quality.py --tasks ...``
+then scores them by real training):
+
+    python benchmarks/rule_calibration.py --tasks moons_deep_mlp diabetes_mlp circles_wide_mlp regression_layernorm_mlp
 """
 
 from __future__ import annotations

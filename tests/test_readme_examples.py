@@ -244,15 +244,25 @@ def _after_param_groups(ns: dict[str, Any]) -> None:
 
 
 def _after_monitor(ns: dict[str, Any]) -> None:
-    assert ns["monitor"].summary()["steps"] == len(ns["loader"])
+    assert ns["monitor"].summary()["steps"] == 3 * len(ns["loader"])
+    assert ns["monitor"].record.count("val_loss") == 3
 
 
 def _after_mark_events(ns: dict[str, Any]) -> None:
     assert [t.get_text() for t in ns["ax"].get_legend().get_texts()] == ["non_finite → rollback"]
 
 
+def _after_task_file(ns: dict[str, Any]) -> None:
+    """The copyable task file defines what ``lrkit find my_task.py`` loads: a range test on it suggests an LR."""
+    model = ns["model"]()
+    res = lrkit.find_lr(model, ns["optimizer"](model.parameters()), ns["train_loader"](), loss_fn=ns["loss_fn"],
+                        num_steps=20, end_lr=1.0)
+    assert 0 < res.suggestion < 1.0 and len(res.losses) == 20
+
+
 COVERED = [
     Covered("Find the learning rate: `lrkit.find_lr` and `lrkit find`", "import lrkit", _digits, after=_after_find),
+    Covered("CLI", "import torch", _none, after=_after_task_file),
     Covered("Schedules: `lrkit.schedules` and `lrkit schedule`", "import torch", _none, after=_after_schedules),
     Covered("Spec syntax (Python, YAML and CLI)",
             'from_spec("step lr0=0.1 step_size=30 gamma=0.1", epochs=90, steps_per_epoch=100)   # ÷10 every 30 epochs',

@@ -242,7 +242,7 @@ def test_cli_output_under_a_file_and_short_curves_exit_cleanly(tmp_path):
     (tmp_path / "afile").write_text("")
     body = "def loss_fn():\n    return torch.nn.functional.mse_loss\n"
     res = run_cli(tmp_path, body, "--out", str(tmp_path / "afile" / "sub"))
-    assert res.exit_code == 2 and "Not a directory" in res.output
+    assert res.exit_code == 2 and "is a file, not a folder" in res.output
     res = run_cli(tmp_path, body, "--start-lr", "100", "--end-lr", "1e9", "--out", str(tmp_path / "s"))
     assert res.exit_code == 2 and "lower start_lr (now 100)" in res.output
     record = json.loads((tmp_path / "s" / "lr_find.json").read_text())

@@ -64,7 +64,8 @@ def test_push_losses_equals_pushing_one_by_one() -> None:
 
 
 def test_record_state_dict_round_trips_through_json() -> None:
-    rec = RollingRecord.from_stream(noisy(80, 2.0, 0.5), noisy(80, 1.0, 0.1), update_ratios=[1e-3, 2e-3], lr=0.1)
+    rec = RollingRecord.from_stream(noisy(80, 2.0, 0.5), noisy(80, 1.0, 0.1), update_ratios=[1e-3, 2e-3],
+                                    val_losses=[0.5, 0.4], val_train_losses=[0.6, 0.5], lr=0.1)
     state = json.loads(json.dumps(rec.state_dict()))
     back = RollingRecord(capacity=rec.capacity, refresh=rec.refresh)
     back.load_state_dict(state)
@@ -216,7 +217,7 @@ def test_default_checks_are_fresh_distinct_and_configurable() -> None:
     a, b = default_checks(), default_checks()
     assert [c.name for c in a] == [
         "non_finite", "loss_spike", "gradient_blowup", "loss_rising", "oscillation", "exploding_gradients",
-        "lr_too_low",
+        "lr_too_low", "val_rising",
     ]  # fmt: skip
     assert a is not b and len({c.name for c in a}) == len(a)
     assert LossSpike(ratio=3.0).config() == {"name": "loss_spike", "window": 50, "min_history": 1, "ratio": 3.0,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from lrkit._utils import optional_import
@@ -55,3 +57,16 @@ def fail(message: str, code: int = 2) -> None:
     console_ = optional_import("rich.console", "cli").Console(stderr=True)
     console_.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def check_writable(target: Path, shown: Path | None = None) -> None:
+    """``ValueError`` unless ``target`` (a file or folder to create) can be made: its nearest existing ancestor must be
+    a writable folder, not a file. ``shown`` is the path the message names (default ``target``)."""
+    shown = target if shown is None else shown
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"cannot write {str(shown)!r}: {str(parent)!r} is a file, not a folder")
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {str(shown)!r}: the folder {str(parent)!r} is not writable")

@@ -6,7 +6,6 @@ builds the user's task from ``model()``, ``optimizer(params)``, ``train_loader()
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -14,7 +13,7 @@ import torch
 import typer
 
 from lrkit._utils import check_int, increment_dir, unknown_name_error
-from lrkit.cli._common import console, fail, progress_bar
+from lrkit.cli._common import check_writable, console, fail, progress_bar
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
 from lrkit.finder.demo import demo_task, load_task_file
 
@@ -62,15 +61,30 @@ def run_find(
 _MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
+# Suffixes of the files lrkit find writes *into* --out: `--out lr.png` means a file, but --out names a folder.
+_FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".webp", ".gif", ".tif",
+                            ".tiff", ".json", ".csv"})
+
+
 def _check_out(out: Path) -> None:
-    """Refuse an output folder that cannot be created (a file on its path, a read-only parent) before the test."""
-    parent = out
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir() and parent != out:
-        raise ValueError(f"cannot write to {str(out)!r}: Not a directory: {str(parent)!r} is a file, not a folder")
-    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to {str(out)!r}: the folder {str(parent)!r} is not writable")
+    """Refuse an output folder that cannot be created (a file on its path, a read-only parent) before the test.
+
+    ``--out`` is a folder that receives ``lr_find.png`` and ``lr_find.json``: a name with a picture or record suffix
+    (``--out lr.png``, the way ``lrkit schedule --out`` is used) and an existing file are refused, rather than
+    creating a folder called ``lr.png`` or quietly writing to ``afile2/`` beside a file called ``afile``.
+    """
+    if out.suffix.lower() in _FILE_SUFFIXES and not out.is_dir():
+        raise ValueError(
+            f"--out={str(out)!r} names a file, but --out is the folder that receives lr_find.png and lr_find.json; "
+            f"give a folder, e.g. --out {str(out.with_suffix(''))!r}"
+        )
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"cannot write to {str(out)!r}: it is a file, not a folder (--out is the folder that receives "
+            "lr_find.png and lr_find.json)"
+        )
+    if not out.exists():
+        check_writable(out)
 
 
 def find_command(
@@ -95,8 +109,9 @@ def find_command(
       model()                  -> a torch.nn.Module
       optimizer(params)        -> a torch.optim optimizer over params
       train_loader()           -> an iterable of (x, y) batches (or dicts)
-      loss_fn()                -> the loss function, e.g. torch.nn.functional.cross_entropy
-                                  (or loss_fn(output, target) itself)
+      loss_fn()                -> the loss function, e.g.
+                                  torch.nn.functional.cross_entropy
+                                  (or define loss_fn(output, target) itself)
       or step_fn(model, batch) -> the loss, for anything else
 
     Writes lr_find.png and lr_find.json into --out (runs/find, then runs/find2, ...: never overwritten).

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from lrkit._utils import optional_import
-from lrkit.cli._common import console, fail
+from lrkit.cli._common import check_writable, console, fail
 from lrkit.plots.finder import figure_format
 
 __all__ = ["register", "schedule_command"]
@@ -115,6 +115,7 @@ def schedule_command(
     if out is not None and not (as_json and no_plot):
         try:
             figure_format(out)  # a name matplotlib cannot write is refused before any work
+            _check_out(out)  # and so is a folder, or a path through a file: nothing printed, then a failure
         except ValueError as e:
             fail(f"--out: {e}")
     from lrkit.schedules import from_spec
@@ -148,6 +149,14 @@ def schedule_command(
         console().print(f"wrote {path}", highlight=False)
 
 
+def _check_out(out: Path) -> None:
+    """``ValueError`` when the picture cannot be written at ``out``: a folder there, a file on its path, or a
+    read-only folder — found before the table or the JSON is printed, so a failing command prints nothing else."""
+    if out.is_dir():
+        raise ValueError(f"{str(out)!r} is a folder; give a file name, e.g. --out {str(out / 'schedule.png')!r}")
+    check_writable(out)
+
+
 def _first_non_finite(record: dict[str, Any]) -> tuple[str, int, float] | None:
     """``(what, step, value)`` of the first LR or momentum that is inf/NaN in a record, or ``None``."""
     for what, values in (("LR", record["lr"]), ("momentum", record["momentum"])):
@@ -165,8 +174,8 @@ def _plot(records: list[dict[str, Any]], out: Path, log_y: bool) -> Path:
     plt = optional_import("matplotlib.pyplot", "plot")
     try:
         save_figure(fig, out)  # in the format out's suffix names
-    except OSError as e:
-        fail(f"cannot write {out}: {e}")
+    except OSError as e:  # strerror only: str(e) names the temporary file the atomic write used
+        fail(f"cannot write {out}: {e.strerror or e}")
     finally:
         plt.close(fig)
     return out

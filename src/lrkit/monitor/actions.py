@@ -51,6 +51,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "divergence": ("warn", "skip", "rollback", "stop"),
     "explode": ("warn", "clip", "skip", "rollback", "stop"),
     "too_low": ("warn", "stop"),
+    "overfit": ("warn", "rollback", "stop"),
 }
 _OFF = ("ignore", "off", "none")
 

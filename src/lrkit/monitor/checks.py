@@ -37,14 +37,16 @@ __all__ = [
     "LossSpike",
     "NonFinite",
     "Oscillation",
+    "ValidationRising",
     "default_checks",
 ]
 
-Category = Literal["divergence", "explode", "too_low"]
-Phase = Literal["backward", "step"]
+Category = Literal["divergence", "explode", "too_low", "overfit"]
+Phase = Literal["backward", "step", "validation"]
 
 #: Check categories and the Monitor keyword that chooses their action.
-CATEGORIES: dict[str, str] = {"divergence": "on_divergence", "explode": "on_explode", "too_low": "on_too_low"}
+CATEGORIES: dict[str, str] = {"divergence": "on_divergence", "explode": "on_explode", "too_low": "on_too_low",
+                              "overfit": "on_overfit"}
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,11 @@ class Check(abc.ABC):
 
     Class attributes a subclass sets:
         name: short identifier used in events, ``actions={name: ...}`` overrides and plots.
-        category: ``"divergence"``, ``"explode"`` or ``"too_low"``: which Monitor keyword (``on_divergence``,
-            ``on_explode``, ``on_too_low``) chooses the action when it fires.
-        phase: ``"backward"`` (called from ``Monitor.after_backward``, before ``optimizer.step()``) or ``"step"``
-            (called from ``Monitor.after_step``).
+        category: ``"divergence"``, ``"explode"``, ``"too_low"`` or ``"overfit"``: which Monitor keyword
+            (``on_divergence``, ``on_explode``, ``on_too_low``, ``on_overfit``) chooses the action when it fires.
+        phase: ``"backward"`` (called from ``Monitor.after_backward``, before ``optimizer.step()``), ``"step"``
+            (called from ``Monitor.after_step``) or ``"validation"`` (called from ``Monitor.after_validation``,
+            once per evaluation; ``every`` and ``cooldown`` then count evaluations).
         needs: extra signals the monitor must measure for it (``{"update_ratio"}``; costs a parameter copy every
             ``Monitor(sample_every=...)`` steps, so it is only measured when a check needs it).
         uses_grad: ``True`` when the check only looks at the gradient norm; it is then skipped on the steps where
@@ -557,10 +560,89 @@ class LRTooLow(Check):
         )
 
 
+@dataclass(frozen=True)
+class ValidationRising(Check):
+    """The validation loss has risen clearly above its best while the training loss kept falling: the LR is high
+    enough for the model to memorise its training data instead of generalising.
+
+    With ``best`` the lowest of the last ``window`` validation losses, ``k`` the evaluations since it, and ``T_best``,
+    ``T`` the training loss at that evaluation and now, the check fires when
+
+        k >= patience   and   val_loss - best > tolerance * |best|   and   T_best - T >= min_train_drop * |T_best|
+
+    (or at once when the validation loss is nan/inf). A single noisy evaluation above the best is no alarm
+    (``patience=2``), and neither is a validation loss that wanders while training has levelled off (on small,
+    noisy validation sets it moves by 10-20% between epochs at a good LR): memorisation shows as the two curves
+    parting. An unknown training loss (``nan``) skips that condition. The check only sees what
+    ``Monitor.after_validation(val_loss)`` gives it: without those calls it never fires. Its default action,
+    ``rollback``, returns model and optimizer to the best-validation snapshot and backs the LR off by
+    ``Monitor(val_backoff=...)``; the schedule's clock goes on.
+
+    >>> rec = RollingRecord.from_stream([1.0], val_losses=[0.9, 0.7, 0.75, 0.8], val_train_losses=[1.0, 0.6, 0.4, 0.3])
+    >>> ValidationRising().check(rec).values["best"]
+    0.7
+    >>> rec = RollingRecord.from_stream([1.0], val_losses=[0.9, 0.7, 0.75, 0.8], val_train_losses=[1.0, 0.6, 0.6, 0.58])
+    >>> ValidationRising().check(rec) is None   # training has levelled off: validation noise, not memorisation
+    True
+    """
+
+    name: ClassVar[str] = "val_rising"
+    category: ClassVar[Category] = "overfit"
+    phase: ClassVar[Phase] = "validation"
+    tolerance: float = 0.05
+    patience: int = 2
+    min_train_drop: float = 0.15
+    window: int = 50
+    every: int = 1
+    cooldown: int = 0
+
+    def __post_init__(self) -> None:
+        _positive(self, "tolerance", allow_zero=True)
+        _int_at_least(self, "patience", 1)
+        _positive(self, "min_train_drop", allow_zero=True)
+        _int_at_least(self, "window", 2)
+        _int_at_least(self, "every", 1)
+        _int_at_least(self, "cooldown", 0)
+
+    @property
+    def history(self) -> int:
+        return self.window
+
+    def check(self, record: RollingRecord) -> Finding | None:
+        vals = record.window("val_loss", self.window)
+        trains = record.window("val_train_loss", self.window)
+        last = record.last_val_loss
+        finite = math.isfinite(last)
+        if finite:
+            vals = vals[:-1]  # the best *before* this evaluation, and how long ago it was (trains[-1] is now)
+        if not vals:
+            return None
+        best = min(vals)
+        i = vals.index(best)
+        since = len(vals) - i
+        if not finite:
+            return Finding(f"validation loss is {last} (best {_g(best)})",
+                           {"val_loss": last, "best": best, "since": float(since)})
+        if since < self.patience or last - best <= self.tolerance * abs(best):
+            return None
+        t_best, t_now = trains[i], trains[-1]
+        drop = (t_best - t_now) / abs(t_best) if t_best != 0 else 0.0
+        if drop < self.min_train_drop:  # False for nan: an unknown training loss skips the condition
+            return None
+        rise = (last - best) / abs(best) if best != 0 else math.inf
+        return Finding(
+            f"validation loss {_g(last)} is {rise:.1%} above its best {_g(best)} of {since} evaluation(s) ago "
+            f"(tolerance {self.tolerance:.0%}) while the training loss fell {drop:.0%} ({_g(t_best)} -> {_g(t_now)}): "
+            "the LR is high enough to memorise the training data",
+            {"val_loss": last, "best": best, "since": float(since), "rise": rise, "train_drop": drop},
+        )
+
+
 def default_checks() -> list[Check]:
     """A fresh list of the default checks, in the order they are evaluated.
 
-    >>> [c.name for c in default_checks()]
-    ['non_finite', 'loss_spike', 'gradient_blowup', 'loss_rising', 'oscillation', 'exploding_gradients', 'lr_too_low']
+    >>> [c.name for c in default_checks()][-3:]
+    ['exploding_gradients', 'lr_too_low', 'val_rising']
     """
-    return [NonFinite(), LossSpike(), GradientBlowup(), LossRising(), Oscillation(), ExplodingGradients(), LRTooLow()]
+    return [NonFinite(), LossSpike(), GradientBlowup(), LossRising(), Oscillation(), ExplodingGradients(), LRTooLow(),
+            ValidationRising()]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import statistics
 import sys
 import warnings
 from collections import Counter
@@ -140,16 +141,16 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
     return norms
 
 
-def _check_loss(loss: Any) -> None:
+def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
     """Raise a clear ``ValueError`` unless ``loss`` is one real number: a one-element real tensor (any shape, e.g.
     ``()`` or ``(1,)``), a Python/numpy int or float, or a one-element numpy array. Reads no value (no host sync)."""
     if isinstance(loss, torch.Tensor):
         if loss.numel() != 1:
             raise ValueError(
-                f"after_backward(loss) needs the scalar training loss, got a tensor of shape {tuple(loss.shape)}"
+                f"{what} needs a scalar loss, got a tensor of shape {tuple(loss.shape)}"
             )
         if loss.dtype.is_complex or loss.dtype == torch.bool:
-            raise ValueError(f"after_backward(loss) needs a real-valued loss, got a tensor of dtype {loss.dtype}")
+            raise ValueError(f"{what} needs a real-valued loss, got a tensor of dtype {loss.dtype}")
         return
     if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
         return  # int, float, numpy integer and floating scalars (numpy's bool_ is no numbers.Real)
@@ -157,7 +158,7 @@ def _check_loss(loss: Any) -> None:
     if kind in ("f", "i", "u") and getattr(loss, "size", 0) == 1:
         return
     raise ValueError(
-        f"after_backward(loss) needs the scalar training loss (a tensor or a real number), got "
+        f"{what} needs a scalar loss (a tensor or a real number), got "
         f"{type(loss).__name__} {loss!r:.60}"
     )
 
@@ -251,6 +252,24 @@ class MonitorEvent:
                    str(d["action"]), str(d["reason"]))  # fmt: skip
 
 
+def _healthy_state(held: _Healthy) -> dict[str, Any]:
+    """A held snapshot (healthy or best-validation) as plain values and tensors, for ``state_dict(snapshot=True)``."""
+    snap = held.snapshot
+    return {
+        "step": held.step,
+        "lr_scale": held.lr_scale,
+        "record": _clone_tree(held.record),
+        "params": _clone_tree(snap.params),
+        "buffers": _clone_tree(snap.buffers),
+        "modes": list(snap.modes),
+        "opt_state": _clone_tree(snap.opt_state),
+        "opt_groups": _clone_tree(snap.opt_groups),
+        "sched_state": _clone_tree(snap.sched_state),
+        "extra_params": [_clone_tree(value) for _, value, _ in snap.extra_params],
+        "opt_attrs": _clone_tree(snap.opt_attrs),
+    }
+
+
 @dataclass
 class _Healthy:
     """The last healthy state: a snapshot taken before a step whose loss and gradients passed every check."""
@@ -273,6 +292,7 @@ class Monitor:
                          ``loss_rising``, ``oscillation``
     exploding gradients  ``exploding_gradients``                                ``on_explode``          clip
     LR too low           ``lr_too_low``                                         ``on_too_low``          warn
+    validation rising    ``val_rising`` (needs :meth:`after_validation` calls)  ``on_overfit``          rollback
     ==================== ====================================================== ======================= ==========
 
     A rollback restores the last healthy in-memory snapshot of model, optimizer and scheduler (refreshed every
@@ -286,12 +306,17 @@ class Monitor:
         optimizer: its optimizer.
         scheduler: an optional LR scheduler (any ``torch.optim.lr_scheduler.LRScheduler``, lrkit's or torch's own),
             restored together with model and optimizer on rollback and scaled by the back-off.
-        on_divergence, on_explode, on_too_low: the action per category (``"warn"``, ``"clip"`` (explode only),
-            ``"skip"``, ``"rollback"``, ``"stop"``; ``None``/``"ignore"`` switches the category off).
+        on_divergence, on_explode, on_too_low, on_overfit: the action per category (``"warn"``, ``"clip"``
+            (explode only), ``"skip"`` (not overfit), ``"rollback"``, ``"stop"``; ``None``/``"ignore"`` switches
+            the category off). ``on_overfit`` acts on the validation losses given to :meth:`after_validation`: a
+            rollback there returns to the best-validation snapshot (weights, buffers, optimizer state), keeps the
+            schedule's clock and the groups' current hyperparameters, and multiplies the LR by ``val_backoff``.
         checks: the checks to run (default :func:`~lrkit.monitor.checks.default_checks`); pass instances with
             your own thresholds, e.g. ``[NonFinite(), LossSpike(ratio=3.0)]``.
         actions: per-check overrides by check name, e.g. ``{"oscillation": "warn"}``.
         backoff: LR multiplier applied at each rollback, in (0, 1).
+        val_backoff: LR multiplier applied at each validation rollback (``on_overfit``), in (0, 1). Stronger than
+            ``backoff`` by default: evaluations are rare (once per epoch), so each one has to count.
         max_rollbacks: rollbacks allowed before the monitor stops the run instead.
         snapshot_every: refresh the healthy snapshot once this many steps have passed since the last one (at the
             next full step whose checks all pass; one copy of parameters, buffers and optimizer state is kept).
@@ -339,12 +364,14 @@ class Monitor:
         on_divergence: str | None = "rollback",
         on_explode: str | None = "clip",
         on_too_low: str | None = "warn",
+        on_overfit: str | None = "rollback",
         checks: Sequence[Check] | None = None,
         actions: Mapping[str, str | None] | None = None,
         backoff: float = 0.3,
+        val_backoff: float = 0.1,
         max_rollbacks: int = 8,
         snapshot_every: int = 100,
-        grad_every: int = 32,
+        grad_every: int = 64,
         sample_every: int = 100,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
@@ -360,14 +387,16 @@ class Monitor:
                 f"scheduler must have state_dict() and load_state_dict() (a torch LRScheduler), got "
                 f"{type(scheduler).__name__}"
             )
-        if not (isinstance(backoff, (int, float)) and not isinstance(backoff, bool) and 0 < backoff < 1):
-            raise ValueError(f"backoff={backoff!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
+        for key, value in (("backoff", backoff), ("val_backoff", val_backoff)):
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1):
+                raise ValueError(f"{key}={value!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
         if on_event is not None and not callable(on_event):
             raise ValueError(f"on_event={on_event!r} must be callable (it receives each MonitorEvent)")
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.backoff = float(backoff)
+        self.val_backoff = float(val_backoff)
         self.max_rollbacks = check_int("max_rollbacks", max_rollbacks, 0)
         self.snapshot_every = check_int("snapshot_every", snapshot_every, 1)
         self.sample_every = check_int("sample_every", sample_every, 1)
@@ -382,6 +411,7 @@ class Monitor:
             "divergence": resolve_action("on_divergence", "divergence", on_divergence),
             "explode": resolve_action("on_explode", "explode", on_explode),
             "too_low": resolve_action("on_too_low", "too_low", on_too_low),
+            "overfit": resolve_action("on_overfit", "overfit", on_overfit),
         }
         self.checks: list[Check] = _validate_checks(checks)
         names = [c.name for c in self.checks]
@@ -411,7 +441,13 @@ class Monitor:
                     f"check {c.name!r} runs after the optimizer step, where only 'warn' or 'stop' can act; got "
                     f"{self.actions[c.name]!r}"
                 )
+            if c.phase == "validation" and self.actions[c.name] not in ("warn", "rollback", "stop"):
+                raise ValueError(
+                    f"check {c.name!r} runs on validation losses, between optimizer steps, where only 'warn', "
+                    f"'rollback' or 'stop' can act; got {self.actions[c.name]!r}"
+                )
         self._backward_checks = [(c, self.actions[c.name]) for c in active if c.phase == "backward"]
+        self._val_checks = [(c, self.actions[c.name]) for c in active if c.phase == "validation"]
         self._step_checks = [(c, self.actions[c.name]) for c in active if c.phase == "step"]
         self._every_step = [(c, a) for c, a in self._backward_checks if int(c.every) == 1]
         self._windowed = [(c, int(c.every), a) for c, a in self._backward_checks if int(c.every) > 1]
@@ -437,6 +473,10 @@ class Monitor:
         self._pre: Snapshot | None = None
         self._sample: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
         self._healthy: _Healthy | None = None
+        self._best_val: _Healthy | None = None  # model + optimizer at the best validation loss (no scheduler)
+        self._evals = 0  # after_validation calls
+        self._last_val_step = -1  # the step of the last after_validation call
+        self._val_quiet: dict[str, int] = {}  # check name -> first evaluation it may fire again (cooldown)
         self._last_bad_step = -(10**9)
         self._quiet_until: dict[str, int] = {}
         self._params_key: tuple[int, int] = (0, 0)
@@ -547,6 +587,79 @@ class Monitor:
         self._schedule_after_step()
         return self.should_stop
 
+    def after_validation(self, val_loss: torch.Tensor | float) -> bool:
+        """Check a validation loss; call it once per evaluation (e.g. per epoch), between optimizer steps. Returns
+        should_stop.
+
+        The monitor keeps a snapshot of model and optimizer at the best validation loss so far. When a
+        ``"validation"`` check fires (:class:`~lrkit.monitor.checks.ValidationRising`: the loss rose clearly above
+        its best and stayed there while training went on), ``rollback`` (the default ``on_overfit``) restores that
+        snapshot — parameters, buffers, optimizer state; the param groups' hyperparameters, train/eval modes and the
+        scheduler stay as they are, so the schedule keeps the run's clock — and multiplies the LR by
+        ``val_backoff``; ``stop`` ends the run (back at the best weights when ``restore_on_stop``); ``warn`` only
+        records. Rollbacks of both kinds count towards ``max_rollbacks``.
+
+        >>> model = torch.nn.Linear(2, 1)
+        >>> monitor = Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        >>> [monitor.after_validation(v) for v in (0.9, 0.7, 0.8, 0.9)], monitor.events[-1].action
+        ([False, False, False, False], 'rollback')
+        >>> round(monitor.lr_scale, 3), round(monitor.optimizer.param_groups[0]["lr"], 6)
+        (0.1, 0.01)
+
+        Args:
+            val_loss: the validation loss (a scalar tensor or a float).
+        """
+        if self._pending is not None:
+            raise RuntimeError(
+                "Monitor.after_validation() was called between after_backward() and after_step(): call it between "
+                "optimizer steps, e.g. after the epoch's last after_step()"
+            )
+        _check_loss(val_loss, "after_validation(val_loss)")
+        value = float(val_loss.item() if hasattr(val_loss, "item") else val_loss)  # type: ignore[union-attr,arg-type]
+        self._flush(self._step)
+        rec = self.record
+        best = min(rec.window("val_loss", rec.capacity), default=math.inf)
+        # the training loss now: the median of the steps since the last evaluation (at most 50 of them)
+        recent = rec.window("loss", min(50, self._step - self._last_val_step))
+        rec.push_val_loss(value, statistics.median(recent) if recent else math.nan)
+        self._last_val_step = self._step
+        self._evals += 1
+        evals = self._evals
+        if self._val_checks and value < best:  # a new best (nan compares False)
+            snapshot, _ = self._capture(scheduler=False)
+            self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict())
+        findings: list[tuple[Check, str, Finding]] = []
+        for check, action in self._val_checks:
+            if (evals - 1) % check.every or self._val_quiet.get(check.name, 0) > evals:
+                continue
+            found = check.check(rec)
+            if found is not None:
+                findings.append((check, action, found))
+        if not findings:
+            return self.should_stop
+        step, lr = self._step, self._lr()
+        worst = "none"
+        for check, action, found in findings:
+            reason = found.reason
+            if action == "rollback" and self.rollbacks >= self.max_rollbacks:
+                action = "stop"
+                reason += f"; rollback limit reached ({self.max_rollbacks} rollbacks, LR now {self.lr_scale:.3g}x)"
+            if check.cooldown:
+                self._val_quiet[check.name] = evals + check.cooldown + 1
+            self._emit(MonitorEvent(step, check.name, {**found.values, "lr": lr}, action, reason), stacklevel=3)
+            if SEVERITY[action] > SEVERITY[worst]:
+                worst = action
+            if action == "stop" and not self.should_stop:
+                self.should_stop = True
+                self.stop_reason = f"{check.name} at step {step}: {reason}"
+                self._dense_until = _NEVER
+        self.last_action = worst
+        if worst == "rollback":
+            self._val_rollback()
+        elif worst == "stop" and self.restore_on_stop and self._best_val is not None:
+            self._restore_best_val()
+        return self.should_stop
+
     def summary(self) -> dict[str, Any]:
         """Counts of what happened, JSON-ready.
 
@@ -582,26 +695,14 @@ class Monitor:
         >>> model = torch.nn.Linear(2, 1)
         >>> monitor = Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1))
         >>> sorted(monitor.state_dict())[:4]
-        ['clipped', 'dense_until', 'events', 'last_bad_step']
+        ['clipped', 'dense_until', 'evals', 'events']
         """
         self._flush(self._step)
         out = self._state_dict()
-        healthy = self._healthy
-        if snapshot and healthy is not None:
-            snap = healthy.snapshot
-            out["healthy"] = {
-                "step": healthy.step,
-                "lr_scale": healthy.lr_scale,
-                "record": _clone_tree(healthy.record),
-                "params": _clone_tree(snap.params),
-                "buffers": _clone_tree(snap.buffers),
-                "modes": list(snap.modes),
-                "opt_state": _clone_tree(snap.opt_state),
-                "opt_groups": _clone_tree(snap.opt_groups),
-                "sched_state": _clone_tree(snap.sched_state),
-                "extra_params": [_clone_tree(value) for _, value, _ in snap.extra_params],
-                "opt_attrs": _clone_tree(snap.opt_attrs),
-            }
+        if snapshot:
+            for key, held in (("healthy", self._healthy), ("best_val", self._best_val)):
+                if held is not None:
+                    out[key] = _healthy_state(held)
         return out
 
     def _state_dict(self) -> dict[str, Any]:
@@ -627,6 +728,9 @@ class Monitor:
                 "windowed_due": self._windowed_due,
                 "last_eval": dict(self._last_eval),
             },
+            "evals": self._evals,
+            "last_val_step": self._last_val_step,
+            "val_quiet": dict(self._val_quiet),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -662,16 +766,25 @@ class Monitor:
         self._after_due = 0  # the next healthy after_step re-schedules
         self._last_eval.clear()
         self._windowed_due = 0
-        self._refresh_screen()
         timers = state.get("timers")
-        if timers is not None:  # older states have none: the timers restart, as they always did
+        if timers is not None:
             self._last_sample = int(timers["last_sample"])
             self._screen_due = int(timers["screen_due"])
             self._screen = float(timers["screen"])
             self._windowed_due = int(timers["windowed_due"])
             self._last_eval = {str(k): int(v) for k, v in dict(timers["last_eval"]).items()}
+        else:  # older states have none: the timers restart, as they always did
+            # (not for newer ones: recomputing the bound would refresh the record's reference statistics at this
+            # step, which the uninterrupted run does not, and the resumed run would judge the next steps differently)
+            self._refresh_screen()
+        self._evals = int(state.get("evals", 0))
+        self._last_val_step = int(state.get("last_val_step", -1))
+        self._val_quiet = {str(k): int(v) for k, v in dict(state.get("val_quiet", {})).items()}
+        self._best_val = None
         if state.get("healthy") is not None:
             self._healthy = self._load_healthy(state["healthy"])
+        if state.get("best_val") is not None:
+            self._best_val = self._load_healthy(state["best_val"])
 
     def _load_healthy(self, saved: Mapping[str, Any]) -> _Healthy:
         """Rebuild the healthy snapshot of :meth:`state_dict` ``(snapshot=True)`` on this monitor's objects."""
@@ -1018,6 +1131,10 @@ class Monitor:
         pre = self._pre
         if pre is None:  # pragma: no cover - internal invariant
             return
+        self._restore_keeping_groups(pre)
+
+    def _restore_keeping_groups(self, pre: Snapshot) -> None:
+        """``pre.restore()``, then the param groups' current hyperparameters (the schedule's) written back."""
         # by value: restore() writes a tensor hyperparameter (a tensor lr) back in place, into the very object
         # the group holds now
         groups = [{k: _copy_state(v) for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
@@ -1030,6 +1147,30 @@ class Monitor:
                         now.copy_(v)  # the same tensor object stays in the group (a compiled step may hold it)
                 else:
                     g[k] = v
+
+    def _restore_best_val(self) -> None:
+        """Model and optimizer back to the best-validation snapshot; hyperparameters and modes stay as they are."""
+        best = self._best_val
+        if best is None:  # pragma: no cover - callers check
+            return
+        modes = [m.training for m in self.model.modules()]
+        self._restore_keeping_groups(best.snapshot)
+        for module, mode in zip(self.model.modules(), modes):
+            module.training = mode
+        self.record.load_state_dict(best.record, keep_step=True)
+
+    def _val_rollback(self) -> None:
+        """Back to the best validation loss (when its snapshot is held) and back off by ``val_backoff``; the
+        schedule keeps its clock. A fresh healthy snapshot is taken of the restored state."""
+        if self._best_val is not None:
+            self._restore_best_val()
+        backoff_lr(self.optimizer, self.scheduler, self.val_backoff)
+        self.lr_scale *= self.val_backoff
+        self.rollbacks += 1
+        self._capture_healthy(self._step)
+        self._refresh_screen()
+        self._refresh_idle()
+        self._schedule_after_step()
 
     def _rollback(self) -> None:
         healthy = self._healthy

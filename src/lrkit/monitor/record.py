@@ -23,7 +23,7 @@ __all__ = ["SIGNALS", "RobustStats", "RollingRecord"]
 
 #: The signals a record keeps: per-step training loss, global L2 gradient norm (before any clipping), and the
 #: sampled update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||``.
-SIGNALS = ("loss", "grad_norm", "update_ratio")
+SIGNALS = ("loss", "grad_norm", "update_ratio", "val_loss", "val_train_loss")
 
 #: ``1.4826 * MAD`` estimates the standard deviation of normally distributed values.
 MAD_TO_SIGMA = 1.4826
@@ -91,6 +91,8 @@ class RollingRecord:
             out of the windows so that one NaN cannot poison a median); ``grad_measured`` is ``False`` when this
             step pushed no gradient norm.
         start_loss: the first finite loss, i.e. the loss at initialisation, before any update.
+        last_val_loss: the latest validation loss (:meth:`push_val_loss`; ``nan`` before the first); the finite
+            ones are the ``"val_loss"`` window.
         lr, peak_lr: the latest sampled learning rate (largest over param groups) and the largest seen.
         seen: how many finite values of each signal were ever pushed (not capped by ``capacity``).
         trend, trend_low: the median of the last ``trend_window`` finite losses (updated every ``refresh`` steps)
@@ -122,6 +124,7 @@ class RollingRecord:
         self.last_grad_norm = math.nan
         self.grad_measured = False
         self.start_loss = math.nan
+        self.last_val_loss = math.nan
         self.lr = math.nan
         self.peak_lr = 0.0
         self.trend = math.nan
@@ -199,6 +202,17 @@ class RollingRecord:
         if n % self.refresh == 0 and n >= self.trend_window:
             self._update_trend()
 
+    def push_val_loss(self, value: float, train_loss: float = math.nan) -> None:
+        """Record one validation loss (``Monitor.after_validation``) and the training loss at that time (``nan``:
+        unknown); a non-finite validation loss is kept only as ``last_val_loss``, out of the windows, so that the
+        ``"val_loss"`` and ``"val_train_loss"`` windows stay aligned."""
+        self.last_val_loss = float(value)
+        if math.isfinite(self.last_val_loss):
+            self._values["val_loss"].append(self.last_val_loss)
+            self._values["val_train_loss"].append(float(train_loss))
+            self.seen["val_loss"] += 1
+            self.seen["val_train_loss"] += 1
+
     def push_update_ratio(self, ratio: float, lr: float | None = None) -> None:
         """Record a sampled update-to-weight ratio (and the LR it was taken at)."""
         if math.isfinite(ratio):
@@ -261,6 +275,7 @@ class RollingRecord:
             "last_grad_norm": self.last_grad_norm,
             "grad_measured": self.grad_measured,
             "start_loss": self.start_loss,
+            "last_val_loss": self.last_val_loss,
             "lr": self.lr,
             "peak_lr": self.peak_lr,
             "trend": self.trend,
@@ -293,6 +308,7 @@ class RollingRecord:
         self.last_grad_norm = float(state.get("last_grad_norm", math.nan))
         self.grad_measured = bool(state.get("grad_measured", False))
         self.start_loss = float(state["start_loss"])
+        self.last_val_loss = float(state.get("last_val_loss", math.nan))
         self.lr = float(state.get("lr", math.nan))
         self.peak_lr = float(state.get("peak_lr", 0.0))
         self.trend = float(state.get("trend", math.nan))
@@ -313,6 +329,8 @@ class RollingRecord:
         grad_norms: Sequence[float] | None = None,
         *,
         update_ratios: Sequence[float] = (),
+        val_losses: Sequence[float] = (),
+        val_train_losses: Sequence[float] | None = None,
         lr: float | None = None,
         capacity: int = 200,
         refresh: int = 1,
@@ -331,6 +349,12 @@ class RollingRecord:
             rec.push(float(loss), float(grad_norms[i]) if grad_norms is not None else None)
         for r in update_ratios:
             rec.push_update_ratio(float(r))
+        if val_train_losses is not None and len(val_train_losses) != len(val_losses):
+            raise ValueError(
+                f"val_train_losses has {len(val_train_losses)} values but val_losses has {len(val_losses)}"
+            )
+        for i, v in enumerate(val_losses):
+            rec.push_val_loss(float(v), math.nan if val_train_losses is None else float(val_train_losses[i]))
         if lr is not None:
             rec.set_lr(lr)
         return rec

@@ -855,6 +855,9 @@ class _Trainer:
                 t0 = time.perf_counter()
                 train_loss, grad_norms, stop_now = self._train_epoch(epoch)
                 val_loss, metric = self._validate()
+                if self.monitor is not None and not stop_now:
+                    # a validation loss that rose clearly above its best: back to the best weights, lower LR
+                    stop_now = self.monitor.after_validation(val_loss)
                 if getattr(self.scheduler.schedule, "stateful", False):
                     self.scheduler.observe(val_loss)  # reduce-on-plateau learns from the validation loss
                 seconds = time.perf_counter() - t0

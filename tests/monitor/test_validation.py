@@ -1,0 +1,238 @@
+"""Validation-loss health: ValidationRising on known streams, and Monitor.after_validation's rollback to the best
+validation snapshot (bit for bit), its back-off on the schedule's clock, the other actions, errors and resume."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.optim import lr_scheduler as S
+
+from _helpers import assert_same
+from lrkit.monitor import Monitor, MonitorWarning, RollingRecord, ValidationRising
+
+
+def rec(vals: list[float]) -> RollingRecord:
+    return RollingRecord.from_stream([1.0], val_losses=vals)
+
+
+# ------------------------------------------------------------------------------------------ the check
+@pytest.mark.parametrize(
+    ("vals", "fires"),
+    [
+        ([0.9, 0.7, 0.8, 0.9], True),  # two evaluations without a new best, the last 29% above it
+        ([0.9, 0.7, 0.9], False),  # one evaluation since the best: a single bump is no alarm
+        ([0.9, 0.7, 0.72, 0.73], False),  # within 5% of the best
+        ([0.9, 0.7, 0.8, 0.9, 0.6], False),  # a new best
+        ([0.9, 0.7, 0.8, 0.74], True),  # 5.7% above the best, two evaluations on
+        ([0.7], False),  # nothing to compare with
+        ([-1.0, -2.0, -1.8, -1.5], True),  # sign-safe: -1.5 is 25% of |best| above it
+        ([-1.0, -2.0, -1.95, -1.92], False),
+    ],
+)
+def test_validation_rising_known_answers(vals: list[float], fires: bool) -> None:
+    found = ValidationRising().check(rec(vals))
+    assert (found is not None) == fires
+    if found is not None:
+        finite = vals[:-1]
+        assert found.values["best"] == min(finite)
+        assert found.values["since"] == len(finite) - finite.index(min(finite))
+        assert found.values["rise"] == pytest.approx((vals[-1] - min(finite)) / abs(min(finite)))
+        assert "above its best" in found.reason
+
+
+@pytest.mark.parametrize(
+    ("trains", "fires"),
+    [
+        ([1.0, 0.6, 0.5, 0.45], True),  # training fell 25% since the best evaluation: memorisation
+        ([1.0, 0.6, 0.58, 0.55], False),  # 8%: training has levelled off, the validation loss is only noisy
+        ([1.0, 0.6, 0.6, 0.7], False),  # training got worse too: the training-signal checks' business
+        ([1.0, -0.6, -0.7, -0.8], True),  # sign-safe: -0.6 -> -0.8 is a 33% fall
+        ([1.0, math.nan, 0.5, 0.45], True),  # unknown at the best: the condition is skipped
+    ],
+)
+def test_validation_rising_needs_the_training_loss_to_fall(trains: list[float], fires: bool) -> None:
+    record = RollingRecord.from_stream([1.0], val_losses=[0.9, 0.7, 0.75, 0.8], val_train_losses=trains)
+    found = ValidationRising().check(record)
+    assert (found is not None) == fires
+    if found is not None and math.isfinite(trains[1]):
+        assert found.values["train_drop"] == pytest.approx((trains[1] - trains[-1]) / abs(trains[1]))
+    assert ValidationRising(min_train_drop=0.05).check(
+        RollingRecord.from_stream([1.0], val_losses=[0.9, 0.7, 0.75, 0.8], val_train_losses=[1.0, 0.6, 0.58, 0.55])
+    ) is not None
+    with pytest.raises(ValueError, match="val_train_losses has 2 values but val_losses has 4"):
+        RollingRecord.from_stream([1.0], val_losses=[0.9, 0.7, 0.75, 0.8], val_train_losses=[1.0, 0.6])
+
+
+def test_validation_rising_settings_and_non_finite() -> None:
+    assert ValidationRising(patience=1).check(rec([0.9, 0.7, 0.9])) is not None
+    assert ValidationRising(tolerance=0.5).check(rec([0.9, 0.7, 0.8, 0.9])) is None
+    assert ValidationRising(window=3).check(rec([0.1, 0.9, 0.7, 0.8, 0.9])) is not None  # 0.1 is out of the window
+    assert ValidationRising(window=6).check(rec([0.1, 0.9, 0.7, 0.8, 0.9])) is not None  # 0.1 is the best: 800%
+    nan = ValidationRising().check(rec([0.9, 0.7, math.nan]))
+    assert nan is not None and "validation loss is nan" in nan.reason  # at once: no patience for a nan
+    assert ValidationRising().check(rec([math.nan])) is None
+    for bad, match in (({"tolerance": -0.1}, "tolerance=-0.1"), ({"patience": 0}, "patience=0"),
+                       ({"window": 1}, "window=1")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            ValidationRising(**bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------ the monitor
+def make(**kwargs: object) -> tuple[nn.Module, torch.optim.Optimizer, S.LambdaLR, Monitor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = S.LambdaLR(opt, lambda t: 1.0 / (1.0 + 0.01 * t))
+    return model, opt, sched, Monitor(model, opt, sched, **kwargs)  # type: ignore[arg-type]
+
+
+def train(model: nn.Module, opt: torch.optim.Optimizer, sched: S.LambdaLR, monitor: Monitor, steps: int,
+          start: int = 0) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 4, generator=g)
+    y = x.sum(1, keepdim=True)
+    for step in range(start, start + steps):
+        idx = torch.randint(0, 256, (32,), generator=torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x[idx]), y[idx])
+        loss.backward()
+        monitor.after_backward(loss)
+        opt.step()
+        sched.step()
+        monitor.after_step()
+
+
+def state(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, object]:
+    return {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict()["state"])}
+
+
+def test_rollback_returns_to_the_best_validation_state_and_backs_off_on_the_schedules_clock() -> None:
+    model, opt, sched, monitor = make()
+    train(model, opt, sched, monitor, 20)
+    monitor.after_validation(0.5)
+    best = state(model, opt)  # the snapshot the monitor must return to, bit for bit
+    for epoch, val in enumerate((0.6, 0.7)):  # two evaluations without a new best, the last 40% above it
+        train(model, opt, sched, monitor, 20, start=20 * (epoch + 1))
+        model.eval()  # the user validates in eval mode and calls the monitor there
+        assert monitor.after_validation(torch.tensor(val)) is False
+    assert [(e.check, e.action) for e in monitor.events] == [("val_rising", "rollback")]
+    assert monitor.events[0].values["best"] == 0.5 and monitor.events[0].values["since"] == 2.0
+    assert_same(state(model, opt), best)  # weights, BatchNorm statistics and momentum buffers
+    assert not model.training  # modes are the caller's, not the snapshot's
+    assert sched.last_epoch == 60  # the clock was not rewound ...
+    lam = sched.lr_lambdas[0]
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * lam(60) * 0.1)  # ... and the LR is 0.1x its value now
+    assert monitor.lr_scale == pytest.approx(0.1) and monitor.rollbacks == 1
+    model.train()
+    train(model, opt, sched, monitor, 5, start=60)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * lam(65) * 0.1)  # the back-off survives the schedule
+    assert monitor.after_validation(0.55) is False and len(monitor.events) == 1  # compared with the same best
+
+
+def test_warn_stop_and_off() -> None:
+    model, opt, sched, monitor = make(on_overfit="warn")
+    before = state(model, opt)
+    with pytest.warns(MonitorWarning, match="validation loss 0.8 is 60.0% above its best 0.5"):
+        for v in (0.5, 0.7, 0.8):
+            monitor.after_validation(v)
+    assert monitor.events[0].action == "warn" and monitor.lr_scale == 1.0
+    assert_same(state(model, opt), before)
+
+    model, opt, sched, monitor = make(on_overfit="stop")
+    monitor.after_validation(0.5)
+    best = state(model, opt)
+    train(model, opt, sched, monitor, 10)
+    monitor.after_validation(0.6)
+    assert monitor.after_validation(0.7) is True and "val_rising" in monitor.stop_reason
+    assert_same(state(model, opt), best)  # restore_on_stop: the best weights
+
+    model, opt, sched, monitor = make(on_overfit="stop", restore_on_stop=False)
+    monitor.after_validation(0.5)
+    train(model, opt, sched, monitor, 10)
+    after = state(model, opt)
+    monitor.after_validation(0.6)
+    assert monitor.after_validation(0.7) is True
+    assert_same(state(model, opt), after)
+
+    model, opt, sched, monitor = make(on_overfit=None)
+    for v in (0.5, 0.7, 0.8, 0.9):
+        assert monitor.after_validation(v) is False
+    assert monitor.events == [] and monitor._best_val is None  # no check: no snapshot either
+
+
+def test_rollback_limit_turns_into_a_stop() -> None:
+    monitor = make(max_rollbacks=1)[3]
+    for v in (0.5, 0.6, 0.7):
+        monitor.after_validation(v)
+    assert monitor.rollbacks == 1
+    for v in (0.6, 0.7):
+        monitor.after_validation(v)
+    assert monitor.should_stop and monitor.events[-1].action == "stop" and "rollback limit" in monitor.stop_reason
+
+
+def test_bad_calls_and_bad_settings_are_clear_errors() -> None:
+    model, _, _, monitor = make()
+    with pytest.raises(ValueError, match=r"after_validation\(val_loss\) needs a scalar loss, got a tensor of shape"):
+        monitor.after_validation(torch.ones(2))
+    with pytest.raises(ValueError, match="got str"):
+        monitor.after_validation("0.5")  # type: ignore[arg-type]
+    x = torch.randn(8, 4)
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    monitor.after_backward(loss)
+    with pytest.raises(RuntimeError, match="between after_backward\\(\\) and after_step\\(\\)"):
+        monitor.after_validation(0.5)
+    with pytest.raises(ValueError, match="on_overfit='skip' is not an action for overfit checks"):
+        make(on_overfit="skip")
+    with pytest.raises(ValueError, match="val_backoff=1.5 must be a number in \\(0, 1\\)"):
+        make(val_backoff=1.5)
+
+
+def test_a_resumed_monitor_rolls_back_to_the_same_best_state() -> None:
+    vals = (0.5, 0.45, 0.6, 0.7, 0.5)
+
+    def run(split: int | None) -> tuple[dict[str, object], list[dict[str, object]]]:
+        model, opt, sched, monitor = make()
+        for epoch, val in enumerate(vals):
+            if epoch == split:  # save, then go on in a "new process"
+                saved = copy.deepcopy((model.state_dict(), opt.state_dict(), sched.state_dict(),
+                                       monitor.state_dict(snapshot=True)))  # fmt: skip
+                model, opt, sched, monitor = make()
+                model.load_state_dict(saved[0])
+                opt.load_state_dict(saved[1])
+                sched.load_state_dict(saved[2])
+                monitor.load_state_dict(saved[3])
+            train(model, opt, sched, monitor, 15, start=15 * epoch)
+            monitor.after_validation(val)
+        return state(model, opt), [e.to_dict() for e in monitor.events]
+
+    whole, events = run(None)
+    assert [e["check"] for e in events] == ["val_rising"]
+    for split in (2, 3):
+        resumed, resumed_events = run(split)
+        assert resumed_events == events
+        assert_same(resumed, whole)
+
+
+def test_a_training_rollback_after_a_validation_rollback_does_not_return_to_the_memorised_weights() -> None:
+    model, opt, sched, monitor = make()
+    train(model, opt, sched, monitor, 10)
+    monitor.after_validation(0.5)
+    best = state(model, opt)
+    train(model, opt, sched, monitor, 150, start=10)  # the healthy snapshot moves on, past the best
+    monitor.after_validation(0.6)
+    monitor.after_validation(0.7)
+    assert monitor.events[-1].action == "rollback"
+    held = monitor._healthy
+    assert held is not None and held.step == monitor.step
+    assert_same({"model": held.snapshot.params}, {"model": [p.detach() for p in model.parameters()]})
+    assert_same(state(model, opt), best)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing else fires on the restored weights
+        train(model, opt, sched, monitor, 30, start=160)
+    assert len(monitor.events) == 1
