@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from lrkit._utils import atomic_write, atomic_write_text, check_positive, increment_dir, unknown_name_error
+from lrkit._utils import (
+    atomic_write,
+    atomic_write_text,
+    check_positive,
+    describe_yaml_error,
+    did_you_mean,
+    increment_dir,
+    unknown_name_error,
+)
 from lrkit.schedules import from_spec
 
 
@@ -31,6 +39,25 @@ def test_non_positive_or_non_numbers_name_the_value(bad):
 def test_unknown_name_suggests_and_lists():
     msg = str(unknown_name_error("rule", "stepest", ["steepest", "valley"]))
     assert "Did you mean 'steepest'" in msg and "Valid: steepest, valley" in msg
+
+
+def test_did_you_mean_ignore_case_compares_lower_case_and_keeps_the_canonical_spelling():
+    names = ["auto", "SGD", "Adam", "AdamW", "RMSProp"]
+    assert did_you_mean("adamw2", names, ignore_case=True) == " Did you mean 'AdamW'?"
+    assert did_you_mean("rmsprop2", names, ignore_case=True) == " Did you mean 'RMSProp'?"
+    assert did_you_mean("zzz", names, ignore_case=True) == ""
+    assert did_you_mean("adamw2", names) == " Did you mean 'Adam'?"  # case-sensitive stays the default
+
+
+def test_describe_yaml_error_without_a_position_keeps_the_first_line():
+    assert describe_yaml_error(ValueError("first\nsecond")) == "first"
+    import yaml
+
+    try:
+        yaml.safe_load("a: 1\n\tb: 2\n")
+    except yaml.YAMLError as e:
+        msg = describe_yaml_error(e)
+    assert msg.startswith("line 2, column 1: found character '\\t' that cannot start any token"), msg
 
 
 def test_increment_dir_never_reuses(tmp_path):

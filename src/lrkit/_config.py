@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrkit._utils import did_you_mean, optional_import, unknown_name_error
+from lrkit._utils import describe_yaml_error, did_you_mean, optional_import, unknown_name_error
 
 __all__ = ["OPTIMIZERS", "TASKS", "TrainConfig", "parse_value"]
 
@@ -149,7 +149,8 @@ def _choice(choices: Iterable[str]) -> Check:
     def check(key: str, v: Any) -> str:
         if isinstance(v, str) and v.lower() in by_lower:
             return by_lower[v.lower()]
-        raise unknown_name_error(f"{key}", str(v), choices)
+        # matched case-insensitively, so suggested case-insensitively too ('adamw2' -> 'AdamW', not 'Adam')
+        raise unknown_name_error(f"{key}", str(v), choices, ignore_case=True)
 
     return check
 
@@ -259,7 +260,12 @@ def _monitor(key: str, v: Any) -> bool | dict[str, Any]:
             return v.lower() == "true"
         if v.lower() == "warn":  # warn-only: every check records and warns, nothing is changed
             return {"on_divergence": "warn", "on_explode": "warn", "on_too_low": "warn"}
-        return {"on_divergence": v}  # monitor=rollback | skip | stop (checked by lrkit.Monitor)
+        # monitor=rollback | skip | stop: checked here, so a typo fails before the run starts (and logs), with a
+        # did-you-mean (lazy import: the monitor package is not needed to parse a config)
+        from lrkit.monitor.actions import resolve_action
+
+        resolve_action(key, "divergence", v)
+        return {"on_divergence": v}
     raise ValueError(f"{key}={v!r} must be true/false, an on_divergence action name, or a dict of Monitor options")
 
 
@@ -476,7 +482,7 @@ def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise ValueError(f"cfg={os.fspath(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ValueError(f"cfg={os.fspath(path)!r} is not valid YAML: {describe_yaml_error(e)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -93,8 +93,9 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
             if isinstance(e, torch.OutOfMemoryError):
                 raise
             name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "the default loss"
+            why = str(e).removesuffix(".")  # torch's own ends with '.' ("Target 2 is out of bounds."): no '..'
             raise ValueError(
-                f"{name}(model(x), y) failed: {e}. The model's output is {_describe(out)} and the target "
+                f"{name}(model(x), y) failed: {why}. The model's output is {_describe(out)} and the target "
                 f"{_describe(y)}; pass a loss_fn that fits them (cross_entropy takes class-index targets, mse_loss "
                 "float targets of the output's shape) or step_fn=lambda model, batch: loss"
             ) from e

@@ -21,6 +21,7 @@ __all__ = [
     "atomic_write_text",
     "check_int",
     "check_positive",
+    "describe_yaml_error",
     "did_you_mean",
     "increment_dir",
     "optional_import",
@@ -28,20 +29,56 @@ __all__ = [
 ]
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close."""
-    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+def did_you_mean(name: str, choices: Iterable[str], *, ignore_case: bool = False) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close.
+
+    With ``ignore_case`` (for names matched case-insensitively, such as optimizers) the comparison is made on
+    lower-cased text, so that ``adamw2`` is closest to ``AdamW`` rather than to ``Adam``; the suggestion keeps the
+    choice's own spelling.
+
+    >>> did_you_mean("adamw2", ["SGD", "Adam", "AdamW"], ignore_case=True)
+    " Did you mean 'AdamW'?"
+    """
+    choices = list(choices)
+    if not ignore_case:
+        close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
+        return f" Did you mean {close[0]!r}?" if close else ""
+    by_lower: dict[str, str] = {}
+    for c in choices:
+        by_lower.setdefault(c.lower(), c)
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.5)
+    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
-def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> ValueError:
-    """A ``ValueError`` naming the bad ``name``, the closest valid one, and every valid one.
+def describe_yaml_error(e: BaseException) -> str:
+    """Where a YAML file is broken and why, in one line: ``"line 2, column 2: expected ',' or ']', but got ':'
+    (while parsing a flow sequence)"``. Falls back to the error's first line when yaml gives no position.
+
+    ``problem_mark`` is 0-based; editors count lines and columns from 1, so both are shifted by one.
+    """
+    problem = getattr(e, "problem", None)
+    mark = getattr(e, "problem_mark", None)
+    context = getattr(e, "context", None)
+    if problem is None and mark is None:
+        lines = str(e).splitlines()
+        return lines[0] if lines else type(e).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    text = str(problem) if problem else (str(context) if context else type(e).__name__)
+    if context and problem:
+        text += f" ({context})"
+    return f"{where}: {text}" if where else text
+
+
+def unknown_name_error(kind: str, name: str, choices: Iterable[str], *, ignore_case: bool = False) -> ValueError:
+    """A ``ValueError`` naming the bad ``name``, the closest valid one, and every valid one (``ignore_case``: as
+    in :func:`did_you_mean`).
 
     >>> str(unknown_name_error("rule", "valey", ["valley", "steepest"]))
     "unknown rule 'valey'. Did you mean 'valley'? Valid: steepest, valley"
     """
     choices = sorted(choices)
-    return ValueError(f"unknown {kind} {name!r}.{did_you_mean(name, choices)} Valid: {', '.join(choices)}")
+    hint = did_you_mean(name, choices, ignore_case=ignore_case)
+    return ValueError(f"unknown {kind} {name!r}.{hint} Valid: {', '.join(choices)}")
 
 
 def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:

@@ -50,6 +50,21 @@ def test_model_given_as_an_instance_says_to_define_a_function(tmp_path: Path) ->
         load_task_file(task)
 
 
+def test_a_misspelt_task_function_gets_a_did_you_mean(tmp_path: Path) -> None:
+    # Bug: a file defining modle() was told only "must define model()", not which of its functions was meant.
+    task = tmp_path / "typo.py"
+    source = write_task(tmp_path, MSE_LOSS_FN).read_text()
+    task.write_text(source.replace("def model():", "def modle():") + "\nfrom torch.utils.data import DataLoader\n")
+    with pytest.raises(ValueError, match=r"must define model\(\) \(it defines modle\(\): did you mean model\(\)\?\);"):
+        load_task_file(task)
+    task.write_text(source.replace("def loss_fn():", "def lossfn():"))
+    with pytest.raises(ValueError, match=r"or step_fn\(model, batch\) \(it defines lossfn\(\): did you mean loss_fn"):
+        load_task_file(task)
+    task.write_text(source.replace("def model():", "def network():"))  # nothing close: no guess
+    with pytest.raises(ValueError, match=r"must define model\(\); see"):
+        load_task_file(task)
+
+
 @pytest.mark.parametrize("seed", ["-1", "18446744073709551615"])
 def test_seed_out_of_range_is_named(seed: str, tmp_path: Path) -> None:
     # Bug: "--seed -1" on the demo gave "expected non-negative integer" and 2**64-1 "Overflow when unpacking long

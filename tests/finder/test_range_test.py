@@ -297,6 +297,17 @@ def test_loss_that_does_not_fit_the_output_names_both_shapes(classification_load
                       loss_fn=torch.nn.functional.mse_loss, num_steps=10)
 
 
+def test_a_loss_error_ending_in_a_full_stop_is_not_doubled(classification_loader):
+    x, _ = next(iter(classification_loader))  # classes 0..2: a 2-class output puts target 2 out of bounds
+    model = torch.nn.Linear(x.shape[1], 2)
+    with pytest.raises(ValueError) as info:
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), classification_loader,
+                      loss_fn=torch.nn.functional.cross_entropy, num_steps=10)
+    msg = str(info.value)
+    assert "cross_entropy(model(x), y) failed: Target 2 is out of bounds. The model's output" in msg, msg
+    assert ".." not in msg, msg
+
+
 def test_optimizer_of_another_model_is_refused(regression_loader):
     model, other = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
     with pytest.raises(ValueError, match="holds none of the model's parameters"):

@@ -173,6 +173,8 @@ def test_rollback_limit_turns_into_a_stop() -> None:
     for v in (0.6, 0.7):
         monitor.after_validation(v)
     assert monitor.should_stop and monitor.events[-1].action == "stop" and "rollback limit" in monitor.stop_reason
+    n = len(monitor.events)
+    assert monitor.after_validation(5.0) is True and len(monitor.events) == n  # a stopped monitor acts no more
 
 
 def test_bad_calls_and_bad_settings_are_clear_errors() -> None:
@@ -236,3 +238,47 @@ def test_a_training_rollback_after_a_validation_rollback_does_not_return_to_the_
         warnings.simplefilter("error")  # nothing else fires on the restored weights
         train(model, opt, sched, monitor, 30, start=160)
     assert len(monitor.events) == 1
+
+
+def test_a_custom_validation_check_runs_every_n_evaluations_and_only_with_actions_that_fit() -> None:
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from lrkit.monitor import Check, Finding
+
+    @dataclass(frozen=True)
+    class AboveOne(Check):
+        name: ClassVar[str] = "above_one"
+        category: ClassVar[str] = "divergence"  # type: ignore[assignment]
+        phase: ClassVar[str] = "validation"  # type: ignore[assignment]
+        every: int = 2
+        cooldown: int = 0
+
+        def check(self, record: RollingRecord) -> Finding | None:
+            return Finding("above one", {"v": record.last_val_loss}) if record.last_val_loss > 1 else None
+
+    model, opt, sched, _ = make()
+    monitor = Monitor(model, opt, sched, checks=[AboveOne()], on_divergence="warn")
+    with pytest.warns(MonitorWarning, match="above one"):
+        for v in (2.0, 2.0, 2.0):  # evaluations 1 and 3 are checked (every=2), the 2nd is not
+            monitor.after_validation(v)
+    assert [e.values["v"] for e in monitor.events] == [2.0, 2.0] and len(monitor.events) == 2
+    with pytest.raises(ValueError, match="'above_one' runs on validation losses.*got 'skip'"):
+        Monitor(model, opt, checks=[AboveOne()], on_divergence="skip")
+
+
+def test_warnings_point_at_the_callers_line() -> None:
+    model = nn.Linear(2, 1)
+    monitor = Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1), on_divergence="warn", on_overfit="warn")
+    x = torch.randn(4, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(3):
+            loss = model(x).pow(2).mean() * (1e6 if i == 2 else 1.0)
+            loss.backward()
+            monitor.after_backward(loss)  # the spike's warning points here, not into lrkit
+            monitor.after_step()
+        for v in (0.5, 0.7, 0.8):
+            monitor.after_validation(v)
+    assert len(caught) >= 2 and all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]
+    assert any("validation loss" in str(w.message) for w in caught)

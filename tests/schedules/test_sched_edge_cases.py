@@ -156,3 +156,20 @@ def test_past_the_end_closed_families_hold_and_open_ended_ones_follow_torch() ->
     e = from_spec("exponential lr0=1 gamma=0.5 unit=step", total_steps=T)
     assert e.lr(T + 7) == pytest.approx(0.5 ** (T + 7))
     assert math.isfinite(e.lr(10_000)) and e.lr(10_000) >= 0.0
+
+
+# Bug: "decay_frac=0.1 is less than one optimizer step" did not say how long the run was, so a user who passed
+# `-t 2` by mistake could not tell whether the fraction or the run was too small.
+@pytest.mark.parametrize(
+    ("spec", "kw", "arithmetic"),
+    [
+        ("wsd lr0=1e-3 warmup_steps=1 decay_frac=0.1", {"total_steps": 2}, "(0.1 of a 2-step run = 0.2 steps)"),
+        ("wsd lr0=1e-3 decay_epochs=0.1", {"epochs": 4, "steps_per_epoch": 5},
+         "(0.1 epochs x 5 optimizer steps per epoch = 0.5 steps)"),
+    ],
+)
+def test_a_span_shorter_than_one_step_names_the_run_length(spec: str, kw: dict[str, int], arithmetic: str) -> None:
+    with pytest.raises(ValueError) as info:
+        from_spec(spec, **kw)
+    msg = str(info.value)
+    assert "is less than one optimizer step" in msg and arithmetic in msg, msg

@@ -41,11 +41,14 @@ def test_tokens_become_typed_config():
         (["lr0=fast"], "lr0='fast' must be a number > 0 or 'auto'"),
         (["momentum=1.2"], "momentum=1.2 must be in [0, 1)"),
         (["optimizer=adm"], "unknown optimizer 'adm'. Did you mean 'Adam'?"),
+        (["optimizer=adamw2"], "unknown optimizer 'adamw2'. Did you mean 'AdamW'?"),  # not 'Adam': case ignored
+        (["optimizer=sgdd"], "unknown optimizer 'sgdd'. Did you mean 'SGD'?"),
         (["task=clasification"], "Did you mean 'classification'?"),
         (["val=1.0"], "val=1.0 must be in (0, 1)"),
         (["cos_lr=maybe"], "cos_lr='maybe' must be true or false"),
         (["device=gpu"], "device='gpu' is not a torch device"),
         (["digits"], "expected key=value, got 'digits'"),
+        (["monitor=rollbak"], "monitor='rollbak' is not an action for divergence checks. Did you mean 'rollback'?"),
     ],
 )
 def test_bad_tokens_name_the_key(tokens, message):
@@ -73,6 +76,24 @@ def test_cfg_file_errors(tmp_path):
         TrainConfig.from_tokens([f"cfg={not_map}"])
     with pytest.raises(ValueError, match="no such file"):
         TrainConfig.from_tokens([f"cfg={tmp_path / 'missing.yaml'}"])
+
+
+def test_broken_cfg_yaml_names_line_column_and_problem(tmp_path):
+    f = tmp_path / "broken.yaml"
+    f.write_text("data: iris\nlr0: [0.1, 0.2\nepochs: 3\n")
+    with pytest.raises(ValueError) as info:
+        TrainConfig.from_tokens([f"cfg={f}"])
+    msg = str(info.value)
+    assert "broken.yaml" in msg and "line 3, column 7" in msg, msg
+    assert "expected ',' or ']'" in msg and "while parsing a flow sequence" in msg, msg
+
+
+def test_a_misspelt_monitor_action_fails_before_the_run_starts(tmp_path, capsys):
+    with pytest.raises(ValueError, match="Did you mean 'rollback'"):
+        train(data="iris", monitor="rollbak", epochs=1, project=str(tmp_path), plots=False)
+    assert list(tmp_path.iterdir()) == [] and capsys.readouterr().out == ""  # no run directory, nothing logged
+    for ok in ("rollback", "Stop", "warn", "off", "true"):
+        TrainConfig(data="iris", monitor=ok)
 
 
 def test_python_kwargs_validated_and_unknown_named():

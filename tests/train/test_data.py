@@ -148,6 +148,13 @@ def test_data_yaml_with_separate_val(tmp_path):
         load_data(bad)
 
 
+def test_broken_data_yaml_names_line_column_and_problem(tmp_path):
+    y = tmp_path / "data.yaml"
+    y.write_text("train: train.csv\ntarget: a: b\n")
+    with pytest.raises(ValueError, match=r"data=data.yaml: not valid YAML \(line 2, column 10: mapping values are not"):
+        load_data(y)
+
+
 def test_torch_sources():
     x = torch.randn(50, 3)
     ds = TensorDataset(x, torch.randint(0, 4, (50,)))

@@ -136,6 +136,20 @@ def test_resume_with_more_epochs_replans_without_a_jump(tmp_path):
     assert args["epochs"] == 8 and args["resolved"]["total_steps"] == 8 * spe
 
 
+@pytest.mark.parametrize(("epochs", "how"), [(3, "shrinks"), (6, "stretches")])
+def test_the_replan_log_says_whether_the_rest_shrinks_or_stretches(tmp_path, capsys, epochs, how):
+    # Bug: a resume with fewer epochs logged "the rest stretches" although the rest of the run got shorter.
+    common = dict(data="iris", model="linear", lr0=0.1, optimizer="SGD", warmup_epochs=0, project=tmp_path, **QUIET)
+    spe = train(epochs=1, name="probe", **common).steps_per_epoch
+    with pytest.raises(KeyboardInterrupt):
+        train(epochs=4, name="cut", progress=_kill_at(2 * spe + 1), **common)
+    capsys.readouterr()
+    r = train(resume=tmp_path / "cut", epochs=epochs, verbose=True, plots=False)
+    said = capsys.readouterr().out
+    assert r.epochs_run == epochs
+    assert f"from {4 * spe} to {epochs * spe} optimizer steps (the rest {how}; the LR does not jump)" in said, said
+
+
 def test_resume_errors(tmp_path):
     common = dict(data="iris", model="linear", epochs=2, lr0=0.01, project=tmp_path, **QUIET)
     done = train(name="done", **common)

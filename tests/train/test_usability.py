@@ -83,6 +83,32 @@ def test_freeze_by_name_freezes_that_layer_and_a_bad_name_lists_the_layers(tmp_p
     assert not (tmp_path / "bad").exists()
 
 
+def test_freeze_is_reported_in_the_log(tmp_path, capsys):
+    # Bug: freeze= never appeared in the log, so a typo'd run and a frozen one looked the same.
+    r = train(data="iris", model="mlp", epochs=1, lr0=0.05, freeze="body", project=tmp_path, name="a", plots=False)
+    frozen = [(n, p.numel()) for n, p in r.model.named_parameters() if not p.requires_grad]
+    said = capsys.readouterr().out
+    line = (f"lrkit.train: freeze=['body'] froze {len(frozen)} parameter tensors "
+            f"({sum(n for _, n in frozen):,} parameters) in layer body; they keep their weights")
+    assert len(frozen) == 4 and line in said, said
+    train(data="iris", model="mlp", epochs=1, lr0=0.05, freeze=0, project=tmp_path, name="b", plots=False)
+    assert "freeze=0 froze nothing" in capsys.readouterr().out
+    train(data="iris", model="mlp", epochs=1, lr0=0.05, project=tmp_path, name="c", plots=False)
+    assert "freeze" not in capsys.readouterr().out  # not set: not mentioned
+    train(data="iris", model="mlp", epochs=1, lr0=0.05, freeze=1, project=tmp_path, name="d", **QUIET)
+    assert capsys.readouterr().out == ""  # verbose=False: silent
+
+
+def test_the_default_model_is_named_as_model_mlp_names_it(tmp_path, capsys):
+    # Bug: model=None logged (and recorded) "MLP", the class, where model=mlp says "mlp".
+    default = train(data="iris", epochs=1, lr0=0.05, project=tmp_path, name="a", plots=False)
+    assert "model mlp (" in capsys.readouterr().out
+    named = train(data="iris", model="mlp", epochs=1, lr0=0.05, project=tmp_path, name="b", plots=False)
+    assert "model mlp (" in capsys.readouterr().out
+    resolved = [yaml.safe_load((r.run_dir / "args.yaml").read_text())["resolved"]["model"] for r in (default, named)]
+    assert resolved == ["mlp", "mlp"]  # the record agrees with the log
+
+
 # ------------------------------------------------------------------------------------------- 3. (N, 1) class targets
 def test_long_targets_of_shape_n_by_1_train_exactly_like_n(tmp_path):
     x, y = _blobs()

@@ -5,6 +5,7 @@ Also the loader for a user's task file (``lrkit find my_task.py``).
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 import os
@@ -81,14 +82,15 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     missing = [name for name in _REQUIRED if not callable(getattr(module, name, None))]
     if missing:
         raise ValueError(
-            f"task file {str(path)!r} must define {', '.join(f'{m}()' for m in missing)}; "
-            "see `lrkit find --help` for the expected functions"
+            f"task file {str(path)!r} must define {', '.join(f'{m}()' for m in missing)}"
+            f"{_misspelt_hint(module, missing)}; see `lrkit find --help` for the expected functions"
         )
     has_loss = callable(getattr(module, "loss_fn", None))
     has_step = callable(getattr(module, "step_fn", None))
     if not has_loss and not has_step:
         raise ValueError(
             f"task file {str(path)!r} must define loss_fn() (returning a loss function) or step_fn(model, batch)"
+            f"{_misspelt_hint(module, ['loss_fn', 'step_fn'])}"
         )
     model = _call_user(path, "model()", module.model)
     if not isinstance(model, torch.nn.Module):
@@ -112,6 +114,24 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         path.stem, model, optimizer, _call_user(path, "train_loader()", module.train_loader),
         loss_fn=loss_fn, step_fn=module.step_fn if has_step else None,
     )
+
+
+def _misspelt_hint(module: Any, missing: list[str]) -> str:
+    """`` (it defines modle(): did you mean model()?)`` for each missing name that a public callable defined in
+    the task file itself is close to (imported names such as ``DataLoader`` are not candidates), else ``""``."""
+    expected = {*_REQUIRED, "loss_fn", "step_fn"}
+    defined = [
+        name for name, value in vars(module).items()
+        if not name.startswith("_") and name not in expected and callable(value)
+        and getattr(value, "__module__", None) == module.__name__
+    ]
+    hints = []
+    for name in missing:
+        close = difflib.get_close_matches(name, defined, n=1, cutoff=0.5)
+        if close:
+            hints.append(f"it defines {close[0]}(): did you mean {name}()?")
+            defined.remove(close[0])  # one misspelling explains one missing name
+    return f" ({' '.join(hints)})" if hints else ""
 
 
 def _takes_arguments(fn: Any) -> bool:

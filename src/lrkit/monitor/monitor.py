@@ -625,6 +625,8 @@ class Monitor:
         self._last_val_step = self._step
         self._evals += 1
         evals = self._evals
+        if self.should_stop:  # a stopped run changes no more (its weights may be the restored ones)
+            return True
         if self._val_checks and value < best:  # a new best (nan compares False)
             snapshot, _ = self._capture(scheduler=False)
             self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict())
@@ -640,19 +642,11 @@ class Monitor:
         step, lr = self._step, self._lr()
         worst = "none"
         for check, action, found in findings:
-            reason = found.reason
-            if action == "rollback" and self.rollbacks >= self.max_rollbacks:
-                action = "stop"
-                reason += f"; rollback limit reached ({self.max_rollbacks} rollbacks, LR now {self.lr_scale:.3g}x)"
             if check.cooldown:
                 self._val_quiet[check.name] = evals + check.cooldown + 1
-            self._emit(MonitorEvent(step, check.name, {**found.values, "lr": lr}, action, reason), stacklevel=3)
+            action = self._event(step, check, action, found, found.reason, lr, stacklevel=4)
             if SEVERITY[action] > SEVERITY[worst]:
                 worst = action
-            if action == "stop" and not self.should_stop:
-                self.should_stop = True
-                self.stop_reason = f"{check.name} at step {step}: {reason}"
-                self._dense_until = _NEVER
         self.last_action = worst
         if worst == "rollback":
             self._val_rollback()
@@ -1075,22 +1069,13 @@ class Monitor:
                 else:
                     action = "skip"  # nothing finite to clip to: do not take the step
                     reason += "; cannot clip a non-finite gradient, skipping the step"
-            if action == "rollback" and self.rollbacks >= self.max_rollbacks:
-                action = "stop"
-                reason += (f"; rollback limit reached ({self.max_rollbacks} rollbacks, LR now {self.lr_scale:.3g}x "
-                           "the original): the run keeps diverging even at a lower LR — look for inf/nan in the "
-                           "data or the loss, or raise max_rollbacks")
             if check.category != "too_low":
                 self._last_bad_step = step
             if check.cooldown:
                 self._quiet_until[check.name] = step + check.cooldown + 1
-            self._emit(MonitorEvent(step, check.name, {**found.values, "lr": lr}, action, reason))
+            action = self._event(step, check, action, found, reason, lr, stacklevel=6)
             if SEVERITY[action] > SEVERITY[worst]:
                 worst = action
-            if action == "stop" and not self.should_stop:
-                self.should_stop = True
-                self.stop_reason = f"{check.name} at step {step}: {reason}"
-                self._dense_until = _NEVER
         self.last_action = worst
         if worst in ("warn", "clip"):
             if worst == "clip" and math.isfinite(clip_to):
@@ -1113,6 +1098,22 @@ class Monitor:
             return ""
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         return f" in {', '.join(repr(b) for b in bad[:3])}{more}"
+
+    def _event(self, step: int, check: Check, action: str, found: Finding, reason: str, lr: float,
+               stacklevel: int) -> str:
+        """Record one finding as an event and return the action taken: a rollback past ``max_rollbacks`` becomes a
+        stop, and a stop sets ``should_stop`` with its reason."""
+        if action == "rollback" and self.rollbacks >= self.max_rollbacks:
+            action = "stop"
+            reason += (f"; rollback limit reached ({self.max_rollbacks} rollbacks, LR now {self.lr_scale:.3g}x the "
+                       "original): the run keeps going wrong even at a lower LR — look for inf/nan in the data or the "
+                       "loss, or raise max_rollbacks")
+        self._emit(MonitorEvent(step, check.name, {**found.values, "lr": lr}, action, reason), stacklevel=stacklevel)
+        if action == "stop" and not self.should_stop:
+            self.should_stop = True
+            self.stop_reason = f"{check.name} at step {step}: {reason}"
+            self._dense_until = _NEVER
+        return action
 
     def _emit(self, event: MonitorEvent, stacklevel: int = 4) -> None:
         self.events.append(event)

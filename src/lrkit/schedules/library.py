@@ -909,14 +909,17 @@ def _steps_from(
         if spe is None:
             raise ValueError(f"{key}={value!r} needs steps_per_epoch (or epochs and total_steps)")
         n = round(v * spe)
+        # the arithmetic, so the user sees which side is too small: the value or the run
+        of = f"{v:g} epochs x {spe:g} optimizer steps per epoch = {v * spe:g} steps"
     else:
         if v > 1:
             raise ValueError(f"{key}={value!r} must be a fraction of the run in [0, 1]")
         if total is None:
             raise ValueError(f"{key}={value!r} is a fraction of the run, so the run length is needed (total_steps)")
         n = round(v * total)
+        of = f"{v:g} of a {total}-step run = {v * total:g} steps"
     if n < 1 and not (allow_zero and v == 0):
-        raise ValueError(f"{key}={value!r} is less than one optimizer step")
+        raise ValueError(f"{key}={value!r} is less than one optimizer step ({of}); give more, or a longer run")
     return n
 
 

@@ -231,9 +231,9 @@ def _make_trial_scheduler(make_scheduler: MakeScheduler, optimizer: torch.optim.
         if isinstance(e, torch.OutOfMemoryError):
             raise
         raise ValueError(
-            f"make_scheduler={name}(optimizer, {steps}) failed: {type(e).__name__}: {e}. lr0='auto' calls it as "
-            "make_scheduler(optimizer, steps) -> LRScheduler: the run's schedule over `steps` optimizer steps, on "
-            "the optimizer it is given"
+            f"make_scheduler={name}(optimizer, {steps}) failed: {type(e).__name__}: {str(e).removesuffix('.')}. "
+            "lr0='auto' calls it as make_scheduler(optimizer, steps) -> LRScheduler: the run's schedule over `steps` "
+            "optimizer steps, on the optimizer it is given"
         ) from e
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         raise ValueError(

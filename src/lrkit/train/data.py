@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subset, TensorDataset
 
 from lrkit._config import TASKS
-from lrkit._utils import check_int, optional_import, unknown_name_error
+from lrkit._utils import check_int, describe_yaml_error, optional_import, unknown_name_error
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -666,7 +666,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise ValueError(f"data={path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ValueError(f"data={path.name}: not valid YAML ({describe_yaml_error(e)})") from None
     if not isinstance(spec, dict) or "train" not in spec:
         raise ValueError(f"data={path.name}: a data YAML must be a mapping with at least a 'train' file")
     allowed = ("train", "val", "target", "task", "seq_len", "path")

@@ -66,7 +66,7 @@ def choose_optimizer(name: str, *, total_steps: int, task: str | None) -> tuple[
     """``(optimizer name, why)``: ``name`` itself unless it is ``"auto"`` (see the module docstring)."""
     if name != "auto":
         if name not in OPTIMIZERS:
-            raise unknown_name_error("optimizer", name, ["auto", *OPTIMIZERS])
+            raise unknown_name_error("optimizer", name, ["auto", *OPTIMIZERS], ignore_case=True)
         return name, "as requested"
     if task == "lm":
         return "AdamW", "optimizer=auto: AdamW for a language model (Transformers train with adaptive methods)"
@@ -80,5 +80,5 @@ def choose_optimizer(name: str, *, total_steps: int, task: str | None) -> tuple[
 def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momentum: float) -> torch.optim.Optimizer:
     """The torch optimizer ``name`` over ``groups`` (each group keeps its own ``lr``/``weight_decay``/extra keys)."""
     if name not in OPTIMIZERS:
-        raise unknown_name_error("optimizer", name, list(OPTIMIZERS))
+        raise unknown_name_error("optimizer", name, list(OPTIMIZERS), ignore_case=True)
     return OPTIMIZERS[name].make(groups, lr, momentum)

@@ -27,7 +27,7 @@ from lrkit._step import _INPUT_KEYS, _TARGET_KEYS, autocast_context, batch_loss,
 from lrkit._utils import unknown_name_error
 from lrkit.train import run as _run
 from lrkit.train.data import TrainData, count_classes, describe_sample, load_data
-from lrkit.train.models import build_model
+from lrkit.train.models import build_model, default_model_name
 from lrkit.train.optim import OPTIMIZERS, build_optimizer, choose_optimizer
 from lrkit.train.results import TrainResults
 from lrkit.train.tasks import TaskSpec, task_spec
@@ -156,8 +156,10 @@ def train(
             number of leading layers (``3``), or layers by name prefix / index: ``"body"``, ``"body,head"``,
             ``["body", 0]``.
         monitor: the training-health monitor (:class:`lrkit.Monitor`): ``True`` (its defaults), ``False``, an
-            ``on_divergence`` action name, or a dict of Monitor options. Its events land in ``events.json``,
-            the results and ``results.png``.
+            ``on_divergence`` action name, or a dict of Monitor options. It gets every step's loss and every
+            epoch's validation loss (``val_rising``: back to the best epoch at a lower LR when the validation loss
+            rises while the training loss falls; ``{"on_overfit": None}`` leaves that out). Its events land in
+            ``events.json``, the results and ``results.png``.
         val: the validation fraction when ``data`` has no separate validation part.
         workers: DataLoader worker processes.
         verbose: print what was chosen and why, and one line per epoch.
@@ -331,7 +333,9 @@ class _Trainer:
         self.loss_fn = self.user_loss or self.spec.loss
         self.device = _resolve_device(cfg.device)
         self.model = build_model(cfg.model, info).to(self.device)
-        self.model_name = cfg.model if isinstance(cfg.model, str) else type(self.model).__name__
+        # model=None is the default built-in, named as model=<that name> would name it ("mlp", not the class "MLP")
+        self.model_name = (cfg.model if isinstance(cfg.model, str)
+                           else default_model_name(info) if cfg.model is None else type(self.model).__name__)
 
         train_loader, val_loader, sampler = self.data.loaders(batch=cfg.batch, workers=cfg.workers, seed=cfg.seed)
         self.model_dtype = _floating_dtype(self.model)
@@ -374,10 +378,14 @@ class _Trainer:
             self.lr0_source = "auto" if cfg.lr0 == "auto" else "default"
         from lrkit.scaling import param_groups
 
+        already_frozen = {n for n, p in self.model.named_parameters() if not p.requires_grad}
         groups = param_groups(
             self.model, self.lr0, weight_decay=self.weight_decay, backbone_lr_scale=cfg.backbone_lr_scale,
             layer_decay=cfg.layer_decay, freeze=cfg.freeze,
         )
+        #: (name, numel) of the parameters freeze= froze (not those the user's model had frozen already)
+        self.frozen = [(n, p.numel()) for n, p in self.model.named_parameters()
+                       if not p.requires_grad and n not in already_frozen]
         self.optimizer = build_optimizer(self.opt_name, groups, lr=self.lr0, momentum=cfg.momentum)
         self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
         self.auto: Any = None
@@ -542,11 +550,23 @@ class _Trainer:
             f"accumulate {self.accumulate} -> nominal batch {self.batch * self.accumulate}, weight_decay "
             f"{self.weight_decay:.3g})"
         )
+        if self.cfg.freeze is not None:
+            self.log(f"lrkit.train: {self._freeze_summary()}")
         self.log(f"lrkit.train: {self.opt_name} — {self.opt_reason}")
         if self.lr0_source == "user":
             self.log(f"lrkit.train: lr0={self.lr0:g} (yours, honoured as given)")
         elif self.lr0_source == "default":
             self.log(f"lrkit.train: lr0={self.lr0:g} ({self.opt_name}'s default; pass lr0= to set it, or lr0=auto)")
+
+    def _freeze_summary(self) -> str:
+        """One line on what ``freeze=`` froze: how many parameter tensors and parameters, in which top-level layers."""
+        if not self.frozen:
+            return f"freeze={self.cfg.freeze!r} froze nothing (every parameter trains)"
+        layers = list(dict.fromkeys(name.split(".")[0] for name, _ in self.frozen))
+        total = sum(n for _, n in self.frozen)
+        return (f"freeze={self.cfg.freeze!r} froze {len(self.frozen)} parameter tensor"
+                f"{'s' if len(self.frozen) != 1 else ''} ({total:,} parameters) in "
+                f"{'layer' if len(layers) == 1 else 'layers'} {', '.join(layers)}; they keep their weights")
 
     # ---------------------------------------------------------------------------------------------- schedule
     def _plan_schedule(self, epochs: int, total_steps: int, *, notes: bool = True) -> None:
@@ -764,8 +784,9 @@ class _Trainer:
                 self.log(f"lrkit.train: the schedule had already ended (step {planned}); the extra epochs run at its "
                          "final LR")
             else:
+                how = "stretches" if self.total_steps > int(ck["total_steps"]) else "shrinks"
                 self.log(f"lrkit.train: epochs changed — re-planning the schedule from {ck['total_steps']} to "
-                         f"{self.total_steps} optimizer steps (the rest stretches; the LR does not jump)")
+                         f"{self.total_steps} optimizer steps (the rest {how}; the LR does not jump)")
                 self.scheduler.replan(total_steps=self.total_steps)
         if self.scaler is not None and ck.get("scaler") is not None:
             self.scaler.load_state_dict(ck["scaler"])
