@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import statistics
 import sys
 import warnings
 from collections import Counter
@@ -44,7 +43,7 @@ from lrkit._state import Snapshot, _clone_tree
 from lrkit._utils import check_int
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, default_checks
-from lrkit.monitor.record import RollingRecord
+from lrkit.monitor.record import RollingRecord, _median
 
 __all__ = ["Monitor", "MonitorEvent"]
 
@@ -621,7 +620,7 @@ class Monitor:
         best = min(rec.window("val_loss", rec.capacity), default=math.inf)
         # the training loss now: the median of the steps since the last evaluation (at most 50 of them)
         recent = rec.window("loss", min(50, self._step - self._last_val_step))
-        rec.push_val_loss(value, statistics.median(recent) if recent else math.nan)
+        rec.push_val_loss(value, _median(recent) if recent else math.nan)
         self._last_val_step = self._step
         self._evals += 1
         evals = self._evals
