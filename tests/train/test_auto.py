@@ -328,6 +328,16 @@ def test_guard_steps_down_from_divergence_and_up_from_no_learning() -> None:
     assert lr >= 1e-4 and lr == min(c for c in tried if c >= 1e-4) and "did not learn" in how
 
 
+def test_a_step_up_stops_at_the_lowest_candidate_that_learns() -> None:
+    """A short trial prefers higher LRs (the horizon bias): once the suggestion has not learned, the guard steps up
+    only until a candidate learns and takes that one, not the best-scoring of a longer climb (on the fresh held-out
+    set a 9-step trial that "did not learn" once sent lr0=auto to 7x the oracle that way)."""
+    run, tried = _fake_run(lambda c: 2.0 if c < 1e-3 else 0.5 * (1e-3 / c) ** 0.1)  # higher keeps scoring better
+    lr, how = _guard(5e-4, run, 4, [2.0])
+    assert tried == pytest.approx([5e-4, 2e-3]) and lr == pytest.approx(2e-3)
+    assert "lowest candidate that learned" in how
+
+
 def test_a_suggestion_that_diverges_on_the_run_is_not_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
     """Even when the range test is badly wrong (here: 10x the stability bound), the guard keeps the run stable."""
     x, y, xv, yv = quadratic_problem()

@@ -397,7 +397,8 @@ def choose_lr0(
        by the validation loss ``L``. With ``L0`` the loss before training and ``d = SPACING``:
 
        * ``s`` diverges → try ``s/d, s/d², ...`` until one trains;
-       * ``s`` does not learn (``L(s) > (1 - MIN_PROGRESS) · L0``) → try ``s·d², s·d⁴, ...``;
+       * ``s`` does not learn (``L(s) > (1 - MIN_PROGRESS) · L0``) → try ``s·d², s·d⁴, ...`` and take the first
+         that learns (not the best-scoring one: the short run's bias towards higher LRs);
        * otherwise → try ``s/d, s/d², ...`` while each beats the one above it.
 
        A short run favours a larger LR than the full run (benchmarks: up to 40x), so a lower candidate that wins even
@@ -635,12 +636,18 @@ def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | 
         return lr, f"the suggestion diverged on the run's schedule; {how}"
     l0 = start[0]
     if l0 is not None and math.isfinite(l0) and first.val_loss > _no_progress_bound(l0):
+        bound = _no_progress_bound(l0)
         c = s
-        while len(tried) < n:
+        while len(tried) < n and not tried[-1].val_loss <= bound:
             c *= SPACING**2
             tried.append(run(c))
-        lr, how = _pick(tried)
-        if all(t.val_loss > _no_progress_bound(l0) for t in tried):
+        if tried[-1].val_loss <= bound:
+            # the lowest candidate that learns, not the best-scoring one: a short run favours higher LRs, so the
+            # step up goes no further than it must
+            lr = tried[-1].lr
+            how = f"stepped up to {lr:.3g}, the lowest candidate that learned"
+        else:
+            lr, how = _pick(tried)
             how += (
                 f"; no candidate up to {max(t.lr for t in tried):.3g} lowered the loss by {MIN_PROGRESS:.1%}: check "
                 "that the model can learn from this data (a detached loss, frozen parameters, constant targets?)"
