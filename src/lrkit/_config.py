@@ -259,7 +259,7 @@ def _monitor(key: str, v: Any) -> bool | dict[str, Any]:
         if v.lower() in ("true", "false"):
             return v.lower() == "true"
         if v.lower() == "warn":  # warn-only: every check records and warns, nothing is changed
-            return {"on_divergence": "warn", "on_explode": "warn", "on_too_low": "warn"}
+            return {"on_divergence": "warn", "on_explode": "warn", "on_too_low": "warn", "on_overfit": "warn"}
         # monitor=rollback | skip | stop: checked here, so a typo fails before the run starts (and logs), with a
         # did-you-mean (lazy import: the monitor package is not needed to parse a config)
         from lrkit.monitor.actions import resolve_action

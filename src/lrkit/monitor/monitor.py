@@ -577,7 +577,7 @@ class Monitor:
         elif pending == "stop" and self._stop_restore:
             if self._healthy is not None:
                 self._healthy.snapshot.restore()
-                self.record.load_state_dict(self._healthy.record, keep_step=True)
+                self.record.load_state_dict(self._healthy.record, keep_step=True, keep_val=True)
             else:
                 self._undo_step()
         self._pre = None
@@ -777,32 +777,36 @@ class Monitor:
         if state.get("healthy") is not None:
             self._healthy = self._load_healthy(state["healthy"])
         if state.get("best_val") is not None:
-            self._best_val = self._load_healthy(state["best_val"])
+            self._best_val = self._load_healthy(state["best_val"], "best-validation")
 
-    def _load_healthy(self, saved: Mapping[str, Any]) -> _Healthy:
-        """Rebuild the healthy snapshot of :meth:`state_dict` ``(snapshot=True)`` on this monitor's objects."""
+    def _load_healthy(self, saved: Mapping[str, Any], what: str = "healthy") -> _Healthy:
+        """Rebuild a held snapshot of :meth:`state_dict` ``(snapshot=True)`` (``what``: ``"healthy"`` or
+        ``"best-validation"``) on this monitor's objects."""
         params, buffers, _ = _walk(self.model)
         if len(saved["params"]) != len(params) or len(saved["buffers"]) != len(buffers) or any(
             a is not None and (b is None or tuple(a.shape) != tuple(b.shape))
             for a, b in zip([*saved["params"], *saved["buffers"]], [*params, *buffers])
         ):
             raise ValueError(
-                "Monitor state_dict: its healthy snapshot does not fit this model (other parameters or buffers); "
+                f"Monitor state_dict: its {what} snapshot does not fit this model (other parameters or buffers); "
                 "load it into a monitor of the same model"
             )
-        if len(saved["opt_groups"]) != len(self.optimizer.param_groups):
+        n_groups = len(saved["opt_groups"])
+        if n_groups > len(self.optimizer.param_groups):
             raise ValueError(
-                f"Monitor state_dict: its healthy snapshot has {len(saved['opt_groups'])} param groups, the optimizer "
-                f"has {len(self.optimizer.param_groups)}"
+                f"Monitor state_dict: its {what} snapshot has {n_groups} param groups, the optimizer has "
+                f"{len(self.optimizer.param_groups)}"
             )
+        # fewer is fine: groups added with add_param_group() after the snapshot was taken come last, and its restore
+        # leaves them as they are (as in the run that saved it); its optimizer state refers to the first groups
+        groups = self.optimizer.param_groups[:n_groups]
         owned = {id(p) for p in params}
-        extra = [p for p in dict.fromkeys(q for g in self.optimizer.param_groups for q in g["params"])
-                 if id(p) not in owned]  # fmt: skip
+        extra = [p for p in dict.fromkeys(q for g in groups for q in g["params"]) if id(p) not in owned]
         saved_extra = list(saved.get("extra_params", []))
         if "extra_params" in saved and (len(saved_extra) != len(extra) or any(
                 tuple(a.shape) != tuple(b.shape) for a, b in zip(saved_extra, extra))):
             raise ValueError(
-                f"Monitor state_dict: its healthy snapshot holds {len(saved_extra)} optimizer parameters outside the "
+                f"Monitor state_dict: its {what} snapshot holds {len(saved_extra)} optimizer parameters outside the "
                 f"model, the optimizer has {len(extra)}; load it into a monitor of the same model and optimizer"
             )
         attrs = saved.get("opt_attrs")
@@ -1179,7 +1183,8 @@ class Monitor:
             base_scale = self.lr_scale
         else:
             healthy.snapshot.restore()
-            self.record.load_state_dict(healthy.record, keep_step=True)
+            # the evaluations made since the snapshot stay (their best, and its snapshot, are still the run's)
+            self.record.load_state_dict(healthy.record, keep_step=True, keep_val=True)
             base_scale = healthy.lr_scale
             healthy.step = self._step  # count healthy progress from the restored point
         new_scale = self.lr_scale * self.backoff

@@ -24,6 +24,8 @@ __all__ = ["SIGNALS", "RobustStats", "RollingRecord"]
 #: The signals a record keeps: per-step training loss, global L2 gradient norm (before any clipping), and the
 #: sampled update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||``.
 SIGNALS = ("loss", "grad_norm", "update_ratio", "val_loss", "val_train_loss")
+#: The signals ``Monitor.after_validation`` writes (one value per evaluation, aligned).
+VAL_SIGNALS = ("val_loss", "val_train_loss")
 
 #: ``1.4826 * MAD`` estimates the standard deviation of normally distributed values.
 MAD_TO_SIGMA = 1.4826
@@ -287,16 +289,22 @@ class RollingRecord:
                       for (sig, win), (step, st, count) in self._cache.items()],
         }
 
-    def load_state_dict(self, state: dict[str, Any], *, keep_step: bool = False) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, keep_step: bool = False, keep_val: bool = False) -> None:
         """Load :meth:`state_dict` output; ``keep_step=True`` keeps this record's step counter and recomputes the
-        reference statistics afresh (used by rollback); otherwise (a resume) they are restored as they were."""
+        reference statistics afresh (used by rollback); otherwise (a resume) they are restored as they were.
+        ``keep_val=True`` keeps this record's validation signals (``"val_loss"``, ``"val_train_loss"``,
+        ``last_val_loss``): a training rollback returns the weights to an older step, but the evaluations made
+        since still happened, and the best of them is still held (``Monitor.after_validation``)."""
         missing = {"values", "seen", "step", "start_loss"} - set(state)
         if missing:
             raise ValueError(f"not a RollingRecord state: missing keys {sorted(missing)}")
         unknown = set(state["values"]) - set(SIGNALS)
         if unknown:
             raise ValueError(f"RollingRecord state has unknown signals {sorted(unknown)}; valid: {list(SIGNALS)}")
+        last_val_loss = self.last_val_loss
         for s in SIGNALS:
+            if keep_val and s in VAL_SIGNALS:
+                continue
             q = self._values[s]
             q.clear()
             q.extend(float(v) for v in state["values"].get(s, []))
@@ -308,7 +316,7 @@ class RollingRecord:
         self.last_grad_norm = float(state.get("last_grad_norm", math.nan))
         self.grad_measured = bool(state.get("grad_measured", False))
         self.start_loss = float(state["start_loss"])
-        self.last_val_loss = float(state.get("last_val_loss", math.nan))
+        self.last_val_loss = last_val_loss if keep_val else float(state.get("last_val_loss", math.nan))
         self.lr = float(state.get("lr", math.nan))
         self.peak_lr = float(state.get("peak_lr", 0.0))
         self.trend = float(state.get("trend", math.nan))

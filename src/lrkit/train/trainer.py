@@ -876,7 +876,11 @@ class _Trainer:
                 t0 = time.perf_counter()
                 train_loss, grad_norms, stop_now = self._train_epoch(epoch)
                 val_loss, metric = self._validate()
+                improved = self.spec.better(metric, self.best_metric) or self.best_epoch == 0
+                validated = None  # best.pt holds the weights that scored the metric, whatever the monitor does next
                 if self.monitor is not None and not stop_now:
+                    if improved:
+                        validated = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                     # a validation loss that rose clearly above its best: back to the best weights, lower LR
                     stop_now = self.monitor.after_validation(val_loss)
                 if getattr(self.scheduler.schedule, "stateful", False):
@@ -885,7 +889,6 @@ class _Trainer:
                 self.elapsed += seconds
                 row = self._row(epoch + 1, train_loss, val_loss, metric, grad_norms, seconds)
                 self.history.append(row)
-                improved = self.spec.better(metric, self.best_metric) or self.best_epoch == 0
                 if improved:
                     self.best_metric, self.best_epoch, self.bad_epochs = metric, epoch + 1, 0
                 else:
@@ -904,6 +907,8 @@ class _Trainer:
                 _run.save_checkpoint(self.run_dir / "last.pt", state)
                 if improved:
                     best = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "scaler", "monitor")}
+                    if validated is not None:  # the monitor may have restored other weights (val_rising)
+                        best["model"] = validated
                     _run.save_checkpoint(self.run_dir / "best.pt", best)
                 completed = epoch + 1
                 self._epoch_log(row, improved)
