@@ -68,16 +68,34 @@ def test_validation_rising_needs_the_training_loss_to_fall(trains: list[float], 
         RollingRecord.from_stream([1.0], val_losses=[0.9, 0.7, 0.75, 0.8], val_train_losses=[1.0, 0.6])
 
 
+def test_the_best_is_the_runs_not_the_records_window() -> None:
+    """The record keeps only its last ``capacity`` values; the best validation loss is tracked over the whole run, so
+    a long plateau cannot push it out and let a worse evaluation become the "best" (and its snapshot)."""
+    stream = [0.5] + [0.52] * 300 + [0.6, 0.62]  # the best, a long plateau within tolerance, then a clear rise
+    trains = [1.0] + [0.9] * 300 + [0.5, 0.5]
+    record = RollingRecord.from_stream([1.0], val_losses=stream, val_train_losses=trains, capacity=64)
+    assert record.count("val_loss") == 64 and record.val_best == 0.5 and record.val_best_at == 0
+    found = ValidationRising().check(record)
+    assert found is not None and found.values["best"] == 0.5 and found.values["since"] == 302.0
+    back = RollingRecord(capacity=64)
+    back.load_state_dict(record.state_dict())
+    assert (back.val_best, back.val_best_at, back.val_best_train) == (0.5, 0, 1.0)
+    old = record.state_dict()
+    del old["val_best"]  # a state saved before the run-long best: the best of the window it holds
+    back.load_state_dict(old)
+    assert back.val_best == 0.52 and back.val_best_at == 303 - 64
+
+
 def test_validation_rising_settings_and_non_finite() -> None:
     assert ValidationRising(patience=1).check(rec([0.9, 0.7, 0.9])) is not None
     assert ValidationRising(tolerance=0.5).check(rec([0.9, 0.7, 0.8, 0.9])) is None
-    assert ValidationRising(window=3).check(rec([0.1, 0.9, 0.7, 0.8, 0.9])) is not None  # 0.1 is out of the window
-    assert ValidationRising(window=6).check(rec([0.1, 0.9, 0.7, 0.8, 0.9])) is not None  # 0.1 is the best: 800%
+    early = ValidationRising().check(rec([0.1, 0.9, 0.7, 0.8, 0.9]))
+    assert early is not None and early.values["best"] == 0.1 and early.values["since"] == 4.0  # the run's best
     nan = ValidationRising().check(rec([0.9, 0.7, math.nan]))
     assert nan is not None and "validation loss is nan" in nan.reason  # at once: no patience for a nan
     assert ValidationRising().check(rec([math.nan])) is None
     for bad, match in (({"tolerance": -0.1}, "tolerance=-0.1"), ({"patience": 0}, "patience=0"),
-                       ({"window": 1}, "window=1")):  # fmt: skip
+                       ({"min_train_drop": -1}, "min_train_drop=-1")):  # fmt: skip
         with pytest.raises(ValueError, match=match):
             ValidationRising(**bad)  # type: ignore[arg-type]
 

@@ -565,7 +565,7 @@ class ValidationRising(Check):
     """The validation loss has risen clearly above its best while the training loss kept falling: the LR is high
     enough for the model to memorise its training data instead of generalising.
 
-    With ``best`` the lowest of the last ``window`` validation losses, ``k`` the evaluations since it, and ``T_best``,
+    With ``best`` the lowest validation loss of the run so far, ``k`` the evaluations since it, and ``T_best``,
     ``T`` the training loss at that evaluation and now, the check fires when
 
         k >= patience   and   val_loss - best > tolerance * |best|   and   T_best - T >= min_train_drop * |T_best|
@@ -592,7 +592,6 @@ class ValidationRising(Check):
     tolerance: float = 0.05
     patience: int = 2
     min_train_drop: float = 0.15
-    window: int = 50
     every: int = 1
     cooldown: int = 0
 
@@ -600,32 +599,23 @@ class ValidationRising(Check):
         _positive(self, "tolerance", allow_zero=True)
         _int_at_least(self, "patience", 1)
         _positive(self, "min_train_drop", allow_zero=True)
-        _int_at_least(self, "window", 2)
         _int_at_least(self, "every", 1)
         _int_at_least(self, "cooldown", 0)
 
-    @property
-    def history(self) -> int:
-        return self.window
-
     def check(self, record: RollingRecord) -> Finding | None:
-        vals = record.window("val_loss", self.window)
-        trains = record.window("val_train_loss", self.window)
+        best, at = record.val_best, record.val_best_at
         last = record.last_val_loss
+        n = record.seen["val_loss"]  # finite evaluations so far, this one included when it is finite
         finite = math.isfinite(last)
-        if finite:
-            vals = vals[:-1]  # the best *before* this evaluation, and how long ago it was (trains[-1] is now)
-        if not vals:
+        if at < 0 or (finite and at == n - 1):  # no best yet, or this evaluation is the new best
             return None
-        best = min(vals)
-        i = vals.index(best)
-        since = len(vals) - i
+        since = (n - 1 if finite else n) - at
         if not finite:
             return Finding(f"validation loss is {last} (best {_g(best)})",
                            {"val_loss": last, "best": best, "since": float(since)})
         if since < self.patience or last - best <= self.tolerance * abs(best):
             return None
-        t_best, t_now = trains[i], trains[-1]
+        t_best, t_now = record.val_best_train, record.window("val_train_loss", 1)[-1]
         drop = (t_best - t_now) / abs(t_best) if t_best != 0 else 0.0
         if drop < self.min_train_drop:  # False for nan: an unknown training loss skips the condition
             return None

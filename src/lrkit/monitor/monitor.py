@@ -617,7 +617,7 @@ class Monitor:
         value = float(val_loss.item() if hasattr(val_loss, "item") else val_loss)  # type: ignore[union-attr,arg-type]
         self._flush(self._step)
         rec = self.record
-        best = min(rec.window("val_loss", rec.capacity), default=math.inf)
+        new_best = value < rec.val_best  # the run's best so far (nan compares False)
         # the training loss now: the median of the steps since the last evaluation (at most 50 of them)
         recent = rec.window("loss", min(50, self._step - self._last_val_step))
         rec.push_val_loss(value, _median(recent) if recent else math.nan)
@@ -626,7 +626,7 @@ class Monitor:
         evals = self._evals
         if self.should_stop:  # a stopped run changes no more (its weights may be the restored ones)
             return True
-        if self._val_checks and value < best:  # a new best (nan compares False)
+        if self._val_checks and new_best:
             snapshot, _ = self._capture(scheduler=False)
             self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict())
         findings: list[tuple[Check, str, Finding]] = []

@@ -95,6 +95,9 @@ class RollingRecord:
         start_loss: the first finite loss, i.e. the loss at initialisation, before any update.
         last_val_loss: the latest validation loss (:meth:`push_val_loss`; ``nan`` before the first); the finite
             ones are the ``"val_loss"`` window.
+        val_best, val_best_at, val_best_train: the lowest finite validation loss of the whole run (``inf`` before
+            the first), which finite evaluation it was (0-based, counted like ``seen["val_loss"]``), and the
+            training loss pushed with it.
         lr, peak_lr: the latest sampled learning rate (largest over param groups) and the largest seen.
         seen: how many finite values of each signal were ever pushed (not capped by ``capacity``).
         trend, trend_low: the median of the last ``trend_window`` finite losses (updated every ``refresh`` steps)
@@ -127,6 +130,9 @@ class RollingRecord:
         self.grad_measured = False
         self.start_loss = math.nan
         self.last_val_loss = math.nan
+        self.val_best = math.inf
+        self.val_best_at = -1
+        self.val_best_train = math.nan
         self.lr = math.nan
         self.peak_lr = 0.0
         self.trend = math.nan
@@ -210,6 +216,9 @@ class RollingRecord:
         ``"val_loss"`` and ``"val_train_loss"`` windows stay aligned."""
         self.last_val_loss = float(value)
         if math.isfinite(self.last_val_loss):
+            if self.last_val_loss < self.val_best:  # the best over the whole run, not only the window
+                self.val_best, self.val_best_at, self.val_best_train = self.last_val_loss, self.seen["val_loss"], \
+                    float(train_loss)
             self._values["val_loss"].append(self.last_val_loss)
             self._values["val_train_loss"].append(float(train_loss))
             self.seen["val_loss"] += 1
@@ -278,6 +287,7 @@ class RollingRecord:
             "grad_measured": self.grad_measured,
             "start_loss": self.start_loss,
             "last_val_loss": self.last_val_loss,
+            "val_best": [self.val_best, self.val_best_at, self.val_best_train],
             "lr": self.lr,
             "peak_lr": self.peak_lr,
             "trend": self.trend,
@@ -302,6 +312,7 @@ class RollingRecord:
         if unknown:
             raise ValueError(f"RollingRecord state has unknown signals {sorted(unknown)}; valid: {list(SIGNALS)}")
         last_val_loss = self.last_val_loss
+        val_best = (self.val_best, self.val_best_at, self.val_best_train)
         for s in SIGNALS:
             if keep_val and s in VAL_SIGNALS:
                 continue
@@ -317,6 +328,17 @@ class RollingRecord:
         self.grad_measured = bool(state.get("grad_measured", False))
         self.start_loss = float(state["start_loss"])
         self.last_val_loss = last_val_loss if keep_val else float(state.get("last_val_loss", math.nan))
+        if keep_val:
+            self.val_best, self.val_best_at, self.val_best_train = val_best
+        elif "val_best" in state:
+            best, at, train = state["val_best"]
+            self.val_best, self.val_best_at, self.val_best_train = float(best), int(at), float(train)
+        else:  # a state from before the run-long best: the best of its window
+            vals, trains = self.window("val_loss", self.capacity), self.window("val_train_loss", self.capacity)
+            i = vals.index(min(vals)) if vals else -1
+            self.val_best = vals[i] if vals else math.inf
+            self.val_best_at = self.seen["val_loss"] - len(vals) + i if vals else -1
+            self.val_best_train = trains[i] if vals and i < len(trains) else math.nan
         self.lr = float(state.get("lr", math.nan))
         self.peak_lr = float(state.get("peak_lr", 0.0))
         self.trend = float(state.get("trend", math.nan))
