@@ -300,3 +300,11 @@ def test_warnings_point_at_the_callers_line() -> None:
             monitor.after_validation(v)
     assert len(caught) >= 2 and all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]
     assert any("validation loss" in str(w.message) for w in caught)
+
+
+def test_an_int_too_large_for_a_float_is_a_clear_error() -> None:
+    monitor = make()[3]
+    with pytest.raises(ValueError, match="needs a loss a float can hold, got an int of 401 digits"):
+        monitor.after_validation(10**400)  # was an OverflowError from float()
+    assert monitor.record.count("val_loss") == 0
+    assert monitor.after_validation(10**300) is False  # large, but a float holds it

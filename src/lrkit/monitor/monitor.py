@@ -152,6 +152,8 @@ def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
             raise ValueError(f"{what} needs a real-valued loss, got a tensor of dtype {loss.dtype}")
         return
     if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
+        if isinstance(loss, int) and not -(2**1023) < loss < 2**1023:  # float(10**400) raises OverflowError
+            raise ValueError(f"{what} needs a loss a float can hold, got an int of {len(str(abs(loss)))} digits")
         return  # int, float, numpy integer and floating scalars (numpy's bool_ is no numbers.Real)
     kind = getattr(getattr(loss, "dtype", None), "kind", None)  # a numpy array
     if kind in ("f", "i", "u") and getattr(loss, "size", 0) == 1:
