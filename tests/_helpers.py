@@ -63,3 +63,21 @@ def assert_same(a: Any, b: Any, path: str = "") -> None:
             assert_same(u, v, f"{path}[{i}]")
     else:
         assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
+
+
+def noisy_label_pairs() -> tuple[Any, Any]:
+    """(train, val) TensorDatasets with 30% flipped labels: a wide MLP at a high LR memorises them and its
+    validation loss rises (the validation-loss monitor's test bed)."""
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(240, 10, generator=g)
+    y = (x[:, 0] > 0).long()
+    y = torch.where(torch.rand(240, generator=g) < 0.3, 1 - y, y)
+    return TensorDataset(x[:160], y[:160]), TensorDataset(x[160:], y[160:])
+
+
+def wide_mlp() -> Any:
+    """A seeded 10-128-2 ReLU MLP, wide enough to memorise :func:`noisy_label_pairs`."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(10, 128), torch.nn.ReLU(), torch.nn.Linear(128, 2))

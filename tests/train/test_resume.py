@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from _helpers import noisy_label_pairs, wide_mlp
 from lrkit.train import train
 
 QUIET = {"verbose": False, "plots": False}
@@ -244,27 +245,13 @@ def test_a_rollback_keeps_the_schedule_on_the_runs_clock(tmp_path):
     assert r.history[-1]["lr/all/decay"] == pytest.approx(plan.lr(r.total_steps - 1) * scale, rel=1e-9)
 
 
-def _noisy_labels() -> tuple[TensorDataset, TensorDataset]:
-    """30% flipped labels: a wide MLP at a high LR memorises them and its validation loss rises."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(240, 10, generator=g)
-    y = (x[:, 0] > 0).long()
-    y = torch.where(torch.rand(240, generator=g) < 0.3, 1 - y, y)
-    return TensorDataset(x[:160], y[:160]), TensorDataset(x[160:], y[160:])
-
-
-def _wide() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(10, 128), torch.nn.ReLU(), torch.nn.Linear(128, 2))
-
-
 def test_a_rising_validation_loss_rolls_back_to_the_best_epoch_and_resumes_bit_exact(tmp_path):
     """lrkit.train gives the monitor every epoch's validation loss: at a too-high LR the loss rises above its best,
     the run returns to the best epoch's weights with the LR x0.1 (the schedule keeps the run's clock), and a run
     killed after that and resumed ends bit for bit like the uninterrupted one."""
-    common = dict(data=_noisy_labels(), epochs=12, lr0=0.05, optimizer="Adam", batch=16, warmup_epochs=0,
+    common = dict(data=noisy_label_pairs(), epochs=12, lr0=0.05, optimizer="Adam", batch=16, warmup_epochs=0,
                   patience=0, project=tmp_path, **QUIET)
-    full = train(_wide(), name="full", **common)
+    full = train(wide_mlp(), name="full", **common)
     val = [e for e in full.events if e["check"] == "val_rising"]
     assert val and all(e["action"] == "rollback" for e in val)
     first = val[0]
@@ -274,7 +261,7 @@ def test_a_rising_validation_loss_rolls_back_to_the_best_epoch_and_resumes_bit_e
     assert ck["scheduler"]["last_step"] == full.total_steps  # never rewound
     assert ck["scheduler"]["lr_multiplier"] == pytest.approx(0.1 ** len(val))
     assert "best_val" in ck["monitor"]  # its snapshot travels with the run
-    quiet = train(_wide(), name="quiet", **{**common, "monitor": {"on_overfit": None}})
+    quiet = train(wide_mlp(), name="quiet", **{**common, "monitor": {"on_overfit": None}})
     assert not [e for e in quiet.events if e["check"] == "val_rising"]
     assert quiet.history[-1]["val_loss"] > full.history[-1]["val_loss"]  # the rollback helped this run
 
@@ -282,7 +269,7 @@ def test_a_rising_validation_loss_rolls_back_to_the_best_epoch_and_resumes_bit_e
     after = [e for e in val if e["step"] >= 3 * spe]
     assert after, "a validation rollback must happen after the resume point for this test to mean anything"
     with pytest.raises(KeyboardInterrupt):
-        train(_wide(), name="cut", progress=_kill_at(3 * spe + 2), **common)
-    resumed = train(_wide(), resume=tmp_path / "cut" / "last.pt", data=_noisy_labels(), **QUIET)
+        train(wide_mlp(), name="cut", progress=_kill_at(3 * spe + 2), **common)
+    resumed = train(wide_mlp(), resume=tmp_path / "cut" / "last.pt", data=noisy_label_pairs(), **QUIET)
     assert resumed.events == full.events
     _same_run(full, resumed)

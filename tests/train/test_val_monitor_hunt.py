@@ -5,26 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
+from _helpers import noisy_label_pairs, wide_mlp
 from lrkit.monitor import ValidationRising
 from lrkit.train import train
 
 QUIET = {"verbose": False, "plots": False}
-
-
-def _noisy_labels() -> tuple[TensorDataset, TensorDataset]:
-    """30% flipped labels: a wide MLP at a high LR memorises them and its validation loss rises."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(240, 10, generator=g)
-    y = (x[:, 0] > 0).long()
-    y = torch.where(torch.rand(240, generator=g) < 0.3, 1 - y, y)
-    return TensorDataset(x[:160], y[:160]), TensorDataset(x[160:], y[160:])
-
-
-def _wide() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(10, 128), torch.nn.ReLU(), torch.nn.Linear(128, 2))
 
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -37,14 +23,14 @@ def test_best_pt_holds_the_weights_that_scored_the_best_metric_when_the_monitor_
     """Epoch 3's validation loss is the highest yet (the monitor restores epoch 1's weights, the best loss) while
     its accuracy is the best so far: best.pt must hold the weights that scored that accuracy — epoch 3's, as
     validated — not the epoch-1 weights the monitor put back before the checkpoint was written."""
-    common = dict(data=_noisy_labels(), epochs=3, lr0=0.1, optimizer="SGD", batch=16, warmup_epochs=0, patience=0,
+    common = dict(data=noisy_label_pairs(), epochs=3, lr0=0.1, optimizer="SGD", batch=16, warmup_epochs=0, patience=0,
                   seed=0, project=tmp_path, **QUIET)
-    plain = train(_wide(), name="plain", monitor={"on_overfit": None}, **common)  # the same run, nothing restored
+    plain = train(wide_mlp(), name="plain", monitor={"on_overfit": None}, **common)  # the same run, nothing restored
     hist = plain.history
     assert hist[0]["val_loss"] < hist[1]["val_loss"] < hist[2]["val_loss"]  # the premise: the loss rises ...
     assert hist[2]["val_accuracy"] > max(h["val_accuracy"] for h in hist[:2])  # ... the accuracy is a new best
     check = ValidationRising(tolerance=0.0, min_train_drop=0.0)  # patience 2: fires at epoch 3
-    watched = train(_wide(), name="watched", monitor={"checks": [check], "on_overfit": action}, **common)
+    watched = train(wide_mlp(), name="watched", monitor={"checks": [check], "on_overfit": action}, **common)
     assert [(e["check"], e["action"], e["epoch"]) for e in watched.events] == [("val_rising", action, 3.0)]
     assert watched.best_epoch == 3 and watched.best_metric == hist[2]["val_accuracy"]
     best = torch.load(watched.run_dir / "best.pt", weights_only=True)
@@ -61,8 +47,8 @@ def test_monitor_warn_only_warns_also_about_a_rising_validation_loss(tmp_path):
     from lrkit.monitor import MonitorWarning
 
     with pytest.warns(MonitorWarning, match="validation loss"):
-        run = train(_wide(), data=_noisy_labels(), epochs=12, lr0=0.05, optimizer="Adam", batch=16, warmup_epochs=0,
-                    patience=0, project=tmp_path, monitor="warn", **QUIET)
+        run = train(wide_mlp(), data=noisy_label_pairs(), epochs=12, lr0=0.05, optimizer="Adam", batch=16,
+                    warmup_epochs=0, patience=0, project=tmp_path, monitor="warn", **QUIET)
     val = [e for e in run.events if e["check"] == "val_rising"]
     assert val and {e["action"] for e in val} == {"warn"}
     assert torch.load(run.run_dir / "last.pt", weights_only=True)["scheduler"]["lr_multiplier"] == 1.0
