@@ -163,7 +163,6 @@ def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
 
 def autocast_context(amp: bool | str, device: torch.device) -> tuple[Any, bool]:
     """``(context, needs_grad_scaler)`` for ``amp`` (True/False/"bf16"/"fp16") on ``device``."""
-    """(autocast context, whether a GradScaler is needed) for ``amp`` on ``device``."""
     if not amp:
         return nullcontext(), False
     dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
