@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, TensorDataset
 __all__ = [
     "DIVERGENCE_FACTOR",
     "FRESH",
+    "FRESH2",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -76,7 +77,7 @@ WARMUP_FRACTION = 0.05
 #: Fraction of digits/wine labels replaced by random classes (see ``_noisy_labels``).
 LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
-GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh")
+GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2")
 
 
 # ----------------------------------------------------------------------------------------------------------- tasks
@@ -294,6 +295,28 @@ def _linear_regression() -> TaskData:
     return _standardised_target(_split(x, y, 1 / 3, stratify=False))
 
 
+def _iris() -> TaskData:
+    from sklearn.datasets import load_iris
+
+    d = load_iris()
+    return _split(d.data, _noisy_labels(d.target), 0.4, stratify=True)
+
+
+def _regression_20() -> TaskData:
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=2000, n_features=20, n_informative=10, noise=20.0, random_state=1)
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
+def _six_classes() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=3000, n_features=20, n_informative=10, n_redundant=4, n_classes=6,
+                               n_clusters_per_class=1, flip_y=0.05, random_state=1)  # fmt: skip
+    return _split(x, y, 1 / 3, stratify=True)
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -376,6 +399,18 @@ def _layernorm_mlp() -> nn.Module:
         nn.Linear(128, 128), nn.LayerNorm(128), nn.ReLU(),
         nn.Linear(128, 1),
     )  # fmt: skip
+
+
+def _iris_linear() -> nn.Module:
+    return nn.Linear(4, 3)
+
+
+def _regression_linear() -> nn.Module:
+    return nn.Linear(20, 1)
+
+
+def _six_classes_mlp() -> nn.Module:
+    return _mlp([20, 128, 6])
 
 
 def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
@@ -582,6 +617,64 @@ _TASK_LIST = [
         held_out=True,
         group="fresh",
     ),
+    # Fresh 2: a third held-out set, pre-registered (README, "Second fresh set") before any rule was scored on it, to
+    # test the two-regime back-off, which was chosen on the six calibration tasks after the sets above were seen.
+    Task(
+        name="iris_logreg",
+        description="sklearn iris, 10% label noise (90/60), linear softmax",
+        optimizer_name="SGD (plain)",
+        build_data=_iris,
+        build_model=_seeded(_iris_linear),
+        build_optimizer=_sgd,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=16,
+        epochs=50,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh2",
+    ),
+    Task(
+        name="linreg_momentum",
+        description="make_regression, 20 features (10 informative), noise 20 (1333/667), linear",
+        optimizer_name="SGD momentum 0.9",
+        build_data=_regression_20,
+        build_model=_seeded(_regression_linear),
+        build_optimizer=_sgd_momentum,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh2",
+    ),
+    Task(
+        name="six_classes_mlp",
+        description="make_classification, 6 classes, 5% label noise (2000/1000), MLP 20-128-6",
+        optimizer_name="Adam",
+        build_data=_six_classes,
+        build_model=_seeded(_six_classes_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=12,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh2",
+    ),
+    Task(
+        name="digits_logreg_rmsprop",
+        description="sklearn digits, 10% label noise (1347/450), linear softmax",
+        optimizer_name="RMSprop",
+        build_data=_digits_flat,
+        build_model=_seeded(_digits_linear),
+        build_optimizer=_rmsprop,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh2",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -590,6 +683,8 @@ SUITE: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "calibra
 HELD_OUT: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "held_out")
 #: The second, fresh held-out set, pre-registered before any rule was scored on it (the test of max(robust, valley)).
 FRESH: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh")
+#: The third held-out set, pre-registered before any rule was scored on it (the test of the two-regime back-off).
+FRESH2: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh2")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:

@@ -54,7 +54,10 @@ from _suite import SUITE, TASKS, OracleResult, Task, default_grid, evaluate_lrs,
 SEEDS = (0, 1, 2)
 #: Consensus rules scored by real training too, as methods ``lrkit:<name>``: name -> its label in
 #: ``rule_calibration.CONSENSUS`` (computed by that very function, from the same range-test run as the other rules).
-CONSENSUS_METHODS: dict[str, str] = {"max(robust,valley)": "consensus: max(robust, valley)"}
+CONSENSUS_METHODS: dict[str, str] = {
+    "max(robust,valley)": "consensus: max(robust, valley)",
+    "two-regime": "two-regime: robust, plateau back-off 0.5 dec",
+}
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
 
 

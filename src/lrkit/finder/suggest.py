@@ -130,7 +130,8 @@ def suggest_valley(lrs: np.ndarray, losses: np.ndarray) -> float:
 ROBUST_BACKOFF_DECADES = 1.0
 
 
-def suggest_robust(lrs: np.ndarray, losses: np.ndarray, *, backoff_decades: float = ROBUST_BACKOFF_DECADES) -> float:
+def suggest_robust(lrs: np.ndarray, losses: np.ndarray, *, backoff_decades: float = ROBUST_BACKOFF_DECADES,
+                   plateau_backoff_decades: float | None = None, plateau_rise: float = 3.0) -> float:
     """lrkit's default rule: a fixed back-off below where the loss stopped improving, kept inside the descent.
 
     1. Smooth with a lag-free filter (:func:`smooth_curve`) and find ``lr_min``, the LR at the smoothed minimum —
@@ -139,11 +140,18 @@ def suggest_robust(lrs: np.ndarray, losses: np.ndarray, *, backoff_decades: floa
     3. Suggest ``lr_min / 10**backoff_decades`` (default ``ROBUST_BACKOFF_DECADES``) clipped into the descent: a
        full training run spends hundreds of steps at its peak LR, so it needs a margin below the edge the short
        test found; but it must still be an LR at which the loss was seen to fall.
+
+    ``plateau_backoff_decades`` (off by default) is the back-off for a curve that *plateaus* instead of exploding:
+    every loss finite and the smoothed loss ending less than ``plateau_rise`` times ``|first smoothed loss|`` above
+    its minimum. Such a test never reached the stability edge, so its minimum is a lower bound on it.
     """
+    finite = bool(np.all(np.isfinite(np.asarray(losses, dtype=float))))
     lrs, losses = _trim(lrs, losses)
     s = smooth_curve(losses)
     i_min = int(np.argmin(s))
     lr_min = lrs[i_min]
+    if plateau_backoff_decades is not None and finite and s[-1] - s[i_min] < plateau_rise * abs(s[0]):
+        backoff_decades = plateau_backoff_decades
     cand = lr_min / 10.0**backoff_decades
     drop = s[0] - s[i_min]
     if i_min < 2 or drop <= 0:
