@@ -131,7 +131,8 @@ def test_lbfgs_matches_a_hand_written_closure_loop():
 
 
 @pytest.mark.parametrize("case", ["no_grad", "frozen"])
-def test_a_loss_that_cannot_train_is_a_clear_error(case):
+@pytest.mark.parametrize("accumulation_steps", [1, 3])
+def test_a_loss_that_cannot_train_is_a_clear_error(case, accumulation_steps):
     model = torch.nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     if case == "frozen":
@@ -142,15 +143,20 @@ def test_a_loss_that_cannot_train_is_a_clear_error(case):
             with torch.no_grad():
                 return mse_step(m, b)
     with pytest.raises(ValueError, match=r"does not require grad.*no_grad.*requires_grad=False"):
-        lrkit.find_lr(model, opt, batches(), step_fn=step_fn, num_steps=10)
+        lrkit.find_lr(model, opt, batches(), step_fn=step_fn, num_steps=10, accumulation_steps=accumulation_steps)
     assert opt.param_groups[0]["lr"] == 0.1
 
 
-def test_complex_loss_is_a_clear_error():
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.int64])
+@pytest.mark.parametrize("accumulation_steps", [1, 2])
+def test_complex_or_integer_loss_is_a_clear_error(dtype, accumulation_steps):
+    # the loss is checked when backward fails (not on every step), also after the division for accumulation
     model = torch.nn.Linear(4, 1)
-    with pytest.raises(ValueError, match="real floating-point scalar, got dtype complex64"):
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(ValueError, match=f"real floating-point scalar, got dtype {name}"):
         lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(),
-                      step_fn=lambda m, b: mse_step(m, b).to(torch.complex64), num_steps=10)
+                      step_fn=lambda m, b: mse_step(m, b).to(dtype), num_steps=10,
+                      accumulation_steps=accumulation_steps)
 
 
 def test_integer_like_and_bad_numeric_arguments():

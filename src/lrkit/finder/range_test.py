@@ -227,10 +227,13 @@ def find_lr(
             batch = move_to(batch, dev)
             with autocast:
                 loss = batch_loss(model, batch, loss_fn, step_fn)
-            _check_loss(loss)
             # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
             scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            try:
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            except RuntimeError:
+                _check_loss(loss)  # checked only when backward fails: a clear error for the usual causes
+                raise
             total += loss.item()
         if max_grad_norm is not None and needs_closure:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
