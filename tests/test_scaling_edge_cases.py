@@ -57,3 +57,25 @@ def test_layer_decay_with_a_single_layer_and_no_decay_patterns_matching_nothing(
     assert [(g["name"], g["lr"], g["weight_decay"]) for g in groups] == [("layer0/decay", 0.1, 0.05),
                                                                        ("layer0/bias", 0.1, 0.05)]
     assert math.isclose(scale_lr(0.1, 64, 64, rule="sqrt"), 0.1)
+
+
+@pytest.mark.parametrize("optimizer, rule", [("AdamW", "linear"), (torch.optim.Adam, "linear"), ("SGD", "sqrt")])
+def test_an_optimizer_that_contradicts_the_rule_is_not_silently_ignored(optimizer: object, rule: str) -> None:
+    # Bug: scale_lr(3e-4, 64, 256, optimizer="AdamW") scaled linearly (4x, the default rule) and ignored optimizer=
+    # without a word; the family of the optimizer says sqrt (2x). An explicit contradiction is now named (and with
+    # the rule left out, the optimizer decides).
+    with pytest.raises(ValueError, match=rf"rule='{rule}'.*rule='auto'"):
+        scale_lr(3e-4, 64, 256, rule=rule, optimizer=optimizer)
+
+
+def test_an_optimizer_that_agrees_with_the_rule_or_cannot_be_judged_is_accepted() -> None:
+    assert scale_lr(0.1, 64, 256, rule="linear", optimizer="SGD") == pytest.approx(0.4)
+    assert scale_lr(3e-4, 64, 256, rule="sqrt", optimizer="AdamW") == pytest.approx(6e-4)
+    # an optimizer outside both families: the explicit rule is the user's answer to "which one?"
+    assert scale_lr(1e-4, 64, 256, rule="sqrt", optimizer="Lion") == pytest.approx(2e-4)
+
+
+@pytest.mark.parametrize("optimizer, factor", [("AdamW", 2.0), (torch.optim.RMSprop, 2.0), ("SGD", 4.0), (None, 4.0)])
+def test_without_a_rule_the_optimizer_decides(optimizer: object, factor: float) -> None:
+    # rule left out: the optimizer's family when one is given (sqrt for adaptive ones), linear otherwise
+    assert scale_lr(3e-4, 64, 256, optimizer=optimizer) == pytest.approx(3e-4 * factor)

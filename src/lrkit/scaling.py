@@ -165,7 +165,7 @@ def _check_batch(name: str, value: Any) -> int:
 
 
 def scale_lr(
-    lr: float, from_batch: int, to_batch: int, rule: str = "linear", *, optimizer: Any = None
+    lr: float, from_batch: int, to_batch: int, rule: str | None = None, *, optimizer: Any = None
 ) -> float:
     """Scale a learning rate tuned at batch size ``from_batch`` to batch size ``to_batch``.
 
@@ -173,7 +173,9 @@ def scale_lr(
     "Accurate, Large Minibatch SGD") and ``p = 1/2`` for ``rule="sqrt"`` (Adam, AdamW, RMSprop, Adagrad, ...;
     Malladi et al. 2022, "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms"). ``rule="auto"``
     picks by ``optimizer`` (an instance, a class or a name such as ``"AdamW"``) and raises ``ValueError`` if it
-    cannot tell which family the optimizer belongs to.
+    cannot tell which family the optimizer belongs to. Left out, ``rule`` is ``"auto"`` when ``optimizer`` is
+    given and ``"linear"`` otherwise. With ``"linear"`` or ``"sqrt"``, an ``optimizer`` whose family calls for the
+    other rule is a ``ValueError`` (it would otherwise be ignored without a word).
 
     Both rules hold while the batch is below the critical batch size; far above it the optimal LR stops growing,
     so re-check very large jumps with the LR finder.
@@ -184,10 +186,14 @@ def scale_lr(
     0.002
     >>> scale_lr(0.01, 64, 16, rule="auto", optimizer=torch.optim.SGD)
     0.0025
+    >>> scale_lr(3e-4, 64, 256, optimizer="AdamW")   # the optimizer's rule: sqrt for the Adam family
+    0.0006
     """
     lr = check_positive("lr", lr)
     b0 = _check_batch("from_batch", from_batch)
     b1 = _check_batch("to_batch", to_batch)
+    if rule is None:
+        rule = "linear" if optimizer is None else "auto"
     if not isinstance(rule, str) or rule not in _RULES:
         raise unknown_name_error("scaling rule", str(rule), _RULES)
     if rule == "auto":
@@ -197,6 +203,16 @@ def scale_lr(
                 "to choose between 'linear' and 'sqrt'"
             )
         rule = "linear" if optimizer_family(optimizer) == "sgd" else "sqrt"
+    elif optimizer is not None:  # optimizer= is only read by "auto": a contradiction must not pass silently
+        try:
+            implied = "linear" if optimizer_family(optimizer) == "sgd" else "sqrt"
+        except ValueError:  # outside both families: the explicit rule is the answer
+            implied = rule
+        if implied != rule:
+            raise ValueError(
+                f"rule={rule!r} contradicts optimizer={_shown(optimizer)}, whose family scales by rule={implied!r}: "
+                f"pass rule='auto' to scale by the optimizer, or leave optimizer= out to force rule={rule!r}"
+            )
     try:
         ratio = b1 / b0
         out = lr * (ratio if rule == "linear" else math.sqrt(ratio))
@@ -208,6 +224,14 @@ def scale_lr(
             f"{'overflows' if out else 'underflows'} a float: check the batch sizes"
         )
     return out
+
+
+def _shown(optimizer: Any) -> str:
+    """An optimizer (instance, class or name) as a short name for an error message."""
+    if isinstance(optimizer, str):
+        return repr(optimizer)
+    cls = optimizer if isinstance(optimizer, type) else type(optimizer)
+    return cls.__name__
 
 
 class NominalBatch(NamedTuple):

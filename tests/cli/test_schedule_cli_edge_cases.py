@@ -56,3 +56,13 @@ def test_out_with_an_unknown_suffix_is_refused_before_printing(tmp_path: Path) -
     res = run("cosine lr0=0.1", "-t", "10", "-o", str(tmp_path / "lr.txt"))
     _clean_failure(res, "'.txt'")
     assert ".png" in res.output and not (tmp_path / "lr.txt").exists()
+
+
+@pytest.mark.parametrize("spec", ["cosine eta_min=0.001", "cosine warmup_steps=3 warmup_bias_lr=0.1",
+                                  "cyclic base_lr=0.001"])
+def test_a_spec_without_its_peak_points_to_base_lr(spec: str) -> None:
+    # Bug: the error told a command-line user to "pass lr0=..., or use to_torch(optimizer)", never naming the
+    # command's own answer, --base-lr.
+    _clean_failure(run(spec, "-t", "10", "--no-plot"), "--base-lr")
+    res = run(spec, "-t", "10", "--base-lr", "0.1", "--no-plot")
+    assert res.exit_code == 0, res.output

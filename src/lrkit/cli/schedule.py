@@ -130,7 +130,8 @@ def schedule_command(
             records.append(sched.record(base_lr=base_lr) if base_lr is not None and sched.peak_lr is None
                            else sched.record())
         except (ValueError, TypeError, ArithmeticError) as e:  # ArithmeticError: a multiplier that overflows
-            fail(f"{s!r}: {e}")
+            hint = " (here: --base-lr LR gives the peak)" if "the peak LR must be known" in str(e) else ""
+            fail(f"{s!r}: {e}{hint}")
         bad = _first_non_finite(records[-1])
         if bad is not None:  # never printed: `Infinity`/`NaN` are not JSON, and such a schedule is no schedule
             what, step, value = bad

@@ -139,6 +139,9 @@ def resolve_timeline(
                 f"epochs={epochs!r} needs steps_per_epoch (time is counted in optimizer steps): "
                 "pass steps_per_epoch=..., or total_steps=... instead"
             )
+        if math.isinf(ep * spe):  # round(inf) would be a bare OverflowError
+            raise ValueError(f"epochs={epochs!r} * steps_per_epoch={steps_per_epoch!r} overflows a float: give a run "
+                             "length a run can have")
         total = round(ep * spe)
         if total < 1:
             raise ValueError(f"epochs={epochs!r} * steps_per_epoch={steps_per_epoch!r} is less than one step")
@@ -148,6 +151,8 @@ def resolve_timeline(
 
 
 def _check_step(step: Any) -> float:
+    if isinstance(step, bool):  # an int subclass: s(True) must not silently mean step 1
+        raise ValueError(f"step={step!r} must be a number of optimizer steps (>= 0), not a boolean")
     try:
         t = float(step)
     except (TypeError, ValueError):
@@ -266,6 +271,9 @@ class Schedule(ABC):
                     "pass steps_per_epoch=... (or epochs and total_steps), or unit='step' to give it in steps"
                 )
             v = v * self.steps_per_epoch
+            if math.isinf(v):  # round(inf) would be a bare OverflowError
+                raise ValueError(f"{self.name}: {key}={value!r} epochs x steps_per_epoch={self.steps_per_epoch!r} "
+                                 "overflows a float: give a length a run can have")
         if integer:
             steps = round(v)
             if steps < 1:

@@ -63,6 +63,16 @@ def _fraction(name: str, value: Any, *, allow_one: bool = True, why: str = "") -
 _ABOVE_PEAK = " (a multiplier of lr0, the peak LR; above 1 the LR would end above its peak)"
 
 
+def _floor_below_peak(eta_min: Any, peak: float | None) -> float:
+    """Validate torch's absolute floor ``eta_min``; with a known peak ``lr0`` it must not be above it (as ``lrf``
+    must not be above 1). Without a peak (the group's LR is the peak in ``to_torch``) torch's rule applies."""
+    v = check_positive("eta_min", eta_min, allow_zero=True)
+    if peak is not None and v > peak:
+        raise ValueError(f"eta_min={eta_min!r} must not exceed lr0={peak!r}: it is the LR the decay ends at, so above "
+                         "the peak the LR would climb instead of decay (lrf=... gives the floor as a ratio of lr0)")
+    return v
+
+
 def _bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -416,7 +426,7 @@ class Cosine(Schedule):
         self.lrf = None if lrf is None else _fraction("lrf", lrf, why=_ABOVE_PEAK)
         if lrf is None and eta_min is None:
             self.lrf = 0.01
-        self.eta_min = None if eta_min is None else check_positive("eta_min", eta_min, allow_zero=True)
+        self.eta_min = None if eta_min is None else _floor_below_peak(eta_min, self._peak)
         self.T_max = (
             float(self._require_total("T_max")) if T_max is None
             else self._span("T_max", T_max, self.unit, integer=False)
@@ -471,7 +481,7 @@ class CosineRestarts(Schedule):
         self.T_0 = int(self._span("T_0", T_0, self.unit, integer=True))
         self.T_mult = _check_count("T_mult", T_mult)
         self.lrf = None if lrf is None else _fraction("lrf", lrf, why=_ABOVE_PEAK)
-        self.eta_min = 0.0 if eta_min is None else check_positive("eta_min", eta_min, allow_zero=True)
+        self.eta_min = 0.0 if eta_min is None else _floor_below_peak(eta_min, self._peak)
 
     def _cycle(self, t: float) -> tuple[int, float, float]:
         """(cycle index, start step of the cycle, its length)."""
@@ -553,6 +563,14 @@ class Cyclic(Schedule):
         up = self._span("step_size_up", step_size_up, self.unit, integer=False)
         down = up if step_size_down is None else self._span("step_size_down", step_size_down, self.unit,
                                                            integer=False)
+        for key, value, steps in (("step_size_up", step_size_up, up), ("step_size_down", step_size_down, down)):
+            if value is not None and steps < 1:  # the LR is sampled once a step: a shorter half cycle aliases
+                of = "" if self.unit == "step" else f" epochs = {steps:g} optimizer steps, that"
+                raise ValueError(f"cyclic: {key}={value!r}{of} is less than one optimizer step: the LR is set once "
+                                 "a step, so a half cycle must last at least one step")
+        if not math.isfinite(up + down):
+            raise ValueError(f"cyclic: step_size_up={step_size_up!r} and step_size_down={step_size_down!r} make a "
+                             "cycle longer than a float can count; give step sizes in optimizer steps of a real run")
         self.step_size_up, self.step_size_down = up, down
         self.total_size = up + down
         self.step_ratio = up / self.total_size
@@ -588,7 +606,9 @@ class Cyclic(Schedule):
         if self.scale_fn is not None:
             return float(self.scale_fn(x))
         if self.mode == "triangular2":
-            return 1 / (2.0 ** (x - 1))
+            # torch's 1 / 2.0 ** (x - 1), written so that it underflows to 0 instead of overflowing after 1024
+            # cycles (the same numbers: powers of two are exact)
+            return 0.5 ** (x - 1)
         if self.mode == "exp_range":
             return self.gamma**x
         return 1.0
@@ -684,6 +704,11 @@ class OneCycle(Schedule):
                 "final_div_factor, so below 1 the one-cycle would end above where it started"
             )
         self.three_phase = _bool("three_phase", three_phase)
+        if self.three_phase and self.pct_start > 0.5:  # torch accepts it, and the run ends before the final anneal
+            raise ValueError(
+                f"pct_start={pct_start!r} must be <= 0.5 with three_phase=true: the second phase mirrors the first, "
+                "so the two take 2 * pct_start of the run, and above 0.5 the LR never reaches its final anneal"
+            )
         self.couples_momentum = self.cycle_momentum
         init = 1.0 / self.div_factor
         low = init / self.final_div_factor
@@ -908,6 +933,9 @@ def _steps_from(
     if key.endswith("_epochs"):
         if spe is None:
             raise ValueError(f"{key}={value!r} needs steps_per_epoch (or epochs and total_steps)")
+        if math.isinf(v * spe):  # round(inf) would be a bare OverflowError
+            raise ValueError(f"{key}={value!r} epochs x steps_per_epoch={spe!r} overflows a float: give a length a "
+                             "run can have")
         n = round(v * spe)
         # the arithmetic, so the user sees which side is too small: the value or the run
         of = f"{v:g} epochs x {spe:g} optimizer steps per epoch = {v * spe:g} steps"

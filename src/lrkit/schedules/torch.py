@@ -419,6 +419,9 @@ class LRSchedulerAdapter(LRScheduler):
         (False, True, 0.05)
         """
         if isinstance(metric, torch.Tensor):
+            if metric.numel() != 1:
+                raise ValueError(f"metric=tensor of shape {tuple(metric.shape)} must be one number (e.g. the mean "
+                                 "validation loss: metric.mean())")
             metric = float(metric.detach())
         reduced = self.schedule.observe(metric, step=self.current_step)
         self._apply()
