@@ -163,6 +163,24 @@ def _str(key: str, v: Any) -> str:
     raise ValueError(f"{key}={v!r} must be a non-empty string")
 
 
+def _folder(key: str, v: Any) -> str:
+    """A non-empty path with ``~`` expanded: Python (and ``sh``) hand ``project="~/runs"`` over as written, and a
+    folder literally named ``~`` in the working directory is no one's intent (``resume=True`` searched the home
+    directory's ``~/runs`` while the runs went to ``./~/runs``)."""
+    return os.path.expanduser(_str(key, v))
+
+
+def _run_name(key: str, v: Any) -> str:
+    """A run name: a folder under ``project`` (``exp``, ``sweep/lr3``); ``.`` and ``..`` would put the run in
+    ``project`` itself or beside it (``name='.'`` made ``runs2`` next to ``runs``; ``name='..'`` made ``runs/..2``)."""
+    s = _str(key, v)
+    parts = Path(s).parts
+    if not parts or ".." in parts:
+        raise ValueError(f"{key}={s!r} must name a folder inside project (e.g. name=exp or name=sweep/lr3), without "
+                         "'.' or '..' parts")
+    return s
+
+
 def _lr0(key: str, v: Any) -> float | str | None:
     if v is None:
         return None
@@ -353,8 +371,10 @@ class TrainConfig:
         default=50, metadata=_meta(_optional(_int(0)), "epochs without val-metric improvement before stopping (0 off)")
     )
     seed: int = field(default=0, metadata=_meta(_int(0), "random seed (init, split, shuffling, dropout)"))
-    project: str = field(default="runs", metadata=_meta(_str, "parent folder of run directories"))
-    name: str | None = field(default=None, metadata=_meta(_optional(_str), "run name (default: train, train2, ...)"))
+    project: str = field(default="runs", metadata=_meta(_folder, "parent folder of run directories"))
+    name: str | None = field(
+        default=None, metadata=_meta(_optional(_run_name), "run name (default: train, train2, ...)")
+    )
     exist_ok: bool = field(
         default=False,
         metadata=_meta(_bool, "reuse project/name, not a new name (an earlier run there moves to previous-<time>/)"),
@@ -476,11 +496,18 @@ def _plain(v: Any) -> Any:
 def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping of train keys (``yaml.safe_load``)."""
     yaml = optional_import("yaml", "cli")
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_file():
         raise ValueError(f"cfg={os.fspath(path)!r}: no such file")
+    raw = p.read_bytes()
     try:
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"cfg={os.fspath(path)!r} is not UTF-8 (byte 0x{raw[e.start]:02x} on line {line}); save it "
+                         "as UTF-8") from None
+    try:
+        loaded = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ValueError(f"cfg={os.fspath(path)!r} is not valid YAML: {describe_yaml_error(e)}") from None
     if loaded is None:

@@ -12,6 +12,8 @@ Sources:
   naming the target array; an ``x`` of shape ``(N, C, H, W)`` is kept as images) — tabular, features standardised
   with the *train* split's mean and standard deviation only;
 * a plain-text file: character-level language modelling (vocabulary from the train text, fixed-length windows);
+  UTF-8 without NUL bytes, and not a suffix of another format (``.json``, ``.parquet``, ``.npy``, ``.pt``, ...:
+  see ``UNSUPPORTED_SUFFIXES``), which is an error rather than a language model of its bytes;
 * a data YAML ``{train: file, val: file or fraction, target: column, task: ..., seq_len: ...}`` (paths relative to
   the YAML; a val CSV's columns are matched to the train file's by name).
 
@@ -247,6 +249,14 @@ def load_data(
         if len(data) != 2:
             raise ValueError(f"data= as a sequence must be a (train, val) pair, got {len(data)} items")
         tr, va = data
+        arrays = (np.ndarray, torch.Tensor)
+        if isinstance(tr, arrays) and isinstance(va, arrays) and tr.ndim >= 1 and va.ndim >= 1 and len(tr) == len(va):
+            # scikit-learn's habit, (X, y): name the reading lrkit takes and the two ways to say it
+            raise ValueError(
+                f"data=({type(tr).__name__}, {type(va).__name__}) of {len(tr)} rows each looks like (features, "
+                "targets), but a pair is read as (train, val) datasets; pass data=TensorDataset(torch.as_tensor(X), "
+                "torch.as_tensor(y)) (split by val=), or save np.savez('data.npz', x=X, y=y) and pass data='data.npz'"
+            )
         for role, obj in (("train", tr), ("val", va)):
             if not isinstance(obj, (Dataset, DataLoader)):
                 raise ValueError(f"data=(train, val): {role} is a {type(obj).__name__}, not a torch Dataset/DataLoader")
@@ -443,12 +453,13 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
     if kind in ("table", "npz"):
         if task == "lm":
             raise ValueError(f"task='lm' needs a plain-text file, not {path.name}")
-        t = _read_table(path, target)
+        t = _read_table(path, target, task)
         tr, va = _split_indices(len(t.x), seed=seed, val=val)
         out = _arrays_to_data(t.x[tr], t.y[tr], t.x[va], t.y[va], task=task, name=path.name,
                               source=path.suffix.lower().lstrip("."), image_shape=t.image_shape)
         out.info.notes.extend(t.notes)
         return out
+    _check_readable_suffix(path, f"data={str(path)!r}")
     if task not in (None, "lm"):
         raise ValueError(f"data={str(path)!r} is read as plain text (character-level LM); task={task!r} needs a "
                          "CSV/NPZ file")
@@ -464,21 +475,50 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
     return _text_data(text[:-n_val], text[-n_val:], seq_len=seq_len, name=path.name)
 
 
+# Suffixes of formats lrkit.train does not read: as "any other suffix is text", a JSON file would silently train a
+# character-level LM on its braces and quotes, and a binary file that happens to decode would train one on bytes.
+UNSUPPORTED_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".feather", ".arrow", ".pkl", ".pickle", ".pt",
+                        ".pth", ".ckpt", ".safetensors", ".npy", ".h5", ".hdf5", ".xlsx", ".xls", ".zip", ".gz", ".bz2",
+                        ".xz", ".zst", ".tar")
+
+
+def _check_readable_suffix(path: Path, what: str) -> None:
+    """A file whose suffix names a format lrkit.train does not read is an error, not character-level LM data."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        raise ValueError(f"{what}: {path.name} is a single .npy array; save the features and targets together with "
+                         "np.savez(path.npz, x=features, y=targets) and pass the .npz")
+    if suffix in UNSUPPORTED_SUFFIXES:
+        raise ValueError(f"{what}: {suffix} files are not read by lrkit.train; convert it to CSV (.csv/.tsv) or NPZ "
+                         "(np.savez(path, x=features, y=targets)), or pass a torch Dataset — or, to train a "
+                         "character-level LM on its text, give it a .txt name")
+
+
+def _decode(data: bytes, what: str) -> str:
+    """``data`` as UTF-8 (a byte-order mark dropped), or a ``ValueError`` naming the file, the line and the byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{what} is not UTF-8 (byte 0x{data[e.start]:02x} on line {line}); save it as UTF-8 "
+                         "(spreadsheets: 'CSV UTF-8'; or iconv -f latin1 -t utf-8). lrkit.train reads .csv/.tsv, "
+                         ".npz, data .yaml and UTF-8 text files") from None
+
+
 def _read_text(path: Path) -> str:
-    try:  # -sig: a byte-order mark is not a character of the text; newlines (\r\n, \r) are read as \n
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(
-            f"data={str(path)!r} is not UTF-8 text; supported files: .csv/.tsv, .npz, .yaml (data YAML), or plain "
-            "text (character-level LM)"
-        ) from None
+    # utf-8-sig: a byte-order mark is not a character of the text; newlines (\r\n, \r) are read as \n
+    text = _decode(path.read_bytes(), f"data={str(path)!r}").replace("\r\n", "\n").replace("\r", "\n")
+    if "\x00" in text:
+        raise ValueError(f"data={str(path)!r} holds NUL bytes: it is a binary file, not text; pass a .csv/.tsv, .npz, "
+                         "data .yaml or UTF-8 text file")
+    return text
 
 
-def _read_table(path: Path, target: str | int | None) -> _Table:
+def _read_table(path: Path, target: str | int | None, task: str | None = None, *,
+                reference: Sequence[float] = ()) -> _Table:
     if path.suffix.lower() == ".npz":
         return _read_npz(path, target)
-    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a name
-        content = f.read()
+    content = _decode(path.read_bytes(), path.name)  # -sig: a spreadsheet's byte-order mark is not a name
     notes: tuple[str, ...] = ()
     if path.suffix.lower() == ".tsv":
         delimiter = "\t"
@@ -488,14 +528,19 @@ def _read_table(path: Path, target: str | int | None) -> _Table:
             notes = (f"{path.name}: read as {delimiter!r}-separated (its header has no commas between fields)",)
     rows = [r for r in csv.reader(io.StringIO(content), delimiter=delimiter) if r and any(c.strip() for c in r)]
     if len(rows) < 3:
-        raise ValueError(f"{path.name}: needs a header row and at least 2 data rows, found {len(rows)} rows")
+        found = ("an empty file", "only the header row", "the header row and 1 data row")[len(rows)]
+        raise ValueError(f"{path.name}: needs a header row and at least 2 data rows, found {found}")
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
     for i, r in enumerate(body, start=2):
         if len(r) != len(header):
             raise ValueError(f"{path.name}: line {i} has {len(r)} fields, the header has {len(header)}")
-    t = _column_index(header, target, path.name)
     cols = list(zip(*body))
+    for j, col in enumerate(cols):  # a separator at the end of every line (spreadsheet exports) makes such a column
+        if not header[j] and not any(v.strip() for v in col):
+            raise ValueError(f"{path.name}: column {j + 1} has no name and no values (a trailing {delimiter!r} at the "
+                             "end of every line?); remove it")
+    t = _column_index(header, target, path.name)
     features = []
     for j, col in enumerate(cols):
         if j == t:
@@ -516,13 +561,40 @@ def _read_table(path: Path, target: str | int | None) -> _Table:
     if empty:
         raise ValueError(f"{path.name}: the target column {header[t]!r} is empty on line {empty[0]} ({len(empty)} "
                          "empty cells); drop the rows without a target")
-    y: np.ndarray = np.array([float(v) for v in raw_y]) if all(_is_float(v) for v in raw_y) else np.array(raw_y)
+    numeric = [_is_float(v) for v in raw_y]
+    if not all(numeric):
+        own = [float(v) for v, n in zip(raw_y, numeric) if n]
+        _check_text_target(path.name, header[t], raw_y, numeric, task, [*reference, *own])
+    y: np.ndarray = np.array([float(v) for v in raw_y]) if all(numeric) else np.array(raw_y)
     if not features:
         raise ValueError(f"{path.name}: no feature columns besides the target {header[t]!r}")
     x = np.array(features, dtype=np.float64).T
     columns = [h for j, h in enumerate(header) if j != t]
     _check_finite(x, y, path.name, columns, header[t])
     return _Table(x, y, np.array(raw_y), columns, header[t], None, notes)
+
+
+class _TextTargetError(ValueError):
+    """A numeric target column with text cells (see :func:`_check_text_target`)."""
+
+
+def _check_text_target(fname: str, column: str, raw_y: Sequence[str], numeric: Sequence[bool], task: str | None,
+                       reference: Sequence[float]) -> None:
+    """A target column with text cells is read as class labels, every distinct value a class. That is right for
+    labels (``cat``/``dog``, or ``0``/``1``/``x``), but a numeric target with a missing-value marker (``NA``, ``?``)
+    would become a classification with as many classes as prices: an error unless ``task='classification'``.
+    ``reference``: the numeric targets that say whether the column is a regression target (this file's numeric
+    cells, plus the train file's targets for a val file)."""
+    if task == "classification":
+        return
+    ref = np.asarray(reference, dtype=np.float64)
+    if task == "regression" or (ref.size and _infer_task(ref, None) == "regression"):
+        bad = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+        raise _TextTargetError(
+            f"{fname}: the target column {column!r} holds text where numbers are expected: {len(bad)} cell(s), first "
+            f"{bad[0][1]!r} on line {bad[0][0]}; drop or fill in those rows (missing values?), or pass "
+            "task='classification' to read every distinct value as a class label"
+        )
 
 
 def _sniff_delimiter(content: str) -> str:
@@ -664,7 +736,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
                seq_len: int) -> TrainData:
     yaml = optional_import("yaml", "cli")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = yaml.safe_load(_decode(path.read_bytes(), f"data={path.name}"))
     except yaml.YAMLError as e:
         raise ValueError(f"data={path.name}: not valid YAML ({describe_yaml_error(e)})") from None
     if not isinstance(spec, dict) or "train" not in spec:
@@ -678,7 +750,13 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         task = str(spec["task"])
         if task not in TASKS:
             raise unknown_name_error(f"task in data YAML {path.name}:", task, TASKS)
-    target = target if target is not None else spec.get("target")
+    if target is None and spec.get("target") is not None:
+        target = spec["target"]
+        if isinstance(target, bool):  # YAML 1.1: an unquoted yes/no/true/false/on/off is a boolean, not a name
+            raise ValueError(f"{path.name}: target={target!r} — YAML reads an unquoted yes/no/true/false/on/off as a "
+                             "boolean; quote the column name (target: 'yes') or give its index")
+        if not isinstance(target, (str, int)):
+            raise ValueError(f"{path.name}: target={target!r} must be a column name or index (or an NPZ array name)")
     if "seq_len" in spec:
         raw = spec["seq_len"]
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 2:
@@ -700,16 +778,17 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         raise ValueError(f"{path.name}: train is a {train_path.suffix or 'suffix-less'} file ({kinds[0]}) but val is "
                          f"a {val_path.suffix or 'suffix-less'} file ({kinds[1]}); give both in one format")
     if kinds[0] in ("table", "npz"):
-        tr = _read_table(train_path, target)
+        tr = _read_table(train_path, target, task)
         val_target = target
         if tr.columns is not None and not isinstance(target, str) and tr.target_name not in tr.columns:
             val_target = tr.target_name  # the train file's target column, found by name (val may order columns anew)
+        ref = [float(v) for v in tr.y] if tr.y.dtype.kind in "iuf" else []  # a numeric train target: NA in val?
         try:
-            va = _read_table(val_path, val_target)
-        except ValueError:
-            if val_target is target:
+            va = _read_table(val_path, val_target, task, reference=ref)
+        except ValueError as e:
+            if val_target is target or isinstance(e, _TextTargetError):
                 raise
-            va = _read_table(val_path, target)  # its target column has another name: take it by position
+            va = _read_table(val_path, target, task, reference=ref)  # another name for its target: take it by position
         x_va = va.x
         if tr.columns is not None and va.columns is not None and va.columns != tr.columns:
             if sorted(va.columns) != sorted(tr.columns) or len(set(tr.columns)) != len(tr.columns):
@@ -742,6 +821,7 @@ def _yaml_file(base: Path, value: Any, yname: str, role: str) -> Path:
     p = p if p.is_absolute() else base / p
     if not p.is_file():
         raise ValueError(f"{yname}: {role}={value!r} -> {p}: no such file")
+    _check_readable_suffix(p, f"{yname}: {role}={value!r}")
     if _file_kind(p) == "yaml":
         raise ValueError(f"{yname}: {role}={value!r}: a data YAML cannot name another data YAML; name the "
                          "CSV/NPZ/text file")

@@ -349,5 +349,7 @@ def _from_factory(spec: str, info: DataInfo) -> nn.Module:
             f"any of: {', '.join(offered)})"
         ) from e
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model={spec!r}: the factory returned a {type(model).__name__}, not a torch nn.Module")
+        kind = type(model).__name__
+        raise ValueError(f"model={spec!r}: the factory returned {'an' if kind[:1] in 'aeiouAEIOU' else 'a'} {kind}, "
+                         "not a torch nn.Module")
     return model

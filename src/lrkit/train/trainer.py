@@ -254,6 +254,7 @@ class _Trainer:
         self.ckpt: dict[str, Any] | None = None
         self.ckpt_path: Path | None = None
         self.created_dir = False
+        self.created_parents: list[Path] = []
         self.previous_files: list[str] = []
         self.rewrite_args = False
 
@@ -269,7 +270,16 @@ class _Trainer:
         self.ckpt_path = _run.find_resume_checkpoint(cfg.resume, cfg.project)
         self.ckpt = _run.load_checkpoint(self.ckpt_path)
         run = self.ckpt_path.parent
+        if "optimizer" not in self.ckpt:  # best.pt: the best epoch's weights, without the training state
+            raise ValueError(f"resume: {self.ckpt_path} holds only a model's weights (best.pt keeps the best epoch's); "
+                             f"resume from the run's last.pt ({run / 'last.pt'}), which holds the whole training state")
         saved = dict(self.ckpt["config"])
+        data, home = saved.get("data"), self.ckpt.get("cwd")
+        if isinstance(data, str) and isinstance(home, str) and not Path(data).is_absolute() and not Path(data).exists():
+            moved = Path(home) / data  # a relative data file, resumed from another working directory
+            if moved.exists():
+                saved["data"] = str(moved)
+                self.log(f"resume: data={data!r} is read from the run's working directory: {moved}")
         merged: dict[str, Any] = {}
         for key in TrainConfig.keys():
             new, old = getattr(cfg, key), saved.get(key, getattr(cfg, key))
@@ -512,7 +522,11 @@ class _Trainer:
             # a resume may change keys (epochs, patience, ...): args.yaml says so once the first epoch is in
             self.rewrite_args = True
         else:
-            existed = cfg.exist_ok and (Path(cfg.project) / (cfg.name or "train")).exists()
+            base = Path(cfg.project) / (cfg.name or "train")
+            existed = cfg.exist_ok and base.exists()
+            # the folders above the run directory this run creates (project=a/b/c, name=sweep/lr3): a failed start
+            # removes them again if they are still empty
+            self.created_parents = [f for f in (base.parent, *base.parent.parents) if not f.exists()]
             self.run_dir = _run.make_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok)
             self.created_dir = not existed
             # exist_ok over an older run: its files stay as they are until this run has a first epoch of its own,
@@ -825,6 +839,7 @@ class _Trainer:
             "rng": _run.get_rng_state(),
             "loader_generator": gen.get_state() if isinstance(gen, torch.Generator) else None,
             "config": self.cfg.to_dict(),
+            "cwd": str(Path.cwd()),  # where a relative data= path was read from (a resume may start elsewhere)
             "data": self.data.info.to_dict(),
             "history": [dict(r) for r in self.history],
             "events": _run._plain(self.events),
@@ -847,6 +862,7 @@ class _Trainer:
             "accumulate": self.accumulate, "weight_decay": self.weight_decay, "batch": self.batch,
             "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps, "device": str(self.device),
             "metric": self.spec.metric_name, "data": self.data.info.to_dict(),
+            "run_dir": str(self.run_dir),  # the folder really used (name=None -> train, train2, ...)
         }
         _run.write_args_yaml(self.run_dir / "args.yaml", args)
 
@@ -921,6 +937,11 @@ class _Trainer:
             if completed == 0 and self.ckpt is None:  # nothing worth keeping: leave the folder as it was found
                 if self.created_dir:
                     shutil.rmtree(self.run_dir, ignore_errors=True)
+                    for folder in self.created_parents:  # deepest first; one that is no longer empty stays
+                        try:
+                            folder.rmdir()
+                        except OSError:
+                            break
                 elif not self.previous_files:  # a folder without an earlier run (only other files): drop our args
                     (self.run_dir / "args.yaml").unlink(missing_ok=True)
             elif completed > self.start_epoch:
