@@ -78,7 +78,7 @@ def run_task(task: Task, seeds: list[int], budget: float, log: bool) -> tuple[li
         result, seconds = choose(task, seed, budget, log)
         val = cached_val_loss(task, result.lr, seed, cache_dir=CACHE_DIR)
         outcomes.append(SeedOutcome(
-            seed, result.lr, float(result.finder.suggestion), val, result.extra_steps, result.extra_fraction,
+            seed, result.lr, float(result.to_dict()["suggestion"]), val, result.extra_steps, result.extra_fraction,
             seconds, result.reason,
         ))  # fmt: skip
     # seconds of one full training run at the default LR, for the wall-time overhead column

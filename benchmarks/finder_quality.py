@@ -1,7 +1,8 @@
 """Finder quality: how good is the LR each finder suggests, measured by training at it, against an oracle?
 
 For every task of the suite (``benchmarks/_suite.py``) and every method — lrkit's default rule, each of its other
-rules and the consensus rule ``max(robust, valley)`` (``CONSENSUS_METHODS``), torch-lr-finder (steepest gradient),
+rules, the consensus rule ``max(robust, valley)`` and the default before its plateau branch (``one-regime``; both in
+``CONSENSUS_METHODS``), torch-lr-finder (steepest gradient),
 Lightning's ``Tuner.lr_find``, fastai's ``lr_find`` valley, and the plain optimizer defaults (SGD/RMSprop/Adagrad
 0.01, Adam/AdamW 1e-3) — the benchmark
 
@@ -52,11 +53,11 @@ import torch
 from _suite import SUITE, TASKS, OracleResult, Task, default_grid, evaluate_lrs, make_loaders, oracle, regret
 
 SEEDS = (0, 1, 2)
-#: Consensus rules scored by real training too, as methods ``lrkit:<name>``: name -> its label in
+#: Rule variants scored by real training too, as methods ``lrkit:<name>``: name -> its label in
 #: ``rule_calibration.CONSENSUS`` (computed by that very function, from the same range-test run as the other rules).
 CONSENSUS_METHODS: dict[str, str] = {
     "max(robust,valley)": "consensus: max(robust, valley)",
-    "two-regime": "two-regime: robust, plateau back-off 0.5 dec",
+    "one-regime": "one-regime: robust without the plateau branch",
 }
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
 

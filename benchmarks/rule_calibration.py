@@ -107,8 +107,9 @@ CONSENSUS = {
         [S.suggest_robust(lrs, losses), S.suggest_valley(lrs, losses), S.suggest_steepest(lrs, losses)])),
     "consensus: max(robust, valley)": lambda lrs, losses: max(
         S.suggest_robust(lrs, losses), S.suggest_valley(lrs, losses)),
-    # not a consensus: robust with a half-decade back-off for curves that plateau (pre-registered test, README)
-    "two-regime: robust, plateau back-off 0.5 dec": functools.partial(S.suggest_robust, plateau_backoff_decades=0.5),
+    # not a consensus: the default before its plateau branch (a decade below every curve's minimum), for comparison
+    "one-regime: robust without the plateau branch": functools.partial(
+        S.suggest_robust, plateau_backoff_decades=None),
 }
 
 

@@ -45,3 +45,31 @@ def test_rules_are_exposed_and_default_first():
     assert r.suggest() == r.suggestion == r.suggest("robust")
     with pytest.raises(ValueError, match="Did you mean 'minimum'"):
         r.suggest("minimun")
+
+
+@pytest.mark.parametrize("stop_reason, last, decades", [
+    ("completed", None, 0.5),          # ran to end_lr and the loss only flattened: a plateau, half a decade
+    ("diverged", None, 1.0),           # stopped on divergence: the edge was reached, a decade
+    ("non-finite", float("nan"), 1.0),  # stopped on a NaN, which the rule must see (not a curve with it dropped)
+])
+def test_default_suggestion_reads_the_regime_from_how_the_test_ended(stop_reason, last, decades):
+    lrs = list(np.logspace(-4, 0, 60))
+    losses = list(1.0 / (1.0 + np.asarray(lrs) / 1e-2))  # falls, then flattens: no rise at all
+    if last is not None:
+        losses[-1] = last
+    r = FinderResult(lrs=lrs, losses=losses, start_lr=1e-4, end_lr=1.0, num_steps=60, mode="exp",
+                     stop_reason=stop_reason)
+    finite = [v for v in losses if np.isfinite(v)]
+    lr_min = lrs[int(np.argmin(lrkit.finder.suggest.smooth_curve(np.asarray(finite))))]
+    assert r.suggestion == pytest.approx(lr_min / 10**decades, rel=1e-9)
+    assert r.suggest("robust") == r.suggestion
+
+
+def test_rule_options_are_checked():
+    lrs = list(np.logspace(-4, 0, 60))
+    r = FinderResult(lrs=lrs, losses=list(1 / (1 + np.asarray(lrs) / 1e-2)), start_lr=1e-4, end_lr=1.0, num_steps=60)
+    assert r.suggest(backoff_decades=2.0, plateau_backoff_decades=None) == pytest.approx(r.suggest() / 10**1.5)
+    with pytest.raises(ValueError, match="rule 'valley' takes no options"):
+        r.suggest("valley", plateau_rise=1.0)
+    with pytest.raises(ValueError, match="plateau_backof.*plateau_backoff_decades"):
+        r.suggest(plateau_backoff=0.5)

@@ -30,7 +30,40 @@ def test_minimum_is_a_tenth_of_fastais_ema_argmin():
     assert S.suggest_minimum(lrs, losses) == pytest.approx(lrs[int(np.argmin(smoothed))] / 10, rel=1e-12)
     # the EMA's lag puts fastai's minimum past the true one; the robust rule reads the lag-free curve
     assert S.suggest_minimum(lrs, losses) > 10**-1.5 / 10
-    assert S.suggest_robust(lrs, losses) == pytest.approx(10**-1.5 / 10, rel=1e-9)
+    # this parabola ends below its starting loss (a plateau, by the robust rule's reading): half a decade below
+    assert S.suggest_robust(lrs, losses) == pytest.approx(10**-1.5 / 10**0.5, rel=1e-9)
+    assert S.suggest_robust(lrs, losses, plateau_backoff_decades=None) == pytest.approx(10**-1.5 / 10, rel=1e-9)
+
+
+def _rise(losses):
+    s = S.smooth_curve(losses)
+    return (s[-1] - s.min()) / abs(s[0])
+
+
+@pytest.mark.parametrize("blow_scale", [0.0, 0.05, 0.2, 8.0, 50.0])
+def test_robust_backs_off_a_decade_from_an_explosion_and_half_a_decade_from_a_plateau(blow_scale):
+    # the same descent; past lr=0.3 the loss rises by blow_scale * (decades past 0.3)^2
+    lrs = np.logspace(-7, 1, 200)
+    t = np.log10(lrs)
+    loss = 2.0 - 1.5 / (1.0 + np.exp(-(t + 3.0) * 3.0)) + np.where(lrs > 0.3, np.log10(lrs / 0.3) ** 2 * blow_scale,
+                                                                     0.0)
+    s = S.smooth_curve(loss)
+    lr_min = lrs[int(np.argmin(s))]
+    plateau = _rise(loss) < S.ROBUST_PLATEAU_RISE
+    assert plateau == (blow_scale <= 0.2)  # rises of 0, 0.05, 0.2 |first loss| (plateaus) and 8, 53 (explosions)
+    decades = S.ROBUST_PLATEAU_BACKOFF_DECADES if plateau else S.ROBUST_BACKOFF_DECADES
+    assert S.suggest_robust(lrs, loss) == pytest.approx(lr_min / 10**decades, rel=1e-9)
+
+
+def test_a_non_finite_loss_is_an_explosion_whatever_the_rise():
+    lrs = np.logspace(-4, 0, 60)
+    losses = 1.0 / (1.0 + lrs / 1e-2)
+    s = S.smooth_curve(losses)
+    assert S.suggest_robust(lrs, losses) == pytest.approx(lrs[int(np.argmin(s))] / 10**0.5, rel=1e-9)
+    cut = losses.copy()
+    cut[-1] = np.nan  # the range test stopped on a non-finite loss: the edge was reached
+    s = S.smooth_curve(cut[:-1])
+    assert S.suggest_robust(lrs, cut) == pytest.approx(lrs[int(np.argmin(s))] / 10, rel=1e-9)
 
 
 def fastai_valley(lrs, losses):

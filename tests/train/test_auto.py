@@ -370,3 +370,27 @@ def test_accumulation_and_training_loss_scoring() -> None:
     assert all(math.isfinite(t.val_loss) for t in auto.trials)
     assert len(passes) == 2 * auto.extra_steps and auto.extra_steps <= 200
     assert "training loss" in " ".join(auto.log_lines)
+
+
+@pytest.mark.parametrize("plateau_backoff, decades", [(None, 1.0), (0.5, 0.5)])
+def test_the_range_test_inside_auto_backs_off_a_decade_from_a_plateau(monkeypatch: pytest.MonkeyPatch,
+                                                                    plateau_backoff: float | None,
+                                                                    decades: float) -> None:
+    """lrkit.find_lr's default backs off half a decade from a plateau; lr0="auto" keeps a decade
+    (``PLATEAU_BACKOFF_DECADES``, README: it hurt the held-out task where it applied)."""
+    import lrkit.train.auto as auto_mod
+
+    lrs = list(np.logspace(-4, 0, 60))
+    plateau = FinderResult(lrs=lrs, losses=list(1 / (1 + np.asarray(lrs) / 1e-2)), start_lr=1e-4, end_lr=1.0,
+                           num_steps=60)
+    monkeypatch.setattr(lrkit.finder, "find_lr", lambda *a, **k: plateau)
+    if plateau_backoff is not None:
+        monkeypatch.setattr(auto_mod, "PLATEAU_BACKOFF_DECADES", plateau_backoff)
+    train, val = _regression_loaders()
+    model = nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    auto = _quiet(lambda: choose_lr0(model, opt, train, val, total_steps=50, make_scheduler=warmup_cosine, budget=0.3))
+    lr_min = lrs[int(np.argmin(lrkit.finder.suggest.smooth_curve(np.asarray(plateau.losses))))]
+    assert auto.trials == [] and auto.lr == pytest.approx(lr_min / 10**decades, rel=1e-9)
+    assert plateau.suggestion == pytest.approx(lr_min / 10**0.5, rel=1e-9)  # the finder's own default
+    assert auto.to_dict()["suggestion"] == pytest.approx(auto.lr)

@@ -78,13 +78,33 @@ class FinderResult:
         return lrs[keep], losses[keep]
 
     # -- suggestions -----------------------------------------------------------------------------------------
-    def suggest(self, rule: str | None = None) -> float:
-        """The LR that ``rule`` (default: :attr:`rule`) reads off the curve; names are in ``lrkit.SUGGESTION_RULES``."""
+    def suggest(self, rule: str | None = None, **options: Any) -> float:
+        """The LR that ``rule`` (default: :attr:`rule`) reads off the curve; names are in ``lrkit.SUGGESTION_RULES``.
+
+        ``options`` go to the rule's function: ``backoff_decades``, ``plateau_backoff_decades`` and ``plateau_rise``
+        for ``"robust"`` (:func:`lrkit.finder.suggest.suggest_robust`); the other rules take none.
+
+        >>> import numpy as np
+        >>> lrs = list(np.logspace(-4, 0, 60)); losses = list(1 / (1 + np.asarray(lrs) / 1e-2))   # a plateau
+        >>> r = FinderResult(lrs=lrs, losses=losses, start_lr=1e-4, end_lr=1.0, num_steps=60)
+        >>> round(r.suggest() / r.suggest(plateau_backoff_decades=1.0), 2)   # half a decade vs a decade below
+        3.16
+        """
         rule = rule or self.rule
         if rule not in _suggest.RULES:
             raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
+        if options and rule != "robust":
+            raise ValueError(f"rule {rule!r} takes no options, got {sorted(options)}; only 'robust' has options "
+                             "(backoff_decades, plateau_backoff_decades, plateau_rise)")
         self._check_judgeable()
-        return _suggest.suggest(*self._curve(), rule)
+        lrs, losses = np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float)
+        if rule == "robust":  # a test that stopped on divergence reached the stability edge: never a plateau
+            allowed = {"backoff_decades", "plateau_backoff_decades", "plateau_rise"}
+            bad = sorted(set(options) - allowed)
+            if bad:
+                raise unknown_name_error("option of the robust rule", bad[0], sorted(allowed))
+            return _suggest.suggest_robust(lrs, losses, stopped=self.stop_reason != "completed", **options)
+        return _suggest.suggest(lrs, losses, rule)  # the raw curve: a rule drops non-finite losses itself
 
     def _judgeable(self) -> bool:
         """Whether the curve has enough finite points (3) for the rules to read an LR off it."""

@@ -22,6 +22,9 @@ from lrkit._utils import unknown_name_error
 
 __all__ = [
     "DEFAULT_RULE",
+    "ROBUST_BACKOFF_DECADES",
+    "ROBUST_PLATEAU_BACKOFF_DECADES",
+    "ROBUST_PLATEAU_RISE",
     "RULES",
     "lr_range",
     "smooth_curve",
@@ -126,31 +129,56 @@ def suggest_valley(lrs: np.ndarray, losses: np.ndarray) -> float:
     return float(lrs[min(idx, n - 1)])
 
 
-#: How far below the loss minimum's LR the robust rule sits, in decades (calibrated on benchmarks/finder_quality.py).
+#: How far below the loss minimum's LR the robust rule sits, in decades, when the loss explodes past its minimum
+#: (calibrated on benchmarks/finder_quality.py's six calibration tasks).
 ROBUST_BACKOFF_DECADES = 1.0
+#: The back-off, in decades, for a curve that plateaus instead (tested on a pre-registered held-out set; README).
+ROBUST_PLATEAU_BACKOFF_DECADES = 0.5
+#: A curve "plateaus" when its smoothed loss ends less than this many times ``|first smoothed loss|`` above its
+#: minimum (and no loss was non-finite); the calibration tasks' curves rose at most 0.7x or at least 12x.
+ROBUST_PLATEAU_RISE = 3.0
 
 
-def suggest_robust(lrs: np.ndarray, losses: np.ndarray, *, backoff_decades: float = ROBUST_BACKOFF_DECADES,
-                   plateau_backoff_decades: float | None = None, plateau_rise: float = 3.0) -> float:
-    """lrkit's default rule: a fixed back-off below where the loss stopped improving, kept inside the descent.
+def suggest_robust(
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    *,
+    backoff_decades: float = ROBUST_BACKOFF_DECADES,
+    plateau_backoff_decades: float | None = ROBUST_PLATEAU_BACKOFF_DECADES,
+    plateau_rise: float = ROBUST_PLATEAU_RISE,
+    stopped: bool = False,
+) -> float:
+    """lrkit's default rule: a back-off below where the loss stopped improving, kept inside the descent.
 
     1. Smooth with a lag-free filter (:func:`smooth_curve`) and find ``lr_min``, the LR at the smoothed minimum —
        the edge past which this model/optimizer stops making progress.
-    2. Find the descent: the LRs where the smoothed loss is falling by at least 5% of its total drop per decade.
-    3. Suggest ``lr_min / 10**backoff_decades`` (default ``ROBUST_BACKOFF_DECADES``) clipped into the descent: a
-       full training run spends hundreds of steps at its peak LR, so it needs a margin below the edge the short
+    2. Read the curve's regime. It *explodes* when the smoothed loss ends at least ``plateau_rise`` times
+       ``|first smoothed loss|`` above its minimum, a loss was non-finite, or the range test ``stopped`` early on
+       divergence (:attr:`FinderResult.suggest <lrkit.finder.result.FinderResult.suggest>` passes it): ``lr_min`` is
+       the stability edge. Otherwise it *plateaus*: the test never reached the edge, so ``lr_min`` is only a lower
+       bound on it.
+    3. Find the descent: the LRs where the smoothed loss is falling by at least 5% of its total drop per decade.
+    4. Suggest ``lr_min / 10**backoff`` clipped into the descent, with ``backoff = backoff_decades`` (1) for an
+       explosion and ``plateau_backoff_decades`` (0.5; ``None`` treats every curve as an explosion) for a plateau:
+       a full training run spends hundreds of steps at its peak LR, so it needs a margin below the edge the short
        test found; but it must still be an LR at which the loss was seen to fall.
 
-    ``plateau_backoff_decades`` (off by default) is the back-off for a curve that *plateaus* instead of exploding:
-    every loss finite and the smoothed loss ending less than ``plateau_rise`` times ``|first smoothed loss|`` above
-    its minimum. Such a test never reached the stability edge, so its minimum is a lower bound on it.
+    >>> lrs = np.logspace(-4, 1, 100)
+    >>> plateau = 1.0 / (1.0 + lrs / 1e-2)             # falls, then flattens out: no edge in sight
+    >>> explode = plateau + (lrs / 1.0) ** 2            # the same, then blows up past lr ~ 0.15
+    >>> lr_min = lambda curve: lrs[int(np.argmin(smooth_curve(curve)))]
+    >>> round(float(lr_min(explode) / suggest_robust(lrs, explode)), 2)   # a decade below the edge
+    10.0
+    >>> round(float(lr_min(plateau) / suggest_robust(lrs, plateau)), 2)   # half a decade below a plateau
+    3.16
     """
     finite = bool(np.all(np.isfinite(np.asarray(losses, dtype=float))))
     lrs, losses = _trim(lrs, losses)
     s = smooth_curve(losses)
     i_min = int(np.argmin(s))
     lr_min = lrs[i_min]
-    if plateau_backoff_decades is not None and finite and s[-1] - s[i_min] < plateau_rise * abs(s[0]):
+    if (plateau_backoff_decades is not None and finite and not stopped
+            and s[-1] - s[i_min] < plateau_rise * abs(s[0])):
         backoff_decades = plateau_backoff_decades
     cand = lr_min / 10.0**backoff_decades
     drop = s[0] - s[i_min]
