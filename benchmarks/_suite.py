@@ -99,9 +99,9 @@ class Task:
     ``build_optimizer(params, lr)`` returns the task's optimizer at learning rate ``lr``.
     ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
     baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
-    was fit on it), ``"held_out"`` (the first out-of-sample set) or ``"fresh"`` (a second out-of-sample set,
-    pre-registered before any rule was scored on it). Left out, it follows ``held_out``; ``held_out`` is True exactly
-    for the groups other than ``"calibration"``.
+    was fit on it), ``"held_out"`` (the first out-of-sample set), ``"fresh"`` (a second out-of-sample set,
+    pre-registered before any rule was scored on it) or ``"fresh2"`` (a third, pre-registered the same way). Left
+    out, it follows ``held_out``; ``held_out`` is True exactly for the groups other than ``"calibration"``.
 
     >>> task = TASKS["digits_mlp"]
     >>> task.total_steps() == task.epochs * task.steps_per_epoch()
@@ -120,7 +120,8 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
-    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"``; ``None`` means "from ``held_out``". Not part of the cache key.
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` | ``"fresh2"``; ``None`` means "from ``held_out``". Not part of
+    #: the cache key.
     group: str | None = None
 
     def __post_init__(self) -> None:
