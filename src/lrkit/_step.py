@@ -39,18 +39,36 @@ _TARGET_KEYS = ("y", "target", "targets", "label", "labels")
 
 
 def move_to(obj: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) batch to ``device``; other values pass through unchanged."""
-    if isinstance(obj, torch.Tensor):
+    """Move every tensor in a (nested) batch to ``device``; other values pass through unchanged.
+
+    A batch already on ``device`` is returned as it is (the same object, nothing rebuilt: this runs on every step).
+    Lists, tuples and named tuples keep their type:
+
+    >>> from collections import namedtuple
+    >>> Batch = namedtuple("Batch", "x y")
+    >>> b = Batch(torch.zeros(2), torch.ones(2))
+    >>> move_to(b, torch.device("cpu")) is b, type(move_to(b, torch.device("meta"))).__name__
+    (True, 'Batch')
+    """
+    cls = type(obj)
+    if cls is torch.Tensor or isinstance(obj, torch.Tensor):
         return obj if obj.device == device else obj.to(device, non_blocking=True)
+    if cls is list or cls is tuple or (not isinstance(obj, Mapping) and isinstance(obj, (list, tuple))):
+        moved = [move_to(v, device) for v in obj]
+        if all(m is v for m, v in zip(moved, obj)):
+            return obj
+        if cls is list or cls is tuple:
+            return cls(moved)
+        return cls(*moved) if hasattr(obj, "_fields") else cls(moved)  # a namedtuple takes its fields one by one
     if isinstance(obj, Mapping):
         return {k: move_to(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(move_to(v, device) for v in obj)
     return obj
 
 
 def split_batch(batch: Any) -> tuple[Any, Any]:
     """``(inputs, targets)`` of an ``(x, y)`` pair or a dict with input/target keys; a clear error otherwise."""
+    if (type(batch) is list or type(batch) is tuple) and len(batch) == 2:  # the common case, without ABC checks
+        return batch[0], batch[1]
     if isinstance(batch, Mapping):
         x = next((batch[k] for k in _INPUT_KEYS if k in batch), None)
         y = next((batch[k] for k in _TARGET_KEYS if k in batch), None)

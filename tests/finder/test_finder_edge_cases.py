@@ -272,3 +272,28 @@ def test_a_negative_loss_is_not_divergence_at_step_two():
     plain = lrkit.find_lr(model, opt, loader, loss_fn=torch.nn.functional.mse_loss, num_steps=60)
     assert len(shifted.lrs) > 30 and shifted.stop_reason == plain.stop_reason
     assert 0.1 < shifted.suggestion / plain.suggestion < 10
+
+
+def test_namedtuple_batches_train():
+    # move_to rebuilt every (list, tuple) batch as type(obj)(generator), which a namedtuple rejects: find_lr crashed
+    from collections import namedtuple
+
+    Sample = namedtuple("Sample", "x y")
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return 64
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            x = torch.randn(4, generator=g)
+            return Sample(x, x.sum(0, keepdim=True))
+
+    loader = torch.utils.data.DataLoader(Pairs(), batch_size=8)
+    assert type(next(iter(loader))).__name__ == "Sample"
+    model = torch.nn.Linear(4, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    r = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, num_steps=20, start_lr=1e-4,
+                      end_lr=1.0)
+    assert r.num_steps_run == 20 and all(np.isfinite(r.losses))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))

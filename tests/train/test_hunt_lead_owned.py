@@ -55,3 +55,24 @@ def test_args_yaml_records_the_run_directory_really_used(tmp_path):
     assert first.run_dir != second.run_dir
     args = yaml.safe_load((second.run_dir / "args.yaml").read_text())
     assert args["name"] is None and args["resolved"]["run_dir"] == str(second.run_dir)
+
+
+def test_a_dataset_of_namedtuples_trains_with_lr0_auto(tmp_path):
+    # the batch cast and move_to rebuilt (x, y) batches as type(batch)(pair), which a namedtuple rejects
+    from collections import namedtuple
+
+    import torch
+
+    Sample = namedtuple("Sample", "x y")
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return 320
+
+        def __getitem__(self, i):
+            x = torch.randn(4, generator=torch.Generator().manual_seed(i))
+            return Sample(x, x.sum(0, keepdim=True))
+
+    r = lrkit.train(model=torch.nn.Linear(4, 1), data=Pairs(), epochs=3, batch=16, nbs=16, lr0="auto",
+                    project=str(tmp_path), verbose=False, plots=False)
+    assert r.epochs_run == 3 and r.history[-1]["val_loss"] < r.history[0]["val_loss"]

@@ -418,7 +418,8 @@ class _Trainer:
                 out[y_key] = self._cast_target(batch[y_key], dtype)
             return {k: out[k] for k in keys}
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
-            return type(batch)((self._cast_inputs(batch[0], dtype), self._cast_target(batch[1], dtype)))
+            pair = (self._cast_inputs(batch[0], dtype), self._cast_target(batch[1], dtype))
+            return type(batch)(*pair) if hasattr(batch, "_fields") else type(batch)(pair)  # a namedtuple: by field
         return batch
 
     def _cast_inputs(self, x: Any, dtype: torch.dtype) -> Any:
