@@ -435,7 +435,7 @@ class TrainConfig:
         for f in dataclasses.fields(cls):
             if f.name == key:
                 return str(f.metadata["help"])
-        raise unknown_name_error("train key", key, cls.keys())
+        raise unknown_name_error("train key", key, cls.keys(), ignore_case=True)
 
     @classmethod
     def check_keys(cls, keys: Iterable[str]) -> None:
@@ -443,7 +443,7 @@ class TrainConfig:
         valid = cls.keys()
         for k in keys:
             if k not in valid:
-                raise unknown_name_error("train key", k, valid)
+                raise unknown_name_error("train key", k, valid, ignore_case=True)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> TrainConfig:
@@ -516,12 +516,36 @@ def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"cfg={os.fspath(path)!r} must hold a mapping of key: value, not {type(loaded).__name__}")
     if "cfg" in loaded:
         raise ValueError(f"cfg={os.fspath(path)!r} may not itself contain a 'cfg' key")
+    _names_as_written(yaml, text, loaded)
     return {str(k): v for k, v in loaded.items()}
 
 
+_AS_WRITTEN = ("name", "project")  # folder names: text, whatever YAML would make of them
+
+
+def _names_as_written(yaml: Any, text: str, loaded: dict[Any, Any]) -> None:
+    """``name: 2024`` names the run ``2024``, as ``name=2024`` does on the command line: YAML would read an int (and
+    ``007`` as octal 7, ``2024-01-05`` as a date), so ``name``/``project`` take the scalar as written (``null``/``~``
+    stay ``None``; a list or mapping is left for the check to reject)."""
+    if all(loaded.get(k) is None or isinstance(loaded[k], str) for k in _AS_WRITTEN):
+        return
+    written: dict[str, Any] = {}
+    for key_node, value_node in yaml.compose(text, Loader=yaml.SafeLoader).value:  # last one wins, as in safe_load
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value in _AS_WRITTEN:
+            written[key_node.value] = value_node
+    for key, node in written.items():
+        if loaded.get(key) is not None and not isinstance(loaded[key], str) and isinstance(node, yaml.ScalarNode):
+            loaded[key] = node.value
+
+
 def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
-    """``["a=1", "cfg=x.yaml"]`` -> kwargs: the file's keys first, then the tokens (later tokens win)."""
+    """``["a=1", "cfg=x.yaml"]`` -> kwargs: the file's keys first, then the tokens (a token wins over the file).
+
+    Each key, ``cfg`` included, may be given once: ``epochs=3 epochs=5`` is an error naming both, not a silent
+    "last one wins" (nor is a second ``cfg=`` file silently the only one read).
+    """
     from_tokens: dict[str, Any] = {}
+    seen: dict[str, str] = {}  # key -> the token that gave it
     cfg_path: str | None = None
     valid = TrainConfig.keys()
     tokens = list(tokens)
@@ -530,11 +554,16 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
             raise _bare_token_error(tok, tokens[i + 1] if i + 1 < len(tokens) else None, valid)
         key, _, raw = tok.partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
+        if key != "cfg" and key not in valid:
+            raise unknown_name_error("train key", key, valid, ignore_case=True)  # EPOCHS=5 -> 'epochs'
+        if key in seen:
+            raise ValueError(f"{key} is given twice: {seen[key]!r} and {tok!r}; give it once")
+        seen[key] = tok
         if key == "cfg":
+            if not raw.strip():
+                raise ValueError("cfg= needs a YAML file of key: value pairs, e.g. cfg=train.yaml")
             cfg_path = raw
             continue
-        if key not in valid:
-            raise unknown_name_error("train key", key, valid)
         from_tokens[key] = (
             parse_value(raw)
             if key not in ("name", "project", "data", "model", "schedule")
@@ -557,7 +586,7 @@ def _bare_token_error(tok: str, following: str | None, valid: Iterable[str]) -> 
         what = "<file.yaml>" if key == "cfg" else "<value>"
         hint = f" (e.g. {example} as one token)" if example else ""
         return ValueError(f"{key!r} needs a value: write {key}={what}{hint}")
-    hint = did_you_mean(key, valid)
+    hint = did_you_mean(key, valid, ignore_case=True)
     return ValueError(f"expected key=value, got {tok!r}.{hint} Example: lrkit train data=digits model=mlp")
 
 

@@ -32,7 +32,7 @@ import math
 import numbers
 import os
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -225,6 +225,12 @@ def load_data(
     if isinstance(val, bool) or not isinstance(val, numbers.Real) or not 0.0 < val < 1.0:  # NaN fails too
         raise ValueError(f"val={val!r} must be a fraction in (0, 1): the share of the data held out for validation")
     seq_len = check_int("seq_len", seq_len, 1, " (the window length of a character-level LM)")
+    if isinstance(target, bool):  # an int subclass: target=True would silently be column 1
+        raise ValueError(f"target={target!r} must be a column name or index, not a boolean")
+    if isinstance(target, numbers.Integral):
+        target = int(target)  # np.int64(2) is column 2
+    elif target is not None and not isinstance(target, str):
+        raise ValueError(f"target={target!r} must be a column name (str) or index (int)")
     if data is None:
         raise ValueError("data= is required: a built-in name (" + ", ".join(BUILTIN_DATASETS) + "), a CSV/NPZ/text/"
                          "YAML file, a torch Dataset/DataLoader, or a (train, val) pair")
@@ -685,17 +691,16 @@ def _read_npz(path: Path, target: str | int | None) -> _Table:
             raise
         raise ValueError(f"{path.name}: not a readable .npz file ({e}); write one with "  # e.g. pickled data
                          "np.savez(path, x=features, y=targets)") from None
-    lower = {k.lower(): k for k in arrays}
     if isinstance(target, str):
         if target not in arrays:
             raise unknown_name_error(f"target array of {path.name}:", target, arrays)
         y = arrays.pop(target)
-        xk = lower.get("x") if lower.get("x") in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
+        xk = _npz_key(arrays, "x", path) or (next(iter(arrays)) if len(arrays) == 1 else None)
         if xk is None:
             raise ValueError(f"{path.name}: with target={target!r}, name the features 'x' (arrays: {sorted(arrays)})")
         x = arrays[xk]
-    elif "x" in lower and "y" in lower:
-        x, y = arrays[lower["x"]], arrays[lower["y"]]
+    elif (xk := _npz_key(arrays, "x", path)) and (yk := _npz_key(arrays, "y", path)):
+        x, y = arrays[xk], arrays[yk]
     elif len(arrays) == 1:
         table = next(iter(arrays.values()))
         if table.ndim != 2 or table.shape[1] < 2:
@@ -730,6 +735,17 @@ def _read_npz(path: Path, target: str | int | None) -> _Table:
     flat = x.reshape(len(x), -1).astype(np.float64)
     _check_finite(flat, y, path.name)
     return _Table(x.astype(np.float64) if image_shape else flat, y, image_shape=image_shape)
+
+
+def _npz_key(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> str | None:
+    """The array called ``name`` in any case (``x`` or ``X``), or ``None``; two of them (``x`` and ``X``) are an
+    error rather than whichever the file happens to list last."""
+    same = sorted(k for k in arrays if k.lower() == name)
+    if len(same) > 1:
+        role, hint = ("features", "") if name == "x" else ("target", ", or name it with target=<array name>")
+        raise ValueError(f"{path.name}: arrays {' and '.join(map(repr, same))} differ only in case, so which holds "
+                         f"the {role} is unclear; keep one (np.savez(path, x=features, y=targets)){hint}")
+    return same[0] if same else None
 
 
 def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,

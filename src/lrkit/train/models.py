@@ -173,6 +173,9 @@ def _import_factory_module(spec: str, module_name: str) -> Any:
         with _on_sys_path(path.parent):  # its own `import sibling` statements resolve from its folder
             try:
                 file_spec.loader.exec_module(module)
+            except SystemExit as e:
+                sys.modules.pop(name, None)
+                raise _import_exited(spec, module_name, e) from e
             except Exception as e:
                 sys.modules.pop(name, None)
                 raise ValueError(f"model={spec!r}: importing {module_name!r} raised {type(e).__name__}: {e}") from e
@@ -188,11 +191,23 @@ def _import_factory_module(spec: str, module_name: str) -> Any:
         with _on_sys_path(cwd):
             try:
                 return importlib.import_module(module_name)
+            except SystemExit as e2:
+                raise _import_exited(spec, module_name, e2) from e2
             except Exception as e2:
                 raise ValueError(f"model={spec!r}: importing {module_name!r} raised {type(e2).__name__}: "
                                  f"{e2}") from e2
+    except SystemExit as e:
+        raise _import_exited(spec, module_name, e) from e
     except Exception as e:  # a SyntaxError or any error raised while the user's module runs
         raise ValueError(f"model={spec!r}: importing {module_name!r} raised {type(e).__name__}: {e}") from e
+
+
+def _import_exited(spec: str, module_name: str, e: SystemExit) -> ValueError:
+    """``sys.exit()`` while the user's module is imported (often an ``argparse`` at module level, reading lrkit's own
+    arguments) is a failed import, not the end of lrkit: without this the CLI exits with the module's code, silently.
+    """
+    return ValueError(f"model={spec!r}: importing {module_name!r} exited (SystemExit({e.code!r})); a module that "
+                      "parses arguments or calls sys.exit() should do so under `if __name__ == \"__main__\":`")
 
 
 @contextlib.contextmanager
@@ -339,10 +354,13 @@ def _from_factory(spec: str, info: DataInfo) -> nn.Module:
         kwargs = offered
     else:
         kwargs = {k: v for k, v in offered.items() if k in params}
+    offered_text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
     try:
         model = factory(**kwargs)
+    except SystemExit as e:  # sys.exit() in a factory is a failed build: the CLI would exit with its code, silently
+        raise ValueError(f"model={spec!r}: calling {attr}({offered_text}) exited (SystemExit({e.code!r})); a "
+                         "factory must return a torch nn.Module") from e
     except Exception as e:  # the user's code: say which call failed and with what, keep its traceback as the cause
-        offered_text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ValueError(
             f"model={spec!r}: calling {attr}({offered_text}) raised {type(e).__name__}: {first} (a factory may take "

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from lrkit.train.run import _plain
+
 __all__ = ["TrainResults"]
 
 
@@ -116,9 +118,10 @@ class TrainResults:
         return self.run_dir / "best.pt"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (no model)."""
+        """A JSON-ready summary (no model), strict JSON: ``json.dumps(r.to_dict(), allow_nan=False)`` works. A NaN or
+        inf (the losses of a diverged epoch, a monitor event's values) is ``None`` here; the attributes keep them."""
         auto = self.auto.to_dict() if hasattr(self.auto, "to_dict") else self.auto
-        return {
+        return _plain({
             "run_dir": str(self.run_dir), "lr0": self.lr0, "lr0_source": self.lr0_source, "auto": auto,
             "optimizer": self.optimizer, "optimizer_reason": self.optimizer_reason, "task": self.task,
             "metric_name": self.metric_name, "metric_mode": self.metric_mode, "epochs_run": self.epochs_run,
@@ -126,4 +129,4 @@ class TrainResults:
             "stopped_early": self.stopped_early, "stop_reason": self.stop_reason, "accumulate": self.accumulate,
             "weight_decay": self.weight_decay, "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps, "seconds": self.seconds,
-        }
+        })

@@ -190,7 +190,7 @@ def train(
     """
     if unknown:
         key = next(iter(unknown))
-        raise unknown_name_error("train key", key, [*TrainConfig.keys(), *_PY_ONLY])
+        raise unknown_name_error("train key", key, [*TrainConfig.keys(), *_PY_ONLY], ignore_case=True)
     given = {k: v for k, v in locals().items() if k in TrainConfig.keys()}
     defaults = TrainConfig.defaults()
     passed = _PASSED.get()
