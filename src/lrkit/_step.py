@@ -11,7 +11,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import copy
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import nullcontext
 from typing import Any
 
@@ -42,7 +43,8 @@ def move_to(obj: Any, device: torch.device) -> Any:
     """Move every tensor in a (nested) batch to ``device``; other values pass through unchanged.
 
     A batch already on ``device`` is returned as it is (the same object, nothing rebuilt: this runs on every step).
-    Lists, tuples and named tuples keep their type:
+    Lists, tuples, named tuples and mappings (an ``OrderedDict``, a ``defaultdict``, a dict subclass with attribute
+    access) keep their type; a moved mapping is a copy, never the caller's batch changed in place:
 
     >>> from collections import namedtuple
     >>> Batch = namedtuple("Batch", "x y")
@@ -61,7 +63,19 @@ def move_to(obj: Any, device: torch.device) -> Any:
             return cls(moved)
         return cls(*moved) if hasattr(obj, "_fields") else cls(moved)  # a namedtuple takes its fields one by one
     if isinstance(obj, Mapping):
-        return {k: move_to(v, device) for k, v in obj.items()}
+        moved_items = {k: move_to(v, device) for k, v in obj.items()}
+        if all(moved_items[k] is v for k, v in obj.items()):
+            return obj
+        if cls is dict:
+            return moved_items
+        try:  # keep the batch's own mapping type (OrderedDict, defaultdict, an attribute dict), as torch's pin_memory
+            if isinstance(obj, MutableMapping):
+                clone = copy.copy(obj)
+                clone.update(moved_items)
+                return clone
+            return cls(moved_items)
+        except (TypeError, AttributeError, ValueError):  # a mapping that cannot be rebuilt: its items as a dict
+            return moved_items
     return obj
 
 

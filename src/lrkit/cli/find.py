@@ -6,6 +6,7 @@ builds the user's task from ``model()``, ``optimizer(params)``, ``train_loader()
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -41,9 +42,11 @@ def run_find(
     seed = check_int("seed", seed, 0, f" and <= {_MAX_SEED} (torch's seed range)")
     if seed > _MAX_SEED:
         raise ValueError(f"seed={seed} must be an integer >= 0 and <= {_MAX_SEED} (torch's seed range)")
-    _check_out(Path(out))
+    shown = os.fspath(out)
+    out = Path(shown).expanduser()  # `--out=~/lr` reaches us unexpanded: no shell expands ~ after "="
+    _check_out(out, shown)
     torch.manual_seed(seed)
-    task = demo_task(seed) if task_file is None else load_task_file(task_file)
+    task = demo_task(seed) if task_file is None else load_task_file(Path(task_file).expanduser())
     result = find_lr(
         task.model, task.optimizer, task.train_loader, loss_fn=task.loss_fn, step_fn=task.step_fn,
         start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
@@ -66,13 +69,20 @@ _FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pdf", ".svg", ".svgz", ".
                             ".tiff", ".json", ".csv"})
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, shown: str | None = None) -> None:
     """Refuse an output folder that cannot be created (a file on its path, a read-only parent) before the test.
 
     ``--out`` is a folder that receives ``lr_find.png`` and ``lr_find.json``: a name with a picture or record suffix
     (``--out lr.png``, the way ``lrkit schedule --out`` is used) and an existing file are refused, rather than
-    creating a folder called ``lr.png`` or quietly writing to ``afile2/`` beside a file called ``afile``.
+    creating a folder called ``lr.png`` or quietly writing to ``afile2/`` beside a file called ``afile``. A path with
+    no folder name of its own (``""``, ``.``, ``..``) is refused too: numbering it made a folder called ``2``.
+    ``shown`` is the text the user gave (default ``str(out)``).
     """
+    if out.name in ("", ".."):  # Path("") and Path("./") are "."; "." and "/" have the name ""
+        raise ValueError(
+            f"--out={str(out) if shown is None else shown!r} names no folder of its own (the current folder, a parent "
+            "or the root): --out is a new folder that receives lr_find.png and lr_find.json, e.g. --out runs/find"
+        )
     if out.suffix.lower() in _FILE_SUFFIXES and not out.is_dir():
         raise ValueError(
             f"--out={str(out)!r} names a file, but --out is the folder that receives lr_find.png and lr_find.json; "

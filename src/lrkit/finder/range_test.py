@@ -82,6 +82,21 @@ def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.n
     return start_lr + (end_lr - start_lr) * t
 
 
+def _check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a ``torch.device`` that this torch can allocate on; a ``ValueError`` naming it otherwise (torch
+    says "AssertionError: Torch not compiled with CUDA enabled" at the first batch)."""
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except Exception as e:  # RuntimeError (a bad name), AssertionError (not compiled with it), NotImplementedError
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"device={str(device)!r} cannot be used: {why} (CUDA available: {torch.cuda.is_available()}); pass "
+            "device=None to use the model's device"
+        ) from None
+    return dev
+
+
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
@@ -181,6 +196,8 @@ def find_lr(
         raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
     if max_grad_norm is not None:
         check_positive("max_grad_norm", max_grad_norm)
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
     if not optimizer.param_groups:
         raise ValueError("optimizer has no param groups")
     if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters()):
@@ -195,8 +212,14 @@ def find_lr(
             "build the optimizer on this model's parameters (not a copy's, e.g. after deepcopy or .to())"
         )
 
+    schedule = _schedule(start_lr, end_lr, num_steps, mode).tolist()
+    if not all(math.isfinite(lr) and lr > 0 for lr in schedule):  # end_lr / start_lr overflowed float64
+        raise ValueError(
+            f"start_lr={start_lr!r} and end_lr={end_lr!r} are too far apart for a float64 sweep ({mode}): raise "
+            "start_lr (1e-7 is typical)"
+        )
     first_param = next(iter(model.parameters()), None)
-    dev = torch.device(device) if device is not None else (
+    dev = _check_device(device) if device is not None else (
         first_param.device if first_param is not None else torch.device("cpu")
     )
     autocast, use_scaler = autocast_context(amp, dev)
@@ -209,7 +232,6 @@ def find_lr(
         )
 
     scales = group_scales(optimizer)
-    schedule = _schedule(start_lr, end_lr, num_steps, mode).tolist()
     snapshot = Snapshot.capture(model, optimizer, rng=True)
     generators = [(g, g.get_state()) for g in _loader_generators(train_loader)]
     t0 = time.perf_counter()

@@ -17,6 +17,7 @@ from lrkit.finder import suggest as _suggest
 __all__ = ["FinderResult"]
 
 _MIN_POINTS = 3
+_STOP_REASONS = ("completed", "diverged", "non-finite")
 
 
 @dataclass
@@ -58,6 +59,20 @@ class FinderResult:
             raise ValueError(
                 f"lrs and losses must have the same length, got {len(self.lrs)} LRs and {len(self.losses)} losses"
             )
+        # A record built by hand or edited: what no range test gives would turn into NaN or misread suggestions
+        for i, lr in enumerate(self.lrs):
+            if not (math.isfinite(lr) and lr > 0):
+                raise ValueError(f"lrs[{i}]={lr!r}: every LR of a range test is a finite number > 0")
+        for i in range(1, len(self.lrs)):
+            if self.lrs[i] < self.lrs[i - 1]:
+                raise ValueError(
+                    f"lrs must increase step by step (the range test's sweep), but lrs[{i}]={self.lrs[i]!r} is below "
+                    f"lrs[{i - 1}]={self.lrs[i - 1]!r}"
+                )
+        if self.stop_reason not in _STOP_REASONS:  # the robust rule reads its regime from it
+            raise unknown_name_error("stop_reason", self.stop_reason, _STOP_REASONS)
+        if self.rule not in _suggest.RULES:
+            raise unknown_name_error("suggestion rule", self.rule, _suggest.RULES)
 
     # -- the curve -------------------------------------------------------------------------------------------
     @property
@@ -90,7 +105,7 @@ class FinderResult:
         >>> round(r.suggest() / r.suggest(plateau_backoff_decades=1.0), 2)   # half a decade vs a decade below
         3.16
         """
-        rule = rule or self.rule
+        rule = self.rule if rule is None else rule
         if rule not in _suggest.RULES:
             raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
         if options and rule != "robust":
@@ -157,6 +172,12 @@ class FinderResult:
     def from_json(cls, path: str | os.PathLike[str]) -> FinderResult:
         """Load a record written by :meth:`to_json` (so a plot can be redrawn later)."""
         d = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(d, dict) or "lrs" not in d or "losses" not in d:
+            got = f"keys {sorted(d)[:8]}" if isinstance(d, dict) else f"a JSON {type(d).__name__}"
+            raise ValueError(
+                f"{str(path)!r} is not a range-test record (lr_find.json from FinderResult.to_json): it needs 'lrs' "
+                f"and 'losses', got {got}"
+            )
         fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         fields["losses"] = [float("nan") if v is None else v for v in fields.get("losses", [])]
         return cls(**fields)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lrkit._utils import unknown_name_error
+from lrkit._utils import check_positive, unknown_name_error
 
 __all__ = [
     "DEFAULT_RULE",
@@ -172,6 +172,11 @@ def suggest_robust(
     >>> round(float(lr_min(plateau) / suggest_robust(lrs, plateau)), 2)   # half a decade below a plateau
     3.16
     """
+    # Checked up front whatever the regime: a NaN back-off would suggest NaN, an inf or negative one be clipped away
+    backoff_decades = check_positive("backoff_decades", backoff_decades, allow_zero=True)
+    if plateau_backoff_decades is not None:
+        plateau_backoff_decades = check_positive("plateau_backoff_decades", plateau_backoff_decades, allow_zero=True)
+    plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
     finite = bool(np.all(np.isfinite(np.asarray(losses, dtype=float))))
     lrs, losses = _trim(lrs, losses)
     s = smooth_curve(losses)
