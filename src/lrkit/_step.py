@@ -29,6 +29,7 @@ __all__ = [
     "cycle_batches",
     "default_loss",
     "move_to",
+    "rebuild_like",
     "split_batch",
 ]
 
@@ -57,26 +58,40 @@ def move_to(obj: Any, device: torch.device) -> Any:
         return obj if obj.device == device else obj.to(device, non_blocking=True)
     if cls is list or cls is tuple or (not isinstance(obj, Mapping) and isinstance(obj, (list, tuple))):
         moved = [move_to(v, device) for v in obj]
-        if all(m is v for m, v in zip(moved, obj)):
-            return obj
-        if cls is list or cls is tuple:
-            return cls(moved)
-        return cls(*moved) if hasattr(obj, "_fields") else cls(moved)  # a namedtuple takes its fields one by one
+        return obj if all(m is v for m, v in zip(moved, obj)) else rebuild_like(obj, moved)
     if isinstance(obj, Mapping):
         moved_items = {k: move_to(v, device) for k, v in obj.items()}
-        if all(moved_items[k] is v for k, v in obj.items()):
-            return obj
+        return obj if all(moved_items[k] is v for k, v in obj.items()) else rebuild_like(obj, moved_items)
+    return obj
+
+
+def rebuild_like(obj: Any, new: list[Any] | dict[Any, Any]) -> Any:
+    """``new`` (the items of the sequence or mapping ``obj``, changed) in ``obj``'s own container type.
+
+    A list or tuple as such, a named tuple field by field, another sequence type from the list; a mapping as a copy
+    of ``obj`` updated with ``new`` (an ``OrderedDict``, a ``defaultdict`` with its factory, an attribute dict: as
+    torch's ``pin_memory`` does), or a plain dict when it cannot be rebuilt. ``obj`` itself is never changed.
+
+    >>> from collections import OrderedDict, namedtuple
+    >>> P = namedtuple("P", "x y")
+    >>> rebuild_like(P(1, 2), [3, 4]), type(rebuild_like(OrderedDict(a=1), {"a": 2})).__name__
+    (P(x=3, y=4), 'OrderedDict')
+    """
+    cls = type(obj)
+    if isinstance(new, dict):
         if cls is dict:
-            return moved_items
-        try:  # keep the batch's own mapping type (OrderedDict, defaultdict, an attribute dict), as torch's pin_memory
+            return new
+        try:
             if isinstance(obj, MutableMapping):
                 clone = copy.copy(obj)
-                clone.update(moved_items)
+                clone.update(new)
                 return clone
-            return cls(moved_items)
+            return cls(new)
         except (TypeError, AttributeError, ValueError):  # a mapping that cannot be rebuilt: its items as a dict
-            return moved_items
-    return obj
+            return new
+    if cls is list or cls is tuple:
+        return cls(new)
+    return cls(*new) if hasattr(obj, "_fields") else cls(new)  # a namedtuple takes its fields one by one
 
 
 def split_batch(batch: Any) -> tuple[Any, Any]:

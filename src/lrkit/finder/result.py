@@ -18,6 +18,8 @@ __all__ = ["FinderResult"]
 
 _MIN_POINTS = 3
 _STOP_REASONS = ("completed", "diverged", "non-finite")
+#: The keyword options of the robust rule that :meth:`FinderResult.suggest` passes through.
+_ROBUST_OPTIONS = ("backoff_decades", "plateau_backoff_decades", "plateau_rise")
 
 
 @dataclass
@@ -110,14 +112,13 @@ class FinderResult:
             raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
         if options and rule != "robust":
             raise ValueError(f"rule {rule!r} takes no options, got {sorted(options)}; only 'robust' has options "
-                             "(backoff_decades, plateau_backoff_decades, plateau_rise)")
+                             f"({', '.join(_ROBUST_OPTIONS)})")
         self._check_judgeable()
         lrs, losses = np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float)
         if rule == "robust":  # a test that stopped on divergence reached the stability edge: never a plateau
-            allowed = {"backoff_decades", "plateau_backoff_decades", "plateau_rise"}
-            bad = sorted(set(options) - allowed)
+            bad = sorted(set(options) - set(_ROBUST_OPTIONS))
             if bad:
-                raise unknown_name_error("option of the robust rule", bad[0], sorted(allowed))
+                raise unknown_name_error("option of the robust rule", bad[0], _ROBUST_OPTIONS)
             return _suggest.suggest_robust(lrs, losses, stopped=self.stop_reason != "completed", **options)
         return _suggest.suggest(lrs, losses, rule)  # the raw curve: a rule drops non-finite losses itself
 

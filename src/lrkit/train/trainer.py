@@ -23,7 +23,16 @@ import torch
 
 from lrkit._config import TrainConfig, load_yaml_mapping
 from lrkit._config import _plain as _config_plain
-from lrkit._step import _INPUT_KEYS, _TARGET_KEYS, autocast_context, batch_loss, batch_size, move_to, split_batch
+from lrkit._step import (
+    _INPUT_KEYS,
+    _TARGET_KEYS,
+    autocast_context,
+    batch_loss,
+    batch_size,
+    move_to,
+    rebuild_like,
+    split_batch,
+)
 from lrkit._utils import unknown_name_error
 from lrkit.train import run as _run
 from lrkit.train.data import TrainData, count_classes, describe_sample, load_data
@@ -416,10 +425,9 @@ class _Trainer:
             out[x_key] = self._cast_inputs(batch[x_key], dtype)
             if y_key is not None:
                 out[y_key] = self._cast_target(batch[y_key], dtype)
-            return {k: out[k] for k in keys}
+            return rebuild_like(batch, {k: out[k] for k in keys})  # an OrderedDict/attribute dict keeps its type
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
-            pair = (self._cast_inputs(batch[0], dtype), self._cast_target(batch[1], dtype))
-            return type(batch)(*pair) if hasattr(batch, "_fields") else type(batch)(pair)  # a namedtuple: by field
+            return rebuild_like(batch, [self._cast_inputs(batch[0], dtype), self._cast_target(batch[1], dtype)])
         return batch
 
     def _cast_inputs(self, x: Any, dtype: torch.dtype) -> Any:
