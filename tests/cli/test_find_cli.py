@@ -17,6 +17,9 @@ def test_demo_writes_plot_and_record(tmp_path):
     record = json.loads((tmp_path / "f" / "lr_find.json").read_text())
     assert (tmp_path / "f" / "lr_find.png").stat().st_size > 1000
     assert f"{record['suggestion']:.3g}" in res.output
+    # the table says which back-off the default rule took (the record's regime)
+    words = {"explosion": "exploded past its minimum", "plateau": "plateaued, no edge reached"}
+    assert record["regime"] in words and words[record["regime"]] in " ".join(res.output.split())
     # a second run never overwrites the first
     res2 = runner.invoke(app(), ["find", "--num-steps", "20", "--out", str(tmp_path / "f")])
     assert res2.exit_code == 0 and (tmp_path / "f2" / "lr_find.json").exists()

@@ -73,3 +73,19 @@ def test_rule_options_are_checked():
         r.suggest("valley", plateau_rise=1.0)
     with pytest.raises(ValueError, match="plateau_backof.*plateau_backoff_decades"):
         r.suggest(plateau_backoff=0.5)
+
+
+@pytest.mark.parametrize("stop_reason, rise, regime", [
+    ("completed", 0.0, "plateau"), ("completed", 50.0, "explosion"), ("diverged", 0.0, "explosion"),
+])
+def test_regime_says_which_back_off_the_default_rule_took(tmp_path, stop_reason, rise, regime):
+    lrs = np.logspace(-4, 0, 60)
+    losses = 1 / (1 + lrs / 1e-2) + rise * (lrs > 0.3) * np.log10(lrs / 0.3) ** 2
+    r = FinderResult(lrs=list(lrs), losses=list(losses), start_lr=1e-4, end_lr=1.0, num_steps=60,
+                     stop_reason=stop_reason)
+    assert r.regime == regime
+    expected = r.suggest(plateau_backoff_decades=0.5 if regime == "plateau" else None)
+    assert r.suggestion == expected  # the regime is the one the suggestion used
+    path = r.to_json(tmp_path / "lr_find.json")
+    assert json.loads(path.read_text())["regime"] == regime
+    assert FinderResult.from_json(path).regime == regime

@@ -152,6 +152,10 @@ def find_command(
     table.add_column("")
     table.add_column("learning rate", justify="right")
     table.add_row(f"[bold]suggestion ({result.rule})", f"[bold green]{result.suggestion:.3g}")
+    if result.rule == "robust":  # which back-off the default rule took, and why
+        reading = {"explosion": "exploded past its minimum: back off 1 decade",
+                   "plateau": "plateaued, no edge reached: back off 0.5 decade"}[result.regime]
+        table.add_row("  curve", reading)
     low, high = result.range
     table.add_row("range (low – high)", f"{low:.3g} – {high:.3g}")
     for name, lr in result.suggestions().items():

@@ -122,6 +122,15 @@ class FinderResult:
             return _suggest.suggest_robust(lrs, losses, stopped=self.stop_reason != "completed", **options)
         return _suggest.suggest(lrs, losses, rule)  # the raw curve: a rule drops non-finite losses itself
 
+    @property
+    def regime(self) -> str:
+        """How the default ``robust`` rule reads the curve: ``"explosion"`` (the loss blew up past its minimum, the
+        stability edge: it backs off a decade) or ``"plateau"`` (the loss only flattened, the edge was not reached:
+        half a decade); see :func:`lrkit.finder.suggest.robust_regime`."""
+        self._check_judgeable()
+        return _suggest.robust_regime(np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float),
+                                      stopped=self.stop_reason != "completed")
+
     def _judgeable(self) -> bool:
         """Whether the curve has enough finite points (3) for the rules to read an LR off it."""
         return len(self._curve()[1]) >= _MIN_POINTS
@@ -160,6 +169,7 @@ class FinderResult:
         d["suggestion"] = self.suggestion if ok else None
         d["suggestions"] = self.suggestions() if ok else {}
         d["range"] = list(self.range) if ok else None
+        d["regime"] = self.regime if ok else None
         return d
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:

@@ -27,6 +27,7 @@ __all__ = [
     "ROBUST_PLATEAU_RISE",
     "RULES",
     "lr_range",
+    "robust_regime",
     "smooth_curve",
     "suggest",
     "suggest_minimum",
@@ -176,15 +177,15 @@ def suggest_robust(
     backoff_decades = check_positive("backoff_decades", backoff_decades, allow_zero=True)
     if plateau_backoff_decades is not None:
         plateau_backoff_decades = check_positive("plateau_backoff_decades", plateau_backoff_decades, allow_zero=True)
-    plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
-    finite = bool(np.all(np.isfinite(np.asarray(losses, dtype=float))))
+    if plateau_backoff_decades is not None and robust_regime(lrs, losses, plateau_rise=plateau_rise,
+                                                             stopped=stopped) == "plateau":
+        backoff_decades = plateau_backoff_decades
+    else:
+        check_positive("plateau_rise", plateau_rise, allow_zero=True)
     lrs, losses = _trim(lrs, losses)
     s = smooth_curve(losses)
     i_min = int(np.argmin(s))
     lr_min = lrs[i_min]
-    if (plateau_backoff_decades is not None and finite and not stopped
-            and s[-1] - s[i_min] < plateau_rise * abs(s[0])):
-        backoff_decades = plateau_backoff_decades
     cand = lr_min / 10.0**backoff_decades
     drop = s[0] - s[i_min]
     if i_min < 2 or drop <= 0:
@@ -195,6 +196,26 @@ def suggest_robust(
         lo = lrs[falling[0]]
         cand = max(cand, lo)
     return float(min(cand, lr_min))
+
+
+def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = ROBUST_PLATEAU_RISE,
+                  stopped: bool = False) -> str:
+    """How the robust rule reads a range-test curve: ``"explosion"`` or ``"plateau"`` (see :func:`suggest_robust`).
+
+    ``"explosion"`` when the test ``stopped`` early on divergence, a loss was non-finite, or the smoothed loss ends at
+    least ``plateau_rise`` times ``|first smoothed loss|`` above its minimum (the loss minimum is the stability edge);
+    ``"plateau"`` otherwise (the test never reached the edge).
+
+    >>> lrs = np.logspace(-4, 1, 100)
+    >>> robust_regime(lrs, 1 / (1 + lrs / 1e-2)), robust_regime(lrs, 1 / (1 + lrs / 1e-2) + lrs**2)
+    ('plateau', 'explosion')
+    """
+    plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
+    if stopped or not np.all(np.isfinite(np.asarray(losses, dtype=float))):
+        return "explosion"
+    _, finite = _trim(lrs, losses)
+    s = smooth_curve(finite)
+    return "plateau" if s[-1] - s.min() < plateau_rise * abs(s[0]) else "explosion"
 
 
 def lr_range(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
