@@ -7,6 +7,9 @@ divergence check, the record and its quality checks. The ratio is
 
     ratio = median over repeats of (find_lr wall seconds / steps run) / median of (bare loop seconds / steps)
 
+and the interquartile range of the per-repeat ratios (each finder run over the bare run of the same repeat), to show
+how far one measurement moves on a shared machine.
+
 Repeats alternate bare/finder so a busy machine slows both alike. Target: ratio <= 1.05.
 
 Usage::
@@ -95,7 +98,10 @@ def measure(task: Task, steps: int, repeats: int, end_lr: float) -> dict[str, fl
                 if r:
                     finder.append(seconds / ran)
     b, f = statistics.median(bare), statistics.median(finder)
-    return {"bare_ms": 1e3 * b, "finder_ms": 1e3 * f, "ratio": f / b}
+    # the spread of the per-repeat ratios (each repeat's finder run over its own bare run): how far one number moves
+    paired = sorted(fi / bi for fi, bi in zip(finder, bare))
+    q = statistics.quantiles(paired, n=4) if len(paired) >= 2 else [paired[0], paired[0], paired[0]]
+    return {"bare_ms": 1e3 * b, "finder_ms": 1e3 * f, "ratio": f / b, "q1": q[0], "q3": q[2]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,13 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--steps={args.steps} must be >= 10 and --repeats={args.repeats} >= 1")
     torch.set_num_threads(1)
     print(f"find_lr vs bare loop, {args.steps} steps, median of {args.repeats} interleaved repeats, 1 thread\n")
-    print("| task | model | batch | bare loop ms/step | find_lr ms/step | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("| task | model | batch | bare loop ms/step | find_lr ms/step | ratio | per-repeat ratios, IQR |")
+    print("|---|---|---|---|---|---|---|")
     for n in names:
         task = TASKS[n]
         m = measure(task, args.steps, args.repeats, args.end_lr)
         print(f"| {n} | {task.description.split(', ')[-1]} | {task.batch_size} | {m['bare_ms']:.3f} "
-              f"| {m['finder_ms']:.3f} | {m['ratio']:.3f} |", flush=True)  # fmt: skip
+              f"| {m['finder_ms']:.3f} | {m['ratio']:.3f} | {m['q1']:.3f}–{m['q3']:.3f} |", flush=True)  # fmt: skip
     return 0
 
 
