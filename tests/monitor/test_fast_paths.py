@@ -84,6 +84,7 @@ def test_walk_gives_torchs_own_traversals(build: Any) -> None:
     params, buffers, modes = _walk(model)
     assert [id(p) for p in params] == [id(p) for p in model.parameters()]
     assert [id(b) for b in buffers] == [id(b) for b in model.buffers()]
+    assert [id(b) for b in buffers] == [id(b) for b in model.buffers()]
     assert modes == [m.training for m in model.modules()]
 
 
@@ -99,7 +100,7 @@ def test_the_monitors_snapshot_is_snapshot_capture_without_gradients() -> None:
     nn.functional.mse_loss(model(x[:32]), y[:32]).backward()  # gradients exist: the snapshot must leave them out
     grads = [p.grad.clone() for p in model.parameters()]
 
-    ours, params = monitor._capture(scheduler=True)
+    ours, params, buffers = monitor._capture(scheduler=True)
     saved = [p.grad for p in model.parameters()]
     for p in model.parameters():
         p.grad = None
@@ -108,6 +109,7 @@ def test_the_monitors_snapshot_is_snapshot_capture_without_gradients() -> None:
         p.grad = g
 
     assert [id(p) for p in params] == [id(p) for p in model.parameters()]
+    assert [id(b) for b in buffers] == [id(b) for b in model.buffers()]
     for name in ("params", "grads", "buffers", "modes", "opt_state", "opt_groups", "sched_state"):
         assert_same(getattr(ours, name), getattr(reference, name), name)
     assert ours.model is model and ours.optimizer is opt and ours.scheduler is sched and ours.rng is None

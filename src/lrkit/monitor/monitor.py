@@ -27,6 +27,7 @@ also skip ``optimizer.step()`` yourself when ``after_backward`` returns ``False`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import sys
@@ -41,7 +42,7 @@ import torch
 
 from lrkit._state import Snapshot, _clone_tree
 from lrkit._utils import check_int
-from lrkit.monitor.actions import SEVERITY, MonitorWarning, backoff_lr, clip_grads_, resolve_action
+from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, default_checks
 from lrkit.monitor.record import RollingRecord, _median
 
@@ -164,6 +165,47 @@ def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
     )
 
 
+def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
+    """A clear ``ValueError`` unless ``scheduler`` is a scheduler *instance* that drives ``optimizer``'s LR: a rollback
+    restores it with model and optimizer, and the back-off scales what it computes the LR from, which is nonsense for
+    another optimizer's scheduler (the back-off would land there, not on the LR being trained with)."""
+    from lrkit.schedules.base import Schedule
+
+    if isinstance(scheduler, type):
+        raise ValueError(
+            f"scheduler={scheduler.__name__} is a class: pass the scheduler you step, e.g. "
+            f"scheduler={scheduler.__name__}(optimizer, ...)"
+        )
+    if isinstance(scheduler, Schedule):
+        raise ValueError(
+            f"scheduler={scheduler!r} is an lrkit Schedule (step -> LR multiplier), which sets no LR by itself: pass "
+            "the scheduler your loop steps, e.g. scheduler=schedule.to_torch(optimizer)"
+        )
+    ours = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    for s in _schedulers(scheduler):
+        owner = getattr(s, "optimizer", None)
+        if owner is None or owner is optimizer:
+            continue
+        groups = getattr(owner, "param_groups", None)
+        theirs = {id(p) for g in groups for p in g["params"]} if isinstance(groups, list) else None
+        if theirs != ours:  # an optimizer wrapper (accelerate, ...) shares the wrapped optimizer's parameters
+            raise ValueError(
+                f"scheduler {type(s).__name__} steps another optimizer ({type(owner).__name__} over "
+                f"{len(theirs or ())} parameter tensors) than the monitor's ({type(optimizer).__name__} over "
+                f"{len(ours)}): pass the scheduler of this optimizer, or scheduler=None"
+            )
+
+
+def _finding(check: Check, found: Any) -> Finding:
+    """``found`` (what ``check.check()`` returned, not ``None``) when it is a :class:`Finding`, else a clear error."""
+    if not isinstance(found, Finding):
+        raise TypeError(
+            f"check {check.name!r} returned {type(found).__name__} {found!r:.60}: Check.check() must return a "
+            "lrkit.monitor.Finding(reason, values) or None"
+        )
+    return found
+
+
 def _validate_checks(checks: Any) -> list[Check]:
     """``checks`` as a list of :class:`Check` instances with sane ``every``/``cooldown``, or a clear ``ValueError``."""
     if checks is None:
@@ -279,6 +321,8 @@ class _Healthy:
     step: int
     lr_scale: float
     record: dict[str, Any]
+    #: The model's parameters and buffers the snapshot's copies belong to, in its order (see Monitor._aligned).
+    members: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
 
 class Monitor:
@@ -382,12 +426,14 @@ class Monitor:
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if scheduler is not None and not (callable(getattr(scheduler, "state_dict", None))
-                                          and callable(getattr(scheduler, "load_state_dict", None))):
+        stateful = all(callable(getattr(scheduler, name, None)) for name in ("state_dict", "load_state_dict"))
+        if scheduler is not None and not isinstance(scheduler, type) and not stateful:
             raise ValueError(
                 f"scheduler must have state_dict() and load_state_dict() (a torch LRScheduler), got "
                 f"{type(scheduler).__name__}"
             )
+        if scheduler is not None:
+            _check_scheduler(scheduler, optimizer)
         for key, value in (("backoff", backoff), ("val_backoff", val_backoff)):
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1):
                 raise ValueError(f"{key}={value!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
@@ -578,7 +624,7 @@ class Monitor:
             self._rollback()
         elif pending == "stop" and self._stop_restore:
             if self._healthy is not None:
-                self._healthy.snapshot.restore()
+                self._restore_keeping_modes(self._aligned(self._healthy))
                 self.record.load_state_dict(self._healthy.record, keep_step=True, keep_val=True)
             else:
                 self._undo_step()
@@ -619,7 +665,9 @@ class Monitor:
         value = float(val_loss.item() if hasattr(val_loss, "item") else val_loss)  # type: ignore[union-attr,arg-type]
         self._flush(self._step)
         rec = self.record
-        new_best = value < rec.val_best  # the run's best so far (nan compares False)
+        # the run's best so far (nan compares False; -inf is no best: val_rising fires on it, and rolls back to the
+        # weights of the finite best)
+        new_best = value < rec.val_best and math.isfinite(value)
         # the training loss now: the median of the steps since the last evaluation (at most 50 of them)
         recent = rec.window("loss", min(50, self._step - self._last_val_step))
         rec.push_val_loss(value, _median(recent) if recent else math.nan)
@@ -629,15 +677,15 @@ class Monitor:
         if self.should_stop:  # a stopped run changes no more (its weights may be the restored ones)
             return True
         if self._val_checks and new_best:
-            snapshot, _ = self._capture(scheduler=False)
-            self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict())
+            snapshot, params, buffers = self._capture(scheduler=False)
+            self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict(), (params, buffers))
         findings: list[tuple[Check, str, Finding]] = []
         for check, action in self._val_checks:
             if (evals - 1) % check.every or self._val_quiet.get(check.name, 0) > evals:
                 continue
             found = check.check(rec)
             if found is not None:
-                findings.append((check, action, found))
+                findings.append((check, action, _finding(check, found)))
         if not findings:
             return self.should_stop
         step, lr = self._step, self._lr()
@@ -821,7 +869,8 @@ class Monitor:
             extra_params=[(p, v.clone(), None) for p, v in zip(extra, saved_extra)],
             opt_attrs=None if attrs is None else _clone_tree(dict(attrs)),
         )
-        return _Healthy(snapshot, int(saved["step"]), float(saved["lr_scale"]), _clone_tree(dict(saved["record"])))
+        return _Healthy(snapshot, int(saved["step"]), float(saved["lr_scale"]), _clone_tree(dict(saved["record"])),
+                        (params, buffers))
 
     def __repr__(self) -> str:
         active = ", ".join(f"{c.name}->{a}" for c, a in (*self._backward_checks, *self._step_checks))
@@ -976,7 +1025,7 @@ class Monitor:
         for p in self._trainable():
             p.grad = None
 
-    def _capture(self, *, scheduler: bool) -> tuple[Snapshot, list[torch.Tensor]]:
+    def _capture(self, *, scheduler: bool) -> tuple[Snapshot, list[torch.Tensor], list[torch.Tensor]]:
         """A Snapshot without gradients (they are never restored: a restored step starts from ``grad=None``), and
         the model's parameters in the snapshot's order.
 
@@ -991,6 +1040,7 @@ class Monitor:
         try:
             params, buffers, modes = _walk(model)
             copies = [p.clone() for p in params]
+            live_buffers = buffers
             buffers = [b.clone() for b in buffers]
             opt_params = [p for g in opt.param_groups for p in g["params"]]
             index = {id(p): i for i, p in enumerate(opt_params)}
@@ -1012,7 +1062,7 @@ class Monitor:
             _set_grad_enabled(prev)
         snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), buffers, modes, opt_state, groups,
                             sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs)  # fmt: skip
-        return snapshot, params
+        return snapshot, params, live_buffers
 
     def _trend_ok(self) -> bool:
         """False while the loss's running median has lost a quarter of the progress made (a collapse under way)."""
@@ -1024,8 +1074,8 @@ class Monitor:
 
     def _capture_healthy(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Take the healthy snapshot; return ``(parameters, their copies)`` for :meth:`_start_sample`."""
-        snapshot, params = self._capture(scheduler=True)
-        self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict())
+        snapshot, params, buffers = self._capture(scheduler=True)
+        self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict(), (params, buffers))
         return params, snapshot.params
 
     def _start_sample(self, with_grad: list[torch.Tensor],
@@ -1060,6 +1110,8 @@ class Monitor:
 
     def _respond(self, step: int, findings: list[tuple[Check, str, Finding]], with_grad: list[torch.Tensor],
                  grads: list[torch.Tensor], gnorm: float, norms: list[float]) -> bool:
+        for check, _, found in findings:  # before anything is done about them
+            _finding(check, found)
         lr = self._lr()
         worst = "none"
         clip_to = math.inf
@@ -1154,15 +1206,47 @@ class Monitor:
                 else:
                     g[k] = v
 
+    def _aligned(self, held: _Healthy) -> Snapshot:
+        """``held.snapshot``, its copies matched to the model's parameters and buffers *by identity* when the model
+        has changed since it was taken (a layer inserted mid-run shifts ``model.parameters()``, and a restore by
+        position would write one layer's weights into another); what the snapshot does not know keeps its values,
+        as the param groups added since keep their hyperparameters."""
+        snap = held.snapshot
+        if held.members is None:  # pragma: no cover - every held snapshot records them
+            return snap
+        old_params, old_buffers = held.members
+        params, buffers, modes = _walk(self.model)
+        same = len(params) == len(old_params) and len(buffers) == len(old_buffers)
+        if same and all(a is b for a, b in zip([*params, *buffers], [*old_params, *old_buffers])):
+            return snap
+        saved_p = {id(p): c for p, c in zip(old_params, snap.params)}
+        saved_b = {id(b): c for b, c in zip(old_buffers, snap.buffers)}
+        with torch.no_grad():
+            return dataclasses.replace(
+                snap, params=[saved_p.get(id(p), p.detach().clone()) for p in params], grads=[None] * len(params),
+                buffers=[saved_b.get(id(b), b.detach().clone()) for b in buffers], modes=modes,
+            )
+
+    def _restore_keeping_modes(self, snapshot: Snapshot, *, keep_groups: bool = False) -> None:
+        """``snapshot.restore()`` (:meth:`_restore_keeping_groups` with ``keep_groups``) with every module's
+        train/eval mode left as the loop set it: modes are the loop's decision (a BatchNorm frozen mid-run stays
+        frozen), and a snapshot taken at ``after_validation``, while the loop had the model in eval mode, must not
+        switch training into eval mode."""
+        modules = list(self.model.modules())
+        modes = [m.training for m in modules]
+        if keep_groups:
+            self._restore_keeping_groups(snapshot)
+        else:
+            snapshot.restore()
+        for module, mode in zip(modules, modes):
+            module.training = mode
+
     def _restore_best_val(self) -> None:
         """Model and optimizer back to the best-validation snapshot; hyperparameters and modes stay as they are."""
         best = self._best_val
         if best is None:  # pragma: no cover - callers check
             return
-        modes = [m.training for m in self.model.modules()]
-        self._restore_keeping_groups(best.snapshot)
-        for module, mode in zip(self.model.modules(), modes):
-            module.training = mode
+        self._restore_keeping_modes(self._aligned(best), keep_groups=True)
         self.record.load_state_dict(best.record, keep_step=True)
 
     def _val_rollback(self) -> None:
@@ -1184,7 +1268,7 @@ class Monitor:
             self._undo_step()
             base_scale = self.lr_scale
         else:
-            healthy.snapshot.restore()
+            self._restore_keeping_modes(self._aligned(healthy))
             # the evaluations made since the snapshot stay (their best, and its snapshot, are still the run's)
             self.record.load_state_dict(healthy.record, keep_step=True, keep_val=True)
             base_scale = healthy.lr_scale
@@ -1258,6 +1342,7 @@ class Monitor:
             found = check.check(rec)
             if found is None:
                 continue
+            found = _finding(check, found)
             if check.cooldown:
                 self._quiet_until[check.name] = step + check.cooldown + 1
             act = action
