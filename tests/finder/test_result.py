@@ -34,7 +34,8 @@ def test_plot_writes_a_png(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any(lbl.startswith("suggestion (robust)") for lbl in labels)
+    reading = {"explosion": "a decade below the edge", "plateau": "half a decade below a plateau"}[sample().regime]
+    assert any(lbl.startswith(f"suggestion (robust, {reading})") for lbl in labels)  # the rule's reading of the curve
     assert any(lbl.startswith("range") for lbl in labels)
 
 

@@ -56,6 +56,8 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
     >>> fig = plot_finder(FinderResult(lrs=lrs, losses=losses).to_dict())
     >>> fig.axes[0].get_xscale()
     'log'
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts() if t.get_text().startswith("suggestion")]
+    ['suggestion (robust, a decade below the edge): 0.0127']
     """
     optional_import("matplotlib", "plot").use("Agg", force=False)
     plt = optional_import("matplotlib.pyplot", "plot")
@@ -80,7 +82,10 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
         for i, (name, lr) in enumerate(others):
             ax.axvline(lr, color=f"C{4 + i}", ls=":", lw=1, label=f"{name}: {lr:.2g}")
     if sug is not None:
-        ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({record['rule']}): {sug:.3g}")
+        # the default rule's reading of the curve (records written before it existed have no "regime")
+        how = {"explosion": ", a decade below the edge", "plateau": ", half a decade below a plateau"}.get(
+            record.get("regime") if record["rule"] == "robust" else None, "")
+        ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({record['rule']}{how}): {sug:.3g}")
     if lrs and all(lr > 0 for lr in lrs):
         ax.set_xscale("log")
     ax.set_xlabel("learning rate")
