@@ -122,8 +122,9 @@ def test_a_scheduler_of_the_same_parameters_through_a_wrapper_is_accepted() -> N
         def step(self, closure=None):  # type: ignore[no-untyped-def]
             return self.optimizer.step(closure)
 
-    Monitor(model, Wrapped(inner), scheduler=S.StepLR(inner, 1))
-    Monitor(model, inner, scheduler=S.StepLR(inner, 1))
+    for opt in (Wrapped(inner), inner):  # neither raises: the scheduler drives these parameters' LR
+        sched = S.StepLR(inner, 1)
+        assert Monitor(model, opt, scheduler=sched).scheduler is sched
 
 
 def test_a_scheduler_class_or_an_lrkit_schedule_is_refused_with_the_fix() -> None:
