@@ -19,8 +19,9 @@ from torch import nn
 from _helpers import assert_same
 from lrkit._state import Snapshot
 from lrkit.monitor import Monitor, MonitorWarning
+from lrkit.monitor import monitor as monitor_module
 from lrkit.monitor.checks import LRTooLow, default_checks
-from lrkit.monitor.monitor import _walk
+from lrkit.monitor.monitor import _REUSE_NUMEL, _Healthy, _walk
 from lrkit.monitor.record import RollingRecord, robust_stats
 
 
@@ -412,3 +413,89 @@ def test_a_state_with_its_snapshot_resumes_the_same_rollbacks_and_refuses_anothe
     other = nn.Linear(4, 1)
     with pytest.raises(ValueError, match="does not fit this model"):
         Monitor(other, torch.optim.SGD(other.parameters(), lr=0.1)).load_state_dict(saved[2])
+
+
+# -------------------------------------------------------------------------------------- snapshot refresh in place
+def _tensors(snapshot: Snapshot) -> list[torch.Tensor]:
+    out = [*snapshot.params, *snapshot.buffers]
+    for state in snapshot.opt_state.values():
+        out += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    return out
+
+
+def test_a_refreshed_snapshot_reuses_its_tensors_and_equals_a_fresh_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the healthy and best-validation snapshots are refreshed in place: no second copy of the model in memory
+    monkeypatch.setattr(monitor_module, "_REUSE_NUMEL", 1)  # every tensor (by default only big ones)
+    model = mlp(bn=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 10)
+    monitor = Monitor(model, opt, sched)
+    loop(model, opt, monitor, 5, sched=sched)
+    first, params, buffers = monitor._capture(scheduler=True)
+    held = _Healthy(first, 5, 1.0, {}, (params, buffers))
+    before = [t.clone() for t in _tensors(first)]
+    loop(model, opt, monitor, 5, sched=sched, start=5)  # the weights, moments and BatchNorm statistics move on
+    again, _, _ = monitor._capture(scheduler=True, reuse=held)
+    fresh, _, _ = monitor._capture(scheduler=True)
+    assert [id(t) for t in _tensors(again)] == [id(t) for t in _tensors(first)]  # the same tensors ...
+    assert any(not torch.equal(a, b) for a, b in zip(_tensors(again), before))  # ... with the new values
+    for name in ("params", "buffers", "modes", "opt_state", "opt_groups", "sched_state"):
+        assert_same(getattr(again, name), getattr(fresh, name), name)
+
+
+def test_a_refresh_after_a_parameter_changed_shape_takes_fresh_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(monitor_module, "_REUSE_NUMEL", 1)
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    monitor = Monitor(model, opt)
+    loop_x = torch.randn(8, 4)
+    model(loop_x).sum().backward()
+    opt.step()
+    first, params, buffers = monitor._capture(scheduler=False)
+    held = _Healthy(first, 1, 1.0, {}, (params, buffers))
+    with torch.no_grad():
+        model.weight.data = torch.zeros(2, 4, dtype=torch.float64)  # the same Parameter, another dtype
+    opt.state[model.weight]["momentum_buffer"] = torch.zeros(2, 4, dtype=torch.float64)
+    again, _, _ = monitor._capture(scheduler=False, reuse=held)
+    assert again.params[0] is not first.params[0] and again.params[0].dtype == torch.float64
+    assert torch.equal(again.params[0], model.weight.detach())
+    assert again.opt_state[0]["momentum_buffer"].dtype == torch.float64
+
+
+def test_rollbacks_after_in_place_refreshes_restore_the_latest_healthy_state_bit_for_bit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(monitor_module, "_REUSE_NUMEL", 1)
+    model = mlp(bn=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    monitor = Monitor(model, opt, snapshot_every=10, grad_every=1)
+    loop(model, opt, monitor, 45)  # several refreshes of the healthy snapshot
+    healthy = monitor._healthy
+    expected = ([p.clone() for p in healthy.snapshot.params], [b.clone() for b in healthy.snapshot.buffers])
+    ids = [id(t) for t in healthy.snapshot.params]
+
+    def blow_up(step: int) -> None:
+        if step == 45:
+            for p in model.parameters():
+                p.grad.fill_(float("nan"))
+
+    loop(model, opt, monitor, 1, start=45, hook=blow_up)
+    assert monitor.rollbacks == 1
+    assert all(torch.equal(p, e) for p, e in zip(model.parameters(), expected[0]))
+    assert all(torch.equal(b, e) for b, e in zip(model.buffers(), expected[1]))
+    assert [id(t) for t in monitor._healthy.snapshot.params] == ids  # refreshed after the rollback, in place
+
+
+def test_only_big_tensors_are_refreshed_in_place() -> None:
+    # small tensors are cloned afresh (as fast, and no checks); a big one is written into its earlier copy
+    model = nn.Sequential(nn.Linear(_REUSE_NUMEL // 64, 64), nn.Linear(64, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = Monitor(model, opt)
+    first, params, buffers = monitor._capture(scheduler=False)
+    held = _Healthy(first, 0, 1.0, {}, (params, buffers))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    again, _, _ = monitor._capture(scheduler=False, reuse=held)
+    reused = [a is b for a, b in zip(again.params, first.params)]
+    assert reused == [p.numel() >= _REUSE_NUMEL for p in model.parameters()] and reused[0] and not reused[-1]
+    assert all(torch.equal(a, p) for a, p in zip(again.params, model.parameters()))

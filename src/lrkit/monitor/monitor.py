@@ -119,6 +119,50 @@ def _copy_state(obj: Any) -> Any:
     return _clone_tree(obj)  # tensors, subclasses of dict/list/tuple, anything else: the shared rule
 
 
+def _same_objects(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+#: A snapshot refresh writes a tensor of at least this many elements into the copy it replaces (no second copy in
+#: memory); smaller ones are cloned afresh, which is as fast and skips the checks.
+_REUSE_NUMEL = 1 << 16
+
+
+def _fits(old: Any, new: torch.Tensor) -> bool:
+    """Whether ``new`` is big enough to be worth writing into ``old`` (a snapshot's earlier copy) and fits it."""
+    return (type(old) is _Tensor and new.numel() >= _REUSE_NUMEL and old.layout == torch.strided
+            and new.layout == torch.strided and old.shape == new.shape and old.dtype == new.dtype
+            and old.device == new.device)
+
+
+def _refill(old: list[torch.Tensor] | None, live: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Copies of ``live``: the big ones written into ``old``'s tensors (the same objects: no new memory) where they
+    fit, the rest fresh clones. Autograd must be off."""
+    if old is None or len(old) != len(live):
+        return [t.clone() for t in live]
+    out = []
+    for o, t in zip(old, live):
+        if _fits(o, t):
+            o.copy_(t)
+            out.append(o)
+        else:
+            out.append(t.clone())
+    return out
+
+
+def _copy_state_into(old: Any, new: Any) -> Any:
+    """:func:`_copy_state` of ``new``, writing its tensors into ``old``'s (an earlier copy of the same state) where
+    they fit, so a refreshed snapshot allocates nothing for them. Autograd must be off."""
+    if isinstance(new, _Tensor):
+        if _fits(old, new):
+            old.copy_(new)
+            return old
+        return new.detach().clone()
+    if type(new) is dict and type(old) is dict:
+        return {k: _copy_state_into(old.get(k), v) for k, v in new.items()}
+    return _copy_state(new)
+
+
 def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
     """The L2 norm of every gradient: one ``torch._foreach_norm``, accumulated in float32 when any gradient is
     float16/bfloat16 (a finite float16 gradient can have a norm above float16's 65504); sparse gradients (an
@@ -677,7 +721,7 @@ class Monitor:
         if self.should_stop:  # a stopped run changes no more (its weights may be the restored ones)
             return True
         if self._val_checks and new_best:
-            snapshot, params, buffers = self._capture(scheduler=False)
+            snapshot, params, buffers = self._capture(scheduler=False, reuse=self._best_val)
             self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict(), (params, buffers))
         findings: list[tuple[Check, str, Finding]] = []
         for check, action in self._val_checks:
@@ -1025,13 +1069,16 @@ class Monitor:
         for p in self._trainable():
             p.grad = None
 
-    def _capture(self, *, scheduler: bool) -> tuple[Snapshot, list[torch.Tensor], list[torch.Tensor]]:
+    def _capture(self, *, scheduler: bool, reuse: _Healthy | None = None
+                 ) -> tuple[Snapshot, list[torch.Tensor], list[torch.Tensor]]:
         """A Snapshot without gradients (they are never restored: a restored step starts from ``grad=None``), and
-        the model's parameters in the snapshot's order.
+        the model's parameters and buffers in the snapshot's order.
 
         The same content as ``Snapshot.capture(model, optimizer, scheduler)`` taken with every gradient set to
         ``None``, built field by field in fewer operations (one pass over the modules, one clone per tensor with
-        autograd off, no ``copy.deepcopy`` of plain numbers, gradients left alone).
+        autograd off, no ``copy.deepcopy`` of plain numbers, gradients left alone). With ``reuse`` (the snapshot
+        this one replaces, which must not be used afterwards), its tensors are overwritten in place wherever they
+        still fit: a refresh then allocates nothing, and memory never holds two copies of the model at once.
         """
         model, opt = self.model, self.optimizer
         sched = self.scheduler if scheduler else None
@@ -1039,19 +1086,24 @@ class Monitor:
         _set_grad_enabled(False)
         try:
             params, buffers, modes = _walk(model)
-            copies = [p.clone() for p in params]
+            old = None
+            if reuse is not None and reuse.members is not None and _same_objects(reuse.members[0], params) \
+                    and _same_objects(reuse.members[1], buffers):
+                old = reuse.snapshot  # the same parameters and buffers, in the same order
+            copies = _refill(old.params if old is not None else None, params)
             live_buffers = buffers
-            buffers = [b.clone() for b in buffers]
+            buffers = _refill(old.buffers if old is not None else None, buffers)  # type: ignore[arg-type]
             opt_params = [p for g in opt.param_groups for p in g["params"]]
             index = {id(p): i for i, p in enumerate(opt_params)}
             opt_state = {}
             other_state = {}
+            old_state = old.opt_state if old is not None else {}
             for p, st in opt.state.items():
                 i = index.get(id(p))
                 if i is None:  # state kept under a key that is not a parameter (a custom optimizer's counters)
                     other_state[p] = _copy_state(st)
                 else:
-                    opt_state[i] = _copy_state(st)
+                    opt_state[i] = _copy_state_into(old_state.get(i), st)
             groups = [{k: _copy_state(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
             sched_state = _copy_state(sched.state_dict()) if sched is not None else None
             # parameters the optimizer updates but the model does not hold (a learnable loss temperature, ...)
@@ -1074,7 +1126,7 @@ class Monitor:
 
     def _capture_healthy(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Take the healthy snapshot; return ``(parameters, their copies)`` for :meth:`_start_sample`."""
-        snapshot, params, buffers = self._capture(scheduler=True)
+        snapshot, params, buffers = self._capture(scheduler=True, reuse=self._healthy)
         self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict(), (params, buffers))
         return params, snapshot.params
 
