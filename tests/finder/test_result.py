@@ -90,3 +90,16 @@ def test_regime_says_which_back_off_the_default_rule_took(tmp_path, stop_reason,
     path = r.to_json(tmp_path / "lr_find.json")
     assert json.loads(path.read_text())["regime"] == regime
     assert FinderResult.from_json(path).regime == regime
+
+
+def test_a_plot_written_to_a_file_is_not_left_open(tmp_path):
+    import matplotlib.pyplot as plt
+
+    open_before = set(plt.get_fignums())
+    figs = [sample().plot(tmp_path / f"lr{i}.png") for i in range(3)]
+    assert set(plt.get_fignums()) == open_before  # none of the three stays on pyplot's list
+    figs[0].savefig(tmp_path / "again.png")  # the returned figure is still usable
+    assert (tmp_path / "again.png").stat().st_size > 1000
+    shown = sample().plot()  # no path: left open, for plt.show()
+    assert shown.number in plt.get_fignums()
+    plt.close(shown)

@@ -45,6 +45,9 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
                 show_rules: bool = True) -> Any:
     """Draw a range-test record (``FinderResult.to_dict()``) and optionally save it; return the Figure.
 
+    A figure made here and saved to ``path`` is closed in pyplot once written (it stays usable: ``fig.savefig``
+    works, a notebook shows the returned figure), so plotting many range tests does not keep them all open.
+
     Loss against LR on a log axis: the raw and smoothed curves, the usable range shaded, the suggestion marked
     (and every other rule's LR dotted when ``show_rules``). A record without a suggestion (a test that diverged
     within its first steps: ``"suggestion": null``) still shows its curve, titled "no suggestion".
@@ -61,7 +64,8 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
     """
     optional_import("matplotlib", "plot").use("Agg", force=False)
     plt = optional_import("matplotlib.pyplot", "plot")
-    if ax is None:
+    own = ax is None  # a figure made here (not the caller's axes)
+    if own:
         fig, ax = plt.subplots(figsize=(7, 4.2))
     else:
         fig = ax.figure
@@ -108,4 +112,6 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
     ax.legend(fontsize=8, loc="best")
     if path is not None:
         save_figure(fig, path)
+        if own:  # written to a file: off pyplot's list of open figures (a loop of range tests does not pile them up)
+            plt.close(fig)
     return fig
