@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrkit._utils import describe_yaml_error, did_you_mean, optional_import, unknown_name_error
+from lrkit._utils import describe_yaml_error, did_you_mean, optional_import, unknown_name_error, yaml_load
 
 __all__ = ["OPTIMIZERS", "TASKS", "TrainConfig", "parse_value"]
 
@@ -507,7 +507,7 @@ def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"cfg={os.fspath(path)!r} is not UTF-8 (byte 0x{raw[e.start]:02x} on line {line}); save it "
                          "as UTF-8") from None
     try:
-        loaded = yaml.safe_load(text)
+        loaded = yaml_load(text)  # safe_load that refuses a key given twice
     except yaml.YAMLError as e:
         raise ValueError(f"cfg={os.fspath(path)!r} is not valid YAML: {describe_yaml_error(e)}") from None
     if loaded is None:

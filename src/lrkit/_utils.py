@@ -26,6 +26,7 @@ __all__ = [
     "increment_dir",
     "optional_import",
     "unknown_name_error",
+    "yaml_load",
 ]
 
 
@@ -67,6 +68,48 @@ def describe_yaml_error(e: BaseException) -> str:
     if context and problem:
         text += f" ({context})"
     return f"{where}: {text}" if where else text
+
+
+_UNIQUE_LOADER: Any = None
+
+
+def yaml_load(text: str) -> Any:
+    r"""``yaml.safe_load(text)`` (plain data only), except that a mapping giving a key twice is an error naming the key
+    and both lines — ``safe_load`` silently keeps the last one, so a second ``epochs:`` would overrule the first
+    without a word. A ``yaml.YAMLError`` either way (with the position, for :func:`describe_yaml_error`).
+
+    >>> yaml_load("epochs: 3\nlr0: 0.01")
+    {'epochs': 3, 'lr0': 0.01}
+    >>> yaml_load("epochs: 3\nepochs: 5")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    yaml.constructor.ConstructorError: the key 'epochs' is given twice (lines 1 and 2); give it once
+    ...
+    """
+    global _UNIQUE_LOADER
+    yaml = optional_import("yaml", "cli")
+    if _UNIQUE_LOADER is None:
+
+        class UniqueKeySafeLoader(yaml.SafeLoader):  # type: ignore[name-defined,misc]
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base' merges may be overridden
+                        continue
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        first = seen.get(key)
+                    except TypeError:  # an unhashable key: the base class says what is wrong with it
+                        continue
+                    if first is not None:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"the key {key!r} is given twice (lines {first + 1} and "
+                            f"{key_node.start_mark.line + 1}); give it once", key_node.start_mark)
+                    seen[key] = key_node.start_mark.line
+                return super().construct_mapping(node, deep)
+
+        _UNIQUE_LOADER = UniqueKeySafeLoader
+    return yaml.load(text, Loader=_UNIQUE_LOADER)  # a SafeLoader subclass: plain data only
 
 
 def unknown_name_error(kind: str, name: str, choices: Iterable[str], *, ignore_case: bool = False) -> ValueError:

@@ -42,7 +42,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subset, TensorDataset
 
 from lrkit._config import TASKS
-from lrkit._utils import check_int, describe_yaml_error, optional_import, unknown_name_error
+from lrkit._utils import check_int, describe_yaml_error, optional_import, unknown_name_error, yaml_load
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -752,7 +752,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
                seq_len: int) -> TrainData:
     yaml = optional_import("yaml", "cli")
     try:
-        spec = yaml.safe_load(_decode(path.read_bytes(), f"data={path.name}"))
+        spec = yaml_load(_decode(path.read_bytes(), f"data={path.name}"))  # safe_load; a key given twice is refused
     except yaml.YAMLError as e:
         raise ValueError(f"data={path.name}: not valid YAML ({describe_yaml_error(e)})") from None
     if not isinstance(spec, dict) or "train" not in spec:
