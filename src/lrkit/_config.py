@@ -494,7 +494,8 @@ def _plain(v: Any) -> Any:
 
 
 def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping of train keys (``yaml.safe_load``)."""
+    """Read a YAML file that must hold a mapping of train keys (``_utils.yaml_load``: ``safe_load``, a key given twice
+    refused)."""
     yaml = optional_import("yaml", "cli")
     p = Path(path).expanduser()
     if not p.is_file():
@@ -530,7 +531,8 @@ def _names_as_written(yaml: Any, text: str, loaded: dict[Any, Any]) -> None:
     if all(loaded.get(k) is None or isinstance(loaded[k], str) for k in _AS_WRITTEN):
         return
     written: dict[str, Any] = {}
-    for key_node, value_node in yaml.compose(text, Loader=yaml.SafeLoader).value:  # last one wins, as in safe_load
+    # the keys are unique here: yaml_load refused a repeated one before this runs
+    for key_node, value_node in yaml.compose(text, Loader=yaml.SafeLoader).value:
         if isinstance(key_node, yaml.ScalarNode) and key_node.value in _AS_WRITTEN:
             written[key_node.value] = value_node
     for key, node in written.items():

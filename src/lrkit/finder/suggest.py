@@ -175,13 +175,11 @@ def suggest_robust(
     """
     # Checked up front whatever the regime: a NaN back-off would suggest NaN, an inf or negative one be clipped away
     backoff_decades = check_positive("backoff_decades", backoff_decades, allow_zero=True)
+    plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
     if plateau_backoff_decades is not None:
         plateau_backoff_decades = check_positive("plateau_backoff_decades", plateau_backoff_decades, allow_zero=True)
-    if plateau_backoff_decades is not None and robust_regime(lrs, losses, plateau_rise=plateau_rise,
-                                                             stopped=stopped) == "plateau":
-        backoff_decades = plateau_backoff_decades
-    else:
-        check_positive("plateau_rise", plateau_rise, allow_zero=True)
+        if robust_regime(lrs, losses, plateau_rise=plateau_rise, stopped=stopped) == "plateau":
+            backoff_decades = plateau_backoff_decades
     lrs, losses = _trim(lrs, losses)
     s = smooth_curve(losses)
     i_min = int(np.argmin(s))

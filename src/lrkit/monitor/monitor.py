@@ -137,17 +137,10 @@ def _fits(old: Any, new: torch.Tensor) -> bool:
 
 def _refill(old: list[torch.Tensor] | None, live: list[torch.Tensor]) -> list[torch.Tensor]:
     """Copies of ``live``: the big ones written into ``old``'s tensors (the same objects: no new memory) where they
-    fit, the rest fresh clones. Autograd must be off."""
+    fit, the rest fresh clones (:func:`_copy_state_into`, tensor by tensor). Autograd must be off."""
     if old is None or len(old) != len(live):
         return [t.clone() for t in live]
-    out = []
-    for o, t in zip(old, live):
-        if _fits(o, t):
-            o.copy_(t)
-            out.append(o)
-        else:
-            out.append(t.clone())
-    return out
+    return [_copy_state_into(o, t) for o, t in zip(old, live)]
 
 
 def _copy_state_into(old: Any, new: Any) -> Any:
@@ -366,7 +359,7 @@ class _Healthy:
     lr_scale: float
     record: dict[str, Any]
     #: The model's parameters and buffers the snapshot's copies belong to, in its order (see Monitor._aligned).
-    members: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+    members: tuple[list[torch.Tensor], list[torch.Tensor]]
 
 
 class Monitor:
@@ -1087,7 +1080,7 @@ class Monitor:
         try:
             params, buffers, modes = _walk(model)
             old = None
-            if reuse is not None and reuse.members is not None and _same_objects(reuse.members[0], params) \
+            if reuse is not None and _same_objects(reuse.members[0], params) \
                     and _same_objects(reuse.members[1], buffers):
                 old = reuse.snapshot  # the same parameters and buffers, in the same order
             copies = _refill(old.params if old is not None else None, params)
@@ -1264,12 +1257,9 @@ class Monitor:
         position would write one layer's weights into another); what the snapshot does not know keeps its values,
         as the param groups added since keep their hyperparameters."""
         snap = held.snapshot
-        if held.members is None:  # pragma: no cover - every held snapshot records them
-            return snap
         old_params, old_buffers = held.members
         params, buffers, modes = _walk(self.model)
-        same = len(params) == len(old_params) and len(buffers) == len(old_buffers)
-        if same and all(a is b for a, b in zip([*params, *buffers], [*old_params, *old_buffers])):
+        if _same_objects(old_params, params) and _same_objects(old_buffers, buffers):
             return snap
         saved_p = {id(p): c for p, c in zip(old_params, snap.params)}
         saved_b = {id(b): c for b, c in zip(old_buffers, snap.buffers)}
