@@ -324,7 +324,7 @@ def test_events_state_dict_and_summary_are_plain_and_resumable(tmp_path) -> None
 def test_grad_scaler_owns_non_finite_gradients() -> None:
     model = small_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    monitor = Monitor(model, opt, grad_scaler=object(), grad_every=1)
+    monitor = Monitor(model, opt, grad_scaler=torch.amp.GradScaler("cpu"), grad_every=1)
     train(model, opt, monitor, 5)
     x, y = make_data()
     loss = nn.functional.mse_loss(model(x[:8]), y[:8])

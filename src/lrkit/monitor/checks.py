@@ -51,7 +51,15 @@ CATEGORIES: dict[str, str] = {"divergence": "on_divergence", "explode": "on_expl
 
 @dataclass(frozen=True)
 class Finding:
-    """What a check saw: the numbers it compared (``values``) and a reason a person can read."""
+    """What a check saw: the numbers it compared (``values``) and a reason a person can read.
+
+    ``reason`` is a ``str``; ``values`` maps ``str`` names to real numbers (``int``/``float``; the monitor converts
+    numpy scalars and one-element tensors to plain numbers and refuses anything else, ``bool``
+    included, with a ``TypeError`` naming the check, when the finding becomes an event: events are JSON-ready).
+
+    >>> Finding("loss is 9.1, above 3.0", {"loss": 9.1, "threshold": 3.0}).values["threshold"]
+    3.0
+    """
 
     reason: str
     values: dict[str, float] = field(default_factory=dict)

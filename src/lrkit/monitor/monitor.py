@@ -234,13 +234,54 @@ def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
 
 
 def _finding(check: Check, found: Any) -> Finding:
-    """``found`` (what ``check.check()`` returned, not ``None``) when it is a :class:`Finding`, else a clear error."""
+    """``found`` (what ``check.check()`` returned, not ``None``) as a :class:`Finding` an event can carry: its reason
+    a ``str``, its values a new dict of ``str`` -> ``int``/``float`` (numpy scalars and one-element tensors converted);
+    anything else is a ``TypeError`` naming the check, here rather than when the events are written out."""
     if not isinstance(found, Finding):
         raise TypeError(
             f"check {check.name!r} returned {type(found).__name__} {found!r:.60}: Check.check() must return a "
             "lrkit.monitor.Finding(reason, values) or None"
         )
-    return found
+    if not isinstance(found.reason, str):
+        raise TypeError(
+            f"check {check.name!r} returned a Finding whose reason is {type(found.reason).__name__} "
+            f"{found.reason!r:.60}: it must be a str (a sentence a person can read)"
+        )
+    if not isinstance(found.values, Mapping):
+        raise TypeError(
+            f"check {check.name!r} returned a Finding whose values is {type(found.values).__name__} "
+            f"{found.values!r:.60}: it must be a dict of str -> number, e.g. {{'loss': 1.5}}"
+        )
+    values: dict[str, float] = {}
+    for key, value in found.values.items():
+        if not isinstance(key, str):
+            raise TypeError(
+                f"check {check.name!r} returned a Finding whose values key {key!r} is {type(key).__name__}: keys "
+                "must be str"
+            )
+        values[key] = _event_number(check, key, value)
+    return Finding(found.reason, values)
+
+
+def _event_number(check: Check, key: str, value: Any) -> float:
+    """``value`` as a plain ``int``/``float`` for an event (JSON-ready), or a ``TypeError`` naming check, key, type.
+
+    ``bool`` is refused (an event's values are numbers a plot can draw; write ``float(flag)`` for a flag)."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return int(value) if isinstance(value, numbers.Integral) else float(value)  # numpy scalars, ...
+    if isinstance(value, torch.Tensor):
+        ok = value.numel() == 1 and not (value.dtype.is_complex or value.dtype == torch.bool)
+    else:  # a one-element numpy array
+        ok = getattr(getattr(value, "dtype", None), "kind", None) in ("f", "i", "u") and getattr(value, "size", 0) == 1
+    if ok:
+        return value.item()
+    raise TypeError(
+        f"check {check.name!r} returned a Finding whose values[{key!r}] is {type(value).__name__} {value!r:.40}: "
+        "values must be real numbers (int or float; a numpy scalar or a one-element tensor is converted)"
+    )
 
 
 def _validate_checks(checks: Any) -> list[Check]:
@@ -288,7 +329,8 @@ class MonitorEvent:
     """One thing the monitor saw and what it did about it.
 
     Attributes:
-        step: 0-based index of the ``after_backward`` call (the loop's optimizer-step index) it happened at.
+        step: 0-based index of the ``after_backward`` call (the loop's optimizer-step index) it happened at; for
+            a validation event, the latest step before the evaluation (``0`` for one before any training step).
         check: name of the check that fired (``"loss_spike"``, ...) or ``"monitor"`` for the monitor's own
             decisions (rollback limit reached).
         values: the numbers the check compared (loss, median, threshold, ...), plus the LR at that step.
@@ -332,21 +374,35 @@ class MonitorEvent:
                    str(d["action"]), str(d["reason"]))  # fmt: skip
 
 
-def _healthy_state(held: _Healthy) -> dict[str, Any]:
-    """A held snapshot (healthy or best-validation) as plain values and tensors, for ``state_dict(snapshot=True)``."""
+def _healthy_state(held: _Healthy, params: list[torch.Tensor], buffers: list[torch.Tensor]) -> dict[str, Any]:
+    """A held snapshot (healthy or best-validation) as plain values and tensors, for ``state_dict(snapshot=True)``.
+
+    Its copies are saved in the order of the model's ``params`` and ``buffers`` now, matched by identity, with
+    ``None`` for a tensor the snapshot does not know (a layer inserted since): a restore by position after the
+    resume must not write a removed layer's weights into the layer that took its place (see ``Monitor._aligned``).
+    """
     snap = held.snapshot
+    old_params, old_buffers = held.members
+    saved_params: list[torch.Tensor | None] = list(snap.params)
+    saved_buffers: list[torch.Tensor | None] = list(snap.buffers)
+    if not (_same_objects(old_params, params) and _same_objects(old_buffers, buffers)):
+        by_id = {id(p): c for p, c in zip(old_params, snap.params)}
+        saved_params = [by_id.get(id(p)) for p in params]
+        by_id = {id(b): c for b, c in zip(old_buffers, snap.buffers)}
+        saved_buffers = [by_id.get(id(b)) for b in buffers]
     return {
         "step": held.step,
         "lr_scale": held.lr_scale,
         "record": _clone_tree(held.record),
-        "params": _clone_tree(snap.params),
-        "buffers": _clone_tree(snap.buffers),
+        "params": _clone_tree(saved_params),
+        "buffers": _clone_tree(saved_buffers),
         "modes": list(snap.modes),
         "opt_state": _clone_tree(snap.opt_state),
         "opt_groups": _clone_tree(snap.opt_groups),
         "sched_state": _clone_tree(snap.sched_state),
         "extra_params": [_clone_tree(value) for _, value, _ in snap.extra_params],
         "opt_attrs": _clone_tree(snap.opt_attrs),
+        "scaler": _clone_tree(held.scaler),
     }
 
 
@@ -360,6 +416,8 @@ class _Healthy:
     record: dict[str, Any]
     #: The model's parameters and buffers the snapshot's copies belong to, in its order (see Monitor._aligned).
     members: tuple[list[torch.Tensor], list[torch.Tensor]]
+    #: ``grad_scaler.state_dict()`` when the snapshot was taken (``None``: no scaler, or a disabled one).
+    scaler: dict[str, Any] | None = None
 
 
 class Monitor:
@@ -409,9 +467,18 @@ class Monitor:
             torch ops per step, which matters only for sub-millisecond steps).
         sample_every: measure the update-to-weight ratio every this many steps (only when a check needs it).
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
-        grad_scaler: a ``torch.amp.GradScaler``; non-finite gradients are then left to it (it skips those steps
-            and lowers its scale) instead of counting as divergence.
-        on_event: called with every :class:`MonitorEvent` as it happens (logging, progress bars).
+        grad_scaler: a ``torch.amp.GradScaler`` (anything with ``state_dict()``/``load_state_dict()``); non-finite
+            gradients are then left to it (it skips those steps and lowers its scale) instead of counting as
+            divergence — unless it is disabled (``GradScaler(enabled=False)`` skips nothing). Its state (scale,
+            growth tracker) is part of the healthy snapshot: a rollback, and a stop with ``restore_on_stop``,
+            restore it with model, optimizer and scheduler, and ``state_dict(snapshot=True)`` carries it. A
+            validation rollback leaves it as it is, as it leaves the scheduler.
+        on_event: called with every :class:`MonitorEvent` as it happens (logging, progress bars). An exception it
+            raises (or a ``MonitorWarning`` turned into an error by a warnings filter) does not interrupt the
+            monitor's handling of the step: it is raised, the first one only, once the monitor has finished — from
+            ``after_step`` for the events of ``after_backward`` and of ``after_step`` (after the skip or rollback is
+            done), from ``after_validation`` for a validation event (after its rollback). The monitor stays
+            consistent and can be used on.
 
     Attributes:
         events: every :class:`MonitorEvent`, in order. ``[e.to_dict() for e in monitor.events]`` is JSON.
@@ -474,6 +541,12 @@ class Monitor:
         for key, value in (("backoff", backoff), ("val_backoff", val_backoff)):
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1):
                 raise ValueError(f"{key}={value!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
+        if grad_scaler is not None and not all(
+                callable(getattr(grad_scaler, name, None)) for name in ("state_dict", "load_state_dict")):
+            raise ValueError(
+                f"grad_scaler={grad_scaler!r:.60} must be a torch.amp.GradScaler (an object with state_dict() and "
+                f"load_state_dict(), which a rollback restores), got {type(grad_scaler).__name__}"
+            )
         if on_event is not None and not callable(on_event):
             raise ValueError(f"on_event={on_event!r} must be callable (it receives each MonitorEvent)")
         self.model = model
@@ -563,8 +636,12 @@ class Monitor:
         self._val_quiet: dict[str, int] = {}  # check name -> first evaluation it may fire again (cooldown)
         self._last_bad_step = -(10**9)
         self._quiet_until: dict[str, int] = {}
-        self._params_key: tuple[int, int] = (0, 0)
+        self._params_key: tuple[tuple[int, int], ...] = ()
+        self._param_lists: list[list[torch.Tensor]] = []  # held, so that no new list can take an id in the key
         self._params: list[torch.Tensor] = []
+        #: The first exception raised by on_event (or by a warning filtered into an error) while the monitor handled
+        #: a step or an evaluation; raised when it has finished (see _raise_deferred).
+        self._deferred: Exception | None = None
         self._stop_restore = False
         self._dense_until = _DENSE_STEPS if self._fast else _NEVER
         self._screen = -math.inf
@@ -661,14 +738,15 @@ class Monitor:
             self._rollback()
         elif pending == "stop" and self._stop_restore:
             if self._healthy is not None:
-                self._restore_keeping_modes(self._aligned(self._healthy))
-                self.record.load_state_dict(self._healthy.record, keep_step=True, keep_val=True)
+                self._restore_healthy(self._healthy)
             else:
                 self._undo_step()
         self._pre = None
         self._refresh_screen()
         self._refresh_idle()  # a rollback / restore may have reloaded the record's update ratios
         self._schedule_after_step()
+        if self._deferred is not None:
+            self._raise_deferred()
         return self.should_stop
 
     def after_validation(self, val_loss: torch.Tensor | float) -> bool:
@@ -725,7 +803,9 @@ class Monitor:
                 findings.append((check, action, _finding(check, found)))
         if not findings:
             return self.should_stop
-        step, lr = self._step, self._lr()
+        # numbered by the latest optimizer step, as the training events are; an evaluation before the first step
+        # (a baseline) is at step 0, not -1
+        step, lr = max(self._step, 0), self._lr()
         worst = "none"
         for check, action, found in findings:
             if check.cooldown:
@@ -738,6 +818,8 @@ class Monitor:
             self._val_rollback()
         elif worst == "stop" and self.restore_on_stop and self._best_val is not None:
             self._restore_best_val()
+        if self._deferred is not None:  # from on_event: raised now that the evaluation is fully handled
+            self._raise_deferred()
         return self.should_stop
 
     def summary(self) -> dict[str, Any]:
@@ -780,9 +862,10 @@ class Monitor:
         self._flush(self._step)
         out = self._state_dict()
         if snapshot:
+            params, buffers, _ = _walk(self.model)
             for key, held in (("healthy", self._healthy), ("best_val", self._best_val)):
                 if held is not None:
-                    out[key] = _healthy_state(held)
+                    out[key] = _healthy_state(held, params, buffers)
         return out
 
     def _state_dict(self) -> dict[str, Any]:
@@ -822,6 +905,11 @@ class Monitor:
         missing = required - set(state)
         if missing:
             raise ValueError(f"Monitor state_dict is missing keys {sorted(missing)}")
+        # what can be refused (a snapshot of another model, a malformed event) first: a refused state changes nothing
+        events = [MonitorEvent.from_dict(e) for e in state["events"]]
+        healthy = self._load_healthy(state["healthy"]) if state.get("healthy") is not None else None
+        best_val = (self._load_healthy(state["best_val"], "best-validation") if state.get("best_val") is not None
+                    else None)
         self._step = int(state["step"])
         self._next_grad = (self._step // self._grad_every + 1) * self._grad_every
         self.lr_scale = float(state["lr_scale"])
@@ -835,9 +923,11 @@ class Monitor:
         self._dense_until = int(state.get("dense_until", _DENSE_STEPS))
         if self.should_stop or not self._fast:
             self._dense_until = _NEVER
-        self.events = [MonitorEvent.from_dict(e) for e in state["events"]]
+        self.events = events
         self.record.load_state_dict(dict(state["record"]))
-        self._healthy = None
+        self._healthy = healthy
+        self._best_val = best_val
+        self._deferred = None
         self._pending = None
         self._pre = None
         self._sample = None
@@ -860,11 +950,6 @@ class Monitor:
         self._evals = int(state.get("evals", 0))
         self._last_val_step = int(state.get("last_val_step", -1))
         self._val_quiet = {str(k): int(v) for k, v in dict(state.get("val_quiet", {})).items()}
-        self._best_val = None
-        if state.get("healthy") is not None:
-            self._healthy = self._load_healthy(state["healthy"])
-        if state.get("best_val") is not None:
-            self._best_val = self._load_healthy(state["best_val"], "best-validation")
 
     def _load_healthy(self, saved: Mapping[str, Any], what: str = "healthy") -> _Healthy:
         """Rebuild a held snapshot of :meth:`state_dict` ``(snapshot=True)`` (``what``: ``"healthy"`` or
@@ -897,8 +982,13 @@ class Monitor:
                 f"model, the optimizer has {len(extra)}; load it into a monitor of the same model and optimizer"
             )
         attrs = saved.get("opt_attrs")
+        # a parameter the snapshot did not know (None: a layer inserted after it was taken) keeps its value on a
+        # restore, as in the run that saved it: a placeholder stands in its place among the members, so that
+        # _aligned matches the rest by identity and leaves it alone
+        members = [p if t is not None else torch.empty(0) for t, p in zip(saved["params"], params)]
+        copies = [t.clone() if t is not None else m for t, m in zip(saved["params"], members)]
         snapshot = Snapshot(
-            self.model, self.optimizer, self.scheduler, [t.clone() for t in saved["params"]], [None] * len(params),
+            self.model, self.optimizer, self.scheduler, copies, [None] * len(params),
             [None if b is None else b.clone() for b in saved["buffers"]], [bool(m) for m in saved["modes"]],
             {int(k): _clone_tree(v) for k, v in dict(saved["opt_state"]).items()},
             _clone_tree(list(saved["opt_groups"])),
@@ -906,8 +996,9 @@ class Monitor:
             extra_params=[(p, v.clone(), None) for p, v in zip(extra, saved_extra)],
             opt_attrs=None if attrs is None else _clone_tree(dict(attrs)),
         )
+        scaler = saved.get("scaler")  # absent in states saved before the scaler was part of a snapshot
         return _Healthy(snapshot, int(saved["step"]), float(saved["lr_scale"]), _clone_tree(dict(saved["record"])),
-                        (params, buffers))
+                        (members, buffers), None if scaler is None else _clone_tree(dict(scaler)))
 
     def __repr__(self) -> str:
         active = ", ".join(f"{c.name}->{a}" for c, a in (*self._backward_checks, *self._step_checks))
@@ -972,7 +1063,7 @@ class Monitor:
         loss_value, gnorm, norms = self._measure(loss, grads, value)
         if value is not None:
             loss_value = value
-        if self.grad_scaler is not None and not math.isfinite(gnorm):
+        if self.grad_scaler is not None and not math.isfinite(gnorm) and self._scaler_enabled():
             rec.push(loss_value, None)  # the scaler skips this step and lowers its scale: not our business
         else:
             rec.push(loss_value, gnorm)
@@ -1019,10 +1110,12 @@ class Monitor:
 
     def _trainable(self) -> list[torch.Tensor]:
         groups = self.optimizer.param_groups
-        key = (len(groups), len(groups[-1]["params"]))  # add_param_group() changes it
+        # add_param_group(), a group's list replaced (any group) or grown in place all change it
+        key = tuple([(id(g["params"]), len(g["params"])) for g in groups])
         if key != self._params_key:
             self._params = [p for g in groups for p in g["params"]]
             self._params_key = key
+            self._param_lists = [g["params"] for g in groups]
         return self._params
 
     @staticmethod
@@ -1120,8 +1213,29 @@ class Monitor:
     def _capture_healthy(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Take the healthy snapshot; return ``(parameters, their copies)`` for :meth:`_start_sample`."""
         snapshot, params, buffers = self._capture(scheduler=True, reuse=self._healthy)
-        self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict(), (params, buffers))
+        self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict(), (params, buffers),
+                                 self._scaler_state())
         return params, snapshot.params
+
+    def _scaler_enabled(self) -> bool:
+        """Whether ``grad_scaler`` skips steps with non-finite gradients (``GradScaler(enabled=False)`` does not)."""
+        is_enabled = getattr(self.grad_scaler, "is_enabled", None)
+        return bool(is_enabled()) if callable(is_enabled) else True
+
+    def _scaler_state(self) -> dict[str, Any] | None:
+        """A copy of ``grad_scaler.state_dict()`` for a snapshot; ``None`` without a scaler or for a disabled one
+        (whose state is ``{}``)."""
+        if self.grad_scaler is None:
+            return None
+        return _clone_tree(self.grad_scaler.state_dict()) or None
+
+    def _restore_healthy(self, healthy: _Healthy) -> None:
+        """Back to ``healthy``: model, optimizer, scheduler, GradScaler and the record's training signals (the
+        evaluations made since stay); train/eval modes stay as the loop set them."""
+        self._restore_keeping_modes(self._aligned(healthy))
+        self.record.load_state_dict(healthy.record, keep_step=True, keep_val=True)
+        if healthy.scaler is not None and self.grad_scaler is not None:
+            self.grad_scaler.load_state_dict(_clone_tree(healthy.scaler))
 
     def _start_sample(self, with_grad: list[torch.Tensor],
                       copies: tuple[list[torch.Tensor], list[torch.Tensor]] | None) -> None:
@@ -1155,8 +1269,8 @@ class Monitor:
 
     def _respond(self, step: int, findings: list[tuple[Check, str, Finding]], with_grad: list[torch.Tensor],
                  grads: list[torch.Tensor], gnorm: float, norms: list[float]) -> bool:
-        for check, _, found in findings:  # before anything is done about them
-            _finding(check, found)
+        # before anything is done about them
+        findings = [(check, action, _finding(check, found)) for check, action, found in findings]
         lr = self._lr()
         worst = "none"
         clip_to = math.inf
@@ -1184,6 +1298,8 @@ class Monitor:
                 clip_grads_(grads, gnorm, clip_to)
                 self.clipped += 1
             self._pending = "ok"
+            if self._deferred is not None:
+                self._after_due = min(self._after_due, step)  # after_step raises it, once the step is finished
             return True
         # skip / rollback / stop: keep what the undo needs, then make optimizer.step() a no-op for torch optimizers
         if worst == "skip" or (worst in ("rollback", "stop") and self._healthy is None):
@@ -1220,10 +1336,29 @@ class Monitor:
     def _emit(self, event: MonitorEvent, stacklevel: int = 4) -> None:
         self.events.append(event)
         self._dense_until = max(self._dense_until, event.step + _ALERT_STEPS)
+        # an exception from here (a user callback, a warning filtered into an error) would leave the step half
+        # handled: it is kept and raised once the monitor has finished (_raise_deferred)
         if event.action == "warn":
-            warnings.warn(f"lrkit.Monitor step {event.step}: {event.reason}", MonitorWarning, stacklevel=stacklevel)
+            try:
+                warnings.warn(f"lrkit.Monitor step {event.step}: {event.reason}", MonitorWarning,
+                              stacklevel=stacklevel)
+            except Exception as exc:
+                self._defer(exc)
         if self.on_event is not None:
-            self.on_event(event)
+            try:
+                self.on_event(event)
+            except Exception as exc:
+                self._defer(exc)
+
+    def _defer(self, exc: Exception) -> None:
+        if self._deferred is None:
+            self._deferred = exc
+
+    def _raise_deferred(self) -> None:
+        """Raise the exception kept by :meth:`_emit`, now that the step (or evaluation) is fully handled."""
+        exc, self._deferred = self._deferred, None
+        if exc is not None:
+            raise exc
 
     def _undo_step(self) -> None:
         """Restore parameters and optimizer state from the pre-step copy, keeping the current group hyperparameters.
@@ -1310,9 +1445,8 @@ class Monitor:
             self._undo_step()
             base_scale = self.lr_scale
         else:
-            self._restore_keeping_modes(self._aligned(healthy))
             # the evaluations made since the snapshot stay (their best, and its snapshot, are still the run's)
-            self.record.load_state_dict(healthy.record, keep_step=True, keep_val=True)
+            self._restore_healthy(healthy)
             base_scale = healthy.lr_scale
             healthy.step = self._step  # count healthy progress from the restored point
         new_scale = self.lr_scale * self.backoff
@@ -1352,6 +1486,8 @@ class Monitor:
         if self._step_checks and not self._steps_idle and step % self._step_every == 0:
             self._run_step_checks()
         self._schedule_after_step()
+        if self._deferred is not None:  # from on_event, here or in this step's after_backward (see _respond)
+            self._raise_deferred()
 
     def _refresh_idle(self) -> None:
         """``_steps_idle``: every "step" check is idle (:meth:`Check.idle`, which reads only the update ratios and
@@ -1380,11 +1516,9 @@ class Monitor:
             return  # nothing reads the record now (_flush will cut its batch here all the same)
         self._flush(step)
         worst = "none"
-        for check, action in live:
-            found = check.check(rec)
-            if found is None:
-                continue
-            found = _finding(check, found)
+        found_by = [(check, action, check.check(rec)) for check, action in live]
+        findings = [(check, action, _finding(check, found)) for check, action, found in found_by if found is not None]
+        for check, action, found in findings:
             if check.cooldown:
                 self._quiet_until[check.name] = step + check.cooldown + 1
             act = action
