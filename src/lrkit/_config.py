@@ -16,8 +16,11 @@ ValueError: unknown train key 'lr_0'. Did you mean 'lr0'? ...
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
+import numbers
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +38,26 @@ OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp", "Adam
 # ----------------------------------------------------------------------------------------------------------------
 # typed parsing of CLI values
 # ----------------------------------------------------------------------------------------------------------------
+class _RepeatedKeyError(ValueError):
+    """A YAML mapping in a value gives a key twice (``{a: 1, a: 2}``); ``problem`` says which key."""
+
+    def __init__(self, text: str, problem: str) -> None:
+        super().__init__(f"{text!r}: {problem}")
+        self.problem = problem
+
+
 def parse_value(text: str) -> Any:
     """Parse one CLI value: ints, floats, bools, ``none``/``null``, YAML lists/dicts, else the string itself.
 
+    A list/dict is read as a cfg file is (``lrkit._utils.yaml_load``): a key given twice inside it is a
+    ``ValueError`` naming the key, never a silent "last one wins"; text that is not valid YAML stays a string.
+
     >>> [parse_value(s) for s in ["20", "1e-3", "true", "None", "auto", "[0, 1]"]]
     [20, 0.001, True, None, 'auto', [0, 1]]
+    >>> parse_value("{factor: 0.5, factor: 0.1}")
+    Traceback (most recent call last):
+    ...
+    lrkit._config._RepeatedKeyError: '{factor: 0.5, factor: 0.1}': the key 'factor' is given twice; give it once
     """
     s = text.strip()
     low = s.lower()
@@ -60,7 +78,14 @@ def parse_value(text: str) -> Any:
     if s[:1] in "[{":
         yaml = optional_import("yaml", "cli")
         try:
-            return yaml.safe_load(s)
+            return yaml_load(s)  # as a cfg file is read: safe_load that refuses a key given twice
+        except yaml.constructor.ConstructorError as e:
+            problem = str(e.problem or "")
+            if "given twice" in problem:  # '{a: 1, a: 2}' is a mistake, not the string '{a: 1, a: 2}'
+                if "\n" not in s:  # one line: "(lines 1 and 1)" says nothing
+                    problem = re.sub(r" \(lines \d+ and \d+\)", "", problem)
+                raise _RepeatedKeyError(s, problem) from None
+            return s
         except yaml.YAMLError:
             return s
     return s
@@ -149,6 +174,8 @@ def _choice(choices: Iterable[str]) -> Check:
     def check(key: str, v: Any) -> str:
         if isinstance(v, str) and v.lower() in by_lower:
             return by_lower[v.lower()]
+        if not isinstance(v, str):  # optimizer=torch.optim.SGD (a class) or an instance: a name is what is taken
+            raise ValueError(f"{key}={v!r:.80} must be a name, one of: {', '.join(choices)}")
         # matched case-insensitively, so suggested case-insensitively too ('adamw2' -> 'AdamW', not 'Adam')
         raise unknown_name_error(f"{key}", str(v), choices, ignore_case=True)
 
@@ -163,21 +190,34 @@ def _str(key: str, v: Any) -> str:
     raise ValueError(f"{key}={v!r} must be a non-empty string")
 
 
+def _name_text(key: str, v: Any) -> str:
+    """A folder name: a string, a path, or an int taken as its digits (``name=2024`` from Python names the run
+    ``2024``, as it does on the command line and in a cfg file)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return _str(key, v)
+
+
 def _folder(key: str, v: Any) -> str:
     """A non-empty path with ``~`` expanded: Python (and ``sh``) hand ``project="~/runs"`` over as written, and a
     folder literally named ``~`` in the working directory is no one's intent (``resume=True`` searched the home
     directory's ``~/runs`` while the runs went to ``./~/runs``)."""
-    return os.path.expanduser(_str(key, v))
+    return os.path.expanduser(_name_text(key, v))
 
 
 def _run_name(key: str, v: Any) -> str:
     """A run name: a folder under ``project`` (``exp``, ``sweep/lr3``); ``.`` and ``..`` would put the run in
-    ``project`` itself or beside it (``name='.'`` made ``runs2`` next to ``runs``; ``name='..'`` made ``runs/..2``)."""
-    s = _str(key, v)
-    parts = Path(s).parts
+    ``project`` itself or beside it (``name='.'`` made ``runs2`` next to ``runs``; ``name='..'`` made ``runs/..2``),
+    and an absolute path anywhere at all (``project / '/abs'`` is ``/abs``)."""
+    s = _name_text(key, v)
+    path = Path(s)
+    parts = path.parts
     if not parts or ".." in parts:
         raise ValueError(f"{key}={s!r} must name a folder inside project (e.g. name=exp or name=sweep/lr3), without "
                          "'.' or '..' parts")
+    if path.anchor:  # project / "/abs/exp" is "/abs/exp": outside project, where resume=true never looks
+        raise ValueError(f"{key}={s!r} is an absolute path, but a run name is a folder inside project: give "
+                         f"project={str(path.parent)!r} name={path.name!r}")
     return s
 
 
@@ -197,6 +237,19 @@ def _data(key: str, v: Any) -> Any:
         return os.fspath(v)
     if isinstance(v, str) and not v:
         raise ValueError(f"{key}='' must name a dataset, a file, or be a torch Dataset/DataLoader")
+    # what YAML makes of an unquoted 2024, 0.5, yes or 2024-01-05: never a dataset, so say what is, here (the loader
+    # would only say "data=int is not supported", without the value or the fix)
+    kind = ("a boolean" if isinstance(v, bool) else "a number" if isinstance(v, numbers.Number)
+            else "a date" if isinstance(v, datetime.date) else None)
+    if kind is not None:
+        from lrkit.train.data import BUILTIN_DATASETS
+
+        text = str(v)
+        raise ValueError(
+            f"{key}={text} is {kind}, not a dataset: give a built-in name ({', '.join(BUILTIN_DATASETS)}) or a file "
+            f"path (.csv, .npz, .txt, .yaml); in a YAML file, quote a file name that YAML reads as {kind} "
+            f"({key}: '{text}')"
+        )
     return v  # objects (Dataset, DataLoader, (train, val) pairs) are checked by lrkit.train.data
 
 
@@ -553,6 +606,9 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
     tokens = list(tokens)
     for i, tok in enumerate(tokens):
         if "=" not in tok:
+            split = _split_value_error(tokens, i)
+            if split is not None:
+                raise split
             raise _bare_token_error(tok, tokens[i + 1] if i + 1 < len(tokens) else None, valid)
         key, _, raw = tok.partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
@@ -566,14 +622,47 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
                 raise ValueError("cfg= needs a YAML file of key: value pairs, e.g. cfg=train.yaml")
             cfg_path = raw
             continue
-        from_tokens[key] = (
-            parse_value(raw)
-            if key not in ("name", "project", "data", "model", "schedule")
-            else (_parse_str_key(key, raw))
-        )
+        try:
+            from_tokens[key] = (
+                parse_value(raw)
+                if key not in ("name", "project", "data", "model", "schedule")
+                else (_parse_str_key(key, raw))
+            )
+        except _RepeatedKeyError as e:  # a key repeated inside key={...}: name the token it came from
+            raise ValueError(f"{tok.strip()!r}: {e.problem}") from None
     base = load_yaml_mapping(cfg_path) if cfg_path else {}
     TrainConfig.check_keys(base)
     return {**base, **from_tokens}
+
+
+def _depth(text: str) -> int:
+    """How many ``[``/``{`` are still open at the end of ``text``."""
+    return sum(text.count(c) for c in "[{") - sum(text.count(c) for c in "]}")
+
+
+def _split_value_error(tokens: list[str], i: int) -> ValueError | None:
+    """The error for ``tokens[i]`` (no ``=``) when it is the rest of a list/dict value the shell split at its spaces:
+    ``freeze=[0, 1]`` unquoted arrives as ``freeze=[0,`` and ``1]``. ``None`` when it is not.
+
+    >>> print(_split_value_error(["freeze=[0,", "1]"], 1))  # doctest: +ELLIPSIS
+    '1]' is the rest of 'freeze=[0,': the shell split the value at its spaces; quote it, 'freeze=[0, 1]', or ...
+    """
+    if i == 0:
+        return None
+    start = tokens[i - 1]
+    if "=" not in start:
+        return None
+    raw = start.partition("=")[2].strip()
+    if raw[:1] not in ("[", "{") or _depth(raw) <= 0:
+        return None
+    parts = [start]
+    for piece in tokens[i:]:
+        parts.append(piece)
+        if _depth(" ".join(parts).partition("=")[2]) <= 0:
+            break
+    joined = " ".join(parts)
+    return ValueError(f"{tokens[i]!r} is the rest of {start!r}: the shell split the value at its spaces; quote it, "
+                      f"{joined!r}, or write it without spaces")
 
 
 def _bare_token_error(tok: str, following: str | None, valid: Iterable[str]) -> ValueError:

@@ -5,14 +5,17 @@
     lrkit schedule "wsd lr0=1e-3 warmup_steps=100 decay_frac=0.1" --total-steps 10000 --json
     lrkit schedule --list
 
-The command parses its options, builds the schedule with :func:`lrkit.schedules.from_spec`, takes its
-``record()`` and prints/plots that record (:func:`lrkit.plots.schedule.plot_schedule`).
+The command parses its options, builds the schedule with :func:`lrkit.schedules.from_spec`, takes a bounded
+:func:`~lrkit.schedules.report.sampled_record` (every step of a run up to 20 000 steps; of a longer one, 20 000 even
+steps plus both sides of every phase boundary) and prints/plots that record
+(:func:`lrkit.plots.schedule.plot_schedule`); ``--json`` streams one value per step
+(:func:`~lrkit.schedules.report.write_json`), so a run of ten million steps is quick and lean either way.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -47,7 +50,9 @@ def _print_list() -> None:
     for col in ("name", "aliases", "time unit", "same as", "description"):
         table.add_column(col, overflow="fold")
     for e in available():
-        table.add_row(e.name, ", ".join(e.aliases), e.unit, e.torch_equivalent, e.description)
+        # a family without a unit= parameter has no default unit to show: its keys say theirs (warmup_steps, ...)
+        unit = e.unit if "unit" in e.parameters else "–"
+        table.add_row(e.name, ", ".join(e.aliases), unit, e.torch_equivalent, e.description)
     console().print(table)
 
 
@@ -92,7 +97,7 @@ def schedule_command(
     *,
     epochs: Optional[float] = None,  # noqa: UP045
     steps_per_epoch: Optional[float] = None,  # noqa: UP045
-    total_steps: Optional[int] = None,  # noqa: UP045
+    total_steps: Optional[float] = None,  # noqa: UP045
     out: Optional[Path] = None,  # noqa: UP045
     compare: Optional[list[str]] = None,  # noqa: UP045
     as_json: bool = False,
@@ -112,6 +117,8 @@ def schedule_command(
         fail("--json prints one schedule as {\"lr\": [...], \"momentum\": [...]}: drop --compare")
     if base_lr is not None and not (0 < base_lr < float("inf")):  # checked even where a spec has its own peak
         fail(f"--base-lr={base_lr!r} must be a finite number > 0")
+    if out is not None:
+        out = out.expanduser()  # `--out=~/lr.png` reaches us unexpanded: no shell expands ~ after "="
     if out is not None and not (as_json and no_plot):
         try:
             figure_format(out)  # a name matplotlib cannot write is refused before any work
@@ -119,27 +126,34 @@ def schedule_command(
         except ValueError as e:
             fail(f"--out: {e}")
     from lrkit.schedules import from_spec
+    from lrkit.schedules.report import sampled_record, write_json
 
     specs = [spec, *(compare or [])]
     records = []
+    scheds = []
     for s in specs:
         try:
             sched = from_spec(s, epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
             if sched.total_steps is None:
                 fail(f"{s!r} has no fixed length: pass --epochs and --steps-per-epoch, or --total-steps")
-            records.append(sched.record(base_lr=base_lr) if base_lr is not None and sched.peak_lr is None
-                           else sched.record())
+            if base_lr is not None and sched.peak_lr is None:
+                sched = sched.with_peak(base_lr)
+            # a bounded record: every step of a short run, of a long one an even grid plus every phase boundary
+            records.append(sampled_record(sched))
+            bad = _first_non_finite(sched, records[-1])
         except (ValueError, TypeError, ArithmeticError) as e:  # ArithmeticError: a multiplier that overflows
             hint = " (here: --base-lr LR gives the peak)" if "the peak LR must be known" in str(e) else ""
             fail(f"{s!r}: {e}{hint}")
-        bad = _first_non_finite(records[-1])
         if bad is not None:  # never printed: `Infinity`/`NaN` are not JSON, and such a schedule is no schedule
             what, step, value = bad
             fail(f"{s!r}: the {what} is not finite from step {step} on ({value}): the schedule overflows a float; "
                  "lower lr0 or gamma, or shorten the run")
+        scheds.append(sched)
     if as_json:
-        rec = records[0]
-        print(json.dumps({"lr": rec["lr"], "momentum": rec["momentum"]}))
+        try:  # one value per step, streamed in chunks: a long run is never held in memory
+            write_json(scheds[0], sys.stdout)
+        except (ValueError, ArithmeticError) as e:
+            fail(f"{specs[0]!r}: {e}")
         if out is not None and not no_plot:
             _plot(records, out, log_y)
         return
@@ -158,12 +172,21 @@ def _check_out(out: Path) -> None:
     check_writable(out)
 
 
-def _first_non_finite(record: dict[str, Any]) -> tuple[str, int, float] | None:
-    """``(what, step, value)`` of the first LR or momentum that is inf/NaN in a record, or ``None``."""
+def _first_non_finite(sched: Any, record: dict[str, Any]) -> tuple[str, int, float] | None:
+    """``(what, step, value)`` of the first LR or momentum that is inf/NaN in a (sampled) record, or ``None``.
+
+    In a sampled record the steps between the last finite sample and the first non-finite one are evaluated one by
+    one (a few hundred at most), so the step named is the first one, not the next sample."""
+    steps = record["steps"]
     for what, values in (("LR", record["lr"]), ("momentum", record["momentum"])):
-        for t, v in enumerate(values):
+        for i, v in enumerate(values):
             if v is not None and not math.isfinite(v):
-                return what, t, v
+                scale = 1.0 if what == "momentum" or sched.peak_lr is None else sched.peak_lr
+                for t in range(steps[i - 1] + 1 if i else 0, steps[i]):
+                    w = sched.momentum(t) if what == "momentum" else scale * sched.multiplier(t)
+                    if w is not None and not math.isfinite(w):
+                        return what, t, w
+                return what, steps[i], v
     return None
 
 
@@ -193,10 +216,12 @@ def register(app: Any) -> None:
             "--epochs", "-e", help="Run length in epochs.")] = None,
         steps_per_epoch: Annotated[Optional[float], typer.Option(  # noqa: UP045
             "--steps-per-epoch", "-n", help="Optimizer steps per epoch (converts epoch-valued keys).")] = None,
-        total_steps: Annotated[Optional[int], typer.Option(  # noqa: UP045
-            "--total-steps", "-t", help="Run length in optimizer steps (wins over epochs x steps/epoch).")] = None,
+        total_steps: Annotated[Optional[float], typer.Option(  # noqa: UP045 - a float, so that -t 1e7 is accepted
+            "--total-steps", "-t", help="Run length in optimizer steps, e.g. 10000 or 1e7 (wins over epochs x "
+            "steps/epoch).")] = None,
         out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-            "--out", "-o", help="PNG to write (default schedule.png; with --json only when given).")] = None,
+            "--out", "-o", help="Picture to write, its format from the suffix: .png (the default), .pdf, .svg, ... "
+            "(default schedule.png; with --json only when given).")] = None,
         compare: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
             "--compare", "-c", help="Another spec to overlay (repeatable).")] = None,
         as_json: Annotated[bool, typer.Option(

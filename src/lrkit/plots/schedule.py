@@ -1,7 +1,8 @@
 """The schedule picture: LR (and momentum, in a second panel) against the optimizer step, drawn from records.
 
-A record is ``Schedule.record()``: ``{"lr": [...], "momentum": [...], "phases": [...], "label": ...}``; several
-records are overlaid (``lrkit schedule --compare``).
+A record is ``Schedule.record()``: ``{"lr": [...], "momentum": [...], "phases": [...], "label": ...}``, or a bounded
+:func:`lrkit.schedules.report.sampled_record` of a long run, whose values sit at the steps it lists in ``"steps"``;
+several records are overlaid (``lrkit schedule --compare``).
 
 >>> from lrkit.schedules import from_spec
 >>> rec = from_spec("onecycle max_lr=0.1", total_steps=200).record()
@@ -34,8 +35,12 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     return _save(fig, path, dpi=dpi)
 
 
-def _envelope(values: Sequence[Any], max_points: int = _MAX_POINTS) -> tuple[list[int], list[float]]:
+def _envelope(
+    values: Sequence[Any], max_points: int = _MAX_POINTS, steps: Sequence[int] | None = None
+) -> tuple[list[int], list[float]]:
     """Thin a long curve to at most ``max_points`` points while keeping its envelope; return ``(steps, values)``.
+
+    ``values[i]`` is the value at step ``steps[i]`` (default: at step ``i``); buckets hold consecutive values.
 
     Up to ``max_points`` values are returned whole. A longer curve is cut into equal buckets of consecutive steps
     and each bucket keeps its minimum and its maximum (at their own steps, in step order), plus its first NaN so a
@@ -48,8 +53,11 @@ def _envelope(values: Sequence[Any], max_points: int = _MAX_POINTS) -> tuple[lis
     """
     y = np.asarray(values, dtype=float)
     n = len(y)
+    x = np.arange(n) if steps is None else np.asarray(steps, dtype=np.int64)
+    if len(x) != n:
+        raise ValueError(f"a sampled record needs one step per value, got {len(x)} steps for {n} values")
     if n <= max_points:
-        return list(range(n)), y.tolist()
+        return x.tolist(), y.tolist()
     buckets = max(1, (max_points - 2) // 3)  # up to 3 points a bucket (min, max, a NaN) and the two ends
     k = -(-n // buckets)
     m = -(-n // k)
@@ -63,7 +71,7 @@ def _envelope(values: Sequence[Any], max_points: int = _MAX_POINTS) -> tuple[lis
     gap = base + np.argmax(nan, axis=1)
     keep = np.concatenate([lo, hi, gap[nan.any(axis=1)], [0, n - 1]])
     idx = np.unique(keep[keep < n])  # sorted: the points stay in step order
-    return idx.tolist(), y[idx].tolist()
+    return x[idx].tolist(), y[idx].tolist()
 
 
 def plot_schedule(
@@ -98,16 +106,18 @@ def plot_schedule(
     for i, r in enumerate(recs):
         color = f"C{i}"
         label = str(r.get("label") or f"schedule {i + 1}")
-        xs, ys = _envelope(r["lr"])
+        at = r.get("steps")  # a sampled record: the values sit at these steps
+        xs, ys = _envelope(r["lr"], steps=at)
         ax.plot(xs, ys, color=color, lw=1.8, label=label)
         if r.get("lr_bias"):
-            xb, yb = _envelope(r["lr_bias"])
+            xb, yb = _envelope(r["lr_bias"], steps=at)
             ax.plot(xb, yb, color=color, lw=1.0, ls="--", label=f"{label} (bias groups)")
         if axm is not None and any(m is not None for m in r["momentum"]):
-            xm, ym = _envelope([float("nan") if m is None else m for m in r["momentum"]])
+            xm, ym = _envelope([float("nan") if m is None else m for m in r["momentum"]], steps=at)
             axm.plot(xm, ym, color=color, lw=1.4)
     if show_phases and recs[0].get("phases"):
-        n = len(recs[0]["lr"])
+        first = recs[0]
+        n = len(first["lr"]) if not first.get("steps") else int(first.get("total_steps") or first["steps"][-1] + 1)
         for k, ph in enumerate(recs[0]["phases"]):
             start, end = ph["start"], n if ph["end"] is None else min(ph["end"], n)
             if start >= n or len(recs[0]["phases"]) > 40:
