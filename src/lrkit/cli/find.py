@@ -17,6 +17,7 @@ from lrkit._utils import check_int, increment_dir, unknown_name_error
 from lrkit.cli._common import check_writable, console, fail, progress_bar
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
 from lrkit.finder.demo import demo_task, load_task_file
+from lrkit.finder.range_test import _check_device
 
 __all__ = ["find_command", "register", "run_find"]
 
@@ -33,11 +34,17 @@ def run_find(
     seed: int = 0,
     out: str | Path = "runs/find",
     progress: Any = None,
+    device: str | None = None,
+    amp: str = "off",
+    max_grad_norm: float | None = None,
 ) -> tuple[FinderResult, Path]:
     """Run the range test on the demo (``task_file=None``) or a task file; write ``lr_find.png``/``lr_find.json``.
 
     Returns the result and the output directory (``runs/find``, ``runs/find2``, ... — never overwritten). The
-    output location and the seed are checked before anything runs, so a bad ``out`` costs no test.
+    output location, the seed, ``device`` and ``amp`` are checked before anything runs, so a bad one costs no test.
+    ``device`` (``"cuda"``, ``"cuda:1"``, ``"cpu"``, ...; ``None``: where ``model()`` put the model) moves the model
+    there, and the batches with it. ``amp`` is ``"off"``, ``"on"`` (fp16 with a GradScaler on CUDA, bf16
+    elsewhere), ``"bf16"`` or ``"fp16"``; ``max_grad_norm`` clips as the user's training loop does.
     """
     seed = check_int("seed", seed, 0, f" and <= {_MAX_SEED} (torch's seed range)")
     if seed > _MAX_SEED:
@@ -45,12 +52,19 @@ def run_find(
     shown = os.fspath(out)
     out = Path(shown).expanduser()  # `--out=~/lr` reaches us unexpanded: no shell expands ~ after "="
     _check_out(out, shown)
+    if amp not in _AMP:
+        raise unknown_name_error("--amp", amp, list(_AMP))
+    dev = _check_device(device, "leave out --device to use the device model() puts the model on") \
+        if device is not None else None
     torch.manual_seed(seed)
     task = demo_task(seed) if task_file is None else load_task_file(Path(task_file).expanduser())
+    if dev is not None:
+        task.model.to(dev)  # in place: the optimizer keeps the same parameters
     result = find_lr(
         task.model, task.optimizer, task.train_loader, loss_fn=task.loss_fn, step_fn=task.step_fn,
         start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
-        accumulation_steps=accumulation_steps, progress=progress,
+        accumulation_steps=accumulation_steps, progress=progress, device=dev, amp=_AMP[amp],
+        max_grad_norm=max_grad_norm,
     )
     out_dir = increment_dir(out)
     record = result.to_json(out_dir / "lr_find.json")
@@ -62,6 +76,9 @@ def run_find(
 
 
 _MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+
+#: ``--amp`` on the command line -> ``find_lr(amp=...)``.
+_AMP: dict[str, bool | str] = {"off": False, "on": True, "bf16": "bf16", "fp16": "fp16"}
 
 
 # Suffixes of the files lrkit find writes *into* --out: `--out lr.png` means a file, but --out names a folder.
@@ -110,6 +127,17 @@ def find_command(
     accumulation_steps: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed for the model init and data order.")] = 0,
     out: Annotated[str, typer.Option(help="Output directory (runs/find, runs/find2, ...).")] = "runs/find",
+    device: Annotated[
+        Optional[str],  # noqa: UP045 - typer reads Optional on Python 3.10
+        typer.Option(help="Move the model (and batches) here, e.g. cuda, cuda:1, cpu. Default: where model() put it."),
+    ] = None,
+    amp: Annotated[
+        str, typer.Option(help="Mixed precision: off, on (fp16 on CUDA, bf16 elsewhere), bf16, fp16.")
+    ] = "off",
+    max_grad_norm: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(help="Clip the gradient norm as your training loop does."),
+    ] = None,
 ) -> None:
     """Run the LR range test and print the suggested learning rate.
 
@@ -140,7 +168,8 @@ def find_command(
 
             result, out_dir = run_find(
                 task_file, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
-                accumulation_steps=accumulation_steps, seed=seed, out=out, progress=on_step,
+                accumulation_steps=accumulation_steps, seed=seed, out=out, progress=on_step, device=device,
+                amp=amp, max_grad_norm=max_grad_norm,
             )
     except (ValueError, OSError, TypeError) as e:
         fail(str(e))

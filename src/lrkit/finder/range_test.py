@@ -82,17 +82,16 @@ def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.n
     return start_lr + (end_lr - start_lr) * t
 
 
-def _check_device(device: torch.device | str) -> torch.device:
-    """``device`` as a ``torch.device`` that this torch can allocate on; a ``ValueError`` naming it otherwise (torch
-    says "AssertionError: Torch not compiled with CUDA enabled" at the first batch)."""
+def _check_device(device: torch.device | str, hint: str = "pass device=None to use the model's device") -> torch.device:
+    """``device`` as a ``torch.device`` that this torch can allocate on; a ``ValueError`` naming it and ending with
+    ``hint`` otherwise (torch says "AssertionError: Torch not compiled with CUDA enabled" at the first batch)."""
     try:
         dev = torch.device(device)
         torch.empty(0, device=dev)
     except Exception as e:  # RuntimeError (a bad name), AssertionError (not compiled with it), NotImplementedError
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
-            f"device={str(device)!r} cannot be used: {why} (CUDA available: {torch.cuda.is_available()}); pass "
-            "device=None to use the model's device"
+            f"device={str(device)!r} cannot be used: {why} (CUDA available: {torch.cuda.is_available()}); {hint}"
         ) from None
     return dev
 
