@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lrkit._utils import atomic_write, optional_import
 
-__all__ = ["figure_format", "plot_finder", "save_figure"]
+__all__ = ["figure_format", "picture_target", "plot_finder", "save_figure"]
 
 
 def figure_format(path: str | os.PathLike[str]) -> str:
@@ -34,16 +35,43 @@ def figure_format(path: str | os.PathLike[str]) -> str:
     return suffix
 
 
+def picture_target(path: str | os.PathLike[str]) -> str:
+    """Check, before anything is drawn, that a picture can be written to ``path``; return its format (see
+    :func:`figure_format`). ``ValueError`` naming the path when it is a folder, or when one of its parents is a file
+    (folders that do not exist yet are fine: they are made when the picture is written).
+
+    >>> import tempfile; d = tempfile.mkdtemp()
+    >>> picture_target(f"{d}/new/lr.svg")
+    'svg'
+    >>> picture_target(d)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot write a picture to '...': it is a folder; name a file in it, e.g. '.../plot.png'
+    """
+    fmt = figure_format(path)
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"cannot write a picture to {str(path)!r}: it is a folder; name a file in it, e.g. "
+                         f"{str(target / 'plot.png')!r}")
+    for parent in target.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ValueError(f"cannot write a picture to {str(path)!r}: {str(parent)!r} is a file, not a folder")
+            break
+    return fmt
+
+
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     """Save a matplotlib figure atomically, in the format its suffix names (PNG without one; see
     :func:`figure_format`). The temporary file has no meaningful suffix, so the format is passed explicitly."""
-    fmt = figure_format(path)
+    fmt = picture_target(path)
     return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format=fmt))
 
 
-def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None = None, ax: Any = None,
+def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str] | None = None, ax: Any = None,
                 show_rules: bool = True) -> Any:
-    """Draw a range-test record (``FinderResult.to_dict()``) and optionally save it; return the Figure.
+    """Draw a range-test record (``FinderResult.to_dict()``, or the ``FinderResult`` itself) and optionally save it;
+    return the Figure.
 
     A figure made here and saved to ``path`` is closed in pyplot once written (it stays usable: ``fig.savefig``
     works, a notebook shows the returned figure), so plotting many range tests does not keep them all open.
@@ -62,6 +90,17 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
     >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts() if t.get_text().startswith("suggestion")]
     ['suggestion (robust, a decade below the edge): 0.0127']
     """
+    if not isinstance(record, Mapping) and callable(getattr(record, "to_dict", None)):
+        record = record.to_dict()  # a FinderResult
+    if not isinstance(record, Mapping) or "lrs" not in record or "losses" not in record:
+        raise ValueError(f"plot_finder needs a range-test record with 'lrs' and 'losses' (FinderResult.to_dict(), "
+                         f"lr_find.json), got {type(record).__name__}")
+    lrs = list(record["lrs"])
+    raw = [float("nan") if v is None else float(v) for v in record["losses"]]
+    if len(lrs) != len(raw):
+        raise ValueError(f"the range-test record has {len(lrs)} lrs but {len(raw)} losses; they must pair up")
+    if path is not None:
+        picture_target(path)  # a bad suffix or folder fails before anything is drawn
     optional_import("matplotlib", "plot").use("Agg", force=False)
     plt = optional_import("matplotlib.pyplot", "plot")
     own = ax is None  # a figure made here (not the caller's axes)
@@ -69,27 +108,41 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
         fig, ax = plt.subplots(figsize=(7, 4.2))
     else:
         fig = ax.figure
-    lrs = record["lrs"]
-    raw = [float("nan") if v is None else v for v in record["losses"]]
+    try:
+        _draw_finder(ax, record, lrs, raw, show_rules)
+        if path is not None:
+            save_figure(fig, path)
+    except BaseException:
+        if own:  # not left open in pyplot after a failure
+            plt.close(fig)
+        raise
+    if path is not None and own:  # written to a file: off pyplot's list of open figures (a loop of range tests)
+        plt.close(fig)
+    return fig
+
+
+def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[float], show_rules: bool) -> None:
     finite = [(lr, v) for lr, v in zip(lrs, raw) if math.isfinite(v)]
     ax.plot(lrs, raw, color="0.75", lw=1, label="loss (raw)")
     smoothed = record.get("smoothed_losses") or []
     if smoothed and len(smoothed) == len(finite):
         ax.plot([lr for lr, _ in finite], smoothed, color="C0", lw=2, label="loss (smoothed)")
     sug = record.get("suggestion")
+    rule = record.get("rule")  # (a hand-made record may not name its rule)
     if record.get("range"):
         low, high = record["range"]
         ax.axvspan(low, high, color="C2", alpha=0.12, label=f"range {low:.2g} – {high:.2g}")
     if show_rules and sug is not None:
         # C3 is the suggestion's own colour: the other rules take the colours after it, one each
-        others = [(name, lr) for name, lr in sorted(record.get("suggestions", {}).items()) if name != record["rule"]]
+        others = [(name, lr) for name, lr in sorted((record.get("suggestions") or {}).items()) if name != rule]
         for i, (name, lr) in enumerate(others):
             ax.axvline(lr, color=f"C{4 + i}", ls=":", lw=1, label=f"{name}: {lr:.2g}")
     if sug is not None:
         # the default rule's reading of the curve (records written before it existed have no "regime")
         how = {"explosion": ", a decade below the edge", "plateau": ", half a decade below a plateau"}.get(
-            record.get("regime") if record["rule"] == "robust" else None, "")
-        ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({record['rule']}{how}): {sug:.3g}")
+            record.get("regime") if rule == "robust" else None, "")
+        ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({rule}{how}): {sug:.3g}" if rule else
+                   f"suggestion: {sug:.3g}")
     if lrs and all(lr > 0 for lr in lrs):
         ax.set_xscale("log")
     ax.set_xlabel("learning rate")
@@ -110,8 +163,3 @@ def plot_finder(record: dict[str, Any], *, path: str | os.PathLike[str] | None =
         ax.text(0.5, 0.5, "no finite loss", transform=ax.transAxes, ha="center", va="center", color="0.4")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="best")
-    if path is not None:
-        save_figure(fig, path)
-        if own:  # written to a file: off pyplot's list of open figures (a loop of range tests does not pile them up)
-            plt.close(fig)
-    return fig

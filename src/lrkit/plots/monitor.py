@@ -59,7 +59,8 @@ def mark_events(
 
     Args:
         ax: a matplotlib ``Axes`` whose x axis is in the unit chosen by ``x``.
-        events: ``MonitorEvent`` objects or dicts with at least ``check``, ``action`` and the ``x`` key.
+        events: ``MonitorEvent`` objects or dicts with at least ``check``, ``action`` and the ``x`` key; or the
+            whole record a run's ``events.json`` holds (its ``"events"`` list is drawn).
         x: the event key giving the x position (``"step"``; ``"epoch"`` for ``lrkit.train``'s events, which carry
             a fractional epoch), or a function of the event dict returning it (``None`` skips the event).
         legend: label one line per (check, action) so that ``ax.legend()`` lists them.
@@ -68,6 +69,8 @@ def mark_events(
     Events without a finite x position are skipped. Colours: :data:`CHECK_COLORS`; styles: :data:`ACTION_STYLES`
     (rollbacks and stops also get a triangle on the axis' top edge).
     """
+    if isinstance(events, Mapping) and isinstance(events.get("events"), (list, tuple)):
+        events = events["events"]  # the whole events.json record ({"lr0": ..., "optimizer": ..., "events": [...]})
     if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable) or hasattr(events, "to_dict"):
         raise ValueError(
             f"events must be a list of MonitorEvent objects or their to_dict() dicts (monitor.events, events.json), "

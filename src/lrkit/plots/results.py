@@ -24,8 +24,12 @@ __all__ = ["plot_results"]
 def _read(path: Path) -> dict[str, list[float]]:
     import csv
 
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:  # utf-8-sig: a CSV saved by a spreadsheet starts with a byte-order mark, which would rename 'epoch'
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}); pass the run's "
+                         "results.csv") from None
     if not rows:
         raise ValueError(f"{path} has no rows to plot")
     # a ragged row's extra fields land under the key None (csv.DictReader's restkey): not a column
@@ -44,38 +48,49 @@ def plot_results(
     csv_path: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
     *,
-    events: Sequence[Mapping[str, Any]] | None = None,
+    events: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
 ) -> Path:
     """Draw ``results.png`` from a run's ``results.csv``: losses, the validation metric, every group's LR and the
     gradient norm, one panel each, against the epoch; monitor ``events`` (dicts with an ``epoch``, as in a run's
-    ``events.json``) are marked on every panel with :func:`lrkit.plots.monitor.mark_events` and listed in the loss
-    panel's legend. Returns the picture's path (default: ``results.png`` beside the CSV; the format follows the
-    suffix, see :func:`lrkit.plots.finder.figure_format`).
+    ``events.json``; the whole ``json.load`` of that file works too) are marked on every panel with
+    :func:`lrkit.plots.monitor.mark_events` and listed in the loss panel's legend. Returns the picture's path
+    (default: ``results.png`` beside the CSV; the format follows the suffix, see
+    :func:`lrkit.plots.finder.figure_format`; missing folders are made, and a path that is a folder, or lies under a
+    file, is a ``ValueError`` naming it before anything is drawn). The figure is closed once written, or on failure.
 
     Param groups whose LR curves are identical share one line (``layer3/decay, layer3/bias``); with more than
     :data:`MAX_LR_LEGEND` lines the LR legend lists the first and last few and says how many it left out.
     """
-    from lrkit.plots.finder import figure_format
+    from lrkit.plots.finder import picture_target
 
     csv_path = Path(csv_path)
     out_path = Path(out) if out is not None else csv_path.with_name("results.png")
-    fmt = figure_format(out_path)
+    fmt = picture_target(out_path)  # a bad suffix or a folder fails before anything is drawn
     cols = _read(csv_path)
     optional_import("matplotlib", "plot")
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     plt = optional_import("matplotlib.pyplot", "plot")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)  # shared: a panel with no data keeps the epochs
+    try:
+        _draw(axes, cols, events)
+        fig.tight_layout()
+        atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
+    finally:  # closed whatever happens: a failed write does not leave the figure open in pyplot
+        plt.close(fig)
+    return out_path
+
+
+def _draw(axes: Any, cols: dict[str, list[float]], events: Any) -> None:
     x = cols.get("epoch") or list(range(1, len(next(iter(cols.values()))) + 1))
     metric_cols = [k for k in cols if k.startswith("val_") and k != "val_loss"]
     lr_cols = [k for k in cols if k.startswith("lr/")]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)  # shared: a panel with no data keeps the epochs
     ax_loss, ax_metric, ax_lr, ax_grad = axes.ravel()
     for key, label in (("train_loss", "train"), ("val_loss", "val")):
         if key in cols:
             ax_loss.plot(x, cols[key], marker=".", label=label)
     ax_loss.set_title("loss")
-    ax_loss.legend()
     for key in metric_cols:
         ax_metric.plot(x, cols[key], marker=".", color="tab:green", label=key.removeprefix("val_"))
     ax_metric.set_title(f"validation {', '.join(k.removeprefix('val_') for k in metric_cols) or 'loss'}")
@@ -107,11 +122,8 @@ def plot_results(
 
         for ax in axes.ravel():  # lrkit.train's events carry the fractional epoch they happened in
             mark_events(ax, events, x="epoch", legend=ax is ax_loss)
-        ax_loss.legend(fontsize="small")
-    fig.tight_layout()
-    atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
-    plt.close(fig)
-    return out_path
+    if ax_loss.get_legend_handles_labels()[0]:  # no legend box (and no matplotlib warning) with nothing to list
+        ax_loss.legend(fontsize="small" if events else None)
 
 
 #: The most LR lines the LR panel's legend lists; beyond it, the first and last few and a count of the rest.

@@ -46,11 +46,21 @@ def _in_features(shape: tuple[int, ...]) -> int:
     return int(math.prod(shape))
 
 
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """One row of features per sample: ``(B, ...)`` flattened to ``(B, F)``; a ``(B,)`` batch of scalar samples (input
+    shape ``()``, sized as one feature) becomes ``(B, 1)`` rather than failing in ``flatten(1)``."""
+    return x.unsqueeze(1) if x.ndim == 1 else x.flatten(1)
+
+
 class Linear(nn.Module):
     """Flatten, then one linear layer (multinomial logistic / linear regression).
 
+    A ``(B,)`` batch (data whose samples are scalars, input shape ``()``) is read as ``(B, 1)``.
+
     >>> tuple(Linear(4, 3)(torch.zeros(2, 4)).shape)
     (2, 3)
+    >>> tuple(Linear(1, 2)(torch.zeros(5)).shape)
+    (5, 2)
     """
 
     def __init__(self, in_features: int, num_outputs: int) -> None:
@@ -58,7 +68,7 @@ class Linear(nn.Module):
         self.head = nn.Linear(in_features, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x.flatten(1))
+        return self.head(_rows(x))
 
 
 class Bigram(nn.Module):
@@ -77,7 +87,7 @@ class Bigram(nn.Module):
 
 
 class MLP(nn.Module):
-    """Two hidden ReLU layers of width ``hidden`` and a linear head.
+    """Two hidden ReLU layers of width ``hidden`` and a linear head (a ``(B,)`` batch of scalars is ``(B, 1)``).
 
     >>> tuple(MLP(4, 3, hidden=8)(torch.zeros(2, 4)).shape)
     (2, 3)
@@ -91,7 +101,7 @@ class MLP(nn.Module):
         self.head = nn.Linear(hidden, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.body(_rows(x)))
 
 
 class ConvNet(nn.Module):
@@ -313,7 +323,11 @@ def build_model(spec: str | nn.Module | None, info: DataInfo) -> nn.Module:
     """
     if isinstance(spec, nn.Module):
         return spec
-    name = spec or default_model_name(info)
+    if spec is not None and not isinstance(spec, str):
+        raise ValueError(f"model={spec!r} must be a built-in model name ({', '.join(BUILTIN_MODELS)}), "
+                         "'package.module:factory', or a torch nn.Module instance")
+    name = spec.strip() if spec else ""
+    name = name or default_model_name(info)
     if ":" in name:
         return _from_factory(name, info)
     entry = BUILTIN_MODELS.get(name.lower())
@@ -332,13 +346,28 @@ def _from_factory(spec: str, info: DataInfo) -> nn.Module:
                          "(or 'path/to/file.py:function')")
     module = _import_factory_module(spec, module_name)
     factory: Any = module
-    for part in attr.split("."):  # 'module:Class.method', as entry points allow
-        factory = getattr(factory, part, None)
-    if factory is None or not callable(factory):
-        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
-        raise unknown_name_error(f"factory in {module_name}:", attr, public)
+    found: list[str] = []  # the dotted parts resolved so far ('module:Class.method', as entry points allow)
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            # the names one level down from what was found: 'Zoo.smal' is closest to 'Zoo.small', not to a top name
+            prefix = "".join(f"{p}." for p in found)
+            public = [prefix + n for n in dir(factory) if not n.startswith("_") and callable(getattr(factory, n, None))]
+            raise unknown_name_error(f"factory in {module_name}:", attr, public)
+        factory = getattr(factory, part)
+        found.append(part)
+    if isinstance(factory, nn.Module):  # calling it would run forward(in_features=..., ...)
+        cls = type(factory).__name__
+        raise ValueError(
+            f"model={spec!r}: {attr!r} is {_a(cls)} {cls} instance (an nn.Module), not a factory; write a function "
+            f"that builds it (def make(in_features, num_outputs): return {cls}(...)) so that seed= controls its "
+            "initialisation, or pass the module itself as model= in Python"
+        )
+    if not callable(factory):
+        kind = type(factory).__name__
+        raise ValueError(f"model={spec!r}: {attr!r} is {_a(kind)} {kind}, not a callable factory that returns an "
+                         "nn.Module")
     offered: dict[str, Any] = {
-        "in_features": _in_features(info.input_shape) if info.input_shape else None,
+        "in_features": _in_features(info.input_shape) if info.input_shape is not None else None,
         "input_shape": info.input_shape,
         "num_outputs": info.num_outputs,
         "num_classes": info.num_outputs if info.task == "classification" else None,
@@ -368,6 +397,10 @@ def _from_factory(spec: str, info: DataInfo) -> nn.Module:
         ) from e
     if not isinstance(model, nn.Module):
         kind = type(model).__name__
-        raise ValueError(f"model={spec!r}: the factory returned {'an' if kind[:1] in 'aeiouAEIOU' else 'a'} {kind}, "
-                         "not a torch nn.Module")
+        raise ValueError(f"model={spec!r}: the factory returned {_a(kind)} {kind}, not a torch nn.Module")
     return model
+
+
+def _a(word: str) -> str:
+    """The indefinite article for ``word`` ("an int", "a str")."""
+    return "an" if word[:1] in "aeiouAEIOU" else "a"

@@ -62,11 +62,23 @@ OPTIMIZERS: dict[str, OptimInfo] = {
 }
 
 
+def _canonical(name: str, choices: list[str]) -> str:
+    """``name`` spelt as in ``choices``, matched in any case (``"sgd"`` -> ``"SGD"``); else a did-you-mean error."""
+    by_lower = {c.lower(): c for c in choices}
+    if isinstance(name, str) and name.lower() in by_lower:
+        return by_lower[name.lower()]
+    raise unknown_name_error("optimizer", str(name), choices, ignore_case=True)
+
+
 def choose_optimizer(name: str, *, total_steps: int, task: str | None) -> tuple[str, str]:
-    """``(optimizer name, why)``: ``name`` itself unless it is ``"auto"`` (see the module docstring)."""
+    """``(optimizer name, why)``: ``name`` itself (in its registry spelling, matched in any case) unless it is
+    ``"auto"`` (see the module docstring).
+
+    >>> choose_optimizer("adamw", total_steps=100, task=None)
+    ('AdamW', 'as requested')
+    """
+    name = _canonical(name, ["auto", *OPTIMIZERS])
     if name != "auto":
-        if name not in OPTIMIZERS:
-            raise unknown_name_error("optimizer", name, ["auto", *OPTIMIZERS], ignore_case=True)
         return name, "as requested"
     if task == "lm":
         return "AdamW", "optimizer=auto: AdamW for a language model (Transformers train with adaptive methods)"
@@ -78,7 +90,11 @@ def choose_optimizer(name: str, *, total_steps: int, task: str | None) -> tuple[
 
 
 def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momentum: float) -> torch.optim.Optimizer:
-    """The torch optimizer ``name`` over ``groups`` (each group keeps its own ``lr``/``weight_decay``/extra keys)."""
-    if name not in OPTIMIZERS:
-        raise unknown_name_error("optimizer", name, list(OPTIMIZERS), ignore_case=True)
-    return OPTIMIZERS[name].make(groups, lr, momentum)
+    """The torch optimizer ``name`` (any case) over ``groups`` (each group keeps its own ``lr``/``weight_decay``/extra
+    keys). ``momentum`` is SGD's and RMSprop's momentum and the Adam family's ``beta1``; no optimizer drops it.
+
+    >>> p = torch.nn.Parameter(torch.zeros(2))
+    >>> build_optimizer("adam", [{"params": [p]}], lr=0.1, momentum=0.9).param_groups[0]["betas"]
+    (0.9, 0.999)
+    """
+    return OPTIMIZERS[_canonical(name, list(OPTIMIZERS))].make(groups, lr, momentum)

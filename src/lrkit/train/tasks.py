@@ -98,7 +98,9 @@ class TaskSpec:
 
 def _acc_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
     target = class_targets(output, target)  # (B, 1) would broadcast against (B,) predictions into (B, B)
-    return float((output.argmax(dim=-1) == target).sum()), int(target.numel())
+    # argmax of NaN logits is class 0: a diverged model would score the share of class 0. Non-finite is never right.
+    right = (output.argmax(dim=-1) == target) & torch.isfinite(output).all(dim=-1)
+    return float(right.sum()), int(target.numel())
 
 
 def _sq_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
