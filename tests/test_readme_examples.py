@@ -524,3 +524,326 @@ def test_hyperparameter_table_defaults_match_train_config() -> None:
             value = None if shown in ("—", "None") else ast.literal_eval(shown)
             assert fields[key] == value, f"README default {key}={shown}, TrainConfig {fields[key]!r}"
     assert set(fields) <= seen, f"train keys missing from the README table: {sorted(set(fields) - seen)}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tables the README prints: each row against the code it describes
+# ----------------------------------------------------------------------------------------------------------------
+def _section(heading: str) -> str:
+    """The README text under ``heading`` (a full heading line, e.g. ``"### Checks"``) up to the next heading."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("\n" + heading + "\n") + len(heading) + 2
+    nxt = re.search(r"^#{1,6} ", text[start:], flags=re.M)
+    return text[start:start + nxt.start()] if nxt else text[start:]
+
+
+def _table(section: str, header_starts: str) -> list[list[str]]:
+    """The body rows (cells stripped) of the first Markdown table in ``section`` whose header starts so."""
+    lines = section.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(header_starts))
+    rows = []
+    for line in lines[i + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+        rows.append([c.strip() for c in cells])
+    assert rows, f"no rows under {header_starts!r}"
+    return rows
+
+
+def _ticked(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def test_find_lr_argument_table_defaults_match_the_signature() -> None:
+    """The Find section's `| argument | default | meaning |` table against `find_lr`'s keyword defaults."""
+    params = inspect.signature(lrkit.find_lr).parameters
+    rows = _table(_section("## Find the learning rate: `lrkit.find_lr` and `lrkit find`"), "| argument | default |")
+    seen = set()
+    for cells in rows:
+        names, shown = _ticked(cells[0]), _ticked(cells[1])
+        for i, name in enumerate(names):
+            assert name in params, f"README find_lr argument {name!r} is not a parameter of find_lr"
+            assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+            seen.add(name)
+            expected = ast.literal_eval(shown[i]) if len(shown) == len(names) else None  # prose: "—", "the model's…"
+            actual = params[name].default
+            assert actual == expected, f"README default {name}={expected!r}, code {actual!r}"
+    keyword_only = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert keyword_only <= seen, f"find_lr arguments missing from the README table: {sorted(keyword_only - seen)}"
+
+
+def test_schedule_families_table_matches_the_registry() -> None:
+    """Name, aliases, unit and warmup columns of the Families table against `lrkit.schedules.available()`."""
+    from lrkit.schedules import available
+
+    entries = {e.name: e for e in available()}
+    rows = _table(_section("### Families"), "| name (aliases) |")
+    shown = {}
+    for cells in rows:
+        name = _ticked(cells[0])[0]
+        aliases = re.search(r"\(([^)]*)\)", cells[0])
+        assert name in entries, f"README family {name!r} is not registered"
+        e = entries[name]
+        for alias in (a.strip() for a in aliases.group(1).split(",")) if aliases else ():
+            assert alias in e.aliases, f"README alias {alias!r} of {name!r} is not registered: {e.aliases}"
+        unit, warmup = cells[3], cells[4]
+        takes_unit = "unit" in e.parameters
+        assert unit == (e.unit if takes_unit else "–"), f"{name}: README unit {unit!r}, code {e.unit!r}/{takes_unit}"
+        assert warmup == ("prefix" if e.warmup_prefix else "blend"), f"{name}: README warmup {warmup!r}"
+        shown[name] = cells
+    assert set(shown) == set(entries), f"families missing from the README table: {sorted(set(entries) - set(shown))}"
+
+
+_CATEGORY_KEYWORD = {"divergence": "on_divergence", "explode": "on_explode", "too_low": "on_too_low",
+                     "overfit": "on_overfit"}
+
+
+def _check_rows() -> list[Any]:
+    rows = _table(_section("### Checks"), "| check |")
+    return [pytest.param(cells, id=_ticked(cells[0])[0]) for cells in rows]
+
+
+@pytest.mark.parametrize("cells", _check_rows())
+def test_monitor_checks_table_matches_the_checks(cells: list[str]) -> None:
+    """Each row of the Checks table: the check exists by that name, its category and default action, and every
+    `key=value` of its defaults column (plus "every N steps") equal the class's defaults."""
+    from lrkit import monitor as mon
+
+    assert len(cells) == 4, f"the row has {len(cells)} cells on GitHub, not 4 (an unescaped | in it?): {cells}"
+    name = _ticked(cells[0])[0]
+    by_name = {type(c).name: type(c) for c in mon.default_checks()}
+    assert name in by_name, f"README check {name!r} is not a default check: {sorted(by_name)}"
+    check = by_name[name]()
+    category = cells[1].split()[0]
+    assert check.category == category, f"{name}: README category {category!r}, code {check.category!r}"
+    action = re.search(r"\((\w+)\)\s*$", cells[1])
+    assert action is not None, cells[1]
+    monitor_defaults = inspect.signature(lrkit.Monitor).parameters
+    assert monitor_defaults[_CATEGORY_KEYWORD[category]].default == action.group(1), name
+    for text in _ticked(cells[3]):
+        for key, value in re.findall(r"(\w+)=([^,\s]+)", text):
+            assert hasattr(check, key), f"README default {key}= of {name!r} is not a parameter of {type(check)}"
+            assert getattr(check, key) == ast.literal_eval(value), f"{name}: README {key}={value}, code " \
+                                                                    f"{getattr(check, key)!r}"
+    every = re.search(r"every (\d+) steps", cells[3])
+    if every:
+        assert check.every == int(every.group(1)), name
+
+
+def test_train_results_table_names_real_attributes() -> None:
+    """Every attribute the `TrainResults` table lists exists on the class (a field or a property/method)."""
+    from lrkit.train.results import TrainResults
+
+    fields = {f.name for f in dataclasses.fields(TrainResults)} if dataclasses.is_dataclass(TrainResults) else set()
+    rows = _table(_section("### API"), "| attribute | meaning |")
+    names = [n.removesuffix("()") for cells in rows for n in _ticked(cells[0])]
+    assert len(names) >= 20, names
+    missing = [n for n in names if n not in fields and not hasattr(TrainResults, n)]
+    assert not missing, f"README TrainResults attributes that do not exist: {missing}"
+    assert callable(TrainResults.to_dict)
+
+
+def test_auto_lr_and_monitor_event_records_name_their_real_fields() -> None:
+    """The README's inline lists of `AutoLR`'s, `Trial`'s and `MonitorEvent`'s fields."""
+    from lrkit.monitor import MonitorEvent
+    from lrkit.train.auto import AutoLR, Trial
+
+    text = README.read_text(encoding="utf-8")
+    auto = text[text.index("`AutoLR`: `lr`"):]
+    end = re.search(r"for a\s+run's records", auto)
+    assert end is not None
+    auto = auto[:end.start()]
+    listed = [n for n in _ticked(auto) if re.fullmatch(r"\w+(\(\))?", n) and n not in ("AutoLR", "FinderResult")]
+    names = {n.removesuffix("()") for n in listed}
+    assert {f.name for f in dataclasses.fields(AutoLR)} == names - {"to_dict"}
+    assert callable(AutoLR.to_dict)
+    trial = re.search(r"`Trial\(([^)]*)\)`", auto)
+    assert trial is not None and tuple(s.strip() for s in trial.group(1).split(",")) == Trial._fields
+    event = re.search(r"`MonitorEvent\(([^)]*)\)` is frozen", text)
+    assert event is not None
+    assert [s.strip() for s in event.group(1).split(",")] == [f.name for f in dataclasses.fields(MonitorEvent)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Benchmark scripts the README names, and the flags it gives them
+# ----------------------------------------------------------------------------------------------------------------
+def _script_flags(path: Path) -> set[str]:
+    """The option strings a script's argparse defines (read from its source: importing would load torch)."""
+    flags: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
+            flags |= {a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("-")}
+    return flags
+
+
+def test_benchmark_commands_name_existing_scripts_and_flags() -> None:
+    """Every `python benchmarks/<script>.py --flag ...` in the README: the script exists and defines each flag."""
+    text = README.read_text(encoding="utf-8")
+    root = README.parent
+    commands = re.findall(r"python (benchmarks/\w+\.py)((?:\s+--[\w-]+(?:[ =][^\s`|)]+)*)*)", text)
+    scripts = {s for s, _ in commands}
+    assert len(scripts) >= 10, scripts
+    for script, rest in commands:
+        path = root / script
+        assert path.is_file(), f"README names {script}, which does not exist"
+        defined = _script_flags(path)
+        for flag in re.findall(r"--[\w-]+", rest):
+            assert flag in defined, f"README runs {script} {flag}, which the script does not define: {defined}"
+    # The finder benchmark's flag list in prose
+    flags_line = text[text.index("Flags: `--tasks a,b`"):]
+    flags_line = flags_line[:flags_line.index("\n\n")]
+    listed = {f for f in re.findall(r"`(--[\w-]+)", flags_line)}
+    assert listed == _script_flags(root / "benchmarks/finder_quality.py") - {"-h", "--help"}
+
+
+def _readme_tables() -> list[Any]:
+    """Every Markdown table outside code blocks: (its heading, its header line, the lines that follow its header)."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    tables, heading, fence, i = [], "", False, 0
+    while i < len(lines):
+        line = lines[i]
+        fence = fence != line.startswith("```")
+        if not fence and line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        if not fence and line.startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|[\s:|-]+\|", lines[i + 1]):
+            j = i + 2
+            while j < len(lines) and lines[j].strip():
+                j += 1
+            tables.append(pytest.param(heading, i + 1, lines[i:j], id=f"{heading[:40]}:{i + 1}"))
+            i = j
+            continue
+        i += 1
+    return tables
+
+
+@pytest.mark.parametrize("heading,line,rows", _readme_tables())
+def test_readme_tables_render_one_row_per_line(heading: str, line: int, rows: list[str]) -> None:
+    """GitHub ends a table row at the line's end and splits cells at every unescaped `|`, code spans included: a
+    row continued on the next line, or a `|x|` in a cell, breaks the table for every reader."""
+    def cells(text: str) -> int:
+        return len(re.split(r"(?<!\\)\|", text.strip().strip("|")))
+
+    width = cells(rows[0])
+    for k, row in enumerate(rows[2:], start=line + 2):
+        assert row.startswith("|"), f"README.md:{k} continues a table row on a new line: {row[:80]!r}"
+        assert cells(row) == width, f"README.md:{k} has {cells(row)} cells, the header {width}: {row[:80]!r}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Messages the README quotes: the code must still print them (``...``/``…`` in a quote stand for any text)
+# ----------------------------------------------------------------------------------------------------------------
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def _quote_pattern(quote: str) -> re.Pattern[str]:
+    parts = re.split(r"\.\.\.|…", _flat(quote))
+    return re.compile(".*?".join(re.escape(p) for p in parts), flags=re.S)
+
+
+def _error(fn: Callable[[], Any]) -> str:
+    with pytest.raises(ValueError) as info:
+        fn()
+    return str(info.value)
+
+
+def _cli(*args: str) -> str:
+    from typer.testing import CliRunner
+
+    from lrkit.cli.app import build_app
+
+    res = CliRunner().invoke(build_app(), list(args), terminal_width=200)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    return res.output
+
+
+def _from_spec(spec: str, **kw: Any) -> Callable[[], Any]:
+    from lrkit.schedules import from_spec
+
+    return lambda: from_spec(spec, **kw)
+
+
+def _factory_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pkg.mod`` and ``mymodels`` on sys.path, as the README's factory examples name them."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "mod.py").write_text("def f(in_features, num_outputs):\n    raise TypeError('no')\n"
+                                             "def g(in_features):\n    raise SystemExit(3)\n")
+    (tmp_path / "mymodels.py").write_text("WIDTH = 3\nclass Zoo:\n    @staticmethod\n"
+                                          "    def small(in_features, num_outputs):\n        return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def _train_error(**kw: Any) -> Callable[[], Any]:
+    return lambda: lrkit.train(**{"data": "iris", "epochs": 1, "verbose": False, "plots": False, **kw})
+
+
+def _task_error() -> Any:
+    ds = torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randint(0, 3, (8, 3)))
+    return lrkit.train(torch.nn.Linear(4, 3), data=ds, epochs=1, verbose=False, plots=False)
+
+
+QUOTED_ERRORS: list[tuple[str, Callable[[Path], str]]] = [  # (the README's quote, what the code says)
+    ("ValueError: cooldown_min_ratio=1.5 must be in [0, 1] (the multiplier of the peak LR the cooldown ends at; "
+     "above 1 it would raise the LR)",
+     lambda _: "ValueError: " + _error(_from_spec("cosine lr0=0.1 cooldown_steps=10 cooldown_min_ratio=1.5",
+                                                  total_steps=100))),
+    ("ValueError: unknown cosine parameter 'lfr'. Did you mean 'lrf'? Valid: T_max, cooldown_epochs, …",
+     lambda _: "ValueError: " + _error(_from_spec("cosine lfr=0.01", total_steps=100))),
+    ("step: step_size=30 is in epochs (unit='epoch'), so steps_per_epoch is needed: …",
+     lambda _: _error(_from_spec("step lr0=0.1 step_size=30", total_steps=100))),
+    ("schedule 'cyclic' needs base_lr=...", lambda _: _error(_from_spec("cyclic max_lr=0.1"))),
+    ("lrf=0.01 (a ratio of lr0) and eta_min=0.001 (an absolute LR) both set the floor: give one",
+     lambda _: _error(_from_spec("cosine lr0=0.1 lrf=0.01 eta_min=0.001", total_steps=100))),
+    ("the LR is not finite from step 47 on",
+     lambda _: _cli("schedule", "multistep lr0=1e300 milestones=47 gamma=1e10 unit=step", "-t", "100", "--json")),
+    ("error: unknown train key 'lr_0'. Did you mean 'lr0'? Valid: ...", lambda _: _cli("train", "data=iris", "lr_0=1")),
+    ("error: 'epochs' needs a value: write epochs=<value> (e.g. epochs=20 as one token)",
+     lambda _: _cli("train", "data=iris", "epochs", "20")),
+    ("error: epochs is given twice: 'epochs=3' and 'epochs=5'; give it once",
+     lambda _: _cli("train", "epochs=3", "epochs=5")),
+    ("error: 'monitor={on_divergence: stop, on_divergence: warn}': the key 'on_divergence' is given twice; give it "
+     "once", lambda _: _cli("train", "data=iris", "monitor={on_divergence: stop, on_divergence: warn}")),
+    ("Did you mean 'epochs'?", lambda _: _error(_train_error(EPOCHS=5))),
+    ("error: data=2024 is a number, not a dataset: give a built-in name (digits, ...) or a file path (.csv, .npz, "
+     ".txt, .yaml); in a YAML file, quote a file name that YAML reads as a number (data: '2024')",
+     lambda tmp: (tmp / "c.yaml").write_text("data: 2024\n") and _cli("train", f"cfg={tmp / 'c.yaml'}")),
+    ("give project='/data' name='exp'", lambda _: _cli("train", "data=iris", "name=/data/exp")),
+    ("input float32 of shape (4,), target int64 of shape (3,)", lambda _: _error(_task_error)),
+    ("'WIDTH' is an int, not a callable factory", lambda _: _error(_train_error(model="mymodels:WIDTH"))),
+    ("Did you mean 'Zoo.small'?", lambda _: _error(_train_error(model="mymodels:Zoo.smal"))),
+    ("model='pkg.mod:f': calling f(in_features=4, ...) raised TypeError: ...",
+     lambda _: _error(_train_error(model="pkg.mod:f"))),
+    ("... exited (SystemExit(3)); a factory must return a torch nn.Module",
+     lambda _: _cli("train", "data=iris", "model=pkg.mod:g", "epochs=1")),
+]
+
+
+@pytest.mark.parametrize("quote,produce", QUOTED_ERRORS, ids=[q[:40] for q, _ in QUOTED_ERRORS])
+def test_quoted_error_messages_are_what_the_code_says(quote: str, produce: Callable[[Path], str], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _flat(quote) in _flat(README.read_text(encoding="utf-8")), f"the README no longer quotes {quote!r}"
+    monkeypatch.chdir(tmp_path)
+    _factory_module(tmp_path, monkeypatch)
+    said = produce(tmp_path)
+    assert _quote_pattern(quote).search(_flat(said)), f"README quotes {quote!r}; the code says {said!r}"
+    assert not (tmp_path / "runs").exists()  # refused before a run directory was made
+
+
+def test_quoted_schedule_note_is_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    quote = ("note — schedule='cosine' sets the whole LR shape, so lrf=0.2, warmup_epochs=1.0 (given) are not used; "
+             "write them into the spec instead")
+    assert _flat(quote) in _flat(README.read_text(encoding="utf-8"))
+    monkeypatch.chdir(tmp_path)
+    lrkit.train(data="iris", schedule="cosine", lrf=0.2, warmup_epochs=1, epochs=1, plots=False)
+    captured = capsys.readouterr()
+    assert quote in captured.out + captured.err
+
+
+def test_quote_pattern_is_live() -> None:
+    """The wildcard match is not vacuous: a changed word outside ``...`` fails it."""
+    pattern = _quote_pattern("error: unknown train key 'lr_0'. Did you mean 'lr0'? Valid: ...")
+    assert pattern.search("error: unknown train key 'lr_0'. Did you mean 'lr0'? Valid: amp, batch")
+    assert not pattern.search("error: unknown key 'lr_0'. Did you mean 'lr0'? Valid: amp, batch")
