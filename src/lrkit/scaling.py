@@ -164,6 +164,15 @@ def _check_batch(name: str, value: Any) -> int:
     return v
 
 
+def _brief(n: int) -> str:
+    """An integer for a message: as it is up to 15 digits, else in e-notation (``1e+300``, not 301 digits)."""
+    digits = str(n)
+    if len(digits) <= 15:
+        return digits
+    mantissa = f"{digits[0]}.{digits[1:4]}".rstrip("0").rstrip(".")
+    return f"{mantissa}e+{len(digits) - 1}"
+
+
 def scale_lr(
     lr: float, from_batch: int, to_batch: int, rule: str | None = None, *, optimizer: Any = None
 ) -> float:
@@ -220,7 +229,7 @@ def scale_lr(
         out = math.inf
     if not math.isfinite(out) or out == 0.0:
         raise ValueError(
-            f"scale_lr(lr={lr:g}, from_batch={b0}, to_batch={b1}, rule={rule!r}) "
+            f"scale_lr(lr={lr:g}, from_batch={_brief(b0)}, to_batch={_brief(b1)}, rule={rule!r}) "
             f"{'overflows' if out else 'underflows'} a float: check the batch sizes"
         )
     return out

@@ -51,3 +51,11 @@ def test_an_optimizer_class_is_named_as_not_a_name():
 
     with pytest.raises(ValueError, match=r"optimizer=<class 'torch.optim.sgd.SGD'> must be a name, one of: auto, SGD"):
         lrkit.train(torch.nn.Linear(4, 3), data="iris", optimizer=torch.optim.SGD, epochs=1)
+
+
+def test_scale_lr_overflow_names_huge_batches_briefly():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"to_batch=1e\+300, rule='linear'\) overflows a float") as info:
+        lrkit.scale_lr(1e300, 1, 1e300)
+    assert len(str(info.value)) < 200  # not the 301 digits of int(1e300)
