@@ -26,6 +26,7 @@ import inspect
 import io
 import math
 import re
+import sys
 import tokenize
 from collections import OrderedDict
 from collections.abc import Callable
@@ -826,7 +827,11 @@ def test_quoted_error_messages_are_what_the_code_says(quote: str, produce: Calla
     assert _flat(quote) in _flat(README.read_text(encoding="utf-8")), f"the README no longer quotes {quote!r}"
     monkeypatch.chdir(tmp_path)
     _factory_module(tmp_path, monkeypatch)
-    said = produce(tmp_path)
+    try:
+        said = produce(tmp_path)
+    finally:  # modules imported from tmp_path must not shadow other tests' modules of the same name
+        for name in ("mymodels", "pkg", "pkg.mod"):
+            sys.modules.pop(name, None)
     assert _quote_pattern(quote).search(_flat(said)), f"README quotes {quote!r}; the code says {said!r}"
     assert not (tmp_path / "runs").exists()  # refused before a run directory was made
 

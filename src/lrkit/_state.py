@@ -100,6 +100,13 @@ class Snapshot:
     grad_tensors: list[torch.Tensor | None] = field(default_factory=list)
     #: The same for ``extra_params``, in their order.
     extra_grad_tensors: list[torch.Tensor | None] = field(default_factory=list)
+    #: The optimizer's parameters at capture (by reference, in param-group order: ``opt_state``'s keys index this
+    #: list). When the groups hold other parameters at ``restore()`` (a list replaced or reordered in between), each
+    #: state goes back to *its own* parameter, matched by identity, never to whichever one now sits at its position;
+    #: a parameter the optimizer did not hold at capture gets none (as it had none then, and as a restore by position
+    #: leaves a group added since), nor does one no longer in the groups (``state_dict()`` could not name it).
+    #: Empty (a snapshot built field by field): by position.
+    opt_param_refs: list[torch.Tensor] = field(default_factory=list)
 
     @classmethod
     def capture(
@@ -137,6 +144,7 @@ class Snapshot:
         if optimizer is not None:
             snapshot.extra_params, snapshot.opt_other_state, snapshot.opt_attrs = extra, other_state, attrs
             snapshot.extra_grad_tensors = extra_grads
+            snapshot.opt_param_refs = _opt_params(optimizer)
         return snapshot
 
     @torch.no_grad()
@@ -153,9 +161,17 @@ class Snapshot:
             m.training = mode
         if self.optimizer is not None:
             params = _opt_params(self.optimizer)
+            refs = self.opt_param_refs
             self.optimizer.state.clear()
-            for i, s in self.opt_state.items():
-                self.optimizer.state[params[i]] = _clone_tree(s)
+            if refs and (len(refs) != len(params) or any(p is not q for p, q in zip(params, refs))):
+                # the groups changed since the capture: each state back to its own parameter, by identity
+                current = {id(p) for p in params}
+                for i, s in self.opt_state.items():
+                    if id(refs[i]) in current:
+                        self.optimizer.state[refs[i]] = _clone_tree(s)
+            else:
+                for i, s in self.opt_state.items():
+                    self.optimizer.state[params[i]] = _clone_tree(s)
             for k, s in self.opt_other_state.items():
                 self.optimizer.state[k] = _clone_tree(s)
             for group, saved in zip(self.optimizer.param_groups, self.opt_groups):

@@ -119,10 +119,25 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
 
 
 def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for integer targets, mean squared error otherwise."""
+    """Cross-entropy for integer targets, mean squared error otherwise.
+
+    A float target must have the output's shape (or its number of elements: ``(N, 1)`` against ``(N,)``); one that
+    would only *broadcast* against it — class indices stored as floats, ``(N,)`` against logits ``(N, C)`` — is an
+    error rather than a meaningless MSE.
+    """
     if not target.is_floating_point():
         return torch.nn.functional.cross_entropy(output, target)
-    if output.shape != target.shape and output.numel() == target.numel():
+    if output.shape != target.shape:
+        if output.numel() != target.numel():
+            hint = (
+                " Class indices stored as floats? Cast them with y.long() for cross-entropy."
+                if output.dim() == target.dim() + 1 and output.shape[0] == target.shape[0] else ""
+            )
+            raise ValueError(
+                f"the float target of shape {tuple(target.shape)} does not match the model's output of shape "
+                f"{tuple(output.shape)}, and the default loss (mean squared error for float targets) would only "
+                f"broadcast them.{hint}"
+            )
         output = output.reshape(target.shape)
     return torch.nn.functional.mse_loss(output, target)
 
@@ -223,16 +238,24 @@ def autocast_context(amp: bool | str, device: torch.device) -> tuple[Any, bool]:
 
 
 def batch_size(batch: Any) -> int:
-    """The number of samples in a batch: the leading dimension of its first tensor (1 if it has none).
+    """The number of samples in a batch: the leading dimension of its first tensor, depth first, passing over
+    non-tensor values and 0-dim tensors (1 if it has none).
 
-    >>> batch_size((torch.zeros(5, 3), torch.zeros(5))), batch_size({"x": torch.zeros(2, 4)})
+    >>> batch_size((torch.zeros(5, 3), torch.zeros(5))), batch_size({"id": 7, "x": torch.zeros(2, 4)})
     (5, 2)
     """
+    first = _first_sized_tensor(batch)
+    return 1 if first is None else int(first.shape[0])
+
+
+def _first_sized_tensor(batch: Any) -> torch.Tensor | None:
+    """The first tensor with a leading dimension in a (nested) batch, depth first; ``None`` if there is none (a
+    dict's non-tensor values, such as ids or names, and 0-dim tensors are passed over)."""
     if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, Mapping):
-        for v in batch.values():
-            return batch_size(v)
-    if isinstance(batch, (list, tuple)) and batch:
-        return batch_size(batch[0])
-    return 1
+        return batch if batch.dim() else None
+    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    for v in values:
+        found = _first_sized_tensor(v)
+        if found is not None:
+            return found
+    return None

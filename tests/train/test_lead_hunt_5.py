@@ -59,3 +59,22 @@ def test_scale_lr_overflow_names_huge_batches_briefly():
     with pytest.raises(ValueError, match=r"to_batch=1e\+300, rule='linear'\) overflows a float") as info:
         lrkit.scale_lr(1e300, 1, 1e300)
     assert len(str(info.value)) < 200  # not the 301 digits of int(1e300)
+
+
+def test_an_empty_validation_batch_does_not_make_the_validation_loss_nan(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g)
+    y = (x[:, 0] > 0).long()
+    class Batches(torch.utils.data.IterableDataset):  # yields an empty batch between two real ones
+        def __iter__(self):
+            return iter([(x[:32], y[:32]), (x[:0], y[:0]), (x[32:], y[32:])])
+
+        def __len__(self) -> int:
+            return 3
+
+    val = torch.utils.data.DataLoader(Batches(), batch_size=None)
+    results = lrkit.train(torch.nn.Linear(3, 2), data=(TensorDataset(x, y), val), epochs=1, lr0=0.01, monitor=False,
+                          project=str(tmp_path), name="empty", verbose=False, plots=False)
+    assert math.isfinite(results.history[0]["val_loss"])
+    full = torch.nn.functional.cross_entropy(results.model(x), y).item()
+    assert abs(results.history[0]["val_loss"] - full) < 1e-5  # the mean over the 64 real samples

@@ -132,16 +132,18 @@ class FinderResult:
                                       stopped=self.stop_reason != "completed")
 
     def _judgeable(self) -> bool:
-        """Whether the curve has enough finite points (3) for the rules to read an LR off it."""
-        return len(self._curve()[1]) >= _MIN_POINTS
+        """Whether the curve has finite losses at enough different LRs (3) for the rules to read an LR off it."""
+        return len(np.unique(self._curve()[0])) >= _MIN_POINTS
 
     def _check_judgeable(self) -> None:
         if not self._judgeable():
             last = f" at lr={self.lrs[-1]:.3g}" if self.lrs else ""
+            lrs = self._curve()[0]
+            at = f" at {len(np.unique(lrs))} different LRs" if len(np.unique(lrs)) < len(lrs) else ""
             raise ValueError(
                 f"cannot suggest an LR: the range test stopped ({self.stop_reason}{last}) after {self.num_steps_run} "
-                f"steps with {len(self._curve()[1])} finite losses, and a rule needs {_MIN_POINTS}; lower start_lr "
-                f"(now {self.start_lr:g}) so the test sees the loss fall before it diverges"
+                f"steps with {len(lrs)} finite losses{at}, and a rule needs {_MIN_POINTS} different LRs; lower "
+                f"start_lr (now {self.start_lr:g}) so the test sees the loss fall before it diverges"
             )
 
     @property

@@ -72,12 +72,22 @@ def smooth_curve(losses: np.ndarray, window: int | None = None) -> np.ndarray:
 
 
 def _trim(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's finite points, with a run of repeated LRs merged into one point at its mean loss (several
+    measurements at one LR are one point of the curve: slopes over a zero LR step would be infinite or NaN)."""
     lrs = np.asarray(lrs, dtype=float)
     losses = np.asarray(losses, dtype=float)
     keep = np.isfinite(losses)
-    if keep.sum() < 3:
-        raise ValueError(f"need at least 3 finite loss values to suggest an LR, got {int(keep.sum())}")
-    return lrs[keep], losses[keep]
+    lrs, losses = lrs[keep], losses[keep]
+    if len(lrs) > 1 and np.any(lrs[1:] == lrs[:-1]):
+        starts = np.flatnonzero(np.r_[True, lrs[1:] != lrs[:-1]])
+        losses = np.add.reduceat(losses, starts) / np.diff(np.r_[starts, len(lrs)])
+        lrs = lrs[starts]
+    if len(lrs) < 3:
+        at = f" at {len(lrs)} different LRs" if len(lrs) < keep.sum() else ""
+        raise ValueError(
+            f"need at least 3 finite loss values (at 3 different LRs) to suggest an LR, got {int(keep.sum())}{at}"
+        )
+    return lrs, losses
 
 
 def _gradient(lrs: np.ndarray, smoothed: np.ndarray) -> np.ndarray:

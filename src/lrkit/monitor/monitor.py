@@ -1199,7 +1199,8 @@ class Monitor:
         finally:
             _set_grad_enabled(prev)
         snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), buffers, modes, opt_state, groups,
-                            sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs)  # fmt: skip
+                            sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs,
+                            opt_param_refs=opt_params)  # fmt: skip
         return snapshot, params, live_buffers
 
     def _trend_ok(self) -> bool:

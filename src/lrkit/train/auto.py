@@ -185,7 +185,11 @@ def _check_total_steps(value: Any) -> int:
 
 
 def _check_num_candidates(value: Any) -> int:
-    return _check_int("num_candidates", value, 2)
+    return _check_int(
+        "num_candidates", value, 2,
+        "an integer >= 2 (the confirmation compares the suggestion with at least one other candidate; with a budget "
+        "too small for two trials the suggestion is used as is)",
+    )
 
 
 @torch.no_grad()
@@ -197,12 +201,15 @@ def _val_loss(
     for batch in loader:
         batch = move_to(batch, device)
         n = batch_size(batch)
+        if n == 0:  # an empty batch holds no samples: its loss is NaN (a mean over nothing), and NaN x 0 is NaN
+            continue
         with amp if amp is not None else _NO_AMP:
             loss = batch_loss(model, batch, loss_fn, step_fn)
         total += float(loss) * n
         count += n
     if count == 0:
-        raise ValueError("val_loader yielded no batches: lr0='auto' scores its candidates on the validation loss")
+        raise ValueError("val_loader yielded no batches (or only empty ones): lr0='auto' scores its candidates on "
+                         "the validation loss")
     value = total / count
     return value if math.isfinite(value) else math.inf
 
@@ -525,12 +532,18 @@ def choose_lr0(
             "the candidates are compared on different batches; pass a re-iterable loader (a DataLoader or a list) "
             "for a like-for-like comparison")
     generators = _loader_generators(train_loader)  # the loader's and its sampler's: iterating advances them
-    gen_states = [(g, g.get_state()) for g in generators]
+    # a shuffling val_loader's generators advance on every scoring pass: put them back too (not reseeded per trial:
+    # a validation loss does not depend on the order of its batches)
+    val_generators = _loader_generators(val_loader) if val_loader is not None else []
+    gen_states = [(g, g.get_state()) for g in dict.fromkeys([*generators, *val_generators])]
     # a scheduler wraps optimizer.step in an instance attribute (torch's step-order check): put back what was there
     had_step = "step" in vars(optimizer)
     own_step = vars(optimizer).get("step")
     snapshot = Snapshot.capture(model, optimizer, rng=True)
     trials: list[Trial] = []
+    plan_line = _range_test_plan(finder_kwargs, total_steps, train_loader)
+    if plan_line is not None:
+        say(plan_line)
     try:
         finder = find_lr(model, optimizer, train_loader, loss_fn=loss_fn, step_fn=step_fn, **finder_kwargs)
         s = _suggestion(finder)
@@ -617,6 +630,25 @@ def choose_lr0(
         trial_steps=plan.trial_steps,
         log_lines=lines,
     )
+
+
+def _range_test_plan(finder_kwargs: dict[str, Any], total_steps: int, train_loader: Any) -> str | None:
+    """The log line said before the range test: its length (a quarter of a huge run can take long), its LR range, and
+    how many passes over ``train_loader`` that is when the loader has a length. ``None`` when a setting is not a
+    number (``find_lr`` names it right after)."""
+    steps, acc = finder_kwargs["num_steps"], finder_kwargs.get("accumulation_steps", 1)
+    start, end = finder_kwargs["start_lr"], finder_kwargs["end_lr"]
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in (steps, acc)) or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (start, end)
+    ):
+        return None
+    try:
+        n = len(train_loader)
+    except TypeError:  # no len(): an iterable dataset, a generator
+        n = 0
+    passes = f", {steps * acc / n:.3g} passes over train_loader ({n} batches)" if n > 0 else ""
+    return (f"lr0=auto: range test of {steps} steps ({steps / total_steps:.3g} of the {total_steps}-step run"
+            f"{passes}), {start:g}..{end:g}")
 
 
 def _check_finder_kwargs(finder_kwargs: Any, find_lr: Callable[..., Any]) -> dict[str, Any]:

@@ -1047,6 +1047,9 @@ class _Trainer:
         loss_sum, n_sum = 0.0, 0
         m_sum, m_n = 0.0, 0
         for batch in self.val_loader:
+            n = batch_size(batch)
+            if n == 0:  # an empty batch: its mean loss is NaN, and NaN x 0 samples would poison the sum
+                continue
             batch = move_to(batch, self.device)
             with self.autocast:
                 if self.step_fn is not None:
@@ -1055,7 +1058,6 @@ class _Trainer:
                     x, y = split_batch(batch)
                     out = model(x)
                     loss = self.loss_fn(out, y)
-            n = batch_size(batch)
             loss_sum += float(loss) * n
             n_sum += n
             if self.spec.metric_sums is not None and out is not None:
