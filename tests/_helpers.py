@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "assert_same", "write_task"]
@@ -53,6 +54,8 @@ def assert_same(a: Any, b: Any, path: str = "") -> None:
     if isinstance(a, torch.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape and a.requires_grad == b.requires_grad, path
         assert torch.equal(a, b), path
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b), path
     elif isinstance(a, dict):
         assert list(a) == list(b), path
         for k in a:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from _helpers import assert_same
 from lrkit.train.auto import AutoLR, _val_loss, choose_lr0, plan_budget
 
 
@@ -60,23 +61,6 @@ def _everything(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
         "attrs": sorted(vars(opt)),
         "rng": (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()),
     }
-
-
-def _assert_same(a: Any, b: Any, path: str = "") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
-    elif isinstance(a, np.ndarray):
-        assert np.array_equal(a, b), path
-    elif isinstance(a, dict):
-        assert list(a) == list(b), path
-        for k in a:
-            _assert_same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (u, v) in enumerate(zip(a, b)):
-            _assert_same(u, v, f"{path}[{i}]")
-    else:
-        assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
 
 
 def _trained_a_little(model: nn.Module, opt: torch.optim.Optimizer, train: list[Any]) -> None:
@@ -192,7 +176,7 @@ def test_torch_schedulers_run_the_trials_and_everything_comes_back(
     auto = _call(model, opt, train, val, make_scheduler=make_scheduler)
     assert len(auto.trials) >= 2 and all(math.isfinite(t.val_loss) for t in auto.trials)
     assert "step" not in vars(opt)
-    _assert_same(_everything(model, opt), before)
+    assert_same(_everything(model, opt), before)
 
 
 def test_dict_and_namedtuple_batches_choose_as_tuples_do() -> None:
@@ -231,7 +215,7 @@ def test_a_keyboard_interrupt_mid_trial_restores_everything() -> None:
     with pytest.raises(KeyboardInterrupt):
         _call(model, opt, train, val, step_fn=step_fn, make_scheduler=make_scheduler)
     assert len(schedulers) == 2 and "step" not in vars(opt)
-    _assert_same(_everything(model, opt), before)
+    assert_same(_everything(model, opt), before)
 
 
 def test_the_record_is_strict_json_when_a_trial_diverged() -> None:
