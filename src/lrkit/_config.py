@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrkit._utils import describe_yaml_error, did_you_mean, optional_import, unknown_name_error, yaml_load
+from lrkit._utils import (
+    canonical_name,
+    describe_yaml_error,
+    did_you_mean,
+    optional_import,
+    unknown_name_error,
+    yaml_load,
+)
 
 __all__ = ["OPTIMIZERS", "TASKS", "TrainConfig", "parse_value"]
 
@@ -169,15 +176,11 @@ def _optional(check: Check) -> Check:
 
 def _choice(choices: Iterable[str]) -> Check:
     choices = tuple(choices)
-    by_lower = {c.lower(): c for c in choices}
 
     def check(key: str, v: Any) -> str:
-        if isinstance(v, str) and v.lower() in by_lower:
-            return by_lower[v.lower()]
         if not isinstance(v, str):  # optimizer=torch.optim.SGD (a class) or an instance: a name is what is taken
             raise ValueError(f"{key}={v!r:.80} must be a name, one of: {', '.join(choices)}")
-        # matched case-insensitively, so suggested case-insensitively too ('adamw2' -> 'AdamW', not 'Adam')
-        raise unknown_name_error(f"{key}", str(v), choices, ignore_case=True)
+        return canonical_name(key, v, choices)
 
     return check
 

@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "atomic_write",
     "atomic_write_text",
+    "canonical_name",
     "check_int",
     "check_positive",
     "describe_yaml_error",
@@ -122,6 +123,20 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str], *, ignore_c
     choices = sorted(choices)
     hint = did_you_mean(name, choices, ignore_case=ignore_case)
     return ValueError(f"unknown {kind} {name!r}.{hint} Valid: {', '.join(choices)}")
+
+
+def canonical_name(kind: str, name: Any, choices: Iterable[str]) -> str:
+    """``name`` spelt as in ``choices``, matched in any case; else :func:`unknown_name_error` (case-insensitive).
+
+    >>> canonical_name("optimizer", "adamw", ["SGD", "AdamW"])
+    'AdamW'
+    """
+    choices = tuple(choices)
+    by_lower = {c.lower(): c for c in choices}
+    if isinstance(name, str) and name.lower() in by_lower:
+        return by_lower[name.lower()]
+    # matched case-insensitively, so suggested case-insensitively too ('adamw2' -> 'AdamW', not 'Adam')
+    raise unknown_name_error(kind, str(name), choices, ignore_case=True)
 
 
 def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:

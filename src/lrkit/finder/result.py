@@ -139,7 +139,8 @@ class FinderResult:
         if not self._judgeable():
             last = f" at lr={self.lrs[-1]:.3g}" if self.lrs else ""
             lrs = self._curve()[0]
-            at = f" at {len(np.unique(lrs))} different LRs" if len(np.unique(lrs)) < len(lrs) else ""
+            distinct = len(np.unique(lrs))
+            at = f" at {distinct} different LRs" if distinct < len(lrs) else ""
             raise ValueError(
                 f"cannot suggest an LR: the range test stopped ({self.stop_reason}{last}) after {self.num_steps_run} "
                 f"steps with {len(lrs)} finite losses{at}, and a rule needs {_MIN_POINTS} different LRs; lower "

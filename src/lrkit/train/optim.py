@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from lrkit._utils import unknown_name_error
+from lrkit._utils import canonical_name
 
 __all__ = ["AUTO_SGD_MIN_STEPS", "OPTIMIZERS", "OptimInfo", "build_optimizer", "choose_optimizer"]
 
@@ -62,14 +62,6 @@ OPTIMIZERS: dict[str, OptimInfo] = {
 }
 
 
-def _canonical(name: str, choices: list[str]) -> str:
-    """``name`` spelt as in ``choices``, matched in any case (``"sgd"`` -> ``"SGD"``); else a did-you-mean error."""
-    by_lower = {c.lower(): c for c in choices}
-    if isinstance(name, str) and name.lower() in by_lower:
-        return by_lower[name.lower()]
-    raise unknown_name_error("optimizer", str(name), choices, ignore_case=True)
-
-
 def choose_optimizer(name: str, *, total_steps: int, task: str | None) -> tuple[str, str]:
     """``(optimizer name, why)``: ``name`` itself (in its registry spelling, matched in any case) unless it is
     ``"auto"`` (see the module docstring).
@@ -77,7 +69,7 @@ def choose_optimizer(name: str, *, total_steps: int, task: str | None) -> tuple[
     >>> choose_optimizer("adamw", total_steps=100, task=None)
     ('AdamW', 'as requested')
     """
-    name = _canonical(name, ["auto", *OPTIMIZERS])
+    name = canonical_name("optimizer", name, ["auto", *OPTIMIZERS])
     if name != "auto":
         return name, "as requested"
     if task == "lm":
@@ -97,4 +89,4 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momen
     >>> build_optimizer("adam", [{"params": [p]}], lr=0.1, momentum=0.9).param_groups[0]["betas"]
     (0.9, 0.999)
     """
-    return OPTIMIZERS[_canonical(name, list(OPTIMIZERS))].make(groups, lr, momentum)
+    return OPTIMIZERS[canonical_name("optimizer", name, OPTIMIZERS)].make(groups, lr, momentum)
