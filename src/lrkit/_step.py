@@ -26,8 +26,10 @@ __all__ = [
     "autocast_context",
     "batch_loss",
     "batch_size",
+    "class_targets",
     "cycle_batches",
     "default_loss",
+    "long_targets",
     "move_to",
     "rebuild_like",
     "split_batch",
@@ -99,8 +101,17 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
     if (type(batch) is list or type(batch) is tuple) and len(batch) == 2:  # the common case, without ABC checks
         return batch[0], batch[1]
     if isinstance(batch, Mapping):
-        x = next((batch[k] for k in _INPUT_KEYS if k in batch), None)
-        y = next((batch[k] for k in _TARGET_KEYS if k in batch), None)
+        xs = [k for k in _INPUT_KEYS if k in batch]
+        ys = [k for k in _TARGET_KEYS if k in batch]
+        for keys, what in ((xs, "input"), (ys, "target")):
+            if len(keys) > 1:
+                raise ValueError(
+                    f"a dict batch with keys {sorted(map(str, batch))} has {len(keys)} {what} keys {keys}: the "
+                    f"default loss cannot tell which is the {what}; keep one of them, or pass "
+                    "step_fn=lambda model, batch: loss"
+                )
+        x = batch[xs[0]] if xs else None
+        y = batch[ys[0]] if ys else None
         if x is None or y is None:
             raise ValueError(
                 f"cannot split a dict batch with keys {sorted(batch)} into input and target: the default loss needs "
@@ -118,15 +129,40 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
     )
 
 
+def long_targets(target: torch.Tensor) -> torch.Tensor:
+    """Integer or boolean class indices as ``int64``, the dtype ``F.cross_entropy`` takes (it refuses int32, int16
+    and bool, which numpy arrays on Windows and ``torch.randint(..., dtype=torch.int32)`` produce)."""
+    if target.is_floating_point() or target.is_complex() or target.dtype in (torch.int64, torch.uint8):
+        return target
+    return target.long()
+
+
+def class_targets(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Integer class targets of shape ``(B, 1)`` (a column of labels) as ``(B,)``, to match logits ``(B, C)``; any
+    integer or boolean dtype as ``int64`` (``F.cross_entropy`` refuses int32/int16/bool targets).
+
+    >>> class_targets(torch.zeros(4, 3), torch.tensor([[0], [2], [1], [0]], dtype=torch.int32)).tolist()
+    [0, 2, 1, 0]
+    """
+    target = long_targets(target)
+    if (not target.is_floating_point() and target.ndim == output.ndim and target.ndim >= 2
+            and target.shape[-1] == 1 and output.shape[-1] != 1):
+        return target.squeeze(-1)
+    return target
+
+
 def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for integer targets, mean squared error otherwise.
+    """Cross-entropy for integer (or boolean) class targets, mean squared error otherwise.
+
+    Class targets may have any integer dtype and may be a column ``(N, 1)`` against logits ``(N, C)``
+    (:func:`class_targets`); they are read as ``(N,)`` int64 indices.
 
     A float target must have the output's shape (or its number of elements: ``(N, 1)`` against ``(N,)``); one that
     would only *broadcast* against it — class indices stored as floats, ``(N,)`` against logits ``(N, C)`` — is an
     error rather than a meaningless MSE.
     """
     if not target.is_floating_point():
-        return torch.nn.functional.cross_entropy(output, target)
+        return torch.nn.functional.cross_entropy(output, class_targets(output, target))
     if output.shape != target.shape:
         if output.numel() != target.numel():
             hint = (

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lrkit._step import class_targets, long_targets
+
 __all__ = ["TaskSpec", "class_targets", "task_spec"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,35 +42,13 @@ def regression_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(_match(output, target).float(), target.float())
 
 
-def _long(target: torch.Tensor) -> torch.Tensor:
-    """Integer or boolean class indices as ``int64``, the dtype ``F.cross_entropy`` takes (it refuses int32, int16
-    and bool, which numpy arrays on Windows and ``torch.randint(..., dtype=torch.int32)`` produce)."""
-    if target.is_floating_point() or target.is_complex() or target.dtype in (torch.int64, torch.uint8):
-        return target
-    return target.long()
-
-
 def lm_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy: ``output`` ``(B, T, V)`` logits, ``target`` ``(B, T)`` token ids (any integer dtype).
 
     >>> round(float(lm_loss(torch.zeros(1, 2, 4), torch.tensor([[1, 3]], dtype=torch.int32))), 4)  # log(4)
     1.3863
     """
-    return F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), _long(target).reshape(-1))
-
-
-def class_targets(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Integer class targets of shape ``(B, 1)`` (a column of labels) as ``(B,)``, to match logits ``(B, C)``; any
-    integer or boolean dtype as ``int64`` (``F.cross_entropy`` refuses int32/int16/bool targets).
-
-    >>> class_targets(torch.zeros(4, 3), torch.tensor([[0], [2], [1], [0]], dtype=torch.int32)).tolist()
-    [0, 2, 1, 0]
-    """
-    target = _long(target)
-    if (not target.is_floating_point() and target.ndim == output.ndim and target.ndim >= 2
-            and target.shape[-1] == 1 and output.shape[-1] != 1):
-        return target.squeeze(-1)
-    return target
+    return F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), long_targets(target).reshape(-1))
 
 
 def classification_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -109,7 +89,8 @@ def _sq_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
 
 
 def _ce_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
-    ce = F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), _long(target).reshape(-1), reduction="sum")
+    logits = output.reshape(-1, output.shape[-1]).float()
+    ce = F.cross_entropy(logits, long_targets(target).reshape(-1), reduction="sum")
     return float(ce), int(target.numel())
 
 
