@@ -32,6 +32,7 @@ import math
 import numbers
 import sys
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,6 +122,52 @@ def _copy_state(obj: Any) -> Any:
 
 def _same_objects(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+_MISSING = object()
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two param-group values are equal (tensors by value, tuples/lists element-wise, ``nan == nan``)."""
+    if a is b:
+        return True
+    if isinstance(a, _Tensor) or isinstance(b, _Tensor):
+        return (isinstance(a, _Tensor) and isinstance(b, _Tensor) and a.shape == b.shape and a.dtype == b.dtype
+                and a.device == b.device and bool(torch.equal(a, b)))
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same_value, a, b))
+    try:
+        if bool(a == b):
+            return True
+    except Exception:  # a value whose == is not a truth value
+        return False
+    return isinstance(a, float) and isinstance(b, float) and a != a and b != b
+
+
+def _group_values(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Every param group's hyperparameters (all keys but ``params``), copied."""
+    return [{k: _copy_state(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+
+
+def _opt_mode(optimizer: torch.optim.Optimizer) -> bool | None:
+    """The train/eval mode of an optimizer that has one (schedule-free: ``optimizer.train()``/``eval()`` move the
+    parameters between the two points it keeps, and every group records its ``train_mode``); ``None`` for an
+    optimizer without modes, or whose groups disagree."""
+    if not (callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))):
+        return None
+    modes = {g.get("train_mode") for g in optimizer.param_groups}
+    if len(modes) == 1:
+        mode = modes.pop()
+        return mode if isinstance(mode, bool) else None
+    return None
+
+
+def _set_opt_mode(optimizer: torch.optim.Optimizer, mode: bool | None) -> None:
+    """Put an optimizer with modes (see :func:`_opt_mode`) back into ``mode`` through its own ``train()``/``eval()``,
+    which convert the restored parameters with the restored optimizer state."""
+    if mode is None or _opt_mode(optimizer) is mode:
+        return
+    optimizer.train() if mode else optimizer.eval()  # type: ignore[attr-defined]
 
 
 #: A snapshot refresh writes a tensor of at least this many elements into the copy it replaces (no second copy in
@@ -628,6 +675,10 @@ class Monitor:
         self._step = -1
         self._pending: str | None = None
         self._pre: Snapshot | None = None
+        #: While a neutralised step is pending: the step post-hook's handle, and the groups it recorded right after
+        #: the loop's optimizer.step() (see _undo_step).
+        self._step_hook: Any = None
+        self._stepped_groups: list[dict[str, Any]] | None = None
         self._sample: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
         self._healthy: _Healthy | None = None
         self._best_val: _Healthy | None = None  # model + optimizer at the best validation loss (no scheduler)
@@ -690,7 +741,8 @@ class Monitor:
             raise RuntimeError(
                 "Monitor.after_backward() was called twice without after_step() in between: call "
                 "monitor.after_step() after every optimizer.step() (also when after_backward returned False), and "
-                "call after_backward() once per optimizer step (after the last micro-batch when accumulating)"
+                "call after_backward() once per optimizer step (after the last micro-batch when accumulating; with "
+                "LBFGS once per optimizer.step(closure), outside the closure, which LBFGS calls several times)"
             )
         step = self._step + 1
         if self._dense_until <= step < self._next_grad:  # the fast path (_dense_until is huge when it is off)
@@ -742,6 +794,7 @@ class Monitor:
             else:
                 self._undo_step()
         self._pre = None
+        self._unwatch_step()
         self._refresh_screen()
         self._refresh_idle()  # a rollback / restore may have reloaded the record's update ratios
         self._schedule_after_step()
@@ -930,6 +983,7 @@ class Monitor:
         self._deferred = None
         self._pending = None
         self._pre = None
+        self._unwatch_step()
         self._sample = None
         self._buffer.clear()
         self._refresh_idle()
@@ -1233,7 +1287,7 @@ class Monitor:
     def _restore_healthy(self, healthy: _Healthy) -> None:
         """Back to ``healthy``: model, optimizer, scheduler, GradScaler and the record's training signals (the
         evaluations made since stay); train/eval modes stay as the loop set them."""
-        self._restore_keeping_modes(self._aligned(healthy))
+        self._restore_keeping_modes(self._fit_groups(self._aligned(healthy)))
         self.record.load_state_dict(healthy.record, keep_step=True, keep_val=True)
         if healthy.scaler is not None and self.grad_scaler is not None:
             self.grad_scaler.load_state_dict(_clone_tree(healthy.scaler))
@@ -1306,6 +1360,8 @@ class Monitor:
         if worst == "skip" or (worst in ("rollback", "stop") and self._healthy is None):
             self._pre = self._capture(scheduler=False)[0]
         self._stop_restore = worst == "stop" and self.restore_on_stop
+        if self._pre is not None:
+            self._watch_step()
         self._neutralise()
         self._pending = worst
         return False
@@ -1362,30 +1418,74 @@ class Monitor:
             raise exc
 
     def _undo_step(self) -> None:
-        """Restore parameters and optimizer state from the pre-step copy, keeping the current group hyperparameters.
+        """Restore parameters and optimizer state from the pre-step copy, keeping the current group hyperparameters
+        that the scheduler set.
 
         The scheduler may have stepped since the copy was taken; its new LR stays (a skipped step still counts
-        on the schedule's clock, as with ``torch.amp.GradScaler``).
+        on the schedule's clock, as with ``torch.amp.GradScaler``). What the optimizer's own (neutralised) step
+        wrote into its groups — schedule-free's ``k``/``weight_sum``/``lr_max``, any optimizer's step counter kept
+        there — is undone, as it would not have happened had the loop skipped ``optimizer.step()``.
         """
         pre = self._pre
         if pre is None:  # pragma: no cover - internal invariant
             return
-        self._restore_keeping_groups(pre)
+        self._restore_keeping_groups(pre, stepped=self._stepped_groups)
 
-    def _restore_keeping_groups(self, pre: Snapshot) -> None:
-        """``pre.restore()``, then the param groups' current hyperparameters (the schedule's) written back."""
+    def _watch_step(self) -> None:
+        """Until :meth:`after_step`, record the param groups right after the loop's ``optimizer.step()`` (a one-shot
+        step post-hook), so that :meth:`_undo_step` can tell the optimizer's own writes from the scheduler's."""
+        self._unwatch_step()
+        register = getattr(self.optimizer, "register_step_post_hook", None)
+        if not callable(register):
+            return
+        ref = weakref.ref(self)
+
+        def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
+            monitor = ref()
+            if monitor is not None and monitor._stepped_groups is None:
+                monitor._stepped_groups = _group_values(optimizer)
+
+        try:
+            self._step_hook = register(hook)
+        except (AttributeError, TypeError, RuntimeError):  # an optimizer without torch's hook tables
+            self._step_hook = None
+
+    def _unwatch_step(self) -> None:
+        if self._step_hook is not None:
+            self._step_hook.remove()
+        self._step_hook = None
+        self._stepped_groups = None
+
+    def _restore_keeping_groups(self, pre: Snapshot, stepped: list[dict[str, Any]] | None = None) -> None:
+        """``pre.restore()``, then the param groups' current hyperparameters (the schedule's) written back.
+
+        With ``stepped`` (the groups right after an ``optimizer.step()`` taken since ``pre``), a value that step
+        changed and nothing changed since is the optimizer's own bookkeeping: it keeps ``pre``'s value (or stays
+        removed, when the step added the key). An optimizer's train/eval mode stays the current one (see
+        :func:`_opt_mode`).
+        """
+        mode = _opt_mode(self.optimizer)
         # by value: restore() writes a tensor hyperparameter (a tensor lr) back in place, into the very object
         # the group holds now
-        groups = [{k: _copy_state(v) for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        groups = _group_values(self.optimizer)
         pre.restore()
-        for g, saved in zip(self.optimizer.param_groups, groups):
+        for i, (g, saved) in enumerate(zip(self.optimizer.param_groups, groups)):
+            before = pre.opt_groups[i] if i < len(pre.opt_groups) else None
+            after = stepped[i] if stepped is not None and i < len(stepped) else None
             for k, v in saved.items():
+                if mode is not None and k == "train_mode":
+                    continue  # the restored parameters are in the snapshot's mode: _set_opt_mode converts them
+                if before is not None and after is not None:
+                    was, then = before.get(k, _MISSING), after.get(k, _MISSING)
+                    if then is not _MISSING and not _same_value(was, then) and _same_value(then, v):
+                        continue  # written by the optimizer's step, untouched since: the restored value stays
                 now = g.get(k)
                 if isinstance(v, _Tensor) and isinstance(now, _Tensor) and now.shape == v.shape:
                     with torch.no_grad():
                         now.copy_(v)  # the same tensor object stays in the group (a compiled step may hold it)
                 else:
                     g[k] = v
+        _set_opt_mode(self.optimizer, mode)
 
     def _aligned(self, held: _Healthy) -> Snapshot:
         """``held.snapshot``, its copies matched to the model's parameters and buffers *by identity* when the model
@@ -1405,17 +1505,42 @@ class Monitor:
                 buffers=[saved_b.get(id(b), b.detach().clone()) for b in buffers], modes=modes,
             )
 
+    def _fit_groups(self, snap: Snapshot) -> Snapshot:
+        """``snap`` with its scheduler state fitted to param groups added since it was taken
+        (``optimizer.add_param_group()``, a backbone unfrozen mid-run).
+
+        The restore leaves those groups' hyperparameters as they are (the snapshot does not know them); a scheduler
+        that follows every group (lrkit's, which adopts added groups) keeps a per-group list (``base_lrs``, ...)
+        and refuses a state with fewer entries than groups. Each such list of the saved state is completed with
+        the live scheduler's entries for the added groups: the schedule's clock goes back, the new groups keep
+        following it.
+        """
+        state, sched = snap.sched_state, self.scheduler
+        then, now = len(snap.opt_groups), len(self.optimizer.param_groups)
+        if sched is None or type(state) is not dict or then >= now:
+            return snap
+        live = sched.state_dict()
+        fitted = dict(state)
+        for key, value in state.items():
+            current = live.get(key)
+            if type(value) is list and len(value) == then and type(current) is list and len(current) == now:
+                fitted[key] = [*value, *_copy_state(current[then:])]
+        return dataclasses.replace(snap, sched_state=fitted)
+
     def _restore_keeping_modes(self, snapshot: Snapshot, *, keep_groups: bool = False) -> None:
         """``snapshot.restore()`` (:meth:`_restore_keeping_groups` with ``keep_groups``) with every module's
         train/eval mode left as the loop set it: modes are the loop's decision (a BatchNorm frozen mid-run stays
         frozen), and a snapshot taken at ``after_validation``, while the loop had the model in eval mode, must not
-        switch training into eval mode."""
+        switch training into eval mode. The same holds for an optimizer with modes (schedule-free): a snapshot taken
+        in its eval mode is converted by its own ``train()`` when the loop has it in train mode, and back."""
         modules = list(self.model.modules())
         modes = [m.training for m in modules]
         if keep_groups:
             self._restore_keeping_groups(snapshot)
         else:
+            opt_mode = _opt_mode(self.optimizer)  # an optimizer's train/eval mode is the loop's decision too
             snapshot.restore()
+            _set_opt_mode(self.optimizer, opt_mode)
         for module, mode in zip(modules, modes):
             module.training = mode
 
