@@ -1,11 +1,14 @@
 """Bug hunt 6 on the shared plumbing (``lrkit._step``): the default loss of ``find_lr`` takes class targets the way
 ``lrkit.train`` does (any integer dtype, a ``(N, 1)`` column), and a dict batch with two input (or target) keys is
-an error rather than a silent pick of the first."""
+an error rather than a silent pick of the first; a ``step_fn`` that returns ``loss.item()`` or ``(loss, logs)`` is
+told to return the loss tensor itself (it was told to "reduce it with loss.mean()")."""
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -60,3 +63,21 @@ def test_a_dict_batch_with_two_input_or_target_keys_is_an_error_naming_them(batc
 
 def test_a_dict_batch_with_one_input_and_one_target_key_splits() -> None:
     assert split_batch({"features": 1, "labels": 2, "id": 3}) == (1, 2)
+
+
+# ------------------------------------------- a step_fn that returns no tensor is told what to return
+@pytest.mark.parametrize("wrap, match", [
+    (lambda loss: loss.item(), r"got float \(.*\); return the loss tensor itself.*not loss\.item\(\)"),
+    (lambda loss: np.float32(loss.item()), r"got float32 .*return the loss tensor itself"),
+    (lambda loss: (loss, {"acc": 1.0}), r"got tuple; return the loss tensor alone .*out\[0\]"),
+    (lambda loss: {"loss": loss}, r"got dict; return the loss tensor alone .*out\['loss'\]"),
+])
+def test_a_loss_that_is_not_a_tensor_says_what_to_return(wrap: Any, match: str) -> None:
+    model = torch.nn.Linear(4, 1)
+    data = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(4)]
+
+    def step_fn(m: torch.nn.Module, b: Any) -> Any:
+        return wrap(torch.nn.functional.mse_loss(m(b[0]), b[1]))
+
+    with pytest.raises(ValueError, match=match):
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), data, step_fn=step_fn, num_steps=10)

@@ -198,11 +198,22 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
                 "float targets of the output's shape) or step_fn=lambda model, batch: loss"
             ) from e
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-        raise ValueError(
-            f"the loss must be a scalar tensor, got {shape}; reduce it (e.g. loss.mean()) in loss_fn/step_fn"
-        )
+        raise ValueError(f"the loss must be a scalar tensor, got {_bad_loss_hint(loss)}")
     return loss
+
+
+def _bad_loss_hint(loss: Any) -> str:
+    """What a loss that is not a one-element tensor is, and what to return instead."""
+    if isinstance(loss, torch.Tensor):
+        return f"{tuple(loss.shape)}; reduce it (e.g. loss.mean()) in loss_fn/step_fn"
+    kind = type(loss).__name__
+    if isinstance(loss, (int, float)) or type(loss).__module__ == "numpy":
+        return (f"{kind} ({loss!r}); return the loss tensor itself from loss_fn/step_fn, not loss.item() or "
+                "float(loss): training backpropagates through it")
+    if isinstance(loss, (tuple, list, Mapping)):
+        return (f"{kind}; return the loss tensor alone from loss_fn/step_fn (e.g. out[0] or out['loss']), not "
+                "the loss with other outputs")
+    return f"{kind}; return the loss as a one-element tensor from loss_fn/step_fn"
 
 
 def _describe(value: Any) -> str:

@@ -110,6 +110,112 @@ def _dist_mean(value: float, device: torch.device) -> float:
     return float(t.item()) / dist.get_world_size()
 
 
+def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.device) -> list[Any]:
+    """``fetch()`` on every rank; if it fails on any rank, every rank raises.
+
+    Without this, a rank whose loader is empty raises at once while the others wait in the first collective (DDP's
+    gradient all-reduce, or the loss mean) until the process group times out, 30 minutes later. One all-reduce, once.
+    """
+    dist = torch.distributed
+    rank, world = dist.get_rank(), dist.get_world_size()
+    error: Exception | None = None
+    batches: list[Any] = []
+    try:
+        batches = fetch()
+    except Exception as e:  # re-raised below, after every rank has heard of it
+        error = e
+    dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    failed = torch.zeros(world, dtype=torch.int32, device=dev)
+    failed[rank] = int(error is not None)
+    dist.all_reduce(failed)
+    bad = [r for r, f in enumerate(failed.tolist()) if f]
+    if error is not None:
+        if isinstance(error, ValueError):
+            raise ValueError(f"on rank {rank}: {error}") from error
+        raise error
+    if bad:
+        raise ValueError(
+            f"the range test stopped on every rank: rank {', '.join(map(str, bad))} could not give its first batch "
+            "(a train_loader with no batches there? see that rank's error); every rank needs a non-empty shard"
+        )
+    return batches
+
+
+def _check_groups(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
+    """Refuse param groups the range test cannot run on, naming the parameter or group; return the loss's sign.
+
+    ``-1.0`` when every group has ``maximize=True`` (the optimizer ascends what ``loss_fn``/``step_fn`` returns, so
+    the quantity it lowers is its negative), else ``1.0``.
+    """
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def name(p: torch.Tensor) -> str:
+        return repr(names[id(p)]) if id(p) in names else f"of shape {tuple(p.shape)} (not the model's)"
+
+    where: dict[int, int] = {}
+    for gi, group in enumerate(optimizer.param_groups):
+        for p in group["params"]:
+            if id(p) in where:
+                other = where[id(p)]
+                place = f"groups {other} and {gi}" if other != gi else f"group {gi} twice"
+                raise ValueError(
+                    f"parameter {name(p)} is in param {place}: the optimizer would step it more than once per step "
+                    "(torch refuses this when the groups are built, so it was added to a group's 'params' list "
+                    "since); keep each parameter in one group"
+                )
+            where[id(p)] = gi
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    # (a model frozen as a whole is named at the first backward: its loss does not require grad)
+    if params and not any(p.requires_grad for p in params) and any(p.requires_grad for p in model.parameters()):
+        shown = ", ".join(name(p) for p in params[:4]) + (", ..." if len(params) > 4 else "")
+        raise ValueError(
+            f"every parameter the optimizer holds has requires_grad=False ({shown}), so the range test could not "
+            "change the model: unfreeze them (p.requires_grad_(True)) or build the optimizer on the trainable ones"
+        )
+    flags = {gi: bool(g.get("maximize", False)) for gi, g in enumerate(optimizer.param_groups) if g["params"]}
+    if len(set(flags.values())) > 1:  # the first group of each kind, in group order
+        a, b = sorted(next(gi for gi, f in flags.items() if f is kind) for kind in (True, False))
+        raise ValueError(
+            f"param groups disagree on maximize (group {a} has maximize={flags[a]}, group {b} maximize={flags[b]}): "
+            "the range test needs one direction to judge the loss by; give every group the same maximize"
+        )
+    return -1.0 if flags and all(flags.values()) else 1.0
+
+
+def _adaptive_step_note(optimizer: torch.optim.Optimizer) -> str | None:
+    """A note for optimizers that adapt their own step size (Prodigy, D-Adaptation): their ``lr`` is a multiplier."""
+    name = type(optimizer).__name__
+    groups = optimizer.param_groups
+    if not (name.startswith(("Prodigy", "DAdapt")) or any("d" in g and "d0" in g for g in groups)):
+        return None
+    d = groups[0].get("d")
+    now = f", now {float(d):.3g}" if isinstance(d, (int, float)) else ""
+    return (
+        f"{name} adapts its own step size (its estimate d{now}): its lr is a multiplier of d, not an LR, and 1.0 is "
+        "the value it is designed for. The range test swept that multiplier while d was still adapting, so its "
+        "suggestion is not an LR to train with: keep lr=1.0 (tune d_coef if at all), or run find_lr with a "
+        "non-adaptive optimizer (SGD, AdamW) to find that optimizer's LR"
+    )
+
+
+def _schedule_free_train_mode(optimizer: torch.optim.Optimizer) -> None:
+    """Ready a schedule-free optimizer (``optimizer.train()``/``.eval()``, Defazio et al. 2024) for the test.
+
+    In eval mode its ``step`` refuses to run (the parameters hold the average x, not the point y gradients are
+    taken at), so it is put in train mode, as the model is; its ``warmup_steps`` would scale every LR by
+    ``(k + 1) / warmup_steps`` inside ``step``, so the sweep would not be the LRs recorded: warmup is switched off.
+    Called after the snapshot, which puts both back.
+    """
+    groups = optimizer.param_groups
+    in_eval = getattr(optimizer, "train_mode", None) is False or any(g.get("train_mode") is False for g in groups)
+    train = getattr(optimizer, "train", None)
+    if in_eval and callable(train):
+        train()
+    for group in groups:
+        if "train_mode" in group and group.get("warmup_steps"):
+            group["warmup_steps"] = 0
+
+
 def find_lr(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -126,6 +232,7 @@ def find_lr(
     accumulation_steps: int = 1,
     amp: bool | str = False,
     max_grad_norm: float | None = None,
+    scaler: torch.amp.GradScaler | None = None,
     device: torch.device | str | None = None,
     progress: Progress | None = None,
 ) -> FinderResult:
@@ -141,7 +248,16 @@ def find_lr(
     DDP keeps as bucket views (``gradient_as_bucket_view=True``) or that a hook or optimizer cached stay live.
 
     Under ``torch.distributed`` every rank must call ``find_lr`` with its shard of the data; the per-step loss is
-    averaged over ranks, so every rank records the same curve and returns the same suggestion.
+    averaged over ranks, so every rank records the same curve and returns the same suggestion (a rank whose loader
+    gives no batch stops every rank with an error naming it).
+
+    Optimizers: any ``torch.optim`` one (LBFGS gets a closure). With ``maximize=True`` in every group the optimizer
+    ascends what ``loss_fn``/``step_fn`` returns, so the curve records its negative, the quantity being lowered.
+    A schedule-free optimizer (``optimizer.train()``/``.eval()``) is put in train mode with its ``warmup_steps``
+    off for the test, so it sweeps the LRs recorded, and is put back afterwards. Prodigy and D-Adaptation adapt
+    their own step size and take ``lr`` as a multiplier: the test runs and restores them but warns that its
+    suggestion is not an LR for them. Called inside a ``torch.autocast`` region, it honours that region, with
+    each step seeing the weights the last step wrote.
 
     Args:
         model: any ``nn.Module`` (DDP-wrapped is fine). Batches are moved to its device (or ``device``).
@@ -159,6 +275,8 @@ def find_lr(
         accumulation_steps: micro-batches per optimizer step (gradient accumulation).
         amp: ``True`` (fp16 on CUDA with a GradScaler, bf16 elsewhere), ``"bf16"``, ``"fp16"`` or ``False``.
         max_grad_norm: clip the global gradient norm at each step, as your training loop does (optional).
+        scaler: your training's ``torch.amp.GradScaler`` (fp16), used instead of a fresh one so the test starts at
+            the loss scale your training reached; its scale and growth tracker are put back afterwards.
         device: where batches go; defaults to the model's first parameter's device.
         progress: ``progress(step, num_steps, lr, loss)`` called after each step (the CLI's progress bar).
 
@@ -211,6 +329,8 @@ def find_lr(
             "build the optimizer on this model's parameters (not a copy's, e.g. after deepcopy or .to())"
         )
 
+    sign = _check_groups(model, optimizer)
+
     schedule = _schedule(start_lr, end_lr, num_steps, mode).tolist()
     if not all(math.isfinite(lr) and lr > 0 for lr in schedule):  # end_lr / start_lr overflowed float64
         raise ValueError(
@@ -222,12 +342,27 @@ def find_lr(
         first_param.device if first_param is not None else torch.device("cpu")
     )
     autocast, use_scaler = autocast_context(amp, dev)
-    scaler = torch.amp.GradScaler(dev.type) if use_scaler else None
+    scaler_state = None
+    if scaler is not None:
+        missing = [m for m in ("scale", "step", "update", "unscale_", "state_dict", "load_state_dict")
+                   if not callable(getattr(scaler, m, None))]
+        if missing:
+            raise ValueError(
+                f"scaler={type(scaler).__name__} is not a GradScaler (it has no {', '.join(missing)}): pass a "
+                "torch.amp.GradScaler, or None for find_lr's own when amp asks for one"
+            )
+        scaler_state = scaler.state_dict()  # {} when disabled
+    elif use_scaler:
+        scaler = torch.amp.GradScaler(dev.type)
+    # Inside the caller's own autocast region, autocast caches the low-precision copy of each weight until the
+    # region ends: every step would run on the starting weights. The cache is dropped before each forward instead.
+    outer_autocast = torch.is_autocast_enabled(dev.type)
     needs_closure = _needs_closure(optimizer)
     if needs_closure and scaler is not None:
         raise ValueError(
-            f"{type(optimizer).__name__} needs a closure, which torch's GradScaler (amp={amp!r} on {dev.type}) "
-            "does not support: use amp='bf16' or amp=False"
+            f"{type(optimizer).__name__} needs a closure, which torch's GradScaler "
+            f"({'scaler=' if scaler_state is not None else f'amp={amp!r} on {dev.type}'}) does not support: use "
+            "amp='bf16' or amp=False, without a scaler"
         )
 
     scales = group_scales(optimizer)
@@ -246,6 +381,8 @@ def find_lr(
         total = 0.0
         for batch in micro:
             batch = move_to(batch, dev)
+            if outer_autocast:
+                torch.clear_autocast_cache()
             with autocast:
                 loss = batch_loss(model, batch, loss_fn, step_fn)
             # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
@@ -262,6 +399,7 @@ def find_lr(
 
     try:
         model.train()
+        _schedule_free_train_mode(optimizer)
         batches = cycle_batches(train_loader, "train_loader")
         best = math.inf
         avg = 0.0
@@ -272,8 +410,11 @@ def find_lr(
                 else:
                     group["lr"] = lr * scale
             optimizer.zero_grad(set_to_none=True)
-            micro = [next(batches) for _ in range(accumulation_steps)]
-            value = forward_backward(micro)
+            if distributed and i == 0:
+                micro = _first_batches_on_every_rank(lambda: [next(batches) for _ in range(accumulation_steps)], dev)
+            else:
+                micro = [next(batches) for _ in range(accumulation_steps)]
+            value = forward_backward(micro) * sign
             if distributed:
                 value = _dist_mean(value, dev)
             lrs.append(lr)
@@ -310,10 +451,17 @@ def find_lr(
         snapshot.restore()
         for gen, state in generators:
             gen.set_state(state)
+        if scaler is not None and scaler_state:
+            scaler.load_state_dict(scaler_state)
+        if outer_autocast:  # no low-precision copy of the test's last weights may outlive it
+            torch.clear_autocast_cache()
     result = FinderResult(
         lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
     )
+    note = _adaptive_step_note(optimizer)
+    if note is not None:
+        result.warnings.append(note)
     result.warnings.extend(_quality_warnings(result))
     for message in result.warnings:
         warnings.warn(message, UserWarning, stacklevel=2)
