@@ -21,6 +21,7 @@ import math
 import numbers
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from lrkit._utils import (
     yaml_load,
 )
 
-__all__ = ["OPTIMIZERS", "TASKS", "TrainConfig", "parse_value"]
+__all__ = ["OPTIMIZERS", "TASKS", "TrainConfig", "class_spec", "parse_value"]
 
 TASKS = ("classification", "regression", "lm")
 # Ultralytics' optimizer names (plus "auto"); matched case-insensitively.
@@ -178,11 +179,60 @@ def _choice(choices: Iterable[str]) -> Check:
     choices = tuple(choices)
 
     def check(key: str, v: Any) -> str:
-        if not isinstance(v, str):  # optimizer=torch.optim.SGD (a class) or an instance: a name is what is taken
+        if not isinstance(v, str):
             raise ValueError(f"{key}={v!r:.80} must be a name, one of: {', '.join(choices)}")
         return canonical_name(key, v, choices)
 
     return check
+
+
+def _optimizer(key: str, v: Any) -> Any:
+    """A registry name (any case; ``"auto"``), ``"package.module:ClassName"`` (imported when the run is built, as
+    ``model="package.module:factory"`` is), or a ``torch.optim.Optimizer`` subclass. An optimizer *instance* is
+    refused: it is bound to the parameters it was built on, and lrkit builds the optimizer over its own groups."""
+    if isinstance(v, str):
+        text = v.strip()
+        if ":" in text:
+            module, _, attr = text.rpartition(":")
+            if not module.strip() or not attr.strip():
+                raise ValueError(f"{key}={v!r}: write an optimizer class as 'package.module:ClassName', e.g. "
+                                 "'torch.optim:Adagrad'")
+            return text
+        try:
+            return canonical_name(key, text, OPTIMIZERS)
+        except ValueError as e:
+            raise ValueError(f"{e}, or an Optimizer class as 'package.module:ClassName' (e.g. torch.optim:Adagrad)") \
+                from None
+    import torch
+
+    if isinstance(v, type):
+        if issubclass(v, torch.optim.Optimizer):
+            return v
+        raise ValueError(f"{key}={v.__module__}.{v.__qualname__} is a class but not a torch.optim.Optimizer subclass; "
+                         f"pass an Optimizer class (e.g. torch.optim.Adagrad) or a name: {', '.join(OPTIMIZERS)}")
+    if isinstance(v, torch.optim.Optimizer):
+        name = type(v).__name__
+        raise ValueError(f"{key}= got a {name} instance, which is bound to the parameters it was built on; pass the "
+                         f"class instead ({key}={name}, not {name}(...)): lrkit.train builds it over the model's "
+                         "parameter groups with lr=lr0")
+    raise ValueError(f"{key}={v!r:.80} must be an optimizer name ({', '.join(OPTIMIZERS)}), "
+                     "'package.module:ClassName', or a torch.optim.Optimizer subclass")
+
+
+def class_spec(cls: type) -> str:
+    """``"module:QualName"`` for a class, the string ``optimizer=`` (and ``args.yaml``) takes back; a class that
+    cannot be found again by that name (defined inside a function) is ``"<module:QualName>"``, a placeholder that a
+    resume asks to be passed again.
+
+    >>> import collections
+    >>> class_spec(collections.OrderedDict)
+    'collections:OrderedDict'
+    """
+    spec = f"{cls.__module__}:{cls.__qualname__}"
+    obj: Any = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return spec if obj is cls else f"<{spec}>"
 
 
 def _str(key: str, v: Any) -> str:
@@ -400,12 +450,14 @@ class TrainConfig:
     batch: int = field(default=32, metadata=_meta(_int(1), "batch size"))
     lr0: float | str | None = field(
         default=None,
-        metadata=_meta(_lr0, "initial (peak) LR, or 'auto'; default 0.01 for SGD/RMSProp, 0.001 for Adam-family"),
+        metadata=_meta(_lr0, "initial (peak) LR, or 'auto'; default 0.01 for SGD/RMSProp, 0.001 for Adam-family, "
+                            "an optimizer class's own default lr"),
     )
     lrf: float = field(default=0.01, metadata=_meta(_float(0.0, 1.0), "final LR as a fraction of lr0 (lr0 * lrf)"))
-    optimizer: str = field(
+    optimizer: Any = field(
         default="auto",
-        metadata=_meta(_choice(OPTIMIZERS), "auto | SGD | Adam | AdamW | NAdam | RAdam | RMSProp | Adamax"),
+        metadata=_meta(_optimizer, "auto | SGD | Adam | AdamW | NAdam | RAdam | RMSProp | Adamax | "
+                                   "package.module:ClassName (Python: an Optimizer class)"),
     )
     momentum: float = field(default=0.937, metadata=_meta(_float(0.0, 1.0, hi_open=True), "SGD momentum / Adam beta1"))
     weight_decay: float = field(
@@ -540,6 +592,8 @@ class TrainConfig:
 def _plain(v: Any) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
+    if isinstance(v, type):  # optimizer=torch.optim.Adagrad: recorded as the string that names it again
+        return class_spec(v)
     if isinstance(v, (list, tuple)):
         if all(x is None or isinstance(x, (bool, int, float, str)) for x in v):
             return list(v)

@@ -46,13 +46,6 @@ def test_a_diverged_run_does_not_report_the_majority_class_as_its_accuracy(tmp_p
     assert results.best["val_accuracy"] == 0.0
 
 
-def test_an_optimizer_class_is_named_as_not_a_name():
-    import pytest
-
-    with pytest.raises(ValueError, match=r"optimizer=<class 'torch.optim.sgd.SGD'> must be a name, one of: auto, SGD"):
-        lrkit.train(torch.nn.Linear(4, 3), data="iris", optimizer=torch.optim.SGD, epochs=1)
-
-
 def test_scale_lr_overflow_names_huge_batches_briefly():
     import pytest
 

@@ -166,18 +166,18 @@ class CharLM(nn.Module):
         return self.head(self.norm(h))
 
 
-def _import_factory_module(spec: str, module_name: str) -> Any:
+def _import_factory_module(spec: str, module_name: str, *, key: str = "model") -> Any:
     """Import ``module_name``: a dotted module name, found on ``sys.path`` or else in the working directory (the
     ``lrkit`` console script does not put the working directory on ``sys.path``, as ``python -m`` does), or a
-    ``.py`` file path."""
+    ``.py`` file path. Errors name ``key={spec!r}`` (``model=``, ``optimizer=``)."""
     if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
         path = Path(module_name).expanduser().resolve()
         if not path.is_file():
-            raise ValueError(f"model={spec!r}: {module_name!r}: no such file")
+            raise ValueError(f"{key}={spec!r}: {module_name!r}: no such file")
         name = f"_lrkit_factory_{abs(hash(str(path))):x}_{path.stem}"
         file_spec = importlib.util.spec_from_file_location(name, path)
         if file_spec is None or file_spec.loader is None:
-            raise ValueError(f"model={spec!r}: cannot import {module_name!r} as a Python file")
+            raise ValueError(f"{key}={spec!r}: cannot import {module_name!r} as a Python file")
         module = importlib.util.module_from_spec(file_spec)
         sys.modules[name] = module  # (dataclasses and pickling look a class's module up here)
         with _on_sys_path(path.parent):  # its own `import sibling` statements resolve from its folder
@@ -185,10 +185,10 @@ def _import_factory_module(spec: str, module_name: str) -> Any:
                 file_spec.loader.exec_module(module)
             except SystemExit as e:
                 sys.modules.pop(name, None)
-                raise _import_exited(spec, module_name, e) from e
+                raise _import_exited(spec, module_name, e, key=key) from e
             except Exception as e:
                 sys.modules.pop(name, None)
-                raise ValueError(f"model={spec!r}: importing {module_name!r} raised {type(e).__name__}: {e}") from e
+                raise ValueError(f"{key}={spec!r}: importing {module_name!r} raised {type(e).__name__}: {e}") from e
         return module
     try:
         return importlib.import_module(module_name)
@@ -197,26 +197,50 @@ def _import_factory_module(spec: str, module_name: str) -> Any:
         cwd = Path.cwd()
         in_cwd = (cwd / top).is_dir() or (cwd / f"{top}.py").is_file()
         if e.name != top or not in_cwd or str(cwd) in sys.path:
-            raise ValueError(f"model={spec!r}: cannot import {module_name!r} ({e})") from None
+            raise ValueError(f"{key}={spec!r}: cannot import {module_name!r} ({e})") from None
         with _on_sys_path(cwd):
             try:
                 return importlib.import_module(module_name)
             except SystemExit as e2:
-                raise _import_exited(spec, module_name, e2) from e2
+                raise _import_exited(spec, module_name, e2, key=key) from e2
             except Exception as e2:
-                raise ValueError(f"model={spec!r}: importing {module_name!r} raised {type(e2).__name__}: "
+                raise ValueError(f"{key}={spec!r}: importing {module_name!r} raised {type(e2).__name__}: "
                                  f"{e2}") from e2
     except SystemExit as e:
-        raise _import_exited(spec, module_name, e) from e
+        raise _import_exited(spec, module_name, e, key=key) from e
     except Exception as e:  # a SyntaxError or any error raised while the user's module runs
-        raise ValueError(f"model={spec!r}: importing {module_name!r} raised {type(e).__name__}: {e}") from e
+        raise ValueError(f"{key}={spec!r}: importing {module_name!r} raised {type(e).__name__}: {e}") from e
 
 
-def _import_exited(spec: str, module_name: str, e: SystemExit) -> ValueError:
+def resolve_import_spec(spec: str, module_name: str, attr: str, *, key: str = "model", kind: str = "factory",
+                        offer: Callable[[Any], bool] = callable) -> Any:
+    """The object ``attr`` (dotted: ``Class.method``) of the module ``module_name`` named by ``key=spec``
+    (``"package.module:attr"``, split by the caller), imported as :func:`build_model` imports a factory's module.
+
+    A missing name is a ``ValueError`` naming the closest public name one level down among those ``offer`` accepts
+    (``kind`` says what they are: ``"unknown factory in mymod: 'mak'. Did you mean 'make'?"``).
+
+    >>> resolve_import_spec("torch.optim:Adagrad", "torch.optim", "Adagrad", key="optimizer", kind="class").__name__
+    'Adagrad'
+    """
+    obj: Any = _import_factory_module(spec, module_name, key=key)
+    found: list[str] = []  # the dotted parts resolved so far ('module:Class.method', as entry points allow)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            # the names one level down from what was found: 'Zoo.smal' is closest to 'Zoo.small', not to a top name
+            prefix = "".join(f"{p}." for p in found)
+            public = [prefix + n for n in dir(obj) if not n.startswith("_") and offer(getattr(obj, n, None))]
+            raise unknown_name_error(f"{kind} in {module_name}:", attr, public)
+        obj = getattr(obj, part)
+        found.append(part)
+    return obj
+
+
+def _import_exited(spec: str, module_name: str, e: SystemExit, *, key: str = "model") -> ValueError:
     """``sys.exit()`` while the user's module is imported (often an ``argparse`` at module level, reading lrkit's own
     arguments) is a failed import, not the end of lrkit: without this the CLI exits with the module's code, silently.
     """
-    return ValueError(f"model={spec!r}: importing {module_name!r} exited (SystemExit({e.code!r})); a module that "
+    return ValueError(f"{key}={spec!r}: importing {module_name!r} exited (SystemExit({e.code!r})); a module that "
                       "parses arguments or calls sys.exit() should do so under `if __name__ == \"__main__\":`")
 
 
@@ -344,17 +368,7 @@ def _from_factory(spec: str, info: DataInfo) -> nn.Module:
     if not module_name or not attr:
         raise ValueError(f"model={spec!r}: write a factory as 'package.module:function', e.g. 'mypkg.models:make_net' "
                          "(or 'path/to/file.py:function')")
-    module = _import_factory_module(spec, module_name)
-    factory: Any = module
-    found: list[str] = []  # the dotted parts resolved so far ('module:Class.method', as entry points allow)
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            # the names one level down from what was found: 'Zoo.smal' is closest to 'Zoo.small', not to a top name
-            prefix = "".join(f"{p}." for p in found)
-            public = [prefix + n for n in dir(factory) if not n.startswith("_") and callable(getattr(factory, n, None))]
-            raise unknown_name_error(f"factory in {module_name}:", attr, public)
-        factory = getattr(factory, part)
-        found.append(part)
+    factory = resolve_import_spec(spec, module_name, attr)
     if isinstance(factory, nn.Module):  # calling it would run forward(in_features=..., ...)
         cls = type(factory).__name__
         raise ValueError(

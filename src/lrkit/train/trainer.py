@@ -37,7 +37,15 @@ from lrkit._utils import unknown_name_error
 from lrkit.train import run as _run
 from lrkit.train.data import TrainData, count_classes, describe_sample, load_data
 from lrkit.train.models import build_model, default_model_name
-from lrkit.train.optim import OPTIMIZERS, build_optimizer, choose_optimizer
+from lrkit.train.optim import (
+    OPTIMIZERS,
+    build_optimizer,
+    choose_optimizer,
+    class_default_lr,
+    has_modes,
+    momentum_target,
+    resolve_optimizer,
+)
 from lrkit.train.results import TrainResults
 from lrkit.train.tasks import TaskSpec, task_spec
 
@@ -84,7 +92,7 @@ def train(
     lr0: float | str | None = None,
     lrf: float = 0.01,
     batch: int = 32,
-    optimizer: str = "auto",
+    optimizer: str | type[torch.optim.Optimizer] = "auto",
     momentum: float = 0.937,
     weight_decay: float = 5e-4,
     warmup_epochs: float = 3.0,
@@ -152,10 +160,14 @@ def train(
             fails before then leaves the directory as it was.
         lr0: the peak LR, always honoured when given; ``"auto"`` chooses it for this run (a range test plus short
             confirmation trials within ``auto_budget`` extra compute); ``None``: 0.01 for SGD/RMSProp, 0.001 for
-            the Adam family.
+            the Adam family, an optimizer class's own default ``lr`` (a class without one needs lr0).
         optimizer: ``"auto"`` (picks the family only: AdamW for language models and runs of at most 10,000
             optimizer steps, else SGD; the choice and the reason are logged), or ``SGD``, ``Adam``, ``AdamW``,
-            ``NAdam``, ``RAdam``, ``RMSProp``, ``Adamax``.
+            ``NAdam``, ``RAdam``, ``RMSProp``, ``Adamax``; or any ``torch.optim.Optimizer`` subclass
+            (``torch.optim.Adagrad``, ``schedulefree.AdamWScheduleFree``, ``prodigyopt.Prodigy``; on the command line
+            ``"package.module:ClassName"``), built as ``cls(groups, lr=lr0, momentum=momentum)`` or with
+            ``betas=(momentum, <its default beta2>)``, or without momentum when it takes neither. An optimizer
+            with ``train()``/``eval()`` modes (schedule-free) is in eval mode for validation and checkpoints.
         schedule: any :mod:`lrkit.schedules` spec (string, dict or Schedule); replaces the lr0/lrf/cos_lr shape.
         loss_fn: ``loss_fn(model(x), y)``; default by task (cross-entropy, MSE, token cross-entropy).
         step_fn: ``step_fn(model, batch) -> loss`` for any other batch layout (the metric is then the val loss).
@@ -228,6 +240,16 @@ def _same(a: Any, b: Any) -> bool:
     return False
 
 
+def _names_class(spec: str, cls: type) -> bool:
+    """Whether ``"module:ClassName"`` imports as ``cls`` (``"torch.optim:Adagrad"`` names ``torch.optim.Adagrad``)."""
+    from lrkit.train.optim import resolve_optimizer
+
+    try:
+        return resolve_optimizer(spec) is cls
+    except ValueError:
+        return False
+
+
 def _names_object(value: Any) -> bool:
     """``True`` when a saved config value holds a placeholder ``"<TypeName>"`` for a Python object."""
     if isinstance(value, str):
@@ -292,7 +314,9 @@ class _Trainer:
         merged: dict[str, Any] = {}
         for key in TrainConfig.keys():
             new, old = getattr(cfg, key), saved.get(key, getattr(cfg, key))
-            if key in _OBJECT_KEYS and isinstance(old, str) and old.startswith("<"):
+            if key == "optimizer" and isinstance(old, str) and (isinstance(new, type) or old.startswith("<")):
+                merged[key] = self._resumed_optimizer(new, old, run)
+            elif key in _OBJECT_KEYS and isinstance(old, str) and old.startswith("<"):
                 # the run was given a Python object (Dataset, nn.Module, Schedule): it cannot be saved, so it must
                 # be passed again
                 if new is None:
@@ -323,6 +347,26 @@ class _Trainer:
             raise ValueError(f"resume: the run was trained with {used or 'the default loss'}; pass "
                              f"{used + '= ' if used else 'no loss_fn/step_fn '}the same way again to resume it")
         self.cfg = TrainConfig.from_kwargs(**merged)
+
+    def _resumed_optimizer(self, new: Any, old: str, run: Path) -> Any:
+        """The optimizer to resume with when the run or this call has a class: the class passed again must be the
+        one the run recorded (``"module:ClassName"``); a class the checkpoint could only name (``"<...>"``: defined
+        inside a function) must be passed again."""
+        given = "optimizer" in self.explicit
+        if given and isinstance(new, type):
+            if _config_plain(new) == old:
+                return new
+            if ":" in old and not old.startswith("<") and _names_class(old, new):
+                return old  # the run's own spelling ("torch.optim:Adagrad"), so its recorded name still matches
+            raise ValueError(f"resume: optimizer={_config_plain(new)!r} differs from the run being resumed "
+                             f"(optimizer={old!r}); start a new run to change the optimizer")
+        if old.startswith("<"):
+            raise ValueError(f"resume: the run {run} was given an optimizer class that cannot be imported by name "
+                             f"({old}, defined inside a function); pass the same optimizer= class again to resume it")
+        if given and _config_plain(new) != old:
+            raise ValueError(f"resume: optimizer={new!r} differs from the run being resumed (optimizer={old!r}); "
+                             "start a new run to change the optimizer")
+        return old
 
     def _custom_loss(self) -> str | None:
         if self.step_fn is not None:
@@ -390,10 +434,22 @@ class _Trainer:
         self.total_steps = cfg.epochs * self.steps_per_epoch
 
         self.opt_name, self.opt_reason = choose_optimizer(cfg.optimizer, total_steps=self.total_steps, task=info.task)
+        # an Optimizer class (or "package.module:ClassName"): resolved here, before anything is written
+        self.opt_class = None if self.opt_name in OPTIMIZERS else resolve_optimizer(cfg.optimizer)
+        if self.opt_class is None:
+            default_lr: float | None = OPTIMIZERS[self.opt_name].default_lr
+        else:
+            default_lr = class_default_lr(self.opt_class)
+            if default_lr is None and cfg.lr0 is None:
+                raise ValueError(
+                    f"optimizer={self.opt_name!r}: {self.opt_class.__name__} has no default lr in its signature, so "
+                    "lr0 has nothing to default to; pass lr0=<number> (its peak LR) or lr0='auto'"
+                )
         if isinstance(cfg.lr0, float):
             self.lr0, self.lr0_source = cfg.lr0, "user"
         else:
-            self.lr0 = OPTIMIZERS[self.opt_name].default_lr
+            # lr0="auto" over a class without a default lr: a starting value only (the range test sets every group's)
+            self.lr0 = default_lr if default_lr is not None else 1e-3
             self.lr0_source = "auto" if cfg.lr0 == "auto" else "default"
         from lrkit.scaling import param_groups
 
@@ -405,10 +461,40 @@ class _Trainer:
         #: (name, numel) of the parameters freeze= froze (not those the user's model had frozen already)
         self.frozen = [(n, p.numel()) for n, p in self.model.named_parameters()
                        if not p.requires_grad and n not in already_frozen]
-        self.optimizer = build_optimizer(self.opt_name, groups, lr=self.lr0, momentum=cfg.momentum)
+        self.optimizer = build_optimizer(self.opt_class or self.opt_name, groups, lr=self.lr0, momentum=cfg.momentum)
+        # a momentum schedule (Ultralytics' warmup_momentum) needs every group to hold momentum or betas
+        self.has_momentum = all("momentum" in g or "betas" in g for g in self.optimizer.param_groups)
+        self.opt_modes = has_modes(self.optimizer)
+        self.warmup_bias_lr = cfg.warmup_bias_lr
+        self.bias_note: str | None = None
+        self._one_lr_for_all_groups()
         self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _one_lr_for_all_groups(self) -> None:
+        """Prodigy and D-Adaptation estimate one step size ``d`` for all groups and refuse groups whose LRs differ
+        (other than 0). Ultralytics' bias warmup (bias groups start at ``warmup_bias_lr``) is then off unless asked
+        for — the bias groups warm up with the rest — and asked-for LR differences fail here, before the run."""
+        groups = self.optimizer.param_groups
+        if self.opt_class is None or not any("d0" in g and "d" in g for g in groups):
+            return
+        name, cfg = self.opt_class.__name__, self.cfg
+        scales = sorted({float(g.get("lr_scale", 1.0)) for g in groups})
+        if len(scales) > 1:
+            keys = [k for k in ("backbone_lr_scale", "layer_decay") if getattr(cfg, k) is not None]
+            raise ValueError(f"optimizer={self.opt_name!r}: {name} adapts one step size for all param groups and "
+                             f"refuses groups with different LRs, but {' and '.join(keys) or 'the groups'} set "
+                             f"LR scales {', '.join(f'{x:g}' for x in scales)}; drop them for {name}")
+        if cfg.schedule is not None or self.warmup_bias_lr == 0 or not any(g.get("is_bias") for g in groups):
+            return
+        if "warmup_bias_lr" in self.explicit:
+            raise ValueError(f"optimizer={self.opt_name!r}: {name} adapts one step size for all param groups and "
+                             f"refuses groups with different LRs, but warmup_bias_lr={cfg.warmup_bias_lr:g} starts the "
+                             "bias groups at their own LR; use warmup_bias_lr=0 (bias groups warm up with the rest)")
+        self.warmup_bias_lr = 0.0
+        self.bias_note = (f"note — {name} needs one LR across its param groups: warmup_bias_lr=0 (the bias groups "
+                          f"warm up with the rest, not from {cfg.warmup_bias_lr:g})")
 
     def _cast_batch(self, batch: Any) -> Any:
         """Floating-point inputs in the model's floating dtype (float64 numpy data and a float32 model meet here,
@@ -576,10 +662,46 @@ class _Trainer:
         if self.cfg.freeze is not None:
             self.log(f"lrkit.train: {self._freeze_summary()}")
         self.log(f"lrkit.train: {self.opt_name} — {self.opt_reason}")
+        if self.opt_class is not None:
+            for line in self._class_notes():
+                self.log(f"lrkit.train: {line}")
         if self.lr0_source == "user":
             self.log(f"lrkit.train: lr0={self.lr0:g} (yours, honoured as given)")
+        elif self.lr0_source == "default" and self.opt_class is not None:
+            self.log(f"lrkit.train: lr0={self.lr0:g} ({self.opt_class.__name__}'s default lr, from its signature; pass "
+                     "lr0= to set it, or lr0=auto)")
         elif self.lr0_source == "default":
             self.log(f"lrkit.train: lr0={self.lr0:g} ({self.opt_name}'s default; pass lr0= to set it, or lr0=auto)")
+
+    def _class_notes(self) -> list[str]:
+        """What an Optimizer class got from Ultralytics' keys (where ``momentum`` went, or that it went nowhere), and
+        how a schedule-free optimizer's train/eval modes are used."""
+        cfg, cls = self.cfg, self.opt_class
+        if cls is None:
+            return []
+        name = cls.__name__
+        warm = f"; warmup_momentum={cfg.warmup_momentum:g} warms it up" if cfg.schedule is None else ""
+        target = momentum_target(cls)
+        group = self.optimizer.param_groups[0]
+        if target == "momentum" and "momentum" in group:
+            notes = [f"{name} built with momentum={cfg.momentum:g}{warm}"]
+        elif target == "betas[0]" and "betas" in group:
+            betas = ", ".join(f"{float(b):g}" for b in group["betas"])
+            notes = [f"{name} built with betas=({betas}): momentum={cfg.momentum:g} is its beta1, its own default "
+                     f"beta2 kept{warm}"]
+        else:
+            unused = (f" and warmup_momentum={cfg.warmup_momentum:g} does nothing" if cfg.schedule is None else "")
+            notes = [f"note — {name} takes neither momentum nor betas: momentum={cfg.momentum:g} is not used{unused}"]
+        if self.bias_note is not None:
+            notes.append(self.bias_note)
+        if self.opt_modes:
+            notes.append(
+                f"{name} has train/eval modes (schedule-free): steps run after optimizer.train(), validation, best.pt "
+                "and last.pt use the eval-mode weights (optimizer.eval())"
+                + ("; it is designed for a flat LR after warmup: lrf=1 keeps lr0" if cfg.schedule is None
+                   and cfg.lrf < 1 else "")
+            )
+        return notes
 
     def _freeze_summary(self) -> str:
         """One line on what ``freeze=`` froze: how many parameter tensors and parameters, in which top-level layers."""
@@ -610,11 +732,19 @@ class _Trainer:
                 if notes:  # said when the run started; a resume re-plans the same shape silently
                     self.log(f"lrkit.train: note — warmup_epochs={cfg.warmup_epochs:g} is longer than the run; the "
                              f"warmup spans the whole run ({_epochs(epochs)}; set warmup_epochs lower for short runs)")
-            self.schedule = schedules.ultralytics(
-                lr0=self.lr0, lrf=cfg.lrf, cos_lr=cfg.cos_lr, epochs=epochs, steps_per_epoch=spe,
-                warmup_epochs=warmup, warmup_bias_lr=cfg.warmup_bias_lr,
-                warmup_momentum=cfg.warmup_momentum, momentum=cfg.momentum,
-            )
+            if self.has_momentum:
+                self.schedule = schedules.ultralytics(
+                    lr0=self.lr0, lrf=cfg.lrf, cos_lr=cfg.cos_lr, epochs=epochs, steps_per_epoch=spe,
+                    warmup_epochs=warmup, warmup_bias_lr=self.warmup_bias_lr,
+                    warmup_momentum=cfg.warmup_momentum, momentum=cfg.momentum,
+                )
+            else:  # an optimizer class without momentum or betas (Adagrad): the same LR shape, no momentum to set
+                self.schedule = schedules.from_spec(
+                    {"name": "ultralytics", "lr0": self.lr0, "lrf": cfg.lrf, "cos_lr": cfg.cos_lr,
+                     "warmup_epochs": warmup, "warmup_bias_lr": self.warmup_bias_lr, "warmup_momentum": None,
+                     "momentum": None},
+                    epochs=epochs, steps_per_epoch=spe,
+                )
             return
         unused = [k for k in _SHAPE_KEYS if k in self.explicit]
         if unused and notes:  # given, but the spec owns the shape: say so rather than ignore them silently
@@ -712,8 +842,14 @@ class _Trainer:
 
         self.log(f"lrkit.train: lr0=auto — range test + confirmation trials within {self.cfg.auto_budget:.0%} "
                  "extra compute")
+        val_loader: Any = self.val_loader
+        if self.opt_modes:
+            # schedule-free: the range test and trials step in train mode, and each trial is scored on the weights
+            # the run would validate (eval mode), as the run itself is
+            self._optimizer_mode(train=True)
+            val_loader = _EvalModeLoader(self.val_loader, self._optimizer_mode)
         self.auto = choose_lr0(
-            self.model, self.optimizer, self.train_loader, self.val_loader, total_steps=self.total_steps,
+            self.model, self.optimizer, self.train_loader, val_loader, total_steps=self.total_steps,
             make_scheduler=make_scheduler, loss_fn=self.loss_fn, step_fn=self.step_fn, budget=self.cfg.auto_budget,
             seed=self.cfg.seed, accumulate=self.accumulate, log=self.log,
             finder_kwargs={"amp": self.cfg.amp} if self.cfg.amp else None,  # the range test and trials as the run
@@ -981,6 +1117,7 @@ class _Trainer:
             gen.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # worker seeds: a function of (seed, epoch) only
         model, opt = self.model, self.optimizer
         model.train()
+        self._optimizer_mode(train=True)  # schedule-free: the weights move back to the point gradients are taken at
         opt.zero_grad(set_to_none=True)
         nb, acc = self.num_batches, self.accumulate
         total_loss, total_n = 0.0, 0
@@ -1039,8 +1176,20 @@ class _Trainer:
     def _loss(self, batch: Any) -> torch.Tensor:
         return batch_loss(self.model, batch, self.loss_fn, self.step_fn)
 
+    def _optimizer_mode(self, *, train: bool) -> None:
+        """An optimizer with train/eval modes (schedule-free) into ``train`` mode through its own ``train()`` /
+        ``eval()``, which move the weights between the two points it keeps; called only when the mode changes (a
+        third-party ``train()`` need not be idempotent). Nothing for an optimizer without modes."""
+        if not self.opt_modes:
+            return
+        if any(g.get("train_mode", train) is not train for g in self.optimizer.param_groups):
+            (self.optimizer.train if train else self.optimizer.eval)()  # type: ignore[attr-defined]
+
     @torch.no_grad()
     def _validate(self) -> tuple[float, float]:
+        """The validation loss and metric. An optimizer with modes is put in eval mode first and left there: the
+        checkpoints written after validation hold the same (eval-mode) weights; the next epoch switches back."""
+        self._optimizer_mode(train=False)
         model = self.model
         was_training = model.training
         model.eval()
@@ -1154,6 +1303,31 @@ class _CastingLoader:
 
     def __getattr__(self, name: str) -> Any:
         if name in ("loader", "cast"):  # not set yet (e.g. during copy): never recurse
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
+class _EvalModeLoader:
+    """A validation loader for an optimizer with train/eval modes: each pass over it runs with the optimizer in eval
+    mode (``set_mode(train=False)``) and puts train mode back when the pass ends, so ``lr0="auto"``'s trials are
+    scored on the weights the run validates. Everything else is the wrapped loader's."""
+
+    def __init__(self, loader: Any, set_mode: Callable[..., None]) -> None:
+        self.loader = loader
+        self.set_mode = set_mode
+
+    def __iter__(self) -> Any:
+        self.set_mode(train=False)
+        try:
+            yield from self.loader
+        finally:
+            self.set_mode(train=True)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("loader", "set_mode"):  # not set yet (e.g. during copy): never recurse
             raise AttributeError(name)
         return getattr(self.loader, name)
 
