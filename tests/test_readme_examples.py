@@ -273,7 +273,7 @@ COVERED = [
     Covered("Training: `lrkit.train(...)` and `lrkit train key=value`",
             "results = lrkit.train(my_model, data=(train_ds, val_ds), epochs=30, lr0=3e-4, optimizer=\"AdamW\",",
             _digits, after=_after_train),
-    # Two 5-epoch digits runs with optimizer classes (torch's Adagrad, schedule-free AdamW); the recorded name is checked.
+    # Two 5-epoch digits runs with optimizer classes (torch's Adagrad, schedule-free AdamW); checks the recorded name.
     Covered("Any optimizer class", "import lrkit, torch, schedulefree", _none),
     Covered("The run directory", 'ckpt = torch.load("runs/train/last.pt", weights_only=True)', _finished_run,
             after=_after_checkpoint),
