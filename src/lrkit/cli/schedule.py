@@ -70,10 +70,11 @@ def _print_key_points(record: dict[str, Any]) -> None:
                 *(("momentum start", "momentum end") if has_mom else ())):
         table.add_column(col, justify="left" if col == "phase" else "right")
     rows = kp["phases"]
-    shown = rows if len(rows) <= 16 else [*rows[:8], None, *rows[-7:]]
+    count = kp["phase_count"]  # an elided record of millions of cycles lists only its first and last rows
+    shown = rows if count <= 16 else [*rows[:8], None, *rows[-7:]]
     for r in shown:
         if r is None:
-            table.add_row(f"… {len(rows) - 15} more", *([""] * (len(table.columns) - 1)))
+            table.add_row(f"… {count - 15} more", *([""] * (len(table.columns) - 1)))
             continue
         cells = [r["phase"], f"{r['start']}–{r['end']}"]
         if spe:

@@ -85,7 +85,8 @@ def plot_schedule(
     """Draw one or several schedule records; save as PNG when ``path`` is given; return the Figure.
 
     The top panel is the LR per optimizer step (a dashed line for bias groups when the record has ``lr_bias``),
-    the phases of the first record shaded; a bottom panel shows momentum when any record schedules it. With
+    the phases of the first record shaded (up to 40 of them, counting the ones an elided record only counts in
+    ``phase_count``); a bottom panel shows momentum when any record schedules it. With
     ``steps_per_epoch`` in the record an epoch axis runs along the top.
     """
     optional_import("matplotlib", "plot").use("Agg", force=False)
@@ -118,14 +119,16 @@ def plot_schedule(
     if show_phases and recs[0].get("phases"):
         first = recs[0]
         n = len(first["lr"]) if not first.get("steps") else int(first.get("total_steps") or first["steps"][-1] + 1)
+        # an elided sampled record lists a few of its phases and counts them all in phase_count
+        count = int(first.get("phase_count", len(first["phases"])))
         for k, ph in enumerate(recs[0]["phases"]):
             start, end = ph["start"], n if ph["end"] is None else min(ph["end"], n)
-            if start >= n or len(recs[0]["phases"]) > 40:
+            if start >= n or count > 40:
                 continue
             for a in (ax, axm):
                 if a is not None:
                     a.axvspan(start, end, color="0.5" if k % 2 else "0.8", alpha=0.08, lw=0)
-            if len(recs[0]["phases"]) <= 12:
+            if count <= 12:
                 ax.annotate(ph["name"], xy=(start, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
                             textcoords="offset points", fontsize=7, color="0.35")
     if log_y:

@@ -18,7 +18,7 @@ to torch with ``schedule.to_torch(optimizer)``.
 
 from __future__ import annotations
 
-from lrkit.schedules.base import Composed, Cooldown, Phase, Replanned, Schedule, Warmup, resolve_timeline
+from lrkit.schedules.base import Composed, Cooldown, Phase, Phases, Replanned, Schedule, Warmup, resolve_timeline
 from lrkit.schedules.library import (
     WSD,
     Constant,
@@ -56,6 +56,7 @@ __all__ = [
     "MultiStep",
     "OneCycle",
     "Phase",
+    "Phases",
     "Polynomial",
     "ReduceOnPlateau",
     "Replanned",

@@ -17,12 +17,14 @@ implements; the torch adapter (:mod:`lrkit.schedules.torch`), the CLI and the pl
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 import numbers
+import operator
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lrkit._utils import check_positive, unknown_name_error
@@ -38,6 +40,7 @@ __all__ = [
     "Composed",
     "Cooldown",
     "Phase",
+    "Phases",
     "Replanned",
     "Schedule",
     "Warmup",
@@ -72,12 +75,192 @@ class Phase:
     end_value: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The phase as a plain dict (for JSON records)."""
-        return asdict(self)
+        """The phase as a plain dict (for JSON records).
+
+        >>> Phase("warmup", 0, 10, "linear", 0.0, 1.0).to_dict()["end"]
+        10
+        """
+        # dataclasses.asdict's recursive copy made 24 us of every record's phase; the fields are all immutable
+        return {"name": self.name, "start": self.start, "end": self.end, "kind": self.kind,
+                "start_value": self.start_value, "end_value": self.end_value}
 
 
 # A phase before its values are filled in: (name, start, end, kind), with float boundaries.
 Span = tuple[str, float, float | None, str]
+
+#: A block of span indices ``[lo, hi)`` whose spans all round to at least one step: ``(lo, hi, integral, min_len)``,
+#: because every boundary in it is a whole step (``integral``) or every span in it is ``min_len > 1`` steps long.
+Block = tuple[int, int, bool, float]
+
+#: :class:`Phases` checks at most this many spans of a lazy :class:`SpanSeq` one by one (those outside its blocks);
+#: with more it checks them all, as for a list.
+_MAX_CHECKED = 1024
+
+
+class SpanSeq(Sequence[Span]):
+    """The spans of a schedule with one phase per cycle or level, computed on access: O(1) memory however many
+    cycles a run has, and ``O(1)`` per item (``item(i)`` is the i-th ``(name, start, end, kind)``).
+
+    Spans are contiguous and in order. ``blocks`` say where :class:`Phases` may skip rounding each span (see
+    :data:`Block`); a span outside every block is checked when the phases are built.
+
+    >>> spans = SpanSeq.uniform(1_000_000, lambda i: (f"level {i}", float(i), float(i + 1), "step"), integral=True)
+    >>> len(spans), spans[-1], spans.blocks
+    (1000000, ('level 999999', 999999.0, 1000000.0, 'step'), ((1, 999999, True, 0.0),))
+    """
+
+    def __init__(self, n: int, item: Callable[[int], Span], *, blocks: Sequence[Block] = ()) -> None:
+        self._n = int(n)
+        self._item = item
+        self.blocks: tuple[Block, ...] = tuple(b for b in blocks if b[1] > b[0])
+
+    @classmethod
+    def uniform(cls, n: int, item: Callable[[int], Span], *, edge: int = 1, integral: bool = False,
+                min_len: float = 0.0) -> SpanSeq:
+        """Spans alike but for ``edge`` at each end (a run's end can cut the last one short)."""
+        return cls(n, item, blocks=[(edge, n - edge, integral, min_len)])
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._item(j) for j in range(*i.indices(self._n))]
+        j = _as_index(i)
+        if j < 0:
+            j += self._n
+        if not 0 <= j < self._n:
+            raise IndexError(f"span index {i} out of range for {self._n} spans")
+        return self._item(j)
+
+    def __iter__(self) -> Iterator[Span]:
+        return (self._item(j) for j in range(self._n))
+
+    def first_ending_after(self, t: float) -> int:
+        """The index of the first span that ends after ``t`` (ends are in order: a bisection)."""
+        lo, hi = 0, self._n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            end = self._item(mid)[2]
+            if end is not None and end <= t:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+
+def _as_index(i: Any) -> int:
+    """``operator.index`` (an int index, or a TypeError naming what was given)."""
+    try:
+        return operator.index(i)
+    except TypeError:
+        raise TypeError(f"phase indices must be integers or slices, not {type(i).__name__}") from None
+
+
+class Phases(Sequence[Phase]):
+    """A schedule's phases as a read-only sequence of :class:`Phase` records (``Schedule.phases``), each built on
+    access from its span (boundaries rounded to whole steps, a span that rounds to no step left out).
+
+    A schedule with millions of cycles keeps O(1) memory: ``len()``, ``phases[i]`` and ``phases[-1]`` cost
+    ``O(1)`` (two evaluations of the schedule per record); iterating costs one record per phase. It compares equal
+    to a tuple of the same records (``tuple(phases)`` makes one).
+
+    >>> from lrkit.schedules import from_spec
+    >>> ph = from_spec("cyclic base_lr=0.001 max_lr=0.1 step_size_up=1", total_steps=10_000_000).phases
+    >>> len(ph), ph[-1].name, ph[-1].start, ph[-1].end
+    (10000000, 'down 5000000', 9999999, 10000000)
+    """
+
+    def __init__(self, schedule: Schedule, spans: Sequence[Span]) -> None:
+        self._sched = schedule
+        self._spans = spans
+        n = len(spans)
+        sure: list[tuple[int, int]] = []  # index ranges whose spans all round to a phase
+        if isinstance(spans, SpanSeq) and spans.blocks:
+            last = spans[n - 1]
+            far = abs(last[2] if last[2] is not None else last[1])
+            # min_len needs a margin above one step wider than the float rounding of boundaries this far out
+            sure = [(lo, hi) for lo, hi, integral, min_len in spans.blocks
+                    if integral or (min_len > 1.001 and far < 2.0**40)]
+            if n - sum(hi - lo for lo, hi in sure) > _MAX_CHECKED:
+                sure = []
+        # runs of consecutive kept spans, and how many phases come before each
+        self._runs: list[list[int]] = []
+        pos = 0
+        for lo, hi in [*sure, (n, n)]:
+            for j in range(pos, lo):
+                if self._rounds(spans[j]):
+                    self._add(j, j + 1)
+            self._add(lo, hi)
+            pos = hi
+        self._before: list[int] = []
+        total = 0
+        for lo, hi in self._runs:
+            self._before.append(total)
+            total += hi - lo
+        self._len = total
+
+    def _add(self, lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        if self._runs and self._runs[-1][1] == lo:
+            self._runs[-1][1] = hi
+        else:
+            self._runs.append([lo, hi])
+
+    @staticmethod
+    def _rounds(span: Span) -> bool:
+        s = round(span[1])
+        return span[2] is None or round(span[2]) > s
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _span_index(self, k: int) -> int:
+        r = bisect.bisect_right(self._before, k) - 1
+        return self._runs[r][0] + k - self._before[r]
+
+    def _span_of(self, k: int) -> Span:
+        """The unrounded span phase ``k`` comes from."""
+        return self._spans[self._span_index(k)]
+
+    def _phase(self, k: int) -> Phase:
+        name, start, end, kind = self._span_of(k)
+        s = round(start)
+        e = None if end is None else round(end)
+        sv = self._sched._safe_eval(s)
+        ev = None if e is None else self._sched._safe_eval(e - 1)
+        return Phase(name, s, e, kind, sv, ev)
+
+    def __getitem__(self, i: Any) -> Any:
+        n = len(self)
+        if isinstance(i, slice):
+            return tuple(self._phase(k) for k in range(*i.indices(n)))
+        k = _as_index(i)
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError(f"phase index {i} out of range for {n} phases")
+        return self._phase(k)
+
+    def __iter__(self) -> Iterator[Phase]:
+        return (self._phase(k) for k in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Phases):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        if isinstance(other, tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        n = len(self)
+        if n <= 6:
+            return f"Phases({tuple(self)!r})"
+        return f"Phases({n} phases: {self[0]!r}, {self[1]!r}, ..., {self[-1]!r})"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -318,8 +501,9 @@ class Schedule(ABC):
         """The coupled momentum at local step ``t``, or ``None`` (the default: momentum is not scheduled)."""
         return None
 
-    def _phase_spans(self) -> list[Span]:
-        """The phases as ``(name, start, end, kind)``; the default is one phase over the whole run."""
+    def _phase_spans(self) -> Sequence[Span]:
+        """The phases as ``(name, start, end, kind)`` in order (a list, or a lazy :class:`SpanSeq` for a family with
+        a phase per cycle); the default is one phase over the whole run."""
         return [(self.name, 0.0, None if self.total_steps is None else float(self.total_steps), self.name)]
 
     # ---- evaluation pipeline (wrappers override these) --------------------------------------------------------
@@ -382,23 +566,16 @@ class Schedule(ABC):
         return self._eval_momentum(_check_step(step))
 
     @property
-    def phases(self) -> tuple[Phase, ...]:
-        """The phases of the schedule as frozen :class:`Phase` records (boundaries rounded to whole steps).
+    def phases(self) -> Phases:
+        """The phases of the schedule as frozen :class:`Phase` records (boundaries rounded to whole steps), in a
+        read-only, tuple-like :class:`Phases` sequence that builds each record on access (so a run of millions of
+        cycles costs O(1) memory).
 
         >>> from lrkit.schedules import from_spec
         >>> [(p.name, p.start, p.end, p.kind) for p in from_spec("onecycle max_lr=0.1", total_steps=100).phases]
         [('warmup', 0, 30, 'cos'), ('anneal', 30, 100, 'cos')]
         """
-        out: list[Phase] = []
-        for name, start, end, kind in self._phase_spans():
-            s = round(start)
-            e = None if end is None else round(end)
-            if e is not None and e <= s:
-                continue
-            sv = self._safe_eval(s)
-            ev = None if e is None else self._safe_eval(e - 1)
-            out.append(Phase(name, s, e, kind, sv, ev))
-        return tuple(out)
+        return Phases(self, self._phase_spans())
 
     def _safe_eval(self, t: float) -> float | None:
         try:
@@ -750,23 +927,45 @@ class Composed(Schedule):
             return w.start_momentum + (target - w.start_momentum) * (t / w.steps)
         return target
 
-    def _phase_spans(self) -> list[Span]:
-        spans: list[Span] = []
+    def _phase_spans(self) -> Sequence[Span]:
+        head: list[Span] = []
+        tail: list[Span] = []
         w = self.warmup
         shift = float(self._w) if self._prefix else 0.0
+        blend = w is not None and not self._prefix
         if w is not None:
-            spans.append(("warmup", 0.0, float(w.steps), f"warmup-{w.type}"))
-        for name, start, end, kind in self.main._phase_spans():
-            s, e = start + shift, None if end is None else end + shift
-            if w is not None and not self._prefix:
-                if e is not None and e <= w.steps:
-                    continue
-                s = max(s, float(w.steps))
-            spans.append((name, s, e, kind))
+            head.append(("warmup", 0.0, float(w.steps), f"warmup-{w.type}"))
         if self.cooldown is not None:
             cd = self.cooldown
-            spans.append((cd.name, float(self._cool_start), float(self.total_steps), f"{cd.name}-{cd.type}"))  # type: ignore[arg-type]
-        return spans
+            tail.append((cd.name, float(self._cool_start), float(self.total_steps), f"{cd.name}-{cd.type}"))  # type: ignore[arg-type]
+
+        def moved(span: Span) -> Span:
+            name, start, end, kind = span
+            s, e = start + shift, None if end is None else end + shift
+            if blend:
+                s = max(s, float(w.steps))  # type: ignore[union-attr]
+            return name, s, e, kind
+
+        main = self.main._phase_spans()
+        if not isinstance(main, SpanSeq):
+            return [*head, *(moved(sp) for sp in main if not (blend and sp[2] is not None and sp[2] <= w.steps)),  # type: ignore[union-attr]
+                    *tail]
+        # one phase per cycle: the same spans, lazily. Spans are in order, so the ones a blended warmup hides (those
+        # ending by its end) are a prefix
+        lo = main.first_ending_after(float(w.steps)) if blend else 0  # type: ignore[union-attr]
+        m, h = len(main) - lo, len(head)
+
+        def item(j: int) -> Span:
+            if j < h:
+                return head[j]
+            if j - h < m:
+                return moved(main[lo + j - h])
+            return tail[j - h - m]
+
+        # a whole-step shift keeps whole steps whole and lengths as they were; the blended warmup clips the first
+        blocks = [(max(b_lo, lo + int(blend)) - lo + h, b_hi - lo + h, integral, min_len)
+                  for b_lo, b_hi, integral, min_len in main.blocks]
+        return SpanSeq(h + m + len(tail), item, blocks=blocks)
 
     def observe(self, metric: float, *, step: int) -> bool:
         return self.main.observe(metric, step=int(self._main_t(float(step))))
@@ -869,11 +1068,24 @@ class Replanned(Schedule):
     def _eval_momentum(self, t: float) -> float | None:
         return self.inner._eval_momentum(self._warp(t))
 
-    def _phase_spans(self) -> list[Span]:
-        return [
-            (name, self._unwarp(s), None if e is None else self._unwarp(e), kind)
-            for name, s, e, kind in self.inner._phase_spans()
-        ]
+    def _phase_spans(self) -> Sequence[Span]:
+        def warped(span: Span) -> Span:
+            name, s, e, kind = span
+            return name, self._unwarp(s), None if e is None else self._unwarp(e), kind
+
+        inner = self.inner._phase_spans()
+        if not isinstance(inner, SpanSeq):
+            return [warped(sp) for sp in inner]
+        # spans ending by at_step stay as they are; the one across it is checked; after it every span is 1 / ratio
+        # times as long, and whole steps stay whole only when nothing moves
+        k = inner.first_ending_after(float(self.at_step))
+        r = self._ratio
+        blocks: list[Block] = []
+        for lo, hi, integral, min_len in inner.blocks:
+            blocks.append((lo, min(hi, k), integral, min_len))
+            blocks.append((max(lo, k + 1), hi, integral and r == 1.0,
+                           (max(min_len, 1.0) if integral else min_len) / r))
+        return SpanSeq(len(inner), lambda j: warped(inner[j]), blocks=blocks)
 
     def observe(self, metric: float, *, step: int) -> bool:
         return self.inner.observe(metric, step=int(self._warp(float(step))))

@@ -25,6 +25,7 @@ from lrkit.schedules.base import (
     Cooldown,
     Schedule,
     Span,
+    SpanSeq,
     Warmup,
     _check_choice,
     _check_count,
@@ -170,17 +171,15 @@ class StepDecay(Schedule):
     def _value(self, t: float) -> float:
         return _power(f"step: gamma={self.gamma!r}", self.gamma, int(t // self.step_size), t)
 
-    def _phase_spans(self) -> list[Span]:
-        end = self.total_steps
-        spans: list[Span] = []
-        k = 0
-        while (k * self.step_size < end) if end is not None else k < 1:
-            e = (k + 1) * self.step_size
-            spans.append((f"level {k}", float(k * self.step_size), float(e if end is None else min(e, end)), "step"))
-            k += 1
+    def _phase_spans(self) -> Sequence[Span]:
+        end, size = self.total_steps, self.step_size
         if end is None:
-            spans.append((f"level {k}+", float(k * self.step_size), None, "step"))
-        return spans
+            return [("level 0", 0.0, float(size), "step"), ("level 1+", float(size), None, "step")]
+
+        def level(k: int) -> Span:  # one level per step_size: computed when asked for, never listed
+            return f"level {k}", float(k * size), float(min((k + 1) * size, end)), "step"
+
+        return SpanSeq.uniform(-(-end // size), level, integral=True)
 
 
 # ==============================================================================================================
@@ -500,10 +499,16 @@ class CosineRestarts(Schedule):
         _, start, length = self._cycle(t)
         return f + (1.0 - f) * (1.0 + math.cos(math.pi * (t - start) / length)) / 2.0
 
-    def _phase_spans(self) -> list[Span]:
+    def _phase_spans(self) -> Sequence[Span]:
+        end, size = self.total_steps, self.T_0
+        if end is not None and self.T_mult == 1:
+            def cycle(i: int) -> Span:  # one cycle per T_0 steps: computed when asked for, never listed
+                return f"cycle {i}", float(i * size), float(min((i + 1) * size, end)), "cos"
+
+            return SpanSeq.uniform(-(-end // size), cycle, integral=True)
+        # T_mult > 1: the cycles grow geometrically, so a run has only log(T / T_0) of them
         spans: list[Span] = []
         start, length, i = 0.0, float(self.T_0), 0
-        end = self.total_steps
         while (start < end) if end is not None else i < 1:
             stop = start + length
             spans.append((f"cycle {i}", start, stop if end is None else min(stop, float(end)), "cos"))
@@ -632,19 +637,29 @@ class Cyclic(Schedule):
             return None
         return self.max_momentum - (self.max_momentum - self.base_momentum) * self._height(t)
 
-    def _phase_spans(self) -> list[Span]:
-        spans: list[Span] = []
-        start, i = 0.0, 1
-        end = self.total_steps
-        while (start < end) if end is not None else i <= 1:
-            mid, stop = start + self.step_size_up, start + self.total_size
-            for name, s, e, kind in ((f"up {i}", start, mid, "linear"), (f"down {i}", mid, stop, "linear")):
-                if end is None or s < end:
-                    spans.append((name, s, e if end is None else min(e, float(end)), kind))
-            start, i = stop, i + 1
+    def _phase_spans(self) -> Sequence[Span]:
+        up, size, end = self.step_size_up, self.total_size, self.total_steps
         if end is None:
-            spans.append((f"cycles {i}+", start, None, "cyclic"))
-        return spans
+            return [("up 1", 0.0, up, "linear"), ("down 1", up, size, "linear"), ("cycles 2+", size, None, "cyclic")]
+        # cycle k (from 0) rises over [k C, k C + up) and falls over [k C + up, (k + 1) C): two phases a cycle,
+        # computed when asked for, never listed. Cycles start below the end: k < K, the least K with K C >= end
+        cycles = max(1, math.ceil(end / size))
+        while cycles > 1 and (cycles - 1) * size >= end:
+            cycles -= 1
+        while cycles * size < end:
+            cycles += 1
+        n = 2 * cycles - (0 if (cycles - 1) * size + up < end else 1)
+        stop = float(end)
+
+        def half(j: int) -> Span:
+            k, down = divmod(j, 2)
+            start = k * size
+            if down:
+                return f"down {k + 1}", start + up, min((k + 1) * size, stop), "linear"
+            return f"up {k + 1}", start, min(start + up, stop), "linear"
+
+        integral = float(up).is_integer() and float(self.step_size_down).is_integer()
+        return SpanSeq.uniform(n, half, integral=integral, min_len=min(up, self.step_size_down))
 
 
 # ==============================================================================================================

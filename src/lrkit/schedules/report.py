@@ -17,16 +17,26 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lrkit.schedules.base import Schedule
+    from lrkit.schedules.base import Schedule, Span
 
-__all__ = ["MAX_POINTS", "key_points", "sample_steps", "sampled_record", "write_json"]
+__all__ = ["MAX_PHASES", "MAX_POINTS", "key_points", "sample_steps", "sampled_record", "write_json"]
 
 #: The default bound on the number of evenly spaced steps :func:`sampled_record` evaluates (boundaries come on top).
 MAX_POINTS = 20_000
+#: The default bound on the phases a :func:`sampled_record` lists (and samples both sides of). A run with more
+#: (a short cycle over a long run) keeps its first and last :data:`END_PHASES`, and counts the rest.
+MAX_PHASES = 20_000
+#: How many phases an elided record keeps at each end (the ``lrkit schedule`` table shows 8 and 7).
+END_PHASES = 8
+
+
+def _end_indices(count: int) -> list[int]:
+    """The indices of the phases an elided record keeps: the first and the last :data:`END_PHASES`."""
+    return sorted({*range(min(count, END_PHASES)), *range(max(0, count - END_PHASES), count)})
 
 
 def key_points(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,6 +46,8 @@ def key_points(record: Mapping[str, Any]) -> dict[str, Any]:
     ``end`` in a row is the last step *inside* the phase (inclusive), so the row reads "from step s to step e".
     A sampled record (one with ``"steps"``) gives the same rows: it holds every phase's first and last step; its
     min/max are those of the sampled steps, which hold each phase's ends (exact wherever a phase is monotone).
+    ``phase_count`` counts the phases: the rows, plus those an elided record (more than :data:`MAX_PHASES`) leaves
+    out between its first and last rows.
 
     >>> from lrkit.schedules import from_spec
     >>> s = from_spec("step lr0=0.1 step_size=3 gamma=0.5 unit=step", total_steps=1_000_000)
@@ -45,6 +57,8 @@ def key_points(record: Mapping[str, Any]) -> dict[str, Any]:
     """
     lr = list(record["lr"])
     mom = list(record["momentum"])
+    listed = len(record.get("phases", []))
+    omitted = int(record.get("phase_count", listed)) - listed  # phases an elided sampled record only counts
     steps = record.get("steps")
     if steps is None:
         n = len(lr)
@@ -75,6 +89,7 @@ def key_points(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "steps": n,
         "phases": rows,
+        "phase_count": len(rows) + omitted,
         "min": {"step": steps[imin], "lr": lr[imin]},
         "max": {"step": steps[imax], "lr": lr[imax]},
         "first": {"step": steps[0], "lr": lr[0], "momentum": mom[0]},
@@ -106,12 +121,16 @@ def _epoch_edges(sched: Schedule, lo: float, hi: float, limit: int) -> list[floa
     return [k * spe for k in range(max(first, 0), last + 1)]
 
 
-def sample_steps(schedule: Schedule, total_steps: int, *, max_points: int = MAX_POINTS) -> list[int]:
+def sample_steps(
+    schedule: Schedule, total_steps: int, *, max_points: int = MAX_POINTS, max_phases: int = MAX_PHASES
+) -> list[int]:
     """The steps :func:`sampled_record` evaluates: every step of a run up to ``max_points`` long; of a longer run,
     ``max_points`` evenly spaced steps plus, for every phase boundary ``b`` (and every epoch edge of an
     ``interval="epoch"`` staircase, while there are at most ``max_points`` of them), the steps around it
     (``floor(b) - 1``, ``floor(b)``, ``ceil(b)``), so the last value before a jump and the first after it are both
-    there. Sorted, unique, always holding ``0`` and ``total_steps - 1``.
+    there. A schedule with more than ``max_phases`` phases has its boundaries sampled only near its two ends (the
+    phases an elided record lists; the rest are finer than any picture). Sorted, unique, always holding ``0`` and
+    ``total_steps - 1``.
 
     >>> from lrkit.schedules import from_spec
     >>> s = from_spec("step lr0=0.1 step_size=250 gamma=0.5 unit=step", total_steps=1000)
@@ -122,12 +141,19 @@ def sample_steps(schedule: Schedule, total_steps: int, *, max_points: int = MAX_
 
     n = _check_count("total_steps", total_steps)
     cap = _check_count("max_points", max_points)
+    limit = _check_count("max_phases", max_phases)
     if n <= max(cap, 2):
         return list(range(n))
     picked = {round(i * (n - 1) / (cap - 1)) for i in range(cap)} if cap > 1 else set()
     picked.update((0, n - 1))
     bounds: list[float] = []
-    for _, start, end, _ in schedule._phase_spans():
+    phases = schedule.phases
+    count = len(phases)
+    if count > limit:  # a short cycle over a long run: only the phases an elided record lists (O(1) of them)
+        spans: Sequence[Span] = [phases._span_of(k) for k in _end_indices(count)]
+    else:
+        spans = schedule._phase_spans()
+    for _, start, end, _ in spans:
         bounds.append(float(start))
         if end is not None:
             bounds.append(float(end))
@@ -147,6 +173,7 @@ def sampled_record(
     max_points: int = MAX_POINTS,
     base_lr: float | None = None,
     steps: int | None = None,
+    max_phases: int = MAX_PHASES,
 ) -> dict[str, Any]:
     """``Schedule.record()`` at a bounded number of steps: the same keys plus ``"steps"``, the steps the ``lr``,
     ``momentum`` (and ``lr_bias``) values are taken at (see :func:`sample_steps`).
@@ -156,6 +183,10 @@ def sampled_record(
     value is the schedule's exact value at its step. ``base_lr`` and ``steps`` (the run length, default
     ``total_steps``) are as in ``record()``. :func:`lrkit.plots.schedule.plot_schedule` and :func:`key_points`
     read it like a full record.
+
+    A schedule with more than ``max_phases`` phases (a cycle of a few steps over millions) lists only its first and
+    last :data:`END_PHASES` in ``"phases"`` and counts them all in ``"phase_count"`` (a key only such a record
+    has), so its cost stays ``O(max_points)`` however many cycles the run has.
 
     >>> from lrkit.schedules import from_spec
     >>> s = from_spec("cosine_restarts lr0=0.1 T_0=2500 unit=step", total_steps=10_000_000)
@@ -167,7 +198,12 @@ def sampled_record(
     if n is None:
         raise ValueError(f"{schedule.name}: the schedule has no fixed length; pass steps=... to record it")
     sched = schedule if base_lr is None else schedule.with_peak(base_lr)
-    at = sample_steps(sched, n, max_points=max_points)
+    at = sample_steps(sched, n, max_points=max_points, max_phases=max_phases)
+    phases = sched.phases
+    count = len(phases)
+    elided = count > max_phases
+    if elided:  # the first and the last few: what a table shows
+        phases = [phases[k] for k in _end_indices(count)]
     peak = sched.peak_lr
     scale = 1.0 if peak is None else peak
     rec: dict[str, Any] = {
@@ -179,8 +215,10 @@ def sampled_record(
         "steps": at,
         "lr": [scale * sched.multiplier(t) for t in at],  # the same float record() gives at each step
         "momentum": [sched.momentum(t) for t in at],
-        "phases": [p.to_dict() for p in sched.phases],
+        "phases": [p.to_dict() for p in phases],
     }
+    if elided:
+        rec["phase_count"] = count
     if sched._has_bias_warmup():
         rec["lr_bias"] = [scale * sched.multiplier(t, is_bias=True) for t in at]
     return rec

@@ -123,7 +123,10 @@ class LRSchedulerAdapter(LRScheduler):
 
     * ``state_dict()`` / ``load_state_dict()`` hold the step counter, the bases, ``lr_multiplier``, the re-plans
       and the schedule's own state (reduce-on-plateau), as plain numbers (``torch.load(weights_only=True)``
-      works). Loading writes the LR for the restored step into the optimizer, so the load order does not matter.
+      works). Loading writes the LR for the restored step into the optimizer, so the load order does not matter —
+      unless another scheduler had set the LRs when the state was saved (the active one of a ``SequentialLR``, or
+      a later one of a ``ChainedScheduler``): then, as torch's own schedulers, it leaves the LRs to the
+      optimizer's state.
     * ``seek(step)`` fast-forwards (or rewinds) to any step.
     * ``replan(total_steps=...)`` / ``replan(epochs=..., steps_per_epoch=...)`` stretches the rest of the run
       to a new length from the current step without a jump in the LR (yolov5#7343).
@@ -297,7 +300,16 @@ class LRSchedulerAdapter(LRScheduler):
             "schedule": self.schedule.label,
             "last_lr": [float(v) for v in getattr(self, "_last_lr", [])],
             "fingerprint": self._fingerprint(),
+            "in_charge": self._in_charge(),
         }
+
+    def _in_charge(self) -> bool:
+        """Whether the optimizer's LRs are the ones this scheduler last set: False when another scheduler has set
+        them since (the active one of a ``SequentialLR``, or one after it in a ``ChainedScheduler``)."""
+        last = getattr(self, "_last_lr", None)
+        groups = self.optimizer.param_groups  # groups added since the last step are adopted, not someone else's
+        return last is not None and len(last) <= len(groups) and all(
+            float(g["lr"]) == float(v) for g, v in zip(groups, last))
 
     def _fingerprint(self) -> dict[str, Any]:
         """The current schedule's fingerprint, cached per schedule object (replans make new ones)."""
@@ -342,7 +354,12 @@ class LRSchedulerAdapter(LRScheduler):
         self.last_epoch = int(state_dict["last_step"])
         self._step_count = int(state_dict["step_count"])
         self._bind()
-        self._apply()
+        if state_dict.get("in_charge", True):
+            self._apply()
+        else:
+            # another scheduler of a SequentialLR / ChainedScheduler set the LRs it was saved with: they come back
+            # with the optimizer's state (as torch restores its own schedulers), and writing ours would override them
+            self._last_lr = [float(v) for v in state_dict.get("last_lr", [])] or list(self._bases)
 
     # ---- lrkit's additions -----------------------------------------------------------------------------------
     @property
