@@ -49,6 +49,7 @@ __all__ = [
     "DIVERGENCE_FACTOR",
     "FRESH",
     "FRESH2",
+    "FRESH3",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -77,7 +78,7 @@ WARMUP_FRACTION = 0.05
 #: Fraction of digits/wine labels replaced by random classes (see ``_noisy_labels``).
 LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
-GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2")
+GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2", "fresh3")
 
 
 # ----------------------------------------------------------------------------------------------------------- tasks
@@ -100,7 +101,8 @@ class Task:
     ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
     baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
     was fit on it), ``"held_out"`` (the first out-of-sample set), ``"fresh"`` (a second out-of-sample set,
-    pre-registered before any rule was scored on it) or ``"fresh2"`` (a third, pre-registered the same way). Left
+    pre-registered before any rule was scored on it), ``"fresh2"`` or ``"fresh3"`` (a third and a fourth, pre-registered
+    the same way). Left
     out, it follows ``held_out``; ``held_out`` is True exactly for the groups other than ``"calibration"``.
 
     >>> task = TASKS["digits_mlp"]
@@ -120,7 +122,7 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
-    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` | ``"fresh2"``; ``None`` means "from ``held_out``". Not part of
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` | ``"fresh2"`` | ``"fresh3"``; ``None``: from ``held_out``. Not part of
     #: the cache key.
     group: str | None = None
 
@@ -318,6 +320,27 @@ def _six_classes() -> TaskData:
     return _split(x, y, 1 / 3, stratify=True)
 
 
+def _friedman2() -> TaskData:
+    from sklearn.datasets import make_friedman2
+
+    x, y = make_friedman2(n_samples=2000, noise=100.0, random_state=2)
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
+def _blobs() -> TaskData:
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(n_samples=2000, centers=5, n_features=2, cluster_std=2.5, random_state=2)
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _sparse_regression() -> TaskData:
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=2000, n_features=50, n_informative=5, noise=10.0, random_state=2)
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -412,6 +435,26 @@ def _regression_linear() -> nn.Module:
 
 def _six_classes_mlp() -> nn.Module:
     return _mlp([20, 128, 6])
+
+
+def _wine_linear() -> nn.Module:
+    return nn.Linear(13, 3)
+
+
+def _friedman2_mlp() -> nn.Module:
+    return _mlp([4, 64, 64, 1])
+
+
+def _blobs_mlp() -> nn.Module:
+    return _mlp([2, 64, 5])
+
+
+def _breast_cancer_deep() -> nn.Module:
+    return _mlp([30, 64, 64, 1])
+
+
+def _sparse_mlp() -> nn.Module:
+    return _mlp([50, 32, 1])
 
 
 def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
@@ -676,6 +719,92 @@ _TASK_LIST = [
         held_out=True,
         group="fresh2",
     ),
+    # Fresh 3: a fourth held-out set, pre-registered (README, "Third fresh set") before any rule was scored on it, to
+    # test the noise-aware back-off, which was chosen after every task above had been seen.
+    Task(
+        name="wine_logreg_sgd",
+        description="sklearn wine, 10% label noise (106/72), linear softmax",
+        optimizer_name="SGD momentum 0.9",
+        build_data=_wine,
+        build_model=_seeded(_wine_linear),
+        build_optimizer=_sgd_momentum,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=16,
+        epochs=40,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh3",
+    ),
+    Task(
+        name="friedman2_mlp",
+        description="make_friedman2 regression, noise 100 (1333/667), MLP 4-64-64-1",
+        optimizer_name="Adam",
+        build_data=_friedman2,
+        build_model=_seeded(_friedman2_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh3",
+    ),
+    Task(
+        name="blobs_mlp",
+        description="make_blobs, 5 overlapping centres, std 2.5 (1333/667), MLP 2-64-5",
+        optimizer_name="RMSprop",
+        build_data=_blobs,
+        build_model=_seeded(_blobs_mlp),
+        build_optimizer=_rmsprop,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh3",
+    ),
+    Task(
+        name="breast_cancer_deep_mlp",
+        description="sklearn breast_cancer (398/171), MLP 30-64-64-1",
+        optimizer_name="SGD nesterov, momentum 0.9",
+        build_data=_breast_cancer,
+        build_model=_seeded(_breast_cancer_deep),
+        build_optimizer=_sgd_nesterov,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=32,
+        epochs=20,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh3",
+    ),
+    Task(
+        name="digits_cnn_adamw",
+        description="sklearn digits as 1x8x8 images, 10% label noise (1347/450), 3-conv BatchNorm CNN",
+        optimizer_name="AdamW, wd 0.01",
+        build_data=_digits_images,
+        build_model=_seeded(_digits_cnn),
+        build_optimizer=_adamw,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=8,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh3",
+    ),
+    Task(
+        name="sparse_regression_sgd",
+        description="make_regression, 50 features (5 informative), noise 10 (1333/667), MLP 50-32-1",
+        optimizer_name="SGD (plain)",
+        build_data=_sparse_regression,
+        build_model=_seeded(_sparse_mlp),
+        build_optimizer=_sgd,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=15,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh3",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -686,6 +815,8 @@ HELD_OUT: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "held
 FRESH: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh")
 #: The third held-out set, pre-registered before any rule was scored on it (the test of the two-regime back-off).
 FRESH2: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh2")
+#: The fourth held-out set, pre-registered before any rule was scored on it (the test of the noise-aware back-off).
+FRESH3: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh3")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:

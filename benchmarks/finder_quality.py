@@ -58,6 +58,7 @@ SEEDS = (0, 1, 2)
 CONSENSUS_METHODS: dict[str, str] = {
     "max(robust,valley)": "consensus: max(robust, valley)",
     "one-regime": "one-regime: robust without the plateau branch",
+    "noise-aware": "noise-aware: robust, back-off scaled by the curve's noise",
 }
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
 

@@ -99,6 +99,31 @@ def _geomean(*values: float) -> float:
     return float(np.exp(np.mean(np.log(values))))
 
 
+def noise_ratio(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The range test's batch-to-batch noise relative to the drop it saw: 1.4826 x the median absolute deviation of
+    the raw losses around the smoothed curve (up to its minimum), over the drop from the first eighth's median loss
+    to the smoothed minimum. Low on curves whose minimum is a stability edge, high on noise-dominated ones."""
+    finite = np.isfinite(losses)
+    raw = losses[finite]
+    smooth = S.smooth_curve(raw)
+    i = int(np.argmin(smooth))
+    resid = (raw - smooth)[: i + 1]
+    mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    drop = float(np.median(raw[: max(5, len(raw) // 8)])) - float(smooth[i])
+    return mad / drop if drop > 0 else math.inf
+
+
+#: The noise-aware back-off (pre-registered in the README's "Third fresh set"): the robust rule's back-offs scaled by
+#: w = clip((NOISE_HIGH - noise_ratio) / (NOISE_HIGH - NOISE_LOW), 0, 1): in full below NOISE_LOW, none above NOISE_HIGH.
+NOISE_LOW, NOISE_HIGH = 0.07, 0.10
+
+
+def noise_aware(lrs: np.ndarray, losses: np.ndarray) -> float:
+    w = min(1.0, max(0.0, (NOISE_HIGH - noise_ratio(lrs, losses)) / (NOISE_HIGH - NOISE_LOW)))
+    return S.suggest_robust(lrs, losses, backoff_decades=S.ROBUST_BACKOFF_DECADES * w,
+                            plateau_backoff_decades=S.ROBUST_PLATEAU_BACKOFF_DECADES * w)
+
+
 #: Rules that combine the single-point rules' LRs (tried for the default; none meets the targets, see the README).
 CONSENSUS = {
     "consensus: geometric mean(robust, valley)": lambda lrs, losses: _geomean(
@@ -110,6 +135,8 @@ CONSENSUS = {
     # not a consensus: the default before its plateau branch (a decade below every curve's minimum), for comparison
     "one-regime: robust without the plateau branch": functools.partial(
         S.suggest_robust, plateau_backoff_decades=None),
+    # not a consensus either: the back-off scaled down on noise-dominated curves (the third fresh set's test)
+    "noise-aware: robust, back-off scaled by the curve's noise": noise_aware,
 }
 
 
