@@ -114,7 +114,8 @@ def noise_ratio(lrs: np.ndarray, losses: np.ndarray) -> float:
 
 
 #: The noise-aware back-off (pre-registered in the README's "Third fresh set"): the robust rule's back-offs scaled by
-#: w = clip((NOISE_HIGH - noise_ratio) / (NOISE_HIGH - NOISE_LOW), 0, 1): in full below NOISE_LOW, none above NOISE_HIGH.
+#: w = clip((NOISE_HIGH - noise_ratio) / (NOISE_HIGH - NOISE_LOW), 0, 1): in full below NOISE_LOW, none above
+#: NOISE_HIGH.
 NOISE_LOW, NOISE_HIGH = 0.07, 0.10
 
 
