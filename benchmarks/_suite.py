@@ -123,8 +123,7 @@ class Task:
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
     #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` | ``"fresh2"`` | ``"fresh3"``; ``None``: from ``held_out``. Not
-    #: part of
-    #: the cache key.
+    #: part of the cache key.
     group: str | None = None
 
     def __post_init__(self) -> None:
