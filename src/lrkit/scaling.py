@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import numbers
 import operator
@@ -70,9 +71,13 @@ def optimizer_family(optimizer: Any) -> str:
     Lookahead/SAM/schedule-free wrappers), then name hints (``AdamW8bit`` is adaptive, ``FusedSGD`` SGD-like).
     Optimizers outside both families (``LBFGS``, ``Rprop``, ``Lion``, ...) are refused rather than guessed.
 
+    Prodigy and D-Adaptation (``Prodigy*``/``DAdapt*`` classes, or groups carrying ``d`` and ``d0``) are refused
+    too: their ``lr`` is a multiplier of a step size they estimate themselves, which no batch-size rule applies to.
+
     >>> optimizer_family("AdamW"), optimizer_family(torch.optim.SGD)
     ('adaptive', 'sgd')
     """
+    _refuse_step_multiplier(optimizer)
     for _ in range(8):  # a wrapper of a wrapper of ...: a few levels, never a cycle
         inner = _wrapped_optimizer(optimizer)
         if isinstance(optimizer, str):
@@ -113,6 +118,39 @@ def optimizer_family(optimizer: Any) -> str:
         f"cannot tell whether optimizer {shown!r} is SGD-like (rule='linear') or adaptive (rule='sqrt').{hint} "
         f"Pass rule='linear' or rule='sqrt' explicitly. Known: {', '.join(known)}"
     )
+
+
+def _step_multiplier_name(optimizer: Any) -> str | None:
+    """The class name of an optimizer whose ``lr`` multiplies a step size it adapts itself (Prodigy, D-Adaptation,
+    as ``lrkit.find_lr`` recognises them: by name, or by ``d``/``d0`` in its groups), looking through wrappers."""
+    for _ in range(8):
+        if isinstance(optimizer, str):
+            names = [optimizer.strip().rsplit(".", 1)[-1]]
+        elif isinstance(optimizer, type):
+            names = [c.__name__ for c in optimizer.__mro__]
+        else:
+            names = [c.__name__ for c in type(optimizer).__mro__]
+            groups = getattr(optimizer, "param_groups", None)
+            if isinstance(optimizer, torch.optim.Optimizer) and any("d" in g and "d0" in g for g in groups or ()):
+                return names[0]
+        if any(n.lower().replace("_", "").replace("-", "").startswith(("prodigy", "dadapt")) for n in names):
+            return names[0]
+        inner = _wrapped_optimizer(optimizer)
+        if inner is None:
+            return None
+        optimizer = inner
+    return None
+
+
+def _refuse_step_multiplier(optimizer: Any) -> None:
+    name = _step_multiplier_name(optimizer)
+    if name is not None:
+        raise ValueError(
+            f"optimizer {name!r} adapts its own step size (Prodigy / D-Adaptation): its lr is a multiplier of the "
+            "step size it estimates, not an LR, so no batch-size rule applies — keep lr as it is (1.0 is the value "
+            "it is designed for) when you change the batch size. To scale a number anyway, leave optimizer= out "
+            "and pass rule='linear' or rule='sqrt'"
+        )
 
 
 # Attributes under which optimizer wrappers keep the real optimizer: accelerate (optimizer), Lightning (_optimizer),
@@ -201,6 +239,8 @@ def scale_lr(
     lr = check_positive("lr", lr)
     b0 = _check_batch("from_batch", from_batch)
     b1 = _check_batch("to_batch", to_batch)
+    if optimizer is not None:  # Prodigy / D-Adaptation: lr is a multiplier, whatever the rule
+        _refuse_step_multiplier(optimizer)
     if rule is None:
         rule = "linear" if optimizer is None else "auto"
     if not isinstance(rule, str) or rule not in _RULES:
@@ -340,25 +380,56 @@ def _hits(names: _Names, prefix: str) -> list[str]:
     return [n for n in names.real if _matches(n, prefix) or any(_matches(a, prefix) for a in names.aliases[n])]
 
 
+def _has_stack(module: nn.Module) -> bool:
+    """Whether an ``nn.ModuleList`` with parameters (a stack of blocks, not a list of activations) sits below
+    ``module``."""
+    return any(isinstance(m, nn.ModuleList) and any(True for _ in m.parameters()) for m in module.modules())
+
+
+def _layer_keys(inner: nn.Module) -> dict[str, str]:
+    """Module path -> layer name for every module that is a layer (see :func:`_layers`)."""
+    keys: dict[str, str] = {}
+
+    def walk(module: nn.Module, path: str) -> None:
+        for name, child in module.named_children():
+            cpath = f"{path}{name}"
+            if isinstance(child, nn.ModuleList):  # a stack: each element is a layer, never split further
+                for i in child._modules:
+                    keys[f"{cpath}.{i}"] = f"{cpath}.{i}"
+            elif _has_stack(child):  # a trunk holding a stack (nn.TransformerEncoder, nanoGPT's ModuleDict, ...)
+                keys[cpath] = cpath  # its own parameters, if any
+                walk(child, f"{cpath}.")
+            else:
+                keys[cpath] = cpath
+
+    walk(inner, "")
+    return keys
+
+
 def _layers(model: nn.Module) -> list[tuple[str, list[str]]]:
     """The model's layers, input to output: ``[(layer_name, [param names...]), ...]`` over *all* parameters.
 
-    A layer is a top-level child module that owns parameters, in registration order; a top-level
-    ``nn.ModuleList`` counts as its elements (``blocks.0``, ``blocks.1``, ...). Parameters registered directly on
-    the model (``cls_token``, ``pos_embed``) belong to the first layer, the input end, as in timm. Under a wrapper
-    (DataParallel, DDP, torch.compile) the layers are the wrapped model's; the parameter names stay the real ones.
+    A layer is a top-level child module that owns parameters, in registration order; an ``nn.ModuleList`` (a stack
+    of blocks) counts as its elements (``blocks.0``, ``blocks.1``, ...), and a child that holds such a stack
+    somewhere inside (``nn.TransformerEncoder``'s ``layers``, nanoGPT's ``transformer`` ModuleDict with its ``h``)
+    is split into its children the same way (``encoder.layers.0``, ``transformer.wte``, ``transformer.h.0``,
+    ``transformer.ln_f``). Parameters registered directly on the model (``cls_token``, ``pos_embed``) belong to the
+    first layer, the input end, as in timm. Under a wrapper (DataParallel, DDP, torch.compile) the layers are the
+    wrapped model's; the parameter names stay the real ones.
     """
     inner, prefix = _unwrap(model)
+    keys = _layer_keys(inner)
     order: list[str] = []
     members: dict[str, list[str]] = {}
     root: list[str] = []
-    lists = {name for name, child in inner.named_children() if isinstance(child, nn.ModuleList)}
     for name, _ in inner.named_parameters():
         parts = name.split(".")
-        if len(parts) == 1:
+        # the longest module path of this parameter that is a layer
+        key = next((k for i in range(len(parts) - 1, 0, -1) if (k := keys.get(".".join(parts[:i]))) is not None),
+                   None)
+        if key is None:  # registered on the model itself
             root.append(prefix + name)
             continue
-        key = ".".join(parts[:2]) if parts[0] in lists and len(parts) > 2 else parts[0]
         if key not in members:
             order.append(key)
             members[key] = []
@@ -469,11 +540,38 @@ def freeze_layers(model: nn.Module, n: int | Sequence[int | str]) -> list[str]:
     return frozen
 
 
+def _is_bias(name: str, p: torch.Tensor) -> bool:
+    """A bias: every ``*.bias``, and a 1-D parameter whose own name says bias (``nn.MultiheadAttention``'s
+    ``in_proj_bias``, ``nn.GRU``/``nn.LSTM``'s ``bias_ih_l0``) — not the 3-D key/value tokens ``bias_k``/``bias_v``."""
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf == "bias" or ("bias" in leaf.lower() and p.dim() == 1)
+
+
+def _model_no_weight_decay(model: nn.Module) -> list[str]:
+    """The names (or ``fnmatch`` patterns) a timm-style ``model.no_weight_decay()`` lists, ``[]`` without one."""
+    inner, _ = _unwrap(model)
+    fn = getattr(inner, "no_weight_decay", None)
+    if not callable(fn):
+        return []
+    try:
+        listed = fn()
+    except Exception as e:
+        raise ValueError(f"{type(inner).__name__}.no_weight_decay() raised {type(e).__name__}: {e}") from e
+    if isinstance(listed, str) or not isinstance(listed, Iterable) or not all(isinstance(x, str) for x in listed):
+        raise ValueError(f"{type(inner).__name__}.no_weight_decay() returned {listed!r:.80}; it must return a set "
+                         "of parameter names, as timm's models do")
+    return list(listed)
+
+
 def _no_decay_names(model: nn.Module, names: _Names, no_decay: Iterable[str]) -> set[str]:
-    """Parameter names that get no weight decay: name patterns (on any name of a tensor) and every parameter of a
-    norm layer."""
+    """Parameter names that get no weight decay: name patterns (on any name of a tensor), every parameter of a
+    norm layer, and the names a timm-style ``model.no_weight_decay()`` lists (unless ``no_decay`` is empty)."""
     patterns = [p.lower() for p in no_decay]
     out = {n for n in names.real if any(p in a.lower() for p in patterns for a in [n, *names.aliases[n]])}
+    if patterns:
+        listed = _model_no_weight_decay(model)
+        out.update(n for n in names.real for a in names.aliases[n] for x in listed
+                   if _matches(a, x) or fnmatch.fnmatchcase(a, x))
     if "norm" in patterns:
         norm_ids = {id(p) for mod in model.modules() if isinstance(mod, _NORM_TYPES)
                     for p in mod.parameters(recurse=False)}
@@ -505,13 +603,18 @@ def param_groups(
     * ``backbone_lr_scale=s``: parameters under a ``head`` prefix (a top-level name such as ``"fc"`` or a dotted
       prefix such as ``"head.fc"``) train at ``lr``; the rest (the pretrained backbone) at ``lr * s``.
     * ``layer_decay=d`` (BEiT/timm layer-wise decay): layers are numbered ``0 .. L`` from input to output — the
-      model's layers as :func:`layer_names` lists them, or ``layer_id_fn(param_name) -> int`` — and layer ``i``
-      trains at ``lr * d ** (L - i)``: the output layer at the peak, each layer below ``d`` times slower.
+      model's layers as :func:`layer_names` lists them (the blocks of an ``nn.ModuleList`` or
+      ``nn.TransformerEncoder`` each count), or ``layer_id_fn(param_name) -> int`` — and layer ``i`` trains at
+      ``lr * d ** (L - i)``: the output layer at the peak, each layer below ``d`` times slower. A tied weight is in
+      the layer of its first name (a tied input embedding / LM head: the embedding's, the lowest).
 
     Kinds: ``decay`` (weights, at ``weight_decay``), ``no_decay`` (parameters of normalization layers —
     BatchNorm/LayerNorm/GroupNorm/InstanceNorm/RMSNorm found by module type when ``"norm"`` is in ``no_decay`` —
-    and parameters whose name contains a ``no_decay`` pattern, at decay 0) and ``bias`` (every ``*.bias``, at decay
-    0 when ``"bias"`` is in ``no_decay``). Pass ``no_decay=()`` to decay everything.
+    parameters whose name contains a ``no_decay`` pattern, and those a timm-style ``model.no_weight_decay()`` lists
+    — ViT's ``{"cls_token", "pos_embed"}`` — at decay 0) and ``bias`` (every ``*.bias`` and 1-D ``*bias*`` such as
+    ``nn.MultiheadAttention``'s ``in_proj_bias`` or ``nn.LSTM``'s ``bias_ih_l0``, at decay 0 when ``"bias"`` is in
+    ``no_decay``). A bare ``cls_token``/``pos_embed`` of a model without ``no_weight_decay()`` is a weight and
+    decays (add its name to ``no_decay`` to spare it). Pass ``no_decay=()`` to decay everything.
 
     A wrapped model (``nn.DataParallel``, DDP, ``torch.compile``) is grouped as the model it wraps: layers, ``head``
     and ``freeze`` prefixes and ``layer_id_fn`` use the names without ``module.``/``_orig_mod.``. A tensor shared
@@ -600,7 +703,7 @@ def param_groups(
     buckets: dict[tuple[int, str, int], dict[str, Any]] = {}
     for n, p in trainable:
         order, level, scale = levels[n]
-        kind = "bias" if n.split(".")[-1] == "bias" else ("no_decay" if n in nd else "decay")
+        kind = "bias" if _is_bias(n, p) else ("no_decay" if n in nd else "decay")
         key = (order, level, kinds.index(kind))
         if key not in buckets:
             wd = weight_decay if kind == "decay" or (kind == "bias" and decay_bias) else 0.0
