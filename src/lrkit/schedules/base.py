@@ -681,6 +681,13 @@ class Schedule(ABC):
         >>> s.observe(1.0, step=20), s.observe(1.0, step=30), s.lr(29), round(s.lr(30), 12)
         (False, True, 0.1, 0.01)
         """
+        t = _check_count("step", step, allow_zero=True) if self.stateful else 0  # closed-form: _observe says so
+        return self._observe(metric, float(t))
+
+    def _observe(self, metric: float, t: float) -> bool:
+        """Feed ``metric`` at local time ``t``: the step :meth:`observe` was given, mapped through every wrapper's
+        clock exactly as :meth:`_eval` maps it, so a float (a re-plan's stretch) or, inside a prefix warmup, a
+        negative time. Wrappers forward it; reduce-on-plateau records it."""
         raise TypeError(
             f"schedule {self.name!r} is closed-form and does not observe metrics; only 'plateau' does "
             "(e.g. 'plateau patience=5 warmup_steps=500')"
@@ -798,7 +805,54 @@ class Cooldown:
         object.__setattr__(self, "min_ratio", _check_ratio("cooldown_min_ratio", self.min_ratio, why=why))
 
 
-class Composed(Schedule):
+class _Wrapper(Schedule):
+    """A schedule around another one (composition, re-planning): it maps time and the wrapped schedule does the rest.
+
+    The peak LR, the state (reduce-on-plateau's) and ``stateful`` are the wrapped schedule's; ``_wrapped_attr``
+    names the attribute that holds it (``main`` for :class:`Composed`, ``inner`` for :class:`Replanned`).
+    """
+
+    _wrapped_attr: ClassVar[str]
+
+    def _adopt(self, wrapped: Schedule, total: int | None, steps_per_epoch: float | None) -> None:
+        """Take on the wrapped schedule's identity: its peak's name and label; the wrapper's own clock is in steps."""
+        self.total_steps = total
+        self.steps_per_epoch = steps_per_epoch
+        self.interval = "step"
+        self._peak_name = wrapped._peak_name
+        self.label = wrapped.label
+
+    @property
+    def _wrapped(self) -> Schedule:
+        return getattr(self, self._wrapped_attr)  # type: ignore[no-any-return]
+
+    @property
+    def peak_lr(self) -> float | None:
+        return self._wrapped.peak_lr
+
+    @property
+    def stateful(self) -> bool:  # type: ignore[override]
+        return self._wrapped.stateful
+
+    def with_peak(self, lr0: float) -> Schedule:
+        new = copy.copy(self)
+        setattr(new, self._wrapped_attr, self._wrapped.with_peak(lr0))
+        return new
+
+    def _has_bias_warmup(self) -> bool:
+        return self._wrapped._has_bias_warmup()
+
+    def _value(self, t: float) -> float:  # pragma: no cover - wrappers override _eval
+        return self._eval(t, False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._wrapped.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._wrapped.load_state_dict(state)
+
+
+class Composed(_Wrapper):
     """``warmup ∘ main ∘ cooldown`` in sequence, phases as data.
 
     The total length is ``warmup.steps`` (when ``warmup.prefix``) ``+ main.total_steps + cooldown.steps``.
@@ -812,6 +866,7 @@ class Composed(Schedule):
     """
 
     name = "composed"
+    _wrapped_attr = "main"
 
     def __init__(
         self,
@@ -864,37 +919,20 @@ class Composed(Schedule):
                     f"schedule ends at, so the cooldown would raise the LR: use cooldown_min_ratio <= {end:.6g} "
                     "(0 cools down to zero)"
                 )
-        self.total_steps = total
-        self.steps_per_epoch = main.steps_per_epoch
-        self.interval = "step"
-        self._peak_name = main._peak_name
+        self._adopt(main, total, main.steps_per_epoch)
         self.couples_momentum = main.couples_momentum or self.const_momentum is not None or (
             w is not None and w.start_momentum is not None
         )
-        self.label = main.label
-
-    # peak LR lives in the main schedule
-    @property
-    def peak_lr(self) -> float | None:
-        return self.main.peak_lr
-
-    @property
-    def stateful(self) -> bool:  # type: ignore[override]
-        return self.main.stateful
-
-    def with_peak(self, lr0: float) -> Schedule:
-        new = copy.copy(self)
-        new.main = self.main.with_peak(lr0)
-        return new
 
     def _has_bias_warmup(self) -> bool:
         return self.warmup is not None and self.warmup.bias_lr is not None
 
     def _main_t(self, t: float) -> float:
-        return max(0.0, t - self._w) if self._prefix else t
-
-    def _value(self, t: float) -> float:  # pragma: no cover - Composed overrides _eval
-        return self._eval(t, False)
+        if not self._prefix:
+            return t
+        # a stateful main (plateau) sees the warmup as negative time, so a reduction observed mid-warmup applies
+        # from that step on, as it did live, not back to step 0; a closed form is held at its start
+        return t - self._w if self.main.stateful else max(0.0, t - self._w)
 
     def _eval(self, t: float, bias: bool) -> float:
         cd = self.cooldown
@@ -932,7 +970,9 @@ class Composed(Schedule):
         tail: list[Span] = []
         w = self.warmup
         shift = float(self._w) if self._prefix else 0.0
-        blend = w is not None and not self._prefix
+        # a blended warmup hides the main spans under it; so does a prefix warmup over a stateful main, whose
+        # reductions observed mid-warmup lie at negative main times
+        blend = w is not None and (not self._prefix or self.main.stateful)
         if w is not None:
             head.append(("warmup", 0.0, float(w.steps), f"warmup-{w.type}"))
         if self.cooldown is not None:
@@ -948,8 +988,8 @@ class Composed(Schedule):
 
         main = self.main._phase_spans()
         if not isinstance(main, SpanSeq):
-            return [*head, *(moved(sp) for sp in main if not (blend and sp[2] is not None and sp[2] <= w.steps)),  # type: ignore[union-attr]
-                    *tail]
+            kept = (sp for sp in map(moved, main) if not (blend and sp[2] is not None and sp[2] <= w.steps))  # type: ignore[union-attr]
+            return [*head, *kept, *tail]
         # one phase per cycle: the same spans, lazily. Spans are in order, so the ones a blended warmup hides (those
         # ending by its end) are a prefix
         lo = main.first_ending_after(float(w.steps)) if blend else 0  # type: ignore[union-attr]
@@ -967,20 +1007,14 @@ class Composed(Schedule):
                   for b_lo, b_hi, integral, min_len in main.blocks]
         return SpanSeq(h + m + len(tail), item, blocks=blocks)
 
-    def observe(self, metric: float, *, step: int) -> bool:
-        return self.main.observe(metric, step=int(self._main_t(float(step))))
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.main.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.main.load_state_dict(state)
+    def _observe(self, metric: float, t: float) -> bool:
+        return self.main._observe(metric, self._main_t(t))
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Re-planning: stretch the rest of a run
 # --------------------------------------------------------------------------------------------------------------
-class Replanned(Schedule):
+class Replanned(_Wrapper):
     """A schedule whose remainder after ``at_step`` is stretched to a new total length (see ``Schedule.replan``).
 
     >>> from lrkit.schedules import from_spec
@@ -991,6 +1025,7 @@ class Replanned(Schedule):
     """
 
     name = "replanned"
+    _wrapped_attr = "inner"
 
     def __init__(
         self,
@@ -1021,29 +1056,9 @@ class Replanned(Schedule):
         self.inner = inner
         self.at_step = c
         self.old_total = inner.total_steps
-        self.total_steps = new_total
-        self.steps_per_epoch = spe
-        self.interval = "step"
-        self._peak_name = inner._peak_name
+        self._adopt(inner, new_total, spe)
         self.couples_momentum = inner.couples_momentum
         self._ratio = (self.old_total - c) / (new_total - c)
-        self.label = inner.label
-
-    @property
-    def peak_lr(self) -> float | None:
-        return self.inner.peak_lr
-
-    @property
-    def stateful(self) -> bool:  # type: ignore[override]
-        return self.inner.stateful
-
-    def with_peak(self, lr0: float) -> Schedule:
-        new = copy.copy(self)
-        new.inner = self.inner.with_peak(lr0)
-        return new
-
-    def _has_bias_warmup(self) -> bool:
-        return self.inner._has_bias_warmup()
 
     def _warp(self, t: float) -> float:
         c = self.at_step
@@ -1058,9 +1073,6 @@ class Replanned(Schedule):
         if t <= c:
             return t
         return c + (t - c) / self._ratio
-
-    def _value(self, t: float) -> float:  # pragma: no cover - Replanned overrides _eval
-        return self._eval(t, False)
 
     def _eval(self, t: float, bias: bool) -> float:
         return self.inner._eval(self._warp(t), bias)
@@ -1087,14 +1099,10 @@ class Replanned(Schedule):
                            (max(min_len, 1.0) if integral else min_len) / r))
         return SpanSeq(len(inner), lambda j: warped(inner[j]), blocks=blocks)
 
-    def observe(self, metric: float, *, step: int) -> bool:
-        return self.inner.observe(metric, step=int(self._warp(float(step))))
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state)
+    def _observe(self, metric: float, t: float) -> bool:
+        # the warped time itself, not a whole step: stretched, step t maps between two inner steps, and a
+        # reduction truncated to the one below would apply from step t - 1 when the curve is read back
+        return self.inner._observe(metric, self._warp(t))
 
 
 ScheduleFactory = Callable[..., Schedule]

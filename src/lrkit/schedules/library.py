@@ -91,6 +91,66 @@ def _momentum_value(name: str, value: Any) -> float:
     return v
 
 
+def _set_momentum_cycling(sched: Schedule, cycle_momentum: Any, base_momentum: Any, max_momentum: Any) -> None:
+    """Validate and set the momentum cycling of cyclic and one-cycle (torch's ``cycle_momentum``,
+    ``base_momentum``, ``max_momentum``); the schedule couples momentum when it cycles it."""
+    sched.cycle_momentum = _bool("cycle_momentum", cycle_momentum)  # type: ignore[attr-defined]
+    sched.base_momentum = _momentum_value("base_momentum", base_momentum)  # type: ignore[attr-defined]
+    sched.max_momentum = _momentum_value("max_momentum", max_momentum)  # type: ignore[attr-defined]
+    sched.couples_momentum = sched.cycle_momentum  # type: ignore[attr-defined]
+
+
+def _length(sched: Schedule, key: str, value: Any) -> float:
+    """A decay length (``total_iters``, ``T_max``) in steps: ``value`` in the family's ``unit``, or the run length
+    when it is ``None``."""
+    if value is None:
+        return float(sched._require_total(key))
+    return sched._span(key, value, sched.unit, integer=False)  # type: ignore[attr-defined]
+
+
+def _floor_args(lrf: Any, eta_min: Any, peak: float | None) -> tuple[float | None, float | None]:
+    """The floor of a cosine family as given: ``lrf`` (a ratio of the peak) or ``eta_min`` (absolute), at most one;
+    each validated, ``None`` where not given (the family picks its default)."""
+    if lrf is not None and eta_min is not None:
+        raise ValueError(
+            f"lrf={lrf!r} (a ratio of lr0) and eta_min={eta_min!r} (an absolute LR) both set the floor: give one"
+        )
+    return (None if lrf is None else _fraction("lrf", lrf, why=_ABOVE_PEAK),
+            None if eta_min is None else _floor_below_peak(eta_min, peak))
+
+
+def _cos_anneal(floor: float, x: float, n: float) -> float:
+    """Cosine annealing from 1 down to ``floor`` at ``x`` of ``n``: ``f + (1 - f) * (1 + cos(pi x / n)) / 2``.
+
+    >>> _cos_anneal(0.0, 0.0, 10), _cos_anneal(0.0, 5.0, 10), _cos_anneal(0.1, 10.0, 10)
+    (1.0, 0.5, 0.1)
+    """
+    return floor + (1.0 - floor) * (1.0 + math.cos(math.pi * x / n)) / 2.0
+
+
+def _periods(label: str, size: int, end: int, kind: str) -> SpanSeq:
+    """One span per period of ``size`` steps up to the run's ``end`` (``"{label} k"``, the last cut short), computed
+    when asked for, never listed."""
+    def period(k: int) -> Span:
+        return f"{label} {k}", float(k * size), float(min((k + 1) * size, end)), kind
+
+    return SpanSeq.uniform(-(-end // size), period, integral=True)
+
+
+def _levels(bounds: Sequence[float], total: int | None, name: Callable[[int], str], kind: str) -> list[Span]:
+    """One span per level between ``bounds`` (from ``bounds[0]``), the last open-ended without a run length; cut
+    at the run's end (levels that start after it are left out)."""
+    spans: list[Span] = []
+    for k, start in enumerate(bounds):
+        if total is not None and start >= total:
+            break
+        end = bounds[k + 1] if k + 1 < len(bounds) else total
+        if end is not None and total is not None:
+            end = min(end, total)
+        spans.append((name(k), float(start), None if end is None else float(end), kind))
+    return spans
+
+
 # ==============================================================================================================
 class Constant(Schedule):
     """Constant LR: ``m(t) = 1``.
@@ -175,11 +235,7 @@ class StepDecay(Schedule):
         end, size = self.total_steps, self.step_size
         if end is None:
             return [("level 0", 0.0, float(size), "step"), ("level 1+", float(size), None, "step")]
-
-        def level(k: int) -> Span:  # one level per step_size: computed when asked for, never listed
-            return f"level {k}", float(k * size), float(min((k + 1) * size, end)), "step"
-
-        return SpanSeq.uniform(-(-end // size), level, integral=True)
+        return _periods("level", size, end, "step")  # one level per step_size
 
 
 # ==============================================================================================================
@@ -229,16 +285,7 @@ class MultiStep(Schedule):
         return _power(f"multistep: gamma={self.gamma!r}", self.gamma, bisect_right(self.milestones, t), t)
 
     def _phase_spans(self) -> list[Span]:
-        bounds = [0, *sorted(set(self.milestones))]
-        spans: list[Span] = []
-        for k, start in enumerate(bounds):
-            if self.total_steps is not None and start >= self.total_steps:
-                break
-            end = bounds[k + 1] if k + 1 < len(bounds) else self.total_steps
-            if end is not None and self.total_steps is not None:
-                end = min(end, self.total_steps)
-            spans.append((f"level {k}", float(start), None if end is None else float(end), "step"))
-        return spans
+        return _levels([0, *sorted(set(self.milestones))], self.total_steps, "level {}".format, "step")
 
 
 # ==============================================================================================================
@@ -312,10 +359,7 @@ class Polynomial(Schedule):
                          interval=interval)
         self.unit = _unit(unit)
         self.power = check_positive("power", power, allow_zero=True)
-        self.total_iters = (
-            float(self._require_total("total_iters")) if total_iters is None
-            else self._span("total_iters", total_iters, self.unit, integer=False)
-        )
+        self.total_iters = _length(self, "total_iters", total_iters)
 
     def _value(self, t: float) -> float:
         return (1.0 - min(self.total_iters, t) / self.total_iters) ** self.power
@@ -372,10 +416,7 @@ class Linear(Schedule):
         )
         end = 0.01 if lrf is None and end_factor is None else (lrf if lrf is not None else end_factor)
         self.end_factor = _fraction("lrf" if lrf is not None else "end_factor", end, why=_ABOVE_PEAK)
-        self.total_iters = (
-            float(self._require_total("total_iters")) if total_iters is None
-            else self._span("total_iters", total_iters, self.unit, integer=False)
-        )
+        self.total_iters = _length(self, "total_iters", total_iters)
 
     def _value(self, t: float) -> float:
         p = min(self.total_iters, t) / self.total_iters
@@ -417,26 +458,17 @@ class Cosine(Schedule):
     ) -> None:
         super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
                          interval=interval)
-        if lrf is not None and eta_min is not None:
-            raise ValueError(
-                f"lrf={lrf!r} (a ratio of lr0) and eta_min={eta_min!r} (an absolute LR) both set the floor: give one"
-            )
+        self.lrf, self.eta_min = _floor_args(lrf, eta_min, self._peak)
         self.unit = _unit(unit)
-        self.lrf = None if lrf is None else _fraction("lrf", lrf, why=_ABOVE_PEAK)
         if lrf is None and eta_min is None:
             self.lrf = 0.01
-        self.eta_min = None if eta_min is None else _floor_below_peak(eta_min, self._peak)
-        self.T_max = (
-            float(self._require_total("T_max")) if T_max is None
-            else self._span("T_max", T_max, self.unit, integer=False)
-        )
+        self.T_max = _length(self, "T_max", T_max)
 
     def _floor(self) -> float:
         return self.lrf if self.lrf is not None else self._rel(self.eta_min, "eta_min")  # type: ignore[arg-type]
 
     def _value(self, t: float) -> float:
-        f = self._floor()
-        return f + (1.0 - f) * (1.0 + math.cos(math.pi * min(t, self.T_max) / self.T_max)) / 2.0
+        return _cos_anneal(self._floor(), min(t, self.T_max), self.T_max)
 
     def _phase_spans(self) -> list[Span]:
         return _decay_then_hold(self.T_max, self.total_steps, "cos")
@@ -474,13 +506,11 @@ class CosineRestarts(Schedule):
     ) -> None:
         super().__init__(lr0=lr0, total_steps=total_steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
                          interval=interval)
-        if lrf is not None and eta_min is not None:
-            raise ValueError(f"lrf={lrf!r} and eta_min={eta_min!r} both set the floor: give one")
+        lrf_v, eta = _floor_args(lrf, eta_min, self._peak)
         self.unit = _unit(unit)
         self.T_0 = int(self._span("T_0", T_0, self.unit, integer=True))
         self.T_mult = _check_count("T_mult", T_mult)
-        self.lrf = None if lrf is None else _fraction("lrf", lrf, why=_ABOVE_PEAK)
-        self.eta_min = 0.0 if eta_min is None else _floor_below_peak(eta_min, self._peak)
+        self.lrf, self.eta_min = lrf_v, 0.0 if eta is None else eta
 
     def _cycle(self, t: float) -> tuple[int, float, float]:
         """(cycle index, start step of the cycle, its length)."""
@@ -494,18 +524,16 @@ class CosineRestarts(Schedule):
             i += 1
         return i, start, length
 
+    _floor = Cosine._floor
+
     def _value(self, t: float) -> float:
-        f = self.lrf if self.lrf is not None else self._rel(self.eta_min, "eta_min")
         _, start, length = self._cycle(t)
-        return f + (1.0 - f) * (1.0 + math.cos(math.pi * (t - start) / length)) / 2.0
+        return _cos_anneal(self._floor(), t - start, length)
 
     def _phase_spans(self) -> Sequence[Span]:
         end, size = self.total_steps, self.T_0
         if end is not None and self.T_mult == 1:
-            def cycle(i: int) -> Span:  # one cycle per T_0 steps: computed when asked for, never listed
-                return f"cycle {i}", float(i * size), float(min((i + 1) * size, end)), "cos"
-
-            return SpanSeq.uniform(-(-end // size), cycle, integral=True)
+            return _periods("cycle", size, end, "cos")  # one cycle per T_0 steps
         # T_mult > 1: the cycles grow geometrically, so a run has only log(T / T_0) of them
         spans: list[Span] = []
         start, length, i = 0.0, float(self.T_0), 0
@@ -597,10 +625,7 @@ class Cyclic(Schedule):
                     self.scale_mode:
                 raise ValueError(f"scale_mode={scale_mode!r} only applies with a custom scale_fn (mode={mode!r})")
         self.scale_fn = scale_fn
-        self.cycle_momentum = _bool("cycle_momentum", cycle_momentum)
-        self.base_momentum = _momentum_value("base_momentum", base_momentum)
-        self.max_momentum = _momentum_value("max_momentum", max_momentum)
-        self.couples_momentum = self.cycle_momentum
+        _set_momentum_cycling(self, cycle_momentum, base_momentum, max_momentum)
 
     def with_peak(self, lr0: float) -> Schedule:
         if lr0 < self.base_lr:
@@ -703,9 +728,7 @@ class OneCycle(Schedule):
         self.pct_start = _fraction("pct_start", pct_start)
         self.anneal_strategy = _check_choice("anneal_strategy", anneal_strategy, ("cos", "linear"),
                                              {"cosine": "cos"})
-        self.cycle_momentum = _bool("cycle_momentum", cycle_momentum)
-        self.base_momentum = _momentum_value("base_momentum", base_momentum)
-        self.max_momentum = _momentum_value("max_momentum", max_momentum)
+        _set_momentum_cycling(self, cycle_momentum, base_momentum, max_momentum)
         self.div_factor = check_positive("div_factor", div_factor)
         if self.div_factor < 1:
             raise ValueError(
@@ -724,7 +747,6 @@ class OneCycle(Schedule):
                 f"pct_start={pct_start!r} must be <= 0.5 with three_phase=true: the second phase mirrors the first, "
                 "so the two take 2 * pct_start of the run, and above 0.5 the LR never reaches its final anneal"
             )
-        self.couples_momentum = self.cycle_momentum
         init = 1.0 / self.div_factor
         low = init / self.final_div_factor
         hi_m, lo_m = self.max_momentum, self.base_momentum
@@ -967,13 +989,23 @@ def _steps_from(
 
 
 # ==============================================================================================================
+def _time(t: Any) -> float:
+    """A plateau time as saved: an ``int`` when whole (so states and records read as steps), else the float.
+
+    >>> _time(30.0), _time(30.25)
+    (30, 30.25)
+    """
+    v = float(t)
+    return int(v) if v.is_integer() else v
+
+
 @dataclass
 class _PlateauState:
     best: float
     num_bad_epochs: int = 0
     cooldown_counter: int = 0
-    reductions: list[int] = field(default_factory=list)
-    last_step: int = -1
+    reductions: list[float] = field(default_factory=list)
+    last_step: float = -1
     observations: int = 0
 
 
@@ -1058,17 +1090,18 @@ class ReduceOnPlateau(Schedule):
                 return j
         return k
 
-    def observe(self, metric: float, *, step: int) -> bool:
-        """Feed one validation ``metric``; a reduction applies from optimizer ``step`` on. Returns True if reduced."""
+    def _observe(self, metric: float, t: float) -> bool:
+        """Feed one validation ``metric``; a reduction applies from local time ``t`` on (see :meth:`observe`: a
+        whole step, or behind a wrapper the time that wrapper maps its step to). Returns True if reduced."""
         try:
             current = float(metric)
         except (TypeError, ValueError):
             raise ValueError(f"metric={metric!r} must be a number") from None
-        t = _check_count("step", step, allow_zero=True)
         st = self._state
-        if t < st.last_step:
-            raise ValueError(f"step={t} is before the last observed step {st.last_step}: observe steps in order")
-        st.last_step = t
+        # last_step -1 with nothing observed is the fresh state: a prefix warmup's negative times come after it
+        if t < st.last_step and (st.observations or st.last_step >= 0):
+            raise ValueError(f"step={t:g} is before the last observed step {st.last_step:g}: observe steps in order")
+        st.last_step = _time(t)
         st.observations += 1
         if self._is_better(current, st.best):
             st.best = current
@@ -1087,28 +1120,26 @@ class ReduceOnPlateau(Schedule):
                 k = len(st.reductions)
                 record = peak * (self._level(k) - self._level(k + 1)) > self.eps
             if record:
-                st.reductions.append(t)
+                st.reductions.append(_time(t))
                 reduced = True
             st.cooldown_counter = self.cooldown
             st.num_bad_epochs = 0
         return reduced
 
     @property
-    def reductions(self) -> tuple[int, ...]:
-        """The steps at which the LR was reduced."""
+    def reductions(self) -> tuple[float, ...]:
+        """The steps at which the LR was reduced, in this schedule's own clock: whole steps, except behind a
+        re-plan (a stretched step falls between two) or a prefix warmup (a reduction observed mid-warmup is
+        before step 0)."""
         return tuple(self._state.reductions)
 
     def _value(self, t: float) -> float:
         return self._level(self._taken(bisect_right(self._state.reductions, t)))
 
     def _phase_spans(self) -> list[Span]:
-        bounds = [0, *self._state.reductions]
-        spans: list[Span] = []
-        for k, start in enumerate(bounds):
-            end = bounds[k + 1] if k + 1 < len(bounds) else self.total_steps
-            spans.append(("plateau" if k == 0 else f"reduced x{k}", float(start),
-                          None if end is None else float(end), "constant"))
-        return spans
+        # cut at the run's end like multistep's: a reduction observed inside a cooldown has no phase of its own
+        return _levels([0, *self._state.reductions], self.total_steps,
+                       lambda k: "plateau" if k == 0 else f"reduced x{k}", "constant")
 
     def state_dict(self) -> dict[str, Any]:
         st = self._state
@@ -1127,8 +1158,8 @@ class ReduceOnPlateau(Schedule):
         st.best = float(state["best"])
         st.num_bad_epochs = int(state["num_bad_epochs"])
         st.cooldown_counter = int(state["cooldown_counter"])
-        st.reductions[:] = [int(r) for r in state["reductions"]]
-        st.last_step = int(state["last_step"])
+        st.reductions[:] = [_time(r) for r in state["reductions"]]
+        st.last_step = _time(state["last_step"])
         st.observations = int(state.get("observations", 0))
 
 

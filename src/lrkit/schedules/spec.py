@@ -79,6 +79,45 @@ def _value(text: str) -> Any:
     return _scalar(t)
 
 
+def _join_equals(tokens: list[str]) -> list[str]:
+    """Join a ``key=value`` written with spaces around ``=`` (``lr0 = 0.1``, ``lr0 =0.1``, ``lr0= 0.1``) into one
+    token. The name (the first token) never takes a value, and a complete ``key=value`` never takes more, so
+    ``"cosine =3"`` keeps ``=3`` as a token of its own, a value with no key.
+
+    >>> _join_equals(["cosine", "lr0", "=", "0.1", "lrf=", "0.01", "=3"])
+    ['cosine', 'lr0=0.1', 'lrf=0.01', '=3']
+    """
+    out = tokens[:1]
+    for tok in tokens[1:]:
+        prev = out[-1] if len(out) > 1 else None
+        if prev is not None and ((tok.startswith("=") and "=" not in prev)  # key | =value
+                                 or (prev.endswith("=") and prev.count("=") == 1 and "=" not in tok)):  # key= | value
+            out[-1] = prev + tok
+        else:
+            out.append(tok)
+    return out
+
+
+def _malformed(tok: str) -> str | None:
+    """What is wrong with a ``key=value`` token, with the valid form; ``None`` when it is well formed.
+
+    >>> _malformed("lr0=0.1") is None, _malformed("=3")
+    (True, "the value '3' has no key: expected key=value, the parameter's name before '=' (e.g. 'lr0=3')")
+    """
+    key, sep, val = tok.partition("=")
+    if not sep:
+        return f"expected key=value, e.g. '{tok}=...' (no spaces inside a value; quote one that has them)"
+    if "=" in val:
+        return f"'=' appears {tok.count('=')} times: expected key=value, one '=' between the key and its value"
+    if not key and not val:
+        return "a bare '=' with neither key nor value: expected key=value, e.g. 'lr0=0.01'"
+    if not key:
+        return f"the value {val!r} has no key: expected key=value, the parameter's name before '=' (e.g. 'lr0={val}')"
+    if not val:
+        return f"{key!r} has no value: expected key=value, the value right after '=' (e.g. '{key}=<value>')"
+    return None
+
+
 def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Split a spec into its family name and a dict of typed parameters (nothing is validated yet).
 
@@ -102,23 +141,25 @@ def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"spec={spec!r} must be a string like 'cosine lr0=0.01', a dict, or a Schedule")
     # any Unicode space (a no-break space pasted from a web page) separates tokens like a plain one
     text = "".join(" " if ch.isspace() else ch for ch in spec.strip())
-    text = re.sub(r"\s*=\s*", "=", text)
     text = re.sub(r"\s*,\s*", ",", text)  # "milestones=[30, 60]" is one token
     text = re.sub(r"\[\s*|\s*\]", lambda m: m.group(0).strip(), text)
     try:
-        tokens = shlex.split(text)
+        tokens = _join_equals(shlex.split(text))
     except ValueError as e:
         raise ValueError(f"cannot parse spec {spec!r}: {e}") from None
     if not tokens:
         raise ValueError("empty schedule spec: give a name, e.g. 'cosine lr0=0.01 lrf=0.01'")
     name, rest = tokens[0], tokens[1:]
     if "=" in name:
-        raise ValueError(f"spec {spec!r} must start with the schedule name, e.g. 'cosine {name}'")
+        example = name if _malformed(name) is None else "lr0=0.01"
+        raise ValueError(f"spec {spec!r} must start with the schedule name, then key=value pairs, e.g. "
+                         f"'cosine {example}'")
     params: dict[str, Any] = {}
     for tok in rest:
-        key, sep, val = tok.partition("=")
-        if not sep or not key:
-            raise ValueError(f"bad token {tok!r} in spec {spec!r}: expected key=value")
+        why = _malformed(tok)
+        if why is not None:
+            raise ValueError(f"bad token {tok!r} in spec {spec!r}: {why}")
+        key, _, val = tok.partition("=")
         if key in params:
             raise ValueError(f"{key} is given twice in spec {spec!r}")
         params[key] = _value(val)
