@@ -58,6 +58,7 @@ SEEDS = (0, 1, 2)
 CONSENSUS_METHODS: dict[str, str] = {
     "max(robust,valley)": "consensus: max(robust, valley)",
     "one-regime": "one-regime: robust without the plateau branch",
+    "two-regime": "two-regime: robust without the noise scaling",
     "noise-aware": "noise-aware: robust, back-off scaled by the curve's noise",
 }
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
@@ -136,6 +137,8 @@ def run_lrkit(task: Task, seed: int) -> FinderRun:
         curve = (np.asarray(res.lrs, dtype=float), np.asarray(res.losses, dtype=float))  # the rules drop non-finite
         for name, combo in _consensus_rules().items():
             lrs[f"lrkit:{name}"] = float(combo(*curve))
+        # the default before its noise scaling, exactly as it read this run (stopped on divergence: never a plateau)
+        lrs["lrkit:two-regime"] = float(res.suggest(noise_band=None))
     seconds = time.perf_counter() - t0
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning) and "lrkit" in w.filename]
     return FinderRun(lrs, res.num_steps_run, seconds, notes)

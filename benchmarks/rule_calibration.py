@@ -122,7 +122,7 @@ NOISE_LOW, NOISE_HIGH = 0.07, 0.10
 def noise_aware(lrs: np.ndarray, losses: np.ndarray) -> float:
     w = min(1.0, max(0.0, (NOISE_HIGH - noise_ratio(lrs, losses)) / (NOISE_HIGH - NOISE_LOW)))
     return S.suggest_robust(lrs, losses, backoff_decades=S.ROBUST_BACKOFF_DECADES * w,
-                            plateau_backoff_decades=S.ROBUST_PLATEAU_BACKOFF_DECADES * w)
+                            plateau_backoff_decades=S.ROBUST_PLATEAU_BACKOFF_DECADES * w, noise_band=None)
 
 
 #: Rules that combine the single-point rules' LRs (tried for the default; none meets the targets, see the README).
@@ -135,14 +135,17 @@ CONSENSUS = {
         S.suggest_robust(lrs, losses), S.suggest_valley(lrs, losses)),
     # not a consensus: the default before its plateau branch (a decade below every curve's minimum), for comparison
     "one-regime: robust without the plateau branch": functools.partial(
-        S.suggest_robust, plateau_backoff_decades=None),
+        S.suggest_robust, plateau_backoff_decades=None, noise_band=None),
+    # the default before its noise scaling (two regimes, fresh2's test), for comparison
+    "two-regime: robust without the noise scaling": functools.partial(S.suggest_robust, noise_band=None),
     # not a consensus either: the back-off scaled down on noise-dominated curves (the third fresh set's test)
     "noise-aware: robust, back-off scaled by the curve's noise": noise_aware,
 }
 
 
 def with_backoff(decades: float):
-    return functools.partial(S.suggest_robust, backoff_decades=decades)
+    """The two-regime rule (no noise scaling) with the explosion back-off ``decades``: the constant's calibration."""
+    return functools.partial(S.suggest_robust, backoff_decades=decades, noise_band=None)
 
 
 def main() -> None:

@@ -17,9 +17,11 @@ def test_demo_writes_plot_and_record(tmp_path):
     record = json.loads((tmp_path / "f" / "lr_find.json").read_text())
     assert (tmp_path / "f" / "lr_find.png").stat().st_size > 1000
     assert f"{record['suggestion']:.3g}" in res.output
-    # the table says which back-off the default rule took (the record's regime)
-    words = {"explosion": "exploded past its minimum", "plateau": "plateaued, no edge reached"}
-    assert record["regime"] in words and words[record["regime"]] in " ".join(res.output.split())
+    # the table says which back-off the default rule took (the record's regime, noise and back-off)
+    words = {"explosion": "exploded", "plateau": "plateaued, no edge"}
+    shown = " ".join(res.output.split())
+    assert record["regime"] in words and words[record["regime"]] in shown
+    assert f"noise {record['noise']:.2f}" in shown and f"back off {record['backoff_decades']:.2g} decade" in shown
     # a second run never overwrites the first
     res2 = runner.invoke(app(), ["find", "--num-steps", "20", "--out", str(tmp_path / "f")])
     assert res2.exit_code == 0 and (tmp_path / "f2" / "lr_find.json").exists()

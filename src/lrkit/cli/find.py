@@ -182,9 +182,12 @@ def find_command(
     table.add_column("learning rate", justify="right")
     table.add_row(f"[bold]suggestion ({result.rule})", f"[bold green]{result.suggestion:.3g}")
     if result.rule == "robust":  # which back-off the default rule took, and why
-        reading = {"explosion": "exploded past its minimum: back off 1 decade",
-                   "plateau": "plateaued, no edge reached: back off 0.5 decade"}[result.regime]
-        table.add_row("  curve", reading)
+        reading = {"explosion": "exploded", "plateau": "plateaued, no edge"}[result.regime]
+        noise = result.noise
+        if noise == noise:  # a noise-dominated curve backs off less (README: the noise scaling)
+            full = 1.0 if result.regime == "explosion" else 0.5
+            reading += f" (noise {noise:.2f}{', noise-dominated' if result.backoff < full else ''})"
+        table.add_row("  curve", f"{reading}: back off {result.backoff:.2g} decade")
     low, high = result.range
     table.add_row("range (low – high)", f"{low:.3g} – {high:.3g}")
     for name, lr in result.suggestions().items():

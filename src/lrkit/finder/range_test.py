@@ -293,7 +293,7 @@ def find_lr(
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
         >>> before = model[0].weight.clone()
         >>> result = lrkit.find_lr(model, opt, loader, num_steps=60)
-        >>> 1e-4 < result.suggestion < 1.0, torch.equal(model[0].weight, before), opt.param_groups[0]["lr"]
+        >>> 1e-4 < result.suggestion < 1.5, torch.equal(model[0].weight, before), opt.param_groups[0]["lr"]
         (True, True, 0.1)
     """
     start_lr = check_positive("start_lr", start_lr)

@@ -19,7 +19,7 @@ __all__ = ["FinderResult"]
 _MIN_POINTS = 3
 _STOP_REASONS = ("completed", "diverged", "non-finite")
 #: The keyword options of the robust rule that :meth:`FinderResult.suggest` passes through.
-_ROBUST_OPTIONS = ("backoff_decades", "plateau_backoff_decades", "plateau_rise")
+_ROBUST_OPTIONS = ("backoff_decades", "plateau_backoff_decades", "plateau_rise", "noise_band")
 
 
 @dataclass
@@ -98,8 +98,8 @@ class FinderResult:
     def suggest(self, rule: str | None = None, **options: Any) -> float:
         """The LR that ``rule`` (default: :attr:`rule`) reads off the curve; names are in ``lrkit.SUGGESTION_RULES``.
 
-        ``options`` go to the rule's function: ``backoff_decades``, ``plateau_backoff_decades`` and ``plateau_rise``
-        for ``"robust"`` (:func:`lrkit.finder.suggest.suggest_robust`); the other rules take none.
+        ``options`` go to the rule's function: ``backoff_decades``, ``plateau_backoff_decades``, ``plateau_rise`` and
+        ``noise_band`` for ``"robust"`` (:func:`lrkit.finder.suggest.suggest_robust`); the other rules take none.
 
         >>> import numpy as np
         >>> lrs = list(np.logspace(-4, 0, 60)); losses = list(1 / (1 + np.asarray(lrs) / 1e-2))   # a plateau
@@ -130,6 +130,22 @@ class FinderResult:
         self._check_judgeable()
         return _suggest.robust_regime(np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float),
                                       stopped=self.stop_reason != "completed")
+
+    @property
+    def backoff(self) -> float:
+        """The back-off, in decades below the loss minimum, that the default ``robust`` rule takes on this curve: 1
+        after an explosion, ½ after a plateau (:attr:`regime`), scaled down towards 0 on a noise-dominated curve
+        (:attr:`noise`); see :func:`lrkit.finder.suggest.robust_backoff`."""
+        self._check_judgeable()
+        return _suggest.robust_backoff(np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float),
+                                       stopped=self.stop_reason != "completed")
+
+    @property
+    def noise(self) -> float:
+        """The curve's batch-to-batch scatter over the drop it made (:func:`lrkit.finder.suggest.noise_ratio`):
+        below ~0.07 the minimum reads as the stability edge, above ~0.1 as a noise floor."""
+        self._check_judgeable()
+        return _suggest.noise_ratio(np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float))
 
     def _judgeable(self) -> bool:
         """Whether the curve has finite losses at enough different LRs (3) for the rules to read an LR off it."""
@@ -173,6 +189,9 @@ class FinderResult:
         d["suggestions"] = self.suggestions() if ok else {}
         d["range"] = list(self.range) if ok else None
         d["regime"] = self.regime if ok else None
+        noise = self.noise if ok else math.nan
+        d["noise"] = noise if math.isfinite(noise) else None
+        d["backoff_decades"] = self.backoff if ok else None
         return d
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:

@@ -82,7 +82,7 @@ PLATEAU_BACKOFF_DECADES = 1.0
 def _suggestion(finder: FinderResult) -> float:
     """The range test's suggestion, with :data:`PLATEAU_BACKOFF_DECADES` for the default rule."""
     if finder.rule == "robust":
-        return float(finder.suggest(plateau_backoff_decades=PLATEAU_BACKOFF_DECADES))
+        return float(finder.suggest(plateau_backoff_decades=PLATEAU_BACKOFF_DECADES, noise_band=None))
     return float(finder.suggestion)
 
 
