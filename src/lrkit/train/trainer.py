@@ -250,6 +250,20 @@ def _names_class(spec: str, cls: type) -> bool:
         return False
 
 
+def _frozen_norms(model: torch.nn.Module, frozen: set[str]) -> list[torch.nn.Module]:
+    """The BatchNorm/InstanceNorm layers (``_NormBase``, tracking running statistics) whose parameters are all in
+    ``frozen`` (parameter names). A norm layer without parameters (``affine=False``) cannot be told frozen this way
+    and is left as it is."""
+    norms = []
+    for prefix, module in model.named_modules():
+        if not isinstance(module, torch.nn.modules.batchnorm._NormBase) or not module.track_running_stats:
+            continue
+        names = [f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False)]
+        if names and all(n in frozen for n in names):
+            norms.append(module)
+    return norms
+
+
 def _names_object(value: Any) -> bool:
     """``True`` when a saved config value holds a placeholder ``"<TypeName>"`` for a Python object."""
     if isinstance(value, str):
@@ -461,6 +475,9 @@ class _Trainer:
         #: (name, numel) of the parameters freeze= froze (not those the user's model had frozen already)
         self.frozen = [(n, p.numel()) for n, p in self.model.named_parameters()
                        if not p.requires_grad and n not in already_frozen]
+        #: normalisation layers with running statistics whose parameters freeze= froze: kept in eval mode while
+        #: training, so their statistics are frozen with their weights (as timm's FrozenBatchNorm2d, detectron2)
+        self.frozen_norms = _frozen_norms(self.model, {n for n, _ in self.frozen})
         self.optimizer = build_optimizer(self.opt_class or self.opt_name, groups, lr=self.lr0, momentum=cfg.momentum)
         # a momentum schedule (Ultralytics' warmup_momentum) needs every group to hold momentum or betas
         self.has_momentum = all("momentum" in g or "betas" in g for g in self.optimizer.param_groups)
@@ -711,7 +728,9 @@ class _Trainer:
         total = sum(n for _, n in self.frozen)
         return (f"freeze={self.cfg.freeze!r} froze {len(self.frozen)} parameter tensor"
                 f"{'s' if len(self.frozen) != 1 else ''} ({total:,} parameters) in "
-                f"{'layer' if len(layers) == 1 else 'layers'} {', '.join(layers)}; they keep their weights")
+                f"{'layer' if len(layers) == 1 else 'layers'} {', '.join(layers)}; they keep their weights"
+                + (f", and {len(self.frozen_norms)} normalisation layer{'s' if len(self.frozen_norms) != 1 else ''} "
+                   "among them their running statistics (kept in eval mode)" if self.frozen_norms else ""))
 
     # ---------------------------------------------------------------------------------------------- schedule
     def _plan_schedule(self, epochs: int, total_steps: int, *, notes: bool = True) -> None:
@@ -1117,6 +1136,8 @@ class _Trainer:
             gen.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # worker seeds: a function of (seed, epoch) only
         model, opt = self.model, self.optimizer
         model.train()
+        for norm in self.frozen_norms:  # frozen with their layer: their running statistics do not move either
+            norm.eval()
         self._optimizer_mode(train=True)  # schedule-free: the weights move back to the point gradients are taken at
         opt.zero_grad(set_to_none=True)
         nb, acc = self.num_batches, self.accumulate
