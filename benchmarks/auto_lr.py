@@ -149,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         name, _, value = item.partition("=")
         if not hasattr(auto_mod, name):
             parser.error(f"lrkit.train.auto has no setting {name!r}")
-        setattr(auto_mod, name, type(getattr(auto_mod, name))(value))
+        kind = type(getattr(auto_mod, name))
+        if kind is bool:  # bool("false") would be True
+            if value.lower() not in ("true", "false", "1", "0"):
+                parser.error(f"--set {name}={value!r}: expected true or false")
+            setattr(auto_mod, name, value.lower() in ("true", "1"))
+        else:
+            setattr(auto_mod, name, kind(value))
     names = args.tasks or list(SUITE)
     seeds = args.seeds
     if args.quick:
