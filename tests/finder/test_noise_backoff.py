@@ -86,10 +86,15 @@ def test_the_finder_result_reports_the_reading_and_the_back_off() -> None:
     assert clean.backoff == 1.0 and clean.to_dict()["backoff_decades"] == 1.0
 
 
-def test_lr0_auto_reads_the_range_test_without_the_noise_scaling() -> None:
+def test_lr0_auto_reads_the_range_test_with_the_noise_scaling_unless_switched_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lrkit.train import auto
     from lrkit.train.auto import PLATEAU_BACKOFF_DECADES, _suggestion
 
-    r = FinderResult(lrs=list(LRS), losses=list(_noisy(0.3)), start_lr=1e-6, end_lr=1.0, num_steps=100)
-    assert _suggestion(r) == S.suggest_robust(LRS, _noisy(0.3), plateau_backoff_decades=PLATEAU_BACKOFF_DECADES,
-                                              noise_band=None)
-    assert _suggestion(r) < r.suggestion
+    curve = _noisy(0.3)
+    r = FinderResult(lrs=list(LRS), losses=list(curve), start_lr=1e-6, end_lr=1.0, num_steps=100)
+    assert auto.NOISE_SCALING is True
+    assert _suggestion(r) == S.suggest_robust(LRS, curve, plateau_backoff_decades=PLATEAU_BACKOFF_DECADES)
+    monkeypatch.setattr(auto, "NOISE_SCALING", False)
+    assert _suggestion(r) == S.suggest_robust(LRS, curve, plateau_backoff_decades=PLATEAU_BACKOFF_DECADES,
+                                              noise_band=None) < r.suggestion

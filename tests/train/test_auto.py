@@ -262,8 +262,8 @@ def test_skips_confirmation_when_the_budget_is_too_small() -> None:
     model = nn.Linear(8, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     auto = _quiet(lambda: choose_lr0(model, opt, train, val, total_steps=50, make_scheduler=warmup_cosine, budget=0.3))
-    # the range test's own suggestion (lr0=auto reads it without the finder's noise scaling: _suggestion)
-    assert auto.trials == [] and auto.lr == auto.finder.suggest(plateau_backoff_decades=1.0, noise_band=None)
+    # the range test's own suggestion, as lr0=auto reads it (a decade below a plateau too: _suggestion)
+    assert auto.trials == [] and auto.lr == auto.finder.suggest(plateau_backoff_decades=1.0)
     assert "no room" in auto.reason and auto.extra_steps <= 15
 
 

@@ -79,8 +79,8 @@ HORIZON_EXPONENT = 0.0
 #: half a decade hurt the one held-out task where it applied (digits_linear: +0.4% -> +7.2%; README).
 PLATEAU_BACKOFF_DECADES = 1.0
 #: Whether the default rule's noise scaling (``lrkit.finder.suggest.ROBUST_NOISE_BAND``, on in ``find_lr``) applies
-#: to the run-sized range test too; off (README: its pre-registered test on the third fresh set).
-NOISE_SCALING = False
+#: to the run-sized range test too: on since its pre-registered test on the third fresh set (README).
+NOISE_SCALING = True
 
 
 def _suggestion(finder: FinderResult) -> float:
