@@ -33,11 +33,11 @@ import numbers
 import sys
 import warnings
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import mul
-from typing import Any
+from operator import attrgetter, is_, mul
+from typing import Any, NamedTuple
 
 import torch
 
@@ -65,44 +65,66 @@ _SCREEN_FOLLOW = 32
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 #: Immutable leaves of a state tree: ``copy.deepcopy`` returns them unchanged, so a copy can keep them as they are.
 _ATOMIC = frozenset({int, float, bool, str, bytes, complex, type(None)})
+#: The containers an optimizer keeps among its attributes (state, groups, hooks, defaults): never kept by a snapshot.
+_CONTAINERS = frozenset({dict, list, OrderedDict, defaultdict})
 _set_grad_enabled = torch._C._set_grad_enabled
 #: Optimizer attributes a snapshot keeps (as ``lrkit._state.Snapshot.capture`` does): plain values and tensors, e.g. a
 #: custom optimizer's step counter.
 _OPT_ATTR_TYPES = (bool, int, float, str, type(None), torch.Tensor)
+_ATTR_ATOMIC = frozenset({bool, int, float, str, type(None)})  # kept as they are (_copy_state returns them)
 _Tensor = torch.Tensor
 
 
-#: The traversals ``Snapshot.restore`` relies on; a model class that overrides none of them is walked in one pass.
-_TRAVERSALS = ("parameters", "named_parameters", "buffers", "named_buffers", "_named_members", "modules",
-               "named_modules")
+_M = torch.nn.Module
 
 
 def _walk(model: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[bool]]:
     """``(list(model.parameters()), list(model.buffers()), [m.training for m in model.modules()])``.
 
-    One pass over ``model.modules()`` instead of three traversals, with the same order and the same de-duplication
-    (by identity, ``None`` skipped) as ``torch.nn.Module._named_members``; a model class that overrides any of those
-    methods gets the three plain calls.
+    One pass over the module tree instead of the three traversals ``Snapshot.restore`` relies on, with the same order
+    (pre-order, children in registration order) and the same de-duplication as ``torch.nn.Module.named_modules`` (a
+    module seen before is skipped with its subtree) and ``_named_members`` (tensors by identity, ``None`` skipped),
+    without building the modules' names. A model class that overrides any of the traversal methods, or a submodule
+    class that overrides ``named_modules``, gets the three plain calls.
     """
     cls = type(model)
-    if any(getattr(cls, name) is not getattr(torch.nn.Module, name) for name in _TRAVERSALS):
-        return list(model.parameters()), list(model.buffers()), [m.training for m in model.modules()]
+    if (cls.parameters is not _M.parameters or cls.named_parameters is not _M.named_parameters
+            or cls.buffers is not _M.buffers or cls.named_buffers is not _M.named_buffers
+            or cls._named_members is not _M._named_members or cls.modules is not _M.modules
+            or cls.named_modules is not _M.named_modules):
+        return _walk_plain(model)
     params: list[torch.Tensor] = []
     buffers: list[torch.Tensor] = []
     modes: list[bool] = []
     seen_p: set[int] = set()
     seen_b: set[int] = set()
-    for m in model.modules():
+    seen_m: set[torch.nn.Module] = set()  # by hash, as named_modules' memo
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        if m in seen_m:
+            continue
+        if type(m).named_modules is not _M.named_modules:
+            return _walk_plain(model)
+        seen_m.add(m)
         modes.append(m.training)
         for t in m._parameters.values():
             if t is not None and id(t) not in seen_p:
                 seen_p.add(id(t))
                 params.append(t)
-        for t in m._buffers.values():
-            if t is not None and id(t) not in seen_b:
-                seen_b.add(id(t))
-                buffers.append(t)
+        if m._buffers:
+            for t in m._buffers.values():
+                if t is not None and id(t) not in seen_b:
+                    seen_b.add(id(t))
+                    buffers.append(t)
+        children = m._modules
+        if children:  # last child on top: the first one is visited next, as in the recursion
+            stack.extend([c for c in reversed(children.values()) if c is not None])
     return params, buffers, modes
+
+
+def _walk_plain(model: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[bool]]:
+    return list(model.parameters()), list(model.buffers()), [m.training for m in model.modules()]
 
 
 def _copy_state(obj: Any) -> Any:
@@ -120,8 +142,8 @@ def _copy_state(obj: Any) -> Any:
     return _clone_tree(obj)  # tensors, subclasses of dict/list/tuple, anything else: the shared rule
 
 
-def _same_objects(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+def _same_objects(a: list[Any], b: list[Any]) -> bool:
+    return len(a) == len(b) and all(map(is_, a, b))
 
 
 _MISSING = object()
@@ -146,7 +168,9 @@ def _same_value(a: Any, b: Any) -> bool:
 
 def _group_values(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
     """Every param group's hyperparameters (all keys but ``params``), copied."""
-    return [{k: _copy_state(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    atomic = _ATOMIC
+    return [{k: v if type(v) in atomic else _copy_state(v) for k, v in g.items() if k != "params"}
+            for g in optimizer.param_groups]
 
 
 def _opt_mode(optimizer: torch.optim.Optimizer) -> bool | None:
@@ -170,8 +194,9 @@ def _set_opt_mode(optimizer: torch.optim.Optimizer, mode: bool | None) -> None:
     optimizer.train() if mode else optimizer.eval()  # type: ignore[attr-defined]
 
 
-#: A snapshot refresh writes a tensor of at least this many elements into the copy it replaces (no second copy in
-#: memory); smaller ones are cloned afresh, which is as fast and skips the checks.
+#: The general snapshot refresh (``Monitor._capture(reuse=...)``, taken when ``Monitor._recapture`` cannot reuse the
+#: held snapshot's layout) writes a tensor of at least this many elements into the copy it replaces (no second copy
+#: in memory); smaller ones are cloned afresh, which one by one is as fast and skips the checks.
 _REUSE_NUMEL = 1 << 16
 
 
@@ -201,6 +226,31 @@ def _copy_state_into(old: Any, new: Any) -> Any:
     if type(new) is dict and type(old) is dict:
         return {k: _copy_state_into(old.get(k), v) for k, v in new.items()}
     return _copy_state(new)
+
+
+#: The tensor types :meth:`Monitor._recapture` copies with ``torch._foreach_copy_`` (a subclass with its own
+#: dispatch takes the general path).
+_PLAIN_TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
+
+
+_SIGNATURE = attrgetter("shape", "dtype", "device", "layout")
+
+
+def _signature(tensors: list[torch.Tensor]) -> list[tuple[Any, ...]]:
+    """What a copy must match for ``copy_`` to be a clone (``copy_`` would broadcast a shape and cast a dtype)."""
+    return list(map(_SIGNATURE, tensors))
+
+
+def _opt_attrs(opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer attributes a snapshot keeps (``_OPT_ATTR_TYPES``), copied."""
+    out = {}
+    for k, v in vars(opt).items():
+        kind = type(v)
+        if kind in _ATTR_ATOMIC:
+            out[k] = v
+        elif kind not in _CONTAINERS and isinstance(v, _OPT_ATTR_TYPES):  # tensors, subclasses of int/float/str
+            out[k] = _copy_state(v)
+    return out
 
 
 def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -465,6 +515,19 @@ class _Healthy:
     members: tuple[list[torch.Tensor], list[torch.Tensor]]
     #: ``grad_scaler.state_dict()`` when the snapshot was taken (``None``: no scaler, or a disabled one).
     scaler: dict[str, Any] | None = None
+    #: How the snapshot's tensors were last written (see Monitor._recapture); ``None``: worked out when needed.
+    plan: _Plan | None = field(default=None, repr=False, compare=False)
+
+
+class _Plan(NamedTuple):
+    """How :meth:`Monitor._recapture` refreshes a held snapshot in place: the optimizer's parameter -> position map
+    (``id`` -> index into the snapshot's ``opt_param_refs``), the snapshot's tensors in copy order (parameter
+    copies, buffer copies, optimizer-state tensors in ``optimizer.state`` order) and their
+    ``(shape, dtype, device, layout)``."""
+
+    index: dict[int, int]
+    dst: list[torch.Tensor]
+    sig: list[tuple[Any, ...]]
 
 
 class Monitor:
@@ -829,8 +892,11 @@ class Monitor:
                 "Monitor.after_validation() was called between after_backward() and after_step(): call it between "
                 "optimizer steps, e.g. after the epoch's last after_step()"
             )
-        _check_loss(val_loss, "after_validation(val_loss)")
-        value = float(val_loss.item() if hasattr(val_loss, "item") else val_loss)  # type: ignore[union-attr,arg-type]
+        if type(val_loss) is float:  # the common case, valid as it is
+            value = val_loss
+        else:
+            _check_loss(val_loss, "after_validation(val_loss)")
+            value = float(val_loss.item() if hasattr(val_loss, "item") else val_loss)  # type: ignore[union-attr,arg-type]
         self._flush(self._step)
         rec = self.record
         # the run's best so far (nan compares False; -inf is no best: val_rising fires on it, and rolls back to the
@@ -845,8 +911,9 @@ class Monitor:
         if self.should_stop:  # a stopped run changes no more (its weights may be the restored ones)
             return True
         if self._val_checks and new_best:
-            snapshot, params, buffers = self._capture(scheduler=False, reuse=self._best_val)
-            self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict(), (params, buffers))
+            snapshot, params, buffers, plan = self._recapture(self._best_val, scheduler=False)
+            self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict(), (params, buffers),
+                                      plan=plan)
         findings: list[tuple[Check, str, Finding]] = []
         for check, action in self._val_checks:
             if (evals - 1) % check.every or self._val_quiet.get(check.name, 0) > evals:
@@ -1244,18 +1311,87 @@ class Monitor:
                     other_state[p] = _copy_state(st)
                 else:
                     opt_state[i] = _copy_state_into(old_state.get(i), st)
-            groups = [{k: _copy_state(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
+            groups = _group_values(opt)
             sched_state = _copy_state(sched.state_dict()) if sched is not None else None
             # parameters the optimizer updates but the model does not hold (a learnable loss temperature, ...)
             owned = {id(p) for p in params}
             extra = [(p, p.clone(), None) for p in dict.fromkeys(opt_params) if id(p) not in owned]
-            attrs = {k: _copy_state(v) for k, v in vars(opt).items() if isinstance(v, _OPT_ATTR_TYPES)}
+            attrs = _opt_attrs(opt)
         finally:
             _set_grad_enabled(prev)
         snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), buffers, modes, opt_state, groups,
                             sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs,
                             opt_param_refs=opt_params)  # fmt: skip
         return snapshot, params, live_buffers
+
+    def _recapture(self, held: _Healthy | None, *, scheduler: bool
+                   ) -> tuple[Snapshot, list[torch.Tensor], list[torch.Tensor], _Plan | None]:
+        """:meth:`_capture` with ``reuse=held`` (whose snapshot must not be used afterwards), plus the plan of the new
+        snapshot (``None``: to be worked out at the next refresh).
+
+        The refreshes of the healthy and best-validation snapshots take what provably has not changed since ``held``
+        was taken from ``held`` itself: when the model holds the same parameter and buffer objects, the optimizer
+        the same parameters in the same order, and its state the same entries (the same parameters, in the same
+        order, each with the same number of values, tensors where ``held`` has tensors, plain numbers elsewhere), and
+        every live tensor has the shape, dtype, device and layout of the copy it goes into (the type a plain tensor
+        or a ``Parameter``), all copies — small ones too — are written by one ``torch._foreach_copy_``, and the
+        optimizer-parameter index is reused. Anything else takes the general :meth:`_capture`. Both give the same
+        snapshot, value for value.
+        """
+        if held is None:
+            return (*self._capture(scheduler=scheduler), None)
+        old = held.snapshot
+        model, opt = self.model, self.optimizer
+        params, buffers, modes = _walk(model)
+        opt_params = [p for g in opt.param_groups for p in g["params"]]
+        live_state = opt.state
+        old_state = old.opt_state
+        members = held.members
+        if not (opt_params and len(live_state) == len(old_state) and _same_objects(members[0], params)
+                and _same_objects(members[1], buffers) and _same_objects(old.opt_param_refs, opt_params)
+                and len(old.params) == len(params) and len(old.buffers) == len(buffers)):
+            return (*self._capture(scheduler=scheduler, reuse=held), None)
+        plan = held.plan
+        index = plan.index if plan is not None else {id(p): i for i, p in enumerate(opt_params)}
+        dst: list[Any] = [*old.params, *old.buffers]
+        src = [*params, *buffers]
+        opt_state: dict[int, Any] = {}
+        for (p, st), (i, saved) in zip(live_state.items(), old_state.items()):
+            if index.get(id(p)) != i or type(st) is not dict or type(saved) is not dict or len(st) != len(saved):
+                return (*self._capture(scheduler=scheduler, reuse=held), None)
+            entry = {}
+            for k, v in st.items():
+                if type(v) is _Tensor:
+                    o = saved.get(k)
+                    if type(o) is not _Tensor:
+                        return (*self._capture(scheduler=scheduler, reuse=held), None)
+                    src.append(v)
+                    dst.append(o)
+                    entry[k] = o
+                elif type(v) in _ATOMIC:
+                    entry[k] = v
+                else:  # a nested value (a list, a dict of tensors): the general path
+                    return (*self._capture(scheduler=scheduler, reuse=held), None)
+            opt_state[i] = entry
+        sig = plan.sig if plan is not None and _same_objects(plan.dst, dst) else _signature(dst)
+        if _signature(src) != sig or not all(map(_PLAIN_TENSORS.__contains__, map(type, src))):
+            return (*self._capture(scheduler=scheduler, reuse=held), None)
+        sched = self.scheduler if scheduler else None
+        prev = torch.is_grad_enabled()
+        _set_grad_enabled(False)
+        try:
+            if src:
+                torch._foreach_copy_(dst, src)
+            groups = _group_values(opt)
+            sched_state = _copy_state(sched.state_dict()) if sched is not None else None
+            extra = [(p, p.clone(), None) for p, _, _ in old.extra_params]
+            attrs = _opt_attrs(opt)
+        finally:
+            _set_grad_enabled(prev)
+        n, m = len(params), len(params) + len(buffers)
+        snapshot = Snapshot(model, opt, sched, dst[:n], [None] * n, dst[n:m], modes, opt_state, groups, sched_state,
+                            extra_params=extra, opt_other_state={}, opt_attrs=attrs, opt_param_refs=opt_params)
+        return snapshot, params, buffers, _Plan(index, dst, sig)
 
     def _trend_ok(self) -> bool:
         """False while the loss's running median has lost a quarter of the progress made (a collapse under way)."""
@@ -1267,9 +1403,9 @@ class Monitor:
 
     def _capture_healthy(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Take the healthy snapshot; return ``(parameters, their copies)`` for :meth:`_start_sample`."""
-        snapshot, params, buffers = self._capture(scheduler=True, reuse=self._healthy)
+        snapshot, params, buffers, plan = self._recapture(self._healthy, scheduler=True)
         self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict(), (params, buffers),
-                                 self._scaler_state())
+                                 self._scaler_state(), plan)
         return params, snapshot.params
 
     def _scaler_enabled(self) -> bool:
