@@ -148,7 +148,7 @@ def test_the_table_of_a_long_run_equals_the_table_of_its_full_record() -> None:
     full = key_points(from_spec(spec, total_steps=300_000).record())
     assert f"max {full['max']['lr']:.4g} at step {full['max']['step']}" in res.output
     assert f"min {full['min']['lr']:.4g} at step {full['min']['step']}" in res.output
-    assert f"… {len(full['phases']) - 15} more" in res.output
+    assert f"… {len(full['phases']) - 16} more" in res.output
     last = full["phases"][-1]
     assert f"{last['phase']} " in res.output and f"{last['start']}–{last['end']}" in res.output
 

@@ -21,7 +21,8 @@ def test_demo_writes_plot_and_record(tmp_path):
     words = {"explosion": "exploded", "plateau": "plateaued, no edge"}
     shown = " ".join(res.output.split())
     assert record["regime"] in words and words[record["regime"]] in shown
-    assert f"noise {record['noise']:.2f}" in shown and f"back off {record['backoff_decades']:.2g} decade" in shown
+    back = record["backoff_decades"]
+    assert f"noise {record['noise']:.2f}" in shown and f"back off {back:.2g} decade{'' if back == 1 else 's'}" in shown
     # a second run never overwrites the first
     res2 = runner.invoke(app(), ["find", "--num-steps", "20", "--out", str(tmp_path / "f")])
     assert res2.exit_code == 0 and (tmp_path / "f2" / "lr_find.json").exists()

@@ -136,6 +136,7 @@ TORCH_OPTIMIZERS: dict[str, MakeOpt] = {
     "AdamW-amsgrad-foreach": lambda p: O.AdamW(p, lr=1e-3, amsgrad=True, foreach=True),
     "SGD-fused": lambda p: O.SGD(p, lr=0.05, momentum=0.9, fused=True),
     "SGD-maximize": lambda p: O.SGD(p, lr=0.05, momentum=0.9, maximize=True),
+    "Muon-2d": lambda p: O.Muon([q for q in p if q.dim() == 2], lr=0.02),  # Muon takes 2-D parameters only
 }
 
 

@@ -376,3 +376,34 @@ def test_cli_and_cfg_take_module_colon_class(tmp_path: Any) -> None:
     assert yaml.safe_load((project / "yaml" / "args.yaml").read_text())["optimizer"] == "torch.optim:RMSprop"
     res = runner.invoke(build_app(), ["train", "data=iris", "optimizer=torch.optim:Adagard", f"project={project}"])
     assert res.exit_code != 0 and "Did you mean 'Adagrad'" in res.output
+
+
+# ------------------------------------------------- classes that cannot train lrkit's models are named, not crashed
+def test_sparse_adam_and_the_abstract_base_are_refused_up_front(tmp_path) -> None:
+    for cls, words in ((torch.optim.SparseAdam, "only takes sparse gradients"), (torch.optim.Optimizer, "abstract")):
+        with pytest.raises(ValueError, match=words):
+            lrkit.train("linear", data="iris", epochs=1, optimizer=cls, project=tmp_path, verbose=False, plots=False)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_did_you_mean_offers_only_classes_that_could_train() -> None:
+    from lrkit.train.optim import resolve_optimizer
+
+    with pytest.raises(ValueError, match="Adagrad") as info:
+        resolve_optimizer("torch.optim:Adagard")
+    valid = str(info.value).split("Valid:")[1]
+    assert "SparseAdam" not in valid and "Optimizer," not in valid and not valid.strip().startswith("Optimizer")
+
+
+class _StepFails(torch.optim.Optimizer):
+    def __init__(self, params, lr: float = 0.01) -> None:
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):  # a third-party optimizer that cannot handle these parameters
+        raise RuntimeError("this optimizer needs 2-D parameters")
+
+
+def test_a_class_whose_step_fails_is_named_with_its_own_words(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"_StepFails.step\(\) failed .*needs 2-D parameters"):
+        lrkit.train("linear", data="iris", epochs=1, optimizer=_StepFails, project=tmp_path, verbose=False,
+                    plots=False)

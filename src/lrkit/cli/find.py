@@ -187,7 +187,8 @@ def find_command(
         if noise == noise:  # a noise-dominated curve backs off less (README: the noise scaling)
             full = 1.0 if result.regime == "explosion" else 0.5
             reading += f" (noise {noise:.2f}{', noise-dominated' if result.backoff < full else ''})"
-        table.add_row("  curve", f"{reading}: back off {result.backoff:.2g} decade")
+        back = result.backoff
+        table.add_row("  curve", f"{reading}: back off {back:.2g} decade{'' if back == 1 else 's'}")
     low, high = result.range
     table.add_row("range (low – high)", f"{low:.3g} – {high:.3g}")
     for name, lr in result.suggestions().items():

@@ -71,10 +71,10 @@ def _print_key_points(record: dict[str, Any]) -> None:
         table.add_column(col, justify="left" if col == "phase" else "right")
     rows = kp["phases"]
     count = kp["phase_count"]  # an elided record of millions of cycles lists only its first and last rows
-    shown = rows if count <= 16 else [*rows[:8], None, *rows[-7:]]
+    shown = rows if count <= 17 else [*rows[:8], None, *rows[-8:]]  # the first and the last 8, as the record keeps
     for r in shown:
         if r is None:
-            table.add_row(f"… {count - 15} more", *([""] * (len(table.columns) - 1)))
+            table.add_row(f"… {count - 16} more", *([""] * (len(table.columns) - 1)))
             continue
         cells = [r["phase"], f"{r['start']}–{r['end']}"]
         if spe:

@@ -176,8 +176,7 @@ def resolve_optimizer(spec: OptimizerSpec) -> type[torch.optim.Optimizer]:
         if not module_name or not attr:
             raise ValueError(f"optimizer={spec!r}: write an optimizer class as 'package.module:ClassName', e.g. "
                              "'torch.optim:Adagrad' (or 'path/to/file.py:ClassName')")
-        obj = resolve_import_spec(label, module_name, attr, key="optimizer", kind="Optimizer class",
-                                  offer=_is_optimizer_class)
+        obj = resolve_import_spec(label, module_name, attr, key="optimizer", kind="Optimizer class", offer=_offer)
     if isinstance(obj, torch.optim.Optimizer):
         kind = type(obj).__name__
         raise ValueError(f"optimizer={label!r} is an instance of {kind}, bound to the parameters it was built on; "
@@ -187,6 +186,12 @@ def resolve_optimizer(spec: OptimizerSpec) -> type[torch.optim.Optimizer]:
         raise ValueError(f"optimizer={label!r} is {what}, not a torch.optim.Optimizer subclass; pass an Optimizer "
                          "class (torch.optim.Adagrad, schedulefree.AdamWScheduleFree, ...) or one of: auto, "
                          f"{', '.join(OPTIMIZERS)}")
+    if obj is torch.optim.Optimizer:
+        raise ValueError(f"optimizer={label!r} is the abstract base class, which has no step(); pass a concrete "
+                         "Optimizer class (torch.optim.Adagrad, schedulefree.AdamWScheduleFree, ...)")
+    if issubclass(obj, torch.optim.SparseAdam):
+        raise ValueError(f"optimizer={label!r}: SparseAdam only takes sparse gradients (nn.Embedding(sparse=True)) "
+                         "and lrkit.train's parameters have dense ones; use torch.optim:Adam or AdamW")
     return obj  # type: ignore[no-any-return]
 
 
@@ -206,6 +211,11 @@ def optimizer_label(spec: OptimizerSpec) -> str:
 
 def _is_optimizer_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
+
+
+def _offer(obj: Any) -> bool:
+    """An Optimizer class worth suggesting in a did-you-mean (not the abstract base, nor SparseAdam)."""
+    return _is_optimizer_class(obj) and obj is not torch.optim.Optimizer and not issubclass(obj, torch.optim.SparseAdam)
 
 
 def _init_params(cls: type) -> dict[str, inspect.Parameter]:

@@ -1172,11 +1172,18 @@ class _Trainer:
             self.step_lrs = [float(g["lr"]) for g in opt.param_groups]
             if self.monitor is not None:
                 self.monitor.after_backward(mean_loss)  # may clip, or neutralise this step (undone in after_step)
-            if self.scaler is not None:
-                self.scaler.step(opt)
-                self.scaler.update()
-            else:
-                opt.step()
+            try:
+                if self.scaler is not None:
+                    self.scaler.step(opt)
+                    self.scaler.update()
+                else:
+                    opt.step()
+            except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+                if self.opt_class is None or isinstance(e, torch.OutOfMemoryError):
+                    raise
+                # a user's Optimizer class that cannot train this model (Muon: 2-D parameters only, ...): its words
+                raise ValueError(f"optimizer={self.opt_name!r}: {self.opt_class.__name__}.step() failed on this "
+                                 f"model's parameter groups: {str(e).strip()}") from e
             self.scheduler.step()
             if self.monitor is not None:
                 stop = self.monitor.after_step()
