@@ -106,7 +106,7 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
         for keys, what in ((xs, "input"), (ys, "target")):
             if len(keys) > 1:
                 raise ValueError(
-                    f"a dict batch with keys {sorted(map(str, batch))} has {len(keys)} {what} keys {keys}: the "
+                    f"a dict batch with keys {_keys(batch)} has {len(keys)} {what} keys {keys}: the "
                     f"default loss cannot tell which is the {what}; keep one of them, or pass "
                     "step_fn=lambda model, batch: loss"
                 )
@@ -114,7 +114,7 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
         y = batch[ys[0]] if ys else None
         if x is None or y is None:
             raise ValueError(
-                f"cannot split a dict batch with keys {sorted(batch)} into input and target: the default loss needs "
+                f"cannot split a dict batch with keys {_keys(batch)} into input and target: the default loss needs "
                 f"one of {_INPUT_KEYS} and one of {_TARGET_KEYS}; pass step_fn=lambda model, batch: loss instead"
             )
         return x, y
@@ -127,6 +127,12 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
         f"a batch must be an (inputs, targets) pair or a dict for the default loss, got a {kind}; "
         "pass step_fn=lambda model, batch: loss for other batch layouts"
     )
+
+
+def _keys(batch: Mapping[Any, Any]) -> list[Any]:
+    """A batch's keys in a stable order for a message: sorted by their text, so keys of mixed types (``0`` and
+    ``"x"``, which ``sorted`` refuses to compare) are listed too, each as itself."""
+    return sorted(batch, key=lambda k: (str(k), type(k).__name__))
 
 
 def long_targets(target: torch.Tensor) -> torch.Tensor:
@@ -151,17 +157,33 @@ def class_targets(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return target
 
 
-def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _token_logits(output: torch.Tensor, target: torch.Tensor, tokens: bool) -> bool:
+    """Whether integer ``target`` ``(B, T, ...)`` holds one class per position of logits ``(B, T, ..., V)`` (an LM's
+    next tokens, a tagger's labels), classes last: always when torch's own reading, classes in dim 1 (``(B, C, d1,
+    ...)`` against ``(B, d1, ...)``), cannot fit the shapes; when both fit (``T == V``), only for ``tokens`` (the
+    inputs are token ids of the target's shape, as ``lrkit.train`` infers an LM task)."""
+    if output.ndim < 3 or output.ndim != target.ndim + 1 or output.shape[:-1] != target.shape:
+        return False
+    return tokens or output.shape[2:] != target.shape[1:]
+
+
+def default_loss(output: torch.Tensor, target: torch.Tensor, *, tokens: bool = False) -> torch.Tensor:
     """Cross-entropy for integer (or boolean) class targets, mean squared error otherwise.
 
     Class targets may have any integer dtype and may be a column ``(N, 1)`` against logits ``(N, C)``
-    (:func:`class_targets`); they are read as ``(N,)`` int64 indices.
+    (:func:`class_targets`); they are read as ``(N,)`` int64 indices. Token targets ``(B, T)`` against LM logits
+    ``(B, T, V)`` are read per position, classes last, as ``lrkit.train``'s ``lm`` task does (``tokens=True``: the
+    inputs were token ids of the target's shape, which settles ``T == V``); other shapes as ``F.cross_entropy``
+    reads them (classes in dim 1: ``(B, C, H, W)`` against ``(B, H, W)``).
 
     A float target must have the output's shape (or its number of elements: ``(N, 1)`` against ``(N,)``); one that
     would only *broadcast* against it — class indices stored as floats, ``(N,)`` against logits ``(N, C)`` — is an
     error rather than a meaningless MSE.
     """
     if not target.is_floating_point():
+        if not target.is_complex() and _token_logits(output, target, tokens):
+            return torch.nn.functional.cross_entropy(output.reshape(-1, output.shape[-1]),
+                                                     long_targets(target).reshape(-1))
         return torch.nn.functional.cross_entropy(output, class_targets(output, target))
     if output.shape != target.shape:
         if output.numel() != target.numel():
@@ -186,7 +208,12 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
         x, y = split_batch(batch)
         out = model(x)
         try:
-            loss = (loss_fn or default_loss)(out, y)
+            if loss_fn is not None:
+                loss = loss_fn(out, y)
+            else:  # token ids in, one target per token: an LM's logits (B, T, V) even when T == V
+                tokens = (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and not x.is_floating_point()
+                          and x.shape == y.shape)
+                loss = default_loss(out, y, tokens=tokens)
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
             if isinstance(e, torch.OutOfMemoryError):
                 raise

@@ -163,9 +163,11 @@ def noise_ratio(lrs: np.ndarray, losses: np.ndarray) -> float:
 
     ``1.4826 * MAD(raw - smoothed)`` over the points up to the smoothed minimum (a robust standard deviation of the
     losses around :func:`smooth_curve`), divided by the drop from the median of the first eighth of the losses (at
-    least 5) to the smoothed minimum. ``nan`` when the loss did not drop. Clean curves, whose minimum is the
-    stability edge, read below ~0.07; noise-dominated ones, which bottom out where gradient noise stops progress
-    (and whose full run, annealed, takes a higher peak), above ~0.1.
+    least 5) to the smoothed minimum. ``nan`` when the loss did not drop, or when the minimum comes within twice that
+    head of the curve's start (a curve that rises from the start, or one of a few points): over so few points the
+    smoother's own bias at a sharp minimum reads as scatter (a noiseless curve read 0.1 to 1e6) and the head overlaps
+    the minimum. Clean curves, whose minimum is the stability edge, read below ~0.07; noise-dominated ones, which
+    bottom out where gradient noise stops progress (and whose full run, annealed, takes a higher peak), above ~0.1.
 
     >>> lrs = np.logspace(-6, 0, 100)
     >>> clean = 1 / (1 + lrs / 1e-3) + (lrs / 0.1) ** 2
@@ -176,9 +178,12 @@ def noise_ratio(lrs: np.ndarray, losses: np.ndarray) -> float:
     lrs, raw = _trim(lrs, losses)
     smooth = smooth_curve(raw)
     i_min = int(np.argmin(smooth))
+    head = max(5, len(raw) // 8)
+    if i_min + 1 < 2 * head:  # too early to tell scatter from the curve's shape: no reading (the back-off stays)
+        return math.nan
     resid = (raw - smooth)[: i_min + 1]
     mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-    start = float(np.median(raw[: max(5, len(raw) // 8)]))
+    start = float(np.median(raw[:head]))
     drop = start - float(smooth[i_min])
     return mad / drop if drop > 1e-12 * abs(start) else math.nan  # (a flat curve's drop is float rounding)
 

@@ -142,8 +142,10 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
         how = {"explosion": ", a decade below the edge", "plateau": ", half a decade below a plateau"}.get(
             record.get("regime") if rule == "robust" else None, "")
         back = record.get("backoff_decades") if rule == "robust" else None
-        if how and isinstance(back, (int, float)) and back != {"explosion": 1.0, "plateau": 0.5}[record["regime"]]:
-            how = f", {back:.2g} decade below the minimum (noisy curve)"  # the noise scaling changed the back-off
+        if (how and isinstance(back, (int, float)) and math.isfinite(back)  # (a hand-made record may hold NaN)
+                and back != {"explosion": 1.0, "plateau": 0.5}[record["regime"]]):
+            # the noise scaling changed the back-off
+            how = f", {back:.2g} decade{'' if back == 1 else 's'} below the minimum (noisy curve)"
         ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({rule}{how}): {sug:.3g}" if rule else
                    f"suggestion: {sug:.3g}")
     if lrs and all(lr > 0 for lr in lrs):

@@ -30,7 +30,7 @@ MAX_POINTS = 20_000
 #: The default bound on the phases a :func:`sampled_record` lists (and samples both sides of). A run with more
 #: (a short cycle over a long run) keeps its first and last :data:`END_PHASES`, and counts the rest.
 MAX_PHASES = 20_000
-#: How many phases an elided record keeps at each end (the ``lrkit schedule`` table shows 8 and 7).
+#: How many phases an elided record keeps at each end (the ``lrkit schedule`` table shows the first 8 and the last 8).
 END_PHASES = 8
 
 

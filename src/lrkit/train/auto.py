@@ -112,6 +112,9 @@ class AutoLR:
         extra_fraction: ``extra_steps / total_steps``.
         reason: one paragraph: what was tried and why this LR was chosen.
         trial_steps: the length of each trial (0 when the confirmation was skipped).
+
+    ``to_dict()["suggestion"]`` is the range test's suggestion the choice started from, as read when it was made
+    (a later change of :data:`NOISE_SCALING` does not rewrite the record).
     """
 
     lr: float
@@ -127,7 +130,8 @@ class AutoLR:
         """A JSON-ready record (for a run's ``args.yaml``/results)."""
         return {
             "lr": self.lr,
-            "suggestion": _suggestion(self.finder) if self.finder is not None else None,
+            "suggestion": (used if (used := getattr(self, "_used_suggestion", None)) is not None
+                           else _suggestion(self.finder) if self.finder is not None else None),
             "trials": [
                 {"lr": t.lr, "val_loss": t.val_loss if math.isfinite(t.val_loss) else None, "steps": t.steps}
                 for t in self.trials
@@ -626,7 +630,7 @@ def choose_lr0(
         else:
             vars(optimizer).pop("step", None)
     extra = int(finder.num_steps_run + sum(t.steps for t in trials))
-    return AutoLR(
+    auto = AutoLR(
         lr=float(lr),
         finder=finder,
         trials=trials,
@@ -636,6 +640,8 @@ def choose_lr0(
         trial_steps=plan.trial_steps,
         log_lines=lines,
     )
+    auto._used_suggestion = float(s)  # type: ignore[attr-defined]  # what to_dict() records (not a field: README)
+    return auto
 
 
 def _range_test_plan(finder_kwargs: dict[str, Any], total_steps: int, train_loader: Any) -> str | None:

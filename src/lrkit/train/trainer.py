@@ -250,18 +250,47 @@ def _names_class(spec: str, cls: type) -> bool:
         return False
 
 
+def _spec_class(spec: str) -> type | None:
+    """The class ``"module:ClassName"`` imports as, or ``None`` when it does not import."""
+    from lrkit.train.optim import resolve_optimizer
+
+    try:
+        return resolve_optimizer(spec)
+    except ValueError:
+        return None
+
+
 def _frozen_norms(model: torch.nn.Module, frozen: set[str]) -> list[torch.nn.Module]:
     """The BatchNorm/InstanceNorm layers (``_NormBase``, tracking running statistics) whose parameters are all in
-    ``frozen`` (parameter names). A norm layer without parameters (``affine=False``) cannot be told frozen this way
-    and is left as it is."""
+    ``frozen`` (parameter names). A norm layer without parameters (``affine=False``) belongs to the nearest module
+    above it that has parameters (its block): it is frozen when that block's parameters are all frozen, one of them
+    by ``freeze=`` (a norm directly under the model root, whose parameters never all freeze, is left as it is)."""
+    modules = dict(model.named_modules())
     norms = []
-    for prefix, module in model.named_modules():
+    for prefix, module in modules.items():
         if not isinstance(module, torch.nn.modules.batchnorm._NormBase) or not module.track_running_stats:
             continue
         names = [f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False)]
-        if names and all(n in frozen for n in names):
-            norms.append(module)
+        if names:
+            if all(n in frozen for n in names):
+                norms.append(module)
+            continue
+        parent = prefix
+        while parent:  # up to the nearest enclosing module with parameters
+            parent = parent.rpartition(".")[0]
+            block = modules.get(parent)
+            named = [] if block is None else list(block.named_parameters())
+            if named:
+                full = [f"{parent}.{n}" if parent else n for n, _ in named]
+                if all(not p.requires_grad for _, p in named) and any(n in frozen for n in full):
+                    norms.append(module)
+                break
     return norms
+
+
+def _keep_eval(module: torch.nn.Module, args: Any) -> None:
+    """A forward pre-hook that runs ``module`` in eval mode whatever ``model.train()`` set (a frozen norm)."""
+    module.training = False
 
 
 def _names_object(value: Any) -> bool:
@@ -328,7 +357,9 @@ class _Trainer:
         merged: dict[str, Any] = {}
         for key in TrainConfig.keys():
             new, old = getattr(cfg, key), saved.get(key, getattr(cfg, key))
-            if key == "optimizer" and isinstance(old, str) and (isinstance(new, type) or old.startswith("<")):
+            class_spec_again = isinstance(old, str) and ":" in old and isinstance(new, str) and ":" in new
+            if key == "optimizer" and isinstance(old, str) and (isinstance(new, type) or old.startswith("<")
+                                                                or class_spec_again):
                 merged[key] = self._resumed_optimizer(new, old, run)
             elif key in _OBJECT_KEYS and isinstance(old, str) and old.startswith("<"):
                 # the run was given a Python object (Dataset, nn.Module, Schedule): it cannot be saved, so it must
@@ -374,6 +405,12 @@ class _Trainer:
                 return old  # the run's own spelling ("torch.optim:Adagrad"), so its recorded name still matches
             raise ValueError(f"resume: optimizer={_config_plain(new)!r} differs from the run being resumed "
                              f"(optimizer={old!r}); start a new run to change the optimizer")
+        if given and isinstance(new, str) and ":" in new and ":" in old and not old.startswith("<"):
+            # "torch.optim:Adagrad" and "torch.optim.adagrad:Adagrad" name one class: the run's spelling is kept
+            if new.strip() == old or _names_class(new, _spec_class(old)):
+                return old
+            raise ValueError(f"resume: optimizer={new!r} differs from the run being resumed (optimizer={old!r}); "
+                             "start a new run to change the optimizer")
         if old.startswith("<"):
             raise ValueError(f"resume: the run {run} was given an optimizer class that cannot be imported by name "
                              f"({old}, defined inside a function); pass the same optimizer= class again to resume it")
@@ -454,11 +491,9 @@ class _Trainer:
             default_lr: float | None = OPTIMIZERS[self.opt_name].default_lr
         else:
             default_lr = class_default_lr(self.opt_class)
-            if default_lr is None and cfg.lr0 is None:
-                raise ValueError(
-                    f"optimizer={self.opt_name!r}: {self.opt_class.__name__} has no default lr in its signature, so "
-                    "lr0 has nothing to default to; pass lr0=<number> (its peak LR) or lr0='auto'"
-                )
+        # no lr0 to default to (a class without a default lr): a schedule= spec that names its peak may still give
+        # one; checked once the schedule is planned (_check_lr0_given), before anything is written
+        self.lr0_missing = default_lr is None and cfg.lr0 is None
         if isinstance(cfg.lr0, float):
             self.lr0, self.lr0_source = cfg.lr0, "user"
         else:
@@ -484,10 +519,21 @@ class _Trainer:
         self.opt_modes = has_modes(self.optimizer)
         self.warmup_bias_lr = cfg.warmup_bias_lr
         self.bias_note: str | None = None
+        self.one_lr = False  # Prodigy/D-Adaptation: one LR for every group (set by _one_lr_for_all_groups)
         self._one_lr_for_all_groups()
         self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _check_lr0_given(self) -> None:
+        """An optimizer class without a default ``lr`` needs ``lr0`` (a number or ``"auto"``) or a ``schedule=``
+        spec that names its peak."""
+        if self.lr0_missing and self.lr0_source != "user":
+            name = self.opt_class.__name__ if self.opt_class is not None else self.opt_name
+            raise ValueError(
+                f"optimizer={self.opt_name!r}: {name} has no default lr in its signature, so "
+                "lr0 has nothing to default to; pass lr0=<number> (its peak LR) or lr0='auto'"
+            )
 
     def _one_lr_for_all_groups(self) -> None:
         """Prodigy and D-Adaptation estimate one step size ``d`` for all groups and refuse groups whose LRs differ
@@ -496,6 +542,7 @@ class _Trainer:
         groups = self.optimizer.param_groups
         if self.opt_class is None or not any("d0" in g and "d" in g for g in groups):
             return
+        self.one_lr = True
         name, cfg = self.opt_class.__name__, self.cfg
         scales = sorted({float(g.get("lr_scale", 1.0)) for g in groups})
         if len(scales) > 1:
@@ -609,6 +656,7 @@ class _Trainer:
         plan_epochs = int(ck["schedule_epochs"]) if ck is not None else cfg.epochs
         plan_total = int(ck["schedule_total_steps"]) if ck is not None else self.total_steps
         self._plan_schedule(plan_epochs, plan_total, notes=ck is None)
+        self._check_lr0_given()
         self.plan_epochs, self.plan_total = plan_epochs, plan_total
         if ck is not None:
             self._restore_plan_from_checkpoint(ck)
@@ -776,7 +824,8 @@ class _Trainer:
                 self.log(f"lrkit.train: note — your Schedule spans {sched.total_steps} steps, the run "
                          f"{total_steps}; it holds its final value after its end")
         else:
-            spec = _free_default_peak(self._fit_spec_warmup(cfg.schedule, epochs, spe, total_steps, notes=notes))
+            spec = self._fit_spec_warmup(cfg.schedule, epochs, spe, total_steps, notes=notes)
+            spec = _free_default_peak(self._fit_spec_to_optimizer(spec))
             try:
                 sched = schedules.from_spec(spec, epochs=epochs, steps_per_epoch=spe)
             except ValueError as e:
@@ -838,6 +887,43 @@ class _Trainer:
                      f"spans the whole run ({span}; set {key} lower for short runs)")
         return {"name": name, **params}
 
+    def _fit_spec_to_optimizer(self, spec: Any) -> Any:
+        """A ``schedule=`` spec fitted to the optimizer as the default schedule is: for an optimizer without momentum
+        or betas (Adagrad), the momentum its family schedules *by default* (``ultralytics``' warmup_momentum,
+        ``onecycle``'s cycle_momentum) is off; for one that needs one LR across its groups (Prodigy), the family's
+        default bias warmup is off (the bias groups warm up with the rest). Momentum or a bias warmup written in the
+        spec is the user's: the first fails in the scheduler with its own message, the second here."""
+        from lrkit.schedules import parse_spec
+        from lrkit.schedules.registry import lookup
+
+        bias = self.one_lr and any(g.get("is_bias") for g in self.optimizer.param_groups)
+        if self.has_momentum and not bias:
+            return spec
+        try:
+            name, params = parse_spec(spec)
+            info = lookup(name)
+        except ValueError:
+            return spec  # from_spec names the problem
+        changed: dict[str, Any] = {}
+        momentum_keys = ("warmup_momentum", "momentum", "cycle_momentum", "base_momentum", "max_momentum")
+        if not self.has_momentum and not any(k in params for k in momentum_keys):
+            for key, off in (("warmup_momentum", None), ("momentum", None), ("cycle_momentum", False)):
+                if key not in params and info.defaults.get(key):
+                    changed[key] = off
+        value = params.get("warmup_bias_lr", info.defaults.get("warmup_bias_lr"))
+        if bias and value:
+            cls = self.opt_class.__name__ if self.opt_class is not None else self.opt_name
+            if "warmup_bias_lr" in params:
+                raise ValueError(f"optimizer={self.opt_name!r}: {cls} adapts one step size for all param groups and "
+                                 f"refuses groups with different LRs, but warmup_bias_lr={value:g} in "
+                                 f"schedule={_short(self.cfg.schedule)} starts the bias groups at their own LR; use "
+                                 "warmup_bias_lr=0 (bias groups warm up with the rest)")
+            changed["warmup_bias_lr"] = None
+            self.bias_note = (f"note — {cls} needs one LR across its param groups: warmup_bias_lr=0 in "
+                              f"schedule={_short(self.cfg.schedule)} (the bias groups warm up with the rest, not "
+                              f"from {value:g})")
+        return {"name": name, **params, **changed} if changed else spec
+
     def _scheduler(self, optimizer: torch.optim.Optimizer, peak: float, total_steps: int | None = None) -> Any:
         """An LRScheduler over the planned schedule at peak ``peak`` (compressed to ``total_steps`` when given).
 
@@ -862,17 +948,24 @@ class _Trainer:
         self.log(f"lrkit.train: lr0=auto — range test + confirmation trials within {self.cfg.auto_budget:.0%} "
                  "extra compute")
         val_loader: Any = self.val_loader
+        # the frozen norms stay in eval mode through the range test and the trials (which call model.train()), as
+        # through the run: the trials then score the model the run trains
+        hooks = [norm.register_forward_pre_hook(_keep_eval, prepend=True) for norm in self.frozen_norms]
         if self.opt_modes:
             # schedule-free: the range test and trials step in train mode, and each trial is scored on the weights
             # the run would validate (eval mode), as the run itself is
             self._optimizer_mode(train=True)
             val_loader = _EvalModeLoader(self.val_loader, self._optimizer_mode)
-        self.auto = choose_lr0(
-            self.model, self.optimizer, self.train_loader, val_loader, total_steps=self.total_steps,
-            make_scheduler=make_scheduler, loss_fn=self.loss_fn, step_fn=self.step_fn, budget=self.cfg.auto_budget,
-            seed=self.cfg.seed, accumulate=self.accumulate, log=self.log,
-            finder_kwargs={"amp": self.cfg.amp} if self.cfg.amp else None,  # the range test and trials as the run
-        )
+        try:
+            self.auto = choose_lr0(
+                self.model, self.optimizer, self.train_loader, val_loader, total_steps=self.total_steps,
+                make_scheduler=make_scheduler, loss_fn=self.loss_fn, step_fn=self.step_fn,
+                budget=self.cfg.auto_budget, seed=self.cfg.seed, accumulate=self.accumulate, log=self.log,
+                finder_kwargs={"amp": self.cfg.amp} if self.cfg.amp else None,  # the range test and trials as the run
+            )
+        finally:
+            for hook in hooks:
+                hook.remove()
         self.lr0 = float(self.auto.lr)
         self.log(f"lrkit.train: lr0={self.lr0:.4g} (auto: {self.auto.reason}; {self.auto.extra_steps} extra steps = "
                  f"{self.auto.extra_fraction:.0%} of the run)")
