@@ -18,6 +18,7 @@ from lrkit.cli._common import check_writable, console, fail, progress_bar
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
 from lrkit.finder.demo import demo_task, load_task_file
 from lrkit.finder.range_test import _check_device
+from lrkit.finder.suggest import REGIME_BACKOFF
 
 __all__ = ["find_command", "register", "run_find"]
 
@@ -185,7 +186,7 @@ def find_command(
         reading = {"explosion": "exploded", "plateau": "plateaued, no edge"}[result.regime]
         noise = result.noise
         if noise == noise:  # a noise-dominated curve backs off less (README: the noise scaling)
-            full = 1.0 if result.regime == "explosion" else 0.5
+            full = REGIME_BACKOFF[result.regime]
             reading += f" (noise {noise:.2f}{', noise-dominated' if result.backoff < full else ''})"
         back = result.backoff
         table.add_row("  curve", f"{reading}: back off {back:.2g} decade{'' if back == 1 else 's'}")

@@ -23,6 +23,7 @@ from lrkit._utils import check_positive, unknown_name_error
 
 __all__ = [
     "DEFAULT_RULE",
+    "REGIME_BACKOFF",
     "ROBUST_BACKOFF_DECADES",
     "ROBUST_NOISE_BAND",
     "ROBUST_PLATEAU_BACKOFF_DECADES",
@@ -156,6 +157,8 @@ ROBUST_PLATEAU_RISE = 3.0
 #: whose :func:`noise_ratio` is at most ``low``, none (``lr_min`` itself) at ``high`` and above. Chosen on 17 tasks,
 #: then tested on six pre-registered ones (README, "Third fresh set").
 ROBUST_NOISE_BAND: tuple[float, float] = (0.07, 0.10)
+#: The robust rule's back-off by regime (:func:`robust_regime`), before any noise scaling.
+REGIME_BACKOFF: dict[str, float] = {"explosion": ROBUST_BACKOFF_DECADES, "plateau": ROBUST_PLATEAU_BACKOFF_DECADES}
 
 
 def noise_ratio(lrs: np.ndarray, losses: np.ndarray) -> float:

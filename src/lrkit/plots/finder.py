@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lrkit._utils import atomic_write, optional_import
+from lrkit.finder.suggest import REGIME_BACKOFF
 
 __all__ = ["figure_format", "picture_target", "plot_finder", "save_figure"]
 
@@ -143,7 +144,7 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
             record.get("regime") if rule == "robust" else None, "")
         back = record.get("backoff_decades") if rule == "robust" else None
         if (how and isinstance(back, (int, float)) and math.isfinite(back)  # (a hand-made record may hold NaN)
-                and back != {"explosion": 1.0, "plateau": 0.5}[record["regime"]]):
+                and back != REGIME_BACKOFF[record["regime"]]):
             # the noise scaling changed the back-off
             how = f", {back:.2g} decade{'' if back == 1 else 's'} below the minimum (noisy curve)"
         ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({rule}{how}): {sug:.3g}" if rule else
