@@ -84,3 +84,15 @@ def wide_mlp() -> Any:
     """A seeded 10-128-2 ReLU MLP, wide enough to memorise :func:`noisy_label_pairs`."""
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(10, 128), torch.nn.ReLU(), torch.nn.Linear(128, 2))
+
+
+def three_class_split(n: int = 200) -> tuple[Any, Any]:
+    """(train, val) TensorDatasets, 80/20, of a seeded 6-feature, 3-class problem (labels from two linear rules):
+    small enough for one-epoch ``lrkit.train`` runs."""
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 6, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).long() + (x[:, 3] > 0.8).long()
+    cut = int(0.8 * n)
+    return TensorDataset(x[:cut], y[:cut]), TensorDataset(x[cut:], y[cut:])

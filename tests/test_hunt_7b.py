@@ -29,17 +29,14 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import lrkit
+from _helpers import three_class_split
 from lrkit.train import auto as auto_mod
 
 QUIET: dict[str, Any] = {"verbose": False, "plots": False}
 
 
 def _data(n: int = 200) -> tuple[TensorDataset, TensorDataset]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 6, generator=g)
-    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).long() + (x[:, 3] > 0.8).long()
-    cut = int(0.8 * n)
-    return TensorDataset(x[:cut], y[:cut]), TensorDataset(x[cut:], y[cut:])
+    return three_class_split(n)
 
 
 def _model() -> nn.Module:

@@ -19,6 +19,7 @@ import yaml
 from torch.utils.data import TensorDataset
 
 import lrkit
+from _helpers import three_class_split
 from lrkit import schedules
 from lrkit._config import TrainConfig, class_spec
 from lrkit.train.optim import build_optimizer, class_default_lr, momentum_target, resolve_optimizer
@@ -59,11 +60,7 @@ class NeedsLR(torch.optim.SGD):
 
 
 def _data(n: int = 200) -> tuple[TensorDataset, TensorDataset]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 6, generator=g)
-    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).long() + (x[:, 3] > 0.8).long()
-    cut = int(0.8 * n)
-    return TensorDataset(x[:cut], y[:cut]), TensorDataset(x[cut:], y[cut:])
+    return three_class_split(n)
 
 
 def _model() -> torch.nn.Module:
