@@ -1407,9 +1407,28 @@ def _free_default_peak(spec: Any) -> Any:
     return {"name": name, **params, "lr0": None}
 
 
-class _CastingLoader:
-    """A loader whose batches pass through ``cast``; everything else (``len``, ``batch_size``, ``generator``,
-    ``drop_last``, ...) is the wrapped loader's, so the trainer, the range test and ``lr0="auto"`` see one object."""
+class _LoaderProxy:
+    """A wrapper around a loader: ``len`` and every other attribute (``batch_size``, ``generator``, ``drop_last``, ...)
+    are the wrapped loader's, so the trainer, the range test and ``lr0="auto"`` see one object; subclasses change
+    ``__iter__``."""
+
+    loader: Any
+    #: the subclass's own attributes, never looked up on the loader
+    _own: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "loader" or name in type(self)._own:  # not set yet (e.g. during copy): never recurse
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
+class _CastingLoader(_LoaderProxy):
+    """A loader whose batches pass through ``cast``."""
+
+    _own = ("cast",)
 
     def __init__(self, loader: Any, cast: Callable[[Any], Any]) -> None:
         self.loader = loader
@@ -1419,19 +1438,13 @@ class _CastingLoader:
         for batch in self.loader:
             yield self.cast(batch)
 
-    def __len__(self) -> int:
-        return len(self.loader)
 
-    def __getattr__(self, name: str) -> Any:
-        if name in ("loader", "cast"):  # not set yet (e.g. during copy): never recurse
-            raise AttributeError(name)
-        return getattr(self.loader, name)
-
-
-class _EvalModeLoader:
+class _EvalModeLoader(_LoaderProxy):
     """A validation loader for an optimizer with train/eval modes: each pass over it runs with the optimizer in eval
     mode (``set_mode(train=False)``) and puts train mode back when the pass ends, so ``lr0="auto"``'s trials are
-    scored on the weights the run validates. Everything else is the wrapped loader's."""
+    scored on the weights the run validates."""
+
+    _own = ("set_mode",)
 
     def __init__(self, loader: Any, set_mode: Callable[..., None]) -> None:
         self.loader = loader
@@ -1443,14 +1456,6 @@ class _EvalModeLoader:
             yield from self.loader
         finally:
             self.set_mode(train=True)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("loader", "set_mode"):  # not set yet (e.g. during copy): never recurse
-            raise AttributeError(name)
-        return getattr(self.loader, name)
 
 
 def _floating_dtype(model: torch.nn.Module) -> torch.dtype | None:
