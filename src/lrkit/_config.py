@@ -198,6 +198,10 @@ def _optimizer(key: str, v: Any) -> Any:
                 raise ValueError(f"{key}={v!r}: write an optimizer class as 'package.module:ClassName', e.g. "
                                  "'torch.optim:Adagrad'")
             return text
+        module, dot, attr = text.rpartition(".")
+        if dot and module and attr[:1].isupper():  # torch.optim.Adagrad: the class path written with a dot
+            raise ValueError(f"{key}={v!r}: write an optimizer class with a colon before the class name, "
+                             f"'{module}:{attr}' (package.module:ClassName)")
         try:
             return canonical_name(key, text, OPTIMIZERS)
         except ValueError as e:
@@ -605,7 +609,8 @@ def _plain(v: Any) -> Any:
 
 def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping of train keys (``_utils.yaml_load``: ``safe_load``, a key given twice
-    refused)."""
+    refused). A run's own ``args.yaml`` is one: its ``resolved:`` block (what the run chose, not a setting) is left
+    out, so ``lrkit train cfg=runs/train/args.yaml`` trains with the same settings again."""
     yaml = optional_import("yaml", "cli")
     p = Path(path).expanduser()
     if not p.is_file():
@@ -627,6 +632,8 @@ def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"cfg={os.fspath(path)!r} must hold a mapping of key: value, not {type(loaded).__name__}")
     if "cfg" in loaded:
         raise ValueError(f"cfg={os.fspath(path)!r} may not itself contain a 'cfg' key")
+    if isinstance(loaded.get("resolved"), dict):  # a run's args.yaml: what the run resolved to is a record, not a key
+        del loaded["resolved"]
     _names_as_written(yaml, text, loaded)
     return {str(k): v for k, v in loaded.items()}
 

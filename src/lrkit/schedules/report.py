@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -144,11 +145,18 @@ def sample_steps(
     limit = _check_count("max_phases", max_phases)
     if n <= max(cap, 2):
         return list(range(n))
-    picked = {round(i * (n - 1) / (cap - 1)) for i in range(cap)} if cap > 1 else set()
-    picked.update((0, n - 1))
-    bounds: list[float] = []
     phases = schedule.phases
     count = len(phases)
+    if count > limit and cap > 1:
+        # cycles shorter than the grid's stride: an even grid lands on a slowly drifting point of the cycle and a
+        # line through it draws a slow false wave; one step at a random (seeded) place in each stride does not
+        stride = (n - 1) / cap
+        rng = random.Random(0)
+        picked = {min(n - 1, int((i + rng.random()) * stride)) for i in range(cap)}
+    else:
+        picked = {round(i * (n - 1) / (cap - 1)) for i in range(cap)} if cap > 1 else set()
+    picked.update((0, n - 1))
+    bounds: list[float] = []
     if count > limit:  # a short cycle over a long run: only the phases an elided record lists (O(1) of them)
         spans: Sequence[Span] = [phases._span_of(k) for k in _end_indices(count)]
     else:

@@ -151,6 +151,10 @@ def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         raise ValueError("empty schedule spec: give a name, e.g. 'cosine lr0=0.01 lrf=0.01'")
     name, rest = tokens[0], tokens[1:]
     if "=" in name:
+        head, comma, tail = name.partition(",")
+        if comma and head and "=" not in head:  # "cosine, lr0=0.01": a comma after the name joined it to the key
+            raise ValueError(f"spec {spec!r}: separate the schedule name from its keys with a space, not a comma, "
+                             f"e.g. {' '.join([head, tail, *rest])!r}")
         example = name if _malformed(name) is None else "lr0=0.01"
         raise ValueError(f"spec {spec!r} must start with the schedule name, then key=value pairs, e.g. "
                          f"'cosine {example}'")

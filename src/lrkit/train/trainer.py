@@ -240,14 +240,25 @@ def _same(a: Any, b: Any) -> bool:
     return False
 
 
-def _names_class(spec: str, cls: type) -> bool:
+def _names_class(spec: str, cls: type | None) -> bool:
     """Whether ``"module:ClassName"`` imports as ``cls`` (``"torch.optim:Adagrad"`` names ``torch.optim.Adagrad``)."""
     from lrkit.train.optim import resolve_optimizer
 
     try:
-        return resolve_optimizer(spec) is cls
+        found = resolve_optimizer(spec)
     except ValueError:
         return False
+    # a .py file is imported afresh each time, as a new class object: the same file and name is the same class
+    return found is cls or (cls is not None and found.__qualname__ == cls.__qualname__ and _source(found) is not None
+                            and _source(found) == _source(cls))
+
+
+def _source(cls: type) -> Path | None:
+    """The resolved file ``cls`` is defined in, or ``None`` (a built-in or a class made at run time)."""
+    try:
+        return Path(inspect.getfile(cls)).resolve()
+    except (TypeError, OSError):
+        return None
 
 
 def _spec_class(spec: str) -> type | None:
@@ -544,6 +555,10 @@ class _Trainer:
             return
         self.one_lr = True
         name, cfg = self.opt_class.__name__, self.cfg
+        if cfg.lr0 == "auto":  # a range test over a multiplier suggests a multiplier nobody should train with
+            raise ValueError(f"optimizer={self.opt_name!r}: {name} adapts its own step size and takes lr as a "
+                             "multiplier of it (1.0 is what it is designed for), so lr0='auto' does not apply; leave "
+                             "lr0 unset (its default 1.0) or pass a number")
         scales = sorted({float(g.get("lr_scale", 1.0)) for g in groups})
         if len(scales) > 1:
             keys = [k for k in ("backbone_lr_scale", "layer_decay") if getattr(cfg, k) is not None]
