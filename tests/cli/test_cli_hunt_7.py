@@ -143,3 +143,25 @@ def test_prodigy_refuses_lr0_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     res = train(*QUICK, "optimizer=prodigyopt:Prodigy", "lr0=auto")
     _clean_failure(res, "lr0='auto' does not apply")
     assert not (tmp_path / "runs").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 6. the table's curve row says how far below the minimum a suggestion kept inside the descent really is
+# --------------------------------------------------------------------------------------------------------------
+def test_the_curve_row_names_a_back_off_the_descent_cut_short() -> None:
+    import math
+
+    import numpy as np
+
+    from lrkit.cli.find import _curve_reading
+    from lrkit.finder import FinderResult
+
+    lrs = np.logspace(-4, 1, 100)
+    cliff = 2.0 - 1.5 / (1 + np.exp(-(np.log10(lrs) - np.log10(0.08)) * 40)) + (lrs / 0.3) ** 6
+    r = FinderResult(lrs=list(lrs), losses=list(cliff))
+    below = math.log10(r.range[1] / r.suggestion)
+    assert r.backoff == 1.0 and below < 0.9  # the rule's back-off was a decade, the suggestion sits closer
+    expected = f"exploded (noise {r.noise:.2f}): back off 1 decade ({below:.2g} kept inside the descent)"
+    assert _curve_reading(r) == expected
+    clean = 1 / (1 + lrs / 1e-3) + (lrs / 0.1) ** 2
+    assert "kept inside" not in _curve_reading(FinderResult(lrs=list(lrs), losses=list(clean)))

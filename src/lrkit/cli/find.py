@@ -6,6 +6,7 @@ builds the user's task from ``model()``, ``optimizer(params)``, ``train_loader()
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -115,6 +116,21 @@ def _check_out(out: Path, shown: str | None = None) -> None:
         check_writable(out)
 
 
+def _curve_reading(result: FinderResult) -> str:
+    """How the default rule read the curve, for the table: its regime and noise, the back-off it took, and how far
+    below the minimum the suggestion really is when the rule kept it inside the descent."""
+    reading = {"explosion": "exploded", "plateau": "plateaued, no edge"}[result.regime]
+    noise = result.noise
+    back = result.backoff
+    if noise == noise:  # a noise-dominated curve backs off less (README: the noise scaling)
+        reading += f" (noise {noise:.2f}{', noise-dominated' if back < REGIME_BACKOFF[result.regime] else ''})"
+    row = f"{reading}: back off {back:.2g} decade{'' if back == 1 else 's'}"
+    below = math.log10(result.range[1] / result.suggestion)  # range[1]: the smoothed minimum's LR
+    if below < back - 0.05:  # the rule kept its LR inside the part of the curve where the loss was seen falling
+        row += f" ({below:.2g} kept inside the descent)"
+    return row
+
+
 def find_command(
     task_file: Annotated[
         Optional[str],  # noqa: UP045 - typer reads Optional on Python 3.10
@@ -183,13 +199,7 @@ def find_command(
     table.add_column("learning rate", justify="right")
     table.add_row(f"[bold]suggestion ({result.rule})", f"[bold green]{result.suggestion:.3g}")
     if result.rule == "robust":  # which back-off the default rule took, and why
-        reading = {"explosion": "exploded", "plateau": "plateaued, no edge"}[result.regime]
-        noise = result.noise
-        if noise == noise:  # a noise-dominated curve backs off less (README: the noise scaling)
-            full = REGIME_BACKOFF[result.regime]
-            reading += f" (noise {noise:.2f}{', noise-dominated' if result.backoff < full else ''})"
-        back = result.backoff
-        table.add_row("  curve", f"{reading}: back off {back:.2g} decade{'' if back == 1 else 's'}")
+        table.add_row("  curve", _curve_reading(result))
     low, high = result.range
     table.add_row("range (low – high)", f"{low:.3g} – {high:.3g}")
     for name, lr in result.suggestions().items():
