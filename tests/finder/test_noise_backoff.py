@@ -98,3 +98,9 @@ def test_lr0_auto_reads_the_range_test_with_the_noise_scaling_unless_switched_of
     monkeypatch.setattr(auto, "NOISE_SCALING", False)
     assert _suggestion(r) == S.suggest_robust(LRS, curve, plateau_backoff_decades=PLATEAU_BACKOFF_DECADES,
                                               noise_band=None) < r.suggestion
+
+
+@pytest.mark.parametrize("curve", [np.linspace(1.0, 2.0, 100), np.ones(100), 1.0 + (LRS / 1e-3) ** 2])
+def test_the_robust_suggestion_never_falls_below_the_lowest_lr_tested(curve: np.ndarray) -> None:
+    """A curve lowest at its start (rising, flat) suggested lr_min / 10: below anything the test saw."""
+    assert S.suggest_robust(LRS, curve) == LRS[0]

@@ -263,7 +263,8 @@ def suggest_robust(
     4. Suggest ``lr_min / 10**backoff`` clipped into the descent, with ``backoff = backoff_decades`` (1) for an
        explosion and ``plateau_backoff_decades`` (0.5; ``None`` treats every curve as an explosion) for a plateau:
        a full training run spends hundreds of steps at its peak LR, so it needs a margin below the edge the short
-       test found; but it must still be an LR at which the loss was seen to fall.
+       test found; but it must still be an LR at which the loss was seen to fall, and never one below the lowest LR
+       tested (a curve lowest at its start suggests its first LR; the range test warns to lower ``start_lr``).
     5. On a noise-dominated curve the minimum is not the stability edge but where gradient noise stopped progress,
        and a full run (annealed at the end) takes a higher peak: the back-off is scaled down by the curve's
        :func:`noise_ratio`, in full below ``noise_band[0]`` (0.07), to none at ``noise_band[1]`` (0.10) and above
@@ -287,14 +288,14 @@ def suggest_robust(
     lr_min = lrs[i_min]
     cand = lr_min / 10.0**backoff_decades
     drop = s[0] - s[i_min]
-    if i_min < 2 or drop <= 0:
-        return float(cand)
+    if i_min < 2 or drop <= 0:  # the loss was lowest at the start: the lowest LR tested (the test warns to go lower)
+        return float(max(cand, lrs[0]))
     g = _gradient(lrs[: i_min + 1], s[: i_min + 1])
     falling = np.nonzero(g < -0.05 * drop)[0]
     if len(falling):
         lo = lrs[falling[0]]
         cand = max(cand, lo)
-    return float(min(cand, lr_min))
+    return float(max(min(cand, lr_min), lrs[0]))
 
 
 def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = ROBUST_PLATEAU_RISE,
