@@ -165,3 +165,18 @@ def test_the_curve_row_names_a_back_off_the_descent_cut_short() -> None:
     assert _curve_reading(r) == expected
     clean = 1 / (1 + lrs / 1e-3) + (lrs / 0.1) ** 2
     assert "kept inside" not in _curve_reading(FinderResult(lrs=list(lrs), losses=list(clean)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 7. resume from another folder: a class from a relative file.py is imported from the run's working folder
+# --------------------------------------------------------------------------------------------------------------
+def test_resume_from_another_folder_finds_the_optimizer_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_opt.py").write_text(LION)
+    quick = ("plots=false", "verbose=false")
+    assert train("data=iris", "model=mlp", "epochs=1", "optimizer=my_opt.py:Lion", *quick).exit_code == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    res = train(f"resume={tmp_path / 'runs' / 'train'}", "epochs=2", *quick)
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "elsewhere" / "runs").exists()  # the run resumed in place, nothing new started here

@@ -342,6 +342,8 @@ class _Trainer:
         self.created_parents: list[Path] = []
         self.previous_files: list[str] = []
         self.rewrite_args = False
+        #: a relative ``file.py:Name`` spec resumed from another folder: its absolute spelling -> the recorded one
+        self.moved_specs: dict[str, str] = {}
 
     # ---------------------------------------------------------------------------------------------- logging
     def log(self, line: str) -> None:
@@ -365,6 +367,16 @@ class _Trainer:
             if moved.exists():
                 saved["data"] = str(moved)
                 self.log(f"resume: data={data!r} is read from the run's working directory: {moved}")
+        for key in ("optimizer", "model"):  # a class or factory from a relative file.py, resumed from elsewhere
+            spec = saved.get(key)
+            if not (isinstance(spec, str) and isinstance(home, str) and ":" in spec):
+                continue
+            file, _, attr = spec.rpartition(":")
+            moved = Path(home) / file
+            if file.endswith(".py") and not Path(file).is_absolute() and not Path(file).exists() and moved.exists():
+                saved[key] = f"{moved}:{attr}"
+                self.moved_specs[saved[key]] = spec  # the same class or factory, under the name the run recorded
+                self.log(f"resume: {key}={spec!r} is imported from the run's working directory: {moved}")
         merged: dict[str, Any] = {}
         for key in TrainConfig.keys():
             new, old = getattr(cfg, key), saved.get(key, getattr(cfg, key))
@@ -1034,7 +1046,7 @@ class _Trainer:
         self.lr0 = float(ck["lr0"])
         self.lr0_source = str(ck["lr0_source"])
         self.auto = ck.get("auto")
-        if ck.get("optimizer_name") != self.opt_name:
+        if ck.get("optimizer_name") not in (self.opt_name, self.moved_specs.get(self.opt_name)):
             raise ValueError(
                 f"resume: the run used optimizer {ck.get('optimizer_name')!r} but this one resolves to "
                 f"{self.opt_name!r} (optimizer='auto' decides by run length); pass optimizer={ck.get('optimizer_name')}"
