@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 __all__ = [
+    "adapts_step_size",
     "atomic_write",
     "atomic_write_text",
     "canonical_name",
@@ -137,6 +138,19 @@ def canonical_name(kind: str, name: Any, choices: Iterable[str]) -> str:
         return by_lower[name.lower()]
     # matched case-insensitively, so suggested case-insensitively too ('adamw2' -> 'AdamW', not 'Adam')
     raise unknown_name_error(kind, str(name), choices, ignore_case=True)
+
+
+def adapts_step_size(optimizer: Any) -> bool:
+    """Whether an optimizer's ``lr`` multiplies a step size it adapts itself (Prodigy, D-Adaptation): a class named
+    ``Prodigy*``/``DAdapt*``, or param groups carrying its estimate ``d`` and ``d0``.
+
+    >>> import torch
+    >>> adapts_step_size(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
+    False
+    """
+    if type(optimizer).__name__.startswith(("Prodigy", "DAdapt")):
+        return True
+    return any("d" in g and "d0" in g for g in getattr(optimizer, "param_groups", None) or ())
 
 
 def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:

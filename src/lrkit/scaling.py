@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from lrkit._utils import check_positive, did_you_mean, unknown_name_error
+from lrkit._utils import adapts_step_size, check_positive, did_you_mean, unknown_name_error
 
 __all__ = [
     "ADAPTIVE_OPTIMIZERS",
@@ -130,8 +130,7 @@ def _step_multiplier_name(optimizer: Any) -> str | None:
             names = [c.__name__ for c in optimizer.__mro__]
         else:
             names = [c.__name__ for c in type(optimizer).__mro__]
-            groups = getattr(optimizer, "param_groups", None)
-            if isinstance(optimizer, torch.optim.Optimizer) and any("d" in g and "d0" in g for g in groups or ()):
+            if isinstance(optimizer, torch.optim.Optimizer) and adapts_step_size(optimizer):
                 return names[0]
         if any(n.lower().replace("_", "").replace("-", "").startswith(("prodigy", "dadapt")) for n in names):
             return names[0]

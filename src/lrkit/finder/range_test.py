@@ -18,7 +18,7 @@ import torch
 
 from lrkit._state import Snapshot
 from lrkit._step import LossFn, StepFn, autocast_context, batch_loss, cycle_batches, move_to, optimizer_step
-from lrkit._utils import check_int, check_positive, unknown_name_error
+from lrkit._utils import adapts_step_size, check_int, check_positive, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.result import FinderResult
 
@@ -184,11 +184,10 @@ def _check_groups(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> f
 
 def _adaptive_step_note(optimizer: torch.optim.Optimizer) -> str | None:
     """A note for optimizers that adapt their own step size (Prodigy, D-Adaptation): their ``lr`` is a multiplier."""
-    name = type(optimizer).__name__
-    groups = optimizer.param_groups
-    if not (name.startswith(("Prodigy", "DAdapt")) or any("d" in g and "d0" in g for g in groups)):
+    if not adapts_step_size(optimizer):
         return None
-    d = groups[0].get("d")
+    name = type(optimizer).__name__
+    d = optimizer.param_groups[0].get("d")
     now = f", now {float(d):.3g}" if isinstance(d, (int, float)) else ""
     return (
         f"{name} adapts its own step size (its estimate d{now}): its lr is a multiplier of d, not an LR, and 1.0 is "

@@ -33,7 +33,7 @@ from lrkit._step import (
     rebuild_like,
     split_batch,
 )
-from lrkit._utils import unknown_name_error
+from lrkit._utils import adapts_step_size, unknown_name_error
 from lrkit.train import run as _run
 from lrkit.train.data import TrainData, count_classes, describe_sample, load_data
 from lrkit.train.models import build_model, default_model_name
@@ -242,11 +242,8 @@ def _same(a: Any, b: Any) -> bool:
 
 def _names_class(spec: str, cls: type | None) -> bool:
     """Whether ``"module:ClassName"`` imports as ``cls`` (``"torch.optim:Adagrad"`` names ``torch.optim.Adagrad``)."""
-    from lrkit.train.optim import resolve_optimizer
-
-    try:
-        found = resolve_optimizer(spec)
-    except ValueError:
+    found = _spec_class(spec)
+    if found is None:
         return False
     # a .py file is imported afresh each time, as a new class object: the same file and name is the same class
     return found is cls or (cls is not None and found.__qualname__ == cls.__qualname__ and _source(found) is not None
@@ -263,8 +260,6 @@ def _source(cls: type) -> Path | None:
 
 def _spec_class(spec: str) -> type | None:
     """The class ``"module:ClassName"`` imports as, or ``None`` when it does not import."""
-    from lrkit.train.optim import resolve_optimizer
-
     try:
         return resolve_optimizer(spec)
     except ValueError:
@@ -563,7 +558,7 @@ class _Trainer:
         (other than 0). Ultralytics' bias warmup (bias groups start at ``warmup_bias_lr``) is then off unless asked
         for — the bias groups warm up with the rest — and asked-for LR differences fail here, before the run."""
         groups = self.optimizer.param_groups
-        if self.opt_class is None or not any("d0" in g and "d" in g for g in groups):
+        if self.opt_class is None or not adapts_step_size(self.optimizer):
             return
         self.one_lr = True
         name, cfg = self.opt_class.__name__, self.cfg
