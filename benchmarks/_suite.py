@@ -50,6 +50,7 @@ __all__ = [
     "FRESH",
     "FRESH2",
     "FRESH3",
+    "FRESH4",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -78,7 +79,7 @@ WARMUP_FRACTION = 0.05
 #: Fraction of digits/wine labels replaced by random classes (see ``_noisy_labels``).
 LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
-GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2", "fresh3")
+GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4")
 
 
 # ----------------------------------------------------------------------------------------------------------- tasks
@@ -101,8 +102,8 @@ class Task:
     ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
     baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
     was fit on it), ``"held_out"`` (the first out-of-sample set), ``"fresh"`` (a second out-of-sample set,
-    pre-registered before any rule was scored on it), ``"fresh2"`` or ``"fresh3"`` (a third and a fourth, pre-registered
-    the same way). Left
+    pre-registered before any rule was scored on it), ``"fresh2"``, ``"fresh3"`` or ``"fresh4"`` (a third, a fourth
+    and a fifth, pre-registered the same way). Left
     out, it follows ``held_out``; ``held_out`` is True exactly for the groups other than ``"calibration"``.
 
     >>> task = TASKS["digits_mlp"]
@@ -122,8 +123,8 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
-    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` | ``"fresh2"`` | ``"fresh3"``; ``None``: from ``held_out``. Not
-    #: part of the cache key.
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` | ``"fresh2"`` | ``"fresh3"`` | ``"fresh4"``; ``None``: from
+    #: ``held_out``. Not part of the cache key.
     group: str | None = None
 
     def __post_init__(self) -> None:
@@ -341,6 +342,35 @@ def _sparse_regression() -> TaskData:
     return _standardised_target(_split(x, y, 1 / 3, stratify=False))
 
 
+def _hastie() -> TaskData:
+    from sklearn.datasets import make_hastie_10_2
+
+    x, y = make_hastie_10_2(n_samples=4000, random_state=3)
+    data = _split(x, (y > 0).astype(np.int64), 1 / 3, stratify=True)
+    return TaskData(data.x_train, data.y_train.float().unsqueeze(1), data.x_val, data.y_val.float().unsqueeze(1))
+
+
+def _friedman3() -> TaskData:
+    from sklearn.datasets import make_friedman3
+
+    x, y = make_friedman3(n_samples=2000, noise=0.1, random_state=3)
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
+def _gaussian_quantiles() -> TaskData:
+    from sklearn.datasets import make_gaussian_quantiles
+
+    x, y = make_gaussian_quantiles(n_samples=3000, n_features=4, n_classes=4, random_state=3)
+    return _split(x, _noisy_labels(y), 1 / 3, stratify=True)
+
+
+def _s_curve() -> TaskData:
+    from sklearn.datasets import make_s_curve
+
+    x, t = make_s_curve(n_samples=2000, noise=0.1, random_state=3)
+    return _standardised_target(_split(x, t, 1 / 3, stratify=False))
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -455,6 +485,30 @@ def _breast_cancer_deep() -> nn.Module:
 
 def _sparse_mlp() -> nn.Module:
     return _mlp([50, 32, 1])
+
+
+def _hastie_mlp() -> nn.Module:
+    return _mlp([10, 64, 64, 1])
+
+
+def _friedman3_mlp() -> nn.Module:
+    return _mlp([4, 64, 64, 1])
+
+
+def _iris_mlp() -> nn.Module:
+    return _mlp([4, 32, 3])
+
+
+def _quantiles_mlp() -> nn.Module:
+    return _mlp([4, 128, 128, 4])
+
+
+def _digits_dropout_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 10))
+
+
+def _s_curve_mlp() -> nn.Module:
+    return _mlp([3, 64, 64, 64, 1])
 
 
 def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
@@ -805,6 +859,90 @@ _TASK_LIST = [
         held_out=True,
         group="fresh3",
     ),
+    Task(
+        name="hastie_mlp",
+        description="make_hastie_10_2 binary (2666/1334), MLP 10-64-64-1",
+        optimizer_name="SGD momentum 0.9",
+        build_data=_hastie,
+        build_model=_seeded(_hastie_mlp),
+        build_optimizer=_sgd_momentum,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=64,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh4",
+    ),
+    Task(
+        name="friedman3_mlp_adagrad",
+        description="make_friedman3 regression, noise 0.1 (1333/667), MLP 4-64-64-1",
+        optimizer_name="Adagrad",
+        build_data=_friedman3,
+        build_model=_seeded(_friedman3_mlp),
+        build_optimizer=_adagrad,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=12,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh4",
+    ),
+    Task(
+        name="iris_mlp_adamw",
+        description="sklearn iris, 10% label noise (90/60), MLP 4-32-3",
+        optimizer_name="AdamW, wd 0.01",
+        build_data=_iris,
+        build_model=_seeded(_iris_mlp),
+        build_optimizer=_adamw,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=8,
+        epochs=60,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh4",
+    ),
+    Task(
+        name="quantiles_mlp",
+        description="make_gaussian_quantiles, 4 classes in 4-D, 10% label noise (2000/1000), MLP 4-128-128-4",
+        optimizer_name="Adam",
+        build_data=_gaussian_quantiles,
+        build_model=_seeded(_quantiles_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh4",
+    ),
+    Task(
+        name="digits_dropout_mlp",
+        description="sklearn digits, 10% label noise (1347/450), MLP 64-256-10 with dropout 0.3",
+        optimizer_name="SGD nesterov, momentum 0.9",
+        build_data=_digits_flat,
+        build_model=_seeded(_digits_dropout_mlp),
+        build_optimizer=_sgd_nesterov,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=12,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh4",
+    ),
+    Task(
+        name="s_curve_mlp",
+        description="make_s_curve: its position t from the noisy 3-D point (1333/667), MLP 3-64-64-64-1",
+        optimizer_name="RMSprop",
+        build_data=_s_curve,
+        build_model=_seeded(_s_curve_mlp),
+        build_optimizer=_rmsprop,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=15,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh4",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -817,6 +955,8 @@ FRESH: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh")
 FRESH2: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh2")
 #: The fourth held-out set, pre-registered before any rule was scored on it (the test of the noise-aware back-off).
 FRESH3: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh3")
+#: The fifth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+FRESH4: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh4")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:
