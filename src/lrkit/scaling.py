@@ -379,10 +379,34 @@ def _hits(names: _Names, prefix: str) -> list[str]:
     return [n for n in names.real if _matches(n, prefix) or any(_matches(a, prefix) for a in names.aliases[n])]
 
 
+#: Names a nested ``nn.ModuleList`` of sequential blocks goes by in the common layouts (torch's TransformerEncoder
+#: and HF Llama/Mistral/Mixtral ``layers``, BERT ``encoder.layer``, timm/nanoGPT-style ``blocks``, T5 ``block``,
+#: GPT-2 ``h``, CLIP ``resblocks``, ``stages``, diffusers' ``transformer_blocks``).
+STACK_NAMES = frozenset({"layers", "layer", "blocks", "block", "h", "resblocks", "stages", "transformer_blocks"})
+
+
+def _is_parallel_name(name: str) -> bool:
+    """A ModuleList named like parallel branches: mixture-of-experts ``experts`` (``local_experts``, ...), ``heads``."""
+    low = name.lower()
+    return "expert" in low or low.endswith("heads")
+
+
+def _is_stack(name: str, module: nn.Module, top: bool) -> bool:
+    """Whether the ``nn.ModuleList`` ``module``, the attribute ``name`` of its parent, is a stack of layers.
+
+    A ModuleList with parameters (not a list of activations) whose name is not that of parallel branches, and which
+    is either a direct child of the model (``top``) or named as a stack (:data:`STACK_NAMES`). The structure alone
+    cannot tell a stack of blocks from parallel experts (both are lists of like modules); a deeper list with another
+    name is left whole, at one depth (``layer_id_fn`` numbers it otherwise).
+    """
+    if not isinstance(module, nn.ModuleList) or _is_parallel_name(name) or not any(True for _ in module.parameters()):
+        return False
+    return top or name in STACK_NAMES
+
+
 def _has_stack(module: nn.Module) -> bool:
-    """Whether an ``nn.ModuleList`` with parameters (a stack of blocks, not a list of activations) sits below
-    ``module``."""
-    return any(isinstance(m, nn.ModuleList) and any(True for _ in m.parameters()) for m in module.modules())
+    """Whether a stack of blocks (:func:`_is_stack`, below the top level) sits anywhere below ``module``."""
+    return any(_is_stack(path.rsplit(".", 1)[-1], m, False) for path, m in module.named_modules() if path)
 
 
 def _layer_keys(inner: nn.Module) -> dict[str, str]:
@@ -392,7 +416,7 @@ def _layer_keys(inner: nn.Module) -> dict[str, str]:
     def walk(module: nn.Module, path: str) -> None:
         for name, child in module.named_children():
             cpath = f"{path}{name}"
-            if isinstance(child, nn.ModuleList):  # a stack: each element is a layer, never split further
+            if _is_stack(name, child, top=not path):  # a stack: each element is a layer, never split further
                 for i in child._modules:
                     keys[f"{cpath}.{i}"] = f"{cpath}.{i}"
             elif _has_stack(child):  # a trunk holding a stack (nn.TransformerEncoder, nanoGPT's ModuleDict, ...)
@@ -412,7 +436,9 @@ def _layers(model: nn.Module) -> list[tuple[str, list[str]]]:
     of blocks) counts as its elements (``blocks.0``, ``blocks.1``, ...), and a child that holds such a stack
     somewhere inside (``nn.TransformerEncoder``'s ``layers``, nanoGPT's ``transformer`` ModuleDict with its ``h``)
     is split into its children the same way (``encoder.layers.0``, ``transformer.wte``, ``transformer.h.0``,
-    ``transformer.ln_f``). Parameters registered directly on the model (``cls_token``, ``pos_embed``) belong to the
+    ``transformer.ln_f``). Below the top level only a ModuleList with a stack name (:data:`STACK_NAMES`) is a stack,
+    and one named like parallel branches (``experts``, ``heads``) never is: a mixture-of-experts block's experts
+    share one depth. Parameters registered directly on the model (``cls_token``, ``pos_embed``) belong to the
     first layer, the input end, as in timm. Under a wrapper (DataParallel, DDP, torch.compile) the layers are the
     wrapped model's; the parameter names stay the real ones.
     """

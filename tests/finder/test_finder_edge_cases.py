@@ -125,6 +125,7 @@ def test_lbfgs_matches_a_hand_written_closure_loop():
             loss.backward()
             return loss
 
+        opt.state.clear()  # find_lr starts LBFGS afresh at each step (no curvature pair spans two LRs/batches)
         opt.step(closure)
     np.testing.assert_allclose(r.losses, expected, rtol=1e-6)
     assert expected[-1] < 0.5 * expected[0]  # LBFGS did step

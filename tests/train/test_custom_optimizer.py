@@ -340,6 +340,12 @@ def test_prodigy_trains_with_one_lr_for_every_group(tmp_path: Any, capsys: Any) 
     out = capsys.readouterr().out
     assert r.lr0 == 1.0 and "Prodigy needs one LR across its param groups: warmup_bias_lr=0" in out
     assert r.history[-1]["lr/all/decay"] == r.history[-1]["lr/all/bias"]
+    # the step size Prodigy took (d x lr) beside the multiplier, which alone reads 1.0 x the schedule
+    groups = torch.load(r.run_dir / "last.pt", weights_only=True)["optimizer"]["param_groups"]
+    for key, group in zip(("all/decay", "all/bias"), groups):
+        assert r.history[-1][f"d_lr/{key}"] == pytest.approx(group["d"] * r.history[-1][f"lr/{key}"], rel=1e-12)
+        assert r.history[-1][f"d_lr/{key}"] != r.history[-1][f"lr/{key}"]
+    assert "d_lr/all/decay" in (r.run_dir / "results.csv").read_text().splitlines()[0]
     with pytest.raises(ValueError, match=r"Prodigy adapts one step size .* but warmup_bias_lr=0.1 starts the bias "
                                          r"groups at their own LR; use warmup_bias_lr=0"):
         lrkit.train(_model(), data=_data(), optimizer=prodigy.Prodigy, warmup_bias_lr=0.1, epochs=1,

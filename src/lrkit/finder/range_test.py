@@ -6,6 +6,7 @@ tensors), optimizer state and hyperparameters, every module's train/eval mode, a
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import time
@@ -50,6 +51,43 @@ def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     except (TypeError, ValueError):
         return False
     return closure is not None and closure.default is inspect.Parameter.empty
+
+
+def _scaler_restorer(scaler: Any) -> Callable[[], None]:
+    """Capture everything of the user's GradScaler that a range test changes; return a function that puts it back.
+
+    ``state_dict()`` holds the scale, growth tracker and factors; it leaves out the per-optimizer stage, so a test
+    stopped by an exception between ``unscale_`` and ``update`` would leave the optimizer marked UNSCALED (or
+    STEPPED), and the user's next ``scaler.unscale_(opt)`` would raise "unscale_() has already been called on this
+    optimizer since the last update()". That stage (torch's private ``_per_optimizer_states``, read only when it is
+    there) and whether the scale tensor had been created yet (it is made lazily at the first ``scale()``) are put
+    back too. A disabled scaler has nothing to put back.
+    """
+    state = scaler.state_dict()  # {} when disabled
+    if not state:
+        return lambda: None
+    per_opt = getattr(scaler, "_per_optimizer_states", None)
+    saved_per_opt = (
+        {k: {**v, "found_inf_per_device": dict(v.get("found_inf_per_device", {}))} for k, v in per_opt.items()}
+        if isinstance(per_opt, dict) else None
+    )
+    lazy = {name: getattr(scaler, name, False) is None for name in ("_scale", "_growth_tracker")}
+
+    def restore() -> None:
+        scaler.load_state_dict(state)
+        if saved_per_opt is not None and isinstance(getattr(scaler, "_per_optimizer_states", None), dict):
+            current = scaler._per_optimizer_states
+            # ``update()`` replaces the dict with a fresh defaultdict: a copy of the current one keeps its factory
+            fresh = copy.copy(current)
+            fresh.clear()
+            fresh.update({k: {**v, "found_inf_per_device": dict(v["found_inf_per_device"])}
+                          for k, v in saved_per_opt.items()})
+            scaler._per_optimizer_states = fresh
+        for name, was_none in lazy.items():
+            if was_none:  # made during the test: the scale starts again from init_scale (restored above)
+                setattr(scaler, name, None)
+
+    return restore
 
 
 def _loader_generators(loader: Any) -> list[torch.Generator]:
@@ -197,6 +235,19 @@ def _adaptive_step_note(optimizer: torch.optim.Optimizer) -> str | None:
     )
 
 
+def _line_search_note(optimizer: torch.optim.Optimizer) -> str | None:
+    """A note for LBFGS with a line search: the search picks each step's length, ``lr`` is only its first trial."""
+    searches = {g.get("line_search_fn") for g in optimizer.param_groups} - {None}
+    if not isinstance(optimizer, torch.optim.LBFGS) or not searches:
+        return None
+    return (
+        f"{type(optimizer).__name__} with line_search_fn={sorted(searches)[0]!r} chooses each step's length by "
+        "its line search, and its lr is only the first trial step of that search: the range test's curve shows "
+        "training progress rather than the loss against the LR, so its suggestion is not an LR to train with. Keep "
+        "lr=1 (torch's default) with the line search, or run find_lr with line_search_fn=None to pick a fixed step"
+    )
+
+
 def _schedule_free_train_mode(optimizer: torch.optim.Optimizer) -> None:
     """Ready a schedule-free optimizer (``optimizer.train()``/``.eval()``, Defazio et al. 2024) for the test.
 
@@ -250,7 +301,10 @@ def find_lr(
     averaged over ranks, so every rank records the same curve and returns the same suggestion (a rank whose loader
     gives no batch stops every rank with an error naming it).
 
-    Optimizers: any ``torch.optim`` one (LBFGS gets a closure). With ``maximize=True`` in every group the optimizer
+    Optimizers: any ``torch.optim`` one. LBFGS gets a closure that re-evaluates the step's micro-batches, and
+    starts each step without its curvature history (pairs from earlier steps were taken at other LRs on other
+    batches, and made the curve flat); with a line search it warns that ``lr`` is only the search's first trial
+    step. With ``maximize=True`` in every group the optimizer
     ascends what ``loss_fn``/``step_fn`` returns, so the curve records its negative, the quantity being lowered.
     A schedule-free optimizer (``optimizer.train()``/``.eval()``) is put in train mode with its ``warmup_steps``
     off for the test, so it sweeps the LRs recorded, and is put back afterwards. Prodigy and D-Adaptation adapt
@@ -275,7 +329,8 @@ def find_lr(
         amp: ``True`` (fp16 on CUDA with a GradScaler, bf16 elsewhere), ``"bf16"``, ``"fp16"`` or ``False``.
         max_grad_norm: clip the global gradient norm at each step, as your training loop does (optional).
         scaler: your training's ``torch.amp.GradScaler`` (fp16), used instead of a fresh one so the test starts at
-            the loss scale your training reached; its scale and growth tracker are put back afterwards.
+            the loss scale your training reached; its scale, growth tracker and per-optimizer stage are put back
+            afterwards, also when the test stops on an exception.
         device: where batches go; defaults to the model's first parameter's device.
         progress: ``progress(step, num_steps, lr, loss)`` called after each step (the CLI's progress bar).
 
@@ -342,6 +397,7 @@ def find_lr(
     )
     autocast, use_scaler = autocast_context(amp, dev)
     scaler_state = None
+    restore_scaler: Callable[[], None] = lambda: None  # noqa: E731
     if scaler is not None:
         missing = [m for m in ("scale", "step", "update", "unscale_", "state_dict", "load_state_dict")
                    if not callable(getattr(scaler, m, None))]
@@ -351,12 +407,14 @@ def find_lr(
                 "torch.amp.GradScaler, or None for find_lr's own when amp asks for one"
             )
         scaler_state = scaler.state_dict()  # {} when disabled
+        restore_scaler = _scaler_restorer(scaler)
     elif use_scaler:
         scaler = torch.amp.GradScaler(dev.type)
     # Inside the caller's own autocast region, autocast caches the low-precision copy of each weight until the
     # region ends: every step would run on the starting weights. The cache is dropped before each forward instead.
     outer_autocast = torch.is_autocast_enabled(dev.type)
     needs_closure = _needs_closure(optimizer)
+    fresh_each_step = isinstance(optimizer, torch.optim.LBFGS)
     if needs_closure and scaler is not None:
         raise ValueError(
             f"{type(optimizer).__name__} needs a closure, which torch's GradScaler "
@@ -439,6 +497,13 @@ def find_lr(
                 stop_reason = "diverged"
                 break
             closure = None
+            if fresh_each_step:
+                # LBFGS's curvature pairs (s, y) and scale H_diag = s·y / y·y carry over between steps. Here the
+                # early steps move by ~start_lr while y, between two different batches, is mostly the batches'
+                # difference: H_diag collapses (~1e-9) and every later step moves nothing, so the curve is flat.
+                # Each step starts afresh: a quasi-Newton step at this LR from this step's own closure
+                # evaluations of the same micro-batches. The snapshot puts the user's history back.
+                optimizer.state.clear()
             if needs_closure:
 
                 def closure(micro: list[Any] = micro) -> torch.Tensor:
@@ -450,17 +515,16 @@ def find_lr(
         snapshot.restore()
         for gen, state in generators:
             gen.set_state(state)
-        if scaler is not None and scaler_state:
-            scaler.load_state_dict(scaler_state)
+        restore_scaler()  # the user's scaler (scale, growth tracker, per-optimizer stage), also after an exception
         if outer_autocast:  # no low-precision copy of the test's last weights may outlive it
             torch.clear_autocast_cache()
     result = FinderResult(
         lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
     )
-    note = _adaptive_step_note(optimizer)
-    if note is not None:
-        result.warnings.append(note)
+    for note in (_adaptive_step_note(optimizer), _line_search_note(optimizer)):
+        if note is not None:
+            result.warnings.append(note)
     result.warnings.extend(_quality_warnings(result))
     for message in result.warnings:
         warnings.warn(message, UserWarning, stacklevel=2)

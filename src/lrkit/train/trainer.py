@@ -1380,6 +1380,11 @@ class _Trainer:
             row[f"val_{self.spec.metric_name}"] = metric
         for name, lr in zip(self.group_names, self.step_lrs):
             row[f"lr/{name}"] = lr  # the LR of the epoch's last optimizer step
+        if adapts_step_size(self.optimizer):  # Prodigy / D-Adaptation: lr is a multiplier of their estimate d
+            for name, lr, group in zip(self.group_names, self.step_lrs, self.optimizer.param_groups):
+                d = group.get("d")
+                if isinstance(d, (int, float, torch.Tensor)):
+                    row[f"d_lr/{name}"] = float(d) * lr  # the step size the optimizer took: d x lr
         finite = [g for g in grad_norms if math.isfinite(g)]
         row["grad_norm"] = float(np.mean(finite)) if finite else math.nan
         row["grad_norm_max"] = float(np.max(finite)) if finite else math.nan
