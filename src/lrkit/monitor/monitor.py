@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import torch
 
 from lrkit._state import Snapshot, _clone_tree
-from lrkit._utils import check_int
+from lrkit._utils import adapts_step_size, check_int
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, default_checks
 from lrkit.monitor.record import RollingRecord, _median
@@ -58,6 +58,15 @@ _NEVER = 2**62
 #: "No work planned" for the per-step comparison in after_step: the largest one-digit int, which CPython compares on
 #: its fast path (2**62 would not be); a step past it only re-plans (see Monitor._after_step_work).
 _FAR = 2**30 - 1
+#: ``spike_grace``: a forgiven loss-spike episode keeps every later spike within this many steps of its start under
+#: watch (one forgiven episode per window; a spike past the grace but inside the window is acted on).
+_GRACE_WINDOW = 50
+#: ``spike_grace``: a spike above this many times the starting loss ``|L0|`` is acted on at once, grace or not (the
+#: optimizer never steps on it).
+_GRACE_CAP = 10.0
+#: ``spike_grace``: a grace episode opens only on a spike from a trained state: the spike check's running median at
+#: most this many times ``|L0|`` (a spike before the run has learned means the LR is too high from the outset).
+_GRACE_TRAINED = 0.7
 #: The robust reference statistics (running medians) are recomputed every this many steps.
 _REFRESH = 25
 #: The fast-path bound follows every full step until this many losses are known (references still filling).
@@ -576,6 +585,18 @@ class Monitor:
             with that bound. ``grad_every=1`` makes every step full (clipping then acts on any step; costs a few
             torch ops per step, which matters only for sub-millisecond steps).
         sample_every: measure the update-to-weight ratio every this many steps (only when a check needs it).
+        spike_grace: ``0`` (the default) acts on every ``loss_spike`` finding at once. ``k > 0`` lets a run absorb
+            one transient spike by itself (a loss that jumps at the stability edge, typically as a warmup reaches
+            its peak, and comes back within a few steps — the run is better off left alone): a finite spike below
+            ``10 * |L0|`` from a trained state (the spike check's running median at most ``0.7 * |L0|``) opens a
+            grace episode; it and any spike of the next ``k`` steps are taken with no event, the healthy snapshot is
+            not refreshed meanwhile and every step of the episode is a full step. The monitor acts (the
+            ``loss_spike`` action, the event naming the episode) on a spike ``k + 1`` to ``50`` steps after the
+            episode began (the spike persisted, or came back: one forgiven episode per 50 steps), and at once on a
+            spike above ``10 * |L0|`` or one before the run has learned (a spike from the start means the LR is too
+            high from the outset, and forgiving it loses rescues). Non-finite losses and gradients and
+            ``gradient_blowup`` are never graced. ``actions={"loss_spike": ...}`` still chooses what is done.
+            In-sample only (see the README): the default stays ``0``.
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler`` (anything with ``state_dict()``/``load_state_dict()``); non-finite
             gradients are then left to it (it skips those steps and lowers its scale) instead of counting as
@@ -632,6 +653,7 @@ class Monitor:
         snapshot_every: int = 100,
         grad_every: int = 64,
         sample_every: int = 100,
+        spike_grace: int = 0,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
@@ -668,6 +690,8 @@ class Monitor:
         self.snapshot_every = check_int("snapshot_every", snapshot_every, 1)
         self.sample_every = check_int("sample_every", sample_every, 1)
         self._grad_every = check_int("grad_every", grad_every, 1)
+        self.spike_grace = check_int("spike_grace", spike_grace, 0, " (0 acts on every loss spike at once; 3 forgives "
+                                     "one spike lasting up to 4 steps per 50)")
         if not isinstance(restore_on_stop, bool):
             raise ValueError(f"restore_on_stop={restore_on_stop!r} must be True or False")
         self.restore_on_stop = restore_on_stop
@@ -749,6 +773,7 @@ class Monitor:
         self._last_val_step = -1  # the step of the last after_validation call
         self._val_quiet: dict[str, int] = {}  # check name -> first evaluation it may fire again (cooldown)
         self._last_bad_step = -(10**9)
+        self._grace_start = -(10**9)  # the step the latest forgiven loss-spike episode began (spike_grace)
         self._quiet_until: dict[str, int] = {}
         self._params_key: tuple[tuple[int, int], ...] = ()
         self._param_lists: list[list[torch.Tensor]] = []  # held, so that no new list can take an id in the key
@@ -999,6 +1024,7 @@ class Monitor:
             "should_stop": self.should_stop,
             "stop_reason": self.stop_reason,
             "last_bad_step": self._last_bad_step,
+            "grace_start": self._grace_start,
             "quiet_until": dict(self._quiet_until),
             "dense_until": self._dense_until,
             "events": [e.to_dict() for e in self.events],
@@ -1039,6 +1065,7 @@ class Monitor:
         self.should_stop = bool(state.get("should_stop", False))
         self.stop_reason = str(state.get("stop_reason", ""))
         self._last_bad_step = int(state.get("last_bad_step", -(10**9)))
+        self._grace_start = int(state.get("grace_start", -(10**9)))
         self._quiet_until = {str(k): int(v) for k, v in dict(state.get("quiet_until", {})).items()}
         self._dense_until = int(state.get("dense_until", _DENSE_STEPS))
         if self.should_stop or not self._fast:
@@ -1210,6 +1237,8 @@ class Monitor:
                             findings.append((check, action, found))
                 next_due = min(next_due, due)
             self._windowed_due = next_due
+        if findings and self.spike_grace:
+            findings = self._grace(step, findings)
         if findings:
             result = self._respond(step, findings, with_grad, grads, gnorm, norms)
             self._refresh_screen()
@@ -1228,6 +1257,40 @@ class Monitor:
         if step >= self._screen_due or rec.seen["loss"] <= _SCREEN_FOLLOW:
             self._refresh_screen()
         return True
+
+    def _grace(self, step: int, findings: list[tuple[Check, str, Finding]]) -> list[tuple[Check, str, Finding]]:
+        """``spike_grace``: drop a ``loss_spike`` finding that a grace episode forgives, or add the episode to its
+        reason when it is acted on (see the class docstring). Runs on full steps only (every spike is one: a loss
+        above the spike threshold never takes the fast path)."""
+        out: list[tuple[Check, str, Finding]] = []
+        for check, action, found in findings:
+            if check.name != "loss_spike" or not isinstance(found, Finding):
+                out.append((check, action, found))
+                continue
+            rec = self.record
+            loss, start = rec.last_loss, rec.start_loss
+            since = step - self._grace_start
+            cap, trained = _GRACE_CAP * abs(start), _GRACE_TRAINED * abs(start)
+            if not (math.isfinite(loss) and math.isfinite(start)) or loss > cap:
+                note = f"; above {_GRACE_CAP:g}x the starting loss ({loss:.3g} > {cap:.3g}): no grace"
+            elif since > _GRACE_WINDOW and not (median := found.values.get("median", math.nan)) <= trained:
+                note = (f"; no grace before the run has learned (running median {median:.3g} above "
+                        f"{_GRACE_TRAINED:g}x the starting loss {start:.3g})")
+            elif since > _GRACE_WINDOW:  # a spike from a trained state, no episode in the window: open one
+                self._grace_start = step
+                self._last_bad_step = step  # no healthy snapshot of the spiking weights
+                self._dense_until = max(self._dense_until, step + self.spike_grace + 1)
+                continue
+            elif since <= self.spike_grace:  # within the episode
+                self._last_bad_step = step
+                continue
+            else:
+                note = (f"; the spike grace began at step {self._grace_start} ({since} steps ago, grace "
+                        f"{self.spike_grace} steps): the spike persisted or came back")
+            values = dict(found.values)
+            values["grace_start"] = float(self._grace_start)
+            out.append((check, action, Finding(found.reason + note, values)))
+        return out
 
     def _trainable(self) -> list[torch.Tensor]:
         groups = self.optimizer.param_groups
@@ -1458,6 +1521,12 @@ class Monitor:
     def _lr(self) -> float:
         return max(float(g["lr"]) for g in self.optimizer.param_groups)
 
+    def _lr_values(self, lr: float) -> dict[str, float]:
+        """An event's LR fields: ``lr`` as the groups hold it; for an optimizer that adapts its own step size
+        (Prodigy, D-Adaptation: ``lr`` is a multiplier of its estimate ``d``) also ``d_lr = d * lr``, the step size."""
+        ds = [float(g["d"]) for g in self.optimizer.param_groups if isinstance(g.get("d"), (int, float, torch.Tensor))]
+        return {"lr": lr, "d_lr": max(ds) * lr} if ds and adapts_step_size(self.optimizer) else {"lr": lr}
+
     def _respond(self, step: int, findings: list[tuple[Check, str, Finding]], with_grad: list[torch.Tensor],
                  grads: list[torch.Tensor], gnorm: float, norms: list[float]) -> bool:
         # before anything is done about them
@@ -1519,7 +1588,8 @@ class Monitor:
             reason += (f"; rollback limit reached ({self.max_rollbacks} rollbacks, LR now {self.lr_scale:.3g}x the "
                        "original): the run keeps going wrong even at a lower LR — look for inf/nan in the data or the "
                        "loss, or raise max_rollbacks")
-        self._emit(MonitorEvent(step, check.name, {**found.values, "lr": lr}, action, reason), stacklevel=stacklevel)
+        self._emit(MonitorEvent(step, check.name, {**found.values, **self._lr_values(lr)}, action, reason),
+                   stacklevel=stacklevel)
         if action == "stop" and not self.should_stop:
             self.should_stop = True
             self.stop_reason = f"{check.name} at step {step}: {reason}"
@@ -1785,7 +1855,8 @@ class Monitor:
                 self._quiet_until[check.name] = step + check.cooldown + 1
             act = action
             # stacklevel 5: the warning points at the loop's after_step() call (via _after_step_work)
-            self._emit(MonitorEvent(step, check.name, {**found.values, "lr": self._lr()}, act, found.reason), 5)
+            self._emit(MonitorEvent(step, check.name, {**found.values, **self._lr_values(self._lr())}, act,
+                                    found.reason), 5)
             if SEVERITY[act] > SEVERITY[worst]:
                 worst = act
             if act == "stop" and not self.should_stop:
