@@ -60,6 +60,7 @@ CONSENSUS_METHODS: dict[str, str] = {
     "one-regime": "one-regime: robust without the plateau branch",
     "two-regime": "two-regime: robust without the noise scaling",
     "noise-aware": "noise-aware: robust, back-off scaled by the curve's noise",
+    "double-dip": "double-dip: robust, cut at the first of two dips",
 }
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
 

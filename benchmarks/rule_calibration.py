@@ -125,6 +125,40 @@ def noise_aware(lrs: np.ndarray, losses: np.ndarray) -> float:
                             plateau_backoff_decades=S.ROBUST_PLATEAU_BACKOFF_DECADES * w, noise_band=None)
 
 
+#: The double-dip cut (pre-registered in the README's "Fifth held-out set"): a rise of the smoothed loss above its
+#: running minimum by more than DIP_RISE x the drop made so far, once DIP_GATE of the total drop is made, marks the
+#: stability edge when the curve later falls to a lower minimum; the robust rule then reads the curve cut there.
+DIP_RISE, DIP_GATE = 0.2, 0.5
+
+
+def first_dip_cut(lrs: np.ndarray, losses: np.ndarray, rise: float = DIP_RISE, gate: float = DIP_GATE) -> int | None:
+    """How many points of the (finite, trimmed) curve to keep so that it ends at its first instability, when the
+    smoothed loss later comes back down to a lower minimum than before it; ``None`` for a single-dip curve."""
+    lrs, raw = S._trim(lrs, losses)
+    s = S.smooth_curve(raw)
+    head = max(5, len(raw) // 8)
+    start = float(np.median(raw[:head]))
+    running_min = np.minimum.accumulate(s)
+    drop = start - running_min
+    total = start - float(s.min())
+    over = np.nonzero((drop >= gate * total) & (drop > 0) & (s - running_min > rise * drop))[0]
+    if not len(over) or int(np.argmin(s)) < over[0] + 1 or over[0] + 1 < 2 * head:
+        return None  # one dip, or a rise too early to tell from the head's scatter (noise_ratio's own guard)
+    return int(over[0]) + 1
+
+
+def double_dip(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The default (robust, noise-scaled), read on the curve cut at its first instability when it dips twice (as if
+    the range test had stopped there); otherwise the default itself. ``stopped`` is read from the curve's length
+    (the range test's 100 steps: a shorter curve stopped on divergence)."""
+    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
+    cut = first_dip_cut(lrs, losses)
+    if cut is None:
+        return S.suggest_robust(lrs, losses, stopped=len(lrs) < 100)
+    t_lrs, t_losses = S._trim(lrs, losses)
+    return S.suggest_robust(t_lrs[:cut], t_losses[:cut], stopped=True)
+
+
 #: Rules that combine the single-point rules' LRs (tried for the default; none meets the targets, see the README).
 CONSENSUS = {
     "consensus: geometric mean(robust, valley)": lambda lrs, losses: _geomean(
@@ -140,6 +174,8 @@ CONSENSUS = {
     "two-regime: robust without the noise scaling": functools.partial(S.suggest_robust, noise_band=None),
     # not a consensus either: the back-off scaled down on noise-dominated curves (the third fresh set's test)
     "noise-aware: robust, back-off scaled by the curve's noise": noise_aware,
+    # the default, cut at a double dip's first instability (the fifth held-out set's test)
+    "double-dip: robust, cut at the first of two dips": double_dip,
 }
 
 
