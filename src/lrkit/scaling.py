@@ -385,28 +385,53 @@ def _hits(names: _Names, prefix: str) -> list[str]:
 STACK_NAMES = frozenset({"layers", "layer", "blocks", "block", "h", "resblocks", "stages", "transformer_blocks"})
 
 
+#: Last words (after an underscore) of a nested ``nn.ModuleList`` name that also mark a stack of sequential blocks:
+#: ``encoder_layers``, ``decoder_blocks`` (MAE), ``down_blocks``/``up_blocks`` (diffusers), ``conv_layers`` (wav2vec2),
+#: ``res_blocks``; a trailing underscore is ignored (``layers_``).
+_STACK_SUFFIXES = ("layers", "layer", "blocks", "block", "stages")
+
+
 def _is_parallel_name(name: str) -> bool:
     """A ModuleList named like parallel branches: mixture-of-experts ``experts`` (``local_experts``, ...), ``heads``."""
     low = name.lower()
     return "expert" in low or low.endswith("heads")
 
 
+def _is_stack_name(name: str) -> bool:
+    """Whether a nested ModuleList's name marks a stack: one of :data:`STACK_NAMES`, or ending in ``_layers``,
+    ``_blocks``, ``_block``, ``_layer`` or ``_stages`` (a trailing underscore ignored)."""
+    low = name.lower().strip("_")
+    return low in STACK_NAMES or ("_" in low and low.rsplit("_", 1)[-1] in _STACK_SUFFIXES)
+
+
+def _is_parallel(name: str, module: nn.Module) -> bool:
+    """A container (ModuleList/ModuleDict) of parallel branches: never a stack, never split into depths."""
+    return isinstance(module, (nn.ModuleList, nn.ModuleDict)) and _is_parallel_name(name)
+
+
 def _is_stack(name: str, module: nn.Module, top: bool) -> bool:
     """Whether the ``nn.ModuleList`` ``module``, the attribute ``name`` of its parent, is a stack of layers.
 
     A ModuleList with parameters (not a list of activations) whose name is not that of parallel branches, and which
-    is either a direct child of the model (``top``) or named as a stack (:data:`STACK_NAMES`). The structure alone
-    cannot tell a stack of blocks from parallel experts (both are lists of like modules); a deeper list with another
-    name is left whole, at one depth (``layer_id_fn`` numbers it otherwise).
+    is either a direct child of the model (``top``) or named as a stack (:data:`STACK_NAMES`, or a name ending in
+    ``_layers``/``_blocks``/``_block``/``_layer``/``_stages``). The structure alone cannot tell a stack of blocks
+    from parallel experts (both are lists of like modules); a deeper list with another name is left whole, at one
+    depth (``layer_id_fn`` numbers it otherwise).
     """
     if not isinstance(module, nn.ModuleList) or _is_parallel_name(name) or not any(True for _ in module.parameters()):
         return False
-    return top or name in STACK_NAMES
+    return top or _is_stack_name(name)
 
 
 def _has_stack(module: nn.Module) -> bool:
-    """Whether a stack of blocks (:func:`_is_stack`, below the top level) sits anywhere below ``module``."""
-    return any(_is_stack(path.rsplit(".", 1)[-1], m, False) for path, m in module.named_modules() if path)
+    """Whether a stack of blocks (:func:`_is_stack`, below the top level) sits below ``module``, not counting the
+    insides of parallel branches (an expert's or a head's own layers are not depths of the model)."""
+    for name, child in module.named_children():
+        if _is_parallel(name, child):
+            continue
+        if _is_stack(name, child, False) or _has_stack(child):
+            return True
+    return False
 
 
 def _layer_keys(inner: nn.Module) -> dict[str, str]:
@@ -419,7 +444,8 @@ def _layer_keys(inner: nn.Module) -> dict[str, str]:
             if _is_stack(name, child, top=not path):  # a stack: each element is a layer, never split further
                 for i in child._modules:
                     keys[f"{cpath}.{i}"] = f"{cpath}.{i}"
-            elif _has_stack(child):  # a trunk holding a stack (nn.TransformerEncoder, nanoGPT's ModuleDict, ...)
+            elif not _is_parallel(name, child) and _has_stack(child):
+                # a trunk holding a stack (nn.TransformerEncoder, nanoGPT's ModuleDict, ...); never parallel branches
                 keys[cpath] = cpath  # its own parameters, if any
                 walk(child, f"{cpath}.")
             else:
@@ -436,11 +462,12 @@ def _layers(model: nn.Module) -> list[tuple[str, list[str]]]:
     of blocks) counts as its elements (``blocks.0``, ``blocks.1``, ...), and a child that holds such a stack
     somewhere inside (``nn.TransformerEncoder``'s ``layers``, nanoGPT's ``transformer`` ModuleDict with its ``h``)
     is split into its children the same way (``encoder.layers.0``, ``transformer.wte``, ``transformer.h.0``,
-    ``transformer.ln_f``). Below the top level only a ModuleList with a stack name (:data:`STACK_NAMES`) is a stack,
-    and one named like parallel branches (``experts``, ``heads``) never is: a mixture-of-experts block's experts
-    share one depth. Parameters registered directly on the model (``cls_token``, ``pos_embed``) belong to the
-    first layer, the input end, as in timm. Under a wrapper (DataParallel, DDP, torch.compile) the layers are the
-    wrapped model's; the parameter names stay the real ones.
+    ``transformer.ln_f``). Below the top level only a ModuleList with a stack name (:data:`STACK_NAMES`, or one
+    ending in ``_layers``/``_blocks``/``_block``/``_layer``/``_stages``, e.g. ``encoder_layers``, ``down_blocks``)
+    is a stack, and a list or dict named like parallel branches (``experts``, ``heads``) never is, nor is any stack
+    inside its branches: a mixture-of-experts block's experts share one depth. Parameters registered directly on
+    the model (``cls_token``, ``pos_embed``) belong to the first layer, the input end, as in timm. Under a wrapper
+    (DataParallel, DDP, torch.compile) the layers are the wrapped model's; the parameter names stay the real ones.
     """
     inner, prefix = _unwrap(model)
     keys = _layer_keys(inner)

@@ -1384,7 +1384,15 @@ class _Trainer:
             for name, lr, group in zip(self.group_names, self.step_lrs, self.optimizer.param_groups):
                 d = group.get("d")
                 if isinstance(d, (int, float, torch.Tensor)):
-                    row[f"d_lr/{name}"] = float(d) * lr  # the step size the optimizer took: d x lr
+                    step = float(d) * lr  # the step size the optimizer took: d x lr
+                    betas, k = group.get("betas"), group.get("k")
+                    if group.get("use_bias_correction") and isinstance(betas, (tuple, list)) and len(betas) >= 2 \
+                            and isinstance(k, int) and k > 0:
+                        # Prodigy / DAdaptAdam with use_bias_correction: dlr = d x lr x sqrt(1 - b2^k) / (1 - b1^k),
+                        # k counting the step taken (the group's k has already moved past it)
+                        b1, b2 = float(betas[0]), float(betas[1])
+                        step *= math.sqrt(1.0 - b2**k) / (1.0 - b1**k)
+                    row[f"d_lr/{name}"] = step
         finite = [g for g in grad_norms if math.isfinite(g)]
         row["grad_norm"] = float(np.mean(finite)) if finite else math.nan
         row["grad_norm_max"] = float(np.max(finite)) if finite else math.nan
