@@ -51,6 +51,7 @@ __all__ = [
     "FRESH2",
     "FRESH3",
     "FRESH4",
+    "FRESH5",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -79,7 +80,7 @@ WARMUP_FRACTION = 0.05
 #: Fraction of digits/wine labels replaced by random classes (see ``_noisy_labels``).
 LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
-GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4")
+GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5")
 
 
 # ----------------------------------------------------------------------------------------------------------- tasks
@@ -102,8 +103,8 @@ class Task:
     ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
     baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
     was fit on it), ``"held_out"`` (the first out-of-sample set), ``"fresh"`` (a second out-of-sample set,
-    pre-registered before any rule was scored on it), ``"fresh2"``, ``"fresh3"`` or ``"fresh4"`` (a third, a fourth
-    and a fifth, pre-registered the same way). Left
+    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh5"`` (a third to a sixth,
+    pre-registered the same way). Left
     out, it follows ``held_out``; ``held_out`` is True exactly for the groups other than ``"calibration"``.
 
     >>> task = TASKS["digits_mlp"]
@@ -123,8 +124,8 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
-    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` | ``"fresh2"`` | ``"fresh3"`` | ``"fresh4"``; ``None``: from
-    #: ``held_out``. Not part of the cache key.
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh5"`` (:data:`GROUPS`); ``None``: from ``held_out``.
+    #: Not part of the cache key.
     group: str | None = None
 
     def __post_init__(self) -> None:
@@ -371,6 +372,52 @@ def _s_curve() -> TaskData:
     return _standardised_target(_split(x, t, 1 / 3, stratify=False))
 
 
+def _small_classes() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=240, n_features=12, n_informative=6, n_redundant=2, n_classes=3,
+                               n_clusters_per_class=1, flip_y=0.1, random_state=5)  # fmt: skip
+    return _split(x, y, 0.5, stratify=True)
+
+
+def _wine_small_batches() -> TaskData:
+    return _wine()
+
+
+def _breast_cancer_subset() -> TaskData:
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    rng = np.random.default_rng(5)
+    keep = rng.choice(len(d.target), 150, replace=False)
+    data = _split(d.data[keep], _noisy_labels(d.target[keep], seed=5), 0.4, stratify=True)
+    return TaskData(data.x_train, data.y_train.float().unsqueeze(1), data.x_val, data.y_val.float().unsqueeze(1))
+
+
+def _swiss_roll() -> TaskData:
+    from sklearn.datasets import make_swiss_roll
+
+    x, t = make_swiss_roll(n_samples=2400, noise=0.5, random_state=5)
+    return _standardised_target(_split(x, t, 1 / 3, stratify=False))
+
+
+def _many_classes() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=4000, n_features=30, n_informative=15, n_redundant=5, n_classes=10,
+                               n_clusters_per_class=1, flip_y=0.05, class_sep=1.2, random_state=5)  # fmt: skip
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _digits_pairs() -> TaskData:
+    """digits, the odd-vs-even parity of the digit (binary), 10% label noise."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    data = _split(d.data, _noisy_labels(d.target % 2, seed=5), 0.25, stratify=True)
+    return TaskData(data.x_train, data.y_train.float().unsqueeze(1), data.x_val, data.y_val.float().unsqueeze(1))
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -509,6 +556,34 @@ def _digits_dropout_mlp() -> nn.Module:
 
 def _s_curve_mlp() -> nn.Module:
     return _mlp([3, 64, 64, 64, 1])
+
+
+def _small_classes_mlp() -> nn.Module:
+    return _mlp([12, 64, 3])
+
+
+def _wine_deep_mlp() -> nn.Module:
+    return _mlp([13, 64, 64, 3])
+
+
+def _bc_subset_linear() -> nn.Module:
+    return nn.Linear(30, 1)
+
+
+def _swiss_roll_mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(3, 128), nn.LayerNorm(128), nn.GELU(),
+        nn.Linear(128, 128), nn.LayerNorm(128), nn.GELU(),
+        nn.Linear(128, 1),
+    )  # fmt: skip
+
+
+def _many_classes_mlp() -> nn.Module:
+    return _mlp([30, 256, 128, 10])
+
+
+def _digits_parity_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 1))
 
 
 def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
@@ -943,6 +1018,90 @@ _TASK_LIST = [
         held_out=True,
         group="fresh4",
     ),
+    Task(
+        name="small_classes_mlp",
+        description="make_classification, 3 classes, 10% flipped labels (120/120), MLP 12-64-3",
+        optimizer_name="Adam",
+        build_data=_small_classes,
+        build_model=_seeded(_small_classes_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=8,
+        epochs=40,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh5",
+    ),
+    Task(
+        name="wine_deep_mlp_rmsprop",
+        description="sklearn wine, 10% label noise (106/72), MLP 13-64-64-3",
+        optimizer_name="RMSprop",
+        build_data=_wine_small_batches,
+        build_model=_seeded(_wine_deep_mlp),
+        build_optimizer=_rmsprop,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=8,
+        epochs=30,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh5",
+    ),
+    Task(
+        name="breast_cancer_small_logreg",
+        description="sklearn breast_cancer, 150 random rows, 10% label noise (90/60), logistic regression",
+        optimizer_name="SGD momentum 0.9",
+        build_data=_breast_cancer_subset,
+        build_model=_seeded(_bc_subset_linear),
+        build_optimizer=_sgd_momentum,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=10,
+        epochs=40,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh5",
+    ),
+    Task(
+        name="swiss_roll_layernorm",
+        description="make_swiss_roll: its position t from the noisy 3-D point (1600/800), GELU MLP with LayerNorm",
+        optimizer_name="AdamW, wd 0.01",
+        build_data=_swiss_roll,
+        build_model=_seeded(_swiss_roll_mlp),
+        build_optimizer=_adamw,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh5",
+    ),
+    Task(
+        name="many_classes_mlp",
+        description="make_classification, 10 classes, 5% flipped labels (2666/1334), MLP 30-256-128-10",
+        optimizer_name="SGD nesterov, momentum 0.9",
+        build_data=_many_classes,
+        build_model=_seeded(_many_classes_mlp),
+        build_optimizer=_sgd_nesterov,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=12,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh5",
+    ),
+    Task(
+        name="digits_parity_tanh",
+        description="sklearn digits, odd vs even, 10% label noise (1347/450), tanh MLP 64-128-1",
+        optimizer_name="Adagrad",
+        build_data=_digits_pairs,
+        build_model=_seeded(_digits_parity_mlp),
+        build_optimizer=_adagrad,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh5",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -957,6 +1116,8 @@ FRESH2: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh2
 FRESH3: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh3")
 #: The fifth held-out set, written down before any of its tasks was trained or range-tested (see the README).
 FRESH4: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh4")
+#: The sixth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+FRESH5: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh5")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:
