@@ -1,5 +1,6 @@
 """``Monitor(spike_grace=k)``: a transient loss spike from a trained state is forgiven, a persistent, repeated, huge or
-early one is acted on, non-finite losses always at once; ``spike_grace=0`` keeps the old behaviour."""
+early one is acted on, non-finite losses always at once; ``spike_grace=0`` keeps the old behaviour; 3 is the
+default."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_transient_spike_from_trained_state_is_forgiven() -> None:
 
 def test_same_stream_without_grace_rolls_back_at_once() -> None:
     stream = _trained() + [3.0, 2.0] + [0.1] * 30
-    monitor, _, _ = _run(stream)  # spike_grace=0: the old behaviour
+    monitor, _, _ = _run(stream, spike_grace=0)  # the old behaviour
     spikes = _spike_events(monitor)
     assert [e.step for e in spikes] == [60] and spikes[0].action == "rollback"
     assert monitor.rollbacks == 1
@@ -128,3 +129,10 @@ def test_bad_spike_grace_names_the_value(bad: object) -> None:
     model = torch.nn.Linear(2, 1)
     with pytest.raises(ValueError, match="spike_grace"):
         Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1), spike_grace=bad)  # type: ignore[arg-type]
+
+
+def test_the_default_is_three_steps_of_grace() -> None:
+    # the fourth fresh set's pre-registered test made spike_grace=3 the default: the catapult is forgiven by default
+    stream = _trained() + [3.0, 2.0] + [0.1] * 30
+    monitor, _, _ = _run(stream)
+    assert monitor.spike_grace == 3 and _spike_events(monitor) == [] and monitor.rollbacks == 0

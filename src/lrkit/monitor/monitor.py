@@ -585,7 +585,7 @@ class Monitor:
             with that bound. ``grad_every=1`` makes every step full (clipping then acts on any step; costs a few
             torch ops per step, which matters only for sub-millisecond steps).
         sample_every: measure the update-to-weight ratio every this many steps (only when a check needs it).
-        spike_grace: ``0`` (the default) acts on every ``loss_spike`` finding at once. ``k > 0`` lets a run absorb
+        spike_grace: ``3`` (the default) or any ``k > 0`` lets a run absorb
             one transient spike by itself (a loss that jumps at the stability edge, typically as a warmup reaches
             its peak, and comes back within a few steps — the run is better off left alone): a finite spike below
             ``10 * |L0|`` from a trained state (the spike check's running median at most ``0.7 * |L0|``) opens a
@@ -596,7 +596,8 @@ class Monitor:
             spike above ``10 * |L0|`` or one before the run has learned (a spike from the start means the LR is too
             high from the outset, and forgiving it loses rescues). Non-finite losses and gradients and
             ``gradient_blowup`` are never graced. ``actions={"loss_spike": ...}`` still chooses what is done.
-            In-sample only (see the README): the default stays ``0``.
+            ``0`` acts on every ``loss_spike`` finding at once (the default before a pre-registered test on a fresh
+            task set made it 3; see the README).
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler`` (anything with ``state_dict()``/``load_state_dict()``); non-finite
             gradients are then left to it (it skips those steps and lowers its scale) instead of counting as
@@ -653,7 +654,7 @@ class Monitor:
         snapshot_every: int = 100,
         grad_every: int = 64,
         sample_every: int = 100,
-        spike_grace: int = 0,
+        spike_grace: int = 3,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
