@@ -140,6 +140,11 @@ def run_lrkit(task: Task, seed: int) -> FinderRun:
             lrs[f"lrkit:{name}"] = float(combo(*curve))
         # the default before its noise scaling, exactly as it read this run (stopped on divergence: never a plateau)
         lrs["lrkit:two-regime"] = float(res.suggest(noise_band=None))
+        # the double-dip cut with the passes gate (the fifth fresh set's test): needs the training set's size
+        from rule_calibration import dip_gate
+
+        passes = res.num_steps_run * task.batch_size / len(task.data().x_train)
+        lrs["lrkit:dip+gate"] = float(dip_gate(*curve, passes))
     seconds = time.perf_counter() - t0
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning) and "lrkit" in w.filename]
     return FinderRun(lrs, res.num_steps_run, seconds, notes)
@@ -262,7 +267,8 @@ FAMILIES: dict[str, Callable[[Task, int], FinderRun]] = {
 
 def _family_methods(family: str) -> list[str]:
     if family == "lrkit":
-        return ["lrkit", *(f"lrkit:{r}" for r in _lrkit_rules()), *(f"lrkit:{n}" for n in CONSENSUS_METHODS)]
+        return ["lrkit", *(f"lrkit:{r}" for r in _lrkit_rules()), *(f"lrkit:{n}" for n in CONSENSUS_METHODS),
+                "lrkit:dip+gate"]
     return [family]
 
 

@@ -74,7 +74,10 @@ class EpochValidation:
         self.steps += 1
         if not stop and self.steps % self.steps_per_epoch == 0:
             t0 = time.thread_time()
-            val = _evaluate(self.model, self.val_loader, self.task.loss_fn)
+            # iterating a DataLoader draws its base seed from the global RNG: forked, so a monitored run's dropout
+            # masks (and any other draw) are the plain run's, and a monitor that raises no event changes nothing
+            with torch.random.fork_rng(devices=[]):
+                val = _evaluate(self.model, self.val_loader, self.task.loss_fn)
             self.eval_seconds[self.steps] = time.thread_time() - t0
             if self.monitor is not None:
                 stop = self.monitor.after_validation(val)

@@ -159,6 +159,24 @@ def double_dip(lrs: np.ndarray, losses: np.ndarray) -> float:
     return S.suggest_robust(t_lrs[:cut], t_losses[:cut], stopped=True)
 
 
+#: The passes gate (pre-registered with the double-dip cut in the README's "Fifth fresh set"): a range test that
+#: passed over the training set more than PASSES_GATE times (steps run x batch size / training samples) keeps the
+#: full back-off; its scatter is read as cycling through a tiny set, not gradient noise an annealed run averages out.
+PASSES_GATE = 6.0
+
+
+def dip_gate(lrs: np.ndarray, losses: np.ndarray, passes: float) -> float:
+    """:func:`double_dip` with the noise scaling only when the range test made at most :data:`PASSES_GATE` passes
+    over the training set (``passes``); above that, the default's full back-offs (``noise_band=None``)."""
+    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
+    band = S.ROBUST_NOISE_BAND if passes <= PASSES_GATE else None
+    cut = first_dip_cut(lrs, losses)
+    if cut is None:
+        return S.suggest_robust(lrs, losses, noise_band=band, stopped=len(lrs) < 100)
+    t_lrs, t_losses = S._trim(lrs, losses)
+    return S.suggest_robust(t_lrs[:cut], t_losses[:cut], noise_band=band, stopped=True)
+
+
 #: Rules that combine the single-point rules' LRs (tried for the default; none meets the targets, see the README).
 CONSENSUS = {
     "consensus: geometric mean(robust, valley)": lambda lrs, losses: _geomean(

@@ -578,7 +578,17 @@ class ValidationRising(Check):
 
         k >= patience   and   val_loss - best > tolerance * |best|   and   T_best - T >= min_train_drop * |T_best|
 
-    (or at once when the validation loss is nan/inf). A single noisy evaluation above the best is no alarm
+    (or at once when the validation loss is nan/inf). With ``min_share > 0`` (default ``0``: no such condition) the
+    rise must also be a visible share of the progress the validation loss made, with ``V1`` the first finite
+    validation loss the record holds (the run's first evaluation unless more evaluations than the record's capacity
+    were made):
+
+        val_loss - best > min_share * (V1 - best)
+
+    so that the evaluation-to-evaluation jitter of a regression trained close to its noise floor (a loss that fell
+    75x since the first evaluation and wanders by 25% around a best of 0.006) is no alarm, while a run whose
+    validation loss gives back part of what it had gained still is. A first evaluation that was the best (``V1 <=
+    best``) leaves the condition met. A single noisy evaluation above the best is no alarm
     (``patience=2``), and neither is a validation loss that wanders while training has levelled off (on small,
     noisy validation sets it moves by 10-20% between epochs at a good LR): memorisation shows as the two curves
     parting. An unknown training loss (``nan``) skips that condition. The check only sees what
@@ -592,6 +602,12 @@ class ValidationRising(Check):
     >>> rec = RollingRecord.from_stream([1.0], val_losses=[0.9, 0.7, 0.75, 0.8], val_train_losses=[1.0, 0.6, 0.6, 0.58])
     >>> ValidationRising().check(rec) is None   # training has levelled off: validation noise, not memorisation
     True
+    >>> vals, train = [0.29, 0.0155, 0.0058, 0.0067, 0.0072], [0.24, 0.02, 0.0068, 0.006, 0.0053]
+    >>> rec = RollingRecord.from_stream([1.0], val_losses=vals, val_train_losses=train)
+    >>> ValidationRising().check(rec).values["rise"] > 0.2   # 24% above its best: fires by default
+    True
+    >>> ValidationRising(min_share=0.02).check(rec) is None  # but 0.5% of the 0.284 gained since the first one
+    True
     """
 
     name: ClassVar[str] = "val_rising"
@@ -600,6 +616,7 @@ class ValidationRising(Check):
     tolerance: float = 0.05
     patience: int = 2
     min_train_drop: float = 0.15
+    min_share: float = 0.0
     every: int = 1
     cooldown: int = 0
 
@@ -607,6 +624,7 @@ class ValidationRising(Check):
         _positive(self, "tolerance", allow_zero=True)
         _int_at_least(self, "patience", 1)
         _positive(self, "min_train_drop", allow_zero=True)
+        _positive(self, "min_share", allow_zero=True)
         _int_at_least(self, "every", 1)
         _int_at_least(self, "cooldown", 0)
 
@@ -623,6 +641,13 @@ class ValidationRising(Check):
                            {"val_loss": last, "best": best, "since": float(since)})
         if since < self.patience or last - best <= self.tolerance * abs(best):
             return None
+        share = math.nan
+        if self.min_share > 0:
+            first = record.window("val_loss", record.count("val_loss"))[0]  # the oldest finite evaluation held
+            if first > best:  # else the first evaluation was the best: no progress to measure against
+                share = (last - best) / (first - best)
+                if share <= self.min_share:  # jitter near the floor, small next to what the run gained
+                    return None
         t_best, t_now = record.val_best_train, record.window("val_train_loss", 1)[-1]
         drop = (t_best - t_now) / abs(t_best) if t_best != 0 else 0.0
         if drop < self.min_train_drop:  # False for nan: an unknown training loss skips the condition
@@ -630,9 +655,12 @@ class ValidationRising(Check):
         rise = (last - best) / abs(best) if best != 0 else math.inf
         return Finding(
             f"validation loss {_g(last)} is {rise:.1%} above its best {_g(best)} of {since} evaluation(s) ago "
-            f"(tolerance {self.tolerance:.0%}) while the training loss fell {drop:.0%} ({_g(t_best)} -> {_g(t_now)}): "
-            "the LR is high enough to memorise the training data",
-            {"val_loss": last, "best": best, "since": float(since), "rise": rise, "train_drop": drop},
+            f"(tolerance {self.tolerance:.0%}) while the training loss fell {drop:.0%} ({_g(t_best)} -> {_g(t_now)})"
+            + (f", giving back {share:.1%} of the progress since the first evaluation (min_share {self.min_share:.1%})"
+               if math.isfinite(share) else "")
+            + ": the LR is high enough to memorise the training data",
+            {"val_loss": last, "best": best, "since": float(since), "rise": rise, "train_drop": drop,
+             **({"share": share} if math.isfinite(share) else {})},
         )
 
 

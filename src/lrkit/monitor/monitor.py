@@ -44,7 +44,7 @@ import torch
 from lrkit._state import Snapshot, _clone_tree
 from lrkit._utils import adapts_step_size, check_int
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
-from lrkit.monitor.checks import CATEGORIES, Check, Finding, default_checks
+from lrkit.monitor.checks import CATEGORIES, Check, Finding, ValidationRising, default_checks
 from lrkit.monitor.record import RollingRecord, _median
 
 __all__ = ["Monitor", "MonitorEvent"]
@@ -598,6 +598,13 @@ class Monitor:
             ``gradient_blowup`` are never graced. ``actions={"loss_spike": ...}`` still chooses what is done.
             ``0`` acts on every ``loss_spike`` finding at once (the default before a pre-registered test on a fresh
             task set made it 3; see the README).
+        val_min_share: ``None`` (the default) leaves the ``val_rising`` check as it is (its own ``min_share``, ``0``
+            unless you pass a :class:`~lrkit.monitor.checks.ValidationRising` with another). A number ``s >= 0`` sets
+            ``min_share=s`` on every ``ValidationRising`` among the checks: a validation loss risen above its best
+            then also has to give back more than ``s`` of the progress made since the first evaluation
+            (``val_loss - best > s * (V1 - best)``) — the evaluation-to-evaluation jitter of a regression trained
+            close to its noise floor is small next to that progress, memorisation is not. In sample only (see the
+            README): the default leaves the check unchanged.
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler`` (anything with ``state_dict()``/``load_state_dict()``); non-finite
             gradients are then left to it (it skips those steps and lowers its scale) instead of counting as
@@ -655,6 +662,7 @@ class Monitor:
         grad_every: int = 64,
         sample_every: int = 100,
         spike_grace: int = 3,
+        val_min_share: float | None = None,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
@@ -706,6 +714,16 @@ class Monitor:
             "overfit": resolve_action("on_overfit", "overfit", on_overfit),
         }
         self.checks: list[Check] = _validate_checks(checks)
+        if val_min_share is not None:
+            ok = isinstance(val_min_share, (int, float)) and not isinstance(val_min_share, bool)
+            if not (ok and math.isfinite(val_min_share) and val_min_share >= 0):
+                raise ValueError(
+                    f"val_min_share={val_min_share!r} must be None (leave val_rising as it is) or a finite number "
+                    ">= 0, e.g. 0.02: a validation rise must give back more than 2% of the progress since the first "
+                    "evaluation"
+                )
+            self.checks = [dataclasses.replace(c, min_share=float(val_min_share)) if isinstance(c, ValidationRising)
+                           else c for c in self.checks]
         names = [c.name for c in self.checks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
