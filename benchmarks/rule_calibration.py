@@ -151,12 +151,7 @@ def double_dip(lrs: np.ndarray, losses: np.ndarray) -> float:
     """The default (robust, noise-scaled), read on the curve cut at its first instability when it dips twice (as if
     the range test had stopped there); otherwise the default itself. ``stopped`` is read from the curve's length
     (the range test's 100 steps: a shorter curve stopped on divergence)."""
-    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
-    cut = first_dip_cut(lrs, losses)
-    if cut is None:
-        return S.suggest_robust(lrs, losses, stopped=len(lrs) < 100)
-    t_lrs, t_losses = S._trim(lrs, losses)
-    return S.suggest_robust(t_lrs[:cut], t_losses[:cut], stopped=True)
+    return dip_gate(lrs, losses, passes=0.0)  # no gate: the noise scaling always applies
 
 
 #: The passes gate (pre-registered with the double-dip cut in the README's "Fifth fresh set"): a range test that
