@@ -52,6 +52,7 @@ __all__ = [
     "FRESH3",
     "FRESH4",
     "FRESH5",
+    "FRESH6",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -80,7 +81,7 @@ WARMUP_FRACTION = 0.05
 #: Fraction of digits/wine labels replaced by random classes (see ``_noisy_labels``).
 LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
-GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5")
+GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6")
 
 
 # ----------------------------------------------------------------------------------------------------------- tasks
@@ -103,7 +104,7 @@ class Task:
     ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
     baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
     was fit on it), ``"held_out"`` (the first out-of-sample set), ``"fresh"`` (a second out-of-sample set,
-    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh5"`` (a third to a sixth,
+    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh6"`` (a third to a seventh,
     pre-registered the same way). Left
     out, it follows ``held_out``; ``held_out`` is True exactly for the groups other than ``"calibration"``.
 
@@ -124,7 +125,7 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
-    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh5"`` (:data:`GROUPS`); ``None``: from ``held_out``.
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh6"`` (:data:`GROUPS`); ``None``: from ``held_out``.
     #: Not part of the cache key.
     group: str | None = None
 
@@ -418,6 +419,64 @@ def _digits_pairs() -> TaskData:
     return TaskData(data.x_train, data.y_train.float().unsqueeze(1), data.x_val, data.y_val.float().unsqueeze(1))
 
 
+def _covtype_like() -> TaskData:
+    """A 7-class problem with unequal class sizes and 54 features, 10 of them informative (make_classification)."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=3500, n_features=54, n_informative=10, n_redundant=6, n_classes=7,
+                               n_clusters_per_class=2, weights=[0.3, 0.25, 0.15, 0.1, 0.1, 0.05, 0.05], flip_y=0.03,
+                               random_state=6)  # fmt: skip
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _friedman1_wide() -> TaskData:
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=2400, n_features=30, noise=0.5, random_state=6)
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
+def _digits_images_clean() -> TaskData:
+    """digits as 1x8x8 images, 5% label noise."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    y = _noisy_labels(d.target, fraction=0.05, seed=6)
+    xt, xv, yt, yv = train_test_split(d.data, y, test_size=0.25, random_state=6, stratify=y)
+    mean, std = xt.mean(), xt.std()
+    shape = (-1, 1, 8, 8)
+    return TaskData(
+        torch.tensor((xt - mean) / std, dtype=torch.float32).reshape(shape),
+        torch.tensor(yt, dtype=torch.long),
+        torch.tensor((xv - mean) / std, dtype=torch.float32).reshape(shape),
+        torch.tensor(yv, dtype=torch.long),
+    )
+
+
+def _wine_regression() -> TaskData:
+    """wine's 12 other measurements predicting its alcohol content (column 0): a small regression (106/72)."""
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    return _standardised_target(_split(d.data[:, 1:], d.data[:, 0], 0.4, stratify=False))
+
+
+def _moons_many() -> TaskData:
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=3000, noise=0.35, random_state=6)
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _low_rank_regression() -> TaskData:
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=2400, n_features=40, n_informative=20, effective_rank=8, tail_strength=0.3,
+                           noise=5.0, random_state=6)  # fmt: skip
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -584,6 +643,38 @@ def _many_classes_mlp() -> nn.Module:
 
 def _digits_parity_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 1))
+
+
+def _covtype_mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(54, 128), nn.BatchNorm1d(128), nn.ReLU(),
+        nn.Linear(128, 64), nn.BatchNorm1d(64), nn.ReLU(),
+        nn.Linear(64, 7),
+    )  # fmt: skip
+
+
+def _friedman1_wide_mlp() -> nn.Module:
+    return _mlp([30, 128, 64, 1])
+
+
+def _small_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 2 * 2, 10),
+    )  # fmt: skip
+
+
+def _wine_regression_mlp() -> nn.Module:
+    return _mlp([12, 32, 1])
+
+
+def _moons_silu_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(2, 64), nn.SiLU(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 2))
+
+
+def _low_rank_linear() -> nn.Module:
+    return nn.Linear(40, 1)
 
 
 def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
@@ -1102,6 +1193,90 @@ _TASK_LIST = [
         held_out=True,
         group="fresh5",
     ),
+    Task(
+        name="covtype_like_bn_mlp",
+        description="make_classification, 7 unequal classes, 54 features (2333/1167), MLP with BatchNorm",
+        optimizer_name="SGD momentum 0.9",
+        build_data=_covtype_like,
+        build_model=_seeded(_covtype_mlp),
+        build_optimizer=_sgd_momentum,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh6",
+    ),
+    Task(
+        name="friedman1_wide_adam",
+        description="make_friedman1 with 30 features (5 used), noise 0.5 (1600/800), MLP 30-128-64-1",
+        optimizer_name="Adam",
+        build_data=_friedman1_wide,
+        build_model=_seeded(_friedman1_wide_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh6",
+    ),
+    Task(
+        name="digits_small_cnn_rmsprop",
+        description="sklearn digits as 1x8x8 images, 5% label noise (1347/450), 2-conv CNN without BatchNorm",
+        optimizer_name="RMSprop",
+        build_data=_digits_images_clean,
+        build_model=_seeded(_small_cnn),
+        build_optimizer=_rmsprop,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=8,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh6",
+    ),
+    Task(
+        name="wine_alcohol_regression",
+        description="sklearn wine: alcohol from the 12 other measurements (106/72), MLP 12-32-1",
+        optimizer_name="SGD nesterov, momentum 0.9",
+        build_data=_wine_regression,
+        build_model=_seeded(_wine_regression_mlp),
+        build_optimizer=_sgd_nesterov,
+        loss_fn=nn.MSELoss(),
+        batch_size=8,
+        epochs=30,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh6",
+    ),
+    Task(
+        name="moons_silu_adamw",
+        description="make_moons, noise 0.35 (2000/1000), SiLU MLP 2-64-64-2",
+        optimizer_name="AdamW, wd 0.01",
+        build_data=_moons_many,
+        build_model=_seeded(_moons_silu_mlp),
+        build_optimizer=_adamw,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh6",
+    ),
+    Task(
+        name="low_rank_linreg_adagrad",
+        description="make_regression, 40 features of effective rank 8, noise 5 (1600/800), linear regression",
+        optimizer_name="Adagrad",
+        build_data=_low_rank_regression,
+        build_model=_seeded(_low_rank_linear),
+        build_optimizer=_adagrad,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh6",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -1118,6 +1293,8 @@ FRESH3: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh3
 FRESH4: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh4")
 #: The sixth held-out set, written down before any of its tasks was trained or range-tested (see the README).
 FRESH5: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh5")
+#: The seventh held-out set, written down before any of its tasks was trained or range-tested (see the README).
+FRESH6: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh6")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:
