@@ -139,7 +139,7 @@ def run_lrkit(task: Task, seed: int) -> FinderRun:
         for name, combo in _consensus_rules().items():
             lrs[f"lrkit:{name}"] = float(combo(*curve))
         # the default before its noise scaling, exactly as it read this run (stopped on divergence: never a plateau)
-        lrs["lrkit:two-regime"] = float(res.suggest(noise_band=None))
+        lrs["lrkit:two-regime"] = float(res.suggest(noise_band=None, dip_rise=None, max_passes=None))
         # the double-dip cut with the passes gate (the fifth fresh set's test): needs the training set's size
         from rule_calibration import dip_gate
 

@@ -122,7 +122,8 @@ NOISE_LOW, NOISE_HIGH = 0.07, 0.10
 def noise_aware(lrs: np.ndarray, losses: np.ndarray) -> float:
     w = min(1.0, max(0.0, (NOISE_HIGH - noise_ratio(lrs, losses)) / (NOISE_HIGH - NOISE_LOW)))
     return S.suggest_robust(lrs, losses, backoff_decades=S.ROBUST_BACKOFF_DECADES * w,
-                            plateau_backoff_decades=S.ROBUST_PLATEAU_BACKOFF_DECADES * w, noise_band=None)
+                            plateau_backoff_decades=S.ROBUST_PLATEAU_BACKOFF_DECADES * w, noise_band=None,
+                            dip_rise=None)
 
 
 #: The double-dip cut (pre-registered in the README's "Fifth held-out set"): a rise of the smoothed loss above its
@@ -167,24 +168,29 @@ def dip_gate(lrs: np.ndarray, losses: np.ndarray, passes: float) -> float:
     band = S.ROBUST_NOISE_BAND if passes <= PASSES_GATE else None
     cut = first_dip_cut(lrs, losses)
     if cut is None:
-        return S.suggest_robust(lrs, losses, noise_band=band, stopped=len(lrs) < 100)
+        return S.suggest_robust(lrs, losses, noise_band=band, stopped=len(lrs) < 100, dip_rise=None)
     t_lrs, t_losses = S._trim(lrs, losses)
-    return S.suggest_robust(t_lrs[:cut], t_losses[:cut], noise_band=band, stopped=True)
+    return S.suggest_robust(t_lrs[:cut], t_losses[:cut], noise_band=band, stopped=True, dip_rise=None)
+
+
+#: The robust rule as it read a curve before the double-dip cut (every rule below was scored with it): noise-scaled.
+_robust = functools.partial(S.suggest_robust, dip_rise=None)
 
 
 #: Rules that combine the single-point rules' LRs (tried for the default; none meets the targets, see the README).
 CONSENSUS = {
     "consensus: geometric mean(robust, valley)": lambda lrs, losses: _geomean(
-        S.suggest_robust(lrs, losses), S.suggest_valley(lrs, losses)),
+        _robust(lrs, losses), S.suggest_valley(lrs, losses)),
     "consensus: median(robust, valley, steepest)": lambda lrs, losses: float(np.median(
-        [S.suggest_robust(lrs, losses), S.suggest_valley(lrs, losses), S.suggest_steepest(lrs, losses)])),
+        [_robust(lrs, losses), S.suggest_valley(lrs, losses), S.suggest_steepest(lrs, losses)])),
     "consensus: max(robust, valley)": lambda lrs, losses: max(
-        S.suggest_robust(lrs, losses), S.suggest_valley(lrs, losses)),
+        _robust(lrs, losses), S.suggest_valley(lrs, losses)),
     # not a consensus: the default before its plateau branch (a decade below every curve's minimum), for comparison
     "one-regime: robust without the plateau branch": functools.partial(
-        S.suggest_robust, plateau_backoff_decades=None, noise_band=None),
+        S.suggest_robust, plateau_backoff_decades=None, noise_band=None, dip_rise=None),
     # the default before its noise scaling (two regimes, fresh2's test), for comparison
-    "two-regime: robust without the noise scaling": functools.partial(S.suggest_robust, noise_band=None),
+    "two-regime: robust without the noise scaling": functools.partial(S.suggest_robust, noise_band=None,
+                                                                       dip_rise=None),
     # not a consensus either: the back-off scaled down on noise-dominated curves (the third fresh set's test)
     "noise-aware: robust, back-off scaled by the curve's noise": noise_aware,
     # the default, cut at a double dip's first instability (the fifth held-out set's test)
@@ -194,7 +200,7 @@ CONSENSUS = {
 
 def with_backoff(decades: float):
     """The two-regime rule (no noise scaling) with the explosion back-off ``decades``: the constant's calibration."""
-    return functools.partial(S.suggest_robust, backoff_decades=decades, noise_band=None)
+    return functools.partial(S.suggest_robust, backoff_decades=decades, noise_band=None, dip_rise=None)
 
 
 def main() -> None:

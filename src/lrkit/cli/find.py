@@ -120,12 +120,17 @@ def _curve_reading(result: FinderResult) -> str:
     """How the default rule read the curve, for the table: its regime and noise, the back-off it took, and how far
     below the minimum the suggestion really is when the rule kept it inside the descent."""
     reading = {"explosion": "exploded", "plateau": "plateaued, no edge"}[result.regime]
+    if result.double_dip:  # backed off from the first dip's minimum, not the deeper second one
+        reading = f"dipped twice, edge at the first dip ({result.edge:.3g})"
     noise = result.noise
     back = result.backoff
     if noise == noise:  # a noise-dominated curve backs off less (README: the noise scaling)
-        reading += f" (noise {noise:.2f}{', noise-dominated' if back < REGIME_BACKOFF[result.regime] else ''})"
+        if not result.noise_scaled:  # a tiny dataset cycled through: its scatter is not gradient noise
+            reading += f" (noise {noise:.2f}, not scaled: {result.passes:.3g} passes over the data)"
+        else:
+            reading += f" (noise {noise:.2f}{', noise-dominated' if back < REGIME_BACKOFF[result.regime] else ''})"
     row = f"{reading}: back off {back:.2g} decade{'' if back == 1 else 's'}"
-    below = math.log10(result.range[1] / result.suggestion)  # range[1]: the smoothed minimum's LR
+    below = math.log10(result.edge / result.suggestion)  # edge: the smoothed minimum's LR (the first dip's)
     if below < back - 0.05:  # the rule kept its LR inside the part of the curve where the loss was seen falling
         row += f" ({below:.2g} kept inside the descent)"
     return row

@@ -521,6 +521,7 @@ def find_lr(
     result = FinderResult(
         lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
+        passes=_passes(train_loader, len(lrs) * accumulation_steps),
     )
     for note in (_adaptive_step_note(optimizer), _line_search_note(optimizer)):
         if note is not None:
@@ -529,6 +530,15 @@ def find_lr(
     for message in result.warnings:
         warnings.warn(message, UserWarning, stacklevel=2)
     return result
+
+
+def _passes(loader: Any, batches: int) -> float | None:
+    """How many times ``batches`` micro-batches went over ``loader`` (``None``: a loader without a usable length)."""
+    try:
+        n = len(loader)
+    except Exception:  # an iterator, an IterableDataset's loader without __len__, a broken __len__
+        return None
+    return batches / n if isinstance(n, int) and n > 0 else None
 
 
 def _quality_warnings(result: FinderResult) -> list[str]:

@@ -19,7 +19,8 @@ __all__ = ["FinderResult"]
 _MIN_POINTS = 3
 _STOP_REASONS = ("completed", "diverged", "non-finite")
 #: The keyword options of the robust rule that :meth:`FinderResult.suggest` passes through.
-_ROBUST_OPTIONS = ("backoff_decades", "plateau_backoff_decades", "plateau_rise", "noise_band")
+_ROBUST_OPTIONS = ("backoff_decades", "plateau_backoff_decades", "plateau_rise", "noise_band", "dip_rise", "passes",
+                   "max_passes")
 
 
 @dataclass
@@ -34,6 +35,9 @@ class FinderResult:
         seconds: wall time of the test (restore included).
         rule: the default suggestion rule's name.
         warnings: human-readable notes about the curve's quality (too short, too flat), with what to change.
+        passes: how many times the test went over the training loader (optimizer steps run x micro-batches per step
+            / ``len(train_loader)``; ``None`` when the loader has no length): the robust rule keeps its full back-off
+            on a test that cycled through a tiny dataset (more than :data:`~lrkit.finder.suggest.ROBUST_MAX_PASSES`).
 
     Example:
         >>> r = FinderResult(lrs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], losses=[2.0, 1.9, 1.2, 0.9, 5.0])
@@ -53,6 +57,7 @@ class FinderResult:
     seconds: float = 0.0
     rule: str = _suggest.DEFAULT_RULE
     warnings: list[str] = field(default_factory=list)
+    passes: float | None = None
 
     def __post_init__(self) -> None:
         self.lrs = [float(v) for v in self.lrs]
@@ -75,6 +80,12 @@ class FinderResult:
             raise unknown_name_error("stop_reason", self.stop_reason, _STOP_REASONS)
         if self.rule not in _suggest.RULES:
             raise unknown_name_error("suggestion rule", self.rule, _suggest.RULES)
+        if self.passes is not None:
+            if isinstance(self.passes, bool) or not isinstance(self.passes, (int, float)) \
+                    or not (math.isfinite(self.passes) and self.passes >= 0):
+                raise ValueError(f"passes={self.passes!r}: the passes over the training data are a finite number "
+                                 ">= 0, or None when unknown")
+            self.passes = float(self.passes)
 
     # -- the curve -------------------------------------------------------------------------------------------
     @property
@@ -98,8 +109,9 @@ class FinderResult:
     def suggest(self, rule: str | None = None, **options: Any) -> float:
         """The LR that ``rule`` (default: :attr:`rule`) reads off the curve; names are in ``lrkit.SUGGESTION_RULES``.
 
-        ``options`` go to the rule's function: ``backoff_decades``, ``plateau_backoff_decades``, ``plateau_rise`` and
-        ``noise_band`` for ``"robust"`` (:func:`lrkit.finder.suggest.suggest_robust`); the other rules take none.
+        ``options`` go to the rule's function: ``backoff_decades``, ``plateau_backoff_decades``, ``plateau_rise``,
+        ``noise_band``, ``dip_rise``, ``passes`` (default: :attr:`passes`) and ``max_passes`` for ``"robust"``
+        (:func:`lrkit.finder.suggest.suggest_robust`); the other rules take none.
 
         >>> import numpy as np
         >>> lrs = list(np.logspace(-4, 0, 60)); losses = list(1 / (1 + np.asarray(lrs) / 1e-2))   # a plateau
@@ -119,33 +131,60 @@ class FinderResult:
             bad = sorted(set(options) - set(_ROBUST_OPTIONS))
             if bad:
                 raise unknown_name_error("option of the robust rule", bad[0], _ROBUST_OPTIONS)
-            return _suggest.suggest_robust(lrs, losses, stopped=self.stop_reason != "completed", **options)
+            return _suggest.suggest_robust(lrs, losses, stopped=self.stop_reason != "completed",
+                                           **{"passes": self.passes, **options})
         return _suggest.suggest(lrs, losses, rule)  # the raw curve: a rule drops non-finite losses itself
+
+    def _view(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None, bool, bool]:
+        """The curve as the default robust rule reads it (cut at a double dip; the noise scaling gated by passes)."""
+        self._check_judgeable()
+        return _suggest._robust_view(np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float),
+                                     noise_band=_suggest.ROBUST_NOISE_BAND, stopped=self.stop_reason != "completed",
+                                     dip_rise=_suggest.ROBUST_DIP_RISE, passes=self.passes,
+                                     max_passes=_suggest.ROBUST_MAX_PASSES)
 
     @property
     def regime(self) -> str:
         """How the default ``robust`` rule reads the curve: ``"explosion"`` (the loss blew up past its minimum, the
-        stability edge: it backs off a decade) or ``"plateau"`` (the loss only flattened, the edge was not reached:
-        half a decade); see :func:`lrkit.finder.suggest.robust_regime`."""
-        self._check_judgeable()
-        return _suggest.robust_regime(np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float),
-                                      stopped=self.stop_reason != "completed")
+        stability edge, or dipped twice: it backs off a decade) or ``"plateau"`` (the loss only flattened, the edge
+        was not reached: half a decade); see :func:`lrkit.finder.suggest.robust_regime`."""
+        lrs, losses, _, stopped, _ = self._view()
+        return _suggest.robust_regime(lrs, losses, stopped=stopped, dip_rise=None)
 
     @property
     def backoff(self) -> float:
-        """The back-off, in decades below the loss minimum, that the default ``robust`` rule takes on this curve: 1
+        """The back-off, in decades below :attr:`edge`, that the default ``robust`` rule takes on this curve: 1
         after an explosion, ½ after a plateau (:attr:`regime`), scaled down towards 0 on a noise-dominated curve
-        (:attr:`noise`); see :func:`lrkit.finder.suggest.robust_backoff`."""
-        self._check_judgeable()
-        return _suggest.robust_backoff(np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float),
-                                       stopped=self.stop_reason != "completed")
+        (:attr:`noise`) unless :attr:`noise_scaled` is off; see :func:`lrkit.finder.suggest.robust_backoff`."""
+        lrs, losses, band, stopped, _ = self._view()
+        return _suggest.robust_backoff(lrs, losses, stopped=stopped, noise_band=band, dip_rise=None)
 
     @property
     def noise(self) -> float:
-        """The curve's batch-to-batch scatter over the drop it made (:func:`lrkit.finder.suggest.noise_ratio`):
-        below ~0.07 the minimum reads as the stability edge, above ~0.1 as a noise floor."""
-        self._check_judgeable()
-        return _suggest.noise_ratio(np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float))
+        """The curve's batch-to-batch scatter over the drop it made (:func:`lrkit.finder.suggest.noise_ratio`), read
+        up to :attr:`edge`: below ~0.07 the minimum reads as the stability edge, above ~0.1 as a noise floor."""
+        lrs, losses, _, _, _ = self._view()
+        return _suggest.noise_ratio(lrs, losses)
+
+    @property
+    def noise_scaled(self) -> bool:
+        """Whether the default rule may scale its back-off by :attr:`noise`: ``False`` when the test made more than
+        :data:`~lrkit.finder.suggest.ROBUST_MAX_PASSES` :attr:`passes` over the training data."""
+        return self.passes is None or self.passes <= _suggest.ROBUST_MAX_PASSES
+
+    @property
+    def double_dip(self) -> bool:
+        """Whether the curve dips twice (:func:`lrkit.finder.suggest.dip_cut`): the default rule then backs off from
+        the first dip's minimum (:attr:`edge`), not the deeper second one."""
+        return self._view()[4]
+
+    @property
+    def edge(self) -> float:
+        """The LR the default rule backs off from: the smoothed loss minimum (of the first dip on a
+        :attr:`double_dip` curve)."""
+        lrs, losses, _, _, _ = self._view()
+        t_lrs, t_losses = _suggest._trim(lrs, losses)
+        return float(t_lrs[int(np.argmin(_suggest.smooth_curve(t_losses)))])
 
     def _judgeable(self) -> bool:
         """Whether the curve has finite losses at enough different LRs (3) for the rules to read an LR off it."""
@@ -192,6 +231,9 @@ class FinderResult:
         noise = self.noise if ok else math.nan
         d["noise"] = noise if math.isfinite(noise) else None
         d["backoff_decades"] = self.backoff if ok else None
+        d["noise_scaled"] = self.noise_scaled
+        d["double_dip"] = self.double_dip if ok else None
+        d["edge"] = self.edge if ok else None
         return d
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:

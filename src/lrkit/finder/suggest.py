@@ -25,10 +25,14 @@ __all__ = [
     "DEFAULT_RULE",
     "REGIME_BACKOFF",
     "ROBUST_BACKOFF_DECADES",
+    "ROBUST_DIP_GATE",
+    "ROBUST_DIP_RISE",
+    "ROBUST_MAX_PASSES",
     "ROBUST_NOISE_BAND",
     "ROBUST_PLATEAU_BACKOFF_DECADES",
     "ROBUST_PLATEAU_RISE",
     "RULES",
+    "dip_cut",
     "lr_range",
     "noise_ratio",
     "robust_backoff",
@@ -159,6 +163,87 @@ ROBUST_PLATEAU_RISE = 3.0
 ROBUST_NOISE_BAND: tuple[float, float] = (0.07, 0.10)
 #: The robust rule's back-off by regime (:func:`robust_regime`), before any noise scaling.
 REGIME_BACKOFF: dict[str, float] = {"explosion": ROBUST_BACKOFF_DECADES, "plateau": ROBUST_PLATEAU_BACKOFF_DECADES}
+#: A *double dip* (:func:`dip_cut`): once the smoothed loss has made ``ROBUST_DIP_GATE`` of its total drop, a rise
+#: above its running minimum by more than ``ROBUST_DIP_RISE`` times the drop made so far, followed later by a lower
+#: minimum, marks the stability edge; the robust rule reads the curve cut there. Chosen on 29 tasks, adopted after a
+#: pre-registered test on six fresh ones (README, "Fifth fresh set").
+ROBUST_DIP_RISE = 0.2
+ROBUST_DIP_GATE = 0.5
+#: The noise scaling applies only to a range test that passed over the training set at most this many times
+#: (:attr:`FinderResult.passes <lrkit.finder.result.FinderResult.passes>`): on a tiny dataset that the test cycles
+#: through, the curve's scatter is not gradient noise that an annealed run averages out, and the full back-off stays.
+ROBUST_MAX_PASSES = 6.0
+
+
+def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RISE,
+            gate: float = ROBUST_DIP_GATE) -> int | None:
+    """Where a curve that dips twice met its stability edge: the number of points of the finite curve (non-finite
+    losses dropped, repeated LRs merged, as every rule reads it) to keep, or ``None`` for a curve with one dip.
+
+    A curve dips twice when its smoothed loss, after making at least ``gate`` of its total drop, rises above its
+    running minimum by more than ``rise`` times the drop made so far, and *later* falls to a lower minimum (the
+    optimizer bounced into another regime at a 10-100x higher LR, e.g. a linear model under SGD with momentum on a
+    tiny noisy dataset). A loss that turns up by a fifth of its progress has met the edge; the rule backs off from
+    the first dip, not the deeper second one. A rise within twice the curve's head (its first eighth, at least 5
+    points) is too early to tell from the head's scatter and does not count.
+
+    >>> lrs = np.logspace(-4, 1, 100)
+    >>> first = 1 / (1 + lrs / 1e-2)                                  # learns from ~1e-2 ...
+    >>> bump = 0.6 * np.exp(-np.log10(lrs / 0.1) ** 2 / 0.02)         # ... turns up hard near 0.1 ...
+    >>> curve = first + bump - 0.3 * (lrs > 1)                         # ... and drops lower again above 1
+    >>> cut = dip_cut(lrs, curve)
+    >>> round(float(lrs[cut - 1]), 3), dip_cut(lrs, first + (lrs / 1.0) ** 2)   # cut on the way up; one dip: None
+    (0.076, None)
+    >>> round(suggest_robust(lrs, curve), 4), suggest_robust(lrs, curve, dip_rise=None)  # below the first edge
+    (0.0048, 1.0)
+    """
+    rise = check_positive("rise", rise, allow_zero=True)
+    gate = check_positive("gate", gate, allow_zero=True)
+    _, raw = _trim(lrs, losses)
+    s = smooth_curve(raw)
+    head = max(5, len(raw) // 8)
+    if len(raw) < 2 * head + 2:
+        return None
+    start = float(np.median(raw[:head]))
+    running_min = np.minimum.accumulate(s)
+    drop = start - running_min
+    total = start - float(s.min())
+    over = np.nonzero((drop >= gate * total) & (drop > 0) & (s - running_min > rise * drop))[0]
+    if not len(over) or int(np.argmin(s)) < over[0] + 1 or over[0] + 1 < 2 * head:
+        return None  # one dip, or a rise too early to tell from the head's scatter (noise_ratio's own guard)
+    return int(over[0]) + 1
+
+
+def _check_passes(passes: float | None, max_passes: float | None) -> tuple[float | None, float | None]:
+    for name, v in (("passes", passes), ("max_passes", max_passes)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+            raise ValueError(f"{name}={v!r} must be a finite number >= 0, or None")
+    return passes, max_passes
+
+
+def _robust_view(
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    *,
+    noise_band: tuple[float, float] | None,
+    stopped: bool,
+    dip_rise: float | None,
+    passes: float | None,
+    max_passes: float | None,
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None, bool, bool]:
+    """The curve as the robust rule reads it: ``(lrs, losses, noise_band, stopped, cut)`` — cut at a double dip's
+    first edge (read as an explosion: ``stopped``), and without the noise scaling when the test made more than
+    ``max_passes`` passes over the training set."""
+    band = _check_band(noise_band)
+    passes, max_passes = _check_passes(passes, max_passes)
+    if passes is not None and max_passes is not None and passes > max_passes:
+        band = None
+    if dip_rise is not None:
+        cut = dip_cut(lrs, losses, rise=dip_rise)
+        if cut is not None:
+            t_lrs, t_losses = _trim(lrs, losses)
+            return t_lrs[:cut], t_losses[:cut], band, True, True
+    return np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float), band, stopped, False
 
 
 def noise_ratio(lrs: np.ndarray, losses: np.ndarray) -> float:
@@ -213,11 +298,15 @@ def robust_backoff(
     plateau_rise: float = ROBUST_PLATEAU_RISE,
     noise_band: tuple[float, float] | None = ROBUST_NOISE_BAND,
     stopped: bool = False,
+    dip_rise: float | None = ROBUST_DIP_RISE,
+    passes: float | None = None,
+    max_passes: float | None = ROBUST_MAX_PASSES,
 ) -> float:
     """The back-off, in decades below ``lr_min``, that :func:`suggest_robust` takes (before it clips the LR into the
     descent): ``backoff_decades`` for an explosion or ``plateau_backoff_decades`` for a plateau
     (:func:`robust_regime`), scaled down on a noise-dominated curve by ``noise_band`` (:data:`ROBUST_NOISE_BAND`;
-    ``None``: no scaling).
+    ``None``: no scaling) unless the test made more than ``max_passes`` ``passes`` over the data; on a double dip
+    (:func:`dip_cut`, ``dip_rise=None``: never) it is read on the curve cut at the first edge.
 
     >>> lrs = np.logspace(-4, 1, 100)
     >>> explode = 1.0 / (1.0 + lrs / 1e-2) + (lrs / 1.0) ** 2
@@ -227,7 +316,8 @@ def robust_backoff(
     # Checked up front whatever the regime: a NaN back-off would suggest NaN, an inf or negative one be clipped away
     backoff_decades = check_positive("backoff_decades", backoff_decades, allow_zero=True)
     plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
-    band = _check_band(noise_band)
+    lrs, losses, band, stopped, _ = _robust_view(lrs, losses, noise_band=noise_band, stopped=stopped,
+                                                 dip_rise=dip_rise, passes=passes, max_passes=max_passes)
     if plateau_backoff_decades is not None:
         plateau_backoff_decades = check_positive("plateau_backoff_decades", plateau_backoff_decades, allow_zero=True)
         if robust_regime(lrs, losses, plateau_rise=plateau_rise, stopped=stopped) == "plateau":
@@ -249,6 +339,9 @@ def suggest_robust(
     plateau_rise: float = ROBUST_PLATEAU_RISE,
     noise_band: tuple[float, float] | None = ROBUST_NOISE_BAND,
     stopped: bool = False,
+    dip_rise: float | None = ROBUST_DIP_RISE,
+    passes: float | None = None,
+    max_passes: float | None = ROBUST_MAX_PASSES,
 ) -> float:
     """lrkit's default rule: a back-off below where the loss stopped improving, kept inside the descent.
 
@@ -268,7 +361,11 @@ def suggest_robust(
     5. On a noise-dominated curve the minimum is not the stability edge but where gradient noise stopped progress,
        and a full run (annealed at the end) takes a higher peak: the back-off is scaled down by the curve's
        :func:`noise_ratio`, in full below ``noise_band[0]`` (0.07), to none at ``noise_band[1]`` (0.10) and above
-       (``noise_band=None``: no scaling). :func:`robust_backoff` gives the back-off taken.
+       (``noise_band=None``: no scaling) — unless the range test made more than ``max_passes`` (6) ``passes`` over
+       the training set (``None``: unknown, the scaling applies): a tiny dataset cycled through many times scatters
+       the loss without its minimum being a noise floor. :func:`robust_backoff` gives the back-off taken.
+    6. A curve that dips twice (:func:`dip_cut`; ``dip_rise=None`` turns this off) is read cut at its first edge,
+       as an explosion there.
 
     >>> lrs = np.logspace(-4, 1, 100)
     >>> plateau = 1.0 / (1.0 + lrs / 1e-2)             # falls, then flattens out: no edge in sight
@@ -279,9 +376,11 @@ def suggest_robust(
     >>> round(float(lr_min(plateau) / suggest_robust(lrs, plateau)), 2)   # half a decade below a plateau
     3.16
     """
+    lrs, losses, band, stopped, _ = _robust_view(lrs, losses, noise_band=noise_band, stopped=stopped,
+                                                 dip_rise=dip_rise, passes=passes, max_passes=max_passes)
     backoff_decades = robust_backoff(lrs, losses, backoff_decades=backoff_decades,
                                      plateau_backoff_decades=plateau_backoff_decades, plateau_rise=plateau_rise,
-                                     noise_band=noise_band, stopped=stopped)
+                                     noise_band=band, stopped=stopped, dip_rise=None)
     lrs, losses = _trim(lrs, losses)
     s = smooth_curve(losses)
     i_min = int(np.argmin(s))
@@ -299,12 +398,13 @@ def suggest_robust(
 
 
 def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = ROBUST_PLATEAU_RISE,
-                  stopped: bool = False) -> str:
+                  stopped: bool = False, dip_rise: float | None = ROBUST_DIP_RISE) -> str:
     """How the robust rule reads a range-test curve: ``"explosion"`` or ``"plateau"`` (see :func:`suggest_robust`).
 
     ``"explosion"`` when the test ``stopped`` early on divergence, a loss was non-finite, or the smoothed loss ends at
-    least ``plateau_rise`` times ``|first smoothed loss|`` above its minimum (the loss minimum is the stability edge);
-    ``"plateau"`` otherwise (the test never reached the edge).
+    least ``plateau_rise`` times ``|first smoothed loss|`` above its minimum (the loss minimum is the stability edge),
+    or the curve dips twice (:func:`dip_cut`; not with ``dip_rise=None``); ``"plateau"`` otherwise (the test never
+    reached the edge).
 
     >>> lrs = np.logspace(-4, 1, 100)
     >>> robust_regime(lrs, 1 / (1 + lrs / 1e-2)), robust_regime(lrs, 1 / (1 + lrs / 1e-2) + lrs**2)
@@ -312,6 +412,8 @@ def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = 
     """
     plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
     if stopped or not np.all(np.isfinite(np.asarray(losses, dtype=float))):
+        return "explosion"
+    if dip_rise is not None and dip_cut(lrs, losses, rise=dip_rise) is not None:
         return "explosion"
     _, finite = _trim(lrs, losses)
     s = smooth_curve(finite)

@@ -147,12 +147,18 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
                 and back != REGIME_BACKOFF[record["regime"]]):
             # the noise scaling changed the back-off
             how = f", {back:.2g} decade{'' if back == 1 else 's'} below the minimum (noisy curve)"
+        edge = record.get("edge") if rule == "robust" else None
+        if how and record.get("double_dip") is True and isinstance(edge, (int, float)):
+            how = how.replace("the edge", "the first dip").replace("the minimum", "the first dip")
         if not (isinstance(back, (int, float)) and math.isfinite(back)):  # a record from before the noise scaling
             back = REGIME_BACKOFF.get(record.get("regime"), math.nan) if how else math.nan  # type: ignore[arg-type]
-        taken = _decades_below_minimum(lrs, raw, smoothed, sug) if how else None
+        taken = _decades_below_edge(edge, sug) if how else None
+        if taken is None and how:  # a record from before the edge was recorded: the smoothed minimum
+            taken = _decades_below_minimum(lrs, raw, smoothed, sug)
         if taken is not None and taken < back - 0.05:
             # the rule kept its LR inside the descent: closer to the minimum than the back-off it names
-            how = f", {taken:.2g} decade{'' if taken == 1 else 's'} below the minimum (kept inside the descent)"
+            ref = "the first dip" if record.get("double_dip") is True else "the minimum"
+            how = f", {taken:.2g} decade{'' if taken == 1 else 's'} below {ref} (kept inside the descent)"
         ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({rule}{how}): {sug:.3g}" if rule else
                    f"suggestion: {sug:.3g}")
     if lrs and all(lr > 0 for lr in lrs):
@@ -175,6 +181,17 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
         ax.text(0.5, 0.5, "no finite loss", transform=ax.transAxes, ha="center", va="center", color="0.4")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="best")
+
+
+def _decades_below_edge(edge: Any, sug: Any) -> float | None:
+    """How many decades the suggestion lies below the LR the rule backed off from (the record's ``edge``)."""
+    try:
+        edge, sug = float(edge), float(sug)
+    except (TypeError, ValueError):
+        return None
+    if not (edge > 0 and sug > 0 and math.isfinite(edge) and math.isfinite(sug)):
+        return None
+    return max(0.0, math.log10(edge / sug))
 
 
 def _decades_below_minimum(lrs: list[Any], raw: list[float], smoothed: list[Any], sug: Any) -> float | None:

@@ -81,14 +81,19 @@ PLATEAU_BACKOFF_DECADES = 1.0
 #: Whether the default rule's noise scaling (``lrkit.finder.suggest.ROBUST_NOISE_BAND``, on in ``find_lr``) applies
 #: to the run-sized range test too: on since its pre-registered test on the third fresh set (README).
 NOISE_SCALING = True
+#: Whether the run-sized range test is read with ``find_lr``'s double-dip cut and its passes gate on the noise
+#: scaling (``lrkit.finder.suggest.dip_cut``, ``ROBUST_MAX_PASSES``): off — they were tested for ``find_lr``'s
+#: 100-step test only (README, "Fifth fresh set"), and a test sized to the run passes over the data far more often.
+DIP_AND_PASSES = False
 
 
 def _suggestion(finder: FinderResult) -> float:
-    """The range test's suggestion, with :data:`PLATEAU_BACKOFF_DECADES` (and :data:`NOISE_SCALING`) for the
-    default rule."""
+    """The range test's suggestion, with :data:`PLATEAU_BACKOFF_DECADES` (and :data:`NOISE_SCALING`,
+    :data:`DIP_AND_PASSES`) for the default rule."""
     if finder.rule == "robust":
         band = _suggest.ROBUST_NOISE_BAND if NOISE_SCALING else None
-        return float(finder.suggest(plateau_backoff_decades=PLATEAU_BACKOFF_DECADES, noise_band=band))
+        extra: dict[str, Any] = {} if DIP_AND_PASSES else {"dip_rise": None, "max_passes": None}
+        return float(finder.suggest(plateau_backoff_decades=PLATEAU_BACKOFF_DECADES, noise_band=band, **extra))
     return float(finder.suggestion)
 
 
