@@ -43,6 +43,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         xb, yb = next(iter(loader))
         local0 = torch.nn.functional.mse_loss(model(xb), yb).item()
     record = {"losses": r.losses, "suggestion": r.suggestion, "restored": restored, "local0": local0}
+    # shards of different lengths (16 and 17 batches): each rank's own passes would lie either side of the gate (6)
+    n = 256 + 16 * rank
+    uneven = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:n], y[:n]), batch_size=16)
+    ru = lrkit.find_lr(model, opt, uneven, num_steps=100, start_lr=1e-5, end_lr=10.0)
+    record["uneven"] = {"passes": ru.passes, "own": ru.num_steps_run / len(uneven), "suggestion": ru.suggestion}
     record["bucket_view"] = _bucket_view_run(loader)
     Path(out, f"rank{rank}.json").write_text(json.dumps(record))
     # Free every DDP model (and its reference to the gloo group) while the group is alive and both ranks are here:
@@ -130,3 +135,13 @@ def test_bucket_view_grads_stay_bucket_views(ranks):
         assert bv["same_objects"] and bv["same_ptrs"] and bv["same_values"], bv
         assert bv["shared_after"] and bv["still_views"], bv
         assert bv["training_matches"], bv  # training after find_lr is bit-for-bit training without it
+
+
+# Bug: each rank divided by its own len(train_loader), so uneven shards put the ranks either side of the passes gate
+# (6.25 vs 5.88 passes) and the robust rule scaled the back-off on one rank only.
+@needs_gloo
+def test_every_rank_reads_the_same_passes(ranks):
+    u0, u1 = ranks[0]["uneven"], ranks[1]["uneven"]
+    assert u0["own"] != u1["own"]  # the shards really differ in length
+    assert u0["passes"] == u1["passes"] == max(u0["own"], u1["own"])
+    assert u0["suggestion"] == u1["suggestion"]

@@ -521,7 +521,7 @@ def find_lr(
     result = FinderResult(
         lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
-        passes=_passes(train_loader, len(lrs) * accumulation_steps),
+        passes=_passes(train_loader, len(lrs) * accumulation_steps, dev if distributed else None),
     )
     for note in (_adaptive_step_note(optimizer), _line_search_note(optimizer)):
         if note is not None:
@@ -532,13 +532,24 @@ def find_lr(
     return result
 
 
-def _passes(loader: Any, batches: int) -> float | None:
-    """How many times ``batches`` micro-batches went over ``loader`` (``None``: a loader without a usable length)."""
+def _passes(loader: Any, batches: int, device: torch.device | None = None) -> float | None:
+    """How many times ``batches`` micro-batches went over ``loader`` (``None``: a loader without a usable length).
+
+    With ``device`` (under torch.distributed) every rank gets the same value, the largest over ranks (``None`` if
+    any rank's loader has no length): shards of different lengths would otherwise put the ranks on either side of
+    the robust rule's passes gate, and give them different suggestions."""
     try:
         n = len(loader)
     except Exception:  # an iterator, an IterableDataset's loader without __len__, a broken __len__
-        return None
-    return batches / n if isinstance(n, int) and n > 0 else None
+        n = None
+    passes = batches / n if isinstance(n, int) and n > 0 else None
+    if device is None:
+        return passes
+    dist = torch.distributed
+    dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([passes if passes is not None else 0.0, float(passes is None)], dtype=torch.float64, device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return None if t[1].item() else float(t[0].item())
 
 
 def _quality_warnings(result: FinderResult) -> list[str]:

@@ -81,11 +81,11 @@ class FinderResult:
         if self.rule not in _suggest.RULES:
             raise unknown_name_error("suggestion rule", self.rule, _suggest.RULES)
         if self.passes is not None:
-            if isinstance(self.passes, bool) or not isinstance(self.passes, (int, float)) \
-                    or not (math.isfinite(self.passes) and self.passes >= 0):
+            try:  # any real number, numpy scalars included (a count computed with numpy); not a bool or a string
+                self.passes = _suggest._as_count("passes", self.passes)
+            except ValueError:
                 raise ValueError(f"passes={self.passes!r}: the passes over the training data are a finite number "
-                                 ">= 0, or None when unknown")
-            self.passes = float(self.passes)
+                                 ">= 0, or None when unknown") from None
 
     # -- the curve -------------------------------------------------------------------------------------------
     @property
@@ -213,8 +213,15 @@ class FinderResult:
 
     @property
     def range(self) -> tuple[float, float]:
-        """``(low, high)`` LR bounds for cyclical / one-cycle policies (see :func:`lrkit.finder.suggest.lr_range`)."""
+        """``(low, high)`` LR bounds for cyclical / one-cycle policies (see :func:`lrkit.finder.suggest.lr_range`).
+
+        On a :attr:`double_dip` curve it is read up to the first dip, as the default rule reads it: ``high`` is
+        :attr:`edge`, never the deeper second minimum past the stability edge.
+        """
         self._check_judgeable()
+        if self.double_dip:
+            lrs, losses, _, _, _ = self._view()
+            return _suggest.lr_range(lrs, losses)
         return _suggest.lr_range(*self._curve())
 
     # -- records ---------------------------------------------------------------------------------------------

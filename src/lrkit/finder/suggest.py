@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import numpy as np
@@ -214,11 +215,21 @@ def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RIS
     return int(over[0]) + 1
 
 
+def _as_count(name: str, v: object) -> float | None:
+    """``v`` as a finite float >= 0 (``None`` stays ``None``); any real number counts, numpy scalars included
+    (``passes`` is often computed with numpy), a bool or a string does not."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.integer, np.floating)):
+        raise ValueError(f"{name}={v!r} must be a finite number >= 0, or None")
+    f = float(v)
+    if not (math.isfinite(f) and f >= 0):
+        raise ValueError(f"{name}={v!r} must be a finite number >= 0, or None")
+    return f
+
+
 def _check_passes(passes: float | None, max_passes: float | None) -> tuple[float | None, float | None]:
-    for name, v in (("passes", passes), ("max_passes", max_passes)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
-            raise ValueError(f"{name}={v!r} must be a finite number >= 0, or None")
-    return passes, max_passes
+    return _as_count("passes", passes), _as_count("max_passes", max_passes)
 
 
 def _robust_view(
@@ -239,6 +250,7 @@ def _robust_view(
     if passes is not None and max_passes is not None and passes > max_passes:
         band = None
     if dip_rise is not None:
+        dip_rise = check_positive("dip_rise", dip_rise, allow_zero=True)  # named as the caller passed it
         cut = dip_cut(lrs, losses, rise=dip_rise)
         if cut is not None:
             t_lrs, t_losses = _trim(lrs, losses)
@@ -413,7 +425,8 @@ def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = 
     plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
     if stopped or not np.all(np.isfinite(np.asarray(losses, dtype=float))):
         return "explosion"
-    if dip_rise is not None and dip_cut(lrs, losses, rise=dip_rise) is not None:
+    if dip_rise is not None and dip_cut(lrs, losses, rise=check_positive("dip_rise", dip_rise, allow_zero=True)) \
+            is not None:
         return "explosion"
     _, finite = _trim(lrs, losses)
     s = smooth_curve(finite)
