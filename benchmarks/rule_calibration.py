@@ -126,51 +126,24 @@ def noise_aware(lrs: np.ndarray, losses: np.ndarray) -> float:
                             dip_rise=None)
 
 
-#: The double-dip cut (pre-registered in the README's "Fifth held-out set"): a rise of the smoothed loss above its
-#: running minimum by more than DIP_RISE x the drop made so far, once DIP_GATE of the total drop is made, marks the
-#: stability edge when the curve later falls to a lower minimum; the robust rule then reads the curve cut there.
-DIP_RISE, DIP_GATE = 0.2, 0.5
-
-
-def first_dip_cut(lrs: np.ndarray, losses: np.ndarray, rise: float = DIP_RISE, gate: float = DIP_GATE) -> int | None:
-    """How many points of the (finite, trimmed) curve to keep so that it ends at its first instability, when the
-    smoothed loss later comes back down to a lower minimum than before it; ``None`` for a single-dip curve."""
-    lrs, raw = S._trim(lrs, losses)
-    s = S.smooth_curve(raw)
-    head = max(5, len(raw) // 8)
-    start = float(np.median(raw[:head]))
-    running_min = np.minimum.accumulate(s)
-    drop = start - running_min
-    total = start - float(s.min())
-    over = np.nonzero((drop >= gate * total) & (drop > 0) & (s - running_min > rise * drop))[0]
-    if not len(over) or int(np.argmin(s)) < over[0] + 1 or over[0] + 1 < 2 * head:
-        return None  # one dip, or a rise too early to tell from the head's scatter (noise_ratio's own guard)
-    return int(over[0]) + 1
+#: The double-dip cut and the passes gate, pre-registered as written here (README, "Fourth fresh set" and "Fifth
+#: fresh set") and now part of lrkit's default rule: ``lrkit.finder.suggest.dip_cut``, ``ROBUST_DIP_RISE``,
+#: ``ROBUST_DIP_GATE``, ``ROBUST_MAX_PASSES`` (the benchmark methods below read them from the library).
+DIP_RISE, DIP_GATE, PASSES_GATE = S.ROBUST_DIP_RISE, S.ROBUST_DIP_GATE, S.ROBUST_MAX_PASSES
 
 
 def double_dip(lrs: np.ndarray, losses: np.ndarray) -> float:
     """The default (robust, noise-scaled), read on the curve cut at its first instability when it dips twice (as if
-    the range test had stopped there); otherwise the default itself. ``stopped`` is read from the curve's length
-    (the range test's 100 steps: a shorter curve stopped on divergence)."""
+    the range test had stopped there); otherwise the default itself — without the passes gate. ``stopped`` is read
+    from the curve's length (the range test's 100 steps: a shorter curve stopped on divergence)."""
     return dip_gate(lrs, losses, passes=0.0)  # no gate: the noise scaling always applies
-
-
-#: The passes gate (pre-registered with the double-dip cut in the README's "Fifth fresh set"): a range test that
-#: passed over the training set more than PASSES_GATE times (steps run x batch size / training samples) keeps the
-#: full back-off; its scatter is read as cycling through a tiny set, not gradient noise an annealed run averages out.
-PASSES_GATE = 6.0
 
 
 def dip_gate(lrs: np.ndarray, losses: np.ndarray, passes: float) -> float:
     """:func:`double_dip` with the noise scaling only when the range test made at most :data:`PASSES_GATE` passes
-    over the training set (``passes``); above that, the default's full back-offs (``noise_band=None``)."""
-    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
-    band = S.ROBUST_NOISE_BAND if passes <= PASSES_GATE else None
-    cut = first_dip_cut(lrs, losses)
-    if cut is None:
-        return S.suggest_robust(lrs, losses, noise_band=band, stopped=len(lrs) < 100, dip_rise=None)
-    t_lrs, t_losses = S._trim(lrs, losses)
-    return S.suggest_robust(t_lrs[:cut], t_losses[:cut], noise_band=band, stopped=True, dip_rise=None)
+    over the training set (``passes``); above that, the default's full back-offs: lrkit's default rule today."""
+    return S.suggest_robust(np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float), stopped=len(lrs) < 100,
+                            passes=passes)
 
 
 #: The robust rule as it read a curve before the double-dip cut (every rule below was scored with it): noise-scaled.
