@@ -81,6 +81,13 @@ PLATEAU_BACKOFF_DECADES = 1.0
 #: Whether the default rule's noise scaling (``lrkit.finder.suggest.ROBUST_NOISE_BAND``, on in ``find_lr``) applies
 #: to the run-sized range test too: on since its pre-registered test on the third fresh set (README).
 NOISE_SCALING = True
+#: The guard steps down from a candidate to the next lower one only when the lower one's validation loss is lower by
+#: more than this fraction of the higher one's (``lower < higher - STEP_DOWN_MARGIN × |higher|``): a margin keeps a
+#: within-noise win of a short trial from moving the LR. ``0.0`` (default) follows any strict win, as before;
+#: ``math.inf`` never steps down on a win (only a diverged suggestion moves down). With a margin, the choice is the
+#: lowest candidate that won by the margin (a within-margin win below it is a tie, which goes to the higher LR),
+#: refined by the parabola through it and its neighbours when it scores best of the three.
+STEP_DOWN_MARGIN = 0.0
 #: Whether the run-sized range test is read with ``find_lr``'s double-dip cut and its passes gate on the noise
 #: scaling (``lrkit.finder.suggest.dip_cut``, ``ROBUST_MAX_PASSES``): off — they were tested for ``find_lr``'s
 #: 100-step test only (README, "Fifth fresh set"), and a test sized to the run passes over the data far more often.
@@ -501,6 +508,12 @@ def choose_lr0(
         max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
     if SEARCH not in ("guard", "bracket"):
         raise ValueError(f"lrkit.train.auto.SEARCH={SEARCH!r} must be 'guard' or 'bracket'")
+    margin = STEP_DOWN_MARGIN
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not margin >= 0:
+        raise ValueError(
+            f"lrkit.train.auto.STEP_DOWN_MARGIN={margin!r} must be a number >= 0 (a fraction of the validation loss, "
+            "e.g. 0.02; 0 follows any win, math.inf never steps down on a win)"
+        )
     finder_kwargs = _check_finder_kwargs(finder_kwargs, find_lr)
     lines: list[str] = []
 
@@ -716,6 +729,8 @@ def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | 
                 "that the model can learn from this data (a detached loss, frozen parameters, constant targets?)"
             )
         return lr, f"the suggestion did not learn (loss {first.val_loss:.4g} vs {l0:.4g} before training); {how}"
+    if STEP_DOWN_MARGIN != 0.0:
+        return _guard_step_down_margin(s, run, n, tried)
     c = s
     while len(tried) < n:
         c /= SPACING
@@ -729,6 +744,40 @@ def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | 
         "the suggestion scored at least as well as the lower candidates (a short run favours higher LRs, so a "
         "higher candidate winning there would not carry over to the full run)"
     )
+
+
+def _wins_by_margin(lower: float, higher: float) -> bool:
+    """Whether a lower candidate's score ``lower`` beats the higher one's ``higher`` by :data:`STEP_DOWN_MARGIN`."""
+    if math.isinf(STEP_DOWN_MARGIN):
+        return False
+    return lower < higher - STEP_DOWN_MARGIN * abs(higher)
+
+
+def _guard_step_down_margin(
+    s: float, run: Callable[[float], Trial], n: int, tried: list[Trial]
+) -> tuple[float, str]:
+    """The guard's step-down branch with a margin (:data:`STEP_DOWN_MARGIN` ``!= 0``): ``tried`` holds the
+    suggestion's finite trial; step down while the lower candidate wins by the margin."""
+    if math.isinf(STEP_DOWN_MARGIN):  # never step down on a win
+        return s, "the suggestion is used as is (STEP_DOWN_MARGIN=inf: a short-trial win of a lower LR is not followed)"
+    c = s
+    while len(tried) < n:
+        c /= SPACING
+        tried.append(run(c))
+        if not _wins_by_margin(tried[-1].val_loss, tried[-2].val_loss):
+            break
+    winners = [i for i in range(1, len(tried)) if all(_wins_by_margin(tried[j].val_loss, tried[j - 1].val_loss)
+                                                      for j in range(1, i + 1))]
+    if not winners:
+        return s, (
+            f"no lower candidate beat the suggestion by the {STEP_DOWN_MARGIN:.1%} margin (a short run favours higher "
+            "LRs, so a higher candidate winning there would not carry over to the full run)"
+        )
+    k = winners[-1]
+    lr, how = tried[k].lr, f"the lowest candidate that won by the {STEP_DOWN_MARGIN:.1%} margin"
+    if k + 1 < len(tried) and math.isfinite(tried[k + 1].val_loss) and tried[k].val_loss <= tried[k + 1].val_loss:
+        lr, how = _pick(tried[k - 1 : k + 2])
+    return min(lr, s), f"a lower LR scored better by more than {STEP_DOWN_MARGIN:.1%} even on the short run; {how}"
 
 
 def _bracket(s: float, run: Callable[[float], Trial], n: int) -> tuple[float, str]:
