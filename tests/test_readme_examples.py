@@ -233,7 +233,7 @@ def _after_checkpoint(ns: dict[str, Any]) -> None:
 def _after_choose_lr0(ns: dict[str, Any]) -> None:
     auto = ns["auto"]
     assert auto.lr > 0 and 0 < auto.extra_fraction <= 0.3 + 1e-9
-    assert len(auto.trials) >= 2 and all(t.steps > 0 for t in auto.trials)
+    assert len(auto.trials) >= 1 and all(t.steps > 0 for t in auto.trials)  # the suggestion's own trial at least
 
 
 def _after_param_groups(ns: dict[str, Any]) -> None:

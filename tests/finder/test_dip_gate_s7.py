@@ -139,12 +139,15 @@ def test_find_lr_records_its_passes_over_the_loader() -> None:
     assert r3.passes is None and r3.noise_scaled
 
 
-def test_lr0_auto_reads_its_range_test_without_the_cut_and_the_gate() -> None:
+def test_lr0_auto_reads_its_range_test_with_the_cut_and_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     from lrkit.train import auto
 
     r = FinderResult(lrs=list(LRS), losses=list(DOUBLE), start_lr=1e-4, end_lr=10.0, passes=50.0)
-    expected = r.suggest(plateau_backoff_decades=auto.PLATEAU_BACKOFF_DECADES, dip_rise=None, max_passes=None)
-    assert auto._suggestion(r) == expected != r.suggestion
+    with_both = r.suggest(plateau_backoff_decades=auto.PLATEAU_BACKOFF_DECADES)
+    without = r.suggest(plateau_backoff_decades=auto.PLATEAU_BACKOFF_DECADES, dip_rise=None, max_passes=None)
+    assert auto.DIP_AND_PASSES is True and auto._suggestion(r) == with_both != without
+    monkeypatch.setattr(auto, "DIP_AND_PASSES", False)  # the reading before the sixth fresh set's test
+    assert auto._suggestion(r) == without
 
 
 def test_the_cli_row_and_the_plot_say_how_the_curve_was_read(tmp_path: Any) -> None:

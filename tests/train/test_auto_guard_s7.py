@@ -30,9 +30,17 @@ def _scripted(scores: dict[int, float]) -> tuple[Callable[[float], Trial], list[
     return run, tried
 
 
-def test_default_margin_is_zero_and_follows_a_within_noise_win() -> None:
-    assert auto_mod.STEP_DOWN_MARGIN == 0.0
-    run, tried = _scripted({0: 1.000, 1: 0.995, 2: 1.2})  # s/2 wins by 0.5%: today it is followed
+def test_the_default_never_steps_down_on_a_win() -> None:
+    # since the sixth fresh set's pre-registered test: a short-trial win of a lower LR is not followed
+    assert auto_mod.STEP_DOWN_MARGIN == math.inf and auto_mod.DIP_AND_PASSES is True
+    run, tried = _scripted({0: 1.000, 1: 0.5, 2: 0.1})  # s/2 and s/4 would win by 50% and 80%
+    lr, how = _guard(1.0, run, 3, [10.0])
+    assert lr == 1.0 and tried == pytest.approx([1.0]) and "STEP_DOWN_MARGIN=inf" in how
+
+
+def test_a_zero_margin_follows_a_within_noise_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auto_mod, "STEP_DOWN_MARGIN", 0.0)  # the guard before the sixth fresh set's test
+    run, tried = _scripted({0: 1.000, 1: 0.995, 2: 1.2})  # s/2 wins by 0.5%: followed
     lr, how = _guard(1.0, run, 3, [10.0])
     assert tried == pytest.approx([1.0, 0.5, 0.25]) and lr < 1.0 and "lower LR scored better" in how
 

@@ -231,7 +231,7 @@ def test_lr0_auto_with_a_class(tmp_path: Any) -> None:
     r = lrkit.train(_model(), data=_data(400), optimizer=torch.optim.Adagrad, lr0="auto", epochs=3, batch=8, nbs=8,
                     auto_budget=0.9, project=tmp_path, **QUIET)
     assert r.lr0_source == "auto" and r.auto is not None and r.lr0 == pytest.approx(float(r.auto.lr))
-    assert 1e-5 < r.lr0 < 10 and len(r.auto.trials) >= 2
+    assert 1e-5 < r.lr0 < 10 and len(r.auto.trials) >= 1  # the suggestion's trial (the guard follows no win)
     assert math.isfinite(r.history[-1]["val_loss"])
 
 
@@ -307,7 +307,7 @@ def test_schedule_free_with_lr0_auto_and_the_monitor(tmp_path: Any) -> None:
     sf = pytest.importorskip("schedulefree")
     r = lrkit.train(_model(), data=_data(400), optimizer=sf.AdamWScheduleFree, lr0="auto", epochs=3, batch=8, nbs=8,
                     auto_budget=0.9, monitor={"on_divergence": "rollback"}, project=tmp_path, **QUIET)
-    assert r.lr0_source == "auto" and len(r.auto.trials) >= 2
+    assert r.lr0_source == "auto" and len(r.auto.trials) >= 1
     assert r.history[-1]["val_loss"] < r.history[0]["val_loss"] or r.history[-1]["val_accuracy"] > 0.5
 
 

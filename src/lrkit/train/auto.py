@@ -82,16 +82,17 @@ PLATEAU_BACKOFF_DECADES = 1.0
 #: to the run-sized range test too: on since its pre-registered test on the third fresh set (README).
 NOISE_SCALING = True
 #: The guard steps down from a candidate to the next lower one only when the lower one's validation loss is lower by
-#: more than this fraction of the higher one's (``lower < higher - STEP_DOWN_MARGIN × |higher|``): a margin keeps a
-#: within-noise win of a short trial from moving the LR. ``0.0`` (default) follows any strict win, as before;
-#: ``math.inf`` never steps down on a win (only a diverged suggestion moves down). With a margin, the choice is the
-#: lowest candidate that won by the margin (a within-margin win below it is a tie, which goes to the higher LR),
-#: refined by the parabola through it and its neighbours when it scores best of the three.
-STEP_DOWN_MARGIN = 0.0
+#: more than this fraction of the higher one's (``lower < higher - STEP_DOWN_MARGIN × |higher|``). ``math.inf``
+#: (the default since the sixth fresh set's pre-registered test, README) never steps down on a win: a short trial
+#: does not reliably favour higher LRs, so a lower LR winning one proves nothing; a diverging suggestion still steps
+#: down, and one that does not learn still steps up. ``0.0`` follows any strict win (the guard before that test);
+#: with a finite margin the choice is the lowest candidate that won by the margin (a within-margin win below it is a
+#: tie, which goes to the higher LR), refined by the parabola through it and its neighbours when it scores best.
+STEP_DOWN_MARGIN = math.inf
 #: Whether the run-sized range test is read with ``find_lr``'s double-dip cut and its passes gate on the noise
-#: scaling (``lrkit.finder.suggest.dip_cut``, ``ROBUST_MAX_PASSES``): off — they were tested for ``find_lr``'s
-#: 100-step test only (README, "Fifth fresh set"), and a test sized to the run passes over the data far more often.
-DIP_AND_PASSES = False
+#: scaling (``lrkit.finder.suggest.dip_cut``, ``ROBUST_MAX_PASSES``): on since the sixth fresh set's pre-registered
+#: test (with ``STEP_DOWN_MARGIN = inf``); ``False`` reads it without them, as before.
+DIP_AND_PASSES = True
 
 
 def _suggestion(finder: FinderResult) -> float:
