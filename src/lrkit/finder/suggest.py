@@ -332,7 +332,7 @@ def robust_backoff(
                                                  dip_rise=dip_rise, passes=passes, max_passes=max_passes)
     if plateau_backoff_decades is not None:
         plateau_backoff_decades = check_positive("plateau_backoff_decades", plateau_backoff_decades, allow_zero=True)
-        if robust_regime(lrs, losses, plateau_rise=plateau_rise, stopped=stopped) == "plateau":
+        if robust_regime(lrs, losses, plateau_rise=plateau_rise, stopped=stopped, dip_rise=None) == "plateau":
             backoff_decades = plateau_backoff_decades
     if band is not None:
         ratio = noise_ratio(lrs, losses)
