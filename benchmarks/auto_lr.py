@@ -155,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--set {name}={value!r}: expected true or false")
             setattr(auto_mod, name, value.lower() in ("true", "1"))
         else:
-            setattr(auto_mod, name, kind(value))
+            try:
+                setattr(auto_mod, name, kind(value))
+            except ValueError:
+                parser.error(f"--set {name}={value!r}: expected a {kind.__name__} like {getattr(auto_mod, name)!r}")
     names = args.tasks or list(SUITE)
     seeds = args.seeds
     if args.quick:

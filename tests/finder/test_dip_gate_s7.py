@@ -66,6 +66,15 @@ def test_the_robust_rule_backs_off_from_the_first_dip() -> None:
     assert S.suggest_robust(LRS, SINGLE) == S.suggest_robust(LRS, SINGLE, dip_rise=None)  # one dip: unchanged
 
 
+def test_dip_rise_none_is_the_rule_before_the_cut_in_every_reading() -> None:
+    # DOUBLE ends low, as a plateau: without the cut the rule reads it so (half a decade below its lowest point)
+    assert S.robust_regime(LRS, DOUBLE, dip_rise=None) == "plateau"
+    assert S.robust_backoff(LRS, DOUBLE, dip_rise=None) == S.ROBUST_PLATEAU_BACKOFF_DECADES
+    lr_min = float(LRS[int(np.argmin(S.smooth_curve(DOUBLE)))])
+    assert S.suggest_robust(LRS, DOUBLE, dip_rise=None) == pytest.approx(lr_min / 10**0.5)
+    assert S.robust_regime(LRS, DOUBLE) == "explosion" and S.robust_backoff(LRS, DOUBLE) == 1.0  # with it
+
+
 def test_the_passes_gate_keeps_the_full_back_off_on_a_tiny_dataset() -> None:
     noisy = _noisy()
     assert S.noise_ratio(LRS, noisy) > S.ROBUST_NOISE_BAND[1]  # noise-dominated: scaled to no back-off

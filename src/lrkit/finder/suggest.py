@@ -195,8 +195,9 @@ def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RIS
     >>> cut = dip_cut(lrs, curve)
     >>> round(float(lrs[cut - 1]), 3), dip_cut(lrs, first + (lrs / 1.0) ** 2)   # cut on the way up; one dip: None
     (0.076, None)
-    >>> round(suggest_robust(lrs, curve), 4), suggest_robust(lrs, curve, dip_rise=None)  # below the first edge
-    (0.0048, 1.0)
+    >>> # below the first edge; without the cut, half a decade below the second minimum (the curve ends as a plateau)
+    >>> round(suggest_robust(lrs, curve), 4), round(suggest_robust(lrs, curve, dip_rise=None), 4)
+    (0.0048, 3.1623)
     """
     rise = check_positive("rise", rise, allow_zero=True)
     gate = check_positive("gate", gate, allow_zero=True)

@@ -5,10 +5,11 @@ Two stages within a bounded extra budget (``budget × total_steps`` optimizer st
 1. **Range test** (:func:`lrkit.find_lr`) with most of the budget: its suggestion ``s`` is the measured best
    single signal for the full run's best LR (``benchmarks/auto_lr.py``), and it gets sharper with more steps.
 2. **Confirmation** ("guard"): short trials on the run's own schedule, compressed to the trial length, each from
-   the *same* starting state with the same batches and seed, scored on validation loss. A short run always
-   favours a larger LR than the full run does (measured: up to 40x on the benchmark suite), so the trials are trusted
-   only where that bias cannot mislead them: ``s`` moves *down* when a lower candidate scores better even at the
-   short horizon or ``s`` diverges, and *up* only when ``s`` did not learn at all.
+   the *same* starting state with the same batches and seed, scored on validation loss. A short run's best LR is
+   not the full run's (usually larger, in sample up to 40x; out of sample sometimes far smaller), so the trials are
+   trusted only where that cannot mislead them: ``s`` moves *down* when it diverges, *up* only when it did not learn
+   at all, and otherwise stays (:data:`STEP_DOWN_MARGIN` ``= inf``; a finite margin also follows a lower candidate
+   that wins its short trial by that margin).
 
 Everything the caller had is restored afterwards — parameters, buffers, grads, optimizer state and settings,
 train/eval modes, the torch/numpy/python RNGs and the train loader's generator.
@@ -105,6 +106,18 @@ def _suggestion(finder: FinderResult) -> float:
     return float(finder.suggestion)
 
 
+def _settings() -> dict[str, Any]:
+    """The module settings that decide how the choice is read and guarded, JSON-ready (``inf`` as ``"inf"``: a
+    run's records write a non-finite float as ``null``)."""
+    margin = float(STEP_DOWN_MARGIN)
+    return {
+        "search": SEARCH,
+        "step_down_margin": margin if math.isfinite(margin) else "inf",
+        "dip_and_passes": bool(DIP_AND_PASSES),
+        "noise_scaling": bool(NOISE_SCALING),
+    }
+
+
 class Trial(NamedTuple):
     """One confirmation run: its peak LR, its validation loss (``inf`` if it diverged) and its optimizer steps."""
 
@@ -127,7 +140,9 @@ class AutoLR:
         trial_steps: the length of each trial (0 when the confirmation was skipped).
 
     ``to_dict()["suggestion"]`` is the range test's suggestion the choice started from, as read when it was made
-    (a later change of :data:`NOISE_SCALING` does not rewrite the record).
+    (a later change of :data:`NOISE_SCALING` does not rewrite the record); ``to_dict()["settings"]`` the guard's and
+    the reading's settings it was made under (:data:`SEARCH`, :data:`STEP_DOWN_MARGIN`, :data:`DIP_AND_PASSES`,
+    :data:`NOISE_SCALING`).
     """
 
     lr: float
@@ -153,6 +168,7 @@ class AutoLR:
             "extra_steps": self.extra_steps,
             "extra_fraction": self.extra_fraction,
             "reason": self.reason,
+            "settings": getattr(self, "_settings", None) or _settings(),
         }
 
 
@@ -442,13 +458,15 @@ def choose_lr0(
 
        * ``s`` diverges → try ``s/d, s/d², ...`` until one trains;
        * ``s`` does not learn (``L(s) > (1 - MIN_PROGRESS) · L0``) → try ``s·d², s·d⁴, ...`` and take the first
-         that learns (not the best-scoring one: the short run's bias towards higher LRs);
-       * otherwise → try ``s/d, s/d², ...`` while each beats the one above it.
+         that learns (not the best-scoring one: the short run's bias towards higher LRs); a candidate that diverges
+         ends the climb, and the next ones halve the log-distance between it and the highest that trained;
+       * otherwise → ``s`` is used as it is (:data:`STEP_DOWN_MARGIN` ``= inf``, the default: one trial). With a
+         finite margin → try ``s/d, s/d², ...`` while each beats the one above it by the margin.
 
-       A short run favours a larger LR than the full run (benchmarks: up to 40x), so a lower candidate that wins even
-       there is trusted, while a higher one that wins is not (that is the bias, not the run).
-    3. The pick is the best trial (ties: the lower LR), refined by the vertex of a parabola through it and its
-       neighbours in log-LR space when it has one on each side.
+       A short run's best LR is not the full run's (usually larger, sometimes far smaller out of sample), so a
+       candidate that wins a short trial is not followed; only divergence and a failure to learn move ``s``.
+    3. When the guard moved: the best trial (ties: the lower LR), refined by the vertex of a parabola through it and
+       its neighbours in log-LR space when it has one on each side.
 
     The extra compute — range test plus trials, in optimizer steps (forward + backward), including a step whose
     loss diverged — never exceeds ``budget * total_steps``; validation passes are forward-only and not counted.
@@ -515,7 +533,11 @@ def choose_lr0(
             f"lrkit.train.auto.STEP_DOWN_MARGIN={margin!r} must be a number >= 0 (a fraction of the validation loss, "
             "e.g. 0.02; 0 follows any win, math.inf never steps down on a win)"
         )
+    for name, flag in (("DIP_AND_PASSES", DIP_AND_PASSES), ("NOISE_SCALING", NOISE_SCALING)):
+        if not isinstance(flag, (bool, np.bool_)):  # a string "false" would read as on
+            raise ValueError(f"lrkit.train.auto.{name}={flag!r} must be True or False")
     finder_kwargs = _check_finder_kwargs(finder_kwargs, find_lr)
+    settings = _settings()
     lines: list[str] = []
 
     def say(line: str) -> None:
@@ -636,7 +658,8 @@ def choose_lr0(
                 for t in sorted(trials, key=lambda t: t.lr)
             )
             reason = (
-                f"range test ({used} steps) suggested {s:.3g}; {len(trials)} trials of {steps} steps on the run's "
+                f"range test ({used} steps) suggested {s:.3g}; {len(trials)} trial{'s' if len(trials) != 1 else ''} of "
+                f"{steps} steps on the run's "
                 f"schedule compressed to {steps} steps scored {listing}; chose {lr:.3g}: {how}"
             )
             say(f"lr0=auto: chose {lr:.3g} — {how}")
@@ -660,6 +683,7 @@ def choose_lr0(
         log_lines=lines,
     )
     auto._used_suggestion = float(s)  # type: ignore[attr-defined]  # what to_dict() records (not a field: README)
+    auto._settings = settings  # type: ignore[attr-defined]  # the module settings the choice was made under
     return auto
 
 
@@ -713,23 +737,14 @@ def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | 
         return lr, f"the suggestion diverged on the run's schedule; {how}"
     l0 = start[0]
     if l0 is not None and math.isfinite(l0) and first.val_loss > _no_progress_bound(l0):
-        bound = _no_progress_bound(l0)
-        c = s
-        while len(tried) < n and not tried[-1].val_loss <= bound:
-            c *= SPACING**2
-            tried.append(run(c))
-        if tried[-1].val_loss <= bound:
-            # the lowest candidate that learns, not the best-scoring one: a short run favours higher LRs, so the
-            # step up goes no further than it must
-            lr = tried[-1].lr
-            how = f"stepped up to {lr:.3g}, the lowest candidate that learned"
-        else:
-            lr, how = _pick(tried)
-            how += (
-                f"; no candidate up to {max(t.lr for t in tried):.3g} lowered the loss by {MIN_PROGRESS:.1%}: check "
-                "that the model can learn from this data (a detached loss, frozen parameters, constant targets?)"
-            )
+        lr, how = _step_up(s, run, n, tried, _no_progress_bound(l0))
         return lr, f"the suggestion did not learn (loss {first.val_loss:.4g} vs {l0:.4g} before training); {how}"
+    if math.isinf(STEP_DOWN_MARGIN):  # never step down on a win: no lower candidate is run
+        before = f" vs {l0:.4g} before training" if l0 is not None and math.isfinite(l0) else ""
+        return s, (
+            f"the suggestion trained and learned in its trial (loss {first.val_loss:.4g}{before}), so it is used as "
+            "is; no lower LR was tried (STEP_DOWN_MARGIN=inf: a short-trial win of a lower LR would not be followed)"
+        )
     if STEP_DOWN_MARGIN != 0.0:
         return _guard_step_down_margin(s, run, n, tried)
     c = s
@@ -747,6 +762,39 @@ def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | 
     )
 
 
+def _step_up(
+    s: float, run: Callable[[float], Trial], n: int, tried: list[Trial], bound: float
+) -> tuple[float, str]:
+    """The guard's step up from a suggestion ``s`` whose trial (``tried[0]``) did not get below ``bound``: try
+    ``s·d², s·d⁴, ...`` and take the first that learns. A candidate that diverges ends the climb (a higher one would
+    diverge too): the next candidates bisect, in log space, between the highest that trained and the lowest that
+    diverged."""
+    lo, hi = s, math.inf  # the highest candidate that trained (did not learn), the lowest that diverged
+    while len(tried) < n and not tried[-1].val_loss <= bound:
+        c = lo * SPACING**2 if math.isinf(hi) else math.sqrt(lo * hi)
+        trial = run(c)
+        tried.append(trial)
+        if math.isfinite(trial.val_loss):
+            lo = max(lo, c)
+        else:
+            hi = min(hi, c)
+    if tried[-1].val_loss <= bound:
+        # the lowest candidate that learns, not the best-scoring one: a short run favours higher LRs, so the
+        # step up goes no further than it must
+        lr = tried[-1].lr
+        return lr, f"stepped up to {lr:.3g}, the lowest candidate that learned"
+    lr, how = _pick(tried)
+    if math.isfinite(hi):
+        return lr, (
+            f"{how}; no candidate learned: {hi:.3g} diverged and {lo:.3g} and below did not lower the loss by "
+            f"{MIN_PROGRESS:.1%}: an LR between them may; try one as an explicit lr0, or raise num_candidates"
+        )
+    return lr, (
+        f"{how}; no candidate up to {max(t.lr for t in tried):.3g} lowered the loss by {MIN_PROGRESS:.1%}: check "
+        "that the model can learn from this data (a detached loss, frozen parameters, constant targets?)"
+    )
+
+
 def _wins_by_margin(lower: float, higher: float) -> bool:
     """Whether a lower candidate's score ``lower`` beats the higher one's ``higher`` by :data:`STEP_DOWN_MARGIN`."""
     if math.isinf(STEP_DOWN_MARGIN):
@@ -757,10 +805,8 @@ def _wins_by_margin(lower: float, higher: float) -> bool:
 def _guard_step_down_margin(
     s: float, run: Callable[[float], Trial], n: int, tried: list[Trial]
 ) -> tuple[float, str]:
-    """The guard's step-down branch with a margin (:data:`STEP_DOWN_MARGIN` ``!= 0``): ``tried`` holds the
-    suggestion's finite trial; step down while the lower candidate wins by the margin."""
-    if math.isinf(STEP_DOWN_MARGIN):  # never step down on a win
-        return s, "the suggestion is used as is (STEP_DOWN_MARGIN=inf: a short-trial win of a lower LR is not followed)"
+    """The guard's step-down branch with a finite margin (:data:`STEP_DOWN_MARGIN` ``!= 0``; ``inf`` never gets
+    here): ``tried`` holds the suggestion's finite trial; step down while the lower candidate wins by the margin."""
     c = s
     while len(tried) < n:
         c /= SPACING
