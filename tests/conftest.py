@@ -32,3 +32,13 @@ def classification_loader() -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(1)
     )
+
+
+@pytest.fixture
+def step_down_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lr0="auto"``'s guard as it was before the sixth fresh set's test: it follows a lower LR's short-trial win
+    (``STEP_DOWN_MARGIN = 0``) and reads its range test without the double-dip cut and passes gate."""
+    from lrkit.train import auto
+
+    monkeypatch.setattr(auto, "STEP_DOWN_MARGIN", 0.0)
+    monkeypatch.setattr(auto, "DIP_AND_PASSES", False)

@@ -18,16 +18,9 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from lrkit.train.auto import AutoLR, Trial, _guard, _run_trial, choose_lr0, plan_budget
 
-
-@pytest.fixture(autouse=True)
-def _the_step_down_guard(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests exercise the guard's step-down machinery and its trials: the guard as it was before the sixth fresh
-    set's test made ``STEP_DOWN_MARGIN = inf`` (and ``DIP_AND_PASSES``) the default; the defaults have their own
-    tests in test_auto_guard_s7.py."""
-    from lrkit.train import auto
-
-    monkeypatch.setattr(auto, "STEP_DOWN_MARGIN", 0.0)
-    monkeypatch.setattr(auto, "DIP_AND_PASSES", False)
+# the guard's step-down machinery and its trials, as it was before the sixth fresh set's test made
+# STEP_DOWN_MARGIN = inf (and DIP_AND_PASSES) the default; the defaults have their own tests (test_auto_guard_s7.py)
+pytestmark = pytest.mark.usefixtures("step_down_guard")
 
 
 def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
