@@ -343,7 +343,8 @@ def test_prodigy_trains_with_one_lr_for_every_group(tmp_path: Any, capsys: Any) 
     # the step size Prodigy took (d x lr) beside the multiplier, which alone reads 1.0 x the schedule
     groups = torch.load(r.run_dir / "last.pt", weights_only=True)["optimizer"]["param_groups"]
     for key, group in zip(("all/decay", "all/bias"), groups):
-        assert r.history[-1][f"d_lr/{key}"] == pytest.approx(group["d"] * r.history[-1][f"lr/{key}"], rel=1e-12)
+        # d x lr with the d the last step used: Prodigy's d only grows, and the group now holds the next step's
+        assert 0 < r.history[-1][f"d_lr/{key}"] <= group["d"] * r.history[-1][f"lr/{key}"] * (1 + 1e-12)
         assert r.history[-1][f"d_lr/{key}"] != r.history[-1][f"lr/{key}"]
     assert "d_lr/all/decay" in (r.run_dir / "results.csv").read_text().splitlines()[0]
     with pytest.raises(ValueError, match=r"Prodigy adapts one step size .* but warmup_bias_lr=0.1 starts the bias "

@@ -24,14 +24,6 @@ from _helpers import three_class_split
 prodigyopt = pytest.importorskip("prodigyopt")
 
 
-class ProdigyBC(prodigyopt.Prodigy):  # type: ignore[misc]
-    """Prodigy with Adam's bias correction on, as diffusion fine-tuning recipes run it."""
-
-    def __init__(self, params: Any, lr: float = 1.0, **kw: Any) -> None:
-        kw.pop("use_bias_correction", None)
-        super().__init__(params, lr=lr, use_bias_correction=True, **kw)
-
-
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
@@ -42,7 +34,28 @@ def _train(tmp_path: Any, optimizer: Any, **kw: Any) -> Any:
                        warmup_bias_lr=0.0, project=tmp_path, plots=False, verbose=False, monitor=False, **kw)
 
 
+_D_BEFORE: list[float] = []
+
+
+class ProdigySeen(prodigyopt.Prodigy):  # type: ignore[misc]
+    """Prodigy that notes the ``d`` each step starts from: the one its update uses (prodigyopt reads ``group["d"]``
+    into ``dlr`` first and stores the grown estimate after the update)."""
+
+    def step(self, closure: Any = None) -> Any:
+        _D_BEFORE.append(float(self.param_groups[0]["d"]))
+        return super().step(closure)
+
+
+class ProdigyBC(ProdigySeen):
+    """Prodigy with Adam's bias correction on, as diffusion fine-tuning recipes run it."""
+
+    def __init__(self, params: Any, lr: float = 1.0, **kw: Any) -> None:
+        kw.pop("use_bias_correction", None)
+        super().__init__(params, lr=lr, use_bias_correction=True, **kw)
+
+
 def test_d_lr_includes_prodigys_bias_correction(tmp_path: Any) -> None:
+    _D_BEFORE.clear()
     r = _train(tmp_path, ProdigyBC)
     groups = torch.load(r.run_dir / "last.pt", weights_only=True)["optimizer"]["param_groups"]
     for key, group in zip(("all/decay", "all/bias"), groups):
@@ -50,16 +63,19 @@ def test_d_lr_includes_prodigys_bias_correction(tmp_path: Any) -> None:
         b1, b2 = group["betas"][:2]
         k = group["k"]  # the step just taken was prodigyopt's k + 1 with k = group["k"] - 1
         correction = math.sqrt(1 - b2**k) / (1 - b1**k)
-        want = group["d"] * r.history[-1][f"lr/{key}"] * correction
+        want = _D_BEFORE[-1] * r.history[-1][f"lr/{key}"] * correction  # the d the last step used
         assert r.history[-1][f"d_lr/{key}"] == pytest.approx(want, rel=1e-12)
         assert abs(correction - 1.0) > 0.1  # the correction matters here: d x lr alone would be off by > 10%
 
 
-def test_d_lr_without_bias_correction_is_d_times_lr(tmp_path: Any) -> None:
-    r = _train(tmp_path, prodigyopt.Prodigy)
+def test_d_lr_without_bias_correction_is_the_d_the_last_step_used_times_lr(tmp_path: Any) -> None:
+    _D_BEFORE.clear()
+    r = _train(tmp_path, ProdigySeen)
     group = torch.load(r.run_dir / "last.pt", weights_only=True)["optimizer"]["param_groups"][0]
     assert group["use_bias_correction"] is False
-    assert r.history[-1]["d_lr/all/decay"] == pytest.approx(group["d"] * r.history[-1]["lr/all/decay"], rel=1e-12)
+    assert r.history[-1]["d_lr/all/decay"] == pytest.approx(_D_BEFORE[-1] * r.history[-1]["lr/all/decay"], rel=1e-12)
+    if group["d"] != _D_BEFORE[-1]:  # d grew in the last step: the group's d now is the next step's, not this one's
+        assert r.history[-1]["d_lr/all/decay"] != pytest.approx(group["d"] * r.history[-1]["lr/all/decay"])
 
 
 def _csv(path: Any) -> tuple[list[str], list[dict[str, str]]]:

@@ -1285,6 +1285,7 @@ class _Trainer:
             grad_norms.append(_grad_norm(opt))
             lr = self._peak_lr()  # the LR this step uses (before the scheduler moves it)
             self.step_lrs = [float(g["lr"]) for g in opt.param_groups]
+            self.step_ds = [g.get("d") for g in opt.param_groups]  # Prodigy / D-Adaptation: the d this step uses
             if self.monitor is not None:
                 self.monitor.after_backward(mean_loss)  # may clip, or neutralise this step (undone in after_step)
             try:
@@ -1381,8 +1382,10 @@ class _Trainer:
         for name, lr in zip(self.group_names, self.step_lrs):
             row[f"lr/{name}"] = lr  # the LR of the epoch's last optimizer step
         if adapts_step_size(self.optimizer):  # Prodigy / D-Adaptation: lr is a multiplier of their estimate d
-            for name, lr, group in zip(self.group_names, self.step_lrs, self.optimizer.param_groups):
-                d = group.get("d")
+            ds = getattr(self, "step_ds", None) or [g.get("d") for g in self.optimizer.param_groups]
+            for name, lr, group, d in zip(self.group_names, self.step_lrs, self.optimizer.param_groups, ds):
+                # d as the epoch's last step read it: the optimizer updates d after using it, so the group's d
+                # now is the next step's
                 if isinstance(d, (int, float, torch.Tensor)):
                     step = float(d) * lr  # the step size the optimizer took: d x lr
                     betas, k = group.get("betas"), group.get("k")
