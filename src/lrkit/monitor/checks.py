@@ -33,6 +33,7 @@ __all__ = [
     "Finding",
     "GradientBlowup",
     "LRTooLow",
+    "LossAboveStart",
     "LossRising",
     "LossSpike",
     "NonFinite",
@@ -363,6 +364,71 @@ class LossRising(Check):
             f"the running median loss climbed back to {_g(t)} from its best {_g(low)} (start {_g(start)}): "
             f"{lost:.0%} of the progress is lost — the LR is too high",
             {"loss_median": t, "best_median": low, "start_loss": start, "lost": lost},
+        )
+
+
+@dataclass(frozen=True)
+class LossAboveStart(Check):
+    """The loss never got clearly below where it started: the run collapsed to chance, or jumped above its starting
+    loss and stays there, without a spike, a gradient blow-up or a rise to see. **Opt-in** (not among
+    :func:`default_checks`; ``Monitor(collapse_check=True)`` adds it).
+
+    The end of a too-high LR that :class:`LossRising` cannot see, because the run never made progress to lose: the
+    network collapses to predicting the class prior within its warmup (cross-entropy at ``ln(classes)``, which is
+    also roughly the untrained model's loss) and sits there. With ``m`` the median of the last ``window`` finite
+    losses and ``L0`` the loss at initialisation, it fires when
+
+        step >= min_steps     and     m >= L0 - (1 - level) * |L0|        (= level * L0 for a positive L0)
+
+    i.e. once ``min_steps`` steps have passed, the recent losses have not, as a median, come down by even
+    ``1 - level`` (5%) of the starting loss. Healthy runs on the benchmark suite are below ``0.7 * L0`` by step 50-60
+    (the slowest, a CNN, sits at ``0.93-0.98 * L0`` at the end of its 17-step warmup), collapsed ones at
+    ``0.97-1.04 * L0`` for the whole run. A run whose loss barely moves for ``min_steps`` steps at a *low* LR looks
+    the same; that is why the check is opt-in. Evaluated every ``every`` steps. After a rollback the record holds
+    the snapshot's losses again, so the check waits until ``window`` new losses are in.
+
+    >>> flat = [2.30 + (0.02 if i % 2 else -0.02) for i in range(100)]      # stuck at chance
+    >>> f = LossAboveStart().check(RollingRecord.from_stream([2.3] + flat))
+    >>> round(f.values["ratio"], 2)
+    1.0
+    >>> down = [2.3 * (1 - 0.008 * i) for i in range(100)]                 # learning: 2.3 -> 0.48
+    >>> LossAboveStart().check(RollingRecord.from_stream(down)) is None
+    True
+    """
+
+    name: ClassVar[str] = "loss_above_start"
+    category: ClassVar[Category] = "divergence"
+    window: int = 50
+    level: float = 0.95
+    min_steps: int = 75
+    every: int = 25
+    cooldown: int = 50
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "window", 2)
+        _positive(self, "level")
+        _int_at_least(self, "min_steps", 0)
+        _int_at_least(self, "every", 1)
+        _int_at_least(self, "cooldown", 0)
+
+    @property
+    def history(self) -> int:
+        return self.window
+
+    def check(self, record: RollingRecord) -> Finding | None:
+        start = record.start_loss
+        if record.step < self.min_steps or record.count("loss") < self.window or not math.isfinite(start):
+            return None
+        m = robust_stats(record.window("loss", self.window)).median
+        threshold = start - (1.0 - self.level) * abs(start)
+        if m < threshold:
+            return None
+        ratio = m / start if start != 0 else math.inf
+        return Finding(
+            f"after {record.step} steps the median of the last {self.window} losses is {_g(m)}, {ratio:.3g}x the "
+            f"starting loss {_g(start)} (threshold {_g(threshold)} = {self.level:g}x): the run never learned or "
+            "collapsed to chance — the LR is too high",
+            {"loss_median": m, "start_loss": start, "threshold": threshold, "ratio": ratio},
         )
 
 

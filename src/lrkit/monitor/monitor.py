@@ -44,7 +44,7 @@ import torch
 from lrkit._state import Snapshot, _clone_tree
 from lrkit._utils import adapts_step_size, check_int
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
-from lrkit.monitor.checks import CATEGORIES, Check, Finding, ValidationRising, default_checks
+from lrkit.monitor.checks import CATEGORIES, Check, Finding, LossAboveStart, ValidationRising, default_checks
 from lrkit.monitor.record import RollingRecord, _median
 
 __all__ = ["Monitor", "MonitorEvent"]
@@ -605,6 +605,12 @@ class Monitor:
             (``val_loss - best > s * (V1 - best)``) — the evaluation-to-evaluation jitter of a regression trained
             close to its noise floor is small next to that progress, memorisation is not. Opt-in: chosen on the
             tasks it fixed, then pre-registered on a fresh set where it changed nothing, so not the default (README).
+        collapse_check: ``False`` (the default) runs the checks as given. ``True`` adds
+            :class:`~lrkit.monitor.checks.LossAboveStart` (``loss_above_start``, divergence: ``on_divergence``'s
+            action, rollback by default) unless ``checks`` already holds one: once 75 steps have passed, a median of
+            the last 50 losses still at or above ``0.95 * L0`` — a run that collapsed to chance in its warmup, or
+            jumped above its starting loss and stays there — rolls back and backs off. Opt-in: a run that barely
+            learns at a low LR looks the same (README).
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler`` (anything with ``state_dict()``/``load_state_dict()``); non-finite
             gradients are then left to it (it skips those steps and lowers its scale) instead of counting as
@@ -663,6 +669,7 @@ class Monitor:
         sample_every: int = 100,
         spike_grace: int = 3,
         val_min_share: float | None = None,
+        collapse_check: bool = False,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
@@ -724,6 +731,12 @@ class Monitor:
                 )
             self.checks = [dataclasses.replace(c, min_share=float(val_min_share)) if isinstance(c, ValidationRising)
                            else c for c in self.checks]
+        if not isinstance(collapse_check, bool):
+            raise ValueError(
+                f"collapse_check={collapse_check!r} must be True (add the loss_above_start check) or False"
+            )
+        if collapse_check and not any(isinstance(c, LossAboveStart) for c in self.checks):
+            self.checks = [*self.checks, LossAboveStart()]
         names = [c.name for c in self.checks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
