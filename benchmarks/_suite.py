@@ -199,13 +199,14 @@ def _digits_flat() -> TaskData:
     return _split(d.data, _noisy_labels(d.target), 0.25, stratify=True)
 
 
-def _digits_images() -> TaskData:
+def _digits_images(noise: float = LABEL_NOISE, seed: int = 7, split_seed: int = 0) -> TaskData:
+    """digits as 1x8x8 images, ``noise`` of the labels replaced (by ``seed``), split by ``split_seed``."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
-    y = _noisy_labels(d.target)
-    xt, xv, yt, yv = train_test_split(d.data, y, test_size=0.25, random_state=0, stratify=y)
+    y = _noisy_labels(d.target, fraction=noise, seed=seed)
+    xt, xv, yt, yv = train_test_split(d.data, y, test_size=0.25, random_state=split_seed, stratify=y)
     mean, std = xt.mean(), xt.std()  # one scale for every pixel keeps the images' spatial structure
     shape = (-1, 1, 8, 8)
     return TaskData(
@@ -438,20 +439,7 @@ def _friedman1_wide() -> TaskData:
 
 def _digits_images_clean() -> TaskData:
     """digits as 1x8x8 images, 5% label noise."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    y = _noisy_labels(d.target, fraction=0.05, seed=6)
-    xt, xv, yt, yv = train_test_split(d.data, y, test_size=0.25, random_state=6, stratify=y)
-    mean, std = xt.mean(), xt.std()
-    shape = (-1, 1, 8, 8)
-    return TaskData(
-        torch.tensor((xt - mean) / std, dtype=torch.float32).reshape(shape),
-        torch.tensor(yt, dtype=torch.long),
-        torch.tensor((xv - mean) / std, dtype=torch.float32).reshape(shape),
-        torch.tensor(yv, dtype=torch.long),
-    )
+    return _digits_images(noise=0.05, seed=6, split_seed=6)
 
 
 def _wine_regression() -> TaskData:

@@ -126,10 +126,9 @@ def noise_aware(lrs: np.ndarray, losses: np.ndarray) -> float:
                             dip_rise=None)
 
 
-#: The double-dip cut and the passes gate, pre-registered as written here (README, "Fourth fresh set" and "Fifth
-#: fresh set") and now part of lrkit's default rule: ``lrkit.finder.suggest.dip_cut``, ``ROBUST_DIP_RISE``,
-#: ``ROBUST_DIP_GATE``, ``ROBUST_MAX_PASSES`` (the benchmark methods below read them from the library).
-DIP_RISE, DIP_GATE, PASSES_GATE = S.ROBUST_DIP_RISE, S.ROBUST_DIP_GATE, S.ROBUST_MAX_PASSES
+# The double-dip cut and the passes gate, pre-registered here (README, "Fourth fresh set" and "Fifth fresh set") and
+# now part of lrkit's default rule: the methods below read ``lrkit.finder.suggest.dip_cut``, ``ROBUST_DIP_RISE``,
+# ``ROBUST_DIP_GATE`` and ``ROBUST_MAX_PASSES`` from the library.
 
 
 def double_dip(lrs: np.ndarray, losses: np.ndarray) -> float:
@@ -140,8 +139,9 @@ def double_dip(lrs: np.ndarray, losses: np.ndarray) -> float:
 
 
 def dip_gate(lrs: np.ndarray, losses: np.ndarray, passes: float) -> float:
-    """:func:`double_dip` with the noise scaling only when the range test made at most :data:`PASSES_GATE` passes
-    over the training set (``passes``); above that, the default's full back-offs: lrkit's default rule today."""
+    """:func:`double_dip` with the noise scaling only when the range test made at most ``ROBUST_MAX_PASSES`` (6)
+    passes over the training set (``passes``); above that, the default's full back-offs: lrkit's default rule
+    today."""
     return S.suggest_robust(np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float), stopped=len(lrs) < 100,
                             passes=passes)
 

@@ -229,10 +229,6 @@ def _as_count(name: str, v: object) -> float | None:
     return f
 
 
-def _check_passes(passes: float | None, max_passes: float | None) -> tuple[float | None, float | None]:
-    return _as_count("passes", passes), _as_count("max_passes", max_passes)
-
-
 def _robust_view(
     lrs: np.ndarray,
     losses: np.ndarray,
@@ -247,7 +243,7 @@ def _robust_view(
     first edge (read as an explosion: ``stopped``), and without the noise scaling when the test made more than
     ``max_passes`` passes over the training set."""
     band = _check_band(noise_band)
-    passes, max_passes = _check_passes(passes, max_passes)
+    passes, max_passes = _as_count("passes", passes), _as_count("max_passes", max_passes)
     if passes is not None and max_passes is not None and passes > max_passes:
         band = None
     if dip_rise is not None:

@@ -796,9 +796,8 @@ def _step_up(
 
 
 def _wins_by_margin(lower: float, higher: float) -> bool:
-    """Whether a lower candidate's score ``lower`` beats the higher one's ``higher`` by :data:`STEP_DOWN_MARGIN`."""
-    if math.isinf(STEP_DOWN_MARGIN):
-        return False
+    """Whether a lower candidate's score ``lower`` beats the higher one's ``higher`` by :data:`STEP_DOWN_MARGIN` (a
+    finite margin: ``inf`` never reaches the step-down)."""
     return lower < higher - STEP_DOWN_MARGIN * abs(higher)
 
 
