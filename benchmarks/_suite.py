@@ -53,6 +53,7 @@ __all__ = [
     "FRESH4",
     "FRESH5",
     "FRESH6",
+    "FRESH7",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -81,7 +82,9 @@ WARMUP_FRACTION = 0.05
 #: Fraction of digits/wine labels replaced by random classes (see ``_noisy_labels``).
 LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
-GROUPS: tuple[str, ...] = ("calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6")
+GROUPS: tuple[str, ...] = (
+    "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7"
+)
 
 
 # ----------------------------------------------------------------------------------------------------------- tasks
@@ -104,7 +107,7 @@ class Task:
     ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
     baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
     was fit on it), ``"held_out"`` (the first out-of-sample set), ``"fresh"`` (a second out-of-sample set,
-    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh6"`` (a third to a seventh,
+    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh7"`` (a third to an eighth,
     pre-registered the same way). Left
     out, it follows ``held_out``; ``held_out`` is True exactly for the groups other than ``"calibration"``.
 
@@ -125,7 +128,7 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
-    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh6"`` (:data:`GROUPS`); ``None``: from ``held_out``.
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh7"`` (:data:`GROUPS`); ``None``: from ``held_out``.
     #: Not part of the cache key.
     group: str | None = None
 
@@ -465,6 +468,77 @@ def _low_rank_regression() -> TaskData:
     return _standardised_target(_split(x, y, 1 / 3, stratify=False))
 
 
+def _multilabel() -> TaskData:
+    """8 labels per sample, about 2 of them on (make_multilabel_classification): a multi-label problem."""
+    from sklearn.datasets import make_multilabel_classification
+    from sklearn.model_selection import train_test_split
+
+    x, y = make_multilabel_classification(n_samples=2400, n_features=30, n_classes=8, n_labels=2, random_state=7)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=1 / 3, random_state=0)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(*(torch.tensor(a, dtype=torch.float32) for a in (xt, yt, xv, yv)))
+
+
+def _heavy_tailed_regression() -> TaskData:
+    """A linear-plus-sine target with Student-t (3 degrees of freedom) noise: outliers a Huber loss is meant for."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2400, 20))
+    w = rng.normal(size=20) / np.sqrt(20)
+    y = x @ w + 0.5 * np.sin(2 * x[:, 0]) + 0.3 * rng.standard_t(3, size=2400)
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
+def _four_classes_40() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=3000, n_features=40, n_informative=15, n_redundant=10, n_classes=4,
+                               n_clusters_per_class=3, flip_y=0.05, class_sep=0.8, random_state=7)  # fmt: skip
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _sine_frequencies() -> TaskData:
+    """Sequences of 32 noisy samples of a sine at one of 4 frequencies, random phase and amplitude: classify the
+    frequency from the sequence (shape ``(n, 32, 1)``)."""
+    rng = np.random.default_rng(7)
+    n, length = 2400, 32
+    y = rng.integers(0, 4, n)
+    freq = np.array([0.05, 0.08, 0.12, 0.17])[y]
+    t = np.arange(length)
+    phase = rng.uniform(0, 2 * np.pi, n)
+    amp = rng.uniform(0.5, 1.5, n)
+    x = amp[:, None] * np.sin(2 * np.pi * freq[:, None] * t[None, :] + phase[:, None]) + rng.normal(0, 0.6, (n, length))
+    cut = 1600
+    return TaskData(torch.tensor(x[:cut, :, None], dtype=torch.float32), torch.tensor(y[:cut], dtype=torch.long),
+                    torch.tensor(x[cut:, :, None], dtype=torch.float32), torch.tensor(y[cut:], dtype=torch.long))
+
+
+def _bag_of_words() -> TaskData:
+    """Documents of 24 token ids from a 400-word vocabulary, 5 topics: each token comes from the document's topic
+    (a Zipf-like distribution over 60 topic words) with probability 0.35, else from the whole vocabulary (Zipf-like)."""
+    rng = np.random.default_rng(7)
+    n, length, vocab, topics = 3000, 24, 400, 5
+    base = 1.0 / np.arange(1, vocab + 1)
+    base /= base.sum()
+    topic_words = [rng.choice(vocab, 60, replace=False) for _ in range(topics)]
+    topic_p = 1.0 / np.arange(1, 61)
+    topic_p /= topic_p.sum()
+    y = rng.integers(0, topics, n)
+    x = np.empty((n, length), dtype=np.int64)
+    for i in range(n):
+        own = rng.random(length) < 0.35
+        x[i] = np.where(own, rng.choice(topic_words[y[i]], length, p=topic_p), rng.choice(vocab, length, p=base))
+    cut = 2000
+    return TaskData(torch.tensor(x[:cut]), torch.tensor(y[:cut], dtype=torch.long), torch.tensor(x[cut:]),
+                    torch.tensor(y[cut:], dtype=torch.long))
+
+
+def _breast_cancer_dropout_data() -> TaskData:
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    return _split(d.data, d.target, 0.3, stratify=True)
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -665,6 +739,74 @@ def _low_rank_linear() -> nn.Module:
     return nn.Linear(40, 1)
 
 
+class _ResidualMLP(nn.Module):
+    """``Linear(d_in, width)``, then ``blocks`` residual blocks ``x + Linear(ReLU(LayerNorm(x)))``, then a head."""
+
+    def __init__(self, d_in: int, width: int, blocks: int, d_out: int) -> None:
+        super().__init__()
+        self.stem = nn.Linear(d_in, width)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(width), nn.ReLU(), nn.Linear(width, width)) for _ in range(blocks)
+        )
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.head(h)
+
+
+class _GRUClassifier(nn.Module):
+    """A one-layer GRU over the sequence; its last hidden state goes to a linear head."""
+
+    def __init__(self, hidden: int = 32, classes: int = 4) -> None:
+        super().__init__()
+        self.gru = nn.GRU(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h = self.gru(x)
+        return self.head(h[-1])
+
+
+class _BagOfEmbeddings(nn.Module):
+    """Mean of the tokens' embeddings (``nn.EmbeddingBag``), then a linear layer."""
+
+    def __init__(self, vocab: int = 400, dim: int = 32, classes: int = 5) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag(vocab, dim, mode="mean")
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bag(x))
+
+
+def _multilabel_mlp() -> nn.Module:
+    return _mlp([30, 128, 8])
+
+
+def _huber_mlp() -> nn.Module:
+    return _mlp([20, 64, 64, 1])
+
+
+def _residual_mlp() -> nn.Module:
+    return _ResidualMLP(40, 64, 3, 4)
+
+
+def _gru() -> nn.Module:
+    return _GRUClassifier()
+
+
+def _bag_model() -> nn.Module:
+    return _BagOfEmbeddings()
+
+
+def _breast_cancer_dropout_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.3),
+                         nn.Linear(64, 2))
+
+
 def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=0.9)
 
@@ -695,6 +837,14 @@ def _adam(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
 
 def _adamw(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+
+
+def _sgd_nesterov_wd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+def _adamw_strong_wd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
 
 
 _TASK_LIST = [
@@ -1265,6 +1415,90 @@ _TASK_LIST = [
         held_out=True,
         group="fresh6",
     ),
+    Task(
+        name="multilabel_mlp_adam",
+        description="make_multilabel_classification, 8 labels (1600/800), MLP 30-128-8, BCE with logits",
+        optimizer_name="Adam",
+        build_data=_multilabel,
+        build_model=_seeded(_multilabel_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh7",
+    ),
+    Task(
+        name="huber_regression_sgd",
+        description="linear + sine target with Student-t noise (1600/800), MLP 20-64-64-1, Huber loss",
+        optimizer_name="SGD momentum 0.9",
+        build_data=_heavy_tailed_regression,
+        build_model=_seeded(_huber_mlp),
+        build_optimizer=_sgd_momentum,
+        loss_fn=nn.SmoothL1Loss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh7",
+    ),
+    Task(
+        name="resmlp_nesterov_wd",
+        description="make_classification, 4 classes, 40 features (2000/1000), residual MLP, 3 LayerNorm blocks of 64",
+        optimizer_name="SGD nesterov, momentum 0.9, wd 5e-4",
+        build_data=_four_classes_40,
+        build_model=_seeded(_residual_mlp),
+        build_optimizer=_sgd_nesterov_wd,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=12,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh7",
+    ),
+    Task(
+        name="sine_freq_gru_adam",
+        description="noisy sines of 4 frequencies, 32 steps (1600/800), GRU(1, 32) + linear head",
+        optimizer_name="Adam",
+        build_data=_sine_frequencies,
+        build_model=_seeded(_gru),
+        build_optimizer=_adam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=8,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh7",
+    ),
+    Task(
+        name="bag_of_words_adagrad",
+        description="generated 24-token documents, 400 words, 5 topics (2000/1000), mean EmbeddingBag + linear",
+        optimizer_name="Adagrad",
+        build_data=_bag_of_words,
+        build_model=_seeded(_bag_model),
+        build_optimizer=_adagrad,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh7",
+    ),
+    Task(
+        name="breast_cancer_dropout_adamw",
+        description="sklearn breast_cancer (398/171), MLP 30-64-64-2 with dropout 0.3, batches of 16",
+        optimizer_name="AdamW, wd 0.05",
+        build_data=_breast_cancer_dropout_data,
+        build_model=_seeded(_breast_cancer_dropout_mlp),
+        build_optimizer=_adamw_strong_wd,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=16,
+        epochs=15,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh7",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -1283,6 +1517,8 @@ FRESH4: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh4
 FRESH5: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh5")
 #: The seventh held-out set, written down before any of its tasks was trained or range-tested (see the README).
 FRESH6: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh6")
+#: The eighth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+FRESH7: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh7")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:

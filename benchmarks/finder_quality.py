@@ -62,6 +62,8 @@ CONSENSUS_METHODS: dict[str, str] = {
     "noise-aware": "noise-aware: robust, back-off scaled by the curve's noise",
     "double-dip": "double-dip: robust, cut at the first of two dips",
 }
+#: The guards of method ``lrkit:dip-guard``: ``(dip_noise, dip_passes)`` of ``lrkit.finder.suggest.suggest_robust``.
+DIP_GUARD = (1.5, 6.0)
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
 
 
@@ -145,6 +147,8 @@ def run_lrkit(task: Task, seed: int) -> FinderRun:
 
         passes = res.num_steps_run * task.batch_size / len(task.data().x_train)
         lrs["lrkit:dip+gate"] = float(dip_gate(*curve, passes))
+        # the double-dip cut with its two guards (the seventh fresh set's pre-registered test, README)
+        lrs["lrkit:dip-guard"] = float(res.suggest(dip_noise=DIP_GUARD[0], dip_passes=DIP_GUARD[1]))
     seconds = time.perf_counter() - t0
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning) and "lrkit" in w.filename]
     return FinderRun(lrs, res.num_steps_run, seconds, notes)
@@ -268,7 +272,7 @@ FAMILIES: dict[str, Callable[[Task, int], FinderRun]] = {
 def _family_methods(family: str) -> list[str]:
     if family == "lrkit":
         return ["lrkit", *(f"lrkit:{r}" for r in _lrkit_rules()), *(f"lrkit:{n}" for n in CONSENSUS_METHODS),
-                "lrkit:dip+gate"]
+                "lrkit:dip+gate", "lrkit:dip-guard"]
     return [family]
 
 

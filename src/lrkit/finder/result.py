@@ -20,7 +20,7 @@ _MIN_POINTS = 3
 _STOP_REASONS = ("completed", "diverged", "non-finite")
 #: The keyword options of the robust rule that :meth:`FinderResult.suggest` passes through.
 _ROBUST_OPTIONS = ("backoff_decades", "plateau_backoff_decades", "plateau_rise", "noise_band", "dip_rise", "passes",
-                   "max_passes")
+                   "max_passes", "dip_noise", "dip_passes")
 
 
 @dataclass
@@ -110,7 +110,8 @@ class FinderResult:
         """The LR that ``rule`` (default: :attr:`rule`) reads off the curve; names are in ``lrkit.SUGGESTION_RULES``.
 
         ``options`` go to the rule's function: ``backoff_decades``, ``plateau_backoff_decades``, ``plateau_rise``,
-        ``noise_band``, ``dip_rise``, ``passes`` (default: :attr:`passes`) and ``max_passes`` for ``"robust"``
+        ``noise_band``, ``dip_rise``, ``passes`` (default: :attr:`passes`), ``max_passes``, ``dip_noise`` and
+        ``dip_passes`` for ``"robust"``
         (:func:`lrkit.finder.suggest.suggest_robust`); the other rules take none.
 
         >>> import numpy as np
@@ -141,7 +142,8 @@ class FinderResult:
         return _suggest._robust_view(np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float),
                                      noise_band=_suggest.ROBUST_NOISE_BAND, stopped=self.stop_reason != "completed",
                                      dip_rise=_suggest.ROBUST_DIP_RISE, passes=self.passes,
-                                     max_passes=_suggest.ROBUST_MAX_PASSES)
+                                     max_passes=_suggest.ROBUST_MAX_PASSES, dip_noise=_suggest.ROBUST_DIP_NOISE,
+                                     dip_passes=_suggest.ROBUST_DIP_PASSES)
 
     @property
     def regime(self) -> str:

@@ -27,6 +27,8 @@ __all__ = [
     "REGIME_BACKOFF",
     "ROBUST_BACKOFF_DECADES",
     "ROBUST_DIP_GATE",
+    "ROBUST_DIP_NOISE",
+    "ROBUST_DIP_PASSES",
     "ROBUST_DIP_RISE",
     "ROBUST_MAX_PASSES",
     "ROBUST_NOISE_BAND",
@@ -170,6 +172,14 @@ REGIME_BACKOFF: dict[str, float] = {"explosion": ROBUST_BACKOFF_DECADES, "platea
 #: pre-registered test on six fresh ones (README, "Fifth fresh set").
 ROBUST_DIP_RISE = 0.2
 ROBUST_DIP_GATE = 0.5
+#: Guards on the double-dip cut, pre-registered for a test on the seventh fresh set (README, "Seventh fresh set"): the
+#: first dip's rise must stand out of the curve's scatter — its peak above the running minimum more than
+#: ``ROBUST_DIP_NOISE`` robust standard deviations of the losses around the smoothed curve (:func:`dip_cut`'s
+#: ``noise``) — and the range test must have cycled through its training set more than ``ROBUST_DIP_PASSES`` times, the
+#: regime the cut was built for (a linear model on a tiny noisy dataset). ``None``: no such guard (the rule as adopted
+#: on the fifth fresh set).
+ROBUST_DIP_NOISE: float | None = None
+ROBUST_DIP_PASSES: float | None = None
 #: The noise scaling applies only to a range test that passed over the training set at most this many times
 #: (:attr:`FinderResult.passes <lrkit.finder.result.FinderResult.passes>`): on a tiny dataset that the test cycles
 #: through, the curve's scatter is not gradient noise that an annealed run averages out, and the full back-off stays.
@@ -177,7 +187,7 @@ ROBUST_MAX_PASSES = 6.0
 
 
 def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RISE,
-            gate: float = ROBUST_DIP_GATE) -> int | None:
+            gate: float = ROBUST_DIP_GATE, noise: float | None = ROBUST_DIP_NOISE) -> int | None:
     """Where a curve that dips twice met its stability edge: the number of points of the finite curve (non-finite
     losses dropped, repeated LRs merged, as every rule reads it) to keep, or ``None`` for a curve with one dip.
 
@@ -186,7 +196,10 @@ def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RIS
     optimizer bounced into another regime at a 10-100x higher LR, e.g. a linear model under SGD with momentum on a
     tiny noisy dataset). A loss that turns up by a fifth of its progress has met the edge; the rule backs off from
     the first dip, not the deeper second one. A rise within twice the curve's head (its first eighth, at least 5
-    points) is too early to tell from the head's scatter and does not count.
+    points) is too early to tell from the head's scatter and does not count. With ``noise`` (default
+    :data:`ROBUST_DIP_NOISE`), the dip must also stand out of the scatter: its peak above the running minimum, before
+    the curve reaches its lowest point, more than ``noise`` times ``1.4826 * MAD`` of the losses around the smoothed
+    curve (up to that lowest point).
 
     >>> lrs = np.logspace(-4, 1, 100)
     >>> first = 1 / (1 + lrs / 1e-2)                                  # learns from ~1e-2 ...
@@ -201,6 +214,8 @@ def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RIS
     """
     rise = check_positive("rise", rise, allow_zero=True)
     gate = check_positive("gate", gate, allow_zero=True)
+    if noise is not None:
+        noise = check_positive("noise", noise, allow_zero=True)
     _, raw = _trim(lrs, losses)
     s = smooth_curve(raw)
     head = max(5, len(raw) // 8)
@@ -211,9 +226,30 @@ def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RIS
     drop = start - running_min
     total = start - float(s.min())
     over = np.nonzero((drop >= gate * total) & (drop > 0) & (s - running_min > rise * drop))[0]
-    if not len(over) or int(np.argmin(s)) < over[0] + 1 or over[0] + 1 < 2 * head:
+    i_min = int(np.argmin(s))
+    if not len(over) or i_min < over[0] + 1 or over[0] + 1 < 2 * head:
         return None  # one dip, or a rise too early to tell from the head's scatter (noise_ratio's own guard)
+    if noise is not None:
+        resid = (raw - s)[: i_min + 1]
+        sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+        if not float((s - running_min)[over[0] : i_min + 1].max()) > noise * sigma:
+            return None  # a rise within the curve's scatter
     return int(over[0]) + 1
+
+
+def _dip_at(lrs: np.ndarray, losses: np.ndarray, *, dip_rise: float | None, dip_noise: float | None,
+            passes: float | None, dip_passes: float | None) -> int | None:
+    """:func:`dip_cut` as the robust rule applies it: ``None`` without ``dip_rise``, and with ``dip_passes`` unless
+    the test made more than that many ``passes`` (unknown ``passes``: no cut)."""
+    if dip_rise is None:
+        return None
+    dip_rise = check_positive("dip_rise", dip_rise, allow_zero=True)  # named as the caller passed it
+    if dip_noise is not None:
+        dip_noise = check_positive("dip_noise", dip_noise, allow_zero=True)
+    dip_passes = _as_count("dip_passes", dip_passes)
+    if dip_passes is not None and not (passes is not None and passes > dip_passes):
+        return None
+    return dip_cut(lrs, losses, rise=dip_rise, noise=dip_noise)
 
 
 def _as_count(name: str, v: object) -> float | None:
@@ -238,6 +274,8 @@ def _robust_view(
     dip_rise: float | None,
     passes: float | None,
     max_passes: float | None,
+    dip_noise: float | None = ROBUST_DIP_NOISE,
+    dip_passes: float | None = ROBUST_DIP_PASSES,
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None, bool, bool]:
     """The curve as the robust rule reads it: ``(lrs, losses, noise_band, stopped, cut)`` — cut at a double dip's
     first edge (read as an explosion: ``stopped``), and without the noise scaling when the test made more than
@@ -246,12 +284,10 @@ def _robust_view(
     passes, max_passes = _as_count("passes", passes), _as_count("max_passes", max_passes)
     if passes is not None and max_passes is not None and passes > max_passes:
         band = None
-    if dip_rise is not None:
-        dip_rise = check_positive("dip_rise", dip_rise, allow_zero=True)  # named as the caller passed it
-        cut = dip_cut(lrs, losses, rise=dip_rise)
-        if cut is not None:
-            t_lrs, t_losses = _trim(lrs, losses)
-            return t_lrs[:cut], t_losses[:cut], band, True, True
+    cut = _dip_at(lrs, losses, dip_rise=dip_rise, dip_noise=dip_noise, passes=passes, dip_passes=dip_passes)
+    if cut is not None:
+        t_lrs, t_losses = _trim(lrs, losses)
+        return t_lrs[:cut], t_losses[:cut], band, True, True
     return np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float), band, stopped, False
 
 
@@ -310,6 +346,8 @@ def robust_backoff(
     dip_rise: float | None = ROBUST_DIP_RISE,
     passes: float | None = None,
     max_passes: float | None = ROBUST_MAX_PASSES,
+    dip_noise: float | None = ROBUST_DIP_NOISE,
+    dip_passes: float | None = ROBUST_DIP_PASSES,
 ) -> float:
     """The back-off, in decades below ``lr_min``, that :func:`suggest_robust` takes (before it clips the LR into the
     descent): ``backoff_decades`` for an explosion or ``plateau_backoff_decades`` for a plateau
@@ -326,7 +364,8 @@ def robust_backoff(
     backoff_decades = check_positive("backoff_decades", backoff_decades, allow_zero=True)
     plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
     lrs, losses, band, stopped, _ = _robust_view(lrs, losses, noise_band=noise_band, stopped=stopped,
-                                                 dip_rise=dip_rise, passes=passes, max_passes=max_passes)
+                                                 dip_rise=dip_rise, passes=passes, max_passes=max_passes,
+                                                 dip_noise=dip_noise, dip_passes=dip_passes)
     if plateau_backoff_decades is not None:
         plateau_backoff_decades = check_positive("plateau_backoff_decades", plateau_backoff_decades, allow_zero=True)
         if robust_regime(lrs, losses, plateau_rise=plateau_rise, stopped=stopped, dip_rise=None) == "plateau":
@@ -351,6 +390,8 @@ def suggest_robust(
     dip_rise: float | None = ROBUST_DIP_RISE,
     passes: float | None = None,
     max_passes: float | None = ROBUST_MAX_PASSES,
+    dip_noise: float | None = ROBUST_DIP_NOISE,
+    dip_passes: float | None = ROBUST_DIP_PASSES,
 ) -> float:
     """lrkit's default rule: a back-off below where the loss stopped improving, kept inside the descent.
 
@@ -374,7 +415,9 @@ def suggest_robust(
        the training set (``None``: unknown, the scaling applies): a tiny dataset cycled through many times scatters
        the loss without its minimum being a noise floor. :func:`robust_backoff` gives the back-off taken.
     6. A curve that dips twice (:func:`dip_cut`; ``dip_rise=None`` turns this off) is read cut at its first edge,
-       as an explosion there.
+       as an explosion there; with ``dip_noise`` only when the first dip stands out of the curve's scatter, and with
+       ``dip_passes`` only when the test made more than that many ``passes`` (defaults :data:`ROBUST_DIP_NOISE`,
+       :data:`ROBUST_DIP_PASSES`: ``None``, no such guard).
 
     >>> lrs = np.logspace(-4, 1, 100)
     >>> plateau = 1.0 / (1.0 + lrs / 1e-2)             # falls, then flattens out: no edge in sight
@@ -386,7 +429,8 @@ def suggest_robust(
     3.16
     """
     lrs, losses, band, stopped, _ = _robust_view(lrs, losses, noise_band=noise_band, stopped=stopped,
-                                                 dip_rise=dip_rise, passes=passes, max_passes=max_passes)
+                                                 dip_rise=dip_rise, passes=passes, max_passes=max_passes,
+                                                 dip_noise=dip_noise, dip_passes=dip_passes)
     backoff_decades = robust_backoff(lrs, losses, backoff_decades=backoff_decades,
                                      plateau_backoff_decades=plateau_backoff_decades, plateau_rise=plateau_rise,
                                      noise_band=band, stopped=stopped, dip_rise=None)
@@ -407,13 +451,14 @@ def suggest_robust(
 
 
 def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = ROBUST_PLATEAU_RISE,
-                  stopped: bool = False, dip_rise: float | None = ROBUST_DIP_RISE) -> str:
+                  stopped: bool = False, dip_rise: float | None = ROBUST_DIP_RISE, passes: float | None = None,
+                  dip_noise: float | None = ROBUST_DIP_NOISE, dip_passes: float | None = ROBUST_DIP_PASSES) -> str:
     """How the robust rule reads a range-test curve: ``"explosion"`` or ``"plateau"`` (see :func:`suggest_robust`).
 
     ``"explosion"`` when the test ``stopped`` early on divergence, a loss was non-finite, or the smoothed loss ends at
     least ``plateau_rise`` times ``|first smoothed loss|`` above its minimum (the loss minimum is the stability edge),
-    or the curve dips twice (:func:`dip_cut`; not with ``dip_rise=None``); ``"plateau"`` otherwise (the test never
-    reached the edge).
+    or the curve dips twice (:func:`dip_cut`; not with ``dip_rise=None``, and under ``dip_noise`` / ``dip_passes``
+    as in :func:`suggest_robust`); ``"plateau"`` otherwise (the test never reached the edge).
 
     >>> lrs = np.logspace(-4, 1, 100)
     >>> robust_regime(lrs, 1 / (1 + lrs / 1e-2)), robust_regime(lrs, 1 / (1 + lrs / 1e-2) + lrs**2)
@@ -422,8 +467,8 @@ def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = 
     plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
     if stopped or not np.all(np.isfinite(np.asarray(losses, dtype=float))):
         return "explosion"
-    if dip_rise is not None and dip_cut(lrs, losses, rise=check_positive("dip_rise", dip_rise, allow_zero=True)) \
-            is not None:
+    if _dip_at(lrs, losses, dip_rise=dip_rise, dip_noise=dip_noise, passes=_as_count("passes", passes),
+               dip_passes=dip_passes) is not None:
         return "explosion"
     _, finite = _trim(lrs, losses)
     s = smooth_curve(finite)
