@@ -1127,6 +1127,11 @@ class Monitor:
             # (not for newer ones: recomputing the bound would refresh the record's reference statistics at this
             # step, which the uninterrupted run does not, and the resumed run would judge the next steps differently)
             self._refresh_screen()
+        # the next windowed evaluation, from this monitor's own windowed checks (the saved timer equals it for the same
+        # checks; a state saved without a windowed check has it at "never", which would keep one added now, e.g. by
+        # collapse_check=True, from ever running)
+        self._windowed_due = min((self._last_eval.get(c.name, -every) + every for c, every, _ in self._windowed),
+                                 default=_NEVER)
         self._evals = int(state.get("evals", 0))
         self._last_val_step = int(state.get("last_val_step", -1))
         self._val_quiet = {str(k): int(v) for k, v in dict(state.get("val_quiet", {})).items()}
@@ -1555,9 +1560,12 @@ class Monitor:
 
     def _lr_values(self, lr: float) -> dict[str, float]:
         """An event's LR fields: ``lr`` as the groups hold it; for an optimizer that adapts its own step size
-        (Prodigy, D-Adaptation: ``lr`` is a multiplier of its estimate ``d``) also ``d_lr = d * lr``, the step size."""
-        ds = [float(g["d"]) for g in self.optimizer.param_groups if isinstance(g.get("d"), (int, float, torch.Tensor))]
-        return {"lr": lr, "d_lr": max(ds) * lr} if ds and adapts_step_size(self.optimizer) else {"lr": lr}
+        (Prodigy, D-Adaptation: ``lr`` is a multiplier of its estimate ``d``) also ``d_lr``, the step size: the
+        largest ``d * lr`` over the groups that hold a ``d``."""
+        # per group: an optimizer may keep one d per group, and the largest LR need not be in the group of the largest d
+        steps = [float(g["d"]) * float(g["lr"]) for g in self.optimizer.param_groups
+                 if isinstance(g.get("d"), (int, float, torch.Tensor))]
+        return {"lr": lr, "d_lr": max(steps)} if steps and adapts_step_size(self.optimizer) else {"lr": lr}
 
     def _respond(self, step: int, findings: list[tuple[Check, str, Finding]], with_grad: list[torch.Tensor],
                  grads: list[torch.Tensor], gnorm: float, norms: list[float]) -> bool:
