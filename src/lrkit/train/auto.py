@@ -35,7 +35,7 @@ import inspect
 import math
 import numbers
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -168,8 +168,109 @@ class AutoLR:
             "extra_steps": self.extra_steps,
             "extra_fraction": self.extra_fraction,
             "reason": self.reason,
-            "settings": getattr(self, "_settings", None) or _settings(),
+            # a record read back by from_dict keeps what it said (None: written before settings were recorded)
+            "settings": self._settings if hasattr(self, "_settings") else _settings(),
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AutoLR:
+        """The inverse of :meth:`to_dict`: an ``AutoLR`` from its record (a resumed run's ``results.auto``).
+
+        The range test's curve is not in the record, so ``finder`` is ``None`` and ``log_lines`` is empty;
+        ``to_dict()`` gives the record back (its ``suggestion`` and ``settings`` as written, not re-read). A trial's
+        ``val_loss`` of ``None`` (diverged) reads as ``inf``. Records of older versions may lack keys: only ``lr`` is
+        required; ``trials`` defaults to ``[]``, ``trial_steps``, ``extra_steps`` and ``extra_fraction`` to 0,
+        ``reason`` to ``""``, ``suggestion`` and ``settings`` to ``None`` (not recorded: a record from before
+        ``settings`` existed is not given today's). An unknown key (with a did-you-mean), a missing ``lr`` or a value
+        of the wrong kind is a ``ValueError`` naming the key.
+
+        >>> a = AutoLR(lr=0.02, finder=None, trials=[Trial(0.01, 0.5, 16), Trial(0.04, math.inf, 3)],
+        ...            extra_steps=49, extra_fraction=0.049, reason="stepped up", trial_steps=16)
+        >>> b = AutoLR.from_dict(a.to_dict())
+        >>> b.reason, b.trials[1].val_loss, b.to_dict() == a.to_dict()
+        ('stepped up', inf, True)
+        """
+        where = "AutoLR.from_dict"
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{where}: expected a dict (AutoLR.to_dict()'s record), got {type(d).__name__}")
+        for key in d:
+            if key not in _RECORD_KEYS:
+                raise unknown_name_error(f"{where} key", str(key), _RECORD_KEYS)
+        if "lr" not in d:
+            raise ValueError(f"{where}: the record has no 'lr' (the chosen peak LR); keys: {sorted(map(str, d))}")
+        lr = _record_number(where, "lr", d["lr"], positive=True)
+        raw_trials = d.get("trials", [])
+        if raw_trials is None:
+            raw_trials = []
+        if not isinstance(raw_trials, (list, tuple)):
+            raise ValueError(f"{where}: 'trials' must be a list of {{'lr', 'val_loss', 'steps'}} records, got "
+                             f"{type(raw_trials).__name__}")
+        trials = [_record_trial(where, i, t) for i, t in enumerate(raw_trials)]
+        extra_steps = _record_count(where, "extra_steps", d.get("extra_steps", 0))
+        suggestion = d.get("suggestion")
+        settings = d.get("settings")
+        if settings is not None and not isinstance(settings, Mapping):
+            raise ValueError(f"{where}: 'settings' must be a dict (search, step_down_margin, ...) or None, got "
+                             f"{type(settings).__name__}")
+        reason = d.get("reason", "")
+        if not isinstance(reason, str):
+            raise ValueError(f"{where}: 'reason' must be a string, got {type(reason).__name__}")
+        auto = cls(
+            lr=lr,
+            finder=None,
+            trials=trials,
+            extra_steps=extra_steps,
+            extra_fraction=_record_number(where, "extra_fraction", d.get("extra_fraction", 0.0)),
+            reason=reason,
+            trial_steps=_record_count(where, "trial_steps", d.get("trial_steps", 0)),
+        )
+        auto._used_suggestion = (  # type: ignore[attr-defined]
+            None if suggestion is None else _record_number(where, "suggestion", suggestion, positive=True)
+        )
+        auto._settings = dict(settings) if settings is not None else None  # type: ignore[attr-defined]
+        return auto
+
+
+#: The keys of :meth:`AutoLR.to_dict`'s record.
+_RECORD_KEYS = ("lr", "suggestion", "trials", "trial_steps", "extra_steps", "extra_fraction", "reason", "settings")
+
+
+def _record_number(where: str, key: str, value: Any, *, positive: bool = False) -> float:
+    """A record's finite number (``> 0`` when ``positive``, else ``>= 0``), as a float; else an error naming ``key``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{where}: {key}={value!r} must be a finite number {'> 0' if positive else '>= 0'}")
+    return float(value)
+
+
+def _record_count(where: str, key: str, value: Any) -> int:
+    """A record's step count: an integer ``>= 0`` (``12.0`` from a JSON reader too); else an error naming ``key``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and float(value).is_integer():
+        value = int(value)
+    return _check_int(f"{where}: {key}", value, 0)
+
+
+def _record_trial(where: str, i: int, t: Any) -> Trial:
+    """``trials[i]`` of a record (``{"lr", "val_loss", "steps"}``; ``val_loss`` ``None``: diverged) as a Trial."""
+    name = f"trials[{i}]"
+    if not isinstance(t, Mapping):
+        raise ValueError(f"{where}: {name} must be a dict with 'lr', 'val_loss', 'steps', got {type(t).__name__}")
+    for key in t:
+        if key not in ("lr", "val_loss", "steps"):
+            raise unknown_name_error(f"{where} {name} key", str(key), ["lr", "val_loss", "steps"])
+    missing = [k for k in ("lr", "val_loss", "steps") if k not in t]
+    if missing:
+        raise ValueError(f"{where}: {name} has no {missing[0]!r} (a trial records 'lr', 'val_loss' — None when it "
+                         "diverged — and 'steps')")
+    loss = t["val_loss"]
+    if loss is None:
+        val_loss = math.inf
+    elif isinstance(loss, numbers.Real) and not isinstance(loss, bool):
+        val_loss = float(loss) if math.isfinite(loss) else math.inf  # as a trial scores a non-finite loss
+    else:
+        raise ValueError(f"{where}: {name}['val_loss']={loss!r} must be a number, or None (diverged)")
+    return Trial(_record_number(where, f"{name}['lr']", t["lr"], positive=True), val_loss,
+                 _record_count(where, f"{name}['steps']", t["steps"]))
 
 
 class BudgetPlan(NamedTuple):
@@ -782,7 +883,8 @@ def _step_up(
         # the lowest candidate that learns, not the best-scoring one: a short run favours higher LRs, so the
         # step up goes no further than it must
         lr = tried[-1].lr
-        return lr, f"stepped up to {lr:.3g}, the lowest candidate that learned"
+        bisected = f" ({hi:.3g} diverged, so the step up bisected back below it)" if math.isfinite(hi) else ""
+        return lr, f"stepped up to {lr:.3g}, the lowest candidate that learned{bisected}"
     lr, how = _pick(tried)
     if math.isfinite(hi):
         return lr, (

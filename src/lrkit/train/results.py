@@ -24,7 +24,8 @@ class TrainResults:
         lr0_source: ``"user"`` (an explicit ``lr0``), ``"auto"`` (``lr0="auto"``; see ``auto``) or ``"default"``
             (no ``lr0`` given: the optimizer family's default, 0.01 for SGD/RMSProp, 0.001 for Adam-family).
         auto: the ``lr0="auto"`` record (``AutoLR``: ``lr``, ``finder``, ``trials``, ``extra_steps``,
-            ``extra_fraction``, ``reason``), else ``None``. After a resume, its ``to_dict()`` form.
+            ``extra_fraction``, ``reason``), else ``None``. After a resume, the same record read back from the
+            checkpoint (``AutoLR.from_dict``; ``finder`` is ``None`` there: the range test's curve is not saved).
         optimizer: the optimizer used (``"SGD"``, ``"AdamW"``, ...) and ``optimizer_reason``, why.
         task: ``"classification"``, ``"regression"``, ``"lm"`` or ``None`` (a custom ``step_fn``).
         metric_name: ``"accuracy"``, ``"rmse"``, ``"perplexity"``, or ``"val_loss"`` when no metric applies;

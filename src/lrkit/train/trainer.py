@@ -1040,7 +1040,15 @@ class _Trainer:
             raise ValueError(f"resume: epochs={self.cfg.epochs} is less than the {done} epochs already trained")
         self.lr0 = float(ck["lr0"])
         self.lr0_source = str(ck["lr0_source"])
-        self.auto = ck.get("auto")
+        if ck.get("auto") is not None:  # the checkpoint holds the plain record (weights_only=True loads it)
+            from lrkit.train.auto import AutoLR
+
+            try:  # as a fresh run's results.auto: .reason, .trials, to_dict()
+                self.auto = AutoLR.from_dict(ck["auto"])
+            except ValueError as e:
+                raise ValueError(f"resume: the lr0='auto' record in {self.ckpt_path} is not readable: {e}") from None
+        else:
+            self.auto = None
         if ck.get("optimizer_name") not in (self.opt_name, self.moved_specs.get(self.opt_name)):
             raise ValueError(
                 f"resume: the run used optimizer {ck.get('optimizer_name')!r} but this one resolves to "
