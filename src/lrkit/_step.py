@@ -27,6 +27,7 @@ __all__ = [
     "batch_loss",
     "batch_size",
     "class_targets",
+    "clip_grad_norm_",
     "cycle_batches",
     "default_loss",
     "long_targets",
@@ -207,6 +208,11 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
     else:
         x, y = split_batch(batch)
         out = model(x)
+        if loss_fn is None and not isinstance(out, torch.Tensor):  # the default loss reads a tensor's shape
+            raise ValueError(
+                f"model(x) returned a {type(out).__name__}, but the default loss needs a tensor of outputs: return a "
+                "tensor from forward(), or pass loss_fn=lambda out, y: loss or step_fn=lambda model, batch: loss"
+            )
         try:
             if loss_fn is not None:
                 loss = loss_fn(out, y)
@@ -278,6 +284,31 @@ def cycle_batches(loader: Iterable[Any], name: str = "loader") -> Iterator[Any]:
             raise ValueError(f"{name} yielded no batches: at least one is needed")
 
 
+def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_(params, max_norm)``, also when some gradients are sparse (an
+    ``nn.Embedding(sparse=True)``), which torch's cannot norm: the same rule, ``g <- g * min(1, max_norm /
+    (||g||_2 + 1e-6))`` over the global L2 norm, with a sparse gradient's norm taken over its coalesced values.
+
+    >>> emb = torch.nn.Embedding(4, 2, sparse=True)
+    >>> emb(torch.tensor([1, 1, 2])).sum().backward()
+    >>> clip_grad_norm_([emb.weight], 1.0); round(float(emb.weight.grad.to_dense().norm()), 4)
+    1.0
+    """
+    try:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    except (NotImplementedError, RuntimeError):  # raised while norming, before any gradient is changed
+        grads = [p.grad for p in params if p.grad is not None]
+        if not any(g.is_sparse for g in grads):
+            raise
+    with torch.no_grad():
+        norms = [torch.linalg.vector_norm(g.coalesce().values() if g.is_sparse else g) for g in grads]
+        total = torch.linalg.vector_norm(torch.stack(norms))
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coef.to(g.dtype))
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], *, closure: Callable[[], Any] | None,
                    scaler: Any, max_grad_norm: float | None) -> None:
     """One optimizer step as the finder and ``lr0="auto"``'s trials take it: with ``closure`` for optimizers that need
@@ -288,12 +319,12 @@ def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
     elif scaler is not None:
         if max_grad_norm is not None:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            clip_grad_norm_(params, max_grad_norm)
         scaler.step(optimizer)
         scaler.update()
     else:
         if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            clip_grad_norm_(params, max_grad_norm)
         optimizer.step()
 
 

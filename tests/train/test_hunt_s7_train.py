@@ -35,6 +35,7 @@ def _train(tmp_path: Any, optimizer: Any, **kw: Any) -> Any:
 
 
 _D_BEFORE: list[float] = []
+_BETAS_BEFORE: list[tuple[float, float]] = []
 
 
 class ProdigySeen(prodigyopt.Prodigy):  # type: ignore[misc]
@@ -43,6 +44,7 @@ class ProdigySeen(prodigyopt.Prodigy):  # type: ignore[misc]
 
     def step(self, closure: Any = None) -> Any:
         _D_BEFORE.append(float(self.param_groups[0]["d"]))
+        _BETAS_BEFORE.append(tuple(self.param_groups[0]["betas"][:2]))  # the momentum warmup moves beta1 every step
         return super().step(closure)
 
 
@@ -56,11 +58,12 @@ class ProdigyBC(ProdigySeen):
 
 def test_d_lr_includes_prodigys_bias_correction(tmp_path: Any) -> None:
     _D_BEFORE.clear()
+    _BETAS_BEFORE.clear()
     r = _train(tmp_path, ProdigyBC)
     groups = torch.load(r.run_dir / "last.pt", weights_only=True)["optimizer"]["param_groups"]
     for key, group in zip(("all/decay", "all/bias"), groups):
         assert group["use_bias_correction"] is True and group["k"] > 0
-        b1, b2 = group["betas"][:2]
+        b1, b2 = _BETAS_BEFORE[-1]  # the betas the last step read (the saved ones are the next step's, warmed up)
         k = group["k"]  # the step just taken was prodigyopt's k + 1 with k = group["k"] - 1
         correction = math.sqrt(1 - b2**k) / (1 - b1**k)
         want = _D_BEFORE[-1] * r.history[-1][f"lr/{key}"] * correction  # the d the last step used

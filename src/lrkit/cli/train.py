@@ -117,9 +117,7 @@ def _summary(results: Any) -> None:
     metric = results.metric_name
     lr0 = f"{results.lr0:.4g} ({results.lr0_source})"
     if results.lr0_source == "auto" and results.auto is not None:
-        extra = getattr(results.auto, "extra_fraction", None)
-        if extra is None and isinstance(results.auto, dict):
-            extra = results.auto.get("extra_fraction")
+        extra = getattr(results.auto, "extra_fraction", None)  # an AutoLR, also on a resumed run (AutoLR.from_dict)
         if extra is not None:
             lr0 += f", {extra:.0%} extra compute"
     rows = [

@@ -13,8 +13,11 @@ True
 
 Writing a new check: subclass :class:`Check`, set ``name`` and ``category``, implement ``check(record)``.
 :class:`lrkit.Monitor` calls it in ``after_backward`` (``phase = "backward"``: this step's loss and gradient norm are
-known, the optimizer has not stepped yet) or in ``after_step`` (``phase = "step"``), every ``every`` steps, and stays
-quiet for ``cooldown`` steps after it fired.
+known, the optimizer has not stepped yet) or in ``after_step`` (``phase = "step"``), and stays quiet for ``cooldown``
+steps after it fired. A ``"step"`` check runs on the steps that are multiples of ``every``; a ``"backward"`` check
+with ``every == 1`` on every step (through its :meth:`Check.screen` bound on the monitor's fast path); one with
+``every > 1`` (a windowed check) on the first *full* step (see ``Monitor(grad_every=...)``) at least ``every`` steps
+after its previous evaluation — with the default ``grad_every=64``, every 64 steps on a healthy run.
 """
 
 from __future__ import annotations
@@ -100,8 +103,9 @@ class Check(abc.ABC):
         uses_grad: ``True`` when the check only looks at the gradient norm; it is then skipped on the steps where
             the monitor does not measure it (see ``Monitor(grad_every=...)``).
 
-    Instance attributes (dataclass fields on the concrete checks): ``every`` (call every N steps) and ``cooldown``
-    (steps to stay quiet after firing).
+    Instance attributes (dataclass fields on the concrete checks): ``every`` (call at most every N steps: a
+    ``"backward"`` check with ``every > 1`` runs on the first full step that far past its previous evaluation, see
+    the module docstring) and ``cooldown`` (steps to stay quiet after firing).
     """
 
     name: ClassVar[str] = "check"
@@ -262,7 +266,8 @@ class Oscillation(Check):
 
     (``L0`` is the loss at initialisation; the ``floor`` keeps the tiny wiggles of a converged run quiet; a mean
     that fell by less than ``min_drop`` counts as not falling).
-    Evaluated every ``every`` steps.
+    Evaluated on the first full step at least ``every`` steps after its previous evaluation (see the module
+    docstring: every 64 steps on a healthy run under ``Monitor``'s default ``grad_every=64``).
 
     >>> calm = [1.0 - 0.002 * i + (0.01 if i % 2 else -0.01) for i in range(40)]
     >>> wild = [1.0 + (0.3 if i % 2 else -0.3) for i in range(40)]
@@ -326,7 +331,8 @@ class LossRising(Check):
         B < (1 - min_progress) * L0     and     T - B > rise * (L0 - B)
 
     i.e. after the run made real progress, the median climbed back by more than ``rise`` of it.
-    Evaluated every ``every`` steps.
+    Evaluated on the first full step at least ``every`` steps after its previous evaluation (see the module
+    docstring: every 64 steps on a healthy run under ``Monitor``'s default ``grad_every=64``).
 
     >>> down = [2.0 - 0.015 * i for i in range(100)]            # 2.0 -> 0.5
     >>> back = [0.5 + 0.03 * i for i in range(50)]              # 0.5 -> 2.0: the net collapsed
@@ -381,11 +387,23 @@ class LossAboveStart(Check):
         step >= min_steps     and     m >= L0 - (1 - level) * |L0|        (= level * L0 for a positive L0)
 
     i.e. once ``min_steps`` steps have passed, the recent losses have not, as a median, come down by even
-    ``1 - level`` (5%) of the starting loss. Healthy runs on the benchmark suite are below ``0.7 * L0`` by step 50-60
+    ``1 - level`` (5%) of ``|L0|``. Its finding's ``ratio = 1 + (m - L0) / |L0|`` (``= m / L0`` for a positive
+    ``L0``) reads the same whatever the sign of ``L0``: 1 where the run started, above 1 higher, and the check fires
+    when ``ratio >= level``. Healthy runs on the benchmark suite are below ``0.7 * L0`` by step 50-60
     (the slowest, a CNN, sits at ``0.93-0.98 * L0`` at the end of its 17-step warmup), collapsed ones at
     ``0.97-1.04 * L0`` for the whole run. A run whose loss barely moves for ``min_steps`` steps at a *low* LR looks
-    the same; that is why the check is opt-in. Evaluated every ``every`` steps. After a rollback the record holds
-    the snapshot's losses again, so the check waits until ``window`` new losses are in.
+    the same; that is why the check is opt-in.
+
+    When it runs: it needs the loss window only, so :class:`~lrkit.Monitor` evaluates it on a *full* step (see
+    ``Monitor(grad_every=...)``), the first full step at least ``every`` steps after its previous evaluation. Every
+    step is full with ``grad_every=1`` (then it runs every ``every`` steps); with the default ``grad_every=64`` a
+    healthy run has full steps only every 64 steps (plus every step of the 50 after any event, and any step whose
+    loss is above the starting loss or the spike bound), so the first evaluation at or past ``min_steps=75`` is
+    typically at step 128.
+
+    After a rollback or back-off it judges only losses trained since (``RollingRecord.losses_since_mark``): the
+    record holds the restored snapshot's losses again, made at the old LR, so it waits until ``window`` new finite
+    losses are in, whatever its ``cooldown``.
 
     >>> flat = [2.30 + (0.02 if i % 2 else -0.02) for i in range(100)]      # stuck at chance
     >>> f = LossAboveStart().check(RollingRecord.from_stream([2.3] + flat))
@@ -394,6 +412,9 @@ class LossAboveStart(Check):
     >>> down = [2.3 * (1 - 0.008 * i) for i in range(100)]                 # learning: 2.3 -> 0.48
     >>> LossAboveStart().check(RollingRecord.from_stream(down)) is None
     True
+    >>> up = [-1.0] + [-0.5] * 100                                          # a negative loss stuck above its start
+    >>> round(LossAboveStart().check(RollingRecord.from_stream(up)).values["ratio"], 2)
+    1.5
     """
 
     name: ClassVar[str] = "loss_above_start"
@@ -417,17 +438,31 @@ class LossAboveStart(Check):
 
     def check(self, record: RollingRecord) -> Finding | None:
         start = record.start_loss
-        if record.step < self.min_steps or record.count("loss") < self.window or not math.isfinite(start):
+        if (record.step < self.min_steps or record.count("loss") < self.window
+                or record.losses_since_mark() < self.window or not math.isfinite(start)):
             return None
         m = robust_stats(record.window("loss", self.window)).median
-        threshold = start - (1.0 - self.level) * abs(start)
+        scale = abs(start)
+        threshold = start - (1.0 - self.level) * scale
         if m < threshold:
             return None
-        ratio = m / start if start != 0 else math.inf
+        if scale > 0:
+            ratio = 1.0 + (m - start) / scale
+        else:  # L0 = 0: the threshold is 0, and m >= 0 here
+            ratio = 1.0 if m == 0 else math.inf
+        delta = m - start
+        if delta > 0:
+            where = f"{_g(delta)} above the starting loss {_g(start)}"
+        elif delta == 0:
+            where = f"level with the starting loss {_g(start)}"
+        else:
+            where = f"only {_g(-delta)} below the starting loss {_g(start)}"
+        need = (f"below {_g(threshold)} = L0 - {1.0 - self.level:.3g} x |L0|" if self.level <= 1
+                else f"below {_g(threshold)} = L0 + {self.level - 1.0:.3g} x |L0|")
         return Finding(
-            f"after {record.step} steps the median of the last {self.window} losses is {_g(m)}, {ratio:.3g}x the "
-            f"starting loss {_g(start)} (threshold {_g(threshold)} = {self.level:g}x): the run never learned or "
-            "collapsed to chance — the LR is too high",
+            f"after {record.step} steps the median of the last {self.window} losses is {_g(m)}, {where} "
+            f"({ratio:.3g} relative to the start, 1 + (m - L0) / |L0|; learning means a median {need}): the run "
+            "never learned or collapsed to chance — the LR is too high",
             {"loss_median": m, "start_loss": start, "threshold": threshold, "ratio": ratio},
         )
 

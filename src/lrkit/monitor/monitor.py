@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from lrkit._dlr import group_step_sizes
 from lrkit._state import Snapshot, _clone_tree
 from lrkit._utils import adapts_step_size, check_int
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
@@ -607,10 +608,12 @@ class Monitor:
             tasks it fixed, then pre-registered on a fresh set where it changed nothing, so not the default (README).
         collapse_check: ``False`` (the default) runs the checks as given. ``True`` adds
             :class:`~lrkit.monitor.checks.LossAboveStart` (``loss_above_start``, divergence: ``on_divergence``'s
-            action, rollback by default) unless ``checks`` already holds one: once 75 steps have passed, a median of
-            the last 50 losses still at or above ``0.95 * L0`` — a run that collapsed to chance in its warmup, or
-            jumped above its starting loss and stays there — rolls back and backs off. Opt-in: a run that barely
-            learns at a low LR looks the same (README).
+            action, rollback by default) unless ``checks`` already holds one: a median of the last 50 losses still
+            at or above ``L0 - 0.05 * |L0|`` (``0.95 * L0`` for a positive ``L0``) — a run that collapsed to chance
+            in its warmup, or jumped above its starting loss and stays there — rolls back and backs off. It is
+            judged on full steps (see ``grad_every``) from step 75 on, at most every 25 steps: with the default
+            ``grad_every=64`` a healthy run is typically first judged at step 128, then every 64; after a rollback only
+            the 50 losses trained since count. Opt-in: a run that barely learns at a low LR looks the same (README).
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler`` (anything with ``state_dict()``/``load_state_dict()``); non-finite
             gradients are then left to it (it skips those steps and lowers its scale) instead of counting as
@@ -1099,9 +1102,14 @@ class Monitor:
         self._last_bad_step = int(state.get("last_bad_step", -(10**9)))
         self._grace_start = int(state.get("grace_start", -(10**9)))
         self._quiet_until = {str(k): int(v) for k, v in dict(state.get("quiet_until", {})).items()}
-        self._dense_until = int(state.get("dense_until", _DENSE_STEPS))
         if self.should_stop or not self._fast:
             self._dense_until = _NEVER
+        else:
+            # as this monitor would have it after these events (rather than the saved value: a monitor without the
+            # fast path saves "never", which would keep it off here for good): the first steps, _ALERT_STEPS after
+            # each event (_emit), and the steps of the latest spike_grace episode (_grace)
+            grace = self._grace_start + self.spike_grace + 1 if self.spike_grace else _DENSE_STEPS
+            self._dense_until = max([_DENSE_STEPS, grace, *(e.step + _ALERT_STEPS for e in events)])
         self.events = events
         self.record.load_state_dict(dict(state["record"]))
         self._healthy = healthy
@@ -1560,11 +1568,13 @@ class Monitor:
 
     def _lr_values(self, lr: float) -> dict[str, float]:
         """An event's LR fields: ``lr`` as the groups hold it; for an optimizer that adapts its own step size
-        (Prodigy, D-Adaptation: ``lr`` is a multiplier of its estimate ``d``) also ``d_lr``, the step size: the
-        largest ``d * lr`` over the groups that hold a ``d``."""
+        (Prodigy, D-Adaptation: ``lr`` is a multiplier of its estimate ``d``) also ``d_lr``, the step size it
+        applies: the largest over the groups holding a ``d`` of ``d * lr``, times Prodigy's bias correction
+        ``sqrt(1 - beta2^(k+1)) / (1 - beta1^(k+1))`` when ``use_bias_correction`` is on (``lrkit._dlr``, the same
+        helper as results.csv's ``d_lr/<group>``), read from the groups now: in ``after_backward`` the step being
+        judged, in ``after_step`` and ``after_validation`` the next one (as ``lr``)."""
         # per group: an optimizer may keep one d per group, and the largest LR need not be in the group of the largest d
-        steps = [float(g["d"]) * float(g["lr"]) for g in self.optimizer.param_groups
-                 if isinstance(g.get("d"), (int, float, torch.Tensor))]
+        steps = [s for s in group_step_sizes(self.optimizer) if s is not None]
         return {"lr": lr, "d_lr": max(steps)} if steps and adapts_step_size(self.optimizer) else {"lr": lr}
 
     def _respond(self, step: int, findings: list[tuple[Check, str, Finding]], with_grad: list[torch.Tensor],
@@ -1806,6 +1816,7 @@ class Monitor:
         backoff_lr(self.optimizer, self.scheduler, self.val_backoff)
         self.lr_scale *= self.val_backoff
         self.rollbacks += 1
+        self.record.mark()  # the losses held now were trained at the old LR (LossAboveStart judges only newer ones)
         self._capture_healthy(self._step)
         self._refresh_screen()
         self._refresh_idle()
@@ -1825,6 +1836,7 @@ class Monitor:
         backoff_lr(self.optimizer, self.scheduler, new_scale / base_scale)
         self.lr_scale = new_scale
         self.rollbacks += 1
+        self.record.mark()  # the losses held now were trained at the old LR (LossAboveStart judges only newer ones)
 
     def _finish_sample(self) -> None:
         params, before = self._sample  # type: ignore[misc]

@@ -102,6 +102,9 @@ class RollingRecord:
         seen: how many finite values of each signal were ever pushed (not capped by ``capacity``).
         trend, trend_low: the median of the last ``trend_window`` finite losses (updated every ``refresh`` steps)
             and the lowest value it ever had: where the loss is now, and the best it sustained.
+        loss_mark: ``seen["loss"]`` when :meth:`mark` was last called (``Monitor`` calls it at every rollback and
+            back-off); :meth:`losses_since_mark` counts the finite losses pushed since, i.e. those trained at the
+            current LR from the restored state (``0`` before any mark: every loss counts).
 
     >>> rec = RollingRecord(capacity=4, trend_window=2)
     >>> for v in [3.0, 2.0, float("nan"), 1.0]:
@@ -137,6 +140,7 @@ class RollingRecord:
         self.peak_lr = 0.0
         self.trend = math.nan
         self.trend_low = math.nan
+        self.loss_mark = 0
         # (signal, window) -> (step computed at, stats); `_fresh[s]` is True when this step's value was appended
         self._cache: dict[tuple[str, int], tuple[int, RobustStats, int]] = {}
         self._fresh: dict[str, bool] = dict.fromkeys(SIGNALS, False)
@@ -239,7 +243,20 @@ class RollingRecord:
         if self.lr > self.peak_lr:
             self.peak_lr = self.lr
 
+    def mark(self) -> None:
+        """Note that the losses pushed so far predate a rollback / back-off (see :meth:`losses_since_mark`).
+
+        >>> rec = RollingRecord.from_stream([3.0, 2.0])
+        >>> rec.mark(); rec.push(1.0); rec.losses_since_mark()
+        1
+        """
+        self.loss_mark = self.seen["loss"]
+
     # ------------------------------------------------------------------------------------------------ reading
+    def losses_since_mark(self) -> int:
+        """How many finite losses were pushed since the latest :meth:`mark` (all of them before any)."""
+        return self.seen["loss"] - self.loss_mark
+
     def window(self, signal: str, n: int, *, skip_last: int = 0) -> list[float]:
         """The last ``n`` finite values of ``signal`` (oldest first), leaving out the newest ``skip_last``."""
         values = self._values[signal]
@@ -292,6 +309,7 @@ class RollingRecord:
             "peak_lr": self.peak_lr,
             "trend": self.trend,
             "trend_low": self.trend_low,
+            "loss_mark": self.loss_mark,
             # the reused reference statistics and which signals got a value this step: a resumed record judges the
             # next steps exactly as the uninterrupted one
             "fresh": dict(self._fresh),
@@ -343,6 +361,7 @@ class RollingRecord:
         self.peak_lr = float(state.get("peak_lr", 0.0))
         self.trend = float(state.get("trend", math.nan))
         self.trend_low = float(state.get("trend_low", math.nan))
+        self.loss_mark = min(int(state.get("loss_mark", 0)), self.seen["loss"])
         self._cache.clear()
         if not keep_step:
             for sig, fresh in dict(state.get("fresh", {})).items():

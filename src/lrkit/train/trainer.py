@@ -23,6 +23,7 @@ import torch
 
 from lrkit._config import TrainConfig, load_yaml_mapping
 from lrkit._config import _plain as _config_plain
+from lrkit._dlr import group_step_sizes
 from lrkit._step import (
     _INPUT_KEYS,
     _TARGET_KEYS,
@@ -1293,7 +1294,9 @@ class _Trainer:
             grad_norms.append(_grad_norm(opt))
             lr = self._peak_lr()  # the LR this step uses (before the scheduler moves it)
             self.step_lrs = [float(g["lr"]) for g in opt.param_groups]
-            self.step_ds = [g.get("d") for g in opt.param_groups]  # Prodigy / D-Adaptation: the d this step uses
+            # Prodigy / D-Adaptation: the step size this step applies (bias correction included), as floats read
+            # now: the optimizer grows d (maybe a tensor, in place) after using it
+            self.step_dlrs = group_step_sizes(opt)
             if self.monitor is not None:
                 self.monitor.after_backward(mean_loss)  # may clip, or neutralise this step (undone in after_step)
             try:
@@ -1303,7 +1306,15 @@ class _Trainer:
                 else:
                     opt.step()
             except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
-                if self.opt_class is None or isinstance(e, torch.OutOfMemoryError):
+                if isinstance(e, torch.OutOfMemoryError):
+                    raise
+                sparse = [n for n, p in self.model.named_parameters() if p.grad is not None and p.grad.is_sparse]
+                if sparse:  # torch's words name no parameter and suggest SparseAdam, which cannot train dense ones
+                    raise ValueError(
+                        f"optimizer={self.opt_name!r} cannot step the sparse gradients of {sparse[:3]} (an "
+                        f"nn.Embedding/EmbeddingBag with sparse=True): {_first_line(e)}. Use optimizer='SGD' or "
+                        "torch.optim.Adagrad with weight_decay=0, or build the embedding with sparse=False") from e
+                if self.opt_class is None:
                     raise
                 # a user's Optimizer class that cannot train this model (Muon: 2-D parameters only, ...): its words
                 raise ValueError(f"optimizer={self.opt_name!r}: {self.opt_class.__name__}.step() failed on this "
@@ -1390,20 +1401,12 @@ class _Trainer:
         for name, lr in zip(self.group_names, self.step_lrs):
             row[f"lr/{name}"] = lr  # the LR of the epoch's last optimizer step
         if adapts_step_size(self.optimizer):  # Prodigy / D-Adaptation: lr is a multiplier of their estimate d
-            ds = getattr(self, "step_ds", None) or [g.get("d") for g in self.optimizer.param_groups]
-            for name, lr, group, d in zip(self.group_names, self.step_lrs, self.optimizer.param_groups, ds):
-                # d as the epoch's last step read it: the optimizer updates d after using it, so the group's d
-                # now is the next step's
-                if isinstance(d, (int, float, torch.Tensor)):
-                    step = float(d) * lr  # the step size the optimizer took: d x lr
-                    betas, k = group.get("betas"), group.get("k")
-                    if group.get("use_bias_correction") and isinstance(betas, (tuple, list)) and len(betas) >= 2 \
-                            and isinstance(k, int) and k > 0:
-                        # Prodigy / DAdaptAdam with use_bias_correction: dlr = d x lr x sqrt(1 - b2^k) / (1 - b1^k),
-                        # k counting the step taken (the group's k has already moved past it)
-                        b1, b2 = float(betas[0]), float(betas[1])
-                        step *= math.sqrt(1.0 - b2**k) / (1.0 - b1**k)
-                    row[f"d_lr/{name}"] = step
+            # the step size the epoch's last step applied: d x lr (x Prodigy's bias correction), read before that
+            # step (lrkit._dlr, the Monitor events' d_lr too); the groups now hold the next step's d and k
+            dlrs = getattr(self, "step_dlrs", None) or group_step_sizes(self.optimizer)
+            for name, dlr in zip(self.group_names, dlrs):
+                if dlr is not None:
+                    row[f"d_lr/{name}"] = dlr
         finite = [g for g in grad_norms if math.isfinite(g)]
         row["grad_norm"] = float(np.mean(finite)) if finite else math.nan
         row["grad_norm_max"] = float(np.max(finite)) if finite else math.nan
@@ -1546,5 +1549,7 @@ def _grad_norm(optimizer: torch.optim.Optimizer) -> float:
     grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     if not grads:
         return 0.0
-    norms = torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads])
+    # a sparse gradient (nn.Embedding(sparse=True)) is normed over its coalesced values: vector_norm refuses it
+    norms = torch.stack([torch.linalg.vector_norm((g.coalesce().values() if g.is_sparse else g).float())
+                         for g in grads])
     return float(torch.linalg.vector_norm(norms))
