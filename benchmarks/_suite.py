@@ -54,6 +54,7 @@ __all__ = [
     "FRESH5",
     "FRESH6",
     "FRESH7",
+    "FRESH8",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -83,7 +84,7 @@ WARMUP_FRACTION = 0.05
 LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
 GROUPS: tuple[str, ...] = (
-    "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7"
+    "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8"
 )
 
 
@@ -107,7 +108,7 @@ class Task:
     ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
     baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
     was fit on it), ``"held_out"`` (the first out-of-sample set), ``"fresh"`` (a second out-of-sample set,
-    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh7"`` (a third to an eighth,
+    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh8"`` (a third to a ninth,
     pre-registered the same way). Left
     out, it follows ``held_out``; ``held_out`` is True exactly for the groups other than ``"calibration"``.
 
@@ -128,7 +129,7 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
-    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh7"`` (:data:`GROUPS`); ``None``: from ``held_out``.
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh8"`` (:data:`GROUPS`); ``None``: from ``held_out``.
     #: Not part of the cache key.
     group: str | None = None
 
@@ -539,6 +540,87 @@ def _breast_cancer_dropout_data() -> TaskData:
     return _split(d.data, d.target, 0.3, stratify=True)
 
 
+def _first_sign() -> TaskData:
+    """Sequences of 20 Gaussian values; the label is the sign of the first one (flipped for 5%): the model must carry
+    one early input through 19 steps (shape ``(n, 20, 1)``)."""
+    rng = np.random.default_rng(8)
+    n, length = 2400, 20
+    x = rng.normal(size=(n, length))
+    y = (x[:, 0] > 0).astype(np.int64)
+    flip = rng.random(n) < 0.05
+    y[flip] = 1 - y[flip]
+    cut = 1600
+    return TaskData(torch.tensor(x[:cut, :, None], dtype=torch.float32), torch.tensor(y[:cut]),
+                    torch.tensor(x[cut:, :, None], dtype=torch.float32), torch.tensor(y[cut:]))
+
+
+def _running_sum() -> TaskData:
+    """Sequences of 16 uniform values in [-1, 1]; the target is their sum plus noise (a regression over time)."""
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, size=(2400, 16))
+    y = x.sum(axis=1) + 0.3 * rng.normal(size=2400)
+    y = (y - y[:1600].mean()) / y[:1600].std()
+    cut = 1600
+    xs, ys = x[:, :, None], y[:, None]
+    return TaskData(*(torch.tensor(a, dtype=torch.float32) for a in (xs[:cut], ys[:cut], xs[cut:], ys[cut:])))
+
+
+def _three_classes_20() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=2400, n_features=20, n_informative=8, n_redundant=4, n_classes=3,
+                               n_clusters_per_class=2, flip_y=0.05, random_state=8)  # fmt: skip
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _parity_bits() -> TaskData:
+    """8 random +-1 bits and 4 Gaussian distractors; the label is the parity of the first 4 bits (flipped for 5%)."""
+    rng = np.random.default_rng(8)
+    n = 3000
+    bits = rng.integers(0, 2, size=(n, 8))
+    y = bits[:, :4].sum(axis=1) % 2
+    flip = rng.random(n) < 0.05
+    y[flip] = 1 - y[flip]
+    x = np.concatenate([2.0 * bits - 1.0, rng.normal(size=(n, 4))], axis=1)
+    cut = 2000
+    return TaskData(torch.tensor(x[:cut], dtype=torch.float32), torch.tensor(y[:cut]),
+                    torch.tensor(x[cut:], dtype=torch.float32), torch.tensor(y[cut:]))
+
+
+def _token_order() -> TaskData:
+    """Sequences of 10 tokens from 16 that hold tokens 1 and 2 once each at random places (the rest from 3..15); the
+    label is whether 1 comes before 2 (flipped for 5%)."""
+    rng = np.random.default_rng(8)
+    n, length = 3000, 10
+    x = rng.integers(3, 16, size=(n, length))
+    y = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        a, b = rng.choice(length, 2, replace=False)
+        x[i, a], x[i, b] = 1, 2
+        y[i] = int(a < b)
+    flip = rng.random(n) < 0.05
+    y[flip] = 1 - y[flip]
+    cut = 2000
+    return TaskData(torch.tensor(x[:cut]), torch.tensor(y[:cut]), torch.tensor(x[cut:]), torch.tensor(y[cut:]))
+
+
+def _bumps() -> TaskData:
+    """Signals of 64 noisy samples with nothing, a positive bump or a negative dip (a 7-sample Gaussian shape) at a
+    random place: 3 classes (shape ``(n, 1, 64)``)."""
+    rng = np.random.default_rng(8)
+    n, length = 2400, 64
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 1.0, size=(n, length))
+    shape = np.exp(-0.5 * (np.arange(-3, 4) / 1.5) ** 2)
+    for i in range(n):
+        if y[i]:
+            at = rng.integers(0, length - 7)
+            x[i, at:at + 7] += (1.6 if y[i] == 1 else -1.6) * shape
+    cut = 1600
+    return TaskData(torch.tensor(x[:cut, None, :], dtype=torch.float32), torch.tensor(y[:cut]),
+                    torch.tensor(x[cut:, None, :], dtype=torch.float32), torch.tensor(y[cut:]))
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -805,6 +887,77 @@ def _bag_model() -> nn.Module:
 def _breast_cancer_dropout_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.3),
                          nn.Linear(64, 2))
+
+
+class _LSTMClassifier(nn.Module):
+    """A one-layer LSTM over the sequence; its last hidden state goes to a linear head."""
+
+    def __init__(self, hidden: int = 32, classes: int = 2) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.lstm(x)
+        return self.head(h[-1])
+
+
+class _RNNRegressor(nn.Module):
+    """A one-layer tanh RNN over the sequence; its last hidden state goes to a linear head."""
+
+    def __init__(self, hidden: int = 32) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h = self.rnn(x)
+        return self.head(h[-1])
+
+
+class _OrderAttention(nn.Module):
+    """Token and position embeddings, one transformer encoder layer (4 heads, no dropout), mean pool, linear head."""
+
+    def __init__(self, vocab: int = 16, length: int = 10, dim: int = 32) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(length, dim) * 0.1)
+        self.layer = nn.TransformerEncoderLayer(dim, 4, dim_feedforward=64, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(dim, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer(self.tok(x) + self.pos).mean(dim=1))
+
+
+def _lstm() -> nn.Module:
+    return _LSTMClassifier()
+
+
+def _rnn() -> nn.Module:
+    return _RNNRegressor()
+
+
+def _deep_tanh_mlp() -> nn.Module:
+    layers: list[nn.Module] = [nn.Linear(20, 64), nn.Tanh()]
+    for _ in range(8):
+        layers += [nn.Linear(64, 64), nn.Tanh()]
+    return nn.Sequential(*layers, nn.Linear(64, 3))
+
+
+def _parity_mlp() -> nn.Module:
+    return _mlp([12, 64, 64, 2])
+
+
+def _order_attention() -> nn.Module:
+    return _OrderAttention()
+
+
+def _bump_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv1d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
+        nn.Conv1d(16, 16, 5, padding=2), nn.ReLU(), nn.AdaptiveMaxPool1d(1),
+        nn.Flatten(), nn.Linear(16, 3),
+    )  # fmt: skip
 
 
 def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
@@ -1499,6 +1652,90 @@ _TASK_LIST = [
         held_out=True,
         group="fresh7",
     ),
+    Task(
+        name="lstm_first_sign_rmsprop",
+        description="sign of the first of 20 Gaussian values, 5% flipped (1600/800), LSTM(1, 32) + linear",
+        optimizer_name="RMSprop",
+        build_data=_first_sign,
+        build_model=_seeded(_lstm),
+        build_optimizer=_rmsprop,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=8,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh8",
+    ),
+    Task(
+        name="rnn_running_sum_sgd",
+        description="sum of 16 uniform values plus noise (1600/800), tanh RNN(1, 32) + linear",
+        optimizer_name="SGD momentum 0.9",
+        build_data=_running_sum,
+        build_model=_seeded(_rnn),
+        build_optimizer=_sgd_momentum,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=8,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh8",
+    ),
+    Task(
+        name="deep_tanh_mlp_sgd",
+        description="make_classification, 3 classes, 20 features (1600/800), 10-layer tanh MLP of width 64",
+        optimizer_name="SGD",
+        build_data=_three_classes_20,
+        build_model=_seeded(_deep_tanh_mlp),
+        build_optimizer=_sgd,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh8",
+    ),
+    Task(
+        name="parity_bits_adam",
+        description="parity of 4 of 8 random bits, 4 distractors, 5% flipped (2000/1000), MLP 12-64-64-2",
+        optimizer_name="Adam",
+        build_data=_parity_bits,
+        build_model=_seeded(_parity_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=12,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh8",
+    ),
+    Task(
+        name="token_order_attention_adamw",
+        description="is token 1 before token 2 in 10 of 16 tokens (2000/1000), one transformer layer",
+        optimizer_name="AdamW, wd 0.01",
+        build_data=_token_order,
+        build_model=_seeded(_order_attention),
+        build_optimizer=_adamw,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh8",
+    ),
+    Task(
+        name="bump_conv1d_nesterov",
+        description="64-sample noisy signals with a bump, a dip or neither (1600/800), 2-layer 1-D CNN",
+        optimizer_name="SGD nesterov, momentum 0.9",
+        build_data=_bumps,
+        build_model=_seeded(_bump_cnn),
+        build_optimizer=_sgd_nesterov,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=8,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh8",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -1519,6 +1756,8 @@ FRESH5: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh5
 FRESH6: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh6")
 #: The eighth held-out set, written down before any of its tasks was trained or range-tested (see the README).
 FRESH7: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh7")
+#: The ninth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+FRESH8: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh8")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:

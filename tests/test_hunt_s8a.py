@@ -43,7 +43,7 @@ def test_collapse_check_runs_after_resuming_a_state_saved_without_windowed_check
     want = [e.step for e in ref.events if e.check == "loss_above_start"]
     assert want and 75 <= want[0] < 100
     # the state of a monitor without any windowed check (its windowed timer at "never"), resumed with the check on
-    model, opt, old = _make(checks=[NonFinite()])
+    model, opt, old = _make(checks=[NonFinite()], collapse_check=False)
     _feed(old, model, opt, STUCK[:10])
     model2, opt2, new = _make(checks=[NonFinite()], collapse_check=True)
     model2.load_state_dict(model.state_dict())

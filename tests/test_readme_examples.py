@@ -616,10 +616,12 @@ def test_monitor_checks_table_matches_the_checks(cells: list[str]) -> None:
     assert len(cells) == 4, f"the row has {len(cells)} cells on GitHub, not 4 (an unescaped | in it?): {cells}"
     name = _ticked(cells[0])[0]
     by_name = {type(c).name: type(c) for c in mon.default_checks()}
-    opt_in = {c.name: c for c in (mon.LossAboveStart,)}  # checks a Monitor keyword adds (marked opt-in in the row)
-    if "opt-in" in cells[0]:
-        assert name in opt_in and name not in by_name, f"README marks {name!r} opt-in: {sorted(by_name)}"
-        by_name = opt_in
+    added = {c.name: c for c in (mon.LossAboveStart,)}  # checks a Monitor keyword adds (the row names the keyword)
+    if "opt-in" in cells[0] or "collapse_check" in cells[0]:
+        assert name in added and name not in by_name, f"README marks {name!r} as added by a keyword: {sorted(by_name)}"
+        default = inspect.signature(lrkit.Monitor).parameters["collapse_check"].default
+        assert default is ("the default" in cells[0]), f"README says of {name!r}: {cells[0]!r}; collapse_check={default}"
+        by_name = added
     assert name in by_name, f"README check {name!r} is not a default check: {sorted(by_name)}"
     check = by_name[name]()
     category = cells[1].split()[0]

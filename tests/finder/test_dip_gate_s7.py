@@ -19,6 +19,8 @@ FIRST = 1 / (1 + LRS / 1e-2)  # learns from ~1e-2
 BUMP = 0.6 * np.exp(-np.log10(LRS / 0.1) ** 2 / 0.02)  # turns up hard near 0.1
 DOUBLE = FIRST + BUMP - 0.3 * (LRS > 1)  # and falls lower again above 1
 SINGLE = FIRST + (LRS / 1.0) ** 2  # one dip, then the explosion
+#: passes of a range test that cycled through a tiny training set: the regime the cut is for (ROBUST_DIP_PASSES)
+MANY = 10.0
 
 
 def _noisy(seed: int = 0, scale: float = 0.3) -> np.ndarray:
@@ -59,10 +61,10 @@ def test_dip_cut_rejects_a_bad_rise(bad: float) -> None:
 def test_the_robust_rule_backs_off_from_the_first_dip() -> None:
     cut = S.dip_cut(LRS, DOUBLE)
     t_lrs, t_losses = S._trim(LRS, DOUBLE)
-    expected = S.suggest_robust(t_lrs[:cut], t_losses[:cut], stopped=True, dip_rise=None)
-    assert S.suggest_robust(LRS, DOUBLE) == expected
+    expected = S.suggest_robust(t_lrs[:cut], t_losses[:cut], stopped=True, dip_rise=None, passes=MANY)
+    assert S.suggest_robust(LRS, DOUBLE, passes=MANY) == expected
     assert expected < 0.1 < S.suggest_robust(LRS, DOUBLE, dip_rise=None)  # without the cut: from the second dip
-    assert S.robust_regime(LRS, DOUBLE) == "explosion"
+    assert S.robust_regime(LRS, DOUBLE, passes=MANY) == "explosion"
     assert S.suggest_robust(LRS, SINGLE) == S.suggest_robust(LRS, SINGLE, dip_rise=None)  # one dip: unchanged
 
 
@@ -72,7 +74,8 @@ def test_dip_rise_none_is_the_rule_before_the_cut_in_every_reading() -> None:
     assert S.robust_backoff(LRS, DOUBLE, dip_rise=None) == S.ROBUST_PLATEAU_BACKOFF_DECADES
     lr_min = float(LRS[int(np.argmin(S.smooth_curve(DOUBLE)))])
     assert S.suggest_robust(LRS, DOUBLE, dip_rise=None) == pytest.approx(lr_min / 10**0.5)
-    assert S.robust_regime(LRS, DOUBLE) == "explosion" and S.robust_backoff(LRS, DOUBLE) == 1.0  # with it
+    assert S.robust_regime(LRS, DOUBLE, passes=MANY) == "explosion"  # with it
+    assert S.robust_backoff(LRS, DOUBLE, passes=MANY) == 1.0
 
 
 def test_the_passes_gate_keeps_the_full_back_off_on_a_tiny_dataset() -> None:
@@ -96,12 +99,12 @@ def test_a_bad_passes_value_is_named(bad: Any) -> None:
 
 # -------------------------------------------------------------------------------------------- FinderResult
 def test_finder_result_reads_the_double_dip_consistently() -> None:
-    r = FinderResult(lrs=list(LRS), losses=list(DOUBLE), start_lr=1e-4, end_lr=10.0)
+    r = FinderResult(lrs=list(LRS), losses=list(DOUBLE), start_lr=1e-4, end_lr=10.0, passes=MANY)
     assert r.double_dip and r.regime == "explosion"
     assert 1e-2 < r.edge < 0.1  # the first dip's minimum, not the second one's (above 1)
     assert r.suggestion == pytest.approx(r.edge / 10**r.backoff, rel=1e-9) or r.suggestion > r.edge / 10**r.backoff
     d = r.to_dict()
-    assert d["double_dip"] is True and d["edge"] == r.edge and d["noise_scaled"] is True
+    assert d["double_dip"] is True and d["edge"] == r.edge and d["noise_scaled"] is False
     single = FinderResult(lrs=list(LRS), losses=list(SINGLE), start_lr=1e-4, end_lr=10.0)
     assert not single.double_dip
     assert single.edge == float(LRS[int(np.argmin(S.smooth_curve(SINGLE)))])
@@ -163,7 +166,7 @@ def test_the_cli_row_and_the_plot_say_how_the_curve_was_read(tmp_path: Any) -> N
     pytest.importorskip("matplotlib")
     from lrkit.cli.find import _curve_reading
 
-    r = FinderResult(lrs=list(LRS), losses=list(DOUBLE), start_lr=1e-4, end_lr=10.0)
+    r = FinderResult(lrs=list(LRS), losses=list(DOUBLE), start_lr=1e-4, end_lr=10.0, passes=MANY)
     row = _curve_reading(r)
     assert row.startswith(f"dipped twice, edge at the first dip ({r.edge:.3g})") and "back off" in row
     many = FinderResult(lrs=list(LRS), losses=list(_noisy()), start_lr=1e-4, end_lr=10.0, passes=12.5)

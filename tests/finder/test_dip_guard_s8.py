@@ -70,15 +70,17 @@ def test_a_bad_noise_guard_is_named(bad: object) -> None:
 
 # ------------------------------------------------------------------------------------------------ dip_passes
 def test_dip_passes_cuts_only_a_test_that_cycled_through_its_data() -> None:
-    cut_lr = S.suggest_robust(LRS, CLEAN)
+    assert S.ROBUST_DIP_PASSES == 6.0 and S.ROBUST_DIP_NOISE == 1.5  # the defaults since the seventh fresh set
+    cut_lr = S.suggest_robust(LRS, CLEAN, dip_passes=None)
     uncut_lr = S.suggest_robust(LRS, CLEAN, dip_rise=None)
     assert cut_lr < uncut_lr / 10  # the cut matters on this curve
-    assert S.suggest_robust(LRS, CLEAN, dip_passes=6.0, passes=10.0) == cut_lr
-    assert S.suggest_robust(LRS, CLEAN, dip_passes=6.0, passes=3.0) == uncut_lr
-    assert S.suggest_robust(LRS, CLEAN, dip_passes=6.0, passes=6.0) == uncut_lr  # more than: 6 is not enough
-    assert S.suggest_robust(LRS, CLEAN, dip_passes=6.0) == uncut_lr  # passes unknown: no cut
-    assert S.robust_regime(LRS, CLEAN, dip_passes=6.0, passes=10.0) == "explosion"
-    assert S.robust_regime(LRS, CLEAN, dip_passes=6.0, passes=3.0) == "plateau"
+    assert S.suggest_robust(LRS, CLEAN, passes=10.0) == cut_lr
+    assert S.suggest_robust(LRS, CLEAN, passes=3.0) == uncut_lr
+    assert S.suggest_robust(LRS, CLEAN, passes=6.0) == uncut_lr  # more than: 6 is not enough
+    assert S.suggest_robust(LRS, CLEAN) == uncut_lr  # passes unknown: no cut
+    assert S.suggest_robust(LRS, CLEAN, passes=3.0, dip_passes=2.0) == cut_lr
+    assert S.robust_regime(LRS, CLEAN, passes=10.0) == "explosion"
+    assert S.robust_regime(LRS, CLEAN, passes=3.0) == "plateau"
 
 
 @pytest.mark.parametrize("bad", [-1.0, math.nan, "6", True])
@@ -95,15 +97,15 @@ def _result(passes: float | None) -> FinderResult:
 
 def test_finder_result_takes_the_guards_as_options() -> None:
     r = _result(passes=3.0)
-    assert r.suggest(dip_passes=6.0) == S.suggest_robust(LRS, CLEAN, dip_passes=6.0, passes=3.0)
-    assert r.suggest(dip_passes=6.0) != r.suggest()
-    assert r.suggest(dip_noise=1.5) == r.suggest()  # a clean dip stands far out of the scatter
+    assert r.suggest() == S.suggest_robust(LRS, CLEAN, passes=3.0) == S.suggest_robust(LRS, CLEAN, dip_rise=None)
+    assert r.suggest(dip_passes=None) != r.suggest()
+    assert r.suggest(dip_passes=None, dip_noise=None) == r.suggest(dip_passes=None)  # a clean dip stands out
 
 
 def test_finder_result_reads_the_module_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     few, many = _result(passes=3.0), _result(passes=10.0)
-    assert few.double_dip and many.double_dip  # today: no guard
-    monkeypatch.setattr(S, "ROBUST_DIP_PASSES", 6.0)
     assert not few.double_dip and many.double_dip
     assert few.regime == "plateau" and few.range[1] > 1.0  # read whole: the deeper second minimum
     assert many.regime == "explosion" and many.range[1] < 0.1
+    monkeypatch.setattr(S, "ROBUST_DIP_PASSES", None)  # no passes guard: the cut as adopted on the fifth fresh set
+    assert few.double_dip and few.regime == "explosion" and few.suggest() == many.suggest()

@@ -18,6 +18,8 @@ FIRST = 1 / (1 + LRS / 1e-2)  # learns from ~1e-2 ...
 BUMP = 0.6 * np.exp(-np.log10(LRS / 0.1) ** 2 / 0.02)  # ... turns up hard near 0.1 ...
 DIP = FIRST + BUMP - 0.3 * (LRS > 1)  # ... and falls lower again above 1: dips twice
 NOISY = DIP + np.random.default_rng(0).normal(0, 0.1, 100)  # noise ratio ~0.085 on the cut: scaled about half
+#: passes of a range test that cycled through a tiny training set: the regime the cut is for (ROBUST_DIP_PASSES)
+MANY = 10.0
 
 
 # -- numpy scalars for passes (bug: np.int64 / np.float32 were rejected as "not a number") ----------------------------
@@ -59,12 +61,12 @@ def test_dip_rise_zero_is_valid_and_cuts_at_the_first_turn_up() -> None:
     # rise 0: any turn up past the gate is the edge; on the clean curve it comes no later than the default's cut
     assert S.dip_cut(LRS, DIP, rise=0) <= S.dip_cut(LRS, DIP)
     assert S.dip_cut(LRS, FIRST + LRS**2, rise=0) is None  # one dip: nothing to cut whatever the rise
-    assert 0 < S.suggest_robust(LRS, DIP, dip_rise=0) <= S.suggest_robust(LRS, DIP)
+    assert 0 < S.suggest_robust(LRS, DIP, dip_rise=0, passes=MANY) <= S.suggest_robust(LRS, DIP, passes=MANY)
 
 
 # -- range on a double dip (bug: its high was the deeper second minimum, past the edge the rule backs off from) -------
 def test_range_on_a_double_dip_ends_at_the_edge() -> None:
-    r = FinderResult(lrs=list(LRS), losses=list(DIP))
+    r = FinderResult(lrs=list(LRS), losses=list(DIP), passes=MANY)
     assert r.double_dip
     low, high = r.range
     assert high == r.edge < 0.1  # the first dip's minimum, not the second one at lr > 1
@@ -86,7 +88,7 @@ def test_plot_shades_the_range_up_to_the_first_dip() -> None:
     pytest.importorskip("matplotlib")
     from lrkit.plots.finder import plot_finder
 
-    fig = plot_finder(FinderResult(lrs=list(LRS), losses=list(DIP)).to_dict())
+    fig = plot_finder(FinderResult(lrs=list(LRS), losses=list(DIP), passes=MANY).to_dict())
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(t.startswith("range ") and t.endswith(f"{0.0475:.2g}") for t in labels), labels
     assert "suggestion (robust, a decade below the first dip): 0.00475" in labels
@@ -97,16 +99,16 @@ def test_nan_before_the_cut_reads_as_the_point_left_out() -> None:
     with_nan = DIP.copy()
     with_nan[30] = math.nan
     kept = np.r_[0:30, 31:100]
-    a = FinderResult(lrs=list(LRS), losses=list(with_nan))
-    b = FinderResult(lrs=list(LRS[kept]), losses=list(DIP[kept]))
+    a = FinderResult(lrs=list(LRS), losses=list(with_nan), passes=MANY)
+    b = FinderResult(lrs=list(LRS[kept]), losses=list(DIP[kept]), passes=MANY)
     assert a.double_dip and b.double_dip
     assert (a.edge, a.suggestion, a.range, a.backoff) == (b.edge, b.suggestion, b.range, b.backoff)
     assert a.edge in set(LRS)
 
 
 def test_repeated_lrs_read_as_merged_points() -> None:
-    a = FinderResult(lrs=list(np.repeat(LRS, 2)), losses=list(np.repeat(DIP, 2)))
-    b = FinderResult(lrs=list(LRS), losses=list(DIP))
+    a = FinderResult(lrs=list(np.repeat(LRS, 2)), losses=list(np.repeat(DIP, 2)), passes=MANY)
+    b = FinderResult(lrs=list(LRS), losses=list(DIP), passes=MANY)
     assert a.double_dip and (a.edge, a.suggestion, a.range) == (b.edge, b.suggestion, b.range)
     assert a.edge in set(LRS)
 
@@ -114,7 +116,7 @@ def test_repeated_lrs_read_as_merged_points() -> None:
 def test_linear_sweep_double_dip() -> None:
     lrs = np.linspace(1e-3, 10, 100)
     curve = 1 / (1 + lrs / 0.3) + 0.5 * np.exp(-((lrs - 4) ** 2) / 0.3) - 0.1 * (lrs > 7)
-    r = FinderResult(lrs=list(lrs), losses=list(curve), mode="linear", start_lr=1e-3, end_lr=10)
+    r = FinderResult(lrs=list(lrs), losses=list(curve), mode="linear", start_lr=1e-3, end_lr=10, passes=MANY)
     cut = S.dip_cut(lrs, curve)
     assert cut is not None and r.double_dip
     assert r.edge == float(lrs[int(np.argmin(S.smooth_curve(curve[:cut])))]) < 4  # before the bump
@@ -123,13 +125,14 @@ def test_linear_sweep_double_dip() -> None:
 
 def test_old_record_without_the_new_keys_loads_and_plots(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    d = FinderResult(lrs=list(LRS), losses=list(DIP)).to_dict()
+    d = FinderResult(lrs=list(LRS), losses=list(DIP), passes=MANY).to_dict()
     for key in ("passes", "noise_scaled", "double_dip", "edge"):
         d.pop(key)
     path = tmp_path / "old.json"
     path.write_text(json.dumps(d))
     r = FinderResult.from_json(path)
-    assert r.passes is None and r.noise_scaled and r.double_dip
+    # passes unknown: the scaling applies, and the cut (only after more than ROBUST_DIP_PASSES passes) does not
+    assert r.passes is None and r.noise_scaled and not r.double_dip
     from lrkit.plots.finder import plot_finder
 
     fig = plot_finder(d)  # the old record itself: no edge key, the legend falls back to the smoothed minimum

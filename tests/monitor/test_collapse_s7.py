@@ -138,11 +138,15 @@ def _run(losses: list[float], **kw: object) -> tuple[Monitor, torch.nn.Linear]:
     return monitor, model
 
 
-def test_off_by_default() -> None:
+def test_on_by_default_and_off_with_collapse_check_false() -> None:
+    # the Monitor's default since the seventh fresh set's pre-registered test; not among the bare default_checks()
     assert "loss_above_start" not in [c.name for c in default_checks()]
     monitor, _ = _run([L0, *_stuck(150)])
-    assert "loss_above_start" not in [c.name for c in monitor.checks]
-    assert monitor.events == [] and monitor.rollbacks == 0
+    assert [c.name for c in monitor.checks].count("loss_above_start") == 1
+    assert [e.check for e in monitor.events][:1] == ["loss_above_start"] and monitor.rollbacks >= 1
+    off, _ = _run([L0, *_stuck(150)], collapse_check=False)
+    assert "loss_above_start" not in [c.name for c in off.checks]
+    assert off.events == [] and off.rollbacks == 0
 
 
 def test_collapse_check_rolls_back_once_the_window_is_due() -> None:
@@ -178,3 +182,49 @@ def test_collapse_check_must_be_a_bool() -> None:
     model = torch.nn.Linear(2, 1)
     with pytest.raises(ValueError, match="collapse_check=1"):
         Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1), collapse_check=1)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ a too-low LR is not a collapse
+def test_quiet_while_the_weights_barely_move() -> None:
+    stuck = [L0, *_stuck(100)]
+    for ratio, fires in ((1e-6, False), (9.9e-5, False), (1e-4, True), (0.2, True)):
+        rec = RollingRecord.from_stream(stuck, update_ratios=[ratio] * 2, lr=0.1)
+        assert (LossAboveStart().check(rec) is not None) is fires, ratio
+    # the median of the latest two samples: one sample above the line and one below read as their middle
+    rec = RollingRecord.from_stream(stuck, update_ratios=[1e-2, 1e-2, 1e-6, 1e-3], lr=0.1)
+    assert LossAboveStart().check(rec) is not None
+    rec = RollingRecord.from_stream(stuck, update_ratios=[1e-2, 1e-2, 1e-6, 1e-5], lr=0.1)
+    assert LossAboveStart().check(rec) is None
+    # no sample: the loss alone decides; None: no guard
+    assert LossAboveStart().check(RollingRecord.from_stream(stuck)) is not None
+    low = RollingRecord.from_stream(stuck, update_ratios=[1e-6] * 2, lr=0.1)
+    assert LossAboveStart(min_update_ratio=None).check(low) is not None
+
+
+@pytest.mark.parametrize("bad", [-1e-4, math.nan, "1e-4"])
+def test_a_bad_min_update_ratio_is_named(bad: object) -> None:
+    with pytest.raises(ValueError, match="min_update_ratio"):
+        LossAboveStart(min_update_ratio=bad)  # type: ignore[arg-type]
+
+
+def test_a_too_low_lr_gets_a_warning_not_a_rollback() -> None:
+    """An SGD run at LR 1e-7 on a learnable problem: its loss stays at L0 (the collapse check's picture), but its
+    weights barely move — lr_too_low warns, and nothing is rolled back or backed off."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 8)
+    y = (x[:, 0] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-7)
+    monitor = Monitor(model, opt, on_overfit=None)
+    with pytest.warns(Warning):
+        for _ in range(400):
+            i = torch.randint(0, 256, (32,))
+            loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
+            opt.zero_grad()
+            loss.backward()
+            monitor.after_backward(loss)
+            opt.step()
+            monitor.after_step()
+    assert "loss_above_start" in [c.name for c in monitor.checks]
+    assert monitor.rollbacks == 0 and monitor.lr_scale == 1.0
+    assert {e.check for e in monitor.events} == {"lr_too_low"}

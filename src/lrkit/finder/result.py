@@ -20,7 +20,13 @@ _MIN_POINTS = 3
 _STOP_REASONS = ("completed", "diverged", "non-finite")
 #: The keyword options of the robust rule that :meth:`FinderResult.suggest` passes through.
 _ROBUST_OPTIONS = ("backoff_decades", "plateau_backoff_decades", "plateau_rise", "noise_band", "dip_rise", "passes",
-                   "max_passes", "dip_noise", "dip_passes")
+                   "max_passes", "dip_noise", "dip_passes", "flat")
+
+
+def _guards() -> dict[str, float | None]:
+    """The robust rule's module-level switches, read when used (so that a changed default takes effect)."""
+    return {"dip_noise": _suggest.ROBUST_DIP_NOISE, "dip_passes": _suggest.ROBUST_DIP_PASSES,
+            "flat": _suggest.ROBUST_FLAT}
 
 
 @dataclass
@@ -110,8 +116,8 @@ class FinderResult:
         """The LR that ``rule`` (default: :attr:`rule`) reads off the curve; names are in ``lrkit.SUGGESTION_RULES``.
 
         ``options`` go to the rule's function: ``backoff_decades``, ``plateau_backoff_decades``, ``plateau_rise``,
-        ``noise_band``, ``dip_rise``, ``passes`` (default: :attr:`passes`), ``max_passes``, ``dip_noise`` and
-        ``dip_passes`` for ``"robust"``
+        ``noise_band``, ``dip_rise``, ``passes`` (default: :attr:`passes`), ``max_passes``, ``dip_noise``,
+        ``dip_passes`` and ``flat`` for ``"robust"``
         (:func:`lrkit.finder.suggest.suggest_robust`); the other rules take none.
 
         >>> import numpy as np
@@ -133,7 +139,7 @@ class FinderResult:
             if bad:
                 raise unknown_name_error("option of the robust rule", bad[0], _ROBUST_OPTIONS)
             return _suggest.suggest_robust(lrs, losses, stopped=self.stop_reason != "completed",
-                                           **{"passes": self.passes, **options})
+                                           **{"passes": self.passes, **_guards(), **options})
         return _suggest.suggest(lrs, losses, rule)  # the raw curve: a rule drops non-finite losses itself
 
     def _view(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None, bool, bool]:
@@ -145,13 +151,17 @@ class FinderResult:
                                      max_passes=_suggest.ROBUST_MAX_PASSES, dip_noise=_suggest.ROBUST_DIP_NOISE,
                                      dip_passes=_suggest.ROBUST_DIP_PASSES)
 
+    def _flat_edge(self, lrs: np.ndarray, losses: np.ndarray) -> int | None:
+        """:func:`lrkit.finder.suggest.flat_edge` on the default rule's view, when :data:`ROBUST_FLAT` is on."""
+        return _suggest._flat_at(lrs, losses, _suggest.ROBUST_FLAT)
+
     @property
     def regime(self) -> str:
         """How the default ``robust`` rule reads the curve: ``"explosion"`` (the loss blew up past its minimum, the
         stability edge, or dipped twice: it backs off a decade) or ``"plateau"`` (the loss only flattened, the edge
         was not reached: half a decade); see :func:`lrkit.finder.suggest.robust_regime`."""
         lrs, losses, _, stopped, _ = self._view()
-        return _suggest.robust_regime(lrs, losses, stopped=stopped, dip_rise=None)
+        return _suggest.robust_regime(lrs, losses, stopped=stopped, dip_rise=None, flat=_suggest.ROBUST_FLAT)
 
     @property
     def backoff(self) -> float:
@@ -159,7 +169,8 @@ class FinderResult:
         after an explosion, ½ after a plateau (:attr:`regime`), scaled down towards 0 on a noise-dominated curve
         (:attr:`noise`) unless :attr:`noise_scaled` is off; see :func:`lrkit.finder.suggest.robust_backoff`."""
         lrs, losses, band, stopped, _ = self._view()
-        return _suggest.robust_backoff(lrs, losses, stopped=stopped, noise_band=band, dip_rise=None)
+        return _suggest.robust_backoff(lrs, losses, stopped=stopped, noise_band=band, dip_rise=None,
+                                       flat=_suggest.ROBUST_FLAT)
 
     @property
     def noise(self) -> float:
@@ -183,9 +194,13 @@ class FinderResult:
     @property
     def edge(self) -> float:
         """The LR the default rule backs off from: the smoothed loss minimum (of the first dip on a
-        :attr:`double_dip` curve)."""
+        :attr:`double_dip` curve; on a curve too flat to judge that blew up, with
+        :data:`~lrkit.finder.suggest.ROBUST_FLAT` on, where it left its flat band)."""
         lrs, losses, _, _, _ = self._view()
         t_lrs, t_losses = _suggest._trim(lrs, losses)
+        flat = self._flat_edge(lrs, losses)
+        if flat is not None:  # a flat curve that blew up: where it left its flat band
+            return float(t_lrs[flat - 1])
         return float(t_lrs[int(np.argmin(_suggest.smooth_curve(t_losses)))])
 
     def _judgeable(self) -> bool:

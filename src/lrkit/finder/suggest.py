@@ -30,12 +30,14 @@ __all__ = [
     "ROBUST_DIP_NOISE",
     "ROBUST_DIP_PASSES",
     "ROBUST_DIP_RISE",
+    "ROBUST_FLAT",
     "ROBUST_MAX_PASSES",
     "ROBUST_NOISE_BAND",
     "ROBUST_PLATEAU_BACKOFF_DECADES",
     "ROBUST_PLATEAU_RISE",
     "RULES",
     "dip_cut",
+    "flat_edge",
     "lr_range",
     "noise_ratio",
     "robust_backoff",
@@ -172,18 +174,24 @@ REGIME_BACKOFF: dict[str, float] = {"explosion": ROBUST_BACKOFF_DECADES, "platea
 #: pre-registered test on six fresh ones (README, "Fifth fresh set").
 ROBUST_DIP_RISE = 0.2
 ROBUST_DIP_GATE = 0.5
-#: Guards on the double-dip cut, pre-registered for a test on the seventh fresh set (README, "Seventh fresh set"): the
-#: first dip's rise must stand out of the curve's scatter — its peak above the running minimum more than
-#: ``ROBUST_DIP_NOISE`` robust standard deviations of the losses around the smoothed curve (:func:`dip_cut`'s
-#: ``noise``) — and the range test must have cycled through its training set more than ``ROBUST_DIP_PASSES`` times, the
-#: regime the cut was built for (a linear model on a tiny noisy dataset). ``None``: no such guard (the rule as adopted
-#: on the fifth fresh set).
-ROBUST_DIP_NOISE: float | None = None
-ROBUST_DIP_PASSES: float | None = None
+#: Guards on the double-dip cut: the first dip's rise must stand out of the curve's scatter — its peak above the
+#: running minimum more than ``ROBUST_DIP_NOISE`` robust standard deviations of the losses around the smoothed curve
+#: (:func:`dip_cut`'s ``noise``) — and the range test must have cycled through its training set more than
+#: ``ROBUST_DIP_PASSES`` times, the regime the cut was built for (a linear model on a tiny noisy dataset). Read off
+#: the 6 curves of 123 where the cut fired (2 helped, 4 hurt), adopted by a pre-registered test on the seventh fresh
+#: set, where the cut fired on none (README, "Seventh fresh set"). ``None``: no such guard.
+ROBUST_DIP_NOISE: float | None = 1.5
+ROBUST_DIP_PASSES: float | None = 6.0
 #: The noise scaling applies only to a range test that passed over the training set at most this many times
 #: (:attr:`FinderResult.passes <lrkit.finder.result.FinderResult.passes>`): on a tiny dataset that the test cycles
 #: through, the curve's scatter is not gradient noise that an annealed run averages out, and the full back-off stays.
 ROBUST_MAX_PASSES = 6.0
+#: A curve *too flat to judge* — its smoothed loss never gets ``ROBUST_FLAT`` of ``|start|`` below its start (the
+#: range test warns) — has no minimum worth reading: the loss did not learn in the test's few steps (a recurrent
+#: net before it escapes its plateau). If it then blows up, the place it leaves its flat band (:func:`flat_edge`) is
+#: the one edge the test saw, and the rule backs off from there. ``None``: off (a flat curve is read like any other).
+#: Pre-registered for a test on the eighth fresh set (README, "Eighth fresh set").
+ROBUST_FLAT: float | None = None
 
 
 def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RISE,
@@ -208,8 +216,9 @@ def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RIS
     >>> cut = dip_cut(lrs, curve)
     >>> round(float(lrs[cut - 1]), 3), dip_cut(lrs, first + (lrs / 1.0) ** 2)   # cut on the way up; one dip: None
     (0.076, None)
-    >>> # below the first edge; without the cut, half a decade below the second minimum (the curve ends as a plateau)
-    >>> round(suggest_robust(lrs, curve), 4), round(suggest_robust(lrs, curve, dip_rise=None), 4)
+    >>> # a test that cycled 10 times through its data: below the first edge; without the cut, half a decade below the
+    >>> # second minimum (the curve ends as a plateau)
+    >>> round(suggest_robust(lrs, curve, passes=10), 4), round(suggest_robust(lrs, curve, dip_rise=None), 4)
     (0.0048, 3.1623)
     """
     rise = check_positive("rise", rise, allow_zero=True)
@@ -250,6 +259,48 @@ def _dip_at(lrs: np.ndarray, losses: np.ndarray, *, dip_rise: float | None, dip_
     if dip_passes is not None and not (passes is not None and passes > dip_passes):
         return None
     return dip_cut(lrs, losses, rise=dip_rise, noise=dip_noise)
+
+
+def flat_edge(lrs: np.ndarray, losses: np.ndarray, *, flat: float = 0.02, band_sigmas: float = 3.0) -> int | None:
+    """Where a curve too flat to judge blows up: the number of points of the finite curve (as every rule reads it) up
+    to the first whose smoothed loss leaves the flat band, or ``None``.
+
+    The curve is flat when its smoothed minimum is less than ``flat`` times ``|start|`` below ``start``, the median
+    of its first eighth (at least 5 points) — no learning to read. It leaves the band at the first smoothed loss above
+    ``start + max(flat * |start|, band_sigmas * sigma)``, with ``sigma`` = 1.4826 MAD of the losses around the smoothed
+    curve over its flat part (up to where it first rises ``flat * |start|`` above ``start``): its batch-to-batch
+    scatter. ``None`` for a curve that drops further, or that never leaves the band.
+
+    >>> lrs = np.logspace(-7, 1, 100)
+    >>> flat = 1.39 + 0.01 * np.random.default_rng(0).normal(size=100) + (lrs / 0.3) ** 4   # blows up near 0.3
+    >>> edge = flat_edge(lrs, flat)
+    >>> 0.05 < float(lrs[edge - 1]) < 0.3, flat_edge(lrs, 1 / (1 + lrs / 1e-3) + (lrs / 0.3) ** 4)  # one that learns
+    (True, None)
+    """
+    flat = check_positive("flat", flat, allow_zero=True)
+    band_sigmas = check_positive("band_sigmas", band_sigmas, allow_zero=True)
+    _, raw = _trim(lrs, losses)
+    s = smooth_curve(raw)
+    head = max(5, len(raw) // 8)
+    if len(raw) <= head:
+        return None
+    start = float(np.median(raw[:head]))
+    if start - float(s.min()) >= flat * abs(start):
+        return None  # it learned: the minimum is readable
+    out = np.nonzero(s > start + flat * abs(start))[0]
+    if not len(out):
+        return None  # flat to the end
+    resid = (raw - s)[: max(int(out[0]), head)]  # the scatter of the flat part (the blow-up's residuals are no noise)
+    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    above = np.nonzero(s > start + max(flat * abs(start), band_sigmas * sigma))[0]
+    return int(above[0]) + 1 if len(above) else None
+
+
+def _flat_at(lrs: np.ndarray, losses: np.ndarray, flat: float | None) -> int | None:
+    """:func:`flat_edge` as the robust rule applies it (``flat=None``: never)."""
+    if flat is None:
+        return None
+    return flat_edge(lrs, losses, flat=check_positive("flat", flat, allow_zero=True))
 
 
 def _as_count(name: str, v: object) -> float | None:
@@ -348,6 +399,7 @@ def robust_backoff(
     max_passes: float | None = ROBUST_MAX_PASSES,
     dip_noise: float | None = ROBUST_DIP_NOISE,
     dip_passes: float | None = ROBUST_DIP_PASSES,
+    flat: float | None = ROBUST_FLAT,
 ) -> float:
     """The back-off, in decades below ``lr_min``, that :func:`suggest_robust` takes (before it clips the LR into the
     descent): ``backoff_decades`` for an explosion or ``plateau_backoff_decades`` for a plateau
@@ -366,6 +418,8 @@ def robust_backoff(
     lrs, losses, band, stopped, _ = _robust_view(lrs, losses, noise_band=noise_band, stopped=stopped,
                                                  dip_rise=dip_rise, passes=passes, max_passes=max_passes,
                                                  dip_noise=dip_noise, dip_passes=dip_passes)
+    if _flat_at(lrs, losses, flat) is not None:  # a flat curve that blew up: the full back-off from where it did
+        return float(backoff_decades)
     if plateau_backoff_decades is not None:
         plateau_backoff_decades = check_positive("plateau_backoff_decades", plateau_backoff_decades, allow_zero=True)
         if robust_regime(lrs, losses, plateau_rise=plateau_rise, stopped=stopped, dip_rise=None) == "plateau":
@@ -392,6 +446,7 @@ def suggest_robust(
     max_passes: float | None = ROBUST_MAX_PASSES,
     dip_noise: float | None = ROBUST_DIP_NOISE,
     dip_passes: float | None = ROBUST_DIP_PASSES,
+    flat: float | None = ROBUST_FLAT,
 ) -> float:
     """lrkit's default rule: a back-off below where the loss stopped improving, kept inside the descent.
 
@@ -418,6 +473,10 @@ def suggest_robust(
        as an explosion there; with ``dip_noise`` only when the first dip stands out of the curve's scatter, and with
        ``dip_passes`` only when the test made more than that many ``passes`` (defaults :data:`ROBUST_DIP_NOISE`,
        :data:`ROBUST_DIP_PASSES`: ``None``, no such guard).
+    7. With ``flat`` (default :data:`ROBUST_FLAT`; ``None``: off), a curve too flat to judge — its loss never got
+       ``flat`` of ``|start|`` below its start — that then blows up is read from where it left its flat band
+       (:func:`flat_edge`): ``backoff_decades`` below that LR, with no noise scaling (the curve's scatter is all it
+       has).
 
     >>> lrs = np.logspace(-4, 1, 100)
     >>> plateau = 1.0 / (1.0 + lrs / 1e-2)             # falls, then flattens out: no edge in sight
@@ -431,6 +490,11 @@ def suggest_robust(
     lrs, losses, band, stopped, _ = _robust_view(lrs, losses, noise_band=noise_band, stopped=stopped,
                                                  dip_rise=dip_rise, passes=passes, max_passes=max_passes,
                                                  dip_noise=dip_noise, dip_passes=dip_passes)
+    edge = _flat_at(lrs, losses, flat)
+    if edge is not None:  # too flat to judge, then blew up: a back-off from where it left its flat band
+        backoff_decades = check_positive("backoff_decades", backoff_decades, allow_zero=True)
+        t_lrs, _ = _trim(lrs, losses)
+        return float(max(t_lrs[edge - 1] / 10.0**backoff_decades, t_lrs[0]))
     backoff_decades = robust_backoff(lrs, losses, backoff_decades=backoff_decades,
                                      plateau_backoff_decades=plateau_backoff_decades, plateau_rise=plateau_rise,
                                      noise_band=band, stopped=stopped, dip_rise=None)
@@ -452,13 +516,15 @@ def suggest_robust(
 
 def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = ROBUST_PLATEAU_RISE,
                   stopped: bool = False, dip_rise: float | None = ROBUST_DIP_RISE, passes: float | None = None,
-                  dip_noise: float | None = ROBUST_DIP_NOISE, dip_passes: float | None = ROBUST_DIP_PASSES) -> str:
+                  dip_noise: float | None = ROBUST_DIP_NOISE, dip_passes: float | None = ROBUST_DIP_PASSES,
+                  flat: float | None = ROBUST_FLAT) -> str:
     """How the robust rule reads a range-test curve: ``"explosion"`` or ``"plateau"`` (see :func:`suggest_robust`).
 
     ``"explosion"`` when the test ``stopped`` early on divergence, a loss was non-finite, or the smoothed loss ends at
     least ``plateau_rise`` times ``|first smoothed loss|`` above its minimum (the loss minimum is the stability edge),
     or the curve dips twice (:func:`dip_cut`; not with ``dip_rise=None``, and under ``dip_noise`` / ``dip_passes``
-    as in :func:`suggest_robust`); ``"plateau"`` otherwise (the test never reached the edge).
+    as in :func:`suggest_robust`), or (with ``flat``) a flat curve left its flat band upwards (:func:`flat_edge`);
+    ``"plateau"`` otherwise (the test never reached the edge).
 
     >>> lrs = np.logspace(-4, 1, 100)
     >>> robust_regime(lrs, 1 / (1 + lrs / 1e-2)), robust_regime(lrs, 1 / (1 + lrs / 1e-2) + lrs**2)
@@ -468,7 +534,7 @@ def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = 
     if stopped or not np.all(np.isfinite(np.asarray(losses, dtype=float))):
         return "explosion"
     if _dip_at(lrs, losses, dip_rise=dip_rise, dip_noise=dip_noise, passes=_as_count("passes", passes),
-               dip_passes=dip_passes) is not None:
+               dip_passes=dip_passes) is not None or _flat_at(lrs, losses, flat) is not None:
         return "explosion"
     _, finite = _trim(lrs, losses)
     s = smooth_curve(finite)

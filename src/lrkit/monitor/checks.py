@@ -376,8 +376,9 @@ class LossRising(Check):
 @dataclass(frozen=True)
 class LossAboveStart(Check):
     """The loss never got clearly below where it started: the run collapsed to chance, or jumped above its starting
-    loss and stays there, without a spike, a gradient blow-up or a rise to see. **Opt-in** (not among
-    :func:`default_checks`; ``Monitor(collapse_check=True)`` adds it).
+    loss and stays there, without a spike, a gradient blow-up or a rise to see. Not among :func:`default_checks`:
+    :class:`~lrkit.monitor.Monitor` adds it unless ``collapse_check=False`` (its default since the seventh fresh set's
+    pre-registered test, README).
 
     The end of a too-high LR that :class:`LossRising` cannot see, because the run never made progress to lose: the
     network collapses to predicting the class prior within its warmup (cross-entropy at ``ln(classes)``, which is
@@ -391,8 +392,12 @@ class LossAboveStart(Check):
     ``L0``) reads the same whatever the sign of ``L0``: 1 where the run started, above 1 higher, and the check fires
     when ``ratio >= level``. Healthy runs on the benchmark suite are below ``0.7 * L0`` by step 50-60
     (the slowest, a CNN, sits at ``0.93-0.98 * L0`` at the end of its 17-step warmup), collapsed ones at
-    ``0.97-1.04 * L0`` for the whole run. A run whose loss barely moves for ``min_steps`` steps at a *low* LR looks
-    the same; that is why the check is opt-in.
+    ``0.97-1.04 * L0`` for the whole run. A run whose loss barely moves at a *low* LR looks the same by its loss, but
+    its weights barely move: while the latest sampled update-to-weight ratios (median of up to 2) are below
+    ``min_update_ratio`` (``1e-4``, :class:`LRTooLow`'s line; on the suite collapsed runs read 6e-3 to 0.4, runs at
+    1/100-1/1000 of the best LR 1e-10 to 3e-5) the check stays quiet, and ``lr_too_low`` reports the LR instead of a
+    rollback lowering it further. Without any sample (no check needs them) that guard cannot judge and the loss
+    alone decides.
 
     When it runs: it needs the loss window only, so :class:`~lrkit.Monitor` evaluates it on a *full* step (see
     ``Monitor(grad_every=...)``), the first full step at least ``every`` steps after its previous evaluation. Every
@@ -415,6 +420,9 @@ class LossAboveStart(Check):
     >>> up = [-1.0] + [-0.5] * 100                                          # a negative loss stuck above its start
     >>> round(LossAboveStart().check(RollingRecord.from_stream(up)).values["ratio"], 2)
     1.5
+    >>> slow = RollingRecord.from_stream([2.3] + flat, update_ratios=[1e-6] * 2, lr=1e-5)   # weights barely move
+    >>> LossAboveStart().check(slow) is None, LossAboveStart(min_update_ratio=None).check(slow) is None
+    (True, False)
     """
 
     name: ClassVar[str] = "loss_above_start"
@@ -424,6 +432,10 @@ class LossAboveStart(Check):
     min_steps: int = 75
     every: int = 25
     cooldown: int = 50
+    #: Quiet while the weights barely move: the median of the last (up to 2) sampled update-to-weight ratios below this
+    #: (:class:`LRTooLow`'s ``max_ratio``) is an LR too low, which ``lr_too_low`` reports — a rollback and a back-off
+    #: would lower it further. ``None``: no such guard.
+    min_update_ratio: float | None = 1e-4
 
     def __post_init__(self) -> None:
         _int_at_least(self, "window", 2)
@@ -431,6 +443,8 @@ class LossAboveStart(Check):
         _int_at_least(self, "min_steps", 0)
         _int_at_least(self, "every", 1)
         _int_at_least(self, "cooldown", 0)
+        if self.min_update_ratio is not None:
+            _positive(self, "min_update_ratio", allow_zero=True)
 
     @property
     def history(self) -> int:
@@ -446,6 +460,9 @@ class LossAboveStart(Check):
         threshold = start - (1.0 - self.level) * scale
         if m < threshold:
             return None
+        if self.min_update_ratio is not None and record.count("update_ratio") \
+                and robust_stats(record.window("update_ratio", 2)).median < self.min_update_ratio:
+            return None  # the weights barely move: an LR too low (lr_too_low's business), not a collapse
         if scale > 0:
             ratio = 1.0 + (m - start) / scale
         else:  # L0 = 0: the threshold is 0, and m >= 0 here

@@ -606,14 +606,16 @@ class Monitor:
             (``val_loss - best > s * (V1 - best)``) — the evaluation-to-evaluation jitter of a regression trained
             close to its noise floor is small next to that progress, memorisation is not. Opt-in: chosen on the
             tasks it fixed, then pre-registered on a fresh set where it changed nothing, so not the default (README).
-        collapse_check: ``False`` (the default) runs the checks as given. ``True`` adds
+        collapse_check: ``True`` (the default) adds
             :class:`~lrkit.monitor.checks.LossAboveStart` (``loss_above_start``, divergence: ``on_divergence``'s
             action, rollback by default) unless ``checks`` already holds one: a median of the last 50 losses still
             at or above ``L0 - 0.05 * |L0|`` (``0.95 * L0`` for a positive ``L0``) — a run that collapsed to chance
             in its warmup, or jumped above its starting loss and stays there — rolls back and backs off. It is
             judged on full steps (see ``grad_every``) from step 75 on, at most every 25 steps: with the default
             ``grad_every=64`` a healthy run is typically first judged at step 128, then every 64; after a rollback only
-            the 50 losses trained since count. Opt-in: a run that barely learns at a low LR looks the same (README).
+            the 50 losses trained since count. ``False`` runs the checks as given. The default since a
+            pre-registered test on the seventh fresh task set (README); a run that barely learns in its first ~128
+            steps at a *low* LR looks the same to it.
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler`` (anything with ``state_dict()``/``load_state_dict()``); non-finite
             gradients are then left to it (it skips those steps and lowers its scale) instead of counting as
@@ -672,7 +674,7 @@ class Monitor:
         sample_every: int = 100,
         spike_grace: int = 3,
         val_min_share: float | None = None,
-        collapse_check: bool = False,
+        collapse_check: bool = True,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,

@@ -1,0 +1,79 @@
+"""A curve too flat to judge, read from where it blew up (``flat_edge`` / ``suggest_robust(flat=...)``): the eighth
+fresh set's pre-registered candidate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lrkit.finder import suggest as S
+from lrkit.finder.result import FinderResult
+
+LRS = np.logspace(-7, 1, 100)
+NOISE = np.random.default_rng(0).normal(0, 0.01, 100)
+FLAT = 1.39 + NOISE + (LRS / 0.3) ** 4  # learns nothing, blows up near 0.3 (a GRU's range test)
+LEARNS = 1 / (1 + LRS / 1e-3) + (LRS / 0.3) ** 4 + NOISE  # falls, then blows up: an ordinary curve
+
+
+def _band_exit(curve: np.ndarray) -> int:
+    """The known answer: the first smoothed point above start + max(2% |start|, 3 sigma)."""
+    s = S.smooth_curve(curve)
+    head = max(5, len(curve) // 8)
+    start = float(np.median(curve[:head]))
+    flat_part = max(int(np.nonzero(s > 1.02 * start)[0][0]), head)
+    resid = (curve - s)[:flat_part]
+    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    return int(np.nonzero(s > start + max(0.02 * abs(start), 3 * sigma))[0][0]) + 1
+
+
+def test_flat_edge_is_where_the_smoothed_loss_leaves_its_band() -> None:
+    edge = S.flat_edge(LRS, FLAT)
+    assert edge == _band_exit(FLAT)
+    assert 0.03 < LRS[edge - 1] < 0.3  # on the way up, before the blow-up itself
+
+
+def test_flat_edge_is_none_on_a_curve_that_learns_or_never_leaves_the_band() -> None:
+    assert S.flat_edge(LRS, LEARNS) is None
+    assert S.flat_edge(LRS, 1.39 + NOISE) is None  # flat to the end: nothing to read
+    # a 2% drop is learning (the range test's own "too flat" line): at 1.9% the curve is still flat
+    assert S.flat_edge(LRS, FLAT, flat=0.001) is None
+
+
+def test_suggest_robust_with_flat_backs_off_a_decade_from_the_edge() -> None:
+    edge = S.flat_edge(LRS, FLAT)
+    assert S.suggest_robust(LRS, FLAT, flat=0.02) == pytest.approx(LRS[edge - 1] / 10)
+    assert S.suggest_robust(LRS, FLAT, flat=0.02, backoff_decades=0.5) == pytest.approx(LRS[edge - 1] / 10**0.5)
+    assert S.robust_backoff(LRS, FLAT, flat=0.02) == 1.0
+    assert S.robust_regime(LRS, FLAT, flat=0.02) == "explosion"
+    # off (today's default): the curve's minimum, scatter on a flat curve, decides
+    assert S.ROBUST_FLAT is None and S.suggest_robust(LRS, FLAT) == S.suggest_robust(LRS, FLAT, flat=None)
+    # a curve that learns is read as before
+    assert S.suggest_robust(LRS, LEARNS, flat=0.02) == S.suggest_robust(LRS, LEARNS)
+
+
+def test_never_below_the_first_lr() -> None:
+    lrs = np.logspace(-3, 1, 100)
+    curve = 1.0 + 0.001 * np.random.default_rng(1).normal(size=100) + (lrs / 1e-2) ** 4  # leaves the band early
+    edge = S.flat_edge(lrs, curve)
+    assert edge is not None and lrs[edge - 1] / 10 < lrs[0]  # a decade below the edge is below the test's range
+    assert S.suggest_robust(lrs, curve, flat=0.02) == lrs[0]
+
+
+@pytest.mark.parametrize("bad", [-0.02, math.nan, math.inf])
+def test_a_bad_flat_is_named(bad: object) -> None:
+    with pytest.raises(ValueError, match="flat"):
+        S.suggest_robust(LRS, FLAT, flat=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="flat"):
+        S.flat_edge(LRS, FLAT, flat=bad)  # type: ignore[arg-type]
+
+
+def test_finder_result_reads_flat_as_an_option_and_from_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = FinderResult(lrs=list(LRS), losses=list(FLAT), start_lr=1e-7, end_lr=10.0, passes=2.0)
+    edge_lr = float(LRS[S.flat_edge(LRS, FLAT) - 1])
+    assert r.suggest(flat=0.02) == pytest.approx(edge_lr / 10)
+    assert r.edge != edge_lr  # off by default: the edge is the (noisy) smoothed minimum
+    monkeypatch.setattr(S, "ROBUST_FLAT", 0.02)
+    assert r.suggestion == pytest.approx(edge_lr / 10)
+    assert r.edge == edge_lr and r.regime == "explosion" and r.backoff == 1.0
