@@ -620,7 +620,7 @@ def test_monitor_checks_table_matches_the_checks(cells: list[str]) -> None:
     if "opt-in" in cells[0] or "collapse_check" in cells[0]:
         assert name in added and name not in by_name, f"README marks {name!r} as added by a keyword: {sorted(by_name)}"
         default = inspect.signature(lrkit.Monitor).parameters["collapse_check"].default
-        assert default is ("the default" in cells[0]), f"README says of {name!r}: {cells[0]!r}; collapse_check={default}"
+        assert default is ("the default" in cells[0]), f"README on {name!r}: {cells[0]!r}; collapse_check={default}"
         by_name = added
     assert name in by_name, f"README check {name!r} is not a default check: {sorted(by_name)}"
     check = by_name[name]()

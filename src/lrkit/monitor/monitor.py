@@ -309,6 +309,22 @@ def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
     )
 
 
+def _loss_sign(optimizer: torch.optim.Optimizer) -> float:
+    """The sign the monitor reads every loss with: ``-1.0`` when every param group (with parameters) has
+    ``maximize=True`` — the optimizer ascends the value passed as the loss, so the quantity it lowers is its
+    negative (the same convention as :func:`lrkit.find_lr`) — else ``1.0``. Groups that disagree are a ``ValueError``
+    naming the first group of each kind."""
+    flags = {gi: bool(g.get("maximize", False)) for gi, g in enumerate(optimizer.param_groups) if g["params"]}
+    if len(set(flags.values())) > 1:  # the first group of each kind, in group order
+        a, b = sorted(next(gi for gi, f in flags.items() if f is kind) for kind in (True, False))
+        raise ValueError(
+            f"param groups disagree on maximize (group {a} has maximize={flags[a]}, group {b} maximize={flags[b]}): "
+            "the Monitor reads after_backward(loss) as the quantity the optimizer lowers (its negative under "
+            "maximize=True) and needs one direction to judge it by; give every group the same maximize"
+        )
+    return -1.0 if flags and all(flags.values()) else 1.0
+
+
 def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
     """A clear ``ValueError`` unless ``scheduler`` is a scheduler *instance* that drives ``optimizer``'s LR: a rollback
     restores it with model and optimizer, and the back-off scales what it computes the LR from, which is nonsense for
@@ -561,9 +577,19 @@ class Monitor:
     the LR is ``backoff ** k`` times what the schedule says (``lr_scale``). After ``max_rollbacks`` rollbacks
     the next one becomes a stop, with a reason.
 
+    The loss is read as the quantity the optimizer *lowers*. With ``maximize=True`` in every param group (torch's
+    optimizers then ascend the value whose gradients they get) the value passed to :meth:`after_backward` and
+    :meth:`after_validation` is the objective being maximised, and the monitor reads its negative — the same
+    convention as :func:`lrkit.find_lr`: a maximised run and its minimising twin (objective negated) see the same
+    checks fire at the same steps. So the record, ``state_dict()`` and each event's values hold the **negated
+    objective** (``loss = -objective``); such events carry ``values["loss_sign"] = -1.0`` and say so in their reason,
+    and ``monitor.loss_sign`` is ``-1.0``. Param groups that disagree on ``maximize`` are a ``ValueError`` at
+    construction naming the groups; the direction is read once, at construction (a group added later with another
+    ``maximize`` is not noticed).
+
     Args:
         model: the model being trained.
-        optimizer: its optimizer.
+        optimizer: its optimizer. ``maximize=True`` in every group: the losses given are objectives to raise (above).
         scheduler: an optional LR scheduler (any ``torch.optim.lr_scheduler.LRScheduler``, lrkit's or torch's own),
             restored together with model and optimizer on rollback and scaled by the back-off.
         on_divergence, on_explode, on_too_low, on_overfit: the action per category (``"warn"``, ``"clip"``
@@ -631,6 +657,7 @@ class Monitor:
             consistent and can be used on.
 
     Attributes:
+        loss_sign: ``1.0``, or ``-1.0`` when the optimizer maximizes (every loss is read negated).
         events: every :class:`MonitorEvent`, in order. ``[e.to_dict() for e in monitor.events]`` is JSON.
         should_stop: ``True`` once a ``stop`` happened (``stop_reason`` says why). :meth:`after_step` returns it.
         last_action: the most severe action of the latest step (``"none"`` when healthy).
@@ -652,6 +679,18 @@ class Monitor:
     ...     stop = monitor.after_step()
     >>> monitor.events, monitor.should_stop, monitor.step
     ([], False, 19)
+
+    Maximising (the objective ascended, e.g. a log-likelihood) is read as its negative:
+
+    >>> up = torch.optim.SGD(model.parameters(), lr=0.05, maximize=True)
+    >>> watch = lrkit.Monitor(model, up)
+    >>> up.zero_grad()
+    >>> objective = -torch.nn.functional.mse_loss(model(x), y)
+    >>> objective.backward()
+    >>> watch.after_backward(objective), watch.loss_sign, watch.record.start_loss == -objective.item()
+    (True, -1.0, True)
+    >>> up.step(); watch.after_step()
+    False
     """
 
     def __init__(
@@ -691,6 +730,7 @@ class Monitor:
             )
         if scheduler is not None:
             _check_scheduler(scheduler, optimizer)
+        sign = _loss_sign(optimizer)
         for key, value in (("backoff", backoff), ("val_backoff", val_backoff)):
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1):
                 raise ValueError(f"{key}={value!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
@@ -705,6 +745,9 @@ class Monitor:
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
+        #: ``-1.0`` when the optimizer maximizes (every group ``maximize=True``): losses are read negated; else ``1.0``
+        self.loss_sign = sign
+        self._negate = sign < 0
         self.backoff = float(backoff)
         self.val_backoff = float(val_backoff)
         self.max_rollbacks = check_int("max_rollbacks", max_rollbacks, 0)
@@ -875,6 +918,8 @@ class Monitor:
                 value = loss.item() if type(loss) is _Tensor else self._loss_value(loss)
                 if type(value) is bool:  # a bool tensor reads as True/False, which compare like numbers
                     raise TypeError
+                if self._negate:
+                    value = -value
                 fast = value <= self._screen  # False for nan and for inf (the bound is capped at the largest float)
             except (RuntimeError, TypeError):  # a non-scalar, complex or bool tensor: the clear error, nothing counted
                 self._loss_value(loss)
@@ -959,6 +1004,8 @@ class Monitor:
         else:
             _check_loss(val_loss, "after_validation(val_loss)")
             value = float(val_loss.item() if hasattr(val_loss, "item") else val_loss)  # type: ignore[union-attr,arg-type]
+        if self._negate:
+            value = -value
         self._flush(self._step)
         rec = self.record
         # the run's best so far (nan compares False; -inf is no best: val_rising fires on it, and rolls back to the
@@ -1053,6 +1100,7 @@ class Monitor:
     def _state_dict(self) -> dict[str, Any]:
         return {
             "version": _STATE_VERSION,
+            "loss_sign": self.loss_sign,
             "step": self._step,
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
@@ -1088,6 +1136,16 @@ class Monitor:
         missing = required - set(state)
         if missing:
             raise ValueError(f"Monitor state_dict is missing keys {sorted(missing)}")
+        saved_sign = state.get("loss_sign", self.loss_sign)  # absent in states saved before the sign was kept
+        if saved_sign != self.loss_sign:
+            def what(sign: Any) -> str:
+                return ("maximize=True (losses read negated)" if sign == -1.0 else "maximize=False" if sign == 1.0
+                        else f"an unknown sign {sign!r}")
+            raise ValueError(
+                f"Monitor state_dict has loss_sign={saved_sign!r}: it was saved by a monitor whose optimizer had "
+                f"{what(saved_sign)}, this one's has {what(self.loss_sign)}, so its record and events hold losses of "
+                "the other sign; load it with an optimizer built with the same maximize"
+            )
         # what can be refused (a snapshot of another model, a malformed event) first: a refused state changes nothing
         events = [MonitorEvent.from_dict(e) for e in state["events"]]
         healthy = self._load_healthy(state["healthy"]) if state.get("healthy") is not None else None
@@ -1247,7 +1305,7 @@ class Monitor:
         self._flush(step - 1)
         rec = self.record
         if self.should_stop:
-            rec.push(self._loss_value(loss) if value is None else value, None)
+            rec.push(self._loss_value(loss) * self.loss_sign if value is None else value, None)
             self._neutralise()
             self._pending = "stopped"
             self.last_action = "stop"
@@ -1258,6 +1316,8 @@ class Monitor:
         loss_value, gnorm, norms = self._measure(loss, grads, value)
         if value is not None:
             loss_value = value
+        elif self._negate:
+            loss_value = -loss_value
         if self.grad_scaler is not None and not math.isfinite(gnorm) and self._scaler_enabled():
             rec.push(loss_value, None)  # the scaler skips this step and lowers its scale: not our business
         else:
@@ -1640,8 +1700,11 @@ class Monitor:
             reason += (f"; rollback limit reached ({self.max_rollbacks} rollbacks, LR now {self.lr_scale:.3g}x the "
                        "original): the run keeps going wrong even at a lower LR — look for inf/nan in the data or the "
                        "loss, or raise max_rollbacks")
-        self._emit(MonitorEvent(step, check.name, {**found.values, **self._lr_values(lr)}, action, reason),
-                   stacklevel=stacklevel)
+        values = {**found.values, **self._lr_values(lr)}
+        if self._negate:  # the losses among the values are the negated objective: say so in the record
+            values["loss_sign"] = -1.0
+            reason += " (maximize=True: losses are the negated objective)"
+        self._emit(MonitorEvent(step, check.name, values, action, reason), stacklevel=stacklevel)
         if action == "stop" and not self.should_stop:
             self.should_stop = True
             self.stop_reason = f"{check.name} at step {step}: {reason}"
