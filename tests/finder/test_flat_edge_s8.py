@@ -47,8 +47,9 @@ def test_suggest_robust_with_flat_backs_off_a_decade_from_the_edge() -> None:
     assert S.suggest_robust(LRS, FLAT, flat=0.02, backoff_decades=0.5) == pytest.approx(LRS[edge - 1] / 10**0.5)
     assert S.robust_backoff(LRS, FLAT, flat=0.02) == 1.0
     assert S.robust_regime(LRS, FLAT, flat=0.02) == "explosion"
-    # off (today's default): the curve's minimum, scatter on a flat curve, decides
-    assert S.ROBUST_FLAT is None and S.suggest_robust(LRS, FLAT) == S.suggest_robust(LRS, FLAT, flat=None)
+    # on by default since the eighth fresh set; off, the curve's minimum (scatter on a flat curve) decides
+    assert S.ROBUST_FLAT == 0.02 and S.suggest_robust(LRS, FLAT) == S.suggest_robust(LRS, FLAT, flat=0.02)
+    assert S.suggest_robust(LRS, FLAT, flat=None) < LRS[edge - 1] / 100
     # a curve that learns is read as before
     assert S.suggest_robust(LRS, LEARNS, flat=0.02) == S.suggest_robust(LRS, LEARNS)
 
@@ -72,8 +73,7 @@ def test_a_bad_flat_is_named(bad: object) -> None:
 def test_finder_result_reads_flat_as_an_option_and_from_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
     r = FinderResult(lrs=list(LRS), losses=list(FLAT), start_lr=1e-7, end_lr=10.0, passes=2.0)
     edge_lr = float(LRS[S.flat_edge(LRS, FLAT) - 1])
-    assert r.suggest(flat=0.02) == pytest.approx(edge_lr / 10)
-    assert r.edge != edge_lr  # off by default: the edge is the (noisy) smoothed minimum
-    monkeypatch.setattr(S, "ROBUST_FLAT", 0.02)
-    assert r.suggestion == pytest.approx(edge_lr / 10)
+    assert r.suggest(flat=0.02) == pytest.approx(edge_lr / 10) == pytest.approx(r.suggestion)
     assert r.edge == edge_lr and r.regime == "explosion" and r.backoff == 1.0
+    monkeypatch.setattr(S, "ROBUST_FLAT", None)  # off: the edge is the (noisy) smoothed minimum
+    assert r.edge != edge_lr and r.suggestion == r.suggest(flat=None) != pytest.approx(edge_lr / 10)

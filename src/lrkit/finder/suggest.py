@@ -190,8 +190,9 @@ ROBUST_MAX_PASSES = 6.0
 #: range test warns) — has no minimum worth reading: the loss did not learn in the test's few steps (a recurrent
 #: net before it escapes its plateau). If it then blows up, the place it leaves its flat band (:func:`flat_edge`) is
 #: the one edge the test saw, and the rule backs off from there. ``None``: off (a flat curve is read like any other).
-#: Pre-registered for a test on the eighth fresh set (README, "Eighth fresh set").
-ROBUST_FLAT: float | None = None
+#: Written for a GRU of the seventh fresh set, adopted by a pre-registered test on the eighth (README, "Eighth fresh
+#: set").
+ROBUST_FLAT: float | None = 0.02
 
 
 def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RISE,
@@ -250,12 +251,13 @@ def _dip_at(lrs: np.ndarray, losses: np.ndarray, *, dip_rise: float | None, dip_
             passes: float | None, dip_passes: float | None) -> int | None:
     """:func:`dip_cut` as the robust rule applies it: ``None`` without ``dip_rise``, and with ``dip_passes`` unless
     the test made more than that many ``passes`` (unknown ``passes``: no cut)."""
-    if dip_rise is None:
-        return None
-    dip_rise = check_positive("dip_rise", dip_rise, allow_zero=True)  # named as the caller passed it
+    # the guards are checked even with the cut off (dip_rise=None): a bad value is refused whatever the curve
     if dip_noise is not None:
         dip_noise = check_positive("dip_noise", dip_noise, allow_zero=True)
     dip_passes = _as_count("dip_passes", dip_passes)
+    if dip_rise is None:
+        return None
+    dip_rise = check_positive("dip_rise", dip_rise, allow_zero=True)  # named as the caller passed it
     if dip_passes is not None and not (passes is not None and passes > dip_passes):
         return None
     return dip_cut(lrs, losses, rise=dip_rise, noise=dip_noise)
@@ -415,13 +417,14 @@ def robust_backoff(
     # Checked up front whatever the regime: a NaN back-off would suggest NaN, an inf or negative one be clipped away
     backoff_decades = check_positive("backoff_decades", backoff_decades, allow_zero=True)
     plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
+    if plateau_backoff_decades is not None:  # (also when a flat curve's reading returns before it is used)
+        plateau_backoff_decades = check_positive("plateau_backoff_decades", plateau_backoff_decades, allow_zero=True)
     lrs, losses, band, stopped, _ = _robust_view(lrs, losses, noise_band=noise_band, stopped=stopped,
                                                  dip_rise=dip_rise, passes=passes, max_passes=max_passes,
                                                  dip_noise=dip_noise, dip_passes=dip_passes)
     if _flat_at(lrs, losses, flat) is not None:  # a flat curve that blew up: the full back-off from where it did
         return float(backoff_decades)
     if plateau_backoff_decades is not None:
-        plateau_backoff_decades = check_positive("plateau_backoff_decades", plateau_backoff_decades, allow_zero=True)
         if robust_regime(lrs, losses, plateau_rise=plateau_rise, stopped=stopped, dip_rise=None) == "plateau":
             backoff_decades = plateau_backoff_decades
     if band is not None:
@@ -473,7 +476,7 @@ def suggest_robust(
        as an explosion there; with ``dip_noise`` only when the first dip stands out of the curve's scatter, and with
        ``dip_passes`` only when the test made more than that many ``passes`` (defaults :data:`ROBUST_DIP_NOISE`,
        :data:`ROBUST_DIP_PASSES`: ``None``, no such guard).
-    7. With ``flat`` (default :data:`ROBUST_FLAT`; ``None``: off), a curve too flat to judge — its loss never got
+    7. With ``flat`` (default :data:`ROBUST_FLAT`, 0.02; ``None``: off), a curve too flat to judge — its loss never got
        ``flat`` of ``|start|`` below its start — that then blows up is read from where it left its flat band
        (:func:`flat_edge`): ``backoff_decades`` below that LR, with no noise scaling (the curve's scatter is all it
        has).
@@ -492,7 +495,10 @@ def suggest_robust(
                                                  dip_noise=dip_noise, dip_passes=dip_passes)
     edge = _flat_at(lrs, losses, flat)
     if edge is not None:  # too flat to judge, then blew up: a back-off from where it left its flat band
-        backoff_decades = check_positive("backoff_decades", backoff_decades, allow_zero=True)
+        # (robust_backoff: the full back-off, every option checked as on any other curve)
+        backoff_decades = robust_backoff(lrs, losses, backoff_decades=backoff_decades,
+                                         plateau_backoff_decades=plateau_backoff_decades, plateau_rise=plateau_rise,
+                                         noise_band=band, stopped=stopped, dip_rise=None, flat=flat)
         t_lrs, _ = _trim(lrs, losses)
         return float(max(t_lrs[edge - 1] / 10.0**backoff_decades, t_lrs[0]))
     backoff_decades = robust_backoff(lrs, losses, backoff_decades=backoff_decades,
@@ -531,9 +537,13 @@ def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = 
     ('plateau', 'explosion')
     """
     plateau_rise = check_positive("plateau_rise", plateau_rise, allow_zero=True)
+    passes = _as_count("passes", passes)  # checked whatever the curve (as below, on an explosion read early too)
+    if flat is not None:
+        flat = check_positive("flat", flat, allow_zero=True)
     if stopped or not np.all(np.isfinite(np.asarray(losses, dtype=float))):
+        _dip_at(lrs, losses, dip_rise=None, dip_noise=dip_noise, passes=passes, dip_passes=dip_passes)  # (checks)
         return "explosion"
-    if _dip_at(lrs, losses, dip_rise=dip_rise, dip_noise=dip_noise, passes=_as_count("passes", passes),
+    if _dip_at(lrs, losses, dip_rise=dip_rise, dip_noise=dip_noise, passes=passes,
                dip_passes=dip_passes) is not None or _flat_at(lrs, losses, flat) is not None:
         return "explosion"
     _, finite = _trim(lrs, losses)
