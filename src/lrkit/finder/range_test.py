@@ -18,7 +18,16 @@ import numpy as np
 import torch
 
 from lrkit._state import Snapshot
-from lrkit._step import LossFn, StepFn, autocast_context, batch_loss, cycle_batches, move_to, optimizer_step
+from lrkit._step import (
+    LossFn,
+    StepFn,
+    autocast_context,
+    batch_loss,
+    clip_grad_norm_,
+    cycle_batches,
+    move_to,
+    optimizer_step,
+)
 from lrkit._utils import adapts_step_size, check_int, check_positive, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.result import FinderResult
@@ -451,7 +460,7 @@ def find_lr(
                 raise
             total += loss.item()
         if max_grad_norm is not None and needs_closure:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            clip_grad_norm_(params, max_grad_norm)  # sparse gradients too (LBFGS steps them)
         return total / accumulation_steps
 
     try:

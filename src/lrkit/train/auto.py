@@ -43,7 +43,15 @@ import numpy as np
 import torch
 
 from lrkit._state import Snapshot
-from lrkit._step import autocast_context, batch_loss, batch_size, cycle_batches, move_to, optimizer_step
+from lrkit._step import (
+    autocast_context,
+    batch_loss,
+    batch_size,
+    clip_grad_norm_,
+    cycle_batches,
+    move_to,
+    optimizer_step,
+)
 from lrkit._utils import check_positive, unknown_name_error
 from lrkit.finder import suggest as _suggest
 
@@ -463,7 +471,7 @@ def _run_trial(
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
             total += float(loss.detach())
         if max_grad_norm is not None and needs_closure:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            clip_grad_norm_(params, max_grad_norm)  # sparse gradients too (LBFGS steps them)
         return total
 
     for step in range(steps):
