@@ -55,6 +55,7 @@ __all__ = [
     "FRESH6",
     "FRESH7",
     "FRESH8",
+    "FRESH9",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -84,7 +85,7 @@ WARMUP_FRACTION = 0.05
 LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
 GROUPS: tuple[str, ...] = (
-    "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8"
+    "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8", "fresh9"
 )
 
 
@@ -108,7 +109,7 @@ class Task:
     ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
     baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
     was fit on it), ``"held_out"`` (the first out-of-sample set), ``"fresh"`` (a second out-of-sample set,
-    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh8"`` (a third to a ninth,
+    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh9"`` (a third to a tenth,
     pre-registered the same way). Left
     out, it follows ``held_out``; ``held_out`` is True exactly for the groups other than ``"calibration"``.
 
@@ -129,7 +130,7 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
-    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh8"`` (:data:`GROUPS`); ``None``: from ``held_out``.
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh9"`` (:data:`GROUPS`); ``None``: from ``held_out``.
     #: Not part of the cache key.
     group: str | None = None
 
@@ -621,6 +622,56 @@ def _bumps() -> TaskData:
                     torch.tensor(x[cut:, None, :], dtype=torch.float32), torch.tensor(y[cut:]))
 
 
+def _delayed_recall() -> TaskData:
+    """Sequences of 15 one-hot tokens of 4 kinds; the label is the first token (10% replaced at random): the model
+    must carry it through 14 distractors (shape ``(n, 15, 4)``)."""
+    rng = np.random.default_rng(9)
+    n, length = 2400, 15
+    tokens = rng.integers(0, 4, size=(n, length))
+    y = tokens[:, 0].copy()
+    flip = rng.random(n) < 0.1
+    y[flip] = rng.integers(0, 4, int(flip.sum()))
+    x = np.eye(4, dtype=np.float32)[tokens]
+    cut = 1600
+    return TaskData(torch.tensor(x[:cut]), torch.tensor(y[:cut]), torch.tensor(x[cut:]), torch.tensor(y[cut:]))
+
+
+def _two_classes_16() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=2400, n_features=16, n_informative=6, n_redundant=4, n_classes=2,
+                               n_clusters_per_class=3, flip_y=0.05, random_state=9)  # fmt: skip
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _xor_bits() -> TaskData:
+    """12 random +-1 bits; the label is the XOR of the first two (flipped for 5%)."""
+    rng = np.random.default_rng(9)
+    n = 3000
+    bits = rng.integers(0, 2, size=(n, 12))
+    y = bits[:, 0] ^ bits[:, 1]
+    flip = rng.random(n) < 0.05
+    y[flip] = 1 - y[flip]
+    x = 2.0 * bits - 1.0
+    cut = 2000
+    return TaskData(torch.tensor(x[:cut], dtype=torch.float32), torch.tensor(y[:cut]),
+                    torch.tensor(x[cut:], dtype=torch.float32), torch.tensor(y[cut:]))
+
+
+def _sparse_uncorrelated() -> TaskData:
+    from sklearn.datasets import make_sparse_uncorrelated
+
+    x, y = make_sparse_uncorrelated(n_samples=2400, n_features=12, random_state=9)
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
+def _wine_plain() -> TaskData:
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    return _split(d.data, d.target, 0.35, stratify=True)
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -958,6 +1009,46 @@ def _bump_cnn() -> nn.Module:
         nn.Conv1d(16, 16, 5, padding=2), nn.ReLU(), nn.AdaptiveMaxPool1d(1),
         nn.Flatten(), nn.Linear(16, 3),
     )  # fmt: skip
+
+
+class _LSTMRecall(nn.Module):
+    """A one-layer LSTM over one-hot tokens; its last hidden state goes to a linear head."""
+
+    def __init__(self, hidden: int = 32) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.lstm(x)
+        return self.head(h[-1])
+
+
+def _lstm_recall() -> nn.Module:
+    return _LSTMRecall()
+
+
+def _deep_sigmoid_mlp() -> nn.Module:
+    layers: list[nn.Module] = [nn.Linear(16, 64), nn.Sigmoid()]
+    for _ in range(6):
+        layers += [nn.Linear(64, 64), nn.Sigmoid()]
+    return nn.Sequential(*layers, nn.Linear(64, 2))
+
+
+def _xor_mlp() -> nn.Module:
+    return _mlp([12, 32, 2])
+
+
+def _sparse_uncorrelated_mlp() -> nn.Module:
+    return _mlp([12, 64, 1])
+
+
+def _digits_wide_mlp() -> nn.Module:
+    return _mlp([64, 512, 10])
+
+
+def _wine_bn_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(13, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 3))
 
 
 def _sgd_momentum(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
@@ -1736,6 +1827,90 @@ _TASK_LIST = [
         held_out=True,
         group="fresh8",
     ),
+    Task(
+        name="lstm_delayed_recall_adam",
+        description="recall the first of 15 one-hot tokens of 4 kinds, 10% noise (1600/800), LSTM(4, 32) + linear",
+        optimizer_name="Adam",
+        build_data=_delayed_recall,
+        build_model=_seeded(_lstm_recall),
+        build_optimizer=_adam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=8,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh9",
+    ),
+    Task(
+        name="deep_sigmoid_mlp_sgd",
+        description="make_classification, 2 classes, 16 features (1600/800), 7-layer sigmoid MLP of width 64",
+        optimizer_name="SGD momentum 0.9",
+        build_data=_two_classes_16,
+        build_model=_seeded(_deep_sigmoid_mlp),
+        build_optimizer=_sgd_momentum,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh9",
+    ),
+    Task(
+        name="xor_bits_rmsprop",
+        description="XOR of the first 2 of 12 random bits, 5% flipped (2000/1000), MLP 12-32-2",
+        optimizer_name="RMSprop",
+        build_data=_xor_bits,
+        build_model=_seeded(_xor_mlp),
+        build_optimizer=_rmsprop,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh9",
+    ),
+    Task(
+        name="sparse_uncorrelated_adam",
+        description="make_sparse_uncorrelated regression, 12 features (1600/800), MLP 12-64-1",
+        optimizer_name="Adam",
+        build_data=_sparse_uncorrelated,
+        build_model=_seeded(_sparse_uncorrelated_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh9",
+    ),
+    Task(
+        name="digits_wide_mlp_sgd",
+        description="sklearn digits, 10% label noise (1347/450), MLP 64-512-10, batches of 128",
+        optimizer_name="SGD",
+        build_data=_digits_flat,
+        build_model=_seeded(_digits_wide_mlp),
+        build_optimizer=_sgd,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=128,
+        epochs=30,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh9",
+    ),
+    Task(
+        name="wine_bn_mlp_adam",
+        description="sklearn wine (115/63), MLP 13-32-3 with BatchNorm, batches of 16",
+        optimizer_name="Adam",
+        build_data=_wine_plain,
+        build_model=_seeded(_wine_bn_mlp),
+        build_optimizer=_adam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=16,
+        epochs=30,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh9",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -1758,6 +1933,8 @@ FRESH6: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh6
 FRESH7: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh7")
 #: The ninth held-out set, written down before any of its tasks was trained or range-tested (see the README).
 FRESH8: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh8")
+#: The tenth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+FRESH9: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh9")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:

@@ -67,6 +67,8 @@ DIP_GUARD = (1.5, 6.0)
 #: The ``flat`` of method ``lrkit:flat-edge`` (``lrkit.finder.suggest.suggest_robust``): the range test's own "too flat
 #: to judge" line, 2% of the starting loss.
 FLAT = 0.02
+#: The ``flat_sigmas`` of method ``lrkit:flat-noise``: a dip within 2 robust standard deviations of the scatter is flat.
+FLAT_SIGMAS = 2.0
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
 
 
@@ -154,6 +156,8 @@ def run_lrkit(task: Task, seed: int) -> FinderRun:
         lrs["lrkit:dip-guard"] = float(res.suggest(dip_noise=DIP_GUARD[0], dip_passes=DIP_GUARD[1]))
         # a curve too flat to judge read from where it blew up (the eighth fresh set's pre-registered test, README)
         lrs["lrkit:flat-edge"] = float(res.suggest(flat=FLAT))
+        # a flat curve told from one that learned by its scatter too (the ninth fresh set's pre-registered test)
+        lrs["lrkit:flat-noise"] = float(res.suggest(flat=FLAT, flat_sigmas=FLAT_SIGMAS))
     seconds = time.perf_counter() - t0
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning) and "lrkit" in w.filename]
     return FinderRun(lrs, res.num_steps_run, seconds, notes)
@@ -277,7 +281,7 @@ FAMILIES: dict[str, Callable[[Task, int], FinderRun]] = {
 def _family_methods(family: str) -> list[str]:
     if family == "lrkit":
         return ["lrkit", *(f"lrkit:{r}" for r in _lrkit_rules()), *(f"lrkit:{n}" for n in CONSENSUS_METHODS),
-                "lrkit:dip+gate", "lrkit:dip-guard", "lrkit:flat-edge"]
+                "lrkit:dip+gate", "lrkit:dip-guard", "lrkit:flat-edge", "lrkit:flat-noise"]
     return [family]
 
 

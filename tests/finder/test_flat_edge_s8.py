@@ -77,3 +77,37 @@ def test_finder_result_reads_flat_as_an_option_and_from_the_module(monkeypatch: 
     assert r.edge == edge_lr and r.regime == "explosion" and r.backoff == 1.0
     monkeypatch.setattr(S, "ROBUST_FLAT", None)  # off: the edge is the (noisy) smoothed minimum
     assert r.edge != edge_lr and r.suggestion == r.suggest(flat=None) != pytest.approx(edge_lr / 10)
+
+
+# ------------------------------------------------------------------ flat_sigmas: flat within the curve's own scatter
+NOISY_FLAT = 0.69 + 0.03 * np.random.default_rng(1).normal(size=100) + (LRS / 0.3) ** 4  # ln 2 read in small batches
+
+
+def test_a_chance_dip_within_the_scatter_is_flat_with_flat_sigmas() -> None:
+    s = S.smooth_curve(NOISY_FLAT)
+    start = float(np.median(NOISY_FLAT[:12]))
+    assert start - s.min() > 0.02 * start  # the chance dip passes the 2% line: "learning" without flat_sigmas
+    assert S.flat_edge(LRS, NOISY_FLAT) is None
+    edge = S.flat_edge(LRS, NOISY_FLAT, flat_sigmas=2.0)
+    assert edge is not None and 0.03 < LRS[edge - 1] < 0.5
+    assert S.suggest_robust(LRS, NOISY_FLAT, flat_sigmas=2.0) == pytest.approx(LRS[edge - 1] / 10)
+    assert S.suggest_robust(LRS, NOISY_FLAT, flat_sigmas=2.0, flat=None) == S.suggest_robust(LRS, NOISY_FLAT, flat=None)
+    # a curve that really learns is not flat whatever flat_sigmas (its drop is many sigmas)
+    assert S.flat_edge(LRS, LEARNS, flat_sigmas=2.0) is None
+    assert S.ROBUST_FLAT_SIGMAS is None  # under test on the ninth fresh set
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_a_bad_flat_sigmas_is_named(bad: float) -> None:
+    with pytest.raises(ValueError, match="flat_sigmas"):
+        S.suggest_robust(LRS, FLAT, flat_sigmas=bad)
+    with pytest.raises(ValueError, match="flat_sigmas"):
+        S.robust_regime(LRS, FLAT, flat_sigmas=bad)
+
+
+def test_finder_result_takes_flat_sigmas(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = FinderResult(lrs=list(LRS), losses=list(NOISY_FLAT), start_lr=1e-7, end_lr=10.0, passes=2.0)
+    edge_lr = float(LRS[S.flat_edge(LRS, NOISY_FLAT, flat_sigmas=2.0) - 1])
+    assert r.suggest(flat_sigmas=2.0) == pytest.approx(edge_lr / 10) != pytest.approx(r.suggestion)
+    monkeypatch.setattr(S, "ROBUST_FLAT_SIGMAS", 2.0)
+    assert r.suggestion == pytest.approx(edge_lr / 10) and r.edge == edge_lr

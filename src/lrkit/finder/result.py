@@ -20,13 +20,13 @@ _MIN_POINTS = 3
 _STOP_REASONS = ("completed", "diverged", "non-finite")
 #: The keyword options of the robust rule that :meth:`FinderResult.suggest` passes through.
 _ROBUST_OPTIONS = ("backoff_decades", "plateau_backoff_decades", "plateau_rise", "noise_band", "dip_rise", "passes",
-                   "max_passes", "dip_noise", "dip_passes", "flat")
+                   "max_passes", "dip_noise", "dip_passes", "flat", "flat_sigmas")
 
 
 def _guards() -> dict[str, float | None]:
     """The robust rule's module-level switches, read when used (so that a changed default takes effect)."""
     return {"dip_noise": _suggest.ROBUST_DIP_NOISE, "dip_passes": _suggest.ROBUST_DIP_PASSES,
-            "flat": _suggest.ROBUST_FLAT}
+            "flat": _suggest.ROBUST_FLAT, "flat_sigmas": _suggest.ROBUST_FLAT_SIGMAS}
 
 
 @dataclass
@@ -153,7 +153,7 @@ class FinderResult:
 
     def _flat_edge(self, lrs: np.ndarray, losses: np.ndarray) -> int | None:
         """:func:`lrkit.finder.suggest.flat_edge` on the default rule's view, when :data:`ROBUST_FLAT` is on."""
-        return _suggest._flat_at(lrs, losses, _suggest.ROBUST_FLAT)
+        return _suggest._flat_at(lrs, losses, _suggest.ROBUST_FLAT, _suggest.ROBUST_FLAT_SIGMAS)
 
     @property
     def regime(self) -> str:
@@ -161,7 +161,8 @@ class FinderResult:
         stability edge, or dipped twice: it backs off a decade) or ``"plateau"`` (the loss only flattened, the edge
         was not reached: half a decade); see :func:`lrkit.finder.suggest.robust_regime`."""
         lrs, losses, _, stopped, _ = self._view()
-        return _suggest.robust_regime(lrs, losses, stopped=stopped, dip_rise=None, flat=_suggest.ROBUST_FLAT)
+        return _suggest.robust_regime(lrs, losses, stopped=stopped, dip_rise=None, flat=_suggest.ROBUST_FLAT,
+                                      flat_sigmas=_suggest.ROBUST_FLAT_SIGMAS)
 
     @property
     def backoff(self) -> float:
@@ -170,7 +171,7 @@ class FinderResult:
         (:attr:`noise`) unless :attr:`noise_scaled` is off; see :func:`lrkit.finder.suggest.robust_backoff`."""
         lrs, losses, band, stopped, _ = self._view()
         return _suggest.robust_backoff(lrs, losses, stopped=stopped, noise_band=band, dip_rise=None,
-                                       flat=_suggest.ROBUST_FLAT)
+                                       flat=_suggest.ROBUST_FLAT, flat_sigmas=_suggest.ROBUST_FLAT_SIGMAS)
 
     @property
     def noise(self) -> float:

@@ -31,6 +31,7 @@ __all__ = [
     "ROBUST_DIP_PASSES",
     "ROBUST_DIP_RISE",
     "ROBUST_FLAT",
+    "ROBUST_FLAT_SIGMAS",
     "ROBUST_MAX_PASSES",
     "ROBUST_NOISE_BAND",
     "ROBUST_PLATEAU_BACKOFF_DECADES",
@@ -193,6 +194,11 @@ ROBUST_MAX_PASSES = 6.0
 #: Written for a GRU of the seventh fresh set, adopted by a pre-registered test on the eighth (README, "Eighth fresh
 #: set").
 ROBUST_FLAT: float | None = 0.02
+#: With ``ROBUST_FLAT``, a curve also counts as flat when its dip below the start is within ``ROBUST_FLAT_SIGMAS``
+#: robust standard deviations of its batch-to-batch scatter (:func:`flat_edge`'s ``flat_sigmas``): a noisy flat curve
+#: dips a few percent below its start by chance. ``None``: off. Pre-registered for a test on the ninth fresh set
+#: (README, "Ninth fresh set").
+ROBUST_FLAT_SIGMAS: float | None = None
 
 
 def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RISE,
@@ -263,46 +269,57 @@ def _dip_at(lrs: np.ndarray, losses: np.ndarray, *, dip_rise: float | None, dip_
     return dip_cut(lrs, losses, rise=dip_rise, noise=dip_noise)
 
 
-def flat_edge(lrs: np.ndarray, losses: np.ndarray, *, flat: float = 0.02, band_sigmas: float = 3.0) -> int | None:
+def flat_edge(lrs: np.ndarray, losses: np.ndarray, *, flat: float = 0.02, band_sigmas: float = 3.0,
+              flat_sigmas: float | None = None) -> int | None:
     """Where a curve too flat to judge blows up: the number of points of the finite curve (as every rule reads it) up
     to the first whose smoothed loss leaves the flat band, or ``None``.
 
     The curve is flat when its smoothed minimum is less than ``flat`` times ``|start|`` below ``start``, the median
-    of its first eighth (at least 5 points) — no learning to read. It leaves the band at the first smoothed loss above
-    ``start + max(flat * |start|, band_sigmas * sigma)``, with ``sigma`` = 1.4826 MAD of the losses around the smoothed
-    curve over its flat part (up to where it first rises ``flat * |start|`` above ``start``): its batch-to-batch
-    scatter. ``None`` for a curve that drops further, or that never leaves the band.
+    of its first eighth (at least 5 points) — no learning to read; with ``flat_sigmas``, less than
+    ``max(flat * |start|, flat_sigmas * sigma)`` below it (a dip within the curve's own scatter is no learning
+    either). It leaves the band at the first smoothed loss above ``start + max(flat * |start|, band_sigmas * sigma)``,
+    with ``sigma`` = 1.4826 MAD of the losses around the smoothed curve over its flat part (up to where it first rises
+    ``flat * |start|`` above ``start``, at least the first eighth): its batch-to-batch scatter. ``None`` for a curve
+    that drops further, or that never leaves the band.
 
     >>> lrs = np.logspace(-7, 1, 100)
     >>> flat = 1.39 + 0.01 * np.random.default_rng(0).normal(size=100) + (lrs / 0.3) ** 4   # blows up near 0.3
     >>> edge = flat_edge(lrs, flat)
     >>> 0.05 < float(lrs[edge - 1]) < 0.3, flat_edge(lrs, 1 / (1 + lrs / 1e-3) + (lrs / 0.3) ** 4)  # one that learns
     (True, None)
+    >>> noisy = 0.69 + 0.03 * np.random.default_rng(1).normal(size=100) + (lrs / 0.3) ** 4  # ln 2, scatter 4%
+    >>> flat_edge(lrs, noisy) is None, flat_edge(lrs, noisy, flat_sigmas=2.0) is not None  # its chance dips: 2 sigma
+    (True, True)
     """
     flat = check_positive("flat", flat, allow_zero=True)
     band_sigmas = check_positive("band_sigmas", band_sigmas, allow_zero=True)
+    if flat_sigmas is not None:
+        flat_sigmas = check_positive("flat_sigmas", flat_sigmas, allow_zero=True)
     _, raw = _trim(lrs, losses)
     s = smooth_curve(raw)
     head = max(5, len(raw) // 8)
     if len(raw) <= head:
         return None
     start = float(np.median(raw[:head]))
-    if start - float(s.min()) >= flat * abs(start):
-        return None  # it learned: the minimum is readable
     out = np.nonzero(s > start + flat * abs(start))[0]
     if not len(out):
-        return None  # flat to the end
+        return None  # never rises out of the band: nothing blew up (or it learned)
     resid = (raw - s)[: max(int(out[0]), head)]  # the scatter of the flat part (the blow-up's residuals are no noise)
     sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    if start - float(s.min()) >= max(flat * abs(start), (flat_sigmas or 0.0) * sigma):
+        return None  # it learned: the minimum is readable
     above = np.nonzero(s > start + max(flat * abs(start), band_sigmas * sigma))[0]
     return int(above[0]) + 1 if len(above) else None
 
 
-def _flat_at(lrs: np.ndarray, losses: np.ndarray, flat: float | None) -> int | None:
+def _flat_at(lrs: np.ndarray, losses: np.ndarray, flat: float | None,
+             flat_sigmas: float | None = None) -> int | None:
     """:func:`flat_edge` as the robust rule applies it (``flat=None``: never)."""
+    if flat_sigmas is not None:
+        flat_sigmas = check_positive("flat_sigmas", flat_sigmas, allow_zero=True)
     if flat is None:
         return None
-    return flat_edge(lrs, losses, flat=check_positive("flat", flat, allow_zero=True))
+    return flat_edge(lrs, losses, flat=check_positive("flat", flat, allow_zero=True), flat_sigmas=flat_sigmas)
 
 
 def _as_count(name: str, v: object) -> float | None:
@@ -402,6 +419,7 @@ def robust_backoff(
     dip_noise: float | None = ROBUST_DIP_NOISE,
     dip_passes: float | None = ROBUST_DIP_PASSES,
     flat: float | None = ROBUST_FLAT,
+    flat_sigmas: float | None = ROBUST_FLAT_SIGMAS,
 ) -> float:
     """The back-off, in decades below ``lr_min``, that :func:`suggest_robust` takes (before it clips the LR into the
     descent): ``backoff_decades`` for an explosion or ``plateau_backoff_decades`` for a plateau
@@ -422,7 +440,7 @@ def robust_backoff(
     lrs, losses, band, stopped, _ = _robust_view(lrs, losses, noise_band=noise_band, stopped=stopped,
                                                  dip_rise=dip_rise, passes=passes, max_passes=max_passes,
                                                  dip_noise=dip_noise, dip_passes=dip_passes)
-    if _flat_at(lrs, losses, flat) is not None:  # a flat curve that blew up: the full back-off from where it did
+    if _flat_at(lrs, losses, flat, flat_sigmas) is not None:  # a flat curve that blew up: the full back-off
         return float(backoff_decades)
     if plateau_backoff_decades is not None:
         if robust_regime(lrs, losses, plateau_rise=plateau_rise, stopped=stopped, dip_rise=None) == "plateau":
@@ -450,6 +468,7 @@ def suggest_robust(
     dip_noise: float | None = ROBUST_DIP_NOISE,
     dip_passes: float | None = ROBUST_DIP_PASSES,
     flat: float | None = ROBUST_FLAT,
+    flat_sigmas: float | None = ROBUST_FLAT_SIGMAS,
 ) -> float:
     """lrkit's default rule: a back-off below where the loss stopped improving, kept inside the descent.
 
@@ -479,7 +498,8 @@ def suggest_robust(
     7. With ``flat`` (default :data:`ROBUST_FLAT`, 0.02; ``None``: off), a curve too flat to judge — its loss never got
        ``flat`` of ``|start|`` below its start — that then blows up is read from where it left its flat band
        (:func:`flat_edge`): ``backoff_decades`` below that LR, with no noise scaling (the curve's scatter is all it
-       has).
+       has); with ``flat_sigmas`` (default :data:`ROBUST_FLAT_SIGMAS`), a dip within that many standard deviations
+       of the curve's scatter still counts as flat.
 
     >>> lrs = np.logspace(-4, 1, 100)
     >>> plateau = 1.0 / (1.0 + lrs / 1e-2)             # falls, then flattens out: no edge in sight
@@ -493,12 +513,13 @@ def suggest_robust(
     lrs, losses, band, stopped, _ = _robust_view(lrs, losses, noise_band=noise_band, stopped=stopped,
                                                  dip_rise=dip_rise, passes=passes, max_passes=max_passes,
                                                  dip_noise=dip_noise, dip_passes=dip_passes)
-    edge = _flat_at(lrs, losses, flat)
+    edge = _flat_at(lrs, losses, flat, flat_sigmas)
     if edge is not None:  # too flat to judge, then blew up: a back-off from where it left its flat band
         # (robust_backoff: the full back-off, every option checked as on any other curve)
         backoff_decades = robust_backoff(lrs, losses, backoff_decades=backoff_decades,
                                          plateau_backoff_decades=plateau_backoff_decades, plateau_rise=plateau_rise,
-                                         noise_band=band, stopped=stopped, dip_rise=None, flat=flat)
+                                         noise_band=band, stopped=stopped, dip_rise=None, flat=flat,
+                                         flat_sigmas=flat_sigmas)
         t_lrs, _ = _trim(lrs, losses)
         return float(max(t_lrs[edge - 1] / 10.0**backoff_decades, t_lrs[0]))
     backoff_decades = robust_backoff(lrs, losses, backoff_decades=backoff_decades,
@@ -523,7 +544,7 @@ def suggest_robust(
 def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = ROBUST_PLATEAU_RISE,
                   stopped: bool = False, dip_rise: float | None = ROBUST_DIP_RISE, passes: float | None = None,
                   dip_noise: float | None = ROBUST_DIP_NOISE, dip_passes: float | None = ROBUST_DIP_PASSES,
-                  flat: float | None = ROBUST_FLAT) -> str:
+                  flat: float | None = ROBUST_FLAT, flat_sigmas: float | None = ROBUST_FLAT_SIGMAS) -> str:
     """How the robust rule reads a range-test curve: ``"explosion"`` or ``"plateau"`` (see :func:`suggest_robust`).
 
     ``"explosion"`` when the test ``stopped`` early on divergence, a loss was non-finite, or the smoothed loss ends at
@@ -540,11 +561,13 @@ def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = 
     passes = _as_count("passes", passes)  # checked whatever the curve (as below, on an explosion read early too)
     if flat is not None:
         flat = check_positive("flat", flat, allow_zero=True)
+    if flat_sigmas is not None:
+        flat_sigmas = check_positive("flat_sigmas", flat_sigmas, allow_zero=True)
     if stopped or not np.all(np.isfinite(np.asarray(losses, dtype=float))):
         _dip_at(lrs, losses, dip_rise=None, dip_noise=dip_noise, passes=passes, dip_passes=dip_passes)  # (checks)
         return "explosion"
     if _dip_at(lrs, losses, dip_rise=dip_rise, dip_noise=dip_noise, passes=passes,
-               dip_passes=dip_passes) is not None or _flat_at(lrs, losses, flat) is not None:
+               dip_passes=dip_passes) is not None or _flat_at(lrs, losses, flat, flat_sigmas) is not None:
         return "explosion"
     _, finite = _trim(lrs, losses)
     s = smooth_curve(finite)
