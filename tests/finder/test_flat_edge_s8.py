@@ -94,7 +94,8 @@ def test_a_chance_dip_within_the_scatter_is_flat_with_flat_sigmas() -> None:
     assert S.suggest_robust(LRS, NOISY_FLAT, flat_sigmas=2.0, flat=None) == S.suggest_robust(LRS, NOISY_FLAT, flat=None)
     # a curve that really learns is not flat whatever flat_sigmas (its drop is many sigmas)
     assert S.flat_edge(LRS, LEARNS, flat_sigmas=2.0) is None
-    assert S.ROBUST_FLAT_SIGMAS is None  # under test on the ninth fresh set
+    assert S.ROBUST_FLAT_SIGMAS == 2.0  # the default since the ninth fresh set
+    assert S.suggest_robust(LRS, NOISY_FLAT) == S.suggest_robust(LRS, NOISY_FLAT, flat_sigmas=2.0)
 
 
 @pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
@@ -108,6 +109,7 @@ def test_a_bad_flat_sigmas_is_named(bad: float) -> None:
 def test_finder_result_takes_flat_sigmas(monkeypatch: pytest.MonkeyPatch) -> None:
     r = FinderResult(lrs=list(LRS), losses=list(NOISY_FLAT), start_lr=1e-7, end_lr=10.0, passes=2.0)
     edge_lr = float(LRS[S.flat_edge(LRS, NOISY_FLAT, flat_sigmas=2.0) - 1])
-    assert r.suggest(flat_sigmas=2.0) == pytest.approx(edge_lr / 10) != pytest.approx(r.suggestion)
-    monkeypatch.setattr(S, "ROBUST_FLAT_SIGMAS", 2.0)
-    assert r.suggestion == pytest.approx(edge_lr / 10) and r.edge == edge_lr
+    assert r.suggest(flat_sigmas=2.0) == pytest.approx(edge_lr / 10) == pytest.approx(r.suggestion)
+    assert r.edge == edge_lr and r.suggest(flat_sigmas=None) != pytest.approx(r.suggestion)
+    monkeypatch.setattr(S, "ROBUST_FLAT_SIGMAS", None)
+    assert r.suggestion == r.suggest(flat_sigmas=None) and r.edge != edge_lr
