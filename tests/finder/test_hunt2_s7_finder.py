@@ -139,12 +139,16 @@ def test_old_record_without_the_new_keys_loads_and_plots(tmp_path: Path) -> None
     assert any(t.get_text().startswith("suggestion (robust") for t in fig.axes[0].get_legend().get_texts())
 
 
-def test_cli_row_with_passes_gate_and_no_noise_reading() -> None:
+def test_cli_row_with_passes_gate_and_no_noise_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     from lrkit.cli.find import _curve_reading
 
     rising = list(1.0 + LRS)  # rises from the start: noise is nan
     r = FinderResult(lrs=list(LRS), losses=rising, passes=50.0)
     assert math.isnan(r.noise) and not r.noise_scaled
+    # it never fell 2%: since ROBUST_FLAT is on by default the row reads it as too flat to judge (no noise part)
+    row = _curve_reading(r)
+    assert "passes" not in row and "noise" not in row and row.startswith("too flat to judge")
+    monkeypatch.setattr(S, "ROBUST_FLAT", None)  # read as any other curve: it exploded
     row = _curve_reading(r)
     assert "passes" not in row and "noise" not in row and row.startswith("exploded")
     gated = FinderResult(lrs=list(LRS), losses=list(NOISY), passes=np.float32(12.5))

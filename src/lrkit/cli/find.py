@@ -17,6 +17,7 @@ import typer
 from lrkit._utils import check_int, increment_dir, unknown_name_error
 from lrkit.cli._common import check_writable, console, fail, progress_bar
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
+from lrkit.finder import suggest as _suggest
 from lrkit.finder.demo import demo_task, load_task_file
 from lrkit.finder.range_test import _check_device
 from lrkit.finder.suggest import REGIME_BACKOFF
@@ -119,6 +120,8 @@ def _check_out(out: Path, shown: str | None = None) -> None:
 def _curve_reading(result: FinderResult) -> str:
     """How the default rule read the curve, for the table: its regime and noise, the back-off it took, and how far
     below the minimum the suggestion really is when the rule kept it inside the descent."""
+    if result.flat:  # no descent, no minimum: the rule backed off from where the flat loss blew up
+        return _flat_reading(result)
     reading = {"explosion": "exploded", "plateau": "plateaued, no edge"}[result.regime]
     if result.double_dip:  # backed off from the first dip's minimum, not the deeper second one
         reading = f"dipped twice, edge at the first dip ({result.edge:.3g})"
@@ -133,6 +136,23 @@ def _curve_reading(result: FinderResult) -> str:
     below = math.log10(result.edge / result.suggestion)  # edge: the smoothed minimum's LR (the first dip's)
     if below < back - 0.05:  # the rule kept its LR inside the part of the curve where the loss was seen falling
         row += f" ({below:.2g} kept inside the descent)"
+    return row
+
+
+def _flat_reading(result: FinderResult) -> str:
+    """The curve row for a curve too flat to judge that blew up (:attr:`FinderResult.flat`): how flat, where it blew
+    up, the back-off (never noise-scaled), and how far below the edge the suggestion really is when the first LR
+    tested clipped it."""
+    share = f"{float(_suggest.ROBUST_FLAT or 0.0) * 100:.3g}%"  # (a flat reading: ROBUST_FLAT is on)
+    sigmas = _suggest.ROBUST_FLAT_SIGMAS  # with it, a dip within the curve's own scatter is no learning either
+    never = f"never fell {share}" if sigmas is None else f"never fell more than max({share}, {sigmas:g} sigma of its " \
+        "scatter)"
+    back = result.backoff
+    row = (f"too flat to judge (the loss {never}); it blew up past {result.edge:.3g}: "
+           f"back off {back:.2g} decade{'' if back == 1 else 's'}")
+    below = math.log10(result.edge / result.suggestion)
+    if below < back - 0.05:  # a decade below the edge is below the range tested
+        row += f" (only {below:.2g} below it: the lowest LR tested)"
     return row
 
 

@@ -158,8 +158,9 @@ class FinderResult:
     @property
     def regime(self) -> str:
         """How the default ``robust`` rule reads the curve: ``"explosion"`` (the loss blew up past its minimum, the
-        stability edge, or dipped twice: it backs off a decade) or ``"plateau"`` (the loss only flattened, the edge
-        was not reached: half a decade); see :func:`lrkit.finder.suggest.robust_regime`."""
+        stability edge, dipped twice, or blew up after a :attr:`flat` start: it backs off a decade) or ``"plateau"``
+        (the loss only flattened, the edge was not reached: half a decade); see
+        :func:`lrkit.finder.suggest.robust_regime`."""
         lrs, losses, _, stopped, _ = self._view()
         return _suggest.robust_regime(lrs, losses, stopped=stopped, dip_rise=None, flat=_suggest.ROBUST_FLAT,
                                       flat_sigmas=_suggest.ROBUST_FLAT_SIGMAS)
@@ -183,8 +184,30 @@ class FinderResult:
     @property
     def noise_scaled(self) -> bool:
         """Whether the default rule may scale its back-off by :attr:`noise`: ``False`` when the test made more than
-        :data:`~lrkit.finder.suggest.ROBUST_MAX_PASSES` :attr:`passes` over the training data."""
-        return self.passes is None or self.passes <= _suggest.ROBUST_MAX_PASSES
+        :data:`~lrkit.finder.suggest.ROBUST_MAX_PASSES` :attr:`passes` over the training data, and on a :attr:`flat`
+        reading (the full back-off from where the flat loss blew up, never scaled)."""
+        if self.passes is not None and self.passes > _suggest.ROBUST_MAX_PASSES:
+            return False
+        return not (self._judgeable() and self.flat)
+
+    @property
+    def flat(self) -> bool:
+        """Whether the default rule read the curve as *too flat to judge, then blew up*: its smoothed loss never got
+        :data:`~lrkit.finder.suggest.ROBUST_FLAT` (2%) of ``|start|`` below its start, then left its flat band
+        upwards (:func:`lrkit.finder.suggest.flat_edge`). The rule then backs off a full decade (never scaled by
+        :attr:`noise`) from where it left the band (:attr:`edge`); always ``False`` with ``ROBUST_FLAT = None``.
+
+        >>> import numpy as np
+        >>> lrs = np.logspace(-7, 1, 100)
+        >>> flat = 1.39 + 0.01 * np.random.default_rng(0).normal(size=100) + (lrs / 0.3) ** 4   # learns nothing
+        >>> r = FinderResult(lrs=list(lrs), losses=list(flat))
+        >>> r.flat, r.noise_scaled, round(r.edge / r.suggestion, 6), r.range == (r.suggestion, r.edge)
+        (True, False, 10.0, True)
+        >>> FinderResult(lrs=list(lrs), losses=list(1 / (1 + lrs / 1e-3) + (lrs / 0.3) ** 4)).flat   # one that learns
+        False
+        """
+        lrs, losses, _, _, _ = self._view()
+        return self._flat_edge(lrs, losses) is not None
 
     @property
     def double_dip(self) -> bool:
@@ -234,9 +257,13 @@ class FinderResult:
         """``(low, high)`` LR bounds for cyclical / one-cycle policies (see :func:`lrkit.finder.suggest.lr_range`).
 
         On a :attr:`double_dip` curve it is read up to the first dip, as the default rule reads it: ``high`` is
-        :attr:`edge`, never the deeper second minimum past the stability edge.
+        :attr:`edge`, never the deeper second minimum past the stability edge. On a :attr:`flat` curve there is no
+        descent to start the range from: it is ``(low, high) = (robust suggestion, edge)``, from the default rule's
+        LR (a decade below where the flat loss blew up) to that edge; ``high`` is :attr:`edge` as on every other curve.
         """
         self._check_judgeable()
+        if self.flat:
+            return self.suggest("robust"), self.edge
         if self.double_dip:
             lrs, losses, _, _, _ = self._view()
             return _suggest.lr_range(lrs, losses)
@@ -244,7 +271,9 @@ class FinderResult:
 
     # -- records ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready record: settings, curve, and every rule's suggestion (``None`` when the curve is too short)."""
+        """A JSON-ready record: settings, curve, every rule's suggestion and the default rule's reading (``regime``,
+        ``noise``, ``backoff_decades``, ``noise_scaled``, ``flat``, ``double_dip``, ``edge``; ``None`` when the curve
+        is too short)."""
         d = asdict(self)
         d["losses"] = [v if math.isfinite(v) else None for v in self.losses]
         d["smoothed_losses"] = self.smoothed_losses
@@ -257,6 +286,7 @@ class FinderResult:
         d["noise"] = noise if math.isfinite(noise) else None
         d["backoff_decades"] = self.backoff if ok else None
         d["noise_scaled"] = self.noise_scaled
+        d["flat"] = self.flat if ok else None
         d["double_dip"] = self.double_dip if ok else None
         d["edge"] = self.edge if ok else None
         return d
@@ -270,7 +300,9 @@ class FinderResult:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> FinderResult:
-        """Load a record written by :meth:`to_json` (so a plot can be redrawn later)."""
+        """Load a record written by :meth:`to_json` (so a plot can be redrawn later); the readings it also holds
+        (``suggestion``, ``regime``, ``flat``, ...) are recomputed from the curve, so an older record without some
+        of them loads the same."""
         d = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(d, dict) or "lrs" not in d or "losses" not in d:
             got = f"keys {sorted(d)[:8]}" if isinstance(d, dict) else f"a JSON {type(d).__name__}"

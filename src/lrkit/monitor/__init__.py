@@ -11,7 +11,7 @@ validation loss, the best-validation one) with an LR back-off that survives the 
 >>> monitor = lrkit.Monitor(model, opt, on_divergence="rollback")
 >>> [c.name for c in monitor.checks]
 ['non_finite', 'loss_spike', 'gradient_blowup', 'loss_rising', 'oscillation', 'exploding_gradients', 'lr_too_low', \
-'val_rising', 'loss_above_start']
+'val_rising']
 """
 
 from lrkit.monitor.actions import ACTIONS, MonitorWarning, backoff_lr

@@ -84,6 +84,9 @@ def _positive(obj: Any, name: str, *, allow_zero: bool = False, below_one: bool 
         raise ValueError(f"{type(obj).__name__}: {name}={value!r} must be a finite number {bound}")
 
 
+_UPDATE_RATIO: frozenset[str] = frozenset({"update_ratio"})
+
+
 def _g(v: float) -> str:
     return f"{v:.3g}"
 
@@ -376,9 +379,10 @@ class LossRising(Check):
 @dataclass(frozen=True)
 class LossAboveStart(Check):
     """The loss never got clearly below where it started: the run collapsed to chance, or jumped above its starting
-    loss and stays there, without a spike, a gradient blow-up or a rise to see. Not among :func:`default_checks`:
-    :class:`~lrkit.monitor.Monitor` adds it unless ``collapse_check=False`` (its default since the seventh fresh set's
-    pre-registered test, README).
+    loss and stays there, without a spike, a gradient blow-up or a rise to see. **Opt-in**: not among
+    :func:`default_checks`; ``Monitor(collapse_check=True)`` adds it to any checks, ``collapse_check=None`` to the
+    default ones only. (The default for one fresh task set, then off again: a slow starter at the right LR looks the
+    same, README.)
 
     The end of a too-high LR that :class:`LossRising` cannot see, because the run never made progress to lose: the
     network collapses to predicting the class prior within its warmup (cross-entropy at ``ln(classes)``, which is
@@ -396,8 +400,8 @@ class LossAboveStart(Check):
     its weights barely move: while the latest sampled update-to-weight ratios (median of up to 2) are below
     ``min_update_ratio`` (``1e-4``, :class:`LRTooLow`'s line; on the suite collapsed runs read 6e-3 to 0.4, runs at
     1/100-1/1000 of the best LR 1e-10 to 3e-5) the check stays quiet, and ``lr_too_low`` reports the LR instead of a
-    rollback lowering it further. Without any sample (no check needs them) that guard cannot judge and the loss
-    alone decides.
+    rollback lowering it further. The guard declares ``needs={"update_ratio"}`` (:attr:`needs`), so the monitor
+    samples the ratios whatever the other checks; before the first sample it cannot judge and the loss alone decides.
 
     When it runs: it needs the loss window only, so :class:`~lrkit.Monitor` evaluates it on a *full* step (see
     ``Monitor(grad_every=...)``), the first full step at least ``every`` steps after its previous evaluation. Every
@@ -449,6 +453,18 @@ class LossAboveStart(Check):
     @property
     def history(self) -> int:
         return self.window
+
+    @property
+    def needs(self) -> frozenset[str]:  # type: ignore[override]  # (a ClassVar on other checks)
+        """``{"update_ratio"}`` while the ``min_update_ratio`` guard is on: :class:`~lrkit.Monitor` then samples the
+        update-to-weight ratio whatever the other checks (with ``on_too_low=None`` or a ``checks=`` list without
+        :class:`LRTooLow` too), so the guard always has samples to judge a low LR by; ``frozenset()`` without it.
+        It only asks for the samples: the check still runs, on the loss alone, before the first one exists.
+
+        >>> sorted(LossAboveStart().needs), sorted(LossAboveStart(min_update_ratio=None).needs)
+        (['update_ratio'], [])
+        """
+        return _UPDATE_RATIO if self.min_update_ratio is not None else frozenset()
 
     def check(self, record: RollingRecord) -> Finding | None:
         start = record.start_loss

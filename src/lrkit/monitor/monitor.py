@@ -632,16 +632,21 @@ class Monitor:
             (``val_loss - best > s * (V1 - best)``) — the evaluation-to-evaluation jitter of a regression trained
             close to its noise floor is small next to that progress, memorisation is not. Opt-in: chosen on the
             tasks it fixed, then pre-registered on a fresh set where it changed nothing, so not the default (README).
-        collapse_check: ``True`` (the default) adds
-            :class:`~lrkit.monitor.checks.LossAboveStart` (``loss_above_start``, divergence: ``on_divergence``'s
-            action, rollback by default) unless ``checks`` already holds one: a median of the last 50 losses still
+        collapse_check: whether to add :class:`~lrkit.monitor.checks.LossAboveStart` (``loss_above_start``,
+            divergence: ``on_divergence``'s action, rollback by default) to the checks. ``False`` (the default):
+            never; ``True`` adds it to any ``checks`` (the default ones or yours); ``None``: added to the default
+            checks (``checks=None``), not to a ``checks=`` list you give. It is not added twice when ``checks``
+            already holds one. With it, a median of the last 50 losses still
             at or above ``L0 - 0.05 * |L0|`` (``0.95 * L0`` for a positive ``L0``) — a run that collapsed to chance
             in its warmup, or jumped above its starting loss and stays there — rolls back and backs off. It is
             judged on full steps (see ``grad_every``) from step 75 on, at most every 25 steps: with the default
             ``grad_every=64`` a healthy run is typically first judged at step 128, then every 64; after a rollback only
-            the 50 losses trained since count. ``False`` runs the checks as given. The default since a
-            pre-registered test on the seventh fresh task set (README); a run that barely learns in its first ~128
-            steps at a *low* LR looks the same to it.
+            the 50 losses trained since count. A run that barely learns in its first ~128 steps at a *low* LR looks
+            the same by its loss; the check then stays quiet while the sampled update-to-weight ratios are below its
+            ``min_update_ratio`` (it has them sampled whatever the other checks, see ``sample_every``). A slow
+            starter at the *right* LR (a parity task, a recurrent net at chance for its first ~150 steps) looks the
+            same too, and is rolled back: adopted as the default on the seventh fresh task set, it was turned off
+            again on the eighth, where it did that to a healthy run (+0% -> +234%) (README).
         restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
         grad_scaler: a ``torch.amp.GradScaler`` (anything with ``state_dict()``/``load_state_dict()``); non-finite
             gradients are then left to it (it skips those steps and lowers its scale) instead of counting as
@@ -713,7 +718,7 @@ class Monitor:
         sample_every: int = 100,
         spike_grace: int = 3,
         val_min_share: float | None = None,
-        collapse_check: bool = True,
+        collapse_check: bool | None = False,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
@@ -779,10 +784,13 @@ class Monitor:
                 )
             self.checks = [dataclasses.replace(c, min_share=float(val_min_share)) if isinstance(c, ValidationRising)
                            else c for c in self.checks]
-        if not isinstance(collapse_check, bool):
+        if collapse_check is not None and not isinstance(collapse_check, bool):
             raise ValueError(
-                f"collapse_check={collapse_check!r} must be True (add the loss_above_start check) or False"
+                f"collapse_check={collapse_check!r} must be None (on with the default checks, off with a checks= "
+                "list), True (add the loss_above_start check to any checks) or False (never add it)"
             )
+        if collapse_check is None:  # the default: on with the default checks, never slipped into the user's own list
+            collapse_check = checks is None
         if collapse_check and not any(isinstance(c, LossAboveStart) for c in self.checks):
             self.checks = [*self.checks, LossAboveStart()]
         names = [c.name for c in self.checks]

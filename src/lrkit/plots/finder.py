@@ -159,6 +159,8 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
             # the rule kept its LR inside the descent: closer to the minimum than the back-off it names
             ref = "the first dip" if record.get("double_dip") is True else "the minimum"
             how = f", {taken:.2g} decade{'' if taken == 1 else 's'} below {ref} (kept inside the descent)"
+        if rule == "robust" and record.get("flat") is True:  # no descent, no minimum: the edge is where it blew up
+            how = _flat_how(record.get("edge"), sug, record.get("backoff_decades"))
         ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({rule}{how}): {sug:.3g}" if rule else
                    f"suggestion: {sug:.3g}")
     if lrs and all(lr > 0 for lr in lrs):
@@ -181,6 +183,25 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
         ax.text(0.5, 0.5, "no finite loss", transform=ax.transAxes, ha="center", va="center", color="0.4")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="best")
+
+
+def _flat_how(edge: Any, sug: Any, back: Any) -> str:
+    """The legend's words for a curve too flat to judge that blew up (``"flat": true``): the back-off below where
+    the flat loss blew up (the record's ``edge``), and how far below it really is when the first LR tested clipped it.
+
+    >>> _flat_how(0.1, 0.01, 1.0)
+    ', a decade below where the flat loss blew up'
+    >>> _flat_how(0.1, 0.03, 1.0)   # the first LR tested is only half a decade below the edge
+    ', 0.52 decades below where the flat loss blew up (the lowest LR tested)'
+    """
+    if not (isinstance(back, (int, float)) and math.isfinite(back)):
+        back = REGIME_BACKOFF["explosion"]
+    how = ", a decade below" if back == 1 else f", {back:.2g} decades below"
+    taken = _decades_below_edge(edge, sug)
+    clipped = taken is not None and taken < back - 0.05
+    if clipped:
+        how = f", {taken:.2g} decade{'' if taken == 1 else 's'} below"
+    return how + " where the flat loss blew up" + (" (the lowest LR tested)" if clipped else "")
 
 
 def _decades_below_edge(edge: Any, sug: Any) -> float | None:
