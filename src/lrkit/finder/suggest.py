@@ -201,6 +201,20 @@ ROBUST_FLAT: float | None = 0.02
 ROBUST_FLAT_SIGMAS: float | None = 2.0
 
 
+def _read(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, float]:
+    """The curve as the readings share it: ``(lrs, losses, smoothed, head, start)`` — the finite points (repeated LRs
+    merged, :func:`_trim`), their :func:`smooth_curve`, the length of the curve's head (its first eighth, at least 5
+    points) and ``start``, the median loss over that head."""
+    t_lrs, raw = _trim(lrs, losses)
+    head = max(5, len(raw) // 8)
+    return t_lrs, raw, smooth_curve(raw), head, float(np.median(raw[:head]))
+
+
+def _scatter(resid: np.ndarray) -> float:
+    """A robust standard deviation: ``1.4826 * MAD`` (the median absolute deviation from the median)."""
+    return 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+
+
 def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RISE,
             gate: float = ROBUST_DIP_GATE, noise: float | None = ROBUST_DIP_NOISE) -> int | None:
     """Where a curve that dips twice met its stability edge: the number of points of the finite curve (non-finite
@@ -232,12 +246,9 @@ def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RIS
     gate = check_positive("gate", gate, allow_zero=True)
     if noise is not None:
         noise = check_positive("noise", noise, allow_zero=True)
-    _, raw = _trim(lrs, losses)
-    s = smooth_curve(raw)
-    head = max(5, len(raw) // 8)
+    _, raw, s, head, start = _read(lrs, losses)
     if len(raw) < 2 * head + 2:
         return None
-    start = float(np.median(raw[:head]))
     running_min = np.minimum.accumulate(s)
     drop = start - running_min
     total = start - float(s.min())
@@ -246,9 +257,7 @@ def dip_cut(lrs: np.ndarray, losses: np.ndarray, *, rise: float = ROBUST_DIP_RIS
     if not len(over) or i_min < over[0] + 1 or over[0] + 1 < 2 * head:
         return None  # one dip, or a rise too early to tell from the head's scatter (noise_ratio's own guard)
     if noise is not None:
-        resid = (raw - s)[: i_min + 1]
-        sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-        if not float((s - running_min)[over[0] : i_min + 1].max()) > noise * sigma:
+        if not float((s - running_min)[over[0] : i_min + 1].max()) > noise * _scatter((raw - s)[: i_min + 1]):
             return None  # a rise within the curve's scatter
     return int(over[0]) + 1
 
@@ -295,17 +304,13 @@ def flat_edge(lrs: np.ndarray, losses: np.ndarray, *, flat: float = 0.02, band_s
     band_sigmas = check_positive("band_sigmas", band_sigmas, allow_zero=True)
     if flat_sigmas is not None:
         flat_sigmas = check_positive("flat_sigmas", flat_sigmas, allow_zero=True)
-    _, raw = _trim(lrs, losses)
-    s = smooth_curve(raw)
-    head = max(5, len(raw) // 8)
+    _, raw, s, head, start = _read(lrs, losses)
     if len(raw) <= head:
         return None
-    start = float(np.median(raw[:head]))
     out = np.nonzero(s > start + flat * abs(start))[0]
     if not len(out):
         return None  # never rises out of the band: nothing blew up (or it learned)
-    resid = (raw - s)[: max(int(out[0]), head)]  # the scatter of the flat part (the blow-up's residuals are no noise)
-    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    sigma = _scatter((raw - s)[: max(int(out[0]), head)])  # the flat part's (the blow-up's residuals are no noise)
     if start - float(s.min()) >= max(flat * abs(start), (flat_sigmas or 0.0) * sigma):
         return None  # it learned: the minimum is readable
     above = np.nonzero(s > start + max(flat * abs(start), band_sigmas * sigma))[0]
@@ -378,15 +383,11 @@ def noise_ratio(lrs: np.ndarray, losses: np.ndarray) -> float:
     >>> bool(noise_ratio(lrs, clean) < 0.01 < 0.1 < noise_ratio(lrs, noisy))
     True
     """
-    lrs, raw = _trim(lrs, losses)
-    smooth = smooth_curve(raw)
+    _, raw, smooth, head, start = _read(lrs, losses)
     i_min = int(np.argmin(smooth))
-    head = max(5, len(raw) // 8)
     if i_min + 1 < 2 * head:  # too early to tell scatter from the curve's shape: no reading (the back-off stays)
         return math.nan
-    resid = (raw - smooth)[: i_min + 1]
-    mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-    start = float(np.median(raw[:head]))
+    mad = _scatter((raw - smooth)[: i_min + 1])
     drop = start - float(smooth[i_min])
     return mad / drop if drop > 1e-12 * abs(start) else math.nan  # (a flat curve's drop is float rounding)
 
