@@ -1708,16 +1708,20 @@ class Monitor:
             reason += (f"; rollback limit reached ({self.max_rollbacks} rollbacks, LR now {self.lr_scale:.3g}x the "
                        "original): the run keeps going wrong even at a lower LR — look for inf/nan in the data or the "
                        "loss, or raise max_rollbacks")
-        values = {**found.values, **self._lr_values(lr)}
-        if self._negate:  # the losses among the values are the negated objective: say so in the record
-            values["loss_sign"] = -1.0
-            reason += " (maximize=True: losses are the negated objective)"
+        values, reason = self._signed({**found.values, **self._lr_values(lr)}, reason)
         self._emit(MonitorEvent(step, check.name, values, action, reason), stacklevel=stacklevel)
         if action == "stop" and not self.should_stop:
             self.should_stop = True
             self.stop_reason = f"{check.name} at step {step}: {reason}"
             self._dense_until = _NEVER
         return action
+
+    def _signed(self, values: dict[str, float], reason: str) -> tuple[dict[str, float], str]:
+        """An event's values and reason, marked when the losses among the values are the negated objective."""
+        if self._negate:  # say so in the record (every event: backward, step and validation checks alike)
+            values["loss_sign"] = -1.0
+            reason += " (maximize=True: losses are the negated objective)"
+        return values, reason
 
     def _emit(self, event: MonitorEvent, stacklevel: int = 4) -> None:
         self.events.append(event)
@@ -1979,14 +1983,14 @@ class Monitor:
             if check.cooldown:
                 self._quiet_until[check.name] = step + check.cooldown + 1
             act = action
+            values, reason = self._signed({**found.values, **self._lr_values(self._lr())}, found.reason)
             # stacklevel 5: the warning points at the loop's after_step() call (via _after_step_work)
-            self._emit(MonitorEvent(step, check.name, {**found.values, **self._lr_values(self._lr())}, act,
-                                    found.reason), 5)
+            self._emit(MonitorEvent(step, check.name, values, act, reason), 5)
             if SEVERITY[act] > SEVERITY[worst]:
                 worst = act
             if act == "stop" and not self.should_stop:
                 self.should_stop = True
-                self.stop_reason = f"{check.name} at step {step}: {found.reason}"
+                self.stop_reason = f"{check.name} at step {step}: {reason}"
                 self._dense_until = _NEVER
         if worst != "none":
             self.last_action = worst
