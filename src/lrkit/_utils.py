@@ -153,6 +153,26 @@ def adapts_step_size(optimizer: Any) -> bool:
     return any("d" in g and "d0" in g for g in getattr(optimizer, "param_groups", None) or ())
 
 
+def maximize_sign(optimizer: Any, why: str) -> float:
+    """The sign a loss is read with: ``-1.0`` when every param group that holds parameters has ``maximize=True`` (the
+    optimizer ascends the value it gets gradients of, so the quantity it lowers is its negative), else ``1.0``. Groups
+    that disagree are a ``ValueError`` naming the first group of each kind; ``why`` says who needs one direction.
+
+    >>> import torch
+    >>> w = torch.zeros(1, requires_grad=True)
+    >>> maximize_sign(torch.optim.SGD([w], lr=0.1, maximize=True), "a test"), maximize_sign(torch.optim.SGD([w]), "")
+    (-1.0, 1.0)
+    """
+    flags = {gi: bool(g.get("maximize", False)) for gi, g in enumerate(optimizer.param_groups) if g["params"]}
+    if len(set(flags.values())) > 1:  # the first group of each kind, in group order
+        a, b = sorted(next(gi for gi, f in flags.items() if f is kind) for kind in (True, False))
+        raise ValueError(
+            f"param groups disagree on maximize (group {a} has maximize={flags[a]}, group {b} maximize={flags[b]}): "
+            f"{why}; give every group the same maximize"
+        )
+    return -1.0 if flags and all(flags.values()) else 1.0
+
+
 def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
     """Validate an integer (numpy/torch integer scalars too, never a bool) ``>= minimum``; raise ``ValueError``
     naming it, with ``hint`` appended.

@@ -28,7 +28,7 @@ from lrkit._step import (
     move_to,
     optimizer_step,
 )
-from lrkit._utils import adapts_step_size, check_int, check_positive, unknown_name_error
+from lrkit._utils import adapts_step_size, check_int, check_positive, maximize_sign, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.result import FinderResult
 
@@ -219,14 +219,7 @@ def _check_groups(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> f
             f"every parameter the optimizer holds has requires_grad=False ({shown}), so the range test could not "
             "change the model: unfreeze them (p.requires_grad_(True)) or build the optimizer on the trainable ones"
         )
-    flags = {gi: bool(g.get("maximize", False)) for gi, g in enumerate(optimizer.param_groups) if g["params"]}
-    if len(set(flags.values())) > 1:  # the first group of each kind, in group order
-        a, b = sorted(next(gi for gi, f in flags.items() if f is kind) for kind in (True, False))
-        raise ValueError(
-            f"param groups disagree on maximize (group {a} has maximize={flags[a]}, group {b} maximize={flags[b]}): "
-            "the range test needs one direction to judge the loss by; give every group the same maximize"
-        )
-    return -1.0 if flags and all(flags.values()) else 1.0
+    return maximize_sign(optimizer, "the range test needs one direction to judge the loss by")
 
 
 def _adaptive_step_note(optimizer: torch.optim.Optimizer) -> str | None:

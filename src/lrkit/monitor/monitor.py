@@ -43,7 +43,7 @@ import torch
 
 from lrkit._dlr import group_step_sizes
 from lrkit._state import Snapshot, _clone_tree
-from lrkit._utils import adapts_step_size, check_int
+from lrkit._utils import adapts_step_size, check_int, maximize_sign
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, LossAboveStart, ValidationRising, default_checks
 from lrkit.monitor.record import RollingRecord, _median
@@ -310,19 +310,10 @@ def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
 
 
 def _loss_sign(optimizer: torch.optim.Optimizer) -> float:
-    """The sign the monitor reads every loss with: ``-1.0`` when every param group (with parameters) has
-    ``maximize=True`` — the optimizer ascends the value passed as the loss, so the quantity it lowers is its
-    negative (the same convention as :func:`lrkit.find_lr`) — else ``1.0``. Groups that disagree are a ``ValueError``
-    naming the first group of each kind."""
-    flags = {gi: bool(g.get("maximize", False)) for gi, g in enumerate(optimizer.param_groups) if g["params"]}
-    if len(set(flags.values())) > 1:  # the first group of each kind, in group order
-        a, b = sorted(next(gi for gi, f in flags.items() if f is kind) for kind in (True, False))
-        raise ValueError(
-            f"param groups disagree on maximize (group {a} has maximize={flags[a]}, group {b} maximize={flags[b]}): "
-            "the Monitor reads after_backward(loss) as the quantity the optimizer lowers (its negative under "
-            "maximize=True) and needs one direction to judge it by; give every group the same maximize"
-        )
-    return -1.0 if flags and all(flags.values()) else 1.0
+    """The sign the monitor reads every loss with (:func:`lrkit._utils.maximize_sign`, the convention of
+    :func:`lrkit.find_lr`): ``-1.0`` when every param group (with parameters) has ``maximize=True``, else ``1.0``."""
+    return maximize_sign(optimizer, "the Monitor reads after_backward(loss) as the quantity the optimizer lowers (its "
+                                    "negative under maximize=True) and needs one direction to judge it by")
 
 
 def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
@@ -789,7 +780,7 @@ class Monitor:
                 f"collapse_check={collapse_check!r} must be None (on with the default checks, off with a checks= "
                 "list), True (add the loss_above_start check to any checks) or False (never add it)"
             )
-        if collapse_check is None:  # the default: on with the default checks, never slipped into the user's own list
+        if collapse_check is None:  # on with the default checks, never slipped into the user's own list
             collapse_check = checks is None
         if collapse_check and not any(isinstance(c, LossAboveStart) for c in self.checks):
             self.checks = [*self.checks, LossAboveStart()]
