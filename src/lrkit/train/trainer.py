@@ -1270,6 +1270,7 @@ class _Trainer:
         grad_norms: list[float] = []
         step = epoch * self.steps_per_epoch
         stop = False
+        adapts = adapts_step_size(opt)  # Prodigy / D-Adaptation: d_lr per step (read once per epoch, not per step)
         for i, batch in enumerate(self.train_loader):
             if i >= nb:
                 break
@@ -1296,7 +1297,8 @@ class _Trainer:
             self.step_lrs = [float(g["lr"]) for g in opt.param_groups]
             # Prodigy / D-Adaptation: the step size this step applies (bias correction included), as floats read
             # now: the optimizer grows d (maybe a tensor, in place) after using it
-            self.step_dlrs = group_step_sizes(opt)
+            if adapts:
+                self.step_dlrs = group_step_sizes(opt)
             if self.monitor is not None:
                 self.monitor.after_backward(mean_loss)  # may clip, or neutralise this step (undone in after_step)
             try:
