@@ -113,3 +113,22 @@ def test_finder_result_takes_flat_sigmas(monkeypatch: pytest.MonkeyPatch) -> Non
     assert r.edge == edge_lr and r.suggest(flat_sigmas=None) != pytest.approx(r.suggestion)
     monkeypatch.setattr(S, "ROBUST_FLAT_SIGMAS", None)
     assert r.suggestion == r.suggest(flat_sigmas=None) and r.edge != edge_lr
+
+
+def test_a_flat_curve_that_turns_non_finite_left_its_band_at_its_last_finite_point() -> None:
+    """A hunt found it: a flat curve ending in NaN/inf (the range test's non-finite stop) read as no flat curve at all
+    — an explosion scaled by its (huge) noise to almost no back-off — while the same curve ending in one large finite
+    loss got the full decade from its edge."""
+    n = 70
+    flat = 0.69 + 0.01 * np.random.default_rng(3).normal(size=n)
+    lrs = LRS[:n]
+    with_inf = np.r_[flat, np.inf]
+    with_big = np.r_[flat, 1e6]
+    edge_inf = S.flat_edge(LRS[: n + 1], with_inf)
+    assert edge_inf == n  # the last finite point (the curve as every rule reads it has n points)
+    assert S.suggest_robust(LRS[: n + 1], with_inf) == pytest.approx(lrs[-1] / 10)
+    big = S.suggest_robust(LRS[: n + 1], with_big)
+    assert LRS[n] / 100 < big <= lrs[-1] / 10 * 1.5  # the finite twin: a decade below a nearby edge
+    nan_tail = np.r_[flat, np.nan, np.nan]
+    assert S.flat_edge(LRS[: n + 2], nan_tail) == n
+    assert S.flat_edge(lrs, flat) is None  # all finite and never leaving the band: nothing blew up

@@ -284,12 +284,16 @@ def flat_edge(lrs: np.ndarray, losses: np.ndarray, *, flat: float = 0.02, band_s
     to the first whose smoothed loss leaves the flat band, or ``None``.
 
     The curve is flat when its smoothed minimum is less than ``flat`` times ``|start|`` below ``start``, the median
-    of its first eighth (at least 5 points) — no learning to read; with ``flat_sigmas``, less than
+    of its first eighth (at least 5 points, "the head") — no learning to read; with ``flat_sigmas``, less than
     ``max(flat * |start|, flat_sigmas * sigma)`` below it (a dip within the curve's own scatter is no learning
-    either). It leaves the band at the first smoothed loss above ``start + max(flat * |start|, band_sigmas * sigma)``,
+    either). It leaves the band at the first smoothed loss past the head above
+    ``start + max(flat * |start|, band_sigmas * sigma)`` (within the head a rise is the smoother's boundary and the
+    head's own scatter),
     with ``sigma`` = 1.4826 MAD of the losses around the smoothed curve over its flat part (up to where it first rises
     ``flat * |start|`` above ``start``, at least the first eighth): its batch-to-batch scatter. ``None`` for a curve
-    that drops further, or that never leaves the band.
+    that drops further, or that never leaves the band. A curve whose finite losses stay in the band but that then
+    turned non-finite (NaN/inf, where the range test stops) left it past its last finite point: that point is the
+    edge (the same curve with one large finite loss in place of the NaN reads alike).
 
     >>> lrs = np.logspace(-7, 1, 100)
     >>> flat = 1.39 + 0.01 * np.random.default_rng(0).normal(size=100) + (lrs / 0.3) ** 4   # blows up near 0.3
@@ -307,14 +311,21 @@ def flat_edge(lrs: np.ndarray, losses: np.ndarray, *, flat: float = 0.02, band_s
     _, raw, s, head, start = _read(lrs, losses)
     if len(raw) <= head:
         return None
-    out = np.nonzero(s > start + flat * abs(start))[0]
-    if not len(out):
+    # a non-finite loss is a blow-up too: past the last finite point (the range test stops at the first one)
+    blew = not bool(np.all(np.isfinite(np.asarray(losses, dtype=float))))
+    # a rise within the head is the smoother's boundary and the head's own scatter, not a blow-up (``start`` is read
+    # there): only points past it can leave the band
+    out = head + np.nonzero(s[head:] > start + flat * abs(start))[0]
+    if not len(out) and not blew:
         return None  # never rises out of the band: nothing blew up (or it learned)
-    sigma = _scatter((raw - s)[: max(int(out[0]), head)])  # the flat part's (the blow-up's residuals are no noise)
+    flat_end = int(out[0]) if len(out) else len(raw)
+    sigma = _scatter((raw - s)[: max(flat_end, head)])  # the flat part's (the blow-up's residuals are no noise)
     if start - float(s.min()) >= max(flat * abs(start), (flat_sigmas or 0.0) * sigma):
         return None  # it learned: the minimum is readable
-    above = np.nonzero(s > start + max(flat * abs(start), band_sigmas * sigma))[0]
-    return int(above[0]) + 1 if len(above) else None
+    above = head + np.nonzero(s[head:] > start + max(flat * abs(start), band_sigmas * sigma))[0]
+    if len(above):
+        return int(above[0]) + 1
+    return len(raw) if blew else None
 
 
 def _flat_at(lrs: np.ndarray, losses: np.ndarray, flat: float | None,
