@@ -63,12 +63,17 @@ def run_find(
     task = demo_task(seed) if task_file is None else load_task_file(Path(task_file).expanduser())
     if dev is not None:
         task.model.to(dev)  # in place: the optimizer keeps the same parameters
-    result = find_lr(
-        task.model, task.optimizer, task.train_loader, loss_fn=task.loss_fn, step_fn=task.step_fn,
-        start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
-        accumulation_steps=accumulation_steps, progress=progress, device=dev, amp=_AMP[amp],
-        max_grad_norm=max_grad_norm,
-    )
+    try:
+        result = find_lr(
+            task.model, task.optimizer, task.train_loader, loss_fn=task.loss_fn, step_fn=task.step_fn,
+            start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
+            accumulation_steps=accumulation_steps, progress=progress, device=dev, amp=_AMP[amp],
+            max_grad_norm=max_grad_norm,
+        )
+    except Exception as e:
+        if task_file is None:
+            raise
+        raise _task_error(Path(task_file).expanduser(), e) from e
     out_dir = increment_dir(out)
     record = result.to_json(out_dir / "lr_find.json")
     try:
@@ -76,6 +81,22 @@ def run_find(
     except ValueError as e:  # a curve too short to judge: its record is still worth keeping
         raise ValueError(f"{e} (the curve so far is in {record})") from e
     return result, out_dir
+
+
+def _task_error(path: Path, error: Exception) -> Exception:
+    """What to raise for ``error``, raised while the range test ran the task file's code (its model's forward, its
+    loss or step function, its Dataset): a ``ValueError`` naming the file, and the function and line where the
+    error was raised in it, rather than a torch traceback. lrkit's own checks (a ``ValueError``/``TypeError``/
+    ``OSError`` raised outside the file) keep their message."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path.resolve()]
+    if not frames and isinstance(error, (ValueError, TypeError, OSError)):
+        return error
+    where = f" (in {frames[-1].name}, line {frames[-1].lineno})" if frames else ""
+    return ValueError(
+        f"the range test failed running task file {str(path)!r}{where}: {type(error).__name__}: {error}"
+    )
 
 
 _MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer

@@ -150,9 +150,15 @@ def _call_user(path: Path, what: str, fn: Any, *args: Any) -> Any:
     """Call a task file's function; an exception becomes an error naming the file, the function and the line."""
     try:
         return fn(*args)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # SystemExit: sys.exit() or argparse in a script: never a silent exit
         frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path.resolve()]
         where = f" (line {frames[-1].lineno})" if frames else ""
         if isinstance(e, SyntaxError) and e.lineno is not None:
             where = f" (line {e.lineno})"
+        if isinstance(e, SystemExit):
+            raise ValueError(
+                f"{what} in task file {str(path)!r} exited{where} (SystemExit({e.code!r})): a task file defines "
+                "model(), optimizer(params), train_loader() and loss_fn()/step_fn; put a script's own code (argparse, "
+                "training) under if __name__ == '__main__':"
+            ) from e
         raise ValueError(f"{what} in task file {str(path)!r} failed{where}: {type(e).__name__}: {e}") from e
