@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,3 +70,33 @@ def check_writable(target: Path, shown: Path | None = None) -> None:
         raise ValueError(f"cannot write {str(shown)!r}: {str(parent)!r} is a file, not a folder")
     if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write {str(shown)!r}: the folder {str(parent)!r} is not writable")
+
+
+def user_code_error(error: Exception, files: Mapping[Path, str], failed: str,
+                    keep: tuple[type[Exception], ...] = (ValueError, TypeError, OSError)) -> Exception:
+    """What to raise for ``error``, raised while lrkit ran code from the user's ``files`` (``{shown path: label}``,
+    e.g. ``{Path("my_task.py"): "task file"}``): a ``ValueError`` naming the file, and the function and line where the
+    error was raised in it, rather than a torch traceback. An error of a ``keep`` type raised outside the files
+    (lrkit's own checks) is returned as it is, and so is any error when there are no ``files``; any other error
+    raised outside them names the file(s) without a line.
+
+    >>> try:
+    ...     {}["x"]
+    ... except KeyError as e:
+    ...     print(user_code_error(e, {Path("mm.py"): "model file"}, "training failed"))
+    training failed running model file 'mm.py': KeyError: 'x'
+    """
+    import traceback
+
+    if not files:
+        return error
+    tb = traceback.extract_tb(error.__traceback__)
+    found = [(f, path) for f in tb for path in files if Path(f.filename) == path.resolve()]
+    if not found and isinstance(error, keep):
+        return error
+    if found:
+        frame, path = found[-1]
+        named, where = f"{files[path]} {str(path)!r}", f" (in {frame.name}, line {frame.lineno})"
+    else:
+        named, where = " and ".join(f"{label} {str(path)!r}" for path, label in files.items()), ""
+    return ValueError(f"{failed} running {named}{where}: {type(error).__name__}: {error}")

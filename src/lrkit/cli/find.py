@@ -15,7 +15,7 @@ import torch
 import typer
 
 from lrkit._utils import check_int, increment_dir, unknown_name_error
-from lrkit.cli._common import check_writable, console, fail, progress_bar
+from lrkit.cli._common import check_writable, console, fail, progress_bar, user_code_error
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.demo import demo_task, load_task_file
@@ -73,7 +73,7 @@ def run_find(
     except Exception as e:
         if task_file is None:
             raise
-        raise _task_error(Path(task_file).expanduser(), e) from e
+        raise user_code_error(e, {Path(task_file).expanduser(): "task file"}, "the range test failed") from e
     out_dir = increment_dir(out)
     record = result.to_json(out_dir / "lr_find.json")
     try:
@@ -81,22 +81,6 @@ def run_find(
     except ValueError as e:  # a curve too short to judge: its record is still worth keeping
         raise ValueError(f"{e} (the curve so far is in {record})") from e
     return result, out_dir
-
-
-def _task_error(path: Path, error: Exception) -> Exception:
-    """What to raise for ``error``, raised while the range test ran the task file's code (its model's forward, its
-    loss or step function, its Dataset): a ``ValueError`` naming the file, and the function and line where the
-    error was raised in it, rather than a torch traceback. lrkit's own checks (a ``ValueError``/``TypeError``/
-    ``OSError`` raised outside the file) keep their message."""
-    import traceback
-
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path.resolve()]
-    if not frames and isinstance(error, (ValueError, TypeError, OSError)):
-        return error
-    where = f" (in {frames[-1].name}, line {frames[-1].lineno})" if frames else ""
-    return ValueError(
-        f"the range test failed running task file {str(path)!r}{where}: {type(error).__name__}: {error}"
-    )
 
 
 _MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer

@@ -8,14 +8,17 @@ directory is created.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from lrkit._config import TrainConfig, tokens_to_kwargs
-from lrkit.cli._common import console, fail, progress_bar
+from lrkit.cli._common import console, fail, progress_bar, user_code_error
 
 __all__ = ["register", "train_command"]
 
@@ -84,12 +87,41 @@ def train_command(
         _show_warnings(caught)
         fail("interrupted — resume with: lrkit train resume=true (or resume=<run>/last.pt)", code=130)
         return
-    except (ValueError, ImportError, OSError) as e:
+    except Exception as e:
+        # the user's own code (a model=/optimizer= file's forward or step) raising: one line naming file, function, line
+        error = user_code_error(e, _user_files(config), "training failed",
+                                keep=(ValueError, TypeError, OSError, ImportError))
+        if not isinstance(error, (ValueError, ImportError, OSError)):
+            raise
         _show_warnings(caught)
-        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
         return
     _show_warnings(caught)
     _summary(results)
+
+
+def _user_files(config: TrainConfig) -> dict[Path, str]:
+    """The user's Python files the run imported code from: ``model=`` / ``optimizer=`` given as ``file.py:name``, or
+    as ``module:name`` for a module of the working directory (``./mymodels.py``), as ``{shown path: label}``."""
+    files: dict[Path, str] = {}
+    cwd = Path.cwd()
+    for key in ("model", "optimizer"):
+        spec = getattr(config, key, None)
+        if not isinstance(spec, str) or ":" not in spec:
+            continue
+        module_name = spec.strip().rpartition(":")[0].strip()
+        if not module_name:
+            continue
+        if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:  # as models.py reads it
+            path = Path(module_name).expanduser()
+        else:  # imported by name: only a module of the user's own project, not an installed package
+            file = getattr(sys.modules.get(module_name), "__file__", None)
+            if not file or not Path(file).is_relative_to(cwd) or {"site-packages", "dist-packages"} & set(
+                    Path(file).parts):
+                continue
+            path = Path(file)
+        files.setdefault(path, f"{key} file")
+    return files
 
 
 def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
