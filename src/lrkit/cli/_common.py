@@ -91,7 +91,9 @@ def user_code_error(error: Exception, files: Mapping[Path, str], failed: str,
     if not files:
         return error
     tb = traceback.extract_tb(error.__traceback__)
-    found = [(f, path) for f in tb for path in files if Path(f.filename) == path.resolve()]
+    # a frame carries the path its file was imported by (absolute, symlinks kept): compare the real files
+    real = {_real_path(path): path for path in files}
+    found = [(f, real[r]) for f in tb if (r := _real_path(Path(f.filename))) in real]
     if not found and isinstance(error, keep):
         return error
     if found:
@@ -99,4 +101,27 @@ def user_code_error(error: Exception, files: Mapping[Path, str], failed: str,
         named, where = f"{files[path]} {str(path)!r}", f" (in {frame.name}, line {frame.lineno})"
     else:
         named, where = " and ".join(f"{label} {str(path)!r}" for path, label in files.items()), ""
-    return ValueError(f"{failed} running {named}{where}: {type(error).__name__}: {error}")
+    return ValueError(f"{failed} running {named}{where}: {error_text(error)}")
+
+
+def error_text(error: BaseException) -> str:
+    """``"Type: message"`` for an error (``"Type"`` when its message is empty, or when its ``__str__`` itself raises:
+    a user's exception class must not turn a clean error line into a traceback); the message stripped, so that a
+    message starting with a newline still shows on the first line.
+
+    >>> error_text(KeyError("x")), error_text(RuntimeError()), error_text(ValueError("\\nwhy"))
+    ("KeyError: 'x'", 'RuntimeError', 'ValueError: why')
+    """
+    try:
+        message = str(error).strip()
+    except Exception:
+        message = ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _real_path(path: Path) -> Path:
+    """``path`` with symlinks resolved (as it is, when it cannot be resolved: a symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path

@@ -151,7 +151,9 @@ def _call_user(path: Path, what: str, fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     except (Exception, SystemExit) as e:  # SystemExit: sys.exit() or argparse in a script: never a silent exit
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path.resolve()]
+        # a frame carries the path the file was imported by (symlinks kept): compare the real files
+        real = os.path.realpath(path)
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if os.path.realpath(f.filename) == real]
         where = f" (line {frames[-1].lineno})" if frames else ""
         if isinstance(e, SyntaxError) and e.lineno is not None:
             where = f" (line {e.lineno})"
@@ -161,4 +163,9 @@ def _call_user(path: Path, what: str, fn: Any, *args: Any) -> Any:
                 "model(), optimizer(params), train_loader() and loss_fn()/step_fn; put a script's own code (argparse, "
                 "training) under if __name__ == '__main__':"
             ) from e
-        raise ValueError(f"{what} in task file {str(path)!r} failed{where}: {type(e).__name__}: {e}") from e
+        try:  # (a user's exception class whose __str__ raises: its name, not a traceback from here)
+            message = str(e).strip()
+        except Exception:
+            message = ""
+        said = f"{type(e).__name__}: {message}" if message else type(e).__name__
+        raise ValueError(f"{what} in task file {str(path)!r} failed{where}: {said}") from e

@@ -293,7 +293,8 @@ def flat_edge(lrs: np.ndarray, losses: np.ndarray, *, flat: float = 0.02, band_s
     ``flat * |start|`` above ``start``, at least the first eighth): its batch-to-batch scatter. ``None`` for a curve
     that drops further, or that never leaves the band. A curve whose finite losses stay in the band but that then
     turned non-finite (NaN/inf, where the range test stops) left it past its last finite point: that point is the
-    edge (the same curve with one large finite loss in place of the NaN reads alike).
+    edge (the same curve with one large finite loss in place of the NaN reads alike). Only a curve that *ends*
+    non-finite blew up so: a non-finite loss it went on from reads as one large finite loss (one bad batch) would.
 
     >>> lrs = np.logspace(-7, 1, 100)
     >>> flat = 1.39 + 0.01 * np.random.default_rng(0).normal(size=100) + (lrs / 0.3) ** 4   # blows up near 0.3
@@ -311,8 +312,10 @@ def flat_edge(lrs: np.ndarray, losses: np.ndarray, *, flat: float = 0.02, band_s
     _, raw, s, head, start = _read(lrs, losses)
     if len(raw) <= head:
         return None
-    # a non-finite loss is a blow-up too: past the last finite point (the range test stops at the first one)
-    blew = not bool(np.all(np.isfinite(np.asarray(losses, dtype=float))))
+    # a curve that ends non-finite blew up past its last finite point (the range test stops at the first one); a
+    # non-finite loss the curve went on from reads as one large finite loss would (the running median ignores it)
+    tail = np.asarray(losses, dtype=float).ravel()[-1:]
+    blew = bool(len(tail)) and not bool(np.isfinite(tail[0]))
     # a rise within the head is the smoother's boundary and the head's own scatter, not a blow-up (``start`` is read
     # there): only points past it can leave the band
     out = head + np.nonzero(s[head:] > start + flat * abs(start))[0]

@@ -1270,7 +1270,7 @@ class _Trainer:
         grad_norms: list[float] = []
         step = epoch * self.steps_per_epoch
         stop = False
-        adapts = adapts_step_size(opt)  # Prodigy / D-Adaptation: d_lr per step (read once per epoch, not per step)
+        adapts = adapts_step_size(opt)  # Prodigy / D-Adaptation: d_lr per step (not read for an optimizer without d)
         for i, batch in enumerate(self.train_loader):
             if i >= nb:
                 break
@@ -1321,6 +1321,8 @@ class _Trainer:
                 # a user's Optimizer class that cannot train this model (Muon: 2-D parameters only, ...): its words
                 raise ValueError(f"optimizer={self.opt_name!r}: {self.opt_class.__name__}.step() failed on this "
                                  f"model's parameter groups: {str(e).strip()}") from e
+            if not adapts:  # an optimizer whose groups gained their estimate d in this step: read from the next one
+                adapts = adapts_step_size(opt)
             self.scheduler.step()
             if self.monitor is not None:
                 stop = self.monitor.after_step()
