@@ -173,6 +173,48 @@ def maximize_sign(optimizer: Any, why: str) -> float:
     return -1.0 if flags and all(flags.values()) else 1.0
 
 
+def error_text(error: BaseException) -> str:
+    """``"Type: message"`` for an error (``"Type"`` when its message is empty, or when its ``__str__`` itself raises:
+    a user's exception class must not turn a clean error line into a traceback); the message stripped, so that a
+    message starting with a newline still shows on the first line.
+
+    >>> error_text(KeyError("x")), error_text(RuntimeError()), error_text(ValueError("\\nwhy"))
+    ("KeyError: 'x'", 'RuntimeError', 'ValueError: why')
+    """
+    try:
+        message = str(error).strip()
+    except Exception:
+        message = ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def last_frame_in(error: BaseException, paths: Iterable[str | os.PathLike[str]]) -> tuple[Any, Path] | None:
+    """``(frame, path)`` of the innermost traceback frame of ``error`` in one of ``paths`` (a user's file; ``path`` as
+    given), or ``None``. A frame carries the path its file was imported by (symlinks kept), so the real files are
+    compared.
+
+    >>> try:
+    ...     raise KeyError("x")
+    ... except KeyError as e:
+    ...     last_frame_in(e, ["no_such_file.py"]) is None
+    True
+    """
+    import traceback
+
+    real = {_real_path(Path(p)): Path(p) for p in paths}
+    frames = traceback.extract_tb(error.__traceback__)
+    found = [(f, real[r]) for f in frames if (r := _real_path(Path(f.filename))) in real]
+    return found[-1] if found else None
+
+
+def _real_path(path: Path) -> Path:
+    """``path`` with symlinks resolved (as it is, when it cannot be resolved: a symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
+
+
 def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
     """Validate an integer (numpy/torch integer scalars too, never a bool) ``>= minimum``; raise ``ValueError``
     naming it, with ``hint`` appended.

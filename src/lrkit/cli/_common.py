@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lrkit._utils import optional_import
+from lrkit._utils import error_text, last_frame_in, optional_import
 
 
 def console():  # -> rich.console.Console
@@ -86,42 +86,16 @@ def user_code_error(error: Exception, files: Mapping[Path, str], failed: str,
     ...     print(user_code_error(e, {Path("mm.py"): "model file"}, "training failed"))
     training failed running model file 'mm.py': KeyError: 'x'
     """
-    import traceback
-
     if not files:
         return error
-    tb = traceback.extract_tb(error.__traceback__)
-    # a frame carries the path its file was imported by (absolute, symlinks kept): compare the real files
-    real = {_real_path(path): path for path in files}
-    found = [(f, real[r]) for f in tb if (r := _real_path(Path(f.filename))) in real]
-    if not found and isinstance(error, keep):
+    found = last_frame_in(error, files)
+    if found is None and isinstance(error, keep):
         return error
-    if found:
-        frame, path = found[-1]
+    if found is not None:
+        frame, path = found
         named, where = f"{files[path]} {str(path)!r}", f" (in {frame.name}, line {frame.lineno})"
     else:
         named, where = " and ".join(f"{label} {str(path)!r}" for path, label in files.items()), ""
     return ValueError(f"{failed} running {named}{where}: {error_text(error)}")
 
 
-def error_text(error: BaseException) -> str:
-    """``"Type: message"`` for an error (``"Type"`` when its message is empty, or when its ``__str__`` itself raises:
-    a user's exception class must not turn a clean error line into a traceback); the message stripped, so that a
-    message starting with a newline still shows on the first line.
-
-    >>> error_text(KeyError("x")), error_text(RuntimeError()), error_text(ValueError("\\nwhy"))
-    ("KeyError: 'x'", 'RuntimeError', 'ValueError: why')
-    """
-    try:
-        message = str(error).strip()
-    except Exception:
-        message = ""
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
-
-
-def _real_path(path: Path) -> Path:
-    """``path`` with symlinks resolved (as it is, when it cannot be resolved: a symlink loop)."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):
-        return path

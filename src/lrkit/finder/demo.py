@@ -9,12 +9,13 @@ import difflib
 import importlib.util
 import inspect
 import os
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from lrkit._utils import error_text, last_frame_in
 
 __all__ = ["FinderTask", "demo_task", "load_task_file"]
 
@@ -151,10 +152,8 @@ def _call_user(path: Path, what: str, fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     except (Exception, SystemExit) as e:  # SystemExit: sys.exit() or argparse in a script: never a silent exit
-        # a frame carries the path the file was imported by (symlinks kept): compare the real files
-        real = os.path.realpath(path)
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if os.path.realpath(f.filename) == real]
-        where = f" (line {frames[-1].lineno})" if frames else ""
+        found = last_frame_in(e, [path])
+        where = f" (line {found[0].lineno})" if found else ""
         if isinstance(e, SyntaxError) and e.lineno is not None:
             where = f" (line {e.lineno})"
         if isinstance(e, SystemExit):
@@ -163,9 +162,4 @@ def _call_user(path: Path, what: str, fn: Any, *args: Any) -> Any:
                 "model(), optimizer(params), train_loader() and loss_fn()/step_fn; put a script's own code (argparse, "
                 "training) under if __name__ == '__main__':"
             ) from e
-        try:  # (a user's exception class whose __str__ raises: its name, not a traceback from here)
-            message = str(e).strip()
-        except Exception:
-            message = ""
-        said = f"{type(e).__name__}: {message}" if message else type(e).__name__
-        raise ValueError(f"{what} in task file {str(path)!r} failed{where}: {said}") from e
+        raise ValueError(f"{what} in task file {str(path)!r} failed{where}: {error_text(e)}") from e
