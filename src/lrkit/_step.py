@@ -34,6 +34,7 @@ __all__ = [
     "move_to",
     "rebuild_like",
     "split_batch",
+    "train_mode",
 ]
 
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
@@ -307,6 +308,22 @@ def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> None:
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
         for g in grads:
             g.mul_(coef.to(g.dtype))
+
+
+def train_mode(model: torch.nn.Module) -> None:
+    """Put ``model`` in train mode as a training loop would, keeping the modes the user set inside a model that is
+    already training: a frozen BatchNorm or a pretrained backbone put in ``.eval()`` stays in eval mode (its running
+    statistics do not move and its dropout stays off), as in the user's own loop. A model in eval mode as a whole
+    (left so by a validation pass) is put in train mode throughout, as ``model.train()`` does.
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    >>> _ = model[1].eval(); train_mode(model); model[1].training
+    False
+    >>> _ = model.eval(); train_mode(model); model[1].training
+    True
+    """
+    if not model.training:
+        model.train()
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], *, closure: Callable[[], Any] | None,

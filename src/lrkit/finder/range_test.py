@@ -27,6 +27,7 @@ from lrkit._step import (
     cycle_batches,
     move_to,
     optimizer_step,
+    train_mode,
 )
 from lrkit._utils import adapts_step_size, check_int, check_positive, maximize_sign, unknown_name_error
 from lrkit.finder import suggest as _suggest
@@ -120,6 +121,64 @@ def _check_loss(loss: torch.Tensor) -> None:
             "computed under torch.no_grad() or .detach()ed in loss_fn/step_fn, or are all the model's parameters "
             "frozen (requires_grad=False)?"
         )
+
+
+def _kind(value: Any) -> str:
+    """A value as a short phrase for an error message: its class name, and ``a class`` for a class."""
+    if isinstance(value, type):
+        return f"the class {value.__module__}.{value.__qualname__}"
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _is_optimizer(value: Any) -> bool:
+    return not isinstance(value, type) and isinstance(getattr(value, "param_groups", None), list) and callable(
+        getattr(value, "step", None))
+
+
+def _check_callable(name: str, fn: Any, call: str) -> None:
+    """``fn`` must be a function taking two positional arguments (``call`` shows how it is called)."""
+    if fn is None:
+        return
+    if not callable(fn):
+        raise ValueError(f"{name}={fn!r} is not a function: pass a callable {call} (or leave {name} out)")
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError as e:
+        raise ValueError(f"{name} cannot be called as {call}: {e}") from None
+    except ValueError:  # no signature to read (a builtin): it is called as it is
+        pass
+
+
+def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any, step_fn: Any) -> None:
+    """The three positional arguments and the loss functions, each named with what it must be, before anything
+    runs (torch would say ``AttributeError: 'list' object has no attribute 'param_groups'``, or a wrong-arity
+    ``step_fn`` would fail inside the first step)."""
+    order = "find_lr(model, optimizer, train_loader, ...)"
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model is {_kind(model)}, not a torch.nn.Module: the arguments are {order}")
+    if not _is_optimizer(optimizer):
+        if _is_optimizer(train_loader):
+            raise ValueError(
+                f"optimizer is {_kind(optimizer)} and train_loader is an optimizer: the arguments are {order}"
+            )
+        if isinstance(optimizer, type) or isinstance(optimizer, (torch.Tensor, Iterable)):
+            hint = "not an instance" if isinstance(optimizer, type) else "not an optimizer (model.parameters()?)"
+            raise ValueError(
+                f"optimizer is {_kind(optimizer)}, {hint}: pass an optimizer built over the model's parameters, "
+                "e.g. torch.optim.SGD(model.parameters(), lr=0.1)"
+            )
+        raise ValueError(
+            f"optimizer is {_kind(optimizer)}, not a torch optimizer (it needs param_groups and step()): pass e.g. "
+            f"torch.optim.AdamW(model.parameters(), lr=1e-3); the arguments are {order}"
+        )
+    if not isinstance(train_loader, Iterable) and not callable(getattr(train_loader, "__getitem__", None)):
+        raise ValueError(
+            f"train_loader is {_kind(train_loader)}, which cannot be iterated: pass a DataLoader or a list of "
+            "batches"
+        )
+    _check_callable("loss_fn", loss_fn, "loss_fn(model(x), y) -> scalar loss")
+    _check_callable("step_fn", step_fn, "step_fn(model, batch) -> scalar loss")
 
 
 def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.ndarray:
@@ -299,6 +358,9 @@ def find_lr(
     Gradients are copied back into the very ``.grad`` tensors they were in (``None`` stays ``None``), so grads that
     DDP keeps as bucket views (``gradient_as_bucket_view=True``) or that a hook or optimizer cached stay live.
 
+    The model trains as a training loop would have it: a model in eval mode as a whole is put in train mode; in a
+    model already in train mode, a module the user put in eval mode (a frozen BatchNorm) stays in eval mode.
+
     Under ``torch.distributed`` every rank must call ``find_lr`` with its shard of the data; the per-step loss is
     averaged over ranks, so every rank records the same curve and returns the same suggestion (a rank whose loader
     gives no batch stops every rank with an error naming it).
@@ -352,6 +414,7 @@ def find_lr(
         >>> 1e-4 < result.suggestion < 1.5, torch.equal(model[0].weight, before), opt.param_groups[0]["lr"]
         (True, True, 0.1)
     """
+    _check_arguments(model, optimizer, train_loader, loss_fn, step_fn)
     start_lr = check_positive("start_lr", start_lr)
     end_lr = check_positive("end_lr", end_lr)
     if start_lr >= end_lr:
@@ -457,7 +520,7 @@ def find_lr(
         return total / accumulation_steps
 
     try:
-        model.train()
+        train_mode(model)  # a module the user put in eval mode (a frozen BatchNorm) stays so, as in their loop
         _schedule_free_train_mode(optimizer)
         batches = cycle_batches(train_loader, "train_loader")
         best = math.inf

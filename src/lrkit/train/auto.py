@@ -51,6 +51,7 @@ from lrkit._step import (
     cycle_batches,
     move_to,
     optimizer_step,
+    train_mode,
 )
 from lrkit._utils import check_positive, unknown_name_error
 from lrkit.finder import suggest as _suggest
@@ -458,7 +459,7 @@ def _run_trial(
     autocast, use_scaler = autocast_context(amp, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
     needs_closure = _needs_closure(optimizer)
-    model.train()
+    train_mode(model)  # as find_lr: a module put in eval mode inside a training model stays so
     losses: list[float] = []
     first = None
 

@@ -42,6 +42,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subset, TensorDataset
 
 from lrkit._config import TASKS
+from lrkit._step import split_batch
 from lrkit._utils import check_int, describe_yaml_error, optional_import, unknown_name_error, yaml_load
 
 __all__ = [
@@ -896,6 +897,11 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
     input_shape: tuple[int, ...] | None = None
     inferred: str | None = None
     num_outputs: int | None = None
+    if isinstance(sample, Mapping):  # a dict sample with input/target keys ("x"/"y", ...): the batches' own layout
+        try:
+            sample = split_batch(sample)
+        except ValueError:  # other keys: the task is not inferred (the trainer's error describes the sample)
+            pass
     if isinstance(sample, (tuple, list)) and len(sample) == 2:
         x, y = (torch.as_tensor(v) if isinstance(v, (int, float, np.ndarray, np.generic)) else v for v in sample)
         if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):

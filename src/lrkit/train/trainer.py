@@ -974,6 +974,9 @@ class _Trainer:
         # the frozen norms stay in eval mode through the range test and the trials (which call model.train()), as
         # through the run: the trials then score the model the run trains
         hooks = [norm.register_forward_pre_hook(_keep_eval, prepend=True) for norm in self.frozen_norms]
+        # the range test and the trials keep the modes of a model that is training (a user's frozen BatchNorm); the
+        # run's loop calls model.train() every epoch, so they start from the modes the run trains in
+        self.model.train()
         if self.opt_modes:
             # schedule-free: the range test and trials step in train mode, and each trial is scored on the weights
             # the run would validate (eval mode), as the run itself is
