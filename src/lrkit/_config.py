@@ -62,12 +62,16 @@ def parse_value(text: str) -> Any:
 
     >>> [parse_value(s) for s in ["20", "1e-3", "true", "None", "auto", "[0, 1]"]]
     [20, 0.001, True, None, 'auto', [0, 1]]
+    >>> [parse_value(s) for s in ['"mlp"', "'0.1'", "1_0"]]  # one pair of quotes comes off; 1_0 is no number
+    ['mlp', 0.1, '1_0']
     >>> parse_value("{factor: 0.5, factor: 0.1}")
     Traceback (most recent call last):
     ...
     lrkit._config._RepeatedKeyError: '{factor: 0.5, factor: 0.1}': the key 'factor' is given twice; give it once
     """
     s = text.strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":  # model="mlp" with the quotes kept by the shell: one pair off
+        s = s[1:-1].strip()
     low = s.lower()
     if low in ("none", "null", "~", ""):
         return None
@@ -75,14 +79,15 @@ def parse_value(text: str) -> Any:
         return True
     if low == "false":
         return False
-    try:
-        return int(s)
-    except ValueError:
-        pass
-    try:
-        return float(s)
-    except ValueError:
-        pass
+    if "_" not in s:  # Python reads 1_0 as 10: a typo, not a number (it stays a string, and the key says what it takes)
+        try:
+            return int(s)
+        except ValueError:
+            pass
+        try:
+            return float(s)
+        except ValueError:
+            pass
     if s[:1] in "[{":
         yaml = optional_import("yaml", "cli")
         try:
@@ -112,6 +117,8 @@ def _is_number(v: Any) -> bool:
 def _to_float(key: str, v: Any) -> float:
     if isinstance(v, str):
         try:
+            if "_" in v:  # Python reads 1_0 as 10: a typo, not a number
+                raise ValueError
             v = float(v)
         except ValueError:
             raise ValueError(f"{key}={v!r} must be a number") from None
@@ -124,6 +131,8 @@ def _int(lo: int | None = None) -> Check:
     def check(key: str, v: Any) -> int:
         if isinstance(v, str):
             try:
+                if "_" in v:  # Python reads 1_0 as 10: a typo, not a number
+                    raise ValueError
                 v = int(v)
             except ValueError:
                 raise ValueError(f"{key}={v!r} must be an integer") from None
@@ -748,6 +757,8 @@ def _bare_token_error(tok: str, following: str | None, valid: Iterable[str]) -> 
 def _parse_str_key(key: str, raw: str) -> Any:
     """Keys whose values are names or specs stay strings (``name=2024`` is a name, not an int)."""
     v = raw.strip()
+    if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":  # model="mlp" with the quotes kept by the shell
+        v = v[1:-1].strip()
     if v.lower() in ("none", "null", ""):
         return None
     if key == "schedule" and v[:1] == "{":

@@ -20,6 +20,7 @@ def build_app():  # -> typer.Typer (typer is imported lazily)
         name="lrkit",
         help="lrkit — the learning-rate toolkit for PyTorch: find | schedule | train.",
         no_args_is_help=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
         add_completion=False,
         pretty_exceptions_enable=False,
     )

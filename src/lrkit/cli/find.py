@@ -168,7 +168,7 @@ def find_command(
     ] = None,
     start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = 1e-7,
     end_lr: Annotated[float, typer.Option(help="Last LR of the sweep.")] = 10.0,
-    num_steps: Annotated[int, typer.Option(help="Optimizer steps in the test.")] = 100,
+    num_steps: Annotated[int, typer.Option(help="Optimizer steps in the test (at least 10).")] = 100,
     mode: Annotated[str, typer.Option(help="exp (log-spaced) or linear.")] = "exp",
     rule: Annotated[str, typer.Option(help="Suggestion rule: robust, steepest, minimum, valley.")] = "robust",
     accumulation_steps: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
@@ -221,6 +221,9 @@ def find_command(
     except (ValueError, OSError, TypeError) as e:
         fail(str(e))
         return
+    except KeyboardInterrupt:  # Ctrl-C: a line saying so (run_find writes --out only after the test)
+        fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
+        return
     for w in caught:
         con.print(f"[yellow]warning:[/] {w.message}", highlight=False)
     table_mod = __import__("rich.table", fromlist=["Table"])
@@ -241,4 +244,4 @@ def find_command(
 
 def register(app: Any) -> None:
     """Add the ``find`` command to a Typer app."""
-    app.command("find")(find_command)
+    app.command("find", context_settings={"help_option_names": ["-h", "--help"]})(find_command)

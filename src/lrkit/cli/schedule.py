@@ -132,6 +132,7 @@ def schedule_command(
     specs = [spec, *(compare or [])]
     records = []
     scheds = []
+    used_base_lr = False
     for s in specs:
         try:
             sched = from_spec(s, epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
@@ -139,6 +140,7 @@ def schedule_command(
                 fail(f"{s!r} has no fixed length: pass --epochs and --steps-per-epoch, or --total-steps")
             if base_lr is not None and sched.peak_lr is None:
                 sched = sched.with_peak(base_lr)
+                used_base_lr = True
             # a bounded record: every step of a short run, of a long one an even grid plus every phase boundary
             records.append(sampled_record(sched))
             bad = _first_non_finite(sched, records[-1])
@@ -150,6 +152,12 @@ def schedule_command(
             fail(f"{s!r}: the {what} is not finite from step {step} on ({value}): the schedule overflows a float; "
                  "lower lr0 or gamma, or shorten the run")
         scheds.append(sched)
+    _check_same_scale(specs, scheds)
+    if base_lr is not None and not used_base_lr:  # on stderr: --json output stays clean
+        optional_import("rich.console", "cli").Console(stderr=True).print(
+            f"[yellow]warning:[/] --base-lr {base_lr:g} is not used: "
+            + ("every spec gives" if compare else f"{spec!r} gives") + " its own peak LR (lr0/max_lr)",
+            highlight=False, soft_wrap=True)
     if as_json:
         try:  # one value per step, streamed in chunks: a long run is never held in memory
             write_json(scheds[0], sys.stdout)
@@ -163,6 +171,18 @@ def schedule_command(
     if not no_plot:
         path = _plot(records, out if out is not None else Path("schedule.png"), log_y)
         console().print(f"wrote {path}", highlight=False)
+
+
+def _check_same_scale(specs: list[str], scheds: list[Any]) -> None:
+    """Fail when ``--compare`` overlays absolute LRs (a spec with ``lr0``/``max_lr``) and multipliers of the peak (a
+    spec without, and no ``--base-lr``) on one LR axis: 0.1 as an LR and 1.0 as "the peak" drawn on one scale
+    would be a false picture, whatever the axis is called."""
+    absolute = [s for s, sched in zip(specs, scheds) if sched.peak_lr is not None]
+    relative = [s for s, sched in zip(specs, scheds) if sched.peak_lr is None]
+    if absolute and relative:
+        fail(f"{relative[0]!r} gives no peak LR (lr0/max_lr), so its LRs are multipliers of the peak, while "
+             f"{absolute[0]!r} gives absolute LRs: one axis cannot show both. Add lr0=... to "
+             f"{', '.join(repr(s) for s in relative)}, or pass --base-lr LR (the peak of every spec without one)")
 
 
 def _check_out(out: Path) -> None:
@@ -209,7 +229,7 @@ def _plot(records: list[dict[str, Any]], out: Path, log_y: bool) -> Path:
 def register(app: Any) -> None:
     """Add the ``schedule`` command to a Typer app."""
 
-    @app.command("schedule", epilog=_EPILOG)
+    @app.command("schedule", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
     def schedule(
         spec: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
             help="Schedule spec, e.g. cosine lr0=0.01 lrf=0.01 (quoted or not).")] = None,
@@ -230,7 +250,8 @@ def register(app: Any) -> None:
         list_: Annotated[bool, typer.Option("--list", help="List every schedule family and exit.")] = False,
         base_lr: Annotated[Optional[float], typer.Option(  # noqa: UP045
             "--base-lr", help="Peak LR for specs without lr0/max_lr (else LRs are multipliers).")] = None,
-        no_plot: Annotated[bool, typer.Option("--no-plot", help="Do not write the PNG.")] = False,
+        no_plot: Annotated[bool, typer.Option(
+            "--no-plot", help="Do not write the picture (print the table, or the JSON, only).")] = False,
         log_y: Annotated[bool, typer.Option("--log-y", help="Log-scale LR axis.")] = False,
     ) -> None:
         """Show an LR schedule: key points table, PNG of LR and momentum per step, or JSON for scripts."""

@@ -52,12 +52,15 @@ def train_command(
         Optional[list[str]],  # noqa: UP045 - typer reads Optional on Python 3.10
         typer.Argument(metavar="KEY=VALUE...", help="Training keys, e.g. data=digits model=mlp epochs=20 lr0=auto."),
     ] = None,
+    ctx: typer.Context = None,  # type: ignore[assignment] # typer passes its context; None when called directly
 ) -> None:
     """Train a model with the learning rate taken care of (Ultralytics-style key=value arguments).
 
     Every key is validated before anything runs; an unknown key names the closest valid one.
     """
     tokens = list(args or [])
+    if "help" in tokens:  # `lrkit train help` (Ultralytics' `yolo help`): the help, not a did-you-mean for a key
+        _print_help(ctx)
     try:
         kwargs = tokens_to_kwargs(tokens)
         config = TrainConfig.from_kwargs(**kwargs)
@@ -71,20 +74,28 @@ def train_command(
     from lrkit.train import train
 
     caught: list[warnings.WarningMessage] = []
+    bar: list[Any] = []
+    epochs_done: list[int] = []
     try:
         with ExitStack() as stack:
             caught = stack.enter_context(warnings.catch_warnings(record=True))
             warnings.simplefilter("always")
-            bar: list[Any] = []
 
             def update(*a: Any, **kw: Any) -> None:
                 if not bar:  # start the bar at the first report, so setup errors print without an empty bar
                     bar.append(stack.enter_context(progress_bar("train", None)))
+                if kw.get("event") == "epoch":  # an epoch finished: its last.pt is written
+                    epochs_done.append(int(kw.get("epoch", 0)))
                 bar[0](*a, **kw)
 
             results = train(**kwargs, progress=update)
     except KeyboardInterrupt:
         _show_warnings(caught)
+        if not epochs_done and not config.resume:
+            # nothing was saved (a run stopped in its first epoch leaves no trace), so there is nothing to resume:
+            # resume=true would pick up an older run instead
+            fail("interrupted before the first epoch finished: nothing was saved; run the command again to start "
+                 "over", code=130)
         fail("interrupted — resume with: lrkit train resume=true (or resume=<run>/last.pt)", code=130)
         return
     except Exception as e:
@@ -98,6 +109,15 @@ def train_command(
         return
     _show_warnings(caught)
     _summary(results)
+
+
+def _print_help(ctx: Any) -> None:
+    """Print the command's help and exit 0; outside the CLI (no ``ctx``) an error pointing to ``--help``."""
+    if ctx is None:
+        fail("see lrkit train --help for every key with its default and meaning")
+        return
+    typer.echo(ctx.get_help())
+    raise typer.Exit(0)
 
 
 def _user_files(config: TrainConfig) -> dict[Path, str]:
@@ -176,5 +196,5 @@ def register(app: Any) -> None:
     app.command(
         "train",
         help=(train_command.__doc__ or "") + "\n\n" + _EXAMPLES + "\n\n" + _keys_help(),
-        context_settings={"ignore_unknown_options": True},
+        context_settings={"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]},
     )(train_command)

@@ -87,7 +87,8 @@ def plot_schedule(
     The top panel is the LR per optimizer step (a dashed line for bias groups when the record has ``lr_bias``),
     the phases of the first record shaded (up to 40 of them, counting the ones an elided record only counts in
     ``phase_count``); a bottom panel shows momentum when any record schedules it. With
-    ``steps_per_epoch`` in the record an epoch axis runs along the top.
+    ``steps_per_epoch`` in the records (the same in each) an epoch axis runs along the top. Records that mix absolute
+    LRs and multipliers of the peak (``"absolute"``) are drawn with the multipliers marked "(x peak)" in the legend.
     """
     optional_import("matplotlib", "plot").use("Agg", force=False)
     plt = optional_import("matplotlib.pyplot", "plot")
@@ -103,10 +104,14 @@ def plot_schedule(
     else:
         fig, ax = plt.subplots(figsize=(8, 4.2))
         axm = None
-    absolute = all(r.get("absolute", True) for r in recs)
+    scales = {bool(r.get("absolute", True)) for r in recs}
+    absolute = scales == {True}
+    mixed = len(scales) > 1  # absolute LRs and multipliers of the peak: each curve says which it is
     for i, r in enumerate(recs):
         color = f"C{i}"
         label = str(r.get("label") or f"schedule {i + 1}")
+        if mixed and not r.get("absolute", True):
+            label += " (x peak)"
         at = r.get("steps")  # a sampled record: the values sit at these steps
         xs, ys = _envelope(r["lr"], steps=at)
         ax.plot(xs, ys, color=color, lw=1.8, label=label)
@@ -133,14 +138,15 @@ def plot_schedule(
                             textcoords="offset points", fontsize=7, color="0.35")
     if log_y:
         ax.set_yscale("log")
-    ax.set_ylabel("learning rate" if absolute else "LR multiplier (x peak)")
+    ax.set_ylabel("learning rate" if absolute else "LR or multiplier (x peak)" if mixed else "LR multiplier (x peak)")
     ax.grid(True, alpha=0.25)
     bottom = axm if axm is not None else ax
     bottom.set_xlabel("optimizer step")
     if axm is not None:
         axm.set_ylabel("momentum")
         axm.grid(True, alpha=0.25)
-    spe = recs[0].get("steps_per_epoch")
+    spes = {r.get("steps_per_epoch") for r in recs}
+    spe = spes.pop() if len(spes) == 1 else None  # an epoch axis only where every curve's epoch is the same length
     if spe:
         top = ax.secondary_xaxis("top", functions=(lambda s: s / spe, lambda e: e * spe))
         top.set_xlabel("epoch")
