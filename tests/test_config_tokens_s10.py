@@ -46,3 +46,20 @@ def test_dash_h_is_help_at_the_top_level() -> None:
     res = CliRunner().invoke(build_app(), ["-h"])
     assert res.exit_code == 0
     assert "find" in res.output and "schedule" in res.output and "train" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--num-steps", "5"], "--num-steps 5 must be an integer >= 10"),
+        (["--start-lr", "10", "--end-lr", "1"], "--end-lr 1 must be greater than --start-lr 10"),
+        (["--mode", "cubic"], "unknown --mode 'cubic'"),
+        (["--rule", "foo"], "unknown --rule 'foo'"),
+        (["--accumulation-steps", "0"], "--accumulation-steps 0 must be an integer >= 1"),
+    ],
+)
+def test_find_errors_name_the_flags_the_user_typed(args: list[str], expected: str, tmp_path: object) -> None:
+    res = CliRunner().invoke(build_app(), ["find", *args, "--out", str(tmp_path) + "/f"])
+    assert res.exit_code == 2
+    assert expected in res.output
+    assert "num_steps" not in res.output and "start_lr" not in res.output

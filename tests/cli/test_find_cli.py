@@ -37,7 +37,7 @@ def test_task_file(tmp_path):
 
 def test_bad_input_exits_cleanly(tmp_path):
     res = runner.invoke(app(), ["find", "--start-lr", "1", "--end-lr", "0.1", "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2 and "must be greater than start_lr" in res.output
+    assert res.exit_code == 2 and "must be greater than --start-lr" in res.output
     assert not (tmp_path / "x").exists()
     res = runner.invoke(app(), ["find", "--rule", "valey"])
     assert res.exit_code == 2 and "Did you mean 'valley'" in res.output

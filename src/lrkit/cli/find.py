@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -92,6 +93,26 @@ _AMP: dict[str, bool | str] = {"off": False, "on": True, "bf16": "bf16", "fp16":
 # Suffixes of the files lrkit find writes *into* --out: `--out lr.png` means a file, but --out names a folder.
 _FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".webp", ".gif", ".tif",
                             ".tiff", ".json", ".csv"})
+
+
+_FLAGS = re.compile(r"\b(start_lr|end_lr|num_steps|accumulation_steps|max_grad_norm)=|\bunknown (mode|rule) ")
+
+
+def _as_flags(message: str) -> str:
+    """``find_lr``'s messages name its Python arguments (``num_steps=5 must be ...``); on the command line they name
+    the flags the user typed (``--num-steps 5 must be ...``).
+
+    >>> _as_flags("end_lr=1 must be greater than start_lr=10")
+    '--end-lr 1 must be greater than --start-lr 10'
+    >>> _as_flags("unknown mode 'cubic'. Valid: exp, linear")
+    "unknown --mode 'cubic'. Valid: exp, linear"
+    """
+    def flag(m: re.Match[str]) -> str:
+        if m.group(1):
+            return "--" + m.group(1).replace("_", "-") + " "
+        return f"unknown --{m.group(2)} "
+
+    return _FLAGS.sub(flag, message)
 
 
 def _check_out(out: Path, shown: str | None = None) -> None:
@@ -202,7 +223,7 @@ def find_command(
     Writes lr_find.png and lr_find.json into --out (runs/find, then runs/find2, ...: never overwritten).
     """
     if rule not in SUGGESTION_RULES:
-        fail(str(unknown_name_error("rule", rule, SUGGESTION_RULES)))
+        fail(str(unknown_name_error("--rule", rule, SUGGESTION_RULES)))
     con = console()
     import warnings
 
@@ -219,7 +240,7 @@ def find_command(
                 amp=amp, max_grad_norm=max_grad_norm,
             )
     except (ValueError, OSError, TypeError) as e:
-        fail(str(e))
+        fail(_as_flags(str(e)))
         return
     except KeyboardInterrupt:  # Ctrl-C: a line saying so (run_find writes --out only after the test)
         fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
