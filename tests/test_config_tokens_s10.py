@@ -63,3 +63,23 @@ def test_find_errors_name_the_flags_the_user_typed(args: list[str], expected: st
     assert res.exit_code == 2
     assert expected in res.output
     assert "num_steps" not in res.output and "start_lr" not in res.output
+
+
+def test_find_lr_warns_when_given_a_dataset_instead_of_a_loader() -> None:
+    import warnings
+
+    import torch
+
+    import lrkit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    ds = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match="TensorDataset .a Dataset, not a DataLoader.: each step then trains on one"):
+        lrkit.find_lr(model, opt, ds, num_steps=10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lrkit.find_lr(model, opt, torch.utils.data.DataLoader(ds, batch_size=16), num_steps=10)
+    assert not [w for w in caught if "not a DataLoader" in str(w.message)]

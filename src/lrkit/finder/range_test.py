@@ -179,6 +179,14 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
         )
     _check_callable("loss_fn", loss_fn, "loss_fn(model(x), y) -> scalar loss")
     _check_callable("step_fn", step_fn, "step_fn(model, batch) -> scalar loss")
+    if isinstance(train_loader, torch.utils.data.Dataset) and not isinstance(train_loader, torch.utils.data.DataLoader):
+        warnings.warn(
+            f"train_loader is a {type(train_loader).__name__} (a Dataset, not a DataLoader): each step then trains on "
+            "one unbatched item, not a batch; pass DataLoader(dataset, batch_size=32, shuffle=True) for a curve of "
+            "the training you run",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.ndarray:
