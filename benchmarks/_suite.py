@@ -56,6 +56,7 @@ __all__ = [
     "FRESH7",
     "FRESH8",
     "FRESH9",
+    "FRESH10",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -85,7 +86,8 @@ WARMUP_FRACTION = 0.05
 LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
 GROUPS: tuple[str, ...] = (
-    "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8", "fresh9"
+    "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8", "fresh9",
+    "fresh10",
 )
 
 
@@ -109,7 +111,7 @@ class Task:
     ``default_lr`` is the optimizer's textbook default (SGD/RMSprop/Adagrad 0.01, Adam/AdamW 1e-3), the "no tuning"
     baseline. ``group`` names the task's role (one of :data:`GROUPS`): ``"calibration"`` (the default rule's constant
     was fit on it), ``"held_out"`` (the first out-of-sample set), ``"fresh"`` (a second out-of-sample set,
-    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh9"`` (a third to a tenth,
+    pre-registered before any rule was scored on it), ``"fresh2"`` to ``"fresh10"`` (a third to an eleventh,
     pre-registered the same way). Left
     out, it follows ``held_out``; ``held_out`` is True exactly for the groups other than ``"calibration"``.
 
@@ -130,7 +132,7 @@ class Task:
     default_lr: float
     #: Held out from calibrating the finder's rule (benchmarks/rule_calibration.py): its numbers are out-of-sample.
     held_out: bool = False
-    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh9"`` (:data:`GROUPS`); ``None``: from ``held_out``.
+    #: ``"calibration"`` | ``"held_out"`` | ``"fresh"`` ... ``"fresh10"`` (:data:`GROUPS`); ``None``: from ``held_out``.
     #: Not part of the cache key.
     group: str | None = None
 
@@ -672,6 +674,33 @@ def _wine_plain() -> TaskData:
     return _split(d.data, d.target, 0.35, stratify=True)
 
 
+def _digits_images_fresh10() -> TaskData:
+    """digits as 1x8x8 images, 10% label noise drawn with seed 10, split with seed 10."""
+    return _digits_images(noise=LABEL_NOISE, seed=10, split_seed=10)
+
+
+def _moons_fresh10() -> TaskData:
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=2400, noise=0.25, random_state=10)
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _friedman1_fresh10() -> TaskData:
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=2400, n_features=8, noise=0.5, random_state=10)
+    return _standardised_target(_split(x, y, 1 / 3, stratify=False))
+
+
+def _classes_fresh10() -> TaskData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=2400, n_features=24, n_informative=10, n_redundant=6, n_classes=5,
+                               n_clusters_per_class=2, flip_y=0.05, random_state=10)  # fmt: skip
+    return _split(x, y, 1 / 3, stratify=True)
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
     """Wrap a model constructor so that ``build(seed)`` is deterministic and leaves the global RNG alone."""
 
@@ -1089,6 +1118,51 @@ def _sgd_nesterov_wd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
 
 def _adamw_strong_wd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+
+
+def _digits_gelu_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 10))
+
+
+def _breast_cancer_tanh_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(30, 32), nn.Tanh(), nn.Linear(32, 1))
+
+
+def _friedman1_mlp8() -> nn.Module:
+    return _mlp([8, 64, 64, 1])
+
+
+def _digits_groupnorm_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.GroupNorm(8, 32), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 4 * 4, 10),
+    )  # fmt: skip
+
+
+def _moons_mlp64() -> nn.Module:
+    return _mlp([2, 64, 64, 2])
+
+
+def _classes_dropout_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(24, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, 5))
+
+
+def _radam(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.RAdam(params, lr=lr)
+
+
+def _nadam(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.NAdam(params, lr=lr)
+
+
+def _adamax(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adamax(params, lr=lr)
+
+
+def _sgd_momentum_wd_fresh10(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
 
 
 _TASK_LIST = [
@@ -1911,6 +1985,90 @@ _TASK_LIST = [
         held_out=True,
         group="fresh9",
     ),
+    Task(
+        name="digits_gelu_radam",
+        description="sklearn digits, 10% label noise (1347/450), MLP 64-128-10 with GELU",
+        optimizer_name="RAdam",
+        build_data=_digits_flat,
+        build_model=_seeded(_digits_gelu_mlp),
+        build_optimizer=_radam,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=12,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh10",
+    ),
+    Task(
+        name="breast_cancer_tanh_nadam",
+        description="sklearn breast_cancer (398/171), MLP 30-32-1 with tanh",
+        optimizer_name="NAdam",
+        build_data=_breast_cancer,
+        build_model=_seeded(_breast_cancer_tanh_mlp),
+        build_optimizer=_nadam,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=32,
+        epochs=15,
+        default_lr=2e-3,
+        held_out=True,
+        group="fresh10",
+    ),
+    Task(
+        name="friedman1_adamax",
+        description="make_friedman1 regression, 8 features, noise 0.5 (1600/800), MLP 8-64-64-1",
+        optimizer_name="Adamax",
+        build_data=_friedman1_fresh10,
+        build_model=_seeded(_friedman1_mlp8),
+        build_optimizer=_adamax,
+        loss_fn=nn.MSELoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=2e-3,
+        held_out=True,
+        group="fresh10",
+    ),
+    Task(
+        name="digits_groupnorm_cnn_sgd",
+        description="sklearn digits as 1x8x8 images, 10% label noise (1347/450), 2-conv GroupNorm CNN",
+        optimizer_name="SGD momentum 0.9, wd 1e-4",
+        build_data=_digits_images_fresh10,
+        build_model=_seeded(_digits_groupnorm_cnn),
+        build_optimizer=_sgd_momentum_wd_fresh10,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=12,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh10",
+    ),
+    Task(
+        name="moons_adagrad",
+        description="make_moons, noise 0.25 (1600/800), MLP 2-64-64-2",
+        optimizer_name="Adagrad",
+        build_data=_moons_fresh10,
+        build_model=_seeded(_moons_mlp64),
+        build_optimizer=_adagrad,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh10",
+    ),
+    Task(
+        name="classes_dropout_adamw",
+        description="make_classification, 5 classes, 24 features, 5% noise (1600/800), MLP 24-128-5, dropout 0.2",
+        optimizer_name="AdamW, wd 0.01",
+        build_data=_classes_fresh10,
+        build_model=_seeded(_classes_dropout_mlp),
+        build_optimizer=_adamw,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=64,
+        epochs=12,
+        default_lr=1e-3,
+        held_out=True,
+        group="fresh10",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -1935,6 +2093,8 @@ FRESH7: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh7
 FRESH8: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh8")
 #: The tenth held-out set, written down before any of its tasks was trained or range-tested (see the README).
 FRESH9: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh9")
+#: The eleventh held-out set, written down before any of its tasks was trained or range-tested (see the README).
+FRESH10: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh10")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:
