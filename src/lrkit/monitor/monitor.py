@@ -14,7 +14,9 @@ Works in any hand-written loop (and inside ``lrkit.train``)::
             break
 
 Contract: call :meth:`Monitor.after_backward` once per optimizer step, after ``loss.backward()`` (after
-``scaler.unscale_(optimizer)`` under AMP, after the last micro-batch under gradient accumulation), and
+``scaler.unscale_(optimizer)`` under AMP — given ``grad_scaler=scaler``, the monitor calls it itself when your
+loop has not, as torch's recipe without clipping never does —, after the last micro-batch under gradient
+accumulation), and
 :meth:`Monitor.after_step` after ``optimizer.step()`` — and after ``scheduler.step()`` when a per-step scheduler is
 stepped — *every* time, also when ``after_backward`` returned ``False``.
 
@@ -645,6 +647,10 @@ class Monitor:
             growth tracker) is part of the healthy snapshot: a rollback, and a stop with ``restore_on_stop``,
             restore it with model, optimizer and scheduler, and ``state_dict(snapshot=True)`` carries it. A
             validation rollback leaves it as it is, as it leaves the scheduler.
+            ``after_backward`` calls ``scaler.unscale_(optimizer)`` when the loop has not yet this iteration
+            (torch's AMP recipe without clipping leaves it to ``scaler.step``): the checks then read the true
+            gradient norms, and a step the monitor neutralises still reaches ``scaler.step`` with the scaler's inf
+            check recorded. Call ``scaler.unscale_`` (e.g. to clip) *before* ``after_backward``, not after.
         on_event: called with every :class:`MonitorEvent` as it happens (logging, progress bars). An exception it
             raises (or a ``MonitorWarning`` turned into an error by a warnings filter) does not interrupt the
             monitor's handling of the step: it is raised, the first one only, once the monitor has finished — from
@@ -727,8 +733,8 @@ class Monitor:
         if scheduler is not None:
             _check_scheduler(scheduler, optimizer)
         sign = _loss_sign(optimizer)
-        for key, value in (("backoff", backoff), ("val_backoff", val_backoff)):
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1):
+        for key, value in (("backoff", backoff), ("val_backoff", val_backoff)):  # numpy floats are numbers too
+            if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < 1):
                 raise ValueError(f"{key}={value!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
         if grad_scaler is not None and not all(
                 callable(getattr(grad_scaler, name, None)) for name in ("state_dict", "load_state_dict")):
@@ -756,6 +762,8 @@ class Monitor:
             raise ValueError(f"restore_on_stop={restore_on_stop!r} must be True or False")
         self.restore_on_stop = restore_on_stop
         self.grad_scaler = grad_scaler
+        #: Whether after_backward unscales the gradients itself when the loop has not (see _unscale)
+        self._unscales = grad_scaler is not None and callable(getattr(grad_scaler, "unscale_", None))
         self.on_event = on_event
 
         by_category = {
@@ -766,7 +774,7 @@ class Monitor:
         }
         self.checks: list[Check] = _validate_checks(checks)
         if val_min_share is not None:
-            ok = isinstance(val_min_share, (int, float)) and not isinstance(val_min_share, bool)
+            ok = isinstance(val_min_share, numbers.Real) and not isinstance(val_min_share, bool)
             if not (ok and math.isfinite(val_min_share) and val_min_share >= 0):
                 raise ValueError(
                     f"val_min_share={val_min_share!r} must be None (leave val_rising as it is) or a finite number "
@@ -860,6 +868,7 @@ class Monitor:
         #: The first exception raised by on_event (or by a warning filtered into an error) while the monitor handled
         #: a step or an evaluation; raised when it has finished (see _raise_deferred).
         self._deferred: Exception | None = None
+        self._warned_no_grad = False  # see _warn_no_grad
         self._stop_restore = False
         self._dense_until = _DENSE_STEPS if self._fast else _NEVER
         self._screen = -math.inf
@@ -923,6 +932,8 @@ class Monitor:
             except (RuntimeError, TypeError):  # a non-scalar, complex or bool tensor: the clear error, nothing counted
                 self._loss_value(loss)
                 raise
+            if self._unscales:
+                self._unscale()
             self._step = step
             if fast:
                 self._buffer.append(value)
@@ -930,6 +941,8 @@ class Monitor:
                 return True
             return self._full_step(step, loss, value)
         _check_loss(loss)  # before anything is counted or measured (a bad loss leaves the monitor as it was)
+        if self._unscales:
+            self._unscale()
         self._step = step
         if step >= self._next_grad:
             self._next_grad = (step // self._grad_every + 1) * self._grad_every
@@ -1311,6 +1324,8 @@ class Monitor:
             return False
         params = self._trainable()
         with_grad = [p for p in params if p.grad is not None]
+        if not with_grad and not self._warned_no_grad:
+            self._warn_no_grad(params)
         grads = [p.grad for p in with_grad]
         loss_value, gnorm, norms = self._measure(loss, grads, value)
         if value is not None:
@@ -1364,6 +1379,23 @@ class Monitor:
             self._refresh_screen()
         return True
 
+    def _warn_no_grad(self, params: list[torch.Tensor]) -> None:
+        """Warn once when a full step finds no gradient on any trainable parameter of the optimizer: the loop most
+        likely calls ``after_backward`` before ``loss.backward()`` (or zeroes the gradients in between). The loss
+        checks still work, but the gradient checks would read a norm of 0 forever and clipping would do nothing."""
+        trainable = sum(1 for p in params if p.requires_grad)
+        if not trainable:
+            return
+        self._warned_no_grad = True
+        warnings.warn(
+            f"Monitor.after_backward() at step {self._step} found no gradient on any of the optimizer's {trainable} "
+            "trainable parameters: call it after loss.backward() (and before optimizer.zero_grad()); without "
+            "gradients the gradient checks (non_finite gradients, gradient_blowup, exploding_gradients) and "
+            "clipping see nothing. Warned once per monitor.",
+            UserWarning,
+            stacklevel=4,
+        )
+
     def _grace(self, step: int, findings: list[tuple[Check, str, Finding]]) -> list[tuple[Check, str, Finding]]:
         """``spike_grace``: drop a ``loss_spike`` finding that a grace episode forgives, or add the episode to its
         reason when it is acted on (see the class docstring). Runs on full steps only (every spike is one: a loss
@@ -1411,7 +1443,10 @@ class Monitor:
     @staticmethod
     def _loss_value(loss: torch.Tensor | float) -> float:
         _check_loss(loss)
-        return float(loss.item() if isinstance(loss, torch.Tensor) else loss)  # type: ignore[arg-type]
+        # .item() for tensors and numpy scalars/arrays: float() of a one-element numpy array of shape (1,) is a
+        # TypeError under numpy >= 2 ("only 0-dimensional arrays can be converted to Python scalars")
+        item = getattr(loss, "item", None)
+        return float(item() if callable(item) else loss)  # type: ignore[arg-type]
 
     def _measure(self, loss: torch.Tensor | float, grads: list[torch.Tensor],
                  value: float | None = None) -> tuple[float, float, list[float]]:
@@ -1581,6 +1616,24 @@ class Monitor:
         """Whether ``grad_scaler`` skips steps with non-finite gradients (``GradScaler(enabled=False)`` does not)."""
         is_enabled = getattr(self.grad_scaler, "is_enabled", None)
         return bool(is_enabled()) if callable(is_enabled) else True
+
+    def _unscale(self) -> None:
+        """``grad_scaler.unscale_(optimizer)`` unless the loop already called it this iteration.
+
+        torch's own AMP recipe (``scaler.scale(loss).backward(); scaler.step(opt); scaler.update()``) never calls
+        ``unscale_``: ``scaler.step`` does it. A step the monitor neutralises (every gradient set to ``None``) would
+        then reach ``scaler.step`` with nothing to unscale, and torch fails with ``AssertionError: No inf checks were
+        recorded for this optimizer`` — at the first bad step, hours into a run. Unscaling here records the scaler's
+        inf check *before* the gradients are dropped (``scaler.step`` then does not unscale again), and the checks
+        see the true gradient norms instead of ones multiplied by the loss scale."""
+        scaler = self.grad_scaler
+        if not self._scaler_enabled() or getattr(scaler, "_scale", None) is None:
+            return  # disabled, or nothing was scaled yet (torch's unscale_ would refuse)
+        states = getattr(scaler, "_per_optimizer_states", None)
+        state = states.get(id(self.optimizer)) if isinstance(states, Mapping) else None
+        stage = getattr(state.get("stage") if isinstance(state, Mapping) else None, "name", "READY")
+        if stage == "READY":  # not yet UNSCALED by the loop (nor STEPPED)
+            scaler.unscale_(self.optimizer)
 
     def _scaler_state(self) -> dict[str, Any] | None:
         """A copy of ``grad_scaler.state_dict()`` for a snapshot; ``None`` without a scaler or for a disabled one

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def plot_results(
     csv_path: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
     *,
-    events: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+    events: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None = None,
 ) -> Path:
     """Draw ``results.png`` from a run's ``results.csv``: losses, the validation metric, every group's LR and the
     gradient norm, one panel each, against the epoch; monitor ``events`` (dicts with an ``epoch``, as in a run's
@@ -117,13 +117,16 @@ def _draw(axes: Any, cols: dict[str, list[float]], events: Any) -> None:
         ax.tick_params(labelbottom=True)  # sharex hides the top row's epoch labels; keep them
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    if events:
+    if isinstance(events, Iterable) and not isinstance(events, (str, bytes, Mapping)):
+        events = list(events)  # drawn on every panel: a generator would be spent on the first one
+    has_events = events is not None and (not hasattr(events, "__len__") or len(events) > 0)  # a numpy array of
+    if has_events:  # events has no truth value; anything else non-empty reaches mark_events, which names it
         from lrkit.plots.monitor import mark_events
 
         for ax in axes.ravel():  # lrkit.train's events carry the fractional epoch they happened in
             mark_events(ax, events, x="epoch", legend=ax is ax_loss)
     if ax_loss.get_legend_handles_labels()[0]:  # no legend box (and no matplotlib warning) with nothing to list
-        ax_loss.legend(fontsize="small" if events else None)
+        ax_loss.legend(fontsize="small" if has_events else None)
 
 
 #: The most LR lines the LR panel's legend lists; beyond it, the first and last few and a count of the rest.
