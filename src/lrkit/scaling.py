@@ -665,7 +665,9 @@ def param_groups(
     parameters whose name contains a ``no_decay`` pattern, and those a timm-style ``model.no_weight_decay()`` lists
     — ViT's ``{"cls_token", "pos_embed"}`` — at decay 0) and ``bias`` (every ``*.bias`` and 1-D ``*bias*`` such as
     ``nn.MultiheadAttention``'s ``in_proj_bias`` or ``nn.LSTM``'s ``bias_ih_l0``, at decay 0 when ``"bias"`` is in
-    ``no_decay``). A bare ``cls_token``/``pos_embed`` of a model without ``no_weight_decay()`` is a weight and
+    ``no_decay``; when it is not, the biases decay except those ``no_decay`` spares otherwise — a norm layer's bias
+    under ``"norm"``, a bias matching another pattern — which form a ``bias_no_decay`` group, ``is_bias`` too, at
+    decay 0). A bare ``cls_token``/``pos_embed`` of a model without ``no_weight_decay()`` is a weight and
     decays (add its name to ``no_decay`` to spare it). Pass ``no_decay=()`` to decay everything.
 
     A wrapped model (``nn.DataParallel``, DDP, ``torch.compile``) is grouped as the model it wraps: layers, ``head``
@@ -751,11 +753,16 @@ def param_groups(
 
     nd = _no_decay_names(model, names, no_decay)
     decay_bias = "bias" not in [p.lower() for p in no_decay]
-    kinds = ("decay", "no_decay", "bias")
+    kinds = ("decay", "no_decay", "bias", "bias_no_decay")
     buckets: dict[tuple[int, str, int], dict[str, Any]] = {}
     for n, p in trainable:
         order, level, scale = levels[n]
-        kind = "bias" if _is_bias(n, p) else ("no_decay" if n in nd else "decay")
+        if _is_bias(n, p):
+            # biases decay only when "bias" is not in no_decay, and even then not a bias that no_decay names
+            # otherwise (a norm layer's bias under "norm", a pattern, model.no_weight_decay()): "bias_no_decay"
+            kind = "bias_no_decay" if decay_bias and n in nd else "bias"
+        else:
+            kind = "no_decay" if n in nd else "decay"
         key = (order, level, kinds.index(kind))
         if key not in buckets:
             wd = weight_decay if kind == "decay" or (kind == "bias" and decay_bias) else 0.0
@@ -765,7 +772,7 @@ def param_groups(
                 "lr_scale": scale,
                 "weight_decay": wd,
                 "name": f"{level}/{kind}",
-                "is_bias": kind == "bias",
+                "is_bias": kind.startswith("bias"),
             }
         buckets[key]["params"].append(p)
     if to_freeze:  # only now that every argument has been checked: a failed call changes nothing

@@ -599,8 +599,8 @@ class Schedule(ABC):
             raise ValueError(f"{self.name}: the schedule has no fixed length; pass steps=... to record it")
         n = _check_count("steps", n)
         sched = self
-        if base_lr is not None:
-            sched = self.with_peak(base_lr)
+        if base_lr is not None:  # checked under the name the caller used (with_peak names the peak lr0/max_lr)
+            sched = self.with_peak(check_positive("base_lr", base_lr))
         peak = sched.peak_lr
         scale = 1.0 if peak is None else peak
         lrs = [scale * float(sched._eval(float(t), False)) for t in range(n)]
@@ -878,6 +878,11 @@ class Composed(_Wrapper):
     ) -> None:
         if not isinstance(main, Schedule):
             raise TypeError(f"main={main!r} must be a Schedule")
+        for key, value, kind in (("warmup", warmup, Warmup), ("cooldown", cooldown, Cooldown)):
+            if value is not None and not isinstance(value, kind):  # Composed(s, warmup=100): a bare step count
+                n = value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 100
+                raise TypeError(f"{key}={value!r} must be a {kind.__name__} or None, e.g. "
+                                f"{key}={kind.__name__}({n}) for {n} steps")
         self.main = main
         self.warmup = warmup if warmup is not None and warmup.steps > 0 else None
         self.cooldown = cooldown
@@ -907,8 +912,11 @@ class Composed(_Wrapper):
         else:
             total = (self._w if self._prefix else 0) + main.total_steps + (0 if cooldown is None else cooldown.steps)
             if w is not None and not w.prefix and w.steps > main.total_steps:
+                spe = main.steps_per_epoch
+                in_epochs = "" if not spe else f", or warmup_epochs <= {main.total_steps / spe:g}"
                 raise ValueError(
-                    f"warmup of {w.steps} steps is longer than the schedule it blends into ({main.total_steps} steps)"
+                    f"warmup of {w.steps} steps is longer than the schedule it blends into ({main.total_steps} "
+                    f"steps): give warmup_steps <= {main.total_steps}{in_epochs}, or a longer run"
                 )
         self._cool_start = None if cooldown is None else total - cooldown.steps  # type: ignore[operator]
         if cooldown is not None and not main.stateful:

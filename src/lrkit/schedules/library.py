@@ -20,6 +20,8 @@ from typing import Any
 
 from lrkit._utils import check_positive
 from lrkit.schedules.base import (
+    _SHAPE_ALIASES,
+    COOLDOWN_TYPES,
     UNITS,
     Composed,
     Cooldown,
@@ -918,6 +920,8 @@ class WSD(Composed):
         total, spe = resolve_timeline(epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
         if total is None:
             raise ValueError("wsd needs the run length: pass total_steps=... or epochs=... and steps_per_epoch=...")
+        # checked here under its own name: the decay is built as a Cooldown, whose error would say cooldown_type
+        decay_type = _check_choice("decay_type", decay_type, COOLDOWN_TYPES, _SHAPE_ALIASES)
         ratio = _fraction("min_lr_ratio", min_lr_ratio,
                           why=" (the multiplier of the peak LR the decay ends at; above 1 it would raise the LR)")
         w = _steps_from("warmup", warmup_steps, warmup_epochs, None, total, spe, allow_zero=True) or 0

@@ -21,6 +21,8 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from lrkit._utils import check_positive
+
 if TYPE_CHECKING:  # pragma: no cover
     from lrkit.schedules.base import Schedule, Span
 
@@ -205,7 +207,7 @@ def sampled_record(
     n = steps if steps is not None else schedule.total_steps
     if n is None:
         raise ValueError(f"{schedule.name}: the schedule has no fixed length; pass steps=... to record it")
-    sched = schedule if base_lr is None else schedule.with_peak(base_lr)
+    sched = schedule if base_lr is None else schedule.with_peak(check_positive("base_lr", base_lr))
     at = sample_steps(sched, n, max_points=max_points, max_phases=max_phases)
     phases = sched.phases
     count = len(phases)
@@ -273,7 +275,7 @@ def write_json(
 
     n = _check_count("steps", n)
     size = _check_count("chunk_size", chunk_size)
-    sched = schedule if base_lr is None else schedule.with_peak(base_lr)
+    sched = schedule if base_lr is None else schedule.with_peak(check_positive("base_lr", base_lr))
     peak = sched.peak_lr
     scale = 1.0 if peak is None else peak
     # record()'s own expressions (the steps are known valid, so the public methods' checks are skipped: ~30% faster)

@@ -98,6 +98,24 @@ def _same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:
     )
 
 
+def _momentum_off_hint(schedule: Schedule) -> str:
+    """The spec keys that turn off the momentum a schedule sets, for an optimizer without momentum (Adagrad, LBFGS)."""
+    keys: list[str] = []
+    for _ in range(16):  # through the wrappers: a re-plan's inner schedule, a composition's main schedule
+        warmup = getattr(schedule, "warmup", None)
+        if getattr(warmup, "start_momentum", None) is not None:
+            keys.append("warmup_momentum=none")
+        if getattr(schedule, "const_momentum", None) is not None:
+            keys.append("momentum=none")
+        inner = getattr(schedule, "main", None) or getattr(schedule, "inner", None)
+        if not isinstance(inner, Schedule):
+            break
+        schedule = inner
+    if getattr(schedule, "cycle_momentum", False):
+        keys.append("cycle_momentum=false")
+    return " ".join(dict.fromkeys(keys)) or "cycle_momentum=false / no warmup_momentum"
+
+
 def _describe(fp: dict[str, Any]) -> str:
     peak = "" if fp.get("peak_lr") is None else f", peak_lr={fp['peak_lr']:g}"
     return f"{fp.get('label')!r}, total_steps={fp.get('total_steps')}{peak}"
@@ -194,7 +212,7 @@ class LRSchedulerAdapter(LRScheduler):
                 raise ValueError(
                     f"schedule {self.schedule.label!r} sets momentum, but param_groups[{i}] of "
                     f"{type(optimizer).__name__} has neither 'momentum' nor 'betas': use an optimizer with "
-                    "momentum, or turn momentum scheduling off (cycle_momentum=false / no warmup_momentum)"
+                    f"momentum, or turn momentum scheduling off ({_momentum_off_hint(self.schedule)})"
                 )
 
     def _compute_bases(self, groups: list[dict[str, Any]], start: int = 0) -> list[float]:
@@ -235,8 +253,26 @@ class LRSchedulerAdapter(LRScheduler):
         else:
             self._group_schedules = [self.schedule.with_peak(b) if b > 0 else self.schedule for b in self._bases]
 
+    def _unshare_lrs(self) -> None:
+        """Give every group its own LR tensor before LRs are written into them in place.
+
+        An optimizer built with ``lr=torch.tensor(...)`` hands that one tensor to every group that takes the default
+        (``add_param_group``'s ``setdefault``; a saved and reloaded optimizer state keeps the aliasing), so filling
+        it group by group would leave every group at the last group's LR (its ``lr_scale`` lost), and would change
+        ``optimizer.defaults`` for groups added later. Cloning keeps each LR a tensor (capturable / compiled steps).
+        """
+        default = self.optimizer.defaults.get("lr")
+        seen = {id(default)} if isinstance(default, torch.Tensor) else set()
+        for group in self.optimizer.param_groups:
+            lr = group["lr"]
+            if isinstance(lr, torch.Tensor):
+                if id(lr) in seen:
+                    group["lr"] = lr = lr.clone()
+                seen.add(id(lr))
+
     def _values(self, step: int) -> list[float]:
         self._sync_groups()
+        self._unshare_lrs()
         out = []
         for group, base, sched in zip(self.optimizer.param_groups, self._bases, self._group_schedules):
             if base == 0:
