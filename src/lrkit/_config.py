@@ -43,6 +43,38 @@ TASKS = ("classification", "regression", "lm")
 OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp", "Adamax")
 
 
+_DETECTION = "a detection/augmentation setting; lrkit.train has no such key (augment in your Dataset)"
+#: Ultralytics train keys that lrkit.train does not have, with what to do instead: an Ultralytics user's ``time=1``
+#: is told so, rather than asked whether they meant 'optimizer'
+ULTRALYTICS_ONLY: dict[str, str] = {
+    "time": "lrkit.train has no time limit; set epochs= (the schedule is planned over it)",
+    "save": "lrkit.train always saves last.pt (every epoch) and best.pt",
+    "save_period": "lrkit.train saves last.pt after every epoch and best.pt at the best one",
+    "deterministic": "lrkit.train seeds torch, numpy and python from seed= (runs repeat bit for bit on CPU)",
+    "fraction": "train on a subset by passing it as data= (a smaller file or a torch Subset)",
+    "pretrained": "pass your pretrained model as model= (an nn.Module, or a package.module:factory that loads it)",
+    "dropout": "build dropout into the model",
+    "label_smoothing": "pass loss_fn= (e.g. functools.partial(torch.nn.functional.cross_entropy, label_smoothing=0.1))",
+    "half": "mixed precision is amp=true",
+    "cache": "built-in and file data are held in memory; a torch Dataset you pass is read as it is",
+    "profile": "lrkit.train has no profiler; results.csv records each epoch's time",
+    "compile": "compile the model yourself (torch.compile) and pass it as model=",
+    "single_cls": "set task= or relabel the data",
+    **{k: _DETECTION for k in ("imgsz", "rect", "close_mosaic", "mosaic", "mixup", "copy_paste", "hsv_h", "hsv_s",
+                               "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
+                               "box", "cls", "dfl", "pose", "kobj", "overlap_mask", "mask_ratio", "multi_scale")},
+}
+
+
+def _unknown_key_error(key: str, valid: Iterable[str]) -> ValueError:
+    """``unknown_name_error`` for a train key, or, for an Ultralytics key lrkit does not have, what to do instead."""
+    instead = ULTRALYTICS_ONLY.get(key.lower())
+    if instead is not None and key.lower() not in {v.lower() for v in valid}:
+        return ValueError(f"unknown train key {key!r}: Ultralytics' {key.lower()}= has no lrkit equivalent — "
+                          f"{instead}. Valid: {', '.join(sorted(valid))}")
+    return unknown_name_error("train key", key, valid, ignore_case=True)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # typed parsing of CLI values
 # ----------------------------------------------------------------------------------------------------------------
@@ -556,7 +588,7 @@ class TrainConfig:
         for f in dataclasses.fields(cls):
             if f.name == key:
                 return str(f.metadata["help"])
-        raise unknown_name_error("train key", key, cls.keys(), ignore_case=True)
+        raise _unknown_key_error(key, cls.keys())
 
     @classmethod
     def check_keys(cls, keys: Iterable[str]) -> None:
@@ -564,7 +596,7 @@ class TrainConfig:
         valid = cls.keys()
         for k in keys:
             if k not in valid:
-                raise unknown_name_error("train key", k, valid, ignore_case=True)
+                raise _unknown_key_error(k, valid)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> TrainConfig:
@@ -686,7 +718,7 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
         key, _, raw = tok.partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
         if key != "cfg" and key not in valid:
-            raise unknown_name_error("train key", key, valid, ignore_case=True)  # EPOCHS=5 -> 'epochs'
+            raise _unknown_key_error(key, valid)  # EPOCHS=5 -> 'epochs'
         if key in seen:
             raise ValueError(f"{key} is given twice: {seen[key]!r} and {tok!r}; give it once")
         seen[key] = tok

@@ -31,6 +31,7 @@ import io
 import math
 import numbers
 import os
+import re
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -559,9 +560,12 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
             if not bad.strip():
                 raise ValueError(f"{path.name}: feature column {header[j]!r} is empty on line {line}; fill in or drop "
                                  "the rows with missing values") from None
+            if delimiter != "," and _DECIMAL_COMMA.fullmatch(bad.strip()):
+                where = f"feature column {header[j]!r}"
+                raise ValueError(_decimal_comma_message(path.name, where, bad, line)) from None
             raise ValueError(
-                f"{path.name}: feature column {header[j]!r} holds a non-numeric value {bad!r}; encode it as numbers "
-                "or drop the column"
+                f"{path.name}: feature column {header[j]!r} holds a non-numeric value {bad!r} on line {line}; encode "
+                "it as numbers (a text category: one 0/1 column per category) or drop the column"
             ) from None
     raw_y = [v.strip() for v in cols[t]]
     empty = [i for i, v in enumerate(raw_y, start=2) if not v]
@@ -569,6 +573,14 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
         raise ValueError(f"{path.name}: the target column {header[t]!r} is empty on line {empty[0]} ({len(empty)} "
                          "empty cells); drop the rows without a target")
     numeric = [_is_float(v) for v in raw_y]
+    if not all(numeric) and delimiter != "," and task != "classification":
+        # '1,05' in a ';'-separated export (a spreadsheet in a decimal-comma locale) is a number, not a class label:
+        # read as text, every price would become a class of its own
+        commas = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+        if all(_DECIMAL_COMMA.fullmatch(v) for _, v in commas):
+            line, bad = commas[0]
+            raise ValueError(_decimal_comma_message(path.name, f"the target column {header[t]!r}", bad, line,
+                                                    labels=True))
     if not all(numeric):
         own = [float(v) for v, n in zip(raw_y, numeric) if n]
         _check_text_target(path.name, header[t], raw_y, numeric, task, [*reference, *own])
@@ -633,6 +645,17 @@ def _check_finite(x: np.ndarray, y: np.ndarray, fname: str, columns: Sequence[st
             what = f"target column {target!r}" if columns is not None else "target"
             raise ValueError(f"{fname}: the {what} holds {int(bad_y.sum())} NaN/infinite value(s), first on {where}; "
                              "drop those rows")
+
+
+#: a number written with a decimal comma ('0,5', '-12,75', '1.234,5'), as spreadsheets in many locales export it
+_DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+")
+
+
+def _decimal_comma_message(fname: str, where: str, value: str, line: int, *, labels: bool = False) -> str:
+    fix = ", or pass task=classification if they are class labels" if labels else ""
+    return (f"{fname}: {where} holds {value.strip()!r} on line {line}, a number with a decimal comma; lrkit.train "
+            f"reads '.' as the decimal point: save the file with '.' decimals (pandas: pd.read_csv(path, sep=';', "
+            f"decimal=',').to_csv(new_path, index=False)){fix}")
 
 
 def _is_float(v: str) -> bool:

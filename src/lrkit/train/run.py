@@ -47,6 +47,7 @@ __all__ = [
     "make_run_dir",
     "move_previous_run",
     "previous_run_files",
+    "remove_stale_temp_files",
     "save_checkpoint",
     "set_rng_state",
     "write_args_yaml",
@@ -123,6 +124,28 @@ def move_previous_run(run_dir: str | os.PathLike[str], names: Sequence[str]) -> 
     return dest
 
 
+def remove_stale_temp_files(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporary files (``.<name>.<12 hex>.tmp``) that a killed process left beside the run files
+    (:data:`RUN_FILES`) in ``run_dir``; return their names. A kill during an atomic write leaves the old file intact
+    and this half-written temporary file beside it; a resume sweeps them.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / ".last.pt.0123456789ab.tmp").write_bytes(b"half")
+    >>> _ = (d / ".notes.txt.0123456789ab.tmp").write_bytes(b"not ours")
+    >>> remove_stale_temp_files(d), sorted(p.name for p in d.iterdir())
+    (['.last.pt.0123456789ab.tmp'], ['.notes.txt.0123456789ab.tmp'])
+    """
+    folder = Path(run_dir)
+    removed = []
+    for name in RUN_FILES:
+        for tmp in sorted(folder.glob(f".{name}.*.tmp")):
+            token = tmp.name[len(name) + 2:-len(".tmp")]
+            if len(token) == 12 and all(c in "0123456789abcdef" for c in token) and tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp.name)
+    return removed
+
+
 def find_resume_checkpoint(resume: bool | str | os.PathLike[str], project: str | os.PathLike[str]) -> Path:
     """``resume=True``: the most recently modified ``last.pt`` anywhere under ``project`` (searched recursively, as
     Ultralytics does); a path: that ``last.pt`` (or the ``last.pt`` inside that run directory).
@@ -154,6 +177,10 @@ def find_resume_checkpoint(resume: bool | str | os.PathLike[str], project: str |
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
+        if path.name == "last.pt" and (path.parent / "args.yaml").is_file():  # a run killed in its first epoch
+            raise ValueError(f"resume={os.fspath(resume)!r}: no checkpoint at {path}: the run in {path.parent} "  # type: ignore[arg-type]
+                             "was stopped before its first epoch was saved, so there is nothing to resume; start it "
+                             f"again (lrkit train cfg={path.parent / 'args.yaml'} resume=false)")
         raise ValueError(f"resume={os.fspath(resume)!r}: no checkpoint at {path}")  # type: ignore[arg-type]
     return path
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrkit._config import TrainConfig, load_yaml_mapping
+from lrkit._config import TrainConfig, _unknown_key_error, load_yaml_mapping
 from lrkit._config import _plain as _config_plain
 from lrkit._dlr import group_step_sizes
 from lrkit._step import (
@@ -212,7 +212,7 @@ def train(
     """
     if unknown:
         key = next(iter(unknown))
-        raise unknown_name_error("train key", key, [*TrainConfig.keys(), *_PY_ONLY], ignore_case=True)
+        raise _unknown_key_error(key, [*TrainConfig.keys(), *_PY_ONLY])
     given = {k: v for k, v in locals().items() if k in TrainConfig.keys()}
     defaults = TrainConfig.defaults()
     passed = _PASSED.get()
@@ -356,6 +356,11 @@ class _Trainer:
         if "optimizer" not in self.ckpt:  # best.pt: the best epoch's weights, without the training state
             raise ValueError(f"resume: {self.ckpt_path} holds only a model's weights (best.pt keeps the best epoch's); "
                              f"resume from the run's last.pt ({run / 'last.pt'}), which holds the whole training state")
+        stale = _run.remove_stale_temp_files(run)
+        if stale:
+            self.log(f"resume: removed {len(stale)} half-written temporary file(s) a killed run left in {run}: "
+                     f"{', '.join(stale)}")
+        self._repair_best(self.ckpt, run)
         saved = dict(self.ckpt["config"])
         data, home = saved.get("data"), self.ckpt.get("cwd")
         if isinstance(data, str) and isinstance(home, str) and not Path(data).is_absolute() and not Path(data).exists():
@@ -395,8 +400,12 @@ class _Trainer:
             elif key in self.explicit and _config_plain(new) == old:
                 merged[key] = new  # the same setting, with the Python objects the checkpoint could only name
             elif key in self.explicit and not _same(new, old) and new != old:
+                used = ""
+                if key == "lr0" and (old is None or old == "auto") and self.ckpt.get("lr0") is not None:
+                    # lr0=None/"auto": say which LR that was
+                    used = f", which trained at lr0={float(self.ckpt['lr0']):g} ({self.ckpt.get('lr0_source')})"
                 raise ValueError(
-                    f"resume: {key}={new!r} differs from the run being resumed ({key}={old!r}); only "
+                    f"resume: {key}={new!r} differs from the run being resumed ({key}={old!r}{used}); only "
                     f"{', '.join(sorted(RESUME_OVERRIDES - {'resume'}))} may change on resume — start a new run instead"
                 )
             else:
@@ -411,6 +420,25 @@ class _Trainer:
             raise ValueError(f"resume: the run was trained with {used or 'the default loss'}; pass "
                              f"{used + '= ' if used else 'no loss_fn/step_fn '}the same way again to resume it")
         self.cfg = TrainConfig.from_kwargs(**merged)
+
+    def _repair_best(self, ck: dict[str, Any], run: Path) -> None:
+        """A run killed between writing ``last.pt`` and ``best.pt`` left a ``best.pt`` older than the best epoch that
+        ``last.pt`` records (or none): write it again from ``last.pt``, which holds that epoch's validated weights."""
+        epoch = int(ck.get("epoch", 0))
+        if int(ck.get("best_epoch", 0)) != epoch or epoch == 0:
+            return  # the best epoch is older than last.pt's: its best.pt was complete before last.pt was written
+        path = run / "best.pt"
+        try:
+            old = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+        except Exception:
+            old = None
+        if isinstance(old, dict) and old.get("format") == _run.CHECKPOINT_FORMAT and old.get("epoch") == epoch:
+            return
+        best = {k: v for k, v in ck.items() if k not in _NOT_IN_BEST}
+        best["model"] = ck.get("best_model", ck["model"])
+        _run.save_checkpoint(path, best)
+        self.log(f"resume: {path} was older than the best epoch ({epoch}) recorded in last.pt (the run was killed "
+                 "while saving it); rewrote it from last.pt")
 
     def _resumed_optimizer(self, new: Any, old: str, run: Path) -> Any:
         """The optimizer to resume with when the run or this call has a class: the class passed again must be the
@@ -1034,6 +1062,15 @@ class _Trainer:
     # ---------------------------------------------------------------------------------------------- checkpoints
     def _restore_plan_from_checkpoint(self, ck: dict[str, Any]) -> None:
         done = int(ck["epoch"])  # checked before anything is said or built
+        bad, patience = int(ck.get("bad_epochs", 0)), self.cfg.patience
+        if ck.get("stopped_early") and patience and bad >= patience and self.cfg.epochs > done:
+            # patience ran out: with the same patience the run would train one more epoch and stop again
+            best = int(ck.get("best_epoch", 0))
+            raise ValueError(
+                f"resume: {self.ckpt_path} stopped early at epoch {done}: no improvement for {bad} epochs since its "
+                f"best (epoch {best}) and patience={patience}; pass patience=0 (no early stopping) or patience > "
+                f"{bad} to train on, or start a new run"
+            )
         if ck.get("finished") and self.cfg.epochs <= done:
             early = ", stopped early" if ck.get("stopped_early") else ""
             raise ValueError(
@@ -1175,6 +1212,7 @@ class _Trainer:
         t_start = time.perf_counter()
         stopped_early, stop_reason = False, ""
         completed = self.start_epoch
+        records_written = False
         try:
             if self.progress is not None:
                 self.progress(advance=self.start_epoch * self.steps_per_epoch, total=self.total_steps,
@@ -1209,11 +1247,19 @@ class _Trainer:
                                    f"(best {self.best_metric:.5g} at epoch {self.best_epoch})")
                 finished = stopped_early or epoch + 1 == cfg.epochs
                 self._claim_run_dir()
+                # last.pt is the commit point, written after every record it vouches for: a run killed at any
+                # moment resumes from a last.pt whose results.csv (and, once finished, events.json and results.png)
+                # are complete; best.pt comes after it, and a resume rewrites a best.pt the kill left stale
                 _run.write_results_csv(self.run_dir / "results.csv", self.history)
+                if finished:
+                    self._write_records()
+                    records_written = True
                 state = self._state(epoch + 1, finished=finished, stopped_early=stopped_early)
+                if validated is not None and not _same_tensors(validated, state["model"]):
+                    state["best_model"] = validated  # the monitor restored other weights (val_rising) after scoring
                 _run.save_checkpoint(self.run_dir / "last.pt", state)
                 if improved:
-                    best = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "scaler", "monitor")}
+                    best = {k: v for k, v in state.items() if k not in _NOT_IN_BEST}
                     if validated is not None:  # the monitor may have restored other weights (val_rising)
                         best["model"] = validated
                     _run.save_checkpoint(self.run_dir / "best.pt", best)
@@ -1243,7 +1289,8 @@ class _Trainer:
                 self.log(f"lrkit.train: interrupted after epoch {completed}; resume with resume="
                          f"{self.run_dir / 'last.pt'}")
             raise
-        self._write_records()
+        if not records_written:
+            self._write_records()
         result = TrainResults(
             model=self.model, lr0=self.lr0, lr0_source=self.lr0_source, auto=self.auto, optimizer=self.opt_name,
             optimizer_reason=self.opt_reason, task=self.data.info.task if self.step_fn is None else None,
@@ -1438,6 +1485,16 @@ class _Trainer:
 # -------------------------------------------------------------------------------------------------- helpers
 #: Ultralytics' shorthand for the LR shape; a ``schedule=`` spec replaces all of it.
 _SHAPE_KEYS = ("lrf", "cos_lr", "warmup_epochs", "warmup_momentum", "warmup_bias_lr")
+
+
+#: what best.pt leaves out of last.pt's state (the training state a resume needs)
+_NOT_IN_BEST = ("optimizer", "scheduler", "scaler", "monitor", "best_model")
+
+
+def _same_tensors(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(
+        not isinstance(a[k], torch.Tensor) or (a[k].shape == b[k].shape and torch.equal(a[k], b[k])) for k in a
+    )
 
 
 def _free_default_peak(spec: Any) -> Any:
