@@ -341,6 +341,21 @@ def _check_num_candidates(value: Any) -> int:
     )
 
 
+#: The error for a validation loader with nothing to score on.
+_EMPTY_VAL = (
+    "val_loader yielded no batches ({what}): lr0='auto' scores its candidates on the validation loss; pass a "
+    "val_loader with at least one non-empty batch, or val_loader=None to score them on the training loss"
+)
+
+
+def _sized_empty(loader: Any) -> bool:
+    """Whether ``loader`` has a length and it is 0 (a loader without ``len()`` is checked when first used)."""
+    try:
+        return len(loader) == 0
+    except Exception:  # no len(): an IterableDataset's DataLoader, a generator
+        return False
+
+
 @torch.no_grad()
 def _val_loss(
     model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device, amp: Any = None
@@ -357,8 +372,7 @@ def _val_loss(
         total += float(loss) * n
         count += n
     if count == 0:
-        raise ValueError("val_loader yielded no batches (or only empty ones): lr0='auto' scores its candidates on "
-                         "the validation loss")
+        raise ValueError(_EMPTY_VAL.format(what="or only empty ones"))
     value = total / count
     return value if math.isfinite(value) else math.inf
 
@@ -389,6 +403,21 @@ def _diverged(value: float, first: float) -> bool:
 def _no_progress_bound(l0: float) -> float:
     """The loss a trial must get below to count as having learned: ``MIN_PROGRESS`` of ``|l0|`` below ``l0``."""
     return (1 - MIN_PROGRESS) * l0 if l0 >= 0 else (1 + MIN_PROGRESS) * l0
+
+
+def _has_modes(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` has train/eval modes (schedule-free: callable ``train()``/``eval()`` and a
+    ``train_mode`` group key), as :func:`lrkit.train` detects them."""
+    return (callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
+            and any("train_mode" in g for g in optimizer.param_groups))
+
+
+def _set_opt_mode(optimizer: torch.optim.Optimizer, *, train: bool) -> None:
+    """A schedule-free optimizer into train (steps) or eval (scoring: the averaged weights a run validates) mode
+    through its own ``train()``/``eval()``, called only when the mode changes; nothing for other optimizers. The
+    snapshot puts the caller's mode and weights back."""
+    if _has_modes(optimizer) and any(g.get("train_mode", train) is not train for g in optimizer.param_groups):
+        (optimizer.train if train else optimizer.eval)()  # type: ignore[attr-defined]
 
 
 def _make_trial_scheduler(make_scheduler: MakeScheduler, optimizer: torch.optim.Optimizer, steps: int) -> Any:
@@ -460,6 +489,7 @@ def _run_trial(
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
     needs_closure = _needs_closure(optimizer)
     train_mode(model)  # as find_lr: a module put in eval mode inside a training model stays so
+    _set_opt_mode(optimizer, train=True)  # a schedule-free optimizer refuses to step in eval mode (it is built so)
     losses: list[float] = []
     first = None
 
@@ -684,6 +714,8 @@ def choose_lr0(
     device = first_param.device if first_param is not None else torch.device("cpu")
     amp = finder_kwargs.get("amp", False)
     autocast, _ = autocast_context(amp, device)  # checks the setting before any work
+    if val_loader is not None and _sized_empty(val_loader):  # before any compute is spent
+        raise ValueError(_EMPTY_VAL.format(what=f"it is empty: len(val_loader) == 0, {type(val_loader).__name__}"))
     if isinstance(val_loader, Iterator):  # a one-shot iterator: every trial is scored on the same batches
         val_loader = list(val_loader)
         say(f"lr0=auto: val_loader is a one-shot iterator; its {len(val_loader)} batches are kept to score every "
@@ -727,14 +759,19 @@ def choose_lr0(
             steps = plan.trial_steps
             horizon = (total_steps / steps) ** HORIZON_EXPONENT if SEARCH == "bracket" else 1.0
             scored_on = "validation" if val_loader is not None else "training"
-            start_loss = (
-                _val_loss(model, val_loader, loss_fn, step_fn, device, autocast) if val_loader is not None else None
-            )
+            if val_loader is not None:
+                _set_opt_mode(optimizer, train=False)  # scored on the weights a schedule-free run validates
+                start_loss: float | None = _val_loss(model, val_loader, loss_fn, step_fn, device, autocast)
+            else:
+                start_loss = None
             snapshot.restore()
-            start: list[float | None] = [start_loss]
+            # without a val_loader, the first trial that trains sets the reference: the mean training loss over its
+            # first fifth, against the score's mean over its last fifth (a single first batch is too noisy)
+            start: list[Any] = [start_loss, "before training" if start_loss is not None else "in its first fifth"]
             say(
                 f"lr0=auto: up to {plan.num_trials} trials of {steps} steps (the run's schedule compressed "
                 f"{total_steps / steps:.0f}x), scored on {scored_on} loss"
+                + (" (the last fifth of each trial's steps)" if val_loader is None else "")
                 + (f" (before training: {start_loss:.5g})" if start_loss is not None else "")
             )
 
@@ -749,14 +786,15 @@ def choose_lr0(
                 if diverged:
                     score = math.inf
                 elif val_loader is not None:
+                    _set_opt_mode(optimizer, train=False)
                     score = _val_loss(model, val_loader, loss_fn, step_fn, device, autocast)
                 else:
                     score = float(np.mean(losses[-max(1, len(losses) // 5) :]))
                 trial = Trial(float(peak), float(score), int(n))
                 trials.append(trial)
                 say(f"lr0=auto: trial lr={peak:.3g}: {'diverged' if diverged else f'loss {score:.5g}'} ({n} steps)")
-                if start[0] is None and losses:  # no val_loader: the first training loss stands in
-                    start[0] = losses[0]
+                if start[0] is None and losses and not diverged:  # no val_loader: see `start`
+                    start[0] = float(np.mean(losses[: max(1, len(losses) // 5)]))
                 return trial
 
             if SEARCH == "guard":
@@ -769,8 +807,8 @@ def choose_lr0(
             )
             reason = (
                 f"range test ({used} steps) suggested {s:.3g}; {len(trials)} trial{'s' if len(trials) != 1 else ''} of "
-                f"{steps} steps on the run's "
-                f"schedule compressed to {steps} steps scored {listing}; chose {lr:.3g}: {how}"
+                f"{steps} steps (the run's schedule compressed {total_steps / steps:.0f}x) scored {listing}; "
+                f"chose {lr:.3g}: {how}"
             )
             say(f"lr0=auto: chose {lr:.3g} — {how}")
     finally:
@@ -834,8 +872,9 @@ def _check_finder_kwargs(finder_kwargs: Any, find_lr: Callable[..., Any]) -> dic
     return dict(finder_kwargs)
 
 
-def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | None]) -> tuple[float, str]:
-    """The guarded search around the suggestion ``s`` (see :func:`choose_lr0`); returns (lr, how it was chosen)."""
+def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[Any]) -> tuple[float, str]:
+    """The guarded search around the suggestion ``s`` (see :func:`choose_lr0`); returns (lr, how it was chosen).
+    ``start``: ``[reference loss or None, what it is]`` (``"before training"``; filled in by the first trial)."""
     first = run(s)
     tried = [first]
     if not math.isfinite(first.val_loss):
@@ -846,11 +885,12 @@ def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[float | 
         lr, how = _pick(tried)
         return lr, f"the suggestion diverged on the run's schedule; {how}"
     l0 = start[0]
+    when = start[1] if len(start) > 1 else "before training"
     if l0 is not None and math.isfinite(l0) and first.val_loss > _no_progress_bound(l0):
         lr, how = _step_up(s, run, n, tried, _no_progress_bound(l0))
-        return lr, f"the suggestion did not learn (loss {first.val_loss:.4g} vs {l0:.4g} before training); {how}"
+        return lr, f"the suggestion did not learn (loss {first.val_loss:.4g} vs {l0:.4g} {when}); {how}"
     if math.isinf(STEP_DOWN_MARGIN):  # never step down on a win: no lower candidate is run
-        before = f" vs {l0:.4g} before training" if l0 is not None and math.isfinite(l0) else ""
+        before = f" vs {l0:.4g} {when}" if l0 is not None and math.isfinite(l0) else ""
         return s, (
             f"the suggestion trained and learned in its trial (loss {first.val_loss:.4g}{before}), so it is used as "
             "is; no lower LR was tried (STEP_DOWN_MARGIN=inf: a short-trial win of a lower LR would not be followed)"
