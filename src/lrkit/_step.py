@@ -345,18 +345,53 @@ def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
         optimizer.step()
 
 
-def autocast_context(amp: bool | str, device: torch.device) -> tuple[Any, bool]:
-    """``(context, needs_grad_scaler)`` for ``amp`` (True/False/"bf16"/"fp16") on ``device``."""
-    if not amp:
+class _FreshAutocast:
+    """``torch.autocast(device_type, dtype)`` that drops autocast's weight cache when its region exits.
+
+    torch drops the cache (the low-precision copy of each weight) only when the *outermost* autocast region exits, and
+    a region that is disabled (``torch.autocast("cpu", enabled=False)``, which libraries use to keep a block in
+    float32) or for another device still counts as one: inside it, a training loop's region would keep the first
+    step's copies, and every later step would run on the starting weights. Reusable, like ``torch.autocast``.
+    """
+
+    def __init__(self, device_type: str, dtype: torch.dtype) -> None:
+        self._ctx = torch.autocast(device_type=device_type, dtype=dtype)
+
+    def __enter__(self) -> Any:
+        return self._ctx.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return self._ctx.__exit__(*exc)
+        finally:
+            torch.clear_autocast_cache()  # the weights change before the next forward (~0.1 us when empty)
+
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+def autocast_context(amp: bool | str | torch.dtype, device: torch.device) -> tuple[Any, bool]:
+    """``(context, needs_grad_scaler)`` for ``amp`` (True/False/"bf16"/"fp16", any case, or ``torch.bfloat16`` /
+    ``torch.float16``) on ``device``. The context drops autocast's weight cache when it exits, also inside an outer
+    autocast region (see :class:`_FreshAutocast`).
+
+    >>> ctx, scaler = autocast_context("BF16", torch.device("cpu")); scaler
+    False
+    """
+    if isinstance(amp, torch.dtype):
+        if amp not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"amp={amp} is not a mixed-precision dtype: use torch.bfloat16, torch.float16, "
+                             "'bf16', 'fp16', True or False")
+        chosen = amp
+    elif not amp:
         return nullcontext(), False
-    dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
-    if amp is True:
+    elif amp is True:
         chosen = torch.float16 if device.type == "cuda" else torch.bfloat16
-    elif isinstance(amp, str) and amp in dtype:
-        chosen = dtype[amp]
+    elif isinstance(amp, str) and amp.lower() in _AMP_DTYPES:
+        chosen = _AMP_DTYPES[amp.lower()]
     else:
-        raise unknown_name_error("amp setting", str(amp), ["True", "False", *dtype])
-    return torch.autocast(device_type=device.type, dtype=chosen), chosen == torch.float16 and device.type == "cuda"
+        raise unknown_name_error("amp setting", str(amp), ["True", "False", *_AMP_DTYPES])
+    return _FreshAutocast(device.type, chosen), chosen == torch.float16 and device.type == "cuda"
 
 
 def batch_size(batch: Any) -> int:

@@ -483,9 +483,9 @@ def find_lr(
         restore_scaler = _scaler_restorer(scaler)
     elif use_scaler:
         scaler = torch.amp.GradScaler(dev.type)
-    # Inside the caller's own autocast region, autocast caches the low-precision copy of each weight until the
-    # region ends: every step would run on the starting weights. The cache is dropped before each forward instead.
-    outer_autocast = torch.is_autocast_enabled(dev.type)
+    # Inside any autocast region of the caller's (enabled, disabled, or for another device), autocast keeps the
+    # low-precision copy of each weight until that region ends: every step would run on the starting weights. The
+    # cache is dropped before each forward instead (and after the test).
     needs_closure = _needs_closure(optimizer)
     fresh_each_step = isinstance(optimizer, torch.optim.LBFGS)
     if needs_closure and scaler is not None:
@@ -511,8 +511,8 @@ def find_lr(
         total = 0.0
         for batch in micro:
             batch = move_to(batch, dev)
-            if outer_autocast:
-                torch.clear_autocast_cache()
+            # (also when the caller's region is disabled or for another device: any region keeps the cache alive)
+            torch.clear_autocast_cache()
             with autocast:
                 loss = batch_loss(model, batch, loss_fn, step_fn)
             # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
@@ -589,8 +589,7 @@ def find_lr(
         for gen, state in generators:
             gen.set_state(state)
         restore_scaler()  # the user's scaler (scale, growth tracker, per-optimizer stage), also after an exception
-        if outer_autocast:  # no low-precision copy of the test's last weights may outlive it
-            torch.clear_autocast_cache()
+        torch.clear_autocast_cache()  # no low-precision copy of the test's last weights may outlive it
     result = FinderResult(
         lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,

@@ -29,6 +29,30 @@ def _guards() -> dict[str, float | None]:
             "flat": _suggest.ROBUST_FLAT, "flat_sigmas": _suggest.ROBUST_FLAT_SIGMAS}
 
 
+def _is_real(value: Any) -> bool:
+    """A real number (Python or numpy), not a bool or a string."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _numbers(name: str, values: Any) -> list[float]:
+    """``values`` (a list, tuple or 1-D array of real numbers) as a list of floats; a ``ValueError`` naming the
+    field (and the first bad item) otherwise."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise ValueError(f"{name}={values!r}: a range-test record's {name} are a list of numbers")
+    for i, v in enumerate(values):
+        if not _is_real(v):
+            raise ValueError(f"{name}[{i}]={v!r}: a range-test record's {name} are numbers")
+    return [float(v) for v in values]
+
+
+def _positive(name: str, value: Any) -> float:
+    if not _is_real(value) or not (math.isfinite(float(value)) and float(value) > 0):
+        raise ValueError(f"{name}={value!r}: an LR of the range test is a finite number > 0")
+    return float(value)
+
+
 @dataclass
 class FinderResult:
     """The outcome of :func:`lrkit.find_lr`: the curve, how the test ended, and the suggested LRs.
@@ -66,8 +90,25 @@ class FinderResult:
     passes: float | None = None
 
     def __post_init__(self) -> None:
-        self.lrs = [float(v) for v in self.lrs]
-        self.losses = [float(v) for v in self.losses]
+        self.lrs = _numbers("lrs", self.lrs)
+        self.losses = _numbers("losses", self.losses)
+        # settings: plain Python numbers (a numpy int64 would fail json.dumps in to_json, after the test has run),
+        # each checked so that a hand-edited record is named when loaded, not when a message formats it
+        self.start_lr = _positive("start_lr", self.start_lr)
+        self.end_lr = _positive("end_lr", self.end_lr)
+        if (isinstance(self.num_steps, bool) or not isinstance(self.num_steps, (int, np.integer))
+                or self.num_steps < 0):
+            raise ValueError(f"num_steps={self.num_steps!r}: the range test's optimizer steps are a whole number >= 0")
+        self.num_steps = int(self.num_steps)
+        if self.mode not in ("exp", "linear"):
+            raise unknown_name_error("mode", str(self.mode), ["exp", "linear"])
+        if not _is_real(self.seconds) or not (math.isfinite(float(self.seconds)) and float(self.seconds) >= 0):
+            raise ValueError(f"seconds={self.seconds!r}: the test's wall time is a finite number >= 0")
+        self.seconds = float(self.seconds)
+        if isinstance(self.warnings, (str, bytes)) or not isinstance(self.warnings, (list, tuple)) or not all(
+                isinstance(w, str) for w in self.warnings):
+            raise ValueError(f"warnings={self.warnings!r}: the notes about the curve are a list of strings")
+        self.warnings = list(self.warnings)
         if len(self.lrs) != len(self.losses):
             raise ValueError(
                 f"lrs and losses must have the same length, got {len(self.lrs)} LRs and {len(self.losses)} losses"
@@ -296,6 +337,12 @@ class FinderResult:
         if Path(path).is_dir():
             example = str(Path(path) / "lr_find.json")
             raise ValueError(f"to_json needs a file path, but {str(path)!r} is a directory; e.g. {example!r}")
+        for parent in Path(path).parents:  # folders that do not exist yet are made; one that is a file cannot be
+            if parent.exists() or parent.is_symlink():
+                if not parent.is_dir():
+                    raise ValueError(f"cannot write the record to {str(path)!r}: {str(parent)!r} is a file, not a "
+                                     "folder")
+                break
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
@@ -303,7 +350,13 @@ class FinderResult:
         """Load a record written by :meth:`to_json` (so a plot can be redrawn later); the readings it also holds
         (``suggestion``, ``regime``, ``flat``, ...) are recomputed from the curve, so an older record without some
         of them loads the same."""
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a truncated copy, a CSV, a picture
+            raise ValueError(
+                f"{str(path)!r} is not a range-test record (lr_find.json from FinderResult.to_json): it is not JSON "
+                f"({e})"
+            ) from None
         if not isinstance(d, dict) or "lrs" not in d or "losses" not in d:
             got = f"keys {sorted(d)[:8]}" if isinstance(d, dict) else f"a JSON {type(d).__name__}"
             raise ValueError(
