@@ -214,13 +214,30 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def _all_reduce(t: torch.Tensor, what: str, op: Any = None) -> None:
+    """``torch.distributed.all_reduce(t)``, and when it fails (another rank did not call ``find_lr`` and the process
+    group timed out, or another rank's process died), an error that names ``find_lr`` and what it needs instead of
+    the backend's bare "Timed out waiting ... for recv" / "Connection closed by peer"."""
+    dist = torch.distributed
+    try:
+        dist.all_reduce(t) if op is None else dist.all_reduce(t, op=op)
+    except RuntimeError as e:  # DistBackendError is a RuntimeError
+        raise RuntimeError(
+            f"find_lr under torch.distributed (rank {dist.get_rank()} of {dist.get_world_size()}): the all-reduce of "
+            f"{what} failed ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}). Every rank "
+            "must call find_lr at the same time, each with its shard of the data — a call on some ranks only waits "
+            "for the others until the process group times out; to run the test on one process, call it before "
+            "init_process_group (or after destroy_process_group)"
+        ) from e
+
+
 def _dist_mean(value: float, device: torch.device) -> float:
     """The mean of ``value`` over all ranks (call only when torch.distributed is running)."""
     dist = torch.distributed
     backend = dist.get_backend()
     dev = device if backend == "nccl" else torch.device("cpu")
     t = torch.tensor([value], dtype=torch.float64, device=dev)
-    dist.all_reduce(t)
+    _all_reduce(t, "the step's loss")
     return float(t.item()) / dist.get_world_size()
 
 
@@ -241,7 +258,7 @@ def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.d
     dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
     failed = torch.zeros(world, dtype=torch.int32, device=dev)
     failed[rank] = int(error is not None)
-    dist.all_reduce(failed)
+    _all_reduce(failed, "the first batches' status")
     bad = [r for r, f in enumerate(failed.tolist()) if f]
     if error is not None:
         if isinstance(error, ValueError):
@@ -620,7 +637,7 @@ def _passes(loader: Any, batches: int, device: torch.device | None = None) -> fl
     dist = torch.distributed
     dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
     t = torch.tensor([passes if passes is not None else 0.0, float(passes is None)], dtype=torch.float64, device=dev)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    _all_reduce(t, "the passes over the data", op=dist.ReduceOp.MAX)
     return None if t[1].item() else float(t[0].item())
 
 
