@@ -299,7 +299,7 @@ COVERED = [
 NOT_COVERED = {
     ("Reusing the suite", "from _suite import TASKS, make_loaders, train_run, oracle, regret, evaluate_lrs"):
         "benchmarks/_suite.py, not the package: oracle(task) trains 75 runs per task unless cached",
-    ("API", "lrkit.train(model=None, *, data, epochs=10, lr0=None, lrf=0.01, batch=32, optimizer=\"auto\", "
+    ("API", "lrkit.train(model=None, *, data=None, epochs=10, lr0=None, lrf=0.01, batch=32, optimizer=\"auto\", "
             "momentum=0.937,"):
         "a signature, not code: checked by test_readme_signatures_match_the_code instead",
 }
@@ -498,7 +498,7 @@ def test_readme_signatures_match_the_code(call: str, fn: Callable[..., Any]) -> 
         assert (p.kind is inspect.Parameter.KEYWORD_ONLY) == kw_only, f"{call}: {p.name} keyword-only in one only"
         if p.default is not inspect.Parameter.empty:
             assert p.default == q.default, f"{call}: README default {p.name}={p.default!r}, code {q.default!r}"
-        elif q.name != "data":  # the README writes `data` without a default: it is required in practice
+        else:
             assert q.default is inspect.Parameter.empty, f"{call}: {p.name} has default {q.default!r} in the code"
 
 
