@@ -69,6 +69,10 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format=fmt))
 
 
+#: A range-test curve with at most this many finite points gets a dot per step (a 1-point curve draws no line).
+MAX_DOTTED_STEPS = 10
+
+
 def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str] | None = None, ax: Any = None,
                 show_rules: bool = True) -> Any:
     """Draw a range-test record (``FinderResult.to_dict()``, or the ``FinderResult`` itself) and optionally save it;
@@ -124,7 +128,12 @@ def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str]
 
 def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[float], show_rules: bool) -> None:
     finite = [(lr, v) for lr, v in zip(lrs, raw) if math.isfinite(v)]
-    ax.plot(lrs, raw, color="0.75", lw=1, label="loss (raw)")
+    # a short test (a few steps before it diverged) gets a dot per step: one finite point alone draws no line
+    ax.plot(lrs, raw, color="0.75", lw=1, marker="." if len(finite) <= MAX_DOTTED_STEPS else "", label="loss (raw)")
+    bad = [lr for lr, v in zip(lrs, raw) if not math.isfinite(v)]
+    if bad:  # where the loss became NaN/inf: only a gap in the curve otherwise
+        ax.plot(bad, [1.0] * len(bad), ls="none", marker="x", color="tab:red", markersize=7, clip_on=False,
+                transform=ax.get_xaxis_transform(), label="loss NaN/inf")
     smoothed = record.get("smoothed_losses") or []
     if smoothed and len(smoothed) == len(finite):
         ax.plot([lr for lr, _ in finite], smoothed, color="C0", lw=2, label="loss (smoothed)")
@@ -167,10 +176,10 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
         ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
-    status = record.get("stop_reason", "")
+    status = str(record.get("stop_reason") or "")  # (a hand-made record may have none, or null)
     if sug is None:
         status += f"{', ' if status else ''}no suggestion: lower start_lr"
-    ax.set_title(f"LR range test — {status}, {len(lrs)} steps")
+    ax.set_title(f"LR range test — {status + ', ' if status else ''}{len(lrs)} step{'' if len(lrs) == 1 else 's'}")
     # Keep the divergence tail from squashing the interesting part of the curve.
     if finite:
         vals = sorted(v for _, v in finite)

@@ -21,7 +21,10 @@ from lrkit._utils import atomic_write, optional_import
 __all__ = ["plot_results"]
 
 
-def _read(path: Path) -> dict[str, list[float]]:
+def _read(path: Path, missing: dict[str, set[int]] | None = None) -> dict[str, list[float]]:
+    """The CSV's columns as floats; an empty cell (a column a row does not have) and text read as NaN. ``missing``,
+    when given, collects the row numbers of those cells per column: *not recorded*, unlike a ``nan``/``inf`` the
+    run wrote (a diverged epoch)."""
     import csv
 
     try:  # utf-8-sig: a CSV saved by a spreadsheet starts with a byte-order mark, which would rename 'epoch'
@@ -38,9 +41,12 @@ def _read(path: Path) -> dict[str, list[float]]:
         for k in cols:
             v = row.get(k, "")
             try:
-                cols[k].append(float(v) if v not in ("", None) else math.nan)
+                value = float(v) if v not in ("", None) else None
             except ValueError:
-                cols[k].append(math.nan)
+                value = None
+            if value is None and missing is not None:
+                missing.setdefault(k, set()).add(len(cols[k]))
+            cols[k].append(math.nan if value is None else value)
     return cols
 
 
@@ -66,7 +72,8 @@ def plot_results(
     csv_path = Path(csv_path)
     out_path = Path(out) if out is not None else csv_path.with_name("results.png")
     fmt = picture_target(out_path)  # a bad suffix or a folder fails before anything is drawn
-    cols = _read(csv_path)
+    missing: dict[str, set[int]] = {}
+    cols = _read(csv_path, missing)
     optional_import("matplotlib", "plot")
     import matplotlib
 
@@ -74,7 +81,7 @@ def plot_results(
     plt = optional_import("matplotlib.pyplot", "plot")
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)  # shared: a panel with no data keeps the epochs
     try:
-        _draw(axes, cols, events)
+        _draw(axes, cols, events, missing)
         fig.tight_layout()
         atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
     finally:  # closed whatever happens: a failed write does not leave the figure open in pyplot
@@ -82,26 +89,31 @@ def plot_results(
     return out_path
 
 
-def _draw(axes: Any, cols: dict[str, list[float]], events: Any) -> None:
+def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping[str, set[int]] | None = None) -> None:
+    """Draw the four panels; ``missing`` (from :func:`_read`) tells empty cells from NaN/inf the run wrote."""
     x = cols.get("epoch") or list(range(1, len(next(iter(cols.values()))) + 1))
     metric_cols = [k for k in cols if k.startswith("val_") and k != "val_loss"]
     lr_cols = [k for k in cols if k.startswith("lr/")]
     ax_loss, ax_metric, ax_lr, ax_grad = axes.ravel()
+    dot = _marker(x)
     for key, label in (("train_loss", "train"), ("val_loss", "val")):
         if key in cols:
-            ax_loss.plot(x, cols[key], marker=".", label=label)
+            ax_loss.plot(x, cols[key], marker=dot, label=label)
     ax_loss.set_title("loss")
+    # a NaN/inf loss is a gap in the line, easy to miss: the epochs it happened in are marked on the top edge
+    _mark_non_finite(ax_loss, x, {k: cols[k] for k in ("train_loss", "val_loss") if k in cols}, missing or {},
+                     "loss NaN/inf")
     for key in metric_cols:
-        ax_metric.plot(x, cols[key], marker=".", color="tab:green", label=key.removeprefix("val_"))
+        ax_metric.plot(x, cols[key], marker=dot, color="tab:green", label=key.removeprefix("val_"))
     ax_metric.set_title(f"validation {', '.join(k.removeprefix('val_') for k in metric_cols) or 'loss'}")
     if not metric_cols and "val_loss" in cols:
-        ax_metric.plot(x, cols["val_loss"], marker=".", color="tab:green")
+        ax_metric.plot(x, cols["val_loss"], marker=dot, color="tab:green")
     _plot_lrs(ax_lr, x, {k.removeprefix("lr/"): cols[k] for k in lr_cols})
     ax_lr.set_title("learning rate (end of epoch)")
     if lr_cols and all(v > 0 for k in lr_cols for v in cols[k] if math.isfinite(v)):
         ax_lr.set_yscale("log")
     if "grad_norm" in cols:
-        ax_grad.plot(x, cols["grad_norm"], marker=".", color="tab:red", label="mean")
+        ax_grad.plot(x, cols["grad_norm"], marker=dot, color="tab:red", label="mean")
     if "grad_norm_max" in cols:
         ax_grad.plot(x, cols["grad_norm_max"], ls="--", color="tab:red", alpha=0.5, label="max")
     ax_grad.set_title("gradient norm")
@@ -113,6 +125,11 @@ def _draw(axes: Any, cols: dict[str, list[float]], events: Any) -> None:
         _note_if_empty(ax, [cols[k] for k in keys if k in cols], what)
     _auto_log(ax_loss, [cols.get("train_loss", []), cols.get("val_loss", [])])
     _auto_log(ax_grad, [cols.get("grad_norm", []), cols.get("grad_norm_max", [])])
+    from matplotlib.ticker import MaxNLocator
+
+    # epochs are whole numbers: no 0.96 .. 1.04 axis for a 1-epoch run, no 1.25 ticks for a 3-epoch one (shared x,
+    # so one locator serves every panel; fractional event positions are still drawn where they happened)
+    axes.ravel()[0].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, steps=[1, 2, 2.5, 5, 10]))
     for ax in axes.ravel():
         ax.tick_params(labelbottom=True)  # sharex hides the top row's epoch labels; keep them
         ax.set_xlabel("epoch")
@@ -147,7 +164,7 @@ def _plot_lrs(ax: Any, x: Sequence[float], series: Mapping[str, Sequence[float]]
             import matplotlib
 
             color = matplotlib.colormaps["viridis"](i / max(len(curves) - 1, 1))
-        (line,) = ax.plot(x, series[names[0]], marker=".", color=color, label=label)
+        (line,) = ax.plot(x, series[names[0]], marker=_marker(x), color=color, label=label)
         lines.append(line)
     if not lines:
         return
@@ -160,6 +177,27 @@ def _plot_lrs(ax: Any, x: Sequence[float], series: Mapping[str, Sequence[float]]
         ax.legend(handles=shown, fontsize="small")
     else:
         ax.legend(fontsize="small")
+
+
+#: Up to this many epochs each one gets a dot on its curves; beyond it, dots would hide the line (1000 epochs).
+MAX_DOTTED_EPOCHS = 100
+
+
+def _marker(x: Sequence[float]) -> str:
+    """``"."`` for a run short enough that each epoch's dot can be told apart, else no marker (a plain line)."""
+    return "." if len(x) <= MAX_DOTTED_EPOCHS else ""
+
+
+def _mark_non_finite(ax: Any, x: Sequence[float], series: Mapping[str, Sequence[float]],
+                     missing: Mapping[str, set[int]], label: str) -> None:
+    """A red ``x`` on the panel's top edge at every epoch where one of ``series`` is NaN or ±inf (a diverged
+    epoch: the curve only has a gap there), listed once in the legend as ``label``. Cells listed in ``missing``
+    (empty: not recorded) are not marked."""
+    bad = [xi for i, xi in enumerate(x)
+           if any(i < len(s) and not math.isfinite(s[i]) and i not in missing.get(k, ()) for k, s in series.items())]
+    if bad:
+        ax.plot(bad, [1.0] * len(bad), ls="none", marker="x", color="tab:red", markersize=8, clip_on=False,
+                transform=ax.get_xaxis_transform(), label=label)
 
 
 def _note_if_empty(ax: Any, series: Sequence[Sequence[float]], what: str) -> None:

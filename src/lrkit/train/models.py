@@ -39,7 +39,8 @@ from torch import nn
 from lrkit._utils import unknown_name_error
 from lrkit.train.data import DataInfo
 
-__all__ = ["BUILTIN_MODELS", "MLP", "CharLM", "ConvNet", "Linear", "ModelInfo", "build_model", "default_model_name"]
+__all__ = ["BUILTIN_MODELS", "MLP", "CharLM", "ConvNet", "Linear", "ModelInfo", "build_model", "default_model_name",
+           "fitting_models"]
 
 
 def _in_features(shape: tuple[int, ...]) -> int:
@@ -306,9 +307,17 @@ def _cnn(info: DataInfo) -> nn.Module:
     if len(shape) not in (2, 3):
         raise ValueError(
             f"model='cnn' needs image-shaped inputs (C, H, W) or (H, W); data {info.name!r} has samples of shape "
-            f"{shape}. Use model='mlp' or 'linear' (or data='digits' for 8x8 images)"
+            f"{shape}. Use model='mlp' or 'linear'{_cnn_hint(info)}"
         )
     return ConvNet(shape, n_out)
+
+
+def _cnn_hint(info: DataInfo) -> str:
+    """Where image-shaped data can come from, for the error on flat samples: an ``.npz`` keeps only a 4-D ``x``."""
+    if info.source == "npz":
+        return (" (an .npz keeps x as images only when it has shape (N, C, H, W): save grayscale (N, H, W) images "
+                "as x[:, None])")
+    return " (or data='digits' for 8x8 images)"
 
 
 def _charlm(info: DataInfo) -> nn.Module:
@@ -358,9 +367,22 @@ def build_model(spec: str | nn.Module | None, info: DataInfo) -> nn.Module:
     if entry is None:
         raise unknown_name_error("model", name, [*BUILTIN_MODELS, "package.module:factory"])
     if info.task is not None and info.task not in entry.tasks:
-        fits = [m.name for m in BUILTIN_MODELS.values() if info.task in m.tasks]
-        raise ValueError(f"model={name!r} does not fit {info.task} data ({info.name}); use one of: {', '.join(fits)}")
+        raise ValueError(f"model={name!r} does not fit {info.task} data ({info.name}); use one of: "
+                         f"{', '.join(fitting_models(info))}")
     return entry.build(info)
+
+
+def fitting_models(info: DataInfo) -> list[str]:
+    """The built-in names that can be built for ``info``: its task fits, and ``cnn`` only for image-shaped samples
+    (``(C, H, W)`` or ``(H, W)``) — the list a "does not fit" error offers, so every name in it works.
+
+    >>> from lrkit.train.data import load_data
+    >>> fitting_models(load_data("iris").info), fitting_models(load_data("digits").info)
+    (['linear', 'mlp'], ['linear', 'mlp', 'cnn'])
+    """
+    shape = info.input_shape
+    return [m.name for m in BUILTIN_MODELS.values() if (info.task is None or info.task in m.tasks)
+            and (m.name != "cnn" or (shape is not None and len(shape) in (2, 3)))]
 
 
 def _from_factory(spec: str, info: DataInfo) -> nn.Module:
@@ -394,12 +416,20 @@ def _from_factory(spec: str, info: DataInfo) -> nn.Module:
     except (TypeError, ValueError):
         params = {}
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        kwargs = offered
+        kwargs = dict(offered)
     else:
         kwargs = {k: v for k, v in offered.items() if k in params}
-    offered_text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
+    # `def make(in_features, num_outputs, /)`: positional-only names cannot be passed by keyword; pass them by
+    # position, as long as every one before them is offered too (a gap would shift the values onto other names)
+    args: list[Any] = []
+    for p in params.values():
+        if p.kind is not inspect.Parameter.POSITIONAL_ONLY or p.name not in offered:
+            break
+        args.append(offered[p.name])
+        kwargs.pop(p.name, None)
+    offered_text = ", ".join([*(repr(a) for a in args), *(f"{k}={v!r}" for k, v in kwargs.items())]) or "no arguments"
     try:
-        model = factory(**kwargs)
+        model = factory(*args, **kwargs)
     except SystemExit as e:  # sys.exit() in a factory is a failed build: the CLI would exit with its code, silently
         raise ValueError(f"model={spec!r}: calling {attr}({offered_text}) exited (SystemExit({e.code!r})); a "
                          "factory must return a torch nn.Module") from e
@@ -409,6 +439,9 @@ def _from_factory(spec: str, info: DataInfo) -> nn.Module:
             f"model={spec!r}: calling {attr}({offered_text}) raised {type(e).__name__}: {first} (a factory may take "
             f"any of: {', '.join(offered)})"
         ) from e
+    if isinstance(model, type) and issubclass(model, nn.Module):  # `return Net` for `return Net(...)`
+        raise ValueError(f"model={spec!r}: the factory returned the class {model.__name__}, not an instance of it; "
+                         f"return {model.__name__}(...)")
     if not isinstance(model, nn.Module):
         kind = type(model).__name__
         raise ValueError(f"model={spec!r}: the factory returned {_a(kind)} {kind}, not a torch nn.Module")
