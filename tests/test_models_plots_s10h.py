@@ -205,3 +205,18 @@ def test_finder_plot_shows_a_one_point_curve_and_where_the_loss_went_non_finite(
     assert _line(fig.axes[0], "loss (raw)").get_marker() in ("", "None")  # a full curve is a plain line
     assert _line(fig.axes[0], "loss NaN/inf") is None
     plt.close(fig)
+
+
+def test_result_plot_draws_a_curve_too_short_to_judge(tmp_path: Path) -> None:
+    """A range test that diverged in its first steps is drawn (titled "no suggestion"), not refused: that curve is
+    the one worth a look; ``suggestion`` still raises, naming start_lr."""
+    from lrkit.finder.result import FinderResult
+
+    r = FinderResult(lrs=[1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2], losses=[1.0, 1.1, math.inf, math.nan, math.nan],
+                     stop_reason="non-finite")
+    with pytest.raises(ValueError, match="lower start_lr"):
+        _ = r.suggestion
+    fig = r.plot(tmp_path / "short.png")
+    assert (tmp_path / "short.png").stat().st_size > 0
+    assert "no suggestion" in fig.axes[0].get_title()
+    plt.close(fig)

@@ -77,10 +77,12 @@ def run_find(
         raise user_code_error(e, {Path(task_file).expanduser(): "task file"}, "the range test failed") from e
     out_dir = increment_dir(out)
     record = result.to_json(out_dir / "lr_find.json")
+    picture = out_dir / "lr_find.png"
+    result.plot(picture)  # a curve too short to judge is drawn too ("no suggestion"): it is worth a look
     try:
-        result.plot(out_dir / "lr_find.png")
-    except ValueError as e:  # a curve too short to judge: its record is still worth keeping
-        raise ValueError(f"{e} (the curve so far is in {record})") from e
+        _ = result.suggestion
+    except ValueError as e:  # too short to judge: the record and the picture are kept, and the command fails
+        raise ValueError(f"{e} (the curve so far is in {record} and {picture})") from e
     return result, out_dir
 
 

@@ -370,9 +370,10 @@ class FinderResult:
     def plot(self, path: str | os.PathLike[str] | None = None, *, ax: Any = None, show_rules: bool = True) -> Any:
         """Draw loss vs LR (log axis), the suggestion marked and the usable range shaded.
 
-        Writes a PNG when ``path`` is given; returns the matplotlib ``Figure``. Needs matplotlib (``lrkit[plot]``).
+        Writes a PNG when ``path`` is given; returns the matplotlib ``Figure``. Needs matplotlib (``lrkit[plot]``). A
+        test too short to judge (it diverged within its first steps) is still drawn, titled "no suggestion: lower
+        start_lr": that curve is the one worth a look.
         """
         from lrkit.plots.finder import plot_finder
 
-        self._check_judgeable()  # the plot marks the suggestion and the range
         return plot_finder(self.to_dict(), path=path, ax=ax, show_rules=show_rules)
