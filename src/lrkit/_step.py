@@ -59,7 +59,8 @@ def move_to(obj: Any, device: torch.device) -> Any:
     """
     cls = type(obj)
     if cls is torch.Tensor or isinstance(obj, torch.Tensor):
-        return obj if obj.device == device else obj.to(device, non_blocking=True)
+        # non_blocking only towards an accelerator: a non-blocking copy to the CPU may be read before it has landed
+        return obj if obj.device == device else obj.to(device, non_blocking=device.type != "cpu")
     if cls is list or cls is tuple or (not isinstance(obj, Mapping) and isinstance(obj, (list, tuple))):
         moved = [move_to(v, device) for v in obj]
         return obj if all(m is v for m, v in zip(moved, obj)) else rebuild_like(obj, moved)

@@ -75,7 +75,15 @@ def run_find(
         if task_file is None:
             raise
         raise user_code_error(e, {Path(task_file).expanduser(): "task file"}, "the range test failed") from e
-    out_dir = increment_dir(out)
+    while True:  # claimed with an exclusive mkdir: a concurrent `lrkit find` that took the name moves on
+        out_dir = increment_dir(out)
+        try:
+            out_dir.mkdir(parents=True)
+            break
+        except FileExistsError:
+            if not out_dir.is_dir():  # not a folder another run took: a file or a broken symlink on its path
+                raise ValueError(f"cannot create the folder {str(out_dir)!r} for lr_find.png and lr_find.json: it, "
+                                 "or a folder on its path, is a file or a broken symlink") from None
     record = result.to_json(out_dir / "lr_find.json")
     picture = out_dir / "lr_find.png"
     result.plot(picture)  # a curve too short to judge is drawn too ("no suggestion"): it is worth a look

@@ -169,7 +169,7 @@ def schedule_command(
     for rec in records:
         _print_key_points(rec)
     if not no_plot:
-        path = _plot(records, out if out is not None else Path("schedule.png"), log_y)
+        path = _plot(records, out if out is not None else _free_picture_name(), log_y)
         console().print(f"wrote {path}", highlight=False)
 
 
@@ -183,6 +183,15 @@ def _check_same_scale(specs: list[str], scheds: list[Any]) -> None:
         fail(f"{relative[0]!r} gives no peak LR (lr0/max_lr), so its LRs are multipliers of the peak, while "
              f"{absolute[0]!r} gives absolute LRs: one axis cannot show both. Add lr0=... to "
              f"{', '.join(repr(s) for s in relative)}, or pass --base-lr LR (the peak of every spec without one)")
+
+
+def _free_picture_name() -> Path:
+    """The default picture without ``--out``: ``schedule.png``, or the first free ``schedule2.png``, ... — a file of
+    that name in the working directory may be the user's own, and only ``--out`` asks for it to be replaced."""
+    n = 1
+    while (path := Path(f"schedule{n if n > 1 else ''}.png")).exists() or path.is_symlink():
+        n += 1
+    return path
 
 
 def _check_out(out: Path) -> None:
@@ -242,7 +251,7 @@ def register(app: Any) -> None:
             "steps/epoch).")] = None,
         out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
             "--out", "-o", help="Picture to write, its format from the suffix: .png (the default), .pdf, .svg, ... "
-            "(default schedule.png; with --json only when given).")] = None,
+            "(default schedule.png, or schedule2.png, ... if taken; with --json only when given).")] = None,
         compare: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
             "--compare", "-c", help="Another spec to overlay (repeatable).")] = None,
         as_json: Annotated[bool, typer.Option(

@@ -93,7 +93,7 @@ def previous_run_files(run_dir: str | os.PathLike[str]) -> list[str]:
     ['last.pt']
     """
     folder = Path(run_dir)
-    return [name for name in RUN_FILES if (folder / name).exists()]
+    return [name for name in RUN_FILES if (folder / name).exists() or (folder / name).is_symlink()]  # dangling too
 
 
 def move_previous_run(run_dir: str | os.PathLike[str], names: Sequence[str]) -> Path:
@@ -119,7 +119,7 @@ def move_previous_run(run_dir: str | os.PathLike[str], names: Sequence[str]) -> 
         raise RuntimeError(f"could not create a previous-{stamp} folder in {folder}")
     for name in names:
         src = folder / name
-        if src.exists():
+        if src.exists() or src.is_symlink():  # a link is moved as a link, even one whose target is gone
             os.replace(src, dest / name)
     return dest
 
@@ -215,7 +215,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     py = tuple(int(v) for v in state["python_state"].tolist())
     random.setstate((int(state["python_version"]), py, state["python_gauss"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
+        # one state per device of the machine that saved it: a machine with fewer devices restores the first ones
+        torch.cuda.set_rng_state_all(list(state["cuda"])[: torch.cuda.device_count()])
 
 
 # ------------------------------------------------------------------------------------------- checkpoints

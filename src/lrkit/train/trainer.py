@@ -317,6 +317,9 @@ def _resolve_device(name: str | None) -> torch.device:
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} but CUDA is not available here; use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= (count := torch.cuda.device_count()):
+        raise ValueError(f"device={name!r} but this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1}); "
+                         "use one of those, or device='cpu'")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError(f"device={name!r} but MPS is not available here; use device='cpu'")
     return dev
