@@ -4,8 +4,8 @@ Run on a CUDA machine from the repository root; each check prints OK, FAIL (with
 
     python tools/gpu_checks.py
 
-Checks 6 and 7 need 2 GPUs and say SKIP otherwise. Check 8 is a known failure (README, *Development*): a monitor
-state loaded with ``map_location="cpu"`` rolls back CPU optimizer state onto CUDA parameters.
+Checks 6 and 7 need 2 GPUs and say SKIP otherwise. Check 8 confirms a fix made without a GPU: a monitor state loaded
+with ``map_location="cpu"`` rolls its optimizer state back onto the parameters' CUDA device.
 """
 
 import copy
@@ -145,8 +145,8 @@ def c7():  # a model split over cuda:0 / cuda:1, device=None (batches to the fir
         opt.zero_grad()
 
 
-def c8():  # KNOWN (not fixed): a Monitor state saved from CUDA, loaded with map_location="cpu"
-    # as lrkit.train's resume does: a rollback to the loaded snapshot puts CPU optimizer state on CUDA params
+def c8():  # a Monitor state saved from CUDA, loaded with map_location="cpu", then rolled back to
+    # (as lrkit.train's resume does): the optimizer state must come back on CUDA, not on the CPU
     m = net()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     mon = Monitor(m, opt, grad_every=1)

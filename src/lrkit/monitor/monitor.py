@@ -139,6 +139,35 @@ def _walk_plain(model: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.
     return list(model.parameters()), list(model.buffers()), [m.training for m in model.modules()]
 
 
+def _fit_opt_state(saved: Mapping[Any, Any], groups: list[dict[str, Any]]) -> dict[int, Any]:
+    """A loaded snapshot's optimizer state (keyed by the parameter's index in ``groups``' order), copied onto each
+    parameter's device and floating dtype as ``torch.optim.Optimizer.load_state_dict`` does: a state saved on CUDA
+    and loaded with ``map_location="cpu"`` (``lrkit.train``'s resume) would otherwise be rolled back onto CUDA
+    parameters from the CPU. A ``"step"`` count stays as it is unless the group is ``fused``/``capturable`` (then
+    float32 on the parameter's device), as torch keeps it."""
+    where = [(p, g) for g in groups for p in g["params"]]
+    out: dict[int, Any] = {}
+    for k, state in saved.items():
+        i = int(k)
+        if not (0 <= i < len(where)) or type(state) is not dict:
+            out[i] = _clone_tree(state)
+            continue
+        param, group = where[i]
+        entry = {}
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor):
+                entry[key] = _clone_tree(value)
+            elif key == "step":
+                special = group.get("fused") or group.get("capturable")
+                entry[key] = value.to(dtype=torch.float32, device=param.device, copy=True) if special else value.clone()
+            elif param.is_floating_point() and value.is_floating_point():
+                entry[key] = value.to(dtype=param.dtype, device=param.device, copy=True)
+            else:
+                entry[key] = value.to(device=param.device, copy=True)
+        out[i] = entry
+    return out
+
+
 def _copy_state(obj: Any) -> Any:
     """Copy an optimizer/scheduler state tree, cloning its tensors: the result of ``lrkit._state._clone_tree``
     (plain dicts, lists, tuples; tensors cloned), without ``copy.deepcopy``'s cost for numbers and strings."""
@@ -1255,7 +1284,7 @@ class Monitor:
         snapshot = Snapshot(
             self.model, self.optimizer, self.scheduler, copies, [None] * len(params),
             [None if b is None else b.clone() for b in saved["buffers"]], [bool(m) for m in saved["modes"]],
-            {int(k): _clone_tree(v) for k, v in dict(saved["opt_state"]).items()},
+            _fit_opt_state(dict(saved["opt_state"]), groups),
             _clone_tree(list(saved["opt_groups"])),
             _clone_tree(saved["sched_state"]) if self.scheduler is not None else None,
             extra_params=[(p, v.clone(), None) for p, v in zip(extra, saved_extra)],
