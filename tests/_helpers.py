@@ -5,6 +5,7 @@ Imported as ``from _helpers import ...`` (``tests/`` is on ``sys.path`` because 
 
 from __future__ import annotations
 
+import socket
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "assert_same", "write_task"]
+__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "assert_same", "free_port", "write_task"]
 
 #: A task file's set-up: a seeded model, an optimizer factory and a seeded loader (``loss_fn`` is left to the body).
 TASK_SOURCE = textwrap.dedent("""
@@ -27,6 +28,13 @@ TASK_SOURCE = textwrap.dedent("""
         x = torch.randn(64, 3, generator=g); y = x.sum(1, keepdim=True)
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
 """)
+
+def free_port() -> int:
+    """A free TCP port on loopback, for a ``torch.distributed`` test's ``MASTER_PORT``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
 
 #: The usual ``loss_fn`` body: a factory returning the loss.
 MSE_LOSS_FN = "def loss_fn():\n    return torch.nn.functional.mse_loss\n"

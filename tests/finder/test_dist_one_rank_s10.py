@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 import sys
 import warnings
 from pathlib import Path
@@ -15,12 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import lrkit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _helpers import free_port
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -47,7 +41,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed with gloo")
 def test_find_lr_on_one_rank_only_names_the_failed_collective(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     restored, message = (tmp_path / "rank0.txt").read_text().split("\n", 1)
     assert restored == "True"
     assert message.startswith("find_lr under torch.distributed (rank 0 of 2): the all-reduce of")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -15,12 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import lrkit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _helpers import free_port
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -106,7 +100,7 @@ def _bucket_view_run(loader: torch.utils.data.DataLoader) -> dict[str, object]:
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """One 2-process gloo run shared by the tests below (spawning costs a few seconds)."""
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 

@@ -14,7 +14,6 @@ import datetime
 import gc
 import json
 import os
-import socket
 import sys
 import warnings
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import lrkit
+from _helpers import free_port
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 MakeOpt = Callable[[Any], torch.optim.Optimizer]
@@ -336,12 +336,6 @@ def test_prodigy_is_restored_and_warned_about() -> None:
 
 
 # -- torch.distributed -----------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank_loader(rank: int, n: int) -> torch.utils.data.DataLoader:
     g = torch.Generator().manual_seed(rank)
     x = torch.randn(n, 4, generator=g)
@@ -395,7 +389,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def ddp_ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     out = tmp_path_factory.mktemp("ddp6")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 
