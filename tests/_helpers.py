@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "assert_same", "free_port", "write_task"]
+__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "assert_same", "flat_band_exit", "free_port", "write_task"]
 
 #: A task file's set-up: a seeded model, an optimizer factory and a seeded loader (``loss_fn`` is left to the body).
 TASK_SOURCE = textwrap.dedent("""
@@ -28,6 +28,21 @@ TASK_SOURCE = textwrap.dedent("""
         x = torch.randn(64, 3, generator=g); y = x.sum(1, keepdim=True)
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
 """)
+
+def flat_band_exit(curve: np.ndarray) -> int:
+    """The known answer for a flat curve's edge (``flat_edge``), written out independently of it: the index of the
+    first smoothed point above ``start + max(2% |start|, 3 sigma)``, with ``start`` the median of the curve's head
+    and ``sigma`` the robust scatter around the smoothed curve over its flat part."""
+    from lrkit.finder import suggest as S
+
+    s = S.smooth_curve(curve)
+    head = max(5, len(curve) // 8)
+    start = float(np.median(curve[:head]))
+    flat_part = max(int(np.nonzero(s > 1.02 * start)[0][0]), head)
+    resid = (curve - s)[:flat_part]
+    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    return int(np.nonzero(s > start + max(0.02 * abs(start), 3 * sigma))[0][0])
+
 
 def free_port() -> int:
     """A free TCP port on loopback, for a ``torch.distributed`` test's ``MASTER_PORT``."""

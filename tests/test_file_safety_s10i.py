@@ -16,6 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import lrkit._utils as lrkit_utils
 import lrkit.cli.find as find_cli
 from lrkit._config import TrainConfig
 from lrkit._utils import atomic_write, atomic_write_text, yaml_load
@@ -55,7 +56,7 @@ def test_find_out_folder_taken_between_the_check_and_the_write_is_not_overwritte
     # The folder is now claimed with an exclusive mkdir; a taken name moves on to the next one.
     out = tmp_path / "find"
     other = b'{"another": "run"}\n'
-    real = find_cli.increment_dir
+    real = lrkit_utils.increment_dir
     raced: list[Path] = []
 
     def racing_increment_dir(path: Path, **kw: object) -> Path:
@@ -66,7 +67,7 @@ def test_find_out_folder_taken_between_the_check_and_the_write_is_not_overwritte
             raced.append(chosen)
         return chosen
 
-    monkeypatch.setattr(find_cli, "increment_dir", racing_increment_dir)
+    monkeypatch.setattr(lrkit_utils, "increment_dir", racing_increment_dir)  # what claim_dir calls
     _, out_dir = find_cli.run_find(None, num_steps=10, out=out)
     assert raced == [out]
     assert (out / "lr_find.json").read_bytes() == other

@@ -334,3 +334,24 @@ def increment_dir(path: str | os.PathLike[str], *, exist_ok: bool = False) -> Pa
     while (path.parent / f"{path.name}{n}").exists():
         n += 1
     return path.parent / f"{path.name}{n}"
+
+
+def claim_dir(path: str | os.PathLike[str], *, exist_ok: bool = False, what: str = "the folder") -> Path:
+    """:func:`increment_dir`, then created with an exclusive ``mkdir``: a name another process takes between the check
+    and the ``mkdir`` moves on to the next one, so two runs never share a folder. ``ValueError`` when the name can
+    never be created (it, or a folder on its path, is a file or a broken symlink).
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> claim_dir(d / "run").name, claim_dir(d / "run").name, (d / "run2").is_dir()
+    ('run', 'run2', True)
+    """
+    for _ in range(1000):
+        chosen = increment_dir(path, exist_ok=exist_ok)
+        try:
+            chosen.mkdir(parents=True, exist_ok=exist_ok)
+            return chosen
+        except FileExistsError:
+            if not chosen.is_dir():  # not a folder another run took: a file or a broken symlink on its path
+                raise ValueError(f"cannot create {what} {str(chosen)!r}: it, or a folder on its path, is a file or a "
+                                 "broken symlink") from None
+    raise RuntimeError(f"could not create {what} under {path}")  # pragma: no cover

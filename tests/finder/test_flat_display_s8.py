@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _helpers import flat_band_exit
 from lrkit.cli.find import _curve_reading
 from lrkit.finder import FinderResult
 from lrkit.finder import suggest as S
@@ -24,14 +25,7 @@ CLIPPED = 1.0 + 0.001 * np.random.default_rng(1).normal(size=100) + (CLIP_LRS / 
 
 
 def _band_exit_lr(lrs: np.ndarray, curve: np.ndarray) -> float:
-    """The known answer for the edge: the first smoothed point above start + max(2% |start|, 3 sigma)."""
-    s = S.smooth_curve(curve)
-    head = max(5, len(curve) // 8)
-    start = float(np.median(curve[:head]))
-    flat_part = max(int(np.nonzero(s > 1.02 * start)[0][0]), head)
-    resid = (curve - s)[:flat_part]
-    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-    return float(lrs[int(np.nonzero(s > start + max(0.02 * abs(start), 3 * sigma))[0][0])])
+    return float(lrs[flat_band_exit(curve)])
 
 
 def _legend(result: FinderResult | dict) -> list[str]:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from _helpers import flat_band_exit
 from lrkit.finder import suggest as S
 from lrkit.finder.result import FinderResult
 
@@ -17,20 +18,9 @@ FLAT = 1.39 + NOISE + (LRS / 0.3) ** 4  # learns nothing, blows up near 0.3 (a G
 LEARNS = 1 / (1 + LRS / 1e-3) + (LRS / 0.3) ** 4 + NOISE  # falls, then blows up: an ordinary curve
 
 
-def _band_exit(curve: np.ndarray) -> int:
-    """The known answer: the first smoothed point above start + max(2% |start|, 3 sigma)."""
-    s = S.smooth_curve(curve)
-    head = max(5, len(curve) // 8)
-    start = float(np.median(curve[:head]))
-    flat_part = max(int(np.nonzero(s > 1.02 * start)[0][0]), head)
-    resid = (curve - s)[:flat_part]
-    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-    return int(np.nonzero(s > start + max(0.02 * abs(start), 3 * sigma))[0][0]) + 1
-
-
 def test_flat_edge_is_where_the_smoothed_loss_leaves_its_band() -> None:
     edge = S.flat_edge(LRS, FLAT)
-    assert edge == _band_exit(FLAT)
+    assert edge == flat_band_exit(FLAT) + 1
     assert 0.03 < LRS[edge - 1] < 0.3  # on the way up, before the blow-up itself
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import torch
 import typer
 
-from lrkit._utils import check_int, increment_dir, unknown_name_error
+from lrkit._utils import check_int, claim_dir, unknown_name_error
 from lrkit.cli._common import check_writable, console, fail, progress_bar, user_code_error
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
 from lrkit.finder import suggest as _suggest
@@ -75,15 +75,8 @@ def run_find(
         if task_file is None:
             raise
         raise user_code_error(e, {Path(task_file).expanduser(): "task file"}, "the range test failed") from e
-    while True:  # claimed with an exclusive mkdir: a concurrent `lrkit find` that took the name moves on
-        out_dir = increment_dir(out)
-        try:
-            out_dir.mkdir(parents=True)
-            break
-        except FileExistsError:
-            if not out_dir.is_dir():  # not a folder another run took: a file or a broken symlink on its path
-                raise ValueError(f"cannot create the folder {str(out_dir)!r} for lr_find.png and lr_find.json: it, "
-                                 "or a folder on its path, is a file or a broken symlink") from None
+    # claimed with an exclusive mkdir: a concurrent `lrkit find` that took the name moves on
+    out_dir = claim_dir(out, what="the folder for lr_find.png and lr_find.json")
     record = result.to_json(out_dir / "lr_find.json")
     picture = out_dir / "lr_find.png"
     result.plot(picture)  # a curve too short to judge is drawn too ("no suggestion"): it is worth a look

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrkit._utils import atomic_write, atomic_write_text, increment_dir, optional_import
+from lrkit._utils import atomic_write, atomic_write_text, claim_dir, optional_import
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -74,14 +74,7 @@ def make_run_dir(project: str | os.PathLike[str], name: str | None, *, exist_ok:
             break
     if exist_ok and base.exists() and not base.is_dir():
         raise ValueError(f"name={base.name!r}: {base} is a file, not a run directory")
-    for _ in range(1000):
-        path = increment_dir(base, exist_ok=exist_ok)
-        try:
-            path.mkdir(parents=True, exist_ok=exist_ok)
-            return path
-        except FileExistsError:  # another process took it between the check and mkdir: try the next name
-            continue
-    raise RuntimeError(f"could not create a run directory under {base}")  # pragma: no cover
+    return claim_dir(base, exist_ok=exist_ok, what="the run directory")
 
 
 def previous_run_files(run_dir: str | os.PathLike[str]) -> list[str]:
