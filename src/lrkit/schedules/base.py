@@ -49,6 +49,9 @@ __all__ = [
 
 UNITS = ("step", "epoch")
 INTERVALS = ("step", "epoch")
+#: The name a family's own rising phase (one-cycle's first ``pct_start`` of the run, named ``warmup`` as fastai does)
+#: takes behind a warmup in front of it, so a table or picture never shows two phases named ``warmup``.
+RISE = "rise"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -857,7 +860,8 @@ class Composed(_Wrapper):
 
     The total length is ``warmup.steps`` (when ``warmup.prefix``) ``+ main.total_steps + cooldown.steps``.
     ``momentum`` is a constant momentum for the steps where neither the main schedule nor the warmup sets one
-    (Ultralytics' ``momentum``; the warmup ramps ``warmup_momentum`` up to it).
+    (Ultralytics' ``momentum``; the warmup ramps ``warmup_momentum`` up to it). A phase of the main schedule named
+    ``warmup`` (one-cycle's rise) is named ``rise`` behind a warmup, so only the warmup in front is ``warmup``.
 
     >>> from lrkit.schedules import Constant
     >>> s = Composed(Constant(lr0=1.0, total_steps=80), warmup=Warmup(10), cooldown=Cooldown(10))
@@ -989,6 +993,10 @@ class Composed(_Wrapper):
 
         def moved(span: Span) -> Span:
             name, start, end, kind = span
+            if w is not None and name == "warmup":
+                # the family's own rise (one-cycle's pct_start, fastai's "warm-up") behind this warmup: one phase
+                # per name in the table and the picture, the outer warmup keeping "warmup" as in every family
+                name = RISE
             s, e = start + shift, None if end is None else end + shift
             if blend:
                 s = max(s, float(w.steps))  # type: ignore[union-attr]

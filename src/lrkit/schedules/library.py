@@ -700,6 +700,11 @@ class OneCycle(Schedule):
     momentum goes the other way between ``max_momentum`` and ``base_momentum``. Needs the run length ``T``;
     past ``T - 1`` the final LR is held (torch raises "Tried to step N times").
 
+    The phases are ``warmup`` (the rise over ``pct_start`` of the run, fastai's name), ``anneal-down`` (three-phase)
+    and ``anneal``. Behind a ``warmup_steps=``/``warmup_epochs=`` warmup (from ``warmup_start_factor``, default 0, up
+    to ``1 / div_factor``, where the cycle starts) the rise is named ``rise``, so the outer warmup is the one phase
+    named ``warmup``.
+
     >>> s = OneCycle(max_lr=0.1, total_steps=100)
     >>> round(s.lr(0), 12), s.lr(29), round(s.lr(99), 12)
     (0.004, 0.1, 4e-07)
@@ -888,11 +893,15 @@ class WSD(Composed):
     at 1, then a decay over ``D`` steps to ``min_lr_ratio``: ``m = r + (1 - r) * shape(p)`` with ``shape`` one of
     ``linear`` (``1 - p``), ``cosine`` (``(1 + cos(pi p)) / 2``, the default, as transformers) or ``1-sqrt``
     (``1 - sqrt(p)``). ``D`` is ``decay_steps``, ``decay_epochs`` or ``decay_frac`` of the whole run; the stable
-    part is what remains, ``T - W - D``.
+    part is what remains, ``T - W - D``. Warmup and decay may fill the run (transformers' ``num_stable_steps=0``):
+    then there is no ``stable`` phase, and the decay starts at the peak where the warmup ends; ``W + D > T`` is
+    refused with the lengths that would fit.
 
     >>> s = WSD(lr0=1e-3, warmup_steps=100, decay_frac=0.1, total_steps=1000)
     >>> [p.name for p in s.phases], s(50), s(500), round(s.lr(950), 12)
     (['warmup', 'stable', 'decay'], 0.5, 1.0, 0.0005)
+    >>> [p.name for p in WSD(lr0=1e-3, warmup_steps=100, decay_frac=0.9, total_steps=1000).phases]
+    ['warmup', 'decay']
     """
 
     name = "wsd"
@@ -908,7 +917,7 @@ class WSD(Composed):
         min_lr_ratio: float = 0.0,
         warmup_steps: int | None = None,
         warmup_epochs: float | None = None,
-        warmup_type: str = "linear",
+        warmup_type: str | None = None,
         warmup_start_factor: float | None = None,
         warmup_bias_lr: float | None = None,
         warmup_momentum: float | None = None,
@@ -918,6 +927,15 @@ class WSD(Composed):
         steps_per_epoch: float | None = None,
     ) -> None:
         total, spe = resolve_timeline(epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+        if warmup_steps is None and warmup_epochs is None:
+            # as for every family's generic warmup: an option of a warmup nobody asked for is a mistake, not a no-op
+            options = [k for k, v in (("warmup_type", warmup_type), ("warmup_start_factor", warmup_start_factor),
+                                      ("warmup_bias_lr", warmup_bias_lr), ("warmup_momentum", warmup_momentum))
+                       if v is not None]
+            if options:
+                raise ValueError(f"{', '.join(options)} without a warmup length has no effect: add warmup_steps or "
+                                 "warmup_epochs=...")
+        warmup_type = "linear" if warmup_type is None else warmup_type
         if total is None:
             raise ValueError("wsd needs the run length: pass total_steps=... or epochs=... and steps_per_epoch=...")
         # checked here under its own name: the decay is built as a Cooldown, whose error would say cooldown_type
@@ -929,12 +947,13 @@ class WSD(Composed):
         if d is None:
             raise ValueError("wsd needs the decay length: decay_steps=..., decay_frac=... or decay_epochs=...")
         stable = total - w - d
-        if stable < 1:
-            raise ValueError(
-                f"wsd: warmup ({w} steps) + decay ({d} steps) leave no stable phase in {total} steps; "
-                "shorten them or lengthen the run"
-            )
-        main = Constant(lr0=lr0, total_steps=stable, steps_per_epoch=spe)
+        if stable < 0:
+            raise ValueError(_wsd_too_long(w, d, total, spe, warmup_epochs is not None, decay_epochs is not None,
+                                           decay_frac is not None))
+        main = Constant(lr0=lr0, steps_per_epoch=spe)
+        # warmup and decay may fill the run (transformers' num_stable_steps=0): a stable phase of no steps, which
+        # the phases (and so the table and the picture) leave out; Constant itself only takes a length >= 1
+        main.total_steps = stable
         # built even for an empty warmup, so a bad warmup option never passes silently (Composed drops 0 steps);
         # the default start (min_lr_ratio, as transformers) only where there is a warmup to start
         start = warmup_start_factor if warmup_start_factor is not None or not w else ratio
@@ -947,6 +966,25 @@ class WSD(Composed):
 
     def _phase_spans(self) -> list[Span]:
         return [("stable" if name == "constant" else name, s, e, kind) for name, s, e, kind in super()._phase_spans()]
+
+
+def _wsd_too_long(w: int, d: int, total: int, spe: float | None, warm_epochs: bool, decay_epochs: bool,
+                  decay_frac: bool) -> str:
+    """The error for a ``wsd`` whose warmup and decay do not fit in the run, with the lengths that would."""
+    def fits(what: str, room: int, in_epochs: bool, as_frac: bool = False) -> str | None:
+        if room < (0 if what == "warmup" else 1):
+            return None
+        if as_frac:
+            return f"decay_frac <= {room / total:g}"
+        if in_epochs and spe:
+            return f"{what}_epochs <= {room / spe:g}"
+        return f"{what}_steps <= {room}"
+
+    options = [o for o in (fits("decay", total - w, decay_epochs, decay_frac), fits("warmup", total - d, warm_epochs))
+               if o is not None]
+    give = " or ".join(options) + ", or " if options else ""
+    return (f"wsd: warmup ({w} steps) + decay ({d} steps) = {w + d} steps do not fit in the {total}-step run (they "
+            f"may fill it, leaving no stable phase, but not exceed it): give {give}a run of at least {w + d} steps")
 
 
 def _steps_from(
