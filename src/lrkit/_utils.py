@@ -254,16 +254,20 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     return v
 
 
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the ``lrkit[extra]`` that brings it."""
+
+
 def optional_import(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency, or raise ``ImportError`` that names the extra to install.
+    """Import an optional dependency, or raise ``MissingExtraError`` (an ``ImportError``) naming the extra to install.
 
     >>> optional_import("math", "plot").sqrt(4.0)
     2.0
     """
     try:
         return importlib.import_module(module)
-    except ImportError as e:  # pragma: no cover - exercised only when the extra is missing
-        raise ImportError(
+    except ImportError as e:
+        raise MissingExtraError(
             f"{module!r} is needed for this feature but is not installed. "
             f'Install it with: pip install "lrkit[{extra}]"'
         ) from e
@@ -345,13 +349,51 @@ def claim_dir(path: str | os.PathLike[str], *, exist_ok: bool = False, what: str
     >>> claim_dir(d / "run").name, claim_dir(d / "run").name, (d / "run2").is_dir()
     ('run', 'run2', True)
     """
+    return claim_dir_created(path, exist_ok=exist_ok, what=what)[0]
+
+
+def claim_dir_created(path: str | os.PathLike[str], *, exist_ok: bool = False,
+                      what: str = "the folder") -> tuple[Path, list[Path]]:
+    """:func:`claim_dir`, also returning the folders this call created, deepest first: the claimed folder itself when
+    this call's ``mkdir`` made it, then the missing parents it made. What a caller may remove again when it fails —
+    never a folder that existed before, nor one another process made first (with ``exist_ok`` the name is shared, so
+    whoever's ``mkdir`` succeeded made it: the answer comes from the ``mkdir`` itself, not from an earlier look).
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> folder, made = claim_dir_created(d / "a" / "run", exist_ok=True)
+    >>> [p.relative_to(d).as_posix() for p in made], claim_dir_created(folder, exist_ok=True)[1]
+    (['a/run', 'a'], [])
+    """
     for _ in range(1000):
         chosen = increment_dir(path, exist_ok=exist_ok)
         try:
-            chosen.mkdir(parents=True, exist_ok=exist_ok)
-            return chosen
+            parents = _make_parents(chosen)
+            try:
+                chosen.mkdir()
+            except FileExistsError:
+                if exist_ok and chosen.is_dir():  # there already, or another process made it first: not ours
+                    return chosen, parents
+                raise
+            return chosen, [chosen, *parents]
         except FileExistsError:
             if not chosen.is_dir():  # not a folder another run took: a file or a broken symlink on its path
                 raise ValueError(f"cannot create {what} {str(chosen)!r}: it, or a folder on its path, is a file or a "
                                  "broken symlink") from None
     raise RuntimeError(f"could not create {what} under {path}")  # pragma: no cover
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing folders above ``path`` one at a time (``mkdir -p``); return those this call made, deepest
+    first. A folder another process makes meanwhile is used, not counted; a file in the way is a ``FileExistsError``."""
+    made: list[Path] = []
+    for folder in reversed(path.parents):  # the root first
+        if folder.is_dir():
+            continue
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue
+        made.append(folder)
+    return made[::-1]

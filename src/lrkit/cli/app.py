@@ -7,8 +7,9 @@ exposes ``register(app)``; the module parses arguments, calls one public library
 from __future__ import annotations
 
 import importlib
+import sys
 
-from lrkit._utils import optional_import
+from lrkit._utils import MissingExtraError, optional_import
 
 COMMANDS = ("find", "schedule", "train")
 
@@ -45,8 +46,16 @@ def build_app():  # -> typer.Typer (typer is imported lazily)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    build_app()()
+    """Console-script entry point.
+
+    A missing optional dependency (installed with ``--no-deps``, or removed since) is one line naming the extra to
+    install and exit code 1, not a traceback.
+    """
+    try:
+        build_app()()
+    except MissingExtraError as e:
+        print(f"lrkit: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

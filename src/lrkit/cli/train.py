@@ -48,11 +48,12 @@ def _keys_help() -> str:
 
 
 def train_command(
+    ctx: typer.Context,  # typer passes its context (no None default: Python 3.10 would read it as Optional[Context],
+    # which typer does not recognise as the context, and `lrkit train help` would lose the help it prints)
     args: Annotated[
         Optional[list[str]],  # noqa: UP045 - typer reads Optional on Python 3.10
         typer.Argument(metavar="KEY=VALUE...", help="Training keys, e.g. data=digits model=mlp epochs=20 lr0=auto."),
     ] = None,
-    ctx: typer.Context = None,  # type: ignore[assignment] # typer passes its context; None when called directly
 ) -> None:
     """Train a model with the learning rate taken care of (Ultralytics-style key=value arguments).
 
@@ -112,10 +113,7 @@ def train_command(
 
 
 def _print_help(ctx: Any) -> None:
-    """Print the command's help and exit 0; outside the CLI (no ``ctx``) an error pointing to ``--help``."""
-    if ctx is None:
-        fail("see lrkit train --help for every key with its default and meaning")
-        return
+    """Print the command's help and exit 0."""
     typer.echo(ctx.get_help())
     raise typer.Exit(0)
 

@@ -53,6 +53,47 @@ def _positive(name: str, value: Any) -> float:
     return float(value)
 
 
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _nonfinite_marks(losses: list[float]) -> dict[str, list[int]]:
+    """Where ``losses`` is NaN, +inf or -inf, by kind (only the kinds that occur): what ``null`` stood for in JSON.
+
+    >>> _nonfinite_marks([1.0, float("inf"), float("nan"), float("-inf"), float("inf")])
+    {'nan': [2], 'inf': [1, 4], '-inf': [3]}
+    """
+    marks: dict[str, list[int]] = {}
+    for i, v in enumerate(losses):
+        if not math.isfinite(v):
+            kind = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+            marks.setdefault(kind, []).append(i)
+    return {k: marks[k] for k in _NONFINITE if k in marks}
+
+
+def _read_marks(marks: Any, losses: list[Any]) -> dict[int, float]:
+    """``nonfinite_losses`` of a JSON record as ``{index: nan/inf/-inf}``, each index checked against ``losses``
+    (a hand-edited record is named, not misread); ``None`` (a record written before the field existed) is ``{}``."""
+    if marks is None:
+        return {}
+    if not isinstance(marks, dict):
+        raise ValueError(f"nonfinite_losses={marks!r}: a range-test record's nonfinite_losses are a mapping "
+                         "{'nan'|'inf'|'-inf': [indices into losses]}")
+    out: dict[int, float] = {}
+    for kind, indices in marks.items():
+        if kind not in _NONFINITE:
+            raise unknown_name_error("nonfinite_losses kind", str(kind), _NONFINITE)
+        if not isinstance(indices, list):
+            raise ValueError(f"nonfinite_losses[{kind!r}]={indices!r}: a list of indices into losses")
+        for j, i in enumerate(indices):
+            where = f"nonfinite_losses[{kind!r}][{j}]={i!r}"
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(losses):
+                raise ValueError(f"{where}: not an index into losses (0..{len(losses) - 1})")
+            if losses[i] is not None:
+                raise ValueError(f"{where}: losses[{i}] is {losses[i]!r}, not null (the non-finite losses are null)")
+            out[i] = _NONFINITE[kind]
+    return out
+
+
 @dataclass
 class FinderResult:
     """The outcome of :func:`lrkit.find_lr`: the curve, how the test ended, and the suggested LRs.
@@ -314,9 +355,15 @@ class FinderResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready record: settings, curve, every rule's suggestion and the default rule's reading (``regime``,
         ``noise``, ``backoff_decades``, ``noise_scaled``, ``flat``, ``double_dip``, ``edge``; ``None`` when the curve
-        is too short)."""
+        is too short).
+
+        Strict JSON has no NaN or infinity: such a loss is ``null`` in ``losses``, and ``nonfinite_losses`` says which
+        it was — ``{"nan": [indices], "inf": [...], "-inf": [...]}``, the kinds that occur (``{}`` when none) — so
+        :meth:`from_json` gives each back (a record without the field, written before it existed, loads ``null`` as
+        NaN)."""
         d = asdict(self)
         d["losses"] = [v if math.isfinite(v) else None for v in self.losses]
+        d["nonfinite_losses"] = _nonfinite_marks(self.losses)
         d["smoothed_losses"] = self.smoothed_losses
         ok = self._judgeable()
         d["suggestion"] = self.suggestion if ok else None
@@ -364,7 +411,10 @@ class FinderResult:
                 f"and 'losses', got {got}"
             )
         fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        fields["losses"] = [float("nan") if v is None else v for v in fields.get("losses", [])]
+        losses = fields.get("losses", [])
+        if isinstance(losses, list):  # anything else is named by the checks in __post_init__
+            kinds = _read_marks(d.get("nonfinite_losses"), losses)
+            fields["losses"] = [kinds.get(i, math.nan) if v is None else v for i, v in enumerate(losses)]
         return cls(**fields)
 
     def plot(self, path: str | os.PathLike[str] | None = None, *, ax: Any = None, show_rules: bool = True) -> Any:

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import random
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,18 +37,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrkit._utils import atomic_write, atomic_write_text, claim_dir, optional_import
+from lrkit._utils import atomic_write, atomic_write_text, claim_dir_created, optional_import
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "RUN_FILES",
+    "claim_run_dir",
     "find_resume_checkpoint",
     "get_rng_state",
+    "killed_start",
     "load_checkpoint",
     "make_run_dir",
     "move_previous_run",
     "previous_run_files",
     "remove_stale_temp_files",
+    "restart_command",
     "save_checkpoint",
     "set_rng_state",
     "write_args_yaml",
@@ -65,6 +69,21 @@ def make_run_dir(project: str | os.PathLike[str], name: str | None, *, exist_ok:
 
     Creation is atomic (``mkdir`` without ``exist_ok``), so two runs started together never share a directory.
     """
+    return claim_run_dir(project, name, exist_ok=exist_ok)[0]
+
+
+def claim_run_dir(project: str | os.PathLike[str], name: str | None, *,
+                  exist_ok: bool = False) -> tuple[Path, list[Path]]:
+    """:func:`make_run_dir`, also returning the folders this call created (deepest first: the run directory itself
+    when its ``mkdir`` was this call's, then the parents it made) — the only ones a run that fails before its first
+    epoch may remove. With ``exist_ok`` a folder that was there, or that another run made a moment earlier, is
+    not among them (``_utils.claim_dir_created``: the answer comes from the ``mkdir`` itself).
+
+    >>> import tempfile
+    >>> d, made = claim_run_dir(tempfile.mkdtemp(), "exp", exist_ok=True)
+    >>> made == [d], claim_run_dir(d.parent, "exp", exist_ok=True) == (d, [])
+    (True, True)
+    """
     base = Path(project) / (name or "train")
     for folder in (base.parent, *base.parent.parents):  # the nearest existing ancestor must be a folder
         if folder.exists():
@@ -74,7 +93,35 @@ def make_run_dir(project: str | os.PathLike[str], name: str | None, *, exist_ok:
             break
     if exist_ok and base.exists() and not base.is_dir():
         raise ValueError(f"name={base.name!r}: {base} is a file, not a run directory")
-    return claim_dir(base, exist_ok=exist_ok, what="the run directory")
+    return claim_dir_created(base, exist_ok=exist_ok, what="the run directory")
+
+
+def killed_start(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``run_dir`` holds a run stopped before its first epoch was saved: its ``args.yaml`` (written when the
+    run starts) and no ``last.pt`` (written when an epoch is in). A ``SIGKILL`` leaves this; a run that fails with
+    an error removes what it wrote.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "args.yaml").write_text("epochs: 3")
+    >>> killed_start(d), killed_start(d.parent)
+    (True, False)
+    """
+    folder = Path(run_dir)
+    return (folder / "args.yaml").is_file() and not (folder / "last.pt").exists()
+
+
+def restart_command(run_dir: str | os.PathLike[str]) -> str:
+    """The command that starts the run in ``run_dir`` again from its ``args.yaml``, in that same folder (its old
+    ``args.yaml`` moves to ``previous-<time>/`` once the new first epoch is in: nothing is lost). ``project=`` and
+    ``name=`` are given, since ``args.yaml`` records ``name: null`` for an auto-numbered ``train2``.
+
+    >>> restart_command("runs/exp")
+    'lrkit train cfg=runs/exp/args.yaml resume=false project=runs name=exp exist_ok=true'
+    """
+    folder = Path(run_dir)
+    q = shlex.quote
+    return (f"lrkit train cfg={q(os.fspath(folder / 'args.yaml'))} resume=false project={q(os.fspath(folder.parent))} "
+            f"name={q(folder.name)} exist_ok=true")
 
 
 def previous_run_files(run_dir: str | os.PathLike[str]) -> list[str]:
@@ -139,9 +186,12 @@ def remove_stale_temp_files(run_dir: str | os.PathLike[str]) -> list[str]:
     return removed
 
 
-def find_resume_checkpoint(resume: bool | str | os.PathLike[str], project: str | os.PathLike[str]) -> Path:
+def find_resume_checkpoint(resume: bool | str | os.PathLike[str], project: str | os.PathLike[str],
+                           name: str | None = None) -> Path:
     """``resume=True``: the most recently modified ``last.pt`` anywhere under ``project`` (searched recursively, as
-    Ultralytics does); a path: that ``last.pt`` (or the ``last.pt`` inside that run directory).
+    Ultralytics does) — under ``project/name`` when a ``name`` is given, so that ``resume=True, name="exp"`` resumes
+    ``exp`` and never another run saved more recently; a path: that ``last.pt`` (or the ``last.pt`` inside that run
+    directory).
 
     >>> import tempfile
     >>> root = Path(tempfile.mkdtemp()); (root / "a" / "b").mkdir(parents=True)
@@ -150,30 +200,48 @@ def find_resume_checkpoint(resume: bool | str | os.PathLike[str], project: str |
     'a/b/last.pt'
     """
     if resume is True:
-        root = Path(project).expanduser()
+        root = Path(project).expanduser() / (name or "")
+        given = f"project={os.fspath(project)!r}" + (f", name={name!r}" if name else "")
         if not root.is_dir():
             what = "is not a folder" if root.exists() else "does not exist"
-            raise ValueError(f"resume=True found no last.pt: it searches project={os.fspath(project)!r} for the newest "
-                             f"one, but {root.resolve()} {what}; pass project=<the folder of your runs> or "
+            raise ValueError(f"resume=True found no last.pt: it searches {given} for the newest one, but "
+                             f"{root.resolve()} {what}; pass project=<the folder of your runs> (and name=<the run>) or "
                              "resume=<path to last.pt or a run directory>")
-        candidates = []
+        candidates, killed = [], []
         for folder, _, files in os.walk(root):  # os.walk does not follow symlinked folders: no loops
             if "last.pt" in files:
                 path = Path(folder) / "last.pt"
                 candidates.append((path.stat().st_mtime, str(path), path))
-        if not candidates:
-            raise ValueError(f"resume=True found no last.pt anywhere under {root.resolve()} (project="
-                             f"{os.fspath(project)!r}, searched recursively); pass resume=<path to last.pt or a run "
-                             "directory>, or the project= the run used")
-        return max(candidates)[2]
+            elif "args.yaml" in files and not Path(folder).name.startswith("previous-"):  # not a record moved aside
+                path = Path(folder) / "args.yaml"
+                killed.append((path.stat().st_mtime, str(path), Path(folder)))
+        newest = max(candidates) if candidates else None
+        if killed and (newest is None or max(killed)[0] > newest[0]):
+            # the run started last has nothing saved: resuming an older one instead would train a run the user did
+            # not mean (and extend it, with epochs=), so say which is which
+            dead = max(killed)[2]
+            other = (f"; or pass resume={os.fspath(newest[2])!r} to resume the newest run that has a last.pt"
+                     if newest is not None else "")
+            which = "the run" if dead == root else f"the newest run under {root.resolve()} is"
+            raise ValueError(f"resume=True: {which} {dead}, which was stopped before "
+                             "its first epoch was saved (it has an args.yaml but no last.pt, or is still in its first "
+                             f"epoch), so there is nothing to resume; start it again in that folder: "
+                             f"{restart_command(dead)}{other}")
+        if newest is None:
+            raise ValueError(f"resume=True found no last.pt anywhere under {root.resolve()} ({given}, searched "
+                             "recursively); pass resume=<path to last.pt or a run directory>, or the project= (and "
+                             "name=) the run used")
+        return newest[2]
     path = Path(os.fspath(resume)).expanduser()  # type: ignore[arg-type]
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
-        if path.name == "last.pt" and (path.parent / "args.yaml").is_file():  # a run killed in its first epoch
+        if path.name == "last.pt" and killed_start(path.parent):  # a run killed in its first epoch
             raise ValueError(f"resume={os.fspath(resume)!r}: no checkpoint at {path}: the run in {path.parent} "  # type: ignore[arg-type]
                              "was stopped before its first epoch was saved, so there is nothing to resume; start it "
-                             f"again (lrkit train cfg={path.parent / 'args.yaml'} resume=false)")
+                             f"again (lrkit train cfg={path.parent / 'args.yaml'} resume=false) in a new folder, or "
+                             f"start it again in the same folder: {restart_command(path.parent)} (its args.yaml moves "
+                             "to previous-<time>/ once the new first epoch is in)")
         raise ValueError(f"resume={os.fspath(resume)!r}: no checkpoint at {path}")  # type: ignore[arg-type]
     return path
 

@@ -353,7 +353,9 @@ class _Trainer:
     def _merge_resume(self) -> None:
         """The checkpoint's config, with the keys that may change on resume taken from this call."""
         cfg = self.cfg
-        self.ckpt_path = _run.find_resume_checkpoint(cfg.resume, cfg.project)
+        # resume=True searches project for the newest last.pt; a name given with it narrows that to project/name
+        name = cfg.name if "name" in self.explicit else None
+        self.ckpt_path = _run.find_resume_checkpoint(cfg.resume, cfg.project, name)
         self.ckpt = _run.load_checkpoint(self.ckpt_path)
         run = self.ckpt_path.parent
         if "optimizer" not in self.ckpt:  # best.pt: the best epoch's weights, without the training state
@@ -737,12 +739,17 @@ class _Trainer:
             self.rewrite_args = True
         else:
             base = Path(cfg.project) / (cfg.name or "train")
-            existed = cfg.exist_ok and base.exists()
-            # the folders above the run directory this run creates (project=a/b/c, name=sweep/lr3): a failed start
-            # removes them again if they are still empty
-            self.created_parents = [f for f in (base.parent, *base.parent.parents) if not f.exists()]
-            self.run_dir = _run.make_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok)
-            self.created_dir = not existed
+            # what this run's own mkdir made — the run directory, and the folders above it (project=a/b/c,
+            # name=sweep/lr3) — is what a failed start removes again: never a folder that was there, nor one another
+            # run made first (exist_ok with the same name, started at the same moment)
+            self.run_dir, made = _run.claim_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok)
+            self.created_dir = self.run_dir in made
+            self.created_parents = [f for f in made if f != self.run_dir]
+            if self.run_dir != base and _run.killed_start(base):
+                self.log(f"lrkit.train: note — {base} holds a run that was stopped before its first epoch was saved "
+                         f"(args.yaml, no last.pt; or it is still in its first epoch); this run is in {self.run_dir} "
+                         f"(to start over in {base} instead, pass exist_ok=True: its args.yaml moves to "
+                         "previous-<time>/)")
             # exist_ok over an older run: its files stay as they are until this run has a first epoch of its own,
             # then move to previous-<time>/ — a failed start changes nothing, and no folder mixes two runs
             self.previous_files = _run.previous_run_files(self.run_dir)
