@@ -11,7 +11,7 @@ import inspect
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -55,12 +55,19 @@ def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
 
 
 def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
-    """True for optimizers whose ``step`` requires a closure (LBFGS): they re-evaluate the loss themselves."""
-    try:
-        closure = inspect.signature(optimizer.step).parameters.get("closure")
-    except (TypeError, ValueError):
-        return False
-    return closure is not None and closure.default is inspect.Parameter.empty
+    """True for optimizers whose ``step`` requires a closure (LBFGS): they re-evaluate the loss themselves.
+
+    Read from the instance's ``step`` and from its class's: a wrapper put on the instance without
+    ``functools.wraps`` (torch < 2.6 schedulers' step-order check, a user's patch) shows only ``(*args, **kwargs)``.
+    """
+    for step in (optimizer.step, getattr(type(optimizer), "step", None)):
+        try:
+            closure = inspect.signature(step).parameters.get("closure")  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if closure is not None and closure.default is inspect.Parameter.empty:
+            return True
+    return False
 
 
 def _scaler_restorer(scaler: Any) -> Callable[[], None]:
@@ -110,6 +117,59 @@ def _loader_generators(loader: Any) -> list[torch.Generator]:
         if isinstance(gen, torch.Generator):
             found[id(gen)] = gen
     return list(found.values())
+
+
+def _persistent_loaders(loader: Any) -> list[torch.utils.data.DataLoader]:
+    """The DataLoader behind ``loader`` (itself, or the one a wrapper holds as ``.loader``, as ``lrkit.train``'s do)
+    when it keeps its worker processes between passes (``persistent_workers=True``); else none."""
+    obj = loader
+    for _ in range(8):
+        if isinstance(obj, torch.utils.data.DataLoader):
+            return [obj] if obj.persistent_workers and hasattr(obj, "_iterator") else []
+        inner = vars(obj).get("loader") if hasattr(obj, "__dict__") else None
+        if inner is None or inner is obj:
+            return []
+        obj = inner
+    return []
+
+
+class _OwnWorkers:
+    """Runs the passes of a test over loaders with persistent workers on worker processes of its own.
+
+    A ``DataLoader(persistent_workers=True)`` keeps the iterator of its first pass, and with it its workers, whose
+    seeds were drawn when it was made and whose RNGs run on from pass to pass. A range test or trial that made it (or
+    ran the user's on) would leave the user's next epoch with other worker seeds and augmentations than without the
+    test, and would give each ``lr0="auto"`` trial other random augmentations. So the user's iterator (if any) is put
+    aside untouched, the test's passes make their own, :meth:`fresh` shuts them down (the next pass makes new ones,
+    seeded from the RNGs as they are then), and :meth:`restore` gives the user's back. A no-op for other loaders.
+    """
+
+    def __init__(self, *loaders: Any) -> None:
+        found = {id(dl): dl for loader in loaders if loader is not None for dl in _persistent_loaders(loader)}
+        self._saved = [(dl, dl._iterator) for dl in found.values()]
+        for dl, _ in self._saved:
+            dl._iterator = None
+
+    def fresh(self) -> None:
+        """Shut down the worker processes made since (the next pass over the loader starts new ones)."""
+        for dl, _ in self._saved:
+            it, dl._iterator = dl._iterator, None
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if callable(shutdown):
+                shutdown()
+
+    def restore(self) -> None:
+        """Shut down the test's workers and give each loader back the iterator it had (``None`` if it had none)."""
+        self.fresh()
+        for dl, it in self._saved:
+            dl._iterator = it
+
+
+def _close(batches: Any) -> None:
+    """Close the generator of a test's batches: its loader iterator (and a DataLoader's worker processes) goes now,
+    not when an exception's traceback, which holds the test's frame (IPython keeps the last one), is dropped."""
+    if batches is not None:
+        batches.close()
 
 
 def _check_loss(loss: torch.Tensor) -> None:
@@ -544,6 +604,8 @@ def find_lr(
             clip_grad_norm_(params, max_grad_norm)  # sparse gradients too (LBFGS steps them)
         return total / accumulation_steps
 
+    batches: Iterator[Any] | None = None
+    workers = _OwnWorkers(train_loader)  # a persistent-workers loader: the user's workers are put aside untouched
     try:
         train_mode(model)  # a module the user put in eval mode (a frozen BatchNorm) stays so, as in their loop
         _schedule_free_train_mode(optimizer)
@@ -607,6 +669,10 @@ def find_lr(
             gen.set_state(state)
         restore_scaler()  # the user's scaler (scale, growth tracker, per-optimizer stage), also after an exception
         torch.clear_autocast_cache()  # no low-precision copy of the test's last weights may outlive it
+        try:
+            _close(batches)  # the loader's worker processes go now, also when an exception's traceback is kept
+        finally:
+            workers.restore()
     result = FinderResult(
         lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,

@@ -650,7 +650,7 @@ def choose_lr0(
         True
     """
     from lrkit.finder import find_lr
-    from lrkit.finder.range_test import _loader_generators, group_scales
+    from lrkit.finder.range_test import _close, _loader_generators, _OwnWorkers, group_scales
 
     total_steps = _check_total_steps(total_steps)
     budget = check_positive("budget", budget)
@@ -737,6 +737,10 @@ def choose_lr0(
     plan_line = _range_test_plan(finder_kwargs, total_steps, train_loader)
     if plan_line is not None:
         say(plan_line)
+    # persistent-workers loaders: the user's workers are put aside untouched; each trial starts workers of its own,
+    # seeded from the trial's seed (workers that ran on from trial to trial would give each other augmentations)
+    train_workers = _OwnWorkers(train_loader)
+    val_workers = _OwnWorkers(val_loader)
     try:
         finder = find_lr(model, optimizer, train_loader, loss_fn=loss_fn, step_fn=step_fn, **finder_kwargs)
         s = _suggestion(finder)
@@ -778,11 +782,15 @@ def choose_lr0(
             def run(peak: float) -> Trial:
                 snapshot.restore()
                 _seed_everything(seed, generators)
+                train_workers.fresh()
                 batches = cycle_batches(train_loader, "train_loader")
-                n, diverged, losses = _run_trial(
-                    model, optimizer, scales, peak * horizon, steps, batches, make_scheduler, loss_fn, step_fn,
-                    accumulate, max_grad_norm, device, amp,
-                )
+                try:
+                    n, diverged, losses = _run_trial(
+                        model, optimizer, scales, peak * horizon, steps, batches, make_scheduler, loss_fn, step_fn,
+                        accumulate, max_grad_norm, device, amp,
+                    )
+                finally:
+                    _close(batches)  # its worker processes go now, also when an exception's traceback is kept
                 if diverged:
                     score = math.inf
                 elif val_loader is not None:
@@ -819,6 +827,10 @@ def choose_lr0(
             vars(optimizer)["step"] = own_step
         else:
             vars(optimizer).pop("step", None)
+        try:
+            val_workers.restore()
+        finally:
+            train_workers.restore()
     extra = int(finder.num_steps_run + sum(t.steps for t in trials))
     auto = AutoLR(
         lr=float(lr),

@@ -27,6 +27,7 @@ The split depends only on ``seed`` (and ``val``), so the same seed gives the sam
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import math
 import numbers
@@ -205,6 +206,20 @@ BUILTIN_DATASETS: dict[str, DatasetInfo] = {
 
 
 # ------------------------------------------------------------------------------------------- entry point
+#: The settings of a DataLoader passed as ``data=`` that its train/val split keeps besides batch_size, collate_fn,
+#: num_workers and drop_last: how its worker processes start (a ``worker_init_fn`` that opens a file per worker or
+#: seeds numpy, a multiprocessing context), live (persistent_workers, prefetch_factor, timeout) and hand batches over
+#: (pin_memory). Those this torch's DataLoader does not know are left out.
+_WORKER_SETTINGS = ("worker_init_fn", "multiprocessing_context", "persistent_workers", "prefetch_factor", "timeout",
+                    "pin_memory", "pin_memory_device", "in_order")
+
+
+def _worker_settings(loader: DataLoader) -> dict[str, Any]:
+    """The :data:`_WORKER_SETTINGS` of ``loader``, as keywords for a new DataLoader over another dataset."""
+    accepted = inspect.signature(DataLoader.__init__).parameters
+    return {k: getattr(loader, k) for k in _WORKER_SETTINGS if k in accepted and hasattr(loader, k)}
+
+
 def load_data(
     data: Any,
     *,
@@ -283,14 +298,16 @@ def load_data(
             )
         ds = data.dataset
         tr, va = _split_dataset(ds, seed=seed, val=val)
-        kw = {"batch_size": data.batch_size, "collate_fn": data.collate_fn, "num_workers": data.num_workers}
+        kw = {"batch_size": data.batch_size, "collate_fn": data.collate_fn, "num_workers": data.num_workers,
+              **_worker_settings(data)}
         g = torch.Generator().manual_seed(seed)
         out = _from_torch(  # drop_last is kept for training (e.g. BatchNorm and a last batch of one), not for val
             DataLoader(tr, shuffle=True, generator=g, drop_last=data.drop_last, **kw),
             DataLoader(va, shuffle=False, **kw), task=task, source="dataloader",
         )
         out.info.notes.append(f"split the DataLoader's dataset {1 - val:.0%}/{val:.0%} (seed {seed}); kept its "
-                              f"batch_size={data.batch_size}, collate_fn and drop_last={data.drop_last}")
+                              f"batch_size={data.batch_size}, collate_fn, drop_last={data.drop_last} and worker "
+                              f"settings (num_workers={data.num_workers}, worker_init_fn, pin_memory, ...)")
         return out
     if isinstance(data, Dataset):
         tr, va = _split_dataset(data, seed=seed, val=val)
