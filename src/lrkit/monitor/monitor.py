@@ -882,7 +882,16 @@ class Monitor:
         #: the loop's optimizer.step() (see _undo_step).
         self._step_hook: Any = None
         self._stepped_groups: list[dict[str, Any]] | None = None
+        #: ... and the step pre-hook's handle, and the groups it recorded right before that optimizer.step().
+        self._prestep_hook: Any = None
+        self._prestep_groups: list[dict[str, Any]] | None = None
         self._sample: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        #: While a sample is pending: the step post-hook that tells whether the loop's optimizer.step() ran, what it
+        #: found (None: no hook could be registered, taken as stepped), and the samples dropped for want of a step.
+        self._sample_hook: Any = None
+        self._sample_stepped: bool | None = None
+        self._unstepped_samples = 0
+        self._warned_unstepped = False
         self._healthy: _Healthy | None = None
         self._best_val: _Healthy | None = None  # model + optimizer at the best validation loss (no scheduler)
         self._evals = 0  # after_validation calls
@@ -1220,6 +1229,7 @@ class Monitor:
         self._pre = None
         self._unwatch_step()
         self._sample = None
+        self._unwatch_sample()
         self._buffer.clear()
         self._refresh_idle()
         self._after_due = 0  # the next healthy after_step re-schedules
@@ -1509,7 +1519,7 @@ class Monitor:
         for p in self._trainable():
             p.grad = None
 
-    def _capture(self, *, scheduler: bool, reuse: _Healthy | None = None
+    def _capture(self, *, scheduler: bool, reuse: _Healthy | None = None, own: bool = False
                  ) -> tuple[Snapshot, list[torch.Tensor], list[torch.Tensor]]:
         """A Snapshot without gradients (they are never restored: a restored step starts from ``grad=None``), and
         the model's parameters and buffers in the snapshot's order.
@@ -1519,6 +1529,12 @@ class Monitor:
         autograd off, no ``copy.deepcopy`` of plain numbers, gradients left alone). With ``reuse`` (the snapshot
         this one replaces, which must not be used afterwards), its tensors are overwritten in place wherever they
         still fit: a refresh then allocates nothing, and memory never holds two copies of the model at once.
+
+        ``own=True`` builds the pre-step copy a skip undoes (:meth:`_undo_step`): only the parameters this optimizer
+        updates are copied; every other model parameter stands for itself (restoring it is a no-op) and no buffer
+        is kept. ``optimizer.step()`` writes nothing else, and what else moves before ``after_step`` — another
+        optimizer's step over the same model (Muon + AdamW, a GAN's two players), a forward pass's BatchNorm
+        statistics — is not this step's to undo. A frozen backbone is not copied either.
         """
         model, opt = self.model, self.optimizer
         sched = self.scheduler if scheduler else None
@@ -1526,15 +1542,19 @@ class Monitor:
         _set_grad_enabled(False)
         try:
             params, buffers, modes = _walk(model)
+            opt_params = [p for g in opt.param_groups for p in g["params"]]
+            index = {id(p): i for i, p in enumerate(opt_params)}
             old = None
             if reuse is not None and _same_objects(reuse.members[0], params) \
                     and _same_objects(reuse.members[1], buffers):
                 old = reuse.snapshot  # the same parameters and buffers, in the same order
-            copies = _refill(old.params if old is not None else None, params)
             live_buffers = buffers
-            buffers = _refill(old.buffers if old is not None else None, buffers)  # type: ignore[arg-type]
-            opt_params = [p for g in opt.param_groups for p in g["params"]]
-            index = {id(p): i for i, p in enumerate(opt_params)}
+            if own:  # Snapshot.restore copies a live parameter onto itself (a no-op) and skips a None buffer
+                copies = [p.clone() if id(p) in index else p for p in params]
+                buffers = [None] * len(buffers)  # type: ignore[list-item]
+            else:
+                copies = _refill(old.params if old is not None else None, params)
+                buffers = _refill(old.buffers if old is not None else None, buffers)  # type: ignore[arg-type]
             opt_state = {}
             other_state = {}
             old_state = old.opt_state if old is not None else {}
@@ -1705,6 +1725,58 @@ class Monitor:
                 _set_grad_enabled(prev)
         self._sample = (with_grad, before)
         self._after_due = min(self._after_due, self._step)  # after_step finishes the sample
+        self._watch_sample()
+
+    def _watch_sample(self) -> None:
+        """Until the sample is finished, note whether the loop calls ``optimizer.step()`` (a one-shot step post-hook,
+        on sampled steps only: nothing on the hot path). A sample over a step the optimizer did not take measures
+        no update at all — a ratio of exactly 0 that is no LR's doing (see :meth:`_finish_sample`)."""
+        self._unwatch_sample()
+        register = getattr(self.optimizer, "register_step_post_hook", None)
+        if not callable(register):
+            return
+        ref = weakref.ref(self)
+
+        def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
+            monitor = ref()
+            if monitor is not None:
+                monitor._sample_stepped = True
+
+        try:
+            self._sample_hook = register(hook)
+        except (AttributeError, TypeError, RuntimeError):  # an optimizer without torch's hook tables
+            self._sample_hook = None
+            return
+        self._sample_stepped = False
+
+    def _unwatch_sample(self) -> None:
+        if self._sample_hook is not None:
+            self._sample_hook.remove()
+        self._sample_hook = None
+        self._sample_stepped = None
+
+    def _warn_unstepped(self) -> None:
+        """Warn once when a second sampled step finds that ``optimizer.step()`` was not called between an
+        ``after_backward`` that returned ``True`` and ``after_step`` — the monitor is called once per micro-batch
+        under gradient accumulation, most likely. One such step is no pattern (``GradScaler`` skips a step on an
+        overflow, a loop may guard its step itself); its sample is dropped all the same."""
+        self._unstepped_samples += 1
+        if self._unstepped_samples < 2 or self._warned_unstepped:
+            return
+        self._warned_unstepped = True
+        try:  # a filter that turns it into an error: raised once after_step has finished (as _emit's warnings)
+            warnings.warn(
+                f"Monitor.after_step() at step {self._step}: optimizer.step() was not called since after_backward() "
+                f"returned True ({self._unstepped_samples} of the sampled steps so far). Call after_backward() and "
+                "after_step() once per optimizer step — under gradient accumulation after the last micro-batch's "
+                "backward() and around its optimizer.step(), not once per micro-batch: the monitor otherwise counts "
+                "micro-batches as steps. The update-to-weight ratio of a step not taken is not recorded. Warned "
+                "once per monitor.",
+                UserWarning,
+                stacklevel=5,  # the loop's after_step() (via _finish_sample, _after_step_work)
+            )
+        except Exception as exc:
+            self._defer(exc)
 
     def _lr(self) -> float:
         return max(float(g["lr"]) for g in self.optimizer.param_groups)
@@ -1756,7 +1828,7 @@ class Monitor:
             return True
         # skip / rollback / stop: keep what the undo needs, then make optimizer.step() a no-op for torch optimizers
         if worst == "skip" or (worst in ("rollback", "stop") and self._healthy is None):
-            self._pre = self._capture(scheduler=False)[0]
+            self._pre = self._capture(scheduler=False, own=True)[0]
         self._stop_restore = worst == "stop" and self.restore_on_stop
         if self._pre is not None:
             self._watch_step()
@@ -1835,16 +1907,25 @@ class Monitor:
         pre = self._pre
         if pre is None:  # pragma: no cover - internal invariant
             return
-        self._restore_keeping_groups(pre, stepped=self._stepped_groups)
+        self._restore_keeping_groups(pre, stepped=self._stepped_groups, before_step=self._prestep_groups)
 
     def _watch_step(self) -> None:
-        """Until :meth:`after_step`, record the param groups right after the loop's ``optimizer.step()`` (a one-shot
-        step post-hook), so that :meth:`_undo_step` can tell the optimizer's own writes from the scheduler's."""
+        """Until :meth:`after_step`, record the param groups right before and right after the loop's
+        ``optimizer.step()`` (step pre- and post-hooks, the first step only), so that :meth:`_undo_step` can tell
+        the optimizer's own writes from the scheduler's — also when the loop steps its scheduler *before*
+        ``optimizer.step()``: that write happens after ``after_backward``, and only the record right before the step
+        tells it from one the step made."""
         self._unwatch_step()
         register = getattr(self.optimizer, "register_step_post_hook", None)
-        if not callable(register):
+        register_pre = getattr(self.optimizer, "register_step_pre_hook", None)
+        if not (callable(register) and callable(register_pre)):
             return
         ref = weakref.ref(self)
+
+        def pre_hook(optimizer: Any, args: Any, kwargs: Any) -> None:
+            monitor = ref()
+            if monitor is not None and monitor._prestep_groups is None:
+                monitor._prestep_groups = _group_values(optimizer)
 
         def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
             monitor = ref()
@@ -1853,22 +1934,29 @@ class Monitor:
 
         try:
             self._step_hook = register(hook)
+            self._prestep_hook = register_pre(pre_hook)
         except (AttributeError, TypeError, RuntimeError):  # an optimizer without torch's hook tables
-            self._step_hook = None
+            self._unwatch_step()
 
     def _unwatch_step(self) -> None:
-        if self._step_hook is not None:
-            self._step_hook.remove()
+        for handle in (self._step_hook, self._prestep_hook):
+            if handle is not None:
+                handle.remove()
         self._step_hook = None
+        self._prestep_hook = None
         self._stepped_groups = None
+        self._prestep_groups = None
 
-    def _restore_keeping_groups(self, pre: Snapshot, stepped: list[dict[str, Any]] | None = None) -> None:
+    def _restore_keeping_groups(self, pre: Snapshot, stepped: list[dict[str, Any]] | None = None,
+                                before_step: list[dict[str, Any]] | None = None) -> None:
         """``pre.restore()``, then the param groups' current hyperparameters (the schedule's) written back.
 
         With ``stepped`` (the groups right after an ``optimizer.step()`` taken since ``pre``), a value that step
         changed and nothing changed since is the optimizer's own bookkeeping: it keeps ``pre``'s value (or stays
-        removed, when the step added the key). An optimizer's train/eval mode stays the current one (see
-        :func:`_opt_mode`).
+        removed, when the step added the key). "Changed by the step" compares with ``before_step``, the groups right
+        before that step, when given (else with ``pre``'s): a scheduler stepped between ``after_backward`` and
+        ``optimizer.step()`` wrote its LR before the step, and that LR stays. An optimizer's train/eval mode stays
+        the current one (see :func:`_opt_mode`).
         """
         mode = _opt_mode(self.optimizer)
         # by value: restore() writes a tensor hyperparameter (a tensor lr) back in place, into the very object
@@ -1876,7 +1964,10 @@ class Monitor:
         groups = _group_values(self.optimizer)
         pre.restore()
         for i, (g, saved) in enumerate(zip(self.optimizer.param_groups, groups)):
-            before = pre.opt_groups[i] if i < len(pre.opt_groups) else None
+            if before_step is not None:
+                before = before_step[i] if i < len(before_step) else None
+            else:
+                before = pre.opt_groups[i] if i < len(pre.opt_groups) else None
             after = stepped[i] if stepped is not None and i < len(stepped) else None
             for k, v in saved.items():
                 if mode is not None and k == "train_mode":
@@ -1991,6 +2082,11 @@ class Monitor:
     def _finish_sample(self) -> None:
         params, before = self._sample  # type: ignore[misc]
         self._sample = None
+        stepped = self._sample_stepped
+        self._unwatch_sample()
+        if stepped is False:  # the optimizer did not step: there is no update to measure (not an LR of 0)
+            self._warn_unstepped()
+            return
         prev = torch.is_grad_enabled()
         _set_grad_enabled(False)
         try:
