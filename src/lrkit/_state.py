@@ -107,6 +107,11 @@ class Snapshot:
     #: leaves a group added since), nor does one no longer in the groups (``state_dict()`` could not name it).
     #: Empty (a snapshot built field by field): by position.
     opt_param_refs: list[torch.Tensor] = field(default_factory=list)
+    #: The tensor values of each param group at capture, by reference (a tensor ``lr``): ``restore()`` writes the
+    #: saved value back into *that* tensor and puts it back in the group, also when something in between replaced the
+    #: group's entry with another tensor (torch <= 2.9's ``SequentialLR`` does at a milestone), so a compiled or fused
+    #: step that holds it keeps the live one. Empty: into whatever tensor the group holds at ``restore()``.
+    group_tensor_refs: list[dict[str, torch.Tensor]] = field(default_factory=list)
 
     @classmethod
     def capture(
@@ -145,6 +150,8 @@ class Snapshot:
             snapshot.extra_params, snapshot.opt_other_state, snapshot.opt_attrs = extra, other_state, attrs
             snapshot.extra_grad_tensors = extra_grads
             snapshot.opt_param_refs = _opt_params(optimizer)
+            snapshot.group_tensor_refs = [{k: v for k, v in g.items() if k != "params" and isinstance(v, torch.Tensor)}
+                                          for g in optimizer.param_groups]
         return snapshot
 
     @torch.no_grad()
@@ -174,13 +181,15 @@ class Snapshot:
                     self.optimizer.state[params[i]] = _clone_tree(s)
             for k, s in self.opt_other_state.items():
                 self.optimizer.state[k] = _clone_tree(s)
-            for group, saved in zip(self.optimizer.param_groups, self.opt_groups):
+            for i, (group, saved) in enumerate(zip(self.optimizer.param_groups, self.opt_groups)):
+                refs = self.group_tensor_refs[i] if i < len(self.group_tensor_refs) else {}
                 for k in [k for k in group if k != "params" and k not in saved]:
                     del group[k]
                 for k, v in saved.items():
-                    now = group.get(k)
+                    now = refs.get(k, group.get(k))
                     if isinstance(v, torch.Tensor) and isinstance(now, torch.Tensor) and now.shape == v.shape:
                         now.copy_(v)  # in place: a tensor lr the user (or a compiled step) holds stays the one used
+                        group[k] = now
                     else:
                         group[k] = _clone_tree(v)
             extra_live = self.extra_grad_tensors or [None] * len(self.extra_params)

@@ -339,9 +339,10 @@ def _unwrap(model: Any) -> tuple[nn.Module, str]:
     prefix = ""
     for _ in range(8):
         attr = next((a for c in type(model).__mro__ if (a := _WRAPPER_ATTRS.get(c.__name__))), None)
-        if attr is None and isinstance(model._modules.get("_orig_mod"), nn.Module):
+        modules = model._modules  # a dict, or a ScriptModule's OrderedModuleDict (no .get())
+        if attr is None and "_orig_mod" in modules and isinstance(modules["_orig_mod"], nn.Module):
             attr = "_orig_mod"  # torch.compile
-        inner = model._modules.get(attr) if attr else None
+        inner = modules[attr] if attr and attr in modules else None
         if not isinstance(inner, nn.Module) or any(True for _ in model.parameters(recurse=False)):
             break
         model, prefix = inner, f"{prefix}{attr}."

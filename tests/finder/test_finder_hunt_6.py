@@ -140,7 +140,14 @@ TORCH_OPTIMIZERS: dict[str, MakeOpt] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(TORCH_OPTIMIZERS))
+def _in_this_torch(name: str) -> Any:
+    """The test's parameter, skipped on a torch release without that optimizer (Adafactor: 2.5; Muon: later)."""
+    cls = name.split("-")[0]
+    return pytest.param(name, marks=pytest.mark.skipif(not hasattr(O, cls), reason=f"torch.optim.{cls} is not in "
+                                                       f"torch {torch.__version__}"))
+
+
+@pytest.mark.parametrize("name", [_in_this_torch(n) for n in sorted(TORCH_OPTIMIZERS)])
 def test_every_torch_optimizer_leaves_no_trace(name: str) -> None:
     assert_find_lr_leaves_no_trace(TORCH_OPTIMIZERS[name])
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -314,7 +315,19 @@ class LRSchedulerAdapter(LRScheduler):
         return self.get_lr()
 
     def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
-        """Advance one optimizer step. Takes no argument: use ``seek(step)`` to jump, ``observe(m)`` for plateau."""
+        """Advance one optimizer step. Takes no argument: use ``seek(step)`` to jump, ``observe(m)`` for plateau.
+
+        ``step(0)`` alone is taken, as torch's own ``_update_lr(0)``: the restart that ``SequentialLR`` gives the
+        scheduler it hands over to at a milestone in torch 2.6 and earlier (later releases call ``_update_lr(0)``).
+        """
+        if epoch == 0 and type(epoch) is int:
+            with warnings.catch_warnings():  # torch's "the epoch parameter ... is being deprecated"
+                warnings.simplefilter("ignore", UserWarning)
+                if hasattr(LRScheduler, "_update_lr"):  # newer torch: what its own SequentialLR calls
+                    super()._update_lr(0)
+                else:
+                    super().step(0)
+            return
         if epoch is not None:
             raise TypeError(
                 f"step({epoch!r}): lrkit schedulers step once per optimizer step and take no argument; use "
