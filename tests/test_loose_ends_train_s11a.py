@@ -28,8 +28,8 @@ class _Killed(BaseException):
     """Stands for SIGKILL: not an Exception, so nothing in the trainer catches it as an error."""
 
 
-def _killed_in_first_epoch(monkeypatch: pytest.MonkeyPatch, project: Path, name: str) -> Path:
-    """A run SIGKILLed before its first last.pt: no cleanup runs, so its folder keeps only args.yaml."""
+def _kill_in_first_epoch(monkeypatch: pytest.MonkeyPatch, project: Path, name: str | None) -> None:
+    """Start a run and SIGKILL it before its first last.pt: no cleanup runs, so its folder keeps what it wrote."""
     original = run.save_checkpoint
 
     def save(path, *args, **kwargs):
@@ -42,6 +42,11 @@ def _killed_in_first_epoch(monkeypatch: pytest.MonkeyPatch, project: Path, name:
         m.setattr(run, "save_checkpoint", save)
         with pytest.raises(_Killed):
             train(epochs=2, project=project, name=name, **COMMON)
+
+
+def _killed_in_first_epoch(monkeypatch: pytest.MonkeyPatch, project: Path, name: str) -> Path:
+    """A run SIGKILLed before its first last.pt, its folder holding only args.yaml."""
+    _kill_in_first_epoch(monkeypatch, project, name)
     folder = project / name
     assert sorted(p.name for p in folder.iterdir()) == ["args.yaml", "results.csv"]
     (folder / "results.csv").unlink()  # killed a moment earlier: only args.yaml (results.csv is not the point)
@@ -86,18 +91,7 @@ def test_resume_true_still_takes_the_newest_last_pt_when_a_killed_start_is_older
 def test_the_command_the_error_gives_starts_the_run_again_in_its_own_folder(tmp_path, monkeypatch):
     # name=None: the folder is train2, which args.yaml does not name (name: null) — the command must still target it
     train(epochs=1, project=tmp_path, **COMMON)
-    original = run.save_checkpoint
-
-    def save(path, *args, **kwargs):
-        if Path(path).name == "last.pt":
-            raise _Killed("killed in the first epoch")
-        return original(path, *args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr("lrkit.train.trainer.shutil.rmtree", lambda *a, **k: None)
-        m.setattr(run, "save_checkpoint", save)
-        with pytest.raises(_Killed):
-            train(epochs=2, project=tmp_path, **COMMON)
+    _kill_in_first_epoch(monkeypatch, tmp_path, None)
     cut = tmp_path / "train2"
     killed_args = (cut / "args.yaml").read_text()
     res = CliRunner().invoke(build_app(), ["train", f"resume={cut}"])

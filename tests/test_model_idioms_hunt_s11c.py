@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from typing import Any
 
 import pytest
 import torch
@@ -90,9 +91,8 @@ def test_choose_lr0_trials_see_the_same_batches_with_persistent_workers() -> Non
     assert train._iterator is None
 
 
-def test_an_interrupted_find_lr_does_not_keep_the_loader_s_worker_processes() -> None:
-    # The range test's batches came from a generator over the DataLoader, held by find_lr's frame; an exception's
-    # traceback (kept by Jupyter/IPython as sys.last_traceback) kept the frame, the iterator and its workers alive.
+def _interrupted_at(call: int) -> tuple[nn.Module, torch.optim.Optimizer, DataLoader, Any]:
+    """A model, its optimizer, a 2-worker loader and a step_fn that raises KeyboardInterrupt (Ctrl-C) at ``call``."""
     model = nn.Linear(4, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     train = DataLoader(_Augmented(), batch_size=8, shuffle=True, num_workers=2)
@@ -100,10 +100,17 @@ def test_an_interrupted_find_lr_does_not_keep_the_loader_s_worker_processes() ->
 
     def step_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         calls[0] += 1
-        if calls[0] == 4:
+        if calls[0] == call:
             raise KeyboardInterrupt
         return nn.functional.cross_entropy(m(batch[0]), batch[1])
 
+    return model, opt, train, step_fn
+
+
+def test_an_interrupted_find_lr_does_not_keep_the_loader_s_worker_processes() -> None:
+    # The range test's batches came from a generator over the DataLoader, held by find_lr's frame; an exception's
+    # traceback (kept by Jupyter/IPython as sys.last_traceback) kept the frame, the iterator and its workers alive.
+    model, opt, train, step_fn = _interrupted_at(4)
     before = _children()
     with pytest.raises(KeyboardInterrupt) as info:
         lrkit.find_lr(model, opt, train, num_steps=20, step_fn=step_fn)
@@ -112,17 +119,7 @@ def test_an_interrupted_find_lr_does_not_keep_the_loader_s_worker_processes() ->
 
 
 def test_an_interrupted_choose_lr0_trial_does_not_keep_the_loader_s_worker_processes() -> None:
-    model = nn.Linear(4, 3)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    train = DataLoader(_Augmented(), batch_size=8, shuffle=True, num_workers=2)
-    calls = [0]
-
-    def step_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        calls[0] += 1
-        if calls[0] == 30:  # inside the first trial (the range test runs 20 steps)
-            raise KeyboardInterrupt
-        return nn.functional.cross_entropy(m(batch[0]), batch[1])
-
+    model, opt, train, step_fn = _interrupted_at(30)  # inside the first trial (the range test runs 20 steps)
     before = _children()
     with pytest.raises(KeyboardInterrupt) as info:
         choose_lr0(model, opt, train, None, total_steps=200, step_fn=step_fn, budget=0.3, num_candidates=2,
