@@ -93,7 +93,7 @@ def test_backoff_scales_a_tensor_lr_in_place_once_and_it_survives(name: str) -> 
             assert all(g["lr"] is h for g, h in zip(opt.param_groups, held))  # the same tensors
         if t >= 3:
             for g, r in zip(opt.param_groups, ref_opt.param_groups):
-                assert float(g["lr"]) == pytest.approx(0.3 * r["lr"], rel=1e-5), t  # float32 tensors
+                assert float(g["lr"]) == pytest.approx(0.3 * float(r["lr"]), rel=1e-5), t  # float32 tensors
         for o, s in ((ref_opt, ref), (opt, sched)):
             o.step()
             s.step()
