@@ -228,7 +228,9 @@ def test_an_optimizer_without_momentum_follows_ultralytics_lr_exactly(tmp_path: 
 
 
 def test_lr0_auto_with_a_class(tmp_path: Any) -> None:
-    r = lrkit.train(_model(), data=_data(400), optimizer=torch.optim.Adagrad, lr0="auto", epochs=3, batch=8, nbs=8,
+    torch.manual_seed(0)  # no dropout: its masks differ between torch releases, and on this small noisy task so would
+    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))  # the curve
+    r = lrkit.train(model, data=_data(400), optimizer=torch.optim.Adagrad, lr0="auto", epochs=3, batch=8, nbs=8,
                     auto_budget=0.9, project=tmp_path, **QUIET)
     assert r.lr0_source == "auto" and r.auto is not None and r.lr0 == pytest.approx(float(r.auto.lr))
     assert 1e-5 < r.lr0 < 10 and len(r.auto.trials) >= 1  # the suggestion's trial (the guard follows no win)
