@@ -146,7 +146,19 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _scalar(v: Any) -> Any:
+    """A numpy scalar, 0-d numpy array or 0-d tensor as the plain Python number it holds (``np.int64(10)`` -> ``10``,
+    ``torch.tensor(0.5)`` -> ``0.5``); anything else as it is."""
+    if type(v) in (str, bool, int, float) or getattr(v, "ndim", None) != 0 or not callable(getattr(v, "item", None)):
+        return v
+    try:
+        return v.item()
+    except Exception:  # not a plain scalar after all: the checks below name it
+        return v
+
+
 def _to_float(key: str, v: Any) -> float:
+    v = _scalar(v)
     if isinstance(v, str):
         try:
             if "_" in v:  # Python reads 1_0 as 10: a typo, not a number
@@ -154,6 +166,9 @@ def _to_float(key: str, v: Any) -> float:
             v = float(v)
         except ValueError:
             raise ValueError(f"{key}={v!r} must be a number") from None
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**1023) < v < 2**1023:  # float(10**400) overflows
+        raise ValueError(f"{key}=<an integer of {int(math.log10(abs(v))) + 1} digits> must be a finite number: "
+                         "it overflows a float")
     if not _is_number(v) or not math.isfinite(float(v)):
         raise ValueError(f"{key}={v!r} must be a finite number")
     return float(v)
@@ -161,6 +176,7 @@ def _to_float(key: str, v: Any) -> float:
 
 def _int(lo: int | None = None) -> Check:
     def check(key: str, v: Any) -> int:
+        v = _scalar(v)
         if isinstance(v, str):
             try:
                 if "_" in v:  # Python reads 1_0 as 10: a typo, not a number
@@ -200,6 +216,7 @@ def _describe(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) 
 
 
 def _bool(key: str, v: Any) -> bool:
+    v = _scalar(v)
     if isinstance(v, bool):
         return v
     if isinstance(v, int) and v in (0, 1):

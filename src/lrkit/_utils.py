@@ -247,6 +247,10 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name}={value!r} must be a number") from None
+    except OverflowError:  # float(10**400): an int beyond any float
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}=<an integer of {len(str(abs(int(value))))} digits> must be a finite number "
+                         f"{bound}") from None
     ok = v >= 0 if allow_zero else v > 0
     if not ok or v != v or v in (float("inf"), float("-inf")):
         bound = ">= 0" if allow_zero else "> 0"

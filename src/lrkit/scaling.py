@@ -306,8 +306,18 @@ def nominal_batch(batch: int, nbs: int = 64, weight_decay: float = 5e-4) -> Nomi
     b = _check_batch("batch", batch)
     n = _check_batch("nbs", nbs)
     wd = check_positive("weight_decay", weight_decay, allow_zero=True)
-    accumulate = max(round(n / b), 1)
-    return NominalBatch(accumulate, wd * b * accumulate / n)
+    try:
+        accumulate = max(round(n / b), 1)
+        scaled = wd * b * accumulate / n
+    except OverflowError:  # a batch or nbs beyond a float's range
+        scaled = math.inf
+    if not math.isfinite(scaled):  # never a weight decay of inf, nor an OverflowError
+        raise ValueError(
+            f"nominal_batch(batch={_brief(b)}, nbs={_brief(n)}, weight_decay={wd:g}) overflows a float "
+            "(weight_decay * batch * accumulate / nbs): give batch sizes and a weight decay a run can have "
+            "(nbs=64 and weight_decay=5e-4 are Ultralytics' defaults)"
+        )
+    return NominalBatch(accumulate, scaled)
 
 
 # --------------------------------------------------------------------------------------------- layers and groups
@@ -514,7 +524,8 @@ def _name_list(arg: str, value: Any, what: str, example: str) -> tuple[str, ...]
     """A string or a sequence of strings as a tuple; ``ValueError`` naming ``arg`` otherwise."""
     if isinstance(value, str):
         return (value,)
-    if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
+    # a 0-d tensor/array claims to be iterable, but iterating it raises from inside torch/numpy
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)) or getattr(value, "ndim", None) == 0:
         raise ValueError(f"{arg}={value!r} must be a {what} or a list of them, e.g. {arg}={example}")
     items = tuple(value)
     for item in items:

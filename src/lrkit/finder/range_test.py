@@ -232,7 +232,8 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
             f"optimizer is {_kind(optimizer)}, not a torch optimizer (it needs param_groups and step()): pass e.g. "
             f"torch.optim.AdamW(model.parameters(), lr=1e-3); the arguments are {order}"
         )
-    if not isinstance(train_loader, Iterable) and not callable(getattr(train_loader, "__getitem__", None)):
+    if (not isinstance(train_loader, Iterable) and not callable(getattr(train_loader, "__getitem__", None))) or \
+            getattr(train_loader, "ndim", None) == 0:  # a 0-d tensor / numpy scalar: iterating it raises in torch
         raise ValueError(
             f"train_loader is {_kind(train_loader)}, which cannot be iterated: pass a DataLoader or a list of "
             "batches"
@@ -247,6 +248,10 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
             UserWarning,
             stacklevel=3,
         )
+
+
+#: The most steps a range test takes (its LRs are allocated up front); 100 is typical.
+_MAX_STEPS = 1_000_000
 
 
 def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.ndarray:
@@ -504,11 +509,20 @@ def find_lr(
     end_lr = check_positive("end_lr", end_lr)
     if start_lr >= end_lr:
         raise ValueError(f"end_lr={end_lr:g} must be greater than start_lr={start_lr:g}")
+    for key, value, valid in (("mode", mode, ("exp", "linear")), ("rule", rule, sorted(_suggest.RULES))):
+        if not isinstance(value, str):  # `in` would be ambiguous for an array, unhashable for a list
+            raise ValueError(f"{key}={value!r:.80} must be a name, one of: {', '.join(valid)}")
     if mode not in ("exp", "linear"):
         raise unknown_name_error("mode", mode, ["exp", "linear"])
     if rule not in _suggest.RULES:
         raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
     num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)")
+    if num_steps > _MAX_STEPS:  # the sweep is allocated up front
+        raise ValueError(f"num_steps={num_steps:,} must be at most {_MAX_STEPS:,} (100 is typical)")
+    if isinstance(amp, (torch.Tensor, np.ndarray)):  # its truth value would be ambiguous deep inside the step
+        if amp.ndim != 0:
+            raise ValueError(f"amp={amp!r:.80} must be True, False, 'bf16' or 'fp16'")
+        amp = amp.item()
     accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1)
     if check_positive("diverge_factor", diverge_factor) <= 1:
         raise ValueError(f"diverge_factor={diverge_factor!r} must be > 1 (4 is typical)")

@@ -69,19 +69,42 @@ class Finding:
     values: dict[str, float] = field(default_factory=dict)
 
 
-def _int_at_least(obj: Any, name: str, low: int) -> None:
+def _plain(obj: Any, name: str) -> Any:
+    """The field ``name`` of a (frozen) check, a numpy scalar, 0-d array or 0-d tensor in it replaced by the plain
+    Python number it holds (``np.int64(50)`` -> ``50``), so thresholds compare, print and serialise as numbers."""
     value = getattr(obj, name)
+    if type(value) in (bool, int, float) or getattr(value, "ndim", None) != 0 or not hasattr(value, "item"):
+        return value
+    try:
+        value = value.item()
+    except Exception:  # not a plain scalar after all: the caller's check names it
+        return value
+    object.__setattr__(obj, name, value)
+    return value
+
+
+def _plain_counts(obj: Any) -> None:
+    """``every`` and ``cooldown`` as plain ints when given as numpy/tensor integers (the Monitor validates them)."""
+    for name in ("every", "cooldown"):
+        _plain(obj, name)
+
+
+def _int_at_least(obj: Any, name: str, low: int) -> None:
+    value = _plain(obj, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{type(obj).__name__}: {name}={value!r} must be an integer >= {low}")
 
 
 def _positive(obj: Any, name: str, *, allow_zero: bool = False, below_one: bool = False) -> None:
-    value = getattr(obj, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    value = _plain(obj, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and -(2**1023) < value < 2**1023 and math.isfinite(value)  # math.isfinite(10**400) is an OverflowError
     ok = ok and (value >= 0 if allow_zero else value > 0) and (value < 1 if below_one else True)
     if not ok:
         bound = (">= 0" if allow_zero else "> 0") + (" and < 1" if below_one else "")
-        raise ValueError(f"{type(obj).__name__}: {name}={value!r} must be a finite number {bound}")
+        huge = isinstance(value, int) and not -(2**1023) < value < 2**1023
+        shown = f"<an integer of {int(math.log10(abs(value))) + 1} digits>" if huge else repr(value)
+        raise ValueError(f"{type(obj).__name__}: {name}={shown} must be a finite number {bound}")
 
 
 _UPDATE_RATIO: frozenset[str] = frozenset({"update_ratio"})
@@ -173,6 +196,9 @@ class NonFinite(Check):
     every: int = 1
     cooldown: int = 0
 
+    def __post_init__(self) -> None:
+        _plain_counts(self)
+
     def screen(self, record: RollingRecord) -> float | None:
         return math.inf  # any finite loss passes; gradients are checked on full steps
 
@@ -222,6 +248,7 @@ class LossSpike(Check):
     cooldown: int = 0
 
     def __post_init__(self) -> None:
+        _plain_counts(self)
         _int_at_least(self, "window", 2)
         _int_at_least(self, "min_history", 1)
         _positive(self, "ratio")
@@ -290,6 +317,7 @@ class Oscillation(Check):
     cooldown: int = 50
 
     def __post_init__(self) -> None:
+        _plain_counts(self)
         _int_at_least(self, "window", 3)
         _positive(self, "growth")
         _positive(self, "floor", allow_zero=True)
@@ -354,6 +382,7 @@ class LossRising(Check):
     cooldown: int = 25
 
     def __post_init__(self) -> None:
+        _plain_counts(self)
         _positive(self, "rise")
         _positive(self, "min_progress", below_one=True)
         _int_at_least(self, "every", 1)
@@ -442,6 +471,7 @@ class LossAboveStart(Check):
     min_update_ratio: float | None = 1e-4
 
     def __post_init__(self) -> None:
+        _plain_counts(self)
         _int_at_least(self, "window", 2)
         _positive(self, "level")
         _int_at_least(self, "min_steps", 0)
@@ -546,6 +576,7 @@ class ExplodingGradients(Check):
     cooldown: int = 0
 
     def __post_init__(self) -> None:
+        _plain_counts(self)
         _int_at_least(self, "window", 2)
         _int_at_least(self, "min_history", 1)
         _positive(self, "factor")
@@ -597,6 +628,7 @@ class GradientBlowup(Check):
     cooldown: int = 0
 
     def __post_init__(self) -> None:
+        _plain_counts(self)
         _int_at_least(self, "window", 1)
         _int_at_least(self, "min_history", 1)
         _positive(self, "factor")
@@ -655,6 +687,7 @@ class LRTooLow(Check):
     cooldown: int = 100
 
     def __post_init__(self) -> None:
+        _plain_counts(self)
         _int_at_least(self, "window", 4)
         _positive(self, "max_ratio")
         _positive(self, "flat", allow_zero=True)
@@ -755,6 +788,7 @@ class ValidationRising(Check):
     cooldown: int = 0
 
     def __post_init__(self) -> None:
+        _plain_counts(self)
         _positive(self, "tolerance", allow_zero=True)
         _int_at_least(self, "patience", 1)
         _positive(self, "min_train_drop", allow_zero=True)

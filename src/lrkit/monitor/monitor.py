@@ -763,6 +763,8 @@ class Monitor:
             _check_scheduler(scheduler, optimizer)
         sign = _loss_sign(optimizer)
         for key, value in (("backoff", backoff), ("val_backoff", val_backoff)):  # numpy floats are numbers too
+            if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+                value = value.item()  # a 0-d array or tensor: the number it holds
             if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < 1):
                 raise ValueError(f"{key}={value!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
         if grad_scaler is not None and not all(
@@ -804,6 +806,7 @@ class Monitor:
         self.checks: list[Check] = _validate_checks(checks)
         if val_min_share is not None:
             ok = isinstance(val_min_share, numbers.Real) and not isinstance(val_min_share, bool)
+            ok = ok and -(2**1023) < val_min_share < 2**1023  # math.isfinite(10**400) is an OverflowError
             if not (ok and math.isfinite(val_min_share) and val_min_share >= 0):
                 raise ValueError(
                     f"val_min_share={val_min_share!r} must be None (leave val_rising as it is) or a finite number "

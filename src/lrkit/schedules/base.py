@@ -293,6 +293,11 @@ def _check_ratio(name: str, value: Any, *, why: str = "", allow_zero: bool = Tru
     return v
 
 
+#: The longest run length: steps are counted in floats, which count whole numbers exactly up to 2**53 (above it
+#: consecutive steps share a float, and phase arithmetic stops moving).
+MAX_STEPS = 2**53
+
+
 def resolve_timeline(
     *, epochs: float | None = None, steps_per_epoch: float | None = None, total_steps: int | None = None
 ) -> tuple[int | None, float | None]:
@@ -319,6 +324,9 @@ def resolve_timeline(
         if spe == int(spe):
             spe = int(spe)
     total = None if total_steps is None else _check_count("total_steps", total_steps)
+    if total is not None and total > MAX_STEPS:
+        raise ValueError(f"total_steps={total_steps!r} is more optimizer steps than a float counts exactly "
+                         f"(2**53 = {MAX_STEPS}): give the run length of a run that can be trained")
     if total is None and ep is not None:
         if spe is None:
             raise ValueError(
@@ -329,6 +337,10 @@ def resolve_timeline(
             raise ValueError(f"epochs={epochs!r} * steps_per_epoch={steps_per_epoch!r} overflows a float: give a run "
                              "length a run can have")
         total = round(ep * spe)
+        if total > MAX_STEPS:
+            raise ValueError(f"epochs={epochs!r} * steps_per_epoch={steps_per_epoch!r} = {total:.4g} optimizer steps "
+                             f"is more than a float counts exactly (2**53 = {MAX_STEPS}): give the run length of a "
+                             "run that can be trained")
         if total < 1:
             raise ValueError(f"epochs={epochs!r} * steps_per_epoch={steps_per_epoch!r} is less than one step")
     if spe is None and ep is not None and total is not None:
@@ -353,8 +365,8 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...], aliases: dict
     aliases = aliases or {}
     if isinstance(key, str) and key in aliases:
         key = aliases[key]
-    for choice in choices:
-        if key == choice or (isinstance(key, str) and key == choice.replace("_", "-")):
+    for choice in choices:  # only a str can match: an array's == would be elementwise, its truth ambiguous
+        if isinstance(key, str) and (key == choice or key == choice.replace("_", "-")):
             return choice
     raise unknown_name_error(f"value for {name}", str(value), choices)
 
@@ -485,7 +497,12 @@ class Schedule(ABC):
                 f"{self.name}: {key}={value!r} is an absolute LR, so the peak LR must be known: pass "
                 f"{self._peak_name}=..., or use to_torch(optimizer), which takes it from the optimizer's groups"
             )
-        return value / peak
+        rel = value / peak
+        if not math.isfinite(rel):  # bias_lr=1e308 over lr0=0.1: an inf start would make the LR inf, then nan
+            raise ValueError(f"{self.name}: {key}={value!r} is too far above the peak LR {self._peak_name}={peak!r} "
+                             f"for a float ({key} / {self._peak_name} overflows): give {key} within a factor of "
+                             "1e300 of the peak")
+        return rel
 
     def _clock(self, t: float) -> float:
         """Quantize time to the start of the epoch when ``interval='epoch'`` (Ultralytics/torch per-epoch stepping)."""

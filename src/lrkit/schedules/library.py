@@ -81,8 +81,13 @@ def _bool(name: str, value: Any) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
         return value.lower() in ("true", "yes", "on", "1")
-    if value in (0, 1):
-        return bool(value)
+    # 0 / 1 (numpy and 0-d tensors too); never ``in`` on an array, whose == is elementwise and truth ambiguous
+    if isinstance(value, numbers.Real) or getattr(value, "ndim", None) == 0:
+        try:
+            if float(value) in (0.0, 1.0):
+                return bool(float(value))
+        except (TypeError, ValueError, OverflowError):
+            pass
     raise ValueError(f"{name}={value!r} must be true or false")
 
 
@@ -270,7 +275,7 @@ class MultiStep(Schedule):
                          interval=interval)
         self.unit = _unit(unit)
         self.gamma = check_positive("gamma", gamma)
-        if isinstance(milestones, numbers.Real):  # a bool too: check_positive names it
+        if isinstance(milestones, numbers.Real) or getattr(milestones, "ndim", None) == 0:  # a bool, a 0-d tensor too
             ms: list[Any] = [milestones]
         elif isinstance(milestones, (str, bytes, Mapping)) or not isinstance(milestones, Iterable):
             raise ValueError(f"milestones={milestones!r} must be a number or a list of numbers (e.g. 30,60,90)")
