@@ -10,6 +10,7 @@ with ``map_location="cpu"`` rolls its optimizer state back onto the parameters' 
 
 import copy
 import math
+import sys
 import traceback
 
 import torch
@@ -17,7 +18,8 @@ import torch
 import lrkit
 from lrkit.monitor import Monitor
 
-assert torch.cuda.is_available(), "run this on a CUDA machine"
+if not torch.cuda.is_available():
+    sys.exit("gpu_checks: no CUDA device visible — run this on a CUDA machine")
 N = torch.cuda.device_count()
 torch.manual_seed(0)
 X = torch.randn(512, 8)

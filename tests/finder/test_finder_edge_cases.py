@@ -253,7 +253,7 @@ def test_cli_output_under_a_file_and_short_curves_exit_cleanly(tmp_path):
     res = run_cli(tmp_path, body, "--out", str(tmp_path / "afile" / "sub"))
     assert res.exit_code == 2 and "is a file, not a folder" in res.output
     res = run_cli(tmp_path, body, "--start-lr", "100", "--end-lr", "1e9", "--out", str(tmp_path / "s"))
-    assert res.exit_code == 2 and "lower start_lr (now 100)" in res.output
+    assert res.exit_code == 2 and "lower --start-lr (now 100)" in res.output  # the flag the user typed
     record = json.loads((tmp_path / "s" / "lr_find.json").read_text())
     assert record["suggestion"] is None and record["stop_reason"] in ("diverged", "non-finite")
 

@@ -25,7 +25,7 @@ def _train(model: nn.Module, opt: torch.optim.Optimizer, monitor: Monitor, steps
     g = torch.Generator().manual_seed(1)
     for t in range(steps):
         x = torch.randn(32, 4, generator=g)
-        y = x.sum(dim=1, keepdim=True)  # learnable: the training loss falls whatever dropout draws (torch releases differ)
+        y = x.sum(dim=1, keepdim=True)  # learnable: the loss falls whatever dropout draws (torch releases differ)
         opt.zero_grad()
         loss = nn.functional.mse_loss(model(x), y)
         if t == bad:

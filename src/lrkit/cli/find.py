@@ -98,7 +98,8 @@ _FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pdf", ".svg", ".svgz", ".
                             ".tiff", ".json", ".csv"})
 
 
-_FLAGS = re.compile(r"\b(start_lr|end_lr|num_steps|accumulation_steps|max_grad_norm)=|\bunknown (mode|rule) ")
+_FLAGS = re.compile(r"\b(start_lr|end_lr|num_steps|accumulation_steps|max_grad_norm|seed)=|\bunknown (mode|rule) "
+                    r"|\b(start_lr|end_lr|num_steps)(?= \(now )")
 
 
 def _as_flags(message: str) -> str:
@@ -109,8 +110,12 @@ def _as_flags(message: str) -> str:
     '--end-lr 1 must be greater than --start-lr 10'
     >>> _as_flags("unknown mode 'cubic'. Valid: exp, linear")
     "unknown --mode 'cubic'. Valid: exp, linear"
+    >>> _as_flags("too short to judge; lower start_lr (now 5) or raise num_steps (now 20)")
+    'too short to judge; lower --start-lr (now 5) or raise --num-steps (now 20)'
     """
     def flag(m: re.Match[str]) -> str:
+        if m.group(3):
+            return "--" + m.group(3).replace("_", "-")
         if m.group(1):
             return "--" + m.group(1).replace("_", "-") + " "
         return f"unknown --{m.group(2)} "
@@ -249,7 +254,7 @@ def find_command(
         fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
         return
     for w in caught:
-        con.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        con.print(f"[yellow]warning:[/] {_as_flags(str(w.message))}", highlight=False)
     table_mod = __import__("rich.table", fromlist=["Table"])
     table = table_mod.Table(title=f"LR range test — {result.num_steps_run} steps, {result.stop_reason}")
     table.add_column("")

@@ -146,7 +146,7 @@ def schedule_command(
             bad = _first_non_finite(sched, records[-1])
         except (ValueError, TypeError, ArithmeticError) as e:  # ArithmeticError: a multiplier that overflows
             hint = " (here: --base-lr LR gives the peak)" if "the peak LR must be known" in str(e) else ""
-            fail(f"{s!r}: {e}{hint}")
+            fail(f"{_naming(s, str(e))}{hint}")
         if bad is not None:  # never printed: `Infinity`/`NaN` are not JSON, and such a schedule is no schedule
             what, step, value = bad
             fail(f"{s!r}: the {what} is not finite from step {step} on ({value}): the schedule overflows a float; "
@@ -162,7 +162,7 @@ def schedule_command(
         try:  # one value per step, streamed in chunks: a long run is never held in memory
             write_json(scheds[0], sys.stdout)
         except (ValueError, ArithmeticError) as e:
-            fail(f"{specs[0]!r}: {e}")
+            fail(_naming(specs[0], str(e)))
         if out is not None and not no_plot:
             _plot(records, out, log_y)
         return
@@ -171,6 +171,18 @@ def schedule_command(
     if not no_plot:
         path = _plot(records, out if out is not None else _free_picture_name(), log_y)
         console().print(f"wrote {path}", highlight=False)
+
+
+def _naming(spec: str, message: str) -> str:
+    """``message`` with the spec it is about in front, unless it names that spec already (``schedule 'cyclic' needs
+    base_lr=... (spec 'cyclic max_lr=0.1')``): with ``--compare`` the reader must know which spec failed, once.
+
+    >>> _naming("cosine lfr=1", "unknown cosine parameter 'lfr'")
+    "'cosine lfr=1': unknown cosine parameter 'lfr'"
+    >>> _naming("cosine =3", "bad token '=3' in spec 'cosine =3': ...")
+    "bad token '=3' in spec 'cosine =3': ..."
+    """
+    return message if repr(spec) in message else f"{spec!r}: {message}"
 
 
 def _check_same_scale(specs: list[str], scheds: list[Any]) -> None:

@@ -1083,8 +1083,9 @@ class _Trainer:
             )
         if ck.get("finished") and self.cfg.epochs <= done:
             early = ", stopped early" if ck.get("stopped_early") else ""
+            epochs = "1 epoch" if done == 1 else f"{done} epochs"
             raise ValueError(
-                f"resume: {self.ckpt_path} already finished ({done} epochs{early}); pass epochs > {done} to train "
+                f"resume: {self.ckpt_path} already finished ({epochs}{early}); pass epochs > {done} to train "
                 "longer, or start a new run"
             )
         if self.cfg.epochs < done:
@@ -1449,12 +1450,15 @@ class _Trainer:
         metric = self.spec.finish(m_sum / m_n, self.data.info.target_scale) if m_n else math.nan
         return val_loss, metric
 
-    def _peak_lr(self) -> float:
-        g = self.optimizer.param_groups
-        for group in g:
+    def _peak_index(self) -> int:
+        """The param group whose LR is the run's peak LR: the first with ``lr_scale`` 1 that is not a bias group."""
+        for i, group in enumerate(self.optimizer.param_groups):
             if float(group.get("lr_scale", 1.0)) == 1.0 and not group.get("is_bias", False):
-                return float(group["lr"])
-        return float(g[0]["lr"])
+                return i
+        return 0
+
+    def _peak_lr(self) -> float:
+        return float(self.optimizer.param_groups[self._peak_index()]["lr"])
 
     def _row(self, epoch: int, train_loss: float, val_loss: float, metric: float, grad_norms: list[float],
              seconds: float) -> dict[str, Any]:
@@ -1485,9 +1489,13 @@ class _Trainer:
     def _epoch_log(self, row: dict[str, Any], improved: bool) -> None:
         m = self.spec.metric_name
         key = f"val_{m}" if m != "val_loss" else "val_loss"
+        # the LR of the epoch's last step, as results.csv has it (the groups already hold the next step's)
+        i = self._peak_index()
+        lr = row.get(f"lr/{self.group_names[i]}") if i < len(self.group_names) else None
+        lr = self._peak_lr() if lr is None else lr
         self.log(
             f"epoch {row['epoch']:>3}/{self.cfg.epochs}  train_loss {row['train_loss']:.4g}  val_loss "
-            f"{row['val_loss']:.4g}  {m} {row[key]:.4g}  lr {self._peak_lr():.3g}  ({row['epoch_time']:.1f}s)"
+            f"{row['val_loss']:.4g}  {m} {row[key]:.4g}  lr {lr:.3g}  ({row['epoch_time']:.1f}s)"
             + ("  *" if improved else "")
         )
 
