@@ -115,6 +115,10 @@ def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str]
         fig = ax.figure
     try:
         _draw_finder(ax, record, lrs, raw, show_rules)
+        if own:
+            _legend_below(fig, ax)
+        else:  # the caller's axes, in the caller's layout: the legend stays on them
+            ax.legend(fontsize=8, loc="best")
         if path is not None:
             save_figure(fig, path)
     except BaseException:
@@ -155,7 +159,7 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
         if (how and isinstance(back, (int, float)) and math.isfinite(back)  # (a hand-made record may hold NaN)
                 and back != REGIME_BACKOFF[record["regime"]]):
             # the noise scaling changed the back-off
-            how = f", {back:.2g} decade{'' if back == 1 else 's'} below the minimum (noisy curve)"
+            how = _below(back, "the minimum") + " (noisy curve)"
         edge = record.get("edge") if rule == "robust" else None
         if how and record.get("double_dip") is True and isinstance(edge, (int, float)):
             how = how.replace("the edge", "the first dip").replace("the minimum", "the first dip")
@@ -167,7 +171,7 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
         if taken is not None and taken < back - 0.05:
             # the rule kept its LR inside the descent: closer to the minimum than the back-off it names
             ref = "the first dip" if record.get("double_dip") is True else "the minimum"
-            how = f", {taken:.2g} decade{'' if taken == 1 else 's'} below {ref} (kept inside the descent)"
+            how = _below(taken, ref) + " (kept inside the descent)"
         if rule == "robust" and record.get("flat") is True:  # no descent, no minimum: the edge is where it blew up
             how = _flat_how(record.get("edge"), sug, record.get("backoff_decades"))
         ax.axvline(sug, color="C3", lw=2, label=f"suggestion ({rule}{how}): {sug:.3g}" if rule else
@@ -179,19 +183,73 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
     status = str(record.get("stop_reason") or "")  # (a hand-made record may have none, or null)
     if sug is None:
         status += f"{', ' if status else ''}no suggestion: lower start_lr"
-    ax.set_title(f"LR range test — {status + ', ' if status else ''}{len(lrs)} step{'' if len(lrs) == 1 else 's'}")
+    # NaN/inf marks sit on the top edge: the title keeps clear of them
+    ax.set_title(f"LR range test — {status + ', ' if status else ''}{len(lrs)} step{'' if len(lrs) == 1 else 's'}",
+                 pad=11 if bad else None)
     # Keep the divergence tail from squashing the interesting part of the curve.
     if finite:
         vals = sorted(v for _, v in finite)
         lo_v, hi_v = vals[0], vals[min(len(vals) - 1, int(0.9 * len(vals)))]
         first = finite[0][1]
         top = max(first, hi_v)
+        # a test run on past its blow-up (no divergence stop) can spend more than a tenth of its steps there: the
+        # 90th percentile is then in the tail and the descent a flat line; keep the tail within twice the descent
+        pre, at = _before_minimum(finite, smoothed)
+        if pre > lo_v and at >= max(3, len(finite) // 10):  # (a curve with no descent before its minimum: no cap)
+            top = max(first, min(top, pre + 2 * (pre - lo_v)))
         pad = 0.05 * (top - lo_v if top > lo_v else 1.0)
         ax.set_ylim(lo_v - pad, top + pad)
     elif lrs:
         ax.text(0.5, 0.5, "no finite loss", transform=ax.transAxes, ha="center", va="center", color="0.4")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8, loc="best")
+
+
+#: Margin below the legend under the range-test plot, in inches.
+_LEGEND_GAP_IN = 0.08
+
+
+def _legend_below(fig: Any, ax: Any) -> None:
+    """Put the axes' legend under the plot, growing the figure by its height.
+
+    Inside the axes, eight entries (raw, smoothed, range, three rules and a suggestion label of 80 characters) have
+    no free corner: "best" laid them over the descent, the part of the curve the picture is for. Under the plot they
+    hide nothing; the figure grows so the legend is inside it (a plain ``fig.savefig`` keeps it whole), and it stays
+    the axes' legend (``ax.get_legend()``). Two columns when they fit the figure's width, else one.
+    """
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    width, height = fig.get_size_inches()
+    renderer = fig.canvas.get_renderer()
+
+    def place(ncol: int) -> Any:
+        return ax.legend(handles, labels, fontsize=8, ncol=ncol, loc="upper center", frameon=False,
+                         bbox_to_anchor=(0.5, 0.0), bbox_transform=fig.transFigure)
+
+    ncol = 2 if len(handles) > 3 else 1
+    legend = place(ncol)
+    if ncol > 1 and legend.get_window_extent(renderer).width > 0.98 * fig.bbox.width:
+        legend.remove()  # a long suggestion label: one column
+        legend = place(1)
+    legend.set_in_layout(False)  # placed by hand below; tight_layout lays out the axes above it
+    # (tight_layout pads the x-axis label from the legend's top)
+    below = legend.get_window_extent(renderer).height / fig.dpi + _LEGEND_GAP_IN
+    fig.set_size_inches(width, height + below)
+    legend.set_bbox_to_anchor((0.5, below / (height + below)), transform=fig.transFigure)
+    fig.tight_layout(rect=(0.0, below / (height + below), 1.0, 1.0))
+    legend.set_in_layout(True)  # counted again by savefig(bbox_inches="tight"), which would crop it off otherwise
+
+
+def _before_minimum(finite: list[tuple[Any, float]], smoothed: list[Any]) -> tuple[float, int]:
+    """The highest finite loss up to the curve's minimum (the smoothed one where it pairs with the finite losses),
+    the top of the descent, noise included; and the minimum's index among the finite points."""
+    values = [v for _, v in finite]
+    try:
+        curve = [float(v) for v in smoothed] if smoothed and len(smoothed) == len(values) else values
+    except (TypeError, ValueError):
+        curve = values
+    at = min((i for i in range(len(curve)) if math.isfinite(curve[i])), key=curve.__getitem__, default=len(values) - 1)
+    return max(values[: at + 1]), at
 
 
 def _flat_how(edge: Any, sug: Any, back: Any) -> str:
@@ -209,8 +267,20 @@ def _flat_how(edge: Any, sug: Any, back: Any) -> str:
     taken = _decades_below_edge(edge, sug)
     clipped = taken is not None and taken < back - 0.05
     if clipped:
-        how = f", {taken:.2g} decade{'' if taken == 1 else 's'} below"
-    return how + " where the flat loss blew up" + (" (the lowest LR tested)" if clipped else "")
+        return _below(taken, "where the flat loss blew up") + " (the lowest LR tested)"
+    return how + " where the flat loss blew up"
+
+
+def _below(decades: float, ref: str) -> str:
+    """``", 0.52 decades below <ref>"``, or ``", at <ref>"`` for a distance that rounds to 0 (not "0 decades").
+
+    >>> _below(0.52, "the minimum"), _below(1, "the minimum"), _below(0.0, "the minimum")
+    (', 0.52 decades below the minimum', ', a decade below the minimum', ', at the minimum')
+    """
+    text = f"{decades:.2g}"
+    if float(text) == 0:
+        return f", at {ref}"
+    return f", {'a decade' if float(text) == 1 else text + ' decades'} below {ref}"
 
 
 def _decades_below_edge(edge: Any, sug: Any) -> float | None:

@@ -110,12 +110,13 @@ def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping
         ax_metric.plot(x, cols["val_loss"], marker=dot, color="tab:green")
     _plot_lrs(ax_lr, x, {k.removeprefix("lr/"): cols[k] for k in lr_cols})
     ax_lr.set_title("learning rate (end of epoch)")
-    if lr_cols and all(v > 0 for k in lr_cols for v in cols[k] if math.isfinite(v)):
+    if _log_lrs([cols[k] for k in lr_cols]):
         ax_lr.set_yscale("log")
     if "grad_norm" in cols:
         ax_grad.plot(x, cols["grad_norm"], marker=dot, color="tab:red", label="mean")
     if "grad_norm_max" in cols:
-        ax_grad.plot(x, cols["grad_norm_max"], ls="--", color="tab:red", alpha=0.5, label="max")
+        # dotted like the mean: a one-epoch run's dashed line of one point drew nothing at all
+        ax_grad.plot(x, cols["grad_norm_max"], ls="--", marker=dot, color="tab:red", alpha=0.5, label="max")
     ax_grad.set_title("gradient norm")
     if ax_grad.get_lines():
         ax_grad.legend(fontsize="small")
@@ -131,6 +132,8 @@ def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping
     # so one locator serves every panel; fractional event positions are still drawn where they happened)
     axes.ravel()[0].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, steps=[1, 2, 2.5, 5, 10]))
     for ax in axes.ravel():
+        # room above the top edge for the rollback/stop and NaN marks (a ▼ under a title touched its letters)
+        ax.set_title(ax.get_title(), pad=_TITLE_PAD)
         ax.tick_params(labelbottom=True)  # sharex hides the top row's epoch labels; keep them
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -144,6 +147,28 @@ def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping
             mark_events(ax, events, x="epoch", legend=ax is ax_loss)
     if ax_loss.get_legend_handles_labels()[0]:  # no legend box (and no matplotlib warning) with nothing to list
         ax_loss.legend(fontsize="small" if has_events else None)
+
+
+#: Points between a panel's top edge and its title: clears the 7-8 pt markers drawn centred on that edge.
+_TITLE_PAD = 11
+
+
+def _log_lrs(series: Sequence[Sequence[float]]) -> bool:
+    """Whether the LR panel reads better on a log axis: every finite LR positive, or — a schedule that reaches 0
+    (cosine or linear to zero) — groups whose peaks lie more than a decade apart (12 layer-decay levels, 0.75 ** 11 =
+    1/24: on a linear axis the lower half lay on top of each other). One group that ends at 0 stays linear, where
+    its end is drawn; on the log axis an LR of 0 leaves the bottom edge.
+
+    >>> _log_lrs([[1e-3, 1e-4, 0.0]]), _log_lrs([[1e-3, 0.0], [1e-5, 0.0]]), _log_lrs([[0.01, 0.01]]), _log_lrs([])
+    (False, True, True, False)
+    """
+    values = [v for s in series for v in s if math.isfinite(v)]
+    if not values or any(v < 0 for v in values) or not any(v > 0 for v in values):
+        return False
+    if all(v > 0 for v in values):
+        return True
+    peaks = [max(v for v in s if math.isfinite(v)) for s in series if any(math.isfinite(v) and v > 0 for v in s)]
+    return len(peaks) > 1 and max(peaks) >= 10 * min(peaks)
 
 
 #: The most LR lines the LR panel's legend lists; beyond it, the first and last few and a count of the rest.

@@ -74,6 +74,31 @@ def _envelope(
     return x[idx].tolist(), y[idx].tolist()
 
 
+#: Least room between two phase names on the LR panel, in pixels (a word's space at 7 pt and 120 dpi).
+_NAME_GAP_PX = 6
+
+
+def _hide_crowded(fig: Any, ax: Any, names: Sequence[tuple[Any, float]]) -> None:
+    """Keep phase names from printing over each other (a 200-step warmup in a 10,000-step run put "warmup" and
+    "cycle 0" on the same spot): a name that would is moved right, past the one before it, while it still starts
+    inside its own phase; otherwise it is hidden (the shading still shows the phase). ``names`` pairs each
+    annotation with the step its phase ends at."""
+    renderer = fig.canvas.get_renderer()
+    right = None
+    for text, end in names:
+        box = text.get_window_extent(renderer)
+        if right is None or box.x0 >= right + _NAME_GAP_PX:
+            right = box.x1
+            continue
+        shift = right + _NAME_GAP_PX - box.x0  # pixels
+        if box.x0 + shift >= ax.transData.transform((end, 0))[0] - 3:
+            text.set_visible(False)  # no room in its own phase
+            continue
+        x, y = text.xyann
+        text.xyann = (x + shift * 72 / fig.dpi, y)
+        right = box.x1 + shift
+
+
 def plot_schedule(
     records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     *,
@@ -126,6 +151,7 @@ def plot_schedule(
         n = len(first["lr"]) if not first.get("steps") else int(first.get("total_steps") or first["steps"][-1] + 1)
         # an elided sampled record lists a few of its phases and counts them all in phase_count
         count = int(first.get("phase_count", len(first["phases"])))
+        names = []
         for k, ph in enumerate(recs[0]["phases"]):
             start, end = ph["start"], n if ph["end"] is None else min(ph["end"], n)
             if start >= n or count > 40:
@@ -134,8 +160,8 @@ def plot_schedule(
                 if a is not None:
                     a.axvspan(start, end, color="0.5" if k % 2 else "0.8", alpha=0.08, lw=0)
             if count <= 12:
-                ax.annotate(ph["name"], xy=(start, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
-                            textcoords="offset points", fontsize=7, color="0.35")
+                names.append((ax.annotate(ph["name"], xy=(start, 1.0), xycoords=("data", "axes fraction"),
+                                         xytext=(2, -10), textcoords="offset points", fontsize=7, color="0.35"), end))
     if log_y:
         ax.set_yscale("log")
     ax.set_ylabel("learning rate" if absolute else "LR or multiplier (x peak)" if mixed else "LR multiplier (x peak)")
@@ -154,6 +180,8 @@ def plot_schedule(
                  pad=8 if not spe else 4)
     # the legend goes under the plot, where long spec labels cannot hide the curves
     fig.tight_layout()
+    if show_phases and recs[0].get("phases"):
+        _hide_crowded(fig, ax, names)
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False)
     if path is not None:
