@@ -242,6 +242,7 @@ def load_data(
     if isinstance(val, bool) or not isinstance(val, numbers.Real) or not 0.0 < val < 1.0:  # NaN fails too
         raise ValueError(f"val={val!r} must be a fraction in (0, 1): the share of the data held out for validation")
     seq_len = check_int("seq_len", seq_len, 1, " (the window length of a character-level LM)")
+    seed = check_int("seed", seed, 0, " (it seeds the train/val split)")  # numpy's own error names no value
     if isinstance(target, bool):  # an int subclass: target=True would silently be column 1
         raise ValueError(f"target={target!r} must be a column name or index, not a boolean")
     if isinstance(target, numbers.Integral):
@@ -363,7 +364,10 @@ def _arrays_to_data(
     x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, *, task: str | None, name: str,
     source: str, image_shape: tuple[int, ...] | None = None,
 ) -> TrainData:
+    inferred = task is None
     task = _infer_task(np.concatenate([y_tr, y_va]) if y_tr.dtype.kind not in "OUS" else y_tr, task)
+    if inferred and task == "classification" and y_tr.dtype.kind in "iu" and y_va.dtype.kind in "iu":
+        _check_integer_labels(np.concatenate([y_tr, y_va]), name)
     if task == "lm":
         raise ValueError(f"task='lm' needs a plain-text file; {name!r} is tabular (use classification or regression)")
     x_tr = x_tr.astype(np.float64)
@@ -404,6 +408,24 @@ def _arrays_to_data(
         TensorDataset(torch.tensor(x_tr, dtype=torch.float32), t_tr),
         TensorDataset(torch.tensor(x_va, dtype=torch.float32), t_va),
         info,
+    )
+
+
+def _check_integer_labels(y: np.ndarray, name: str) -> None:
+    """An integer target (an NPZ's int64 ``y``) is read as class labels; but more than
+    :data:`MAX_INFERRED_CLASSES` distinct values not numbered ``0..K-1`` (or ``1..K``) are a price or a count saved as
+    integers, which would train one class per distinct value: an error asking for ``task=``."""
+    values = np.unique(y)
+    if len(values) <= MAX_INFERRED_CLASSES or y.ndim != 1:
+        return
+    first = int(values[0])
+    if first in (0, 1) and int(values[-1]) - first == len(values) - 1:  # every label 0..K-1 (1..K) is there
+        return
+    shown = ", ".join(str(int(v)) for v in values[:5])
+    raise ValueError(
+        f"{name}: the integer target has {len(values)} distinct values ({shown}, ..., {int(values[-1])}), not "
+        f"numbered 0..K-1 as class labels are, so it is not read as {len(values)} classes; pass task=regression for "
+        "a numeric target (a price, a count), or task=classification to make every distinct value a class"
     )
 
 
@@ -542,7 +564,7 @@ def _read_text(path: Path) -> str:
 def _read_table(path: Path, target: str | int | None, task: str | None = None, *,
                 reference: Sequence[float] = ()) -> _Table:
     if path.suffix.lower() == ".npz":
-        return _read_npz(path, target)
+        return _read_npz(path, target, task)
     content = _decode(path.read_bytes(), path.name)  # -sig: a spreadsheet's byte-order mark is not a name
     notes: tuple[str, ...] = ()
     if path.suffix.lower() == ".tsv":
@@ -552,6 +574,12 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
         if delimiter != ",":
             notes = (f"{path.name}: read as {delimiter!r}-separated (its header has no commas between fields)",)
     rows = [r for r in csv.reader(io.StringIO(content), delimiter=delimiter) if r and any(c.strip() for c in r)]
+    if rows and all(_is_float(h) for h in rows[0]) and not _numbered_header(rows[0]):
+        # np.savetxt writes no header: the first sample would become the column names and be lost
+        names = delimiter.join([*(f"x{j + 1}" for j in range(len(rows[0]) - 1)), "target"])
+        raise ValueError(f"{path.name}: the first line {delimiter.join(rows[0])!r} is all numbers, but lrkit.train "
+                         "reads the first line as the column names (header row): the file seems to have no header, "
+                         f"and its first sample would be lost. Add a header line, e.g. {names!r}")
     if len(rows) < 3:
         found = ("an empty file", "only the header row", "the header row and 1 data row")[len(rows)]
         raise ValueError(f"{path.name}: needs a header row and at least 2 data rows, found {found}")
@@ -580,6 +608,9 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
             if delimiter != "," and _DECIMAL_COMMA.fullmatch(bad.strip()):
                 where = f"feature column {header[j]!r}"
                 raise ValueError(_decimal_comma_message(path.name, where, bad, line)) from None
+            if _formatted_number(bad) is not None:
+                where = f"feature column {header[j]!r}"
+                raise ValueError(_formatted_number_message(path.name, where, header[j], bad, line)) from None
             raise ValueError(
                 f"{path.name}: feature column {header[j]!r} holds a non-numeric value {bad!r} on line {line}; encode "
                 "it as numbers (a text category: one 0/1 column per category) or drop the column"
@@ -598,6 +629,17 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
             line, bad = commas[0]
             raise ValueError(_decimal_comma_message(path.name, f"the target column {header[t]!r}", bad, line,
                                                     labels=True))
+    if not all(numeric) and task != "classification":
+        # '200,000', '$200.50', '12.5%' (a spreadsheet's formatted numbers) read as text would make every price a
+        # class of its own; an error when the numbers they stand for would be read as a regression target
+        texts = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+        parsed = [_formatted_number(v) for _, v in texts]
+        if all(p is not None for p in parsed):
+            values = [*reference, *(float(v) for v, n in zip(raw_y, numeric) if n), *parsed]
+            if task == "regression" or _infer_task(np.asarray(values, dtype=np.float64), None) == "regression":
+                line, bad = texts[0]
+                raise _TextTargetError(_formatted_number_message(path.name, f"the target column {header[t]!r}",
+                                                                 header[t], bad, line, labels=True))
     if not all(numeric):
         own = [float(v) for v, n in zip(raw_y, numeric) if n]
         _check_text_target(path.name, header[t], raw_y, numeric, task, [*reference, *own])
@@ -675,6 +717,44 @@ def _decimal_comma_message(fname: str, where: str, value: str, line: int, *, lab
             f"decimal=',').to_csv(new_path, index=False)){fix}")
 
 
+def _numbered_header(header: Sequence[str]) -> bool:
+    """A header of the column numbers ``0..n-1`` or ``1..n`` (pandas' ``DataFrame(array).to_csv(index=False)``)."""
+    names = [h.strip() for h in header]
+    return names in ([str(j) for j in range(len(names))], [str(j + 1) for j in range(len(names))])
+
+
+#: a number formatted for reading: thousands separators ('200,000'), a currency sign ('$200.50', '200 €') or a percent
+#: sign ('12.5%'), as spreadsheets export formatted cells
+_FORMATTED_NUMBER = re.compile(r"(?P<sign>[+-]?)\s*(?P<pre>[$€£¥]?)\s*(?P<sign2>[+-]?)"
+                               r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)\s*(?P<post>[%$€£¥]?)")
+
+
+def _formatted_number(v: str) -> float | None:
+    """The value of a formatted number (``'200,000'`` → 200000, ``'$1.50'`` → 1.5, ``'12.5%'`` → 12.5), or ``None``
+    for anything else — plain numbers included (they need no reading).
+
+    >>> [_formatted_number(v) for v in ("200,000", "$1.50", "-12.5 %", "1.5", "cat", "$")]
+    [200000.0, 1.5, -12.5, None, None, None]
+    """
+    m = _FORMATTED_NUMBER.fullmatch(v.strip())
+    if m is None or (m["sign"] and m["sign2"]) or (m["pre"] and m["post"]):
+        return None
+    if not (m["pre"] or m["post"] or "," in m["num"]):
+        return None
+    value = float(m["num"].replace(",", ""))
+    return -value if "-" in (m["sign"] + m["sign2"]) else value
+
+
+def _formatted_number_message(fname: str, where: str, column: str, value: str, line: int, *,
+                               labels: bool = False) -> str:
+    fix = (", or pass task=classification if they are class labels (every distinct value a class)" if labels
+           else "")
+    return (f"{fname}: {where} holds {value.strip()!r} on line {line}, a formatted number (thousands separators, a "
+            "currency or percent sign) that lrkit.train would read as text; save the column as plain numbers "
+            f"(200000, 1.5; pandas: df[{column!r}] = pd.to_numeric(df[{column!r}].astype(str).str.replace("
+            f"r'[,$€£¥%\\s]', '', regex=True))){fix}")
+
+
 def _is_float(v: str) -> bool:
     try:
         float(v)
@@ -706,7 +786,7 @@ def _column_index(header: Sequence[str], target: str | int | None, fname: str) -
     raise unknown_name_error(f"target column of {fname}:", target, header)
 
 
-def _read_npz(path: Path, target: str | int | None) -> _Table:
+def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> _Table:
     if not zipfile.is_zipfile(path):  # numpy would try to unpickle it and say so, which misleads
         raise ValueError(f"{path.name}: not a readable .npz file (not a zip archive); write one with "
                          "np.savez(path, x=features, y=targets)")
@@ -771,11 +851,23 @@ def _read_npz(path: Path, target: str | int | None) -> _Table:
         raise ValueError(f"{path.name}: x of shape {x.shape} has no feature values per sample")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]  # a column of labels/values is the same target as a vector
+    notes: tuple[str, ...] = ()
+    if task != "regression" and _is_one_hot(y):  # keras' to_categorical(y), np.eye(K)[y]: class labels
+        notes = (f"{path.name}: the target of shape {y.shape} is one-hot: read as class indices (its argmax); pass "
+                 f"task=regression to train on its {y.shape[1]} values instead",)
+        y = y.argmax(axis=1)
     # (N, C, H, W): images, kept in shape for a CNN and standardised with one mean/std, as data='digits' is
     image_shape = tuple(int(s) for s in x.shape[1:]) if x.ndim == 4 else None
     flat = x.reshape(len(x), -1).astype(np.float64)
     _check_finite(flat, y, path.name)
-    return _Table(x.astype(np.float64) if image_shape else flat, y, image_shape=image_shape)
+    return _Table(x.astype(np.float64) if image_shape else flat, y, image_shape=image_shape, notes=notes)
+
+
+def _is_one_hot(y: np.ndarray) -> bool:
+    """``y`` of shape ``(N, K)``, ``K >= 2``, whose every row is 0 but for a single 1 (bool, integer or float)."""
+    if y.ndim != 2 or y.shape[1] < 2 or len(y) == 0 or y.dtype.kind not in "biuf":
+        return False
+    return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
 
 
 def _npz_key(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> str | None:
