@@ -37,3 +37,16 @@ def test_console_script_reports_a_missing_extra_in_one_line(
     assert f'pip install "lrkit[{extra}]"' in err
     assert repr(missing) in err
     assert "Traceback" not in err
+
+
+def test_an_error_naming_a_bracketed_column_prints_it_whole(tmp_path) -> None:
+    # Bug: errors were printed as rich markup, so "[sqm]" in a column name vanished: "Valid: area , price"
+    from typer.testing import CliRunner
+
+    from lrkit.cli.app import build_app
+
+    data = tmp_path / "br.csv"
+    data.write_text("area [sqm],price\n1,2\n3,4\n5,6\n")
+    res = CliRunner().invoke(build_app(), ["train", f"data={data}", "target=prise", f"project={tmp_path}"])
+    assert res.exit_code != 0
+    assert "area [sqm]" in res.output

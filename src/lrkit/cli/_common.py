@@ -55,7 +55,8 @@ def fail(message: str, code: int = 2) -> None:
     """Print ``message`` as an error and exit with ``code`` (no traceback)."""
     typer = optional_import("typer", "cli")
     console_ = optional_import("rich.console", "cli").Console(stderr=True)
-    console_.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    escape = optional_import("rich.markup", "cli").escape  # a column "area [sqm]" is text, not rich markup
+    console_.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

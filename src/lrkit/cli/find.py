@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import torch
 import typer
 
-from lrkit._utils import check_int, claim_dir, unknown_name_error
+from lrkit._utils import check_int, claim_dir, optional_import, unknown_name_error
 from lrkit.cli._common import check_writable, console, fail, progress_bar, user_code_error
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
 from lrkit.finder import suggest as _suggest
@@ -254,7 +254,8 @@ def find_command(
         fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
         return
     for w in caught:
-        con.print(f"[yellow]warning:[/] {_as_flags(str(w.message))}", highlight=False)
+        escape = optional_import("rich.markup", "cli").escape
+        con.print(f"[yellow]warning:[/] {escape(_as_flags(str(w.message)))}", highlight=False)
     table_mod = __import__("rich.table", fromlist=["Table"])
     table = table_mod.Table(title=f"LR range test — {result.num_steps_run} steps, {result.stop_reason}")
     table.add_column("")

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from lrkit._config import TrainConfig, tokens_to_kwargs
+from lrkit._utils import optional_import
 from lrkit.cli._common import console, fail, progress_bar, user_code_error
 
 __all__ = ["register", "train_command"]
@@ -150,7 +151,8 @@ def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
         text = str(w.message)
         if text not in seen:
             seen.add(text)
-            con.print(f"[yellow]warning:[/] {text}", highlight=False, markup=True)
+            escape = optional_import("rich.markup", "cli").escape
+            con.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, markup=True)
 
 
 def _fmt(v: Any) -> str:
