@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "assert_same", "flat_band_exit", "free_port", "write_task"]
+__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "TINY_X", "TINY_Y", "assert_same", "flat_band_exit", "free_port", "tiny_loss",
+           "tiny_model", "write_task"]
 
 #: A task file's set-up: a seeded model, an optimizer factory and a seeded loader (``loss_fn`` is left to the body).
 TASK_SOURCE = textwrap.dedent("""
@@ -119,3 +120,19 @@ def three_class_split(n: int = 200) -> tuple[Any, Any]:
     y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).long() + (x[:, 3] > 0.8).long()
     cut = int(0.8 * n)
     return TensorDataset(x[:cut], y[:cut]), TensorDataset(x[cut:], y[cut:])
+
+
+#: A 24-sample regression the monitor's hand-loop tests step on (full batch, every step the same data).
+TINY_X = torch.linspace(-1, 1, 96).reshape(24, 4)
+TINY_Y = TINY_X.sum(dim=1, keepdim=True).sin()
+
+
+def tiny_model() -> torch.nn.Module:
+    """A seeded 4-8-1 tanh MLP for :data:`TINY_X`."""
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+
+def tiny_loss(model: torch.nn.Module) -> torch.Tensor:
+    """The full-batch MSE of ``model`` on :data:`TINY_X`."""
+    return torch.nn.functional.mse_loss(model(TINY_X), TINY_Y)

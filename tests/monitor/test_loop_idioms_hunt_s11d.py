@@ -13,19 +13,11 @@ import pytest
 import torch
 
 import lrkit
+from _helpers import TINY_X as X  # noqa: F401
+from _helpers import TINY_Y as Y  # noqa: F401
+from _helpers import tiny_loss as _loss
+from _helpers import tiny_model as _model
 from lrkit.monitor.checks import NonFinite
-
-X = torch.linspace(-1, 1, 96).reshape(24, 4)
-Y = X.sum(dim=1, keepdim=True).sin()
-
-
-def _model() -> torch.nn.Module:
-    torch.manual_seed(1)
-    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-
-
-def _loss(model: torch.nn.Module) -> torch.Tensor:
-    return torch.nn.functional.mse_loss(model(X), Y)
 
 
 def _nan_monitor(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: object = None,
