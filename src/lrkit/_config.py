@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lrkit._utils import (
+    as_scalar,
     canonical_name,
     describe_yaml_error,
     did_you_mean,
@@ -146,19 +147,8 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _scalar(v: Any) -> Any:
-    """A numpy scalar, 0-d numpy array or 0-d tensor as the plain Python number it holds (``np.int64(10)`` -> ``10``,
-    ``torch.tensor(0.5)`` -> ``0.5``); anything else as it is."""
-    if type(v) in (str, bool, int, float) or getattr(v, "ndim", None) != 0 or not callable(getattr(v, "item", None)):
-        return v
-    try:
-        return v.item()
-    except Exception:  # not a plain scalar after all: the checks below name it
-        return v
-
-
 def _to_float(key: str, v: Any) -> float:
-    v = _scalar(v)
+    v = as_scalar(v)
     if isinstance(v, str):
         try:
             if "_" in v:  # Python reads 1_0 as 10: a typo, not a number
@@ -176,7 +166,7 @@ def _to_float(key: str, v: Any) -> float:
 
 def _int(lo: int | None = None) -> Check:
     def check(key: str, v: Any) -> int:
-        v = _scalar(v)
+        v = as_scalar(v)
         if isinstance(v, str):
             try:
                 if "_" in v:  # Python reads 1_0 as 10: a typo, not a number
@@ -216,7 +206,7 @@ def _describe(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) 
 
 
 def _bool(key: str, v: Any) -> bool:
-    v = _scalar(v)
+    v = as_scalar(v)
     if isinstance(v, bool):
         return v
     if isinstance(v, int) and v in (0, 1):

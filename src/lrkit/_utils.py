@@ -258,6 +258,23 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     return v
 
 
+def as_scalar(value: Any) -> Any:
+    """A numpy scalar, 0-d numpy array or 0-d tensor as the plain Python number it holds; anything else as it is
+    (for the caller's own check to name).
+
+    >>> import numpy as np, torch
+    >>> as_scalar(np.int64(10)), as_scalar(torch.tensor(0.5)), as_scalar(np.array([1, 2])).shape
+    (10, 0.5, (2,))
+    """
+    if type(value) in (str, bool, int, float) or getattr(value, "ndim", None) != 0 or \
+            not callable(getattr(value, "item", None)):
+        return value
+    try:
+        return value.item()
+    except Exception:  # not a plain scalar after all
+        return value
+
+
 class MissingExtraError(ImportError):
     """An optional dependency is not installed; the message names the ``lrkit[extra]`` that brings it."""
 

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
+from lrkit._utils import as_scalar
 from lrkit.monitor.record import RollingRecord, robust_stats
 
 __all__ = [
@@ -73,14 +74,10 @@ def _plain(obj: Any, name: str) -> Any:
     """The field ``name`` of a (frozen) check, a numpy scalar, 0-d array or 0-d tensor in it replaced by the plain
     Python number it holds (``np.int64(50)`` -> ``50``), so thresholds compare, print and serialise as numbers."""
     value = getattr(obj, name)
-    if type(value) in (bool, int, float) or getattr(value, "ndim", None) != 0 or not hasattr(value, "item"):
-        return value
-    try:
-        value = value.item()
-    except Exception:  # not a plain scalar after all: the caller's check names it
-        return value
-    object.__setattr__(obj, name, value)
-    return value
+    plain = as_scalar(value)  # anything else: the caller's check names it
+    if plain is not value:
+        object.__setattr__(obj, name, plain)
+    return plain
 
 
 def _plain_counts(obj: Any) -> None:

@@ -45,7 +45,7 @@ import torch
 
 from lrkit._dlr import group_step_sizes
 from lrkit._state import Snapshot, _clone_tree
-from lrkit._utils import adapts_step_size, check_int, maximize_sign
+from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, LossAboveStart, ValidationRising, default_checks
 from lrkit.monitor.record import RollingRecord, _median
@@ -763,8 +763,7 @@ class Monitor:
             _check_scheduler(scheduler, optimizer)
         sign = _loss_sign(optimizer)
         for key, value in (("backoff", backoff), ("val_backoff", val_backoff)):  # numpy floats are numbers too
-            if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
-                value = value.item()  # a 0-d array or tensor: the number it holds
+            value = as_scalar(value)  # a 0-d array or tensor: the number it holds
             if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < 1):
                 raise ValueError(f"{key}={value!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
         if grad_scaler is not None and not all(
