@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["RNGState", "Snapshot"]
+__all__ = ["RNGState", "Snapshot", "inner_optimizers", "inner_snapshots"]
 
 
 @dataclass
@@ -112,6 +112,10 @@ class Snapshot:
     #: group's entry with another tensor (torch <= 2.9's ``SequentialLR`` does at a milestone), so a compiled or fused
     #: step that holds it keeps the live one. Empty: into whatever tensor the group holds at ``restore()``.
     group_tensor_refs: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    #: Snapshots (optimizer part only) of the optimizers this one wraps that keep a state of their own
+    #: (:func:`inner_optimizers`: ``ZeroRedundancyOptimizer``'s per-rank ``optim``, SAM's and Lookahead's
+    #: ``base_optimizer``), restored after it.
+    inner: list[Snapshot] = field(default_factory=list)
 
     @classmethod
     def capture(
@@ -121,8 +125,13 @@ class Snapshot:
         scheduler: Any = None,
         *,
         rng: bool = False,
+        as_inner: bool = False,
     ) -> Snapshot:
-        """Capture ``model`` (and ``optimizer``/``scheduler``/RNG when given) by value."""
+        """Capture ``model`` (and ``optimizer``/``scheduler``/RNG when given) by value.
+
+        ``as_inner=True`` captures the optimizer's own state, groups and attributes only — not its parameters outside
+        the model nor the optimizers it wraps — for an optimizer another one wraps (see :func:`inner_snapshots`).
+        """
         params = [p.detach().clone() for p in model.parameters()]
         grad_tensors = [p.grad for p in model.parameters()]
         grads = [None if g is None else g.detach().clone() for g in grad_tensors]
@@ -136,7 +145,7 @@ class Snapshot:
             opt_groups = [{k: _clone_tree(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
             other_state = {k: _clone_tree(s) for k, s in optimizer.state.items() if id(k) not in index}
             owned = {id(p) for p in model.parameters()}
-            extra_params = [p for p in dict.fromkeys(_opt_params(optimizer)) if id(p) not in owned]
+            extra_params = [] if as_inner else [p for p in dict.fromkeys(_opt_params(optimizer)) if id(p) not in owned]
             extra = [(p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone()) for p in extra_params]
             extra_grads = [p.grad for p in extra_params]
             attrs = {k: _clone_tree(v) for k, v in vars(optimizer).items() if isinstance(v, _ATTR_TYPES)}
@@ -152,6 +161,7 @@ class Snapshot:
             snapshot.opt_param_refs = _opt_params(optimizer)
             snapshot.group_tensor_refs = [{k: v for k, v in g.items() if k != "params" and isinstance(v, torch.Tensor)}
                                           for g in optimizer.param_groups]
+            snapshot.inner = [] if as_inner else inner_snapshots(optimizer)
         return snapshot
 
     @torch.no_grad()
@@ -206,6 +216,8 @@ class Snapshot:
                         now.copy_(v)
                     else:
                         attrs[k] = _clone_tree(v)
+            for inner in self.inner:
+                inner.restore()
         if self.scheduler is not None and self.sched_state is not None:
             self.scheduler.load_state_dict(_clone_tree(self.sched_state))
         if self.rng is not None:
@@ -236,3 +248,37 @@ _ATTR_TYPES = (bool, int, float, str, type(None), torch.Tensor)
 
 def _opt_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for g in optimizer.param_groups for p in g["params"]]
+
+
+def inner_optimizers(optimizer: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
+    """The optimizers ``optimizer`` wraps that keep a ``state`` of their own: attributes that are themselves
+    ``torch.optim.Optimizer`` objects with another ``state`` object, and theirs in turn — ``ZeroRedundancyOptimizer``'s
+    ``optim`` (this rank's shard of the state; the wrapper's own ``state`` stays empty), SAM's and Lookahead's
+    ``base_optimizer``. A wrapper that shares its base's ``state`` (accelerate's ``AcceleratedOptimizer``) has nothing
+    more to capture; a reference back to the wrapper is not followed.
+
+    >>> model = torch.nn.Linear(2, 1)
+    >>> inner_optimizers(torch.optim.SGD(model.parameters(), lr=0.1))
+    []
+    """
+    seen = [optimizer]
+    found: list[torch.optim.Optimizer] = []
+    todo = [optimizer]
+    while todo:
+        for value in vars(todo.pop()).values():
+            if isinstance(value, torch.optim.Optimizer) and all(value is not o for o in seen):
+                seen.append(value)
+                todo.append(value)
+                if all(getattr(value, "state", None) is not getattr(o, "state", None) for o in (optimizer, *found)):
+                    found.append(value)
+    return found
+
+
+def inner_snapshots(optimizer: torch.optim.Optimizer) -> list[Snapshot]:
+    """A :class:`Snapshot` of each of :func:`inner_optimizers` (its state, param groups and own attributes), without
+    parameters: theirs are the outer optimizer's, captured with the model."""
+    return [Snapshot.capture(_NO_MODEL, inner, as_inner=True) for inner in inner_optimizers(optimizer)]
+
+
+#: The model of an inner optimizer's snapshot: nothing to capture or restore.
+_NO_MODEL = torch.nn.Module()

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import torch
 
 from lrkit._dlr import group_step_sizes
-from lrkit._state import Snapshot, _clone_tree
+from lrkit._state import Snapshot, _clone_tree, inner_snapshots
 from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, LossAboveStart, ValidationRising, default_checks
@@ -1576,7 +1576,7 @@ class Monitor:
             _set_grad_enabled(prev)
         snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), buffers, modes, opt_state, groups,
                             sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs,
-                            opt_param_refs=opt_params)  # fmt: skip
+                            opt_param_refs=opt_params, inner=inner_snapshots(opt))  # fmt: skip
         return snapshot, params, live_buffers
 
     def _recapture(self, held: _Healthy | None, *, scheduler: bool
@@ -1645,7 +1645,8 @@ class Monitor:
             _set_grad_enabled(prev)
         n, m = len(params), len(params) + len(buffers)
         snapshot = Snapshot(model, opt, sched, dst[:n], [None] * n, dst[n:m], modes, opt_state, groups, sched_state,
-                            extra_params=extra, opt_other_state={}, opt_attrs=attrs, opt_param_refs=opt_params)
+                            extra_params=extra, opt_other_state={}, opt_attrs=attrs, opt_param_refs=opt_params,
+                            inner=inner_snapshots(opt))
         return snapshot, params, buffers, _Plan(index, dst, sig)
 
     def _trend_ok(self) -> bool:
