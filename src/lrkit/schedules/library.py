@@ -109,10 +109,14 @@ def _set_momentum_cycling(sched: Schedule, cycle_momentum: Any, base_momentum: A
 
 def _length(sched: Schedule, key: str, value: Any) -> float:
     """A decay length (``total_iters``, ``T_max``) in steps: ``value`` in the family's ``unit``, or the run length
-    when it is ``None``."""
+    when it is ``None``. A length that rounds to the run's length is the run's length: the run's own ``epochs x
+    steps_per_epoch`` is rounded to whole steps, so ``T_max=1.5`` epochs of 7 steps (10.5) ends with the 10-step
+    run instead of half a step after it, above the floor at the last step."""
     if value is None:
         return float(sched._require_total(key))
-    return sched._span(key, value, sched.unit, integer=False)  # type: ignore[attr-defined]
+    steps = sched._span(key, value, sched.unit, integer=False)  # type: ignore[attr-defined]
+    total = sched.total_steps
+    return float(total) if total is not None and round(steps) == total else steps
 
 
 def _floor_args(lrf: Any, eta_min: Any, peak: float | None) -> tuple[float | None, float | None]:
@@ -135,13 +139,39 @@ def _cos_anneal(floor: float, x: float, n: float) -> float:
     return floor + (1.0 - floor) * (1.0 + math.cos(math.pi * x / n)) / 2.0
 
 
-def _periods(label: str, size: int, end: int, kind: str) -> SpanSeq:
+def _periods(label: str, size: float, end: int, kind: str) -> SpanSeq:
     """One span per period of ``size`` steps up to the run's ``end`` (``"{label} k"``, the last cut short), computed
-    when asked for, never listed."""
+    when asked for, never listed. A fractional ``size`` (:func:`_period`) gives fractional boundaries, which the
+    phases round as :func:`_periods_before` does."""
     def period(k: int) -> Span:
         return f"{label} {k}", float(k * size), float(min((k + 1) * size, end)), kind
 
-    return SpanSeq.uniform(-(-end // size), period, integral=True)
+    if isinstance(size, int):
+        return SpanSeq.uniform(-(-end // size), period, integral=True)
+    return SpanSeq.uniform(math.ceil(end / size), period, min_len=size)
+
+
+def _period(sched: Schedule, key: str, value: Any, unit: str) -> float:
+    """A period (``step_size``, ``T_0``) in optimizer steps: an ``int`` when it is whole (torch's), else, when it
+    is longer than one step, the fractional length (1.5 epochs of 7 steps: 10.5), whose boundaries are rounded one
+    by one (:func:`_periods_before`) instead of rounding the period: a period rounded to 10 steps would drift half
+    a step a period and put a drop or a restart at 20 in a 21-step run of two 1.5-epoch periods."""
+    steps = sched._span(key, value, unit, integer=True)  # validated: at least one optimizer step
+    real = sched._span(key, value, unit, integer=False)
+    return float(real) if real > 1 and not float(real).is_integer() else int(steps)
+
+
+def _periods_before(t: float, size: float) -> int:
+    """How many period boundaries ``k * size`` (``k >= 1``), each rounded to a whole step as a run's length is,
+    are at or before step ``t``: ``t // size`` for a whole ``size``."""
+    if isinstance(size, int):
+        return int(t // size)
+    k = int(t // size)
+    while k > 0 and round(k * size) > t:
+        k -= 1
+    while round((k + 1) * size) <= t:
+        k += 1
+    return k
 
 
 def _levels(bounds: Sequence[float], total: int | None, name: Callable[[int], str], kind: str) -> list[Span]:
@@ -207,8 +237,9 @@ def _power(what: str, gamma: float, k: float, t: float) -> float:
 class StepDecay(Schedule):
     """Step decay (torch ``StepLR``): ``m(t) = gamma ** floor(t / S)``, ``S = step_size`` in steps.
 
-    ``step_size`` is in epochs by default (``unit="epoch"``: ÷10 every 30 epochs is ``step_size=30``), rounded
-    to whole optimizer steps; ``unit="step"`` gives it in optimizer steps.
+    ``step_size`` is in epochs by default (``unit="epoch"``: ÷10 every 30 epochs is ``step_size=30``); a
+    fractional number of optimizer steps (1.5 epochs of 7 steps) drops at each multiple rounded to a whole step
+    (10, 21, 32: no drift); ``unit="step"`` gives it in optimizer steps.
 
     >>> s = StepDecay(lr0=0.1, step_size=30, gamma=0.1, steps_per_epoch=100)
     >>> s.lr(2999), round(s.lr(3000), 12), round(s.lr(6000), 12)
@@ -233,10 +264,10 @@ class StepDecay(Schedule):
                          interval=interval)
         self.unit = _unit(unit)
         self.gamma = check_positive("gamma", gamma)
-        self.step_size = int(self._span("step_size", step_size, self.unit, integer=True))
+        self.step_size = _period(self, "step_size", step_size, self.unit)
 
     def _value(self, t: float) -> float:
-        return _power(f"step: gamma={self.gamma!r}", self.gamma, int(t // self.step_size), t)
+        return _power(f"step: gamma={self.gamma!r}", self.gamma, _periods_before(t, self.step_size), t)
 
     def _phase_spans(self) -> Sequence[Span]:
         end, size = self.total_steps, self.step_size
@@ -487,8 +518,9 @@ class CosineRestarts(Schedule):
 
     ``m(t) = f + (1 - f) * (1 + cos(pi * T_cur / T_i)) / 2``: cycle ``i`` lasts ``T_i = T_0 * T_mult ** i``
     steps and ``T_cur`` counts the steps since the last restart. ``T_0`` is in epochs by default
-    (``unit="epoch"``, rounded to whole steps). Floor ``f = eta_min / lr0`` (absolute, torch, default 0) or
-    ``lrf``.
+    (``unit="epoch"``); a fractional number of optimizer steps restarts at each cycle's end rounded to a whole step
+    (no drift: two 1.5-epoch cycles of 7-step epochs end with the 21-step run). Floor ``f = eta_min / lr0``
+    (absolute, torch, default 0) or ``lrf``.
 
     >>> s = CosineRestarts(lr0=1.0, T_0=10, T_mult=2, unit="step")
     >>> s(0), round(s(5), 12), s(10), s(30)
@@ -515,21 +547,33 @@ class CosineRestarts(Schedule):
                          interval=interval)
         lrf_v, eta = _floor_args(lrf, eta_min, self._peak)
         self.unit = _unit(unit)
-        self.T_0 = int(self._span("T_0", T_0, self.unit, integer=True))
+        self.T_0 = _period(self, "T_0", T_0, self.unit)
         self.T_mult = _check_count("T_mult", T_mult)
         self.lrf, self.eta_min = lrf_v, 0.0 if eta is None else eta
 
     def _cycle(self, t: float) -> tuple[int, float, float]:
-        """(cycle index, start step of the cycle, its length)."""
+        """(cycle index, start step of the cycle, its length); a fractional ``T_0``'s cycles run between their
+        ends rounded to whole steps."""
+        if isinstance(self.T_0, int):
+            if self.T_mult == 1:
+                i = int(t // self.T_0)
+                return i, float(i * self.T_0), float(self.T_0)
+            start, length, i = 0.0, float(self.T_0), 0
+            while t >= start + length:
+                start += length
+                length *= self.T_mult
+                i += 1
+            return i, start, length
         if self.T_mult == 1:
-            i = int(t // self.T_0)
-            return i, float(i * self.T_0), float(self.T_0)
-        start, length, i = 0.0, float(self.T_0), 0
-        while t >= start + length:
+            i = _periods_before(t, self.T_0)
+            first = round(i * self.T_0)
+            return i, float(first), float(round((i + 1) * self.T_0) - first)
+        start, length, i = 0.0, self.T_0, 0
+        while t >= round(start + length):
             start += length
             length *= self.T_mult
             i += 1
-        return i, start, length
+        return i, float(round(start)), float(round(start + length) - round(start))
 
     _floor = Cosine._floor
 
@@ -951,6 +995,8 @@ class WSD(Composed):
         d = _steps_from("decay", decay_steps, decay_epochs, decay_frac, total, spe)
         if d is None:
             raise ValueError("wsd needs the decay length: decay_steps=..., decay_frac=... or decay_epochs=...")
+        if w + d > total:
+            w, d = _fill_exactly(w, d, total, warmup_steps, warmup_epochs, decay_steps, decay_epochs, decay_frac, spe)
         stable = total - w - d
         if stable < 0:
             raise ValueError(_wsd_too_long(w, d, total, spe, warmup_epochs is not None, decay_epochs is not None,
@@ -971,6 +1017,31 @@ class WSD(Composed):
 
     def _phase_spans(self) -> list[Span]:
         return [("stable" if name == "constant" else name, s, e, kind) for name, s, e, kind in super()._phase_spans()]
+
+
+def _fill_exactly(w: int, d: int, total: int, warmup_steps: Any, warmup_epochs: Any, decay_steps: Any,
+                  decay_epochs: Any, decay_frac: Any, spe: float | None) -> tuple[int, int]:
+    """``wsd``'s warmup and decay lengths ``(w, d)``, each rounded to whole steps on its own, when they round past
+    the ``total``-step run: if the lengths as given, added before rounding, fill the run (to the nearest step, as
+    the run's own ``epochs x steps_per_epoch`` is rounded), the warmup ends at its rounded step and the decay takes
+    the steps left, so the last phase ends where the run does, as a boundary rounded once would; otherwise
+    ``(w, d)`` as they are, for the caller's "do not fit" error.
+
+    ``warmup_epochs=0.5, decay_epochs=2.5`` of a 3-epoch run of 7 steps an epoch: 3.5 and 17.5 steps fill the
+    21-step run, but round to 4 + 18 = 22; they get 4 + 17."""
+    def real(steps: Any, epochs: Any, frac: Any) -> float:
+        if steps is not None:
+            return float(steps)
+        if epochs is not None:
+            return float(epochs) * spe  # type: ignore[operator]  # _steps_from needed spe for an epoch length
+        return 0.0 if frac is None else float(frac) * total
+
+    exact = real(warmup_steps, warmup_epochs, None) + real(decay_steps, decay_epochs, decay_frac)
+    if exact > (total + 0.5) * (1 + 1e-12):  # over by more than rounding (1e-12: 0.7 + 0.3 epochs in floats)
+        return w, d
+    over = w + d - total  # 1: each length rounds up by at most half a step
+    cut = min(over, d - 1)  # the decay gives the steps back, keeping one; the warmup the rest
+    return w - (over - cut), d - cut
 
 
 def _wsd_too_long(w: int, d: int, total: int, spe: float | None, warm_epochs: bool, decay_epochs: bool,
