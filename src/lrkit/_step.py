@@ -62,8 +62,11 @@ def move_to(obj: Any, device: torch.device) -> Any:
         # non_blocking only towards an accelerator: a non-blocking copy to the CPU may be read before it has landed
         return obj if obj.device == device else obj.to(device, non_blocking=device.type != "cpu")
     if cls is list or cls is tuple or (not isinstance(obj, Mapping) and isinstance(obj, (list, tuple))):
-        moved = [move_to(v, device) for v in obj]
-        return obj if all(m is v for m, v in zip(moved, obj)) else rebuild_like(obj, moved)
+        for i, v in enumerate(obj):  # nothing allocated while every item stays as it is (the usual case)
+            m = move_to(v, device)
+            if m is not v:
+                return rebuild_like(obj, [*obj[:i], m, *(move_to(w, device) for w in obj[i + 1:])])
+        return obj
     if isinstance(obj, Mapping):
         moved_items = {k: move_to(v, device) for k, v in obj.items()}
         return obj if all(moved_items[k] is v for k, v in obj.items()) else rebuild_like(obj, moved_items)

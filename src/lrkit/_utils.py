@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import numbers
 import os
 import secrets
@@ -215,9 +216,9 @@ def _real_path(path: Path) -> Path:
         return path
 
 
-def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
-    """Validate an integer (numpy/torch integer scalars too, never a bool) ``>= minimum``; raise ``ValueError``
-    naming it, with ``hint`` appended.
+def check_int(name: str, value: Any, minimum: int, hint: str = "", *, maximum: int | None = None) -> int:
+    """Validate an integer (numpy/torch integer scalars too, never a bool) ``>= minimum`` (and ``<= maximum`` when
+    given); raise ``ValueError`` naming it, with ``hint`` appended.
 
     >>> check_int("num_steps", 20, 10)
     20
@@ -225,10 +226,30 @@ def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
     Traceback (most recent call last):
     ...
     ValueError: num_steps=5 must be an integer >= 10 (100 is typical)
+    >>> check_int("num_steps", 10**400, 10, " (100 is typical)", maximum=10**6)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_steps=1.00e+400 must be at most 1,000,000 (100 is typical)
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}={value!r} must be an integer >= {minimum}{hint}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}={_int_text(int(value))} must be at most {maximum:,}{hint}")
     return int(value)
+
+
+def _int_text(n: int) -> str:
+    """``n`` with thousands separators, or as ``1.23e+400`` when it is too long to read (or for ``str()``, past 4300
+    digits): exact integer arithmetic, no float overflow."""
+    if n < 10**16:
+        return f"{n:,}"
+    exponent = int(math.log10(n))  # may be one off at a power of ten (float rounding): fixed below
+    lead = n // 10 ** (exponent - 2)  # the three leading digits
+    if lead >= 1000:
+        exponent, lead = exponent + 1, lead // 10
+    elif lead < 100:
+        exponent, lead = exponent - 1, n // 10 ** (exponent - 3)
+    return f"{lead / 100:.2f}e+{exponent}"
 
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:

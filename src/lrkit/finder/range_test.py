@@ -12,6 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from lrkit._step import (
 )
 from lrkit._utils import adapts_step_size, check_int, check_positive, maximize_sign, unknown_name_error
 from lrkit.finder import suggest as _suggest
-from lrkit.finder.result import FinderResult
+from lrkit.finder.result import MIN_STOPPED_POINTS, FinderResult
 
 __all__ = ["find_lr", "group_scales"]
 
@@ -252,6 +253,8 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
 
 #: The most steps a range test takes (its LRs are allocated up front); 100 is typical.
 _MAX_STEPS = 1_000_000
+#: Steps before the divergence check's best smoothed loss counts (a non-finite loss stops the test at any step).
+_DIVERGE_WARMUP = 4
 
 
 def _schedule(start_lr: float, end_lr: float, num_steps: int, mode: str) -> np.ndarray:
@@ -516,14 +519,14 @@ def find_lr(
         raise unknown_name_error("mode", mode, ["exp", "linear"])
     if rule not in _suggest.RULES:
         raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
-    num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)")
-    if num_steps > _MAX_STEPS:  # the sweep is allocated up front
-        raise ValueError(f"num_steps={num_steps:,} must be at most {_MAX_STEPS:,} (100 is typical)")
+    num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)", maximum=_MAX_STEPS)  # allocated up front
     if isinstance(amp, (torch.Tensor, np.ndarray)):  # its truth value would be ambiguous deep inside the step
         if amp.ndim != 0:
             raise ValueError(f"amp={amp!r:.80} must be True, False, 'bf16' or 'fp16'")
         amp = amp.item()
-    accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1)
+    # each step draws this many batches: 10**400 would run for ever
+    accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1,
+                                   " (the batches of one optimizer step; 1 to 64 is typical)", maximum=_MAX_STEPS)
     if check_positive("diverge_factor", diverge_factor) <= 1:
         raise ValueError(f"diverge_factor={diverge_factor!r} must be > 1 (4 is typical)")
     diverge_factor = float(diverge_factor)
@@ -596,6 +599,9 @@ def find_lr(
     params = [p for g in optimizer.param_groups for p in g["params"]]
     distributed = _distributed()
     groups = list(zip(optimizer.param_groups, scales))
+    # The usual case takes no detours: this loop's cost per step must match a bare training loop's.
+    plain = isinstance(autocast, nullcontext)
+    plain_step = not needs_closure and scaler is None and max_grad_norm is None
 
     def forward_backward(micro: list[Any]) -> float:
         """Accumulate the gradients of ``micro`` (its batches' mean loss) and return that mean loss."""
@@ -604,8 +610,11 @@ def find_lr(
             batch = move_to(batch, dev)
             # (also when the caller's region is disabled or for another device: any region keeps the cache alive)
             torch.clear_autocast_cache()
-            with autocast:
+            if plain:
                 loss = batch_loss(model, batch, loss_fn, step_fn)
+            else:
+                with autocast:
+                    loss = batch_loss(model, batch, loss_fn, step_fn)
             # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
             scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
             try:
@@ -635,6 +644,8 @@ def find_lr(
             optimizer.zero_grad(set_to_none=True)
             if distributed and i == 0:
                 micro = _first_batches_on_every_rank(lambda: [next(batches) for _ in range(accumulation_steps)], dev)
+            elif accumulation_steps == 1:
+                micro = [next(batches)]
             else:
                 micro = [next(batches) for _ in range(accumulation_steps)]
             value = forward_backward(micro) * sign
@@ -652,16 +663,20 @@ def find_lr(
                     )
                 stop_reason = "non-finite"
                 break
-            # Same EMA as fastai's divergence check, so the stop point is comparable across tools.
+            # Same EMA as fastai's divergence check, so the stop point is comparable across tools. Its first values
+            # are the plain mean of the first few losses, so the best counts from step _DIVERGE_WARMUP on: an easy
+            # first batch (a loss 20x below the others') would otherwise be a best that every ordinary batch after it
+            # is far above, and the test would "diverge" at its second step.
             avg = 0.98 * avg + 0.02 * value
             smoothed = avg / (1 - 0.98 ** (i + 1))
-            if smoothed < best:
-                best = smoothed
-            # smoothed > diverge_factor * best, sign-safe: a loss that can be negative (a log-likelihood, an offset
-            # MSE) diverges when it has risen by (diverge_factor - 1) times its best's magnitude
-            if i > 0 and smoothed - best > (diverge_factor - 1.0) * abs(best):
-                stop_reason = "diverged"
-                break
+            if i >= _DIVERGE_WARMUP:
+                if smoothed < best:
+                    best = smoothed
+                # smoothed > diverge_factor * best, sign-safe: a loss that can be negative (a log-likelihood, an
+                # offset MSE) diverges when it has risen by (diverge_factor - 1) times its best's magnitude
+                elif smoothed - best > (diverge_factor - 1.0) * abs(best):
+                    stop_reason = "diverged"
+                    break
             closure = None
             if fresh_each_step:
                 # LBFGS's curvature pairs (s, y) and scale H_diag = s·y / y·y carry over between steps. Here the
@@ -676,7 +691,10 @@ def find_lr(
                     optimizer.zero_grad(set_to_none=True)
                     return torch.tensor(forward_backward(micro))
 
-            optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm)
+            if plain_step:
+                optimizer.step()
+            else:
+                optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm)
     finally:
         snapshot.restore()
         for gen, state in generators:
@@ -725,7 +743,7 @@ def _quality_warnings(result: FinderResult) -> list[str]:
     """Notes about curves too short or too flat to judge, each saying what to change."""
     notes = []
     lrs, losses = result._curve()
-    if len(losses) < 10:
+    if len(losses) < MIN_STOPPED_POINTS:
         notes.append(
             f"the range test stopped after {len(losses)} steps ({result.stop_reason} at lr={lrs[-1]:.3g}) — too short "
             f"to judge; lower start_lr (now {result.start_lr:g}) or raise num_steps (now {result.num_steps})"

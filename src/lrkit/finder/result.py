@@ -17,6 +17,9 @@ from lrkit.finder import suggest as _suggest
 __all__ = ["FinderResult"]
 
 _MIN_POINTS = 3
+#: A test that stopped (diverged, non-finite) with fewer finite losses than this is too short to judge: the loss rose
+#: from its first steps, so every LR it tried was already too high (the range test warns at the same length).
+MIN_STOPPED_POINTS = 10
 _STOP_REASONS = ("completed", "diverged", "non-finite")
 #: The keyword options of the robust rule that :meth:`FinderResult.suggest` passes through.
 _ROBUST_OPTIONS = ("backoff_decades", "plateau_backoff_decades", "plateau_rise", "noise_band", "dip_rise", "passes",
@@ -41,6 +44,8 @@ def _numbers(name: str, values: Any) -> list[float]:
         values = values.tolist()
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
         raise ValueError(f"{name}={values!r}: a range-test record's {name} are a list of numbers")
+    if set(map(type, values)) <= {float}:  # the usual case (a range test's own record), checked in one pass
+        return list(values)
     for i, v in enumerate(values):
         if not _is_real(v):
             raise ValueError(f"{name}[{i}]={v!r}: a range-test record's {name} are numbers")
@@ -310,13 +315,23 @@ class FinderResult:
         return float(t_lrs[int(np.argmin(_suggest.smooth_curve(t_losses)))])
 
     def _judgeable(self) -> bool:
-        """Whether the curve has finite losses at enough different LRs (3) for the rules to read an LR off it."""
-        return len(np.unique(self._curve()[0])) >= _MIN_POINTS
+        """Whether the curve has finite losses at enough different LRs (3) for the rules to read an LR off it, and,
+        when the test stopped early, at least :data:`MIN_STOPPED_POINTS` of them."""
+        lrs = self._curve()[0]
+        stopped_short = self.stop_reason != "completed" and len(lrs) < MIN_STOPPED_POINTS
+        return len(np.unique(lrs)) >= _MIN_POINTS and not stopped_short
 
     def _check_judgeable(self) -> None:
         if not self._judgeable():
             last = f" at lr={self.lrs[-1]:.3g}" if self.lrs else ""
             lrs = self._curve()[0]
+            if len(np.unique(lrs)) >= _MIN_POINTS:  # enough points, but a test that stopped within its first steps
+                raise ValueError(
+                    f"cannot suggest an LR: the range test stopped ({self.stop_reason}{last}) after "
+                    f"{self.num_steps_run} steps, too short to judge (a test that stops needs {MIN_STOPPED_POINTS} "
+                    f"finite losses): the loss rose from the start, so every LR it tried was too high; lower start_lr "
+                    f"(now {self.start_lr:g}) so the test sees the loss fall before it diverges"
+                )
             distinct = len(np.unique(lrs))
             at = f" at {distinct} different LRs" if distinct < len(lrs) else ""
             raise ValueError(

@@ -75,8 +75,12 @@ FINDER_END_LR = 10.0
 SPACING = 2.0
 #: A trial shorter than this is too short to judge; fewer candidates are tried instead.
 MIN_TRIAL_STEPS = 8
-#: A trial is stopped as diverged when its training loss exceeds this multiple of its first loss (or is not finite).
+#: A trial is stopped as diverged when its training loss exceeds this multiple of its first loss and of the typical
+#: starting loss (or is not finite); see :func:`_diverged`.
 DIVERGE_FACTOR = 10.0
+#: The typical starting loss the trials' divergence check reads is the median of the range test's first this-many
+#: losses (see :func:`_start_reference`).
+REFERENCE_STEPS = 5
 #: A trial "did not learn" when its validation loss is not at least this fraction below the starting one.
 MIN_PROGRESS = 0.005
 #: ``"guard"`` (default: move only where the short-horizon bias cannot mislead) or ``"bracket"`` (pick the best of
@@ -390,14 +394,38 @@ def _seed_everything(seed: int, generator: torch.Generator | Iterable[torch.Gene
 _NO_AMP = contextlib.nullcontext()
 
 
-def _diverged(value: float, first: float) -> bool:
-    """Whether a trial's training loss ``value`` counts as diverged against its first loss ``first``: not finite,
-    or above ``DIVERGE_FACTOR × first`` (for a negative ``first``: risen by ``(DIVERGE_FACTOR - 1) × |first|``)."""
+def _blown_up(value: float, ref: float) -> bool:
+    """Whether ``value`` is above ``DIVERGE_FACTOR × ref`` (for a negative ``ref``: risen by
+    ``(DIVERGE_FACTOR - 1) × |ref|``)."""
+    if ref >= 0:
+        return value > DIVERGE_FACTOR * max(ref, 1e-12)
+    return value > ref - (DIVERGE_FACTOR - 1) * ref
+
+
+def _diverged(value: float, first: float, reference: float | None = None) -> bool:
+    """Whether a trial's training loss ``value`` counts as diverged: not finite, or a ``DIVERGE_FACTOR`` blow-up
+    (:func:`_blown_up`) against both the trial's first loss ``first`` and ``reference``, the typical loss at the
+    starting weights (:func:`_start_reference`; ``None``: against ``first`` alone).
+
+    Why both: ``first`` is one batch, and an easy one (a regression batch with tiny targets: 0.02 where the loss is
+    usually 0.5) made a healthy trial's ordinary second loss a "25x blow-up". ``reference`` is the median over
+    several batches at the starting weights, so one atypical batch cannot set it, and a trial that starts typically
+    is still stopped at the first blown-up step (no warm-up steps without a verdict, which a median of the trial's
+    own first losses would need). Asking for a blow-up against ``first`` too keeps the check never stricter than the
+    first loss alone: a loss below ten times the trial's own start is not called divergence whatever the range test
+    read (one whose first steps already trained, with a high ``start_lr``, reads a lower reference)."""
     if not math.isfinite(value):
         return True
-    if first >= 0:
-        return value > DIVERGE_FACTOR * max(first, 1e-12)
-    return value > first - (DIVERGE_FACTOR - 1) * first
+    return _blown_up(value, first) and (reference is None or _blown_up(value, reference))
+
+
+def _start_reference(finder: FinderResult) -> float | None:
+    """The typical training loss at the starting weights: the median of the range test's first
+    :data:`REFERENCE_STEPS` finite losses (``None`` when it has none). The range test starts at a tiny LR
+    (:data:`FINDER_START_LR`) from the trials' starting state, on the same loader with the same loss, so its first
+    losses are the starting loss over several batches: the median is robust to an easy or a hard one."""
+    head = [float(v) for v in finder.losses[:REFERENCE_STEPS] if math.isfinite(v)]
+    return float(np.median(head)) if head else None
 
 
 def _no_progress_bound(l0: float) -> float:
@@ -469,11 +497,13 @@ def _run_trial(
     max_grad_norm: float | None,
     device: torch.device,
     amp: bool | str = False,
+    reference: float | None = None,
 ) -> tuple[int, bool, list[float]]:
     """Train ``steps`` steps at peak LR ``peak`` on the compressed schedule; return (steps run, diverged, losses).
 
     As the run would: ``amp`` autocast (with a GradScaler for float16 on CUDA), clipping, accumulation, and a
-    closure for optimizers that need one (LBFGS).
+    closure for optimizers that need one (LBFGS). The trial stops at the first diverged loss (:func:`_diverged`:
+    against its first loss and ``reference``, the typical starting loss, :func:`_start_reference`).
     """
     from lrkit.finder.range_test import _needs_closure
 
@@ -518,7 +548,7 @@ def _run_trial(
         losses.append(value)
         if first is None:
             first = value
-        if _diverged(value, first):
+        if _diverged(value, first, reference):
             return step + 1, True, losses
         closure = None
         if needs_closure:
@@ -760,6 +790,7 @@ def choose_lr0(
             lr = s
         else:
             scales = group_scales(optimizer)
+            reference = _start_reference(finder)  # the trials' divergence check: see _diverged
             steps = plan.trial_steps
             horizon = (total_steps / steps) ** HORIZON_EXPONENT if SEARCH == "bracket" else 1.0
             scored_on = "validation" if val_loader is not None else "training"
@@ -769,9 +800,16 @@ def choose_lr0(
             else:
                 start_loss = None
             snapshot.restore()
-            # without a val_loader, the first trial that trains sets the reference: the mean training loss over its
-            # first fifth, against the score's mean over its last fifth (a single first batch is too noisy)
-            start: list[Any] = [start_loss, "before training" if start_loss is not None else "in its first fifth"]
+            # without a val_loader, the reference is the training loss at the starting weights: the median of the
+            # range test's first losses (several batches at a tiny LR, so neither one easy batch nor a short trial's
+            # few first batches can set it), against the score's mean over each trial's last fifth. Without those,
+            # the first trial that trains sets it: its mean training loss over its first fifth.
+            if start_loss is not None:
+                start: list[Any] = [start_loss, "before training"]
+            elif reference is not None and math.isfinite(reference):
+                start = [reference, f"at the start (the median of the range test's first {REFERENCE_STEPS} losses)"]
+            else:
+                start = [None, "in its first fifth"]
             say(
                 f"lr0=auto: up to {plan.num_trials} trials of {steps} steps (the run's schedule compressed "
                 f"{total_steps / steps:.0f}x), scored on {scored_on} loss"
@@ -787,7 +825,7 @@ def choose_lr0(
                 try:
                     n, diverged, losses = _run_trial(
                         model, optimizer, scales, peak * horizon, steps, batches, make_scheduler, loss_fn, step_fn,
-                        accumulate, max_grad_norm, device, amp,
+                        accumulate, max_grad_norm, device, amp, reference,
                     )
                 finally:
                     _close(batches)  # its worker processes go now, also when an exception's traceback is kept
