@@ -179,6 +179,16 @@ class LRSchedulerAdapter(LRScheduler):
             raise TypeError(f"optimizer={type(optimizer).__name__} is not a torch.optim.Optimizer")
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule={schedule!r} is not an lrkit Schedule (use lrkit.schedules.from_spec)")
+        step = optimizer.step
+        if not hasattr(step, "_wrapped_by_lr_sched") and not hasattr(step, "__func__"):
+            # torch's LRScheduler.__init__ re-wraps the bound method optimizer.step (step.__func__) and fails with an
+            # AttributeError on anything else — checked before any group is touched
+            raise TypeError(
+                f"optimizer.step is {type(step).__name__} {getattr(step, '__name__', step)!r}, not the optimizer's "
+                "own method (optimizer.step = torch.compile(optimizer.step)?): a torch LR scheduler wraps that "
+                "method, so build the scheduler first and compile the step after it, or compile a function that "
+                "calls it (@torch.compile def step(): optimizer.step())"
+            )
         last_step = _as_int(last_step)
         if isinstance(last_step, bool) or not isinstance(last_step, int) or last_step < -1:
             raise ValueError(f"last_step={last_step!r} must be an int >= -1 (-1 starts a fresh run)")

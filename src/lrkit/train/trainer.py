@@ -9,10 +9,12 @@ optimizer, a schedule and a monitor; the loop runs them; every epoch leaves its 
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import inspect
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -440,7 +442,7 @@ class _Trainer:
         if isinstance(old, dict) and old.get("format") == _run.CHECKPOINT_FORMAT and old.get("epoch") == epoch:
             return
         best = {k: v for k, v in ck.items() if k not in _NOT_IN_BEST}
-        best["model"] = ck.get("best_model", ck["model"])
+        best["model"] = _without_compiled_prefix(ck.get("best_model", ck["model"]))  # the plain model's names
         _run.save_checkpoint(path, best)
         self.log(f"resume: {path} was older than the best epoch ({epoch}) recorded in last.pt (the run was killed "
                  "while saving it); rewrote it from last.pt")
@@ -501,7 +503,7 @@ class _Trainer:
         self.model = build_model(cfg.model, info).to(self.device)
         # model=None is the default built-in, named as model=<that name> would name it ("mlp", not the class "MLP")
         self.model_name = (cfg.model if isinstance(cfg.model, str)
-                           else default_model_name(info) if cfg.model is None else type(self.model).__name__)
+                           else default_model_name(info) if cfg.model is None else _model_class_name(self.model))
 
         train_loader, val_loader, sampler = self.data.loaders(batch=cfg.batch, workers=cfg.workers, seed=cfg.seed)
         self.model_dtype = _floating_dtype(self.model)
@@ -1124,11 +1126,12 @@ class _Trainer:
             raise ValueError(f"resume: the data changed since the run was saved ({k}: {_brief(saved[k])} then, "
                              f"{_brief(now[k])} now); resume with the same data, or start a new run")
         try:
-            self.model.load_state_dict(ck["model"])
+            # the plain model's names, whether this run or the saved one was compiled (see _saved_module)
+            _saved_module(self.model).load_state_dict(_without_compiled_prefix(ck["model"]))
             self.optimizer.load_state_dict(ck["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise ValueError(f"resume: the model or its parameter groups differ from the run's checkpoint "
-                             f"{self.ckpt_path} ({_first_line(e)}); pass the same model, freeze, backbone_lr_scale "
+                             f"{self.ckpt_path} ({_load_error(e)}); pass the same model, freeze, backbone_lr_scale "
                              "and layer_decay as the run") from None
         self.scheduler.load_state_dict(ck["scheduler"])
         if int(ck["total_steps"]) != self.total_steps:
@@ -1169,7 +1172,7 @@ class _Trainer:
             "schedule_total_steps": self.plan_total,
             "finished": finished,
             "stopped_early": stopped_early,
-            "model": self.model.state_dict(),
+            "model": _saved_module(self.model).state_dict(),  # no "_orig_mod." for a compiled model
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -1236,7 +1239,7 @@ class _Trainer:
                 validated = None  # best.pt holds the weights that scored the metric, whatever the monitor does next
                 if self.monitor is not None and not stop_now:
                     if improved:
-                        validated = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                        validated = {k: v.detach().clone() for k, v in _saved_module(self.model).state_dict().items()}
                     # a validation loss that rose clearly above its best: back to the best weights, lower LR
                     stop_now = self.monitor.after_validation(val_loss)
                 if getattr(self.scheduler.schedule, "stateful", False):
@@ -1509,6 +1512,43 @@ _SHAPE_KEYS = ("lrf", "cos_lr", "warmup_epochs", "warmup_momentum", "warmup_bias
 _NOT_IN_BEST = ("optimizer", "scheduler", "scaler", "monitor", "best_model")
 
 
+#: the attribute and name prefix under which ``torch.compile``'s ``OptimizedModule`` keeps the model it compiled
+_COMPILED = "_orig_mod"
+
+
+def _saved_module(model: torch.nn.Module) -> torch.nn.Module:
+    """The model whose ``state_dict()`` a checkpoint's ``"model"`` holds: under ``torch.compile``'s wrapper (any
+    depth) the model it compiled, whose names carry no ``_orig_mod.`` — so ``best.pt``/``last.pt`` load into the plain
+    model with ``model.load_state_dict(ckpt["model"])``, and a run resumes compiled or not. The wrapper has no
+    tensors of its own: both ``state_dict``s hold the same tensors."""
+    dynamo = sys.modules.get("torch._dynamo.eval_frame")  # loaded once anything was compiled
+    wrapper = getattr(dynamo, "OptimizedModule", None)
+    for _ in range(8):
+        inner = model._modules.get(_COMPILED) if wrapper is not None and isinstance(model, wrapper) else None
+        if not isinstance(inner, torch.nn.Module):
+            break
+        model = inner
+    return model
+
+
+def _model_class_name(model: torch.nn.Module) -> str:
+    """The class of the model a run trains (logs, ``args.yaml``): ``"Net"``, or ``"Net (torch.compile)"`` for
+    ``torch.compile(Net())`` rather than the wrapper's ``OptimizedModule``."""
+    inner = _saved_module(model)
+    return type(inner).__name__ + (" (torch.compile)" if inner is not model else "")
+
+
+def _without_compiled_prefix(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A model ``state_dict`` whose every key starts with ``_orig_mod.`` (saved from a ``torch.compile``d model, as
+    ``last.pt`` was before lrkit saved the plain names) with the prefix taken off, for the plain model; any other
+    ``state`` as it is."""
+    prefix = f"{_COMPILED}."
+    while state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
+        state = copy.copy(state)  # an OrderedDict keeps its _metadata (module versions), renamed with the keys
+        torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, prefix)  # type: ignore[arg-type]
+    return state
+
+
 def _same_tensors(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return a.keys() == b.keys() and all(
         not isinstance(a[k], torch.Tensor) or (a[k].shape == b[k].shape and torch.equal(a[k], b[k])) for k in a
@@ -1608,6 +1648,17 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _load_error(e: BaseException) -> str:
+    """The first line of a ``load_state_dict`` error, with the line after it when the first only announces it
+    (torch's ``Error(s) in loading state_dict for Net:`` — the next names the missing/unexpected keys or sizes),
+    cut to 300 characters."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _brief(v: Any) -> str:
