@@ -689,7 +689,11 @@ def find_lr(
 
                 def closure(micro: list[Any] = micro) -> torch.Tensor:
                     optimizer.zero_grad(set_to_none=True)
-                    return torch.tensor(forward_backward(micro))
+                    loss = forward_backward(micro)
+                    # Under torch.distributed, the mean over ranks (the loss of DDP's averaged gradients): LBFGS's
+                    # line search and tolerance_change test read it, and a per-rank loss would make the ranks take
+                    # different numbers of evaluations, i.e. of DDP's gradient all-reduces (a mismatch or a hang).
+                    return torch.tensor(_dist_mean(loss, dev) if distributed else loss)
 
             if plain_step:
                 optimizer.step()

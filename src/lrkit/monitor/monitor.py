@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import torch
 
 from lrkit._dlr import group_step_sizes
-from lrkit._state import Snapshot, _clone_tree, inner_snapshots
+from lrkit._state import _NO_MODEL, Snapshot, _clone_tree, inner_optimizers, inner_snapshots
 from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, LossAboveStart, ValidationRising, default_checks
@@ -547,8 +547,26 @@ def _healthy_state(held: _Healthy, params: list[torch.Tensor], buffers: list[tor
         "sched_state": _clone_tree(snap.sched_state),
         "extra_params": [_clone_tree(value) for _, value, _ in snap.extra_params],
         "opt_attrs": _clone_tree(snap.opt_attrs),
+        "opt_other_state": _plain_keyed(snap.opt_other_state),
         "scaler": _clone_tree(held.scaler),
+        # the wrapped optimizers' own state (ZeroRedundancyOptimizer's shard, SAM's base_optimizer), in
+        # inner_optimizers() order; the rank says whose shard a sharded one holds
+        "inner": [{"opt_state": _clone_tree(s.opt_state), "opt_groups": _clone_tree(s.opt_groups),
+                   "opt_attrs": _clone_tree(s.opt_attrs), "opt_other_state": _plain_keyed(s.opt_other_state),
+                   "rank": _rank()} for s in snap.inner],
     }
+
+
+def _plain_keyed(other_state: Mapping[Any, Any]) -> dict[Any, Any]:
+    """The optimizer state kept under keys that are not parameters (a global step counter), copied, for a saved
+    snapshot: the entries under plain keys (a string, a number), which a checkpoint can hold."""
+    return {k: _clone_tree(v) for k, v in other_state.items() if type(k) in _ATOMIC}
+
+
+def _rank() -> int | None:
+    """This process's rank under torch.distributed, ``None`` outside it."""
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else None
 
 
 @dataclass
@@ -1133,7 +1151,10 @@ class Monitor:
                 optimizer's and the scheduler's state). Without it, the monitor takes a fresh snapshot at the next
                 healthy step after :meth:`load_state_dict`, so a rollback soon after a resume may go back to a
                 different state than it would have without the interruption; with it (what ``lrkit.train`` saves
-                in ``last.pt``) the resumed run makes the same decisions as the uninterrupted one.
+                in ``last.pt``) the resumed run makes the same decisions as the uninterrupted one. The snapshot
+                includes the state of the optimizers the one passed wraps (SAM's ``base_optimizer``,
+                ``ZeroRedundancyOptimizer``'s shard: under torch.distributed, save and load each rank's own) and
+                optimizer state under keys that are not parameters.
 
         >>> model = torch.nn.Linear(2, 1)
         >>> monitor = Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1))
@@ -1301,10 +1322,59 @@ class Monitor:
             _clone_tree(saved["sched_state"]) if self.scheduler is not None else None,
             extra_params=[(p, v.clone(), None) for p, v in zip(extra, saved_extra)],
             opt_attrs=None if attrs is None else _clone_tree(dict(attrs)),
+            # absent in states saved before it was kept
+            opt_other_state=_clone_tree(dict(saved.get("opt_other_state", {}))),
         )
+        # absent in states saved before the wrapped optimizers' snapshots were kept: none, as then
+        snapshot.inner = self._load_inner(list(saved.get("inner", [])), what)
         scaler = saved.get("scaler")  # absent in states saved before the scaler was part of a snapshot
         return _Healthy(snapshot, int(saved["step"]), float(saved["lr_scale"]), _clone_tree(dict(saved["record"])),
                         (members, buffers), None if scaler is None else _clone_tree(dict(scaler)))
+
+    def _load_inner(self, saved: list[Mapping[str, Any]], what: str) -> list[Snapshot]:
+        """The snapshots of the optimizers this one wraps (:func:`lrkit._state.inner_optimizers`) from a held
+        snapshot's ``"inner"`` entries, checked against them first."""
+        if not saved:
+            return []
+        inners = inner_optimizers(self.optimizer)
+        if len(saved) != len(inners):
+            names = ", ".join(type(o).__name__ for o in inners) or "none"
+            raise ValueError(
+                f"Monitor state_dict: its {what} snapshot holds the state of {len(saved)} wrapped optimizer(s), "
+                f"{type(self.optimizer).__name__} has {len(inners)} ({names}); load it into a monitor of the same "
+                "optimizer"
+            )
+        outer = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        rank = _rank()
+        out = []
+        for inner, entry in zip(inners, saved):
+            name = type(inner).__name__
+            params = [p for g in inner.param_groups for p in g["params"]]
+            n_groups = len(entry["opt_groups"])
+            if n_groups > len(inner.param_groups) or any(not 0 <= int(k) < len(params) for k in entry["opt_state"]):
+                raise ValueError(
+                    f"Monitor state_dict: its {what} snapshot of the wrapped {name} does not fit it ({n_groups} param "
+                    f"groups and state for parameters {sorted(int(k) for k in entry['opt_state'])}, it has "
+                    f"{len(inner.param_groups)} groups and {len(params)} parameters); load it into a monitor of the "
+                    "same optimizer"
+                )
+            saved_rank = entry.get("rank")
+            if {id(p) for p in params} != outer and saved_rank is not None and saved_rank != rank:
+                raise ValueError(
+                    f"Monitor state_dict: its {what} snapshot holds the wrapped {name}'s state saved on rank "
+                    f"{saved_rank}, and this is rank {rank}: that optimizer holds a shard of the state (this rank's "
+                    "parameters only, as ZeroRedundancyOptimizer does), so each rank's differs; save the monitor's "
+                    "state_dict on each rank and load each rank's own"
+                )
+            attrs = entry.get("opt_attrs")
+            out.append(Snapshot(
+                _NO_MODEL, inner, None, [], [], [], [],
+                _fit_opt_state(dict(entry["opt_state"]), inner.param_groups[:n_groups]),
+                _clone_tree(list(entry["opt_groups"])),
+                opt_attrs=None if attrs is None else _clone_tree(dict(attrs)),
+                opt_other_state=_clone_tree(dict(entry.get("opt_other_state", {}))),
+            ))
+        return out
 
     def __repr__(self) -> str:
         active = ", ".join(f"{c.name}->{a}" for c, a in (*self._backward_checks, *self._step_checks))

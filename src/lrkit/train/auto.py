@@ -483,6 +483,14 @@ def _make_trial_scheduler(make_scheduler: MakeScheduler, optimizer: torch.optim.
     return scheduler
 
 
+def _rank_mean(value: float, device: torch.device) -> float:
+    """The mean of ``value`` over the ranks of torch.distributed's default group (every rank must call it)."""
+    dist = torch.distributed
+    t = torch.tensor([value], dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
 def _run_trial(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -505,7 +513,7 @@ def _run_trial(
     closure for optimizers that need one (LBFGS). The trial stops at the first diverged loss (:func:`_diverged`:
     against its first loss and ``reference``, the typical starting loss, :func:`_start_reference`).
     """
-    from lrkit.finder.range_test import _needs_closure
+    from lrkit.finder.range_test import _distributed, _needs_closure
 
     for group, scale in zip(optimizer.param_groups, scales):
         if isinstance(group["lr"], torch.Tensor):
@@ -518,6 +526,7 @@ def _run_trial(
     autocast, use_scaler = autocast_context(amp, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
     needs_closure = _needs_closure(optimizer)
+    distributed = needs_closure and _distributed()
     train_mode(model)  # as find_lr: a module put in eval mode inside a training model stays so
     _set_opt_mode(optimizer, train=True)  # a schedule-free optimizer refuses to step in eval mode (it is built so)
     losses: list[float] = []
@@ -555,7 +564,10 @@ def _run_trial(
 
             def closure(micro: list[Any] = micro) -> torch.Tensor:
                 optimizer.zero_grad(set_to_none=True)
-                return torch.tensor(forward_backward(micro) / accumulate)
+                loss = forward_backward(micro) / accumulate
+                # the mean over ranks under torch.distributed, as find_lr's closure: LBFGS's line search and
+                # tolerance_change test read it, so every rank takes the same number of evaluations (DDP all-reduces)
+                return torch.tensor(_rank_mean(loss, device) if distributed else loss)
 
         optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm)
         try:
