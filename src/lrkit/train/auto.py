@@ -375,6 +375,13 @@ def _val_loss(
             loss = batch_loss(model, batch, loss_fn, step_fn)
         total += float(loss) * n
         count += n
+    from lrkit.finder.range_test import _distributed
+
+    if _distributed():  # the mean over every rank's shard: each rank scores (and so chooses) the same
+        t = torch.tensor([total, float(count)], dtype=torch.float64,
+                         device=device if torch.distributed.get_backend() == "nccl" else "cpu")
+        torch.distributed.all_reduce(t)
+        total, count = float(t[0]), int(t[1])
     if count == 0:
         raise ValueError(_EMPTY_VAL.format(what="or only empty ones"))
     value = total / count
@@ -526,7 +533,7 @@ def _run_trial(
     autocast, use_scaler = autocast_context(amp, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
     needs_closure = _needs_closure(optimizer)
-    distributed = needs_closure and _distributed()
+    distributed = _distributed()
     train_mode(model)  # as find_lr: a module put in eval mode inside a training model stays so
     _set_opt_mode(optimizer, train=True)  # a schedule-free optimizer refuses to step in eval mode (it is built so)
     losses: list[float] = []
@@ -554,6 +561,8 @@ def _run_trial(
             for _ in range(accumulate):
                 total += forward_backward([next(batches)])
             value = total / accumulate
+        if distributed:  # the mean over ranks, as find_lr's curve: every rank stops (or scores) the trial alike
+            value = _rank_mean(value, device)
         losses.append(value)
         if first is None:
             first = value
