@@ -19,26 +19,9 @@ import torch
 import torch.distributed as dist
 
 import lrkit
+from _helpers import SAMStyle
 
 F = torch.nn.functional
-
-
-class SAMStyle(torch.optim.Optimizer):
-    """A wrapper in the shape of SAM / Lookahead: the base optimizer (with its own ``state``) does the step; the
-    wrapper keeps state of its own too, and shares its param groups with the base."""
-
-    def __init__(self, params: Any, base: type[torch.optim.Optimizer], **kwargs: Any) -> None:
-        super().__init__(params, {"rho": 0.05, **kwargs})
-        self.base_optimizer = base(self.param_groups, **kwargs)
-        self.param_groups = self.base_optimizer.param_groups
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self.state[p]["old_p"] = p.detach().clone()
-        self.base_optimizer.step()
 
 
 class CountingAdam(torch.optim.Adam):

@@ -136,3 +136,21 @@ def tiny_model() -> torch.nn.Module:
 def tiny_loss(model: torch.nn.Module) -> torch.Tensor:
     """The full-batch MSE of ``model`` on :data:`TINY_X`."""
     return torch.nn.functional.mse_loss(model(TINY_X), TINY_Y)
+
+
+class SAMStyle(torch.optim.Optimizer):
+    """A wrapper in the shape of SAM / Lookahead: the base optimizer (with its own ``state``) does the step; the
+    wrapper keeps state of its own too, and shares its param groups with the base."""
+
+    def __init__(self, params: Any, base: type[torch.optim.Optimizer], **kwargs: Any) -> None:
+        super().__init__(params, {"rho": 0.05, **kwargs})
+        self.base_optimizer = base(self.param_groups, **kwargs)
+        self.param_groups = self.base_optimizer.param_groups
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.state[p]["old_p"] = p.detach().clone()
+        self.base_optimizer.step()

@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 from torch.distributed.optim import ZeroRedundancyOptimizer
 
 import lrkit
-from _helpers import free_port
+from _helpers import SAMStyle, free_port
 
 F = torch.nn.functional
 
@@ -269,30 +269,12 @@ def test_monitor_rollback_restores_zero_redundancy_optimizer_state(ranks: list[d
         assert zero["same_as_adam"]
 
 
-class _SAMStyle(torch.optim.Optimizer):
-    """A wrapper in the shape of SAM / Lookahead: the base optimizer (with its own ``state``) does the step; the
-    wrapper keeps state of its own too."""
-
-    def __init__(self, params: Any, base: type[torch.optim.Optimizer], **kwargs: Any) -> None:
-        super().__init__(params, {"rho": 0.05, **kwargs})
-        self.base_optimizer = base(self.param_groups, **kwargs)
-        self.param_groups = self.base_optimizer.param_groups
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self.state[p]["old_p"] = p.detach().clone()
-        self.base_optimizer.step()
-
-
 # Bug (same cause, one process): an optimizer that wraps a base optimizer holding the Adam state (SAM's and
 # Lookahead's ``base_optimizer``) left find_lr with that state changed.
 def test_find_lr_restores_a_wrapped_base_optimizer_state() -> None:
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
-    opt = _SAMStyle(model.parameters(), torch.optim.Adam, lr=1e-2)
+    opt = SAMStyle(model.parameters(), torch.optim.Adam, lr=1e-2)
     x = torch.randn(64, 4)
     data = [(x[i:i + 16], x[i:i + 16].sum(1, keepdim=True)) for i in range(0, 64, 16)]
     for xb, yb in data[:2]:

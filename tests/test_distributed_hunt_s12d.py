@@ -16,8 +16,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import lrkit
-from _dist_s12d import SAMStyle, monitored_run, worker
-from _helpers import free_port
+from _dist_s12d import monitored_run, worker
+from _helpers import SAMStyle, free_port
 
 needs_gloo = pytest.mark.skipif(not dist.is_available() or sys.platform == "win32",
                                 reason="needs torch.distributed with gloo")
@@ -60,19 +60,24 @@ def test_resume_then_rollback_keeps_optimizer_state_under_other_keys() -> None:
     assert resumed["other_state"] == plain["other_state"]
     assert resumed["params"] == plain["params"]
 
-
-def test_monitor_state_without_inner_snapshots_still_loads() -> None:
-    """A state saved before the inner snapshots were kept (no ``"inner"`` key) loads: no inner snapshots, as then."""
-    model = torch.nn.Linear(2, 1)
-    opt = SAMStyle(model.parameters(), torch.optim.Adam, lr=1e-2)
+def _monitored_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int) -> lrkit.Monitor:
+    """A monitor over ``steps`` healthy steps of ``model`` on a fixed batch."""
     monitor = lrkit.Monitor(model, opt)
-    for _ in range(3):
+    for _ in range(steps):
         opt.zero_grad()
         loss = model(torch.ones(4, 2)).pow(2).mean()
         loss.backward()
         monitor.after_backward(loss)
         opt.step()
         monitor.after_step()
+    return monitor
+
+
+def test_monitor_state_without_inner_snapshots_still_loads() -> None:
+    """A state saved before the inner snapshots were kept (no ``"inner"`` key) loads: no inner snapshots, as then."""
+    model = torch.nn.Linear(2, 1)
+    opt = SAMStyle(model.parameters(), torch.optim.Adam, lr=1e-2)
+    monitor = _monitored_steps(model, opt, 3)
     state = monitor.state_dict(snapshot=True)
     assert len(state["healthy"]["inner"]) == 1  # the base optimizer's
     del state["healthy"]["inner"]
@@ -85,13 +90,7 @@ def test_monitor_state_refuses_inner_snapshots_of_another_optimizer() -> None:
     """A state whose inner snapshots do not fit this optimizer's wrapped ones is refused, naming both counts."""
     model = torch.nn.Linear(2, 1)
     opt = SAMStyle(model.parameters(), torch.optim.Adam, lr=1e-2)
-    monitor = lrkit.Monitor(model, opt)
-    opt.zero_grad()
-    loss = model(torch.ones(4, 2)).pow(2).mean()
-    loss.backward()
-    monitor.after_backward(loss)
-    opt.step()
-    monitor.after_step()
+    monitor = _monitored_steps(model, opt, 1)
     state = monitor.state_dict(snapshot=True)
     plain = torch.optim.Adam(model.parameters(), lr=1e-2)
     with pytest.raises(ValueError, match=r"1 wrapped optimizer.*has 0"):
