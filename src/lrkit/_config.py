@@ -652,6 +652,11 @@ def _plain(v: Any) -> Any:
         return f"<{type(v).__name__} of {len(v)} objects>"
     if isinstance(v, Mapping):
         return {str(k): _plain(x) for k, x in v.items()}
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(v, torch.nn.Module):  # the user's model, not torch.compile's OptimizedModule
+        from lrkit.scaling import model_label
+
+        return f"<{model_label(v)}>"
     return f"<{type(v).__name__}>"
 
 

@@ -342,21 +342,63 @@ _WRAPPER_ATTRS = {"DataParallel": "module", "DistributedDataParallel": "module",
                   "FullyShardedDataParallel": "_fsdp_wrapped_module"}
 
 
-def _unwrap(model: Any) -> tuple[nn.Module, str]:
-    """``(inner model, name prefix)`` under any wrappers; ``ValueError`` for something that is not a module."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model={type(model).__name__} must be a torch.nn.Module (got {model!r:.80})")
-    prefix = ""
+#: The wrappers whose ``state_dict()`` is the wrapped model's under the attribute's prefix and nothing else, so a
+#: checkpoint can hold the wrapped model's own names (FSDP and DeepSpeed's engine write their own state).
+_STATE_WRAPPERS = frozenset({"DataParallel", "DistributedDataParallel", "torch.compile"})
+
+
+def _wrappers(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    """``(wrapper, attribute, label)`` for each wrapper around the user's model, outermost first: the label is the
+    wrapper class's name in :data:`_WRAPPER_ATTRS`, or ``"torch.compile"``. A module with parameters of its own is
+    not a wrapper."""
+    out: list[tuple[nn.Module, str, str]] = []
     for _ in range(8):
-        attr = next((a for c in type(model).__mro__ if (a := _WRAPPER_ATTRS.get(c.__name__))), None)
+        label = next((c.__name__ for c in type(model).__mro__ if c.__name__ in _WRAPPER_ATTRS), None)
+        attr = _WRAPPER_ATTRS.get(label) if label else None
         modules = model._modules  # a dict, or a ScriptModule's OrderedModuleDict (no .get())
         if attr is None and "_orig_mod" in modules and isinstance(modules["_orig_mod"], nn.Module):
-            attr = "_orig_mod"  # torch.compile
+            attr, label = "_orig_mod", "torch.compile"
         inner = modules[attr] if attr and attr in modules else None
         if not isinstance(inner, nn.Module) or any(True for _ in model.parameters(recurse=False)):
             break
-        model, prefix = inner, f"{prefix}{attr}."
+        out.append((model, attr, label))  # type: ignore[arg-type]
+        model = inner
+    return out
+
+
+def _unwrap(model: Any, *, state: bool = False) -> tuple[nn.Module, str]:
+    """``(inner model, name prefix)`` under any wrappers; ``ValueError`` for something that is not a module.
+    ``state=True`` goes only through the wrappers of :data:`_STATE_WRAPPERS` (the module a checkpoint saves)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model={type(model).__name__} must be a torch.nn.Module (got {model!r:.80})")
+    prefix = ""
+    for _, attr, label in _wrappers(model):
+        if state and label not in _STATE_WRAPPERS:
+            break
+        model, prefix = model._modules[attr], f"{prefix}{attr}."  # type: ignore[assignment]
     return model, prefix
+
+
+def model_label(model: nn.Module) -> str:
+    """The class of the user's model, with its wrappers after it: ``"Net"``, ``"Net (torch.compile)"``,
+    ``"Net (DataParallel)"`` — for logs and records, never the wrapper class (``OptimizedModule``) alone.
+
+    >>> model_label(torch.nn.DataParallel(torch.nn.Linear(2, 2)))
+    'Linear (DataParallel)'
+    """
+    chain = _wrappers(model)
+    inner = chain[-1][0]._modules[chain[-1][1]] if chain else model
+    return type(inner).__name__ + (f" ({', '.join(label for _, _, label in chain)})" if chain else "")
+
+
+def bare_param_names(model: nn.Module) -> dict[int, str]:
+    """``id(parameter) -> name`` without a wrapper's ``module.``/``_orig_mod.`` prefix: the names the user's own
+    model gives its parameters, for messages."""
+    if not isinstance(model, nn.Module):  # a duck-typed model: its own names
+        return {id(p): n for n, p in model.named_parameters()}
+    names = _names(model)
+    params = dict(model.named_parameters())
+    return {id(params[n]): names.bare[n] for n in names.real}
 
 
 class _Names(NamedTuple):
@@ -382,7 +424,22 @@ def _names(model: nn.Module) -> _Names:
     aliases: dict[str, list[str]] = {name: [] for name in real}
     for name, p in model.named_parameters(remove_duplicate=False):
         aliases[canonical[id(p)]].append(strip(name))
+        # a parametrized tensor (weight_norm, spectral_norm, parametrize.register_parametrization) is also named as
+        # the user sees it: "0.parametrizations.weight.original0" is part of "0.weight"
+        if (plain := _unparametrized(strip(name))) != strip(name):
+            aliases[canonical[id(p)]].append(plain)
     return _Names(real, {name: strip(name) for name in real}, aliases)
+
+
+def _unparametrized(name: str) -> str:
+    """The name of the tensor a parametrization's original stands for (``torch.nn.utils.parametrize`` keeps it at
+    ``<module>.parametrizations.<tensor>.original`` — ``original0``/``original1`` for ``weight_norm``'s magnitude and
+    direction): ``"0.parametrizations.weight.original0"`` -> ``"0.weight"``; any other name as it is."""
+    parts = name.split(".")
+    if (len(parts) >= 3 and parts[-3] == "parametrizations" and parts[-1].startswith("original")
+            and parts[-1][len("original"):] in ("", *map(str, range(10)))):
+        return ".".join(parts[:-3] + parts[-2:-1])
+    return name
 
 
 def _hits(names: _Names, prefix: str) -> list[str]:
@@ -611,6 +668,11 @@ def _is_bias(name: str, p: torch.Tensor) -> bool:
     return leaf == "bias" or ("bias" in leaf.lower() and p.dim() == 1)
 
 
+def _is_parametrized(module: nn.Module) -> bool:
+    """Whether ``module`` has a tensor under ``torch.nn.utils.parametrize`` (its ``parametrizations`` ModuleDict)."""
+    return isinstance(getattr(module, "parametrizations", None), nn.ModuleDict)
+
+
 def _model_no_weight_decay(model: nn.Module) -> list[str]:
     """The names (or ``fnmatch`` patterns) a timm-style ``model.no_weight_decay()`` lists, ``[]`` without one."""
     inner, _ = _unwrap(model)
@@ -637,8 +699,10 @@ def _no_decay_names(model: nn.Module, names: _Names, no_decay: Iterable[str]) ->
         out.update(n for n in names.real for a in names.aliases[n] for x in listed
                    if _matches(a, x) or fnmatch.fnmatchcase(a, x))
     if "norm" in patterns:
+        # a norm layer's own parameters, and the originals of its parametrized ones (held in its "parametrizations")
         norm_ids = {id(p) for mod in model.modules() if isinstance(mod, _NORM_TYPES)
-                    for p in mod.parameters(recurse=False)}
+                    for p in (*mod.parameters(recurse=False),
+                              *(mod.parametrizations.parameters() if _is_parametrized(mod) else ()))}
         out.update(n for n, p in model.named_parameters() if id(p) in norm_ids)
     return out
 
@@ -686,6 +750,13 @@ def param_groups(
     and ``freeze`` prefixes and ``layer_id_fn`` use the names without ``module.``/``_orig_mod.``. A tensor shared
     under two names (tied input/output embeddings) is in one group only; with ``backbone_lr_scale`` it trains with
     the head when any of its names is under ``head``.
+
+    A parametrized tensor (``weight_norm``, ``spectral_norm``, ``torch.nn.utils.parametrize``) is grouped as the
+    tensor it stands for: ``0.parametrizations.weight.original0``/``original1`` are ``0.weight`` (its layer, its
+    decay; ``freeze``/``head`` prefixes may name ``0.weight``), a parametrized ``bias`` is a bias, and a norm
+    layer's parametrized weight is a norm parameter. ``weight_norm``'s magnitude ``original0`` decays with the
+    direction, as timm's ``param_groups_weight_decay`` (it is 2-D) and transformers' ``Trainer`` (neither a bias nor
+    a LayerNorm's) decay it; add ``"original0"`` to ``no_decay`` to spare it.
 
     Torch optimizers keep the extra keys, and schedules built with :mod:`lrkit.schedules` or ``torch.optim``
     multiply each group's own LR, so the ratios survive warmup, decay, the LR finder and ``lr0="auto"``.
@@ -769,7 +840,7 @@ def param_groups(
     buckets: dict[tuple[int, str, int], dict[str, Any]] = {}
     for n, p in trainable:
         order, level, scale = levels[n]
-        if _is_bias(n, p):
+        if _is_bias(_unparametrized(names.bare[n]), p):  # a parametrized bias too
             # biases decay only when "bias" is not in no_decay, and even then not a bias that no_decay names
             # otherwise (a norm layer's bias under "norm", a pattern, model.no_weight_decay()): "bias_no_decay"
             kind = "bias_no_decay" if decay_bias and n in nd else "bias"

@@ -346,7 +346,9 @@ def _check_groups(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> f
     ``-1.0`` when every group has ``maximize=True`` (the optimizer ascends what ``loss_fn``/``step_fn`` returns, so
     the quantity it lowers is its negative), else ``1.0``.
     """
-    names = {id(p): n for n, p in model.named_parameters()}
+    from lrkit.scaling import bare_param_names
+
+    names = bare_param_names(model)  # the user's names, without a wrapper's "module." / "_orig_mod."
 
     def name(p: torch.Tensor) -> str:
         return repr(names[id(p)]) if id(p) in names else f"of shape {tuple(p.shape)} (not the model's)"

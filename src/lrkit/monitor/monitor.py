@@ -1910,7 +1910,9 @@ class Monitor:
         return False
 
     def _bad_param_note(self, with_grad: list[torch.Tensor], norms: list[float]) -> str:
-        names = {id(p): n for n, p in self.model.named_parameters()}
+        from lrkit.scaling import bare_param_names
+
+        names = bare_param_names(self.model)  # the user's names, without a wrapper's "module." / "_orig_mod."
         bad = [names.get(id(p), "?") for p, v in zip(with_grad, norms) if not math.isfinite(v)]
         if not bad:
             return ""
