@@ -4,6 +4,7 @@ group, each rank with its own shard. A module of its own so the spawned processe
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import os
 import warnings
@@ -49,4 +50,6 @@ def worker(rank: int, world: int, port: int, out: str, val: bool) -> None:
         record = {"error": f"{type(e).__name__}: {e}"[:500]}
     record["log"] = lines
     Path(out, f"rank{rank}.json").write_text(json.dumps(record))
+    gc.collect()  # the DDP reducer's threads go before the group does (else gloo can abort at exit)
+    dist.barrier()
     dist.destroy_process_group()

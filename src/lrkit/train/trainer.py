@@ -14,9 +14,8 @@ import functools
 import inspect
 import math
 import shutil
-import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -1126,8 +1125,9 @@ class _Trainer:
             raise ValueError(f"resume: the data changed since the run was saved ({k}: {_brief(saved[k])} then, "
                              f"{_brief(now[k])} now); resume with the same data, or start a new run")
         try:
-            # the plain model's names, whether this run or the saved one was compiled (see _saved_module)
-            _saved_module(self.model).load_state_dict(_without_compiled_prefix(ck["model"]))
+            # the plain model's names, whether this run or the saved one was compiled/DataParallel (see _saved_module)
+            target = _saved_module(self.model)
+            target.load_state_dict(_without_compiled_prefix(ck["model"], target))
             self.optimizer.load_state_dict(ck["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise ValueError(f"resume: the model or its parameter groups differ from the run's checkpoint "
@@ -1172,7 +1172,7 @@ class _Trainer:
             "schedule_total_steps": self.plan_total,
             "finished": finished,
             "stopped_early": stopped_early,
-            "model": _saved_module(self.model).state_dict(),  # no "_orig_mod." for a compiled model
+            "model": _saved_module(self.model).state_dict(),  # no "_orig_mod."/"module." for a wrapped model
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -1331,7 +1331,24 @@ class _Trainer:
         nb, acc = self.num_batches, self.accumulate
         total_loss, total_n = 0.0, 0
         window_loss, window_n = 0.0, 0
+        # each step's gradient norm stays a 0-dim tensor until _read_floats reads a whole run of them at once: one
+        # device read per _READ_EVERY steps, not a sync per step; the values (and results.csv) are the same
+        norms: list[Any] = []
         grad_norms: list[float] = []
+        # the monitor and a progress callback read each step's loss as it comes; without them, only the epoch's mean
+        # does: (loss, batch size) pairs wait and are summed, in step order, where the norms are read
+        read_now = self.monitor is not None or self.progress is not None
+        losses: list[tuple[torch.Tensor, int]] = []
+
+        def fold() -> None:
+            nonlocal total_loss, total_n
+            grad_norms.extend(_read_floats(norms))
+            norms.clear()
+            for value, n in zip(_read_floats([t for t, _ in losses]), (n for _, n in losses)):
+                total_loss += value * n
+                total_n += n
+            losses.clear()
+
         step = epoch * self.steps_per_epoch
         stop = False
         adapts = adapts_step_size(opt)  # Prodigy / D-Adaptation: d_lr per step (not read for an optimizer without d)
@@ -1343,10 +1360,13 @@ class _Trainer:
             with self.autocast:
                 loss = self._loss(batch)
             n = batch_size(batch)
-            value = float(loss.detach())
-            total_loss += value * n
-            total_n += n
-            window_loss += value
+            if read_now:
+                value = float(loss.detach())
+                total_loss += value * n
+                total_n += n
+                window_loss += value
+            else:
+                losses.append((loss.detach(), n))
             window_n += 1
             scaled = loss.float() / size
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
@@ -1356,8 +1376,11 @@ class _Trainer:
             window_loss, window_n = 0.0, 0
             if self.scaler is not None:
                 self.scaler.unscale_(opt)
-            grad_norms.append(_grad_norm(opt))
-            lr = self._peak_lr()  # the LR this step uses (before the scheduler moves it)
+            norms.append(_grad_norm(opt))
+            if len(norms) >= _READ_EVERY:
+                fold()
+            # the LR this step uses (before the scheduler moves it), for the progress callback
+            lr = self._peak_lr() if self.progress is not None else math.nan
             self.step_lrs = [float(g["lr"]) for g in opt.param_groups]
             # Prodigy / D-Adaptation: the step size this step applies (bias correction included), as floats read
             # now: the optimizer grows d (maybe a tensor, in place) after using it
@@ -1401,6 +1424,7 @@ class _Trainer:
                               epochs=self.cfg.epochs, step=step, loss=mean_loss, lr=lr)
             if stop:
                 break
+        fold()
         train_loss = total_loss / total_n if total_n else math.nan
         return train_loss, grad_norms, stop
 
@@ -1512,38 +1536,40 @@ _SHAPE_KEYS = ("lrf", "cos_lr", "warmup_epochs", "warmup_momentum", "warmup_bias
 _NOT_IN_BEST = ("optimizer", "scheduler", "scaler", "monitor", "best_model")
 
 
-#: the attribute and name prefix under which ``torch.compile``'s ``OptimizedModule`` keeps the model it compiled
-_COMPILED = "_orig_mod"
-
-
 def _saved_module(model: torch.nn.Module) -> torch.nn.Module:
-    """The model whose ``state_dict()`` a checkpoint's ``"model"`` holds: under ``torch.compile``'s wrapper (any
-    depth) the model it compiled, whose names carry no ``_orig_mod.`` — so ``best.pt``/``last.pt`` load into the plain
-    model with ``model.load_state_dict(ckpt["model"])``, and a run resumes compiled or not. The wrapper has no
-    tensors of its own: both ``state_dict``s hold the same tensors."""
-    dynamo = sys.modules.get("torch._dynamo.eval_frame")  # loaded once anything was compiled
-    wrapper = getattr(dynamo, "OptimizedModule", None)
-    for _ in range(8):
-        inner = model._modules.get(_COMPILED) if wrapper is not None and isinstance(model, wrapper) else None
-        if not isinstance(inner, torch.nn.Module):
-            break
-        model = inner
-    return model
+    """The model whose ``state_dict()`` a checkpoint's ``"model"`` holds: under ``torch.compile``'s wrapper,
+    ``nn.DataParallel`` or DDP (any depth, :data:`lrkit.scaling._STATE_WRAPPERS`) the model they wrap, whose names
+    carry no ``_orig_mod.``/``module.`` — so ``best.pt``/``last.pt`` load into the plain model with
+    ``model.load_state_dict(ckpt["model"])``, and a run resumes wrapped or not. These wrappers have no tensors of
+    their own: both ``state_dict``s hold the same tensors."""
+    from lrkit.scaling import _unwrap
+
+    return _unwrap(model, state=True)[0]
 
 
 def _model_class_name(model: torch.nn.Module) -> str:
-    """The class of the model a run trains (logs, ``args.yaml``): ``"Net"``, or ``"Net (torch.compile)"`` for
-    ``torch.compile(Net())`` rather than the wrapper's ``OptimizedModule``."""
-    inner = _saved_module(model)
-    return type(inner).__name__ + (" (torch.compile)" if inner is not model else "")
+    """The class of the model a run trains (logs, ``args.yaml``): ``"Net"``, or ``"Net (torch.compile)"`` /
+    ``"Net (DataParallel)"`` rather than the wrapper's class (``OptimizedModule``)."""
+    from lrkit.scaling import model_label
+
+    return model_label(model)
 
 
-def _without_compiled_prefix(state: Mapping[str, Any]) -> Mapping[str, Any]:
+#: the name prefixes the wrappers of :func:`_saved_module` give every key of a model's ``state_dict``
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+def _without_compiled_prefix(state: Mapping[str, Any], target: torch.nn.Module | None = None) -> Mapping[str, Any]:
     """A model ``state_dict`` whose every key starts with ``_orig_mod.`` (saved from a ``torch.compile``d model, as
-    ``last.pt`` was before lrkit saved the plain names) with the prefix taken off, for the plain model; any other
-    ``state`` as it is."""
-    prefix = f"{_COMPILED}."
-    while state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
+    ``last.pt`` was before lrkit saved the plain names) with the prefix taken off, for the plain model; with the
+    ``target`` module it will be loaded into, ``module.`` too (``nn.DataParallel``/DDP, the same), unless ``target``'s
+    own names are the ones ``state`` has (a model whose child is called ``module``). Any other ``state`` as it is."""
+    keys = None if target is None else set(target.state_dict())
+    while state and (keys is None or set(state) != keys):
+        prefix = next((p for p in _WRAPPER_PREFIXES[:1 if keys is None else None]
+                       if all(isinstance(k, str) and k.startswith(p) for k in state)), None)
+        if prefix is None:
+            break
         state = copy.copy(state)  # an OrderedDict keeps its _metadata (module versions), renamed with the keys
         torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, prefix)  # type: ignore[arg-type]
     return state
@@ -1678,11 +1704,34 @@ def _seed_all(seed: int) -> None:
 
 
 @torch.no_grad()
-def _grad_norm(optimizer: torch.optim.Optimizer) -> float:
+def _grad_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor | float:
+    """The global L2 norm of the optimizer's gradients, as a 0-dim tensor on their device (read later, in bulk, by
+    :func:`_read_floats`: no device sync here); ``0.0`` when no parameter has a gradient."""
     grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     if not grads:
         return 0.0
+    if all(g.dtype == torch.float32 and g.layout == torch.strided and g.device.type == "cpu" for g in grads):
+        # on the CPU _foreach_norm is vector_norm per tensor in one call (the same bits, without the Python loop);
+        # elsewhere its fused kernel may round differently, and the recorded norms must not move
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     # a sparse gradient (nn.Embedding(sparse=True)) is normed over its coalesced values: vector_norm refuses it
     norms = torch.stack([torch.linalg.vector_norm((g.coalesce().values() if g.is_sparse else g).float())
                          for g in grads])
-    return float(torch.linalg.vector_norm(norms))
+    return torch.linalg.vector_norm(norms)
+
+
+#: how many per-step values (gradient norms, losses) _train_epoch keeps as tensors before reading them at once
+_READ_EVERY = 256
+
+
+def _read_floats(values: Sequence[torch.Tensor | float]) -> list[float]:
+    """``[float(v) for v in values]`` with one device read for all the one-element tensors among them (exactly the
+    same floats: no dtype is changed, and ``stack`` only widens, which is exact)."""
+    tensors = [v.reshape(()) for v in values if isinstance(v, torch.Tensor)]
+    if len(tensors) < 2:
+        return [float(v) for v in values]
+    try:
+        read = iter(torch.stack(tensors).tolist())
+    except RuntimeError:  # on different devices (a model split across GPUs): one read each
+        return [float(v) for v in values]
+    return [next(read) if isinstance(v, torch.Tensor) else float(v) for v in values]
