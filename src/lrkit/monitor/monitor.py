@@ -519,8 +519,11 @@ class MonitorEvent:
                    str(d["action"]), str(d["reason"]))  # fmt: skip
 
 
-def _healthy_state(held: _Healthy, params: list[torch.Tensor], buffers: list[torch.Tensor]) -> dict[str, Any]:
+def _healthy_state(held: _Healthy, params: list[torch.Tensor], buffers: list[torch.Tensor],
+                   copy: bool = True) -> dict[str, Any]:
     """A held snapshot (healthy or best-validation) as plain values and tensors, for ``state_dict(snapshot=True)``.
+    With ``copy=False`` it holds the snapshot's own tensors (for a checkpoint written at once, before the next
+    refresh changes them in place: no transient second copy of the model and its optimizer state).
 
     Its copies are saved in the order of the model's ``params`` and ``buffers`` now, matched by identity, with
     ``None`` for a tensor the snapshot does not know (a layer inserted since): a restore by position after the
@@ -535,26 +538,31 @@ def _healthy_state(held: _Healthy, params: list[torch.Tensor], buffers: list[tor
         saved_params = [by_id.get(id(p)) for p in params]
         by_id = {id(b): c for b, c in zip(old_buffers, snap.buffers)}
         saved_buffers = [by_id.get(id(b)) for b in buffers]
+    big = _clone_tree if copy else _as_is  # the tensors that scale with the model
     return {
         "step": held.step,
         "lr_scale": held.lr_scale,
         "record": _clone_tree(held.record),
-        "params": _clone_tree(saved_params),
-        "buffers": _clone_tree(saved_buffers),
+        "params": big(saved_params),
+        "buffers": big(saved_buffers),
         "modes": list(snap.modes),
-        "opt_state": _clone_tree(snap.opt_state),
+        "opt_state": big(snap.opt_state),
         "opt_groups": _clone_tree(snap.opt_groups),
         "sched_state": _clone_tree(snap.sched_state),
-        "extra_params": [_clone_tree(value) for _, value, _ in snap.extra_params],
+        "extra_params": [big(value) for _, value, _ in snap.extra_params],
         "opt_attrs": _clone_tree(snap.opt_attrs),
         "opt_other_state": _plain_keyed(snap.opt_other_state),
         "scaler": _clone_tree(held.scaler),
         # the wrapped optimizers' own state (ZeroRedundancyOptimizer's shard, SAM's base_optimizer), in
         # inner_optimizers() order; the rank says whose shard a sharded one holds
-        "inner": [{"opt_state": _clone_tree(s.opt_state), "opt_groups": _clone_tree(s.opt_groups),
+        "inner": [{"opt_state": big(s.opt_state), "opt_groups": _clone_tree(s.opt_groups),
                    "opt_attrs": _clone_tree(s.opt_attrs), "opt_other_state": _plain_keyed(s.opt_other_state),
                    "rank": _rank()} for s in snap.inner],
     }
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _plain_keyed(other_state: Mapping[Any, Any]) -> dict[Any, Any]:
@@ -1161,13 +1169,22 @@ class Monitor:
         >>> sorted(monitor.state_dict())[:4]
         ['clipped', 'dense_until', 'evals', 'events']
         """
+        return self._state(snapshot, copy=True)
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        """``state_dict(snapshot=True)`` for a checkpoint saved at once (``lrkit.train``'s ``last.pt``): the same
+        values, but the held snapshots' tensors are the monitor's own, not copies — no transient second copy of the
+        model and its optimizer state (on the model's device) at every save. Save it before the next step."""
+        return self._state(True, copy=False)
+
+    def _state(self, snapshot: bool, *, copy: bool) -> dict[str, Any]:
         self._flush(self._step)
         out = self._state_dict()
         if snapshot:
             params, buffers, _ = _walk(self.model)
             for key, held in (("healthy", self._healthy), ("best_val", self._best_val)):
                 if held is not None:
-                    out[key] = _healthy_state(held, params, buffers)
+                    out[key] = _healthy_state(held, params, buffers, copy=copy)
         return out
 
     def _state_dict(self) -> dict[str, Any]:

@@ -1177,7 +1177,8 @@ class _Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             # with the healthy snapshot, so a rollback after a resume goes where it would have gone
-            "monitor": self.monitor.state_dict(snapshot=True) if self.monitor is not None else None,
+            # (its tensors by reference: the checkpoint is written before the next step changes them)
+            "monitor": self.monitor._checkpoint_state() if self.monitor is not None else None,
             "rng": _run.get_rng_state(),
             "loader_generator": gen.get_state() if isinstance(gen, torch.Generator) else None,
             "config": self.cfg.to_dict(),
