@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import inspect
@@ -2499,3 +2500,13 @@ if __name__ == "__main__":  # pragma: no cover - a quick look at the suite: budg
         o = train_run(t, t.default_lr, seed=0)
         print(f"| {t.name} | {t.optimizer_name} | {t.batch_size} | {t.epochs} | {t.total_steps()} "
               f"| {o.seconds:.2f} | {o.val_loss:.4f} |")  # fmt: skip
+
+
+def task_names(parser: argparse.ArgumentParser, text: str, flag: str = "--tasks") -> list[str]:
+    """The suite task names in a comma-separated ``text`` (a script's ``--tasks``); ``parser.error`` naming the first
+    unknown one and the valid names."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in TASKS:
+            parser.error(f"{flag}: unknown task {n!r}; valid: {', '.join(TASKS)}")
+    return names

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _suite import TASKS, Task, make_loaders
+from _suite import TASKS, Task, make_loaders, task_names
 
 
 def _batches(loader: Any) -> Iterator[Any]:
@@ -112,10 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats after one warm-up (default 7)")
     parser.add_argument("--end-lr", type=float, default=1e-2, help="finder's end_lr, low enough not to diverge")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
-    for n in names:
-        if n not in TASKS:
-            parser.error(f"unknown task {n!r}; valid: {', '.join(TASKS)}")
+    names = task_names(parser, args.tasks)
     if args.steps < 10 or args.repeats < 1:
         parser.error(f"--steps={args.steps} must be >= 10 and --repeats={args.repeats} >= 1")
     torch.set_num_threads(1)

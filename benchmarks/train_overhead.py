@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from _suite import TASKS, Task, make_loaders, warmup_cosine
+from _suite import TASKS, Task, make_loaders, task_names, warmup_cosine
 
 
 class _MarkedLoader(DataLoader):
@@ -205,10 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=12, help="epochs per call (default 12; at least 4)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats after one warm-up (default 7)")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
-    for n in names:
-        if n not in TASKS:
-            parser.error(f"unknown task {n!r}; valid: {', '.join(TASKS)}")
+    names = task_names(parser, args.tasks)
     if args.epochs < 4 or args.repeats < 1:
         parser.error(f"--epochs={args.epochs} must be >= 4 and --repeats={args.repeats} >= 1")
     torch.set_num_threads(1)
