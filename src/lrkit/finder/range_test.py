@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -422,6 +423,21 @@ def _schedule_free_train_mode(optimizer: torch.optim.Optimizer) -> None:
             group["warmup_steps"] = 0
 
 
+#: A snapshot :func:`lrkit.train.auto.choose_lr0` already holds (``rng=True``) of exactly the state it calls
+#: :func:`find_lr` on: that call restores from it instead of capturing its own, so the state is copied once, not twice.
+_CALLER_SNAPSHOT: ContextVar[Snapshot | None] = ContextVar("_CALLER_SNAPSHOT", default=None)
+
+
+def _caller_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Snapshot | None:
+    """The caller's snapshot (:data:`_CALLER_SNAPSHOT`) when it is of ``model`` and ``optimizer`` with the RNGs, taken
+    out so that it serves this one call only (not a ``find_lr`` a ``step_fn`` might run inside it)."""
+    snapshot = _CALLER_SNAPSHOT.get()
+    if snapshot is None or snapshot.model is not model or snapshot.optimizer is not optimizer or snapshot.rng is None:
+        return None
+    _CALLER_SNAPSHOT.set(None)
+    return snapshot
+
+
 def find_lr(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -592,7 +608,9 @@ def find_lr(
         )
 
     scales = group_scales(optimizer)
-    snapshot = Snapshot.capture(model, optimizer, rng=True)
+    snapshot = _caller_snapshot(model, optimizer)
+    if snapshot is None:
+        snapshot = Snapshot.capture(model, optimizer, rng=True)
     generators = [(g, g.get_state()) for g in _loader_generators(train_loader)]
     t0 = time.perf_counter()
     lrs: list[float] = []
@@ -703,6 +721,7 @@ def find_lr(
                 optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm)
     finally:
         snapshot.restore()
+        del snapshot  # freed now, also while a caller keeps an exception's traceback (and this frame)
         for gen, state in generators:
             gen.set_state(state)
         restore_scaler()  # the user's scaler (scale, growth tracker, per-optimizer stage), also after an exception

@@ -701,7 +701,7 @@ def choose_lr0(
         True
     """
     from lrkit.finder import find_lr
-    from lrkit.finder.range_test import _close, _loader_generators, _OwnWorkers, group_scales
+    from lrkit.finder.range_test import _CALLER_SNAPSHOT, _close, _loader_generators, _OwnWorkers, group_scales
 
     total_steps = _check_total_steps(total_steps)
     budget = check_positive("budget", budget)
@@ -793,7 +793,12 @@ def choose_lr0(
     train_workers = _OwnWorkers(train_loader)
     val_workers = _OwnWorkers(val_loader)
     try:
-        finder = find_lr(model, optimizer, train_loader, loss_fn=loss_fn, step_fn=step_fn, **finder_kwargs)
+        # the range test starts from the state just captured and restores it from this snapshot: one copy, not two
+        token = _CALLER_SNAPSHOT.set(snapshot)
+        try:
+            finder = find_lr(model, optimizer, train_loader, loss_fn=loss_fn, step_fn=step_fn, **finder_kwargs)
+        finally:
+            _CALLER_SNAPSHOT.reset(token)
         s = _suggestion(finder)
         used = finder.num_steps_run
         say(
@@ -880,6 +885,8 @@ def choose_lr0(
             say(f"lr0=auto: chose {lr:.3g} — {how}")
     finally:
         snapshot.restore()
+        # freed now, also while a caller keeps an exception's traceback (and this frame, and `run`'s cell)
+        snapshot = None  # type: ignore[assignment]
         for gen, state in gen_states:
             gen.set_state(state)
         if had_step:
