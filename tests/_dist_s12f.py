@@ -53,3 +53,39 @@ def worker(rank: int, world: int, port: int, out: str, val: bool) -> None:
     gc.collect()  # the DDP reducer's threads go before the group does (else gloo can abort at exit)
     dist.barrier()
     dist.destroy_process_group()
+
+
+def monitor_worker(rank: int, world: int, port: int, out: str) -> None:
+    """A DDP loop whose monitor gets each rank's own loss with ``sync_loss=True``; rank 1's batch spikes at step 30."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=40))
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    import lrkit
+
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    monitor = lrkit.Monitor(model, opt, sync_loss=True)
+    batches = _shard(rank, 16 * 40, 3)
+    losses = []
+    for step, (x, y) in enumerate(batches):
+        if rank == 1 and step == 30:
+            x = x * 50.0  # this rank's batch alone blows the loss up
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        monitor.after_backward(loss)  # the rank's own loss: the monitor averages it
+        opt.step()
+        monitor.after_step()
+        losses.append(float(loss))
+    monitor.after_validation(torch.tensor(0.5 + rank))  # different per rank: averaged too
+    record = {
+        "events": [[e.step, e.check, e.action] for e in monitor.events],
+        "weights": [p.detach().flatten().tolist() for p in model.parameters()],
+        "lr": opt.param_groups[0]["lr"],
+    }
+    Path(out, f"monitor{rank}.json").write_text(json.dumps(record))
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()

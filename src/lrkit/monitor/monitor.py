@@ -565,6 +565,27 @@ def _as_is(value: Any) -> Any:
     return value
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _loss_device(loss: Any) -> torch.device:
+    """Where the all-reduce of a loss runs: under NCCL the loss tensor's device (a float's: this rank's current GPU),
+    else the CPU."""
+    if torch.distributed.get_backend() != "nccl":
+        return torch.device("cpu")
+    if isinstance(loss, torch.Tensor) and loss.device.type == "cuda":
+        return loss.device
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def _rank_mean(value: float, device: torch.device) -> float:
+    """The mean of ``value`` over the ranks (``Monitor(sync_loss=True)``); NaN and inf spread to every rank."""
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return float(t.item()) / torch.distributed.get_world_size()
+
+
 def _plain_keyed(other_state: Mapping[Any, Any]) -> dict[Any, Any]:
     """The optimizer state kept under keys that are not parameters (a global step counter), copied, for a saved
     snapshot: the entries under plain keys (a string, a number), which a checkpoint can hold."""
@@ -712,6 +733,10 @@ class Monitor:
             ``after_step`` for the events of ``after_backward`` and of ``after_step`` (after the skip or rollback is
             done), from ``after_validation`` for a validation event (after its rollback). The monitor stays
             consistent and can be used on.
+        sync_loss: under ``torch.distributed``, average the losses given to ``after_backward`` and
+            ``after_validation`` over the ranks first (one all-reduce of a scalar per call), so every rank takes the
+            same decision from its own shard's loss. Every rank must then call the monitor at every step. Without
+            an initialised process group it changes nothing.
 
     Attributes:
         loss_sign: ``1.0``, or ``-1.0`` when the optimizer maximizes (every loss is read negated).
@@ -774,6 +799,7 @@ class Monitor:
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
+        sync_loss: bool = False,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -821,6 +847,9 @@ class Monitor:
         #: Whether after_backward unscales the gradients itself when the loop has not (see _unscale)
         self._unscales = grad_scaler is not None and callable(getattr(grad_scaler, "unscale_", None))
         self.on_event = on_event
+        if not isinstance(sync_loss, bool):
+            raise ValueError(f"sync_loss={sync_loss!r:.60} must be True or False")
+        self.sync_loss = sync_loss
 
         by_category = {
             "divergence": resolve_action("on_divergence", "divergence", on_divergence),
@@ -986,6 +1015,8 @@ class Monitor:
                 "call after_backward() once per optimizer step (after the last micro-batch when accumulating; with "
                 "LBFGS once per optimizer.step(closure), outside the closure, which LBFGS calls several times)"
             )
+        if self.sync_loss and _distributed():
+            loss = _rank_mean(self._loss_value(loss), _loss_device(loss))
         step = self._step + 1
         if self._dense_until <= step < self._next_grad:  # the fast path (_dense_until is huge when it is off)
             try:
@@ -1077,6 +1108,8 @@ class Monitor:
                 "Monitor.after_validation() was called between after_backward() and after_step(): call it between "
                 "optimizer steps, e.g. after the epoch's last after_step()"
             )
+        if self.sync_loss and _distributed():
+            val_loss = _rank_mean(self._loss_value(val_loss), _loss_device(val_loss))
         if type(val_loss) is float:  # the common case, valid as it is
             value = val_loss
         else:
