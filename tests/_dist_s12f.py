@@ -31,12 +31,24 @@ def _shard(rank: int, n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tenso
     return [(x[i:i + 16], y[i:i + 16]) for i in range(0, n, 16)]
 
 
-def worker(rank: int, world: int, port: int, out: str, val: bool) -> None:
-    """``choose_lr0`` on a DDP model, each rank with its shard; writes what the rank chose and logged."""
+def _join(rank: int, world: int, port: int) -> None:
+    """Join the 2-process gloo group (a collective mismatch fails in 40 s, not 30 minutes)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=40))
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
+
+
+def _leave() -> None:
+    """Leave the group together: the DDP reducer's threads go before the group does (else gloo can abort at exit)."""
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def worker(rank: int, world: int, port: int, out: str, val: bool) -> None:
+    """``choose_lr0`` on a DDP model, each rank with its shard; writes what the rank chose and logged."""
+    _join(rank, world, port)
     torch.manual_seed(0)
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -50,17 +62,12 @@ def worker(rank: int, world: int, port: int, out: str, val: bool) -> None:
         record = {"error": f"{type(e).__name__}: {e}"[:500]}
     record["log"] = lines
     Path(out, f"rank{rank}.json").write_text(json.dumps(record))
-    gc.collect()  # the DDP reducer's threads go before the group does (else gloo can abort at exit)
-    dist.barrier()
-    dist.destroy_process_group()
+    _leave()
 
 
 def monitor_worker(rank: int, world: int, port: int, out: str) -> None:
     """A DDP loop whose monitor gets each rank's own loss with ``sync_loss=True``; rank 1's batch spikes at step 30."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=40))
-    torch.set_num_threads(1)
-    warnings.simplefilter("ignore")
+    _join(rank, world, port)
     import lrkit
 
     torch.manual_seed(0)
@@ -86,6 +93,4 @@ def monitor_worker(rank: int, world: int, port: int, out: str) -> None:
         "lr": opt.param_groups[0]["lr"],
     }
     Path(out, f"monitor{rank}.json").write_text(json.dumps(record))
-    gc.collect()
-    dist.barrier()
-    dist.destroy_process_group()
+    _leave()
