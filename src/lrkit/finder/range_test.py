@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrkit._dist import distributed as _distributed
+from lrkit._dist import rank_mean
 from lrkit._state import Snapshot
 from lrkit._step import (
     LossFn,
@@ -279,10 +281,6 @@ def _check_device(device: torch.device | str, hint: str = "pass device=None to u
     return dev
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def _all_reduce(t: torch.Tensor, what: str, op: Any = None) -> None:
     """``torch.distributed.all_reduce(t)``, and when it fails (another rank did not call ``find_lr`` and the process
     group timed out, or another rank's process died), an error that names ``find_lr`` and what it needs instead of
@@ -301,13 +299,9 @@ def _all_reduce(t: torch.Tensor, what: str, op: Any = None) -> None:
 
 
 def _dist_mean(value: float, device: torch.device) -> float:
-    """The mean of ``value`` over all ranks (call only when torch.distributed is running)."""
-    dist = torch.distributed
-    backend = dist.get_backend()
-    dev = device if backend == "nccl" else torch.device("cpu")
-    t = torch.tensor([value], dtype=torch.float64, device=dev)
-    _all_reduce(t, "the step's loss")
-    return float(t.item()) / dist.get_world_size()
+    """The mean of ``value`` over all ranks (call only when torch.distributed is running), failing with find_lr's
+    error."""
+    return rank_mean(value, device, lambda t: _all_reduce(t, "the step's loss"))
 
 
 def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.device) -> list[Any]:

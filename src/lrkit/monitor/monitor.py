@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from lrkit._dist import distributed, rank_mean
 from lrkit._dlr import group_step_sizes
 from lrkit._state import _NO_MODEL, Snapshot, _clone_tree, inner_optimizers, inner_snapshots
 from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign
@@ -565,10 +566,6 @@ def _as_is(value: Any) -> Any:
     return value
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def _loss_device(loss: Any) -> torch.device:
     """Where the all-reduce of a loss runs: under NCCL the loss tensor's device (a float's: this rank's current GPU),
     else the CPU."""
@@ -577,13 +574,6 @@ def _loss_device(loss: Any) -> torch.device:
     if isinstance(loss, torch.Tensor) and loss.device.type == "cuda":
         return loss.device
     return torch.device("cuda", torch.cuda.current_device())
-
-
-def _rank_mean(value: float, device: torch.device) -> float:
-    """The mean of ``value`` over the ranks (``Monitor(sync_loss=True)``); NaN and inf spread to every rank."""
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t)
-    return float(t.item()) / torch.distributed.get_world_size()
 
 
 def _plain_keyed(other_state: Mapping[Any, Any]) -> dict[Any, Any]:
@@ -1015,8 +1005,8 @@ class Monitor:
                 "call after_backward() once per optimizer step (after the last micro-batch when accumulating; with "
                 "LBFGS once per optimizer.step(closure), outside the closure, which LBFGS calls several times)"
             )
-        if self.sync_loss and _distributed():
-            loss = _rank_mean(self._loss_value(loss), _loss_device(loss))
+        if self.sync_loss and distributed():
+            loss = rank_mean(self._loss_value(loss), _loss_device(loss))
         step = self._step + 1
         if self._dense_until <= step < self._next_grad:  # the fast path (_dense_until is huge when it is off)
             try:
@@ -1108,8 +1098,8 @@ class Monitor:
                 "Monitor.after_validation() was called between after_backward() and after_step(): call it between "
                 "optimizer steps, e.g. after the epoch's last after_step()"
             )
-        if self.sync_loss and _distributed():
-            val_loss = _rank_mean(self._loss_value(val_loss), _loss_device(val_loss))
+        if self.sync_loss and distributed():
+            val_loss = rank_mean(self._loss_value(val_loss), _loss_device(val_loss))
         if type(val_loss) is float:  # the common case, valid as it is
             value = val_loss
         else:

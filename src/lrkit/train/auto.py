@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
+from lrkit._dist import distributed, rank_mean
 from lrkit._state import Snapshot
 from lrkit._step import (
     autocast_context,
@@ -375,9 +376,7 @@ def _val_loss(
             loss = batch_loss(model, batch, loss_fn, step_fn)
         total += float(loss) * n
         count += n
-    from lrkit.finder.range_test import _distributed
-
-    if _distributed():  # the mean over every rank's shard: each rank scores (and so chooses) the same
+    if distributed():  # the mean over every rank's shard: each rank scores (and so chooses) the same
         t = torch.tensor([total, float(count)], dtype=torch.float64,
                          device=device if torch.distributed.get_backend() == "nccl" else "cpu")
         torch.distributed.all_reduce(t)
@@ -490,14 +489,6 @@ def _make_trial_scheduler(make_scheduler: MakeScheduler, optimizer: torch.optim.
     return scheduler
 
 
-def _rank_mean(value: float, device: torch.device) -> float:
-    """The mean of ``value`` over the ranks of torch.distributed's default group (every rank must call it)."""
-    dist = torch.distributed
-    t = torch.tensor([value], dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t)
-    return float(t.item()) / dist.get_world_size()
-
-
 def _run_trial(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -520,7 +511,7 @@ def _run_trial(
     closure for optimizers that need one (LBFGS). The trial stops at the first diverged loss (:func:`_diverged`:
     against its first loss and ``reference``, the typical starting loss, :func:`_start_reference`).
     """
-    from lrkit.finder.range_test import _distributed, _needs_closure
+    from lrkit.finder.range_test import _needs_closure
 
     for group, scale in zip(optimizer.param_groups, scales):
         if isinstance(group["lr"], torch.Tensor):
@@ -533,7 +524,7 @@ def _run_trial(
     autocast, use_scaler = autocast_context(amp, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
     needs_closure = _needs_closure(optimizer)
-    distributed = _distributed()
+    dist_on = distributed()
     train_mode(model)  # as find_lr: a module put in eval mode inside a training model stays so
     _set_opt_mode(optimizer, train=True)  # a schedule-free optimizer refuses to step in eval mode (it is built so)
     losses: list[float] = []
@@ -561,8 +552,8 @@ def _run_trial(
             for _ in range(accumulate):
                 total += forward_backward([next(batches)])
             value = total / accumulate
-        if distributed:  # the mean over ranks, as find_lr's curve: every rank stops (or scores) the trial alike
-            value = _rank_mean(value, device)
+        if dist_on:  # the mean over ranks, as find_lr's curve: every rank stops (or scores) the trial alike
+            value = rank_mean(value, device)
         losses.append(value)
         if first is None:
             first = value
@@ -576,7 +567,7 @@ def _run_trial(
                 loss = forward_backward(micro) / accumulate
                 # the mean over ranks under torch.distributed, as find_lr's closure: LBFGS's line search and
                 # tolerance_change test read it, so every rank takes the same number of evaluations (DDP all-reduces)
-                return torch.tensor(_rank_mean(loss, device) if distributed else loss)
+                return torch.tensor(rank_mean(loss, device) if dist_on else loss)
 
         optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm)
         try:

@@ -441,7 +441,7 @@ class _Trainer:
         if isinstance(old, dict) and old.get("format") == _run.CHECKPOINT_FORMAT and old.get("epoch") == epoch:
             return
         best = {k: v for k, v in ck.items() if k not in _NOT_IN_BEST}
-        best["model"] = _without_compiled_prefix(ck.get("best_model", ck["model"]))  # the plain model's names
+        best["model"] = _without_wrapper_prefix(ck.get("best_model", ck["model"]))  # the plain model's names
         _run.save_checkpoint(path, best)
         self.log(f"resume: {path} was older than the best epoch ({epoch}) recorded in last.pt (the run was killed "
                  "while saving it); rewrote it from last.pt")
@@ -1127,7 +1127,7 @@ class _Trainer:
         try:
             # the plain model's names, whether this run or the saved one was compiled/DataParallel (see _saved_module)
             target = _saved_module(self.model)
-            target.load_state_dict(_without_compiled_prefix(ck["model"], target))
+            target.load_state_dict(_without_wrapper_prefix(ck["model"], target))
             self.optimizer.load_state_dict(ck["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise ValueError(f"resume: the model or its parameter groups differ from the run's checkpoint "
@@ -1560,7 +1560,7 @@ def _model_class_name(model: torch.nn.Module) -> str:
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
-def _without_compiled_prefix(state: Mapping[str, Any], target: torch.nn.Module | None = None) -> Mapping[str, Any]:
+def _without_wrapper_prefix(state: Mapping[str, Any], target: torch.nn.Module | None = None) -> Mapping[str, Any]:
     """A model ``state_dict`` whose every key starts with ``_orig_mod.`` (saved from a ``torch.compile``d model, as
     ``last.pt`` was before lrkit saved the plain names) with the prefix taken off, for the plain model; with the
     ``target`` module it will be loaded into, ``module.`` too (``nn.DataParallel``/DDP, the same), unless ``target``'s
