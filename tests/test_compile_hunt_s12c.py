@@ -151,7 +151,7 @@ def test_train_compiled_checkpoints_load_into_the_plain_model(tmp_path: Path) ->
         fresh = Net()
         fresh.load_state_dict(ckpt["model"])  # strict
     last = torch.load(results.run_dir / "last.pt", weights_only=True)
-    assert all(torch.equal(v, last["model"][k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(v.cpu(), last["model"][k]) for k, v in model.state_dict().items())
 
 
 def test_train_compiled_is_train_plain_bit_for_bit(tmp_path: Path) -> None:

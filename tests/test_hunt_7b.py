@@ -145,7 +145,7 @@ def test_lr0_auto_keeps_frozen_batchnorm_in_eval_mode(tmp_path: Path) -> None:
     assert modes and not any(modes)  # range test, trials and the run: the frozen norm never ran in train mode
     after = r.model.state_dict()
     for key in ("0.1.running_mean", "0.1.running_var", "0.1.num_batches_tracked"):
-        assert torch.equal(after[key], before[key]), key
+        assert torch.equal(after[key].cpu(), before[key]), key
     assert r.model[0][1].training  # the model's own modes are left as they were (train() after the run)
 
 
@@ -154,7 +154,7 @@ def test_a_parameterless_batchnorm_in_a_frozen_layer_keeps_its_statistics(tmp_pa
     r = lrkit.train(model, data=_data(), epochs=2, lr0=0.01, optimizer="SGD", freeze=[0], project=tmp_path,
                     verbose=True, plots=False)
     assert int(r.model[0][1].num_batches_tracked) == 0
-    assert torch.equal(r.model[0][1].running_mean, torch.zeros(16))
+    assert torch.equal(r.model[0][1].running_mean.cpu(), torch.zeros(16))
     assert "1 normalisation layer among them" in " ".join(capsys.readouterr().out.split())
     # a layer that trains keeps updating the statistics of its parameter-less norm
     model = _bn_model(affine=False)

@@ -226,7 +226,7 @@ def _after_train(ns: dict[str, Any]) -> None:
 def _after_checkpoint(ns: dict[str, Any]) -> None:
     ckpt, model = ns["ckpt"], ns["model"]
     for k, v in model.state_dict().items():
-        assert torch.equal(v, ckpt["model"][k])
+        assert torch.equal(v.cpu(), ckpt["model"][k])  # checkpoints hold CPU tensors
     assert {"optimizer", "scheduler", "scaler", "monitor", "rng", "config", "history", "epoch"} <= set(ckpt)
 
 

@@ -5,7 +5,10 @@ Run on a CUDA machine from the repository root; each check prints OK, FAIL (with
     python tools/gpu_checks.py
 
 Checks 6 and 7 need 2 GPUs and say SKIP otherwise. Check 8 confirms a fix made without a GPU: a monitor state loaded
-with ``map_location="cpu"`` rolls its optimizer state back onto the parameters' CUDA device.
+with ``map_location="cpu"`` rolls its optimizer state back onto the parameters' CUDA device. Checks 10-14 came with
+the first GPU lent to the project (an H100, session 13): device-neutral checkpoints and an exact resume on CUDA, the
+class-target check before a device-side assert, find_lr's device= with a model elsewhere, bf16 + channels_last, and
+torch.compile with Triton kernels. Last run: all OK but 6 and 7 (one GPU) — see the README's "CUDA paths".
 """
 
 import copy
@@ -151,7 +154,7 @@ def c8():  # a Monitor state saved from CUDA, loaded with map_location="cpu", th
     # (as lrkit.train's resume does): the optimizer state must come back on CUDA, not on the CPU
     m = net()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    mon = Monitor(m, opt, grad_every=1)
+    mon = Monitor(m, opt, grad_every=1, snapshot_every=2)  # the snapshot holds Adam moments (not the empty start)
     for x, y in list(LOADER)[:5]:
         loss = torch.nn.functional.mse_loss(m(x.cuda()), y.cuda())
         loss.backward()
@@ -169,7 +172,7 @@ def c8():  # a Monitor state saved from CUDA, loaded with map_location="cpu", th
     opt2 = torch.optim.Adam(m2.parameters(), lr=1e-3)
     m2.load_state_dict(ck["m"])
     opt2.load_state_dict(ck["o"])
-    mon2 = Monitor(m2, opt2, grad_every=1)
+    mon2 = Monitor(m2, opt2, grad_every=1, snapshot_every=2)
     mon2.load_state_dict(ck["mon"])
     x, y = next(iter(LOADER))
     loss = torch.nn.functional.mse_loss(m2(x.cuda()), y.cuda()) * float("nan")
@@ -204,5 +207,118 @@ def c9():  # lrkit.train with amp on CUDA: fp16 + GradScaler in the run and in l
         print("     train amp result:", r)
 
 
-for i, fn in enumerate((c1, c2, c3, c4, c5, c6, c7, c8, c9), 1):
+def c10():  # lrkit.train on CUDA writes device-neutral checkpoints (CPU tensors: a plain torch.load on any machine),
+    # and a resume from them continues on CUDA exactly as the uninterrupted run
+    import tempfile
+
+    def tensors(obj):
+        if torch.is_tensor(obj):
+            yield obj
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                yield from tensors(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                yield from tensors(v)
+
+    import lrkit.train.run as run
+
+    class Killed(BaseException):  # stands for SIGKILL right after epoch 2's last.pt
+        pass
+
+    original = run.save_checkpoint
+
+    def kill_after_epoch_2(path, state):
+        out = original(path, state)
+        if str(path).endswith("last.pt") and state["epoch"] == 2:
+            raise Killed
+        return out
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kw = dict(data="digits", model="mlp", lr0=0.01, device="cuda", project=tmp, verbose=False, plots=False)
+        full = lrkit.train(epochs=3, name="full", **kw)
+        again = lrkit.train(epochs=3, name="again", **kw)
+        spread = max(float((a - b).abs().max()) for a, b in
+                     zip(full.model.state_dict().values(), again.model.state_dict().values()))
+        print(f"     two identical CUDA runs differ by at most {spread:.3g}")
+        run.save_checkpoint = kill_after_epoch_2
+        try:
+            lrkit.train(epochs=3, name="cut", **kw)
+        except Killed:
+            pass
+        finally:
+            run.save_checkpoint = original
+        for name in ("last.pt", "best.pt"):
+            ck = torch.load(f"{tmp}/cut/{name}", weights_only=True)
+            devs = {t.device.type for t in tensors(ck)}
+            assert devs == {"cpu"}, (name, devs)
+        resumed = lrkit.train(resume=f"{tmp}/cut", epochs=3, verbose=False, plots=False)
+        assert next(resumed.model.parameters()).device.type == "cuda"
+        gap = max(float((a - b).abs().max()) for a, b in
+                  zip(full.model.state_dict().values(), resumed.model.state_dict().values()))
+        print(f"     resumed vs uninterrupted: at most {gap:.3g} apart")
+        assert gap <= spread, f"the resumed run is {gap:.3g} from the uninterrupted one (identical runs: {spread:.3g})"
+
+
+def c11():  # a class target out of range on CUDA: a clear ValueError before any loss, and CUDA still usable after
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            lrkit.train(torch.nn.Linear(4, 2), data="iris", epochs=1, device="cuda", project=tmp, verbose=False,
+                        plots=False)
+        except ValueError as e:
+            assert "but the data has 3 classes" in str(e), e
+        else:
+            raise AssertionError("no error")
+    assert float(torch.ones(3, device="cuda").sum()) == 3.0  # no device-side assert happened
+
+
+def c12():  # find_lr(device="cuda") with the model on the CPU: a clear ValueError, not a torch device mismatch
+    m = net("cpu")
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    try:
+        lrkit.find_lr(m, opt, LOADER, num_steps=10, device="cuda")
+    except ValueError as e:
+        assert "the model's parameters are on cpu" in str(e), e
+    else:
+        raise AssertionError("no error")
+
+
+def c13():  # amp="bf16" on CUDA (no scaler), a channels_last BatchNorm CNN: bf16 forwards, exact restore
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 1))
+    m = m.cuda().to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    xs = torch.randn(256, 1, 8, 8)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, xs.mean((1, 2, 3)).unsqueeze(1)),
+                                         batch_size=32)
+    before = copy.deepcopy(m.state_dict())
+    seen = []
+    m[0].register_forward_hook(lambda mod, i, o: seen.append(o.dtype))
+    lrkit.find_lr(m, opt, loader, num_steps=30, amp="bf16")
+    assert seen and set(seen) == {torch.bfloat16}, set(seen)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert m[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not opt.state, "the optimizer state the test made was left behind"
+
+
+def c14():  # a torch.compile'd model on CUDA (Triton kernels): after find_lr, training matches an untouched twin
+    torch.manual_seed(1)
+    a = net()
+    b = copy.deepcopy(a)
+    ca, cb = torch.compile(a), torch.compile(b)
+    oa = torch.optim.Adam(a.parameters(), lr=1e-3)
+    ob = torch.optim.Adam(b.parameters(), lr=1e-3)
+    lrkit.find_lr(ca, oa, LOADER, num_steps=20)
+    for m, o in ((ca, oa), (cb, ob)):
+        for x, y in list(LOADER)[:5]:
+            o.zero_grad()
+            torch.nn.functional.mse_loss(m(x.cuda()), y.cuda()).backward()
+            o.step()
+    gap = max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))
+    assert gap == 0.0, f"training after find_lr differs by {gap:.3g}"
+
+
+for i, fn in enumerate((c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14), 1):
     check(f"c{i}", fn)

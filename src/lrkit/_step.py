@@ -274,19 +274,29 @@ def cycle_batches(loader: Iterable[Any], name: str = "loader") -> Iterator[Any]:
     ValueError: train_loader ran out after 2 batches and yields nothing when iterated again (a generator or ...
     """
     seen = 0
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            seen += 1
-            yield batch
-        if empty:
-            if seen:
-                raise ValueError(
-                    f"{name} ran out after {seen} batches and yields nothing when iterated again (a generator or an "
-                    "iterator?): pass a re-iterable loader (a DataLoader or a list of batches), or ask for fewer steps"
-                )
-            raise ValueError(f"{name} yielded no batches: at least one is needed")
+    it: Iterator[Any] | None = None
+    try:
+        while True:
+            empty = True
+            it = iter(loader)
+            for batch in it:
+                empty = False
+                seen += 1
+                yield batch
+            if empty:
+                break
+            it = None
+    finally:
+        # Dropped here, by name: on CPython 3.12.3 (seen with torch 2.11) a generator closed while suspended in a
+        # plain for loop kept that loop's iterator — and a DataLoader's worker processes — until the generator
+        # object itself went, which an exception's traceback held on to (IPython keeps the last one).
+        it = None
+    if seen:
+        raise ValueError(
+            f"{name} ran out after {seen} batches and yields nothing when iterated again (a generator or an "
+            "iterator?): pass a re-iterable loader (a DataLoader or a list of batches), or ask for fewer steps"
+        )
+    raise ValueError(f"{name} yielded no batches: at least one is needed")
 
 
 def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> None:

@@ -385,7 +385,8 @@ def test_an_error_in_a_later_trial_restores_everything_including_grad_tensors() 
 
 
 def test_lrkit_train_chooses_lr0_under_the_runs_amp(tmp_path: Any) -> None:
-    """lrkit.train(amp=True, lr0="auto") runs the range test and the trials in bf16, as the run itself trains."""
+    """lrkit.train(amp=True, lr0="auto") runs the range test and the trials in the run's precision (bf16 on the CPU,
+    fp16 on CUDA, where the run trains by default when there is one)."""
     from lrkit.train import train
 
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
@@ -393,4 +394,5 @@ def test_lrkit_train_chooses_lr0_under_the_runs_amp(tmp_path: Any) -> None:
     model.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype) if m.training else None)
     r = train(model, data="iris", epochs=40, batch=8, nbs=8, lr0="auto", auto_budget=0.5, amp=True,
               project=tmp_path, verbose=False, plots=False)
-    assert torch.bfloat16 in dtypes[: len(r.auto.finder.lrs)]  # the range test's forward passes
+    half = torch.float16 if torch.cuda.is_available() else torch.bfloat16
+    assert half in dtypes[: len(r.auto.finder.lrs)]  # the range test's forward passes

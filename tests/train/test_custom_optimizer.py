@@ -283,7 +283,7 @@ def test_schedule_free_validates_and_saves_the_eval_mode_weights(tmp_path: Any, 
     model = _model()
     model.load_state_dict(ck["model"])
     assert _val_loss(model, val_ds) == pytest.approx(r.history[-1]["val_loss"], rel=1e-5)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), r.model.state_dict().values()))
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(model.state_dict().values(), r.model.state_dict().values()))
     # ... and not of the train-mode point y the gradients were taken at, which differs measurably
     opt = sf.AdamWScheduleFree(lrkit.param_groups(model, r.lr0, weight_decay=r.weight_decay))
     opt.load_state_dict(ck["optimizer"])

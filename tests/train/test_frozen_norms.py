@@ -20,7 +20,7 @@ def _train(tmp_path, capsys, freeze):
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     results = lrkit.train(model, data="digits", epochs=2, lr0=0.01, freeze=freeze, project=tmp_path, plots=False)
-    return before, results.model.state_dict(), capsys.readouterr().out
+    return before, {k: v.cpu() for k, v in results.model.state_dict().items()}, capsys.readouterr().out
 
 
 def test_a_frozen_layers_batchnorm_statistics_stay_put(tmp_path, capsys) -> None:

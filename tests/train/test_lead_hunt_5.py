@@ -69,5 +69,5 @@ def test_an_empty_validation_batch_does_not_make_the_validation_loss_nan(tmp_pat
     results = lrkit.train(torch.nn.Linear(3, 2), data=(TensorDataset(x, y), val), epochs=1, lr0=0.01, monitor=False,
                           project=str(tmp_path), name="empty", verbose=False, plots=False)
     assert math.isfinite(results.history[0]["val_loss"])
-    full = torch.nn.functional.cross_entropy(results.model(x), y).item()
+    full = torch.nn.functional.cross_entropy(results.model.cpu()(x), y).item()
     assert abs(results.history[0]["val_loss"] - full) < 1e-5  # the mean over the 64 real samples

@@ -60,7 +60,7 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     fresh = lrkit.train.models.build_model("mlp", lrkit.train.data.load_data("wine").info)
     fresh.load_state_dict(last["model"])
     for a, b in zip(fresh.state_dict().values(), r.model.state_dict().values()):
-        assert torch.equal(a, b)
+        assert torch.equal(a, b.cpu())
     assert last["config"]["data"] == "wine" and last["history"] == r.history
 
 

@@ -281,6 +281,21 @@ def _check_device(device: torch.device | str, hint: str = "pass device=None to u
     return dev
 
 
+def _check_model_on(model: torch.nn.Module, dev: torch.device) -> None:
+    """``device`` is where find_lr sends the batches, not where it moves the model: a model none of whose
+    parameters are on ``dev`` would fail at the first forward pass with torch's "Expected all tensors to be on the
+    same device"; say so before anything runs. (A model split over several devices takes its batches on one.)"""
+    devices = {p.device for p in model.parameters()}
+    if devices and not any(d.type == dev.type and (d.index is None or dev.index is None or d.index == dev.index)
+                           for d in devices):
+        where = ", ".join(sorted(str(d) for d in devices))
+        raise ValueError(
+            f"device={str(dev)!r} is where find_lr sends the batches, but the model's parameters are on {where}: "
+            f"move the model first (model.to({str(dev)!r})), or pass device=None to "
+            "send the batches to the model's device"
+        )
+
+
 def _all_reduce(t: torch.Tensor, what: str, op: Any = None) -> None:
     """``torch.distributed.all_reduce(t)``, and when it fails (another rank did not call ``find_lr`` and the process
     group timed out, or another rank's process died), an error that names ``find_lr`` and what it needs instead of
@@ -574,6 +589,8 @@ def find_lr(
     dev = _check_device(device) if device is not None else (
         first_param.device if first_param is not None else torch.device("cpu")
     )
+    if device is not None:
+        _check_model_on(model, dev)
     autocast, use_scaler = autocast_context(amp, dev)
     scaler_state = None
     restore_scaler: Callable[[], None] = lambda: None  # noqa: E731

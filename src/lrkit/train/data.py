@@ -1133,6 +1133,23 @@ def count_classes(data: TrainData) -> int:
     return top + 1
 
 
+def largest_tensor_target(data: TrainData) -> int | None:
+    """The largest integer target over train and val when both are tensors (a ``TensorDataset``, a ``Subset`` of
+    one, a ``DataLoader`` over either: read at once, cheap); ``None`` for any other data, which would have to be
+    read sample by sample."""
+    tops = []
+    for part in (data.train, data.val):
+        pair = _tensor_pair(part)
+        if pair is None:
+            return None
+        y = pair[1]
+        if y.is_floating_point() or y.is_complex():
+            return None
+        if y.numel():
+            tops.append(int(y.max()))
+    return max(tops) if tops else None
+
+
 def _tensor_pair(ds: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The (inputs, targets) tensors of a (Subset of a) TensorDataset or a DataLoader over one, without indexing
     sample by sample; ``None`` for any other dataset."""

@@ -30,6 +30,7 @@ import os
 import random
 import shlex
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -282,8 +283,42 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
-    """``torch.save`` ``state`` atomically (a temporary file beside ``path``, then an atomic rename)."""
-    return atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
+    """``torch.save`` ``state`` atomically (a temporary file beside ``path``, then an atomic rename).
+
+    Tensors on an accelerator are saved as CPU tensors, so a checkpoint written on a GPU loads on any machine with a
+    plain ``torch.load(path, weights_only=True)`` (no ``map_location``), and every checkpoint of a run is alike
+    whichever path wrote it; ``load_state_dict`` copies them back onto the model's device.
+    """
+    plain = _on_cpu(dict(state), {})
+    return atomic_write(path, lambda tmp: torch.save(plain, tmp))
+
+
+def _on_cpu(obj: Any, memo: dict[int, torch.Tensor]) -> Any:
+    """``obj`` with every non-CPU tensor in its dicts, lists and tuples copied to the CPU (a tensor met twice is
+    copied once); containers keep their type and a state dict its ``_metadata``; unchanged parts are not rebuilt.
+
+    >>> s = {"w": torch.ones(2), "groups": [{"lr": 0.1}]}
+    >>> _on_cpu(s, {}) is s
+    True
+    """
+    if isinstance(obj, torch.Tensor):
+        if obj.device.type == "cpu":
+            return obj
+        if id(obj) not in memo:
+            memo[id(obj)] = obj.detach().to("cpu")
+        return memo[id(obj)]
+    if isinstance(obj, dict):
+        items = {k: _on_cpu(v, memo) for k, v in obj.items()}
+        if all(items[k] is v for k, v in obj.items()):
+            return obj
+        new = type(obj)(items) if type(obj) in (dict, OrderedDict) else items
+        if isinstance(new, OrderedDict) and hasattr(obj, "_metadata"):
+            new._metadata = obj._metadata  # type: ignore[union-attr]  # module versions for load_state_dict
+        return new
+    if type(obj) in (list, tuple):
+        moved = [_on_cpu(v, memo) for v in obj]
+        return obj if all(m is v for m, v in zip(moved, obj)) else type(obj)(moved)
+    return obj
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:

@@ -28,6 +28,7 @@ from lrkit._dlr import group_step_sizes
 from lrkit._step import (
     _INPUT_KEYS,
     _TARGET_KEYS,
+    _token_logits,
     autocast_context,
     batch_loss,
     batch_size,
@@ -37,7 +38,7 @@ from lrkit._step import (
 )
 from lrkit._utils import adapts_step_size, unknown_name_error
 from lrkit.train import run as _run
-from lrkit.train.data import TrainData, count_classes, describe_sample, load_data
+from lrkit.train.data import TrainData, count_classes, describe_sample, largest_tensor_target, load_data
 from lrkit.train.models import build_model, default_model_name
 from lrkit.train.optim import (
     OPTIMIZERS,
@@ -690,17 +691,46 @@ class _Trainer:
                     self.log(f"lrkit.train: model {self.model_name} returns a {type(out).__name__}; the validation "
                              f"metric is the validation loss (not {self.spec.metric_name})")
                     self.spec = task_spec(None)
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            want = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            mismatch = (f"{which} cannot compare the output of model {self.model_name} ({got}) with the targets "
+                        f"({want}) of {self.data.info.name!r}")
+            if self.user_loss is None:
+                self._check_class_count(out, y, mismatch)
             try:
                 self.loss_fn(out, y)
             except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
-                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                want = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-                raise ValueError(
-                    f"{which} cannot compare the output of model {self.model_name} ({got}) with the targets ({want}) "
-                    f"of {self.data.info.name!r}: {_first_line(e)}"
-                ) from None
+                raise ValueError(f"{mismatch}: {_first_line(e)}") from None
         finally:
             self.model.train(was_training)
+
+    def _check_class_count(self, out: Any, y: Any, mismatch: str) -> None:
+        """The default loss's class targets fit the model's class scores: every class of the data (``num_outputs``
+        when the data says, else the largest target of this batch) has a score, and no target is negative (but
+        cross-entropy's ignored ``-100``). On CUDA a target out of range is a device-side assert that leaves the
+        process unable to use the GPU again, so this is checked here, once, before the first loss."""
+        if (not isinstance(out, torch.Tensor) or not isinstance(y, torch.Tensor) or out.ndim < 2 or not y.numel()
+                or y.is_floating_point() or y.is_complex() or self.data.info.task not in ("classification", "lm")):
+            return
+        tokens = self.data.info.task == "lm"
+        scores = int(out.shape[-1] if _token_logits(out, y, tokens) else out.shape[1])
+        kept = y[y != -100]
+        top = int(kept.max()) if kept.numel() else -1
+        low = int(kept.min()) if kept.numel() else 0
+        known = self.data.info.num_outputs
+        if known is None:  # a user's data: its tensors' largest target when that is cheap to read
+            largest = largest_tensor_target(self.data)
+            known = 0 if largest is None else largest + 1
+        classes = max(top + 1, known)
+        what = "token ids (the vocabulary)" if tokens else "classes"
+        if low < 0:
+            raise ValueError(f"{mismatch}: the targets hold {low}, but class targets must be 0 .. number of "
+                             "classes - 1 (or -100 for an ignored position); map the labels to 0, 1, 2, ...")
+        if classes > scores:
+            raise ValueError(
+                f"{mismatch}: the model gives {scores} scores per {'position' if tokens else 'sample'}, but the data "
+                f"has {classes} {what} (targets 0 .. {classes - 1}); make the model's last layer output {classes}"
+            )
 
     # ---------------------------------------------------------------------------------------------- fit
     def fit(self) -> TrainResults:
