@@ -69,10 +69,13 @@ __all__ = [
     "TaskData",
     "cached_val_loss",
     "default_grid",
+    "device_arg",
+    "device_label",
     "evaluate_lrs",
     "make_loaders",
     "oracle",
     "regret",
+    "synchronize",
     "train_run",
     "warmup_cosine",
 ]
@@ -2510,3 +2513,42 @@ def task_names(parser: argparse.ArgumentParser, text: str, flag: str = "--tasks"
         if n not in TASKS:
             parser.error(f"{flag}: unknown task {n!r}; valid: {', '.join(TASKS)}")
     return names
+
+
+def device_arg(parser: argparse.ArgumentParser, text: str, flag: str = "--device") -> torch.device:
+    """A script's ``--device`` (``cpu``, ``cuda`` or ``cuda:N``) as a ``torch.device``; ``parser.error`` naming the
+    value and what would be valid when it is not a device or this machine cannot run on it (no traceback).
+
+    >>> device_arg(argparse.ArgumentParser(), "cpu")
+    device(type='cpu')
+    """
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        parser.error(f"{flag} {text!r} is not a device; valid: cpu, cuda, cuda:N")
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        parser.error(f"{flag} {text} is not supported by this benchmark; valid: cpu, cuda, cuda:N")
+    if not torch.cuda.is_available():
+        parser.error(f"{flag} {text} but CUDA is not available here; use {flag} cpu")
+    count = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= count:
+        parser.error(f"{flag} {text} but this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1}); "
+                     f"use one of those, or {flag} cpu")
+    return dev
+
+
+def device_label(device: torch.device) -> str:
+    """``"cpu"``, or ``"cuda:0 (NVIDIA H100 80GB HBM3)"``: the device and, on CUDA, its name, for a table header."""
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued kernels (CUDA only; a no-op on the CPU): call before every timer read, so a
+    timed span includes the asynchronous work it launched."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

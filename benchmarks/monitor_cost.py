@@ -9,10 +9,21 @@ sample) are told apart by whether the call recorded a gradient norm (``monitor.r
 steps a falling validation loss goes to ``after_validation`` (a new best each time, so the best-validation snapshot
 is refreshed: its worst case); those calls are timed on their own, per call.
 
+On a GPU (``--device cuda`` or ``cuda:N``) the model and its fixed batch live on the device, and
+``torch.cuda.synchronize()`` runs before every clock read, so each call's time includes the kernels it launched (the
+gradient norms, the snapshot copies) and not the backward pass still queued before it; the ``--warmup`` steps (CUDA
+context, cuBLAS init, the monitor's first snapshot) are left out as on the CPU. Those syncs (four per step, five on a
+validation step) are the same with or without the monitor and make the loop synchronous, so "step µs" is a
+synchronous step's time: the monitor's share is of a step that waits for the device, as a loop that reads its loss
+every step (the monitor itself reads the loss in ``after_backward``) nearly does. The default models are tiny: on a
+GPU their steps are bound by kernel launches; ``--width`` (the hidden width of the MLP and of the deep stack) and
+``--batch`` give each step more arithmetic.
+
 Run (one thread; prints a Markdown table):
 
     python benchmarks/monitor_cost.py                     # 3 models, 20 000 steps, 5 repeats (median)
     python benchmarks/monitor_cost.py --steps 5000 --repeats 1
+    python benchmarks/monitor_cost.py --device cuda --steps 5000 --repeats 3 --width 1024 --batch 512   # on a GPU
 """
 
 from __future__ import annotations
@@ -24,37 +35,52 @@ from collections.abc import Callable
 
 import torch
 
+from _suite import device_arg, device_label, synchronize
 from lrkit import Monitor
 
+_CPU = torch.device("cpu")
+#: builds a model and its fixed batch (x, y)
+_Build = Callable[[], tuple[torch.nn.Module, torch.Tensor, torch.Tensor]]
 
-def _models() -> dict[str, Callable[[], tuple[torch.nn.Module, torch.Tensor, torch.Tensor]]]:
+
+def _models(width: int | None = None, batch: int = 64) -> dict[str, _Build]:
+    """The three models and their fixed batches; ``width`` (default: 128 for the MLP, 64 for the deep stack) sets
+    the hidden width of the MLP and of the deep stack, ``batch`` the batch size (default 64)."""
+    mlp_w, deep_w = (128, 64) if width is None else (width, width)
+
     def logreg() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-        return torch.nn.Linear(30, 1), torch.randn(64, 30), torch.randn(64, 1)
+        return torch.nn.Linear(30, 1), torch.randn(batch, 30), torch.randn(batch, 1)
 
     def mlp() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-        net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-        return net, torch.randn(64, 64), torch.randn(64, 10)
+        net = torch.nn.Sequential(torch.nn.Linear(64, mlp_w), torch.nn.ReLU(), torch.nn.Linear(mlp_w, 10))
+        return net, torch.randn(batch, 64), torch.randn(batch, 10)
 
     def deep() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
         layers: list[torch.nn.Module] = []
-        for _ in range(8):
-            layers += [torch.nn.Linear(64, 64), torch.nn.LayerNorm(64), torch.nn.GELU()]
-        return torch.nn.Sequential(*layers, torch.nn.Linear(64, 1)), torch.randn(64, 64), torch.randn(64, 1)
+        for i in range(8):
+            layers += [torch.nn.Linear(64 if i == 0 else deep_w, deep_w), torch.nn.LayerNorm(deep_w), torch.nn.GELU()]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(deep_w, 1)), torch.randn(batch, 64), torch.randn(batch, 1)
 
-    return {"Linear(30,1)": logreg, "MLP 64-128-10": mlp, "8x(Linear+LayerNorm) 64": deep}
+    return {"Linear(30,1)": logreg, f"MLP 64-{mlp_w}-10": mlp, f"8x(Linear+LayerNorm) {deep_w}": deep}
 
 
-def measure(build: Callable[[], tuple[torch.nn.Module, torch.Tensor, torch.Tensor]], steps: int,
-            warmup: int, epoch: int = 100) -> dict[str, float]:
+def measure(build: _Build, steps: int, warmup: int, epoch: int = 100, device: torch.device = _CPU) -> dict[str, float]:
     """One run: time inside the monitor's calls, split into fast-path calls and full steps; every ``epoch`` steps a
     falling validation loss goes to ``after_validation`` (a new best each time: the snapshot is refreshed), timed on
-    its own and not counted in the per-step figures."""
+    its own and not counted in the per-step figures. Model and batch on ``device``; on CUDA every clock read waits
+    for the device first."""
     torch.manual_seed(0)
     model, x, y = build()
+    model, x, y = model.to(device), x.to(device), y.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     mon = Monitor(model, opt, sched)
     clock = time.perf_counter_ns
+    if device.type == "cuda":
+
+        def clock() -> int:
+            synchronize(device)
+            return time.perf_counter_ns()
     loop_ns = monitor_ns = 0
     fast: list[int] = []
     full: list[int] = []
@@ -104,18 +130,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20_000, help="timed optimizer steps per run")
     parser.add_argument("--warmup", type=int, default=500, help="untimed steps first")
     parser.add_argument("--repeats", type=int, default=5, help="runs per model; the table shows medians")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where model and batch live")
+    parser.add_argument("--width", type=int, default=None,
+                        help="hidden width of the MLP and the deep stack (default 128 and 64)")
+    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error(f"need --steps >= 1, --repeats >= 1, --warmup >= 0 (got {args.steps}, {args.repeats}, "
                      f"{args.warmup})")
+    if (args.width is not None and args.width < 1) or args.batch < 1:
+        parser.error(f"need --width >= 1 and --batch >= 1 (got {args.width}, {args.batch})")
+    device = device_arg(parser, args.device)
     torch.set_num_threads(1)
-    print(f"Command: `python benchmarks/monitor_cost.py --steps {args.steps} --repeats {args.repeats}` "
-          f"(torch {torch.__version__}, 1 thread, median of repeats)\n")
+    extra = "".join(f" {flag} {value}" for flag, value, default in (
+        ("--device", args.device, "cpu"), ("--width", args.width, None), ("--batch", args.batch, 64))
+        if value != default)
+    print(f"Command: `python benchmarks/monitor_cost.py --steps {args.steps} --repeats {args.repeats}{extra}` "
+          f"(torch {torch.__version__}, device {device_label(device)}, 1 thread, median of repeats)\n")
     print("| model | step µs (with monitor) | monitor µs/step | share of step | fast path µs (median) "
           "| full step µs (median, after_backward) | one full step every | after_validation µs (median, new best) |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, build in _models().items():
-        runs = [measure(build, args.steps, args.warmup) for _ in range(args.repeats)]
+    for name, build in _models(args.width, args.batch).items():
+        runs = [measure(build, args.steps, args.warmup, device=device) for _ in range(args.repeats)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(f"| {name} | {med['step_us']:.1f} | {med['monitor_us']:.2f} | {med['monitor_us'] / med['step_us']:.1%} "
               f"| {med['fast_us']:.2f} | {med['full_us']:.1f} | {med['full_every']:.0f} steps | {med['val_us']:.1f} |")

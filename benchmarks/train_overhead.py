@@ -23,10 +23,22 @@ per-repeat ratios (each lrkit run over the hand run of the same repeat). Repeats
 lrkit, hand, ...) so a busy machine slows both alike; one untimed warm-up repeat goes first. ``lrkit.train`` runs
 with ``plots=False, verbose=False``, monitor on (its default) and off (``monitor=False``). One thread, seeds fixed.
 
+On a GPU (``--device cuda`` or ``cuda:N``) both sides train on the device from the same CPU DataLoaders: the hand loop
+moves each batch there (``non_blocking``, as lrkit's ``move_to`` does) in training and validation, and
+``lrkit.train(device=...)`` moves them itself. ``torch.cuda.synchronize()`` runs before every clock read (the call's
+start and end and each epoch mark), so queued kernels are counted; the untimed warm-up repeat initialises CUDA,
+cuBLAS and cuDNN for every side alike. What the ratio means there: the hand loop reads every step's loss
+(``loss.item()``, one host-device sync per step, as a loop that logs its loss does), and so does ``lrkit.train`` with
+its monitor (the monitor checks each loss); with ``monitor=False`` and no progress callback lrkit reads the step
+values in bulk, without a sync per step, so that column can read below 1. The suite's models are small: a GPU step
+is bound by kernel launches, so lrkit's per-step Python is measured against the launch cost of a small step and its
+fixed per-epoch cost (records, checkpoints) against very short epochs — the worst case for both.
+
 Run (prints a Markdown table; about a minute):
 
     python benchmarks/train_overhead.py
     python benchmarks/train_overhead.py --tasks digits_mlp --epochs 20 --repeats 9
+    python benchmarks/train_overhead.py --device cuda                 # on a GPU
 """
 
 from __future__ import annotations
@@ -45,24 +57,30 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from _suite import TASKS, Task, make_loaders, task_names, warmup_cosine
+from _suite import TASKS, Task, device_arg, device_label, make_loaders, synchronize, task_names, warmup_cosine
+
+_CPU = torch.device("cpu")
 
 
 class _MarkedLoader(DataLoader):
-    """A DataLoader that notes the time each pass over it starts (the start of an epoch)."""
+    """A DataLoader that notes the time each pass over it starts (the start of an epoch), once ``device`` has
+    finished the work queued before it."""
 
     marks: list[float]
+    device: torch.device
 
     def __iter__(self) -> Any:
+        synchronize(self.device)
         self.marks.append(time.perf_counter())
         return super().__iter__()
 
 
-def _loaders(task: Task) -> tuple[_MarkedLoader, DataLoader]:
+def _loaders(task: Task, device: torch.device = _CPU) -> tuple[_MarkedLoader, DataLoader]:
     train, val = make_loaders(task, seed=0)
     marked = _MarkedLoader(train.dataset, batch_size=train.batch_size, shuffle=True, drop_last=train.drop_last,
                            generator=torch.Generator().manual_seed(0))
     marked.marks = []
+    marked.device = device
     return marked, val
 
 
@@ -91,17 +109,23 @@ def _build_hand_optimizer(opt_args: dict[str, Any], groups: list[dict[str, Any]]
     return build_optimizer(spec, groups, lr=lr, momentum=opt_args["momentum"])
 
 
-def hand_loop(task: Task, initial: dict[str, torch.Tensor], epochs: int, out: Path) -> tuple[float, list[float]]:
-    """A plain loop: per step forward, loss, backward, optimizer and scheduler step, ``loss.item()``; per epoch one
-    validation pass and a ``torch.save`` of model + optimizer state. Returns (wall seconds, epoch start marks)."""
+def hand_loop(task: Task, initial: dict[str, torch.Tensor], epochs: int, out: Path,
+              device: torch.device = _CPU) -> tuple[float, list[float]]:
+    """A plain loop: per step (off the CPU: the batch's copy to ``device``) forward, loss, backward, optimizer and
+    scheduler step, ``loss.item()`` (one sync per step on a GPU); per epoch one validation pass and a ``torch.save``
+    of model + optimizer state. Returns (wall seconds, epoch start marks)."""
     from lrkit.scaling import param_groups
 
+    synchronize(device)
     t_call = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = task.build_model(0)
     model.load_state_dict(initial)
-    train, val = _loaders(task)
+    move = device.type != "cpu"
+    if move:
+        model = model.to(device)
+    train, val = _loaders(task, device)
     opt_args = _optimizer_args(task, model)
     groups = param_groups(model, task.default_lr, weight_decay=opt_args["weight_decay"])
     optimizer = _build_hand_optimizer(opt_args, groups, task.default_lr)
@@ -113,6 +137,8 @@ def hand_loop(task: Task, initial: dict[str, torch.Tensor], epochs: int, out: Pa
         model.train()
         loss_sum, n_sum = 0.0, 0
         for x, y in train:
+            if move:  # as lrkit's move_to: non-blocking towards an accelerator
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
             loss.backward()
@@ -124,6 +150,8 @@ def hand_loop(task: Task, initial: dict[str, torch.Tensor], epochs: int, out: Pa
         v_sum, v_n, correct = 0.0, 0, 0
         with torch.no_grad():
             for x, y in val:
+                if move:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 out_ = model(x)
                 v_sum += float(loss_fn(out_, y)) * len(x)
                 v_n += len(x)
@@ -131,19 +159,22 @@ def hand_loop(task: Task, initial: dict[str, torch.Tensor], epochs: int, out: Pa
                     correct += int((out_.argmax(1) == y).sum())
         torch.save({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "train_loss": loss_sum / n_sum, "val_loss": v_sum / v_n}, out / "last.pt")
+    synchronize(device)
     return time.perf_counter() - t_call, train.marks
 
 
 def lrkit_run(task: Task, initial: dict[str, torch.Tensor], epochs: int, out: Path,
-              monitor: bool) -> tuple[float, list[float]]:
-    """One ``lrkit.train`` call on the same model, data, optimizer and schedule; (wall seconds, epoch marks)."""
+              monitor: bool, device: torch.device = _CPU) -> tuple[float, list[float]]:
+    """One ``lrkit.train`` call on the same model, data, optimizer and schedule (``device=`` passed on: lrkit moves
+    the model and each batch itself); (wall seconds, epoch marks)."""
     import lrkit
 
+    synchronize(device)
     t_call = time.perf_counter()
     torch.manual_seed(0)
     model = task.build_model(0)
     model.load_state_dict(initial)
-    train, val = _loaders(task)
+    train, val = _loaders(task, device)
     opt_args = _optimizer_args(task, model)
     total = epochs * len(train)
     warm = max(1, round(0.05 * total))
@@ -153,7 +184,8 @@ def lrkit_run(task: Task, initial: dict[str, torch.Tensor], epochs: int, out: Pa
                           nbs=task.batch_size, loss_fn=task.loss_fn, **opt_args,
                           schedule=f"cosine lrf=0 warmup_steps={warm} warmup_start_factor={1 / warm}",
                           patience=None, monitor=monitor, project=str(out), name="run", exist_ok=True,
-                          plots=False, verbose=False, device="cpu")
+                          plots=False, verbose=False, device=str(device))
+    synchronize(device)
     wall = time.perf_counter() - t_call
     if res.epochs_run != epochs:
         raise RuntimeError(f"{task.name}: lrkit.train ran {res.epochs_run}/{epochs} epochs ({res.stop_reason})")
@@ -164,13 +196,13 @@ def _epoch_s(marks: list[float]) -> float:
     return (marks[-1] - marks[1]) / (len(marks) - 2)
 
 
-def measure(task: Task, epochs: int, repeats: int) -> dict[str, float]:
+def measure(task: Task, epochs: int, repeats: int, device: torch.device = _CPU) -> dict[str, float]:
     """Medians over interleaved repeats: seconds per steady-state epoch and start-up seconds for each side."""
     initial = copy.deepcopy(task.build_model(0).state_dict())
     runners: dict[str, Callable[[Path], tuple[float, list[float]]]] = {
-        "hand": lambda d: hand_loop(task, initial, epochs, d),
-        "lrkit": lambda d: lrkit_run(task, initial, epochs, d, monitor=True),
-        "lrkit_nomon": lambda d: lrkit_run(task, initial, epochs, d, monitor=False),
+        "hand": lambda d: hand_loop(task, initial, epochs, d, device),
+        "lrkit": lambda d: lrkit_run(task, initial, epochs, d, monitor=True, device=device),
+        "lrkit_nomon": lambda d: lrkit_run(task, initial, epochs, d, monitor=False, device=device),
     }
     epoch_s: dict[str, list[float]] = {k: [] for k in runners}
     start_s: dict[str, list[float]] = {k: [] for k in runners}
@@ -204,18 +236,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated suite task names (SGD, Adam or AdamW tasks)")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per call (default 12; at least 4)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats after one warm-up (default 7)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where both sides train")
     args = parser.parse_args(argv)
     names = task_names(parser, args.tasks)
     if args.epochs < 4 or args.repeats < 1:
         parser.error(f"--epochs={args.epochs} must be >= 4 and --repeats={args.repeats} >= 1")
+    device = device_arg(parser, args.device)
     torch.set_num_threads(1)
+    on = "" if args.device == "cpu" else f" --device {args.device}"
     print(f"Command: `python benchmarks/train_overhead.py --tasks {','.join(names)} --epochs {args.epochs} "
-          f"--repeats {args.repeats}` (torch {torch.__version__}, 1 thread, median of interleaved repeats)\n")
+          f"--repeats {args.repeats}{on}` (torch {torch.__version__}, device {device_label(device)}, 1 thread, "
+          f"median of interleaved repeats)\n")
     print("| task | steps/epoch | hand loop ms/epoch | lrkit.train ms/epoch | ratio (IQR) | lrkit − hand ms/epoch "
           "| monitor=False ms/epoch | ratio (IQR) | start-up ms: hand / lrkit / monitor=False |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n in names:
-        m = measure(TASKS[n], args.epochs, args.repeats)
+        m = measure(TASKS[n], args.epochs, args.repeats, device)
         steps = m["steps"]
         more = 1e3 * (m["lrkit_epoch"] - m["hand_epoch"])
         print(f"| {n} | {steps:.0f} | {1e3 * m['hand_epoch']:.1f} | {1e3 * m['lrkit_epoch']:.1f} "
