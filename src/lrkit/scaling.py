@@ -24,6 +24,7 @@ import fnmatch
 import math
 import numbers
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -334,6 +335,21 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
     if t is not None
 )
 
+# A hand-written norm layer's class name ends in Norm (LlamaRMSNorm, T5LayerNorm, ImageGPTLayerNorm, Qwen2RMSNorm,
+# ConvNeXt's LayerNorm2d, Mamba2's MambaRMSNormGated): architectures define their own instead of subclassing torch's.
+_NORM_CLASS_RE = re.compile(r"norm(\d*d|gated)?$", re.IGNORECASE)
+
+
+def _is_norm_layer(module: nn.Module) -> bool:
+    """A normalization layer: one of torch's (:data:`_NORM_TYPES`), or a leaf module whose class name ends in ``Norm``
+    (also ``Norm2d``, ``NormGated``) — transformers' ``LlamaRMSNorm``/``T5LayerNorm``/``ImageGPTLayerNorm`` whatever
+    its attribute is called (ImageGPT's ``ln_1``, Qwen2-VL's ``ln_q``). A module with submodules is a container, not a
+    norm, whatever its name (``RobertaPreLayerNormLMHead``, ``Wav2Vec2EncoderStableLayerNorm``)."""
+    if isinstance(module, _NORM_TYPES):
+        return True
+    leaf = not any(m is not None for k, m in module._modules.items() if k != "parametrizations")
+    return leaf and _NORM_CLASS_RE.search(type(module).__name__) is not None
+
 
 # Wrappers that keep the user's model under one attribute, so every parameter name gains a prefix: DataParallel and
 # DistributedDataParallel ("module."), torch.compile's OptimizedModule ("_orig_mod."), FSDP v1
@@ -502,12 +518,46 @@ def _has_stack(module: nn.Module) -> bool:
     return False
 
 
+#: Children registered after a stack of blocks but applied to its input (the embeddings' norm: BART, mBART, LED,
+#: PLBart, MVP ``layernorm_embedding``; ProphetNet ``embeddings_layer_norm``; Canary ``embedding_layernorm``), and
+#: children registered before a stack but applied after it (OPT's ``final_layer_norm`` and ``project_out``, SAM's
+#: ``proj_out``, ``final_norm``). Registration order is the only order a model exposes without a forward pass; these
+#: exact names (never a substring: LFM2's *final* norm is called ``embedding_norm``) are moved across the stack.
+_INPUT_SIDE_NAMES = frozenset({"layernorm_embedding", "layer_norm_embedding", "embedding_layernorm",
+                               "embedding_layer_norm", "embeddings_layernorm", "embeddings_layer_norm"})
+_OUTPUT_SIDE_NAMES = frozenset({"final_layer_norm", "final_layernorm", "final_norm", "ln_f", "norm_f",
+                                "project_out", "proj_out"})
+
+
+def _data_order(children: list[tuple[str, nn.Module, bool]]) -> list[tuple[str, nn.Module, bool]]:
+    """A trunk's children ``(name, module, is_stack_or_holds_one)`` in the order data flows through them: registration
+    order, except that a child of :data:`_INPUT_SIDE_NAMES` registered after the first stack moves just before it,
+    and one of :data:`_OUTPUT_SIDE_NAMES` registered before the last stack moves just after it."""
+    stacks = [i for i, (_, _, stacky) in enumerate(children) if stacky]
+    if not stacks:
+        return children
+    first, last = stacks[0], stacks[-1]
+
+    def rank(item: tuple[int, tuple[str, nn.Module, bool]]) -> float:
+        i, (name, _, _) = item
+        if name in _INPUT_SIDE_NAMES and i > first:
+            return first - 0.5
+        if name in _OUTPUT_SIDE_NAMES and i < last:
+            return last + 0.5
+        return i
+
+    return [child for _, child in sorted(enumerate(children), key=rank)]  # sorted is stable: ties keep their order
+
+
 def _layer_keys(inner: nn.Module) -> dict[str, str]:
-    """Module path -> layer name for every module that is a layer (see :func:`_layers`)."""
+    """Module path -> layer name for every module that is a layer (see :func:`_layers`), input to output."""
     keys: dict[str, str] = {}
 
     def walk(module: nn.Module, path: str) -> None:
-        for name, child in module.named_children():
+        children = [(name, child, _is_stack(name, child, top=not path)
+                     or (not _is_parallel(name, child) and _has_stack(child)))
+                    for name, child in module.named_children()]
+        for name, child, _ in _data_order(children):
             cpath = f"{path}{name}"
             if _is_stack(name, child, top=not path):  # a stack: each element is a layer, never split further
                 for i in child._modules:
@@ -536,6 +586,13 @@ def _layers(model: nn.Module) -> list[tuple[str, list[str]]]:
     inside its branches: a mixture-of-experts block's experts share one depth. Parameters registered directly on
     the model (``cls_token``, ``pos_embed``) belong to the first layer, the input end, as in timm. Under a wrapper
     (DataParallel, DDP, torch.compile) the layers are the wrapped model's; the parameter names stay the real ones.
+
+    The order is registration order, which is data order in almost every model, with two corrections where a module
+    holding a stack is known to register a child on the wrong side of it (:data:`_INPUT_SIDE_NAMES`,
+    :data:`_OUTPUT_SIDE_NAMES`): BART/mBART's ``layernorm_embedding`` (registered after the blocks) is numbered
+    before them, OPT's ``final_layer_norm``/``project_out`` (registered before) after them. An encoder-decoder is
+    numbered encoder then decoder (T5: ``shared``, ``encoder.block.*``, ``encoder.final_layer_norm``,
+    ``decoder.block.*``, ``decoder.final_layer_norm``), the way data flows to the loss.
     """
     inner, prefix = _unwrap(model)
     keys = _layer_keys(inner)
@@ -556,6 +613,8 @@ def _layers(model: nn.Module) -> list[tuple[str, list[str]]]:
         members[key].append(prefix + name)
     if not order and root:  # a model whose only parameters are its own (e.g. a bare nn.Linear)
         return [("", root)]
+    rank = {k: i for i, k in enumerate(keys)}  # data order (see _data_order), not first-parameter order
+    order.sort(key=rank.__getitem__)
     layers = [(k, members[k]) for k in order]
     if root and layers:
         layers[0] = (layers[0][0], root + layers[0][1])
@@ -700,7 +759,7 @@ def _no_decay_names(model: nn.Module, names: _Names, no_decay: Iterable[str]) ->
                    if _matches(a, x) or fnmatch.fnmatchcase(a, x))
     if "norm" in patterns:
         # a norm layer's own parameters, and the originals of its parametrized ones (held in its "parametrizations")
-        norm_ids = {id(p) for mod in model.modules() if isinstance(mod, _NORM_TYPES)
+        norm_ids = {id(p) for mod in model.modules() if _is_norm_layer(mod)
                     for p in (*mod.parameters(recurse=False),
                               *(mod.parametrizations.parameters() if _is_parametrized(mod) else ()))}
         out.update(n for n, p in model.named_parameters() if id(p) in norm_ids)
@@ -737,7 +796,9 @@ def param_groups(
       the layer of its first name (a tied input embedding / LM head: the embedding's, the lowest).
 
     Kinds: ``decay`` (weights, at ``weight_decay``), ``no_decay`` (parameters of normalization layers —
-    BatchNorm/LayerNorm/GroupNorm/InstanceNorm/RMSNorm found by module type when ``"norm"`` is in ``no_decay`` —
+    BatchNorm/LayerNorm/GroupNorm/InstanceNorm/RMSNorm found by module type when ``"norm"`` is in ``no_decay``, and
+    an architecture's own norm classes by a class name ending in ``Norm`` (transformers' ``LlamaRMSNorm``,
+    ``T5LayerNorm``, ``ImageGPTLayerNorm`` under any attribute name) —
     parameters whose name contains a ``no_decay`` pattern, and those a timm-style ``model.no_weight_decay()`` lists
     — ViT's ``{"cls_token", "pos_embed"}`` — at decay 0) and ``bias`` (every ``*.bias`` and 1-D ``*bias*`` such as
     ``nn.MultiheadAttention``'s ``in_proj_bias`` or ``nn.LSTM``'s ``bias_ih_l0``, at decay 0 when ``"bias"`` is in
@@ -805,10 +866,14 @@ def param_groups(
         heads = {n for h in head for n in _hits(names, h)}  # a weight tied to the head trains with the head
         if not heads:
             tops = layer_names(model)
+            # a tied head (GPT-2's, T5's lm_head) is no layer of its own: offer the modules of the other names too
+            tied = [a.rsplit(".", 1)[0] for n in names.real for a in names.aliases[n]
+                    if "." in a and _unparametrized(a) == a
+                    and a not in (names.bare[n], _unparametrized(names.bare[n]))]
             raise ValueError(
                 f"head={tuple(head)!r} matches no parameter of the model, so backbone_lr_scale has no head to "
-                f"spare.{did_you_mean(next(iter(head), ''), tops)} Pass head= with the head's name; layers: "
-                f"{', '.join(tops)}"
+                f"spare.{did_you_mean(next(iter(head), ''), tops + tied)} Pass head= with the head's name; layers: "
+                f"{', '.join(tops)}" + (f" (tied to them: {', '.join(dict.fromkeys(tied))})" if tied else "")
             )
         if not any(n not in heads for n, _ in trainable):
             raise ValueError(f"head={tuple(head)!r} covers every trainable parameter: there is no backbone to scale")
