@@ -320,5 +320,85 @@ def c14():  # a torch.compile'd model on CUDA (Triton kernels): after find_lr, t
     assert gap == 0.0, f"training after find_lr differs by {gap:.3g}"
 
 
-for i, fn in enumerate((c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14), 1):
+def c15():  # snapshot_device="cpu": find_lr, a Monitor and lrkit.train keep their snapshots in (pinned) host memory
+    # and restore onto CUDA bit for bit; the range test's peak GPU memory drops by the snapshot's size
+    def same(a, b):
+        return a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+
+    def opt_tensors(opt):
+        return [(k, t) for s in opt.state_dict()["state"].values() for k, t in sorted(s.items()) if torch.is_tensor(t)]
+
+    def finder_peak(where):  # (a)
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Linear(8, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 2048),
+                                torch.nn.ReLU(), torch.nn.Linear(2048, 1)).cuda()  # 4.2M parameters
+        opt = torch.optim.Adam(m.parameters(), lr=1e-4)
+        for x, y in list(LOADER)[:3]:  # Adam moments and gradients in place before the test
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(m(x.cuda()), y.cuda()).backward()
+            opt.step()
+        before, before_opt = copy.deepcopy(m.state_dict()), copy.deepcopy(opt_tensors(opt))
+        grads = [p.grad.clone() for p in m.parameters()]
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        lrkit.find_lr(m, opt, LOADER, num_steps=20, snapshot_device=where)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        assert all(same(before[k], v) for k, v in m.state_dict().items()), where
+        assert all(same(g, p.grad) for g, p in zip(grads, m.parameters())), where
+        after_opt = opt_tensors(opt)
+        assert len(after_opt) == len(before_opt) and all(
+            k == j and same(a, b) for (k, a), (j, b) in zip(before_opt, after_opt)), where
+        return peak
+
+    on_gpu, on_host = finder_peak(None), finder_peak("cpu")
+    print(f"     find_lr peak GPU memory above the model+optimizer: {on_gpu / 2**20:.1f} MiB with the snapshot on "
+          f"the GPU, {on_host / 2**20:.1f} MiB with snapshot_device='cpu'")
+    assert on_host < on_gpu, (on_host, on_gpu)
+
+    def monitored(where, resume=False):  # (b)
+        torch.manual_seed(0)
+        m = net()
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        kw = dict(grad_every=1, snapshot_every=2, snapshot_device=where)
+        mon = Monitor(m, opt, **kw)
+        for i, (x, y) in enumerate(list(LOADER)[:12]):
+            if resume and i == 5:  # as lrkit.train's resume: the monitor's state loaded with map_location="cpu"
+                import io
+
+                buf = io.BytesIO()
+                torch.save(mon.state_dict(snapshot=True), buf)
+                buf.seek(0)
+                mon = Monitor(m, opt, **kw)
+                mon.load_state_dict(torch.load(buf, map_location="cpu", weights_only=True))
+            loss = torch.nn.functional.mse_loss(m(x.cuda()), y.cuda()) * (float("nan") if i == 6 else 1.0)
+            loss.backward()
+            mon.after_backward(loss)
+            opt.step()
+            mon.after_step()
+            opt.zero_grad()
+        assert mon.rollbacks == 1, mon.events
+        return m, opt, mon
+
+    ref = monitored(None)
+    for resume in (False, True):
+        m, opt, mon = monitored("cpu", resume)
+        snap = mon._healthy.snapshot
+        assert all(t.device.type == "cpu" for t in snap.params) and snap.params[0].is_pinned(), resume
+        assert all(t.device.type == "cuda" for t in m.parameters())
+        assert all(same(a, b) for a, b in zip(ref[0].parameters(), m.parameters())), resume
+        a, b = opt_tensors(ref[1]), opt_tensors(opt)
+        assert len(a) == len(b) and all(k == j and same(x, y) for (k, x), (j, y) in zip(a, b)), resume
+        assert {t.device.type for k, t in b if k != "step"} == {"cuda"}
+
+    import tempfile  # (c)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = lrkit.train(data="digits", model="mlp", epochs=2, lr0="auto", device="cuda", snapshot_device="cpu",
+                        project=tmp, verbose=False, plots=False)
+        print("     train snapshot_device=cpu result:", r)
+
+
+for i, fn in enumerate((c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15), 1):
     check(f"c{i}", fn)

@@ -458,6 +458,16 @@ def _device(key: str, v: Any) -> str | None:
         raise ValueError(f"{key}={v!r} is not a torch device; use e.g. 'cpu', 'cuda', 'cuda:0' or 'mps'") from None
 
 
+def _snapshot_device(key: str, v: Any) -> str | None:
+    """``None``, or the name of a device this torch can keep a snapshot on (``"cpu"``; see
+    ``lrkit._state.check_snapshot_device``, whose ValueError names the key, the value and what is valid)."""
+    if v is None:
+        return None
+    from lrkit._state import check_snapshot_device
+
+    return str(check_snapshot_device(v, key))
+
+
 def _target(key: str, v: Any) -> str | int | None:
     if v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)):
         return v
@@ -566,6 +576,11 @@ class TrainConfig:
         default=True,
         metadata=_meta(_monitor, "training-health monitor: true/false, an action name, or Monitor options"),
     )
+    snapshot_device: str | None = field(
+        default=None,
+        metadata=_meta(_snapshot_device, "where the monitor's and lr0=auto's in-memory snapshots live: cpu (host "
+                                         "memory: no extra GPU memory) (default: on each tensor's own device)"),
+    )
     val: float = field(
         default=0.2,
         metadata=_meta(_float(0.0, 1.0, lo_open=True, hi_open=True), "validation fraction when data has no val"),
@@ -629,6 +644,14 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             setattr(self, f.name, f.metadata["check"](f.name, value))
+        option = self.monitor.get("snapshot_device") if isinstance(self.monitor, dict) else None
+        if self.snapshot_device is not None and isinstance(self.monitor, dict) and "snapshot_device" in self.monitor:
+            theirs = _snapshot_device("monitor snapshot_device", option)
+            if theirs != self.snapshot_device:
+                raise ValueError(
+                    f"snapshot_device={self.snapshot_device!r} and monitor={{'snapshot_device': {option!r}}} "
+                    "disagree: give the key alone (it places the monitor's and lr0=auto's snapshots)"
+                )
 
     # -------------------------------------------------------------------------------------------------- export
     def to_dict(self) -> dict[str, Any]:

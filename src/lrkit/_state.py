@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["RNGState", "Snapshot", "inner_optimizers", "inner_snapshots"]
+__all__ = ["RNGState", "Snapshot", "check_snapshot_device", "inner_optimizers", "inner_snapshots"]
 
 
 @dataclass
@@ -61,6 +61,87 @@ def _clone_tree(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
+def check_snapshot_device(value: Any, name: str = "snapshot_device") -> torch.device | None:
+    """``value`` as the device a snapshot keeps its copies on: ``None`` (each copy on the device of the tensor it
+    copies), or a ``torch.device`` this torch can allocate on (``"cpu"``: host memory; ``"cuda"`` is this process's
+    current GPU). A ``ValueError`` naming ``name``, the value and what is valid otherwise (``"meta"`` holds no
+    values).
+
+    >>> check_snapshot_device("cpu"), check_snapshot_device(None)
+    (device(type='cpu'), None)
+    """
+    if value is None:
+        return None
+    valid = "valid: None (each copy on its own tensor's device), 'cpu' (host memory) or another torch.device"
+    if not isinstance(value, (str, torch.device)):
+        raise ValueError(f"{name}={value!r:.60} must be a device name or a torch.device; {valid}")
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name}={value!r:.60} is not a torch device; {valid}") from None
+    if dev.type == "meta":
+        raise ValueError(f"{name}={str(value)!r} cannot hold a snapshot (a meta tensor keeps no values); {valid}")
+    try:
+        torch.empty(0, device=dev)
+    except Exception as e:  # RuntimeError (a bad index), AssertionError (not compiled with it), NotImplementedError
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{name}={str(value)!r} cannot be used: {why}; {valid}") from None
+    if dev.type == "cuda" and dev.index is None:  # as a tensor made there reports it: comparisons hold
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def _offload(t: torch.Tensor, device: torch.device, homes: dict[int, torch.device],
+             home: torch.device | None = None) -> torch.Tensor:
+    """A copy of ``t`` on ``device`` (strides kept), its ``home`` (default: ``t``'s device) noted in ``homes`` when
+    that is another device. A CUDA tensor's host copy goes to pinned memory (a faster transfer); the copy is
+    blocking, so the values are there when this returns, whatever runs next."""
+    t = t.detach()
+    home = t.device if home is None else home
+    # a host copy of (or for) a CUDA tensor is pinned: also one loaded from a checkpoint read onto the CPU, which
+    # later refreshes write into and rollbacks copy from
+    pin = (device.type == "cpu" and "cuda" in (t.device.type, home.type) and t.layout == torch.strided
+           and torch.cuda.is_available())
+    if t.device == device and not pin:
+        out = t.clone()
+    elif t.layout != torch.strided:  # sparse: no pinned buffer of the same layout to copy into
+        out = t.to(device, copy=True)
+    else:
+        out = torch.empty_like(t, device=device, pin_memory=pin)
+        out.copy_(t)
+    if home != device:
+        homes[id(out)] = home
+    return out
+
+
+def _offload_tree(obj: Any, device: torch.device, homes: dict[int, torch.device]) -> Any:
+    """:func:`_clone_tree` with every tensor copied onto ``device`` (:func:`_offload`)."""
+    if isinstance(obj, torch.Tensor):
+        return _offload(obj, device, homes)
+    if isinstance(obj, dict):
+        return {k: _offload_tree(v, device, homes) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_offload_tree(v, device, homes) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_offload_tree(v, device, homes) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def _home_tree(obj: Any, homes: dict[int, torch.device]) -> Any:
+    """:func:`_clone_tree` of a snapshot's value with every tensor copied back onto the device of the tensor it was
+    copied from (``homes``; one not in it was copied on its own device). Blocking copies: the values are there."""
+    if isinstance(obj, torch.Tensor):
+        home = homes.get(id(obj))
+        return obj.detach().clone() if home is None else obj.detach().to(home, copy=True)
+    if isinstance(obj, dict):
+        return {k: _home_tree(v, homes) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_home_tree(v, homes) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_home_tree(v, homes) for v in obj)
+    return copy.deepcopy(obj)
+
+
 @dataclass
 class Snapshot:
     """Everything a training step can change, captured in memory.
@@ -73,6 +154,10 @@ class Snapshot:
     ``gradient_as_bucket_view`` bucket view, or a grad an optimizer or hook cached, stays the live one); a
     parameter that had no gradient gets ``None`` again. The original ``.grad`` tensors are held until the snapshot
     is dropped.
+
+    ``capture(..., device="cpu")`` keeps every copy in host memory (pinned when it comes from CUDA) instead of on the
+    device of the tensor it copies, so a GPU holds no second copy of the model and its optimizer state;
+    ``restore()`` writes each value back onto its own tensor's device and dtype, bit for bit.
     """
 
     model: torch.nn.Module
@@ -116,6 +201,11 @@ class Snapshot:
     #: (:func:`inner_optimizers`: ``ZeroRedundancyOptimizer``'s per-rank ``optim``, SAM's and Lookahead's
     #: ``base_optimizer``), restored after it.
     inner: list[Snapshot] = field(default_factory=list)
+    #: The device every copy is kept on (``capture(device=...)``); ``None``: each on the device of what it copies.
+    device: torch.device | None = None
+    #: ``id(copy) -> device`` for each copy held on another device than the tensor it copies (``device``): where
+    #: ``restore()`` puts its value back. The copies are held by the snapshot, so their ids stay theirs.
+    homes: dict[int, torch.device] = field(default_factory=dict)
 
     @classmethod
     def capture(
@@ -126,33 +216,46 @@ class Snapshot:
         *,
         rng: bool = False,
         as_inner: bool = False,
+        device: torch.device | str | None = None,
     ) -> Snapshot:
         """Capture ``model`` (and ``optimizer``/``scheduler``/RNG when given) by value.
 
         ``as_inner=True`` captures the optimizer's own state, groups and attributes only — not its parameters outside
         the model nor the optimizers it wraps — for an optimizer another one wraps (see :func:`inner_snapshots`).
+        ``device`` (see :func:`check_snapshot_device`) keeps every copy there, e.g. ``"cpu"`` for host memory.
         """
-        params = [p.detach().clone() for p in model.parameters()]
+        dev = check_snapshot_device(device, "device")
+        homes: dict[int, torch.device] = {}
+        tree: Any = _clone_tree
+        one: Any = _clone_one
+        if dev is not None:
+            def tree(obj: Any) -> Any:
+                return _offload_tree(obj, dev, homes)
+
+            def one(t: torch.Tensor) -> torch.Tensor:
+                return _offload(t, dev, homes)
+
+        params = [one(p) for p in model.parameters()]
         grad_tensors = [p.grad for p in model.parameters()]
-        grads = [None if g is None else g.detach().clone() for g in grad_tensors]
-        buffers = [None if b is None else b.detach().clone() for b in model.buffers()]
+        grads = [None if g is None else one(g) for g in grad_tensors]
+        buffers = [None if b is None else one(b) for b in model.buffers()]
         modes = [m.training for m in model.modules()]
         opt_state: dict[int, Any] = {}
         opt_groups: list[dict[str, Any]] = []
         if optimizer is not None:
             index = {id(p): i for i, p in enumerate(_opt_params(optimizer))}
-            opt_state = {index[id(p)]: _clone_tree(s) for p, s in optimizer.state.items() if id(p) in index}
-            opt_groups = [{k: _clone_tree(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-            other_state = {k: _clone_tree(s) for k, s in optimizer.state.items() if id(k) not in index}
+            opt_state = {index[id(p)]: tree(s) for p, s in optimizer.state.items() if id(p) in index}
+            opt_groups = [{k: tree(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+            other_state = {k: tree(s) for k, s in optimizer.state.items() if id(k) not in index}
             owned = {id(p) for p in model.parameters()}
             extra_params = [] if as_inner else [p for p in dict.fromkeys(_opt_params(optimizer)) if id(p) not in owned]
-            extra = [(p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone()) for p in extra_params]
+            extra = [(p, one(p), None if p.grad is None else one(p.grad)) for p in extra_params]
             extra_grads = [p.grad for p in extra_params]
-            attrs = {k: _clone_tree(v) for k, v in vars(optimizer).items() if isinstance(v, _ATTR_TYPES)}
-        sched_state = _clone_tree(scheduler.state_dict()) if scheduler is not None else None
+            attrs = {k: tree(v) for k, v in vars(optimizer).items() if isinstance(v, _ATTR_TYPES)}
+        sched_state = tree(scheduler.state_dict()) if scheduler is not None else None
         snapshot = cls(
             model, optimizer, scheduler, params, grads, buffers, modes, opt_state, opt_groups, sched_state,
-            RNGState.capture() if rng else None,
+            RNGState.capture() if rng else None, device=dev, homes=homes,
         )
         snapshot.grad_tensors = grad_tensors
         if optimizer is not None:
@@ -161,16 +264,18 @@ class Snapshot:
             snapshot.opt_param_refs = _opt_params(optimizer)
             snapshot.group_tensor_refs = [{k: v for k, v in g.items() if k != "params" and isinstance(v, torch.Tensor)}
                                           for g in optimizer.param_groups]
-            snapshot.inner = [] if as_inner else inner_snapshots(optimizer)
+            snapshot.inner = [] if as_inner else inner_snapshots(optimizer, device=dev)
         return snapshot
 
     @torch.no_grad()
     def restore(self) -> None:
         """Write every captured value back, in place. Can be called more than once."""
+        homes = self.homes
+        back: Any = (lambda obj: _home_tree(obj, homes)) if homes else _clone_tree
         live = self.grad_tensors or [None] * len(self.grads)
         for p, saved, g, obj in zip(self.model.parameters(), self.params, self.grads, live):
-            p.copy_(saved)
-            _restore_grad(p, g, obj)
+            p.copy_(saved)  # across devices too (a host copy onto a CUDA parameter), same dtype: exact
+            _restore_grad(p, g, obj, homes)
         for b, saved in zip(self.model.buffers(), self.buffers):
             if b is not None and saved is not None:
                 b.copy_(saved)
@@ -185,12 +290,12 @@ class Snapshot:
                 current = {id(p) for p in params}
                 for i, s in self.opt_state.items():
                     if id(refs[i]) in current:
-                        self.optimizer.state[refs[i]] = _clone_tree(s)
+                        self.optimizer.state[refs[i]] = back(s)
             else:
                 for i, s in self.opt_state.items():
-                    self.optimizer.state[params[i]] = _clone_tree(s)
+                    self.optimizer.state[params[i]] = back(s)
             for k, s in self.opt_other_state.items():
-                self.optimizer.state[k] = _clone_tree(s)
+                self.optimizer.state[k] = back(s)
             for i, (group, saved) in enumerate(zip(self.optimizer.param_groups, self.opt_groups)):
                 refs = self.group_tensor_refs[i] if i < len(self.group_tensor_refs) else {}
                 for k in [k for k in group if k != "params" and k not in saved]:
@@ -201,11 +306,11 @@ class Snapshot:
                         now.copy_(v)  # in place: a tensor lr the user (or a compiled step) holds stays the one used
                         group[k] = now
                     else:
-                        group[k] = _clone_tree(v)
+                        group[k] = back(v)
             extra_live = self.extra_grad_tensors or [None] * len(self.extra_params)
             for (p, value, grad), obj in zip(self.extra_params, extra_live):
                 p.copy_(value)
-                _restore_grad(p, grad, obj)
+                _restore_grad(p, grad, obj, homes)
             if self.opt_attrs is not None:
                 attrs = vars(self.optimizer)
                 for k in [k for k, v in attrs.items() if isinstance(v, _ATTR_TYPES) and k not in self.opt_attrs]:
@@ -215,31 +320,38 @@ class Snapshot:
                     if isinstance(v, torch.Tensor) and isinstance(now, torch.Tensor) and now.shape == v.shape:
                         now.copy_(v)
                     else:
-                        attrs[k] = _clone_tree(v)
+                        attrs[k] = back(v)
             for inner in self.inner:
                 inner.restore()
         if self.scheduler is not None and self.sched_state is not None:
-            self.scheduler.load_state_dict(_clone_tree(self.sched_state))
+            self.scheduler.load_state_dict(back(self.sched_state))
         if self.rng is not None:
             self.rng.restore()
 
 
-def _restore_grad(p: torch.Tensor, saved: torch.Tensor | None, original: torch.Tensor | None) -> None:
+def _clone_one(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().clone()
+
+
+def _restore_grad(p: torch.Tensor, saved: torch.Tensor | None, original: torch.Tensor | None,
+                  homes: dict[int, torch.device] | None = None) -> None:
     """Give ``p`` back its gradient: ``None`` where it had none; else the saved values copied *into* the original
     ``.grad`` tensor (same object, same storage: a DDP bucket view stays a bucket view) when it still fits, or a
-    fresh copy (no original kept, a sparse gradient, or one resized in between)."""
+    fresh copy (no original kept, a sparse gradient, or one resized in between) on the device it was copied from
+    (``homes``: a snapshot kept on another device)."""
     if saved is None:
         p.grad = None
         return
+    home = homes.get(id(saved), saved.device) if homes else saved.device
     if (
         original is not None and original.layout == torch.strided and saved.layout == torch.strided
-        and original.shape == saved.shape and original.dtype == saved.dtype and original.device == saved.device
+        and original.shape == saved.shape and original.dtype == saved.dtype and original.device == home
     ):
         original.copy_(saved)
         if p.grad is not original:
             p.grad = original
         return
-    p.grad = saved.clone()
+    p.grad = saved.clone() if home == saved.device else saved.to(home, copy=True)
 
 
 #: Optimizer attributes a snapshot restores: plain values and tensors (not methods, hooks or sub-objects).
@@ -274,10 +386,11 @@ def inner_optimizers(optimizer: torch.optim.Optimizer) -> list[torch.optim.Optim
     return found
 
 
-def inner_snapshots(optimizer: torch.optim.Optimizer) -> list[Snapshot]:
+def inner_snapshots(optimizer: torch.optim.Optimizer, device: torch.device | None = None) -> list[Snapshot]:
     """A :class:`Snapshot` of each of :func:`inner_optimizers` (its state, param groups and own attributes), without
-    parameters: theirs are the outer optimizer's, captured with the model."""
-    return [Snapshot.capture(_NO_MODEL, inner, as_inner=True) for inner in inner_optimizers(optimizer)]
+    parameters: theirs are the outer optimizer's, captured with the model. ``device``: where the copies are kept
+    (``None``: each on its own tensor's device)."""
+    return [Snapshot.capture(_NO_MODEL, inner, as_inner=True, device=device) for inner in inner_optimizers(optimizer)]
 
 
 #: The model of an inner optimizer's snapshot: nothing to capture or restore.

@@ -21,7 +21,7 @@ import torch
 
 from lrkit._dist import distributed as _distributed
 from lrkit._dist import rank_mean
-from lrkit._state import Snapshot
+from lrkit._state import Snapshot, check_snapshot_device
 from lrkit._step import (
     LossFn,
     StepFn,
@@ -466,6 +466,7 @@ def find_lr(
     scaler: torch.amp.GradScaler | None = None,
     device: torch.device | str | None = None,
     progress: Progress | None = None,
+    snapshot_device: torch.device | str | None = None,
 ) -> FinderResult:
     """Run an LR range test and return the curve with a suggested learning rate.
 
@@ -517,6 +518,10 @@ def find_lr(
             afterwards, also when the test stops on an exception.
         device: where batches go; defaults to the model's first parameter's device.
         progress: ``progress(step, num_steps, lr, loss)`` called after each step (the CLI's progress bar).
+        snapshot_device: where the in-memory copy of the state to restore is kept. ``None`` (the default): each
+            copy on the device of the tensor it copies (on a GPU, a second copy of the model and its optimizer
+            state in GPU memory); ``"cpu"``: in host memory (pinned when copied from CUDA), so the test needs no
+            more GPU memory than training does. The restore is exact either way.
 
     Returns:
         A :class:`~lrkit.FinderResult` (``.suggestion``, ``.suggest(rule)``, ``.range``, ``.lrs``, ``.losses``).
@@ -535,6 +540,7 @@ def find_lr(
         (True, True, 0.1)
     """
     _check_arguments(model, optimizer, train_loader, loss_fn, step_fn)
+    snapshot_device = check_snapshot_device(snapshot_device)
     start_lr = check_positive("start_lr", start_lr)
     end_lr = check_positive("end_lr", end_lr)
     if start_lr >= end_lr:
@@ -619,9 +625,9 @@ def find_lr(
         )
 
     scales = group_scales(optimizer)
-    snapshot = _caller_snapshot(model, optimizer)
+    snapshot = _caller_snapshot(model, optimizer)  # (kept where the caller chose: lr0="auto" passes its own device)
     if snapshot is None:
-        snapshot = Snapshot.capture(model, optimizer, rng=True)
+        snapshot = Snapshot.capture(model, optimizer, rng=True, device=snapshot_device)
     generators = [(g, g.get_state()) for g in _loader_generators(train_loader)]
     t0 = time.perf_counter()
     lrs: list[float] = []

@@ -45,7 +45,16 @@ import torch
 
 from lrkit._dist import distributed, rank_mean
 from lrkit._dlr import group_step_sizes
-from lrkit._state import _NO_MODEL, Snapshot, _clone_tree, inner_optimizers, inner_snapshots
+from lrkit._state import (
+    _NO_MODEL,
+    Snapshot,
+    _clone_tree,
+    _offload,
+    _offload_tree,
+    check_snapshot_device,
+    inner_optimizers,
+    inner_snapshots,
+)
 from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, LossAboveStart, ValidationRising, default_checks
@@ -140,31 +149,44 @@ def _walk_plain(model: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.
     return list(model.parameters()), list(model.buffers()), [m.training for m in model.modules()]
 
 
-def _fit_opt_state(saved: Mapping[Any, Any], groups: list[dict[str, Any]]) -> dict[int, Any]:
+def _fit_opt_state(saved: Mapping[Any, Any], groups: list[dict[str, Any]], store: torch.device | None = None,
+                   homes: dict[int, torch.device] | None = None) -> dict[int, Any]:
     """A loaded snapshot's optimizer state (keyed by the parameter's index in ``groups``' order), copied onto each
     parameter's device and floating dtype as ``torch.optim.Optimizer.load_state_dict`` does: a state saved on CUDA
     and loaded with ``map_location="cpu"`` (``lrkit.train``'s resume) would otherwise be rolled back onto CUDA
     parameters from the CPU. A ``"step"`` count stays as it is unless the group is ``fused``/``capturable`` (then
-    float32 on the parameter's device), as torch keeps it."""
+    float32 on the parameter's device), as torch keeps it.
+
+    With ``store`` (a monitor's ``snapshot_device``) each value is kept there instead, in that dtype, and the device
+    it belongs on is noted in ``homes`` (see ``Snapshot.homes``): a rollback puts it there."""
     where = [(p, g) for g in groups for p in g["params"]]
     out: dict[int, Any] = {}
+
+    def tree(value: Any) -> Any:
+        return _clone_tree(value) if store is None else _offload_tree(value, store, homes)  # type: ignore[arg-type]
+
+    def put(value: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        if store is None:
+            return value.to(dtype=dtype, device=device, copy=True)
+        return _offload(value.to(dtype), store, homes, home=device)  # type: ignore[arg-type]
+
     for k, state in saved.items():
         i = int(k)
         if not (0 <= i < len(where)) or type(state) is not dict:
-            out[i] = _clone_tree(state)
+            out[i] = tree(state)
             continue
         param, group = where[i]
         entry = {}
         for key, value in state.items():
             if not isinstance(value, torch.Tensor):
-                entry[key] = _clone_tree(value)
+                entry[key] = tree(value)
             elif key == "step":
                 special = group.get("fused") or group.get("capturable")
-                entry[key] = value.to(dtype=torch.float32, device=param.device, copy=True) if special else value.clone()
+                entry[key] = put(value, torch.float32, param.device) if special else tree(value)
             elif param.is_floating_point() and value.is_floating_point():
-                entry[key] = value.to(dtype=param.dtype, device=param.device, copy=True)
+                entry[key] = put(value, param.dtype, param.device)
             else:
-                entry[key] = value.to(device=param.device, copy=True)
+                entry[key] = put(value, value.dtype, param.device)
         out[i] = entry
     return out
 
@@ -281,6 +303,13 @@ _SIGNATURE = attrgetter("shape", "dtype", "device", "layout")
 def _signature(tensors: list[torch.Tensor]) -> list[tuple[Any, ...]]:
     """What a copy must match for ``copy_`` to be a clone (``copy_`` would broadcast a shape and cast a dtype)."""
     return list(map(_SIGNATURE, tensors))
+
+
+def _home_signature(copies: list[torch.Tensor], homes: dict[int, torch.device], device: torch.device
+                    ) -> list[tuple[Any, ...]]:
+    """:func:`_signature` of the tensors a snapshot's ``copies`` stand for: each with the device it was copied from
+    (``homes``); a copy that is not on the snapshot's ``device`` (a loaded one not yet moved there) matches nothing."""
+    return [(c.shape, c.dtype, homes.get(id(c), c.device) if c.device == device else None, c.layout) for c in copies]
 
 
 def _opt_attrs(opt: torch.optim.Optimizer) -> dict[str, Any]:
@@ -727,6 +756,11 @@ class Monitor:
             ``after_validation`` over the ranks first (one all-reduce of a scalar per call), so every rank takes the
             same decision from its own shard's loss. Every rank must then call the monitor at every step. Without
             an initialised process group it changes nothing.
+        snapshot_device: where the held snapshots (healthy, best-validation, a skipped step's pre-step copy) keep
+            their copies. ``None`` (the default): each on the device of the tensor it copies — on a GPU, up to two
+            more copies of the model and its optimizer state in GPU memory. ``"cpu"`` (or a ``torch.device``): all
+            there, in pinned host memory when copied from CUDA (blocking copies); a rollback writes each value back
+            onto its own tensor's device and dtype, bit for bit, and a refresh writes into the same host buffers.
 
     Attributes:
         loss_sign: ``1.0``, or ``-1.0`` when the optimizer maximizes (every loss is read negated).
@@ -790,6 +824,7 @@ class Monitor:
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
         sync_loss: bool = False,
+        snapshot_device: torch.device | str | None = None,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -816,6 +851,8 @@ class Monitor:
             )
         if on_event is not None and not callable(on_event):
             raise ValueError(f"on_event={on_event!r} must be callable (it receives each MonitorEvent)")
+        #: Where the held snapshots' copies live (``None``: each on the device of the tensor it copies)
+        self.snapshot_device = check_snapshot_device(snapshot_device)
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -1353,17 +1390,33 @@ class Monitor:
         # restore, as in the run that saved it: a placeholder stands in its place among the members, so that
         # _aligned matches the rest by identity and leaves it alone
         members = [p if t is not None else torch.empty(0) for t, p in zip(saved["params"], params)]
-        copies = [t.clone() if t is not None else m for t, m in zip(saved["params"], members)]
+        dev = self.snapshot_device
+        homes: dict[int, torch.device] = {}
+        if dev is None:
+            tree: Any = _clone_tree
+
+            def one(t: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+                return t.clone()
+        else:  # kept on snapshot_device, each copy noted to go back to the device of the tensor it is restored into
+            def tree(obj: Any) -> Any:
+                return _offload_tree(obj, dev, homes)
+
+            def one(t: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+                return _offload(t, dev, homes, home=live.device)
+
+        copies = [one(t, m) if t is not None else m for t, m in zip(saved["params"], members)]
         snapshot = Snapshot(
             self.model, self.optimizer, self.scheduler, copies, [None] * len(params),
-            [None if b is None else b.clone() for b in saved["buffers"]], [bool(m) for m in saved["modes"]],
-            _fit_opt_state(dict(saved["opt_state"]), groups),
-            _clone_tree(list(saved["opt_groups"])),
-            _clone_tree(saved["sched_state"]) if self.scheduler is not None else None,
-            extra_params=[(p, v.clone(), None) for p, v in zip(extra, saved_extra)],
-            opt_attrs=None if attrs is None else _clone_tree(dict(attrs)),
+            [None if b is None else one(b, live) for b, live in zip(saved["buffers"], buffers)],
+            [bool(m) for m in saved["modes"]],
+            _fit_opt_state(dict(saved["opt_state"]), groups, dev, homes),
+            tree(list(saved["opt_groups"])),
+            tree(saved["sched_state"]) if self.scheduler is not None else None,
+            extra_params=[(p, one(v, p), None) for p, v in zip(extra, saved_extra)],
+            opt_attrs=None if attrs is None else tree(dict(attrs)),
             # absent in states saved before it was kept
-            opt_other_state=_clone_tree(dict(saved.get("opt_other_state", {}))),
+            opt_other_state=tree(dict(saved.get("opt_other_state", {}))),
+            device=dev, homes=homes,
         )
         # absent in states saved before the wrapped optimizers' snapshots were kept: none, as then
         snapshot.inner = self._load_inner(list(saved.get("inner", [])), what)
@@ -1407,12 +1460,16 @@ class Monitor:
                     "state_dict on each rank and load each rank's own"
                 )
             attrs = entry.get("opt_attrs")
+            dev = self.snapshot_device
+            homes: dict[int, torch.device] = {}
+            tree: Any = _clone_tree if dev is None else (lambda obj: _offload_tree(obj, dev, homes))  # noqa: B023
             out.append(Snapshot(
                 _NO_MODEL, inner, None, [], [], [], [],
-                _fit_opt_state(dict(entry["opt_state"]), inner.param_groups[:n_groups]),
-                _clone_tree(list(entry["opt_groups"])),
-                opt_attrs=None if attrs is None else _clone_tree(dict(attrs)),
-                opt_other_state=_clone_tree(dict(entry.get("opt_other_state", {}))),
+                _fit_opt_state(dict(entry["opt_state"]), inner.param_groups[:n_groups], dev, homes),
+                tree(list(entry["opt_groups"])),
+                opt_attrs=None if attrs is None else tree(dict(attrs)),
+                opt_other_state=tree(dict(entry.get("opt_other_state", {}))),
+                device=dev, homes=homes,
             ))
         return out
 
@@ -1648,6 +1705,8 @@ class Monitor:
         optimizer's step over the same model (Muon + AdamW, a GAN's two players), a forward pass's BatchNorm
         statistics — is not this step's to undo. A frozen backbone is not copied either.
         """
+        if self.snapshot_device is not None:
+            return self._capture_offloaded(scheduler=scheduler, reuse=reuse, own=own)
         model, opt = self.model, self.optimizer
         sched = self.scheduler if scheduler else None
         prev = torch.is_grad_enabled()
@@ -1688,6 +1747,88 @@ class Monitor:
                             sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs,
                             opt_param_refs=opt_params, inner=inner_snapshots(opt))  # fmt: skip
         return snapshot, params, live_buffers
+
+    def _capture_offloaded(self, *, scheduler: bool, reuse: _Healthy | None, own: bool
+                           ) -> tuple[Snapshot, list[torch.Tensor], list[torch.Tensor]]:
+        """:meth:`_capture` with every copy on ``snapshot_device`` (``Snapshot.homes`` says where each goes back).
+        With ``reuse``, a copy is written into the one it replaces when that one still fits (the same shape, dtype
+        and layout, copied from the same device): a refresh allocates no new (pinned) host memory."""
+        model, opt = self.model, self.optimizer
+        dev: torch.device = self.snapshot_device  # type: ignore[assignment]  # the caller's condition: not None
+        sched = self.scheduler if scheduler else None
+        homes: dict[int, torch.device] = {}
+        old_homes = reuse.snapshot.homes if reuse is not None else {}
+
+        def into(old: Any, new: torch.Tensor) -> torch.Tensor:
+            if (type(old) is _Tensor and old.device == dev and old.layout == torch.strided
+                    and new.layout == torch.strided and old.shape == new.shape and old.dtype == new.dtype
+                    and old_homes.get(id(old), old.device) == new.device):
+                old.copy_(new)  # blocking: the values are in host memory when this returns
+                if new.device != dev:
+                    homes[id(old)] = new.device
+                return old
+            return _offload(new, dev, homes)
+
+        def tree_into(old: Any, new: Any) -> Any:
+            if isinstance(new, _Tensor):
+                return into(old, new)
+            if type(new) is dict and type(old) is dict:
+                return {k: tree_into(old.get(k), v) for k, v in new.items()}
+            return _offload_tree(new, dev, homes)
+
+        prev = torch.is_grad_enabled()
+        _set_grad_enabled(False)
+        try:
+            params, buffers, modes = _walk(model)
+            opt_params = [p for g in opt.param_groups for p in g["params"]]
+            index = {id(p): i for i, p in enumerate(opt_params)}
+            old = None
+            if reuse is not None and _same_objects(reuse.members[0], params) \
+                    and _same_objects(reuse.members[1], buffers):
+                old = reuse.snapshot
+            live_buffers = buffers
+            if own:  # as in _capture: a parameter this optimizer does not update stands for itself, no buffers
+                copies = [_offload(p, dev, homes) if id(p) in index else p for p in params]
+                buffers = [None] * len(buffers)  # type: ignore[list-item]
+            else:
+                if old is not None and len(old.params) == len(params) and len(old.buffers) == len(buffers):
+                    copies = [into(o, p) for o, p in zip(old.params, params)]
+                    buffers = [into(o, b) for o, b in zip(old.buffers, buffers)]
+                else:
+                    copies = [_offload(p, dev, homes) for p in params]
+                    buffers = [_offload(b, dev, homes) for b in buffers]
+            opt_state = {}
+            other_state = {}
+            old_state = old.opt_state if old is not None else {}
+            for p, st in opt.state.items():
+                i = index.get(id(p))
+                if i is None:
+                    other_state[p] = _offload_tree(st, dev, homes)
+                else:
+                    opt_state[i] = tree_into(old_state.get(i), st)
+            owned = {id(p) for p in params}
+            extra_params = [p for p in dict.fromkeys(opt_params) if id(p) not in owned]
+            groups, sched_state, extra, attrs = self._offloaded_rest(sched, extra_params, homes)
+        finally:
+            _set_grad_enabled(prev)
+        snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), buffers, modes, opt_state, groups,
+                            sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs,
+                            opt_param_refs=opt_params, inner=inner_snapshots(opt, device=dev), device=dev,
+                            homes=homes)  # fmt: skip
+        return snapshot, params, live_buffers
+
+    def _offloaded_rest(self, sched: Any, extra_params: list[torch.Tensor], homes: dict[int, torch.device]
+                        ) -> tuple[list[dict[str, Any]], Any, list[tuple[torch.Tensor, torch.Tensor, None]],
+                                   dict[str, Any]]:
+        """The small parts of a snapshot on ``snapshot_device``: the param groups' values, the scheduler's state,
+        the optimizer's parameters outside the model and its own attributes. Autograd must be off."""
+        dev: torch.device = self.snapshot_device  # type: ignore[assignment]  # the caller's condition: not None
+        opt = self.optimizer
+        groups = [{k: _offload_tree(v, dev, homes) for k, v in g.items() if k != "params"} for g in opt.param_groups]
+        sched_state = _offload_tree(sched.state_dict(), dev, homes) if sched is not None else None
+        extra = [(p, _offload(p, dev, homes), None) for p in extra_params]
+        attrs = _offload_tree(_opt_attrs(opt), dev, homes)
+        return groups, sched_state, extra, attrs
 
     def _recapture(self, held: _Healthy | None, *, scheduler: bool
                    ) -> tuple[Snapshot, list[torch.Tensor], list[torch.Tensor], _Plan | None]:
@@ -1738,25 +1879,37 @@ class Monitor:
                 else:  # a nested value (a list, a dict of tensors): the general path
                     return (*self._capture(scheduler=scheduler, reuse=held), None)
             opt_state[i] = entry
-        sig = plan.sig if plan is not None and _same_objects(plan.dst, dst) else _signature(dst)
+        dev = self.snapshot_device
+        if plan is not None and _same_objects(plan.dst, dst):
+            sig = plan.sig
+        else:  # an offloaded copy stands for a tensor on the device it was copied from (its home)
+            sig = _signature(dst) if dev is None else _home_signature(dst, old.homes, dev)
         if _signature(src) != sig or not all(map(_PLAIN_TENSORS.__contains__, map(type, src))):
             return (*self._capture(scheduler=scheduler, reuse=held), None)
         sched = self.scheduler if scheduler else None
         prev = torch.is_grad_enabled()
         _set_grad_enabled(False)
         try:
-            if src:
-                torch._foreach_copy_(dst, src)
-            groups = _group_values(opt)
-            sched_state = _copy_state(sched.state_dict()) if sched is not None else None
-            extra = [(p, p.clone(), None) for p, _, _ in old.extra_params]
-            attrs = _opt_attrs(opt)
+            if dev is None:
+                if src:
+                    torch._foreach_copy_(dst, src)
+                groups = _group_values(opt)
+                sched_state = _copy_state(sched.state_dict()) if sched is not None else None
+                extra = [(p, p.clone(), None) for p, _, _ in old.extra_params]
+                attrs = _opt_attrs(opt)
+                homes: dict[int, torch.device] = {}
+            else:  # into the host copies, one blocking copy each (the values are there when it returns)
+                for d, t in zip(dst, src):
+                    d.copy_(t)
+                homes = {id(d): t.device for d, t in zip(dst, src) if t.device != dev}
+                groups, sched_state, extra, attrs = self._offloaded_rest(
+                    sched, [p for p, _, _ in old.extra_params], homes)
         finally:
             _set_grad_enabled(prev)
         n, m = len(params), len(params) + len(buffers)
         snapshot = Snapshot(model, opt, sched, dst[:n], [None] * n, dst[n:m], modes, opt_state, groups, sched_state,
                             extra_params=extra, opt_other_state={}, opt_attrs=attrs, opt_param_refs=opt_params,
-                            inner=inner_snapshots(opt))
+                            inner=inner_snapshots(opt, device=dev), device=dev, homes=homes)
         return snapshot, params, buffers, _Plan(index, dst, sig)
 
     def _trend_ok(self) -> bool:
@@ -1823,9 +1976,11 @@ class Monitor:
         if copies is not None:
             by_id = {id(p): c for p, c in zip(*copies)}
             before = []
+            offloaded = self.snapshot_device is not None
             for p in with_grad:
                 c = by_id.get(id(p))
-                if c is None:  # a parameter the optimizer updates but the model does not hold
+                # a parameter the optimizer updates but the model does not hold; a copy kept on another device
+                if c is None or (offloaded and c.device != p.device):
                     before = None
                     break
                 before.append(c)

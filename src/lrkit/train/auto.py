@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from lrkit._dist import distributed, rank_mean
-from lrkit._state import Snapshot
+from lrkit._state import Snapshot, check_snapshot_device
 from lrkit._step import (
     autocast_context,
     batch_loss,
@@ -630,6 +630,7 @@ def choose_lr0(
     accumulate: int = 1,
     max_grad_norm: float | None = None,
     log: Callable[[str], None] | None = None,
+    snapshot_device: torch.device | str | None = None,
 ) -> AutoLR:
     """Choose the peak LR for a run of ``total_steps`` optimizer steps under ``make_scheduler``'s schedule.
 
@@ -677,6 +678,10 @@ def choose_lr0(
         accumulate: micro-batches per optimizer step (gradient accumulation), as in the run.
         max_grad_norm: clip the global gradient norm at each step, as the run does (optional).
         log: called with one line per stage and per trial (e.g. ``print``).
+        snapshot_device: where the one in-memory copy of the starting state (which the range test and every trial
+            start from, and which is restored at the end) is kept: ``None`` on each tensor's own device, ``"cpu"``
+            in host memory (see :func:`lrkit.find_lr`). ``finder_kwargs={"snapshot_device": ...}`` says the same
+            (the range test shares this copy).
 
     Returns:
         :class:`AutoLR` with ``lr``, ``finder``, ``trials``, ``extra_steps``, ``extra_fraction`` and ``reason``.
@@ -719,6 +724,17 @@ def choose_lr0(
         if not isinstance(flag, (bool, np.bool_)):  # a string "false" would read as on
             raise ValueError(f"lrkit.train.auto.{name}={flag!r} must be True or False")
     finder_kwargs = _check_finder_kwargs(finder_kwargs, find_lr)
+    snapshot_device = check_snapshot_device(snapshot_device)
+    if "snapshot_device" in finder_kwargs:  # the range test shares the one snapshot: one device for it
+        asked = check_snapshot_device(finder_kwargs["snapshot_device"], "finder_kwargs snapshot_device")
+        if snapshot_device is not None and asked != snapshot_device:
+            raise ValueError(
+                f"snapshot_device={str(snapshot_device)!r} and finder_kwargs snapshot_device="
+                f"{str(asked) if asked is not None else None!r} disagree: the range test shares lr0='auto''s one "
+                "snapshot; give one of them"
+            )
+        snapshot_device = asked
+    finder_kwargs["snapshot_device"] = snapshot_device
     settings = _settings()
     lines: list[str] = []
 
@@ -774,7 +790,7 @@ def choose_lr0(
     # a scheduler wraps optimizer.step in an instance attribute (torch's step-order check): put back what was there
     had_step = "step" in vars(optimizer)
     own_step = vars(optimizer).get("step")
-    snapshot = Snapshot.capture(model, optimizer, rng=True)
+    snapshot = Snapshot.capture(model, optimizer, rng=True, device=snapshot_device)
     trials: list[Trial] = []
     plan_line = _range_test_plan(finder_kwargs, total_steps, train_loader)
     if plan_line is not None:

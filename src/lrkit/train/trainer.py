@@ -56,7 +56,8 @@ __all__ = ["RESUME_OVERRIDES", "train"]
 
 #: Keys that may change when resuming (everything else must match the checkpoint's run).
 RESUME_OVERRIDES = frozenset(
-    {"epochs", "patience", "device", "workers", "verbose", "plots", "resume", "amp", "project", "name", "exist_ok"}
+    {"epochs", "patience", "device", "workers", "verbose", "plots", "resume", "amp", "project", "name", "exist_ok",
+     "snapshot_device"}
 )
 # keys that may hold Python objects, which a checkpoint stores only as "<TypeName>"
 _OBJECT_KEYS = ("data", "model", "schedule")
@@ -118,6 +119,7 @@ def train(
     layer_decay: float | None = None,
     freeze: int | list[int | str] | None = None,
     monitor: bool | str | dict[str, Any] = True,
+    snapshot_device: str | None = None,
     val: float = 0.2,
     workers: int = 0,
     verbose: bool = True,
@@ -184,6 +186,10 @@ def train(
             epoch's validation loss (``val_rising``: back to the best epoch at a lower LR when the validation loss
             rises while the training loss falls; ``{"on_overfit": None}`` leaves that out). Its events land in
             ``events.json``, the results and ``results.png``.
+        snapshot_device: where the monitor's snapshots (the healthy one and the best-validation one) and
+            ``lr0="auto"``'s are kept: ``None`` (the default) on each tensor's own device — on a GPU, up to two extra
+            copies of the model and its optimizer state in GPU memory — or ``"cpu"``: in host memory, so a model that
+            fits a plain training loop fits here too (rollbacks copy back from the host; results are the same).
         val: the validation fraction when ``data`` has no separate validation part.
         workers: DataLoader worker processes.
         verbose: print what was chosen and why, and one line per epoch.
@@ -1057,6 +1063,7 @@ class _Trainer:
                 make_scheduler=make_scheduler, loss_fn=self.loss_fn, step_fn=self.step_fn,
                 budget=self.cfg.auto_budget, seed=self.cfg.seed, accumulate=self.accumulate, log=self.log,
                 finder_kwargs={"amp": self.cfg.amp} if self.cfg.amp else None,  # the range test and trials as the run
+                snapshot_device=self.cfg.snapshot_device,
             )
         finally:
             for hook in hooks:
@@ -1079,6 +1086,8 @@ class _Trainer:
             if key not in valid or key == "grad_scaler":
                 raise unknown_name_error("monitor option", key, [k for k in valid if k != "grad_scaler"])
         user_hook = kwargs.pop("on_event", None)
+        if self.cfg.snapshot_device is not None:  # (the config refused a monitor option that disagrees)
+            kwargs["snapshot_device"] = self.cfg.snapshot_device
 
         def on_event(event: Any) -> None:
             self.log(f"lrkit.train: monitor — step {event.step}: {event.check} -> {event.action}: {event.reason}")
