@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,17 +49,23 @@ class RNGState:
         random.setstate(self.python)
 
 
+def _map_tree(obj: Any, tensor: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Deep-copy a state tree of dicts, lists and tuples, each tensor replaced by ``tensor(t)`` (anything else by
+    ``copy.deepcopy``)."""
+    if isinstance(obj, torch.Tensor):
+        return tensor(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tree(v, tensor) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_map_tree(v, tensor) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_map_tree(v, tensor) for v in obj)
+    return copy.deepcopy(obj)
+
+
 def _clone_tree(obj: Any) -> Any:
     """Deep-copy a state tree, cloning tensors (``copy.deepcopy`` with exact tensor copies)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _clone_tree(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clone_tree(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_clone_tree(v) for v in obj)
-    return copy.deepcopy(obj)
+    return _map_tree(obj, _clone_one)
 
 
 def check_snapshot_device(value: Any, name: str = "snapshot_device") -> torch.device | None:
@@ -116,30 +123,18 @@ def _offload(t: torch.Tensor, device: torch.device, homes: dict[int, torch.devic
 
 def _offload_tree(obj: Any, device: torch.device, homes: dict[int, torch.device]) -> Any:
     """:func:`_clone_tree` with every tensor copied onto ``device`` (:func:`_offload`)."""
-    if isinstance(obj, torch.Tensor):
-        return _offload(obj, device, homes)
-    if isinstance(obj, dict):
-        return {k: _offload_tree(v, device, homes) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_offload_tree(v, device, homes) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_offload_tree(v, device, homes) for v in obj)
-    return copy.deepcopy(obj)
+    return _map_tree(obj, lambda t: _offload(t, device, homes))
 
 
 def _home_tree(obj: Any, homes: dict[int, torch.device]) -> Any:
     """:func:`_clone_tree` of a snapshot's value with every tensor copied back onto the device of the tensor it was
     copied from (``homes``; one not in it was copied on its own device). Blocking copies: the values are there."""
-    if isinstance(obj, torch.Tensor):
-        home = homes.get(id(obj))
-        return obj.detach().clone() if home is None else obj.detach().to(home, copy=True)
-    if isinstance(obj, dict):
-        return {k: _home_tree(v, homes) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_home_tree(v, homes) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_home_tree(v, homes) for v in obj)
-    return copy.deepcopy(obj)
+
+    def back(t: torch.Tensor) -> torch.Tensor:
+        home = homes.get(id(t))
+        return t.detach().clone() if home is None else t.detach().to(home, copy=True)
+
+    return _map_tree(obj, back)
 
 
 @dataclass

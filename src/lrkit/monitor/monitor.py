@@ -206,6 +206,20 @@ def _copy_state(obj: Any) -> Any:
     return _clone_tree(obj)  # tensors, subclasses of dict/list/tuple, anything else: the shared rule
 
 
+def _capture_inputs(model: torch.nn.Module, opt: torch.optim.Optimizer, reuse: _Healthy | None) -> tuple[
+        list[torch.Tensor], list[torch.Tensor], list[bool], list[torch.Tensor], dict[int, int], Snapshot | None]:
+    """What a capture walks: the model's parameters, buffers and modes (:func:`_walk`), the optimizer's parameters
+    and their positions, and ``reuse``'s snapshot when it holds the same parameters and buffers in the same order
+    (its copies can then be refreshed in place), else ``None``."""
+    params, buffers, modes = _walk(model)
+    opt_params = [p for g in opt.param_groups for p in g["params"]]
+    index = {id(p): i for i, p in enumerate(opt_params)}
+    old = None
+    if reuse is not None and _same_objects(reuse.members[0], params) and _same_objects(reuse.members[1], buffers):
+        old = reuse.snapshot
+    return params, buffers, modes, opt_params, index, old
+
+
 def _same_objects(a: list[Any], b: list[Any]) -> bool:
     return len(a) == len(b) and all(map(is_, a, b))
 
@@ -1712,13 +1726,7 @@ class Monitor:
         prev = torch.is_grad_enabled()
         _set_grad_enabled(False)
         try:
-            params, buffers, modes = _walk(model)
-            opt_params = [p for g in opt.param_groups for p in g["params"]]
-            index = {id(p): i for i, p in enumerate(opt_params)}
-            old = None
-            if reuse is not None and _same_objects(reuse.members[0], params) \
-                    and _same_objects(reuse.members[1], buffers):
-                old = reuse.snapshot  # the same parameters and buffers, in the same order
+            params, buffers, modes, opt_params, index, old = _capture_inputs(model, opt, reuse)
             live_buffers = buffers
             if own:  # Snapshot.restore copies a live parameter onto itself (a no-op) and skips a None buffer
                 copies = [p.clone() if id(p) in index else p for p in params]
@@ -1779,13 +1787,7 @@ class Monitor:
         prev = torch.is_grad_enabled()
         _set_grad_enabled(False)
         try:
-            params, buffers, modes = _walk(model)
-            opt_params = [p for g in opt.param_groups for p in g["params"]]
-            index = {id(p): i for i, p in enumerate(opt_params)}
-            old = None
-            if reuse is not None and _same_objects(reuse.members[0], params) \
-                    and _same_objects(reuse.members[1], buffers):
-                old = reuse.snapshot
+            params, buffers, modes, opt_params, index, old = _capture_inputs(model, opt, reuse)
             live_buffers = buffers
             if own:  # as in _capture: a parameter this optimizer does not update stands for itself, no buffers
                 copies = [_offload(p, dev, homes) if id(p) in index else p for p in params]
