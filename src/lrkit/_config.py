@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lrkit._utils import (
     as_scalar,
     canonical_name,
@@ -216,6 +218,21 @@ def _bool(key: str, v: Any) -> bool:
     raise ValueError(f"{key}={v!r} must be true or false")
 
 
+def _amp(key: str, v: Any) -> bool | str:
+    """``amp``: true/false (float16 + GradScaler on CUDA, bfloat16 elsewhere), or a precision named outright:
+    ``"bf16"``/``"bfloat16"``/``torch.bfloat16`` -> ``"bf16"``, ``"fp16"``/``"float16"``/``torch.float16`` ->
+    ``"fp16"`` (kept as a name, so args.yaml stays plain YAML)."""
+    if v is torch.bfloat16 or v is torch.float16:
+        return "bf16" if v is torch.bfloat16 else "fp16"
+    if isinstance(v, str) and v.lower() in ("bf16", "bfloat16", "fp16", "float16"):
+        return "bf16" if v.lower().startswith("bf") else "fp16"
+    try:
+        return _bool(key, v)
+    except ValueError:
+        raise ValueError(f"{key}={v!r:.60} must be true, false, bf16 or fp16 (true: float16 + GradScaler on CUDA, "
+                         "bfloat16 elsewhere)") from None
+
+
 def _optional(check: Check) -> Check:
     def wrapped(key: str, v: Any) -> Any:
         return None if v is None else check(key, v)
@@ -391,6 +408,19 @@ def _resume(key: str, v: Any) -> bool | str:
     raise ValueError(f"{key}={v!r} must be true/false or a path to a last.pt checkpoint or run directory")
 
 
+def _head(key: str, v: Any) -> list[str] | None:
+    """``head``: the name prefixes of the model's head for ``backbone_lr_scale`` (:func:`lrkit.param_groups`'
+    ``head=``): one name, a comma-separated string (``"pre_classifier,classifier"``) or a list of names. Whether they
+    exist is checked against the model when it is built."""
+    if v is None:
+        return None
+    items = [p.strip().strip("'\"") for p in v.strip().strip("[]").split(",")] if isinstance(v, str) else v
+    if not isinstance(items, (list, tuple)) or not items or any(not isinstance(p, str) or not p for p in items):
+        raise ValueError(f"{key}={v!r:.60} must be the head's module name or a list of them, e.g. head=lm_head or "
+                         "head=pre_classifier,classifier")
+    return list(items)
+
+
 def _freeze(key: str, v: Any) -> int | list[int | str] | None:
     """``N`` (the first N layers), or layer indices / parameter-name prefixes: a list, one name, or a
     comma-separated string (``"body"``, ``"body,head"``, ``"0,2"``). Whether the names exist is checked against the
@@ -556,8 +586,9 @@ class TrainConfig:
     device: str | None = field(
         default=None, metadata=_meta(_device, "cpu | cuda | cuda:N | mps (default: cuda if available)")
     )
-    amp: bool = field(
-        default=False, metadata=_meta(_bool, "mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)")
+    amp: bool | str = field(
+        default=False,
+        metadata=_meta(_amp, "mixed precision: true (float16 + GradScaler on CUDA, bfloat16 on CPU), bf16, fp16"),
     )
     backbone_lr_scale: float | None = field(
         default=None, metadata=_meta(_optional(_float(0.0, lo_open=True)), "LR multiplier for all but the head")
@@ -567,6 +598,10 @@ class TrainConfig:
         metadata=_meta(
             _optional(_float(0.0, 1.0, lo_open=True)), "layer-wise LR decay (head 1, each layer down x decay)"
         ),
+    )
+    head: list[str] | None = field(
+        default=None,
+        metadata=_meta(_head, "the head's module names for backbone_lr_scale (default: head, fc, classifier)"),
     )
     freeze: Any = field(
         default=None,

@@ -31,6 +31,7 @@ __all__ = [
     "cycle_batches",
     "default_loss",
     "long_targets",
+    "model_outputs",
     "move_to",
     "rebuild_like",
     "split_batch",
@@ -206,6 +207,20 @@ def default_loss(output: torch.Tensor, target: torch.Tensor, *, tokens: bool = F
     return torch.nn.functional.mse_loss(output, target)
 
 
+def model_outputs(out: Any) -> Any:
+    """The tensor of outputs the default losses and metrics read: ``out`` itself, or the ``logits`` tensor of a
+    dict-like output (a Hugging Face ``ModelOutput``, which ``model(input_ids)`` returns); any other output as it is.
+
+    >>> model_outputs({"logits": torch.zeros(2, 3), "hidden_states": None}).shape
+    torch.Size([2, 3])
+    """
+    if isinstance(out, Mapping) and not isinstance(out, torch.Tensor):
+        logits = out.get("logits")
+        if isinstance(logits, torch.Tensor):
+            return logits
+    return out
+
+
 def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None) -> torch.Tensor:
     """The loss of one batch: ``step_fn(model, batch)`` or ``loss_fn(model(x), y)``; checked to be a scalar."""
     if step_fn is not None:
@@ -214,9 +229,12 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
         x, y = split_batch(batch)
         out = model(x)
         if loss_fn is None and not isinstance(out, torch.Tensor):  # the default loss reads a tensor's shape
+            logits = ("out['logits']" if isinstance(model_outputs(out), torch.Tensor)  # a Hugging Face ModelOutput
+                      else "out")
             raise ValueError(
                 f"model(x) returned a {type(out).__name__}, but the default loss needs a tensor of outputs: return a "
-                "tensor from forward(), or pass loss_fn=lambda out, y: loss or step_fn=lambda model, batch: loss"
+                f"tensor from forward(), or pass loss_fn=lambda out, y: loss (e.g. torch.nn.functional.cross_entropy"
+                f"({logits}, y)) or step_fn=lambda model, batch: loss"
             )
         try:
             if loss_fn is not None:

@@ -318,7 +318,11 @@ def load_data(
         _no_target(target, f"data= is a {type(data).__name__}, whose samples carry their own targets")
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
-            raise ValueError(f"data= as a sequence must be a (train, val) pair, got {len(data)} items")
+            raise ValueError(
+                f"data= as a sequence must be a (train, val) pair, got a {type(data).__name__} of {len(data)} items; "
+                "for a list of samples pass data=(train_samples, val_samples) (a list of samples is a dataset), or a "
+                "Dataset to split by val="
+            )
         tr, va = data
         arrays = (np.ndarray, torch.Tensor)
         if isinstance(tr, arrays) and isinstance(va, arrays) and tr.ndim >= 1 and va.ndim >= 1 and len(tr) == len(va):
@@ -329,8 +333,9 @@ def load_data(
                 "torch.as_tensor(y)) (split by val=), or save np.savez('data.npz', x=X, y=y) and pass data='data.npz'"
             )
         for role, obj in (("train", tr), ("val", va)):
-            if not isinstance(obj, (Dataset, DataLoader)):
-                raise ValueError(f"data=(train, val): {role} is a {type(obj).__name__}, not a torch Dataset/DataLoader")
+            if not isinstance(obj, DataLoader) and not _map_style(obj):
+                raise ValueError(f"data=(train, val): {role} is a {type(obj).__name__}, not a torch Dataset/DataLoader "
+                                 "(or a list of samples / a map-style dataset with __getitem__ and __len__)")
             if isinstance(_dataset_of(obj), IterableDataset) and not _sized(obj):
                 raise ValueError(
                     f"data=(train, val): {role} is an IterableDataset without __len__; lrkit plans the schedule in "
@@ -357,13 +362,27 @@ def load_data(
                               f"batch_size={data.batch_size}, collate_fn, drop_last={data.drop_last} and worker "
                               f"settings (num_workers={data.num_workers}, worker_init_fn, pin_memory, ...)")
         return out
-    if isinstance(data, Dataset):
+    if _map_style(data):  # a torch Dataset, or one with only __getitem__/__len__ (a Hugging Face datasets.Dataset)
         tr, va = _split_dataset(data, seed=seed, val=val)
         return _from_torch(tr, va, task=task, source="dataset")
     raise ValueError(
         f"data={type(data).__name__} is not supported: pass a built-in name ({', '.join(BUILTIN_DATASETS)}), a file "
         "path (.csv, .npz, .txt, .yaml), a torch Dataset/DataLoader, or a (train, val) pair"
     )
+
+
+def _map_style(obj: Any) -> bool:
+    """Whether ``obj`` is a dataset a DataLoader can index: a torch ``Dataset``, or any sized object with
+    ``__getitem__`` (a list of samples, a Hugging Face ``datasets.Dataset``) that is not a string, a mapping (a dict
+    of columns is indexed by name, not by sample) or an array/tensor (a pair of those is (X, y), named above). A
+    list or tuple counts when its items are samples (dicts, pairs, tensors, arrays), not bare numbers."""
+    if isinstance(obj, Dataset):
+        return True
+    if isinstance(obj, (str, bytes, Mapping, np.ndarray, torch.Tensor)):
+        return False
+    if isinstance(obj, (list, tuple)):
+        return not obj or isinstance(obj[0], (Mapping, list, tuple, torch.Tensor, np.ndarray))
+    return hasattr(type(obj), "__getitem__") and hasattr(type(obj), "__len__")
 
 
 def _no_target(target: str | int | None, why: str) -> None:

@@ -32,13 +32,21 @@ from lrkit._step import (
     autocast_context,
     batch_loss,
     batch_size,
+    model_outputs,
     move_to,
     rebuild_like,
     split_batch,
 )
 from lrkit._utils import adapts_step_size, unknown_name_error
 from lrkit.train import run as _run
-from lrkit.train.data import TrainData, count_classes, describe_sample, largest_tensor_target, load_data
+from lrkit.train.data import (
+    TrainData,
+    _first_sample,
+    count_classes,
+    describe_sample,
+    largest_tensor_target,
+    load_data,
+)
 from lrkit.train.models import build_model, default_model_name
 from lrkit.train.optim import (
     OPTIMIZERS,
@@ -116,6 +124,7 @@ def train(
     device: str | None = None,
     amp: bool = False,
     backbone_lr_scale: float | None = None,
+    head: str | list[str] | None = None,
     layer_decay: float | None = None,
     freeze: int | list[int | str] | None = None,
     monitor: bool | str | dict[str, Any] = True,
@@ -178,9 +187,10 @@ def train(
         step_fn: ``step_fn(model, batch) -> loss`` for any other batch layout (the metric is then the val loss).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; default CUDA when available.
         amp: mixed precision (float16 + GradScaler on CUDA, bfloat16 autocast on CPU).
-        backbone_lr_scale, layer_decay, freeze: fine-tuning (see :func:`lrkit.param_groups`). ``freeze`` is a
-            number of leading layers (``3``), or layers by name prefix / index: ``"body"``, ``"body,head"``,
-            ``["body", 0]``.
+        backbone_lr_scale, head, layer_decay, freeze: fine-tuning (see :func:`lrkit.param_groups`). ``head``
+            names the head's modules for ``backbone_lr_scale`` (default ``("head", "fc", "classifier")``; a causal
+            LM's is ``"lm_head"``). ``freeze`` is a number of leading layers (``3``), or layers by name prefix /
+            index: ``"body"``, ``"body,head"``, ``["body", 0]``.
         monitor: the training-health monitor (:class:`lrkit.Monitor`): ``True`` (its defaults), ``False``, an
             ``on_divergence`` action name, or a dict of Monitor options. It gets every step's loss and every
             epoch's validation loss (``val_rising``: back to the best epoch at a lower LR when the validation loss
@@ -494,6 +504,15 @@ class _Trainer:
         for note in info.notes:
             self.log(f"data: {note}")
         if info.task is None and self.step_fn is None and self.user_loss is None:
+            sample = _first_sample(self.data.train)
+            # Hugging Face batches (input_ids, attention_mask, labels): the model takes them all and returns its loss
+            if isinstance(sample, Mapping) and "labels" in sample and not any(k in sample for k in _INPUT_KEYS):
+                raise ValueError(
+                    f"data {info.name!r} yields dict samples with keys {sorted(map(str, sample))}, which the default "
+                    "loss cannot split into an input and a target (it reads x/input(s)/features/image(s) and "
+                    "y/target(s)/label(s)); a Hugging Face model takes the whole dict and returns its loss: pass "
+                    "step_fn=lambda model, batch: model(**batch).loss"
+                )
             raise ValueError(
                 f"cannot tell the task of data {info.name!r}: its first sample is {describe_sample(self.data.train)}. "
                 "lrkit reads integer class indices of shape () or (1,) as classification, float targets as "
@@ -504,7 +523,7 @@ class _Trainer:
                 and not isinstance(cfg.model, torch.nn.Module)):
             info.num_outputs = count_classes(self.data)
         self.spec: TaskSpec = task_spec(info.task if self.step_fn is None else None)
-        self.loss_fn = self.user_loss or self.spec.loss
+        self.loss_fn = self.user_loss or _on_outputs(self.spec.loss)
         self.device = _resolve_device(cfg.device)
         self.model = build_model(cfg.model, info).to(self.device)
         # model=None is the default built-in, named as model=<that name> would name it ("mlp", not the class "MLP")
@@ -563,9 +582,10 @@ class _Trainer:
         from lrkit.scaling import param_groups
 
         already_frozen = {n for n, p in self.model.named_parameters() if not p.requires_grad}
+        head = {} if cfg.head is None else {"head": tuple(cfg.head)}
         groups = param_groups(
             self.model, self.lr0, weight_decay=self.weight_decay, backbone_lr_scale=cfg.backbone_lr_scale,
-            layer_decay=cfg.layer_decay, freeze=cfg.freeze,
+            layer_decay=cfg.layer_decay, freeze=cfg.freeze, **head,
         )
         #: (name, numel) of the parameters freeze= froze (not those the user's model had frozen already)
         self.frozen = [(n, p.numel()) for n, p in self.model.named_parameters()
@@ -581,6 +601,14 @@ class _Trainer:
         self.bias_note: str | None = None
         self.one_lr = False  # Prodigy/D-Adaptation: one LR for every group (set by _one_lr_for_all_groups)
         self._one_lr_for_all_groups()
+        if (cfg.optimizer == "auto" and "warmup_bias_lr" not in self.explicit and self.warmup_bias_lr
+                and self.bias_note is None and cfg.schedule is None):
+            # as Ultralytics' optimizer=auto does: a bias warmup from 0.1 is far above an adaptive optimizer's LR
+            # (AdamW at lr0=3e-5 would start every bias of a pretrained model 3,000x above its peak)
+            self.bias_note = (f"note — optimizer=auto: warmup_bias_lr=0 (the bias groups warm up with the rest, not "
+                              f"from {self.warmup_bias_lr:g}), as Ultralytics' optimizer=auto does; pass "
+                              "warmup_bias_lr= to set it")
+            self.warmup_bias_lr = 0.0
         self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
@@ -687,11 +715,13 @@ class _Trainer:
                     f"{shape}, task {self.data.info.task}): {_first_line(e)}"
                 ) from None
             which = "loss_fn" if self.user_loss is not None else f"the default {self.data.info.task} loss"
+            raw, out = out, model_outputs(out)  # a Hugging Face ModelOutput: its logits are the outputs
             if not isinstance(out, torch.Tensor):
                 if self.user_loss is None:
                     raise ValueError(
                         f"model {self.model_name} returned a {type(out).__name__}, but {which} needs a tensor of "
-                        "outputs; return a tensor from forward(), or pass loss_fn=/step_fn= to handle it"
+                        "outputs (or a dict-like output with a 'logits' tensor); return a tensor from forward(), or "
+                        "pass loss_fn=/step_fn= to handle it"
                     )
                 if self.spec.metric_sums is not None:  # the task's metric reads a tensor of outputs
                     self.log(f"lrkit.train: model {self.model_name} returns a {type(out).__name__}; the validation "
@@ -704,7 +734,7 @@ class _Trainer:
             if self.user_loss is None:
                 self._check_class_count(out, y, mismatch)
             try:
-                self.loss_fn(out, y)
+                self.loss_fn(raw, y)  # a user's loss_fn gets the model's own output
             except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
                 raise ValueError(f"{mismatch}: {_first_line(e)}") from None
         finally:
@@ -828,6 +858,8 @@ class _Trainer:
         if self.opt_class is not None:
             for line in self._class_notes():
                 self.log(f"lrkit.train: {line}")
+        elif self.bias_note is not None:  # (an Optimizer class's notes carry it)
+            self.log(f"lrkit.train: {self.bias_note}")
         if self.lr0_source == "user":
             self.log(f"lrkit.train: lr0={self.lr0:g} (yours, honoured as given)")
         elif self.lr0_source == "default" and self.opt_class is not None:
@@ -1505,7 +1537,7 @@ class _Trainer:
             loss_sum += float(loss) * n
             n_sum += n
             if self.spec.metric_sums is not None and out is not None:
-                s, c = self.spec.metric_sums(out.float(), y)
+                s, c = self.spec.metric_sums(model_outputs(out).float(), y)
                 m_sum += s
                 m_n += c
         model.train(was_training)
@@ -1550,19 +1582,19 @@ class _Trainer:
 
     def _info(self, row: dict[str, Any]) -> str:
         m = self.spec.metric_name
-        key = f"val_{m}" if m != "val_loss" else "val_loss"
-        return f"epoch {row['epoch']}: val_loss {row['val_loss']:.4g}  {m} {row[key]:.4g}"
+        metric = f"  {m} {row[f'val_{m}']:.4g}" if m != "val_loss" else ""  # a step_fn's metric is the val loss
+        return f"epoch {row['epoch']}: val_loss {row['val_loss']:.4g}{metric}"
 
     def _epoch_log(self, row: dict[str, Any], improved: bool) -> None:
         m = self.spec.metric_name
-        key = f"val_{m}" if m != "val_loss" else "val_loss"
+        metric = f"  {m} {row[f'val_{m}']:.4g}" if m != "val_loss" else ""  # a step_fn's metric is the val loss
         # the LR of the epoch's last step, as results.csv has it (the groups already hold the next step's)
         i = self._peak_index()
         lr = row.get(f"lr/{self.group_names[i]}") if i < len(self.group_names) else None
         lr = self._peak_lr() if lr is None else lr
         self.log(
             f"epoch {row['epoch']:>3}/{self.cfg.epochs}  train_loss {row['train_loss']:.4g}  val_loss "
-            f"{row['val_loss']:.4g}  {m} {row[key]:.4g}  lr {lr:.3g}  ({row['epoch_time']:.1f}s)"
+            f"{row['val_loss']:.4g}{metric}  lr {lr:.3g}  ({row['epoch_time']:.1f}s)"
             + ("  *" if improved else "")
         )
 
@@ -1574,6 +1606,19 @@ _SHAPE_KEYS = ("lrf", "cos_lr", "warmup_epochs", "warmup_momentum", "warmup_bias
 
 #: what best.pt leaves out of last.pt's state (the training state a resume needs)
 _NOT_IN_BEST = ("optimizer", "scheduler", "scaler", "monitor", "best_model")
+
+
+def _on_outputs(loss: Callable[[Any, Any], torch.Tensor] | None) -> Any:
+    """A task's default ``loss`` over :func:`lrkit._step.model_outputs` of the model's output (a Hugging Face
+    ``ModelOutput``'s logits; a tensor as it is)."""
+    if loss is None:
+        return None
+
+    @functools.wraps(loss)
+    def on_outputs(out: Any, y: Any) -> torch.Tensor:
+        return loss(model_outputs(out), y)
+
+    return on_outputs
 
 
 def _saved_module(model: torch.nn.Module) -> torch.nn.Module:
