@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from types import ModuleType
 
 import matplotlib
 import pytest
@@ -11,6 +13,17 @@ import torch
 matplotlib.use("Agg")
 torch.set_num_threads(1)
 os.environ.setdefault("COLUMNS", "120")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Hugging Face tests build models from configs: never the Hub
+
+
+@pytest.fixture(scope="module")
+def hf() -> ModuleType:
+    """The ``transformers`` package (tests using it are skipped where it is not installed), its warnings quiet."""
+    transformers = pytest.importorskip("transformers")  # a test dependency from Python 3.11 (its floor)
+    if not transformers.utils.is_torch_available():  # transformers 5 ignores a torch older than 2.6
+        pytest.skip(f"transformers {transformers.__version__} does not use torch {torch.__version__}")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    return transformers
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the Hub: every model here is built from a config
 
-import logging
 from collections import OrderedDict
 from pathlib import Path
 from types import ModuleType
@@ -30,15 +29,6 @@ import lrkit
 
 FAST = dict(plots=False, verbose=False, optimizer="AdamW", batch=16, nbs=16, warmup_epochs=0.5, monitor=False)
 
-
-@pytest.fixture(scope="module")
-def hf() -> ModuleType:
-    """The ``transformers`` package (tests using it are skipped where it is not installed), its warnings quiet."""
-    transformers = pytest.importorskip("transformers")  # a test dependency from Python 3.11 (its floor)
-    if not transformers.utils.is_torch_available():  # transformers 5 ignores a torch older than 2.6
-        pytest.skip(f"transformers {transformers.__version__} does not use torch {torch.__version__}")
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    return transformers
 
 
 def _bert(hf: ModuleType) -> nn.Module:
