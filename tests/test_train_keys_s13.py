@@ -33,11 +33,13 @@ def test_optimizer_auto_warms_the_bias_groups_up_with_the_rest(tmp_path: Path, c
 
 
 def test_head_key_takes_the_head_by_name_in_python_and_on_the_command_line(tmp_path: Path) -> None:
-    assert TrainConfig(head="pre_classifier, classifier").head == ["pre_classifier", "classifier"]
-    assert TrainConfig.from_tokens(["head=pre_classifier,classifier"]).head == ["pre_classifier", "classifier"]
+    assert TrainConfig(head="pre_classifier, classifier", backbone_lr_scale=0.1).head == [
+        "pre_classifier", "classifier"]
+    cfg = TrainConfig.from_tokens(["head=pre_classifier,classifier", "backbone_lr_scale=0.1"])
+    assert cfg.head == ["pre_classifier", "classifier"]
     for bad in ("", ",", 3, ["a", ""]):
         with pytest.raises(ValueError, match=r"head=.* must be the head's module name or a list of them"):
-            TrainConfig(head=bad)
+            TrainConfig(head=bad, backbone_lr_scale=0.1)
     r = lrkit.train(data="iris", model="mlp", epochs=1, lr0=0.01, backbone_lr_scale=0.1, head="head",
                     optimizer="SGD", project=tmp_path, **QUIET)
     names = {k.split("/")[1] for k in r.history[0] if k.startswith("lr/")}

@@ -679,6 +679,9 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             setattr(self, f.name, f.metadata["check"](f.name, value))
+        if self.head is not None and self.backbone_lr_scale is None:
+            raise ValueError(f"head={','.join(self.head)} names the head for backbone_lr_scale, which is not set: pass "
+                             "backbone_lr_scale= too (e.g. 0.1), or drop head= (layer_decay needs no head name)")
         option = self.monitor.get("snapshot_device") if isinstance(self.monitor, dict) else None
         if self.snapshot_device is not None and isinstance(self.monitor, dict) and "snapshot_device" in self.monitor:
             theirs = _snapshot_device("monitor snapshot_device", option)

@@ -95,6 +95,8 @@ def check_snapshot_device(value: Any, name: str = "snapshot_device") -> torch.de
         raise ValueError(f"{name}={str(value)!r} cannot be used: {why}; {valid}") from None
     if dev.type == "cuda" and dev.index is None:  # as a tensor made there reports it: comparisons hold
         dev = torch.device("cuda", torch.cuda.current_device())
+    if dev.type == "cpu":  # "cpu:0" is the CPU, which a CPU tensor reports as plain "cpu"
+        dev = torch.device("cpu")
     return dev
 
 

@@ -286,6 +286,8 @@ def _check_model_on(model: torch.nn.Module, dev: torch.device) -> None:
     parameters are on ``dev`` would fail at the first forward pass with torch's "Expected all tensors to be on the
     same device"; say so before anything runs. (A model split over several devices takes its batches on one.)"""
     devices = {p.device for p in model.parameters()}
+    if any(d.type == "meta" for d in devices):  # weights loaded by hooks as the forward runs (accelerate's offload)
+        return
     if devices and not any(d.type == dev.type and (d.index is None or dev.index is None or d.index == dev.index)
                            for d in devices):
         where = ", ".join(sorted(str(d) for d in devices))

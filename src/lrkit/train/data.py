@@ -146,7 +146,9 @@ class _IndexedTensors(Dataset):
         j = torch.as_tensor(indices, dtype=torch.long)
         if self.index is not None:
             j = self.index[j]
-        return [t[j] for t in self.tensors]  # default_collate makes a list of a batch of tuples too
+        # default_collate makes a list of a batch of tuples too, and stacks into contiguous memory (indexing keeps
+        # a channels_last tensor's strides: made contiguous, as the default's, which costs nothing otherwise)
+        return [t[j].contiguous() for t in self.tensors]
 
 
 def _whole_batch(batch: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -378,7 +380,9 @@ def _map_style(obj: Any) -> bool:
     list or tuple counts when its items are samples (dicts, pairs, tensors, arrays), not bare numbers."""
     if isinstance(obj, Dataset):
         return True
-    if isinstance(obj, (str, bytes, Mapping, np.ndarray, torch.Tensor)):
+    if isinstance(obj, (str, bytes, range, Mapping, np.ndarray, torch.Tensor)):
+        return False
+    if type(obj).__name__ in ("DataFrame", "Series", "LazyFrame"):  # pandas/polars: indexed by column or label
         return False
     if isinstance(obj, (list, tuple)):
         return not obj or isinstance(obj[0], (Mapping, list, tuple, torch.Tensor, np.ndarray))
@@ -1199,11 +1203,11 @@ def count_classes(data: TrainData) -> int:
     return top + 1
 
 
-def largest_tensor_target(data: TrainData) -> int | None:
-    """The largest integer target over train and val when both are tensors (a ``TensorDataset``, a ``Subset`` of
-    one, a ``DataLoader`` over either: read at once, cheap); ``None`` for any other data, which would have to be
-    read sample by sample."""
-    tops = []
+def tensor_target_range(data: TrainData) -> tuple[int, int] | None:
+    """The smallest and the largest integer target over train and val, leaving out cross-entropy's ignored ``-100``,
+    when both are tensors (a ``TensorDataset``, a ``Subset`` of one, a ``DataLoader`` over either: read at once,
+    cheap); ``None`` for any other data, which would have to be read sample by sample, or no target at all."""
+    lows, tops = [], []
     for part in (data.train, data.val):
         pair = _tensor_pair(part)
         if pair is None:
@@ -1211,9 +1215,11 @@ def largest_tensor_target(data: TrainData) -> int | None:
         y = pair[1]
         if y.is_floating_point() or y.is_complex():
             return None
+        y = y[y != -100]
         if y.numel():
+            lows.append(int(y.min()))
             tops.append(int(y.max()))
-    return max(tops) if tops else None
+    return (min(lows), max(tops)) if tops else None
 
 
 def _tensor_pair(ds: Any) -> tuple[torch.Tensor, torch.Tensor] | None:

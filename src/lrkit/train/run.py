@@ -293,20 +293,17 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     return atomic_write(path, lambda tmp: torch.save(plain, tmp))
 
 
-def _on_cpu(obj: Any, memo: dict[int, torch.Tensor]) -> Any:
-    """``obj`` with every non-CPU tensor in its dicts, lists and tuples copied to the CPU (a tensor met twice is
-    copied once); containers keep their type and a state dict its ``_metadata``; unchanged parts are not rebuilt.
+def _on_cpu(obj: Any, memo: dict[Any, torch.Tensor]) -> Any:
+    """``obj`` with every non-CPU tensor in its dicts, lists and tuples copied to the CPU (a tensor met twice, or
+    two tensors that are the same view of one storage, copied once: :func:`_cpu_copy`); containers keep their type
+    and a state dict its ``_metadata``; unchanged parts are not rebuilt.
 
     >>> s = {"w": torch.ones(2), "groups": [{"lr": 0.1}]}
     >>> _on_cpu(s, {}) is s
     True
     """
     if isinstance(obj, torch.Tensor):
-        if obj.device.type == "cpu":
-            return obj
-        if id(obj) not in memo:
-            memo[id(obj)] = obj.detach().to("cpu")
-        return memo[id(obj)]
+        return obj if obj.device.type == "cpu" else _cpu_copy(obj, memo)
     if isinstance(obj, dict):
         items = {k: _on_cpu(v, memo) for k, v in obj.items()}
         if all(items[k] is v for k, v in obj.items()):
@@ -319,6 +316,24 @@ def _on_cpu(obj: Any, memo: dict[int, torch.Tensor]) -> Any:
         moved = [_on_cpu(v, memo) for v in obj]
         return obj if all(m is v for m, v in zip(moved, obj)) else type(obj)(moved)
     return obj
+
+
+def _cpu_copy(t: torch.Tensor, memo: dict[Any, torch.Tensor]) -> torch.Tensor:
+    """``t`` copied to the CPU, once per view: ``state_dict()`` returns tied weights (a GPT's ``lm_head.weight`` and
+    ``wte.weight``) as two tensor objects over one storage, which ``torch.save`` stores once; keyed by the view
+    (device, address, dtype, shape, strides), they get one CPU tensor, so the checkpoint stores them once too.
+
+    >>> w = torch.ones(2, 2); memo = {}
+    >>> _cpu_copy(w.detach(), memo) is _cpu_copy(w.detach(), memo)
+    True
+    """
+    if t.layout != torch.strided:  # sparse and other layouts have no single address: one copy per object
+        key: Any = ("object", id(t))
+    else:
+        key = (t.device, t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+    if key not in memo:
+        memo[key] = t.detach().to("cpu")
+    return memo[key]
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:

@@ -44,8 +44,8 @@ from lrkit.train.data import (
     _first_sample,
     count_classes,
     describe_sample,
-    largest_tensor_target,
     load_data,
+    tensor_target_range,
 )
 from lrkit.train.models import build_model, default_model_name
 from lrkit.train.optim import (
@@ -753,10 +753,10 @@ class _Trainer:
         kept = y[y != -100]
         top = int(kept.max()) if kept.numel() else -1
         low = int(kept.min()) if kept.numel() else 0
-        known = self.data.info.num_outputs
-        if known is None:  # a user's data: its tensors' largest target when that is cheap to read
-            largest = largest_tensor_target(self.data)
-            known = 0 if largest is None else largest + 1
+        known = self.data.info.num_outputs or 0
+        span = tensor_target_range(self.data)  # all of train and val when they are tensors (cheap to read)
+        if span is not None:
+            low, known = min(low, span[0]), max(known, span[1] + 1)
         classes = max(top + 1, known)
         what = "token ids (the vocabulary)" if tokens else "classes"
         if low < 0:
