@@ -127,7 +127,7 @@ def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path: Path, monkey
 def test_ctrl_c_after_an_epoch_still_gives_the_resume_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     res = _train_interrupted(tmp_path, monkeypatch, at_once=False)
     assert res.exit_code == 130, res.output
-    assert "resume with: lrkit train resume=true" in res.output
+    assert f"resume with: lrkit train resume={Path('runs', 'train', 'last.pt')}" in res.output  # its own last.pt (s13f)
     assert (tmp_path / "runs" / "train" / "last.pt").is_file()  # the hint points at something real
 
 

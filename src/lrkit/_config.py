@@ -219,13 +219,15 @@ def _bool(key: str, v: Any) -> bool:
 
 
 def _amp(key: str, v: Any) -> bool | str:
-    """``amp``: true/false (float16 + GradScaler on CUDA, bfloat16 elsewhere), or a precision named outright:
+    """``amp``: true/false or on/off (float16 + GradScaler on CUDA, bfloat16 elsewhere), or a precision named outright:
     ``"bf16"``/``"bfloat16"``/``torch.bfloat16`` -> ``"bf16"``, ``"fp16"``/``"float16"``/``torch.float16`` ->
     ``"fp16"`` (kept as a name, so args.yaml stays plain YAML)."""
     if v is torch.bfloat16 or v is torch.float16:
         return "bf16" if v is torch.bfloat16 else "fp16"
     if isinstance(v, str) and v.lower() in ("bf16", "bfloat16", "fp16", "float16"):
         return "bf16" if v.lower().startswith("bf") else "fp16"
+    if isinstance(v, str) and v.lower() in ("on", "off"):  # `lrkit find --amp on|off`'s words; YAML's booleans
+        return v.lower() == "on"
     try:
         return _bool(key, v)
     except ValueError:

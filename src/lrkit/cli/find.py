@@ -74,7 +74,10 @@ def run_find(
     except Exception as e:
         if task_file is None:
             raise
-        raise user_code_error(e, {Path(task_file).expanduser(): "task file"}, "the range test failed") from e
+        error = user_code_error(e, {Path(task_file).expanduser(): "task file"}, "the range test failed")
+        if isinstance(error, ValueError) and _API_ADVICE.search(str(error)):
+            raise ValueError(_task_file_advice(str(error))) from e
+        raise error from e
     # claimed with an exclusive mkdir: a concurrent `lrkit find` that took the name moves on
     out_dir = claim_dir(out, what="the folder for lr_find.png and lr_find.json")
     record = result.to_json(out_dir / "lr_find.json")
@@ -91,6 +94,29 @@ _MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integ
 
 #: ``--amp`` on the command line -> ``find_lr(amp=...)``.
 _AMP: dict[str, bool | str] = {"off": False, "on": True, "bf16": "bf16", "fp16": "fp16"}
+
+
+#: find_lr's advice for its Python callers ("pass step_fn=lambda model, batch: loss"), which a task file follows by
+#: defining the function instead.
+_API_ADVICE = re.compile(r"\b(?:pass )?(step_fn=lambda model, batch: loss|loss_fn=lambda out, y: loss)(?: instead)?")
+
+
+def _task_file_advice(message: str) -> str:
+    """``message`` with find_lr's advice to pass a lambda rewritten for a task file, which defines the function; a
+    Hugging Face batch (``input_ids`` and ``labels``) gets the ``step_fn`` such a model takes.
+
+    >>> _task_file_advice("cannot split it; pass step_fn=lambda model, batch: loss instead")
+    'cannot split it; define step_fn(model, batch) in the task file, returning the loss'
+    """
+    def define(m: re.Match[str]) -> str:
+        if m.group(1).startswith("step_fn"):
+            return "define step_fn(model, batch) in the task file, returning the loss"
+        return "define loss_fn(output, target) in the task file"
+
+    message = _API_ADVICE.sub(define, message)
+    if "'input_ids'" in message and "'labels'" in message:  # a Hugging Face model takes the dict, returns its loss
+        message += " (a Hugging Face model: def step_fn(model, batch): return model(**batch).loss)"
+    return message
 
 
 # Suffixes of the files lrkit find writes *into* --out: `--out lr.png` means a file, but --out names a folder.

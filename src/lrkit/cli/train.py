@@ -9,6 +9,7 @@ directory is created.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import warnings
 from contextlib import ExitStack
@@ -78,6 +79,7 @@ def train_command(
     caught: list[warnings.WarningMessage] = []
     bar: list[Any] = []
     epochs_done: list[int] = []
+    run_dirs: list[str] = []  # the run's folder, from the progress report at its start
     try:
         with ExitStack() as stack:
             caught = stack.enter_context(warnings.catch_warnings(record=True))
@@ -86,6 +88,8 @@ def train_command(
             def update(*a: Any, **kw: Any) -> None:
                 if not bar:  # start the bar at the first report, so setup errors print without an empty bar
                     bar.append(stack.enter_context(progress_bar("train", None)))
+                if kw.get("event") == "start" and kw.get("run_dir"):
+                    run_dirs.append(str(kw["run_dir"]))
                 if kw.get("event") == "epoch":  # an epoch finished: its last.pt is written
                     epochs_done.append(int(kw.get("epoch", 0)))
                 bar[0](*a, **kw)
@@ -98,7 +102,9 @@ def train_command(
             # resume=true would pick up an older run instead
             fail("interrupted before the first epoch finished: nothing was saved; run the command again to start "
                  "over", code=130)
-        fail("interrupted — resume with: lrkit train resume=true (or resume=<run>/last.pt)", code=130)
+        # the run's own last.pt: resume=true searches the default project (runs/), not a project=/name= run's
+        last = shlex.quote(str(Path(run_dirs[-1]) / "last.pt")) if run_dirs else "<run>/last.pt"
+        fail(f"interrupted — resume with: lrkit train resume={last}", code=130)
         return
     except Exception as e:
         # the user's own code (a model=/optimizer= file's forward or step) raising: one line naming file, function, line

@@ -203,9 +203,10 @@ def train(
         val: the validation fraction when ``data`` has no separate validation part.
         workers: DataLoader worker processes.
         verbose: print what was chosen and why, and one line per epoch.
-        progress: ``progress(advance=..., total=..., info=..., **fields)``, called once at the start, after every
-            optimizer step (fields ``event="step"``, ``epoch``, ``step``, ``loss``, ``lr``) and after every epoch
-            (``event="epoch"`` with the epoch's row) — the CLI passes its progress bar here.
+        progress: ``progress(advance=..., total=..., info=..., **fields)``, called once at the start (fields
+            ``event="start"`` and ``run_dir``, the run's folder), after every optimizer step (fields
+            ``event="step"``, ``epoch``, ``step``, ``loss``, ``lr``) and after every epoch (``event="epoch"`` with the
+            epoch's row) — the CLI passes its progress bar here.
         task: ``classification``, ``regression`` or ``lm``; inferred from the data when ``None``.
         target: the target column of a CSV (name or index) or array of an NPZ file (or of a data YAML's files);
             default the last column. Any other ``data=`` (a built-in, text, a Dataset/DataLoader) is an error.
@@ -1302,7 +1303,7 @@ class _Trainer:
         try:
             if self.progress is not None:
                 self.progress(advance=self.start_epoch * self.steps_per_epoch, total=self.total_steps,
-                              info="", event="start")
+                              info="", event="start", run_dir=str(self.run_dir))
             for epoch in range(self.start_epoch, cfg.epochs):
                 t0 = time.perf_counter()
                 train_loss, grad_norms, stop_now = self._train_epoch(epoch)
