@@ -100,11 +100,14 @@ def check_snapshot_device(value: Any, name: str = "snapshot_device") -> torch.de
     return dev
 
 
-def _offload(t: torch.Tensor, device: torch.device, homes: dict[int, torch.device],
+def _offload(t: torch.Tensor, device: torch.device | None, homes: dict[int, torch.device],
              home: torch.device | None = None) -> torch.Tensor:
     """A copy of ``t`` on ``device`` (strides kept), its ``home`` (default: ``t``'s device) noted in ``homes`` when
     that is another device. A CUDA tensor's host copy goes to pinned memory (a faster transfer); the copy is
-    blocking, so the values are there when this returns, whatever runs next."""
+    blocking, so the values are there when this returns, whatever runs next. ``device=None``: a plain copy on
+    ``t``'s own device (a snapshot without ``snapshot_device``), nothing noted."""
+    if device is None:
+        return _clone_one(t)
     t = t.detach()
     home = t.device if home is None else home
     # a host copy of (or for) a CUDA tensor is pinned: also one loaded from a checkpoint read onto the CPU, which
@@ -123,8 +126,11 @@ def _offload(t: torch.Tensor, device: torch.device, homes: dict[int, torch.devic
     return out
 
 
-def _offload_tree(obj: Any, device: torch.device, homes: dict[int, torch.device]) -> Any:
-    """:func:`_clone_tree` with every tensor copied onto ``device`` (:func:`_offload`)."""
+def _offload_tree(obj: Any, device: torch.device | None, homes: dict[int, torch.device]) -> Any:
+    """:func:`_clone_tree` with every tensor copied onto ``device`` (:func:`_offload`; ``None``: :func:`_clone_tree`
+    itself)."""
+    if device is None:
+        return _clone_tree(obj)
     return _map_tree(obj, lambda t: _offload(t, device, homes))
 
 
@@ -223,14 +229,12 @@ class Snapshot:
         """
         dev = check_snapshot_device(device, "device")
         homes: dict[int, torch.device] = {}
-        tree: Any = _clone_tree
-        one: Any = _clone_one
-        if dev is not None:
-            def tree(obj: Any) -> Any:
-                return _offload_tree(obj, dev, homes)
 
-            def one(t: torch.Tensor) -> torch.Tensor:
-                return _offload(t, dev, homes)
+        def tree(obj: Any) -> Any:
+            return _offload_tree(obj, dev, homes)
+
+        def one(t: torch.Tensor) -> torch.Tensor:
+            return _offload(t, dev, homes)
 
         params = [one(p) for p in model.parameters()]
         grad_tensors = [p.grad for p in model.parameters()]

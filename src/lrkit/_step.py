@@ -214,7 +214,7 @@ def model_outputs(out: Any) -> Any:
     >>> model_outputs({"logits": torch.zeros(2, 3), "hidden_states": None}).shape
     torch.Size([2, 3])
     """
-    if isinstance(out, Mapping) and not isinstance(out, torch.Tensor):
+    if type(out) is not torch.Tensor and isinstance(out, Mapping):  # (the usual tensor: no ABC check per step)
         logits = out.get("logits")
         if isinstance(logits, torch.Tensor):
             return logits

@@ -30,6 +30,7 @@ also skip ``optimizer.step()`` yourself when ``after_backward`` returns ``False`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import sys
@@ -163,7 +164,7 @@ def _fit_opt_state(saved: Mapping[Any, Any], groups: list[dict[str, Any]], store
     out: dict[int, Any] = {}
 
     def tree(value: Any) -> Any:
-        return _clone_tree(value) if store is None else _offload_tree(value, store, homes)  # type: ignore[arg-type]
+        return _offload_tree(value, store, homes)  # type: ignore[arg-type]  # (homes is given with a store)
 
     def put(value: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         if store is None:
@@ -1406,17 +1407,13 @@ class Monitor:
         members = [p if t is not None else torch.empty(0) for t, p in zip(saved["params"], params)]
         dev = self.snapshot_device
         homes: dict[int, torch.device] = {}
-        if dev is None:
-            tree: Any = _clone_tree
 
-            def one(t: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
-                return t.clone()
-        else:  # kept on snapshot_device, each copy noted to go back to the device of the tensor it is restored into
-            def tree(obj: Any) -> Any:
-                return _offload_tree(obj, dev, homes)
+        def tree(obj: Any) -> Any:
+            return _offload_tree(obj, dev, homes)
 
-            def one(t: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
-                return _offload(t, dev, homes, home=live.device)
+        def one(t: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+            # on snapshot_device (if any), noted to go back to the device of the tensor it is restored into
+            return _offload(t, dev, homes, home=live.device)
 
         copies = [one(t, m) if t is not None else m for t, m in zip(saved["params"], members)]
         snapshot = Snapshot(
@@ -1476,7 +1473,7 @@ class Monitor:
             attrs = entry.get("opt_attrs")
             dev = self.snapshot_device
             homes: dict[int, torch.device] = {}
-            tree: Any = _clone_tree if dev is None else (lambda obj: _offload_tree(obj, dev, homes))  # noqa: B023
+            tree: Any = functools.partial(_offload_tree, device=dev, homes=homes)
             out.append(Snapshot(
                 _NO_MODEL, inner, None, [], [], [], [],
                 _fit_opt_state(dict(entry["opt_state"]), inner.param_groups[:n_groups], dev, homes),

@@ -742,10 +742,11 @@ class _Trainer:
             self.model.train(was_training)
 
     def _check_class_count(self, out: Any, y: Any, mismatch: str) -> None:
-        """The default loss's class targets fit the model's class scores: every class of the data (``num_outputs``
-        when the data says, else the largest target of this batch) has a score, and no target is negative (but
-        cross-entropy's ignored ``-100``). On CUDA a target out of range is a device-side assert that leaves the
-        process unable to use the GPU again, so this is checked here, once, before the first loss."""
+        """The default loss's class targets fit the model's class scores: every class of the data has a score, and no
+        target is negative (but cross-entropy's ignored ``-100``) — read over all of train and val when they are
+        tensors (:func:`tensor_target_range`), with ``num_outputs`` when the data says, and over this batch.
+        On CUDA a target out of range is a device-side assert that leaves the process unable to use the GPU again,
+        so this is checked here, once, before the first loss."""
         if (not isinstance(out, torch.Tensor) or not isinstance(y, torch.Tensor) or out.ndim < 2 or not y.numel()
                 or y.is_floating_point() or y.is_complex() or self.data.info.task not in ("classification", "lm")):
             return
@@ -1581,14 +1582,17 @@ class _Trainer:
         row["epoch_time"] = round(seconds, 4)
         return row
 
-    def _info(self, row: dict[str, Any]) -> str:
+    def _metric_text(self, row: dict[str, Any]) -> str:
+        """``"  accuracy 0.9"`` after the validation loss, or nothing when the metric is the validation loss itself
+        (a ``step_fn``'s)."""
         m = self.spec.metric_name
-        metric = f"  {m} {row[f'val_{m}']:.4g}" if m != "val_loss" else ""  # a step_fn's metric is the val loss
-        return f"epoch {row['epoch']}: val_loss {row['val_loss']:.4g}{metric}"
+        return f"  {m} {row[f'val_{m}']:.4g}" if m != "val_loss" else ""
+
+    def _info(self, row: dict[str, Any]) -> str:
+        return f"epoch {row['epoch']}: val_loss {row['val_loss']:.4g}{self._metric_text(row)}"
 
     def _epoch_log(self, row: dict[str, Any], improved: bool) -> None:
-        m = self.spec.metric_name
-        metric = f"  {m} {row[f'val_{m}']:.4g}" if m != "val_loss" else ""  # a step_fn's metric is the val loss
+        metric = self._metric_text(row)
         # the LR of the epoch's last step, as results.csv has it (the groups already hold the next step's)
         i = self._peak_index()
         lr = row.get(f"lr/{self.group_names[i]}") if i < len(self.group_names) else None
