@@ -1006,6 +1006,11 @@ class Monitor:
         #: a step or an evaluation; raised when it has finished (see _raise_deferred).
         self._deferred: Exception | None = None
         self._warned_no_grad = False  # see _warn_no_grad
+        #: Without a scheduler: after a back-off, each group's (LR it set, LR before it) and the step, until the loop
+        #: first writes another LR (see _check_lr_watch); ``_warned_undone`` once that write undid the back-off.
+        self._lr_watch: list[tuple[float, float]] | None = None
+        self._lr_watch_step = -1
+        self._warned_undone = False
         self._stop_restore = False
         self._dense_until = _DENSE_STEPS if self._fast else _NEVER
         self._screen = -math.inf
@@ -1319,6 +1324,7 @@ class Monitor:
         self._step = int(state["step"])
         self._next_grad = (self._step // self._grad_every + 1) * self._grad_every
         self.lr_scale = float(state["lr_scale"])
+        self._lr_watch = None  # a back-off before the load is not this run's to watch
         self.rollbacks = int(state["rollbacks"])
         self.skipped = int(state.get("skipped", 0))
         self.clipped = int(state.get("clipped", 0))
@@ -1534,6 +1540,8 @@ class Monitor:
 
     def _full_step(self, step: int, loss: torch.Tensor | float, value: float | None) -> bool:
         self._flush(step - 1)
+        if self._lr_watch is not None:
+            self._check_lr_watch(step)
         rec = self.record
         if self.should_stop:
             rec.push(self._loss_value(loss) * self.loss_sign if value is None else value, None)
@@ -2323,7 +2331,7 @@ class Monitor:
         schedule keeps its clock. A fresh healthy snapshot is taken of the restored state."""
         if self._best_val is not None:
             self._restore_best_val()
-        backoff_lr(self.optimizer, self.scheduler, self.val_backoff)
+        self._back_off(self.val_backoff)
         self.lr_scale *= self.val_backoff
         self.rollbacks += 1
         self.record.mark()  # the losses held now were trained at the old LR (LossAboveStart judges only newer ones)
@@ -2343,10 +2351,55 @@ class Monitor:
             base_scale = healthy.lr_scale
             healthy.step = self._step  # count healthy progress from the restored point
         new_scale = self.lr_scale * self.backoff
-        backoff_lr(self.optimizer, self.scheduler, new_scale / base_scale)
+        self._back_off(new_scale / base_scale)
         self.lr_scale = new_scale
         self.rollbacks += 1
         self.record.mark()  # the losses held now were trained at the old LR (LossAboveStart judges only newer ones)
+
+    def _back_off(self, factor: float) -> None:
+        """:func:`backoff_lr` by ``factor``; without a scheduler, watch for the loop writing the LR back."""
+        groups = self.optimizer.param_groups
+        before = [float(g["lr"]) for g in groups]
+        backoff_lr(self.optimizer, self.scheduler, factor)
+        if self.scheduler is None and not self._warned_undone:
+            self._lr_watch = [(float(g["lr"]), b) for g, b in zip(groups, before)]
+            self._lr_watch_step = self._step
+
+    def _check_lr_watch(self, step: int) -> None:
+        """Without a scheduler the monitor knows of, a back-off lives in the groups' ``lr`` alone, and a loop that
+        writes its LRs itself (a scheduler it steps but did not pass, or its own schedule) writes over it. Judge the
+        first LR written after the back-off (checked on full steps: every step for 50 after an event, then every
+        ``grad_every``): one more than halfway back up (in log space) to where the back-off took it from undid it,
+        and is warned about once per monitor. A lower or nearby LR (the loop's own decay, or a loop that multiplies
+        by :attr:`lr_scale`) is not."""
+        watch, groups = self._lr_watch, self.optimizer.param_groups
+        if watch is None or len(watch) != len(groups):
+            self._lr_watch = None
+            return
+        for i, (g, (set_lr, before)) in enumerate(zip(groups, watch)):
+            now = float(g["lr"])
+            if now == set_lr:
+                continue
+            self._lr_watch = None  # the loop has written its LRs: judged once
+            if set_lr < before and now > math.sqrt(set_lr * before):
+                self._warned_undone = True
+                which = f"param group {i}'s" if len(groups) > 1 else "the"
+                try:  # an error (a warnings filter) is raised once the step is handled, as _emit's
+                    warnings.warn(
+                        f"lrkit.Monitor: the back-off at step {self._lr_watch_step} was undone before step {step}: "
+                        f"{which} LR is {now:.3g} again (the back-off set {set_lr:.3g}, down from {before:.3g}). A "
+                        "scheduler the monitor was not given, or the loop itself, wrote it, and the trouble the "
+                        "back-off answered is likely to return. Pass the scheduler you step, Monitor(model, "
+                        "optimizer, scheduler), so that back-offs scale what it computes the LR from, or multiply "
+                        f"the LRs your loop writes by monitor.lr_scale (now {self.lr_scale:g}). Warned once per "
+                        "monitor.",
+                        MonitorWarning,
+                        stacklevel=4,
+                    )
+                except Exception as exc:
+                    self._defer(exc)
+                    self._after_due = min(self._after_due, step)  # the healthy after_step raises it
+            return
 
     def _finish_sample(self) -> None:
         params, before = self._sample  # type: ignore[misc]
