@@ -13,8 +13,10 @@ import copy
 import functools
 import inspect
 import math
+import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from lrkit._step import (
     autocast_context,
     batch_loss,
     batch_size,
+    class_targets,
     model_outputs,
     move_to,
     rebuild_like,
@@ -74,6 +77,9 @@ _PY_ONLY = ("loss_fn", "step_fn", "progress", "cfg")
 Progress = Callable[..., None]
 
 # the keyword names the caller of train() actually passed (None: train's body was called some other way)
+#: torch's warning when mse_loss / l1_loss / smooth_l1_loss / huber_loss get a target of another size than the output
+_SIZE_WARNING = re.compile(r"target size \(torch\.Size\((\[[\d, ]*\])\)\) that is different to the input size "
+                           r"\(torch\.Size\((\[[\d, ]*\])\)\)")
 _PASSED: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("lrkit_train_passed", default=None)
 
 
@@ -735,11 +741,45 @@ class _Trainer:
             if self.user_loss is None:
                 self._check_class_count(out, y, mismatch)
             try:
-                self.loss_fn(raw, y)  # a user's loss_fn gets the model's own output
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    self.loss_fn(raw, y)  # a user's loss_fn gets the model's own output
             except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
                 raise ValueError(f"{mismatch}: {_first_line(e)}") from None
+            for w in caught:
+                self._check_broadcast_warning(w.message)
+            for w in caught:  # the loss's other warnings reach the user as they would have
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
         finally:
             self.model.train(was_training)
+
+    def _check_broadcast_warning(self, message: Warning | str) -> None:
+        """A ``loss_fn`` that only *broadcasts* the output against the target is an error: torch's ``mse_loss``,
+        ``l1_loss``, ``smooth_l1_loss`` and ``huber_loss`` take outputs ``(N, 1)`` with targets ``(N,)`` by comparing
+        every output with every target, ``(N, N)``, and only warn — the model then learns the targets' mean. A
+        broadcast that keeps the larger shape (a ``(1, K)`` target row against ``(N, K)`` outputs) may be meant and
+        is left to torch's warning."""
+        text = str(message)
+        found = _SIZE_WARNING.search(text)
+        if found is None:
+            return
+        target, output = (tuple(int(d) for d in re.findall(r"\d+", found.group(i))) for i in (1, 2))
+        try:
+            shape = tuple(torch.broadcast_shapes(output, target))
+        except RuntimeError:
+            return
+        if math.prod(shape) <= max(math.prod(output), math.prod(target)):
+            return
+        name = getattr(self.user_loss, "__name__", type(self.user_loss).__name__)
+        call = name if hasattr(self.user_loss, "__name__") else f"{name}()"  # F.mse_loss, or nn.MSELoss()
+        raise ValueError(
+            f"loss_fn {name} gets outputs {output} and targets {target} from model {self.model_name} on "
+            f"{self.data.info.name!r}, which it would only broadcast into {shape} — every output compared with every "
+            "target, so the model would learn the targets' mean (torch only warns: 'Using a target size ... "
+            "different to the input size'); give them one shape: loss_fn=lambda out, y: "
+            f"{call}(out, y.view_as(out)), or return outputs of "
+            "the targets' shape from forward()"
+        )
 
     def _check_class_count(self, out: Any, y: Any, mismatch: str) -> None:
         """The default loss's class targets fit the model's class scores: every class of the data has a score, and no
@@ -1539,7 +1579,7 @@ class _Trainer:
             loss_sum += float(loss) * n
             n_sum += n
             if self.spec.metric_sums is not None and out is not None:
-                s, c = self.spec.metric_sums(model_outputs(out).float(), y)
+                s, c = self.spec.metric_sums(*self._scored(model_outputs(out).float(), y))
                 m_sum += s
                 m_n += c
         model.train(was_training)
@@ -1550,6 +1590,32 @@ class _Trainer:
             return val_loss, val_loss
         metric = self.spec.finish(m_sum / m_n, self.data.info.target_scale) if m_n else math.nan
         return val_loss, metric
+
+    def _scored(self, out: Any, y: Any) -> tuple[Any, Any]:
+        """The outputs and class/token targets the task's metric reads. Positions whose target is cross-entropy's
+        ignored ``-100`` (Hugging Face's padding label) are left out, as the loss leaves them out: they counted as
+        wrong predictions (accuracy) and as tokens of zero loss (perplexity). A binary classifier with one score
+        per sample (a logit for ``BCEWithLogitsLoss``, a probability for ``BCELoss``) predicts class 1 when the score
+        is above 0 (0.5 for a probability); argmax over one score always said class 0, and an ``(N, 1)`` target
+        broadcast against it counted ``N x N`` pairs."""
+        task = self.spec.task
+        if (task not in ("classification", "lm") or not isinstance(out, torch.Tensor)
+                or not isinstance(y, torch.Tensor) or y.is_complex() or not y.numel()):
+            return out, y
+        if task == "classification" and self.user_loss is not None and _one_score(out, y):
+            z = out.reshape(-1)
+            threshold = 0.5 if _probability_loss(self.user_loss) else 0.0
+            out = torch.stack([torch.full_like(z, threshold), z], dim=-1)  # argmax: 1 exactly where z > threshold
+            y = y.reshape(-1)
+            y = (y > 0.5).long() if y.is_floating_point() else y.long()
+        if y.is_floating_point():
+            return out, y
+        y = class_targets(out, y)
+        if out.ndim == y.ndim + 1 and out.shape[:-1] == y.shape:  # classes last: (B, C) / (B, T, V)
+            kept = y != -100
+            if not bool(kept.all()):
+                return out[kept], y[kept]
+        return out, y
 
     def _peak_index(self) -> int:
         """The param group whose LR is the run's peak LR: the first with ``lr_scale`` 1 that is not a bias group."""
@@ -1624,6 +1690,17 @@ def _on_outputs(loss: Callable[[Any, Any], torch.Tensor] | None) -> Any:
         return loss(model_outputs(out), y)
 
     return on_outputs
+
+
+def _one_score(out: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether ``out`` holds one score per sample, ``(B,)`` or ``(B, 1)``, for ``B`` targets ``(B,)`` or ``(B, 1)``."""
+    return ((out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)) and y.ndim in (1, 2)
+            and y.numel() == y.shape[0] == out.shape[0])
+
+
+def _probability_loss(loss: Any) -> bool:
+    """A binary loss that takes probabilities (the model ends in a sigmoid), not logits."""
+    return isinstance(loss, torch.nn.BCELoss) or loss is torch.nn.functional.binary_cross_entropy
 
 
 def _saved_module(model: torch.nn.Module) -> torch.nn.Module:
