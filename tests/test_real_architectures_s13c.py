@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import lrkit
-from lrkit.scaling import _layers, freeze_layers, layer_names, param_groups
+from lrkit.scaling import DEFAULT_HEAD, _layers, freeze_layers, layer_names, param_groups
 
 
 def _build(hf: ModuleType, arch: str) -> nn.Module:
@@ -235,15 +235,15 @@ def test_hf_default_head_finds_the_classifier(hf: ModuleType, arch: str, head: l
     assert all(g["lr"] == pytest.approx(1e-4) for g in groups if g["name"].startswith("backbone/"))
 
 
-def test_hf_distilbert_pre_classifier_is_not_in_the_default_head_but_head_takes_it(hf: ModuleType) -> None:
-    # documented: the default head is ("head", "fc", "classifier"), whole top-level names; DistilBERT's freshly
-    # initialised pre_classifier must be named (README: head=("pre_classifier", "classifier"))
+def test_hf_distilbert_pre_classifier_is_in_the_default_head(hf: ModuleType) -> None:
+    # DistilBERT's freshly initialised pre_classifier trains with its classifier (session 14: DEFAULT_HEAD names it;
+    # it trained at the backbone's LR before), and an explicit head= still picks exactly what it names
     model = _build(hf, "distilbert")
     of = _group_of(param_groups(model, 1.0, backbone_lr_scale=0.1), model)
-    assert of["pre_classifier.weight"]["lr_scale"] == 0.1 and of["classifier.weight"]["lr_scale"] == 1.0
-    of = _group_of(param_groups(model, 1.0, backbone_lr_scale=0.1, head=("pre_classifier", "classifier")), model)
     assert of["pre_classifier.weight"]["lr_scale"] == of["classifier.weight"]["lr_scale"] == 1.0
     assert of["distilbert.transformer.layer.1.ffn.lin2.weight"]["lr_scale"] == 0.1
+    of = _group_of(param_groups(model, 1.0, backbone_lr_scale=0.1, head=("classifier",)), model)
+    assert of["pre_classifier.weight"]["lr_scale"] == 0.1 and of["classifier.weight"]["lr_scale"] == 1.0
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "t5", "bart"])
@@ -253,7 +253,7 @@ def test_hf_tied_lm_head_is_suggested_when_the_default_head_matches_nothing(hf: 
     model = _build(hf, arch)
     with pytest.raises(ValueError, match="Did you mean 'lm_head'") as err:
         param_groups(model, 1e-3, backbone_lr_scale=0.1)
-    assert "head=('head', 'fc', 'classifier') matches no parameter" in str(err.value)
+    assert f"head={DEFAULT_HEAD!r} matches no parameter" in str(err.value)
     # and head="lm_head" works: the tied embedding trains with the head (documented)
     of = _group_of(param_groups(model, 1.0, backbone_lr_scale=0.1, head="lm_head"), model)
     assert of["lm_head.weight"]["lr_scale"] == 1.0

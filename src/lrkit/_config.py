@@ -603,7 +603,7 @@ class TrainConfig:
     )
     head: list[str] | None = field(
         default=None,
-        metadata=_meta(_head, "the head's module names for backbone_lr_scale (default: head, fc, classifier)"),
+        metadata=_meta(_head, "the head's module names for backbone_lr_scale (default: lrkit.scaling.DEFAULT_HEAD)"),
     )
     freeze: Any = field(
         default=None,

@@ -766,13 +766,22 @@ def _no_decay_names(model: nn.Module, names: _Names, no_decay: Iterable[str]) ->
     return out
 
 
+#: The default ``head=`` of :func:`param_groups`: the top-level names models give a task head — torchvision's ``fc``,
+#: timm's ``head``, and the freshly initialised heads of Hugging Face's task models: ``classifier`` (BERT, RoBERTa,
+#: ViT, ...) with DistilBERT's ``pre_classifier``, ``score`` (GPT-2, Llama, ... ``ForSequenceClassification``),
+#: ``classification_head`` (BART, T5) and ``qa_outputs`` (``ForQuestionAnswering``). A causal LM's ``lm_head`` is
+#: not among them: it is pretrained (often tied to the input embedding); pass ``head="lm_head"`` for it.
+DEFAULT_HEAD: tuple[str, ...] = ("head", "fc", "classifier", "pre_classifier", "score", "classification_head",
+                                 "qa_outputs")
+
+
 def param_groups(
     model: nn.Module,
     lr: float,
     *,
     weight_decay: float = 0.0,
     backbone_lr_scale: float | None = None,
-    head: Sequence[str] = ("head", "fc", "classifier"),
+    head: Sequence[str] = DEFAULT_HEAD,
     layer_decay: float | None = None,
     layer_id_fn: Callable[[str], int] | None = None,
     no_decay: Sequence[str] = ("bias", "norm"),
@@ -788,7 +797,9 @@ def param_groups(
     LR levels (at most one of the two options):
 
     * ``backbone_lr_scale=s``: parameters under a ``head`` prefix (a top-level name such as ``"fc"`` or a dotted
-      prefix such as ``"head.fc"``) train at ``lr``; the rest (the pretrained backbone) at ``lr * s``.
+      prefix such as ``"head.fc"``; default :data:`DEFAULT_HEAD`, the names torchvision, timm and Hugging Face's
+      task models give their freshly initialised heads) train at ``lr``; the rest (the pretrained backbone) at
+      ``lr * s``.
     * ``layer_decay=d`` (BEiT/timm layer-wise decay): layers are numbered ``0 .. L`` from input to output — the
       model's layers as :func:`layer_names` lists them (the blocks of an ``nn.ModuleList`` or
       ``nn.TransformerEncoder`` each count), or ``layer_id_fn(param_name) -> int`` — and layer ``i`` trains at

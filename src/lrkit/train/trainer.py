@@ -194,9 +194,10 @@ def train(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; default CUDA when available.
         amp: mixed precision (float16 + GradScaler on CUDA, bfloat16 autocast on CPU).
         backbone_lr_scale, head, layer_decay, freeze: fine-tuning (see :func:`lrkit.param_groups`). ``head``
-            names the head's modules for ``backbone_lr_scale`` (default ``("head", "fc", "classifier")``; a causal
-            LM's is ``"lm_head"``). ``freeze`` is a number of leading layers (``3``), or layers by name prefix /
-            index: ``"body"``, ``"body,head"``, ``["body", 0]``.
+            names the head's modules for ``backbone_lr_scale`` (default :data:`lrkit.scaling.DEFAULT_HEAD`: ``head``,
+            ``fc``, ``classifier`` and Hugging Face's task heads; a causal LM's is ``"lm_head"``). ``freeze`` is a
+            number of leading layers (``3``), or layers by name prefix / index: ``"body"``, ``"body,head"``,
+            ``["body", 0]``.
         monitor: the training-health monitor (:class:`lrkit.Monitor`): ``True`` (its defaults), ``False``, an
             ``on_divergence`` action name, or a dict of Monitor options. It gets every step's loss and every
             epoch's validation loss (``val_rising``: back to the best epoch at a lower LR when the validation loss
