@@ -527,7 +527,8 @@ class TrainConfig:
 
     data: Any = field(
         default=None,
-        metadata=_meta(_data, "dataset: built-in name, CSV/NPZ/text/YAML file, Dataset/DataLoader or (train, val)"),
+        metadata=_meta(_data, "dataset: built-in name, CSV/NPZ/text/YAML file, Dataset/DataLoader, (train, val) or "
+                              "a mapping of splits"),
     )
     model: Any = field(
         default=None,

@@ -222,20 +222,21 @@ def model_outputs(out: Any) -> Any:
 
 
 def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None) -> torch.Tensor:
-    """The loss of one batch: ``step_fn(model, batch)`` or ``loss_fn(model(x), y)``; checked to be a scalar."""
+    """The loss of one batch: ``step_fn(model, batch)`` or ``loss_fn(model(x), y)``; checked to be a scalar.
+
+    ``loss_fn`` gets the model's output as it is; the default loss (:func:`default_loss`) reads
+    :func:`model_outputs` of it — a Hugging Face ``ModelOutput``'s (any mapping's) ``logits`` tensor, as
+    ``lrkit.train``'s default losses do — and refuses any other output that is not a tensor, by name.
+    """
     if step_fn is not None:
         loss = step_fn(model, batch)
     else:
         x, y = split_batch(batch)
-        out = model(x)
-        if loss_fn is None and not isinstance(out, torch.Tensor):  # the default loss reads a tensor's shape
-            logits = ("out['logits']" if isinstance(model_outputs(out), torch.Tensor)  # a Hugging Face ModelOutput
-                      else "out")
-            raise ValueError(
-                f"model(x) returned a {type(out).__name__}, but the default loss needs a tensor of outputs: return a "
-                f"tensor from forward(), or pass loss_fn=lambda out, y: loss (e.g. torch.nn.functional.cross_entropy"
-                f"({logits}, y)) or step_fn=lambda model, batch: loss"
-            )
+        raw = out = model(x)
+        if loss_fn is None and type(out) is not torch.Tensor:  # the default loss reads a tensor's shape
+            out = model_outputs(out)
+            if not isinstance(out, torch.Tensor):
+                raise ValueError(_not_a_tensor_message(out))
         try:
             if loss_fn is not None:
                 loss = loss_fn(out, y)
@@ -248,14 +249,33 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
                 raise
             name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "the default loss"
             why = str(e).removesuffix(".")  # torch's own ends with '.' ("Target 2 is out of bounds."): no '..'
+            what = _describe(out) + (f" (the 'logits' of a {type(raw).__name__})" if out is not raw else "")
             raise ValueError(
-                f"{name}(model(x), y) failed: {why}. The model's output is {_describe(out)} and the target "
+                f"{name}(model(x), y) failed: {why}. The model's output is {what} and the target "
                 f"{_describe(y)}; pass a loss_fn that fits them (cross_entropy takes class-index targets, mse_loss "
                 "float targets of the output's shape) or step_fn=lambda model, batch: loss"
             ) from e
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ValueError(f"the loss must be a scalar tensor, got {_bad_loss_hint(loss)}")
     return loss
+
+
+def _not_a_tensor_message(out: Any) -> str:
+    """Why the default loss cannot read ``out`` (a model's output that is neither a tensor nor a mapping with a
+    ``logits`` tensor), and the ``loss_fn``/``step_fn`` to pass instead."""
+    kind, pick = type(out).__name__, "out"
+    if isinstance(out, Mapping):
+        keys = _keys(out)
+        kind += f" with keys {keys} and no 'logits' tensor"
+        pick = next((f"out[{k!r}]" for k in keys if isinstance(out[k], torch.Tensor)), pick)
+    elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        pick = "out[0]"
+    return (
+        f"model(x) returned a {kind}, but the default loss needs a tensor of outputs (or a dict-like output with a "
+        f"'logits' tensor, as a Hugging Face ModelOutput has): return a tensor from forward(), or pass "
+        f"loss_fn=lambda out, y: loss (e.g. torch.nn.functional.cross_entropy({pick}, y)) or "
+        "step_fn=lambda model, batch: loss"
+    )
 
 
 def _bad_loss_hint(loss: Any) -> str:

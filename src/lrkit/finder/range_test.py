@@ -504,7 +504,8 @@ def find_lr(
         optimizer: any ``torch.optim`` optimizer over the model's parameters; one or many param groups.
         train_loader: an iterable of batches — ``(x, y)`` pairs, dicts with input/target keys, or anything
             ``step_fn`` understands. Cycled if shorter than the test.
-        loss_fn: ``loss_fn(model(x), y) -> scalar``; default cross-entropy for integer targets, else MSE.
+        loss_fn: ``loss_fn(model(x), y) -> scalar``; default cross-entropy for integer targets, else MSE, over the
+            output (a dict-like output's ``logits``, as a Hugging Face ``ModelOutput`` has).
         step_fn: ``step_fn(model, batch) -> scalar loss`` for anything else (dict-in models, custom losses).
         start_lr, end_lr: the LR range (``0 < start_lr < end_lr``).
         num_steps: optimizer steps in the test (at least 10).

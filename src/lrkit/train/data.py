@@ -5,6 +5,8 @@ Sources:
 
 * a torch ``Dataset`` or ``DataLoader`` (split into train/val by ``val`` with a seeded permutation), or a
   ``(train, val)`` pair of them (used as given);
+* a mapping of named splits, as a Hugging Face ``DatasetDict`` is: ``{"train": ds, "validation": ds}`` (the
+  validation split is ``validation``, else ``val``, else ``test``; with ``train`` alone it is split by ``val``);
 * a built-in name: ``digits``, ``breast_cancer``, ``wine``, ``iris`` (scikit-learn's bundled copies, no download),
   ``synthetic-regression``, ``synthetic-classification`` (generated);
 * a ``.csv`` file with a header row (target column: ``target=``, default the last column; ``;``-, tab- or
@@ -316,6 +318,8 @@ def load_data(
         if path.is_dir():
             raise ValueError(f"data={text!r} is a directory; pass a CSV, NPZ, text or data-YAML file")
         return _from_file(path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
+    if isinstance(data, Mapping):  # a DatasetDict, {"train": ds, "validation": ds}
+        return _from_splits(data, seed=seed, val=val, task=task, target=target)
     if target is not None:  # a torch Dataset/DataLoader (or a pair) yields its own (input, target) samples
         _no_target(target, f"data= is a {type(data).__name__}, whose samples carry their own targets")
     if isinstance(data, (tuple, list)):
@@ -335,16 +339,19 @@ def load_data(
                 "torch.as_tensor(y)) (split by val=), or save np.savez('data.npz', x=X, y=y) and pass data='data.npz'"
             )
         for role, obj in (("train", tr), ("val", va)):
-            if not isinstance(obj, DataLoader) and not _map_style(obj):
-                raise ValueError(f"data=(train, val): {role} is a {type(obj).__name__}, not a torch Dataset/DataLoader "
-                                 "(or a list of samples / a map-style dataset with __getitem__ and __len__)")
-            if isinstance(_dataset_of(obj), IterableDataset) and not _sized(obj):
-                raise ValueError(
-                    f"data=(train, val): {role} is an IterableDataset without __len__; lrkit plans the schedule in "
-                    "steps, so it needs the number of samples per epoch: give the dataset a __len__, or wrap it in a "
-                    "DataLoader whose length is known"
-                )
+            _check_part(f"data=(train, val): {role}", obj)
         return _from_torch(tr, va, task=task, source="pair")
+    if isinstance(data, DataLoader) or _map_style(data):
+        return _split_one(data, seed=seed, val=val, task=task)
+    raise ValueError(
+        f"data={type(data).__name__} is not supported: pass a built-in name ({', '.join(BUILTIN_DATASETS)}), a file "
+        "path (.csv, .npz, .txt, .yaml), a torch Dataset/DataLoader, a (train, val) pair, or a mapping of splits "
+        "({'train': ds, 'validation': ds}, a DatasetDict)"
+    )
+
+
+def _split_one(data: Any, *, seed: int, val: float, task: str | None) -> TrainData:
+    """A DataLoader (its dataset split and reloaded with its settings) or a map-style dataset, split by ``val``."""
     if isinstance(data, DataLoader):
         if data.batch_size is None:
             raise ValueError(
@@ -364,13 +371,79 @@ def load_data(
                               f"batch_size={data.batch_size}, collate_fn, drop_last={data.drop_last} and worker "
                               f"settings (num_workers={data.num_workers}, worker_init_fn, pin_memory, ...)")
         return out
-    if _map_style(data):  # a torch Dataset, or one with only __getitem__/__len__ (a Hugging Face datasets.Dataset)
-        tr, va = _split_dataset(data, seed=seed, val=val)
-        return _from_torch(tr, va, task=task, source="dataset")
-    raise ValueError(
-        f"data={type(data).__name__} is not supported: pass a built-in name ({', '.join(BUILTIN_DATASETS)}), a file "
-        "path (.csv, .npz, .txt, .yaml), a torch Dataset/DataLoader, or a (train, val) pair"
-    )
+    # a torch Dataset, or one with only __getitem__/__len__ (a Hugging Face datasets.Dataset)
+    tr, va = _split_dataset(data, seed=seed, val=val)
+    return _from_torch(tr, va, task=task, source="dataset")
+
+
+def _check_part(label: str, obj: Any) -> None:
+    """``obj``, one split of a ``(train, val)`` pair or of a mapping of splits, is a DataLoader or a map-style dataset
+    whose length is known; ``label`` names it in the error."""
+    if not isinstance(obj, DataLoader) and not _map_style(obj):
+        raise ValueError(f"{label} is a {type(obj).__name__}, not a torch Dataset/DataLoader "
+                         "(or a list of samples / a map-style dataset with __getitem__ and __len__)")
+    if isinstance(_dataset_of(obj), IterableDataset) and not _sized(obj):
+        raise ValueError(
+            f"{label} is an IterableDataset without __len__; lrkit plans the schedule in "
+            "steps, so it needs the number of samples per epoch: give the dataset a __len__, or wrap it in a "
+            "DataLoader whose length is known"
+        )
+
+
+#: the split names of a ``data=`` mapping (a Hugging Face ``DatasetDict``): the train split, and the validation split
+#: (the first of these present)
+TRAIN_SPLIT = "train"
+VAL_SPLITS = ("validation", "val", "test")
+
+
+def _from_splits(data: Mapping[Any, Any], *, seed: int, val: float, task: str | None,
+                 target: str | int | None) -> TrainData:
+    """``data=`` as a mapping of named splits (a ``datasets.DatasetDict``, ``{"train": ds, "validation": ds}``):
+    ``train`` is the train split and the first of :data:`VAL_SPLITS` present the validation split, each a Dataset,
+    DataLoader or list of samples as a ``(train, val)`` pair's parts are; with ``train`` alone, it is split by
+    ``val`` as a single dataset is. Other splits are left out (and named in the log)."""
+    keys = sorted(data, key=lambda k: (str(k), type(k).__name__))
+    accepted = f"{TRAIN_SPLIT!r}, with {', '.join(repr(k) for k in VAL_SPLITS[:-1])} or {VAL_SPLITS[-1]!r} as the " \
+               "validation split"
+    if TRAIN_SPLIT not in data:
+        hint = ""
+        if any(isinstance(v, (np.ndarray, torch.Tensor)) for v in data.values()):
+            hint = ("; for arrays of features and targets pass data=TensorDataset(torch.as_tensor(X), "
+                    "torch.as_tensor(y)) (split by val=)")
+        raise ValueError(
+            f"data= is a {type(data).__name__} with keys {keys} and no 'train' split: a mapping as data= holds "
+            f"datasets by split name — {accepted} (without one, train is split by val=){hint}"
+        )
+    found = [k for k in VAL_SPLITS if k in data]
+    if "validation" in found and "val" in found:
+        raise ValueError(f"data= has both 'validation' and 'val' splits (keys {keys}): which validates is ambiguous; "
+                         "keep one of them")
+    val_key = found[0] if found else None
+    for key in (TRAIN_SPLIT, val_key) if val_key is not None else (TRAIN_SPLIT,):
+        part = data[key]
+        if isinstance(part, (str, os.PathLike)):
+            text = os.fspath(part)
+            if text.startswith("<") and text.endswith(">"):  # what args.yaml / a checkpoint records of an object
+                raise ValueError(
+                    f"data[{key!r}]={text!r} is the record of a Python object (a run's args.yaml or checkpoint cannot "
+                    "hold a dataset): pass the datasets themselves again, data={'train': ..., 'validation': ...}"
+                )
+            raise ValueError(
+                f"data[{key!r}]={text!r} is a string: a mapping as data= holds datasets by split name, not files; "
+                "name the files in a data YAML (train: train.csv, val: val.csv) and pass data='data.yaml'"
+            )
+        _check_part(f"data[{key!r}]", part)
+    _no_target(target, f"data= is a {type(data).__name__} of datasets, whose samples carry their own targets")
+    if val_key is None:
+        out = _split_one(data[TRAIN_SPLIT], seed=seed, val=val, task=task)
+        used = f"train={TRAIN_SPLIT!r} split {1 - val:.0%}/{val:.0%} by val= (seed {seed}): no validation split"
+    else:
+        out = _from_torch(data[TRAIN_SPLIT], data[val_key], task=task, source="splits")
+        used = f"train={TRAIN_SPLIT!r}, val={val_key!r}"
+    out.info.source = "splits"
+    unused = [k for k in keys if k not in (TRAIN_SPLIT, val_key)]
+    out.info.notes.append(f"data= splits: {used}" + (f"; not used: {unused}" if unused else ""))
+    return out
 
 
 def _map_style(obj: Any) -> bool:
