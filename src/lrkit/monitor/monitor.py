@@ -770,7 +770,10 @@ class Monitor:
         sync_loss: under ``torch.distributed``, average the losses given to ``after_backward`` and
             ``after_validation`` over the ranks first (one all-reduce of a scalar per call), so every rank takes the
             same decision from its own shard's loss. Every rank must then call the monitor at every step. Without
-            an initialised process group it changes nothing.
+            an initialised process group it changes nothing. ``False``: the loop passes the same (already
+            averaged) loss on every rank. ``None`` (the default) is ``False`` that warns once, at the first
+            ``after_backward`` in a process group of more than one rank, that a per-rank loss lets the ranks decide
+            apart (say ``True`` or ``False`` to silence it).
         snapshot_device: where the held snapshots (healthy, best-validation, a skipped step's pre-step copy) keep
             their copies. ``None`` (the default): each on the device of the tensor it copies — on a GPU, up to two
             more copies of the model and its optimizer state in GPU memory. ``"cpu"`` (or a ``torch.device``): all
@@ -838,7 +841,7 @@ class Monitor:
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
         on_event: Callable[[MonitorEvent], None] | None = None,
-        sync_loss: bool = False,
+        sync_loss: bool | None = None,
         snapshot_device: torch.device | str | None = None,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
@@ -889,9 +892,11 @@ class Monitor:
         #: Whether after_backward unscales the gradients itself when the loop has not (see _unscale)
         self._unscales = grad_scaler is not None and callable(getattr(grad_scaler, "unscale_", None))
         self.on_event = on_event
-        if not isinstance(sync_loss, bool):
-            raise ValueError(f"sync_loss={sync_loss!r:.60} must be True or False")
-        self.sync_loss = sync_loss
+        if not isinstance(sync_loss, bool) and sync_loss is not None:
+            raise ValueError(f"sync_loss={sync_loss!r:.60} must be True or False (or None: False, with a warning "
+                             "under torch.distributed)")
+        self.sync_loss = bool(sync_loss)
+        self._sync_unset = sync_loss is None  # warn once under torch.distributed (see _warn_unsynced)
 
         by_category = {
             "divergence": resolve_action("on_divergence", "divergence", on_divergence),
@@ -1062,6 +1067,10 @@ class Monitor:
                 "call after_backward() once per optimizer step (after the last micro-batch when accumulating; with "
                 "LBFGS once per optimizer.step(closure), outside the closure, which LBFGS calls several times)"
             )
+        if self._sync_unset:  # the first call: nothing is counted yet if a warnings filter raises it
+            self._sync_unset = False
+            if distributed():
+                self._warn_unsynced()
         if self.sync_loss and distributed():
             loss = rank_mean(self._loss_value(loss), _loss_device(loss))
         step = self._step + 1
@@ -1605,6 +1614,22 @@ class Monitor:
         if step >= self._screen_due or rec.seen["loss"] <= _SCREEN_FOLLOW:
             self._refresh_screen()
         return True
+
+    def _warn_unsynced(self) -> None:
+        """``sync_loss`` left unset in a process group of more than one rank: each rank decides from the loss it is
+        given, and a loop that gives each rank its own shard's loss lets them decide apart."""
+        world = torch.distributed.get_world_size()
+        if world < 2:
+            return
+        warnings.warn(
+            f"lrkit.Monitor under torch.distributed ({world} ranks) with sync_loss unset: every rank decides from "
+            "the loss it is given, so if each rank passes its own shard's loss, a spike on one rank makes that rank "
+            "alone skip or roll back (the ranks' weights drift apart, or a stop leaves the others waiting in DDP's "
+            "all-reduce). Pass sync_loss=True to have the monitor average the loss over the ranks (one scalar "
+            "all-reduce per call), or sync_loss=False if your loop already passes the same loss on every rank.",
+            MonitorWarning,
+            stacklevel=3,
+        )
 
     def _warn_no_grad(self, params: list[torch.Tensor]) -> None:
         """Warn once when a full step finds no gradient on any trainable parameter of the optimizer: the loop most
