@@ -1,7 +1,8 @@
 """One training step's plumbing, shared by the finder, the trainer and ``lr0="auto"``.
 
-Splitting a batch into inputs and targets, moving it to a device, the default loss, computing a checked scalar loss,
-cycling a loader, and the autocast context for ``amp=``. Private module.
+Splitting a batch into inputs and targets, moving it to a device, the default loss, computing a checked scalar loss
+(and the checks of a loop's first step: a loss that only broadcasts, inputs or targets of another dtype), cycling a
+loader, and the autocast context for ``amp=``. Private module.
 
 >>> import torch
 >>> model = torch.nn.Linear(2, 1)
@@ -12,9 +13,12 @@ True
 from __future__ import annotations
 
 import copy
+import math
+import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -30,16 +34,21 @@ __all__ = [
     "clip_grad_norm_",
     "cycle_batches",
     "default_loss",
+    "first_batch_loss",
     "long_targets",
     "model_outputs",
     "move_to",
     "rebuild_like",
+    "refuse_broadcast",
     "split_batch",
+    "target_dtype_error",
     "train_mode",
 ]
 
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+T = TypeVar("T")
 
 _INPUT_KEYS = ("x", "input", "inputs", "features", "image", "images")
 _TARGET_KEYS = ("y", "target", "targets", "label", "labels")
@@ -250,10 +259,13 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
             name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "the default loss"
             why = str(e).removesuffix(".")  # torch's own ends with '.' ("Target 2 is out of bounds."): no '..'
             what = _describe(out) + (f" (the 'logits' of a {type(raw).__name__})" if out is not raw else "")
+            fix = _cast_targets_fix(out, y, e, loss_fn) or (
+                "pass a loss_fn that fits them (cross_entropy takes class-index targets, mse_loss float targets of "
+                "the output's shape) or step_fn=lambda model, batch: loss"
+            )
             raise ValueError(
                 f"{name}(model(x), y) failed: {why}. The model's output is {what} and the target "
-                f"{_describe(y)}; pass a loss_fn that fits them (cross_entropy takes class-index targets, mse_loss "
-                "float targets of the output's shape) or step_fn=lambda model, batch: loss"
+                f"{_describe(y)}; {fix}"
             ) from e
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ValueError(f"the loss must be a scalar tensor, got {_bad_loss_hint(loss)}")
@@ -294,8 +306,222 @@ def _bad_loss_hint(loss: Any) -> str:
 
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {str(value.dtype).removeprefix('torch.')}"
+        return f"a tensor of shape {tuple(value.shape)} and dtype {_dtype_name(value.dtype)}"
     return f"a {type(value).__name__}"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+#: torch's warning when mse_loss / l1_loss / smooth_l1_loss / huber_loss get a target of another size than the output
+_SIZE_WARNING = re.compile(r"target size \(torch\.Size\((\[[\d, ]*\])\)\) that is different to the input size "
+                           r"\(torch\.Size\((\[[\d, ]*\])\)\)")
+
+
+def refuse_broadcast(fn: Callable[[], T], loss_fn: Any, *, where: str = "") -> T:
+    """``fn()`` (a call of a user's loss), refusing a loss that only *broadcasts* the output against the target.
+
+    torch's ``mse_loss``, ``l1_loss``, ``smooth_l1_loss`` and ``huber_loss`` take outputs ``(N, 1)`` with targets
+    ``(N,)`` by comparing every output with every target, ``(N, N)``, and only warn — the model then learns the
+    targets' mean. ``fn``'s warnings are recorded: torch's size warning with a broadcast shape larger than both the
+    output and the target is a ``ValueError`` naming the shapes, ``loss_fn`` (``None``: the loss of a ``step_fn``)
+    and the fix, with ``where`` (e.g. ``" from model mlp on 'data'"``) after the shapes; a broadcast that keeps the
+    larger shape (a ``(1, K)`` target row against ``(N, K)`` outputs) may be meant and is left to torch's warning.
+    Every other warning is emitted again as it was, also when ``fn`` raises. Recording warnings costs a few
+    microseconds: a loop runs this on its first step only.
+
+    >>> loss = lambda: torch.nn.functional.mse_loss(torch.zeros(4, 1), torch.zeros(4))
+    >>> refuse_broadcast(loss, None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: the loss step_fn computes gets outputs (4, 1) and targets (4,), which it would only broadcast into ...
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = fn()
+    except BaseException:
+        _emit(caught)
+        raise
+    for w in caught:
+        _check_broadcast(w.message, loss_fn, where)
+    _emit(caught)
+    return result
+
+
+def _emit(caught: list[warnings.WarningMessage]) -> None:
+    """The recorded warnings, emitted again (the user's filters apply to them as they would have)."""
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _check_broadcast(message: Warning | str, loss_fn: Any, where: str) -> None:
+    """Raise :func:`refuse_broadcast`'s error when ``message`` is torch's size warning for a broadcast larger than
+    both the output and the target."""
+    found = _SIZE_WARNING.search(str(message))
+    if found is None:
+        return
+    target, output = (tuple(int(d) for d in re.findall(r"\d+", found.group(i))) for i in (1, 2))
+    try:
+        shape = tuple(torch.broadcast_shapes(output, target))
+    except RuntimeError:
+        return
+    if math.prod(shape) <= max(math.prod(output), math.prod(target)):
+        return
+    why = ("every output compared with every target, so the model would learn the targets' mean (torch only warns: "
+           "'Using a target size ... different to the input size')")
+    if loss_fn is None:
+        raise ValueError(
+            f"the loss step_fn computes gets outputs {output} and targets {target}{where}, which it would only "
+            f"broadcast into {shape} — {why}; give them one shape in step_fn (e.g. y.view_as(out)), or return "
+            "outputs of the targets' shape from forward()"
+        )
+    name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+    call = name if hasattr(loss_fn, "__name__") else f"{name}()"  # F.mse_loss, or nn.MSELoss()
+    raise ValueError(
+        f"loss_fn {name} gets outputs {output} and targets {target}{where}, which it would only broadcast into "
+        f"{shape} — {why}; give them one shape: loss_fn=lambda out, y: {call}(out, y.view_as(out)), or return "
+        "outputs of the targets' shape from forward()"
+    )
+
+
+#: The words of torch's errors about two dtypes that do not go together ("mat1 and mat2 must have the same dtype",
+#: "Found dtype Float but expected Double", "expected scalar type Double but found Float", "Input type (double) and
+#: bias type (float) should be the same"): a dtype mismatch is blamed only for an error that says so.
+_DTYPE_ERROR = re.compile(r"dtype|scalar type|\btype \(")
+
+
+class _RecordedForward:
+    """``model(x)``, keeping the output: the first step tells a forward pass that failed from a loss that did, and
+    reads the output's dtype."""
+
+    __slots__ = ("model", "out", "ran")
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.out, self.ran = model, None, False
+
+    def __call__(self, x: Any) -> Any:
+        self.out = self.model(x)
+        self.ran = True
+        return self.out
+
+
+def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
+                     step_fn: StepFn | None) -> tuple[torch.Tensor, Any]:
+    """:func:`batch_loss` with the checks a loop runs on its first step only (later steps run ``batch_loss`` bare).
+
+    - a ``loss_fn`` or ``step_fn`` whose loss only broadcasts the output against the target: :func:`refuse_broadcast`
+      (the default loss refuses a broadcast itself);
+    - a forward pass that fails on a floating input of another dtype than the model's floating parameters (a
+      ``model.double()`` fed float32 batches): a ``ValueError`` naming both dtypes and the fix, chained from torch's.
+      The batches are not cast: a training loop on them fails the same way. Any other error passes through as it is.
+
+    Returns the loss and the model's output (``None`` with a ``step_fn``, or under autocast, whose mixed dtypes are
+    normal), which :func:`target_dtype_error` reads if the backward pass fails. Call it inside the loop's autocast
+    region, as ``batch_loss``.
+    """
+    if step_fn is not None:
+        return refuse_broadcast(lambda: batch_loss(model, batch, None, step_fn), None), None
+    forward = _RecordedForward(model)
+    recorded = cast(torch.nn.Module, forward)  # batch_loss only calls it
+    try:
+        if loss_fn is None:  # the default loss refuses a float target that would only broadcast
+            loss = batch_loss(recorded, batch, None, None)
+        else:
+            loss = refuse_broadcast(lambda: batch_loss(recorded, batch, loss_fn, None), loss_fn)
+    except RuntimeError as e:  # batch_loss wraps the loss's errors in a ValueError: this one is the forward's
+        if not forward.ran and not isinstance(e, torch.OutOfMemoryError):
+            error = _input_dtype_error(model, split_batch(batch)[0], e)
+            if error is not None:
+                raise error from e
+        raise
+    out = model_outputs(forward.out)
+    return loss, out if isinstance(out, torch.Tensor) and not _autocast_on(out) else None
+
+
+def _floating_tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """The floating-point tensors of a (nested) batch, depth first."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point():
+            yield obj
+    elif isinstance(obj, Mapping):
+        for v in obj.values():
+            yield from _floating_tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _floating_tensors(v)
+
+
+def _autocast_on(t: torch.Tensor) -> bool:
+    try:
+        return torch.is_autocast_enabled(t.device.type)
+    except (RuntimeError, ValueError):  # a device type autocast does not know
+        return False
+
+
+def _input_dtype_error(model: torch.nn.Module, x: Any, error: RuntimeError) -> ValueError | None:
+    """The error for a forward pass that failed (``error``, which must speak of dtypes) on an input of another
+    floating dtype than the model's floating parameters (all of one dtype); ``None`` when that is not the case."""
+    if not _DTYPE_ERROR.search(str(error)):
+        return None
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if len(dtypes) != 1:
+        return None
+    (want,) = dtypes
+    bad = next((t for t in _floating_tensors(x) if t.dtype != want), None)
+    if bad is None or _autocast_on(bad):
+        return None
+    m, d = _dtype_name(want), _dtype_name(bad.dtype)
+    return ValueError(
+        f"the model's forward pass failed on the first batch: {_first_line(error)}. The model's floating parameters "
+        f"are {m} but its input is {_describe(bad)}: the batches go to the model as they are, as in a training loop "
+        f"of your own. Give them one dtype: model.to(torch.{d}), or cast the data, x.to(torch.{m}) "
+        "(lrkit.train casts the data for you)"
+    )
+
+
+def target_dtype_error(out: Any, batch: Any, loss_fn: LossFn | None, error: RuntimeError) -> ValueError | None:
+    """The error for a first backward pass that failed (``error``, which must speak of dtypes: HuberLoss's "Found
+    dtype Float but expected Double") on a floating target of another dtype than the model's floating output ``out``
+    (from :func:`first_batch_loss`; ``None``: nothing to check); ``None`` when that is not the case. The caller
+    raises it chained from ``error``."""
+    if not isinstance(out, torch.Tensor) or not _DTYPE_ERROR.search(str(error)):
+        return None
+    try:
+        y = split_batch(batch)[1]
+    except ValueError:
+        return None
+    fix = _cast_targets_fix(out, y, error, loss_fn)
+    if fix is None:
+        return None
+    name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "the default loss"
+    return ValueError(
+        f"the first backward pass failed: {_first_line(error)}. The model's output is {_dtype_name(out.dtype)} "
+        f"(shape {tuple(out.shape)}) but the target y is {_dtype_name(y.dtype)} (shape {tuple(y.shape)}), and "
+        f"{name} cannot mix them; {fix}"
+    )
+
+
+def _cast_targets_fix(out: Any, y: Any, error: BaseException, loss_fn: LossFn | None) -> str | None:
+    """How to give a floating output and target one dtype, when ``error`` speaks of dtypes and theirs differ (not
+    under autocast, whose mixed dtypes are normal); ``None`` otherwise."""
+    if not (isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor) and out.is_floating_point()
+            and y.is_floating_point() and out.dtype != y.dtype and _DTYPE_ERROR.search(str(error))
+            and not _autocast_on(out)):
+        return None
+    o, t = _dtype_name(out.dtype), _dtype_name(y.dtype)
+    name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "loss"
+    call = name if loss_fn is None or hasattr(loss_fn, "__name__") else f"{name}()"  # F.huber_loss, nn.HuberLoss()
+    return (f"give them one dtype: cast the targets, y.to(torch.{o}) (loss_fn=lambda out, y: {call}(out, "
+            f"y.to(out.dtype))), or train in {t}: model.to(torch.{t}) with {t} inputs (lrkit.train casts the targets "
+            "for you)")
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception's message, first line, without a closing period (a sentence of ours follows)."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__).removesuffix(".")
 
 
 def cycle_batches(loader: Iterable[Any], name: str = "loader") -> Iterator[Any]:

@@ -29,8 +29,10 @@ from lrkit._step import (
     batch_loss,
     clip_grad_norm_,
     cycle_batches,
+    first_batch_loss,
     move_to,
     optimizer_step,
+    target_dtype_error,
     train_mode,
 )
 from lrkit._utils import adapts_step_size, check_int, check_positive, maximize_sign, unknown_name_error
@@ -643,14 +645,20 @@ def find_lr(
     plain = isinstance(autocast, nullcontext)
     plain_step = not needs_closure and scaler is None and max_grad_norm is None
 
-    def forward_backward(micro: list[Any]) -> float:
-        """Accumulate the gradients of ``micro`` (its batches' mean loss) and return that mean loss."""
+    def forward_backward(micro: list[Any], first: bool = False) -> float:
+        """Accumulate the gradients of ``micro`` (its batches' mean loss) and return that mean loss. The ``first``
+        step's batches are checked (:func:`first_batch_loss`: a loss that only broadcasts, inputs or targets of
+        another dtype); later steps run bare."""
         total = 0.0
+        out = None
         for batch in micro:
             batch = move_to(batch, dev)
             # (also when the caller's region is disabled or for another device: any region keeps the cache alive)
             torch.clear_autocast_cache()
-            if plain:
+            if first:
+                with autocast:
+                    loss, out = first_batch_loss(model, batch, loss_fn, step_fn)
+            elif plain:
                 loss = batch_loss(model, batch, loss_fn, step_fn)
             else:
                 with autocast:
@@ -659,8 +667,11 @@ def find_lr(
             scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
             try:
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            except RuntimeError:
+            except RuntimeError as e:
                 _check_loss(loss)  # checked only when backward fails: a clear error for the usual causes
+                error = target_dtype_error(out, batch, loss_fn, e) if first else None
+                if error is not None:
+                    raise error from e
                 raise
             total += loss.item()
         if max_grad_norm is not None and needs_closure:
@@ -688,7 +699,7 @@ def find_lr(
                 micro = [next(batches)]
             else:
                 micro = [next(batches) for _ in range(accumulation_steps)]
-            value = forward_backward(micro) * sign
+            value = forward_backward(micro, i == 0) * sign
             if distributed:
                 value = _dist_mean(value, dev)
             lrs.append(lr)

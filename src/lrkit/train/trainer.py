@@ -13,10 +13,8 @@ import copy
 import functools
 import inspect
 import math
-import re
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from lrkit._step import (
     model_outputs,
     move_to,
     rebuild_like,
+    refuse_broadcast,
     split_batch,
 )
 from lrkit._utils import adapts_step_size, unknown_name_error
@@ -77,9 +76,6 @@ _PY_ONLY = ("loss_fn", "step_fn", "progress", "cfg")
 Progress = Callable[..., None]
 
 # the keyword names the caller of train() actually passed (None: train's body was called some other way)
-#: torch's warning when mse_loss / l1_loss / smooth_l1_loss / huber_loss get a target of another size than the output
-_SIZE_WARNING = re.compile(r"target size \(torch\.Size\((\[[\d, ]*\])\)\) that is different to the input size "
-                           r"\(torch\.Size\((\[[\d, ]*\])\)\)")
 _PASSED: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("lrkit_train_passed", default=None)
 
 
@@ -741,46 +737,17 @@ class _Trainer:
                         f"({want}) of {self.data.info.name!r}")
             if self.user_loss is None:
                 self._check_class_count(out, y, mismatch)
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    self.loss_fn(raw, y)  # a user's loss_fn gets the model's own output
-            except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
-                raise ValueError(f"{mismatch}: {_first_line(e)}") from None
-            for w in caught:
-                self._check_broadcast_warning(w.message)
-            for w in caught:  # the loss's other warnings reach the user as they would have
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            def loss() -> Any:
+                try:
+                    return self.loss_fn(raw, y)  # a user's loss_fn gets the model's own output
+                except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
+                    raise ValueError(f"{mismatch}: {_first_line(e)}") from None
+
+            # a user loss that only broadcasts the outputs against the targets is an error; its other warnings reach
+            # the user as they would have
+            refuse_broadcast(loss, self.user_loss, where=f" from model {self.model_name} on {self.data.info.name!r}")
         finally:
             self.model.train(was_training)
-
-    def _check_broadcast_warning(self, message: Warning | str) -> None:
-        """A ``loss_fn`` that only *broadcasts* the output against the target is an error: torch's ``mse_loss``,
-        ``l1_loss``, ``smooth_l1_loss`` and ``huber_loss`` take outputs ``(N, 1)`` with targets ``(N,)`` by comparing
-        every output with every target, ``(N, N)``, and only warn — the model then learns the targets' mean. A
-        broadcast that keeps the larger shape (a ``(1, K)`` target row against ``(N, K)`` outputs) may be meant and
-        is left to torch's warning."""
-        text = str(message)
-        found = _SIZE_WARNING.search(text)
-        if found is None:
-            return
-        target, output = (tuple(int(d) for d in re.findall(r"\d+", found.group(i))) for i in (1, 2))
-        try:
-            shape = tuple(torch.broadcast_shapes(output, target))
-        except RuntimeError:
-            return
-        if math.prod(shape) <= max(math.prod(output), math.prod(target)):
-            return
-        name = getattr(self.user_loss, "__name__", type(self.user_loss).__name__)
-        call = name if hasattr(self.user_loss, "__name__") else f"{name}()"  # F.mse_loss, or nn.MSELoss()
-        raise ValueError(
-            f"loss_fn {name} gets outputs {output} and targets {target} from model {self.model_name} on "
-            f"{self.data.info.name!r}, which it would only broadcast into {shape} — every output compared with every "
-            "target, so the model would learn the targets' mean (torch only warns: 'Using a target size ... "
-            "different to the input size'); give them one shape: loss_fn=lambda out, y: "
-            f"{call}(out, y.view_as(out)), or return outputs of "
-            "the targets' shape from forward()"
-        )
 
     def _check_class_count(self, out: Any, y: Any, mismatch: str) -> None:
         """The default loss's class targets fit the model's class scores: every class of the data has a score, and no
