@@ -5,6 +5,7 @@ Imported as ``from _helpers import ...`` (``tests/`` is on ``sys.path`` because 
 
 from __future__ import annotations
 
+import random
 import socket
 import textwrap
 from pathlib import Path
@@ -13,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "TINY_X", "TINY_Y", "assert_same", "flat_band_exit", "free_port", "tiny_loss",
-           "tiny_model", "write_task"]
+__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "TINY_X", "TINY_Y", "assert_same", "finder_state", "flat_band_exit",
+           "free_port", "tiny_loss", "tiny_model", "write_task"]
 
 #: A task file's set-up: a seeded model, an optimizer factory and a seeded loader (``loss_fn`` is left to the body).
 TASK_SOURCE = textwrap.dedent("""
@@ -90,6 +91,23 @@ def assert_same(a: Any, b: Any, path: str = "") -> None:
             assert_same(u, v, f"{path}[{i}]")
     else:
         assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
+
+
+def finder_state(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Every tensor and setting ``find_lr`` could touch, copied — compare two with :func:`assert_same`: parameters,
+    gradients, buffers, train/eval modes, the optimizer's state and group settings, and the torch/numpy/python RNGs."""
+    state: dict[str, Any] = {f"param:{k}": v.detach().clone() for k, v in model.named_parameters()}
+    state.update({f"grad:{k}": None if v.grad is None else v.grad.clone() for k, v in model.named_parameters()})
+    state.update({f"buffer:{k}": v.clone() for k, v in model.named_buffers()})
+    state["modes"] = [m.training for m in model.modules()]
+    sd = opt.state_dict()
+    state["opt_state"] = {k: {n: t.clone() if torch.is_tensor(t) else t for n, t in s.items()}
+                          for k, s in sd["state"].items()}
+    state["opt_groups"] = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
+    state["rng_torch"] = torch.get_rng_state().clone()
+    state["rng_numpy"] = np.random.get_state()[1].copy()
+    state["rng_python"] = random.getstate()
+    return state
 
 
 def noisy_label_pairs() -> tuple[Any, Any]:

@@ -23,7 +23,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     if rank == 1:  # this rank never calls find_lr: it leaves (a rank that stayed would leave rank 0 waiting until the
-        return     # group's timeout, then fail the same way, with gloo's "Timed out waiting" instead)
+        # group's timeout, then fail the same way, with gloo's "Timed out waiting" instead) — at once, without the
+        # process group's C++ teardown, which on a loaded machine could abort (SIGABRT) while rank 0 still wrote to it
+        os._exit(0)
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -10,17 +10,16 @@ and the optimizer restored bit for bit. Other errors pass through unchanged, and
 from __future__ import annotations
 
 import math
-import random
 import re
 import warnings
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import lrkit
+from _helpers import assert_same, finder_state
 from lrkit.finder import range_test
 from lrkit.train.auto import choose_lr0
 
@@ -54,46 +53,11 @@ def _trained_optimizer(model: nn.Module, data: list[Any], loss_fn: Any = None) -
     return opt
 
 
-def _everything(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Every tensor and setting find_lr could touch, copied (as tests/finder/test_range_test.py's ``everything``)."""
-    state: dict[str, Any] = {f"param:{k}": v.detach().clone() for k, v in model.named_parameters()}
-    state.update({f"grad:{k}": None if v.grad is None else v.grad.clone() for k, v in model.named_parameters()})
-    state.update({f"buffer:{k}": v.clone() for k, v in model.named_buffers()})
-    state["modes"] = [m.training for m in model.modules()]
-    sd = opt.state_dict()
-    state["opt_state"] = {k: {n: t.clone() if torch.is_tensor(t) else t for n, t in s.items()}
-                          for k, s in sd["state"].items()}
-    state["opt_groups"] = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
-    state["rng_torch"] = torch.get_rng_state().clone()
-    state["rng_numpy"] = np.random.get_state()[1].copy()
-    state["rng_python"] = random.getstate()
-    return state
-
-
-def _assert_same(a: dict[str, Any], b: dict[str, Any]) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        x, y = a[k], b[k]
-        if torch.is_tensor(x):
-            assert x.dtype == y.dtype and torch.equal(x, y), k  # bit for bit
-        elif isinstance(x, np.ndarray):
-            assert np.array_equal(x, y), k
-        elif k == "opt_state":
-            assert x.keys() == y.keys() and x, k
-            for pk in x:
-                assert x[pk].keys() == y[pk].keys(), (k, pk)
-                for name in x[pk]:
-                    u, v = torch.as_tensor(x[pk][name]), torch.as_tensor(y[pk][name])
-                    assert u.dtype == v.dtype and torch.equal(u, v), (k, pk, name)
-        else:
-            assert x == y, k
-
-
 def _raises_restored(model: nn.Module, opt: torch.optim.Optimizer, call: Any, match: str) -> pytest.ExceptionInfo:
-    before = _everything(model, opt)
+    before = finder_state(model, opt)
     with pytest.raises(ValueError, match=match) as err:
         call()
-    _assert_same(_everything(model, opt), before)
+    assert_same(finder_state(model, opt), before)
     return err
 
 

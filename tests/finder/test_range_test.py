@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import lrkit
+from _helpers import assert_same
+from _helpers import finder_state as everything
 from lrkit.finder.range_test import group_scales
 
 
@@ -16,40 +18,6 @@ def bn_model() -> torch.nn.Module:
     return torch.nn.Sequential(
         torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 3)
     )
-
-
-def everything(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
-    """Every tensor and setting the finder could touch, copied."""
-    state = {f"param:{k}": v.detach().clone() for k, v in model.named_parameters()}
-    state.update({f"grad:{k}": None if v.grad is None else v.grad.clone() for k, v in model.named_parameters()})
-    state.update({f"buffer:{k}": v.clone() for k, v in model.named_buffers()})
-    state["modes"] = [m.training for m in model.modules()]
-    sd = opt.state_dict()
-    state["opt_state"] = {
-        k: {n: t.clone() if torch.is_tensor(t) else t for n, t in s.items()} for k, s in sd["state"].items()
-    }
-    state["opt_groups"] = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
-    state["rng_torch"] = torch.get_rng_state().clone()
-    state["rng_numpy"] = np.random.get_state()[1].copy()
-    state["rng_python"] = random.getstate()
-    return state
-
-
-def assert_same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        x, y = a[k], b[k]
-        if torch.is_tensor(x):
-            assert x.dtype == y.dtype and torch.equal(x, y), k  # bit for bit
-        elif isinstance(x, np.ndarray):
-            assert np.array_equal(x, y), k
-        elif k == "opt_state":
-            assert x.keys() == y.keys()
-            for pk in x:
-                for name in x[pk]:
-                    assert torch.equal(torch.as_tensor(x[pk][name]), torch.as_tensor(y[pk][name])), (k, pk, name)
-        else:
-            assert x == y, k
 
 
 @pytest.mark.parametrize("opt_name", ["sgd", "adam", "adamw", "rmsprop"])

@@ -68,7 +68,9 @@ def _print_key_points(record: dict[str, Any]) -> None:
                              + (f" ({kp['steps'] / spe:g} epochs)" if spe else ""))
     for col in ("phase", "steps", *(("epochs",) if spe else ()), f"{unit} start", f"{unit} end",
                 *(("momentum start", "momentum end") if has_mom else ())):
-        table.add_column(col, justify="left" if col == "phase" else "right")
+        # fold, never cut: the numbers are what the table is for, and in an 80-column terminal a 10^6-step run's
+        # steps read "999998–9999…" with rich's default overflow
+        table.add_column(col, justify="left" if col == "phase" else "right", overflow="fold")
     rows = kp["phases"]
     count = kp["phase_count"]  # an elided record of millions of cycles lists only its first and last rows
     shown = rows if count <= 17 else [*rows[:8], None, *rows[-8:]]  # the first and the last 8, as the record keeps
