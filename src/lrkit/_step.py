@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import nullcontext
@@ -351,9 +352,25 @@ def refuse_broadcast(fn: Callable[[], T], loss_fn: Any, *, where: str = "") -> T
 
 
 def _emit(caught: list[warnings.WarningMessage]) -> None:
-    """The recorded warnings, emitted again (the user's filters apply to them as they would have)."""
+    """The recorded warnings, emitted again (the user's filters apply to them as they would have): each under the
+    module that warned, found by its file, so that filters by module (``filterwarnings("ignore", module="lib")``,
+    Python's ``default::DeprecationWarning:__main__``) match as they did; ``warn_explicit`` alone would name a
+    module after the file's path."""
+    if not caught:
+        return
+    files: dict[str, tuple[str, dict[str, Any]]] = {}
+    for m in list(sys.modules.values()):  # (sys.modules may hold other objects than modules)
+        f, name, g = getattr(m, "__file__", None), getattr(m, "__name__", None), getattr(m, "__dict__", None)
+        if isinstance(f, str) and isinstance(name, str) and isinstance(g, dict):
+            files.setdefault(f, (name, g))
     for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        found = files.get(w.filename)
+        if found is None:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            continue
+        name, g = found
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, module=name,
+                               registry=g.setdefault("__warningregistry__", {}), module_globals=g, source=w.source)
 
 
 def _check_broadcast(message: Warning | str, loss_fn: Any, where: str) -> None:
@@ -390,6 +407,25 @@ def _check_broadcast(message: Warning | str, loss_fn: Any, where: str) -> None:
 #: "Found dtype Float but expected Double", "expected scalar type Double but found Float", "Input type (double) and
 #: bias type (float) should be the same"): a dtype mismatch is blamed only for an error that says so.
 _DTYPE_ERROR = re.compile(r"dtype|scalar type|\btype \(")
+
+#: How torch's errors spell the floating dtypes ("Float", "torch.FloatTensor", "float32", "Double", "Half", ...).
+_DTYPE_WORDS = {
+    torch.float32: re.compile(r"float32|\bfloat\b|\bfloattensor\b"),
+    torch.float64: re.compile(r"float64|double"),
+    torch.float16: re.compile(r"(?<!b)float16|half"),
+    torch.bfloat16: re.compile(r"bfloat16"),
+}
+
+
+def _dtype_mismatch(error: BaseException, *dtypes: torch.dtype) -> bool:
+    """Whether ``error`` is torch's complaint that ``dtypes`` do not go together: it speaks of dtypes and names each
+    of them. An error about another type (class labels stored as floats: "expected target dtype to be Long or Byte,
+    but got Double"; token ids: "'indices' to have one of the following scalar types: Long, Int") is not."""
+    text = str(error)
+    if not _DTYPE_ERROR.search(text):
+        return False
+    low = text.lower()
+    return all(re.search(_DTYPE_WORDS.get(d) or re.escape(_dtype_name(d)), low) for d in dtypes)
 
 
 class _RecordedForward:
@@ -470,7 +506,7 @@ def _input_dtype_error(model: torch.nn.Module, x: Any, error: RuntimeError) -> V
         return None
     (want,) = dtypes
     bad = next((t for t in _floating_tensors(x) if t.dtype != want), None)
-    if bad is None or _autocast_on(bad):
+    if bad is None or _autocast_on(bad) or not _dtype_mismatch(error, want, bad.dtype):
         return None
     m, d = _dtype_name(want), _dtype_name(bad.dtype)
     return ValueError(
@@ -507,7 +543,7 @@ def _cast_targets_fix(out: Any, y: Any, error: BaseException, loss_fn: LossFn | 
     """How to give a floating output and target one dtype, when ``error`` speaks of dtypes and theirs differ (not
     under autocast, whose mixed dtypes are normal); ``None`` otherwise."""
     if not (isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor) and out.is_floating_point()
-            and y.is_floating_point() and out.dtype != y.dtype and _DTYPE_ERROR.search(str(error))
+            and y.is_floating_point() and out.dtype != y.dtype and _dtype_mismatch(error, out.dtype, y.dtype)
             and not _autocast_on(out)):
         return None
     o, t = _dtype_name(out.dtype), _dtype_name(y.dtype)

@@ -432,6 +432,14 @@ def _from_splits(data: Mapping[Any, Any], *, seed: int, val: float, task: str | 
                 f"data[{key!r}]={text!r} is a string: a mapping as data= holds datasets by split name, not files; "
                 "name the files in a data YAML (train: train.csv, val: val.csv) and pass data='data.yaml'"
             )
+        if (isinstance(part, (tuple, list)) and len(part) == 2
+                and all(isinstance(a, (np.ndarray, torch.Tensor)) and a.ndim >= 1 for a in part)
+                and len(part[0]) == len(part[1])):  # scikit-learn's (X, y), as data=(X, y) is refused
+            raise ValueError(
+                f"data[{key!r}] is a ({type(part[0]).__name__}, {type(part[1]).__name__}) pair of {len(part[0])} rows "
+                "each, which looks like (features, targets), but each split of a mapping is a dataset; pass "
+                f"{{{key!r}: TensorDataset(torch.as_tensor(X), torch.as_tensor(y)), ...}}"
+            )
         _check_part(f"data[{key!r}]", part)
     _no_target(target, f"data= is a {type(data).__name__} of datasets, whose samples carry their own targets")
     if val_key is None:

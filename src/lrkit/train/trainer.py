@@ -1559,20 +1559,32 @@ class _Trainer:
         metric = self.spec.finish(m_sum / m_n, self.data.info.target_scale) if m_n else math.nan
         return val_loss, metric
 
+    @functools.cached_property
+    def _probabilities(self) -> bool:
+        """Whether a binary (or multi-label) classifier's scores are probabilities: see :func:`_probability_scores`."""
+        return _probability_scores(self.user_loss, self.model)
+
     def _scored(self, out: Any, y: Any) -> tuple[Any, Any]:
         """The outputs and class/token targets the task's metric reads. Positions whose target is cross-entropy's
         ignored ``-100`` (Hugging Face's padding label) are left out, as the loss leaves them out: they counted as
         wrong predictions (accuracy) and as tokens of zero loss (perplexity). A binary classifier with one score
         per sample (a logit for ``BCEWithLogitsLoss``, a probability for ``BCELoss``) predicts class 1 when the score
-        is above 0 (0.5 for a probability); argmax over one score always said class 0, and an ``(N, 1)`` target
-        broadcast against it counted ``N x N`` pairs."""
+        is above 0 (0.5 for a probability: see :func:`_probability_scores`, which also reads a lambda's scores);
+        argmax over one score always said class 0, and an ``(N, 1)`` target broadcast against it counted ``N x N``
+        pairs. Multi-hot targets of the outputs' shape ``(B, K)`` are scored so per label (:func:`_multi_label`),
+        class probabilities of that shape by their most likely class."""
         task = self.spec.task
         if (task not in ("classification", "lm") or not isinstance(out, torch.Tensor)
                 or not isinstance(y, torch.Tensor) or y.is_complex() or not y.numel()):
             return out, y
-        if task == "classification" and self.user_loss is not None and _one_score(out, y):
-            z = out.reshape(-1)
-            threshold = 0.5 if _probability_loss(self.user_loss) else 0.0
+        if (task == "classification" and self.user_loss is not None and y.is_floating_point()
+                and out.ndim == 2 and out.shape[1] > 1 and y.shape == out.shape
+                and not _multi_label(out, y, self.user_loss)):
+            y = y.argmax(dim=-1)  # class probabilities (one-hot, smoothed) for cross_entropy: the most likely class
+        if (task == "classification" and self.user_loss is not None
+                and (_one_score(out, y) or _multi_label(out, y, self.user_loss))):
+            z = out.reshape(-1)  # one decision per score: a sample's (binary) or a label's (multi-label)
+            threshold = 0.5 if self._probabilities else 0.0
             out = torch.stack([torch.full_like(z, threshold), z], dim=-1)  # argmax: 1 exactly where z > threshold
             y = y.reshape(-1)
             y = (y > 0.5).long() if y.is_floating_point() else y.long()
@@ -1666,9 +1678,33 @@ def _one_score(out: torch.Tensor, y: torch.Tensor) -> bool:
             and y.numel() == y.shape[0] == out.shape[0])
 
 
-def _probability_loss(loss: Any) -> bool:
-    """A binary loss that takes probabilities (the model ends in a sigmoid), not logits."""
-    return isinstance(loss, torch.nn.BCELoss) or loss is torch.nn.functional.binary_cross_entropy
+def _multi_label(out: torch.Tensor, y: torch.Tensor, loss: Any) -> bool:
+    """Whether ``out`` ``(B, K)`` holds one score per label of multi-hot targets of its shape (``BCEWithLogitsLoss``
+    over ``K`` labels): each label is a binary decision, and the accuracy is the share of labels right. Targets of
+    that shape are class probabilities instead (one-hot or smoothed, for ``cross_entropy``) when the loss is none
+    of the binary ones and every row sums to 1."""
+    if not (out.ndim == 2 and out.shape[1] > 1 and y.shape == out.shape):
+        return False
+    if isinstance(loss, (torch.nn.BCELoss, torch.nn.BCEWithLogitsLoss)) or loss in (
+            torch.nn.functional.binary_cross_entropy, torch.nn.functional.binary_cross_entropy_with_logits):
+        return True
+    return not (y.is_floating_point() and bool(torch.isclose(y.sum(dim=-1), y.new_ones(())).all()))
+
+
+def _probability_scores(loss: Any, model: torch.nn.Module) -> bool:
+    """Whether a binary classifier's scores are probabilities (the model ends in a sigmoid), not logits: the loss is
+    ``BCELoss`` / ``binary_cross_entropy``; or it is none that takes logits (a lambda or partial around either, any
+    other callable) and the model's last layer, past any reshaping or dropout, is an ``nn.Sigmoid``. (A sigmoid
+    inside ``forward`` cannot be seen: pass ``nn.BCELoss()`` itself then. The scores cannot tell: a classifier's
+    logits early in training may all lie in ``[0, 1]``.)"""
+    if isinstance(loss, torch.nn.BCELoss) or loss is torch.nn.functional.binary_cross_entropy:
+        return True
+    if isinstance(loss, torch.nn.BCEWithLogitsLoss) or loss is torch.nn.functional.binary_cross_entropy_with_logits:
+        return False
+    passive = (torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity, torch.nn.Dropout)
+    leaves = [m for m in _saved_module(model).modules() if not any(True for _ in m.children())]
+    last = next((m for m in reversed(leaves) if not isinstance(m, passive)), None)
+    return isinstance(last, torch.nn.Sigmoid)
 
 
 def _saved_module(model: torch.nn.Module) -> torch.nn.Module:
