@@ -808,6 +808,13 @@ def _quality_warnings(result: FinderResult) -> list[str]:
     s = _suggest.smooth_curve(losses)
     drop = (s[0] - s.min()) / max(abs(s[0]), 1e-12)
     if drop < 0.02:
+        if result.stop_reason in ("diverged", "non-finite"):  # flat, then it blew up: a higher end_lr sees nothing new
+            return [*notes, (
+                f"the loss barely moved before the range test {result.stop_reason.replace('-', ' ')} at "
+                f"lr={lrs[-1]:.3g} ({100 * drop:.1f}% below its start) — too flat to judge; lower start_lr (now "
+                f"{result.start_lr:g}) to see lower LRs, or raise num_steps (now {result.num_steps}) so that each LR "
+                "trains longer, or check that the model learns"
+            )]
         return [*notes, (
             f"the loss barely moved over the range test ({100 * drop:.1f}% below its start) — too flat to judge; "
             f"raise end_lr (now {result.end_lr:g}) or num_steps (now {result.num_steps}), "
