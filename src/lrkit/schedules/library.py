@@ -139,16 +139,52 @@ def _cos_anneal(floor: float, x: float, n: float) -> float:
     return floor + (1.0 - floor) * (1.0 + math.cos(math.pi * x / n)) / 2.0
 
 
-def _periods(label: str, size: float, end: int, kind: str) -> SpanSeq:
+def _periods(label: str, size: float, end: int, kind: str, sched: Schedule | None = None) -> SpanSeq:
     """One span per period of ``size`` steps up to the run's ``end`` (``"{label} k"``, the last cut short), computed
     when asked for, never listed. A fractional ``size`` (:func:`_period`) gives fractional boundaries, which the
-    phases round as :func:`_periods_before` does."""
+    phases round as :func:`_periods_before` does; a per-epoch ``sched`` (``interval="epoch"``) moves each boundary
+    to the step its staircase takes it at (:func:`_edge`)."""
+    if sched is not None and sched.interval == "epoch":
+        def moved(k: int) -> Span:
+            return f"{label} {k}", _edge(sched, k * size), min(_edge(sched, (k + 1) * size), float(end)), kind
+
+        spe = float(sched.steps_per_epoch)  # type: ignore[arg-type]
+        whole = spe >= 1  # every epoch holds a step: the boundaries moved to distinct epochs are distinct steps
+        if size >= spe:  # a period of at least one epoch: each boundary moves to an epoch of its own
+            n = math.ceil(end / size)
+            return SpanSeq.uniform(n, moved, integral=True) if whole else SpanSeq(n, moved)
+
+        # periods shorter than an epoch: the staircase moves at every epoch's start (by one period or more), so one
+        # span per epoch, named after the period it is in
+        def epoch(j: int) -> Span:
+            k = _periods_on_clock(sched, j * spe, size)
+            return f"{label} {k}", _edge(sched, j * spe), min(_edge(sched, (j + 1) * spe), float(end)), kind
+
+        n = math.ceil(end / spe)
+        return SpanSeq.uniform(n, epoch, integral=True) if whole else SpanSeq(n, epoch)
+
     def period(k: int) -> Span:
         return f"{label} {k}", float(k * size), float(min((k + 1) * size, end)), kind
 
     if isinstance(size, int):
         return SpanSeq.uniform(-(-end // size), period, integral=True)
     return SpanSeq.uniform(math.ceil(end / size), period, min_len=size)
+
+
+def _edge(sched: Schedule, b: float) -> float:
+    """The step at which a boundary ``b`` (in local steps) shows: ``b`` itself stepped per step (the phases round it),
+    and with ``interval="epoch"`` the first step of the first epoch whose start reaches it (see
+    :func:`_periods_on_clock`): 7.5 steps with 2.5-step epochs is step 8, the first step of epoch 3.
+
+    >>> from lrkit.schedules import StepDecay
+    >>> _edge(StepDecay(step_size=1, interval="epoch", steps_per_epoch=2.5), 7.5)
+    8.0
+    """
+    if sched.interval != "epoch":
+        return float(b)
+    spe = float(sched.steps_per_epoch)  # type: ignore[arg-type]
+    e = math.ceil(b / spe - _ON_EDGE)
+    return float(max(0, math.ceil((e - _ON_EDGE) * spe)))
 
 
 def _period(sched: Schedule, key: str, value: Any, unit: str) -> float:
@@ -172,6 +208,25 @@ def _periods_before(t: float, size: float) -> int:
     while round((k + 1) * size) <= t:
         k += 1
     return k
+
+
+#: How far (in periods or epochs) a per-epoch clock may fall short of a boundary and still count as on it: the
+#: clock is ``e * steps_per_epoch`` and a boundary ``k * S * steps_per_epoch``, equal up to float rounding.
+_ON_EDGE = 1e-9
+
+
+def _periods_on_clock(sched: Schedule, t: float, size: float) -> int:
+    """How many period boundaries ``k * size`` (``k >= 1``) are at or before local time ``t``.
+
+    Stepped per optimizer step, a boundary falls on a whole step (:func:`_periods_before` rounds it). With
+    ``interval="epoch"``, ``t`` is the start of an epoch in steps (``e * steps_per_epoch``, fractional when an epoch
+    is not a whole number of steps) and the boundary is compared as it is, as torch's schedulers stepped once per
+    epoch count epochs: a period of 3 epochs of 2.5 steps ends at 7.5, the start of epoch 3, not at step 8 after
+    it (which would hold epoch 3 at the old LR and put the drop or restart an epoch late).
+    """
+    if sched.interval == "epoch":
+        return math.floor(t / size + _ON_EDGE)
+    return _periods_before(t, size)
 
 
 def _levels(bounds: Sequence[float], total: int | None, name: Callable[[int], str], kind: str) -> list[Span]:
@@ -267,13 +322,14 @@ class StepDecay(Schedule):
         self.step_size = _period(self, "step_size", step_size, self.unit)
 
     def _value(self, t: float) -> float:
-        return _power(f"step: gamma={self.gamma!r}", self.gamma, _periods_before(t, self.step_size), t)
+        return _power(f"step: gamma={self.gamma!r}", self.gamma, _periods_on_clock(self, t, self.step_size), t)
 
     def _phase_spans(self) -> Sequence[Span]:
         end, size = self.total_steps, self.step_size
         if end is None:
-            return [("level 0", 0.0, float(size), "step"), ("level 1+", float(size), None, "step")]
-        return _periods("level", size, end, "step")  # one level per step_size
+            edge = _edge(self, size)
+            return [("level 0", 0.0, edge, "step"), ("level 1+", edge, None, "step")]
+        return _periods("level", size, end, "step", self)  # one level per step_size
 
 
 # ==============================================================================================================
@@ -318,12 +374,26 @@ class MultiStep(Schedule):
         if steps != sorted(steps):
             raise ValueError(f"milestones={ms!r} must be increasing")
         self.milestones = steps
+        # per epoch (interval="epoch") a milestone is reached at the start of the epoch it falls on, compared in
+        # epochs as it is, not rounded to a whole step (see _periods_on_clock)
+        self._epoch_milestones = (sorted(self._span("milestones", m, self.unit, integer=False)
+                                         / self.steps_per_epoch for m in ms)  # type: ignore[operator]
+                                  if self.interval == "epoch" else [])
 
     def _value(self, t: float) -> float:
-        return _power(f"multistep: gamma={self.gamma!r}", self.gamma, bisect_right(self.milestones, t), t)
+        if self.interval == "epoch":
+            k = bisect_right(self._epoch_milestones, t / self.steps_per_epoch + _ON_EDGE)  # type: ignore[operator]
+        else:
+            k = bisect_right(self.milestones, t)
+        return _power(f"multistep: gamma={self.gamma!r}", self.gamma, k, t)
 
     def _phase_spans(self) -> list[Span]:
-        return _levels([0, *sorted(set(self.milestones))], self.total_steps, "level {}".format, "step")
+        if self.interval == "epoch":  # where the staircase takes each milestone: the first step of its epoch
+            spe = float(self.steps_per_epoch)  # type: ignore[arg-type]
+            bounds = sorted({_edge(self, m * spe) for m in self._epoch_milestones})
+        else:
+            bounds = sorted(set(self.milestones))
+        return _levels([0, *bounds], self.total_steps, "level {}".format, "step")
 
 
 # ==============================================================================================================
@@ -553,7 +623,19 @@ class CosineRestarts(Schedule):
 
     def _cycle(self, t: float) -> tuple[int, float, float]:
         """(cycle index, start step of the cycle, its length); a fractional ``T_0``'s cycles run between their
-        ends rounded to whole steps."""
+        ends rounded to whole steps. Per epoch (``interval="epoch"``) the cycles run between their real ends, as
+        torch's scheduler stepped once per epoch counts them (see :func:`_periods_on_clock`)."""
+        if self.interval == "epoch":
+            size = float(self.T_0)
+            if self.T_mult == 1:
+                i = _periods_on_clock(self, t, size)
+                return i, i * size, size
+            start, length, i = 0.0, size, 0
+            while (t - start) / length + _ON_EDGE >= 1.0:
+                start += length
+                length *= self.T_mult
+                i += 1
+            return i, start, length
         if isinstance(self.T_0, int):
             if self.T_mult == 1:
                 i = int(t // self.T_0)
@@ -579,21 +661,22 @@ class CosineRestarts(Schedule):
 
     def _value(self, t: float) -> float:
         _, start, length = self._cycle(t)
-        return _cos_anneal(self._floor(), t - start, length)
+        return _cos_anneal(self._floor(), max(0.0, t - start), length)
 
     def _phase_spans(self) -> Sequence[Span]:
         end, size = self.total_steps, self.T_0
         if end is not None and self.T_mult == 1:
-            return _periods("cycle", size, end, "cos")  # one cycle per T_0 steps
+            return _periods("cycle", size, end, "cos", self)  # one cycle per T_0 steps
         # T_mult > 1: the cycles grow geometrically, so a run has only log(T / T_0) of them
         spans: list[Span] = []
         start, length, i = 0.0, float(self.T_0), 0
         while (start < end) if end is not None else i < 1:
             stop = start + length
-            spans.append((f"cycle {i}", start, stop if end is None else min(stop, float(end)), "cos"))
+            a, b = _edge(self, start), _edge(self, stop)
+            spans.append((f"cycle {i}", a, b if end is None else min(b, float(end)), "cos"))
             start, length, i = stop, length * self.T_mult, i + 1
         if end is None:
-            spans.append((f"cycle {i}+", start, None, "cos"))
+            spans.append((f"cycle {i}+", _edge(self, start), None, "cos"))
         return spans
 
 
@@ -726,16 +809,44 @@ class Cyclic(Schedule):
             cycles += 1
         n = 2 * cycles - (0 if (cycles - 1) * size + up < end else 1)
         stop = float(end)
+        integral = float(up).is_integer() and float(self.step_size_down).is_integer()
+        # a fractional boundary shows at the first whole step past it (where the formula turns), not at the step
+        # nearest to it: with step_size_up=1.5 the LR still rises at step 4 (the peak is at 4.5), so rounding 4.5
+        # half to even would open 'down 2' a step early; whole boundaries are exact as they are
+        at = (lambda k, turn: k * size + (up if turn else 0.0)) if integral else self._first_step
 
         def half(j: int) -> Span:
             k, down = divmod(j, 2)
-            start = k * size
             if down:
-                return f"down {k + 1}", start + up, min((k + 1) * size, stop), "linear"
-            return f"up {k + 1}", start, min(start + up, stop), "linear"
+                return f"down {k + 1}", float(at(k, True)), min(float(at(k + 1, False)), stop), "linear"
+            return f"up {k + 1}", float(at(k, False)), min(float(at(k, True)), stop), "linear"
 
-        integral = float(up).is_integer() and float(self.step_size_down).is_integer()
-        return SpanSeq.uniform(n, half, integral=integral, min_len=min(up, self.step_size_down))
+        if integral:
+            return SpanSeq.uniform(n, half, integral=True, min_len=min(up, self.step_size_down))
+        # each half then holds at least ceil(L) - 1 whole steps, L its length: a fractional L > 1 at least one, but a
+        # whole L = 1 beside a fractional half none where the formula's floats reach its end a hair late (up=1.5,
+        # down=1: step 9 still rises, x = 0.5999..96 < 0.6), so such halves are checked one by one
+        sure = math.ceil(min(up, self.step_size_down)) - 1
+        return SpanSeq.uniform(n, half, integral=sure >= 1, min_len=float(sure))
+
+    def _first_step(self, k: int, turn: bool) -> int:
+        """The first whole step of cycle ``k`` (from 0), or with ``turn`` the first of its falling half, by the same
+        float arithmetic as :meth:`_height` (a step at the peak itself opens the falling half, as with whole step
+        sizes)."""
+        size = self.total_size
+
+        def reached(t: int) -> bool:
+            cycle = math.floor(1 + t / size)
+            if not turn:
+                return cycle >= k + 1
+            return cycle > k + 1 or (cycle == k + 1 and 1.0 + t / size - cycle >= self.step_ratio)
+
+        t = math.ceil(k * size + (self.step_size_up if turn else 0.0))
+        while t > 0 and reached(t - 1):
+            t -= 1
+        while not reached(t):
+            t += 1
+        return t
 
 
 # ==============================================================================================================
@@ -807,24 +918,33 @@ class OneCycle(Schedule):
         low = init / self.final_div_factor
         hi_m, lo_m = self.max_momentum, self.base_momentum
         p = self.pct_start
-        # (end_step, start_lr, end_lr, start_momentum, end_momentum), as torch's _schedule_phases
+        # the cycle's time unit: an optimizer step, or per epoch (interval="epoch") an epoch, as torch's OneCycleLR
+        # stepped once per epoch counts it: its phase ends (pct_start * T - 1, T - 1) are then in epochs, so the
+        # last epoch reaches the final LR instead of holding the per-step curve's value at its start
+        self._unit = float(self.steps_per_epoch) if self.interval == "epoch" else 1.0  # type: ignore[arg-type]
+        # per epoch the cycle lasts as many epochs as start inside the run: 3 epochs of 7.5 steps are a 22-step run
+        # (rounded) whose third epoch starts at step 15, so 3, not 22 / 7.5 = 2.93
+        length = float(total) if self._unit == 1.0 else float(math.floor((total - 1) / self._unit + _ON_EDGE) + 1)
+        self._length = length
+        # (end, start_lr, end_lr, start_momentum, end_momentum) in that unit, as torch's _schedule_phases
         if self.three_phase:
             self._phases_def = [
-                (float(p * total) - 1, init, 1.0, hi_m, lo_m),
-                (float(2 * p * total) - 2, 1.0, init, lo_m, hi_m),
-                (float(total) - 1, init, low, hi_m, hi_m),
+                (float(p * length) - 1, init, 1.0, hi_m, lo_m),
+                (float(2 * p * length) - 2, 1.0, init, lo_m, hi_m),
+                (float(length) - 1, init, low, hi_m, hi_m),
             ]
         else:
             self._phases_def = [
-                (float(p * total) - 1, init, 1.0, hi_m, lo_m),
-                (float(total) - 1, 1.0, low, lo_m, hi_m),
+                (float(p * length) - 1, init, 1.0, hi_m, lo_m),
+                (float(length) - 1, 1.0, low, lo_m, hi_m),
             ]
         start = 0.0
         for end, *_ in self._phases_def:
             if end == start:
+                at = f"step {end:g}" if self._unit == 1.0 else f"epoch {end:g} (interval=epoch)"
                 raise ValueError(
                     f"pct_start={pct_start!r} with total_steps={total} gives an empty one-cycle phase "
-                    f"ending at step {end:g}: use a larger run or a different pct_start"
+                    f"ending at {at}: use a larger run or a different pct_start"
                 )
             start = end
 
@@ -834,7 +954,7 @@ class OneCycle(Schedule):
         return (b - a) * pct + a
 
     def _locate(self, t: float) -> tuple[int, float]:
-        t = min(t, float(self.total_steps) - 1)  # type: ignore[arg-type]
+        t = min(t / self._unit, self._length - 1)
         start = 0.0
         for i, (end, *_) in enumerate(self._phases_def):
             if t <= end or i == len(self._phases_def) - 1:
@@ -859,7 +979,8 @@ class OneCycle(Schedule):
         spans: list[Span] = []
         start = 0.0
         for name, (end, *_) in zip(names, self._phases_def):
-            stop = float(max(0, math.floor(end) + 1))  # phase i covers the steps t <= end_i (torch)
+            # phase i covers the steps (per epoch: the epochs) t <= end_i (torch); an epoch from its first step
+            stop = min(_edge(self, max(0, math.floor(end) + 1) * self._unit), float(self.total_steps))  # type: ignore[arg-type]
             spans.append((name, start, stop, self.anneal_strategy))
             start = max(start, stop)
         return spans

@@ -243,6 +243,11 @@ def from_spec(
     for key in params:
         if key not in accepted and key not in GENERIC_KEYS:
             same = [v for v in valid if v.lower() == key.lower()]  # difflib misses 'LR0' -> 'lr0'
+            lengths = [f"{key}_{unit}" for unit in ("steps", "epochs", "frac") if f"{key}_{unit}" in valid]
+            if lengths:  # 'warmup=10': a length, not the closest spelling ('warmup_type', whose hint would then fail)
+                also = f" (or {' / '.join(lengths[1:])})" if len(lengths) > 1 else ""
+                raise ValueError(f"unknown {info.name} parameter {key!r}. Did you mean {lengths[0]!r}?{also} Valid: "
+                                 f"{', '.join(valid)}")
             if same:
                 raise ValueError(f"unknown {info.name} parameter {key!r}. Did you mean {same[0]!r}? (keys are "
                                  f"case-sensitive) Valid: {', '.join(valid)}")
@@ -306,10 +311,7 @@ def _compose(
     if total is not None:
         main_total = total - (w if prefix else 0) - c
         if main_total < 1:
-            raise ValueError(
-                f"warmup ({w} steps) and cooldown ({c} steps) leave nothing of the {total}-step run for "
-                f"{info.name!r}"
-            )
+            raise ValueError(_no_room(info.name, generic, w if prefix else 0, c, total, spe))
     elif c:
         raise ValueError("a cooldown needs the run length: total_steps=... or epochs=... and steps_per_epoch=...")
     if info.prepare is not None:
@@ -330,3 +332,24 @@ def _compose(
         cool = Cooldown(c, type=generic.get("cooldown_type", "linear"),
                         min_ratio=generic.get("cooldown_min_ratio", 0.0))
     return Composed(main, warmup=warm, cooldown=cool, momentum=generic.get("momentum"))
+
+
+def _no_room(name: str, generic: dict[str, Any], w: int, c: int, total: int, spe: float | None) -> str:
+    """The error for a warmup in front (``w`` steps, 0 when blended) and a cooldown (``c``) that leave the main
+    schedule no step of the ``total``-step run, with the lengths that would fit, in the keys the user gave.
+    (lrkit.train recognises it by "leave nothing".)"""
+    taken = [f"{what} ({n} steps)" for what, n in (("warmup", w), ("cooldown", c)) if n]
+    fits: list[str] = []
+    for what, n, other in (("warmup", w, c), ("cooldown", c, w)):
+        room = total - 1 - other  # the main schedule needs a step
+        if not n or room < (0 if what == "warmup" else 1):
+            continue
+        if generic.get(f"{what}_epochs") is not None and spe:
+            fits.append(f"{what}_epochs <= {room / spe:g}")
+        elif generic.get(f"{what}_frac") is not None:
+            fits.append(f"{what}_frac <= {room / total:g}")
+        else:
+            fits.append(f"{what}_steps <= {room}")
+    give = " or ".join(fits) + ", or " if fits else ""
+    return (f"{' and '.join(taken)} would leave nothing of the {total}-step run for {name!r} (it needs at least one "
+            f"step): give {give}a run of at least {w + c + 1} steps")
