@@ -1233,6 +1233,31 @@ def _describe_value(v: Any) -> str:
     return type(v).__name__
 
 
+def last_batch_size(loader: Any) -> int | None:
+    """The number of samples in the last batch of an epoch of ``loader`` (a DataLoader, or a wrapper with a
+    ``loader`` attribute around one) when it can be told without iterating: a ``batch_size``, ``drop_last=False`` and
+    a sampler (or, single-process, an ``IterableDataset``) whose length is known; else ``None`` (a full last batch
+    included: 0 is never returned).
+
+    >>> last_batch_size(DataLoader(TensorDataset(torch.zeros(33, 2)), batch_size=8))
+    1
+    """
+    while not isinstance(loader, DataLoader) and hasattr(loader, "loader"):
+        loader = loader.loader
+    if not isinstance(loader, DataLoader) or loader.batch_size is None or loader.drop_last:
+        return None
+    try:
+        if isinstance(loader.dataset, IterableDataset):
+            if loader.num_workers > 0:  # each worker ends its own stream with a short batch
+                return None
+            n = len(loader.dataset)  # type: ignore[arg-type]
+        else:
+            n = len(loader.sampler)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return n % loader.batch_size or None
+
+
 def _dataset_of(obj: Any) -> Any:
     obj = obj.dataset if isinstance(obj, DataLoader) else obj
     while isinstance(obj, Subset):

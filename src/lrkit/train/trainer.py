@@ -46,6 +46,7 @@ from lrkit.train.data import (
     _first_sample,
     count_classes,
     describe_sample,
+    last_batch_size,
     load_data,
     tensor_target_range,
 )
@@ -540,6 +541,7 @@ class _Trainer:
         if self.step_fn is None and self.model_dtype is not None:  # a step_fn reads its batches itself
             train_loader = _CastingLoader(train_loader, self._cast_batch)
             val_loader = _CastingLoader(val_loader, self._cast_batch)
+        train_loader = self._without_single_sample_batch(train_loader)
         self.train_loader, self.val_loader, self.sampler = train_loader, val_loader, sampler
         try:
             self.num_batches = len(train_loader)
@@ -616,6 +618,26 @@ class _Trainer:
         self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _without_single_sample_batch(self, train_loader: Any) -> Any:
+        """``train_loader`` without its last batch when that batch holds one sample and the model has BatchNorm
+        layers, which cannot train on it (torch: "Expected more than 1 value per channel when training") — as
+        ``drop_last=True`` would, for that batch only; the loader as it is otherwise."""
+        norms = [n for n, m in self.model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms or last_batch_size(train_loader) != 1:
+            return train_loader
+        info, batches = self.data.info, len(train_loader)
+        where = f"{norms[0]!r}" + (f" and {len(norms) - 1} more" if len(norms) > 1 else "")
+        if batches < 2:
+            raise ValueError(
+                f"the training split of {info.name!r} has 1 training sample, but the model's BatchNorm layers "
+                f"({where}) need batches of at least 2 samples in training; give it more training data"
+            )
+        size = getattr(train_loader, "batch_size", None)
+        self.log(f"data: the last training batch of each epoch holds 1 sample, which the model's BatchNorm layers "
+                 f"({where}) cannot train on: it is left out, as drop_last=True would ({batches - 1} batches of "
+                 f"{size} per epoch); pick a batch that does not leave 1 sample over to train on every sample")
+        return _WithoutLastBatch(train_loader)
 
     def _check_lr0_given(self) -> None:
         """An optimizer class without a default ``lr`` needs ``lr0`` (a number or ``"auto"``) or a ``schedule=``
@@ -1193,6 +1215,13 @@ class _Trainer:
 
     def _load_checkpoint_state(self, ck: dict[str, Any]) -> None:
         done = int(ck["epoch"])
+        if ck.get("batch") is not None and int(ck["batch"]) != self.batch:
+            # a DataLoader's batch_size changed (batch= itself is checked with the config): with nbs accumulation
+            # the steps per epoch may well be the same
+            raise ValueError(
+                f"resume: the training batches now hold {self.batch} samples, the run's held {ck['batch']}; resume "
+                "with the same data and batch (a DataLoader's batch_size counts), or start a new run"
+            )
         if int(ck["steps_per_epoch"]) != self.steps_per_epoch:
             raise ValueError(
                 f"resume: the data now gives {self.steps_per_epoch} optimizer steps per epoch, the run had "
@@ -1248,6 +1277,7 @@ class _Trainer:
             "epoch": epoch,
             "step": epoch * self.steps_per_epoch,
             "steps_per_epoch": self.steps_per_epoch,
+            "batch": self.batch,  # a DataLoader's batch_size (not cfg.batch): checked on resume
             "total_steps": self.total_steps,
             "schedule_epochs": self.plan_epochs,
             "schedule_total_steps": self.plan_total,
@@ -1805,6 +1835,24 @@ class _CastingLoader(_LoaderProxy):
     def __iter__(self) -> Any:
         for batch in self.loader:
             yield self.cast(batch)
+
+
+class _WithoutLastBatch(_LoaderProxy):
+    """A loader without the last batch of each pass (``len`` one less): a train loader whose last batch holds one
+    sample, which BatchNorm cannot train on."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader) - 1
+
+    def __iter__(self) -> Any:
+        n = len(self)
+        for i, batch in enumerate(self.loader):
+            if i >= n:
+                return
+            yield batch
 
 
 class _EvalModeLoader(_LoaderProxy):
