@@ -27,6 +27,7 @@ from lrkit._step import (
     StepFn,
     autocast_context,
     batch_loss,
+    batch_size,
     clip_grad_norm_,
     cycle_batches,
     first_batch_loss,
@@ -655,14 +656,20 @@ def find_lr(
             batch = move_to(batch, dev)
             # (also when the caller's region is disabled or for another device: any region keeps the cache alive)
             torch.clear_autocast_cache()
-            if first:
-                with autocast:
-                    loss, out = first_batch_loss(model, batch, loss_fn, step_fn)
-            elif plain:
-                loss = batch_loss(model, batch, loss_fn, step_fn)
-            else:
-                with autocast:
+            try:
+                if first:
+                    with autocast:
+                        loss, out = first_batch_loss(model, batch, loss_fn, step_fn)
+                elif plain:
                     loss = batch_loss(model, batch, loss_fn, step_fn)
+                else:
+                    with autocast:
+                        loss = batch_loss(model, batch, loss_fn, step_fn)
+            except ValueError as e:  # (zero cost until raised)
+                error = _one_sample_batchnorm_error(e, batch)
+                if error is not None:
+                    raise error from e
+                raise
             # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
             scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
             try:
@@ -793,6 +800,24 @@ def _passes(loader: Any, batches: int, device: torch.device | None = None) -> fl
     t = torch.tensor([passes if passes is not None else 0.0, float(passes is None)], dtype=torch.float64, device=dev)
     _all_reduce(t, "the passes over the data", op=dist.ReduceOp.MAX)
     return None if t[1].item() else float(t[0].item())
+
+
+def _one_sample_batchnorm_error(error: ValueError, batch: Any) -> ValueError | None:
+    """torch's BatchNorm error on a batch of one sample in training (a loader whose last batch holds 1: 33 samples
+    at batch_size=32), said with the fix; ``None`` for any other error."""
+    if "Expected more than 1 value per channel when training" not in str(error):
+        return None
+    try:
+        n = batch_size(batch)
+    except (TypeError, ValueError):
+        n = None
+    if n != 1:
+        return None
+    return ValueError(
+        "a batch of train_loader holds 1 sample, and the model's BatchNorm layers cannot train on one (torch: "
+        f"{str(error).strip()}): give the loader drop_last=True, or a batch size that leaves no single sample over "
+        "(lrkit.train leaves such a batch out for you)"
+    )
 
 
 def _quality_warnings(result: FinderResult) -> list[str]:
