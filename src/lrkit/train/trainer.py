@@ -538,10 +538,12 @@ class _Trainer:
         train_loader, val_loader, sampler = self.data.loaders(batch=cfg.batch, workers=cfg.workers, seed=cfg.seed)
         self.model_dtype = _floating_dtype(self.model)
         self.cast_said = False
+        #: a validation batch has shown multi-hot (B, K) targets (see _per_label): every later one is scored per label
+        self.multi_hot_seen = False
         if self.step_fn is None and self.model_dtype is not None:  # a step_fn reads its batches itself
             train_loader = _CastingLoader(train_loader, self._cast_batch)
             val_loader = _CastingLoader(val_loader, self._cast_batch)
-        train_loader = self._without_single_sample_batch(train_loader)
+        train_loader = self._without_single_sample_batch(train_loader, val_loader)
         self.train_loader, self.val_loader, self.sampler = train_loader, val_loader, sampler
         try:
             self.num_batches = len(train_loader)
@@ -619,12 +621,15 @@ class _Trainer:
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
 
-    def _without_single_sample_batch(self, train_loader: Any) -> Any:
+    def _without_single_sample_batch(self, train_loader: Any, val_loader: Any) -> Any:
         """``train_loader`` without its last batch when that batch holds one sample and the model has BatchNorm
         layers, which cannot train on it (torch: "Expected more than 1 value per channel when training") — as
         ``drop_last=True`` would, for that batch only; the loader as it is otherwise."""
         norms = [n for n, m in self.model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         if not norms or last_batch_size(train_loader) != 1:
+            return train_loader
+        norms = self._single_value_norms(norms, val_loader)
+        if not norms:  # every BatchNorm sees more than one value per channel in a 1-sample batch (a CNN's 2-D maps)
             return train_loader
         info, batches = self.data.info, len(train_loader)
         where = f"{norms[0]!r}" + (f" and {len(norms) - 1} more" if len(norms) > 1 else "")
@@ -638,6 +643,40 @@ class _Trainer:
                  f"({where}) cannot train on: it is left out, as drop_last=True would ({batches - 1} batches of "
                  f"{size} per epoch); pick a batch that does not leave 1 sample over to train on every sample")
         return _WithoutLastBatch(train_loader)
+
+    def _single_value_norms(self, norms: list[str], val_loader: Any) -> list[str]:
+        """Those of the BatchNorm layers ``norms`` that would see one value per channel in a batch of one sample —
+        torch refuses to train on that: a ``BatchNorm1d`` on ``(N, C)`` features, a ``BatchNorm2d`` on ``1x1`` maps
+        (``BatchNorm2d`` on ``(1, C, 4, 4)`` trains). Read from the layers' inputs in one forward pass over a
+        validation batch (eval mode, no grad); with a ``step_fn`` (no batch to split) all of ``norms``."""
+        if self.step_fn is not None:
+            return norms
+        batch = next(iter(val_loader), None)
+        if batch is None:
+            return norms
+        modules = dict(self.model.named_modules())
+        single: set[str] = set()
+
+        def hook(name: str) -> Callable[..., None]:
+            def record(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+                x = args[0] if args else None
+                if isinstance(x, torch.Tensor) and x.dim() >= 2 and math.prod(x.shape[2:]) == 1:
+                    single.add(name)
+            return record
+
+        handles = [modules[n].register_forward_pre_hook(hook(n)) for n in norms]
+        was_training = self.model.training
+        try:
+            self.model.eval()
+            with torch.no_grad():
+                self.model(split_batch(move_to(batch, self.device))[0])
+        except Exception:  # _check_model_runs reports a model that cannot run; here, keep the safe reading
+            return norms
+        finally:
+            for h in handles:
+                h.remove()
+            self.model.train(was_training)
+        return [n for n in norms if n in single]
 
     def _check_lr0_given(self) -> None:
         """An optimizer class without a default ``lr`` needs ``lr0`` (a number or ``"auto"``) or a ``schedule=``
@@ -1594,6 +1633,18 @@ class _Trainer:
         """Whether a binary (or multi-label) classifier's scores are probabilities: see :func:`_probability_scores`."""
         return _probability_scores(self.user_loss, self.model)
 
+    def _per_label(self, out: torch.Tensor, y: torch.Tensor) -> bool:
+        """Whether ``(B, K)`` targets of the outputs' shape are multi-hot labels, scored per label
+        (:func:`_multi_label`). A batch whose rows each hold one label reads as one-hot class probabilities by itself,
+        so once any batch of the run has shown multi-hot rows every later one is scored per label too: a run's
+        batches are scored in one unit (a batch scored by argmax among batches scored per label mixed counts of
+        samples with counts of labels)."""
+        if not (out.ndim == 2 and out.shape[1] > 1 and y.shape == out.shape):
+            return False
+        if not self.multi_hot_seen and _multi_label(out, y, self.user_loss):
+            self.multi_hot_seen = True
+        return self.multi_hot_seen
+
     def _scored(self, out: Any, y: Any) -> tuple[Any, Any]:
         """The outputs and class/token targets the task's metric reads. Positions whose target is cross-entropy's
         ignored ``-100`` (Hugging Face's padding label) are left out, as the loss leaves them out: they counted as
@@ -1607,12 +1658,11 @@ class _Trainer:
         if (task not in ("classification", "lm") or not isinstance(out, torch.Tensor)
                 or not isinstance(y, torch.Tensor) or y.is_complex() or not y.numel()):
             return out, y
+        per_label = task == "classification" and self.user_loss is not None and self._per_label(out, y)
         if (task == "classification" and self.user_loss is not None and y.is_floating_point()
-                and out.ndim == 2 and out.shape[1] > 1 and y.shape == out.shape
-                and not _multi_label(out, y, self.user_loss)):
+                and out.ndim == 2 and out.shape[1] > 1 and y.shape == out.shape and not per_label):
             y = y.argmax(dim=-1)  # class probabilities (one-hot, smoothed) for cross_entropy: the most likely class
-        if (task == "classification" and self.user_loss is not None
-                and (_one_score(out, y) or _multi_label(out, y, self.user_loss))):
+        if task == "classification" and self.user_loss is not None and (per_label or _one_score(out, y)):
             z = out.reshape(-1)  # one decision per score: a sample's (binary) or a label's (multi-label)
             threshold = 0.5 if self._probabilities else 0.0
             out = torch.stack([torch.full_like(z, threshold), z], dim=-1)  # argmax: 1 exactly where z > threshold
