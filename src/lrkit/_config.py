@@ -187,6 +187,22 @@ def _int(lo: int | None = None) -> Check:
     return check
 
 
+def _batch(key: str, v: Any) -> int:
+    """A batch size >= 1; Ultralytics' AutoBatch values (``-1``, or a fraction of GPU memory such as ``0.7``) are
+    named as such: lrkit takes a batch size."""
+    x = as_scalar(v)
+    try:
+        auto = float(x) == -1 or 0 < float(x) < 1
+    except (TypeError, ValueError):
+        auto = False
+    if auto:
+        raise ValueError(
+            f"{key}={v!r} is Ultralytics' AutoBatch (a batch size picked from free GPU memory), which lrkit does not "
+            f"do: pass a batch size, e.g. {key}=32 (the default) — and lr0=auto finds the LR for it"
+        )
+    return _int(1)(key, v)
+
+
 def _float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False) -> Check:
     def check(key: str, v: Any) -> float:
         x = _to_float(key, v)
@@ -542,7 +558,7 @@ class TrainConfig:
         metadata=_meta(_target, "target column of a CSV/NPZ file or data YAML (default: the last column); only there"),
     )
     epochs: int = field(default=10, metadata=_meta(_int(1), "number of epochs"))
-    batch: int = field(default=32, metadata=_meta(_int(1), "batch size"))
+    batch: int = field(default=32, metadata=_meta(_batch, "batch size"))
     lr0: float | str | None = field(
         default=None,
         metadata=_meta(_lr0, "initial (peak) LR, or 'auto'; default 0.01 for SGD/RMSProp, 0.001 for Adam-family, "
