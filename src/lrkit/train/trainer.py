@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from lrkit._config import TrainConfig, _unknown_key_error, load_yaml_mapping
 from lrkit._config import _plain as _config_plain
@@ -518,10 +519,13 @@ class _Trainer:
                     "y/target(s)/label(s)); a Hugging Face model takes the whole dict and returns its loss: pass "
                     "step_fn=lambda model, batch: model(**batch).loss"
                 )
+            batched = (" (the train DataLoader has batch_size=None: its dataset's items are whole batches, and "
+                       "the first of them is read as a sample)"
+                       if isinstance(self.data.train, DataLoader) and self.data.train.batch_size is None else "")
             raise ValueError(
-                f"cannot tell the task of data {info.name!r}: its first sample is {describe_sample(self.data.train)}. "
-                "lrkit reads integer class indices of shape () or (1,) as classification, float targets as "
-                "regression, and integer token ids with targets of the inputs' shape as lm; pass "
+                f"cannot tell the task of data {info.name!r}: its first sample is {describe_sample(self.data.train)}"
+                f"{batched}. lrkit reads integer class indices of shape () or (1,) as classification, float targets "
+                "as regression, and integer token ids with targets of the inputs' shape as lm; pass "
                 "task='classification'|'regression'|'lm', or step_fn=lambda model, batch: loss"
             )
         if (info.task in ("classification", "lm") and info.num_outputs is None
