@@ -193,7 +193,7 @@ def _batch(key: str, v: Any) -> int:
     x = as_scalar(v)
     try:
         auto = float(x) == -1 or 0 < float(x) < 1
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # not a number, or an int too large for a float (10**400)
         auto = False
     if auto:
         raise ValueError(
