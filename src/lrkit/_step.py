@@ -35,7 +35,9 @@ __all__ = [
     "clip_grad_norm_",
     "cycle_batches",
     "default_loss",
+    "dtype_name",
     "first_batch_loss",
+    "first_line",
     "long_targets",
     "model_outputs",
     "move_to",
@@ -307,11 +309,11 @@ def _bad_loss_hint(loss: Any) -> str:
 
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {_dtype_name(value.dtype)}"
+        return f"a tensor of shape {tuple(value.shape)} and dtype {dtype_name(value.dtype)}"
     return f"a {type(value).__name__}"
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
@@ -425,7 +427,7 @@ def _dtype_mismatch(error: BaseException, *dtypes: torch.dtype) -> bool:
     if not _DTYPE_ERROR.search(text):
         return False
     low = text.lower()
-    return all(re.search(_DTYPE_WORDS.get(d) or re.escape(_dtype_name(d)), low) for d in dtypes)
+    return all(re.search(_DTYPE_WORDS.get(d) or re.escape(dtype_name(d)), low) for d in dtypes)
 
 
 class _RecordedForward:
@@ -508,9 +510,10 @@ def _input_dtype_error(model: torch.nn.Module, x: Any, error: RuntimeError) -> V
     bad = next((t for t in _floating_tensors(x) if t.dtype != want), None)
     if bad is None or _autocast_on(bad) or not _dtype_mismatch(error, want, bad.dtype):
         return None
-    m, d = _dtype_name(want), _dtype_name(bad.dtype)
+    m, d = dtype_name(want), dtype_name(bad.dtype)
+    why = first_line(error).removesuffix(".")  # a sentence of ours follows
     return ValueError(
-        f"the model's forward pass failed on the first batch: {_first_line(error)}. The model's floating parameters "
+        f"the model's forward pass failed on the first batch: {why}. The model's floating parameters "
         f"are {m} but its input is {_describe(bad)}: the batches go to the model as they are, as in a training loop "
         f"of your own. Give them one dtype: model.to(torch.{d}), or cast the data, x.to(torch.{m}) "
         "(lrkit.train casts the data for you)"
@@ -532,9 +535,10 @@ def target_dtype_error(out: Any, batch: Any, loss_fn: LossFn | None, error: Runt
     if fix is None:
         return None
     name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "the default loss"
+    why = first_line(error).removesuffix(".")  # a sentence of ours follows
     return ValueError(
-        f"the first backward pass failed: {_first_line(error)}. The model's output is {_dtype_name(out.dtype)} "
-        f"(shape {tuple(out.shape)}) but the target y is {_dtype_name(y.dtype)} (shape {tuple(y.shape)}), and "
+        f"the first backward pass failed: {why}. The model's output is {dtype_name(out.dtype)} "
+        f"(shape {tuple(out.shape)}) but the target y is {dtype_name(y.dtype)} (shape {tuple(y.shape)}), and "
         f"{name} cannot mix them; {fix}"
     )
 
@@ -546,7 +550,7 @@ def _cast_targets_fix(out: Any, y: Any, error: BaseException, loss_fn: LossFn | 
             and y.is_floating_point() and out.dtype != y.dtype and _dtype_mismatch(error, out.dtype, y.dtype)
             and not _autocast_on(out)):
         return None
-    o, t = _dtype_name(out.dtype), _dtype_name(y.dtype)
+    o, t = dtype_name(out.dtype), dtype_name(y.dtype)
     name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "loss"
     call = name if loss_fn is None or hasattr(loss_fn, "__name__") else f"{name}()"  # F.huber_loss, nn.HuberLoss()
     return (f"give them one dtype: cast the targets, y.to(torch.{o}) (loss_fn=lambda out, y: {call}(out, "
@@ -554,10 +558,10 @@ def _cast_targets_fix(out: Any, y: Any, error: BaseException, loss_fn: LossFn | 
             "for you)")
 
 
-def _first_line(error: BaseException) -> str:
-    """An exception's message, first line, without a closing period (a sentence of ours follows)."""
+def first_line(error: BaseException) -> str:
+    """An exception's message, first line (its type's name when it has none)."""
     text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__).removesuffix(".")
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def cycle_batches(loader: Iterable[Any], name: str = "loader") -> Iterator[Any]:

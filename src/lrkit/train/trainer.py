@@ -34,6 +34,8 @@ from lrkit._step import (
     batch_loss,
     batch_size,
     class_targets,
+    dtype_name,
+    first_line,
     model_outputs,
     move_to,
     rebuild_like,
@@ -746,9 +748,9 @@ class _Trainer:
             if x.is_floating_point() and x.dtype != dtype:
                 if not self.cast_said:
                     self.cast_said = True
-                    self.log(f"lrkit.train: data — the inputs are {_dtype_name(x.dtype)} but the model is "
-                             f"{_dtype_name(dtype)}; casting floating-point inputs to {_dtype_name(dtype)} on the fly "
-                             f"(store the data as {_dtype_name(dtype)} to skip this)")
+                    self.log(f"lrkit.train: data — the inputs are {dtype_name(x.dtype)} but the model is "
+                             f"{dtype_name(dtype)}; casting floating-point inputs to {dtype_name(dtype)} on the fly "
+                             f"(store the data as {dtype_name(dtype)} to skip this)")
                 return x.to(dtype)
             return x
         if isinstance(x, Mapping):
@@ -781,7 +783,7 @@ class _Trainer:
             except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
                 raise ValueError(
                     f"model {self.model_name} cannot run on the data {self.data.info.name!r} (a batch of inputs "
-                    f"{shape}, task {self.data.info.task}): {_first_line(e)}"
+                    f"{shape}, task {self.data.info.task}): {first_line(e)}"
                 ) from None
             which = "loss_fn" if self.user_loss is not None else f"the default {self.data.info.task} loss"
             raw, out = out, model_outputs(out)  # a Hugging Face ModelOutput: its logits are the outputs
@@ -806,7 +808,7 @@ class _Trainer:
                 try:
                     return self.loss_fn(raw, y)  # a user's loss_fn gets the model's own output
                 except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
-                    raise ValueError(f"{mismatch}: {_first_line(e)}") from None
+                    raise ValueError(f"{mismatch}: {first_line(e)}") from None
 
             # a user loss that only broadcasts the outputs against the targets is an error; its other warnings reach
             # the user as they would have
@@ -1556,7 +1558,7 @@ class _Trainer:
                 if sparse:  # torch's words name no parameter and suggest SparseAdam, which cannot train dense ones
                     raise ValueError(
                         f"optimizer={self.opt_name!r} cannot step the sparse gradients of {sparse[:3]} (an "
-                        f"nn.Embedding/EmbeddingBag with sparse=True): {_first_line(e)}. Use optimizer='SGD' or "
+                        f"nn.Embedding/EmbeddingBag with sparse=True): {first_line(e)}. Use optimizer='SGD' or "
                         "torch.optim.Adagrad with weight_decay=0, or build the embedding with sparse=False") from e
                 if self.opt_class is None:
                     raise
@@ -1938,15 +1940,6 @@ def _floating_dtype(model: torch.nn.Module) -> torch.dtype | None:
 
 def _epochs(n: float) -> str:
     return f"{n:g} epoch" + ("" if n == 1 else "s")
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _load_error(e: BaseException) -> str:
