@@ -1556,10 +1556,14 @@ class _Trainer:
                     raise
                 sparse = [n for n, p in self.model.named_parameters() if p.grad is not None and p.grad.is_sparse]
                 if sparse:  # torch's words name no parameter and suggest SparseAdam, which cannot train dense ones
+                    decays = sorted({float(g.get("weight_decay", 0.0)) for g in opt.param_groups
+                                     if any(p.grad is not None and p.grad.is_sparse for p in g["params"])})
                     raise ValueError(
                         f"optimizer={self.opt_name!r} cannot step the sparse gradients of {sparse[:3]} (an "
-                        f"nn.Embedding/EmbeddingBag with sparse=True): {first_line(e)}. Use optimizer='SGD' or "
-                        "torch.optim.Adagrad with weight_decay=0, or build the embedding with sparse=False") from e
+                        f"nn.Embedding/EmbeddingBag with sparse=True; their weight_decay here: "
+                        f"{', '.join(f'{d:g}' for d in decays)}): {first_line(e).rstrip('.')}. Sparse gradients "
+                        "train with weight_decay=0 and optimizer='SGD' (momentum is fine) or torch.optim.Adagrad; "
+                        "or build the embedding with sparse=False") from e
                 if self.opt_class is None:
                     raise
                 # a user's Optimizer class that cannot train this model (Muon: 2-D parameters only, ...): its words
