@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from typing import Any, TypeVar, cast
 
 import torch
+from torch.nn.utils.rnn import PackedSequence
 
 from lrkit._utils import unknown_name_error
 
@@ -41,6 +42,7 @@ __all__ = [
     "long_targets",
     "model_outputs",
     "move_to",
+    "not_a_tensor_error",
     "rebuild_like",
     "refuse_broadcast",
     "split_batch",
@@ -62,7 +64,8 @@ def move_to(obj: Any, device: torch.device) -> Any:
 
     A batch already on ``device`` is returned as it is (the same object, nothing rebuilt: this runs on every step).
     Lists, tuples, named tuples and mappings (an ``OrderedDict``, a ``defaultdict``, a dict subclass with attribute
-    access) keep their type; a moved mapping is a copy, never the caller's batch changed in place:
+    access) keep their type; a moved mapping is a copy, never the caller's batch changed in place. A
+    ``PackedSequence`` moves with its own ``.to()``, which keeps ``batch_sizes`` on the CPU as torch requires:
 
     >>> from collections import namedtuple
     >>> Batch = namedtuple("Batch", "x y")
@@ -75,6 +78,9 @@ def move_to(obj: Any, device: torch.device) -> Any:
         # non_blocking only towards an accelerator: a non-blocking copy to the CPU may be read before it has landed
         return obj if obj.device == device else obj.to(device, non_blocking=device.type != "cpu")
     if cls is list or cls is tuple or (not isinstance(obj, Mapping) and isinstance(obj, (list, tuple))):
+        if cls is not list and cls is not tuple and isinstance(obj, PackedSequence):  # a named tuple, but its
+            # batch_sizes must stay on the CPU: rebuilt field by field, torch refuses it
+            return obj if obj.data.device == device else obj.to(device, non_blocking=device.type != "cpu")
         for i, v in enumerate(obj):  # nothing allocated while every item stays as it is (the usual case)
             m = move_to(v, device)
             if m is not v:
@@ -248,7 +254,7 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
         if loss_fn is None and type(out) is not torch.Tensor:  # the default loss reads a tensor's shape
             out = model_outputs(out)
             if not isinstance(out, torch.Tensor):
-                raise ValueError(_not_a_tensor_message(out))
+                raise not_a_tensor_error(out)
         try:
             if loss_fn is not None:
                 loss = loss_fn(out, y)
@@ -257,7 +263,7 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
                           and x.shape == y.shape)
                 loss = default_loss(out, y, tokens=tokens)
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
-            if isinstance(e, torch.OutOfMemoryError):
+            if isinstance(e, (torch.OutOfMemoryError, OutputNotATensor)):
                 raise
             name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "the default loss"
             why = str(e).removesuffix(".")  # torch's own ends with '.' ("Target 2 is out of bounds."): no '..'
@@ -275,9 +281,32 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
     return loss
 
 
-def _not_a_tensor_message(out: Any) -> str:
+class OutputNotATensor(ValueError):
+    """A default loss was given a model output it cannot read (see :func:`not_a_tensor_error`); raised as it is,
+    not wrapped in :func:`batch_loss`'s "loss failed" message."""
+
+
+def not_a_tensor_error(out: Any, *, training: bool = False) -> OutputNotATensor:
+    """The error for a default loss given ``out`` (neither a tensor nor a mapping with a ``logits`` tensor);
+    ``training``: met in a training step of a model whose eval-mode output was a tensor (auxiliary heads)."""
+    message = _not_a_tensor_message(out, " while training" if training else "")
+    if training:
+        message += (
+            "; a model with auxiliary heads (torchvision's Inception v3 and GoogLeNet: (logits, aux_logits)) "
+            "returns them only while training: build it without them (aux_logits=False), or add the heads' losses "
+            "in loss_fn"
+        )
+    return OutputNotATensor(message)
+
+
+def _a(name: str) -> str:
+    """``name`` with its article: "a tuple", "an InceptionOutputs"."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _not_a_tensor_message(out: Any, when: str = "") -> str:
     """Why the default loss cannot read ``out`` (a model's output that is neither a tensor nor a mapping with a
-    ``logits`` tensor), and the ``loss_fn``/``step_fn`` to pass instead."""
+    ``logits`` tensor), and the ``loss_fn``/``step_fn`` to pass instead; ``when`` follows "returned ..."."""
     kind, pick = type(out).__name__, "out"
     if isinstance(out, Mapping):
         keys = _keys(out)
@@ -286,8 +315,8 @@ def _not_a_tensor_message(out: Any) -> str:
     elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         pick = "out[0]"
     return (
-        f"model(x) returned a {kind}, but the default loss needs a tensor of outputs (or a dict-like output with a "
-        f"'logits' tensor, as a Hugging Face ModelOutput has): return a tensor from forward(), or pass "
+        f"model(x) returned {_a(kind)}{when}, but the default loss needs a tensor of outputs (or a dict-like output "
+        f"with a 'logits' tensor, as a Hugging Face ModelOutput has): return a tensor from forward(), or pass "
         f"loss_fn=lambda out, y: loss (e.g. torch.nn.functional.cross_entropy({pick}, y)) or "
         "step_fn=lambda model, batch: loss"
     )
@@ -714,23 +743,27 @@ def autocast_context(amp: bool | str | torch.dtype, device: torch.device) -> tup
 
 def batch_size(batch: Any) -> int:
     """The number of samples in a batch: the leading dimension of its first tensor, depth first, passing over
-    non-tensor values and 0-dim tensors (1 if it has none).
+    non-tensor values and 0-dim tensors (1 if it has none); for a ``PackedSequence``, its number of sequences (not
+    the rows of its ``data``, one per time step).
 
     >>> batch_size((torch.zeros(5, 3), torch.zeros(5))), batch_size({"id": 7, "x": torch.zeros(2, 4)})
     (5, 2)
     """
-    first = _first_sized_tensor(batch)
-    return 1 if first is None else int(first.shape[0])
+    size = _leading_size(batch)
+    return 1 if size is None else size
 
 
-def _first_sized_tensor(batch: Any) -> torch.Tensor | None:
-    """The first tensor with a leading dimension in a (nested) batch, depth first; ``None`` if there is none (a
-    dict's non-tensor values, such as ids or names, and 0-dim tensors are passed over)."""
+def _leading_size(batch: Any) -> int | None:
+    """The leading dimension of the first tensor with one in a (nested) batch, depth first (a ``PackedSequence``:
+    its number of sequences); ``None`` if there is none (a dict's non-tensor values, such as ids or names, and 0-dim
+    tensors are passed over)."""
     if isinstance(batch, torch.Tensor):
-        return batch if batch.dim() else None
+        return int(batch.shape[0]) if batch.dim() else None
+    if isinstance(batch, PackedSequence):  # batch_sizes[0]: the sequences alive at the first time step, i.e. all
+        return int(batch.batch_sizes[0]) if len(batch.batch_sizes) else 0
     values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
     for v in values:
-        found = _first_sized_tensor(v)
+        found = _leading_size(v)
         if found is not None:
             return found
     return None

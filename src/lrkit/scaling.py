@@ -715,7 +715,9 @@ def freeze_layers(model: nn.Module, n: int | Sequence[int | str]) -> list[str]:
     frozen = []
     for name, p in model.named_parameters():
         if name in selected:
-            p.requires_grad_(False)
+            # an attribute, not requires_grad_(): a lazy module's UninitializedParameter refuses the method but
+            # keeps the flag when its first forward pass materializes it
+            p.requires_grad = False
             frozen.append(name)
     return frozen
 

@@ -217,11 +217,12 @@ def _check_callable(name: str, fn: Any, call: str) -> None:
         pass
 
 
-def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any, step_fn: Any) -> None:
+def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any, step_fn: Any, *,
+                     order: str = "find_lr(model, optimizer, train_loader, ...)", warn: bool = True) -> None:
     """The three positional arguments and the loss functions, each named with what it must be, before anything
     runs (torch would say ``AttributeError: 'list' object has no attribute 'param_groups'``, or a wrong-arity
-    ``step_fn`` would fail inside the first step)."""
-    order = "find_lr(model, optimizer, train_loader, ...)"
+    ``step_fn`` would fail inside the first step). ``order`` is the call the messages show; ``warn=False`` leaves
+    the Dataset-for-a-loader warning to the ``find_lr`` call that follows (``choose_lr0``'s)."""
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"model is {_kind(model)}, not a torch.nn.Module: the arguments are {order}")
     if not _is_optimizer(optimizer):
@@ -247,13 +248,25 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
         )
     _check_callable("loss_fn", loss_fn, "loss_fn(model(x), y) -> scalar loss")
     _check_callable("step_fn", step_fn, "step_fn(model, batch) -> scalar loss")
-    if isinstance(train_loader, torch.utils.data.Dataset) and not isinstance(train_loader, torch.utils.data.DataLoader):
+    if warn and isinstance(train_loader, torch.utils.data.Dataset) and \
+            not isinstance(train_loader, torch.utils.data.DataLoader):
         warnings.warn(
             f"train_loader is a {type(train_loader).__name__} (a Dataset, not a DataLoader): each step then trains on "
             "one unbatched item, not a batch; pass DataLoader(dataset, batch_size=32, shuffle=True) for a curve of "
             "the training you run",
             UserWarning,
             stacklevel=3,
+        )
+
+
+def _check_materialized(model: torch.nn.Module, call: str) -> None:
+    """A lazy module's parameters (``nn.LazyLinear``, ``nn.LazyConv2d``, ...) exist only after a forward pass: the
+    snapshot and the range test cannot copy or step them, so say how to make them (torch's own error surfaces deep
+    inside the snapshot)."""
+    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters()):
+        raise ValueError(
+            "the model has uninitialized lazy parameters (LazyLinear, LazyConv2d, ...): run one forward pass, e.g. "
+            f"model(x) on a batch, before building the optimizer and calling {call}"
         )
 
 
@@ -577,11 +590,7 @@ def find_lr(
         raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
     if not optimizer.param_groups:
         raise ValueError("optimizer has no param groups")
-    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters()):
-        raise ValueError(
-            "the model has uninitialized lazy parameters (LazyLinear, LazyConv2d, ...): run one forward pass, e.g. "
-            "model(x) on a batch, before building the optimizer and calling find_lr"
-        )
+    _check_materialized(model, "find_lr")
     owned = {id(p) for p in model.parameters()}
     if owned and not any(id(p) in owned for g in optimizer.param_groups for p in g["params"]):
         raise ValueError(

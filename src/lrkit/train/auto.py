@@ -697,8 +697,20 @@ def choose_lr0(
         True
     """
     from lrkit.finder import find_lr
-    from lrkit.finder.range_test import _CALLER_SNAPSHOT, _close, _loader_generators, _OwnWorkers, group_scales
+    from lrkit.finder.range_test import (
+        _CALLER_SNAPSHOT,
+        _check_arguments,
+        _check_materialized,
+        _close,
+        _loader_generators,
+        _OwnWorkers,
+        group_scales,
+    )
 
+    # before the snapshot touches them: a swapped argument or a lazy module's parameters would fail inside it
+    _check_arguments(model, optimizer, train_loader, loss_fn, step_fn, warn=False,
+                     order="choose_lr0(model, optimizer, train_loader, val_loader, *, total_steps, ...)")
+    _check_materialized(model, "choose_lr0")
     total_steps = _check_total_steps(total_steps)
     budget = check_positive("budget", budget)
     num_candidates = _check_num_candidates(num_candidates)

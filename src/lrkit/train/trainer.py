@@ -38,6 +38,7 @@ from lrkit._step import (
     first_line,
     model_outputs,
     move_to,
+    not_a_tensor_error,
     rebuild_like,
     refuse_broadcast,
     split_batch,
@@ -755,8 +756,8 @@ class _Trainer:
             return x
         if isinstance(x, Mapping):
             return {k: self._cast_inputs(v, dtype) for k, v in x.items()}
-        if isinstance(x, (tuple, list)):
-            return type(x)(self._cast_inputs(v, dtype) for v in x)
+        if isinstance(x, (tuple, list)):  # a named tuple (a PackedSequence too) rebuilt field by field
+            return rebuild_like(x, [self._cast_inputs(v, dtype) for v in x])
         return x
 
     def _cast_target(self, y: Any, dtype: torch.dtype) -> Any:
@@ -1757,7 +1758,11 @@ def _on_outputs(loss: Callable[[Any, Any], torch.Tensor] | None) -> Any:
 
     @functools.wraps(loss)
     def on_outputs(out: Any, y: Any) -> torch.Tensor:
-        return loss(model_outputs(out), y)
+        logits = model_outputs(out)
+        if type(logits) is not torch.Tensor and not isinstance(logits, torch.Tensor):
+            # the eval-mode check before training saw a tensor: this output appears while training (aux heads)
+            raise not_a_tensor_error(logits, training=torch.is_grad_enabled())
+        return loss(logits, y)
 
     return on_outputs
 
