@@ -181,12 +181,12 @@ def test_dict_output_without_logits_still_names_the_fix(tmp_path: Path) -> None:
         _run(tmp_path, Hidden(), data)
 
 
-def test_hf_dict_batches_without_step_fn_name_the_hf_step_fn(tmp_path: Path) -> None:
-    """Bug (message): dict samples with Hugging Face keys (``input_ids``, ``labels``) and no ``step_fn`` got a
-    generic 'pass task=... or step_fn=lambda model, batch: loss'; ``task=`` cannot help there. The error now gives
-    the step_fn that fits such batches."""
-    with pytest.raises(ValueError, match=r"input_ids.*step_fn=lambda model, batch: model\(\*\*batch\)\.loss"):
-        _run(tmp_path, DictInputClassifier(), (_classification_samples(32, 1), _classification_samples(8, 2)))
+def test_hf_dict_batches_without_step_fn_train_on_the_model_s_own_loss(tmp_path: Path) -> None:
+    """Dict samples with Hugging Face keys (``input_ids``, ``labels``) and no ``step_fn``: session 13 named the
+    step_fn that fits them in an error; since session 15 that step (``model(**batch).loss``) is the default for such
+    batches (tests/test_hf_batches_s15.py compares it with the explicit step_fn)."""
+    r = _run(tmp_path, DictInputClassifier(), (_classification_samples(32, 1), _classification_samples(8, 2)))
+    assert r.metric_name == "val_loss" and len(r.history) == 2
 
 
 def test_backbone_lr_scale_takes_the_head_by_name(tmp_path: Path) -> None:

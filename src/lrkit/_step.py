@@ -43,9 +43,11 @@ __all__ = [
     "model_outputs",
     "move_to",
     "not_a_tensor_error",
+    "own_loss",
     "rebuild_like",
     "refuse_broadcast",
     "split_batch",
+    "takes_whole_batch",
     "target_dtype_error",
     "train_mode",
 ]
@@ -141,6 +143,9 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
             raise ValueError(
                 f"cannot split a dict batch with keys {_keys(batch)} into input and target: the default loss needs "
                 f"one of {_INPUT_KEYS} and one of {_TARGET_KEYS}; pass step_fn=lambda model, batch: loss instead"
+                + (" (with no loss_fn, a batch with 'labels' and no input key goes to the model whole, "
+                   "model(**batch), and the loss it returns is used, as a Hugging Face model computes it)"
+                   if takes_whole_batch(batch) else "")
             )
         return x, y
     if isinstance(batch, (list, tuple)) and len(batch) == 2:
@@ -240,7 +245,8 @@ def model_outputs(out: Any) -> Any:
 
 
 def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None) -> torch.Tensor:
-    """The loss of one batch: ``step_fn(model, batch)`` or ``loss_fn(model(x), y)``; checked to be a scalar.
+    """The loss of one batch: ``step_fn(model, batch)`` or ``loss_fn(model(x), y)``; checked to be a scalar. With
+    neither, a Hugging Face batch (:func:`takes_whole_batch`) is ``model(**batch).loss`` (:func:`own_loss`).
 
     ``loss_fn`` gets the model's output as it is; the default loss (:func:`default_loss`) reads
     :func:`model_outputs` of it — a Hugging Face ``ModelOutput``'s (any mapping's) ``logits`` tensor, as
@@ -248,6 +254,8 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
     """
     if step_fn is not None:
         loss = step_fn(model, batch)
+    elif loss_fn is None and type(batch) is not tuple and type(batch) is not list and takes_whole_batch(batch):
+        loss = own_loss(model, batch)
     else:
         x, y = split_batch(batch)
         raw = out = model(x)
@@ -302,6 +310,44 @@ def not_a_tensor_error(out: Any, *, training: bool = False) -> OutputNotATensor:
 def _a(name: str) -> str:
     """``name`` with its article: "a tuple", "an InceptionOutputs"."""
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def takes_whole_batch(batch: Any) -> bool:
+    """A Hugging Face style batch: a mapping with ``labels`` and none of the input keys the default loss splits on
+    (``input_ids``, ``attention_mask``, ``labels``, ...). The model takes it whole, ``model(**batch)``, and returns its
+    own loss (:func:`own_loss`), as Hugging Face's ``Trainer`` calls it.
+
+    >>> hf = {"input_ids": torch.zeros(2, 3), "labels": torch.zeros(2)}
+    >>> takes_whole_batch(hf), takes_whole_batch({"x": 1, "labels": 2})
+    (True, False)
+    """
+    return (isinstance(batch, Mapping) and "labels" in batch and len(batch) > 1
+            and not any(k in batch for k in _INPUT_KEYS))
+
+
+def own_loss(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
+    """``model(**batch).loss``: the loss a Hugging Face model computes from a batch's ``labels``
+    (:func:`takes_whole_batch`); a clear error when the model does not take the batch's keys or returns no loss."""
+    keys = _keys(batch)
+    try:
+        out = model(**batch)
+    except TypeError as e:  # a forward(x) model given keyword arguments it does not take
+        if "argument" not in str(e):
+            raise
+        raise ValueError(
+            f"a dict batch with keys {keys} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model whole, "
+            f"model(**batch), as a Hugging Face model takes it, and that failed: {first_line(e).rstrip('.')}. Name the "
+            f"input and target keys (one of {_INPUT_KEYS} and one of {_TARGET_KEYS}) or pass "
+            "step_fn=lambda model, batch: loss"
+        ) from e
+    loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+    if not isinstance(loss, torch.Tensor):
+        raise ValueError(
+            f"a dict batch with keys {keys} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model whole, "
+            f"model(**batch), as a Hugging Face model takes it, but its output ({_a(type(out).__name__)}) has no "
+            "'loss' tensor; pass step_fn=lambda model, batch: loss"
+        )
+    return loss
 
 
 def _not_a_tensor_message(out: Any, when: str = "") -> str:
@@ -488,6 +534,8 @@ def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
     normal), which :func:`target_dtype_error` reads if the backward pass fails. Call it inside the loop's autocast
     region, as ``batch_loss``.
     """
+    if step_fn is None and loss_fn is None and takes_whole_batch(batch):
+        step_fn = own_loss  # the model computes its loss from the labels: no output for the target-dtype check
     if step_fn is not None:
         return refuse_broadcast(lambda: batch_loss(model, batch, None, step_fn), None), None
     forward = _RecordedForward(model)

@@ -39,9 +39,11 @@ from lrkit._step import (
     model_outputs,
     move_to,
     not_a_tensor_error,
+    own_loss,
     rebuild_like,
     refuse_broadcast,
     split_batch,
+    takes_whole_batch,
 )
 from lrkit._utils import adapts_step_size, unknown_name_error
 from lrkit.train import run as _run
@@ -499,7 +501,7 @@ class _Trainer:
         return old
 
     def _custom_loss(self) -> str | None:
-        if self.step_fn is not None:
+        if self.step_fn is not None and self.step_fn is not own_loss:  # (own_loss: lrkit's default for HF batches)
             return "step_fn"
         return "loss_fn" if self.user_loss is not None else None
 
@@ -515,13 +517,12 @@ class _Trainer:
         if info.task is None and self.step_fn is None and self.user_loss is None:
             sample = _first_sample(self.data.train)
             # Hugging Face batches (input_ids, attention_mask, labels): the model takes them all and returns its loss
-            if isinstance(sample, Mapping) and "labels" in sample and not any(k in sample for k in _INPUT_KEYS):
-                raise ValueError(
-                    f"data {info.name!r} yields dict samples with keys {sorted(map(str, sample))}, which the default "
-                    "loss cannot split into an input and a target (it reads x/input(s)/features/image(s) and "
-                    "y/target(s)/label(s)); a Hugging Face model takes the whole dict and returns its loss: pass "
-                    "step_fn=lambda model, batch: model(**batch).loss"
-                )
+            if takes_whole_batch(sample):
+                self.step_fn = own_loss
+                self.log(f"data: dict samples with keys {sorted(map(str, sample))} ('labels' and no x/input key, a "
+                         "Hugging Face batch): each batch goes to the model whole, model(**batch).loss, as "
+                         "Hugging Face's Trainer does; the metric is the validation loss")
+        if info.task is None and self.step_fn is None and self.user_loss is None:
             batched = (" (the train DataLoader has batch_size=None: its dataset's items are whole batches, and "
                        "the first of them is read as a sample)"
                        if isinstance(self.data.train, DataLoader) and self.data.train.batch_size is None else "")
