@@ -363,12 +363,13 @@ def _opt_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for g in optimizer.param_groups for p in g["params"]]
 
 
-def inner_optimizers(optimizer: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
+def inner_optimizers(optimizer: torch.optim.Optimizer, *, own_state: bool = True) -> list[torch.optim.Optimizer]:
     """The optimizers ``optimizer`` wraps that keep a ``state`` of their own: attributes that are themselves
     ``torch.optim.Optimizer`` objects with another ``state`` object, and theirs in turn — ``ZeroRedundancyOptimizer``'s
     ``optim`` (this rank's shard of the state; the wrapper's own ``state`` stays empty), SAM's and Lookahead's
     ``base_optimizer``. A wrapper that shares its base's ``state`` (accelerate's ``AcceleratedOptimizer``) has nothing
-    more to capture; a reference back to the wrapper is not followed.
+    more to capture; a reference back to the wrapper is not followed. ``own_state=False``: every optimizer it wraps,
+    also one that shares a ``state`` (whose ``step()`` the loop may call instead of the wrapper's).
 
     >>> model = torch.nn.Linear(2, 1)
     >>> inner_optimizers(torch.optim.SGD(model.parameters(), lr=0.1))
@@ -382,7 +383,8 @@ def inner_optimizers(optimizer: torch.optim.Optimizer) -> list[torch.optim.Optim
             if isinstance(value, torch.optim.Optimizer) and all(value is not o for o in seen):
                 seen.append(value)
                 todo.append(value)
-                if all(getattr(value, "state", None) is not getattr(o, "state", None) for o in (optimizer, *found)):
+                if not own_state or all(getattr(value, "state", None) is not getattr(o, "state", None)
+                                        for o in (optimizer, *found)):
                     found.append(value)
     return found
 

@@ -62,6 +62,10 @@ _SCALAR_ATTRS = ("eta_min", "default_min_lr")
 # Param-group keys that are LRs: torch writes initial_lr (every scheduler), max_lr/min_lr (OneCycleLR), swa_lr
 # (torch.optim.swa_utils.SWALR, which anneals each group towards it).
 _GROUP_KEYS = ("lr", "initial_lr", "max_lr", "min_lr", "swa_lr")
+# Per-parameter optimizer state that is the step size itself, derived from the group's lr: Rprop initialises its
+# ``step_size`` to ``lr`` and adapts it from then on (``lr`` is never read again), ASGD computes ``eta`` from ``lr``
+# *after* each step and takes the next step with the one in its state. (torch.optim class name, state key)
+_STATE_LR_KEYS = (("Rprop", "step_size"), ("ASGD", "eta"))
 
 
 class MonitorWarning(UserWarning):
@@ -158,7 +162,11 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
       the cached ``_last_lr`` (what ``get_last_lr()`` returns), and timm-style ``base_values``;
     * a scheduler exposing ``lr_multiplier`` (lrkit's ``LRSchedulerAdapter``, ``Schedule.to_torch``) has that
       multiplied instead, and nothing else: it computes ``lr = base_lr * schedule(step) * lr_multiplier`` itself,
-      writes the new LR at once, and keeps the multiplier in its ``state_dict``.
+      writes the new LR at once, and keeps the multiplier in its ``state_dict``;
+    * the step sizes an optimizer keeps per parameter in its state, derived from the LR (in place, in the optimizer
+      and in those it wraps): ``torch.optim.Rprop``'s ``step_size`` (initialised to ``lr`` at the first step and
+      adapted from then on, so a new ``lr`` alone would change nothing) and ``torch.optim.ASGD``'s ``eta``
+      (recomputed from ``lr`` after each step: the next step would still take the old one).
 
     Closed-form schedulers (LambdaLR, OneCycleLR, CyclicLR, CosineAnnealingWarmRestarts) recompute the LR from the
     scaled bases, chainable ones (StepLR, ExponentialLR, CosineAnnealingLR's recursive form, ReduceLROnPlateau)
@@ -196,3 +204,24 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
             value = getattr(s, attr, None)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 setattr(s, attr, value * factor)
+    _scale_state_step_sizes(optimizer, factor, done)
+
+
+def _scale_state_step_sizes(optimizer: torch.optim.Optimizer, factor: float, done: set[int]) -> None:
+    """Scale the per-parameter step sizes kept in the state of ``optimizer`` and of the optimizers it wraps
+    (``_STATE_LR_KEYS``: Rprop's ``step_size``, ASGD's ``eta``) by ``factor``, tensors in place."""
+    from lrkit._state import inner_optimizers
+
+    keyed = [(cls, key) for name, key in _STATE_LR_KEYS if isinstance(cls := getattr(torch.optim, name, None), type)]
+    for opt in (optimizer, *inner_optimizers(optimizer)):
+        keys = [key for cls, key in keyed if isinstance(opt, cls)]
+        if not keys:
+            continue
+        for group in opt.param_groups:
+            for p in group["params"]:
+                state = opt.state.get(p)
+                if not state:
+                    continue
+                for key in keys:
+                    if key in state:
+                        state[key] = _scaled(state[key], factor, done)

@@ -371,6 +371,9 @@ def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
             )
         if loss.dtype.is_complex or loss.dtype == torch.bool:
             raise ValueError(f"{what} needs a real-valued loss, got a tensor of dtype {loss.dtype}")
+        if loss.is_meta:
+            raise ValueError(f"{what} needs a loss with a value, got a tensor on the meta device (which holds "
+                             "none): compute the loss with the model on a real device (cpu, cuda, ...)")
         return
     if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
         if isinstance(loss, int) and not -(2**1023) < loss < 2**1023:  # float(10**400) raises OverflowError
@@ -992,10 +995,11 @@ class Monitor:
         self._sample: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
         #: While a sample is pending: the step post-hook that tells whether the loop's optimizer.step() ran, what it
         #: found (None: no hook could be registered, taken as stepped), and the samples dropped for want of a step.
-        self._sample_hook: Any = None
+        self._sample_hook: list[Any] | None = None
         self._sample_stepped: bool | None = None
         self._unstepped_samples = 0
         self._warned_unstepped = False
+        self._warned_other_optimizer = False  # another optimizer trains this one's parameters (see _warn_unstepped)
         self._healthy: _Healthy | None = None
         self._best_val: _Healthy | None = None  # model + optimizer at the best validation loss (no scheduler)
         self._evals = 0  # after_validation calls
@@ -2030,7 +2034,10 @@ class Monitor:
     def _watch_sample(self) -> None:
         """Until the sample is finished, note whether the loop calls ``optimizer.step()`` (a one-shot step post-hook,
         on sampled steps only: nothing on the hot path). A sample over a step the optimizer did not take measures
-        no update at all — a ratio of exactly 0 that is no LR's doing (see :meth:`_finish_sample`)."""
+        no update at all — a ratio of exactly 0 that is no LR's doing (see :meth:`_finish_sample`). The step of an
+        optimizer it wraps counts too (:func:`inner_optimizers`): SAM's ``first_step()``/``second_step()`` step its
+        ``base_optimizer`` and never call the wrapper's ``step()``; a loop may step the optimizer an accelerate-style
+        wrapper holds."""
         self._unwatch_sample()
         register = getattr(self.optimizer, "register_step_post_hook", None)
         if not callable(register):
@@ -2043,25 +2050,54 @@ class Monitor:
                 monitor._sample_stepped = True
 
         try:
-            self._sample_hook = register(hook)
+            handles = [register(hook)]
         except (AttributeError, TypeError, RuntimeError):  # an optimizer without torch's hook tables
             self._sample_hook = None
             return
+        for inner in inner_optimizers(self.optimizer, own_state=False):
+            try:
+                handles.append(inner.register_step_post_hook(hook))
+            except (AttributeError, TypeError, RuntimeError):
+                pass
+        self._sample_hook = handles
         self._sample_stepped = False
 
     def _unwatch_sample(self) -> None:
         if self._sample_hook is not None:
-            self._sample_hook.remove()
+            for handle in self._sample_hook:
+                handle.remove()
         self._sample_hook = None
         self._sample_stepped = None
 
-    def _warn_unstepped(self) -> None:
+    def _warn_unstepped(self, moved: bool = False) -> None:
         """Warn once when a second sampled step finds that ``optimizer.step()`` was not called between an
         ``after_backward`` that returned ``True`` and ``after_step`` — the monitor is called once per micro-batch
         under gradient accumulation, most likely. One such step is no pattern (``GradScaler`` skips a step on an
-        overflow, a loop may guard its step itself); its sample is dropped all the same."""
+        overflow, a loop may guard its step itself); its sample is dropped all the same.
+
+        ``moved``: the optimizer's parameters changed all the same, so another optimizer trains them — the loop
+        built a new one mid-run (at unfreezing, say) and the monitor still holds the old one, whose rollbacks and
+        back-offs reach nothing the loop steps. Warned at once (a micro-batch moves nothing)."""
         self._unstepped_samples += 1
-        if self._unstepped_samples < 2 or self._warned_unstepped:
+        if moved and not self._warned_other_optimizer:
+            self._warned_other_optimizer = True
+            try:
+                warnings.warn(
+                    f"Monitor.after_step() at step {self._step}: the monitored optimizer's parameters changed but its "
+                    "optimizer.step() was not called: another optimizer trains them — did the loop build a new "
+                    f"optimizer ({type(self.optimizer).__name__} or another) mid-run, e.g. when unfreezing? The "
+                    "monitor still holds the one it was given: its rollbacks restore that optimizer's state and its "
+                    "back-offs lower that optimizer's LR, which nothing steps (the new one trains on at its full "
+                    "LR). Create a new Monitor for the new optimizer (and its scheduler), or add the unfrozen "
+                    "parameters to the existing optimizer with optimizer.add_param_group(...) instead of building "
+                    "another. Warned once per monitor.",
+                    UserWarning,
+                    stacklevel=5,  # the loop's after_step() (via _finish_sample, _after_step_work)
+                )
+            except Exception as exc:
+                self._defer(exc)
+            return
+        if moved or self._unstepped_samples < 2 or self._warned_unstepped:
             return
         self._warned_unstepped = True
         try:  # a filter that turns it into an error: raised once after_step has finished (as _emit's warnings)
@@ -2432,7 +2468,9 @@ class Monitor:
         stepped = self._sample_stepped
         self._unwatch_sample()
         if stepped is False:  # the optimizer did not step: there is no update to measure (not an LR of 0)
-            self._warn_unstepped()
+            with torch.no_grad():  # moved all the same: another optimizer trains them (a rebuilt one, most likely)
+                moved = any(not torch.equal(p, b) for p, b in zip(params, before))
+            self._warn_unstepped(moved)
             return
         prev = torch.is_grad_enabled()
         _set_grad_enabled(False)
