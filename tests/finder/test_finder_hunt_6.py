@@ -129,8 +129,7 @@ TORCH_OPTIMIZERS: dict[str, MakeOpt] = {
     "ASGD-foreach": lambda p: O.ASGD(p, lr=0.01, t0=2, foreach=True),
     "NAdam-decoupled": lambda p: O.NAdam(p, lr=2e-3, weight_decay=0.01, decoupled_weight_decay=True),
     "RAdam": lambda p: O.RAdam(p, lr=1e-3, decoupled_weight_decay=True, weight_decay=0.1),
-    "Rprop": lambda p: O.Rprop(p, lr=0.01),
-    "Rprop-foreach": lambda p: O.Rprop(p, lr=0.01, foreach=True),
+    # (Rprop is refused since session 15, before anything is touched: tests/finder/test_state_lr_optimizers_s15.py)
     "Adafactor": lambda p: O.Adafactor(p, lr=1e-2),
     "Adam-fused": lambda p: O.Adam(p, lr=1e-3, fused=True),
     "AdamW-amsgrad-foreach": lambda p: O.AdamW(p, lr=1e-3, amsgrad=True, foreach=True),

@@ -270,6 +270,51 @@ def _check_materialized(model: torch.nn.Module, call: str) -> None:
         )
 
 
+def _check_sweepable(optimizer: torch.optim.Optimizer, call: str) -> None:
+    """An optimizer that reads ``lr`` only once cannot be range-tested: ``torch.optim.Rprop`` sets each parameter's
+    first step size to ``lr`` and adapts it by itself from then on (``state["step_size"]``), so every LR the test
+    writes after the first step would change nothing and the curve (and its suggestion) would mean nothing."""
+    from lrkit._state import inner_optimizers
+
+    for opt in (optimizer, *inner_optimizers(optimizer, own_state=False)):
+        if isinstance(opt, torch.optim.Rprop):
+            raise ValueError(
+                f"{call} cannot sweep the learning rate of torch.optim.Rprop: Rprop reads lr only to set each "
+                "parameter's first step size (state['step_size']) and adapts the step sizes by itself from then on "
+                "(x etaplus / x etaminus per step, within step_sizes), so the LRs a range test writes would change "
+                "nothing. Rprop needs no LR search: its lr is the initial step size (default 0.01); give lrkit.train "
+                "an explicit lr0"
+            )
+
+
+def _asgd_groups(optimizer: torch.optim.Optimizer) -> list[tuple[torch.optim.Optimizer, dict[str, Any]]]:
+    """The param groups of ``torch.optim.ASGD`` optimizers in ``optimizer`` (itself or one it wraps), with their
+    optimizer: ASGD steps with ``state["eta"]``, which it derives from ``lr`` *after* each step (see
+    :func:`_sync_asgd_eta`)."""
+    from lrkit._state import inner_optimizers
+
+    return [(opt, g) for opt in (optimizer, *inner_optimizers(optimizer, own_state=False))
+            if isinstance(opt, torch.optim.ASGD) for g in opt.param_groups]
+
+
+def _sync_asgd_eta(groups: list[tuple[torch.optim.Optimizer, dict[str, Any]]]) -> None:
+    """Give each ASGD parameter the step size ``eta`` its group's new ``lr`` means at its step count, as ASGD computes
+    it (``lr / (1 + lambd * lr * step) ** alpha``): ASGD updates ``eta`` from ``lr`` only after a step, so without
+    this each range-test step would train at the previous step's LR."""
+    for opt, group in groups:
+        lr = float(group["lr"])
+        lambd, alpha = float(group["lambd"]), float(group["alpha"])
+        for p in group["params"]:
+            state = opt.state.get(p)
+            if not state or "eta" not in state:
+                continue  # a fresh parameter: its first step reads lr itself
+            eta = lr / ((1 + lambd * lr * float(state["step"])) ** alpha)
+            if isinstance(state["eta"], torch.Tensor):
+                state["eta"].fill_(eta)
+            else:
+                state["eta"] = eta
+
+
 #: The most steps a range test takes (its LRs are allocated up front); 100 is typical.
 _MAX_STEPS = 1_000_000
 #: Steps before the divergence check's best smoothed loss counts (a non-finite loss stops the test at any step).
@@ -591,6 +636,7 @@ def find_lr(
     if not optimizer.param_groups:
         raise ValueError("optimizer has no param groups")
     _check_materialized(model, "find_lr")
+    _check_sweepable(optimizer, "find_lr")
     owned = {id(p) for p in model.parameters()}
     if owned and not any(id(p) in owned for g in optimizer.param_groups for p in g["params"]):
         raise ValueError(
@@ -651,6 +697,7 @@ def find_lr(
     params = [p for g in optimizer.param_groups for p in g["params"]]
     distributed = _distributed()
     groups = list(zip(optimizer.param_groups, scales))
+    asgd = _asgd_groups(optimizer)  # (empty for every other optimizer: no cost per step)
     # The usual case takes no detours: this loop's cost per step must match a bare training loop's.
     plain = isinstance(autocast, nullcontext)
     plain_step = not needs_closure and scaler is None and max_grad_norm is None
@@ -708,6 +755,8 @@ def find_lr(
                     group["lr"].fill_(lr * scale)  # in place: the group keeps the tensor it was built with
                 else:
                     group["lr"] = lr * scale
+            if asgd:
+                _sync_asgd_eta(asgd)
             optimizer.zero_grad(set_to_none=True)
             if distributed and i == 0:
                 micro = _first_batches_on_every_rank(lambda: [next(batches) for _ in range(accumulation_steps)], dev)

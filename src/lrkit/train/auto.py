@@ -701,6 +701,7 @@ def choose_lr0(
         _CALLER_SNAPSHOT,
         _check_arguments,
         _check_materialized,
+        _check_sweepable,
         _close,
         _loader_generators,
         _OwnWorkers,
@@ -711,6 +712,7 @@ def choose_lr0(
     _check_arguments(model, optimizer, train_loader, loss_fn, step_fn, warn=False,
                      order="choose_lr0(model, optimizer, train_loader, val_loader, *, total_steps, ...)")
     _check_materialized(model, "choose_lr0")
+    _check_sweepable(optimizer, "choose_lr0 (lr0='auto')")
     total_steps = _check_total_steps(total_steps)
     budget = check_positive("budget", budget)
     num_candidates = _check_num_candidates(num_candidates)
