@@ -67,7 +67,8 @@ def move_to(obj: Any, device: torch.device) -> Any:
     A batch already on ``device`` is returned as it is (the same object, nothing rebuilt: this runs on every step).
     Lists, tuples, named tuples and mappings (an ``OrderedDict``, a ``defaultdict``, a dict subclass with attribute
     access) keep their type; a moved mapping is a copy, never the caller's batch changed in place. A
-    ``PackedSequence`` moves with its own ``.to()``, which keeps ``batch_sizes`` on the CPU as torch requires:
+    ``PackedSequence`` moves with its own ``.to()``, which keeps ``batch_sizes`` on the CPU as torch requires; so does
+    any other object with a ``.to(device)`` method (a PyTorch Geometric ``Batch``, a batch class of your own):
 
     >>> from collections import namedtuple
     >>> Batch = namedtuple("Batch", "x y")
@@ -91,6 +92,13 @@ def move_to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, Mapping):
         moved_items = {k: move_to(v, device) for k, v in obj.items()}
         return obj if all(moved_items[k] is v for k, v in obj.items()) else rebuild_like(obj, moved_items)
+    to = getattr(obj, "to", None)
+    if to is not None and callable(to) and not isinstance(obj, (type, torch.nn.Module)):
+        # a batch class that moves itself: PyTorch Geometric's Data/Batch, a dataclass of your own with .to(device)
+        try:
+            return to(device)
+        except TypeError:  # a .to() of another meaning (it takes no device): left as it is
+            return obj
     return obj
 
 
