@@ -2081,38 +2081,38 @@ class Monitor:
         self._unstepped_samples += 1
         if moved and not self._warned_other_optimizer:
             self._warned_other_optimizer = True
-            try:
-                warnings.warn(
-                    f"Monitor.after_step() at step {self._step}: the monitored optimizer's parameters changed but its "
-                    "optimizer.step() was not called: another optimizer trains them — did the loop build a new "
-                    f"optimizer ({type(self.optimizer).__name__} or another) mid-run, e.g. when unfreezing? The "
-                    "monitor still holds the one it was given: its rollbacks restore that optimizer's state and its "
-                    "back-offs lower that optimizer's LR, which nothing steps (the new one trains on at its full "
-                    "LR). Create a new Monitor for the new optimizer (and its scheduler), or add the unfrozen "
-                    "parameters to the existing optimizer with optimizer.add_param_group(...) instead of building "
-                    "another. Warned once per monitor.",
-                    UserWarning,
-                    stacklevel=5,  # the loop's after_step() (via _finish_sample, _after_step_work)
-                )
-            except Exception as exc:
-                self._defer(exc)
+            # stacklevel 6: the loop's after_step() (via _warn, _warn_unstepped, _finish_sample, _after_step_work)
+            self._warn(
+                f"Monitor.after_step() at step {self._step}: the monitored optimizer's parameters changed but its "
+                "optimizer.step() was not called: another optimizer trains them — did the loop build a new "
+                f"optimizer ({type(self.optimizer).__name__} or another) mid-run, e.g. when unfreezing? The "
+                "monitor still holds the one it was given: its rollbacks restore that optimizer's state and its "
+                "back-offs lower that optimizer's LR, which nothing steps (the new one trains on at its full "
+                "LR). Create a new Monitor for the new optimizer (and its scheduler), or add the unfrozen "
+                "parameters to the existing optimizer with optimizer.add_param_group(...) instead of building "
+                "another. Warned once per monitor.", UserWarning, 6)
             return
         if moved or self._unstepped_samples < 2 or self._warned_unstepped:
             return
         self._warned_unstepped = True
-        try:  # a filter that turns it into an error: raised once after_step has finished (as _emit's warnings)
-            warnings.warn(
-                f"Monitor.after_step() at step {self._step}: optimizer.step() was not called since after_backward() "
-                f"returned True ({self._unstepped_samples} of the sampled steps so far). Call after_backward() and "
-                "after_step() once per optimizer step — under gradient accumulation after the last micro-batch's "
-                "backward() and around its optimizer.step(), not once per micro-batch: the monitor otherwise counts "
-                "micro-batches as steps. The update-to-weight ratio of a step not taken is not recorded. Warned "
-                "once per monitor.",
-                UserWarning,
-                stacklevel=5,  # the loop's after_step() (via _finish_sample, _after_step_work)
-            )
+        self._warn(
+            f"Monitor.after_step() at step {self._step}: optimizer.step() was not called since after_backward() "
+            f"returned True ({self._unstepped_samples} of the sampled steps so far). Call after_backward() and "
+            "after_step() once per optimizer step — under gradient accumulation after the last micro-batch's "
+            "backward() and around its optimizer.step(), not once per micro-batch: the monitor otherwise counts "
+            "micro-batches as steps. The update-to-weight ratio of a step not taken is not recorded. Warned "
+            "once per monitor.", UserWarning, 6)
+
+    def _warn(self, message: str, category: type[Warning], stacklevel: int) -> bool:
+        """``warnings.warn`` from inside a step's handling: a warnings filter that turns it into an error does not
+        interrupt the handling; the error is kept and raised once the step is handled (as :meth:`_emit`'s).
+        Returns whether it was kept. ``stacklevel`` counts this method's frame."""
+        try:
+            warnings.warn(message, category, stacklevel=stacklevel)
         except Exception as exc:
             self._defer(exc)
+            return True
+        return False
 
     def _lr(self) -> float:
         return max(float(g["lr"]) for g in self.optimizer.param_groups)
@@ -2445,20 +2445,14 @@ class Monitor:
             if set_lr < before and now > math.sqrt(set_lr * before):
                 self._warned_undone = True
                 which = f"param group {i}'s" if len(groups) > 1 else "the"
-                try:  # an error (a warnings filter) is raised once the step is handled, as _emit's
-                    warnings.warn(
+                if self._warn(
                         f"lrkit.Monitor: the back-off at step {self._lr_watch_step} was undone before step {step}: "
                         f"{which} LR is {now:.3g} again (the back-off set {set_lr:.3g}, down from {before:.3g}). A "
                         "scheduler the monitor was not given, or the loop itself, wrote it, and the trouble the "
                         "back-off answered is likely to return. Pass the scheduler you step, Monitor(model, "
                         "optimizer, scheduler), so that back-offs scale what it computes the LR from, or multiply "
                         f"the LRs your loop writes by monitor.lr_scale (now {self.lr_scale:g}). Warned once per "
-                        "monitor.",
-                        MonitorWarning,
-                        stacklevel=4,
-                    )
-                except Exception as exc:
-                    self._defer(exc)
+                        "monitor.", MonitorWarning, 5):
                     self._after_due = min(self._after_due, step)  # the healthy after_step raises it
             return
 
