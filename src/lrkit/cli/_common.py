@@ -62,10 +62,14 @@ def fail(message: str, code: int = 2) -> None:
 
 def check_writable(target: Path, shown: Path | None = None) -> None:
     """``ValueError`` unless ``target`` (a file or folder to create) can be made: its nearest existing ancestor must be
-    a writable folder, not a file. ``shown`` is the path the message names (default ``target``)."""
+    a writable folder, not a file, with no broken symlink on the way to it. ``shown`` is the path the message names
+    (default ``target``)."""
     shown = target if shown is None else shown
     parent = target.parent
     while not parent.exists() and parent != parent.parent:
+        if parent.is_symlink():  # a broken symlink: nothing can be made under it (mkdir fails on the link itself)
+            raise ValueError(f"cannot write {str(shown)!r}: {str(parent)!r} is a broken symlink (it points to "
+                             f"{os.readlink(parent)!r}, which does not exist)")
         parent = parent.parent
     if parent.exists() and not parent.is_dir():
         raise ValueError(f"cannot write {str(shown)!r}: {str(parent)!r} is a file, not a folder")

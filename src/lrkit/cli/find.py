@@ -101,6 +101,12 @@ _AMP: dict[str, bool | str] = {"off": False, "on": True, "bf16": "bf16", "fp16":
 _API_ADVICE = re.compile(r"\b(?:pass )?(step_fn=lambda model, batch: loss|loss_fn=lambda out, y: loss)(?: instead)?")
 
 
+#: find_lr's note that without a loss_fn a Hugging Face batch goes to the model whole: advice a task file cannot
+#: follow (one that defines neither loss_fn nor step_fn is refused when it is loaded).
+_WHOLE_BATCH_NOTE = re.compile(r" \(with no loss_fn, a batch with 'labels' and no input key goes to the model whole, "
+                               r"[^()]*\(\*\*batch\)[^()]*\)")
+
+
 def _task_file_advice(message: str) -> str:
     """``message`` with find_lr's advice to pass a lambda rewritten for a task file, which defines the function; a
     Hugging Face batch (``input_ids`` and ``labels``) gets the ``step_fn`` such a model takes.
@@ -114,6 +120,7 @@ def _task_file_advice(message: str) -> str:
         return "define loss_fn(output, target) in the task file"
 
     message = _API_ADVICE.sub(define, message)
+    message = _WHOLE_BATCH_NOTE.sub("", message)  # a task file must define loss_fn or step_fn: no "no loss_fn" path
     if "'input_ids'" in message and "'labels'" in message:  # a Hugging Face model takes the dict, returns its loss
         message += " (a Hugging Face model: def step_fn(model, batch): return model(**batch).loss)"
     return message
@@ -150,7 +157,8 @@ def _as_flags(message: str) -> str:
 
 
 def _check_out(out: Path, shown: str | None = None) -> None:
-    """Refuse an output folder that cannot be created (a file on its path, a read-only parent) before the test.
+    """Refuse an output folder that cannot be created (a file or a broken symlink on its path, a read-only parent)
+    before the test.
 
     ``--out`` is a folder that receives ``lr_find.png`` and ``lr_find.json``: a name with a picture or record suffix
     (``--out lr.png``, the way ``lrkit schedule --out`` is used) and an existing file are refused, rather than
@@ -173,8 +181,15 @@ def _check_out(out: Path, shown: str | None = None) -> None:
             f"cannot write to {str(out)!r}: it is a file, not a folder (--out is the folder that receives "
             "lr_find.png and lr_find.json)"
         )
-    if not out.exists():
-        check_writable(out)
+    for link in (out, *out.parents):  # mkdir cannot make a folder where, or under where, a broken symlink is
+        if link.is_symlink() and not link.exists():
+            raise ValueError(
+                f"cannot create the folder for lr_find.png and lr_find.json {str(out)!r}: it, or a folder on its "
+                f"path, is a file or a broken symlink ({str(link)!r} points to {os.readlink(link)!r}, which does not "
+                "exist)"
+            )
+    # the folder is made beside an existing --out (runs/find2) or in its place: either way in out.parent
+    check_writable(out)
 
 
 def _curve_reading(result: FinderResult) -> str:

@@ -890,6 +890,11 @@ def _quality_warnings(result: FinderResult) -> list[str]:
         return notes
     s = _suggest.smooth_curve(losses)
     drop = (s[0] - s.min()) / max(abs(s[0]), 1e-12)
+    i_min = int(np.argmin(s))
+    lowest_at_start = (
+        f"the loss was lowest at the very start of the range (lr={lrs[i_min]:.3g}); lower start_lr "
+        f"(now {result.start_lr:g}) so the test sees the loss fall"
+    )
     if drop < 0.02:
         if result.stop_reason in ("diverged", "non-finite"):  # flat, then it blew up: a higher end_lr sees nothing new
             return [*notes, (
@@ -898,15 +903,20 @@ def _quality_warnings(result: FinderResult) -> list[str]:
                 f"{result.start_lr:g}) to see lower LRs, or raise num_steps (now {result.num_steps}) so that each LR "
                 "trains longer, or check that the model learns"
             )]
+        if result.flat:  # the default rule's reading: flat, then it blew up within the range (short of the stop)
+            if i_min < 3:  # upwards from its first LRs: every LR tested was too high
+                return [*notes, lowest_at_start]
+            return [*notes, (  # as a flat curve that diverged: a higher end_lr only sees more of the rise
+                f"the loss barely moved ({100 * drop:.1f}% below its start), then rose past lr={result.edge:.3g} "
+                f"before the range test ended — too flat to judge; lower start_lr (now {result.start_lr:g}) to see "
+                f"lower LRs, or raise num_steps (now {result.num_steps}) so that each LR trains longer, or check "
+                "that the model learns"
+            )]
         return [*notes, (
             f"the loss barely moved over the range test ({100 * drop:.1f}% below its start) — too flat to judge; "
             f"raise end_lr (now {result.end_lr:g}) or num_steps (now {result.num_steps}), "
             "or check that the model learns"
         )]
-    i_min = int(np.argmin(s))
     if i_min < 3:
-        notes.append(
-            f"the loss was lowest at the very start of the range (lr={lrs[i_min]:.3g}); lower start_lr "
-            f"(now {result.start_lr:g}) so the test sees the loss fall"
-        )
+        notes.append(lowest_at_start)
     return notes

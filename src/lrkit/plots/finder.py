@@ -56,6 +56,9 @@ def picture_target(path: str | os.PathLike[str]) -> str:
                          f"{str(target / 'plot.png')!r}")
     for parent in target.parents:
         if parent.exists() or parent.is_symlink():
+            if parent.is_symlink() and not parent.exists():
+                raise ValueError(f"cannot write a picture to {str(path)!r}: {str(parent)!r} is a broken symlink (it "
+                                 f"points to {os.readlink(parent)!r}, which does not exist)")
             if not parent.is_dir():
                 raise ValueError(f"cannot write a picture to {str(path)!r}: {str(parent)!r} is a file, not a folder")
             break
