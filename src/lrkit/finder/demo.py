@@ -9,6 +9,7 @@ import difflib
 import importlib.util
 import inspect
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     """Build a task from a Python file that defines ``model()``, ``optimizer(params)``, ``train_loader()`` and
     ``loss_fn()`` (returning the loss function) or ``step_fn(model, batch)``.
 
-    The file is executed as a module; errors name the file and the missing or broken function.
+    The file is executed as a module, with its folder first on ``sys.path`` (as ``python my_task.py`` runs it, so it
+    can import the modules beside it); errors name the file and the missing or broken function.
     """
     path = Path(path)
     if path.is_dir():
@@ -68,6 +70,11 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         raise ValueError(f"task file {str(path)!r} is a directory, not a Python file (e.g. {example!r})")
     if not path.is_file():
         raise FileNotFoundError(f"task file {str(path)!r} does not exist")
+    # as `python my_task.py` does: the file's own folder first on sys.path, so that it imports its neighbours
+    # (`from my_model import Net`); the console script's sys.path holds neither that folder nor the working one
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(f"lrkit_task_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ValueError(f"task file {str(path)!r} is not a Python file")
