@@ -68,7 +68,8 @@ def move_to(obj: Any, device: torch.device) -> Any:
     Lists, tuples, named tuples and mappings (an ``OrderedDict``, a ``defaultdict``, a dict subclass with attribute
     access) keep their type; a moved mapping is a copy, never the caller's batch changed in place. A
     ``PackedSequence`` moves with its own ``.to()``, which keeps ``batch_sizes`` on the CPU as torch requires; so does
-    any other object with a ``.to(device)`` method (a PyTorch Geometric ``Batch``, a batch class of your own):
+    any other object with a ``.to(device)`` method (a PyTorch Geometric ``Batch``, a batch class of your own; one whose
+    ``.to()`` moves it in place and returns ``None`` is the moved batch itself):
 
     >>> from collections import namedtuple
     >>> Batch = namedtuple("Batch", "x y")
@@ -96,9 +97,11 @@ def move_to(obj: Any, device: torch.device) -> Any:
     if to is not None and callable(to) and not isinstance(obj, (type, torch.nn.Module)):
         # a batch class that moves itself: PyTorch Geometric's Data/Batch, a dataclass of your own with .to(device)
         try:
-            return to(device)
+            moved = to(device)
         except TypeError:  # a .to() of another meaning (it takes no device): left as it is
             return obj
+        # a .to() that moves the object in place and returns nothing (``def to(self, device): self.x = ...``)
+        return obj if moved is None else moved
     return obj
 
 
@@ -322,8 +325,9 @@ def _a(name: str) -> str:
 
 def takes_whole_batch(batch: Any) -> bool:
     """A Hugging Face style batch: a mapping with ``labels`` and none of the input keys the default loss splits on
-    (``input_ids``, ``attention_mask``, ``labels``, ...). The model takes it whole, ``model(**batch)``, and returns its
-    own loss (:func:`own_loss`), as Hugging Face's ``Trainer`` calls it.
+    (``x``, ``input(s)``, ``features``, ``image(s)``) — ``input_ids``, ``attention_mask``, ``labels``, say. The model
+    takes it whole, ``model(**batch)``, and returns its own loss (:func:`own_loss`), as Hugging Face's ``Trainer``
+    calls it.
 
     >>> hf = {"input_ids": torch.zeros(2, 3), "labels": torch.zeros(2)}
     >>> takes_whole_batch(hf), takes_whole_batch({"x": 1, "labels": 2})
@@ -335,7 +339,9 @@ def takes_whole_batch(batch: Any) -> bool:
 
 def own_loss(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
     """``model(**batch).loss``: the loss a Hugging Face model computes from a batch's ``labels``
-    (:func:`takes_whole_batch`); a clear error when the model does not take the batch's keys or returns no loss."""
+    (:func:`takes_whole_batch`); a clear error when the model does not take the batch's keys or returns no loss. A
+    model built with ``return_dict=False`` returns a tuple ``(loss, logits, ...)``: its first item, when that is a
+    scalar, is the loss (as Hugging Face's ``Trainer`` reads ``outputs[0]``)."""
     keys = _keys(batch)
     try:
         out = model(**batch)
@@ -349,6 +355,9 @@ def own_loss(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
             "step_fn=lambda model, batch: loss"
         ) from e
     loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+    if loss is None and type(out) in (tuple, list) and out and isinstance(out[0], torch.Tensor) \
+            and out[0].numel() == 1 and out[0].is_floating_point():
+        loss = out[0]  # return_dict=False (torchscript=True): (loss, logits, ...), read as HF's Trainer reads it
     if not isinstance(loss, torch.Tensor):
         raise ValueError(
             f"a dict batch with keys {keys} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model whole, "

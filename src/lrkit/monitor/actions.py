@@ -213,10 +213,13 @@ def _scale_state_step_sizes(optimizer: torch.optim.Optimizer, factor: float, don
     from lrkit._state import inner_optimizers
 
     keyed = [(cls, key) for name, key in _STATE_LR_KEYS if isinstance(cls := getattr(torch.optim, name, None), type)]
-    for opt in (optimizer, *inner_optimizers(optimizer)):
+    states: set[int] = set()  # each state once: an accelerate-style wrapper shares its optimizer's
+    # own_state=False: an Rprop behind a wrapper that shares its state (accelerate's AcceleratedOptimizer) is one
+    for opt in (optimizer, *inner_optimizers(optimizer, own_state=False)):
         keys = [key for cls, key in keyed if isinstance(opt, cls)]
-        if not keys:
+        if not keys or id(opt.state) in states:
             continue
+        states.add(id(opt.state))
         for group in opt.param_groups:
             for p in group["params"]:
                 state = opt.state.get(p)

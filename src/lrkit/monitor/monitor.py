@@ -361,6 +361,23 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
     return norms
 
 
+#: How far (relative L2) a parameter the optimizer did not step may move and still count as not moved: a projection
+#: the loop applies after each step (``w / ||w||``, a renorm) is not bit-for-bit idempotent, and moves the weights
+#: by rounding (about one unit in the last place) on a step it skips; an optimizer's step moves them by far more.
+_ROUNDING_ULPS = 16
+
+
+def _moved(param: torch.Tensor, before: torch.Tensor) -> bool:
+    """Whether ``param`` changed since ``before`` by more than rounding (:data:`_ROUNDING_ULPS`); a non-finite copy
+    tells nothing (not moved)."""
+    if not param.is_floating_point():
+        return not torch.equal(param, before)
+    tol = _ROUNDING_ULPS * torch.finfo(param.dtype).eps
+    wide = torch.promote_types(param.dtype, torch.float32)  # a half-precision norm may overflow
+    norm = functools.partial(torch.linalg.vector_norm, dtype=wide)
+    return bool(norm(param - before) > tol * norm(before))
+
+
 def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
     """Raise a clear ``ValueError`` unless ``loss`` is one real number: a one-element real tensor (any shape, e.g.
     ``()`` or ``(1,)``), a Python/numpy int or float, or a one-element numpy array. Reads no value (no host sync)."""
@@ -2463,7 +2480,7 @@ class Monitor:
         self._unwatch_sample()
         if stepped is False:  # the optimizer did not step: there is no update to measure (not an LR of 0)
             with torch.no_grad():  # moved all the same: another optimizer trains them (a rebuilt one, most likely)
-                moved = any(not torch.equal(p, b) for p, b in zip(params, before))
+                moved = any(_moved(p, b) for p, b in zip(params, before))
             self._warn_unstepped(moved)
             return
         prev = torch.is_grad_enabled()

@@ -921,8 +921,9 @@ class _Trainer:
 
     def _log_plan(self) -> None:
         info = self.data.info
+        task = info.task or ("the model's own loss" if self.step_fn is own_loss else "custom step_fn")
         self.log(
-            f"lrkit.train: {info.name} ({info.task or 'custom step_fn'}, {info.n_train} train / {info.n_val} val), "
+            f"lrkit.train: {info.name} ({task}, {info.n_train} train / {info.n_val} val), "
             f"model {self.model_name} ({sum(p.numel() for p in self.model.parameters()):,} parameters) on "
             f"{self.device}"
         )
