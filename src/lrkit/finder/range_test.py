@@ -282,8 +282,8 @@ def _check_sweepable(optimizer: torch.optim.Optimizer, call: str) -> None:
                 f"{call} cannot sweep the learning rate of torch.optim.Rprop: Rprop reads lr only to set each "
                 "parameter's first step size (state['step_size']) and adapts the step sizes by itself from then on "
                 "(x etaplus / x etaminus per step, within step_sizes), so the LRs a range test writes would change "
-                "nothing. Rprop needs no LR search: its lr is the initial step size (default 0.01); give lrkit.train "
-                "an explicit lr0"
+                "nothing. Rprop needs no LR search: its lr is only the initial step size (default 0.01), to be used "
+                "as it is (with lrkit.train, an explicit lr0)"
             )
 
 
@@ -308,7 +308,12 @@ def _sync_asgd_eta(groups: list[tuple[torch.optim.Optimizer, dict[str, Any]]]) -
             state = opt.state.get(p)
             if not state or "eta" not in state:
                 continue  # a fresh parameter: its first step reads lr itself
-            eta = lr / ((1 + lambd * lr * float(state["step"])) ** alpha)
+            step = state.get("step", 0)
+            if isinstance(step, torch.Tensor) and not step.is_cpu and isinstance(state["eta"], torch.Tensor):
+                # on the device, as ASGD's capturable branch computes it: no host read per parameter and step
+                state["eta"].copy_(lr / (1 + lambd * lr * step) ** alpha)
+                continue
+            eta = lr / ((1 + lambd * lr * float(step)) ** alpha)
             if isinstance(state["eta"], torch.Tensor):
                 state["eta"].fill_(eta)
             else:
