@@ -99,7 +99,10 @@ def test_no_loss_columns_draws_without_a_legend_warning(tmp_path: Path) -> None:
     # Bug: a CSV without train_loss/val_loss (or events that all lack an epoch) warned "No artists with labels found
     # to put in legend" and drew an empty legend box.
     csv = _csv(tmp_path, "epoch,val_accuracy\n1,0.5\n2,0.6\n")
-    fig = _drawn(csv, tmp_path / "r.png", events=[{"step": 3, "check": "loss_spike", "action": "warn"}])
+    # (an event with no epoch key at all is named in lrkit's own warning since session 15: tests/monitor/
+    # test_readme_claims_s15g.py; one whose epoch is unknown, None, is left out without a word, and matplotlib's
+    # legend warning, the bug here, must not come either: _drawn turns every warning into an error)
+    fig = _drawn(csv, tmp_path / "r.png", events=[{"step": 3, "epoch": None, "check": "loss_spike", "action": "warn"}])
     ax_loss = fig.axes[0]
     assert ax_loss.get_legend() is None
     assert any("not recorded" in t.get_text() for t in ax_loss.texts)

@@ -1328,7 +1328,8 @@ class Monitor:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from :meth:`state_dict` output (counters, events, rolling record, cumulative back-off)."""
+        """Resume from :meth:`state_dict` output (counters, events, rolling record, cumulative back-off). A state that
+        cannot be loaded (another model's snapshots, a malformed entry) raises and leaves the monitor as it was."""
         if not isinstance(state, Mapping) or state.get("version") != _STATE_VERSION:
             got = state.get("version") if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(f"not a Monitor state_dict (version {got!r}, expected {_STATE_VERSION})")
@@ -1346,23 +1347,40 @@ class Monitor:
                 f"{what(saved_sign)}, this one's has {what(self.loss_sign)}, so its record and events hold losses of "
                 "the other sign; load it with an optimizer built with the same maximize"
             )
-        # what can be refused (a snapshot of another model, a malformed event) first: a refused state changes nothing
+        # what can be refused (a snapshot of another model, a malformed event, record or timer) first, every value
+        # read before any is assigned: a refused state changes nothing
         events = [MonitorEvent.from_dict(e) for e in state["events"]]
         healthy = self._load_healthy(state["healthy"]) if state.get("healthy") is not None else None
         best_val = (self._load_healthy(state["best_val"], "best-validation") if state.get("best_val") is not None
                     else None)
-        self._step = int(state["step"])
+        record = dict(state["record"])
+        RollingRecord(capacity=self.record.capacity, refresh=self.record.refresh,
+                      trend_window=self.record.trend_window).load_state_dict(record)  # raises here, or loads below
+        step, lr_scale, rollbacks = int(state["step"]), float(state["lr_scale"]), int(state["rollbacks"])
+        skipped, clipped = int(state.get("skipped", 0)), int(state.get("clipped", 0))
+        should_stop, stop_reason = bool(state.get("should_stop", False)), str(state.get("stop_reason", ""))
+        last_bad_step = int(state.get("last_bad_step", -(10**9)))
+        grace_start = int(state.get("grace_start", -(10**9)))
+        quiet_until = {str(k): int(v) for k, v in dict(state.get("quiet_until", {})).items()}
+        timers = state.get("timers")
+        if timers is not None:
+            timers = {"last_sample": int(timers["last_sample"]), "screen_due": int(timers["screen_due"]),
+                      "screen": float(timers["screen"]), "windowed_due": int(timers["windowed_due"]),
+                      "last_eval": {str(k): int(v) for k, v in dict(timers["last_eval"]).items()}}
+        evals, last_val_step = int(state.get("evals", 0)), int(state.get("last_val_step", -1))
+        val_quiet = {str(k): int(v) for k, v in dict(state.get("val_quiet", {})).items()}
+        self._step = step
         self._next_grad = (self._step // self._grad_every + 1) * self._grad_every
-        self.lr_scale = float(state["lr_scale"])
+        self.lr_scale = lr_scale
         self._lr_watch = None  # a back-off before the load is not this run's to watch
-        self.rollbacks = int(state["rollbacks"])
-        self.skipped = int(state.get("skipped", 0))
-        self.clipped = int(state.get("clipped", 0))
-        self.should_stop = bool(state.get("should_stop", False))
-        self.stop_reason = str(state.get("stop_reason", ""))
-        self._last_bad_step = int(state.get("last_bad_step", -(10**9)))
-        self._grace_start = int(state.get("grace_start", -(10**9)))
-        self._quiet_until = {str(k): int(v) for k, v in dict(state.get("quiet_until", {})).items()}
+        self.rollbacks = rollbacks
+        self.skipped = skipped
+        self.clipped = clipped
+        self.should_stop = should_stop
+        self.stop_reason = stop_reason
+        self._last_bad_step = last_bad_step
+        self._grace_start = grace_start
+        self._quiet_until = quiet_until
         if self.should_stop or not self._fast:
             self._dense_until = _NEVER
         else:
@@ -1372,7 +1390,7 @@ class Monitor:
             grace = self._grace_start + self.spike_grace + 1 if self.spike_grace else _DENSE_STEPS
             self._dense_until = max([_DENSE_STEPS, grace, *(e.step + _ALERT_STEPS for e in events)])
         self.events = events
-        self.record.load_state_dict(dict(state["record"]))
+        self.record.load_state_dict(record)
         self._healthy = healthy
         self._best_val = best_val
         self._deferred = None
@@ -1386,13 +1404,12 @@ class Monitor:
         self._after_due = 0  # the next healthy after_step re-schedules
         self._last_eval.clear()
         self._windowed_due = 0
-        timers = state.get("timers")
         if timers is not None:
-            self._last_sample = int(timers["last_sample"])
-            self._screen_due = int(timers["screen_due"])
-            self._screen = float(timers["screen"])
-            self._windowed_due = int(timers["windowed_due"])
-            self._last_eval = {str(k): int(v) for k, v in dict(timers["last_eval"]).items()}
+            self._last_sample = timers["last_sample"]
+            self._screen_due = timers["screen_due"]
+            self._screen = timers["screen"]
+            self._windowed_due = timers["windowed_due"]
+            self._last_eval = timers["last_eval"]
         else:  # older states have none: the timers restart, as they always did
             # (not for newer ones: recomputing the bound would refresh the record's reference statistics at this
             # step, which the uninterrupted run does not, and the resumed run would judge the next steps differently)
@@ -1402,9 +1419,9 @@ class Monitor:
         # collapse_check=True, from ever running)
         self._windowed_due = min((self._last_eval.get(c.name, -every) + every for c, every, _ in self._windowed),
                                  default=_NEVER)
-        self._evals = int(state.get("evals", 0))
-        self._last_val_step = int(state.get("last_val_step", -1))
-        self._val_quiet = {str(k): int(v) for k, v in dict(state.get("val_quiet", {})).items()}
+        self._evals = evals
+        self._last_val_step = last_val_step
+        self._val_quiet = val_quiet
 
     def _load_healthy(self, saved: Mapping[str, Any], what: str = "healthy") -> _Healthy:
         """Rebuild a held snapshot of :meth:`state_dict` ``(snapshot=True)`` (``what``: ``"healthy"`` or
@@ -2446,19 +2463,21 @@ class Monitor:
     def _check_lr_watch(self, step: int) -> None:
         """Without a scheduler the monitor knows of, a back-off lives in the groups' ``lr`` alone, and a loop that
         writes its LRs itself (a scheduler it steps but did not pass, or its own schedule) writes over it. Judge the
-        first LR written after the back-off (checked on full steps: every step for 50 after an event, then every
-        ``grad_every``): one more than halfway back up (in log space) to where the back-off took it from undid it,
-        and is warned about once per monitor. A lower or nearby LR (the loop's own decay, or a loop that multiplies
-        by :attr:`lr_scale`) is not."""
+        first LRs written after the back-off (checked on full steps: every step for 50 after an event, then every
+        ``grad_every``), every group written: any one more than halfway back up (in log space) to where the back-off
+        took it from undid it, and is warned about once per monitor. A lower or nearby LR (the loop's own decay, or a
+        loop that multiplies by :attr:`lr_scale`) is not."""
         watch, groups = self._lr_watch, self.optimizer.param_groups
         if watch is None or len(watch) != len(groups):
             self._lr_watch = None
             return
-        for i, (g, (set_lr, before)) in enumerate(zip(groups, watch)):
-            now = float(g["lr"])
-            if now == set_lr:
-                continue
-            self._lr_watch = None  # the loop has written its LRs: judged once
+        # every group the loop wrote is judged (any one written back up undid the back-off, whatever the others)
+        written = [(i, float(g["lr"]), set_lr, before)
+                   for i, (g, (set_lr, before)) in enumerate(zip(groups, watch)) if float(g["lr"]) != set_lr]
+        if not written:
+            return
+        self._lr_watch = None  # the loop has written its LRs: judged once
+        for i, now, set_lr, before in written:
             if set_lr < before and now > math.sqrt(set_lr * before):
                 self._warned_undone = True
                 which = f"param group {i}'s" if len(groups) > 1 else "the"
@@ -2471,7 +2490,7 @@ class Monitor:
                         f"the LRs your loop writes by monitor.lr_scale (now {self.lr_scale:g}). Warned once per "
                         "monitor.", MonitorWarning, 5):
                     self._after_due = min(self._after_due, step)  # the healthy after_step raises it
-            return
+                return  # warned once: the first group written back up is named
 
     def _finish_sample(self) -> None:
         params, before = self._sample  # type: ignore[misc]

@@ -66,8 +66,10 @@ def mark_events(
         legend: label one line per (check, action) so that ``ax.legend()`` lists them.
         alpha: line opacity.
 
-    Events without a finite x position are skipped. Colours: :data:`CHECK_COLORS`; styles: :data:`ACTION_STYLES`
-    (rollbacks and stops also get a triangle on the axis' top edge).
+    Events without a finite x position are skipped; events without the ``x`` key at all (a hand loop's
+    ``MonitorEvent`` has a ``step``, no ``epoch``) are skipped with a ``UserWarning`` that says so. Colours:
+    :data:`CHECK_COLORS`; styles: :data:`ACTION_STYLES` (rollbacks and stops also get a triangle on the axis' top
+    edge).
     """
     if isinstance(events, Mapping) and isinstance(events.get("events"), (list, tuple)):
         events = events["events"]  # the whole events.json record ({"lr0": ..., "optimizer": ..., "events": [...]})
@@ -79,11 +81,16 @@ def mark_events(
     if not (isinstance(x, str) or callable(x)):
         raise ValueError(f"x={x!r} must be an event key (e.g. 'step' or 'epoch') or a function of the event dict")
     artists: list[Any] = []
+    keyless, total, has = 0, 0, ""  # events with no ``x`` key at all: a silent empty plot would hide them
     labelled: set[tuple[str, str]] = set()
     spare = iter(_SPARE_COLORS * 4)
     colors = dict(CHECK_COLORS)
     for raw in events:
         ev = _as_dict(raw)
+        total += 1
+        if not callable(x) and x not in ev:
+            keyless += 1
+            has = has or ", ".join(repr(k) for k in ev if k in ("step", "epoch"))
         pos = x(ev) if callable(x) else ev.get(x)
         if isinstance(pos, bool):
             continue  # not a position (float(True) would draw it at 1)
@@ -107,4 +114,16 @@ def mark_events(
                                 markersize=7, transform=ax.get_xaxis_transform(), clip_on=False, ls="none",
                                 label="_nolegend_")  # fmt: skip
             artists.append(marker)
+    if keyless:
+        import warnings
+
+        warnings.warn(
+            f"mark_events: {keyless} of the {total} events have no {x!r} key, so they were not drawn"
+            + (f" (they carry {has})" if has else "")
+            + ". A Monitor's own events carry the step only: draw them with x='step' on a step axis; on an epoch "
+            "axis (lrkit.plots.results.plot_results) pass events with an 'epoch', as lrkit.train's events.json holds "
+            "them, or x=<a function of the event dict>",
+            UserWarning,
+            stacklevel=2,
+        )
     return artists
