@@ -187,6 +187,15 @@ def _int(lo: int | None = None) -> Check:
     return check
 
 
+def _seed(key: str, v: Any) -> int:
+    """A seed in torch's range, ``[0, 2**64)``: a larger one passed the check and failed the first epoch with torch's
+    bare ``Overflow when unpacking long long`` (``seed=1e30``)."""
+    v = _int(0)(key, v)
+    if v >= 2**64:
+        raise ValueError(f"{key}={v!r} must be an integer in [0, 2**64) (torch's seed range)")
+    return v
+
+
 def _batch(key: str, v: Any) -> int:
     """A batch size >= 1; Ultralytics' AutoBatch values (``-1``, or a fraction of GPU memory such as ``0.7``) are
     named as such: lrkit takes a batch size."""
@@ -200,7 +209,12 @@ def _batch(key: str, v: Any) -> int:
             f"{key}={v!r} is Ultralytics' AutoBatch (a batch size picked from free GPU memory), which lrkit does not "
             f"do: pass a batch size, e.g. {key}=32 (the default) — and lr0=auto finds the LR for it"
         )
-    return _int(1)(key, v)
+    n = _int(1)(key, v)
+    if n > sys.maxsize:  # a DataLoader's batch_size is a C ssize_t: torch failed mid-build on islice()
+        raise ValueError(f"{key}={n} is larger than a DataLoader can take (at most 2**63 - 1); a batch larger than the "
+                         f"training split counts as the split's size, so {key}=<the number of training samples> "
+                         "trains on the whole split per batch")
+    return n
 
 
 def _float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False) -> Check:
@@ -589,7 +603,7 @@ class TrainConfig:
     patience: int | None = field(
         default=50, metadata=_meta(_optional(_int(0)), "epochs without val-metric improvement before stopping (0 off)")
     )
-    seed: int = field(default=0, metadata=_meta(_int(0), "random seed (init, split, shuffling, dropout)"))
+    seed: int = field(default=0, metadata=_meta(_seed, "random seed (init, split, shuffling, dropout)"))
     project: str = field(default="runs", metadata=_meta(_folder, "parent folder of run directories"))
     name: str | None = field(
         default=None, metadata=_meta(_optional(_run_name), "run name (default: train, train2, ...)")

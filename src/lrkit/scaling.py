@@ -113,8 +113,10 @@ def optimizer_family(optimizer: Any) -> str:
     if any(h in key for h in _SGD_HINTS):
         return "sgd"
     known = sorted(SGD_LIKE_OPTIMIZERS | ADAPTIVE_OPTIMIZERS)
-    # a did-you-mean only for a name the user typed: for a class (Rprop) it would suggest another optimizer
-    hint = did_you_mean(key, known) if isinstance(optimizer, str) else ""
+    # a did-you-mean only for a name the user mistyped: for a class, or the name of a real torch optimizer outside
+    # both families ('Rprop', 'LBFGS'), it would suggest another optimizer ('rmsprop') — a guess, not a typo fix
+    torch_names = {n.lower() for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)}
+    hint = did_you_mean(key, known) if isinstance(optimizer, str) and key not in torch_names else ""
     raise ValueError(
         f"cannot tell whether optimizer {shown!r} is SGD-like (rule='linear') or adaptive (rule='sqrt').{hint} "
         f"Pass rule='linear' or rule='sqrt' explicitly. Known: {', '.join(known)}"
@@ -877,16 +879,22 @@ def param_groups(
     levels: dict[str, tuple[int, str, float]] = {}
     if backbone_lr_scale is not None:
         heads = {n for h in head for n in _hits(names, h)}  # a weight tied to the head trains with the head
-        if not heads:
+        # the default head is a list of candidates (any may be absent); a head= you name is checked name by name,
+        # so a typo beside a real name ('head,haed') is not trained silently at the backbone's LR
+        missing = [] if tuple(head) == DEFAULT_HEAD else [h for h in head if not _hits(names, h)]
+        if not heads or missing:
             tops = layer_names(model)
             # a tied head (GPT-2's, T5's lm_head) is no layer of its own: offer the modules of the other names too
             tied = [a.rsplit(".", 1)[0] for n in names.real for a in names.aliases[n]
                     if "." in a and _unparametrized(a) == a
                     and a not in (names.bare[n], _unparametrized(names.bare[n]))]
+            what = (f"head={tuple(head)!r} matches no parameter of the model, so backbone_lr_scale has no head to "
+                    "spare." if not heads else f"head entry {missing[0]!r} (of head={tuple(head)!r}) matches no "
+                    "parameter of the model.")
             raise ValueError(
-                f"head={tuple(head)!r} matches no parameter of the model, so backbone_lr_scale has no head to "
-                f"spare.{did_you_mean(next(iter(head), ''), tops + tied)} Pass head= with the head's name; layers: "
-                f"{', '.join(tops)}" + (f" (tied to them: {', '.join(dict.fromkeys(tied))})" if tied else "")
+                f"{what}{did_you_mean(missing[0] if missing else next(iter(head), ''), tops + tied)} Pass head= "
+                f"with the head's name; layers: {', '.join(tops)}"
+                + (f" (tied to them: {', '.join(dict.fromkeys(tied))})" if tied else "")
             )
         if not any(n not in heads for n, _ in trainable):
             raise ValueError(f"head={tuple(head)!r} covers every trainable parameter: there is no backbone to scale")

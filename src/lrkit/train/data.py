@@ -193,7 +193,8 @@ class SeededSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        # modulo torch's seed range: a seed above 2**64 / 1,000,003 would overflow it (smaller ones are unchanged)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**64)
         return iter(torch.randperm(self.n, generator=g).tolist())
 
     def __len__(self) -> int:
