@@ -62,7 +62,8 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     ``loss_fn()`` (returning the loss function) or ``step_fn(model, batch)``.
 
     The file is executed as a module, with its folder first on ``sys.path`` (as ``python my_task.py`` runs it, so it
-    can import the modules beside it); errors name the file and the missing or broken function.
+    can import the modules beside it), then last (its functions still import them; a neighbour named like a module
+    imported later, a ``profile.py``, hides nothing); errors name the file and the missing or broken function.
     """
     path = Path(path)
     if path.is_dir():
@@ -70,16 +71,25 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         raise ValueError(f"task file {str(path)!r} is a directory, not a Python file (e.g. {example!r})")
     if not path.is_file():
         raise FileNotFoundError(f"task file {str(path)!r} does not exist")
-    # as `python my_task.py` does: the file's own folder first on sys.path, so that it imports its neighbours
-    # (`from my_model import Net`); the console script's sys.path holds neither that folder nor the working one
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(f"lrkit_task_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ValueError(f"task file {str(path)!r} is not a Python file")
     module = importlib.util.module_from_spec(spec)
-    _call_user(path, "the module body", spec.loader.exec_module, module)
+    # as `python my_task.py` does: the file's own folder first on sys.path while its body runs, so that it imports
+    # its neighbours (`from my_model import Net`); the console script's sys.path holds neither that folder nor the
+    # working one. Then last: its functions still import their neighbours when called, but a neighbour named like a
+    # module imported later (a profile.py beside it, which torch.optim's lazy `import cProfile` would run instead of
+    # the stdlib's) shadows nothing for the rest of the process
+    folder = str(path.resolve().parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        _call_user(path, "the module body", spec.loader.exec_module, module)
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+            sys.path.append(folder)
     for name in _REQUIRED:  # `model = Net()` instead of `def model(): return Net()`: say so, do not call it
         value = getattr(module, name, None)
         if isinstance(value, (torch.nn.Module, torch.optim.Optimizer, torch.utils.data.DataLoader)):

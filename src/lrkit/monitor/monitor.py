@@ -361,21 +361,23 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
     return norms
 
 
-#: How far (relative L2) a parameter the optimizer did not step may move and still count as not moved: a projection
-#: the loop applies after each step (``w / ||w||``, a renorm) is not bit-for-bit idempotent, and moves the weights
-#: by rounding (about one unit in the last place) on a step it skips; an optimizer's step moves them by far more.
+#: How far a parameter the optimizer did not step may move and still count as not moved, in units of its dtype's
+#: ``eps`` relative to each element: a projection the loop applies after each step (``w / ||w||``, a renorm) is not
+#: bit-for-bit idempotent, and moves each weight by rounding (a unit or two in its last place) on a step it skips. An
+#: optimizer's step moves the small weights by far more (Adam's by about ``lr`` whatever their size) — also in
+#: bfloat16, whose whole tensor an AdamW step at lr=1e-3 moves by less than 16 of its units (a norm of the whole
+#: tensor's change would not see it).
 _ROUNDING_ULPS = 16
 
 
 def _moved(param: torch.Tensor, before: torch.Tensor) -> bool:
-    """Whether ``param`` changed since ``before`` by more than rounding (:data:`_ROUNDING_ULPS`); a non-finite copy
-    tells nothing (not moved)."""
+    """Whether any element of ``param`` changed since ``before`` by more than rounding (:data:`_ROUNDING_ULPS` of
+    its size); an element that became non-finite moved, one whose copy was non-finite tells nothing (not moved)."""
     if not param.is_floating_point():
         return not torch.equal(param, before)
     tol = _ROUNDING_ULPS * torch.finfo(param.dtype).eps
-    wide = torch.promote_types(param.dtype, torch.float32)  # a half-precision norm may overflow
-    norm = functools.partial(torch.linalg.vector_norm, dtype=wide)
-    return bool(norm(param - before) > tol * norm(before))
+    within = (param - before).abs_() <= before.abs().mul_(tol)  # NaN (a weight that became NaN): not within
+    return bool((~within & torch.isfinite(before)).any())
 
 
 def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
