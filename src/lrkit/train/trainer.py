@@ -625,6 +625,7 @@ class _Trainer:
                               f"from {self.warmup_bias_lr:g}), as Ultralytics' optimizer=auto does; pass "
                               "warmup_bias_lr= to set it")
             self.warmup_bias_lr = 0.0
+            self.cfg = self.cfg.replace(warmup_bias_lr=0.0)  # args.yaml and last.pt record the value used
         self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
@@ -724,6 +725,7 @@ class _Trainer:
         self.warmup_bias_lr = 0.0
         self.bias_note = (f"note — {name} needs one LR across its param groups: warmup_bias_lr=0 (the bias groups "
                           f"warm up with the rest, not from {cfg.warmup_bias_lr:g})")
+        self.cfg = cfg.replace(warmup_bias_lr=0.0)  # args.yaml and last.pt record the value used
 
     def _cast_batch(self, batch: Any) -> Any:
         """Floating-point inputs in the model's floating dtype (float64 numpy data and a float32 model meet here,
@@ -1481,7 +1483,7 @@ class _Trainer:
             self.sampler.set_epoch(epoch)
         gen = getattr(self.train_loader, "generator", None)
         if self.sampler is not None and isinstance(gen, torch.Generator):
-            gen.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # worker seeds: a function of (seed, epoch) only
+            gen.manual_seed((self.cfg.seed * 1_000_003 + epoch) % 2**64)  # worker seeds: a function of (seed, epoch) only
         model, opt = self.model, self.optimizer
         model.train()
         for norm in self.frozen_norms:  # frozen with their layer: their running statistics do not move either
