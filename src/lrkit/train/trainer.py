@@ -1483,7 +1483,8 @@ class _Trainer:
             self.sampler.set_epoch(epoch)
         gen = getattr(self.train_loader, "generator", None)
         if self.sampler is not None and isinstance(gen, torch.Generator):
-            gen.manual_seed((self.cfg.seed * 1_000_003 + epoch) % 2**64)  # worker seeds: a function of (seed, epoch) only
+            # worker seeds: a function of (seed, epoch) only, within torch's 64-bit range
+            gen.manual_seed((self.cfg.seed * 1_000_003 + epoch) % 2**64)
         model, opt = self.model, self.optimizer
         model.train()
         for norm in self.frozen_norms:  # frozen with their layer: their running statistics do not move either
