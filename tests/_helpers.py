@@ -8,14 +8,27 @@ from __future__ import annotations
 import random
 import socket
 import textwrap
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["MSE_LOSS_FN", "TASK_SOURCE", "TINY_X", "TINY_Y", "assert_same", "finder_state", "flat_band_exit",
-           "free_port", "tiny_loss", "tiny_model", "write_task"]
+__all__ = [
+    "MSE_LOSS_FN",
+    "TASK_SOURCE",
+    "TINY_X",
+    "TINY_Y",
+    "SharedStateWrapper",
+    "assert_same",
+    "finder_state",
+    "flat_band_exit",
+    "free_port",
+    "tiny_loss",
+    "tiny_model",
+    "write_task",
+]
 
 #: A task file's set-up: a seeded model, an optimizer factory and a seeded loader (``loss_fn`` is left to the body).
 TASK_SOURCE = textwrap.dedent("""
@@ -172,3 +185,25 @@ class SAMStyle(torch.optim.Optimizer):
                 if p.grad is not None:
                     self.state[p]["old_p"] = p.detach().clone()
         self.base_optimizer.step()
+
+
+class SharedStateWrapper(torch.optim.Optimizer):
+    """accelerate's ``AcceleratedOptimizer`` in shape: ``state`` and ``param_groups`` are its optimizer's (no
+    ``super().__init__``: nothing of its own), and ``step`` forwards to it."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.defaults = optimizer.defaults
+        self._optimizer_step_pre_hooks: dict[int, Any] = OrderedDict()  # as Optimizer.__init__ (weakly referenced)
+        self._optimizer_step_post_hooks: dict[int, Any] = OrderedDict()
+
+    @property  # type: ignore[override]
+    def state(self) -> Any:
+        return self.optimizer.state
+
+    @property  # type: ignore[override]
+    def param_groups(self) -> Any:
+        return self.optimizer.param_groups
+
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        return self.optimizer.step(closure)

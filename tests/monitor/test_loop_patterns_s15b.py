@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import io
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 import torch
 
 import lrkit
+from _helpers import SharedStateWrapper
 from _helpers import tiny_loss as _loss
 from _helpers import tiny_model as _model
 from lrkit.monitor import backoff_lr
@@ -415,26 +415,6 @@ def test_sam_first_and_second_step_count_as_the_optimizer_stepping() -> None:
     assert monitor.events == []
 
 
-class _SharedStateWrapper(torch.optim.Optimizer):
-    """An accelerate-style wrapper: it shares its optimizer's ``state`` and ``param_groups`` and forwards ``step``."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:  # no super().__init__: nothing of its own
-        self.optimizer = optimizer
-        self.defaults = optimizer.defaults
-        self._optimizer_step_pre_hooks: dict[int, Any] = OrderedDict()  # as Optimizer.__init__ (weakly referenced)
-        self._optimizer_step_post_hooks: dict[int, Any] = OrderedDict()
-
-    @property  # type: ignore[override]
-    def state(self) -> Any:
-        return self.optimizer.state
-
-    @property  # type: ignore[override]
-    def param_groups(self) -> Any:
-        return self.optimizer.param_groups
-
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
-        return self.optimizer.step(closure)
-
 
 def test_a_loop_stepping_the_optimizer_a_shared_state_wrapper_holds_is_no_false_alarm() -> None:
     """The monitor given an accelerate-style wrapper while the loop calls the wrapped optimizer's ``step()``: the
@@ -442,7 +422,7 @@ def test_a_loop_stepping_the_optimizer_a_shared_state_wrapper_holds_is_no_false_
     micro-batch warning)."""
     model = _model()
     inner = O.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    monitor = lrkit.Monitor(model, _SharedStateWrapper(inner), grad_every=1, sample_every=5)
+    monitor = lrkit.Monitor(model, SharedStateWrapper(inner), grad_every=1, sample_every=5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for _ in range(20):
