@@ -12,6 +12,7 @@ Run (prints a Markdown table; ~1 minute)::
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import gc
 import os
@@ -23,6 +24,8 @@ import warnings
 import torch
 
 W, DEPTH, BATCH = 2048, 6, 64
+CASES = ("loop", "find_lr", "choose_lr0", "choose_lr0_own_snapshot")
+DEFAULT_CASES = ("loop", "find_lr", "choose_lr0")
 
 
 class _MI(ctypes.Structure):
@@ -98,9 +101,17 @@ if __name__ == "__main__":
     if os.environ.get("LRKIT_MEMORY_CHILD"):
         case(sys.argv[1])
     else:
+        parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+        parser.add_argument("cases", nargs="*", metavar="CASE",
+                            help=f"cases to measure, each in a fresh process, from: {', '.join(CASES)} "
+                                 f"(default: {' '.join(DEFAULT_CASES)})")  # fmt: skip
+        cases = parser.parse_args().cases or list(DEFAULT_CASES)
+        for c in cases:  # not argparse's choices=: with nargs="*" it rejects the empty default before Python 3.12
+            if c not in CASES:
+                parser.error(f"unknown case {c!r}; valid: {', '.join(CASES)}")
         print(f"1 copy of the parameters = {sum(p.numel() for p in build()[0].parameters()) * 4 / 2**20:.0f} MiB")
         print("| case | live before (MiB) | live peak during (MiB) | live after (MiB) | peak RSS (MiB) |")
         print("|---|---|---|---|---|")
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "LRKIT_MEMORY_CHILD": "1"}
-        for c in sys.argv[1:] or ["loop", "find_lr", "choose_lr0"]:
+        for c in cases:
             subprocess.run([sys.executable, __file__, c], check=True, env=env)

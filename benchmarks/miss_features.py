@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import TASKS, make_loaders, oracle
+from _suite import TASKS, make_loaders, oracle, task_names
 from lrkit.finder.result import FinderResult
 from rule_calibration import curves
 
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    names = [t for t in args.tasks.split(",") if t]
+    names = task_names(parser, args.tasks)
     table = []
     for name in names:
         task = TASKS[name]

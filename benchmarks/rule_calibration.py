@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lrkit
-from _suite import RESULTS_DIR, SUITE, TASKS, Task, make_loaders, oracle, task_key
+from _suite import RESULTS_DIR, SUITE, TASKS, Task, make_loaders, oracle, task_key, task_names
 from lrkit._utils import atomic_write_text
 from lrkit.finder import suggest as S
 
@@ -178,11 +178,11 @@ def with_backoff(decades: float):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", nargs="*", default=list(SUITE))
+    parser.add_argument("--tasks", nargs="*", default=list(SUITE), help="space-separated task names (default: the six)")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
+    tasks = [TASKS[t] for t in task_names(parser, ",".join(args.tasks))]
     torch.set_num_threads(1)
-    tasks = [TASKS[t] for t in args.tasks]
     oracles = {t.name: oracle(t) for t in tasks}
     curve_sets = {t.name: curves(t, list(range(args.seeds))) for t in tasks}
 

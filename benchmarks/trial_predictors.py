@@ -29,7 +29,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import DIVERGENCE_FACTOR, HELD_OUT, SUITE, TASKS, Task, _evaluate, make_loaders, oracle, warmup_cosine
+from _suite import (
+    DIVERGENCE_FACTOR,
+    HELD_OUT,
+    SUITE,
+    TASKS,
+    Task,
+    _evaluate,
+    make_loaders,
+    oracle,
+    task_names,
+    warmup_cosine,
+)
 
 
 def trial(task: Task, lr: float, seed: int, multiplier: Callable[[int], float], steps: int) -> float:
@@ -75,13 +86,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", type=float, default=0.2, help="prefix of the real schedule, fraction of the run")
     parser.add_argument("--cooldown", type=float, default=0.05, help="anneal after the prefix, fraction of the run")
     args = parser.parse_args(argv)
+    names = task_names(parser, args.tasks)
     torch.set_num_threads(1)
     seeds = (0, 1, 2)
     rows: dict[str, tuple[float, float]] = {}
     print(f"| task | oracle LR | prefix+anneal picks | regret | compressed picks | regret |  "
           f"(prefix {args.prefix:g}, cooldown {args.cooldown:g} of the run)")
     print("|---|---|---|---|---|---|")
-    for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
+    for name in names:
         task = TASKS[name]
         total = task.total_steps()
         orc = oracle(task)

@@ -3,7 +3,7 @@
 #
 #   bash tools/compat.sh PYTHON [TORCH_REQUIREMENT [EXTRA_REQUIREMENT...]]
 #   bash tools/compat.sh ~/.pyenv/versions/3.10.13/bin/python                    # Python 3.10, torch 2.13.0
-#   bash tools/compat.sh ~/.pyenv/versions/3.11.7/bin/python "torch==2.1.2" "numpy<2"   # the oldest torch allowed
+#   bash tools/compat.sh ~/.pyenv/versions/3.11.7/bin/python "torch==2.4.1" "numpy<2"   # the oldest torch allowed
 #
 # A fresh clone of this checkout's HEAD and a fresh venv under ${COMPAT_DIR:-/tmp/lrkit-compat}/<name>; torch
 # first (from the package index: outside CPython 3.11 that is the CUDA build, several GB), then `.[test]`, then
