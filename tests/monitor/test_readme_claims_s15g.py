@@ -246,3 +246,15 @@ def test_a_refused_state_leaves_the_monitor_exactly_as_it_was(broken: str) -> No
         assert repr(after[key]) == repr(before[key]), key
     _mse_loop(monitor, model, opt, 3)  # and it goes on
     assert monitor.step == 14
+
+
+def test_plot_results_names_events_it_cannot_place_once_not_once_per_panel(tmp_path: Any) -> None:
+    """Session 15: the warning for events without an epoch came four times, once per results panel."""
+    from lrkit.plots.results import plot_results
+
+    csv = tmp_path / "results.csv"
+    csv.write_text("epoch,train_loss,val_loss,lr/pg0,grad_norm\n1,1.0,1.1,0.1,2\n2,0.8,0.9,0.1,2\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_results(csv, tmp_path / "r.png", events=[{"step": 3, "check": "loss_spike", "action": "warn"}])
+    assert sum("have no 'epoch' key" in str(w.message) for w in caught) == 1

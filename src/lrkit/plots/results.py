@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -143,8 +144,13 @@ def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping
     if has_events:  # events has no truth value; anything else non-empty reaches mark_events, which names it
         from lrkit.plots.monitor import mark_events
 
-        for ax in axes.ravel():  # lrkit.train's events carry the fractional epoch they happened in
-            mark_events(ax, events, x="epoch", legend=ax is ax_loss)
+        for i, ax in enumerate(axes.ravel()):  # lrkit.train's events carry the fractional epoch they happened in
+            if i == 0:
+                mark_events(ax, events, x="epoch", legend=ax is ax_loss)
+                continue
+            with warnings.catch_warnings():  # events it cannot place were named once, on the first panel
+                warnings.simplefilter("ignore", UserWarning)
+                mark_events(ax, events, x="epoch", legend=ax is ax_loss)
     if ax_loss.get_legend_handles_labels()[0]:  # no legend box (and no matplotlib warning) with nothing to list
         ax_loss.legend(fontsize="small" if has_events else None)
 
