@@ -5,14 +5,17 @@ Imported as ``from _helpers import ...`` (``tests/`` is on ``sys.path`` because 
 
 from __future__ import annotations
 
+import importlib
 import random
 import socket
 import textwrap
 from collections import OrderedDict
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 __all__ = [
@@ -207,3 +210,21 @@ class SharedStateWrapper(torch.optim.Optimizer):
 
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
         return self.optimizer.step(closure)
+
+
+#: The benchmark scripts' folder (its modules import each other by bare name: ``from _suite import ...``).
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def bench_script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` as a module, with the benchmarks folder on ``sys.path`` for this test only."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module(name)
+
+
+@pytest.fixture
+def keep_torch_threads() -> Any:
+    """The benchmark scripts set one torch thread; give the suite its own count back (``usefixtures`` it)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

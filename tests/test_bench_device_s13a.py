@@ -7,31 +7,21 @@ spans wait for the device (``synchronize``) before each clock read.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
-from typing import Any
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from _helpers import BENCH, keep_torch_threads  # noqa: F401 (a fixture, used through pytestmark)
+from _helpers import bench_script as _script
+
 SCRIPTS = ("finder_overhead", "monitor_cost", "train_overhead")
 
 
-def _script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(BENCH))
-    return importlib.import_module(name)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """The scripts set one torch thread; give the suite its own count back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

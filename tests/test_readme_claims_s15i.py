@@ -7,30 +7,18 @@ one-line argparse error naming it and the valid names (not a ``KeyError`` traceb
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from _helpers import BENCH, keep_torch_threads  # noqa: F401 (a fixture, used through pytestmark)
+from _helpers import bench_script as _script
 
-
-def _script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(BENCH))
-    return importlib.import_module(name)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """The scripts set one torch thread; give the suite its own count back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
 
 def test_memory_copies_help_prints_usage_without_running() -> None:
