@@ -13,6 +13,7 @@ import copy
 import functools
 import inspect
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -543,7 +544,13 @@ class _Trainer:
         self.model_name = (cfg.model if isinstance(cfg.model, str)
                            else default_model_name(info) if cfg.model is None else _model_class_name(self.model))
 
-        train_loader, val_loader, sampler = self.data.loaders(batch=cfg.batch, workers=cfg.workers, seed=cfg.seed)
+        workers, cpus = cfg.workers, os.cpu_count() or 1
+        if workers > cpus:  # (workers=1e6 would try to start a million processes and hang)
+            self.log(f"lrkit.train: note — workers={workers} is more than this machine's {cpus} CPU{'s' * (cpus != 1)}: "
+                     f"using {cpus}, "
+                     "as Ultralytics caps it")
+            workers = cpus
+        train_loader, val_loader, sampler = self.data.loaders(batch=cfg.batch, workers=workers, seed=cfg.seed)
         self.model_dtype = _floating_dtype(self.model)
         self.cast_said = False
         #: a validation batch has shown multi-hot (B, K) targets (see _per_label): every later one is scored per label
