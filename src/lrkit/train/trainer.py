@@ -546,7 +546,8 @@ class _Trainer:
 
         workers, cpus = cfg.workers, os.cpu_count() or 1
         if workers > cpus:  # (workers=1e6 would try to start a million processes and hang)
-            self.log(f"lrkit.train: note — workers={workers} is more than this machine's {cpus} CPU{'s' * (cpus != 1)}: "
+            plural = "s" * (cpus != 1)
+            self.log(f"lrkit.train: note — workers={workers} is more than this machine's {cpus} CPU{plural}: "
                      f"using {cpus}, "
                      "as Ultralytics caps it")
             workers = cpus
