@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["RNGState", "Snapshot", "check_snapshot_device", "inner_optimizers", "inner_snapshots"]
+__all__ = ["RNGState", "Snapshot", "check_snapshot_device", "every_optimizer", "inner_optimizers", "inner_snapshots"]
 
 
 @dataclass
@@ -361,6 +361,17 @@ _ATTR_TYPES = (bool, int, float, str, type(None), torch.Tensor)
 
 def _opt_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for g in optimizer.param_groups for p in g["params"]]
+
+
+def every_optimizer(optimizer: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
+    """``optimizer`` and every optimizer it wraps (:func:`inner_optimizers` with ``own_state=False``): where a class
+    decides how the LR is read (Rprop, ASGD behind SAM or accelerate's wrapper), whichever of them holds the state.
+
+    >>> model = torch.nn.Linear(2, 1)
+    >>> [type(o).__name__ for o in every_optimizer(torch.optim.SGD(model.parameters(), lr=0.1))]
+    ['SGD']
+    """
+    return [optimizer, *inner_optimizers(optimizer, own_state=False)]
 
 
 def inner_optimizers(optimizer: torch.optim.Optimizer, *, own_state: bool = True) -> list[torch.optim.Optimizer]:

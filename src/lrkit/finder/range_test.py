@@ -21,7 +21,7 @@ import torch
 
 from lrkit._dist import distributed as _distributed
 from lrkit._dist import rank_mean
-from lrkit._state import Snapshot, check_snapshot_device
+from lrkit._state import Snapshot, check_snapshot_device, every_optimizer
 from lrkit._step import (
     LossFn,
     StepFn,
@@ -274,9 +274,7 @@ def _check_sweepable(optimizer: torch.optim.Optimizer, call: str) -> None:
     """An optimizer that reads ``lr`` only once cannot be range-tested: ``torch.optim.Rprop`` sets each parameter's
     first step size to ``lr`` and adapts it by itself from then on (``state["step_size"]``), so every LR the test
     writes after the first step would change nothing and the curve (and its suggestion) would mean nothing."""
-    from lrkit._state import inner_optimizers
-
-    for opt in (optimizer, *inner_optimizers(optimizer, own_state=False)):
+    for opt in every_optimizer(optimizer):
         if isinstance(opt, torch.optim.Rprop):
             raise ValueError(
                 f"{call} cannot sweep the learning rate of torch.optim.Rprop: Rprop reads lr only to set each "
@@ -291,9 +289,7 @@ def _asgd_groups(optimizer: torch.optim.Optimizer) -> list[tuple[torch.optim.Opt
     """The param groups of ``torch.optim.ASGD`` optimizers in ``optimizer`` (itself or one it wraps), with their
     optimizer: ASGD steps with ``state["eta"]``, which it derives from ``lr`` *after* each step (see
     :func:`_sync_asgd_eta`)."""
-    from lrkit._state import inner_optimizers
-
-    return [(opt, g) for opt in (optimizer, *inner_optimizers(optimizer, own_state=False))
+    return [(opt, g) for opt in every_optimizer(optimizer)
             if isinstance(opt, torch.optim.ASGD) for g in opt.param_groups]
 
 

@@ -210,12 +210,12 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
 def _scale_state_step_sizes(optimizer: torch.optim.Optimizer, factor: float, done: set[int]) -> None:
     """Scale the per-parameter step sizes kept in the state of ``optimizer`` and of the optimizers it wraps
     (``_STATE_LR_KEYS``: Rprop's ``step_size``, ASGD's ``eta``) by ``factor``, tensors in place."""
-    from lrkit._state import inner_optimizers
+    from lrkit._state import every_optimizer
 
     keyed = [(cls, key) for name, key in _STATE_LR_KEYS if isinstance(cls := getattr(torch.optim, name, None), type)]
     states: set[int] = set()  # each state once: an accelerate-style wrapper shares its optimizer's
     # own_state=False: an Rprop behind a wrapper that shares its state (accelerate's AcceleratedOptimizer) is one
-    for opt in (optimizer, *inner_optimizers(optimizer, own_state=False)):
+    for opt in every_optimizer(optimizer):
         keys = [key for cls, key in keyed if isinstance(opt, cls)]
         if not keys or id(opt.state) in states:
             continue
