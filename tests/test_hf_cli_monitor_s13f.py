@@ -121,12 +121,13 @@ def train_loader():
     assert (out_dir / "lr_find.json").exists() and result.num_steps_run >= 10
 
 
-def test_hf_find_cli_without_loss_fn_or_step_fn_names_both(hf: ModuleType, tmp_path: Path) -> None:
-    """A task file defining neither ``loss_fn`` nor ``step_fn`` is refused before anything runs, naming both."""
+def test_hf_find_cli_without_loss_fn_or_step_fn_uses_the_models_own_loss(hf: ModuleType, tmp_path: Path) -> None:
+    """A task file defining neither ``loss_fn`` nor ``step_fn`` runs as the Python API does (session 16; it was
+    refused before): its Hugging Face batches go to the model whole and its own loss is used."""
     res = _find(tmp_path, _BERT_TASK)
-    assert res.exit_code == 2
-    assert "must define loss_fn() (returning a loss function) or step_fn(model, batch)" in res.output
-    assert not (tmp_path / "find").exists()
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "find" / "lr_find.json").read_text())
+    assert record["suggestion"] > 0
 
 
 def test_hf_find_cli_loss_fn_on_dict_batches_says_to_define_step_fn_in_the_task_file(hf: ModuleType,

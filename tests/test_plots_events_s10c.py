@@ -75,7 +75,7 @@ def test_no_events_and_bad_events(tmp_path: Path) -> None:
             assert all(_event_lines(ax) == [] for ax in axes.ravel())
         finally:
             plt.close(fig)
-    with pytest.raises(ValueError, match="events must be a list of MonitorEvent"):
-        plot_results(_csv(tmp_path), events="events.json")  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        plot_results(_csv(tmp_path), events=str(tmp_path / "events.json"))  # a path: read as events.json (session 16)
     with pytest.raises(ValueError, match="events must be a list of MonitorEvent"):
         plot_results(_csv(tmp_path), events=5)  # type: ignore[arg-type]

@@ -13,10 +13,14 @@ True
 from __future__ import annotations
 
 import copy
+import inspect
 import math
+import numbers
 import re
 import sys
+import typing
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import nullcontext
 from typing import Any, TypeVar, cast
@@ -69,7 +73,9 @@ def move_to(obj: Any, device: torch.device) -> Any:
     access) keep their type; a moved mapping is a copy, never the caller's batch changed in place. A
     ``PackedSequence`` moves with its own ``.to()``, which keeps ``batch_sizes`` on the CPU as torch requires; so does
     any other object with a ``.to(device)`` method (a PyTorch Geometric ``Batch``, a batch class of your own; one whose
-    ``.to()`` moves it in place and returns ``None`` is the moved batch itself):
+    ``.to()`` moves it in place and returns ``None`` is the moved batch itself). Whether a ``.to`` takes a device is
+    read from its signature (once per method): a ``.to()`` of another meaning (``def to(self)``) leaves the object as
+    it is, and a ``TypeError`` raised inside a ``.to(device)`` propagates, with a note naming the batch class:
 
     >>> from collections import namedtuple
     >>> Batch = namedtuple("Batch", "x y")
@@ -96,13 +102,54 @@ def move_to(obj: Any, device: torch.device) -> Any:
     to = getattr(obj, "to", None)
     if to is not None and callable(to) and not isinstance(obj, (type, torch.nn.Module)):
         # a batch class that moves itself: PyTorch Geometric's Data/Batch, a dataclass of your own with .to(device)
+        takes = _to_takes_device(to, cls)
+        if takes is False:  # a .to() of another meaning (it takes no device): left as it is
+            return obj
         try:
             moved = to(device)
-        except TypeError:  # a .to() of another meaning (it takes no device): left as it is
-            return obj
+        except TypeError as e:
+            if takes is None:  # a builtin .to() whose signature cannot be read: a TypeError says it takes no device
+                return obj
+            # raised inside a .to(device) that takes the device: the user's own error, never a batch left unmoved
+            if hasattr(e, "add_note"):  # Python 3.11+
+                e.add_note(f"(raised inside {cls.__module__}.{cls.__qualname__}.to({device!r}), which lrkit calls "
+                           "to move a batch object to the model's device)")
+            raise
         # a .to() that moves the object in place and returns nothing (``def to(self, device): self.x = ...``)
         return obj if moved is None else moved
     return obj
+
+
+#: Whether a batch's ``.to`` takes a device, per underlying function (or per type, for a ``.to`` that is not a Python
+#: method): ``True``/``False`` from its signature, ``None`` when it cannot be read (a builtin).
+_TO_TAKES_DEVICE: dict[Any, bool | None] = {}
+
+
+def _to_takes_device(to: Callable[..., Any], cls: type) -> bool | None:
+    """Whether ``to`` (a batch's bound ``.to``) can be called as ``to(device)``, read from its signature once per
+    method (the check on every step is a dict lookup): ``False`` for a ``.to()`` of another meaning (``def to(self)``,
+    a keyword-only argument), ``None`` when the signature cannot be read (a builtin)."""
+    key = getattr(to, "__func__", cls)  # a Python method: its function, shared by every instance of the class
+    try:
+        return _TO_TAKES_DEVICE[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable key: read each time
+        key = None
+    takes: bool | None
+    try:
+        sig = inspect.signature(to)
+    except (TypeError, ValueError):  # no signature to read (a builtin): called as it is
+        takes = None
+    else:
+        try:
+            sig.bind(torch.device("cpu"))
+            takes = True
+        except TypeError:
+            takes = False
+    if key is not None:
+        _TO_TAKES_DEVICE[key] = takes
+    return takes
 
 
 def rebuild_like(obj: Any, new: list[Any] | dict[Any, Any]) -> Any:
@@ -341,18 +388,43 @@ def own_loss(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
     """``model(**batch).loss``: the loss a Hugging Face model computes from a batch's ``labels``
     (:func:`takes_whole_batch`); a clear error when the model does not take the batch's keys or returns no loss. A
     model built with ``return_dict=False`` returns a tuple ``(loss, logits, ...)``: its first item, when that is a
-    scalar, is the loss (as Hugging Face's ``Trainer`` reads ``outputs[0]``)."""
-    keys = _keys(batch)
+    scalar, is the loss (as Hugging Face's ``Trainer`` reads ``outputs[0]``).
+
+    Keys the model's ``forward()`` has no argument for (an ``idx``, a list of the raw texts) are left out, as Hugging
+    Face's ``Trainer`` drops unused columns (``remove_unused_columns``), with one warning naming them (once per model,
+    and again at each range test's first step); a ``forward(**kwargs)`` gets every key. A model wrapped in
+    ``DistributedDataParallel``/``DataParallel`` or compiled with ``torch.compile`` is read through its wrapper. The
+    signature is read once per class (:func:`_forward_keys`): a step costs two dict lookups and a subset check.
+    The caller's batch is never changed.
+
+    >>> class LM(torch.nn.Module):
+    ...     def forward(self, input_ids, labels=None):
+    ...         return {"loss": (input_ids * labels).float().mean()}
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     loss = own_loss(LM(), {"input_ids": torch.ones(2), "labels": torch.ones(2), "idx": torch.arange(2)})
+    >>> loss.item(), "['idx']" in str(caught[0].message)
+    (1.0, True)
+    """
+    accepted = _FORWARD_KEYS.get(type(model), _UNREAD)
+    if accepted is _UNREAD or accepted is _PER_MODEL or "forward" in model.__dict__:
+        accepted = _forward_keys(model)
+    keys, dropped = batch.keys(), []
+    if accepted is not None and not accepted.issuperset(batch):  # (a frozenset of the forward's keywords)
+        batch, dropped = _unused_dropped(model, batch, accepted)
     try:
         out = model(**batch)
     except TypeError as e:  # a forward(x) model given keyword arguments it does not take
         if "argument" not in str(e):
             raise
+        left_out = f" (without the keys {dropped}, which {_forward_text(model)} has no argument for)" \
+            if dropped else ""
         raise ValueError(
             f"a dict batch with keys {keys} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model whole, "
-            f"model(**batch), as a Hugging Face model takes it, and that failed: {first_line(e).rstrip('.')}. Name the "
-            f"input and target keys (one of {_INPUT_KEYS} and one of {_TARGET_KEYS}) or pass "
-            "step_fn=lambda model, batch: loss"
+            f"model(**batch){left_out}, as a Hugging Face model takes it, and that failed: "
+            f"{first_line(e).rstrip('.')}. Name the input and target keys (one of {_INPUT_KEYS} and one of "
+            f"{_TARGET_KEYS}) or pass step_fn=lambda model, batch: loss"
         ) from e
     loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
     if loss is None and type(out) in (tuple, list) and out and isinstance(out[0], torch.Tensor) \
@@ -360,11 +432,168 @@ def own_loss(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
         loss = out[0]  # return_dict=False (torchscript=True): (loss, logits, ...), read as HF's Trainer reads it
     if not isinstance(loss, torch.Tensor):
         raise ValueError(
-            f"a dict batch with keys {keys} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model whole, "
-            f"model(**batch), as a Hugging Face model takes it, but its output ({_a(type(out).__name__)}) has no "
-            "'loss' tensor; pass step_fn=lambda model, batch: loss"
+            f"a dict batch with keys {_keys(keys)} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model "
+            f"whole, model(**batch), as a Hugging Face model takes it, but its output ({_a(type(out).__name__)}) has "
+            "no 'loss' tensor; pass step_fn=lambda model, batch: loss"
         )
     return loss
+
+
+def _own_loss_first(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
+    """:func:`own_loss` at a range test's first step (:func:`first_batch_loss`): unused columns are named again, so
+    that each ``find_lr`` run (and each ``lr0="auto"``, which starts with one) names them once."""
+    try:
+        _COLUMNS_NAMED.pop(model, None)
+    except TypeError:  # a model that cannot be weakly referenced: see _unused_dropped
+        _COLUMNS_NAMED_BY_TYPE.pop(type(model), None)
+    return own_loss(model, batch)
+
+
+#: The keyword names each model class's ``forward()`` takes (:func:`_forward_keys`): a frozenset, or ``None`` when it
+#: takes any (``**kwargs``, or a signature that cannot be read); :data:`_PER_MODEL` for a class whose instances must
+#: be read one by one (a wrapper, a forward set on the instance), kept in :data:`_MODEL_KEYS`.
+_FORWARD_KEYS: dict[type, Any] = {}
+_MODEL_KEYS: weakref.WeakKeyDictionary[Any, frozenset[str] | None] = weakref.WeakKeyDictionary()
+_UNREAD, _PER_MODEL = object(), object()
+#: The sets of unused columns already named, per model (or per class, for a model that cannot be weakly referenced).
+_COLUMNS_NAMED: weakref.WeakKeyDictionary[Any, set[frozenset[Any]]] = weakref.WeakKeyDictionary()
+_COLUMNS_NAMED_BY_TYPE: dict[type, set[frozenset[Any]]] = {}
+
+
+def _wrapped_module(model: Any) -> Any:
+    """The module a wrapper runs — ``DistributedDataParallel``/``DataParallel``'s ``.module``, ``torch.compile``'s
+    ``_orig_mod``, FSDP's wrapped module — or ``None`` for a model that is no such wrapper. (A PEFT model is not
+    unwrapped: its ``forward(*args, **kwargs)`` takes every key.)"""
+    if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+        return model.module
+    if isinstance(model, torch.nn.Module):
+        name = type(model).__name__
+        if name == "OptimizedModule":
+            return model._modules.get("_orig_mod")
+        if name == "FullyShardedDataParallel":
+            return model._modules.get("_fsdp_wrapped_module")
+    return None
+
+
+def _forward_keys(model: Any) -> frozenset[str] | None:
+    """The keyword names ``model``'s ``forward()`` takes (read through wrappers, :func:`_wrapped_module`); ``None``
+    when it takes any: a ``**kwargs`` (a ``**kwargs: Unpack[TypedDict]``, as Hugging Face's models declare theirs,
+    takes the TypedDict's keys), or a signature that cannot be read. Read once per class and cached in
+    :data:`_FORWARD_KEYS`; a wrapper, a model with a ``forward`` of its own (set on the instance) or a callable that
+    is no module is cached per object in :data:`_MODEL_KEYS`."""
+    cls = type(model)
+    own = isinstance(model, torch.nn.Module) and "forward" in vars(model)
+    if own or _FORWARD_KEYS.get(cls) is _PER_MODEL:
+        try:
+            return _MODEL_KEYS[model]
+        except (KeyError, TypeError):  # not read yet, or not weakly referable (read each time: a rare callable)
+            pass
+    inner, wrapper = model, not isinstance(model, torch.nn.Module)
+    for _ in range(8):  # (wrappers of wrappers: DDP over a compiled model)
+        unwrapped = _wrapped_module(inner)
+        if unwrapped is None:
+            break
+        inner, wrapper = unwrapped, True
+    accepted = _keyword_names(inner.forward if isinstance(inner, torch.nn.Module) else inner)
+    if wrapper:
+        _FORWARD_KEYS[cls] = _PER_MODEL
+    elif not own:
+        _FORWARD_KEYS[cls] = accepted  # (a class is never _PER_MODEL unless it is a wrapper: nothing overwritten)
+    if wrapper or own:
+        try:
+            _MODEL_KEYS[model] = accepted
+        except TypeError:
+            pass
+    return accepted
+
+
+def _keyword_names(fn: Any) -> frozenset[str] | None:
+    """The names ``fn`` takes by keyword; ``None`` for any (see :func:`_forward_keys`)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or an extension type: every key goes to it, as before
+        return None
+    names = []
+    for p in params:
+        if p.kind is p.VAR_KEYWORD:
+            declared = _typed_kwargs(p.annotation, fn)
+            if declared is None:
+                return None
+            names.extend(declared)
+        elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            names.append(p.name)
+    return frozenset(names)
+
+
+def _typed_kwargs(annotation: Any, fn: Any) -> list[str] | None:
+    """The keys of ``**kwargs: Unpack[SomeTypedDict]`` (PEP 692) in ``fn``'s signature; ``None`` for any other
+    ``**kwargs``, or one whose annotation (a string, under ``from __future__ import annotations``) cannot be read."""
+    if isinstance(annotation, str):
+        if "Unpack" not in annotation:
+            return None
+        try:
+            resolved = inspect.signature(fn, eval_str=True).parameters.values()
+        except Exception:  # a name the module does not define (a class local to a function): take any key
+            return None
+        annotation = next((p.annotation for p in resolved if p.kind is p.VAR_KEYWORD), None)
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if len(args) != 1 or getattr(origin, "_name", getattr(origin, "__name__", None)) != "Unpack":
+        return None
+    td = args[0]
+    if not typing.is_typeddict(td):
+        return None
+    return [*getattr(td, "__required_keys__", ()), *getattr(td, "__optional_keys__", ())]
+
+
+def _unused_dropped(model: Any, batch: Mapping[Any, Any],
+                    accepted: frozenset[str]) -> tuple[dict[Any, Any], list[Any]]:
+    """``batch`` without the keys ``forward()`` has no argument for (a new dict; the caller's is not changed) and
+    those keys, named in a warning once per model (:func:`own_loss`); an error when ``labels`` is one of them."""
+    dropped = [k for k in batch if k not in accepted]
+    if "labels" in dropped:
+        raise ValueError(
+            f"a dict batch with keys {_keys(batch)} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model "
+            f"whole, model(**batch), as a Hugging Face model takes it, but {_forward_text(model)} has no 'labels' "
+            "argument ('labels' would be an unexpected keyword argument), so the model cannot compute its loss from "
+            f"them. Name the input and target keys (one of {_INPUT_KEYS} and one of {_TARGET_KEYS}) for the default "
+            "loss, or pass step_fn=lambda model, batch: loss"
+        )
+    key = frozenset(dropped)
+    try:
+        named = _COLUMNS_NAMED.setdefault(model, set())
+    except TypeError:
+        named = _COLUMNS_NAMED_BY_TYPE.setdefault(type(model), set())
+    if key not in named:
+        named.add(key)
+        shown = _keys(dict.fromkeys(dropped))
+        warnings.warn(
+            f"the batch keys {shown} have no corresponding argument in {_forward_text(model)} and have been "
+            "ignored: each batch "
+            "goes to the model whole, model(**batch), without them, as Hugging Face's Trainer drops the columns "
+            "forward() does not take; to use them, pass step_fn=lambda model, batch: loss",
+            UserWarning, stacklevel=3,
+        )
+    return {k: v for k, v in batch.items() if k in accepted}, _keys(dict.fromkeys(dropped))
+
+
+def _forward_text(model: Any) -> str:
+    """``HFLike.forward(input_ids, attention_mask, labels)``: the forward a whole batch goes to, for a message."""
+    inner = model
+    for _ in range(8):
+        unwrapped = _wrapped_module(inner)
+        if unwrapped is None:
+            break
+        inner = unwrapped
+    fn = inner.forward if isinstance(inner, torch.nn.Module) else inner
+    try:
+        names = [("*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else "") + p.name
+                 for p in inspect.signature(fn).parameters.values()]
+    except (TypeError, ValueError):
+        names = ["..."]
+    if isinstance(inner, torch.nn.Module):
+        return f"{type(inner).__name__}.forward({', '.join(names)})"
+    return f"{getattr(inner, '__name__', 'the model')}({', '.join(names)})"
 
 
 def _not_a_tensor_message(out: Any, when: str = "") -> str:
@@ -552,7 +781,7 @@ def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
     region, as ``batch_loss``.
     """
     if step_fn is None and loss_fn is None and takes_whole_batch(batch):
-        step_fn = own_loss  # the model computes its loss from the labels: no output for the target-dtype check
+        step_fn = _own_loss_first  # the model computes its loss from the labels: no output for the target-dtype check
     if step_fn is not None:
         return refuse_broadcast(lambda: batch_loss(model, batch, None, step_fn), None), None
     forward = _RecordedForward(model)
@@ -809,10 +1038,16 @@ def autocast_context(amp: bool | str | torch.dtype, device: torch.device) -> tup
 def batch_size(batch: Any) -> int:
     """The number of samples in a batch: the leading dimension of its first tensor, depth first, passing over
     non-tensor values and 0-dim tensors (1 if it has none); for a ``PackedSequence``, its number of sequences (not
-    the rows of its ``data``, one per time step).
+    the rows of its ``data``, one per time step); for an object with an integer ``num_graphs`` (a PyTorch Geometric
+    ``Batch``, whose tensors hold the nodes and edges of all its graphs), that number. ``lrkit.train`` weights its
+    epoch and validation means by it, as ``lr0="auto"`` its validation score.
 
     >>> batch_size((torch.zeros(5, 3), torch.zeros(5))), batch_size({"id": 7, "x": torch.zeros(2, 4)})
     (5, 2)
+    >>> class Graphs:  # a stand-in for torch_geometric.data.Batch: 3 graphs of 40 nodes in all
+    ...     x, num_graphs = torch.zeros(40, 8), 3
+    >>> batch_size(Graphs())
+    3
     """
     size = _leading_size(batch)
     return 1 if size is None else size
@@ -820,15 +1055,33 @@ def batch_size(batch: Any) -> int:
 
 def _leading_size(batch: Any) -> int | None:
     """The leading dimension of the first tensor with one in a (nested) batch, depth first (a ``PackedSequence``:
-    its number of sequences); ``None`` if there is none (a dict's non-tensor values, such as ids or names, and 0-dim
-    tensors are passed over)."""
+    its number of sequences; an object with an integer ``num_graphs``: that); ``None`` if there is none (a dict's
+    non-tensor values, such as ids or names, and 0-dim tensors are passed over)."""
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.dim() else None
     if isinstance(batch, PackedSequence):  # batch_sizes[0]: the sequences alive at the first time step, i.e. all
         return int(batch.batch_sizes[0]) if len(batch.batch_sizes) else 0
-    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    if isinstance(batch, Mapping):
+        values: Iterable[Any] = batch.values()
+    elif isinstance(batch, (list, tuple)):
+        values = batch
+    else:
+        return _num_graphs(batch)
     for v in values:
         found = _leading_size(v)
         if found is not None:
             return found
     return None
+
+
+def _num_graphs(batch: Any) -> int | None:
+    """A graph batch's ``num_graphs`` (PyTorch Geometric's ``Batch``: its tensors' rows are nodes and edges, not
+    samples) when it is a non-negative integer; ``None`` otherwise, and when reading it fails (PyG raises
+    ``ValueError`` for a batch without its graph index)."""
+    try:
+        n = getattr(batch, "num_graphs", None)
+    except Exception:  # a probe of an object not ours (a property that cannot answer): no size, as before
+        return None
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        return None
+    return int(n)

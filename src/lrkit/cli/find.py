@@ -1,7 +1,8 @@
 """``lrkit find [TASK_FILE]``: run the LR range test and show/plot/save its suggestion.
 
 A thin wrapper over :func:`lrkit.find_lr`: with no argument it runs the built-in digits demo; with a Python file it
-builds the user's task from ``model()``, ``optimizer(params)``, ``train_loader()`` and ``loss_fn()``/``step_fn``.
+builds the user's task from ``model()``, ``optimizer(params)``, ``train_loader()`` and ``loss_fn()``/``step_fn`` (or
+neither: ``find_lr``'s default loss, or a Hugging Face model's own).
 """
 
 from __future__ import annotations
@@ -96,15 +97,19 @@ _MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integ
 _AMP: dict[str, bool | str] = {"off": False, "on": True, "bf16": "bf16", "fp16": "fp16"}
 
 
-#: find_lr's advice for its Python callers ("pass step_fn=lambda model, batch: loss"), which a task file follows by
-#: defining the function instead.
-_API_ADVICE = re.compile(r"\b(?:pass )?(step_fn=lambda model, batch: loss|loss_fn=lambda out, y: loss)(?: instead)?")
+#: find_lr's advice for its Python callers ("pass step_fn=lambda model, batch: loss", "pass a loss_fn that fits
+#: them"), which a task file follows by defining the function instead.
+_API_ADVICE = re.compile(r"\b(?:pass )?(step_fn=lambda model, batch: loss|loss_fn=lambda out, y: loss)(?: instead)?"
+                         r"|\bpass (a loss_fn) that fits them")
 
 
-#: find_lr's note that without a loss_fn a Hugging Face batch goes to the model whole: advice a task file cannot
-#: follow (one that defines neither loss_fn nor step_fn is refused when it is loaded).
+#: find_lr's note that without a loss_fn a Hugging Face batch goes to the model whole: a task file gets there by
+#: defining neither loss_fn nor step_fn.
 _WHOLE_BATCH_NOTE = re.compile(r" \(with no loss_fn, a batch with 'labels' and no input key goes to the model whole, "
                                r"[^()]*\(\*\*batch\)[^()]*\)")
+_WHOLE_BATCH_TASK = (" (a task file that defines neither loss_fn nor step_fn sends a batch with 'labels' and no input "
+                     "key to the model whole, model(**batch), and uses the loss it returns, as a Hugging Face model "
+                     "computes it)")
 
 
 def _task_file_advice(message: str) -> str:
@@ -113,14 +118,18 @@ def _task_file_advice(message: str) -> str:
 
     >>> _task_file_advice("cannot split it; pass step_fn=lambda model, batch: loss instead")
     'cannot split it; define step_fn(model, batch) in the task file, returning the loss'
+    >>> _task_file_advice("the default loss failed; pass a loss_fn that fits them (cross_entropy ...)")
+    'the default loss failed; define loss_fn(output, target) in the task file to fit them (cross_entropy ...)'
     """
     def define(m: re.Match[str]) -> str:
+        if m.group(2):
+            return "define loss_fn(output, target) in the task file to fit them"
         if m.group(1).startswith("step_fn"):
             return "define step_fn(model, batch) in the task file, returning the loss"
         return "define loss_fn(output, target) in the task file"
 
     message = _API_ADVICE.sub(define, message)
-    message = _WHOLE_BATCH_NOTE.sub("", message)  # a task file must define loss_fn or step_fn: no "no loss_fn" path
+    message = _WHOLE_BATCH_NOTE.sub(lambda m: _WHOLE_BATCH_TASK, message)  # the task file's way to the default
     if "'input_ids'" in message and "'labels'" in message:  # a Hugging Face model takes the dict, returns its loss
         message += " (a Hugging Face model: def step_fn(model, batch): return model(**batch).loss)"
     return message
@@ -234,7 +243,8 @@ def _flat_reading(result: FinderResult) -> str:
 def find_command(
     task_file: Annotated[
         Optional[str],  # noqa: UP045 - typer reads Optional on Python 3.10
-        typer.Argument(help="Python file defining model(), optimizer(params), train_loader(), loss_fn()/step_fn."),
+        typer.Argument(help="Python file defining model(), optimizer(params), train_loader(), loss_fn()/step_fn "
+                            "(optional)."),
     ] = None,
     start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = 1e-7,
     end_lr: Annotated[float, typer.Option(help="Last LR of the sweep.")] = 10.0,
@@ -268,6 +278,8 @@ def find_command(
                                   torch.nn.functional.cross_entropy
                                   (or define loss_fn(output, target) itself)
       or step_fn(model, batch) -> the loss, for anything else
+      (neither: the default loss, cross-entropy or MSE; a Hugging Face
+      batch, labels and no x key, goes to the model whole: model(**batch).loss)
 
     Writes lr_find.png and lr_find.json into --out (runs/find, then runs/find2, ...: never overwritten).
     """
@@ -296,7 +308,8 @@ def find_command(
         return
     for w in caught:
         escape = optional_import("rich.markup", "cli").escape
-        con.print(f"[yellow]warning:[/] {escape(_as_flags(str(w.message)))}", highlight=False)
+        text = str(w.message) if task_file is None else _task_file_advice(str(w.message))  # (define, not pass)
+        con.print(f"[yellow]warning:[/] {escape(_as_flags(text))}", highlight=False)
     table_mod = __import__("rich.table", fromlist=["Table"])
     table = table_mod.Table(title=f"LR range test — {result.num_steps_run} steps, {result.stop_reason}")
     table.add_column("")

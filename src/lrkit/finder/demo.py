@@ -23,7 +23,8 @@ __all__ = ["FinderTask", "demo_task", "load_task_file"]
 
 @dataclass
 class FinderTask:
-    """What ``find_lr`` needs: a model, its optimizer, a loader, and how to compute the loss."""
+    """What ``find_lr`` needs: a model, its optimizer, a loader, and how to compute the loss (neither ``loss_fn``
+    nor ``step_fn``: ``find_lr``'s default)."""
 
     name: str
     model: torch.nn.Module
@@ -59,7 +60,9 @@ _REQUIRED = ("model", "optimizer", "train_loader")
 
 def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     """Build a task from a Python file that defines ``model()``, ``optimizer(params)``, ``train_loader()`` and
-    ``loss_fn()`` (returning the loss function) or ``step_fn(model, batch)``.
+    ``loss_fn()`` (returning the loss function) or ``step_fn(model, batch)`` — or neither: then ``find_lr``'s default
+    applies, as in the Python API (a Hugging Face batch goes to the model whole, ``model(**batch)``, and its own loss
+    is used; ``(x, y)`` batches get the default loss, cross-entropy or mean squared error).
 
     The file is executed as a module, with its folder first on ``sys.path`` (as ``python my_task.py`` runs it, so it
     can import the modules beside it), then last (its functions still import them; a neighbour named like a module
@@ -105,10 +108,13 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         )
     has_loss = callable(getattr(module, "loss_fn", None))
     has_step = callable(getattr(module, "step_fn", None))
-    if not has_loss and not has_step:
+    # Neither: find_lr's default, as in the Python API — a Hugging Face batch (labels, no x/input key) goes to the
+    # model whole and its own loss is used, (x, y) batches get the default loss. A misspelt name is not meant so.
+    misspelt = "" if has_loss or has_step else _misspelt_hint(module, ["loss_fn", "step_fn"])
+    if misspelt:
         raise ValueError(
             f"task file {str(path)!r} must define loss_fn() (returning a loss function) or step_fn(model, batch)"
-            f"{_misspelt_hint(module, ['loss_fn', 'step_fn'])}"
+            f"{misspelt}, or neither for the default loss"
         )
     model = _call_user(path, "model()", module.model)
     if not isinstance(model, torch.nn.Module):

@@ -55,11 +55,12 @@ def plot_results(
     csv_path: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
     *,
-    events: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+    events: Iterable[Mapping[str, Any]] | Mapping[str, Any] | str | os.PathLike[str] | None = None,
 ) -> Path:
     """Draw ``results.png`` from a run's ``results.csv``: losses, the validation metric, every group's LR and the
     gradient norm, one panel each, against the epoch; monitor ``events`` (dicts with an ``epoch``, as in a run's
-    ``events.json``; the whole ``json.load`` of that file works too) are marked on every panel with
+    ``events.json``; the whole ``json.load`` of that file works too, and so does the file's path,
+    ``events="runs/train/events.json"``) are marked on every panel with
     :func:`lrkit.plots.monitor.mark_events` and listed in the loss panel's legend. Returns the picture's path
     (default: ``results.png`` beside the CSV; the format follows the suffix, see
     :func:`lrkit.plots.finder.figure_format`; missing folders are made, and a path that is a folder, or lies under a
@@ -73,6 +74,8 @@ def plot_results(
     csv_path = Path(csv_path)
     out_path = Path(out) if out is not None else csv_path.with_name("results.png")
     fmt = picture_target(out_path)  # a bad suffix or a folder fails before anything is drawn
+    if isinstance(events, (str, os.PathLike)):
+        events = _load_events(events)
     missing: dict[str, set[int]] = {}
     cols = _read(csv_path, missing)
     optional_import("matplotlib", "plot")
@@ -88,6 +91,35 @@ def plot_results(
     finally:  # closed whatever happens: a failed write does not leave the figure open in pyplot
         plt.close(fig)
     return out_path
+
+
+def _load_events(path: str | os.PathLike[str]) -> Any:
+    """The events record at ``path`` (a run's ``events.json``: ``{"lr0": ..., "optimizer": ..., "events": [...]}``,
+    or a JSON list of event dicts); ``FileNotFoundError`` or ``ValueError`` naming the path when it is missing, not
+    JSON, or holds something else."""
+    import json
+
+    p = Path(path)
+    what = "pass the events.json lrkit.train writes beside results.csv, or the list of events itself"
+    if p.is_dir():
+        hint = f" (it has an events.json: events={str(p / 'events.json')!r})" if (p / "events.json").is_file() else ""
+        raise ValueError(f"events={str(path)!r} is a folder, not an events file{hint}; {what}")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"events={str(path)!r}: no such file; {what}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"events={str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}); {what}") from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"events={str(path)!r} is not valid JSON ({e.msg}: line {e.lineno} column {e.colno}); "
+                         f"{what}") from None
+    if isinstance(record, list) or (isinstance(record, dict) and isinstance(record.get("events"), list)):
+        return record
+    held = f"a dict with keys {sorted(record)}" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
+    raise ValueError(f"events={str(path)!r} holds {held}, not an events record ({{\"events\": [...]}}, as "
+                     f"lrkit.train's events.json) or a list of events; {what}")
 
 
 def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping[str, set[int]] | None = None) -> None:
