@@ -58,6 +58,7 @@ __all__ = [
     "FRESH8",
     "FRESH9",
     "FRESH10",
+    "FRESH11",
     "GROUPS",
     "HELD_OUT",
     "RESULTS_DIR",
@@ -91,7 +92,7 @@ LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
 GROUPS: tuple[str, ...] = (
     "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8", "fresh9",
-    "fresh10",
+    "fresh10", "fresh11",
 )
 
 
@@ -1169,6 +1170,122 @@ def _sgd_momentum_wd_fresh10(params: Iterable[Any], lr: float) -> torch.optim.Op
     return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
 
 
+# -- the twelfth held-out set (group "fresh11"): six Adagrad tasks, registered before any of them was trained --------
+def _wine_fresh11() -> TaskData:
+    """sklearn wine, 10% label noise drawn with seed 11, split 60/40 with seed 11."""
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    d = load_wine()
+    y = _noisy_labels(d.target, seed=11)
+    xt, xv, yt, yv = train_test_split(d.data, y, test_size=0.4, random_state=11, stratify=y)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.long),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.long))
+
+
+def _digits_images_fresh11() -> TaskData:
+    """digits as 1x8x8 images, 10% label noise drawn with seed 11, split with seed 11."""
+    return _digits_images(noise=LABEL_NOISE, seed=11, split_seed=11)
+
+
+def _breast_cancer_fresh11() -> TaskData:
+    """sklearn breast_cancer split 70/30 with seed 11; float (N, 1) targets for BCEWithLogitsLoss."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    d = load_breast_cancer()
+    xt, xv, yt, yv = train_test_split(d.data, d.target, test_size=0.3, random_state=11, stratify=d.target)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.float32).unsqueeze(1),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.float32).unsqueeze(1))
+
+
+def _diabetes_fresh11() -> TaskData:
+    """sklearn diabetes regression split 70/30 with seed 11, target standardised on the training split."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    d = load_diabetes()
+    xt, xv, yt, yv = train_test_split(d.data, d.target, test_size=0.3, random_state=11)
+    xt, xv = _standardise(xt, xv)
+    return _standardised_target(TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.float32),
+                                         torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.float32)))
+
+
+def _click_fields() -> TaskData:
+    """Generated click-through data: 8 categorical fields of 30 values each; the click's logit is a sum of per-value
+    weights and of pairwise factor products (a factorization-machine teacher, factors of size 4) minus 1; clicks are
+    drawn from it (Bernoulli), 4000 train / 2000 val. Float (N, 1) targets for BCEWithLogitsLoss."""
+    rng = np.random.default_rng(11)
+    n, fields, vocab, k = 6000, 8, 30, 4
+    x = np.stack([rng.zipf(1.6, n) % vocab for _ in range(fields)], axis=1).astype(np.int64)
+    w = rng.normal(0, 0.5, (fields, vocab))
+    v = rng.normal(0, 0.35, (fields, vocab, k))
+    lin = w[np.arange(fields), x].sum(axis=1)
+    f = v[np.arange(fields), x]  # (n, fields, k)
+    pair = 0.5 * ((f.sum(axis=1) ** 2).sum(axis=1) - (f ** 2).sum(axis=(1, 2)))
+    logit = lin + pair - 1.0
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    offsets = (np.arange(fields) * vocab)[None, :]
+    x = x + offsets  # one id space: field i's values at i*vocab .. i*vocab+vocab-1
+    cut = 4000
+    return TaskData(torch.tensor(x[:cut]), torch.tensor(y[:cut]).unsqueeze(1), torch.tensor(x[cut:]),
+                    torch.tensor(y[cut:]).unsqueeze(1))
+
+
+def _blobs_fresh11() -> TaskData:
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(n_samples=2400, centers=6, n_features=10, cluster_std=4.0, random_state=11)
+    return _split(x, y, 1 / 3, stratify=True)
+
+
+def _wine_mlp64() -> nn.Module:
+    return _mlp([13, 64, 3])
+
+
+def _digits_plain_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 2 * 2, 10),
+    )  # fmt: skip
+
+
+def _diabetes_mlp32() -> nn.Module:
+    return _mlp([10, 32, 32, 1])
+
+
+class _FieldEmbeddings(nn.Module):
+    """One embedding of size 8 per categorical value (all fields in one table), concatenated, then an MLP."""
+
+    def __init__(self, fields: int = 8, vocab: int = 30, dim: int = 8) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(fields * vocab, dim)
+        self.mlp = _mlp([fields * dim, 64, 32, 1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.emb(x).flatten(1))
+
+
+def _field_embeddings() -> nn.Module:
+    return _FieldEmbeddings()
+
+
+def _blobs_deep_mlp() -> nn.Module:
+    return _mlp([10, 64, 64, 64, 6])
+
+
+def _adagrad_accumulator(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    """Adagrad started from an accumulator of 0.1 (TensorFlow's and many recommender codebases' default)."""
+    return torch.optim.Adagrad(params, lr=lr, initial_accumulator_value=0.1)
+
+
+def _adagrad_wd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(params, lr=lr, weight_decay=1e-4)
+
+
 _TASK_LIST = [
     Task(
         name="digits_mlp",
@@ -2073,6 +2190,90 @@ _TASK_LIST = [
         held_out=True,
         group="fresh10",
     ),
+    Task(
+        name="wine_mlp_adagrad",
+        description="sklearn wine, 10% label noise (106/72), MLP 13-64-3",
+        optimizer_name="Adagrad",
+        build_data=_wine_fresh11,
+        build_model=_seeded(_wine_mlp64),
+        build_optimizer=_adagrad,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=16,
+        epochs=40,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh11",
+    ),
+    Task(
+        name="digits_cnn_adagrad",
+        description="sklearn digits as 1x8x8 images, 10% label noise (1347/450), 2-conv CNN without normalisation",
+        optimizer_name="Adagrad",
+        build_data=_digits_images_fresh11,
+        build_model=_seeded(_digits_plain_cnn),
+        build_optimizer=_adagrad,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=8,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh11",
+    ),
+    Task(
+        name="breast_cancer_logreg_adagrad",
+        description="sklearn breast_cancer (398/171), logistic regression",
+        optimizer_name="Adagrad",
+        build_data=_breast_cancer_fresh11,
+        build_model=_seeded(_logreg),
+        build_optimizer=_adagrad,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=32,
+        epochs=15,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh11",
+    ),
+    Task(
+        name="diabetes_mlp_adagrad",
+        description="sklearn diabetes regression (309/133), MLP 10-32-32-1",
+        optimizer_name="Adagrad",
+        build_data=_diabetes_fresh11,
+        build_model=_seeded(_diabetes_mlp32),
+        build_optimizer=_adagrad,
+        loss_fn=nn.MSELoss(),
+        batch_size=16,
+        epochs=20,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh11",
+    ),
+    Task(
+        name="click_fields_adagrad",
+        description="generated clicks, 8 categorical fields of 30 values (4000/2000), embeddings + MLP 64-64-32-1",
+        optimizer_name="Adagrad, initial accumulator 0.1",
+        build_data=_click_fields,
+        build_model=_seeded(_field_embeddings),
+        build_optimizer=_adagrad_accumulator,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=64,
+        epochs=8,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh11",
+    ),
+    Task(
+        name="blobs_deep_adagrad_wd",
+        description="make_blobs, 6 centres in 10 dimensions, std 4 (1600/800), MLP 10-64-64-64-6",
+        optimizer_name="Adagrad, wd 1e-4",
+        build_data=_blobs_fresh11,
+        build_model=_seeded(_blobs_deep_mlp),
+        build_optimizer=_adagrad_wd,
+        loss_fn=nn.CrossEntropyLoss(),
+        batch_size=32,
+        epochs=10,
+        default_lr=0.01,
+        held_out=True,
+        group="fresh11",
+    ),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -2099,6 +2300,9 @@ FRESH8: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh8
 FRESH9: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh9")
 #: The eleventh held-out set, written down before any of its tasks was trained or range-tested (see the README).
 FRESH10: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh10")
+#: The twelfth held-out set: six Adagrad tasks, written down before any of them was trained or range-tested (the test
+#: of the Adagrad shift; docs/benchmarks/finder.md).
+FRESH11: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh11")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:

@@ -69,6 +69,9 @@ DIP_GUARD = (1.5, 6.0)
 FLAT = 0.02
 #: The ``flat_sigmas`` of method ``lrkit:flat-noise``: a dip within 2 robust standard deviations of the scatter is flat.
 FLAT_SIGMAS = 2.0
+#: The shift of method ``lrkit:adagrad-shift``, in decades: the default suggestion times ``10**ADAGRAD_SHIFT`` when the
+#: optimizer is ``torch.optim.Adagrad`` (the twelfth fresh set's pre-registered test, docs/benchmarks/finder.md).
+ADAGRAD_SHIFT = 0.5
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
 
 
@@ -158,6 +161,9 @@ def run_lrkit(task: Task, seed: int) -> FinderRun:
         lrs["lrkit:flat-edge"] = float(res.suggest(flat=FLAT))
         # a flat curve told from one that learned by its scatter too (the ninth fresh set's pre-registered test)
         lrs["lrkit:flat-noise"] = float(res.suggest(flat=FLAT, flat_sigmas=FLAT_SIGMAS))
+        # Adagrad's suggestion half a decade up (the twelfth fresh set's pre-registered test); others unchanged
+        shift = 10 ** ADAGRAD_SHIFT if isinstance(optimizer, torch.optim.Adagrad) else 1.0
+        lrs["lrkit:adagrad-shift"] = float(res.suggestion) * shift
     seconds = time.perf_counter() - t0
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning) and "lrkit" in w.filename]
     return FinderRun(lrs, res.num_steps_run, seconds, notes)
@@ -281,7 +287,7 @@ FAMILIES: dict[str, Callable[[Task, int], FinderRun]] = {
 def _family_methods(family: str) -> list[str]:
     if family == "lrkit":
         return ["lrkit", *(f"lrkit:{r}" for r in _lrkit_rules()), *(f"lrkit:{n}" for n in CONSENSUS_METHODS),
-                "lrkit:dip+gate", "lrkit:dip-guard", "lrkit:flat-edge", "lrkit:flat-noise"]
+                "lrkit:dip+gate", "lrkit:dip-guard", "lrkit:flat-edge", "lrkit:flat-noise", "lrkit:adagrad-shift"]
     return [family]
 
 
