@@ -70,7 +70,7 @@ FLAT = 0.02
 #: The ``flat_sigmas`` of method ``lrkit:flat-noise``: a dip within 2 robust standard deviations of the scatter is flat.
 FLAT_SIGMAS = 2.0
 #: The shift of method ``lrkit:adagrad-shift``, in decades: the default suggestion times ``10**ADAGRAD_SHIFT`` when the
-#: optimizer is ``torch.optim.Adagrad`` (the twelfth fresh set's pre-registered test, docs/benchmarks/finder.md).
+#: optimizer is ``torch.optim.Adagrad`` (the eleventh fresh set's pre-registered test, docs/benchmarks/finder.md).
 ADAGRAD_SHIFT = 0.5
 START_LR = 1e-7  # lrkit's, fastai's default; torch-lr-finder starts from the optimizer's LR, so we set it to this
 
@@ -161,7 +161,7 @@ def run_lrkit(task: Task, seed: int) -> FinderRun:
         lrs["lrkit:flat-edge"] = float(res.suggest(flat=FLAT))
         # a flat curve told from one that learned by its scatter too (the ninth fresh set's pre-registered test)
         lrs["lrkit:flat-noise"] = float(res.suggest(flat=FLAT, flat_sigmas=FLAT_SIGMAS))
-        # Adagrad's suggestion half a decade up (the twelfth fresh set's pre-registered test); others unchanged
+        # Adagrad's suggestion half a decade up (the eleventh fresh set's pre-registered test); others unchanged
         shift = 10 ** ADAGRAD_SHIFT if isinstance(optimizer, torch.optim.Adagrad) else 1.0
         lrs["lrkit:adagrad-shift"] = float(res.suggestion) * shift
     seconds = time.perf_counter() - t0

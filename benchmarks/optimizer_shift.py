@@ -1,6 +1,6 @@
 """What would shifting the default suggestion by a constant number of decades do for one optimizer family?
 
-For every task whose optimizer is ``--optimizer`` (default ``Adagrad``; the groups registered before the twelfth
+For every task whose optimizer is ``--optimizer`` (default ``Adagrad``; the groups registered before the eleventh
 fresh set, ``fresh11``, unless ``--tasks`` names others) it reads lrkit's three cached range tests (seeds 0, 1, 2;
 ``benchmarks/results/curves_<task>.json``, run here when missing) and the task's oracle grid, and prints the
 regret each shift would give: the suggestion times ``10**shift``, its validation loss *interpolated* linearly in

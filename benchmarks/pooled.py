@@ -1,9 +1,9 @@
 """Out-of-sample regret pooled over every held-out task, per method, read from the lab records (nothing is trained).
 
-The finder benchmark's README table reports the eleven held-out sets one by one (held out, fresh, second … tenth:
-59 tasks). This script pools them: it parses the per-task tables of ``docs/benchmarks/finder.md`` and
+The finder benchmark's README table reports the twelve held-out sets one by one (held out, fresh, second … eleventh:
+65 tasks). This script pools them: it parses the per-task tables of ``docs/benchmarks/finder.md`` and
 ``docs/benchmarks/auto_lr.md`` into records (set, task, method, regret in percent points; ``diverged``, ``∞`` and
-``no LR`` read as infinite) and prints, per method over all 59 tasks: the median and worst regret, how often it is
+``no LR`` read as infinite) and prints, per method over all 65 tasks: the median and worst regret, how often it is
 within 3% and 15% of the oracle, and how often lrkit beats each peer head to head (a tie: within 0.5 points).
 
 Which row of a set's table is "lrkit, rule of its day" (the default when the set was first run: the out-of-sample
@@ -63,6 +63,8 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
                          "sparse_uncorrelated_adam", "digits_wide_mlp_sgd", "wine_bn_mlp_adam")),
     "fresh10": ("tenth", ("digits_gelu_radam", "breast_cancer_tanh_nadam", "friedman1_adamax",
                           "digits_groupnorm_cnn_sgd", "moons_adagrad", "classes_dropout_adamw")),
+    "fresh11": ("eleventh", ("wine_mlp_adagrad", "digits_cnn_adagrad", "breast_cancer_logreg_adagrad",
+                             "diabetes_mlp_adagrad", "click_fields_adagrad", "blobs_deep_adagrad_wd")),
 }
 
 # "lrkit, rule of its day": the row of each set's per-task table (docs/benchmarks/finder.md) holding the default as
@@ -92,6 +94,8 @@ OF_ITS_DAY: dict[str, str] = {
     "fresh9": "lrkit (the default before this set)",
     # No hypothesis: today's defaults measured as they were.
     "fresh10": "lrkit (today's default)",
+    # The Adagrad shift was the hypothesis (rejected); the default of the day is today's.
+    "fresh11": "lrkit (today's default)",
 }
 
 
@@ -159,6 +163,7 @@ TODAY: dict[str, Recipe] = {
     )),
     "fresh9": Recipe("lrkit:flat-noise (the default now)"),
     "fresh10": Recipe("lrkit (today's default)"),
+    "fresh11": Recipe("lrkit (today's default)"),
 }
 
 PEERS: dict[str, str] = {  # canonical name → the row label in every set's table
@@ -180,7 +185,7 @@ AUTO_COLUMNS: dict[str, str] = {
     "fresh5": "regret",
     "fresh6": "before: chosen LR / regret",  # STEP_DOWN_MARGIN=inf and DIP_AND_PASSES were this set's test
 }
-# The seventh to tenth sets' lr0="auto" results are in docs/benchmarks/finder.md's prose, task by task.
+# The seventh to eleventh sets' lr0="auto" results are in docs/benchmarks/finder.md's prose, task by task.
 AUTO_PROSE: dict[str, tuple[Patch, ...]] = {
     "fresh7": (Patch("worst **+1379%** (the GRU", {"sine_freq_gru_adam": "+1379%"}),
                Patch("bag of words +43%, breast cancer dropout +31%, resmlp +15.7%, multilabel +0.2%, huber −0.1%",
@@ -200,6 +205,12 @@ AUTO_PROSE: dict[str, tuple[Patch, ...]] = {
                       "digits GELU +2.53%, GroupNorm CNN +0.17%",
                       {"moons_adagrad": "+30.51%", "friedman1_adamax": "+7.10%", "classes_dropout_adamw": "+3.71%",
                        "digits_gelu_radam": "+2.53%", "digits_groupnorm_cnn_sgd": "+0.17%"})),
+    "fresh11": (Patch("worst +91.61% (blobs_deep_adagrad_wd", {"blobs_deep_adagrad_wd": "+91.61%"}),
+                Patch("breast cancer +0.19% (0.33–0.48, where `find_lr` suggested 3.16), digits CNN +0.85%, clicks "
+                      "+3.46%, diabetes +7.06%, wine +9.59%",
+                      {"breast_cancer_logreg_adagrad": "+0.19%", "digits_cnn_adagrad": "+0.85%",
+                       "click_fields_adagrad": "+3.46%", "diabetes_mlp_adagrad": "+7.06%",
+                       "wine_mlp_adagrad": "+9.59%"})),
 }
 # Regrets the record gives only as a bound: (set, task) → (quote, low, high), in percent points. The ninth set's two
 # tasks that learn at no LR are "~0%" there, every grid LR within 3% of the oracle; the pooled figures are computed
@@ -501,7 +512,7 @@ TODAY_NAME = "lrkit, today's default"
 
 
 def load(finder_doc: str | None = None, auto_doc: str | None = None) -> Records:
-    """Parse both lab records into per-method records over the 59 held-out tasks."""
+    """Parse both lab records into per-method records over the 65 held-out tasks."""
     finder_doc = FINDER_DOC.read_text(encoding="utf-8") if finder_doc is None else finder_doc
     auto_doc = AUTO_DOC.read_text(encoding="utf-8") if auto_doc is None else auto_doc
     sets = parse_finder(finder_doc)

@@ -1,4 +1,4 @@
-"""benchmarks/pooled.py: per-task regrets parsed from the lab records, pooled over the 59 held-out tasks (s14c).
+"""benchmarks/pooled.py: per-task regrets parsed from the lab records, pooled over the held-out tasks (65 since session 16) (s14c).
 
 The parser on small inline tables (infinite regrets, bold markers, ``-0.0%``, a row whose own median disagrees with
 its tasks), and the real records: every set's median and worst, recomputed from the per-task rows the script maps by
@@ -123,18 +123,18 @@ def test_set_tasks_are_the_suites_held_out_groups(pooled: ModuleType) -> None:
     for key, (_, tasks) in pooled.SETS.items():
         assert tasks == tuple(n for n, t in suite.TASKS.items() if t.group == key), key
     assert set(pooled.SETS) == set(suite.GROUPS) - {"calibration"}
-    assert sum(len(t) for _, t in pooled.SETS.values()) == 59
+    assert sum(len(t) for _, t in pooled.SETS.values()) == 65
 
 
 def test_real_records_reproduce_the_readme_set_tables(pooled: ModuleType, records: object) -> None:
     """Every set's median and worst, for the rule of its day, today's default and lr0="auto", from the per-task
     records, match the README's finder and lr0="auto" set tables (the known difference aside, checked as written)."""
     lines = pooled.check_against_readme(records)
-    assert len(lines) == 3 * 2 * 11 + 2  # + the pooled row of the lr0="auto" table (median, worst)
+    assert len(lines) == 3 * 2 * 12 + 2  # + the pooled row of the lr0="auto" table (median, worst)
     assert sum("(known: " in line for line in lines) == len(pooled.KNOWN_MISMATCHES)
     for method in (pooled.OF_ITS_DAY_NAME, pooled.TODAY_NAME, *pooled.PEERS):
-        assert len(records.finder[method]) == 59, method
-    assert len(records.auto) == 59
+        assert len(records.finder[method]) == 65, method
+    assert len(records.auto) == 65
 
 
 def test_a_wrong_mapping_fails_loudly(pooled: ModuleType, records: object, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,9 +168,9 @@ def test_main_prints_the_tables_and_writes_json(pooled: ModuleType, tmp_path: Pa
     assert pooled.main(["--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "calibration tasks are in sample and excluded" in text
-    assert "| **lrkit, rule of its day** | 59 |" in text and "| fastai (valley) | 59 |" in text
+    assert "| **lrkit, rule of its day** | 65 |" in text and "| fastai (valley) | 65 |" in text
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert data["tasks"] == 59 and data["calibration_excluded"] is True
+    assert data["tasks"] == 65 and data["calibration_excluded"] is True
     assert data["finder"]["torch-lr-finder"]["worst"] == "inf"
     assert {r["method"] for r in data["records"]} >= {"lrkit, rule of its day", "lr0='auto'", "plain default"}
     assert not list(tmp_path.glob(".*.tmp"))
@@ -182,7 +182,7 @@ def test_main_prints_the_tables_and_writes_json(pooled: ModuleType, tmp_path: Pa
 def test_a_pooled_readme_row_is_checked_too(pooled: ModuleType, records: object) -> None:
     """The row starting "pooled" in the README's lr0="auto" set table must match the pooled figures."""
     readme = pooled.README.read_text(encoding="utf-8")
-    row = next(line for line in readme.splitlines() if line.startswith("| pooled: all 59 held-out tasks |"))
+    row = next(line for line in readme.splitlines() if line.startswith("| pooled: all 65 held-out tasks |"))
     assert "lr0='auto', all sets pooled, median: +6.65% reproduced" in pooled.check_against_readme(records, readme)
     with pytest.raises(AssertionError, match="all sets pooled, median"):
         pooled.check_against_readme(records, readme.replace(row, row.replace("+6.65%", "+5.41%")))
