@@ -2710,12 +2710,27 @@ if __name__ == "__main__":  # pragma: no cover - a quick look at the suite: budg
 
 
 def task_names(parser: argparse.ArgumentParser, text: str, flag: str = "--tasks") -> list[str]:
-    """The suite task names in a comma-separated ``text`` (a script's ``--tasks``); ``parser.error`` naming the first
-    unknown one and the valid names."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    for n in names:
-        if n not in TASKS:
-            parser.error(f"{flag}: unknown task {n!r}; valid: {', '.join(TASKS)}")
+    """The suite task names in a comma-separated ``text`` (a script's ``--tasks``): task names, a group's name from
+    :data:`GROUPS` for its tasks (``fresh11``), or ``all`` for every task, in the suite's order, each task once;
+    ``parser.error`` naming the first unknown one and the valid names.
+
+    >>> task_names(argparse.ArgumentParser(), "fresh2,wine_mlp")
+    ['iris_logreg', 'linreg_momentum', 'six_classes_mlp', 'digits_logreg_rmsprop', 'wine_mlp']
+    """
+    names: list[str] = []
+    for n in (n.strip() for n in text.split(",")):
+        if not n:
+            continue
+        if n == "all":
+            expanded = list(TASKS)
+        elif n in GROUPS:
+            expanded = [t.name for t in _TASK_LIST if t.group == n]
+        elif n in TASKS:
+            expanded = [n]
+        else:
+            parser.error(f"{flag}: unknown task {n!r}; valid: a task ({', '.join(TASKS)}), a group "
+                         f"({', '.join(GROUPS)}) or all")
+        names.extend(x for x in expanded if x not in names)
     return names
 
 

@@ -31,7 +31,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import RESULTS_DIR, SUITE, TASKS, Task, cached_val_loss, make_loaders, oracle, regret, warmup_cosine
+from _suite import (
+    RESULTS_DIR,
+    SUITE,
+    TASKS,
+    Task,
+    cached_val_loss,
+    make_loaders,
+    oracle,
+    regret,
+    task_names,
+    warmup_cosine,
+)
 from lrkit._state import Snapshot
 from lrkit._step import cycle_batches
 from lrkit.train import auto as auto_mod
@@ -159,13 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                 setattr(auto_mod, name, kind(value))
             except ValueError:
                 parser.error(f"--set {name}={value!r}: expected a {kind.__name__} like {getattr(auto_mod, name)!r}")
-    names = args.tasks or list(SUITE)
+    names = task_names(parser, ",".join(args.tasks)) if args.tasks else list(SUITE)
     seeds = args.seeds
     if args.quick:
-        names, seeds = (args.tasks or ["wine_mlp", "breast_cancer_logreg"]), [0]
-    unknown = [n for n in names if n not in TASKS]
-    if unknown:
-        parser.error(f"unknown task(s) {unknown}; valid: {', '.join(TASKS)}")
+        names, seeds = (names if args.tasks else ["wine_mlp", "breast_cancer_logreg"]), [0]
 
     if args.horizon_bias:
         horizon_bias(names, seeds)

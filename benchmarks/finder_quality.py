@@ -50,7 +50,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from _suite import SUITE, TASKS, OracleResult, Task, default_grid, evaluate_lrs, make_loaders, oracle, regret
+from _suite import (
+    SUITE,
+    TASKS,
+    OracleResult,
+    Task,
+    default_grid,
+    evaluate_lrs,
+    make_loaders,
+    oracle,
+    regret,
+    task_names,
+)
 
 SEEDS = (0, 1, 2)
 #: Rule variants scored by real training too, as methods ``lrkit:<name>``: name -> its label in
@@ -474,12 +485,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write every number to this JSON file")
     args = parser.parse_args(argv)
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = task_names(parser, args.tasks)
     families = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for name, valid, kind in ((tasks, TASKS, "task"), (families, FAMILIES, "method")):
-        bad = [n for n in name if n not in valid]
-        if bad:
-            parser.error(f"unknown {kind} {bad[0]!r}; valid: {', '.join(valid)}")
+    bad = [n for n in families if n not in FAMILIES]
+    if bad:
+        parser.error(f"unknown method {bad[0]!r}; valid: {', '.join(FAMILIES)}")
     if args.jobs < 1:
         parser.error(f"--jobs={args.jobs} must be >= 1")
 

@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import RESULTS_DIR, SUITE, TASKS, Task, _evaluate, make_loaders, oracle, regret, train_run
+from _suite import RESULTS_DIR, SUITE, TASKS, Task, _evaluate, make_loaders, oracle, regret, task_names, train_run
 from lrkit._utils import atomic_write_text
 from lrkit.monitor import Monitor, MonitorEvent, MonitorWarning
 
@@ -188,10 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", MonitorWarning)
-    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
-    unknown = [n for n in names if n not in TASKS]
-    if unknown:
-        parser.error(f"unknown task(s) {unknown}; valid: {', '.join(TASKS)}")
+    names = task_names(parser, args.tasks)
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     pairs = min(args.pairs, 3) if args.quick else args.pairs
     mults = [float(m) for m in args.mults.split(",")]

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import SUITE, TASKS, OracleResult, oracle, regret
+from _suite import SUITE, TASKS, OracleResult, oracle, regret, task_names
 
 SEEDS_A = (0, 1, 2)
 SEEDS_B = (3, 4, 5)
@@ -43,10 +43,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--jobs", type=int, default=1, help="training processes (one thread each)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = [n for n in names if n not in TASKS]
-    if unknown:
-        parser.error(f"unknown task(s) {unknown}; valid: {sorted(TASKS)}")
+    names = task_names(parser, args.tasks)
 
     rows: dict[str, dict[str, float]] = {}
     for name in names:

@@ -1,4 +1,4 @@
-"""benchmarks/pooled.py: per-task regrets parsed from the lab records, pooled over the held-out tasks (65 since session 16) (s14c).
+"""benchmarks/pooled.py: per-task regrets parsed from the lab records, pooled over the 65 held-out tasks (s14c).
 
 The parser on small inline tables (infinite regrets, bold markers, ``-0.0%``, a row whose own median disagrees with
 its tasks), and the real records: every set's median and worst, recomputed from the per-task rows the script maps by
