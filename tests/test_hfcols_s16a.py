@@ -13,7 +13,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any, TypedDict
 
 import pytest
@@ -381,35 +381,27 @@ def _env() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ transformers
-def _has_transformers() -> bool:
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def test_tiny_gpt2_and_bert_with_extra_columns(hf: ModuleType) -> None:
+    """A tiny GPT-2 and BERT built from configs (no download; skipped where transformers cannot use this torch)."""
+    from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
 
-
-if _has_transformers():  # the test extra installs transformers (Python >= 3.11): a tiny GPT-2 and BERT, no download
-    def test_tiny_gpt2_and_bert_with_extra_columns() -> None:
-        from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        torch.manual_seed(0)
-        gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=32, n_positions=16,
-                                          bos_token_id=0, eos_token_id=0))
-        g = torch.Generator().manual_seed(0)
-        batches = []
-        for i in range(4):
-            ids = torch.randint(0, 32, (2, 6), generator=g)
-            batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids,
-                            "idx": torch.arange(2) + 2 * i, "text": ["a", "b"]})
-        result, dropped = _find(gpt2, batches)  # GPT-2's forward takes **kwargs: every key goes to it, as before
-        assert len(result.lrs) >= 10 and dropped == []
-        bert = BertForSequenceClassification(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                                        intermediate_size=8, vocab_size=32, num_labels=2))
-        for b in batches:
-            b["labels"] = b["input_ids"][:, 0] % 2
-        # BERT's **kwargs are typed (Unpack[TransformersKwargs]): the columns it does not declare are dropped
-        result, dropped = _find(bert, batches)
-        assert len(result.lrs) >= 10 and len(dropped) == 1 and "['idx', 'text']" in dropped[0], dropped
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=32, n_positions=16,
+                                      bos_token_id=0, eos_token_id=0))
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for i in range(4):
+        ids = torch.randint(0, 32, (2, 6), generator=g)
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids,
+                        "idx": torch.arange(2) + 2 * i, "text": ["a", "b"]})
+    result, dropped = _find(gpt2, batches)  # GPT-2's forward takes **kwargs: every key goes to it, as before
+    assert len(result.lrs) >= 10 and dropped == []
+    bert = BertForSequenceClassification(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                                    intermediate_size=8, vocab_size=32, num_labels=2))
+    for b in batches:
+        b["labels"] = b["input_ids"][:, 0] % 2
+    # BERT's **kwargs are typed (Unpack[TransformersKwargs]): the columns it does not declare are dropped
+    result, dropped = _find(bert, batches)
+    assert len(result.lrs) >= 10 and len(dropped) == 1 and "['idx', 'text']" in dropped[0], dropped

@@ -16,6 +16,7 @@ import copy
 import inspect
 import math
 import numbers
+import os
 import re
 import sys
 import typing
@@ -102,7 +103,7 @@ def move_to(obj: Any, device: torch.device) -> Any:
     to = getattr(obj, "to", None)
     if to is not None and callable(to) and not isinstance(obj, (type, torch.nn.Module)):
         # a batch class that moves itself: PyTorch Geometric's Data/Batch, a dataclass of your own with .to(device)
-        takes = _to_takes_device(to, cls)
+        takes = _to_takes_device(to, obj)
         if takes is False:  # a .to() of another meaning (it takes no device): left as it is
             return obj
         try:
@@ -125,17 +126,22 @@ def move_to(obj: Any, device: torch.device) -> Any:
 _TO_TAKES_DEVICE: dict[Any, bool | None] = {}
 
 
-def _to_takes_device(to: Callable[..., Any], cls: type) -> bool | None:
-    """Whether ``to`` (a batch's bound ``.to``) can be called as ``to(device)``, read from its signature once per
+def _to_takes_device(to: Callable[..., Any], obj: Any) -> bool | None:
+    """Whether ``to`` (``obj``'s bound ``.to``) can be called as ``to(device)``, read from its signature once per
     method (the check on every step is a dict lookup): ``False`` for a ``.to()`` of another meaning (``def to(self)``,
-    a keyword-only argument), ``None`` when the signature cannot be read (a builtin)."""
-    key = getattr(to, "__func__", cls)  # a Python method: its function, shared by every instance of the class
-    try:
-        return _TO_TAKES_DEVICE[key]
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable key: read each time
+    a keyword-only argument), ``None`` when the signature cannot be read (a builtin). A ``.to`` set on the instance
+    itself (``batch.to = ...``) is read each time: another instance of the class may have another."""
+    key: Any
+    if "to" in getattr(obj, "__dict__", ()):
         key = None
+    else:  # a Python method: its function, shared by every instance of the class; else the class's own .to
+        key = getattr(to, "__func__", type(obj))
+        try:
+            return _TO_TAKES_DEVICE[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable key: read each time
+            key = None
     takes: bool | None
     try:
         sig = inspect.signature(to)
@@ -391,10 +397,13 @@ def own_loss(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
     scalar, is the loss (as Hugging Face's ``Trainer`` reads ``outputs[0]``).
 
     Keys the model's ``forward()`` has no argument for (an ``idx``, a list of the raw texts) are left out, as Hugging
-    Face's ``Trainer`` drops unused columns (``remove_unused_columns``), with one warning naming them (once per model,
-    and again at each range test's first step); a ``forward(**kwargs)`` gets every key. A model wrapped in
-    ``DistributedDataParallel``/``DataParallel`` or compiled with ``torch.compile`` is read through its wrapper. The
-    signature is read once per class (:func:`_forward_keys`): a step costs two dict lookups and a subset check.
+    Face's ``Trainer`` drops unused columns (``remove_unused_columns``), with one warning naming them, pointing at the
+    caller's line (once per model, and again at each range test's first step); a ``forward(**kwargs)`` gets every
+    key, and a ``**kwargs: Unpack[SomeTypedDict]`` the keys it declares and ``labels`` (never dropped: transformers'
+    Qwen3.5 classifier takes them through such ``**kwargs``, and the ``Trainer`` keeps the label columns too). A
+    model wrapped in ``DistributedDataParallel``/``DataParallel`` or compiled with ``torch.compile`` is read through
+    its wrapper. The signature is read once per class (:func:`_forward_keys`): a step costs two dict lookups and a
+    subset check.
     The caller's batch is never changed.
 
     >>> class LM(torch.nn.Module):
@@ -416,13 +425,21 @@ def own_loss(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
     try:
         out = model(**batch)
     except TypeError as e:  # a forward(x) model given keyword arguments it does not take
+        not_str = [k for k in batch if not isinstance(k, str)]
+        if not_str and "keywords must be strings" in str(e):  # a forward(**kwargs): no key left out for it
+            raise ValueError(
+                f"a dict batch with keys {_keys(keys)} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the "
+                f"model whole, model(**batch), as a Hugging Face model takes it, but the keys {_keys(not_str)} are "
+                "not strings, and keyword arguments must be; give the batch string keys, or pass "
+                "step_fn=lambda model, batch: loss"
+            ) from e
         if "argument" not in str(e):
             raise
         left_out = f" (without the keys {dropped}, which {_forward_text(model)} has no argument for)" \
             if dropped else ""
         raise ValueError(
-            f"a dict batch with keys {keys} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model whole, "
-            f"model(**batch){left_out}, as a Hugging Face model takes it, and that failed: "
+            f"a dict batch with keys {_keys(keys)} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model "
+            f"whole, model(**batch){left_out}, as a Hugging Face model takes it, and that failed: "
             f"{first_line(e).rstrip('.')}. Name the input and target keys (one of {_INPUT_KEYS} and one of "
             f"{_TARGET_KEYS}) or pass step_fn=lambda model, batch: loss"
         ) from e
@@ -453,7 +470,7 @@ def _own_loss_first(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
 #: takes any (``**kwargs``, or a signature that cannot be read); :data:`_PER_MODEL` for a class whose instances must
 #: be read one by one (a wrapper, a forward set on the instance), kept in :data:`_MODEL_KEYS`.
 _FORWARD_KEYS: dict[type, Any] = {}
-_MODEL_KEYS: weakref.WeakKeyDictionary[Any, frozenset[str] | None] = weakref.WeakKeyDictionary()
+_MODEL_KEYS: weakref.WeakKeyDictionary[Any, frozenset[str] | None] = weakref.WeakKeyDictionary()  # (or per forward)
 _UNREAD, _PER_MODEL = object(), object()
 #: The sets of unused columns already named, per model (or per class, for a model that cannot be weakly referenced).
 _COLUMNS_NAMED: weakref.WeakKeyDictionary[Any, set[frozenset[Any]]] = weakref.WeakKeyDictionary()
@@ -478,14 +495,17 @@ def _wrapped_module(model: Any) -> Any:
 def _forward_keys(model: Any) -> frozenset[str] | None:
     """The keyword names ``model``'s ``forward()`` takes (read through wrappers, :func:`_wrapped_module`); ``None``
     when it takes any: a ``**kwargs`` (a ``**kwargs: Unpack[TypedDict]``, as Hugging Face's models declare theirs,
-    takes the TypedDict's keys), or a signature that cannot be read. Read once per class and cached in
-    :data:`_FORWARD_KEYS`; a wrapper, a model with a ``forward`` of its own (set on the instance) or a callable that
-    is no module is cached per object in :data:`_MODEL_KEYS`."""
+    takes the TypedDict's keys and ``labels``), or a signature that cannot be read. Read once per class and cached in
+    :data:`_FORWARD_KEYS`; a wrapper or a callable that is no module is cached per object in :data:`_MODEL_KEYS`,
+    and a model with a ``forward`` of its own (set on the instance) per that ``forward``, so that one set again is
+    read again (weakly held: an entry leaves with its forward, never matched by a later object)."""
     cls = type(model)
     own = isinstance(model, torch.nn.Module) and "forward" in vars(model)
-    if own or _FORWARD_KEYS.get(cls) is _PER_MODEL:
+    per_model = _FORWARD_KEYS.get(cls) is _PER_MODEL
+    key = vars(model)["forward"] if own and not per_model else model
+    if own or per_model:
         try:
-            return _MODEL_KEYS[model]
+            return _MODEL_KEYS[key]
         except (KeyError, TypeError):  # not read yet, or not weakly referable (read each time: a rare callable)
             pass
     inner, wrapper = model, not isinstance(model, torch.nn.Module)
@@ -497,18 +517,24 @@ def _forward_keys(model: Any) -> frozenset[str] | None:
     accepted = _keyword_names(inner.forward if isinstance(inner, torch.nn.Module) else inner)
     if wrapper:
         _FORWARD_KEYS[cls] = _PER_MODEL
+        key = model
     elif not own:
         _FORWARD_KEYS[cls] = accepted  # (a class is never _PER_MODEL unless it is a wrapper: nothing overwritten)
     if wrapper or own:
         try:
-            _MODEL_KEYS[model] = accepted
+            _MODEL_KEYS[key] = accepted
         except TypeError:
             pass
     return accepted
 
 
 def _keyword_names(fn: Any) -> frozenset[str] | None:
-    """The names ``fn`` takes by keyword; ``None`` for any (see :func:`_forward_keys`)."""
+    """The names of ``fn``'s arguments, the keys a batch keeps; ``None`` for any (see :func:`_forward_keys`).
+
+    A positional-only name is kept too: ``model(**batch)`` then fails with Python's own error naming it, rather than
+    the key being left out as one the forward has no argument for. A typed ``**kwargs`` adds ``labels`` to the keys
+    it declares: a TypedDict is a hint that transformers' models do not keep (``Qwen3_5ForSequenceClassification``
+    hands ``labels`` on to its parent through it), and the loss needs them, as the ``Trainer`` always keeps them."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # a builtin or an extension type: every key goes to it, as before
@@ -519,8 +545,8 @@ def _keyword_names(fn: Any) -> frozenset[str] | None:
             declared = _typed_kwargs(p.annotation, fn)
             if declared is None:
                 return None
-            names.extend(declared)
-        elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            names.extend([*declared, "labels"])
+        elif p.kind is not p.VAR_POSITIONAL:
             names.append(p.name)
     return frozenset(names)
 
@@ -572,9 +598,24 @@ def _unused_dropped(model: Any, batch: Mapping[Any, Any],
             "ignored: each batch "
             "goes to the model whole, model(**batch), without them, as Hugging Face's Trainer drops the columns "
             "forward() does not take; to use them, pass step_fn=lambda model, batch: loss",
-            UserWarning, stacklevel=3,
+            UserWarning, stacklevel=stacklevel_outside_lrkit(),  # the user's find_lr/train/own_loss call
         )
     return {k: v for k, v in batch.items() if k in accepted}, _keys(dict.fromkeys(dropped))
+
+
+_LRKIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def stacklevel_outside_lrkit() -> int:
+    """The ``stacklevel`` that makes a warning raised by this function's caller point at the first frame outside
+    lrkit (the user's ``find_lr(...)``, ``lrkit.train(...)`` or ``plot_results(...)``, however deep in lrkit it was
+    raised); ``warnings.warn``'s ``skip_file_prefixes`` does this from Python 3.12 on. Called only when warning."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LRKIT_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _forward_text(model: Any) -> str:

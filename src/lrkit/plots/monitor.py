@@ -17,10 +17,10 @@ holds), so a saved run can be redrawn later.
 from __future__ import annotations
 
 import math
-import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from lrkit._step import stacklevel_outside_lrkit
 
 __all__ = ["ACTION_STYLES", "CHECK_COLORS", "mark_events"]
 
@@ -126,21 +126,6 @@ def mark_events(
             "axis (lrkit.plots.results.plot_results) pass events with an 'epoch', as lrkit.train's events.json holds "
             "them, or x=<a function of the event dict>",
             UserWarning,
-            stacklevel=_outside_lrkit(),  # the user's call: plot_results' own frames passed over
+            stacklevel=stacklevel_outside_lrkit(),  # the user's call: plot_results' own frames passed over
         )
     return artists
-
-
-_LRKIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
-def _outside_lrkit() -> int:
-    """The ``stacklevel`` that makes a warning raised by this function's caller point at the first frame outside
-    lrkit (the user's ``plot_results(...)`` rather than lrkit's ``results.py``); ``warnings.warn``'s
-    ``skip_file_prefixes`` does this from Python 3.12 on."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LRKIT_DIR):
-        frame = frame.f_back
-        level += 1
-    return level

@@ -113,15 +113,20 @@ class TrainData:
         else:
             sampler = SeededSampler(len(self.train), seed=seed)
             train, collate = _batch_indexed(self.train)
+            # A batch above the split is one batch of the whole split either way; torch 2.4 allocates a list
+            # of batch_size slots per batch (batch=2**63-1: MemoryError). Never below 2, so that a 1-sample split
+            # still reads as a 1-sample last batch (the BatchNorm check).
             train_loader = DataLoader(
-                train, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=collate,
+                train, batch_size=min(batch, max(len(self.train), 2)), sampler=sampler, num_workers=workers,
+                collate_fn=collate,
                 persistent_workers=False, generator=torch.Generator().manual_seed(seed),
             )
         if isinstance(self.val, DataLoader):
             val_loader = self.val
         else:
             val, collate = _batch_indexed(self.val)
-            val_loader = DataLoader(val, batch_size=max(batch, 256), shuffle=False, num_workers=workers,
+            val_loader = DataLoader(val, batch_size=min(max(batch, 256), max(len(self.val), 1)), shuffle=False,
+                                    num_workers=workers,
                                     collate_fn=collate,
                                     generator=torch.Generator().manual_seed(seed))  # never draws the global RNG
         return train_loader, val_loader, sampler
