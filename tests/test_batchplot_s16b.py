@@ -242,17 +242,7 @@ def test_find_lr_raises_the_user_to_bug() -> None:
 
 # --- 3. plot_results(events=<path to events.json>) -----------------------------------------------------------------
 
-_EVENTS = [
-    {"step": 3, "epoch": 1.5, "check": "loss_spike", "action": "rollback", "values": {"loss": "inf"}, "reason": "a"},
-    {"step": 5, "epoch": 2.5, "check": "non_finite", "action": "skip", "values": {"loss": "nan"}, "reason": "b"},
-]
-
-
-def _csv(tmp_path: Path) -> Path:
-    path = tmp_path / "results.csv"
-    path.write_text("epoch,train_loss,val_loss,val_accuracy,lr/all,grad_norm\n"
-                    "1,1.0,0.9,0.5,0.01,2.0\n2,0.5,0.6,0.8,0.005,1.0\n3,0.4,0.5,0.9,0.001,0.5\n")
-    return path
+from test_plots_events_s10c import _EVENTS, _csv  # noqa: E402 (the same record and events as the s10c tests)
 
 
 def _capture_marks(monkeypatch: pytest.MonkeyPatch) -> list[list[float]]:

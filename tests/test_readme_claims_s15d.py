@@ -143,8 +143,8 @@ loss_fn = torch.nn.functional.cross_entropy
 def test_find_hugging_face_batch_with_a_task_loss_fn_says_to_define_step_fn(tmp_path: Path) -> None:
     # README (find CLI): with a Hugging Face dict batch and a task file's loss_fn, "the error says to define
     # step_fn(model, batch) in the task file — for a Hugging Face model return model(**batch).loss". Bug: the
-    # message also carried the Python API's "(with no loss_fn, ... goes to the model whole)", advice a task file
-    # cannot follow: one without loss_fn and step_fn is refused when it is loaded.
+    # message also carried the Python API's "(with no loss_fn, ... goes to the model whole)", advice in the API's
+    # words (since session 16 a task file may define neither, and the note says so in a task file's words).
     task = tmp_path / "hf_task.py"
     task.write_text(_HF_TASK)
     res = runner.invoke(build_app(), ["find", str(task), "--num-steps", "10", "--out", str(tmp_path / "o")])
