@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import numbers
@@ -808,7 +809,7 @@ class _RecordedForward:
 
 
 def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
-                     step_fn: StepFn | None) -> tuple[torch.Tensor, Any]:
+                     step_fn: StepFn | None) -> tuple[torch.Tensor, Any, str]:
     """:func:`batch_loss` with the checks a loop runs on its first step only (later steps run ``batch_loss`` bare).
 
     - a ``loss_fn`` or ``step_fn`` whose loss only broadcasts the output against the target: :func:`refuse_broadcast`
@@ -817,14 +818,16 @@ def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
       ``model.double()`` fed float32 batches): a ``ValueError`` naming both dtypes and the fix, chained from torch's.
       The batches are not cast: a training loop on them fails the same way. Any other error passes through as it is.
 
-    Returns the loss and the model's output (``None`` with a ``step_fn``, or under autocast, whose mixed dtypes are
-    normal), which :func:`target_dtype_error` reads if the backward pass fails. Call it inside the loop's autocast
-    region, as ``batch_loss``.
+    Returns the loss, the model's output (``None`` with a ``step_fn``, or under autocast, whose mixed dtypes are
+    normal), which :func:`target_dtype_error` reads if the backward pass fails, and which loss it was, in words
+    (:func:`_loss_text`: ``FinderResult.loss``; told here, once, so that no later step pays for it). Call it inside
+    the loop's autocast region, as ``batch_loss``.
     """
     if step_fn is None and loss_fn is None and takes_whole_batch(batch):
         step_fn = _own_loss_first  # the model computes its loss from the labels: no output for the target-dtype check
     if step_fn is not None:
-        return refuse_broadcast(lambda: batch_loss(model, batch, None, step_fn), None), None
+        loss = refuse_broadcast(lambda: batch_loss(model, batch, None, step_fn), None)
+        return loss, None, _loss_text(batch, None, step_fn, None)
     forward = _RecordedForward(model)
     recorded = cast(torch.nn.Module, forward)  # batch_loss only calls it
     try:
@@ -838,8 +841,56 @@ def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
             if error is not None:
                 raise error from e
         raise
+    text = _loss_text(batch, loss_fn, None, forward.out)
     out = model_outputs(forward.out)
-    return loss, out if isinstance(out, torch.Tensor) and not _autocast_on(out) else None
+    return loss, out if isinstance(out, torch.Tensor) and not _autocast_on(out) else None, text
+
+
+def _loss_text(batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None, raw: Any) -> str:
+    """Which loss :func:`first_batch_loss` computed on ``batch``, in words (``FinderResult.loss``), read the way
+    :func:`batch_loss` and :func:`default_loss` chose it; ``raw`` is the model's output (as the model returned it),
+    which the default loss read.
+
+    - ``"step_fn (name)"`` / ``"loss_fn (name)"``: the caller's, by its ``__name__`` (a ``functools.partial``'s
+      function's), or its class's name (an ``nn.MSELoss()``);
+    - ``"the model's own loss, from model(**batch)"``: a Hugging Face batch (:func:`takes_whole_batch`, no
+      ``loss_fn``) that went to the model whole (:func:`own_loss`);
+    - ``"default: cross-entropy (integer targets)"`` (or ``boolean``), ``"default: cross-entropy per position
+      (integer targets)"`` for one class per position of token logits ``(B, T, V)``, ``"default: MSE (float
+      targets)"``; either default ``"... over the output's logits ..."`` when the model returned a dict-like output
+      (a Hugging Face ``ModelOutput``) whose ``logits`` tensor it read.
+
+    >>> _loss_text((torch.zeros(2, 3), torch.tensor([0, 2])), None, None, torch.zeros(2, 3))
+    'default: cross-entropy (integer targets)'
+    >>> _loss_text((torch.zeros(2, 1), torch.zeros(2, 1)), None, None, {"logits": torch.zeros(2, 1)})
+    "default: MSE over the output's logits (float targets)"
+    """
+    if step_fn is _own_loss_first:
+        return "the model's own loss, from model(**batch)"
+    if step_fn is not None:
+        return f"step_fn ({_callable_name(step_fn)})"
+    if loss_fn is not None:
+        return f"loss_fn ({_callable_name(loss_fn)})"
+    x, y = split_batch(batch)
+    out = raw if type(raw) is torch.Tensor else model_outputs(raw)  # as batch_loss reads it for the default loss
+    over = " over the output's logits" if out is not raw else ""
+    if not isinstance(y, torch.Tensor) or not isinstance(out, torch.Tensor):  # (a tensor-like the loss still took)
+        return f"default loss{over}"
+    if y.is_floating_point():
+        return f"default: MSE{over} (float targets)"
+    tokens = isinstance(x, torch.Tensor) and not x.is_floating_point() and x.shape == y.shape  # as batch_loss
+    per = " per position" if not y.is_complex() and _token_logits(out, y, tokens) else ""
+    kind = "boolean" if y.dtype == torch.bool else "integer"
+    return f"default: cross-entropy{per}{over} ({kind} targets)"
+
+
+def _callable_name(fn: Any) -> str:
+    """A loss or step function's name for :func:`_loss_text`: its ``__name__`` (through any ``functools.partial``),
+    else its class's name (a loss module instance, ``nn.CrossEntropyLoss()``; an object with ``__call__``)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__name__", None)
+    return name if isinstance(name, str) and name else type(fn).__name__
 
 
 def _floating_tensors(obj: Any) -> Iterator[torch.Tensor]:

@@ -281,7 +281,8 @@ def find_command(
       (neither: the default loss, cross-entropy or MSE; a Hugging Face
       batch, labels and no x key, goes to the model whole: model(**batch).loss)
 
-    Writes lr_find.png and lr_find.json into --out (runs/find, then runs/find2, ...: never overwritten).
+    Prints the suggestion, the range, every rule's LR and which loss ran; writes lr_find.png and lr_find.json
+    into --out (runs/find, then runs/find2, ...: never overwritten).
     """
     if rule not in SUGGESTION_RULES:
         fail(str(unknown_name_error("--rule", rule, SUGGESTION_RULES)))
@@ -322,6 +323,9 @@ def find_command(
     for name, lr in result.suggestions().items():
         if name != result.rule:
             table.add_row(f"rule: {name}", f"{lr:.3g}")
+    if result.loss is not None:  # which loss ran: a task file may define neither loss_fn nor step_fn
+        escape = optional_import("rich.markup", "cli").escape  # (a name in [brackets] is not markup)
+        table.add_row("loss", escape(result.loss))
     con.print(table)
     con.print(f"plot:   {out_dir / 'lr_find.png'}\nrecord: {out_dir / 'lr_find.json'}", highlight=False)
 

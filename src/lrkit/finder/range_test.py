@@ -702,11 +702,13 @@ def find_lr(
     # The usual case takes no detours: this loop's cost per step must match a bare training loop's.
     plain = isinstance(autocast, nullcontext)
     plain_step = not needs_closure and scaler is None and max_grad_norm is None
+    loss_used: str | None = None  # which loss ran, in words (FinderResult.loss): told by the first step's first batch
 
     def forward_backward(micro: list[Any], first: bool = False) -> float:
         """Accumulate the gradients of ``micro`` (its batches' mean loss) and return that mean loss. The ``first``
         step's batches are checked (:func:`first_batch_loss`: a loss that only broadcasts, inputs or targets of
-        another dtype); later steps run bare."""
+        another dtype), and the first of them says which loss ran; later steps run bare."""
+        nonlocal loss_used
         total = 0.0
         out = None
         for batch in micro:
@@ -716,7 +718,9 @@ def find_lr(
             try:
                 if first:
                     with autocast:
-                        loss, out = first_batch_loss(model, batch, loss_fn, step_fn)
+                        loss, out, text = first_batch_loss(model, batch, loss_fn, step_fn)
+                    if loss_used is None:
+                        loss_used = text
                 elif plain:
                     loss = batch_loss(model, batch, loss_fn, step_fn)
                 else:
@@ -830,7 +834,7 @@ def find_lr(
     result = FinderResult(
         lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
-        passes=_passes(train_loader, len(lrs) * accumulation_steps, dev if distributed else None),
+        passes=_passes(train_loader, len(lrs) * accumulation_steps, dev if distributed else None), loss=loss_used,
     )
     for note in (_adaptive_step_note(optimizer), _line_search_note(optimizer)):
         if note is not None:

@@ -114,6 +114,12 @@ class FinderResult:
         passes: how many times the test went over the training loader (optimizer steps run x micro-batches per step
             / ``len(train_loader)``; ``None`` when the loader has no length): the robust rule keeps its full back-off
             on a test that cycled through a tiny dataset (more than :data:`~lrkit.finder.suggest.ROBUST_MAX_PASSES`).
+        loss: which loss the test computed, decided at its first step: ``"loss_fn (cross_entropy)"`` (the caller's,
+            by its function's or class's name), ``"step_fn (my_step)"``, ``"default: cross-entropy (integer
+            targets)"`` (``"... (boolean targets)"``; ``"default: cross-entropy per position ..."`` for token logits
+            ``(B, T, V)``), ``"default: MSE (float targets)"`` (either default ``"... over the output's logits"``
+            when the model returned a dict-like output), or ``"the model's own loss, from model(**batch)"`` for a
+            Hugging Face batch; ``None`` for a record built by hand or written before the field existed.
 
     Example:
         >>> r = FinderResult(lrs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], losses=[2.0, 1.9, 1.2, 0.9, 5.0])
@@ -134,6 +140,7 @@ class FinderResult:
     rule: str = _suggest.DEFAULT_RULE
     warnings: list[str] = field(default_factory=list)
     passes: float | None = None
+    loss: str | None = None
 
     def __post_init__(self) -> None:
         self.lrs = _numbers("lrs", self.lrs)
@@ -179,6 +186,9 @@ class FinderResult:
             except ValueError:
                 raise ValueError(f"passes={self.passes!r}: the passes over the training data are a finite number "
                                  ">= 0, or None when unknown") from None
+        if self.loss is not None and not isinstance(self.loss, str):
+            raise ValueError(f"loss={self.loss!r:.80}: which loss the range test used is a string (e.g. 'loss_fn "
+                             "(cross_entropy)', 'default: MSE (float targets)'), or None when unknown")
 
     # -- the curve -------------------------------------------------------------------------------------------
     @property
@@ -368,9 +378,9 @@ class FinderResult:
 
     # -- records ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready record: settings, curve, every rule's suggestion and the default rule's reading (``regime``,
-        ``noise``, ``backoff_decades``, ``noise_scaled``, ``flat``, ``double_dip``, ``edge``; ``None`` when the curve
-        is too short).
+        """A JSON-ready record: settings, curve, which ``loss`` the test used, every rule's suggestion and the default
+        rule's reading (``regime``, ``noise``, ``backoff_decades``, ``noise_scaled``, ``flat``, ``double_dip``,
+        ``edge``; ``None`` when the curve is too short).
 
         Strict JSON has no NaN or infinity: such a loss is ``null`` in ``losses``, and ``nonfinite_losses`` says which
         it was — ``{"nan": [indices], "inf": [...], "-inf": [...]}``, the kinds that occur (``{}`` when none) — so
@@ -411,7 +421,7 @@ class FinderResult:
     def from_json(cls, path: str | os.PathLike[str]) -> FinderResult:
         """Load a record written by :meth:`to_json` (so a plot can be redrawn later); the readings it also holds
         (``suggestion``, ``regime``, ``flat``, ...) are recomputed from the curve, so an older record without some
-        of them loads the same."""
+        of them loads the same; one without ``loss`` (written before it existed) loads with ``loss=None``."""
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a truncated copy, a CSV, a picture
