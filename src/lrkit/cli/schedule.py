@@ -42,18 +42,35 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+#: Below this terminal width ``--list`` prints two columns (name; description with its unit, torch name and aliases
+#: under it): five columns in 80 cut names and words in two (``cosine_restart`` / ``s``).
+_LIST_WIDE = 150
+
+
 def _print_list() -> None:
     from lrkit.schedules import available
 
     rich_table = optional_import("rich.table", "cli")
-    table = rich_table.Table(title="lrkit schedules", show_lines=False)
-    for col in ("name", "aliases", "time unit", "same as", "description"):
-        table.add_column(col, overflow="fold")
+    text_mod = optional_import("rich.text", "cli")
+    out = console()
+    wide = out.width >= _LIST_WIDE
+    table = rich_table.Table(title="lrkit schedules", show_lines=not wide)
+    if wide:
+        for col in ("name", "aliases", "time unit", "same as", "description"):
+            table.add_column(col, overflow="fold", no_wrap=col in ("name", "time unit"))
+    else:
+        table.add_column("name", no_wrap=True)
+        table.add_column("description · time unit · same as · aliases", overflow="fold")
     for e in available():
         # a family without a unit= parameter has no default unit to show: its keys say theirs (warmup_steps, ...)
         unit = e.unit if "unit" in e.parameters else "–"
-        table.add_row(e.name, ", ".join(e.aliases), unit, e.torch_equivalent, e.description)
-    console().print(table)
+        if wide:
+            table.add_row(e.name, ", ".join(e.aliases), unit, e.torch_equivalent, e.description)
+        else:  # plain Text: a description's brackets are not rich markup
+            table.add_row(e.name, text_mod.Text.assemble(
+                e.description, "\n", (f"time unit: {unit} · same as: {e.torch_equivalent}", "dim"), "\n",
+                (f"aliases: {', '.join(e.aliases)}", "dim")))
+    out.print(table)
 
 
 def _print_key_points(record: dict[str, Any]) -> None:
@@ -64,8 +81,9 @@ def _print_key_points(record: dict[str, Any]) -> None:
     spe = record.get("steps_per_epoch")
     unit = "LR" if record.get("absolute") else "LR (x peak)"
     has_mom = any(m is not None for m in record["momentum"])
-    table = rich_table.Table(title=f"{record['label']} — {kp['steps']} steps"
-                             + (f" ({kp['steps'] / spe:g} epochs)" if spe else ""))
+    title = f"{record['label']} — {kp['steps']} steps" + (f" ({kp['steps'] / spe:g} epochs)" if spe else "")
+    # as wide as its title where the terminal has room: a narrower table wrapped the title mid-phrase ("(90 / epochs)")
+    table = rich_table.Table(title=title, min_width=min(len(title), console().width))
     for col in ("phase", "steps", *(("epochs",) if spe else ()), f"{unit} start", f"{unit} end",
                 *(("momentum start", "momentum end") if has_mom else ())):
         # fold, never cut: the numbers are what the table is for, and in an 80-column terminal a 10^6-step run's

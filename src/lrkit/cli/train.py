@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import textwrap
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
@@ -40,12 +41,20 @@ _EXAMPLES = """Examples:
 """
 
 
+#: Width the keys' help is wrapped to: with typer's one-column margin on each side it fits an 80-column terminal, and
+#: each meaning's next lines keep their indent under the key (rich's own wrap would start them at column 1).
+_HELP_WIDTH = 76
+
+
 def _keys_help() -> str:
-    lines = ["Keys (name=default: meaning):", "",
-             "  cfg=None: a YAML file of key: value pairs, loaded first (the other tokens override it)", ""]
-    for key, default in TrainConfig.defaults().items():
-        lines.append(f"  {key}={default}: {TrainConfig.help(key)}")
-        lines.append("")
+    """Every key as ``name=default: meaning``, one per line, wrapped with a hanging indent (no blank lines between
+    keys: they are one block that typer prints line by line)."""
+    entries = [("cfg", None, "a YAML file of key: value pairs, loaded first (the other tokens override it)"),
+               *((key, default, TrainConfig.help(key)) for key, default in TrainConfig.defaults().items())]
+    lines = ["Keys (name=default: meaning):", ""]
+    for key, default, meaning in entries:
+        lines += textwrap.wrap(f"  {key}={default}: {meaning}", width=_HELP_WIDTH, subsequent_indent="      ",
+                               break_long_words=False, break_on_hyphens=False)
     return "\n".join(lines)
 
 
@@ -64,11 +73,12 @@ def train_command(
     tokens = list(args or [])
     if "help" in tokens:  # `lrkit train help` (Ultralytics' `yolo help`): the help, not a did-you-mean for a key
         _print_help(ctx)
+    kwargs: dict[str, Any] = {}
     try:
         kwargs = tokens_to_kwargs(tokens)
         config = TrainConfig.from_kwargs(**kwargs)
     except ValueError as e:
-        fail(str(e))
+        fail(str(e) + _cfg_resume_note(tokens, kwargs, str(e)))
         return
     if config.data is None and not config.resume:
         fail("data= is required, e.g. lrkit train data=digits model=mlp (built-ins: digits, breast_cancer, wine, "
@@ -113,10 +123,28 @@ def train_command(
         if not isinstance(error, (ValueError, ImportError, OSError)):
             raise
         _show_warnings(caught)
-        fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        fail(message + _cfg_resume_note(tokens, kwargs, message))
         return
     _show_warnings(caught)
     _summary(results)
+
+
+def _cfg_resume_note(tokens: list[str], kwargs: dict[str, Any], message: str) -> str:
+    """A note for an error about ``resume`` when the resume came from the ``cfg=`` file, not a token: a run's own
+    ``args.yaml`` names its ``last.pt`` after a resume, so ``lrkit train cfg=runs/train/args.yaml`` resumes (or is
+    refused as "already finished") where the user meant to train again with its settings. ``""`` otherwise.
+
+    >>> _cfg_resume_note(["cfg=a.yaml"], {"resume": "r/last.pt"}, "resume: r/last.pt already finished (1 epoch)")
+    ' (resume=r/last.pt comes from cfg=a.yaml; add resume=false to start a new run with its settings)'
+    """
+    given = {tok.partition("=")[0].strip().lstrip("-").replace("-", "_"): tok.partition("=")[2] for tok in tokens
+             if "=" in tok}  # as tokens_to_kwargs reads the keys
+    resume = kwargs.get("resume")
+    if "cfg" not in given or "resume" in given or resume in (None, False, "") or "resume" not in message:
+        return ""
+    return (f" (resume={resume} comes from cfg={given['cfg']}; add resume=false to start a new run with its "
+            "settings)")
 
 
 def _print_help(ctx: Any) -> None:
