@@ -301,6 +301,8 @@ def find_command(
                 accumulation_steps=accumulation_steps, seed=seed, out=out, progress=on_step, device=device,
                 amp=amp, max_grad_norm=max_grad_norm,
             )
+            if result.stop_reason != "completed":  # the bar ends where the test did, not short of its total
+                update(advance=0, total=result.num_steps_run, info=f"stopped: {result.stop_reason}")
     except (ValueError, OSError, TypeError) as e:
         fail(_as_flags(str(e)))
         return

@@ -73,7 +73,9 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         example = str(path / "my_task.py")
         raise ValueError(f"task file {str(path)!r} is a directory, not a Python file (e.g. {example!r})")
     if not path.is_file():
-        raise FileNotFoundError(f"task file {str(path)!r} does not exist")
+        with_py = path.with_name(path.name + ".py")
+        hint = f"; did you mean {str(with_py)!r}?" if path.suffix != ".py" and with_py.is_file() else ""
+        raise FileNotFoundError(f"task file {str(path)!r} does not exist{hint}")
     spec = importlib.util.spec_from_file_location(f"lrkit_task_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ValueError(f"task file {str(path)!r} is not a Python file")
