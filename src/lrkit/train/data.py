@@ -15,7 +15,8 @@ Sources:
   with the *train* split's mean and standard deviation only;
 * a plain-text file: character-level language modelling (vocabulary from the train text, fixed-length windows);
   UTF-8 without NUL bytes, and not a suffix of another format (``.json``, ``.parquet``, ``.npy``, ``.pt``, ...:
-  see ``UNSUPPORTED_SUFFIXES``), which is an error rather than a language model of its bytes;
+  see ``UNSUPPORTED_SUFFIXES``) or of code (``.py``, ``.ipynb``: a task file is for ``lrkit find``), which is an
+  error rather than a language model of its bytes;
 * a data YAML ``{train: file, val: file or fraction, target: column, task: ..., seq_len: ...}`` (paths relative to
   the YAML; a val CSV's columns are matched to the train file's by name).
 
@@ -35,6 +36,7 @@ import math
 import numbers
 import os
 import re
+import shlex
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +91,17 @@ class DataInfo:
             "classes": [str(c) for c in self.classes] if self.classes is not None else None,
             "target_scale": self.target_scale, "n_train": self.n_train, "n_val": self.n_val,
         }
+
+    def batch_above_split(self, batch: int) -> str:
+        """The log line for a ``batch`` above the ``n_train`` training samples: every batch is the whole training
+        split. A text's samples are its windows of ``seq_len``, so its line says that the text holds only so many."""
+        n, s = self.n_train, "s" * (self.n_train != 1)
+        if self.task == "lm" and self.vocab is not None and self.seq_len:  # a text file (or a text data YAML)
+            return (f"data: batch={batch} is larger than the training text of {self.name}, which holds only {n} "
+                    f"window{s} of seq_len={self.seq_len}: every batch is all {n} (batch {n} for accumulate and "
+                    "weight decay; a longer text or a smaller seq_len gives more windows)")
+        return (f"data: batch={batch} is larger than the {n} training sample{s}; every batch is the whole training "
+                f"split (batch {n} for accumulate and weight decay)")
 
 
 @dataclass
@@ -689,6 +702,17 @@ UNSUPPORTED_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".feather", ".
 def _check_readable_suffix(path: Path, what: str) -> None:
     """A file whose suffix names a format lrkit.train does not read is an error, not character-level LM data."""
     suffix = path.suffix.lower()
+    # Code, not data: a newcomer may give data= the task file of `lrkit find` (or a notebook); read as text, it would
+    # silently train a character-level LM on the source.
+    if suffix == ".py":
+        raise ValueError(f"{what}: {path.name} is a Python file, not data. A task file for the LR range test runs "
+                         f"with `lrkit find {shlex.quote(str(path))}`; a model factory in it goes in "
+                         f"{shlex.quote(f'model={path}:factory_name')} (with data= naming the data, e.g. "
+                         "data=digits); a text corpus for a character-level LM should be a .txt file")
+    if suffix == ".ipynb":
+        raise ValueError(f"{what}: {path.name} is a Jupyter notebook, not data. Put a task in a .py file for "
+                         "`lrkit find my_task.py`, a model factory in a .py file for model=my_models.py:factory_name; "
+                         "a text corpus for a character-level LM should be a .txt file")
     if suffix == ".npy":
         raise ValueError(f"{what}: {path.name} is a single .npy array; save the features and targets together with "
                          "np.savez(path.npz, x=features, y=targets) and pass the .npz")

@@ -574,13 +574,14 @@ class _Trainer:
             raise ValueError(f"the training split of {info.name!r} yields no batches{hint}")
         self._check_model_runs()
         batch = getattr(train_loader, "batch_size", None) or cfg.batch
-        if batch != cfg.batch:
+        if not isinstance(self.data.train, DataLoader):
+            batch = cfg.batch  # TrainData.loaders caps a batch above the split at the split's size: said just below
+        elif batch != cfg.batch:
             self.log(f"data: batch={batch} comes from the DataLoader you passed (batch={cfg.batch} ignored)")
         from lrkit.scaling import nominal_batch
 
         if 0 < info.n_train < batch:  # a batch larger than the data: each step sees only the n_train samples
-            self.log(f"data: batch={batch} is larger than the {info.n_train} training samples; every batch is the "
-                     f"whole training split (batch {info.n_train} for accumulate and weight decay)")
+            self.log(info.batch_above_split(batch))
             batch = info.n_train
         self.batch = batch
         self.accumulate, self.weight_decay = nominal_batch(batch, cfg.nbs, cfg.weight_decay)
@@ -938,7 +939,8 @@ class _Trainer:
             f"{self.device}"
         )
         self.log(
-            f"lrkit.train: {self.cfg.epochs} epochs x {self.steps_per_epoch} optimizer steps (batch {self.batch}, "
+            f"lrkit.train: {self.cfg.epochs} epoch{'s' * (self.cfg.epochs != 1)} x {self.steps_per_epoch} optimizer "
+            f"step{'s' * (self.steps_per_epoch != 1)} (batch {self.batch}, "
             f"accumulate {self.accumulate} -> nominal batch {self.batch * self.accumulate}, weight_decay "
             f"{self.weight_decay:.3g})"
         )
