@@ -854,7 +854,8 @@ def _loss_text(batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None, raw: 
     - ``"step_fn (name)"`` / ``"loss_fn (name)"``: the caller's, by its ``__name__`` (a ``functools.partial``'s
       function's), or its class's name (an ``nn.MSELoss()``);
     - ``"the model's own loss, from model(**batch)"``: a Hugging Face batch (:func:`takes_whole_batch`, no
-      ``loss_fn``) that went to the model whole (:func:`own_loss`);
+      ``loss_fn``) that went to the model whole (:func:`own_loss`, also when given as the ``step_fn``, as
+      ``lrkit.train`` passes it);
     - ``"default: cross-entropy (integer targets)"`` (or ``boolean``), ``"default: cross-entropy per position
       (integer targets)"`` for one class per position of token logits ``(B, T, V)``, ``"default: MSE (float
       targets)"``; either default ``"... over the output's logits ..."`` when the model returned a dict-like output
@@ -865,7 +866,7 @@ def _loss_text(batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None, raw: 
     >>> _loss_text((torch.zeros(2, 1), torch.zeros(2, 1)), None, None, {"logits": torch.zeros(2, 1)})
     "default: MSE over the output's logits (float targets)"
     """
-    if step_fn is _own_loss_first:
+    if step_fn is _own_loss_first or step_fn is own_loss:  # (own_loss: lrkit.train's step_fn for such batches)
         return "the model's own loss, from model(**batch)"
     if step_fn is not None:
         return f"step_fn ({_callable_name(step_fn)})"

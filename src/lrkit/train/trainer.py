@@ -573,14 +573,16 @@ class _Trainer:
                         "samples drops every batch; use a smaller batch or drop_last=False)")
             raise ValueError(f"the training split of {info.name!r} yields no batches{hint}")
         self._check_model_runs()
-        batch = getattr(train_loader, "batch_size", None) or cfg.batch
-        if not isinstance(self.data.train, DataLoader):
-            batch = cfg.batch  # TrainData.loaders caps a batch above the split at the split's size: said just below
-        elif batch != cfg.batch:
-            self.log(f"data: batch={batch} comes from the DataLoader you passed (batch={cfg.batch} ignored)")
+        # lrkit's own loaders: cfg.batch (TrainData.loaders caps a batch above the split at the split's size: said
+        # just below); n_train counts the samples those batches draw from, unless a loader's items are whole batches
+        batch, per_sample = cfg.batch, True
+        if isinstance(self.data.train, DataLoader):
+            batch, line, per_sample = _passed_batch(self.data.train, cfg.batch)
+            if line is not None:
+                self.log(line)
         from lrkit.scaling import nominal_batch
 
-        if 0 < info.n_train < batch:  # a batch larger than the data: each step sees only the n_train samples
+        if per_sample and 0 < info.n_train < batch:  # a batch larger than the data: each step sees the n_train samples
             self.log(info.batch_above_split(batch))
             batch = info.n_train
         self.batch = batch
@@ -1763,6 +1765,43 @@ _SHAPE_KEYS = ("lrf", "cos_lr", "warmup_epochs", "warmup_momentum", "warmup_bias
 
 #: what best.pt leaves out of last.pt's state (the training state a resume needs)
 _NOT_IN_BEST = ("optimizer", "scheduler", "scaler", "monitor", "best_model")
+
+
+def _passed_batch(loader: DataLoader, batch: int) -> tuple[int, str | None, bool]:
+    """``(batch size, log line or None, whether the loader's dataset holds samples)`` of a DataLoader the user passed;
+    ``batch`` is the config's, ignored where the loader has its own: its ``batch_size``; with a ``batch_sampler``
+    (``batch_size`` is ``None`` then), the sampler's ``batch_size`` where it has one (torch's ``BatchSampler``); with
+    neither (``batch_size=None``: each of the dataset's items is a whole batch, and ``n_train`` counts batches), the
+    first item's size. A custom batch sampler's batches are not drawn to be measured (that would draw the run's
+    random numbers): ``batch`` is kept, and said to be.
+
+    >>> from torch.utils.data import BatchSampler, SequentialSampler, TensorDataset
+    >>> ds = TensorDataset(torch.zeros(100, 2))
+    >>> _passed_batch(DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), 64, False)), 32)[::2]
+    (64, True)
+    """
+    if loader.batch_size is not None:
+        n = loader.batch_size
+        return n, None if n == batch else f"data: batch={n} comes from the DataLoader you passed (batch={batch} " \
+            "ignored)", True
+    sampler = loader.batch_sampler
+    if sampler is not None:
+        n = getattr(sampler, "batch_size", None)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return n, None if n == batch else f"data: batch={n} comes from the batch_sampler of the DataLoader you " \
+                f"passed (batch={batch} ignored)", True
+        return batch, (f"data: the DataLoader you passed has a batch_sampler ({type(sampler).__name__}) without a "
+                       f"batch_size, so its batches' size is not known: batch={batch} is taken as their size for "
+                       "accumulate and weight decay (pass batch= their size)"), False
+    from lrkit._step import _leading_size
+
+    n = _leading_size(_first_sample(loader))  # batch_size=None: the dataset's items are whole batches
+    if n is None or n < 1:
+        return batch, (f"data: the DataLoader you passed has batch_size=None (each item of its dataset is a batch), "
+                       f"and its batches' size is not known: batch={batch} is taken as their size for accumulate "
+                       "and weight decay (pass batch= their size)"), False
+    return n, None if n == batch else f"data: batch={n} comes from the DataLoader you passed (batch_size=None: " \
+        f"each item of its dataset is a batch, the first of {n} samples; batch={batch} ignored)", False
 
 
 def _on_outputs(loss: Callable[[Any, Any], torch.Tensor] | None) -> Any:
