@@ -31,6 +31,7 @@ import lrkit
 from lrkit import _step
 from lrkit.cli.app import build_app
 from lrkit.finder import FinderResult
+from test_lossused_s16d import _TASK as _LOSSUSED_TASK  # the same task file, with a loss class added
 
 
 def _find(model: nn.Module, data: list[Any], **kw: Any) -> FinderResult:
@@ -98,18 +99,7 @@ def test_the_loss_round_trips_set_and_unset(tmp_path: Path) -> None:
         assert FinderResult.from_json(r.to_json(tmp_path / "r.json")).loss == loss
 
 
-_TASK = """import torch
-torch.manual_seed(0)
-X = torch.randn(64, 4)
-y = torch.randint(0, 3, (64,))
-def model():
-    torch.manual_seed(0)
-    return torch.nn.Linear(4, 3)
-def optimizer(params):
-    return torch.optim.SGD(params, lr=0.1)
-def train_loader():
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16)
-class _Loss:
+_TASK = _LOSSUSED_TASK + """class _Loss:
     def __call__(self, out, target):
         return torch.nn.functional.cross_entropy(out, target)
 loss_fn = type("[red]x", (_Loss,), {})()
