@@ -344,16 +344,17 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    try:
-        torch.manual_seed(0)
-        model = nn.Linear(4, 3)
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        g = torch.Generator().manual_seed(rank)
-        data = [(torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(4)]
-        r = lrkit.find_lr(model, opt, data, num_steps=12, end_lr=1.0)
-        Path(out, f"rank{rank}.txt").write_text(str(r.loss))
-    finally:
-        dist.destroy_process_group()
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(rank)
+    data = [(torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(4)]
+    r = lrkit.find_lr(model, opt, data, num_steps=12, end_lr=1.0)
+    Path(out, f"rank{rank}.txt").write_text(str(r.loss))
+    # Leave without the process group's teardown: under load, on torch 2.4.1, a rank of this test hung for minutes
+    # (tools/compat.sh, session 16; not reproduced in 7 runs alone), and the teardown is where the one-rank test's
+    # rank 0 aborted (tests/finder/test_dist_one_rank_s10.py). find_lr's last collective is over on both ranks here.
+    os._exit(0)
 
 
 @pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed with gloo")
