@@ -804,6 +804,17 @@ def _names_as_written(yaml: Any, text: str, loaded: dict[Any, Any]) -> None:
             loaded[key] = node.value
 
 
+def token_key(tok: str) -> tuple[str, str]:
+    """``(key, raw value)`` of a ``key=value`` token as the command line reads it: ``--warmup-epochs=3`` ->
+    ``("warmup_epochs", "3")``.
+
+    >>> token_key(" --warmup-epochs=3")
+    ('warmup_epochs', '3')
+    """
+    key, _, raw = tok.partition("=")
+    return key.strip().lstrip("-").replace("-", "_"), raw
+
+
 def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
     """``["a=1", "cfg=x.yaml"]`` -> kwargs: the file's keys first, then the tokens (a token wins over the file).
 
@@ -821,8 +832,7 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
             if split is not None:
                 raise split
             raise _bare_token_error(tok, tokens[i + 1] if i + 1 < len(tokens) else None, valid)
-        key, _, raw = tok.partition("=")
-        key = key.strip().lstrip("-").replace("-", "_")
+        key, raw = token_key(tok)
         if key != "cfg" and key not in valid:
             raise _unknown_key_error(key, valid)  # EPOCHS=5 -> 'epochs'
         if key in seen:

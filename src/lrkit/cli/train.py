@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lrkit._config import TrainConfig, tokens_to_kwargs
+from lrkit._config import TrainConfig, token_key, tokens_to_kwargs
 from lrkit._utils import optional_import
 from lrkit.cli._common import console, fail, progress_bar, user_code_error
 
@@ -138,8 +138,7 @@ def _cfg_resume_note(tokens: list[str], kwargs: dict[str, Any], message: str) ->
     >>> _cfg_resume_note(["cfg=a.yaml"], {"resume": "r/last.pt"}, "resume: r/last.pt already finished (1 epoch)")
     ' (resume=r/last.pt comes from cfg=a.yaml; add resume=false to start a new run with its settings)'
     """
-    given = {tok.partition("=")[0].strip().lstrip("-").replace("-", "_"): tok.partition("=")[2] for tok in tokens
-             if "=" in tok}  # as tokens_to_kwargs reads the keys
+    given = dict(token_key(tok) for tok in tokens if "=" in tok)  # as tokens_to_kwargs reads the keys
     resume = kwargs.get("resume")
     if "cfg" not in given or "resume" in given or resume in (None, False, "") or "resume" not in message:
         return ""
