@@ -27,7 +27,7 @@ except ImportError:  # Python 3.10
     from typing_extensions import Unpack
 
 import lrkit
-from lrkit._step import own_loss
+from lrkit._hf import own_loss
 from lrkit.cli.app import build_app
 from lrkit.cli.find import _task_file_advice, run_find
 from lrkit.finder.demo import load_task_file

@@ -31,7 +31,8 @@ except ImportError:  # Python 3.10
     from typing_extensions import Unpack
 
 import lrkit
-from lrkit._step import move_to, own_loss
+from lrkit._hf import own_loss
+from lrkit._step import move_to
 
 _DROPPED = "have no corresponding argument in"
 

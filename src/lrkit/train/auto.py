@@ -140,7 +140,7 @@ class Trial(NamedTuple):
     steps: int
 
 
-@dataclass
+@dataclass(repr=False)
 class AutoLR:
     """What :func:`choose_lr0` chose and why.
 
@@ -156,7 +156,7 @@ class AutoLR:
     ``to_dict()["suggestion"]`` is the range test's suggestion the choice started from, as read when it was made
     (a later change of :data:`NOISE_SCALING` does not rewrite the record); ``to_dict()["settings"]`` the guard's and
     the reading's settings it was made under (:data:`SEARCH`, :data:`STEP_DOWN_MARGIN`, :data:`DIP_AND_PASSES`,
-    :data:`NOISE_SCALING`).
+    :data:`NOISE_SCALING`); ``to_dict()["finder_loss"]`` which loss the range test ran (:attr:`finder_loss`).
     """
 
     lr: float
@@ -167,6 +167,37 @@ class AutoLR:
     reason: str
     trial_steps: int = 0
     log_lines: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """One line: the LR, the suggestion it started from, the trials and the cost, not the range test's curve and
+        the log (the attributes hold them).
+
+        >>> AutoLR(lr=0.02, finder=None, trials=[Trial(0.02, 0.41, 16)], extra_steps=49, extra_fraction=0.049,
+        ...        reason="the suggestion trained and learned", trial_steps=16)
+        AutoLR(lr=0.02, trials=[(0.02, val_loss=0.41)], trial_steps=16, extra_steps=49, extra_fraction=0.049)
+        """
+        parts = [f"lr={self.lr:.4g}"]
+        try:
+            suggestion = self.to_dict()["suggestion"]
+        except ValueError:  # a range test too short to judge: nothing to show
+            suggestion = None
+        if suggestion is not None:
+            parts.append(f"suggestion={suggestion:.4g}")
+        trials = ", ".join(f"({t.lr:.4g}, val_loss={t.val_loss:.4g})" for t in self.trials)
+        parts += [f"trials=[{trials}]", f"trial_steps={self.trial_steps}", f"extra_steps={self.extra_steps}",
+                  f"extra_fraction={self.extra_fraction:.3g}"]
+        return f"AutoLR({', '.join(parts)})"
+
+    @property
+    def finder_loss(self) -> str | None:
+        """Which loss the range test ran, in words: its ``FinderResult.loss`` (``"cross-entropy (the classification
+        task's loss)"`` under ``lrkit.train``, ``"loss_fn (my_loss)"``, ...); after a resume (``finder=None``), the
+        record's. ``None`` when it was not recorded (a record from before it was, a hand-built ``FinderResult``)."""
+        if self.finder is not None:
+            loss = getattr(self.finder, "loss", None)
+            return loss if isinstance(loss, str) else None
+        recorded = getattr(self, "_finder_loss", None)
+        return None if recorded is _NOT_RECORDED else recorded
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready record (for a run's ``args.yaml``/results)."""
@@ -184,7 +215,7 @@ class AutoLR:
             "reason": self.reason,
             # a record read back by from_dict keeps what it said (None: written before settings were recorded)
             "settings": self._settings if hasattr(self, "_settings") else _settings(),
-        }
+        } | ({} if getattr(self, "_finder_loss", None) is _NOT_RECORDED else {"finder_loss": self.finder_loss})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AutoLR:
@@ -194,9 +225,10 @@ class AutoLR:
         ``to_dict()`` gives the record back (its ``suggestion`` and ``settings`` as written, not re-read). A trial's
         ``val_loss`` of ``None`` (diverged) reads as ``inf``. Records of older versions may lack keys: only ``lr`` is
         required; ``trials`` defaults to ``[]``, ``trial_steps``, ``extra_steps`` and ``extra_fraction`` to 0,
-        ``reason`` to ``""``, ``suggestion`` and ``settings`` to ``None`` (not recorded: a record from before
-        ``settings`` existed is not given today's). An unknown key (with a did-you-mean), a missing ``lr`` or a value
-        of the wrong kind is a ``ValueError`` naming the key.
+        ``reason`` to ``""``, ``suggestion``, ``settings`` and ``finder_loss`` to ``None`` (not recorded: a record
+        from before ``settings`` existed is not given today's, and one without ``finder_loss`` gives it back
+        without it). An unknown key (with a did-you-mean), a missing ``lr`` or a value of the wrong kind is a
+        ``ValueError`` naming the key.
 
         >>> a = AutoLR(lr=0.02, finder=None, trials=[Trial(0.01, 0.5, 16), Trial(0.04, math.inf, 3)],
         ...            extra_steps=49, extra_fraction=0.049, reason="stepped up", trial_steps=16)
@@ -229,6 +261,10 @@ class AutoLR:
         reason = d.get("reason", "")
         if not isinstance(reason, str):
             raise ValueError(f"{where}: 'reason' must be a string, got {type(reason).__name__}")
+        finder_loss = d.get("finder_loss")
+        if finder_loss is not None and not isinstance(finder_loss, str):
+            raise ValueError(f"{where}: 'finder_loss' must be a string (which loss the range test ran, e.g. "
+                             f"'loss_fn (cross_entropy)') or None, got {type(finder_loss).__name__}")
         auto = cls(
             lr=lr,
             finder=None,
@@ -242,11 +278,17 @@ class AutoLR:
             None if suggestion is None else _record_number(where, "suggestion", suggestion, positive=True)
         )
         auto._settings = dict(settings) if settings is not None else None  # type: ignore[attr-defined]
+        # a record from before finder_loss existed is given back without it (not as a None it did not say)
+        auto._finder_loss = d["finder_loss"] if "finder_loss" in d else _NOT_RECORDED  # type: ignore[attr-defined]
         return auto
 
 
+#: ``AutoLR._finder_loss`` of a record read back (:meth:`AutoLR.from_dict`) that had no ``finder_loss`` key.
+_NOT_RECORDED = object()
+
 #: The keys of :meth:`AutoLR.to_dict`'s record.
-_RECORD_KEYS = ("lr", "suggestion", "trials", "trial_steps", "extra_steps", "extra_fraction", "reason", "settings")
+_RECORD_KEYS = ("lr", "suggestion", "trials", "trial_steps", "extra_steps", "extra_fraction", "reason", "settings",
+                "finder_loss")
 
 
 def _record_number(where: str, key: str, value: Any, *, positive: bool = False) -> float:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lrkit._step import class_targets, long_targets
+from lrkit._step import class_targets, described_as, long_targets
 
 __all__ = ["TaskSpec", "class_targets", "task_spec"]
 
@@ -37,11 +37,13 @@ def _match(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return output
 
 
+@described_as("mean squared error (the regression task's loss)")  # FinderResult.loss's words for it
 def regression_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error (``output`` reshaped to the target's shape when only the shape differs)."""
     return F.mse_loss(_match(output, target).float(), target.float())
 
 
+@described_as("token cross-entropy (the lm task's loss)")
 def lm_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy: ``output`` ``(B, T, V)`` logits, ``target`` ``(B, T)`` token ids (any integer dtype).
 
@@ -51,6 +53,7 @@ def lm_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), long_targets(target).reshape(-1))
 
 
+@described_as("cross-entropy (the classification task's loss)")
 def classification_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over class logits ``(B, C)`` and integer targets ``(B,)`` (or a column ``(B, 1)``)."""
     return F.cross_entropy(output.float(), class_targets(output, target))
