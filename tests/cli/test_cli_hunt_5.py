@@ -246,7 +246,7 @@ def test_total_steps_may_be_written_in_scientific_notation(total: str) -> None:
 
 
 def test_a_fractional_total_steps_names_the_value() -> None:
-    _clean_failure(run("cosine lr0=0.1", "-t", "2.5", "--no-plot"), "total_steps=2.5 must be a whole number")
+    _clean_failure(run("cosine lr0=0.1", "-t", "2.5", "--no-plot"), "--total-steps 2.5 must be a whole number")
 
 
 def test_out_help_names_every_format() -> None:

@@ -84,12 +84,12 @@ def test_list_prints_the_registry(app: typer.Typer) -> None:
     (("cosine lr0=0.01 lfr=0.01", "-t", "10", "--no-plot"), "Did you mean 'lrf'?"),
     (("cosin lr0=0.1", "-t", "10", "--no-plot"), "Did you mean 'cosine'?"),
     (("plateau lr0=0.1", "--no-plot"), "has no fixed length"),
-    (("step lr0=0.1 step_size=30", "-t", "100", "--no-plot"), "steps_per_epoch is needed"),
+    (("step lr0=0.1 step_size=30", "-t", "100", "--no-plot"), "--steps-per-epoch is needed"),
     ((), "give a schedule spec"),
     (("cosine", "-t", "10", "--json", "--compare", "linear"), "drop --compare"),
     # found by the adversarial pass: a bare OverflowError, and a bad --base-lr silently ignored
     (("exponential lr0=0.1 gamma=2 unit=step", "-t", "2000", "--no-plot"), "gamma=2.0 per step overflows"),
-    (("cosine lr0=0.1", "-t", "10", "--no-plot", "--base-lr", "-1"), "--base-lr=-1.0 must be a finite number > 0"),
+    (("cosine lr0=0.1", "-t", "10", "--no-plot", "--base-lr", "-1"), "--base-lr -1 must be a finite number > 0"),
 ])
 def test_errors_exit_nonzero_with_one_line(app: typer.Typer, args: tuple[str, ...], match: str) -> None:
     res = run(app, *args)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,24 +18,43 @@ def console():  # -> rich.console.Console
     return optional_import("rich.console", "cli").Console()
 
 
+#: the progress bar's width: at most rich's default, at least enough to read
+_BAR_WIDTH = (10, 40)
+
+
 @contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., None]]:
+def progress_bar(description: str, total: int | None, *, console_: Any = None) -> Iterator[Callable[..., None]]:
     """Yield ``update(advance=1, **fields)`` that drives a rich progress bar with ETA and live fields.
 
-    Progress is a callback handed to the library function, never tangled into its loop.
+    Progress is a callback handed to the library function, never tangled into its loop. In a narrow terminal (80
+    columns) the bar gives up its width first, down to 10 columns, to the live fields; fields longer than what is
+    left then wrap onto a second line. The step count and times are never cut (rich's own layout made
+    ``6172/12345`` into ``6172/1…`` to fit a long field). ``console_``: the rich console to draw on (default
+    stdout's).
     """
     progress_mod = optional_import("rich.progress", "cli")
+    column = optional_import("rich.table", "cli").Column
+    bar = progress_mod.BarColumn(bar_width=_BAR_WIDTH[1])
     columns = [
-        progress_mod.TextColumn("[bold]{task.description}"),
-        progress_mod.BarColumn(),
-        progress_mod.MofNCompleteColumn(),
-        progress_mod.TimeElapsedColumn(),
-        progress_mod.TimeRemainingColumn(),
-        progress_mod.TextColumn("{task.fields[info]}"),
+        progress_mod.TextColumn("[bold]{task.description}", table_column=column(no_wrap=True)),
+        bar,
+        progress_mod.MofNCompleteColumn(table_column=column(no_wrap=True)),
+        progress_mod.TimeElapsedColumn(table_column=column(no_wrap=True)),
+        progress_mod.TimeRemainingColumn(table_column=column(no_wrap=True)),
+        progress_mod.TextColumn("{task.fields[info]}", table_column=column(overflow="fold")),
     ]
-    progress = progress_mod.Progress(*columns, transient=False)
+    progress = progress_mod.Progress(*columns, transient=False, console=console_)
     task = progress.add_task(description, total=total, info="")
     started = False
+
+    def fit(info: str) -> None:
+        """The bar as wide as the line leaves it beside the other columns and ``info`` (10 to 40 columns)."""
+        t = progress.tasks[task]
+        steps = len(str(int(t.total))) if t.total is not None else 1
+        count = len(str(int(t.completed))) + 1 + (steps if t.total is not None else 1)
+        times = 2 * max(7, len(str(int(t.elapsed or 0) // 3600)) + 6)  # h:mm:ss, each
+        used = len(description) + count + times + len(info) + len(columns) - 1  # (one space between columns)
+        bar.bar_width = max(_BAR_WIDTH[0], min(_BAR_WIDTH[1], progress.console.width - used))
 
     def update(advance: int = 1, *, total: int | None = None, info: str = "", **_: Any) -> None:
         nonlocal started
@@ -43,12 +64,106 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., 
         if total is not None:
             progress.update(task, total=total)
         progress.update(task, advance=advance, info=info)
+        fit(info)
 
     try:
         yield update
     finally:
         if started:
             progress.stop()
+
+
+class TypedFloat(float):
+    """A float that remembers the text the user typed for it (``-5``, ``1e7``, ``1e400``), so that an error can show
+    the value as typed rather than as Python prints the float (``-5.0``, ``10000000.0``, ``inf``)."""
+
+    typed: str
+
+    def __new__(cls, value: float, typed: str) -> TypedFloat:
+        self = super().__new__(cls, value)
+        self.typed = typed
+        return self
+
+
+def typed_float(text: Any) -> TypedFloat:
+    """Typer's ``parser=`` for a float option: the number, remembering the text typed (a default, not typed, is
+    shown as :func:`shown` prints it).
+
+    >>> typed_float("1e7"), typed_float("1e7").typed
+    (10000000.0, '1e7')
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return TypedFloat(float(text), shown(text))
+    try:
+        return TypedFloat(float(str(text).strip()), str(text).strip())
+    except ValueError:
+        typer = optional_import("typer", "cli")
+        raise typer.BadParameter(f"{str(text)!r} is not a number (e.g. 100, 0.5 or 1e-3)") from None
+
+
+typed_float.__name__ = "float"  # the type name an older typer shows for a parser= option
+
+
+def shown(value: Any) -> str:
+    """``value`` as the user typed it where it is a :class:`TypedFloat`; else a whole float without its ``.0``
+    (``-5``, not ``-5.0``; every digit of any other float, as ``repr``), and ``str`` of anything else."""
+    if isinstance(value, TypedFloat):
+        return value.typed
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+#: a value in a library message after ``key=``: a number as repr/``:g`` prints it, ``nan``/``inf``, or ``...``
+_VALUE = r"(?:\.\.\.|[-+]?(?:\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|nan|inf))"
+
+
+def cli_message(message: str, options: Mapping[str, tuple[str, Any]]) -> str:
+    """A library error ``message`` in the words of the command line: each library keyword in ``options``
+    (``{"total_steps": ("--total-steps", value or None)}``, ``value`` what the option received) is named as the flag.
+
+    * ``key=VALUE`` where ``VALUE`` is the option's own value becomes ``--flag TYPED``, the value as the user typed
+      it (:func:`shown`); ``key=VALUE`` with another value (a spec's own key) is left as it is;
+    * ``key=...`` (a hint to pass the keyword) becomes ``--flag N``;
+    * the bare keyword (a hint: ``needs steps_per_epoch``) becomes ``--flag``; a keyword without ``_`` (``epochs``,
+      also a plain word) only after ``or `` or before ``and <another keyword>``.
+
+    One mechanism for every command and option: each command lists its options once.
+
+    >>> cli_message("total_steps=-5.0 must be a finite number > 0", {"total_steps": ("--total-steps", -5.0)})
+    '--total-steps -5 must be a finite number > 0'
+    """
+    keys = "|".join(re.escape(k) for k in sorted(options, key=len, reverse=True))
+    if not keys:
+        return message
+
+    def same(text: str, value: Any) -> bool:
+        try:
+            a, b = float(text), float(value)
+        except (TypeError, ValueError):
+            return False
+        return a == b or (math.isnan(a) and math.isnan(b))
+
+    def with_value(m: re.Match[str]) -> str:
+        key, text = m.group(1), m.group(2)
+        flag, value = options[key]
+        if text == "...":
+            return f"{flag} N"
+        if value is not None and same(text, value):
+            return f"{flag} {shown(value)}"
+        return m.group(0)
+
+    # (?<![\w-]): not the tail of another identifier (warmup_epochs) or of a flag already written (--epochs)
+    message = re.sub(rf"(?<![\w-])({keys})=({_VALUE})(?!\w)", with_value, message)
+    others = "|".join(re.escape(k) for k in options)
+    for key in options:
+        if "_" in key:
+            pattern = rf"(?<![\w=-])({re.escape(key)})(?![\w=])"
+        else:  # a plain word: only where a hint lists it with the flags
+            pattern = rf"(?<=\bor )({re.escape(key)})(?![\w=])|(?<![\w=-])({re.escape(key)})(?= and (?:{others})\b)"
+        message = re.sub(pattern, lambda m: options[m.group(1) or m.group(2)][0], message)
+    return message
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -8,16 +8,50 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 from lrkit._utils import MissingExtraError, optional_import
 
 COMMANDS = ("find", "schedule", "train")
 
 
+def _without_flag_metavar(params: list[Any]) -> list[Any]:
+    """``params`` with every boolean flag's metavar set to ``""``: a flag takes no value, so its help row shows no
+    value placeholder.
+
+    Typer 0.2x's own help panel shows a type for every option, flags included (``--help -h <bool>``):
+    ``TyperOption.display_type_rich`` returns ``self.metavar`` when one is set, and ``display_type`` (``<bool>``)
+    otherwise, whether or not the option is a flag; only its plain-text help skips flags. Older typer (on click)
+    skipped the ``BOOLEAN`` metavar in its panel. An empty metavar is what both show for a flag: nothing.
+    """
+    for param in params:
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+def _command_classes() -> tuple[type, type]:
+    """Typer's command and group classes, their help rows without a metavar on boolean flags (``--help``,
+    ``--json``, ``--version``, ...) for every command."""
+    core = importlib.import_module("typer.core")
+
+    class Command(core.TyperCommand):  # type: ignore[misc, name-defined]
+        def get_params(self, ctx: Any) -> list[Any]:
+            return _without_flag_metavar(super().get_params(ctx))
+
+    class Group(core.TyperGroup):  # type: ignore[misc, name-defined]
+        def get_params(self, ctx: Any) -> list[Any]:
+            return _without_flag_metavar(super().get_params(ctx))
+
+    return Command, Group
+
+
 def build_app():  # -> typer.Typer (typer is imported lazily)
     """Build the Typer app with every command registered."""
     typer = optional_import("typer", "cli")
+    command_cls, group_cls = _command_classes()
     app = typer.Typer(
+        cls=group_cls,
         name="lrkit",
         help="lrkit — the learning-rate toolkit for PyTorch: find | schedule | train.",
         no_args_is_help=True,
@@ -42,6 +76,9 @@ def build_app():  # -> typer.Typer (typer is imported lazily)
 
     for name in COMMANDS:
         importlib.import_module(f"lrkit.cli.{name}").register(app)
+    for info in app.registered_commands:  # every command, however its module registered it (typer 0.2x's
+        if info.cls is None or info.cls is command_cls.__base__:  # app.command() fills in TyperCommand itself)
+            info.cls = command_cls
     return app
 
 

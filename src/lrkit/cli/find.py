@@ -17,7 +17,7 @@ import torch
 import typer
 
 from lrkit._utils import check_int, claim_dir, optional_import, unknown_name_error
-from lrkit.cli._common import check_writable, console, fail, progress_bar, user_code_error
+from lrkit.cli._common import check_writable, cli_message, console, fail, progress_bar, typed_float, user_code_error
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.demo import demo_task, load_task_file
@@ -140,29 +140,27 @@ _FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pdf", ".svg", ".svgz", ".
                             ".tiff", ".json", ".csv"})
 
 
-_FLAGS = re.compile(r"\b(start_lr|end_lr|num_steps|accumulation_steps|max_grad_norm|seed)=|\bunknown (mode|rule) "
-                    r"|\b(start_lr|end_lr|num_steps)(?= \(now )")
+#: find_lr's numeric keywords that are ``lrkit find`` options, and their flags (``mode``/``rule``: ``_UNKNOWN``)
+_OPTIONS = {"start_lr": "--start-lr", "end_lr": "--end-lr", "num_steps": "--num-steps",
+            "accumulation_steps": "--accumulation-steps", "max_grad_norm": "--max-grad-norm", "seed": "--seed"}
+_UNKNOWN = re.compile(r"\bunknown (mode|rule) ")
 
 
-def _as_flags(message: str) -> str:
+def _as_flags(message: str, values: dict[str, Any] | None = None) -> str:
     """``find_lr``'s messages name its Python arguments (``num_steps=5 must be ...``); on the command line they name
-    the flags the user typed (``--num-steps 5 must be ...``).
+    the flags the user typed, with the values as typed (``--num-steps 5 must be ...``): :func:`cli_message` with
+    ``values``, the options' values by keyword (a :class:`~lrkit.cli._common.TypedFloat` keeps its text).
 
-    >>> _as_flags("end_lr=1 must be greater than start_lr=10")
+    >>> _as_flags("end_lr=1.0 must be greater than start_lr=10.0", {"end_lr": 1.0, "start_lr": 10.0})
     '--end-lr 1 must be greater than --start-lr 10'
     >>> _as_flags("unknown mode 'cubic'. Valid: exp, linear")
     "unknown --mode 'cubic'. Valid: exp, linear"
     >>> _as_flags("too short to judge; lower start_lr (now 5) or raise num_steps (now 20)")
     'too short to judge; lower --start-lr (now 5) or raise --num-steps (now 20)'
     """
-    def flag(m: re.Match[str]) -> str:
-        if m.group(3):
-            return "--" + m.group(3).replace("_", "-")
-        if m.group(1):
-            return "--" + m.group(1).replace("_", "-") + " "
-        return f"unknown --{m.group(2)} "
-
-    return _FLAGS.sub(flag, message)
+    values = values or {}
+    options = {key: (flag, values.get(key)) for key, flag in _OPTIONS.items()}
+    return _UNKNOWN.sub(lambda m: f"unknown --{m.group(1)} ", cli_message(message, options))
 
 
 def _check_out(out: Path, shown: str | None = None) -> None:
@@ -246,8 +244,8 @@ def find_command(
         typer.Argument(help="Python file defining model(), optimizer(params), train_loader(), loss_fn()/step_fn "
                             "(optional)."),
     ] = None,
-    start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = 1e-7,
-    end_lr: Annotated[float, typer.Option(help="Last LR of the sweep.")] = 10.0,
+    start_lr: Annotated[float, typer.Option(parser=typed_float, help="First LR of the sweep.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option(parser=typed_float, help="Last LR of the sweep.")] = 10.0,
     num_steps: Annotated[int, typer.Option(help="Optimizer steps in the test (at least 10).")] = 100,
     mode: Annotated[str, typer.Option(help="exp (log-spaced) or linear.")] = "exp",
     rule: Annotated[str, typer.Option(help="Suggestion rule: robust, steepest, minimum, valley.")] = "robust",
@@ -263,7 +261,7 @@ def find_command(
     ] = "off",
     max_grad_norm: Annotated[
         Optional[float],  # noqa: UP045
-        typer.Option(help="Clip the gradient norm as your training loop does."),
+        typer.Option(parser=typed_float, help="Clip the gradient norm as your training loop does."),
     ] = None,
 ) -> None:
     """Run the LR range test and print the suggested learning rate.
@@ -289,6 +287,9 @@ def find_command(
     con = console()
     import warnings
 
+    # what each option received, by find_lr's keyword: a message about one names the flag, with the value as typed
+    values = {"start_lr": start_lr, "end_lr": end_lr, "num_steps": num_steps, "accumulation_steps": accumulation_steps,
+              "max_grad_norm": max_grad_norm, "seed": seed}
     try:
         with warnings.catch_warnings(record=True) as caught, progress_bar("LR range test", num_steps) as update:
             warnings.simplefilter("always")
@@ -297,14 +298,14 @@ def find_command(
                 update(info=f"lr={lr:.2e} loss={loss:.4f}")
 
             result, out_dir = run_find(
-                task_file, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
-                accumulation_steps=accumulation_steps, seed=seed, out=out, progress=on_step, device=device,
-                amp=amp, max_grad_norm=max_grad_norm,
+                task_file, start_lr=float(start_lr), end_lr=float(end_lr), num_steps=num_steps, mode=mode,
+                rule=rule, accumulation_steps=accumulation_steps, seed=seed, out=out, progress=on_step,
+                device=device, amp=amp, max_grad_norm=None if max_grad_norm is None else float(max_grad_norm),
             )
             if result.stop_reason != "completed":  # the bar ends where the test did, not short of its total
                 update(advance=0, total=result.num_steps_run, info=f"stopped: {result.stop_reason}")
     except (ValueError, OSError, TypeError) as e:
-        fail(_as_flags(str(e)))
+        fail(_as_flags(str(e), values))
         return
     except KeyboardInterrupt:  # Ctrl-C: a line saying so (run_find writes --out only after the test)
         fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
@@ -312,7 +313,7 @@ def find_command(
     for w in caught:
         escape = optional_import("rich.markup", "cli").escape
         text = str(w.message) if task_file is None else _task_file_advice(str(w.message))  # (define, not pass)
-        con.print(f"[yellow]warning:[/] {escape(_as_flags(text))}", highlight=False)
+        con.print(f"[yellow]warning:[/] {escape(_as_flags(text, values))}", highlight=False)
     table_mod = __import__("rich.table", fromlist=["Table"])
     table = table_mod.Table(title=f"LR range test — {result.num_steps_run} steps, {result.stop_reason}")
     table.add_column("")

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from lrkit._utils import optional_import
-from lrkit.cli._common import check_writable, console, fail
+from lrkit.cli._common import check_writable, cli_message, console, fail, shown, typed_float
 from lrkit.plots.finder import figure_format
 
 __all__ = ["register", "schedule_command"]
@@ -136,8 +136,11 @@ def schedule_command(
              "--steps-per-epoch 500 (or --list to see every family)")
     if as_json and compare:
         fail("--json prints one schedule as {\"lr\": [...], \"momentum\": [...]}: drop --compare")
+    # the library's keywords, as the command line names them: an error about one names the flag, its value as typed
+    options = {"epochs": ("--epochs", epochs), "steps_per_epoch": ("--steps-per-epoch", steps_per_epoch),
+               "total_steps": ("--total-steps", total_steps)}
     if base_lr is not None and not (0 < base_lr < float("inf")):  # checked even where a spec has its own peak
-        fail(f"--base-lr={base_lr!r} must be a finite number > 0")
+        fail(f"--base-lr {shown(base_lr)} must be a finite number > 0")
     if out is not None:
         out = out.expanduser()  # `--out=~/lr.png` reaches us unexpanded: no shell expands ~ after "="
     if out is not None and not (as_json and no_plot):
@@ -155,18 +158,19 @@ def schedule_command(
     used_base_lr = False
     for s in specs:
         try:
-            sched = from_spec(s, epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+            sched = from_spec(s, epochs=_plain(epochs), steps_per_epoch=_plain(steps_per_epoch),
+                              total_steps=_plain(total_steps))
             if sched.total_steps is None:
                 fail(f"{s!r} has no fixed length: pass --epochs and --steps-per-epoch, or --total-steps")
             if base_lr is not None and sched.peak_lr is None:
-                sched = sched.with_peak(base_lr)
+                sched = sched.with_peak(float(base_lr))
                 used_base_lr = True
             # a bounded record: every step of a short run, of a long one an even grid plus every phase boundary
             records.append(sampled_record(sched))
             bad = _first_non_finite(sched, records[-1])
         except (ValueError, TypeError, ArithmeticError) as e:  # ArithmeticError: a multiplier that overflows
             hint = " (here: --base-lr LR gives the peak)" if "the peak LR must be known" in str(e) else ""
-            fail(f"{_naming(s, str(e))}{hint}")
+            fail(f"{_naming(s, cli_message(str(e), options))}{hint}")
         if bad is not None:  # never printed: `Infinity`/`NaN` are not JSON, and such a schedule is no schedule
             what, step, value = bad
             fail(f"{s!r}: the {what} is not finite from step {step} on ({value}): the schedule overflows a float; "
@@ -175,14 +179,14 @@ def schedule_command(
     _check_same_scale(specs, scheds)
     if base_lr is not None and not used_base_lr:  # on stderr: --json output stays clean
         optional_import("rich.console", "cli").Console(stderr=True).print(
-            f"[yellow]warning:[/] --base-lr {base_lr:g} is not used: "
+            f"[yellow]warning:[/] --base-lr {shown(base_lr)} is not used: "
             + ("every spec gives" if compare else f"{spec!r} gives") + " its own peak LR (lr0/max_lr)",
             highlight=False, soft_wrap=True)
     if as_json:
         try:  # one value per step, streamed in chunks: a long run is never held in memory
             write_json(scheds[0], sys.stdout)
         except (ValueError, ArithmeticError) as e:
-            fail(_naming(specs[0], str(e)))
+            fail(_naming(specs[0], cli_message(str(e), options)))
         if out is not None and not no_plot:
             _plot(records, out, log_y)
         return
@@ -191,6 +195,11 @@ def schedule_command(
     if not no_plot:
         path = _plot(records, out if out is not None else _free_picture_name(), log_y)
         console().print(f"wrote {path}", highlight=False)
+
+
+def _plain(value: float | None) -> float | None:
+    """A plain float for the library (a :class:`~lrkit.cli._common.TypedFloat` stays on the command line)."""
+    return None if value is None else float(value)
 
 
 def _naming(spec: str, message: str) -> str:
@@ -275,12 +284,13 @@ def register(app: Any) -> None:
         spec: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
             help="Schedule spec, e.g. cosine lr0=0.01 lrf=0.01 (quoted or not).")] = None,
         epochs: Annotated[Optional[float], typer.Option(  # noqa: UP045
-            "--epochs", "-e", help="Run length in epochs.")] = None,
+            "--epochs", "-e", parser=typed_float, help="Run length in epochs.")] = None,
         steps_per_epoch: Annotated[Optional[float], typer.Option(  # noqa: UP045
-            "--steps-per-epoch", "-n", help="Optimizer steps per epoch (converts epoch-valued keys).")] = None,
+            "--steps-per-epoch", "-n", parser=typed_float,
+            help="Optimizer steps per epoch (converts epoch-valued keys).")] = None,
         total_steps: Annotated[Optional[float], typer.Option(  # noqa: UP045 - a float, so that -t 1e7 is accepted
-            "--total-steps", "-t", help="Run length in optimizer steps, e.g. 10000 or 1e7 (wins over epochs x "
-            "steps/epoch).")] = None,
+            "--total-steps", "-t", parser=typed_float,
+            help="Run length in optimizer steps, e.g. 10000 or 1e7 (wins over epochs x steps/epoch).")] = None,
         out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
             "--out", "-o", help="Picture to write, its format from the suffix: .png (the default), .pdf, .svg, ... "
             "(default schedule.png, or schedule2.png, ... if taken; with --json only when given).")] = None,
@@ -290,7 +300,8 @@ def register(app: Any) -> None:
             "--json", help="Print {\"lr\": [...], \"momentum\": [...]}, one value per step.")] = False,
         list_: Annotated[bool, typer.Option("--list", help="List every schedule family and exit.")] = False,
         base_lr: Annotated[Optional[float], typer.Option(  # noqa: UP045
-            "--base-lr", help="Peak LR for specs without lr0/max_lr (else LRs are multipliers).")] = None,
+            "--base-lr", parser=typed_float,
+            help="Peak LR for specs without lr0/max_lr (else LRs are multipliers).")] = None,
         no_plot: Annotated[bool, typer.Option(
             "--no-plot", help="Do not write the picture (print the table, or the JSON, only).")] = False,
         log_y: Annotated[bool, typer.Option("--log-y", help="Log-scale LR axis.")] = False,

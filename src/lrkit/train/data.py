@@ -48,7 +48,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subset, TensorDataset
 
 from lrkit._config import TASKS
-from lrkit._step import split_batch
+from lrkit._step import _leading_size, batch_size, split_batch
 from lrkit._utils import check_int, describe_yaml_error, optional_import, unknown_name_error, yaml_load
 
 __all__ = [
@@ -82,6 +82,30 @@ class DataInfo:
     n_train: int = 0
     n_val: int = 0
     notes: list[str] = field(default_factory=list)
+    #: the train / val DataLoader's items are whole batches (``batch_size=None``): ``n_train`` / ``n_val`` count
+    #: batches, not samples
+    train_batches: bool = False
+    val_batches: bool = False
+    #: the samples in the first training batch (:func:`lrkit._step.batch_size`) where the items are whole batches,
+    #: ``None`` where that is not known; the others are not drawn to be counted
+    first_batch: int | None = None
+
+    def sizes(self) -> str:
+        """The splits' sizes for the log: ``1438 train / 359 val`` in samples; a split of whole batches in batches,
+        with the first training batch's size where it is known (``5 train batches (the first of 64 samples)``).
+
+        >>> DataInfo("d", None, None, None, "pair", n_train=5, n_val=2, train_batches=True, val_batches=True,
+        ...          first_batch=64).sizes()
+        '5 train batches (the first of 64 samples) / 2 val batches'
+        """
+        if self.train_batches:
+            first = "" if self.first_batch is None else \
+                f" (the first of {self.first_batch} sample{'s' * (self.first_batch != 1)})"
+            train = f"{self.n_train} train batch{'es' * (self.n_train != 1)}{first}"
+        else:
+            train = f"{self.n_train} train"
+        val = f"{self.n_val} val batch{'es' * (self.n_val != 1)}" if self.val_batches else f"{self.n_val} val"
+        return f"{train} / {val}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (for checkpoints and args.yaml)."""
@@ -1207,6 +1231,11 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
         if _sized(part) and _len(part) == 0:
             raise ValueError(f"data=(train, val): the {role} {type(_dataset_of(part)).__name__} is empty (0 samples)")
     sample = _first_sample(train)
+    # a DataLoader with batch_size=None (and no batch_sampler) yields its dataset's items as they are: whole batches,
+    # which its length counts; the first one, peeked here already, gives its size (the others are not drawn)
+    whole = [isinstance(part, DataLoader) and part.batch_size is None and part.batch_sampler is None
+             for part in (train, val)]
+    first_batch = batch_size(sample) if whole[0] and _leading_size(sample) is not None else None  # (None: no tensor)
     input_shape: tuple[int, ...] | None = None
     inferred: str | None = None
     num_outputs: int | None = None
@@ -1230,7 +1259,8 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
                 inferred = "regression"
                 num_outputs = max(1, int(y.numel()))
     info = DataInfo(name=type(_dataset_of(train)).__name__, task=task or inferred, input_shape=input_shape,
-                    num_outputs=num_outputs, source=source, n_train=_len(train), n_val=_len(val))
+                    num_outputs=num_outputs, source=source, n_train=_len(train), n_val=_len(val),
+                    train_batches=whole[0], val_batches=whole[1], first_batch=first_batch)
     if info.task == "lm" and input_shape:
         info.seq_len = input_shape[0]
     if info.task == "lm" and info.num_outputs is None:  # vocabulary: the largest token id + 1 (tensors: cheap)

@@ -14,7 +14,9 @@ import functools
 import inspect
 import math
 import os
+import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -376,8 +378,10 @@ class _Trainer:
 
     # ---------------------------------------------------------------------------------------------- logging
     def log(self, line: str) -> None:
+        """Print a log line (``verbose``); in a terminal wrapped to its width with a hanging indent
+        (:func:`_wrap_log`), piped or redirected as one line per message, for grep."""
         if self.cfg.verbose:
-            print(line, flush=True)
+            print("\n".join(_wrap_log(line, _terminal_width())), flush=True)
 
     # ---------------------------------------------------------------------------------------------- resume
     def _merge_resume(self) -> None:
@@ -936,7 +940,7 @@ class _Trainer:
         info = self.data.info
         task = info.task or ("the model's own loss" if self.step_fn is own_loss else "custom step_fn")
         self.log(
-            f"lrkit.train: {info.name} ({task}, {info.n_train} train / {info.n_val} val), "
+            f"lrkit.train: {info.name} ({task}, {info.sizes()}), "
             f"model {self.model_name} ({sum(p.numel() for p in self.model.parameters()):,} parameters) on "
             f"{self.device}"
         )
@@ -1751,14 +1755,66 @@ class _Trainer:
         i = self._peak_index()
         lr = row.get(f"lr/{self.group_names[i]}") if i < len(self.group_names) else None
         lr = self._peak_lr() if lr is None else lr
+        # the epoch right-aligned to the run's length (1/2, ..., 10/100), and the star (a new best) with the time: at 80
+        # columns a line then wraps only where a long metric name asks for it, and never leaves the star alone
         self.log(
-            f"epoch {row['epoch']:>3}/{self.cfg.epochs}  train_loss {row['train_loss']:.4g}  val_loss "
-            f"{row['val_loss']:.4g}{metric}  lr {lr:.3g}  ({row['epoch_time']:.1f}s)"
-            + ("  *" if improved else "")
+            f"epoch {row['epoch']:>{len(str(self.cfg.epochs))}}/{self.cfg.epochs}  train_loss "
+            f"{row['train_loss']:.4g}  val_loss {row['val_loss']:.4g}{metric}  lr {lr:.3g}  "
+            f"({row['epoch_time']:.1f}s{') *' if improved else ')'}"
         )
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+def _terminal_width() -> int | None:
+    """The width to wrap the log to: the terminal's (``COLUMNS`` where set) when stdout is a terminal (also under
+    ``lrkit train``'s progress bar, whose stdout proxy is one), else ``None``: a log piped to a file or a pipe keeps
+    each message on one line."""
+    try:
+        tty = bool(sys.stdout.isatty())
+    except (AttributeError, ValueError):  # no stdout, or a closed one
+        return None
+    return shutil.get_terminal_size().columns if tty else None
+
+
+#: a message's prefix (``lrkit.train: ``, ``data: ``, ``lr0=auto: ``): its wrapped lines are indented under its text
+_LOG_PREFIX = re.compile(r"[\w.=-]{1,16}: ")
+
+
+def _wrap_log(line: str, width: int | None) -> list[str]:
+    """``line`` as lines of at most ``width`` columns (``None``: as it is), nothing dropped. A line of fields
+    separated by two spaces (an epoch's ``train_loss 2.28  val_loss 2.20  ...``) breaks only between fields; other
+    lines break between words. The wrapped lines are indented under the text after the message's prefix
+    (``lrkit.train: ``), or by two spaces, so each message still starts at column 1. A word longer than the width is
+    kept whole (a path): no line is cut.
+
+    >>> for part in _wrap_log("lrkit.train: the schedule had already ended (step 46); the extra epochs run at its "
+    ...                       "final LR", 60):
+    ...     print(part)
+    lrkit.train: the schedule had already ended (step 46); the
+                 extra epochs run at its final LR
+    """
+    if width is None or len(line) <= width:
+        return [line]
+    if "\n" in line:  # each line of a message of several on its own
+        return [part for piece in line.split("\n") for part in _wrap_log(piece, width)]
+    prefix = _LOG_PREFIX.match(line)
+    longest = max(map(len, line.split()), default=0)  # a long path: indented less, so that it fits if it can
+    indent = " " * (prefix.end() if prefix and width - prefix.end() >= max(30, longest) else 2)
+    fields = re.split(r"(?<=\S)  (?=\S)", line)
+    if len(fields) > 2 and max(map(len, fields)) <= width - len(indent):
+        lines = [fields[0]]
+        for f in fields[1:]:
+            if len(lines[-1]) + 2 + len(f) <= width:
+                lines[-1] += "  " + f
+            else:
+                lines.append(indent + f)
+        return lines
+    import textwrap
+
+    return textwrap.wrap(line, width=width, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False) or [line]
+
+
 #: Ultralytics' shorthand for the LR shape; a ``schedule=`` spec replaces all of it.
 _SHAPE_KEYS = ("lrf", "cos_lr", "warmup_epochs", "warmup_momentum", "warmup_bias_lr")
 
