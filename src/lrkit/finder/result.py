@@ -99,7 +99,7 @@ def _read_marks(marks: Any, losses: list[Any]) -> dict[int, float]:
     return out
 
 
-@dataclass
+@dataclass(repr=False)
 class FinderResult:
     """The outcome of :func:`lrkit.find_lr`: the curve, how the test ended, and the suggested LRs.
 
@@ -115,7 +115,8 @@ class FinderResult:
             / ``len(train_loader)``; ``None`` when the loader has no length): the robust rule keeps its full back-off
             on a test that cycled through a tiny dataset (more than :data:`~lrkit.finder.suggest.ROBUST_MAX_PASSES`).
         loss: which loss the test computed, decided at its first step: ``"loss_fn (cross_entropy)"`` (the caller's,
-            by its function's or class's name), ``"step_fn (my_step)"``, ``"default: cross-entropy (integer
+            by its function's or class's name), ``"cross-entropy (the classification task's loss)"`` (a task's loss
+            under ``lrkit.train``: ``lr0="auto"``), ``"step_fn (my_step)"``, ``"default: cross-entropy (integer
             targets)"`` (``"... (boolean targets)"``; ``"default: cross-entropy per position ..."`` for token logits
             ``(B, T, V)``), ``"default: MSE (float targets)"`` (either default ``"... over the output's logits"``
             when the model returned a dict-like output), or ``"the model's own loss, from model(**batch)"`` for a
@@ -189,6 +190,31 @@ class FinderResult:
         if self.loss is not None and not isinstance(self.loss, str):
             raise ValueError(f"loss={self.loss!r:.80}: which loss the range test used is a string (e.g. 'loss_fn "
                              "(cross_entropy)', 'default: MSE (float targets)'), or None when unknown")
+
+    def __repr__(self) -> str:
+        """One line a person can read: the suggestion, the range and how the test ended, not the whole curve
+        (``lrs`` and ``losses`` hold it). A curve no rule can judge shows ``suggestion=None``; ``suggest()`` says why.
+
+        >>> FinderResult(lrs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], losses=[2.0, 1.9, 1.2, 0.9, 5.0], num_steps=5)
+        FinderResult(suggestion=0.003162, range=(0.001, 0.01), rule='robust', steps=5 of 5, stop_reason='completed')
+        >>> FinderResult(lrs=[], losses=[])
+        FinderResult(suggestion=None, rule='robust', steps=0 of 100, stop_reason='completed')
+        """
+        parts: list[str] = []
+        for name, read in (("suggestion", lambda: f"{self.suggestion:.4g}"),
+                           ("range", lambda: "({:.4g}, {:.4g})".format(*self.range))):
+            try:
+                parts.append(f"{name}={read()}")
+            except ValueError:  # too short or too flat to judge: the repr still shows what there is
+                if name == "suggestion":
+                    parts.append("suggestion=None")
+        parts += [f"rule={self.rule!r}", f"steps={self.num_steps_run} of {self.num_steps}",
+                  f"stop_reason={self.stop_reason!r}"]
+        if self.loss is not None:
+            parts.append(f"loss={self.loss!r}")
+        if self.warnings:
+            parts.append(f"warnings={len(self.warnings)}")
+        return f"FinderResult({', '.join(parts)})"
 
     # -- the curve -------------------------------------------------------------------------------------------
     @property

@@ -14,7 +14,7 @@ from lrkit.train.run import _plain
 __all__ = ["TrainResults"]
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainResults:
     """The outcome of :func:`lrkit.train`.
 
@@ -67,6 +67,27 @@ class TrainResults:
     steps_per_epoch: int = 0
     total_steps: int = 0
     seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        """One line: where the run is, its LR and how it ended, not the model and the history (attributes hold them).
+
+        >>> import tempfile
+        >>> import lrkit
+        >>> r = lrkit.train(data="iris", model="linear", epochs=2, lr0=0.05, project=tempfile.mkdtemp(),
+        ...                 verbose=False, plots=False)
+        >>> repr(r).split(", ")[1:5]
+        ['lr0=0.05', "lr0_source='user'", "optimizer='AdamW'", 'epochs_run=2']
+        """
+        metric = self.metric_name.removeprefix("val_")
+        parts = [f"run_dir={str(self.run_dir)!r}", f"lr0={self.lr0:.4g}", f"lr0_source={self.lr0_source!r}",
+                 f"optimizer={self.optimizer!r}", f"epochs_run={self.epochs_run}", f"best_epoch={self.best_epoch}",
+                 f"best_val_loss={self.best_val_loss:.4g}"]
+        if metric != "loss":
+            parts.append(f"best_{metric}={self.best_metric:.4g}")
+        parts.append(f"events={len(self.events)}")
+        if self.stopped_early:
+            parts += ["stopped_early=True"] + ([f"stop_reason={self.stop_reason!r}"] if self.stop_reason else [])
+        return f"TrainResults({', '.join(parts)})"
 
     # ------------------------------------------------------------------------------------------ shortcuts
     @property
