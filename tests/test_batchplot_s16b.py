@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,9 @@ def test_move_to_lets_a_type_error_inside_to_propagate() -> None:
     b = BuggyTo()
     with pytest.raises(TypeError) as info:
         move_to(b, torch.device("meta"))
-    assert "BuggyTo" in str(info.value) or any("BuggyTo" in n for n in getattr(info.value, "__notes__", []))
+    assert "invalid combination of arguments" in str(info.value)  # the TypeError raised inside BuggyTo.to
+    if sys.version_info >= (3, 11):  # exceptions take notes from 3.11 on: the note names the class
+        assert any("BuggyTo" in n for n in getattr(info.value, "__notes__", []))
     with pytest.raises(TypeError):  # the second call (the cached signature) raises it too
         move_to((b, torch.zeros(1)), torch.device("meta"))
 
