@@ -139,6 +139,58 @@ def parse_value(text: str) -> Any:
     return s
 
 
+class _TypedInt(int):
+    """An int read from text the user wrote (a ``key=value`` token, a cfg file's scalar), which it prints as: a check's
+    ``f"{key}={v!r} ..."`` then shows ``workers=-01`` as typed. Checks return plain ints: it never outlives them."""
+
+    typed: str
+
+    def __repr__(self) -> str:
+        return self.typed
+
+    __str__ = __repr__
+
+
+class _TypedFloat(float):
+    """A float read from text the user wrote, which it prints as (``lr0=-1e-3``, not ``lr0=-0.001``; ``1e400``, not
+    ``inf``). Checks return plain floats: it never outlives them."""
+
+    typed: str
+
+    def __repr__(self) -> str:
+        return self.typed
+
+    __str__ = __repr__
+
+
+def _as_typed(value: Any, text: str) -> Any:
+    """``value`` (parsed from ``text``) as a number that prints as ``text`` (one pair of quotes off, as
+    :func:`parse_value` reads it) when it is an int or float (not a bool); anything else as it is. One mechanism for
+    every numeric key: the checks' messages print ``{v!r}``, and :meth:`TrainConfig.__post_init__` keeps plain
+    numbers.
+
+    >>> _as_typed(-0.001, " -1e-3"), _as_typed(True, "true"), _as_typed(-0.001, "-1e-3") == -0.001
+    (-1e-3, True, True)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    typed = (_TypedInt if isinstance(value, int) else _TypedFloat)(value)
+    shown = text.strip()
+    if len(shown) >= 2 and shown[0] == shown[-1] and shown[0] in "'\"":  # the pair of quotes parse_value takes off
+        shown = shown[1:-1].strip()
+    typed.typed = shown
+    return typed
+
+
+def _plain_number(v: Any) -> Any:
+    """A typed number as the plain int/float it is; anything else unchanged."""
+    if isinstance(v, _TypedInt):
+        return int(v)
+    if isinstance(v, _TypedFloat):
+        return float(v)
+    return v
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # checks: each takes (key, value) and returns the normalised value or raises ValueError naming both
 # ----------------------------------------------------------------------------------------------------------------
@@ -150,7 +202,7 @@ def _is_number(v: Any) -> bool:
 
 
 def _to_float(key: str, v: Any) -> float:
-    v = as_scalar(v)
+    given = v = as_scalar(v)
     if isinstance(v, str):
         try:
             if "_" in v:  # Python reads 1_0 as 10: a typo, not a number
@@ -162,13 +214,13 @@ def _to_float(key: str, v: Any) -> float:
         raise ValueError(f"{key}=<an integer of {int(math.log10(abs(v))) + 1} digits> must be a finite number: "
                          "it overflows a float")
     if not _is_number(v) or not math.isfinite(float(v)):
-        raise ValueError(f"{key}={v!r} must be a finite number")
+        raise ValueError(f"{key}={given!r} must be a finite number")  # as given: lr0='inf', lr0=1e400 (not inf)
     return float(v)
 
 
 def _int(lo: int | None = None) -> Check:
     def check(key: str, v: Any) -> int:
-        v = as_scalar(v)
+        given = v = as_scalar(v)  # messages show the value as given (epochs=-1e1 typed, not the int -10 it is)
         if isinstance(v, str):
             try:
                 if "_" in v:  # Python reads 1_0 as 10: a typo, not a number
@@ -179,10 +231,10 @@ def _int(lo: int | None = None) -> Check:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if not isinstance(v, int) or isinstance(v, bool):
-            raise ValueError(f"{key}={v!r} must be an integer")
+            raise ValueError(f"{key}={given!r} must be an integer")
         if lo is not None and v < lo:
-            raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
-        return v
+            raise ValueError(f"{key}={given!r} must be an integer >= {lo}")
+        return int(v)
 
     return check
 
@@ -190,10 +242,10 @@ def _int(lo: int | None = None) -> Check:
 def _seed(key: str, v: Any) -> int:
     """A seed in torch's range, ``[0, 2**64)``: a larger one passed the check and failed the first epoch with torch's
     bare ``Overflow when unpacking long long`` (``seed=1e30``)."""
-    v = _int(0)(key, v)
-    if v >= 2**64:
+    n = _int(0)(key, v)
+    if n >= 2**64:
         raise ValueError(f"{key}={v!r} must be an integer in [0, 2**64) (torch's seed range)")
-    return v
+    return n
 
 
 def _batch(key: str, v: Any) -> int:
@@ -211,8 +263,8 @@ def _batch(key: str, v: Any) -> int:
         )
     n = _int(1)(key, v)
     if n > sys.maxsize:  # a DataLoader's batch_size is a C ssize_t: torch failed mid-build on islice()
-        raise ValueError(f"{key}={n} is larger than a DataLoader can take (at most 2**63 - 1); a batch larger than the "
-                         f"training split counts as the split's size, so {key}=<the number of training samples> "
+        raise ValueError(f"{key}={v!r} is larger than a DataLoader can take (at most 2**63 - 1); a batch larger than "
+                         f"the training split counts as the split's size, so {key}=<the number of training samples> "
                          "trains on the whole split per batch")
     return n
 
@@ -511,7 +563,7 @@ def _device(key: str, v: Any) -> str | None:
     if v is None:
         return None
     if isinstance(v, int) and not isinstance(v, bool):
-        v = f"cuda:{v}"
+        v = f"cuda:{int(v)}"
     import torch
 
     try:
@@ -711,7 +763,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            setattr(self, f.name, f.metadata["check"](f.name, value))
+            # a number read from a token or a cfg file prints as typed (in the checks' messages) until here
+            setattr(self, f.name, _plain_number(f.metadata["check"](f.name, value)))
         if self.head is not None and self.backbone_lr_scale is None:
             raise ValueError(f"head={','.join(self.head)} names the head for backbone_lr_scale, which is not set: pass "
                              "backbone_lr_scale= too (e.g. 0.1), or drop head= (layer_decay needs no head name)")
@@ -781,27 +834,42 @@ def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"cfg={os.fspath(path)!r} may not itself contain a 'cfg' key")
     if isinstance(loaded.get("resolved"), dict):  # a run's args.yaml: what the run resolved to is a record, not a key
         del loaded["resolved"]
-    _names_as_written(yaml, text, loaded)
+    _as_written(yaml, text, loaded)
     return {str(k): v for k, v in loaded.items()}
 
 
 _AS_WRITTEN = ("name", "project")  # folder names: text, whatever YAML would make of them
 
 
-def _names_as_written(yaml: Any, text: str, loaded: dict[Any, Any]) -> None:
-    """``name: 2024`` names the run ``2024``, as ``name=2024`` does on the command line: YAML would read an int (and
-    ``007`` as octal 7, ``2024-01-05`` as a date), so ``name``/``project`` take the scalar as written (``null``/``~``
-    stay ``None``; a list or mapping is left for the check to reject)."""
-    if all(loaded.get(k) is None or isinstance(loaded[k], str) for k in _AS_WRITTEN):
+def _is_plain_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _as_written(yaml: Any, text: str, loaded: dict[Any, Any]) -> None:
+    """Scalars as the file wrote them, where YAML's reading would lose that:
+
+    * ``name: 2024`` names the run ``2024``, as ``name=2024`` does on the command line: YAML would read an int (and
+      ``007`` as octal 7, ``2024-01-05`` as a date), so ``name``/``project`` take the scalar as written
+      (``null``/``~`` stay ``None``; a list or mapping is left for the check to reject);
+    * any other key's number keeps its value but prints as written (:func:`_as_typed`): ``lr0: -1.0e-3`` is
+      refused as ``lr0=-1.0e-3``, ``lrf: .inf`` as ``lrf=.inf``, as a ``key=value`` token is.
+
+    The file is composed a second time only when it holds such a value (a few small mappings: cheap)."""
+    names = [k for k in _AS_WRITTEN if loaded.get(k) is not None and not isinstance(loaded[k], str)]
+    numbers = [k for k, v in loaded.items() if isinstance(k, str) and k not in _AS_WRITTEN and _is_plain_number(v)]
+    if not names and not numbers:
         return
-    written: dict[str, Any] = {}
+    nodes: dict[str, Any] = {}
     # the keys are unique here: yaml_load refused a repeated one before this runs
     for key_node, value_node in yaml.compose(text, Loader=yaml.SafeLoader).value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value in _AS_WRITTEN:
-            written[key_node.value] = value_node
-    for key, node in written.items():
-        if loaded.get(key) is not None and not isinstance(loaded[key], str) and isinstance(node, yaml.ScalarNode):
-            loaded[key] = node.value
+        if isinstance(key_node, yaml.ScalarNode) and isinstance(value_node, yaml.ScalarNode):
+            nodes[key_node.value] = value_node
+    for key in names:
+        if key in nodes:
+            loaded[key] = nodes[key].value
+    for key in numbers:
+        if key in nodes:
+            loaded[key] = _as_typed(loaded[key], nodes[key].value)
 
 
 def token_key(tok: str) -> tuple[str, str]:
@@ -845,7 +913,7 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
             continue
         try:
             from_tokens[key] = (
-                parse_value(raw)
+                _as_typed(parse_value(raw), raw)  # a number prints as typed: lr0=-1e-3, not lr0=-0.001
                 if key not in ("name", "project", "data", "model", "schedule")
                 else (_parse_str_key(key, raw))
             )

@@ -57,12 +57,32 @@ def demo_task(seed: int = 0, batch_size: int = 64) -> FinderTask:
 
 _REQUIRED = ("model", "optimizer", "train_loader")
 
+#: names other frameworks and tutorials give a task's functions, with the name a task file uses for each: a file that
+#: defines ``criterion()`` or ``train_step(model, batch)`` and no ``loss_fn``/``step_fn`` is asked whether it meant
+#: them (else the default loss would run, silently), and a missing ``model()`` beside a ``get_model()`` is named so
+_CONVENTIONAL: dict[str, str] = {
+    **dict.fromkeys(("get_model", "build_model", "make_model", "create_model", "load_model", "model_fn"), "model"),
+    **dict.fromkeys(("get_optimizer", "make_optimizer", "build_optimizer", "create_optimizer", "configure_optimizers",
+                     "configure_optimizer", "optimizer_fn", "optim", "opt"), "optimizer"),
+    **dict.fromkeys(("train_dataloader", "get_train_loader", "get_train_dataloader", "dataloader", "data_loader",
+                     "get_dataloader", "make_dataloader", "build_dataloader", "create_dataloader", "get_loader",
+                     "make_loader", "build_loader", "trainloader", "loader"), "train_loader"),
+    **dict.fromkeys(("criterion", "get_criterion", "make_criterion", "loss", "get_loss", "make_loss", "build_loss",
+                     "loss_function", "get_loss_fn", "loss_func", "lossfn", "compute_loss"), "loss_fn"),
+    **dict.fromkeys(("step", "train_step", "training_step", "forward_step", "step_func", "stepfn"), "step_fn"),
+}
+
 
 def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     """Build a task from a Python file that defines ``model()``, ``optimizer(params)``, ``train_loader()`` and
     ``loss_fn()`` (returning the loss function) or ``step_fn(model, batch)`` — or neither: then ``find_lr``'s default
     applies, as in the Python API (a Hugging Face batch goes to the model whole, ``model(**batch)``, and its own loss
-    is used; ``(x, y)`` batches get the default loss, cross-entropy or mean squared error).
+    is used; ``(x, y)`` batches get the default loss, cross-entropy or mean squared error). A file that defines its
+    loss or step under another framework's name (``criterion``, ``compute_loss``, ``train_step``, ...; see
+    ``_CONVENTIONAL``) or a misspelt one, and neither ``loss_fn`` nor ``step_fn``, is refused with a "did you mean
+    loss_fn()?" rather than run with the default loss in its place; ``loss_fn = None`` says the default is meant.
+    A missing ``model()``/``optimizer(params)``/``train_loader()`` beside a ``get_model()``, ``make_optimizer()``,
+    ``train_dataloader()``, ... is named so too.
 
     The file is executed as a module, with its folder first on ``sys.path`` (as ``python my_task.py`` runs it, so it
     can import the modules beside it), then last (its functions still import them; a neighbour named like a module
@@ -106,17 +126,29 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     if missing:
         raise ValueError(
             f"task file {str(path)!r} must define {', '.join(f'{m}()' for m in missing)}"
-            f"{_misspelt_hint(module, missing)}; see `lrkit find --help` for the expected functions"
+            f"{_hint_text(_alternatives(module, missing))}; see `lrkit find --help` for the expected functions"
         )
+    for name in ("loss_fn", "step_fn"):  # loss_fn = "mse": not a function, and not the default loss either
+        value = getattr(module, name, None)
+        if value is not None and not callable(value):
+            what = "a loss function (or loss_fn() returning one)" if name == "loss_fn" else "step_fn(model, batch)"
+            raise ValueError(f"{name} in task file {str(path)!r} is a {type(value).__name__}, not a function: define "
+                             f"{what}, or set {name} = None for the default loss")
     has_loss = callable(getattr(module, "loss_fn", None))
     has_step = callable(getattr(module, "step_fn", None))
     # Neither: find_lr's default, as in the Python API — a Hugging Face batch (labels, no x/input key) goes to the
-    # model whole and its own loss is used, (x, y) batches get the default loss. A misspelt name is not meant so.
-    misspelt = "" if has_loss or has_step else _misspelt_hint(module, ["loss_fn", "step_fn"])
-    if misspelt:
+    # model whole and its own loss is used, (x, y) batches get the default loss. A misspelt name (lossfn) or another
+    # framework's (criterion, train_step) is not meant so: the default loss would run in its place, silently, and
+    # the suggestion would be for another loss. `loss_fn = None` says the default is meant.
+    chosen = "loss_fn" in vars(module) or "step_fn" in vars(module)
+    found = [] if has_loss or has_step or chosen else _alternatives(module, ["loss_fn", "step_fn"])
+    if found:
+        aliases = " or ".join(f"{name} = {alt}" for alt, name in found)
         raise ValueError(
             f"task file {str(path)!r} must define loss_fn() (returning a loss function) or step_fn(model, batch)"
-            f"{misspelt}, or neither for the default loss"
+            f"{_hint_text(found)}: rename {'it' if len(found) == 1 else 'one'}, or add {aliases}; without them the "
+            "default loss would run instead — "
+            "set loss_fn = None if that is what you mean"
         )
     model = _call_user(path, "model()", module.model)
     if not isinstance(model, torch.nn.Module):
@@ -142,22 +174,62 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     )
 
 
-def _misspelt_hint(module: Any, missing: list[str]) -> str:
-    """`` (it defines modle(): did you mean model()?)`` for each missing name that a public callable defined in
-    the task file itself is close to (imported names such as ``DataLoader`` are not candidates), else ``""``."""
-    expected = {*_REQUIRED, "loss_fn", "step_fn"}
+def _alternatives(module: Any, missing: list[str]) -> list[tuple[str, str]]:
+    """``(found, expected)`` for each ``missing`` name the task file defines under another name: first a conventional
+    one (:data:`_CONVENTIONAL`: ``get_model``, ``criterion``, ``train_step``, ... — bound in the file under that name,
+    whether defined there or imported or an instance such as ``criterion = nn.CrossEntropyLoss()``), else a public
+    function defined in the file itself whose name is spelt close to it (``modle``; imported names such as
+    ``DataLoader`` are not candidates) and closer to it than to any other expected name (``loader`` is no guess for
+    ``model()``). One found name explains one missing name.
+
+    A loss-like name whose function takes ``model`` first (``compute_loss(model, batch)``) is a ``step_fn``.
+    """
+    namespace = vars(module)
+    expected = (*_REQUIRED, "loss_fn", "step_fn")
+
+    def role(alt: str) -> str:
+        meant = _CONVENTIONAL[alt]
+        if meant == "loss_fn" and _first_parameter(namespace[alt]) == "model":
+            return "step_fn"
+        return meant
+
+    conventional = [alt for alt in _CONVENTIONAL if callable(namespace.get(alt))]
     defined = [
-        name for name, value in vars(module).items()
-        if not name.startswith("_") and name not in expected and callable(value)
+        name for name, value in namespace.items()
+        if not name.startswith("_") and name not in expected and name not in _CONVENTIONAL and callable(value)
         and getattr(value, "__module__", None) == module.__name__
     ]
-    hints = []
+
+    def closeness(name: str, target: str) -> float:
+        return difflib.SequenceMatcher(None, name, target).ratio()
+
+    found: list[tuple[str, str]] = []
     for name in missing:
-        close = difflib.get_close_matches(name, defined, n=1, cutoff=0.5)
-        if close:
-            hints.append(f"it defines {close[0]}(): did you mean {name}()?")
-            defined.remove(close[0])  # one misspelling explains one missing name
+        alt = next((a for a in conventional if role(a) == name), None)
+        if alt is None:
+            close = [d for d in defined if closeness(d, name) >= 0.5
+                     and closeness(d, name) == max(closeness(d, e) for e in expected)]
+            alt = max(close, key=lambda d: closeness(d, name), default=None)
+        if alt is not None:
+            found.append((alt, name))
+            (conventional if alt in conventional else defined).remove(alt)
+    return found
+
+
+def _hint_text(found: list[tuple[str, str]]) -> str:
+    """`` (it defines modle(): did you mean model()?)`` for :func:`_alternatives`' pairs, else ``""``."""
+    signature = {"step_fn": "step_fn(model, batch)"}
+    hints = [f"it defines {alt}(): did you mean {signature.get(name, name + '()')}?" for alt, name in found]
     return f" ({' '.join(hints)})" if hints else ""
+
+
+def _first_parameter(fn: Any) -> str | None:
+    """The name of ``fn``'s first parameter (``None`` when it has none or no signature)."""
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return None
+    return params[0] if params else None
 
 
 def _takes_arguments(fn: Any) -> bool:
