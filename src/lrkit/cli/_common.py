@@ -84,6 +84,9 @@ class TypedFloat(float):
         self.typed = typed
         return self
 
+    def __getnewargs__(self) -> tuple[float, str]:  # copy, deepcopy and pickle call __new__ with both
+        return float(self), self.typed
+
 
 def typed_float(text: Any) -> TypedFloat:
     """Typer's ``parser=`` for a float option: the number, remembering the text typed (a default, not typed, is
@@ -115,19 +118,28 @@ def shown(value: Any) -> str:
     return str(value)
 
 
-#: a value in a library message after ``key=``: a number as repr/``:g`` prints it, ``nan``/``inf``, or ``...``
-_VALUE = r"(?:\.\.\.|[-+]?(?:\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|nan|inf))"
+#: a value in a library message after ``key=``: a number as repr/``:g``/``:,`` prints it, ``nan``/``inf``, or ``...``
+_VALUE = r"(?:\.\.\.|[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|nan|inf))"
 
 
-def cli_message(message: str, options: Mapping[str, tuple[str, Any]]) -> str:
+#: text of a library message that :func:`cli_message` leaves as it is: a quoted literal (``'cosine total_steps=5'``,
+#: not a possessive's apostrophe) and an unknown name's ``Valid: a, b, ...`` list, to the end of its line
+_LITERAL = re.compile(r"(?<!\w)'[^'\n]*'(?!\w)|\bValid: [^\n]*")
+
+
+def cli_message(message: str, options: Mapping[str, tuple[str, Any]], *, any_value: bool = False) -> str:
     """A library error ``message`` in the words of the command line: each library keyword in ``options``
     (``{"total_steps": ("--total-steps", value or None)}``, ``value`` what the option received) is named as the flag.
 
     * ``key=VALUE`` where ``VALUE`` is the option's own value becomes ``--flag TYPED``, the value as the user typed
-      it (:func:`shown`); ``key=VALUE`` with another value (a spec's own key) is left as it is;
+      it (:func:`shown`); ``key=VALUE`` with another value (a spec's own key) is left as it is, unless ``any_value``
+      (a command without spec keys, ``lrkit find``: each ``key=VALUE`` is its option's, however the library spelt
+      the value: ``num_steps=2,000,000``), which makes it ``--flag VALUE``;
     * ``key=...`` (a hint to pass the keyword) becomes ``--flag N``;
     * the bare keyword (a hint: ``needs steps_per_epoch``) becomes ``--flag``; a keyword without ``_`` (``epochs``,
-      also a plain word) only after ``or `` or before ``and <another keyword>``.
+      also a plain word) only after ``or `` or before ``and <another keyword>``;
+    * what the message quotes (the user's spec or token: ``bad token 'steps_per_epoch' in spec '...'``, a
+      did-you-mean) and a ``Valid: ...`` list of names are left as they are: they name spec keys, not flags.
 
     One mechanism for every command and option: each command lists its options once.
 
@@ -139,11 +151,16 @@ def cli_message(message: str, options: Mapping[str, tuple[str, Any]]) -> str:
         return message
 
     def same(text: str, value: Any) -> bool:
+        """``text`` is ``value`` as ``repr``, ``:g`` (six significant digits: ``end_lr=1.23457``) or ``:,`` prints
+        it."""
+        text = text.replace(",", "")  # (2,000,000: a count as {n:,} prints it)
         try:
             a, b = float(text), float(value)
+        except OverflowError:  # an integer option past a float's range (--seed 1000...0): compared as written
+            return text == str(value)
         except (TypeError, ValueError):
             return False
-        return a == b or (math.isnan(a) and math.isnan(b))
+        return a == b or a == float(f"{b:g}") or (math.isnan(a) and math.isnan(b))
 
     def with_value(m: re.Match[str]) -> str:
         key, text = m.group(1), m.group(2)
@@ -152,18 +169,28 @@ def cli_message(message: str, options: Mapping[str, tuple[str, Any]]) -> str:
             return f"{flag} N"
         if value is not None and same(text, value):
             return f"{flag} {shown(value)}"
-        return m.group(0)
+        return f"{flag} {text}" if any_value else m.group(0)
 
-    # (?<![\w-]): not the tail of another identifier (warmup_epochs) or of a flag already written (--epochs)
-    message = re.sub(rf"(?<![\w-])({keys})=({_VALUE})(?!\w)", with_value, message)
     others = "|".join(re.escape(k) for k in options)
-    for key in options:
-        if "_" in key:
-            pattern = rf"(?<![\w=-])({re.escape(key)})(?![\w=])"
-        else:  # a plain word: only where a hint lists it with the flags
-            pattern = rf"(?<=\bor )({re.escape(key)})(?![\w=])|(?<![\w=-])({re.escape(key)})(?= and (?:{others})\b)"
-        message = re.sub(pattern, lambda m: options[m.group(1) or m.group(2)][0], message)
-    return message
+
+    def rewrite(text: str) -> str:
+        # (?<![\w-]): not the tail of another identifier (warmup_epochs) or of a flag already written (--epochs)
+        text = re.sub(rf"(?<![\w-])({keys})=({_VALUE})(?!\w)", with_value, text)
+        for key in options:
+            if "_" in key:
+                pattern = rf"(?<![\w=-])({re.escape(key)})(?![\w=])"
+            else:  # a plain word: only where a hint lists it with the flags
+                pattern = (rf"(?<=\bor )({re.escape(key)})(?![\w=])"
+                           rf"|(?<![\w=-])({re.escape(key)})(?= and (?:{others})\b)")
+            text = re.sub(pattern, lambda m: options[m.group(1) or m.group(2)][0], text)
+        return text
+
+    # what the message quotes (the user's spec or token, a did-you-mean) and a list of valid names are kept as written
+    out, start = [], 0
+    for literal in _LITERAL.finditer(message):
+        out += [rewrite(message[start:literal.start()]), literal.group(0)]
+        start = literal.end()
+    return "".join([*out, rewrite(message[start:])])
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -160,7 +160,8 @@ def _as_flags(message: str, values: dict[str, Any] | None = None) -> str:
     """
     values = values or {}
     options = {key: (flag, values.get(key)) for key, flag in _OPTIONS.items()}
-    return _UNKNOWN.sub(lambda m: f"unknown --{m.group(1)} ", cli_message(message, options))
+    # (no spec keys here: each key=VALUE is the option's, however the library spelt the value)
+    return _UNKNOWN.sub(lambda m: f"unknown --{m.group(1)} ", cli_message(message, options, any_value=True))
 
 
 def _check_out(out: Path, shown: str | None = None) -> None:

@@ -31,6 +31,7 @@ train/eval modes, the torch/numpy/python RNGs and the train loader's generator.
 from __future__ import annotations
 
 import contextlib
+import enum
 import inspect
 import math
 import numbers
@@ -283,8 +284,14 @@ class AutoLR:
         return auto
 
 
+class _Unrecorded(enum.Enum):
+    """A singleton that a copy or a pickle gives back as itself (an ``object()`` would come back as a new one)."""
+
+    NOT_RECORDED = "not recorded"
+
+
 #: ``AutoLR._finder_loss`` of a record read back (:meth:`AutoLR.from_dict`) that had no ``finder_loss`` key.
-_NOT_RECORDED = object()
+_NOT_RECORDED = _Unrecorded.NOT_RECORDED
 
 #: The keys of :meth:`AutoLR.to_dict`'s record.
 _RECORD_KEYS = ("lr", "suggestion", "trials", "trial_steps", "extra_steps", "extra_fraction", "reason", "settings",
