@@ -139,11 +139,20 @@ def parse_value(text: str) -> Any:
     return s
 
 
-class _TypedInt(int):
-    """An int read from text the user wrote (a ``key=value`` token, a cfg file's scalar), which it prints as: a check's
-    ``f"{key}={v!r} ..."`` then shows ``workers=-01`` as typed. Checks return plain ints: it never outlives them."""
+class TypedInt(int):
+    """An int read from text the user wrote (a ``key=value`` token, a cfg file's scalar, a CLI option), which it
+    prints as: a check's ``f"{key}={v!r} ..."`` then shows ``workers=-01`` as typed. Checks return plain ints: it
+    never outlives them."""
 
     typed: str
+
+    def __new__(cls, value: int, typed: str) -> TypedInt:
+        self = super().__new__(cls, value)
+        self.typed = typed
+        return self
+
+    def __getnewargs__(self) -> tuple[int, str]:  # copy, deepcopy and pickle call __new__ with both
+        return int(self), self.typed
 
     def __repr__(self) -> str:
         return self.typed
@@ -151,11 +160,19 @@ class _TypedInt(int):
     __str__ = __repr__
 
 
-class _TypedFloat(float):
+class TypedFloat(float):
     """A float read from text the user wrote, which it prints as (``lr0=-1e-3``, not ``lr0=-0.001``; ``1e400``, not
-    ``inf``). Checks return plain floats: it never outlives them."""
+    ``inf``). Checks, and the CLI before it calls the library, return plain floats: it never outlives them."""
 
     typed: str
+
+    def __new__(cls, value: float, typed: str) -> TypedFloat:
+        self = super().__new__(cls, value)
+        self.typed = typed
+        return self
+
+    def __getnewargs__(self) -> tuple[float, str]:  # copy, deepcopy and pickle call __new__ with both
+        return float(self), self.typed
 
     def __repr__(self) -> str:
         return self.typed
@@ -174,19 +191,17 @@ def _as_typed(value: Any, text: str) -> Any:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
-    typed = (_TypedInt if isinstance(value, int) else _TypedFloat)(value)
     shown = text.strip()
     if len(shown) >= 2 and shown[0] == shown[-1] and shown[0] in "'\"":  # the pair of quotes parse_value takes off
         shown = shown[1:-1].strip()
-    typed.typed = shown
-    return typed
+    return (TypedInt if isinstance(value, int) else TypedFloat)(value, shown)
 
 
 def _plain_number(v: Any) -> Any:
     """A typed number as the plain int/float it is; anything else unchanged."""
-    if isinstance(v, _TypedInt):
+    if isinstance(v, TypedInt):
         return int(v)
-    if isinstance(v, _TypedFloat):
+    if isinstance(v, TypedFloat):
         return float(v)
     return v
 

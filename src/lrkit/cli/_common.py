@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lrkit._config import TypedFloat
 from lrkit._utils import error_text, last_frame_in, optional_import
 
 
@@ -73,27 +74,12 @@ def progress_bar(description: str, total: int | None, *, console_: Any = None) -
             progress.stop()
 
 
-class TypedFloat(float):
-    """A float that remembers the text the user typed for it (``-5``, ``1e7``, ``1e400``), so that an error can show
-    the value as typed rather than as Python prints the float (``-5.0``, ``10000000.0``, ``inf``)."""
-
-    typed: str
-
-    def __new__(cls, value: float, typed: str) -> TypedFloat:
-        self = super().__new__(cls, value)
-        self.typed = typed
-        return self
-
-    def __getnewargs__(self) -> tuple[float, str]:  # copy, deepcopy and pickle call __new__ with both
-        return float(self), self.typed
-
-
 def typed_float(text: Any) -> TypedFloat:
     """Typer's ``parser=`` for a float option: the number, remembering the text typed (a default, not typed, is
     shown as :func:`shown` prints it).
 
-    >>> typed_float("1e7"), typed_float("1e7").typed
-    (10000000.0, '1e7')
+    >>> typed_float("1e7"), float(typed_float("1e7"))
+    (1e7, 10000000.0)
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return TypedFloat(float(text), shown(text))
