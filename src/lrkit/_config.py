@@ -139,20 +139,21 @@ def parse_value(text: str) -> Any:
     return s
 
 
-class TypedInt(int):
-    """An int read from text the user wrote (a ``key=value`` token, a cfg file's scalar, a CLI option), which it
-    prints as: a check's ``f"{key}={v!r} ..."`` then shows ``workers=-01`` as typed. Checks return plain ints: it
-    never outlives them."""
+class _Typed:
+    """A number read from text the user wrote (a ``key=value`` token, a cfg file's scalar, a CLI option), which it
+    prints as: a check's ``f"{key}={v!r} ..."`` then shows ``lr0=-1e-3`` (not ``-0.001``), ``epochs=1e400`` (not
+    ``inf``), ``workers=-01`` as typed. Checks, and the CLI before it calls the library, return plain numbers: it
+    never outlives them. Mixed in before ``int`` or ``float``."""
 
     typed: str
 
-    def __new__(cls, value: int, typed: str) -> TypedInt:
-        self = super().__new__(cls, value)
+    def __new__(cls, value: Any, typed: str) -> Any:
+        self = super().__new__(cls, value)  # type: ignore[call-arg]
         self.typed = typed
         return self
 
-    def __getnewargs__(self) -> tuple[int, str]:  # copy, deepcopy and pickle call __new__ with both
-        return int(self), self.typed
+    def __getnewargs__(self) -> tuple[Any, str]:  # copy, deepcopy and pickle call __new__ with both
+        return type(self).__mro__[2](self), self.typed  # the plain int or float
 
     def __repr__(self) -> str:
         return self.typed
@@ -160,24 +161,12 @@ class TypedInt(int):
     __str__ = __repr__
 
 
-class TypedFloat(float):
-    """A float read from text the user wrote, which it prints as (``lr0=-1e-3``, not ``lr0=-0.001``; ``1e400``, not
-    ``inf``). Checks, and the CLI before it calls the library, return plain floats: it never outlives them."""
+class TypedInt(_Typed, int):
+    """An int that prints as the text it was read from (see :class:`_Typed`)."""
 
-    typed: str
 
-    def __new__(cls, value: float, typed: str) -> TypedFloat:
-        self = super().__new__(cls, value)
-        self.typed = typed
-        return self
-
-    def __getnewargs__(self) -> tuple[float, str]:  # copy, deepcopy and pickle call __new__ with both
-        return float(self), self.typed
-
-    def __repr__(self) -> str:
-        return self.typed
-
-    __str__ = __repr__
+class TypedFloat(_Typed, float):
+    """A float that prints as the text it was read from (see :class:`_Typed`)."""
 
 
 def _as_typed(value: Any, text: str) -> Any:
