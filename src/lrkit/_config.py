@@ -843,6 +843,7 @@ def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 _AS_WRITTEN = ("name", "project")  # folder names: text, whatever YAML would make of them
+_TEXT_KEYS = (*_AS_WRITTEN, "data", "model", "schedule")  # text however it reads; a token's value is not a number here
 
 
 def _is_plain_number(v: Any) -> bool:
@@ -856,12 +857,18 @@ def _as_written(yaml: Any, text: str, loaded: dict[Any, Any]) -> None:
       ``007`` as octal 7, ``2024-01-05`` as a date), so ``name``/``project`` take the scalar as written
       (``null``/``~`` stay ``None``; a list or mapping is left for the check to reject);
     * any other key's number keeps its value but prints as written (:func:`_as_typed`): ``lr0: -1.0e-3`` is
-      refused as ``lr0=-1.0e-3``, ``lrf: .inf`` as ``lrf=.inf``, as a ``key=value`` token is.
+      refused as ``lr0=-1.0e-3``, ``lrf: .inf`` as ``lrf=.inf``, as a ``key=value`` token is;
+    * an unquoted scalar that YAML 1.1 leaves a string but a ``key=value`` token reads as a number (``epochs: 1e3``,
+      ``lr0: 1e-3``: YAML 1.1 wants a dot before the exponent) is that number, as the token ``epochs=1e3`` is;
+      quoted (``epochs: '1e3'``) it stays the string it was written as, and text keys (``data``, ``model``,
+      ``schedule``) keep their text.
 
     The file is composed a second time only when it holds such a value (a few small mappings: cheap)."""
     names = [k for k in _AS_WRITTEN if loaded.get(k) is not None and not isinstance(loaded[k], str)]
     numbers = [k for k, v in loaded.items() if isinstance(k, str) and k not in _AS_WRITTEN and _is_plain_number(v)]
-    if not names and not numbers:
+    texts = [k for k, v in loaded.items() if isinstance(k, str) and k not in _TEXT_KEYS and isinstance(v, str)
+             and _is_plain_number(parse_value(v))]
+    if not names and not numbers and not texts:
         return
     nodes: dict[str, Any] = {}
     # the keys are unique here: yaml_load refused a repeated one before this runs
@@ -874,6 +881,9 @@ def _as_written(yaml: Any, text: str, loaded: dict[Any, Any]) -> None:
     for key in numbers:
         if key in nodes:
             loaded[key] = _as_typed(loaded[key], nodes[key].value)
+    for key in texts:
+        if key in nodes and nodes[key].style is None:  # plain, not quoted
+            loaded[key] = _as_typed(parse_value(nodes[key].value), nodes[key].value)
 
 
 def token_key(tok: str) -> tuple[str, str]:
@@ -918,7 +928,7 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
         try:
             from_tokens[key] = (
                 _as_typed(parse_value(raw), raw)  # a number prints as typed: lr0=-1e-3, not lr0=-0.001
-                if key not in ("name", "project", "data", "model", "schedule")
+                if key not in _TEXT_KEYS
                 else (_parse_str_key(key, raw))
             )
         except _RepeatedKeyError as e:  # a key repeated inside key={...}: name the token it came from
