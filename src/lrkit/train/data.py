@@ -108,12 +108,15 @@ class DataInfo:
         return f"{train} / {val}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (for checkpoints and args.yaml)."""
+        """Plain-dict form (for checkpoints and args.yaml); ``train_unit`` / ``val_unit`` say what ``n_train`` /
+        ``n_val`` count: ``"samples"``, or ``"batches"`` for a DataLoader of whole batches (``batch_size=None``)."""
         return {
             "name": self.name, "task": self.task, "input_shape": list(self.input_shape or []),
             "num_outputs": self.num_outputs, "source": self.source, "vocab": self.vocab, "seq_len": self.seq_len,
             "classes": [str(c) for c in self.classes] if self.classes is not None else None,
             "target_scale": self.target_scale, "n_train": self.n_train, "n_val": self.n_val,
+            "train_unit": "batches" if self.train_batches else "samples",
+            "val_unit": "batches" if self.val_batches else "samples",
         }
 
     def batch_above_split(self, batch: int) -> str:

@@ -1294,7 +1294,8 @@ class _Trainer:
                 f"{ck['steps_per_epoch']}; resume with the same data and batch"
             )
         saved, now = dict(ck.get("data") or {}), self.data.info.to_dict()
-        changed = [k for k in ("task", "input_shape", "num_outputs", "n_train", "n_val", "classes", "vocab")
+        changed = [k for k in ("task", "input_shape", "num_outputs", "n_train", "n_val", "train_unit", "val_unit",
+                                "classes", "vocab")
                    if k in saved and saved[k] != now[k]]
         if changed:
             k = changed[0]
