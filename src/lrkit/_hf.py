@@ -7,8 +7,9 @@ argument for are dropped with one warning, as the ``Trainer`` drops unused colum
 wrappers a model may be run in (DDP, ``DataParallel``, ``torch.compile``, FSDP, a PEFT ``PeftModel``).
 
 Used by :mod:`lrkit._step` (the finder's, the trainer's and ``lr0="auto"``'s step), which imports from here and
-re-exports :func:`takes_whole_batch` and :func:`own_loss`; this module imports nothing of lrkit's, so there is no
-import cycle. It also holds the batch-key vocabulary and the few message helpers both modules use. Private module.
+re-exports :func:`takes_whole_batch` and :func:`own_loss`; this module imports only :mod:`lrkit._utils` (which imports
+nothing of lrkit's), so there is no import cycle. It also holds the batch-key vocabulary both modules use. Private
+module.
 
 >>> class LM(torch.nn.Module):
 ...     def forward(self, input_ids, labels=None):
@@ -21,8 +22,6 @@ import cycle. It also holds the batch-key vocabulary and the few message helpers
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 import typing
 import warnings
 import weakref
@@ -31,46 +30,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["first_line", "own_loss", "stacklevel_outside_lrkit", "takes_whole_batch"]
+from lrkit._utils import _a, _keys, first_line, stacklevel_outside_lrkit
 
-# ---- shared with lrkit._step, which imports them from here: the batch keys and a few message helpers ----
+__all__ = ["own_loss", "takes_whole_batch"]
+
+# ---- shared with lrkit._step, which imports them from here: the batch keys ----
 
 #: The keys the default loss splits a dict batch on (``lrkit._step.split_batch``): a batch with ``labels`` and none
 #: of the input keys goes to the model whole instead.
 _INPUT_KEYS = ("x", "input", "inputs", "features", "image", "images")
 _TARGET_KEYS = ("y", "target", "targets", "label", "labels")
-
-
-def _keys(batch: Mapping[Any, Any]) -> list[Any]:
-    """A batch's keys in a stable order for a message: sorted by their text, so keys of mixed types (``0`` and
-    ``"x"``, which ``sorted`` refuses to compare) are listed too, each as itself."""
-    return sorted(batch, key=lambda k: (str(k), type(k).__name__))
-
-
-def _a(name: str) -> str:
-    """``name`` with its article: "a tuple", "an InceptionOutputs"."""
-    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
-
-
-def first_line(error: BaseException) -> str:
-    """An exception's message, first line (its type's name when it has none)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-_LRKIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def stacklevel_outside_lrkit() -> int:
-    """The ``stacklevel`` that makes a warning raised by this function's caller point at the first frame outside
-    lrkit (the user's ``find_lr(...)``, ``lrkit.train(...)`` or ``plot_results(...)``, however deep in lrkit it was
-    raised); ``warnings.warn``'s ``skip_file_prefixes`` does this from Python 3.12 on. Called only when warning."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LRKIT_DIR):
-        frame = frame.f_back
-        level += 1
-    return level
 
 
 # ---- Hugging Face batches ----

@@ -3,8 +3,9 @@
 Splitting a batch into inputs and targets, moving it to a device, the default loss, computing a checked scalar loss
 (and the checks of a loop's first step: a loss that only broadcasts, inputs or targets of another dtype), cycling a
 loader, and the autocast context for ``amp=``. A Hugging Face batch, which goes to the model whole
-(``model(**batch).loss``), is :mod:`lrkit._hf`'s: ``takes_whole_batch``, ``own_loss``, ``first_line`` and
-``stacklevel_outside_lrkit`` are re-exported from there for the modules that import them from here. Private module.
+(``model(**batch).loss``), is :mod:`lrkit._hf`'s: ``takes_whole_batch`` and ``own_loss`` are re-exported from there,
+and the message helpers ``first_line`` and ``stacklevel_outside_lrkit`` from :mod:`lrkit._utils`, for the modules that
+import them from here. Private module.
 
 >>> import torch
 >>> model = torch.nn.Linear(2, 1)
@@ -32,15 +33,11 @@ from torch.nn.utils.rnn import PackedSequence
 from lrkit._hf import (
     _INPUT_KEYS,
     _TARGET_KEYS,
-    _a,
-    _keys,
     _own_loss_first,
-    first_line,
     own_loss,
-    stacklevel_outside_lrkit,
     takes_whole_batch,
 )
-from lrkit._utils import unknown_name_error
+from lrkit._utils import _a, _keys, first_line, stacklevel_outside_lrkit, unknown_name_error
 
 __all__ = [
     "LossFn",

@@ -12,7 +12,8 @@ import numbers
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,8 +27,10 @@ __all__ = [
     "check_positive",
     "describe_yaml_error",
     "did_you_mean",
+    "first_line",
     "increment_dir",
     "optional_import",
+    "stacklevel_outside_lrkit",
     "unknown_name_error",
     "yaml_load",
 ]
@@ -439,3 +442,37 @@ def _make_parents(path: Path) -> list[Path]:
             continue
         made.append(folder)
     return made[::-1]
+
+
+# ---- message helpers (lrkit._hf, lrkit._step and the modules that import them from there) ----
+
+def _keys(batch: Mapping[Any, Any]) -> list[Any]:
+    """A batch's keys in a stable order for a message: sorted by their text, so keys of mixed types (``0`` and
+    ``"x"``, which ``sorted`` refuses to compare) are listed too, each as itself."""
+    return sorted(batch, key=lambda k: (str(k), type(k).__name__))
+
+
+def _a(name: str) -> str:
+    """``name`` with its article: "a tuple", "an InceptionOutputs"."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message, first line (its type's name when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+_LRKIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # src/lrkit/
+
+
+def stacklevel_outside_lrkit() -> int:
+    """The ``stacklevel`` that makes a warning raised by this function's caller point at the first frame outside
+    lrkit (the user's ``find_lr(...)``, ``lrkit.train(...)`` or ``plot_results(...)``, however deep in lrkit it was
+    raised); ``warnings.warn``'s ``skip_file_prefixes`` does this from Python 3.12 on. Called only when warning."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LRKIT_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
