@@ -21,6 +21,7 @@ def console():  # -> rich.console.Console
 
 #: the progress bar's width: at most rich's default, at least enough to read
 _BAR_WIDTH = (10, 40)
+_INFO_MIN = 24  # the live fields' least width before the bar and the times make room for them
 
 
 @contextmanager
@@ -29,9 +30,11 @@ def progress_bar(description: str, total: int | None, *, console_: Any = None) -
 
     Progress is a callback handed to the library function, never tangled into its loop. In a narrow terminal (80
     columns) the bar gives up its width first, down to 10 columns, to the live fields; fields longer than what is
-    left then wrap onto a second line. The step count and times are never cut (rich's own layout made
-    ``6172/12345`` into ``6172/1…`` to fit a long field). ``console_``: the rich console to draw on (default
-    stdout's).
+    left then wrap onto a second line. Where that would leave the fields fewer than :data:`_INFO_MIN` columns (a
+    40-column terminal), the bar goes, then the elapsed time, then the time remaining, until the fields fit or have
+    that much room. The step count is never cut (rich's own layout made ``6172/12345`` into ``6172/1…`` to fit a
+    long field, and a 40-column terminal wrapped the fields three letters a line). ``console_``: the rich console to
+    draw on (default stdout's).
     """
     progress_mod = optional_import("rich.progress", "cli")
     column = optional_import("rich.table", "cli").Column
@@ -47,14 +50,28 @@ def progress_bar(description: str, total: int | None, *, console_: Any = None) -
     progress = progress_mod.Progress(*columns, transient=False, console=console_)
     task = progress.add_task(description, total=total, info="")
     started = False
+    # what may go, first to last, in a terminal too narrow for the fields: the bar, the elapsed, the remaining time
+    droppable = (columns[1], columns[3], columns[4])
 
     def fit(info: str) -> None:
-        """The bar as wide as the line leaves it beside the other columns and ``info`` (10 to 40 columns)."""
+        """The bar as wide as the line leaves it beside the other columns and ``info`` (10 to 40 columns); in a
+        narrower line, columns dropped (``droppable``) until ``info`` fits or has :data:`_INFO_MIN` columns."""
         t = progress.tasks[task]
         steps = len(str(int(t.total))) if t.total is not None else 1
         count = len(str(int(t.completed))) + 1 + (steps if t.total is not None else 1)
-        times = 2 * max(7, len(str(int(t.elapsed or 0) // 3600)) + 6)  # h:mm:ss, each
-        used = len(description) + count + times + len(info) + len(columns) - 1  # (one space between columns)
+        time = max(7, len(str(int(t.elapsed or 0) // 3600)) + 6)  # h:mm:ss
+        width = {id(columns[1]): _BAR_WIDTH[0], id(columns[3]): time, id(columns[4]): time}
+        shown = list(columns)
+        for gone in droppable:
+            # the room the fields have beside the columns still shown (one space between columns)
+            room = progress.console.width - len(description) - count - len(shown) + 1 - sum(
+                width.get(id(c), 0) for c in shown)
+            if room >= min(len(info), _INFO_MIN):
+                break
+            shown.remove(gone)
+        progress.columns = tuple(shown)
+        used = len(description) + count + len(info) + len(shown) - 1 + sum(
+            width.get(id(c), 0) for c in shown if c is not bar)
         bar.bar_width = max(_BAR_WIDTH[0], min(_BAR_WIDTH[1], progress.console.width - used))
 
     def update(advance: int = 1, *, total: int | None = None, info: str = "", **_: Any) -> None:
