@@ -277,8 +277,10 @@ def find_command(
                                   torch.nn.functional.cross_entropy
                                   (or define loss_fn(output, target) itself)
       or step_fn(model, batch) -> the loss, for anything else
-      (neither: the default loss, cross-entropy or MSE; a Hugging Face
-      batch, labels and no x key, goes to the model whole: model(**batch).loss)
+      (neither, or loss_fn = None to say so: the default loss, cross-entropy
+      or MSE; a Hugging Face batch, labels and no x key, goes to the model
+      whole: model(**batch).loss; a loss under another name, such as
+      criterion, is refused with the name to give it)
 
     Prints the suggestion, the range, every rule's LR and which loss ran; writes lr_find.png and lr_find.json
     into --out (runs/find, then runs/find2, ...: never overwritten).
