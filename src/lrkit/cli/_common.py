@@ -91,6 +91,24 @@ def progress_bar(description: str, total: int | None, *, console_: Any = None) -
             progress.stop()
 
 
+_CHART_WIDTH = (40, 100)  # a text chart's least and greatest width; a narrower terminal gets none
+
+
+def print_chart(con: Any, draw: Callable[..., str], height: int = 14) -> None:
+    """Print ``draw(width=, height=, ascii=)`` (a text chart: ``FinderResult.text_plot``, ``Schedule.text_plot``) on
+    the rich console ``con``: as wide as the terminal (40 to 100 columns; nothing in a narrower one), in plain ASCII
+    where the console's encoding cannot show braille (a legacy Windows code page), never read as rich markup."""
+    width = min(_CHART_WIDTH[1], con.width)
+    if width < _CHART_WIDTH[0]:
+        return
+    try:
+        "⣿┤▲".encode(con.encoding or "ascii")
+        ascii = False
+    except (UnicodeEncodeError, LookupError):
+        ascii = True
+    con.print(draw(width=width, height=height, ascii=ascii), markup=False, highlight=False, soft_wrap=True)
+
+
 def typed_float(text: Any) -> TypedFloat:
     """Typer's ``parser=`` for a float option: the number, remembering the text typed (a default, not typed, is
     shown as :func:`shown` prints it).

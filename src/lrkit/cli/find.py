@@ -17,7 +17,16 @@ import torch
 import typer
 
 from lrkit._utils import check_int, claim_dir, optional_import, unknown_name_error
-from lrkit.cli._common import check_writable, cli_message, console, fail, progress_bar, typed_float, user_code_error
+from lrkit.cli._common import (
+    check_writable,
+    cli_message,
+    console,
+    fail,
+    print_chart,
+    progress_bar,
+    typed_float,
+    user_code_error,
+)
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.demo import demo_task, load_task_file
@@ -264,6 +273,9 @@ def find_command(
         Optional[float],  # noqa: UP045
         typer.Option(parser=typed_float, help="Clip the gradient norm as your training loop does."),
     ] = None,
+    chart: Annotated[
+        bool, typer.Option("--chart/--no-chart", help="Draw the curve in the terminal (text) above the table.")
+    ] = True,
 ) -> None:
     """Run the LR range test and print the suggested learning rate.
 
@@ -282,8 +294,9 @@ def find_command(
       whole: model(**batch).loss; a loss under another name, such as
       criterion, is refused with the name to give it)
 
-    Prints the suggestion, the range, every rule's LR and which loss ran; writes lr_find.png and lr_find.json
-    into --out (runs/find, then runs/find2, ...: never overwritten).
+    Draws the curve in the terminal (--no-chart: not), prints the suggestion, the range, every rule's LR and
+    which loss ran; writes lr_find.png and lr_find.json into --out (runs/find, then runs/find2, ...: never
+    overwritten).
     """
     if rule not in SUGGESTION_RULES:
         fail(str(unknown_name_error("--rule", rule, SUGGESTION_RULES)))
@@ -317,6 +330,8 @@ def find_command(
         escape = optional_import("rich.markup", "cli").escape
         text = str(w.message) if task_file is None else _task_file_advice(str(w.message))  # (define, not pass)
         con.print(f"[yellow]warning:[/] {escape(_as_flags(text, values))}", highlight=False)
+    if chart:
+        print_chart(con, result.text_plot)
     table_mod = __import__("rich.table", fromlist=["Table"])
     table = table_mod.Table(title=f"LR range test — {result.num_steps_run} steps, {result.stop_reason}")
     table.add_column("")

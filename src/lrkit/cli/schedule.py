@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from lrkit._utils import optional_import
-from lrkit.cli._common import check_writable, cli_message, console, fail, shown, typed_float
+from lrkit.cli._common import check_writable, cli_message, console, fail, print_chart, shown, typed_float
 from lrkit.plots.finder import figure_format
 
 __all__ = ["register", "schedule_command"]
@@ -126,6 +126,7 @@ def schedule_command(
     base_lr: Optional[float] = None,  # noqa: UP045
     no_plot: bool = False,
     log_y: bool = False,
+    chart: bool = True,
 ) -> None:
     """Everything ``lrkit schedule`` does, callable without typer's option parsing."""
     if list_:
@@ -192,6 +193,10 @@ def schedule_command(
         return
     for rec in records:
         _print_key_points(rec)
+    if chart:
+        from lrkit.plots.text import schedule_text
+
+        print_chart(console(), lambda **kw: schedule_text(records, log_y=log_y, **kw), height=12)
     if not no_plot:
         path = _plot(records, out if out is not None else _free_picture_name(), log_y)
         console().print(f"wrote {path}", highlight=False)
@@ -305,9 +310,12 @@ def register(app: Any) -> None:
         no_plot: Annotated[bool, typer.Option(
             "--no-plot", help="Do not write the picture (print the table, or the JSON, only).")] = False,
         log_y: Annotated[bool, typer.Option("--log-y", help="Log-scale LR axis.")] = False,
+        chart: Annotated[bool, typer.Option(
+            "--chart/--no-chart", help="Draw the LR in the terminal (text) below the table.")] = True,
     ) -> None:
-        """Show an LR schedule: key points table, PNG of LR and momentum per step, or JSON for scripts."""
+        """Show an LR schedule: key points table and the LR drawn in the terminal, PNG of LR and momentum per
+        step, or JSON for scripts."""
         schedule_command(" ".join(spec) if spec else None, epochs=epochs, steps_per_epoch=steps_per_epoch,
                          total_steps=total_steps, out=out,
                          compare=compare, as_json=as_json, list_=list_, base_lr=base_lr, no_plot=no_plot,
-                         log_y=log_y)
+                         log_y=log_y, chart=chart)

@@ -468,6 +468,29 @@ class FinderResult:
             fields["losses"] = [kinds.get(i, math.nan) if v is None else v for i, v in enumerate(losses)]
         return cls(**fields)
 
+    def text_plot(self, width: int = 72, height: int = 14, *, ascii: bool = False) -> str:
+        """The curve as text, for a terminal: raw losses as dots, the smoothed curve as a line, the suggestion
+        marked, on a log LR axis (:func:`lrkit.plots.text.finder_text`; Unicode braille, or plain ASCII with
+        ``ascii=True``). No matplotlib needed. ``lrkit find`` prints it.
+
+        >>> import numpy as np
+        >>> lrs = list(np.geomspace(1e-5, 1, 60))
+        >>> r = FinderResult(lrs=lrs, losses=[1 / (1 + 1e3 * lr) + (0 if lr < 0.2 else 10 * lr) for lr in lrs])
+        >>> print(r.text_plot(width=50, height=5, ascii=True))
+            2.96 +                       :          *****
+                 |                       :         *
+                 |                       :         *
+                 |******************     :        *
+         0.00576 +                 ***************.
+                 ++--------------+-------^------+--------
+                  1e-05        0.001           0.1
+                  suggestion 0.0117 (robust) ^
+                  x: learning rate   y: training loss
+        """
+        from lrkit.plots.text import finder_text
+
+        return finder_text(self.to_dict(), width=width, height=height, ascii=ascii)
+
     def plot(self, path: str | os.PathLike[str] | None = None, *, ax: Any = None, show_rules: bool = True) -> Any:
         """Draw loss vs LR (log axis), the suggestion marked and the usable range shaded.
 

@@ -189,22 +189,33 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
     # NaN/inf marks sit on the top edge: the title keeps clear of them
     ax.set_title(f"LR range test — {status + ', ' if status else ''}{len(lrs)} step{'' if len(lrs) == 1 else 's'}",
                  pad=11 if bad else None)
-    # Keep the divergence tail from squashing the interesting part of the curve.
-    if finite:
-        vals = sorted(v for _, v in finite)
-        lo_v, hi_v = vals[0], vals[min(len(vals) - 1, int(0.9 * len(vals)))]
-        first = finite[0][1]
-        top = max(first, hi_v)
-        # a test run on past its blow-up (no divergence stop) can spend more than a tenth of its steps there: the
-        # 90th percentile is then in the tail and the descent a flat line; keep the tail within twice the descent
-        pre, at = _before_minimum(finite, smoothed)
-        if pre > lo_v and at >= max(3, len(finite) // 10):  # (a curve with no descent before its minimum: no cap)
-            top = max(first, min(top, pre + 2 * (pre - lo_v)))
-        pad = 0.05 * (top - lo_v if top > lo_v else 1.0)
-        ax.set_ylim(lo_v - pad, top + pad)
+    ylim = loss_ylim(finite, smoothed)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     elif lrs:
         ax.text(0.5, 0.5, "no finite loss", transform=ax.transAxes, ha="center", va="center", color="0.4")
     ax.grid(True, which="both", alpha=0.25)
+
+
+def loss_ylim(finite: list[tuple[Any, float]], smoothed: list[Any], *, pad: bool = True) -> tuple[float, float] | None:
+    """The loss axis's range for a range-test curve (``finite``: its ``(lr, loss)`` points with a finite loss), so
+    the divergence tail does not squash the interesting part of the curve: from the lowest loss to the first loss or
+    the 90th percentile, whichever is higher, capped at twice the descent when the tail is long; 5% padding
+    (``pad=False``: none, so a text chart's axis labels are the losses themselves). ``None`` with no finite point.
+    The picture (:func:`plot_finder`) and the text chart (:func:`lrkit.plots.text.finder_text`) both use it."""
+    if not finite:
+        return None
+    vals = sorted(v for _, v in finite)
+    lo_v, hi_v = vals[0], vals[min(len(vals) - 1, int(0.9 * len(vals)))]
+    first = finite[0][1]
+    top = max(first, hi_v)
+    # a test run on past its blow-up (no divergence stop) can spend more than a tenth of its steps there: the
+    # 90th percentile is then in the tail and the descent a flat line; keep the tail within twice the descent
+    pre, at = _before_minimum(finite, smoothed)
+    if pre > lo_v and at >= max(3, len(finite) // 10):  # (a curve with no descent before its minimum: no cap)
+        top = max(first, min(top, pre + 2 * (pre - lo_v)))
+    margin = 0.05 * (top - lo_v if top > lo_v else 1.0) if pad or top <= lo_v else 0.0
+    return lo_v - margin, top + margin
 
 
 #: Margin below the legend under the range-test plot, in inches.

@@ -638,6 +638,31 @@ class Schedule(ABC):
             rec["lr_bias"] = [scale * float(sched._eval(float(t), True)) for t in range(n)]
         return rec
 
+    def text_plot(self, steps: int | None = None, *, width: int = 72, height: int = 12, ascii: bool = False,
+                  log_y: bool = False, base_lr: float | None = None) -> str:
+        """The LR over the run drawn as text, for a terminal (:func:`lrkit.plots.text.schedule_text`: Unicode
+        braille, or plain ASCII with ``ascii=True``); ``steps`` and ``base_lr`` as in :meth:`record`. A long run is
+        sampled (:func:`lrkit.schedules.report.sampled_record`: every phase boundary kept). ``lrkit schedule`` prints
+        it.
+
+        >>> from lrkit.schedules import from_spec
+        >>> print(from_spec("step lr0=0.1 step_size=5 gamma=0.5", total_steps=20, steps_per_epoch=1).text_plot(
+        ...     width=40, height=4, ascii=True))
+            0.1 +*******
+                |       *
+                |        *******
+         0.0125 +               ***************
+                ++-------+------+-------+------
+                 0       5     10      15
+                 x: optimizer step
+                 y: learning rate
+        """
+        from lrkit.plots.text import schedule_text
+        from lrkit.schedules.report import sampled_record
+
+        rec = sampled_record(self, steps=steps, base_lr=base_lr)
+        return schedule_text(rec, width=width, height=height, ascii=ascii, log_y=log_y)
+
     def _has_bias_warmup(self) -> bool:
         return False
 

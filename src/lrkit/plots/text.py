@@ -1,0 +1,330 @@
+"""Pictures in the terminal: a range-test curve or a schedule drawn in text, for a shell where a PNG is a download away.
+
+No matplotlib: Unicode braille dots (each character cell holds 2 x 4 of them, so a 72 x 14 chart is 144 x 56 dots),
+or plain ASCII (``ascii=True``: one mark a cell) for a console that cannot show braille. A chart is a ``str`` of
+lines, each at most ``width`` characters; :func:`lrkit.finder.FinderResult.text_plot` and
+:meth:`lrkit.schedules.Schedule.text_plot` draw with it, ``lrkit find`` and ``lrkit schedule`` print it.
+
+>>> print(text_chart([([1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0], "line")], width=40, height=4, x_log=False, ascii=True))
+ 4 +******
+   |      ***********
+   |                 ************
+ 1 +                             ******
+   ++----------+-----------+----------+
+    1          2           3          4
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lrkit._utils import check_int
+
+__all__ = ["finder_text", "schedule_text", "text_chart"]
+
+_BOX = {"y": "│", "tick_y": "┤", "x": "─", "tick_x": "┬", "corner": "└", "mark": "┊", "mark_x": "┴",
+        "tick_mark_x": "┼", "arrow": "▲"}
+_ASCII_BOX = {"y": "|", "tick_y": "+", "x": "-", "tick_x": "+", "corner": "+", "mark": ":", "mark_x": "^",
+              "tick_mark_x": "^", "arrow": "^"}
+# braille: the bit of dot (row 0-3, column 0-1) within a cell (Unicode's dot numbering 1-8)
+_BRAILLE_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
+_STYLES = ("line", "dots")
+_MIN_WIDTH, _MIN_HEIGHT = 40, 3  # 40 columns: room for a mark's label and the axis names, never cut
+
+
+def _fmt(v: float) -> str:
+    """A tick label: a whole number as its digits (below a million), else 3 significant digits, ``1e-05`` style
+    for the very small and large."""
+    if v == 0:
+        return "0"
+    if float(v).is_integer() and abs(v) < 1e6:
+        return str(int(v))
+    if abs(v) >= 1e6 or abs(v) < 1e-3:
+        mant, _, exp = f"{v:.2g}".partition("e")
+        return f"{mant}e{int(exp):+03d}" if exp else mant  # as Python prints it: 1e-05, 2e+06
+    return f"{v:.3g}"
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def _nice_step(span: float, n: int) -> float:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) that cuts ``span`` into about ``n`` parts."""
+    raw = span / max(1, n)
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * 0.999)
+
+
+def _ticks(lo: float, hi: float, log: bool, cols: int) -> list[float]:
+    """Tick positions in data units: whole decades on a log axis (every k-th when there are many), else round
+    numbers about every 12 columns."""
+    if log:
+        a, b = math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9)
+        decades = list(range(a, b + 1))
+        room = max(1, cols // 9)  # a label is at most 8 characters wide, plus a space
+        step = max(1, math.ceil(len(decades) / room))
+        ticks = [10.0**d for d in decades[::step]]
+        return ticks or [lo, hi]
+    n = max(1, min(5, cols // 12))
+    for parts in (n, 2 * n):  # a round step can leave two ticks on a short axis (1 to 4: 2 and 4): halve it once
+        step = _nice_step(hi - lo, parts)
+        first = math.ceil(lo / step - 1e-9) * step
+        ticks = [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
+        if len(ticks) >= 3:
+            break
+    return ticks
+
+
+def text_chart(
+    series: Sequence[tuple[Sequence[float], Sequence[float], str]],
+    *,
+    width: int = 72,
+    height: int = 14,
+    x_log: bool = False,
+    y_log: bool = False,
+    ylim: tuple[float, float] | None = None,
+    marks: Sequence[tuple[float, str]] = (),
+    ascii: bool = False,
+    y_label: str = "",
+    x_label: str = "",
+) -> str:
+    """A line chart as text: ``series`` of ``(xs, ys, style)``, style ``"line"`` (points joined) or ``"dots"``.
+
+    ``ylim``: the y range shown (default: the data's); a value above it is drawn on the top row, below it on the
+    bottom row (a divergence tail stays visible without squashing the rest). Non-finite values leave a gap. ``marks``:
+    ``(x, label)`` pairs, each drawn as a dotted vertical line with a ``▲`` under the axis and its label below.
+    ``x_log``: a log x axis (every x must then be > 0); ``y_log``: a log y axis (a y <= 0 leaves a gap). The
+    result has ``height`` chart rows plus the axis, the tick
+    labels, and one line for the marks and one for ``x_label`` when there are any; each line is at most ``width``
+    characters (at least 40).
+
+    >>> chart = text_chart([([1e-4, 1e-3, 1e-2], [1.0, 0.5, 2.0], "line")], x_log=True, width=40, height=6,
+    ...                    marks=[(1e-3, "here")])
+    >>> len(chart.splitlines()), max(len(line) for line in chart.splitlines()) <= 40, "▲ here" in chart
+    (9, True, True)
+    """
+    width = check_int("width", width, minimum=_MIN_WIDTH)
+    height = check_int("height", height, minimum=_MIN_HEIGHT)
+    if not series:
+        raise ValueError("text_chart needs at least one (xs, ys, style) series, got none")
+    points: list[tuple[list[float], list[float], str]] = []
+    for i, item in enumerate(series):
+        try:
+            xs, ys, style = item
+        except (TypeError, ValueError):
+            raise ValueError(f"series[{i}] must be (xs, ys, style), got {item!r:.80}") from None
+        if style not in _STYLES:
+            raise ValueError(f"series[{i}]: style={style!r} is not one of {', '.join(map(repr, _STYLES))}")
+        xs, ys = [float(x) for x in xs], [float(y) for y in ys]
+        if len(xs) != len(ys):
+            raise ValueError(f"series[{i}] has {len(xs)} x values but {len(ys)} y values; they must pair up")
+        if x_log and any(not x > 0 for x in xs):
+            raise ValueError(f"series[{i}]: x_log=True needs every x > 0, got {min(xs)!r}")
+        if y_log:
+            ys = [math.log10(y) if y > 0 else math.nan for y in ys]
+        points.append((xs, ys, style))
+    all_x = [x for xs, _, _ in points for x in xs if math.isfinite(x)]
+    finite_y = [y for _, ys, _ in points for y in ys if math.isfinite(y)]
+    if not all_x:
+        raise ValueError("text_chart has no finite x value to draw")
+    x_lo, x_hi = min(all_x), max(all_x)
+    if ylim is not None:
+        y_lo, y_hi = float(ylim[0]), float(ylim[1])
+        if not (math.isfinite(y_lo) and math.isfinite(y_hi) and y_lo < y_hi and (y_lo > 0 or not y_log)):
+            raise ValueError(f"ylim={ylim!r} must be two finite numbers, low < high" + " (> 0 on a log axis)" * y_log)
+        if y_log:
+            y_lo, y_hi = math.log10(y_lo), math.log10(y_hi)
+    elif finite_y:
+        y_lo, y_hi = min(finite_y), max(finite_y)
+    else:
+        y_lo, y_hi = 0.0, 1.0
+    if y_hi <= y_lo:  # a flat curve: a band around it
+        pad = 0.05 if y_log else abs(y_lo) * 0.05 or 0.5
+        y_lo, y_hi = y_lo - pad, y_hi + pad
+
+    labels = [_fmt(10**y_hi), _fmt(10**y_lo)] if y_log else [_fmt(y_hi), _fmt(y_lo)]
+    gutter = max(len(s) for s in labels) + 2  # labels right-aligned, a space, then "┤"
+    cols = width - gutter - 2  # "┤" and one cell of margin at the right
+    box = _ASCII_BOX if ascii else _BOX
+    sub_x, sub_y = (1, 1) if ascii else (2, 4)
+    dots_w, dots_h = cols * sub_x, height * sub_y
+    if x_log:
+        fx_lo, fx_hi = math.log10(x_lo), math.log10(x_hi)
+    else:
+        fx_lo, fx_hi = x_lo, x_hi
+    span_x = (fx_hi - fx_lo) or 1.0
+
+    def col(x: float) -> int:
+        fx = math.log10(x) if x_log else x
+        return min(dots_w - 1, max(0, round((fx - fx_lo) / span_x * (dots_w - 1))))
+
+    def row(y: float) -> int:  # 0 = top
+        r = round((y_hi - y) / (y_hi - y_lo) * (dots_h - 1))
+        return min(dots_h - 1, max(0, r))
+
+    line_dots: set[tuple[int, int]] = set()
+    point_dots: set[tuple[int, int]] = set()
+    for xs, ys, style in points:
+        prev: tuple[int, int] | None = None
+        for x, y in zip(xs, ys):
+            if not (math.isfinite(x) and math.isfinite(y)):
+                prev = None
+                continue
+            here = (row(y), col(x))
+            if style == "dots":
+                point_dots.add(here)
+                continue
+            if prev is None:
+                line_dots.add(here)
+            else:  # every dot between the two points, so a steep fall is a line, not two dots
+                (r0, c0), (r1, c1) = prev, here
+                n = max(abs(r1 - r0), abs(c1 - c0), 1)
+                for k in range(n + 1):
+                    line_dots.add((round(r0 + (r1 - r0) * k / n), round(c0 + (c1 - c0) * k / n)))
+            prev = here
+    mark_cols = {col(x) // sub_x: label for x, label in marks if math.isfinite(x) and (not x_log or x > 0)}
+
+    grid: list[list[str]] = [[" "] * cols for _ in range(height)]
+    if ascii:
+        for r, c in point_dots:
+            grid[r][c] = "."
+        for r, c in line_dots:
+            grid[r][c] = "*"
+    else:
+        bits = [[0] * cols for _ in range(height)]
+        for r, c in line_dots | point_dots:
+            bits[r // 4][c // 2] |= _BRAILLE_BITS[r % 4][c % 2]
+        for r in range(height):
+            for c in range(cols):
+                if bits[r][c]:
+                    grid[r][c] = chr(0x2800 + bits[r][c])
+    for c in mark_cols:
+        for r in range(height):
+            if grid[r][c] == " ":
+                grid[r][c] = box["mark"]
+
+    out: list[str] = []
+    mid = {0: labels[0], height - 1: labels[1]}
+    for r in range(height):
+        label = mid.get(r, "")
+        out.append(f"{label + ' ' if label else '':>{gutter}}{box['tick_y'] if label else box['y']}"
+                   f"{''.join(grid[r])}".rstrip())
+    # the x axis: ticks at the tick positions, their labels centred under them where they fit
+    ticks = [t for t in _ticks(x_lo, x_hi, x_log, cols) if x_lo <= t <= x_hi] if x_hi > x_lo else [x_lo]
+    axis = [box["x"]] * cols
+    tick_cols = [col(t) // sub_x for t in ticks]
+    for c in tick_cols:
+        axis[c] = box["tick_x"]
+    for c in mark_cols:
+        axis[c] = box["mark_x"] if axis[c] == box["x"] else box["tick_mark_x"]
+    out.append(f"{'':>{gutter}}{box['corner']}{''.join(axis)}".rstrip())
+    text = [" "] * (cols + 1)
+    for t, c in zip(ticks, tick_cols):
+        s = _fmt(t)
+        start = min(max(0, c - len(s) // 2), cols + 1 - len(s))
+        if all(ch == " " for ch in text[max(0, start - 1): start + len(s) + 1]):
+            text[start: start + len(s)] = list(s)
+    out.append((" " * (gutter + 1) + "".join(text)).rstrip())
+    if mark_cols:
+        line = [" "] * (cols + 1)
+        for c, label in sorted(mark_cols.items()):
+            s = f"{box['arrow']} {label}"  # the arrow under the mark, the label to its right ...
+            start = c
+            if c + len(s) > cols + 1:  # ... or to its left where the right has no room
+                s = f"{label} {box['arrow']}"
+                start = max(0, c - len(s) + 1)
+            if len(s) > cols + 1:  # too long for the line either side: the label's number alone
+                short = next((w for w in label.split() if _is_number(w)), label.split()[-1] if label else "")
+                s = f"{box['arrow']} {short}" if c + len(short) + 2 <= cols + 1 else f"{short} {box['arrow']}"
+                start = c if s[0] == box["arrow"] else max(0, c - len(s) + 1)
+            if all(ch == " " for ch in line[start: start + len(s) + 1]):
+                line[start: start + len(s)] = list(s)
+        out.append((" " * (gutter + 1) + "".join(line)).rstrip())
+    names = [w for w in (f"x: {x_label}" if x_label else "", f"y: {y_label}" if y_label else "") if w]
+    if names and gutter + 1 + len("   ".join(names)) <= width:
+        out.append(" " * (gutter + 1) + "   ".join(names))
+    else:  # one a line where both do not fit
+        out.extend((" " * (gutter + 1) + w)[:width].rstrip() for w in names)
+    return "\n".join(line[:width] for line in out)
+
+
+def finder_text(record: Mapping[str, Any] | Any, *, width: int = 72, height: int = 14, ascii: bool = False) -> str:
+    """A range-test record (``FinderResult.to_dict()``, ``lr_find.json``, or the ``FinderResult``) as a text chart:
+    the raw losses as dots, the smoothed curve as a line, the suggestion marked, on a log LR axis; the y range as
+    :func:`lrkit.plots.finder.plot_finder` sets it (a divergence tail does not squash the descent: it runs along the
+    top row). A test with no finite loss is a one-line note.
+
+    >>> import numpy as np
+    >>> from lrkit.finder import FinderResult
+    >>> lrs = list(np.geomspace(1e-5, 1, 60))
+    >>> r = FinderResult(lrs=lrs, losses=[1 / (1 + 1e3 * lr) + (0 if lr < 0.2 else 10 * lr) for lr in lrs])
+    >>> chart = finder_text(r, width=60, height=8)
+    >>> "suggestion 0.0117 (robust) ▲" in chart, chart.splitlines()[-1].strip()
+    (True, 'x: learning rate   y: training loss')
+    """
+    from lrkit.plots.finder import loss_ylim
+
+    if not isinstance(record, Mapping) and callable(getattr(record, "to_dict", None)):
+        record = record.to_dict()  # a FinderResult
+    if not isinstance(record, Mapping) or "lrs" not in record or "losses" not in record:
+        raise ValueError(f"finder_text needs a range-test record with 'lrs' and 'losses' (FinderResult.to_dict(), "
+                         f"lr_find.json), got {type(record).__name__}")
+    lrs = [float(lr) for lr in record["lrs"]]
+    raw = [math.nan if v is None else float(v) for v in record["losses"]]
+    if len(lrs) != len(raw):
+        raise ValueError(f"the range-test record has {len(lrs)} lrs but {len(raw)} losses; they must pair up")
+    finite = [(lr, v) for lr, v in zip(lrs, raw) if math.isfinite(v)]
+    if not finite:
+        return f"(no finite loss in {len(lrs)} step{'s' * (len(lrs) != 1)}: nothing to draw)"
+    smoothed = list(record.get("smoothed_losses") or [])
+    series: list[tuple[Sequence[float], Sequence[float], str]] = [(lrs, raw, "dots")]
+    if smoothed and len(smoothed) == len(finite):
+        series.append(([lr for lr, _ in finite], smoothed, "line"))
+    marks: list[tuple[float, str]] = []
+    sug = record.get("suggestion")
+    if isinstance(sug, (int, float)) and math.isfinite(sug) and sug > 0:
+        rule = record.get("rule")
+        marks.append((float(sug), f"suggestion {sug:.3g}" + (f" ({rule})" if rule else "")))
+    return text_chart(series, width=width, height=height, x_log=True, ylim=loss_ylim(finite, smoothed, pad=False),
+                      marks=marks, ascii=ascii, x_label="learning rate", y_label="training loss")
+
+
+def schedule_text(records: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, width: int = 72, height: int = 12,
+                  ascii: bool = False, log_y: bool = False) -> str:
+    """Schedule records (``Schedule.record()``, or :func:`lrkit.schedules.report.sampled_record` of a long run) as a
+    text chart of the LR against the optimizer step; several records are overlaid (``lrkit schedule --compare``:
+    in text the curves share one mark, so the PNG tells them apart). Momentum is left to the PNG.
+
+    >>> from lrkit.schedules import from_spec
+    >>> print(schedule_text(from_spec("step lr0=0.1 step_size=5 gamma=0.5", total_steps=20,
+    ...                               steps_per_epoch=1).record(), width=40, height=4, ascii=True))
+        0.1 +*******
+            |       *
+            |        *******
+     0.0125 +               ***************
+            ++-------+------+-------+------
+             0       5     10      15
+             x: optimizer step
+             y: learning rate
+    """
+    recs = [records] if isinstance(records, Mapping) else list(records)
+    if not recs:
+        raise ValueError("schedule_text needs at least one record")
+    series: list[tuple[Sequence[float], Sequence[float], str]] = []
+    for r in recs:
+        if not isinstance(r, Mapping) or "lr" not in r:
+            raise ValueError("a schedule record needs an 'lr' list (Schedule.record())")
+        lrs = [math.nan if v is None else float(v) for v in r["lr"]]
+        steps = r.get("steps") or range(len(lrs))
+        series.append(([float(t) for t in steps], lrs, "line"))
+    absolute = all(bool(r.get("absolute", True)) for r in recs)
+    y = "learning rate" if absolute else "LR multiplier (x peak)"
+    return text_chart(series, width=width, height=height, y_log=log_y, ascii=ascii, x_label="optimizer step",
+                      y_label=y + (f" ({len(recs)} schedules)" if len(recs) > 1 else ""))
