@@ -82,7 +82,7 @@ def optimizer_family(optimizer: Any) -> str:
     for _ in range(8):  # a wrapper of a wrapper of ...: a few levels, never a cycle
         inner = _wrapped_optimizer(optimizer)
         if isinstance(optimizer, str):
-            names = [optimizer.strip().rsplit(".", 1)[-1]]
+            names = [_class_name(optimizer)]
             shown = optimizer
         elif isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
             names = [c.__name__ for c in optimizer.__mro__]
@@ -123,12 +123,18 @@ def optimizer_family(optimizer: Any) -> str:
     )
 
 
+def _class_name(name: str) -> str:
+    """The class name in an optimizer's name as a string: ``"AdamW"``, ``"torch.optim.AdamW"``, or the
+    ``"package.module:ClassName"`` that ``lrkit.train``, the CLI and ``args.yaml`` write (``"timm.optim:Lars"``)."""
+    return re.split(r"[.:]", name.strip())[-1]
+
+
 def _step_multiplier_name(optimizer: Any) -> str | None:
     """The class name of an optimizer whose ``lr`` multiplies a step size it adapts itself (Prodigy, D-Adaptation,
     as ``lrkit.find_lr`` recognises them: by name, or by ``d``/``d0`` in its groups), looking through wrappers."""
     for _ in range(8):
         if isinstance(optimizer, str):
-            names = [optimizer.strip().rsplit(".", 1)[-1]]
+            names = [_class_name(optimizer)]
         elif isinstance(optimizer, type):
             names = [c.__name__ for c in optimizer.__mro__]
         else:
@@ -245,8 +251,11 @@ def scale_lr(
         _refuse_step_multiplier(optimizer)
     if rule is None:
         rule = "linear" if optimizer is None else "auto"
-    if not isinstance(rule, str) or rule not in _RULES:
-        raise unknown_name_error("scaling rule", str(rule), _RULES)
+    if not isinstance(rule, str):
+        raise ValueError(f"rule={rule!r} must be 'linear', 'sqrt' or 'auto' (or None: 'auto' with optimizer=, "
+                         "else 'linear')")
+    if rule not in _RULES:
+        raise unknown_name_error("scaling rule", rule, _RULES, ignore_case=True)
     if rule == "auto":
         if optimizer is None:
             raise ValueError(
@@ -634,6 +643,17 @@ def layer_names(model: nn.Module) -> list[str]:
     return [name for name, _ in _layers(model)]
 
 
+def _shown_layers(layers: list[tuple[str, list[str]]]) -> str:
+    """The layers for a message: their names, comma-separated; for a model without child layers (its one layer is
+    the model itself, named ``''``: a bare ``nn.Linear``, parameters set on the model) its parameters' names, so the
+    message never ends in an empty list."""
+    if [name for name, _ in layers] == [""]:
+        params = layers[0][1]
+        shown = ", ".join(repr(n) for n in params[:8]) + (", ..." if len(params) > 8 else "")
+        return f"none but the model itself (''), whose parameters are {shown}"
+    return ", ".join(name for name, _ in layers)
+
+
 def _matches(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
@@ -667,7 +687,7 @@ def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
     if isinstance(n, int):
         if n < 0 or n > len(layers):
             raise ValueError(
-                f"freeze={n} must be between 0 and the number of layers ({len(layers)}: {', '.join(names)})"
+                f"freeze={n} must be between 0 and the number of layers ({len(layers)}: {_shown_layers(layers)})"
             )
         for _, params in layers[:n]:
             selected.update(params)
@@ -680,8 +700,8 @@ def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
             if isinstance(item, int):
                 if not -len(layers) <= item < len(layers):
                     raise ValueError(
-                        f"freeze index {item} is out of range: the model has {len(layers)} layers "
-                        f"({', '.join(names)})"
+                        f"freeze index {item} is out of range: the model has {len(layers)} "
+                        f"layer{'s' if len(layers) != 1 else ''} ({_shown_layers(layers)})"
                     )
                 selected.update(layers[item][1])
                 continue
@@ -689,7 +709,7 @@ def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
             if not hit:
                 raise ValueError(
                     f"freeze entry {item!r} matches no parameter name."
-                    f"{did_you_mean(item, names + list(all_names.bare.values()))} Layers: {', '.join(names)}"
+                    f"{did_you_mean(item, names + list(all_names.bare.values()))} Layers: {_shown_layers(layers)}"
                 )
             selected.update(hit)
     return selected
@@ -750,6 +770,44 @@ def _model_no_weight_decay(model: nn.Module) -> list[str]:
         raise ValueError(f"{type(inner).__name__}.no_weight_decay() returned {listed!r:.80}; it must return a set "
                          "of parameter names, as timm's models do")
     return list(listed)
+
+
+_REGEX_CHARS = set("\\()|^$+{}")
+_WILDCARD_CHARS = set("*?[]")
+
+
+def _check_no_decay(names: _Names, no_decay: Sequence[str]) -> None:
+    """Refuse a ``no_decay`` entry that can only be a mistake: the empty string (a substring of every name: nothing
+    would decay), and an entry that matches no parameter name *and* could not be a plain substring of one — a
+    comma-separated list in one string, a space left by splitting one, a wildcard or a regular expression (entries
+    are case-insensitive substrings). Each of these would otherwise decay what it meant to spare, without a word.
+    An entry that does match a name is honoured whatever its characters (a module named ``proj-1``)."""
+    for entry in no_decay:
+        if entry == "":
+            raise ValueError(
+                "no_decay entry '' is empty, and the empty string matches every parameter name: nothing would "
+                "decay. Drop it; pass no_decay=() to decay everything"
+            )
+        low = entry.lower()
+        if any(low in a.lower() for n in names.real for a in (n, *names.aliases[n])):
+            continue
+        # the words the pattern was after: "*.bias" -> 'bias', "(bias|norm)" -> ('bias', 'norm')
+        words = tuple(w for part in entry.split("|")
+                      if (w := "".join(c for c in part if c not in _REGEX_CHARS | _WILDCARD_CHARS).strip(" .")))
+        plain = (repr(words[0]) if len(words) == 1 else f"no_decay={words!r}" if words
+                 else "a part of a parameter name, such as 'bias'")
+        if "," in entry:
+            parts = tuple(x.strip() for x in entry.split(",") if x.strip())
+            why = f"holds a comma: entries are separate strings, e.g. no_decay={parts!r}"
+        elif _REGEX_CHARS & set(entry):
+            why = f"uses regular expression syntax: entries are case-insensitive substrings; write {plain}"
+        elif _WILDCARD_CHARS & set(entry):
+            why = f"has a wildcard: entries are case-insensitive substrings, not patterns; write {plain}"
+        elif entry != entry.strip() or " " in entry:
+            why = f"has a space (parameter names have none); write {entry.strip()!r}"
+        else:
+            continue  # a plain name this model lacks: fine (one no_decay list is often used for many models)
+        raise ValueError(f"no_decay entry {entry!r} matches no parameter name and {why}")
 
 
 def _no_decay_names(model: nn.Module, names: _Names, no_decay: Iterable[str]) -> set[str]:
@@ -863,6 +921,7 @@ def param_groups(
     names = _names(model)  # also checks that model is a module
     head = _name_list("head", head, "parameter-name prefix", "('fc',)")
     no_decay = _name_list("no_decay", no_decay, "name pattern", "('bias', 'norm'), or () to decay everything")
+    _check_no_decay(names, no_decay)
     to_freeze = _freeze_selection(model, freeze) if freeze is not None else set()
 
     named = [(n, p) for n, p in model.named_parameters()]
@@ -872,7 +931,7 @@ def param_groups(
             raise ValueError(f"the model ({type(model).__name__}) has no parameters: nothing to optimize")
         if to_freeze and any(p.requires_grad for _, p in named):
             raise ValueError(f"freeze={freeze!r} would freeze every trainable parameter: nothing would be left to "
-                             f"optimize (layers: {', '.join(layer_names(model))})")
+                             f"optimize (layers: {_shown_layers(_layers(model))})")
         raise ValueError("the model has no trainable parameters (all have requires_grad=False); nothing to optimize")
 
     # level of every trainable parameter: (sort key, level name, lr_scale)
@@ -883,7 +942,9 @@ def param_groups(
         # so a typo beside a real name ('head,haed') is not trained silently at the backbone's LR
         missing = [] if tuple(head) == DEFAULT_HEAD else [h for h in head if not _hits(names, h)]
         if not heads or missing:
-            tops = layer_names(model)
+            top_layers = _layers(model)
+            # a model without child layers (a bare nn.Linear): its parameters are what head= can name
+            tops = [name for name, _ in top_layers if name] or list(names.bare.values())
             # a tied head (GPT-2's, T5's lm_head) is no layer of its own: offer the modules of the other names too
             tied = [a.rsplit(".", 1)[0] for n in names.real for a in names.aliases[n]
                     if "." in a and _unparametrized(a) == a
@@ -893,11 +954,21 @@ def param_groups(
                     "parameter of the model.")
             raise ValueError(
                 f"{what}{did_you_mean(missing[0] if missing else next(iter(head), ''), tops + tied)} Pass head= "
-                f"with the head's name; layers: {', '.join(tops)}"
+                f"with the head's name; layers: {_shown_layers(top_layers)}"
                 + (f" (tied to them: {', '.join(dict.fromkeys(tied))})" if tied else "")
             )
         if not any(n not in heads for n, _ in trainable):
             raise ValueError(f"head={tuple(head)!r} covers every trainable parameter: there is no backbone to scale")
+        if not any(n in heads for n, _ in trainable):  # the mirror image: every head parameter is frozen
+            frozen_head = [names.bare[n] for n in names.real if n in heads]
+            shown = ", ".join(repr(x) for x in frozen_head[:4]) + (", ..." if len(frozen_head) > 4 else "")
+            by_freeze = f"; frozen by freeze={freeze!r}" if heads & to_freeze else ""
+            raise ValueError(
+                f"head={tuple(head)!r} covers only frozen parameters ({shown}{by_freeze}): with "
+                f"backbone_lr_scale={backbone_lr_scale} every trainable parameter would train at lr * "
+                f"{backbone_lr_scale} and none at lr={lr:g}. Unfreeze the head, or drop backbone_lr_scale and pass "
+                "the backbone's LR as lr"
+            )
         for n, _ in trainable:
             levels[n] = (1, "head", 1.0) if n in heads else (0, "backbone", float(backbone_lr_scale))
     elif layer_decay is not None:
