@@ -1711,11 +1711,15 @@ class _Trainer:
         return out, y
 
     def _peak_index(self) -> int:
-        """The param group whose LR is the run's peak LR: the first with ``lr_scale`` 1 that is not a bias group."""
-        for i, group in enumerate(self.optimizer.param_groups):
+        """The param group whose LR is the run's peak LR: the first with ``lr_scale`` 1 that is not a bias group;
+        where none is (``layer_decay`` with the top layer frozen by the user), the first with the largest
+        ``lr_scale``, non-bias groups first — the highest LR the run trains at, not the lowest layer's."""
+        groups = self.optimizer.param_groups
+        for i, group in enumerate(groups):
             if float(group.get("lr_scale", 1.0)) == 1.0 and not group.get("is_bias", False):
                 return i
-        return 0
+        return max(range(len(groups)), key=lambda i: (not groups[i].get("is_bias", False),
+                                                      float(groups[i].get("lr_scale", 1.0)), -i))
 
     def _peak_lr(self) -> float:
         return float(self.optimizer.param_groups[self._peak_index()]["lr"])
