@@ -250,7 +250,7 @@ def _after_monitor(ns: dict[str, Any]) -> None:
 
 
 def _after_mark_events(ns: dict[str, Any]) -> None:
-    assert [t.get_text() for t in ns["ax"].get_legend().get_texts()] == ["non_finite → rollback"]
+    assert [t.get_text() for t in ns["ax"].get_legend().get_texts()] == ["loss", "non_finite → rollback"]
 
 
 def _after_task_file(ns: dict[str, Any]) -> None:

@@ -86,7 +86,8 @@ def resolve_action(keyword: str, category: str, value: str | None) -> str | None
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(f"{keyword}={value!r} must be an action name (a string) or None")
+        raise ValueError(f"{keyword}={value!r} must be an action name (a string) or None. "
+                         f"Valid: {', '.join((*ALLOWED[category], 'ignore'))}")
     name = value.strip().lower()
     if name in _OFF:
         return None
@@ -179,8 +180,13 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
     >>> opt.param_groups[0]["max_lr"], sched.base_lrs
     (0.5, [0.02])
     """
+    from lrkit._utils import as_scalar
+
+    shown = factor
+    factor = as_scalar(factor)  # a numpy scalar (float16, ...), 0-d array or 0-d tensor: the number it holds
     if not (isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 0 and factor < math.inf):
-        raise ValueError(f"factor={factor!r} must be a finite number > 0")
+        raise ValueError(f"factor={shown!r} must be a finite number > 0 (e.g. 0.3 for the monitor's back-off)")
+    factor = float(factor)
     if factor == 1.0:
         return
     chain = list(_schedulers(scheduler))

@@ -394,9 +394,12 @@ def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
             raise ValueError(f"{what} needs a loss with a value, got a tensor on the meta device (which holds "
                              "none): compute the loss with the model on a real device (cpu, cuda, ...)")
         return
-    if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
+    # numpy's timedelta64 subclasses its signedinteger (a numbers.Real), but its .item() is a datetime.timedelta
+    duration = getattr(getattr(loss, "dtype", None), "kind", None) == "m"
+    if isinstance(loss, numbers.Real) and not isinstance(loss, bool) and not duration:
         if isinstance(loss, int) and not -(2**1023) < loss < 2**1023:  # float(10**400) raises OverflowError
-            raise ValueError(f"{what} needs a loss a float can hold, got an int of {len(str(abs(loss)))} digits")
+            raise ValueError(f"{what} needs a loss a float can hold, got an int of "
+                             f"{int(math.log10(abs(loss))) + 1} digits")  # str() refuses past 4300 digits
         return  # int, float, numpy integer and floating scalars (numpy's bool_ is no numbers.Real)
     kind = getattr(getattr(loss, "dtype", None), "kind", None)  # a numpy array
     if kind in ("f", "i", "u") and getattr(loss, "size", 0) == 1:
@@ -582,7 +585,14 @@ class MonitorEvent:
             raise ValueError(f"not a MonitorEvent dict: missing keys {sorted(missing)}")
         if not isinstance(d["values"], Mapping):
             raise ValueError(f"not a MonitorEvent dict: 'values' must be a dict, got {type(d['values']).__name__}")
-        return cls(int(d["step"]), str(d["check"]), {k: _from_plain(v) for k, v in d["values"].items()},
+        step = as_scalar(d["step"])
+        # an int (a JSON reader may give 12.0); int() would have truncated 3.7 and called "x" an invalid literal
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise ValueError(f"not a MonitorEvent dict: 'step' must be an integer (the optimizer step), got "
+                             f"{type(d['step']).__name__} {d['step']!r:.40}")
+        return cls(int(step), str(d["check"]), {k: _from_plain(v) for k, v in d["values"].items()},
                    str(d["action"]), str(d["reason"]))  # fmt: skip
 
 
@@ -883,6 +893,11 @@ class Monitor:
             value = as_scalar(value)  # a 0-d array or tensor: the number it holds
             if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < 1):
                 raise ValueError(f"{key}={value!r} must be a number in (0, 1), e.g. 0.5 halves the LR per rollback")
+        if isinstance(grad_scaler, type):  # its unbound state_dict would fail deep inside the first rollback
+            raise ValueError(
+                f"grad_scaler={grad_scaler.__name__} is a class: pass the scaler instance your loop steps "
+                f"(scaler = {grad_scaler.__name__}(...); Monitor(..., grad_scaler=scaler))"
+            )
         if grad_scaler is not None and not all(
                 callable(getattr(grad_scaler, name, None)) for name in ("state_dict", "load_state_dict")):
             raise ValueError(
@@ -928,11 +943,19 @@ class Monitor:
         }
         self.checks: list[Check] = _validate_checks(checks)
         if val_min_share is not None:
+            # a numpy scalar (float16 too: comparing one with 2**1023 overflowed numpy's cast, with a RuntimeWarning)
+            # or a 0-d tensor as the plain number it holds, as for backoff
+            val_min_share = as_scalar(val_min_share)
             ok = isinstance(val_min_share, numbers.Real) and not isinstance(val_min_share, bool)
-            ok = ok and -(2**1023) < val_min_share < 2**1023  # math.isfinite(10**400) is an OverflowError
-            if not (ok and math.isfinite(val_min_share) and val_min_share >= 0):
+            # math.isfinite(10**400) is an OverflowError; 1e308 is refused too, as ValidationRising(min_share=) does
+            ok = ok and -(2**1023) < val_min_share < 2**1023 and math.isfinite(val_min_share)
+            huge = isinstance(val_min_share, int) and not isinstance(val_min_share, bool) and \
+                not -(2**1023) < val_min_share < 2**1023
+            if not (ok and val_min_share >= 0):
+                digits = int(math.log10(abs(val_min_share))) + 1 if huge else 0
+                shown = f"<an integer of {digits} digits>" if huge else repr(val_min_share)
                 raise ValueError(
-                    f"val_min_share={val_min_share!r} must be None (leave val_rising as it is) or a finite number "
+                    f"val_min_share={shown} must be None (leave val_rising as it is) or a finite number "
                     ">= 0, e.g. 0.02: a validation rise must give back more than 2% of the progress since the first "
                     "evaluation"
                 )
@@ -1540,7 +1563,8 @@ class Monitor:
         return out
 
     def __repr__(self) -> str:
-        active = ", ".join(f"{c.name}->{a}" for c, a in (*self._backward_checks, *self._step_checks))
+        active = ", ".join(f"{c.name}->{a}" for c, a in (*self._backward_checks, *self._step_checks,
+                                                          *self._val_checks))
         return (f"Monitor(step={self._step}, events={len(self.events)}, rollbacks={self.rollbacks}, "
                 f"lr_scale={self.lr_scale:g}, checks=[{active}])")  # fmt: skip
 
@@ -1718,7 +1742,8 @@ class Monitor:
                 note = (f"; the spike grace began at step {self._grace_start} ({since} steps ago, grace "
                         f"{self.spike_grace} steps): the spike persisted or came back")
             values = dict(found.values)
-            values["grace_start"] = float(self._grace_start)
+            if self._grace_start >= 0:  # an episode began (before the first one, it holds a sentinel, no step)
+                values["grace_start"] = float(self._grace_start)
             out.append((check, action, Finding(found.reason + note, values)))
         return out
 
@@ -2174,7 +2199,10 @@ class Monitor:
         for check, action, found in findings:
             reason = found.reason
             if check.name == "non_finite" and norms and not math.isfinite(gnorm):
-                reason += self._bad_param_note(with_grad, norms)
+                note = self._bad_param_note(with_grad, norms)
+                # "gradient norm is nan (a gradient holds inf/nan) in 'w'"; when the reason names the loss only (the
+                # gradients are a GradScaler's business, or grads=False), the note gets its own clause
+                reason += note if "gradient" in reason or not note else f"; non-finite gradients{note}"
             if action == "clip":
                 target = found.values.get("clip_to", math.nan)
                 if math.isfinite(gnorm) and math.isfinite(target) and target > 0:

@@ -31,6 +31,13 @@ VAL_SIGNALS = ("val_loss", "val_train_loss")
 MAD_TO_SIGMA = 1.4826
 
 
+def _unknown_signal(signal: object) -> ValueError:
+    """The error for a signal name the record does not keep (a custom check's typo), naming the valid ones."""
+    from lrkit._utils import unknown_name_error
+
+    return unknown_name_error("signal", signal, SIGNALS)  # type: ignore[arg-type]
+
+
 class RobustStats(NamedTuple):
     """Median and median absolute deviation (MAD) of a window of values; ``n == 0`` when the window is empty."""
 
@@ -259,14 +266,20 @@ class RollingRecord:
 
     def window(self, signal: str, n: int, *, skip_last: int = 0) -> list[float]:
         """The last ``n`` finite values of ``signal`` (oldest first), leaving out the newest ``skip_last``."""
-        values = self._values[signal]
+        try:
+            values = self._values[signal]
+        except KeyError:
+            raise _unknown_signal(signal) from None
         end = len(values) - skip_last
         start = max(0, end - n)
         return list(islice(values, start, max(start, end)))
 
     def count(self, signal: str) -> int:
         """How many finite values of ``signal`` the record holds now (at most ``capacity``)."""
-        return len(self._values[signal])
+        try:
+            return len(self._values[signal])
+        except KeyError:
+            raise _unknown_signal(signal) from None
 
     def reference(self, signal: str, window: int) -> RobustStats:
         """Median and MAD of the last ``window`` finite values *before* this step's value.
@@ -277,7 +290,10 @@ class RollingRecord:
         """
         key = (signal, window)
         hit = self._cache.get(key)
-        count = self.seen[signal]
+        try:
+            count = self.seen[signal]
+        except KeyError:
+            raise _unknown_signal(signal) from None
         if hit is not None and (
             count == hit[2]  # nothing new since
             or (self.step - hit[0] < self.refresh and hit[1].n >= window)  # full window: reuse for `refresh` steps

@@ -33,11 +33,14 @@ CHECK_COLORS: dict[str, str] = {
     "oscillation": "tab:pink",
     "exploding_gradients": "tab:olive",
     "lr_too_low": "tab:cyan",
+    "val_rising": "tab:green",
+    "loss_above_start": "tab:gray",
     "monitor": "black",
 }
 #: Line style per action: the more severe, the more solid.
 ACTION_STYLES: dict[str, str] = {"warn": ":", "clip": "--", "skip": "-.", "rollback": "-", "stop": "-"}
-_SPARE_COLORS = ("tab:blue", "tab:green", "tab:gray", "gold", "navy", "teal")
+# matplotlib's first colour (tab:blue, "C0") last: it is the colour of the curve the events are usually drawn on
+_SPARE_COLORS = ("gold", "navy", "teal", "lime", "salmon", "tab:blue")
 
 
 def _as_dict(event: Any) -> Mapping[str, Any]:
@@ -84,7 +87,9 @@ def mark_events(
         raise ValueError(f"x={x!r} must be an event key (e.g. 'step' or 'epoch') or a function of the event dict")
     artists: list[Any] = []
     keyless, total, has = 0, 0, ""  # events with no ``x`` key at all: a silent empty plot would hide them
-    labelled: set[tuple[str, str]] = set()
+    # one legend entry per (check, action) on the axis, also over several calls (training and validation events
+    # drawn apart, a record redrawn on the same axis)
+    labelled = set(ax.get_legend_handles_labels()[1]) if legend else set()
     spare = iter(_SPARE_COLORS * 4)
     colors = dict(CHECK_COLORS)
     for raw in events:
@@ -106,9 +111,10 @@ def mark_events(
         action = str(ev.get("action", "warn"))
         if check not in colors:
             colors[check] = next(spare, "gray")
-        key = (check, action)
-        label = f"{check} → {action}" if legend and key not in labelled else "_nolegend_"
-        labelled.add(key)
+        label = f"{check} → {action}"
+        if not legend or label in labelled:
+            label = "_nolegend_"
+        labelled.add(label)
         artists.append(ax.axvline(pos, color=colors[check], ls=ACTION_STYLES.get(action, ":"), lw=1.2, alpha=alpha,
                                   label=label, zorder=1))  # fmt: skip
         if action in ("rollback", "stop"):
