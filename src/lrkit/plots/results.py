@@ -122,6 +122,12 @@ def _load_events(path: str | os.PathLike[str]) -> Any:
                      f"lrkit.train's events.json) or a list of events; {what}")
 
 
+#: The run's own curves, in colours no monitor check's event line has (:data:`lrkit.plots.monitor.CHECK_COLORS`):
+#: a rollback's line is never read as part of a curve (``loss_spike`` is orange, as matplotlib's second colour is).
+CURVE_COLORS: dict[str, str] = {"train_loss": "tab:blue", "val_loss": "navy", "metric": "darkgreen",
+                                "grad_norm": "darkred"}
+
+
 def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping[str, set[int]] | None = None) -> None:
     """Draw the four panels; ``missing`` (from :func:`_read`) tells empty cells from NaN/inf the run wrote."""
     x = cols.get("epoch") or list(range(1, len(next(iter(cols.values()))) + 1))
@@ -131,25 +137,26 @@ def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping
     dot = _marker(x)
     for key, label in (("train_loss", "train"), ("val_loss", "val")):
         if key in cols:
-            ax_loss.plot(x, cols[key], marker=dot, label=label)
+            ax_loss.plot(x, cols[key], marker=dot, color=CURVE_COLORS[key], label=label)
     ax_loss.set_title("loss")
     # a NaN/inf loss is a gap in the line, easy to miss: the epochs it happened in are marked on the top edge
     _mark_non_finite(ax_loss, x, {k: cols[k] for k in ("train_loss", "val_loss") if k in cols}, missing or {},
                      "loss NaN/inf")
     for key in metric_cols:
-        ax_metric.plot(x, cols[key], marker=dot, color="tab:green", label=key.removeprefix("val_"))
+        ax_metric.plot(x, cols[key], marker=dot, color=CURVE_COLORS["metric"], label=key.removeprefix("val_"))
     ax_metric.set_title(f"validation {', '.join(k.removeprefix('val_') for k in metric_cols) or 'loss'}")
     if not metric_cols and "val_loss" in cols:
-        ax_metric.plot(x, cols["val_loss"], marker=dot, color="tab:green")
+        ax_metric.plot(x, cols["val_loss"], marker=dot, color=CURVE_COLORS["metric"])
     _plot_lrs(ax_lr, x, {k.removeprefix("lr/"): cols[k] for k in lr_cols})
     ax_lr.set_title("learning rate (end of epoch)")
     if _log_lrs([cols[k] for k in lr_cols]):
         ax_lr.set_yscale("log")
     if "grad_norm" in cols:
-        ax_grad.plot(x, cols["grad_norm"], marker=dot, color="tab:red", label="mean")
+        ax_grad.plot(x, cols["grad_norm"], marker=dot, color=CURVE_COLORS["grad_norm"], label="mean")
     if "grad_norm_max" in cols:
         # dotted like the mean: a one-epoch run's dashed line of one point drew nothing at all
-        ax_grad.plot(x, cols["grad_norm_max"], ls="--", marker=dot, color="tab:red", alpha=0.5, label="max")
+        ax_grad.plot(x, cols["grad_norm_max"], ls="--", marker=dot, color=CURVE_COLORS["grad_norm"], alpha=0.5,
+                     label="max")
     ax_grad.set_title("gradient norm")
     if ax_grad.get_lines():
         ax_grad.legend(fontsize="small")
