@@ -295,7 +295,12 @@ def _shown(optimizer: Any) -> str:
 
 
 class NominalBatch(NamedTuple):
-    """Result of :func:`nominal_batch`: optimizer steps accumulate ``accumulate`` batches; the scaled weight decay."""
+    """Result of :func:`nominal_batch`: optimizer steps accumulate ``accumulate`` batches; the scaled weight decay.
+
+    >>> accumulate, weight_decay = nominal_batch(16)
+    >>> accumulate, weight_decay
+    (4, 0.0005)
+    """
 
     accumulate: int
     weight_decay: float

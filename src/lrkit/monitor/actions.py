@@ -69,7 +69,12 @@ _STATE_LR_KEYS = (("Rprop", "step_size"), ("ASGD", "eta"))
 
 
 class MonitorWarning(UserWarning):
-    """Issued by :class:`lrkit.Monitor` for every event whose action is ``"warn"``."""
+    """Issued by :class:`lrkit.Monitor` for every event whose action is ``"warn"``; filter or escalate it as any
+    warning (``warnings.simplefilter("error", MonitorWarning)`` makes each such event an exception).
+
+    >>> issubclass(MonitorWarning, UserWarning)
+    True
+    """
 
 
 def resolve_action(keyword: str, category: str, value: str | None) -> str | None:

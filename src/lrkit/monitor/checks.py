@@ -129,6 +129,23 @@ class Check(abc.ABC):
     Instance attributes (dataclass fields on the concrete checks): ``every`` (call at most every N steps: a
     ``"backward"`` check with ``every > 1`` runs on the first full step that far past its previous evaluation, see
     the module docstring) and ``cooldown`` (steps to stay quiet after firing).
+
+    A check of your own, passed with the built-in ones (``Monitor(..., checks=[*default_checks(), LossAbove()])``):
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class LossAbove(Check):
+    ...     name: ClassVar[str] = "loss_above"
+    ...     limit: float = 5.0
+    ...     def check(self, record: RollingRecord) -> Finding | None:
+    ...         loss = record.window("loss", 1)
+    ...         if loss and loss[-1] > self.limit:
+    ...             return Finding(f"loss {loss[-1]:g} is above {self.limit:g}", {"loss": loss[-1]})
+    ...         return None
+    >>> LossAbove().check(RollingRecord.from_stream([1.0, 7.0])).reason
+    'loss 7 is above 5'
+    >>> LossAbove().check(RollingRecord.from_stream([1.0, 2.0])) is None
+    True
     """
 
     name: ClassVar[str] = "check"

@@ -39,7 +39,12 @@ def _unknown_signal(signal: object) -> ValueError:
 
 
 class RobustStats(NamedTuple):
-    """Median and median absolute deviation (MAD) of a window of values; ``n == 0`` when the window is empty."""
+    """Median and median absolute deviation (MAD) of a window of values; ``n == 0`` when the window is empty.
+
+    >>> s = RobustStats(median=1.0, mad=0.5, n=3)
+    >>> round(s.sigma, 4)
+    0.7413
+    """
 
     median: float
     mad: float

@@ -67,7 +67,16 @@ def picture_target(path: str | os.PathLike[str]) -> str:
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     """Save a matplotlib figure atomically, in the format its suffix names (PNG without one; see
-    :func:`figure_format`). The temporary file has no meaningful suffix, so the format is passed explicitly."""
+    :func:`figure_format`). The temporary file has no meaningful suffix, so the format is passed explicitly.
+
+    >>> import tempfile, pathlib
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots(); _ = ax.plot([1, 2], [3, 4])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     print(save_figure(fig, pathlib.Path(d) / "curve.svg").read_text()[:5])
+    <?xml
+    >>> plt.close(fig)
+    """
     fmt = picture_target(path)
     return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format=fmt))
 

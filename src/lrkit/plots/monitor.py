@@ -75,6 +75,15 @@ def mark_events(
     ``MonitorEvent`` has a ``step``, no ``epoch``) are skipped with a ``UserWarning`` that says so. Colours:
     :data:`CHECK_COLORS`; styles: :data:`ACTION_STYLES` (rollbacks and stops also get a triangle on the axis' top
     edge).
+
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots(); _ = ax.plot(range(100), [1.0] * 100, label="loss")
+    >>> events = [{"step": 40, "check": "loss_spike", "action": "rollback"},
+    ...           {"step": 70, "check": "loss_spike", "action": "rollback"}]
+    >>> _ = mark_events(ax, events)
+    >>> [t.get_text() for t in ax.legend().get_texts()]
+    ['loss', 'loss_spike → rollback']
+    >>> plt.close(fig)
     """
     if isinstance(events, Mapping) and isinstance(events.get("events"), (list, tuple)):
         events = events["events"]  # the whole events.json record ({"lr0": ..., "optimizer": ..., "events": [...]})

@@ -68,6 +68,14 @@ def plot_results(
 
     Param groups whose LR curves are identical share one line (``layer3/decay, layer3/bias``); with more than
     :data:`MAX_LR_LEGEND` lines the LR legend lists the first and last few and says how many it left out.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> csv = "epoch,train_loss,val_loss,lr/all/decay\\n1,1.0,0.9,0.01\\n2,0.5,0.7,0.005\\n"
+    >>> _ = (d / "results.csv").write_text(csv)
+    >>> events = [{"epoch": 1.5, "check": "loss_spike", "action": "rollback", "values": {}, "reason": ""}]
+    >>> plot_results(d / "results.csv", d / "run.svg", events=events).name
+    'run.svg'
     """
     from lrkit.plots.finder import picture_target
 

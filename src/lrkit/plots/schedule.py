@@ -29,7 +29,15 @@ _MAX_POINTS = 20_000
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     """Save a matplotlib figure atomically, in the format its suffix names (PNG without one): the one implementation,
-    :func:`lrkit.plots.finder.save_figure`, re-exported here for callers of the schedule plot."""
+    :func:`lrkit.plots.finder.save_figure`, re-exported here for callers of the schedule plot.
+
+    >>> import tempfile, pathlib
+    >>> from lrkit.schedules import from_spec
+    >>> fig = plot_schedule(from_spec("cosine lr0=0.1", total_steps=50).record())
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     print(save_figure(fig, pathlib.Path(d) / "lr.png").read_bytes()[1:4])
+    b'PNG'
+    """
     from lrkit.plots.finder import save_figure as _save
 
     return _save(fig, path, dpi=dpi)
@@ -114,6 +122,12 @@ def plot_schedule(
     ``phase_count``); a bottom panel shows momentum when any record schedules it. With
     ``steps_per_epoch`` in the records (the same in each) an epoch axis runs along the top. Records that mix absolute
     LRs and multipliers of the peak (``"absolute"``) are drawn with the multipliers marked "(x peak)" in the legend.
+
+    >>> from lrkit.schedules import from_spec
+    >>> fig = plot_schedule([from_spec("cosine lr0=0.1", total_steps=100).record(),
+    ...                      from_spec("wsd lr0=0.1 decay_frac=0.2", total_steps=100).record()])
+    >>> fig.axes[0].get_title(), len(fig.axes[0].get_lines())
+    ('2 LR schedules', 2)
     """
     optional_import("matplotlib", "plot").use("Agg", force=False)
     plt = optional_import("matplotlib.pyplot", "plot")
