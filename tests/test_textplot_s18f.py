@@ -209,3 +209,13 @@ def test_lrkit_schedule_draws_the_lr_and_no_chart_or_json_leave_it_out() -> None
     assert js.lstrip().startswith("{") and "optimizer step" not in js
     both = _schedule("cosine lr0=0.01", "-t", "500", "--compare", "linear lr0=0.01")
     assert "(2 schedules)" in both
+
+
+def test_ticks_on_short_axes() -> None:
+    from lrkit.plots.text import _ticks
+
+    # a log axis spanning less than a decade (a test that diverged early) still gets two ticks at round values
+    assert _ticks(100.0, 226.0, True, 60) == [100.0, 200.0]
+    # optimizer steps: no tick between two whole numbers
+    assert _ticks(0.0, 2.0, False, 60, whole=True) == [0.0, 1.0, 2.0]
+    assert 0.5 in _ticks(0.0, 2.0, False, 60)

@@ -57,10 +57,13 @@ def progress_bar(description: str, total: int | None, *, console_: Any = None) -
         """The bar as wide as the line leaves it beside the other columns and ``info`` (10 to 40 columns); in a
         narrower line, columns dropped (``droppable``) until ``info`` fits or has :data:`_INFO_MIN` columns."""
         t = progress.tasks[task]
-        steps = len(str(int(t.total))) if t.total is not None else 1
-        count = len(str(int(t.completed))) + 1 + (steps if t.total is not None else 1)
+        steps = len(str(int(t.total))) if t.total is not None else 1  # (no total: "?")
+        # rich pads the done count to the total's width: "     0/100000", not "0/100000"
+        count = max(len(str(int(t.completed))), steps) + 1 + steps
         time = max(7, len(str(int(t.elapsed or 0) // 3600)) + 6)  # h:mm:ss
-        width = {id(columns[1]): _BAR_WIDTH[0], id(columns[3]): time, id(columns[4]): time}
+        # (the time remaining is empty with no total)
+        width = {id(columns[1]): _BAR_WIDTH[0], id(columns[3]): time,
+                 id(columns[4]): time if t.total is not None else 0}
         shown = list(columns)
         for gone in droppable:
             # the room the fields have beside the columns still shown (one space between columns)

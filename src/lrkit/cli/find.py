@@ -96,8 +96,16 @@ def run_find(
     try:
         _ = result.suggestion
     except ValueError as e:  # too short to judge: the record and the picture are kept, and the command fails
-        raise ValueError(f"{e} (the curve so far is in {record} and {picture})") from e
+        raise _TooShort(f"{e} (the curve so far is in {record} and {picture})", result) from e
     return result, out_dir
+
+
+class _TooShort(ValueError):
+    """A range test too short to judge: ``result`` holds the curve so far, which ``lrkit find`` still draws."""
+
+    def __init__(self, message: str, result: FinderResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 _MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
@@ -321,6 +329,8 @@ def find_command(
             if result.stop_reason != "completed":  # the bar ends where the test did, not short of its total
                 update(advance=0, total=result.num_steps_run, info=f"stopped: {result.stop_reason}")
     except (ValueError, OSError, TypeError) as e:
+        if chart and isinstance(e, _TooShort):  # the curve so far is worth a look, as lr_find.png is
+            print_chart(con, e.result.text_plot)
         fail(_as_flags(str(e), values))
         return
     except KeyboardInterrupt:  # Ctrl-C: a line saying so (run_find writes --out only after the test)

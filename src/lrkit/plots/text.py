@@ -16,7 +16,9 @@ lines, each at most ``width`` characters; :func:`lrkit.finder.FinderResult.text_
 
 from __future__ import annotations
 
+import itertools
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,17 +36,32 @@ _STYLES = ("line", "dots")
 _MIN_WIDTH, _MIN_HEIGHT = 40, 3  # 40 columns: room for a mark's label and the axis names, never cut
 
 
-def _fmt(v: float) -> str:
-    """A tick label: a whole number as its digits (below a million), else 3 significant digits, ``1e-05`` style
-    for the very small and large."""
+def _fmt(v: float, digits: int = 3) -> str:
+    """A tick label: a whole number as its digits (below a million), else ``digits`` significant digits (3 unless
+    more are needed to tell labels apart: :func:`_labels`), ``1e-05`` style for the very small and large."""
     if v == 0:
         return "0"
     if float(v).is_integer() and abs(v) < 1e6:
         return str(int(v))
-    if abs(v) >= 1e6 or abs(v) < 1e-3:
-        mant, _, exp = f"{v:.2g}".partition("e")
-        return f"{mant}e{int(exp):+03d}" if exp else mant  # as Python prints it: 1e-05, 2e+06
-    return f"{v:.3g}"
+    mant, _, exp = f"{v:.{digits}g}".partition("e")
+    return f"{mant}e{int(exp):+03d}" if exp else mant  # as Python prints it: 1e-05, 2e+06
+
+
+def _labels(values: Sequence[float], tol: float) -> list[str]:
+    """``values`` as labels with the fewest significant digits (3 or more) that keep each label within ``tol`` of
+    its value and different labels for different values: ``2.3027`` / ``2.3026``, never ``2.3`` / ``2.3``."""
+    labels: list[str] = []
+    for digits in range(3, 18):
+        labels = [_fmt(v, digits) for v in values]
+        close = all(abs(float(s) - v) <= tol for s, v in zip(labels, values))
+        if close and len(set(labels)) == len(set(values)):
+            break
+    return labels
+
+
+def _half_span(lo: float, hi: float) -> float:
+    """``(hi - lo) / 2`` without overflow (``-1e308`` to ``1e308`` is a span past the largest float)."""
+    return hi / 2 - lo / 2
 
 
 def _is_number(word: str) -> bool:
@@ -62,24 +79,47 @@ def _nice_step(span: float, n: int) -> float:
     return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * 0.999)
 
 
-def _ticks(lo: float, hi: float, log: bool, cols: int) -> list[float]:
+def _ticks(lo: float, hi: float, log: bool, cols: int, whole: bool = False) -> list[float]:
     """Tick positions in data units: whole decades on a log axis (every k-th when there are many), else round
-    numbers about every 12 columns."""
+    numbers about every 12 columns; ``[lo, hi]`` where neither fits (no decade inside, a span too small or too large
+    for round numbers)."""
     if log:
         a, b = math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9)
         decades = list(range(a, b + 1))
         room = max(1, cols // 9)  # a label is at most 8 characters wide, plus a space
         step = max(1, math.ceil(len(decades) / room))
         ticks = [10.0**d for d in decades[::step]]
-        return ticks or [lo, hi]
+        if len(ticks) < 2:  # less than a decade's span (a test that diverged early): 1-2-5 in each decade
+            ticks = [m * 10.0**d for d in range(a - 1, b + 1) for m in (1, 2, 5) if lo <= m * 10.0**d <= hi]
+        return ticks if len(ticks) >= 2 else [lo, hi]
     n = max(1, min(5, cols // 12))
-    for parts in (n, 2 * n):  # a round step can leave two ticks on a short axis (1 to 4: 2 and 4): halve it once
-        step = _nice_step(hi - lo, parts)
-        first = math.ceil(lo / step - 1e-9) * step
-        ticks = [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
-        if len(ticks) >= 3:
-            break
-    return ticks
+    ticks = [lo, hi]
+    try:
+        for parts in (n, 2 * n):  # a round step can leave two ticks on a short axis (1 to 4: 2 and 4): halve it once
+            step = _nice_step(hi - lo, parts)  # (a span past the largest float: inf, an OverflowError below)
+            if whole:  # counts (optimizer steps): no tick between two of them
+                step = max(1.0, math.ceil(step))
+            places = 2 - math.floor(math.log10(step))  # float noise off (0.30000000000000004), the step's digits kept
+            first = math.ceil(lo / step - 1e-9)
+            count = int((hi / step - first) + 1e-9) + 1
+            ticks = [round((first + i) * step, places) for i in range(count)]
+            if len(ticks) >= 3:
+                break
+    except (ValueError, OverflowError):  # a step of 0 (a subnormal span) or past the largest float
+        return [lo, hi]
+    return ticks or [lo, hi]
+
+
+def _flat_band(lo: float, hi: float, log: bool) -> tuple[float, float]:
+    """A range around a flat curve (``lo == hi``): 5% each side (0.05 decades on a log axis; ±0.5 around 0), kept
+    within the floats (a flat 1.7e308 pads downwards only, a flat -1.7e308 upwards)."""
+    pad = 0.05 if log else abs(lo) * 0.05 or 0.5
+    top = 308.25 if log else 1.7976931348623157e308  # log10 of the largest float, and that float
+    if hi + pad > top:
+        return lo - 2 * pad, hi
+    if not log and lo - pad < -top:  # a flat -1.7e308: upwards only
+        return lo, hi + 2 * pad
+    return lo - pad, hi + pad
 
 
 def text_chart(
@@ -88,6 +128,7 @@ def text_chart(
     width: int = 72,
     height: int = 14,
     x_log: bool = False,
+    x_whole: bool = False,
     y_log: bool = False,
     ylim: tuple[float, float] | None = None,
     marks: Sequence[tuple[float, str]] = (),
@@ -99,11 +140,14 @@ def text_chart(
 
     ``ylim``: the y range shown (default: the data's); a value above it is drawn on the top row, below it on the
     bottom row (a divergence tail stays visible without squashing the rest). Non-finite values leave a gap. ``marks``:
-    ``(x, label)`` pairs, each drawn as a dotted vertical line with a ``▲`` under the axis and its label below.
-    ``x_log``: a log x axis (every x must then be > 0); ``y_log``: a log y axis (a y <= 0 leaves a gap). The
-    result has ``height`` chart rows plus the axis, the tick
-    labels, and one line for the marks and one for ``x_label`` when there are any; each line is at most ``width``
-    characters (at least 40).
+    ``(x, label)`` pairs, each drawn as a dotted vertical line with a ``▲`` under the axis and its label below; a
+    mark outside the data widens the x axis to it. ``x_log``: a log x axis (every x must then be > 0, or NaN: a
+    gap); ``y_log``: a log y axis (a y <= 0 leaves a gap; with none > 0 the chart says there is nothing to draw and
+    names no y range); ``x_whole``: x counts something (optimizer steps), so no tick falls between two whole
+    numbers. Labels carry as many digits as it takes to tell them apart (``2.30265`` / ``2.30255``), 3 at
+    least. The result has ``height`` chart rows plus the axis, the tick labels, and one line for the marks and one
+    for ``x_label`` when there are any (axis names too long for a line wrap between words); each line is at most
+    ``width`` characters (at least 40).
 
     >>> chart = text_chart([([1e-4, 1e-3, 1e-2], [1.0, 0.5, 2.0], "line")], x_log=True, width=40, height=6,
     ...                    marks=[(1e-3, "here")])
@@ -125,8 +169,9 @@ def text_chart(
         xs, ys = [float(x) for x in xs], [float(y) for y in ys]
         if len(xs) != len(ys):
             raise ValueError(f"series[{i}] has {len(xs)} x values but {len(ys)} y values; they must pair up")
-        if x_log and any(not x > 0 for x in xs):
-            raise ValueError(f"series[{i}]: x_log=True needs every x > 0, got {min(xs)!r}")
+        bad = next((x for x in xs if x <= 0), None) if x_log else None  # (a NaN is a gap, as on a linear axis)
+        if bad is not None:
+            raise ValueError(f"series[{i}]: x_log=True needs every x > 0, got {bad!r}")
         if y_log:
             ys = [math.log10(y) if y > 0 else math.nan for y in ys]
         points.append((xs, ys, style))
@@ -134,7 +179,11 @@ def text_chart(
     finite_y = [y for _, ys, _ in points for y in ys if math.isfinite(y)]
     if not all_x:
         raise ValueError("text_chart has no finite x value to draw")
-    x_lo, x_hi = min(all_x), max(all_x)
+    # a mark outside the data widens the axis to it (as matplotlib's axvline does): at the edge it would name a value
+    # the edge is not
+    marks = [(float(x), str(label)) for x, label in marks if math.isfinite(x) and (not x_log or x > 0)]
+    x_lo, x_hi = min(all_x + [x for x, _ in marks]), max(all_x + [x for x, _ in marks])
+    empty = ylim is None and not finite_y  # nothing to draw: no y range to make up, no labels to name one
     if ylim is not None:
         y_lo, y_hi = float(ylim[0]), float(ylim[1])
         if not (math.isfinite(y_lo) and math.isfinite(y_hi) and y_lo < y_hi and (y_lo > 0 or not y_log)):
@@ -145,11 +194,12 @@ def text_chart(
         y_lo, y_hi = min(finite_y), max(finite_y)
     else:
         y_lo, y_hi = 0.0, 1.0
-    if y_hi <= y_lo:  # a flat curve: a band around it
-        pad = 0.05 if y_log else abs(y_lo) * 0.05 or 0.5
-        y_lo, y_hi = y_lo - pad, y_hi + pad
+    if not _half_span(y_lo, y_hi) > 0:  # a flat curve (or one flat to within a subnormal): a band around it
+        y_lo, y_hi = _flat_band(y_lo, y_hi, y_log)
 
-    labels = [_fmt(10**y_hi), _fmt(10**y_lo)] if y_log else [_fmt(y_hi), _fmt(y_lo)]
+    ends = [10**y_hi, 10**y_lo] if y_log else [y_hi, y_lo]
+    # as many digits as it takes to tell top from bottom, each label within 1% of the axis of its value
+    labels = ["", ""] if empty else _labels(ends, 0.01 * abs(ends[0] - ends[1]))
     gutter = max(len(s) for s in labels) + 2  # labels right-aligned, a space, then "┤"
     cols = width - gutter - 2  # "┤" and one cell of margin at the right
     box = _ASCII_BOX if ascii else _BOX
@@ -159,14 +209,15 @@ def text_chart(
         fx_lo, fx_hi = math.log10(x_lo), math.log10(x_hi)
     else:
         fx_lo, fx_hi = x_lo, x_hi
-    span_x = (fx_hi - fx_lo) or 1.0
+    half_x = _half_span(fx_lo, fx_hi) or 0.5  # (halves: a span past the largest float stays finite)
+    half_y = _half_span(y_lo, y_hi)
 
     def col(x: float) -> int:
         fx = math.log10(x) if x_log else x
-        return min(dots_w - 1, max(0, round((fx - fx_lo) / span_x * (dots_w - 1))))
+        return min(dots_w - 1, max(0, round(_half_span(fx_lo, fx) / half_x * (dots_w - 1))))
 
     def row(y: float) -> int:  # 0 = top
-        r = round((y_hi - y) / (y_hi - y_lo) * (dots_h - 1))
+        r = round(_half_span(y, y_hi) / half_y * (dots_h - 1))
         return min(dots_h - 1, max(0, r))
 
     line_dots: set[tuple[int, int]] = set()
@@ -189,7 +240,7 @@ def text_chart(
                 for k in range(n + 1):
                     line_dots.add((round(r0 + (r1 - r0) * k / n), round(c0 + (c1 - c0) * k / n)))
             prev = here
-    mark_cols = {col(x) // sub_x: label for x, label in marks if math.isfinite(x) and (not x_log or x > 0)}
+    mark_cols = {col(x) // sub_x: label for x, label in marks}
 
     grid: list[list[str]] = [[" "] * cols for _ in range(height)]
     if ascii:
@@ -217,7 +268,7 @@ def text_chart(
         out.append(f"{label + ' ' if label else '':>{gutter}}{box['tick_y'] if label else box['y']}"
                    f"{''.join(grid[r])}".rstrip())
     # the x axis: ticks at the tick positions, their labels centred under them where they fit
-    ticks = [t for t in _ticks(x_lo, x_hi, x_log, cols) if x_lo <= t <= x_hi] if x_hi > x_lo else [x_lo]
+    ticks = [t for t in _ticks(x_lo, x_hi, x_log, cols, x_whole) if x_lo <= t <= x_hi] if x_hi > x_lo else [x_lo]
     axis = [box["x"]] * cols
     tick_cols = [col(t) // sub_x for t in ticks]
     for c in tick_cols:
@@ -226,8 +277,10 @@ def text_chart(
         axis[c] = box["mark_x"] if axis[c] == box["x"] else box["tick_mark_x"]
     out.append(f"{'':>{gutter}}{box['corner']}{''.join(axis)}".rstrip())
     text = [" "] * (cols + 1)
-    for t, c in zip(ticks, tick_cols):
-        s = _fmt(t)
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    for c, s in zip(tick_cols, _labels(ticks, 1e-3 * min(gaps, default=abs(ticks[0])))):
+        if len(s) > cols + 1:  # wider than the line: left out, never cut
+            continue
         start = min(max(0, c - len(s) // 2), cols + 1 - len(s))
         if all(ch == " " for ch in text[max(0, start - 1): start + len(s) + 1]):
             text[start: start + len(s)] = list(s)
@@ -248,10 +301,14 @@ def text_chart(
                 line[start: start + len(s)] = list(s)
         out.append((" " * (gutter + 1) + "".join(line)).rstrip())
     names = [w for w in (f"x: {x_label}" if x_label else "", f"y: {y_label}" if y_label else "") if w]
-    if names and gutter + 1 + len("   ".join(names)) <= width:
-        out.append(" " * (gutter + 1) + "   ".join(names))
-    else:  # one a line where both do not fit
-        out.extend((" " * (gutter + 1) + w)[:width].rstrip() for w in names)
+    if empty:
+        names.append("(no y value > 0 on the log axis: nothing to draw)" if y_log else "(no finite y value: nothing "
+                     "to draw)")
+    if names[:2] and gutter + 1 + len("   ".join(names[:2])) <= width:
+        names[:2] = ["   ".join(names[:2])]
+    for name in names:  # one a line where both do not fit; a line too long wraps between words, never within one
+        out.extend(" " * (gutter + 1) + part for part in textwrap.wrap(
+            name, width - gutter - 1, break_long_words=False, break_on_hyphens=False))
     return "\n".join(line[:width] for line in out)
 
 
@@ -292,7 +349,10 @@ def finder_text(record: Mapping[str, Any] | Any, *, width: int = 72, height: int
     if isinstance(sug, (int, float)) and math.isfinite(sug) and sug > 0:
         rule = record.get("rule")
         marks.append((float(sug), f"suggestion {sug:.3g}" + (f" ({rule})" if rule else "")))
-    return text_chart(series, width=width, height=height, x_log=True, ylim=loss_ylim(finite, smoothed, pad=False),
+    ylim = loss_ylim(finite, smoothed, pad=False)
+    if ylim is not None and not ylim[0] < ylim[1]:  # one loss, or a flat one, past 1e16: its ±0.05 is lost to rounding
+        ylim = None  # (the chart's own band around a flat curve is relative)
+    return text_chart(series, width=width, height=height, x_log=True, ylim=ylim,
                       marks=marks, ascii=ascii, x_label="learning rate", y_label="training loss")
 
 
@@ -326,5 +386,6 @@ def schedule_text(records: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, w
         series.append(([float(t) for t in steps], lrs, "line"))
     absolute = all(bool(r.get("absolute", True)) for r in recs)
     y = "learning rate" if absolute else "LR multiplier (x peak)"
-    return text_chart(series, width=width, height=height, y_log=log_y, ascii=ascii, x_label="optimizer step",
+    return text_chart(series, width=width, height=height, y_log=log_y, ascii=ascii, x_whole=True,
+                      x_label="optimizer step",
                       y_label=y + (f" ({len(recs)} schedules)" if len(recs) > 1 else ""))
