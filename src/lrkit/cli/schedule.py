@@ -34,11 +34,17 @@ _EPILOG = (
 )
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, digits: int = 4) -> str:
+    """A table cell's number: ``digits`` significant digits; with fewer than 4 (a narrow terminal) the exponent
+    short too (``6.17e-7``, not ``6.168e-07``)."""
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        text = f"{v:.{digits}g}"
+        if digits < 4 and "e" in text:
+            mant, _, exp = text.partition("e")
+            text = f"{mant}e{int(exp)}"
+        return text
     return str(v)
 
 
@@ -73,7 +79,10 @@ def _print_list() -> None:
     out.print(table)
 
 
-def _print_key_points(record: dict[str, Any]) -> None:
+def _print_key_points(record: dict[str, Any], digits: int = 4) -> None:
+    """The key-points table of one schedule record. In a terminal too narrow for its numbers at 4 significant
+    digits it prints them at 3 with a short exponent, so a number is not folded across two lines
+    (``6.168e-`` / ``07``); where even that does not fit, the columns fold as before."""
     from lrkit.schedules.report import key_points
 
     rich_table = optional_import("rich.table", "cli")
@@ -99,11 +108,16 @@ def _print_key_points(record: dict[str, Any]) -> None:
         cells = [r["phase"], f"{r['start']}–{r['end']}"]
         if spe:
             cells.append(f"{r['start'] / spe:.4g}–{(r['end'] + 1) / spe:.4g}")
-        cells += [_fmt(r["lr_start"]), _fmt(r["lr_end"])]
+        cells += [_fmt(r["lr_start"], digits), _fmt(r["lr_end"], digits)]
         if has_mom:
-            cells += [_fmt(r["momentum_start"]), _fmt(r["momentum_end"])]
+            cells += [_fmt(r["momentum_start"], digits), _fmt(r["momentum_end"], digits)]
         table.add_row(*cells)
     out = console()
+    # rich's own measure of the table at full width: wider than the terminal, a number would fold mid-number
+    measure = optional_import("rich.measure", "cli").Measurement.get(out, out.options.update_width(10_000), table)
+    if measure.maximum > out.width and digits == 4:
+        _print_key_points(record, digits=3)
+        return
     out.print(table)
     out.print(
         f"max {_fmt(kp['max']['lr'])} at step {kp['max']['step']} · min {_fmt(kp['min']['lr'])} at step "
