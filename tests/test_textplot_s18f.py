@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _helpers import MSE_LOSS_FN, write_task
 from lrkit.cli.app import build_app
 from lrkit.finder import FinderResult
 from lrkit.plots.text import finder_text, text_chart
@@ -111,26 +112,8 @@ def test_bad_series_are_named() -> None:
         finder_text({"lrs": [1e-3, 1e-2], "losses": [1.0]})
 
 
-_TASK = '''
-import torch
-from torch.utils.data import DataLoader, TensorDataset
-
-def model():
-    return torch.nn.Linear(4, 3)
-
-def optimizer(params):
-    return torch.optim.SGD(params, lr=0.01)
-
-def train_loader():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(256, 4, generator=g)
-    return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=16)
-'''
-
-
 def _find(tmp_path: Path, *extra: str, columns: int = 90) -> str:
-    task = tmp_path / "t.py"
-    task.write_text(_TASK)
+    task = write_task(tmp_path, MSE_LOSS_FN)
     res = CliRunner().invoke(build_app(), ["find", str(task), "--num-steps", "40", "--out", str(tmp_path / "o"),
                                            *extra], env={"COLUMNS": str(columns)})
     assert res.exit_code == 0, res.output
