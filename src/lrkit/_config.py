@@ -63,18 +63,39 @@ ULTRALYTICS_ONLY: dict[str, str] = {
     "profile": "lrkit.train has no profiler; results.csv records each epoch's time",
     "compile": "compile the model yourself (torch.compile) and pass it as model=",
     "single_cls": "set task= or relabel the data",
+    "mode": "lrkit train is the train mode (lrkit find runs the LR range test); the model is model=",
+    "split": "the validation split is val= (a fraction of the data) or the val: file of a data YAML",
+    "save_json": "every run writes results.csv and events.json",
+    "augment": "augment in your Dataset",
+    "tracker": "lrkit.train has no tracking",
+    "classes": "train on a subset of classes by passing it as data= (a filtered file or a torch Subset)",
+    **{k: "a YOLO validation/prediction/export setting; lrkit.train validates every epoch with the task's loss and "
+          "metric" for k in ("conf", "iou", "max_det", "nms", "agnostic_nms", "dnn", "source", "format", "show")},
     **{k: _DETECTION for k in ("imgsz", "rect", "close_mosaic", "mosaic", "mixup", "copy_paste", "hsv_h", "hsv_s",
                                "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
-                               "box", "cls", "dfl", "pose", "kobj", "overlap_mask", "mask_ratio", "multi_scale")},
+                               "box", "cls", "dfl", "pose", "kobj", "overlap_mask", "mask_ratio", "multi_scale",
+                               "auto_augment", "erasing", "bgr", "cutmix", "copy_paste_mode", "crop_fraction")},
 }
 
 
-def _unknown_key_error(key: str, valid: Iterable[str]) -> ValueError:
-    """``unknown_name_error`` for a train key, or, for an Ultralytics key lrkit does not have, what to do instead."""
-    instead = ULTRALYTICS_ONLY.get(key.lower())
-    if instead is not None and key.lower() not in {v.lower() for v in valid}:
+def _ultralytics_only(key: str, valid: Iterable[str]) -> bool:
+    """Whether ``key`` is an Ultralytics train key lrkit does not have (and not a valid key in another case)."""
+    return key.lower() in ULTRALYTICS_ONLY and key.lower() not in {v.lower() for v in valid}
+
+
+def _unknown_key_error(key: str, valid: Iterable[str], others: Iterable[str] = ()) -> ValueError:
+    """``unknown_name_error`` for a train key, or, for an Ultralytics key lrkit does not have, what to do instead.
+
+    ``others``: the rest of the keys given (an Ultralytics ``args.yaml`` as ``cfg=`` holds dozens): when ``key`` is
+    Ultralytics-only, the other Ultralytics-only keys among them are named too, so they go in one edit.
+    """
+    valid = tuple(valid)
+    if _ultralytics_only(key, valid):
+        more = list(dict.fromkeys(k for k in others if k != key and _ultralytics_only(k, valid)))
+        also = (f"; also Ultralytics-only here: {', '.join(more)} (remove {'them' if len(more) > 1 else 'it'} too)"
+                if more else "")
         return ValueError(f"unknown train key {key!r}: Ultralytics' {key.lower()}= has no lrkit equivalent — "
-                          f"{instead}. Valid: {', '.join(sorted(valid))}")
+                          f"{ULTRALYTICS_ONLY[key.lower()]}{also}. Valid: {', '.join(sorted(valid))}")
     return unknown_name_error("train key", key, valid, ignore_case=True)
 
 
@@ -321,6 +342,31 @@ def _amp(key: str, v: Any) -> bool | str:
                          "bfloat16 elsewhere)") from None
 
 
+def _val(key: str, v: Any) -> float:
+    """``val``: the validation fraction. Ultralytics' ``val`` is a bool (validate during training or not): a bool here
+    is named as that switch, not as "not a finite number"."""
+    if isinstance(as_scalar(v), bool):
+        raise ValueError(
+            f"{key}={as_scalar(v)} is Ultralytics' validate-during-training switch; lrkit.train always validates, "
+            f"and {key}= is the validation fraction when the data has no validation part: give a number in (0, 1), "
+            f"e.g. {key}=0.2 (the default)"
+        )
+    return _float(0.0, 1.0, lo_open=True, hi_open=True)(key, v)
+
+
+#: Ultralytics' YOLO tasks (``task=detect``): named as such rather than as an unknown name
+_YOLO_TASKS = ("detect", "segment", "pose", "obb")
+
+
+def _task(key: str, v: Any) -> str:
+    """``task``: one of :data:`TASKS` (any case; a did-you-mean: ``classify`` -> ``classification``); a YOLO task
+    (``detect``, ``segment``, ``pose``, ``obb``) is named as one."""
+    if isinstance(v, str) and v.strip().lower() in _YOLO_TASKS:
+        raise ValueError(f"{key}={v!r} is an Ultralytics YOLO task; lrkit.train trains classification, regression or "
+                         f"lm (inferred from the data; set {key}= to override): {', '.join(TASKS)}")
+    return _choice(TASKS)(key, v)
+
+
 def _optional(check: Check) -> Check:
     def wrapped(key: str, v: Any) -> Any:
         return None if v is None else check(key, v)
@@ -464,6 +510,8 @@ def _data(key: str, v: Any) -> Any:
 
 
 def _model(key: str, v: Any) -> Any:
+    if isinstance(v, str) and (error := _model_file_error(key, v)) is not None:
+        raise error
     if v is None or isinstance(v, str):
         return v or None
     try:
@@ -474,6 +522,35 @@ def _model(key: str, v: Any) -> Any:
     except ImportError:  # pragma: no cover
         pass
     raise ValueError(f"{key}={v!r} must be a built-in model name, 'package.module:factory', or a torch nn.Module")
+
+
+#: file suffixes of weights / exported models (Ultralytics' ``model=yolov8n.pt``) and of model YAMLs (``yolo11n.yaml``)
+_WEIGHTS_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".onnx", ".engine", ".torchscript", ".tflite")
+_MODEL_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def _model_file_error(key: str, v: str) -> ValueError | None:
+    """The error for a weights file or a model YAML as ``model=`` (Ultralytics builds or loads a YOLO from one; lrkit
+    builds a built-in or calls a factory), or ``None``. A ``package.module:factory`` spec (a ``:``) is never one."""
+    name = v.strip()
+    if ":" in name:
+        return None
+    low = name.lower()
+    if low.endswith(_WEIGHTS_SUFFIXES):
+        return ValueError(
+            f"{key}={v!r} is a weights file: lrkit.train builds its model from a built-in name (linear, mlp, cnn, "
+            "charlm) or a factory, and loads no weights file (Ultralytics' model=yolov8n.pt). To start from weights, "
+            "write a factory that builds the model and loads them (def make(num_outputs): m = Net(num_outputs); "
+            "m.load_state_dict(torch.load(path, weights_only=True)); return m — an lrkit last.pt/best.pt holds them "
+            "under 'model') and pass model=file.py:make; to continue an lrkit run, pass resume=<run>/last.pt"
+        )
+    if low.endswith(_MODEL_YAML_SUFFIXES):
+        return ValueError(
+            f"{key}={v!r} is a model YAML: lrkit.train builds no network from a YAML file (Ultralytics' "
+            "model=yolo11n.yaml); use a built-in name (linear, mlp, cnn, charlm), or write a factory that builds your "
+            "model (def make(num_outputs): ...) and pass model=file.py:make (in Python: the nn.Module itself)"
+        )
+    return None
 
 
 def _schedule(key: str, v: Any) -> Any:
@@ -621,7 +698,7 @@ class TrainConfig:
         metadata=_meta(_model, "model: linear | mlp | cnn | charlm | package.module:factory (Python: nn.Module)"),
     )
     task: str | None = field(
-        default=None, metadata=_meta(_optional(_choice(TASKS)), "classification | regression | lm (default: inferred)")
+        default=None, metadata=_meta(_optional(_task), "classification | regression | lm (default: inferred)")
     )
     target: str | int | None = field(
         default=None,
@@ -707,7 +784,7 @@ class TrainConfig:
     )
     val: float = field(
         default=0.2,
-        metadata=_meta(_float(0.0, 1.0, lo_open=True, hi_open=True), "validation fraction when data has no val"),
+        metadata=_meta(_val, "validation fraction when data has no val"),
     )
     workers: int = field(default=0, metadata=_meta(_int(0), "DataLoader worker processes"))
     seq_len: int = field(default=64, metadata=_meta(_int(2), "context length for character-level LM data"))
@@ -740,9 +817,10 @@ class TrainConfig:
     def check_keys(cls, keys: Iterable[str]) -> None:
         """Raise ``ValueError`` naming the first unknown key and the closest valid one."""
         valid = cls.keys()
+        keys = list(keys)
         for k in keys:
             if k not in valid:
-                raise _unknown_key_error(k, valid)
+                raise _unknown_key_error(k, valid, keys)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> TrainConfig:
@@ -915,8 +993,8 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
                 raise split
             raise _bare_token_error(tok, tokens[i + 1] if i + 1 < len(tokens) else None, valid)
         key, raw = token_key(tok)
-        if key != "cfg" and key not in valid:
-            raise _unknown_key_error(key, valid)  # EPOCHS=5 -> 'epochs'
+        if key != "cfg" and key not in valid:  # EPOCHS=5 -> 'epochs'
+            raise _unknown_key_error(key, valid, [token_key(t)[0] for t in tokens if "=" in t])
         if key in seen:
             raise ValueError(f"{key} is given twice: {seen[key]!r} and {tok!r}; give it once")
         seen[key] = tok
@@ -977,6 +1055,13 @@ def _bare_token_error(tok: str, following: str | None, valid: Iterable[str]) -> 
     key = tok.strip().lstrip("-").replace("-", "_")
     if key in valid or key == "cfg":
         example = f"{key}={following.strip()}" if following is not None and "=" not in following else None
+        if example is None and key == "resume":  # Ultralytics' bare `resume`: true
+            return ValueError("'resume' needs a value: write resume=true (the newest last.pt under project) or "
+                              "resume=<run>/last.pt (Ultralytics reads a bare resume as true; lrkit asks for the "
+                              "value)")
+        if example is None and isinstance(TrainConfig.defaults().get(key), bool):  # Ultralytics' bare `cos_lr`
+            return ValueError(f"{key!r} needs a value: write {key}=true or {key}=false (Ultralytics reads a bare "
+                              f"{key} as true; lrkit asks for the value)")
         what = "<file.yaml>" if key == "cfg" else "<value>"
         hint = f" (e.g. {example} as one token)" if example else ""
         return ValueError(f"{key!r} needs a value: write {key}={what}{hint}")

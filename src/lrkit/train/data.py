@@ -1089,6 +1089,18 @@ def _npz_key(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> str | N
     return same[0] if same else None
 
 
+_CLASSES_FROM_DATA = ("lrkit.train counts the classes from the labels (their sorted names are resolved.data.classes "
+                      "in args.yaml)")
+#: keys of an Ultralytics data YAML that a data YAML here does not have, with what lrkit does instead
+_ULTRALYTICS_DATA_KEYS: dict[str, str] = {
+    "test": "lrkit.train trains on train and validates on val; it has no test split (score one yourself with best.pt)",
+    "nc": _CLASSES_FROM_DATA,
+    "names": _CLASSES_FROM_DATA,
+    "download": "lrkit.train does not download data: name local files",
+    **{k: "a YOLO dataset setting" for k in ("kpt_shape", "flip_idx", "channels", "minival")},
+}
+
+
 def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
                seq_len: int) -> TrainData:
     yaml = optional_import("yaml", "cli")
@@ -1101,6 +1113,10 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
     allowed = ("train", "val", "target", "task", "seq_len", "path")
     for k in spec:
         if k not in allowed:
+            why = _ULTRALYTICS_DATA_KEYS.get(str(k).lower())
+            if why is not None:  # an Ultralytics data YAML's test:/nc:/names: — not 'Did you mean target?'
+                raise ValueError(f"data={path.name}: {k!r} is an Ultralytics data-YAML key lrkit does not read — "
+                                 f"{why}; remove it. Valid: {', '.join(sorted(allowed))}")
             raise unknown_name_error(f"key in data YAML {path.name}:", str(k), allowed)
     base = path.parent / str(spec.get("path", "."))
     if task is None and spec.get("task") is not None:

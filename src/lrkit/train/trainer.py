@@ -375,13 +375,24 @@ class _Trainer:
         self.rewrite_args = False
         #: a relative ``file.py:Name`` spec resumed from another folder: its absolute spelling -> the recorded one
         self.moved_specs: dict[str, str] = {}
+        #: log lines held back while a new run's schedule is planned: its notes ("warmup_epochs=3 is longer than
+        #: the run") qualify the plan, so they follow its lines (data, model, optimizer, lr0), not open the log
+        self.held_lines: list[str] | None = None
 
     # ---------------------------------------------------------------------------------------------- logging
     def log(self, line: str) -> None:
         """Print a log line (``verbose``); in a terminal wrapped to its width with a hanging indent
         (:func:`_wrap_log`), piped or redirected as one line per message, for grep."""
+        if self.held_lines is not None:  # planning notes, said after the plan they qualify (see fit)
+            self.held_lines.append(line)
+            return
         if self.cfg.verbose:
             print("\n".join(_wrap_log(line, _terminal_width())), flush=True)
+
+    def _stop_holding(self) -> list[str]:
+        """The lines held back while the schedule was planned (:attr:`held_lines`); :meth:`log` prints again."""
+        held, self.held_lines = self.held_lines or [], None
+        return held
 
     # ---------------------------------------------------------------------------------------------- resume
     def _merge_resume(self) -> None:
@@ -874,13 +885,22 @@ class _Trainer:
         # the schedule is planned once, for the run's first length; a resume with other epochs re-plans it
         plan_epochs = int(ck["schedule_epochs"]) if ck is not None else cfg.epochs
         plan_total = int(ck["schedule_total_steps"]) if ck is not None else self.total_steps
-        self._plan_schedule(plan_epochs, plan_total, notes=ck is None)
-        self._check_lr0_given()
+        self.held_lines = [] if ck is None else None
+        try:
+            self._plan_schedule(plan_epochs, plan_total, notes=ck is None)
+            self._check_lr0_given()
+        except BaseException:  # the plan failed: its notes still say what was not used
+            for line in self._stop_holding():
+                self.log(line)
+            raise
+        notes = self._stop_holding()
         self.plan_epochs, self.plan_total = plan_epochs, plan_total
         if ck is not None:
             self._restore_plan_from_checkpoint(ck)
         else:
             self._log_plan()
+            for line in notes:  # (a resume holds none: it re-plans the same shape silently)
+                self.log(line)
             if cfg.lr0 == "auto":
                 self._choose_lr0()
         self.scheduler = self._scheduler(self.optimizer, self.lr0)
