@@ -29,6 +29,7 @@ __all__ = [
     "did_you_mean",
     "first_line",
     "increment_dir",
+    "is_float_text",
     "optional_import",
     "stacklevel_outside_lrkit",
     "unknown_name_error",
@@ -476,3 +477,16 @@ def stacklevel_outside_lrkit() -> int:
         frame = frame.f_back
         level += 1
     return level
+
+
+def is_float_text(text: str) -> bool:
+    """Whether ``float(text)`` reads ``text`` as a number (``"1e-3"``, ``" 2 "``, ``"nan"``, ``"inf"``).
+
+    >>> is_float_text("1e-3"), is_float_text("0.0117"), is_float_text("(robust)")
+    (True, True, False)
+    """
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -22,7 +22,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lrkit._utils import check_int
+from lrkit._utils import check_int, is_float_text
 
 __all__ = ["finder_text", "schedule_text", "text_chart"]
 
@@ -62,14 +62,6 @@ def _labels(values: Sequence[float], tol: float) -> list[str]:
 def _half_span(lo: float, hi: float) -> float:
     """``(hi - lo) / 2`` without overflow (``-1e308`` to ``1e308`` is a span past the largest float)."""
     return hi / 2 - lo / 2
-
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
 
 
 def _nice_step(span: float, n: int) -> float:
@@ -294,7 +286,7 @@ def text_chart(
                 s = f"{label} {box['arrow']}"
                 start = max(0, c - len(s) + 1)
             if len(s) > cols + 1:  # too long for the line either side: the label's number alone
-                short = next((w for w in label.split() if _is_number(w)), label.split()[-1] if label else "")
+                short = next((w for w in label.split() if is_float_text(w)), label.split()[-1] if label else "")
                 s = f"{box['arrow']} {short}" if c + len(short) + 2 <= cols + 1 else f"{short} {box['arrow']}"
                 start = c if s[0] == box["arrow"] else max(0, c - len(s) + 1)
             if all(ch == " " for ch in line[start: start + len(s) + 1]):

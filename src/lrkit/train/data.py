@@ -49,7 +49,14 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subs
 
 from lrkit._config import TASKS
 from lrkit._step import _leading_size, batch_size, split_batch
-from lrkit._utils import check_int, describe_yaml_error, optional_import, unknown_name_error, yaml_load
+from lrkit._utils import (
+    check_int,
+    describe_yaml_error,
+    is_float_text,
+    optional_import,
+    unknown_name_error,
+    yaml_load,
+)
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -782,7 +789,7 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
         if delimiter != ",":
             notes = (f"{path.name}: read as {delimiter!r}-separated (its header has no commas between fields)",)
     rows = [r for r in csv.reader(io.StringIO(content), delimiter=delimiter) if r and any(c.strip() for c in r)]
-    if rows and all(_is_float(h) for h in rows[0]) and not _numbered_header(rows[0]):
+    if rows and all(is_float_text(h) for h in rows[0]) and not _numbered_header(rows[0]):
         # np.savetxt writes no header: the first sample would become the column names and be lost
         names = delimiter.join([*(f"x{j + 1}" for j in range(len(rows[0]) - 1)), "target"])
         raise ValueError(f"{path.name}: the first line {delimiter.join(rows[0])!r} is all numbers, but lrkit.train "
@@ -809,7 +816,7 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
         try:
             features.append([float(v) for v in col])
         except ValueError:
-            line, bad = next((i, v) for i, v in enumerate(col, start=2) if not _is_float(v))
+            line, bad = next((i, v) for i, v in enumerate(col, start=2) if not is_float_text(v))
             if not bad.strip():
                 raise ValueError(f"{path.name}: feature column {header[j]!r} is empty on line {line}; fill in or drop "
                                  "the rows with missing values") from None
@@ -828,7 +835,7 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
     if empty:
         raise ValueError(f"{path.name}: the target column {header[t]!r} is empty on line {empty[0]} ({len(empty)} "
                          "empty cells); drop the rows without a target")
-    numeric = [_is_float(v) for v in raw_y]
+    numeric = [is_float_text(v) for v in raw_y]
     if not all(numeric) and delimiter != "," and task != "classification":
         # '1,05' in a ';'-separated export (a spreadsheet in a decimal-comma locale) is a number, not a class label:
         # read as text, every price would become a class of its own
@@ -961,14 +968,6 @@ def _formatted_number_message(fname: str, where: str, column: str, value: str, l
             "currency or percent sign) that lrkit.train would read as text; save the column as plain numbers "
             f"(200000, 1.5; pandas: df[{column!r}] = pd.to_numeric(df[{column!r}].astype(str).str.replace("
             f"r'[,$€£¥%\\s]', '', regex=True))){fix}")
-
-
-def _is_float(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
 
 
 def _column_index(header: Sequence[str], target: str | int | None, fname: str) -> int:
