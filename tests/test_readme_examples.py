@@ -293,6 +293,14 @@ COVERED = [
             _digits_spec),
     Covered("Records and pictures", "from lrkit.plots.monitor import mark_events", _monitored_curve,
             after=_after_mark_events),
+    Covered("From torch-lr-finder (`LRFinder`)", "criterion = torch.nn.CrossEntropyLoss()", _digits),
+    Covered("From fastai (`learn.lr_find`)",
+            "result = lrkit.find_lr(model, optimizer, train_loader, loss_fn=loss_fn,", _digits),
+    Covered("From Lightning (`Tuner.lr_find`)",
+            "result = lrkit.find_lr(model, optimizer, train_loader, loss_fn=loss_fn,", _digits),
+    Covered("From Ultralytics (`lr0`, `lrf`, `warmup_*`)",
+            'results = lrkit.train(model, data=(train_ds, val_ds), epochs=30, lr0="auto", lrf=0.01, cos_lr=True,',
+            _digits),
 ]
 
 #: Python blocks deliberately not run here: (heading, first line) -> why.
@@ -302,6 +310,8 @@ NOT_COVERED = {
     ("API", "lrkit.train(model=None, *, data=None, epochs=10, lr0=None, lrf=0.01, batch=32, optimizer=\"auto\", "
             "momentum=0.937,"):
         "a signature, not code: checked by test_readme_signatures_match_the_code instead",
+    ("From Lightning (`Tuner.lr_find`)", "result = lrkit.find_lr(module, module.configure_optimizers(), train_loader,"):
+        "needs a LightningModule (`module`): run with a stand-in by tests/test_migrate_s18j.py",
 }
 
 

@@ -203,6 +203,19 @@ def _is_optimizer(value: Any) -> bool:
         getattr(value, "step", None))
 
 
+def _takes_set_to_none(optimizer: Any) -> bool:
+    """Whether ``optimizer.zero_grad(set_to_none=True)`` can be called, as every torch optimizer and wrapper of one
+    allows (also ``True`` where the signature cannot be read: only a clear "no" refuses)."""
+    zero_grad = getattr(optimizer, "zero_grad", None)
+    if not callable(zero_grad):
+        return False
+    try:
+        params = inspect.signature(zero_grad).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "set_to_none" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def _check_callable(name: str, fn: Any, call: str) -> None:
     """``fn`` must be a function taking two positional arguments (``call`` shows how it is called)."""
     if fn is None:
@@ -239,6 +252,16 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
         raise ValueError(
             f"optimizer is {_kind(optimizer)}, not a torch optimizer (it needs param_groups and step()): pass e.g. "
             f"torch.optim.AdamW(model.parameters(), lr=1e-3); the arguments are {order}"
+        )
+    if not isinstance(optimizer, torch.optim.Optimizer) and not _takes_set_to_none(optimizer):
+        # fastai's learn.opt: param_groups and step(), but its own zero_grad(), which torch's set_to_none would
+        # fail inside the first step with a bare TypeError
+        fastai = " (a fastai Learner's learn.opt is fastai's own optimizer)" if type(optimizer).__module__.startswith(
+            "fastai") else ""
+        raise ValueError(
+            f"optimizer is {_kind(optimizer)}, whose zero_grad() takes no set_to_none: not a torch optimizer{fastai}; "
+            "pass a torch.optim optimizer over the model's parameters, e.g. torch.optim.AdamW(model.parameters(), "
+            f"lr=1e-3); the arguments are {order}"
         )
     if (not isinstance(train_loader, Iterable) and not callable(getattr(train_loader, "__getitem__", None))) or \
             getattr(train_loader, "ndim", None) == 0:  # a 0-d tensor / numpy scalar: iterating it raises in torch
@@ -523,7 +546,7 @@ def find_lr(
     num_steps: int = 100,
     mode: str = "exp",
     rule: str = _suggest.DEFAULT_RULE,
-    diverge_factor: float = 4.0,
+    diverge_factor: float | None = 4.0,
     accumulation_steps: int = 1,
     amp: bool | str = False,
     max_grad_norm: float | None = None,
@@ -574,7 +597,8 @@ def find_lr(
         mode: ``"exp"`` (log-spaced, the usual) or ``"linear"``.
         rule: the default suggestion rule (one of ``lrkit.SUGGESTION_RULES``).
         diverge_factor: stop when the smoothed loss exceeds this multiple of its best value (a loss that can be
-            negative: when it has risen by ``diverge_factor - 1`` times its best's magnitude).
+            negative: when it has risen by ``diverge_factor - 1`` times its best's magnitude); ``None``: no such
+            stop, the test runs to ``end_lr`` (fastai's ``stop_div=False``) unless a loss is NaN/inf.
         accumulation_steps: micro-batches per optimizer step (gradient accumulation).
         amp: ``True`` (fp16 on CUDA with a GradScaler, bf16 elsewhere), ``"bf16"``, ``"fp16"`` or ``False``.
         max_grad_norm: clip the global gradient norm at each step, as your training loop does (optional).
@@ -625,9 +649,10 @@ def find_lr(
     # each step draws this many batches: 10**400 would run for ever
     accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1,
                                    " (the batches of one optimizer step; 1 to 64 is typical)", maximum=_MAX_STEPS)
-    if check_positive("diverge_factor", diverge_factor) <= 1:
-        raise ValueError(f"diverge_factor={diverge_factor!r} must be > 1 (4 is typical)")
-    diverge_factor = float(diverge_factor)
+    if diverge_factor is not None:  # None: no stop on the smoothed loss (a non-finite loss still ends the test)
+        if check_positive("diverge_factor", diverge_factor) <= 1:
+            raise ValueError(f"diverge_factor={diverge_factor!r} must be > 1 (4 is typical), or None for no stop")
+        diverge_factor = float(diverge_factor)
     if step_fn is not None and loss_fn is not None:
         raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
     if max_grad_norm is not None:
@@ -795,7 +820,7 @@ def find_lr(
                     best = smoothed
                 # smoothed > diverge_factor * best, sign-safe: a loss that can be negative (a log-likelihood, an
                 # offset MSE) diverges when it has risen by (diverge_factor - 1) times its best's magnitude
-                elif smoothed - best > (diverge_factor - 1.0) * abs(best):
+                elif diverge_factor is not None and smoothed - best > (diverge_factor - 1.0) * abs(best):
                     stop_reason = "diverged"
                     break
             closure = None
