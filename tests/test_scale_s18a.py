@@ -149,7 +149,7 @@ def test_backbone_lr_scale_with_every_head_parameter_frozen_is_refused(how: str)
     kwargs: dict = {"freeze": ["2"]} if how == "freeze=" else {}
     if how == "requires_grad":
         model[2].requires_grad_(False)
-    with pytest.raises(ValueError, match=r"head=\('2',\) covers only frozen parameters.*'2\.weight'.*lr \* 0\.1"):
+    with pytest.raises(ValueError, match=r"head='2' covers only frozen parameters.*'2\.weight'.*lr \* 0\.1"):
         param_groups(model, 0.1, backbone_lr_scale=0.1, head="2", **kwargs)
     if how == "freeze=":
         assert all(p.requires_grad for p in model.parameters())  # a failed call freezes nothing

@@ -924,7 +924,10 @@ def param_groups(
     if layer_id_fn is not None and not callable(layer_id_fn):
         raise ValueError(f"layer_id_fn={layer_id_fn!r} must be a function param_name -> layer index (int >= 0)")
     names = _names(model)  # also checks that model is a module
+    # messages show head= as given: head='fcc' (lrkit train head=fcc), not the tuple it becomes
+    head_shown = repr(head) if isinstance(head, str) else None
     head = _name_list("head", head, "parameter-name prefix", "('fc',)")
+    head_shown = head_shown or repr(tuple(head))
     no_decay = _name_list("no_decay", no_decay, "name pattern", "('bias', 'norm'), or () to decay everything")
     _check_no_decay(names, no_decay)
     to_freeze = _freeze_selection(model, freeze) if freeze is not None else set()
@@ -954,8 +957,8 @@ def param_groups(
             tied = [a.rsplit(".", 1)[0] for n in names.real for a in names.aliases[n]
                     if "." in a and _unparametrized(a) == a
                     and a not in (names.bare[n], _unparametrized(names.bare[n]))]
-            what = (f"head={tuple(head)!r} matches no parameter of the model, so backbone_lr_scale has no head to "
-                    "spare." if not heads else f"head entry {missing[0]!r} (of head={tuple(head)!r}) matches no "
+            what = (f"head={head_shown} matches no parameter of the model, so backbone_lr_scale has no head to "
+                    "spare." if not heads else f"head entry {missing[0]!r} (of head={head_shown}) matches no "
                     "parameter of the model.")
             raise ValueError(
                 f"{what}{did_you_mean(missing[0] if missing else next(iter(head), ''), tops + tied)} Pass head= "
@@ -963,13 +966,13 @@ def param_groups(
                 + (f" (tied to them: {', '.join(dict.fromkeys(tied))})" if tied else "")
             )
         if not any(n not in heads for n, _ in trainable):
-            raise ValueError(f"head={tuple(head)!r} covers every trainable parameter: there is no backbone to scale")
+            raise ValueError(f"head={head_shown} covers every trainable parameter: there is no backbone to scale")
         if not any(n in heads for n, _ in trainable):  # the mirror image: every head parameter is frozen
             frozen_head = [names.bare[n] for n in names.real if n in heads]
             shown = ", ".join(repr(x) for x in frozen_head[:4]) + (", ..." if len(frozen_head) > 4 else "")
             by_freeze = f"; frozen by freeze={freeze!r}" if heads & to_freeze else ""
             raise ValueError(
-                f"head={tuple(head)!r} covers only frozen parameters ({shown}{by_freeze}): with "
+                f"head={head_shown} covers only frozen parameters ({shown}{by_freeze}): with "
                 f"backbone_lr_scale={backbone_lr_scale} every trainable parameter would train at lr * "
                 f"{backbone_lr_scale} and none at lr={lr:g}. Unfreeze the head, or drop backbone_lr_scale and pass "
                 "the backbone's LR as lr"
