@@ -69,8 +69,15 @@ ULTRALYTICS_ONLY: dict[str, str] = {
     "augment": "augment in your Dataset",
     "tracker": "lrkit.train has no tracking",
     "classes": "train on a subset of classes by passing it as data= (a filtered file or a torch Subset)",
+    "optimize": "a YOLO export setting (a TorchScript export optimized for mobile); the optimizer is optimizer=",
+    "save_dir": "the run folder is project/name (a new name2, name3, ... when it exists, unless exist_ok=true)",
     **{k: "a YOLO validation/prediction/export setting; lrkit.train validates every epoch with the task's loss and "
-          "metric" for k in ("conf", "iou", "max_det", "nms", "agnostic_nms", "dnn", "source", "format", "show")},
+          "metric" for k in ("conf", "iou", "max_det", "nms", "agnostic_nms", "dnn", "source", "format", "show",
+                             # the rest of an args.yaml's prediction and export keys (Ultralytics 8.x, and older ones)
+                             "vid_stride", "stream_buffer", "visualize", "retina_masks", "embed", "save_frames",
+                             "save_txt", "save_conf", "save_crop", "show_labels", "show_conf", "show_boxes",
+                             "line_width", "keras", "int8", "dynamic", "simplify", "opset", "workspace",
+                             "save_hybrid", "boxes", "line_thickness", "hide_labels", "hide_conf")},
     **{k: _DETECTION for k in ("imgsz", "rect", "close_mosaic", "mosaic", "mixup", "copy_paste", "hsv_h", "hsv_s",
                                "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
                                "box", "cls", "dfl", "pose", "kobj", "overlap_mask", "mask_ratio", "multi_scale",
@@ -531,9 +538,12 @@ _MODEL_YAML_SUFFIXES = (".yaml", ".yml")
 
 def _model_file_error(key: str, v: str) -> ValueError | None:
     """The error for a weights file or a model YAML as ``model=`` (Ultralytics builds or loads a YOLO from one; lrkit
-    builds a built-in or calls a factory), or ``None``. A ``package.module:factory`` spec (a ``:``) is never one."""
+    builds a built-in or calls a factory), or ``None``. A ``package.module:factory`` spec (a name after its last
+    ``:``) is never one; a Windows path (``C:\\runs\\best.pt``: a drive colon, a path after it) is checked as a file."""
     name = v.strip()
-    if ":" in name:
+    attr = name.rpartition(":")[2].strip()
+    # a spec's part after its last ':' is a (dotted) name; a Windows path's drive colon (C:\\runs\\best.pt) is no spec
+    if ":" in name and attr and all(part.isidentifier() for part in attr.split(".")):
         return None
     low = name.lower()
     if low.endswith(_WEIGHTS_SUFFIXES):
@@ -912,8 +922,9 @@ def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {}
     if not isinstance(loaded, dict):
         raise ValueError(f"cfg={os.fspath(path)!r} must hold a mapping of key: value, not {type(loaded).__name__}")
-    if "cfg" in loaded:
+    if loaded.get("cfg") is not None:
         raise ValueError(f"cfg={os.fspath(path)!r} may not itself contain a 'cfg' key")
+    loaded.pop("cfg", None)  # an Ultralytics args.yaml's `cfg: null`: no file named, nothing to refuse
     if isinstance(loaded.get("resolved"), dict):  # a run's args.yaml: what the run resolved to is a record, not a key
         del loaded["resolved"]
     _as_written(yaml, text, loaded)

@@ -793,12 +793,13 @@ def _check_no_decay(names: _Names, no_decay: Sequence[str]) -> None:
                 "no_decay entry '' is empty, and the empty string matches every parameter name: nothing would "
                 "decay. Drop it; pass no_decay=() to decay everything"
             )
-        low = entry.lower()
-        if any(low in a.lower() for n in names.real for a in (n, *names.aliases[n])):
+        if _in_a_name(names, entry):
             continue
-        # the words the pattern was after: "*.bias" -> 'bias', "(bias|norm)" -> ('bias', 'norm')
+        # the words the pattern was after: "*.bias" -> 'bias', "(bias|norm)" -> ('bias', 'norm'); an escape (\d, \.)
+        # or a character class ([01]) stands for no letters of a name: r"\d+\.bias" and "[01].bias" -> 'bias'
         words = tuple(w for part in entry.split("|")
-                      if (w := "".join(c for c in part if c not in _REGEX_CHARS | _WILDCARD_CHARS).strip(" .")))
+                      if (w := "".join(c for c in re.sub(r"\\.|\[[^\]]*\]", "", part)
+                                       if c not in _REGEX_CHARS | _WILDCARD_CHARS).strip(" .")))
         plain = (repr(words[0]) if len(words) == 1 else f"no_decay={words!r}" if words
                  else "a part of a parameter name, such as 'bias'")
         if "," in entry:
@@ -808,11 +809,21 @@ def _check_no_decay(names: _Names, no_decay: Sequence[str]) -> None:
             why = f"uses regular expression syntax: entries are case-insensitive substrings; write {plain}"
         elif _WILDCARD_CHARS & set(entry):
             why = f"has a wildcard: entries are case-insensitive substrings, not patterns; write {plain}"
-        elif entry != entry.strip() or " " in entry:
+        elif " " in entry.strip():  # "layer norm" -> 'layer_norm' where the model has it; "bias norm" -> two entries
+            spelt = next((j.join(entry.split()) for j in ("_", "") if _in_a_name(names, j.join(entry.split()))), None)
+            fix = repr(spelt) if spelt is not None else f"no_decay={tuple(entry.split())!r} (one string per name)"
+            why = f"has a space (parameter names have none); write {fix}"
+        elif entry != entry.strip():
             why = f"has a space (parameter names have none); write {entry.strip()!r}"
         else:
             continue  # a plain name this model lacks: fine (one no_decay list is often used for many models)
         raise ValueError(f"no_decay entry {entry!r} matches no parameter name and {why}")
+
+
+def _in_a_name(names: _Names, text: str) -> bool:
+    """Whether ``text`` is a case-insensitive substring of any name of any parameter (as ``no_decay`` matches)."""
+    low = text.lower()
+    return any(low in a.lower() for n in names.real for a in (n, *names.aliases[n]))
 
 
 def _no_decay_names(model: nn.Module, names: _Names, no_decay: Iterable[str]) -> set[str]:

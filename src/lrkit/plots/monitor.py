@@ -39,8 +39,9 @@ CHECK_COLORS: dict[str, str] = {
 }
 #: Line style per action: the more severe, the more solid.
 ACTION_STYLES: dict[str, str] = {"warn": ":", "clip": "--", "skip": "-.", "rollback": "-", "stop": "-"}
-# matplotlib's first colour (tab:blue, "C0") last: it is the colour of the curve the events are usually drawn on
-_SPARE_COLORS = ("gold", "navy", "teal", "lime", "salmon", "tab:blue")
+# none of them a curve's colour: not matplotlib's first (tab:blue, "C0", of the curve the events are usually drawn
+# on), nor one of lrkit.plots.results.CURVE_COLORS (navy is its val-loss curve), nor a CHECK_COLORS colour
+_SPARE_COLORS = ("gold", "magenta", "teal", "lime", "salmon", "darkkhaki")
 
 
 def _as_dict(event: Any) -> Mapping[str, Any]:

@@ -244,7 +244,7 @@ def train(
     """
     if unknown:
         key = next(iter(unknown))
-        raise _unknown_key_error(key, [*TrainConfig.keys(), *_PY_ONLY])
+        raise _unknown_key_error(key, [*TrainConfig.keys(), *_PY_ONLY], list(unknown))  # all of them at once
     given = {k: v for k, v in locals().items() if k in TrainConfig.keys()}
     defaults = TrainConfig.defaults()
     passed = _PASSED.get()
