@@ -226,9 +226,12 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
     kind = type(batch).__name__
     if isinstance(batch, (list, tuple)):
         kind += f" of length {len(batch)}"
+    rest = (" (for (inputs, targets, *rest) batches: step_fn=lambda model, batch: loss_fn(model(batch[0]), "
+            "batch[1]))" if isinstance(batch, (list, tuple)) and len(batch) > 2 else "")
     raise ValueError(
-        f"a batch must be an (inputs, targets) pair or a dict for the default loss, got a {kind}; "
-        "pass step_fn=lambda model, batch: loss for other batch layouts"
+        f"a batch must be an (inputs, targets) pair or a dict, split into the model's input and the target of "
+        f"loss_fn (or of the default loss), got a {kind}; pass step_fn=lambda model, batch: loss for other batch "
+        f"layouts{rest}"
     )
 
 

@@ -6,6 +6,7 @@ exposes ``register(app)``; the module parses arguments, calls one public library
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import sys
 from typing import Any
@@ -82,12 +83,39 @@ def build_app():  # -> typer.Typer (typer is imported lazily)
     return app
 
 
+#: what the CLI writes instead of a character the console's encoding cannot show (an ASCII or cp437 console)
+_ASCII_FALLBACK = {"\u2014": "--", "\u2013": "-", "\u00b7": ".", "\u00d7": "x", "\u2192": "->", "\u2026": "...",
+                   "\u2264": "<=", "\u2265": ">=", "\u2212": "-", "\u00f7": "/", "\u2248": "~"}
+
+
+def _ascii_fallback(error: UnicodeError) -> tuple[str, int]:
+    """A codec error handler: a close ASCII spelling for the CLI's punctuation (``—`` as ``--``), else ``?``."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    bad = error.object[error.start:error.end]
+    return "".join(_ASCII_FALLBACK.get(c, "?") for c in bad), error.end
+
+
+codecs.register_error("lrkit-ascii", _ascii_fallback)
+
+
+def _tolerant_streams() -> None:
+    """Let stdout and stderr write what their encoding cannot show (the tables' em dashes, a task's own names) as
+    :data:`_ASCII_FALLBACK` spells it, instead of a ``UnicodeEncodeError`` after the run: the chart is already ASCII
+    on such a console (``print_chart``), rich draws ASCII boxes there, and the rest is lrkit's own text."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="lrkit-ascii")
+
+
 def main() -> None:
     """Console-script entry point.
 
     A missing optional dependency (installed with ``--no-deps``, or removed since) is one line naming the extra to
-    install and exit code 1, not a traceback.
+    install and exit code 1, not a traceback. On a console whose encoding cannot show a character lrkit prints (an
+    ASCII or cp437 console), it is written in ASCII (``—`` as ``--``) rather than failing.
     """
+    _tolerant_streams()
     try:
         build_app()()
     except MissingExtraError as e:
