@@ -44,6 +44,52 @@ def _as_int(value: Any) -> Any:
         return value
 
 
+class _StepCounter:
+    """The optimizer steps an lrkit scheduler has seen taken, kept on the optimizer as one object (not plain ints:
+    lrkit's Snapshot rewinds an optimizer's int attributes on a restore, which would move the count)."""
+
+    __slots__ = ("depth", "steps")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.steps = 0
+
+
+def _counter(optimizer: torch.optim.Optimizer) -> _StepCounter:
+    counter = optimizer.__dict__.get("_lrkit_step_counter")
+    if not isinstance(counter, _StepCounter):
+        counter = optimizer.__dict__["_lrkit_step_counter"] = _StepCounter()
+    return counter
+
+
+def _enter_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """A step pre-hook: one level deeper into ``optimizer.step`` (a subclass whose ``step`` calls ``super().step()``
+    runs torch's hooks once per level)."""
+    _counter(optimizer).depth += 1
+
+
+def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """A step post-hook: count a step when the outermost ``step`` returns (a step GradScaler skips on inf gradients
+    is not taken, so not counted)."""
+    counter = _counter(optimizer)
+    counter.depth = max(counter.depth - 1, 0)
+    if counter.depth == 0:
+        counter.steps += 1
+
+
+def _optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
+    """How many steps ``optimizer`` has taken since an lrkit scheduler first counted them (0 before that)."""
+    hooks = getattr(optimizer, "_optimizer_step_post_hooks", None)
+    # registered once per optimizer, told by the hooks themselves: a restore that rewinds the optimizer's attributes
+    # (lrkit's Snapshot, around lr0="auto"'s trials) keeps its hooks, and a second pair would count every step twice
+    if hooks is not None and not any(h is _count_optimizer_step for h in hooks.values()):
+        # module-level functions and one counter object on the optimizer: a copy of it stays self-contained
+        optimizer.register_step_pre_hook(_enter_optimizer_step)
+        optimizer.register_step_post_hook(_count_optimizer_step)
+        _counter(optimizer).depth = 0
+    return _counter(optimizer).steps
+
+
 def _probe_steps(schedule: Schedule) -> list[int]:
     total = schedule.total_steps
     if total is None:
@@ -211,6 +257,8 @@ class LRSchedulerAdapter(LRScheduler):
         self._check_momentum(optimizer, optimizer.param_groups)
         self._bases = self._compute_bases(optimizer.param_groups)
         self._bind()
+        self._rate_checked = False  # the per-epoch stepping warning is given once
+        self._opt_seen = _optimizer_steps(optimizer)
         super().__init__(optimizer, last_epoch=last_step)
         self.base_lrs = list(self._bases)
 
@@ -281,6 +329,36 @@ class LRSchedulerAdapter(LRScheduler):
                     group["lr"] = lr = lr.clone()
                 seen.add(id(lr))
 
+    def _restart_count(self) -> None:
+        """Count optimizer steps per ``step()`` from here: a jump (seek, load, a SequentialLR hand-over) is no
+        evidence of how the loop steps."""
+        self._opt_seen = _optimizer_steps(self.optimizer)
+
+    def _check_rate(self) -> None:
+        """Warn once when ``step()`` is called once per several optimizer steps though the schedule counts
+        optimizer steps (its ``steps_per_epoch`` says so): torch's habit of stepping a scheduler per epoch, which
+        here would stretch the run by ``steps_per_epoch`` and leave the LR near its start, silently.
+
+        Without ``steps_per_epoch`` the step is the user's unit (``total_steps=epochs`` stepped per epoch, as
+        ``CosineAnnealingLR(T_max=epochs)``), and fewer optimizer steps than calls (a step ``GradScaler`` skipped,
+        stepping per micro-batch) cannot stretch a run that way; both stay quiet.
+        """
+        seen = _optimizer_steps(self.optimizer)
+        taken, self._opt_seen = seen - getattr(self, "_opt_seen", seen), seen
+        spe = self.schedule.steps_per_epoch
+        if self._rate_checked or taken < 2 or spe is None or spe < 2:
+            return
+        self._rate_checked = True
+        warnings.warn(
+            f"scheduler.step() was called once per {taken} optimizer steps, but schedule {self.schedule.label!r} "
+            f"counts optimizer steps (steps_per_epoch={spe:g}): stepped like that, its run lasts {taken}x longer "
+            "than planned and the LR stays near its start. Call scheduler.step() after every optimizer.step(); for "
+            "an LR that changes only at epoch starts, add interval=epoch to the spec (and still step every "
+            "optimizer step)",
+            UserWarning,
+            stacklevel=3,
+        )
+
     def _values(self, step: int) -> list[float]:
         self._sync_groups()
         self._unshare_lrs()
@@ -337,6 +415,7 @@ class LRSchedulerAdapter(LRScheduler):
                     super()._update_lr(0)
                 else:
                     super().step(0)
+            self._restart_count()
             return
         if epoch is not None:
             raise TypeError(
@@ -344,6 +423,14 @@ class LRSchedulerAdapter(LRScheduler):
                 "seek(step) to jump to a step, or observe(metric) to feed reduce-on-plateau"
             )
         super().step()
+        self._check_rate()
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """torch's own update (newer releases); ``SequentialLR`` calls ``_update_lr(0)`` to hand over to this
+        scheduler at a milestone, a jump that restarts the count of optimizer steps per ``step()``."""
+        super()._update_lr(epoch)  # type: ignore[misc]
+        if epoch is not None:
+            self._restart_count()
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-number state: step counter, bases, ``lr_multiplier``, re-plans and the schedule's own state."""
@@ -399,10 +486,18 @@ class LRSchedulerAdapter(LRScheduler):
         saved = state_dict.get("fingerprint")  # absent in states saved before lrkit recorded it
         current = None if saved is None else _fingerprint(schedule, (float(saved.get("probe_peak", 1.0)),))
         if saved is not None and current is not None and not _same_fingerprint(saved, current):
+            longer = ""
+            if (saved.get("label"), saved.get("type")) == (current.get("label"), current.get("type")) and (
+                    saved.get("total_steps") is not None and current.get("total_steps") is not None
+                    and saved.get("total_steps") != current.get("total_steps")):
+                # the same spec with a new run length: resuming a run trained longer or shorter (yolov5#7343)
+                longer = (f"; to change the run length, load it into that scheduler, then call "
+                          f"scheduler.replan(total_steps={current['total_steps']}) (or replan(epochs=...)): the "
+                          "rest of the run stretches, the current LR does not move")
             raise ValueError(
                 f"the scheduler state was saved from a different schedule ({_describe(saved)}) than this scheduler's "
                 f"({_describe(current)}): loading it would silently change the LR curve. Build the "
-                "scheduler from the same spec (and total_steps) the state was saved with, then load it"
+                f"scheduler from the same spec (and total_steps) the state was saved with, then load it{longer}"
             )
         schedule.load_state_dict(state_dict["schedule_state"])
         self.schedule = schedule
@@ -412,6 +507,7 @@ class LRSchedulerAdapter(LRScheduler):
         self._lr_multiplier = float(state_dict["lr_multiplier"])
         self.last_epoch = int(state_dict["last_step"])
         self._step_count = int(state_dict["step_count"])
+        self._restart_count()
         self._bind()
         if state_dict.get("in_charge", True):
             self._apply()
@@ -458,6 +554,7 @@ class LRSchedulerAdapter(LRScheduler):
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"step={step!r} must be an int >= 0")
         self.last_epoch = step
+        self._restart_count()
         self._apply()
 
     def replan(
