@@ -1041,7 +1041,8 @@ def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[Any]) ->
         before = f" vs {l0:.4g} {when}" if l0 is not None and math.isfinite(l0) else ""
         return s, (
             f"the suggestion trained and learned in its trial (loss {first.val_loss:.4g}{before}), so it is used as "
-            "is; no lower LR was tried (STEP_DOWN_MARGIN=inf: a short-trial win of a lower LR would not be followed)"
+            "is; no lower LR was tried (a short trial does not tell which LR the full run prefers, so a lower LR that "
+            "wins one is not followed: lrkit.train.auto.STEP_DOWN_MARGIN=inf)"
         )
     if STEP_DOWN_MARGIN != 0.0:
         return _guard_step_down_margin(s, run, n, tried)

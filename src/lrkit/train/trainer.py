@@ -1219,8 +1219,9 @@ class _Trainer:
             for hook in hooks:
                 hook.remove()
         self.lr0 = float(self.auto.lr)
-        self.log(f"lrkit.train: lr0={self.lr0:.4g} (auto: {self.auto.reason}; {self.auto.extra_steps} extra steps = "
-                 f"{self.auto.extra_fraction:.0%} of the run)")
+        # the choice and its reason were logged by choose_lr0 just above ("lr0=auto: chose ..."): not again here
+        self.log(f"lrkit.train: lr0={self.lr0:.4g} (auto; {self.auto.extra_steps} extra steps = "
+                 f"{self.auto.extra_fraction:.0%} of the run; the reason is results.auto.reason)")
 
     # ---------------------------------------------------------------------------------------------- monitor
     def _make_monitor(self) -> Any:
