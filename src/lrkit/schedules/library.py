@@ -372,7 +372,8 @@ class MultiStep(Schedule):
             raise ValueError("milestones=[] must list at least one milestone")
         steps = [int(self._span("milestones", m, self.unit, integer=True)) for m in ms]
         if steps != sorted(steps):
-            raise ValueError(f"milestones={ms!r} must be increasing")
+            raise ValueError(f"milestones={ms!r} must be in increasing order (e.g. {sorted(ms)!r}; a milestone given "
+                             "twice applies gamma twice, as torch's MultiStepLR does)")
         self.milestones = steps
         # per epoch (interval="epoch") a milestone is reached at the start of the epoch it falls on, compared in
         # epochs as it is, not rounded to a whole step (see _periods_on_clock)
