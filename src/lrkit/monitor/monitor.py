@@ -394,14 +394,13 @@ def _check_loss(loss: Any, what: str = "after_backward(loss)") -> None:
             raise ValueError(f"{what} needs a loss with a value, got a tensor on the meta device (which holds "
                              "none): compute the loss with the model on a real device (cpu, cuda, ...)")
         return
+    kind = getattr(getattr(loss, "dtype", None), "kind", None)  # a numpy scalar's or array's
     # numpy's timedelta64 subclasses its signedinteger (a numbers.Real), but its .item() is a datetime.timedelta
-    duration = getattr(getattr(loss, "dtype", None), "kind", None) == "m"
-    if isinstance(loss, numbers.Real) and not isinstance(loss, bool) and not duration:
+    if isinstance(loss, numbers.Real) and not isinstance(loss, bool) and kind != "m":
         if isinstance(loss, int) and not -(2**1023) < loss < 2**1023:  # float(10**400) raises OverflowError
             raise ValueError(f"{what} needs a loss a float can hold, got an int of "
                              f"{int(math.log10(abs(loss))) + 1} digits")  # str() refuses past 4300 digits
         return  # int, float, numpy integer and floating scalars (numpy's bool_ is no numbers.Real)
-    kind = getattr(getattr(loss, "dtype", None), "kind", None)  # a numpy array
     if kind in ("f", "i", "u") and getattr(loss, "size", 0) == 1:
         return
     raise ValueError(
