@@ -86,8 +86,11 @@ def _optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
         # module-level functions and one counter object on the optimizer: a copy of it stays self-contained
         optimizer.register_step_pre_hook(_enter_optimizer_step)
         optimizer.register_step_post_hook(_count_optimizer_step)
-        _counter(optimizer).depth = 0
-    return _counter(optimizer).steps
+    counter = _counter(optimizer)
+    # read from a scheduler's methods, never inside optimizer.step: no step is under way, so the depth is 0 (a step
+    # that raised skipped its post-hook and left it one level deep, which would stop every later count)
+    counter.depth = 0
+    return counter.steps
 
 
 def _probe_steps(schedule: Schedule) -> list[int]:
