@@ -96,13 +96,11 @@ def _ascii_fallback(error: UnicodeError) -> tuple[str, int]:
     return "".join(_ASCII_FALLBACK.get(c, "?") for c in bad), error.end
 
 
-codecs.register_error("lrkit-ascii", _ascii_fallback)
-
-
 def _tolerant_streams() -> None:
     """Let stdout and stderr write what their encoding cannot show (the tables' em dashes, a task's own names) as
     :data:`_ASCII_FALLBACK` spells it, instead of a ``UnicodeEncodeError`` after the run: the chart is already ASCII
     on such a console (``print_chart``), rich draws ASCII boxes there, and the rest is lrkit's own text."""
+    codecs.register_error("lrkit-ascii", _ascii_fallback)  # (registered when the CLI runs, not when it is imported)
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="lrkit-ascii")
