@@ -22,6 +22,7 @@ import copy
 import math
 import numbers
 import operator
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -400,6 +401,26 @@ def _ramp_down(kind: str, p: float) -> float:
 # --------------------------------------------------------------------------------------------------------------
 # The protocol
 # --------------------------------------------------------------------------------------------------------------
+
+#: a peak-LR token in a schedule's label: ``lr0=0.001`` / ``max_lr=0.1`` as a spec or the Ultralytics shorthand wrote it
+_PEAK_TOKEN = re.compile(r"(?<!\S)(lr0|max_lr)=(\S+)")
+
+
+def _relabel(label: str, peak: float) -> str:
+    """``label`` with its peak-LR token (if any) naming ``peak``, so a schedule moved to another peak by
+    :meth:`Schedule.with_peak` is not described by the spec's old ``lr0``; a token already equal to ``peak`` stays
+    as written (``lr0=1e-3`` for 0.001)."""
+
+    def repl(m: re.Match[str]) -> str:
+        try:
+            if float(m.group(2)) == peak:
+                return m.group(0)
+        except ValueError:
+            pass
+        return f"{m.group(1)}={peak:g}"
+
+    return _PEAK_TOKEN.sub(repl, label, count=1)
+
 class Schedule(ABC):
     """A closed-form LR schedule: ``schedule(step) -> multiplier of the peak LR``.
 
@@ -625,7 +646,7 @@ class Schedule(ABC):
         scale = 1.0 if peak is None else peak
         lrs = [scale * float(sched._eval(float(t), False)) for t in range(n)]
         rec: dict[str, Any] = {
-            "label": self.label,
+            "label": sched.label,
             "total_steps": n,
             "steps_per_epoch": self.steps_per_epoch,
             "peak_lr": peak,
@@ -668,6 +689,7 @@ class Schedule(ABC):
         """
         new = copy.copy(self)
         new._peak = check_positive(self._peak_name, lr0)
+        new.label = _relabel(self.label, new._peak)
         return new
 
     def replan(
@@ -875,6 +897,7 @@ class _Wrapper(Schedule):
     def with_peak(self, lr0: float) -> Schedule:
         new = copy.copy(self)
         setattr(new, self._wrapped_attr, self._wrapped.with_peak(lr0))
+        new.label = _relabel(self.label, float(lr0))
         return new
 
     def _has_bias_warmup(self) -> bool:

@@ -217,7 +217,7 @@ def sampled_record(
     peak = sched.peak_lr
     scale = 1.0 if peak is None else peak
     rec: dict[str, Any] = {
-        "label": schedule.label,
+        "label": sched.label,
         "total_steps": int(n),
         "steps_per_epoch": schedule.steps_per_epoch,
         "peak_lr": peak,
