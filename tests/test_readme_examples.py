@@ -253,6 +253,13 @@ def _after_mark_events(ns: dict[str, Any]) -> None:
     assert [t.get_text() for t in ns["ax"].get_legend().get_texts()] == ["loss", "non_finite → rollback"]
 
 
+def _after_load_run(ns: dict[str, Any]) -> None:
+    """The loaded model answers raw iris rows as the comment says: a setosa row is class 0, a batch of one."""
+    run = ns["run"]
+    assert run.predict([[5.1, 3.5, 1.4, 0.2]]) == [0]
+    assert tuple(ns["x"].shape) == (1, 4) and run.checkpoint == Path("runs/train/best.pt")
+
+
 def _after_task_file(ns: dict[str, Any]) -> None:
     """The copyable task file defines what ``lrkit find my_task.py`` loads: a range test on it suggests an LR."""
     model = ns["model"]()
@@ -277,6 +284,7 @@ COVERED = [
     Covered("Any optimizer class", "import lrkit, torch, schedulefree", _none),
     Covered("The run directory", 'ckpt = torch.load("runs/train/last.pt", weights_only=True)', _finished_run,
             after=_after_checkpoint),
+    Covered("Using a finished run", "import lrkit", _none, after=_after_load_run),
     Covered('`lr0="auto"`: the peak LR for this run\'s schedule and budget', "from lrkit.train.auto import choose_lr0",
             _auto, after=_after_choose_lr0),
     Covered("`scale_lr` — change the batch size, keep the LR right", "import lrkit", _digits),

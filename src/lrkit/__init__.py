@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "MonitorEvent": "lrkit.monitor",
     "train": "lrkit.train",
     "TrainResults": "lrkit.train",
+    "load_run": "lrkit.train",
     "scale_lr": "lrkit.scaling",
     "param_groups": "lrkit.scaling",
     "freeze_layers": "lrkit.scaling",
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lrkit.monitor import Monitor, MonitorEvent
     from lrkit.scaling import freeze_layers, nominal_batch, param_groups, scale_lr
     from lrkit.schedules import Schedule
-    from lrkit.train import TrainResults, train
+    from lrkit.train import TrainResults, load_run, train
 
 
 def __getattr__(name: str) -> Any:

@@ -218,6 +218,8 @@ def _summary(results: Any) -> None:
         ("final val loss", _fmt(results.final_val_loss)),
         ("monitor events", str(len(results.events))),
         ("time", f"{results.seconds:.1f}s"),
+        # the step after training (Ultralytics' YOLO("best.pt").predict): the model of best.pt with its preprocessing
+        ("use the model", f"lrkit.load_run({str(results.run_dir)!r}).predict(raw inputs)"),
     ]
     for k, v in rows:
         table.add_row(k, v)

@@ -20,9 +20,10 @@ import types
 from typing import Any
 
 from lrkit.train.results import TrainResults
+from lrkit.train.reuse import LoadedRun, load_run
 from lrkit.train.trainer import train
 
-__all__ = ["TrainResults", "train"]
+__all__ = ["LoadedRun", "TrainResults", "load_run", "train"]
 
 #: ``inspect.signature(lrkit.train)`` shows train()'s keywords.
 __signature__ = inspect.signature(train)

@@ -96,6 +96,33 @@ class DataInfo:
     #: the samples in the first training batch (:func:`lrkit._step.batch_size`) where the items are whole batches,
     #: ``None`` where that is not known; the others are not drawn to be counted
     first_batch: int | None = None
+    #: how lrkit standardised a built-in or file source with its train split (``x_mean``/``x_std`` per feature, or
+    #: one value over all pixels for images; ``y_mean``/``y_std`` for a regression target), as float64 tensors;
+    #: empty where the data was used as given (a torch Dataset)
+    scaling: dict[str, torch.Tensor] = field(default_factory=dict, compare=False)  # (== on tensors is no bool)
+    #: a CSV's feature columns in the order the model reads them (``None`` for other sources)
+    features: list[str] | None = None
+
+    def preprocess_state(self) -> dict[str, Any]:
+        """What a model trained on this data needs to take raw inputs (saved in ``last.pt``/``best.pt`` as
+        ``"preprocess"``; :func:`lrkit.train.load_run` reads it): the :attr:`scaling` tensors, the class labels as
+        plain values, the vocabulary and the feature names — tensors and plain containers only.
+
+        >>> info = load_data("iris").info
+        >>> state = info.preprocess_state()
+        >>> state["x_mean"].shape, state["classes"], state["y_mean"]
+        (torch.Size([4]), [0, 1, 2], None)
+        """
+        def plain(c: Any) -> Any:
+            return c if isinstance(c, (bool, int, float, str)) else str(c)
+
+        return {
+            "version": 1, "task": self.task, "input_shape": list(self.input_shape or []),
+            **{k: self.scaling.get(k) for k in ("x_mean", "x_std", "y_mean", "y_std")},
+            "classes": [plain(c) for c in self.classes] if self.classes is not None else None,
+            "vocab": list(self.vocab) if self.vocab is not None else None, "seq_len": self.seq_len,
+            "features": list(self.features) if self.features is not None else None,
+        }
 
     def sizes(self) -> str:
         """The splits' sizes for the log: ``1438 train / 359 val`` in samples; a split of whole batches in batches,
@@ -586,6 +613,9 @@ def _arrays_to_data(
         x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
     info = DataInfo(name=name, task=task, input_shape=tuple(x_tr.shape[1:]), num_outputs=None, source=source,
                     n_train=len(x_tr), n_val=len(x_va))
+    # kept so that raw inputs can be prepared the same way after training (load_run)
+    info.scaling = {"x_mean": torch.as_tensor(np.asarray(mu, dtype=np.float64).reshape(-1)),
+                    "x_std": torch.as_tensor(np.asarray(sd, dtype=np.float64).reshape(-1))}
     if task == "classification":
         l_tr, l_va = _labels(y_tr), _labels(y_va)
         classes = sorted(set(l_tr) | set(l_va), key=_label_key)
@@ -607,6 +637,8 @@ def _arrays_to_data(
         t_tr = torch.tensor((yt - my) / sy, dtype=torch.float32)
         t_va = torch.tensor((yv - my) / sy, dtype=torch.float32)
         info.num_outputs = yt.shape[1]
+        info.scaling.update(y_mean=torch.as_tensor(np.asarray(my, dtype=np.float64).reshape(-1)),
+                            y_std=torch.as_tensor(np.asarray(sy, dtype=np.float64).reshape(-1)))
         info.target_scale = float(sy[0]) if yt.shape[1] == 1 else float(np.sqrt(np.mean(sy**2)))
     return TrainData(
         TensorDataset(torch.tensor(x_tr, dtype=torch.float32), t_tr),
@@ -709,6 +741,7 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(t.x[tr], t.y[tr], t.x[va], t.y[va], task=task, name=path.name,
                               source=path.suffix.lower().lstrip("."), image_shape=t.image_shape)
         out.info.notes.extend(t.notes)
+        out.info.features = t.columns
         return out
     _check_readable_suffix(path, f"data={str(path)!r}")
     if task not in (None, "lm"):
@@ -1176,6 +1209,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(tr.x, y_tr, x_va, y_va, task=task, name=path.name, source="yaml",
                               image_shape=tr.image_shape)
         out.info.notes.extend((*tr.notes, *va.notes))
+        out.info.features = tr.columns
         return out
     if kinds[0] == "yaml":
         raise ValueError(f"{path.name}: train/val cannot name another data YAML ({train_path.name}); name the "

@@ -136,7 +136,7 @@ class TrainResults:
 
     @property
     def best_checkpoint(self) -> Path:
-        """``run_dir / "best.pt"``."""
+        """``run_dir / "best.pt"``; ``lrkit.load_run(r.run_dir)`` rebuilds its model, ready for raw inputs."""
         return self.run_dir / "best.pt"
 
     def to_dict(self) -> dict[str, Any]:

@@ -1383,6 +1383,8 @@ class _Trainer:
             "config": self.cfg.to_dict(),
             "cwd": str(Path.cwd()),  # where a relative data= path was read from (a resume may start elsewhere)
             "data": self.data.info.to_dict(),
+            # the train split's standardisation, class labels, vocabulary: what raw inputs need (load_run)
+            "preprocess": self.data.info.preprocess_state(),
             "history": [dict(r) for r in self.history],
             "events": _run._plain(self.events),
             "best_metric": self.best_metric,

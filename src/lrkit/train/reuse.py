@@ -1,0 +1,400 @@
+"""Reusing a finished run: :func:`load_run` rebuilds its model with the ``best.pt`` (or ``last.pt``) weights, in eval
+mode, and prepares raw inputs the way training did.
+
+A built-in or file ``data=`` source is standardised with the *train* split's statistics (features, and a regression
+target) and its class labels are numbered; a text is read through its vocabulary. A checkpoint holds those
+(``"preprocess"``: tensors and plain containers, so ``torch.load(path, weights_only=True)`` still loads it), and
+:class:`LoadedRun` applies them: ``run.predict(raw_rows)`` gives class labels, or regression values in the target's
+own units, or the next character of a text.
+
+>>> import tempfile, lrkit
+>>> r = lrkit.train(data="iris", epochs=2, project=tempfile.mkdtemp(), verbose=False, plots=False)
+>>> run = lrkit.train.load_run(r.run_dir)
+>>> run.task, run.model.training, run.checkpoint.name
+('classification', False, 'best.pt')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lrkit.train.data import UNK, DataInfo
+from lrkit.train.results import TrainResults
+from lrkit.train.run import CHECKPOINT_FORMAT, killed_start
+
+__all__ = ["LoadedRun", "load_run"]
+
+#: data sources lrkit standardises with the train split's statistics (a torch Dataset is used as given)
+_SCALED_SOURCES = ("builtin", "csv", "tsv", "npz", "yaml")
+_WHICH = ("best", "last")
+
+
+@dataclass(repr=False)
+class LoadedRun:
+    """A finished run's model with its weights (eval mode) and what raw inputs need — from :func:`load_run`.
+
+    Attributes:
+        model: the rebuilt model holding the checkpoint's weights, in eval mode.
+        checkpoint: the ``best.pt`` / ``last.pt`` it was loaded from; ``epoch``: the epoch those weights are from.
+        task: ``"classification"``, ``"regression"``, ``"lm"`` or ``None`` (a custom ``step_fn``).
+        classes: the class labels, in the order of the model's outputs (``None`` where the data held indices).
+        vocab: a text run's characters (token id ``i`` is ``vocab[i]``); ``seq_len``: its window length.
+        features: a CSV run's feature columns, in the order the model reads them.
+        input_shape: the shape of one sample as the model takes it.
+        scaling: ``x_mean``/``x_std`` (and ``y_mean``/``y_std`` for regression) of the train split, as tensors;
+            empty where the data was used as given (a torch Dataset).
+        config: the run's train keys as used (``args.yaml`` without ``resolved``).
+
+    Example:
+        >>> import tempfile, lrkit
+        >>> r = lrkit.train(data="iris", epochs=2, project=tempfile.mkdtemp(), verbose=False, plots=False)
+        >>> run = lrkit.train.load_run(r.run_dir)
+        >>> run.inputs([[5.1, 3.5, 1.4, 0.2]]).shape, run.classes
+        (torch.Size([1, 4]), [0, 1, 2])
+    """
+
+    model: nn.Module
+    checkpoint: Path
+    epoch: int
+    task: str | None
+    classes: list[Any] | None = None
+    vocab: list[str] | None = None
+    seq_len: int | None = None
+    features: list[str] | None = None
+    input_shape: tuple[int, ...] | None = None
+    scaling: dict[str, torch.Tensor] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line: where the weights come from, the model class and the task.
+
+        >>> import tempfile, lrkit
+        >>> r = lrkit.train(data="iris", epochs=1, project=tempfile.mkdtemp(), verbose=False, plots=False)
+        >>> repr(lrkit.train.load_run(r.run_dir)).endswith("model=MLP, task='classification')")
+        True
+        """
+        return (f"LoadedRun(checkpoint={str(self.checkpoint)!r}, epoch={self.epoch}, "
+                f"model={type(self.model).__name__}, task={self.task!r})")
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def _device(self) -> torch.device:
+        p = next(iter(self.model.parameters()), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def encode(self, text: str) -> torch.Tensor:
+        """A text's token ids (a ``long`` tensor of shape ``(len(text),)``), through the run's vocabulary.
+
+        A character the training text did not hold is the unknown token where the vocabulary has one (as in
+        training), else a ``ValueError`` naming it.
+
+        >>> import tempfile, lrkit
+        >>> d = tempfile.mkdtemp(); _ = open(f"{d}/t.txt", "w").write("abcab " * 50)
+        >>> run = lrkit.train.load_run(lrkit.train(data=f"{d}/t.txt", seq_len=8, epochs=1, project=d,
+        ...                                        verbose=False, plots=False).run_dir)
+        >>> run.encode("cab").tolist(), run.decode(run.encode("cab"))
+        ([3, 1, 2], 'cab')
+        """
+        vocab = self._need_vocab("encode")
+        if not isinstance(text, str):
+            raise ValueError(f"encode(text={type(text).__name__}): give a str")
+        index = {c: i for i, c in enumerate(vocab)}
+        unknown = sorted({c for c in text if c not in index})
+        if unknown and UNK not in index:
+            shown = ", ".join(repr(c) for c in unknown[:10])
+            raise ValueError(f"the text holds {len(unknown)} character(s) the run's vocabulary does not: {shown} "
+                             f"(the vocabulary, {len(vocab)} characters, is the training text's)")
+        unk = index.get(UNK, 0)
+        return torch.tensor([index.get(c, unk) for c in text], dtype=torch.long)
+
+    def decode(self, ids: Any) -> str:
+        """Token ids (a tensor, array or list) as text, through the run's vocabulary (see :meth:`encode`).
+
+        >>> import tempfile, lrkit
+        >>> d = tempfile.mkdtemp(); _ = open(f"{d}/t.txt", "w").write("abcab " * 50)
+        >>> run = lrkit.train.load_run(lrkit.train(data=f"{d}/t.txt", seq_len=8, epochs=1, project=d,
+        ...                                        verbose=False, plots=False).run_dir)
+        >>> run.decode([1, 2, 3, 0])
+        'abc '
+        """
+        vocab = self._need_vocab("decode")
+        flat = torch.as_tensor(ids).reshape(-1).tolist()
+        bad = [i for i in flat if not isinstance(i, int) or not 0 <= i < len(vocab)]
+        if bad:
+            raise ValueError(f"decode: token id {bad[0]!r} is not in the vocabulary (ids 0..{len(vocab) - 1})")
+        return "".join(vocab[i] for i in flat)
+
+    def _need_vocab(self, what: str) -> list[str]:
+        if self.vocab is None:
+            raise ValueError(f"{what}() is for a text run (task='lm', data= a text file); this run's task is "
+                             f"{self.task!r}")
+        return self.vocab
+
+    def inputs(self, x: Any) -> torch.Tensor:
+        """Raw inputs as the model takes them, on the model's device: features standardised with the train
+        split's mean and standard deviation and shaped as a sample was (flat 8x8 ``digits`` rows become
+        ``(N, 1, 8, 8)`` images); a CSV run also takes a mapping (or DataFrame) of its feature columns by name; a
+        text run takes a ``str`` (its token ids, as a batch of one). One sample gives a batch of one.
+
+        >>> import tempfile, lrkit
+        >>> r = lrkit.train(data="iris", epochs=1, project=tempfile.mkdtemp(), verbose=False, plots=False)
+        >>> lrkit.train.load_run(r.run_dir).inputs([5.1, 3.5, 1.4, 0.2]).shape
+        torch.Size([1, 4])
+        """
+        if self.vocab is not None and isinstance(x, str):
+            return self.encode(x)[None].to(self._device())
+        shape = self.input_shape
+        if isinstance(x, Mapping) or hasattr(x, "columns"):  # {column: values} or a pandas/polars DataFrame
+            x = self._columns(x)
+        if not self.scaling:  # used as given in training (a torch Dataset): only made a tensor and batched
+            t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+            if t.is_floating_point():
+                t = t.float()
+            if shape is not None and t.dim() == len(shape):
+                t = t[None]
+            return t.to(self._device())
+        arr = (x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor)
+               else np.asarray(x, dtype=np.float64))
+        shape = shape or (arr.shape[-1],)
+        per = math.prod(shape)
+        single = arr.size == per and arr.ndim <= len(shape)
+        rows = arr.reshape(1, -1) if single else arr.reshape(len(arr), -1) if arr.ndim >= 1 else arr.reshape(1, -1)
+        if rows.shape[1] != per:
+            named = f": {', '.join(self.features)}" if self.features else f" (samples of shape {tuple(shape)})"
+            raise ValueError(f"x has {rows.shape[1]} values per sample (x of shape {arr.shape}); the run was "
+                             f"trained on {per}{named}")
+        mean, std = self.scaling["x_mean"].numpy(), self.scaling["x_std"].numpy()
+        rows = (rows - mean) / std
+        return torch.as_tensor(rows.reshape(len(rows), *shape), dtype=torch.float32).to(self._device())
+
+    def _columns(self, table: Any) -> np.ndarray:
+        """The feature columns of ``table`` (a mapping or DataFrame) in the run's order, as ``(N, F)``."""
+        if self.features is None:
+            raise ValueError("x is a table of named columns, but this run was not trained on a CSV file (no column "
+                             "names recorded); pass an array of samples")
+        names = [str(c) for c in (table.columns if hasattr(table, "columns") else table.keys())]
+        missing = [c for c in self.features if c not in names]
+        if missing:
+            raise ValueError(f"x has no column {missing[0]!r}; the run's features are {self.features} (columns: "
+                             f"{names})")
+        return np.stack([np.asarray(table[c], dtype=np.float64).reshape(-1) for c in self.features], axis=1)
+
+    # ------------------------------------------------------------------------------------------ outputs
+    def outputs(self, out: torch.Tensor) -> torch.Tensor:
+        """The model's output in the target's own units: a standardised regression target's mean and standard
+        deviation put back (float64, one column per target); any other output is returned as it is.
+
+        >>> import tempfile, lrkit
+        >>> r = lrkit.train(data="synthetic-regression", epochs=1, project=tempfile.mkdtemp(), verbose=False,
+        ...                 plots=False)
+        >>> run = lrkit.train.load_run(r.run_dir)
+        >>> float(run.outputs(torch.zeros(1, 1))) == float(run.scaling["y_mean"])  # 0 is the mean
+        True
+        """
+        if "y_mean" not in self.scaling or not isinstance(out, torch.Tensor):
+            return out
+        out = out.detach().to("cpu", torch.float64).reshape(len(out), -1)
+        return out * self.scaling["y_std"] + self.scaling["y_mean"]
+
+    @torch.no_grad()
+    def predict(self, x: Any) -> Any:
+        """The model's prediction for raw inputs (see :meth:`inputs`), without gradients.
+
+        Classification: a list of class labels (the run's own labels: ``'setosa'`` for a CSV of names);
+        regression: a float64 tensor in the target's units, ``(N,)`` for one target, else ``(N, K)``; a text run:
+        the most likely next character after the text (its last ``seq_len`` characters are read); a custom
+        ``step_fn`` run: the model's output.
+
+        >>> import tempfile, lrkit
+        >>> r = lrkit.train(data="iris", epochs=1, project=tempfile.mkdtemp(), verbose=False, plots=False)
+        >>> labels = lrkit.train.load_run(r.run_dir).predict([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+        >>> len(labels), all(v in (0, 1, 2) for v in labels)
+        (2, True)
+        """
+        if self.task == "lm" and self.vocab is not None:
+            if not isinstance(x, str) or not x:
+                raise ValueError(f"predict(x={x!r}): a text run predicts the next character of a non-empty str")
+            window = self.seq_len or len(x)
+            out = self.model(self.inputs(x[-window:]))
+            return self.vocab[int(out[0, -1].argmax())]
+        out = self.model(self.inputs(x))
+        if self.task == "classification" and isinstance(out, torch.Tensor) and out.dim() == 2:
+            index = out.argmax(-1).tolist()
+            return [self.classes[i] for i in index] if self.classes is not None else index
+        if self.task == "regression" and isinstance(out, torch.Tensor):
+            values = self.outputs(out) if "y_mean" in self.scaling else out.reshape(len(out), -1)
+            return values[:, 0] if values.shape[1] == 1 else values
+        return out
+
+
+def load_run(run: str | os.PathLike[str] | TrainResults, *, which: str | None = None, model: nn.Module | None = None,
+             device: str | torch.device | None = None) -> LoadedRun:
+    """Rebuild a finished run's model with its weights, in eval mode, ready for raw inputs.
+
+    ``run`` is a run directory (``runs/train``: its ``best.pt``, or ``which="last"`` for ``last.pt``), a
+    checkpoint file, or the :class:`~lrkit.train.TrainResults` that :func:`lrkit.train` returned. The model is
+    rebuilt as the run built it: a built-in (``mlp``, ``charlm``, ...) from the data's shape and outputs the
+    checkpoint records, a factory (``package.module:make``, ``file.py:make``) by importing it again — a relative
+    one is also looked for in the run's working directory — and a model the run was given as a Python object is
+    passed again as ``model=`` (``model=`` also replaces any rebuilt one). The weights load strictly; ``device``
+    moves the model (default: CPU).
+
+    The returned :class:`LoadedRun` holds the model and the preprocessing raw inputs need (``predict``,
+    ``inputs``, ``outputs``, ``encode``/``decode``). Fine-tuning starts from its model:
+    ``lrkit.train(load_run("runs/train").model, data=..., lr0=...)``.
+
+    Raises ``FileNotFoundError`` for a path that holds no checkpoint, and ``ValueError`` for a file that is not an
+    lrkit checkpoint, a factory that can no longer be imported or built, a ``model=`` that does not match the
+    weights, or a run saved before lrkit recorded the train split's statistics (it names what to do).
+
+    >>> import tempfile, lrkit
+    >>> r = lrkit.train(data="iris", epochs=2, project=tempfile.mkdtemp(), verbose=False, plots=False)
+    >>> run = lrkit.train.load_run(r.run_dir)                      # or r.run_dir / "last.pt", or which="last"
+    >>> type(run.model).__name__, run.model.training, run.epoch
+    ('MLP', False, 2)
+    >>> labels = run.predict([[5.1, 3.5, 1.4, 0.2]])               # raw features, as in the data
+    >>> labels[0] in run.classes
+    True
+    """
+    if isinstance(run, TrainResults):
+        run = run.run_dir
+    path = _checkpoint_path(run, which)
+    ck = _read(path)
+    info = _data_info(ck)
+    pre = _preprocess(ck, path, info)
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        raise ValueError(f"model= is the class {model.__name__}, not an instance of it; pass {model.__name__}(...) "
+                         "built as the run's model was")
+    net = model if model is not None else _rebuild(ck, path, info)
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"model={type(net).__name__} must be a torch nn.Module (the architecture the run trained)")
+    from lrkit.train.trainer import _load_error, _saved_module, _without_wrapper_prefix
+
+    target = _saved_module(net)
+    try:
+        target.load_state_dict(_without_wrapper_prefix(ck["model"], target))
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ValueError(f"load_run: the model does not match the weights in {path} ({_load_error(e)}); build it "
+                         "as the run did (the same factory and data shape)") from None
+    if device is not None:
+        net = net.to(device)
+    net.eval()
+    shape = tuple(int(v) for v in pre.get("input_shape") or []) or None
+    scaling = {k: pre[k] for k in ("x_mean", "x_std", "y_mean", "y_std") if isinstance(pre.get(k), torch.Tensor)}
+    return LoadedRun(model=net, checkpoint=path, epoch=int(ck.get("epoch", 0)), task=pre.get("task"),
+                     classes=pre.get("classes"), vocab=pre.get("vocab"), seq_len=pre.get("seq_len"),
+                     features=pre.get("features"), input_shape=shape, scaling=scaling,
+                     config=dict(ck.get("config") or {}))
+
+
+def _checkpoint_path(run: str | os.PathLike[str], which: str | None) -> Path:
+    if which is not None and which not in _WHICH:
+        raise ValueError(f"which={which!r} must be one of {', '.join(repr(w) for w in _WHICH)}")
+    if not isinstance(run, (str, os.PathLike)):
+        raise ValueError(f"run={type(run).__name__}: give a run directory or a checkpoint path (str or Path), or the "
+                         "TrainResults lrkit.train returned")
+    path = Path(run).expanduser()
+    if path.is_file():
+        if which is not None:
+            raise ValueError(f"run={str(run)!r} is a checkpoint file and which={which!r} picks one in a run directory; "
+                             "give one of them")
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"load_run: {str(run)!r}: no such run directory or checkpoint")
+    name = f"{which or 'best'}.pt"
+    if not (path / name).is_file():
+        if killed_start(path):
+            why = "the run was stopped before its first epoch was saved"
+        elif (path / "last.pt").is_file():
+            why = "pass which='last' for last.pt"
+        else:
+            why = "a run directory holds best.pt and last.pt once its first epoch is in"
+        raise FileNotFoundError(f"load_run: no {name} in {path} ({why})")
+    return path / name
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"load_run: {path} is not an lrkit checkpoint ({type(e).__name__}: {first})") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "model" not in ck:
+        raise ValueError(f"load_run: {path} is not an lrkit run's checkpoint (no format {CHECKPOINT_FORMAT!r} with "
+                         "'model' weights); a plain state_dict loads with model.load_state_dict(torch.load(path, "
+                         "weights_only=True))")
+    return ck
+
+
+def _data_info(ck: Mapping[str, Any]) -> DataInfo:
+    """The :class:`DataInfo` a built-in model or a factory is sized from, as the checkpoint records it."""
+    d = dict(ck.get("data") or {})
+    shape = tuple(int(v) for v in d.get("input_shape") or []) or None
+    return DataInfo(name=str(d.get("name", "?")), task=d.get("task"), input_shape=shape,
+                    num_outputs=d.get("num_outputs"), source=str(d.get("source", "?")), vocab=d.get("vocab"),
+                    seq_len=d.get("seq_len"), classes=d.get("classes"))
+
+
+def _preprocess(ck: Mapping[str, Any], path: Path, info: DataInfo) -> dict[str, Any]:
+    pre = ck.get("preprocess")
+    if isinstance(pre, Mapping):
+        return dict(pre)
+    # a run saved before the record: text and torch-Dataset runs need nothing it would add
+    if info.source in _SCALED_SOURCES and info.task != "lm":
+        target = " and the target's mean and standard deviation" if info.task == "regression" else ""
+        run_dir = path.parent
+        raise ValueError(
+            f"load_run: {path} was saved by an lrkit from before load_run, so it does not hold what raw inputs need: "
+            f"the train split's feature mean and standard deviation{target} (data={info.name!r} was standardised "
+            f"with them). Train it again with this lrkit — lrkit train cfg={run_dir}/args.yaml resume=false (the same "
+            "settings give the same split) — or resume it for more epochs (the checkpoints it saves record them: then "
+            "load_run(run, which='last')); the weights alone load with torch.load(path, weights_only=True)['model']"
+        )
+    return {"task": info.task, "input_shape": list(info.input_shape or []), "classes": info.classes,
+            "vocab": info.vocab, "seq_len": info.seq_len, "features": None}
+
+
+def _rebuild(ck: Mapping[str, Any], path: Path, info: DataInfo) -> nn.Module:
+    from lrkit.train.models import _on_sys_path, build_model, default_model_name
+
+    spec = (ck.get("config") or {}).get("model")
+    if isinstance(spec, str) and spec.startswith("<") and spec.endswith(">"):
+        raise ValueError(f"load_run: the run in {path.parent} was given a Python model ({spec}), which a checkpoint "
+                         "cannot hold; build the same architecture and pass it: load_run(run, model=Net(...))")
+    if spec is not None and not isinstance(spec, str):
+        raise ValueError(f"load_run: {path} records model={spec!r}, which names no model; pass it: "
+                         "load_run(run, model=...)")
+    name = spec.strip() if spec else default_model_name(info)
+    home = ck.get("cwd")
+    name, folder = _factory_from(name, Path(home) if isinstance(home, str) else None)
+    try:
+        with _on_sys_path(folder) if folder is not None else contextlib.nullcontext():
+            return build_model(name, info)
+    except ValueError as e:
+        raise ValueError(f"load_run: cannot rebuild the model of {path}: {e}. Make it importable again (from this "
+                         f"working directory, or the run's, {home}), or build it yourself and pass it: "
+                         "load_run(run, model=make(...))") from e
+
+
+def _factory_from(spec: str, home: Path | None) -> tuple[str, Path | None]:
+    """``spec`` with a relative ``file.py:make`` that is not found here but in the run's working directory ``home``
+    made absolute; and the folder to put on ``sys.path`` for a module factory (``home``), if any."""
+    if ":" not in spec or home is None or not home.is_dir():
+        return spec, None
+    module, _, attr = spec.rpartition(":")
+    if module.endswith(".py") or "/" in module or os.sep in module:
+        file = Path(module).expanduser()
+        if not file.is_absolute() and not file.is_file() and (home / file).is_file():
+            return f"{home / file}:{attr}", None
+        return spec, None
+    return spec, home
+
