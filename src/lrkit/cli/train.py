@@ -216,7 +216,7 @@ def _summary(results: Any) -> None:
         (f"best val {metric}", f"{_fmt(results.best_metric)} (epoch {results.best_epoch})"),
         (f"final val {metric}", _fmt(results.final_metric)),
         ("final val loss", _fmt(results.final_val_loss)),
-        ("monitor events", str(len(results.events))),
+        ("monitor events", _events_cell(results)),
         ("time", f"{results.seconds:.1f}s"),
         # the step after training (Ultralytics' YOLO("best.pt").predict): the model of best.pt with its preprocessing
         ("use the model", f"lrkit.load_run({str(results.run_dir)!r}).predict(raw inputs)"),
@@ -224,6 +224,16 @@ def _summary(results: Any) -> None:
     for k, v in rows:
         table.add_row(k, v)
     console().print(table)
+
+
+def _events_cell(results: Any) -> str:
+    """``4: loss_spike x2, exploding_gradients, val_rising; LR now 0.009x the schedule`` (``0`` for a quiet run)."""
+    counts = results.events_by_check
+    if not counts:
+        return "0"
+    cell = f"{len(results.events)}: " + ", ".join(f"{c} x{k}" if k > 1 else c for c, k in counts.items())
+    scale = float(getattr(results, "lr_scale", 1.0))
+    return cell + (f"; LR now {scale:.2g}x the schedule" if scale != 1.0 else "")
 
 
 def register(app: Any) -> None:

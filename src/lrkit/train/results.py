@@ -34,6 +34,9 @@ class TrainResults:
         best_epoch: the epoch (1-based) with the best validation metric.
         run_dir: the run directory (``args.yaml``, ``results.csv``, ``last.pt``, ``best.pt``, ...).
         events: training-health events from the monitor, as dicts (step, epoch, check, action, ...).
+        lr_scale: the monitor's LR multiplier when the run ended: the product of its back-offs (``backoff`` per
+            rollback after an overshoot, ``val_backoff`` per ``val_rising``), applied on top of the schedule; 1.0
+            when it backed nothing off (or ran without a monitor).
         stopped_early: ``True`` when ``patience`` ran out (or the monitor stopped the run).
         accumulate, weight_decay: gradient accumulation steps and the weight decay after ``nbs`` scaling.
         steps_per_epoch, total_steps: optimizer steps per epoch and in the whole (planned) run.
@@ -67,6 +70,7 @@ class TrainResults:
     steps_per_epoch: int = 0
     total_steps: int = 0
     seconds: float = 0.0
+    lr_scale: float = 1.0
 
     def __repr__(self) -> str:
         """One line: where the run is, its LR and how it ended, not the model and the history (attributes hold them).
@@ -107,6 +111,22 @@ class TrainResults:
             if row.get("epoch") == self.best_epoch:
                 return dict(row)
         return {}
+
+    @property
+    def events_by_check(self) -> dict[str, int]:
+        """How many monitor events each check raised, most frequent first (ties in the order they first came).
+
+        >>> r = TrainResults(model=torch.nn.Linear(1, 1), lr0=0.1, lr0_source="user", auto=None, optimizer="SGD",
+        ...                  optimizer_reason="", task=None, metric_name="val_loss", metric_mode="min", history=[],
+        ...                  best_epoch=0, run_dir=Path("runs/train"),
+        ...                  events=[{"check": "loss_spike"}, {"check": "val_rising"}, {"check": "loss_spike"}])
+        >>> r.events_by_check
+        {'loss_spike': 2, 'val_rising': 1}
+        """
+        counts: dict[str, int] = {}
+        for e in self.events:
+            counts[str(e.get("check"))] = counts.get(str(e.get("check")), 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
     @property
     def final_val_loss(self) -> float:

@@ -1515,7 +1515,11 @@ class _Trainer:
             stop_reason=stop_reason, accumulate=self.accumulate, weight_decay=self.weight_decay,
             steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
             seconds=time.perf_counter() - t_start,
+            lr_scale=float(self.monitor.lr_scale) if self.monitor is not None else 1.0,
         )
+        note = _backoff_note(result, self.monitor)
+        if note:
+            self.log(f"lrkit.train: note — {note}")
         return result
 
     def _train_epoch(self, epoch: int) -> tuple[float, list[float], bool]:
@@ -1977,6 +1981,32 @@ def _without_wrapper_prefix(state: Mapping[str, Any], target: torch.nn.Module | 
         state = copy.copy(state)  # an OrderedDict keeps its _metadata (module versions), renamed with the keys
         torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, prefix)  # type: ignore[arg-type]
     return state
+
+
+def _backoff_note(result: TrainResults, monitor: Any) -> str | None:
+    """What the monitor's rollbacks after overshoots say about ``lr0``, for the end of the log; ``None`` without any.
+
+    The back-offs of those rollbacks (``monitor.backoff`` each; ``val_rising``'s, which answer memorisation late in
+    a run, are left out) put the rest of the run at ``scale`` times the schedule: the peak the run could take.
+    """
+    overshoots = [str(e.get("check")) for e in result.events
+                  if e.get("action") == "rollback" and e.get("check") != "val_rising"]
+    if monitor is None or not overshoots:
+        return None
+    n_val = sum(1 for e in result.events if e.get("action") == "rollback" and e.get("check") == "val_rising")
+    scale = float(monitor.lr_scale) / float(monitor.val_backoff) ** n_val
+    if not 0.0 < scale < 1.0:  # a custom backoff >= 1 lowers nothing
+        return None
+    counts = dict.fromkeys(overshoots, 0)
+    for c in overshoots:
+        counts[c] += 1
+    which = ", ".join(f"{c} x{k}" if k > 1 else c for c, k in counts.items())
+    peak = result.lr0 * scale
+    whose = {"auto": "lr0=auto's choice", "default": "the default lr0"}.get(result.lr0_source, "lr0")
+    return (f"the monitor rolled the run back {len(overshoots)} time(s) after the LR overshot ({which}) and went on "
+            f"at {scale:.2g}x the planned LR (peak {peak:.3g} instead of {result.lr0:.4g}): {whose} was too high for "
+            f"this run; start the next one at lr0={peak:.2g} or lower"
+            + (" (or lr0=auto)" if result.lr0_source != "auto" else ""))
 
 
 def _same_tensors(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
