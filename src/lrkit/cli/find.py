@@ -120,6 +120,14 @@ _API_ADVICE = re.compile(r"\b(?:pass )?(step_fn=lambda model, batch: loss|loss_f
                          r"|\bpass (a loss_fn) that fits them")
 
 
+#: find_lr's notes about the optimizer (Prodigy's, LBFGS's with a line search) -> what a task file changes instead
+_OPTIMIZER_ADVICE = (
+    ("run find_lr with a non-adaptive optimizer (SGD, AdamW)",
+     "return a non-adaptive optimizer (SGD, AdamW) from optimizer(params)"),
+    ("run find_lr with line_search_fn=None", "build it with line_search_fn=None in optimizer(params)"),
+)
+
+
 #: find_lr's note that without a loss_fn a Hugging Face batch goes to the model whole: a task file gets there by
 #: defining neither loss_fn nor step_fn.
 _WHOLE_BATCH_NOTE = re.compile(r" \(with no loss_fn, a batch with 'labels' and no input key goes to the model whole, "
@@ -146,6 +154,8 @@ def _task_file_advice(message: str) -> str:
         return "define loss_fn(output, target) in the task file"
 
     message = _API_ADVICE.sub(define, message)
+    for api, task in _OPTIMIZER_ADVICE:  # the optimizer notes: a task file changes its optimizer(params)
+        message = message.replace(api, task)
     message = _WHOLE_BATCH_NOTE.sub(lambda m: _WHOLE_BATCH_TASK, message)  # the task file's way to the default
     if "'input_ids'" in message and "'labels'" in message:  # a Hugging Face model takes the dict, returns its loss
         message += " (a Hugging Face model: def step_fn(model, batch): return model(**batch).loss)"
@@ -292,6 +302,8 @@ def find_command(
     A TASK_FILE is a Python file that defines:
       model()                  -> a torch.nn.Module
       optimizer(params)        -> a torch.optim optimizer over params
+                                  (or optimizer(model): param groups
+                                  built from the model's modules)
       train_loader()           -> an iterable of (x, y) batches (or dicts)
       loss_fn()                -> the loss function, e.g.
                                   torch.nn.functional.cross_entropy
@@ -302,8 +314,9 @@ def find_command(
       whole: model(**batch).loss; a loss under another name, such as
       criterion, is refused with the name to give it)
 
-    Draws the curve in the terminal (--no-chart: not), prints the suggestion, the range, every rule's LR and
-    which loss ran; writes lr_find.png and lr_find.json into --out (runs/find, then runs/find2, ...: never
+    Draws the curve in the terminal (--no-chart: not), prints the suggestion,
+    the range, every rule's LR and which loss ran; writes lr_find.png and
+    lr_find.json into --out (runs/find, then runs/find2, ...: never
     overwritten).
     """
     if rule not in SUGGESTION_RULES:

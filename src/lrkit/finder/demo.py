@@ -153,7 +153,19 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     model = _call_user(path, "model()", module.model)
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"model() in {str(path)!r} returned {type(model).__name__}, expected a torch.nn.Module")
-    optimizer = _call_user(path, "optimizer(params)", module.optimizer, model.parameters())
+    # optimizer(params) gets model.parameters(); optimizer(model) the model, to build param groups from its modules
+    if _first_parameter(module.optimizer) == "model":
+        optimizer = _call_user(path, "optimizer(model)", module.optimizer, model)
+    else:
+        try:
+            optimizer = _call_user(path, "optimizer(params)", module.optimizer, model.parameters())
+        except ValueError as e:
+            if "'generator' object" not in str(e):
+                raise
+            raise ValueError(
+                f"{e} (params is model.parameters(), a generator of parameters; to build param groups from the "
+                "model's modules, define optimizer(model), which gets the model)"
+            ) from e.__cause__
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(
             f"optimizer(params) in {str(path)!r} returned {type(optimizer).__name__}, expected a torch.optim.Optimizer"
@@ -240,6 +252,11 @@ def _takes_arguments(fn: Any) -> bool:
         return False
     if isinstance(fn, type):  # a loss class (torch.nn.MSELoss): calling it builds the loss
         return False
+    if isinstance(fn, torch.nn.Module):  # a loss module (CrossEntropyLoss()): its __call__ reads (*args, **kwargs)
+        try:
+            sig = inspect.signature(fn.forward)
+        except (TypeError, ValueError):
+            return True
     required = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return any(q.kind in required and q.default is inspect.Parameter.empty for q in sig.parameters.values())
 

@@ -7,6 +7,7 @@ tensors), optimizer state and hyperparameters, every module's train/eval mode, a
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import time
@@ -14,7 +15,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from lrkit._step import (
     target_dtype_error,
     train_mode,
 )
-from lrkit._utils import adapts_step_size, check_int, check_positive, maximize_sign, unknown_name_error
+from lrkit._utils import adapts_step_size, check_int, check_positive, did_you_mean, maximize_sign, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.result import MIN_STOPPED_POINTS, FinderResult
 
@@ -216,14 +217,22 @@ def _takes_set_to_none(optimizer: Any) -> bool:
     return any(p.name == "set_to_none" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def _check_callable(name: str, fn: Any, call: str) -> None:
-    """``fn`` must be a function taking two positional arguments (``call`` shows how it is called)."""
+def _check_callable(name: str, fn: Any, call: str, arity: int = 2) -> None:
+    """``fn`` must be a function taking ``arity`` positional arguments (``call`` shows how it is called); a loss
+    module's class (``torch.nn.CrossEntropyLoss`` without its parentheses) is named with the instance to pass, as
+    calling it would build a module from the output and target (torch: "Boolean value of Tensor with more than one
+    value is ambiguous")."""
     if fn is None:
         return
     if not callable(fn):
         raise ValueError(f"{name}={fn!r} is not a function: pass a callable {call} (or leave {name} out)")
+    if isinstance(fn, type) and issubclass(fn, torch.nn.Module):
+        raise ValueError(
+            f"{name} is {_kind(fn)}, not an instance: pass {name}={fn.__name__}() (a {fn.__name__} object, called "
+            f"as {call})"
+        )
     try:
-        inspect.signature(fn).bind(None, None)
+        inspect.signature(fn).bind(*[None] * arity)
     except TypeError as e:
         raise ValueError(f"{name} cannot be called as {call}: {e}") from None
     except ValueError:  # no signature to read (a builtin): it is called as it is
@@ -278,7 +287,7 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
             "one unbatched item, not a batch; pass DataLoader(dataset, batch_size=32, shuffle=True) for a curve of "
             "the training you run",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the call of find_lr (past find_lr's keyword check, _peer_keywords)
         )
 
 
@@ -534,6 +543,143 @@ def _caller_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -
     return snapshot
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+_TLF, _FASTAI, _LIGHTNING = "torch-lr-finder", "fastai", "Lightning"
+
+
+def _renamed(new: str, note: str = "") -> Callable[[Any], str]:
+    return lambda value: f"lrkit calls it {new}: pass {new}={value!r:.60}{note}"
+
+
+def _said(text: str) -> Callable[[Any], str]:
+    return lambda value: text
+
+
+def _stop_div(value: Any) -> str:
+    if value is True:
+        return "lrkit's divergence stop is diverge_factor: diverge_factor=4.0 is the default (leave it out)"
+    if value is False:
+        return "lrkit's divergence stop is diverge_factor: pass diverge_factor=None (no stop; a NaN/inf loss still " \
+               "ends the test)"
+    return "lrkit's divergence stop is diverge_factor: diverge_factor=4.0 (the default) for stop_div=True, " \
+           "diverge_factor=None for stop_div=False"
+
+
+_NO_FILES = _said("lrkit writes no files: its copy of your state is kept in memory; snapshot_device='cpu' keeps it "
+                  "in host memory instead of GPU memory")
+_BY_VALIDATION = _said("lrkit's range test reads the training loss only (its rules are calibrated on it); to choose "
+                       "the LR by validation loss, use lrkit.train(..., lr0='auto') or lrkit.train.auto.choose_lr0("
+                       "model, optimizer, train_loader, val_loader, ...), which try the suggestion with short runs")
+_SET_IT = _said("lrkit changes no LR and no attribute: set it yourself from result.suggestion (module.lr = "
+                "result.suggestion, or each optimizer group's lr scaled to it; README: From Lightning)")
+
+#: A peer's ``lr_find``/``range_test`` keyword -> (the peer, what to write in lrkit instead, given the value passed),
+#: as the README's migration section ("Coming from torch-lr-finder, fastai, Lightning or Ultralytics") maps them.
+#: Read only when a call has a keyword find_lr does not take.
+PEER_KEYWORDS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    # torch-lr-finder 0.2.2: LRFinder(model, optimizer, criterion, device, memory_cache, cache_dir, amp_backend,
+    # amp_config, grad_scaler) and range_test(train_loader, val_loader, start_lr, end_lr, num_iter, step_mode,
+    # smooth_f, diverge_th, accumulation_steps, non_blocking_transfer); accumulation_steps is lrkit's name too
+    "num_iter": (_TLF, _renamed("num_steps")),
+    "step_mode": (_TLF, _renamed("mode", " ('exp' or 'linear': the same LR grid, step for step)")),
+    "diverge_th": (_TLF, _renamed("diverge_factor", " (lrkit's default is 4, torch-lr-finder's 5)")),
+    "smooth_f": (_TLF, _said(
+        "lrkit has no smoothing option: leave it out. Its divergence stop smooths with fastai's EMA (beta = 0.98), "
+        "result.losses are the raw losses, and the suggestion rules read a lag-free smoothed curve "
+        "(result.smoothed_losses)")),
+    "criterion": (_TLF, _renamed("loss_fn", " (a function or an nn.Module such as CrossEntropyLoss())")),
+    "grad_scaler": (_TLF, _renamed("scaler", " (your torch.amp.GradScaler; its state is put back after the test)")),
+    "amp_backend": (_TLF, _said("autocast is one argument in lrkit: amp='fp16' (with a GradScaler on CUDA) or "
+                                "amp='bf16'; scaler= takes your own GradScaler")),
+    "amp_config": (_TLF, _said("autocast is one argument in lrkit: amp='fp16' (with a GradScaler on CUDA) or "
+                               "amp='bf16'; scaler= takes your own GradScaler")),
+    "memory_cache": (_TLF, _NO_FILES),
+    "cache_dir": (_TLF, _NO_FILES),
+    "non_blocking_transfer": (_TLF, _said("leave it out: lrkit copies batches to an accelerator without blocking "
+                                          "(and to the CPU blocking) by itself")),
+    "val_loader": (_TLF, _BY_VALIDATION),
+    # fastai 2.8.12: learn.lr_find(start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs)
+    "num_it": (_FASTAI, _renamed("num_steps")),
+    "stop_div": (_FASTAI, _stop_div),
+    "suggest_funcs": (_FASTAI, _said(
+        "find_lr takes no suggestion functions: read them from its result, result.suggest('valley') (fastai's "
+        "default), result.suggestions() for every rule (minimum, steepest for fastai's steep, valley, robust); "
+        "rule='valley' makes valley the rule of result.suggestion")),
+    "show_plot": (_FASTAI, _said("find_lr draws nothing by itself: print(result.text_plot()) in a terminal, or "
+                                 "result.plot('lr_find.png')")),
+    # Lightning 2.6.6: Tuner(trainer).lr_find(model, train_dataloaders, val_dataloaders, dataloaders, datamodule,
+    # method, min_lr, max_lr, num_training, mode, early_stop_threshold, update_attr, attr_name)
+    "min_lr": (_LIGHTNING, _renamed("start_lr", " (lrkit's default is 1e-7, Lightning's 1e-8)")),
+    "max_lr": (_LIGHTNING, _renamed("end_lr", " (lrkit's default is 10, Lightning's 1)")),
+    "num_training": (_LIGHTNING, _renamed("num_steps")),
+    "early_stop_threshold": (_LIGHTNING, _renamed("diverge_factor", " (None: no divergence stop, as in Lightning)")),
+    "update_attr": (_LIGHTNING, _SET_IT),
+    "attr_name": (_LIGHTNING, _SET_IT),
+    "train_dataloaders": (_LIGHTNING, _said("the loader is find_lr's third positional argument: "
+                                            "find_lr(model, optimizer, train_loader, ...)")),
+    "dataloaders": (_LIGHTNING, _said("the loader is find_lr's third positional argument: "
+                                      "find_lr(model, optimizer, train_loader, ...)")),
+    "method": (_LIGHTNING, _said("leave it out: lrkit's range test always trains, as Lightning's method='fit'")),
+    "datamodule": (_LIGHTNING, _said("pass its training loader as find_lr's third positional argument: "
+                                     "find_lr(model, optimizer, datamodule.train_dataloader(), ...)")),
+    "val_dataloaders": (_LIGHTNING, _BY_VALIDATION),
+}
+
+
+def _keyword_error(name: str, positional: list[str], keywords: list[str], args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> TypeError:
+    """The ``TypeError`` for a call with too many positional arguments or keywords ``name`` does not take: each bad
+    keyword named, with lrkit's name for a peer's (:data:`PEER_KEYWORDS`), else the closest valid one and the list."""
+    if len(args) > len(positional):
+        return TypeError(
+            f"{name}() takes {len(positional)} positional arguments ({', '.join(positional)}) but {len(args)} were "
+            f"given: every other argument is keyword-only, e.g. {name}({', '.join(positional)}, loss_fn=criterion) "
+            "(torch-lr-finder's LRFinder(model, optimizer, criterion).range_test(train_loader) is that call)"
+        )
+    valid = set(positional) | set(keywords)
+    parts, unmapped = [], False
+    for key in kwargs:
+        if key in valid:
+            continue
+        peer = PEER_KEYWORDS.get(key)
+        if peer is not None:
+            parts.append(f"{name}() got an unexpected keyword argument {key!r}, {peer[0]}'s name: "
+                         f"{peer[1](kwargs[key])}")
+        else:
+            unmapped = True
+            parts.append(f"{name}() got an unexpected keyword argument {key!r}.{did_you_mean(key, sorted(valid))}")
+    text = "; ".join(parts)
+    if unmapped:
+        text += f" Valid keywords: {', '.join(sorted(keywords))}"
+    return TypeError(text)
+
+
+def _peer_keywords(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn`` with a clear ``TypeError`` for a keyword it does not take (a peer's name says lrkit's, a misspelt one
+    the closest) or too many positional arguments, in place of Python's bare one.
+
+    The signature users see stays ``fn``'s (``functools.wraps``: ``inspect.signature``, ``help()``; the
+    ``ParamSpec`` keeps it for type checkers and IDEs), and a call with valid arguments pays one length test and one
+    set test. Nothing is caught: a ``TypeError`` raised inside ``fn`` propagates as it is.
+    """
+    params = inspect.signature(fn).parameters
+    positional = [k for k, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    keywords = [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY]
+    valid = frozenset(params)
+    n = len(positional)
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if len(args) > n or not valid.issuperset(kwargs):
+            raise _keyword_error(fn.__name__, positional, keywords, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_peer_keywords
 def find_lr(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -630,6 +776,19 @@ def find_lr(
     """
     _check_arguments(model, optimizer, train_loader, loss_fn, step_fn)
     snapshot_device = check_snapshot_device(snapshot_device)
+    for key, value in (("start_lr", start_lr), ("end_lr", end_lr)):  # a peer's meaning, said before the type check
+        if value is None and key == "start_lr":
+            raise ValueError(
+                "start_lr=None must be a number: lrkit starts at start_lr (1e-7 by default) whatever the optimizer "
+                "holds; for torch-lr-finder's start_lr=None (start at the optimizer's LR) pass "
+                "start_lr=optimizer.param_groups[0]['lr']"
+            )
+        if isinstance(value, (list, tuple)):
+            raise ValueError(
+                f"{key}={value!r:.80} must be one number: lrkit sweeps the peak LR, and every param group keeps its "
+                "ratio to it (group['lr_scale'], or its lr relative to the largest group's), where fastai takes a "
+                "list with one LR per group"
+            )
     start_lr = check_positive("start_lr", start_lr)
     end_lr = check_positive("end_lr", end_lr)
     if start_lr >= end_lr:
@@ -638,7 +797,8 @@ def find_lr(
         if not isinstance(value, str):  # `in` would be ambiguous for an array, unhashable for a list
             raise ValueError(f"{key}={value!r:.80} must be a name, one of: {', '.join(valid)}")
     if mode not in ("exp", "linear"):
-        raise unknown_name_error("mode", mode, ["exp", "linear"])
+        lightning = " (mode='exponential' is Lightning's name: lrkit's is mode='exp')" if mode == "exponential" else ""
+        raise ValueError(f"{unknown_name_error('mode', mode, ['exp', 'linear'])}{lightning}")
     if rule not in _suggest.RULES:
         raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
     num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)", maximum=_MAX_STEPS)  # allocated up front
@@ -659,6 +819,7 @@ def find_lr(
         check_positive("max_grad_norm", max_grad_norm)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
+    _check_callable("progress", progress, "progress(step, total, lr, loss)", arity=4)  # not after the first step
     if not optimizer.param_groups:
         raise ValueError("optimizer has no param groups")
     _check_materialized(model, "find_lr")
@@ -866,7 +1027,7 @@ def find_lr(
             result.warnings.append(note)
     result.warnings.extend(_quality_warnings(result))
     for message in result.warnings:
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn(message, UserWarning, stacklevel=3)  # the call of find_lr (past _peer_keywords)
     return result
 
 
