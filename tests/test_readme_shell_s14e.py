@@ -27,7 +27,7 @@ from lrkit.schedules import from_spec
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text(encoding="utf-8")
-COMMANDS = ("find", "schedule", "train")
+COMMANDS = ("find", "schedule", "train", "predict")
 
 #: Commands the README shows *because* they fail (each followed there by the error it gives).
 DELIBERATE_ERRORS = {
@@ -52,7 +52,7 @@ def _readme_commands() -> list[str]:
     prose = re.sub(r"```.*?```", "", TEXT, flags=re.S)
     for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", prose):
         span = " ".join(span.split())
-        m = re.search(r"\blrkit ((?:find|schedule|train)\b.*)", span)
+        m = re.search(r"\blrkit ((?:find|schedule|train|predict)\b.*)", span)
         if m is None or "|" in m.group(1).split(" > ")[0]:  # `lrkit find | schedule | train` names the commands
             continue
         found.append("lrkit " + m.group(1))
@@ -85,6 +85,8 @@ def _check_command(command: str, app: Any) -> None:
         assert params["rule"] in SUGGESTION_RULES, command
         assert params["amp"] in _AMP, command
         assert params["mode"] in ("exp", "linear"), command
+    elif name == "predict":  # the parser took RUN, INPUT and every option: a renamed option failed above
+        assert params["run"], command
     elif name == "schedule":
         if params["list_"]:
             return

@@ -279,3 +279,36 @@ def test_datainfo_with_scaling_still_compares() -> None:
     from lrkit.train.data import load_data
 
     assert load_data("iris").info == load_data("iris").info
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# session 19 (lead): the target column recorded, a non-checkpoint file and a project folder named
+def test_target_column_recorded_and_named_by_predict(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lrkit.cli.app import build_app
+
+    rng = np.random.default_rng(0)
+    rows = "".join(f"{a:.3f},{b:.3f},{a + 2 * b:.3f}\n" for a, b in rng.normal(size=(80, 2)))
+    data = tmp_path / "d.csv"
+    data.write_text("u,v,score\n" + rows)
+    r = lrkit.train(data=str(data), model="linear", epochs=2, lr0=0.01, project=str(tmp_path), verbose=False,
+                    plots=False)
+    run = lrkit.load_run(r.run_dir)
+    assert run.target == "score" and run.features == ["u", "v"]
+    data.unlink()  # the header is no longer read from the training file
+    src = tmp_path / "new.csv"
+    src.write_text("v,u\n1,2\n")
+    res = CliRunner().invoke(build_app(), ["predict", str(r.run_dir), str(src)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0] == "score"
+
+
+def test_a_file_that_is_no_checkpoint_and_a_project_folder(tmp_path: Path) -> None:
+    r = lrkit.train(data="iris", model="linear", epochs=1, lr0=0.01, project=str(tmp_path / "runs"), verbose=False,
+                    plots=False)
+    with pytest.raises(ValueError, match=r"not a torch \.pt file\): give the run directory") as e:
+        lrkit.load_run(r.run_dir / "args.yaml")
+    assert "weights_only" not in str(e.value)
+    with pytest.raises(FileNotFoundError, match=r"is a project folder; its runs: .*runs/train"):
+        lrkit.load_run(tmp_path / "runs")

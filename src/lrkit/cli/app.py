@@ -1,7 +1,8 @@
 """The ``lrkit`` Typer application.
 
-Each command lives in its own module (``lrkit.cli.find``, ``lrkit.cli.schedule``, ``lrkit.cli.train``) that
-exposes ``register(app)``; the module parses arguments, calls one public library function, and prints the result.
+Each command lives in its own module (``lrkit.cli.find``, ``lrkit.cli.schedule``, ``lrkit.cli.train``,
+``lrkit.cli.predict``) that exposes ``register(app)``; the module parses arguments, calls one public library function,
+and prints the result.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from lrkit._utils import MissingExtraError, optional_import
 
-COMMANDS = ("find", "schedule", "train")
+COMMANDS = ("find", "schedule", "train", "predict")
 
 
 def _without_flag_metavar(params: list[Any]) -> list[Any]:
@@ -54,7 +55,7 @@ def build_app():  # -> typer.Typer (typer is imported lazily)
     app = typer.Typer(
         cls=group_cls,
         name="lrkit",
-        help="lrkit — the learning-rate toolkit for PyTorch: find | schedule | train.",
+        help="lrkit — the learning-rate toolkit for PyTorch: find | schedule | train | predict.",
         no_args_is_help=True,
         context_settings={"help_option_names": ["-h", "--help"]},
         add_completion=False,
@@ -73,7 +74,7 @@ def build_app():  # -> typer.Typer (typer is imported lazily)
         _version: bool = typer.Option(False, "--version", callback=version, is_eager=True,
                                       help="Print lrkit's version and exit."),
     ) -> None:
-        """lrkit — the learning-rate toolkit for PyTorch: find | schedule | train."""
+        """lrkit — the learning-rate toolkit for PyTorch: find | schedule | train | predict."""
 
     for name in COMMANDS:
         importlib.import_module(f"lrkit.cli.{name}").register(app)

@@ -102,6 +102,8 @@ class DataInfo:
     scaling: dict[str, torch.Tensor] = field(default_factory=dict, compare=False)  # (== on tensors is no bool)
     #: a CSV's feature columns in the order the model reads them (``None`` for other sources)
     features: list[str] | None = None
+    #: a CSV's target column, as its header names it (``None`` for other sources)
+    target: str | None = None
 
     def preprocess_state(self) -> dict[str, Any]:
         """What a model trained on this data needs to take raw inputs (saved in ``last.pt``/``best.pt`` as
@@ -121,7 +123,7 @@ class DataInfo:
             **{k: self.scaling.get(k) for k in ("x_mean", "x_std", "y_mean", "y_std")},
             "classes": [plain(c) for c in self.classes] if self.classes is not None else None,
             "vocab": list(self.vocab) if self.vocab is not None else None, "seq_len": self.seq_len,
-            "features": list(self.features) if self.features is not None else None,
+            "features": list(self.features) if self.features is not None else None, "target": self.target,
         }
 
     def sizes(self) -> str:
@@ -741,7 +743,7 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(t.x[tr], t.y[tr], t.x[va], t.y[va], task=task, name=path.name,
                               source=path.suffix.lower().lstrip("."), image_shape=t.image_shape)
         out.info.notes.extend(t.notes)
-        out.info.features = t.columns
+        out.info.features, out.info.target = t.columns, t.target_name if t.columns is not None else None
         return out
     _check_readable_suffix(path, f"data={str(path)!r}")
     if task not in (None, "lm"):
@@ -1209,7 +1211,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(tr.x, y_tr, x_va, y_va, task=task, name=path.name, source="yaml",
                               image_shape=tr.image_shape)
         out.info.notes.extend((*tr.notes, *va.notes))
-        out.info.features = tr.columns
+        out.info.features, out.info.target = tr.columns, tr.target_name if tr.columns is not None else None
         return out
     if kinds[0] == "yaml":
         raise ValueError(f"{path.name}: train/val cannot name another data YAML ({train_path.name}); name the "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ class LoadedRun:
         task: ``"classification"``, ``"regression"``, ``"lm"`` or ``None`` (a custom ``step_fn``).
         classes: the class labels, in the order of the model's outputs (``None`` where the data held indices).
         vocab: a text run's characters (token id ``i`` is ``vocab[i]``); ``seq_len``: its window length.
-        features: a CSV run's feature columns, in the order the model reads them.
+        features: a CSV run's feature columns, in the order the model reads them; ``target``: its target column.
         input_shape: the shape of one sample as the model takes it.
         scaling: ``x_mean``/``x_std`` (and ``y_mean``/``y_std`` for regression) of the train split, as tensors;
             empty where the data was used as given (a torch Dataset).
@@ -71,6 +72,7 @@ class LoadedRun:
     vocab: list[str] | None = None
     seq_len: int | None = None
     features: list[str] | None = None
+    target: str | None = None
     input_shape: tuple[int, ...] | None = None
     scaling: dict[str, torch.Tensor] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -292,7 +294,7 @@ def load_run(run: str | os.PathLike[str] | TrainResults, *, which: str | None = 
     scaling = {k: pre[k] for k in ("x_mean", "x_std", "y_mean", "y_std") if isinstance(pre.get(k), torch.Tensor)}
     return LoadedRun(model=net, checkpoint=path, epoch=int(ck.get("epoch", 0)), task=pre.get("task"),
                      classes=pre.get("classes"), vocab=pre.get("vocab"), seq_len=pre.get("seq_len"),
-                     features=pre.get("features"), input_shape=shape, scaling=scaling,
+                     features=pre.get("features"), target=pre.get("target"), input_shape=shape, scaling=scaling,
                      config=dict(ck.get("config") or {}))
 
 
@@ -317,12 +319,17 @@ def _checkpoint_path(run: str | os.PathLike[str], which: str | None) -> Path:
         elif (path / "last.pt").is_file():
             why = "pass which='last' for last.pt"
         else:
-            why = "a run directory holds best.pt and last.pt once its first epoch is in"
+            runs = sorted(str(p.parent) for p in path.glob(f"*/{name}"))
+            why = (f"{path} is a project folder; its runs: {', '.join(runs[:8])}{' ...' if len(runs) > 8 else ''}"
+                   if runs else "a run directory holds best.pt and last.pt once its first epoch is in")
         raise FileNotFoundError(f"load_run: no {name} in {path} ({why})")
     return path / name
 
 
 def _read(path: Path) -> dict[str, Any]:
+    if not zipfile.is_zipfile(path):  # torch.save's format is a zip: torch's own message would talk of weights_only
+        raise ValueError(f"load_run: {path} is not an lrkit checkpoint (not a torch .pt file): give the run "
+                         "directory, or its best.pt / last.pt")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

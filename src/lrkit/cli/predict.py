@@ -1,0 +1,414 @@
+"""``lrkit predict RUN INPUT``: a finished run's predictions for raw rows, as CSV (Ultralytics' ``yolo predict``).
+
+A thin wrapper over :func:`lrkit.load_run`: the run's ``best.pt`` (``--which last``: ``last.pt``; or a checkpoint
+path) is loaded with its preprocessing, the rows of ``INPUT`` (a CSV/TSV file, ``-`` for a CSV on stdin, or an
+``.npz``/``.npy`` array) go through ``LoadedRun.predict``, and one prediction per row is written as CSV to
+``--out`` (atomically) or to stdout. A text run predicts the next character of each ``--text``. The CSV is all that
+goes to stdout, so the command pipes; what it has to say goes to stderr. Bad input exits with code 2 and one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import typer
+
+from lrkit._utils import atomic_write_text, is_float_text
+from lrkit.cli._common import check_writable, fail
+
+__all__ = ["Predictions", "predict_command", "predict_file", "register"]
+
+_EPILOG = """Examples:
+
+  lrkit predict runs/train new.csv                    (CSV to stdout)
+
+  lrkit predict runs/train new.csv --out preds.csv    (written atomically)
+
+  lrkit predict runs/train/last.pt rows.npy
+
+  cat new.csv | lrkit predict runs/train -
+
+  lrkit predict runs/charlm --text "To be, or not to b"
+"""
+
+#: rows handed to ``LoadedRun.predict`` at once: a large file is predicted in slices, not held on the device whole
+_CHUNK = 4096
+
+
+@dataclass
+class Predictions:
+    """What :func:`predict_file` returns: the output CSV's ``header`` and ``rows`` (strings, one row per input row),
+    and ``notes`` for the user (columns ignored, the target column's agreement)."""
+
+    header: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+    def to_csv(self) -> str:
+        """The predictions as CSV text (a header line, then one line per input row; ``\\n`` line ends)."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.header)
+        writer.writerows(self.rows)
+        return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------ reading INPUT
+@dataclass
+class _Table:
+    """A CSV read as text: ``header`` (``None`` when the first line is all numbers) and the data ``rows``, with the
+    file line each row came from."""
+
+    name: str
+    header: list[str] | None
+    rows: list[list[str]]
+    lines: list[int]
+
+
+def _read_csv(text: str, name: str, *, tab: bool = False) -> _Table:
+    from lrkit.train.data import _sniff_delimiter
+
+    delimiter = "\t" if tab else _sniff_delimiter(text)
+    rows, lines = [], []
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    for row in reader:
+        if row and any(c.strip() for c in row):
+            rows.append(row)
+            lines.append(reader.line_num)
+    if not rows:
+        raise ValueError(f"{name} is empty: no rows to predict")
+    header = None if all(is_float_text(c) for c in rows[0]) else [c.strip() for c in rows[0]]
+    if header is not None:
+        rows, lines = rows[1:], lines[1:]
+        if not rows:
+            raise ValueError(f"{name} holds only a header row ({delimiter.join(header)!r}): no rows to predict")
+    width = len(header) if header is not None else len(rows[0])
+    for row, line in zip(rows, lines):
+        if len(row) != width:
+            what = "the header has" if header is not None else "the first line has"
+            raise ValueError(f"{name}: line {line} has {len(row)} fields, {what} {width}")
+    return _Table(name, header, rows, lines)
+
+
+def _numbers(table: _Table, j: int, column: str) -> np.ndarray:
+    """Column ``j`` of ``table`` as float64, or a ``ValueError`` naming the column, the line and the cell."""
+    values = np.empty(len(table.rows))
+    for i, (row, line) in enumerate(zip(table.rows, table.lines)):
+        cell = row[j].strip()
+        try:
+            values[i] = float(cell)
+        except ValueError:
+            what = "is empty" if not cell else f"holds a non-numeric value {cell!r}"
+            raise ValueError(f"{table.name}: column {column} {what} on line {line}; the model takes numbers (fill in "
+                             "or drop that row)") from None
+        if not math.isfinite(values[i]):
+            raise ValueError(f"{table.name}: column {column} holds {cell!r} on line {line}; the model takes finite "
+                             "numbers (fill in or drop that row)")
+    return values
+
+
+def _read_array(path: Path) -> np.ndarray:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path} is not a NumPy array file ({type(e).__name__}: {str(e)[:200]})") from None
+    if isinstance(loaded, np.ndarray):
+        arr = loaded
+    else:
+        with loaded:
+            names = list(loaded.files)
+            if "x" in names:
+                arr = loaded["x"]
+            elif len(names) == 1:
+                arr = loaded[names[0]]
+            else:
+                raise ValueError(f"{path} holds the arrays {names}: name the inputs x (np.savez(path, x=rows)), or "
+                                 "save them alone")
+    if arr.ndim == 0 or len(arr) == 0:
+        raise ValueError(f"{path}: the array has shape {arr.shape}: no rows to predict")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: the array holds {arr.dtype} values; the model takes numbers")
+    return arr
+
+
+# ------------------------------------------------------------------------------------------------ the target
+def _target_name(run: Any) -> str:
+    """The name of what the run predicts, for the header: the target column the run recorded, the ``target=`` it was
+    trained with, else (a run saved before the column was recorded) a CSV's target column read from the header of
+    its training file (when that file is still there), ``y`` for an NPZ
+    (the array lrkit reads by default), and ``prediction`` where nothing names it."""
+    from lrkit.train.data import _sniff_delimiter
+
+    if getattr(run, "target", None):  # recorded by the run (a CSV's target column, as its header names it)
+        return str(run.target)
+    target, data = run.config.get("target"), run.config.get("data")
+    if isinstance(target, str) and target:
+        return target
+    path = Path(data).expanduser() if isinstance(data, str) else None
+    suffix = path.suffix.lower() if path is not None else ""
+    if suffix == ".npz" and target is None:
+        return "y"
+    if suffix in (".csv", ".tsv") and run.features is not None and path is not None and path.is_file():
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                first = next((line for line in f if line.strip()), "")
+        except (OSError, UnicodeDecodeError):
+            return "prediction"
+        delimiter = "\t" if suffix == ".tsv" else _sniff_delimiter(first)
+        header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter), [])]
+        if isinstance(target, int) and -len(header) <= target < len(header):
+            return header[target]
+        rest = [h for h in header if h not in run.features]
+        if target is None and len(rest) == 1 and len(header) == len(run.features) + 1:
+            return rest[0]
+    return "prediction"
+
+
+def _agreement(run: Any, predicted: Any, cells: Sequence[str], column: str) -> str:
+    """A note comparing the predictions with the target column the input holds: accuracy for class labels, RMSE
+    (and MAE) for a regression target; ``""`` where the column cannot be read as the target."""
+    cells = [c.strip() for c in cells]
+    if run.task == "classification":
+        def same(p: Any, c: str) -> bool:
+            if str(p) == c:
+                return True
+            return is_float_text(c) and isinstance(p, (int, float)) and float(c) == float(p)
+
+        hits = sum(same(p, c) for p, c in zip(predicted, cells))
+        return f"accuracy {hits}/{len(cells)} ({hits / len(cells):.1%}) against column {column!r}"
+    if run.task == "regression" and all(is_float_text(c) for c in cells):
+        error = np.asarray(predicted, dtype=np.float64).reshape(-1) - np.array([float(c) for c in cells])
+        if error.shape[0] == len(cells):
+            return (f"RMSE {math.sqrt(float(np.mean(error**2))):.4g}, MAE {float(np.mean(np.abs(error))):.4g} "
+                    f"against column {column!r} ({len(cells)} rows)")
+    return ""
+
+
+# ------------------------------------------------------------------------------------------------ predicting
+def _predict_in_chunks(run: Any, x: Any, n: int) -> list[Any]:
+    """``run.predict`` over ``x`` (an array, or a ``{column: values}`` mapping) in slices of :data:`_CHUNK` rows;
+    one prediction (a label, a float, or a row of floats) per row."""
+    import torch
+
+    out: list[Any] = []
+    for start in range(0, n, _CHUNK):
+        part = ({k: v[start:start + _CHUNK] for k, v in x.items()} if isinstance(x, dict)
+                else x[start:start + _CHUNK])
+        got = run.predict(part)
+        if isinstance(got, torch.Tensor):
+            got = got.detach().cpu().double()
+            got = got.reshape(len(got), -1) if got.dim() > 2 else got
+            got = got.tolist()
+        out.extend(got)
+    if len(out) != n:
+        raise ValueError(f"the model gave {len(out)} predictions for {n} rows; a run whose model returns one "
+                         "output per row is needed")
+    return out
+
+
+def _cell(value: Any) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), stdin: str | None = None) -> Predictions:
+    """Predict with ``run`` (a :class:`~lrkit.train.reuse.LoadedRun`) for the rows of ``source``: a ``.csv``/``.tsv``
+    file (a CSV-trained run takes its feature columns by name, in any order, and ignores other columns; any other
+    run takes all columns in order, after an optional header line), ``"-"`` for CSV text given as ``stdin``, or an
+    ``.npz`` (its ``x``) / ``.npy`` array; for a text run, each of ``texts`` instead.
+
+    Returns :class:`Predictions`: one row per input row — the class label, or the regression value(s) in the
+    target's units (one column per target) — under the target's name (:func:`_target_name`). ``ValueError`` for
+    input that does not fit the run, naming the file, the column and the line.
+    """
+    if run.task == "lm" and run.vocab is not None:
+        if source is not None:
+            raise ValueError(f"the run is a text run (a character-level LM): it predicts the next character of each "
+                             f"--text, not rows of INPUT {source!r}; e.g. lrkit predict RUN --text 'To be'")
+        if not texts:
+            raise ValueError("the run is a text run (a character-level LM): give the text(s) to continue with "
+                             "--text, e.g. --text 'To be'")
+        return Predictions(["text", "next"], [[t, run.predict(t)] for t in texts])
+    if texts:
+        raise ValueError(f"--text is for a text run (a character-level LM); this run's task is {run.task!r}: give "
+                         "its rows as INPUT (a .csv/.tsv file, - for stdin, or an .npz/.npy array)")
+    if source is None:
+        raise ValueError("give INPUT: a .csv/.tsv file of raw rows, - for CSV on stdin, or an .npz/.npy array")
+    notes: list[str] = []
+    name = _target_name(run)
+    target_cells: list[str] | None = None
+    if source == "-":
+        table: _Table | None = _read_csv(stdin or "", "stdin")
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            why = "it is a folder" if path.is_dir() else "no such file"
+            raise ValueError(f"INPUT {source!r}: {why}; give a .csv/.tsv file, - for stdin, or an .npz/.npy array")
+        suffix = path.suffix.lower()
+        if suffix in (".npz", ".npy"):
+            table = None
+            x: Any = _read_array(path)
+            n = len(x)
+        else:
+            from lrkit.train.data import _decode
+
+            table = _read_csv(_decode(path.read_bytes(), source), source, tab=suffix == ".tsv")
+    if table is not None:
+        n = len(table.rows)
+        if run.features is not None:
+            if table.header is None:
+                raise ValueError(f"{table.name}: the first line is all numbers, but this run was trained on a CSV and "
+                                 "reads its columns by name: add a header row naming them, e.g. "
+                                 f"{','.join(run.features)}")
+            missing = [c for c in run.features if c not in table.header]
+            if missing:
+                raise ValueError(f"{table.name} has no column {', '.join(repr(c) for c in missing)}; the run's "
+                                 f"features are {', '.join(run.features)} (the file's columns: "
+                                 f"{', '.join(table.header)})")
+            x = {c: _numbers(table, table.header.index(c), repr(c)) for c in run.features}
+            extra = [c for c in table.header if c not in run.features]
+            if name in extra:
+                target_cells = [row[table.header.index(name)] for row in table.rows]
+                extra.remove(name)
+            if extra:
+                notes.append(f"ignored column{'s' * (len(extra) > 1)} {', '.join(repr(c) for c in extra)} (not "
+                             "features of the run)")
+        else:
+            width = len(table.rows[0])
+            columns = [repr(h) if table.header is not None else str(j + 1) for j, h in
+                       enumerate(table.header or [""] * width)]
+            x = np.stack([_numbers(table, j, columns[j]) for j in range(width)], axis=1)
+    try:
+        predicted = _predict_in_chunks(run, x, n)
+    except ValueError as e:
+        where = table.name if table is not None else source
+        raise ValueError(f"{where}: {e}") from None
+    first = predicted[0]
+    if isinstance(first, list):
+        header = [f"{name}_{k}" for k in range(len(first))] if len(first) > 1 else [name]
+        rows = [[_cell(v) for v in row] for row in predicted]
+    else:
+        header, rows = [name], [[_cell(v)] for v in predicted]
+    if target_cells is not None:
+        agreement = _agreement(run, predicted, target_cells, name)
+        notes.append(agreement or f"column {name!r} (the target) is not read")
+    return Predictions(header, rows, notes)
+
+
+# ------------------------------------------------------------------------------------------------ the command
+def _check_out(out: Path, source: str | None) -> None:
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; give a file name, e.g. "
+                         f"--out {str(out / 'predictions.csv')!r}")
+    if source not in (None, "-") and out.exists() and Path(source).expanduser().exists() and \
+            os.path.samefile(out, Path(source).expanduser()):
+        raise ValueError(f"--out {str(out)!r} is INPUT itself: writing the predictions would replace the rows they "
+                         "are made from; give another file")
+    check_writable(out, out)
+
+
+def _as_flags(message: str, which: str | None) -> str:
+    """A library error's first line in the words of the command line: ``load_run``'s keywords named as the
+    arguments (``run=`` as RUN, ``which=`` and ``device=`` as the flags), without its ``load_run:`` prefix.
+
+    >>> _as_flags("run='a.pt' is a checkpoint file and which='last' picks one in a run directory", "last")
+    "RUN 'a.pt' is a checkpoint file and --which last picks one in a run directory"
+    """
+    message = (message.strip().splitlines() or [""])[0] or "failed"
+    message = message.removeprefix("load_run: ")
+    message = re.sub(r"^device=", "--device ", message)
+    message = re.sub(r"(?<![\w.])run=", "RUN ", message, count=1) if message.startswith("run=") else message
+    if which is not None:
+        message = message.replace(f"which={which!r}", f"--which {which}")
+    return message
+
+
+def predict_command(
+    run: Annotated[str, typer.Argument(metavar="RUN",
+                                       help="A run directory (its best.pt) or a checkpoint file (.pt).")],
+    source: Annotated[
+        Optional[str],  # noqa: UP045 - typer reads Optional on Python 3.10
+        typer.Argument(metavar="INPUT", help="Raw rows: a .csv/.tsv file, - for CSV on stdin, or an .npz/.npy array "
+                                             "(not for a text run: use --text)."),
+    ] = None,
+    which: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(metavar="<best|last>", help="Which checkpoint of a run directory: best (default) or last."),
+    ] = None,
+    out: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Write the CSV to this file (atomically) instead of stdout."),
+    ] = None,
+    text: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--text", metavar="<str>",
+                     help="A text run: the text whose next character to predict (repeatable)."),
+    ] = None,
+    device: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Run the model here, e.g. cuda, cuda:1, cpu. Default: cpu."),
+    ] = None,
+) -> None:
+    """Predict with a finished run: one prediction per input row, as CSV.
+
+    The run's model is rebuilt with its weights and the preprocessing that
+    training used (lrkit.load_run): rows go in raw, as in the data; out come
+    class labels, or regression values in the target's units (one column per
+    target), under the target column's name.
+
+    A CSV-trained run reads INPUT's columns by name, in any order (other
+    columns are ignored; a target column is compared with the predictions, on
+    stderr); any other run reads all the columns in order. A text run predicts
+    the next character of each --text. The CSV goes to stdout (or --out), all
+    else to stderr.
+    """
+    if which is not None and which not in ("best", "last"):
+        fail(f"--which {which!r} must be best or last")
+        return
+    out_path = Path(out).expanduser() if out is not None else None
+    try:
+        if out_path is not None:
+            _check_out(out_path, source)
+        dev = None
+        if device is not None:
+            from lrkit.finder.range_test import _check_device
+
+            dev = _check_device(device, "give --device cpu, cuda or cuda:N (one this machine has)")
+        from lrkit.train.reuse import load_run
+
+        loaded = load_run(run, which=which, device=dev)
+        stdin = typer.get_text_stream("stdin").read() if source == "-" else None
+        result = predict_file(loaded, source, texts=text or (), stdin=stdin)
+    except (ValueError, OSError) as e:
+        fail(_as_flags(str(e), which))
+        return
+    except RuntimeError as e:  # the model itself failing on the rows (torch's shape or device errors)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        fail(f"the model failed on INPUT: {first}")
+        return
+    for note in result.notes:
+        typer.echo(note, err=True)
+    rows = f"{len(result.rows)} row{'s' * (len(result.rows) != 1)}"
+    if out_path is not None:
+        try:
+            atomic_write_text(out_path, result.to_csv())
+        except OSError as e:  # strerror only: str(e) names the temporary file the atomic write used
+            fail(f"cannot write {out}: {e.strerror or e}")
+            return
+        typer.echo(f"predicted {rows} with {loaded.checkpoint}: wrote {out_path}", err=True)
+    else:
+        typer.echo(result.to_csv(), nl=False)
+        typer.echo(f"predicted {rows} with {loaded.checkpoint}", err=True)
+
+
+def register(app: Any) -> None:
+    """Add the ``predict`` command to a Typer app."""
+    app.command("predict", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})(predict_command)
