@@ -37,7 +37,7 @@ from lrkit._hf import (
     own_loss,
     takes_whole_batch,
 )
-from lrkit._utils import _a, _keys, first_line, stacklevel_outside_lrkit, unknown_name_error
+from lrkit._utils import _a, _keys, did_you_mean, first_line, stacklevel_outside_lrkit, unknown_name_error
 
 __all__ = [
     "LossFn",
@@ -206,19 +206,22 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
         for keys, what in ((xs, "input"), (ys, "target")):
             if len(keys) > 1:
                 raise ValueError(
-                    f"a dict batch with keys {_keys(batch)} has {len(keys)} {what} keys {keys}: the "
-                    f"default loss cannot tell which is the {what}; keep one of them, or pass "
+                    f"a dict batch with keys {_keys(batch)} has {len(keys)} {what} keys {keys}: lrkit cannot tell "
+                    f"which is the {what} (of loss_fn(model(x), y) or the default loss); keep one of them, or pass "
                     "step_fn=lambda model, batch: loss"
                 )
         x = batch[xs[0]] if xs else None
         y = batch[ys[0]] if ys else None
         if x is None or y is None:
+            whole = takes_whole_batch(batch)
             raise ValueError(
-                f"cannot split a dict batch with keys {_keys(batch)} into input and target: the default loss needs "
-                f"one of {_INPUT_KEYS} and one of {_TARGET_KEYS}; pass step_fn=lambda model, batch: loss instead"
+                f"cannot split a dict batch with keys {_keys(batch)} into input and target: the model's input x is "
+                f"read from one of the keys {_INPUT_KEYS} and the target y from one of {_TARGET_KEYS}, for "
+                f"loss_fn(model(x), y) or the default loss.{'' if whole else _near_keys(batch, xs, ys)} Rename the "
+                "keys, or pass step_fn=lambda model, batch: loss instead"
                 + (" (with no loss_fn, a batch with 'labels' and no input key goes to the model whole, "
                    "model(**batch), and the loss it returns is used, as a Hugging Face model computes it)"
-                   if takes_whole_batch(batch) else "")
+                   if whole else "")
             )
         return x, y
     if isinstance(batch, (list, tuple)) and len(batch) == 2:
@@ -233,6 +236,20 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
         f"loss_fn (or of the default loss), got a {kind}; pass step_fn=lambda model, batch: loss for other batch "
         f"layouts{rest}"
     )
+
+
+def _near_keys(batch: Mapping[Any, Any], xs: list[str], ys: list[str]) -> str:
+    """A did-you-mean for the keys of a dict batch closest to a missing input or target key (``'feats'``:
+    ``'features'``; a key closest to a key the batch has, ``'images_'`` beside ``'images'``, gets none), for
+    :func:`split_batch`'s error; ``""`` when no key is close."""
+    missing = [*(() if xs else _INPUT_KEYS), *(() if ys else _TARGET_KEYS)]
+    pairs = []
+    for key in _keys(batch):
+        if isinstance(key, str) and key not in xs and key not in ys:
+            hint = did_you_mean(key, missing)
+            if hint and hint == did_you_mean(key, (*_INPUT_KEYS, *_TARGET_KEYS)):
+                pairs.append(f"{hint.removeprefix(' Did you mean ').removesuffix('?')} for {key!r}")
+    return f" Did you mean {' and '.join(pairs)}?" if pairs else ""
 
 
 def long_targets(target: torch.Tensor) -> torch.Tensor:
@@ -536,26 +553,37 @@ class _RecordedForward:
     """``model(x)``, keeping the output: the first step tells a forward pass that failed from a loss that did, and
     reads the output's dtype."""
 
-    __slots__ = ("model", "out", "ran")
+    __slots__ = ("error", "model", "out", "ran")
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model, self.out, self.ran = model, None, False
+        self.error: BaseException | None = None  # what model(x) raised, if it did
 
     def __call__(self, x: Any) -> Any:
-        self.out = self.model(x)
+        try:
+            self.out = self.model(x)
+        except BaseException as e:
+            self.error = e
+            raise
         self.ran = True
         return self.out
 
 
-def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
-                     step_fn: StepFn | None) -> tuple[torch.Tensor, Any, str]:
+def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None, *,
+                     loop: str = "lrkit.find_lr's range test") -> tuple[torch.Tensor, Any, str]:
     """:func:`batch_loss` with the checks a loop runs on its first step only (later steps run ``batch_loss`` bare).
 
     - a ``loss_fn`` or ``step_fn`` whose loss only broadcasts the output against the target: :func:`refuse_broadcast`
       (the default loss refuses a broadcast itself);
     - a forward pass that fails on a floating input of another dtype than the model's floating parameters (a
       ``model.double()`` fed float32 batches): a ``ValueError`` naming both dtypes and the fix, chained from torch's.
-      The batches are not cast: a training loop on them fails the same way. Any other error passes through as it is.
+      The batches are not cast: a training loop on them fails the same way. Any other error raised by ``model(x)``
+      passes through with its type, and on Python 3.11+ a note naming ``loop`` and the input it was given
+      (``lrkit: raised by model(x) at the first step of lrkit.find_lr's range test, x of shape (32, 10) dtype
+      float32``); a ``ValueError`` gets none (lrkit's own errors, a batch it cannot split or a loss that failed, and
+      a model's own ``ValueError``, which passes through exactly as it was raised);
+    - the default loss's MSE chosen for float targets that look like one-hot rows or class probabilities: a
+      ``UserWarning`` (:func:`_warn_class_probabilities`); the loss is not changed.
 
     Returns the loss, the model's output (``None`` with a ``step_fn``, or under autocast, whose mixed dtypes are
     normal), which :func:`target_dtype_error` reads if the backward pass fails, and which loss it was, in words
@@ -574,15 +602,74 @@ def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
             loss = batch_loss(recorded, batch, None, None)
         else:
             loss = refuse_broadcast(lambda: batch_loss(recorded, batch, loss_fn, None), loss_fn)
-    except RuntimeError as e:  # batch_loss wraps the loss's errors in a ValueError: this one is the forward's
-        if not forward.ran and not isinstance(e, torch.OutOfMemoryError):
-            error = _input_dtype_error(model, split_batch(batch)[0], e)
-            if error is not None:
-                raise error from e
+    except Exception as e:  # batch_loss wraps the loss's errors in a ValueError: only model(x)'s own are read here
+        if e is forward.error:
+            if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError):
+                error = _input_dtype_error(model, split_batch(batch)[0], e)
+                if error is not None:
+                    raise error from e
+            # Python 3.11+: the user's error, its type kept, with what it was given; a ValueError is left as it is
+            # (lrkit's errors are ValueErrors, and a model's own is its message alone: BatchNorm's one-sample batch)
+            if hasattr(e, "add_note") and not isinstance(e, ValueError):
+                e.add_note(f"lrkit: raised by model(x) at the first step of {loop}, {_input_text(batch)}")
         raise
     text = _loss_text(batch, loss_fn, None, forward.out)
     out = model_outputs(forward.out)
+    if loss_fn is None and text.startswith("default: MSE"):
+        _warn_class_probabilities(out, split_batch(batch)[1])
     return loss, out if isinstance(out, torch.Tensor) and not _autocast_on(out) else None, text
+
+
+def _input_text(batch: Any) -> str:
+    """What model(x) was given, for the note on an error it raised: ``x of shape (32, 10) dtype float32``; for a
+    dict batch, the key it was read from and the batch's keys; a nested input item by item."""
+    x = split_batch(batch)[0]
+    text = f"x {_structure(x)}" if isinstance(x, torch.Tensor) else f"x: {_structure(x)}"
+    if isinstance(batch, Mapping):
+        key = next(k for k in _INPUT_KEYS if k in batch)
+        text = f"x = batch[{key!r}] {_structure(x)}, from a dict batch with keys {_keys(batch)}"
+    return text
+
+
+def _structure(value: Any, depth: int = 0) -> str:
+    """A (nested) input in words: ``of shape (32, 10) dtype float32``; ``a tuple of 2: shape (3, 2) dtype float32,
+    shape (3,) dtype int64``; a dict's items by key (at most 6 items, two levels deep)."""
+    if isinstance(value, torch.Tensor):
+        return f"{'of ' if depth == 0 else ''}shape {tuple(value.shape)} dtype {dtype_name(value.dtype)}"
+    if isinstance(value, PackedSequence):
+        return f"a PackedSequence (data of shape {tuple(value.data.shape)} dtype {dtype_name(value.data.dtype)})"
+    kind = _a(type(value).__name__)
+    if depth >= 2 or not isinstance(value, (list, tuple, Mapping)):
+        return kind
+    if isinstance(value, Mapping):
+        items = [f"{k!r}: {_structure(v, depth + 1)}" for k, v in list(value.items())[:6]]
+        return f"{kind} {{{', '.join(items)}{', ...' if len(value) > 6 else ''}}}"
+    items = [_structure(v, depth + 1) for v in value[:6]]
+    return f"{kind} of {len(value)}: ({', '.join(items)}{', ...' if len(value) > 6 else ''})"
+
+
+def _warn_class_probabilities(out: Any, y: Any) -> None:
+    """Warn (once, from the first step: :func:`first_batch_loss`) when the default loss chose the mean squared error
+    for float targets that look like one-hot rows or class probabilities: the output's shape, at least 2 entries
+    along dim 1 (the class dim, as ``F.cross_entropy`` reads it), all >= 0, each summing to 1. The loss is not
+    changed: targets of that shape may be proportions to regress."""
+    if not (isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor) and y.is_floating_point()
+            and y.shape == out.shape and y.ndim >= 2 and y.shape[1] >= 2 and y.numel()):
+        return
+    with torch.no_grad():
+        t = y.detach().float()
+        tol = 1e-3 if y.dtype in (torch.float32, torch.float64) else 1e-2
+        if not bool(((t >= 0).all() & ((t.sum(1) - 1).abs() <= tol).all()).item()):
+            return
+    onehot = "one-hot rows" if bool(((y == 0) | (y == 1)).all().item()) else "class probabilities"
+    warnings.warn(
+        f"the float targets y (shape {tuple(y.shape)}, {dtype_name(y.dtype)}) are >= 0 and sum to 1 along dim 1 — "
+        f"{onehot}? — and the default loss for float targets is the mean squared error on the model's outputs (the "
+        "logits): for classification pass loss_fn=torch.nn.functional.cross_entropy, which takes class probabilities "
+        "as targets, or give integer class indices (y.argmax(1)) as targets; for targets meant to be regressed, pass "
+        "loss_fn=torch.nn.functional.mse_loss to say so",
+        UserWarning, stacklevel=stacklevel_outside_lrkit(),
+    )
 
 
 def _loss_text(batch: Any, loss_fn: LossFn | None, step_fn: StepFn | None, raw: Any) -> str:

@@ -36,6 +36,7 @@ import inspect
 import math
 import numbers
 import random
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -55,7 +56,7 @@ from lrkit._step import (
     optimizer_step,
     train_mode,
 )
-from lrkit._utils import check_positive, unknown_name_error
+from lrkit._utils import check_positive, did_you_mean, unknown_name_error
 from lrkit.finder import suggest as _suggest
 
 if TYPE_CHECKING:
@@ -1015,9 +1016,46 @@ def _check_finder_kwargs(finder_kwargs: Any, find_lr: Callable[..., Any]) -> dic
             raise ValueError(
                 f"finder_kwargs[{key!r}]: pass {key} to choose_lr0 itself (it is used by the range test and the trials)"
             )
-        if key not in valid:
-            raise unknown_name_error("finder_kwargs key (an lrkit.find_lr option)", str(key), valid)
-    return dict(finder_kwargs)
+    bad = [key for key in finder_kwargs if key not in valid]
+    if not bad:
+        return dict(finder_kwargs)
+    from lrkit.finder.range_test import PEER_KEYWORDS  # (as find_lr names a peer's keyword in its TypeError)
+
+    if not any(isinstance(key, str) and key in PEER_KEYWORDS for key in bad):
+        raise unknown_name_error("finder_kwargs key (an lrkit.find_lr option)", str(bad[0]), valid)
+    parts, unmapped = [], False
+    for key in bad:
+        peer = PEER_KEYWORDS.get(key) if isinstance(key, str) else None
+        if peer is None:
+            unmapped = True
+            parts.append(f"unknown finder_kwargs key (an lrkit.find_lr option) {key!r}."
+                         f"{did_you_mean(str(key), sorted(valid))}")
+        else:
+            parts.append(f"unknown finder_kwargs key (an lrkit.find_lr option) {key!r}, {peer[0]}'s name: "
+                         f"{_as_finder_kwarg(peer[1](finder_kwargs[key]), finder_kwargs[key], own)}")
+    text = "; ".join(parts)
+    if unmapped:
+        text += f" Valid: {', '.join(sorted(valid))}"
+    raise ValueError(text)
+
+
+def _as_finder_kwarg(advice: str, value: Any, own: set[str]) -> str:
+    """``find_lr``'s advice for a peer's keyword (:data:`lrkit.finder.range_test.PEER_KEYWORDS`: "lrkit calls it
+    num_steps: pass num_steps=200", said of a ``find_lr`` keyword) as it reads for a ``finder_kwargs`` key: lrkit's
+    name as a key of ``finder_kwargs`` (``finder_kwargs={'num_steps': 200}``), or, for an argument choose_lr0 takes
+    itself (``loss_fn``, the loaders), choose_lr0's."""
+    renamed = re.match(r"lrkit calls it (\w+): pass \1=" + re.escape(f"{value!r:.60}"), advice)
+    if renamed is not None:
+        name, rest = renamed.group(1), advice[renamed.end():]
+        if name in own:
+            return f"lrkit calls it {name}: pass {name}= to choose_lr0 itself, not in finder_kwargs{rest}"
+        return f"lrkit calls it {name}: finder_kwargs={{{name!r}: {value!r:.60}}}{rest}"
+    if advice.startswith("lrkit's range test reads the training loss only"):  # val_loader: choose_lr0 takes it
+        return ("the range test reads the training loss only; the validation loader is choose_lr0's fourth argument, "
+                "choose_lr0(model, optimizer, train_loader, val_loader, ...), which scores its trials: leave it out "
+                "of finder_kwargs")
+    return advice.replace("find_lr's third positional argument: find_lr(model, optimizer, ",
+                          "choose_lr0's third positional argument: choose_lr0(model, optimizer, ")
 
 
 def _guard(s: float, run: Callable[[float], Trial], n: int, start: list[Any]) -> tuple[float, str]:
