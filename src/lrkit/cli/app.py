@@ -32,6 +32,35 @@ def _without_flag_metavar(params: list[Any]) -> list[Any]:
     return params
 
 
+#: a peer's flag (torch-lr-finder's, fastai's or Lightning's argument as a flag) -> what the command calls it; click's
+#: own guess goes by spelling alone (``--min-lr``: "Possible options: --end-lr", the wrong end of the range)
+PEER_FLAGS: dict[str, dict[str, str]] = {
+    "find": {
+        "--min-lr": "--start-lr (Lightning's min_lr)", "--max-lr": "--end-lr (Lightning's max_lr)",
+        "--num-training": "--num-steps (Lightning's num_training)", "--num-iter": "--num-steps (torch-lr-finder's "
+        "num_iter)", "--num-it": "--num-steps (fastai's num_it)", "--step-mode": "--mode (torch-lr-finder's "
+        "step_mode)", "--diverge-th": "--diverge-factor (torch-lr-finder's diverge_th)",
+        "--early-stop-threshold": "--diverge-factor (Lightning's early_stop_threshold)",
+        "--stop-div": "--diverge-factor (fastai's stop_div: --diverge-factor none for stop_div=False)",
+        "--no-stop-div": "--diverge-factor none (fastai's stop_div=False)",
+        "--suggest-funcs": "--rule (the table lists every rule's LR)",
+    },
+}
+
+
+def _peer_flag_error(command: str, error: Exception) -> Exception | None:
+    """click's ``NoSuchOption`` for a peer's flag, told what the command calls it (``None`` for any other error)."""
+    name = getattr(error, "option_name", None)
+    if type(error).__name__ != "NoSuchOption" or not isinstance(name, str):
+        return None
+    flag = name.partition("=")[0]
+    advice = PEER_FLAGS.get(command, {}).get(flag)
+    if advice is None:
+        return None
+    return type(error)(name, message=f"No such option: {flag} — lrkit {command} calls it {advice}",
+                       ctx=getattr(error, "ctx", None))
+
+
 def _command_classes() -> tuple[type, type]:
     """Typer's command and group classes, their help rows without a metavar on boolean flags (``--help``,
     ``--json``, ``--version``, ...) for every command."""
@@ -40,6 +69,15 @@ def _command_classes() -> tuple[type, type]:
     class Command(core.TyperCommand):  # type: ignore[misc, name-defined]
         def get_params(self, ctx: Any) -> list[Any]:
             return _without_flag_metavar(super().get_params(ctx))
+
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+            try:
+                return super().parse_args(ctx, args)  # type: ignore[no-any-return]
+            except Exception as e:
+                better = _peer_flag_error(str(self.name), e)
+                if better is None:
+                    raise
+                raise better from None
 
     class Group(core.TyperGroup):  # type: ignore[misc, name-defined]
         def get_params(self, ctx: Any) -> list[Any]:

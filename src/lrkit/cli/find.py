@@ -51,6 +51,7 @@ def run_find(
     device: str | None = None,
     amp: str = "off",
     max_grad_norm: float | None = None,
+    diverge_factor: float | None = 4.0,
 ) -> tuple[FinderResult, Path]:
     """Run the range test on the demo (``task_file=None``) or a task file; write ``lr_find.png``/``lr_find.json``.
 
@@ -79,7 +80,7 @@ def run_find(
             task.model, task.optimizer, task.train_loader, loss_fn=task.loss_fn, step_fn=task.step_fn,
             start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
             accumulation_steps=accumulation_steps, progress=progress, device=dev, amp=_AMP[amp],
-            max_grad_norm=max_grad_norm,
+            max_grad_norm=max_grad_norm, diverge_factor=diverge_factor,
         )
     except Exception as e:
         if task_file is None:
@@ -169,7 +170,8 @@ _FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pdf", ".svg", ".svgz", ".
 
 #: find_lr's numeric keywords that are ``lrkit find`` options, and their flags (``mode``/``rule``: ``_UNKNOWN``)
 _OPTIONS = {"start_lr": "--start-lr", "end_lr": "--end-lr", "num_steps": "--num-steps",
-            "accumulation_steps": "--accumulation-steps", "max_grad_norm": "--max-grad-norm", "seed": "--seed"}
+            "accumulation_steps": "--accumulation-steps", "max_grad_norm": "--max-grad-norm", "seed": "--seed",
+            "diverge_factor": "--diverge-factor"}
 _UNKNOWN = re.compile(r"\bunknown (mode|rule) ")
 
 
@@ -266,6 +268,18 @@ def _flat_reading(result: FinderResult) -> str:
     return row
 
 
+def _diverge_option(text: str) -> float | None:
+    """``--diverge-factor``: a number, or ``none``/``off`` for no divergence stop (``find_lr(diverge_factor=None)``);
+    find_lr checks the number's range, under the flag's name."""
+    if str(text).strip().lower() in ("none", "off", "no", "false"):
+        return None
+    try:
+        return float(str(text).strip())
+    except ValueError:
+        fail(f"--diverge-factor {text!r} must be a number (4 is the default) or none (no divergence stop)")
+        raise  # pragma: no cover - fail exits
+
+
 def find_command(
     task_file: Annotated[
         Optional[str],  # noqa: UP045 - typer reads Optional on Python 3.10
@@ -291,6 +305,10 @@ def find_command(
         Optional[float],  # noqa: UP045
         typer.Option(parser=typed_float, help="Clip the gradient norm as your training loop does."),
     ] = None,
+    diverge_factor: Annotated[
+        str, typer.Option(metavar="<float|none>", help="Stop once the smoothed loss exceeds this x its best; none: run "
+                                                       "to --end-lr (fastai's stop_div=False).")
+    ] = "4",
     chart: Annotated[
         bool, typer.Option("--chart/--no-chart", help="Draw the curve in the terminal (text) above the table.")
     ] = True,
@@ -321,12 +339,13 @@ def find_command(
     """
     if rule not in SUGGESTION_RULES:
         fail(str(unknown_name_error("--rule", rule, SUGGESTION_RULES)))
+    diverge = _diverge_option(diverge_factor)
     con = console()
     import warnings
 
     # what each option received, by find_lr's keyword: a message about one names the flag, with the value as typed
     values = {"start_lr": start_lr, "end_lr": end_lr, "num_steps": num_steps, "accumulation_steps": accumulation_steps,
-              "max_grad_norm": max_grad_norm, "seed": seed}
+              "max_grad_norm": max_grad_norm, "seed": seed, "diverge_factor": diverge_factor}
     try:
         with warnings.catch_warnings(record=True) as caught, progress_bar("LR range test", num_steps) as update:
             warnings.simplefilter("always")
@@ -338,13 +357,17 @@ def find_command(
                 task_file, start_lr=float(start_lr), end_lr=float(end_lr), num_steps=num_steps, mode=mode,
                 rule=rule, accumulation_steps=accumulation_steps, seed=seed, out=out, progress=on_step,
                 device=device, amp=amp, max_grad_norm=None if max_grad_norm is None else float(max_grad_norm),
+                diverge_factor=diverge,
             )
             if result.stop_reason != "completed":  # the bar ends where the test did, not short of its total
                 update(advance=0, total=result.num_steps_run, info=f"stopped: {result.stop_reason}")
     except (ValueError, OSError, TypeError) as e:
         if chart and isinstance(e, _TooShort):  # the curve so far is worth a look, as lr_find.png is
             print_chart(con, e.result.text_plot)
-        fail(_as_flags(str(e), values))
+        message = _as_flags(str(e), values)
+        if message.startswith("--diverge-factor"):  # find_lr's Python None is typed none here
+            message = message.replace("or None for no stop", "or none for no stop")
+        fail(message)
         return
     except KeyboardInterrupt:  # Ctrl-C: a line saying so (run_find writes --out only after the test)
         fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
