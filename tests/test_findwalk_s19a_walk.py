@@ -16,16 +16,7 @@ import torch
 
 import lrkit
 from lrkit.finder.demo import load_task_file
-
-
-def _setup(n: int = 64) -> tuple[torch.nn.Module, torch.optim.Optimizer, list]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 4, generator=g)
-    y = (x @ torch.randn(4, 3, generator=g)).argmax(1)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-    loader = [(x[i:i + 16], y[i:i + 16]) for i in range(0, n, 16)]
-    return model, torch.optim.SGD(model.parameters(), lr=0.1), loader
+from test_findwalk_s19a import _setup
 
 
 def test_a_loss_module_class_is_named_with_the_instance_to_pass() -> None:
