@@ -562,7 +562,7 @@ class _RecordedForward:
     def __call__(self, x: Any) -> Any:
         try:
             self.out = self.model(x)
-        except BaseException as e:
+        except Exception as e:  # not a KeyboardInterrupt: first_batch_loss reads (and clears) only these
             self.error = e
             raise
         self.ran = True
@@ -603,7 +603,9 @@ def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
         else:
             loss = refuse_broadcast(lambda: batch_loss(recorded, batch, loss_fn, None), loss_fn)
     except Exception as e:  # batch_loss wraps the loss's errors in a ValueError: only model(x)'s own are read here
-        if e is forward.error:
+        own = e is forward.error
+        forward.error = None  # held, it would keep the failed forward's frames (and their tensors) alive in a cycle
+        if own:
             if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError):
                 error = _input_dtype_error(model, split_batch(batch)[0], e)
                 if error is not None:

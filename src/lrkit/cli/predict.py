@@ -75,7 +75,7 @@ class _Table:
 
 
 def _read_csv(text: str, name: str, *, tab: bool = False) -> _Table:
-    from lrkit.train.data import _sniff_delimiter
+    from lrkit.train.data import _numbered_header, _sniff_delimiter
 
     delimiter = "\t" if tab else _sniff_delimiter(text)
     rows, lines = [], []
@@ -86,7 +86,10 @@ def _read_csv(text: str, name: str, *, tab: bool = False) -> _Table:
             lines.append(reader.line_num)
     if not rows:
         raise ValueError(f"{name} is empty: no rows to predict")
-    header = None if all(is_float_text(c) for c in rows[0]) else [c.strip() for c in rows[0]]
+    # a first line of numbers is a sample, but for the column numbers pandas writes above the rows
+    # (DataFrame(array).to_csv(index=False): 0,1,...), which training reads as the header too
+    numbers = all(is_float_text(c) for c in rows[0]) and not (_numbered_header(rows[0]) and len(rows) > 1)
+    header = None if numbers else [c.strip() for c in rows[0]]
     if header is not None:
         rows, lines = rows[1:], lines[1:]
         if not rows:
@@ -246,7 +249,8 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
     name = _target_name(run)
     target_cells: list[str] | None = None
     if source == "-":
-        table: _Table | None = _read_csv(stdin or "", "stdin")
+        # a spreadsheet's byte-order mark is not part of the first column's name (a file is read with utf-8-sig)
+        table: _Table | None = _read_csv((stdin or "").removeprefix("\ufeff"), "stdin")
     else:
         path = Path(source).expanduser()
         if not path.is_file():

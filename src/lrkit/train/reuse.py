@@ -267,6 +267,10 @@ def load_run(run: str | os.PathLike[str] | TrainResults, *, which: str | None = 
     >>> labels[0] in run.classes
     True
     """
+    if device is not None:  # torch's own words would be "AssertionError: Torch not compiled with CUDA enabled"
+        from lrkit.finder.range_test import _check_device
+
+        device = _check_device(device, "pass device='cpu' (the default), or cuda / cuda:N where this machine has it")
     if isinstance(run, TrainResults):
         run = run.run_dir
     path = _checkpoint_path(run, which)
