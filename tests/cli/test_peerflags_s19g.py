@@ -62,7 +62,7 @@ def test_diverge_factor_none_runs_to_the_end(tmp_path: Path) -> None:
 
 def test_diverge_factor_bad_values(tmp_path: Path) -> None:
     res = _invoke("find", "--diverge-factor", "0.5", "--out", str(tmp_path / "a"))
-    assert res.exit_code != 0 and "--diverge-factor 0.5 must be > 1" in res.output
+    assert res.exit_code != 0 and "--diverge-factor 0.5 must be a finite number > 1" in res.output
     assert "or none for no stop" in res.output
     res = _invoke("find", "--diverge-factor", "x", "--out", str(tmp_path / "b"))
     assert res.exit_code != 0 and "--diverge-factor 'x' must be a number" in res.output
