@@ -815,7 +815,8 @@ def choose_lr0(
                f"train longer (at least {math.ceil(10 / budget)} optimizer steps at budget={budget:g}; more epochs or "
                "a smaller batch/nbs)")
         raise ValueError(
-            f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} x "
+            f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} "
+            "(lrkit.train's auto_budget) x "
             f"total_steps={total_steps} allows {plan.budget_steps}; {fix}, or pass an explicit lr0"
         )
     num_steps = finder_kwargs.get("num_steps", 0)

@@ -467,8 +467,8 @@ def _check_part(label: str, obj: Any) -> None:
     if isinstance(_dataset_of(obj), IterableDataset) and not _sized(obj):
         raise ValueError(
             f"{label} is an IterableDataset without __len__; lrkit plans the schedule in "
-            "steps, so it needs the number of samples per epoch: give the dataset a __len__, or wrap it in a "
-            "DataLoader whose length is known"
+            "steps, so it needs the number of samples per epoch: give the dataset a __len__ (the samples it yields "
+            "per epoch; a DataLoader over it then has a length too)"
         )
 
 

@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
+from lrkit._step import _INPUT_KEYS, model_outputs
 from lrkit.train.data import UNK, DataInfo
 from lrkit.train.results import TrainResults
 from lrkit.train.run import CHECKPOINT_FORMAT, killed_start
@@ -76,6 +78,9 @@ class LoadedRun:
     input_shape: tuple[int, ...] | None = None
     scaling: dict[str, torch.Tensor] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    #: how training read a classifier's scores: ``"logit"``/``"probability"`` (one score per sample: class 1 above
+    #: 0 / 0.5), ``"multi_label"`` (a 0/1 decision per label), ``None`` (argmax over the class scores)
+    scores: str | None = None
 
     def __repr__(self) -> str:
         """One line: where the weights come from, the model class and the task.
@@ -158,9 +163,11 @@ class LoadedRun:
         if isinstance(x, Mapping) or hasattr(x, "columns"):  # {column: values} or a pandas/polars DataFrame
             x = self._columns(x)
         if not self.scaling:  # used as given in training (a torch Dataset): only made a tensor and batched
+            if isinstance(x, Dataset):
+                x = _dataset_inputs(x)
             t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
-            if t.is_floating_point():
-                t = t.float()
+            if t.is_floating_point():  # the model's floating dtype, as training cast its batches
+                t = t.to(next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32))
             if shape is not None and t.dim() == len(shape):
                 t = t[None]
             return t.to(self._device())
@@ -211,7 +218,9 @@ class LoadedRun:
     def predict(self, x: Any) -> Any:
         """The model's prediction for raw inputs (see :meth:`inputs`), without gradients.
 
-        Classification: a list of class labels (the run's own labels: ``'setosa'`` for a CSV of names);
+        Classification: a list of class labels (the run's own labels: ``'setosa'`` for a CSV of names), read as
+        training scored them (one score per sample: class 1 above 0, or 0.5 for probabilities; a multi-label run: a
+        ``(N, K)`` tensor of 0/1, one decision per label);
         regression: a float64 tensor in the target's units, ``(N,)`` for one target, else ``(N, K)``; a text run:
         the most likely next character after the text (its last ``seq_len`` characters are read); a custom
         ``step_fn`` run: the model's output.
@@ -229,6 +238,15 @@ class LoadedRun:
             out = self.model(self.inputs(x[-window:]))
             return self.vocab[int(out[0, -1].argmax())]
         out = self.model(self.inputs(x))
+        if self.task is not None:  # a Hugging Face ModelOutput / {"logits": ...}: its logits, as training read them
+            out = model_outputs(out)
+        one_score = isinstance(out, torch.Tensor) and (out.dim() == 1 or (out.dim() == 2 and out.shape[1] == 1))
+        if self.task == "classification" and isinstance(out, torch.Tensor) and (self.scores is not None or one_score):
+            decided = (out > (0.5 if self.scores == "probability" else 0.0)).long()  # older runs: a logit
+            if self.scores == "multi_label":
+                return decided  # (N, K) of 0/1: one decision per label
+            index = decided.reshape(len(out)).tolist()
+            return [self.classes[i] for i in index] if self.classes is not None else index
         if self.task == "classification" and isinstance(out, torch.Tensor) and out.dim() == 2:
             index = out.argmax(-1).tolist()
             return [self.classes[i] for i in index] if self.classes is not None else index
@@ -297,9 +315,32 @@ def load_run(run: str | os.PathLike[str] | TrainResults, *, which: str | None = 
     shape = tuple(int(v) for v in pre.get("input_shape") or []) or None
     scaling = {k: pre[k] for k in ("x_mean", "x_std", "y_mean", "y_std") if isinstance(pre.get(k), torch.Tensor)}
     return LoadedRun(model=net, checkpoint=path, epoch=int(ck.get("epoch", 0)), task=pre.get("task"),
+                     scores=(ck.get("outputs") or {}).get("scores"),
                      classes=pre.get("classes"), vocab=pre.get("vocab"), seq_len=pre.get("seq_len"),
                      features=pre.get("features"), target=pre.get("target"), input_shape=shape, scaling=scaling,
                      config=dict(ck.get("config") or {}))
+
+
+def _dataset_inputs(ds: Dataset) -> torch.Tensor:
+    """A map-style torch Dataset's inputs stacked into one batch: each sample's ``x`` (the first item of a tuple, the
+    input key of a dict, as training split its batches)."""
+    if not hasattr(ds, "__len__"):
+        raise ValueError(f"predict(x={type(ds).__name__}): a Dataset without a length; pass its inputs as a tensor")
+    xs = []
+    for i in range(len(ds)):
+        sample = ds[i]
+        if isinstance(sample, Mapping):
+            key = next((k for k in _INPUT_KEYS if k in sample), None)
+            if key is None:
+                raise ValueError(f"predict(x={type(ds).__name__}): its samples are dicts with keys {sorted(sample)}, "
+                                 f"none of them an input key ({', '.join(_INPUT_KEYS)}); pass the inputs as a tensor")
+            sample = sample[key]
+        elif isinstance(sample, (tuple, list)):
+            sample = sample[0]
+        xs.append(torch.as_tensor(sample))
+    if not xs:
+        raise ValueError(f"predict(x={type(ds).__name__}): the Dataset is empty")
+    return torch.stack(xs)
 
 
 def _checkpoint_path(run: str | os.PathLike[str], which: str | None) -> Path:

@@ -245,6 +245,12 @@ def train(
     if unknown:
         key = next(iter(unknown))
         raise _unknown_key_error(key, [*TrainConfig.keys(), *_PY_ONLY], list(unknown))  # all of them at once
+    if not isinstance(val, (str, bytes)) and (hasattr(val, "__len__") or hasattr(val, "__iter__")):
+        # a validation set passed as val= (a Dataset, a DataLoader, a list of samples): say where it goes
+        raise ValueError(
+            f"val= got a {type(val).__name__}, but val is the validation fraction held out of data= (default 0.2); "
+            "to validate on a set of your own, pass data=(train, val)"
+        )
     given = {k: v for k, v in locals().items() if k in TrainConfig.keys()}
     defaults = TrainConfig.defaults()
     passed = _PASSED.get()
@@ -571,6 +577,8 @@ class _Trainer:
         self.cast_said = False
         #: a validation batch has shown multi-hot (B, K) targets (see _per_label): every later one is scored per label
         self.multi_hot_seen = False
+        #: how a classifier's scores were read at validation (see _scored), recorded in the checkpoint
+        self.scores_kind: str | None = None
         if self.step_fn is None and self.model_dtype is not None:  # a step_fn reads its batches itself
             train_loader = _CastingLoader(train_loader, self._cast_batch)
             val_loader = _CastingLoader(val_loader, self._cast_batch)
@@ -959,11 +967,11 @@ class _Trainer:
     def _log_plan(self) -> None:
         info = self.data.info
         task = info.task or ("the model's own loss" if self.step_fn is own_loss else "custom step_fn")
-        self.log(
-            f"lrkit.train: {info.name} ({task}, {info.sizes()}), "
-            f"model {self.model_name} ({sum(p.numel() for p in self.model.parameters()):,} parameters) on "
-            f"{self.device}"
-        )
+        total = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        counts = f"{total:,} parameters" + (f", {trainable:,} trainable" if trainable != total else "")
+        self.log(f"lrkit.train: {info.name} ({task}, {info.sizes()}), model {self.model_name} ({counts}) on "
+                 f"{self.device}{_amp_text(self.cfg.amp, self.device)}")
         self.log(
             f"lrkit.train: {self.cfg.epochs} epoch{'s' * (self.cfg.epochs != 1)} x {self.steps_per_epoch} optimizer "
             f"step{'s' * (self.steps_per_epoch != 1)} (batch {self.batch}, "
@@ -978,13 +986,22 @@ class _Trainer:
                 self.log(f"lrkit.train: {line}")
         elif self.bias_note is not None:  # (an Optimizer class's notes carry it)
             self.log(f"lrkit.train: {self.bias_note}")
-        if self.lr0_source == "user":
+        if self.lr0_source == "user" and getattr(self, "lr0_from_spec", False):
+            self.log(f"lrkit.train: lr0={self.lr0:g} (the peak of schedule={_short(self.cfg.schedule)})")
+        elif self.lr0_source == "user":
             self.log(f"lrkit.train: lr0={self.lr0:g} (yours, honoured as given)")
         elif self.lr0_source == "default" and self.opt_class is not None:
             self.log(f"lrkit.train: lr0={self.lr0:g} ({self.opt_class.__name__}'s default lr, from its signature; pass "
                      "lr0= to set it, or lr0=auto)")
         elif self.lr0_source == "default":
             self.log(f"lrkit.train: lr0={self.lr0:g} ({self.opt_name}'s default; pass lr0= to set it, or lr0=auto)")
+        loss = self.user_loss
+        if (info.task == "regression" and "task" not in self.explicit
+                and (isinstance(loss, _CLASS_LOSSES) or loss in _CLASS_LOSS_FNS)):
+            name = type(loss).__name__ if isinstance(loss, torch.nn.Module) else getattr(loss, "__name__", "loss_fn")
+            self.log(f"lrkit.train: note — the targets are floats, so the task is read as regression (metric rmse, "
+                     f"of the model's raw outputs against the targets), but loss_fn={name} is a classification "
+                     "loss: pass task='classification' to score accuracy (per label for multi-hot targets)")
 
     def _class_notes(self) -> list[str]:
         """What an Optimizer class got from Ultralytics' keys (where ``momentum`` went, or that it went nowhere), and
@@ -1047,6 +1064,8 @@ class _Trainer:
                 if notes:  # said when the run started; a resume re-plans the same shape silently
                     self.log(f"lrkit.train: note — warmup_epochs={cfg.warmup_epochs:g} is longer than the run; the "
                              f"warmup spans the whole run ({_epochs(epochs)}; set warmup_epochs lower for short runs)")
+            elif warmup == epochs and notes:
+                self.warmup_is_run = True  # noted once the schedule is built, with the peak it reaches
             if self.has_momentum:
                 self.schedule = schedules.ultralytics(
                     lr0=self.lr0, lrf=cfg.lrf, cos_lr=cfg.cos_lr, epochs=epochs, steps_per_epoch=spe,
@@ -1060,6 +1079,13 @@ class _Trainer:
                      "momentum": None},
                     epochs=epochs, steps_per_epoch=spe,
                 )
+            if getattr(self, "warmup_is_run", False):
+                # Ultralytics' warmup ramps toward a line that is already decaying: over the whole run the LR never
+                # reaches lr0 (about a quarter of it at most), which "lr0 honoured" alone would hide
+                top = max(self.schedule(s) for s in np.unique(np.linspace(0, max(total_steps - 1, 0), 2001).round()))
+                self.log(f"lrkit.train: note — warmup_epochs={cfg.warmup_epochs:g} spans the whole run "
+                         f"({_epochs(epochs)}): the LR rises all run long and never reaches lr0={_lr0_text(cfg.lr0)} "
+                         f"(it peaks at {top:.0%} of it); set warmup_epochs lower for short runs")
             return
         unused = [k for k in _SHAPE_KEYS if k in self.explicit]
         if unused and notes:  # given, but the spec owns the shape: say so rather than ignore them silently
@@ -1096,6 +1122,7 @@ class _Trainer:
                     "it in one place"
                 )
             self.lr0, self.lr0_source = float(peak), "user"
+            self.lr0_from_spec = "lr0" not in self.explicit  # logged as the spec's, not as "yours"
         self.schedule = sched
 
     def _fit_spec_warmup(self, spec: Any, epochs: int, spe: float, total_steps: int, *, notes: bool) -> Any:
@@ -1396,6 +1423,9 @@ class _Trainer:
             "auto": _run._plain(self.auto) if self.auto is not None else None,
             "optimizer_name": self.opt_name,
             "custom_loss": self._custom_loss(),
+            # how the classifier's scores were read ("logit"/"probability": one score per sample, class 1 above
+            # 0/0.5; "multi_label": per label; None: argmax), so a finished run can predict as it was scored
+            "outputs": {"scores": self.scores_kind},
         }
 
     def _write_args(self) -> None:
@@ -1575,6 +1605,8 @@ class _Trainer:
             else:
                 losses.append((loss.detach(), n))
             window_n += 1
+            if not loss.requires_grad:  # torch's own words ("element 0 of tensors does not require grad") name nothing
+                raise self._no_graph_error()
             scaled = loss.float() / size
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             if window_n < size:
@@ -1641,6 +1673,18 @@ class _Trainer:
 
     def _loss(self, batch: Any) -> torch.Tensor:
         return batch_loss(self.model, batch, self.loss_fn, self.step_fn)
+
+    def _no_graph_error(self) -> ValueError:
+        """A training loss that does not require grad: the user's loss_fn/step_fn cut it from the model's graph."""
+        fn = self.step_fn if self.step_fn is not None else self.user_loss
+        kind = "step_fn" if self.step_fn is not None else "loss_fn"
+        who = (f"{kind} {getattr(fn, '__name__', type(fn).__name__)}" if fn is not None
+               else f"the model's output ({self.model_name})")
+        return ValueError(
+            f"the training loss from {who} does not require grad, so it cannot train the model: it was cut from the "
+            "model's graph (a .detach(), .item(), torch.no_grad() or a tensor rebuilt with torch.tensor(...) on the "
+            "way); return a loss computed from the model's output as it is"
+        )
 
     def _optimizer_mode(self, *, train: bool) -> None:
         """An optimizer with train/eval modes (schedule-free) into ``train`` mode through its own ``train()`` /
@@ -1725,6 +1769,7 @@ class _Trainer:
         if task == "classification" and self.user_loss is not None and (per_label or _one_score(out, y)):
             z = out.reshape(-1)  # one decision per score: a sample's (binary) or a label's (multi-label)
             threshold = 0.5 if self._probabilities else 0.0
+            self.scores_kind = "multi_label" if per_label else "probability" if self._probabilities else "logit"
             out = torch.stack([torch.full_like(z, threshold), z], dim=-1)  # argmax: 1 exactly where z > threshold
             y = y.reshape(-1)
             y = (y > 0.5).long() if y.is_floating_point() else y.long()
@@ -1890,6 +1935,38 @@ def _passed_batch(loader: DataLoader, batch: int) -> tuple[int, str | None, bool
                        "and weight decay (pass batch= their size)"), False
     return n, None if n == batch else f"data: batch={n} comes from the DataLoader you passed (batch_size=None: " \
         f"each item of its dataset is a batch, the first of {n} samples; batch={batch} ignored)", False
+
+
+#: losses of class scores: a float target read as regression beside one of them gets a note (see _log_plan)
+_CLASS_LOSSES = (torch.nn.BCEWithLogitsLoss, torch.nn.BCELoss, torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)
+_CLASS_LOSS_FNS = (torch.nn.functional.binary_cross_entropy_with_logits, torch.nn.functional.binary_cross_entropy,
+                   torch.nn.functional.cross_entropy, torch.nn.functional.nll_loss)
+
+
+def _lr0_text(lr0: Any) -> str:
+    """``lr0`` as a note names it: a number as ``:g``, else as given (``auto``, ``None``)."""
+    return f"{lr0:g}" if isinstance(lr0, float) else str(lr0)
+
+
+def _amp_text(amp: Any, device: torch.device) -> str:
+    """The plan line's mixed-precision part: ``", amp bf16 (bfloat16 autocast)"``, or ``""`` without amp.
+
+    >>> _amp_text("bf16", torch.device("cpu")), _amp_text(False, torch.device("cpu"))
+    (', amp bf16 (bfloat16 autocast)', '')
+    """
+    if not amp:
+        return ""
+    if isinstance(amp, torch.dtype):
+        dtype = amp
+    elif amp is True:
+        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    else:
+        from lrkit._step import _AMP_DTYPES
+
+        dtype = _AMP_DTYPES.get(str(amp).lower(), torch.bfloat16)
+    if dtype == torch.float16:
+        return ", amp fp16 (float16 autocast" + (" + GradScaler)" if device.type == "cuda" else ")")
+    return ", amp bf16 (bfloat16 autocast)"
 
 
 def _on_outputs(loss: Callable[[Any, Any], torch.Tensor] | None) -> Any:
