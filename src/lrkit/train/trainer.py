@@ -245,6 +245,7 @@ def train(
     if unknown:
         key = next(iter(unknown))
         raise _unknown_key_error(key, [*TrainConfig.keys(), *_PY_ONLY], list(unknown))  # all of them at once
+    _refuse_multi_process()
     if not isinstance(val, (str, bytes)) and (hasattr(val, "__len__") or hasattr(val, "__iter__")):
         # a validation set passed as val= (a Dataset, a DataLoader, a list of samples): say where it goes
         raise ValueError(
@@ -2058,6 +2059,30 @@ def _without_wrapper_prefix(state: Mapping[str, Any], target: torch.nn.Module | 
         state = copy.copy(state)  # an OrderedDict keeps its _metadata (module versions), renamed with the keys
         torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, prefix)  # type: ignore[arg-type]
     return state
+
+
+def _refuse_multi_process() -> None:
+    """``lrkit.train`` runs in one process: under a torch.distributed group of several ranks (or torchrun's
+    ``WORLD_SIZE`` > 1 before one is made) every rank would train the whole data unsharded and write its own run
+    folder (``train``, ``train2``, ...) for no speed-up, so it is refused with what does work there."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        world, rank = dist.get_world_size(), dist.get_rank()
+    else:
+        try:
+            world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        except ValueError:
+            return
+    if world <= 1:
+        return
+    raise ValueError(
+        f"lrkit.train runs in one process, but this is rank {rank} of {world} (torch.distributed / torchrun): each "
+        "rank would train on the whole data, unsharded, and write its own run folder (train, train2, ...), for no "
+        "speed-up. Run it as one process (python or lrkit train, not torchrun); for a multi-process run, write the "
+        "DDP loop with lrkit's parts, which support torch.distributed: lrkit.find_lr or "
+        "lrkit.train.auto.choose_lr0 on every rank with its shard, a schedule's to_torch(optimizer), and "
+        "lrkit.Monitor(model, optimizer, sync_loss=True)"
+    )
 
 
 def _backoff_note(result: TrainResults, monitor: Any) -> str | None:
