@@ -45,3 +45,13 @@ def test_one_process_still_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     r = lrkit.train(torch.nn.Linear(4, 3), data="iris", epochs=1, lr0=0.01, project=str(tmp_path), verbose=False,
                     plots=False)
     assert r.epochs_run == 1
+
+
+def test_a_linear_model_on_image_data_is_told_to_flatten(tmp_path: Path) -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    with pytest.raises(ValueError, match=r"each sample is a 1x8x8 image: a model that starts with nn\.Linear\(64, "
+                                         r"\.\.\.\) needs nn\.Flatten\(\) in front of it"):
+        lrkit.train(net, data="digits", epochs=1, lr0=0.01, project=str(tmp_path), verbose=False, plots=False)
+    flat = torch.nn.Sequential(torch.nn.Flatten(), net)
+    assert lrkit.train(flat, data="digits", epochs=1, lr0=0.01, project=str(tmp_path), verbose=False,
+                       plots=False).epochs_run == 1

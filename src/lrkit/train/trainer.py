@@ -820,9 +820,14 @@ class _Trainer:
             try:
                 out = self.model(x)
             except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
+                flat = ""
+                if isinstance(x, torch.Tensor) and x.dim() >= 3 and "shapes cannot be multiplied" in str(e):
+                    per = math.prod(x.shape[1:])  # images (the built-in digits are 1x8x8) into a Linear layer
+                    flat = (f" (each sample is a {'x'.join(map(str, x.shape[1:]))} image: a model that starts with "
+                            f"nn.Linear({per}, ...) needs nn.Flatten() in front of it, or pass model=cnn)")
                 raise ValueError(
                     f"model {self.model_name} cannot run on the data {self.data.info.name!r} (a batch of inputs "
-                    f"{shape}, task {self.data.info.task}): {first_line(e)}"
+                    f"{shape}, task {self.data.info.task}): {first_line(e)}{flat}"
                 ) from None
             which = "loss_fn" if self.user_loss is not None else f"the default {self.data.info.task} loss"
             raw, out = out, model_outputs(out)  # a Hugging Face ModelOutput: its logits are the outputs
