@@ -106,7 +106,10 @@ def _check_command(command: str, app: Any) -> None:
             return
         unknown = {t.partition("=")[0] for t in tokens} - set(TrainConfig.defaults()) - {"cfg"}
         assert not unknown, f"README: `{command}` names train keys the CLI does not have: {sorted(unknown)}"
-        kwargs = tokens_to_kwargs([t for t in tokens if not t.startswith("cfg=")])  # cfg= names the user's file
+        # cfg= names the user's file, and model= an earlier run's checkpoint or folder to fine-tune from (files the
+        # README's reader has, not this checkout)
+        user_files = [t for t in tokens if t.startswith("cfg=") or re.match(r"model=(runs/|.*\.pt$)", t)]
+        kwargs = tokens_to_kwargs([t for t in tokens if t not in user_files])
         TrainConfig.from_kwargs(**kwargs)  # a renamed key or a value the CLI refuses raises here
 
 

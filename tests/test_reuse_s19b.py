@@ -235,13 +235,13 @@ def test_fresh_process_round_trip(iris_run: lrkit.TrainResults) -> None:
     assert len(labels) == 2 and all(v in (0, 1, 2) for v in labels)
 
 
-def test_weights_file_as_model_points_to_load_run() -> None:
+def test_a_missing_weights_file_as_model_points_to_fine_tuning() -> None:
     from lrkit._config import TrainConfig
 
     with pytest.raises(ValueError) as e:
-        TrainConfig.from_kwargs(data="iris", model="runs/train/best.pt")
+        TrainConfig.from_kwargs(data="iris", model="runs/no_such_run/best.pt")
     msg = str(e.value)
-    assert "lrkit.load_run('runs/train/best.pt').model" in msg
+    assert "no file 'runs/no_such_run/best.pt'" in msg and "fine-tunes from an lrkit run's checkpoint" in msg
     assert "model=file.py:make" in msg and "resume=<run>/last.pt" in msg
 
 

@@ -546,17 +546,17 @@ def _model_file_error(key: str, v: str) -> ValueError | None:
     if ":" in name and attr and all(part.isidentifier() for part in attr.split(".")):
         return None
     low = name.lower()
+    if low.endswith(".pt") and Path(name).expanduser().is_file():
+        return None  # an lrkit run's checkpoint to fine-tune from (lrkit.train reads it; another .pt is told so there)
     if low.endswith(_WEIGHTS_SUFFIXES):
+        missing = f"no file {name!r}: " if low.endswith(".pt") else ""
         return ValueError(
-            f"{key}={v!r} is a weights file: lrkit.train builds its model from a built-in name (linear, mlp, cnn, "
-            "charlm) or a factory, and loads no weights file (Ultralytics' model=yolov8n.pt). "
-            + (f"To fine-tune from an lrkit run, write a factory that returns its model with the weights (def make(): "
-               f"return lrkit.load_run({name!r}).model) and pass model=file.py:make (in Python, pass the model "
-               f"itself: lrkit.train(lrkit.load_run({name!r}).model, data=...)); for other weights, a factory "
-               if low.endswith(".pt") else "To start from weights, write a factory ")
-            + "that builds the model and loads them (m = Net(...); m.load_state_dict(torch.load(path, "
-            "weights_only=True)); return m) and pass model=file.py:make; to continue an lrkit run, pass "
-            "resume=<run>/last.pt"
+            f"{key}={v!r} is a weights file: {missing}lrkit.train fine-tunes from an lrkit run's checkpoint "
+            "(model=runs/train/best.pt, or the run folder, model=runs/train), else builds its model from a built-in "
+            "name (linear, mlp, cnn, charlm) or a factory; it loads no other weights file (Ultralytics' "
+            "model=yolov8n.pt). To start from other weights, write a factory that builds the model and loads them "
+            "(m = Net(...); m.load_state_dict(torch.load(path, weights_only=True)); return m) and pass "
+            "model=file.py:make; to continue an lrkit run, pass resume=<run>/last.pt"
         )
     if low.endswith(_MODEL_YAML_SUFFIXES):
         return ValueError(

@@ -321,6 +321,28 @@ def load_run(run: str | os.PathLike[str] | TrainResults, *, which: str | None = 
                      config=dict(ck.get("config") or {}))
 
 
+def run_checkpoint(spec: Any) -> Path | None:
+    """The checkpoint a ``model=`` value names when it names an lrkit run: a run directory (its ``best.pt``) or an
+    existing ``.pt`` file; ``None`` for anything else (a built-in name, a factory). Only the file system is read: a
+    ``.pt`` that is no lrkit checkpoint is told so when :func:`load_run` reads it.
+
+    >>> run_checkpoint("mlp") is None
+    True
+    """
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    text = os.fspath(spec).strip()
+    if not text or (":" in text and text.rpartition(":")[2].replace(".", "").isidentifier()
+                    and not Path(text).expanduser().exists()):  # a factory spec, file.py:make
+        return None
+    path = Path(text).expanduser()
+    if path.is_dir() and (path / "best.pt").is_file():
+        return path / "best.pt"
+    if path.is_file() and path.suffix.lower() == ".pt":
+        return path
+    return None
+
+
 def _dataset_inputs(ds: Dataset) -> torch.Tensor:
     """A map-style torch Dataset's inputs stacked into one batch: each sample's ``x`` (the first item of a tuple, the
     input key of a dict, as training split its batches)."""
@@ -418,7 +440,9 @@ def _preprocess(ck: Mapping[str, Any], path: Path, info: DataInfo) -> dict[str, 
 def _rebuild(ck: Mapping[str, Any], path: Path, info: DataInfo) -> nn.Module:
     from lrkit.train.models import _on_sys_path, build_model, default_model_name
 
-    spec = (ck.get("config") or {}).get("model")
+    # a run fine-tuned from another run records the architecture it rebuilt ("model_spec"): its model= named a
+    # checkpoint, which need not be there any more
+    spec = ck.get("model_spec") or (ck.get("config") or {}).get("model")
     if isinstance(spec, str) and spec.startswith("<") and spec.endswith(">"):
         raise ValueError(f"load_run: the run in {path.parent} was given a Python model ({spec}), which a checkpoint "
                          "cannot hold; build the same architecture and pass it: load_run(run, model=Net(...))")
@@ -430,7 +454,9 @@ def _rebuild(ck: Mapping[str, Any], path: Path, info: DataInfo) -> nn.Module:
     name, folder = _factory_from(name, Path(home) if isinstance(home, str) else None)
     try:
         with _on_sys_path(folder) if folder is not None else contextlib.nullcontext():
-            return build_model(name, info)
+            net = build_model(name, info)
+        net._lrkit_model_spec = name  # type: ignore[assignment]  # how lrkit.train, fine-tuning it, records it
+        return net
     except ValueError as e:
         raise ValueError(f"load_run: cannot rebuild the model of {path}: {e}. Make it importable again (from this "
                          f"working directory, or the run's, {home}), or build it yourself and pass it: "

@@ -70,6 +70,7 @@ from lrkit.train.optim import (
     resolve_optimizer,
 )
 from lrkit.train.results import TrainResults
+from lrkit.train.reuse import run_checkpoint
 from lrkit.train.tasks import TaskSpec, task_spec
 
 __all__ = ["RESUME_OVERRIDES", "train"]
@@ -561,10 +562,18 @@ class _Trainer:
         self.spec: TaskSpec = task_spec(info.task if self.step_fn is None else None)
         self.loss_fn = self.user_loss or _on_outputs(self.spec.loss)
         self.device = _resolve_device(cfg.device)
-        self.model = build_model(cfg.model, info).to(self.device)
-        # model=None is the default built-in, named as model=<that name> would name it ("mlp", not the class "MLP")
-        self.model_name = (cfg.model if isinstance(cfg.model, str)
-                           else default_model_name(info) if cfg.model is None else _model_class_name(self.model))
+        source = run_checkpoint(cfg.model)
+        if source is not None:  # fine-tuning from an lrkit run (Ultralytics' model=best.pt): its model and weights
+            self.model = _pretrained(cfg.model, source).to(self.device)
+            self.model_name = f"{_model_class_name(self.model)} (from {source})"
+        else:
+            self.model = build_model(cfg.model, info).to(self.device)
+            # model=None is the default built-in, named as model=<that name> would name it ("mlp", not the class)
+            self.model_name = (cfg.model if isinstance(cfg.model, str)
+                               else default_model_name(info) if cfg.model is None else _model_class_name(self.model))
+        #: the architecture load_run rebuilds this run's model from, where model= does not name it (a checkpoint)
+        #: (a model from load_run: a checkpoint, a Python object, a factory returning load_run(...).model)
+        self.model_spec: str | None = getattr(self.model, "_lrkit_model_spec", None)
 
         workers, cpus = cfg.workers, os.cpu_count() or 1
         if workers > cpus:  # (workers=1e6 would try to start a million processes and hang)
@@ -821,8 +830,9 @@ class _Trainer:
                 out = self.model(x)
             except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
                 flat = ""
-                if isinstance(x, torch.Tensor) and x.dim() >= 3 and "shapes cannot be multiplied" in str(e):
-                    per = math.prod(x.shape[1:])  # images (the built-in digits are 1x8x8) into a Linear layer
+                per = math.prod(x.shape[1:]) if isinstance(x, torch.Tensor) and x.dim() >= 3 else 0
+                wants = re.search(r"shapes cannot be multiplied \(\d+x\d+ and (\d+)x\d+\)", str(e))
+                if per and wants and int(wants.group(1)) == per:  # images (digits: 1x8x8) into nn.Linear(per, ...)
                     flat = (f" (each sample is a {'x'.join(map(str, x.shape[1:]))} image: a model that starts with "
                             f"nn.Linear({per}, ...) needs nn.Flatten() in front of it, or pass model=cnn)")
                 raise ValueError(
@@ -1432,6 +1442,7 @@ class _Trainer:
             # how the classifier's scores were read ("logit"/"probability": one score per sample, class 1 above
             # 0/0.5; "multi_label": per label; None: argmax), so a finished run can predict as it was scored
             "outputs": {"scores": self.scores_kind},
+            "model_spec": self.model_spec,
         }
 
     def _write_args(self) -> None:
@@ -2064,6 +2075,19 @@ def _without_wrapper_prefix(state: Mapping[str, Any], target: torch.nn.Module | 
         state = copy.copy(state)  # an OrderedDict keeps its _metadata (module versions), renamed with the keys
         torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, prefix)  # type: ignore[arg-type]
     return state
+
+
+def _pretrained(spec: Any, checkpoint: Path) -> torch.nn.Module:
+    """The model of the lrkit run ``checkpoint`` names (``model=runs/train/best.pt`` or ``model=runs/train``), in train
+    mode, to fine-tune; its errors name the ``model=`` value."""
+    from lrkit.train.reuse import load_run
+
+    try:
+        model = load_run(checkpoint).model
+    except (ValueError, FileNotFoundError) as e:
+        text = str(e).removeprefix("load_run: ")
+        raise ValueError(f"model={spec!r} (fine-tuning from an lrkit run's checkpoint): {text}") from None
+    return model.train()
 
 
 def _refuse_multi_process() -> None:
