@@ -683,6 +683,20 @@ def _target(key: str, v: Any) -> str | int | None:
     raise ValueError(f"{key}={v!r} must be a column name or index")
 
 
+def _drop(key: str, v: Any) -> list[str] | None:
+    """``drop=``: CSV columns to leave out, as a list of names or one comma-separated string (``id,name``)."""
+    if v is None:
+        return None
+    items = v.split(",") if isinstance(v, str) else v
+    if not isinstance(items, (list, tuple)) or not all(isinstance(c, str) for c in items):
+        raise ValueError(f"{key}={v!r} must be column names: one name, a comma-separated list (drop=id,name) or a "
+                         "list of names")
+    names = [c.strip() for c in items]
+    if not names or not all(names):
+        raise ValueError(f"{key}={v!r} holds an empty column name; give the names of the columns to leave out")
+    return list(dict.fromkeys(names))
+
+
 def _meta(check: Check, help: str) -> dict[str, Any]:
     return {"check": check, "help": help}
 
@@ -717,6 +731,11 @@ class TrainConfig:
     target: str | int | None = field(
         default=None,
         metadata=_meta(_target, "target column of a CSV/NPZ file or data YAML (default: the last column); only there"),
+    )
+    drop: list[str] | None = field(
+        default=None,
+        metadata=_meta(_drop, "CSV columns that are not features (an ID, a free-text note), left out: drop=id or "
+                              "drop=id,name; CSV/TSV files (also a data YAML's) only"),
     )
     epochs: int = field(default=10, metadata=_meta(_int(1), "number of epochs"))
     batch: int = field(default=32, metadata=_meta(_batch, "batch size"))

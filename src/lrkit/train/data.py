@@ -52,6 +52,7 @@ from lrkit._step import _leading_size, batch_size, split_batch
 from lrkit._utils import (
     check_int,
     describe_yaml_error,
+    did_you_mean,
     is_float_text,
     optional_import,
     unknown_name_error,
@@ -361,11 +362,14 @@ def load_data(
     task: str | None = None,
     target: str | int | None = None,
     seq_len: int = 64,
+    drop: Sequence[str] | None = None,
 ) -> TrainData:
     """Turn any ``data=`` source into a :class:`TrainData` (see the module docstring for the sources).
 
     ``task`` overrides the inferred task; ``target`` names the target column (CSV) or array (NPZ) — for any other
-    source it is a ``ValueError`` rather than silently ignored; ``seq_len`` is the window length for text. Raises
+    source it is a ``ValueError`` rather than silently ignored; ``drop`` names CSV/TSV columns to leave out of the
+    features (an ID; a name or a comma-separated string, or a sequence of names); ``seq_len`` is the window length
+    for text. Raises
     ``ValueError`` naming the bad source and what would be valid.
 
     A torch Dataset's task is inferred from its first sample ``(x, y)``: integer ``y`` of shape ``()`` — or ``(1,)``
@@ -382,6 +386,7 @@ def load_data(
         target = int(target)  # np.int64(2) is column 2
     elif target is not None and not isinstance(target, str):
         raise ValueError(f"target={target!r} must be a column name (str) or index (int)")
+    drop = tuple(c.strip() for c in drop.split(",")) if isinstance(drop, str) else tuple(drop or ())
     if data is None:
         raise ValueError("data= is required: a built-in name (" + ", ".join(BUILTIN_DATASETS) + "), a CSV/NPZ/text/"
                          "YAML file, a torch Dataset/DataLoader, or a (train, val) pair")
@@ -391,6 +396,9 @@ def load_data(
         builtin = {n.replace("_", "-"): n for n in BUILTIN_DATASETS}
         if key in builtin:
             _no_target(target, f"data={text!r} is a built-in dataset with its own target")
+            if drop:
+                raise ValueError(f"drop={list(drop)} names CSV columns to leave out, but data={text!r} is a built-in "
+                                 "dataset; leave drop out")
             return _from_builtin(BUILTIN_DATASETS[builtin[key]], seed=seed, val=val, task=task)
         path = Path(text).expanduser()
         if not path.exists():
@@ -399,7 +407,13 @@ def load_data(
             raise unknown_name_error("dataset", text, BUILTIN_DATASETS)
         if path.is_dir():
             raise ValueError(f"data={text!r} is a directory; pass a CSV, NPZ, text or data-YAML file")
-        return _from_file(path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
+        if drop and _file_kind(path) not in ("table", "yaml"):
+            raise ValueError(f"drop={list(drop)} names CSV columns to leave out, but data={text!r} is not a CSV/TSV "
+                             "file (or a data YAML of them); leave drop out")
+        return _from_file(path, seed=seed, val=val, task=task, target=target, seq_len=seq_len, drop=drop)
+    if drop:
+        raise ValueError(f"drop={list(drop)} names CSV columns to leave out, but data= is not a CSV/TSV file; leave "
+                         "drop out")
     if isinstance(data, Mapping):  # a DatasetDict, {"train": ds, "validation": ds}
         return _from_splits(data, seed=seed, val=val, task=task, target=target)
     if target is not None:  # a torch Dataset/DataLoader (or a pair) yields its own (input, target) samples
@@ -731,14 +745,16 @@ def _file_kind(path: Path) -> str:
 
 
 def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
-               seq_len: int) -> TrainData:
+               seq_len: int, drop: tuple[str, ...] = ()) -> TrainData:
     kind = _file_kind(path)
     if kind == "yaml":
-        return _from_yaml(path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
+        return _from_yaml(path, seed=seed, val=val, task=task, target=target, seq_len=seq_len, drop=drop)
+    if drop and kind != "table":
+        raise ValueError(f"drop={list(drop)} names CSV columns to leave out, but {path.name} is not a CSV/TSV file")
     if kind in ("table", "npz"):
         if task == "lm":
             raise ValueError(f"task='lm' needs a plain-text file, not {path.name}")
-        t = _read_table(path, target, task)
+        t = _read_table(path, target, task, drop=drop)
         tr, va = _split_indices(len(t.x), seed=seed, val=val)
         out = _arrays_to_data(t.x[tr], t.y[tr], t.x[va], t.y[va], task=task, name=path.name,
                               source=path.suffix.lower().lstrip("."), image_shape=t.image_shape)
@@ -812,7 +828,7 @@ def _read_text(path: Path) -> str:
 
 
 def _read_table(path: Path, target: str | int | None, task: str | None = None, *,
-                reference: Sequence[float] = ()) -> _Table:
+                reference: Sequence[float] = (), drop: Sequence[str] = ()) -> _Table:
     if path.suffix.lower() == ".npz":
         return _read_npz(path, target, task)
     content = _decode(path.read_bytes(), path.name)  # -sig: a spreadsheet's byte-order mark is not a name
@@ -844,9 +860,17 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
             raise ValueError(f"{path.name}: column {j + 1} has no name and no values (a trailing {delimiter!r} at the "
                              "end of every line?); remove it")
     t = _column_index(header, target, path.name)
+    for name in drop:  # columns that are no features (an ID, a note): named, never guessed
+        if name not in header:
+            raise ValueError(f"{path.name}: drop={name!r} is not a column.{did_you_mean(name, header)} Columns: "
+                             f"{', '.join(header)}")
+        if header.index(name) == t:
+            raise ValueError(f"{path.name}: drop={name!r} is the target column; drop names feature columns to leave "
+                             "out (target= picks the target)")
+    dropped = {j for j, h in enumerate(header) if h in drop}
     features = []
     for j, col in enumerate(cols):
-        if j == t:
+        if j == t or j in dropped:
             continue
         try:
             features.append([float(v) for v in col])
@@ -863,7 +887,8 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
                 raise ValueError(_formatted_number_message(path.name, where, header[j], bad, line)) from None
             raise ValueError(
                 f"{path.name}: feature column {header[j]!r} holds a non-numeric value {bad!r} on line {line}; encode "
-                "it as numbers (a text category: one 0/1 column per category) or drop the column"
+                f"it as numbers (a text category: one 0/1 column per category), or leave it out with "
+                f"drop={header[j]} (an ID, a note)"
             ) from None
     raw_y = [v.strip() for v in cols[t]]
     empty = [i for i, v in enumerate(raw_y, start=2) if not v]
@@ -897,7 +922,7 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
     if not features:
         raise ValueError(f"{path.name}: no feature columns besides the target {header[t]!r}")
     x = np.array(features, dtype=np.float64).T
-    columns = [h for j, h in enumerate(header) if j != t]
+    columns = [h for j, h in enumerate(header) if j != t and j not in dropped]
     _check_finite(x, y, path.name, columns, header[t])
     return _Table(x, y, np.array(raw_y), columns, header[t], None, notes)
 
@@ -1136,7 +1161,7 @@ _ULTRALYTICS_DATA_KEYS: dict[str, str] = {
 
 
 def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
-               seq_len: int) -> TrainData:
+               seq_len: int, drop: tuple[str, ...] = ()) -> TrainData:
     yaml = optional_import("yaml", "cli")
     try:
         spec = yaml_load(_decode(path.read_bytes(), f"data={path.name}"))  # safe_load; a key given twice is refused
@@ -1176,7 +1201,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
             raise ValueError(f"{path.name}: val={raw_val!r} must be a file or a fraction in (0, 1) of the train file")
         val, raw_val = float(raw_val), None
     if raw_val is None:
-        out = _from_file(train_path, seed=seed, val=val, task=task, target=target, seq_len=seq_len)
+        out = _from_file(train_path, seed=seed, val=val, task=task, target=target, seq_len=seq_len, drop=drop)
         out.info.source = "yaml"
         return out
     val_path = _yaml_file(base, raw_val, path.name, "val")
@@ -1185,17 +1210,18 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         raise ValueError(f"{path.name}: train is a {train_path.suffix or 'suffix-less'} file ({kinds[0]}) but val is "
                          f"a {val_path.suffix or 'suffix-less'} file ({kinds[1]}); give both in one format")
     if kinds[0] in ("table", "npz"):
-        tr = _read_table(train_path, target, task)
+        tr = _read_table(train_path, target, task, drop=drop)
         val_target = target
         if tr.columns is not None and not isinstance(target, str) and tr.target_name not in tr.columns:
             val_target = tr.target_name  # the train file's target column, found by name (val may order columns anew)
         ref = [float(v) for v in tr.y] if tr.y.dtype.kind in "iuf" else []  # a numeric train target: NA in val?
         try:
-            va = _read_table(val_path, val_target, task, reference=ref)
+            va = _read_table(val_path, val_target, task, reference=ref, drop=drop)
         except ValueError as e:
             if val_target is target or isinstance(e, _TextTargetError):
                 raise
-            va = _read_table(val_path, target, task, reference=ref)  # another name for its target: take it by position
+            # another name for its target: take it by position
+            va = _read_table(val_path, target, task, reference=ref, drop=drop)
         x_va = va.x
         if tr.columns is not None and va.columns is not None and va.columns != tr.columns:
             if sorted(va.columns) != sorted(tr.columns) or len(set(tr.columns)) != len(tr.columns):

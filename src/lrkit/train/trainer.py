@@ -148,6 +148,7 @@ def train(
     progress: Progress | None = None,
     task: str | None = None,
     target: str | int | None = None,
+    drop: str | list[str] | None = None,
     seq_len: int = 64,
     auto_budget: float = 0.3,
     plots: bool = True,
@@ -224,6 +225,8 @@ def train(
         task: ``classification``, ``regression`` or ``lm``; inferred from the data when ``None``.
         target: the target column of a CSV (name or index) or array of an NPZ file (or of a data YAML's files);
             default the last column. Any other ``data=`` (a built-in, text, a Dataset/DataLoader) is an error.
+        drop: CSV/TSV columns to leave out of the features (an ID column, a free-text note): a name, a
+            comma-separated string (``"id,name"``) or a list; a name the file does not have is an error.
         seq_len: window length for text data.
         auto_budget: ``lr0="auto"``'s extra compute, as a fraction of the run's optimizer steps.
         plots: write ``results.png``.
@@ -534,7 +537,7 @@ class _Trainer:
         cfg = self.cfg
         _seed_all(cfg.seed)
         self.data: TrainData = load_data(cfg.data, seed=cfg.seed, val=cfg.val, task=cfg.task, target=cfg.target,
-                                         seq_len=cfg.seq_len)
+                                         drop=cfg.drop, seq_len=cfg.seq_len)
         info = self.data.info
         for note in info.notes:
             self.log(f"data: {note}")
