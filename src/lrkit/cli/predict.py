@@ -14,6 +14,7 @@ import io
 import math
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import typer
 
-from lrkit._utils import atomic_write_text, is_float_text
+from lrkit._utils import atomic_write_text, did_you_mean, is_float_text
 from lrkit.cli._common import check_writable, fail
 
 __all__ = ["Predictions", "predict_command", "predict_file", "register"]
@@ -34,6 +35,8 @@ _EPILOG = """Examples:
   lrkit predict runs/train new.csv --out preds.csv    (written atomically)
 
   lrkit predict runs/train/last.pt rows.npy
+
+  lrkit predict runs/train new.csv --keep customer_id  (the ID, then the prediction)
 
   cat new.csv | lrkit predict runs/train -
 
@@ -196,6 +199,22 @@ def _agreement(run: Any, predicted: Any, cells: Sequence[str], column: str) -> s
     return ""
 
 
+def _kept_columns(table: _Table, keep: Sequence[str]) -> list[int]:
+    """The indexes of ``table``'s columns named in ``keep`` (``--keep``), or a ``ValueError`` naming the file's
+    columns."""
+    if not keep:
+        return []
+    if table.header is None:
+        raise ValueError(f"--keep {keep[0]!r} names a column by its header, but the first line of {table.name} is all "
+                         "numbers (no header row): add one")
+    for k in keep:
+        if k not in table.header:
+            hint = did_you_mean(k, table.header, ignore_case=True)
+            raise ValueError(f"--keep {k!r}: {table.name} has no such column.{hint} The file's columns: "
+                             f"{', '.join(table.header)}")
+    return [table.header.index(k) for k in keep]
+
+
 # ------------------------------------------------------------------------------------------------ predicting
 def _predict_in_chunks(run: Any, x: Any, n: int) -> list[Any]:
     """``run.predict`` over ``x`` (an array, or a ``{column: values}`` mapping) in slices of :data:`_CHUNK` rows;
@@ -222,17 +241,23 @@ def _cell(value: Any) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), stdin: str | None = None) -> Predictions:
+def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), stdin: str | None = None,
+                 keep: Sequence[str] = ()) -> Predictions:
     """Predict with ``run`` (a :class:`~lrkit.train.reuse.LoadedRun`) for the rows of ``source``: a ``.csv``/``.tsv``
     file (a CSV-trained run takes its feature columns by name, in any order, and ignores other columns; any other
     run takes all columns in order, after an optional header line), ``"-"`` for CSV text given as ``stdin``, or an
     ``.npz`` (its ``x``) / ``.npy`` array; for a text run, each of ``texts`` instead.
 
-    Returns :class:`Predictions`: one row per input row — the class label, or the regression value(s) in the
-    target's units (one column per target) — under the target's name (:func:`_target_name`). ``ValueError`` for
-    input that does not fit the run, naming the file, the column and the line.
+    Returns :class:`Predictions`: one row per input row, in the input's order — the class label, or the regression
+    value(s) in the target's units (one column per target) — under the target's name (:func:`_target_name`), after
+    the input columns named in ``keep`` (a CSV's, by its header: an ID column), copied as they are. ``ValueError``
+    for input that does not fit the run, naming the file, the column and the line.
     """
+    keep = list(dict.fromkeys(keep))
     if run.task == "lm" and run.vocab is not None:
+        if keep:
+            raise ValueError("--keep copies columns of a CSV INPUT; a text run predicts for each --text, which it "
+                             "repeats in its output's text column")
         if source is not None:
             raise ValueError(f"the run is a text run (a character-level LM): it predicts the next character of each "
                              f"--text, not rows of INPUT {source!r}; e.g. lrkit predict RUN --text 'To be'")
@@ -258,6 +283,9 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
             raise ValueError(f"INPUT {source!r}: {why}; give a .csv/.tsv file, - for stdin, or an .npz/.npy array")
         suffix = path.suffix.lower()
         if suffix in (".npz", ".npy"):
+            if keep:
+                raise ValueError(f"--keep names columns of a CSV INPUT by its header; {source!r} is an array "
+                                 "(its rows come out in the array's order)")
             table = None
             x: Any = _read_array(path)
             n = len(x)
@@ -265,8 +293,10 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
             from lrkit.train.data import _decode
 
             table = _read_csv(_decode(path.read_bytes(), source), source, tab=suffix == ".tsv")
+    kept: list[int] = []
     if table is not None:
         n = len(table.rows)
+        kept = _kept_columns(table, keep)
         if run.features is not None:
             if table.header is None:
                 raise ValueError(f"{table.name}: the first line is all numbers, but this run was trained on a CSV and "
@@ -274,11 +304,13 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
                                  f"{','.join(run.features)}")
             missing = [c for c in run.features if c not in table.header]
             if missing:
+                from lrkit.train.reuse import rename_hint  # one did-you-mean, as run.predict gives it
+
                 raise ValueError(f"{table.name} has no column {', '.join(repr(c) for c in missing)}; the run's "
                                  f"features are {', '.join(run.features)} (the file's columns: "
-                                 f"{', '.join(table.header)})")
+                                 f"{', '.join(table.header)}).{rename_hint(missing, table.header, run.features)}")
             x = {c: _numbers(table, table.header.index(c), repr(c)) for c in run.features}
-            extra = [c for c in table.header if c not in run.features]
+            extra = [c for c in table.header if c not in run.features and c not in keep]
             if name in extra:
                 target_cells = [row[table.header.index(name)] for row in table.rows]
                 extra.remove(name)
@@ -301,6 +333,15 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
         rows = [[_cell(v) for v in row] for row in predicted]
     else:
         header, rows = [name], [[_cell(v)] for v in predicted]
+    if kept and table is not None:
+        names = [table.header[j] for j in kept] if table.header is not None else []
+        both = [c for c in names if c in header]
+        if both:
+            raise ValueError(f"--keep {both[0]!r} is also the name of the predictions' column: the output would hold "
+                             f"two {both[0]!r} columns (a target column in INPUT is compared with the predictions on "
+                             "stderr)")
+        header = names + header
+        rows = [[table.rows[i][j].strip() for j in kept] + row for i, row in enumerate(rows)]
     if target_cells is not None:
         agreement = _agreement(run, predicted, target_cells, name)
         notes.append(agreement or f"column {name!r} (the target) is not read")
@@ -308,6 +349,46 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
 
 
 # ------------------------------------------------------------------------------------------------ the command
+#: Ultralytics' ``yolo predict`` keys for what lrkit takes as RUN and as INPUT
+_RUN_KEYS, _INPUT_KEYS = ("model", "run", "weights"), ("source", "input", "data")
+_DATA_SUFFIXES = (".csv", ".tsv", ".npz", ".npy", ".txt")
+
+
+def _check_arguments(run: str, source: str | None) -> None:
+    """``ValueError`` for RUN/INPUT written as Ultralytics' ``model=... source=...`` (with the lrkit form), or given
+    the other way round (a data file as RUN and a run as INPUT)."""
+    given: dict[str, str] = {}
+    plain: list[str] = []
+    keyed: list[str] = []
+    for token in (run, source):
+        if token is None:
+            continue
+        m = re.fullmatch(r"([A-Za-z_]\w*)=(.*)", token, flags=re.DOTALL)
+        if m is None or Path(token).expanduser().exists():
+            plain.append(token)
+            continue
+        key, value = m.group(1).lower(), m.group(2)
+        if key not in _RUN_KEYS + _INPUT_KEYS:
+            raise ValueError(f"lrkit predict has no {m.group(1)}= key: it takes RUN and INPUT by position, then "
+                             f"--flags (--out, --which, --keep, --device, --text); e.g. lrkit predict runs/train "
+                             "new.csv")
+        given["RUN" if key in _RUN_KEYS else "INPUT"] = value
+        keyed.append(token)
+    if keyed:
+        for token in plain:  # a positional token fills the place the key=value ones left
+            given.setdefault("RUN" if "RUN" not in given else "INPUT", token)
+        form = f"lrkit predict {shlex.quote(given.get('RUN', 'RUN'))} {shlex.quote(given.get('INPUT', 'INPUT'))}"
+        raise ValueError(f"lrkit predict takes RUN and INPUT by position, not as key=value ({' '.join(keyed)}: "
+                         f"Ultralytics' model=/source= form): {form}")
+    first, second = Path(run).expanduser(), Path(source).expanduser() if source not in (None, "-") else None
+    if first.is_file() and first.suffix.lower() in _DATA_SUFFIXES:
+        if second is not None and (second.is_dir() or (second.is_file() and second.suffix.lower() == ".pt")):
+            raise ValueError("RUN and INPUT are swapped: the run comes first — lrkit predict "
+                             f"{shlex.quote(source or '')} {shlex.quote(run)}")
+        raise ValueError(f"RUN {run!r} is a data file, not a run: the run comes first — lrkit predict RUN "
+                         f"{shlex.quote(run)} (RUN: a run folder such as runs/train, or its best.pt)")
+
+
 def _check_out(out: Path, source: str | None) -> None:
     if out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a folder; give a file name, e.g. "
@@ -360,6 +441,12 @@ def predict_command(
         Optional[str],  # noqa: UP045
         typer.Option(help="Run the model here, e.g. cuda, cuda:1, cpu. Default: cpu."),
     ] = None,
+    keep: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--keep", metavar="COL",
+                     help="Copy this column of a CSV INPUT (an ID) into the output, before the predictions "
+                          "(repeatable; rows stay in the input's order)."),
+    ] = None,
 ) -> None:
     """Predict with a finished run: one prediction per input row, as CSV.
 
@@ -371,14 +458,16 @@ def predict_command(
     A CSV-trained run reads INPUT's columns by name, in any order (other
     columns are ignored; a target column is compared with the predictions, on
     stderr); any other run reads all the columns in order. A text run predicts
-    the next character of each --text. The CSV goes to stdout (or --out), all
-    else to stderr.
+    the next character of each --text. Rows come out in the input's order,
+    one per input row; --keep COL copies input columns (an ID) in front of the
+    predictions. The CSV goes to stdout (or --out), all else to stderr.
     """
     if which is not None and which not in ("best", "last"):
         fail(f"--which {which!r} must be best or last")
         return
     out_path = Path(out).expanduser() if out is not None else None
     try:
+        _check_arguments(run, source)
         if out_path is not None:
             _check_out(out_path, source)
         dev = None
@@ -390,7 +479,7 @@ def predict_command(
 
         loaded = load_run(run, which=which, device=dev)
         stdin = typer.get_text_stream("stdin").read() if source == "-" else None
-        result = predict_file(loaded, source, texts=text or (), stdin=stdin)
+        result = predict_file(loaded, source, texts=text or (), stdin=stdin, keep=keep or ())
     except (ValueError, OSError) as e:
         fail(_as_flags(str(e), which))
         return

@@ -31,11 +31,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lrkit._step import _INPUT_KEYS, model_outputs
+from lrkit._utils import did_you_mean, first_line, is_float_text
 from lrkit.train.data import UNK, DataInfo
 from lrkit.train.results import TrainResults
 from lrkit.train.run import CHECKPOINT_FORMAT, killed_start
 
-__all__ = ["LoadedRun", "load_run"]
+__all__ = ["LoadedRun", "load_run", "rename_hint"]
 
 #: data sources lrkit standardises with the train split's statistics (a torch Dataset is used as given)
 _SCALED_SOURCES = ("builtin", "csv", "tsv", "npz", "yaml")
@@ -149,8 +150,10 @@ class LoadedRun:
     def inputs(self, x: Any) -> torch.Tensor:
         """Raw inputs as the model takes them, on the model's device: features standardised with the train
         split's mean and standard deviation and shaped as a sample was (flat 8x8 ``digits`` rows become
-        ``(N, 1, 8, 8)`` images); a CSV run also takes a mapping (or DataFrame) of its feature columns by name; a
-        text run takes a ``str`` (its token ids, as a batch of one). One sample gives a batch of one.
+        ``(N, 1, 8, 8)`` images); a CSV run also takes its feature columns by name — a ``{column: values}`` mapping,
+        a DataFrame, or a list of dict rows as ``csv.DictReader`` gives them (numeric strings are read as numbers;
+        other columns, an ID, are ignored); a text run takes a ``str`` (its token ids, as a batch of one). One sample
+        gives a batch of one. A file name is refused with how to read it (the rows themselves are taken).
 
         >>> import tempfile, lrkit
         >>> r = lrkit.train(data="iris", epochs=1, project=tempfile.mkdtemp(), verbose=False, plots=False)
@@ -159,8 +162,13 @@ class LoadedRun:
         """
         if self.vocab is not None and isinstance(x, str):
             return self.encode(x)[None].to(self._device())
+        if isinstance(x, os.PathLike) or (isinstance(x, str) and not is_float_text(x)):
+            raise ValueError(_file_name_error(x))
         shape = self.input_shape
-        if isinstance(x, Mapping) or hasattr(x, "columns"):  # {column: values} or a pandas/polars DataFrame
+        if isinstance(x, (list, tuple)) and x and all(isinstance(r, Mapping) for r in x):
+            # csv.DictReader's rows: a table of named columns
+            x = self._columns(_rows_as_columns(x, self.features or []))
+        elif isinstance(x, Mapping) or hasattr(x, "columns"):  # {column: values} or a pandas/polars DataFrame
             x = self._columns(x)
         if not self.scaling:  # used as given in training (a torch Dataset): only made a tensor and batched
             if isinstance(x, Dataset):
@@ -193,9 +201,16 @@ class LoadedRun:
         names = [str(c) for c in (table.columns if hasattr(table, "columns") else table.keys())]
         missing = [c for c in self.features if c not in names]
         if missing:
-            raise ValueError(f"x has no column {missing[0]!r}; the run's features are {self.features} (columns: "
-                             f"{names})")
-        return np.stack([np.asarray(table[c], dtype=np.float64).reshape(-1) for c in self.features], axis=1)
+            raise ValueError(f"x has no column {', '.join(repr(c) for c in missing)}; the run's features are "
+                             f"{self.features} (columns: {names}).{rename_hint(missing, names, self.features)}")
+        columns = []
+        for c in self.features:
+            try:
+                columns.append(np.asarray(table[c], dtype=np.float64).reshape(-1))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"x's column {c!r} does not hold numbers ({first_line(e)}); the model takes numbers "
+                                 "(encode a category as numbers first)") from None
+        return np.stack(columns, axis=1)
 
     # ------------------------------------------------------------------------------------------ outputs
     def outputs(self, out: torch.Tensor) -> torch.Tensor:
@@ -378,7 +393,7 @@ def _checkpoint_path(run: str | os.PathLike[str], which: str | None) -> Path:
                              "give one of them")
         return path
     if not path.is_dir():
-        raise FileNotFoundError(f"load_run: {str(run)!r}: no such run directory or checkpoint")
+        raise FileNotFoundError(f"load_run: {str(run)!r}: no such run directory or checkpoint{_near_miss(path)}")
     name = f"{which or 'best'}.pt"
     if not (path / name).is_file():
         if killed_start(path):
@@ -476,3 +491,117 @@ def _factory_from(spec: str, home: Path | None) -> tuple[str, Path | None]:
         return spec, None
     return spec, home
 
+
+
+# ------------------------------------------------------------------------------------------------ helpful errors
+def _closest(name: str, choices: list[str], *, ignore_case: bool = False) -> str | None:
+    """The choice :func:`~lrkit._utils.did_you_mean` would suggest for ``name`` (its own spelling), or ``None``."""
+    hint = did_you_mean(name, choices, ignore_case=ignore_case)
+    return next((c for c in choices if hint == f" Did you mean {c!r}?"), None)
+
+
+def rename_hint(missing: list[str], names: list[str], features: list[str]) -> str:
+    """A did-you-mean for each missing feature column among a table's columns that are no feature (``names``: the
+    table's columns): ``" Did you mean to rename 'Tenure_Months' to 'tenure_months'?"``; ``""`` when none is close.
+    Shared by :meth:`LoadedRun.predict` and ``lrkit predict``.
+
+    >>> rename_hint(["tenure_months"], ["id", "Tenure_Months", "age"], ["tenure_months", "age"])
+    " Did you mean to rename 'Tenure_Months' to 'tenure_months'?"
+    """
+    spare = [n for n in names if n not in features]
+    pairs = []
+    for c in missing:
+        close = _closest(c, spare, ignore_case=True)
+        if close is not None:
+            spare.remove(close)  # one column is offered for one feature only
+            pairs.append(f"{close!r} to {c!r}")
+    return f" Did you mean to rename {', '.join(pairs)}?" if pairs else ""
+
+
+def _rows_as_columns(rows: list[Any] | tuple[Any, ...], features: list[str]) -> dict[str, list[Any]]:
+    """Dict rows (``csv.DictReader``'s) as ``{column: values}``: every column a row holds, in the order first met,
+    the ``features`` read as numbers (numeric strings too); a feature some row lacks is named with the row."""
+    names: dict[Any, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    table: dict[str, list[Any]] = {}
+    for name in names:
+        if str(name) not in features:  # an ID or the target: not read
+            table[str(name)] = [row.get(name) for row in rows]
+            continue
+        lacking = [i for i, row in enumerate(rows) if name not in row]
+        if lacking:
+            holds = next(i for i in range(len(rows)) if i not in set(lacking))
+            raise ValueError(f"x's row {lacking[0]} (counting from 0) has no column {str(name)!r}, which row {holds} "
+                             "holds; give every row the same columns")
+        table[str(name)] = [_cell_number(row[name], str(name), i) for i, row in enumerate(rows)]
+    return table
+
+
+def _cell_number(value: Any, column: str, row: int) -> Any:
+    """A cell of a dict row as a number: a numeric string (csv.DictReader's) becomes a float; anything else is kept."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not is_float_text(text):
+            what = "is empty" if not text else f"holds {value!r}"
+            raise ValueError(f"x's column {column!r} {what} in row {row} (counting from 0); the model takes numbers "
+                             "(fill in or drop that row)")
+        return float(text)
+    return value
+
+
+def _file_name_error(x: str | os.PathLike[str]) -> str:
+    """What :meth:`LoadedRun.predict` says when given a file name (or another word) instead of rows."""
+    text = os.fspath(x)
+    if Path(text).expanduser().is_file():
+        return (f"predict takes the rows themselves, not a file name ({text!r}): read the file first — "
+                f"run.predict(pandas.read_csv({text!r})), or run.predict(list(csv.DictReader(open({text!r})))) — or, "
+                f"from the shell, lrkit predict RUN {text}")
+    return (f"predict(x={text!r}): a str is not rows of features; give rows (a list of rows, a {{column: values}} "
+            "dict, a list of dict rows such as csv.DictReader gives, a DataFrame, an array or a tensor)")
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / f"{w}.pt").is_file() for w in _WHICH)
+
+
+def _near_miss(path: Path) -> str:
+    """What to add to "no such run directory or checkpoint": the run folder lrkit keeps ``best.pt`` in for
+    Ultralytics' ``runs/train/weights/best.pt``; else a did-you-mean for the first path part that does not exist,
+    among the folders (or, last, the ``.pt`` files) beside it that lead to a run, or the runs beside it. ``""`` where
+    nothing helps, or a folder on the way cannot be read: the hint never replaces the error."""
+    try:
+        return _near_miss_in(path)
+    except OSError:
+        return ""
+
+
+def _near_miss_in(path: Path) -> str:
+    parts = path.parts
+    if "weights" in parts[:-1] or path.name == "weights":
+        at = len(parts) - 1 - parts[::-1].index("weights")
+        run_dir = Path(*parts[:at]) if at else Path(".")
+        file = run_dir / (path.name if path.name.endswith(".pt") else "best.pt")
+        if file.is_file():
+            return (f". lrkit keeps {file.name} in the run folder itself, not in weights/ as Ultralytics does: "
+                    f"{file}")
+    i = next((k for k in range(len(parts)) if not Path(*parts[:k + 1]).exists()), None)
+    if i is None:
+        return ""
+    base, rest = (Path(*parts[:i]) if i else Path(".")), parts[i + 1:]
+    beside = sorted(p.name for p in base.iterdir()
+                    if p.is_dir() or (not rest and p.suffix.lower() == ".pt" and p.is_file()))[:2000]
+
+    def leads(name: str) -> bool:
+        target = base.joinpath(name, *rest)
+        return target.is_file() if target.suffix.lower() == ".pt" else _is_run_dir(target)
+
+    candidates = [n for n in beside if leads(n)]
+    close = _closest(parts[i], candidates)
+    if close is not None:
+        return f". Did you mean {str(Path(*parts[:i], close, *rest))!r}?"
+    candidates = [n for n in candidates if _is_run_dir(base / n)]  # the runs beside it, not its .pt files
+    if not rest and candidates:
+        shown = [str(base / n) if i else n for n in candidates]
+        return f" (the runs in {base}: {', '.join(shown[:8])}{' ...' if len(shown) > 8 else ''})"
+    return ""
