@@ -77,7 +77,7 @@ class _Table:
     lines: list[int]
 
 
-def _read_csv(text: str, name: str, *, tab: bool = False) -> _Table:
+def _read_csv(text: str, name: str, *, tab: bool = False, names: Sequence[str] | None = None) -> _Table:
     from lrkit.train.data import _numbered_header, _sniff_delimiter
 
     delimiter = "\t" if tab else _sniff_delimiter(text)
@@ -90,8 +90,13 @@ def _read_csv(text: str, name: str, *, tab: bool = False) -> _Table:
     if not rows:
         raise ValueError(f"{name} is empty: no rows to predict")
     # a first line of numbers is a sample, but for the column numbers pandas writes above the rows
-    # (DataFrame(array).to_csv(index=False): 0,1,...), which training reads as the header too
-    numbers = all(is_float_text(c) for c in rows[0]) and not (_numbered_header(rows[0]) and len(rows) > 1)
+    # (DataFrame(array).to_csv(index=False): 0,1,...), which training reads as the header too, and for the run's own
+    # column names (``names``: a CSV run trained on such a file); a line as short as 0,1 or 1 is as likely a sample
+    # (0/1 features) and stays one, rather than being dropped as a header
+    first = {c.strip() for c in rows[0]}
+    header_line = len(rows) > 1 and ((len(rows[0]) >= 3 and _numbered_header(rows[0]))
+                                     or (bool(names) and set(names or ()) <= first))
+    numbers = all(is_float_text(c) for c in rows[0]) and not header_line
     header = None if numbers else [c.strip() for c in rows[0]]
     if header is not None:
         rows, lines = rows[1:], lines[1:]
@@ -275,7 +280,7 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
     target_cells: list[str] | None = None
     if source == "-":
         # a spreadsheet's byte-order mark is not part of the first column's name (a file is read with utf-8-sig)
-        table: _Table | None = _read_csv((stdin or "").removeprefix("\ufeff"), "stdin")
+        table: _Table | None = _read_csv((stdin or "").removeprefix("\ufeff"), "stdin", names=run.features)
     else:
         path = Path(source).expanduser()
         if not path.is_file():
@@ -292,7 +297,7 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
         else:
             from lrkit.train.data import _decode
 
-            table = _read_csv(_decode(path.read_bytes(), source), source, tab=suffix == ".tsv")
+            table = _read_csv(_decode(path.read_bytes(), source), source, tab=suffix == ".tsv", names=run.features)
     kept: list[int] = []
     if table is not None:
         n = len(table.rows)

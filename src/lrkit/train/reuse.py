@@ -20,7 +20,7 @@ import contextlib
 import math
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from lrkit._step import _INPUT_KEYS, model_outputs
 from lrkit._utils import did_you_mean, first_line, is_float_text
@@ -80,7 +80,8 @@ class LoadedRun:
     scaling: dict[str, torch.Tensor] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     #: how training read a classifier's scores: ``"logit"``/``"probability"`` (one score per sample: class 1 above
-    #: 0 / 0.5), ``"multi_label"`` (a 0/1 decision per label), ``None`` (argmax over the class scores)
+    #: 0 / 0.5), ``"multi_label"``/``"multi_label_probability"`` (a 0/1 decision per label: 1 above 0 / 0.5),
+    #: ``None`` (argmax over the class scores)
     scores: str | None = None
 
     def __repr__(self) -> str:
@@ -170,12 +171,14 @@ class LoadedRun:
             x = self._columns(_rows_as_columns(x, self.features or []))
         elif isinstance(x, Mapping) or hasattr(x, "columns"):  # {column: values} or a pandas/polars DataFrame
             x = self._columns(x)
+        # the model's floating dtype, as training cast its batches (a float64 model takes float64 inputs)
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
         if not self.scaling:  # used as given in training (a torch Dataset): only made a tensor and batched
             if isinstance(x, Dataset):
                 x = _dataset_inputs(x)
             t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
-            if t.is_floating_point():  # the model's floating dtype, as training cast its batches
-                t = t.to(next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32))
+            if t.is_floating_point():
+                t = t.to(dtype)
             if shape is not None and t.dim() == len(shape):
                 t = t[None]
             return t.to(self._device())
@@ -191,7 +194,7 @@ class LoadedRun:
                              f"trained on {per}{named}")
         mean, std = self.scaling["x_mean"].numpy(), self.scaling["x_std"].numpy()
         rows = (rows - mean) / std
-        return torch.as_tensor(rows.reshape(len(rows), *shape), dtype=torch.float32).to(self._device())
+        return torch.as_tensor(rows.reshape(len(rows), *shape), dtype=dtype).to(self._device())
 
     def _columns(self, table: Any) -> np.ndarray:
         """The feature columns of ``table`` (a mapping or DataFrame) in the run's order, as ``(N, F)``."""
@@ -255,12 +258,14 @@ class LoadedRun:
         out = self.model(self.inputs(x))
         if self.task is not None:  # a Hugging Face ModelOutput / {"logits": ...}: its logits, as training read them
             out = model_outputs(out)
-        one_score = isinstance(out, torch.Tensor) and (out.dim() == 1 or (out.dim() == 2 and out.shape[1] == 1))
+        # one score per sample: (N,), (N, 1), or a 0-dim score (one sample through a forward ending in .squeeze())
+        one_score = isinstance(out, torch.Tensor) and (out.dim() <= 1 or (out.dim() == 2 and out.shape[1] == 1))
         if self.task == "classification" and isinstance(out, torch.Tensor) and (self.scores is not None or one_score):
-            decided = (out > (0.5 if self.scores == "probability" else 0.0)).long()  # older runs: a logit
-            if self.scores == "multi_label":
+            probabilities = self.scores in ("probability", "multi_label_probability")
+            decided = (out > (0.5 if probabilities else 0.0)).long()  # older runs: a logit
+            if self.scores in ("multi_label", "multi_label_probability"):
                 return decided  # (N, K) of 0/1: one decision per label
-            index = decided.reshape(len(out)).tolist()
+            index = decided.reshape(-1 if out.dim() == 0 else len(out)).tolist()
             return [self.classes[i] for i in index] if self.classes is not None else index
         if self.task == "classification" and isinstance(out, torch.Tensor) and out.dim() == 2:
             index = out.argmax(-1).tolist()
@@ -359,13 +364,16 @@ def run_checkpoint(spec: Any) -> Path | None:
 
 
 def _dataset_inputs(ds: Dataset) -> torch.Tensor:
-    """A map-style torch Dataset's inputs stacked into one batch: each sample's ``x`` (the first item of a tuple, the
-    input key of a dict, as training split its batches)."""
-    if not hasattr(ds, "__len__"):
+    """A torch Dataset's inputs stacked into one batch: each sample's ``x`` (the first item of a tuple, the input key
+    of a dict, as training split its batches); an IterableDataset's samples as it yields them (it has no ``ds[i]``)."""
+    if isinstance(ds, IterableDataset):
+        samples: Iterable[Any] = ds
+    elif not hasattr(ds, "__len__"):
         raise ValueError(f"predict(x={type(ds).__name__}): a Dataset without a length; pass its inputs as a tensor")
+    else:
+        samples = (ds[i] for i in range(len(ds)))
     xs = []
-    for i in range(len(ds)):
-        sample = ds[i]
+    for sample in samples:
         if isinstance(sample, Mapping):
             key = next((k for k in _INPUT_KEYS if k in sample), None)
             if key is None:

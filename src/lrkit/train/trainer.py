@@ -250,8 +250,10 @@ def train(
         key = next(iter(unknown))
         raise _unknown_key_error(key, [*TrainConfig.keys(), *_PY_ONLY], list(unknown))  # all of them at once
     _refuse_multi_process()
-    if not isinstance(val, (str, bytes)) and (hasattr(val, "__len__") or hasattr(val, "__iter__")):
-        # a validation set passed as val= (a Dataset, a DataLoader, a list of samples): say where it goes
+    if (not isinstance(val, (str, bytes)) and getattr(val, "ndim", None) != 0
+            and (hasattr(val, "__len__") or hasattr(val, "__iter__"))):
+        # a validation set passed as val= (a Dataset, a DataLoader, a list of samples): say where it goes (a 0-dim
+        # array or tensor is one number: a fraction, as before)
         raise ValueError(
             f"val= got a {type(val).__name__}, but val is the validation fraction held out of data= (default 0.2); "
             "to validate on a set of your own, pass data=(train, val)"
@@ -834,8 +836,11 @@ class _Trainer:
             except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
                 flat = ""
                 per = math.prod(x.shape[1:]) if isinstance(x, torch.Tensor) and x.dim() >= 3 else 0
-                wants = re.search(r"shapes cannot be multiplied \(\d+x\d+ and (\d+)x\d+\)", str(e))
-                if per and wants and int(wants.group(1)) == per:  # images (digits: 1x8x8) into nn.Linear(per, ...)
+                m = re.search(r"shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x\d+\)", str(e))
+                # images (digits: 1x8x8) straight into nn.Linear(per, ...): torch multiplied the last dim (W) of the
+                # raw batch, N*C*H rows of W, by a weight that wants the whole flattened sample
+                if per and m and int(m.group(3)) == per and int(m.group(2)) == x.shape[-1] \
+                        and int(m.group(1)) == math.prod(x.shape[:-1]):
                     flat = (f" (each sample is a {'x'.join(map(str, x.shape[1:]))} image: a model that starts with "
                             f"nn.Linear({per}, ...) needs nn.Flatten() in front of it, or pass model=cnn)")
                 raise ValueError(
@@ -1102,8 +1107,9 @@ class _Trainer:
                 # Ultralytics' warmup ramps toward a line that is already decaying: over the whole run the LR never
                 # reaches lr0 (about a quarter of it at most), which "lr0 honoured" alone would hide
                 top = max(self.schedule(s) for s in np.unique(np.linspace(0, max(total_steps - 1, 0), 2001).round()))
+                lr0 = _lr0_text(cfg.lr0 if cfg.lr0 is not None else self.lr0)  # not given: the optimizer's default
                 self.log(f"lrkit.train: note — warmup_epochs={cfg.warmup_epochs:g} spans the whole run "
-                         f"({_epochs(epochs)}): the LR rises all run long and never reaches lr0={_lr0_text(cfg.lr0)} "
+                         f"({_epochs(epochs)}): the LR rises all run long and never reaches lr0={lr0} "
                          f"(it peaks at {top:.0%} of it); set warmup_epochs lower for short runs")
             return
         unused = [k for k in _SHAPE_KEYS if k in self.explicit]
@@ -1443,7 +1449,8 @@ class _Trainer:
             "optimizer_name": self.opt_name,
             "custom_loss": self._custom_loss(),
             # how the classifier's scores were read ("logit"/"probability": one score per sample, class 1 above
-            # 0/0.5; "multi_label": per label; None: argmax), so a finished run can predict as it was scored
+            # 0/0.5; "multi_label"/"multi_label_probability": per label, 1 above 0/0.5; None: argmax), so a
+            # finished run can predict as it was scored
             "outputs": {"scores": self.scores_kind},
             "model_spec": self.model_spec,
         }
@@ -1789,7 +1796,9 @@ class _Trainer:
         if task == "classification" and self.user_loss is not None and (per_label or _one_score(out, y)):
             z = out.reshape(-1)  # one decision per score: a sample's (binary) or a label's (multi-label)
             threshold = 0.5 if self._probabilities else 0.0
-            self.scores_kind = "multi_label" if per_label else "probability" if self._probabilities else "logit"
+            # a multi-label run's scores may be probabilities too (a model ending in nn.Sigmoid, with BCELoss)
+            kinds = ("multi_label_probability", "multi_label") if per_label else ("probability", "logit")
+            self.scores_kind = kinds[0] if self._probabilities else kinds[1]
             out = torch.stack([torch.full_like(z, threshold), z], dim=-1)  # argmax: 1 exactly where z > threshold
             y = y.reshape(-1)
             y = (y > 0.5).long() if y.is_floating_point() else y.long()
@@ -2099,18 +2108,20 @@ def _refuse_multi_process() -> None:
     folder (``train``, ``train2``, ...) for no speed-up, so it is refused with what does work there."""
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
-        world, rank = dist.get_world_size(), dist.get_rank()
+        world, rank = dist.get_world_size(), str(dist.get_rank())
     else:
         try:
-            world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+            world = int(os.environ.get("WORLD_SIZE", "1"))
         except ValueError:
             return
+        rank = os.environ.get("RANK", "?").strip() or "?"
     if world <= 1:
         return
     raise ValueError(
         f"lrkit.train runs in one process, but this is rank {rank} of {world} (torch.distributed / torchrun): each "
         "rank would train on the whole data, unsharded, and write its own run folder (train, train2, ...), for no "
-        "speed-up. Run it as one process (python or lrkit train, not torchrun); for a multi-process run, write the "
+        "speed-up (and lr0='auto' on one rank alone would wait in its range test's all-reduce for the others). "
+        "Run it as one process (python or lrkit train, not torchrun); for a multi-process run, write the "
         "DDP loop with lrkit's parts, which support torch.distributed: lrkit.find_lr or "
         "lrkit.train.auto.choose_lr0 on every rank with its shard, a schedule's to_torch(optimizer), and "
         "lrkit.Monitor(model, optimizer, sync_loss=True)"
