@@ -168,3 +168,28 @@ def test_predict_takes_an_iterable_dataset_with_a_length(tmp_path: Path) -> None
     run = lrkit.load_run(_train(tmp_path, data=(TensorDataset(x[:80], y[:80]), TensorDataset(x[80:], y[80:])),
                                 model=net()), model=net())
     assert run.predict(Stream()) == run.predict(TensorDataset(x[:5], y[:5]))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# lead, from the review's unconfirmed list: a Hugging Face model's own loss cut from the graph is named as the
+# model's own loss, not as lrkit's internal step function
+def test_a_detached_model_own_loss_is_named_as_the_models(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    class _HF(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.head = nn.Embedding(16, 8), nn.Linear(8, 3)
+
+        def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+            logits = self.head(self.embed(input_ids).mean(1))
+            loss = None if labels is None else nn.functional.cross_entropy(logits, labels).detach()
+            return SimpleNamespace(loss=loss, logits=logits)
+
+    g = torch.Generator().manual_seed(0)
+    samples = [{"input_ids": torch.randint(0, 16, (5,), generator=g), "labels": torch.tensor(i % 3)}
+               for i in range(40)]
+    with pytest.raises(ValueError) as e:
+        lrkit.train(_HF(), data=(samples[:32], samples[32:]), epochs=1, lr0=0.01, project=str(tmp_path),
+                    verbose=False, plots=False)
+    assert "the model's own loss (model(**batch).loss of" in str(e.value) and "own_loss" not in str(e.value)

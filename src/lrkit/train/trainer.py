@@ -1705,7 +1705,8 @@ class _Trainer:
         """A training loss that does not require grad: the user's loss_fn/step_fn cut it from the model's graph."""
         fn = self.step_fn if self.step_fn is not None else self.user_loss
         kind = "step_fn" if self.step_fn is not None else "loss_fn"
-        who = (f"{kind} {getattr(fn, '__name__', type(fn).__name__)}" if fn is not None
+        who = (f"the model's own loss (model(**batch).loss of {self.model_name})" if fn is own_loss
+               else f"{kind} {getattr(fn, '__name__', type(fn).__name__)}" if fn is not None
                else f"the model's output ({self.model_name})")
         return ValueError(
             f"the training loss from {who} does not require grad, so it cannot train the model: it was cut from the "
