@@ -12,26 +12,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import lrkit
-from lrkit.cli.app import build_app
-
-runner = CliRunner()
-
-
-def _train(project: Path, **kw: Any) -> Path:
-    kw = {"epochs": 1, "verbose": False, "plots": False, "seed": 0, **kw}
-    return lrkit.train(project=str(project), **kw).run_dir
-
-
-def _invoke(*args: str, stdin: str | None = None) -> Any:
-    return runner.invoke(build_app(), ["predict", *args], input=stdin)
+from test_predict_cli_s19d import _invoke, _train
 
 
 @pytest.fixture(scope="module")
