@@ -10,7 +10,6 @@ import copy
 import functools
 import inspect
 import math
-import numbers
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -811,11 +810,14 @@ def find_lr(
     accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1,
                                    " (the batches of one optimizer step; 1 to 64 is typical)", maximum=_MAX_STEPS)
     if diverge_factor is not None:  # None: no stop on the smoothed loss (a non-finite loss still ends the test)
-        ok = isinstance(diverge_factor, numbers.Real) and not isinstance(diverge_factor, bool)
-        if not ok or not math.isfinite(diverge_factor) or diverge_factor <= 1:  # one message for every bad number
+        try:  # what start_lr/end_lr take (a 0-dim tensor, "4"), with one message for every bad value
+            factor = check_positive("diverge_factor", diverge_factor)
+        except ValueError:
+            factor = 0.0
+        if factor <= 1:
             raise ValueError(f"diverge_factor={diverge_factor!r} must be a finite number > 1 (4 is typical), or None "
                              "for no stop")
-        diverge_factor = float(diverge_factor)
+        diverge_factor = factor
     if step_fn is not None and loss_fn is not None:
         raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
     if max_grad_norm is not None:
