@@ -153,34 +153,16 @@ def _read_array(path: Path) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ the target
 def _target_name(run: Any) -> str:
-    """The name of what the run predicts, for the header: the target column the run recorded, the ``target=`` it was
-    trained with, else (a run saved before the column was recorded) a CSV's target column read from the header of
-    its training file (when that file is still there), ``y`` for an NPZ
-    (the array lrkit reads by default), and ``prediction`` where nothing names it."""
-    from lrkit.train.data import _sniff_delimiter
-
-    if getattr(run, "target", None):  # recorded by the run (a CSV's target column, as its header names it)
+    """The name of what the run predicts, for the header: the target column the run recorded (a CSV's, as its header
+    names it), else the ``target=`` it was trained with, ``y`` for an NPZ (the array lrkit reads by default), and
+    ``prediction`` where nothing names it."""
+    if getattr(run, "target", None):
         return str(run.target)
     target, data = run.config.get("target"), run.config.get("data")
     if isinstance(target, str) and target:
         return target
-    path = Path(data).expanduser() if isinstance(data, str) else None
-    suffix = path.suffix.lower() if path is not None else ""
-    if suffix == ".npz" and target is None:
+    if target is None and isinstance(data, str) and data.lower().endswith(".npz"):
         return "y"
-    if suffix in (".csv", ".tsv") and run.features is not None and path is not None and path.is_file():
-        try:
-            with open(path, encoding="utf-8-sig") as f:
-                first = next((line for line in f if line.strip()), "")
-        except (OSError, UnicodeDecodeError):
-            return "prediction"
-        delimiter = "\t" if suffix == ".tsv" else _sniff_delimiter(first)
-        header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter), [])]
-        if isinstance(target, int) and -len(header) <= target < len(header):
-            return header[target]
-        rest = [h for h in header if h not in run.features]
-        if target is None and len(rest) == 1 and len(header) == len(run.features) + 1:
-            return rest[0]
     return "prediction"
 
 

@@ -594,6 +594,8 @@ class _Trainer:
         self.multi_hot_seen = False
         #: how a classifier's scores were read at validation (see _scored), recorded in the checkpoint
         self.scores_kind: str | None = None
+        #: lr0 came from the schedule spec's own peak (lr0=/max_lr=), not from an lr0= key (see _plan_schedule)
+        self.lr0_from_spec = False
         if self.step_fn is None and self.model_dtype is not None:  # a step_fn reads its batches itself
             train_loader = _CastingLoader(train_loader, self._cast_batch)
             val_loader = _CastingLoader(val_loader, self._cast_batch)
@@ -1010,7 +1012,7 @@ class _Trainer:
                 self.log(f"lrkit.train: {line}")
         elif self.bias_note is not None:  # (an Optimizer class's notes carry it)
             self.log(f"lrkit.train: {self.bias_note}")
-        if self.lr0_source == "user" and getattr(self, "lr0_from_spec", False):
+        if self.lr0_source == "user" and self.lr0_from_spec:
             self.log(f"lrkit.train: lr0={self.lr0:g} (the peak of schedule={_short(self.cfg.schedule)})")
         elif self.lr0_source == "user":
             self.log(f"lrkit.train: lr0={self.lr0:g} (yours, honoured as given)")
@@ -1083,13 +1085,12 @@ class _Trainer:
         spe = total_steps / epochs
         if cfg.schedule is None:
             warmup = cfg.warmup_epochs
+            whole_run = notes and warmup == epochs  # noted once the schedule is built, with the peak it reaches
             if warmup > epochs:
                 warmup = float(epochs)
                 if notes:  # said when the run started; a resume re-plans the same shape silently
                     self.log(f"lrkit.train: note — warmup_epochs={cfg.warmup_epochs:g} is longer than the run; the "
                              f"warmup spans the whole run ({_epochs(epochs)}; set warmup_epochs lower for short runs)")
-            elif warmup == epochs and notes:
-                self.warmup_is_run = True  # noted once the schedule is built, with the peak it reaches
             if self.has_momentum:
                 self.schedule = schedules.ultralytics(
                     lr0=self.lr0, lrf=cfg.lrf, cos_lr=cfg.cos_lr, epochs=epochs, steps_per_epoch=spe,
@@ -1103,7 +1104,7 @@ class _Trainer:
                      "momentum": None},
                     epochs=epochs, steps_per_epoch=spe,
                 )
-            if getattr(self, "warmup_is_run", False):
+            if whole_run:
                 # Ultralytics' warmup ramps toward a line that is already decaying: over the whole run the LR never
                 # reaches lr0 (about a quarter of it at most), which "lr0 honoured" alone would hide
                 top = max(self.schedule(s) for s in np.unique(np.linspace(0, max(total_steps - 1, 0), 2001).round()))
