@@ -1319,6 +1319,7 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
     input_shape: tuple[int, ...] | None = None
     inferred: str | None = None
     num_outputs: int | None = None
+    one_hot_note: str | None = None
     if isinstance(sample, Mapping):  # a dict sample with input/target keys ("x"/"y", ...): the batches' own layout
         try:
             sample = split_batch(sample)
@@ -1335,12 +1336,25 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
             elif not y.is_floating_point() and tuple(y.shape) == (1,) and x.is_floating_point():
                 # class indices stored as a column, (N, 1): the trainer squeezes the trailing 1 of each batch
                 inferred = "classification"
+            elif (y.is_floating_point() and task is None and _one_hot_rows(y) and _one_hot_rows(_all_targets(train))
+                  and (_all_targets(val) is None or _one_hot_rows(_all_targets(val)))):
+                # keras' to_categorical(y), F.one_hot(y).float(): class labels, as an NPZ file's one-hot target is
+                inferred, num_outputs = "classification", int(y.shape[-1])
+                one_hot_note = (f"the targets are one-hot rows of {num_outputs} classes: trained as "
+                                "classification (cross-entropy on them, accuracy of their argmax); pass "
+                                f"task=regression to regress their {num_outputs} values instead")
             elif y.is_floating_point():
                 inferred = "regression"
                 num_outputs = max(1, int(y.numel()))
+                if task is None and _one_hot_rows(y) and _all_targets(train) is None:  # only the first target read
+                    one_hot_note = (f"the first target is a one-hot row of {y.numel()} values: trained as "
+                                    "regression (mean squared error), as float targets are; for classification "
+                                    "pass task=classification (one-hot rows are read as class probabilities)")
     info = DataInfo(name=type(_dataset_of(train)).__name__, task=task or inferred, input_shape=input_shape,
                     num_outputs=num_outputs, source=source, n_train=_len(train), n_val=_len(val),
                     train_batches=whole[0], val_batches=whole[1], first_batch=first_batch)
+    if one_hot_note is not None:
+        info.notes.append(one_hot_note)
     if info.task == "lm" and input_shape:
         info.seq_len = input_shape[0]
     if info.task == "lm" and info.num_outputs is None:  # vocabulary: the largest token id + 1 (tensors: cheap)
@@ -1466,6 +1480,24 @@ def tensor_target_range(data: TrainData) -> tuple[int, int] | None:
             lows.append(int(y.min()))
             tops.append(int(y.max()))
     return (min(lows), max(tops)) if tops else None
+
+
+def _one_hot_rows(y: torch.Tensor | None) -> bool:
+    """Whether ``y`` ends in a class axis of ``K >= 2`` whose every row is 0 but for a single 1 (a sample's ``(K,)``
+    or a batch's ``(N, K)``); ``False`` for ``None`` (targets that cannot be read at once).
+
+    >>> _one_hot_rows(torch.tensor([[0.0, 1.0], [1.0, 0.0]])), _one_hot_rows(torch.tensor([[0.5, 0.5]]))
+    (True, False)
+    """
+    if y is None or y.ndim not in (1, 2) or y.shape[-1] < 2 or not y.numel() or not y.is_floating_point():
+        return False
+    return bool(((y == 0) | (y == 1)).all()) and bool((y.sum(-1) == 1).all())
+
+
+def _all_targets(ds: Any) -> torch.Tensor | None:
+    """The targets of a (Subset of a) TensorDataset at once (:func:`_tensor_pair`), else ``None``."""
+    pair = _tensor_pair(ds)
+    return None if pair is None else pair[1]
 
 
 def _tensor_pair(ds: Any) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -253,7 +253,7 @@ class LoadedRun:
             if not isinstance(x, str) or not x:
                 raise ValueError(f"predict(x={x!r}): a text run predicts the next character of a non-empty str")
             window = self.seq_len or len(x)
-            out = self.model(self.inputs(x[-window:]))
+            out = model_outputs(self.model(self.inputs(x[-window:])))  # a ModelOutput / {"logits": ...}: its logits
             return self.vocab[int(out[0, -1].argmax())]
         out = self.model(self.inputs(x))
         if self.task is not None:  # a Hugging Face ModelOutput / {"logits": ...}: its logits, as training read them

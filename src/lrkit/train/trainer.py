@@ -617,7 +617,7 @@ class _Trainer:
         # just below); n_train counts the samples those batches draw from, unless a loader's items are whole batches
         batch, per_sample = cfg.batch, True
         if isinstance(self.data.train, DataLoader):
-            batch, line, per_sample = _passed_batch(self.data.train, cfg.batch)
+            batch, line, per_sample = _passed_batch(self.data.train, cfg.batch, given="batch" in self.explicit)
             if line is not None:
                 self.log(line)
         from lrkit.scaling import nominal_batch
@@ -1792,7 +1792,7 @@ class _Trainer:
                 or not isinstance(y, torch.Tensor) or y.is_complex() or not y.numel()):
             return out, y
         per_label = task == "classification" and self.user_loss is not None and self._per_label(out, y)
-        if (task == "classification" and self.user_loss is not None and y.is_floating_point()
+        if (task == "classification" and y.is_floating_point()
                 and out.ndim == 2 and out.shape[1] > 1 and y.shape == out.shape and not per_label):
             y = y.argmax(dim=-1)  # class probabilities (one-hot, smoothed) for cross_entropy: the most likely class
         if task == "classification" and self.user_loss is not None and (per_label or _one_score(out, y)):
@@ -1931,9 +1931,10 @@ _SHAPE_KEYS = ("lrf", "cos_lr", "warmup_epochs", "warmup_momentum", "warmup_bias
 _NOT_IN_BEST = ("optimizer", "scheduler", "scaler", "monitor", "best_model")
 
 
-def _passed_batch(loader: DataLoader, batch: int) -> tuple[int, str | None, bool]:
+def _passed_batch(loader: DataLoader, batch: int, *, given: bool = True) -> tuple[int, str | None, bool]:
     """``(batch size, log line or None, whether the loader's dataset holds samples)`` of a DataLoader the user passed;
-    ``batch`` is the config's, ignored where the loader has its own: its ``batch_size``; with a ``batch_sampler``
+    ``batch`` is the config's (``given``: the user's own, so the line says it is ignored; the default is not named),
+    ignored where the loader has its own: its ``batch_size``; with a ``batch_sampler``
     (``batch_size`` is ``None`` then), the sampler's ``batch_size`` where it has one (torch's ``BatchSampler``); with
     neither (``batch_size=None``: each of the dataset's items is a whole batch, and ``n_train`` counts batches), the
     first item's size. A custom batch sampler's batches are not drawn to be measured (that would draw the run's
@@ -1944,16 +1945,16 @@ def _passed_batch(loader: DataLoader, batch: int) -> tuple[int, str | None, bool
     >>> _passed_batch(DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), 64, False)), 32)[::2]
     (64, True)
     """
+    ignored = f" (batch={batch} ignored)" if given else ""
     if loader.batch_size is not None:
         n = loader.batch_size
-        return n, None if n == batch else f"data: batch={n} comes from the DataLoader you passed (batch={batch} " \
-            "ignored)", True
+        return n, None if n == batch else f"data: batch={n} comes from the DataLoader you passed{ignored}", True
     sampler = loader.batch_sampler
     if sampler is not None:
         n = getattr(sampler, "batch_size", None)
         if isinstance(n, int) and not isinstance(n, bool) and n > 0:
             return n, None if n == batch else f"data: batch={n} comes from the batch_sampler of the DataLoader you " \
-                f"passed (batch={batch} ignored)", True
+                f"passed{ignored}", True
         return batch, (f"data: the DataLoader you passed has a batch_sampler ({type(sampler).__name__}) without a "
                        f"batch_size, so its batches' size is not known: batch={batch} is taken as their size for "
                        "accumulate and weight decay (pass batch= their size)"), False
@@ -1964,8 +1965,9 @@ def _passed_batch(loader: DataLoader, batch: int) -> tuple[int, str | None, bool
         return batch, (f"data: the DataLoader you passed has batch_size=None (each item of its dataset is a batch), "
                        f"and its batches' size is not known: batch={batch} is taken as their size for accumulate "
                        "and weight decay (pass batch= their size)"), False
-    return n, None if n == batch else f"data: batch={n} comes from the DataLoader you passed (batch_size=None: " \
-        f"each item of its dataset is a batch, the first of {n} samples; batch={batch} ignored)", False
+    why = f"batch_size=None: each item of its dataset is a batch, the first of {n} samples"
+    return n, None if n == batch else f"data: batch={n} comes from the DataLoader you passed ({why}" \
+        f"{f'; batch={batch} ignored' if given else ''})", False
 
 
 #: losses of class scores: a float target read as regression beside one of them gets a note (see _log_plan)

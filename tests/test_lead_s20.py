@@ -1,0 +1,125 @@
+"""Session 20 (lead): fixes found by walking through lrkit.train / load_run with one's own data and model."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+import lrkit
+
+_G = torch.Generator().manual_seed(0)
+_X = torch.randn(120, 5, generator=_G)
+_Y = torch.randint(0, 3, (120,), generator=_G)
+_ONE_HOT = nn.functional.one_hot(_Y, 3).float()
+
+
+def _train(capsys: pytest.CaptureFixture[str], tmp_path: Path, model: nn.Module, **kw: Any) -> tuple[Any, str]:
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = lrkit.train(model, epochs=1, lr0=0.01, warmup_epochs=0, project=str(tmp_path), plots=False, **kw)
+    return r, capsys.readouterr().out
+
+
+# --- 1. a DataLoader's batch size: the default batch=32 is not said to be "ignored" ------------------------------
+def test_a_dataloader_without_batch_given_does_not_name_the_default(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # Bug: "data: batch=16 comes from the DataLoader you passed (batch=32 ignored)" although no batch= was passed
+    loader = DataLoader(TensorDataset(_X, _Y), batch_size=16)
+    _, out = _train(capsys, tmp_path, nn.Linear(5, 3), data=(loader, TensorDataset(_X[:20], _Y[:20])))
+    assert "data: batch=16 comes from the DataLoader you passed" in out
+    assert "ignored" not in out and "batch=32" not in out
+
+
+def test_a_batch_given_by_the_user_is_still_said_to_be_ignored(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    loader = DataLoader(TensorDataset(_X, _Y), batch_size=16)
+    _, out = _train(capsys, tmp_path, nn.Linear(5, 3), data=(loader, TensorDataset(_X[:20], _Y[:20])), batch=8)
+    assert "data: batch=16 comes from the DataLoader you passed (batch=8 ignored)" in out
+
+
+# --- 2. one-hot float targets in a torch dataset -----------------------------------------------------------------
+def test_one_hot_targets_of_a_tensor_dataset_train_as_classification(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # Bug: F.one_hot(y).float() targets were read as a 3-value regression (MSE, rmse), with no word said; an NPZ
+    # file's one-hot target is read as classes
+    r, out = _train(capsys, tmp_path, nn.Linear(5, 3), data=TensorDataset(_X, _ONE_HOT))
+    assert "TensorDataset (classification," in out
+    assert "the targets are one-hot rows of 3 classes" in out and "task=regression" in out
+    assert "accuracy" in out and 0.0 <= r.best_metric <= 1.0
+
+
+def test_one_hot_targets_with_task_classification_are_scored_by_their_argmax(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Bug: task="classification" with one-hot float targets and the default loss ended in torch's "The size of
+    # tensor a (40) must match the size of tensor b (3)" from the accuracy, after the first epoch's training
+    class Own(Dataset):
+        def __len__(self) -> int:
+            return len(_X)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return _X[i], _ONE_HOT[i]
+
+    torch.manual_seed(0)
+    r, out = _train(capsys, tmp_path, nn.Linear(5, 3), data=(Own(), TensorDataset(_X[:40], _ONE_HOT[:40])),
+                    task="classification")
+    assert "accuracy" in out
+    with torch.no_grad():  # the accuracy is the share of validation rows whose argmax matches the one-hot row's
+        right = (r.model.eval()(_X[:40]).argmax(1) == _Y[:40]).float().mean().item()
+    assert r.history[-1]["val_accuracy"] == pytest.approx(right)
+
+
+def test_one_hot_first_target_of_an_own_dataset_gets_a_note(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # a Dataset of its own: only the first target is read, so the task stays regression, and the log says how to
+    # train the one-hot rows as classes
+    class Own(Dataset):
+        def __len__(self) -> int:
+            return len(_X)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return _X[i], _ONE_HOT[i]
+
+    _, out = _train(capsys, tmp_path, nn.Linear(5, 3), data=Own())
+    assert "Own (regression," in out
+    assert "the first target is a one-hot row of 3 values" in out and "task=classification" in out
+
+
+def test_multi_hot_and_real_valued_targets_stay_regression(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # guard: rows that are not all one-hot (a multi-hot row, a real value) keep the regression reading, no note
+    multi = _ONE_HOT.clone()
+    multi[5] = torch.tensor([1.0, 1.0, 0.0])
+    for y in (multi, torch.randn(len(_X), 3, generator=_G)):
+        _, out = _train(capsys, tmp_path, nn.Linear(5, 3), data=TensorDataset(_X, y))
+        assert "TensorDataset (regression," in out and "one-hot" not in out
+
+
+# --- 3. a text run whose model returns {"logits": ...} (a Hugging Face ModelOutput) -------------------------------
+class _DictLM(nn.Module):
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.emb, self.head = nn.Embedding(vocab, 8), nn.Linear(8, vocab)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.head(self.emb(x))}
+
+
+def test_load_run_predicts_the_next_character_of_a_logits_dict_model(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # Bug: predict("hello") raised KeyError: (0, -1) (the dict indexed as a tensor)
+    text = tmp_path / "t.txt"
+    text.write_text("abcabcabcabc " * 40)
+    torch.manual_seed(0)
+    r, _ = _train(capsys, tmp_path, _DictLM(4), data=str(text), seq_len=8)
+    run = lrkit.load_run(r.run_dir, model=_DictLM(4))
+    nxt = run.predict("abcab")
+    assert nxt in run.vocab
+    with torch.no_grad():  # the same as the logits' argmax at the last position
+        logits = run.model(run.inputs("abcab"))["logits"]
+    assert nxt == run.vocab[int(logits[0, -1].argmax())]
