@@ -123,3 +123,21 @@ def test_load_run_predicts_the_next_character_of_a_logits_dict_model(tmp_path: P
     with torch.no_grad():  # the same as the logits' argmax at the last position
         logits = run.model(run.inputs("abcab"))["logits"]
     assert nxt == run.vocab[int(logits[0, -1].argmax())]
+
+
+# --- 4. seq_len= given for data that is not a text file --------------------------------------------------------------
+def test_seq_len_for_tabular_data_is_said_to_be_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Bug: seq_len=8 with data=(tensors) or a built-in was dropped without a word
+    _, out = _train(capsys, tmp_path, nn.Linear(5, 3), data=TensorDataset(_X, _Y), seq_len=8)
+    assert "seq_len=8 ignored" in out and "'TensorDataset' is not a text file" in out
+    tokens = torch.randint(0, 7, (40, 11), generator=_G)  # a token dataset: its own windows of 10
+    lm = nn.Sequential(nn.Embedding(7, 4), nn.Linear(4, 7))
+    _, out = _train(capsys, tmp_path, lm, data=TensorDataset(tokens[:, :-1], tokens[:, 1:]), seq_len=8)
+    assert "seq_len=8 ignored" in out and "(its samples' shape sets the length: 10)" in out
+
+
+def test_seq_len_for_a_text_file_is_used_without_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("abcabcabcabc " * 40)
+    r, out = _train(capsys, tmp_path, _DictLM(4), data=str(text), seq_len=8)
+    assert "ignored" not in out and lrkit.load_run(r.run_dir, model=_DictLM(4)).seq_len == 8

@@ -543,6 +543,10 @@ class _Trainer:
         info = self.data.info
         for note in info.notes:
             self.log(f"data: {note}")
+        if "seq_len" in self.explicit and info.vocab is None:  # lrkit cuts windows of a text file only
+            self.log(f"data: note — seq_len={cfg.seq_len} ignored: it is the window length lrkit cuts a text file "
+                     f"into (a character-level LM), and data {info.name!r} is not a text file"
+                     + (f" (its samples' shape sets the length: {info.seq_len})" if info.seq_len else ""))
         if info.task is None and self.step_fn is None and self.user_loss is None:
             sample = _first_sample(self.data.train)
             # Hugging Face batches (input_ids, attention_mask, labels): the model takes them all and returns its loss
