@@ -141,3 +141,38 @@ def test_seq_len_for_a_text_file_is_used_without_a_note(tmp_path: Path, capsys: 
     text.write_text("abcabcabcabc " * 40)
     r, out = _train(capsys, tmp_path, _DictLM(4), data=str(text), seq_len=8)
     assert "ignored" not in out and lrkit.load_run(r.run_dir, model=_DictLM(4)).seq_len == 8
+
+
+# --- 5. other libraries' names for a train key ---------------------------------------------------------------------
+@pytest.mark.parametrize(("key", "ours"), [("lr", "lr0"), ("learning_rate", "lr0"), ("max_lr", "lr0"),
+                                           ("min_lr", "lrf"), ("batch_size", "batch"), ("wd", "weight_decay"),
+                                           ("output_dir", "project"), ("gpus", "device"), ("fp16", "amp"),
+                                           ("warmup_steps", "warmup_epochs"), ("early_stopping", "patience"),
+                                           ("LR", "lr0")])
+def test_a_peer_name_for_a_train_key_names_lrkits_key(key: str, ours: str) -> None:
+    # Bug: lr=0.1 was answered "Did you mean 'lrf'?" (the closest spelling: the final LR factor, a different
+    # meaning); learning_rate, wd, gpus, fp16 and early_stopping got no suggestion at all
+    with pytest.raises(ValueError, match=rf"unknown train key '{key}': lrkit calls it {ours}= — ") as e:
+        lrkit.train(data="digits", **{key: 1})
+    assert "Valid: " in str(e.value)
+
+
+def test_a_peer_name_in_the_cli_and_a_cfg_file_is_answered_alike(tmp_path: Path) -> None:
+    from lrkit._config import TrainConfig
+
+    with pytest.raises(ValueError, match="'lr': lrkit calls it lr0="):
+        TrainConfig.from_tokens(["data=digits", "lr=0.1"])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch_size: 16\n")
+    with pytest.raises(ValueError, match="'batch_size': lrkit calls it batch="):
+        lrkit.train(data="digits", cfg=str(cfg))
+
+
+def test_a_cut_short_key_is_matched_by_its_start() -> None:
+    # 'ep' was answered with no suggestion among the train keys (and with a one-letter choice elsewhere)
+    from lrkit._utils import did_you_mean
+
+    assert did_you_mean("ep", ["e", "epochs"]) == " Did you mean 'epochs'?"
+    with pytest.raises(ValueError, match="Did you mean 'epochs'"):
+        lrkit.train(data="digits", ep=3)
+    assert did_you_mean("z", ["x", "y"]) == ""  # guard: nothing close, nothing said

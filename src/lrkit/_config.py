@@ -85,6 +85,40 @@ ULTRALYTICS_ONLY: dict[str, str] = {
 }
 
 
+_PEAK = "lr0 is the peak learning rate (the schedule warms up to it and decays from it)"
+_FINAL = "lrf is the final LR as a fraction of lr0: lrf = final_lr / lr0 (e.g. lr0=0.01 lrf=0.01 ends at 1e-4)"
+_WARMUP = ("warmup_epochs is the warmup's length in (fractional) epochs: warmup_epochs = warmup steps / optimizer "
+           "steps per epoch")
+_AMP = "mixed precision is amp=true (or amp=bf16 / amp=fp16)"
+_RUN_DIR = "the run folder is project/name (project=runs name=exp writes runs/exp)"
+#: other libraries' names for a train key (PyTorch Lightning, Hugging Face's TrainingArguments, timm, Keras,
+#: scikit-learn) -> (lrkit's key, what it means): ``lr=0.1`` is told it is ``lr0``, not asked whether it meant ``lrf``
+#: (the closest spelling, and a silent different meaning)
+SYNONYMS: dict[str, tuple[str, str]] = {
+    **{k: ("lr0", _PEAK) for k in ("lr", "learning_rate", "max_lr", "peak_lr", "base_lr", "initial_lr", "init_lr")},
+    **{k: ("lrf", _FINAL) for k in ("min_lr", "final_lr", "end_lr", "eta_min", "lr_min", "final_lr_fraction")},
+    **{k: ("batch", "batch is the batch size") for k in ("batch_size", "bs", "per_device_train_batch_size",
+                                                          "train_batch_size")},
+    **{k: ("epochs", "epochs is the number of passes over the training data")
+       for k in ("num_epochs", "n_epochs", "max_epochs", "num_train_epochs", "epoch")},
+    **{k: ("weight_decay", "weight_decay is the decoupled/L2 weight decay") for k in ("wd", "l2")},
+    **{k: ("warmup_epochs", _WARMUP) for k in ("warmup", "warmup_steps", "warmup_iters", "warmup_ratio")},
+    **{k: ("amp", _AMP) for k in ("fp16", "bf16", "mixed_precision", "precision", "use_amp")},
+    **{k: ("patience", "patience is early stopping's number of epochs without a better validation metric")
+       for k in ("early_stopping", "early_stopping_patience", "early_stop")},
+    **{k: ("device", "device is cpu, cuda, cuda:N or mps (one device)") for k in ("gpu", "gpus", "accelerator",
+                                                                                  "devices")},
+    **{k: ("project", _RUN_DIR) for k in ("output_dir", "out_dir", "log_dir", "logdir", "outdir")},
+    **{k: ("schedule", "schedule takes an lrkit schedule spec; lr0/lrf/cos_lr are the shorthand")
+       for k in ("scheduler", "lr_scheduler", "lr_schedule", "sched")},
+    **{k: ("workers", "workers is the DataLoader's worker processes") for k in ("num_workers", "dataloader_workers")},
+    **{k: ("seed", "seed seeds torch, numpy, python and the train/val split") for k in ("random_seed",
+                                                                                       "random_state")},
+    **{k: ("val", "val is the fraction of data= held out for validation")
+       for k in ("val_split", "validation_split", "val_size", "val_fraction", "test_size")},
+}
+
+
 def _ultralytics_only(key: str, valid: Iterable[str]) -> bool:
     """Whether ``key`` is an Ultralytics train key lrkit does not have (and not a valid key in another case)."""
     return key.lower() in ULTRALYTICS_ONLY and key.lower() not in {v.lower() for v in valid}
@@ -103,6 +137,10 @@ def _unknown_key_error(key: str, valid: Iterable[str], others: Iterable[str] = (
                 if more else "")
         return ValueError(f"unknown train key {key!r}: Ultralytics' {key.lower()}= has no lrkit equivalent — "
                           f"{ULTRALYTICS_ONLY[key.lower()]}{also}. Valid: {', '.join(sorted(valid))}")
+    same = SYNONYMS.get(key.lower())
+    if same is not None and same[0] in valid:
+        return ValueError(f"unknown train key {key!r}: lrkit calls it {same[0]}= — {same[1]}. Valid: "
+                          f"{', '.join(sorted(valid))}")
     return unknown_name_error("train key", key, valid, ignore_case=True)
 
 

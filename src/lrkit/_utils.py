@@ -44,18 +44,21 @@ def did_you_mean(name: str, choices: Iterable[str], *, ignore_case: bool = False
     lower-cased text, so that ``adamw2`` is closest to ``AdamW`` rather than to ``Adam``; the suggestion keeps the
     choice's own spelling.
 
+    A name of two or more characters that begins some choices (``ep`` for ``epochs``) is matched among those
+    first, so that a cut-short name is not answered with a one-letter choice that merely scores higher.
+
     >>> did_you_mean("adamw2", ["SGD", "Adam", "AdamW"], ignore_case=True)
     " Did you mean 'AdamW'?"
+    >>> did_you_mean("ep", ["e", "epochs"])
+    " Did you mean 'epochs'?"
     """
-    choices = list(choices)
-    if not ignore_case:
-        close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
-        return f" Did you mean {close[0]!r}?" if close else ""
-    by_lower: dict[str, str] = {}
+    spelt: dict[str, str] = {}  # the compared text -> the choice's own spelling
     for c in choices:
-        by_lower.setdefault(c.lower(), c)
-    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.5)
-    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
+        spelt.setdefault(c.lower() if ignore_case else c, c)
+    text = str(name).lower() if ignore_case else str(name)
+    started = [c for c in spelt if len(text) >= 2 and c.startswith(text)]
+    close = difflib.get_close_matches(text, started or list(spelt), n=1, cutoff=0.5 if not started else 0.0)
+    return f" Did you mean {spelt[close[0]]!r}?" if close else ""
 
 
 def describe_yaml_error(e: BaseException) -> str:
