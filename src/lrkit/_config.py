@@ -100,7 +100,7 @@ SYNONYMS: dict[str, tuple[str, str]] = {
     **{k: ("batch", "batch is the batch size") for k in ("batch_size", "bs", "per_device_train_batch_size",
                                                           "train_batch_size")},
     **{k: ("epochs", "epochs is the number of passes over the training data")
-       for k in ("num_epochs", "n_epochs", "max_epochs", "num_train_epochs", "epoch")},
+       for k in ("num_epochs", "n_epochs", "max_epochs", "num_train_epochs")},
     **{k: ("weight_decay", "weight_decay is the decoupled/L2 weight decay") for k in ("wd", "l2")},
     **{k: ("warmup_epochs", _WARMUP) for k in ("warmup", "warmup_steps", "warmup_iters", "warmup_ratio")},
     **{k: ("amp", _AMP) for k in ("fp16", "bf16", "mixed_precision", "precision", "use_amp")},

@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import os
 import sys
 import warnings
 import weakref
@@ -56,7 +57,7 @@ from lrkit._state import (
     inner_optimizers,
     inner_snapshots,
 )
-from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign
+from lrkit._utils import _LRKIT_DIR, adapts_step_size, as_scalar, check_int, maximize_sign, stacklevel_outside_lrkit
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, LossAboveStart, ValidationRising, default_checks
 from lrkit.monitor.record import RollingRecord, _median
@@ -416,6 +417,71 @@ def _loss_sign(optimizer: torch.optim.Optimizer) -> float:
                                     "negative under maximize=True) and needs one direction to judge it by")
 
 
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+
+
+def _stacklevel_outside(*dirs: str) -> int:
+    """The ``stacklevel`` that makes a warning raised by this function's caller point at the first frame outside
+    lrkit and ``dirs`` (a warning raised in a hook that torch's ``optimizer.step()`` runs points at the loop's
+    ``optimizer.step()`` call). Called only when warning."""
+    frame = sys._getframe(1)
+    level = 1
+    inside = (_LRKIT_DIR, *dirs)
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _warn_unrelated_model(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Warn when the model has trainable parameters and the optimizer trains none of them: most likely the optimizer
+    was built on another copy of the model (``copy.deepcopy``, a model rebuilt after the optimizer), so a rollback
+    would restore a model nobody trains. An optimizer over part of the model (a fine-tuned head) or over tensors
+    outside a *frozen* model (an input image under a frozen network) is fine and not warned about."""
+    ours = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    if not ours:
+        return
+    trainable = 0
+    for p in model.parameters():
+        if id(p) in ours:
+            return
+        trainable += bool(p.requires_grad)
+    if not trainable:
+        return
+    warnings.warn(
+        f"lrkit.Monitor: none of the optimizer's {len(ours)} parameter tensors is a parameter of the model "
+        f"({type(model).__name__}, {trainable} trainable parameter tensors): the optimizer trains another model "
+        "(built on a copy, or the model was rebuilt after the optimizer?), so a rollback would restore this model "
+        "and not the weights being trained. Pass the model the optimizer trains, Monitor(model, optimizer). If the "
+        "optimizer trains tensors outside the model on purpose (an input image under a network), freeze the "
+        "model's parameters (model.requires_grad_(False)) to say so.",
+        UserWarning, stacklevel=stacklevel_outside_lrkit())
+
+
+def _refuse_non_scheduler(scheduler: Any) -> None:
+    """A clear ``ValueError`` for the stateful objects a loop holds that are *not* LR schedulers but would pass the
+    ``state_dict()``/``load_state_dict()`` test, passed third by position (``Monitor(model, optimizer, criterion)``,
+    ``Monitor(model, optimizer, scaler)``): before, each was taken as the scheduler, and a rollback restored it in
+    the scheduler's place while the back-off looked for scheduler keys it does not have."""
+    if scheduler is None or isinstance(scheduler, type):
+        return
+    from torch.amp import GradScaler
+
+    name = type(scheduler).__name__
+    if isinstance(scheduler, GradScaler):
+        raise ValueError(f"scheduler={name} is a gradient scaler, not an LR scheduler: pass it as "
+                         f"grad_scaler=scaler (Monitor(model, optimizer, scheduler, grad_scaler=scaler)), and the "
+                         "LR scheduler your loop steps, if any, as scheduler=")
+    if isinstance(scheduler, torch.optim.Optimizer):
+        raise ValueError(f"scheduler={name} is an optimizer, not an LR scheduler: Monitor(model, optimizer, "
+                         "scheduler) takes the optimizer second and the LR scheduler your loop steps for it third "
+                         "(or scheduler=None)")
+    if isinstance(scheduler, torch.nn.Module):
+        raise ValueError(f"scheduler={name} is a torch.nn.Module (a loss function or a model?), not an LR scheduler: "
+                         "Monitor(model, optimizer, scheduler) takes the LR scheduler your loop steps third (or "
+                         "scheduler=None); the loss goes to monitor.after_backward(loss) each step")
+
+
 def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
     """A clear ``ValueError`` unless ``scheduler`` is a scheduler *instance* that drives ``optimizer``'s LR: a rollback
     restores it with model and optimizer, and the back-off scales what it computes the LR from, which is nonsense for
@@ -440,10 +506,12 @@ def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
         groups = getattr(owner, "param_groups", None)
         theirs = {id(p) for g in groups for p in g["params"]} if isinstance(groups, list) else None
         if theirs != ours:  # an optimizer wrapper (accelerate, ...) shares the wrapped optimizer's parameters
+            shared = len(ours & theirs) if theirs is not None else 0
             raise ValueError(
                 f"scheduler {type(s).__name__} steps another optimizer ({type(owner).__name__} over "
-                f"{len(theirs or ())} parameter tensors) than the monitor's ({type(optimizer).__name__} over "
-                f"{len(ours)}): pass the scheduler of this optimizer, or scheduler=None"
+                f"{len(theirs or ())} parameter tensors, {shared} of them the monitor's) than the monitor's "
+                f"({type(optimizer).__name__} over {len(ours)}): pass the scheduler of this optimizer (built on it "
+                "after it, not on a copy), or scheduler=None"
             )
 
 
@@ -722,10 +790,13 @@ class Monitor:
     ``maximize`` is not noticed).
 
     Args:
-        model: the model being trained.
+        model: the model being trained. A model with trainable parameters of which the optimizer holds none (it
+            was built on another copy) is warned about at construction: a rollback would restore the wrong model.
         optimizer: its optimizer. ``maximize=True`` in every group: the losses given are objectives to raise (above).
         scheduler: an optional LR scheduler (any ``torch.optim.lr_scheduler.LRScheduler``, lrkit's or torch's own),
-            restored together with model and optimizer on rollback and scaled by the back-off.
+            restored together with model and optimizer on rollback and scaled by the back-off. An optimizer, a
+            ``torch.nn.Module`` (the loss function passed third by position) or a ``GradScaler`` (``grad_scaler=``)
+            is refused with a ``ValueError`` naming it.
         on_divergence, on_explode, on_too_low, on_overfit: the action per category (``"warn"``, ``"clip"``
             (explode only), ``"skip"`` (not overfit), ``"rollback"``, ``"stop"``; ``None``/``"ignore"`` switches
             the category off). ``on_overfit`` acts on the validation losses given to :meth:`after_validation`: a
@@ -879,6 +950,7 @@ class Monitor:
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        _refuse_non_scheduler(scheduler)
         stateful = all(callable(getattr(scheduler, name, None)) for name in ("state_dict", "load_state_dict"))
         if scheduler is not None and not isinstance(scheduler, type) and not stateful:
             raise ValueError(
@@ -1041,6 +1113,14 @@ class Monitor:
         self._unstepped_samples = 0
         self._warned_unstepped = False
         self._warned_other_optimizer = False  # another optimizer trains this one's parameters (see _warn_unstepped)
+        #: Scheduler clock check (see _check_clock): on while not warned; the clock read at a healthy full step's
+        #: after_backward (None: nothing to compare), and the _after_due that the check put off to this step.
+        self._clock_on = scheduler is not None
+        self._clock_at: Any = None
+        self._clock_due = 0
+        self._clock_rewound = -1  # the step right after a restore, not checked
+        self._late_watch = False  # the sample hook waits for a step after an unstepped sample (see _late_step)
+        self._warned_order = False  # optimizer.step() after after_step() (see _late_step)
         self._healthy: _Healthy | None = None
         self._best_val: _Healthy | None = None  # model + optimizer at the best validation loss (no scheduler)
         self._evals = 0  # after_validation calls
@@ -1073,6 +1153,7 @@ class Monitor:
         self._next_grad = 0  # the next multiple of grad_every (a full step): the fast path compares, no modulo
         self._steps_idle = False  # every "step" check idle (Check.idle) as of the latest update ratio / LR
         self._refresh_idle()
+        _warn_unrelated_model(model, optimizer)  # last: an argument refused above is its own error, not this
 
     # ------------------------------------------------------------------------------------------------ public
     @property
@@ -1150,6 +1231,10 @@ class Monitor:
         """Finish the step: undo it (skip), roll back and back off, or run the ``"step"`` checks; return should_stop.
 
         Call it after ``optimizer.step()`` (and after ``scheduler.step()`` when you step one per batch), every step.
+        Two loop mistakes are warned about once each (a ``UserWarning`` naming the fix), read where the monitor
+        looks anyway, never on the fast path: ``optimizer.step()`` called *after* ``after_step()`` (seen by the
+        update-ratio sample's step hook), and a scheduler stepped more than once per optimizer step (its
+        ``last_epoch`` moving by more than one between a full step's ``after_backward`` and ``after_step``).
         """
         pending = self._pending
         if pending == "ok":
@@ -1267,7 +1352,8 @@ class Monitor:
         """Counts of what happened, JSON-ready.
 
         >>> import torch
-        >>> m = Monitor(torch.nn.Linear(2, 1), torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1))
+        >>> net = torch.nn.Linear(2, 1)
+        >>> m = Monitor(net, torch.optim.SGD(net.parameters(), lr=0.1))
         >>> m.summary()["healthy"], m.summary()["steps"]
         (True, 0)
         """
@@ -1674,6 +1760,10 @@ class Monitor:
         if self._needs_ratio and step - self._last_sample >= self.sample_every and with_grad:
             self._last_sample = step
             self._start_sample(with_grad, copies)
+        if self._clock_on and step != self._clock_rewound:  # how far this step moves the clock (see _check_clock)
+            self._clock_at = getattr(self.scheduler, "last_epoch", None)
+            self._clock_due = self._after_due
+            self._after_due = step
         if step >= self._screen_due or rec.seen["loss"] <= _SCREEN_FOLLOW:
             self._refresh_screen()
         return True
@@ -2058,6 +2148,9 @@ class Monitor:
         evaluations made since stay); train/eval modes stay as the loop set them."""
         self._restore_keeping_modes(self._fit_groups(self._aligned(healthy)))
         self.record.load_state_dict(healthy.record, keep_step=True, keep_val=True)
+        # the scheduler's clock went back: a loop that passes its own epoch (scheduler.step(epoch)) moves it forward
+        # again by more than one at the next step, which is no double step (see _check_clock)
+        self._clock_rewound = self._step + 1
         if healthy.scaler is not None and self.grad_scaler is not None:
             self.grad_scaler.load_state_dict(_clone_tree(healthy.scaler))
 
@@ -2106,7 +2199,11 @@ class Monitor:
 
         def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
             monitor = ref()
-            if monitor is not None:
+            if monitor is None:
+                return
+            if monitor._late_watch:  # the sample ended unstepped; this step came after it (see _finish_sample)
+                monitor._late_step(after_step=monitor._pending is None)
+            else:
                 monitor._sample_stepped = True
 
         try:
@@ -2128,6 +2225,32 @@ class Monitor:
                 handle.remove()
         self._sample_hook = None
         self._sample_stepped = None
+        self._late_watch = False
+
+    def _late_step(self, *, after_step: bool) -> None:
+        """The first ``optimizer.step()`` after a sample that ended without one (the hook stays on for it, see
+        :meth:`_finish_sample`). Taken between ``after_step()`` and the next ``after_backward()``, the loop calls
+        ``after_step()`` *before* ``optimizer.step()``: every step is then finished before it is taken (an undo or
+        a rollback runs first and the loop's step lands on top of it; no update ratio is ever measured). Warned
+        once, pointing at the loop's ``optimizer.step()`` call. Taken after the next ``after_backward()`` (a
+        micro-batch loop, a step a loop's guard or a GradScaler overflow left out), it is no such pattern.
+
+        The hook is not removed here: removing a step hook while torch runs the step hooks breaks the loop's
+        ``optimizer.step()`` when another hook follows (``OrderedDict mutated during iteration``). It stays, setting
+        a flag nothing reads, until the next sample's :meth:`_watch_sample` (or a state load) removes it."""
+        self._late_watch = False
+        if not after_step or self._warned_order:
+            return
+        self._warned_order = True
+        self._warned_unstepped = True  # the micro-batch advice would point the wrong way
+        warnings.warn(
+            f"lrkit.Monitor: optimizer.step() was called after monitor.after_step() (step {self._step}): call "
+            "after_step() after optimizer.step() (and after scheduler.step() when you step one per batch), "
+            "not before it — the monitor finishes each step in after_step(): a skip or rollback decided in "
+            "after_backward() is carried out there, and a step taken later lands on top of it; no update-to-weight "
+            "ratio is measured either. Order: loss.backward(); monitor.after_backward(loss); optimizer.step(); "
+            "scheduler.step(); monitor.after_step(). Warned once per monitor.",
+            UserWarning, stacklevel=_stacklevel_outside(_TORCH_DIR))
 
     def _warn_unstepped(self, moved: bool = False) -> None:
         """Warn once when a second sampled step finds that ``optimizer.step()`` was not called between an
@@ -2525,7 +2648,12 @@ class Monitor:
         params, before = self._sample  # type: ignore[misc]
         self._sample = None
         stepped = self._sample_stepped
-        self._unwatch_sample()
+        if stepped is False and not self._warned_order:
+            # the hook stays on for the next optimizer.step(): taken before the next after_backward(), the loop
+            # calls after_step() before optimizer.step() (see _late_step); a later _watch_sample removes it
+            self._late_watch = True
+        else:
+            self._unwatch_sample()
         if stepped is False:  # the optimizer did not step: there is no update to measure (not an LR of 0)
             with torch.no_grad():  # moved all the same: another optimizer trains them (a rebuilt one, most likely)
                 moved = any(_moved(p, b) for p, b in zip(params, before))
@@ -2554,6 +2682,11 @@ class Monitor:
         """The rare part of a healthy ``after_step``: finish the update-ratio sample, run the ``"step"`` checks when
         due and not all idle; then set the next step at which there is work (``_after_due``)."""
         step = self._step
+        if self._clock_at is not None:
+            self._after_due = self._clock_due  # what was due before the clock check asked for this call
+            self._check_clock()
+            if step < self._after_due:
+                return
         if self._sample is not None:
             self._finish_sample()
             self._refresh_idle()  # a new update ratio and LR
@@ -2562,6 +2695,28 @@ class Monitor:
         self._schedule_after_step()
         if self._deferred is not None:  # from on_event, here or in this step's after_backward (see _respond)
             self._raise_deferred()
+
+    def _check_clock(self) -> None:
+        """Warn once when the scheduler's clock (``last_epoch``) moved by more than one between a healthy full step's
+        ``after_backward`` and its ``after_step``: the loop calls ``scheduler.step()`` more than once per optimizer
+        step, and the schedule runs that many times too fast. Read on full steps only (an attribute read there;
+        nothing on the fast path). A clock moved outside that window — a resume's fast-forward, ``seek()`` after a
+        rollback, a per-epoch ``scheduler.step()`` — is not in it."""
+        before = self._clock_at
+        self._clock_at = None
+        now = getattr(self.scheduler, "last_epoch", None)
+        if type(now) is not int or type(before) is not int or now - before < 2:
+            return
+        self._clock_on = False
+        moved = now - before
+        warnings.warn(
+            f"lrkit.Monitor: the scheduler ({type(self.scheduler).__name__}) moved {moved} steps within one optimizer "
+            f"step (its last_epoch went {before} -> {now} between after_backward() and after_step() at step "
+            f"{self._step}): scheduler.step() is called {moved} times per optimizer step, so the schedule runs "
+            f"{moved}x too fast. Call scheduler.step() once per optimizer step (between optimizer.step() and "
+            "monitor.after_step()), or once per epoch for a per-epoch schedule. If it counts micro-batches on purpose "
+            "(stepped per micro-batch under gradient accumulation), ignore this. Warned once per monitor.",
+            UserWarning, stacklevel=stacklevel_outside_lrkit())
 
     def _refresh_idle(self) -> None:
         """``_steps_idle``: every "step" check is idle (:meth:`Check.idle`, which reads only the update ratios and
