@@ -871,6 +871,10 @@ def param_groups(
     ``freeze=``, see :func:`freeze_layers`) in none; no group is empty. Each group is a dict with ``params``,
     ``lr = lr * lr_scale``, ``lr_scale`` (its ratio to the peak ``lr``), ``weight_decay``, ``name``
     (``"<level>/<kind>"``) and ``is_bias`` (``True`` for the bias groups, where ``warmup_bias_lr`` applies).
+    Pass the weight decay here, not to the optimizer: every group carries its own ``lr`` and ``weight_decay`` (0
+    unless ``weight_decay=`` is given), and torch uses a group's own values over the optimizer's arguments, so
+    ``AdamW(param_groups(model, 1e-3), weight_decay=0.05)`` decays nothing; write
+    ``AdamW(param_groups(model, 1e-3, weight_decay=0.05))``.
 
     LR levels (at most one of the two options):
 
@@ -936,9 +940,15 @@ def param_groups(
         raise ValueError(f"layer_id_fn={layer_id_fn!r} must be a function param_name -> layer index (int >= 0)")
     names = _names(model)  # also checks that model is a module
     # messages show head= as given: head='fcc' (lrkit train head=fcc), not the tuple it becomes
+    given_default_head = head is DEFAULT_HEAD
     head_shown = repr(head) if isinstance(head, str) else None
     head = _name_list("head", head, "parameter-name prefix", "('fc',)")
     head_shown = head_shown or repr(tuple(head))
+    if backbone_lr_scale is None and not given_default_head:
+        # as layer_id_fn= without layer_decay=: a head= that nothing reads (a typo included) is not taken silently
+        raise ValueError(f"head={head_shown} names the head for backbone_lr_scale, which is not set: pass "
+                         "backbone_lr_scale=... (e.g. 0.1: the head at lr, the rest at lr * 0.1) as well, or leave "
+                         "head= out")
     no_decay = _name_list("no_decay", no_decay, "name pattern", "('bias', 'norm'), or () to decay everything")
     _check_no_decay(names, no_decay)
     to_freeze = _freeze_selection(model, freeze) if freeze is not None else set()

@@ -107,8 +107,34 @@ def _hide_crowded(fig: Any, ax: Any, names: Sequence[tuple[Any, float]]) -> None
         right = box.x1 + shift
 
 
+def _is_schedule(obj: Any) -> bool:
+    from lrkit.schedules.base import Schedule
+
+    return isinstance(obj, Schedule)
+
+
+def _listed(records: Any) -> list[Any]:
+    if isinstance(records, (str, bytes)) or not isinstance(records, Sequence):
+        raise TypeError(f"plot_schedule takes a schedule record (Schedule.record(), a mapping with 'lr' and "
+                        f"'momentum'), a list of them, or a Schedule, not {type(records).__name__}")
+    return list(records)
+
+
+def _as_record(obj: Any) -> Any:
+    """A Schedule is drawn from its bounded :func:`~lrkit.schedules.report.sampled_record` (what ``lrkit schedule``
+    draws); a record passes through."""
+    if not _is_schedule(obj):
+        return obj
+    if obj.total_steps is None:
+        raise ValueError(f"{obj.label!r} has no fixed length, so there is no run to draw: plot "
+                         "schedule.record(steps=N) for its first N steps, or give the spec total_steps=...")
+    from lrkit.schedules.report import sampled_record
+
+    return sampled_record(obj)
+
+
 def plot_schedule(
-    records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    records: Mapping[str, Any] | Sequence[Mapping[str, Any]] | Any,
     *,
     path: str | os.PathLike[str] | None = None,
     log_y: bool = False,
@@ -116,6 +142,9 @@ def plot_schedule(
     show_phases: bool = True,
 ) -> Any:
     """Draw one or several schedule records; save as PNG when ``path`` is given; return the Figure.
+
+    A :class:`~lrkit.schedules.Schedule` may stand for its record (alone or in the list): it is drawn from its
+    bounded :func:`~lrkit.schedules.report.sampled_record`, exact at every phase boundary.
 
     The top panel is the LR per optimizer step (a dashed line for bias groups when the record has ``lr_bias``),
     the phases of the first record shaded (up to 40 of them, counting the ones an elided record only counts in
@@ -131,11 +160,12 @@ def plot_schedule(
     """
     optional_import("matplotlib", "plot").use("Agg", force=False)
     plt = optional_import("matplotlib.pyplot", "plot")
-    recs = [records] if isinstance(records, Mapping) else list(records)
+    recs = [_as_record(r) for r in ([records] if isinstance(records, Mapping) or _is_schedule(records)
+                                    else _listed(records))]
     if not recs:
         raise ValueError("plot_schedule needs at least one record")
     for r in recs:
-        if "lr" not in r or "momentum" not in r:
+        if not isinstance(r, Mapping) or "lr" not in r or "momentum" not in r:
             raise ValueError("a schedule record needs 'lr' and 'momentum' lists (Schedule.record())")
     has_mom = any(m is not None for r in recs for m in r["momentum"])
     if has_mom:

@@ -148,6 +148,18 @@ def _same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:
     )
 
 
+def _where_curves_part(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """``"; the two curves part at step 0: LR 0 in the saved one, 0.1 in this one"`` — what tells apart two
+    fingerprints whose descriptions are the same (``('cosine', total_steps=65, peak_lr=0.1)`` twice)."""
+    peak = saved.get("peak_lr")
+    what, scale = ("LR", float(peak)) if peak is not None and peak == current.get("peak_lr") else ("multiplier", 1.0)
+    for (ta, va), (tb, vb) in zip(saved.get("curve") or [], current.get("curve") or []):
+        if ta == tb and not math.isclose(va, vb, rel_tol=1e-9, abs_tol=1e-12):
+            return (f"; the two curves part at step {ta}: {what} {va * scale:.6g} in the saved one, {vb * scale:.6g} "
+                    "in this one")
+    return ""
+
+
 def _momentum_off_hint(schedule: Schedule) -> str:
     """The spec keys that turn off the momentum a schedule sets, for an optimizer without momentum (Adagrad, LBFGS)."""
     keys: list[str] = []
@@ -183,7 +195,9 @@ class LRSchedulerAdapter(LRScheduler):
                                                    lrkit.scaling.param_groups, so lr_scale is not applied twice)
 
     Absolute parameters of a schedule (``eta_min``, ``base_lr``, ``min_lr``, ``warmup_bias_lr``) are taken
-    relative to ``base_g`` in the second case, which reproduces torch's own schedulers exactly.
+    relative to ``base_g`` in the second case, which reproduces torch's own schedulers exactly. Groups without
+    ``lr_scale`` that were given different LRs lose that ratio in the first case (each takes ``lr0`` as its peak):
+    a ``UserWarning`` says so, once, naming the two ways to keep it (``lr_scale`` on the groups, or no ``lr0``).
     When the schedule couples momentum (one-cycle, cyclic, Ultralytics' warmup) every group's ``momentum``
     (SGD, RMSprop) or ``betas[0]`` (Adam, AdamW …) is set too.
 
@@ -245,11 +259,13 @@ class LRSchedulerAdapter(LRScheduler):
         self.schedule = schedule
         self._replans: list[dict[str, Any]] = []
         self._lr_multiplier = 1.0
+        guessed: set[int] = set()  # groups whose initial_lr is only their current LR (a resume): not compared
         for i, group in enumerate(optimizer.param_groups):
             if last_step == -1:
                 lr = group["lr"]
                 group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
             elif "initial_lr" not in group:
+                guessed.add(i)
                 if schedule.peak_lr is None:
                     raise ValueError(
                         f"param_groups[{i}] has no 'initial_lr' to resume from at last_step={last_step}: load the "
@@ -259,6 +275,9 @@ class LRSchedulerAdapter(LRScheduler):
                 group["initial_lr"] = group["lr"]
         self._check_momentum(optimizer, optimizer.param_groups)
         self._bases = self._compute_bases(optimizer.param_groups)
+        self._ratios_warned = False
+        self._guessed_initial = guessed
+        self._warn_lost_ratios(optimizer.param_groups)
         self._bind()
         self._rate_checked = False  # the per-epoch stepping warning is given once
         self._opt_seen = _optimizer_steps(optimizer)
@@ -288,6 +307,65 @@ class LRSchedulerAdapter(LRScheduler):
                 bases.append(float(group["initial_lr"]))
         return bases
 
+    def _warn_lost_ratios(self, groups: list[dict[str, Any]]) -> None:
+        """Warn once when groups without ``lr_scale`` were given different LRs and the spec names the peak: each
+        then takes ``lr0`` as its own peak, so the ratio the user set between them (a backbone at a tenth of the
+        head) is lost, silently. Compared by ``initial_lr`` (the LR the run started from), not the current LR."""
+        peak = self.schedule.peak_lr
+        if getattr(self, "_ratios_warned", False):
+            return
+        skip = getattr(self, "_guessed_initial", set())
+        if peak is None:
+            self._warn_unapplied_scales(groups, skip)
+            return
+        own = [(i, float(g["initial_lr"])) for i, g in enumerate(groups)
+               if "lr_scale" not in g and i not in skip and "initial_lr" in g]
+        for i, lr in own[1:]:
+            if not math.isclose(lr, own[0][1], rel_tol=1e-9):
+                j, first = own[0]
+                self._ratios_warned = True
+                key = "max_lr" if " max_lr=" in f" {self.schedule.label}" else "lr0"  # as the spec named the peak
+                warnings.warn(
+                    f"param_groups[{j}] and [{i}] have different LRs ({first:g}, {lr:g}) but no 'lr_scale': schedule "
+                    f"{self.schedule.label!r} gives its peak LR, {key}={peak:g}, and every group without 'lr_scale' "
+                    f"takes {key} as its own peak ({key} * lr_scale, lr_scale defaulting to 1), so these groups "
+                    f"train at the same LR. To keep their ratio, give each group 'lr_scale' (its LR / {key}; "
+                    f"lrkit.param_groups sets it), or leave {key} out of the spec so that each group's own LR is its "
+                    "peak",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                return
+
+    def _warn_unapplied_scales(self, groups: list[dict[str, Any]], skip: set[int]) -> None:
+        """The mirror case, for a spec without ``lr0``: each group's own LR is its peak and its ``lr_scale`` is
+        taken as already in it (as :func:`lrkit.param_groups` builds groups), so groups given ``lr_scale`` by hand
+        but left at one LR train at that LR. Warned when two groups' ``initial_lr / lr_scale`` differ."""
+        scaled = []
+        for i, g in enumerate(groups):
+            scale = g.get("lr_scale")
+            if i in skip or "initial_lr" not in g or isinstance(scale, bool) or not isinstance(scale, (int, float)):
+                continue
+            if scale > 0:
+                scaled.append((i, float(g["initial_lr"]), float(scale)))
+        for i, lr, scale in scaled[1:]:
+            j, first, first_scale = scaled[0]
+            if math.isclose(lr / scale, first / first_scale, rel_tol=1e-9):
+                continue
+            self._ratios_warned = True
+            start = (f"both start at LR {lr:g}" if math.isclose(lr, first, rel_tol=1e-9) else
+                     f"they start at LRs {first:g} and {lr:g}, a ratio of {lr / first:g}, not {scale / first_scale:g}")
+            warnings.warn(
+                f"param_groups[{j}] has lr_scale={first_scale:g} and param_groups[{i}] lr_scale={scale:g}, but "
+                f"{start}: "
+                f"schedule {self.schedule.label!r} gives no peak LR, so each group's own LR is its peak and its "
+                "lr_scale is taken as already in it (lrkit.param_groups sets lr = peak * lr_scale). To apply the "
+                "scales, give the spec its peak (lr0=...), or set each group's lr to peak * lr_scale",
+                UserWarning,
+                stacklevel=5,
+            )
+            return
+
     def _sync_groups(self) -> None:
         """Adopt groups added by ``optimizer.add_param_group()`` after this scheduler was built (a backbone
         unfrozen mid-run): each gets its base as in ``__init__`` (``lr0 * lr_scale``, else its own LR) and follows
@@ -305,6 +383,7 @@ class LRSchedulerAdapter(LRScheduler):
             lr = group["lr"]
             group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
         self._bases = [*self._bases, *self._compute_bases(new, start=n)]
+        self._warn_lost_ratios(groups)
         self.base_lrs = list(self._bases)
         self._bind()
 
@@ -497,6 +576,8 @@ class LRSchedulerAdapter(LRScheduler):
                 longer = (f"; to change the run length, load it into that scheduler, then call "
                           f"scheduler.replan(total_steps={current['total_steps']}) (or replan(epochs=...)): the "
                           "rest of the run stretches, the current LR does not move")
+            if _describe(saved) == _describe(current):  # two schedules that print alike (Python-built ones)
+                longer += _where_curves_part(saved, current)
             raise ValueError(
                 f"the scheduler state was saved from a different schedule ({_describe(saved)}) than this scheduler's "
                 f"({_describe(current)}): loading it would silently change the LR curve. Build the "
