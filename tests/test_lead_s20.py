@@ -176,3 +176,16 @@ def test_a_cut_short_key_is_matched_by_its_start() -> None:
     with pytest.raises(ValueError, match="Did you mean 'epochs'"):
         lrkit.train(data="digits", ep=3)
     assert did_you_mean("z", ["x", "y"]) == ""  # guard: nothing close, nothing said
+
+
+# --- 6. a run on token windows without a vocabulary predicts next token ids -------------------------------------------
+def test_a_token_dataset_run_predicts_the_next_token_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Bug: predict returned the raw (N, T, V) logits, unlike every other task's labels/values
+    tokens = torch.randint(0, 7, (40, 11), generator=_G)
+    lm = nn.Sequential(nn.Embedding(7, 4), nn.Linear(4, 7))
+    r, _ = _train(capsys, tmp_path, lm, data=TensorDataset(tokens[:, :-1], tokens[:, 1:]))
+    run = lrkit.load_run(r.run_dir, model=nn.Sequential(nn.Embedding(7, 4), nn.Linear(4, 7)))
+    ids = run.predict(tokens[:3, :-1])
+    assert ids.shape == (3,) and ids.dtype == torch.long
+    with torch.no_grad():
+        assert ids.tolist() == run.model(tokens[:3, :-1])[:, -1].argmax(-1).tolist()

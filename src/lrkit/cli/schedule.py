@@ -327,8 +327,7 @@ def register(app: Any) -> None:
         chart: Annotated[bool, typer.Option(
             "--chart/--no-chart", help="Draw the LR in the terminal (text) below the table.")] = True,
     ) -> None:
-        """Show an LR schedule: key points table and the LR drawn in the terminal, PNG of LR and momentum per
-        step, or JSON for scripts."""
+        """Show an LR schedule: its key points, the LR drawn in the terminal, a PNG, or JSON for scripts."""
         schedule_command(" ".join(spec) if spec else None, epochs=epochs, steps_per_epoch=steps_per_epoch,
                          total_steps=total_steps, out=out,
                          compare=compare, as_json=as_json, list_=list_, base_lr=base_lr, no_plot=no_plot,

@@ -240,8 +240,9 @@ class LoadedRun:
         training scored them (one score per sample: class 1 above 0, or 0.5 for probabilities; a multi-label run: a
         ``(N, K)`` tensor of 0/1, one decision per label);
         regression: a float64 tensor in the target's units, ``(N,)`` for one target, else ``(N, K)``; a text run:
-        the most likely next character after the text (its last ``seq_len`` characters are read); a custom
-        ``step_fn`` run: the model's output.
+        the most likely next character after the text (its last ``seq_len`` characters are read); a run on token
+        ids without a vocabulary (a torch dataset of windows): a ``(N,)`` tensor of each window's most likely next
+        token id; a custom ``step_fn`` run: the model's output.
 
         >>> import tempfile, lrkit
         >>> r = lrkit.train(data="iris", epochs=1, project=tempfile.mkdtemp(), verbose=False, plots=False)
@@ -273,6 +274,9 @@ class LoadedRun:
         if self.task == "regression" and isinstance(out, torch.Tensor):
             values = self.outputs(out) if "y_mean" in self.scaling else out.reshape(len(out), -1)
             return values[:, 0] if values.shape[1] == 1 else values
+        if self.task == "lm" and isinstance(out, torch.Tensor) and out.dim() in (2, 3):
+            # token windows without a vocabulary (a dataset of token ids): the most likely next token id of each
+            return (out[:, -1] if out.dim() == 3 else out).argmax(-1)
         return out
 
 
