@@ -189,3 +189,58 @@ def test_a_token_dataset_run_predicts_the_next_token_ids(tmp_path: Path, capsys:
     assert ids.shape == (3,) and ids.dtype == torch.long
     with torch.no_grad():
         assert ids.tolist() == run.model(tokens[:3, :-1])[:, -1].argmax(-1).tolist()
+
+
+# --- 7. gradual unfreezing: param_groups(..., exclude=optimizer) -------------------------------------------------------
+def _backbone_and_head() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential()
+    net.add_module("backbone", nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8)))
+    net.add_module("head", nn.Linear(8, 2))
+    return net
+
+
+def test_exclude_adds_only_the_unfrozen_backbone_with_the_whole_models_scales() -> None:
+    net = _backbone_and_head()
+    whole = {g["name"]: (g["lr_scale"], g["weight_decay"], len(g["params"]))
+             for g in lrkit.param_groups(net, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1)}
+    net.backbone.requires_grad_(False)
+    opt = torch.optim.AdamW(lrkit.param_groups(net, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1))
+    assert [g["name"] for g in opt.param_groups] == ["head/decay", "head/bias"]
+    net.backbone.requires_grad_(True)
+    for g in lrkit.param_groups(net, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1, exclude=opt):
+        opt.add_param_group(g)
+    got = {g["name"]: (g["lr_scale"], g["weight_decay"], len(g["params"])) for g in opt.param_groups}
+    assert got == whole  # the same groups as one call over the unfrozen model would give
+    ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(net.parameters()))
+
+
+def test_groups_added_mid_run_follow_an_lrkit_schedule_at_their_scale() -> None:
+    net = _backbone_and_head()
+    net.backbone.requires_grad_(False)
+    opt = torch.optim.SGD(lrkit.param_groups(net, 0.1, backbone_lr_scale=0.1), lr=0.1)
+    sched = lrkit.schedules.from_spec("cosine lr0=0.1 lrf=0.01", total_steps=20).to_torch(opt)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    net.backbone.requires_grad_(True)
+    for g in lrkit.param_groups(net, 0.1, backbone_lr_scale=0.1, exclude=opt):
+        opt.add_param_group(g)
+    opt.step()
+    sched.step()
+    head_lr = opt.param_groups[0]["lr"]
+    backbone = [g["lr"] for g in opt.param_groups if g["name"].startswith("backbone")]
+    assert backbone and all(lr == pytest.approx(head_lr * 0.1) for lr in backbone)
+
+
+def test_exclude_with_nothing_left_or_a_wrong_type_is_a_clear_error() -> None:
+    net = _backbone_and_head()
+    opt = torch.optim.SGD(lrkit.param_groups(net, 0.1), lr=0.1)
+    with pytest.raises(ValueError, match="exclude= holds every trainable parameter"):
+        lrkit.param_groups(net, 0.1, exclude=opt)
+    with pytest.raises(ValueError, match="exclude= holds a dict, not a tensor"):
+        lrkit.param_groups(net, 0.1, exclude=opt.param_groups)
+    with pytest.raises(ValueError, match="exclude=int must be an optimizer"):
+        lrkit.param_groups(net, 0.1, exclude=3)  # type: ignore[arg-type]
+    assert len(lrkit.param_groups(net, 0.1, exclude=net.head.parameters())) == 3  # the backbone: decay, norm, bias

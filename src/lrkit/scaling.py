@@ -853,6 +853,23 @@ DEFAULT_HEAD: tuple[str, ...] = ("head", "fc", "classifier", "pre_classifier", "
                                  "qa_outputs")
 
 
+def _held(exclude: Any) -> set[int]:
+    """The ids of the tensors ``exclude=`` holds: an optimizer's parameters, or an iterable of tensors."""
+    if exclude is None:
+        return set()
+    if isinstance(exclude, torch.optim.Optimizer):
+        return {id(p) for g in exclude.param_groups for p in g["params"]}
+    if isinstance(exclude, torch.Tensor) or isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
+        raise ValueError(f"exclude={type(exclude).__name__} must be an optimizer (its parameters are left out) or an "
+                         "iterable of parameter tensors")
+    items = list(exclude)
+    bad = next((x for x in items if not isinstance(x, torch.Tensor)), None)
+    if bad is not None:  # a param group dict, a name: say what is taken
+        raise ValueError(f"exclude= holds a {type(bad).__name__}, not a tensor: pass the optimizer itself, or its "
+                         "parameters (model.head.parameters())")
+    return {id(p) for p in items}
+
+
 def param_groups(
     model: nn.Module,
     lr: float,
@@ -864,6 +881,7 @@ def param_groups(
     layer_id_fn: Callable[[str], int] | None = None,
     no_decay: Sequence[str] = ("bias", "norm"),
     freeze: int | Sequence[int | str] | None = None,
+    exclude: torch.optim.Optimizer | Iterable[torch.Tensor] | None = None,
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups for fine-tuning: discriminative LRs, no decay on biases/norms, bias groups flagged.
 
@@ -914,6 +932,22 @@ def param_groups(
 
     Torch optimizers keep the extra keys, and schedules built with :mod:`lrkit.schedules` or ``torch.optim``
     multiply each group's own LR, so the ratios survive warmup, decay, the LR finder and ``lr0="auto"``.
+
+    ``exclude=optimizer`` (or an iterable of tensors) leaves out the parameters it already holds, for gradual
+    unfreezing (ULMFiT, fastai's ``unfreeze()``): train the head first, then unfreeze the backbone and add only its
+    groups with ``optimizer.add_param_group`` — levels, scales and kinds are those the whole model would get, so a
+    backbone added later trains at ``lr * backbone_lr_scale`` (an lrkit schedule adopts groups added mid-run). A
+    call that leaves nothing to add is a ``ValueError``.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    >>> net[0].requires_grad_(False)  # doctest: +ELLIPSIS
+    Linear(...)
+    >>> opt = torch.optim.AdamW(param_groups(net, 1e-3, layer_decay=0.5))          # the head alone at first
+    >>> _ = net[0].requires_grad_(True)                                               # later: unfreeze the rest
+    >>> for g in param_groups(net, 1e-3, layer_decay=0.5, exclude=opt):
+    ...     opt.add_param_group(g)
+    >>> [(g["name"], g["lr_scale"]) for g in opt.param_groups]
+    [('layer1/decay', 1.0), ('layer1/bias', 1.0), ('layer0/decay', 0.5), ('layer0/bias', 0.5)]
 
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
     >>> groups = param_groups(model, 1e-3, weight_decay=0.05, layer_decay=0.5)
@@ -986,8 +1020,8 @@ def param_groups(
                 f"with the head's name; layers: {_shown_layers(top_layers)}"
                 + (f" (tied to them: {', '.join(dict.fromkeys(tied))})" if tied else "")
             )
-        if not any(n not in heads for n, _ in trainable):
-            raise ValueError(f"head={head_shown} covers every trainable parameter: there is no backbone to scale")
+        if not any(n not in heads for n, _ in named):  # a backbone frozen for now is fine (gradual unfreezing)
+            raise ValueError(f"head={head_shown} covers every parameter of the model: there is no backbone to scale")
         if not any(n in heads for n, _ in trainable):  # the mirror image: every head parameter is frozen
             frozen_head = [names.bare[n] for n in names.real if n in heads]
             shown = ", ".join(repr(x) for x in frozen_head[:4]) + (", ..." if len(frozen_head) > 4 else "")
@@ -1020,6 +1054,13 @@ def param_groups(
     else:
         levels = {n: (0, "all", 1.0) for n, _ in trainable}
 
+    held = _held(exclude)
+    if held:
+        added = [(n, p) for n, p in trainable if id(p) not in held]
+        if not added:
+            raise ValueError(f"exclude= holds every trainable parameter of the model ({len(trainable)} tensors): "
+                             "there is nothing to add (unfreeze layers first, e.g. model.requires_grad_(True))")
+        trainable = added
     nd = _no_decay_names(model, names, no_decay)
     decay_bias = "bias" not in [p.lower() for p in no_decay]
     kinds = ("decay", "no_decay", "bias", "bias_no_decay")
