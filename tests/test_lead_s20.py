@@ -191,7 +191,7 @@ def test_a_token_dataset_run_predicts_the_next_token_ids(tmp_path: Path, capsys:
         assert ids.tolist() == run.model(tokens[:3, :-1])[:, -1].argmax(-1).tolist()
 
 
-# --- 7. gradual unfreezing: param_groups(..., exclude=optimizer) -------------------------------------------------------
+# --- 7. gradual unfreezing: param_groups(..., exclude=optimizer) -----------------------------------------------------
 def _backbone_and_head() -> nn.Module:
     torch.manual_seed(0)
     net = nn.Sequential()
@@ -244,3 +244,21 @@ def test_exclude_with_nothing_left_or_a_wrong_type_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="exclude=int must be an optimizer"):
         lrkit.param_groups(net, 0.1, exclude=3)  # type: ignore[arg-type]
     assert len(lrkit.param_groups(net, 0.1, exclude=net.head.parameters())) == 3  # the backbone: decay, norm, bias
+
+
+def _backbone_and_head_5() -> nn.Module:
+    net = _backbone_and_head()
+    net.backbone[0] = nn.Linear(5, 8)  # for _X's 5 features and 3 classes
+    net.head = nn.Linear(8, 3)
+    return net
+
+
+def test_train_with_the_whole_backbone_frozen_says_backbone_lr_scale_changes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # param_groups no longer refuses backbone_lr_scale over a backbone frozen for now (gradual unfreezing);
+    # lrkit.train cannot unfreeze mid-run, so the log says the scale does nothing
+    _, out = _train(capsys, tmp_path, _backbone_and_head_5(), data=TensorDataset(_X, _Y), freeze=["backbone"],
+                    backbone_lr_scale=0.1)
+    assert "note — backbone_lr_scale=0.1 changes nothing: every backbone parameter is frozen" in out
+    _, out = _train(capsys, tmp_path, _backbone_and_head_5(), data=TensorDataset(_X, _Y), backbone_lr_scale=0.1)
+    assert "changes nothing" not in out  # guard: a trainable backbone

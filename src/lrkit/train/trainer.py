@@ -1010,6 +1010,9 @@ class _Trainer:
         )
         if self.cfg.freeze is not None:
             self.log(f"lrkit.train: {self._freeze_summary()}")
+        if self.cfg.backbone_lr_scale is not None and not any(n.startswith("backbone/") for n in self.group_names):
+            self.log(f"lrkit.train: note — backbone_lr_scale={self.cfg.backbone_lr_scale:g} changes nothing: every "
+                     "backbone parameter is frozen, so only the head trains (at lr0)")
         self.log(f"lrkit.train: {self.opt_name} — {self.opt_reason}")
         if self.opt_class is not None:
             for line in self._class_notes():
