@@ -12,7 +12,7 @@ import inspect
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lrkit._dist import distributed as _distributed
-from lrkit._dist import rank_mean
+from lrkit._dist import rank_mean, same_settings
 from lrkit._state import Snapshot, check_snapshot_device, every_optimizer
 from lrkit._step import (
     LossFn,
@@ -392,19 +392,19 @@ def _check_model_on(model: torch.nn.Module, dev: torch.device) -> None:
         )
 
 
-def _all_reduce(t: torch.Tensor, what: str, op: Any = None) -> None:
-    """``torch.distributed.all_reduce(t)``, and when it fails (another rank did not call ``find_lr`` and the process
-    group timed out, or another rank's process died), an error that names ``find_lr`` and what it needs instead of
-    the backend's bare "Timed out waiting ... for recv" / "Connection closed by peer"."""
+def _all_reduce(t: torch.Tensor, what: str, op: Any = None, call: str = "find_lr") -> None:
+    """``torch.distributed.all_reduce(t)``, and when it fails (another rank did not call ``find_lr`` — or ``call`` —
+    and the process group timed out, or another rank's process died), an error that names ``call`` and what it needs
+    instead of the backend's bare "Timed out waiting ... for recv" / "Connection closed by peer"."""
     dist = torch.distributed
     try:
         dist.all_reduce(t) if op is None else dist.all_reduce(t, op=op)
     except RuntimeError as e:  # DistBackendError is a RuntimeError
         raise RuntimeError(
-            f"find_lr under torch.distributed (rank {dist.get_rank()} of {dist.get_world_size()}): the all-reduce of "
+            f"{call} under torch.distributed (rank {dist.get_rank()} of {dist.get_world_size()}): the all-reduce of "
             f"{what} failed ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}). Every rank "
-            "must call find_lr at the same time, each with its shard of the data — a call on some ranks only waits "
-            "for the others until the process group times out; to run the test on one process, call it before "
+            f"must call {call} at the same time, each with its shard of the data — a call on some ranks only waits "
+            "for the others until the process group times out; to run it on one process, call it before "
             "init_process_group (or after destroy_process_group)"
         ) from e
 
@@ -415,11 +415,57 @@ def _dist_mean(value: float, device: torch.device) -> float:
     return rank_mean(value, device, lambda t: _all_reduce(t, "the step's loss"))
 
 
-def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.device) -> list[Any]:
-    """``fetch()`` on every rank; if it fails on any rank, every rank raises.
+def _same_settings_on_every_rank(device: torch.device, **settings: Any) -> None:
+    """Every rank must run the same test: a rank with another ``num_steps``, ``accumulation_steps`` or
+    ``diverge_factor`` would take a different number of steps (DDP's gradient all-reduces and the loss means then
+    pair up wrongly: gloo aborts on a collective mismatch, or a rank waits for the timeout), and one with another
+    ``start_lr``/``end_lr``/``mode``/``rule`` or ``max_grad_norm`` would return another suggestion from a curve the
+    ranks ran together. One small all-reduce, once; on a mismatch every rank raises the same error, naming them."""
+    same_settings("find_lr", settings, device, names={"mode": ("exp", "linear"), "rule": tuple(sorted(_suggest.RULES))},
+                  all_reduce=lambda t: _all_reduce(t, "the range test's settings"))
+
+
+def _fingerprint(batches: list[Any]) -> tuple[float, float]:
+    """Two numbers that tell batches apart (sums over a strided sample of every tensor in them, at most 65,536
+    elements each, the second weighted by position): equal on ranks that got the same batches. ``nan`` when the
+    batches hold no tensor it can read (never equal, so nothing is said)."""
+    tensors: list[torch.Tensor] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            tensors.append(obj)
+        elif isinstance(obj, Mapping):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+
+    walk(batches)
+    total, weighted = 0.0, 0.0
+    try:
+        with torch.no_grad():
+            for t in tensors:
+                if t.is_complex() or t.is_sparse or t.numel() == 0:
+                    continue
+                x = t.detach().reshape(-1)
+                x = x[:: max(1, x.numel() // 65536)].to(torch.float64)
+                w = torch.arange(x.numel(), dtype=torch.float64, device=x.device) % 251 + 1
+                total += float(x.sum()) + t.numel()
+                weighted += float((x * w).sum())
+    except Exception:  # a layout it cannot read (nested, meta, ...): nothing to compare
+        return math.nan, math.nan
+    return (total, weighted) if tensors else (math.nan, math.nan)
+
+
+def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.device) -> tuple[list[Any], str | None]:
+    """``fetch()`` on every rank; if it fails on any rank, every rank raises. Also returns a warning when every rank
+    got the same first batches (``None`` otherwise).
 
     Without this, a rank whose loader is empty raises at once while the others wait in the first collective (DDP's
-    gradient all-reduce, or the loss mean) until the process group times out, 30 minutes later. One all-reduce, once.
+    gradient all-reduce, or the loss mean) until the process group times out, 30 minutes later. One all-reduce, once,
+    which also carries each rank's :func:`_fingerprint` of its batches: identical on every rank means the loader is not
+    sharded (no ``DistributedSampler``), which nothing else would reveal.
     """
     dist = torch.distributed
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -430,10 +476,13 @@ def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.d
     except Exception as e:  # re-raised below, after every rank has heard of it
         error = e
     dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    failed = torch.zeros(world, dtype=torch.int32, device=dev)
-    failed[rank] = int(error is not None)
-    _all_reduce(failed, "the first batches' status")
-    bad = [r for r, f in enumerate(failed.tolist()) if f]
+    status = torch.zeros(world, 3, dtype=torch.float64, device=dev)
+    status[rank, 0] = float(error is not None)
+    if error is None:
+        status[rank, 1:] = torch.tensor(_fingerprint(batches), dtype=torch.float64)
+    _all_reduce(status, "the first batches' status")
+    table = status.cpu().tolist()
+    bad = [r for r, row in enumerate(table) if row[0]]
     if error is not None:
         if isinstance(error, ValueError):
             raise ValueError(f"on rank {rank}: {error}") from error
@@ -443,7 +492,49 @@ def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.d
             f"the range test stopped on every rank: rank {', '.join(map(str, bad))} could not give its first batch "
             "(a train_loader with no batches there? see that rank's error); every rank needs a non-empty shard"
         )
-    return batches
+    note = None
+    if world > 1 and all(row[1:] == table[0][1:] for row in table) and all(map(math.isfinite, table[0][1:])):
+        note = (
+            f"find_lr under torch.distributed ({world} ranks): every rank got the same first batch, so train_loader "
+            "does not seem to be sharded — without a DistributedSampler (DataLoader(dataset, "
+            "sampler=DistributedSampler(dataset))) every rank steps on the same data, and the test (like a training "
+            f"loop on that loader) runs at one rank's batch size, not the {world} ranks' together: the suggestion is "
+            "for that batch size"
+        )
+    return batches, note
+
+
+#: Wrappers that average (or shard) the gradients over ranks themselves, by class name anywhere in a module's MRO.
+_GRAD_SYNCING = frozenset({"DistributedDataParallel", "FullyShardedDataParallel", "FSDPModule", "DeepSpeedEngine"})
+
+
+def _syncs_gradients(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is (or holds) a wrapper that averages or shards the gradients over ranks, or has sharded
+    (DTensor) parameters: then the ranks' local gradients are not compared by :func:`_unsynced_gradients_note`."""
+    return any(c.__name__ in _GRAD_SYNCING for m in model.modules() for c in type(m).__mro__) or any(
+        type(p).__name__ == "DTensor" for p in model.parameters()
+    )
+
+
+def _unsynced_gradients_note(params: list[torch.Tensor], device: torch.device) -> str | None:
+    """After the first step's backward, on a model with no gradient-syncing wrapper: a warning when the gradients
+    differ between ranks (nothing averages them: the model passed is not the DDP-wrapped one). One all-reduce, once;
+    every rank calls it (every rank holds the same model)."""
+    dist = torch.distributed
+    rank, world = dist.get_rank(), dist.get_world_size()
+    table = torch.zeros(world, 2, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
+    table[rank] = torch.tensor(_fingerprint([p.grad for p in params if p.grad is not None]), dtype=torch.float64)
+    _all_reduce(table, "the first step's gradient check")
+    rows = table.cpu().tolist()
+    if not all(math.isfinite(v) for row in rows for v in row) or all(row == rows[0] for row in rows):
+        return None
+    return (
+        f"find_lr under torch.distributed ({world} ranks): the model is not wrapped in DistributedDataParallel (or "
+        "FSDP) and its gradients differ between ranks after the first step: nothing averages them, so each rank's "
+        f"copy steps on its own shard alone, the curve is the mean of {world} separate tests at one rank's batch size, "
+        "and the ranks' weights drift apart during it (they are restored afterwards). Pass the model your training "
+        "steps: the DDP-wrapped one, not model.module"
+    )
 
 
 def _check_groups(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
@@ -717,7 +808,10 @@ def find_lr(
 
     Under ``torch.distributed`` every rank must call ``find_lr`` with its shard of the data; the per-step loss is
     averaged over ranks, so every rank records the same curve and returns the same suggestion (a rank whose loader
-    gives no batch stops every rank with an error naming it).
+    gives no batch stops every rank with an error naming it). Every rank must pass the same settings (``num_steps``,
+    ``start_lr``, ``end_lr``, ``accumulation_steps``, ...): a difference is a ``ValueError`` on every rank naming
+    them, before any step. Every rank getting the same first batch (no ``DistributedSampler``) and a model without
+    its DDP wrapper whose gradients differ between ranks are warned about.
 
     Optimizers: any ``torch.optim`` one. LBFGS gets a closure that re-evaluates the step's micro-batches, and
     starts each step without its curvature history (pairs from earlier steps were taken at other LRs on other
@@ -877,6 +971,10 @@ def find_lr(
             "amp='bf16' or amp=False, without a scaler"
         )
 
+    if _distributed():  # before anything is touched: ranks that would run different tests stop together, now
+        _same_settings_on_every_rank(dev, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
+                                     diverge_factor=diverge_factor, accumulation_steps=accumulation_steps,
+                                     max_grad_norm=max_grad_norm)
     scales = group_scales(optimizer)
     snapshot = _caller_snapshot(model, optimizer)  # (kept where the caller chose: lr0="auto" passes its own device)
     if snapshot is None:
@@ -938,6 +1036,8 @@ def find_lr(
         return total / accumulation_steps
 
     batches: Iterator[Any] | None = None
+    unsharded: str | None = None  # the warning when every rank got the same first batch (torch.distributed)
+    unsynced: str | None = None  # the warning when the ranks' gradients differ (a model without its DDP wrapper)
     workers = _OwnWorkers(train_loader)  # a persistent-workers loader: the user's workers are put aside untouched
     try:
         train_mode(model)  # a module the user put in eval mode (a frozen BatchNorm) stays so, as in their loop
@@ -955,13 +1055,17 @@ def find_lr(
                 _sync_asgd_eta(asgd)
             optimizer.zero_grad(set_to_none=True)
             if distributed and i == 0:
-                micro = _first_batches_on_every_rank(lambda: [next(batches) for _ in range(accumulation_steps)], dev)
+                micro, unsharded = _first_batches_on_every_rank(
+                    lambda: [next(batches) for _ in range(accumulation_steps)], dev
+                )
             elif accumulation_steps == 1:
                 micro = [next(batches)]
             else:
                 micro = [next(batches) for _ in range(accumulation_steps)]
             value = forward_backward(micro, i == 0) * sign
             if distributed:
+                if i == 0 and not _syncs_gradients(model):
+                    unsynced = _unsynced_gradients_note(params, dev)
                 value = _dist_mean(value, dev)
             lrs.append(lr)
             losses.append(value)
@@ -1027,7 +1131,7 @@ def find_lr(
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
         passes=_passes(train_loader, len(lrs) * accumulation_steps, dev if distributed else None), loss=loss_used,
     )
-    for note in (_adaptive_step_note(optimizer), _line_search_note(optimizer)):
+    for note in (unsharded, unsynced, _adaptive_step_note(optimizer), _line_search_note(optimizer)):
         if note is not None:
             result.warnings.append(note)
     result.warnings.extend(_quality_warnings(result))

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from lrkit._dist import distributed, rank_mean
+from lrkit._dist import distributed, rank_mean, same_settings
 from lrkit._state import Snapshot, check_snapshot_device
 from lrkit._step import (
     autocast_context,
@@ -706,6 +706,10 @@ def choose_lr0(
     ``optimizer``'s param groups keep their ratios (``lr_scale``, or their LRs relative to the largest); the
     returned ``lr`` is the peak (ratio 1) LR.
 
+    Under ``torch.distributed`` call it on every rank with its shard and the same settings: the losses are averaged
+    over ranks, so every rank chooses the same LR; settings that differ between ranks (``total_steps``, ``budget``,
+    ...) and a rank whose ``val_loader`` is empty stop every rank at once with an error naming them.
+
     Args:
         model, optimizer, train_loader: as for :func:`lrkit.find_lr`; the optimizer's current LRs are ignored.
         val_loader: batches to score trials on (``None``: the mean training loss over each trial's last fifth). A
@@ -837,7 +841,11 @@ def choose_lr0(
     device = first_param.device if first_param is not None else torch.device("cpu")
     amp = finder_kwargs.get("amp", False)
     autocast, _ = autocast_context(amp, device)  # checks the setting before any work
-    if val_loader is not None and _sized_empty(val_loader):  # before any compute is spent
+    empty_val = val_loader is not None and _sized_empty(val_loader)
+    if distributed():  # before any compute: ranks that would run different trials, or cannot score them, stop together
+        _same_on_every_rank(device, empty_val, total_steps=total_steps, budget=budget, num_candidates=num_candidates,
+                            accumulate=accumulate, max_grad_norm=max_grad_norm, val_loader_given=val_loader is not None)
+    if empty_val:  # before any compute is spent
         raise ValueError(_EMPTY_VAL.format(what=f"it is empty: len(val_loader) == 0, {type(val_loader).__name__}"))
     if isinstance(val_loader, Iterator):  # a one-shot iterator: every trial is scored on the same batches
         val_loader = list(val_loader)
@@ -983,6 +991,23 @@ def choose_lr0(
     auto._used_suggestion = float(s)  # type: ignore[attr-defined]  # what to_dict() records (not a field: README)
     auto._settings = settings  # type: ignore[attr-defined]  # the module settings the choice was made under
     return auto
+
+
+def _same_on_every_rank(device: torch.device, empty_val: bool, **settings: Any) -> None:
+    """Under torch.distributed: every rank must run the same range test and trials (``total_steps``, ``budget``, ...
+    decide how many steps each runs: a rank with other ones would leave the others in a collective), and score them
+    alike. One small all-reduce; a mismatch raises the same error on every rank, naming the settings, and a rank
+    whose ``val_loader`` is empty (it raises its own error after this) is named on the others, at once rather than
+    after the process group's timeout."""
+    from lrkit.finder.range_test import _all_reduce
+
+    bad = same_settings("choose_lr0", settings, device, failed=empty_val,
+                        all_reduce=lambda t: _all_reduce(t, "lr0='auto''s settings", call="choose_lr0"))
+    if bad and not empty_val:
+        raise ValueError(
+            f"choose_lr0 under torch.distributed stopped on every rank: rank {', '.join(map(str, bad))}'s val_loader "
+            "has no batches (see that rank's error); every rank needs a non-empty val_loader shard when one is given"
+        )
 
 
 def _range_test_plan(finder_kwargs: dict[str, Any], total_steps: int, train_loader: Any) -> str | None:
