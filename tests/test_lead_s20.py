@@ -262,3 +262,26 @@ def test_train_with_the_whole_backbone_frozen_says_backbone_lr_scale_changes_not
     assert "note — backbone_lr_scale=0.1 changes nothing: every backbone parameter is frozen" in out
     _, out = _train(capsys, tmp_path, _backbone_and_head_5(), data=TensorDataset(_X, _Y), backbone_lr_scale=0.1)
     assert "changes nothing" not in out  # guard: a trainable backbone
+
+
+# --- 8. other libraries' names in a schedule spec ------------------------------------------------------------------
+@pytest.mark.parametrize(("spec", "ours"), [("cosine lr=0.1", "lr0"), ("onecycle learning_rate=0.1", "lr0"),
+                                            ("cosine min_lr=0.001", "eta_min"), ("linear final_lr=0.1", "lrf")])
+def test_a_peer_name_in_a_schedule_spec_names_lrkits_key(spec: str, ours: str) -> None:
+    # Bug: 'cosine lr=0.1' was answered "Did you mean 'lrf'?" (the final LR factor) and min_lr with warmup_bias_lr
+    with pytest.raises(ValueError, match=rf"parameter '\w+': lrkit calls it {ours}= \("):
+        lrkit.schedules.from_spec(spec, total_steps=100)
+
+
+def test_a_misspelt_schedule_key_keeps_its_did_you_mean() -> None:
+    with pytest.raises(ValueError, match="Did you mean 'lrf'"):
+        lrkit.schedules.from_spec("cosine lfr=0.1", total_steps=100)
+
+
+def test_warmup_ratio_and_argparse_flags_name_lrkits_key() -> None:
+    from lrkit._config import TrainConfig
+
+    with pytest.raises(ValueError, match="warmup_ratio x epochs"):
+        lrkit.train(data="digits", warmup_ratio=0.1)
+    with pytest.raises(ValueError, match="got '--lr': lrkit calls it lr0="):
+        TrainConfig.from_tokens(["data=digits", "--lr", "0.1"])

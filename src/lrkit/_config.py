@@ -102,7 +102,9 @@ SYNONYMS: dict[str, tuple[str, str]] = {
     **{k: ("epochs", "epochs is the number of passes over the training data")
        for k in ("num_epochs", "n_epochs", "max_epochs", "num_train_epochs")},
     **{k: ("weight_decay", "weight_decay is the decoupled/L2 weight decay") for k in ("wd", "l2")},
-    **{k: ("warmup_epochs", _WARMUP) for k in ("warmup", "warmup_steps", "warmup_iters", "warmup_ratio")},
+    **{k: ("warmup_epochs", _WARMUP) for k in ("warmup", "warmup_steps", "warmup_iters")},
+    "warmup_ratio": ("warmup_epochs", "warmup_epochs is the warmup's length in (fractional) epochs: warmup_ratio x "
+                                      "epochs"),
     **{k: ("amp", _AMP) for k in ("fp16", "bf16", "mixed_precision", "precision", "use_amp")},
     **{k: ("patience", "patience is early stopping's number of epochs without a better validation metric")
        for k in ("early_stopping", "early_stopping_patience", "early_stop")},
@@ -1137,6 +1139,10 @@ def _bare_token_error(tok: str, following: str | None, valid: Iterable[str]) -> 
         what = "<file.yaml>" if key == "cfg" else "<value>"
         hint = f" (e.g. {example} as one token)" if example else ""
         return ValueError(f"{key!r} needs a value: write {key}={what}{hint}")
+    same = SYNONYMS.get(key.lower())
+    if same is not None and same[0] in valid:  # `--lr 0.01`, argparse style: lrkit's name, not the closest spelling
+        return ValueError(f"expected key=value, got {tok!r}: lrkit calls it {same[0]}= — {same[1]}. Write "
+                          f"{same[0]}=<value> as one token, e.g. lrkit train data=digits model=mlp")
     hint = did_you_mean(key, valid, ignore_case=True)
     return ValueError(f"expected key=value, got {tok!r}.{hint} Example: lrkit train data=digits model=mlp")
 

@@ -14,7 +14,7 @@ several records are overlaid (``lrkit schedule --compare``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,8 @@ def _is_schedule(obj: Any) -> bool:
 
 
 def _listed(records: Any) -> list[Any]:
-    if isinstance(records, (str, bytes)) or not isinstance(records, Sequence):
+    # any iterable of records, as before (a dict's .values(), a generator): only what is not one is refused
+    if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
         raise TypeError(f"plot_schedule takes a schedule record (Schedule.record(), a mapping with 'lr' and "
                         f"'momentum'), a list of them, or a Schedule, not {type(records).__name__}")
     return list(records)

@@ -51,6 +51,16 @@ GENERIC_KEYS = (*WARMUP_KEYS, "momentum", *COOLDOWN_KEYS)
 _INT = re.compile(r"[+-]?\d+")
 
 
+
+#: other libraries' names for a spec key -> lrkit's, the first the family takes: ``cosine lr=0.1`` is told it is
+#: ``lr0`` (not asked whether it meant ``lrf``), ``min_lr`` is the absolute floor ``eta_min`` where the family has one
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    **{k: ("lr0", "max_lr") for k in ("lr", "learning_rate", "peak_lr", "init_lr", "initial_lr")},
+    **{k: ("eta_min", "min_lr", "lrf") for k in ("min_lr", "final_lr", "end_lr", "lr_min", "minimum_lr")},
+}
+_MEANING = {"lr0": "the peak LR", "max_lr": "the peak LR", "eta_min": "the absolute final LR",
+            "min_lr": "the absolute final LR", "lrf": "the final LR as a fraction of lr0"}
+
 def _scalar(text: str) -> Any:
     t = text.strip()
     if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
@@ -251,6 +261,10 @@ def from_spec(
             if same:
                 raise ValueError(f"unknown {info.name} parameter {key!r}. Did you mean {same[0]!r}? (keys are "
                                  f"case-sensitive) Valid: {', '.join(valid)}")
+            ours = next((k for k in _SYNONYMS.get(key.lower(), ()) if k in valid), None)
+            if ours is not None:  # 'lr=0.1': the peak, not the closest spelling ('lrf', a different meaning)
+                raise ValueError(f"unknown {info.name} parameter {key!r}: lrkit calls it {ours}= ({_MEANING[ours]}). "
+                                 f"Valid: {', '.join(valid)}")
             raise unknown_name_error(f"{info.name} parameter", key, valid)
     missing = [k for k in info.required if k not in params]
     if missing:

@@ -1340,16 +1340,22 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
                   and (_all_targets(val) is None or _one_hot_rows(_all_targets(val)))):
                 # keras' to_categorical(y), F.one_hot(y).float(): class labels, as an NPZ file's one-hot target is
                 inferred, num_outputs = "classification", int(y.shape[-1])
+                # (a loss_fn of one's own is not known here: the loss named is the default one)
                 one_hot_note = (f"the targets are one-hot rows of {num_outputs} classes: trained as "
-                                "classification (cross-entropy on them, accuracy of their argmax); pass "
-                                f"task=regression to regress their {num_outputs} values instead")
+                                "classification (the default loss: cross-entropy on them; accuracy of their argmax); "
+                                f"pass task=regression to regress their {num_outputs} values instead")
             elif y.is_floating_point():
                 inferred = "regression"
                 num_outputs = max(1, int(y.numel()))
-                if task is None and _one_hot_rows(y) and _all_targets(train) is None:  # only the first target read
-                    one_hot_note = (f"the first target is a one-hot row of {y.numel()} values: trained as "
-                                    "regression (mean squared error), as float targets are; for classification "
-                                    "pass task=classification (one-hot rows are read as class probabilities)")
+                # only the first target read: a sample's row (K,), or a whole batch's rows (B, K) from a DataLoader
+                # with batch_size=None; a sample's (T, K) is a sequence of rows, which task=classification does not
+                # score, so it gets no advice to pass it
+                rows = y.ndim == 1 or (whole[0] and y.ndim == 2)
+                if task is None and rows and _one_hot_rows(y) and _all_targets(train) is None:
+                    one_hot_note = (f"the first target is a one-hot row of {y.shape[-1]} values: trained as "
+                                    "regression (the default loss: mean squared error), as float targets are; for "
+                                    "classification pass task=classification (one-hot rows are read as class "
+                                    "probabilities)")
     info = DataInfo(name=type(_dataset_of(train)).__name__, task=task or inferred, input_shape=input_shape,
                     num_outputs=num_outputs, source=source, n_train=_len(train), n_val=_len(val),
                     train_batches=whole[0], val_batches=whole[1], first_batch=first_batch)

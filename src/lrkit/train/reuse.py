@@ -255,8 +255,10 @@ class LoadedRun:
                 raise ValueError(f"predict(x={x!r}): a text run predicts the next character of a non-empty str")
             window = self.seq_len or len(x)
             out = model_outputs(self.model(self.inputs(x[-window:])))  # a ModelOutput / {"logits": ...}: its logits
-            return self.vocab[int(out[0, -1].argmax())]
-        out = self.model(self.inputs(x))
+            # (1, T, V), or (T, V) from a model that flattens its logits for cross_entropy (logits.view(-1, V))
+            return self.vocab[int((out[0, -1] if out.dim() == 3 else out[-1]).argmax())]
+        inputs = self.inputs(x)
+        out = self.model(inputs)
         if self.task is not None:  # a Hugging Face ModelOutput / {"logits": ...}: its logits, as training read them
             out = model_outputs(out)
         # one score per sample: (N,), (N, 1), or a 0-dim score (one sample through a forward ending in .squeeze())
@@ -276,6 +278,8 @@ class LoadedRun:
             return values[:, 0] if values.shape[1] == 1 else values
         if self.task == "lm" and isinstance(out, torch.Tensor) and out.dim() in (2, 3):
             # token windows without a vocabulary (a dataset of token ids): the most likely next token id of each
+            if out.dim() == 2 and inputs.dim() == 2 and len(inputs) < inputs.numel() == len(out):
+                out = out.reshape(*inputs.shape, -1)  # logits flattened to (N * T, V), logits.view(-1, V): per window
             return (out[:, -1] if out.dim() == 3 else out).argmax(-1)
         return out
 

@@ -543,7 +543,10 @@ class _Trainer:
         info = self.data.info
         for note in info.notes:
             self.log(f"data: {note}")
-        if "seq_len" in self.explicit and info.vocab is None:  # lrkit cuts windows of a text file only
+        # lrkit cuts windows of a text file only; a seq_len at its default changes nothing either way, and is
+        # "given" by every key of a cfg= file (a run's own args.yaml, which lists them all)
+        if ("seq_len" in self.explicit and info.vocab is None
+                and cfg.seq_len != TrainConfig.defaults()["seq_len"]):
             self.log(f"data: note — seq_len={cfg.seq_len} ignored: it is the window length lrkit cuts a text file "
                      f"into (a character-level LM), and data {info.name!r} is not a text file"
                      + (f" (its samples' shape sets the length: {info.seq_len})" if info.seq_len else ""))
