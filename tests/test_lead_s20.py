@@ -285,3 +285,16 @@ def test_warmup_ratio_and_argparse_flags_name_lrkits_key() -> None:
         lrkit.train(data="digits", warmup_ratio=0.1)
     with pytest.raises(ValueError, match="got '--lr': lrkit calls it lr0="):
         TrainConfig.from_tokens(["data=digits", "--lr", "0.1"])
+
+
+# --- 9. the schedule adapter's group warnings point at the user's line -----------------------------------------------
+def test_the_lost_ratio_warning_points_at_the_users_call() -> None:
+    # the fixed stacklevel pointed into torch's lr_scheduler.py for a group added after the scheduler was built
+    net = nn.Linear(2, 2)
+    opt = torch.optim.SGD([{"params": [net.weight], "lr": 1e-3}], lr=1e-3)
+    sched = lrkit.schedules.from_spec("cosine lr0=0.001", total_steps=10).to_torch(opt)
+    opt.add_param_group({"params": [net.bias], "lr": 1e-4})
+    with pytest.warns(UserWarning, match="different LRs") as record:
+        opt.step()
+        sched.step()
+    assert {Path(w.filename).name for w in record if "different LRs" in str(w.message)} == {Path(__file__).name}

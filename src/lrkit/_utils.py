@@ -470,13 +470,24 @@ def first_line(error: BaseException) -> str:
 _LRKIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # src/lrkit/
 
 
-def stacklevel_outside_lrkit() -> int:
+def torch_dir() -> str:
+    """torch's installed package folder (with a trailing separator), for :func:`stacklevel_outside_lrkit`."""
+    import torch
+
+    return os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+
+
+def stacklevel_outside_lrkit(*also: str) -> int:
     """The ``stacklevel`` that makes a warning raised by this function's caller point at the first frame outside
     lrkit (the user's ``find_lr(...)``, ``lrkit.train(...)`` or ``plot_results(...)``, however deep in lrkit it was
-    raised); ``warnings.warn``'s ``skip_file_prefixes`` does this from Python 3.12 on. Called only when warning."""
+    raised); ``warnings.warn``'s ``skip_file_prefixes`` does this from Python 3.12 on. Called only when warning.
+
+    ``also``: more folders to pass over — :func:`torch_dir` for a warning raised in a hook or wrapper that torch runs
+    (``optimizer.step()``'s hooks, ``scheduler.step()``), so that it points at the loop's own call."""
     frame = sys._getframe(1)
     level = 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LRKIT_DIR):
+    inside = (_LRKIT_DIR, *also)
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
         frame = frame.f_back
         level += 1
     return level

@@ -33,7 +33,6 @@ import dataclasses
 import functools
 import math
 import numbers
-import os
 import sys
 import warnings
 import weakref
@@ -57,7 +56,7 @@ from lrkit._state import (
     inner_optimizers,
     inner_snapshots,
 )
-from lrkit._utils import _LRKIT_DIR, adapts_step_size, as_scalar, check_int, maximize_sign, stacklevel_outside_lrkit
+from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign, stacklevel_outside_lrkit, torch_dir
 from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, LossAboveStart, ValidationRising, default_checks
 from lrkit.monitor.record import RollingRecord, _median
@@ -415,22 +414,6 @@ def _loss_sign(optimizer: torch.optim.Optimizer) -> float:
     :func:`lrkit.find_lr`): ``-1.0`` when every param group (with parameters) has ``maximize=True``, else ``1.0``."""
     return maximize_sign(optimizer, "the Monitor reads after_backward(loss) as the quantity the optimizer lowers (its "
                                     "negative under maximize=True) and needs one direction to judge it by")
-
-
-_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
-
-
-def _stacklevel_outside(*dirs: str) -> int:
-    """The ``stacklevel`` that makes a warning raised by this function's caller point at the first frame outside
-    lrkit and ``dirs`` (a warning raised in a hook that torch's ``optimizer.step()`` runs points at the loop's
-    ``optimizer.step()`` call). Called only when warning."""
-    frame = sys._getframe(1)
-    level = 1
-    inside = (_LRKIT_DIR, *dirs)
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
-        frame = frame.f_back
-        level += 1
-    return level
 
 
 def _warn_unrelated_model(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -2250,7 +2233,7 @@ class Monitor:
             "after_backward() is carried out there, and a step taken later lands on top of it; no update-to-weight "
             "ratio is measured either. Order: loss.backward(); monitor.after_backward(loss); optimizer.step(); "
             "scheduler.step(); monitor.after_step(). Warned once per monitor.",
-            UserWarning, stacklevel=_stacklevel_outside(_TORCH_DIR))
+            UserWarning, stacklevel=stacklevel_outside_lrkit(torch_dir()))
 
     def _warn_unstepped(self, moved: bool = False) -> None:
         """Warn once when a second sampled step finds that ``optimizer.step()`` was not called between an

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from lrkit._utils import check_positive
+from lrkit._utils import check_positive, stacklevel_outside_lrkit, torch_dir
 from lrkit.schedules.base import Schedule
 
 __all__ = ["LRSchedulerAdapter"]
@@ -333,7 +333,7 @@ class LRSchedulerAdapter(LRScheduler):
                     f"lrkit.param_groups sets it), or leave {key} out of the spec so that each group's own LR is its "
                     "peak",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=stacklevel_outside_lrkit(torch_dir()),
                 )
                 return
 
@@ -362,7 +362,7 @@ class LRSchedulerAdapter(LRScheduler):
                 "lr_scale is taken as already in it (lrkit.param_groups sets lr = peak * lr_scale). To apply the "
                 "scales, give the spec its peak (lr0=...), or set each group's lr to peak * lr_scale",
                 UserWarning,
-                stacklevel=5,
+                stacklevel=stacklevel_outside_lrkit(torch_dir()),
             )
             return
 
