@@ -320,6 +320,8 @@ NOT_COVERED = {
         "a signature, not code: checked by test_readme_signatures_match_the_code instead",
     ("From Lightning (`Tuner.lr_find`)", "result = lrkit.find_lr(module, module.configure_optimizers(), train_loader,"):
         "needs a LightningModule (`module`): run with a stand-in by tests/test_migrate_s18j.py",
+    ("With PyTorch Lightning: `MonitorCallback`", "import lightning.pytorch as pl"):
+        "needs a LightningModule (`model`) and its loaders: the same calls run in tests/test_lightning_monitor_s20e.py",
 }
 
 
