@@ -12,6 +12,7 @@ import inspect
 import math
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from contextvars import ContextVar
@@ -427,13 +428,17 @@ def _same_settings_on_every_rank(device: torch.device, **settings: Any) -> None:
 
 def _fingerprint(batches: list[Any]) -> tuple[float, float]:
     """Two numbers that tell batches apart (sums over a strided sample of every tensor in them, at most 65,536
-    elements each, the second weighted by position): equal on ranks that got the same batches. ``nan`` when the
-    batches hold no tensor it can read (never equal, so nothing is said)."""
+    elements each, and over a checksum of every string in them — text a ``step_fn`` tokenizes, beside label tensors
+    that may agree between shards — the second weighted by position): equal on ranks that got the same batches.
+    ``nan`` when the batches hold no tensor or string it can read (never equal, so nothing is said)."""
     tensors: list[torch.Tensor] = []
+    strings: list[str | bytes] = []
 
     def walk(obj: Any) -> None:
         if isinstance(obj, torch.Tensor):
             tensors.append(obj)
+        elif isinstance(obj, (str, bytes)):
+            strings.append(obj)
         elif isinstance(obj, Mapping):
             for v in obj.values():
                 walk(v)
@@ -455,7 +460,11 @@ def _fingerprint(batches: list[Any]) -> tuple[float, float]:
                 weighted += float((x * w).sum())
     except Exception:  # a layout it cannot read (nested, meta, ...): nothing to compare
         return math.nan, math.nan
-    return (total, weighted) if tensors else (math.nan, math.nan)
+    for i, s in enumerate(strings):  # crc32, not hash(): str hashes differ between processes (PYTHONHASHSEED)
+        check = zlib.crc32(s.encode("utf-8", "surrogatepass") if isinstance(s, str) else s)
+        total += check
+        weighted += check * (i % 251 + 1)
+    return (total, weighted) if tensors or strings else (math.nan, math.nan)
 
 
 def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.device) -> tuple[list[Any], str | None]:
@@ -512,6 +521,15 @@ def _syncs_gradients(model: torch.nn.Module) -> bool:
     """Whether ``model`` is (or holds) a wrapper that averages or shards the gradients over ranks, or has sharded
     (DTensor) parameters: then the ranks' local gradients are not compared by :func:`_unsynced_gradients_note`."""
     return any(c.__name__ in _GRAD_SYNCING for m in model.modules() for c in type(m).__mro__) or any(
+        type(p).__name__ == "DTensor" for p in model.parameters()
+    )
+
+
+def _tensor_parallel(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is split over the ranks by tensor parallelism alone (DTensor parameters, no data-parallel
+    wrapper: ``parallelize_module``): then every rank reads the same batch by design, and the ranks getting the same
+    first batch is not a loader without a ``DistributedSampler``."""
+    return not any(c.__name__ in _GRAD_SYNCING for m in model.modules() for c in type(m).__mro__) and any(
         type(p).__name__ == "DTensor" for p in model.parameters()
     )
 
@@ -810,8 +828,9 @@ def find_lr(
     averaged over ranks, so every rank records the same curve and returns the same suggestion (a rank whose loader
     gives no batch stops every rank with an error naming it). Every rank must pass the same settings (``num_steps``,
     ``start_lr``, ``end_lr``, ``accumulation_steps``, ...): a difference is a ``ValueError`` on every rank naming
-    them, before any step. Every rank getting the same first batch (no ``DistributedSampler``) and a model without
-    its DDP wrapper whose gradients differ between ranks are warned about.
+    them, before any step. Every rank getting the same first batch (no ``DistributedSampler``; not said for a
+    tensor-parallel model, whose ranks all read the same batch) and a model without its DDP wrapper whose gradients
+    differ between ranks are warned about.
 
     Optimizers: any ``torch.optim`` one. LBFGS gets a closure that re-evaluates the step's micro-batches, and
     starts each step without its curvature history (pairs from earlier steps were taken at other LRs on other
@@ -914,8 +933,8 @@ def find_lr(
         diverge_factor = factor
     if step_fn is not None and loss_fn is not None:
         raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
-    if max_grad_norm is not None:
-        check_positive("max_grad_norm", max_grad_norm)
+    if max_grad_norm is not None:  # as a float: "1.0" or a 0-dim tensor is compared across ranks as its number
+        max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
     _check_callable("progress", progress, "progress(step, total, lr, loss)", arity=4)  # not after the first step
@@ -1058,6 +1077,8 @@ def find_lr(
                 micro, unsharded = _first_batches_on_every_rank(
                     lambda: [next(batches) for _ in range(accumulation_steps)], dev
                 )
+                if unsharded is not None and _tensor_parallel(model):  # its ranks all read the same batch
+                    unsharded = None
             elif accumulation_steps == 1:
                 micro = [next(batches)]
             else:

@@ -52,14 +52,19 @@ _INT = re.compile(r"[+-]?\d+")
 
 
 
+#: the keys that set where a family's LR ends (its lowest, for cyclic): a peer's ``min_lr``/``final_lr``/... is
+#: answered with the first one the family takes, and a family taking none says so (not the closest spelling)
+_FINAL = ("eta_min", "min_lr", "lrf", "min_lr_ratio", "base_lr", "final_div_factor")
 #: other libraries' names for a spec key -> lrkit's, the first the family takes: ``cosine lr=0.1`` is told it is
 #: ``lr0`` (not asked whether it meant ``lrf``), ``min_lr`` is the absolute floor ``eta_min`` where the family has one
 _SYNONYMS: dict[str, tuple[str, ...]] = {
     **{k: ("lr0", "max_lr") for k in ("lr", "learning_rate", "peak_lr", "init_lr", "initial_lr")},
-    **{k: ("eta_min", "min_lr", "lrf") for k in ("min_lr", "final_lr", "end_lr", "lr_min", "minimum_lr")},
+    **{k: _FINAL for k in ("min_lr", "final_lr", "end_lr", "lr_min", "minimum_lr")},
 }
 _MEANING = {"lr0": "the peak LR", "max_lr": "the peak LR", "eta_min": "the absolute final LR",
-            "min_lr": "the absolute final LR", "lrf": "the final LR as a fraction of lr0"}
+            "min_lr": "the absolute final LR", "lrf": "the final LR as a fraction of lr0",
+            "min_lr_ratio": "the final LR as a fraction of lr0", "base_lr": "the lowest LR of each cycle",
+            "final_div_factor": "the final LR is lr0 / (div_factor * final_div_factor)"}
 
 def _scalar(text: str) -> Any:
     t = text.strip()
@@ -264,6 +269,10 @@ def from_spec(
             ours = next((k for k in _SYNONYMS.get(key.lower(), ()) if k in valid), None)
             if ours is not None:  # 'lr=0.1': the peak, not the closest spelling ('lrf', a different meaning)
                 raise ValueError(f"unknown {info.name} parameter {key!r}: lrkit calls it {ours}= ({_MEANING[ours]}). "
+                                 f"Valid: {', '.join(valid)}")
+            if _SYNONYMS.get(key.lower()) == _FINAL:  # not the closest spelling: 'max_lr', 'warmup_bias_lr', ...
+                raise ValueError(f"unknown {info.name} parameter {key!r}: {info.name} takes no final LR (its shape "
+                                 "sets where the LR ends; eta_min= or lrf= set it in cosine, min_lr= in plateau). "
                                  f"Valid: {', '.join(valid)}")
             raise unknown_name_error(f"{info.name} parameter", key, valid)
     missing = [k for k in info.required if k not in params]

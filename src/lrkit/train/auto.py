@@ -811,6 +811,13 @@ def choose_lr0(
         if log is not None:
             log(line)
 
+    first_param = next(iter(model.parameters()), None)
+    device = first_param.device if first_param is not None else torch.device("cpu")
+    empty_val = val_loader is not None and _sized_empty(val_loader)
+    if distributed():  # before the budget's checks and any compute: a total_steps too short on one rank only, or
+        # ranks that would run different trials, or cannot score them, stop every rank together, naming them
+        _same_on_every_rank(device, empty_val, total_steps=total_steps, budget=budget, num_candidates=num_candidates,
+                            accumulate=accumulate, max_grad_norm=max_grad_norm, val_loader_given=val_loader is not None)
     plan = plan_budget(total_steps, budget, num_candidates)
     if plan.budget_steps < 10 and "num_steps" not in finder_kwargs:
         need = math.ceil(10 / total_steps * 100) / 100
@@ -837,14 +844,8 @@ def choose_lr0(
     if accumulate > 1:
         finder_kwargs.setdefault("accumulation_steps", accumulate)
 
-    first_param = next(iter(model.parameters()), None)
-    device = first_param.device if first_param is not None else torch.device("cpu")
     amp = finder_kwargs.get("amp", False)
     autocast, _ = autocast_context(amp, device)  # checks the setting before any work
-    empty_val = val_loader is not None and _sized_empty(val_loader)
-    if distributed():  # before any compute: ranks that would run different trials, or cannot score them, stop together
-        _same_on_every_rank(device, empty_val, total_steps=total_steps, budget=budget, num_candidates=num_candidates,
-                            accumulate=accumulate, max_grad_norm=max_grad_norm, val_loader_given=val_loader is not None)
     if empty_val:  # before any compute is spent
         raise ValueError(_EMPTY_VAL.format(what=f"it is empty: len(val_loader) == 0, {type(val_loader).__name__}"))
     if isinstance(val_loader, Iterator):  # a one-shot iterator: every trial is scored on the same batches
