@@ -5,11 +5,16 @@ Imported as ``from _helpers import ...`` (``tests/`` is on ``sys.path`` because 
 
 from __future__ import annotations
 
+import datetime
 import importlib
+import os
 import random
 import socket
 import textwrap
+import traceback
+import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,6 +33,8 @@ __all__ = [
     "finder_state",
     "flat_band_exit",
     "free_port",
+    "init_gloo",
+    "outcome",
     "tiny_loss",
     "tiny_model",
     "write_task",
@@ -67,6 +74,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def init_gloo(rank: int, world: int, port: int, *, seconds: float = 15) -> None:
+    """In a spawned worker: join a ``gloo`` process group on loopback (a short timeout, so that a rank left waiting
+    fails the test instead of hanging it) and use one thread per rank (the machine has two cores)."""
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=seconds))
+    torch.set_num_threads(1)
+
+
+def outcome(fn: Callable[[], Any], category: type[Warning] = Warning) -> dict[str, Any]:
+    """``fn()``'s value, or the error it raised (and the end of its traceback), with the warnings of ``category`` it
+    gave: a JSON-ready record a spawned worker writes for the test to read.
+
+    >>> outcome(lambda: 1 / 0)["error"]
+    'ZeroDivisionError: division by zero'
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out: dict[str, Any] = {"value": fn(), "error": None}
+        except Exception as e:  # recorded for the test to read
+            out = {"value": None, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-600:]}
+    out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, category)]
+    return out
 
 
 #: The usual ``loss_fn`` body: a factory returning the loss.

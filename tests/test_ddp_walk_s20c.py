@@ -19,12 +19,9 @@ What the walk found, each tested here on 2 spawned gloo processes:
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
-import traceback
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
 
-from _helpers import free_port
+from _helpers import free_port, init_gloo, outcome
+
+
+def _outcome_user(fn: Any) -> dict[str, Any]:
+    """:func:`outcome` with lrkit's UserWarnings only (not torch's own deprecation notes)."""
+    return outcome(fn, UserWarning)
+
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed")
 
@@ -51,17 +54,6 @@ def _model() -> torch.nn.Module:
     return torch.nn.parallel.DistributedDataParallel(net)
 
 
-def _outcome(fn: Any) -> dict[str, Any]:
-    """``fn()``'s suggestion (or LR), or the error it raised, with the lrkit warnings it gave."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            value = fn()
-            out: dict[str, Any] = {"value": value, "error": None}
-        except Exception as e:  # recorded for the test to read
-            out = {"value": None, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-600:]}
-    out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-    return out
 
 
 def _settings_worker(rank: int, world: int, port: int, out: str) -> None:
@@ -69,9 +61,7 @@ def _settings_worker(rank: int, world: int, port: int, out: str) -> None:
     import lrkit
     from lrkit.train.auto import choose_lr0
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=15))
-    torch.set_num_threads(1)
+    init_gloo(rank, world, port)
     ds = _data()
     loader = DataLoader(ds, batch_size=16, sampler=DistributedSampler(ds, seed=0))
     val = DataLoader(ds, batch_size=50, sampler=DistributedSampler(ds, shuffle=False))
@@ -96,7 +86,7 @@ def _settings_worker(rank: int, world: int, port: int, out: str) -> None:
     }
     record: dict[str, Any] = {}
     for name, fn in cases.items():
-        record[name] = _outcome(fn)
+        record[name] = _outcome_user(fn)
         record[name]["restored"] = all(torch.equal(before[k], v) for k, v in model.state_dict().items())
         Path(out, f"{rank}.json").write_text(json.dumps(record))  # what was reached, also if a later case hangs
     dist.barrier()
@@ -155,27 +145,25 @@ def test_choose_lr0_with_an_empty_val_shard_raises_on_every_rank_at_once(setting
 def _same_data_worker(rank: int, world: int, port: int, out: str) -> None:
     import lrkit
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=15))
-    torch.set_num_threads(1)
+    init_gloo(rank, world, port)
     ds = _data()
     model = _model()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     record = {
-        "unsharded": _outcome(lambda: lrkit.find_lr(model, opt, DataLoader(ds, batch_size=16), num_steps=20,
+        "unsharded": _outcome_user(lambda: lrkit.find_lr(model, opt, DataLoader(ds, batch_size=16), num_steps=20,
                                                     accumulation_steps=2).suggestion),
-        "sharded": _outcome(lambda: lrkit.find_lr(model, opt, DataLoader(ds, batch_size=16,
+        "sharded": _outcome_user(lambda: lrkit.find_lr(model, opt, DataLoader(ds, batch_size=16,
                                                                          sampler=DistributedSampler(ds)),
                                                   num_steps=20).suggestion),
         # shards cut by hand (no DistributedSampler) are sharded all the same
-        "subset": _outcome(lambda: lrkit.find_lr(model, opt, DataLoader(Subset(ds, range(rank, 400, 2)),
+        "subset": _outcome_user(lambda: lrkit.find_lr(model, opt, DataLoader(Subset(ds, range(rank, 400, 2)),
                                                                         batch_size=16), num_steps=20).suggestion),
         # the model without its DDP wrapper: each rank's copy steps alone
-        "unwrapped": _outcome(lambda: lrkit.find_lr(model.module, opt, DataLoader(ds, batch_size=16,
+        "unwrapped": _outcome_user(lambda: lrkit.find_lr(model.module, opt, DataLoader(ds, batch_size=16,
                                                                                   sampler=DistributedSampler(ds)),
                                                     num_steps=20).suggestion),
         # ... the same on the same data on every rank: only the unsharded data is said (the gradients agree)
-        "unwrapped_unsharded": _outcome(lambda: lrkit.find_lr(model.module, opt, DataLoader(ds, batch_size=16),
+        "unwrapped_unsharded": _outcome_user(lambda: lrkit.find_lr(model.module, opt, DataLoader(ds, batch_size=16),
                                                               num_steps=20).suggestion),
     }
     Path(out, f"{rank}.json").write_text(json.dumps(record))

@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import lrkit
-from _helpers import free_port
+from _helpers import free_port, init_gloo, outcome
 
 
 def _data(n: int = 200) -> TensorDataset:
@@ -40,29 +38,17 @@ def _net() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
 
 
-def _outcome(fn: Any) -> dict[str, Any]:
-    """``fn()``'s value, or the error it raised, with the warnings it gave."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            out: dict[str, Any] = {"value": fn(), "error": None}
-        except Exception as e:  # recorded for the test to read
-            out = {"value": None, "error": f"{type(e).__name__}: {e}"}
-    out["warnings"] = [str(w.message) for w in caught]
-    return out
 
 
 def _grad_norm_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=15))
-    torch.set_num_threads(1)
+    init_gloo(rank, world, port)
     ds = _data()
     loader = DataLoader(ds, batch_size=16, sampler=DistributedSampler(ds, seed=0))
     model = torch.nn.parallel.DistributedDataParallel(_net())
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     record = {
-        "string": _outcome(lambda: lrkit.find_lr(model, opt, loader, num_steps=12, max_grad_norm="1.0").suggestion),
-        "float": _outcome(lambda: lrkit.find_lr(model, opt, loader, num_steps=12, max_grad_norm=1.0).suggestion),
+        "string": outcome(lambda: lrkit.find_lr(model, opt, loader, num_steps=12, max_grad_norm="1.0").suggestion),
+        "float": outcome(lambda: lrkit.find_lr(model, opt, loader, num_steps=12, max_grad_norm=1.0).suggestion),
     }
     Path(out, f"{rank}.json").write_text(json.dumps(record))
     dist.barrier()
@@ -74,7 +60,7 @@ def test_find_lr_takes_a_numeric_string_max_grad_norm_under_torch_distributed(tm
     # one process takes it (check_positive reads "1.0" as 1.0), as it takes start_lr="1e-7"
     model = _net()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    alone = _outcome(lambda: lrkit.find_lr(model, opt, DataLoader(_data(), batch_size=16), num_steps=12,
+    alone = outcome(lambda: lrkit.find_lr(model, opt, DataLoader(_data(), batch_size=16), num_steps=12,
                                            max_grad_norm="1.0").suggestion)
     assert alone["error"] is None and alone["value"] > 0, alone
     mp.spawn(_grad_norm_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
@@ -89,9 +75,7 @@ def _tensor_parallel_worker(rank: int, world: int, port: int, out: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=15))
-    torch.set_num_threads(1)
+    init_gloo(rank, world, port)
     loader = DataLoader(_data(), batch_size=16)  # the same batches on every rank: tensor parallelism needs them
     model = _net()
     parallelize_module(model, init_device_mesh("cpu", (world,)), {"0": ColwiseParallel(), "2": RowwiseParallel()})
@@ -99,8 +83,8 @@ def _tensor_parallel_worker(rank: int, world: int, port: int, out: str) -> None:
     ddp = torch.nn.parallel.DistributedDataParallel(_net())
     ddp_opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
     record = {
-        "tp": _outcome(lambda: lrkit.find_lr(model, opt, loader, num_steps=12).suggestion),
-        "ddp": _outcome(lambda: lrkit.find_lr(ddp, ddp_opt, loader, num_steps=12).suggestion),
+        "tp": outcome(lambda: lrkit.find_lr(model, opt, loader, num_steps=12).suggestion),
+        "ddp": outcome(lambda: lrkit.find_lr(ddp, ddp_opt, loader, num_steps=12).suggestion),
     }
     Path(out, f"{rank}.json").write_text(json.dumps(record))
     dist.barrier()
@@ -124,9 +108,7 @@ def test_a_tensor_parallel_model_reading_the_same_batch_on_every_rank_is_not_tol
 def _auto_budget_worker(rank: int, world: int, port: int, out: str) -> None:
     from lrkit.train.auto import choose_lr0
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=15))
-    torch.set_num_threads(1)
+    init_gloo(rank, world, port)
     ds = _data()
     loader = DataLoader(ds, batch_size=16, sampler=DistributedSampler(ds, seed=0))
     model = torch.nn.parallel.DistributedDataParallel(_net())
@@ -136,7 +118,7 @@ def _auto_budget_worker(rank: int, world: int, port: int, out: str) -> None:
         return torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1 - s / steps)
 
     # rank 0's run is too short for lr0='auto''s range test (0.3 x 20 = 6 extra steps < 10), rank 1's is not
-    record = {"short": _outcome(lambda: choose_lr0(model, opt, loader, None, total_steps=20 if rank == 0 else 400,
+    record = {"short": outcome(lambda: choose_lr0(model, opt, loader, None, total_steps=20 if rank == 0 else 400,
                                                    make_scheduler=sched).lr)}
     Path(out, f"{rank}.json").write_text(json.dumps(record))
     dist.barrier()
@@ -178,16 +160,14 @@ def _text_step(model: torch.nn.Module, batch: Any) -> torch.Tensor:
 
 
 def _text_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=15))
-    torch.set_num_threads(1)
+    init_gloo(rank, world, port)
     ds = _Texts()
     model = torch.nn.parallel.DistributedDataParallel(_net())
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sharded = DataLoader(ds, batch_size=4, sampler=DistributedSampler(ds, shuffle=False))
     record = {
-        "sharded": _outcome(lambda: lrkit.find_lr(model, opt, sharded, step_fn=_text_step, num_steps=12).suggestion),
-        "unsharded": _outcome(lambda: lrkit.find_lr(model, opt, DataLoader(ds, batch_size=4), step_fn=_text_step,
+        "sharded": outcome(lambda: lrkit.find_lr(model, opt, sharded, step_fn=_text_step, num_steps=12).suggestion),
+        "unsharded": outcome(lambda: lrkit.find_lr(model, opt, DataLoader(ds, batch_size=4), step_fn=_text_step,
                                                     num_steps=12).suggestion),
     }
     Path(out, f"{rank}.json").write_text(json.dumps(record))
