@@ -168,7 +168,9 @@ def _build() -> type:
             self.monitor: Monitor | None = None
             self._losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses, as training_step gave
             self._stepping = False  # after_backward called, after_step due at this batch's end
+            self._backward = False  # this batch's training_step gave a loss (Lightning ran backward)
             self._loaded: dict[str, Any] | None = None  # a checkpoint's monitor state, until the monitor exists
+            self._ignore_load = False  # the checkpoint being restored is for validate/test/predict, not fit
             self._warned_metric = False
             self._scaler: Any = None
 
@@ -212,8 +214,20 @@ def _build() -> type:
                 self.monitor.load_state_dict(state)
 
         # ---------------------------------------------------------------- every step
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            """Note that this batch has not run backward yet; forget losses whose gradients Lightning zeroes now.
+
+            Lightning zeroes the gradients at the first micro-batch of each accumulation window, so a loss kept
+            from before (a batch whose closure ran but whose ``optimizer_step`` override took no step) is not part
+            of the next step.
+            """
+            self._backward = False
+            if batch_idx % trainer.accumulate_grad_batches == 0:
+                self._losses = []
+
         def on_before_backward(self, trainer: Any, pl_module: Any, loss: torch.Tensor) -> None:
             """Keep this micro-batch's loss as ``training_step`` returned it (undo Lightning's division and scaling)."""
+            self._backward = True
             if self.monitor is None:
                 return
             loss = loss.detach()
@@ -223,8 +237,22 @@ def _build() -> type:
             self._losses.append(loss * accumulate if accumulate != 1 else loss)
 
         def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-            """``monitor.after_backward`` with the step's loss (the mean over its micro-batches)."""
+            """``monitor.after_backward`` with the step's loss (the mean over its micro-batches).
+
+            Once per optimizer step: Lightning runs this hook after every evaluation of the step's closure, and a
+            closure optimizer (``LBFGS``) evaluates it several times per step. The first evaluation's loss and
+            gradients are the step's (a hand loop's ``loss = closure()`` before ``optimizer.step(closure)``); a
+            skipped or rolled-back step is undone at ``after_step`` whatever the later evaluations did.
+            """
+            if self._stepping:  # a later closure evaluation within the same optimizer step (LBFGS)
+                self._losses = []
+                return
             if self.monitor is None or not self._losses:  # training_step returned None: no loss, no backward
+                return
+            if self._scaler is not None and not self._backward:
+                # Lightning's AMP plugin takes no step (no unscale_, scaler.step or update) when the window's last
+                # training_step returned None; the window's gradients are zeroed at the next one: nothing to monitor
+                self._losses = []
                 return
             losses, self._losses = self._losses, []
             loss = losses[0] if len(losses) == 1 else torch.stack([x.float() for x in losses]).mean()
@@ -280,8 +308,24 @@ def _build() -> type:
                 return {}
             return {"monitor": self.monitor.state_dict(snapshot=self.save_snapshots)}
 
+        def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+            """Note whether Lightning restores this checkpoint for a ``fit`` (just before ``load_state_dict``)."""
+            self._ignore_load = trainer.state.fn != "fit"
+
+        def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            """Forget the note (a checkpoint without this callback's state gets no ``load_state_dict`` call)."""
+            self._ignore_load = False
+
         def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-            """Keep a checkpoint's monitor state; it is loaded into the monitor built at ``on_train_start``."""
+            """Keep a checkpoint's monitor state; it is loaded into the monitor built at ``on_train_start``.
+
+            Lightning restores callbacks for ``validate``/``test``/``predict(ckpt_path=...)`` too: that state is not
+            kept, so a later ``fit`` without ``ckpt_path`` starts a fresh monitor (not the checkpoint's step count,
+            back-off and snapshots over a freshly configured optimizer).
+            """
+            ignore, self._ignore_load = self._ignore_load, False
+            if ignore:
+                return
             state = state_dict.get("monitor")
             if state is not None:  # Lightning restores callbacks before fit's on_train_start builds the monitor
                 self._loaded = state
