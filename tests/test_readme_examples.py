@@ -322,6 +322,9 @@ NOT_COVERED = {
         "needs a LightningModule (`module`): run with a stand-in by tests/test_migrate_s18j.py",
     ("With PyTorch Lightning: `MonitorCallback`", "import lightning.pytorch as pl"):
         "needs a LightningModule (`model`) and its loaders: the same calls run in tests/test_lightning_monitor_s20e.py",
+    ("With Hugging Face `transformers.Trainer`: `MonitorCallback`",
+     "from transformers import Trainer, TrainingArguments"):
+        "needs a model and datasets of yours (and `...` in TrainingArguments): run in tests/test_hf_monitor_s20h.py",
 }
 
 

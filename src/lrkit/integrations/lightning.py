@@ -31,13 +31,13 @@ lrkit never imports Lightning; without Lightning that lookup raises an ``ImportE
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from typing import Any
 
 import torch
 
-from lrkit._utils import MissingExtraError, unknown_name_error
+from lrkit._utils import MissingExtraError
+from lrkit.integrations._common import check_monitor_kwargs
 
 __all__ = ["MonitorCallback"]  # noqa: F822 -- created on first lookup (module __getattr__), so lightning loads lazily
 
@@ -50,33 +50,6 @@ _SUPPLIED = {
 }
 
 _CLASS: type | None = None
-
-
-def _monitor_keywords() -> list[str]:
-    from lrkit.monitor import Monitor
-
-    params = inspect.signature(Monitor.__init__).parameters
-    return [name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-
-def _check_monitor_kwargs(kwargs: dict[str, Any]) -> None:
-    """Refuse unknown or callback-supplied keywords and bad values now, not at the first ``trainer.fit``."""
-    from lrkit.monitor import Monitor
-
-    for name in kwargs:
-        if name in _SUPPLIED:
-            raise ValueError(
-                f"MonitorCallback({name}=...): the callback passes {_SUPPLIED[name]} as the monitor's {name}; "
-                f"leave {name}= out"
-            )
-    valid = [n for n in _monitor_keywords() if n not in _SUPPLIED]
-    for name in kwargs:
-        if name not in valid:
-            raise unknown_name_error("lrkit.Monitor keyword", name, valid)
-    probe = torch.nn.Linear(1, 1)  # a throwaway monitor checks the values (backoff in (0, 1), actions, checks, ...)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        Monitor(probe, torch.optim.SGD(probe.parameters(), lr=0.1), **kwargs)
 
 
 def _pick_scheduler(trainer: Any, optimizer: torch.optim.Optimizer) -> Any:
@@ -159,7 +132,7 @@ def _build() -> type:
             for key, value in (("log_metrics", log_metrics), ("save_snapshots", save_snapshots)):
                 if not isinstance(value, bool):
                     raise ValueError(f"{key}={value!r} must be True or False")
-            _check_monitor_kwargs(monitor_kwargs)
+            check_monitor_kwargs(monitor_kwargs, _SUPPLIED)
             self.monitor_metric = monitor_metric
             self.log_metrics = log_metrics
             self.save_snapshots = save_snapshots

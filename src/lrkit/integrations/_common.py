@@ -1,0 +1,39 @@
+"""What the framework callbacks share: checking the :class:`lrkit.Monitor` keywords a callback is given."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from lrkit._utils import unknown_name_error
+
+
+def check_monitor_kwargs(kwargs: Mapping[str, Any], supplied: Mapping[str, str]) -> None:
+    """Refuse unknown keywords, those the framework supplies (``supplied``: name -> what the callback passes), and
+    bad values, when the callback is built rather than at the first step.
+
+    >>> check_monitor_kwargs({"backoff": 0.3}, {"model": "the module"})
+    >>> check_monitor_kwargs({"model": None}, {"model": "the module"})
+    Traceback (most recent call last):
+    ...
+    ValueError: MonitorCallback(model=...): the callback passes the module as the monitor's model; leave model= out
+    """
+    from lrkit.monitor import Monitor
+
+    for name in kwargs:
+        if name in supplied:
+            raise ValueError(f"MonitorCallback({name}=...): the callback passes {supplied[name]} as the monitor's "
+                             f"{name}; leave {name}= out")
+    params = inspect.signature(Monitor.__init__).parameters
+    valid = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in supplied]
+    for name in kwargs:
+        if name not in valid:
+            raise unknown_name_error("lrkit.Monitor keyword", name, valid)
+    probe = torch.nn.Linear(1, 1)  # a throwaway monitor checks the values (backoff in (0, 1), actions, checks, ...)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Monitor(probe, torch.optim.SGD(probe.parameters(), lr=0.1), **kwargs)

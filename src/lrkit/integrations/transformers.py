@@ -1,0 +1,368 @@
+"""``MonitorCallback``: :class:`lrkit.Monitor` as a Hugging Face ``transformers.Trainer`` callback.
+
+The ``Trainer`` runs the training loop, so its user cannot place the monitor's calls by hand. The callback places
+them where the monitor's loop contract wants them::
+
+    from transformers import Trainer, TrainingArguments
+    from lrkit.integrations.transformers import MonitorCallback
+
+    callback = MonitorCallback(on_divergence="rollback")        # any lrkit.Monitor keyword
+    trainer = Trainer(model=model, args=TrainingArguments(...), train_dataset=train, eval_dataset=val,
+                      callbacks=[callback])
+    trainer.train()                                             # or trainer.train(resume_from_checkpoint=True)
+    callback.monitor.summary()                                  # {"steps", "events", "rollbacks", "lr_scale", ...}
+
+Where each call goes (transformers 5.x, ``Trainer._run_epoch``):
+
+- ``on_train_begin``: the monitor is built over the model, the optimizer the ``Trainer`` steps (the torch optimizer
+  inside accelerate's ``AcceleratedOptimizer``), ``trainer.lr_scheduler`` and accelerate's ``GradScaler`` (fp16), and
+  a forward hook is put on the model: it keeps the loss of each training-mode forward (``output.loss``,
+  ``output["loss"]``, or ``output[0]`` of a ``return_dict=False`` tuple).
+- ``on_pre_optimizer_step`` (after the last micro-batch's backward and the Trainer's gradient clipping, before
+  ``optimizer.step()``): ``monitor.after_backward(loss)`` with the step's loss — once per optimizer step; under
+  ``gradient_accumulation_steps=k`` the mean of the step's micro-batch losses (their sum when the model normalises
+  each by the step's ``num_items_in_batch``, as the Trainer's GA loss fix does).
+- ``on_step_end`` (after ``optimizer.step()`` *and* ``lr_scheduler.step()``): ``monitor.after_step()``, so a rollback
+  restores a consistent model, optimizer and scheduler. A stop sets ``control.should_training_stop``.
+- ``on_evaluate`` during ``train()``: ``monitor.after_validation(metrics[monitor_metric])`` (``"eval_loss"``).
+- ``on_save``: the monitor's ``state_dict`` (with its snapshots) is written to ``lrkit_monitor.pt`` in the checkpoint
+  folder (atomically); ``train(resume_from_checkpoint=...)`` loads it (``weights_only=True``) at ``on_train_begin``.
+
+A loss the model's forward does not return (``label_smoothing_factor``, ``compute_loss_func``, a custom
+``compute_loss``) cannot be read by the hook: mix :class:`MonitorLossMixin` into the Trainer class
+(``class MyTrainer(MonitorLossMixin, Trainer)``), which hands the callback the loss ``training_step`` returns.
+
+The ``transformers.TrainerCallback`` subclass is created when ``MonitorCallback`` is first looked up, so importing
+lrkit never imports transformers; without transformers that lookup raises an ``ImportError`` saying
+``pip install transformers``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrkit._utils import MissingExtraError, atomic_write
+from lrkit.integrations._common import check_monitor_kwargs
+
+__all__ = ["STATE_FILE", "MonitorCallback", "MonitorLossMixin"]  # noqa: F822 -- MonitorCallback: made on first lookup
+
+#: The file the monitor's state is saved to in each ``Trainer`` checkpoint folder.
+STATE_FILE = "lrkit_monitor.pt"
+
+#: Monitor arguments the callback supplies itself, from the Trainer.
+_SUPPLIED = {
+    "model": "the Trainer's model",
+    "optimizer": "the torch optimizer the Trainer steps (inside accelerate's AcceleratedOptimizer)",
+    "scheduler": "trainer.lr_scheduler",
+    "grad_scaler": "accelerate's GradScaler (fp16=True)",
+}
+
+_CLASS: type | None = None
+
+
+def _inner_optimizer(optimizer: Any) -> Any:
+    """The torch optimizer inside accelerate's ``AcceleratedOptimizer`` (any depth): the one the scheduler was built
+    on and the one ``AcceleratedOptimizer.step`` (and accelerate's ``GradScaler``) steps."""
+    for _ in range(8):  # accelerate's wrappers only: another wrapper (Lookahead, ...) is the optimizer stepped
+        inner = getattr(optimizer, "optimizer", None)
+        if not type(optimizer).__module__.startswith("accelerate") or not isinstance(inner, torch.optim.Optimizer):
+            break
+        optimizer = inner
+    return optimizer
+
+
+def _read_loss(output: Any) -> torch.Tensor | None:
+    """The loss in a model's output: ``output.loss`` / ``output["loss"]`` (a ``ModelOutput`` or dict), ``output[0]``
+    of a tuple (``return_dict=False``: the loss comes first when labels are given), or a scalar tensor itself."""
+    if isinstance(output, dict):  # ModelOutput is an OrderedDict
+        value = output.get("loss")
+    elif isinstance(output, (tuple, list)) and output:
+        value = output[0]
+    else:
+        value = output
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        return value
+    return None
+
+
+def _describe(output: Any) -> str:
+    if isinstance(output, dict):
+        return f"{type(output).__name__} with keys {sorted(map(str, output))} and no 'loss'"
+    if isinstance(output, (tuple, list)):
+        first = output[0] if output else None
+        what = f"a tensor of shape {tuple(first.shape)}" if isinstance(first, torch.Tensor) else type(first).__name__
+        return f"a {type(output).__name__} whose first element is {what}, not a scalar loss"
+    if isinstance(output, torch.Tensor):
+        return f"a tensor of shape {tuple(output.shape)}, not a scalar loss"
+    return type(output).__name__
+
+
+class MonitorLossMixin:
+    """Mix into a ``transformers.Trainer`` subclass to hand :class:`MonitorCallback` the loss ``training_step``
+    returns — the loss the Trainer backpropagates and logs, whatever computed it::
+
+        class MyTrainer(MonitorLossMixin, Trainer):      # the mixin first
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                ...                                      # a loss the model's forward does not return
+
+    Needed when the model's forward does not return the loss trained on: ``label_smoothing_factor > 0``,
+    ``compute_loss_func=...``, or a custom ``compute_loss`` (which may also return the model's loss plus a term of
+    its own: the forward hook would then read the model's part only). With the mixin the callback's forward hook is
+    not used. The losses are the Trainer's per-micro-batch ones (divided by the accumulation steps, or normalised by
+    ``num_items_in_batch``), so the step's loss is their sum, as in the Trainer's logged ``loss``.
+    """
+
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
+        """The Trainer's ``training_step``; its (detached) loss is given to every :class:`MonitorCallback`."""
+        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        handler = getattr(self, "callback_handler", None)
+        for callback in getattr(handler, "callbacks", ()):
+            reported = getattr(callback, "_report_training_step_loss", None)
+            if _CLASS is not None and isinstance(callback, _CLASS) and callable(reported):
+                reported(loss)
+        return loss
+
+
+def _build() -> type:
+    try:
+        from transformers import TrainerCallback
+    except ImportError as e:
+        raise MissingExtraError(
+            "lrkit.integrations.transformers.MonitorCallback needs Hugging Face transformers (with accelerate), which "
+            "is not installed. Install it with: pip install transformers accelerate"
+        ) from e
+
+    from lrkit.monitor import Monitor
+
+    class MonitorCallback(TrainerCallback):  # type: ignore[misc,valid-type]
+        """:class:`lrkit.Monitor` as a ``transformers.TrainerCallback``: watch every optimizer step and act.
+
+        Args:
+            monitor_metric: the key of the evaluation metrics passed to ``monitor.after_validation`` at each
+                evaluation during ``train()`` (``"eval_loss"``; ``"eval_<name>_loss"`` with several eval datasets);
+                ``None``: never (the ``val_rising`` check then never fires). A missing key is warned about once,
+                naming the keys there are.
+            save_snapshots: write the monitor's snapshots (a copy of the model's parameters and buffers and the
+                optimizer and scheduler state, the best-validation one too once there is one) into
+                ``lrkit_monitor.pt`` in each checkpoint folder, so a resumed run rolls back where the uninterrupted
+                one would; ``False`` keeps the file small and the resumed monitor takes a fresh snapshot at its next
+                healthy step.
+            **monitor_kwargs: keywords of :class:`lrkit.Monitor` (``on_divergence="rollback"``, ``backoff=0.3``,
+                ``grad_every``, ``snapshot_device``, ...), checked now. ``model``, ``optimizer``, ``scheduler`` and
+                ``grad_scaler`` come from the Trainer and are refused. Under more than one process
+                (``args.world_size > 1``) ``sync_loss`` defaults to ``True``.
+
+        The monitor is built at every ``on_train_begin`` and is ``.monitor`` afterwards (``None`` before). The
+        Trainer clips the gradients (``max_grad_norm=1.0`` by default) before ``on_pre_optimizer_step``, so the
+        monitor's gradient checks read clipped norms (its loss and non-finite checks are unaffected); set
+        ``max_grad_norm=0`` to let the monitor clip only when it sees gradients explode.
+
+        Resume: at ``on_save`` the monitor's state goes to ``<output_dir>/checkpoint-<step>/lrkit_monitor.pt``; at
+        ``on_train_begin`` of a resumed ``train`` (``state.global_step > 0``) it is read from
+        ``<output_dir>/checkpoint-<global_step>``, or from the folder given to :meth:`load_checkpoint` before
+        ``train`` (a checkpoint outside ``output_dir``). No file there: a warning, and a fresh monitor.
+        """
+
+        def __init__(self, *, monitor_metric: str | None = "eval_loss", save_snapshots: bool = True,
+                     **monitor_kwargs: Any) -> None:
+            super().__init__()
+            if monitor_metric is not None and not isinstance(monitor_metric, str):
+                raise ValueError(
+                    f"monitor_metric={monitor_metric!r} must be the name of an evaluation metric (a str, e.g. "
+                    f"'eval_loss') or None"
+                )
+            if not isinstance(save_snapshots, bool):
+                raise ValueError(f"save_snapshots={save_snapshots!r} must be True or False")
+            check_monitor_kwargs(monitor_kwargs, _SUPPLIED)
+            self.monitor_metric = monitor_metric
+            self.save_snapshots = save_snapshots
+            self.monitor_kwargs = dict(monitor_kwargs)
+            #: The :class:`lrkit.Monitor` of the current (or last) ``train()``; ``None`` before ``on_train_begin``.
+            self.monitor: Monitor | None = None
+            self._hook: Any = None
+            self._losses: list[torch.Tensor] = []  # this optimizer step's forward losses (the hook's)
+            self._summed = False  # the model normalised its loss by num_items_in_batch: the step's loss is the sum
+            self._reported: list[torch.Tensor] = []  # MonitorLossMixin's training_step losses (summed)
+            self._mixin = False  # MonitorLossMixin reported: the hook's losses are not used
+            self._unread: str | None = None  # what a training forward returned instead of a loss
+            self._warned_loss = False
+            self._warned_metric = False
+            self._stepping = False  # after_backward called, after_step due at on_step_end
+            self._in_train = False
+            self._resume_dir: Path | None = None
+
+        # ---------------------------------------------------------------- set-up
+        def load_checkpoint(self, checkpoint_dir: str | os.PathLike[str]) -> None:
+            """Read the monitor's state from ``checkpoint_dir`` at the next ``train(resume_from_checkpoint=...)``
+            (only needed for a checkpoint outside ``args.output_dir``)."""
+            path = Path(checkpoint_dir) / STATE_FILE
+            if not path.is_file():
+                raise ValueError(
+                    f"load_checkpoint({str(checkpoint_dir)!r}): there is no {STATE_FILE} in that folder (the "
+                    f"callback writes one into each checkpoint folder it saves)"
+                )
+            self._resume_dir = Path(checkpoint_dir)
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
+                           lr_scheduler: Any = None, **kwargs: Any) -> None:
+            """Build the monitor and put the loss hook on the model; a resumed run loads the checkpoint's state."""
+            if model is None or optimizer is None:
+                raise ValueError(
+                    "MonitorCallback: the Trainer gave the callback no model or optimizer at on_train_begin; it "
+                    "needs both (a DeepSpeed or SageMaker run creates the optimizer elsewhere and is not supported)"
+                )
+            inner = _inner_optimizer(optimizer)
+            scaler = getattr(optimizer, "scaler", None)  # accelerate's GradScaler under fp16
+            scaler = scaler if scaler is not None and getattr(scaler, "is_enabled", lambda: True)() else None
+            kwargs_ = dict(self.monitor_kwargs)
+            if "sync_loss" not in kwargs_ and getattr(args, "world_size", 1) > 1:
+                kwargs_["sync_loss"] = True
+            self.monitor = Monitor(model, inner, lr_scheduler, grad_scaler=scaler, **kwargs_)
+            self._remove_hook()
+            self._hook = model.register_forward_hook(self._forward_hook, with_kwargs=True)
+            self._losses, self._reported, self._mixin, self._unread = [], [], False, None
+            self._stepping = False
+            self._warned_loss = self._warned_metric = False
+            self._in_train = True
+            resume_dir, self._resume_dir = self._resume_dir, None  # for this train() only, resumed or not
+            if state.global_step > 0:  # only a resumed train() starts past step 0
+                folder = resume_dir or Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                path = folder / STATE_FILE
+                if path.is_file():
+                    self.monitor.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                else:
+                    warnings.warn(
+                        f"MonitorCallback: the run resumes at step {state.global_step} but there is no {path}, so "
+                        f"the monitor starts afresh (step count, events, back-off). A checkpoint outside "
+                        f"args.output_dir: call callback.load_checkpoint(folder) before trainer.train(...)",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            """Take the loss hook off the model."""
+            self._remove_hook()
+            self._in_train = False
+
+        def _remove_hook(self) -> None:
+            if self._hook is not None:
+                self._hook.remove()
+                self._hook = None
+
+        # ---------------------------------------------------------------- the loss
+        def _forward_hook(self, module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+            if not module.training or not torch.is_grad_enabled() or self._mixin:
+                return
+            loss = _read_loss(output)
+            if loss is None:
+                self._unread = _describe(output)
+                return
+            self._losses.append(loss.detach())
+            self._summed = kwargs.get("num_items_in_batch") is not None
+
+        def _report_training_step_loss(self, loss: Any) -> None:
+            if isinstance(loss, torch.Tensor):
+                self._mixin = True
+                self._reported.append(loss.detach())
+
+        def _step_loss(self, state: Any) -> torch.Tensor | None:
+            reported, losses = self._reported, self._losses
+            self._reported, self._losses = [], []
+            if self._mixin:
+                if not reported:
+                    return None
+                return torch.stack([x.float().reshape(()) for x in reported]).sum()
+            if not losses:
+                if not self._warned_loss:
+                    self._warned_loss = True
+                    seen = (f"its training forward returned {self._unread}" if self._unread is not None
+                            else "no training-mode forward of the model ran")
+                    warnings.warn(
+                        f"MonitorCallback cannot read the training loss at step {state.global_step}: {seen}. The "
+                        f"callback reads the loss from the model's output (output.loss / output['loss'] / output[0]); "
+                        f"label_smoothing_factor, compute_loss_func or a custom compute_loss compute it outside the "
+                        f"model. Mix lrkit.integrations.transformers.MonitorLossMixin into your Trainer "
+                        f"(class MyTrainer(MonitorLossMixin, Trainer)) to hand the callback the loss training_step "
+                        f"returns. Until then the monitor is not called: the run trains unmonitored",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                return None
+            stacked = torch.stack([x.float().reshape(()) for x in losses])
+            return stacked.sum() if self._summed else stacked.mean()
+
+        # ---------------------------------------------------------------- every step
+        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            """``monitor.after_backward`` with the step's loss, once per optimizer step (gradients complete)."""
+            if self.monitor is None or not self._in_train:
+                return
+            loss = self._step_loss(state)
+            if loss is None:
+                return
+            self.monitor.after_backward(loss)
+            self._stepping = True
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            """``monitor.after_step()`` after the optimizer and scheduler stepped; a stop ends the training."""
+            if not self._stepping:
+                return
+            self._stepping = False
+            if self.monitor is not None and self.monitor.after_step():
+                control.should_training_stop = True
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                        **kwargs: Any) -> None:
+            """``monitor.after_validation(metrics[monitor_metric])`` for evaluations during ``train()``."""
+            if self.monitor is None or not self._in_train or self.monitor_metric is None or self._stepping:
+                return
+            metrics = metrics or {}
+            value = metrics.get(self.monitor_metric)
+            if value is None:
+                if not self._warned_metric:
+                    self._warned_metric = True
+                    there = ", ".join(repr(k) for k in sorted(metrics)) or "none"
+                    warnings.warn(
+                        f"MonitorCallback: monitor_metric={self.monitor_metric!r} is not among the evaluation "
+                        f"metrics ({there}), so the monitor gets no validation loss. Pass monitor_metric= one of "
+                        f"those (None: no validation checks)",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                return
+            if self.monitor.after_validation(value):
+                control.should_training_stop = True
+
+        # ---------------------------------------------------------------- checkpoints
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            """Write the monitor's state to ``lrkit_monitor.pt`` in the checkpoint folder just saved."""
+            if self.monitor is None or not getattr(args, "should_save", True):
+                return
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if not folder.is_dir():  # a hyperparameter-search run dir: the Trainer saved elsewhere
+                warnings.warn(
+                    f"MonitorCallback: no checkpoint folder {folder} to save the monitor's state in; a run resumed "
+                    f"from this checkpoint starts a fresh monitor",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                return
+            state_dict = self.monitor.state_dict(snapshot=self.save_snapshots)
+            atomic_write(folder / STATE_FILE, lambda tmp: torch.save(state_dict, tmp))
+
+    MonitorCallback.__module__ = __name__
+    MonitorCallback.__qualname__ = "MonitorCallback"
+    return MonitorCallback
+
+
+def __getattr__(name: str) -> Any:
+    global _CLASS
+    if name == "MonitorCallback":
+        if _CLASS is None:
+            _CLASS = _build()
+        return _CLASS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
