@@ -296,7 +296,9 @@ def _check_materialized(model: torch.nn.Module, call: str) -> None:
     """A lazy module's parameters (``nn.LazyLinear``, ``nn.LazyConv2d``, ...) exist only after a forward pass: the
     snapshot and the range test cannot copy or step them, so say how to make them (torch's own error surfaces deep
     inside the snapshot)."""
-    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters()):
+    # the mixin, not UninitializedParameter: under torch < 2.5 Parameter's metaclass answers isinstance(...) with True
+    # for any tensor flagged _is_param, a DTensor parameter of a tensor-parallel model included
+    if any(isinstance(p, torch.nn.parameter.UninitializedTensorMixin) for p in model.parameters()):
         raise ValueError(
             "the model has uninitialized lazy parameters (LazyLinear, LazyConv2d, ...): run one forward pass, e.g. "
             f"model(x) on a batch, before building the optimizer and calling {call}"
