@@ -187,11 +187,16 @@ def _build() -> type:
             self._hook: Any = None
             self._losses: list[torch.Tensor] = []  # this optimizer step's forward losses (the hook's)
             self._summed = False  # the model normalised its loss by num_items_in_batch: the step's loss is the sum
+            self._summed_scale = 1  # what the Trainer's compute_loss multiplies such a loss by (data-parallel ranks)
             self._reported: list[torch.Tensor] = []  # MonitorLossMixin's training_step losses (summed)
             self._mixin = False  # MonitorLossMixin reported: the hook's losses are not used
             self._unread: str | None = None  # what a training forward returned instead of a loss
             self._warned_loss = False
             self._warned_metric = False
+            # monitor_metric missing from an evaluation: (global_step, the keys there were); warned at the next step
+            # or at the end unless another evaluation at that step (another of several eval datasets) had it
+            self._missing_metric: tuple[int, set[str]] | None = None
+            self._metric_found_at = -1  # the global_step of the last evaluation that had monitor_metric
             self._stepping = False  # after_backward called, after_step due at on_step_end
             self._in_train = False
             self._resume_dir: Path | None = None
@@ -223,11 +228,19 @@ def _build() -> type:
             if "sync_loss" not in kwargs_ and getattr(args, "world_size", 1) > 1:
                 kwargs_["sync_loss"] = True
             self.monitor = Monitor(model, inner, lr_scheduler, grad_scaler=scaler, **kwargs_)
+            # with average_tokens_across_devices (the default) num_items_in_batch counts the items of every rank, so
+            # the model's loss is its rank's share; compute_loss multiplies it by the data-parallel ranks
+            # (num_processes // tp_size) to give the loss the Trainer backpropagates and logs
+            ranks = getattr(args, "world_size", 1)
+            tp = getattr(model, "_tp_size", None) or 1
+            average = getattr(args, "average_tokens_across_devices", False) and getattr(args, "n_gpu", 1) <= 1
+            self._summed_scale = max(1, ranks // tp) if average and ranks > 1 else 1
             self._remove_hook()
             self._hook = model.register_forward_hook(self._forward_hook, with_kwargs=True)
             self._losses, self._reported, self._mixin, self._unread = [], [], False, None
             self._stepping = False
             self._warned_loss = self._warned_metric = False
+            self._missing_metric, self._metric_found_at = None, -1
             self._in_train = True
             resume_dir, self._resume_dir = self._resume_dir, None  # for this train() only, resumed or not
             if state.global_step > 0:  # only a resumed train() starts past step 0
@@ -247,6 +260,7 @@ def _build() -> type:
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             """Take the loss hook off the model."""
             self._remove_hook()
+            self._warn_missing_metric()
             self._in_train = False
 
         def _remove_hook(self) -> None:
@@ -293,8 +307,11 @@ def _build() -> type:
                         stacklevel=2,
                     )
                 return None
-            stacked = torch.stack([x.float().reshape(()) for x in losses])
-            return stacked.sum() if self._summed else stacked.mean()
+            # under nn.DataParallel (the Trainer's choice for several GPUs in one process) every replica runs the
+            # hook (replicas share the module's hooks), each with the loss on its own device: combine them on one
+            device = losses[0].device
+            stacked = torch.stack([x.float().reshape(()).to(device) for x in losses])
+            return stacked.sum() * self._summed_scale if self._summed else stacked.mean()
 
         # ---------------------------------------------------------------- every step
         def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -309,6 +326,7 @@ def _build() -> type:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             """``monitor.after_step()`` after the optimizer and scheduler stepped; a stop ends the training."""
+            self._warn_missing_metric()
             if not self._stepping:
                 return
             self._stepping = False
@@ -322,20 +340,35 @@ def _build() -> type:
                 return
             metrics = metrics or {}
             value = metrics.get(self.monitor_metric)
+            step = state.global_step
             if value is None:
-                if not self._warned_metric:
-                    self._warned_metric = True
-                    there = ", ".join(repr(k) for k in sorted(metrics)) or "none"
-                    warnings.warn(
-                        f"MonitorCallback: monitor_metric={self.monitor_metric!r} is not among the evaluation "
-                        f"metrics ({there}), so the monitor gets no validation loss. Pass monitor_metric= one of "
-                        f"those (None: no validation checks)",
-                        UserWarning,
-                        stacklevel=2,
-                    )
+                # several eval datasets: the Trainer calls on_evaluate once per dataset, each with its own
+                # "eval_<name>_" metrics, so only one of them holds monitor_metric -- warned about later, when no
+                # evaluation at this step had it
+                if not self._warned_metric and self._metric_found_at != step:
+                    missing = self._missing_metric
+                    keys = missing[1] if missing is not None and missing[0] == step else set()
+                    self._missing_metric = (step, keys | {str(k) for k in metrics})
                 return
+            self._metric_found_at = step
+            if self._missing_metric is not None and self._missing_metric[0] == step:
+                self._missing_metric = None
             if self.monitor.after_validation(value):
                 control.should_training_stop = True
+
+        def _warn_missing_metric(self) -> None:
+            missing, self._missing_metric = self._missing_metric, None
+            if missing is None or self._warned_metric or self._metric_found_at == missing[0]:
+                return
+            self._warned_metric = True
+            there = ", ".join(repr(k) for k in sorted(missing[1])) or "none"
+            warnings.warn(
+                f"MonitorCallback: monitor_metric={self.monitor_metric!r} is not among the evaluation metrics "
+                f"({there}), so the monitor gets no validation loss. Pass monitor_metric= one of those (None: no "
+                f"validation checks)",
+                UserWarning,
+                stacklevel=3,
+            )
 
         # ---------------------------------------------------------------- checkpoints
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
