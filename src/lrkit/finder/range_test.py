@@ -519,21 +519,27 @@ def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.d
 _GRAD_SYNCING = frozenset({"DistributedDataParallel", "FullyShardedDataParallel", "FSDPModule", "DeepSpeedEngine"})
 
 
+def _has_syncing_wrapper(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is (or holds) a wrapper that averages or shards the gradients over ranks."""
+    return any(c.__name__ in _GRAD_SYNCING for m in model.modules() for c in type(m).__mro__)
+
+
+def _has_dtensors(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has sharded (DTensor) parameters."""
+    return any(type(p).__name__ == "DTensor" for p in model.parameters())
+
+
 def _syncs_gradients(model: torch.nn.Module) -> bool:
-    """Whether ``model`` is (or holds) a wrapper that averages or shards the gradients over ranks, or has sharded
-    (DTensor) parameters: then the ranks' local gradients are not compared by :func:`_unsynced_gradients_note`."""
-    return any(c.__name__ in _GRAD_SYNCING for m in model.modules() for c in type(m).__mro__) or any(
-        type(p).__name__ == "DTensor" for p in model.parameters()
-    )
+    """Whether the ranks' gradients are averaged or sharded for ``model`` (a wrapper, or DTensor parameters): then
+    the ranks' local gradients are not compared by :func:`_unsynced_gradients_note`."""
+    return _has_syncing_wrapper(model) or _has_dtensors(model)
 
 
 def _tensor_parallel(model: torch.nn.Module) -> bool:
     """Whether ``model`` is split over the ranks by tensor parallelism alone (DTensor parameters, no data-parallel
     wrapper: ``parallelize_module``): then every rank reads the same batch by design, and the ranks getting the same
     first batch is not a loader without a ``DistributedSampler``."""
-    return not any(c.__name__ in _GRAD_SYNCING for m in model.modules() for c in type(m).__mro__) and any(
-        type(p).__name__ == "DTensor" for p in model.parameters()
-    )
+    return _has_dtensors(model) and not _has_syncing_wrapper(model)
 
 
 def _unsynced_gradients_note(params: list[torch.Tensor], device: torch.device) -> str | None:

@@ -1,15 +1,35 @@
-"""What the framework callbacks share: checking the :class:`lrkit.Monitor` keywords a callback is given."""
+"""What the framework callbacks share: the lazily built class, and checking the :class:`lrkit.Monitor` keywords a
+callback is given."""
 
 from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from lrkit._utils import unknown_name_error
+
+
+def lazy_class(module_globals: dict[str, Any], name: str, build: Callable[[], type]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that builds the class ``name`` on its first lookup (``build`` imports the framework)
+    and puts it in the module, so later lookups find it there; any other missing name is an ``AttributeError``.
+
+    >>> ns = {"__name__": "demo"}
+    >>> getattr_ = lazy_class(ns, "Made", lambda: type("Made", (), {}))
+    >>> getattr_("Made") is ns["Made"]
+    True
+    """
+
+    def __getattr__(attr: str) -> Any:
+        if attr != name:
+            raise AttributeError(f"module {module_globals['__name__']!r} has no attribute {attr!r}")
+        module_globals[name] = cls = build()
+        return cls
+
+    return __getattr__
 
 
 def check_monitor_kwargs(kwargs: Mapping[str, Any], supplied: Mapping[str, str]) -> None:

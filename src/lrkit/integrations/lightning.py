@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from lrkit._utils import MissingExtraError
-from lrkit.integrations._common import check_monitor_kwargs
+from lrkit.integrations._common import check_monitor_kwargs, lazy_class
 
 __all__ = ["MonitorCallback"]  # noqa: F822 -- created on first lookup (module __getattr__), so lightning loads lazily
 
@@ -48,9 +48,6 @@ _SUPPLIED = {
     "scheduler": "the scheduler of trainer.lr_scheduler_configs",
     "grad_scaler": "the GradScaler of Lightning's precision plugin (precision='16-mixed')",
 }
-
-_CLASS: type | None = None
-
 
 def _pick_scheduler(trainer: Any, optimizer: torch.optim.Optimizer) -> Any:
     """The scheduler to pass as ``Monitor(scheduler=...)``: the one Lightning steps for ``optimizer``.
@@ -308,10 +305,4 @@ def _build() -> type:
     return MonitorCallback
 
 
-def __getattr__(name: str) -> Any:
-    global _CLASS
-    if name == "MonitorCallback":
-        if _CLASS is None:
-            _CLASS = _build()
-        return _CLASS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_class(globals(), "MonitorCallback", _build)

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from lrkit._utils import MissingExtraError, atomic_write
-from lrkit.integrations._common import check_monitor_kwargs
+from lrkit.integrations._common import check_monitor_kwargs, lazy_class
 
 __all__ = ["STATE_FILE", "MonitorCallback", "MonitorLossMixin"]  # noqa: F822 -- MonitorCallback: made on first lookup
 
@@ -61,9 +61,6 @@ _SUPPLIED = {
     "scheduler": "trainer.lr_scheduler",
     "grad_scaler": "accelerate's GradScaler (fp16=True)",
 }
-
-_CLASS: type | None = None
-
 
 def _inner_optimizer(optimizer: Any) -> Any:
     """The torch optimizer inside accelerate's ``AcceleratedOptimizer`` (any depth): the one the scheduler was built
@@ -123,7 +120,8 @@ class MonitorLossMixin:
         handler = getattr(self, "callback_handler", None)
         for callback in getattr(handler, "callbacks", ()):
             reported = getattr(callback, "_report_training_step_loss", None)
-            if _CLASS is not None and isinstance(callback, _CLASS) and callable(reported):
+            built = globals().get("MonitorCallback")  # made by the first lookup, before any callback
+            if built is not None and isinstance(callback, built) and callable(reported):
                 reported(loss)
         return loss
 
@@ -392,10 +390,4 @@ def _build() -> type:
     return MonitorCallback
 
 
-def __getattr__(name: str) -> Any:
-    global _CLASS
-    if name == "MonitorCallback":
-        if _CLASS is None:
-            _CLASS = _build()
-        return _CLASS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_class(globals(), "MonitorCallback", _build)

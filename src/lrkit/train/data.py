@@ -1329,6 +1329,9 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
         x, y = (torch.as_tensor(v) if isinstance(v, (int, float, np.ndarray, np.generic)) else v for v in sample)
         if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
             input_shape = tuple(x.shape)
+            # a first target that is a one-hot row: every target is read at once where the data is tensors
+            one_hot_first = y.is_floating_point() and task is None and _one_hot_rows(y)
+            train_targets, val_targets = (_all_targets(train), _all_targets(val)) if one_hot_first else (None, None)
             if not y.is_floating_point() and not x.is_floating_point() and y.shape == x.shape and y.ndim == 1:
                 inferred = "lm"
             elif not y.is_floating_point() and y.ndim == 0:
@@ -1336,8 +1339,7 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
             elif not y.is_floating_point() and tuple(y.shape) == (1,) and x.is_floating_point():
                 # class indices stored as a column, (N, 1): the trainer squeezes the trailing 1 of each batch
                 inferred = "classification"
-            elif (y.is_floating_point() and task is None and _one_hot_rows(y) and _one_hot_rows(_all_targets(train))
-                  and (_all_targets(val) is None or _one_hot_rows(_all_targets(val)))):
+            elif one_hot_first and _one_hot_rows(train_targets) and (val_targets is None or _one_hot_rows(val_targets)):
                 # keras' to_categorical(y), F.one_hot(y).float(): class labels, as an NPZ file's one-hot target is
                 inferred, num_outputs = "classification", int(y.shape[-1])
                 # (a loss_fn of one's own is not known here: the loss named is the default one)
@@ -1351,7 +1353,7 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
                 # with batch_size=None; a sample's (T, K) is a sequence of rows, which task=classification does not
                 # score, so it gets no advice to pass it
                 rows = y.ndim == 1 or (whole[0] and y.ndim == 2)
-                if task is None and rows and _one_hot_rows(y) and _all_targets(train) is None:
+                if one_hot_first and rows and train_targets is None:
                     one_hot_note = (f"the first target is a one-hot row of {y.shape[-1]} values: trained as "
                                     "regression (the default loss: mean squared error), as float targets are; for "
                                     "classification pass task=classification (one-hot rows are read as class "
