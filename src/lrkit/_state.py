@@ -209,6 +209,10 @@ class Snapshot:
     #: ``id(copy) -> device`` for each copy held on another device than the tensor it copies (``device``): where
     #: ``restore()`` puts its value back. The copies are held by the snapshot, so their ids stay theirs.
     homes: dict[int, torch.device] = field(default_factory=dict)
+    #: ``id(param) -> param._version`` at capture for each model parameter that stands for itself in ``params``
+    #: (no copy taken: a frozen parameter the health monitor does not copy). ``restore()`` leaves such a parameter
+    #: as it is; its version counter moving since says something wrote into it in between.
+    versions: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def capture(
@@ -275,10 +279,11 @@ class Snapshot:
         back: Any = (lambda obj: _home_tree(obj, homes)) if homes else _clone_tree
         live = self.grad_tensors or [None] * len(self.grads)
         for p, saved, g, obj in zip(self.model.parameters(), self.params, self.grads, live):
-            p.copy_(saved)  # across devices too (a host copy onto a CUDA parameter), same dtype: exact
+            if saved is not p:  # (a parameter standing for itself keeps its value: nothing to copy)
+                p.copy_(saved)  # across devices too (a host copy onto a CUDA parameter), same dtype: exact
             _restore_grad(p, g, obj, homes)
         for b, saved in zip(self.model.buffers(), self.buffers):
-            if b is not None and saved is not None:
+            if b is not None and saved is not None and saved is not b:
                 b.copy_(saved)
         for m, mode in zip(self.model.modules(), self.modes):
             m.training = mode

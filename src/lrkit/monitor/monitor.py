@@ -286,12 +286,28 @@ def _fits(old: Any, new: torch.Tensor) -> bool:
             and old.device == new.device)
 
 
-def _refill(old: list[torch.Tensor] | None, live: list[torch.Tensor]) -> list[torch.Tensor]:
+def _refill(old: list[torch.Tensor] | None, live: list[torch.Tensor],
+            skip: list[bool] | None = None) -> list[torch.Tensor]:
     """Copies of ``live``: the big ones written into ``old``'s tensors (the same objects: no new memory) where they
-    fit, the rest fresh clones (:func:`_copy_state_into`, tensor by tensor). Autograd must be off."""
+    fit, the rest fresh clones (:func:`_copy_state_into`, tensor by tensor). Where ``skip`` is true the tensor stands
+    for itself (no copy: see :func:`_frozen_flags`). Autograd must be off."""
+    if skip is None:
+        skip = [False] * len(live)
     if old is None or len(old) != len(live):
-        return [t.clone() for t in live]
-    return [_copy_state_into(o, t) for o, t in zip(old, live)]
+        return [t if s else t.clone() for t, s in zip(live, skip)]
+    return [t if s else _copy_state_into(None if o is t else o, t) for o, t, s in zip(old, live, skip)]
+
+
+def _frozen_flags(params: list[torch.Tensor], index: Mapping[int, int]) -> list[bool]:
+    """For each model parameter, whether it is *frozen*: ``requires_grad=False`` and in none of the optimizer's
+    groups (``index``: their ids). Nothing in training writes into it, so the monitor's snapshots do not copy it
+    (``Monitor(snapshot_frozen=False)``, the default): a frozen backbone or the base model under LoRA adapters."""
+    return [not p.requires_grad and id(p) not in index for p in params]
+
+
+def _versions(params: list[torch.Tensor], copies: list[torch.Tensor]) -> dict[int, int]:
+    """``id -> _version`` of each parameter that stands for itself among ``copies`` (see ``Snapshot.versions``)."""
+    return {id(p): p._version for p, c in zip(params, copies) if c is p}
 
 
 def _copy_state_into(old: Any, new: Any) -> Any:
@@ -665,6 +681,9 @@ def _healthy_state(held: _Healthy, params: list[torch.Tensor], buffers: list[tor
         saved_params = [by_id.get(id(p)) for p in params]
         by_id = {id(b): c for b, c in zip(old_buffers, snap.buffers)}
         saved_buffers = [by_id.get(id(b)) for b in buffers]
+    # a frozen parameter the snapshot did not copy (it stands for itself) is saved as None: a restore after the
+    # resume leaves it as it is, as the uncopied one does
+    saved_params = [None if c is p else c for c, p in zip(saved_params, params)]
     big = _clone_tree if copy else _as_is  # the tensors that scale with the model
     return {
         "step": held.step,
@@ -864,6 +883,15 @@ class Monitor:
             more copies of the model and its optimizer state in GPU memory. ``"cpu"`` (or a ``torch.device``): all
             there, in pinned host memory when copied from CUDA (blocking copies); a rollback writes each value back
             onto its own tensor's device and dtype, bit for bit, and a refresh writes into the same host buffers.
+        snapshot_frozen: also copy *frozen* parameters — ``requires_grad=False`` and in none of the optimizer's
+            groups — into the snapshots. ``False`` (the default): they are not copied, since training does not write
+            into them, so a fine-tuning run with a frozen backbone (or a base model under LoRA adapters) holds
+            copies of what it trains only, and a rollback leaves frozen parameters as they are. A frozen parameter
+            unfrozen later and added to the optimizer (``add_param_group``) is copied into the held snapshots at the
+            next ``after_backward``, before any step trains it; one that changed in between anyway (written in
+            place, or trained before the monitor saw it) is named in a warning at the rollback, which leaves it as
+            it is. ``True``: every parameter is copied (a model that writes into frozen parameters itself, e.g. an
+            EMA teacher kept inside it).
 
     Attributes:
         loss_sign: ``1.0``, or ``-1.0`` when the optimizer maximizes (every loss is read negated).
@@ -928,6 +956,7 @@ class Monitor:
         on_event: Callable[[MonitorEvent], None] | None = None,
         sync_loss: bool | None = None,
         snapshot_device: torch.device | str | None = None,
+        snapshot_frozen: bool = False,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -962,6 +991,11 @@ class Monitor:
             raise ValueError(f"on_event={on_event!r} must be callable (it receives each MonitorEvent)")
         #: Where the held snapshots' copies live (``None``: each on the device of the tensor it copies)
         self.snapshot_device = check_snapshot_device(snapshot_device)
+        if not isinstance(snapshot_frozen, bool):
+            raise ValueError(f"snapshot_frozen={snapshot_frozen!r:.60} must be True or False (True also copies the "
+                             "frozen parameters: requires_grad=False and in none of the optimizer's groups)")
+        #: Whether the snapshots also copy frozen parameters (``requires_grad=False``, in no param group)
+        self.snapshot_frozen = snapshot_frozen
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -1106,6 +1140,10 @@ class Monitor:
         self._warned_order = False  # optimizer.step() after after_step() (see _late_step)
         self._healthy: _Healthy | None = None
         self._best_val: _Healthy | None = None  # model + optimizer at the best validation loss (no scheduler)
+        #: Whether a held snapshot may leave a frozen parameter uncopied (see _adopt_unfrozen), and the number of
+        #: param groups it was last checked against: a group added since may hold such a parameter, unfrozen.
+        self._uncopied_held = False
+        self._n_groups = len(optimizer.param_groups)
         self._evals = 0  # after_validation calls
         self._last_val_step = -1  # the step of the last after_validation call
         self._val_quiet: dict[str, int] = {}  # check name -> first evaluation it may fire again (cooldown)
@@ -1176,6 +1214,8 @@ class Monitor:
                 "call after_backward() once per optimizer step (after the last micro-batch when accumulating; with "
                 "LBFGS once per optimizer.step(closure), outside the closure, which LBFGS calls several times)"
             )
+        if self._uncopied_held and len(self.optimizer.param_groups) != self._n_groups:
+            self._adopt_unfrozen()  # before this step's optimizer.step() can train an unfrozen parameter
         if self._sync_unset:  # the first call: nothing is counted yet if a warnings filter raises it
             self._sync_unset = False
             if distributed():
@@ -1301,6 +1341,7 @@ class Monitor:
             return True
         if self._val_checks and new_best:
             snapshot, params, buffers, plan = self._recapture(self._best_val, scheduler=False)
+            self._uncopied_held = self._uncopied_held or bool(snapshot.versions)
             self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict(), (params, buffers),
                                       plan=plan)
         findings: list[tuple[Check, str, Finding]] = []
@@ -1551,6 +1592,10 @@ class Monitor:
         # restore, as in the run that saved it: a placeholder stands in its place among the members, so that
         # _aligned matches the rest by identity and leaves it alone
         members = [p if t is not None else torch.empty(0) for t, p in zip(saved["params"], params)]
+        if not self.snapshot_frozen:  # a frozen parameter saved uncopied stands for itself, as it did when saved
+            index = {id(q) for g in self.optimizer.param_groups for q in g["params"]}
+            members = [p if t is None and f else m
+                       for t, p, m, f in zip(saved["params"], params, members, _frozen_flags(params, index))]
         dev = self.snapshot_device
         homes: dict[int, torch.device] = {}
 
@@ -1562,6 +1607,7 @@ class Monitor:
             return _offload(t, dev, homes, home=live.device)
 
         copies = [one(t, m) if t is not None else m for t, m in zip(saved["params"], members)]
+        self._uncopied_held = self._uncopied_held or any(c is p for c, p in zip(copies, params))
         snapshot = Snapshot(
             self.model, self.optimizer, self.scheduler, copies, [None] * len(params),
             [None if b is None else one(b, live) for b, live in zip(saved["buffers"], buffers)],
@@ -1573,7 +1619,7 @@ class Monitor:
             opt_attrs=None if attrs is None else tree(dict(attrs)),
             # absent in states saved before it was kept
             opt_other_state=tree(dict(saved.get("opt_other_state", {}))),
-            device=dev, homes=homes,
+            device=dev, homes=homes, versions=_versions(params, copies),
         )
         # absent in states saved before the wrapped optimizers' snapshots were kept: none, as then
         snapshot.inner = self._load_inner(list(saved.get("inner", [])), what)
@@ -1827,7 +1873,29 @@ class Monitor:
             self._params = [p for g in groups for p in g["params"]]
             self._params_key = key
             self._param_lists = [g["params"] for g in groups]
+            if self._uncopied_held:
+                self._adopt_unfrozen()
         return self._params
+
+    def _adopt_unfrozen(self) -> None:
+        """Copy into the held snapshots each parameter they left uncopied (frozen when taken) that the optimizer now
+        holds, while it still has the value it had then (its version counter has not moved): a rollback then
+        restores a backbone unfrozen since the snapshot, exactly."""
+        opt = self.optimizer
+        self._n_groups = len(opt.param_groups)
+        held_ids = {id(p) for g in opt.param_groups for p in g["params"]}
+        dev = self.snapshot_device
+        for held in (self._healthy, self._best_val):
+            if held is None:
+                continue
+            snap = held.snapshot
+            versions = snap.versions
+            for i, (c, p) in enumerate(zip(snap.params, held.members[0])):
+                if c is p and id(p) in held_ids and versions.get(id(p)) == p._version:
+                    with torch.no_grad():
+                        snap.params[i] = p.detach().clone() if dev is None else _offload(p, dev, snap.homes)
+                    del versions[id(p)]
+                    held.plan = None
 
     @staticmethod
     def _loss_value(loss: torch.Tensor | float) -> float:
@@ -1899,7 +1967,8 @@ class Monitor:
                 copies = [p.clone() if id(p) in index else p for p in params]
                 buffers = [None] * len(buffers)  # type: ignore[list-item]
             else:
-                copies = _refill(old.params if old is not None else None, params)
+                skip = None if self.snapshot_frozen else _frozen_flags(params, index)
+                copies = _refill(old.params if old is not None else None, params, skip)
                 buffers = _refill(old.buffers if old is not None else None, buffers)  # type: ignore[arg-type]
             opt_state = {}
             other_state = {}
@@ -1920,7 +1989,8 @@ class Monitor:
             _set_grad_enabled(prev)
         snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), buffers, modes, opt_state, groups,
                             sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs,
-                            opt_param_refs=opt_params, inner=inner_snapshots(opt))  # fmt: skip
+                            opt_param_refs=opt_params, inner=inner_snapshots(opt),
+                            versions={} if own else _versions(params, copies))  # fmt: skip
         return snapshot, params, live_buffers
 
     def _capture_offloaded(self, *, scheduler: bool, reuse: _Healthy | None, own: bool
@@ -1960,11 +2030,12 @@ class Monitor:
                 copies = [_offload(p, dev, homes) if id(p) in index else p for p in params]
                 buffers = [None] * len(buffers)  # type: ignore[list-item]
             else:
+                skip = [False] * len(params) if self.snapshot_frozen else _frozen_flags(params, index)
                 if old is not None and len(old.params) == len(params) and len(old.buffers) == len(buffers):
-                    copies = [into(o, p) for o, p in zip(old.params, params)]
+                    copies = [p if s else into(o, p) for o, p, s in zip(old.params, params, skip)]
                     buffers = [into(o, b) for o, b in zip(old.buffers, buffers)]
                 else:
-                    copies = [_offload(p, dev, homes) for p in params]
+                    copies = [p if s else _offload(p, dev, homes) for p, s in zip(params, skip)]
                     buffers = [_offload(b, dev, homes) for b in buffers]
             opt_state = {}
             other_state = {}
@@ -1983,7 +2054,7 @@ class Monitor:
         snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), buffers, modes, opt_state, groups,
                             sched_state, extra_params=extra, opt_other_state=other_state, opt_attrs=attrs,
                             opt_param_refs=opt_params, inner=inner_snapshots(opt, device=dev), device=dev,
-                            homes=homes)  # fmt: skip
+                            homes=homes, versions={} if own else _versions(params, copies))  # fmt: skip
         return snapshot, params, live_buffers
 
     def _offloaded_rest(self, sched: Any, extra_params: list[torch.Tensor], homes: dict[int, torch.device]
@@ -2028,8 +2099,16 @@ class Monitor:
             return (*self._capture(scheduler=scheduler, reuse=held), None)
         plan = held.plan
         index = plan.index if plan is not None else {id(p): i for i, p in enumerate(opt_params)}
-        dst: list[Any] = [*old.params, *old.buffers]
-        src = [*params, *buffers]
+        keep_frozen = self.snapshot_frozen
+        for c, p in zip(old.params, params):
+            # a parameter left uncopied must still be frozen, and a copied one not frozen since (its copy goes)
+            if (c is p) is (keep_frozen or p.requires_grad or id(p) in index):
+                return (*self._capture(scheduler=scheduler, reuse=held), None)
+        dst: list[Any] = [c for c, p in zip(old.params, params) if c is not p]
+        src = [p for c, p in zip(old.params, params) if c is not p]
+        n = len(dst)
+        dst += old.buffers
+        src += buffers
         opt_state: dict[int, Any] = {}
         for (p, st), (i, saved) in zip(live_state.items(), old_state.items()):
             if index.get(id(p)) != i or type(st) is not dict or type(saved) is not dict or len(st) != len(saved):
@@ -2075,10 +2154,11 @@ class Monitor:
                     sched, [p for p, _, _ in old.extra_params], homes)
         finally:
             _set_grad_enabled(prev)
-        n, m = len(params), len(params) + len(buffers)
-        snapshot = Snapshot(model, opt, sched, dst[:n], [None] * n, dst[n:m], modes, opt_state, groups, sched_state,
-                            extra_params=extra, opt_other_state={}, opt_attrs=attrs, opt_param_refs=opt_params,
-                            inner=inner_snapshots(opt, device=dev), device=dev, homes=homes)
+        copies = list(old.params)
+        snapshot = Snapshot(model, opt, sched, copies, [None] * len(params), dst[n:n + len(buffers)], modes,
+                            opt_state, groups, sched_state, extra_params=extra, opt_other_state={}, opt_attrs=attrs,
+                            opt_param_refs=opt_params, inner=inner_snapshots(opt, device=dev), device=dev,
+                            homes=homes, versions=_versions(params, copies))
         return snapshot, params, buffers, _Plan(index, dst, sig)
 
     def _trend_ok(self) -> bool:
@@ -2092,6 +2172,7 @@ class Monitor:
     def _capture_healthy(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Take the healthy snapshot; return ``(parameters, their copies)`` for :meth:`_start_sample`."""
         snapshot, params, buffers, plan = self._recapture(self._healthy, scheduler=True)
+        self._uncopied_held = self._uncopied_held or bool(snapshot.versions)
         self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict(), (params, buffers),
                                  self._scaler_state(), plan)
         return params, snapshot.params
@@ -2151,8 +2232,9 @@ class Monitor:
             offloaded = self.snapshot_device is not None
             for p in with_grad:
                 c = by_id.get(id(p))
-                # a parameter the optimizer updates but the model does not hold; a copy kept on another device
-                if c is None or (offloaded and c.device != p.device):
+                # a parameter the optimizer updates but the model does not hold (or one the snapshot left
+                # uncopied); a copy kept on another device
+                if c is None or c is p or (offloaded and c.device != p.device):
                     before = None
                     break
                 before.append(c)
@@ -2503,11 +2585,11 @@ class Monitor:
             return snap
         saved_p = {id(p): c for p, c in zip(old_params, snap.params)}
         saved_b = {id(b): c for b, c in zip(old_buffers, snap.buffers)}
-        with torch.no_grad():
-            return dataclasses.replace(
-                snap, params=[saved_p.get(id(p), p.detach().clone()) for p in params], grads=[None] * len(params),
-                buffers=[saved_b.get(id(b), b.detach().clone()) for b in buffers], modes=modes,
-            )
+        # what the snapshot does not know stands for itself: the restore leaves it (no copy of a frozen backbone)
+        return dataclasses.replace(
+            snap, params=[saved_p.get(id(p), p) for p in params], grads=[None] * len(params),
+            buffers=[saved_b.get(id(b), b) for b in buffers], modes=modes,
+        )
 
     def _fit_groups(self, snap: Snapshot) -> Snapshot:
         """``snap`` with its scheduler state fitted to param groups added since it was taken
@@ -2537,6 +2619,8 @@ class Monitor:
         frozen), and a snapshot taken at ``after_validation``, while the loop had the model in eval mode, must not
         switch training into eval mode. The same holds for an optimizer with modes (schedule-free): a snapshot taken
         in its eval mode is converted by its own ``train()`` when the loop has it in train mode, and back."""
+        if snapshot.versions:
+            self._warn_uncopied(snapshot)
         modules = list(self.model.modules())
         modes = [m.training for m in modules]
         if keep_groups:
@@ -2547,6 +2631,23 @@ class Monitor:
             _set_opt_mode(self.optimizer, opt_mode)
         for module, mode in zip(modules, modes):
             module.training = mode
+
+    def _warn_uncopied(self, snapshot: Snapshot) -> None:
+        """Warn, naming them, about the parameters the snapshot left uncopied (frozen when it was taken) that have
+        changed since: the restore leaves them as they are now."""
+        versions = snapshot.versions
+        changed = [name for name, p in self.model.named_parameters()
+                   if id(p) in versions and p._version != versions[id(p)]]
+        if not changed:
+            return
+        shown = ", ".join(repr(n) for n in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        self._warn(
+            f"Monitor: {shown} {'was' if len(changed) == 1 else 'were'} frozen (requires_grad=False, in no param "
+            "group) when the snapshot being restored was taken, so the snapshot holds no copy, and "
+            f"{'has' if len(changed) == 1 else 'have'} changed since (trained after an unfreeze the monitor saw "
+            "too late, or written in place); the restore leaves "
+            f"{'it' if len(changed) == 1 else 'them'} as now. Monitor(..., snapshot_frozen=True) copies frozen "
+            "parameters too", UserWarning, stacklevel_outside_lrkit(torch_dir()) + 1)  # (+1: _warn's own frame)
 
     def _restore_best_val(self) -> None:
         """Model and optimizer back to the best-validation snapshot; hyperparameters and modes stay as they are."""
