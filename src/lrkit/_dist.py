@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
-__all__ = ["distributed", "rank_mean", "same_settings"]
+__all__ = ["distributed", "failed_check", "failed_error", "rank_mean", "same_settings"]
 
 #: A setting compared across ranks: a number, a flag, ``None``, or a name from a short list (see ``same_settings``).
 Setting = float | int | bool | str | None
@@ -30,10 +31,12 @@ def rank_mean(value: float, device: torch.device,
 
 
 def same_settings(call: str, settings: Mapping[str, Setting], device: torch.device, *,
-                  names: Mapping[str, tuple[str, ...]] | None = None, failed: bool = False,
-                  all_reduce: Callable[[torch.Tensor], object] | None = None) -> list[int]:
+                  names: Mapping[str, tuple[str, ...]] | None = None, failed: bool | int = False,
+                  all_reduce: Callable[[torch.Tensor], object] | None = None) -> dict[int, int]:
     """Check that every rank of the default group called ``call`` with the same ``settings``; return the ranks that
-    passed ``failed=True`` (a rank whose own check failed: the caller raises its error there and names it elsewhere).
+    passed a true ``failed`` (a rank whose own check failed: the caller raises its error there and names it elsewhere),
+    each with the ``failed`` it passed (``True`` as 1; a caller with several checks passes a code of its own, >= 1, to
+    tell them apart). Empty when no rank failed.
 
     One all-reduce of a small ``(world, 1 + 2 * len(settings))`` float64 tensor, every rank filling its own row, so
     every rank sees every rank's values. When any setting differs, every rank raises the same ``ValueError`` naming
@@ -46,7 +49,7 @@ def same_settings(call: str, settings: Mapping[str, Setting], device: torch.devi
     keys = list(settings)
     row = torch.zeros(world, 1 + 2 * len(keys), dtype=torch.float64,
                       device=device if dist.get_backend() == "nccl" else "cpu")
-    own = [float(failed)]
+    own = [float(int(failed))]
     for key in keys:
         value = settings[key]
         if value is None:
@@ -58,7 +61,7 @@ def same_settings(call: str, settings: Mapping[str, Setting], device: torch.devi
     row[rank] = torch.tensor(own, dtype=torch.float64)
     (all_reduce or dist.all_reduce)(row)
     table = row.cpu().tolist()
-    failed_ranks = [r for r in range(world) if table[r][0]]
+    failed_ranks = {r: int(table[r][0]) for r in range(world) if table[r][0]}
     if failed_ranks:  # a rank whose own check failed has no settings worth comparing
         return failed_ranks
 
@@ -86,4 +89,46 @@ def same_settings(call: str, settings: Mapping[str, Setting], device: torch.devi
             "with different ones the ranks would run different numbers of steps (a collective mismatch, or a wait "
             "for the process group's timeout) or return different results"
         )
-    return []
+    return {}
+
+
+def failed_check(call: str, keys: Sequence[str], model: Any, *, code: int = 1,
+                 all_reduce: Callable[[torch.Tensor], object] | None = None) -> None:
+    """On a rank whose own argument checks for ``call`` failed, before the error is raised: take part in the settings
+    check (:func:`same_settings`, with ``keys``, the ones the other ranks compare, in their order) as a failed rank
+    (``failed=code``), so the other ranks, on their way into it, stop at once and name this rank rather than wait there
+    for the process group's timeout (30 minutes by default). Call only under torch.distributed, with every rank
+    calling ``same_settings`` for ``call`` next. Nothing is raised here: the caller's own error is the one to raise,
+    also when this all-reduce fails (another rank died, say). ``model`` tells NCCL which GPU the tensor goes on."""
+    try:
+        same_settings(call, dict.fromkeys(keys), _device_of(model), failed=code, all_reduce=all_reduce)
+    except Exception:  # the caller raises the error that brought it here, which says more
+        pass
+
+
+def failed_error(call: str, ranks: Sequence[int]) -> ValueError:
+    """The error the other ranks raise when the argument checks for ``call`` failed on ``ranks`` (:func:`failed_check`):
+    it names the call and those ranks and points to their own errors, which say what was wrong."""
+    dist = torch.distributed
+    who = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
+    see = "see that rank's error" if len(ranks) == 1 else "see those ranks' errors"
+    return ValueError(
+        f"{call} under torch.distributed (rank {dist.get_rank()} of {dist.get_world_size()}) stopped on every rank "
+        f"before any step: the arguments of {who} failed {call}'s checks — {see} for the bad value and what would be "
+        f"valid. Every rank must call {call} with valid arguments, the same settings on every rank (each with its own "
+        "shard of the data)"
+    )
+
+
+def _device_of(model: Any) -> torch.device:
+    """The device for a collective on this rank when the checks that find it failed: the model's first CUDA
+    parameter's under NCCL (the one the other ranks' checks use), else the current CUDA device; gloo takes the CPU."""
+    if torch.distributed.get_backend() != "nccl":
+        return torch.device("cpu")
+    try:
+        for p in model.parameters() if isinstance(model, torch.nn.Module) else ():
+            if p.device.type == "cuda":
+                return p.device
+    except Exception:  # a model whose parameters() fails: the current device is the one left
+        pass
+    return torch.device("cuda", torch.cuda.current_device())

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lrkit._dist import distributed as _distributed
-from lrkit._dist import rank_mean, same_settings
+from lrkit._dist import failed_check, failed_error, rank_mean, same_settings
 from lrkit._state import Snapshot, check_snapshot_device, every_optimizer
 from lrkit._step import (
     LossFn,
@@ -418,14 +418,38 @@ def _dist_mean(value: float, device: torch.device) -> float:
     return rank_mean(value, device, lambda t: _all_reduce(t, "the step's loss"))
 
 
+#: The settings every rank must give ``find_lr`` alike, in the order :func:`_same_settings_on_every_rank` sends them.
+_SAME_ON_EVERY_RANK = ("start_lr", "end_lr", "num_steps", "mode", "rule", "diverge_factor", "accumulation_steps",
+                       "max_grad_norm")
+
+
+def _settings_all_reduce(t: torch.Tensor) -> None:
+    _all_reduce(t, "the range test's settings")
+
+
 def _same_settings_on_every_rank(device: torch.device, **settings: Any) -> None:
     """Every rank must run the same test: a rank with another ``num_steps``, ``accumulation_steps`` or
     ``diverge_factor`` would take a different number of steps (DDP's gradient all-reduces and the loss means then
     pair up wrongly: gloo aborts on a collective mismatch, or a rank waits for the timeout), and one with another
     ``start_lr``/``end_lr``/``mode``/``rule`` or ``max_grad_norm`` would return another suggestion from a curve the
-    ranks ran together. One small all-reduce, once; on a mismatch every rank raises the same error, naming them."""
-    same_settings("find_lr", settings, device, names={"mode": ("exp", "linear"), "rule": tuple(sorted(_suggest.RULES))},
-                  all_reduce=lambda t: _all_reduce(t, "the range test's settings"))
+    ranks ran together. One small all-reduce, once; on a mismatch every rank raises the same error, naming them. A rank
+    whose argument checks failed takes part as a failed rank (:func:`_checks_failed_on_this_rank`): the others raise
+    an error naming it (the call ``choose_lr0`` when it runs the range test)."""
+    assert tuple(settings) == _SAME_ON_EVERY_RANK  # every rank's row must line up: the keys, in this order
+    failed = same_settings("find_lr", settings, device,
+                           names={"mode": ("exp", "linear"), "rule": tuple(sorted(_suggest.RULES))},
+                           all_reduce=_settings_all_reduce)
+    if failed:
+        raise failed_error("choose_lr0" if _CALLER_SNAPSHOT.get() is not None else "find_lr", list(failed))
+
+
+def _checks_failed_on_this_rank(model: Any) -> None:
+    """Under torch.distributed, when ``find_lr``'s argument checks failed on this rank (or a check of ``choose_lr0``'s
+    between its own settings check and its range test's): the other ranks go on into the range test's settings check
+    (:func:`_same_settings_on_every_rank`) and would wait there for the process group's timeout; take part in it as a
+    failed rank, so they stop at once naming this one. The caller then raises its own error."""
+    if _distributed():
+        failed_check("find_lr", _SAME_ON_EVERY_RANK, model, all_reduce=_settings_all_reduce)
 
 
 def _fingerprint(batches: list[Any]) -> tuple[float, float]:
@@ -779,7 +803,9 @@ def _peer_keywords(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 
     The signature users see stays ``fn``'s (``functools.wraps``: ``inspect.signature``, ``help()``; the
     ``ParamSpec`` keeps it for type checkers and IDEs), and a call with valid arguments pays one length test and one
-    set test. Nothing is caught: a ``TypeError`` raised inside ``fn`` propagates as it is.
+    set test. Nothing is caught: a ``TypeError`` raised inside ``fn`` propagates as it is. Under torch.distributed a
+    bad call on one rank only stops the others too, as ``find_lr``'s own checks do (:func:`_checks_failed_on_this_rank`:
+    ``fn`` is ``find_lr``).
     """
     params = inspect.signature(fn).parameters
     positional = [k for k, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
@@ -790,7 +816,9 @@ def _peer_keywords(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     @functools.wraps(fn)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         if len(args) > n or not valid.issuperset(kwargs):
-            raise _keyword_error(fn.__name__, positional, keywords, args, kwargs)
+            error = _keyword_error(fn.__name__, positional, keywords, args, kwargs)
+            _checks_failed_on_this_rank(args[0] if args else kwargs.get("model"))
+            raise error
         return fn(*args, **kwargs)
 
     return wrapper
@@ -895,108 +923,115 @@ def find_lr(
         >>> 1e-4 < result.suggestion < 1.5, torch.equal(model[0].weight, before), opt.param_groups[0]["lr"]
         (True, True, 0.1)
     """
-    _check_arguments(model, optimizer, train_loader, loss_fn, step_fn)
-    snapshot_device = check_snapshot_device(snapshot_device)
-    for key, value in (("start_lr", start_lr), ("end_lr", end_lr)):  # a peer's meaning, said before the type check
-        if value is None and key == "start_lr":
+    # the argument checks, before the first collective: a bad value on one rank only must stop every rank (see
+    # _checks_failed_on_this_rank); cheap, and nothing is touched yet
+    try:
+        _check_arguments(model, optimizer, train_loader, loss_fn, step_fn)
+        snapshot_device = check_snapshot_device(snapshot_device)
+        for key, value in (("start_lr", start_lr), ("end_lr", end_lr)):  # a peer's meaning, said before the type check
+            if value is None and key == "start_lr":
+                raise ValueError(
+                    "start_lr=None must be a number: lrkit starts at start_lr (1e-7 by default) whatever the optimizer "
+                    "holds; for torch-lr-finder's start_lr=None (start at the optimizer's LR) pass "
+                    "start_lr=optimizer.param_groups[0]['lr']"
+                )
+            if isinstance(value, (list, tuple)):
+                raise ValueError(
+                    f"{key}={value!r:.80} must be one number: lrkit sweeps the peak LR, and every param group keeps "
+                    "its ratio to it (group['lr_scale'], or its lr relative to the largest group's), where fastai "
+                    "takes a list with one LR per group"
+                )
+        start_lr = check_positive("start_lr", start_lr)
+        end_lr = check_positive("end_lr", end_lr)
+        if start_lr >= end_lr:
+            raise ValueError(f"end_lr={end_lr:g} must be greater than start_lr={start_lr:g}")
+        for key, value, valid in (("mode", mode, ("exp", "linear")), ("rule", rule, sorted(_suggest.RULES))):
+            if not isinstance(value, str):  # `in` would be ambiguous for an array, unhashable for a list
+                raise ValueError(f"{key}={value!r:.80} must be a name, one of: {', '.join(valid)}")
+        if mode not in ("exp", "linear"):
+            lightning = (" (mode='exponential' is Lightning's name: lrkit's is mode='exp')" if mode == "exponential"
+                         else "")
+            raise ValueError(f"{unknown_name_error('mode', mode, ['exp', 'linear'])}{lightning}")
+        if rule not in _suggest.RULES:
+            raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
+        num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)", maximum=_MAX_STEPS)  # allocated up front
+        if isinstance(amp, (torch.Tensor, np.ndarray)):  # its truth value would be ambiguous deep inside the step
+            if amp.ndim != 0:
+                raise ValueError(f"amp={amp!r:.80} must be True, False, 'bf16' or 'fp16'")
+            amp = amp.item()
+        # each step draws this many batches: 10**400 would run for ever
+        accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1,
+                                       " (the batches of one optimizer step; 1 to 64 is typical)", maximum=_MAX_STEPS)
+        if diverge_factor is not None:  # None: no stop on the smoothed loss (a non-finite loss still ends the test)
+            try:  # what start_lr/end_lr take (a 0-dim tensor, "4"), with one message for every bad value
+                factor = check_positive("diverge_factor", diverge_factor)
+            except ValueError:
+                factor = 0.0
+            if factor <= 1:
+                raise ValueError(f"diverge_factor={diverge_factor!r} must be a finite number > 1 (4 is typical), or "
+                                 "None for no stop")
+            diverge_factor = factor
+        if step_fn is not None and loss_fn is not None:
+            raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
+        if max_grad_norm is not None:  # as a float: "1.0" or a 0-dim tensor is compared across ranks as its number
+            max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
+        if progress is not None and not callable(progress):
+            raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
+        _check_callable("progress", progress, "progress(step, total, lr, loss)", arity=4)  # not after the first step
+        if not optimizer.param_groups:
+            raise ValueError("optimizer has no param groups")
+        _check_materialized(model, "find_lr")
+        _check_sweepable(optimizer, "find_lr")
+        owned = {id(p) for p in model.parameters()}
+        if owned and not any(id(p) in owned for g in optimizer.param_groups for p in g["params"]):
             raise ValueError(
-                "start_lr=None must be a number: lrkit starts at start_lr (1e-7 by default) whatever the optimizer "
-                "holds; for torch-lr-finder's start_lr=None (start at the optimizer's LR) pass "
-                "start_lr=optimizer.param_groups[0]['lr']"
+                "the optimizer holds none of the model's parameters, so the range test could not change the model: "
+                "build the optimizer on this model's parameters (not a copy's, e.g. after deepcopy or .to())"
             )
-        if isinstance(value, (list, tuple)):
-            raise ValueError(
-                f"{key}={value!r:.80} must be one number: lrkit sweeps the peak LR, and every param group keeps its "
-                "ratio to it (group['lr_scale'], or its lr relative to the largest group's), where fastai takes a "
-                "list with one LR per group"
-            )
-    start_lr = check_positive("start_lr", start_lr)
-    end_lr = check_positive("end_lr", end_lr)
-    if start_lr >= end_lr:
-        raise ValueError(f"end_lr={end_lr:g} must be greater than start_lr={start_lr:g}")
-    for key, value, valid in (("mode", mode, ("exp", "linear")), ("rule", rule, sorted(_suggest.RULES))):
-        if not isinstance(value, str):  # `in` would be ambiguous for an array, unhashable for a list
-            raise ValueError(f"{key}={value!r:.80} must be a name, one of: {', '.join(valid)}")
-    if mode not in ("exp", "linear"):
-        lightning = " (mode='exponential' is Lightning's name: lrkit's is mode='exp')" if mode == "exponential" else ""
-        raise ValueError(f"{unknown_name_error('mode', mode, ['exp', 'linear'])}{lightning}")
-    if rule not in _suggest.RULES:
-        raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
-    num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)", maximum=_MAX_STEPS)  # allocated up front
-    if isinstance(amp, (torch.Tensor, np.ndarray)):  # its truth value would be ambiguous deep inside the step
-        if amp.ndim != 0:
-            raise ValueError(f"amp={amp!r:.80} must be True, False, 'bf16' or 'fp16'")
-        amp = amp.item()
-    # each step draws this many batches: 10**400 would run for ever
-    accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1,
-                                   " (the batches of one optimizer step; 1 to 64 is typical)", maximum=_MAX_STEPS)
-    if diverge_factor is not None:  # None: no stop on the smoothed loss (a non-finite loss still ends the test)
-        try:  # what start_lr/end_lr take (a 0-dim tensor, "4"), with one message for every bad value
-            factor = check_positive("diverge_factor", diverge_factor)
-        except ValueError:
-            factor = 0.0
-        if factor <= 1:
-            raise ValueError(f"diverge_factor={diverge_factor!r} must be a finite number > 1 (4 is typical), or None "
-                             "for no stop")
-        diverge_factor = factor
-    if step_fn is not None and loss_fn is not None:
-        raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
-    if max_grad_norm is not None:  # as a float: "1.0" or a 0-dim tensor is compared across ranks as its number
-        max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
-    if progress is not None and not callable(progress):
-        raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
-    _check_callable("progress", progress, "progress(step, total, lr, loss)", arity=4)  # not after the first step
-    if not optimizer.param_groups:
-        raise ValueError("optimizer has no param groups")
-    _check_materialized(model, "find_lr")
-    _check_sweepable(optimizer, "find_lr")
-    owned = {id(p) for p in model.parameters()}
-    if owned and not any(id(p) in owned for g in optimizer.param_groups for p in g["params"]):
-        raise ValueError(
-            "the optimizer holds none of the model's parameters, so the range test could not change the model: "
-            "build the optimizer on this model's parameters (not a copy's, e.g. after deepcopy or .to())"
-        )
 
-    sign = _check_groups(model, optimizer)
+        sign = _check_groups(model, optimizer)
 
-    schedule = _schedule(start_lr, end_lr, num_steps, mode).tolist()
-    if not all(math.isfinite(lr) and lr > 0 for lr in schedule):  # end_lr / start_lr overflowed float64
-        raise ValueError(
-            f"start_lr={start_lr!r} and end_lr={end_lr!r} are too far apart for a float64 sweep ({mode}): raise "
-            "start_lr (1e-7 is typical)"
-        )
-    first_param = next(iter(model.parameters()), None)
-    dev = _check_device(device) if device is not None else (
-        first_param.device if first_param is not None else torch.device("cpu")
-    )
-    if device is not None:
-        _check_model_on(model, dev)
-    autocast, use_scaler = autocast_context(amp, dev)
-    scaler_state = None
-    restore_scaler: Callable[[], None] = lambda: None  # noqa: E731
-    if scaler is not None:
-        missing = [m for m in ("scale", "step", "update", "unscale_", "state_dict", "load_state_dict")
-                   if not callable(getattr(scaler, m, None))]
-        if missing:
+        schedule = _schedule(start_lr, end_lr, num_steps, mode).tolist()
+        if not all(math.isfinite(lr) and lr > 0 for lr in schedule):  # end_lr / start_lr overflowed float64
             raise ValueError(
-                f"scaler={type(scaler).__name__} is not a GradScaler (it has no {', '.join(missing)}): pass a "
-                "torch.amp.GradScaler, or None for find_lr's own when amp asks for one"
+                f"start_lr={start_lr!r} and end_lr={end_lr!r} are too far apart for a float64 sweep ({mode}): raise "
+                "start_lr (1e-7 is typical)"
             )
-        scaler_state = scaler.state_dict()  # {} when disabled
-        restore_scaler = _scaler_restorer(scaler)
-    elif use_scaler:
-        scaler = torch.amp.GradScaler(dev.type)
-    # Inside any autocast region of the caller's (enabled, disabled, or for another device), autocast keeps the
-    # low-precision copy of each weight until that region ends: every step would run on the starting weights. The
-    # cache is dropped before each forward instead (and after the test).
-    needs_closure = _needs_closure(optimizer)
-    fresh_each_step = isinstance(optimizer, torch.optim.LBFGS)
-    if needs_closure and scaler is not None:
-        raise ValueError(
-            f"{type(optimizer).__name__} needs a closure, which torch's GradScaler "
-            f"({'scaler=' if scaler_state is not None else f'amp={amp!r} on {dev.type}'}) does not support: use "
-            "amp='bf16' or amp=False, without a scaler"
+        first_param = next(iter(model.parameters()), None)
+        dev = _check_device(device) if device is not None else (
+            first_param.device if first_param is not None else torch.device("cpu")
         )
+        if device is not None:
+            _check_model_on(model, dev)
+        autocast, use_scaler = autocast_context(amp, dev)
+        scaler_state = None
+        restore_scaler: Callable[[], None] = lambda: None  # noqa: E731
+        if scaler is not None:
+            missing = [m for m in ("scale", "step", "update", "unscale_", "state_dict", "load_state_dict")
+                       if not callable(getattr(scaler, m, None))]
+            if missing:
+                raise ValueError(
+                    f"scaler={type(scaler).__name__} is not a GradScaler (it has no {', '.join(missing)}): pass a "
+                    "torch.amp.GradScaler, or None for find_lr's own when amp asks for one"
+                )
+            scaler_state = scaler.state_dict()  # {} when disabled
+            restore_scaler = _scaler_restorer(scaler)
+        elif use_scaler:
+            scaler = torch.amp.GradScaler(dev.type)
+        # Inside any autocast region of the caller's (enabled, disabled, or for another device), autocast keeps the
+        # low-precision copy of each weight until that region ends: every step would run on the starting weights. The
+        # cache is dropped before each forward instead (and after the test).
+        needs_closure = _needs_closure(optimizer)
+        fresh_each_step = isinstance(optimizer, torch.optim.LBFGS)
+        if needs_closure and scaler is not None:
+            raise ValueError(
+                f"{type(optimizer).__name__} needs a closure, which torch's GradScaler "
+                f"({'scaler=' if scaler_state is not None else f'amp={amp!r} on {dev.type}'}) does not support: use "
+                "amp='bf16' or amp=False, without a scaler"
+            )
+    except Exception:
+        _checks_failed_on_this_rank(model)
+        raise
 
     if _distributed():  # before anything is touched: ranks that would run different tests stop together, now
         _same_settings_on_every_rank(dev, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,

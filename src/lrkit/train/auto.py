@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from lrkit._dist import distributed, rank_mean, same_settings
+from lrkit._dist import distributed, failed_check, failed_error, rank_mean, same_settings
 from lrkit._state import Snapshot, check_snapshot_device
 from lrkit._step import (
     autocast_context,
@@ -756,53 +756,60 @@ def choose_lr0(
         _check_arguments,
         _check_materialized,
         _check_sweepable,
+        _checks_failed_on_this_rank,
         _close,
         _loader_generators,
         _OwnWorkers,
         group_scales,
     )
 
-    # before the snapshot touches them: a swapped argument or a lazy module's parameters would fail inside it
-    _check_arguments(model, optimizer, train_loader, loss_fn, step_fn, warn=False,
-                     order="choose_lr0(model, optimizer, train_loader, val_loader, *, total_steps, ...)")
-    _check_materialized(model, "choose_lr0")
-    _check_sweepable(optimizer, "choose_lr0 (lr0='auto')")
-    total_steps = _check_total_steps(total_steps)
-    budget = check_positive("budget", budget)
-    num_candidates = _check_num_candidates(num_candidates)
-    accumulate = _check_int("accumulate", accumulate, 1)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**64:
-        raise ValueError(f"seed={seed!r} must be an integer in [-2**63, 2**64) (torch's seed range)")
-    seed = int(seed)
-    if not callable(make_scheduler):
-        raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> LRScheduler")
-    if log is not None and not callable(log):
-        raise ValueError(f"log={log!r} must be a callable taking one line of text (e.g. print), or None")
-    if max_grad_norm is not None:
-        max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
-    if SEARCH not in ("guard", "bracket"):
-        raise ValueError(f"lrkit.train.auto.SEARCH={SEARCH!r} must be 'guard' or 'bracket'")
-    margin = STEP_DOWN_MARGIN
-    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not margin >= 0:
-        raise ValueError(
-            f"lrkit.train.auto.STEP_DOWN_MARGIN={margin!r} must be a number >= 0 (a fraction of the validation loss, "
-            "e.g. 0.02; 0 follows any win, math.inf never steps down on a win)"
-        )
-    for name, flag in (("DIP_AND_PASSES", DIP_AND_PASSES), ("NOISE_SCALING", NOISE_SCALING)):
-        if not isinstance(flag, (bool, np.bool_)):  # a string "false" would read as on
-            raise ValueError(f"lrkit.train.auto.{name}={flag!r} must be True or False")
-    finder_kwargs = _check_finder_kwargs(finder_kwargs, find_lr)
-    snapshot_device = check_snapshot_device(snapshot_device)
-    if "snapshot_device" in finder_kwargs:  # the range test shares the one snapshot: one device for it
-        asked = check_snapshot_device(finder_kwargs["snapshot_device"], "finder_kwargs snapshot_device")
-        if snapshot_device is not None and asked != snapshot_device:
+    # the argument checks, before the first collective: a bad value on one rank only must stop every rank
+    try:
+        # before the snapshot touches them: a swapped argument or a lazy module's parameters would fail inside it
+        _check_arguments(model, optimizer, train_loader, loss_fn, step_fn, warn=False,
+                         order="choose_lr0(model, optimizer, train_loader, val_loader, *, total_steps, ...)")
+        _check_materialized(model, "choose_lr0")
+        _check_sweepable(optimizer, "choose_lr0 (lr0='auto')")
+        total_steps = _check_total_steps(total_steps)
+        budget = check_positive("budget", budget)
+        num_candidates = _check_num_candidates(num_candidates)
+        accumulate = _check_int("accumulate", accumulate, 1)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**64:
+            raise ValueError(f"seed={seed!r} must be an integer in [-2**63, 2**64) (torch's seed range)")
+        seed = int(seed)
+        if not callable(make_scheduler):
+            raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> LRScheduler")
+        if log is not None and not callable(log):
+            raise ValueError(f"log={log!r} must be a callable taking one line of text (e.g. print), or None")
+        if max_grad_norm is not None:
+            max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
+        if SEARCH not in ("guard", "bracket"):
+            raise ValueError(f"lrkit.train.auto.SEARCH={SEARCH!r} must be 'guard' or 'bracket'")
+        margin = STEP_DOWN_MARGIN
+        if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not margin >= 0:
             raise ValueError(
-                f"snapshot_device={str(snapshot_device)!r} and finder_kwargs snapshot_device="
-                f"{str(asked) if asked is not None else None!r} disagree: the range test shares lr0='auto''s one "
-                "snapshot; give one of them"
+                f"lrkit.train.auto.STEP_DOWN_MARGIN={margin!r} must be a number >= 0 (a fraction of the validation "
+                "loss, e.g. 0.02; 0 follows any win, math.inf never steps down on a win)"
             )
-        snapshot_device = asked
-    finder_kwargs["snapshot_device"] = snapshot_device
+        for name, flag in (("DIP_AND_PASSES", DIP_AND_PASSES), ("NOISE_SCALING", NOISE_SCALING)):
+            if not isinstance(flag, (bool, np.bool_)):  # a string "false" would read as on
+                raise ValueError(f"lrkit.train.auto.{name}={flag!r} must be True or False")
+        finder_kwargs = _check_finder_kwargs(finder_kwargs, find_lr)
+        snapshot_device = check_snapshot_device(snapshot_device)
+        if "snapshot_device" in finder_kwargs:  # the range test shares the one snapshot: one device for it
+            asked = check_snapshot_device(finder_kwargs["snapshot_device"], "finder_kwargs snapshot_device")
+            if snapshot_device is not None and asked != snapshot_device:
+                raise ValueError(
+                    f"snapshot_device={str(snapshot_device)!r} and finder_kwargs snapshot_device="
+                    f"{str(asked) if asked is not None else None!r} disagree: the range test shares lr0='auto''s one "
+                    "snapshot; give one of them"
+                )
+            snapshot_device = asked
+        finder_kwargs["snapshot_device"] = snapshot_device
+    except Exception:
+        if distributed():  # the other ranks are on their way into the settings check: stop them there
+            failed_check("choose_lr0", _SAME_ON_EVERY_RANK, model, all_reduce=_settings_all_reduce)
+        raise
     settings = _settings()
     lines: list[str] = []
 
@@ -814,38 +821,47 @@ def choose_lr0(
     first_param = next(iter(model.parameters()), None)
     device = first_param.device if first_param is not None else torch.device("cpu")
     empty_val = val_loader is not None and _sized_empty(val_loader)
+    failed: dict[int, int] = {}
     if distributed():  # before the budget's checks and any compute: a total_steps too short on one rank only, or
         # ranks that would run different trials, or cannot score them, stop every rank together, naming them
-        _same_on_every_rank(device, empty_val, total_steps=total_steps, budget=budget, num_candidates=num_candidates,
-                            accumulate=accumulate, max_grad_norm=max_grad_norm, val_loader_given=val_loader is not None)
-    plan = plan_budget(total_steps, budget, num_candidates)
-    if plan.budget_steps < 10 and "num_steps" not in finder_kwargs:
-        need = math.ceil(10 / total_steps * 100) / 100
-        # auto_budget is at most 1 (one extra run): past that, only a longer run (or an explicit lr0) helps
-        fix = (f"raise budget (auto_budget= in lrkit.train) to at least {need:g}, train longer" if need <= 1 else
-               f"train longer (at least {math.ceil(10 / budget)} optimizer steps at budget={budget:g}; more epochs or "
-               "a smaller batch/nbs)")
-        raise ValueError(
-            f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} "
-            "(lrkit.train's auto_budget) x "
-            f"total_steps={total_steps} allows {plan.budget_steps}; {fix}, or pass an explicit lr0"
-        )
-    num_steps = finder_kwargs.get("num_steps", 0)
-    if isinstance(num_steps, numbers.Real) and not isinstance(num_steps, bool) and num_steps > plan.budget_steps:
-        raise ValueError(
-            f"finder_kwargs num_steps={finder_kwargs['num_steps']} exceeds the extra budget of {plan.budget_steps} "
-            f"steps (budget={budget:g} x total_steps={total_steps}); lower num_steps or raise budget"
-        )
-    finder_kwargs.setdefault("num_steps", plan.finder_steps)
-    finder_kwargs.setdefault("start_lr", FINDER_START_LR)
-    finder_kwargs.setdefault("end_lr", FINDER_END_LR)
-    if max_grad_norm is not None:
-        finder_kwargs.setdefault("max_grad_norm", max_grad_norm)
-    if accumulate > 1:
-        finder_kwargs.setdefault("accumulation_steps", accumulate)
+        failed = _same_on_every_rank(device, empty_val, total_steps=total_steps, budget=budget,
+                                     num_candidates=num_candidates, accumulate=accumulate, max_grad_norm=max_grad_norm,
+                                     val_loader_given=val_loader is not None)
+    # checks of settings the ranks may still give differently (finder_kwargs' num_steps and amp): the next collective
+    # is the range test's settings check, so a rank failing one stops the others there
+    try:
+        plan = plan_budget(total_steps, budget, num_candidates)
+        if plan.budget_steps < 10 and "num_steps" not in finder_kwargs:
+            need = math.ceil(10 / total_steps * 100) / 100
+            # auto_budget is at most 1 (one extra run): past that, only a longer run (or an explicit lr0) helps
+            fix = (f"raise budget (auto_budget= in lrkit.train) to at least {need:g}, train longer" if need <= 1 else
+                   f"train longer (at least {math.ceil(10 / budget)} optimizer steps at budget={budget:g}; more epochs "
+                   "or a smaller batch/nbs)")
+            raise ValueError(
+                f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} "
+                "(lrkit.train's auto_budget) x "
+                f"total_steps={total_steps} allows {plan.budget_steps}; {fix}, or pass an explicit lr0"
+            )
+        num_steps = finder_kwargs.get("num_steps", 0)
+        if isinstance(num_steps, numbers.Real) and not isinstance(num_steps, bool) and num_steps > plan.budget_steps:
+            raise ValueError(
+                f"finder_kwargs num_steps={finder_kwargs['num_steps']} exceeds the extra budget of {plan.budget_steps} "
+                f"steps (budget={budget:g} x total_steps={total_steps}); lower num_steps or raise budget"
+            )
+        finder_kwargs.setdefault("num_steps", plan.finder_steps)
+        finder_kwargs.setdefault("start_lr", FINDER_START_LR)
+        finder_kwargs.setdefault("end_lr", FINDER_END_LR)
+        if max_grad_norm is not None:
+            finder_kwargs.setdefault("max_grad_norm", max_grad_norm)
+        if accumulate > 1:
+            finder_kwargs.setdefault("accumulation_steps", accumulate)
 
-    amp = finder_kwargs.get("amp", False)
-    autocast, _ = autocast_context(amp, device)  # checks the setting before any work
+        amp = finder_kwargs.get("amp", False)
+        autocast, _ = autocast_context(amp, device)  # checks the setting before any work
+    except Exception:
+        if distributed() and not failed:  # (failed: the others have stopped already)
+            _checks_failed_on_this_rank(model)
+        raise
     if empty_val:  # before any compute is spent
         raise ValueError(_EMPTY_VAL.format(what=f"it is empty: len(val_loader) == 0, {type(val_loader).__name__}"))
     if isinstance(val_loader, Iterator):  # a one-shot iterator: every trial is scored on the same batches
@@ -994,21 +1010,39 @@ def choose_lr0(
     return auto
 
 
-def _same_on_every_rank(device: torch.device, empty_val: bool, **settings: Any) -> None:
+#: The settings every rank must give ``choose_lr0`` alike, in the order :func:`_same_on_every_rank` sends them.
+_SAME_ON_EVERY_RANK = ("total_steps", "budget", "num_candidates", "accumulate", "max_grad_norm", "val_loader_given")
+
+#: ``same_settings``'s ``failed`` code of a rank whose ``val_loader`` is empty (1: its argument checks failed).
+_EMPTY_VAL_SHARD = 2
+
+
+def _settings_all_reduce(t: torch.Tensor) -> None:
+    from lrkit.finder.range_test import _all_reduce
+
+    _all_reduce(t, "lr0='auto''s settings", call="choose_lr0")
+
+
+def _same_on_every_rank(device: torch.device, empty_val: bool, **settings: Any) -> dict[int, int]:
     """Under torch.distributed: every rank must run the same range test and trials (``total_steps``, ``budget``, ...
     decide how many steps each runs: a rank with other ones would leave the others in a collective), and score them
     alike. One small all-reduce; a mismatch raises the same error on every rank, naming the settings, and a rank
-    whose ``val_loader`` is empty (it raises its own error after this) is named on the others, at once rather than
-    after the process group's timeout."""
-    from lrkit.finder.range_test import _all_reduce
-
-    bad = same_settings("choose_lr0", settings, device, failed=empty_val,
-                        all_reduce=lambda t: _all_reduce(t, "lr0='auto''s settings", call="choose_lr0"))
-    if bad and not empty_val:
-        raise ValueError(
-            f"choose_lr0 under torch.distributed stopped on every rank: rank {', '.join(map(str, bad))}'s val_loader "
-            "has no batches (see that rank's error); every rank needs a non-empty val_loader shard when one is given"
-        )
+    whose ``val_loader`` is empty (it raises its own error after this) or whose argument checks failed (it raised its
+    own error before this, taking part as a failed rank) is named on the others, at once rather than after the process
+    group's timeout. Returns the failed ranks (this one among them: it raises its own error next)."""
+    assert tuple(settings) == _SAME_ON_EVERY_RANK  # every rank's row must line up: the keys, in this order
+    failed = same_settings("choose_lr0", settings, device, failed=_EMPTY_VAL_SHARD if empty_val else False,
+                           all_reduce=_settings_all_reduce)
+    if failed and not empty_val:
+        empty = [r for r, code in failed.items() if code == _EMPTY_VAL_SHARD]
+        checks = [r for r, code in failed.items() if code != _EMPTY_VAL_SHARD]
+        shards = (f"rank {', '.join(map(str, empty))}'s val_loader has no batches (see that rank's error); every rank "
+                  "needs a non-empty val_loader shard when one is given")
+        if not checks:
+            raise ValueError(f"choose_lr0 under torch.distributed stopped on every rank: {shards}")
+        error = failed_error("choose_lr0", checks)
+        raise ValueError(f"{error}; and {shards}") if empty else error
+    return failed
 
 
 def _range_test_plan(finder_kwargs: dict[str, Any], total_steps: int, train_loader: Any) -> str | None:
