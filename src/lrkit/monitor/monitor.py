@@ -305,9 +305,15 @@ def _frozen_flags(params: list[torch.Tensor], index: Mapping[int, int]) -> list[
     return [not p.requires_grad and id(p) not in index for p in params]
 
 
+def _version(t: torch.Tensor) -> int:
+    """``t._version``; ``-1`` for an inference tensor (created under ``torch.inference_mode()``: it has no version
+    counter, and outside inference mode nothing can write into it in place)."""
+    return -1 if t.is_inference() else t._version
+
+
 def _versions(params: list[torch.Tensor], copies: list[torch.Tensor]) -> dict[int, int]:
     """``id -> _version`` of each parameter that stands for itself among ``copies`` (see ``Snapshot.versions``)."""
-    return {id(p): p._version for p, c in zip(params, copies) if c is p}
+    return {id(p): _version(p) for p, c in zip(params, copies) if c is p}
 
 
 def _copy_state_into(old: Any, new: Any) -> Any:
@@ -1144,6 +1150,9 @@ class Monitor:
         #: param groups it was last checked against: a group added since may hold such a parameter, unfrozen.
         self._uncopied_held = False
         self._n_groups = len(optimizer.param_groups)
+        #: Whether the uncopied parameters' versions in snapshots loaded by load_state_dict are still to be read
+        #: (at the next after_backward: a model.load_state_dict() after the monitor's writes them, unchanged)
+        self._versions_unread = False
         self._evals = 0  # after_validation calls
         self._last_val_step = -1  # the step of the last after_validation call
         self._val_quiet: dict[str, int] = {}  # check name -> first evaluation it may fire again (cooldown)
@@ -1527,6 +1536,11 @@ class Monitor:
         self.record.load_state_dict(record)
         self._healthy = healthy
         self._best_val = best_val
+        if any(h is not None and h.snapshot.versions for h in (healthy, best_val)):
+            # the uncopied parameters' versions are read at the next after_backward (_adopt_unfrozen), before any
+            # step: a model.load_state_dict() after this call writes the saved values into them, which is no change
+            self._versions_unread = True
+            self._n_groups = -1
         self._deferred = None
         self._pending = None
         self._pre = None
@@ -1592,10 +1606,11 @@ class Monitor:
         # restore, as in the run that saved it: a placeholder stands in its place among the members, so that
         # _aligned matches the rest by identity and leaves it alone
         members = [p if t is not None else torch.empty(0) for t, p in zip(saved["params"], params)]
-        if not self.snapshot_frozen:  # a frozen parameter saved uncopied stands for itself, as it did when saved
-            index = {id(q) for g in self.optimizer.param_groups for q in g["params"]}
-            members = [p if t is None and f else m
-                       for t, p, m, f in zip(saved["params"], params, members, _frozen_flags(params, index))]
+        # a frozen parameter saved uncopied stands for itself, as it did when saved (also under snapshot_frozen=True:
+        # a state saved without it; the parameter is then copied in when it joins the optimizer, see _adopt_unfrozen)
+        index = {id(q) for g in self.optimizer.param_groups for q in g["params"]}
+        members = [p if t is None and f else m
+                   for t, p, m, f in zip(saved["params"], params, members, _frozen_flags(params, index))]
         dev = self.snapshot_device
         homes: dict[int, torch.device] = {}
 
@@ -1883,6 +1898,8 @@ class Monitor:
         restores a backbone unfrozen since the snapshot, exactly."""
         opt = self.optimizer
         self._n_groups = len(opt.param_groups)
+        if self._versions_unread:
+            self._read_loaded_versions()
         held_ids = {id(p) for g in opt.param_groups for p in g["params"]}
         dev = self.snapshot_device
         for held in (self._healthy, self._best_val):
@@ -1891,11 +1908,23 @@ class Monitor:
             snap = held.snapshot
             versions = snap.versions
             for i, (c, p) in enumerate(zip(snap.params, held.members[0])):
-                if c is p and id(p) in held_ids and versions.get(id(p)) == p._version:
+                if c is p and id(p) in held_ids and versions.get(id(p)) == _version(p):
                     with torch.no_grad():
                         snap.params[i] = p.detach().clone() if dev is None else _offload(p, dev, snap.homes)
                     del versions[id(p)]
                     held.plan = None
+
+    def _read_loaded_versions(self) -> None:
+        """Read the version of each parameter the held snapshots loaded by :meth:`load_state_dict` left uncopied,
+        now (the first ``after_backward``, or a restore, after the load): what the loop loaded into the model after
+        the monitor's state (the same values) is not taken for a change since the snapshot."""
+        self._versions_unread = False
+        for held in (self._healthy, self._best_val):
+            if held is not None:
+                versions = held.snapshot.versions
+                for p in held.members[0]:
+                    if id(p) in versions:
+                        versions[id(p)] = _version(p)
 
     @staticmethod
     def _loss_value(loss: torch.Tensor | float) -> float:
@@ -2620,6 +2649,8 @@ class Monitor:
         switch training into eval mode. The same holds for an optimizer with modes (schedule-free): a snapshot taken
         in its eval mode is converted by its own ``train()`` when the loop has it in train mode, and back."""
         if snapshot.versions:
+            if self._versions_unread:  # a restore before any after_backward since the load (a validation rollback)
+                self._read_loaded_versions()
             self._warn_uncopied(snapshot)
         modules = list(self.model.modules())
         modes = [m.training for m in modules]
@@ -2637,15 +2668,16 @@ class Monitor:
         changed since: the restore leaves them as they are now."""
         versions = snapshot.versions
         changed = [name for name, p in self.model.named_parameters()
-                   if id(p) in versions and p._version != versions[id(p)]]
+                   if id(p) in versions and _version(p) != versions[id(p)]]
         if not changed:
             return
         shown = ", ".join(repr(n) for n in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         self._warn(
             f"Monitor: {shown} {'was' if len(changed) == 1 else 'were'} frozen (requires_grad=False, in no param "
             "group) when the snapshot being restored was taken, so the snapshot holds no copy, and "
-            f"{'has' if len(changed) == 1 else 'have'} changed since (trained after an unfreeze the monitor saw "
-            "too late, or written in place); the restore leaves "
+            f"{'has' if len(changed) == 1 else 'have'} changed since (trained by another optimizer, e.g. a GAN's "
+            "other player frozen during this one's step; trained after an unfreeze the monitor saw too late; or "
+            "written in place); the restore leaves "
             f"{'it' if len(changed) == 1 else 'them'} as now. Monitor(..., snapshot_frozen=True) copies frozen "
             "parameters too", UserWarning, stacklevel_outside_lrkit(torch_dir()) + 1)  # (+1: _warn's own frame)
 
