@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["distributed", "failed_check", "failed_error", "rank_mean", "same_settings"]
+__all__ = ["distributed", "failed_check", "failed_error", "fsdp1_root", "rank_mean", "reshard", "same_settings"]
 
 #: A setting compared across ranks: a number, a flag, ``None``, or a name from a short list (see ``same_settings``).
 Setting = float | int | bool | str | None
@@ -17,6 +17,40 @@ Setting = float | int | bool | str | None
 def distributed() -> bool:
     """Whether a torch.distributed process group is running."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def reshard(model: Any) -> None:
+    """Put every FSDP2 module of ``model`` (``torch.distributed.fsdp.fully_shard``) back in its sharded state.
+
+    After a forward pass without a backward (a validation pass, a sanity check ``model(x)``) FSDP2 leaves the root
+    module's parameters unsharded: ``model.parameters()`` then gives plain full tensors in place of the DTensors the
+    optimizer holds, and a snapshot taken or restored then mixes the two (``aten.copy_.default got mixed
+    torch.Tensor and DTensor``). Resharding is local (no collective) and a no-op for a module already sharded, so any
+    rank may call it at any time; a model without FSDP2 modules is left alone.
+    """
+    if not isinstance(model, torch.nn.Module):
+        return
+    for m in model.modules():
+        if callable(getattr(m, "reshard", None)) and any(c.__name__ == "FSDPModule" for c in type(m).__mro__):
+            m.reshard()
+
+
+def fsdp1_root(model: Any) -> Any:
+    """The outermost ``FullyShardedDataParallel`` (FSDP1) module of ``model`` when it has exactly one, else ``None``.
+
+    Under FSDP1 each rank's gradients are its shard of the flat parameters: a norm over them is this rank's part
+    only. The root's own ``clip_grad_norm_`` norms over every rank's shard (and knows the sharding strategy)."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    roots: list[Any] = []
+    inside: set[int] = set()
+    for m in model.modules():
+        if type(m).__name__ != "FullyShardedDataParallel" or not callable(getattr(m, "clip_grad_norm_", None)):
+            continue
+        if id(m) not in inside:
+            roots.append(m)
+        inside.update(id(sub) for sub in m.modules())
+    return roots[0] if len(roots) == 1 else None
 
 
 def rank_mean(value: float, device: torch.device,

@@ -880,16 +880,29 @@ def cycle_batches(loader: Iterable[Any], name: str = "loader") -> Iterator[Any]:
     raise ValueError(f"{name} yielded no batches: at least one is needed")
 
 
-def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> None:
+def clip_grad_norm_(params: list[torch.Tensor], max_norm: float, *, model: torch.nn.Module | None = None) -> None:
     """``torch.nn.utils.clip_grad_norm_(params, max_norm)``, also when some gradients are sparse (an
     ``nn.Embedding(sparse=True)``), which torch's cannot norm: the same rule, ``g <- g * min(1, max_norm /
     (||g||_2 + 1e-6))`` over the global L2 norm, with a sparse gradient's norm taken over its coalesced values.
+
+    The norm is over every rank's part of a sharded model: DTensor gradients (FSDP2, tensor parallelism) are normed
+    by torch as a whole; under FSDP1, whose gradients are plain tensors holding this rank's shard only, ``model``'s
+    ``FullyShardedDataParallel`` root clips them with its own ``clip_grad_norm_`` (every rank must call this then).
 
     >>> emb = torch.nn.Embedding(4, 2, sparse=True)
     >>> emb(torch.tensor([1, 1, 2])).sum().backward()
     >>> clip_grad_norm_([emb.weight], 1.0); round(float(emb.weight.grad.to_dense().norm()), 4)
     1.0
     """
+    if model is not None:
+        from lrkit._dist import fsdp1_root
+
+        root = fsdp1_root(model)
+        if root is not None:
+            own = {id(p) for p in root.parameters()}
+            if all(id(p) in own for p in params if p.grad is not None):  # the root's clip covers every gradient
+                root.clip_grad_norm_(max_norm)
+                return
     try:
         torch.nn.utils.clip_grad_norm_(params, max_norm)
         return
@@ -922,21 +935,22 @@ def train_mode(model: torch.nn.Module) -> None:
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], *, closure: Callable[[], Any] | None,
-                   scaler: Any, max_grad_norm: float | None) -> None:
+                   scaler: Any, max_grad_norm: float | None, model: torch.nn.Module | None = None) -> None:
     """One optimizer step as the finder and ``lr0="auto"``'s trials take it: with ``closure`` for optimizers that need
     one (which clips inside it), else through ``scaler`` (unscaled before clipping) or plainly, clipping the gradients
-    of ``params`` to ``max_grad_norm`` first when given."""
+    of ``params`` to ``max_grad_norm`` first when given (the norm over every rank's shard of ``model``, see
+    :func:`clip_grad_norm_`)."""
     if closure is not None:
         optimizer.step(closure)
     elif scaler is not None:
         if max_grad_norm is not None:
             scaler.unscale_(optimizer)
-            clip_grad_norm_(params, max_grad_norm)
+            clip_grad_norm_(params, max_grad_norm, model=model)
         scaler.step(optimizer)
         scaler.update()
     else:
         if max_grad_norm is not None:
-            clip_grad_norm_(params, max_grad_norm)
+            clip_grad_norm_(params, max_grad_norm, model=model)
         optimizer.step()
 
 

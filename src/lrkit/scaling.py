@@ -870,6 +870,35 @@ def _held(exclude: Any) -> set[int]:
     return {id(p) for p in items}
 
 
+def _refuse_flat_parameters(model: nn.Module, *, weight_decay: float, no_decay: Any, backbone_lr_scale: float | None,
+                            layer_decay: float | None, freeze: Any) -> None:
+    """Refuse to group by name a model holding FSDP1 flat parameters (``FullyShardedDataParallel`` with
+    ``use_orig_params=False``): one flat parameter holds a whole unit's weights, biases and norms under one name
+    (``_fsdp_wrapped_module._flat_param``), so name rules would silently miss what it holds (every bias and norm
+    decayed, no head found). A grouping that reads no name (no decay, no LR levels, nothing frozen) is left alone."""
+    flat = [n for n, p in model.named_parameters()
+            if type(p).__name__ == "FlatParameter" or getattr(p, "_is_flat_param", False)]
+    if not flat:
+        return
+    asked = [what for what, on in (
+        (f"weight_decay={weight_decay:g} with no_decay={no_decay!r} (biases and norms spared)",
+         weight_decay > 0 and bool(no_decay)),
+        (f"backbone_lr_scale={backbone_lr_scale!r} (the head told from the backbone)", backbone_lr_scale is not None),
+        (f"layer_decay={layer_decay!r} (layers told apart)", layer_decay is not None),
+        (f"freeze={freeze!r} (layers frozen by name)", freeze is not None),
+    ) if on]
+    if not asked:
+        return
+    shown = ", ".join(repr(n) for n in flat[:3]) + (", ..." if len(flat) > 3 else "")
+    raise ValueError(
+        f"param_groups: the model's parameters {shown} are FSDP1 flat parameters (FullyShardedDataParallel with "
+        "use_orig_params=False): each holds the weights, biases and norms of a whole FSDP unit under one name, so "
+        f"{'; '.join(asked)} cannot be applied inside it. Wrap with FullyShardedDataParallel(..., "
+        "use_orig_params=True) — param_groups then groups the original parameters by their own names — or use "
+        "FSDP2 (torch.distributed.fsdp.fully_shard)"
+    )
+
+
 def param_groups(
     model: nn.Module,
     lr: float,
@@ -973,6 +1002,8 @@ def param_groups(
     if layer_id_fn is not None and not callable(layer_id_fn):
         raise ValueError(f"layer_id_fn={layer_id_fn!r} must be a function param_name -> layer index (int >= 0)")
     names = _names(model)  # also checks that model is a module
+    _refuse_flat_parameters(model, weight_decay=weight_decay, no_decay=no_decay, backbone_lr_scale=backbone_lr_scale,
+                            layer_decay=layer_decay, freeze=freeze)
     # messages show head= as given: head='fcc' (lrkit train head=fcc), not the tuple it becomes
     given_default_head = head is DEFAULT_HEAD
     head_shown = repr(head) if isinstance(head, str) else None

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lrkit._dist import distributed as _distributed
-from lrkit._dist import failed_check, failed_error, rank_mean, same_settings
+from lrkit._dist import failed_check, failed_error, rank_mean, reshard, same_settings
 from lrkit._state import Snapshot, check_snapshot_device, every_optimizer
 from lrkit._step import (
     LossFn,
@@ -927,6 +927,9 @@ def find_lr(
     # _checks_failed_on_this_rank); cheap, and nothing is touched yet
     try:
         _check_arguments(model, optimizer, train_loader, loss_fn, step_fn)
+        # FSDP2 leaves the root's parameters unsharded after a forward without backward (a validation pass): the
+        # checks, the snapshot and the restore below must see the sharded ones, which the optimizer holds
+        reshard(model)
         snapshot_device = check_snapshot_device(snapshot_device)
         for key, value in (("start_lr", start_lr), ("end_lr", end_lr)):  # a peer's meaning, said before the type check
             if value is None and key == "start_lr":
@@ -986,7 +989,8 @@ def find_lr(
         if owned and not any(id(p) in owned for g in optimizer.param_groups for p in g["params"]):
             raise ValueError(
                 "the optimizer holds none of the model's parameters, so the range test could not change the model: "
-                "build the optimizer on this model's parameters (not a copy's, e.g. after deepcopy or .to())"
+                "build the optimizer on this model's parameters (not a copy's, e.g. after deepcopy or .to(); under "
+                "FSDP, after fully_shard / FullyShardedDataParallel, which replace the parameters)"
             )
 
         sign = _check_groups(model, optimizer)
@@ -1094,7 +1098,7 @@ def find_lr(
                 raise
             total += loss.item()
         if max_grad_norm is not None and needs_closure:
-            clip_grad_norm_(params, max_grad_norm)  # sparse gradients too (LBFGS steps them)
+            clip_grad_norm_(params, max_grad_norm, model=model)  # sparse gradients too (LBFGS steps them)
         return total / accumulation_steps
 
     batches: Iterator[Any] | None = None
@@ -1178,8 +1182,10 @@ def find_lr(
             if plain_step:
                 optimizer.step()
             else:
-                optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm)
+                optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm,
+                               model=model)
     finally:
+        reshard(model)  # (a step that stopped between its forward and its backward leaves FSDP2's root unsharded)
         snapshot.restore()
         del snapshot  # freed now, also while a caller keeps an exception's traceback (and this frame)
         for gen, state in generators:

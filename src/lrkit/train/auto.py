@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from lrkit._dist import distributed, failed_check, failed_error, rank_mean, same_settings
+from lrkit._dist import distributed, failed_check, failed_error, rank_mean, reshard, same_settings
 from lrkit._state import Snapshot, check_snapshot_device
 from lrkit._step import (
     autocast_context,
@@ -417,15 +417,18 @@ def _val_loss(
 ) -> float:
     model.eval()
     total, count = 0.0, 0
-    for batch in loader:
-        batch = move_to(batch, device)
-        n = batch_size(batch)
-        if n == 0:  # an empty batch holds no samples: its loss is NaN (a mean over nothing), and NaN x 0 is NaN
-            continue
-        with amp if amp is not None else _NO_AMP:
-            loss = batch_loss(model, batch, loss_fn, step_fn)
-        total += float(loss) * n
-        count += n
+    try:
+        for batch in loader:
+            batch = move_to(batch, device)
+            n = batch_size(batch)
+            if n == 0:  # an empty batch holds no samples: its loss is NaN (a mean over nothing), and NaN x 0 is NaN
+                continue
+            with amp if amp is not None else _NO_AMP:
+                loss = batch_loss(model, batch, loss_fn, step_fn)
+            total += float(loss) * n
+            count += n
+    finally:
+        reshard(model)  # a forward without backward leaves FSDP2's root unsharded: the restores need it sharded
     if distributed():  # the mean over every rank's shard: each rank scores (and so chooses) the same
         t = torch.tensor([total, float(count)], dtype=torch.float64,
                          device=device if torch.distributed.get_backend() == "nccl" else "cpu")
@@ -589,7 +592,7 @@ def _run_trial(
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
             total += float(loss.detach())
         if max_grad_norm is not None and needs_closure:
-            clip_grad_norm_(params, max_grad_norm)  # sparse gradients too (LBFGS steps them)
+            clip_grad_norm_(params, max_grad_norm, model=model)  # sparse gradients too (LBFGS steps them)
         return total
 
     for step in range(steps):
@@ -619,7 +622,7 @@ def _run_trial(
                 # tolerance_change test read it, so every rank takes the same number of evaluations (DDP all-reduces)
                 return torch.tensor(rank_mean(loss, device) if dist_on else loss)
 
-        optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm)
+        optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm, model=model)
         try:
             scheduler.step()
         except Exception as e:  # the user's scheduler: say whose it is
@@ -769,6 +772,7 @@ def choose_lr0(
         _check_arguments(model, optimizer, train_loader, loss_fn, step_fn, warn=False,
                          order="choose_lr0(model, optimizer, train_loader, val_loader, *, total_steps, ...)")
         _check_materialized(model, "choose_lr0")
+        reshard(model)  # FSDP2's root after a forward without backward: the snapshot must see the sharded parameters
         _check_sweepable(optimizer, "choose_lr0 (lr0='auto')")
         total_steps = _check_total_steps(total_steps)
         budget = check_positive("budget", budget)
@@ -981,6 +985,7 @@ def choose_lr0(
             )
             say(f"lr0=auto: chose {lr:.3g} — {how}")
     finally:
+        reshard(model)  # (a trial or a validation pass that stopped on an exception can leave FSDP2's root unsharded)
         snapshot.restore()
         # freed now, also while a caller keeps an exception's traceback (and this frame, and `run`'s cell)
         snapshot = None  # type: ignore[assignment]
