@@ -19,7 +19,7 @@ def distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def reshard(model: Any) -> None:
+def reshard(model: Any, *, after_error: bool = False) -> None:
     """Put every FSDP2 module of ``model`` (``torch.distributed.fsdp.fully_shard``) back in its sharded state.
 
     After a forward pass without a backward (a validation pass, a sanity check ``model(x)``) FSDP2 leaves the root
@@ -27,11 +27,25 @@ def reshard(model: Any) -> None:
     optimizer holds, and a snapshot taken or restored then mixes the two (``aten.copy_.default got mixed
     torch.Tensor and DTensor``). Resharding is local (no collective) and a no-op for a module already sharded, so any
     rank may call it at any time; a model without FSDP2 modules is left alone.
+
+    ``after_error``: an exception may have stopped a forward or a backward part-way (the clean-up on the way out of
+    ``find_lr`` / ``choose_lr0`` with one). The root is then left in its forward state, where ``reshard()`` keeps its
+    parameters unsharded; each outermost FSDP2 module's ``reset_iter_state()`` (torch's recovery from an exception
+    mid-forward or mid-backward, where this torch has it: it waits for its in-flight work, local) resets it first.
     """
     if not isinstance(model, torch.nn.Module):
         return
+    inside: set[int] = set()  # (after_error) the modules of an outermost FSDP2 module already reset
     for m in model.modules():
         if callable(getattr(m, "reshard", None)) and any(c.__name__ == "FSDPModule" for c in type(m).__mro__):
+            if after_error and id(m) not in inside:
+                inside.update(id(sub) for sub in m.modules())
+                reset = getattr(m, "reset_iter_state", None)
+                if callable(reset):
+                    try:
+                        reset()
+                    except Exception:  # not a root (torch says so): its reshard() below is what is left to do
+                        pass
             m.reshard()
 
 

@@ -900,7 +900,9 @@ def clip_grad_norm_(params: list[torch.Tensor], max_norm: float, *, model: torch
         root = fsdp1_root(model)
         if root is not None:
             own = {id(p) for p in root.parameters()}
-            if all(id(p) in own for p in params if p.grad is not None):  # the root's clip covers every gradient
+            # the root's clip covers every gradient (whether a gradient is there may differ between ranks; which
+            # parameters the optimizer holds does not: every rank takes the same branch into the collective)
+            if all(id(p) in own for p in params):
                 root.clip_grad_norm_(max_norm)
                 return
     try:

@@ -1184,6 +1184,9 @@ def find_lr(
             else:
                 optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm,
                                model=model)
+    except BaseException:  # a forward or backward stopped part-way leaves FSDP2's root mid-iteration: reset it
+        reshard(model, after_error=True)
+        raise
     finally:
         reshard(model)  # (a step that stopped between its forward and its backward leaves FSDP2's root unsharded)
         snapshot.restore()

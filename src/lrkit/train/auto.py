@@ -903,7 +903,7 @@ def choose_lr0(
         s = _suggestion(finder)
         used = finder.num_steps_run
         say(
-            f"lr0=auto: range test ({used} steps, {finder_kwargs['start_lr']:g}..{finder_kwargs['end_lr']:g}, "
+            f"lr0=auto: range test ({used} steps, {finder.start_lr:g}..{finder.end_lr:g}, "
             f"{finder.stop_reason}) suggests {s:.3g}"
         )
         plan = plan_budget(total_steps, budget, num_candidates, finder_steps_run=used)
@@ -984,6 +984,9 @@ def choose_lr0(
                 f"chose {lr:.3g}: {how}"
             )
             say(f"lr0=auto: chose {lr:.3g} — {how}")
+    except BaseException:  # a forward or backward stopped part-way leaves FSDP2's root mid-iteration: reset it
+        reshard(model, after_error=True)
+        raise
     finally:
         reshard(model)  # (a trial or a validation pass that stopped on an exception can leave FSDP2's root unsharded)
         snapshot.restore()
@@ -1066,7 +1069,7 @@ def _range_test_plan(finder_kwargs: dict[str, Any], total_steps: int, train_load
         n = 0
     passes = f", {steps * acc / n:.3g} passes over train_loader ({n} batches)" if n > 0 else ""
     return (f"lr0=auto: range test of {steps} steps ({steps / total_steps:.3g} of the {total_steps}-step run"
-            f"{passes}), {start:g}..{end:g}")
+            f"{passes}), {float(start):g}..{float(end):g}")  # (float: a Fraction has no :g before Python 3.12)
 
 
 def _check_finder_kwargs(finder_kwargs: Any, find_lr: Callable[..., Any]) -> dict[str, Any]:
