@@ -325,6 +325,9 @@ NOT_COVERED = {
     ("With Hugging Face `transformers.Trainer`: `MonitorCallback`",
      "from transformers import Trainer, TrainingArguments"):
         "needs a model and datasets of yours (and `...` in TrainingArguments): run in tests/test_hf_monitor_s20h.py",
+    ("With Hugging Face accelerate (a loop of your own)", "from accelerate import Accelerator"):
+        "needs a model, loader, scheduler and loss_fn of yours: the same gated loop runs in "
+        "tests/test_accelerate_walk_s21d.py",
 }
 
 

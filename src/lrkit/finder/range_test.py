@@ -128,6 +128,21 @@ def _loader_generators(loader: Any) -> list[torch.Generator]:
     return list(found.values())
 
 
+def _loader_epochs(*loaders: Any) -> list[tuple[Any, int]]:
+    """The pass counters that iterating a loader advances and that choose its next order: accelerate's prepared
+    loaders (``DataLoaderShard``, ``DataLoaderDispatcher``) count full passes in ``iteration`` and call
+    ``set_epoch(iteration)`` at each pass's start, which reseeds a ``DistributedSampler`` or accelerate's
+    ``SeedableRandomSampler`` (``DataLoaderConfiguration(use_seedable_sampler=True)``). Each with its value now, for
+    the test to put back (else the next epoch trains on the order of a later one)."""
+    found: dict[int, tuple[Any, int]] = {}
+    for loader in loaders:
+        value = getattr(loader, "iteration", None)
+        if (type(value) is int and callable(getattr(loader, "set_epoch", None))
+                and type(loader).__module__.startswith("accelerate")):
+            found[id(loader)] = (loader, value)
+    return list(found.values())
+
+
 def _persistent_loaders(loader: Any) -> list[torch.utils.data.DataLoader]:
     """The DataLoader behind ``loader`` (itself, or the one a wrapper holds as ``.loader``, as ``lrkit.train``'s do)
     when it keeps its worker processes between passes (``persistent_workers=True``); else none."""
@@ -1046,6 +1061,7 @@ def find_lr(
     if snapshot is None:
         snapshot = Snapshot.capture(model, optimizer, rng=True, device=snapshot_device)
     generators = [(g, g.get_state()) for g in _loader_generators(train_loader)]
+    epochs = _loader_epochs(train_loader)
     t0 = time.perf_counter()
     lrs: list[float] = []
     losses: list[float] = []
@@ -1193,6 +1209,8 @@ def find_lr(
         del snapshot  # freed now, also while a caller keeps an exception's traceback (and this frame)
         for gen, state in generators:
             gen.set_state(state)
+        for loader, epoch in epochs:
+            loader.iteration = epoch
         restore_scaler()  # the user's scaler (scale, growth tracker, per-optimizer stage), also after an exception
         torch.clear_autocast_cache()  # no low-precision copy of the test's last weights may outlive it
         try:

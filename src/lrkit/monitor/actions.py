@@ -128,8 +128,23 @@ def clip_grads_(grads: list[torch.Tensor], total_norm: float, max_norm: float) -
     return coef
 
 
+def wrapped_scheduler(scheduler: Any) -> Any:
+    """The scheduler a wrapper steps (accelerate's ``AcceleratedScheduler`` holds it as ``.scheduler`` and has no
+    ``last_epoch``, ``base_lrs`` or ``lr_multiplier`` of its own), or ``None`` for a scheduler that wraps none.
+
+    >>> model = torch.nn.Linear(2, 1)
+    >>> wrapped_scheduler(torch.optim.lr_scheduler.StepLR(torch.optim.SGD(model.parameters(), lr=0.1), 5)) is None
+    True
+    """
+    inner = vars(scheduler).get("scheduler") if hasattr(scheduler, "__dict__") else None
+    if inner is None or inner is scheduler or not callable(getattr(inner, "step", None)):
+        return None
+    return inner
+
+
 def _schedulers(scheduler: Any) -> Iterable[Any]:
-    """The scheduler and, recursively, the ones it chains (SequentialLR / ChainedScheduler ``_schedulers``)."""
+    """The scheduler and, recursively, the ones it chains (SequentialLR / ChainedScheduler ``_schedulers``) or wraps
+    (:func:`wrapped_scheduler`: accelerate's ``AcceleratedScheduler``)."""
     seen: set[int] = set()
     stack = [scheduler]
     while stack:
@@ -139,6 +154,9 @@ def _schedulers(scheduler: Any) -> Iterable[Any]:
         seen.add(id(s))
         yield s
         stack.extend(getattr(s, "_schedulers", None) or [])
+        inner = wrapped_scheduler(s)
+        if inner is not None:
+            stack.append(inner)
 
 
 def _scaled(value: Any, factor: float, done: set[int]) -> Any:
@@ -163,7 +181,8 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
 
     * every param group's ``lr``, ``initial_lr`` (written by every torch scheduler), OneCycleLR's ``max_lr`` and
       ``min_lr`` and SWALR's ``swa_lr`` group keys (a tensor is scaled in place: it stays the same object);
-    * on the scheduler and every scheduler it chains (``SequentialLR``, ``ChainedScheduler``): ``base_lrs``,
+    * on the scheduler and every scheduler it chains (``SequentialLR``, ``ChainedScheduler``) or wraps
+      (accelerate's ``AcceleratedScheduler``, :func:`wrapped_scheduler`): ``base_lrs``,
       CyclicLR's ``max_lrs``, ReduceLROnPlateau's ``min_lrs``/``default_min_lr``, CosineAnnealing's ``eta_min``,
       the cached ``_last_lr`` (what ``get_last_lr()`` returns), and timm-style ``base_values``;
     * a scheduler exposing ``lr_multiplier`` (lrkit's ``LRSchedulerAdapter``, ``Schedule.to_torch``) has that

@@ -57,7 +57,15 @@ from lrkit._state import (
     inner_snapshots,
 )
 from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign, stacklevel_outside_lrkit, torch_dir
-from lrkit.monitor.actions import SEVERITY, MonitorWarning, _schedulers, backoff_lr, clip_grads_, resolve_action
+from lrkit.monitor.actions import (
+    SEVERITY,
+    MonitorWarning,
+    _schedulers,
+    backoff_lr,
+    clip_grads_,
+    resolve_action,
+    wrapped_scheduler,
+)
 from lrkit.monitor.checks import CATEGORIES, Check, Finding, LossAboveStart, ValidationRising, default_checks
 from lrkit.monitor.record import RollingRecord, _median
 
@@ -731,6 +739,82 @@ def _plain_keyed(other_state: Mapping[Any, Any]) -> dict[Any, Any]:
     """The optimizer state kept under keys that are not parameters (a global step counter), copied, for a saved
     snapshot: the entries under plain keys (a string, a number), which a checkpoint can hold."""
     return {k: _clone_tree(v) for k, v in other_state.items() if type(k) in _ATOMIC}
+
+
+def _has_hook_tables(optimizer: Any) -> bool:
+    """Whether torch's step hooks can be registered on ``optimizer`` (an ``Optimizer`` subclass that skipped
+    ``Optimizer.__init__``, as accelerate's ``AcceleratedOptimizer`` does, has no hook tables)."""
+    return (callable(getattr(optimizer, "register_step_post_hook", None))
+            and isinstance(getattr(optimizer, "_optimizer_step_post_hooks", None), dict)
+            and isinstance(getattr(optimizer, "_optimizer_step_pre_hooks", None), dict))
+
+
+def _hookable(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer | None:
+    """The optimizer whose step hooks see ``optimizer``'s steps and param groups: itself, or — for a wrapper without
+    hook tables that shares its param groups (accelerate's ``AcceleratedOptimizer``) — the optimizer it wraps."""
+    if _has_hook_tables(optimizer):
+        return optimizer
+    for inner in inner_optimizers(optimizer, own_state=False):
+        if inner.param_groups is optimizer.param_groups and _has_hook_tables(inner):
+            return inner
+    return None
+
+
+def _register_step_hooks(optimizer: torch.optim.Optimizer, hook: Callable[..., None], *, inner: bool
+                         ) -> list[Any]:
+    """Register ``hook`` as a step post-hook on ``optimizer`` and, with ``inner``, on every optimizer it wraps
+    (:func:`inner_optimizers`), each that has torch's hook tables; return the handles."""
+    handles = []
+    for opt in (optimizer, *(inner_optimizers(optimizer, own_state=False) if inner else ())):
+        if not _has_hook_tables(opt):
+            continue
+        try:
+            handles.append(opt.register_step_post_hook(hook))
+        except (AttributeError, TypeError, RuntimeError):  # an optimizer without torch's hook tables after all
+            pass
+    return handles
+
+
+#: The micro-batch warning's advice for an accelerate loop (see :func:`_is_accelerated`).
+_ACCELERATE_HINT = (
+    " Under accelerate's `with accelerator.accumulate(model):`, call them only when accelerator.sync_gradients is "
+    "True: AcceleratedOptimizer.step() does nothing on the other micro-batches"
+)
+
+
+def _is_accelerated(optimizer: Any) -> bool:
+    """Whether ``optimizer`` is accelerate's ``AcceleratedOptimizer`` (told by its class and module names: accelerate
+    is not imported for it)."""
+    return any(c.__name__ == "AcceleratedOptimizer" and c.__module__.startswith("accelerate")
+               for c in type(optimizer).__mro__)
+
+
+def _clock(scheduler: Any) -> Any:
+    """The scheduler's clock (``last_epoch``), or that of the scheduler an accelerate ``AcceleratedScheduler`` wraps
+    (the wrapper has none); ``None`` when there is none to read."""
+    now = getattr(scheduler, "last_epoch", None)
+    if now is None and (inner := wrapped_scheduler(scheduler)) is not None:
+        now = getattr(inner, "last_epoch", None)
+    return now
+
+
+def _accelerate_processes() -> int:
+    """accelerate's ``num_processes`` once an ``Accelerator`` exists in this process (its state is process-wide), else
+    1. Read from accelerate's shared state only when accelerate is already imported: nothing is imported or made."""
+    state = sys.modules.get("accelerate.state")
+    shared = getattr(getattr(state, "PartialState", None), "_shared_state", None)
+    n = shared.get("num_processes") if isinstance(shared, dict) else None
+    return n if type(n) is int and n > 1 else 1
+
+
+def _clock_moves(scheduler: Any) -> int:
+    """How far one optimizer step moves the clock of :func:`_clock`: 1, or ``num_processes`` for accelerate's
+    ``AcceleratedScheduler``, which steps the scheduler it wraps that many times per optimizer step (each step of the
+    prepared loader holds that many of the unprepared loader's batches) unless ``split_batches=True`` or
+    ``step_with_optimizer=False``."""
+    if wrapped_scheduler(scheduler) is None or getattr(scheduler, "split_batches", True):
+        return 1
+    return _accelerate_processes() if getattr(scheduler, "step_with_optimizer", False) else 1
 
 
 def _rank() -> int | None:
@@ -1805,7 +1889,7 @@ class Monitor:
             self._last_sample = step
             self._start_sample(with_grad, copies)
         if self._clock_on and step != self._clock_rewound:  # how far this step moves the clock (see _check_clock)
-            self._clock_at = getattr(self.scheduler, "last_epoch", None)
+            self._clock_at = _clock(self.scheduler)
             self._clock_due = self._after_due
             self._after_due = step
         if step >= self._screen_due or rec.seen["loss"] <= _SCREEN_FOLLOW:
@@ -2223,11 +2307,19 @@ class Monitor:
         scaler = self.grad_scaler
         if not self._scaler_enabled() or getattr(scaler, "_scale", None) is None:
             return  # disabled, or nothing was scaled yet (torch's unscale_ would refuse)
+        # accelerate's AcceleratedOptimizer steps with scaler.step(the optimizer it wraps), and its
+        # clip_grad_norm_ unscales that one: unscaling the wrapper too divided the gradients by the scale twice
+        target = self.optimizer
+        inner = vars(target).get("optimizer")
+        if getattr(target, "scaler", None) is scaler and isinstance(inner, torch.optim.Optimizer):
+            target = inner
         states = getattr(scaler, "_per_optimizer_states", None)
-        state = states.get(id(self.optimizer)) if isinstance(states, Mapping) else None
-        stage = getattr(state.get("stage") if isinstance(state, Mapping) else None, "name", "READY")
-        if stage == "READY":  # not yet UNSCALED by the loop (nor STEPPED)
-            scaler.unscale_(self.optimizer)
+        for opt in {id(self.optimizer): self.optimizer, id(target): target}.values():
+            state = states.get(id(opt)) if isinstance(states, Mapping) else None
+            stage = getattr(state.get("stage") if isinstance(state, Mapping) else None, "name", "READY")
+            if stage != "READY":  # already UNSCALED by the loop (or STEPPED)
+                return
+        scaler.unscale_(target)
 
     def _scaler_state(self) -> dict[str, Any] | None:
         """A copy of ``grad_scaler.state_dict()`` for a snapshot; ``None`` without a scaler or for a disabled one
@@ -2286,9 +2378,6 @@ class Monitor:
         ``base_optimizer`` and never call the wrapper's ``step()``; a loop may step the optimizer an accelerate-style
         wrapper holds."""
         self._unwatch_sample()
-        register = getattr(self.optimizer, "register_step_post_hook", None)
-        if not callable(register):
-            return
         ref = weakref.ref(self)
 
         def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -2300,16 +2389,12 @@ class Monitor:
             else:
                 monitor._sample_stepped = True
 
-        try:
-            handles = [register(hook)]
-        except (AttributeError, TypeError, RuntimeError):  # an optimizer without torch's hook tables
+        # the optimizer and those it wraps: accelerate's AcceleratedOptimizer has no hook tables of its own (torch's
+        # register_step_post_hook on it is an AttributeError) and steps the one it wraps only on a synced micro-batch
+        handles = _register_step_hooks(self.optimizer, hook, inner=True)
+        if not handles:  # no optimizer with torch's hook tables: whether it steps cannot be seen
             self._sample_hook = None
             return
-        for inner in inner_optimizers(self.optimizer, own_state=False):
-            try:
-                handles.append(inner.register_step_post_hook(hook))
-            except (AttributeError, TypeError, RuntimeError):
-                pass
         self._sample_hook = handles
         self._sample_stepped = False
 
@@ -2377,8 +2462,9 @@ class Monitor:
             f"returned True ({self._unstepped_samples} of the sampled steps so far). Call after_backward() and "
             "after_step() once per optimizer step — under gradient accumulation after the last micro-batch's "
             "backward() and around its optimizer.step(), not once per micro-batch: the monitor otherwise counts "
-            "micro-batches as steps. The update-to-weight ratio of a step not taken is not recorded. Warned "
-            "once per monitor.", UserWarning, 6)
+            "micro-batches as steps. The update-to-weight ratio of a step not taken is not recorded."
+            f"{_ACCELERATE_HINT if _is_accelerated(self.optimizer) else ''} Warned once per monitor.",
+            UserWarning, 6)
 
     def _warn(self, message: str, category: type[Warning], stacklevel: int) -> bool:
         """``warnings.warn`` from inside a step's handling: a warnings filter that turns it into an error does not
@@ -2534,10 +2620,10 @@ class Monitor:
         ``optimizer.step()``: that write happens after ``after_backward``, and only the record right before the step
         tells it from one the step made."""
         self._unwatch_step()
-        register = getattr(self.optimizer, "register_step_post_hook", None)
-        register_pre = getattr(self.optimizer, "register_step_pre_hook", None)
-        if not (callable(register) and callable(register_pre)):
+        target = _hookable(self.optimizer)  # (accelerate's wrapper has no hook tables: the optimizer it wraps)
+        if target is None:
             return
+        register, register_pre = target.register_step_post_hook, target.register_step_pre_hook
         ref = weakref.ref(self)
 
         def pre_hook(optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -2817,19 +2903,42 @@ class Monitor:
         ``after_backward`` and its ``after_step``: the loop calls ``scheduler.step()`` more than once per optimizer
         step, and the schedule runs that many times too fast. Read on full steps only (an attribute read there;
         nothing on the fast path). A clock moved outside that window — a resume's fast-forward, ``seek()`` after a
-        rollback, a per-epoch ``scheduler.step()`` — is not in it."""
+        rollback, a per-epoch ``scheduler.step()`` — is not in it. accelerate's ``AcceleratedScheduler`` is read
+        through (its wrapped scheduler's clock), and its ``num_processes`` moves per optimizer step are by design
+        (:func:`_clock_moves`); a scheduler moved ``num_processes`` times under accelerate (the raw scheduler behind
+        a prepared one) is warned about with that explanation."""
         before = self._clock_at
         self._clock_at = None
-        now = getattr(self.scheduler, "last_epoch", None)
-        if type(now) is not int or type(before) is not int or now - before < 2:
+        now = _clock(self.scheduler)
+        if type(now) is not int or type(before) is not int:
+            return
+        per = _clock_moves(self.scheduler)
+        moved = now - before
+        if moved <= per:
             return
         self._clock_on = False
-        moved = now - before
+        name = type(self.scheduler).__name__
+        inner = wrapped_scheduler(self.scheduler)
+        if inner is not None:
+            name = f"{type(inner).__name__}, stepped by {name}"
+        processes = _accelerate_processes()
+        if per == 1 and inner is None and moved == processes:
+            warnings.warn(
+                f"lrkit.Monitor: the scheduler ({name}) moved {moved} steps within one optimizer step (its last_epoch "
+                f"went {before} -> {now} between after_backward() and after_step() at step {self._step}). Under "
+                f"accelerate with {processes} processes, the prepared scheduler (AcceleratedScheduler) steps the "
+                f"scheduler it wraps {processes} times per optimizer step unless split_batches=True: by design, for a "
+                "schedule built for the unprepared loader's length. If that is what moves it, pass the monitor the "
+                "scheduler accelerator.prepare() returned (it is read with that in mind, and this warning goes); "
+                f"else scheduler.step() is called {moved} times per optimizer step and the schedule runs {moved}x too "
+                "fast. Warned once per monitor.",
+                UserWarning, stacklevel=stacklevel_outside_lrkit())
+            return
         warnings.warn(
-            f"lrkit.Monitor: the scheduler ({type(self.scheduler).__name__}) moved {moved} steps within one optimizer "
+            f"lrkit.Monitor: the scheduler ({name}) moved {moved} steps within one optimizer "
             f"step (its last_epoch went {before} -> {now} between after_backward() and after_step() at step "
-            f"{self._step}): scheduler.step() is called {moved} times per optimizer step, so the schedule runs "
-            f"{moved}x too fast. Call scheduler.step() once per optimizer step (between optimizer.step() and "
+            f"{self._step}): scheduler.step() is called {moved // per} times per optimizer step, so the schedule runs "
+            f"{moved // per}x too fast. Call scheduler.step() once per optimizer step (between optimizer.step() and "
             "monitor.after_step()), or once per epoch for a per-epoch schedule. If it counts micro-batches on purpose "
             "(stepped per micro-batch under gradient accumulation), ignore this. Warned once per monitor.",
             UserWarning, stacklevel=stacklevel_outside_lrkit())

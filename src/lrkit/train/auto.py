@@ -761,6 +761,7 @@ def choose_lr0(
         _check_sweepable,
         _checks_failed_on_this_rank,
         _close,
+        _loader_epochs,
         _loader_generators,
         _OwnWorkers,
         group_scales,
@@ -881,6 +882,7 @@ def choose_lr0(
     # a validation loss does not depend on the order of its batches)
     val_generators = _loader_generators(val_loader) if val_loader is not None else []
     gen_states = [(g, g.get_state()) for g in dict.fromkeys([*generators, *val_generators])]
+    epochs = _loader_epochs(train_loader, val_loader)  # accelerate's prepared loaders' pass counters
     # a scheduler wraps optimizer.step in an instance attribute (torch's step-order check): put back what was there
     had_step = "step" in vars(optimizer)
     own_step = vars(optimizer).get("step")
@@ -994,6 +996,8 @@ def choose_lr0(
         snapshot = None  # type: ignore[assignment]
         for gen, state in gen_states:
             gen.set_state(state)
+        for loader, epoch in epochs:
+            loader.iteration = epoch
         if had_step:
             vars(optimizer)["step"] = own_step
         else:
