@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["distributed", "failed_check", "failed_error", "fsdp1_root", "rank_mean", "reshard", "same_settings"]
+__all__ = ["distributed", "failed_check", "failed_error", "fsdp1_root", "fsdp2_modules", "rank_mean", "reshard",
+           "same_settings"]
 
 #: A setting compared across ranks: a number, a flag, ``None``, or a name from a short list (see ``same_settings``).
 Setting = float | int | bool | str | None
@@ -17,6 +18,15 @@ Setting = float | int | bool | str | None
 def distributed() -> bool:
     """Whether a torch.distributed process group is running."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def fsdp2_modules(model: Any) -> list[torch.nn.Module]:
+    """The FSDP2 modules of ``model`` (``torch.distributed.fsdp.fully_shard``; told by class name, nothing imported),
+    in ``model.modules()`` order; empty for any other model."""
+    if not isinstance(model, torch.nn.Module):
+        return []
+    return [m for m in model.modules()
+            if callable(getattr(m, "reshard", None)) and any(c.__name__ == "FSDPModule" for c in type(m).__mro__)]
 
 
 def reshard(model: Any, *, after_error: bool = False) -> None:
@@ -33,20 +43,17 @@ def reshard(model: Any, *, after_error: bool = False) -> None:
     parameters unsharded; each outermost FSDP2 module's ``reset_iter_state()`` (torch's recovery from an exception
     mid-forward or mid-backward, where this torch has it: it waits for its in-flight work, local) resets it first.
     """
-    if not isinstance(model, torch.nn.Module):
-        return
     inside: set[int] = set()  # (after_error) the modules of an outermost FSDP2 module already reset
-    for m in model.modules():
-        if callable(getattr(m, "reshard", None)) and any(c.__name__ == "FSDPModule" for c in type(m).__mro__):
-            if after_error and id(m) not in inside:
-                inside.update(id(sub) for sub in m.modules())
-                reset = getattr(m, "reset_iter_state", None)
-                if callable(reset):
-                    try:
-                        reset()
-                    except Exception:  # not a root (torch says so): its reshard() below is what is left to do
-                        pass
-            m.reshard()
+    for m in fsdp2_modules(model):
+        if after_error and id(m) not in inside:
+            inside.update(id(sub) for sub in m.modules())
+            reset = getattr(m, "reset_iter_state", None)
+            if callable(reset):
+                try:
+                    reset()
+                except Exception:  # not a root (torch says so): its reshard() below is what is left to do
+                    pass
+        m.reshard()  # type: ignore[operator]
 
 
 def fsdp1_root(model: Any) -> Any:

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from lrkit._dist import distributed, rank_mean
+from lrkit._dist import distributed, fsdp2_modules, rank_mean
 from lrkit._dlr import group_step_sizes
 from lrkit._state import (
     _NO_MODEL,
@@ -389,6 +389,26 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
             g = g.coalesce().values()  # an uncoalesced gradient may list an index twice: sum those first
         norms.append(torch.linalg.vector_norm(g, dtype=torch.float32 if g.dtype in _LOW_PRECISION else None))
     return norms
+
+
+def _global_norms(norms: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``norms`` with every DTensor norm (of a sharded tensor: FSDP2's ``fully_shard``, tensor parallelism) made the
+    norm over every rank's shard. Such a norm's ``.item()`` reads this rank's shard alone: under FSDP2 each rank saw
+    a gradient norm of its own and decided apart (one rank clipped, skipped or rolled back its shard and backed off
+    its LR while the others stepped on). One collective for all of them; every rank calls it (every rank runs the
+    same full steps). Tensors that are not DTensors are left as they are (no cost beyond a type check)."""
+    idx = [i for i, n in enumerate(norms) if type(n).__name__ == "DTensor"]
+    if not idx:
+        return norms
+    out = list(norms)
+    try:
+        full = torch.stack([norms[i] for i in idx]).full_tensor()  # one all-reduce of the stacked partial norms
+        for j, i in enumerate(idx):
+            out[i] = full[j]
+    except (RuntimeError, NotImplementedError, ValueError):  # several meshes or placements: one at a time
+        for i in idx:
+            out[i] = norms[i].full_tensor()
+    return out
 
 
 #: How far a parameter the optimizer did not step may move and still count as not moved, in units of its dtype's
@@ -1234,6 +1254,9 @@ class Monitor:
         #: param groups it was last checked against: a group added since may hold such a parameter, unfrozen.
         self._uncopied_held = False
         self._n_groups = len(optimizer.param_groups)
+        #: The model's FSDP2 modules (``fully_shard``): put back in their sharded state before a snapshot is taken or
+        #: restored (a forward without backward, a validation pass, leaves the root's parameters unsharded)
+        self._fsdp2 = fsdp2_modules(model)
         #: Whether the uncopied parameters' versions in snapshots loaded by load_state_dict are still to be read
         #: (at the next after_backward: a model.load_state_dict() after the monitor's writes them, unchanged)
         self._versions_unread = False
@@ -1267,6 +1290,7 @@ class Monitor:
         self._next_grad = 0  # the next multiple of grad_every (a full step): the fast path compares, no modulo
         self._steps_idle = False  # every "step" check idle (Check.idle) as of the latest update ratio / LR
         self._refresh_idle()
+        self._reshard()  # (a monitor built right after a validation pass: FSDP2's root holds unsharded tensors)
         _warn_unrelated_model(model, optimizer)  # last: an argument refused above is its own error, not this
 
     # ------------------------------------------------------------------------------------------------ public
@@ -1518,6 +1542,7 @@ class Monitor:
         self._flush(self._step)
         out = self._state_dict()
         if snapshot:
+            self._reshard()  # (matched to the model's parameters by identity: FSDP2's sharded ones)
             params, buffers, _ = _walk(self.model)
             for key, held in (("healthy", self._healthy), ("best_val", self._best_val)):
                 if held is not None:
@@ -1658,6 +1683,7 @@ class Monitor:
     def _load_healthy(self, saved: Mapping[str, Any], what: str = "healthy") -> _Healthy:
         """Rebuild a held snapshot of :meth:`state_dict` ``(snapshot=True)`` (``what``: ``"healthy"`` or
         ``"best-validation"``) on this monitor's objects."""
+        self._reshard()
         params, buffers, _ = _walk(self.model)
         if len(saved["params"]) != len(params) or len(saved["buffers"]) != len(buffers) or any(
             a is not None and (b is None or tuple(a.shape) != tuple(b.shape))
@@ -1976,6 +2002,13 @@ class Monitor:
                 self._adopt_unfrozen()
         return self._params
 
+    def _reshard(self) -> None:
+        """Put the model's FSDP2 modules back in their sharded state (local, no collective; nothing without them):
+        after a validation pass the root's parameters are plain unsharded tensors, which a snapshot must not take
+        for the parameters the optimizer holds, nor restore into."""
+        for m in self._fsdp2:
+            m.reshard()  # type: ignore[operator]
+
     def _adopt_unfrozen(self) -> None:
         """Copy into the held snapshots each parameter they left uncopied (frozen when taken) that the optimizer now
         holds, while it still has the value it had then (its version counter has not moved): a rollback then
@@ -2024,7 +2057,7 @@ class Monitor:
         loss when the fast path already read it."""
         if not grads:
             return self._loss_value(loss) if value is None else value, 0.0, []
-        norms = _grad_norms(grads)
+        norms = _global_norms(_grad_norms(grads))
         if norms[0].is_cpu:
             values = [n.item() for n in norms]  # on CPU, reading a few scalars beats stack() + tolist()
             loss_value = self._loss_value(loss) if value is None else value
@@ -2067,6 +2100,7 @@ class Monitor:
         optimizer's step over the same model (Muon + AdamW, a GAN's two players), a forward pass's BatchNorm
         statistics — is not this step's to undo. A frozen backbone is not copied either.
         """
+        self._reshard()
         if self.snapshot_device is not None:
             return self._capture_offloaded(scheduler=scheduler, reuse=reuse, own=own)
         model, opt = self.model, self.optimizer
@@ -2199,6 +2233,7 @@ class Monitor:
         """
         if held is None:
             return (*self._capture(scheduler=scheduler), None)
+        self._reshard()
         old = held.snapshot
         model, opt = self.model, self.optimizer
         params, buffers, modes = _walk(model)
@@ -2611,6 +2646,7 @@ class Monitor:
         pre = self._pre
         if pre is None:  # pragma: no cover - internal invariant
             return
+        self._reshard()
         self._restore_keeping_groups(pre, stepped=self._stepped_groups, before_step=self._prestep_groups)
 
     def _watch_step(self) -> None:
@@ -2693,6 +2729,7 @@ class Monitor:
         has changed since it was taken (a layer inserted mid-run shifts ``model.parameters()``, and a restore by
         position would write one layer's weights into another); what the snapshot does not know keeps its values,
         as the param groups added since keep their hyperparameters."""
+        self._reshard()  # (the model's parameters are read here: FSDP2's sharded ones)
         snap = held.snapshot
         old_params, old_buffers = held.members
         params, buffers, modes = _walk(self.model)
@@ -2734,6 +2771,7 @@ class Monitor:
         frozen), and a snapshot taken at ``after_validation``, while the loop had the model in eval mode, must not
         switch training into eval mode. The same holds for an optimizer with modes (schedule-free): a snapshot taken
         in its eval mode is converted by its own ``train()`` when the loop has it in train mode, and back."""
+        self._reshard()
         if snapshot.versions:
             if self._versions_unread:  # a restore before any after_backward since the load (a validation rollback)
                 self._read_loaded_versions()
@@ -2865,7 +2903,7 @@ class Monitor:
         _set_grad_enabled(False)
         try:
             # one norm call for ||w_{t+1} - w_t|| and ||w_{t+1}|| per tensor (each norm is computed on its own)
-            norms = torch._foreach_norm([*torch._foreach_sub(params, before), *params])
+            norms = _global_norms(torch._foreach_norm([*torch._foreach_sub(params, before), *params]))
             if norms[0].is_cpu:  # on CPU, reading a few scalars beats stack() + tolist()
                 values = [n.item() for n in norms]
             else:
