@@ -24,24 +24,15 @@ import resource
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
-def run_frozen(mode: str) -> int:
-    """One fine-tuning loop over a frozen backbone in this process (``mode``: ``none``, ``copied`` or
-    ``uncopied``); return its peak RSS in MiB."""
+def _loop(model: Any, opt: Any, monitor: Any, y_dim: int) -> int:
+    """30 steps of the loop on a fixed batch (a new best validation loss every step when monitored); return this
+    process's peak RSS in MiB."""
     import torch
 
-    from lrkit.monitor import Monitor
-
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    backbone = torch.nn.Sequential(torch.nn.Linear(2048, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 2048))
-    backbone.requires_grad_(False)
-    model = torch.nn.Sequential(backbone, torch.nn.ReLU(), torch.nn.Linear(2048, 16))
-    opt = torch.optim.Adam(model[2].parameters(), lr=1e-3)
-    monitor = None if mode == "none" else Monitor(model, opt, snapshot_every=2, grad_every=1,
-                                                  snapshot_frozen=mode == "copied")
-    x, y = torch.randn(8, 2048), torch.randn(8, 16)
+    x, y = torch.randn(8, 2048), torch.randn(8, y_dim)
     val = 1.0
     for _ in range(30):
         opt.zero_grad()
@@ -57,6 +48,30 @@ def run_frozen(mode: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
+def _mlp() -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    return torch.nn.Sequential(torch.nn.Linear(2048, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 2048))
+
+
+def run_frozen(mode: str) -> int:
+    """One fine-tuning loop over a frozen backbone in this process (``mode``: ``none``, ``copied`` or
+    ``uncopied``); return its peak RSS in MiB."""
+    import torch
+
+    from lrkit.monitor import Monitor
+
+    backbone = _mlp()
+    backbone.requires_grad_(False)
+    model = torch.nn.Sequential(backbone, torch.nn.ReLU(), torch.nn.Linear(2048, 16))
+    opt = torch.optim.Adam(model[2].parameters(), lr=1e-3)
+    monitor = None if mode == "none" else Monitor(model, opt, snapshot_every=2, grad_every=1,
+                                                  snapshot_frozen=mode == "copied")
+    return _loop(model, opt, monitor, 16)
+
+
 def run(in_place: bool) -> int:
     """One monitored loop in this process; return its peak RSS in MiB."""
     import torch
@@ -66,23 +81,9 @@ def run(in_place: bool) -> int:
 
     if not in_place:
         monitor_module._REUSE_NUMEL = 2**62  # every tensor cloned afresh, as before the in-place refresh
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    model = torch.nn.Sequential(torch.nn.Linear(2048, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 2048))
+    model = _mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
-    monitor = Monitor(model, opt, snapshot_every=2, grad_every=1)
-    x, y = torch.randn(8, 2048), torch.randn(8, 2048)
-    val = 1.0
-    for _ in range(30):
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        monitor.after_backward(loss)
-        opt.step()
-        monitor.after_step()
-        val *= 0.99
-        monitor.after_validation(val)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return _loop(model, opt, Monitor(model, opt, snapshot_every=2, grad_every=1), 2048)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
