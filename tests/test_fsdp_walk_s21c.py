@@ -181,6 +181,8 @@ def _fsdp2_worker(rank: int, world: int, port: int, out: str) -> None:
         record["types"] = sorted({type(p).__name__ for p in model.parameters()})
         _train(model, opt, 3)
         record["find_lr"] = _find_lr_cases(model, opt)
+        # the last case ran find_lr right after an eval forward (the root unsharded): it comes back sharded
+        record["types_after"] = sorted({type(p).__name__ for p in model.parameters()})
         ref_model, ref_opt = _build("fsdp2")
         _train(ref_model, ref_opt, 3)
         record["train_after"] = _train(model, opt, 6, seed=2) == _train(ref_model, ref_opt, 6, seed=2)
@@ -335,6 +337,7 @@ def test_find_lr_after_a_validation_pass_under_fsdp2(fsdp2_ranks: list[dict[str,
         assert got["error"] is None, got.get("trace")
         assert got["restored"]
     assert fsdp2_ranks[0]["types"] == ["DTensor"]
+    assert fsdp2_ranks[0]["types_after"] == fsdp2_ranks[1]["types_after"] == ["DTensor"]
 
 
 def test_choose_lr0_under_fsdp2(fsdp2_ranks: list[dict[str, Any]]) -> None:
