@@ -20,9 +20,10 @@ import torch
 import torch.distributed as dist
 
 from _helpers import init_gloo
-from test_fsdp_walk_s21c import _Blow, _full, _Separable, _spawn
+from test_fsdp_walk_s21c import NEEDS_FSDP2, _Blow, _full, _Separable, _spawn
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed")
+pytestmark = [pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed"),
+              NEEDS_FSDP2]
 
 
 def _one_shard_worker(rank: int, world: int, port: int, out: str) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
+import torch.distributed.fsdp
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -43,6 +44,11 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or sys.platform == "win3
 
 MAX_NORM = 0.05
 
+
+
+#: FSDP2's public ``torch.distributed.fsdp.fully_shard`` (torch >= 2.6; torch 2.4 kept it under _composable)
+NEEDS_FSDP2 = pytest.mark.skipif(not hasattr(torch.distributed.fsdp, "fully_shard"),
+                                 reason=f"torch {torch.__version__} has no torch.distributed.fsdp.fully_shard")
 
 def _data() -> TensorDataset:
     g = torch.Generator().manual_seed(0)
@@ -290,7 +296,7 @@ def fsdp1_ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]
 ALL_CASES = ["plain", "accumulation", "bf16", "clip", "cpu_snapshot", "together", "unsharded", "after_eval"]
 
 
-@pytest.mark.parametrize("kind", ["fsdp2", "fsdp1"])
+@pytest.mark.parametrize("kind", [pytest.param("fsdp2", marks=NEEDS_FSDP2), "fsdp1"])
 def test_find_lr_under_fsdp_restores_everything_and_agrees_on_every_rank(kind: str, fsdp2_ranks: list[dict[str, Any]],
                                                                           fsdp1_ranks: list[dict[str, Any]]) -> None:
     ranks = fsdp2_ranks if kind == "fsdp2" else fsdp1_ranks
@@ -309,7 +315,7 @@ def test_find_lr_under_fsdp_restores_everything_and_agrees_on_every_rank(kind: s
                                                            (1e-2, 0.0)]
 
 
-@pytest.mark.parametrize("kind", ["fsdp2", "fsdp1"])
+@pytest.mark.parametrize("kind", [pytest.param("fsdp2", marks=NEEDS_FSDP2), "fsdp1"])
 def test_find_lr_warns_about_an_unsharded_loader_only(kind: str, fsdp2_ranks: list[dict[str, Any]],
                                                        fsdp1_ranks: list[dict[str, Any]]) -> None:
     for r in fsdp2_ranks if kind == "fsdp2" else fsdp1_ranks:
@@ -318,7 +324,7 @@ def test_find_lr_warns_about_an_unsharded_loader_only(kind: str, fsdp2_ranks: li
             assert len(same) == (case == "unsharded"), (case, r["find_lr"][case]["warnings"])
 
 
-@pytest.mark.parametrize("kind", ["fsdp2", "fsdp1"])
+@pytest.mark.parametrize("kind", [pytest.param("fsdp2", marks=NEEDS_FSDP2), "fsdp1"])
 def test_max_grad_norm_under_fsdp_bounds_the_global_norm(kind: str, fsdp2_ranks: list[dict[str, Any]],
                                                          fsdp1_ranks: list[dict[str, Any]]) -> None:
     """The norm over every rank's shard is the one clipped (FSDP1 clipped each rank's shard to the bound alone: the
@@ -329,6 +335,7 @@ def test_max_grad_norm_under_fsdp_bounds_the_global_norm(kind: str, fsdp2_ranks:
         assert r["find_lr"]["plain"]["max_norm"] > 2 * MAX_NORM  # the bound binds: the test would see a miss
 
 
+@NEEDS_FSDP2
 def test_find_lr_after_a_validation_pass_under_fsdp2(fsdp2_ranks: list[dict[str, Any]]) -> None:
     """FSDP2 leaves the root's parameters unsharded after a forward without backward: find_lr failed at its restore
     (``got mixed torch.Tensor and DTensor``) and left the model half restored."""
@@ -340,6 +347,7 @@ def test_find_lr_after_a_validation_pass_under_fsdp2(fsdp2_ranks: list[dict[str,
     assert fsdp2_ranks[0]["types_after"] == fsdp2_ranks[1]["types_after"] == ["DTensor"]
 
 
+@NEEDS_FSDP2
 def test_choose_lr0_under_fsdp2(fsdp2_ranks: list[dict[str, Any]]) -> None:
     """lr0="auto" scores on a validation pass, then restores: under FSDP2 it failed every time."""
     got = [r["choose_lr0"] for r in fsdp2_ranks]
@@ -350,6 +358,7 @@ def test_choose_lr0_under_fsdp2(fsdp2_ranks: list[dict[str, Any]]) -> None:
     assert got[0]["value"][1] >= 1  # the trials ran (each scored on a validation pass)
 
 
+@NEEDS_FSDP2
 def test_a_schedule_resumes_on_a_sharded_optimizer(fsdp2_ranks: list[dict[str, Any]]) -> None:
     for r in fsdp2_ranks:
         assert r["schedule_resume"] == {"same_losses": True, "same_groups": True, "same_weights": True}
@@ -450,6 +459,7 @@ def _monitor_worker(rank: int, world: int, port: int, out: str) -> None:
         os._exit(0)
 
 
+@NEEDS_FSDP2
 def test_monitor_rolls_back_every_rank_together_and_resumes_under_fsdp2(tmp_path: Path) -> None:
     ranks = _spawn(_monitor_worker, tmp_path)
     assert all("resumed_weights" in r for r in ranks), ranks

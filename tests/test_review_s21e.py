@@ -24,6 +24,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from _helpers import free_port, init_gloo, outcome
+from test_fsdp_walk_s21c import NEEDS_FSDP2
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed")
 
@@ -133,6 +134,7 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     return [json.loads((out / f"{r}.json").read_text()) if (out / f"{r}.json").exists() else {} for r in range(2)]
 
 
+@NEEDS_FSDP2
 @pytest.mark.parametrize("call", ["find_lr", "choose_lr0"])
 def test_an_exception_mid_forward_under_fsdp2_is_raised_as_it_is_and_the_model_restored(
         ranks: list[dict[str, Any]], call: str) -> None:

@@ -396,7 +396,8 @@ def _global_norms(norms: list[torch.Tensor]) -> list[torch.Tensor]:
     norm over every rank's shard. Such a norm's ``.item()`` reads this rank's shard alone: under FSDP2 each rank saw
     a gradient norm of its own and decided apart (one rank clipped, skipped or rolled back its shard and backed off
     its LR while the others stepped on). One collective for all of them; every rank calls it (every rank runs the
-    same full steps). Tensors that are not DTensors are left as they are (no cost beyond a type check)."""
+    same full steps: the monitor calls it only with ``sync_loss`` given, see ``Monitor._global``). Tensors that are
+    not DTensors are left as they are (no cost beyond a type check)."""
     idx = [i for i, n in enumerate(norms) if type(n).__name__ == "DTensor"]
     if not idx:
         return norms
@@ -1132,6 +1133,10 @@ class Monitor:
                              "under torch.distributed)")
         self.sync_loss = bool(sync_loss)
         self._sync_unset = sync_loss is None  # warn once under torch.distributed (see _warn_unsynced)
+        #: Whether DTensor norms (FSDP2) are reduced over the ranks (see _global_norms): only with sync_loss given,
+        #: when every rank has the same loss and so the same full steps. A per-rank loss (sync_loss unset) has each
+        #: rank decide its full steps apart, and a collective on one rank alone would wait for the others forever.
+        self._global = sync_loss is not None
 
         by_category = {
             "divergence": resolve_action("on_divergence", "divergence", on_divergence),
@@ -1255,7 +1260,8 @@ class Monitor:
         self._uncopied_held = False
         self._n_groups = len(optimizer.param_groups)
         #: The model's FSDP2 modules (``fully_shard``): put back in their sharded state before a snapshot is taken or
-        #: restored (a forward without backward, a validation pass, leaves the root's parameters unsharded)
+        #: restored (a forward without backward, a validation pass, leaves the root's parameters unsharded); read
+        #: again when the param groups change (_trainable: an FSDP2 module added later, its parameters in a new group)
         self._fsdp2 = fsdp2_modules(model)
         #: Whether the uncopied parameters' versions in snapshots loaded by load_state_dict are still to be read
         #: (at the next after_backward: a model.load_state_dict() after the monitor's writes them, unchanged)
@@ -1998,6 +2004,8 @@ class Monitor:
             self._params = [p for g in groups for p in g["params"]]
             self._params_key = key
             self._param_lists = [g["params"] for g in groups]
+            # (an FSDP2 module added since, its parameters in a new group: resharded with the others, see _reshard)
+            self._fsdp2 = fsdp2_modules(self.model)
             if self._uncopied_held:
                 self._adopt_unfrozen()
         return self._params
@@ -2057,7 +2065,9 @@ class Monitor:
         loss when the fast path already read it."""
         if not grads:
             return self._loss_value(loss) if value is None else value, 0.0, []
-        norms = _global_norms(_grad_norms(grads))
+        norms = _grad_norms(grads)
+        if self._global:
+            norms = _global_norms(norms)
         if norms[0].is_cpu:
             values = [n.item() for n in norms]  # on CPU, reading a few scalars beats stack() + tolist()
             loss_value = self._loss_value(loss) if value is None else value
@@ -2345,8 +2355,10 @@ class Monitor:
         # accelerate's AcceleratedOptimizer steps with scaler.step(the optimizer it wraps), and its
         # clip_grad_norm_ unscales that one: unscaling the wrapper too divided the gradients by the scale twice
         target = self.optimizer
+        # (accelerate's class only: a user's wrapper that holds the scaler too may be stepped as scaler.step(wrapper))
         inner = vars(target).get("optimizer")
-        if getattr(target, "scaler", None) is scaler and isinstance(inner, torch.optim.Optimizer):
+        if (getattr(target, "scaler", None) is scaler and isinstance(inner, torch.optim.Optimizer)
+                and _is_accelerated(target)):
             target = inner
         states = getattr(scaler, "_per_optimizer_states", None)
         for opt in {id(self.optimizer): self.optimizer, id(target): target}.values():
@@ -2903,7 +2915,9 @@ class Monitor:
         _set_grad_enabled(False)
         try:
             # one norm call for ||w_{t+1} - w_t|| and ||w_{t+1}|| per tensor (each norm is computed on its own)
-            norms = _global_norms(torch._foreach_norm([*torch._foreach_sub(params, before), *params]))
+            norms = torch._foreach_norm([*torch._foreach_sub(params, before), *params])
+            if self._global:  # (see _measure)
+                norms = _global_norms(norms)
             if norms[0].is_cpu:  # on CPU, reading a few scalars beats stack() + tolist()
                 values = [n.item() for n in norms]
             else:
