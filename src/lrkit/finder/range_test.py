@@ -554,6 +554,27 @@ def _first_batches_on_every_rank(fetch: Callable[[], list[Any]], device: torch.d
     return batches, note
 
 
+def _first_loss_on_every_rank(failed: bool, device: torch.device) -> None:
+    """After the first batch's forward and loss on this rank (``failed``: they raised), before its backward: one
+    all-reduce of a flag, so that a model or ``loss_fn`` that fails on one rank's first batch only (a shape error, a
+    bad target there) stops every rank at once. Without it the others went on into DDP's/FSDP's gradient all-reduce
+    and waited there for the process group's timeout. The failing rank raises its own error afterwards; every other
+    rank raises a ``ValueError`` naming it."""
+    dist = torch.distributed
+    rank, world = dist.get_rank(), dist.get_world_size()
+    dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    flags = torch.zeros(world, dtype=torch.float64, device=dev)
+    flags[rank] = float(failed)
+    _all_reduce(flags, "the first loss's status")
+    bad = [r for r, f in enumerate(flags.cpu().tolist()) if f]
+    if bad and not failed:
+        who = f"rank {bad[0]}" if len(bad) == 1 else f"ranks {', '.join(map(str, bad))}"
+        raise ValueError(
+            f"find_lr under torch.distributed (rank {rank} of {world}) stopped on every rank at the first step: the "
+            f"model or loss on {who}'s first batch raised (see that rank's error)"
+        )
+
+
 #: Wrappers that average (or shard) the gradients over ranks themselves, by class name anywhere in a module's MRO.
 _GRAD_SYNCING = frozenset({"DistributedDataParallel", "FullyShardedDataParallel", "FSDPModule", "DeepSpeedEngine"})
 
@@ -1082,14 +1103,26 @@ def find_lr(
         nonlocal loss_used
         total = 0.0
         out = None
+        checked = not (first and distributed)  # under torch.distributed, the first loss is agreed on every rank
         for batch in micro:
             batch = move_to(batch, dev)
             # (also when the caller's region is disabled or for another device: any region keeps the cache alive)
             torch.clear_autocast_cache()
             try:
                 if first:
-                    with autocast:
-                        loss, out, text = first_batch_loss(model, batch, loss_fn, step_fn)
+                    try:
+                        with autocast:
+                            loss, out, text = first_batch_loss(model, batch, loss_fn, step_fn)
+                    except Exception:
+                        if not checked:
+                            try:  # the others hear of it; this rank's own error is the one raised
+                                _first_loss_on_every_rank(True, dev)
+                            except Exception:  # (another rank gone, say): that error says less than this one
+                                pass
+                        raise
+                    if not checked:
+                        checked = True
+                        _first_loss_on_every_rank(False, dev)
                     if loss_used is None:
                         loss_used = text
                 elif plain:
