@@ -215,6 +215,34 @@ def _copy_state(obj: Any) -> Any:
     return _clone_tree(obj)  # tensors, subclasses of dict/list/tuple, anything else: the shared rule
 
 
+def _restore_into_state(optimizer: torch.optim.Optimizer, restore: Callable[[], None]) -> None:
+    """``restore()`` (a :class:`Snapshot`'s), then each optimizer-state tensor it put in written into the tensor the
+    state held before under the same parameter and key (same shape, dtype, device, strided), which goes back in:
+    the state keeps its tensor objects, as the parameters and a tensor ``lr`` do. A ``torch.compile``d
+    ``optimizer.step`` guards on some of them by identity (Adam's ``step``): new ones would recompile it at every
+    rollback or skip."""
+    live = {}
+    for p, s in optimizer.state.items():
+        if type(s) is dict:
+            for k, v in s.items():
+                if isinstance(v, _Tensor):
+                    live[(id(p), k)] = v
+    restore()
+    if not live:
+        return
+    with torch.no_grad():
+        for p, s in optimizer.state.items():
+            if type(s) is not dict:
+                continue
+            for k, v in s.items():
+                old = live.get((id(p), k))
+                if (old is not None and old is not v and isinstance(v, _Tensor) and type(old) is type(v)
+                        and old.layout == torch.strided and v.layout == torch.strided and old.shape == v.shape
+                        and old.dtype == v.dtype and old.device == v.device):
+                    old.copy_(v)
+                    s[k] = old
+
+
 def _capture_inputs(model: torch.nn.Module, opt: torch.optim.Optimizer, reuse: _Healthy | None) -> tuple[
         list[torch.Tensor], list[torch.Tensor], list[bool], list[torch.Tensor], dict[int, int], Snapshot | None]:
     """What a capture walks: the model's parameters, buffers and modes (:func:`_walk`), the optimizer's parameters
@@ -1230,13 +1258,15 @@ class Monitor:
         self._step = -1
         self._pending: str | None = None
         self._pre: Snapshot | None = None
-        #: While a neutralised step is pending: the step post-hook's handle, and the groups it recorded right after
-        #: the loop's optimizer.step() (see _undo_step).
+        #: The step post-hook's handle (registered at the first neutralised step and kept, see _watch_step), and the
+        #: groups it recorded right after the loop's optimizer.step() while a neutralised step is pending (_undo_step).
         self._step_hook: Any = None
         self._stepped_groups: list[dict[str, Any]] | None = None
         #: ... and the step pre-hook's handle, and the groups it recorded right before that optimizer.step().
         self._prestep_hook: Any = None
         self._prestep_groups: list[dict[str, Any]] | None = None
+        self._step_hook_target: Any = None  # the optimizer the two hooks are on
+        self._watching_step = False  # whether they record (between a skip/rollback decision and after_step)
         self._sample: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
         #: While a sample is pending: the step post-hook that tells whether the loop's optimizer.step() ran, what it
         #: found (None: no hook could be registered, taken as stepped), and the samples dropped for want of a step.
@@ -2666,36 +2696,53 @@ class Monitor:
         ``optimizer.step()`` (step pre- and post-hooks, the first step only), so that :meth:`_undo_step` can tell
         the optimizer's own writes from the scheduler's — also when the loop steps its scheduler *before*
         ``optimizer.step()``: that write happens after ``after_backward``, and only the record right before the step
-        tells it from one the step made."""
+        tells it from one the step made.
+
+        The two hooks are registered once, at the first such step, and stay (idle until the next one): a
+        ``torch.compile``d ``optimizer.step`` guards on the keys of the optimizer's hook tables, and a pair of new
+        hooks at every skipped or rolled-back step would recompile it each time (and after Dynamo's
+        ``recompile_limit`` leave it uncompiled)."""
         self._unwatch_step()
         target = _hookable(self.optimizer)  # (accelerate's wrapper has no hook tables: the optimizer it wraps)
         if target is None:
             return
+        if self._step_hook is None or self._step_hook_target is not target:
+            self._register_watch_hooks(target)
+        self._watching_step = self._step_hook is not None
+
+    def _register_watch_hooks(self, target: torch.optim.Optimizer) -> None:
+        self._drop_watch_hooks()
         register, register_pre = target.register_step_post_hook, target.register_step_pre_hook
         ref = weakref.ref(self)
 
         def pre_hook(optimizer: Any, args: Any, kwargs: Any) -> None:
             monitor = ref()
-            if monitor is not None and monitor._prestep_groups is None:
+            if monitor is not None and monitor._watching_step and monitor._prestep_groups is None:
                 monitor._prestep_groups = _group_values(optimizer)
 
         def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
             monitor = ref()
-            if monitor is not None and monitor._stepped_groups is None:
+            if monitor is not None and monitor._watching_step and monitor._stepped_groups is None:
                 monitor._stepped_groups = _group_values(optimizer)
 
         try:
             self._step_hook = register(hook)
             self._prestep_hook = register_pre(pre_hook)
+            self._step_hook_target = target
         except (AttributeError, TypeError, RuntimeError):  # an optimizer without torch's hook tables
-            self._unwatch_step()
+            self._drop_watch_hooks()
 
-    def _unwatch_step(self) -> None:
+    def _drop_watch_hooks(self) -> None:
         for handle in (self._step_hook, self._prestep_hook):
             if handle is not None:
                 handle.remove()
         self._step_hook = None
         self._prestep_hook = None
+        self._step_hook_target = None
+
+    def _unwatch_step(self) -> None:
+        """Stop recording (the hooks stay registered, idle: see :meth:`_watch_step`)."""
+        self._watching_step = False
         self._stepped_groups = None
         self._prestep_groups = None
 
@@ -2714,7 +2761,7 @@ class Monitor:
         # by value: restore() writes a tensor hyperparameter (a tensor lr) back in place, into the very object
         # the group holds now
         groups = _group_values(self.optimizer)
-        pre.restore()
+        _restore_into_state(self.optimizer, pre.restore)
         for i, (g, saved) in enumerate(zip(self.optimizer.param_groups, groups)):
             if before_step is not None:
                 before = before_step[i] if i < len(before_step) else None
@@ -2794,7 +2841,7 @@ class Monitor:
             self._restore_keeping_groups(snapshot)
         else:
             opt_mode = _opt_mode(self.optimizer)  # an optimizer's train/eval mode is the loop's decision too
-            snapshot.restore()
+            _restore_into_state(self.optimizer, snapshot.restore)
             _set_opt_mode(self.optimizer, opt_mode)
         for module, mode in zip(modules, modes):
             module.training = mode
