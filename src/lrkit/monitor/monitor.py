@@ -3036,8 +3036,8 @@ class Monitor:
         warnings.warn(
             f"lrkit.Monitor: the scheduler ({name}) moved {moved} steps within one optimizer "
             f"step (its last_epoch went {before} -> {now} between after_backward() and after_step() at step "
-            f"{self._step}): scheduler.step() is called {moved // per} times per optimizer step, so the schedule runs "
-            f"{moved // per}x too fast. Call scheduler.step() once per optimizer step (between optimizer.step() and "
+            f"{self._step}): scheduler.step() is called {moved / per:g} times per optimizer step, so the schedule runs "
+            f"{moved / per:g}x too fast. Call scheduler.step() once per optimizer step (between optimizer.step() and "
             "monitor.after_step()), or once per epoch for a per-epoch schedule. If it counts micro-batches on purpose "
             "(stepped per micro-batch under gradient accumulation), ignore this. Warned once per monitor.",
             UserWarning, stacklevel=stacklevel_outside_lrkit())
