@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["distributed", "failed_check", "failed_error", "fsdp1_root", "fsdp2_modules", "rank_mean", "reshard",
-           "same_settings"]
+__all__ = ["distributed", "failed_check", "failed_error", "fsdp1_root", "fsdp1_shard_sum", "fsdp2_modules", "rank_mean",
+           "reshard", "same_settings"]
 
 #: A setting compared across ranks: a number, a flag, ``None``, or a name from a short list (see ``same_settings``).
 Setting = float | int | bool | str | None
@@ -72,6 +72,22 @@ def fsdp1_root(model: Any) -> Any:
             roots.append(m)
         inside.update(id(sub) for sub in m.modules())
     return roots[0] if len(roots) == 1 else None
+
+
+def fsdp1_shard_sum(root: Any, values: list[float], device: torch.device) -> list[float]:
+    """``values`` (sums of squares over this rank's shard of ``root``'s parameters or gradients) summed over the ranks
+    that hold the other shards: ``root``'s process group (under hybrid sharding the shard group within a node; the
+    replicas hold the same shards), as FSDP1's ``clip_grad_norm_`` reduces. Under ``NO_SHARD`` every rank holds
+    everything: ``values`` as they are. One all-reduce (on ``device`` under NCCL, on the CPU otherwise); every rank
+    of the group must call it. NaN and inf spread to every rank."""
+    if "NO_SHARD" in str(getattr(root, "sharding_strategy", "")):
+        return values
+    dist = torch.distributed
+    group = getattr(root, "process_group", None)
+    t = torch.tensor(values, dtype=torch.float64,
+                     device=device if dist.get_backend(group) == "nccl" else "cpu")
+    dist.all_reduce(t, group=group)
+    return t.tolist()
 
 
 def rank_mean(value: float, device: torch.device,

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from lrkit._dist import distributed, fsdp2_modules, rank_mean
+from lrkit._dist import distributed, fsdp1_root, fsdp1_shard_sum, fsdp2_modules, rank_mean
 from lrkit._dlr import group_step_sizes
 from lrkit._state import (
     _NO_MODEL,
@@ -1293,6 +1293,10 @@ class Monitor:
         #: restored (a forward without backward, a validation pass, leaves the root's parameters unsharded); read
         #: again when the param groups change (_trainable: an FSDP2 module added later, its parameters in a new group)
         self._fsdp2 = fsdp2_modules(model)
+        #: The model's FSDP1 root (``FullyShardedDataParallel``) when the norms are reduced over the ranks
+        #: (``_global``): its gradients and parameters are this rank's shard of the flat parameters, so the squared
+        #: norms are summed over its shard group (see _measure, _finish_sample)
+        self._fsdp1 = fsdp1_root(model) if self._global else None
         #: Whether the uncopied parameters' versions in snapshots loaded by load_state_dict are still to be read
         #: (at the next after_backward: a model.load_state_dict() after the monitor's writes them, unchanged)
         self._versions_unread = False
@@ -2094,7 +2098,11 @@ class Monitor:
         """(loss, global grad L2 norm, per-tensor norms) with a single host sync on accelerators; ``value`` is the
         loss when the fast path already read it."""
         if not grads:
-            return self._loss_value(loss) if value is None else value, 0.0, []
+            loss_value = self._loss_value(loss) if value is None else value
+            if self._fsdp1 is None:
+                return loss_value, 0.0, []
+            # (a rank whose shard holds no gradient still joins the other ranks' sum)
+            return loss_value, math.sqrt(fsdp1_shard_sum(self._fsdp1, [0.0], self._sum_device())[0]), []
         norms = _grad_norms(grads)
         if self._global:
             norms = _global_norms(norms)
@@ -2116,7 +2124,15 @@ class Monitor:
         total = 0.0
         for v in values:
             total += v * v
+        if self._fsdp1 is not None:  # this rank's shard: summed over the shard group
+            total = fsdp1_shard_sum(self._fsdp1, [total], norms[0].device)[0]
         return loss_value, math.sqrt(total), values
+
+    def _sum_device(self) -> torch.device:
+        """The device of the model's first parameter (a collective's device under NCCL), else the CPU."""
+        for p in self._trainable():
+            return p.device
+        return torch.device("cpu")
 
     def _neutralise(self) -> None:
         """Set every gradient to ``None``: torch's optimizers then skip every parameter (no math on nan)."""
@@ -2975,8 +2991,11 @@ class Monitor:
         finally:
             _set_grad_enabled(prev)
         k = len(params)
-        num = math.sqrt(sum(map(mul, values[:k], values[:k])))
-        den = math.sqrt(sum(map(mul, values[k:], values[k:])))
+        num2 = sum(map(mul, values[:k], values[:k]))
+        den2 = sum(map(mul, values[k:], values[k:]))
+        if self._fsdp1 is not None:  # (see _measure)
+            num2, den2 = fsdp1_shard_sum(self._fsdp1, [num2, den2], norms[0].device)
+        num, den = math.sqrt(num2), math.sqrt(den2)
         self.record.push_update_ratio(num / den if den > 0 else math.nan, self._lr())
 
     def _after_step_work(self) -> None:
