@@ -268,6 +268,14 @@ def _after_task_file(ns: dict[str, Any]) -> None:
     assert 0 < res.suggestion < 1.0 and len(res.losses) == 20
 
 
+def _after_hf_finder(ns: dict[str, Any]) -> None:
+    """The Trainer trained at the suggestion the example printed: its args hold it, its optimizer peaked at it."""
+    trainer, result = ns["trainer"], ns["result"]
+    assert trainer.args.learning_rate == result.suggestion and 1e-5 < result.suggestion < 1.0
+    assert max(g["initial_lr"] for g in trainer.optimizer.param_groups) == result.suggestion
+    assert trainer.state.global_step == 48  # 3 epochs of 512 / 32 batches: the run that followed
+
+
 COVERED = [
     Covered("Find the learning rate: `lrkit.find_lr` and `lrkit find`", "import lrkit", _digits, after=_after_find),
     Covered("CLI", "import torch", _none, after=_after_task_file),
@@ -306,6 +314,8 @@ COVERED = [
             "result = lrkit.find_lr(model, optimizer, train_loader, loss_fn=loss_fn,", _digits),
     Covered("From Lightning (`Tuner.lr_find`)",
             "result = lrkit.find_lr(model, optimizer, train_loader, loss_fn=loss_fn,", _digits),
+    # A tiny config-built BERT: the range test (100 steps) and a 48-step Trainer run (~5 s), nothing downloaded.
+    Covered("Finding the LR for a `Trainer`: `find_trainer_lr`", "import torch", _none, after=_after_hf_finder),
     Covered("From Ultralytics (`lr0`, `lrf`, `warmup_*`)",
             'results = lrkit.train(model, data=(train_ds, val_ds), epochs=30, lr0="auto", lrf=0.01, cos_lr=True,',
             _digits),
@@ -320,6 +330,9 @@ NOT_COVERED = {
         "a signature, not code: checked by test_readme_signatures_match_the_code instead",
     ("From Lightning (`Tuner.lr_find`)", "result = lrkit.find_lr(module, module.configure_optimizers(), train_loader,"):
         "needs a LightningModule (`module`): run with a stand-in by tests/test_migrate_s18j.py",
+    ("In a Lightning fit: `FindLRCallback`", "import lightning.pytorch as pl"):
+        "needs a LightningModule (`model`) and its loader: the same calls run in tests/test_lightning_finder_s22a.py "
+        "(and the class docstring's example runs there)",
     ("With PyTorch Lightning: `MonitorCallback`", "import lightning.pytorch as pl"):
         "needs a LightningModule (`model`) and its loaders: the same calls run in tests/test_lightning_monitor_s20e.py",
     ("With Hugging Face `transformers.Trainer`: `MonitorCallback`",

@@ -24,22 +24,37 @@ Where each call goes (automatic optimization, one optimizer):
   (plain tensors and containers: ``torch.load(weights_only=True)`` reads them) and continued by
   ``trainer.fit(..., ckpt_path=...)``.
 
-The ``lightning.pytorch.Callback`` subclass is created when ``MonitorCallback`` is first looked up, so importing
-lrkit never imports Lightning; without Lightning that lookup raises an ``ImportError`` saying
-``pip install lightning``.
+``FindLRCallback`` runs :func:`lrkit.find_lr` inside ``trainer.fit`` (Lightning's ``LearningRateFinder``, with
+lrkit's test, suggestion and exact restore) and sets the fit's LR to the suggestion::
+
+    from lrkit.integrations.lightning import FindLRCallback
+
+    finder = FindLRCallback(num_steps=100)                      # any lrkit.find_lr keyword it does not supply
+    trainer = pl.Trainer(max_epochs=10, callbacks=[finder])
+    trainer.fit(model, train_loader)                            # the fit trains at finder.lr
+    finder.result.suggestion, finder.lr
+
+Both ``lightning.pytorch.Callback`` subclasses are created when first looked up, so importing lrkit never imports
+Lightning; without Lightning that lookup raises an ``ImportError`` saying ``pip install lightning``.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
 import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from lrkit._utils import MissingExtraError
+from lrkit._utils import MissingExtraError, check_int, check_positive, unknown_name_error
 from lrkit.integrations._common import check_monitor_kwargs, lazy_class
 
-__all__ = ["MonitorCallback"]  # noqa: F822 -- created on first lookup (module __getattr__), so lightning loads lazily
+# created on first lookup (module __getattr__), so lightning loads lazily
+__all__ = ["FindLRCallback", "MonitorCallback"]  # noqa: F822
 
 #: Monitor arguments the callback supplies itself: the LightningModule, its optimizer and scheduler, Lightning's scaler.
 _SUPPLIED = {
@@ -305,4 +320,454 @@ def _build() -> type:
     return MonitorCallback
 
 
-__getattr__ = lazy_class(globals(), "MonitorCallback", _build)
+# ==================================================================== FindLRCallback
+#: find_lr arguments the callback supplies itself, and where each comes from.
+_FINDER_SUPPLIED = {
+    "model": "the LightningModule being fitted",
+    "optimizer": "trainer.optimizers[0], the optimizer configure_optimizers built",
+    "train_loader": "the fit's train dataloader (trainer.fit(model, train_loader), the datamodule's or the module's "
+                    "train_dataloader())",
+    "step_fn": "a step_fn calling the module's training_step(batch, batch_idx)",
+    "loss_fn": "the module's training_step, which computes the loss",
+    "accumulation_steps": "Trainer(accumulate_grad_batches=...)",
+    "scaler": "the GradScaler of Lightning's precision plugin (precision='16-mixed')",
+    "amp": "Trainer(precision=...): '16-mixed' is amp='fp16', 'bf16-mixed' amp='bf16'",
+    "max_grad_norm": "Trainer(gradient_clip_val=...) (gradient_clip_algorithm='norm')",
+    "device": "the strategy's device, where Lightning put the module",
+}
+
+
+def _finder_keywords() -> list[str]:
+    """The :func:`lrkit.find_lr` keywords a user may pass to ``FindLRCallback`` (beyond its named arguments)."""
+    import inspect
+
+    from lrkit.finder.range_test import find_lr
+
+    params = inspect.signature(find_lr).parameters
+    named = {"start_lr", "end_lr", "num_steps", "rule", "mode"}
+    return [n for n, p in params.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _FINDER_SUPPLIED and n not in named]
+
+
+def _check_finder_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Refuse the :func:`lrkit.find_lr` keywords ``FindLRCallback`` supplies itself (saying where each comes from),
+    unknown ones (did-you-mean), and the bad values of those it is given, when the callback is built.
+
+    >>> _check_finder_kwargs({"diverge_factor": 5.0})
+    >>> try:
+    ...     _check_finder_kwargs({"accumulation_steps": 2})
+    ... except ValueError as e:
+    ...     print(str(e)[:80])
+    FindLRCallback(accumulation_steps=...): the callback takes it from Trainer(accum
+    """
+    for name in kwargs:
+        if name in _FINDER_SUPPLIED:
+            raise ValueError(f"FindLRCallback({name}=...): the callback takes it from {_FINDER_SUPPLIED[name]}; "
+                             f"leave {name}= out")
+    valid = _finder_keywords()
+    for name in kwargs:
+        if name not in valid:
+            raise unknown_name_error("FindLRCallback keyword (lrkit.find_lr's)", name,
+                                     ["start_lr", "end_lr", "num_steps", "rule", "mode", "attr_name", "out", *valid])
+    factor = kwargs.get("diverge_factor")
+    if factor is not None:
+        try:
+            ok = check_positive("diverge_factor", factor) > 1
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"diverge_factor={factor!r} must be a finite number > 1 (4 is typical), or None for no "
+                             "stop")
+    progress = kwargs.get("progress")
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
+
+
+def _group_peak(group: Mapping[str, Any], scheduler: Any, index: int) -> float:
+    """The LR a group's schedule peaks at: CyclicLR's ``max_lrs``, OneCycleLR's ``max_lr`` group key, the
+    ``initial_lr`` every torch scheduler writes (what LambdaLR, StepLR, cosine... scale down from), else ``lr``."""
+    max_lrs = getattr(scheduler, "max_lrs", None)
+    if isinstance(max_lrs, (list, tuple)) and index < len(max_lrs):
+        return float(max_lrs[index])
+    for key in ("max_lr", "initial_lr", "lr"):
+        if key in group:
+            return float(group[key])
+    return float(group["lr"])
+
+
+def _schedule_peak(optimizer: torch.optim.Optimizer, scheduler: Any) -> float:
+    """The largest group's peak (:func:`_group_peak`): what the suggestion replaces (every group keeps its ratio)."""
+    return max(_group_peak(g, scheduler, i) for i, g in enumerate(optimizer.param_groups))
+
+
+def _finder_scheduler(trainer: Any, optimizer: torch.optim.Optimizer) -> Any:
+    """The scheduler whose bases the no-attribute path scales (``backoff_lr``): the optimizer's only one, or its
+    step-interval one; the others are named in a warning (their bases are not scaled)."""
+    configs = [c for c in trainer.lr_scheduler_configs if getattr(c.scheduler, "optimizer", None) is optimizer]
+    if not configs:
+        return None
+    chosen = next((c for c in configs if c.interval == "step" and not c.reduce_on_plateau), configs[0])
+    others = [c for c in configs if c is not chosen]
+    if others:
+        names = ", ".join(f"{type(c.scheduler).__name__} (interval={c.interval!r})" for c in others)
+        warnings.warn(
+            f"FindLRCallback: the optimizer has {len(configs)} LR schedulers; the suggestion is applied through "
+            f"{type(chosen.scheduler).__name__} (interval={chosen.interval!r}), and the LRs that {names} compute "
+            f"from are not scaled: combine them into one scheduler (torch.optim.lr_scheduler.SequentialLR), or read "
+            f"the LR from an attribute (self.lr) in configure_optimizers",
+            UserWarning,
+            stacklevel=3,
+        )
+    return chosen.scheduler
+
+
+class _Batches:
+    """The fit's train data as the range test draws it: each batch through Lightning's batch transfer hooks
+    (``on_before_batch_transfer``, ``transfer_batch_to_device``, ``on_after_batch_transfer``) to the module's device,
+    as the fit moves it. Re-iterable, so ``find_lr`` can cycle a short loader."""
+
+    def __init__(self, data: Any, strategy: Any) -> None:
+        self.data = data
+        self.strategy = strategy
+
+    def __iter__(self) -> Iterator[Any]:
+        from lightning.pytorch.utilities import CombinedLoader
+
+        if isinstance(self.data, (CombinedLoader, Mapping, list, tuple)):
+            combined = self.data if isinstance(self.data, CombinedLoader) else CombinedLoader(self.data,
+                                                                                              "max_size_cycle")
+            for out in combined:  # (batch, batch_idx, dataloader_idx), as the fit loop unpacks it
+                yield self.strategy.batch_to_device(out[0] if isinstance(out, tuple) and len(out) == 3 else out)
+            return
+        for batch in self.data:
+            yield self.strategy.batch_to_device(batch)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _silence_logging(module: Any) -> dict[str, Any]:
+    """Make ``module.log`` / ``module.log_dict`` no-ops (instance attributes over the methods) for the test: the
+    fit's logged metrics get nothing from the finder's steps, and Lightning's check that logging happens inside a
+    loop hook is not reached. Returns what :func:`_restore_logging` puts back."""
+    saved = {k: module.__dict__[k] for k in ("log", "log_dict") if k in module.__dict__}
+
+    def no_log(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    module.__dict__["log"] = no_log
+    module.__dict__["log_dict"] = no_log
+    return saved
+
+
+def _restore_logging(module: Any, saved: dict[str, Any]) -> None:
+    for key in ("log", "log_dict"):
+        module.__dict__.pop(key, None)
+        if key in saved:
+            module.__dict__[key] = saved[key]
+
+
+def _metric_states(module: torch.nn.Module) -> list[tuple[Any, dict[str, Any]]]:
+    """The accumulated state of every torchmetrics ``Metric`` in the module (not buffers: ``find_lr`` does not restore
+    them), so the metric values the fit logs do not count the finder's batches."""
+    import copy
+    import sys
+
+    tm = sys.modules.get("torchmetrics")
+    if tm is None:
+        return []
+    saved = []
+    for m in module.modules():
+        if isinstance(m, tm.Metric):
+            state = {k: copy.deepcopy(getattr(m, k)) for k in getattr(m, "_defaults", {})}
+            extra = {k: copy.deepcopy(m.__dict__[k]) for k in ("_update_count", "_computed", "_forward_cache")
+                     if k in m.__dict__}
+            saved.append((m, {**state, **extra}))
+    return saved
+
+
+def _restore_metric_states(saved: list[tuple[Any, dict[str, Any]]]) -> None:
+    for metric, state in saved:
+        for key, value in state.items():
+            setattr(metric, key, value)
+
+
+def _build_finder() -> type:
+    try:
+        from lightning.pytorch import Callback
+        from lightning.pytorch.plugins.precision import MixedPrecision
+        from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_hasattr, lightning_setattr
+    except ImportError as e:
+        raise MissingExtraError(
+            "lrkit.integrations.lightning.FindLRCallback needs PyTorch Lightning (lightning>=2.1), which is not "
+            "installed. Install it with: pip install lightning"
+        ) from e
+
+    from lrkit.finder import suggest as _suggest
+    from lrkit.finder.range_test import find_lr
+    from lrkit.finder.result import FinderResult
+    from lrkit.monitor.actions import backoff_lr
+
+    class FindLRCallback(Callback):  # type: ignore[misc,valid-type]
+        """:func:`lrkit.find_lr` inside ``trainer.fit``: run the LR range test at the fit's start and train at its
+        suggestion (Lightning's ``LearningRateFinder``, with lrkit's test, suggestion rules and exact restore).
+
+        Args:
+            start_lr, end_lr, num_steps, mode, rule: as :func:`lrkit.find_lr` (the LR range, its optimizer steps,
+                ``"exp"``/``"linear"``, the suggestion rule), checked now.
+            attr_name: where the fit's LR lives. ``None`` (default): ``lr`` or ``learning_rate`` on the module or its
+                ``hparams``, as Lightning looks; a name: that attribute (it must exist); ``False``: none. With an
+                attribute, it is set to the suggestion and ``configure_optimizers`` is run again, so the optimizer and
+                schedulers are built from the new LR (``OneCycleLR(max_lr=self.lr)`` peaks at it). Without one, the
+                optimizer and scheduler Lightning built are scaled by ``suggestion / peak``
+                (:func:`lrkit.monitor.actions.backoff_lr`), ``peak`` being the largest group's schedule peak
+                (OneCycleLR's ``max_lr``, CyclicLR's ``max_lr``, else the ``initial_lr`` a scheduler scales from,
+                else ``lr``): every group keeps its ratio, and the schedule peaks at the suggestion.
+            out: a folder: the curve is written there as ``lr_find.json`` (:meth:`FinderResult.to_json`, atomic) and
+                ``lr_find.png`` (:meth:`FinderResult.plot`, needs matplotlib).
+            **find_lr_kwargs: other :func:`lrkit.find_lr` keywords (``diverge_factor``, ``progress``,
+                ``snapshot_device``), checked now. ``model``, ``optimizer``, ``train_loader``, ``step_fn``,
+                ``loss_fn``, ``accumulation_steps``, ``scaler``, ``amp``, ``max_grad_norm`` and ``device`` come from
+                the fit and are refused, naming where.
+
+        At ``on_fit_start`` (optimizers and schedulers built, before the first batch) the test runs on the module
+        with ``trainer.optimizers[0]``, the fit's train dataloader (each batch through the module's batch transfer
+        hooks to its device), ``training_step(batch, batch_idx)`` as the loss (a tensor, or a dict's ``"loss"``),
+        ``accumulate_grad_batches`` as ``accumulation_steps``, ``gradient_clip_val`` as ``max_grad_norm``, and
+        ``precision="16-mixed"``/``"bf16-mixed"`` as ``amp`` (with Lightning's ``GradScaler``). ``self.log`` in
+        ``training_step`` logs nothing during the test, and torchmetrics ``Metric`` states are put back. Afterwards
+        the module, optimizer, RNGs and scaler are as before (``find_lr``'s restore); then the LR is set.
+        ``.result`` is the :class:`~lrkit.FinderResult` and ``.lr`` the LR set (``None`` before).
+
+        Not run: when the fit resumes from a checkpoint (``ckpt_path=``: the checkpoint's optimizer state, LR
+        included, is loaded after ``on_fit_start``; ``.lr`` is the checkpoint's callback state), and under
+        ``fast_dev_run``. Refused at ``on_fit_start`` with a ``ValueError`` saying what to do instead: manual
+        optimization, several optimizers, more than one process (``trainer.world_size > 1``).
+
+        Example (needs lightning):
+            >>> import lightning.pytorch as pl, torch
+            >>> from lrkit.integrations.lightning import FindLRCallback
+            >>> class Net(pl.LightningModule):
+            ...     def __init__(self):
+            ...         super().__init__(); self.lr = 0.01; self.net = torch.nn.Linear(4, 1)
+            ...     def training_step(self, batch, batch_idx):
+            ...         x, y = batch; return torch.nn.functional.mse_loss(self.net(x), y)
+            ...     def configure_optimizers(self):
+            ...         return torch.optim.SGD(self.parameters(), lr=self.lr)
+            >>> x = torch.randn(256, 4); y = x.sum(1, keepdim=True)
+            >>> loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+            >>> finder = FindLRCallback(num_steps=40)
+            >>> trainer = pl.Trainer(max_steps=5, callbacks=[finder], logger=False, enable_progress_bar=False,
+            ...                      enable_checkpointing=False, enable_model_summary=False)
+            >>> model = Net(); trainer.fit(model, loader)
+            >>> model.lr == finder.lr == finder.result.suggestion
+            True
+        """
+
+        def __init__(self, *, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100,
+                     mode: str = "exp", rule: str = _suggest.DEFAULT_RULE, attr_name: str | bool | None = None,
+                     out: str | os.PathLike[str] | None = None, **find_lr_kwargs: Any) -> None:
+            super().__init__()
+            start = check_positive("start_lr", start_lr)
+            end = check_positive("end_lr", end_lr)
+            if start >= end:
+                raise ValueError(f"end_lr={end:g} must be greater than start_lr={start:g}")
+            num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)")
+            if not isinstance(mode, str) or mode not in ("exp", "linear"):
+                hint = " (mode='exponential' is Lightning's name: lrkit's is mode='exp')" if mode == "exponential" \
+                    else ""
+                raise ValueError(f"{unknown_name_error('mode', str(mode), ['exp', 'linear'])}{hint}")
+            if not isinstance(rule, str) or rule not in _suggest.RULES:
+                raise unknown_name_error("suggestion rule", str(rule), _suggest.RULES)
+            if attr_name is True or not (attr_name is None or attr_name is False or
+                                         (isinstance(attr_name, str) and attr_name)):
+                raise ValueError(f"attr_name={attr_name!r} must be the name of the module's LR attribute (e.g. "
+                                 "'lr'), None to look for 'lr'/'learning_rate', or False to scale the built "
+                                 "optimizer instead")
+            if out is not None and not isinstance(out, (str, os.PathLike)):
+                raise ValueError(f"out={out!r} must be a folder path (str or PathLike), or None")
+            _check_finder_kwargs(find_lr_kwargs)
+            self.start_lr, self.end_lr, self.num_steps, self.mode, self.rule = start, end, num_steps, mode, rule
+            self.attr_name = attr_name
+            self.out = Path(out) if out is not None else None
+            self.find_lr_kwargs = dict(find_lr_kwargs)
+            #: The :class:`~lrkit.FinderResult` of the last test; ``None`` before one ran.
+            self.result: FinderResult | None = None
+            #: The LR the fit trains at (the suggestion); ``None`` before a test set one.
+            self.lr: float | None = None
+
+        # ---------------------------------------------------------------- checks
+        def _refuse(self, trainer: Any, pl_module: Any) -> None:
+            optimizers = list(trainer.optimizers)
+            if len(optimizers) != 1:
+                names = ", ".join(type(o).__name__ for o in optimizers) or "none"
+                raise ValueError(
+                    f"FindLRCallback tests one optimizer, but configure_optimizers gave {len(optimizers)} ({names}). "
+                    "Run lrkit.find_lr per optimizer before the fit (each over the parameters it trains)"
+                )
+            if not pl_module.automatic_optimization:
+                raise ValueError(
+                    f"FindLRCallback needs automatic optimization, but {type(pl_module).__name__}"
+                    ".automatic_optimization is False: the callback cannot know how your training_step steps. Run "
+                    "lrkit.find_lr yourself before the fit, with a step_fn that computes the loss "
+                    "(lrkit.find_lr(module, optimizer, loader, step_fn=...)), and set the LR you get"
+                )
+            if trainer.world_size > 1:
+                raise ValueError(
+                    f"FindLRCallback runs in one process, but this fit has world_size={trainer.world_size} "
+                    f"({type(trainer.strategy).__name__}). Run the test in a one-device fit first "
+                    "(pl.Trainer(devices=1, max_steps=0, callbacks=[FindLRCallback(...)]) or lrkit.find_lr by hand) "
+                    "and pass the LR it found (finder.lr) to this fit"
+                )
+            source = trainer.fit_loop._data_source
+            if trainer.limit_train_batches == 0 or not source.is_defined():
+                raise ValueError("FindLRCallback needs the fit's train data: pass train_dataloaders= to trainer.fit, "
+                                 "or define train_dataloader() in the module or datamodule (limit_train_batches > 0)")
+
+        def _attr(self, pl_module: Any) -> str | None:
+            if self.attr_name is False:
+                return None
+            if isinstance(self.attr_name, str):
+                if not lightning_hasattr(pl_module, self.attr_name):
+                    raise ValueError(
+                        f"FindLRCallback(attr_name={self.attr_name!r}): {type(pl_module).__name__} has no attribute "
+                        f"{self.attr_name!r}, neither on the module nor in its hparams. Name the attribute "
+                        "configure_optimizers reads the LR from, or attr_name=None (look for 'lr'/'learning_rate') "
+                        "or False (scale the optimizer Lightning built)"
+                    )
+                return self.attr_name
+            return next((a for a in ("lr", "learning_rate") if lightning_hasattr(pl_module, a)), None)
+
+        def _settings(self, trainer: Any) -> dict[str, Any]:
+            """``find_lr``'s keywords from the Trainer: accumulation, clipping, mixed precision and its scaler."""
+            kwargs: dict[str, Any] = {"accumulation_steps": int(trainer.accumulate_grad_batches),
+                                      "device": trainer.strategy.root_device}
+            clip = trainer.gradient_clip_val
+            if clip is not None and float(clip) > 0:
+                algorithm = trainer.gradient_clip_algorithm  # None: Lightning's default, "norm"
+                algorithm = "norm" if algorithm is None else str(getattr(algorithm, "value", algorithm))
+                if algorithm == "norm":
+                    kwargs["max_grad_norm"] = float(clip)
+                else:
+                    warnings.warn(
+                        f"FindLRCallback: the fit clips gradients by value (gradient_clip_val={clip}, "
+                        f"gradient_clip_algorithm={algorithm!r}); lrkit.find_lr clips by norm only, so the range "
+                        "test runs without clipping",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+            plugin = trainer.precision_plugin
+            if isinstance(plugin, MixedPrecision):
+                kwargs["amp"] = "fp16" if str(plugin.precision).startswith("16") else "bf16"
+                scaler = getattr(plugin, "scaler", None)
+                if scaler is not None and scaler.is_enabled():
+                    kwargs["scaler"] = scaler
+            return kwargs
+
+        # ---------------------------------------------------------------- the test
+        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+            """Run the range test, restore everything, and set the fit's LR to the suggestion."""
+            if trainer.ckpt_path is not None:  # the checkpoint's optimizer (its LR) is loaded after this hook
+                return
+            if trainer.fast_dev_run:
+                warnings.warn("FindLRCallback: no range test under fast_dev_run", UserWarning, stacklevel=2)
+                return
+            self._refuse(trainer, pl_module)
+            attr = self._attr(pl_module)  # checked before the test runs
+            result = self.run_test(trainer, pl_module)
+            if self.out is not None:
+                self.out.mkdir(parents=True, exist_ok=True)
+                result.to_json(self.out / "lr_find.json")
+                try:
+                    import matplotlib  # noqa: F401
+                except ImportError:
+                    warnings.warn("FindLRCallback: matplotlib is not installed, so lr_find.png is not drawn "
+                                  "(pip install matplotlib); lr_find.json is written", UserWarning, stacklevel=2)
+                else:
+                    import matplotlib.pyplot as plt
+
+                    plt.close(result.plot(self.out / "lr_find.png"))
+            suggestion = float(result.suggest(self.rule))  # a curve too short to judge raises, naming why
+            self.set_lr(trainer, pl_module, suggestion, attr)
+
+        def run_test(self, trainer: Any, pl_module: Any) -> FinderResult:
+            """:func:`lrkit.find_lr` on the module, its optimizer and the fit's train data; sets ``.result``."""
+            data = trainer.fit_loop._data_source.dataloader()
+            batches = _Batches(data, trainer.strategy)
+            counter = itertools.count()
+            name = type(pl_module).__name__
+
+            def step_fn(module: Any, batch: Any) -> torch.Tensor:
+                out = module.training_step(batch, next(counter))
+                loss = out.get("loss") if isinstance(out, Mapping) else out
+                if not isinstance(loss, torch.Tensor):
+                    got = "a dict without 'loss'" if isinstance(out, Mapping) else repr(out)[:60]
+                    raise ValueError(
+                        f"FindLRCallback: {name}.training_step returned {got}; the range test needs the loss (a "
+                        "tensor, or a dict with 'loss') at every batch"
+                    )
+                return loss
+
+            kwargs = {**self._settings(trainer), **self.find_lr_kwargs}
+            logging_state = _silence_logging(pl_module)
+            metrics = _metric_states(pl_module)
+            try:
+                result = find_lr(pl_module, trainer.optimizers[0], batches, step_fn=step_fn,
+                                 start_lr=self.start_lr, end_lr=self.end_lr, num_steps=self.num_steps,
+                                 mode=self.mode, rule=self.rule, **kwargs)
+            finally:
+                _restore_logging(pl_module, logging_state)
+                _restore_metric_states(metrics)
+            self.result = result
+            return result
+
+        def set_lr(self, trainer: Any, pl_module: Any, lr: float, attr: str | None) -> None:
+            """Train at ``lr``: set the module's LR attribute and rebuild the optimizers, or scale the built ones."""
+            optimizer = trainer.optimizers[0]
+            if attr is not None:
+                before = lightning_getattr(pl_module, attr)
+                old_peak = _schedule_peak(optimizer, _finder_scheduler(trainer, optimizer))
+                lightning_setattr(pl_module, attr, lr)
+                trainer.strategy.setup_optimizers(trainer)  # configure_optimizers again, from the new attribute
+                optimizer = trainer.optimizers[0]
+                new_peak = _schedule_peak(optimizer, _finder_scheduler(trainer, optimizer))
+                moved = isinstance(before, (int, float)) and not math.isclose(float(before), lr, rel_tol=1e-9)
+                if not (moved and math.isclose(new_peak, old_peak, rel_tol=1e-9)):
+                    self.lr = lr
+                    return
+                warnings.warn(
+                    f"FindLRCallback: {type(pl_module).__name__}.{attr} was set to {lr:.4g}, but the optimizer "
+                    f"configure_optimizers builds from it still peaks at {new_peak:.4g}: it does not read "
+                    f"{attr}. The built optimizer and scheduler are scaled instead; pass attr_name= the attribute it "
+                    "reads, or attr_name=False",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            scheduler = _finder_scheduler(trainer, optimizer)
+            backoff_lr(optimizer, scheduler, lr / _schedule_peak(optimizer, scheduler))
+            self.lr = lr
+
+        # ---------------------------------------------------------------- checkpoints
+        def state_dict(self) -> dict[str, Any]:
+            """The LR found (a resumed fit runs no test: ``.lr`` comes back from the checkpoint)."""
+            return {} if self.lr is None else {"lr": float(self.lr)}
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            """Take ``.lr`` from a checkpoint (restored before ``on_fit_start``, which then runs no test)."""
+            if "lr" in state_dict:
+                self.lr = float(state_dict["lr"])
+
+    FindLRCallback.__module__ = __name__
+    FindLRCallback.__qualname__ = "FindLRCallback"
+    return FindLRCallback
+
+
+_LAZY = {"MonitorCallback": lazy_class(globals(), "MonitorCallback", _build),
+         "FindLRCallback": lazy_class(globals(), "FindLRCallback", _build_finder)}
+
+
+def __getattr__(name: str) -> Any:
+    """Build ``MonitorCallback`` / ``FindLRCallback`` on first lookup (importing Lightning then)."""
+    if name in _LAZY:
+        return _LAZY[name](name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

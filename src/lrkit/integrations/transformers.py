@@ -32,6 +32,10 @@ A loss the model's forward does not return (``label_smoothing_factor``, ``comput
 ``compute_loss``) cannot be read by the hook: mix :class:`MonitorLossMixin` into the Trainer class
 (``class MyTrainer(MonitorLossMixin, Trainer)``), which hands the callback the loss ``training_step`` returns.
 
+:func:`find_trainer_lr` runs :func:`lrkit.find_lr` on a ``Trainer`` before ``train()``: its model, optimizer, training
+data loader, ``compute_loss``, gradient accumulation, clipping and mixed precision, and sets the LR found as
+``args.learning_rate``.
+
 The ``transformers.TrainerCallback`` subclass is created when ``MonitorCallback`` is first looked up, so importing
 lrkit never imports transformers; without transformers that lookup raises an ``ImportError`` saying
 ``pip install transformers``.
@@ -39,17 +43,23 @@ lrkit never imports transformers; without transformers that lookup raises an ``I
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lrkit._utils import MissingExtraError, atomic_write
+from lrkit._utils import MissingExtraError, atomic_write, unknown_name_error
 from lrkit.integrations._common import check_monitor_kwargs, lazy_class
 
-__all__ = ["STATE_FILE", "MonitorCallback", "MonitorLossMixin"]  # noqa: F822 -- MonitorCallback: made on first lookup
+if TYPE_CHECKING:
+    from lrkit.finder.result import FinderResult
+
+__all__ = ["STATE_FILE", "MonitorCallback", "MonitorLossMixin", "find_trainer_lr"]  # noqa: F822 -- MonitorCallback: made on first lookup
 
 #: The file the monitor's state is saved to in each ``Trainer`` checkpoint folder.
 STATE_FILE = "lrkit_monitor.pt"
@@ -124,6 +134,237 @@ class MonitorLossMixin:
             if built is not None and isinstance(callback, built) and callable(reported):
                 reported(loss)
         return loss
+
+
+#: ``lrkit.find_lr`` arguments :func:`find_trainer_lr` takes from the Trainer itself (name -> where from).
+_FINDER_SUPPLIED = {
+    "model": "trainer.model",
+    "optimizer": "the Trainer's optimizer (yours, from Trainer(optimizers=(optimizer, scheduler)), else the one "
+                 "trainer.create_optimizer() builds from the TrainingArguments)",
+    "train_loader": "trainer.get_train_dataloader()",
+    "loss_fn": "trainer.compute_loss (override compute_loss, or set compute_loss_func or label_smoothing_factor, to "
+               "change the loss)",
+    "step_fn": "trainer.compute_loss (override compute_loss, or set compute_loss_func or label_smoothing_factor, to "
+               "change the loss)",
+    "accumulation_steps": "args.gradient_accumulation_steps",
+    "max_grad_norm": "args.max_grad_norm (0 or less: no clipping)",
+    "amp": "args.bf16 / args.fp16",
+    "device": "the model's device (the Trainer put it on args.device)",
+}
+
+
+def _unsupported_setup(trainer: Any) -> str | None:
+    """The setup :func:`find_trainer_lr` cannot run the range test under, in words; ``None`` for a supported one."""
+    args = trainer.args
+    if getattr(trainer, "is_deepspeed_enabled", False) or getattr(args, "deepspeed", None):
+        return "DeepSpeed (args.deepspeed): its engine owns the optimizer, the loss scaling and the step"
+    if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_fsdp_xla_enabled", False) \
+            or getattr(args, "fsdp", None):
+        return "FSDP (args.fsdp / an FSDP plugin): the model is sharded only inside train()"
+    if getattr(trainer, "is_model_parallel", False):
+        return "a model split over several devices (trainer.is_model_parallel: a device_map over devices)"
+    world = getattr(args, "world_size", 1)
+    if isinstance(world, int) and world > 1:
+        return (f"{world} processes (args.world_size={world}): the Trainer wraps the model for them only inside "
+                "train()")
+    return None
+
+
+def _peak_lr(optimizer: Any) -> float:
+    """The largest param group's LR as the schedule's peak: its ``initial_lr`` when a scheduler set one in every
+    group (a warmup holds ``lr`` at 0 before the first step), else its ``lr``."""
+    groups = optimizer.param_groups
+    key = "initial_lr" if groups and all("initial_lr" in g for g in groups) else "lr"
+    return max(float(g[key]) for g in groups)
+
+
+def _rng_states() -> Callable[[], None]:
+    """Take the torch (CPU and CUDA), numpy and Python RNG states; the function returned puts them back."""
+    import random
+
+    import numpy as np
+
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    np_state, py_state = np.random.get_state(), random.getstate()
+
+    def restore() -> None:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+    return restore
+
+
+def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any) -> FinderResult:
+    """Run :func:`lrkit.find_lr` on a Hugging Face ``transformers.Trainer`` as its ``train()`` would train, and set
+    the LR found as its peak LR.
+
+    The range test runs on what the ``Trainer`` trains with:
+
+    - ``trainer.model``;
+    - the optimizer: yours, given as ``Trainer(optimizers=(optimizer, scheduler))`` (or the one a previous
+      ``train()`` left), else the one ``trainer.create_optimizer()`` builds from the ``TrainingArguments`` (its
+      ``optim``, ``weight_decay`` groups, betas, ...), which is dropped afterwards (``trainer.optimizer`` is ``None``
+      again, so ``train()`` builds it afresh with the new LR);
+    - the batches of ``trainer.get_train_dataloader()`` (the Trainer's collator, sampler, batch size and columns);
+    - the loss of ``trainer.compute_loss(model, trainer._prepare_inputs(batch))``, so a subclass's
+      ``compute_loss``, ``compute_loss_func`` and ``label_smoothing_factor`` are honoured;
+    - ``accumulation_steps=args.gradient_accumulation_steps`` (each micro-batch's mean loss, divided by the steps),
+      ``max_grad_norm=args.max_grad_norm`` (when > 0), ``amp="bf16"``/``"fp16"`` for ``args.bf16``/``args.fp16``.
+
+    Everything is put back afterwards: the model's parameters, buffers and modes, the optimizer's state, the RNGs
+    (so a ``train()`` afterwards is the very run it would have been, to the bit, but for the LR), and the Trainer
+    (its ``state``, callbacks, and the accelerate data loader bookkeeping the test's loader added). No callback is
+    called during the test.
+
+    Args:
+        trainer: a ``transformers.Trainer`` (or a subclass: ``Seq2SeqTrainer``, TRL's trainers, ...) with a
+            ``train_dataset``, in a single process. DeepSpeed, FSDP, a model split over devices and multi-process
+            runs are refused: call :func:`lrkit.find_lr` yourself there.
+        set_lr: set the suggestion as the peak LR of the Trainer's schedule: ``args.learning_rate`` (scaled by the
+            same factor as the largest group's LR when the optimizer's groups are not all at it, and in
+            ``optimizer_cls_and_kwargs``' ``lr``); a user-given optimizer (and scheduler) is scaled with
+            :func:`lrkit.monitor.actions.backoff_lr`, so its largest group's peak becomes the suggestion and every
+            group keeps its ratio. ``False``: change nothing, only return the result.
+        **find_lr_kwargs: :func:`lrkit.find_lr` keywords: ``start_lr``, ``end_lr``, ``num_steps``, ``mode``,
+            ``rule``, ``diverge_factor``, ``progress``, ``snapshot_device``, ``scaler``. Those taken from the
+            Trainer (``optimizer``, ``step_fn``, ``accumulation_steps``, ``max_grad_norm``, ``amp``, ``device``,
+            ...) are refused, naming where they come from.
+
+    Returns:
+        The :class:`lrkit.FinderResult` (``.suggestion``, ``.plot()``, ...).
+
+    Example (needs transformers; ``tests/test_hf_finder_s22b.py`` runs it)::
+
+        import torch, lrkit, tempfile
+        from transformers import Trainer, TrainingArguments
+        from lrkit.integrations.transformers import find_trainer_lr
+        class Reg(torch.nn.Module):
+            def __init__(self):
+                super().__init__(); self.net = torch.nn.Linear(4, 1)
+            def forward(self, x, labels=None):
+                out = self.net(x).squeeze(-1)
+                return {"loss": torch.nn.functional.mse_loss(out, labels), "logits": out}
+        g = torch.Generator().manual_seed(0)
+        xs = torch.randn(256, 4, generator=g); ys = xs @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+        data = [{"x": x, "labels": y} for x, y in zip(xs, ys)]
+        args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=16, max_steps=20,
+                                 report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True)
+        trainer = Trainer(model=Reg(), args=args, train_dataset=data)
+        result = find_trainer_lr(trainer, num_steps=50)
+        print(trainer.args.learning_rate == result.suggestion, trainer.optimizer is None)   # True True
+    """
+    try:
+        from transformers import Trainer
+    except ImportError as e:
+        raise MissingExtraError(
+            "lrkit.integrations.transformers.find_trainer_lr needs Hugging Face transformers (with accelerate), which "
+            "is not installed. Install it with: pip install transformers accelerate"
+        ) from e
+    from lrkit.finder.range_test import find_lr
+
+    if not isinstance(trainer, Trainer):
+        raise ValueError(f"find_trainer_lr(trainer={type(trainer).__name__}): trainer must be a transformers.Trainer "
+                         "(or a subclass); for any other loop call lrkit.find_lr(model, optimizer, loader) yourself")
+    if not isinstance(set_lr, bool):
+        raise ValueError(f"set_lr={set_lr!r} must be True or False")
+    for name in find_lr_kwargs:
+        if name in _FINDER_SUPPLIED:
+            raise ValueError(f"find_trainer_lr({name}=...): the Trainer supplies the range test's {name}: "
+                             f"{_FINDER_SUPPLIED[name]}; leave {name}= out")
+    valid = [n for n, p in inspect.signature(find_lr).parameters.items()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _FINDER_SUPPLIED]
+    for name in find_lr_kwargs:
+        if name not in valid:
+            raise unknown_name_error("find_trainer_lr keyword (lrkit.find_lr's)", name, valid)
+    setup = _unsupported_setup(trainer)
+    if setup is not None:
+        raise ValueError(
+            f"find_trainer_lr does not support {setup}. Run the range test yourself where the model and optimizer "
+            "are ready to step: lrkit.find_lr(model, optimizer, loader, step_fn=...) on every rank (see its "
+            "docstring on torch.distributed), then set args.learning_rate to result.suggestion"
+        )
+    if trainer.train_dataset is None:
+        raise ValueError("find_trainer_lr: the Trainer has no train_dataset; the range test trains on its batches "
+                         "(Trainer(..., train_dataset=...))")
+    args = trainer.args
+    model = trainer.model
+
+    def step_fn(model: Any, batch: Any) -> torch.Tensor:
+        inputs = trainer._prepare_inputs(batch)
+        try:
+            with trainer.compute_loss_context_manager():
+                loss = trainer.compute_loss(model, inputs)
+        except ValueError as e:
+            if "did not return a loss" not in str(e):
+                raise
+            raise ValueError(
+                f"find_trainer_lr: the model returned no loss, so there is nothing to train on ({e}). The "
+                f"Trainer's batches must hold the labels the model computes its loss from (label_names: "
+                f"{getattr(args, 'label_names', None) or 'labels'}), or compute_loss must compute one"
+            ) from None
+        if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point()):
+            what = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(
+                f"find_trainer_lr: trainer.compute_loss returned {what}, not a scalar loss: the model returned no "
+                f"loss (a tuple output's first item is read as the loss; give the batches their labels, "
+                f"label_names: {getattr(args, 'label_names', None) or 'labels'}), or compute_loss must return one"
+            )
+        return loss
+
+    kwargs: dict[str, Any] = dict(
+        step_fn=step_fn,
+        accumulation_steps=args.gradient_accumulation_steps,
+        max_grad_norm=args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None,
+        amp="bf16" if args.bf16 else "fp16" if args.fp16 else False,
+    )
+    kwargs.update(find_lr_kwargs)
+
+    restore_rng = _rng_states()  # building the loader (a seeded sampler) must not move the RNGs train() starts from
+    accelerator = getattr(trainer, "accelerator", None)
+    prepared = list(getattr(accelerator, "_dataloaders", ()))
+    gradient_state = getattr(accelerator, "gradient_state", None)
+    refs = list(getattr(gradient_state, "_dataloader_references_ref", ()))
+    sync = getattr(gradient_state, "sync_gradients", None)
+    given = trainer.optimizer
+    created = given is None
+    try:
+        optimizer = trainer.create_optimizer() if created else _inner_optimizer(given)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"find_trainer_lr: the Trainer's optimizer is a {type(optimizer).__name__}, not a "
+                             "torch.optim.Optimizer the range test can sweep; call lrkit.find_lr yourself")
+        optimizer = _inner_optimizer(optimizer)
+        loader = trainer.get_train_dataloader()
+        result = find_lr(model, optimizer, loader, **kwargs)
+    finally:
+        if created:
+            trainer.optimizer = None  # train() builds it afresh, from the (new) args.learning_rate
+        if accelerator is not None and hasattr(accelerator, "_dataloaders"):
+            accelerator._dataloaders[:] = prepared
+        if gradient_state is not None and hasattr(gradient_state, "_dataloader_references_ref"):
+            gradient_state._dataloader_references_ref = refs
+            gradient_state.sync_gradients = sync
+        restore_rng()
+    if set_lr:
+        factor = result.suggestion / _peak_lr(optimizer)
+        if created:
+            peak = _peak_lr(optimizer)
+            same = math.isclose(peak, args.learning_rate, rel_tol=1e-12)
+            args.learning_rate = result.suggestion if same else args.learning_rate * factor
+            cls_kwargs = getattr(trainer, "optimizer_cls_and_kwargs", None)
+            if cls_kwargs is not None and isinstance(cls_kwargs[1], dict) and "lr" in cls_kwargs[1]:
+                lr = cls_kwargs[1]["lr"]
+                new = result.suggestion if math.isclose(peak, float(lr), rel_tol=1e-12) else lr * factor
+                trainer.optimizer_cls_and_kwargs = (cls_kwargs[0], {**cls_kwargs[1], "lr": new})
+        else:
+            from lrkit.monitor.actions import backoff_lr
+
+            args.learning_rate = result.suggestion
+            backoff_lr(optimizer, trainer.lr_scheduler, factor)
+    return result
 
 
 def _build() -> type:
