@@ -198,6 +198,47 @@ def _rng_states() -> Callable[[], None]:
     return restore
 
 
+def _enable_checkpointing(model: Any, args: Any) -> Callable[[], None]:
+    """Turn on the activation checkpointing ``train()`` turns on (``args.activation_checkpointing``, formerly
+    ``gradient_checkpointing``), so the test fits in the memory the training does; the function returned turns it off
+    again, with the input-embedding hooks it added, when the model was not checkpointing before."""
+    on = getattr(args, "activation_checkpointing", None)
+    if on is None:
+        on = getattr(args, "gradient_checkpointing", False)
+    already = getattr(model, "is_activation_checkpointing", None)
+    if already is None:
+        already = getattr(model, "is_gradient_checkpointing", False)
+    if not on or already:
+        return lambda: None
+    kwargs = dict(getattr(args, "activation_checkpointing_kwargs", None)
+                  or getattr(args, "gradient_checkpointing_kwargs", None) or {})
+    every_n_layers, offload = kwargs.pop("every_n_layers", 1), kwargs.pop("offload", False)
+    missing = object()
+    saved = {name: model.__dict__.get(name, missing) for name in ("_require_grads_hooks", "_require_grads_hook")}
+    if hasattr(model, "activation_checkpointing_enable"):  # as Trainer.train() calls it (transformers 5.23)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs or None,
+                                              every_n_layers=every_n_layers, offload=offload)
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs or None)
+    else:
+        return lambda: None
+
+    def undo() -> None:
+        disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+        disable()
+        hooks = model.__dict__.get("_require_grads_hooks", missing)
+        if hooks is not saved["_require_grads_hooks"]:  # enable added input-embedding hooks: take them off
+            for hook in hooks if isinstance(hooks, list) else ():
+                hook.remove()
+            for name, value in saved.items():
+                if value is missing:
+                    model.__dict__.pop(name, None)
+                else:
+                    model.__dict__[name] = value
+
+    return undo
+
+
 def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any) -> FinderResult:
     """Run :func:`lrkit.find_lr` on a Hugging Face ``transformers.Trainer`` as its ``train()`` would train, and set
     the LR found as its peak LR.
@@ -211,9 +252,12 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
       again, so ``train()`` builds it afresh with the new LR);
     - the batches of ``trainer.get_train_dataloader()`` (the Trainer's collator, sampler, batch size and columns);
     - the loss of ``trainer.compute_loss(model, trainer._prepare_inputs(batch))``, so a subclass's
-      ``compute_loss``, ``compute_loss_func`` and ``label_smoothing_factor`` are honoured;
+      ``compute_loss``, ``compute_loss_func`` and ``label_smoothing_factor`` are honoured (``num_items_in_batch``, which
+      ``train()`` counts over the accumulated batch, is each micro-batch's own label count here);
     - ``accumulation_steps=args.gradient_accumulation_steps`` (each micro-batch's mean loss, divided by the steps),
-      ``max_grad_norm=args.max_grad_norm`` (when > 0), ``amp="bf16"``/``"fp16"`` for ``args.bf16``/``args.fp16``.
+      ``max_grad_norm=args.max_grad_norm`` (when > 0), ``amp="bf16"``/``"fp16"`` for ``args.bf16``/``args.fp16``;
+    - ``args.activation_checkpointing`` (``gradient_checkpointing``), turned on for the test as ``train()`` turns it
+      on, and off again afterwards when the model was not checkpointing before.
 
     Everything is put back afterwards: the model's parameters, buffers and modes, the optimizer's state, the RNGs
     (so a ``train()`` afterwards is the very run it would have been, to the bit, but for the LR), and the Trainer
@@ -290,14 +334,27 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
     if trainer.train_dataset is None:
         raise ValueError("find_trainer_lr: the Trainer has no train_dataset; the range test trains on its batches "
                          "(Trainer(..., train_dataset=...))")
+    try:
+        size = len(trainer.train_dataset)
+    except TypeError:  # an IterableDataset: no length to check
+        size = None
+    if size == 0:
+        raise ValueError("find_trainer_lr: the Trainer's train_dataset is empty (len 0); the range test trains on its "
+                         "batches, so give it at least one batch of examples")
     args = trainer.args
     model = trainer.model
 
     def step_fn(model: Any, batch: Any) -> torch.Tensor:
         inputs = trainer._prepare_inputs(batch)
+        # train() hands compute_loss (and so compute_loss_func, or a model that accepts loss kwargs) the number of
+        # label tokens of the accumulated batch; here each micro-batch is its own mean, so its own count (counted
+        # before compute_loss pops the labels); a compute_loss_func dividing by it gets a number, not None
+        count = getattr(trainer, "_get_num_items_in_batch", None)
+        num_items = count([inputs], args.device) if callable(count) and isinstance(inputs, dict) else None
+        extra = {"num_items_in_batch": num_items} if num_items is not None else {}
         try:
             with trainer.compute_loss_context_manager():
-                loss = trainer.compute_loss(model, inputs)
+                loss = trainer.compute_loss(model, inputs, **extra)
         except ValueError as e:
             if "did not return a loss" not in str(e):
                 raise
@@ -331,6 +388,7 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
     sync = getattr(gradient_state, "sync_gradients", None)
     given = trainer.optimizer
     created = given is None
+    undo_checkpointing = _enable_checkpointing(model, args)
     try:
         optimizer = trainer.create_optimizer() if created else _inner_optimizer(given)
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -340,6 +398,7 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
         loader = trainer.get_train_dataloader()
         result = find_lr(model, optimizer, loader, **kwargs)
     finally:
+        undo_checkpointing()
         if created:
             trainer.optimizer = None  # train() builds it afresh, from the (new) args.learning_rate
         if accelerator is not None and hasattr(accelerator, "_dataloaders"):
