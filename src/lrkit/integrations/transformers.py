@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lrkit._state import RNGState
 from lrkit._utils import MissingExtraError, atomic_write, unknown_name_error
 from lrkit.integrations._common import check_monitor_kwargs, lazy_class
 
@@ -176,26 +177,6 @@ def _peak_lr(optimizer: Any) -> float:
     groups = optimizer.param_groups
     key = "initial_lr" if groups and all("initial_lr" in g for g in groups) else "lr"
     return max(float(g[key]) for g in groups)
-
-
-def _rng_states() -> Callable[[], None]:
-    """Take the torch (CPU and CUDA), numpy and Python RNG states; the function returned puts them back."""
-    import random
-
-    import numpy as np
-
-    cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    np_state, py_state = np.random.get_state(), random.getstate()
-
-    def restore() -> None:
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-
-    return restore
 
 
 def _enable_checkpointing(model: Any, args: Any) -> Callable[[], None]:
@@ -380,7 +361,7 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
     )
     kwargs.update(find_lr_kwargs)
 
-    restore_rng = _rng_states()  # building the loader (a seeded sampler) must not move the RNGs train() starts from
+    rng = RNGState.capture()  # building the loader (a seeded sampler) must not move the RNGs train() starts from
     accelerator = getattr(trainer, "accelerator", None)
     prepared = list(getattr(accelerator, "_dataloaders", ()))
     gradient_state = getattr(accelerator, "gradient_state", None)
@@ -406,7 +387,7 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
         if gradient_state is not None and hasattr(gradient_state, "_dataloader_references_ref"):
             gradient_state._dataloader_references_ref = refs
             gradient_state.sync_gradients = sync
-        restore_rng()
+        rng.restore()
     if set_lr:
         factor = result.suggestion / _peak_lr(optimizer)
         if created:
