@@ -40,6 +40,7 @@ Lightning; without Lightning that lookup raises an ``ImportError`` saying ``pip 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -400,15 +401,16 @@ def _schedule_peak(optimizer: torch.optim.Optimizer, scheduler: Any) -> float:
     return max(_group_peak(g, scheduler, i) for i, g in enumerate(optimizer.param_groups))
 
 
-def _finder_scheduler(trainer: Any, optimizer: torch.optim.Optimizer) -> Any:
+def _finder_scheduler(trainer: Any, optimizer: torch.optim.Optimizer, warn: bool = True) -> Any:
     """The scheduler whose bases the no-attribute path scales (``backoff_lr``): the optimizer's only one, or its
-    step-interval one; the others are named in a warning (their bases are not scaled)."""
+    step-interval one; with ``warn``, the others are named in a warning (their bases are not scaled). The attribute
+    path, which rebuilds them all from the attribute, reads the peak with ``warn=False``."""
     configs = [c for c in trainer.lr_scheduler_configs if getattr(c.scheduler, "optimizer", None) is optimizer]
     if not configs:
         return None
     chosen = next((c for c in configs if c.interval == "step" and not c.reduce_on_plateau), configs[0])
     others = [c for c in configs if c is not chosen]
-    if others:
+    if others and warn:
         names = ", ".join(f"{type(c.scheduler).__name__} (interval={c.interval!r})" for c in others)
         warnings.warn(
             f"FindLRCallback: the optimizer has {len(configs)} LR schedulers; the suggestion is applied through "
@@ -422,13 +424,20 @@ def _finder_scheduler(trainer: Any, optimizer: torch.optim.Optimizer) -> Any:
 
 
 class _Batches:
-    """The fit's train data as the range test draws it: each batch through Lightning's batch transfer hooks
-    (``on_before_batch_transfer``, ``transfer_batch_to_device``, ``on_after_batch_transfer``) to the module's device,
-    as the fit moves it. Re-iterable, so ``find_lr`` can cycle a short loader."""
+    """The fit's train data as the range test draws it: each batch as the fit loop prepares it — the precision
+    plugin's ``convert_input`` (``"64-true"``/``"bf16-true"`` cast float inputs), the module's
+    ``on_before_batch_transfer``, then ``transfer_batch_to_device`` and ``on_after_batch_transfer`` to the module's
+    device. Re-iterable, so ``find_lr`` can cycle a short loader."""
 
-    def __init__(self, data: Any, strategy: Any) -> None:
+    def __init__(self, data: Any, trainer: Any, pl_module: Any) -> None:
         self.data = data
-        self.strategy = strategy
+        self.trainer = trainer
+        self.pl_module = pl_module
+
+    def _prepare(self, batch: Any) -> Any:
+        batch = self.trainer.precision_plugin.convert_input(batch)
+        batch = self.pl_module._on_before_batch_transfer(batch, dataloader_idx=0)
+        return self.trainer.strategy.batch_to_device(batch, dataloader_idx=0)
 
     def __iter__(self) -> Iterator[Any]:
         from lightning.pytorch.utilities import CombinedLoader
@@ -437,13 +446,49 @@ class _Batches:
             combined = self.data if isinstance(self.data, CombinedLoader) else CombinedLoader(self.data,
                                                                                               "max_size_cycle")
             for out in combined:  # (batch, batch_idx, dataloader_idx), as the fit loop unpacks it
-                yield self.strategy.batch_to_device(out[0] if isinstance(out, tuple) and len(out) == 3 else out)
+                yield self._prepare(out[0] if isinstance(out, tuple) and len(out) == 3 else out)
             return
         for batch in self.data:
-            yield self.strategy.batch_to_device(batch)
+            yield self._prepare(batch)
 
     def __len__(self) -> int:
         return len(self.data)
+
+
+def _loaders(data: Any) -> list[Any]:
+    """The ``torch.utils.data.DataLoader`` objects in the fit's train data (one, or a CombinedLoader's / a
+    collection's)."""
+    from lightning.pytorch.utilities import CombinedLoader
+
+    if isinstance(data, torch.utils.data.DataLoader):
+        return [data]
+    if isinstance(data, CombinedLoader):
+        return _loaders(data.iterables)
+    if isinstance(data, Mapping):
+        return [d for v in data.values() for d in _loaders(v)]
+    if isinstance(data, (list, tuple)):
+        return [d for v in data for d in _loaders(v)]
+    return []
+
+
+def _rng_states() -> Any:
+    """Take the torch (CPU and CUDA), numpy and Python RNG states; the function returned puts them back."""
+    import random
+
+    import numpy as np
+
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    np_state, py_state = np.random.get_state(), random.getstate()
+
+    def restore() -> None:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+    return restore
 
 
 def _silence_logging(module: Any) -> dict[str, Any]:
@@ -504,9 +549,20 @@ def _build_finder() -> type:
         ) from e
 
     from lrkit.finder import suggest as _suggest
-    from lrkit.finder.range_test import find_lr
+    from lrkit.finder.range_test import _loader_generators, _OwnWorkers, find_lr
     from lrkit.finder.result import FinderResult
     from lrkit.monitor.actions import backoff_lr
+
+    def _set_lr_attr(pl_module: Any, attr: str, lr: float) -> None:
+        """Set the LR attribute where Lightning looks (the module, its ``hparams``), and in the initial hparams the
+        fit hands its loggers right after ``on_fit_start`` (``hparams.yaml``, TensorBoard/W&B/MLflow params), so
+        the run is logged at the LR it trains at."""
+        lightning_setattr(pl_module, attr, lr)  # the module, its hparams, and the datamodule's if they hold it
+        trainer = getattr(pl_module, "_trainer", None)
+        for holder in (pl_module, getattr(trainer, "datamodule", None)):  # the fit merges both (equal values)
+            initial = getattr(holder, "_hparams_initial", None)
+            if isinstance(initial, dict) and attr in initial:
+                initial[attr] = lr
 
     class FindLRCallback(Callback):  # type: ignore[misc,valid-type]
         """:func:`lrkit.find_lr` inside ``trainer.fit``: run the LR range test at the fit's start and train at its
@@ -531,16 +587,23 @@ def _build_finder() -> type:
                 the fit and are refused, naming where.
 
         At ``on_fit_start`` (optimizers and schedulers built, before the first batch) the test runs on the module
-        with ``trainer.optimizers[0]``, the fit's train dataloader (each batch through the module's batch transfer
-        hooks to its device), ``training_step(batch, batch_idx)`` as the loss (a tensor, or a dict's ``"loss"``),
-        ``accumulate_grad_batches`` as ``accumulation_steps``, ``gradient_clip_val`` as ``max_grad_norm``, and
-        ``precision="16-mixed"``/``"bf16-mixed"`` as ``amp`` (with Lightning's ``GradScaler``). ``self.log`` in
-        ``training_step`` logs nothing during the test, and torchmetrics ``Metric`` states are put back. Afterwards
-        the module, optimizer, RNGs and scaler are as before (``find_lr``'s restore); then the LR is set.
+        with ``trainer.optimizers[0]``, the fit's train dataloader (each batch as the fit loop prepares it: the
+        precision plugin's ``convert_input``, then the module's batch transfer hooks, ``on_before_batch_transfer``
+        included, to its device), ``training_step(batch, batch_idx)`` as the loss (a tensor, or a dict's ``"loss"``;
+        in the plugin's ``train_step_context``, as the fit runs it: ``"64-true"``/``"bf16-true"`` work),
+        ``accumulate_grad_batches`` (or a ``GradientAccumulationScheduler``'s first epoch's) as
+        ``accumulation_steps``, ``gradient_clip_val`` as ``max_grad_norm``, and ``precision="16-mixed"``/
+        ``"bf16-mixed"`` as ``amp`` (with Lightning's ``GradScaler``). ``self.log`` in ``training_step`` logs nothing
+        during the test, and torchmetrics ``Metric`` states are put back. Afterwards the module, optimizer, RNGs and
+        scaler are as before (``find_lr``'s restore), and so are the RNG draws of the extra ``train_dataloader()``
+        call, the loaders' own shuffling generators and a ``persistent_workers`` loader's iterator: with an LR
+        attribute the fit is bit-identical to one without the callback at the suggestion set by hand (scaling the
+        built optimizer, ``suggestion / peak`` may differ from it in the last bit). Then the LR is set.
         ``.result`` is the :class:`~lrkit.FinderResult` and ``.lr`` the LR set (``None`` before).
 
         Not run: when the fit resumes from a checkpoint (``ckpt_path=``: the checkpoint's optimizer state, LR
-        included, is loaded after ``on_fit_start``; ``.lr`` is the checkpoint's callback state), and under
+        included, is loaded after ``on_fit_start``; ``.lr`` is the checkpoint's callback state, and is put back in
+        the module's LR attribute, ``hparams`` included, without rebuilding anything), and under
         ``fast_dev_run``. Refused at ``on_fit_start`` with a ``ValueError`` saying what to do instead: manual
         optimization, several optimizers, more than one process (``trainer.world_size > 1``).
 
@@ -638,10 +701,28 @@ def _build_finder() -> type:
                 return self.attr_name
             return next((a for a in ("lr", "learning_rate") if lightning_hasattr(pl_module, a)), None)
 
+        def _resume_attr(self, pl_module: Any) -> None:
+            """On a resumed fit, put the LR the checkpoint's optimizer trains at (``.lr``, from the checkpoint) back
+            in the module's LR attribute, so ``self.lr`` / ``hparams`` (and the hparams of the checkpoints the fit
+            writes) say the LR it trains at. Nothing is rebuilt: the checkpoint's optimizer is loaded after."""
+            if self.lr is None or self.attr_name is False:
+                return
+            if isinstance(self.attr_name, str):
+                attr = self.attr_name if lightning_hasattr(pl_module, self.attr_name) else None
+            else:
+                attr = self._attr(pl_module)
+            if attr is not None and isinstance(lightning_getattr(pl_module, attr), (int, float)):
+                _set_lr_attr(pl_module, attr, self.lr)
+
         def _settings(self, trainer: Any) -> dict[str, Any]:
             """``find_lr``'s keywords from the Trainer: accumulation, clipping, mixed precision and its scaler."""
-            kwargs: dict[str, Any] = {"accumulation_steps": int(trainer.accumulate_grad_batches),
-                                      "device": trainer.strategy.root_device}
+            from lightning.pytorch.callbacks import GradientAccumulationScheduler
+
+            accumulation = int(trainer.accumulate_grad_batches)
+            for callback in trainer.callbacks:  # it sets accumulate_grad_batches at each epoch's start, after this
+                if isinstance(callback, GradientAccumulationScheduler):
+                    accumulation = int(callback.get_accumulate_grad_batches(trainer.current_epoch))
+            kwargs: dict[str, Any] = {"accumulation_steps": accumulation, "device": trainer.strategy.root_device}
             clip = trainer.gradient_clip_val
             if clip is not None and float(clip) > 0:
                 algorithm = trainer.gradient_clip_algorithm  # None: Lightning's default, "norm"
@@ -668,6 +749,7 @@ def _build_finder() -> type:
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             """Run the range test, restore everything, and set the fit's LR to the suggestion."""
             if trainer.ckpt_path is not None:  # the checkpoint's optimizer (its LR) is loaded after this hook
+                self._resume_attr(pl_module)
                 return
             if trainer.fast_dev_run:
                 warnings.warn("FindLRCallback: no range test under fast_dev_run", UserWarning, stacklevel=2)
@@ -692,13 +774,27 @@ def _build_finder() -> type:
 
         def run_test(self, trainer: Any, pl_module: Any) -> FinderResult:
             """:func:`lrkit.find_lr` on the module, its optimizer and the fit's train data; sets ``.result``."""
+            # train_dataloader() runs once more in the fit: its RNG draws (a random split, ...) are put back after
+            # the test, so the fit's call draws what it would have drawn without the test
+            restore_rng = _rng_states()
             data = trainer.fit_loop._data_source.dataloader()
-            batches = _Batches(data, trainer.strategy)
+            # iterating the loaders advances their own shuffling generators (DataLoader(generator=...)) and makes the
+            # iterator a persistent_workers loader keeps (its workers' seeds): both put back after the test, so the
+            # fit's first epoch has the order and worker seeds it would have had without the test
+            loaders = _loaders(data)
+            generators = [(g, g.get_state()) for d in loaders for g in _loader_generators(d)]
+            workers = _OwnWorkers(*loaders)
+            batches = _Batches(data, trainer, pl_module)
             counter = itertools.count()
             name = type(pl_module).__name__
+            plugin = trainer.precision_plugin
+            # the fit runs training_step in the plugin's train_step_context (a default dtype for "64-true" and
+            # "bf16-true"); MixedPrecision's is autocast, which find_lr's amp= does itself
+            step_context = contextlib.nullcontext if isinstance(plugin, MixedPrecision) else plugin.train_step_context
 
             def step_fn(module: Any, batch: Any) -> torch.Tensor:
-                out = module.training_step(batch, next(counter))
+                with step_context():
+                    out = module.training_step(batch, next(counter))
                 loss = out.get("loss") if isinstance(out, Mapping) else out
                 if not isinstance(loss, torch.Tensor):
                     got = "a dict without 'loss'" if isinstance(out, Mapping) else repr(out)[:60]
@@ -718,6 +814,10 @@ def _build_finder() -> type:
             finally:
                 _restore_logging(pl_module, logging_state)
                 _restore_metric_states(metrics)
+                workers.restore()
+                for generator, state in generators:
+                    generator.set_state(state)
+                restore_rng()
             self.result = result
             return result
 
@@ -726,11 +826,13 @@ def _build_finder() -> type:
             optimizer = trainer.optimizers[0]
             if attr is not None:
                 before = lightning_getattr(pl_module, attr)
-                old_peak = _schedule_peak(optimizer, _finder_scheduler(trainer, optimizer))
-                lightning_setattr(pl_module, attr, lr)
+                old_peak = _schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
+                _set_lr_attr(pl_module, attr, lr)
+                restore_rng = _rng_states()  # the fit ran configure_optimizers once: its draws, if any, not twice
                 trainer.strategy.setup_optimizers(trainer)  # configure_optimizers again, from the new attribute
+                restore_rng()
                 optimizer = trainer.optimizers[0]
-                new_peak = _schedule_peak(optimizer, _finder_scheduler(trainer, optimizer))
+                new_peak = _schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
                 moved = isinstance(before, (int, float)) and not math.isclose(float(before), lr, rel_tol=1e-9)
                 if not (moved and math.isclose(new_peak, old_peak, rel_tol=1e-9)):
                     self.lr = lr
