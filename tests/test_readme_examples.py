@@ -276,6 +276,14 @@ def _after_hf_finder(ns: dict[str, Any]) -> None:
     assert trainer.state.global_step == 48  # 3 epochs of 512 / 32 batches: the run that followed
 
 
+def _after_hf_auto(ns: dict[str, Any]) -> None:
+    """The Trainer trained at the LR chosen: its args hold it, its optimizer peaked at it, the run was 192 steps."""
+    trainer, auto = ns["trainer"], ns["auto"]
+    assert trainer.args.learning_rate == auto.lr and 1e-5 < auto.lr < 1.0 and auto.trials
+    assert max(g["initial_lr"] for g in trainer.optimizer.param_groups) == auto.lr
+    assert auto.extra_steps <= 0.5 * trainer.state.global_step == 96
+
+
 COVERED = [
     Covered("Find the learning rate: `lrkit.find_lr` and `lrkit find`", "import lrkit", _digits, after=_after_find),
     Covered("CLI", "import torch", _none, after=_after_task_file),
@@ -316,6 +324,8 @@ COVERED = [
             "result = lrkit.find_lr(model, optimizer, train_loader, loss_fn=loss_fn,", _digits),
     # A tiny config-built BERT: the range test (100 steps) and a 48-step Trainer run (~5 s), nothing downloaded.
     Covered("Finding the LR for a `Trainer`: `find_trainer_lr`", "import torch", _none, after=_after_hf_finder),
+    # The same tiny BERT: a 48-step range test, one 17-step trial and a 192-step Trainer run (~5 s).
+    Covered('`lr0="auto"` for a `Trainer`: `choose_trainer_lr`', "import torch", _none, after=_after_hf_auto),
     Covered("From Ultralytics (`lr0`, `lrf`, `warmup_*`)",
             'results = lrkit.train(model, data=(train_ds, val_ds), epochs=30, lr0="auto", lrf=0.01, cos_lr=True,',
             _digits),

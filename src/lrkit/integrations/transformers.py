@@ -34,7 +34,8 @@ A loss the model's forward does not return (``label_smoothing_factor``, ``comput
 
 :func:`find_trainer_lr` runs :func:`lrkit.find_lr` on a ``Trainer`` before ``train()``: its model, optimizer, training
 data loader, ``compute_loss``, gradient accumulation, clipping and mixed precision, and sets the LR found as
-``args.learning_rate``.
+``args.learning_rate``. :func:`choose_trainer_lr` is ``lr0="auto"`` for it: :func:`lrkit.train.auto.choose_lr0`'s
+range test plus short trials of the Trainer's own schedule, compressed, within a budget: the peak LR for this run.
 
 The ``transformers.TrainerCallback`` subclass is created when ``MonitorCallback`` is first looked up, so importing
 lrkit never imports transformers; without transformers that lookup raises an ``ImportError`` saying
@@ -43,11 +44,12 @@ lrkit never imports transformers; without transformers that lookup raises an ``I
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +61,9 @@ from lrkit.integrations._common import check_monitor_kwargs, lazy_class
 
 if TYPE_CHECKING:
     from lrkit.finder.result import FinderResult
+    from lrkit.train.auto import AutoLR
 
-__all__ = ["STATE_FILE", "MonitorCallback", "MonitorLossMixin", "find_trainer_lr"]  # noqa: F822 -- MonitorCallback: made on first lookup
+__all__ = ["STATE_FILE", "MonitorCallback", "MonitorLossMixin", "choose_trainer_lr", "find_trainer_lr"]  # noqa: F822 -- MonitorCallback: made on first lookup
 
 #: The file the monitor's state is saved to in each ``Trainer`` checkpoint folder.
 STATE_FILE = "lrkit_monitor.pt"
@@ -220,6 +223,171 @@ def _enable_checkpointing(model: Any, args: Any) -> Callable[[], None]:
     return undo
 
 
+def _import_trainer(who: str) -> type:
+    """``transformers.Trainer``, or a :class:`MissingExtraError` naming ``who`` and the pip install."""
+    try:
+        from transformers import Trainer
+    except ImportError as e:
+        raise MissingExtraError(
+            f"lrkit.integrations.transformers.{who} needs Hugging Face transformers (with accelerate), which "
+            "is not installed. Install it with: pip install transformers accelerate"
+        ) from e
+    return Trainer  # type: ignore[no-any-return]
+
+
+def _check_trainer(trainer: Any, who: str, other: str) -> None:
+    """Refuse anything but a ``transformers.Trainer`` (``other``: the call for any other loop)."""
+    from transformers import Trainer
+
+    if not isinstance(trainer, Trainer):
+        raise ValueError(f"{who}(trainer={type(trainer).__name__}): trainer must be a transformers.Trainer "
+                         f"(or a subclass); for any other loop call {other} yourself")
+
+
+def _check_setup(trainer: Any, who: str, advice: str) -> None:
+    """Refuse what :func:`_trainer_parts` cannot run on, before any work: an unsupported setup (``advice``: what to do
+    there), no or an empty ``train_dataset``. ``who`` is the entry point the errors name."""
+    setup = _unsupported_setup(trainer)
+    if setup is not None:
+        raise ValueError(f"{who} does not support {setup}. {advice}")
+    if trainer.train_dataset is None:
+        raise ValueError(f"{who}: the Trainer has no train_dataset; the range test trains on its batches "
+                         "(Trainer(..., train_dataset=...))")
+    try:
+        size = len(trainer.train_dataset)
+    except TypeError:  # an IterableDataset: no length to check
+        size = None
+    if size == 0:
+        raise ValueError(f"{who}: the Trainer's train_dataset is empty (len 0); the range test trains on its "
+                         "batches, so give it at least one batch of examples")
+
+
+def _trainer_step_fn(trainer: Any, who: str) -> Callable[[Any, Any], torch.Tensor]:
+    """``step_fn(model, batch)``: the loss ``trainer.compute_loss`` gives the batch, as ``train()`` computes it."""
+    args = trainer.args
+
+    def step_fn(model: Any, batch: Any) -> torch.Tensor:
+        inputs = trainer._prepare_inputs(batch)
+        # train() hands compute_loss (and so compute_loss_func, or a model that accepts loss kwargs) the number of
+        # label tokens of the accumulated batch; here each micro-batch is its own mean, so its own count (counted
+        # before compute_loss pops the labels); a compute_loss_func dividing by it gets a number, not None
+        count = getattr(trainer, "_get_num_items_in_batch", None)
+        num_items = count([inputs], args.device) if callable(count) and isinstance(inputs, dict) else None
+        extra = {"num_items_in_batch": num_items} if num_items is not None else {}
+        try:
+            with trainer.compute_loss_context_manager():
+                loss = trainer.compute_loss(model, inputs, **extra)
+        except ValueError as e:
+            if "did not return a loss" not in str(e):
+                raise
+            raise ValueError(
+                f"{who}: the model returned no loss, so there is nothing to train on ({e}). The "
+                f"Trainer's batches must hold the labels the model computes its loss from (label_names: "
+                f"{getattr(args, 'label_names', None) or 'labels'}), or compute_loss must compute one"
+            ) from None
+        if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point()):
+            what = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(
+                f"{who}: trainer.compute_loss returned {what}, not a scalar loss: the model returned no "
+                f"loss (a tuple output's first item is read as the loss; give the batches their labels, "
+                f"label_names: {getattr(args, 'label_names', None) or 'labels'}), or compute_loss must return one"
+            )
+        return loss
+
+    return step_fn
+
+
+def _trainer_settings(args: Any) -> dict[str, Any]:
+    """The ``find_lr`` settings the ``TrainingArguments`` give: accumulation, clipping (``None``: off) and amp."""
+    return dict(
+        accumulation_steps=args.gradient_accumulation_steps,
+        max_grad_norm=args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None,
+        amp="bf16" if args.bf16 else "fp16" if args.fp16 else False,
+    )
+
+
+class _Parts:
+    """What :func:`_trainer_parts` hands out: the torch ``optimizer`` (``created``: built by
+    ``trainer.create_optimizer()``, dropped afterwards), the training ``loader`` and ``step_fn``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, created: bool, loader: Any,
+                 step_fn: Callable[[Any, Any], torch.Tensor]) -> None:
+        self.optimizer, self.created, self.loader, self.step_fn = optimizer, created, loader, step_fn
+
+
+@contextlib.contextmanager
+def _trainer_parts(trainer: Any, who: str) -> Iterator[_Parts]:
+    """The parts ``train()`` would train with, ready to step, and everything put back on exit.
+
+    On entry: activation checkpointing on as ``train()`` turns it on; the optimizer (the Trainer's, else
+    ``trainer.create_optimizer()``'s); ``trainer.get_train_dataloader()``; a ``step_fn`` over ``compute_loss``. On
+    exit (also on an error): checkpointing off again (when it was off), a created optimizer dropped
+    (``trainer.optimizer = None``), accelerate's lists of prepared loaders and its gradient-sync flag as they were
+    (also for loaders built inside the block, ``get_eval_dataloader()``'s too, and the Trainer's cache of eval
+    loaders), and the torch/numpy/python RNGs as on entry (building a loader can draw from them). The model and the
+    optimizer's state are the caller's to restore (``find_lr`` and ``choose_lr0`` do)."""
+    args = trainer.args
+    model = trainer.model
+    step_fn = _trainer_step_fn(trainer, who)
+    rng = RNGState.capture()  # building the loader (a seeded sampler) must not move the RNGs train() starts from
+    accelerator = getattr(trainer, "accelerator", None)
+    prepared = list(getattr(accelerator, "_dataloaders", ()))
+    gradient_state = getattr(accelerator, "gradient_state", None)
+    refs = list(getattr(gradient_state, "_dataloader_references_ref", ()))
+    sync = getattr(gradient_state, "sync_gradients", None)
+    missing = object()
+    eval_cache = vars(trainer).get("_eval_dataloaders", missing)  # get_eval_dataloader's (persistent workers)
+    eval_cache = dict(eval_cache) if isinstance(eval_cache, dict) else eval_cache
+    given = trainer.optimizer
+    created = given is None
+    undo_checkpointing = _enable_checkpointing(model, args)
+    try:
+        optimizer = trainer.create_optimizer() if created else _inner_optimizer(given)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"{who}: the Trainer's optimizer is a {type(optimizer).__name__}, not a "
+                             "torch.optim.Optimizer the range test can sweep; call lrkit.find_lr yourself")
+        optimizer = _inner_optimizer(optimizer)
+        loader = trainer.get_train_dataloader()
+        yield _Parts(optimizer, created, loader, step_fn)
+    finally:
+        undo_checkpointing()
+        if created:
+            trainer.optimizer = None  # train() builds it afresh, from the (new) args.learning_rate
+        if accelerator is not None and hasattr(accelerator, "_dataloaders"):
+            accelerator._dataloaders[:] = prepared
+        if gradient_state is not None and hasattr(gradient_state, "_dataloader_references_ref"):
+            gradient_state._dataloader_references_ref = refs
+            gradient_state.sync_gradients = sync
+        if eval_cache is missing:
+            vars(trainer).pop("_eval_dataloaders", None)
+        elif isinstance(eval_cache, dict):
+            trainer._eval_dataloaders.clear()
+            trainer._eval_dataloaders.update(eval_cache)
+        rng.restore()
+
+
+def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, lr: float) -> None:
+    """Make ``lr`` the peak LR of the Trainer's coming ``train()``: ``args.learning_rate`` (and
+    ``optimizer_cls_and_kwargs``' ``lr``), scaled by the same factor as the largest group's LR when the groups are not
+    all at it; a user's optimizer (and scheduler) scaled with :func:`lrkit.monitor.actions.backoff_lr`."""
+    args = trainer.args
+    factor = lr / _peak_lr(optimizer)
+    if created:
+        peak = _peak_lr(optimizer)
+        same = math.isclose(peak, args.learning_rate, rel_tol=1e-12)
+        args.learning_rate = lr if same else args.learning_rate * factor
+        cls_kwargs = getattr(trainer, "optimizer_cls_and_kwargs", None)
+        if cls_kwargs is not None and isinstance(cls_kwargs[1], dict) and "lr" in cls_kwargs[1]:
+            old = cls_kwargs[1]["lr"]
+            new = lr if math.isclose(peak, float(old), rel_tol=1e-12) else old * factor
+            trainer.optimizer_cls_and_kwargs = (cls_kwargs[0], {**cls_kwargs[1], "lr": new})
+    else:
+        from lrkit.monitor.actions import backoff_lr
+
+        args.learning_rate = lr
+        backoff_lr(optimizer, trainer.lr_scheduler, factor)
+
+
 def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any) -> FinderResult:
     """Run :func:`lrkit.find_lr` on a Hugging Face ``transformers.Trainer`` as its ``train()`` would train, and set
     the LR found as its peak LR.
@@ -282,18 +450,11 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
         result = find_trainer_lr(trainer, num_steps=50)
         print(trainer.args.learning_rate == result.suggestion, trainer.optimizer is None)   # True True
     """
-    try:
-        from transformers import Trainer
-    except ImportError as e:
-        raise MissingExtraError(
-            "lrkit.integrations.transformers.find_trainer_lr needs Hugging Face transformers (with accelerate), which "
-            "is not installed. Install it with: pip install transformers accelerate"
-        ) from e
+    _import_trainer("find_trainer_lr")
     from lrkit.finder.range_test import find_lr
 
-    if not isinstance(trainer, Trainer):
-        raise ValueError(f"find_trainer_lr(trainer={type(trainer).__name__}): trainer must be a transformers.Trainer "
-                         "(or a subclass); for any other loop call lrkit.find_lr(model, optimizer, loader) yourself")
+    who = "find_trainer_lr"
+    _check_trainer(trainer, who, "lrkit.find_lr(model, optimizer, loader)")
     if not isinstance(set_lr, bool):
         raise ValueError(f"set_lr={set_lr!r} must be True or False")
     for name in find_lr_kwargs:
@@ -305,106 +466,210 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
     for name in find_lr_kwargs:
         if name not in valid:
             raise unknown_name_error("find_trainer_lr keyword (lrkit.find_lr's)", name, valid)
-    setup = _unsupported_setup(trainer)
-    if setup is not None:
-        raise ValueError(
-            f"find_trainer_lr does not support {setup}. Run the range test yourself where the model and optimizer "
-            "are ready to step: lrkit.find_lr(model, optimizer, loader, step_fn=...) on every rank (see its "
-            "docstring on torch.distributed), then set args.learning_rate to result.suggestion"
-        )
-    if trainer.train_dataset is None:
-        raise ValueError("find_trainer_lr: the Trainer has no train_dataset; the range test trains on its batches "
-                         "(Trainer(..., train_dataset=...))")
-    try:
-        size = len(trainer.train_dataset)
-    except TypeError:  # an IterableDataset: no length to check
-        size = None
-    if size == 0:
-        raise ValueError("find_trainer_lr: the Trainer's train_dataset is empty (len 0); the range test trains on its "
-                         "batches, so give it at least one batch of examples")
-    args = trainer.args
-    model = trainer.model
-
-    def step_fn(model: Any, batch: Any) -> torch.Tensor:
-        inputs = trainer._prepare_inputs(batch)
-        # train() hands compute_loss (and so compute_loss_func, or a model that accepts loss kwargs) the number of
-        # label tokens of the accumulated batch; here each micro-batch is its own mean, so its own count (counted
-        # before compute_loss pops the labels); a compute_loss_func dividing by it gets a number, not None
-        count = getattr(trainer, "_get_num_items_in_batch", None)
-        num_items = count([inputs], args.device) if callable(count) and isinstance(inputs, dict) else None
-        extra = {"num_items_in_batch": num_items} if num_items is not None else {}
-        try:
-            with trainer.compute_loss_context_manager():
-                loss = trainer.compute_loss(model, inputs, **extra)
-        except ValueError as e:
-            if "did not return a loss" not in str(e):
-                raise
-            raise ValueError(
-                f"find_trainer_lr: the model returned no loss, so there is nothing to train on ({e}). The "
-                f"Trainer's batches must hold the labels the model computes its loss from (label_names: "
-                f"{getattr(args, 'label_names', None) or 'labels'}), or compute_loss must compute one"
-            ) from None
-        if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point()):
-            what = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(
-                f"find_trainer_lr: trainer.compute_loss returned {what}, not a scalar loss: the model returned no "
-                f"loss (a tuple output's first item is read as the loss; give the batches their labels, "
-                f"label_names: {getattr(args, 'label_names', None) or 'labels'}), or compute_loss must return one"
-            )
-        return loss
-
-    kwargs: dict[str, Any] = dict(
-        step_fn=step_fn,
-        accumulation_steps=args.gradient_accumulation_steps,
-        max_grad_norm=args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None,
-        amp="bf16" if args.bf16 else "fp16" if args.fp16 else False,
-    )
-    kwargs.update(find_lr_kwargs)
-
-    rng = RNGState.capture()  # building the loader (a seeded sampler) must not move the RNGs train() starts from
-    accelerator = getattr(trainer, "accelerator", None)
-    prepared = list(getattr(accelerator, "_dataloaders", ()))
-    gradient_state = getattr(accelerator, "gradient_state", None)
-    refs = list(getattr(gradient_state, "_dataloader_references_ref", ()))
-    sync = getattr(gradient_state, "sync_gradients", None)
-    given = trainer.optimizer
-    created = given is None
-    undo_checkpointing = _enable_checkpointing(model, args)
-    try:
-        optimizer = trainer.create_optimizer() if created else _inner_optimizer(given)
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise ValueError(f"find_trainer_lr: the Trainer's optimizer is a {type(optimizer).__name__}, not a "
-                             "torch.optim.Optimizer the range test can sweep; call lrkit.find_lr yourself")
-        optimizer = _inner_optimizer(optimizer)
-        loader = trainer.get_train_dataloader()
-        result = find_lr(model, optimizer, loader, **kwargs)
-    finally:
-        undo_checkpointing()
-        if created:
-            trainer.optimizer = None  # train() builds it afresh, from the (new) args.learning_rate
-        if accelerator is not None and hasattr(accelerator, "_dataloaders"):
-            accelerator._dataloaders[:] = prepared
-        if gradient_state is not None and hasattr(gradient_state, "_dataloader_references_ref"):
-            gradient_state._dataloader_references_ref = refs
-            gradient_state.sync_gradients = sync
-        rng.restore()
+    _check_setup(trainer, who, "Run the range test yourself where the model and optimizer are ready to step: "
+                 "lrkit.find_lr(model, optimizer, loader, step_fn=...) on every rank (see its docstring on "
+                 "torch.distributed), then set args.learning_rate to result.suggestion")
+    with _trainer_parts(trainer, who) as parts:
+        kwargs: dict[str, Any] = dict(step_fn=parts.step_fn, **_trainer_settings(trainer.args))
+        kwargs.update(find_lr_kwargs)
+        result = find_lr(trainer.model, parts.optimizer, parts.loader, **kwargs)
     if set_lr:
-        factor = result.suggestion / _peak_lr(optimizer)
-        if created:
-            peak = _peak_lr(optimizer)
-            same = math.isclose(peak, args.learning_rate, rel_tol=1e-12)
-            args.learning_rate = result.suggestion if same else args.learning_rate * factor
-            cls_kwargs = getattr(trainer, "optimizer_cls_and_kwargs", None)
-            if cls_kwargs is not None and isinstance(cls_kwargs[1], dict) and "lr" in cls_kwargs[1]:
-                lr = cls_kwargs[1]["lr"]
-                new = result.suggestion if math.isclose(peak, float(lr), rel_tol=1e-12) else lr * factor
-                trainer.optimizer_cls_and_kwargs = (cls_kwargs[0], {**cls_kwargs[1], "lr": new})
-        else:
-            from lrkit.monitor.actions import backoff_lr
-
-            args.learning_rate = result.suggestion
-            backoff_lr(optimizer, trainer.lr_scheduler, factor)
+        _set_peak_lr(trainer, parts.optimizer, parts.created, result.suggestion)
     return result
+
+
+#: ``lr_scheduler_type`` values that follow a metric, not the step count: no schedule to compress into a trial.
+_METRIC_SCHEDULES = ("reduce_lr_on_plateau", "greedy")
+
+#: ``lr_scheduler_kwargs`` that are step counts (``warmup_stable_decay``'s phases, ``inverse_sqrt``'s timescale):
+#: scaled with the run's length in a trial, as an absolute ``warmup_steps`` is.
+_STEP_KWARGS = ("num_decay_steps", "num_stable_steps", "timescale")
+
+
+def _compressed(steps: int, n: int, total: int) -> int:
+    """``steps`` of a ``total``-step run as a share of an ``n``-step trial: ``ceil(steps * n / total)`` (exact:
+    integers only), so ``n == total`` gives ``steps`` back and a non-zero phase keeps at least one step."""
+    return -(-steps * n // total)
+
+
+def _trainer_total_steps(trainer: Any, loader: Any) -> int:
+    """The optimizer steps the coming ``train()`` takes: ``max_steps`` as ``train()`` computes it
+    (``Trainer.set_initial_training_values``: ``args.max_steps`` when > 0, else ``ceil(num_train_epochs x
+    ceil(len(loader) / gradient_accumulation_steps))``)."""
+    args = trainer.args
+    try:
+        return int(trainer.set_initial_training_values(args, loader)[-1])
+    except ValueError as e:  # a loader without a length and no max_steps
+        raise ValueError(f"choose_trainer_lr cannot tell how many steps train() will take: {e}") from None
+
+
+def _trainer_make_scheduler(args: Any, total_steps: int) -> Callable[[torch.optim.Optimizer, int], Any]:
+    """``make_scheduler(optimizer, n)``: the schedule ``Trainer.create_scheduler`` builds, over ``n`` steps instead
+    of ``total_steps``. A warmup given as a ratio (``warmup_steps < 1``) is that ratio of ``n``
+    (``args.get_warmup_steps(n)``); one given in steps, and the step counts of ``lr_scheduler_kwargs``
+    (:data:`_STEP_KWARGS`), are compressed by ``n / total_steps`` (:func:`_compressed`), so ``n == total_steps``
+    is exactly the run's schedule."""
+    from transformers import get_scheduler
+
+    def make_scheduler(optimizer: torch.optim.Optimizer, n: int) -> Any:
+        warmup = args.warmup_steps
+        if warmup >= 1:
+            num_warmup = _compressed(int(warmup), n, total_steps)
+        else:
+            num_warmup = args.get_warmup_steps(n)
+        kwargs = dict(args.lr_scheduler_kwargs or {})
+        for key in _STEP_KWARGS:
+            value = kwargs.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                kwargs[key] = _compressed(value, n, total_steps)
+        return get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=num_warmup, num_training_steps=n,
+                             scheduler_specific_kwargs=kwargs)
+
+    make_scheduler.__name__ = f"the Trainer's {args.lr_scheduler_type!s} schedule"
+    return make_scheduler
+
+
+def choose_trainer_lr(
+    trainer: Any,
+    *,
+    set_lr: bool = True,
+    budget: float = 0.3,
+    num_candidates: int = 3,
+    log: Callable[[str], None] | None = None,
+    finder_kwargs: dict[str, Any] | None = None,
+) -> AutoLR:
+    """``lr0="auto"`` for a Hugging Face ``transformers.Trainer``: choose the peak LR for the run its ``train()``
+    will make — this schedule, this length — with :func:`lrkit.train.auto.choose_lr0`, and set it.
+
+    :func:`find_trainer_lr` reads the range test's suggestion alone; this adds ``choose_lr0``'s confirmation: short
+    trials of the Trainer's own schedule, compressed, from the same starting state, within ``budget`` of one run.
+    It runs on what :func:`find_trainer_lr` runs on (the model, the optimizer, ``get_train_dataloader()``,
+    ``compute_loss``, gradient accumulation, clipping, bf16/fp16, activation checkpointing; the same unsupported
+    setups are refused) and puts everything back the same way, so a ``train()`` afterwards is the very run it would
+    have been but for the LR. From the Trainer too:
+
+    - ``total_steps``: the optimizer steps ``train()`` will take (``args.max_steps``, else ``num_train_epochs``
+      passes over the loader, ``gradient_accumulation_steps`` batches a step; ``Trainer.set_initial_training_values``);
+    - ``make_scheduler(optimizer, n)``: ``transformers.get_scheduler(args.lr_scheduler_type, ...,
+      num_training_steps=n, scheduler_specific_kwargs=args.lr_scheduler_kwargs)`` — ``Trainer.create_scheduler``'s
+      schedule over ``n`` steps. A warmup ratio (``warmup_steps < 1``) stays a ratio; a warmup in steps, and the
+      step counts in ``lr_scheduler_kwargs`` (``num_decay_steps``, ``num_stable_steps``, ``timescale``), shrink
+      with the trial: ``ceil(steps x n / total_steps)``;
+    - ``val_loader``: ``trainer.get_eval_dataloader()`` when the Trainer has an ``eval_dataset`` (the first one of a
+      dict of them), each batch's ``compute_loss`` in eval mode without gradients; none: the trials are scored on
+      their training loss;
+    - ``seed=args.seed`` (each trial starts from it).
+
+    Args:
+        trainer: a ``transformers.Trainer`` (or a subclass) with a ``train_dataset``, in a single process, whose
+            schedule the Trainer builds itself. Refused: DeepSpeed, FSDP, a model split over devices, several
+            processes; a scheduler already set (yours, from ``Trainer(optimizers=(optimizer, scheduler))``, or
+            the one a previous ``train()`` built), a subclass's own ``create_scheduler``, and a metric-driven
+            ``lr_scheduler_type`` (``reduce_lr_on_plateau``, ``greedy``): there is no step schedule to compress. A
+            user optimizer without a scheduler is fine (the Trainer builds its schedule on it).
+        set_lr: set the chosen LR as the peak LR of the coming ``train()``, as :func:`find_trainer_lr` sets its
+            suggestion (``args.learning_rate``; a user optimizer's groups scaled, keeping their ratios). ``False``:
+            change nothing, only return the result.
+        budget: the most extra compute, as a fraction of the run's optimizer steps (0.3: 30% of one ``train()``).
+        num_candidates: the most confirmation trials.
+        log: called with one line per stage and per trial (e.g. ``print``).
+        finder_kwargs: :func:`lrkit.find_lr` options for the range test (``num_steps``, ``start_lr``, ``end_lr``,
+            ``rule``, ``snapshot_device``, ...). Those the Trainer supplies (``amp``, ``accumulation_steps``,
+            ``max_grad_norm``, ``step_fn``, ...) are refused, naming where they come from.
+
+    Returns:
+        The :class:`lrkit.train.auto.AutoLR`: ``.lr``, ``.finder``, ``.trials``, ``.extra_steps`` (at most
+        ``budget`` x the run's steps), ``.reason``.
+
+    Example (needs transformers; ``tests/test_hf_auto_s22e.py`` runs it)::
+
+        import torch, tempfile
+        from transformers import Trainer, TrainingArguments
+        from lrkit.integrations.transformers import choose_trainer_lr
+        class Reg(torch.nn.Module):
+            def __init__(self):
+                super().__init__(); self.net = torch.nn.Linear(4, 1)
+            def forward(self, x, labels=None):
+                out = self.net(x).squeeze(-1)
+                return {"loss": torch.nn.functional.mse_loss(out, labels), "logits": out}
+        g = torch.Generator().manual_seed(0)
+        xs = torch.randn(256, 4, generator=g); ys = xs @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+        data = [{"x": x, "labels": y} for x, y in zip(xs, ys)]
+        args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=16, max_steps=100,
+                                 lr_scheduler_type="cosine", warmup_steps=0.1, report_to=[], use_cpu=True,
+                                 save_strategy="no", disable_tqdm=True)
+        trainer = Trainer(model=Reg(), args=args, train_dataset=data[:192], eval_dataset=data[192:])
+        auto = choose_trainer_lr(trainer, budget=0.5)
+        print(trainer.args.learning_rate == auto.lr, auto.extra_steps <= 50)   # True True
+    """
+    _import_trainer("choose_trainer_lr")
+    from transformers import Trainer
+
+    from lrkit.train.auto import choose_lr0
+
+    who = "choose_trainer_lr"
+    _check_trainer(trainer, who, "lrkit.choose_lr0(model, optimizer, train_loader, val_loader, ...)")
+    if not isinstance(set_lr, bool):
+        raise ValueError(f"set_lr={set_lr!r} must be True or False")
+    if finder_kwargs is not None and not isinstance(finder_kwargs, dict):
+        raise ValueError(f"finder_kwargs={finder_kwargs!r} must be a dict of lrkit.find_lr options (num_steps, "
+                         "start_lr, end_lr, rule, ...) or None")
+    for name in finder_kwargs or {}:
+        if name in _FINDER_SUPPLIED:
+            raise ValueError(f"choose_trainer_lr(finder_kwargs={{{name!r}: ...}}): the Trainer supplies the range "
+                             f"test's {name}: {_FINDER_SUPPLIED[name]}; leave it out")
+    by_hand = ("use find_trainer_lr(trainer) (the range test alone), or call lrkit.choose_lr0(model, optimizer, "
+               "train_loader, val_loader, total_steps=..., make_scheduler=...) yourself with a make_scheduler that "
+               "builds your schedule over n steps")
+    if trainer.lr_scheduler is not None:
+        raise ValueError(
+            f"choose_trainer_lr: the Trainer already has a scheduler ({type(trainer.lr_scheduler).__name__}: yours, "
+            "from Trainer(optimizers=(optimizer, scheduler)), or the one a previous train() built), and its trials "
+            "must run the run's schedule compressed to a few steps, which cannot be rebuilt from a scheduler object. "
+            "Give the Trainer no scheduler (it builds args.lr_scheduler_type's; after a train(), set "
+            f"trainer.optimizer = trainer.lr_scheduler = None for a fresh optimizer and schedule), or {by_hand}"
+        )
+    kind = str(getattr(trainer.args.lr_scheduler_type, "value", trainer.args.lr_scheduler_type))
+    if kind in _METRIC_SCHEDULES:
+        raise ValueError(
+            f"choose_trainer_lr: lr_scheduler_type={kind!r} follows a metric, not the step count, so there is no "
+            "schedule to compress into short trials; use find_trainer_lr(trainer) (the range test alone)"
+        )
+    for method in ("create_scheduler", "create_optimizer_and_scheduler"):
+        if getattr(type(trainer), method) is not getattr(Trainer, method):
+            raise ValueError(
+                f"choose_trainer_lr: {type(trainer).__name__} overrides {method}, so its schedule is not the one "
+                f"args.lr_scheduler_type names, and lrkit cannot compress it into short trials; {by_hand}"
+            )
+    _check_setup(trainer, who, "Choose the LR yourself where the model and optimizer are ready to step: "
+                 "lrkit.choose_lr0(model, optimizer, train_loader, val_loader, total_steps=..., make_scheduler=..., "
+                 "step_fn=...) on every rank (see its docstring on torch.distributed), then set "
+                 "args.learning_rate to auto.lr")
+    args = trainer.args
+    settings = _trainer_settings(args)
+    with _trainer_parts(trainer, who) as parts:
+        total_steps = _trainer_total_steps(trainer, parts.loader)
+        val_loader = None
+        if trainer.eval_dataset is not None:
+            eval_dataset = trainer.eval_dataset
+            first = next(iter(eval_dataset)) if isinstance(eval_dataset, dict) and eval_dataset else None
+            val_loader = trainer.get_eval_dataloader(first)
+        auto = choose_lr0(
+            trainer.model, parts.optimizer, parts.loader, val_loader,
+            total_steps=total_steps,
+            make_scheduler=_trainer_make_scheduler(args, total_steps),
+            step_fn=parts.step_fn,
+            budget=budget,
+            num_candidates=num_candidates,
+            seed=args.seed,
+            finder_kwargs={"amp": settings["amp"], **(finder_kwargs or {})},
+            accumulate=settings["accumulation_steps"],
+            max_grad_norm=settings["max_grad_norm"],
+            log=log,
+        )
+    if set_lr:
+        _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr)
+    return auto
 
 
 def _build() -> type:
