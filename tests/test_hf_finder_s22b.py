@@ -336,19 +336,29 @@ def test_unsupported_setups_are_refused_naming_them_and_what_to_do(tmp_path: Pat
         find_trainer_lr(trainer)
 
 
-def test_without_transformers_the_function_says_how_to_install_it() -> None:
+@pytest.fixture(scope="module")
+def without_transformers() -> str:
+    """What ``find_trainer_lr`` and ``choose_trainer_lr`` raise in a process where transformers cannot be imported
+    (one subprocess for both: each start imports torch)."""
     code = (
         "import sys, lrkit, lrkit.integrations.transformers as m\n"
         "assert 'transformers' not in sys.modules and 'accelerate' not in sys.modules\n"
         "sys.modules['transformers'] = None\n"
-        "try:\n"
-        "    m.find_trainer_lr(object())\n"
-        "except lrkit._utils.MissingExtraError as e:\n"
-        "    print('ERR', e)\n"
+        "for f in (m.find_trainer_lr, m.choose_trainer_lr):\n"
+        "    try:\n"
+        "        f(object())\n"
+        "    except lrkit._utils.MissingExtraError as e:\n"
+        "        print('ERR', e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "ERR" in out.stdout and "find_trainer_lr" in out.stdout and "pip install transformers" in out.stdout
+    return out.stdout
+
+
+@pytest.mark.parametrize("name", ["find_trainer_lr", "choose_trainer_lr"])
+def test_without_transformers_the_function_says_how_to_install_it(without_transformers: str, name: str) -> None:
+    line = next(ln for ln in without_transformers.splitlines() if name in ln)
+    assert line.startswith("ERR") and "pip install transformers" in line
 
 
 def test_after_a_first_train_the_next_train_runs_at_the_suggestion(tmp_path: Path) -> None:
