@@ -386,6 +386,11 @@ def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, 
 
         args.learning_rate = lr
         backoff_lr(optimizer, trainer.lr_scheduler, factor)
+        default = optimizer.defaults.get("lr")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            # the schedule train() builds on it reads an absolute floor (polynomial's lr_end, cosine_with_min_lr's
+            # min_lr) against defaults["lr"], as it would on an optimizer built at the new LR
+            optimizer.defaults["lr"] = default * factor
 
 
 def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any) -> FinderResult:
@@ -421,7 +426,8 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
             same factor as the largest group's LR when the optimizer's groups are not all at it, and in
             ``optimizer_cls_and_kwargs``' ``lr``); a user-given optimizer (and scheduler) is scaled with
             :func:`lrkit.monitor.actions.backoff_lr`, so its largest group's peak becomes the suggestion and every
-            group keeps its ratio. ``False``: change nothing, only return the result.
+            group keeps its ratio (its ``defaults["lr"]`` too, which the schedule ``train()`` builds reads an
+            absolute ``lr_end``/``min_lr`` against). ``False``: change nothing, only return the result.
         **find_lr_kwargs: :func:`lrkit.find_lr` keywords: ``start_lr``, ``end_lr``, ``num_steps``, ``mode``,
             ``rule``, ``diverge_factor``, ``progress``, ``snapshot_device``, ``scaler``. Those taken from the
             Trainer (``optimizer``, ``step_fn``, ``accumulation_steps``, ``max_grad_norm``, ``amp``, ``device``,
@@ -503,15 +509,34 @@ def _trainer_total_steps(trainer: Any, loader: Any) -> int:
         raise ValueError(f"choose_trainer_lr cannot tell how many steps train() will take: {e}") from None
 
 
-def _trainer_make_scheduler(args: Any, total_steps: int) -> Callable[[torch.optim.Optimizer, int], Any]:
+def _trainer_make_scheduler(args: Any, total_steps: int,
+                            peak: float | None = None) -> Callable[[torch.optim.Optimizer, int], Any]:
     """``make_scheduler(optimizer, n)``: the schedule ``Trainer.create_scheduler`` builds, over ``n`` steps instead
     of ``total_steps``. A warmup given as a ratio (``warmup_steps < 1``) is that ratio of ``n``
     (``args.get_warmup_steps(n)``); one given in steps, and the step counts of ``lr_scheduler_kwargs``
     (:data:`_STEP_KWARGS`), are compressed by ``n / total_steps`` (:func:`_compressed`), so ``n == total_steps``
-    is exactly the run's schedule."""
+    is exactly the run's schedule.
+
+    An absolute floor in ``lr_scheduler_kwargs`` (``polynomial``'s ``lr_end``, ``cosine_with_min_lr``'s ``min_lr``)
+    is read by transformers against ``optimizer.defaults["lr"]``, which a run built with ``learning_rate=lr`` has at
+    ``lr`` (:func:`_set_peak_lr` scales a user optimizer's ``defaults["lr"]`` with its groups). So each trial's
+    schedule is built with ``defaults["lr"]`` scaled as the groups' LRs are from ``peak`` (the largest group's LR
+    before the trials), put back right after: the floor stays the absolute LR the run ends at, not a fraction of
+    the candidate."""
     from transformers import get_scheduler
 
     def make_scheduler(optimizer: torch.optim.Optimizer, n: int) -> Any:
+        default = optimizer.defaults.get("lr")
+        if peak and isinstance(default, (int, float)) and not isinstance(default, bool):
+            now = max(float(g["lr"]) for g in optimizer.param_groups)
+            optimizer.defaults["lr"] = now if math.isclose(default, peak, rel_tol=1e-12) else default * (now / peak)
+            try:
+                return _build_scheduler(optimizer, n)
+            finally:
+                optimizer.defaults["lr"] = default
+        return _build_scheduler(optimizer, n)
+
+    def _build_scheduler(optimizer: torch.optim.Optimizer, n: int) -> Any:
         warmup = args.warmup_steps
         if warmup >= 1:
             num_warmup = _compressed(int(warmup), n, total_steps)
@@ -554,7 +579,8 @@ def choose_trainer_lr(
       num_training_steps=n, scheduler_specific_kwargs=args.lr_scheduler_kwargs)`` — ``Trainer.create_scheduler``'s
       schedule over ``n`` steps. A warmup ratio (``warmup_steps < 1``) stays a ratio; a warmup in steps, and the
       step counts in ``lr_scheduler_kwargs`` (``num_decay_steps``, ``num_stable_steps``, ``timescale``), shrink
-      with the trial: ``ceil(steps x n / total_steps)``;
+      with the trial: ``ceil(steps x n / total_steps)``; an absolute floor there (``polynomial``'s ``lr_end``,
+      ``cosine_with_min_lr``'s ``min_lr``) stays that absolute LR in every trial, as in the run at that LR;
     - ``val_loader``: ``trainer.get_eval_dataloader()`` when the Trainer has an ``eval_dataset`` (the first one of a
       dict of them), each batch's ``compute_loss`` in eval mode without gradients; none: the trials are scored on
       their training loss;
@@ -654,19 +680,49 @@ def choose_trainer_lr(
             eval_dataset = trainer.eval_dataset
             first = next(iter(eval_dataset)) if isinstance(eval_dataset, dict) and eval_dataset else None
             val_loader = trainer.get_eval_dataloader(first)
-        auto = choose_lr0(
-            trainer.model, parts.optimizer, parts.loader, val_loader,
-            total_steps=total_steps,
-            make_scheduler=_trainer_make_scheduler(args, total_steps),
-            step_fn=parts.step_fn,
-            budget=budget,
-            num_candidates=num_candidates,
-            seed=args.seed,
-            finder_kwargs={"amp": settings["amp"], **(finder_kwargs or {})},
-            accumulate=settings["accumulation_steps"],
-            max_grad_norm=settings["max_grad_norm"],
-            log=log,
-        )
+        train_step_fn = parts.step_fn
+
+        def step_fn(model: Any, batch: Any) -> torch.Tensor:
+            try:
+                return train_step_fn(model, batch)
+            except ValueError as e:  # a scoring pass (eval mode) on eval batches that give no loss
+                if model.training or val_loader is None or "returned no loss" not in str(e):
+                    raise
+                cause = e.__context__ if e.__context__ is not None else e  # transformers' own words
+                raise ValueError(
+                    f"choose_trainer_lr: the eval_dataset's batches give no loss ({cause}), and the trials are "
+                    f"scored on the eval loss. Give the eval_dataset its labels (label_names: "
+                    f"{getattr(args, 'label_names', None) or 'labels'}), or score the trials on the training loss: "
+                    "set trainer.eval_dataset = None for the call"
+                ) from None
+
+        try:
+            auto = choose_lr0(
+                trainer.model, parts.optimizer, parts.loader, val_loader,
+                total_steps=total_steps,
+                make_scheduler=_trainer_make_scheduler(args, total_steps, _peak_lr(parts.optimizer)),
+                step_fn=step_fn,
+                budget=budget,
+                num_candidates=num_candidates,
+                seed=args.seed,
+                finder_kwargs={"amp": settings["amp"], **(finder_kwargs or {})},
+                accumulate=settings["accumulation_steps"],
+                max_grad_norm=settings["max_grad_norm"],
+                log=log,
+            )
+        except ValueError as e:
+            if "needs at least 10 extra optimizer steps" not in str(e):
+                raise
+            # choose_lr0's wording names lrkit.train's auto_budget and lr0: say it in the Trainer's terms
+            need = math.ceil(10 / total_steps * 100) / 100
+            raise ValueError(
+                f"choose_trainer_lr needs at least 10 extra optimizer steps for its range test, but budget="
+                f"{budget:g} x total_steps={total_steps} allows {math.floor(budget * total_steps + 1e-9)} "
+                f"(total_steps: the optimizer steps train() will take); raise budget to at least {need:g}, train "
+                "longer (a larger max_steps or num_train_epochs, a smaller per_device_train_batch_size or "
+                "gradient_accumulation_steps), give the range test its length (finder_kwargs={'num_steps': ...}), "
+                "or use find_trainer_lr(trainer) (the range test alone), or set args.learning_rate yourself"
+            ) from None
     if set_lr:
         _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr)
     return auto
