@@ -315,6 +315,18 @@ class _Parts:
         self.optimizer, self.created, self.loader, self.step_fn = optimizer, created, loader, step_fn
 
 
+def _place_as_train_does(trainer: Any) -> None:
+    """Put the model on ``args.device`` as ``train()`` does before its first step. Under ``fp16_full_eval`` /
+    ``bf16_full_eval`` the Trainer's ``__init__`` leaves the model where it is (its evaluation casts and moves it in
+    one go) and ``train()`` moves it; the range test trains, so it moves it first (else a model left on the CPU met
+    batches ``_prepare_inputs`` had put on the GPU, an error from inside torch). The move is not undone: ``train()``
+    makes it anyway."""
+    args = trainer.args
+    if ((getattr(args, "fp16_full_eval", False) or getattr(args, "bf16_full_eval", False))
+            and not getattr(trainer, "is_model_parallel", False) and getattr(trainer, "model_init", None) is None):
+        trainer._move_model_to_device(trainer.model, args.device)
+
+
 @contextlib.contextmanager
 def _trainer_parts(trainer: Any, who: str) -> Iterator[_Parts]:
     """The parts ``train()`` would train with, ready to step, and everything put back on exit.
@@ -327,6 +339,7 @@ def _trainer_parts(trainer: Any, who: str) -> Iterator[_Parts]:
     loaders), and the torch/numpy/python RNGs as on entry (building a loader can draw from them). The model and the
     optimizer's state are the caller's to restore (``find_lr`` and ``choose_lr0`` do)."""
     args = trainer.args
+    _place_as_train_does(trainer)
     model = trainer.model
     step_fn = _trainer_step_fn(trainer, who)
     rng = RNGState.capture()  # building the loader (a seeded sampler) must not move the RNGs train() starts from
