@@ -92,3 +92,45 @@ def test_a_gradient_blow_up_in_one_ranks_fsdp1_shard_is_acted_on_by_every_rank(t
             assert got[0]["norms"] == got[1]["norms"], (case, orig)
             assert got[0]["ratios"] and got[0]["ratios"] == got[1]["ratios"], (case, orig)
     assert [e[1] for e in ranks[0]["inf-True"]["events"]] == ["non_finite"]
+
+
+def _empty_shard_worker(rank: int, world: int, port: int, out: str) -> None:
+    """A model smaller than the world: rank 1's shard of the flat parameter is padding only, so it has no gradient
+    at all. It still joins every sum the other rank's full steps and update-ratio samples make (it skipped the
+    sample, and rank 0 waited for it at the first one until the process group timed out)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    import lrkit
+
+    init_gloo(rank, world, port, seconds=30)
+    record: dict[str, Any] = {}
+    try:
+        torch.manual_seed(0)
+        model = FullyShardedDataParallel(torch.nn.Linear(1, 1, bias=False), device_id=torch.device("cpu"),
+                                         use_orig_params=True)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        mon = lrkit.Monitor(model, opt, sync_loss=True, grad_every=1, sample_every=5)
+        for step in range(12):
+            x = torch.randn(4, 1, generator=torch.Generator().manual_seed(step))
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), 0.5 * x)
+            loss.backward()
+            mon.after_backward(loss)
+            opt.step()
+            mon.after_step()
+        record["has_grad"] = any(p.grad is not None for p in model.parameters())
+        record["ratios"] = list(mon.record.window("update_ratio", 100))
+        record["norms"] = list(mon.record.window("grad_norm", 100))
+    except Exception as e:
+        record["error"] = f"{type(e).__name__}: {e}"[:500]
+    finally:
+        Path(out, f"{rank}.json").write_text(json.dumps(record))
+        os._exit(0)
+
+
+def test_a_rank_whose_fsdp1_shard_holds_no_gradient_joins_the_samples(tmp_path: Path) -> None:
+    ranks = _spawn(_empty_shard_worker, tmp_path)
+    assert all(r and "error" not in r for r in ranks), ranks
+    assert [r["has_grad"] for r in ranks] == [True, False]
+    assert len(ranks[0]["ratios"]) >= 2 and ranks[0]["ratios"] == ranks[1]["ratios"]
+    assert ranks[0]["norms"] == ranks[1]["norms"] and all(n > 0 for n in ranks[0]["norms"])

@@ -117,6 +117,11 @@ def test_a_run_too_short_for_the_range_test_is_refused_in_the_trainers_words(tmp
     assert "max_steps or num_train_epochs" in text
     assert "raise budget to at least 1.12" in text and "find_trainer_lr" in text
     assert "auto_budget" not in text and "lr0" not in text and "nbs" not in text
+    # no finder_kwargs num_steps can help here (>= 10 for the range test, <= budget x total_steps < 10): not offered
+    assert "num_steps" not in text
+    for n in (5, 10):
+        with pytest.raises(ValueError):
+            choose_trainer_lr(trainer, budget=1.0, finder_kwargs={"num_steps": n})
     assert trainer.optimizer is None and trainer.args.learning_rate == 0.01
 
 

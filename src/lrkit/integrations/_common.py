@@ -57,3 +57,31 @@ def check_monitor_kwargs(kwargs: Mapping[str, Any], supplied: Mapping[str, str])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Monitor(probe, torch.optim.SGD(probe.parameters(), lr=0.1), **kwargs)
+
+
+def schedule_peak(optimizer: torch.optim.Optimizer, scheduler: Any = None) -> float:
+    """The LR the largest param group's schedule peaks at — what a suggestion replaces when an optimizer and its
+    scheduler are already built (every group keeps its ratio to it): per group, CyclicLR's ``max_lrs``, OneCycleLR's
+    ``max_lr`` group key, else the ``initial_lr`` every torch scheduler writes (what LambdaLR, StepLR, cosine, a
+    warmup scale from), else ``lr``. A scheduler wrapped by accelerate's ``AcceleratedScheduler`` is read through.
+
+    >>> model = torch.nn.Linear(2, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=10)
+    >>> schedule_peak(opt, sched), round(opt.param_groups[0]["lr"], 6)   # the peak, not the start (max_lr / 25)
+    (1.0, 0.04)
+    """
+    from lrkit.monitor.actions import wrapped_scheduler
+
+    inner = wrapped_scheduler(scheduler) if scheduler is not None else None
+    max_lrs = getattr(inner if inner is not None else scheduler, "max_lrs", None)
+
+    def peak(index: int, group: Mapping[str, Any]) -> float:
+        if isinstance(max_lrs, (list, tuple)) and index < len(max_lrs):
+            return float(max_lrs[index])
+        for key in ("max_lr", "initial_lr"):
+            if key in group:
+                return float(group[key])
+        return float(group["lr"])
+
+    return max(peak(i, g) for i, g in enumerate(optimizer.param_groups))

@@ -57,7 +57,7 @@ import torch
 
 from lrkit._state import RNGState
 from lrkit._utils import MissingExtraError, atomic_write, unknown_name_error
-from lrkit.integrations._common import check_monitor_kwargs, lazy_class
+from lrkit.integrations._common import check_monitor_kwargs, lazy_class, schedule_peak
 
 if TYPE_CHECKING:
     from lrkit.finder.result import FinderResult
@@ -172,14 +172,6 @@ def _unsupported_setup(trainer: Any) -> str | None:
         return (f"{world} processes (args.world_size={world}): the Trainer wraps the model for them only inside "
                 "train()")
     return None
-
-
-def _peak_lr(optimizer: Any) -> float:
-    """The largest param group's LR as the schedule's peak: its ``initial_lr`` when a scheduler set one in every
-    group (a warmup holds ``lr`` at 0 before the first step), else its ``lr``."""
-    groups = optimizer.param_groups
-    key = "initial_lr" if groups and all("initial_lr" in g for g in groups) else "lr"
-    return max(float(g[key]) for g in groups)
 
 
 def _enable_checkpointing(model: Any, args: Any) -> Callable[[], None]:
@@ -384,9 +376,9 @@ def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, 
     ``optimizer_cls_and_kwargs``' ``lr``), scaled by the same factor as the largest group's LR when the groups are not
     all at it; a user's optimizer (and scheduler) scaled with :func:`lrkit.monitor.actions.backoff_lr`."""
     args = trainer.args
-    factor = lr / _peak_lr(optimizer)
+    peak = schedule_peak(optimizer, trainer.lr_scheduler)
+    factor = lr / peak
     if created:
-        peak = _peak_lr(optimizer)
         same = math.isclose(peak, args.learning_rate, rel_tol=1e-12)
         args.learning_rate = lr if same else args.learning_rate * factor
         cls_kwargs = getattr(trainer, "optimizer_cls_and_kwargs", None)
@@ -713,7 +705,7 @@ def choose_trainer_lr(
             auto = choose_lr0(
                 trainer.model, parts.optimizer, parts.loader, val_loader,
                 total_steps=total_steps,
-                make_scheduler=_trainer_make_scheduler(args, total_steps, _peak_lr(parts.optimizer)),
+                make_scheduler=_trainer_make_scheduler(args, total_steps, schedule_peak(parts.optimizer)),
                 step_fn=step_fn,
                 budget=budget,
                 num_candidates=num_candidates,
@@ -733,8 +725,8 @@ def choose_trainer_lr(
                 f"{budget:g} x total_steps={total_steps} allows {math.floor(budget * total_steps + 1e-9)} "
                 f"(total_steps: the optimizer steps train() will take); raise budget to at least {need:g}, train "
                 "longer (a larger max_steps or num_train_epochs, a smaller per_device_train_batch_size or "
-                "gradient_accumulation_steps), give the range test its length (finder_kwargs={'num_steps': ...}), "
-                "or use find_trainer_lr(trainer) (the range test alone), or set args.learning_rate yourself"
+                "gradient_accumulation_steps), or use find_trainer_lr(trainer) (the range test alone), or set "
+                "args.learning_rate yourself"
             ) from None
     if set_lr:
         _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr)

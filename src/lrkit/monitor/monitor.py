@@ -1951,7 +1951,9 @@ class Monitor:
                                and step - self._last_bad_step >= max(1, self.snapshot_every // 5)
                                and self._trend_ok()):
             copies = self._capture_healthy(step)
-        if self._needs_ratio and step - self._last_sample >= self.sample_every and with_grad:
+        # (under FSDP1 every rank samples, also one whose shard holds no gradient: the sample's sums are collective)
+        if (self._needs_ratio and step - self._last_sample >= self.sample_every
+                and (with_grad or self._fsdp1 is not None)):
             self._last_sample = step
             self._start_sample(with_grad, copies)
         if self._clock_on and step != self._clock_rewound:  # how far this step moves the clock (see _check_clock)
@@ -2456,7 +2458,7 @@ class Monitor:
             prev = torch.is_grad_enabled()
             _set_grad_enabled(False)
             try:
-                before = torch._foreach_mul(with_grad, 1.0)
+                before = torch._foreach_mul(with_grad, 1.0) if with_grad else []  # (an FSDP1 rank without any)
             finally:
                 _set_grad_enabled(prev)
         self._sample = (with_grad, before)
@@ -2978,10 +2980,12 @@ class Monitor:
         _set_grad_enabled(False)
         try:
             # one norm call for ||w_{t+1} - w_t|| and ||w_{t+1}|| per tensor (each norm is computed on its own)
-            norms = torch._foreach_norm([*torch._foreach_sub(params, before), *params])
+            norms = torch._foreach_norm([*torch._foreach_sub(params, before), *params]) if params else []
             if self._global:  # (see _measure)
                 norms = _global_norms(norms)
-            if norms[0].is_cpu:  # on CPU, reading a few scalars beats stack() + tolist()
+            if not norms:  # an FSDP1 rank whose shard holds no gradient: it adds nothing to the sums below
+                values = []
+            elif norms[0].is_cpu:  # on CPU, reading a few scalars beats stack() + tolist()
                 values = [n.item() for n in norms]
             else:
                 try:
@@ -2994,7 +2998,7 @@ class Monitor:
         num2 = sum(map(mul, values[:k], values[:k]))
         den2 = sum(map(mul, values[k:], values[k:]))
         if self._fsdp1 is not None:  # (see _measure)
-            num2, den2 = fsdp1_shard_sum(self._fsdp1, [num2, den2], norms[0].device)
+            num2, den2 = fsdp1_shard_sum(self._fsdp1, [num2, den2], norms[0].device if norms else self._sum_device())
         num, den = math.sqrt(num2), math.sqrt(den2)
         self.record.push_update_ratio(num / den if den > 0 else math.nan, self._lr())
 
