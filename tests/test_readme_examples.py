@@ -343,6 +343,8 @@ NOT_COVERED = {
     ("In a Lightning fit: `FindLRCallback`", "import lightning.pytorch as pl"):
         "needs a LightningModule (`model`) and its loader: the same calls run in tests/test_lightning_finder_s22a.py "
         "(and the class docstring's example runs there)",
+    ("In a Lightning fit: `FindLRCallback`", 'finder = FindLRCallback(num_steps=100, out="lr_find")'):
+        "a 2-process DDP fit of your model: tests/test_lightning_ddp_finder_s22f.py runs one with ddp_spawn",
     ("With PyTorch Lightning: `MonitorCallback`", "import lightning.pytorch as pl"):
         "needs a LightningModule (`model`) and its loaders: the same calls run in tests/test_lightning_monitor_s20e.py",
     ("With Hugging Face `transformers.Trainer`: `MonitorCallback`",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -85,3 +85,28 @@ def schedule_peak(optimizer: torch.optim.Optimizer, scheduler: Any = None) -> fl
         return float(group["lr"])
 
     return max(peak(i, g) for i, g in enumerate(optimizer.param_groups))
+
+
+def check_finder_keywords(names: Iterable[str], supplied: Mapping[str, str], refuse: Callable[[str, str], str],
+                          what: str, named: Sequence[str] = ()) -> None:
+    """Refuse :func:`lrkit.find_lr` keywords a framework helper supplies itself (``supplied``: name -> where it comes
+    from; ``refuse(name, where)`` words the error) and unknown ones (a did-you-mean naming ``what``, listing ``named``
+    — the helper's own arguments — and every ``find_lr`` keyword left to the user).
+
+    >>> check_finder_keywords(["num_steps"], {"model": "the module"}, lambda n, w: f"{n}: from {w}", "keyword")
+    >>> check_finder_keywords(["model"], {"model": "the module"}, lambda n, w: f"{n}: from {w}", "keyword")
+    Traceback (most recent call last):
+    ...
+    ValueError: model: from the module
+    """
+    from lrkit.finder.range_test import find_lr
+
+    names = list(names)
+    for name in names:
+        if name in supplied:
+            raise ValueError(refuse(name, supplied[name]))
+    valid = [n for n, p in inspect.signature(find_lr).parameters.items()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in supplied and n not in named]
+    for name in names:
+        if name not in valid:
+            raise unknown_name_error(what, name, [*named, *valid])

@@ -52,7 +52,7 @@ from typing import Any
 import torch
 
 from lrkit._utils import MissingExtraError, check_int, check_positive, unknown_name_error
-from lrkit.integrations._common import check_monitor_kwargs, lazy_class
+from lrkit.integrations._common import check_finder_keywords, check_monitor_kwargs, lazy_class, schedule_peak
 
 # created on first lookup (module __getattr__), so lightning loads lazily
 __all__ = ["FindLRCallback", "MonitorCallback"]  # noqa: F822
@@ -338,18 +338,6 @@ _FINDER_SUPPLIED = {
 }
 
 
-def _finder_keywords() -> list[str]:
-    """The :func:`lrkit.find_lr` keywords a user may pass to ``FindLRCallback`` (beyond its named arguments)."""
-    import inspect
-
-    from lrkit.finder.range_test import find_lr
-
-    params = inspect.signature(find_lr).parameters
-    named = {"start_lr", "end_lr", "num_steps", "rule", "mode"}
-    return [n for n, p in params.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _FINDER_SUPPLIED and n not in named]
-
-
 def _check_finder_kwargs(kwargs: Mapping[str, Any]) -> None:
     """Refuse the :func:`lrkit.find_lr` keywords ``FindLRCallback`` supplies itself (saying where each comes from),
     unknown ones (did-you-mean), and the bad values of those it is given, when the callback is built.
@@ -361,15 +349,11 @@ def _check_finder_kwargs(kwargs: Mapping[str, Any]) -> None:
     ...     print(str(e)[:80])
     FindLRCallback(accumulation_steps=...): the callback takes it from Trainer(accum
     """
-    for name in kwargs:
-        if name in _FINDER_SUPPLIED:
-            raise ValueError(f"FindLRCallback({name}=...): the callback takes it from {_FINDER_SUPPLIED[name]}; "
-                             f"leave {name}= out")
-    valid = _finder_keywords()
-    for name in kwargs:
-        if name not in valid:
-            raise unknown_name_error("FindLRCallback keyword (lrkit.find_lr's)", name,
-                                     ["start_lr", "end_lr", "num_steps", "rule", "mode", "attr_name", "out", *valid])
+    check_finder_keywords(kwargs, _FINDER_SUPPLIED,
+                          lambda name, where: f"FindLRCallback({name}=...): the callback takes it from {where}; "
+                                              f"leave {name}= out",
+                          "FindLRCallback keyword (lrkit.find_lr's)",
+                          ["start_lr", "end_lr", "num_steps", "rule", "mode", "attr_name", "out"])
     factor = kwargs.get("diverge_factor")
     if factor is not None:
         try:
@@ -382,23 +366,6 @@ def _check_finder_kwargs(kwargs: Mapping[str, Any]) -> None:
     progress = kwargs.get("progress")
     if progress is not None and not callable(progress):
         raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
-
-
-def _group_peak(group: Mapping[str, Any], scheduler: Any, index: int) -> float:
-    """The LR a group's schedule peaks at: CyclicLR's ``max_lrs``, OneCycleLR's ``max_lr`` group key, the
-    ``initial_lr`` every torch scheduler writes (what LambdaLR, StepLR, cosine... scale down from), else ``lr``."""
-    max_lrs = getattr(scheduler, "max_lrs", None)
-    if isinstance(max_lrs, (list, tuple)) and index < len(max_lrs):
-        return float(max_lrs[index])
-    for key in ("max_lr", "initial_lr", "lr"):
-        if key in group:
-            return float(group[key])
-    return float(group["lr"])
-
-
-def _schedule_peak(optimizer: torch.optim.Optimizer, scheduler: Any) -> float:
-    """The largest group's peak (:func:`_group_peak`): what the suggestion replaces (every group keeps its ratio)."""
-    return max(_group_peak(g, scheduler, i) for i, g in enumerate(optimizer.param_groups))
 
 
 def _finder_scheduler(trainer: Any, optimizer: torch.optim.Optimizer, warn: bool = True) -> Any:
@@ -469,6 +436,25 @@ def _loaders(data: Any) -> list[Any]:
     if isinstance(data, (list, tuple)):
         return [d for v in data for d in _loaders(v)]
     return []
+
+
+def _shard(trainer: Any, data: Any) -> Any:
+    """The fit's train data as the fit loop shards it under DDP (``fit_loop.setup_data``): each DataLoader through
+    Lightning's ``_process_dataloader``, which gives a copy the fit's ``DistributedSampler`` (at epoch 0, its seed and
+    this rank's shard) and lets the strategy process it. The loaders the fit trains on are built by the fit itself."""
+    from lightning.pytorch.trainer.connectors.data_connector import _process_dataloader
+    from lightning.pytorch.trainer.states import RunningStage, TrainerFn
+    from lightning.pytorch.utilities import CombinedLoader
+
+    combined = data if isinstance(data, CombinedLoader) else CombinedLoader(data, "max_size_cycle")
+    with warnings.catch_warnings():  # its worker-count hints: the fit's own processing gives them once
+        warnings.simplefilter("ignore")
+        flat = [_process_dataloader(trainer, TrainerFn.FITTING, RunningStage.TRAINING, d) for d in combined.flattened]
+    if isinstance(data, torch.utils.data.DataLoader):
+        return flat[0]
+    copy = CombinedLoader(combined.iterables, combined._mode)
+    copy.flattened = flat
+    return copy
 
 
 def _rng_states() -> Any:
@@ -601,11 +587,21 @@ def _build_finder() -> type:
         built optimizer, ``suggestion / peak`` may differ from it in the last bit). Then the LR is set.
         ``.result`` is the :class:`~lrkit.FinderResult` and ``.lr`` the LR set (``None`` before).
 
+        Under DDP (``strategy="ddp"``, ``"ddp_spawn"``, ... with ``devices > 1``) every rank runs the test at once, as
+        :func:`lrkit.find_lr` under ``torch.distributed`` wants: on its shard (a copy of the fit's train loader with
+        the ``DistributedSampler`` the fit loop gives its own, at epoch 0; the fit's loaders are not touched), with
+        ``training_step`` called through the DDP wrapper (Lightning's forward redirection, as in the fit), so the
+        gradients are averaged over the ranks; the per-step loss is the mean over the ranks, every rank gets the same
+        suggestion and sets it. ``out=`` is written by rank 0. Under ``ddp_spawn`` the callback in the launching
+        process is not the ranks' (Lightning sends back the weights only): ``.lr``/``.result`` are set in the ranks;
+        read ``out``'s ``lr_find.json``, or use ``strategy="ddp"``, whose rank 0 is the launching process.
+
         Not run: when the fit resumes from a checkpoint (``ckpt_path=``: the checkpoint's optimizer state, LR
         included, is loaded after ``on_fit_start``; ``.lr`` is the checkpoint's callback state, and is put back in
         the module's LR attribute, ``hparams`` included, without rebuilding anything), and under
         ``fast_dev_run``. Refused at ``on_fit_start`` with a ``ValueError`` saying what to do instead: manual
-        optimization, several optimizers, more than one process (``trainer.world_size > 1``).
+        optimization, several optimizers, more than one process with another strategy than DDP (FSDP, DeepSpeed,
+        ...: the module is not in a ``DistributedDataParallel``), DDP with post-local SGD model averaging.
 
         Example (needs lightning):
             >>> import lightning.pytorch as pl, torch
@@ -676,12 +672,23 @@ def _build_finder() -> type:
                     "(lrkit.find_lr(module, optimizer, loader, step_fn=...)), and set the LR you get"
                 )
             if trainer.world_size > 1:
-                raise ValueError(
-                    f"FindLRCallback runs in one process, but this fit has world_size={trainer.world_size} "
-                    f"({type(trainer.strategy).__name__}). Run the test in a one-device fit first "
-                    "(pl.Trainer(devices=1, max_steps=0, callbacks=[FindLRCallback(...)]) or lrkit.find_lr by hand) "
-                    "and pass the LR it found (finder.lr) to this fit"
-                )
+                strategy = trainer.strategy
+                wrapped = getattr(strategy, "model", None)
+                if not isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
+                    raise ValueError(
+                        f"FindLRCallback runs under several processes with DDP only (strategy='ddp', 'ddp_spawn', "
+                        f"...), but this fit has world_size={trainer.world_size} with {type(strategy).__name__}, "
+                        f"whose model is a {type(wrapped).__name__}. Run the test in a one-device fit first "
+                        "(pl.Trainer(devices=1, max_steps=0, callbacks=[FindLRCallback(...)]) or lrkit.find_lr by "
+                        "hand) and pass the LR it found (finder.lr) to this fit"
+                    )
+                if getattr(strategy, "_model_averager", None) is not None:
+                    raise ValueError(
+                        "FindLRCallback does not run under DDP with post-local SGD model averaging "
+                        "(DDPStrategy(ddp_comm_state=PostLocalSGDState(...))): its optimizer wrapper is not what "
+                        "configure_optimizers builds. Run the test in a fit without it first and pass the LR it found "
+                        "(finder.lr) to this fit"
+                    )
             source = trainer.fit_loop._data_source
             if trainer.limit_train_batches == 0 or not source.is_defined():
                 raise ValueError("FindLRCallback needs the fit's train data: pass train_dataloaders= to trainer.fit, "
@@ -757,7 +764,7 @@ def _build_finder() -> type:
             self._refuse(trainer, pl_module)
             attr = self._attr(pl_module)  # checked before the test runs
             result = self.run_test(trainer, pl_module)
-            if self.out is not None:
+            if self.out is not None and trainer.is_global_zero:  # every rank has the same curve: rank 0 writes it
                 self.out.mkdir(parents=True, exist_ok=True)
                 result.to_json(self.out / "lr_find.json")
                 try:
@@ -777,11 +784,15 @@ def _build_finder() -> type:
             # train_dataloader() runs once more in the fit: its RNG draws (a random split, ...) are put back after
             # the test, so the fit's call draws what it would have drawn without the test
             restore_rng = _rng_states()
-            data = trainer.fit_loop._data_source.dataloader()
+            raw = trainer.fit_loop._data_source.dataloader()
+            # under DDP each rank draws its shard, as the fit's first epoch does: the loaders get the sampler the fit
+            # loop gives its own (a DistributedSampler, at epoch 0); copies, so the fit's loaders are not touched
+            distributed = trainer.world_size > 1
+            data = _shard(trainer, raw) if distributed else raw
             # iterating the loaders advances their own shuffling generators (DataLoader(generator=...)) and makes the
             # iterator a persistent_workers loader keeps (its workers' seeds): both put back after the test, so the
             # fit's first epoch has the order and worker seeds it would have had without the test
-            loaders = _loaders(data)
+            loaders = list({id(d): d for d in _loaders(raw) + _loaders(data)}.values())
             generators = [(g, g.get_state()) for d in loaders for g in _loader_generators(d)]
             workers = _OwnWorkers(*loaders)
             batches = _Batches(data, trainer, pl_module)
@@ -792,9 +803,17 @@ def _build_finder() -> type:
             # "bf16-true"); MixedPrecision's is autocast, which find_lr's amp= does itself
             step_context = contextlib.nullcontext if isinstance(plugin, MixedPrecision) else plugin.train_step_context
 
+            # under DDP the forward goes through the DDP wrapper (Lightning's forward redirection, as the fit's
+            # training_step does), so backward all-reduces the gradients and every rank steps alike
+            model = trainer.strategy.model if distributed else pl_module
+            redirect: Any = trainer.strategy._forward_redirection if distributed else None
+
             def step_fn(module: Any, batch: Any) -> torch.Tensor:
                 with step_context():
-                    out = module.training_step(batch, next(counter))
+                    if distributed:
+                        out = redirect(module, pl_module, "training_step", batch, next(counter))
+                    else:
+                        out = module.training_step(batch, next(counter))
                 loss = out.get("loss") if isinstance(out, Mapping) else out
                 if not isinstance(loss, torch.Tensor):
                     got = "a dict without 'loss'" if isinstance(out, Mapping) else repr(out)[:60]
@@ -808,7 +827,7 @@ def _build_finder() -> type:
             logging_state = _silence_logging(pl_module)
             metrics = _metric_states(pl_module)
             try:
-                result = find_lr(pl_module, trainer.optimizers[0], batches, step_fn=step_fn,
+                result = find_lr(model, trainer.optimizers[0], batches, step_fn=step_fn,
                                  start_lr=self.start_lr, end_lr=self.end_lr, num_steps=self.num_steps,
                                  mode=self.mode, rule=self.rule, **kwargs)
             finally:
@@ -826,13 +845,13 @@ def _build_finder() -> type:
             optimizer = trainer.optimizers[0]
             if attr is not None:
                 before = lightning_getattr(pl_module, attr)
-                old_peak = _schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
+                old_peak = schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
                 _set_lr_attr(pl_module, attr, lr)
                 restore_rng = _rng_states()  # the fit ran configure_optimizers once: its draws, if any, not twice
                 trainer.strategy.setup_optimizers(trainer)  # configure_optimizers again, from the new attribute
                 restore_rng()
                 optimizer = trainer.optimizers[0]
-                new_peak = _schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
+                new_peak = schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
                 moved = isinstance(before, (int, float)) and not math.isclose(float(before), lr, rel_tol=1e-9)
                 if not (moved and math.isclose(new_peak, old_peak, rel_tol=1e-9)):
                     self.lr = lr
@@ -846,7 +865,7 @@ def _build_finder() -> type:
                     stacklevel=3,
                 )
             scheduler = _finder_scheduler(trainer, optimizer)
-            backoff_lr(optimizer, scheduler, lr / _schedule_peak(optimizer, scheduler))
+            backoff_lr(optimizer, scheduler, lr / schedule_peak(optimizer, scheduler))
             self.lr = lr
 
         # ---------------------------------------------------------------- checkpoints

@@ -45,7 +45,6 @@ lrkit never imports transformers; without transformers that lookup raises an ``I
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import os
 import warnings
@@ -56,8 +55,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lrkit._state import RNGState
-from lrkit._utils import MissingExtraError, atomic_write, unknown_name_error
-from lrkit.integrations._common import check_monitor_kwargs, lazy_class, schedule_peak
+from lrkit._utils import MissingExtraError, atomic_write
+from lrkit.integrations._common import check_finder_keywords, check_monitor_kwargs, lazy_class, schedule_peak
 
 if TYPE_CHECKING:
     from lrkit.finder.result import FinderResult
@@ -468,15 +467,10 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
     _check_trainer(trainer, who, "lrkit.find_lr(model, optimizer, loader)")
     if not isinstance(set_lr, bool):
         raise ValueError(f"set_lr={set_lr!r} must be True or False")
-    for name in find_lr_kwargs:
-        if name in _FINDER_SUPPLIED:
-            raise ValueError(f"find_trainer_lr({name}=...): the Trainer supplies the range test's {name}: "
-                             f"{_FINDER_SUPPLIED[name]}; leave {name}= out")
-    valid = [n for n, p in inspect.signature(find_lr).parameters.items()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _FINDER_SUPPLIED]
-    for name in find_lr_kwargs:
-        if name not in valid:
-            raise unknown_name_error("find_trainer_lr keyword (lrkit.find_lr's)", name, valid)
+    check_finder_keywords(find_lr_kwargs, _FINDER_SUPPLIED,
+                          lambda name, where: f"find_trainer_lr({name}=...): the Trainer supplies the range test's "
+                                              f"{name}: {where}; leave {name}= out",
+                          "find_trainer_lr keyword (lrkit.find_lr's)")
     _check_setup(trainer, who, "Run the range test yourself where the model and optimizer are ready to step: "
                  "lrkit.find_lr(model, optimizer, loader, step_fn=...) on every rank (see its docstring on "
                  "torch.distributed), then set args.learning_rate to result.suggestion")
