@@ -419,6 +419,17 @@ class _Batches:
             yield self._prepare(batch)
 
     def __len__(self) -> int:
+        """The batches in one pass, as the fit loop counts them: a collection of loaders (a dict, a list, a
+        CombinedLoader) by its mode — the longest loader for ``"max_size_cycle"`` (a dict/list's) and ``"max_size"``,
+        the shortest for ``"min_size"``, their sum for ``"sequential"`` — not the number of loaders in it."""
+        from lightning.pytorch.utilities import CombinedLoader
+
+        if isinstance(self.data, (CombinedLoader, Mapping, list, tuple)):
+            combined = self.data if isinstance(self.data, CombinedLoader) else CombinedLoader(self.data,
+                                                                                              "max_size_cycle")
+            lengths = [len(d) for d in combined.flattened]  # a loader without a length: TypeError (passes unknown)
+            mode = combined._mode
+            return sum(lengths) if mode == "sequential" else min(lengths) if mode == "min_size" else max(lengths)
         return len(self.data)
 
 
