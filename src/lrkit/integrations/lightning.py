@@ -835,12 +835,18 @@ def _build_finder() -> type:
                 return loss
 
             kwargs = {**self._settings(trainer), **self.find_lr_kwargs}
+            quiet = trainer.global_rank > 0  # every rank records the same curve: rank 0 alone reports on it
+            if quiet:
+                kwargs["progress"] = None
             logging_state = _silence_logging(pl_module)
             metrics = _metric_states(pl_module)
             try:
-                result = find_lr(model, trainer.optimizers[0], batches, step_fn=step_fn,
-                                 start_lr=self.start_lr, end_lr=self.end_lr, num_steps=self.num_steps,
-                                 mode=self.mode, rule=self.rule, **kwargs)
+                with warnings.catch_warnings():
+                    if quiet:
+                        warnings.simplefilter("ignore")
+                    result = find_lr(model, trainer.optimizers[0], batches, step_fn=step_fn,
+                                     start_lr=self.start_lr, end_lr=self.end_lr, num_steps=self.num_steps,
+                                     mode=self.mode, rule=self.rule, **kwargs)
             finally:
                 _restore_logging(pl_module, logging_state)
                 _restore_metric_states(metrics)
