@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from lrkit._state import RNGState
 from lrkit._utils import MissingExtraError, check_int, check_positive, unknown_name_error
 from lrkit.integrations._common import check_finder_keywords, check_monitor_kwargs, lazy_class, schedule_peak
 
@@ -65,6 +66,19 @@ _SUPPLIED = {
     "grad_scaler": "the GradScaler of Lightning's precision plugin (precision='16-mixed')",
 }
 
+def _scheduler_configs(trainer: Any, optimizer: torch.optim.Optimizer) -> tuple[Any, list[Any], str]:
+    """``optimizer``'s scheduler configs in ``trainer.lr_scheduler_configs``: the chosen one (its only one, else its
+    step-interval one, which writes the LR at every step; ``None`` without any), the others, and the others named
+    for a warning."""
+    configs = [c for c in trainer.lr_scheduler_configs if getattr(c.scheduler, "optimizer", None) is optimizer]
+    if not configs:
+        return None, [], ""
+    chosen = next((c for c in configs if c.interval == "step" and not c.reduce_on_plateau), configs[0])
+    others = [c for c in configs if c is not chosen]
+    names = ", ".join(f"{type(c.scheduler).__name__} (interval={c.interval!r})" for c in others)
+    return chosen, others, names
+
+
 def _pick_scheduler(trainer: Any, optimizer: torch.optim.Optimizer) -> Any:
     """The scheduler to pass as ``Monitor(scheduler=...)``: the one Lightning steps for ``optimizer``.
 
@@ -72,13 +86,11 @@ def _pick_scheduler(trainer: Any, optimizer: torch.optim.Optimizer) -> Any:
     loop steps, so a back-off must scale what it computes the LR from and a rollback must restore its state. With
     several, the step-interval one (it writes the LR at every step); the others are named in a warning.
     """
-    configs = [c for c in trainer.lr_scheduler_configs if getattr(c.scheduler, "optimizer", None) is optimizer]
-    if not configs:
+    chosen, others, names = _scheduler_configs(trainer, optimizer)
+    if chosen is None:
         return None
-    chosen = next((c for c in configs if c.interval == "step" and not c.reduce_on_plateau), configs[0])
-    others = [c for c in configs if c is not chosen]
     if others:
-        names = ", ".join(f"{type(c.scheduler).__name__} (interval={c.interval!r})" for c in others)
+        configs = [chosen, *others]
         warnings.warn(
             f"MonitorCallback: the optimizer has {len(configs)} LR schedulers; the monitor is given "
             f"{type(chosen.scheduler).__name__} (interval={chosen.interval!r}). A rollback does not restore the state "
@@ -372,13 +384,11 @@ def _finder_scheduler(trainer: Any, optimizer: torch.optim.Optimizer, warn: bool
     """The scheduler whose bases the no-attribute path scales (``backoff_lr``): the optimizer's only one, or its
     step-interval one; with ``warn``, the others are named in a warning (their bases are not scaled). The attribute
     path, which rebuilds them all from the attribute, reads the peak with ``warn=False``."""
-    configs = [c for c in trainer.lr_scheduler_configs if getattr(c.scheduler, "optimizer", None) is optimizer]
-    if not configs:
+    chosen, others, names = _scheduler_configs(trainer, optimizer)
+    if chosen is None:
         return None
-    chosen = next((c for c in configs if c.interval == "step" and not c.reduce_on_plateau), configs[0])
-    others = [c for c in configs if c is not chosen]
     if others and warn:
-        names = ", ".join(f"{type(c.scheduler).__name__} (interval={c.interval!r})" for c in others)
+        configs = [chosen, *others]
         warnings.warn(
             f"FindLRCallback: the optimizer has {len(configs)} LR schedulers; the suggestion is applied through "
             f"{type(chosen.scheduler).__name__} (interval={chosen.interval!r}), and the LRs that {names} compute "
@@ -466,26 +476,6 @@ def _shard(trainer: Any, data: Any) -> Any:
     copy = CombinedLoader(combined.iterables, combined._mode)
     copy.flattened = flat
     return copy
-
-
-def _rng_states() -> Any:
-    """Take the torch (CPU and CUDA), numpy and Python RNG states; the function returned puts them back."""
-    import random
-
-    import numpy as np
-
-    cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    np_state, py_state = np.random.get_state(), random.getstate()
-
-    def restore() -> None:
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-
-    return restore
 
 
 def _silence_logging(module: Any) -> dict[str, Any]:
@@ -794,7 +784,7 @@ def _build_finder() -> type:
             """:func:`lrkit.find_lr` on the module, its optimizer and the fit's train data; sets ``.result``."""
             # train_dataloader() runs once more in the fit: its RNG draws (a random split, ...) are put back after
             # the test, so the fit's call draws what it would have drawn without the test
-            restore_rng = _rng_states()
+            restore_rng = RNGState.capture().restore
             raw = trainer.fit_loop._data_source.dataloader()
             # under DDP each rank draws its shard, as the fit's first epoch does: the loaders get the sampler the fit
             # loop gives its own (a DistributedSampler, at epoch 0); copies, so the fit's loaders are not touched
@@ -864,7 +854,8 @@ def _build_finder() -> type:
                 before = lightning_getattr(pl_module, attr)
                 old_peak = schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
                 _set_lr_attr(pl_module, attr, lr)
-                restore_rng = _rng_states()  # the fit ran configure_optimizers once: its draws, if any, not twice
+                # the fit ran configure_optimizers once: its draws, if any, not twice
+                restore_rng = RNGState.capture().restore
                 trainer.strategy.setup_optimizers(trainer)  # configure_optimizers again, from the new attribute
                 restore_rng()
                 optimizer = trainer.optimizers[0]
