@@ -395,6 +395,24 @@ def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, 
             # the schedule train() builds on it reads an absolute floor (polynomial's lr_end, cosine_with_min_lr's
             # min_lr) against defaults["lr"], as it would on an optimizer built at the new LR
             optimizer.defaults["lr"] = default * factor
+    _warn_floor_above(args, lr)
+
+
+def _warn_floor_above(args: Any, lr: float) -> None:
+    """Warn when an absolute floor of the Trainer's schedule (``lr_scheduler_kwargs``' ``min_lr`` or ``lr_end``) is at
+    or above the peak LR just set: transformers' cosine then *rises* from the peak to the floor (polynomial refuses
+    it when ``train()`` builds the schedule)."""
+    kwargs = getattr(args, "lr_scheduler_kwargs", None) or {}
+    for key in ("min_lr", "lr_end"):
+        floor = kwargs.get(key) if isinstance(kwargs, dict) else None
+        if isinstance(floor, (int, float)) and not isinstance(floor, bool) and floor >= lr:
+            warnings.warn(
+                f"the LR set, {lr:.3g}, is at or below lr_scheduler_kwargs' {key}={floor:g}, an absolute floor: the "
+                f"schedule would run from {lr:.3g} up to {floor:g} rather than decay. Lower {key} (or give "
+                "min_lr_rate, a fraction of the peak, for cosine_with_min_lr)",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any) -> FinderResult:
