@@ -102,14 +102,20 @@ def _pick_scheduler(trainer: Any, optimizer: torch.optim.Optimizer) -> Any:
     return chosen.scheduler
 
 
-def _build() -> type:
+def _lightning(who: str) -> Any:
+    """The ``lightning.pytorch`` module, or a :class:`MissingExtraError` naming ``who`` and the pip install."""
     try:
-        from lightning.pytorch import Callback
+        import lightning.pytorch
     except ImportError as e:
         raise MissingExtraError(
-            "lrkit.integrations.lightning.MonitorCallback needs PyTorch Lightning (lightning>=2.1), which is not "
+            f"lrkit.integrations.lightning.{who} needs PyTorch Lightning (lightning>=2.1), which is not "
             "installed. Install it with: pip install lightning"
         ) from e
+    return lightning.pytorch
+
+
+def _build() -> type:
+    Callback = _lightning("MonitorCallback").Callback
 
     from lrkit.monitor import Monitor
 
@@ -525,15 +531,9 @@ def _restore_metric_states(saved: list[tuple[Any, dict[str, Any]]]) -> None:
 
 
 def _build_finder() -> type:
-    try:
-        from lightning.pytorch import Callback
-        from lightning.pytorch.plugins.precision import MixedPrecision
-        from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_hasattr, lightning_setattr
-    except ImportError as e:
-        raise MissingExtraError(
-            "lrkit.integrations.lightning.FindLRCallback needs PyTorch Lightning (lightning>=2.1), which is not "
-            "installed. Install it with: pip install lightning"
-        ) from e
+    Callback = _lightning("FindLRCallback").Callback
+    from lightning.pytorch.plugins.precision import MixedPrecision
+    from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_hasattr, lightning_setattr
 
     from lrkit.finder import suggest as _suggest
     from lrkit.finder.range_test import _loader_generators, _OwnWorkers, find_lr

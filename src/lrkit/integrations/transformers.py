@@ -50,7 +50,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -214,16 +214,16 @@ def _enable_checkpointing(model: Any, args: Any) -> Callable[[], None]:
     return undo
 
 
-def _import_trainer(who: str) -> type:
-    """``transformers.Trainer``, or a :class:`MissingExtraError` naming ``who`` and the pip install."""
+def _transformers(who: str) -> Any:
+    """The ``transformers`` module, or a :class:`MissingExtraError` naming ``who`` and the pip install."""
     try:
-        from transformers import Trainer
+        import transformers
     except ImportError as e:
         raise MissingExtraError(
             f"lrkit.integrations.transformers.{who} needs Hugging Face transformers (with accelerate), which "
             "is not installed. Install it with: pip install transformers accelerate"
         ) from e
-    return Trainer  # type: ignore[no-any-return]
+    return transformers
 
 
 def _check_trainer(trainer: Any, who: str, other: str) -> None:
@@ -297,13 +297,14 @@ def _trainer_settings(args: Any) -> dict[str, Any]:
     )
 
 
-class _Parts:
+class _Parts(NamedTuple):
     """What :func:`_trainer_parts` hands out: the torch ``optimizer`` (``created``: built by
     ``trainer.create_optimizer()``, dropped afterwards), the training ``loader`` and ``step_fn``."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, created: bool, loader: Any,
-                 step_fn: Callable[[Any, Any], torch.Tensor]) -> None:
-        self.optimizer, self.created, self.loader, self.step_fn = optimizer, created, loader, step_fn
+    optimizer: torch.optim.Optimizer
+    created: bool
+    loader: Any
+    step_fn: Callable[[Any, Any], torch.Tensor]
 
 
 def _place_as_train_does(trainer: Any) -> None:
@@ -478,7 +479,7 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
         result = find_trainer_lr(trainer, num_steps=50)
         print(trainer.args.learning_rate == result.suggestion, trainer.optimizer is None)   # True True
     """
-    _import_trainer("find_trainer_lr")
+    _transformers("find_trainer_lr")
     from lrkit.finder.range_test import find_lr
 
     who = "find_trainer_lr"
@@ -645,7 +646,7 @@ def choose_trainer_lr(
         auto = choose_trainer_lr(trainer, budget=0.5)
         print(trainer.args.learning_rate == auto.lr, auto.extra_steps <= 50)   # True True
     """
-    _import_trainer("choose_trainer_lr")
+    _transformers("choose_trainer_lr")
     from transformers import Trainer
 
     from lrkit.train.auto import choose_lr0
@@ -746,13 +747,7 @@ def choose_trainer_lr(
 
 
 def _build() -> type:
-    try:
-        from transformers import TrainerCallback
-    except ImportError as e:
-        raise MissingExtraError(
-            "lrkit.integrations.transformers.MonitorCallback needs Hugging Face transformers (with accelerate), which "
-            "is not installed. Install it with: pip install transformers accelerate"
-        ) from e
+    TrainerCallback = _transformers("MonitorCallback").TrainerCallback
 
     from lrkit.monitor import Monitor
 
