@@ -45,13 +45,17 @@ lrkit never imports transformers; without transformers that lookup raises an ``I
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import torch
 
 from lrkit._state import RNGState
@@ -506,14 +510,80 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
 _METRIC_SCHEDULES = ("reduce_lr_on_plateau", "greedy")
 
 #: ``lr_scheduler_kwargs`` that are step counts (``warmup_stable_decay``'s phases, ``inverse_sqrt``'s timescale):
-#: scaled with the run's length in a trial, as an absolute ``warmup_steps`` is.
+#: scaled with the run's length in a trial, as an absolute ``warmup_steps`` is, whatever their numeric type (an int,
+#: a float such as a JSON ``30.0``, a numpy number). The others (``min_lr_ratio``, ``min_lr_rate``,
+#: ``warmup_lr_rate``, ``num_cycles``, ``power``; the absolute floors ``lr_end``, ``min_lr``) are kept as they are.
 _STEP_KWARGS = ("num_decay_steps", "num_stable_steps", "timescale")
 
+#: ``lr_scheduler_kwargs`` that are an absolute LR floor (``polynomial``'s ``lr_end``, ``cosine_with_min_lr``'s
+#: ``min_lr``): read by transformers against ``optimizer.defaults["lr"]``.
+_FLOOR_KWARGS = ("lr_end", "min_lr")
 
-def _compressed(steps: int, n: int, total: int) -> int:
-    """``steps`` of a ``total``-step run as a share of an ``n``-step trial: ``ceil(steps * n / total)`` (exact:
-    integers only), so ``n == total`` gives ``steps`` back and a non-zero phase keeps at least one step."""
-    return -(-steps * n // total)
+
+def _compressed(steps: Any, n: int, total: int) -> Any:
+    """``steps`` of a ``total``-step run as a share of an ``n``-step trial: ``ceil(steps * n / total)`` (exact, in
+    fractions, for an int or a float alike), so a non-zero phase keeps at least one step; ``n == total`` gives
+    ``steps`` back as it is, so the trial is exactly the run's schedule."""
+    if n == total:
+        return steps
+    exact = Fraction(int(steps)) if isinstance(steps, numbers.Integral) else Fraction(float(steps))
+    return math.ceil(exact * n / total)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def _check_schedule_kwargs(args: Any) -> dict[str, Any]:
+    """``args.lr_scheduler_kwargs`` as a dict, its step counts (:data:`_STEP_KWARGS`) and floors
+    (:data:`_FLOOR_KWARGS`) checked: a value transformers would take as something else, or fail on inside a trial
+    (``timescale=0`` divides by zero), or that cannot be a number of steps (negative, NaN, a string, a bool) is a
+    ``ValueError`` naming the key and the value."""
+    kwargs = args.lr_scheduler_kwargs or {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"choose_trainer_lr: args.lr_scheduler_kwargs={kwargs!r} must be a dict (or a JSON string "
+                         "of one) of the schedule's keyword arguments, or None")
+    for key in _STEP_KWARGS:
+        if key not in kwargs or (kwargs[key] is None and key != "num_decay_steps"):  # None: transformers' default
+            continue
+        value = kwargs[key]
+        strict = key == "timescale"  # inverse_sqrt divides by it
+        if not _is_number(value) or value < 0 or (strict and value == 0):
+            raise ValueError(
+                f"choose_trainer_lr: lr_scheduler_kwargs {key}={value!r} must be a number of steps "
+                f"{'> 0' if strict else '>= 0'} (an int, or a float such as 30.0)"
+                + ("" if key == "num_decay_steps" else ", or None for transformers' default")
+                + "; the trials compress it with the run's length, as train() runs it"
+            )
+    for key in _FLOOR_KWARGS:
+        value = kwargs.get(key)
+        if key in kwargs and (value is not None or key == "lr_end") and (not _is_number(value) or value < 0):
+            raise ValueError(f"choose_trainer_lr: lr_scheduler_kwargs {key}={value!r} must be a number >= 0, the "
+                             "absolute LR the schedule ends at")
+    return kwargs
+
+
+def _polynomial_floor(args: Any) -> float | None:
+    """``polynomial``'s absolute ``lr_end`` (transformers' default when not given), or ``None`` for another
+    schedule: ``get_polynomial_decay_schedule_with_warmup`` refuses an optimizer whose ``defaults["lr"]`` is not
+    above it, in a trial as in ``train()``."""
+    if _schedule_name(args) != "polynomial":
+        return None
+    kwargs = args.lr_scheduler_kwargs or {}
+    if "lr_end" in kwargs:
+        return float(kwargs["lr_end"])
+    from transformers.optimization import get_polynomial_decay_schedule_with_warmup
+
+    return float(inspect.signature(get_polynomial_decay_schedule_with_warmup).parameters["lr_end"].default)
+
+
+def _schedule_name(args: Any) -> str:
+    return str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+
+
+class _BelowFloor(ValueError):
+    """A trial's peak LR at or below ``polynomial``'s ``lr_end``: raised by the trial schedule, reworded by
+    :func:`choose_trainer_lr` (``choose_lr0`` wraps a ``make_scheduler`` failure in its own words)."""
 
 
 def _trainer_total_steps(trainer: Any, loader: Any) -> int:
@@ -532,44 +602,98 @@ def _trainer_make_scheduler(args: Any, total_steps: int,
     """``make_scheduler(optimizer, n)``: the schedule ``Trainer.create_scheduler`` builds, over ``n`` steps instead
     of ``total_steps``. A warmup given as a ratio (``warmup_steps < 1``) is that ratio of ``n``
     (``args.get_warmup_steps(n)``); one given in steps, and the step counts of ``lr_scheduler_kwargs``
-    (:data:`_STEP_KWARGS`), are compressed by ``n / total_steps`` (:func:`_compressed`), so ``n == total_steps``
-    is exactly the run's schedule.
+    (:data:`_STEP_KWARGS`, an int or a float alike), are compressed by ``n / total_steps`` (:func:`_compressed`), so
+    ``n == total_steps`` is exactly the run's schedule.
 
     An absolute floor in ``lr_scheduler_kwargs`` (``polynomial``'s ``lr_end``, ``cosine_with_min_lr``'s ``min_lr``)
     is read by transformers against ``optimizer.defaults["lr"]``, which a run built with ``learning_rate=lr`` has at
     ``lr`` (:func:`_set_peak_lr` scales a user optimizer's ``defaults["lr"]`` with its groups). So each trial's
     schedule is built with ``defaults["lr"]`` scaled as the groups' LRs are from ``peak`` (the largest group's LR
     before the trials), put back right after: the floor stays the absolute LR the run ends at, not a fraction of
-    the candidate."""
-    from transformers import get_scheduler
+    the candidate. A trial at or below ``polynomial``'s ``lr_end`` raises :class:`_BelowFloor` (``train()`` at that
+    LR refuses the schedule too).
+
+    The kwargs are checked here, before any trial (:func:`_check_schedule_kwargs`), and the run's schedule is built
+    once on a throw-away optimizer: what transformers cannot build (a misspelt key, an unknown ``decay_type``) is a
+    ``ValueError`` now, not after the range test."""
+    kwargs = _check_schedule_kwargs(args)
+    kind = _schedule_name(args)
+    floor = _polynomial_floor(args)
+    calls = [0]
+
+    def build(optimizer: torch.optim.Optimizer, n: int) -> Any:
+        from transformers import get_scheduler
+
+        warmup = args.warmup_steps
+        num_warmup = _compressed(int(warmup), n, total_steps) if warmup >= 1 else args.get_warmup_steps(n)
+        specific = dict(kwargs)
+        for key in _STEP_KWARGS:
+            if specific.get(key) is not None:
+                specific[key] = _compressed(specific[key], n, total_steps)
+        return get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=num_warmup, num_training_steps=n,
+                             scheduler_specific_kwargs=specific)
+
+    probe_lr = 2.0 * max([1.0, *(float(kwargs[k]) for k in _FLOOR_KWARGS if kwargs.get(k) is not None)])
+    try:
+        with warnings.catch_warnings():  # transformers' own warnings come with each trial's schedule
+            warnings.simplefilter("ignore")
+            build(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=probe_lr), total_steps)
+    except Exception as e:
+        raise ValueError(
+            f"choose_trainer_lr: lr_scheduler_type={kind!r} with lr_scheduler_kwargs={kwargs!r} cannot be built as "
+            f"train() would build it: {type(e).__name__}: {str(e).removesuffix('.')}. Fix lr_scheduler_kwargs (the "
+            "keyword arguments of the schedule function transformers' get_scheduler calls for this type)"
+        ) from None
 
     def make_scheduler(optimizer: torch.optim.Optimizer, n: int) -> Any:
+        calls[0] += 1
         default = optimizer.defaults.get("lr")
-        if peak and isinstance(default, (int, float)) and not isinstance(default, bool):
+        if not (isinstance(default, (int, float)) and not isinstance(default, bool)):
+            return build(optimizer, n)
+        scaled = default
+        if peak:
             now = max(float(g["lr"]) for g in optimizer.param_groups)
-            optimizer.defaults["lr"] = now if math.isclose(default, peak, rel_tol=1e-12) else default * (now / peak)
-            try:
-                return _build_scheduler(optimizer, n)
-            finally:
-                optimizer.defaults["lr"] = default
-        return _build_scheduler(optimizer, n)
+            scaled = now if math.isclose(default, peak, rel_tol=1e-12) else default * (now / peak)
+        if floor is not None and not scaled > floor:
+            now = max(float(g["lr"]) for g in optimizer.param_groups)
+            which = " (the first candidate: the range test's suggestion)" if calls[0] == 1 else ""
+            raise _BelowFloor(
+                f"choose_trainer_lr: the trial at peak LR {now:.3g}{which} is at or below lr_end={floor:g} of "
+                f"lr_scheduler_type='polynomial', an absolute LR the schedule decays to, so transformers refuses "
+                f"the schedule (lr_end must be smaller than the initial lr), as train() at that LR would. Lower "
+                f"lr_end below {now:.3g} (lr_scheduler_kwargs), or set args.learning_rate yourself above {floor:g} "
+                "(find_trainer_lr(trainer, set_lr=False) shows the range test)"
+            )
+        optimizer.defaults["lr"] = scaled
+        try:
+            return build(optimizer, n)
+        finally:
+            optimizer.defaults["lr"] = default
 
-    def _build_scheduler(optimizer: torch.optim.Optimizer, n: int) -> Any:
-        warmup = args.warmup_steps
-        if warmup >= 1:
-            num_warmup = _compressed(int(warmup), n, total_steps)
-        else:
-            num_warmup = args.get_warmup_steps(n)
-        kwargs = dict(args.lr_scheduler_kwargs or {})
-        for key in _STEP_KWARGS:
-            value = kwargs.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                kwargs[key] = _compressed(value, n, total_steps)
-        return get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=num_warmup, num_training_steps=n,
-                             scheduler_specific_kwargs=kwargs)
-
-    make_scheduler.__name__ = f"the Trainer's {args.lr_scheduler_type!s} schedule"
+    make_scheduler.__name__ = f"the Trainer's {kind} schedule"
     return make_scheduler
+
+
+def _floor_before_compute(args: Any, floor: float | None, finder_kwargs: dict[str, Any] | None,
+                          optimizer: torch.optim.Optimizer) -> None:
+    """Refuse, before the range test, a ``polynomial`` ``lr_end`` at or above the highest LR the range test sweeps
+    (``end_lr``): every suggestion would be at or below it, and ``train()`` at it refuses the schedule."""
+    from lrkit.train import auto as auto_mod
+
+    end_lr = (finder_kwargs or {}).get("end_lr", auto_mod.FINDER_END_LR)
+    default = optimizer.defaults.get("lr")
+    peak = schedule_peak(optimizer)
+    if floor is None or not _is_number(end_lr) or not _is_number(default) or not peak:
+        return
+    ratio = 1.0 if math.isclose(default, peak, rel_tol=1e-12) else default / peak  # as make_scheduler scales it
+    if floor >= end_lr * ratio:
+        raise ValueError(
+            f"choose_trainer_lr: lr_end={floor:g} of lr_scheduler_type='polynomial' is at or above every LR the "
+            f"range test sweeps (up to end_lr={end_lr:g}), so every candidate would be at or below it, and "
+            "transformers refuses such a schedule (lr_end must be smaller than the initial lr), as train() at that "
+            "LR would. Lower lr_end (an absolute LR, the end of the decay), or set args.learning_rate yourself above "
+            "it"
+        )
 
 
 def choose_trainer_lr(
@@ -596,9 +720,13 @@ def choose_trainer_lr(
     - ``make_scheduler(optimizer, n)``: ``transformers.get_scheduler(args.lr_scheduler_type, ...,
       num_training_steps=n, scheduler_specific_kwargs=args.lr_scheduler_kwargs)`` — ``Trainer.create_scheduler``'s
       schedule over ``n`` steps. A warmup ratio (``warmup_steps < 1``) stays a ratio; a warmup in steps, and the
-      step counts in ``lr_scheduler_kwargs`` (``num_decay_steps``, ``num_stable_steps``, ``timescale``), shrink
-      with the trial: ``ceil(steps x n / total_steps)``; an absolute floor there (``polynomial``'s ``lr_end``,
-      ``cosine_with_min_lr``'s ``min_lr``) stays that absolute LR in every trial, as in the run at that LR;
+      step counts in ``lr_scheduler_kwargs`` (``num_decay_steps``, ``num_stable_steps``, ``timescale``; an int or
+      a float such as ``30.0`` alike), shrink with the trial: ``ceil(steps x n / total_steps)``; ratios
+      (``min_lr_ratio``, ``num_cycles``, ...) stay as they are; an absolute floor there (``polynomial``'s
+      ``lr_end``, ``cosine_with_min_lr``'s ``min_lr``) stays that absolute LR in every trial, as in the run at that
+      LR. A step count that is not one (negative, NaN, a string) or kwargs transformers cannot build are refused
+      before any compute; a candidate at or below ``polynomial``'s ``lr_end`` (which ``train()`` at that LR would
+      refuse too) stops the call with an error naming it, ``lr_end`` and the fix;
     - ``val_loader``: ``trainer.get_eval_dataloader()`` when the Trainer has an ``eval_dataset`` (the first one of a
       dict of them), each batch's ``compute_loss`` in eval mode without gradients; none: the trials are scored on
       their training loss;
@@ -714,11 +842,14 @@ def choose_trainer_lr(
                     "set trainer.eval_dataset = None for the call"
                 ) from None
 
+        make_scheduler = _trainer_make_scheduler(args, total_steps, schedule_peak(parts.optimizer))
+        floor = _polynomial_floor(args)
+        _floor_before_compute(args, floor, finder_kwargs, parts.optimizer)
         try:
             auto = choose_lr0(
                 trainer.model, parts.optimizer, parts.loader, val_loader,
                 total_steps=total_steps,
-                make_scheduler=_trainer_make_scheduler(args, total_steps, schedule_peak(parts.optimizer)),
+                make_scheduler=make_scheduler,
                 step_fn=step_fn,
                 budget=budget,
                 num_candidates=num_candidates,
@@ -729,6 +860,8 @@ def choose_trainer_lr(
                 log=log,
             )
         except ValueError as e:
+            if isinstance(e.__cause__, _BelowFloor):  # choose_lr0 wraps a make_scheduler failure: say it plainly
+                raise ValueError(str(e.__cause__)) from None
             if "needs at least 10 extra optimizer steps" not in str(e):
                 raise
             # choose_lr0's wording names lrkit.train's auto_budget and lr0: say it in the Trainer's terms
@@ -741,9 +874,29 @@ def choose_trainer_lr(
                 "gradient_accumulation_steps), or use find_trainer_lr(trainer) (the range test alone), or set "
                 "args.learning_rate yourself"
             ) from None
+        if floor is not None:
+            _check_choice_above_floor(auto, floor, budget, parts.optimizer)
     if set_lr:
         _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr)
     return auto
+
+
+def _check_choice_above_floor(auto: AutoLR, floor: float, budget: float, optimizer: torch.optim.Optimizer) -> None:
+    """Refuse a chosen LR at or below ``polynomial``'s ``lr_end`` (a suggestion used without a trial, when the budget
+    leaves no room for one: no trial schedule was built to refuse it), which ``train()`` would refuse."""
+    default = optimizer.defaults.get("lr")
+    peak = schedule_peak(optimizer)
+    ratio = 1.0 if not _is_number(default) or not peak or math.isclose(default, peak, rel_tol=1e-12) else default / peak
+    if auto.lr * ratio > floor:
+        return
+    how = (f"the range test suggested {auto.lr:.3g}, used without a trial (budget={budget:g} leaves no room for one)"
+           if not getattr(auto, "trials", None) else f"the LR chosen, {auto.lr:.3g},")
+    raise ValueError(
+        f"choose_trainer_lr: {how} is at or below lr_end={floor:g} of lr_scheduler_type='polynomial', an absolute "
+        "LR the schedule decays to: train() at that LR would refuse the schedule (transformers: lr_end must be smaller "
+        f"than the initial lr). Lower lr_end below {auto.lr:.3g} (lr_scheduler_kwargs), or set args.learning_rate "
+        f"yourself above {floor:g}; nothing was changed"
+    )
 
 
 def _build() -> type:

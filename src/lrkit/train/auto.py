@@ -38,6 +38,7 @@ import numbers
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -110,6 +111,11 @@ STEP_DOWN_MARGIN = math.inf
 #: scaling (``lrkit.finder.suggest.dip_cut``, ``ROBUST_MAX_PASSES``): on since the sixth fresh set's pre-registered
 #: test (with ``STEP_DOWN_MARGIN = inf``); ``False`` reads it without them, as before.
 DIP_AND_PASSES = True
+
+
+#: Set by ``lrkit.train`` around its :func:`choose_lr0` call: errors then name its settings (``auto_budget``, an
+#: explicit ``lr0``) rather than ``choose_lr0``'s own arguments (``budget=``).
+_FOR_LRKIT_TRAIN: ContextVar[bool] = ContextVar("_FOR_LRKIT_TRAIN", default=False)
 
 
 def _suggestion(finder: FinderResult) -> float:
@@ -838,14 +844,21 @@ def choose_lr0(
         plan = plan_budget(total_steps, budget, num_candidates)
         if plan.budget_steps < 10 and "num_steps" not in finder_kwargs:
             need = math.ceil(10 / total_steps * 100) / 100
-            # auto_budget is at most 1 (one extra run): past that, only a longer run (or an explicit lr0) helps
-            fix = (f"raise budget (auto_budget= in lrkit.train) to at least {need:g}, train longer" if need <= 1 else
-                   f"train longer (at least {math.ceil(10 / budget)} optimizer steps at budget={budget:g}; more epochs "
-                   "or a smaller batch/nbs)")
+            if _FOR_LRKIT_TRAIN.get():  # in lrkit.train's words: its auto_budget, lr0
+                # auto_budget is at most 1 (one extra run): past that, only a longer run (or an explicit lr0) helps
+                fix = (f"raise budget (auto_budget= in lrkit.train) to at least {need:g}, train longer" if need <= 1
+                       else f"train longer (at least {math.ceil(10 / budget)} optimizer steps at budget={budget:g}; "
+                       "more epochs or a smaller batch/nbs)")
+                raise ValueError(
+                    f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} "
+                    "(lrkit.train's auto_budget) x "
+                    f"total_steps={total_steps} allows {plan.budget_steps}; {fix}, or pass an explicit lr0"
+                )
             raise ValueError(
-                f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} "
-                "(lrkit.train's auto_budget) x "
-                f"total_steps={total_steps} allows {plan.budget_steps}; {fix}, or pass an explicit lr0"
+                f"choose_lr0 needs at least 10 extra optimizer steps for its range test, but budget={budget:g} x "
+                f"total_steps={total_steps} allows {plan.budget_steps}; raise budget= to at least {need:g}, choose for "
+                "a longer run (a larger total_steps), or use lrkit.find_lr (the range test alone); budget may exceed "
+                "1"
             )
         num_steps = finder_kwargs.get("num_steps", 0)
         if isinstance(num_steps, numbers.Real) and not isinstance(num_steps, bool) and num_steps > plan.budget_steps:

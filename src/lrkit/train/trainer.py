@@ -1249,7 +1249,7 @@ class _Trainer:
         return sched.to_torch(optimizer)
 
     def _choose_lr0(self) -> None:
-        from lrkit.train.auto import choose_lr0
+        from lrkit.train.auto import _FOR_LRKIT_TRAIN, choose_lr0
 
         def make_scheduler(optimizer: torch.optim.Optimizer, steps: int) -> Any:
             g = max(optimizer.param_groups, key=lambda g: float(g.get("lr_scale", 1.0)))
@@ -1270,6 +1270,7 @@ class _Trainer:
             # the run would validate (eval mode), as the run itself is
             self._optimizer_mode(train=True)
             val_loader = _EvalModeLoader(self.val_loader, self._optimizer_mode)
+        token = _FOR_LRKIT_TRAIN.set(True)  # choose_lr0's errors in lrkit.train's words (auto_budget, lr0)
         try:
             self.auto = choose_lr0(
                 self.model, self.optimizer, self.train_loader, val_loader, total_steps=self.total_steps,
@@ -1279,6 +1280,7 @@ class _Trainer:
                 snapshot_device=self.cfg.snapshot_device,
             )
         finally:
+            _FOR_LRKIT_TRAIN.reset(token)
             for hook in hooks:
                 hook.remove()
         self.lr0 = float(self.auto.lr)
