@@ -287,6 +287,15 @@ def _after_hf_auto(ns: dict[str, Any]) -> None:
     assert auto.extra_steps <= 0.5 * trainer.state.global_step == 96
 
 
+def _after_lightning_auto(ns: dict[str, Any]) -> None:
+    """The fit trained 320 steps at the chosen peak: warmup from a tenth of it up to it, then the cosine."""
+    trainer, chooser, model = ns["trainer"], ns["chooser"], ns["model"]
+    auto = chooser.auto
+    assert trainer.global_step == 320 and auto.trials and 1e-5 < auto.lr < 1.0
+    assert round(auto.extra_steps / auto.extra_fraction) == 320
+    assert max(g["initial_lr"] for g in trainer.optimizers[0].param_groups) == pytest.approx(model.lr, rel=1e-12)
+
+
 COVERED = [
     Covered("Find the learning rate: `lrkit.find_lr` and `lrkit find`", "import lrkit", _digits, after=_after_find),
     Covered("CLI", "import torch", _none, after=_after_task_file),
@@ -331,6 +340,9 @@ COVERED = [
     # The same tiny BERT: a 48-step range test, one 17-step trial and a 192-step Trainer run (~5 s).
     Covered('`lr0="auto"` for a `Trainer`: `choose_trainer_lr`', "import torch", _none, after=_after_hf_auto,
             needs="transformers"),
+    # A 10-epoch fit of a tiny MLP with warmup + cosine: the range test, a trial or two, and the fit (~4 s).
+    Covered('`lr0="auto"` in a Lightning fit: `ChooseLRCallback`', "import lightning.pytorch as pl, torch", _none,
+            after=_after_lightning_auto, needs="lightning"),
     Covered("From Ultralytics (`lr0`, `lrf`, `warmup_*`)",
             'results = lrkit.train(model, data=(train_ds, val_ds), epochs=30, lr0="auto", lrf=0.01, cos_lr=True,',
             _digits),

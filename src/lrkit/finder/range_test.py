@@ -117,14 +117,20 @@ def _scaler_restorer(scaler: Any) -> Callable[[], None]:
 
 
 def _loader_generators(loader: Any) -> list[torch.Generator]:
-    """The ``torch.Generator``s a DataLoader (or its sampler) shuffles with: iterating it advances them."""
+    """The ``torch.Generator``s a DataLoader (or its sampler) shuffles with: iterating it advances them. A wrapper
+    that holds its DataLoader as ``.loader`` (``lrkit.train``'s, the Lightning callbacks') is read through."""
     found: dict[int, torch.Generator] = {}
-    sampler = getattr(loader, "sampler", None)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    for obj in (loader, sampler, batch_sampler, getattr(batch_sampler, "sampler", None)):
-        gen = getattr(obj, "generator", None)
-        if isinstance(gen, torch.Generator):
-            found[id(gen)] = gen
+    for _ in range(8):
+        sampler = getattr(loader, "sampler", None)
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        for obj in (loader, sampler, batch_sampler, getattr(batch_sampler, "sampler", None)):
+            gen = getattr(obj, "generator", None)
+            if isinstance(gen, torch.Generator):
+                found[id(gen)] = gen
+        inner = vars(loader).get("loader") if hasattr(loader, "__dict__") else None
+        if inner is None or inner is loader or isinstance(loader, torch.utils.data.DataLoader):
+            break
+        loader = inner
     return list(found.values())
 
 

@@ -34,29 +34,43 @@ lrkit's test, suggestion and exact restore) and sets the fit's LR to the suggest
     trainer.fit(model, train_loader)                            # the fit trains at finder.lr
     finder.result.suggestion, finder.lr
 
-Both ``lightning.pytorch.Callback`` subclasses are created when first looked up, so importing lrkit never imports
+``ChooseLRCallback`` is ``lr0="auto"`` inside ``trainer.fit`` (:func:`lrkit.train.auto.choose_lr0`: the range test,
+then short trials of the fit's own schedule, replayed compressed from a record of its schedulers, scored on its
+validation loader) and sets the fit's peak LR to the choice::
+
+    from lrkit.integrations.lightning import ChooseLRCallback
+
+    chooser = ChooseLRCallback(budget=0.3, log=print)
+    trainer = pl.Trainer(max_epochs=10, callbacks=[chooser])
+    trainer.fit(model, train_loader, val_loader)                # the fit trains at chooser.lr
+    chooser.auto.reason, chooser.auto.trials
+
+The ``lightning.pytorch.Callback`` subclasses are created when first looked up, so importing lrkit never imports
 Lightning; without Lightning that lookup raises an ``ImportError`` saying ``pip install lightning``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
+import json
 import math
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from lrkit._state import RNGState
-from lrkit._utils import MissingExtraError, check_int, check_positive, unknown_name_error
+from lrkit._utils import MissingExtraError, atomic_write_text, check_int, check_positive, unknown_name_error
 from lrkit.integrations._common import check_finder_keywords, check_monitor_kwargs, lazy_class, schedule_peak
 
 # created on first lookup (module __getattr__), so lightning loads lazily
-__all__ = ["FindLRCallback", "MonitorCallback"]  # noqa: F822
+__all__ = ["ChooseLRCallback", "FindLRCallback", "MonitorCallback"]  # noqa: F822
 
 #: Monitor arguments the callback supplies itself: the LightningModule, its optimizer and scheduler, Lightning's scaler.
 _SUPPLIED = {
@@ -303,6 +317,11 @@ def _build() -> type:
                 on_step=False, on_epoch=True,
             )
 
+        def _attr_value(self, lr: float, before: Any, old_peak: float) -> float:
+            """The value the LR attribute is set to for the fit to train at ``lr``: ``lr`` itself (as Lightning's
+            ``LearningRateFinder`` sets its suggestion)."""
+            return lr
+
         # ---------------------------------------------------------------- checkpoints
         def state_dict(self) -> dict[str, Any]:
             """The monitor's state for Lightning's checkpoint (plain tensors and containers)."""
@@ -356,7 +375,9 @@ _FINDER_SUPPLIED = {
 }
 
 
-def _check_finder_kwargs(kwargs: Mapping[str, Any]) -> None:
+def _check_finder_kwargs(kwargs: Mapping[str, Any], who: str = "FindLRCallback",
+                         named: tuple[str, ...] = ("start_lr", "end_lr", "num_steps", "rule", "mode", "attr_name",
+                                                   "out")) -> None:
     """Refuse the :func:`lrkit.find_lr` keywords ``FindLRCallback`` supplies itself (saying where each comes from),
     unknown ones (did-you-mean), and the bad values of those it is given, when the callback is built.
 
@@ -368,10 +389,9 @@ def _check_finder_kwargs(kwargs: Mapping[str, Any]) -> None:
     FindLRCallback(accumulation_steps=...): the callback takes it from Trainer(accum
     """
     check_finder_keywords(kwargs, _FINDER_SUPPLIED,
-                          lambda name, where: f"FindLRCallback({name}=...): the callback takes it from {where}; "
+                          lambda name, where: f"{who}({name}=...): the callback takes it from {where}; "
                                               f"leave {name}= out",
-                          "FindLRCallback keyword (lrkit.find_lr's)",
-                          ["start_lr", "end_lr", "num_steps", "rule", "mode", "attr_name", "out"])
+                          f"{who} keyword (lrkit.find_lr's)", list(named))
     factor = kwargs.get("diverge_factor")
     if factor is not None:
         try:
@@ -407,15 +427,41 @@ def _finder_scheduler(trainer: Any, optimizer: torch.optim.Optimizer, warn: bool
 
 
 class _Batches:
-    """The fit's train data as the range test draws it: each batch as the fit loop prepares it — the precision
-    plugin's ``convert_input`` (``"64-true"``/``"bf16-true"`` cast float inputs), the module's
+    """The fit's train (or validation) data as the range test draws it: each batch as the fit loop prepares it — the
+    precision plugin's ``convert_input`` (``"64-true"``/``"bf16-true"`` cast float inputs), the module's
     ``on_before_batch_transfer``, then ``transfer_batch_to_device`` and ``on_after_batch_transfer`` to the module's
-    device. Re-iterable, so ``find_lr`` can cycle a short loader."""
+    device. A pass holds the batches an epoch of the fit holds: ``limit`` (``Trainer(limit_train_batches=...)``, an
+    int or a fraction) cuts each loader as the fit loop cuts it. Re-iterable, so ``find_lr`` can cycle a short
+    loader. ``loader`` is the one DataLoader (``None`` for a collection), so lrkit's tests find its shuffling
+    generators and persistent workers."""
 
-    def __init__(self, data: Any, trainer: Any, pl_module: Any) -> None:
-        self.data = data
+    def __init__(self, data: Any, trainer: Any, pl_module: Any, limit: float = 1.0, stage: str = "train") -> None:
+        from lightning.pytorch.trainer.connectors.data_connector import _parse_num_batches
+        from lightning.pytorch.trainer.states import RunningStage
+        from lightning.pytorch.utilities import CombinedLoader
+
         self.trainer = trainer
         self.pl_module = pl_module
+        self.loader = data if isinstance(data, torch.utils.data.DataLoader) else None
+        running = RunningStage.TRAINING if stage == "train" else RunningStage.VALIDATING
+
+        def cut(loader: Any) -> float:
+            try:
+                length: float = len(loader)
+            except TypeError:  # an IterableDataset's loader: as many batches as it yields
+                length = math.inf
+            return _parse_num_batches(running, length, limit)
+
+        if isinstance(data, (CombinedLoader, Mapping, list, tuple)):
+            combined = data if isinstance(data, CombinedLoader) else CombinedLoader(data, "max_size_cycle")
+            copy = CombinedLoader(combined.iterables, combined._mode)  # the limits on a copy: the fit's untouched
+            copy.flattened = combined.flattened
+            copy.limits = [cut(d) for d in combined.flattened]
+            self.data: Any = copy
+            self.limit: float = math.inf
+        else:
+            self.data = data
+            self.limit = cut(data)
 
     def _prepare(self, batch: Any) -> Any:
         batch = self.trainer.precision_plugin.convert_input(batch)
@@ -425,28 +471,26 @@ class _Batches:
     def __iter__(self) -> Iterator[Any]:
         from lightning.pytorch.utilities import CombinedLoader
 
-        if isinstance(self.data, (CombinedLoader, Mapping, list, tuple)):
-            combined = self.data if isinstance(self.data, CombinedLoader) else CombinedLoader(self.data,
-                                                                                              "max_size_cycle")
-            for out in combined:  # (batch, batch_idx, dataloader_idx), as the fit loop unpacks it
+        if isinstance(self.data, CombinedLoader):
+            for out in self.data:  # (batch, batch_idx, dataloader_idx), as the fit loop unpacks it
                 yield self._prepare(out[0] if isinstance(out, tuple) and len(out) == 3 else out)
             return
-        for batch in self.data:
+        it = self.data if math.isinf(self.limit) else itertools.islice(self.data, int(self.limit))
+        for batch in it:
             yield self._prepare(batch)
 
     def __len__(self) -> int:
         """The batches in one pass, as the fit loop counts them: a collection of loaders (a dict, a list, a
         CombinedLoader) by its mode — the longest loader for ``"max_size_cycle"`` (a dict/list's) and ``"max_size"``,
-        the shortest for ``"min_size"``, their sum for ``"sequential"`` — not the number of loaders in it."""
-        from lightning.pytorch.utilities import CombinedLoader
-
-        if isinstance(self.data, (CombinedLoader, Mapping, list, tuple)):
-            combined = self.data if isinstance(self.data, CombinedLoader) else CombinedLoader(self.data,
-                                                                                              "max_size_cycle")
-            lengths = [len(d) for d in combined.flattened]  # a loader without a length: TypeError (passes unknown)
-            mode = combined._mode
-            return sum(lengths) if mode == "sequential" else min(lengths) if mode == "min_size" else max(lengths)
-        return len(self.data)
+        the shortest for ``"min_size"``, their sum for ``"sequential"`` — not the number of loaders in it; each
+        loader cut at its limit. A loader without a length: ``TypeError``."""
+        if self.loader is not None or not hasattr(self.data, "flattened"):
+            if math.isinf(self.limit):
+                raise TypeError("the fit's train loader has no length")
+            return int(self.limit)
+        lengths = [len(d) if math.isinf(lim) else int(lim) for d, lim in zip(self.data.flattened, self.data.limits)]
+        mode = self.data._mode
+        return sum(lengths) if mode == "sequential" else min(lengths) if mode == "min_size" else max(lengths)
 
 
 def _loaders(data: Any) -> list[Any]:
@@ -465,18 +509,47 @@ def _loaders(data: Any) -> list[Any]:
     return []
 
 
-def _shard(trainer: Any, data: Any) -> Any:
-    """The fit's train data as the fit loop shards it under DDP (``fit_loop.setup_data``): each DataLoader through
-    Lightning's ``_process_dataloader``, which gives a copy the fit's ``DistributedSampler`` (at epoch 0, its seed and
-    this rank's shard) and lets the strategy process it. The loaders the fit trains on are built by the fit itself."""
+class _Parts(NamedTuple):
+    """What the Lightning callbacks' tests train on (``_fit_parts``)."""
+
+    model: Any  # the LightningModule, or under DDP its DistributedDataParallel
+    batches: Any  # a _Batches of the fit's train data
+    val_batches: Any  # a _Batches of the fit's first validation loader, or None
+    step_fn: Any  # (model, batch) -> the loss of training_step
+    settings: dict[str, Any]  # find_lr's keywords from the Trainer
+    quiet: bool  # a rank other than 0: no progress, no warnings
+
+
+def _val_loader(trainer: Any, pl_module: Any) -> Any:
+    """The fit's first validation DataLoader (``val_dataloaders=``, the datamodule's or module's
+    ``val_dataloader()``), or ``None`` when the fit validates on nothing: no ``validation_step``, no val data, or
+    ``limit_val_batches=0``."""
+    from lightning.pytorch.utilities import CombinedLoader
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    source = trainer.fit_loop.epoch_loop.val_loop._data_source
+    if trainer.limit_val_batches == 0 or not is_overridden("validation_step", pl_module) or not source.is_defined():
+        return None
+    data = source.dataloader()
+    combined = data if isinstance(data, CombinedLoader) else CombinedLoader(data, "sequential")
+    flat = combined.flattened
+    return flat[0] if flat else None
+
+
+def _shard(trainer: Any, data: Any, stage: str = "train") -> Any:
+    """The fit's train (or validation) data as the fit loop shards it under DDP (``fit_loop.setup_data``): each
+    DataLoader through Lightning's ``_process_dataloader``, which gives a copy the fit's ``DistributedSampler`` (at
+    epoch 0, its seed and this rank's shard; unshuffled for validation) and lets the strategy process it. The loaders
+    the fit trains on are built by the fit itself."""
     from lightning.pytorch.trainer.connectors.data_connector import _process_dataloader
     from lightning.pytorch.trainer.states import RunningStage, TrainerFn
     from lightning.pytorch.utilities import CombinedLoader
 
+    running = RunningStage.TRAINING if stage == "train" else RunningStage.VALIDATING
     combined = data if isinstance(data, CombinedLoader) else CombinedLoader(data, "max_size_cycle")
     with warnings.catch_warnings():  # its worker-count hints: the fit's own processing gives them once
         warnings.simplefilter("ignore")
-        flat = [_process_dataloader(trainer, TrainerFn.FITTING, RunningStage.TRAINING, d) for d in combined.flattened]
+        flat = [_process_dataloader(trainer, TrainerFn.FITTING, running, d) for d in combined.flattened]
     if isinstance(data, torch.utils.data.DataLoader):
         return flat[0]
     copy = CombinedLoader(combined.iterables, combined._mode)
@@ -528,6 +601,146 @@ def _restore_metric_states(saved: list[tuple[Any, dict[str, Any]]]) -> None:
     for metric, state in saved:
         for key, value in state.items():
             setattr(metric, key, value)
+
+
+def _group_values(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each param group's settings (``lr``, ``initial_lr``, ``momentum``, ``betas``, ...), copied, for
+    :func:`_put_group_values` to put back."""
+    return [{k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+             for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+
+
+def _put_group_values(optimizer: torch.optim.Optimizer, saved: list[dict[str, Any]]) -> None:
+    """Put back :func:`_group_values`' copies (a tensor LR in place: the group keeps the tensor it was built with)."""
+    for group, values in zip(optimizer.param_groups, saved):
+        for key in [k for k in group if k != "params" and k not in values]:
+            del group[key]
+        for key, value in values.items():
+            held = group.get(key)
+            if isinstance(value, torch.Tensor) and isinstance(held, torch.Tensor) and held.shape == value.shape:
+                held.copy_(value)
+            else:
+                group[key] = value
+
+
+def _accumulation(trainer: Any) -> Callable[[int], int]:
+    """Epoch -> the batches each optimizer step accumulates in it (a ``GradientAccumulationScheduler``'s, else
+    ``accumulate_grad_batches``)."""
+    from lightning.pytorch.callbacks import GradientAccumulationScheduler
+
+    scheduler = next((c for c in trainer.callbacks if isinstance(c, GradientAccumulationScheduler)), None)
+    fixed = int(trainer.accumulate_grad_batches)
+    if scheduler is None:
+        return lambda epoch: fixed
+    return lambda epoch: int(scheduler.get_accumulate_grad_batches(epoch))
+
+
+def _run_length(trainer: Any, per_epoch: float, accumulation: Callable[[int], int], who: str) -> int:
+    """The optimizer steps the fit takes (as ``trainer.estimated_stepping_batches`` counts them, with a
+    ``GradientAccumulationScheduler``'s epochs counted each at its own accumulation): ``max_epochs`` passes of
+    ``per_epoch`` batches, ``ceil(per_epoch / accumulation)`` steps each, cut at ``max_steps``. A fit without an end
+    (an iterable loader without ``max_steps``, ``max_epochs=-1``) is an error: there is no run to budget for."""
+    max_steps = int(trainer.max_steps)
+    max_epochs = trainer.max_epochs
+    if per_epoch == 0:
+        raise ValueError(f"{who}: the fit's train data holds no batches (limit_train_batches, an empty loader), so "
+                         "there is no run to choose the LR for")
+    if math.isinf(per_epoch) or max_epochs is None or max_epochs < 0:
+        if max_steps < 0:
+            why = ("its train loader has no length" if math.isinf(per_epoch) else f"max_epochs={max_epochs}")
+            raise ValueError(
+                f"{who} chooses the LR for the fit's length, but this fit has no end ({why}, max_steps=-1): set "
+                "pl.Trainer(max_steps=...) (or max_epochs with a sized loader)"
+            )
+        return max_steps
+    steps = 0
+    for epoch in range(int(max_epochs)):
+        steps += math.ceil(per_epoch / accumulation(epoch))
+        if 0 <= max_steps <= steps:
+            return max_steps
+    return steps
+
+
+def _record_schedule(trainer: Any, pl_module: Any, optimizer: torch.optim.Optimizer, total: int, per_epoch: float,
+                     accumulation: Callable[[int], int], who: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every param group's LR at each of the fit's ``total`` optimizer steps, as the fit loop will step the
+    optimizer's schedulers (``trainer.lr_scheduler_configs``: ``interval="step"`` after an optimizer step whose
+    ``(batch_idx + 1) % frequency == 0``, ``"epoch"`` after an epoch whose ``(epoch + 1) % frequency == 0``, each
+    through the module's ``lr_scheduler_step``), and the momentum / ``betas[0]`` a scheduler cycles (OneCycleLR,
+    CyclicLR): arrays of shape ``(total, groups)``. The schedulers and the groups are put back afterwards."""
+    configs = [c for c in trainer.lr_scheduler_configs if getattr(c.scheduler, "optimizer", None) is optimizer]
+    plateau = next((c for c in configs if c.reduce_on_plateau), None)
+    if plateau is not None:
+        raise ValueError(
+            f"{who}: the fit's {type(plateau.scheduler).__name__} follows a metric, not the step count, so it cannot "
+            f"be compressed into short trials; pass {who}(make_scheduler=...) — the schedule the run would follow, "
+            "make_scheduler(optimizer, steps) -> LRScheduler — or find the LR with FindLRCallback"
+        )
+    groups = optimizer.param_groups
+    lrs = np.empty((total, len(groups)))
+    keys = [k for k in ("momentum", "betas") if all(k in g for g in groups)]
+    momenta = {k: np.empty((total, len(groups))) for k in keys}
+    saved_groups = _group_values(optimizer)
+    saved_states = [copy.deepcopy(c.scheduler.state_dict()) for c in configs]
+    epoch = t = 0
+    try:
+        with warnings.catch_warnings():  # torch's "lr_scheduler.step() before optimizer.step()"
+            warnings.simplefilter("ignore")
+            while t < total:
+                accumulate = accumulation(epoch)
+                batch = 0
+                while t < total and batch < per_epoch:
+                    if (batch + 1) % accumulate == 0 or batch + 1 == per_epoch:  # an optimizer step
+                        for i, g in enumerate(groups):
+                            lrs[t, i] = float(g["lr"])
+                            for k in keys:
+                                momenta[k][t, i] = float(g[k][0] if k == "betas" else g[k])
+                        t += 1
+                        for c in configs:
+                            if c.interval == "step" and (batch + 1) % c.frequency == 0:
+                                pl_module.lr_scheduler_step(c.scheduler, None)
+                    batch += 1
+                if batch == per_epoch:
+                    for c in configs:
+                        if c.interval == "epoch" and (epoch + 1) % c.frequency == 0:
+                            pl_module.lr_scheduler_step(c.scheduler, None)
+                epoch += 1
+    finally:
+        for c, state in zip(configs, saved_states):
+            c.scheduler.load_state_dict(state)
+        _put_group_values(optimizer, saved_groups)
+    cycled = {k: v for k, v in momenta.items() if not np.all(v == v[:1])}
+    return lrs, cycled
+
+
+class _Replay(torch.optim.lr_scheduler.LRScheduler):
+    """The fit's recorded schedule (:func:`_record_schedule`) over a trial of ``steps`` steps: at trial step ``k``
+    each group gets the fit's LR at step ``k * total // steps`` times ``lr / peak`` (``lr``: the trial's peak LR, read
+    off the optimizer as ``lr0="auto"`` set it; ``peak``: the fit's), and the momentum the fit's scheduler cycles to
+    there. At ``steps == total`` and ``lr == peak`` it is the fit's schedule, step for step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lrs: np.ndarray, momenta: dict[str, np.ndarray],
+                 peak: float, steps: int) -> None:
+        from lrkit.finder.range_test import group_scales
+
+        self._lrs, self._momenta, self._steps = lrs, momenta, max(int(steps), 1)
+        scales = group_scales(optimizer)
+        lr = max(float(g["lr"]) / s for g, s in zip(optimizer.param_groups, scales) if s > 0)
+        self._factor = lr / peak
+        super().__init__(optimizer)
+
+    def _index(self) -> int:
+        return min(len(self._lrs) - 1, max(self.last_epoch, 0) * len(self._lrs) // self._steps)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        return [self._factor * float(v) for v in self._lrs[self._index()]]
+
+    def step(self, epoch: int | None = None) -> None:
+        super().step()
+        i = self._index()
+        for key, values in self._momenta.items():
+            for group, value in zip(self.optimizer.param_groups, values[i]):
+                group[key] = float(value) if key == "momentum" else (float(value), *group[key][1:])
 
 
 def _build_finder() -> type:
@@ -662,12 +875,12 @@ def _build_finder() -> type:
             if len(optimizers) != 1:
                 names = ", ".join(type(o).__name__ for o in optimizers) or "none"
                 raise ValueError(
-                    f"FindLRCallback tests one optimizer, but configure_optimizers gave {len(optimizers)} ({names}). "
+                    f"{self._who} tests one optimizer, but configure_optimizers gave {len(optimizers)} ({names}). "
                     "Run lrkit.find_lr per optimizer before the fit (each over the parameters it trains)"
                 )
             if not pl_module.automatic_optimization:
                 raise ValueError(
-                    f"FindLRCallback needs automatic optimization, but {type(pl_module).__name__}"
+                    f"{self._who} needs automatic optimization, but {type(pl_module).__name__}"
                     ".automatic_optimization is False: the callback cannot know how your training_step steps. Run "
                     "lrkit.find_lr yourself before the fit, with a step_fn that computes the loss "
                     "(lrkit.find_lr(module, optimizer, loader, step_fn=...)), and set the LR you get"
@@ -677,22 +890,22 @@ def _build_finder() -> type:
                 wrapped = getattr(strategy, "model", None)
                 if not isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
                     raise ValueError(
-                        f"FindLRCallback runs under several processes with DDP only (strategy='ddp', 'ddp_spawn', "
+                        f"{self._who} runs under several processes with DDP only (strategy='ddp', 'ddp_spawn', "
                         f"...), but this fit has world_size={trainer.world_size} with {type(strategy).__name__}, "
                         f"whose model is a {type(wrapped).__name__}. Run the test in a one-device fit first "
-                        "(pl.Trainer(devices=1, max_steps=0, callbacks=[FindLRCallback(...)]) or lrkit.find_lr by "
+                        f"(pl.Trainer(devices=1, max_steps=0, callbacks=[{self._who}(...)]) or lrkit.find_lr by "
                         "hand) and pass the LR it found (finder.lr) to this fit"
                     )
                 if getattr(strategy, "_model_averager", None) is not None:
                     raise ValueError(
-                        "FindLRCallback does not run under DDP with post-local SGD model averaging "
+                        f"{self._who} does not run under DDP with post-local SGD model averaging "
                         "(DDPStrategy(ddp_comm_state=PostLocalSGDState(...))): its optimizer wrapper is not what "
                         "configure_optimizers builds. Run the test in a fit without it first and pass the LR it found "
                         "(finder.lr) to this fit"
                     )
             source = trainer.fit_loop._data_source
             if trainer.limit_train_batches == 0 or not source.is_defined():
-                raise ValueError("FindLRCallback needs the fit's train data: pass train_dataloaders= to trainer.fit, "
+                raise ValueError(f"{self._who} needs the fit's train data: pass train_dataloaders= to trainer.fit, "
                                  "or define train_dataloader() in the module or datamodule (limit_train_batches > 0)")
 
         def _attr(self, pl_module: Any) -> str | None:
@@ -701,7 +914,7 @@ def _build_finder() -> type:
             if isinstance(self.attr_name, str):
                 if not lightning_hasattr(pl_module, self.attr_name):
                     raise ValueError(
-                        f"FindLRCallback(attr_name={self.attr_name!r}): {type(pl_module).__name__} has no attribute "
+                        f"{self._who}(attr_name={self.attr_name!r}): {type(pl_module).__name__} has no attribute "
                         f"{self.attr_name!r}, neither on the module nor in its hparams. Name the attribute "
                         "configure_optimizers reads the LR from, or attr_name=None (look for 'lr'/'learning_rate') "
                         "or False (scale the optimizer Lightning built)"
@@ -739,7 +952,7 @@ def _build_finder() -> type:
                     kwargs["max_grad_norm"] = float(clip)
                 else:
                     warnings.warn(
-                        f"FindLRCallback: the fit clips gradients by value (gradient_clip_val={clip}, "
+                        f"{self._who}: the fit clips gradients by value (gradient_clip_val={clip}, "
                         f"gradient_clip_algorithm={algorithm!r}); lrkit.find_lr clips by norm only, so the range "
                         "test runs without clipping",
                         UserWarning,
@@ -754,34 +967,66 @@ def _build_finder() -> type:
             return kwargs
 
         # ---------------------------------------------------------------- the test
+        @property
+        def _who(self) -> str:
+            return type(self).__name__
+
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             """Run the range test, restore everything, and set the fit's LR to the suggestion."""
-            if trainer.ckpt_path is not None:  # the checkpoint's optimizer (its LR) is loaded after this hook
-                self._resume_attr(pl_module)
+            attr = self._start(trainer, pl_module)
+            if attr is False:
                 return
-            if trainer.fast_dev_run:
-                warnings.warn("FindLRCallback: no range test under fast_dev_run", UserWarning, stacklevel=2)
-                return
-            self._refuse(trainer, pl_module)
-            attr = self._attr(pl_module)  # checked before the test runs
             result = self.run_test(trainer, pl_module)
-            if self.out is not None and trainer.is_global_zero:  # every rank has the same curve: rank 0 writes it
-                self.out.mkdir(parents=True, exist_ok=True)
-                result.to_json(self.out / "lr_find.json")
-                try:
-                    import matplotlib  # noqa: F401
-                except ImportError:
-                    warnings.warn("FindLRCallback: matplotlib is not installed, so lr_find.png is not drawn "
-                                  "(pip install matplotlib); lr_find.json is written", UserWarning, stacklevel=2)
-                else:
-                    import matplotlib.pyplot as plt
-
-                    plt.close(result.plot(self.out / "lr_find.png"))
+            self._write_curve(trainer, result)
             suggestion = float(result.suggest(self.rule))  # a curve too short to judge raises, naming why
             self.set_lr(trainer, pl_module, suggestion, attr)
 
+        def _start(self, trainer: Any, pl_module: Any) -> str | bool | None:
+            """The checks before a test: ``False`` when none runs (a resumed fit, ``fast_dev_run``), else the LR
+            attribute to set (``None``: scale the built optimizer). Refuses what the test cannot run on."""
+            if trainer.ckpt_path is not None:  # the checkpoint's optimizer (its LR) is loaded after this hook
+                self._resume_attr(pl_module)
+                return False
+            if trainer.fast_dev_run:
+                warnings.warn(f"{self._who}: no range test under fast_dev_run", UserWarning, stacklevel=3)
+                return False
+            self._refuse(trainer, pl_module)
+            return self._attr(pl_module)  # checked before the test runs
+
+        def _write_curve(self, trainer: Any, result: FinderResult) -> None:
+            """``out``'s ``lr_find.json`` and ``lr_find.png`` (rank 0: every rank has the same curve)."""
+            if self.out is None or not trainer.is_global_zero:
+                return
+            self.out.mkdir(parents=True, exist_ok=True)
+            result.to_json(self.out / "lr_find.json")
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                warnings.warn(f"{self._who}: matplotlib is not installed, so lr_find.png is not drawn "
+                              "(pip install matplotlib); lr_find.json is written", UserWarning, stacklevel=3)
+            else:
+                import matplotlib.pyplot as plt
+
+                plt.close(result.plot(self.out / "lr_find.png"))
+
         def run_test(self, trainer: Any, pl_module: Any) -> FinderResult:
             """:func:`lrkit.find_lr` on the module, its optimizer and the fit's train data; sets ``.result``."""
+            with self._fit_parts(trainer, pl_module) as parts:
+                kwargs = {**parts.settings, **self.find_lr_kwargs}
+                if parts.quiet:
+                    kwargs["progress"] = None
+                result = find_lr(parts.model, trainer.optimizers[0], parts.batches, step_fn=parts.step_fn,
+                                 start_lr=self.start_lr, end_lr=self.end_lr, num_steps=self.num_steps,
+                                 mode=self.mode, rule=self.rule, **kwargs)
+            self.result = result
+            return result
+
+        @contextlib.contextmanager
+        def _fit_parts(self, trainer: Any, pl_module: Any, val: bool = False) -> Iterator[_Parts]:
+            """What a test trains on, as the fit trains: the module (under DDP its wrapper), the fit's train batches
+            (and with ``val`` its first validation loader's, ``None`` without one), ``training_step`` as the loss,
+            ``find_lr``'s keywords from the Trainer. On exit: the test's logging silenced and metric states, the
+            loaders' generators and workers, and the RNG draws of the extra ``*_dataloader()`` calls put back."""
             # train_dataloader() runs once more in the fit: its RNG draws (a random split, ...) are put back after
             # the test, so the fit's call draws what it would have drawn without the test
             restore_rng = RNGState.capture().restore
@@ -790,13 +1035,19 @@ def _build_finder() -> type:
             # loop gives its own (a DistributedSampler, at epoch 0); copies, so the fit's loaders are not touched
             distributed = trainer.world_size > 1
             data = _shard(trainer, raw) if distributed else raw
+            val_raw = _val_loader(trainer, pl_module) if val else None
+            val_data = _shard(trainer, val_raw, "val") if distributed and val_raw is not None else val_raw
             # iterating the loaders advances their own shuffling generators (DataLoader(generator=...)) and makes the
             # iterator a persistent_workers loader keeps (its workers' seeds): both put back after the test, so the
             # fit's first epoch has the order and worker seeds it would have had without the test
-            loaders = list({id(d): d for d in _loaders(raw) + _loaders(data)}.values())
+            loaders = list({id(d): d for d in _loaders(raw) + _loaders(data) + _loaders(val_raw)
+                            + _loaders(val_data)}.values())
             generators = [(g, g.get_state()) for d in loaders for g in _loader_generators(d)]
             workers = _OwnWorkers(*loaders)
-            batches = _Batches(data, trainer, pl_module)
+            limit = trainer.overfit_batches if trainer.overfit_batches > 0 else trainer.limit_train_batches
+            batches = _Batches(data, trainer, pl_module, limit)
+            val_batches = (_Batches(val_data, trainer, pl_module, trainer.limit_val_batches, "val")
+                           if val_data is not None else None)
             counter = itertools.count()
             name = type(pl_module).__name__
             plugin = trainer.precision_plugin
@@ -819,24 +1070,19 @@ def _build_finder() -> type:
                 if not isinstance(loss, torch.Tensor):
                     got = "a dict without 'loss'" if isinstance(out, Mapping) else repr(out)[:60]
                     raise ValueError(
-                        f"FindLRCallback: {name}.training_step returned {got}; the range test needs the loss (a "
-                        "tensor, or a dict with 'loss') at every batch"
+                        f"{type(self).__name__}: {name}.training_step returned {got}; the range test needs the loss "
+                        "(a tensor, or a dict with 'loss') at every batch"
                     )
                 return loss
 
-            kwargs = {**self._settings(trainer), **self.find_lr_kwargs}
             quiet = trainer.global_rank > 0  # every rank records the same curve: rank 0 alone reports on it
-            if quiet:
-                kwargs["progress"] = None
             logging_state = _silence_logging(pl_module)
             metrics = _metric_states(pl_module)
             try:
                 with warnings.catch_warnings():
                     if quiet:
                         warnings.simplefilter("ignore")
-                    result = find_lr(model, trainer.optimizers[0], batches, step_fn=step_fn,
-                                     start_lr=self.start_lr, end_lr=self.end_lr, num_steps=self.num_steps,
-                                     mode=self.mode, rule=self.rule, **kwargs)
+                    yield _Parts(model, batches, val_batches, step_fn, self._settings(trainer), quiet)
             finally:
                 _restore_logging(pl_module, logging_state)
                 _restore_metric_states(metrics)
@@ -844,8 +1090,6 @@ def _build_finder() -> type:
                 for generator, state in generators:
                     generator.set_state(state)
                 restore_rng()
-            self.result = result
-            return result
 
         def set_lr(self, trainer: Any, pl_module: Any, lr: float, attr: str | None) -> None:
             """Train at ``lr``: set the module's LR attribute and rebuild the optimizers, or scale the built ones."""
@@ -853,19 +1097,20 @@ def _build_finder() -> type:
             if attr is not None:
                 before = lightning_getattr(pl_module, attr)
                 old_peak = schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
-                _set_lr_attr(pl_module, attr, lr)
+                value = self._attr_value(lr, before, old_peak)
+                _set_lr_attr(pl_module, attr, value)
                 # the fit ran configure_optimizers once: its draws, if any, not twice
                 restore_rng = RNGState.capture().restore
                 trainer.strategy.setup_optimizers(trainer)  # configure_optimizers again, from the new attribute
                 restore_rng()
                 optimizer = trainer.optimizers[0]
                 new_peak = schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
-                moved = isinstance(before, (int, float)) and not math.isclose(float(before), lr, rel_tol=1e-9)
+                moved = isinstance(before, (int, float)) and not math.isclose(float(before), value, rel_tol=1e-9)
                 if not (moved and math.isclose(new_peak, old_peak, rel_tol=1e-9)):
                     self.lr = lr
                     return
                 warnings.warn(
-                    f"FindLRCallback: {type(pl_module).__name__}.{attr} was set to {lr:.4g}, but the optimizer "
+                    f"{self._who}: {type(pl_module).__name__}.{attr} was set to {value:.4g}, but the optimizer "
                     f"configure_optimizers builds from it still peaks at {new_peak:.4g}: it does not read "
                     f"{attr}. The built optimizer and scheduler are scaled instead; pass attr_name= the attribute it "
                     "reads, or attr_name=False",
@@ -875,6 +1120,11 @@ def _build_finder() -> type:
             scheduler = _finder_scheduler(trainer, optimizer)
             backoff_lr(optimizer, scheduler, lr / schedule_peak(optimizer, scheduler))
             self.lr = lr
+
+        def _attr_value(self, lr: float, before: Any, old_peak: float) -> float:
+            """The value the LR attribute is set to for the fit to train at ``lr``: ``lr`` itself (as Lightning's
+            ``LearningRateFinder`` sets its suggestion)."""
+            return lr
 
         # ---------------------------------------------------------------- checkpoints
         def state_dict(self) -> dict[str, Any]:
@@ -891,12 +1141,194 @@ def _build_finder() -> type:
     return FindLRCallback
 
 
+def _build_chooser() -> type:
+    FindLRCallback = globals().get("FindLRCallback") or _LAZY["FindLRCallback"]("FindLRCallback")
+    from lightning.pytorch.utilities import rank_zero_info
+
+    from lrkit.train.auto import AutoLR, _check_num_candidates, choose_lr0
+
+    class ChooseLRCallback(FindLRCallback):  # type: ignore[misc,valid-type]
+        """``lr0="auto"`` inside ``trainer.fit``: choose the peak LR for *this* fit — its schedule, its length — with
+        :func:`lrkit.train.auto.choose_lr0`, and train at it.
+
+        :class:`FindLRCallback` reads the range test's suggestion alone; this adds ``choose_lr0``'s confirmation:
+        short trials of the fit's own schedule, compressed, from the same starting state, within ``budget`` of the
+        fit's optimizer steps (see *How it chooses* under ``lr0="auto"`` in the README). It runs on what
+        :class:`FindLRCallback` runs on (the module, ``trainer.optimizers[0]``, the fit's train batches prepared as
+        the fit loop prepares them, ``training_step`` as the loss, accumulation, clipping, mixed precision, DDP), is
+        refused where it is, and puts everything back the same way. From the fit too:
+
+        - ``total_steps``: the optimizer steps the fit takes — ``max_epochs`` passes over the train batches
+          (``limit_train_batches`` applied, ``accumulate_grad_batches`` or a ``GradientAccumulationScheduler``'s per
+          epoch), cut at ``max_steps``; early stopping cannot be foreseen. A fit without an end is refused.
+        - the schedule: the LR schedulers ``configure_optimizers`` returned are stepped, as the fit loop steps them
+          (``interval``, ``frequency``, the module's ``lr_scheduler_step``), through the whole fit on the
+          optimizer's settings, recording every group's LR (and a cycled momentum) at each step; then put back.
+          Each trial replays that record over its own steps (step ``k`` of ``n`` plays the fit's step
+          ``k * total // n``), scaled to the trial's peak LR. Any step- or epoch-interval scheduler works this way
+          (warmup, cosine, OneCycleLR, SequentialLR, several at once, lrkit's); a ``ReduceLROnPlateau`` follows a
+          metric and is refused — pass ``make_scheduler=`` then. No scheduler: a constant LR.
+        - the trials' score: the loss ``training_step`` returns on the fit's first validation loader
+          (``limit_val_batches`` applied), in eval mode without gradients — the loss the fit trains on, on held-out
+          batches; without validation data (or ``validation_step``) the trials are scored on their training loss.
+        - ``seed``: ``seed_everything``'s (``PL_GLOBAL_SEED``), else 0: each trial starts from it.
+
+        The chosen LR is the peak of the fit's schedule: the largest param group's peak (OneCycleLR's ``max_lr``,
+        else the LR a scheduler scales from, else ``lr``); every group keeps its ratio. It is set as
+        :class:`FindLRCallback` sets its suggestion — the module's ``lr``/``learning_rate`` (or ``attr_name``)
+        and ``configure_optimizers`` run again, or the built optimizer and scheduler scaled — with one difference:
+        an attribute that is not itself the schedule's peak (``OneCycleLR(max_lr=2 * self.lr)``) is set to
+        ``chosen * attribute / peak``, so the fit peaks at the chosen LR. A fit with the callback is bit-identical to
+        one without it at the chosen LR set by hand.
+
+        Args:
+            budget: the most extra compute, as a fraction of the fit's optimizer steps (0.3 = 30% of the fit).
+            num_candidates: the most confirmation trials.
+            make_scheduler: ``make_scheduler(optimizer, steps) -> LRScheduler``, the fit's schedule over ``steps``
+                steps built on the optimizer's LRs as the peak (``choose_lr0``'s); ``None`` (default): replayed from
+                the fit's schedulers, as above.
+            seed: the trials' seed (``None``: ``PL_GLOBAL_SEED``, else 0).
+            attr_name, out: as :class:`FindLRCallback`; ``out`` also gets ``lr_auto.json`` (:meth:`AutoLR.to_dict`:
+                the suggestion, each trial, the reason).
+            log: called on rank 0 with one line per stage and per trial; ``None`` (default): Lightning's info log
+                (``rank_zero_info``, shown by default); ``False``: silent.
+            **finder_kwargs: :func:`lrkit.find_lr` options for the range test (``num_steps``, ``start_lr``,
+                ``end_lr``, ``rule``, ``progress``, ``snapshot_device``, ...); those the fit supplies are refused,
+                naming where they come from.
+
+        ``.auto`` is the :class:`~lrkit.train.auto.AutoLR` (``.lr``, ``.trials``, ``.extra_steps``, ``.reason``),
+        ``.result`` its range test, ``.lr`` the LR set (``None`` before). A resumed fit (``ckpt_path=``) chooses
+        nothing and takes ``.lr`` from the checkpoint, as :class:`FindLRCallback` does.
+
+        Example (needs lightning):
+            >>> import lightning.pytorch as pl, torch
+            >>> from lrkit.integrations.lightning import ChooseLRCallback
+            >>> class Net(pl.LightningModule):
+            ...     def __init__(self):
+            ...         super().__init__(); self.lr = 0.01; self.net = torch.nn.Linear(4, 1)
+            ...     def training_step(self, batch, batch_idx):
+            ...         x, y = batch; return torch.nn.functional.mse_loss(self.net(x), y)
+            ...     def configure_optimizers(self):
+            ...         opt = torch.optim.SGD(self.parameters(), lr=self.lr)
+            ...         return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)]
+            >>> x = torch.randn(256, 4); y = x.sum(1, keepdim=True)
+            >>> loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+            >>> chooser = ChooseLRCallback(budget=0.5, log=False)
+            >>> trainer = pl.Trainer(max_epochs=10, callbacks=[chooser], logger=False, enable_progress_bar=False,
+            ...                      enable_checkpointing=False, enable_model_summary=False)
+            >>> model = Net(); trainer.fit(model, loader)
+            >>> model.lr == chooser.lr == chooser.auto.lr, chooser.auto.extra_steps <= 80
+            (True, True)
+        """
+
+        def __init__(self, *, budget: float = 0.3, num_candidates: int = 3,
+                     make_scheduler: Callable[[torch.optim.Optimizer, int], Any] | None = None,
+                     seed: int | None = None, attr_name: str | bool | None = None,
+                     out: str | os.PathLike[str] | None = None, log: Callable[[str], None] | bool | None = None,
+                     **finder_kwargs: Any) -> None:
+            super().__init__(attr_name=attr_name, out=out)
+            self.budget = check_positive("budget", budget)
+            self.num_candidates = _check_num_candidates(num_candidates)
+            if make_scheduler is not None and not callable(make_scheduler):
+                raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> "
+                                 "LRScheduler, or None to replay the fit's schedulers")
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+                raise ValueError(f"seed={seed!r} must be an int, or None for seed_everything's seed")
+            if not (log is None or log is False or callable(log)):
+                raise ValueError(f"log={log!r} must be a callable taking one line of text (e.g. print), None "
+                                 "(Lightning's info log) or False (silent)")
+            _check_finder_kwargs(finder_kwargs, "ChooseLRCallback",
+                                 ("budget", "num_candidates", "make_scheduler", "seed", "attr_name", "out", "log"))
+            self.make_scheduler = make_scheduler
+            self.seed = seed
+            self._log = log  # (not .log: Lightning sets every callback's .log to the module's at the fit's start)
+            self.find_lr_kwargs = dict(finder_kwargs)
+            #: The :class:`~lrkit.train.auto.AutoLR` of the last choice; ``None`` before one ran.
+            self.auto: AutoLR | None = None
+
+        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+            """Choose the peak LR for this fit, restore everything, and set the fit's LR to it."""
+            attr = self._start(trainer, pl_module)
+            if attr is False:
+                return
+            auto = self.run_choice(trainer, pl_module)
+            self._write_curve(trainer, auto.finder)
+            if self.out is not None and trainer.is_global_zero:
+                atomic_write_text(self.out / "lr_auto.json", json.dumps(auto.to_dict(), indent=2) + "\n")
+            self.set_lr(trainer, pl_module, float(auto.lr), attr)  # type: ignore[arg-type]
+
+        def run_choice(self, trainer: Any, pl_module: Any) -> AutoLR:
+            """:func:`lrkit.train.auto.choose_lr0` on the fit; sets ``.auto`` and ``.result``."""
+            optimizer = trainer.optimizers[0]
+            peak = schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
+            if not (math.isfinite(peak) and peak > 0):
+                raise ValueError(f"{self._who}: the fit's optimizer peaks at LR {peak:g}; the chosen LR replaces a "
+                                 "positive peak (every group keeps its ratio to it): build the optimizer with lr > 0")
+            seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+            with self._fit_parts(trainer, pl_module, val=True) as parts:
+                try:
+                    per_epoch: float = len(parts.batches)
+                except TypeError:  # an iterable loader: as long as max_steps says
+                    per_epoch = math.inf
+                accumulation = _accumulation(trainer)
+                total = _run_length(trainer, per_epoch, accumulation, self._who)
+                saved = _group_values(optimizer)
+                make = self.make_scheduler
+                if make is None:
+                    lrs, momenta = _record_schedule(trainer, pl_module, optimizer, total, per_epoch, accumulation,
+                                                    self._who)
+
+                    def make(opt: torch.optim.Optimizer, steps: int) -> Any:
+                        return _Replay(opt, lrs, momenta, peak, steps)
+
+                    make.__name__ = "the fit's schedule"  # type: ignore[attr-defined]
+                    # the range test sweeps the groups at the ratios of their peaks, as the fit's schedule has them
+                    for group, top in zip(optimizer.param_groups, lrs.max(axis=0)):
+                        if isinstance(group["lr"], torch.Tensor):
+                            group["lr"].fill_(float(top))
+                        else:
+                            group["lr"] = float(top)
+                settings = dict(parts.settings)
+                accumulate = int(settings.pop("accumulation_steps", 1))
+                max_grad_norm = settings.pop("max_grad_norm", None)
+                kwargs = {**settings, **self.find_lr_kwargs}
+                if parts.quiet:
+                    kwargs["progress"] = None
+                if parts.quiet or self._log is False:
+                    log = None
+                else:
+                    log = rank_zero_info if self._log is None else self._log  # type: ignore[assignment]
+                try:
+                    auto = choose_lr0(parts.model, optimizer, parts.batches, parts.val_batches, total_steps=total,
+                                      make_scheduler=make, step_fn=parts.step_fn, budget=self.budget,
+                                      num_candidates=self.num_candidates, seed=seed, finder_kwargs=kwargs,
+                                      accumulate=accumulate, max_grad_norm=max_grad_norm, log=log)
+                finally:
+                    _put_group_values(optimizer, saved)
+            self.auto, self.result = auto, auto.finder
+            return auto
+
+        def _attr_value(self, lr: float, before: Any, old_peak: float) -> float:
+            """The attribute that makes the rebuilt schedule peak at ``lr``: ``lr`` when the attribute is the peak
+            (the usual ``lr=self.lr``), else ``lr * attribute / peak`` (``OneCycleLR(max_lr=2 * self.lr)``)."""
+            if (not isinstance(before, (int, float)) or isinstance(before, bool) or not old_peak > 0
+                    or math.isclose(float(before), old_peak, rel_tol=1e-9)):
+                return lr
+            return lr * float(before) / old_peak
+
+    ChooseLRCallback.__module__ = __name__
+    ChooseLRCallback.__qualname__ = "ChooseLRCallback"
+    return ChooseLRCallback
+
+
 _LAZY = {"MonitorCallback": lazy_class(globals(), "MonitorCallback", _build),
-         "FindLRCallback": lazy_class(globals(), "FindLRCallback", _build_finder)}
+         "FindLRCallback": lazy_class(globals(), "FindLRCallback", _build_finder),
+         "ChooseLRCallback": lazy_class(globals(), "ChooseLRCallback", _build_chooser)}
 
 
 def __getattr__(name: str) -> Any:
-    """Build ``MonitorCallback`` / ``FindLRCallback`` on first lookup (importing Lightning then)."""
+    """Build ``MonitorCallback`` / ``FindLRCallback`` / ``ChooseLRCallback`` on first lookup (importing Lightning
+    then)."""
     if name in _LAZY:
         return _LAZY[name](name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
