@@ -375,13 +375,30 @@ def _trainer_parts(trainer: Any, who: str) -> Iterator[_Parts]:
         rng.restore()
 
 
-def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, lr: float) -> None:
+def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, lr: float,
+                 who: str = "find_trainer_lr") -> None:
     """Make ``lr`` the peak LR of the Trainer's coming ``train()``: ``args.learning_rate`` (and
     ``optimizer_cls_and_kwargs``' ``lr``), scaled by the same factor as the largest group's LR when the groups are not
     all at it; a user's optimizer (and scheduler) scaled with :func:`lrkit.monitor.actions.backoff_lr`."""
     args = trainer.args
     peak = schedule_peak(optimizer, trainer.lr_scheduler)
     factor = lr / peak
+    floor = _polynomial_floor(args) if trainer.lr_scheduler is None else None  # train() builds the schedule
+    if floor is not None:
+        # the LR the polynomial schedule train() builds reads lr_end against: the optimizer's defaults["lr"]
+        if created:
+            init = lr if math.isclose(peak, args.learning_rate, rel_tol=1e-12) else args.learning_rate * factor
+        else:
+            default = optimizer.defaults.get("lr")
+            init = default * factor if _is_number(default) else lr
+        if not init > floor:
+            raise _BelowFloor(
+                f"{who}: the LR to set, {lr:.3g}, is at or below lr_end={floor:g} of "
+                "lr_scheduler_type='polynomial', so train() at it would refuse the schedule (transformers: lr_end "
+                f"must be smaller than the initial lr); nothing was set. Lower lr_end below {lr:.3g} "
+                "(lr_scheduler_kwargs), or set args.learning_rate yourself above it; the range test's result is this "
+                "error's .result"
+            )
     if created:
         same = math.isclose(peak, args.learning_rate, rel_tol=1e-12)
         args.learning_rate = lr if same else args.learning_rate * factor
@@ -498,11 +515,18 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
                  "lrkit.find_lr(model, optimizer, loader, step_fn=...) on every rank (see its docstring on "
                  "torch.distributed), then set args.learning_rate to result.suggestion")
     with _trainer_parts(trainer, who) as parts:
+        if set_lr and trainer.lr_scheduler is None:  # a polynomial lr_end no suggestion can clear: before compute
+            _floor_before_compute(trainer.args, _polynomial_floor(trainer.args), find_lr_kwargs, parts.optimizer,
+                                  who, default_end_lr=10.0)
         kwargs: dict[str, Any] = dict(step_fn=parts.step_fn, **_trainer_settings(trainer.args))
         kwargs.update(find_lr_kwargs)
         result = find_lr(trainer.model, parts.optimizer, parts.loader, **kwargs)
     if set_lr:
-        _set_peak_lr(trainer, parts.optimizer, parts.created, result.suggestion)
+        try:
+            _set_peak_lr(trainer, parts.optimizer, parts.created, result.suggestion)
+        except _BelowFloor as e:
+            e.result = result  # type: ignore[attr-defined]
+            raise
     return result
 
 
@@ -675,12 +699,14 @@ def _trainer_make_scheduler(args: Any, total_steps: int,
 
 
 def _floor_before_compute(args: Any, floor: float | None, finder_kwargs: dict[str, Any] | None,
-                          optimizer: torch.optim.Optimizer) -> None:
+                          optimizer: torch.optim.Optimizer, who: str = "choose_trainer_lr",
+                          default_end_lr: float | None = None) -> None:
     """Refuse, before the range test, a ``polynomial`` ``lr_end`` at or above the highest LR the range test sweeps
-    (``end_lr``): every suggestion would be at or below it, and ``train()`` at it refuses the schedule."""
+    (``end_lr``; ``default_end_lr`` when not given: ``choose_lr0``'s by default): every suggestion would be at or
+    below it, and ``train()`` at it refuses the schedule."""
     from lrkit.train import auto as auto_mod
 
-    end_lr = (finder_kwargs or {}).get("end_lr", auto_mod.FINDER_END_LR)
+    end_lr = (finder_kwargs or {}).get("end_lr", auto_mod.FINDER_END_LR if default_end_lr is None else default_end_lr)
     default = optimizer.defaults.get("lr")
     peak = schedule_peak(optimizer)
     if floor is None or not _is_number(end_lr) or not _is_number(default) or not peak:
@@ -688,7 +714,7 @@ def _floor_before_compute(args: Any, floor: float | None, finder_kwargs: dict[st
     ratio = 1.0 if math.isclose(default, peak, rel_tol=1e-12) else default / peak  # as make_scheduler scales it
     if floor >= end_lr * ratio:
         raise ValueError(
-            f"choose_trainer_lr: lr_end={floor:g} of lr_scheduler_type='polynomial' is at or above every LR the "
+            f"{who}: lr_end={floor:g} of lr_scheduler_type='polynomial' is at or above every LR the "
             f"range test sweeps (up to end_lr={end_lr:g}), so every candidate would be at or below it, and "
             "transformers refuses such a schedule (lr_end must be smaller than the initial lr), as train() at that "
             "LR would. Lower lr_end (an absolute LR, the end of the decay), or set args.learning_rate yourself above "
@@ -877,7 +903,7 @@ def choose_trainer_lr(
         if floor is not None:
             _check_choice_above_floor(auto, floor, budget, parts.optimizer)
     if set_lr:
-        _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr)
+        _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr, "choose_trainer_lr")
     return auto
 
 
