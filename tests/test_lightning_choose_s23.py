@@ -397,3 +397,25 @@ def test_ddp_spawn_every_rank_chooses_the_same_lr_and_trains_alike(tmp_path: Pat
         assert torch.equal(value, ranks[1]["weights"][key])
     record = json.loads((tmp_path / "out" / "lr_auto.json").read_text())
     assert record["lr"] == ranks[0]["lr"]
+
+
+def test_the_choice_is_choose_lr0_by_hand_on_the_same_module_schedule_and_loaders() -> None:
+    """With the same make_scheduler, the callback's range test, trials and choice are those of choose_lr0 called by
+    hand on the module (training_step as step_fn), its optimizer and the fit's loaders: the plumbing adds nothing."""
+    from lrkit.train.auto import choose_lr0
+
+    def cosine(optimizer: torch.optim.Optimizer, steps: int) -> Any:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+    chooser = ChooseLRCallback(budget=0.5, log=False, make_scheduler=cosine, seed=3)
+    model = Net("cosine")
+    _trainer([chooser]).fit(model, _loader(), _loader(32, seed=1))
+    assert chooser.auto is not None
+
+    by_hand = Net("cosine")
+    opt = torch.optim.SGD(by_hand.parameters(), lr=0.01, momentum=0.9)
+    auto = choose_lr0(by_hand, opt, _loader(), _loader(32, seed=1), total_steps=60, make_scheduler=cosine,
+                      step_fn=lambda m, b: m.training_step(b, 0), budget=0.5, seed=3)
+    assert chooser.auto.finder.losses == auto.finder.losses
+    assert chooser.auto.trials == auto.trials and chooser.auto.trials
+    assert chooser.auto.lr == auto.lr == model.lr
