@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from lrkit.integrations.transformers import find_trainer_lr  # noqa: E402
-from test_hf_finder_s22b import Reg, _sgd, _trainer  # noqa: E402
+from lrkit.integrations.transformers import find_trainer_lr
+from test_hf_finder_s22b import Reg, _sgd, _trainer
 
 
 @pytest.mark.parametrize("own_optimizer", [False, True], ids=["trainer-built", "user-SGD"])

@@ -1,13 +1,16 @@
-"""What the framework callbacks share: the lazily built class, and checking the :class:`lrkit.Monitor` keywords a
-callback is given."""
+"""What the framework integrations share: the lazily built class, checking the :class:`lrkit.Monitor` and
+:func:`lrkit.find_lr` keywords a callback is given, a built schedule's peak, and recording a built schedule to replay it
+compressed in ``lr0="auto"``'s trials."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from lrkit._utils import unknown_name_error
@@ -110,3 +113,105 @@ def check_finder_keywords(names: Iterable[str], supplied: Mapping[str, str], ref
     for name in names:
         if name not in valid:
             raise unknown_name_error(what, name, [*named, *valid])
+
+
+def group_values(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each param group's settings (``lr``, ``initial_lr``, ``momentum``, ``betas``, ...), copied, for
+    :func:`put_group_values` to put back."""
+    return [{k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+             for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+
+
+def put_group_values(optimizer: torch.optim.Optimizer, saved: list[dict[str, Any]]) -> None:
+    """Put back :func:`group_values`' copies (a tensor LR in place: the group keeps the tensor it was built with)."""
+    for group, values in zip(optimizer.param_groups, saved):
+        for key in [k for k in group if k != "params" and k not in values]:
+            del group[key]
+        for key, value in values.items():
+            held = group.get(key)
+            if isinstance(value, torch.Tensor) and isinstance(held, torch.Tensor) and held.shape == value.shape:
+                held.copy_(value)
+            else:
+                group[key] = value
+
+
+def record_schedule(optimizer: torch.optim.Optimizer, schedulers: Sequence[Any], total: int,
+                    advance: Callable[[int], None]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every param group's LR at each of a run's ``total`` optimizer steps, and the momentum / ``betas[0]`` a
+    scheduler cycles (OneCycleLR, CyclicLR): arrays of shape ``(total, groups)``. ``advance(t)`` steps the
+    ``schedulers`` as the run steps them after its optimizer step ``t``. The schedulers' states and the optimizer's
+    groups are put back afterwards (no optimizer step is taken).
+
+    >>> opt = torch.optim.SGD([torch.zeros(1)], lr=1.0)
+    >>> sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    >>> lrs, cycled = record_schedule(opt, [sched], 5, lambda t: sched.step())
+    >>> lrs[:, 0].tolist(), cycled, opt.param_groups[0]["lr"], sched.last_epoch
+    ([1.0, 1.0, 0.5, 0.5, 0.25], {}, 1.0, 0)
+    """
+    groups = optimizer.param_groups
+    lrs = np.empty((total, len(groups)))
+    keys = [k for k in ("momentum", "betas") if all(k in g for g in groups)]
+    momenta = {k: np.empty((total, len(groups))) for k in keys}
+    saved_groups = group_values(optimizer)
+    saved_states = [copy.deepcopy(s.state_dict()) for s in schedulers]
+    try:
+        with warnings.catch_warnings():  # torch's "lr_scheduler.step() before optimizer.step()"
+            warnings.simplefilter("ignore")
+            for t in range(total):
+                for i, g in enumerate(groups):
+                    lrs[t, i] = float(g["lr"])
+                    for k in keys:
+                        momenta[k][t, i] = float(g[k][0] if k == "betas" else g[k])
+                advance(t)
+    finally:
+        for scheduler, state in zip(schedulers, saved_states):
+            scheduler.load_state_dict(state)
+        put_group_values(optimizer, saved_groups)
+    return lrs, {k: v for k, v in momenta.items() if not np.all(v == v[:1])}
+
+
+def peaks_first(optimizer: torch.optim.Optimizer, lrs: np.ndarray) -> None:
+    """Set each group's LR to its peak in a recorded schedule (``lrs``' column max), so a range test sweeps the groups
+    at the ratios the schedule gives their peaks (not the ratios of its first step's LRs)."""
+    for group, top in zip(optimizer.param_groups, lrs.max(axis=0)):
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(float(top))
+        else:
+            group["lr"] = float(top)
+
+
+class Replay(torch.optim.lr_scheduler.LRScheduler):
+    """A recorded schedule (:func:`record_schedule`) over a trial of ``steps`` steps: at trial step ``k`` each group
+    gets the run's LR at step ``k * total // steps`` times ``lr / peak`` (``lr``: the trial's peak LR, read off the
+    optimizer as ``lr0="auto"`` set it; ``peak``: the run's), and the momentum the run's scheduler cycles to there.
+    At ``steps == total`` and ``lr == peak`` it is the run's schedule, step for step.
+
+    >>> opt = torch.optim.SGD([torch.zeros(1)], lr=0.5)   # a trial at peak 0.5 of a run that peaked at 1.0
+    >>> replay = Replay(opt, np.array([[1.0], [0.8], [0.6], [0.4]]), {}, 1.0, 2)
+    >>> lrs = [opt.param_groups[0]["lr"]]; opt.step(); replay.step(); lrs.append(opt.param_groups[0]["lr"])
+    >>> lrs   # the run's steps 0 and 2, halved
+    [0.5, 0.3]
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lrs: np.ndarray, momenta: dict[str, np.ndarray],
+                 peak: float, steps: int) -> None:
+        from lrkit.finder.range_test import group_scales
+
+        self._lrs, self._momenta, self._steps = lrs, momenta, max(int(steps), 1)
+        scales = group_scales(optimizer)
+        lr = max(float(g["lr"]) / s for g, s in zip(optimizer.param_groups, scales) if s > 0)
+        self._factor = lr / peak
+        super().__init__(optimizer)
+
+    def _index(self) -> int:
+        return min(len(self._lrs) - 1, max(self.last_epoch, 0) * len(self._lrs) // self._steps)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        return [self._factor * float(v) for v in self._lrs[self._index()]]
+
+    def step(self, epoch: int | None = None) -> None:
+        super().step()
+        i = self._index()
+        for key, values in self._momenta.items():
+            for group, value in zip(self.optimizer.param_groups, values[i]):
+                group[key] = float(value) if key == "momentum" else (float(value), *group[key][1:])

@@ -60,7 +60,17 @@ import torch
 
 from lrkit._state import RNGState
 from lrkit._utils import MissingExtraError, atomic_write
-from lrkit.integrations._common import check_finder_keywords, check_monitor_kwargs, lazy_class, schedule_peak
+from lrkit.integrations._common import (
+    Replay,
+    check_finder_keywords,
+    check_monitor_kwargs,
+    group_values,
+    lazy_class,
+    peaks_first,
+    put_group_values,
+    record_schedule,
+    schedule_peak,
+)
 
 if TYPE_CHECKING:
     from lrkit.finder.result import FinderResult
@@ -753,18 +763,22 @@ def choose_trainer_lr(
       LR. A step count that is not one (negative, NaN, a string) or kwargs transformers cannot build are refused
       before any compute; a candidate at or below ``polynomial``'s ``lr_end`` (which ``train()`` at that LR would
       refuse too) stops the call with an error naming it, ``lr_end`` and the fix;
+      Your own scheduler (``Trainer(optimizers=(optimizer, scheduler))``, not yet stepped) instead: stepped once per
+      optimizer step through the run, as ``train()`` steps it, recording every group's LR (and a momentum it cycles),
+      then put back; each trial of ``n`` steps replays the record compressed (its step ``k`` plays the run's
+      ``k * total_steps // n``), scaled to the trial's peak LR;
     - ``val_loader``: ``trainer.get_eval_dataloader()`` when the Trainer has an ``eval_dataset`` (the first one of a
       dict of them), each batch's ``compute_loss`` in eval mode without gradients; none: the trials are scored on
       their training loss;
     - ``seed=args.seed`` (each trial starts from it).
 
     Args:
-        trainer: a ``transformers.Trainer`` (or a subclass) with a ``train_dataset``, in a single process, whose
-            schedule the Trainer builds itself. Refused: DeepSpeed, FSDP, a model split over devices, several
-            processes; a scheduler already set (yours, from ``Trainer(optimizers=(optimizer, scheduler))``, or
-            the one a previous ``train()`` built), a subclass's own ``create_scheduler``, and a metric-driven
-            ``lr_scheduler_type`` (``reduce_lr_on_plateau``, ``greedy``): there is no step schedule to compress. A
-            user optimizer without a scheduler is fine (the Trainer builds its schedule on it).
+        trainer: a ``transformers.Trainer`` (or a subclass) with a ``train_dataset``, in a single process.
+            Refused: DeepSpeed, FSDP, a model split over devices, several processes; a scheduler that has stepped
+            (the one a previous ``train()`` built or ran), a ``ReduceLROnPlateau`` of yours, a subclass's own
+            ``create_scheduler``, and a metric-driven ``lr_scheduler_type`` (``reduce_lr_on_plateau``, ``greedy``):
+            there is no step schedule to compress. A user optimizer without a scheduler is fine (the Trainer builds
+            its schedule on it), and so is one with a scheduler of yours that has not stepped (replayed).
         set_lr: set the chosen LR as the peak LR of the coming ``train()``, as :func:`find_trainer_lr` sets its
             suggestion (``args.learning_rate``; a user optimizer's groups scaled, keeping their ratios). ``False``:
             change nothing, only return the result.
@@ -819,21 +833,29 @@ def choose_trainer_lr(
     by_hand = ("use find_trainer_lr(trainer) (the range test alone), or call lrkit.choose_lr0(model, optimizer, "
                "train_loader, val_loader, total_steps=..., make_scheduler=...) yourself with a make_scheduler that "
                "builds your schedule over n steps")
-    if trainer.lr_scheduler is not None:
-        raise ValueError(
-            f"choose_trainer_lr: the Trainer already has a scheduler ({type(trainer.lr_scheduler).__name__}: yours, "
-            "from Trainer(optimizers=(optimizer, scheduler)), or the one a previous train() built), and its trials "
-            "must run the run's schedule compressed to a few steps, which cannot be rebuilt from a scheduler object. "
-            "Give the Trainer no scheduler (it builds args.lr_scheduler_type's; after a train(), set "
-            f"trainer.optimizer = trainer.lr_scheduler = None for a fresh optimizer and schedule), or {by_hand}"
-        )
+    user_scheduler = trainer.lr_scheduler
+    if user_scheduler is not None:
+        if isinstance(user_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise ValueError(
+                "choose_trainer_lr: the Trainer's scheduler is a ReduceLROnPlateau, which follows a metric, not the "
+                "step count, so there is no schedule to compress into short trials; use find_trainer_lr(trainer) "
+                f"(the range test alone), or {by_hand}"
+            )
+        if trainer.state.global_step > 0 or getattr(user_scheduler, "last_epoch", 0) > 0:
+            raise ValueError(
+                f"choose_trainer_lr: the Trainer's scheduler ({type(user_scheduler).__name__}) has already stepped "
+                f"(last_epoch={getattr(user_scheduler, 'last_epoch', '?')}: a previous train() built or ran it), so "
+                "the coming train() does not run its schedule from the start. Set trainer.optimizer = "
+                "trainer.lr_scheduler = None for a fresh optimizer and schedule (the Trainer builds "
+                f"args.lr_scheduler_type's), give it a fresh scheduler of yours, or {by_hand}"
+            )
     kind = str(getattr(trainer.args.lr_scheduler_type, "value", trainer.args.lr_scheduler_type))
-    if kind in _METRIC_SCHEDULES:
+    if user_scheduler is None and kind in _METRIC_SCHEDULES:
         raise ValueError(
             f"choose_trainer_lr: lr_scheduler_type={kind!r} follows a metric, not the step count, so there is no "
             "schedule to compress into short trials; use find_trainer_lr(trainer) (the range test alone)"
         )
-    for method in ("create_scheduler", "create_optimizer_and_scheduler"):
+    for method in ("create_scheduler", "create_optimizer_and_scheduler") if user_scheduler is None else ():
         if getattr(type(trainer), method) is not getattr(Trainer, method):
             raise ValueError(
                 f"choose_trainer_lr: {type(trainer).__name__} overrides {method}, so its schedule is not the one "
@@ -868,9 +890,22 @@ def choose_trainer_lr(
                     "set trainer.eval_dataset = None for the call"
                 ) from None
 
-        make_scheduler = _trainer_make_scheduler(args, total_steps, schedule_peak(parts.optimizer))
-        floor = _polynomial_floor(args)
-        _floor_before_compute(args, floor, finder_kwargs, parts.optimizer)
+        saved_groups = group_values(parts.optimizer)
+        if user_scheduler is None:
+            make_scheduler = _trainer_make_scheduler(args, total_steps, schedule_peak(parts.optimizer))
+            floor = _polynomial_floor(args)
+            _floor_before_compute(args, floor, finder_kwargs, parts.optimizer)
+        else:  # yours: recorded over the run (train() steps it once per optimizer step), replayed in each trial
+            floor = None
+            lrs, momenta = record_schedule(parts.optimizer, [user_scheduler], total_steps,
+                                           lambda t: user_scheduler.step())
+            peak = schedule_peak(parts.optimizer, user_scheduler)
+
+            def make_scheduler(optimizer: torch.optim.Optimizer, n: int) -> Any:
+                return Replay(optimizer, lrs, momenta, peak, n)
+
+            make_scheduler.__name__ = f"your {type(user_scheduler).__name__}"  # type: ignore[attr-defined]
+            peaks_first(parts.optimizer, lrs)  # the range test sweeps the groups at their peaks' ratios
         try:
             auto = choose_lr0(
                 trainer.model, parts.optimizer, parts.loader, val_loader,
@@ -900,6 +935,8 @@ def choose_trainer_lr(
                 "gradient_accumulation_steps), or use find_trainer_lr(trainer) (the range test alone), or set "
                 "args.learning_rate yourself"
             ) from None
+        finally:
+            put_group_values(parts.optimizer, saved_groups)
         if floor is not None:
             _check_choice_above_floor(auto, floor, budget, parts.optimizer)
     if set_lr:
