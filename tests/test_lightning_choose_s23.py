@@ -20,6 +20,7 @@ import torch
 pl = pytest.importorskip("lightning.pytorch")
 
 import lrkit.integrations.lightning as lightning_mod  # noqa: E402
+from lrkit.integrations._common import Replay  # noqa: E402
 from lrkit.integrations.lightning import ChooseLRCallback, FindLRCallback  # noqa: E402
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -178,7 +179,7 @@ def test_a_trial_replays_the_fit_schedule_compressed_at_its_own_peak() -> None:
     momenta = {"momentum": np.stack([np.linspace(0.85, 0.95, total)] * 2, axis=1)}
     opt = torch.optim.SGD([{"params": [torch.zeros(1)], "lr": 0.2}, {"params": [torch.zeros(1)], "lr": 0.1}],
                           lr=0.2, momentum=0.9)
-    replay = lightning_mod._Replay(opt, lrs, momenta, 1.0, 10)  # the trial's peak is 0.2: 0.2 x the fit's LRs
+    replay = Replay(opt, lrs, momenta, 1.0, 10)  # the trial's peak is 0.2: 0.2 x the fit's LRs
     seen = []
     for _ in range(10):
         seen.append(([g["lr"] for g in opt.param_groups], [g["momentum"] for g in opt.param_groups]))

@@ -67,7 +67,17 @@ import torch
 
 from lrkit._state import RNGState
 from lrkit._utils import MissingExtraError, atomic_write_text, check_int, check_positive, unknown_name_error
-from lrkit.integrations._common import check_finder_keywords, check_monitor_kwargs, lazy_class, schedule_peak
+from lrkit.integrations._common import (
+    Replay,
+    check_finder_keywords,
+    check_monitor_kwargs,
+    group_values,
+    lazy_class,
+    peaks_first,
+    put_group_values,
+    record_schedule,
+    schedule_peak,
+)
 
 # created on first lookup (module __getattr__), so lightning loads lazily
 __all__ = ["ChooseLRCallback", "FindLRCallback", "MonitorCallback"]  # noqa: F822
@@ -317,11 +327,6 @@ def _build() -> type:
                 on_step=False, on_epoch=True,
             )
 
-        def _attr_value(self, lr: float, before: Any, old_peak: float) -> float:
-            """The value the LR attribute is set to for the fit to train at ``lr``: ``lr`` itself (as Lightning's
-            ``LearningRateFinder`` sets its suggestion)."""
-            return lr
-
         # ---------------------------------------------------------------- checkpoints
         def state_dict(self) -> dict[str, Any]:
             """The monitor's state for Lightning's checkpoint (plain tensors and containers)."""
@@ -472,7 +477,13 @@ class _Batches:
         from lightning.pytorch.utilities import CombinedLoader
 
         if isinstance(self.data, CombinedLoader):
-            for out in self.data:  # (batch, batch_idx, dataloader_idx), as the fit loop unpacks it
+            # a CombinedLoader's limits set its length, not where its iterator stops: the fit loop ends the epoch at
+            # that length, and so does a pass here
+            try:
+                passes: Any = itertools.islice(self.data, len(self))
+            except TypeError:  # a loader without a length in it: as long as it yields
+                passes = self.data
+            for out in passes:  # (batch, batch_idx, dataloader_idx), as the fit loop unpacks it
                 yield self._prepare(out[0] if isinstance(out, tuple) and len(out) == 3 else out)
             return
         it = self.data if math.isinf(self.limit) else itertools.islice(self.data, int(self.limit))
@@ -557,6 +568,24 @@ def _shard(trainer: Any, data: Any, stage: str = "train") -> Any:
     return copy
 
 
+def _unshuffled(data: Any) -> Any:
+    """The fit's train data as the fit loop draws it under ``overfit_batches`` (``fit_loop.setup_data``'s
+    ``_resolve_overfit_batches``): each shuffling DataLoader copied with a ``SequentialSampler``, so the range test
+    draws the batches the fit trains on (the same first ones every epoch). Copies: the fit's loaders are not
+    touched."""
+    from lightning.pytorch.trainer.connectors.data_connector import _resolve_overfit_batches
+    from lightning.pytorch.trainer.states import RunningStage
+    from lightning.pytorch.utilities import CombinedLoader
+
+    combined = data if isinstance(data, CombinedLoader) else CombinedLoader(data, "max_size_cycle")
+    copy = CombinedLoader(combined.iterables, combined._mode)
+    copy.flattened = list(combined.flattened)
+    with warnings.catch_warnings():  # "turning off the shuffling": the fit says it once
+        warnings.simplefilter("ignore")
+        _resolve_overfit_batches(copy, RunningStage.TRAINING)
+    return copy.flattened[0] if isinstance(data, torch.utils.data.DataLoader) else copy
+
+
 def _silence_logging(module: Any) -> dict[str, Any]:
     """Make ``module.log`` / ``module.log_dict`` no-ops (instance attributes over the methods) for the test: the
     fit's logged metrics get nothing from the finder's steps, and Lightning's check that logging happens inside a
@@ -603,26 +632,6 @@ def _restore_metric_states(saved: list[tuple[Any, dict[str, Any]]]) -> None:
             setattr(metric, key, value)
 
 
-def _group_values(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
-    """Each param group's settings (``lr``, ``initial_lr``, ``momentum``, ``betas``, ...), copied, for
-    :func:`_put_group_values` to put back."""
-    return [{k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
-             for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-
-
-def _put_group_values(optimizer: torch.optim.Optimizer, saved: list[dict[str, Any]]) -> None:
-    """Put back :func:`_group_values`' copies (a tensor LR in place: the group keeps the tensor it was built with)."""
-    for group, values in zip(optimizer.param_groups, saved):
-        for key in [k for k in group if k != "params" and k not in values]:
-            del group[key]
-        for key, value in values.items():
-            held = group.get(key)
-            if isinstance(value, torch.Tensor) and isinstance(held, torch.Tensor) and held.shape == value.shape:
-                held.copy_(value)
-            else:
-                group[key] = value
-
-
 def _accumulation(trainer: Any) -> Callable[[int], int]:
     """Epoch -> the batches each optimizer step accumulates in it (a ``GradientAccumulationScheduler``'s, else
     ``accumulate_grad_batches``)."""
@@ -636,38 +645,68 @@ def _accumulation(trainer: Any) -> Callable[[int], int]:
 
 
 def _run_length(trainer: Any, per_epoch: float, accumulation: Callable[[int], int], who: str) -> int:
-    """The optimizer steps the fit takes (as ``trainer.estimated_stepping_batches`` counts them, with a
-    ``GradientAccumulationScheduler``'s epochs counted each at its own accumulation): ``max_epochs`` passes of
-    ``per_epoch`` batches, ``ceil(per_epoch / accumulation)`` steps each, cut at ``max_steps``. A fit without an end
-    (an iterable loader without ``max_steps``, ``max_epochs=-1``) is an error: there is no run to budget for."""
+    """The optimizer steps the fit takes from where it starts (``trainer.current_epoch`` and ``global_step``: 0, or
+    where an earlier ``fit`` of the same trainer stopped), as ``trainer.estimated_stepping_batches`` counts them, with
+    a ``GradientAccumulationScheduler``'s epochs counted each at its own accumulation: the epochs left to
+    ``max_epochs``, ``ceil(per_epoch / accumulation)`` steps each, cut where ``global_step`` reaches ``max_steps``. A
+    fit without an end (an iterable loader without ``max_steps``, ``max_epochs=-1``), or with no step left, is an
+    error: there is no run to budget for."""
     max_steps = int(trainer.max_steps)
     max_epochs = trainer.max_epochs
+    start_epoch, start_step = int(trainer.current_epoch), int(trainer.global_step)
     if per_epoch == 0:
         raise ValueError(f"{who}: the fit's train data holds no batches (limit_train_batches, an empty loader), so "
                          "there is no run to choose the LR for")
     if math.isinf(per_epoch) or max_epochs is None or max_epochs < 0:
+        counted = math.isinf(per_epoch) and max_epochs is not None and max_epochs >= 0
         if max_steps < 0:
             why = ("its train loader has no length" if math.isinf(per_epoch) else f"max_epochs={max_epochs}")
+            if counted:
+                raise ValueError(
+                    f"{who} chooses the LR for the fit's length, but this fit's length cannot be counted ahead (its "
+                    f"train loader has no length, so the optimizer steps of max_epochs={max_epochs} passes are not "
+                    "known; max_steps=-1): set pl.Trainer(max_steps=...), the steps the fit takes"
+                )
             raise ValueError(
                 f"{who} chooses the LR for the fit's length, but this fit has no end ({why}, max_steps=-1): set "
                 "pl.Trainer(max_steps=...) (or max_epochs with a sized loader)"
             )
-        return max_steps
-    steps = 0
-    for epoch in range(int(max_epochs)):
-        steps += math.ceil(per_epoch / accumulation(epoch))
-        if 0 <= max_steps <= steps:
-            return max_steps
+        if counted:
+            warnings.warn(
+                f"{who}: the fit's train loader has no length, so the LR is chosen for a fit of max_steps={max_steps} "
+                f"optimizer steps; if its max_epochs={max_epochs} passes end sooner, the fit is shorter than the one "
+                "chosen for (max_epochs=-1 says the fit runs to max_steps)",
+                UserWarning,
+                stacklevel=3,
+            )
+        steps = max(max_steps - start_step, 0)
+    else:
+        steps = 0
+        for epoch in range(start_epoch, int(max_epochs)):
+            steps += math.ceil(per_epoch / accumulation(epoch))
+            if 0 <= max_steps <= start_step + steps:
+                steps = max(max_steps - start_step, 0)
+                break
+    if steps == 0:
+        earlier = ": an earlier fit of this trainer got there" if start_epoch or start_step else ""
+        raise ValueError(
+            f"{who}: this fit has no optimizer steps left to take (current_epoch={start_epoch}, max_epochs="
+            f"{max_epochs}, global_step={start_step}, max_steps={max_steps}{earlier}), so there is no run to choose "
+            "the LR for; raise max_epochs / max_steps, or fit without the callback (FindLRCallback runs its range "
+            "test in a fit of max_steps=0)"
+        )
     return steps
 
 
 def _record_schedule(trainer: Any, pl_module: Any, optimizer: torch.optim.Optimizer, total: int, per_epoch: float,
                      accumulation: Callable[[int], int], who: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Every param group's LR at each of the fit's ``total`` optimizer steps, as the fit loop will step the
-    optimizer's schedulers (``trainer.lr_scheduler_configs``: ``interval="step"`` after an optimizer step whose
-    ``(batch_idx + 1) % frequency == 0``, ``"epoch"`` after an epoch whose ``(epoch + 1) % frequency == 0``, each
-    through the module's ``lr_scheduler_step``), and the momentum / ``betas[0]`` a scheduler cycles (OneCycleLR,
-    CyclicLR): arrays of shape ``(total, groups)``. The schedulers and the groups are put back afterwards."""
+    """Every param group's LR at each of the fit's ``total`` optimizer steps (from ``trainer.current_epoch`` and
+    ``global_step`` on), as the fit loop will step the optimizer's schedulers (``trainer.lr_scheduler_configs``:
+    ``interval="step"`` after an optimizer step whose ``(batch_idx + 1) % frequency == 0``, ``"epoch"`` after an epoch
+    whose ``(epoch + 1) % frequency == 0``, each through the module's ``lr_scheduler_step``, with the trainer's
+    ``current_epoch``, ``global_step`` and batch index reading as the fit's there), and the momentum / ``betas[0]`` a
+    scheduler cycles (OneCycleLR, CyclicLR): arrays of shape ``(total, groups)``. The schedulers, the groups and the
+    trainer's clock are put back afterwards."""
     configs = [c for c in trainer.lr_scheduler_configs if getattr(c.scheduler, "optimizer", None) is optimizer]
     plateau = next((c for c in configs if c.reduce_on_plateau), None)
     if plateau is not None:
@@ -676,71 +715,65 @@ def _record_schedule(trainer: Any, pl_module: Any, optimizer: torch.optim.Optimi
             f"be compressed into short trials; pass {who}(make_scheduler=...) — the schedule the run would follow, "
             "make_scheduler(optimizer, steps) -> LRScheduler — or find the LR with FindLRCallback"
         )
-    groups = optimizer.param_groups
-    lrs = np.empty((total, len(groups)))
-    keys = [k for k in ("momentum", "betas") if all(k in g for g in groups)]
-    momenta = {k: np.empty((total, len(groups))) for k in keys}
-    saved_groups = _group_values(optimizer)
-    saved_states = [copy.deepcopy(c.scheduler.state_dict()) for c in configs]
-    epoch = t = 0
+    epochly = [c for c in configs if c.interval == "epoch"]
+    if math.isinf(per_epoch) and epochly:
+        names = ", ".join(type(c.scheduler).__name__ for c in epochly)
+        warnings.warn(
+            f"{who}: the fit's train loader has no length, so where its epochs end cannot be foreseen: the schedule "
+            f"is recorded as one epoch of the fit's {total} optimizer steps, without the steps of {names} "
+            "(interval='epoch'). If the loader ends and the fit runs several epochs, the trials do not follow its "
+            "schedule: step it with interval='step', or pass make_scheduler=",
+            UserWarning,
+            stacklevel=3,
+        )
+    # the fit loop's clock (trainer.current_epoch, global_step, the batch index) reads as the fit's at each scheduler
+    # step, for an lr_scheduler_step that steps from it (timm's scheduler.step(epoch=self.current_epoch)); put back
+    epoch_progress = trainer.fit_loop.epoch_progress
+    batch_progress = trainer.fit_loop.epoch_loop.batch_progress
+    optim_progress = trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress
+    clocks = [(p, copy.deepcopy(p.state_dict())) for p in (epoch_progress, batch_progress, optim_progress)]
+    start_step = int(trainer.global_step)
+    # where the fit loop is: the epoch, its batch of the optimizer step being recorded, the batches seen in all
+    where = {"epoch": int(trainer.current_epoch), "batch": -1, "seen": batch_progress.total.ready}
+
+    def set_clock(batch: int, completed: int) -> None:  # the clock at a scheduler step after this epoch's ``batch``
+        epoch_progress.current.completed = epoch_progress.total.completed = where["epoch"]
+        batch_progress.current.ready = batch + 1
+        batch_progress.total.ready = where["seen"]
+        batch_progress.is_last_batch = batch + 1 == per_epoch
+        optim_progress.optimizer.step.total.completed = start_step + completed
+
+    def to_next_step() -> None:  # on through the batches to the next one whose optimizer steps
+        accumulate = accumulation(where["epoch"])
+        while True:
+            where["batch"] += 1
+            where["seen"] += 1
+            batch = where["batch"]
+            if (batch + 1) % accumulate == 0 or batch + 1 == per_epoch:
+                return
+
+    def advance(t: int) -> None:  # the fit loop's scheduler steps after optimizer step ``t``, as the fit makes them
+        batch = where["batch"]
+        for c in configs:
+            if c.interval == "step" and (batch + 1) % c.frequency == 0:
+                set_clock(batch, t + 1)
+                pl_module.lr_scheduler_step(c.scheduler, None)
+        if batch + 1 == per_epoch:  # the epoch's last batch: the epoch ends
+            for c in configs:
+                if c.interval == "epoch" and (where["epoch"] + 1) % c.frequency == 0:
+                    set_clock(batch, t + 1)
+                    pl_module.lr_scheduler_step(c.scheduler, None)
+            where["epoch"] += 1
+            where["batch"] = -1
+        if t + 1 < total:
+            to_next_step()
+
+    to_next_step()
     try:
-        with warnings.catch_warnings():  # torch's "lr_scheduler.step() before optimizer.step()"
-            warnings.simplefilter("ignore")
-            while t < total:
-                accumulate = accumulation(epoch)
-                batch = 0
-                while t < total and batch < per_epoch:
-                    if (batch + 1) % accumulate == 0 or batch + 1 == per_epoch:  # an optimizer step
-                        for i, g in enumerate(groups):
-                            lrs[t, i] = float(g["lr"])
-                            for k in keys:
-                                momenta[k][t, i] = float(g[k][0] if k == "betas" else g[k])
-                        t += 1
-                        for c in configs:
-                            if c.interval == "step" and (batch + 1) % c.frequency == 0:
-                                pl_module.lr_scheduler_step(c.scheduler, None)
-                    batch += 1
-                if batch == per_epoch:
-                    for c in configs:
-                        if c.interval == "epoch" and (epoch + 1) % c.frequency == 0:
-                            pl_module.lr_scheduler_step(c.scheduler, None)
-                epoch += 1
+        return record_schedule(optimizer, [c.scheduler for c in configs], total, advance)
     finally:
-        for c, state in zip(configs, saved_states):
-            c.scheduler.load_state_dict(state)
-        _put_group_values(optimizer, saved_groups)
-    cycled = {k: v for k, v in momenta.items() if not np.all(v == v[:1])}
-    return lrs, cycled
-
-
-class _Replay(torch.optim.lr_scheduler.LRScheduler):
-    """The fit's recorded schedule (:func:`_record_schedule`) over a trial of ``steps`` steps: at trial step ``k``
-    each group gets the fit's LR at step ``k * total // steps`` times ``lr / peak`` (``lr``: the trial's peak LR, read
-    off the optimizer as ``lr0="auto"`` set it; ``peak``: the fit's), and the momentum the fit's scheduler cycles to
-    there. At ``steps == total`` and ``lr == peak`` it is the fit's schedule, step for step."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, lrs: np.ndarray, momenta: dict[str, np.ndarray],
-                 peak: float, steps: int) -> None:
-        from lrkit.finder.range_test import group_scales
-
-        self._lrs, self._momenta, self._steps = lrs, momenta, max(int(steps), 1)
-        scales = group_scales(optimizer)
-        lr = max(float(g["lr"]) / s for g, s in zip(optimizer.param_groups, scales) if s > 0)
-        self._factor = lr / peak
-        super().__init__(optimizer)
-
-    def _index(self) -> int:
-        return min(len(self._lrs) - 1, max(self.last_epoch, 0) * len(self._lrs) // self._steps)
-
-    def get_lr(self) -> list[float]:  # type: ignore[override]
-        return [self._factor * float(v) for v in self._lrs[self._index()]]
-
-    def step(self, epoch: int | None = None) -> None:
-        super().step()
-        i = self._index()
-        for key, values in self._momenta.items():
-            for group, value in zip(self.optimizer.param_groups, values[i]):
-                group[key] = float(value) if key == "momentum" else (float(value), *group[key][1:])
+        for progress, state in clocks:
+            progress.load_state_dict(state)
 
 
 def _build_finder() -> type:
@@ -1031,16 +1064,18 @@ def _build_finder() -> type:
             # the test, so the fit's call draws what it would have drawn without the test
             restore_rng = RNGState.capture().restore
             raw = trainer.fit_loop._data_source.dataloader()
+            # overfit_batches: the fit loop draws its batches unshuffled (a SequentialSampler), the same ones each epoch
+            fitted = _unshuffled(raw) if trainer.overfit_batches > 0 else raw
             # under DDP each rank draws its shard, as the fit's first epoch does: the loaders get the sampler the fit
             # loop gives its own (a DistributedSampler, at epoch 0); copies, so the fit's loaders are not touched
             distributed = trainer.world_size > 1
-            data = _shard(trainer, raw) if distributed else raw
+            data = _shard(trainer, fitted) if distributed else fitted
             val_raw = _val_loader(trainer, pl_module) if val else None
             val_data = _shard(trainer, val_raw, "val") if distributed and val_raw is not None else val_raw
             # iterating the loaders advances their own shuffling generators (DataLoader(generator=...)) and makes the
             # iterator a persistent_workers loader keeps (its workers' seeds): both put back after the test, so the
             # fit's first epoch has the order and worker seeds it would have had without the test
-            loaders = list({id(d): d for d in _loaders(raw) + _loaders(data) + _loaders(val_raw)
+            loaders = list({id(d): d for d in _loaders(raw) + _loaders(fitted) + _loaders(data) + _loaders(val_raw)
                             + _loaders(val_data)}.values())
             generators = [(g, g.get_state()) for d in loaders for g in _loader_generators(d)]
             workers = _OwnWorkers(*loaders)
@@ -1145,7 +1180,7 @@ def _build_chooser() -> type:
     FindLRCallback = globals().get("FindLRCallback") or _LAZY["FindLRCallback"]("FindLRCallback")
     from lightning.pytorch.utilities import rank_zero_info
 
-    from lrkit.train.auto import AutoLR, _check_num_candidates, choose_lr0
+    from lrkit.train.auto import AutoLR, _check_num_candidates, choose_lr0, plan_budget
 
     class ChooseLRCallback(FindLRCallback):  # type: ignore[misc,valid-type]
         """``lr0="auto"`` inside ``trainer.fit``: choose the peak LR for *this* fit — its schedule, its length — with
@@ -1160,9 +1195,11 @@ def _build_chooser() -> type:
 
         - ``total_steps``: the optimizer steps the fit takes — ``max_epochs`` passes over the train batches
           (``limit_train_batches`` applied, ``accumulate_grad_batches`` or a ``GradientAccumulationScheduler``'s per
-          epoch), cut at ``max_steps``; early stopping cannot be foreseen. A fit without an end is refused.
+          epoch), cut at ``max_steps``; early stopping cannot be foreseen. A fit without an end is refused. A
+          second ``fit`` of the same trainer counts from the epoch and ``global_step`` it starts at.
         - the schedule: the LR schedulers ``configure_optimizers`` returned are stepped, as the fit loop steps them
-          (``interval``, ``frequency``, the module's ``lr_scheduler_step``), through the whole fit on the
+          (``interval``, ``frequency``, the module's ``lr_scheduler_step``, with ``trainer.current_epoch``,
+          ``global_step`` and the batch index reading as the fit's there), through the whole fit on the
           optimizer's settings, recording every group's LR (and a cycled momentum) at each step; then put back.
           Each trial replays that record over its own steps (step ``k`` of ``n`` plays the fit's step
           ``k * total // n``), scaled to the trial's peak LR. Any step- or epoch-interval scheduler works this way
@@ -1272,22 +1309,17 @@ def _build_chooser() -> type:
                     per_epoch = math.inf
                 accumulation = _accumulation(trainer)
                 total = _run_length(trainer, per_epoch, accumulation, self._who)
-                saved = _group_values(optimizer)
+                saved = group_values(optimizer)
                 make = self.make_scheduler
                 if make is None:
                     lrs, momenta = _record_schedule(trainer, pl_module, optimizer, total, per_epoch, accumulation,
                                                     self._who)
 
                     def make(opt: torch.optim.Optimizer, steps: int) -> Any:
-                        return _Replay(opt, lrs, momenta, peak, steps)
+                        return Replay(opt, lrs, momenta, peak, steps)
 
                     make.__name__ = "the fit's schedule"  # type: ignore[attr-defined]
-                    # the range test sweeps the groups at the ratios of their peaks, as the fit's schedule has them
-                    for group, top in zip(optimizer.param_groups, lrs.max(axis=0)):
-                        if isinstance(group["lr"], torch.Tensor):
-                            group["lr"].fill_(float(top))
-                        else:
-                            group["lr"] = float(top)
+                    peaks_first(optimizer, lrs)  # the range test sweeps the groups at their peaks' ratios
                 settings = dict(parts.settings)
                 accumulate = int(settings.pop("accumulation_steps", 1))
                 max_grad_norm = settings.pop("max_grad_norm", None)
@@ -1303,8 +1335,27 @@ def _build_chooser() -> type:
                                       make_scheduler=make, step_fn=parts.step_fn, budget=self.budget,
                                       num_candidates=self.num_candidates, seed=seed, finder_kwargs=kwargs,
                                       accumulate=accumulate, max_grad_norm=max_grad_norm, log=log)
+                except ValueError as e:
+                    # choose_lr0's words (total_steps, finder_kwargs, lrkit.find_lr): say it in the fit's terms
+                    allows = plan_budget(total, self.budget, self.num_candidates).budget_steps
+                    if "exceeds the extra budget" in str(e) and "num_steps" in self.find_lr_kwargs:
+                        raise ValueError(
+                            f"{self._who}(num_steps={self.find_lr_kwargs['num_steps']}): the range test's steps "
+                            f"exceed the extra budget of {allows} optimizer steps (budget={self.budget:g} x the "
+                            f"fit's {total} optimizer steps); lower num_steps= (or leave it out: the budget sets it) "
+                            "or raise budget="
+                        ) from None
+                    if "needs at least 10 extra optimizer steps" not in str(e):
+                        raise
+                    need = math.ceil(10 / total * 100) / 100
+                    raise ValueError(
+                        f"{self._who} needs at least 10 extra optimizer steps for its range test, but budget="
+                        f"{self.budget:g} x the fit's {total} optimizer steps allows {allows}; raise budget= to at "
+                        f"least {need:g} (it may exceed 1), fit for longer (max_epochs / max_steps), or use "
+                        "FindLRCallback (the range test alone)"
+                    ) from None
                 finally:
-                    _put_group_values(optimizer, saved)
+                    put_group_values(optimizer, saved)
             self.auto, self.result = auto, auto.finder
             return auto
 
