@@ -104,7 +104,7 @@ def test_a_plateau_scheduler_of_yours_is_refused(tmp_path: Path) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     trainer = _trainer(tmp_path, model=model,
                        optimizers=(optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)))
-    with pytest.raises(ValueError, match=r"ReduceLROnPlateau, which follows a metric.*find_trainer_lr"):
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau that follows a metric.*find_trainer_lr"):
         choose_trainer_lr(trainer)
 
 

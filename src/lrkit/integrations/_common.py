@@ -115,6 +115,21 @@ def check_finder_keywords(names: Iterable[str], supplied: Mapping[str, str], ref
             raise unknown_name_error(what, name, [*named, *valid])
 
 
+def metric_driven(scheduler: Any) -> bool:
+    """Whether ``scheduler`` follows a metric rather than the step count (torch's ``ReduceLROnPlateau``, an lrkit
+    schedule with reduce-on-plateau in it): stepping it without the metric records no schedule.
+
+    >>> from lrkit.schedules import from_spec
+    >>> opt = torch.optim.SGD([torch.zeros(1)], lr=0.1)
+    >>> metric_driven(from_spec("plateau patience=2").to_torch(opt)), metric_driven(from_spec("cosine",
+    ...     total_steps=10).to_torch(opt))
+    (True, False)
+    """
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return True
+    return bool(getattr(getattr(scheduler, "schedule", None), "stateful", False))
+
+
 def group_values(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
     """Each param group's settings (``lr``, ``initial_lr``, ``momentum``, ``betas``, ...), copied, for
     :func:`put_group_values` to put back."""

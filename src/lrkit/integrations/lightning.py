@@ -73,6 +73,7 @@ from lrkit.integrations._common import (
     check_monitor_kwargs,
     group_values,
     lazy_class,
+    metric_driven,
     peaks_first,
     put_group_values,
     record_schedule,
@@ -632,6 +633,24 @@ def _restore_metric_states(saved: list[tuple[Any, dict[str, Any]]]) -> None:
             setattr(metric, key, value)
 
 
+def _warn_schedule_changers(trainer: Any, who: str) -> None:
+    """Warn about the fit's callbacks that change its schedule or param groups part-way, which a record of its
+    schedulers made before the fit cannot foresee: ``StochasticWeightAveraging`` (its SWALR from ``swa_epoch_start``)
+    and ``BaseFinetuning`` (``BackboneFinetuning``: groups added when it unfreezes)."""
+    from lightning.pytorch.callbacks import BaseFinetuning, StochasticWeightAveraging
+
+    found = [type(c).__name__ for c in trainer.callbacks if isinstance(c, (StochasticWeightAveraging, BaseFinetuning))]
+    if found:
+        warnings.warn(
+            f"{who}: {', '.join(found)} change{'s' if len(found) == 1 else ''} the fit's LR schedule or param groups "
+            "part-way, which the record of its schedulers made before the fit does not see: the trials follow the "
+            "schedulers of configure_optimizers alone. Pass make_scheduler= (the schedule the fit follows over "
+            "`steps` steps) for trials that follow the whole schedule",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def _accumulation(trainer: Any) -> Callable[[int], int]:
     """Epoch -> the batches each optimizer step accumulates in it (a ``GradientAccumulationScheduler``'s, else
     ``accumulate_grad_batches``)."""
@@ -708,7 +727,7 @@ def _record_schedule(trainer: Any, pl_module: Any, optimizer: torch.optim.Optimi
     scheduler cycles (OneCycleLR, CyclicLR): arrays of shape ``(total, groups)``. The schedulers, the groups and the
     trainer's clock are put back afterwards."""
     configs = [c for c in trainer.lr_scheduler_configs if getattr(c.scheduler, "optimizer", None) is optimizer]
-    plateau = next((c for c in configs if c.reduce_on_plateau), None)
+    plateau = next((c for c in configs if c.reduce_on_plateau or metric_driven(c.scheduler)), None)
     if plateau is not None:
         raise ValueError(
             f"{who}: the fit's {type(plateau.scheduler).__name__} follows a metric, not the step count, so it cannot "
@@ -1312,6 +1331,7 @@ def _build_chooser() -> type:
                 saved = group_values(optimizer)
                 make = self.make_scheduler
                 if make is None:
+                    _warn_schedule_changers(trainer, self._who)
                     lrs, momenta = _record_schedule(trainer, pl_module, optimizer, total, per_epoch, accumulation,
                                                     self._who)
 

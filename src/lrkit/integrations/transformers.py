@@ -66,6 +66,7 @@ from lrkit.integrations._common import (
     check_monitor_kwargs,
     group_values,
     lazy_class,
+    metric_driven,
     peaks_first,
     put_group_values,
     record_schedule,
@@ -835,9 +836,10 @@ def choose_trainer_lr(
                "builds your schedule over n steps")
     user_scheduler = trainer.lr_scheduler
     if user_scheduler is not None:
-        if isinstance(user_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        if metric_driven(user_scheduler):
             raise ValueError(
-                "choose_trainer_lr: the Trainer's scheduler is a ReduceLROnPlateau, which follows a metric, not the "
+                f"choose_trainer_lr: the Trainer's scheduler is a {type(user_scheduler).__name__} that follows a "
+                "metric (reduce-on-plateau), not the "
                 "step count, so there is no schedule to compress into short trials; use find_trainer_lr(trainer) "
                 f"(the range test alone), or {by_hand}"
             )
