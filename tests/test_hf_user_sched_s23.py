@@ -116,3 +116,18 @@ def test_a_scheduler_of_yours_that_has_stepped_is_refused(tmp_path: Path) -> Non
     trainer = _trainer(tmp_path, model=model, optimizers=(optimizer, scheduler))
     with pytest.raises(ValueError, match=r"\(OneCycleLR\) has already stepped \(last_epoch=1"):
         choose_trainer_lr(trainer)
+
+
+def test_the_chosen_lr_is_the_highest_train_runs_at_also_when_it_never_reaches_your_schedules_peak(
+        tmp_path: Path) -> None:
+    """A OneCycleLR over 400 steps in a 60-step run never reaches its max_lr: the chosen LR is the highest LR the run
+    trains at (the range test sweeps the LRs themselves), not the unreached max_lr."""
+    model = Reg()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=400)  # peak at step 120
+    lrs_cb = LRs()
+    trainer = _trainer(tmp_path, model=model, optimizers=(optimizer, scheduler), eval_dataset=_val(),
+                       callbacks=[lrs_cb])
+    auto = choose_trainer_lr(trainer, budget=1.0)
+    trainer.train()
+    assert max(lr[0] for lr in lrs_cb.lrs) == pytest.approx(auto.lr, rel=1e-9)

@@ -106,6 +106,9 @@ class Net(pl.LightningModule):
         if self.sched == "groups_lambda":  # each group its own shape
             return [opt], [{"scheduler": sched.LambdaLR(opt, [lambda t: 1 / (1 + 0.1 * t),
                                                               lambda t: min(1.0, (t + 1) / 6)]), "interval": "step"}]
+        if self.sched == "long_warmup":  # a warmup twice the fit's length: the fit never reaches self.lr
+            return [opt], [{"scheduler": sched.LinearLR(opt, start_factor=0.1, total_iters=2 * total),
+                            "interval": "step"}]
         if self.sched == "plateau":
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched.ReduceLROnPlateau(opt),
                                                        "monitor": "val_loss"}}
@@ -420,3 +423,18 @@ def test_the_choice_is_choose_lr0_by_hand_on_the_same_module_schedule_and_loader
     assert chooser.auto.finder.losses == auto.finder.losses
     assert chooser.auto.trials == auto.trials and chooser.auto.trials
     assert chooser.auto.lr == auto.lr == model.lr
+
+
+@pytest.mark.parametrize("attr", [True, False])
+def test_the_chosen_lr_is_the_highest_the_fit_trains_at_also_when_it_never_reaches_its_schedules_peak(
+        attr: bool) -> None:
+    """A warmup longer than the fit: the schedule's peak (self.lr) is never reached. The range test sweeps the LRs
+    themselves, so the chosen LR is the highest the fit trains at (before: the unreached schedule peak, so the fit
+    topped out at about half of it)."""
+    chooser = ChooseLRCallback(budget=0.5, log=False, attr_name=None if attr else False)
+    model = Net("long_warmup", use_attr=attr)
+    _trainer([chooser]).fit(model, _loader(), _loader(32, seed=1))
+    assert chooser.lr is not None
+    assert max(lr[0] for lr in model.lrs) == pytest.approx(chooser.lr, rel=1e-9)
+    if attr:  # the attribute is the schedule's peak: above the chosen LR, by the share of the warmup the fit runs
+        assert model.lr > 1.5 * chooser.lr

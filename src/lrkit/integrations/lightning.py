@@ -1151,7 +1151,7 @@ def _build_finder() -> type:
             if attr is not None:
                 before = lightning_getattr(pl_module, attr)
                 old_peak = schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
-                value = self._attr_value(lr, before, old_peak)
+                value = self._attr_value(lr, before, self._fit_peak or old_peak)
                 _set_lr_attr(pl_module, attr, value)
                 # the fit ran configure_optimizers once: its draws, if any, not twice
                 restore_rng = RNGState.capture().restore
@@ -1172,8 +1172,11 @@ def _build_finder() -> type:
                     stacklevel=3,
                 )
             scheduler = _finder_scheduler(trainer, optimizer)
-            backoff_lr(optimizer, scheduler, lr / schedule_peak(optimizer, scheduler))
+            backoff_lr(optimizer, scheduler, lr / (self._fit_peak or schedule_peak(optimizer, scheduler)))
             self.lr = lr
+
+        #: The LR the fit's schedule peaks at, as a subclass read it off the fit (``None``: ``schedule_peak``'s).
+        _fit_peak: float | None = None
 
         def _attr_value(self, lr: float, before: Any, old_peak: float) -> float:
             """The value the LR attribute is set to for the fit to train at ``lr``: ``lr`` itself (as Lightning's
@@ -1229,13 +1232,15 @@ def _build_chooser() -> type:
           batches; without validation data (or ``validation_step``) the trials are scored on their training loss.
         - ``seed``: ``seed_everything``'s (``PL_GLOBAL_SEED``), else 0: each trial starts from it.
 
-        The chosen LR is the peak of the fit's schedule: the largest param group's peak (OneCycleLR's ``max_lr``,
-        else the LR a scheduler scales from, else ``lr``); every group keeps its ratio. It is set as
-        :class:`FindLRCallback` sets its suggestion — the module's ``lr``/``learning_rate`` (or ``attr_name``)
-        and ``configure_optimizers`` run again, or the built optimizer and scheduler scaled — with one difference:
-        an attribute that is not itself the schedule's peak (``OneCycleLR(max_lr=2 * self.lr)``) is set to
-        ``chosen * attribute / peak``, so the fit peaks at the chosen LR. A fit with the callback is bit-identical to
-        one without it at the chosen LR set by hand.
+        The chosen LR is the highest LR the fit trains at (the largest param group's; with the record, the highest
+        it holds: the schedule's peak — OneCycleLR's ``max_lr``, the LR a warmup rises to — unless the fit ends
+        before reaching it or the schedule rises above its base; with ``make_scheduler``, the optimizer's largest
+        LR, as ``choose_lr0`` reads it): the range test sweeps the LRs themselves. Every group keeps its ratio. It is
+        set as :class:`FindLRCallback` sets its suggestion — the module's ``lr``/``learning_rate`` (or
+        ``attr_name``) and ``configure_optimizers`` run again, or the built optimizer and scheduler scaled — with one
+        difference: an attribute that is not itself that peak (``OneCycleLR(max_lr=2 * self.lr)``, a warmup longer
+        than the fit) is set to ``chosen * attribute / peak``, so the fit peaks at the chosen LR. A fit with the
+        callback is bit-identical to one without it at the chosen LR set by hand.
 
         Args:
             budget: the most extra compute, as a fraction of the fit's optimizer steps (0.3 = 30% of the fit).
@@ -1321,6 +1326,7 @@ def _build_chooser() -> type:
                 raise ValueError(f"{self._who}: the fit's optimizer peaks at LR {peak:g}; the chosen LR replaces a "
                                  "positive peak (every group keeps its ratio to it): build the optimizer with lr > 0")
             seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+            self._fit_peak = None
             with self._fit_parts(trainer, pl_module, val=True) as parts:
                 try:
                     per_epoch: float = len(parts.batches)
@@ -1334,6 +1340,13 @@ def _build_chooser() -> type:
                     _warn_schedule_changers(trainer, self._who)
                     lrs, momenta = _record_schedule(trainer, pl_module, optimizer, total, per_epoch, accumulation,
                                                     self._who)
+                    # the peak is the highest LR the fit trains at (the range test sweeps the LRs themselves): the
+                    # schedule's own peak, unless the fit ends before reaching it or the schedule rises above it
+                    peak = float(lrs.max())
+                    if not (math.isfinite(peak) and peak > 0):
+                        raise ValueError(f"{self._who}: the fit's schedule never rises above LR {peak:g}; there is no "
+                                         "peak to choose (build the optimizer and schedule with LRs > 0)")
+                    self._fit_peak = peak
 
                     def make(opt: torch.optim.Optimizer, steps: int) -> Any:
                         return Replay(opt, lrs, momenta, peak, steps)
@@ -1381,7 +1394,8 @@ def _build_chooser() -> type:
 
         def _attr_value(self, lr: float, before: Any, old_peak: float) -> float:
             """The attribute that makes the rebuilt schedule peak at ``lr``: ``lr`` when the attribute is the peak
-            (the usual ``lr=self.lr``), else ``lr * attribute / peak`` (``OneCycleLR(max_lr=2 * self.lr)``)."""
+            (the usual ``lr=self.lr``), else ``lr * attribute / peak`` (``OneCycleLR(max_lr=2 * self.lr)``, a warmup
+            the fit does not finish)."""
             if (not isinstance(before, (int, float)) or isinstance(before, bool) or not old_peak > 0
                     or math.isclose(float(before), old_peak, rel_tol=1e-9)):
                 return lr

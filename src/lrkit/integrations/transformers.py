@@ -387,12 +387,13 @@ def _trainer_parts(trainer: Any, who: str) -> Iterator[_Parts]:
 
 
 def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, lr: float,
-                 who: str = "find_trainer_lr") -> None:
+                 who: str = "find_trainer_lr", peak: float | None = None) -> None:
     """Make ``lr`` the peak LR of the Trainer's coming ``train()``: ``args.learning_rate`` (and
     ``optimizer_cls_and_kwargs``' ``lr``), scaled by the same factor as the largest group's LR when the groups are not
     all at it; a user's optimizer (and scheduler) scaled with :func:`lrkit.monitor.actions.backoff_lr`."""
     args = trainer.args
-    peak = schedule_peak(optimizer, trainer.lr_scheduler)
+    # the peak ``lr`` replaces: the schedule's (or, given, the highest LR a recorded schedule of yours reaches)
+    peak = schedule_peak(optimizer, trainer.lr_scheduler) if peak is None else peak
     factor = lr / peak
     floor = _polynomial_floor(args) if trainer.lr_scheduler is None else None  # train() builds the schedule
     if floor is not None:
@@ -901,7 +902,12 @@ def choose_trainer_lr(
             floor = None
             lrs, momenta = record_schedule(parts.optimizer, [user_scheduler], total_steps,
                                            lambda t: user_scheduler.step())
-            peak = schedule_peak(parts.optimizer, user_scheduler)
+            # the highest LR the run trains at (the range test sweeps the LRs themselves): the schedule's own peak,
+            # unless the run ends before reaching it or the schedule rises above it
+            peak = recorded_peak = float(lrs.max())
+            if not (math.isfinite(peak) and peak > 0):
+                raise ValueError(f"choose_trainer_lr: your {type(user_scheduler).__name__} never rises above LR "
+                                 f"{peak:g} in the run's {total_steps} steps; there is no peak to choose")
 
             def make_scheduler(optimizer: torch.optim.Optimizer, n: int) -> Any:
                 return Replay(optimizer, lrs, momenta, peak, n)
@@ -942,7 +948,8 @@ def choose_trainer_lr(
         if floor is not None:
             _check_choice_above_floor(auto, floor, budget, parts.optimizer)
     if set_lr:
-        _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr, "choose_trainer_lr")
+        _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr, "choose_trainer_lr",
+                     recorded_peak if user_scheduler is not None else None)
     return auto
 
 
