@@ -20,6 +20,7 @@ pl = pytest.importorskip("lightning.pytorch")
 
 import lrkit.integrations.lightning as lightning_mod  # noqa: E402
 from lrkit.integrations.lightning import ChooseLRCallback  # noqa: E402
+from test_lightning_choose_s23 import _trainer as choose_trainer  # noqa: E402
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
@@ -99,9 +100,7 @@ class Net(pl.LightningModule):
 
 
 def _trainer(callbacks: list[Any], **kwargs: Any) -> Any:
-    kwargs = {"max_epochs": 4, **kwargs}
-    return pl.Trainer(callbacks=callbacks, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                      enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", **kwargs)
+    return choose_trainer(callbacks, **{"max_epochs": 4, **kwargs})
 
 
 @pytest.fixture
