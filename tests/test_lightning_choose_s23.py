@@ -438,3 +438,18 @@ def test_the_chosen_lr_is_the_highest_the_fit_trains_at_also_when_it_never_reach
     assert max(lr[0] for lr in model.lrs) == pytest.approx(chooser.lr, rel=1e-9)
     if attr:  # the attribute is the schedule's peak: above the chosen LR, by the share of the warmup the fit runs
         assert model.lr > 1.5 * chooser.lr
+
+
+def test_trials_over_a_dict_of_loaders_each_shuffling_with_its_own_generator_see_the_same_batches() -> None:
+    """A dict of train loaders, each with its own generator: every trial is reseeded to the same order (before, only a
+    single DataLoader's generator was found, and each trial of a collection drew another shuffle)."""
+    from lrkit.finder.range_test import _loader_generators
+
+    def shuffled(seed: int) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(_data(96, seed), batch_size=8, shuffle=True,
+                                           generator=torch.Generator().manual_seed(seed))
+
+    data = {"a": shuffled(0), "b": shuffled(1)}
+    batches = lightning_mod._Batches(data, pl.Trainer(logger=False, enable_progress_bar=False), Net(None))
+    found = _loader_generators(batches)
+    assert {id(g) for g in found} == {id(data["a"].generator), id(data["b"].generator)}

@@ -116,21 +116,37 @@ def _scaler_restorer(scaler: Any) -> Callable[[], None]:
     return restore
 
 
+def _held_loaders(loader: Any) -> list[Any]:
+    """``loader`` and the loaders it holds: a wrapper's ``.loader`` (``lrkit.train``'s, the Lightning callbacks'),
+    read through, or the ``.loaders`` of a wrapper over several (the Lightning callbacks' over a dict or list of
+    loaders)."""
+    out, obj = [loader], loader
+    for _ in range(8):
+        if isinstance(obj, torch.utils.data.DataLoader) or not hasattr(obj, "__dict__"):
+            break
+        many = vars(obj).get("loaders")
+        if isinstance(many, (list, tuple)):
+            out.extend(many)
+            break
+        inner = vars(obj).get("loader")
+        if inner is None or inner is obj:
+            break
+        out.append(inner)
+        obj = inner
+    return out
+
+
 def _loader_generators(loader: Any) -> list[torch.Generator]:
     """The ``torch.Generator``s a DataLoader (or its sampler) shuffles with: iterating it advances them. A wrapper
-    that holds its DataLoader as ``.loader`` (``lrkit.train``'s, the Lightning callbacks') is read through."""
+    is read through (:func:`_held_loaders`)."""
     found: dict[int, torch.Generator] = {}
-    for _ in range(8):
-        sampler = getattr(loader, "sampler", None)
-        batch_sampler = getattr(loader, "batch_sampler", None)
-        for obj in (loader, sampler, batch_sampler, getattr(batch_sampler, "sampler", None)):
+    for held in _held_loaders(loader):
+        sampler = getattr(held, "sampler", None)
+        batch_sampler = getattr(held, "batch_sampler", None)
+        for obj in (held, sampler, batch_sampler, getattr(batch_sampler, "sampler", None)):
             gen = getattr(obj, "generator", None)
             if isinstance(gen, torch.Generator):
                 found[id(gen)] = gen
-        inner = vars(loader).get("loader") if hasattr(loader, "__dict__") else None
-        if inner is None or inner is loader or isinstance(loader, torch.utils.data.DataLoader):
-            break
-        loader = inner
     return list(found.values())
 
 
@@ -150,17 +166,10 @@ def _loader_epochs(*loaders: Any) -> list[tuple[Any, int]]:
 
 
 def _persistent_loaders(loader: Any) -> list[torch.utils.data.DataLoader]:
-    """The DataLoader behind ``loader`` (itself, or the one a wrapper holds as ``.loader``, as ``lrkit.train``'s do)
-    when it keeps its worker processes between passes (``persistent_workers=True``); else none."""
-    obj = loader
-    for _ in range(8):
-        if isinstance(obj, torch.utils.data.DataLoader):
-            return [obj] if obj.persistent_workers and hasattr(obj, "_iterator") else []
-        inner = vars(obj).get("loader") if hasattr(obj, "__dict__") else None
-        if inner is None or inner is obj:
-            return []
-        obj = inner
-    return []
+    """The DataLoaders behind ``loader`` (itself, or those a wrapper holds: :func:`_held_loaders`) that keep their
+    worker processes between passes (``persistent_workers=True``)."""
+    return [dl for dl in _held_loaders(loader) if isinstance(dl, torch.utils.data.DataLoader)
+            and dl.persistent_workers and hasattr(dl, "_iterator")]
 
 
 class _OwnWorkers:

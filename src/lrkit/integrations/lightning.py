@@ -438,8 +438,8 @@ class _Batches:
     ``on_before_batch_transfer``, then ``transfer_batch_to_device`` and ``on_after_batch_transfer`` to the module's
     device. A pass holds the batches an epoch of the fit holds: ``limit`` (``Trainer(limit_train_batches=...)``, an
     int or a fraction) cuts each loader as the fit loop cuts it. Re-iterable, so ``find_lr`` can cycle a short
-    loader. ``loader`` is the one DataLoader (``None`` for a collection), so lrkit's tests find its shuffling
-    generators and persistent workers."""
+    loader. ``loader`` is the one DataLoader (``None`` for a collection) and ``loaders`` every one, so lrkit's tests
+    find their shuffling generators and persistent workers (``lr0="auto"`` reseeds them before each trial)."""
 
     def __init__(self, data: Any, trainer: Any, pl_module: Any, limit: float = 1.0, stage: str = "train") -> None:
         from lightning.pytorch.trainer.connectors.data_connector import _parse_num_batches
@@ -449,6 +449,7 @@ class _Batches:
         self.trainer = trainer
         self.pl_module = pl_module
         self.loader = data if isinstance(data, torch.utils.data.DataLoader) else None
+        self.loaders = _loaders(data)  # (each trial reseeds their generators and starts their workers afresh)
         running = RunningStage.TRAINING if stage == "train" else RunningStage.VALIDATING
 
         def cut(loader: Any) -> float:
