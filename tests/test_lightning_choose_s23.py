@@ -453,3 +453,17 @@ def test_trials_over_a_dict_of_loaders_each_shuffling_with_its_own_generator_see
     batches = lightning_mod._Batches(data, pl.Trainer(logger=False, enable_progress_bar=False), Net(None))
     found = _loader_generators(batches)
     assert {id(g) for g in found} == {id(data["a"].generator), id(data["b"].generator)}
+
+
+class _OwnClipping(Net):
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None,
+                                    gradient_clip_algorithm: Any = None) -> None:
+        self.clip_gradients(optimizer, gradient_clip_val=0.1, gradient_clip_algorithm="norm")
+
+
+@pytest.mark.parametrize("callback", [FindLRCallback, ChooseLRCallback])
+def test_a_module_with_its_own_gradient_clipping_is_warned_about(callback: type) -> None:
+    made = callback(num_steps=20) if callback is FindLRCallback else callback(budget=0.5, log=False)
+    with pytest.warns(UserWarning, match=r"_OwnClipping overrides configure_gradient_clipping, which the range test "
+                                         r"does not call"):
+        _trainer([made], max_steps=40).fit(_OwnClipping("cosine"), _loader(), _loader(32, seed=1))

@@ -990,13 +990,20 @@ def _build_finder() -> type:
 
         def _settings(self, trainer: Any) -> dict[str, Any]:
             """``find_lr``'s keywords from the Trainer: accumulation, clipping, mixed precision and its scaler."""
-            from lightning.pytorch.callbacks import GradientAccumulationScheduler
+            from lightning.pytorch.utilities.model_helpers import is_overridden
 
-            accumulation = int(trainer.accumulate_grad_batches)
-            for callback in trainer.callbacks:  # it sets accumulate_grad_batches at each epoch's start, after this
-                if isinstance(callback, GradientAccumulationScheduler):
-                    accumulation = int(callback.get_accumulate_grad_batches(trainer.current_epoch))
+            # a GradientAccumulationScheduler sets accumulate_grad_batches at each epoch's start, after this
+            accumulation = _accumulation(trainer)(trainer.current_epoch)
             kwargs: dict[str, Any] = {"accumulation_steps": accumulation, "device": trainer.strategy.root_device}
+            module = trainer.lightning_module
+            if is_overridden("configure_gradient_clipping", module):
+                warnings.warn(
+                    f"{self._who}: {type(module).__name__} overrides configure_gradient_clipping, which the range "
+                    "test does not call: it clips as Trainer(gradient_clip_val=..., gradient_clip_algorithm='norm') "
+                    f"says (gradient_clip_val={trainer.gradient_clip_val}), by lrkit.find_lr's max_grad_norm",
+                    UserWarning,
+                    stacklevel=3,
+                )
             clip = trainer.gradient_clip_val
             if clip is not None and float(clip) > 0:
                 algorithm = trainer.gradient_clip_algorithm  # None: Lightning's default, "norm"
