@@ -386,6 +386,35 @@ def _trainer_parts(trainer: Any, who: str) -> Iterator[_Parts]:
         rng.restore()
 
 
+def _trainer_built_scheduler(trainer: Any) -> bool:
+    """Whether ``trainer.lr_scheduler`` is one the Trainer built itself (``create_scheduler``: a previous ``train()``,
+    or ``create_optimizer_and_scheduler`` called by hand), which ``train()`` drops and builds afresh from
+    ``args.lr_scheduler_type`` over its own length."""
+    return trainer.lr_scheduler is not None and getattr(trainer, "_created_lr_scheduler", False) is True
+
+
+def _train_builds_schedule(trainer: Any) -> bool:
+    """Whether the coming ``train()`` builds its schedule from ``args.lr_scheduler_type`` / ``lr_scheduler_kwargs``
+    (no scheduler set, or one the Trainer built itself), rather than stepping a scheduler of yours (which ignores
+    them)."""
+    return trainer.lr_scheduler is None or _trainer_built_scheduler(trainer)
+
+
+def _metric_scheduler(scheduler: Any) -> bool:
+    """Whether ``scheduler`` (or the one accelerate's wrapper holds) follows a metric: ``ReduceLROnPlateau``, an lrkit
+    plateau schedule, transformers' ``GreedyLR`` (``train()`` steps none of them once per optimizer step)."""
+    from lrkit.monitor.actions import wrapped_scheduler
+
+    inner = wrapped_scheduler(scheduler) or scheduler
+    if metric_driven(inner):
+        return True
+    try:
+        from transformers.optimization import GreedyLR
+    except ImportError:  # a transformers without it
+        return False
+    return isinstance(inner, GreedyLR)
+
+
 def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, lr: float,
                  who: str = "find_trainer_lr", peak: float | None = None) -> None:
     """Make ``lr`` the peak LR of the Trainer's coming ``train()``: ``args.learning_rate`` (and
@@ -395,11 +424,14 @@ def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, 
     # the peak ``lr`` replaces: the schedule's (or, given, the highest LR a recorded schedule of yours reaches)
     peak = schedule_peak(optimizer, trainer.lr_scheduler) if peak is None else peak
     factor = lr / peak
-    floor = _polynomial_floor(args) if trainer.lr_scheduler is None else None  # train() builds the schedule
+    floor = _polynomial_floor(args) if _train_builds_schedule(trainer) else None  # train() builds the schedule
     if floor is not None:
-        # the LR the polynomial schedule train() builds reads lr_end against: the optimizer's defaults["lr"]
+        # the LR the polynomial schedule train() builds reads lr_end against: the optimizer's defaults["lr"] (a
+        # created one is rebuilt at its LR scaled as below: args.learning_rate, or optimizer_cls_and_kwargs' lr)
         if created:
-            init = lr if math.isclose(peak, args.learning_rate, rel_tol=1e-12) else args.learning_rate * factor
+            built = optimizer.defaults.get("lr")
+            built = float(built) if _is_number(built) else args.learning_rate
+            init = lr if math.isclose(peak, built, rel_tol=1e-12) else built * factor
         else:
             default = optimizer.defaults.get("lr")
             init = default * factor if _is_number(default) else lr
@@ -429,7 +461,8 @@ def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, 
             # the schedule train() builds on it reads an absolute floor (polynomial's lr_end, cosine_with_min_lr's
             # min_lr) against defaults["lr"], as it would on an optimizer built at the new LR
             optimizer.defaults["lr"] = default * factor
-    _warn_floor_above(args, lr)
+    if _train_builds_schedule(trainer):  # a scheduler of yours: train() does not read lr_scheduler_kwargs
+        _warn_floor_above(args, lr)
 
 
 def _warn_floor_above(args: Any, lr: float) -> None:
@@ -527,7 +560,7 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
                  "lrkit.find_lr(model, optimizer, loader, step_fn=...) on every rank (see its docstring on "
                  "torch.distributed), then set args.learning_rate to result.suggestion")
     with _trainer_parts(trainer, who) as parts:
-        if set_lr and trainer.lr_scheduler is None:  # a polynomial lr_end no suggestion can clear: before compute
+        if set_lr and _train_builds_schedule(trainer):  # a polynomial lr_end no suggestion can clear: first
             _floor_before_compute(trainer.args, _polynomial_floor(trainer.args), find_lr_kwargs, parts.optimizer,
                                   who, default_end_lr=10.0)
         kwargs: dict[str, Any] = dict(step_fn=parts.step_fn, **_trainer_settings(trainer.args))
@@ -777,10 +810,13 @@ def choose_trainer_lr(
     Args:
         trainer: a ``transformers.Trainer`` (or a subclass) with a ``train_dataset``, in a single process.
             Refused: DeepSpeed, FSDP, a model split over devices, several processes; a scheduler that has stepped
-            (the one a previous ``train()`` built or ran), a ``ReduceLROnPlateau`` of yours, a subclass's own
-            ``create_scheduler``, and a metric-driven ``lr_scheduler_type`` (``reduce_lr_on_plateau``, ``greedy``):
-            there is no step schedule to compress. A user optimizer without a scheduler is fine (the Trainer builds
-            its schedule on it), and so is one with a scheduler of yours that has not stepped (replayed).
+            (the one a previous ``train()`` built or ran), a ``ReduceLROnPlateau`` or ``GreedyLR`` of yours, one
+            built on another optimizer than the Trainer's, a subclass's own ``create_scheduler``, and a
+            metric-driven ``lr_scheduler_type`` (``reduce_lr_on_plateau``, ``greedy``): there is no step schedule to
+            compress. A user optimizer without a scheduler is fine (the Trainer builds its schedule on it), and so is
+            one with a scheduler of yours that has not stepped (replayed). A scheduler the Trainer built itself
+            (``create_optimizer_and_scheduler`` called before, not stepped) is the Trainer's schedule: ``train()``
+            drops it and builds ``args.lr_scheduler_type``'s over its own length, and that is what the trials run.
         set_lr: set the chosen LR as the peak LR of the coming ``train()``, as :func:`find_trainer_lr` sets its
             suggestion (``args.learning_rate``; a user optimizer's groups scaled, keeping their ratios). ``False``:
             change nothing, only return the result.
@@ -836,18 +872,24 @@ def choose_trainer_lr(
                "train_loader, val_loader, total_steps=..., make_scheduler=...) yourself with a make_scheduler that "
                "builds your schedule over n steps")
     user_scheduler = trainer.lr_scheduler
+    if (_trainer_built_scheduler(trainer) and trainer.state.global_step == 0
+            and getattr(user_scheduler, "last_epoch", 0) <= 0):
+        user_scheduler = None  # create_optimizer_and_scheduler's, not stepped: train() rebuilds it from the args
     if user_scheduler is not None:
-        if metric_driven(user_scheduler):
+        if _metric_scheduler(user_scheduler):
             raise ValueError(
                 f"choose_trainer_lr: the Trainer's scheduler is a {type(user_scheduler).__name__} that follows a "
                 "metric (reduce-on-plateau), not the "
                 "step count, so there is no schedule to compress into short trials; use find_trainer_lr(trainer) "
                 f"(the range test alone), or {by_hand}"
             )
-        if trainer.state.global_step > 0 or getattr(user_scheduler, "last_epoch", 0) > 0:
+        from lrkit.monitor.actions import wrapped_scheduler
+
+        stepped = getattr(wrapped_scheduler(user_scheduler) or user_scheduler, "last_epoch", 0)  # accelerate's
+        if trainer.state.global_step > 0 or stepped > 0:
             raise ValueError(
                 f"choose_trainer_lr: the Trainer's scheduler ({type(user_scheduler).__name__}) has already stepped "
-                f"(last_epoch={getattr(user_scheduler, 'last_epoch', '?')}: a previous train() built or ran it), so "
+                f"(last_epoch={stepped}: a previous train() built or ran it), so "
                 "the coming train() does not run its schedule from the start. Set trainer.optimizer = "
                 "trainer.lr_scheduler = None for a fresh optimizer and schedule (the Trainer builds "
                 f"args.lr_scheduler_type's), give it a fresh scheduler of yours, or {by_hand}"
@@ -900,8 +942,7 @@ def choose_trainer_lr(
             _floor_before_compute(args, floor, finder_kwargs, parts.optimizer)
         else:  # yours: recorded over the run (train() steps it once per optimizer step), replayed in each trial
             floor = None
-            lrs, momenta = record_schedule(parts.optimizer, [user_scheduler], total_steps,
-                                           lambda t: user_scheduler.step())
+            lrs, momenta = _record_yours(user_scheduler, parts.optimizer, total_steps)
             # the highest LR the run trains at (the range test sweeps the LRs themselves): the schedule's own peak,
             # unless the run ends before reaching it or the schedule rises above it
             peak = recorded_peak = float(lrs.max())
@@ -951,6 +992,41 @@ def choose_trainer_lr(
         _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr, "choose_trainer_lr",
                      recorded_peak if user_scheduler is not None else None)
     return auto
+
+
+def _record_yours(scheduler: Any, optimizer: torch.optim.Optimizer,
+                  total_steps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`record_schedule` of your scheduler over the run's ``total_steps``, as ``train()`` steps it (once after
+    each optimizer step). Refused first: a scheduler built on another optimizer than the Trainer's (stepping it would
+    change that optimizer, and ``train()`` would not schedule the Trainer's). A scheduler that fails within the run
+    (a ``OneCycleLR`` shorter than it) is a ``ValueError`` naming the step, as ``train()`` would fail there."""
+    from lrkit.monitor.actions import wrapped_scheduler
+
+    name = type(scheduler).__name__
+    target = getattr(wrapped_scheduler(scheduler) or scheduler, "optimizer", None)
+    groups = getattr(target, "param_groups", None)  # a wrapper sharing its optimizer's groups schedules them too
+    if isinstance(groups, list) and [id(g) for g in groups] != [id(g) for g in optimizer.param_groups]:
+        raise ValueError(
+            f"choose_trainer_lr: your {name} steps another optimizer than the Trainer's (its .optimizer is a "
+            f"{type(target).__name__} that is not the Trainer's {type(optimizer).__name__}), so train() would step "
+            "it without changing the LRs the Trainer trains at. Build the scheduler on the optimizer you give the "
+            "Trainer: Trainer(optimizers=(optimizer, Scheduler(optimizer, ...)))"
+        )
+    stepped = [0]
+
+    def advance(t: int) -> None:
+        stepped[0] = t + 1
+        scheduler.step()
+
+    try:
+        return record_schedule(optimizer, [scheduler], total_steps, advance)
+    except Exception as e:
+        raise ValueError(
+            f"choose_trainer_lr: your {name} fails when stepped after optimizer step {stepped[0]} of the run's "
+            f"{total_steps} (train() steps it once after each, as the Trainer's args say: max_steps, or "
+            f"num_train_epochs over the loader), so train() would fail there too: {type(e).__name__}: "
+            f"{str(e).removesuffix('.')}. Build it for the run's {total_steps} steps"
+        ) from None
 
 
 def _check_choice_above_floor(auto: AutoLR, floor: float, budget: float, optimizer: torch.optim.Optimizer) -> None:
