@@ -166,23 +166,33 @@ def record_schedule(optimizer: torch.optim.Optimizer, schedulers: Sequence[Any],
     groups = optimizer.param_groups
     lrs = np.empty((total, len(groups)))
     keys = [k for k in ("momentum", "betas") if all(k in g for g in groups)]
-    momenta = {k: np.empty((total, len(groups))) for k in keys}
+
+    def momentum(k: str) -> list[float]:
+        return [float(g[k][0] if k == "betas" else g[k]) for g in groups]
+
+    first = {k: momentum(k) for k in keys}
+    momenta: dict[str, np.ndarray] = {}  # made at a key's first change: most schedules cycle none
     saved_groups = group_values(optimizer)
     saved_states = [copy.deepcopy(s.state_dict()) for s in schedulers]
     try:
         with warnings.catch_warnings():  # torch's "lr_scheduler.step() before optimizer.step()"
             warnings.simplefilter("ignore")
             for t in range(total):
-                for i, g in enumerate(groups):
-                    lrs[t, i] = float(g["lr"])
-                    for k in keys:
-                        momenta[k][t, i] = float(g[k][0] if k == "betas" else g[k])
+                lrs[t] = [float(g["lr"]) for g in groups]
+                for k in keys:
+                    now = momentum(k)
+                    if k in momenta:
+                        momenta[k][t] = now
+                    elif now != first[k]:
+                        momenta[k] = np.empty((total, len(groups)))
+                        momenta[k][:t] = first[k]
+                        momenta[k][t] = now
                 advance(t)
     finally:
         for scheduler, state in zip(schedulers, saved_states):
             scheduler.load_state_dict(state)
         put_group_values(optimizer, saved_groups)
-    return lrs, {k: v for k, v in momenta.items() if not np.all(v == v[:1])}
+    return lrs, momenta
 
 
 def peaks_first(optimizer: torch.optim.Optimizer, lrs: np.ndarray) -> None:
