@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -53,3 +54,18 @@ def test_set_lr_false_returns_the_result_whatever_lr_end_says(tmp_path: Path) ->
     trainer = _trainer(tmp_path, lr_scheduler_type="polynomial", lr_scheduler_kwargs={"lr_end": 5.0})
     result = find_trainer_lr(trainer, num_steps=20, set_lr=False)
     assert result.suggestion <= 5.0 and trainer.args.learning_rate == 0.01
+
+
+def test_find_trainer_lr_refuses_to_set_through_a_scheduler_of_another_optimizer(tmp_path: Path) -> None:
+    """Setting the suggestion scales your optimizer and scheduler: one built on another optimizer would be scaled
+    while the Trainer's optimizer keeps a schedule nobody steps. Refused, naming both, before the test; set_lr=False
+    is fine."""
+    model = Reg()
+    optimizer, _ = _sgd(model)
+    other = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(other, lambda t: 1.0)
+    trainer = _trainer(tmp_path, model=model, optimizers=(optimizer, scheduler))
+    with pytest.raises(ValueError, match=r"find_trainer_lr: your LambdaLR steps another optimizer than the Trainer's"):
+        find_trainer_lr(trainer, num_steps=20)
+    assert other.param_groups[0]["lr"] == 0.5 and optimizer.param_groups[0]["lr"] == 0.01
+    assert find_trainer_lr(trainer, num_steps=20, set_lr=False).suggestion > 0

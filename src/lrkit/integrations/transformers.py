@@ -560,6 +560,8 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
                  "lrkit.find_lr(model, optimizer, loader, step_fn=...) on every rank (see its docstring on "
                  "torch.distributed), then set args.learning_rate to result.suggestion")
     with _trainer_parts(trainer, who) as parts:
+        if set_lr and trainer.lr_scheduler is not None:  # a scheduler of another optimizer: scaling it moves nothing
+            _check_scheduler_of(trainer.lr_scheduler, parts.optimizer, who)
         if set_lr and _train_builds_schedule(trainer):  # a polynomial lr_end no suggestion can clear: first
             _floor_before_compute(trainer.args, _polynomial_floor(trainer.args), find_lr_kwargs, parts.optimizer,
                                   who, default_end_lr=10.0)
@@ -994,24 +996,30 @@ def choose_trainer_lr(
     return auto
 
 
+def _check_scheduler_of(scheduler: Any, optimizer: torch.optim.Optimizer, who: str) -> None:
+    """Refuse your scheduler when it is built on another optimizer than the Trainer's: ``train()`` would step it
+    without changing the LRs the Trainer trains at, and scaling it would not move them either."""
+    from lrkit.monitor.actions import wrapped_scheduler
+
+    target = getattr(wrapped_scheduler(scheduler) or scheduler, "optimizer", None)
+    groups = getattr(target, "param_groups", None)  # a wrapper sharing its optimizer's groups schedules them too
+    if isinstance(groups, list) and [id(g) for g in groups] != [id(g) for g in optimizer.param_groups]:
+        raise ValueError(
+            f"{who}: your {type(scheduler).__name__} steps another optimizer than the Trainer's (its .optimizer is a "
+            f"{type(target).__name__} that is not the Trainer's {type(optimizer).__name__}), so train() would step "
+            "it without changing the LRs the Trainer trains at. Build the scheduler on the optimizer you give the "
+            "Trainer: Trainer(optimizers=(optimizer, Scheduler(optimizer, ...)))"
+        )
+
+
 def _record_yours(scheduler: Any, optimizer: torch.optim.Optimizer,
                   total_steps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """:func:`record_schedule` of your scheduler over the run's ``total_steps``, as ``train()`` steps it (once after
     each optimizer step). Refused first: a scheduler built on another optimizer than the Trainer's (stepping it would
     change that optimizer, and ``train()`` would not schedule the Trainer's). A scheduler that fails within the run
     (a ``OneCycleLR`` shorter than it) is a ``ValueError`` naming the step, as ``train()`` would fail there."""
-    from lrkit.monitor.actions import wrapped_scheduler
-
     name = type(scheduler).__name__
-    target = getattr(wrapped_scheduler(scheduler) or scheduler, "optimizer", None)
-    groups = getattr(target, "param_groups", None)  # a wrapper sharing its optimizer's groups schedules them too
-    if isinstance(groups, list) and [id(g) for g in groups] != [id(g) for g in optimizer.param_groups]:
-        raise ValueError(
-            f"choose_trainer_lr: your {name} steps another optimizer than the Trainer's (its .optimizer is a "
-            f"{type(target).__name__} that is not the Trainer's {type(optimizer).__name__}), so train() would step "
-            "it without changing the LRs the Trainer trains at. Build the scheduler on the optimizer you give the "
-            "Trainer: Trainer(optimizers=(optimizer, Scheduler(optimizer, ...)))"
-        )
+    _check_scheduler_of(scheduler, optimizer, "choose_trainer_lr")
     stepped = [0]
 
     def advance(t: int) -> None:
