@@ -467,3 +467,13 @@ def test_a_module_with_its_own_gradient_clipping_is_warned_about(callback: type)
     with pytest.warns(UserWarning, match=r"_OwnClipping overrides configure_gradient_clipping, which the range test "
                                          r"does not call"):
         _trainer([made], max_steps=40).fit(_OwnClipping("cosine"), _loader(), _loader(32, seed=1))
+
+
+def test_a_onecycle_peak_between_two_steps_still_sets_the_attribute_to_the_chosen_lr() -> None:
+    """OneCycleLR over 36 steps peaks between steps 9 and 10: the fit tops out at 0.99984 x max_lr. That is reaching
+    the peak (within 1%): self.lr is set to the chosen LR itself, not a hair above it."""
+    chooser = ChooseLRCallback(budget=0.5, log=False)
+    model = Net("onecycle")
+    _trainer([chooser], max_epochs=3).fit(model, _loader(), _loader(32, seed=1))
+    assert chooser.lr is not None and model.lr == chooser.lr
+    assert max(lr[0] for lr in model.lrs) == pytest.approx(chooser.lr, rel=1e-2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -203,6 +204,24 @@ def peaks_first(optimizer: torch.optim.Optimizer, lrs: np.ndarray) -> None:
             group["lr"].fill_(float(top))
         else:
             group["lr"] = float(top)
+
+
+#: How close (relative) the highest LR of a recorded run must come to its schedule's own peak to count as reaching it:
+#: a OneCycleLR whose peak falls between two steps tops out at 0.99984 x max_lr, and the chosen LR should still set
+#: ``max_lr`` itself (``self.lr == chooser.lr``); a warmup the run does not finish stays short of it by far more.
+PEAK_REACHED = 0.01
+
+
+def run_peak(lrs: np.ndarray, built_peak: float) -> float:
+    """The peak LR a recorded run's choice replaces: the schedule's own (``built_peak``, :func:`schedule_peak`) when
+    the run reaches it (within :data:`PEAK_REACHED`), else the highest LR the run trains at — the range test sweeps
+    the LRs themselves, so a chosen LR is what the run should top out at.
+
+    >>> run_peak(np.array([[0.5], [0.99984], [0.3]]), 1.0), run_peak(np.array([[0.1], [0.5]]), 1.0)
+    (1.0, 0.5)
+    """
+    top = float(lrs.max())
+    return built_peak if math.isclose(top, built_peak, rel_tol=PEAK_REACHED) else top
 
 
 class Replay(torch.optim.lr_scheduler.LRScheduler):

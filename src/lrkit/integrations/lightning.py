@@ -77,6 +77,7 @@ from lrkit.integrations._common import (
     peaks_first,
     put_group_values,
     record_schedule,
+    run_peak,
     schedule_peak,
 )
 
@@ -448,6 +449,9 @@ class _Batches:
 
         self.trainer = trainer
         self.pl_module = pl_module
+        self.stage = stage
+        #: shared by a test's train and validation batches: the stage of the batch handed out last (for messages)
+        self.last: dict[str, str] = {"stage": stage}
         self.loader = data if isinstance(data, torch.utils.data.DataLoader) else None
         self.loaders = _loaders(data)  # (each trial reseeds their generators and starts their workers afresh)
         running = RunningStage.TRAINING if stage == "train" else RunningStage.VALIDATING
@@ -486,10 +490,12 @@ class _Batches:
             except TypeError:  # a loader without a length in it: as long as it yields
                 passes = self.data
             for out in passes:  # (batch, batch_idx, dataloader_idx), as the fit loop unpacks it
+                self.last["stage"] = self.stage
                 yield self._prepare(out[0] if isinstance(out, tuple) and len(out) == 3 else out)
             return
         it = self.data if math.isinf(self.limit) else itertools.islice(self.data, int(self.limit))
         for batch in it:
+            self.last["stage"] = self.stage
             yield self._prepare(batch)
 
     def __len__(self) -> int:
@@ -652,6 +658,24 @@ def _warn_schedule_changers(trainer: Any, who: str) -> None:
         )
 
 
+def _warn_optimizer_step(pl_module: Any, who: str) -> None:
+    """Warn when the module overrides ``optimizer_step``, which the trials do not call: an LR it writes (the hand
+    warm-up of Lightning's docs, ``pg["lr"] = scale * self.hparams.lr`` in the first steps) is not in the record of
+    the fit's schedulers, so the trials do not follow the fit's schedule."""
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    if is_overridden("optimizer_step", pl_module):
+        warnings.warn(
+            f"{who}: {type(pl_module).__name__} overrides optimizer_step, which the range test and trials do not call "
+            "(they step the optimizer themselves): an LR it sets (a warm-up written there) is not in the record of "
+            "the fit's schedulers, so the trials do not follow the fit's schedule. Put the warm-up in a scheduler "
+            "(LinearLR in a SequentialLR, a LambdaLR; interval='step'), or pass make_scheduler= (the schedule the fit "
+            "follows over `steps` steps)",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def _accumulation(trainer: Any) -> Callable[[int], int]:
     """Epoch -> the batches each optimizer step accumulates in it (a ``GradientAccumulationScheduler``'s, else
     ``accumulate_grad_batches``)."""
@@ -662,6 +686,30 @@ def _accumulation(trainer: Any) -> Callable[[int], int]:
     if scheduler is None:
         return lambda epoch: fixed
     return lambda epoch: int(scheduler.get_accumulate_grad_batches(epoch))
+
+
+def _max_time(trainer: Any) -> bool:
+    """Whether the fit has a ``Trainer(max_time=...)`` (a ``Timer`` callback with a duration)."""
+    from lightning.pytorch.callbacks import Timer
+
+    return any(isinstance(c, Timer) and c._duration is not None for c in trainer.callbacks)
+
+
+def _warn_default_length(trainer: Any, total: int, budget: float, steps_per_epoch: float, who: str) -> None:
+    """Warn when the fit's length is Lightning's default (``max_epochs`` not set: 1000 epochs): the choice budgets
+    for all of them, however soon ``EarlyStopping`` ends the fit — up to ``budget`` x 1000 epochs of extra steps."""
+    if trainer.max_epochs != 1000 or trainer.max_steps != -1 or trainer.current_epoch or trainer.global_step:
+        return
+    extra = int(budget * total)
+    passes = f" ({extra / steps_per_epoch:.3g} epochs' worth)" if math.isfinite(steps_per_epoch) else ""
+    warnings.warn(
+        f"{who}: the fit runs max_epochs=1000 (Lightning's default when max_epochs is not set), {total} optimizer "
+        f"steps: the LR is chosen for all of them, with up to {extra} extra optimizer steps{passes} (budget="
+        f"{budget:g}) before the first epoch, even if EarlyStopping ends the fit sooner. Set "
+        "pl.Trainer(max_epochs=...) (or max_steps) to the fit you mean",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _run_length(trainer: Any, per_epoch: float, accumulation: Callable[[int], int], who: str) -> int:
@@ -681,6 +729,8 @@ def _run_length(trainer: Any, per_epoch: float, accumulation: Callable[[int], in
         counted = math.isinf(per_epoch) and max_epochs is not None and max_epochs >= 0
         if max_steps < 0:
             why = ("its train loader has no length" if math.isinf(per_epoch) else f"max_epochs={max_epochs}")
+            if not math.isinf(per_epoch) and _max_time(trainer):  # Lightning's max_epochs with max_time alone
+                why += " — Lightning's when only max_time is given, which the choice cannot count ahead"
             if counted:
                 raise ValueError(
                     f"{who} chooses the LR for the fit's length, but this fit's length cannot be counted ahead (its "
@@ -800,6 +850,7 @@ def _build_finder() -> type:
     Callback = _lightning("FindLRCallback").Callback
     from lightning.pytorch.plugins.precision import MixedPrecision
     from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_hasattr, lightning_setattr
+    from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
     from lrkit.finder import suggest as _suggest
     from lrkit.finder.range_test import _loader_generators, _OwnWorkers, find_lr
@@ -842,8 +893,9 @@ def _build_finder() -> type:
         At ``on_fit_start`` (optimizers and schedulers built, before the first batch) the test runs on the module
         with ``trainer.optimizers[0]``, the fit's train dataloader (each batch as the fit loop prepares it: the
         precision plugin's ``convert_input``, then the module's batch transfer hooks, ``on_before_batch_transfer``
-        included, to its device), ``training_step(batch, batch_idx)`` as the loss (a tensor, or a dict's ``"loss"``;
-        in the plugin's ``train_step_context``, as the fit runs it: ``"64-true"``/``"bf16-true"`` work),
+        included, to its device), ``training_step(batch, batch_idx)`` (or ``training_step(batch)``, as the fit
+        calls it) as the loss (a tensor, or a dict's ``"loss"``; in the plugin's ``train_step_context``, as the fit
+        runs it: ``"64-true"``/``"bf16-true"`` work),
         ``accumulate_grad_batches`` (or a ``GradientAccumulationScheduler``'s first epoch's) as
         ``accumulation_steps``, ``gradient_clip_val`` as ``max_grad_norm``, and ``precision="16-mixed"``/
         ``"bf16-mixed"`` as ``amp`` (with Lightning's ``GradScaler``). ``self.log`` in ``training_step`` logs nothing
@@ -938,6 +990,14 @@ def _build_finder() -> type:
                     "lrkit.find_lr yourself before the fit, with a step_fn that computes the loss "
                     "(lrkit.find_lr(module, optimizer, loader, step_fn=...)), and set the LR you get"
                 )
+            if is_param_in_hook_signature(pl_module.training_step, "dataloader_iter", explicit=True):
+                raise ValueError(
+                    f"{self._who} calls training_step with one batch at a time, but {type(pl_module).__name__}"
+                    ".training_step(dataloader_iter) draws its own batches from the loader's iterator: the callback "
+                    "cannot know how many it takes per step. Run lrkit.find_lr yourself before the fit, with a "
+                    "step_fn that computes the loss of one batch (lrkit.find_lr(module, optimizer, loader, "
+                    "step_fn=...)), and set the LR you get"
+                )
             if trainer.world_size > 1:
                 strategy = trainer.strategy
                 wrapped = getattr(strategy, "model", None)
@@ -986,7 +1046,9 @@ def _build_finder() -> type:
             else:
                 attr = self._attr(pl_module)
             if attr is not None and isinstance(lightning_getattr(pl_module, attr), (int, float)):
-                _set_lr_attr(pl_module, attr, self.lr)
+                # the value the choice set it to (ChooseLRCallback: chosen x attribute / peak where the attribute
+                # is not the schedule's peak), else the LR found
+                _set_lr_attr(pl_module, attr, self._attr_lr if self._attr_lr is not None else self.lr)
 
         def _settings(self, trainer: Any) -> dict[str, Any]:
             """``find_lr``'s keywords from the Trainer: accumulation, clipping, mixed precision and its scaler."""
@@ -1110,6 +1172,8 @@ def _build_finder() -> type:
             batches = _Batches(data, trainer, pl_module, limit)
             val_batches = (_Batches(val_data, trainer, pl_module, trainer.limit_val_batches, "val")
                            if val_data is not None else None)
+            if val_batches is not None:
+                val_batches.last = batches.last  # which of the two handed out the batch training_step failed on
             counter = itertools.count()
             name = type(pl_module).__name__
             plugin = trainer.precision_plugin
@@ -1121,13 +1185,35 @@ def _build_finder() -> type:
             # training_step does), so backward all-reduces the gradients and every rank steps alike
             model = trainer.strategy.model if distributed else pl_module
             redirect: Any = trainer.strategy._forward_redirection if distributed else None
+            # the batch index only where training_step takes it, as the fit loop passes it (``_build_kwargs``):
+            # ``def training_step(self, batch)`` is a valid Lightning signature
+            takes_idx = is_param_in_hook_signature(pl_module.training_step, "batch_idx", min_args=2)
 
             def step_fn(module: Any, batch: Any) -> torch.Tensor:
-                with step_context():
-                    if distributed:
-                        out = redirect(module, pl_module, "training_step", batch, next(counter))
-                    else:
-                        out = module.training_step(batch, next(counter))
+                args = (batch, next(counter)) if takes_idx else (batch,)
+                try:
+                    with step_context():
+                        if distributed:
+                            out = redirect(module, pl_module, "training_step", *args)
+                        else:
+                            out = module.training_step(*args)
+                except Exception as e:
+                    if hasattr(e, "add_note") and batches.last["stage"] == "val":  # Python 3.11+
+                        e.add_note(
+                            f"lrkit: raised by {name}.training_step on a batch of the fit's first validation loader, "
+                            f"on which {type(self).__name__} scores its trials (the loss the fit trains on, on "
+                            "held-out batches): training_step must take the validation loader's batches too"
+                        )
+                    elif hasattr(e, "add_note"):
+                        # the test runs at the callbacks' on_fit_start, which Lightning calls before the module's
+                        # own on_fit_start / on_train_start: what those set up is not there yet
+                        e.add_note(
+                            f"lrkit: raised by {name}.training_step in {type(self).__name__}'s {self._what} at the "
+                            "start of the fit (the callbacks' on_fit_start), before the module's own on_fit_start "
+                            "and on_train_start hooks run: set up what training_step needs in __init__, setup() or "
+                            "configure_optimizers"
+                        )
+                    raise
                 loss = out.get("loss") if isinstance(out, Mapping) else out
                 if not isinstance(loss, torch.Tensor):
                     got = "a dict without 'loss'" if isinstance(out, Mapping) else repr(out)[:60]
@@ -1136,6 +1222,9 @@ def _build_finder() -> type:
                         "(a tensor, or a dict with 'loss') at every batch"
                     )
                 return loss
+
+            # the records (lr_find.json's "loss", lr_auto.json's "finder_loss") name the loss by step_fn's name
+            step_fn.__name__ = step_fn.__qualname__ = f"{name}.training_step"
 
             quiet = trainer.global_rank > 0  # every rank records the same curve: rank 0 alone reports on it
             logging_state = _silence_logging(pl_module)
@@ -1156,11 +1245,13 @@ def _build_finder() -> type:
         def set_lr(self, trainer: Any, pl_module: Any, lr: float, attr: str | None) -> None:
             """Train at ``lr``: set the module's LR attribute and rebuild the optimizers, or scale the built ones."""
             optimizer = trainer.optimizers[0]
+            self._attr_lr = None
             if attr is not None:
                 before = lightning_getattr(pl_module, attr)
                 old_peak = schedule_peak(optimizer, _finder_scheduler(trainer, optimizer, warn=False))
                 value = self._attr_value(lr, before, self._fit_peak or old_peak)
                 _set_lr_attr(pl_module, attr, value)
+                self._attr_lr = value
                 # the fit ran configure_optimizers once: its draws, if any, not twice
                 restore_rng = RNGState.capture().restore
                 trainer.strategy.setup_optimizers(trainer)  # configure_optimizers again, from the new attribute
@@ -1185,6 +1276,10 @@ def _build_finder() -> type:
 
         #: The LR the fit's schedule peaks at, as a subclass read it off the fit (``None``: ``schedule_peak``'s).
         _fit_peak: float | None = None
+        #: The value the LR attribute was set to (``None``: none was); a resumed fit puts it back.
+        _attr_lr: float | None = None
+        #: What the callback trains before the fit, as its messages name it.
+        _what: str = "range test"
 
         def _attr_value(self, lr: float, before: Any, old_peak: float) -> float:
             """The value the LR attribute is set to for the fit to train at ``lr``: ``lr`` itself (as Lightning's
@@ -1193,13 +1288,21 @@ def _build_finder() -> type:
 
         # ---------------------------------------------------------------- checkpoints
         def state_dict(self) -> dict[str, Any]:
-            """The LR found (a resumed fit runs no test: ``.lr`` comes back from the checkpoint)."""
-            return {} if self.lr is None else {"lr": float(self.lr)}
+            """The LR found, and the value the LR attribute was set to where that is not it (a resumed fit runs no
+            test: both come back from the checkpoint; plain floats, ``torch.load(weights_only=True)`` reads them)."""
+            if self.lr is None:
+                return {}
+            state = {"lr": float(self.lr)}
+            if self._attr_lr is not None and self._attr_lr != self.lr:  # an attribute that is not the fit's peak
+                state["attr_lr"] = float(self._attr_lr)
+            return state
 
         def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-            """Take ``.lr`` from a checkpoint (restored before ``on_fit_start``, which then runs no test)."""
+            """Take ``.lr`` (and the value the LR attribute was set to, where it is not ``.lr``) from a checkpoint
+            (restored before ``on_fit_start``, which then runs no test)."""
             if "lr" in state_dict:
                 self.lr = float(state_dict["lr"])
+                self._attr_lr = float(state_dict["attr_lr"]) if "attr_lr" in state_dict else None
 
     FindLRCallback.__module__ = __name__
     FindLRCallback.__qualname__ = "FindLRCallback"
@@ -1225,8 +1328,10 @@ def _build_chooser() -> type:
 
         - ``total_steps``: the optimizer steps the fit takes — ``max_epochs`` passes over the train batches
           (``limit_train_batches`` applied, ``accumulate_grad_batches`` or a ``GradientAccumulationScheduler``'s per
-          epoch), cut at ``max_steps``; early stopping cannot be foreseen. A fit without an end is refused. A
-          second ``fit`` of the same trainer counts from the epoch and ``global_step`` it starts at.
+          epoch), cut at ``max_steps``; early stopping and ``max_time`` cannot be foreseen. A fit without an end
+          (``max_time`` alone included) is refused; Lightning's default length (``max_epochs`` not set: 1000
+          epochs) is warned about. A second ``fit`` of the same trainer counts from the epoch and ``global_step``
+          it starts at.
         - the schedule: the LR schedulers ``configure_optimizers`` returned are stepped, as the fit loop steps them
           (``interval``, ``frequency``, the module's ``lr_scheduler_step``, with ``trainer.current_epoch``,
           ``global_step`` and the batch index reading as the fit's there), through the whole fit on the
@@ -1234,7 +1339,8 @@ def _build_chooser() -> type:
           Each trial replays that record over its own steps (step ``k`` of ``n`` plays the fit's step
           ``k * total // n``), scaled to the trial's peak LR. Any step- or epoch-interval scheduler works this way
           (warmup, cosine, OneCycleLR, SequentialLR, several at once, lrkit's); a ``ReduceLROnPlateau`` follows a
-          metric and is refused — pass ``make_scheduler=`` then. No scheduler: a constant LR.
+          metric and is refused — pass ``make_scheduler=`` then. No scheduler: a constant LR. An ``optimizer_step``
+          the module overrides (a hand warm-up writing the LR there) is not called by the trials: warned about.
         - the trials' score: the loss ``training_step`` returns on the fit's first validation loader
           (``limit_val_batches`` applied), in eval mode without gradients — the loss the fit trains on, on held-out
           batches; without validation data (or ``validation_step``) the trials are scored on their training loss.
@@ -1290,6 +1396,8 @@ def _build_chooser() -> type:
             (True, True)
         """
 
+        _what = "range test and trials"
+
         def __init__(self, *, budget: float = 0.3, num_candidates: int = 3,
                      make_scheduler: Callable[[torch.optim.Optimizer, int], Any] | None = None,
                      seed: int | None = None, attr_name: str | bool | None = None,
@@ -1342,15 +1450,17 @@ def _build_chooser() -> type:
                     per_epoch = math.inf
                 accumulation = _accumulation(trainer)
                 total = _run_length(trainer, per_epoch, accumulation, self._who)
+                _warn_default_length(trainer, total, self.budget, per_epoch / accumulation(0), self._who)
                 saved = group_values(optimizer)
                 make = self.make_scheduler
                 if make is None:
                     _warn_schedule_changers(trainer, self._who)
+                    _warn_optimizer_step(pl_module, self._who)
                     lrs, momenta = _record_schedule(trainer, pl_module, optimizer, total, per_epoch, accumulation,
                                                     self._who)
                     # the peak is the highest LR the fit trains at (the range test sweeps the LRs themselves): the
                     # schedule's own peak, unless the fit ends before reaching it or the schedule rises above it
-                    peak = float(lrs.max())
+                    peak = run_peak(lrs, peak)
                     if not (math.isfinite(peak) and peak > 0):
                         raise ValueError(f"{self._who}: the fit's schedule never rises above LR {peak:g}; there is no "
                                          "peak to choose (build the optimizer and schedule with LRs > 0)")

@@ -70,6 +70,7 @@ from lrkit.integrations._common import (
     peaks_first,
     put_group_values,
     record_schedule,
+    run_peak,
     schedule_peak,
 )
 
@@ -947,7 +948,7 @@ def choose_trainer_lr(
             lrs, momenta = _record_yours(user_scheduler, parts.optimizer, total_steps)
             # the highest LR the run trains at (the range test sweeps the LRs themselves): the schedule's own peak,
             # unless the run ends before reaching it or the schedule rises above it
-            peak = recorded_peak = float(lrs.max())
+            peak = recorded_peak = run_peak(lrs, schedule_peak(parts.optimizer, user_scheduler))
             if not (math.isfinite(peak) and peak > 0):
                 raise ValueError(f"choose_trainer_lr: your {type(user_scheduler).__name__} never rises above LR "
                                  f"{peak:g} in the run's {total_steps} steps; there is no peak to choose")
