@@ -477,3 +477,17 @@ def test_a_onecycle_peak_between_two_steps_still_sets_the_attribute_to_the_chose
     _trainer([chooser], max_epochs=3).fit(model, _loader(), _loader(32, seed=1))
     assert chooser.lr is not None and model.lr == chooser.lr
     assert max(lr[0] for lr in model.lrs) == pytest.approx(chooser.lr, rel=1e-2)
+
+
+def test_two_lr_setting_callbacks_in_one_fit_are_warned_about_and_the_finder_says_what_it_set(
+        caplog: pytest.LogCaptureFixture) -> None:
+    finder = FindLRCallback(num_steps=20)
+    chooser = ChooseLRCallback(budget=0.5, log=False)
+    model = Net("cosine")
+    with pytest.warns(UserWarning, match=r"FindLRCallback: the fit has 2 callbacks that set its LR \(FindLRCallback, "
+                                         r"ChooseLRCallback\).*ChooseLRCallback\) is the one the fit trains at"):
+        with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+            _trainer([finder, chooser]).fit(model, _loader(), _loader(32, seed=1))
+    assert model.lr == chooser.lr != finder.lr
+    said = [r.getMessage() for r in caplog.records if "FindLRCallback: the range test" in r.getMessage()]
+    assert said and f"suggests {finder.lr:.4g}" in said[0]

@@ -1102,6 +1102,10 @@ def _build_finder() -> type:
             self._write_curve(trainer, result)
             suggestion = float(result.suggest(self.rule))  # a curve too short to judge raises, naming why
             self.set_lr(trainer, pl_module, suggestion, attr)
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info(f"{self._who}: the range test ({result.num_steps_run} steps) suggests {suggestion:.4g} "
+                           f"(rule {self.rule!r}); the fit trains at it")
 
         def _start(self, trainer: Any, pl_module: Any) -> str | bool | None:
             """The checks before a test: ``False`` when none runs (a resumed fit, ``fast_dev_run``), else the LR
@@ -1113,6 +1117,16 @@ def _build_finder() -> type:
                 warnings.warn(f"{self._who}: no range test under fast_dev_run", UserWarning, stacklevel=3)
                 return False
             self._refuse(trainer, pl_module)
+            setters = [c for c in trainer.callbacks if isinstance(c, FindLRCallback)]
+            if len(setters) > 1 and self is setters[0]:
+                names = ", ".join(type(c).__name__ for c in setters)
+                warnings.warn(
+                    f"{self._who}: the fit has {len(setters)} callbacks that set its LR ({names}): each runs at the "
+                    f"fit's start and the last one's LR ({type(setters[-1]).__name__}) is the one the fit trains at. "
+                    "Keep one",
+                    UserWarning,
+                    stacklevel=3,
+                )
             return self._attr(pl_module)  # checked before the test runs
 
         def _write_curve(self, trainer: Any, result: FinderResult) -> None:
