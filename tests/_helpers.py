@@ -262,3 +262,18 @@ def keep_torch_threads() -> Any:
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def spy_results(monkeypatch: Any, owner: Any, name: str) -> list[Any]:
+    """Replace ``owner.name`` (a module's function) by a wrapper that calls it and appends each result to the list
+    returned, for a test to read what the code under test computed."""
+    out: list[Any] = []
+    real = getattr(owner, name)
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        out.append(result)
+        return result
+
+    monkeypatch.setattr(owner, name, spy)
+    return out

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import spy_results
+
 pytest.importorskip("transformers")
 
-from lrkit.integrations import _common
 from lrkit.integrations import transformers as hf
 from lrkit.integrations.transformers import choose_trainer_lr
 from test_hf_auto_s22e import LRs, Reg, _trainer, _val, _weights
@@ -40,16 +41,8 @@ def _warmup_cosine(model: torch.nn.Module, lr: float = 0.01) -> tuple[torch.opti
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    out: list[Any] = []
-    real = _common.record_schedule
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
-        out.append(result)
-        return result
-
-    monkeypatch.setattr(hf, "record_schedule", spy)
-    return out
+    """The schedule records choose_trainer_lr makes (spied on)."""
+    return spy_results(monkeypatch, hf, "record_schedule")
 
 
 @pytest.mark.parametrize("build", [_onecycle, _warmup_cosine], ids=["onecycle", "warmup-cosine-2-groups"])

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import spy_results
+
 pl = pytest.importorskip("lightning.pytorch")
 
 import lrkit.integrations.lightning as lightning_mod  # noqa: E402
@@ -124,16 +126,7 @@ def _trainer(callbacks: list[Any], **kwargs: Any) -> Any:
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """The schedule records the callback makes (spied on)."""
-    out: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
-    real = lightning_mod._record_schedule
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
-        out.append(result)
-        return result
-
-    monkeypatch.setattr(lightning_mod, "_record_schedule", spy)
-    return out
+    return spy_results(monkeypatch, lightning_mod, "_record_schedule")
 
 
 SCENARIOS = {

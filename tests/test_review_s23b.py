@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import spy_results
+
 pl = pytest.importorskip("lightning.pytorch")
 
 import lrkit.integrations.lightning as lightning_mod  # noqa: E402
@@ -105,16 +107,8 @@ def _trainer(callbacks: list[Any], **kwargs: Any) -> Any:
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    out: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
-    real = lightning_mod._record_schedule
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
-        out.append(result)
-        return result
-
-    monkeypatch.setattr(lightning_mod, "_record_schedule", spy)
-    return out
+    """The schedule records the callback makes (spied on)."""
+    return spy_results(monkeypatch, lightning_mod, "_record_schedule")
 
 
 class _Clock(pl.Callback):
