@@ -484,3 +484,19 @@ def test_two_lr_setting_callbacks_in_one_fit_are_warned_about_and_the_finder_say
     assert model.lr == chooser.lr != finder.lr
     said = [r.getMessage() for r in caplog.records if "FindLRCallback: the range test" in r.getMessage()]
     assert said and f"suggests {finder.lr:.4g}" in said[0]
+
+
+def test_with_monitor_callback_the_monitor_sees_only_the_fits_steps_on_the_rebuilt_optimizer_and_scheduler() -> None:
+    """The choice rebuilds the optimizer and scheduler from self.lr at on_fit_start; the monitor, built at
+    on_train_start, watches those and counts the fit's steps only (none of the range test's or the trials')."""
+    from lrkit.integrations.lightning import MonitorCallback
+
+    monitor = MonitorCallback(monitor_metric=None)
+    chooser = ChooseLRCallback(budget=0.5, log=False)
+    model = Net("cosine")
+    trainer = _trainer([monitor, chooser])
+    trainer.fit(model, _loader(), _loader(32, seed=1))
+    assert monitor.monitor.summary()["steps"] == trainer.global_step == 60
+    assert monitor.monitor.optimizer is trainer.optimizers[0]
+    assert monitor.monitor.scheduler is trainer.lr_scheduler_configs[0].scheduler
+    assert model.lrs[0][0] == pytest.approx(chooser.lr, rel=1e-12)
