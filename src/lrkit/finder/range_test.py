@@ -638,6 +638,23 @@ def _unsynced_gradients_note(params: list[torch.Tensor], device: torch.device) -
     )
 
 
+def _no_gradient_note(params: list[torch.Tensor]) -> str | None:
+    """After the first step's backward (one process): a warning when no parameter the optimizer steps got a non-zero
+    gradient — the loss does not depend on them (frozen, left out of the optimizer, or detached from the loss), so the
+    curve moves with the batches alone and its suggestion means nothing. Stops at the first non-zero gradient."""
+    grads = [p.grad for p in params if p.grad is not None]
+    for g in grads:
+        if bool((g.coalesce().values() if g.is_sparse else g).ne(0).any()):
+            return None
+    return (
+        f"find_lr: after the first step's backward none of the {len(params)} parameters the optimizer steps has a "
+        f"non-zero gradient ({len(grads)} with a gradient of zeros, {len(params) - len(grads)} without one): the loss "
+        "does not depend on what the optimizer steps, so the curve moves with the batches alone and its suggestion "
+        "means nothing. Are those parameters frozen (requires_grad=False), is the optimizer built over other "
+        "parameters than the loss uses, or is the loss detached from them?"
+    )
+
+
 def _check_groups(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
     """Refuse param groups the range test cannot run on, naming the parameter or group; return the loss's sign.
 
@@ -1168,6 +1185,7 @@ def find_lr(
     batches: Iterator[Any] | None = None
     unsharded: str | None = None  # the warning when every rank got the same first batch (torch.distributed)
     unsynced: str | None = None  # the warning when the ranks' gradients differ (a model without its DDP wrapper)
+    no_gradient: str | None = None  # the warning when no parameter the optimizer steps gets a gradient
     workers = _OwnWorkers(train_loader)  # a persistent-workers loader: the user's workers are put aside untouched
     try:
         train_mode(model)  # a module the user put in eval mode (a frozen BatchNorm) stays so, as in their loop
@@ -1195,6 +1213,8 @@ def find_lr(
             else:
                 micro = [next(batches) for _ in range(accumulation_steps)]
             value = forward_backward(micro, i == 0) * sign
+            if i == 0 and not distributed:
+                no_gradient = _no_gradient_note(params)
             if distributed:
                 if i == 0 and not _syncs_gradients(model):
                     unsynced = _unsynced_gradients_note(params, dev)
@@ -1270,7 +1290,7 @@ def find_lr(
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
         passes=_passes(train_loader, len(lrs) * accumulation_steps, dev if distributed else None), loss=loss_used,
     )
-    for note in (unsharded, unsynced, _adaptive_step_note(optimizer), _line_search_note(optimizer)):
+    for note in (no_gradient, unsharded, unsynced, _adaptive_step_note(optimizer), _line_search_note(optimizer)):
         if note is not None:
             result.warnings.append(note)
     result.warnings.extend(_quality_warnings(result))
