@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from types import ModuleType
+from typing import Any
 
 import matplotlib
 import pytest
@@ -14,6 +15,16 @@ matplotlib.use("Agg")
 torch.set_num_threads(1)
 os.environ.setdefault("COLUMNS", "120")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Hugging Face tests build models from configs: never the Hub
+
+
+@pytest.fixture
+def environment_as_it_was() -> Any:
+    """Put this process's environment back after the test: Lightning's spawn launcher writes MASTER_ADDR/MASTER_PORT
+    (and more) into it, and the process-group tests that run after in the same worker must start from a clean one."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

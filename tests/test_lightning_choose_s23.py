@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -362,14 +361,6 @@ def test_find_lr_callback_tests_on_the_batches_limit_train_batches_leaves_the_fi
     assert set(test_batches) == set(first[:3])
 
 
-@pytest.fixture
-def _environment_as_it_was() -> Any:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 class _Record(pl.Callback):
     def __init__(self, folder: str) -> None:
         self.folder = folder
@@ -381,7 +372,7 @@ class _Record(pl.Callback):
                    Path(self.folder) / f"rank{trainer.global_rank}.pt")
 
 
-@pytest.mark.usefixtures("_environment_as_it_was")
+@pytest.mark.usefixtures("environment_as_it_was")
 def test_ddp_spawn_every_rank_chooses_the_same_lr_and_trains_alike(tmp_path: Path) -> None:
     chooser = ChooseLRCallback(budget=0.5, log=False, out=tmp_path / "out")
     trainer = pl.Trainer(max_epochs=4, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,

@@ -26,13 +26,8 @@ FIT_STEPS = 6
 
 
 @pytest.fixture(autouse=True)
-def _environment_as_it_was() -> Any:
-    """Lightning's spawn launcher writes MASTER_ADDR/MASTER_PORT (and more) into this process's environment: put it
-    back, so the process-group tests that run after these in the same worker start from a clean one."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+def _environment(environment_as_it_was: None) -> None:
+    """Every test here may spawn Lightning ranks: the environment is put back after each (conftest)."""
 
 
 def _dataset() -> torch.utils.data.TensorDataset:

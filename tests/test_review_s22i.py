@@ -25,12 +25,8 @@ STEPS = 20
 
 
 @pytest.fixture(autouse=True)
-def _environment_as_it_was() -> Any:
-    """Lightning's spawn launcher writes MASTER_ADDR/MASTER_PORT (and more) into this process's environment."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+def _environment(environment_as_it_was: None) -> None:
+    """Every test here may spawn Lightning ranks: the environment is put back after each (conftest)."""
 
 
 def _dataset() -> torch.utils.data.TensorDataset:
