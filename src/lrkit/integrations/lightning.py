@@ -449,9 +449,6 @@ class _Batches:
 
         self.trainer = trainer
         self.pl_module = pl_module
-        self.stage = stage
-        #: shared by a test's train and validation batches: the stage of the batch handed out last (for messages)
-        self.last: dict[str, str] = {"stage": stage}
         self.loader = data if isinstance(data, torch.utils.data.DataLoader) else None
         self.loaders = _loaders(data)  # (each trial reseeds their generators and starts their workers afresh)
         running = RunningStage.TRAINING if stage == "train" else RunningStage.VALIDATING
@@ -490,12 +487,10 @@ class _Batches:
             except TypeError:  # a loader without a length in it: as long as it yields
                 passes = self.data
             for out in passes:  # (batch, batch_idx, dataloader_idx), as the fit loop unpacks it
-                self.last["stage"] = self.stage
                 yield self._prepare(out[0] if isinstance(out, tuple) and len(out) == 3 else out)
             return
         it = self.data if math.isinf(self.limit) else itertools.islice(self.data, int(self.limit))
         for batch in it:
-            self.last["stage"] = self.stage
             yield self._prepare(batch)
 
     def __len__(self) -> int:
@@ -1186,8 +1181,6 @@ def _build_finder() -> type:
             batches = _Batches(data, trainer, pl_module, limit)
             val_batches = (_Batches(val_data, trainer, pl_module, trainer.limit_val_batches, "val")
                            if val_data is not None else None)
-            if val_batches is not None:
-                val_batches.last = batches.last  # which of the two handed out the batch training_step failed on
             counter = itertools.count()
             name = type(pl_module).__name__
             plugin = trainer.precision_plugin
@@ -1212,7 +1205,8 @@ def _build_finder() -> type:
                         else:
                             out = module.training_step(*args)
                 except Exception as e:
-                    if hasattr(e, "add_note") and batches.last["stage"] == "val":  # Python 3.11+
+                    # a scoring pass runs in eval mode (lr0="auto"'s validation loss), the test and trials in train
+                    if hasattr(e, "add_note") and not pl_module.training:  # Python 3.11+
                         e.add_note(
                             f"lrkit: raised by {name}.training_step on a batch of the fit's first validation loader, "
                             f"on which {type(self).__name__} scores its trials (the loss the fit trains on, on "
