@@ -1458,8 +1458,9 @@ _TASK_LIST = [
         held_out=True,
         group="fresh",
     ),
-    # Fresh 2: a third held-out set, pre-registered (README, "Second fresh set") before any rule was scored on it, to
-    # test the two-regime back-off, which was chosen on the six calibration tasks after the sets above were seen.
+    # Fresh 2: a third held-out set, pre-registered (docs/benchmarks/finder.md, "Second fresh set") before any rule
+    # was scored on it, to test the two-regime back-off, which was chosen on the six calibration tasks after the sets
+    # above were seen.
     Task(
         name="iris_logreg",
         description="sklearn iris, 10% label noise (90/60), linear softmax",
@@ -1516,8 +1517,8 @@ _TASK_LIST = [
         held_out=True,
         group="fresh2",
     ),
-    # Fresh 3: a fourth held-out set, pre-registered (README, "Third fresh set") before any rule was scored on it, to
-    # test the noise-aware back-off, which was chosen after every task above had been seen.
+    # Fresh 3: a fourth held-out set, pre-registered (docs/benchmarks/finder.md, "Third fresh set") before any rule
+    # was scored on it, to test the noise-aware back-off, which was chosen after every task above had been seen.
     Task(
         name="wine_logreg_sgd",
         description="sklearn wine, 10% label noise (106/72), linear softmax",
@@ -2286,19 +2287,26 @@ FRESH: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh")
 FRESH2: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh2")
 #: The fourth held-out set, pre-registered before any rule was scored on it (the test of the noise-aware back-off).
 FRESH3: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh3")
-#: The fifth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+#: The fifth held-out set, written down before any of its tasks was trained or range-tested (see
+#: docs/benchmarks/finder.md).
 FRESH4: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh4")
-#: The sixth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+#: The sixth held-out set, written down before any of its tasks was trained or range-tested (see
+#: docs/benchmarks/finder.md).
 FRESH5: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh5")
-#: The seventh held-out set, written down before any of its tasks was trained or range-tested (see the README).
+#: The seventh held-out set, written down before any of its tasks was trained or range-tested (see
+#: docs/benchmarks/finder.md).
 FRESH6: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh6")
-#: The eighth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+#: The eighth held-out set, written down before any of its tasks was trained or range-tested (see
+#: docs/benchmarks/finder.md).
 FRESH7: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh7")
-#: The ninth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+#: The ninth held-out set, written down before any of its tasks was trained or range-tested (see
+#: docs/benchmarks/finder.md).
 FRESH8: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh8")
-#: The tenth held-out set, written down before any of its tasks was trained or range-tested (see the README).
+#: The tenth held-out set, written down before any of its tasks was trained or range-tested (see
+#: docs/benchmarks/finder.md).
 FRESH9: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh9")
-#: The eleventh held-out set, written down before any of its tasks was trained or range-tested (see the README).
+#: The eleventh held-out set, written down before any of its tasks was trained or range-tested (see
+#: docs/benchmarks/finder.md).
 FRESH10: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh10")
 #: The twelfth held-out set: six Adagrad tasks, written down before any of them was trained or range-tested (the test
 #: of the Adagrad shift; docs/benchmarks/finder.md).

@@ -166,9 +166,11 @@ def run_lrkit(task: Task, seed: int) -> FinderRun:
 
         passes = res.num_steps_run * task.batch_size / len(task.data().x_train)
         lrs["lrkit:dip+gate"] = float(dip_gate(*curve, passes))
-        # the double-dip cut with its two guards (the seventh fresh set's pre-registered test, README)
+        # the double-dip cut with its two guards (the seventh fresh set's pre-registered test,
+        # docs/benchmarks/finder.md)
         lrs["lrkit:dip-guard"] = float(res.suggest(dip_noise=DIP_GUARD[0], dip_passes=DIP_GUARD[1]))
-        # a curve too flat to judge read from where it blew up (the eighth fresh set's pre-registered test, README)
+        # a curve too flat to judge read from where it blew up (the eighth fresh set's pre-registered test,
+        # docs/benchmarks/finder.md)
         lrs["lrkit:flat-edge"] = float(res.suggest(flat=FLAT))
         # a flat curve told from one that learned by its scatter too (the ninth fresh set's pre-registered test)
         lrs["lrkit:flat-noise"] = float(res.suggest(flat=FLAT, flat_sigmas=FLAT_SIGMAS))

@@ -113,9 +113,9 @@ def noise_ratio(lrs: np.ndarray, losses: np.ndarray) -> float:
     return mad / drop if drop > 0 else math.inf
 
 
-#: The noise-aware back-off (pre-registered in the README's "Third fresh set"): the robust rule's back-offs scaled by
-#: w = clip((NOISE_HIGH - noise_ratio) / (NOISE_HIGH - NOISE_LOW), 0, 1): in full below NOISE_LOW, none above
-#: NOISE_HIGH.
+#: The noise-aware back-off (pre-registered in docs/benchmarks/finder.md's "Third fresh set"): the robust rule's
+#: back-offs scaled by w = clip((NOISE_HIGH - noise_ratio) / (NOISE_HIGH - NOISE_LOW), 0, 1): in full below
+#: NOISE_LOW, none above NOISE_HIGH.
 NOISE_LOW, NOISE_HIGH = 0.07, 0.10
 
 
@@ -126,9 +126,9 @@ def noise_aware(lrs: np.ndarray, losses: np.ndarray) -> float:
                             dip_rise=None)
 
 
-# The double-dip cut and the passes gate, pre-registered here (README, "Fourth fresh set" and "Fifth fresh set") and
-# now part of lrkit's default rule: the methods below read ``lrkit.finder.suggest.dip_cut``, ``ROBUST_DIP_RISE``,
-# ``ROBUST_DIP_GATE`` and ``ROBUST_MAX_PASSES`` from the library.
+# The double-dip cut and the passes gate, pre-registered here (docs/benchmarks/finder.md, "Fourth fresh set" and
+# "Fifth fresh set") and now part of lrkit's default rule: the methods below read ``lrkit.finder.suggest.dip_cut``,
+# ``ROBUST_DIP_RISE``, ``ROBUST_DIP_GATE`` and ``ROBUST_MAX_PASSES`` from the library.
 
 
 def double_dip(lrs: np.ndarray, losses: np.ndarray) -> float:
@@ -150,7 +150,8 @@ def dip_gate(lrs: np.ndarray, losses: np.ndarray, passes: float) -> float:
 _robust = functools.partial(S.suggest_robust, dip_rise=None)
 
 
-#: Rules that combine the single-point rules' LRs (tried for the default; none meets the targets, see the README).
+#: Rules that combine the single-point rules' LRs (tried for the default; none meets the targets, see
+#: docs/benchmarks/finder.md).
 CONSENSUS = {
     "consensus: geometric mean(robust, valley)": lambda lrs, losses: _geomean(
         _robust(lrs, losses), S.suggest_valley(lrs, losses)),

@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "train": "lrkit.train",
     "TrainResults": "lrkit.train",
     "load_run": "lrkit.train",
+    "choose_lr0": "lrkit.train.auto",
+    "AutoLR": "lrkit.train.auto",
     "scale_lr": "lrkit.scaling",
     "param_groups": "lrkit.scaling",
     "freeze_layers": "lrkit.scaling",
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lrkit.scaling import freeze_layers, nominal_batch, param_groups, scale_lr
     from lrkit.schedules import Schedule
     from lrkit.train import TrainResults, load_run, train
+    from lrkit.train.auto import AutoLR, choose_lr0
 
 
 def __getattr__(name: str) -> Any:

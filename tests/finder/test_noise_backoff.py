@@ -1,5 +1,5 @@
 """The robust rule's noise scaling (``noise_band``): its back-off shrinks from a decade to none as a range-test
-curve's batch-to-batch scatter grows relative to the drop it made (README, "Third fresh set")."""
+curve's batch-to-batch scatter grows relative to the drop it made (docs/benchmarks/finder.md, "Third fresh set")."""
 
 from __future__ import annotations
 

@@ -188,21 +188,22 @@ def suggest_valley(lrs: np.ndarray, losses: np.ndarray) -> float:
 #: How far below the loss minimum's LR the robust rule sits, in decades, when the loss explodes past its minimum
 #: (calibrated on benchmarks/finder_quality.py's six calibration tasks).
 ROBUST_BACKOFF_DECADES = 1.0
-#: The back-off, in decades, for a curve that plateaus instead (tested on a pre-registered held-out set; README).
+#: The back-off, in decades, for a curve that plateaus instead (tested on a pre-registered held-out set;
+#: docs/benchmarks/finder.md).
 ROBUST_PLATEAU_BACKOFF_DECADES = 0.5
 #: A curve "plateaus" when its smoothed loss ends less than this many times ``|first smoothed loss|`` above its
 #: minimum (and no loss was non-finite); the calibration tasks' curves rose at most 0.7x or at least 12x.
 ROBUST_PLATEAU_RISE = 3.0
 #: The robust rule scales its back-off by ``w = clip((high - noise_ratio) / (high - low), 0, 1)``: in full on a curve
 #: whose :func:`noise_ratio` is at most ``low``, none (``lr_min`` itself) at ``high`` and above. Chosen on 17 tasks,
-#: then tested on six pre-registered ones (README, "Third fresh set").
+#: then tested on six pre-registered ones (docs/benchmarks/finder.md, "Third fresh set").
 ROBUST_NOISE_BAND: tuple[float, float] = (0.07, 0.10)
 #: The robust rule's back-off by regime (:func:`robust_regime`), before any noise scaling.
 REGIME_BACKOFF: dict[str, float] = {"explosion": ROBUST_BACKOFF_DECADES, "plateau": ROBUST_PLATEAU_BACKOFF_DECADES}
 #: A *double dip* (:func:`dip_cut`): once the smoothed loss has made ``ROBUST_DIP_GATE`` of its total drop, a rise
 #: above its running minimum by more than ``ROBUST_DIP_RISE`` times the drop made so far, followed later by a lower
 #: minimum, marks the stability edge; the robust rule reads the curve cut there. Chosen on 29 tasks, adopted after a
-#: pre-registered test on six fresh ones (README, "Fifth fresh set").
+#: pre-registered test on six fresh ones (docs/benchmarks/finder.md, "Fifth fresh set").
 ROBUST_DIP_RISE = 0.2
 ROBUST_DIP_GATE = 0.5
 #: Guards on the double-dip cut: the first dip's rise must stand out of the curve's scatter — its peak above the
@@ -210,7 +211,7 @@ ROBUST_DIP_GATE = 0.5
 #: (:func:`dip_cut`'s ``noise``) — and the range test must have cycled through its training set more than
 #: ``ROBUST_DIP_PASSES`` times, the regime the cut was built for (a linear model on a tiny noisy dataset). Read off
 #: the 6 curves of 123 where the cut fired (2 helped, 4 hurt), adopted by a pre-registered test on the seventh fresh
-#: set, where the cut fired on none (README, "Seventh fresh set"). ``None``: no such guard.
+#: set, where the cut fired on none (docs/benchmarks/finder.md, "Seventh fresh set"). ``None``: no such guard.
 ROBUST_DIP_NOISE: float | None = 1.5
 ROBUST_DIP_PASSES: float | None = 6.0
 #: The noise scaling applies only to a range test that passed over the training set at most this many times
@@ -221,13 +222,13 @@ ROBUST_MAX_PASSES = 6.0
 #: range test warns) — has no minimum worth reading: the loss did not learn in the test's few steps (a recurrent
 #: net before it escapes its plateau). If it then blows up, the place it leaves its flat band (:func:`flat_edge`) is
 #: the one edge the test saw, and the rule backs off from there. ``None``: off (a flat curve is read like any other).
-#: Written for a GRU of the seventh fresh set, adopted by a pre-registered test on the eighth (README, "Eighth fresh
-#: set").
+#: Written for a GRU of the seventh fresh set, adopted by a pre-registered test on the eighth
+#: (docs/benchmarks/finder.md, "Eighth fresh set").
 ROBUST_FLAT: float | None = 0.02
 #: With ``ROBUST_FLAT``, a curve also counts as flat when its dip below the start is within ``ROBUST_FLAT_SIGMAS``
 #: robust standard deviations of its batch-to-batch scatter (:func:`flat_edge`'s ``flat_sigmas``): a noisy flat curve
 #: dips a few percent below its start by chance. ``None``: off. Read off the eighth fresh set's failures, adopted by a
-#: pre-registered test on the ninth (README, "Ninth fresh set").
+#: pre-registered test on the ninth (docs/benchmarks/finder.md, "Ninth fresh set").
 ROBUST_FLAT_SIGMAS: float | None = 2.0
 
 

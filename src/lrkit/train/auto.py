@@ -67,7 +67,7 @@ __all__ = ["AutoLR", "Trial", "choose_lr0", "plan_budget"]
 
 MakeScheduler = Callable[[torch.optim.Optimizer, int], Any]
 
-# ---- defaults, chosen on benchmarks/auto_lr.py (one setting for every task; see docs/readme/auto_lr.md) ----
+# ---- defaults, chosen on benchmarks/auto_lr.py (one setting for every task; see docs/benchmarks/auto_lr.md) ----
 #: The range test runs this fraction of the run's steps (capped by the budget, at least 10 steps). A range test's
 #: suggestion falls as its ramp slows (measured: 0.08 -> 0.02 -> 0.012 on digits_mlp for 20 -> 100 -> 189 steps),
 #: so its length scales with the run's, like the run's own exposure to each LR.
@@ -94,18 +94,20 @@ SEARCH = "guard"
 HORIZON_EXPONENT = 0.0
 #: The default rule's back-off, in decades, from a range test that plateaus (``suggest_robust``'s
 #: ``plateau_backoff_decades``). ``lrkit.find_lr`` uses 0.5; here the run-sized range test keeps a decade, because
-#: half a decade hurt the one held-out task where it applied (digits_linear: +0.4% -> +7.2%; README).
+#: half a decade hurt the one held-out task where it applied (digits_linear: +0.4% -> +7.2%;
+#: docs/benchmarks/auto_lr.md).
 PLATEAU_BACKOFF_DECADES = 1.0
 #: Whether the default rule's noise scaling (``lrkit.finder.suggest.ROBUST_NOISE_BAND``, on in ``find_lr``) applies
-#: to the run-sized range test too: on since its pre-registered test on the third fresh set (README).
+#: to the run-sized range test too: on since its pre-registered test on the third fresh set
+#: (docs/benchmarks/auto_lr.md).
 NOISE_SCALING = True
 #: The guard steps down from a candidate to the next lower one only when the lower one's validation loss is lower by
-#: more than this fraction of the higher one's (``lower < higher - STEP_DOWN_MARGIN × |higher|``). ``math.inf``
-#: (the default since the sixth fresh set's pre-registered test, README) never steps down on a win: a short trial
-#: does not reliably favour higher LRs, so a lower LR winning one proves nothing; a diverging suggestion still steps
-#: down, and one that does not learn still steps up. ``0.0`` follows any strict win (the guard before that test);
-#: with a finite margin the choice is the lowest candidate that won by the margin (a within-margin win below it is a
-#: tie, which goes to the higher LR), refined by the parabola through it and its neighbours when it scores best.
+#: more than this fraction of the higher one's (``lower < higher - STEP_DOWN_MARGIN × |higher|``). ``math.inf`` (the
+#: default since the sixth fresh set's pre-registered test, docs/benchmarks/auto_lr.md) never steps down on a win: a
+#: short trial does not reliably favour higher LRs, so a lower LR winning one proves nothing; a diverging suggestion
+#: still steps down, and one that does not learn still steps up. ``0.0`` follows any strict win (the guard before that
+#: test); with a finite margin the choice is the lowest candidate that won by the margin (a within-margin win below it
+#: is a tie, which goes to the higher LR), refined by the parabola through it and its neighbours when it scores best.
 STEP_DOWN_MARGIN = math.inf
 #: Whether the run-sized range test is read with ``find_lr``'s double-dip cut and its passes gate on the noise
 #: scaling (``lrkit.finder.suggest.dip_cut``, ``ROBUST_MAX_PASSES``): on since the sixth fresh set's pre-registered
@@ -165,6 +167,13 @@ class AutoLR:
     (a later change of :data:`NOISE_SCALING` does not rewrite the record); ``to_dict()["settings"]`` the guard's and
     the reading's settings it was made under (:data:`SEARCH`, :data:`STEP_DOWN_MARGIN`, :data:`DIP_AND_PASSES`,
     :data:`NOISE_SCALING`); ``to_dict()["finder_loss"]`` which loss the range test ran (:attr:`finder_loss`).
+
+    Example (a record read back, as a run's ``events.json`` keeps it; :func:`choose_lr0` returns one)::
+
+        >>> auto = AutoLR.from_dict({"lr": 0.02, "trials": [{"lr": 0.02, "val_loss": 0.41, "steps": 16}],
+        ...                          "extra_steps": 49, "extra_fraction": 0.049, "reason": "it trained and learned"})
+        >>> auto.lr, auto.trials[0].val_loss, auto.extra_fraction
+        (0.02, 0.41, 0.049)
     """
 
     lr: float
