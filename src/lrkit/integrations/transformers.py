@@ -184,9 +184,100 @@ def _unsupported_setup(trainer: Any) -> str | None:
         return "a model split over several devices (trainer.is_model_parallel: a device_map over devices)"
     world = getattr(args, "world_size", 1)
     if isinstance(world, int) and world > 1:
-        return (f"{world} processes (args.world_size={world}): the Trainer wraps the model for them only inside "
-                "train()")
+        why = _not_data_parallel(trainer)
+        if why is not None:
+            return f"{world} processes (args.world_size={world}) {why}"
     return None
+
+
+#: accelerate's ``distributed_type`` values whose ``train()`` wraps the model in a plain ``DistributedDataParallel``
+#: (``Accelerator.prepare_model``): the tests run under the same wrapper (:func:`_data_parallel`).
+_DDP_TYPES = ("MULTI_CPU", "MULTI_GPU", "MULTI_HPU", "MULTI_MLU", "MULTI_MUSA", "MULTI_NEURON", "MULTI_NPU",
+              "MULTI_SDAA", "MULTI_XPU")
+
+
+def _not_data_parallel(trainer: Any) -> str | None:
+    """Why a multi-process Trainer is not one the tests can run under ``DistributedDataParallel`` as ``train()``
+    does, in words (completing "N processes (args.world_size=N) ..."); ``None`` when it is."""
+    from lrkit._dist import distributed
+
+    kind = getattr(getattr(getattr(trainer, "accelerator", None), "distributed_type", None), "value", None)
+    if kind not in _DDP_TYPES:
+        return (f"under accelerate's distributed_type {kind}: the test runs under DistributedDataParallel, as train() "
+                f"wraps the model, only for plain data-parallel runs ({', '.join(_DDP_TYPES)})")
+    config = getattr(trainer.args, "parallelism_config", None)
+    parallel = [name for name in ("tp", "cp", "sp") if getattr(config, f"{name}_enabled", False)]
+    if parallel:
+        return (f"with a parallelism_config that splits the model ({', '.join(parallel)} enabled): only plain data "
+                "parallelism (DistributedDataParallel) is supported")
+    if getattr(trainer, "is_distributed_loading_by_transformers", False) \
+            or any(type(p).__name__ == "DTensor" for p in getattr(trainer.model, "parameters", list)()):
+        return ("with a model sharded at load time (DTensor parameters: from_pretrained(..., tp_plan=...) or a "
+                "DistributedConfig): train() does not wrap it in DistributedDataParallel, its parameters reduce "
+                "their own gradients, and the test runs only under DistributedDataParallel")
+    if not distributed():
+        return "but torch.distributed is not initialised in this process (launch with torchrun or accelerate launch)"
+    return None
+
+
+def _data_parallel(trainer: Any, model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` wrapped for a multi-process data-parallel Trainer as ``train()`` wraps it (accelerate's
+    ``prepare_model``: ``DistributedDataParallel`` with the Trainer's ``ddp_*`` settings, device ids and comm hook),
+    so the tests' gradients are averaged over the ranks; ``model`` itself in one process. The wrapper skips the
+    initial broadcast of rank 0's weights (``init_sync=False``), so each rank's weights stay its own and are put back
+    bit for bit (a model built from one seed or from pretrained weights is the same on every rank anyway)."""
+    if getattr(trainer.args, "world_size", 1) <= 1 or not any(p.requires_grad for p in model.parameters()):
+        return model
+    accelerator = trainer.accelerator
+    handler = getattr(accelerator, "ddp_handler", None)
+    kwargs: dict[str, Any] = handler.to_kwargs() if handler is not None else {}
+    if "init_sync" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters:
+        kwargs["init_sync"] = False
+    if accelerator.distributed_type.value != "MULTI_CPU" \
+            and os.environ.get("ACCELERATE_BYPASS_DEVICE_MAP", "false") != "true":
+        index = accelerator.device.index if accelerator.device.type == "hpu" else accelerator.local_process_index
+        kwargs.update(device_ids=[index], output_device=index)
+    wrapped = torch.nn.parallel.DistributedDataParallel(model, **kwargs)
+    if handler is not None:
+        handler.register_comm_hook(wrapped)
+    return wrapped
+
+
+@contextlib.contextmanager
+def _reports(trainer: Any) -> Iterator[bool]:
+    """Under several processes the world's main process alone reports, as the Trainer logs: the other ranks compute
+    the same curve and trials, so their warnings are ignored (and the caller drops their ``progress``/``log``);
+    yields whether this rank is quiet. Errors are raised on every rank."""
+    quiet = getattr(trainer.args, "world_size", 1) > 1 and not trainer.is_world_process_zero()
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        yield quiet
+
+
+@contextlib.contextmanager
+def _unused_parameters_error(trainer: Any, model: torch.nn.Module, who: str) -> Iterator[None]:
+    """Say DistributedDataParallel's error for parameters that get no gradient (``find_unused_parameters=False``) in
+    the Trainer's terms: ``args.ddp_find_unused_parameters``. Every rank raises it at the same step (no hang), as
+    ``train()`` would at its second step."""
+    try:
+        yield
+    except RuntimeError as e:
+        if not isinstance(model, torch.nn.parallel.DistributedDataParallel) \
+                or "Expected to have finished reduction in the prior iteration" not in str(e):
+            raise
+        given = getattr(trainer.args, "ddp_find_unused_parameters", None)
+        why = ("args.ddp_find_unused_parameters=False" if given is False else
+               "args.ddp_find_unused_parameters=None: the Trainer's default for a PreTrainedModel with activation "
+               "checkpointing")
+        which = [line.strip() for line in str(e).splitlines() if line.strip().startswith("Parameter indices")]
+        raise ValueError(
+            f"{who}: the model has parameters that get no gradient (unused in its forward"
+            f"{': ' + which[0] + ', counting those that require a gradient' if which else ''}), and "
+            f"DistributedDataParallel is built without find_unused_parameters ({why}), so train() would fail the "
+            "same way. Set ddp_find_unused_parameters=True in the TrainingArguments, or freeze those parameters "
+            "(requires_grad_(False))"
+        ) from None
 
 
 def _enable_checkpointing(model: Any, args: Any) -> Callable[[], None]:
@@ -315,12 +406,14 @@ def _trainer_settings(args: Any) -> dict[str, Any]:
 
 class _Parts(NamedTuple):
     """What :func:`_trainer_parts` hands out: the torch ``optimizer`` (``created``: built by
-    ``trainer.create_optimizer()``, dropped afterwards), the training ``loader`` and ``step_fn``."""
+    ``trainer.create_optimizer()``, dropped afterwards), the training ``loader``, ``step_fn``, and the ``model`` to
+    test (``trainer.model``, wrapped in ``DistributedDataParallel`` under several processes: :func:`_data_parallel`)."""
 
     optimizer: torch.optim.Optimizer
     created: bool
     loader: Any
     step_fn: Callable[[Any, Any], torch.Tensor]
+    model: torch.nn.Module
 
 
 def _place_as_train_does(trainer: Any) -> None:
@@ -369,7 +462,7 @@ def _trainer_parts(trainer: Any, who: str) -> Iterator[_Parts]:
                              "torch.optim.Optimizer the range test can sweep; call lrkit.find_lr yourself")
         optimizer = _inner_optimizer(optimizer)
         loader = trainer.get_train_dataloader()
-        yield _Parts(optimizer, created, loader, step_fn)
+        yield _Parts(optimizer, created, loader, step_fn, _data_parallel(trainer, model))
     finally:
         undo_checkpointing()
         if created:
@@ -510,8 +603,12 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
 
     Args:
         trainer: a ``transformers.Trainer`` (or a subclass: ``Seq2SeqTrainer``, TRL's trainers, ...) with a
-            ``train_dataset``, in a single process. DeepSpeed, FSDP, a model split over devices and multi-process
-            runs are refused: call :func:`lrkit.find_lr` yourself there.
+            ``train_dataset``, in one process or launched in several (``torchrun``, ``accelerate launch``: call
+            it on every rank; the test runs under ``DistributedDataParallel`` with the Trainer's ``ddp_*``
+            settings, as ``train()`` wraps the model, each rank on its shard of the batches, and every rank gets
+            the same suggestion; the world's main process alone shows the warnings and calls ``progress``).
+            DeepSpeed, FSDP, tensor/context parallelism and a model split over devices are
+            refused: call :func:`lrkit.find_lr` yourself there.
         set_lr: set the suggestion as the peak LR of the Trainer's schedule: ``args.learning_rate`` (scaled by the
             same factor as the largest group's LR when the optimizer's groups are not all at it, and in
             ``optimizer_cls_and_kwargs``' ``lr``); a user-given optimizer (and scheduler) is scaled with
@@ -560,7 +657,7 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
     _check_setup(trainer, who, "Run the range test yourself where the model and optimizer are ready to step: "
                  "lrkit.find_lr(model, optimizer, loader, step_fn=...) on every rank (see its docstring on "
                  "torch.distributed), then set args.learning_rate to result.suggestion")
-    with _trainer_parts(trainer, who) as parts:
+    with _reports(trainer) as quiet, _trainer_parts(trainer, who) as parts:
         if set_lr and trainer.lr_scheduler is not None:  # a scheduler of another optimizer: scaling it moves nothing
             _check_scheduler_of(trainer.lr_scheduler, parts.optimizer, who)
         if set_lr and _train_builds_schedule(trainer):  # a polynomial lr_end no suggestion can clear: first
@@ -568,13 +665,17 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
                                   who, default_end_lr=10.0)
         kwargs: dict[str, Any] = dict(step_fn=parts.step_fn, **_trainer_settings(trainer.args))
         kwargs.update(find_lr_kwargs)
-        result = find_lr(trainer.model, parts.optimizer, parts.loader, **kwargs)
+        if quiet:
+            kwargs["progress"] = None
+        with _unused_parameters_error(trainer, parts.model, who):
+            result = find_lr(parts.model, parts.optimizer, parts.loader, **kwargs)
     if set_lr:
-        try:
-            _set_peak_lr(trainer, parts.optimizer, parts.created, result.suggestion)
-        except _BelowFloor as e:
-            e.result = result  # type: ignore[attr-defined]
-            raise
+        with _reports(trainer):
+            try:
+                _set_peak_lr(trainer, parts.optimizer, parts.created, result.suggestion)
+            except _BelowFloor as e:
+                e.result = result  # type: ignore[attr-defined]
+                raise
     return result
 
 
@@ -811,21 +912,25 @@ def choose_trainer_lr(
     - ``seed=args.seed`` (each trial starts from it).
 
     Args:
-        trainer: a ``transformers.Trainer`` (or a subclass) with a ``train_dataset``, in a single process.
-            Refused: DeepSpeed, FSDP, a model split over devices, several processes; a scheduler that has stepped
-            (the one a previous ``train()`` built or ran), a ``ReduceLROnPlateau`` or ``GreedyLR`` of yours, one
-            built on another optimizer than the Trainer's, a subclass's own ``create_scheduler``, and a
-            metric-driven ``lr_scheduler_type`` (``reduce_lr_on_plateau``, ``greedy``): there is no step schedule to
-            compress. A user optimizer without a scheduler is fine (the Trainer builds its schedule on it), and so is
-            one with a scheduler of yours that has not stepped (replayed). A scheduler the Trainer built itself
-            (``create_optimizer_and_scheduler`` called before, not stepped) is the Trainer's schedule: ``train()``
-            drops it and builds ``args.lr_scheduler_type``'s over its own length, and that is what the trials run.
+        trainer: a ``transformers.Trainer`` (or a subclass) with a ``train_dataset``, in one process or in
+            several (call it on every rank: the range test and the trials run under ``DistributedDataParallel``
+            as ``train()`` does, the trials are scored on the ranks' mean eval loss, and every rank chooses the same
+            LR). Refused: DeepSpeed, FSDP, tensor/context parallelism, a model split over devices; a scheduler
+            that has stepped (the one a previous ``train()`` built or ran), a ``ReduceLROnPlateau`` or
+            ``GreedyLR`` of yours, one built on another optimizer than the Trainer's, a subclass's own
+            ``create_scheduler``, and a metric-driven ``lr_scheduler_type`` (``reduce_lr_on_plateau``,
+            ``greedy``): there is no step schedule to compress. A user optimizer without a scheduler is fine (the
+            Trainer builds its schedule on it), and so is one with a scheduler of yours that has not stepped
+            (replayed). A scheduler the Trainer built itself (``create_optimizer_and_scheduler`` called before, not
+            stepped) is the Trainer's schedule: ``train()`` drops it and builds ``args.lr_scheduler_type``'s over its
+            own length, and that is what the trials run.
         set_lr: set the chosen LR as the peak LR of the coming ``train()``, as :func:`find_trainer_lr` sets its
             suggestion (``args.learning_rate``; a user optimizer's groups scaled, keeping their ratios). ``False``:
             change nothing, only return the result.
         budget: the most extra compute, as a fraction of the run's optimizer steps (0.3: 30% of one ``train()``).
         num_candidates: the most confirmation trials.
-        log: called with one line per stage and per trial (e.g. ``print``).
+        log: called with one line per stage and per trial (e.g. ``print``); under several processes on the world's
+            main process only (``trainer.is_world_process_zero()``), where the range test's warnings are shown too.
         finder_kwargs: :func:`lrkit.find_lr` options for the range test (``num_steps``, ``start_lr``, ``end_lr``,
             ``rule``, ``snapshot_device``, ...). Those the Trainer supplies (``amp``, ``accumulation_steps``,
             ``max_grad_norm``, ``step_fn``, ...) are refused, naming where they come from.
@@ -915,7 +1020,7 @@ def choose_trainer_lr(
                  "args.learning_rate to auto.lr")
     args = trainer.args
     settings = _trainer_settings(args)
-    with _trainer_parts(trainer, who) as parts:
+    with _reports(trainer) as quiet, _trainer_parts(trainer, who) as parts:
         total_steps = _trainer_total_steps(trainer, parts.loader)
         val_loader = None
         if trainer.eval_dataset is not None:
@@ -959,19 +1064,21 @@ def choose_trainer_lr(
             make_scheduler.__name__ = f"your {type(user_scheduler).__name__}"  # type: ignore[attr-defined]
             peaks_first(parts.optimizer, lrs)  # the range test sweeps the groups at their peaks' ratios
         try:
-            auto = choose_lr0(
-                trainer.model, parts.optimizer, parts.loader, val_loader,
-                total_steps=total_steps,
-                make_scheduler=make_scheduler,
-                step_fn=step_fn,
-                budget=budget,
-                num_candidates=num_candidates,
-                seed=args.seed,
-                finder_kwargs={"amp": settings["amp"], **(finder_kwargs or {})},
-                accumulate=settings["accumulation_steps"],
-                max_grad_norm=settings["max_grad_norm"],
-                log=log,
-            )
+            with _unused_parameters_error(trainer, parts.model, who):
+                auto = choose_lr0(
+                    parts.model, parts.optimizer, parts.loader, val_loader,
+                    total_steps=total_steps,
+                    make_scheduler=make_scheduler,
+                    step_fn=step_fn,
+                    budget=budget,
+                    num_candidates=num_candidates,
+                    seed=args.seed,
+                    finder_kwargs={"amp": settings["amp"], **(finder_kwargs or {}),
+                                   **({"progress": None} if quiet else {})},
+                    accumulate=settings["accumulation_steps"],
+                    max_grad_norm=settings["max_grad_norm"],
+                    log=None if quiet else log,
+                )
         except ValueError as e:
             if isinstance(e.__cause__, _BelowFloor):  # choose_lr0 wraps a make_scheduler failure: say it plainly
                 raise ValueError(str(e.__cause__)) from None
@@ -992,8 +1099,9 @@ def choose_trainer_lr(
         if floor is not None:
             _check_choice_above_floor(auto, floor, budget, parts.optimizer)
     if set_lr:
-        _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr, "choose_trainer_lr",
-                     recorded_peak if user_scheduler is not None else None)
+        with _reports(trainer):
+            _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr, "choose_trainer_lr",
+                         recorded_peak if user_scheduler is not None else None)
     return auto
 
 
