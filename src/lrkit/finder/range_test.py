@@ -594,6 +594,16 @@ def _first_loss_on_every_rank(failed: bool, device: torch.device) -> None:
 _GRAD_SYNCING = frozenset({"DistributedDataParallel", "FullyShardedDataParallel", "FSDPModule", "DeepSpeedEngine"})
 
 
+#: The context a micro-batch whose gradients are averaged over the ranks at once runs in (nothing to do).
+_IN_SYNC = nullcontext()
+
+
+def _defers_sync(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is a ``DistributedDataParallel`` whose ``no_sync()`` lets the micro-batches of one
+    optimizer step accumulate their gradients locally, to be averaged over the ranks once, at the last one."""
+    return isinstance(model, torch.nn.parallel.DistributedDataParallel)
+
+
 def _has_syncing_wrapper(model: torch.nn.Module) -> bool:
     """Whether ``model`` is (or holds) a wrapper that averages or shards the gradients over ranks."""
     return any(c.__name__ in _GRAD_SYNCING for m in model.modules() for c in type(m).__mro__)
@@ -1127,6 +1137,7 @@ def find_lr(
     plain = isinstance(autocast, nullcontext)
     plain_step = not needs_closure and scaler is None and max_grad_norm is None
     loss_used: str | None = None  # which loss ran, in words (FinderResult.loss): told by the first step's first batch
+    defer = accumulation_steps > 1 and _defers_sync(model)  # DDP: one all-reduce per optimizer step
 
     def forward_backward(micro: list[Any], first: bool = False) -> float:
         """Accumulate the gradients of ``micro`` (its batches' mean loss) and return that mean loss. The ``first``
@@ -1136,48 +1147,52 @@ def find_lr(
         total = 0.0
         out = None
         checked = not (first and distributed)  # under torch.distributed, the first loss is agreed on every rank
-        for batch in micro:
-            batch = move_to(batch, dev)
-            # (also when the caller's region is disabled or for another device: any region keeps the cache alive)
-            torch.clear_autocast_cache()
-            try:
-                if first:
-                    try:
-                        with autocast:
-                            loss, out, text = first_batch_loss(model, batch, loss_fn, step_fn)
-                    except Exception:
+        last = len(micro) - 1
+        for j, batch in enumerate(micro):
+            # under DistributedDataParallel the gradients are averaged over the ranks once per optimizer step,
+            # at the last micro-batch, as a training loop does (no_sync on the others): the same gradients
+            with model.no_sync() if defer and j < last else _IN_SYNC:
+                batch = move_to(batch, dev)
+                # (also when the caller's region is disabled or for another device: any region keeps the cache alive)
+                torch.clear_autocast_cache()
+                try:
+                    if first:
+                        try:
+                            with autocast:
+                                loss, out, text = first_batch_loss(model, batch, loss_fn, step_fn)
+                        except Exception:
+                            if not checked:
+                                try:  # the others hear of it; this rank's own error is the one raised
+                                    _first_loss_on_every_rank(True, dev)
+                                except Exception:  # (another rank gone, say): that error says less than this one
+                                    pass
+                            raise
                         if not checked:
-                            try:  # the others hear of it; this rank's own error is the one raised
-                                _first_loss_on_every_rank(True, dev)
-                            except Exception:  # (another rank gone, say): that error says less than this one
-                                pass
-                        raise
-                    if not checked:
-                        checked = True
-                        _first_loss_on_every_rank(False, dev)
-                    if loss_used is None:
-                        loss_used = text
-                elif plain:
-                    loss = batch_loss(model, batch, loss_fn, step_fn)
-                else:
-                    with autocast:
+                            checked = True
+                            _first_loss_on_every_rank(False, dev)
+                        if loss_used is None:
+                            loss_used = text
+                    elif plain:
                         loss = batch_loss(model, batch, loss_fn, step_fn)
-            except ValueError as e:  # (zero cost until raised)
-                error = _one_sample_batchnorm_error(e, batch)
-                if error is not None:
-                    raise error from e
-                raise
-            # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
-            scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
-            try:
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            except RuntimeError as e:
-                _check_loss(loss)  # checked only when backward fails: a clear error for the usual causes
-                error = target_dtype_error(out, batch, loss_fn, e) if first else None
-                if error is not None:
-                    raise error from e
-                raise
-            total += loss.item()
+                    else:
+                        with autocast:
+                            loss = batch_loss(model, batch, loss_fn, step_fn)
+                except ValueError as e:  # (zero cost until raised)
+                    error = _one_sample_batchnorm_error(e, batch)
+                    if error is not None:
+                        raise error from e
+                    raise
+                # No extra autograd ops when they would be no-ops: this loop's cost must match a bare loop's.
+                scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
+                try:
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                except RuntimeError as e:
+                    _check_loss(loss)  # checked only when backward fails: a clear error for the usual causes
+                    error = target_dtype_error(out, batch, loss_fn, e) if first else None
+                    if error is not None:
+                        raise error from e
+                    raise
+                total += loss.item()
         if max_grad_norm is not None and needs_closure:
             clip_grad_norm_(params, max_grad_norm, model=model)  # sparse gradients too (LBFGS steps them)
         return total / accumulation_steps

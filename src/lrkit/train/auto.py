@@ -579,7 +579,7 @@ def _run_trial(
     closure for optimizers that need one (LBFGS). The trial stops at the first diverged loss (:func:`_diverged`:
     against its first loss and ``reference``, the typical starting loss, :func:`_start_reference`).
     """
-    from lrkit.finder.range_test import _needs_closure
+    from lrkit.finder.range_test import _IN_SYNC, _defers_sync, _needs_closure
 
     for group, scale in zip(optimizer.param_groups, scales):
         if isinstance(group["lr"], torch.Tensor):
@@ -598,13 +598,21 @@ def _run_trial(
     losses: list[float] = []
     first = None
 
-    def forward_backward(micro: list[Any]) -> float:
+    # under DistributedDataParallel the gradients are averaged over the ranks once per optimizer step, at its last
+    # micro-batch, as a training loop does (no_sync on the others; find_lr's range test does the same)
+    defer = accumulate > 1 and _defers_sync(model)
+
+    def forward_backward(micro: list[Any], syncs: bool = True) -> float:
+        """The summed loss of ``micro``'s batches, their gradients accumulated; ``syncs``: its last batch is the
+        optimizer step's last, whose backward averages the gradients over the ranks (under DDP)."""
         total = 0.0
-        for batch in micro:
-            with autocast:
-                loss = batch_loss(model, move_to(batch, device), loss_fn, step_fn)
-            scaled = loss / accumulate
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        last = len(micro) - 1 if syncs else len(micro)
+        for j, batch in enumerate(micro):
+            with model.no_sync() if defer and j < last else _IN_SYNC:
+                with autocast:
+                    loss = batch_loss(model, move_to(batch, device), loss_fn, step_fn)
+                scaled = loss / accumulate
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
             total += float(loss.detach())
         if max_grad_norm is not None and needs_closure:
             clip_grad_norm_(params, max_grad_norm, model=model)  # sparse gradients too (LBFGS steps them)
@@ -617,8 +625,8 @@ def _run_trial(
             value = forward_backward(micro) / accumulate
         else:  # batch by batch, as the run draws them
             total = 0.0
-            for _ in range(accumulate):
-                total += forward_backward([next(batches)])
+            for k in range(accumulate):
+                total += forward_backward([next(batches)], syncs=k == accumulate - 1)
             value = total / accumulate
         if dist_on:  # the mean over ranks, as find_lr's curve: every rank stops (or scores) the trial alike
             value = rank_mean(value, device)
