@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _helpers import free_port, init_gloo  # noqa: E402
+from _helpers import free_port, init_gloo
 
 ACCUMULATE = 3
 

@@ -750,6 +750,12 @@ def _schedule_free_train_mode(optimizer: torch.optim.Optimizer) -> None:
 #: A snapshot :func:`lrkit.train.auto.choose_lr0` already holds (``rng=True``) of exactly the state it calls
 #: :func:`find_lr` on: that call restores from it instead of capturing its own, so the state is copied once, not twice.
 _CALLER_SNAPSHOT: ContextVar[Snapshot | None] = ContextVar("_CALLER_SNAPSHOT", default=None)
+#: How the range test's quality warnings (a curve too short or too flat to judge) name the settings they advise
+#: changing, for a caller that runs the test with settings of its own: ``(names, suffix)``, ``names`` mapping
+#: ``start_lr`` / ``num_steps`` / ``end_lr`` to the caller's words (``choose_lr0``: ``finder_kwargs['num_steps']``),
+#: ``suffix`` a sentence added to each (``lrkit.train``, whose lr0="auto" range test cannot be set). ``None``:
+#: ``find_lr``'s own names.
+_QUALITY_WORDS: ContextVar[tuple[Mapping[str, str], str] | None] = ContextVar("_QUALITY_WORDS", default=None)
 
 
 def _caller_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Snapshot | None:
@@ -1353,44 +1359,43 @@ def _one_sample_batchnorm_error(error: ValueError, batch: Any) -> ValueError | N
 
 
 def _quality_warnings(result: FinderResult) -> list[str]:
-    """Notes about curves too short or too flat to judge, each saying what to change."""
-    notes = []
+    """Notes about curves too short or too flat to judge, each saying what to change (in the caller's words:
+    :data:`_QUALITY_WORDS`)."""
+    names, suffix = _QUALITY_WORDS.get() or ({}, "")
+    start_lr = f"{names.get('start_lr', 'start_lr')} (now {result.start_lr:g})"
+    num_steps = f"{names.get('num_steps', 'num_steps')} (now {result.num_steps})"
+    end_lr = f"{names.get('end_lr', 'end_lr')} (now {result.end_lr:g})"
     lrs, losses = result._curve()
     if len(losses) < MIN_STOPPED_POINTS:
-        notes.append(
+        return [
             f"the range test stopped after {len(losses)} steps ({result.stop_reason} at lr={lrs[-1]:.3g}) — too short "
-            f"to judge; lower start_lr (now {result.start_lr:g}) or raise num_steps (now {result.num_steps})"
-        )
-        return notes
+            f"to judge; lower {start_lr} or raise {num_steps}{suffix}"
+        ]
     s = _suggest.smooth_curve(losses)
     drop = (s[0] - s.min()) / max(abs(s[0]), 1e-12)
     i_min = int(np.argmin(s))
     lowest_at_start = (
-        f"the loss was lowest at the very start of the range (lr={lrs[i_min]:.3g}); lower start_lr "
-        f"(now {result.start_lr:g}) so the test sees the loss fall"
+        f"the loss was lowest at the very start of the range (lr={lrs[i_min]:.3g}); lower {start_lr} so the test "
+        f"sees the loss fall{suffix}"
     )
     if drop < 0.02:
         if result.stop_reason in ("diverged", "non-finite"):  # flat, then it blew up: a higher end_lr sees nothing new
-            return [*notes, (
+            return [
                 f"the loss barely moved before the range test {result.stop_reason.replace('-', ' ')} at "
-                f"lr={lrs[-1]:.3g} ({100 * drop:.1f}% below its start) — too flat to judge; lower start_lr (now "
-                f"{result.start_lr:g}) to see lower LRs, or raise num_steps (now {result.num_steps}) so that each LR "
-                "trains longer, or check that the model learns"
-            )]
+                f"lr={lrs[-1]:.3g} ({100 * drop:.1f}% below its start) — too flat to judge; lower {start_lr} to see "
+                f"lower LRs, or raise {num_steps} so that each LR trains longer, or check that the model "
+                f"learns{suffix}"
+            ]
         if result.flat:  # the default rule's reading: flat, then it blew up within the range (short of the stop)
             if i_min < 3:  # upwards from its first LRs: every LR tested was too high
-                return [*notes, lowest_at_start]
-            return [*notes, (  # as a flat curve that diverged: a higher end_lr only sees more of the rise
+                return [lowest_at_start]
+            return [  # as a flat curve that diverged: a higher end_lr only sees more of the rise
                 f"the loss barely moved ({100 * drop:.1f}% below its start), then rose past lr={result.edge:.3g} "
-                f"before the range test ended — too flat to judge; lower start_lr (now {result.start_lr:g}) to see "
-                f"lower LRs, or raise num_steps (now {result.num_steps}) so that each LR trains longer, or check "
-                "that the model learns"
-            )]
-        return [*notes, (
+                f"before the range test ended — too flat to judge; lower {start_lr} to see lower LRs, or raise "
+                f"{num_steps} so that each LR trains longer, or check that the model learns{suffix}"
+            ]
+        return [
             f"the loss barely moved over the range test ({100 * drop:.1f}% below its start) — too flat to judge; "
-            f"raise end_lr (now {result.end_lr:g}) or num_steps (now {result.num_steps}), "
-            "or check that the model learns"
-        )]
-    if i_min < 3:
-        notes.append(lowest_at_start)
-    return notes
+            f"raise {end_lr} or {num_steps}, or check that the model learns{suffix}"
+        ]
+    return [lowest_at_start] if i_min < 3 else []

@@ -1321,6 +1321,7 @@ def _build_chooser() -> type:
     FindLRCallback = globals().get("FindLRCallback") or _LAZY["FindLRCallback"]("FindLRCallback")
     from lightning.pytorch.utilities import rank_zero_info
 
+    from lrkit.finder.range_test import _QUALITY_WORDS
     from lrkit.train.auto import AutoLR, _check_num_candidates, choose_lr0, plan_budget
 
     class ChooseLRCallback(FindLRCallback):  # type: ignore[misc,valid-type]
@@ -1489,6 +1490,8 @@ def _build_chooser() -> type:
                     log = None
                 else:
                     log = rank_zero_info if self._log is None else self._log  # type: ignore[assignment]
+                # the range test's warnings name its settings as this callback takes them: num_steps=, start_lr=
+                words = _QUALITY_WORDS.set(({}, ""))
                 try:
                     auto = choose_lr0(parts.model, optimizer, parts.batches, parts.val_batches, total_steps=total,
                                       make_scheduler=make, step_fn=parts.step_fn, budget=self.budget,
@@ -1514,6 +1517,7 @@ def _build_chooser() -> type:
                         "FindLRCallback (the range test alone)"
                     ) from None
                 finally:
+                    _QUALITY_WORDS.reset(words)
                     put_group_values(optimizer, saved)
             self.auto, self.result = auto, auto.finder
             return auto

@@ -118,6 +118,13 @@ DIP_AND_PASSES = True
 #: Set by ``lrkit.train`` around its :func:`choose_lr0` call: errors then name its settings (``auto_budget``, an
 #: explicit ``lr0``) rather than ``choose_lr0``'s own arguments (``budget=``).
 _FOR_LRKIT_TRAIN: ContextVar[bool] = ContextVar("_FOR_LRKIT_TRAIN", default=False)
+#: The range test's settings as a direct call of :func:`choose_lr0` sets them (its quality warnings' words).
+_FINDER_KWARGS_NAMES = {key: f"finder_kwargs['{key}']" for key in ("start_lr", "num_steps", "end_lr")}
+#: Said after the range test's quality warnings inside ``lrkit.train``, which takes none of its settings.
+_NOT_IN_LRKIT_TRAIN = (
+    " (lrkit.train runs the range test of lr0='auto' with settings of its own, which it does not take: to change "
+    "them, run lrkit.find_lr, or `lrkit find`, on the model and pass the LR you choose as lr0)"
+)
 
 
 def _suggestion(finder: FinderResult) -> float:
@@ -779,6 +786,7 @@ def choose_lr0(
     from lrkit.finder import find_lr
     from lrkit.finder.range_test import (
         _CALLER_SNAPSHOT,
+        _QUALITY_WORDS,
         _check_arguments,
         _check_materialized,
         _check_sweepable,
@@ -928,9 +936,15 @@ def choose_lr0(
     try:
         # the range test starts from the state just captured and restores it from this snapshot: one copy, not two
         token = _CALLER_SNAPSHOT.set(snapshot)
+        # the range test's warnings name its settings as the caller sets them (an integration sets its own words)
+        words = _QUALITY_WORDS.get()
+        if words is None:
+            words = ({}, _NOT_IN_LRKIT_TRAIN) if _FOR_LRKIT_TRAIN.get() else (_FINDER_KWARGS_NAMES, "")
+        words_token = _QUALITY_WORDS.set(words)
         try:
             finder = find_lr(model, optimizer, train_loader, loss_fn=loss_fn, step_fn=step_fn, **finder_kwargs)
         finally:
+            _QUALITY_WORDS.reset(words_token)
             _CALLER_SNAPSHOT.reset(token)
         s = _suggestion(finder)
         used = finder.num_steps_run
