@@ -10,6 +10,8 @@ import importlib
 import os
 import random
 import socket
+import subprocess
+import sys
 import textwrap
 import traceback
 import warnings
@@ -277,3 +279,11 @@ def spy_results(monkeypatch: Any, owner: Any, name: str) -> list[Any]:
 
     monkeypatch.setattr(owner, name, spy)
     return out
+
+
+def fresh_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (nothing imported yet) and return its stdout (the test fails on an error,
+    showing its stderr)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()

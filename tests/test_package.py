@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-
-def _fresh(code: str) -> str:
-    """Run ``code`` in a fresh interpreter (nothing imported yet) and return its stdout."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+sys.path.insert(0, str(Path(__file__).parent))
+from _helpers import fresh_python
 
 
 def test_subpackages_are_attributes_of_a_bare_import() -> None:
-    got = _fresh(
+    got = fresh_python(
         "import sys, lrkit\n"
         "print(lrkit.monitor.LossSpike.__name__, lrkit.plots.finder.plot_finder.__name__, "
         "lrkit.scaling.layer_names.__name__, lrkit.finder.find_lr.__name__, 'matplotlib' in sys.modules)"

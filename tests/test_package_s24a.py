@@ -4,23 +4,19 @@ callable and ``import lrkit`` still cheap."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
 import lrkit
 
-
-def _fresh(code: str) -> str:
-    """Run ``code`` in a fresh interpreter (nothing imported yet) and return its stdout."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+sys.path.insert(0, str(Path(__file__).parent))
+from _helpers import fresh_python
 
 
 def test_bare_import_does_not_load_auto_or_a_framework() -> None:
-    got = _fresh(
+    got = fresh_python(
         "import sys, lrkit\n"
         "heavy = ('lrkit.train', 'lrkit.train.auto', 'transformers', 'lightning', 'matplotlib')\n"
         "print([m for m in heavy if m in sys.modules], 'choose_lr0' in dir(lrkit), 'AutoLR' in dir(lrkit),\n"
@@ -30,7 +26,7 @@ def test_bare_import_does_not_load_auto_or_a_framework() -> None:
 
 
 def test_exports_before_importing_auto_and_train_stays_callable() -> None:
-    got = _fresh(
+    got = fresh_python(
         "import sys, types, lrkit\n"
         "f, cls = lrkit.choose_lr0, lrkit.AutoLR\n"
         "import lrkit.train.auto as auto\n"
@@ -43,7 +39,7 @@ def test_exports_before_importing_auto_and_train_stays_callable() -> None:
 
 
 def test_exports_after_importing_auto_first() -> None:
-    got = _fresh(
+    got = fresh_python(
         "import lrkit.train.auto as auto\n"
         "import lrkit\n"
         "from lrkit import AutoLR, choose_lr0\n"
@@ -54,7 +50,7 @@ def test_exports_after_importing_auto_first() -> None:
 
 
 def test_star_import_includes_choose_lr0() -> None:
-    got = _fresh("from lrkit import *\nprint(choose_lr0.__module__, callable(train))\n")
+    got = fresh_python("from lrkit import *\nprint(choose_lr0.__module__, callable(train))\n")
     assert got == "lrkit.train.auto True"
 
 
