@@ -599,9 +599,17 @@ _IN_SYNC = nullcontext()
 
 
 def _defers_sync(model: torch.nn.Module) -> bool:
-    """Whether ``model`` is a ``DistributedDataParallel`` whose ``no_sync()`` lets the micro-batches of one
-    optimizer step accumulate their gradients locally, to be averaged over the ranks once, at the last one."""
-    return isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    """Whether ``model`` is a ``DistributedDataParallel`` (or ``torch.compile`` of one, whose ``no_sync()`` and
+    ``static_graph`` are the wrapper's) whose ``no_sync()`` lets the micro-batches of one optimizer step accumulate
+    their gradients locally, to be averaged over the ranks once, at the last one."""
+    return isinstance(getattr(model, "_orig_mod", model), torch.nn.parallel.DistributedDataParallel)
+
+
+def _may_skip_sync(model: torch.nn.Module) -> bool:
+    """Whether the next micro-batch of ``model`` (a ``DistributedDataParallel``) may run under ``no_sync()``: not
+    before the first backward of a ``static_graph=True`` wrapper, whose first iteration must all-reduce (torch's
+    reducer fails an internal assert on ``expect_autograd_hooks_`` otherwise); after it, yes."""
+    return not getattr(model, "static_graph", False) or getattr(model, "_static_graph_delay_allreduce_enqueued", True)
 
 
 def _has_syncing_wrapper(model: torch.nn.Module) -> bool:
@@ -1157,7 +1165,7 @@ def find_lr(
         for j, batch in enumerate(micro):
             # under DistributedDataParallel the gradients are averaged over the ranks once per optimizer step,
             # at the last micro-batch, as a training loop does (no_sync on the others): the same gradients
-            with model.no_sync() if defer and j < last else _IN_SYNC:
+            with model.no_sync() if defer and j < last and _may_skip_sync(model) else _IN_SYNC:
                 batch = move_to(batch, dev)
                 # (also when the caller's region is disabled or for another device: any region keeps the cache alive)
                 torch.clear_autocast_cache()

@@ -586,7 +586,7 @@ def _run_trial(
     closure for optimizers that need one (LBFGS). The trial stops at the first diverged loss (:func:`_diverged`:
     against its first loss and ``reference``, the typical starting loss, :func:`_start_reference`).
     """
-    from lrkit.finder.range_test import _IN_SYNC, _defers_sync, _needs_closure
+    from lrkit.finder.range_test import _IN_SYNC, _defers_sync, _may_skip_sync, _needs_closure
 
     for group, scale in zip(optimizer.param_groups, scales):
         if isinstance(group["lr"], torch.Tensor):
@@ -615,7 +615,7 @@ def _run_trial(
         total = 0.0
         last = len(micro) - 1 if syncs else len(micro)
         for j, batch in enumerate(micro):
-            with model.no_sync() if defer and j < last else _IN_SYNC:
+            with model.no_sync() if defer and j < last and _may_skip_sync(model) else _IN_SYNC:
                 with autocast:
                     loss = batch_loss(model, move_to(batch, device), loss_fn, step_fn)
                 scaled = loss / accumulate
