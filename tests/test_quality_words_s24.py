@@ -98,3 +98,49 @@ def test_choose_lr_callback_names_its_own_keywords() -> None:
         said = _judged(lambda: trainer.fit(Net(), torch.utils.data.DataLoader(train, batch_size=16)))
     assert len(said) == 1
     assert "raise end_lr (now 10) or num_steps (now" in said[0] and "finder_kwargs" not in said[0]
+
+
+class Hot(nn.Module):
+    """Outputs scaled by 1e5: the loss blows up from the range test's first LRs (a curve too short to read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1e5 * self.lin(x).squeeze(-1)
+
+
+def _regression() -> tuple[Any, Any]:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 4, generator=g), torch.randn(256, generator=g)
+    return torch.utils.data.TensorDataset(x[:192], y[:192]), torch.utils.data.TensorDataset(x[192:], y[192:])
+
+
+def test_a_curve_too_short_to_read_is_an_error_in_the_callers_words_too(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    train, val = _regression()
+    model = Hot()
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="cannot suggest an LR") as direct:
+        warnings.simplefilter("ignore")
+        lrkit.choose_lr0(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                         torch.utils.data.DataLoader(train, batch_size=16),
+                         torch.utils.data.DataLoader(val, batch_size=64), total_steps=120,
+                         make_scheduler=lambda o, n: torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1.0),
+                         loss_fn=nn.functional.mse_loss)
+    assert "lower finder_kwargs['start_lr'] (now 1e-06)" in str(direct.value)
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="cannot suggest an LR") as trained:
+        warnings.simplefilter("ignore")
+        lrkit.train(Hot(), data=(train, val), epochs=12, lr0="auto", batch=16, verbose=False,
+                    loss_fn=nn.functional.mse_loss, optimizer="SGD")
+    assert "lrkit.train runs the range test of lr0='auto' with settings of its own" in str(trained.value)
+    # a FinderResult read outside lr0="auto" says find_lr's own name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                               torch.utils.data.DataLoader(train, batch_size=16), loss_fn=nn.functional.mse_loss,
+                               num_steps=20)
+    with pytest.raises(ValueError, match=r"lower start_lr \(now 1e-07\) so the test sees the loss fall"):
+        _ = result.suggestion

@@ -359,21 +359,25 @@ class FinderResult:
 
     def _check_judgeable(self) -> None:
         if not self._judgeable():
+            from lrkit.finder.range_test import _QUALITY_WORDS  # (that module imports this one)
+
+            names, suffix = _QUALITY_WORDS.get() or ({}, "")  # a caller's words for start_lr (choose_lr0's, ...)
+            start_lr = f"{names.get('start_lr', 'start_lr')} (now {self.start_lr:g})"
             last = f" at lr={self.lrs[-1]:.3g}" if self.lrs else ""
             lrs = self._curve()[0]
             if len(np.unique(lrs)) >= _MIN_POINTS:  # enough points, but a test that stopped within its first steps
                 raise ValueError(
                     f"cannot suggest an LR: the range test stopped ({self.stop_reason}{last}) after "
                     f"{self.num_steps_run} steps, too short to judge (a test that stops needs {MIN_STOPPED_POINTS} "
-                    f"finite losses): the loss rose from the start, so every LR it tried was too high; lower start_lr "
-                    f"(now {self.start_lr:g}) so the test sees the loss fall before it diverges"
+                    f"finite losses): the loss rose from the start, so every LR it tried was too high; lower "
+                    f"{start_lr} so the test sees the loss fall before it diverges{suffix}"
                 )
             distinct = len(np.unique(lrs))
             at = f" at {distinct} different LRs" if distinct < len(lrs) else ""
             raise ValueError(
                 f"cannot suggest an LR: the range test stopped ({self.stop_reason}{last}) after {self.num_steps_run} "
                 f"steps with {len(lrs)} finite losses{at}, and a rule needs {_MIN_POINTS} different LRs; lower "
-                f"start_lr (now {self.start_lr:g}) so the test sees the loss fall before it diverges"
+                f"{start_lr} so the test sees the loss fall before it diverges{suffix}"
             )
 
     @property

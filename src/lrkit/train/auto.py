@@ -942,11 +942,13 @@ def choose_lr0(
             words = ({}, _NOT_IN_LRKIT_TRAIN) if _FOR_LRKIT_TRAIN.get() else (_FINDER_KWARGS_NAMES, "")
         words_token = _QUALITY_WORDS.set(words)
         try:
-            finder = find_lr(model, optimizer, train_loader, loss_fn=loss_fn, step_fn=step_fn, **finder_kwargs)
+            try:
+                finder = find_lr(model, optimizer, train_loader, loss_fn=loss_fn, step_fn=step_fn, **finder_kwargs)
+            finally:
+                _CALLER_SNAPSHOT.reset(token)
+            s = _suggestion(finder)  # a curve too short to read: its error in the same words
         finally:
             _QUALITY_WORDS.reset(words_token)
-            _CALLER_SNAPSHOT.reset(token)
-        s = _suggestion(finder)
         used = finder.num_steps_run
         say(
             f"lr0=auto: range test ({used} steps, {finder.start_lr:g}..{finder.end_lr:g}, "
