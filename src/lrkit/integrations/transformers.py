@@ -665,7 +665,7 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
                                   who, default_end_lr=10.0)
         kwargs: dict[str, Any] = dict(step_fn=parts.step_fn, **_trainer_settings(trainer.args))
         kwargs.update(find_lr_kwargs)
-        if quiet:
+        if quiet and callable(kwargs.get("progress")):  # a bad value is kept: every rank then says what is wrong
             kwargs["progress"] = None
         with _unused_parameters_error(trainer, parts.model, who):
             result = find_lr(parts.model, parts.optimizer, parts.loader, **kwargs)
@@ -1063,6 +1063,7 @@ def choose_trainer_lr(
 
             make_scheduler.__name__ = f"your {type(user_scheduler).__name__}"  # type: ignore[attr-defined]
             peaks_first(parts.optimizer, lrs)  # the range test sweeps the groups at their peaks' ratios
+        progress = (finder_kwargs or {}).get("progress")
         try:
             with _unused_parameters_error(trainer, parts.model, who):
                 auto = choose_lr0(
@@ -1074,10 +1075,10 @@ def choose_trainer_lr(
                     num_candidates=num_candidates,
                     seed=args.seed,
                     finder_kwargs={"amp": settings["amp"], **(finder_kwargs or {}),
-                                   **({"progress": None} if quiet else {})},
+                                   **({"progress": None} if quiet and callable(progress) else {})},
                     accumulate=settings["accumulation_steps"],
                     max_grad_norm=settings["max_grad_norm"],
-                    log=None if quiet else log,
+                    log=None if quiet and callable(log) else log,  # a bad log= is refused on every rank alike
                 )
         except ValueError as e:
             if isinstance(e.__cause__, _BelowFloor):  # choose_lr0 wraps a make_scheduler failure: say it plainly
