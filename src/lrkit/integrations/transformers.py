@@ -1035,7 +1035,9 @@ def choose_trainer_lr(
             except ValueError as e:  # a scoring pass (eval mode) on eval batches that give no loss
                 if model.training or val_loader is None or "returned no loss" not in str(e):
                     raise
-                cause = e.__context__ if e.__context__ is not None else e  # transformers' own words
+                # transformers' own words; for lrkit's own check (an output whose loss is None) only what it found
+                cause = e.__context__ if e.__context__ is not None else \
+                    str(e).split(", not a scalar loss")[0].removeprefix("choose_trainer_lr: ")
                 raise ValueError(
                     f"choose_trainer_lr: the eval_dataset's batches give no loss ({cause}), and the trials are "
                     f"scored on the eval loss. Give the eval_dataset its labels (label_names: "
