@@ -64,12 +64,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         record[f"find_{defer}"] = {"losses": [float(v) for v in result.losses], "calls": len(calls),
                                    "steps": len(result.losses), "synced": ddp.require_backward_grad_sync}
         calls.clear()
+        lines: list[str] = []
         auto = choose_lr0(ddp, opt, _data(rank), _data(rank + 5)[:3], total_steps=400,
                           make_scheduler=lambda o, n: torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1 - s / n),
-                          loss_fn=nn.functional.mse_loss, accumulate=ACCUMULATE, budget=0.3)
+                          loss_fn=nn.functional.mse_loss, accumulate=ACCUMULATE, budget=0.3, log=lines.append)
         record[f"choose_{defer}"] = {"lr": auto.lr, "calls": len(calls), "steps": auto.extra_steps,
                                      "trials": [[t.lr, t.val_loss] for t in auto.trials],
-                                     "synced": ddp.require_backward_grad_sync}
+                                     "synced": ddp.require_backward_grad_sync, "plan": lines[0]}
     rt._defers_sync = lambda model: isinstance(model, nn.parallel.DistributedDataParallel)
 
     # an error in a micro-batch that runs under no_sync: the wrapper syncs again afterwards (it is the user's model)
@@ -119,6 +120,8 @@ def test_the_trials_all_reduce_once_per_optimizer_step(ranks: list[dict[str, Any
         assert now["lr"] == pytest.approx(before["lr"], rel=1e-5) and now["synced"]
         assert [t[0] for t in now["trials"]] == pytest.approx([t[0] for t in before["trials"]], rel=1e-5)
     assert ranks[0]["choose_True"] == ranks[1]["choose_True"]
+    # the plan line counts the rank's own loader: "(12 batches per rank)", not the whole data's
+    assert "passes over train_loader (12 batches per rank)" in ranks[0]["choose_True"]["plan"]
 
 
 def test_an_error_inside_a_deferred_micro_batch_leaves_the_wrapper_syncing(ranks: list[dict[str, Any]]) -> None:

@@ -1117,7 +1117,8 @@ def _range_test_plan(finder_kwargs: dict[str, Any], total_steps: int, train_load
         n = len(train_loader)
     except TypeError:  # no len(): an iterable dataset, a generator
         n = 0
-    passes = f", {steps * acc / n:.3g} passes over train_loader ({n} batches)" if n > 0 else ""
+    shard = " per rank" if distributed() else ""  # each rank's loader holds its shard
+    passes = f", {steps * acc / n:.3g} passes over train_loader ({n} batches{shard})" if n > 0 else ""
     return (f"lr0=auto: range test of {steps} steps ({steps / total_steps:.3g} of the {total_steps}-step run"
             f"{passes}), {float(start):g}..{float(end):g}")  # (float: a Fraction has no :g before Python 3.12)
 
