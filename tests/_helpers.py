@@ -287,3 +287,25 @@ def fresh_python(code: str) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
+
+
+def leave_rank(out: str | Path, rank: int, record: dict[str, Any]) -> None:
+    """In a spawned worker: write ``record`` to ``out/rank{rank}.json`` (:func:`spawn_ranks` reads it), wait for every
+    rank, and leave without the process group's teardown (torch 2.13's gloo aborts at interpreter exit about half the
+    time: "terminate called without an active exception")."""
+    import json
+
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
+    torch.distributed.barrier()
+    os._exit(0)
+
+
+def spawn_ranks(worker: Callable[..., None], out: Path, *args: Any, world: int = 2) -> list[dict[str, Any]]:
+    """Run ``worker(rank, world, port, str(out), *args)`` on ``world`` spawned processes (a free loopback port for the
+    process group); return what each rank left with :func:`leave_rank`, rank by rank."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    mp.spawn(worker, args=(world, free_port(), str(out), *args), nprocs=world, join=True)
+    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(world)]

@@ -5,19 +5,16 @@ curve up to rounding, and the wrapper's sync flag put back whatever happens (2 C
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _helpers import free_port, init_gloo
+from _helpers import init_gloo, leave_rank, spawn_ranks
 
 ACCUMULATE = 3
 
@@ -91,16 +88,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     except RuntimeError as e:
         record["error"] = str(e)
     record["synced_after_error"] = ddp.require_backward_grad_sync
-    (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
-    torch.distributed.barrier()
-    os._exit(0)  # without the process group's teardown (gloo aborts at exit now and then), as the other workers
+    leave_rank(out, rank, record)
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     out = tmp_path_factory.mktemp("no_sync")
-    mp.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
-    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return spawn_ranks(_worker, out)
 
 
 def test_the_range_test_all_reduces_once_per_optimizer_step(ranks: list[dict[str, Any]]) -> None:

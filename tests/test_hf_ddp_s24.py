@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 # a test dependency from Python 3.11 (transformers' floor; its Trainer needs accelerate too), as in tests/conftest.py
 transformers = pytest.importorskip("transformers")
@@ -23,7 +22,7 @@ if not transformers.utils.is_torch_available():  # transformers 5 ignores a torc
                 allow_module_level=True)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _helpers import free_port  # noqa: E402
+from _helpers import free_port, leave_rank, spawn_ranks  # noqa: E402
 from test_hf_monitor_s20h import SummedReg, _data  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*pin_memory.*", "ignore::FutureWarning")
@@ -93,16 +92,11 @@ def _worker(rank: int, world: int, port: int, out: str, which: str) -> None:
         by_hand = _trainer(out, lr, rank=rank, **choose)
         by_hand.train()
         record["by_hand"] = _weights(by_hand.model)
-    (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
-    # leave without the process group's teardown: torch 2.13's gloo aborts at interpreter exit about half the time
-    # ("terminate called without an active exception"), as tests/test_review_s20i.py's workers do
-    torch.distributed.barrier()
-    os._exit(0)
+    leave_rank(out, rank, record)
 
 
 def _run(tmp: Path, which: str) -> list[dict[str, Any]]:
-    mp.spawn(_worker, args=(2, free_port(), str(tmp), which), nprocs=2, join=True)
-    return [json.loads((tmp / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return spawn_ranks(_worker, tmp, which)
 
 
 def test_find_trainer_lr_under_two_ddp_processes_sets_one_lr_and_train_is_the_run_at_it(tmp_path: Path) -> None:

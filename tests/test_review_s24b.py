@@ -28,7 +28,7 @@ if not transformers.utils.is_torch_available():  # transformers 5 ignores a torc
                 allow_module_level=True)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _helpers import free_port  # noqa: E402
+from _helpers import free_port, leave_rank  # noqa: E402
 from test_hf_monitor_s20h import _data  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*pin_memory.*", "ignore::FutureWarning", "ignore::UserWarning")
@@ -171,9 +171,7 @@ def _worker(rank: int, world: int, port: int, out: str, which: str) -> None:
         untouched.train()
         record["set_lr_false"] = _state(trainer.model) == _state(untouched.model)
         record["after"] = _state(trainer.model)
-    (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
-    torch.distributed.barrier()  # then leave without gloo's teardown (it aborts at exit at times): as test_hf_ddp_s24
-    os._exit(0)
+    leave_rank(out, rank, record)
 
 
 def _run(tmp: Path, which: str, seconds: float = 120) -> list[dict[str, Any]]:

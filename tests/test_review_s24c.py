@@ -11,19 +11,16 @@ of an optimizer step, session 24) and of the range test's quality words.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _helpers import free_port, init_gloo
+from _helpers import init_gloo, leave_rank, spawn_ranks
 
 ACCUMULATE = 3
 STEPS = 10
@@ -100,16 +97,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     ddp, calls, forwards = _counting()
     record["lbfgs"] = _outcome(lambda: find(ddp, ddp, lambda p: torch.optim.LBFGS(p, lr=0.1, max_iter=3)))
     record["lbfgs_calls"], record["lbfgs_forwards"] = len(calls), len(forwards)
-    (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
-    torch.distributed.barrier()
-    os._exit(0)  # without the process group's teardown (gloo aborts at exit now and then), as the other workers
+    leave_rank(out, rank, record)
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     out = tmp_path_factory.mktemp("review_s24c")
-    mp.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
-    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return spawn_ranks(_worker, out)
 
 
 def test_a_static_graph_ddp_accumulates_from_its_first_step(ranks: list[dict[str, Any]]) -> None:

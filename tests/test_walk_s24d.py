@@ -6,7 +6,6 @@ given alike (2 CPU ranks on gloo, as torchrun would start them)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 # a test dependency from Python 3.11 (transformers' floor; its Trainer needs accelerate too), as in tests/conftest.py
 transformers = pytest.importorskip("transformers")
@@ -23,7 +21,7 @@ if not transformers.utils.is_torch_available():  # transformers 5 ignores a torc
                 allow_module_level=True)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _helpers import free_port  # noqa: E402
+from _helpers import leave_rank, spawn_ranks  # noqa: E402
 from test_hf_ddp_s24 import _trainer, _weights  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*pin_memory.*", "ignore::FutureWarning")
@@ -56,14 +54,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     result = find_trainer_lr(trainer, num_steps=20, set_lr=False, progress=lambda *a: lines.append("p"))
     record["progress_calls"] = len(lines)
     record["suggestion"] = result.suggestion
-    (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
-    torch.distributed.barrier()
-    os._exit(0)  # no process group teardown: torch 2.13's gloo aborts at exit about half the time
+    leave_rank(out, rank, record)
 
 
 def test_a_bad_progress_or_log_is_the_same_clear_error_on_every_rank(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    ranks = spawn_ranks(_worker, tmp_path)
     for got in ranks:
         assert got["find_progress"] is not None and got["find_progress"].startswith(
             "progress=True must be a function progress(step, total, lr, loss)"), got["find_progress"]
