@@ -22,6 +22,7 @@ pl = pytest.importorskip("lightning.pytorch")
 
 import lrkit.integrations.lightning as lightning_mod  # noqa: E402
 from lrkit.integrations.lightning import ChooseLRCallback  # noqa: E402
+from test_lightning_choose_s23 import _loader  # noqa: E402
 from test_lightning_choose_s23 import _trainer as choose_trainer  # noqa: E402
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -29,13 +30,6 @@ logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:lightning.*", "ignore:.*LeafSpec.*:FutureWarning",
                                         "ignore:.*does not have many workers.*", "ignore:.*LitLogger.*",
                                         "ignore:.*lr_scheduler.step.*")
-
-
-def _loader(n: int = 96, seed: int = 0) -> torch.utils.data.DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * torch.randn(n, 1, generator=g)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
 
 
 class _Clocked:
