@@ -22,7 +22,7 @@ pl = pytest.importorskip("lightning.pytorch")
 
 import lrkit.integrations.lightning as lightning_mod  # noqa: E402
 from lrkit.integrations.lightning import ChooseLRCallback  # noqa: E402
-from test_lightning_choose_s23 import _loader  # noqa: E402
+from test_lightning_choose_s23 import _loader, _Seen  # noqa: E402
 from test_lightning_choose_s23 import _trainer as choose_trainer  # noqa: E402
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -174,25 +174,6 @@ def test_a_fit_too_short_for_the_budget_is_refused_in_the_fits_terms() -> None:
     for words in ("budget=0.5", "3 optimizer steps", "max_steps", "at least 3.34", "FindLRCallback"):
         assert words in message
     assert "lrkit.find_lr" not in message and "total_steps" not in message
-
-
-class _Seen(pl.LightningModule):
-    """Records the first input value of every batch training_step sees."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(1)
-        self.lr = 0.01
-        self.net = torch.nn.Linear(4, 1)
-        self.seen: list[float] = []
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        self.seen.append(float(x[0, 0]))
-        return torch.nn.functional.mse_loss(self.net(x), y)
-
-    def configure_optimizers(self) -> Any:
-        return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
 def test_under_overfit_batches_the_range_test_draws_the_fits_unshuffled_batches() -> None:
