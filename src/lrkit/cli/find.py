@@ -7,15 +7,18 @@ neither: ``find_lr``'s default loss, or a Hugging Face model's own).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import torch
 import typer
 
+from lrkit._dist import distributed
 from lrkit._utils import check_int, claim_dir, optional_import, unknown_name_error
 from lrkit.cli._common import (
     check_writable,
@@ -52,10 +55,12 @@ def run_find(
     amp: str = "off",
     max_grad_norm: float | None = None,
     diverge_factor: float | None = 4.0,
-) -> tuple[FinderResult, Path]:
+) -> tuple[FinderResult, Path | None]:
     """Run the range test on the demo (``task_file=None``) or a task file; write ``lr_find.png``/``lr_find.json``.
 
-    Returns the result and the output directory (``runs/find``, ``runs/find2``, ... — never overwritten). The
+    Returns the result and the output directory (``runs/find``, ``runs/find2``, ... — never overwritten). Launched
+    in several processes (``torchrun``: a task file that starts torch.distributed runs one test over every rank's
+    shard), rank 0 alone writes; the other ranks return the same result and ``None``. The
     output location, the seed, ``device`` and ``amp`` are checked before anything runs, so a bad one costs no test.
     ``device`` (``"cuda"``, ``"cuda:1"``, ``"cpu"``, ...; ``None``: where ``model()`` put the model) moves the model
     there, and the batches with it. ``amp`` is ``"off"``, ``"on"`` (fp16 with a GradScaler on CUDA, bf16
@@ -73,6 +78,10 @@ def run_find(
         if device is not None else None
     torch.manual_seed(seed)
     task = demo_task(seed) if task_file is None else load_task_file(Path(task_file).expanduser())
+    if dev is not None and distributed():  # a DDP wrapper built in model() cannot move afterwards
+        raise ValueError(f"--device {device} under torch.distributed: the task file's model() places the model (each "
+                         "rank on its own device, e.g. torch.cuda.set_device(local_rank) before wrapping it in "
+                         "DistributedDataParallel): leave out --device")
     if dev is not None:
         task.model.to(dev)  # in place: the optimizer keeps the same parameters
     try:
@@ -89,6 +98,8 @@ def run_find(
         if isinstance(error, ValueError) and _API_ADVICE.search(str(error)):
             raise ValueError(_task_file_advice(str(error))) from e
         raise error from e
+    if _process_rank()[0] != 0:  # rank 0 writes the one record (every rank holds the same result under DDP)
+        return result, None
     # claimed with an exclusive mkdir: a concurrent `lrkit find` that took the name moves on
     out_dir = claim_dir(out, what="the folder for lr_find.png and lr_find.json")
     record = result.to_json(out_dir / "lr_find.json")
@@ -99,6 +110,28 @@ def run_find(
     except ValueError as e:  # too short to judge: the record and the picture are kept, and the command fails
         raise _TooShort(f"{e} (the curve so far is in {record} and {picture})", result) from e
     return result, out_dir
+
+
+def _process_rank() -> tuple[int, int, bool]:
+    """``(rank, world size, grouped)`` of this process: torch.distributed's where a process group runs
+    (``grouped``), else what a launcher (``torchrun``, ``accelerate launch``) put in ``RANK``/``WORLD_SIZE``, else
+    ``(0, 1, False)``."""
+    if distributed():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size(), True
+    return _env_int("RANK", 0), _env_int("WORLD_SIZE", 1), False
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() else default
+
+
+def _ungrouped_note(world: int) -> str:
+    """Rank 0's note when a launcher started ``world`` processes but the task file started no process group."""
+    return (f"{world} processes were launched (WORLD_SIZE={world}), but the task file did not start torch.distributed: "
+            "each process ran its own range test on its own copy of the data, and rank 0's is shown and written. "
+            "For one test over every rank's shard, call torch.distributed.init_process_group() and wrap the model in "
+            "DistributedDataParallel in model(), and give each rank its shard in train_loader()")
 
 
 class _TooShort(ValueError):
@@ -346,8 +379,10 @@ def find_command(
     # what each option received, by find_lr's keyword: a message about one names the flag, with the value as typed
     values = {"start_lr": start_lr, "end_lr": end_lr, "num_steps": num_steps, "accumulation_steps": accumulation_steps,
               "max_grad_norm": max_grad_norm, "seed": seed, "diverge_factor": diverge_factor}
+    lead = _process_rank()[0] == 0  # under torchrun rank 0 alone draws the bar, prints and writes
     try:
-        with warnings.catch_warnings(record=True) as caught, progress_bar("LR range test", num_steps) as update:
+        with warnings.catch_warnings(record=True) as caught, \
+                progress_bar("LR range test", num_steps) if lead else _no_bar() as update:
             warnings.simplefilter("always")
 
             def on_step(step: int, total: int, lr: float, loss: float) -> None:
@@ -362,16 +397,22 @@ def find_command(
             if result.stop_reason != "completed":  # the bar ends where the test did, not short of its total
                 update(advance=0, total=result.num_steps_run, info=f"stopped: {result.stop_reason}")
     except (ValueError, OSError, TypeError) as e:
-        if chart and isinstance(e, _TooShort):  # the curve so far is worth a look, as lr_find.png is
+        rank, world, _ = _process_rank()
+        if chart and isinstance(e, _TooShort) and rank == 0:  # the curve so far is worth a look, as lr_find.png is
             print_chart(con, e.result.text_plot)
         message = _as_flags(str(e), values)
         if message.startswith("--diverge-factor"):  # find_lr's Python None is typed none here
             message = message.replace("or None for no stop", "or none for no stop")
-        fail(message)
+        fail(message if world == 1 else f"rank {rank} of {world}: {message}")  # (each rank says its own)
         return
     except KeyboardInterrupt:  # Ctrl-C: a line saying so (run_find writes --out only after the test)
         fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
         return
+    rank, world, grouped = _process_rank()
+    if out_dir is None or rank != 0:  # another rank: rank 0 shows and writes the one result
+        return
+    if world > 1 and not grouped:
+        caught.insert(0, warnings.WarningMessage(_ungrouped_note(world), UserWarning, __file__, 0))
     for w in caught:
         escape = optional_import("rich.markup", "cli").escape
         text = str(w.message) if task_file is None else _task_file_advice(str(w.message))  # (define, not pass)
@@ -379,7 +420,8 @@ def find_command(
     if chart:
         print_chart(con, result.text_plot)
     table_mod = __import__("rich.table", fromlist=["Table"])
-    table = table_mod.Table(title=f"LR range test — {result.num_steps_run} steps, {result.stop_reason}")
+    ranks = f", {world} ranks (torch.distributed)" if grouped and world > 1 else ""
+    table = table_mod.Table(title=f"LR range test — {result.num_steps_run} steps, {result.stop_reason}{ranks}")
     table.add_column("")
     table.add_column("learning rate", justify="right")
     table.add_row(f"[bold]suggestion ({result.rule})", f"[bold green]{result.suggestion:.3g}")
@@ -395,6 +437,12 @@ def find_command(
         table.add_row("loss", escape(result.loss))
     con.print(table)
     con.print(f"plot:   {out_dir / 'lr_find.png'}\nrecord: {out_dir / 'lr_find.json'}", highlight=False)
+
+
+@contextlib.contextmanager
+def _no_bar() -> Iterator[Callable[..., None]]:
+    """:func:`progress_bar`'s stand-in on a rank other than 0: nothing drawn."""
+    yield lambda *args, **kwargs: None
 
 
 def register(app: Any) -> None:
