@@ -371,7 +371,7 @@ def find_command(
     overwritten).
     """
     if rule not in SUGGESTION_RULES:
-        fail(str(unknown_name_error("--rule", rule, SUGGESTION_RULES)))
+        fail(str(_suggest.unknown_rule_error(rule, "--rule")))
     diverge = _diverge_option(diverge_factor)
     con = console()
     import warnings

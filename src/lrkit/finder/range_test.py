@@ -270,6 +270,29 @@ def _check_callable(name: str, fn: Any, call: str, arity: int = 2) -> None:
         pass
 
 
+def _configure_optimizers_advice(value: Any) -> str | None:
+    """What to pass when ``value`` is what a LightningModule's ``configure_optimizers()`` returns around its optimizer
+    (a dict with an ``"optimizer"`` entry, a list/tuple of optimizers, an ``([optimizers], [schedulers])`` pair);
+    ``None`` for anything else."""
+    if isinstance(value, Mapping) and _is_optimizer(value.get("optimizer")):
+        return ("a dict with an 'optimizer' entry, as a LightningModule's configure_optimizers() returns: pass that "
+                "entry, configure_optimizers()['optimizer'] (its 'lr_scheduler' is not stepped by the range test)")
+    if not isinstance(value, (list, tuple)) or not value:
+        return None
+    if len(value) == 2 and isinstance(value[0], (list, tuple)) and value[0] and all(map(_is_optimizer, value[0])):
+        return ("an ([optimizers], [schedulers]) pair, as a LightningModule's configure_optimizers() returns: pass "
+                "its first optimizer, configure_optimizers()[0][0]")
+    if all(map(_is_optimizer, value)):
+        if len(value) == 1:
+            return f"a {type(value).__name__} holding an optimizer, as configure_optimizers() may return: pass it, [0]"
+        return (f"a {type(value).__name__} of {len(value)} optimizers: find_lr tests one, e.g. [0]; for several, "
+                "run it once per optimizer")
+    if all(isinstance(v, Mapping) and _is_optimizer(v.get("optimizer")) for v in value):
+        return (f"a {type(value).__name__} of {len(value)} dicts with an 'optimizer' entry: pass one of them, "
+                "e.g. configure_optimizers()[0]['optimizer']")
+    return None
+
+
 def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any, step_fn: Any, *,
                      order: str = "find_lr(model, optimizer, train_loader, ...)", warn: bool = True) -> None:
     """The three positional arguments and the loss functions, each named with what it must be, before anything
@@ -283,6 +306,9 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
             raise ValueError(
                 f"optimizer is {_kind(optimizer)} and train_loader is an optimizer: the arguments are {order}"
             )
+        lightning = _configure_optimizers_advice(optimizer)
+        if lightning is not None:
+            raise ValueError(f"optimizer is {_kind(optimizer)}, not an optimizer: {lightning}")
         if isinstance(optimizer, type) or isinstance(optimizer, (torch.Tensor, Iterable)):
             hint = "not an instance" if isinstance(optimizer, type) else "not an optimizer (model.parameters()?)"
             raise ValueError(
@@ -1048,7 +1074,7 @@ def find_lr(
                          else "")
             raise ValueError(f"{unknown_name_error('mode', mode, ['exp', 'linear'])}{lightning}")
         if rule not in _suggest.RULES:
-            raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
+            raise _suggest.unknown_rule_error(rule)
         num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)", maximum=_MAX_STEPS)  # allocated up front
         if isinstance(amp, (torch.Tensor, np.ndarray)):  # its truth value would be ambiguous deep inside the step
             if amp.ndim != 0:
@@ -1406,4 +1432,12 @@ def _quality_warnings(result: FinderResult) -> list[str]:
             f"the loss barely moved over the range test ({100 * drop:.1f}% below its start) — too flat to judge; "
             f"raise {end_lr} or {num_steps}, or check that the model learns{suffix}"
         ]
-    return [lowest_at_start] if i_min < 3 else []
+    if i_min < 3:
+        return [lowest_at_start]
+    if result.stop_reason == "completed" and i_min >= len(s) - 3:  # no turn seen: the best LR may lie beyond
+        return [
+            f"the loss was still falling at the end of the range (lowest at lr={lrs[i_min]:.3g}, among the last LRs "
+            f"tested): the test never saw where higher LRs stop helping, so the rules read a curve without its "
+            f"turn; raise {end_lr} so the test sees where the loss turns up{suffix}"
+        ]
+    return []

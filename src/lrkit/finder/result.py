@@ -180,7 +180,7 @@ class FinderResult:
         if self.stop_reason not in _STOP_REASONS:  # the robust rule reads its regime from it
             raise unknown_name_error("stop_reason", self.stop_reason, _STOP_REASONS)
         if self.rule not in _suggest.RULES:
-            raise unknown_name_error("suggestion rule", self.rule, _suggest.RULES)
+            raise _suggest.unknown_rule_error(self.rule)
         if self.passes is not None:
             try:  # any real number, numpy scalars included (a count computed with numpy); not a bool or a string
                 self.passes = _suggest._as_count("passes", self.passes)
@@ -251,7 +251,7 @@ class FinderResult:
         """
         rule = self.rule if rule is None else rule
         if rule not in _suggest.RULES:
-            raise unknown_name_error("suggestion rule", rule, _suggest.RULES)
+            raise _suggest.unknown_rule_error(rule)
         if options and rule != "robust":
             raise ValueError(f"rule {rule!r} takes no options, got {sorted(options)}; only 'robust' has options "
                              f"({', '.join(_ROBUST_OPTIONS)})")

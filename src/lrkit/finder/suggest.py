@@ -646,8 +646,28 @@ RULES: dict[str, Rule] = {
 DEFAULT_RULE = "robust"
 
 
+#: A peer's rule name that spelling alone would not lead back to lrkit's -> what to use instead.
+_PEER_RULES = {
+    "slide": "fastai's slide is not in lrkit: 'valley' is fastai's default reading, 'robust' lrkit's",
+    "lr_min": "fastai's lr_min (the minimum over 10) is lrkit's 'minimum'",
+    "lr_steep": "fastai's lr_steep is lrkit's 'steepest'",
+}
+
+
+def unknown_rule_error(rule: str, kind: str = "suggestion rule") -> ValueError:
+    """The error for a rule name that is not one of :data:`RULES` (``kind``: what the caller calls it, e.g.
+    ``--rule``): a did-you-mean, the valid names, and for a peer's rule (fastai's ``slide``) what to use instead.
+
+    >>> print(str(unknown_rule_error("slide")).split(" (")[1])
+    fastai's slide is not in lrkit: 'valley' is fastai's default reading, 'robust' lrkit's)
+    """
+    error = unknown_name_error(kind, rule, RULES)
+    note = _PEER_RULES.get(rule)
+    return ValueError(f"{error} ({note})") if note is not None else error
+
+
 def suggest(lrs: np.ndarray, losses: np.ndarray, rule: str = DEFAULT_RULE) -> float:
     """Apply the rule called ``rule`` (one of :data:`RULES`) to a range-test curve."""
     if rule not in RULES:
-        raise unknown_name_error("suggestion rule", rule, RULES)
+        raise unknown_rule_error(rule)
     return RULES[rule](np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float))

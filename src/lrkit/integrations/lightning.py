@@ -382,10 +382,96 @@ _FINDER_SUPPLIED = {
 }
 
 
+_FROM_THE_FIT = ("the callback tests on the fit's own train dataloader: pass it to trainer.fit(model, "
+                 "train_loader), or trainer.fit(model, datamodule=dm)")
+_FROM_PRECISION = ("the callback takes autocast and the GradScaler from the fit: Trainer(precision='16-mixed') or "
+                   "Trainer(precision='bf16-mixed')")
+
+#: A peer's keyword whose ``find_lr`` advice (:data:`lrkit.finder.range_test.PEER_KEYWORDS`) does not hold for the
+#: callbacks -> (advice for ``FindLRCallback``, advice for ``ChooseLRCallback``); the other peer keywords (renamed
+#: ones such as Lightning's ``min_lr`` -> ``start_lr``) are advised as ``find_lr`` advises them.
+_CALLBACK_PEER_ADVICE: dict[str, tuple[str, str]] = {
+    "update_attr": ("the callback always sets the fit's LR to its suggestion: attr_name= names the attribute "
+                    "configure_optimizers reads (None, the default: 'lr' or 'learning_rate' on the module or its "
+                    "hparams), attr_name=False scales the optimizer Lightning built instead",) * 2,
+    "train_dataloaders": (_FROM_THE_FIT,) * 2,
+    "dataloaders": (_FROM_THE_FIT,) * 2,
+    "datamodule": (_FROM_THE_FIT,) * 2,
+    "val_dataloaders": (
+        "FindLRCallback reads the training loss only; ChooseLRCallback scores short trials at the suggestion on the "
+        "fit's validation loader (trainer.fit(model, train_loader, val_loader))",
+        "the trials are scored on the fit's own validation loader: pass it to trainer.fit(model, train_loader, "
+        "val_loader), or give the datamodule a val_dataloader()"),
+    "criterion": ("the callback's loss is the module's training_step: leave it out",) * 2,
+    "grad_scaler": (_FROM_PRECISION,) * 2,
+    "amp_backend": (_FROM_PRECISION,) * 2,
+    "amp_config": (_FROM_PRECISION,) * 2,
+    "suggest_funcs": ("pass rule='valley' (fastai's default) to train at that rule's suggestion; after the fit, "
+                      "callback.result.suggestions() gives every rule's (minimum, steepest for fastai's steep, "
+                      "valley, robust)",) * 2,
+    "show_plot": ("out='folder' writes lr_find.png (and lr_find.json) there; or, after the fit, "
+                  "callback.result.plot('lr_find.png') or print(callback.result.text_plot())",) * 2,
+}
+_CALLBACK_PEER_ADVICE["val_loader"] = _CALLBACK_PEER_ADVICE["val_dataloaders"]
+
+
+def _peer_keyword_error(kwargs: Mapping[str, Any], who: str) -> ValueError | None:
+    """The error for the first keyword in ``kwargs`` that is a peer's (torch-lr-finder's, fastai's, Lightning's: the
+    keywords :data:`lrkit.finder.range_test.PEER_KEYWORDS` maps), naming whose it is and what to write instead in
+    the callback ``who``; ``None`` when there is none.
+
+    >>> print(str(_peer_keyword_error({"min_lr": 1e-8}, "FindLRCallback"))[:103])
+    unknown FindLRCallback keyword 'min_lr', Lightning's name: lrkit calls it start_lr: pass start_lr=1e-08
+    """
+    from lrkit.finder.range_test import PEER_KEYWORDS
+
+    for key, value in kwargs.items():
+        peer = PEER_KEYWORDS.get(key)
+        if peer is None:
+            continue
+        advice = _CALLBACK_PEER_ADVICE.get(key)
+        text = advice[who == "ChooseLRCallback"] if advice is not None else peer[1](value)
+        return ValueError(f"unknown {who} keyword {key!r}, {peer[0]}'s name: {text}")
+    return None
+
+
+def _check_test_settings(start_lr: Any, end_lr: Any, num_steps: Any, mode: Any, rule: Any) -> tuple[float, float, int]:
+    """Check the range test's settings when a callback is built (``ChooseLRCallback`` passes its ``find_lr`` keywords,
+    or ``choose_lr0``'s defaults, so that a bad value is refused there, not at the fit's start), each error naming the
+    value and what would be valid; ``(start_lr, end_lr, num_steps)`` as numbers.
+
+    >>> _check_test_settings(1e-8, 1, 100, "exp", "robust")
+    (1e-08, 1.0, 100)
+    >>> try:
+    ...     _check_test_settings(None, 10.0, 100, "exp", "robust")
+    ... except ValueError as e:
+    ...     print(str(e)[:62])
+    start_lr=None must be a number: the range test starts at start
+    """
+    from lrkit.finder import suggest as _suggest
+
+    if start_lr is None:  # torch-lr-finder's "start at the optimizer's LR"
+        raise ValueError("start_lr=None must be a number: the range test starts at start_lr whatever the "
+                         "optimizer holds; for torch-lr-finder's start_lr=None (start at the "
+                         "optimizer's LR) pass the LR configure_optimizers sets, e.g. start_lr=1e-3")
+    start = check_positive("start_lr", start_lr)
+    end = check_positive("end_lr", end_lr)
+    if start >= end:
+        raise ValueError(f"end_lr={end:g} must be greater than start_lr={start:g}")
+    steps = check_int("num_steps", num_steps, 10, " (100 is typical)")
+    if not isinstance(mode, str) or mode not in ("exp", "linear"):
+        hint = " (mode='exponential' is Lightning's name: lrkit's is mode='exp')" if mode == "exponential" else ""
+        raise ValueError(f"{unknown_name_error('mode', str(mode), ['exp', 'linear'])}{hint}")
+    if not isinstance(rule, str) or rule not in _suggest.RULES:
+        raise _suggest.unknown_rule_error(str(rule))
+    return start, end, steps
+
+
 def _check_finder_kwargs(kwargs: Mapping[str, Any], who: str = "FindLRCallback",
                          named: tuple[str, ...] = ("start_lr", "end_lr", "num_steps", "rule", "mode", "attr_name",
                                                    "out")) -> None:
     """Refuse the :func:`lrkit.find_lr` keywords ``FindLRCallback`` supplies itself (saying where each comes from),
+    a peer's keyword (``min_lr``, ``update_attr``, ``num_iter``, ...: whose it is and what to write instead), other
     unknown ones (did-you-mean), and the bad values of those it is given, when the callback is built.
 
     >>> _check_finder_kwargs({"diverge_factor": 5.0})
@@ -395,6 +481,9 @@ def _check_finder_kwargs(kwargs: Mapping[str, Any], who: str = "FindLRCallback",
     ...     print(str(e)[:80])
     FindLRCallback(accumulation_steps=...): the callback takes it from Trainer(accum
     """
+    error = _peer_keyword_error({k: v for k, v in kwargs.items() if k not in _FINDER_SUPPLIED}, who)
+    if error is not None:
+        raise error
     check_finder_keywords(kwargs, _FINDER_SUPPLIED,
                           lambda name, where: f"{who}({name}=...): the callback takes it from {where}; "
                                               f"leave {name}= out",
@@ -941,17 +1030,7 @@ def _build_finder() -> type:
                      mode: str = "exp", rule: str = _suggest.DEFAULT_RULE, attr_name: str | bool | None = None,
                      out: str | os.PathLike[str] | None = None, **find_lr_kwargs: Any) -> None:
             super().__init__()
-            start = check_positive("start_lr", start_lr)
-            end = check_positive("end_lr", end_lr)
-            if start >= end:
-                raise ValueError(f"end_lr={end:g} must be greater than start_lr={start:g}")
-            num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)")
-            if not isinstance(mode, str) or mode not in ("exp", "linear"):
-                hint = " (mode='exponential' is Lightning's name: lrkit's is mode='exp')" if mode == "exponential" \
-                    else ""
-                raise ValueError(f"{unknown_name_error('mode', str(mode), ['exp', 'linear'])}{hint}")
-            if not isinstance(rule, str) or rule not in _suggest.RULES:
-                raise unknown_name_error("suggestion rule", str(rule), _suggest.RULES)
+            start, end, num_steps = _check_test_settings(start_lr, end_lr, num_steps, mode, rule)
             if attr_name is True or not (attr_name is None or attr_name is False or
                                          (isinstance(attr_name, str) and attr_name)):
                 raise ValueError(f"attr_name={attr_name!r} must be the name of the module's LR attribute (e.g. "
@@ -1322,7 +1401,8 @@ def _build_chooser() -> type:
     from lightning.pytorch.utilities import rank_zero_info
 
     from lrkit.finder.range_test import _QUALITY_WORDS
-    from lrkit.train.auto import AutoLR, _check_num_candidates, choose_lr0, plan_budget
+    from lrkit.finder.suggest import DEFAULT_RULE
+    from lrkit.train.auto import FINDER_END_LR, FINDER_START_LR, AutoLR, _check_num_candidates, choose_lr0, plan_budget
 
     class ChooseLRCallback(FindLRCallback):  # type: ignore[misc,valid-type]
         """``lr0="auto"`` inside ``trainer.fit``: choose the peak LR for *this* fit — its schedule, its length — with
@@ -1425,6 +1505,9 @@ def _build_chooser() -> type:
                                  "(Lightning's info log) or False (silent)")
             _check_finder_kwargs(finder_kwargs, "ChooseLRCallback",
                                  ("budget", "num_candidates", "make_scheduler", "seed", "attr_name", "out", "log"))
+            defaults = {"start_lr": FINDER_START_LR, "end_lr": FINDER_END_LR, "num_steps": 100, "mode": "exp",
+                        "rule": DEFAULT_RULE}  # choose_lr0's: only the values given are in question
+            _check_test_settings(*({**defaults, **finder_kwargs}[k] for k in defaults))
             self.make_scheduler = make_scheduler
             self.seed = seed
             self._log = log  # (not .log: Lightning sets every callback's .log to the module's at the fit's start)
