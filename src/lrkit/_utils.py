@@ -269,7 +269,9 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     ...
     ValueError: lrf=True must be a number, not a boolean
     """
-    if isinstance(value, bool):  # bool is an int subclass: lrf=true must not silently become 1.0
+    # bool is an int subclass: lrf=true must not silently become 1.0; nor numpy's True_ or torch.tensor(True)
+    # (told by their dtype's name: this module imports neither)
+    if isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool"):
         raise ValueError(f"{name}={value!r} must be a number, not a boolean")
     try:
         v = float(value)

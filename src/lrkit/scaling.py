@@ -181,6 +181,8 @@ def _as_index(value: Any) -> Any:
     """A numpy / torch integer scalar as a plain ``int`` (so it passes ``isinstance(x, int)``); anything else as is."""
     if isinstance(value, (bool, float, str, list, tuple)):
         return value
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool:
+        return value  # torch.tensor(True) has __index__ (1): a boolean is no batch size, layer count or index
     try:
         return operator.index(value)
     except TypeError:
@@ -677,6 +679,22 @@ def _name_list(arg: str, value: Any, what: str, example: str) -> tuple[str, ...]
     return items
 
 
+def _prefix_hint(arg: str, item: str, names: _Names, choices: list[str]) -> str:
+    """The hint after "``item`` matches no parameter name" for a ``freeze=`` / ``head=`` prefix: several names in one
+    string (``"body,neck"``, ``"body neck"``: the command line's syntax, one prefix here) -> the list to write, when
+    every part is a prefix of the model; a name in the wrong case (``"FC"``: names are case-sensitive) -> that name;
+    else the closest choice (a did-you-mean, or ``""``)."""
+    parts = [x for x in re.split(r"[,\s]+", item) if x]
+    if len(parts) > 1 and all(_hits(names, x) for x in parts):
+        return (f" It holds {len(parts)} names in one string: entries are separate strings, e.g. "
+                f"{arg}={parts if arg == 'freeze' else tuple(parts)!r}.")
+    same = [c for c in dict.fromkeys(choices) if c.lower() == item.strip().lower()]
+    if len(same) == 1 and same[0] != item:
+        return f" Did you mean {same[0]!r}? (names are case-sensitive)" if item.strip() == item else \
+            f" Did you mean {same[0]!r}?"
+    return did_you_mean(item, choices)
+
+
 def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
     """The parameter names ``freeze_layers(model, n)`` would freeze; validates ``n`` and changes nothing."""
     layers = _layers(model)
@@ -714,7 +732,8 @@ def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
             if not hit:
                 raise ValueError(
                     f"freeze entry {item!r} matches no parameter name."
-                    f"{did_you_mean(item, names + list(all_names.bare.values()))} Layers: {_shown_layers(layers)}"
+                    f"{_prefix_hint('freeze', item, all_names, names + list(all_names.bare.values()))} "
+                    f"Layers: {_shown_layers(layers)}"
                 )
             selected.update(hit)
     return selected
@@ -959,8 +978,10 @@ def param_groups(
     direction, as timm's ``param_groups_weight_decay`` (it is 2-D) and transformers' ``Trainer`` (neither a bias nor
     a LayerNorm's) decay it; add ``"original0"`` to ``no_decay`` to spare it.
 
-    Torch optimizers keep the extra keys, and schedules built with :mod:`lrkit.schedules` or ``torch.optim``
-    multiply each group's own LR, so the ratios survive warmup, decay, the LR finder and ``lr0="auto"``.
+    Torch optimizers keep the extra keys, and schedules built with :mod:`lrkit.schedules` or torch's multiplicative
+    schedulers (``LambdaLR``, ``CosineAnnealingLR``, ``StepLR``, ...) multiply each group's own LR, so the ratios
+    survive warmup, decay, the LR finder and ``lr0="auto"``. Torch's ``OneCycleLR`` and ``CyclicLR`` given one
+    ``max_lr`` set every group to it: pass one per group (``max_lr=[g["lr"] for g in groups]``).
 
     ``exclude=optimizer`` (or an iterable of tensors) leaves out the parameters it already holds, for gradual
     unfreezing (ULMFiT, fastai's ``unfreeze()``): train the head first, then unfreeze the backbone and add only its
@@ -1047,7 +1068,8 @@ def param_groups(
                     "spare." if not heads else f"head entry {missing[0]!r} (of head={head_shown}) matches no "
                     "parameter of the model.")
             raise ValueError(
-                f"{what}{did_you_mean(missing[0] if missing else next(iter(head), ''), tops + tied)} Pass head= "
+                f"{what}{_prefix_hint('head', missing[0] if missing else next(iter(head), ''), names, tops + tied)}"
+                " Pass head= "
                 f"with the head's name; layers: {_shown_layers(top_layers)}"
                 + (f" (tied to them: {', '.join(dict.fromkeys(tied))})" if tied else "")
             )

@@ -656,7 +656,8 @@ class _Trainer:
         from lrkit.scaling import param_groups
 
         already_frozen = {n for n, p in self.model.named_parameters() if not p.requires_grad}
-        head = {} if cfg.head is None else {"head": tuple(cfg.head)}
+        # one name as the name (its errors read head='hed', as typed), several as a tuple
+        head = {} if cfg.head is None else {"head": cfg.head[0] if len(cfg.head) == 1 else tuple(cfg.head)}
         groups = param_groups(
             self.model, self.lr0, weight_decay=self.weight_decay, backbone_lr_scale=cfg.backbone_lr_scale,
             layer_decay=cfg.layer_decay, freeze=cfg.freeze, **head,
@@ -1079,7 +1080,33 @@ class _Trainer:
                 f"{'s' if len(self.frozen) != 1 else ''} ({total:,} parameters) in "
                 f"{'layer' if len(layers) == 1 else 'layers'} {', '.join(layers)}; they keep their weights"
                 + (f", and {len(self.frozen_norms)} normalisation layer{'s' if len(self.frozen_norms) != 1 else ''} "
-                   "among them their running statistics (kept in eval mode)" if self.frozen_norms else ""))
+                   "among them their running statistics (kept in eval mode)" if self.frozen_norms else "")
+                + self._freeze_index_note())
+
+    def _freeze_index_note(self) -> str:
+        """A note for each index in a ``freeze=`` list that points at a layer other than the module named as that
+        number: indices count the layers with parameters (``nn.Sequential``'s ReLUs are skipped), so on
+        ``Sequential(Linear, BatchNorm, ReLU, Linear, ...)`` index 3 is the module named ``'5'``."""
+        freeze = self.cfg.freeze
+        if not isinstance(freeze, (list, tuple)):
+            return ""
+        from lrkit.scaling import layer_names
+
+        names = layer_names(self.model)
+        notes, wrong = [], []
+        for item in freeze:
+            if type(item) is not int or not -len(names) <= item < len(names):
+                continue
+            name = names[item]
+            if item >= 0 and name != str(item) and str(item) in names:
+                notes.append(f"index {item} is layer {name!r} (the module named '{item}' is index "
+                             f"{names.index(str(item))})")
+                wrong.append(str(item))
+        if not notes:
+            return ""
+        return (f" — note: freeze indices count the layers with parameters ({', '.join(names)}): "
+                f"{'; '.join(notes)}; to freeze modules by name pass their names as strings, e.g. "
+                f"freeze={wrong!r} in Python")
 
     # ---------------------------------------------------------------------------------------------- schedule
     def _plan_schedule(self, epochs: int, total_steps: int, *, notes: bool = True) -> None:
