@@ -66,14 +66,17 @@ loss_fn = torch.nn.functional.cross_entropy
 '''
 
 
-def _torchrun(tmp: Path, task: str, *args: str) -> subprocess.CompletedProcess[str]:
-    (tmp / "task.py").write_text(task)
+def _torchrun(tmp: Path, task: str | None, *args: str, steps: int = 40) -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc_per_node 2 -m lrkit find [task.py] ...`` in ``tmp`` (``task=None``: the built-in demo)."""
+    if task is not None:
+        (tmp / "task.py").write_text(task)
     src = str(Path(__file__).parents[1] / "src")  # this checkout's lrkit, installed or not
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120",
            "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-         "-m", "lrkit", "find", "task.py", "--out", str(tmp / "lr"), "--num-steps", "40", "--no-chart", *args],
+         "-m", "lrkit", "find", *(["task.py"] if task is not None else []), "--out", str(tmp / "lr"),
+         "--num-steps", str(steps), "--no-chart", *args],
         capture_output=True, text=True, timeout=240, env=env, cwd=tmp)
 
 
@@ -117,3 +120,12 @@ def test_device_is_refused_where_the_task_file_placed_a_ddp_model(tmp_path: Path
     err = " ".join(done.stderr.split())
     assert "--device cpu under torch.distributed" in err and "leave out --device" in err, done.stderr[-3000:]
     assert not (tmp_path / "lr").exists()
+
+
+def test_the_demo_under_torchrun_is_shown_once_and_said_to_run_alone(tmp_path: Path) -> None:
+    done = _torchrun(tmp_path, None, steps=20)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr"]
+    out = " ".join(done.stdout.split())
+    assert out.count("LR range test —") == 1
+    assert out.count("each ran the built-in demo on its own") == 1 and "task file did not" not in out

@@ -126,8 +126,12 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value.isdigit() else default
 
 
-def _ungrouped_note(world: int) -> str:
-    """Rank 0's note when a launcher started ``world`` processes but the task file started no process group."""
+def _ungrouped_note(world: int, demo: bool) -> str:
+    """Rank 0's note when a launcher started ``world`` processes but no process group runs (``demo``: no task file)."""
+    if demo:
+        return (f"{world} processes were launched (WORLD_SIZE={world}), and each ran the built-in demo on its own; "
+                "rank 0's is shown and written. The demo runs in one process: for a range test over several, give a "
+                "task file whose model() starts torch.distributed")
     return (f"{world} processes were launched (WORLD_SIZE={world}), but the task file did not start torch.distributed: "
             "each process ran its own range test on its own copy of the data, and rank 0's is shown and written. "
             "For one test over every rank's shard, call torch.distributed.init_process_group() and wrap the model in "
@@ -412,7 +416,7 @@ def find_command(
     if out_dir is None or rank != 0:  # another rank: rank 0 shows and writes the one result
         return
     if world > 1 and not grouped:
-        caught.insert(0, warnings.WarningMessage(_ungrouped_note(world), UserWarning, __file__, 0))
+        caught.insert(0, warnings.WarningMessage(_ungrouped_note(world, task_file is None), UserWarning, __file__, 0))
     for w in caught:
         escape = optional_import("rich.markup", "cli").escape
         text = str(w.message) if task_file is None else _task_file_advice(str(w.message))  # (define, not pass)
