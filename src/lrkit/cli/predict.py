@@ -128,6 +128,14 @@ def _numbers(table: _Table, j: int, column: str) -> np.ndarray:
 
 
 def _read_array(path: Path) -> np.ndarray:
+    # numpy reads a file without its magic as a pickle and says "contains pickled (object) data": name it plainly
+    suffix = path.suffix.lower()
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if (suffix == ".npy" and head != b"\x93NUMPY") or (suffix == ".npz" and head[:2] != b"PK"):
+        what = "empty" if not head else f"not {'an .npz (a zip of arrays)' if suffix == '.npz' else 'an .npy'} file"
+        raise ValueError(f"{path} is not a NumPy array file: it is {what} (write one with "
+                         f"{'np.savez(path, x=rows)' if suffix == '.npz' else 'np.save(path, rows)'})")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -149,6 +157,30 @@ def _read_array(path: Path) -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{path}: the array holds {arr.dtype} values; the model takes numbers")
     return arr
+
+
+def _feature_columns(table: _Table, features: Sequence[str]) -> list[int]:
+    """The index in ``table`` of each of the run's ``features`` (all present): a name the header holds more often
+    than the run's features do is ambiguous (which of two ``sqft`` columns?) and a ``ValueError``; a name the run was
+    trained with twice (a CSV whose header repeated it) takes the header's columns of that name in order."""
+    header = table.header or []
+    seen: dict[str, int] = {}
+    columns = []
+    for c in features:
+        at = [j for j, h in enumerate(header) if h == c]
+        need = list(features).count(c)
+        if len(at) > need:
+            numbers = ", ".join(str(j + 1) for j in at)
+            raise ValueError(f"{table.name} has {len(at)} columns named {c!r} (columns {numbers}), and the run reads "
+                             f"{need}: which one holds the feature is not clear; rename or drop the other"
+                             f"{'s' * (len(at) - need > 1)}")
+        if len(at) < need:
+            raise ValueError(f"{table.name} has {len(at)} column{'s' * (len(at) != 1)} named {c!r}, but the run was "
+                             f"trained on {need} (its CSV's header named {need} columns {c!r}): give all {need}, in "
+                             "the order of the training file")
+        columns.append(at[seen.get(c, 0)])
+        seen[c] = seen.get(c, 0) + 1
+    return columns
 
 
 # ------------------------------------------------------------------------------------------------ the target
@@ -296,7 +328,8 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
                 raise ValueError(f"{table.name} has no column {', '.join(repr(c) for c in missing)}; the run's "
                                  f"features are {', '.join(run.features)} (the file's columns: "
                                  f"{', '.join(table.header)}).{rename_hint(missing, table.header, run.features)}")
-            x = {c: _numbers(table, table.header.index(c), repr(c)) for c in run.features}
+            at = _feature_columns(table, run.features)
+            x = np.stack([_numbers(table, j, repr(c)) for c, j in zip(run.features, at)], axis=1)
             extra = [c for c in table.header if c not in run.features and c not in keep]
             if name in extra:
                 target_cells = [row[table.header.index(name)] for row in table.rows]

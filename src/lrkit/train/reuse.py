@@ -34,7 +34,7 @@ from lrkit._step import _INPUT_KEYS, model_outputs
 from lrkit._utils import did_you_mean, first_line, is_float_text
 from lrkit.train.data import UNK, DataInfo
 from lrkit.train.results import TrainResults
-from lrkit.train.run import CHECKPOINT_FORMAT, killed_start
+from lrkit.train.run import CHECKPOINT_FORMAT, checkpoint_damage, killed_start
 
 __all__ = ["LoadedRun", "load_run", "rename_hint"]
 
@@ -154,7 +154,8 @@ class LoadedRun:
         ``(N, 1, 8, 8)`` images); a CSV run also takes its feature columns by name — a ``{column: values}`` mapping,
         a DataFrame, or a list of dict rows as ``csv.DictReader`` gives them (numeric strings are read as numbers;
         other columns, an ID, are ignored); a text run takes a ``str`` (its token ids, as a batch of one). One sample
-        gives a batch of one. A file name is refused with how to read it (the rows themselves are taken).
+        gives a batch of one. A file name is refused with how to read it (the rows themselves are taken); so are a
+        missing value (NaN, ``None``, an infinity: named by row and column, never predicted) and an input of no rows.
 
         >>> import tempfile, lrkit
         >>> r = lrkit.train(data="iris", epochs=1, project=tempfile.mkdtemp(), verbose=False, plots=False)
@@ -186,12 +187,24 @@ class LoadedRun:
                else np.asarray(x, dtype=np.float64))
         shape = shape or (arr.shape[-1],)
         per = math.prod(shape)
+        if arr.size == 0:  # numpy's own words would be "cannot reshape array of size 0 into shape (0,newaxis)"
+            named = f" ({', '.join(self.features)})" if self.features else ""
+            raise ValueError(f"x holds no samples (x of shape {arr.shape}); give at least one row of the {per} "
+                             f"values the run was trained on{named}")
         single = arr.size == per and arr.ndim <= len(shape)
         rows = arr.reshape(1, -1) if single else arr.reshape(len(arr), -1) if arr.ndim >= 1 else arr.reshape(1, -1)
         if rows.shape[1] != per:
             named = f": {', '.join(self.features)}" if self.features else f" (samples of shape {tuple(shape)})"
             raise ValueError(f"x has {rows.shape[1]} values per sample (x of shape {arr.shape}); the run was "
                              f"trained on {per}{named}")
+        bad = np.argwhere(~np.isfinite(rows))
+        if len(bad):  # a NaN row would be NaN in the target's units, or silently the first class (argmax of NaN)
+            i, j = (int(v) for v in bad[0])
+            where = (f"column {self.features[j]!r}" if self.features and len(self.features) == per
+                     else f"value {j} (counting from 0)")
+            raise ValueError(f"x's row {i} (counting from 0) holds {float(rows[i, j])!r} in {where}; the model takes "
+                             f"finite numbers (a missing value: fill it in or drop that row; {len(bad)} such value"
+                             f"{'s' * (len(bad) != 1)} in all)")
         mean, std = self.scaling["x_mean"].numpy(), self.scaling["x_std"].numpy()
         rows = (rows - mean) / std
         return torch.as_tensor(rows.reshape(len(rows), *shape), dtype=dtype).to(self._device())
@@ -425,6 +438,13 @@ def _checkpoint_path(run: str | os.PathLike[str], which: str | None) -> Path:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    damage = checkpoint_damage(path)
+    if damage is not None and "not a torch" not in damage:  # empty, or cut short: not "some other file"
+        other = "last" if path.name == "best.pt" else "best"
+        whole = (f"; the run's {other}.pt may be whole: load_run({str(path.parent)!r}, which={other!r})"
+                 if path.name in ("best.pt", "last.pt") and checkpoint_damage(path.parent / f"{other}.pt") is None
+                 and (path.parent / f"{other}.pt").is_file() else "")
+        raise ValueError(f"load_run: {path} cannot be read: {damage}{whole}")
     if not zipfile.is_zipfile(path):  # torch.save's format is a zip: torch's own message would talk of weights_only
         raise ValueError(f"load_run: {path} is not an lrkit checkpoint (not a torch .pt file): give the run "
                          "directory, or its best.pt / last.pt")
@@ -555,7 +575,12 @@ def _rows_as_columns(rows: list[Any] | tuple[Any, ...], features: list[str]) -> 
 
 
 def _cell_number(value: Any, column: str, row: int) -> Any:
-    """A cell of a dict row as a number: a numeric string (csv.DictReader's) becomes a float; anything else is kept."""
+    """A cell of a dict row as a number: a numeric string (csv.DictReader's) becomes a float; anything else is kept.
+    ``None`` (what csv.DictReader gives for the fields a short line lacks) is a missing cell, named."""
+    if value is None:
+        raise ValueError(f"x's column {column!r} is missing in row {row} (counting from 0: None, as csv.DictReader "
+                         "gives for a line with fewer fields than the header); the model takes numbers (fill in or "
+                         "drop that row)")
     if isinstance(value, str):
         text = value.strip()
         if not is_float_text(text):

@@ -30,6 +30,7 @@ import os
 import random
 import shlex
 import time
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,6 +44,7 @@ from lrkit._utils import atomic_write, atomic_write_text, claim_dir_created, opt
 __all__ = [
     "CHECKPOINT_FORMAT",
     "RUN_FILES",
+    "checkpoint_damage",
     "claim_run_dir",
     "find_resume_checkpoint",
     "get_rng_state",
@@ -336,12 +338,46 @@ def _cpu_copy(t: torch.Tensor, memo: dict[Any, torch.Tensor]) -> torch.Tensor:
     return memo[key]
 
 
+def checkpoint_damage(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be a whole ``torch.save`` file, in words, or ``None`` when it may be one: empty,
+    truncated (a zip's start without its end: a copy or download cut short), or not a torch file at all. torch's
+    own words for these are an internal zip error or a suggestion to load with ``weights_only=False``.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "a.pt").write_bytes(b""); _ = (d / "b.pt").write_bytes(b"PK\x03\x04x")
+    >>> checkpoint_damage(d / "a.pt"), checkpoint_damage(d / "b.pt")
+    ('it is empty (0 bytes)', 'it is truncated or damaged (5 bytes: a torch file whose end is missing)')
+    """
+    try:
+        size = os.path.getsize(path)
+        if zipfile.is_zipfile(path):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None  # torch.load says what is wrong with reading it
+    if size == 0:
+        return "it is empty (0 bytes)"
+    if head == b"PK\x03\x04":  # torch.save's zip, cut short: its central directory is at the end
+        return f"it is truncated or damaged ({size:,} bytes: a torch file whose end is missing)"
+    return f"it is not a torch .pt file ({size:,} bytes that are no torch.save output)"
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Load an lrkit training checkpoint with ``weights_only=True``; ``ValueError`` if it is not one."""
+    """Load an lrkit training checkpoint with ``weights_only=True``; ``ValueError`` if it is not one (an empty,
+    truncated or foreign file is named so, not in torch's words)."""
+    damage = checkpoint_damage(path)
+    if damage is not None:
+        folder = Path(path).parent
+        raise ValueError(f"cannot load checkpoint {os.fspath(path)!r}: {damage}, so the run cannot resume from it; "
+                         f"its best.pt, if whole, still loads (lrkit.load_run({os.fspath(folder)!r})), and the same "
+                         f"settings train again with lrkit train cfg={shlex.quote(os.fspath(folder / 'args.yaml'))} "
+                         "resume=false")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # any unpickling failure means "not a (safe) lrkit checkpoint"
-        raise ValueError(f"cannot load checkpoint {os.fspath(path)!r}: {str(e).splitlines()[0]}") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot load checkpoint {os.fspath(path)!r}: {first}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{os.fspath(path)!r} is not an lrkit training checkpoint (format {CHECKPOINT_FORMAT})")
     return state
