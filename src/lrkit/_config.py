@@ -521,6 +521,15 @@ def _run_name(key: str, v: Any) -> str:
     if path.anchor:  # project / "/abs/exp" is "/abs/exp": outside project, where resume=true never looks
         raise ValueError(f"{key}={s!r} is an absolute path, but a run name is a folder inside project: give "
                          f"project={str(path.parent)!r} name={path.name!r}")
+    # a folder a shell user can type: no control character (a newline split `ls` over two lines), no part that is
+    # only spaces or starts/ends with one (name=' ' made a folder that looks empty)
+    if any(ord(c) < 32 or ord(c) == 127 for c in s):
+        raise ValueError(f"{key}={s!r} holds a control character (a newline, a tab, ...): a run name is a folder "
+                         "name, e.g. name=exp")
+    if any(part != part.strip() for part in parts):
+        fixed = "/".join(part.strip() for part in parts if part.strip())
+        hint = f"name={fixed!r}" if fixed else "e.g. name=exp"
+        raise ValueError(f"{key}={s!r} has a part that is blank or starts or ends with a space: give {hint}")
     return s
 
 

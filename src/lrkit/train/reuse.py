@@ -214,6 +214,12 @@ class LoadedRun:
         if self.features is None:
             raise ValueError("x is a table of named columns, but this run was not trained on a CSV file (no column "
                              "names recorded); pass an array of samples")
+        twice = [c for c in dict.fromkeys(self.features) if self.features.count(c) > 1]
+        if twice:  # a table has one column of that name: it would stand in for both of the training columns
+            raise ValueError(f"the run's training CSV names {twice[0]!r} for {self.features.count(twice[0])} feature "
+                             f"columns ({self.features}), so x's columns cannot be matched by name; give the rows as "
+                             "an array in that column order (or `lrkit predict` a CSV with the same header: it maps "
+                             "repeated names in order)")
         names = [str(c) for c in (table.columns if hasattr(table, "columns") else table.keys())]
         missing = [c for c in self.features if c not in names]
         if missing:
