@@ -313,7 +313,7 @@ COVERED = [
     Covered("The run directory", 'ckpt = torch.load("runs/train/last.pt", weights_only=True)', _finished_run,
             after=_after_checkpoint),
     Covered("Using a finished run", "import lrkit", _none, after=_after_load_run),
-    Covered('`lr0="auto"`: the peak LR for this run\'s schedule and budget', "import lrkit",
+    Covered('`lr0="auto"`: the peak LR for this run\'s schedule and budget', "import lrkit, torch",
             _auto, after=_after_choose_lr0),
     Covered("`scale_lr` — change the batch size, keep the LR right", "import lrkit", _digits),
     Covered("`nominal_batch` — Ultralytics' `nbs`", ">>> from lrkit.scaling import nominal_batch", _none),

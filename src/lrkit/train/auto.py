@@ -433,6 +433,20 @@ def _sized_empty(loader: Any) -> bool:
         return False
 
 
+def _describe_batch(batch: Any) -> str:
+    """A batch in a few words for an error: its tensors' shapes and dtypes (a tuple, a list or a dict of them)."""
+
+    def one(v: Any) -> str:
+        return f"{tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}" if isinstance(v, torch.Tensor) else \
+            type(v).__name__
+
+    if isinstance(batch, Mapping):
+        return "a dict: " + ", ".join(f"{k!r}: {one(v)}" for k, v in list(batch.items())[:4])
+    if isinstance(batch, (tuple, list)):
+        return f"a {type(batch).__name__}: " + ", ".join(one(v) for v in batch[:4])
+    return one(batch)
+
+
 @torch.no_grad()
 def _val_loss(
     model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device, amp: Any = None
@@ -440,13 +454,24 @@ def _val_loss(
     model.eval()
     total, count = 0.0, 0
     try:
-        for batch in loader:
+        for i, batch in enumerate(loader):
             batch = move_to(batch, device)
             n = batch_size(batch)
             if n == 0:  # an empty batch holds no samples: its loss is NaN (a mean over nothing), and NaN x 0 is NaN
                 continue
-            with amp if amp is not None else _NO_AMP:
-                loss = batch_loss(model, batch, loss_fn, step_fn)
+            try:
+                with amp if amp is not None else _NO_AMP:
+                    loss = batch_loss(model, batch, loss_fn, step_fn)
+            except (RuntimeError, TypeError, IndexError, KeyError) as e:  # raised as it is (the model's own error),
+                # with a note saying where: torch's words alone ("mat1 and mat2 shapes cannot be multiplied") do not
+                if not isinstance(e, torch.OutOfMemoryError):
+                    e.add_note(
+                        f"(lrkit: raised while lr0='auto' scored on val_loader's batch {i}, {_describe_batch(batch)}, "
+                        "in eval mode; the range test's train_loader batches went through the model in train mode. "
+                        "If val_loader's batches differ from those in form, fix val_loader, or pass val_loader=None "
+                        "to score the trials on the training loss)"
+                    )
+                raise
             total += float(loss) * n
             count += n
     finally:
@@ -527,6 +552,76 @@ def _set_opt_mode(optimizer: torch.optim.Optimizer, *, train: bool) -> None:
     snapshot puts the caller's mode and weights back."""
     if _has_modes(optimizer) and any(g.get("train_mode", train) is not train for g in optimizer.param_groups):
         (optimizer.train if train else optimizer.eval)()  # type: ignore[attr-defined]
+
+
+#: The run-length parameters of torch's scheduler classes: a class whose first argument after the optimizer is one of
+#: these builds a schedule over ``steps`` steps when called as ``make_scheduler(optimizer, steps)``.
+_STEP_COUNT_PARAMS = ("T_max", "T_0", "total_iters", "step_size", "total_steps")
+
+#: How to write a torch scheduler class whose first argument is not the run length as a ``make_scheduler``.
+_CLASS_EXAMPLES = {
+    "ExponentialLR": "ExponentialLR(optimizer, gamma=0.01 ** (1 / steps))",
+    "OneCycleLR": "OneCycleLR(optimizer, max_lr=[g['lr'] for g in optimizer.param_groups], total_steps=steps)",
+    "LinearLR": "LinearLR(optimizer, start_factor=1.0, end_factor=0.01, total_iters=steps)",
+    "ConstantLR": "ConstantLR(optimizer, factor=0.5, total_iters=steps // 10)",
+    "MultiStepLR": "MultiStepLR(optimizer, milestones=[steps // 2, 3 * steps // 4])",
+}
+
+
+def _check_make_scheduler(make_scheduler: Any) -> None:
+    """Refuse, before any compute, a ``make_scheduler`` that cannot be ``(optimizer, steps) -> LRScheduler``: not a
+    callable (a schedule spec string: how to build one from it), an lrkit ``Schedule`` (a multiplier of the step, not a
+    scheduler factory), or one of torch's scheduler classes whose second argument is not a run length
+    (``ExponentialLR(optimizer, steps)`` would take ``steps`` as its ``gamma`` and every trial would diverge)."""
+    from lrkit.schedules.base import Schedule
+
+    recipe = ("; pass a function that builds the run's schedule over `steps` steps, e.g. "
+              "make_scheduler=lambda optimizer, steps: ")
+    if isinstance(make_scheduler, str):
+        raise ValueError(
+            f"make_scheduler={make_scheduler!r} is a string, but choose_lr0 needs a callable (optimizer, steps) -> "
+            f"LRScheduler{recipe}lrkit.schedules.from_spec({make_scheduler!r}, total_steps=steps).to_torch(optimizer) "
+            "(leave the peak, lr0= or max_lr=, out of the spec: it would override every candidate's LR), or let "
+            "lrkit.train(schedule=..., lr0='auto') build it"
+        )
+    if isinstance(make_scheduler, Schedule):
+        label = getattr(make_scheduler, "label", None)
+        raise ValueError(
+            f"make_scheduler={label if isinstance(label, str) else type(make_scheduler).__name__!r}"
+            f" is an lrkit Schedule (step -> LR multiplier), not a callable (optimizer, steps) -> LRScheduler{recipe}"
+            "schedule.replan(at_step=0, total_steps=steps).to_torch(optimizer) (leave the peak, lr0= or max_lr=, out "
+            "of the schedule: it would override every candidate's LR)"
+        )
+    if not callable(make_scheduler):
+        raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> LRScheduler")
+    lr_scheduler = torch.optim.lr_scheduler
+    kinds = (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)
+    if not (isinstance(make_scheduler, type) and issubclass(make_scheduler, kinds)
+            and make_scheduler.__module__.startswith("torch.optim")):
+        return  # a function, or a class of the user's own: checked when first called
+    name = make_scheduler.__name__
+    if issubclass(make_scheduler, lr_scheduler.ReduceLROnPlateau):
+        raise ValueError(
+            "make_scheduler=ReduceLROnPlateau follows a metric, not the step count, so lr0='auto' cannot compress it "
+            "into a short trial; pass the run's schedule over `steps` steps (LambdaLR, CosineAnnealingLR, OneCycleLR, "
+            "...), or choose the LR with lrkit.find_lr"
+        )
+    try:
+        params = [p for p in inspect.signature(make_scheduler).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):  # no signature to read: leave it to the call
+        return
+    second = params[1].name if len(params) > 1 else None
+    if second in _STEP_COUNT_PARAMS and params[0].name == "optimizer":
+        return  # CosineAnnealingLR(optimizer, steps): T_max=steps, the run's length
+    example = _CLASS_EXAMPLES.get(name, "LambdaLR(optimizer, lambda t: 1 - t / steps)")
+    took = (f"which passes `steps` as its {second!r}, not as the run's length" if second is not None
+            else "which takes no run length")
+    raise ValueError(
+        f"make_scheduler=torch.optim.lr_scheduler.{name} is a scheduler class: lr0='auto' would call "
+        f"{name}(optimizer, steps), {took}{recipe}{example} (classes whose second argument is the run's length, "
+        "such as CosineAnnealingLR or PolynomialLR, may be passed as they are)"
+    )
 
 
 def _make_trial_scheduler(make_scheduler: MakeScheduler, optimizer: torch.optim.Optimizer, steps: int) -> Any:
@@ -813,8 +908,7 @@ def choose_lr0(
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**64:
             raise ValueError(f"seed={seed!r} must be an integer in [-2**63, 2**64) (torch's seed range)")
         seed = int(seed)
-        if not callable(make_scheduler):
-            raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> LRScheduler")
+        _check_make_scheduler(make_scheduler)
         if log is not None and not callable(log):
             raise ValueError(f"log={log!r} must be a callable taking one line of text (e.g. print), or None")
         if max_grad_norm is not None:
