@@ -1276,15 +1276,21 @@ class _Trainer:
         return sched.to_torch(optimizer)
 
     def _choose_lr0(self) -> None:
-        from lrkit.train.auto import _FOR_LRKIT_TRAIN, choose_lr0
+        from lrkit.train.auto import _FOR_LRKIT_TRAIN, choose_lr0, plan_budget
 
         def make_scheduler(optimizer: torch.optim.Optimizer, steps: int) -> Any:
             g = max(optimizer.param_groups, key=lambda g: float(g.get("lr_scale", 1.0)))
             peak = float(g["lr"]) / float(g.get("lr_scale", 1.0) or 1.0)
             return self._scheduler(optimizer, peak, steps)
 
-        self.log(f"lrkit.train: lr0=auto — range test + confirmation trials within {self.cfg.auto_budget:.0%} "
-                 "extra compute")
+        budget = self.cfg.auto_budget
+        try:  # (choose_lr0 checks the same values again, and names them, below)
+            trials = plan_budget(self.total_steps, budget, 3).num_trials  # choose_lr0's default num_candidates
+        except ValueError:
+            trials = 1
+        self.log(f"lrkit.train: lr0=auto — range test + confirmation trials within {budget:.0%} extra compute"
+                 if trials else f"lrkit.train: lr0=auto — range test only, within {budget:.0%} extra compute (a run "
+                 f"of {self.total_steps} steps leaves no room for confirmation trials; auto_budget= buys them)")
         val_loader: Any = self.val_loader
         # the frozen norms stay in eval mode through the range test and the trials (which call model.train()), as
         # through the run: the trials then score the model the run trains
