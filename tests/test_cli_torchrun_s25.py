@@ -129,3 +129,17 @@ def test_the_demo_under_torchrun_is_shown_once_and_said_to_run_alone(tmp_path: P
     out = " ".join(done.stdout.split())
     assert out.count("LR range test —") == 1
     assert out.count("each ran the built-in demo on its own") == 1 and "task file did not" not in out
+
+
+def test_a_bad_option_under_a_launch_names_the_rank(tmp_path: Path, monkeypatch) -> None:
+    # checked before anything runs, on every rank: each says which it is, as a later error does
+    from typer.testing import CliRunner
+
+    from lrkit.cli.app import build_app
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for args in (["--rule", "slide"], ["--diverge-factor", "x"]):
+        out = CliRunner().invoke(build_app(), ["find", *args, "--out", str(tmp_path / "o")])
+        assert out.exit_code == 2
+        assert " ".join(out.output.split()).startswith("error: rank 1 of 2: "), out.output

@@ -96,7 +96,7 @@ def test_a_short_test_still_falling_at_its_end_also_names_num_steps() -> None:
     note = [w for w in _quality_warnings(FinderResult(lrs=lrs, losses=falling, start_lr=1e-6, end_lr=10.0,
                                                       num_steps=12)) if "still falling" in w]
     assert note and note[0].endswith("raise end_lr (now 10) so the test sees where the loss turns up, and num_steps "
-                                      "(now 12): at 12 steps each LR trains for a single step")
+                                      "(now 12): 12 steps are too few to see the turn")
     long = [10 ** (-6 + 7 * i / 59) for i in range(60)]
     note = [w for w in _quality_warnings(FinderResult(lrs=long, losses=[2.0 - i / 60 for i in range(60)],
                                                       start_lr=1e-6, end_lr=10.0, num_steps=60))
@@ -107,5 +107,6 @@ def test_a_short_test_still_falling_at_its_end_also_names_num_steps() -> None:
 def test_lrkit_train_says_when_lr0_auto_has_no_room_for_trials(tmp_path, capsys) -> None:
     lrkit.train(data="digits", model="linear", epochs=3, lr0="auto", project=str(tmp_path), plots=False)
     out = " ".join(capsys.readouterr().out.split())
-    assert "lr0=auto — range test only, within 30% extra compute (a run of" in out
+    # 69 steps: trials fit only after a range test that stops by its 4th step
+    assert "lr0=auto — range test, then confirmation trials only if it stops early, by step 4 of its 17" in out
     assert "confirmation trials within" not in out

@@ -118,7 +118,16 @@ def _process_rank() -> tuple[int, int, bool]:
     ``(0, 1, False)``."""
     if distributed():
         return torch.distributed.get_rank(), torch.distributed.get_world_size(), True
-    return _env_int("RANK", 0), _env_int("WORLD_SIZE", 1), False
+    rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    if not 0 <= rank < world:  # a RANK left in the environment, no launch of WORLD_SIZE processes: one process alone
+        return 0, 1, False
+    return rank, world, False
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """:func:`fail`, prefixed ``rank 1 of 2:`` when launched in several processes (each rank says its own)."""
+    rank, world, _ = _process_rank()
+    fail(message if world == 1 else f"rank {rank} of {world}: {message}", code)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -313,7 +322,7 @@ def _diverge_option(text: str) -> float | None:
     try:
         return float(str(text).strip())
     except ValueError:
-        fail(f"--diverge-factor {text!r} must be a number (4 is the default) or none (no divergence stop)")
+        _fail(f"--diverge-factor {text!r} must be a number (4 is the default) or none (no divergence stop)")
         raise  # pragma: no cover - fail exits
 
 
@@ -375,7 +384,7 @@ def find_command(
     overwritten).
     """
     if rule not in SUGGESTION_RULES:
-        fail(str(_suggest.unknown_rule_error(rule, "--rule")))
+        _fail(str(_suggest.unknown_rule_error(rule, "--rule")))
     diverge = _diverge_option(diverge_factor)
     con = console()
     import warnings
@@ -401,16 +410,15 @@ def find_command(
             if result.stop_reason != "completed":  # the bar ends where the test did, not short of its total
                 update(advance=0, total=result.num_steps_run, info=f"stopped: {result.stop_reason}")
     except (ValueError, OSError, TypeError) as e:
-        rank, world, _ = _process_rank()
-        if chart and isinstance(e, _TooShort) and rank == 0:  # the curve so far is worth a look, as lr_find.png is
+        if chart and isinstance(e, _TooShort) and _process_rank()[0] == 0:  # the curve so far: worth a look
             print_chart(con, e.result.text_plot)
         message = _as_flags(str(e), values)
         if message.startswith("--diverge-factor"):  # find_lr's Python None is typed none here
             message = message.replace("or None for no stop", "or none for no stop")
-        fail(message if world == 1 else f"rank {rank} of {world}: {message}")  # (each rank says its own)
+        _fail(message)
         return
     except KeyboardInterrupt:  # Ctrl-C: a line saying so (run_find writes --out only after the test)
-        fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
+        _fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
         return
     rank, world, grouped = _process_rank()
     if out_dir is None or rank != 0:  # another rank: rank 0 shows and writes the one result

@@ -1439,7 +1439,7 @@ def _quality_warnings(result: FinderResult) -> list[str]:
             f"the loss was still falling at the end of the range (lowest at lr={lrs[i_min]:.3g}, among the last LRs "
             f"tested): the test never saw where higher LRs stop helping, so the rules read a curve without its "
             f"turn; raise {end_lr} so the test sees where the loss turns up"
-            + (f", and {num_steps}: at {len(losses)} steps each LR trains for a single step" if len(losses) < 30
+            + (f", and {num_steps}: {len(losses)} steps are too few to see the turn" if len(losses) < 30
                else "") + suffix
         ]
     return []

@@ -278,6 +278,18 @@ def train(
     return _Trainer(config, explicit, loss_fn=loss_fn, step_fn=step_fn, progress=progress).fit()
 
 
+def _name_still_valid(name: Any) -> bool:
+    """Whether a run name recorded in a checkpoint passes today's checks (an earlier lrkit took ``'exp '``)."""
+    from lrkit._config import _run_name
+
+    try:
+        if name is not None:
+            _run_name("name", name)
+    except ValueError:
+        return False
+    return True
+
+
 def _same(a: Any, b: Any) -> bool:
     if a is b:
         return True
@@ -458,6 +470,8 @@ class _Trainer:
                 merged[key] = new
             elif key in self.explicit and key in RESUME_OVERRIDES:
                 merged[key] = new
+            elif key == "name" and not _name_still_valid(old):
+                merged[key] = new  # a name an earlier lrkit took ('exp '): ignored on resume (the run's folder)
             elif key in self.explicit and not isinstance(new, (str, int, float, bool, type(None), dict, list)):
                 merged[key] = new  # a Python object passed again where the run had a name: trust the caller
             elif key in self.explicit and _config_plain(new) == old:
@@ -1276,7 +1290,7 @@ class _Trainer:
         return sched.to_torch(optimizer)
 
     def _choose_lr0(self) -> None:
-        from lrkit.train.auto import _FOR_LRKIT_TRAIN, choose_lr0, plan_budget
+        from lrkit.train.auto import _FOR_LRKIT_TRAIN, MIN_TRIAL_STEPS, choose_lr0, plan_budget
 
         def make_scheduler(optimizer: torch.optim.Optimizer, steps: int) -> Any:
             g = max(optimizer.param_groups, key=lambda g: float(g.get("lr_scale", 1.0)))
@@ -1284,13 +1298,26 @@ class _Trainer:
             return self._scheduler(optimizer, peak, steps)
 
         budget = self.cfg.auto_budget
+        room = 0
         try:  # (choose_lr0 checks the same values again, and names them, below)
-            trials = plan_budget(self.total_steps, budget, 3).num_trials  # choose_lr0's default num_candidates
+            plan = plan_budget(self.total_steps, budget, 3)  # choose_lr0's default num_candidates
+            trials = plan.num_trials
+            # choose_lr0 plans again with the steps the range test ran: one that stops early (diverged, the usual
+            # end) by this step leaves room for two trials of MIN_TRIAL_STEPS after all
+            room = min(plan.budget_steps - 2 * MIN_TRIAL_STEPS, plan.finder_steps - 1)
         except ValueError:
             trials = 1
-        self.log(f"lrkit.train: lr0=auto — range test + confirmation trials within {budget:.0%} extra compute"
-                 if trials else f"lrkit.train: lr0=auto — range test only, within {budget:.0%} extra compute (a run "
-                 f"of {self.total_steps} steps leaves no room for confirmation trials; auto_budget= buys them)")
+        extra = f"within {budget:.0%} extra compute"
+        if trials:
+            line = f"range test + confirmation trials {extra}"
+        elif room >= 1:
+            line = (f"range test, then confirmation trials only if it stops early, by step {room} of its "
+                    f"{plan.finder_steps} (diverging, as most do: a run of {self.total_steps} steps leaves no room for "
+                    f"them after a full test), {extra}; auto_budget= buys room")
+        else:
+            line = (f"range test only, {extra} (a run of {self.total_steps} steps leaves no room for confirmation "
+                    "trials; auto_budget= buys them)")
+        self.log(f"lrkit.train: lr0=auto — {line}")
         val_loader: Any = self.val_loader
         # the frozen norms stay in eval mode through the range test and the trials (which call model.train()), as
         # through the run: the trials then score the model the run trains
