@@ -54,3 +54,14 @@ def test_indices_that_match_the_module_names_get_no_note(tmp_path, capsys) -> No
     lrkit.train(model, data="breast_cancer", epochs=1, freeze=[0, 1], project=str(tmp_path), lr0=0.01)
     out = " ".join(capsys.readouterr().out.split())
     assert "froze 4 parameter tensors" in out and "freeze indices count" not in out
+
+
+def test_an_index_at_a_module_without_parameters_is_noted(tmp_path, capsys) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                          nn.Linear(16, 2))
+    lrkit.train(model, data="breast_cancer", epochs=1, freeze=[0, 2], project=str(tmp_path), lr0=0.01)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "in layers 1, 5" in text
+    assert "index 0 is layer '1' (the module named '0', a Flatten, has no parameters to freeze)" in text
+    assert "index 2 is layer '5' (the module named '2', a ReLU, has no parameters to freeze)" in text

@@ -1107,20 +1107,23 @@ class _Trainer:
         from lrkit.scaling import layer_names
 
         names = layer_names(self.model)
+        children = dict(self.model.named_children())  # (a parameter-less child, Flatten or ReLU, is no layer)
         notes, wrong = [], []
         for item in freeze:
-            if type(item) is not int or not -len(names) <= item < len(names):
+            if type(item) is not int or not 0 <= item < len(names) or names[item] == str(item):
                 continue
-            name = names[item]
-            if item >= 0 and name != str(item) and str(item) in names:
-                notes.append(f"index {item} is layer {name!r} (the module named '{item}' is index "
+            if str(item) in names:
+                notes.append(f"index {item} is layer {names[item]!r} (the module named '{item}' is index "
                              f"{names.index(str(item))})")
                 wrong.append(str(item))
+            elif str(item) in children:
+                notes.append(f"index {item} is layer {names[item]!r} (the module named '{item}', a "
+                             f"{type(children[str(item)]).__name__}, has no parameters to freeze)")
         if not notes:
             return ""
         return (f" — note: freeze indices count the layers with parameters ({', '.join(names)}): "
-                f"{'; '.join(notes)}; to freeze modules by name pass their names as strings, e.g. "
-                f"freeze={wrong!r} in Python")
+                f"{'; '.join(notes)}" + (f"; to freeze modules by name pass their names as strings, e.g. "
+                                         f"freeze={wrong!r} in Python" if wrong else ""))
 
     # ---------------------------------------------------------------------------------------------- schedule
     def _plan_schedule(self, epochs: int, total_steps: int, *, notes: bool = True) -> None:
