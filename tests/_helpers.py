@@ -71,6 +71,17 @@ def flat_band_exit(curve: np.ndarray) -> int:
     return int(np.nonzero(s > start + max(0.02 * abs(start), 3 * sigma))[0][0])
 
 
+def regression_batches(n: int, features: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` batches of 16 ``(x, x @ w + noise)`` pairs, ``features`` inputs, drawn from a generator seeded ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(features, 1, generator=g)
+    out = []
+    for _ in range(n):
+        x = torch.randn(16, features, generator=g)
+        out.append((x, x @ w + 0.1 * torch.randn(16, 1, generator=g)))
+    return out
+
+
 def free_port() -> int:
     """A free TCP port on loopback, for a ``torch.distributed`` test's ``MASTER_PORT``."""
     with socket.socket() as s:

@@ -16,18 +16,13 @@ import torch
 from torch.optim import lr_scheduler
 
 import lrkit
+from _helpers import regression_batches
 from lrkit.schedules import from_spec
 from lrkit.train.auto import choose_lr0
 
 
 def _data(n: int = 8, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(4, 1, generator=g)
-    out = []
-    for _ in range(n):
-        x = torch.randn(16, 4, generator=g)
-        out.append((x, x @ w + 0.1 * torch.randn(16, 1, generator=g)))
-    return out
+    return regression_batches(n, 4, seed)
 
 
 class _Counting:

@@ -18,6 +18,7 @@ import torch
 
 import lrkit
 import lrkit._state as state_mod
+from _helpers import regression_batches
 from lrkit._config import TrainConfig
 from lrkit.monitor import Monitor
 
@@ -31,13 +32,7 @@ def _net(seed: int = 0) -> torch.nn.Module:
 
 
 def _batches(n: int = 40) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(1)
-    w = torch.randn(6, 1, generator=g)
-    out = []
-    for _ in range(n):
-        x = torch.randn(16, 6, generator=g)
-        out.append((x, x @ w + 0.1 * torch.randn(16, 1, generator=g)))
-    return out
+    return regression_batches(n, 6, 1)
 
 
 def _tensors(obj: Any) -> list[torch.Tensor]:
