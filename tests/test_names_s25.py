@@ -41,3 +41,10 @@ def test_a_csv_header_naming_a_column_twice_trains_but_predict_by_name_is_refuse
     with pytest.raises(ValueError, match="cannot be matched by name"):
         run.predict([{"sqft": "1", "rooms": "2"}])
     assert run.predict([[1.0, 2.0, 2.0]]).shape == (1,)  # an array in the training order is fine
+
+
+def test_a_built_in_model_name_is_recorded_as_built(tmp_path: Path) -> None:
+    import yaml
+
+    r = lrkit.train(data="iris", model="mlp ", epochs=1, verbose=False, plots=False, project=str(tmp_path))
+    assert yaml.safe_load((Path(r.run_dir) / "args.yaml").read_text())["resolved"]["model"] == "mlp"

@@ -402,9 +402,18 @@ def load_data(
             return _from_builtin(BUILTIN_DATASETS[builtin[key]], seed=seed, val=val, task=task)
         path = Path(text).expanduser()
         if not path.exists():
+            if re.match(r"(https?|s3|gs|ftp)://", text.strip(), re.IGNORECASE):
+                raise ValueError(f"data={text!r} is a URL: lrkit.train downloads nothing; save the file and pass its "
+                                 "path")
             if path.suffix or os.sep in text or "/" in text:
                 raise ValueError(f"data={text!r}: no such file")
-            raise unknown_name_error("dataset", text, BUILTIN_DATASETS)
+            error = unknown_name_error("dataset", text, BUILTIN_DATASETS)
+            known = _TORCHVISION_DATASETS.get(key.replace("-", ""))
+            if known is not None and "Did you mean" not in str(error):  # Ultralytics' data=mnist downloads it
+                raise ValueError(f"{error}; lrkit.train downloads nothing: in Python, pass data=torchvision.datasets."
+                                 f"{known}(root, download=True, transform=torchvision.transforms.ToTensor()) (split "
+                                 "by val=)") from None
+            raise error
         if path.is_dir():
             raise ValueError(f"data={text!r} is a directory; pass a CSV, NPZ, text or data-YAML file")
         if drop and _file_kind(path) not in ("table", "yaml"):
@@ -444,6 +453,12 @@ def load_data(
         "path (.csv, .npz, .txt, .yaml), a torch Dataset/DataLoader, a (train, val) pair, or a mapping of splits "
         "({'train': ds, 'validation': ds}, a DatasetDict)"
     )
+
+
+#: image datasets Ultralytics (and tutorials) download by name, as lowercase keys without '-'/'_': their torchvision
+#: class, whose (root, download=True, transform=ToTensor()) gives fixed-size images
+_TORCHVISION_DATASETS = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10",
+                         "cifar100": "CIFAR100", "svhn": "SVHN"}
 
 
 def _split_one(data: Any, *, seed: int, val: float, task: str | None) -> TrainData:
@@ -807,15 +822,16 @@ def _check_readable_suffix(path: Path, what: str) -> None:
                          "character-level LM on its text, give it a .txt name")
 
 
-def _decode(data: bytes, what: str) -> str:
-    """``data`` as UTF-8 (a byte-order mark dropped), or a ``ValueError`` naming the file, the line and the byte."""
+def _decode(data: bytes, what: str, *, table: bool = False) -> str:
+    """``data`` as UTF-8 (a byte-order mark dropped), or a ``ValueError`` naming the file, the line and the byte
+    (``table``: a CSV/TSV file, for which a spreadsheet's export option is named too)."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
+        how = "spreadsheets: 'CSV UTF-8'; or iconv -f latin1 -t utf-8" if table else "iconv -f latin1 -t utf-8"
         raise ValueError(f"{what} is not UTF-8 (byte 0x{data[e.start]:02x} on line {line}); save it as UTF-8 "
-                         "(spreadsheets: 'CSV UTF-8'; or iconv -f latin1 -t utf-8). lrkit.train reads .csv/.tsv, "
-                         ".npz, data .yaml and UTF-8 text files") from None
+                         f"({how}). lrkit.train reads .csv/.tsv, .npz, data .yaml and UTF-8 text files") from None
 
 
 def _read_text(path: Path) -> str:
@@ -831,7 +847,7 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
                 reference: Sequence[float] = (), drop: Sequence[str] = ()) -> _Table:
     if path.suffix.lower() == ".npz":
         return _read_npz(path, target, task)
-    content = _decode(path.read_bytes(), path.name)  # -sig: a spreadsheet's byte-order mark is not a name
+    content = _decode(path.read_bytes(), path.name, table=True)  # -sig: a spreadsheet's byte-order mark is not a name
     notes: tuple[str, ...] = ()
     if path.suffix.lower() == ".tsv":
         delimiter = "\t"
@@ -862,8 +878,12 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
     t = _column_index(header, target, path.name)
     for name in drop:  # columns that are no features (an ID, a note): named, never guessed
         if name not in header:
-            raise ValueError(f"{path.name}: drop={name!r} is not a column.{did_you_mean(name, header)} Columns: "
-                             f"{', '.join(header)}")
+            comma = [h for h in header if "," in h and name in (p.strip() for p in h.split(","))]
+            # drop="id,size, m2" was split at its commas: a name holding one is given in a list
+            hint = (f" ({comma[0]!r} holds a comma, which separates the names of drop='a,b': give drop as a list, "
+                    f"drop=[..., {comma[0]!r}])" if comma else did_you_mean(name, header, ignore_case=True))
+            shown = ", ".join(repr(h) if "," in h else h for h in header)
+            raise ValueError(f"{path.name}: drop={name!r} is not a column.{hint} Columns: {shown}")
         if header.index(name) == t:
             raise ValueError(f"{path.name}: drop={name!r} is the target column; drop names feature columns to leave "
                              "out (target= picks the target)")
@@ -879,12 +899,26 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
             if not bad.strip():
                 raise ValueError(f"{path.name}: feature column {header[j]!r} is empty on line {line}; fill in or drop "
                                  "the rows with missing values") from None
+            if bad.strip().lower() in _MISSING_MARKERS and all(is_float_text(v) or v.strip().lower()
+                                                               in _MISSING_MARKERS for v in col):
+                missing = sum(not is_float_text(v) for v in col)
+                raise ValueError(f"{path.name}: feature column {header[j]!r} holds {bad!r} on line {line}, a missing "
+                                 f"value ({missing} cell(s) of the column); fill in or drop the rows with missing "
+                                 f"values (pandas: df = pd.read_csv(path, na_values=[{bad.strip()!r}]).dropna()), or "
+                                 f"leave the column out with drop={header[j]}") from None
             if delimiter != "," and _DECIMAL_COMMA.fullmatch(bad.strip()):
                 where = f"feature column {header[j]!r}"
                 raise ValueError(_decimal_comma_message(path.name, where, bad, line)) from None
             if _formatted_number(bad) is not None:
                 where = f"feature column {header[j]!r}"
                 raise ValueError(_formatted_number_message(path.name, where, header[j], bad, line)) from None
+            if all(is_float_text(v) or v.strip().lower() in ("true", "false") for v in col):
+                # pandas writes a bool column as True/False, a spreadsheet as TRUE/FALSE
+                raise ValueError(
+                    f"{path.name}: feature column {header[j]!r} holds {bad!r} on line {line}, a True/False column "
+                    f"that lrkit.train does not read as numbers; save it as 1/0 (pandas: df[{header[j]!r}] = "
+                    f"df[{header[j]!r}].astype(int)), or leave it out with drop={header[j]}"
+                ) from None
             raise ValueError(
                 f"{path.name}: feature column {header[j]!r} holds a non-numeric value {bad!r} on line {line}; encode "
                 f"it as numbers (a text category: one 0/1 column per category), or leave it out with "
@@ -927,6 +961,10 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
     return _Table(x, y, np.array(raw_y), columns, header[t], None, notes)
 
 
+#: cells that spreadsheets, R and databases write for a missing value (numpy reads 'nan' itself: a NaN error)
+_MISSING_MARKERS = frozenset({"na", "n/a", "#n/a", "null", "none", "?", "-", "--", "missing", ".", "nil"})
+
+
 class _TextTargetError(ValueError):
     """A numeric target column with text cells (see :func:`_check_text_target`)."""
 
@@ -943,6 +981,12 @@ def _check_text_target(fname: str, column: str, raw_y: Sequence[str], numeric: S
     ref = np.asarray(reference, dtype=np.float64)
     if task == "regression" or (ref.size and _infer_task(ref, None) == "regression"):
         bad = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+        if not any(numeric) and not ref.size:  # task=regression on a column of labels ('yes'/'no'): no number at all
+            raise _TextTargetError(
+                f"{fname}: task='regression' needs a numeric target, but the target column {column!r} holds only "
+                f"text ({bad[0][1]!r} on line {bad[0][0]}); leave task= out (or pass task='classification') to read "
+                "its values as class labels, or pick a numeric column with target="
+            )
         raise _TextTargetError(
             f"{fname}: the target column {column!r} holds text where numbers are expected: {len(bad)} cell(s), first "
             f"{bad[0][1]!r} on line {bad[0][0]}; drop or fill in those rows (missing values?), or pass "
@@ -1079,6 +1123,7 @@ def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> 
             raise
         raise ValueError(f"{path.name}: not a readable .npz file ({e}); write one with "  # e.g. pickled data
                          "np.savez(path, x=features, y=targets)") from None
+    unused: list[str] = []  # arrays beside the features and the target (np.savez(f, x=..., y=..., x_test=...))
     if isinstance(target, str):
         if target not in arrays:
             raise unknown_name_error(f"target array of {path.name}:", target, arrays)
@@ -1087,8 +1132,14 @@ def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> 
         if xk is None:
             raise ValueError(f"{path.name}: with target={target!r}, name the features 'x' (arrays: {sorted(arrays)})")
         x = arrays[xk]
+        unused, yk = sorted(k for k in arrays if k != xk), target
     elif (xk := _npz_key(arrays, "x", path)) and (yk := _npz_key(arrays, "y", path)):
+        if target is not None:  # a column index names a column of one 2-D table, not one of several arrays
+            raise ValueError(f"{path.name}: target={target} is a column index, but the file holds the arrays "
+                             f"{sorted(arrays)}, whose target is {yk!r}; leave target= out, or name an array "
+                             f"(target={yk})")
         x, y = arrays[xk], arrays[yk]
+        unused = sorted(k for k in arrays if k not in (xk, yk))
     elif len(arrays) == 1:
         table = next(iter(arrays.values()))
         if table.ndim != 2 or table.shape[1] < 2:
@@ -1119,8 +1170,10 @@ def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> 
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]  # a column of labels/values is the same target as a vector
     notes: tuple[str, ...] = ()
+    if unused:  # said in the log rather than left out silently
+        notes = (f"{path.name}: arrays {unused} are not used (the features are {xk!r}, the target {yk!r})",)
     if task != "regression" and _is_one_hot(y):  # keras' to_categorical(y), np.eye(K)[y]: class labels
-        notes = (f"{path.name}: the target of shape {y.shape} is one-hot: read as class indices (its argmax); pass "
+        notes += (f"{path.name}: the target of shape {y.shape} is one-hot: read as class indices (its argmax); pass "
                  f"task=regression to train on its {y.shape[1]} values instead",)
         y = y.argmax(axis=1)
     # (N, C, H, W): images, kept in shape for a CNN and standardised with one mean/std, as data='digits' is
@@ -1358,6 +1411,9 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
                                     "regression (the default loss: mean squared error), as float targets are; for "
                                     "classification pass task=classification (one-hot rows are read as class "
                                     "probabilities)")
+    if task == "regression" and inferred != "regression" and input_shape is not None:
+        # task=regression on integer targets (a count, a rating): one output per target value, as float targets get
+        num_outputs = max(1, int(torch.as_tensor(sample[1]).numel()))
     info = DataInfo(name=type(_dataset_of(train)).__name__, task=task or inferred, input_shape=input_shape,
                     num_outputs=num_outputs, source=source, n_train=_len(train), n_val=_len(val),
                     train_batches=whole[0], val_batches=whole[1], first_batch=first_batch)
@@ -1452,10 +1508,9 @@ def count_classes(data: TrainData) -> int:
         pair = _tensor_pair(ds)
         if pair is not None:
             values = list(pair) if lm else [pair[1]]
-        elif isinstance(ds, IterableDataset):
-            values = [torch.as_tensor(s[k]).reshape(-1) for s in ds for k in ((0, 1) if lm else (1,))]
         else:
-            values = [torch.as_tensor(ds[i][k]).reshape(-1) for i in range(len(ds)) for k in ((0, 1) if lm else (1,))]
+            samples = ds if isinstance(ds, IterableDataset) else (ds[i] for i in range(len(ds)))
+            values = [torch.as_tensor(v).reshape(-1) for s in samples for v in _sample_ids(s, lm)]
         ys = torch.cat([v.reshape(-1) for v in values]) if values else None
         if ys is not None and ys.numel():
             top, low = max(top, int(ys.max())), min(low, int(ys.min()))
@@ -1469,6 +1524,23 @@ def count_classes(data: TrainData) -> int:
     if top < 1:
         raise ValueError("could not find at least 2 classes in the integer targets of data=")
     return top + 1
+
+
+def _sample_ids(sample: Any, lm: bool) -> tuple[Any, ...]:
+    """The values :func:`count_classes` reads from one sample: its target (``lm``: its inputs and target), from an
+    ``(x, y, ...)`` sequence or a dict with input/target keys (``{"x": ..., "y": ...}``, as the batches are split).
+
+    >>> _sample_ids({"x": torch.zeros(2), "y": 3}, lm=False)
+    (3,)
+    """
+    if isinstance(sample, Mapping):
+        try:
+            x, y = split_batch(sample)
+        except ValueError as e:
+            raise ValueError(f"cannot read the {'token ids' if lm else 'class labels'} of data= to size the model "
+                             f"(the number of {'tokens' if lm else 'classes'}): {e}") from None
+        return (x, y) if lm else (y,)
+    return (sample[0], sample[1]) if lm else (sample[1],)
 
 
 def tensor_target_range(data: TrainData) -> tuple[int, int] | None:

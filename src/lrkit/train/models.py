@@ -365,7 +365,16 @@ def build_model(spec: str | nn.Module | None, info: DataInfo) -> nn.Module:
         return _from_factory(name, info)
     entry = BUILTIN_MODELS.get(name.lower())
     if entry is None:
-        raise unknown_name_error("model", name, [*BUILTIN_MODELS, "package.module:factory"])
+        error = unknown_name_error("model", name, [*BUILTIN_MODELS, "package.module:factory"])
+        module, dot, attr = name.rpartition(".")
+        if name.endswith(".py"):  # a file without its factory: 'mymodels.py' for 'mymodels.py:make'
+            raise ValueError(f"{error}; name the factory in the file after a colon: model='{name}:make' for "
+                             "its function make(...)") from None
+        if (dot and module and attr.isidentifier() and all(p.isidentifier() for p in module.split("."))
+                and "Did you mean" not in str(error)):
+            raise ValueError(f"{error}; a factory is written with a colon before its name: "  # 'mymodels.make'
+                             f"model='{module}:{attr}'") from None
+        raise error
     if info.task is not None and info.task not in entry.tasks:
         raise ValueError(f"model={name!r} does not fit {info.task} data ({info.name}); use one of: "
                          f"{', '.join(fitting_models(info))}")

@@ -595,7 +595,7 @@ class _Trainer:
         else:
             self.model = build_model(cfg.model, info).to(self.device)
             # model=None is the default built-in, named as model=<that name> would name it ("mlp", not the class)
-            self.model_name = (cfg.model if isinstance(cfg.model, str)
+            self.model_name = (cfg.model.strip() if isinstance(cfg.model, str)  # (built as stripped: 'mlp ' is mlp)
                                else default_model_name(info) if cfg.model is None else _model_class_name(self.model))
         #: the architecture load_run rebuilds this run's model from, where model= does not name it (a checkpoint)
         #: (a model from load_run: a checkpoint, a Python object, a factory returning load_run(...).model)
