@@ -1116,7 +1116,7 @@ class _Trainer:
                 notes.append(f"index {item} is layer {names[item]!r} (the module named '{item}' is index "
                              f"{names.index(str(item))})")
                 wrong.append(str(item))
-            elif str(item) in children:
+            elif str(item) in children and next(children[str(item)].parameters(), None) is None:
                 notes.append(f"index {item} is layer {names[item]!r} (the module named '{item}', a "
                              f"{type(children[str(item)]).__name__}, has no parameters to freeze)")
         if not notes:
@@ -1446,6 +1446,10 @@ class _Trainer:
         changed = [k for k in ("task", "input_shape", "num_outputs", "n_train", "n_val", "train_unit", "val_unit",
                                 "classes", "vocab")
                    if k in saved and saved[k] != now[k]]
+        # a regression run saved before integer targets were sized (num_outputs None: a model of one's own) is unchanged
+        regression = now["task"] == "regression" == saved.get("task")
+        if "num_outputs" in changed and saved["num_outputs"] is None and regression:
+            changed.remove("num_outputs")
         if changed:
             k = changed[0]
             raise ValueError(f"resume: the data changed since the run was saved ({k}: {_brief(saved[k])} then, "
