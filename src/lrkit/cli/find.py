@@ -410,8 +410,8 @@ def find_command(
             if result.stop_reason != "completed":  # the bar ends where the test did, not short of its total
                 update(advance=0, total=result.num_steps_run, info=f"stopped: {result.stop_reason}")
     except (ValueError, OSError, TypeError) as e:
-        if chart and isinstance(e, _TooShort) and _process_rank()[0] == 0:  # the curve so far: worth a look
-            print_chart(con, e.result.text_plot)
+        if chart and isinstance(e, _TooShort):  # the curve so far is worth a look, as lr_find.png is (rank 0 only:
+            print_chart(con, e.result.text_plot)  # run_find judges the curve where it writes)
         message = _as_flags(str(e), values)
         if message.startswith("--diverge-factor"):  # find_lr's Python None is typed none here
             message = message.replace("or None for no stop", "or none for no stop")
@@ -420,9 +420,9 @@ def find_command(
     except KeyboardInterrupt:  # Ctrl-C: a line saying so (run_find writes --out only after the test)
         _fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
         return
-    rank, world, grouped = _process_rank()
-    if out_dir is None or rank != 0:  # another rank: rank 0 shows and writes the one result
+    if out_dir is None:  # another rank: rank 0 shows and writes the one result
         return
+    _, world, grouped = _process_rank()
     if world > 1 and not grouped:
         caught.insert(0, warnings.WarningMessage(_ungrouped_note(world, task_file is None), UserWarning, __file__, 0))
     for w in caught:
