@@ -135,6 +135,7 @@ def test_a_val_batch_the_model_cannot_take_is_raised_as_it_is_with_a_note_naming
         choose_lr0(model, opt, _data(), bad_val, total_steps=400, make_scheduler=lr_scheduler.CosineAnnealingLR,
                    loss_fn=torch.nn.functional.mse_loss)
     notes = " ".join(getattr(info.value, "__notes__", []))
-    assert "scored on val_loader's batch 0, a tuple: (4, 5) float32, (4, 1) float32" in notes, notes
+    assert ("scored on val_loader's batch 0, a tuple of 2: (shape (4, 5) dtype float32, shape (4, 1) dtype "
+            "float32)") in notes, notes
     assert "val_loader=None" in notes
     assert all(torch.equal(a, b) for a, b in zip(first, model.parameters()))  # restored on the way out

@@ -48,6 +48,7 @@ import torch
 from lrkit._dist import distributed, failed_check, failed_error, rank_mean, reshard, same_settings
 from lrkit._state import Snapshot, check_snapshot_device
 from lrkit._step import (
+    _structure,
     autocast_context,
     batch_loss,
     batch_size,
@@ -433,20 +434,6 @@ def _sized_empty(loader: Any) -> bool:
         return False
 
 
-def _describe_batch(batch: Any) -> str:
-    """A batch in a few words for an error: its tensors' shapes and dtypes (a tuple, a list or a dict of them)."""
-
-    def one(v: Any) -> str:
-        return f"{tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}" if isinstance(v, torch.Tensor) else \
-            type(v).__name__
-
-    if isinstance(batch, Mapping):
-        return "a dict: " + ", ".join(f"{k!r}: {one(v)}" for k, v in list(batch.items())[:4])
-    if isinstance(batch, (tuple, list)):
-        return f"a {type(batch).__name__}: " + ", ".join(one(v) for v in batch[:4])
-    return one(batch)
-
-
 @torch.no_grad()
 def _val_loss(
     model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device, amp: Any = None
@@ -466,7 +453,7 @@ def _val_loss(
                 # with a note saying where: torch's words alone ("mat1 and mat2 shapes cannot be multiplied") do not
                 if not isinstance(e, torch.OutOfMemoryError):
                     e.add_note(
-                        f"(lrkit: raised while lr0='auto' scored on val_loader's batch {i}, {_describe_batch(batch)}, "
+                        f"(lrkit: raised while lr0='auto' scored on val_loader's batch {i}, {_structure(batch)}, "
                         "in eval mode; the range test's train_loader batches went through the model in train mode. "
                         "If val_loader's batches differ from those in form, fix val_loader, or pass val_loader=None "
                         "to score the trials on the training loss)"
