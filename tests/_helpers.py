@@ -71,6 +71,17 @@ def flat_band_exit(curve: np.ndarray) -> int:
     return int(np.nonzero(s > start + max(0.02 * abs(start), 3 * sigma))[0][0])
 
 
+def transformers_or_skip() -> ModuleType:
+    """The ``transformers`` package, or a skip of the calling test module where it is not installed (a test dependency
+    from Python 3.11, its floor; its Trainer needs accelerate too) or does not use this torch (transformers 5 ignores a
+    torch older than 2.6). Call it at module level, before ``from transformers import ...``."""
+    transformers = pytest.importorskip("transformers")
+    if not transformers.utils.is_torch_available():
+        pytest.skip(f"transformers {transformers.__version__} does not use torch {torch.__version__}",
+                    allow_module_level=True)
+    return transformers
+
+
 def regression_batches(n: int, features: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``n`` batches of 16 ``(x, x @ w + noise)`` pairs, ``features`` inputs, drawn from a generator seeded ``seed``."""
     g = torch.Generator().manual_seed(seed)

@@ -11,6 +11,8 @@ import matplotlib
 import pytest
 import torch
 
+from _helpers import transformers_or_skip
+
 matplotlib.use("Agg")
 torch.set_num_threads(1)
 os.environ.setdefault("COLUMNS", "120")
@@ -30,9 +32,7 @@ def environment_as_it_was() -> Any:
 @pytest.fixture(scope="module")
 def hf() -> ModuleType:
     """The ``transformers`` package (tests using it are skipped where it is not installed), its warnings quiet."""
-    transformers = pytest.importorskip("transformers")  # a test dependency from Python 3.11 (its floor)
-    if not transformers.utils.is_torch_available():  # transformers 5 ignores a torch older than 2.6
-        pytest.skip(f"transformers {transformers.__version__} does not use torch {torch.__version__}")
+    transformers = transformers_or_skip()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     return transformers
 

@@ -26,10 +26,9 @@ import pytest
 import torch
 from torch import nn
 
-transformers = pytest.importorskip("transformers")
-if not transformers.utils.is_torch_available():  # transformers 5 ignores a torch older than 2.6
-    pytest.skip(f"transformers {transformers.__version__} does not use torch {torch.__version__}",
-                allow_module_level=True)
+from _helpers import transformers_or_skip
+
+transformers = transformers_or_skip()
 from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler  # noqa: E402
 
 import lrkit  # noqa: E402

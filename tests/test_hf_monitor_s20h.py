@@ -13,11 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-# a test dependency from Python 3.11 (transformers' floor; its Trainer needs accelerate too), as in tests/conftest.py
-transformers = pytest.importorskip("transformers")
-if not transformers.utils.is_torch_available():  # transformers 5 ignores a torch older than 2.6
-    pytest.skip(f"transformers {transformers.__version__} does not use torch {torch.__version__}",
-                allow_module_level=True)
+from _helpers import transformers_or_skip
+
+transformers = transformers_or_skip()
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 from lrkit.integrations.transformers import STATE_FILE, MonitorCallback, MonitorLossMixin  # noqa: E402

@@ -21,11 +21,9 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-# a test dependency from Python 3.11 (transformers' floor; its Trainer needs accelerate too), as in tests/conftest.py
-transformers = pytest.importorskip("transformers")
-if not transformers.utils.is_torch_available():  # transformers 5 ignores a torch older than 2.6
-    pytest.skip(f"transformers {transformers.__version__} does not use torch {torch.__version__}",
-                allow_module_level=True)
+from _helpers import transformers_or_skip
+
+transformers = transformers_or_skip()
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _helpers import free_port, leave_rank  # noqa: E402
