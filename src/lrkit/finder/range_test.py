@@ -270,6 +270,29 @@ def _check_callable(name: str, fn: Any, call: str, arity: int = 2) -> None:
         pass
 
 
+def _check_sweep(start_lr: Any, end_lr: Any, num_steps: Any, mode: Any, rule: Any) -> tuple[float, float, int]:
+    """The range test's sweep settings checked, each error naming the value and what would be valid (``find_lr``'s,
+    and the Lightning callbacks' when they are built); ``(start_lr, end_lr, num_steps)`` as numbers.
+
+    >>> _check_sweep("1e-7", 10, 100, "exp", "robust")
+    (1e-07, 10.0, 100)
+    """
+    start_lr = check_positive("start_lr", start_lr)
+    end_lr = check_positive("end_lr", end_lr)
+    if start_lr >= end_lr:
+        raise ValueError(f"end_lr={end_lr:g} must be greater than start_lr={start_lr:g}")
+    for key, value, valid in (("mode", mode, ("exp", "linear")), ("rule", rule, sorted(_suggest.RULES))):
+        if not isinstance(value, str):  # `in` would be ambiguous for an array, unhashable for a list
+            raise ValueError(f"{key}={value!r:.80} must be a name, one of: {', '.join(valid)}")
+    if mode not in ("exp", "linear"):
+        lightning = " (mode='exponential' is Lightning's name: lrkit's is mode='exp')" if mode == "exponential" else ""
+        raise ValueError(f"{unknown_name_error('mode', mode, ['exp', 'linear'])}{lightning}")
+    if rule not in _suggest.RULES:
+        raise _suggest.unknown_rule_error(rule)
+    num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)", maximum=_MAX_STEPS)  # allocated up front
+    return start_lr, end_lr, num_steps
+
+
 def _configure_optimizers_advice(value: Any) -> str | None:
     """What to pass when ``value`` is what a LightningModule's ``configure_optimizers()`` returns around its optimizer
     (a dict with an ``"optimizer"`` entry, a list/tuple of optimizers, an ``([optimizers], [schedulers])`` pair);
@@ -1062,20 +1085,7 @@ def find_lr(
                     "its ratio to it (group['lr_scale'], or its lr relative to the largest group's), where fastai "
                     "takes a list with one LR per group"
                 )
-        start_lr = check_positive("start_lr", start_lr)
-        end_lr = check_positive("end_lr", end_lr)
-        if start_lr >= end_lr:
-            raise ValueError(f"end_lr={end_lr:g} must be greater than start_lr={start_lr:g}")
-        for key, value, valid in (("mode", mode, ("exp", "linear")), ("rule", rule, sorted(_suggest.RULES))):
-            if not isinstance(value, str):  # `in` would be ambiguous for an array, unhashable for a list
-                raise ValueError(f"{key}={value!r:.80} must be a name, one of: {', '.join(valid)}")
-        if mode not in ("exp", "linear"):
-            lightning = (" (mode='exponential' is Lightning's name: lrkit's is mode='exp')" if mode == "exponential"
-                         else "")
-            raise ValueError(f"{unknown_name_error('mode', mode, ['exp', 'linear'])}{lightning}")
-        if rule not in _suggest.RULES:
-            raise _suggest.unknown_rule_error(rule)
-        num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)", maximum=_MAX_STEPS)  # allocated up front
+        start_lr, end_lr, num_steps = _check_sweep(start_lr, end_lr, num_steps, mode, rule)
         if isinstance(amp, (torch.Tensor, np.ndarray)):  # its truth value would be ambiguous deep inside the step
             if amp.ndim != 0:
                 raise ValueError(f"amp={amp!r:.80} must be True, False, 'bf16' or 'fp16'")

@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from lrkit._state import RNGState
-from lrkit._utils import MissingExtraError, atomic_write_text, check_int, check_positive, unknown_name_error
+from lrkit._utils import MissingExtraError, atomic_write_text, check_positive
 from lrkit.integrations._common import (
     Replay,
     check_finder_keywords,
@@ -448,23 +448,13 @@ def _check_test_settings(start_lr: Any, end_lr: Any, num_steps: Any, mode: Any, 
     ...     print(str(e)[:62])
     start_lr=None must be a number: the range test starts at start
     """
-    from lrkit.finder import suggest as _suggest
+    from lrkit.finder.range_test import _check_sweep
 
     if start_lr is None:  # torch-lr-finder's "start at the optimizer's LR"
         raise ValueError("start_lr=None must be a number: the range test starts at start_lr whatever the "
                          "optimizer holds; for torch-lr-finder's start_lr=None (start at the "
                          "optimizer's LR) pass the LR configure_optimizers sets, e.g. start_lr=1e-3")
-    start = check_positive("start_lr", start_lr)
-    end = check_positive("end_lr", end_lr)
-    if start >= end:
-        raise ValueError(f"end_lr={end:g} must be greater than start_lr={start:g}")
-    steps = check_int("num_steps", num_steps, 10, " (100 is typical)")
-    if not isinstance(mode, str) or mode not in ("exp", "linear"):
-        hint = " (mode='exponential' is Lightning's name: lrkit's is mode='exp')" if mode == "exponential" else ""
-        raise ValueError(f"{unknown_name_error('mode', str(mode), ['exp', 'linear'])}{hint}")
-    if not isinstance(rule, str) or rule not in _suggest.RULES:
-        raise _suggest.unknown_rule_error(str(rule))
-    return start, end, steps
+    return _check_sweep(start_lr, end_lr, num_steps, mode, rule)
 
 
 def _check_finder_kwargs(kwargs: Mapping[str, Any], who: str = "FindLRCallback",
