@@ -1380,6 +1380,11 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
             pass
     if isinstance(sample, (tuple, list)) and len(sample) == 2:
         x, y = (torch.as_tensor(v) if isinstance(v, (int, float, np.ndarray, np.generic)) else v for v in sample)
+        if whole[0] and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.ndim and y.ndim \
+                and len(x) == len(y) and len(x):
+            # a whole batch: its first row is the sample that tells the task and sizes a built-in model
+            x, y = x[0], y[0]
+            sample = (x, y)
         if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
             input_shape = tuple(x.shape)
             # a first target that is a one-hot row: every target is read at once where the data is tensors
@@ -1402,10 +1407,9 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
             elif y.is_floating_point():
                 inferred = "regression"
                 num_outputs = max(1, int(y.numel()))
-                # only the first target read: a sample's row (K,), or a whole batch's rows (B, K) from a DataLoader
-                # with batch_size=None; a sample's (T, K) is a sequence of rows, which task=classification does not
-                # score, so it gets no advice to pass it
-                rows = y.ndim == 1 or (whole[0] and y.ndim == 2)
+                # only the first target read: a sample's row (K,) (a whole batch's first row); a sample's (T, K) is
+                # a sequence of rows, which task=classification does not score, so it gets no advice to pass it
+                rows = y.ndim == 1
                 if one_hot_first and rows and train_targets is None:
                     one_hot_note = (f"the first target is a one-hot row of {y.shape[-1]} values: trained as "
                                     "regression (the default loss: mean squared error), as float targets are; for "

@@ -574,7 +574,7 @@ class _Trainer:
                          "Hugging Face's Trainer does; the metric is the validation loss")
         if info.task is None and self.step_fn is None and self.user_loss is None:
             batched = (" (the train DataLoader has batch_size=None: its dataset's items are whole batches, and "
-                       "the first of them is read as a sample)"
+                       "the first row of the first of them is read as a sample)"
                        if isinstance(self.data.train, DataLoader) and self.data.train.batch_size is None else "")
             raise ValueError(
                 f"cannot tell the task of data {info.name!r}: its first sample is {describe_sample(self.data.train)}"
