@@ -48,6 +48,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subset, TensorDataset
 
 from lrkit._config import TASKS
+from lrkit._hf import _INPUT_KEYS, _TARGET_KEYS
 from lrkit._step import _leading_size, batch_size, split_batch
 from lrkit._utils import (
     check_int,
@@ -1124,6 +1125,8 @@ def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> 
         raise ValueError(f"{path.name}: not a readable .npz file ({e}); write one with "  # e.g. pickled data
                          "np.savez(path, x=features, y=targets)") from None
     unused: list[str] = []  # arrays beside the features and the target (np.savez(f, x=..., y=..., x_test=...))
+    xk: str | None = None
+    yk: str | None = None
     if isinstance(target, str):
         if target not in arrays:
             raise unknown_name_error(f"target array of {path.name}:", target, arrays)
@@ -1141,6 +1144,7 @@ def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> 
         x, y = arrays[xk], arrays[yk]
         unused = sorted(k for k in arrays if k not in (xk, yk))
     elif len(arrays) == 1:
+        xk = yk = None  # one 2-D table, whatever its name
         table = next(iter(arrays.values()))
         if table.ndim != 2 or table.shape[1] < 2:
             raise ValueError(f"{path.name}: a single array must be 2-D with the target as a column")
@@ -1150,7 +1154,8 @@ def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> 
         y = table[:, t]
         x = np.delete(table, t % table.shape[1], axis=1)
     else:
-        raise ValueError(f"{path.name}: expected arrays 'x' and 'y' (or target=<array name>); found {sorted(arrays)}")
+        raise ValueError(f"{path.name}: expected arrays 'x' and 'y' (or target=<array name>); found {sorted(arrays)} "
+                         f"(other names read: {', '.join(_NPZ_NAMES['x'])} for x; {', '.join(_NPZ_NAMES['y'])} for y)")
     x = np.asarray(x)
     if x.dtype.kind not in "iufb":
         raise ValueError(f"{path.name}: the features must be numeric, got dtype {x.dtype}")
@@ -1170,8 +1175,12 @@ def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> 
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]  # a column of labels/values is the same target as a vector
     notes: tuple[str, ...] = ()
+    read_as = [f"{k!r} as the {role}" for k, role, ok in ((xk, "features", "x"), (yk, "target", "y"))
+               if k is not None and k.lower() != ok and not (role == "target" and isinstance(target, str))]
+    if read_as:  # another name than x/y (features=, labels=): which array is which, said
+        notes += (f"{path.name}: read {' and '.join(read_as)}",)
     if unused:  # said in the log rather than left out silently
-        notes = (f"{path.name}: arrays {unused} are not used (the features are {xk!r}, the target {yk!r})",)
+        notes += (f"{path.name}: arrays {unused} are not used (the features are {xk!r}, the target {yk!r})",)
     if task != "regression" and _is_one_hot(y):  # keras' to_categorical(y), np.eye(K)[y]: class labels
         notes += (f"{path.name}: the target of shape {y.shape} is one-hot: read as class indices (its argmax); pass "
                  f"task=regression to train on its {y.shape[1]} values instead",)
@@ -1190,15 +1199,25 @@ def _is_one_hot(y: np.ndarray) -> bool:
     return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
 
 
+#: other names an .npz's feature / target array is read under when it has no ``x`` / ``y`` (in any case): the batch
+#: keys of the default loss, and scikit-learn's ``data``/``target``
+_NPZ_NAMES: dict[str, tuple[str, ...]] = {"x": (*_INPUT_KEYS[1:], "data"), "y": _TARGET_KEYS[1:]}
+
+
 def _npz_key(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> str | None:
-    """The array called ``name`` in any case (``x`` or ``X``), or ``None``; two of them (``x`` and ``X``) are an
-    error rather than whichever the file happens to list last."""
-    same = sorted(k for k in arrays if k.lower() == name)
-    if len(same) > 1:
-        role, hint = ("features", "") if name == "x" else ("target", ", or name it with target=<array name>")
-        raise ValueError(f"{path.name}: arrays {' and '.join(map(repr, same))} differ only in case, so which holds "
-                         f"the {role} is unclear; keep one (np.savez(path, x=features, y=targets)){hint}")
-    return same[0] if same else None
+    """The array called ``name`` in any case (``x`` or ``X``), else the one array under another name for it
+    (:data:`_NPZ_NAMES`: ``features``, ``labels``, ...), or ``None``; two of them (``x`` and ``X``, ``features`` and
+    ``inputs``) are an error rather than whichever the file happens to list last."""
+    role, hint = ("features", "") if name == "x" else ("target", ", or name it with target=<array name>")
+    for names in ((name,), _NPZ_NAMES[name]):
+        same = sorted(k for k in arrays if k.lower() in names)
+        if len(same) > 1:
+            why = "differ only in case" if len(names) == 1 else f"could each be the {role}"
+            raise ValueError(f"{path.name}: arrays {' and '.join(map(repr, same))} {why}, so which holds the {role} "
+                             f"is unclear; keep one, or name it {name} (np.savez(path, x=features, y=targets)){hint}")
+        if same:
+            return same[0]
+    return None
 
 
 _CLASSES_FROM_DATA = ("lrkit.train counts the classes from the labels (their sorted names are resolved.data.classes "
