@@ -29,7 +29,7 @@ def _csv(path: Path, n: int = 60) -> Path:
 
 
 def test_text_column_error_names_drop(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"feature column 'customer_id' .* leave it out with drop=customer_id"):
+    with pytest.raises(ValueError, match=r"feature column 'customer_id' .* leave it out with drop='customer_id'"):
         load_data(str(_csv(tmp_path / "c.csv")))
 
 

@@ -906,7 +906,7 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
                 raise ValueError(f"{path.name}: feature column {header[j]!r} holds {bad!r} on line {line}, a missing "
                                  f"value ({missing} cell(s) of the column); fill in or drop the rows with missing "
                                  f"values (pandas: df = pd.read_csv(path, na_values=[{bad.strip()!r}]).dropna()), or "
-                                 f"leave the column out with drop={header[j]}") from None
+                                 f"leave the column out with drop={header[j]!r}") from None
             if delimiter != "," and _DECIMAL_COMMA.fullmatch(bad.strip()):
                 where = f"feature column {header[j]!r}"
                 raise ValueError(_decimal_comma_message(path.name, where, bad, line)) from None
@@ -918,12 +918,12 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
                 raise ValueError(
                     f"{path.name}: feature column {header[j]!r} holds {bad!r} on line {line}, a True/False column "
                     f"that lrkit.train does not read as numbers; save it as 1/0 (pandas: df[{header[j]!r}] = "
-                    f"df[{header[j]!r}].astype(int)), or leave it out with drop={header[j]}"
+                    f"df[{header[j]!r}].astype(int)), or leave it out with drop={header[j]!r}"
                 ) from None
             raise ValueError(
                 f"{path.name}: feature column {header[j]!r} holds a non-numeric value {bad!r} on line {line}; encode "
                 f"it as numbers (a text category: one 0/1 column per category), or leave it out with "
-                f"drop={header[j]} (an ID, a note)"
+                f"drop={header[j]!r} (an ID, a note)"
             ) from None
     raw_y = [v.strip() for v in cols[t]]
     empty = [i for i, v in enumerate(raw_y, start=2) if not v]
