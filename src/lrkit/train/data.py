@@ -775,6 +775,7 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(t.x[tr], t.y[tr], t.x[va], t.y[va], task=task, name=path.name,
                               source=path.suffix.lower().lstrip("."), image_shape=t.image_shape)
         out.info.notes.extend(t.notes)
+        out.info.notes.extend(_constant_note(path.name, t.x[tr], t.x[va], t.columns))
         out.info.features, out.info.target = t.columns, t.target_name if t.columns is not None else None
         return out
     _check_readable_suffix(path, f"data={str(path)!r}")
@@ -889,6 +890,13 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
             raise ValueError(f"{path.name}: drop={name!r} is the target column; drop names feature columns to leave "
                              "out (target= picks the target)")
     dropped = {j for j, h in enumerate(header) if h in drop}
+    index = _pandas_index(header, cols, t, dropped)
+    if index is not None:  # pandas' index, as df.to_csv(path) writes it: row labels, not a feature
+        dropped.add(index)
+        shown = "with no name" if not header[index] else f"{header[index]!r}"
+        notes += (f"{path.name}: column {index + 1} ({shown}) holds a distinct whole number per row, as pandas writes "
+                  "its index (df.to_csv without index=False): left out, as row labels rather than a feature",)
+    notes += _id_notes(path.name, header, cols, t, dropped)
     features = []
     for j, col in enumerate(cols):
         if j == t or j in dropped:
@@ -960,6 +968,73 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
     columns = [h for j, h in enumerate(header) if j != t and j not in dropped]
     _check_finite(x, y, path.name, columns, header[t])
     return _Table(x, y, np.array(raw_y), columns, header[t], None, notes)
+
+
+def _whole_numbers(col: Sequence[str]) -> list[int] | None:
+    """The cells of ``col`` as ints when every one is a plain whole number (``12``, not ``12.5`` or ``1e3``)."""
+    try:
+        return [int(v) for v in col]
+    except ValueError:
+        return None
+
+
+_UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a nameless column read back (pd.read_csv)
+# a name that reads as a row ID: "id", "customer_id", "row index", "PassengerId", "customerID"
+_ID_NAME = re.compile(r"(?i:(?:^|[_\s.-])(?:id|idx|index))$|[a-z]I[Dd]$")
+
+
+def _pandas_index(header: Sequence[str], cols: Sequence[Sequence[str]], t: int, dropped: set[int]) -> int | None:
+    """The column pandas' ``df.to_csv(path)`` writes for the index, or ``None``: the first column, with no name (or
+    pandas' ``Unnamed: 0`` for one), holding a distinct whole number on every row (``0, 1, 2, ...``, or a shuffled
+    or sliced frame's labels)."""
+    if t == 0 or 0 in dropped or not (header[0] == "" or _UNNAMED.fullmatch(header[0])):
+        return None
+    ids = _whole_numbers(cols[0])
+    return 0 if ids is not None and len(set(ids)) == len(ids) else None
+
+
+def _id_notes(fname: str, header: Sequence[str], cols: Sequence[Sequence[str]], t: int,
+              dropped: set[int]) -> tuple[str, ...]:
+    """Log notes for feature columns that look like row IDs (a distinct whole number per row, named like an ID or
+    numbering the rows without a gap): trained on as features they only let the model memorise rows. Said, not
+    dropped (``drop=`` leaves one out)."""
+    notes: list[str] = []
+    for j, col in enumerate(cols):
+        if j == t or j in dropped or len(col) < 20:
+            continue
+        ids = _whole_numbers(col)
+        if ids is None or len(set(ids)) != len(ids):
+            continue
+        if _ID_NAME.search(header[j]) or max(ids) - min(ids) == len(ids) - 1:
+            notes.append(f"{fname}: column {header[j]!r} holds a distinct whole number on every row, as an ID does: "
+                         "it is trained on as a feature, which can only memorise rows; if it is an ID, leave it out "
+                         f"with drop={header[j]!r}")
+    return tuple(notes)
+
+
+def _constant_note(fname: str, x_tr: np.ndarray, x_va: np.ndarray, columns: Sequence[str] | None) -> list[str]:
+    """A log note for features that hold one value on the train split: they teach the model nothing, and
+    standardised with the train split's statistics (a spread of 0 is taken as 1) a value that differs elsewhere
+    enters the model unscaled."""
+    if x_tr.ndim != 2 or not len(x_tr):
+        return []
+    const = np.flatnonzero(np.all(x_tr == x_tr[:1], axis=0))
+    if not len(const):
+        return []
+    one = len(const) == 1
+    names = [repr(columns[j]) for j in const] if columns is not None else [str(int(j)) for j in const]
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    what = (f"column{'' if one else 's'} {shown}" if columns is not None
+            else f"feature{'' if one else 's'} {shown} (0-based) of x")
+    moved = [names[i] for i, j in enumerate(const) if len(x_va) and np.any(x_va[:, j] != x_tr[0, j])]
+    also = (f"; {', '.join(moved[:8])} {'differs' if len(moved) == 1 else 'differ'} on the validation split, where "
+            "the model meets values it never saw in training (unscaled: a spread of 0 is taken as 1)" if moved else "")
+    fix = ""
+    if columns is not None:
+        dropped = repr(columns[const[0]]) if one else repr([columns[j] for j in const])
+        fix = f" (drop={dropped} leaves {'it' if one else 'them'} out)"
+    return [f"{fname}: {what} {'holds' if one else 'hold'} one value on the train split: "
+            f"{'it teaches' if one else 'they teach'} the model nothing{fix}{also}"]
 
 
 #: cells that spreadsheets, R and databases write for a missing value (numpy reads 'nan' itself: a NaN error)
@@ -1309,6 +1384,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(tr.x, y_tr, x_va, y_va, task=task, name=path.name, source="yaml",
                               image_shape=tr.image_shape)
         out.info.notes.extend((*tr.notes, *va.notes))
+        out.info.notes.extend(_constant_note(path.name, tr.x, x_va, tr.columns))
         out.info.features, out.info.target = tr.columns, tr.target_name if tr.columns is not None else None
         return out
     if kinds[0] == "yaml":
