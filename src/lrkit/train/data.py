@@ -117,16 +117,20 @@ class DataInfo:
         >>> state["x_mean"].shape, state["classes"], state["y_mean"]
         (torch.Size([4]), [0, 1, 2], None)
         """
-        def plain(c: Any) -> Any:
-            return c if isinstance(c, (bool, int, float, str)) else str(c)
-
         return {
             "version": 1, "task": self.task, "input_shape": list(self.input_shape or []),
             **{k: self.scaling.get(k) for k in ("x_mean", "x_std", "y_mean", "y_std")},
-            "classes": [plain(c) for c in self.classes] if self.classes is not None else None,
+            "classes": self._plain_classes(),
             "vocab": list(self.vocab) if self.vocab is not None else None, "seq_len": self.seq_len,
             "features": list(self.features) if self.features is not None else None, "target": self.target,
         }
+
+    def _plain_classes(self) -> list[Any] | None:
+        """The class labels as they read in the file, as YAML and ``weights_only`` checkpoints hold them: numbers as
+        numbers (``3``, not ``'3'`` or ``3.0``), text as text; anything else as its text."""
+        if self.classes is None:
+            return None
+        return [c if isinstance(c, (bool, int, float, str)) else str(c) for c in self.classes]
 
     def sizes(self) -> str:
         """The splits' sizes for the log: ``1438 train / 359 val`` in samples; a split of whole batches in batches,
@@ -151,7 +155,7 @@ class DataInfo:
         return {
             "name": self.name, "task": self.task, "input_shape": list(self.input_shape or []),
             "num_outputs": self.num_outputs, "source": self.source, "vocab": self.vocab, "seq_len": self.seq_len,
-            "classes": [str(c) for c in self.classes] if self.classes is not None else None,
+            "classes": self._plain_classes(),
             "target_scale": self.target_scale, "n_train": self.n_train, "n_val": self.n_val,
             "train_unit": "batches" if self.train_batches else "samples",
             "val_unit": "batches" if self.val_batches else "samples",

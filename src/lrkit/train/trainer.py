@@ -1443,6 +1443,9 @@ class _Trainer:
                 f"{ck['steps_per_epoch']}; resume with the same data and batch"
             )
         saved, now = dict(ck.get("data") or {}), self.data.info.to_dict()
+        if isinstance(saved.get("classes"), list) and isinstance(now["classes"], list):
+            # a run saved before session 26 wrote every label as text ('3' for 3): the same labels
+            saved["classes"], now["classes"] = ([str(c) for c in v] for v in (saved["classes"], now["classes"]))
         changed = [k for k in ("task", "input_shape", "num_outputs", "n_train", "n_val", "train_unit", "val_unit",
                                 "classes", "vocab")
                    if k in saved and saved[k] != now[k]]
