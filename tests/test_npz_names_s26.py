@@ -73,3 +73,21 @@ def test_a_features_labels_file_trains(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", features=x, labels=y)
     r = lrkit.train("mlp", data=str(tmp_path / "d.npz"), epochs=1, verbose=False, plots=False, project=tmp_path)
     assert r.task == "classification" and r.epochs_run == 1
+
+
+def test_lrkit_predict_reads_the_features_array_of_such_a_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lrkit.cli.app import build_app
+
+    x, y = _arrays()
+    np.savez(tmp_path / "d.npz", features=x, labels=y)
+    r = lrkit.train("mlp", data=str(tmp_path / "d.npz"), epochs=1, verbose=False, plots=False, project=tmp_path)
+    np.savez(tmp_path / "rows.npz", features=x[:5], labels=y[:5])
+    out = CliRunner().invoke(build_app(), ["predict", str(r.run_dir), str(tmp_path / "rows.npz")])
+    assert out.exit_code == 0, out.output
+    expected = lrkit.load_run(r.run_dir).predict(x[:5])
+    assert out.stdout.split()[1:] == [str(v) for v in expected]
+    np.savez(tmp_path / "bad.npz", feats=x[:5], more=x[:5])
+    out = CliRunner().invoke(build_app(), ["predict", str(r.run_dir), str(tmp_path / "bad.npz")])
+    assert out.exit_code != 0 and "other names read" in out.output

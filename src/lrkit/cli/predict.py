@@ -127,9 +127,43 @@ def _numbers(table: _Table, j: int, column: str) -> np.ndarray:
     return values
 
 
-def _read_array(path: Path) -> np.ndarray:
+#: the first bytes of a zip file (an ``.npz`` is a zip of ``.npy`` members)
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _array_kind(path: Path, source: str) -> str | None:
+    """``".npy"`` or ``".npz"`` when the file's own header says it is one (whatever its name), else ``None``.
+
+    A ``.npy`` starts with ``\x93NUMPY``; an ``.npz`` is a zip holding ``.npy`` members. A zip without any is
+    refused here, naming its members (read as CSV it would only be "not UTF-8")."""
+    import zipfile
+
+    from lrkit.train.reuse import _numpy_file_kind
+
+    kind = _numpy_file_kind(path)
+    if kind is not None:
+        return kind
+    with open(path, "rb") as f:
+        if f.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None  # zip-like bytes that are no zip: left to the CSV reader's words
+    shown = ", ".join(repr(m) for m in members[:5]) + (f", ... ({len(members)} in all)" if len(members) > 5 else "")
+    raise ValueError(f"INPUT {source!r} is a zip archive ({shown or 'empty'}), not a CSV file or an .npz of arrays: "
+                     "unzip it and give the .csv inside, or save the rows with np.savez(path, x=rows)")
+
+
+def _read_array(path: Path, kind: str | None = None) -> np.ndarray:
+    """The rows of an ``.npy`` file or an ``.npz``'s ``x`` (or only) array — or the one array named like features
+    (``features``, ``inputs``, ``data``, ...), as ``lrkit.train`` reads an ``.npz``; ``kind`` (``".npy"``/``".npz"``):
+    what the file's header showed it to be, for a name that does not say (else its suffix)."""
+    from lrkit.train.data import _NPZ_NAMES, _npz_key
+
     # numpy reads a file without its magic as a pickle and says "contains pickled (object) data": name it plainly
-    suffix = path.suffix.lower()
+    suffix = kind or path.suffix.lower()
     with open(path, "rb") as f:
         head = f.read(6)
     if (suffix == ".npy" and head != b"\x93NUMPY") or (suffix == ".npz" and head[:2] != b"PK"):
@@ -145,18 +179,30 @@ def _read_array(path: Path) -> np.ndarray:
     else:
         with loaded:
             names = list(loaded.files)
-            if "x" in names:
-                arr = loaded["x"]
-            elif len(names) == 1:
-                arr = loaded[names[0]]
-            else:
+            # the features' array as lrkit.train reads it: x (either case), else features/inputs/data/...
+            key = _npz_key(dict.fromkeys(names), "x", path) or (names[0] if len(names) == 1 else None)
+            if key is None:
                 raise ValueError(f"{path} holds the arrays {names}: name the inputs x (np.savez(path, x=rows)), or "
-                                 "save them alone")
+                                 f"save them alone (other names read: {', '.join(_NPZ_NAMES['x'])})")
+            arr = loaded[key]
     if arr.ndim == 0 or len(arr) == 0:
         raise ValueError(f"{path}: the array has shape {arr.shape}: no rows to predict")
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{path}: the array holds {arr.dtype} values; the model takes numbers")
     return arr
+
+
+def _decode_input(data: bytes, source: str) -> str:
+    """INPUT's bytes as UTF-8 text, or a ``ValueError`` naming the byte, the line, and what ``lrkit predict``
+    reads (``lrkit.train``'s reader names its own data files)."""
+    from lrkit.train.data import _decode
+
+    try:
+        return _decode(data, source)
+    except ValueError as e:
+        said = str(e).split(". lrkit.train reads")[0]
+        raise ValueError(f"{said}. lrkit predict reads a .csv/.tsv file of rows, - for CSV on stdin, or an .npz/.npy "
+                         "array") from None
 
 
 def _feature_columns(table: _Table, features: Sequence[str]) -> list[int]:
@@ -301,17 +347,21 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
             why = "it is a folder" if path.is_dir() else "no such file"
             raise ValueError(f"INPUT {source!r}: {why}; give a .csv/.tsv file, - for stdin, or an .npz/.npy array")
         suffix = path.suffix.lower()
-        if suffix in (".npz", ".npy"):
+        # a NumPy file whose name does not say so (rows.bin, no suffix): its header does; a text file named .npy is
+        # refused by _read_array, naming it
+        kind = None if suffix in (".npz", ".npy") else _array_kind(path, source)
+        if suffix in (".npz", ".npy") or kind is not None:
             if keep:
                 raise ValueError(f"--keep names columns of a CSV INPUT by its header; {source!r} is an array "
                                  "(its rows come out in the array's order)")
             table = None
-            x: Any = _read_array(path)
+            x: Any = _read_array(path, kind)
             n = len(x)
+            if kind is not None:
+                notes.append(f"read {source} as an {kind} array (NumPy's file header), not as CSV")
         else:
-            from lrkit.train.data import _decode
-
-            table = _read_csv(_decode(path.read_bytes(), source), source, tab=suffix == ".tsv", names=run.features)
+            table = _read_csv(_decode_input(path.read_bytes(), source), source, tab=suffix == ".tsv",
+                              names=run.features)
     kept: list[int] = []
     if table is not None:
         n = len(table.rows)

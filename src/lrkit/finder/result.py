@@ -459,10 +459,15 @@ class FinderResult:
                 f"{str(path)!r} is not a range-test record (lr_find.json from FinderResult.to_json): it is not JSON "
                 f"({e})"
             ) from None
+        return cls._from_dict(d, repr(str(path)))
+
+    @classmethod
+    def _from_dict(cls, d: Any, where: str) -> FinderResult:
+        """:meth:`from_json`'s reading of a :meth:`to_dict` record (``where`` names it in errors)."""
         if not isinstance(d, dict) or "lrs" not in d or "losses" not in d:
             got = f"keys {sorted(d)[:8]}" if isinstance(d, dict) else f"a JSON {type(d).__name__}"
             raise ValueError(
-                f"{str(path)!r} is not a range-test record (lr_find.json from FinderResult.to_json): it needs 'lrs' "
+                f"{where} is not a range-test record (lr_find.json from FinderResult.to_json): it needs 'lrs' "
                 f"and 'losses', got {got}"
             )
         fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}

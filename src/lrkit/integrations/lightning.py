@@ -57,7 +57,10 @@ import itertools
 import json
 import math
 import os
+import tempfile
+import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -985,9 +988,12 @@ def _build_finder() -> type:
         the ``DistributedSampler`` the fit loop gives its own, at epoch 0; the fit's loaders are not touched), with
         ``training_step`` called through the DDP wrapper (Lightning's forward redirection, as in the fit), so the
         gradients are averaged over the ranks; the per-step loss is the mean over the ranks, every rank gets the same
-        suggestion and sets it. ``out=`` is written by rank 0. Under ``ddp_spawn`` the callback in the launching
-        process is not the ranks' (Lightning sends back the weights only): ``.lr``/``.result`` are set in the ranks;
-        read ``out``'s ``lr_find.json``, or use ``strategy="ddp"``, whose rank 0 is the launching process.
+        suggestion and sets it. ``out=`` is written by rank 0. Under ``ddp_spawn`` (and ``ddp_fork``/``ddp_notebook``)
+        the ranks run copies of the callback and Lightning sends back the weights only, so local rank 0 hands
+        ``.lr``/``.result`` (``ChooseLRCallback``: ``.auto`` too) back through a private temporary file that the
+        launching process's callback reads when they are first looked at after the fit; the module's LR attribute
+        (``model.lr``, ``hparams``) in the launching process is not changed (the ranks' is; ``strategy="ddp"``,
+        whose rank 0 is the launching process, changes it there too).
 
         Not run: when the fit resumes from a checkpoint (``ckpt_path=``: the checkpoint's optimizer state, LR
         included, is loaded after ``on_fit_start``; ``.lr`` is the checkpoint's callback state, and is put back in
@@ -1033,10 +1039,13 @@ def _build_finder() -> type:
             self.attr_name = attr_name
             self.out = Path(out) if out is not None else None
             self.find_lr_kwargs = dict(find_lr_kwargs)
-            #: The :class:`~lrkit.FinderResult` of the last test; ``None`` before one ran.
-            self.result: FinderResult | None = None
-            #: The LR the fit trains at (the suggestion); ``None`` before a test set one.
-            self.lr: float | None = None
+            # under a spawning strategy (ddp_spawn, ddp_fork, ...) the ranks run copies of this callback: local rank 0
+            # hands its results back to this process through this private file (see _send / _receive)
+            self._launcher_pid = os.getpid()
+            self._outbox = os.path.join(tempfile.gettempdir(), f"lrkit-{type(self).__name__}-{uuid.uuid4().hex}.json")
+            weakref.finalize(self, _discard_outbox, self._outbox, self._launcher_pid)
+            self.result = None
+            self.lr = None
 
         # ---------------------------------------------------------------- checks
         def _refuse(self, trainer: Any, pl_module: Any) -> None:
@@ -1363,6 +1372,85 @@ def _build_finder() -> type:
             ``LearningRateFinder`` sets its suggestion)."""
             return lr
 
+        # ---------------------------------------------------------------- results, also from spawned ranks
+        @property
+        def lr(self) -> float | None:
+            """The LR the fit trains at (the suggestion); ``None`` before a test set one. After a fit under a spawning
+            strategy (``ddp_spawn``), the ranks' (see :meth:`_receive`)."""
+            self._receive()
+            return self._lr
+
+        @lr.setter
+        def lr(self, value: float | None) -> None:
+            self._lr = value
+
+        @property
+        def result(self) -> FinderResult | None:
+            """The :class:`~lrkit.FinderResult` of the last test; ``None`` before one ran (after a ``ddp_spawn`` fit:
+            the ranks')."""
+            self._receive()
+            return self._result
+
+        @result.setter
+        def result(self, value: FinderResult | None) -> None:
+            self._result = value
+
+        def _send(self, trainer: Any) -> None:
+            """In a rank that a spawning launcher started (``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``: Lightning
+            sends back the weights only), local rank 0 writes the results to the launching process's file (atomically:
+            written beside it, then renamed). Nothing elsewhere: a rank started by a script launcher (``ddp``) built
+            its own callback, and the launching process is rank 0 itself."""
+            if self.__dict__.get("_launcher_pid") in (None, os.getpid()) or trainer.local_rank != 0 or self._lr is None:
+                return
+            try:
+                from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+            except ImportError:  # pragma: no cover - another Lightning layout: nothing to hand back through
+                return
+            if not isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher):
+                return
+            sent = self._sent_record()
+            fd, part = tempfile.mkstemp(dir=os.path.dirname(self._outbox), prefix=".lrkit-", suffix=".part")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(sent, f)
+                os.replace(part, self._outbox)
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    os.remove(part)
+                warnings.warn(f"{self._who}: could not hand the LR ({self._lr:.4g}) back to the launching process "
+                              f"({type(e).__name__}: {e}); there .lr stays None: read out=/lr_find.json, or use "
+                              "strategy='ddp'", UserWarning, stacklevel=2)
+
+        def _receive(self) -> None:
+            """In the launching process, take the results a spawned rank handed back (:meth:`_send`), once."""
+            if self.__dict__.get("_launcher_pid") != os.getpid() or not os.path.exists(self._outbox):
+                return
+            try:  # JSON, never a pickle: the file sits in the shared temporary folder
+                with open(self._outbox, encoding="utf-8") as f:
+                    sent = json.load(f)
+                self._take_record(sent)
+            except (OSError, ValueError, TypeError, KeyError):
+                return
+            finally:
+                with contextlib.suppress(OSError):
+                    os.remove(self._outbox)
+
+        def _sent_record(self) -> dict[str, Any]:
+            """What :meth:`_send` hands back, as JSON-ready values (:meth:`_take_record` reads it)."""
+            return {"lr": self._lr, "attr_lr": self._attr_lr,
+                    "result": self._result.to_dict() if self._result is not None else None}
+
+        def _take_record(self, sent: dict[str, Any]) -> None:
+            """Set what :meth:`_sent_record` wrote (in the launching process)."""
+            self.__dict__["_lr"] = None if sent["lr"] is None else float(sent["lr"])
+            self.__dict__["_attr_lr"] = None if sent["attr_lr"] is None else float(sent["attr_lr"])
+            record = sent["result"]
+            self.__dict__["_result"] = None if record is None else FinderResult._from_dict(record, "the ranks' record")
+
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            """Hand the results back to the launching process under a spawning strategy (:meth:`_send`)."""
+            self._send(trainer)
+
         # ---------------------------------------------------------------- checkpoints
         def state_dict(self) -> dict[str, Any]:
             """The LR found, and the value the LR attribute was set to where that is not it (a resumed fit runs no
@@ -1502,8 +1590,26 @@ def _build_chooser() -> type:
             self.seed = seed
             self._log = log  # (not .log: Lightning sets every callback's .log to the module's at the fit's start)
             self.find_lr_kwargs = dict(finder_kwargs)
-            #: The :class:`~lrkit.train.auto.AutoLR` of the last choice; ``None`` before one ran.
-            self.auto: AutoLR | None = None
+            self.auto = None
+
+        def _sent_record(self) -> dict[str, Any]:
+            return {**super()._sent_record(), "auto": self._auto.to_dict() if self._auto is not None else None}
+
+        def _take_record(self, sent: dict[str, Any]) -> None:
+            super()._take_record(sent)
+            record = sent["auto"]
+            self.__dict__["_auto"] = None if record is None else AutoLR.from_dict(record)
+
+        @property
+        def auto(self) -> AutoLR | None:
+            """The :class:`~lrkit.train.auto.AutoLR` of the last choice; ``None`` before one ran (after a
+            ``ddp_spawn`` fit: the ranks')."""
+            self._receive()
+            return self._auto
+
+        @auto.setter
+        def auto(self, value: AutoLR | None) -> None:
+            self._auto = value
 
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             """Choose the peak LR for this fit, restore everything, and set the fit's LR to it."""
@@ -1607,6 +1713,13 @@ def _build_chooser() -> type:
     ChooseLRCallback.__module__ = __name__
     ChooseLRCallback.__qualname__ = "ChooseLRCallback"
     return ChooseLRCallback
+
+
+def _discard_outbox(path: str, launcher_pid: int) -> None:
+    """Remove a callback's unread results file when the callback goes (in the process that made it only)."""
+    if os.getpid() == launcher_pid:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 _LAZY = {"MonitorCallback": lazy_class(globals(), "MonitorCallback", _build),

@@ -646,6 +646,186 @@ def _make_trial_scheduler(make_scheduler: MakeScheduler, optimizer: torch.optim.
     return scheduler
 
 
+#: The base LRs :func:`_check_schedule_scales` builds ``make_scheduler``'s schedule at: a decade apart, and high
+#: enough that a floor of the schedule's own (``eta_min``, a warmup's ``warmup_bias_lr``) does not set its peak.
+_PROBE_LRS = (1.0, 10.0)
+#: The most steps :func:`_check_schedule_scales` builds the schedule over (a trial's length, up to this): a schedule
+#: that sets its own peak shows it at any length, and a budget above 1 makes trials as long as the run.
+_PROBE_MAX_STEPS = 2000
+
+
+class _ProbeOptimizer(torch.optim.Optimizer):
+    """A stand-in for the caller's optimizer: its param groups' settings on fresh one-element tensors, and a
+    ``step`` that does nothing, so a scheduler can be built and stepped on it without touching the caller's."""
+
+    def step(self, closure: Callable[[], Any] | None = None) -> None:  # type: ignore[override]
+        """Nothing to update (the scheduler's step-order check only needs it called)."""
+        return None
+
+
+def _copy_setting(value: Any) -> Any:
+    """A copy of a param group's setting that the stand-in may change freely (tensors cloned, lists copied)."""
+    import copy
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # an object of the user's that cannot be copied: shared (a scheduler only reads such)
+        return value
+
+
+class _OptimizerSettings:
+    """What building and stepping a scheduler on an optimizer changes, kept to be put back exactly: each param
+    group's settings (the same objects; a tensor's values too, as schedulers fill a tensor LR in place), and the
+    instance attributes a scheduler adds (its wrapped ``step``, ``_opt_called``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        self.values = [{k: v.detach().clone() for k, v in g.items() if isinstance(v, torch.Tensor)}
+                       for g in self.groups]
+        self.attrs = {k: vars(optimizer)[k] for k in ("step", "_opt_called") if k in vars(optimizer)}
+
+    def restore(self) -> None:
+        """Put the optimizer back as it was captured: added keys and attributes removed, the rest restored."""
+        with torch.no_grad():
+            for group, settings, values in zip(self.optimizer.param_groups, self.groups, self.values):
+                for key in [k for k in group if k != "params" and k not in settings]:
+                    del group[key]
+                group.update(settings)
+                for key, value in values.items():
+                    settings[key].copy_(value)
+        for key in ("step", "_opt_called"):
+            if key in self.attrs:
+                vars(self.optimizer)[key] = self.attrs[key]
+            else:
+                vars(self.optimizer).pop(key, None)
+
+
+def _set_peak(groups: list[dict[str, Any]], peak: float, scales: list[float]) -> None:
+    """Set each group's LR to ``peak`` times its ratio (a tensor LR in place) and drop ``initial_lr``, as a trial
+    does before building its scheduler, so the scheduler takes these LRs as its base."""
+    for group, scale in zip(groups, scales):
+        if isinstance(group.get("lr"), torch.Tensor):
+            with torch.no_grad():
+                group["lr"].fill_(peak * scale)  # the group keeps the tensor it was built with
+        else:
+            group["lr"] = peak * scale
+        group.pop("initial_lr", None)
+
+
+def _schedule_peaks(make_scheduler: MakeScheduler, optimizer: torch.optim.Optimizer, steps: int) -> Any:
+    """Build ``make_scheduler(optimizer, steps)`` and step it ``steps`` times: each group's highest LR, or the
+    optimizer the scheduler is of when that is another one (not stepped), or ``None`` when it cannot be stepped
+    (the trial's own call says why)."""
+    scheduler = make_scheduler(optimizer, steps)
+    owner = getattr(scheduler, "optimizer", optimizer)
+    if owner is not optimizer:
+        return owner
+    if not callable(getattr(scheduler, "step", None)) or isinstance(
+            scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return None
+    peaks = [float(g["lr"]) for g in optimizer.param_groups]
+    for _ in range(steps):
+        if isinstance(optimizer, _ProbeOptimizer):
+            optimizer.step()  # (marks the step taken: the scheduler's step-order check stays quiet)
+        scheduler.step()
+        peaks = [max(p, float(g["lr"])) for p, g in zip(peaks, optimizer.param_groups)]
+    return peaks
+
+
+def _check_schedule_scales(
+    make_scheduler: MakeScheduler, optimizer: torch.optim.Optimizer, scales: list[float], steps: int
+) -> None:
+    """Refuse, before any compute, a ``make_scheduler`` whose schedule does not follow the LRs it is built on.
+
+    Every trial sets the optimizer's LRs to its candidate and calls ``make_scheduler(optimizer, steps)``; a schedule
+    that sets its own peak (``OneCycleLR(o, max_lr=0.1, ...)``, a spec with ``lr0=``, ``CyclicLR``'s ``max_lr``)
+    trains every candidate at that peak, and the "choice" is noise. So the schedule is built at two base LRs
+    (:data:`_PROBE_LRS`, times each group's ratio) and stepped ``steps`` times; each group's highest LR must scale as
+    its base did. It is built on a stand-in (:class:`_ProbeOptimizer`: the caller's group settings on fresh tensors);
+    a factory that builds on the caller's optimizer itself (a closure over it: the trials pass that very optimizer)
+    is probed on it, and the optimizer is put back exactly (:class:`_OptimizerSettings`); no parameter is stepped. A
+    factory that fails here is left to the trials (their error names it); one returning a scheduler of another
+    optimizer is refused now, as a trial would refuse it. So a user's factory is called twice more than there are
+    trials (four times when it closes over the caller's optimizer); lrkit's own factories are not probed.
+    """
+    import warnings
+
+    if str(getattr(make_scheduler, "__module__", None) or "").startswith("lrkit."):
+        # lrkit's own (lrkit.train's, the integrations' replays) build on the optimizer's LRs by construction, and
+        # some count their calls to word their errors: not probed
+        return
+    name = getattr(make_scheduler, "__name__", type(make_scheduler).__name__)
+    saved = _OptimizerSettings(optimizer)
+    defaults = _copy_setting(dict(optimizer.defaults))
+    peaks: list[list[float]] = []
+    on_callers = False
+    for base in _PROBE_LRS:
+        try:
+            # the probe's schedules are thrown away: the trials show whatever warnings the schedule gives
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if on_callers:
+                    _set_peak(optimizer.param_groups, base, scales)
+                    target: torch.optim.Optimizer = optimizer
+                else:
+                    groups = [{**{k: _copy_setting(v) for k, v in settings.items()},
+                               "params": [torch.zeros(1, requires_grad=True)]} for settings in saved.groups]
+                    _set_peak(groups, base, scales)
+                    target = _ProbeOptimizer(groups, defaults)
+                try:
+                    found = _schedule_peaks(make_scheduler, target, steps)
+                finally:
+                    saved.restore()  # also when the factory built on the caller's optimizer instead of the stand-in
+                if found is optimizer and not on_callers:  # a closure over the caller's: the trials pass it, probe it
+                    on_callers = True
+                    _set_peak(optimizer.param_groups, base, scales)
+                    try:
+                        found = _schedule_peaks(make_scheduler, optimizer, steps)
+                    finally:
+                        saved.restore()
+        except Exception as e:  # the trials call the factory for real, and name it if it fails there
+            if isinstance(e, torch.OutOfMemoryError):
+                raise
+            return
+        if found is None:
+            return
+        if isinstance(found, torch.optim.Optimizer):
+            raise ValueError(
+                f"make_scheduler={name} returned a scheduler of another optimizer ({type(found).__name__}), so the "
+                "trials would not follow it; build the scheduler on the optimizer make_scheduler is given"
+            )
+        if len(found) != len(scales):  # a factory that adds groups: nothing to compare group by group
+            return
+        peaks.append(found)
+    (low, high), ratio = _PROBE_LRS, _PROBE_LRS[1] / _PROBE_LRS[0]
+    for i, (a, b, scale) in enumerate(zip(*peaks, scales)):
+        if not (scale > 0 and math.isfinite(a) and math.isfinite(b) and a > 0):
+            continue  # a frozen group (LR 0), or a schedule that never rises above 0 here: nothing to compare
+        if math.isclose(b, ratio * a, rel_tol=1e-3):
+            continue
+        group = f" in param group {i}" if len(scales) > 1 else ""
+        bases = (f"base LRs {low:g} and {high:g}" if scale == 1 else
+                 f"base LRs {low:g} and {high:g} (this group's {low * scale:g} and {high * scale:g})")
+        if math.isclose(a, b, rel_tol=1e-3):
+            seen = f"reached the same peak {a:.3g}{group} for {bases}"
+        else:
+            seen = (f"peaked at {a:.3g} and {b:.3g}{group} for {bases}: x{b / a:.3g}, not x{ratio:g} as the LRs it "
+                    "was built on")
+        raise ValueError(
+            f"make_scheduler={name} sets its own LRs: built before any compute over {steps} steps (as a trial "
+            f"is), its schedule {seen}, so every "
+            "candidate lr0='auto' tries would train at the schedule's LRs instead of its own and the choice would be "
+            "noise. Build the schedule on the LRs of the optimizer it is given (each trial sets them to its "
+            "candidate), leaving the peak out: OneCycleLR(optimizer, max_lr=[g['lr'] for g in "
+            "optimizer.param_groups], total_steps=steps), lrkit.schedules.from_spec('onecycle', total_steps=steps)"
+            ".to_torch(optimizer) (no lr0= or max_lr= in the spec), LambdaLR(optimizer, lambda t: ...), "
+            "CosineAnnealingLR(optimizer, steps)"
+        )
+
+
 def _run_trial(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -834,7 +1014,10 @@ def choose_lr0(
             steps, built on the optimizer's current LRs as the peak (as ``LambdaLR`` does). It is called once per
             trial on the optimizer it is given; a failure, a result without ``.step()``, a ``ReduceLROnPlateau``
             (metric-driven: no step schedule to compress) or a scheduler of another optimizer is a ``ValueError``
-            naming ``make_scheduler``.
+            naming ``make_scheduler``. Before any compute it is also called twice on a stand-in optimizer (the
+            optimizer's group settings at base LRs 1 and 10): a schedule whose peak does not follow the LRs it is
+            built on (``OneCycleLR(o, max_lr=0.1, ...)``, a spec with ``lr0=``) would train every candidate at its
+            own peak, and is a ``ValueError`` saying what it reached.
         loss_fn, step_fn: how to get a batch's loss (``loss_fn(model(x), y)`` or ``step_fn(model, batch)``).
         budget: the most extra compute, as a fraction of ``total_steps`` (0.3 = 30% of one run).
         num_candidates: the most confirmation trials (fewer when the budget is small or the search stops early).
@@ -982,6 +1165,9 @@ def choose_lr0(
 
         amp = finder_kwargs.get("amp", False)
         autocast, _ = autocast_context(amp, device)  # checks the setting before any work
+        # a schedule that sets its own peak trains every candidate at it: refused now, not after the range test
+        _check_schedule_scales(make_scheduler, optimizer, group_scales(optimizer),
+                               min(plan.trial_steps or min(MIN_TRIAL_STEPS, total_steps), _PROBE_MAX_STEPS))
     except Exception:
         if distributed() and not failed:  # (failed: the others have stopped already)
             _checks_failed_on_this_rank(model)

@@ -600,12 +600,36 @@ def _cell_number(value: Any, column: str, row: int) -> Any:
 def _file_name_error(x: str | os.PathLike[str]) -> str:
     """What :meth:`LoadedRun.predict` says when given a file name (or another word) instead of rows."""
     text = os.fspath(x)
-    if Path(text).expanduser().is_file():
+    path = Path(text).expanduser()
+    kind = _numpy_file_kind(path) if path.is_file() else None
+    if kind is not None:  # np.save / np.savez output, whatever its name: pandas.read_csv would fail on it
+        read = f"numpy.load({text!r})" + ("['x']" if kind == ".npz" else "")
+        return (f"predict takes the rows themselves, not a file name ({text!r}, an {kind} array): read the file "
+                f"first — run.predict({read}) — or, from the shell, lrkit predict RUN {text}")
+    if path.is_file():
         return (f"predict takes the rows themselves, not a file name ({text!r}): read the file first — "
                 f"run.predict(pandas.read_csv({text!r})), or run.predict(list(csv.DictReader(open({text!r})))) — or, "
                 f"from the shell, lrkit predict RUN {text}")
     return (f"predict(x={text!r}): a str is not rows of features; give rows (a list of rows, a {{column: values}} "
             "dict, a list of dict rows such as csv.DictReader gives, a DataFrame, an array or a tensor)")
+
+
+def _numpy_file_kind(path: Path) -> str | None:
+    """``".npy"`` / ``".npz"`` when the file's header says it is NumPy's (``\x93NUMPY``; a zip holding ``.npy``
+    members), else ``None`` (also when it cannot be read)."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head == b"\x93NUMPY":
+            return ".npy"
+        if head.startswith(b"PK\x03\x04"):
+            with zipfile.ZipFile(path) as z:
+                return ".npz" if any(m.endswith(".npy") for m in z.namelist()) else None
+    except (OSError, zipfile.BadZipFile):
+        pass
+    return None
 
 
 def _is_run_dir(path: Path) -> bool:
