@@ -34,12 +34,13 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 import torch
@@ -74,8 +75,15 @@ __all__ = [
     "device_label",
     "evaluate_lrs",
     "make_loaders",
+    "non_negative_int",
     "oracle",
+    "output_file",
+    "positive_float",
+    "positive_int",
+    "positive_numbers",
     "regret",
+    "run_main",
+    "seed_list",
     "synchronize",
     "train_run",
     "warmup_cosine",
@@ -2720,7 +2728,7 @@ if __name__ == "__main__":  # pragma: no cover - a quick look at the suite: budg
 def task_names(parser: argparse.ArgumentParser, text: str, flag: str = "--tasks") -> list[str]:
     """The suite task names in a comma-separated ``text`` (a script's ``--tasks``): task names, a group's name from
     :data:`GROUPS` for its tasks (``fresh11``), or ``all`` for every task, in the suite's order, each task once;
-    ``parser.error`` naming the first unknown one and the valid names.
+    ``parser.error`` naming the first unknown one and the valid names, or saying that none was named.
 
     >>> task_names(argparse.ArgumentParser(), "fresh2,wine_mlp")
     ['iris_logreg', 'linreg_momentum', 'six_classes_mlp', 'digits_logreg_rmsprop', 'wine_mlp']
@@ -2739,7 +2747,140 @@ def task_names(parser: argparse.ArgumentParser, text: str, flag: str = "--tasks"
             parser.error(f"{flag}: unknown task {n!r}; valid: a task ({', '.join(TASKS)}), a group "
                          f"({', '.join(GROUPS)}) or all")
         names.extend(x for x in expanded if x not in names)
+    if not names:  # `--tasks ""` (an empty shell variable) would print an empty table and look like a result
+        parser.error(f"{flag}: no task named; give task names, a group ({', '.join(GROUPS)}) or all")
     return names
+
+
+def run_main(main: Callable[[], Any]) -> NoReturn:
+    """Run a suite script's ``main()`` and exit with its status (0 when it returns no int). Ctrl-C ends it with one
+    line and status 130 rather than a traceback from inside torch: every training run finished so far is already in
+    the cache under ``benchmarks/results/`` (atomic writes), so the same command goes on from there; a record the
+    script writes at its end (``--json``, ``monitor_recovery.json``) is not written, so none is ever half-written."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C): the runs finished so far are cached in benchmarks/results/ and the same "
+              "command goes on from them; no record was written", file=sys.stderr)
+        raise SystemExit(130) from None
+    raise SystemExit(status if isinstance(status, int) else 0)
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type=`` for counts that must be at least 1 (``--jobs``, ``--repeats``, ``--steps``): the error
+    reads ``argument --jobs: 0 must be an integer >= 1``.
+
+    >>> positive_int("3")
+    3
+    """
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse ``type=`` for counts that may be 0 (``--pairs 0``: skip the timing).
+
+    >>> non_negative_int("0")
+    0
+    """
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give one >= {minimum}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} must be an integer >= {minimum}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type=`` for a finite number > 0 (``--budget``).
+
+    >>> positive_float("0.3")
+    0.3
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a finite number > 0") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    return value
+
+
+def seed_list(parser: argparse.ArgumentParser, values: str | Sequence[int | str], flag: str = "--seeds") -> list[int]:
+    """A script's seeds — comma-separated text (``"0,1,2"``) or a list (``nargs``; its items may hold commas too) —
+    as distinct integers >= 0; ``parser.error`` naming the bad one otherwise (a seed counted twice would weigh twice
+    in a median over seeds; numpy refuses negative seeds).
+
+    >>> seed_list(argparse.ArgumentParser(), "0, 1,2")
+    [0, 1, 2]
+    """
+    items = [part.strip() for v in ([values] if isinstance(values, str) else values) for part in str(v).split(",")]
+    seeds: list[int] = []
+    for item in items:
+        if item == "":
+            continue
+        try:
+            seed = int(item)
+        except ValueError:
+            parser.error(f"{flag}: {item!r} is not an integer; give seeds like 0,1,2")
+        if seed < 0:
+            parser.error(f"{flag}: seed {seed} must be an integer >= 0")
+        if seed in seeds:
+            parser.error(f"{flag}: seed {seed} given twice")
+        seeds.append(seed)
+    if not seeds:
+        parser.error(f"{flag}: no seed given; give seeds like 0,1,2")
+    return seeds
+
+
+def positive_numbers(parser: argparse.ArgumentParser, text: str, flag: str) -> list[float]:
+    """Comma-separated finite numbers > 0 (``--mults 1,10,30``); ``parser.error`` naming the first bad one.
+
+    >>> positive_numbers(argparse.ArgumentParser(), "1,10,30", "--mults")
+    [1.0, 10.0, 30.0]
+    """
+    out: list[float] = []
+    for item in (v.strip() for v in text.split(",")):
+        if not item:
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            parser.error(f"{flag}: {item!r} is not a number; give finite numbers > 0, comma-separated")
+        if not (math.isfinite(value) and value > 0):
+            parser.error(f"{flag}: {item} must be a finite number > 0")
+        out.append(value)
+    if not out:
+        parser.error(f"{flag}: no value given; give finite numbers > 0, comma-separated")
+    return out
+
+
+def output_file(parser: argparse.ArgumentParser, path: str | os.PathLike[str], flag: str, hint: str = "") -> Path:
+    """Check before a run that its record can be written at ``path`` (a folder is created as the write would), so a
+    bad path fails in a second rather than after the whole benchmark; ``parser.error`` naming it otherwise. The
+    check creates and removes one empty file beside ``path`` (the real write goes through ``atomic_write_text``,
+    which needs exactly that); ``hint`` is added to the message (e.g. ``"; or pass --no-save"``).
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> output_file(argparse.ArgumentParser(), d / "out.json", "--json") == d / "out.json"
+    True
+    """
+    import tempfile
+
+    path = Path(path)
+    if path.is_dir():
+        parser.error(f"{flag} {path} is a folder; give a file name in it, like {path / 'out.json'}{hint}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        parser.error(f"{flag} {path}: cannot write in {path.parent} ({e.strerror or e}){hint}")
+    return path
 
 
 def device_arg(parser: argparse.ArgumentParser, text: str, flag: str = "--device") -> torch.device:

@@ -39,7 +39,11 @@ from _suite import (
     cached_val_loss,
     make_loaders,
     oracle,
+    positive_float,
+    positive_int,
     regret,
+    run_main,
+    seed_list,
     task_names,
     warmup_cosine,
 )
@@ -144,10 +148,11 @@ def _fmt(v: float, spec: str = ".4f") -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="*", default=None, help=f"task names (default: {', '.join(SUITE)})")
-    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    parser.add_argument("--budget", type=float, default=0.3, help="extra-compute budget (fraction of one run)")
+    parser.add_argument("--seeds", nargs="*", default=["0", "1", "2"], help="space-separated seeds (default: 0 1 2)")
+    parser.add_argument("--budget", type=positive_float, default=0.3,
+                        help="extra-compute budget (fraction of one run)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 tasks, seed 0: a smoke test")
-    parser.add_argument("--jobs", type=int, default=1, help="processes for the oracle grid, if not cached")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="processes for the oracle grid, if not cached")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="override a default of lrkit.train.auto (e.g. SPACING=1.5) to try it")  # fmt: skip
     parser.add_argument("--log", action="store_true", help="print choose_lr0's log lines")
@@ -170,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                 setattr(auto_mod, name, kind(value))
             except ValueError:
                 parser.error(f"--set {name}={value!r}: expected a {kind.__name__} like {getattr(auto_mod, name)!r}")
-    names = task_names(parser, ",".join(args.tasks)) if args.tasks else list(SUITE)
-    seeds = args.seeds
+    # `--tasks` with no names is an error (task_names), not the whole suite
+    names = task_names(parser, ",".join(args.tasks)) if args.tasks is not None else list(SUITE)
+    seeds = seed_list(parser, args.seeds)
     if args.quick:
         names, seeds = (names if args.tasks else ["wine_mlp", "breast_cancer_logreg"]), [0]
 
@@ -185,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         task = TASKS[name]
         orc = oracle(task, jobs=args.jobs, progress=lambda m: print(m, flush=True))
-        outcomes, run_seconds = run_task(task, seeds, args.budget, args.log)
+        try:
+            outcomes, run_seconds = run_task(task, seeds, args.budget, args.log)
+        except ValueError as e:  # lrkit.train.auto checks its settings when choose_lr0 runs: name the --set value
+            if not args.set:
+                raise
+            parser.error(f"--set {' '.join(args.set)}: {e}")
         med_loss = statistics.median(o.val_loss for o in outcomes)
         r = regret(med_loss, orc.best_loss)
         row = {
@@ -229,4 +240,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)  # Ctrl-C: one line, status 130; finished runs stay cached

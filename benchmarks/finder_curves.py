@@ -1,9 +1,10 @@
 """Record every suite task's range test (lrkit's defaults, as ``finder_quality.py`` runs it) and compare two records.
 
 A change to the range test's loop (its divergence stop, its steps) must say which curves it moved. This script runs
-``lrkit.find_lr`` on every task of ``benchmarks/_suite.py`` (all 65: calibration and held-out sets) for seeds 0-2 and
+``lrkit.find_lr`` on every task of ``benchmarks/_suite.py`` (all 71: calibration and held-out sets) for seeds 0-2 and
 writes ``{task/seed: [steps run, stop reason, default suggestion, losses]}``; ``--compare OLD.json`` prints the runs
-whose record differs. Takes ~15 s.
+whose record differs. Takes minutes (about 2 per seed on a shared 2-core machine: the recurrent tasks are slow);
+``--seeds 0`` for one seed. The record is written atomically, and only at the end.
 
 Run::
 
@@ -24,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import finder_quality as fq
-from _suite import TASKS
+from _suite import TASKS, output_file, run_main, seed_list
+from lrkit._utils import atomic_write_text
 
 
 def record(seeds: Sequence[int]) -> dict[str, list[object]]:
@@ -53,10 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="where to write this lrkit's record (JSON)")
     parser.add_argument("--compare", type=Path, default=None, help="an older record to compare with")
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="*", default=["0", "1", "2"], help="seeds (default: 0 1 2)")
     args = parser.parse_args(argv)
-    new = record(args.seeds)
-    args.out.write_text(json.dumps(new))
+    seeds = seed_list(parser, args.seeds)
+    output_file(parser, args.out, "out")  # found now, not after every range test has run
+    if args.compare is not None and not args.compare.is_file():
+        parser.error(f"--compare {args.compare}: no such file; give a record this script wrote")
+    new = record(seeds)
+    atomic_write_text(args.out, json.dumps(new))  # a complete record or none, even when interrupted
     print(f"{len(new)} range tests recorded in {args.out}")
     if args.compare is not None:
         old = json.loads(args.compare.read_text())
@@ -72,4 +78,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)  # Ctrl-C: one line, status 130; finished runs stay cached

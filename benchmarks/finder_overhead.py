@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import statistics
 import sys
 import time
@@ -47,6 +48,8 @@ import torch
 from _suite import TASKS, Task, device_arg, device_label, make_loaders, synchronize, task_names
 
 _CPU = torch.device("cpu")
+#: ``lrkit.find_lr``'s default ``start_lr``, where both loops start their sweep.
+START_LR = 1e-7
 
 
 def _batches(loader: Any) -> Iterator[Any]:
@@ -64,7 +67,7 @@ def bare_loop(task: Task, model: torch.nn.Module, loader: Any, steps: int, end_l
     and the ratio isolates the finder's machinery.
     """
     optimizer = task.build_optimizer(model.parameters(), task.default_lr)
-    lrs = np.geomspace(1e-7, end_lr, steps).tolist()
+    lrs = np.geomspace(START_LR, end_lr, steps).tolist()
     move = device.type != "cpu"
     model.train()
     synchronize(device)
@@ -148,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--steps={args.steps} must be >= 10 and --repeats={args.repeats} >= 1")
     if args.batch is not None and args.batch < 1:
         parser.error(f"--batch={args.batch} must be >= 1")
+    if not (math.isfinite(args.end_lr) and args.end_lr > START_LR):
+        parser.error(f"--end-lr {args.end_lr:g} must be a finite number above the finder's start_lr {START_LR:g} "
+                     f"(default 1e-2)")
     device = device_arg(parser, args.device)
     torch.set_num_threads(1)
     print(f"find_lr vs bare loop, {args.steps} steps, median of {args.repeats} interleaved repeats, 1 thread, "

@@ -22,7 +22,7 @@ Usage::
         --tasks moons_deep_mlp,diabetes_mlp,circles_wide_mlp,regression_layernorm_mlp
 
 Peers are optional: a missing one prints "skipped (pip install X)". Install them without replacing torch/numpy:
-``pip install -c benchmarks/constraints.txt torch-lr-finder lightning`` and
+``pip install -c benchmarks/constraints.txt -e ".[bench]"`` (torch-lr-finder, lightning) and
 ``pip install -c benchmarks/constraints.txt --no-deps fastai`` plus ``fastcore fastprogress fasttransform
 fastdownload plum-dispatch pandas``.
 """
@@ -59,11 +59,15 @@ from _suite import (
     evaluate_lrs,
     make_loaders,
     oracle,
+    output_file,
     regret,
+    run_main,
     task_names,
 )
 
 SEEDS = (0, 1, 2)
+#: What a missing peer's row says to install: the ``bench`` extra, pinned so that it keeps torch and numpy.
+BENCH_EXTRA = 'pip install -c benchmarks/constraints.txt -e ".[bench]"'
 #: Rule variants scored by real training too, as methods ``lrkit:<name>``: name -> its label in
 #: ``rule_calibration.CONSENSUS`` (computed by that very function, from the same range-test run as the other rules).
 CONSENSUS_METHODS: dict[str, str] = {
@@ -187,7 +191,7 @@ def run_torch_lr_finder(task: Task, seed: int) -> FinderRun:
     try:
         from torch_lr_finder import LRFinder
     except ImportError:
-        raise PeerMissing("skipped (pip install torch-lr-finder)") from None
+        raise PeerMissing(f"skipped (pip install torch-lr-finder; or every peer but fastai: {BENCH_EXTRA})") from None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -224,7 +228,7 @@ def run_lightning(task: Task, seed: int) -> FinderRun:
         import lightning.pytorch as pl
         from lightning.pytorch.tuner import Tuner
     except ImportError:
-        raise PeerMissing("skipped (pip install lightning)") from None
+        raise PeerMissing(f"skipped (pip install lightning; or every peer but fastai: {BENCH_EXTRA})") from None
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -265,8 +269,8 @@ def run_fastai(task: Task, seed: int) -> FinderRun:
         from fastai.optimizer import OptimWrapper
     except ImportError:
         raise PeerMissing(
-            "skipped (pip install --no-deps fastai; pip install fastcore fastprogress fasttransform fastdownload "
-            "plum-dispatch pandas)"
+            "skipped (pip install -c benchmarks/constraints.txt --no-deps fastai; pip install -c "
+            "benchmarks/constraints.txt fastcore fastprogress fasttransform fastdownload plum-dispatch pandas)"
         ) from None
     model, loader = _fresh(task, seed)
     val_loader = make_loaders(task, seed)[1]
@@ -492,8 +496,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [n for n in families if n not in FAMILIES]
     if bad:
         parser.error(f"unknown method {bad[0]!r}; valid: {', '.join(FAMILIES)}")
+    if not families:
+        parser.error(f"--methods: no method named; valid: {', '.join(FAMILIES)}")
     if args.jobs < 1:
         parser.error(f"--jobs={args.jobs} must be >= 1")
+    if args.json is not None:  # found now, not after the whole run
+        output_file(parser, args.json, "--json")
 
     torch.set_num_threads(1)
     seeds = (0,) if args.quick else SEEDS
@@ -532,4 +540,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)  # Ctrl-C: one line, status 130; finished runs stay cached

@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import TASKS, make_loaders, oracle, task_names
+from _suite import TASKS, make_loaders, oracle, run_main, task_names
 from lrkit.finder.result import FinderResult
 from rule_calibration import curves
 
@@ -119,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # Ctrl-C: one line, status 130; finished runs stay cached

@@ -29,6 +29,7 @@ Run (one thread; prints a Markdown table):
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -120,9 +121,14 @@ def measure(build: _Build, steps: int, warmup: int, epoch: int = 100, device: to
         "monitor_us": monitor_ns / steps / 1e3,
         "fast_us": statistics.median(fast) / 1e3 if fast else float("nan"),
         "full_us": statistics.median(full) / 1e3 if full else float("nan"),
-        "full_every": steps / max(1, len(full)),
+        "full_every": steps / len(full) if full else float("nan"),  # none seen: no interval to report
         "val_us": statistics.median(val) / 1e3 if val else float("nan"),
     }
+
+
+def _cell(value: float, spec: str) -> str:
+    """A table cell: the number, or "—" when the run saw none (a run shorter than the interval it measures)."""
+    return format(value, spec) if math.isfinite(value) else "—"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     device = device_arg(parser, args.device)
     torch.set_num_threads(1)
     extra = "".join(f" {flag} {value}" for flag, value, default in (
-        ("--device", args.device, "cpu"), ("--width", args.width, None), ("--batch", args.batch, 64))
+        ("--warmup", args.warmup, 500), ("--device", args.device, "cpu"), ("--width", args.width, None),
+        ("--batch", args.batch, 64))
         if value != default)
     print(f"Command: `python benchmarks/monitor_cost.py --steps {args.steps} --repeats {args.repeats}{extra}` "
           f"(torch {torch.__version__}, device {device_label(device)}, 1 thread, median of repeats)\n")
@@ -153,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, build in _models(args.width, args.batch).items():
         runs = [measure(build, args.steps, args.warmup, device=device) for _ in range(args.repeats)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        every = f"{med['full_every']:.0f} steps" if math.isfinite(med["full_every"]) else f"none in {args.steps} steps"
         print(f"| {name} | {med['step_us']:.1f} | {med['monitor_us']:.2f} | {med['monitor_us'] / med['step_us']:.1%} "
-              f"| {med['fast_us']:.2f} | {med['full_us']:.1f} | {med['full_every']:.0f} steps | {med['val_us']:.1f} |")
+              f"| {_cell(med['fast_us'], '.2f')} | {_cell(med['full_us'], '.1f')} | {every} "
+              f"| {_cell(med['val_us'], '.1f')} |")
     return 0
 
 

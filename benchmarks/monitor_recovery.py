@@ -42,7 +42,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import RESULTS_DIR, SUITE, TASKS, Task, _evaluate, make_loaders, oracle, regret, task_names, train_run
+from _suite import (
+    RESULTS_DIR,
+    SUITE,
+    TASKS,
+    Task,
+    _evaluate,
+    make_loaders,
+    non_negative_int,
+    oracle,
+    output_file,
+    positive_numbers,
+    regret,
+    run_main,
+    seed_list,
+    task_names,
+    train_run,
+)
 from lrkit._utils import atomic_write_text
 from lrkit.monitor import Monitor, MonitorEvent, MonitorWarning
 
@@ -117,6 +133,10 @@ def one_run(task: Task, lr: float, seed: int, options: dict[str, Any] | None) ->
     }
 
 
+class NotHealthy(RuntimeError):
+    """The timing run was not a healthy one (it diverged or the monitor raised an event), so it cannot be timed."""
+
+
 def step_time(task: Task, lr: float, options: dict[str, Any] | None) -> float:
     """Seconds per optimizer step of one full run, between the first and the last step (setup/eval excluded)."""
     stamps: list[float] = []
@@ -129,7 +149,7 @@ def step_time(task: Task, lr: float, options: dict[str, Any] | None) -> float:
     sink: list[EpochValidation] = []
     out = train_run(task, lr, 0, on_step=on_step, monitor_factory=monitor_factory(options, sink, task))
     if out.diverged or len(stamps) != 2 or sink[0].events:
-        raise RuntimeError(f"{task.name}: the timing run at lr={lr:g} was not healthy; overhead needs a healthy run")
+        raise NotHealthy(f"{task.name}: the timing run at lr={lr:g} was not healthy; overhead needs a healthy run")
     validating = sum(s for step, s in sink[0].eval_seconds.items() if step < total)
     return (stamps[1] - stamps[0] - validating) / (total - 1)
 
@@ -166,6 +186,32 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def monitor_options(parser: argparse.ArgumentParser, text: str) -> dict[str, Any]:
+    """``--monitor``'s JSON as ``Monitor`` keyword arguments, checked by building a ``Monitor`` on a tiny model now —
+    a typo or a bad value is an argparse error naming it, not a traceback from the first training run."""
+    import difflib
+    import inspect
+
+    try:
+        options = json.loads(text)
+    except ValueError as e:
+        parser.error(f"--monitor: not JSON ({e}); give an object like '{{\"spike_grace\": 0}}'")
+    if not isinstance(options, dict):
+        parser.error("--monitor must be a JSON object of Monitor keyword arguments")
+    valid = [p.name for p in inspect.signature(Monitor).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            parser.error(f"--monitor: Monitor has no setting {key!r}"
+                         + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid: {', '.join(valid)}")
+    model = torch.nn.Linear(1, 1)
+    try:
+        Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1), **options)
+    except (TypeError, ValueError) as e:
+        parser.error(f"--monitor: {e}")
+    return options
+
+
 def _fmt_loss(v: float) -> str:
     return f"{v:.4f}" if math.isfinite(v) else "inf"
 
@@ -180,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=",".join(SUITE), help="comma-separated task names")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--mults", default="1,10,30", help="multiples of the oracle LR to train at")
-    parser.add_argument("--pairs", type=int, default=7, help="interleaved timing pairs per task (0: skip timing)")
+    parser.add_argument("--pairs", type=non_negative_int, default=7,
+                        help="interleaved timing pairs per task (0: skip timing)")  # fmt: skip
     parser.add_argument("--monitor", default="{}", help="Monitor keyword arguments as JSON (default: the defaults)")
     parser.add_argument("--quick", action="store_true", help="seed 0 only and 3 timing pairs (implies --no-save)")
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/monitor_recovery.json")
@@ -189,17 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", MonitorWarning)
     names = task_names(parser, args.tasks)
-    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+    seeds = [0] if args.quick else seed_list(parser, args.seeds)
     pairs = min(args.pairs, 3) if args.quick else args.pairs
-    mults = [float(m) for m in args.mults.split(",")]
-    options = json.loads(args.monitor)
-    if not isinstance(options, dict):
-        parser.error("--monitor must be a JSON object of Monitor keyword arguments")
+    mults = positive_numbers(parser, args.mults, "--mults")
+    options = monitor_options(parser, args.monitor)
+    if not (args.no_save or args.quick):  # found now, not after the whole run
+        output_file(parser, RESULT_PATH, "the record", hint="; or pass --no-save")
     command = "python benchmarks/monitor_recovery.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     timings: dict[str, dict[str, float]] = {}
+    untimed: dict[str, str] = {}  # task -> why its timing was refused (a healthy run that raised an event)
     for name in names:
         task = TASKS[name]
         orc = oracle(task, progress=lambda msg: print(f"<!-- {msg} -->", file=sys.stderr))
@@ -217,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
                 })  # fmt: skip
             print(f"<!-- {name} x{mult:g} done ({time.perf_counter() - started:.0f}s) -->", file=sys.stderr)
         if pairs > 0:
-            timings[name] = overhead(task, orc.best_lr, options, pairs)
+            try:
+                timings[name] = overhead(task, orc.best_lr, options, pairs)
+            except NotHealthy as e:  # keep every row measured so far; the table says which task was not timed
+                untimed[name] = str(e).removeprefix(f"{name}: ")
+                print(f"<!-- {name}: not timed: {untimed[name]} -->", file=sys.stderr)
 
     print(f"Command: `{command.strip()}`  (seeds {seeds}, torch {torch.__version__}, 1 thread)\n")
     print("| task | peak LR | monitor | val loss (median) | regret vs oracle | diverged | events (median) "
@@ -227,11 +279,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['task']} | {r['mult']:g}x = {r['lr']:.3g} | {'on' if r['monitor'] else 'off'} "
               f"| {_fmt_loss(r['val_loss'])} | {_fmt_regret(r['regret'])} | {r['diverged']}/{len(seeds)} "
               f"| {r['events']:g} | {r['rollbacks']:g} |")  # fmt: skip
-    if timings:
+    if timings or untimed:
         print("\n| task | step ms, plain | step ms, monitor | overhead (median of pairs) |")
         print("|---|---|---|---|")
-        for name, t in timings.items():
-            print(f"| {name} | {t['step_ms_plain']:.3f} | {t['step_ms_monitor']:.3f} | {t['overhead']:+.1%} |")
+        for name in names:
+            if name in untimed:
+                print(f"| {name} | not timed: {untimed[name]} | | |")
+            elif name in timings:
+                t = timings[name]
+                print(f"| {name} | {t['step_ms_plain']:.3f} | {t['step_ms_monitor']:.3f} | {t['overhead']:+.1%} |")
 
     on = [r for r in rows if r["monitor"]]
     healthy = [run for r in on if r["mult"] == 1 for run in r["runs"]]
@@ -247,15 +303,18 @@ def main(argv: list[str] | None = None) -> int:
     if timings:
         worst = max(timings.values(), key=lambda t: t["overhead"])
         med = statistics.median(t["overhead"] for t in timings.values())
-        print(f"- step-time overhead: median over tasks {med:+.1%}, worst {worst['overhead']:+.1%} (target <= 3%)")
+        print(f"- step-time overhead: median over tasks {med:+.1%}, worst {worst['overhead']:+.1%} (target <= 3%)"
+              + (f"; not timed: {', '.join(untimed)}" if untimed else ""))
+    elif untimed:
+        print(f"- step-time overhead: not timed ({', '.join(untimed)}: a healthy run raised an event)")
     print(f"\n({time.perf_counter() - started:.0f}s)")
 
     if not (args.no_save or args.quick):  # a smoke test never replaces the recorded result
         record = {"command": command.strip(), "seeds": seeds, "monitor": options, "rows": rows, "timings": timings,
-                  "torch": torch.__version__}  # fmt: skip
+                  "untimed": untimed, "torch": torch.__version__}  # fmt: skip
         atomic_write_text(RESULT_PATH, json.dumps(_plain(record), indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)  # Ctrl-C: one line, status 130; finished runs stay cached

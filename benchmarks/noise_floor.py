@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import SUITE, TASKS, OracleResult, oracle, regret, task_names
+from _suite import SUITE, TASKS, OracleResult, oracle, positive_int, regret, run_main, task_names
 
 SEEDS_A = (0, 1, 2)
 SEEDS_B = (3, 4, 5)
@@ -40,7 +40,7 @@ def cross_regret(scored_on: OracleResult, chosen_by: OracleResult) -> float:
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(SUITE), help="comma-separated task names (default: the suite)")
-    parser.add_argument("--jobs", type=int, default=1, help="training processes (one thread each)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="training processes (one thread each)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     names = task_names(parser, args.tasks)
@@ -72,4 +72,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # Ctrl-C: one line, status 130; finished runs stay cached

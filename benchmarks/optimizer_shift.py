@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import TASKS, OracleResult, make_loaders, oracle, task_names
+from _suite import TASKS, OracleResult, make_loaders, oracle, run_main, task_names
 from lrkit.finder.result import FinderResult
 from rule_calibration import curves
 
@@ -79,7 +79,9 @@ def main() -> None:
         names = [n for n, t in TASKS.items() if t.optimizer_name.split(",")[0].split()[0] == args.optimizer
                  and t.group not in LATER_GROUPS]
         if not names:
-            parser.error(f"no task's optimizer is {args.optimizer!r}")
+            families = sorted({t.optimizer_name.split(",")[0].split()[0] for t in TASKS.values()
+                               if t.group not in LATER_GROUPS})  # fmt: skip
+            parser.error(f"no task's optimizer is {args.optimizer!r}; valid: {', '.join(families)} (case matters)")
     else:
         names = task_names(parser, args.tasks)
     header = " | ".join(f"shift {s:+.2f}" for s in args.shifts)
@@ -106,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # Ctrl-C: one line, status 130; finished runs stay cached

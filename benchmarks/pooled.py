@@ -725,7 +725,10 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically: a temporary file beside ``path``, then a rename."""
     path = path.resolve()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)  # read it (there is no other way), then put it back
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the record what a plain open(path, "w") would
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
@@ -742,6 +745,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.json is not None and not args.json.resolve().parent.is_dir():
         parser.error(f"--json {args.json}: its folder {args.json.resolve().parent} does not exist")
+    if args.json is not None and args.json.is_dir():
+        parser.error(f"--json {args.json} is a folder; give a file name in it, like {args.json / 'pooled.json'}")
+    if args.json is not None:  # a folder this process cannot write in: found now, not after the report
+        try:
+            with tempfile.NamedTemporaryFile(dir=args.json.resolve().parent, prefix=f".{args.json.name}.",
+                                             suffix=".probe"):
+                pass
+        except OSError as e:
+            parser.error(f"--json {args.json}: cannot write in {args.json.resolve().parent} ({e.strerror or e})")
     records = load()
     checks = check_against_readme(records)
     text, data = report(records)

@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lrkit
-from _suite import RESULTS_DIR, SUITE, TASKS, Task, make_loaders, oracle, task_key, task_names
+from _suite import RESULTS_DIR, SUITE, TASKS, Task, make_loaders, oracle, positive_int, run_main, task_key, task_names
 from lrkit._utils import atomic_write_text
 from lrkit.finder import suggest as S
 
@@ -180,9 +180,11 @@ def with_backoff(decades: float):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="*", default=list(SUITE), help="space-separated task names (default: the six)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=positive_int, default=3, help="finder seeds per task: 0 .. N-1 (default 3)")
     args = parser.parse_args()
     tasks = [TASKS[t] for t in task_names(parser, ",".join(args.tasks))]
+    if len(tasks) < 2:  # the back-off is chosen on the other tasks, so one task leaves nothing to choose it on
+        parser.error(f"--tasks: the leave-one-task-out check needs at least 2 tasks (got {len(tasks)})")
     torch.set_num_threads(1)
     oracles = {t.name: oracle(t) for t in tasks}
     curve_sets = {t.name: curves(t, list(range(args.seeds))) for t in tasks}
@@ -224,4 +226,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # Ctrl-C: one line, status 130; finished runs stay cached

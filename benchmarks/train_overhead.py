@@ -239,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where both sides train")
     args = parser.parse_args(argv)
     names = task_names(parser, args.tasks)
+    for n in names:  # every task's optimizer checked before the table starts, not halfway through it
+        kind = type(TASKS[n].build_optimizer(TASKS[n].build_model(0).parameters(), TASKS[n].default_lr))
+        if kind not in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
+            parser.error(f"--tasks: {n} uses {kind.__name__}; this script handles SGD, Adam and AdamW tasks")
     if args.epochs < 4 or args.repeats < 1:
         parser.error(f"--epochs={args.epochs} must be >= 4 and --repeats={args.repeats} >= 1")
     device = device_arg(parser, args.device)

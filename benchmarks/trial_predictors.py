@@ -38,6 +38,7 @@ from _suite import (
     _evaluate,
     make_loaders,
     oracle,
+    run_main,
     task_names,
     warmup_cosine,
 )
@@ -87,6 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cooldown", type=float, default=0.05, help="anneal after the prefix, fraction of the run")
     args = parser.parse_args(argv)
     names = task_names(parser, args.tasks)
+    for flag, value in (("--prefix", args.prefix), ("--cooldown", args.cooldown)):
+        if not (math.isfinite(value) and value > 0):
+            parser.error(f"{flag} {value:g} must be > 0 (a fraction of the run)")
+    if args.prefix + args.cooldown > 1:  # a trial longer than the run would read the schedule past its end
+        parser.error(f"--prefix {args.prefix:g} + --cooldown {args.cooldown:g} must be <= 1: a trial is part of "
+                     f"one run")
     torch.set_num_threads(1)
     seeds = (0, 1, 2)
     rows: dict[str, tuple[float, float]] = {}
@@ -117,4 +124,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # Ctrl-C: one line, status 130; finished runs stay cached

@@ -11,18 +11,19 @@ class-target check before a device-side assert, find_lr's device= with a model e
 torch.compile with Triton kernels. Last run: all OK but 6 and 7 (one GPU) — see the README's "CUDA paths".
 """
 
+import argparse
 import copy
 import math
 import sys
 import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 import lrkit
 from lrkit.monitor import Monitor
 
-if not torch.cuda.is_available():
-    sys.exit("gpu_checks: no CUDA device visible — run this on a CUDA machine")
 N = torch.cuda.device_count()
 torch.manual_seed(0)
 X = torch.randn(512, 8)
@@ -34,12 +35,15 @@ def net(dev="cuda"):
     return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)).to(dev)
 
 
-def check(name, fn):
+def check(name: str, fn: Callable[[], Any]) -> bool:
+    """Run one check and print OK, SKIP or FAIL with the traceback; False when it failed."""
     try:
         r = fn()
         print(f"{'SKIP' if r == 'skip' else 'OK  '} {name}")
+        return True
     except Exception:
         print(f"FAIL {name}\n{traceback.format_exc()}")
+        return False
 
 
 def c1():  # amp=True on CUDA: fp16 autocast + a fresh GradScaler, state restored bit for bit, one sync per micro-batch
@@ -400,5 +404,24 @@ def c15():  # snapshot_device="cpu": find_lr, a Monitor and lrkit.train keep the
         print("     train snapshot_device=cpu result:", r)
 
 
-for i, fn in enumerate((c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15), 1):
-    check(f"c{i}", fn)
+def run_checks(checks: Sequence[tuple[str, Callable[[], Any]]]) -> int:
+    """Run every check (a failure does not stop the rest); the exit status: 1 when any failed, else 0, so a script or
+    CI step running this file sees a failure without reading its output."""
+    failed = [name for name, fn in checks if not check(name, fn)]
+    if failed:
+        print(f"\n{len(failed)} of {len(checks)} checks failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``--help``, then run the checks on CUDA (exit status 1 with a message where there is none)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        sys.exit("gpu_checks: no CUDA device visible — run this on a CUDA machine")
+    fns = (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15)
+    return run_checks([(f"c{i}", fn) for i, fn in enumerate(fns, 1)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
