@@ -121,6 +121,9 @@ def _malformed(tok: str) -> str | None:
     """
     key, sep, val = tok.partition("=")
     if not sep:
+        other = re.fullmatch(r"([A-Za-z_]\w*)\s*(?::|->|=>)\s*(\S+)", tok)  # lr0:0.1 (a YAML/dict habit)
+        if other:
+            return f"expected key=value, with '=' between the key and its value: '{other[1]}={other[2]}'"
         return f"expected key=value, e.g. '{tok}=...' (no spaces inside a value; quote one that has them)"
     if "=" in val:
         return f"'=' appears {tok.count('=')} times: expected key=value, one '=' between the key and its value"
@@ -166,10 +169,13 @@ def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         raise ValueError("empty schedule spec: give a name, e.g. 'cosine lr0=0.01 lrf=0.01'")
     name, rest = tokens[0], tokens[1:]
     if "=" in name:
-        head, comma, tail = name.partition(",")
-        if comma and head and "=" not in head:  # "cosine, lr0=0.01": a comma after the name joined it to the key
-            raise ValueError(f"spec {spec!r}: separate the schedule name from its keys with a space, not a comma, "
-                             f"e.g. {' '.join([head, tail, *rest])!r}")
+        # "cosine,lr0=0.01", "cosine:lr0=0.01", "cosine(lr0=0.01, lrf=0.1)": a separator joined the name to the keys
+        joined = re.fullmatch(r"([A-Za-z_][\w-]*)\s*([,:;(])(.*?)\)?", " ".join(tokens))
+        if joined and "=" in joined[3]:
+            what = {",": "a comma", ":": "a colon", ";": "a semicolon", "(": "parentheses"}[joined[2]]
+            keys = re.sub(r",(?![^\[]*\])", " ", joined[3]).split()  # commas between keys, not inside [30,60]
+            raise ValueError(f"spec {spec!r}: separate the schedule name from its keys with a space, not {what}, "
+                             f"e.g. {' '.join([joined[1], *keys])!r}")
         example = name if _malformed(name) is None else "lr0=0.01"
         raise ValueError(f"spec {spec!r} must start with the schedule name, then key=value pairs, e.g. "
                          f"'cosine {example}'")
