@@ -66,10 +66,25 @@ def suggestions(name: str) -> list[float]:
     return out
 
 
+def _finite(text: str) -> float:
+    """An argparse ``type=`` for a shift in decades: any finite number (``nan``/``inf`` would fill a column with NaN).
+
+    >>> _finite("-0.5")
+    -0.5
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give shifts in decades, e.g. 0 0.3 0.5") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number of decades, e.g. 0.5")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--optimizer", default="Adagrad", help="the family: a task's optimizer name starts with it")
-    parser.add_argument("--shifts", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7, 1.0],
+    parser.add_argument("--shifts", type=_finite, nargs="+", default=[0.0, 0.3, 0.5, 0.7, 1.0],
                         help="shifts in decades (default: 0 0.3 0.5 0.7 1)")
     parser.add_argument("--tasks", default=None, help="comma-separated task names (default: the family's tasks)")
     args = parser.parse_args()
