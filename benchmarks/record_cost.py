@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 from torch.optim import lr_scheduler as tls
 
+from _suite import positive_int
 from lrkit.integrations._common import record_schedule
 from lrkit.schedules import from_spec
 
@@ -55,22 +56,11 @@ def seconds(make: Make, steps: int) -> float:
     return elapsed
 
 
-def _positive_int(text: str) -> int:
-    """argparse ``type=``: an integer >= 1, or an error naming the value (a run of 0 steps would divide by zero)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give one >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be an integer >= 1")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=_positive_int, nargs="+", default=[10_000, 100_000],
+    parser.add_argument("--steps", type=positive_int, nargs="+", default=[10_000, 100_000],
                         help="run lengths to record (default 10000 100000)")
-    parser.add_argument("--repeats", type=_positive_int, default=3, help="repeats per cell; the median (default 3)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="repeats per cell; the median (default 3)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 4 param groups, median of {args.repeats}\n")

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 from torch.optim import lr_scheduler as tls
 
+from _suite import positive_int
 from lrkit.schedules import from_spec
 
 Make = Callable[[torch.optim.Optimizer, int], object]
@@ -116,23 +117,12 @@ def phases_table(steps: int) -> None:
               f"{r['lr_s']:.6f} | {r['resume_s']:.4f} | {r['record_s']:.2f} | {r['rss_mb']:.0f} |")
 
 
-def _positive_int(text: str) -> int:
-    """argparse ``type=``: an integer >= 1, or an error naming the value (0 steps would divide by zero)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give one >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be an integer >= 1")
-    return value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=_positive_int, default=20_000, help="steps per timing (default 20000)")
-    parser.add_argument("--repeats", type=_positive_int, default=5, help="timings per cell; the median (default 5)")
+    parser.add_argument("--steps", type=positive_int, default=20_000, help="steps per timing (default 20000)")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timings per cell; the median (default 5)")
     parser.add_argument("--phases", action="store_true", help="the many-phase table instead of the step() table")
-    parser.add_argument("--phase-steps", type=_positive_int, default=1_000_000,
+    parser.add_argument("--phase-steps", type=positive_int, default=1_000_000,
                         help="run length of the many-phase cases")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # one many-phase case, in a fresh process
     args = parser.parse_args()
