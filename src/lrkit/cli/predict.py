@@ -151,6 +151,10 @@ def _array_kind(path: Path, source: str) -> str | None:
             members = z.namelist()
     except (zipfile.BadZipFile, OSError):
         return None  # zip-like bytes that are no zip: left to the CSV reader's words
+    if any(m.startswith(("xl/", "content.xml")) for m in members):  # Excel's .xlsx, OpenDocument's .ods: zips too
+        raise ValueError(f"INPUT {source!r} is a spreadsheet workbook (a zip of XML parts), not a CSV file: save the "
+                         "sheet as CSV (Excel: Save As 'CSV UTF-8'; pandas: pd.read_excel(path).to_csv('rows.csv', "
+                         "index=False)) and give the .csv")
     shown = ", ".join(repr(m) for m in members[:5]) + (f", ... ({len(members)} in all)" if len(members) > 5 else "")
     raise ValueError(f"INPUT {source!r} is a zip archive ({shown or 'empty'}), not a CSV file or an .npz of arrays: "
                      "unzip it and give the .csv inside, or save the rows with np.savez(path, x=rows)")

@@ -1383,6 +1383,7 @@ def _build_finder() -> type:
         @lr.setter
         def lr(self, value: float | None) -> None:
             self._lr = value
+            self._drop_unread()
 
         @property
         def result(self) -> FinderResult | None:
@@ -1394,6 +1395,15 @@ def _build_finder() -> type:
         @result.setter
         def result(self, value: FinderResult | None) -> None:
             self._result = value
+            self._drop_unread()
+
+        def _drop_unread(self) -> None:
+            """In the launching process, a value set here (a fit in this process, a resumed state) is newer than any
+            results an earlier spawned fit handed back unread: that file is removed, so reading ``.lr`` does not
+            replace the new value with the old one."""
+            if self.__dict__.get("_launcher_pid") == os.getpid() and "_outbox" in self.__dict__:
+                with contextlib.suppress(OSError):
+                    os.remove(self._outbox)
 
         def _send(self, trainer: Any) -> None:
             """In a rank that a spawning launcher started (``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``: Lightning
@@ -1598,7 +1608,10 @@ def _build_chooser() -> type:
         def _take_record(self, sent: dict[str, Any]) -> None:
             super()._take_record(sent)
             record = sent["auto"]
-            self.__dict__["_auto"] = None if record is None else AutoLR.from_dict(record)
+            auto = None if record is None else AutoLR.from_dict(record)
+            if auto is not None and auto.finder is None:  # (the record holds no curve) its range test, as in a fit here
+                auto.finder = self.__dict__["_result"]
+            self.__dict__["_auto"] = auto
 
         @property
         def auto(self) -> AutoLR | None:
@@ -1610,6 +1623,7 @@ def _build_chooser() -> type:
         @auto.setter
         def auto(self, value: AutoLR | None) -> None:
             self._auto = value
+            self._drop_unread()
 
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             """Choose the peak LR for this fit, restore everything, and set the fit's LR to it."""

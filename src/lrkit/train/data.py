@@ -753,6 +753,7 @@ class _Table(NamedTuple):
     target_name: str | None = None
     image_shape: tuple[int, ...] | None = None  # (C, H, W) for an NPZ of images (N, C, H, W)
     notes: tuple[str, ...] = ()
+    index: str | None = None  # the header of the first column, left out as pandas' index (None: none was)
 
 
 def _file_kind(path: Path) -> str:
@@ -776,10 +777,11 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
             raise ValueError(f"task='lm' needs a plain-text file, not {path.name}")
         t = _read_table(path, target, task, drop=drop)
         tr, va = _split_indices(len(t.x), seed=seed, val=val)
-        out = _arrays_to_data(t.x[tr], t.y[tr], t.x[va], t.y[va], task=task, name=path.name,
+        x_tr, x_va = t.x[tr], t.x[va]  # (once: the constant-column note reads them too)
+        out = _arrays_to_data(x_tr, t.y[tr], x_va, t.y[va], task=task, name=path.name,
                               source=path.suffix.lower().lstrip("."), image_shape=t.image_shape)
         out.info.notes.extend(t.notes)
-        out.info.notes.extend(_constant_note(path.name, t.x[tr], t.x[va], t.columns))
+        out.info.notes.extend(_constant_note(path.name, x_tr, x_va, t.columns))
         out.info.features, out.info.target = t.columns, t.target_name if t.columns is not None else None
         return out
     _check_readable_suffix(path, f"data={str(path)!r}")
@@ -850,7 +852,10 @@ def _read_text(path: Path) -> str:
 
 
 def _read_table(path: Path, target: str | int | None, task: str | None = None, *,
-                reference: Sequence[float] = (), drop: Sequence[str] = ()) -> _Table:
+                reference: Sequence[float] = (), drop: Sequence[str] = (), index_of: str | None = None) -> _Table:
+    """A CSV/TSV (or NPZ) file as features and target. ``index_of``: the other file of a train/val pair, whose
+    nameless first column was left out as pandas' index, so this file's nameless first column is left out too,
+    whatever it holds (a ``pd.concat`` of frames repeats index labels)."""
     if path.suffix.lower() == ".npz":
         return _read_npz(path, target, task)
     content = _decode(path.read_bytes(), path.name, table=True)  # -sig: a spreadsheet's byte-order mark is not a name
@@ -882,25 +887,33 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
             raise ValueError(f"{path.name}: column {j + 1} has no name and no values (a trailing {delimiter!r} at the "
                              "end of every line?); remove it")
     t = _column_index(header, target, path.name)
+    # pandas shows a nameless column as 'Unnamed: <its 0-based number>' (pd.read_csv): drop= takes that name for it
+    unnamed = {f"Unnamed: {j}": j for j, h in enumerate(header) if not h}
     for name in drop:  # columns that are no features (an ID, a note): named, never guessed
-        if name not in header:
+        if name not in header and name not in unnamed:
             comma = [h for h in header if "," in h and name in (p.strip() for p in h.split(","))]
             # drop="id,size, m2" was split at its commas: a name holding one is given in a list
             hint = (f" ({comma[0]!r} holds a comma, which separates the names of drop='a,b': give drop as a list, "
                     f"drop=[..., {comma[0]!r}])" if comma else did_you_mean(name, header, ignore_case=True))
             shown = ", ".join(repr(h) if "," in h else h for h in header)
             raise ValueError(f"{path.name}: drop={name!r} is not a column.{hint} Columns: {shown}")
-        if header.index(name) == t:
+        if (header.index(name) if name in header else unnamed[name]) == t:
             raise ValueError(f"{path.name}: drop={name!r} is the target column; drop names feature columns to leave "
                              "out (target= picks the target)")
-    dropped = {j for j, h in enumerate(header) if h in drop}
+    dropped = {j for j, h in enumerate(header) if h in drop} | {unnamed[n] for n in drop if n not in header}
     index = _pandas_index(header, cols, t, dropped)
-    if index is not None:  # pandas' index, as df.to_csv(path) writes it: row labels, not a feature
+    paired = index is None and index_of is not None and t != 0 and 0 not in dropped and _nameless(header[0])
+    left_out = ""  # what the log (and a "no feature columns" error) says of pandas' index
+    if index is not None or paired:  # pandas' index, as df.to_csv(path) writes it: row labels, not a feature
+        index = 0
         dropped.add(index)
         shown = "with no name" if not header[index] else f"{header[index]!r}"
-        notes += (f"{path.name}: column {index + 1} ({shown}) holds a distinct whole number per row, as pandas writes "
-                  "its index (df.to_csv without index=False): left out, as row labels rather than a feature",)
-    notes += _id_notes(path.name, header, cols, t, dropped)
+        held = (f"is left out, as {index_of}'s column 1 is: pandas' index" if paired else
+                "holds a distinct whole number per row, as pandas writes its index (df.to_csv without index=False): "
+                "left out")
+        left_out = (f"column {index + 1} ({shown}) {held}, as row labels rather than a feature (to train on it, give "
+                    "it a name in the header)")
+        notes += (f"{path.name}: {left_out}",)
     features = []
     for j, col in enumerate(cols):
         if j == t or j in dropped:
@@ -967,11 +980,14 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
         _check_text_target(path.name, header[t], raw_y, numeric, task, [*reference, *own])
     y: np.ndarray = np.array([float(v) for v in raw_y]) if all(numeric) else np.array(raw_y)
     if not features:
-        raise ValueError(f"{path.name}: no feature columns besides the target {header[t]!r}")
+        why = f"; {left_out}" if left_out else ""
+        raise ValueError(f"{path.name}: no feature columns besides the target {header[t]!r}{why}")
     x = np.array(features, dtype=np.float64).T
-    columns = [h for j, h in enumerate(header) if j != t and j not in dropped]
+    kept = [j for j in range(len(header)) if j != t and j not in dropped]
+    columns = [header[j] for j in kept]
     _check_finite(x, y, path.name, columns, header[t])
-    return _Table(x, y, np.array(raw_y), columns, header[t], None, notes)
+    notes += _id_notes(path.name, header, cols, kept, x)
+    return _Table(x, y, np.array(raw_y), columns, header[t], None, notes, header[index] if index is not None else None)
 
 
 def _whole_numbers(col: Sequence[str]) -> list[int] | None:
@@ -987,26 +1003,40 @@ _UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a nameless column rea
 _ID_NAME = re.compile(r"(?i:(?:^|[_\s.-])(?:id|idx|index))$|[a-z]I[Dd]$")
 
 
+def _nameless(name: str) -> bool:
+    """A column header with no name, as a CSV holds it (``''``) or pandas names it when read back (``Unnamed: 0``)."""
+    return name == "" or _UNNAMED.fullmatch(name) is not None
+
+
 def _pandas_index(header: Sequence[str], cols: Sequence[Sequence[str]], t: int, dropped: set[int]) -> int | None:
     """The column pandas' ``df.to_csv(path)`` writes for the index, or ``None``: the first column, with no name (or
     pandas' ``Unnamed: 0`` for one), holding a distinct whole number on every row (``0, 1, 2, ...``, or a shuffled
     or sliced frame's labels)."""
-    if t == 0 or 0 in dropped or not (header[0] == "" or _UNNAMED.fullmatch(header[0])):
+    if t == 0 or 0 in dropped or not _nameless(header[0]):
         return None
     ids = _whole_numbers(cols[0])
     return 0 if ids is not None and len(set(ids)) == len(ids) else None
 
 
-def _id_notes(fname: str, header: Sequence[str], cols: Sequence[Sequence[str]], t: int,
-              dropped: set[int]) -> tuple[str, ...]:
+def _id_notes(fname: str, header: Sequence[str], cols: Sequence[Sequence[str]], feature_cols: Sequence[int],
+              x: np.ndarray) -> tuple[str, ...]:
     """Log notes for feature columns that look like row IDs (a distinct whole number per row, named like an ID or
     numbering the rows without a gap): trained on as features they only let the model memorise rows. Said, not
-    dropped (``drop=`` leaves one out)."""
+    dropped (``drop=`` leaves one out). ``x`` holds the values of the columns ``feature_cols`` of ``cols``, read:
+    a column is ruled out on them (vectorised) before its cells are read as whole numbers, so a large file's
+    columns of counts or measurements cost next to nothing here."""
     notes: list[str] = []
-    for j, col in enumerate(cols):
-        if j == t or j in dropped or len(col) < 20:
+    n = len(x)
+    if n < 20:
+        return ()
+    for k, j in enumerate(feature_cols):
+        v = x[:, k]
+        lo, hi = float(v.min()), float(v.max())
+        # n distinct whole numbers span at least n - 1; beyond 2**53 a float does not tell whole numbers apart
+        exact = max(abs(lo), abs(hi)) < 2**53
+        if exact and (hi - lo < n - 1 or not np.array_equal(v, np.floor(v)) or len(np.unique(v)) != n):
             continue
-        ids = _whole_numbers(col)
+        ids = _whole_numbers(cols[j])
         if ids is None or len(set(ids)) != len(ids):
             continue
         if _ID_NAME.search(header[j]) or max(ids) - min(ids) == len(ids) - 1:
@@ -1366,13 +1396,17 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         if tr.columns is not None and not isinstance(target, str) and tr.target_name not in tr.columns:
             val_target = tr.target_name  # the train file's target column, found by name (val may order columns anew)
         ref = [float(v) for v in tr.y] if tr.y.dtype.kind in "iuf" else []  # a numeric train target: NA in val?
+        # pandas' index left out of one file is left out of the other (its labels may repeat there: pd.concat)
+        index_of = train_path.name if tr.index is not None else None
         try:
-            va = _read_table(val_path, val_target, task, reference=ref, drop=drop)
+            va = _read_table(val_path, val_target, task, reference=ref, drop=drop, index_of=index_of)
         except ValueError as e:
             if val_target is target or isinstance(e, _TextTargetError):
                 raise
             # another name for its target: take it by position
-            va = _read_table(val_path, target, task, reference=ref, drop=drop)
+            va = _read_table(val_path, target, task, reference=ref, drop=drop, index_of=index_of)
+        if va.index is not None and tr.index is None and tr.columns and _nameless(tr.columns[0]):
+            tr = _read_table(train_path, target, task, drop=drop, index_of=val_path.name)
         x_va = va.x
         if tr.columns is not None and va.columns is not None and va.columns != tr.columns:
             if sorted(va.columns) != sorted(tr.columns) or len(set(tr.columns)) != len(tr.columns):

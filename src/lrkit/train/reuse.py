@@ -603,7 +603,7 @@ def _file_name_error(x: str | os.PathLike[str]) -> str:
     path = Path(text).expanduser()
     kind = _numpy_file_kind(path) if path.is_file() else None
     if kind is not None:  # np.save / np.savez output, whatever its name: pandas.read_csv would fail on it
-        read = f"numpy.load({text!r})" + ("['x']" if kind == ".npz" else "")
+        read = f"numpy.load({text!r})" + (f"[{_npz_features_key(path)!r}]" if kind == ".npz" else "")
         return (f"predict takes the rows themselves, not a file name ({text!r}, an {kind} array): read the file "
                 f"first — run.predict({read}) — or, from the shell, lrkit predict RUN {text}")
     if path.is_file():
@@ -612,6 +612,21 @@ def _file_name_error(x: str | os.PathLike[str]) -> str:
                 f"from the shell, lrkit predict RUN {text}")
     return (f"predict(x={text!r}): a str is not rows of features; give rows (a list of rows, a {{column: values}} "
             "dict, a list of dict rows such as csv.DictReader gives, a DataFrame, an array or a tensor)")
+
+
+def _npz_features_key(path: Path) -> str:
+    """The array of an ``.npz`` that ``lrkit predict`` reads as the rows (``x`` in any case, ``features``, ...: as
+    ``lrkit.train`` reads one; its only array), else ``'x'`` (the name to save them under)."""
+    import zipfile
+
+    from lrkit.train.data import _npz_key
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [m[: -len(".npy")] for m in z.namelist() if m.endswith(".npy")]
+        return _npz_key(dict.fromkeys(names), "x", path) or (names[0] if len(names) == 1 else "x")
+    except (OSError, zipfile.BadZipFile, ValueError):  # unreadable, or two arrays that could each be the rows
+        return "x"
 
 
 def _numpy_file_kind(path: Path) -> str | None:
