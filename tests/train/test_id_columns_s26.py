@@ -67,7 +67,7 @@ def test_an_unnamed_column_that_is_no_index_stays(tmp_path: Path, cell: str) -> 
 def test_an_id_like_column_is_named_with_its_drop(tmp_path: Path, name: str, ids: str) -> None:
     a, b, y = _frame()
     rng = np.random.default_rng(2)
-    col = rng.permutation(len(a)) + 1000 if ids == "range" else rng.choice(10**6, len(a), replace=False)
+    col = rng.permutation(len(a)) + 1 if ids == "range" else rng.choice(10**6, len(a), replace=False)
     path = _write(tmp_path / "t.csv", f"{name},a,b,label", [f"{i},{p},{q},{c}" for i, p, q, c in zip(col, a, b, y)])
     data = load_data(path, val=0.25, seed=0)
     assert data.info.features == [name, "a", "b"]  # said, not dropped
@@ -123,3 +123,34 @@ def test_a_pandas_index_csv_trains_and_predicts(tmp_path: Path) -> None:
     run = lrkit.load_run(r.run_dir)
     assert run.features == ["a", "b"]
     assert len(run.predict(np.stack([a[:4], b[:4]], 1).astype(np.float32))) == 4
+
+
+def test_a_year_axis_gets_no_id_note(tmp_path: Path) -> None:
+    # distinct whole numbers without a gap, but not the row numbers (review s26c: a yearly series' year read as an ID)
+    a, _, y = _frame()
+    path = _write(tmp_path / "t.csv", "year,a,label", [f"{1950 + i},{p},{c}" for i, (p, c) in enumerate(zip(a, y))])
+    assert not any("distinct whole number" in n for n in load_data(path, val=0.25, seed=0).info.notes)
+
+
+def test_prebatched_one_hot_tensor_batches_read_as_classification(tmp_path: Path) -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 16, 4, generator=g)
+    labels = torch.randint(0, 3, (6, 16), generator=g)
+    y = torch.nn.functional.one_hot(labels, 3).float()  # (batches, B, K): each item a batch of one-hot rows
+    data = (DataLoader(TensorDataset(x, y), batch_size=None), DataLoader(TensorDataset(x[:2], y[:2]), batch_size=None))
+    r = lrkit.train("mlp", data=data, epochs=1, verbose=False, plots=False, project=tmp_path)
+    assert r.task == "classification"  # as the same rows un-batched are (review s26c: it trained as regression)
+
+
+def test_predict_on_a_spreadsheet_name_says_read_excel(tmp_path: Path) -> None:
+    a, b, y = _frame()
+    path = _write(tmp_path / "t.csv", "a,b,label", [f"{p},{q},{c}" for p, q, c in zip(a, b, y)])
+    run = lrkit.load_run(lrkit.train("mlp", data=path, epochs=1, verbose=False, plots=False,
+                                     project=tmp_path).run_dir)
+    sheet = tmp_path / "rows.xlsx"
+    sheet.write_bytes(b"PK\x03\x04 not really a workbook")
+    with pytest.raises(ValueError, match=r"pandas\.read_excel\('.*rows\.xlsx'\)"):
+        run.predict(str(sheet))

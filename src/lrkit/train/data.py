@@ -1021,10 +1021,10 @@ def _pandas_index(header: Sequence[str], cols: Sequence[Sequence[str]], t: int, 
 def _id_notes(fname: str, header: Sequence[str], cols: Sequence[Sequence[str]], feature_cols: Sequence[int],
               x: np.ndarray) -> tuple[str, ...]:
     """Log notes for feature columns that look like row IDs (a distinct whole number per row, named like an ID or
-    numbering the rows without a gap): trained on as features they only let the model memorise rows. Said, not
-    dropped (``drop=`` leaves one out). ``x`` holds the values of the columns ``feature_cols`` of ``cols``, read:
-    a column is ruled out on them (vectorised) before its cells are read as whole numbers, so a large file's
-    columns of counts or measurements cost next to nothing here."""
+    numbering the rows, 0..N-1 or 1..N in any order): trained on as features they only let the model memorise rows.
+    Said, not dropped (``drop=`` leaves one out). ``x`` holds the values of the columns ``feature_cols`` of
+    ``cols``, read: a column is ruled out on them (vectorised) before its cells are read as whole numbers, so a large
+    file's columns of counts or measurements cost next to nothing here."""
     notes: list[str] = []
     n = len(x)
     if n < 20:
@@ -1039,7 +1039,8 @@ def _id_notes(fname: str, header: Sequence[str], cols: Sequence[Sequence[str]], 
         ids = _whole_numbers(cols[j])
         if ids is None or len(set(ids)) != len(ids):
             continue
-        if _ID_NAME.search(header[j]) or max(ids) - min(ids) == len(ids) - 1:
+        # named like an ID, or the row numbers themselves (0..N-1 or 1..N in any order: not a year or a time axis)
+        if _ID_NAME.search(header[j]) or (min(ids) in (0, 1) and max(ids) - min(ids) == len(ids) - 1):
             notes.append(f"{fname}: column {header[j]!r} holds a distinct whole number on every row, as an ID does: "
                          "it is trained on as a feature, which can only memorise rows; if it is an ID, leave it out "
                          f"with drop={header[j]!r}")
@@ -1523,6 +1524,11 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
             # a first target that is a one-hot row: every target is read at once where the data is tensors
             one_hot_first = y.is_floating_point() and task is None and _one_hot_rows(y)
             train_targets, val_targets = (_all_targets(train), _all_targets(val)) if one_hot_first else (None, None)
+            # whole batches (batch_size=None): a TensorDataset of (batches, B, K) rows
+            if whole[0] and train_targets is not None and train_targets.ndim == 3:
+                train_targets = train_targets.reshape(-1, train_targets.shape[-1])
+            if whole[1] and val_targets is not None and val_targets.ndim == 3:
+                val_targets = val_targets.reshape(-1, val_targets.shape[-1])
             if not y.is_floating_point() and not x.is_floating_point() and y.shape == x.shape and y.ndim == 1:
                 inferred = "lm"
             elif not y.is_floating_point() and y.ndim == 0:

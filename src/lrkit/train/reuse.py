@@ -606,6 +606,9 @@ def _file_name_error(x: str | os.PathLike[str]) -> str:
         read = f"numpy.load({text!r})" + (f"[{_npz_features_key(path)!r}]" if kind == ".npz" else "")
         return (f"predict takes the rows themselves, not a file name ({text!r}, an {kind} array): read the file "
                 f"first — run.predict({read}) — or, from the shell, lrkit predict RUN {text}")
+    if path.is_file() and path.suffix.lower() in (".xlsx", ".xlsm", ".xls", ".ods"):  # a spreadsheet: no CSV reader
+        return (f"predict takes the rows themselves, not a file name ({text!r}, a spreadsheet): read the sheet first "
+                f"— run.predict(pandas.read_excel({text!r})) — or save it as CSV for lrkit predict RUN rows.csv")
     if path.is_file():
         return (f"predict takes the rows themselves, not a file name ({text!r}): read the file first — "
                 f"run.predict(pandas.read_csv({text!r})), or run.predict(list(csv.DictReader(open({text!r})))) — or, "
