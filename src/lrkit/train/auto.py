@@ -390,8 +390,12 @@ def plan_budget(
     num_candidates = _check_num_candidates(num_candidates)
     if finder_steps_run is not None:
         finder_steps_run = _check_int("finder_steps_run", finder_steps_run, 0)
+    fraction = FINDER_FRACTION
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
+        raise ValueError(f"lrkit.train.auto.FINDER_FRACTION={fraction!r} must be a number in (0, 1]: the range test's "
+                         "share of the run's steps (e.g. 0.25; the test never takes more than the budget)")
     budget_steps = math.floor(budget * total_steps + 1e-9)
-    finder_steps = max(10, min(budget_steps, round(FINDER_FRACTION * total_steps)))
+    finder_steps = max(10, min(budget_steps, round(fraction * total_steps)))
     used = finder_steps if finder_steps_run is None else finder_steps_run
     left = max(0, budget_steps - used)
     n = min(num_candidates, left // MIN_TRIAL_STEPS)
