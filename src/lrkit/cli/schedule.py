@@ -90,7 +90,9 @@ def _print_key_points(record: dict[str, Any], digits: int = 4) -> None:
     spe = record.get("steps_per_epoch")
     unit = "LR" if record.get("absolute") else "LR (x peak)"
     has_mom = any(m is not None for m in record["momentum"])
-    title = f"{record['label']} — {kp['steps']} steps" + (f" ({kp['steps'] / spe:g} epochs)" if spe else "")
+    n, epochs = kp["steps"], kp["steps"] / spe if spe else None
+    title = (f"{record['label']} — {n} step{'' if n == 1 else 's'}"
+             + (f" ({epochs:g} epoch{'' if epochs == 1 else 's'})" if spe else ""))
     # as wide as its title where the terminal has room: a narrower table wrapped the title mid-phrase ("(90 / epochs)")
     table = rich_table.Table(title=title, min_width=min(len(title), console().width))
     for col in ("phase", "steps", *(("epochs",) if spe else ()), f"{unit} start", f"{unit} end",
@@ -158,6 +160,10 @@ def schedule_command(
         fail(f"--base-lr {shown(base_lr)} must be a finite number > 0")
     if out is not None:
         out = out.expanduser()  # `--out=~/lr.png` reaches us unexpanded: no shell expands ~ after "="
+    if not no_plot and (out is not None or not as_json):
+        # a picture will be drawn: without matplotlib, the one line naming the extra, before the table and the chart
+        # (not after them, for a picture that could never be written)
+        optional_import("matplotlib.pyplot", "plot")
     if out is not None and not (as_json and no_plot):
         try:
             figure_format(out)  # a name matplotlib cannot write is refused before any work
@@ -290,6 +296,8 @@ def _plot(records: list[dict[str, Any]], out: Path, log_y: bool) -> Path:
         save_figure(fig, out)  # in the format out's suffix names
     except OSError as e:  # strerror only: str(e) names the temporary file the atomic write used
         fail(f"cannot write {out}: {e.strerror or e}")
+    except ValueError as e:  # a format matplotlib lists but cannot write here (.pgf without TeX)
+        fail(f"--out: {e}")
     finally:
         plt.close(fig)
     return out

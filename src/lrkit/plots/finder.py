@@ -11,7 +11,7 @@ from typing import Any
 from lrkit._utils import atomic_write, optional_import
 from lrkit.finder.suggest import REGIME_BACKOFF
 
-__all__ = ["figure_format", "picture_target", "plot_finder", "save_figure"]
+__all__ = ["figure_format", "picture_target", "plot_finder", "save_figure", "write_figure"]
 
 
 def figure_format(path: str | os.PathLike[str]) -> str:
@@ -77,8 +77,20 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     <?xml
     >>> plt.close(fig)
     """
+    return write_figure(fig, path, dpi=dpi, bbox_inches="tight")
+
+
+def write_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> Path:
+    """``fig.savefig(path, **savefig)`` atomically, in the format ``path``'s suffix names. A format matplotlib
+    lists but cannot write on this machine (``.pgf`` without a TeX installation: matplotlib's ``RuntimeError`` from
+    inside ``savefig``) is a ``ValueError`` naming the file, matplotlib's reason and the formats that need nothing
+    more; no file (and no temporary file) is left."""
     fmt = picture_target(path)
-    return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format=fmt))
+    try:
+        return atomic_write(path, lambda p: fig.savefig(p, format=fmt, **savefig))
+    except RuntimeError as e:
+        raise ValueError(f"cannot write a picture to {str(path)!r}: matplotlib cannot write .{fmt} here ({e}); "
+                         "use .png, .pdf or .svg, which need nothing more") from None
 
 
 #: A range-test curve with at most this many finite points gets a dot per step (a 1-point curve draws no line).
@@ -194,7 +206,9 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
     ax.set_ylabel("training loss")
     status = str(record.get("stop_reason") or "")  # (a hand-made record may have none, or null)
     if sug is None:
-        status += f"{', ' if status else ''}no suggestion: lower start_lr"
+        # a test that ran all its steps did not blow up early: it was too short (a rule needs 3 LRs)
+        advice = "too few steps, raise num_steps" if status == "completed" else "lower start_lr"
+        status += f"{', ' if status else ''}no suggestion: {advice}"
     # NaN/inf marks sit on the top edge: the title keeps clear of them
     ax.set_title(f"LR range test — {status + ', ' if status else ''}{len(lrs)} step{'' if len(lrs) == 1 else 's'}",
                  pad=11 if bad else None)

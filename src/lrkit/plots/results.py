@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lrkit._utils import atomic_write, optional_import
+from lrkit._utils import optional_import
 
 __all__ = ["plot_results"]
 
@@ -77,11 +77,11 @@ def plot_results(
     >>> plot_results(d / "results.csv", d / "run.svg", events=events).name
     'run.svg'
     """
-    from lrkit.plots.finder import picture_target
+    from lrkit.plots.finder import picture_target, write_figure
 
     csv_path = Path(csv_path)
     out_path = Path(out) if out is not None else csv_path.with_name("results.png")
-    fmt = picture_target(out_path)  # a bad suffix or a folder fails before anything is drawn
+    picture_target(out_path)  # a bad suffix or a folder fails before anything is drawn
     if isinstance(events, (str, os.PathLike)):
         events = _load_events(events)
     missing: dict[str, set[int]] = {}
@@ -94,11 +94,26 @@ def plot_results(
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)  # shared: a panel with no data keeps the epochs
     try:
         _draw(axes, cols, events, missing)
+        _make_room_below(fig, axes.ravel()[2])
         fig.tight_layout()
-        atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
+        write_figure(fig, out_path, dpi=110)
     finally:  # closed whatever happens: a failed write does not leave the figure open in pyplot
         plt.close(fig)
     return out_path
+
+
+def _make_room_below(fig: Any, ax: Any) -> None:
+    """Grow the figure by the height of a legend placed under ``ax`` (many LR levels), so ``tight_layout`` keeps
+    the panels their size instead of squashing the bottom row to fit it."""
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    renderer = fig.canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    below = ax.get_window_extent(renderer).y0 - box.y0  # pixels of legend under the panel's bottom edge
+    if below > 0:
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width, height + below / fig.dpi)
 
 
 def _load_events(path: str | os.PathLike[str]) -> Any:
@@ -226,6 +241,8 @@ def _log_lrs(series: Sequence[Sequence[float]]) -> bool:
 
 #: The most LR lines the LR panel's legend lists; beyond it, the first and last few and a count of the rest.
 MAX_LR_LEGEND = 8
+#: The most LR lines whose legend sits inside the LR panel; with more it goes under the panel.
+MAX_LR_LEGEND_INSIDE = 4
 
 
 def _plot_lrs(ax: Any, x: Sequence[float], series: Mapping[str, Sequence[float]]) -> None:
@@ -246,15 +263,20 @@ def _plot_lrs(ax: Any, x: Sequence[float], series: Mapping[str, Sequence[float]]
         lines.append(line)
     if not lines:
         return
+    shown = lines
     if len(lines) > MAX_LR_LEGEND:
         from matplotlib.lines import Line2D
 
         k = (MAX_LR_LEGEND - 1) // 2
         gap = Line2D([], [], ls="none", label=f"… {len(lines) - 2 * k} more")
         shown = [*lines[:k], gap, *lines[-k:]]
-        ax.legend(handles=shown, fontsize="small")
+    if len(lines) > MAX_LR_LEGEND_INSIDE:
+        # many levels fill the panel top to bottom (layer decay): no corner is free, and "best" laid the legend
+        # over the lower ones; under the panel it hides nothing (plot_results grows the figure to hold it)
+        ax.legend(handles=shown, fontsize="small", ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                  frameon=False)
     else:
-        ax.legend(fontsize="small")
+        ax.legend(handles=shown, fontsize="small")
 
 
 #: Up to this many epochs each one gets a dot on its curves; beyond it, dots would hide the line (1000 epochs).

@@ -26,6 +26,10 @@ __all__ = ["plot_schedule", "save_figure"]
 
 _MAX_POINTS = 20_000
 
+#: A schedule of at most this many steps gets a dot per step: a 1-step run is one point, which a line alone never
+#: draws.
+MAX_DOTTED_STEPS = 10
+
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     """Save a matplotlib figure atomically, in the format its suffix names (PNG without one): the one implementation,
@@ -184,13 +188,14 @@ def plot_schedule(
             label += " (x peak)"
         at = r.get("steps")  # a sampled record: the values sit at these steps
         xs, ys = _envelope(r["lr"], steps=at)
-        ax.plot(xs, ys, color=color, lw=1.8, label=label)
+        dot = "." if len(xs) <= MAX_DOTTED_STEPS else ""
+        ax.plot(xs, ys, color=color, lw=1.8, marker=dot, label=label)
         if r.get("lr_bias"):
             xb, yb = _envelope(r["lr_bias"], steps=at)
-            ax.plot(xb, yb, color=color, lw=1.0, ls="--", label=f"{label} (bias groups)")
+            ax.plot(xb, yb, color=color, lw=1.0, ls="--", marker=dot, label=f"{label} (bias groups)")
         if axm is not None and any(m is not None for m in r["momentum"]):
             xm, ym = _envelope([float("nan") if m is None else m for m in r["momentum"]], steps=at)
-            axm.plot(xm, ym, color=color, lw=1.4)
+            axm.plot(xm, ym, color=color, lw=1.4, marker=dot)
     if show_phases and recs[0].get("phases"):
         first = recs[0]
         n = len(first["lr"]) if not first.get("steps") else int(first.get("total_steps") or first["steps"][-1] + 1)
@@ -213,6 +218,10 @@ def plot_schedule(
     ax.grid(True, alpha=0.25)
     bottom = axm if axm is not None else ax
     bottom.set_xlabel("optimizer step")
+    from matplotlib.ticker import MaxNLocator
+
+    # steps are whole numbers: no tick at step 0.25 on a short run's axis (shared x: one locator serves both panels)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if axm is not None:
         axm.set_ylabel("momentum")
         axm.grid(True, alpha=0.25)

@@ -280,15 +280,7 @@ def text_chart(
     if mark_cols:
         line = [" "] * (cols + 1)
         for c, label in sorted(mark_cols.items()):
-            s = f"{box['arrow']} {label}"  # the arrow under the mark, the label to its right ...
-            start = c
-            if c + len(s) > cols + 1:  # ... or to its left where the right has no room
-                s = f"{label} {box['arrow']}"
-                start = max(0, c - len(s) + 1)
-            if len(s) > cols + 1:  # too long for the line either side: the label's number alone
-                short = next((w for w in label.split() if is_float_text(w)), label.split()[-1] if label else "")
-                s = f"{box['arrow']} {short}" if c + len(short) + 2 <= cols + 1 else f"{short} {box['arrow']}"
-                start = c if s[0] == box["arrow"] else max(0, c - len(s) + 1)
+            start, s = _place_mark_label(c, label, cols + 1, box["arrow"])
             if all(ch == " " for ch in line[start: start + len(s) + 1]):
                 line[start: start + len(s)] = list(s)
         out.append((" " * (gutter + 1) + "".join(line)).rstrip())
@@ -302,6 +294,28 @@ def text_chart(
         out.extend(" " * (gutter + 1) + part for part in textwrap.wrap(
             name, width - gutter - 1, break_long_words=False, break_on_hyphens=False))
     return "\n".join(line[:width] for line in out)
+
+
+def _place_mark_label(c: int, label: str, room: int, arrow: str) -> tuple[int, str]:
+    """``(start, text)`` of a mark's label line: the arrow always in column ``c`` (under the mark), the label to its
+    right, else to its left, else the label's number alone (right, then left), else the arrow alone — the first
+    that fits in ``room`` columns. (A label that fitted on neither side was pushed to column 0, its arrow columns
+    away from the mark: in a 40-column terminal it pointed at a larger LR than the one it named.)
+
+    >>> _place_mark_label(2, "suggestion 0.0167 (robust)", 20, "^")
+    (2, '^ 0.0167')
+    >>> _place_mark_label(15, "suggestion 0.0167 (robust)", 20, "^")
+    (8, '0.0167 ^')
+    """
+    short = next((w for w in label.split() if is_float_text(w)), label.split()[-1] if label.split() else "")
+    for text in (label, short):
+        if not text:
+            continue
+        if c + len(text) + 2 <= room:
+            return c, f"{arrow} {text}"
+        if c - len(text) - 1 >= 0:
+            return c - len(text) - 1, f"{text} {arrow}"
+    return c, arrow
 
 
 def finder_text(record: Mapping[str, Any] | Any, *, width: int = 72, height: int = 14, ascii: bool = False) -> str:
@@ -344,8 +358,18 @@ def finder_text(record: Mapping[str, Any] | Any, *, width: int = 72, height: int
     ylim = loss_ylim(finite, smoothed, pad=False)
     if ylim is not None and not ylim[0] < ylim[1]:  # one loss, or a flat one, past 1e16: its ±0.05 is lost to rounding
         ylim = None  # (the chart's own band around a flat curve is relative)
-    return text_chart(series, width=width, height=height, x_log=True, ylim=ylim,
-                      marks=marks, ascii=ascii, x_label="learning rate", y_label="training loss")
+    chart = text_chart(series, width=width, height=height, x_log=True, ylim=ylim,
+                       marks=marks, ascii=ascii, x_label="learning rate", y_label="training loss")
+    bad = [lr for lr, v in zip(lrs, raw) if not math.isfinite(v)]
+    if bad:  # the picture marks them on its top edge; in text they are only a gap, so say where it is
+        what = "step" if len(bad) == 1 else "steps"
+        note = (f"(loss NaN/inf in {len(bad)} {what}, from lr={min(bad):.3g}: not drawn)" if len(bad) > 1
+                else f"(loss NaN/inf in 1 step, at lr={bad[0]:.3g}: not drawn)")
+        last = chart.splitlines()[-1]
+        indent = " " * (len(last) - len(last.lstrip()))  # under the axis names
+        chart += "\n" + "\n".join(textwrap.wrap(note, width, initial_indent=indent, subsequent_indent=indent,
+                                                break_long_words=False, break_on_hyphens=False))
+    return chart
 
 
 def schedule_text(records: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, width: int = 72, height: int = 12,
