@@ -374,10 +374,17 @@ class FinderResult:
                 )
             distinct = len(np.unique(lrs))
             at = f" at {distinct} different LRs" if distinct < len(lrs) else ""
+            steps = f"{self.num_steps_run} step{'s' * (self.num_steps_run != 1)}"
+            finite = f"{len(lrs)} finite loss{'es' * (len(lrs) != 1)}"
+            if self.stop_reason == "completed" and len(lrs) == len(self.lrs):  # it ran its steps: too few of them
+                fix = f"raise {names.get('num_steps', 'num_steps')} (now {self.num_steps_run})"
+                ended = f"ran all the {steps} it was given{(' (to' + last.removeprefix(' at') + ')') if last else ''}"
+            else:
+                fix = f"lower {start_lr} so the test sees the loss fall before it diverges"
+                ended = f"stopped ({self.stop_reason}{last}) after {steps}"
             raise ValueError(
-                f"cannot suggest an LR: the range test stopped ({self.stop_reason}{last}) after {self.num_steps_run} "
-                f"steps with {len(lrs)} finite losses{at}, and a rule needs {_MIN_POINTS} different LRs; lower "
-                f"{start_lr} so the test sees the loss fall before it diverges{suffix}"
+                f"cannot suggest an LR: the range test {ended} with {finite}{at}, and a rule needs {_MIN_POINTS} "
+                f"different LRs; {fix}{suffix}"
             )
 
     @property
