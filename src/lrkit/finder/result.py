@@ -500,7 +500,7 @@ class FinderResult:
          0.00576 +                 ***************.
                  ++--------------+-------^------+--------
                   1e-05        0.001           0.1
-                  suggestion 0.0117 (robust) ^
+                                         ^ 0.0117
                   x: learning rate   y: training loss
         """
         from lrkit.plots.text import finder_text

@@ -84,7 +84,16 @@ def write_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> Path
     """``fig.savefig(path, **savefig)`` atomically, in the format ``path``'s suffix names. A format matplotlib
     lists but cannot write on this machine (``.pgf`` without a TeX installation: matplotlib's ``RuntimeError`` from
     inside ``savefig``) is a ``ValueError`` naming the file, matplotlib's reason and the formats that need nothing
-    more; no file (and no temporary file) is left."""
+    more; no file (and no temporary file) is left.
+
+    >>> import tempfile, pathlib
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots(); _ = ax.plot([1, 2], [3, 4])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     print(write_figure(fig, pathlib.Path(d) / "curve.png", dpi=50).read_bytes()[1:4])
+    b'PNG'
+    >>> plt.close(fig)
+    """
     fmt = picture_target(path)
     try:
         return atomic_write(path, lambda p: fig.savefig(p, format=fmt, **savefig))
