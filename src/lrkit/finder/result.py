@@ -373,10 +373,16 @@ class FinderResult:
                     f"{start_lr} so the test sees the loss fall before it diverges{suffix}"
                 )
             distinct = len(np.unique(lrs))
-            at = f" at {distinct} different LRs" if distinct < len(lrs) else ""
+            at = ("" if distinct == len(lrs) else f" all at lr={lrs[0]:.3g}" if distinct == 1
+                  else f" at {distinct} different LRs")
             steps = f"{self.num_steps_run} step{'s' * (self.num_steps_run != 1)}"
             finite = f"{len(lrs)} finite loss{'es' * (len(lrs) != 1)}"
-            if self.stop_reason == "completed" and len(lrs) == len(self.lrs):  # it ran its steps: too few of them
+            if distinct == 1 and len(lrs) >= _MIN_POINTS:  # more steps at the one LR would not help
+                fix = (f"a range test needs the LR to rise from step to step: {names.get('end_lr', 'end_lr')} "
+                       f"above {names.get('start_lr', 'start_lr')}")
+                ended = (f"ran {steps}" if self.stop_reason == "completed"
+                         else f"stopped ({self.stop_reason}{last}) after {steps}")
+            elif self.stop_reason == "completed" and len(lrs) == len(self.lrs):  # it ran its steps: too few of them
                 fix = f"raise {names.get('num_steps', 'num_steps')} (now {self.num_steps_run})"
                 ended = f"ran all the {steps} it was given{(' (to' + last.removeprefix(' at') + ')') if last else ''}"
             else:

@@ -215,8 +215,9 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
     ax.set_ylabel("training loss")
     status = str(record.get("stop_reason") or "")  # (a hand-made record may have none, or null)
     if sug is None:
-        # a test that ran all its steps did not blow up early: it was too short (a rule needs 3 LRs)
-        advice = "too few steps, raise num_steps" if status == "completed" else "lower start_lr"
+        # a test that ran all its steps with a finite loss at each was too short (a rule needs 3 LRs); with NaN/inf
+        # losses it blew up early, as FinderResult's error says
+        advice = "too few steps, raise num_steps" if status == "completed" and not bad else "lower start_lr"
         status += f"{', ' if status else ''}no suggestion: {advice}"
     # NaN/inf marks sit on the top edge: the title keeps clear of them
     ax.set_title(f"LR range test — {status + ', ' if status else ''}{len(lrs)} step{'' if len(lrs) == 1 else 's'}",

@@ -121,7 +121,8 @@ def _malformed(tok: str) -> str | None:
     """
     key, sep, val = tok.partition("=")
     if not sep:
-        other = re.fullmatch(r"([A-Za-z_]\w*)\s*(?::|->|=>)\s*(\S+)", tok)  # lr0:0.1 (a YAML/dict habit)
+        # lr0:0.1 (a YAML/dict habit); not a URL or a path (http://x, C:/x: no key 'http' with value '//x')
+        other = re.fullmatch(r"([A-Za-z_]\w*)\s*(?::|->)\s*(?![/\\])(\S+)", tok)
         if other:
             return f"expected key=value, with '=' between the key and its value: '{other[1]}={other[2]}'"
         return f"expected key=value, e.g. '{tok}=...' (no spaces inside a value; quote one that has them)"
@@ -173,7 +174,15 @@ def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         joined = re.fullmatch(r"([A-Za-z_][\w-]*)\s*([,:;(])(.*?)\)?", " ".join(tokens))
         if joined and "=" in joined[3]:
             what = {",": "a comma", ":": "a colon", ";": "a semicolon", "(": "parentheses"}[joined[2]]
-            keys = re.sub(r",(?![^\[]*\])", " ", joined[3]).split()  # commas between keys, not inside [30,60]
+            body = joined[3]
+            if joined[2] == "(":  # the ')' closing the name's '(' goes, wherever it is: cosine(lr0=0.1) lrf=0.1
+                depth = 0
+                for k, ch in enumerate(body):
+                    depth += (ch == "(") - (ch == ")")
+                    if depth < 0:
+                        body = f"{body[:k]} {body[k + 1:]}"
+                        break
+            keys = re.sub(r",(?![^\[]*\])", " ", body).split()  # commas between keys, not inside [30,60]
             raise ValueError(f"spec {spec!r}: separate the schedule name from its keys with a space, not {what}, "
                              f"e.g. {' '.join([joined[1], *keys])!r}")
         example = name if _malformed(name) is None else "lr0=0.01"
