@@ -363,7 +363,7 @@ def finder_text(record: Mapping[str, Any] | Any, *, width: int = 72, height: int
     bad = [lr for lr, v in zip(lrs, raw) if not math.isfinite(v)]
     if bad:  # the picture marks them on its top edge; in text they are only a gap, so say where it is
         what = "step" if len(bad) == 1 else "steps"
-        note = (f"(loss NaN/inf in {len(bad)} {what}, from lr={min(bad):.3g}: not drawn)" if len(bad) > 1
+        note = (f"(loss NaN/inf in {len(bad)} {what}, the first at lr={min(bad):.3g}: not drawn)" if len(bad) > 1
                 else f"(loss NaN/inf in 1 step, at lr={bad[0]:.3g}: not drawn)")
         last = chart.splitlines()[-1]
         indent = " " * (len(last) - len(last.lstrip()))  # under the axis names
