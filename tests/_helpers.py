@@ -32,6 +32,7 @@ __all__ = [
     "TINY_Y",
     "SharedStateWrapper",
     "assert_same",
+    "fastai_valley_search",
     "finder_state",
     "flat_band_exit",
     "free_port",
@@ -55,6 +56,23 @@ TASK_SOURCE = textwrap.dedent("""
         x = torch.randn(64, 3, generator=g); y = x.sum(1, keepdim=True)
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
 """)
+
+def fastai_valley_search(s: Any) -> tuple[int, int]:
+    """fastai 2.8's ``valley`` double loop (fastai/callback/schedule.py), verbatim in its comparisons:
+    ``(max_start, max_end)`` of the longest decreasing run — the reference lrkit's O(n log n) search is tested
+    against."""
+    n = len(s)
+    lds = [1] * n
+    max_start = max_end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if s[i] < s[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    return int(max_start), int(max_end)
+
 
 def flat_band_exit(curve: np.ndarray) -> int:
     """The known answer for a flat curve's edge (``flat_edge``), written out independently of it: the index of the

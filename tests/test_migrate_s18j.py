@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import lrkit
+from _helpers import fastai_valley_search
 from lrkit.finder.suggest import ema
 
 N_FEATURES, N_CLASSES = 8, 3
@@ -209,16 +210,7 @@ def test_rule_names_and_no_slide(ns: dict[str, Any]) -> None:
 
 def _fastai_valley(lrs: np.ndarray, losses: np.ndarray) -> float:
     """fastai 2.8.12's ``valley`` (fastai/callback/schedule.py), transcribed: the longest decreasing run."""
-    n = len(losses)
-    max_start, max_end = 0, 0
-    lds = [1] * n
-    for i in range(1, n):
-        for j in range(i):
-            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
-                lds[i] = lds[j] + 1
-            if lds[max_end] < lds[i]:
-                max_end = i
-                max_start = max_end - lds[max_end]
+    max_start, max_end = fastai_valley_search(losses)
     sections = (max_end - max_start) / 3
     return float(lrs[max_start + int(sections) + int(sections / 2)])
 

@@ -14,19 +14,7 @@ import torch
 
 pl = pytest.importorskip("lightning.pytorch")
 
-
-class _Net(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lr = 0.01
-        torch.manual_seed(1)
-        self.net = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=self.lr)
+from test_autopredict_ddpspawn_s26a import Net as _Net  # noqa: E402  (the same module, importable by name)
 
 
 def _loader() -> torch.utils.data.DataLoader:

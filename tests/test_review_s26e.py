@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from _helpers import fastai_valley_search
 from lrkit.finder import FinderResult
 from lrkit.finder.suggest import _longest_decrease
 from lrkit.schedules.spec import from_spec, parse_spec
@@ -63,20 +64,6 @@ def test_a_completed_test_with_too_few_steps_says_raise_num_steps() -> None:
         _ = r.suggestion
 
 
-def _fastai_valley_loop(s: np.ndarray) -> tuple[int, int]:
-    """fastai 2.7's ``valley`` double loop, verbatim in its comparisons."""
-    n = len(s)
-    lds = np.ones(n, dtype=int)
-    max_start = max_end = 0
-    for i in range(1, n):
-        for j in range(i):
-            if s[i] < s[j] and lds[i] < lds[j] + 1:
-                lds[i] = lds[j] + 1
-            if lds[max_end] < lds[i]:
-                max_end = i
-                max_start = max_end - lds[max_end]
-    return int(max_start), int(max_end)
-
 
 def test_fast_valley_search_equals_fastais_loop_on_ties_and_non_finite_values() -> None:
     rng = np.random.default_rng(26)
@@ -90,7 +77,7 @@ def test_fast_valley_search_equals_fastais_loop_on_ties_and_non_finite_values() 
         else:
             s = rng.normal(size=n)
         for arr in (s, s.astype(np.float32)):
-            assert _longest_decrease(arr) == _fastai_valley_loop(arr), arr
+            assert _longest_decrease(arr) == fastai_valley_search(arr), arr
 
 
 def test_finder_plot_title_gives_the_advice_the_error_gives() -> None:

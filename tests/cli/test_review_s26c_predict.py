@@ -15,14 +15,7 @@ import pytest
 
 import lrkit
 
-ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
-
-
-@pytest.fixture(scope="module")
-def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("review_predict")
-    return lrkit.train(data="iris", epochs=1, verbose=False, plots=False, seed=0, project=str(d),
-                       name="iris").run_dir
+ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])  # iris: tests/cli/conftest.py
 
 
 @pytest.mark.parametrize("key", ["x", "X", "features", "inputs"])

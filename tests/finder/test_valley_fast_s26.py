@@ -7,42 +7,28 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _helpers import fastai_valley_search
 from lrkit.finder import FinderResult
 from lrkit.finder.suggest import _longest_decrease
-
-
-def _fastai(s: np.ndarray) -> tuple[int, int]:
-    """fastai's loop, as fastai writes it (and as lrkit ran it before)."""
-    n = len(s)
-    lds = np.ones(n, dtype=int)
-    max_start = max_end = 0
-    for i in range(1, n):
-        for j in range(i):
-            if s[i] < s[j] and lds[i] < lds[j] + 1:
-                lds[i] = lds[j] + 1
-            if lds[max_end] < lds[i]:
-                max_end = i
-                max_start = max_end - lds[max_end]
-    return max_start, max_end
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.one_of(st.floats(-5, 5, allow_nan=False), st.integers(0, 3).map(float)), min_size=0, max_size=60))
 def test_the_fast_search_is_fastais(values: list[float]) -> None:
     s = np.asarray(values, dtype=float)
-    assert _longest_decrease(s) == _fastai(s)
+    assert _longest_decrease(s) == fastai_valley_search(s)
 
 
 def test_a_curve_with_nan_takes_fastais_loop() -> None:
     s = np.array([3.0, np.nan, 2.0, 2.5, 1.0, np.nan, 0.5])
-    assert _longest_decrease(s) == _fastai(s)
+    assert _longest_decrease(s) == fastai_valley_search(s)
 
 
 def test_long_random_walks_agree() -> None:
     rng = np.random.default_rng(0)
     for n in (200, 1000):
         s = np.cumsum(rng.normal(size=n))
-        assert _longest_decrease(s) == _fastai(s)
+        assert _longest_decrease(s) == fastai_valley_search(s)
 
 
 def test_a_long_record_reads_its_valley() -> None:

@@ -179,10 +179,10 @@ def suggest_valley(lrs: np.ndarray, losses: np.ndarray) -> float:
 
 def _longest_decrease(s: np.ndarray) -> tuple[int, int]:
     """fastai's ``valley`` search: ``(max_end - length, max_end)`` of the longest strictly decreasing subsequence of
-    ``s`` ending at ``max_end`` (the first index where the longest ends). fastai runs the O(n²) double loop; this
+    ``s`` ending at ``max_end`` (the first index where the longest ends). fastai runs an O(n²) double loop; this
     finds the same lengths in O(n log n) (the longest run ending at ``i`` extends the longest among earlier, higher
-    values: patience sorting on ``-s``), so a 10⁴-step record takes milliseconds, not seconds. A curve with a NaN
-    (no order) takes the double loop, whose comparisons skip it as fastai's do.
+    values: patience sorting on ``-s``), so a 10⁴-step record takes milliseconds, not seconds. A NaN compares false
+    with everything in fastai's loop: it is a run of 1 that extends nothing, and is skipped here.
 
     >>> _longest_decrease(np.array([3.0, 1.0, 2.0, 0.5, 0.4]))  # 3 > 2 > 0.5 > 0.4, ending at index 4
     (0, 4)
@@ -191,18 +191,10 @@ def _longest_decrease(s: np.ndarray) -> tuple[int, int]:
     if n == 0:
         return 0, 0
     lds = np.ones(n, dtype=int)
-    if not np.all(np.isfinite(s)):
-        max_start = max_end = 0
-        for i in range(1, n):
-            for j in range(i):
-                if s[i] < s[j] and lds[i] < lds[j] + 1:
-                    lds[i] = lds[j] + 1
-                if lds[max_end] < lds[i]:
-                    max_end = i
-                    max_start = max_end - lds[max_end]
-        return max_start, max_end
     tails: list[float] = []  # tails[k]: the least -s ending a strictly increasing run (in -s) of length k + 1
-    for i, value in enumerate((-s).tolist()):
+    for i, value in enumerate((-np.asarray(s, dtype=float)).tolist()):
+        if math.isnan(value):
+            continue
         k = bisect.bisect_left(tails, value)
         lds[i] = k + 1
         if k == len(tails):
