@@ -66,3 +66,14 @@ def step_down_guard(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(auto, "STEP_DOWN_MARGIN", 0.0)
     monkeypatch.setattr(auto, "DIP_AND_PASSES", False)
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A finished one-epoch ``lrkit.train`` run on the built-in iris data (its run directory), for ``lrkit predict``
+    tests (one conftest only: a second ``conftest.py`` in a sub-folder clashes with this one's module name)."""
+    import lrkit
+
+    d = tmp_path_factory.mktemp("iris_run")
+    return lrkit.train(data="iris", epochs=1, verbose=False, plots=False, seed=0, project=str(d),
+                       name="iris").run_dir

@@ -15,7 +15,7 @@ import pytest
 
 import lrkit
 
-ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])  # iris: tests/cli/conftest.py
+ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])  # iris: tests/conftest.py
 
 
 @pytest.mark.parametrize("key", ["x", "X", "features", "inputs"])
