@@ -854,12 +854,7 @@ def _run_trial(
     """
     from lrkit.finder.range_test import _IN_SYNC, _defers_sync, _may_skip_sync, _needs_closure
 
-    for group, scale in zip(optimizer.param_groups, scales):
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(peak * scale)  # in place: the group keeps the tensor it was built with
-        else:
-            group["lr"] = peak * scale
-        group.pop("initial_lr", None)  # so the new scheduler takes these LRs as its base
+    _set_peak(optimizer.param_groups, peak, scales)  # (initial_lr dropped: the new scheduler takes these as its base)
     scheduler = _make_trial_scheduler(make_scheduler, optimizer, steps)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     autocast, use_scaler = autocast_context(amp, device)
