@@ -57,6 +57,7 @@ import itertools
 import json
 import math
 import os
+import re
 import tempfile
 import uuid
 import warnings
@@ -1041,9 +1042,7 @@ def _build_finder() -> type:
             self.find_lr_kwargs = dict(find_lr_kwargs)
             # under a spawning strategy (ddp_spawn, ddp_fork, ...) the ranks run copies of this callback: local rank 0
             # hands its results back to this process through this private file (see _send / _receive)
-            self._launcher_pid = os.getpid()
-            self._outbox = os.path.join(tempfile.gettempdir(), f"lrkit-{type(self).__name__}-{uuid.uuid4().hex}.json")
-            weakref.finalize(self, _discard_outbox, self._outbox, self._launcher_pid)
+            self._open_outbox()
             self.result = None
             self.lr = None
 
@@ -1405,6 +1404,37 @@ def _build_finder() -> type:
                 with contextlib.suppress(OSError):
                     os.remove(self._outbox)
 
+        def _open_outbox(self) -> None:
+            """Name this callback's own hand-back file (``lrkit-<class>-<pid>-<id>.json`` in the temporary folder; made
+            only when a spawned rank writes it, removed when read or when the callback goes), first removing the files
+            launchers that no longer run left unread (:func:`_sweep_outboxes`)."""
+            folder = tempfile.gettempdir()
+            _sweep_outboxes(folder)
+            self._launcher_pid = os.getpid()
+            name = f"lrkit-{type(self).__name__}-{self._launcher_pid}-{uuid.uuid4().hex}.json"
+            self._outbox = os.path.join(folder, name)
+            weakref.finalize(self, _discard_outbox, self._outbox, self._launcher_pid)
+
+        def __copy__(self) -> Any:
+            return self._copied(None)
+
+        def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+            return self._copied(memo)
+
+        def _copied(self, memo: dict[int, Any] | None) -> Any:
+            """A copy (deep with ``memo``) that, made in the launching process, has its own hand-back file — a shared
+            one gave one copy's spawned results to the other. Results handed back unread are taken first, so the
+            original and the copy both keep them. In a spawned rank the copy keeps the launcher's file."""
+            self._receive()
+            new = type(self).__new__(type(self))
+            if memo is not None:
+                memo[id(self)] = new
+            for key, value in self.__dict__.items():
+                new.__dict__[key] = value if memo is None else copy.deepcopy(value, memo)
+            if self.__dict__.get("_launcher_pid") == os.getpid():
+                new._open_outbox()
+            return new
+
         def _send(self, trainer: Any) -> None:
             """In a rank that a spawning launcher started (``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``: Lightning
             sends back the weights only), local rank 0 writes the results to the launching process's file (atomically:
@@ -1419,7 +1449,8 @@ def _build_finder() -> type:
             if not isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher):
                 return
             sent = self._sent_record()
-            fd, part = tempfile.mkstemp(dir=os.path.dirname(self._outbox), prefix=".lrkit-", suffix=".part")
+            fd, part = tempfile.mkstemp(dir=os.path.dirname(self._outbox), prefix=f".lrkit-{self._launcher_pid}-",
+                                        suffix=".part")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     json.dump(sent, f)
@@ -1734,6 +1765,41 @@ def _discard_outbox(path: str, launcher_pid: int) -> None:
     if os.getpid() == launcher_pid:
         with contextlib.suppress(OSError):
             os.remove(path)
+
+
+_OUTBOX_NAME = re.compile(r"lrkit-(?:FindLRCallback|ChooseLRCallback)-(\d+)-[0-9a-f]{32}\.json|\.lrkit-(\d+)-.+\.part")
+
+
+def _sweep_outboxes(folder: str) -> None:
+    """Remove the hand-back files (and half-written ``.part`` files) of launching processes that no longer run — one
+    killed before it read its ranks' results left its file in ``folder`` — this user's only, by lrkit's names only.
+    Not on Windows, where asking about a process with ``os.kill`` would end it."""
+    if os.name == "nt":
+        return
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    uid = os.getuid()
+    for name in names:
+        found = _OUTBOX_NAME.fullmatch(name)
+        if found is None or _running(int(found.group(1) or found.group(2))):
+            continue
+        path = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_uid == uid:
+                os.remove(path)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts: it cannot be signalled, but it runs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
 
 
 _LAZY = {"MonitorCallback": lazy_class(globals(), "MonitorCallback", _build),
