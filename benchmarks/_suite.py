@@ -70,6 +70,7 @@ __all__ = [
     "Task",
     "TaskData",
     "cached_val_loss",
+    "capped_jobs",
     "default_grid",
     "device_arg",
     "device_label",
@@ -2568,6 +2569,30 @@ def _worker_run(name: str, lr: float, seed: int) -> dict[str, Any]:
     return _outcome_record(train_run(TASKS[name], lr, seed))
 
 
+#: The ``--jobs`` values already warned about by :func:`capped_jobs` (each is said once a process, not once a task).
+_JOBS_WARNED: set[int] = set()
+
+
+def capped_jobs(jobs: int) -> int:
+    """``jobs`` worker processes, or ``os.cpu_count()`` when it asks for more, saying so once on stderr.
+
+    Each worker trains on one thread, so processes beyond the CPUs only queue for them (and hold a copy of torch
+    each). The results do not depend on the count: every ``(lr, seed)`` run is trained on its own, from its own seed,
+    in a worker started fresh (``spawn``), and keyed in the cache by ``lr`` and ``seed`` alone.
+
+    >>> capped_jobs(1)
+    1
+    """
+    cpus = os.cpu_count() or 1
+    if jobs <= cpus:
+        return jobs
+    if jobs not in _JOBS_WARNED:
+        _JOBS_WARNED.add(jobs)
+        print(f"--jobs {jobs} is more than this machine's {cpus} CPUs (os.cpu_count()): using {cpus} worker "
+              "processes (one thread each); the results are the same, only the speed depends on it", file=sys.stderr)
+    return cpus
+
+
 def evaluate_lrs(
     task: Task,
     pairs: Iterable[tuple[float, int]],
@@ -2578,9 +2603,11 @@ def evaluate_lrs(
 ) -> dict[tuple[float, int], float]:
     """Full-budget validation loss for each ``(lr, seed)`` pair, training only those not in the cache.
 
-    ``jobs > 1`` trains missing runs in that many worker processes (each on one thread).
+    ``jobs > 1`` trains missing runs in that many worker processes (each on one thread), at most
+    ``os.cpu_count()`` (see :func:`capped_jobs`; the count changes the speed, never a result).
     Returns ``{(lr, seed): val_loss}`` with ``inf`` for diverged runs.
     """
+    jobs = capped_jobs(jobs)
     pairs = list(dict.fromkeys((float(lr), int(seed)) for lr, seed in pairs))
     runs = _load_runs(task.name, cache_dir)
     missing = [(lr, s) for lr, s in pairs if str(s) not in runs.get(_lr_key(lr), {})]

@@ -203,7 +203,9 @@ def plot_schedule(
         count = int(first.get("phase_count", len(first["phases"])))
         names = []
         for k, ph in enumerate(recs[0]["phases"]):
-            start, end = ph["start"], n if ph["end"] is None else min(ph["end"], n)
+            # a phase is steps [start, end); the curve's last point is step n - 1, so the shading stops there too
+            # (to n, the last phase ran a step past the run and the axis showed an empty step after it)
+            start, end = ph["start"], n - 1 if ph["end"] is None else min(ph["end"], n - 1)
             if start >= n or count > 40:
                 continue
             for a in (ax, axm):

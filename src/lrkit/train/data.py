@@ -1047,10 +1047,31 @@ def _id_notes(fname: str, header: Sequence[str], cols: Sequence[Sequence[str]], 
     return tuple(notes)
 
 
+#: :func:`_constant_note` names up to this many constant features one by one; with more it counts them and names
+#: the first :data:`_CONSTANT_SHOWN` (the blank border of an (N, H, W) image .npz is dozens of flattened pixels).
+_CONSTANT_NAMED = 8
+_CONSTANT_SHOWN = 5
+
+
+def _first_few(names: Sequence[str], shown: int) -> str:
+    """``'a', 'b' and 3 more``: the first ``shown`` names and the count of the rest."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def _constant_note(fname: str, x_tr: np.ndarray, x_va: np.ndarray, columns: Sequence[str] | None) -> list[str]:
     """A log note for features that hold one value on the train split: they teach the model nothing, and
     standardised with the train split's statistics (a spread of 0 is taken as 1) a value that differs elsewhere
-    enters the model unscaled."""
+    enters the model unscaled.
+
+    Up to :data:`_CONSTANT_NAMED` such features are named one by one (with the ``drop=`` that leaves CSV columns
+    out); with more, the note says how many of the features there are and names the first few, so a 28x28 image's
+    blank border is one short line rather than a list of every pixel.
+
+    >>> x = np.zeros((4, 12)); x[:, 10:] = np.arange(8).reshape(4, 2)
+    >>> print(_constant_note("img.npz", x, x[:0], None)[0].replace(": they", ":\\n they"))
+    img.npz: 10 of the 12 features of x hold one value on the train split (0-based: 0, 1, 2, 3, 4 and 5 more):
+     they teach the model nothing
+    """
     if x_tr.ndim != 2 or not len(x_tr):
         return []
     const = np.flatnonzero(np.all(x_tr == x_tr[:1], axis=0))
@@ -1058,12 +1079,22 @@ def _constant_note(fname: str, x_tr: np.ndarray, x_va: np.ndarray, columns: Sequ
         return []
     one = len(const) == 1
     names = [repr(columns[j]) for j in const] if columns is not None else [str(int(j)) for j in const]
-    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    moved = [names[i] for i, j in enumerate(const) if len(x_va) and np.any(x_va[:, j] != x_tr[0, j])]
+    unseen = "where the model meets values it never saw in training (unscaled: a spread of 0 is taken as 1)"
+    if len(const) > _CONSTANT_NAMED:  # many: counted, a few named
+        what = (f"{len(const)} of the {x_tr.shape[1]} feature columns" if columns is not None
+                else f"{len(const)} of the {x_tr.shape[1]} features of x")
+        shown = _first_few(names, _CONSTANT_SHOWN)
+        which = f"({shown})" if columns is not None else f"(0-based: {shown})"
+        fix = " (drop= with their names leaves them out)" if columns is not None else ""
+        also = (f"; {len(moved)} of them {'differs' if len(moved) == 1 else 'differ'} on the validation split "
+                f"({_first_few(moved, _CONSTANT_SHOWN)}), {unseen}" if moved else "")
+        return [f"{fname}: {what} hold one value on the train split {which}: they teach the model nothing{fix}{also}"]
+    shown = ", ".join(names)
     what = (f"column{'' if one else 's'} {shown}" if columns is not None
             else f"feature{'' if one else 's'} {shown} (0-based) of x")
-    moved = [names[i] for i, j in enumerate(const) if len(x_va) and np.any(x_va[:, j] != x_tr[0, j])]
-    also = (f"; {', '.join(moved[:8])} {'differs' if len(moved) == 1 else 'differ'} on the validation split, where "
-            "the model meets values it never saw in training (unscaled: a spread of 0 is taken as 1)" if moved else "")
+    also = (f"; {', '.join(moved)} {'differs' if len(moved) == 1 else 'differ'} on the validation split, {unseen}"
+            if moved else "")
     fix = ""
     if columns is not None:
         dropped = repr(columns[const[0]]) if one else repr([columns[j] for j in const])
