@@ -87,7 +87,9 @@ class DataInfo:
     vocab: list[str] | None = None
     seq_len: int | None = None
     classes: list[Any] | None = None
-    target_scale: float = 1.0  # standard deviation of a standardised regression target (metric in original units)
+    # standard deviation of a standardised one-column regression target (its RMSE in the target's units); with
+    # several columns the root mean square of theirs (the trainer scores each column in its own units instead)
+    target_scale: float = 1.0
     n_train: int = 0
     n_val: int = 0
     notes: list[str] = field(default_factory=list)

@@ -31,15 +31,21 @@ class TrainResults:
         metric_name: ``"accuracy"``, ``"rmse"``, ``"perplexity"``, or ``"val_loss"`` when no metric applies;
             ``metric_mode`` says whether higher (``"max"``) or lower (``"min"``) is better.
         history: one dict per epoch, the rows of ``results.csv``.
-        best_epoch: the epoch (1-based) with the best validation metric.
+        best_epoch: the epoch (1-based) with the best validation metric (strictly better than every earlier one:
+            of equal epochs the first; an epoch whose metric is NaN is never better, yet epoch 1 holds the title until
+            an epoch scores a finite one). ``best.pt`` holds its weights.
         run_dir: the run directory (``args.yaml``, ``results.csv``, ``last.pt``, ``best.pt``, ...).
         events: training-health events from the monitor, as dicts (step, epoch, check, action, ...).
         lr_scale: the monitor's LR multiplier when the run ended: the product of its back-offs (``backoff`` per
             rollback after an overshoot, ``val_backoff`` per ``val_rising``), applied on top of the schedule; 1.0
             when it backed nothing off (or ran without a monitor).
-        stopped_early: ``True`` when ``patience`` ran out (or the monitor stopped the run).
+        stopped_early: ``True`` when ``patience`` ran out (or the monitor stopped the run); ``stop_reason`` says
+            which, in words (``""`` for a run that ran its epochs).
         accumulate, weight_decay: gradient accumulation steps and the weight decay after ``nbs`` scaling.
         steps_per_epoch, total_steps: optimizer steps per epoch and in the whole (planned) run.
+        seconds: the wall time of this ``lrkit.train`` call: data loading, setup, ``lr0="auto"``'s search and the
+            epochs it ran (with their checkpoints). A resumed run's earlier epochs are not in it; ``results.csv``'s
+            ``time`` counts every epoch's ``epoch_time`` (training and validation), across resumes.
 
     Example:
         >>> import tempfile

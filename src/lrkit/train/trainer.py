@@ -49,6 +49,7 @@ from lrkit._step import (
     takes_whole_batch,
 )
 from lrkit._utils import adapts_step_size, unknown_name_error
+from lrkit.finder.range_test import _persistent_loaders
 from lrkit.train import run as _run
 from lrkit.train.data import (
     TrainData,
@@ -933,6 +934,8 @@ class _Trainer:
 
     # ---------------------------------------------------------------------------------------------- fit
     def fit(self) -> TrainResults:
+        #: when this call began: TrainResults.seconds counts setup, data loading and lr0="auto"'s search too
+        self.t_start = time.perf_counter()
         if self.cfg.resume:
             self._merge_resume()
         self._build()
@@ -1488,6 +1491,13 @@ class _Trainer:
         self.bad_epochs = int(ck["bad_epochs"])
         self.elapsed = float(ck.get("elapsed", 0.0))
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+        # a persistent_workers loader draws its workers' base seed when it makes its first iterator, which it then
+        # keeps: the uninterrupted run drew it at its first epoch; made here, before the RNGs are put back, this
+        # process's next epoch draws only the shuffle's seed, as that run's did (the workers' own RNGs, which a
+        # dataset's random augmentations read, restart: they live in the worker processes)
+        for dl in _persistent_loaders(self.train_loader):
+            if getattr(dl, "_iterator", None) is None:
+                iter(dl)
         gen = getattr(self.train_loader, "generator", None)
         if isinstance(gen, torch.Generator) and ck.get("loader_generator") is not None:
             gen.set_state(ck["loader_generator"])
@@ -1565,7 +1575,6 @@ class _Trainer:
     # ---------------------------------------------------------------------------------------------- loop
     def _loop(self) -> TrainResults:
         cfg = self.cfg
-        t_start = time.perf_counter()
         stopped_early, stop_reason = False, ""
         completed = self.start_epoch
         records_written = False
@@ -1654,7 +1663,7 @@ class _Trainer:
             best_epoch=self.best_epoch, run_dir=self.run_dir, events=list(self.events), stopped_early=stopped_early,
             stop_reason=stop_reason, accumulate=self.accumulate, weight_decay=self.weight_decay,
             steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
-            seconds=time.perf_counter() - t_start,
+            seconds=time.perf_counter() - self.t_start,
             lr_scale=float(self.monitor.lr_scale) if self.monitor is not None else 1.0,
         )
         note = _backoff_note(result, self.monitor)
@@ -1831,7 +1840,8 @@ class _Trainer:
             loss_sum += float(loss) * n
             n_sum += n
             if self.spec.metric_sums is not None and out is not None:
-                s, c = self.spec.metric_sums(*self._scored(model_outputs(out).float(), y))
+                scored = self._scored(model_outputs(out).float(), y)
+                s, c = self.spec.metric_sums(*self._in_column_units(*scored))
                 m_sum += s
                 m_n += c
         model.train(was_training)
@@ -1840,8 +1850,40 @@ class _Trainer:
         val_loss = loss_sum / n_sum
         if self.spec.metric_sums is None:
             return val_loss, val_loss
-        metric = self.spec.finish(m_sum / m_n, self.data.info.target_scale) if m_n else math.nan
+        weights = self._column_weights
+        scale = self.data.info.target_scale if weights is None else weights[1]
+        metric = self.spec.finish(m_sum / m_n, scale) if m_n else math.nan
         return val_loss, metric
+
+    @functools.cached_property
+    def _column_weights(self) -> tuple[torch.Tensor, float] | None:
+        """For a regression target of several columns that lrkit standardised, each column's standard deviation over
+        the largest of them, and that largest: ``(w, s_max)``. ``None`` for one column (``target_scale`` is its
+        standard deviation) or a target used as given.
+
+        The RMSE "in the target's units" is ``sqrt(mean((diff_k * s_k) ** 2))`` over every cell, ``diff`` in
+        standardised units; ``sqrt(mean((diff_k * w_k) ** 2)) * s_max`` is the same number, and with ``w <= 1`` the
+        squares stay within float32 whatever the columns' scale (the single-column path never leaves it either)."""
+        if self.spec.task != "regression":
+            return None
+        std = self.data.info.scaling.get("y_std") if isinstance(self.data.info.scaling, Mapping) else None
+        if not isinstance(std, torch.Tensor) or std.numel() < 2:
+            return None
+        std = std.reshape(-1).double()
+        top = float(std.max())
+        if not (math.isfinite(top) and top > 0):
+            return None
+        return (std / top).float().to(self.device), top
+
+    def _in_column_units(self, out: Any, y: Any) -> tuple[Any, Any]:
+        """``out`` and ``y`` with each target column weighted by :attr:`_column_weights` (unchanged without them), so
+        the regression metric's squared errors are in every column's own units (over ``s_max``)."""
+        weights = self._column_weights
+        if (weights is None or not isinstance(out, torch.Tensor) or not isinstance(y, torch.Tensor)
+                or y.ndim < 1 or y.shape[-1] != weights[0].numel() or out.numel() != y.numel()):
+            return out, y
+        w = weights[0].to(y.device)
+        return out.reshape(y.shape).float() * w, y.float() * w
 
     @functools.cached_property
     def _probabilities(self) -> bool:
@@ -2218,23 +2260,28 @@ def _backoff_note(result: TrainResults, monitor: Any) -> str | None:
     """What the monitor's rollbacks after overshoots say about ``lr0``, for the end of the log; ``None`` without any.
 
     The back-offs of those rollbacks (``monitor.backoff`` each; ``val_rising``'s, which answer memorisation late in
-    a run, are left out) put the rest of the run at ``scale`` times the schedule: the peak the run could take.
+    a run, are left out) put the rest of the run at ``scale`` times the schedule: the peak the run could take. The
+    count is of rollbacks (``monitor.rollbacks``), not of events: two checks at one step are one rollback.
     """
-    overshoots = [str(e.get("check")) for e in result.events
-                  if e.get("action") == "rollback" and e.get("check") != "val_rising"]
+    overshoots = [e for e in result.events if e.get("action") == "rollback" and e.get("check") != "val_rising"]
     if monitor is None or not overshoots:
         return None
     n_val = sum(1 for e in result.events if e.get("action") == "rollback" and e.get("check") == "val_rising")
     scale = float(monitor.lr_scale) / float(monitor.val_backoff) ** n_val
     if not 0.0 < scale < 1.0:  # a custom backoff >= 1 lowers nothing
         return None
-    counts = dict.fromkeys(overshoots, 0)
-    for c in overshoots:
-        counts[c] += 1
+    # checks that fire at one step (a loss_spike and a gradient_blowup) raise an event each but share one rollback:
+    # the monitor's own count (val_rising's taken out), else one per step that raised any
+    rollbacks = getattr(monitor, "rollbacks", None)
+    times = (int(rollbacks) - n_val if isinstance(rollbacks, int) and rollbacks > n_val
+             else len({("step", e["step"]) if "step" in e else ("event", i) for i, e in enumerate(overshoots)}))
+    counts: dict[str, int] = {}
+    for e in overshoots:
+        counts[str(e.get("check"))] = counts.get(str(e.get("check")), 0) + 1
     which = ", ".join(f"{c} x{k}" if k > 1 else c for c, k in counts.items())
     peak = result.lr0 * scale
     whose = {"auto": "lr0=auto's choice", "default": "the default lr0"}.get(result.lr0_source, "lr0")
-    return (f"the monitor rolled the run back {len(overshoots)} time(s) after the LR overshot ({which}) and went on "
+    return (f"the monitor rolled the run back {times} time(s) after the LR overshot ({which}) and went on "
             f"at {scale:.2g}x the planned LR (peak {peak:.3g} instead of {result.lr0:.4g}): {whose} was too high for "
             f"this run; start the next one at lr0={peak:.2g} or lower"
             + (" (or lr0=auto)" if result.lr0_source != "auto" else ""))
