@@ -202,12 +202,14 @@ def _fake_run(name: str, lr: float, seed: int) -> dict[str, Any]:
 
 
 def _noise_floor(argv: list[str], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    suite = bench_script("_suite", monkeypatch)
     mod = bench_script("noise_floor", monkeypatch)
-    monkeypatch.setattr(suite, "RESULTS_DIR", tmp)  # a fresh cache: every run is "trained" (by _fake_run)
-    monkeypatch.setattr(suite, "ProcessPoolExecutor", _InlinePool)
-    monkeypatch.setattr(suite, "_worker_run", _fake_run)
-    monkeypatch.setattr(suite, "_JOBS_WARNED", set(), raising=False)  # warned once a process
+    # the _suite module noise_floor's functions run in: under --doctest-modules another copy of benchmarks/_suite.py
+    # may have replaced sys.modules["_suite"] since noise_floor was first imported, so patch the one it holds
+    suite = mod.oracle.__globals__
+    monkeypatch.setitem(suite, "RESULTS_DIR", tmp)  # a fresh cache: every run is "trained" (by _fake_run)
+    monkeypatch.setitem(suite, "ProcessPoolExecutor", _InlinePool)
+    monkeypatch.setitem(suite, "_worker_run", _fake_run)
+    monkeypatch.setitem(suite, "_JOBS_WARNED", set())  # warned once a process
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     _InlinePool.sizes = []
     return mod.main(argv)
