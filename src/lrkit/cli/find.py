@@ -35,6 +35,7 @@ from lrkit.finder import suggest as _suggest
 from lrkit.finder.demo import demo_task, load_task_file
 from lrkit.finder.range_test import _check_device
 from lrkit.finder.suggest import REGIME_BACKOFF
+from lrkit.plots.finder import _number_apart
 
 __all__ = ["find_command", "register", "run_find"]
 
@@ -285,12 +286,15 @@ def _curve_reading(result: FinderResult) -> str:
         reading = f"dipped twice, edge at the first dip ({result.edge:.3g})"
     noise = result.noise
     back = result.backoff
+    full = REGIME_BACKOFF[result.regime]
     if noise == noise:  # a noise-dominated curve backs off less (README: the noise scaling)
         if not result.noise_scaled:  # a tiny dataset cycled through: its scatter is not gradient noise
             reading += f" (noise {noise:.2f}, not scaled: {result.passes:.3g} passes over the data)"
-        else:
-            reading += f" (noise {noise:.2f}{', noise-dominated' if back < REGIME_BACKOFF[result.regime] else ''})"
-    row = f"{reading}: back off {back:.2g} decade{'' if back == 1 else 's'}"
+        else:  # printed on its own side of the band's edges (0.07002 is not "0.07", where the back-off is full)
+            shown = _number_apart(noise, _suggest.ROBUST_NOISE_BAND or (), fixed=True)
+            reading += f" (noise {shown}{', noise-dominated' if back < full else ''})"
+    decades = _number_apart(back, (0.0, full))  # a scaled back-off never reads as the full one (0.9992 is not "1")
+    row = f"{reading}: back off {decades} decade{'' if decades == '1' else 's'}"
     below = math.log10(result.edge / result.suggestion)  # edge: the smoothed minimum's LR (the first dip's)
     if below < back - 0.05:  # the rule kept its LR inside the part of the curve where the loss was seen falling
         row += f" ({below:.2g} kept inside the descent)"

@@ -48,6 +48,17 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def _epoch(x: float) -> str:
+    """An epoch in the table: every digit of its whole part, and 4 significant digits at least (epoch 12345 of a
+    long run is ``12345``, not ``1.234e+04``, which is epoch 12340).
+
+    >>> _epoch(3.0), _epoch(2.5714285), _epoch(12345.0), _epoch(12345.5), _epoch(0.0)
+    ('3', '2.571', '12345', '12345.5', '0')
+    """
+    whole = len(str(int(abs(x)))) if math.isfinite(x) and abs(x) < 1e15 else 0
+    return f"{x:.{max(4, whole + 1)}g}"
+
+
 #: Below this terminal width ``--list`` prints two columns (name; description with its unit, torch name and aliases
 #: under it): five columns in 80 cut names and words in two (``cosine_restart`` / ``s``).
 _LIST_WIDE = 150
@@ -109,7 +120,7 @@ def _print_key_points(record: dict[str, Any], digits: int = 4) -> None:
             continue
         cells = [r["phase"], f"{r['start']}–{r['end']}"]
         if spe:
-            cells.append(f"{r['start'] / spe:.4g}–{(r['end'] + 1) / spe:.4g}")
+            cells.append(f"{_epoch(r['start'] / spe)}–{_epoch((r['end'] + 1) / spe)}")
         cells += [_fmt(r["lr_start"], digits), _fmt(r["lr_end"], digits)]
         if has_mom:
             cells += [_fmt(r["momentum_start"], digits), _fmt(r["momentum_end"], digits)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -318,13 +318,44 @@ def _flat_how(edge: Any, sug: Any, back: Any) -> str:
     return how + " where the flat loss blew up"
 
 
+def _number_apart(value: float, marks: Iterable[float] = (), *, digits: int = 2, fixed: bool = False) -> str:
+    """``value`` with ``digits`` significant digits (decimals with ``fixed``), and more where fewer would print it on
+    one of ``marks`` it is not on, or on the other side of one: a noise ratio of 0.07002 is ``"0.07002"``, not
+    ``"0.07"`` (the noise band's edge, where the back-off is still taken in full), and a back-off of 0.9992 decades is
+    ``"0.999"``, not ``"1"`` (the full decade). A value within float rounding of a mark prints as the mark.
+
+    >>> _number_apart(0.07002, (0.07, 0.1), fixed=True), _number_apart(0.0612, (0.07, 0.1), fixed=True)
+    ('0.07002', '0.06')
+    >>> _number_apart(0.99924, (0.0, 1.0)), _number_apart(1 - 1e-15, (0.0, 1.0)), _number_apart(0.52, (0.0, 1.0))
+    ('0.999', '1', '0.52')
+    """
+    def side(x: float, mark: float) -> int:
+        return 0 if abs(x - mark) <= 1e-9 * max(1.0, abs(mark)) else (1 if x > mark else -1)
+
+    marks = [float(m) for m in marks]
+    text = f"{value:.{digits}{'f' if fixed else 'g'}}"
+    for more in range(digits, 18):
+        text = f"{value:.{more}{'f' if fixed else 'g'}}"
+        if all(side(float(text), m) == side(value, m) for m in marks):
+            break
+    return text
+
+
+#: The distances (in decades) a legend must not round a back-off onto: none, half a decade (a plateau's full back-off)
+#: and a decade (an explosion's).
+_DECADE_MARKS = (0.0, *REGIME_BACKOFF.values())
+
+
 def _below(decades: float, ref: str) -> str:
-    """``", 0.52 decades below <ref>"``, or ``", at <ref>"`` for a distance that rounds to 0 (not "0 decades").
+    """``", 0.52 decades below <ref>"``, or ``", at <ref>"`` for a distance that rounds to 0 (not "0 decades"); never
+    rounded onto a decade, half a decade or nothing that it is not (0.9992 is "0.999 decades", not "a decade").
 
     >>> _below(0.52, "the minimum"), _below(1, "the minimum"), _below(0.0, "the minimum")
     (', 0.52 decades below the minimum', ', a decade below the minimum', ', at the minimum')
+    >>> _below(0.99924, "the minimum"), _below(0.4995, "the minimum")
+    (', 0.999 decades below the minimum', ', 0.499 decades below the minimum')
     """
-    text = f"{decades:.2g}"
+    text = _number_apart(decades, _DECADE_MARKS)
     if float(text) == 0:
         return f", at {ref}"
     return f", {'a decade' if float(text) == 1 else text + ' decades'} below {ref}"
