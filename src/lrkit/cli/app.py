@@ -153,11 +153,38 @@ def main() -> None:
     ASCII or cp437 console), it is written in ASCII (``—`` as ``--``) rather than failing.
     """
     _tolerant_streams()
+    had_group = _process_group_up()
     try:
         build_app()()
     except MissingExtraError as e:
         print(f"lrkit: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        if not had_group:
+            _end_process_group()
+
+
+def _process_group_up() -> bool:
+    """Whether a torch.distributed process group is up in this process (read without importing torch)."""
+    dist = sys.modules.get("torch.distributed")
+    try:
+        return bool(dist is not None and dist.is_available() and dist.is_initialized())
+    except Exception:  # a torch without the distributed package, or one half torn down
+        return False
+
+
+def _end_process_group() -> None:
+    """Destroy the process group the command started (a task file's ``dist.init_process_group``, as under torchrun)
+    before the process exits: left to interpreter exit, gloo's threads can abort a finished rank ("terminate called
+    without an active exception", SIGABRT), and torchrun then reports a run that succeeded as failed."""
+    if not _process_group_up():
+        return
+    import torch.distributed as dist
+
+    try:
+        dist.destroy_process_group()
+    except Exception:  # the command's own outcome (its exit code, its error) is what the user needs
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
