@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -77,14 +78,18 @@ def test_a_new_callback_removes_the_files_of_launchers_that_no_longer_run() -> N
     stale_part = os.path.join(tmp, f".lrkit-{dead}-xyz.part")
     live = os.path.join(tmp, f"lrkit-FindLRCallback-{alive}-{'b' * 32}.json")
     other = os.path.join(tmp, f"lrkit-notes-{dead}.json")
-    for path in (stale, stale_part, live, other):
+    recent = os.path.join(tmp, f"lrkit-ChooseLRCallback-{dead}-{'c' * 32}.json")  # perhaps another container's
+    day_ago = time.time() - 25 * 3600
+    for path in (stale, stale_part, live, other, recent):
         Path(path).write_text("{}", encoding="utf-8")
+        if path != recent:
+            os.utime(path, (day_ago, day_ago))
     try:
         FindLRCallback(num_steps=20)
         assert not os.path.exists(stale) and not os.path.exists(stale_part)
-        assert os.path.exists(live) and os.path.exists(other)
+        assert os.path.exists(live) and os.path.exists(other) and os.path.exists(recent)
     finally:
-        for path in (stale, stale_part, live, other):
+        for path in (stale, stale_part, live, other, recent):
             Path(path).unlink(missing_ok=True)
 
 

@@ -59,6 +59,7 @@ import math
 import os
 import re
 import tempfile
+import time
 import uuid
 import warnings
 import weakref
@@ -1770,24 +1771,30 @@ def _discard_outbox(path: str, launcher_pid: int) -> None:
 _OUTBOX_NAME = re.compile(r"lrkit-(?:FindLRCallback|ChooseLRCallback)-(\d+)-[0-9a-f]{32}\.json|\.lrkit-(\d+)-.+\.part")
 
 
+#: A hand-back file is swept only once it is this old (seconds): a process id that does not run here may be a live
+#: launcher's in another PID namespace (a container sharing the temporary folder), which reads its file soon.
+_OUTBOX_STALE_S = 24 * 3600
+
+
 def _sweep_outboxes(folder: str) -> None:
     """Remove the hand-back files (and half-written ``.part`` files) of launching processes that no longer run — one
-    killed before it read its ranks' results left its file in ``folder`` — this user's only, by lrkit's names only.
-    Not on Windows, where asking about a process with ``os.kill`` would end it."""
+    killed before it read its ranks' results left its file in ``folder`` — a day after they were written, this user's
+    only, by lrkit's names only. Not on Windows, where asking about a process with ``os.kill`` would end it."""
     if os.name == "nt":
         return
     try:
         names = os.listdir(folder)
     except OSError:
         return
-    uid = os.getuid()
+    uid, now = os.getuid(), time.time()
     for name in names:
         found = _OUTBOX_NAME.fullmatch(name)
         if found is None or _running(int(found.group(1) or found.group(2))):
             continue
         path = os.path.join(folder, name)
         with contextlib.suppress(OSError):
-            if os.stat(path).st_uid == uid:
+            info = os.stat(path)
+            if info.st_uid == uid and now - info.st_mtime > _OUTBOX_STALE_S:
                 os.remove(path)
 
 
