@@ -231,6 +231,13 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
         kind += f" of length {len(batch)}"
     rest = (" (for (inputs, targets, *rest) batches: step_fn=lambda model, batch: loss_fn(model(batch[0]), "
             "batch[1]))" if isinstance(batch, (list, tuple)) and len(batch) > 2 else "")
+    if not isinstance(batch, (list, tuple)):  # a collate_fn's dataclass or batch class: the step_fn that reads it
+        fields = vars(batch) if hasattr(batch, "__dict__") else {}
+        xs = [k for k in _INPUT_KEYS if isinstance(fields.get(k), torch.Tensor)]
+        ys = [k for k in _TARGET_KEYS if isinstance(fields.get(k), torch.Tensor)]
+        if len(xs) == 1 and len(ys) == 1:
+            rest = (f" (this one has tensors .{xs[0]} and .{ys[0]}: step_fn=lambda model, batch: "
+                    f"loss_fn(model(batch.{xs[0]}), batch.{ys[0]}))")
     raise ValueError(
         f"a batch must be an (inputs, targets) pair or a dict, split into the model's input and the target of "
         f"loss_fn (or of the default loss), got a {kind}; pass step_fn=lambda model, batch: loss for other batch "

@@ -45,7 +45,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subset, TensorDataset
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    Subset,
+    TensorDataset,
+)
 
 from lrkit._config import TASKS
 from lrkit._hf import _INPUT_KEYS, _TARGET_KEYS
@@ -182,6 +191,9 @@ class TrainData:
     train: Any
     val: Any
     info: DataInfo
+    #: ``train`` and ``val`` are DataLoaders lrkit built from one of the user's (split and reloaded with its
+    #: settings, ``persistent_workers`` included): the caller cannot reach them, so the run shuts their workers down
+    owned: bool = False
 
     def loaders(
         self, *, batch: int, workers: int = 0, seed: int = 0
@@ -477,6 +489,16 @@ def _split_one(data: Any, *, seed: int, val: float, task: str | None) -> TrainDa
                 "train/val; pass a (train, val) pair of DataLoaders, or a Dataset with batch="
             )
         ds = data.dataset
+        sampler = data.sampler
+        if not isinstance(ds, IterableDataset) and type(sampler) not in (RandomSampler, SequentialSampler):
+            # a WeightedRandomSampler's weights, a DistributedSampler's shard, a sampler of yours: each draws over
+            # the whole dataset, and the split is reshuffled (before session 27 it was dropped without a word)
+            raise ValueError(
+                f"data=DataLoader with sampler={type(sampler).__name__} cannot be split into train/val: the sampler "
+                "draws over the whole dataset, and lrkit would shuffle the train split without it; pass a (train, "
+                "val) pair of DataLoaders, the train one with its sampler over the train split, e.g. "
+                "data=(DataLoader(train_ds, sampler=..., batch_size=...), DataLoader(val_ds, batch_size=...))"
+            )
         tr, va = _split_dataset(ds, seed=seed, val=val)
         kw = {"batch_size": data.batch_size, "collate_fn": data.collate_fn, "num_workers": data.num_workers,
               **_worker_settings(data)}
@@ -485,6 +507,7 @@ def _split_one(data: Any, *, seed: int, val: float, task: str | None) -> TrainDa
             DataLoader(tr, shuffle=True, generator=g, drop_last=data.drop_last, **kw),
             DataLoader(va, shuffle=False, **kw), task=task, source="dataloader",
         )
+        out.owned = True
         out.info.notes.append(f"split the DataLoader's dataset {1 - val:.0%}/{val:.0%} (seed {seed}); kept its "
                               f"batch_size={data.batch_size}, collate_fn, drop_last={data.drop_last} and worker "
                               f"settings (num_workers={data.num_workers}, worker_init_fn, pin_memory, ...)")

@@ -49,9 +49,10 @@ from lrkit._step import (
     takes_whole_batch,
 )
 from lrkit._utils import adapts_step_size, unknown_name_error
-from lrkit.finder.range_test import _persistent_loaders
+from lrkit.finder.range_test import _held_loaders, _loader_generators, _persistent_loaders
 from lrkit.train import run as _run
 from lrkit.train.data import (
+    SeededSampler,
     TrainData,
     _first_sample,
     count_classes,
@@ -276,7 +277,11 @@ def train(
     for fname, fn in (("loss_fn", loss_fn), ("step_fn", step_fn), ("progress", progress)):
         if fn is not None and not callable(fn):
             raise ValueError(f"{fname}={fn!r} must be callable")
-    return _Trainer(config, explicit, loss_fn=loss_fn, step_fn=step_fn, progress=progress).fit()
+    trainer = _Trainer(config, explicit, loss_fn=loss_fn, step_fn=step_fn, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.shut_own_workers()
 
 
 def _name_still_valid(name: Any) -> bool:
@@ -550,6 +555,21 @@ class _Trainer:
         return "loss_fn" if self.user_loss is not None else None
 
     # ---------------------------------------------------------------------------------------------- build
+    def shut_own_workers(self) -> None:
+        """Shut down the worker processes of the ``persistent_workers`` loaders lrkit split from the user's
+        DataLoader (:attr:`TrainData.owned`), which nothing outside the run can reach. Left alive, they outlived the
+        run, and torch's shutdown of a loader met by the garbage collector waits 5 s for each worker (before session
+        27: 20 s at a ``gc.collect()`` after the run). The user's own loaders keep theirs, for their next pass."""
+        data = getattr(self, "data", None)
+        if data is None or not data.owned:
+            return
+        for loader in (getattr(self, "train_loader", None), getattr(self, "val_loader", None)):
+            for dl in _persistent_loaders(loader) if loader is not None else []:
+                it, dl._iterator = dl._iterator, None
+                shutdown = getattr(it, "_shutdown_workers", None)
+                if callable(shutdown):
+                    shutdown()
+
     def _build(self) -> None:
         cfg = self.cfg
         _seed_all(cfg.seed)
@@ -603,7 +623,9 @@ class _Trainer:
         self.model_spec: str | None = getattr(self.model, "_lrkit_model_spec", None)
 
         workers, cpus = cfg.workers, os.cpu_count() or 1
-        if workers > cpus:  # (workers=1e6 would try to start a million processes and hang)
+        # DataLoaders of the user's (or split from one) keep their own num_workers: workers= is not used (said below)
+        yours = isinstance(self.data.train, DataLoader) and isinstance(self.data.val, DataLoader)
+        if workers > cpus and not yours:  # (workers=1e6 would try to start a million processes and hang)
             plural = "s" * (cpus != 1)
             self.log(f"lrkit.train: note — workers={workers} is more than this machine's {cpus} CPU{plural}: "
                      f"using {cpus}, "
@@ -612,6 +634,8 @@ class _Trainer:
         train_loader, val_loader, sampler = self.data.loaders(batch=cfg.batch, workers=workers, seed=cfg.seed)
         self.model_dtype = _floating_dtype(self.model)
         self.cast_said = False
+        #: an epoch has read more or fewer batches than len(train_loader) and the log has said so (see _train_epoch)
+        self.batch_count_said = False
         #: a validation batch has shown multi-hot (B, K) targets (see _per_label): every later one is scored per label
         self.multi_hot_seen = False
         #: how a classifier's scores were read at validation (see _scored), recorded in the checkpoint
@@ -642,6 +666,11 @@ class _Trainer:
             batch, line, per_sample = _passed_batch(self.data.train, cfg.batch, given="batch" in self.explicit)
             if line is not None:
                 self.log(line)
+            own = self.data.train.num_workers
+            if yours and "workers" in self.explicit and cfg.workers != own:  # (before session 27 it went unsaid)
+                how = ("split and reloaded with its settings" if self.data.owned else "used as it is")
+                self.log(f"data: workers={cfg.workers} is not used: the DataLoader you passed has num_workers={own}, "
+                         f"and it is {how}; set num_workers on the DataLoader to change it")
         from lrkit.scaling import nominal_batch
 
         if per_sample and 0 < info.n_train < batch:  # a batch larger than the data: each step sees the n_train samples
@@ -1498,9 +1527,16 @@ class _Trainer:
         for dl in _persistent_loaders(self.train_loader):
             if getattr(dl, "_iterator", None) is None:
                 iter(dl)
-        gen = getattr(self.train_loader, "generator", None)
-        if isinstance(gen, torch.Generator) and ck.get("loader_generator") is not None:
-            gen.set_state(ck["loader_generator"])
+        gens, saved = _loader_generators(self.train_loader), ck.get("loader_generators")
+        if isinstance(saved, list) and len(saved) == len(gens):
+            # every generator the loader and its samplers shuffle with (a WeightedRandomSampler(generator=g), a
+            # batch_sampler over RandomSampler(ds, generator=g)): before session 27 only the loader's own was saved
+            for g, state in zip(gens, saved):
+                g.set_state(state)
+        else:  # a checkpoint from before session 27: the loader's own generator only
+            gen = getattr(self.train_loader, "generator", None)
+            if isinstance(gen, torch.Generator) and ck.get("loader_generator") is not None:
+                gen.set_state(ck["loader_generator"])
         _run.set_rng_state(ck["rng"])
 
     def _state(self, epoch: int, *, finished: bool, stopped_early: bool) -> dict[str, Any]:
@@ -1525,6 +1561,8 @@ class _Trainer:
             "monitor": self.monitor._checkpoint_state() if self.monitor is not None else None,
             "rng": _run.get_rng_state(),
             "loader_generator": gen.get_state() if isinstance(gen, torch.Generator) else None,
+            # every generator the train loader's order draws from, its samplers' too (see _load)
+            "loader_generators": [g.get_state() for g in _loader_generators(self.train_loader)],
             "config": self.cfg.to_dict(),
             "cwd": str(Path.cwd()),  # where a relative data= path was read from (a resume may start elsewhere)
             "data": self.data.info.to_dict(),
@@ -1674,6 +1712,8 @@ class _Trainer:
     def _train_epoch(self, epoch: int) -> tuple[float, list[float], bool]:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
+        for obj in _epoch_aware(self.train_loader):  # a DataLoader of yours: its DistributedSampler, ...
+            obj.set_epoch(epoch)
         gen = getattr(self.train_loader, "generator", None)
         if self.sampler is not None and isinstance(gen, torch.Generator):
             # worker seeds: a function of (seed, epoch) only, within torch's 64-bit range
@@ -1708,9 +1748,12 @@ class _Trainer:
         step = epoch * self.steps_per_epoch
         stop = False
         adapts = adapts_step_size(opt)  # Prodigy / D-Adaptation: d_lr per step (not read for an optimizer without d)
+        read, more = 0, False
         for i, batch in enumerate(self.train_loader):
             if i >= nb:
+                more = True
                 break
+            read = i + 1
             size = min(acc, nb - (i // acc) * acc)  # batches in this accumulation window (the last may be short)
             batch = move_to(batch, self.device)
             with self.autocast:
@@ -1787,6 +1830,9 @@ class _Trainer:
             if stop:
                 break
         fold()
+        if (more or (read < nb and not stop)) and not self.batch_count_said:
+            self.batch_count_said = True
+            self.log(_batch_count_note(epoch, nb, None if more else read))
         train_loss = total_loss / total_n if total_n else math.nan
         return train_loss, grad_norms, stop
 
@@ -2314,6 +2360,42 @@ def _free_default_peak(spec: Any) -> Any:
     if info.defaults.get("lr0") is None or "lr0" in params:
         return spec
     return {"name": name, **params, "lr0": None}
+
+
+def _batch_count_note(epoch: int, planned: int, read: int | None) -> str:
+    """The log's note when epoch ``epoch`` (0-based) of the train loader read other than ``planned`` batches, its
+    ``len()``: ``read`` fewer, or (``None``) more. The loader's length is what the schedule is planned in, and a
+    loader may not keep to it: an ``IterableDataset`` reports a length that its workers' shards, each ending in a
+    short batch, exceed, or one that counts more samples than it yields. Before session 27 both went unsaid."""
+    if read is None:
+        return (f"lrkit.train: note — the train loader yielded more batches in epoch {epoch + 1} than its len(), "
+                f"{planned}: each epoch trains on its first {planned} batches (the steps the schedule is planned "
+                "for) and leaves the rest out. An IterableDataset sharded over DataLoader workers ends each "
+                "worker's shard with a short batch, which len() (samples / batch_size) does not count: give the "
+                "DataLoader drop_last=True, or a batch size that divides each worker's shard")
+    return (f"lrkit.train: note — the train loader yielded {read} batches in epoch {epoch + 1}, fewer than its "
+            f"len(), {planned}: the epochs are shorter than the schedule is planned for, so it does not reach its "
+            "end (the LR stays above its planned final value); give the dataset a __len__ that counts the samples "
+            "it yields in an epoch")
+
+
+def _epoch_aware(loader: Any) -> list[Any]:
+    """The parts of a DataLoader of the user's whose order the epoch chooses through ``set_epoch(epoch)``: its
+    ``sampler`` (a ``DistributedSampler``, also with ``num_replicas=1``), its ``batch_sampler`` and the sampler that
+    one draws from, and an ``IterableDataset`` with a ``set_epoch`` (a Hugging Face streaming dataset). The training
+    loop tells them each epoch, as Lightning, the Hugging Face ``Trainer`` and accelerate do: before session 27
+    ``lrkit.train`` did not, and every epoch read epoch 0's order. A wrapper is read through (``_held_loaders``);
+    lrkit's own :class:`SeededSampler` is set by the trainer itself and left out."""
+    found: dict[int, Any] = {}
+    for held in _held_loaders(loader):
+        if not isinstance(held, DataLoader):
+            continue
+        batch_sampler = held.batch_sampler
+        dataset = held.dataset if isinstance(held.dataset, torch.utils.data.IterableDataset) else None
+        for obj in (held.sampler, batch_sampler, getattr(batch_sampler, "sampler", None), dataset):
+            if obj is not None and not isinstance(obj, SeededSampler) and callable(getattr(obj, "set_epoch", None)):
+                found[id(obj)] = obj
+    return list(found.values())
 
 
 class _LoaderProxy:
