@@ -30,13 +30,16 @@ __all__ = [
     "TASK_SOURCE",
     "TINY_X",
     "TINY_Y",
+    "Killed",
     "SharedStateWrapper",
     "assert_same",
+    "assert_same_run",
     "fastai_valley_search",
     "finder_state",
     "flat_band_exit",
     "free_port",
     "init_gloo",
+    "killed_run",
     "outcome",
     "tiny_loss",
     "tiny_model",
@@ -349,3 +352,37 @@ def spawn_ranks(worker: Callable[..., None], out: Path, *args: Any, world: int =
 
     mp.spawn(worker, args=(world, free_port(), str(out), *args), nprocs=world, join=True)
     return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(world)]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL in a test: not an Exception, so nothing in the trainer catches it as an error."""
+
+
+def killed_run(monkeypatch: pytest.MonkeyPatch, train_call: Callable[[], Any], *, nth: int,
+               file: str = "last.pt") -> None:
+    """Run ``train_call`` (an ``lrkit.train`` call), killed just before its ``nth`` write of ``file`` (a checkpoint)."""
+    import lrkit.train.run as run
+
+    original, seen = run.save_checkpoint, {"n": 0}
+
+    def save(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(path).name == file:
+            seen["n"] += 1
+            if seen["n"] == nth:
+                raise Killed(f"killed before {file} #{nth}")
+        return original(path, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(run, "save_checkpoint", save)
+        with pytest.raises(Killed):
+            train_call()
+
+
+def assert_same_run(full: Any, resumed: Any, epochs: int) -> None:
+    """A resumed run's record equals the uninterrupted run's: each epoch's losses, the final weights, bit for bit."""
+    assert len(resumed.history) == epochs
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in full.history]
+    a = torch.load(full.run_dir / "last.pt", weights_only=True)["model"]
+    b = torch.load(resumed.run_dir / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

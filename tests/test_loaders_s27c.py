@@ -46,7 +46,7 @@ from torch.utils.data import (
 from torch.utils.data.distributed import DistributedSampler
 
 import lrkit
-import lrkit.train.run as run
+from _helpers import assert_same_run, killed_run
 from lrkit.train import train
 from lrkit.train.auto import choose_lr0
 
@@ -54,10 +54,6 @@ N = 48
 _G = torch.Generator().manual_seed(0)
 X = torch.randn(N, 6, generator=_G)
 Y = (X[:, 0] + X[:, 1] > 0).long()
-
-
-class _Killed(BaseException):
-    """Stands for SIGKILL: not an Exception, so nothing in the trainer catches it as an error."""
 
 
 class _Recorded(Dataset):
@@ -159,26 +155,9 @@ def test_a_resumed_run_reads_the_order_of_the_uninterrupted_one(tmp_path: Path, 
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     common = {"epochs": 3, "lr0": 0.05, "nbs": 8, "seed": 0, "verbose": False, "plots": False, "project": tmp_path}
     full = train(_model(), data=(SAMPLERS[name](), _val()), name="full", **common)
-    original, seen = run.save_checkpoint, {"n": 0}
-
-    def killed_at_second_last_pt(path: Any, *args: Any, **kwargs: Any) -> Any:
-        if Path(path).name == "last.pt":
-            seen["n"] += 1
-            if seen["n"] == 2:
-                raise _Killed("killed before the second last.pt")
-        return original(path, *args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(run, "save_checkpoint", killed_at_second_last_pt)
-        with pytest.raises(_Killed):
-            train(_model(), data=(SAMPLERS[name](), _val()), name="cut", **common)
+    killed_run(monkeypatch, lambda: train(_model(), data=(SAMPLERS[name](), _val()), name="cut", **common), nth=2)
     resumed = train(_model(), data=(SAMPLERS[name](), _val()), resume=tmp_path / "cut", verbose=False)
-    assert len(resumed.history) == 3
-    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
-    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in full.history]
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(full, resumed, epochs=3)
 
 
 # --- the walk's passing cases: find_lr / choose_lr0, then training, equals training without them --------------

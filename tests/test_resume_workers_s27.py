@@ -17,12 +17,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import lrkit.train.run as run
+from _helpers import assert_same_run, killed_run
 from lrkit.train import train
-
-
-class _Killed(BaseException):
-    """Stands for SIGKILL: not an Exception, so nothing in the trainer catches it as an error."""
 
 
 def _loaders(generator: bool) -> tuple[DataLoader, DataLoader]:
@@ -55,25 +51,8 @@ def test_a_resumed_run_over_persistent_workers_matches_the_uninterrupted_run(tmp
     made = [_loaders(generator) for _ in range(3)]
     full = train(_model(), data=made[0], name="full", **common)
 
-    original, seen = run.save_checkpoint, {"n": 0}
-
-    def killed_at_third_last_pt(path: Any, *args: Any, **kwargs: Any) -> Any:
-        if Path(path).name == "last.pt":
-            seen["n"] += 1
-            if seen["n"] == 3:
-                raise _Killed("killed before the third last.pt")
-        return original(path, *args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(run, "save_checkpoint", killed_at_third_last_pt)
-        with pytest.raises(_Killed):
-            train(_model(), data=made[1], name="cut", **common)
+    killed_run(monkeypatch, lambda: train(_model(), data=made[1], name="cut", **common), nth=3)
     resumed = train(_model(), data=made[2], resume=tmp_path / "cut", verbose=False)
     for loaders in made:
         _shut(loaders)
-    assert len(resumed.history) == 4
-    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in full.history]
-    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(full, resumed, epochs=4)
