@@ -490,11 +490,12 @@ def _split_one(data: Any, *, seed: int, val: float, task: str | None) -> TrainDa
             )
         ds = data.dataset
         sampler = data.sampler
-        if not isinstance(ds, IterableDataset) and type(sampler) not in (RandomSampler, SequentialSampler):
-            # a WeightedRandomSampler's weights, a DistributedSampler's shard, a sampler of yours: each draws over
-            # the whole dataset, and the split is reshuffled (before session 27 it was dropped without a word)
+        if not isinstance(ds, IterableDataset) and not _plain_sampler(sampler, ds):
+            # a WeightedRandomSampler's weights, a DistributedSampler's shard, a sampler of yours, a RandomSampler
+            # drawing with replacement or another count: each draws over the whole dataset, and the split is
+            # reshuffled without it (before session 27 it was dropped without a word)
             raise ValueError(
-                f"data=DataLoader with sampler={type(sampler).__name__} cannot be split into train/val: the sampler "
+                f"data=DataLoader with sampler={_sampler_name(sampler)} cannot be split into train/val: the sampler "
                 "draws over the whole dataset, and lrkit would shuffle the train split without it; pass a (train, "
                 "val) pair of DataLoaders, the train one with its sampler over the train split, e.g. "
                 "data=(DataLoader(train_ds, sampler=..., batch_size=...), DataLoader(val_ds, batch_size=...))"
@@ -515,6 +516,32 @@ def _split_one(data: Any, *, seed: int, val: float, task: str | None) -> TrainDa
     # a torch Dataset, or one with only __getitem__/__len__ (a Hugging Face datasets.Dataset)
     tr, va = _split_dataset(data, seed=seed, val=val)
     return _from_torch(tr, va, task=task, source="dataset")
+
+
+def _plain_sampler(sampler: Any, ds: Any) -> bool:
+    """Whether ``sampler`` is what ``DataLoader(shuffle=True/False)`` makes: a ``SequentialSampler``, or a
+    ``RandomSampler`` that draws each sample once (no replacement, ``num_samples`` the dataset's length) — one a split
+    can stand in for. Its ``generator`` does not count: the split shuffles from ``seed``."""
+    if type(sampler) is SequentialSampler:
+        return True
+    if type(sampler) is not RandomSampler:
+        return False
+    try:
+        return not sampler.replacement and sampler.num_samples == len(ds)
+    except TypeError:  # a dataset without a length: the split says so itself
+        return True
+
+
+def _sampler_name(sampler: Any) -> str:
+    """``WeightedRandomSampler``, or ``RandomSampler(replacement=True, num_samples=640)`` with what makes it draw
+    otherwise than ``shuffle=True``."""
+    name = type(sampler).__name__
+    if type(sampler) is not RandomSampler:
+        return name
+    own = [f"replacement={sampler.replacement!r}"] if sampler.replacement else []
+    if getattr(sampler, "_num_samples", None) is not None:
+        own.append(f"num_samples={sampler._num_samples!r}")
+    return f"{name}({', '.join(own)})"
 
 
 def _check_part(label: str, obj: Any) -> None:

@@ -1514,6 +1514,8 @@ class _Trainer:
         if self.monitor is not None and ck.get("monitor") is not None:
             self.monitor.load_state_dict(ck["monitor"])
         self.history = [dict(r) for r in ck["history"]]
+        if self._column_weights is not None and not ck.get("rmse_per_column") and done > 0:
+            self.log(_former_rmse_note(done))
         self.start_epoch = done
         self.best_metric = float(ck["best_metric"])
         self.best_epoch = int(ck["best_epoch"])
@@ -1563,6 +1565,8 @@ class _Trainer:
             "loader_generator": gen.get_state() if isinstance(gen, torch.Generator) else None,
             # every generator the train loader's order draws from, its samplers' too (see _load)
             "loader_generators": [g.get_state() for g in _loader_generators(self.train_loader)],
+            # val_rmse of a target of several columns is in each column's units (see _column_weights; _load)
+            "rmse_per_column": True,
             "config": self.cfg.to_dict(),
             "cwd": str(Path.cwd()),  # where a relative data= path was read from (a resume may start elsewhere)
             "data": self.data.info.to_dict(),
@@ -2377,6 +2381,17 @@ def _batch_count_note(epoch: int, planned: int, read: int | None) -> str:
             f"len(), {planned}: the epochs are shorter than the schedule is planned for, so it does not reach its "
             "end (the LR stays above its planned final value); give the dataset a __len__ that counts the samples "
             "it yields in an epoch")
+
+
+def _former_rmse_note(done: int) -> str:
+    """The log's note when a regression run of several target columns saved before session 27 (``done`` epochs) is
+    resumed: its ``val_rmse`` so far, and the best it holds, are in the former units."""
+    epochs = "epoch 1" if done == 1 else f"epochs 1-{done}"
+    return (f"lrkit.train: note — this run was saved by an earlier lrkit, whose val_rmse of a target of several "
+            f"columns was the RMSE of the standardised columns times the root mean square of their scales; the "
+            f"val_rmse of {epochs} (results.csv, and the best that best.pt and patience compare with) is in those "
+            "units, the later epochs' in each column's own units: the two do not compare; start a new run for one "
+            "scale throughout")
 
 
 def _epoch_aware(loader: Any) -> list[Any]:
