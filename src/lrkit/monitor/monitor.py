@@ -2593,6 +2593,7 @@ class Monitor:
         lr = self._lr()
         worst = "none"
         clip_to = math.inf
+        planned: list[tuple[Check, str, Finding, str]] = []
         for check, action, found in findings:
             reason = found.reason
             if check.name == "non_finite" and norms and not math.isfinite(gnorm):
@@ -2611,9 +2612,17 @@ class Monitor:
                 self._last_bad_step = step
             if check.cooldown:
                 self._quiet_until[check.name] = step + check.cooldown + 1
-            action = self._event(step, check, action, found, reason, lr, stacklevel=6)
-            if SEVERITY[action] > SEVERITY[worst]:
-                worst = action
+            planned.append((check, action, found, reason))
+            done = "stop" if self._over_rollback_limit(action) else action
+            if SEVERITY[done] > SEVERITY[worst]:
+                worst = done
+        for check, action, found, reason in planned:
+            # the most severe action is the one taken: an event whose own (a clip, a skip) gave way says so, and keeps
+            # the action its check asked for (clipped / skipped count what was done)
+            done = "stop" if self._over_rollback_limit(action) else action
+            if done != "warn" and SEVERITY[done] < SEVERITY[worst]:
+                reason += f"; not done: this step's {worst} comes first"
+            self._event(step, check, action, found, reason, lr, stacklevel=6)
         self.last_action = worst
         if worst in ("warn", "clip"):
             if worst == "clip" and math.isfinite(clip_to):
@@ -2647,7 +2656,7 @@ class Monitor:
                stacklevel: int) -> str:
         """Record one finding as an event and return the action taken: a rollback past ``max_rollbacks`` becomes a
         stop, and a stop sets ``should_stop`` with its reason."""
-        if action == "rollback" and self.rollbacks >= self.max_rollbacks:
+        if self._over_rollback_limit(action):
             action = "stop"
             reason += (f"; rollback limit reached ({self.max_rollbacks} rollbacks, LR now {self.lr_scale:.3g}x the "
                        "original): the run keeps going wrong even at a lower LR — look for inf/nan in the data or the "
@@ -2659,6 +2668,10 @@ class Monitor:
             self.stop_reason = f"{check.name} at step {step}: {reason}"
             self._dense_until = _NEVER
         return action
+
+    def _over_rollback_limit(self, action: str) -> bool:
+        """Whether ``action`` is a rollback past ``max_rollbacks``, which :meth:`_event` turns into a stop."""
+        return action == "rollback" and self.rollbacks >= self.max_rollbacks
 
     def _signed(self, values: dict[str, float], reason: str) -> tuple[dict[str, float], str]:
         """An event's values and reason, marked when the losses among the values are the negated objective."""
