@@ -79,17 +79,18 @@ def test_a_new_callback_removes_the_files_of_launchers_that_no_longer_run() -> N
     live = os.path.join(tmp, f"lrkit-FindLRCallback-{alive}-{'b' * 32}.json")
     other = os.path.join(tmp, f"lrkit-notes-{dead}.json")
     recent = os.path.join(tmp, f"lrkit-ChooseLRCallback-{dead}-{'c' * 32}.json")  # perhaps another container's
+    subclass = os.path.join(tmp, f"lrkit-MyFinder-{dead}-{'d' * 32}.json")  # a subclass of the user's
     day_ago = time.time() - 25 * 3600
-    for path in (stale, stale_part, live, other, recent):
+    for path in (stale, stale_part, live, other, recent, subclass):
         Path(path).write_text("{}", encoding="utf-8")
         if path != recent:
             os.utime(path, (day_ago, day_ago))
     try:
         FindLRCallback(num_steps=20)
-        assert not os.path.exists(stale) and not os.path.exists(stale_part)
+        assert not os.path.exists(stale) and not os.path.exists(stale_part) and not os.path.exists(subclass)
         assert os.path.exists(live) and os.path.exists(other) and os.path.exists(recent)
     finally:
-        for path in (stale, stale_part, live, other, recent):
+        for path in (stale, stale_part, live, other, recent, subclass):
             Path(path).unlink(missing_ok=True)
 
 

@@ -1768,7 +1768,9 @@ def _discard_outbox(path: str, launcher_pid: int) -> None:
             os.remove(path)
 
 
-_OUTBOX_NAME = re.compile(r"lrkit-(?:FindLRCallback|ChooseLRCallback)-(\d+)-[0-9a-f]{32}\.json|\.lrkit-(\d+)-.+\.part")
+#: ``lrkit-<class>-<pid>-<id>.json`` (the class: FindLRCallback, ChooseLRCallback or a subclass of the user's) and the
+#: ``.lrkit-<pid>-*.part`` a rank writes before renaming it
+_OUTBOX_NAME = re.compile(r"lrkit-[A-Za-z_]\w*-(\d+)-[0-9a-f]{32}\.json|\.lrkit-(\d+)-.+\.part")
 
 
 #: A hand-back file is swept only once it is this old (seconds): a process id that does not run here may be a live
