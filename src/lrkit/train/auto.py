@@ -517,8 +517,8 @@ def _diverged(value: float, first: float, reference: float | None = None) -> boo
 
 
 def _start_reference(finder: FinderResult) -> float | None:
-    """The typical training loss at the starting weights: the median of the range test's first
-    :data:`REFERENCE_STEPS` finite losses (``None`` when it has none). The range test starts at a tiny LR
+    """The typical training loss at the starting weights: the median of the finite ones among the range test's first
+    :data:`REFERENCE_STEPS` losses (``None`` when none of them is finite). The range test starts at a tiny LR
     (:data:`FINDER_START_LR`) from the trials' starting state, on the same loader with the same loss, so its first
     losses are the starting loss over several batches: the median is robust to an easy or a hard one."""
     head = [float(v) for v in finder.losses[:REFERENCE_STEPS] if math.isfinite(v)]
@@ -1384,7 +1384,9 @@ def _range_test_plan(finder_kwargs: dict[str, Any], total_steps: int, train_load
     except TypeError:  # no len(): an iterable dataset, a generator
         n = 0
     shard = " per rank" if distributed() else ""  # each rank's loader holds its shard
-    passes = f", {steps * acc / n:.3g} passes over train_loader ({n} batches{shard})" if n > 0 else ""
+    count = f"{steps * acc / n:.3g}" if n > 0 else ""
+    word = "pass" if count == "1" else "passes"
+    passes = f", {count} {word} over train_loader ({n} batches{shard})" if n > 0 else ""
     return (f"lr0=auto: range test of {steps} steps ({steps / total_steps:.3g} of the {total_steps}-step run"
             f"{passes}), {float(start):g}..{float(end):g}")  # (float: a Fraction has no :g before Python 3.12)
 
