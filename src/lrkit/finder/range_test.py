@@ -1410,10 +1410,11 @@ def _quality_warnings(result: FinderResult) -> list[str]:
     num_steps = f"{names.get('num_steps', 'num_steps')} (now {result.num_steps})"
     end_lr = f"{names.get('end_lr', 'end_lr')} (now {result.end_lr:g})"
     lrs, losses = result._curve()
-    if len(losses) < MIN_STOPPED_POINTS:
+    if len(losses) < MIN_STOPPED_POINTS:  # the steps that ran and the LR of the last (a non-finite loss included)
         return [
-            f"the range test stopped after {len(losses)} steps ({result.stop_reason} at lr={lrs[-1]:.3g}) — too short "
-            f"to judge; lower {start_lr} or raise {num_steps}{suffix}"
+            f"the range test stopped after {result.num_steps_run} steps ({result.stop_reason} at "
+            f"lr={(result.lrs or [result.start_lr])[-1]:.3g}) — too short to judge; lower {start_lr} or raise "
+            f"{num_steps}{suffix}"
         ]
     s = _suggest.smooth_curve(losses)
     drop = (s[0] - s.min()) / max(abs(s[0]), 1e-12)
