@@ -248,9 +248,15 @@ def _target_name(run: Any) -> str:
     return "prediction"
 
 
+#: target cells read as "no value" (a row not labelled yet): left out of the comparison, not counted as wrong
+_NO_VALUE = ("", "na", "n/a", "nan", "null", "none", "?")
+
+
 def _agreement(run: Any, predicted: Any, cells: Sequence[str], column: str) -> str:
     """A note comparing the predictions with the target column the input holds: accuracy for class labels, RMSE
-    (and MAE) for a regression target; ``""`` where the column cannot be read as the target."""
+    (and MAE) for a regression target, over the rows whose cell holds a value (an empty cell — for a regression
+    target also ``NA``, ``nan``, ... — is a row not labelled yet: left out and counted in the note); ``""`` where the
+    column cannot be read as the target."""
     cells = [c.strip() for c in cells]
     if run.task == "classification":
         def same(p: Any, c: str) -> bool:
@@ -258,14 +264,30 @@ def _agreement(run: Any, predicted: Any, cells: Sequence[str], column: str) -> s
                 return True
             return is_float_text(c) and isinstance(p, (int, float)) and float(c) == float(p)
 
-        hits = sum(same(p, c) for p, c in zip(predicted, cells))
-        return f"accuracy {hits}/{len(cells)} ({hits / len(cells):.1%}) against column {column!r}"
-    if run.task == "regression" and all(is_float_text(c) for c in cells):
-        error = np.asarray(predicted, dtype=np.float64).reshape(-1) - np.array([float(c) for c in cells])
-        if error.shape[0] == len(cells):
+        pairs = [(p, c) for p, c in zip(predicted, cells) if c]  # a label may be "NA": only an empty cell is none
+        if not pairs:
+            return ""
+        hits = sum(same(p, c) for p, c in pairs)
+        return (f"accuracy {hits}/{len(pairs)} ({hits / len(pairs):.1%}) against column {column!r}"
+                f"{_left_out(len(cells) - len(pairs), '')}")
+    if run.task == "regression":
+        pairs = [(p, c) for p, c in zip(predicted, cells) if c.lower() not in _NO_VALUE]
+        if not pairs or not all(is_float_text(c) and math.isfinite(float(c)) for _, c in pairs):
+            return ""
+        error = (np.asarray([p for p, _ in pairs], dtype=np.float64).reshape(len(pairs), -1)
+                 - np.array([float(c) for _, c in pairs])[:, None])
+        if error.shape[1] == 1:
             return (f"RMSE {math.sqrt(float(np.mean(error**2))):.4g}, MAE {float(np.mean(np.abs(error))):.4g} "
-                    f"against column {column!r} ({len(cells)} rows)")
+                    f"against column {column!r} ({len(pairs)} rows{_left_out(len(cells) - len(pairs), '; ')})")
     return ""
+
+
+def _left_out(n: int, sep: str) -> str:
+    """The note's words for ``n`` target cells without a value: ``" (2 rows without a value left out)"``."""
+    if not n:
+        return ""
+    words = f"{n} row{'s' * (n != 1)} without a value left out"
+    return f"{sep}{words}" if sep else f" ({words})"
 
 
 def _kept_columns(table: _Table, keep: Sequence[str]) -> list[int]:
@@ -360,6 +382,9 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
                                  "(its rows come out in the array's order)")
             table = None
             x: Any = _read_array(path, kind)
+            per = math.prod(run.input_shape) if run.input_shape else 1
+            if x.ndim == 1 and per > 1:  # np.save(path, row): one sample's values, as run.predict(row) reads them
+                x = x[None]
             n = len(x)
             if kind is not None:
                 notes.append(f"read {source} as an {kind} array (NumPy's file header), not as CSV")
