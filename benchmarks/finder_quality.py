@@ -60,6 +60,7 @@ from _suite import (
     make_loaders,
     oracle,
     output_file,
+    positive_int,
     regret,
     run_main,
     task_names,
@@ -487,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", default=",".join(SUITE), help=f"comma-separated, from: {', '.join(TASKS)}")
     parser.add_argument("--methods", default=",".join(FAMILIES), help=f"comma-separated, from: {', '.join(FAMILIES)}")
     parser.add_argument("--quick", action="store_true", help="2 grid points per decade and 1 seed (development only)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes for training runs (default 1)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes for training runs (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write every number to this JSON file")
     args = parser.parse_args(argv)
 
@@ -498,8 +499,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown method {bad[0]!r}; valid: {', '.join(FAMILIES)}")
     if not families:
         parser.error(f"--methods: no method named; valid: {', '.join(FAMILIES)}")
-    if args.jobs < 1:
-        parser.error(f"--jobs={args.jobs} must be >= 1")
     if args.json is not None:  # found now, not after the whole run
         output_file(parser, args.json, "--json")
 

@@ -333,6 +333,9 @@ def _number_apart(value: float, marks: Iterable[float] = (), *, digits: int = 2,
         return 0 if abs(x - mark) <= 1e-9 * max(1.0, abs(mark)) else (1 if x > mark else -1)
 
     marks = [float(m) for m in marks]
+    for mark in marks:  # on a mark, to float rounding: the mark itself (1e-16 decades is "0")
+        if side(value, mark) == 0:
+            return f"{mark:.{digits}{'f' if fixed else 'g'}}"
     text = f"{value:.{digits}{'f' if fixed else 'g'}}"
     for more in range(digits, 18):
         text = f"{value:.{more}{'f' if fixed else 'g'}}"
