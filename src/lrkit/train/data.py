@@ -805,6 +805,9 @@ class _Table(NamedTuple):
     target_name: str | None = None
     image_shape: tuple[int, ...] | None = None  # (C, H, W) for an NPZ of images (N, C, H, W)
     notes: tuple[str, ...] = ()
+    #: the shape of one sample of an NPZ's x of 3 or more dimensions, flattened for the model: the log names its
+    #: features by position, ``(row, col)``, not by flattened index (None for a table)
+    sample_shape: tuple[int, ...] | None = None
     index: str | None = None  # the header of the first column, left out as pandas' index (None: none was)
 
 
@@ -833,7 +836,7 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(x_tr, t.y[tr], x_va, t.y[va], task=task, name=path.name,
                               source=path.suffix.lower().lstrip("."), image_shape=t.image_shape)
         out.info.notes.extend(t.notes)
-        out.info.notes.extend(_constant_note(path.name, x_tr, x_va, t.columns))
+        out.info.notes.extend(_constant_note(path.name, x_tr, x_va, t.columns, shape=t.sample_shape))
         out.info.features, out.info.target = t.columns, t.target_name if t.columns is not None else None
         return out
     _check_readable_suffix(path, f"data={str(path)!r}")
@@ -1110,14 +1113,16 @@ def _first_few(names: Sequence[str], shown: int) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _constant_note(fname: str, x_tr: np.ndarray, x_va: np.ndarray, columns: Sequence[str] | None) -> list[str]:
+def _constant_note(fname: str, x_tr: np.ndarray, x_va: np.ndarray, columns: Sequence[str] | None, *,
+                   shape: tuple[int, ...] | None = None) -> list[str]:
     """A log note for features that hold one value on the train split: they teach the model nothing, and
     standardised with the train split's statistics (a spread of 0 is taken as 1) a value that differs elsewhere
     enters the model unscaled.
 
     Up to :data:`_CONSTANT_NAMED` such features are named one by one (with the ``drop=`` that leaves CSV columns
     out); with more, the note says how many of the features there are and names the first few, so a 28x28 image's
-    blank border is one short line rather than a list of every pixel.
+    blank border is one short line rather than a list of every pixel. With ``shape`` (one sample's shape before it
+    was flattened: an (N, H, W) .npz) a feature is named by its position, ``(row, col)``.
 
     >>> x = np.zeros((4, 12)); x[:, 10:] = np.arange(8).reshape(4, 2)
     >>> print(_constant_note("img.npz", x, x[:0], None)[0].replace(": they", ":\\n they"))
@@ -1130,21 +1135,28 @@ def _constant_note(fname: str, x_tr: np.ndarray, x_va: np.ndarray, columns: Sequ
     if not len(const):
         return []
     one = len(const) == 1
-    names = [repr(columns[j]) for j in const] if columns is not None else [str(int(j)) for j in const]
+    if columns is not None:
+        names = [repr(columns[j]) for j in const]
+    elif shape is not None and math.prod(shape) == x_tr.shape[1]:
+        names = [str(tuple(int(i) for i in np.unravel_index(int(j), shape))) for j in const]
+    else:
+        names, shape = [str(int(j)) for j in const], None
+    where = ("0-based" if shape is None else
+             f"0-based ({'row, col' if len(shape) == 2 else 'index'}) of x's {'x'.join(map(str, shape))} values")
     moved = [names[i] for i, j in enumerate(const) if len(x_va) and np.any(x_va[:, j] != x_tr[0, j])]
     unseen = "where the model meets values it never saw in training (unscaled: a spread of 0 is taken as 1)"
     if len(const) > _CONSTANT_NAMED:  # many: counted, a few named
         what = (f"{len(const)} of the {x_tr.shape[1]} feature columns" if columns is not None
                 else f"{len(const)} of the {x_tr.shape[1]} features of x")
         shown = _first_few(names, _CONSTANT_SHOWN)
-        which = f"({shown})" if columns is not None else f"(0-based: {shown})"
+        which = f"({shown})" if columns is not None else f"({where}: {shown})"
         fix = " (drop= with their names leaves them out)" if columns is not None else ""
         also = (f"; {len(moved)} of them {'differs' if len(moved) == 1 else 'differ'} on the validation split "
                 f"({_first_few(moved, _CONSTANT_SHOWN)}), {unseen}" if moved else "")
         return [f"{fname}: {what} hold one value on the train split {which}: they teach the model nothing{fix}{also}"]
     shown = ", ".join(names)
     what = (f"column{'' if one else 's'} {shown}" if columns is not None
-            else f"feature{'' if one else 's'} {shown} (0-based) of x")
+            else f"feature{'' if one else 's'} {shown} ({where}) of x")
     also = (f"; {', '.join(moved)} {'differs' if len(moved) == 1 else 'differ'} on the validation split, {unseen}"
             if moved else "")
     fix = ""
@@ -1382,7 +1394,8 @@ def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> 
     image_shape = tuple(int(s) for s in x.shape[1:]) if x.ndim == 4 else None
     flat = x.reshape(len(x), -1).astype(np.float64)
     _check_finite(flat, y, path.name)
-    return _Table(x.astype(np.float64) if image_shape else flat, y, image_shape=image_shape, notes=notes)
+    return _Table(x.astype(np.float64) if image_shape else flat, y, image_shape=image_shape, notes=notes,
+                  sample_shape=tuple(int(s) for s in x.shape[1:]) if x.ndim >= 3 and image_shape is None else None)
 
 
 def _is_one_hot(y: np.ndarray) -> bool:
@@ -1506,7 +1519,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(tr.x, y_tr, x_va, y_va, task=task, name=path.name, source="yaml",
                               image_shape=tr.image_shape)
         out.info.notes.extend((*tr.notes, *va.notes))
-        out.info.notes.extend(_constant_note(path.name, tr.x, x_va, tr.columns))
+        out.info.notes.extend(_constant_note(path.name, tr.x, x_va, tr.columns, shape=tr.sample_shape))
         out.info.features, out.info.target = tr.columns, tr.target_name if tr.columns is not None else None
         return out
     if kinds[0] == "yaml":
