@@ -805,10 +805,10 @@ class _Table(NamedTuple):
     target_name: str | None = None
     image_shape: tuple[int, ...] | None = None  # (C, H, W) for an NPZ of images (N, C, H, W)
     notes: tuple[str, ...] = ()
+    index: str | None = None  # the header of the first column, left out as pandas' index (None: none was)
     #: the shape of one sample of an NPZ's x of 3 or more dimensions, flattened for the model: the log names its
     #: features by position, ``(row, col)``, not by flattened index (None for a table)
     sample_shape: tuple[int, ...] | None = None
-    index: str | None = None  # the header of the first column, left out as pandas' index (None: none was)
 
 
 def _file_kind(path: Path) -> str:
