@@ -47,6 +47,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 import lrkit
 from _helpers import assert_same_run, killed_run
+from lrkit.finder.range_test import _shut_workers
 from lrkit.train import train
 from lrkit.train.auto import choose_lr0
 
@@ -118,9 +119,7 @@ def _val() -> DataLoader:
 def _shut(*loaders: DataLoader) -> None:
     """Stop a persistent-workers loader's worker processes now (left to interpreter exit, each costs seconds)."""
     for dl in loaders:
-        it, dl._iterator = getattr(dl, "_iterator", None), None
-        if it is not None:
-            it._shutdown_workers()
+        _shut_workers(dl)
 
 
 def _ordered(sampler: Callable[[], Any]) -> DataLoader:

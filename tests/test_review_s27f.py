@@ -10,15 +10,14 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from _helpers import assert_same_run, killed_run
+from lrkit.finder.range_test import _shut_workers
 from lrkit.train import train
 
 
 def _shut(*loaders: Any) -> None:
     """Stop a persistent-workers loader's worker processes now (left to interpreter exit, each costs seconds)."""
     for dl in loaders:
-        it, dl._iterator = getattr(dl, "_iterator", None), None
-        if it is not None:
-            it._shutdown_workers()
+        _shut_workers(dl)
 
 
 def _persistent_pair() -> tuple[DataLoader, DataLoader]:

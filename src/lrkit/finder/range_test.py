@@ -172,6 +172,15 @@ def _persistent_loaders(loader: Any) -> list[torch.utils.data.DataLoader]:
             and dl.persistent_workers and hasattr(dl, "_iterator")]
 
 
+def _shut_workers(dl: torch.utils.data.DataLoader) -> None:
+    """Shut down the worker processes of ``dl``'s kept iterator (``persistent_workers``) now and drop it: the next
+    pass makes a new one. Left to the garbage collector, torch waits 5 s for each worker."""
+    it, dl._iterator = getattr(dl, "_iterator", None), None
+    shutdown = getattr(it, "_shutdown_workers", None)
+    if callable(shutdown):
+        shutdown()
+
+
 class _OwnWorkers:
     """Runs the passes of a test over loaders with persistent workers on worker processes of its own.
 
@@ -192,10 +201,7 @@ class _OwnWorkers:
     def fresh(self) -> None:
         """Shut down the worker processes made since (the next pass over the loader starts new ones)."""
         for dl, _ in self._saved:
-            it, dl._iterator = dl._iterator, None
-            shutdown = getattr(it, "_shutdown_workers", None)
-            if callable(shutdown):
-                shutdown()
+            _shut_workers(dl)
 
     def restore(self) -> None:
         """Shut down the test's workers and give each loader back the iterator it had (``None`` if it had none)."""

@@ -2593,7 +2593,7 @@ class Monitor:
         lr = self._lr()
         worst = "none"
         clip_to = math.inf
-        planned: list[tuple[Check, str, Finding, str]] = []
+        planned: list[tuple[Check, str, Finding, str, str]] = []  # ..., the action asked for, ..., the one it gets
         for check, action, found in findings:
             reason = found.reason
             if check.name == "non_finite" and norms and not math.isfinite(gnorm):
@@ -2612,14 +2612,13 @@ class Monitor:
                 self._last_bad_step = step
             if check.cooldown:
                 self._quiet_until[check.name] = step + check.cooldown + 1
-            planned.append((check, action, found, reason))
             done = "stop" if self._over_rollback_limit(action) else action
+            planned.append((check, action, found, reason, done))
             if SEVERITY[done] > SEVERITY[worst]:
                 worst = done
-        for check, action, found, reason in planned:
+        for check, action, found, reason, done in planned:
             # the most severe action is the one taken: an event whose own (a clip, a skip) gave way says so, and keeps
             # the action its check asked for (clipped / skipped count what was done)
-            done = "stop" if self._over_rollback_limit(action) else action
             if done != "warn" and SEVERITY[done] < SEVERITY[worst]:
                 reason += f"; not done: this step's {worst} comes first"
             self._event(step, check, action, found, reason, lr, stacklevel=6)

@@ -49,7 +49,7 @@ from lrkit._step import (
     takes_whole_batch,
 )
 from lrkit._utils import adapts_step_size, unknown_name_error
-from lrkit.finder.range_test import _held_loaders, _loader_generators, _persistent_loaders
+from lrkit.finder.range_test import _held_loaders, _loader_generators, _persistent_loaders, _shut_workers
 from lrkit.train import run as _run
 from lrkit.train.data import (
     SeededSampler,
@@ -565,10 +565,7 @@ class _Trainer:
             return
         for loader in (getattr(self, "train_loader", None), getattr(self, "val_loader", None)):
             for dl in _persistent_loaders(loader) if loader is not None else []:
-                it, dl._iterator = dl._iterator, None
-                shutdown = getattr(it, "_shutdown_workers", None)
-                if callable(shutdown):
-                    shutdown()
+                _shut_workers(dl)
 
     def _build(self) -> None:
         cfg = self.cfg
