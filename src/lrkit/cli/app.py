@@ -161,7 +161,8 @@ def main() -> None:
         raise SystemExit(1) from None
     finally:
         if not had_group:
-            _end_process_group()
+            failed = sys.exc_info()[1]
+            _end_process_group(succeeded=failed is None or (isinstance(failed, SystemExit) and not failed.code))
 
 
 def _process_group_up() -> bool:
@@ -173,15 +174,19 @@ def _process_group_up() -> bool:
         return False
 
 
-def _end_process_group() -> None:
+def _end_process_group(*, succeeded: bool) -> None:
     """Destroy the process group the command started (a task file's ``dist.init_process_group``, as under torchrun)
-    before the process exits: left to interpreter exit, gloo's threads can abort a finished rank ("terminate called
-    without an active exception", SIGABRT), and torchrun then reports a run that succeeded as failed."""
+    before the process exits, after a command that succeeded on every rank has met the others at a barrier: a rank
+    that left while another was still writing its results could abort in gloo's threads ("terminate called without
+    an active exception", SIGABRT), and torchrun then reports a run that succeeded as failed. After an error there
+    is no barrier (the other ranks may never reach it)."""
     if not _process_group_up():
         return
     import torch.distributed as dist
 
     try:
+        if succeeded and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
     except Exception:  # the command's own outcome (its exit code, its error) is what the user needs
         pass
