@@ -161,7 +161,10 @@ def test_the_curve_row_names_a_back_off_the_descent_cut_short() -> None:
     r = FinderResult(lrs=list(lrs), losses=list(cliff))
     below = math.log10(r.range[1] / r.suggestion)
     assert r.backoff == 1.0 and below < 0.9  # the rule's back-off was a decade, the suggestion sits closer
-    expected = f"exploded (noise {r.noise:.2f}): back off 1 decade ({below:.2g} kept inside the descent)"
+    from lrkit.plots.finder import _number_apart  # (the noise's own digits: tests/test_small_noise_s28.py)
+
+    expected = (f"exploded (noise {_number_apart(r.noise, fixed=True)}): back off 1 decade ({below:.2g} kept inside "
+                "the descent)")
     assert _curve_reading(r) == expected
     clean = 1 / (1 + lrs / 1e-3) + (lrs / 0.1) ** 2
     assert "kept inside" not in _curve_reading(FinderResult(lrs=list(lrs), losses=list(clean)))

@@ -289,7 +289,8 @@ def _curve_reading(result: FinderResult) -> str:
     full = REGIME_BACKOFF[result.regime]
     if noise == noise:  # a noise-dominated curve backs off less (README: the noise scaling)
         if not result.noise_scaled:  # a tiny dataset cycled through: its scatter is not gradient noise
-            reading += f" (noise {noise:.2f}, not scaled: {result.passes:.3g} passes over the data)"
+            shown = _number_apart(noise, fixed=True)
+            reading += f" (noise {shown}, not scaled: {result.passes:.3g} passes over the data)"
         else:  # printed on its own side of the band's edges (0.07002 is not "0.07", where the back-off is full)
             shown = _number_apart(noise, _suggest.ROBUST_NOISE_BAND or (), fixed=True)
             reading += f" (noise {shown}{', noise-dominated' if back < full else ''})"

@@ -233,9 +233,16 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
 def loss_ylim(finite: list[tuple[Any, float]], smoothed: list[Any], *, pad: bool = True) -> tuple[float, float] | None:
     """The loss axis's range for a range-test curve (``finite``: its ``(lr, loss)`` points with a finite loss), so
     the divergence tail does not squash the interesting part of the curve: from the lowest loss to the first loss or
-    the 90th percentile, whichever is higher, capped at twice the descent when the tail is long; 5% padding
-    (``pad=False``: none, so a text chart's axis labels are the losses themselves). ``None`` with no finite point.
-    The picture (:func:`plot_finder`) and the text chart (:func:`lrkit.plots.text.finder_text`) both use it."""
+    the 90th percentile, whichever is higher, capped at twice the descent when the tail is long; 5% padding, never
+    below zero for a loss that never was (``pad=False``: none, so a text chart's axis labels are the losses
+    themselves). ``None`` with no finite point. The picture (:func:`plot_finder`) and the text chart
+    (:func:`lrkit.plots.text.finder_text`) both use it.
+
+    >>> loss_ylim([(1e-3, 2.3), (1e-2, 1.0), (1e-1, 0.01)], [2.3, 1.0, 0.01])
+    (0.0, 2.4145)
+    >>> loss_ylim([(1e-3, -1.0), (1e-2, -2.0)], [-1.0, -2.0])
+    (-2.05, -0.95)
+    """
     if not finite:
         return None
     vals = sorted(v for _, v in finite)
@@ -248,7 +255,8 @@ def loss_ylim(finite: list[tuple[Any, float]], smoothed: list[Any], *, pad: bool
     if pre > lo_v and at >= max(3, len(finite) // 10):  # (a curve with no descent before its minimum: no cap)
         top = max(first, min(top, pre + 2 * (pre - lo_v)))
     margin = 0.05 * (top - lo_v if top > lo_v else 1.0) if pad or top <= lo_v else 0.0
-    return lo_v - margin, top + margin
+    # a loss that never went below zero gets no negative axis from the padding (a loss of 0.01 under 2.3 at the top)
+    return (lo_v - margin if lo_v < 0 else max(lo_v - margin, 0.0)), top + margin
 
 
 #: Margin below the legend under the range-test plot, in inches.
@@ -322,12 +330,15 @@ def _number_apart(value: float, marks: Iterable[float] = (), *, digits: int = 2,
     """``value`` with ``digits`` significant digits (decimals with ``fixed``), and more where fewer would print it on
     one of ``marks`` it is not on, or on the other side of one: a noise ratio of 0.07002 is ``"0.07002"``, not
     ``"0.07"`` (the noise band's edge, where the back-off is still taken in full), and a back-off of 0.9992 decades is
-    ``"0.999"``, not ``"1"`` (the full decade). A value within float rounding of a mark prints as the mark.
+    ``"0.999"``, not ``"1"`` (the full decade). A value within float rounding of a mark prints as the mark; a small
+    nonzero value never prints as zero (``fixed``: a noise of 0.0044 is ``"0.0044"``).
 
     >>> _number_apart(0.07002, (0.07, 0.1), fixed=True), _number_apart(0.0612, (0.07, 0.1), fixed=True)
     ('0.07002', '0.06')
     >>> _number_apart(0.99924, (0.0, 1.0)), _number_apart(1 - 1e-15, (0.0, 1.0)), _number_apart(0.52, (0.0, 1.0))
     ('0.999', '1', '0.52')
+    >>> _number_apart(0.0044, fixed=True), _number_apart(0.0, fixed=True)
+    ('0.0044', '0.00')
     """
     def side(x: float, mark: float) -> int:
         return 0 if abs(x - mark) <= 1e-9 * max(1.0, abs(mark)) else (1 if x > mark else -1)
@@ -336,6 +347,8 @@ def _number_apart(value: float, marks: Iterable[float] = (), *, digits: int = 2,
     for mark in marks:  # on a mark, to float rounding: the mark itself (1e-16 decades is "0")
         if side(value, mark) == 0:
             return f"{mark:.{digits}{'f' if fixed else 'g'}}"
+    if fixed and value and float(f"{value:.{digits}f}") == 0:  # 0.0044 is "0.0044", not "0.00"
+        digits = 1 - math.floor(math.log10(abs(value)))
     text = f"{value:.{digits}{'f' if fixed else 'g'}}"
     for more in range(digits, 18):
         text = f"{value:.{more}{'f' if fixed else 'g'}}"
