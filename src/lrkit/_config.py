@@ -729,7 +729,9 @@ def _snapshot_device(key: str, v: Any) -> str | None:
 def _target(key: str, v: Any) -> str | int | None:
     if v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)):
         return v
-    raise ValueError(f"{key}={v!r} must be a column name or index")
+    from lrkit.train.data import several_targets_hint
+
+    raise ValueError(f"{key}={v!r} must be a column name or index{several_targets_hint(v)}")
 
 
 def _drop(key: str, v: Any) -> list[str] | None:

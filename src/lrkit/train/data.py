@@ -404,7 +404,7 @@ def load_data(
     if isinstance(target, numbers.Integral):
         target = int(target)  # np.int64(2) is column 2
     elif target is not None and not isinstance(target, str):
-        raise ValueError(f"target={target!r} must be a column name (str) or index (int)")
+        raise ValueError(f"target={target!r} must be a column name (str) or index (int){several_targets_hint(target)}")
     drop = tuple(c.strip() for c in drop.split(",")) if isinstance(drop, str) else tuple(drop or ())
     if data is None:
         raise ValueError("data= is required: a built-in name (" + ", ".join(BUILTIN_DATASETS) + "), a CSV/NPZ/text/"
@@ -636,6 +636,23 @@ def _map_style(obj: Any) -> bool:
     if isinstance(obj, (list, tuple)):
         return not obj or isinstance(obj[0], (Mapping, list, tuple, torch.Tensor, np.ndarray))
     return hasattr(type(obj), "__getitem__") and hasattr(type(obj), "__len__")
+
+
+def several_targets_hint(target: object) -> str:
+    """For a ``target=`` of several columns (a list or tuple): how to train several regression targets, which a CSV's
+    one target column cannot hold — an NPZ whose ``y`` has a column per target. ``""`` for anything else.
+
+    >>> several_targets_hint(["y1", "y2"])[:60]
+    '; a CSV trains one target column: for several regression tar'
+    >>> several_targets_hint(3.5)
+    ''
+    """
+    if not isinstance(target, (list, tuple)) or len(target) < 2:
+        return ""
+    names = ", ".join(repr(str(t)) for t in target)
+    return (f"; a CSV trains one target column: for several regression targets, save the features and the targets as "
+            f"an NPZ whose y has one column per target and pass it as data= (pandas: np.savez('data.npz', "
+            f"x=df.drop(columns=[{names}]).to_numpy(), y=df[[{names}]].to_numpy()))")
 
 
 def _no_target(target: str | int | None, why: str) -> None:
@@ -1466,7 +1483,8 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
             raise ValueError(f"{path.name}: target={target!r} — YAML reads an unquoted yes/no/true/false/on/off as a "
                              "boolean; quote the column name (target: 'yes') or give its index")
         if not isinstance(target, (str, int)):
-            raise ValueError(f"{path.name}: target={target!r} must be a column name or index (or an NPZ array name)")
+            raise ValueError(f"{path.name}: target={target!r} must be a column name or index (or an NPZ array "
+                             f"name){several_targets_hint(target)}")
     if "seq_len" in spec:
         raw = spec["seq_len"]
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 2:
