@@ -55,10 +55,34 @@ def _peer_flag_error(command: str, error: Exception) -> Exception | None:
         return None
     flag = name.partition("=")[0]
     advice = PEER_FLAGS.get(command, {}).get(flag)
+    if advice is None and command == "schedule":
+        key = _schedule_key(flag)
+        if key is not None:  # a spec key written as a flag: `lrkit schedule cosine --lr0 0.1`
+            return type(error)(name, message=f"No such option: {flag} — {key} is a key of the spec: write it after "
+                               f"the family's name, lrkit schedule <family> {key}=<value> (--list names each "
+                               "family's keys)", ctx=getattr(error, "ctx", None))
     if advice is None:
         return None
     return type(error)(name, message=f"No such option: {flag} — lrkit {command} calls it {advice}",
                        ctx=getattr(error, "ctx", None))
+
+
+def _schedule_key(flag: str) -> str | None:
+    """The spec key a flag of ``lrkit schedule`` names (``--lr0`` → ``lr0``, ``--warmup-epochs`` →
+    ``warmup_epochs``), or ``None`` where it names none (or an option the command has, as ``--epochs``).
+
+    >>> _schedule_key("--lr0"), _schedule_key("--warmup-epochs"), _schedule_key("--epochs"), _schedule_key("--x")
+    ('lr0', 'warmup_epochs', None, None)
+    """
+    from lrkit.schedules import registry
+    from lrkit.schedules.spec import GENERIC_KEYS, TIME_KEYS
+
+    key = flag.lstrip("-").replace("-", "_")
+    keys = {*GENERIC_KEYS, "lr0"}
+    for info in registry.available():
+        keys.update(info.parameters)
+        keys.update(k for pair in info.key_aliases for k in pair)
+    return key if key in keys and key not in (*TIME_KEYS, "unit") else None
 
 
 def _command_classes() -> tuple[type, type]:
