@@ -1331,9 +1331,11 @@ class _Trainer:
 
         budget = self.cfg.auto_budget
         room = 0
+        fits = True  # a budget too small for the range test: choose_lr0's error says so, with no plan line before it
         try:  # (choose_lr0 checks the same values again, and names them, below)
             plan = plan_budget(self.total_steps, budget, 3)  # choose_lr0's default num_candidates
             trials = plan.num_trials
+            fits = plan.budget_steps >= 10  # (choose_lr0: "needs at least 10 extra optimizer steps")
             # choose_lr0 plans again with the steps the range test ran: one that stops early (diverged, the usual
             # end) by this step leaves room for two trials of MIN_TRIAL_STEPS after all
             room = min(plan.budget_steps - 2 * MIN_TRIAL_STEPS, plan.finder_steps - 1)
@@ -1349,7 +1351,8 @@ class _Trainer:
         else:
             line = (f"range test only, {extra} (a run of {self.total_steps} steps leaves no room for confirmation "
                     "trials; auto_budget= buys them)")
-        self.log(f"lrkit.train: lr0=auto — {line}")
+        if fits:
+            self.log(f"lrkit.train: lr0=auto — {line}")
         val_loader: Any = self.val_loader
         # the frozen norms stay in eval mode through the range test and the trials (which call model.train()), as
         # through the run: the trials then score the model the run trains
