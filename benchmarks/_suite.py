@@ -101,7 +101,7 @@ LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
 GROUPS: tuple[str, ...] = (
     "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8", "fresh9",
-    "fresh10", "fresh11",
+    "fresh10", "fresh11", "fresh12",
 )
 
 
@@ -1295,6 +1295,96 @@ def _adagrad_wd(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=lr, weight_decay=1e-4)
 
 
+# -- the thirteenth held-out set (group "fresh12"): the test of lr0="auto"'s 1.5-run prefix search, registered
+# -- (docs/benchmarks/auto_lr.md) before any of its tasks was trained, range-tested or given an oracle ----------------
+def _digits_noisy_fresh12() -> TaskData:
+    """sklearn digits flattened, 20% label noise drawn with seed 12, split 75/25 with seed 12."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    y = _noisy_labels(d.target, fraction=0.2, seed=12)
+    xt, xv, yt, yv = train_test_split(d.data, y, test_size=0.25, random_state=12, stratify=y)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.long),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.long))
+
+
+def _wine_noisy_fresh12() -> TaskData:
+    """sklearn wine, 10% label noise drawn with seed 12, split 60/40 with seed 12."""
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    d = load_wine()
+    y = _noisy_labels(d.target, seed=12)
+    xt, xv, yt, yv = train_test_split(d.data, y, test_size=0.4, random_state=12, stratify=y)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.long),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.long))
+
+
+def _breast_cancer_fresh12() -> TaskData:
+    """sklearn breast_cancer split 70/30 with seed 12; float (N, 1) targets for BCEWithLogitsLoss."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    d = load_breast_cancer()
+    xt, xv, yt, yv = train_test_split(d.data, d.target, test_size=0.3, random_state=12, stratify=d.target)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.float32).unsqueeze(1),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.float32).unsqueeze(1))
+
+
+def _friedman1_fresh12() -> TaskData:
+    """make_friedman1, 2000 samples, noise 1.0, seed 12; split 70/30 with seed 12, target standardised."""
+    from sklearn.datasets import make_friedman1
+    from sklearn.model_selection import train_test_split
+
+    x, y = make_friedman1(n_samples=2000, n_features=10, noise=1.0, random_state=12)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=0.3, random_state=12)
+    xt, xv = _standardise(xt, xv)
+    return _standardised_target(TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.float32),
+                                         torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.float32)))
+
+
+def _moons_fresh12() -> TaskData:
+    """make_moons, 1500 samples, noise 0.25, seed 12; split 2/3 : 1/3 with seed 12."""
+    from sklearn.datasets import make_moons
+    from sklearn.model_selection import train_test_split
+
+    x, y = make_moons(n_samples=1500, noise=0.25, random_state=12)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=1 / 3, random_state=12, stratify=y)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.long),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.long))
+
+
+def _digits_images_fresh12() -> TaskData:
+    """digits as 1x8x8 images, 10% label noise drawn with seed 12, split with seed 12."""
+    return _digits_images(noise=LABEL_NOISE, seed=12, split_seed=12)
+
+
+def _digits_mlp256() -> nn.Module:
+    return _mlp([64, 256, 10])
+
+
+def _wine_mlp32x2() -> nn.Module:
+    return _mlp([13, 32, 32, 3])
+
+
+def _breast_cancer_mlp64x2() -> nn.Module:
+    return _mlp([30, 64, 64, 1])
+
+
+def _friedman_deep_mlp() -> nn.Module:
+    return _mlp([10, 64, 64, 64, 1])
+
+
+def _moons_bn_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(2, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 64), nn.BatchNorm1d(64),
+                         nn.ReLU(), nn.Linear(64, 2))  # fmt: skip
+
+
 _TASK_LIST = [
     Task(
         name="digits_mlp",
@@ -2284,6 +2374,29 @@ _TASK_LIST = [
         held_out=True,
         group="fresh11",
     ),
+    Task(name="digits_noisy_mlp_adamw", description="sklearn digits, 20% label noise (1347/450), MLP 64-256-10",
+         optimizer_name="AdamW, wd 0.01", build_data=_digits_noisy_fresh12, build_model=_seeded(_digits_mlp256),
+         build_optimizer=_adamw, loss_fn=nn.CrossEntropyLoss(), batch_size=32, epochs=15, default_lr=1e-3,
+         held_out=True, group="fresh12"),
+    Task(name="wine_noisy_mlp_sgd", description="sklearn wine, 10% label noise (106/72), MLP 13-32-32-3",
+         optimizer_name="SGD momentum 0.9", build_data=_wine_noisy_fresh12, build_model=_seeded(_wine_mlp32x2),
+         build_optimizer=_sgd_momentum, loss_fn=nn.CrossEntropyLoss(), batch_size=16, epochs=40, default_lr=0.01,
+         held_out=True, group="fresh12"),
+    Task(name="breast_cancer_mlp_rmsprop", description="sklearn breast_cancer (398/171), MLP 30-64-64-1",
+         optimizer_name="RMSprop", build_data=_breast_cancer_fresh12, build_model=_seeded(_breast_cancer_mlp64x2),
+         build_optimizer=_rmsprop, loss_fn=nn.BCEWithLogitsLoss(), batch_size=32, epochs=20, default_lr=0.01,
+         held_out=True, group="fresh12"),
+    Task(name="friedman1_deep_sgd", description="make_friedman1, noise 1.0 (1400/600), MLP 10-64-64-64-1",
+         optimizer_name="SGD nesterov, momentum 0.9", build_data=_friedman1_fresh12,
+         build_model=_seeded(_friedman_deep_mlp), build_optimizer=_sgd_nesterov, loss_fn=nn.MSELoss(),
+         batch_size=32, epochs=12, default_lr=0.01, held_out=True, group="fresh12"),
+    Task(name="moons_bn_mlp_adam", description="make_moons, noise 0.25 (1000/500), MLP 2-64-64-2 with BatchNorm",
+         optimizer_name="Adam", build_data=_moons_fresh12, build_model=_seeded(_moons_bn_mlp), build_optimizer=_adam,
+         loss_fn=nn.CrossEntropyLoss(), batch_size=32, epochs=10, default_lr=1e-3, held_out=True, group="fresh12"),
+    Task(name="digits_cnn_nadam", description="sklearn digits as 1x8x8 images, 10% label noise (1347/450), "
+         "3-conv BatchNorm CNN", optimizer_name="NAdam", build_data=_digits_images_fresh12,
+         build_model=_seeded(_digits_cnn), build_optimizer=_nadam, loss_fn=nn.CrossEntropyLoss(), batch_size=64,
+         epochs=8, default_lr=2e-3, held_out=True, group="fresh12"),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -2320,6 +2433,9 @@ FRESH10: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh
 #: The twelfth held-out set: six Adagrad tasks, written down before any of them was trained or range-tested (the test
 #: of the Adagrad shift; docs/benchmarks/finder.md).
 FRESH11: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh11")
+#: The thirteenth held-out set, written down before any of its tasks was trained or range-tested (the test of
+#: lr0="auto"'s 1.5-run prefix search; docs/benchmarks/auto_lr.md).
+FRESH12: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh12")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:
