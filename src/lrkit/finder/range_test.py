@@ -295,7 +295,8 @@ def _check_sweep(start_lr: Any, end_lr: Any, num_steps: Any, mode: Any, rule: An
         raise ValueError(f"{unknown_name_error('mode', mode, ['exp', 'linear'])}{lightning}")
     if rule not in _suggest.RULES:
         raise _suggest.unknown_rule_error(rule)
-    num_steps = check_int("num_steps", num_steps, 10, " (100 is typical)", maximum=_MAX_STEPS)  # allocated up front
+    # (allocated up front)
+    num_steps = check_int("num_steps", num_steps, MIN_NUM_STEPS, " (100 is typical)", maximum=_MAX_STEPS)
     return start_lr, end_lr, num_steps
 
 
@@ -436,6 +437,8 @@ def _sync_asgd_eta(groups: list[tuple[torch.optim.Optimizer, dict[str, Any]]]) -
                 state["eta"] = eta
 
 
+#: The fewest steps a range test may run (``num_steps``): fewer cannot show a curve; ``lr0="auto"`` needs as many.
+MIN_NUM_STEPS = 10
 #: The most steps a range test takes (its LRs are allocated up front); 100 is typical.
 _MAX_STEPS = 1_000_000
 #: Steps before the divergence check's best smoothed loss counts (a non-finite loss stops the test at any step).

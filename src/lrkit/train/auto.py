@@ -60,6 +60,7 @@ from lrkit._step import (
 )
 from lrkit._utils import check_positive, did_you_mean, unknown_name_error
 from lrkit.finder import suggest as _suggest
+from lrkit.finder.range_test import MIN_NUM_STEPS
 
 if TYPE_CHECKING:
     from lrkit.finder.result import FinderResult
@@ -395,7 +396,7 @@ def plan_budget(
         raise ValueError(f"lrkit.train.auto.FINDER_FRACTION={fraction!r} must be a number in (0, 1]: the range test's "
                          "share of the run's steps (e.g. 0.25; the test never takes more than the budget)")
     budget_steps = math.floor(budget * total_steps + 1e-9)
-    finder_steps = max(10, min(budget_steps, round(fraction * total_steps)))
+    finder_steps = max(MIN_NUM_STEPS, min(budget_steps, round(fraction * total_steps)))
     used = finder_steps if finder_steps_run is None else finder_steps_run
     left = max(0, budget_steps - used)
     n = min(num_candidates, left // MIN_TRIAL_STEPS)
@@ -1130,20 +1131,21 @@ def choose_lr0(
     # is the range test's settings check, so a rank failing one stops the others there
     try:
         plan = plan_budget(total_steps, budget, num_candidates)
-        if plan.budget_steps < 10 and "num_steps" not in finder_kwargs:
-            need = math.ceil(10 / total_steps * 100) / 100
+        if plan.budget_steps < MIN_NUM_STEPS and "num_steps" not in finder_kwargs:
+            need = math.ceil(MIN_NUM_STEPS / total_steps * 100) / 100
             if _FOR_LRKIT_TRAIN.get():  # in lrkit.train's words: its auto_budget, lr0
                 # auto_budget is at most 1 (one extra run): past that, only a longer run (or an explicit lr0) helps
                 fix = (f"raise budget (auto_budget= in lrkit.train) to at least {need:g}, train longer" if need <= 1
-                       else f"train longer (at least {math.ceil(10 / budget)} optimizer steps at budget={budget:g}; "
-                       "more epochs or a smaller batch/nbs)")
+                       else f"train longer (at least {math.ceil(MIN_NUM_STEPS / budget)} optimizer steps at "
+                       f"budget={budget:g}; more epochs or a smaller batch/nbs)")
                 raise ValueError(
-                    f"lr0='auto' needs at least 10 extra optimizer steps for its range test, but budget={budget:g} "
-                    "(lrkit.train's auto_budget) x "
+                    f"lr0='auto' needs at least {MIN_NUM_STEPS} extra optimizer steps for its range test, but "
+                    f"budget={budget:g} (lrkit.train's auto_budget) x "
                     f"total_steps={total_steps} allows {plan.budget_steps}; {fix}, or pass an explicit lr0"
                 )
             raise ValueError(
-                f"choose_lr0 needs at least 10 extra optimizer steps for its range test, but budget={budget:g} x "
+                f"choose_lr0 needs at least {MIN_NUM_STEPS} extra optimizer steps for its range test, but "
+                f"budget={budget:g} x "
                 f"total_steps={total_steps} allows {plan.budget_steps}; raise budget= to at least {need:g}, choose for "
                 "a longer run (a larger total_steps), or use lrkit.find_lr (the range test alone); budget may exceed "
                 "1"

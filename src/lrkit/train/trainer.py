@@ -1322,7 +1322,7 @@ class _Trainer:
         return sched.to_torch(optimizer)
 
     def _choose_lr0(self) -> None:
-        from lrkit.train.auto import _FOR_LRKIT_TRAIN, MIN_TRIAL_STEPS, choose_lr0, plan_budget
+        from lrkit.train.auto import _FOR_LRKIT_TRAIN, MIN_NUM_STEPS, MIN_TRIAL_STEPS, choose_lr0, plan_budget
 
         def make_scheduler(optimizer: torch.optim.Optimizer, steps: int) -> Any:
             g = max(optimizer.param_groups, key=lambda g: float(g.get("lr_scale", 1.0)))
@@ -1335,7 +1335,7 @@ class _Trainer:
         try:  # (choose_lr0 checks the same values again, and names them, below)
             plan = plan_budget(self.total_steps, budget, 3)  # choose_lr0's default num_candidates
             trials = plan.num_trials
-            fits = plan.budget_steps >= 10  # (choose_lr0: "needs at least 10 extra optimizer steps")
+            fits = plan.budget_steps >= MIN_NUM_STEPS  # else choose_lr0's "needs at least 10 extra optimizer steps"
             # choose_lr0 plans again with the steps the range test ran: one that stops early (diverged, the usual
             # end) by this step leaves room for two trials of MIN_TRIAL_STEPS after all
             room = min(plan.budget_steps - 2 * MIN_TRIAL_STEPS, plan.finder_steps - 1)
