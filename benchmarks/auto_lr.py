@@ -13,6 +13,7 @@ Run (prints a Markdown table; full runs are cached under benchmarks/results/auto
     python benchmarks/auto_lr.py                    # every task, seeds 0 1 2
     python benchmarks/auto_lr.py --quick            # 2 tasks, 1 seed: a smoke test while developing
     python benchmarks/auto_lr.py --set SEARCH=bracket FINDER_FRACTION=0.15   # try other defaults
+    python benchmarks/auto_lr.py --search prefix --tasks all --jobs 2   # the opt-in prefix search (~1.5 runs)
     python benchmarks/auto_lr.py --horizon-bias     # why short trials mislead: trial-optimal LR vs the oracle's
 """
 
@@ -71,8 +72,9 @@ class SeedOutcome:
     reason: str
 
 
-def choose(task: Task, seed: int, budget: float, log: bool = False) -> tuple[Any, float]:
-    """Run ``choose_lr0`` on the seed-``seed`` run's starting state; return (AutoLR, seconds)."""
+def choose(task: Task, seed: int, budget: float | None, log: bool = False, search: str = "guard") -> tuple[Any, float]:
+    """Run ``choose_lr0`` on the seed-``seed`` run's starting state; return (AutoLR, seconds). ``search="prefix"``
+    takes no budget (``None``: its cost is fixed)."""
     train, val = make_loaders(task, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # as train_run does before building the model
@@ -82,15 +84,16 @@ def choose(task: Task, seed: int, budget: float, log: bool = False) -> tuple[Any
         t0 = time.perf_counter()
         result = auto_mod.choose_lr0(
             model, optimizer, train, val, total_steps=task.total_steps(), make_scheduler=warmup_cosine_scheduler,
-            loss_fn=task.loss_fn, budget=budget, seed=seed, log=print if log else None,
+            loss_fn=task.loss_fn, budget=budget, seed=seed, log=print if log else None, search=search,
         )  # fmt: skip
         return result, time.perf_counter() - t0
 
 
-def run_task(task: Task, seeds: list[int], budget: float, log: bool) -> tuple[list[SeedOutcome], float]:
+def run_task(task: Task, seeds: list[int], budget: float | None, log: bool,
+             search: str = "guard") -> tuple[list[SeedOutcome], float]:  # fmt: skip
     outcomes = []
     for seed in seeds:
-        result, seconds = choose(task, seed, budget, log)
+        result, seconds = choose(task, seed, budget, log, search)
         val = cached_val_loss(task, result.lr, seed, cache_dir=CACHE_DIR)
         outcomes.append(SeedOutcome(
             seed, result.lr, float(result.to_dict()["suggestion"]), val, result.extra_steps, result.extra_fraction,
@@ -149,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="*", default=None, help=f"task names (default: {', '.join(SUITE)})")
     parser.add_argument("--seeds", nargs="*", default=["0", "1", "2"], help="space-separated seeds (default: 0 1 2)")
-    parser.add_argument("--budget", type=positive_float, default=0.3,
-                        help="extra-compute budget (fraction of one run)")  # fmt: skip
+    parser.add_argument("--budget", type=positive_float, default=None,
+                        help="extra compute (fraction of one run; default 0.3; --search guard only)")  # fmt: skip
+    parser.add_argument("--search", choices=auto_mod.SEARCHES, default="guard",
+                        help="choose_lr0's search: guard (default) or prefix (opt-in, ~1.5 runs of extra compute)")
     parser.add_argument("--quick", action="store_true", help="2 tasks, seed 0: a smoke test")
     parser.add_argument("--jobs", type=positive_int, default=1, help="processes for the oracle grid, if not cached")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
@@ -160,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: short trials' best LR relative to the oracle's (why they mislead)")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.search == "prefix" and args.budget is not None:
+        parser.error(f"--budget {args.budget:g} does not apply to --search prefix (its cost is fixed: about "
+                     f"{auto_mod._prefix_cost():g} runs)")  # fmt: skip
+    budget = args.budget if args.budget is not None or args.search == "prefix" else 0.3
 
     for item in args.set:
         name, _, value = item.partition("=")
@@ -186,13 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows = []
-    print(f"lr0='auto' benchmark: budget={args.budget:g}, seeds={seeds}"
+    how = "search=prefix" if budget is None else f"budget={budget:g}"
+    print(f"lr0='auto' benchmark: {how}, seeds={seeds}"
           + (f", settings {' '.join(args.set)}" if args.set else ""), flush=True)  # fmt: skip
     for name in names:
         task = TASKS[name]
         orc = oracle(task, jobs=args.jobs, progress=lambda m: print(m, flush=True))
         try:
-            outcomes, run_seconds = run_task(task, seeds, args.budget, args.log)
+            outcomes, run_seconds = run_task(task, seeds, budget, args.log, args.search)
         except ValueError as e:  # lrkit.train.auto checks its settings when choose_lr0 runs: name the --set value
             if not args.set:
                 raise
@@ -201,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         r = regret(med_loss, orc.best_loss)
         row = {
             "task": name,
+            "held_out": task.held_out,
             "optimizer": task.optimizer_name,
             "steps": task.total_steps(),
             "suggestion": statistics.median(o.suggestion for o in outcomes),
@@ -236,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
           f"(targets <= 1%, <= 5%)")  # fmt: skip
     print(f"extra compute (optimizer steps, fraction of one run): median {100 * statistics.median(extras):.0f}%, "
           f"max {100 * max(extras):.0f}%  (target <= 30%)")  # fmt: skip
+    held_out = [row["regret"] for row in rows if row["held_out"]]
+    if held_out and len(held_out) < len(rows):  # both kinds: each pooled on its own (the calibration set is in sample)
+        calibration = [row["regret"] for row in rows if not row["held_out"]]
+        for label, values in (("held out", held_out), ("calibration", calibration)):
+            print(f"{label} ({len(values)} tasks): median {100 * statistics.median(values):.2f}%, worst "
+                  f"{100 * max(values):.2f}%, within 1%: {sum(v <= 0.01 for v in values)}/{len(values)}, within 5%: "
+                  f"{sum(v <= 0.05 for v in values)}/{len(values)}")  # fmt: skip
     return 0
 
 

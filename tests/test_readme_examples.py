@@ -143,6 +143,18 @@ def _auto(ns: dict[str, Any]) -> None:
     ns.update(epochs=60, my_warmup_cosine=my_warmup_cosine)
 
 
+def _auto_prefix(ns: dict[str, Any]) -> None:
+    """The prefix search's block: ``_auto``'s names, plus the ``make_scheduler`` the section's first block defines."""
+    _auto(ns)
+    ns["make_scheduler"] = lambda o, n: torch.optim.lr_scheduler.LambdaLR(o, ns["my_warmup_cosine"](n))
+
+
+def _after_prefix(ns: dict[str, Any]) -> None:
+    auto = ns["auto"]
+    assert len(auto.trials) == 5 and [t.lr for t in auto.trials] == sorted(t.lr for t in auto.trials)
+    assert 1.2 <= auto.extra_fraction <= 1.5 + 1e-9
+
+
 def _finished_run(ns: dict[str, Any]) -> None:
     """The checkpoint block loads ``runs/train/last.pt``: a 1-epoch run of the built-in linear model on iris."""
     results = lrkit.train(data="iris", model="linear", epochs=1, lr0=0.01, verbose=False, plots=False)
@@ -315,6 +327,9 @@ COVERED = [
     Covered("Using a finished run", "import lrkit", _none, after=_after_load_run),
     Covered('`lr0="auto"`: the peak LR for this run\'s schedule and budget', "import lrkit, torch",
             _auto, after=_after_choose_lr0),
+    # 480 steps of the digits MLP: a 120-step range test and five 120-step prefix trials (~2 s).
+    Covered('The opt-in prefix search (`search="prefix"`)', "auto = lrkit.choose_lr0(model, optimizer, train_loader, "
+            "val_loader, total_steps=epochs * len(train_loader),", _auto_prefix, after=_after_prefix),
     Covered("`scale_lr` — change the batch size, keep the LR right", "import lrkit", _digits),
     Covered("`nominal_batch` — Ultralytics' `nbs`", ">>> from lrkit.scaling import nominal_batch", _none),
     Covered("`param_groups` — discriminative LRs for fine-tuning",

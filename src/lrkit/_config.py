@@ -432,6 +432,13 @@ def _choice(choices: Iterable[str]) -> Check:
     return check
 
 
+def _auto_search(key: str, v: Any) -> str:
+    """One of ``lrkit.train.auto.SEARCHES`` (any case): lr0='auto''s search."""
+    from lrkit.train.auto import SEARCHES
+
+    return _choice(SEARCHES)(key, v)
+
+
 def _optimizer(key: str, v: Any) -> Any:
     """A registry name (any case; ``"auto"``), ``"package.module:ClassName"`` (imported when the run is built, as
     ``model="package.module:factory"`` is), or a ``torch.optim.Optimizer`` subclass. An optimizer *instance* is
@@ -874,6 +881,11 @@ class TrainConfig:
     seq_len: int = field(default=64, metadata=_meta(_int(2), "context length for character-level LM data"))
     auto_budget: float = field(
         default=0.3, metadata=_meta(_float(0.0, 1.0, lo_open=True), "lr0='auto': extra compute budget (fraction)")
+    )
+    auto_search: str = field(
+        default="guard",
+        metadata=_meta(_auto_search, "lr0='auto': guard (range test + short trials within auto_budget) or prefix "
+                                     "(opt-in: 5 trials of the run's first quarter, about 1.5 runs of extra compute)"),
     )
     plots: bool = field(default=True, metadata=_meta(_bool, "write results.png"))
     verbose: bool = field(default=True, metadata=_meta(_bool, "print what was chosen and why, and per-epoch lines"))

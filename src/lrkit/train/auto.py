@@ -11,6 +11,10 @@ Two stages within a bounded extra budget (``budget × total_steps`` optimizer st
    at all, and otherwise stays (:data:`STEP_DOWN_MARGIN` ``= inf``; a finite margin also follows a lower candidate
    that wins its short trial by that margin).
 
+Opt-in, ``search="prefix"`` replaces the guard with five trials of the run's *real* schedule (its first 20%, then a
+5% anneal to zero) at the suggestion times ``10^(k/2)``, ``k = -2..2``, and picks the best: about 1.5 runs of extra
+compute, pre-registered and measured before it was built (docs/benchmarks/auto_lr.md).
+
 Everything the caller had is restored afterwards — parameters, buffers, grads, optimizer state and settings,
 train/eval modes, the torch/numpy/python RNGs and the train loader's generator.
 
@@ -58,7 +62,7 @@ from lrkit._step import (
     optimizer_step,
     train_mode,
 )
-from lrkit._utils import check_positive, did_you_mean, unknown_name_error
+from lrkit._utils import canonical_name, check_positive, did_you_mean, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.range_test import MIN_NUM_STEPS
 
@@ -111,6 +115,17 @@ NOISE_SCALING = True
 #: test); with a finite margin the choice is the lowest candidate that won by the margin (a within-margin win below it
 #: is a tie, which goes to the higher LR), refined by the parabola through it and its neighbours when it scores best.
 STEP_DOWN_MARGIN = math.inf
+#: ``search="prefix"`` (opt-in, pre-registered and tested on a fresh set, docs/benchmarks/auto_lr.md): each trial runs
+#: the run's real schedule (built over ``total_steps``) for its first ``PREFIX_FRACTION`` of the steps, then anneals
+#: linearly to zero over ``ANNEAL_FRACTION`` of them; the candidates are ``s · PREFIX_SPACING**k`` for
+#: ``k in PREFIX_EXPONENTS``; the range test takes ``PREFIX_RANGE_FRACTION`` of the run. About 1.5 runs in all.
+PREFIX_FRACTION = 0.2
+ANNEAL_FRACTION = 0.05
+PREFIX_SPACING = 10**0.5
+PREFIX_EXPONENTS = (-2, -1, 0, 1, 2)
+PREFIX_RANGE_FRACTION = 0.25
+#: ``choose_lr0``'s searches: the default guard within ``budget``, and the opt-in prefix search of fixed cost.
+SEARCHES = ("guard", "prefix")
 #: Whether the run-sized range test is read with ``find_lr``'s double-dip cut and its passes gate on the noise
 #: scaling (``lrkit.finder.suggest.dip_cut``, ``ROBUST_MAX_PASSES``): on since the sixth fresh set's pre-registered
 #: test (with ``STEP_DOWN_MARGIN = inf``); ``False`` reads it without them, as before.
@@ -139,12 +154,13 @@ def _suggestion(finder: FinderResult) -> float:
     return float(finder.suggestion)
 
 
-def _settings() -> dict[str, Any]:
+def _settings(search: str = "guard") -> dict[str, Any]:
     """The module settings that decide how the choice is read and guarded, JSON-ready (``inf`` as ``"inf"``: a
-    run's records write a non-finite float as ``null``)."""
+    run's records write a non-finite float as ``null``); ``search``: choose_lr0's (``"prefix"`` is recorded as
+    such, ``"guard"`` as :data:`SEARCH`, which a benchmark may set to ``"bracket"``)."""
     margin = float(STEP_DOWN_MARGIN)
     return {
-        "search": SEARCH,
+        "search": search if search == "prefix" else SEARCH,
         "step_down_margin": margin if math.isfinite(margin) else "inf",
         "dip_and_passes": bool(DIP_AND_PASSES),
         "noise_scaling": bool(NOISE_SCALING),
@@ -422,6 +438,38 @@ def _check_num_candidates(value: Any) -> int:
         "an integer >= 2 (the confirmation compares the suggestion with at least one other candidate; with a budget "
         "too small for two trials the suggestion is used as is)",
     )
+
+
+def _prefix_cost() -> float:
+    """``search="prefix"``'s nominal extra compute, as a fraction of the run: the range test's share plus five
+    trials of the prefix and its anneal (1.5 with the defaults; rounding each trial's two parts to whole steps may add
+    a few steps on a short run).
+
+    >>> _prefix_cost()
+    1.5
+    """
+    return PREFIX_RANGE_FRACTION + len(PREFIX_EXPONENTS) * (PREFIX_FRACTION + ANNEAL_FRACTION)
+
+
+def _check_search(search: Any, budget: Any, num_candidates: Any) -> str:
+    """``search`` as one of :data:`SEARCHES` (any case); ``"prefix"`` refuses a ``budget`` or ``num_candidates``
+    (its cost and candidates are fixed: a value given for them would be ignored)."""
+    if not isinstance(search, str):
+        raise ValueError(f"search={search!r:.60} must be one of: {', '.join(SEARCHES)}")
+    search = canonical_name("search", search, SEARCHES)
+    if search == "prefix":
+        train = _FOR_LRKIT_TRAIN.get()
+        for name, value in (("budget", budget), ("num_candidates", num_candidates)):
+            if value is not None:
+                name = "auto_budget" if train and name == "budget" else name
+                raise ValueError(
+                    f"{name}={value!r:.40} does not apply to "
+                    f"{'auto_search' if train else 'search'}='prefix': its cost is fixed (a range test of "
+                    f"{PREFIX_RANGE_FRACTION:g} of the run and {len(PREFIX_EXPONENTS)} trials of "
+                    f"{PREFIX_FRACTION + ANNEAL_FRACTION:g}: about {_prefix_cost():g} runs of extra compute); leave "
+                    f"{name} out, or use {'auto_search' if train else 'search'}='guard' to cap the cost"
+                )
+    return search
 
 
 #: The error for a validation loader with nothing to score on.
@@ -846,8 +894,13 @@ def _run_trial(
     device: torch.device,
     amp: bool | str = False,
     reference: float | None = None,
+    prefix: _Prefix | None = None,
 ) -> tuple[int, bool, list[float]]:
     """Train ``steps`` steps at peak LR ``peak`` on the compressed schedule; return (steps run, diverged, losses).
+
+    ``prefix`` (``search="prefix"``): the run's own schedule instead, built over ``prefix.total_steps`` and followed
+    for its first ``prefix.steps`` steps, then each group's LR annealed linearly from where the schedule left it to
+    zero over ``prefix.anneal`` steps (``steps`` is their sum).
 
     As the run would: ``amp`` autocast (with a GradScaler for float16 on CUDA), clipping, accumulation, and a
     closure for optimizers that need one (LBFGS). The trial stops at the first diverged loss (:func:`_diverged`:
@@ -856,7 +909,9 @@ def _run_trial(
     from lrkit.finder.range_test import _IN_SYNC, _defers_sync, _may_skip_sync, _needs_closure
 
     _set_peak(optimizer.param_groups, peak, scales)  # (initial_lr dropped: the new scheduler takes these as its base)
-    scheduler = _make_trial_scheduler(make_scheduler, optimizer, steps)
+    built_over = prefix.total_steps if prefix is not None else steps
+    scheduler = _make_trial_scheduler(make_scheduler, optimizer, built_over)
+    at_prefix: list[float] = []  # each group's LR where the schedule's prefix ends (prefix trials)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     autocast, use_scaler = autocast_context(amp, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
@@ -915,29 +970,72 @@ def _run_trial(
                 return torch.tensor(rank_mean(loss, device) if dist_on else loss)
 
         optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm, model=model)
-        try:
-            scheduler.step()
-        except Exception as e:  # the user's scheduler: say whose it is
-            name = getattr(make_scheduler, "__name__", type(make_scheduler).__name__)
-            raise ValueError(
-                f"the scheduler from make_scheduler={name}(optimizer, {steps}) failed at step {step + 1} of {steps}: "
-                f"{type(e).__name__}: {e}; it must run for `steps` optimizer steps"
-            ) from e
+        done = step + 1  # optimizer steps taken: the LR set now is the next step's
+        if prefix is None or done <= prefix.steps:
+            try:
+                scheduler.step()
+            except Exception as e:  # the user's scheduler: say whose it is
+                name = getattr(make_scheduler, "__name__", type(make_scheduler).__name__)
+                raise ValueError(
+                    f"the scheduler from make_scheduler={name}(optimizer, {built_over}) failed at step {done} of "
+                    f"{built_over}: {type(e).__name__}: {e}; it must run for `steps` optimizer steps"
+                ) from e
+        if prefix is not None and done >= prefix.steps:  # the anneal: from the schedule's LRs at the prefix's end
+            if done == prefix.steps:
+                at_prefix = [float(g["lr"]) for g in optimizer.param_groups]
+            _set_lrs(optimizer.param_groups, at_prefix, max(0.0, 1.0 - (done - prefix.steps + 1) / prefix.anneal))
     return steps, False, losses
 
 
-def _pick(trials: list[Trial]) -> tuple[float, str]:
+class _Prefix(NamedTuple):
+    """A prefix trial's plan (``search="prefix"``): the run's schedule over ``total_steps``, followed for ``steps``
+    steps, then a linear anneal to zero over ``anneal`` steps."""
+
+    total_steps: int
+    steps: int
+    anneal: int
+
+    @classmethod
+    def of(cls, total_steps: int) -> _Prefix:
+        """The plan for a run of ``total_steps``: ``round(PREFIX_FRACTION · T)`` and ``round(ANNEAL_FRACTION · T)``
+        steps, each at least 1.
+
+        >>> _Prefix.of(1000)
+        _Prefix(total_steps=1000, steps=200, anneal=50)
+        """
+        return cls(total_steps, max(1, round(PREFIX_FRACTION * total_steps)),
+                   max(1, round(ANNEAL_FRACTION * total_steps)))
+
+
+def _set_lrs(groups: list[dict[str, Any]], lrs: list[float], factor: float) -> None:
+    """Set each group's LR to ``factor`` times its entry of ``lrs`` (a tensor LR in place)."""
+    for group, lr in zip(groups, lrs):
+        if isinstance(group.get("lr"), torch.Tensor):
+            with torch.no_grad():
+                group["lr"].fill_(lr * factor)
+        else:
+            group["lr"] = lr * factor
+
+
+def _pick(trials: list[Trial], spacing: float = SPACING) -> tuple[float, str]:
     """The LR to choose from the scored trials, and how it was read off them.
 
-    The best trial, refined by the vertex of a parabola through it and its two neighbours in log-LR space when it
-    has a finite neighbour on each side; the vertex is kept between those neighbours' midpoints (in log space).
+    The best trial (ties: the lower LR), refined by the vertex of a parabola through it and its two neighbours in
+    log-LR space when it has a finite neighbour on each side; the vertex is kept between those neighbours' midpoints
+    (in log space: a quarter decade for candidates half a decade apart). When every trial diverged: ``spacing``
+    below the lowest (the candidates' ratio).
+
+    >>> _pick([Trial(0.01, 1.0, 10), Trial(0.1, 0.5, 10), Trial(1.0, 2.0, 10)])[0] < 0.1
+    True
+    >>> round(_pick([Trial(0.1, math.inf, 3), Trial(1.0, math.inf, 2)], spacing=10**0.5)[0], 4)
+    0.0316
     """
     ordered = sorted(trials, key=lambda t: t.lr)
     scores = [t.val_loss for t in ordered]
     finite = [i for i, v in enumerate(scores) if math.isfinite(v)]
     if not finite:
         lowest = ordered[0].lr
-        return lowest / SPACING, f"every candidate diverged, so one step below the lowest ({lowest:.3g})"
+        return lowest / spacing, f"every candidate diverged, so one step below the lowest ({lowest:.3g})"
     best = min(finite, key=lambda i: (scores[i], ordered[i].lr))  # ties: the lower LR
     lr_best = ordered[best].lr
     if 0 < best < len(ordered) - 1 and all(math.isfinite(scores[i]) for i in (best - 1, best + 1)):
@@ -968,14 +1066,15 @@ def choose_lr0(
     make_scheduler: MakeScheduler,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     step_fn: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None,
-    budget: float = 0.3,
-    num_candidates: int = 3,
+    budget: float | None = None,
+    num_candidates: int | None = None,
     seed: int = 0,
     finder_kwargs: dict[str, Any] | None = None,
     accumulate: int = 1,
     max_grad_norm: float | None = None,
     log: Callable[[str], None] | None = None,
     snapshot_device: torch.device | str | None = None,
+    search: str = "guard",
 ) -> AutoLR:
     """Choose the peak LR for a run of ``total_steps`` optimizer steps under ``make_scheduler``'s schedule.
 
@@ -998,6 +1097,16 @@ def choose_lr0(
 
     The extra compute — range test plus trials, in optimizer steps (forward + backward), including a step whose
     loss diverged — never exceeds ``budget * total_steps``; validation passes are forward-only and not counted.
+
+    ``search="prefix"`` (opt-in; about **1.5 runs** of extra compute, five times the default's): the range test as
+    above (a quarter of the run) suggests ``s``; five trials at ``s · 10^(k/2)``, ``k = -2..2``, each the run's *real*
+    schedule (``make_scheduler(optimizer, total_steps)``) for its first ``round(0.2 · total_steps)`` steps, then a
+    linear anneal to zero over ``round(0.05 · total_steps)``, from the same start, batches and seed, scored on the
+    validation loss; the best (ties: the lower LR), refined by the parabola through it and its neighbours in log-LR
+    (kept within a quarter decade of it); every trial diverged: ``s / 10^1.5``. Pre-registered and measured
+    (docs/benchmarks/auto_lr.md): lower regret than the guard where ``s`` is far off, but it drifts high on tasks
+    that memorise their training set. Its cost is fixed: ``budget`` and ``num_candidates`` do not apply.
+
     ``optimizer``'s param groups keep their ratios (``lr_scale``, or their LRs relative to the largest); the
     returned ``lr`` is the peak (ratio 1) LR.
 
@@ -1019,8 +1128,10 @@ def choose_lr0(
             built on (``OneCycleLR(o, max_lr=0.1, ...)``, a spec with ``lr0=``) would train every candidate at its
             own peak, and is a ``ValueError`` saying what it reached.
         loss_fn, step_fn: how to get a batch's loss (``loss_fn(model(x), y)`` or ``step_fn(model, batch)``).
-        budget: the most extra compute, as a fraction of ``total_steps`` (0.3 = 30% of one run).
-        num_candidates: the most confirmation trials (fewer when the budget is small or the search stops early).
+        budget: the most extra compute, as a fraction of ``total_steps`` (default 0.3 = 30% of one run);
+            ``search="guard"`` only.
+        num_candidates: the most confirmation trials (default 3; fewer when the budget is small or the search stops
+            early); ``search="guard"`` only.
         seed: seeds torch/numpy/python and the train loader's generator(s) (the loader's and its sampler's) before
             each trial, so every candidate sees the same batches and randomness (differences are the LR's, not
             noise). The range test runs on the caller's RNG state, as :func:`lrkit.find_lr` does: seed before the
@@ -1034,6 +1145,8 @@ def choose_lr0(
             start from, and which is restored at the end) is kept: ``None`` on each tensor's own device, ``"cpu"``
             in host memory (see :func:`lrkit.find_lr`). ``finder_kwargs={"snapshot_device": ...}`` says the same
             (the range test shares this copy).
+        search: ``"guard"`` (default: the range test and up to ``num_candidates`` short trials within ``budget``)
+            or ``"prefix"`` (the range test and five prefix trials: about 1.5 runs; see above).
 
     Returns:
         :class:`AutoLR` with ``lr``, ``finder``, ``trials``, ``extra_steps``, ``extra_fraction`` and ``reason``.
@@ -1072,8 +1185,10 @@ def choose_lr0(
         reshard(model)  # FSDP2's root after a forward without backward: the snapshot must see the sharded parameters
         _check_sweepable(optimizer, "choose_lr0 (lr0='auto')")
         total_steps = _check_total_steps(total_steps)
-        budget = check_positive("budget", budget)
-        num_candidates = _check_num_candidates(num_candidates)
+        search = _check_search(search, budget, num_candidates)
+        budget = _prefix_cost() if search == "prefix" else 0.3 if budget is None else check_positive("budget", budget)
+        num_candidates = len(PREFIX_EXPONENTS) if search == "prefix" else _check_num_candidates(
+            3 if num_candidates is None else num_candidates)
         accumulate = _check_int("accumulate", accumulate, 1)
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**64:
             raise ValueError(f"seed={seed!r} must be an integer in [-2**63, 2**64) (torch's seed range)")
@@ -1110,7 +1225,7 @@ def choose_lr0(
         if distributed():  # the other ranks are on their way into the settings check: stop them there
             failed_check("choose_lr0", _SAME_ON_EVERY_RANK, model, all_reduce=_settings_all_reduce)
         raise
-    settings = _settings()
+    settings = _settings(search)
     lines: list[str] = []
 
     def say(line: str) -> None:
@@ -1126,11 +1241,25 @@ def choose_lr0(
         # ranks that would run different trials, or cannot score them, stop every rank together, naming them
         failed = _same_on_every_rank(device, empty_val, total_steps=total_steps, budget=budget,
                                      num_candidates=num_candidates, accumulate=accumulate, max_grad_norm=max_grad_norm,
-                                     val_loader_given=val_loader is not None)
+                                     val_loader_given=val_loader is not None, search=search)
     # checks of settings the ranks may still give differently (finder_kwargs' num_steps and amp): the next collective
     # is the range test's settings check, so a rank failing one stops the others there
     try:
-        plan = plan_budget(total_steps, budget, num_candidates)
+        prefix = _Prefix.of(total_steps) if search == "prefix" else None
+        # search="prefix": the range test takes its share of the run, as a budget of that share would give it
+        plan = plan_budget(total_steps, PREFIX_RANGE_FRACTION if prefix else budget, num_candidates)
+        if plan.budget_steps < MIN_NUM_STEPS and "num_steps" not in finder_kwargs and prefix is not None:
+            shortest = math.ceil(MIN_NUM_STEPS / PREFIX_RANGE_FRACTION)
+            if _FOR_LRKIT_TRAIN.get():
+                fix = ("train longer (more epochs or a smaller batch/nbs), use auto_search='guard' (its range test "
+                       "may take more of a short run), or pass an explicit lr0")
+            else:
+                fix = "choose for a longer run (a larger total_steps), or use search='guard' with a budget"
+            raise ValueError(
+                f"{_PREFIX_WORDS[_FOR_LRKIT_TRAIN.get()]} needs at least {MIN_NUM_STEPS} optimizer steps for its "
+                f"range test ({PREFIX_RANGE_FRACTION:g} of the run), but total_steps={total_steps} allows "
+                f"{plan.budget_steps}: it needs a run of at least {shortest} steps; {fix}"
+            )
         if plan.budget_steps < MIN_NUM_STEPS and "num_steps" not in finder_kwargs:
             need = math.ceil(MIN_NUM_STEPS / total_steps * 100) / 100
             if _FOR_LRKIT_TRAIN.get():  # in lrkit.train's words: its auto_budget, lr0
@@ -1152,6 +1281,12 @@ def choose_lr0(
             )
         num_steps = finder_kwargs.get("num_steps", 0)
         if isinstance(num_steps, numbers.Real) and not isinstance(num_steps, bool) and num_steps > plan.budget_steps:
+            if prefix is not None:
+                raise ValueError(
+                    f"finder_kwargs num_steps={finder_kwargs['num_steps']} exceeds the range test's share of "
+                    f"search='prefix': {PREFIX_RANGE_FRACTION:g} x total_steps={total_steps} = {plan.budget_steps} "
+                    "steps; lower num_steps"
+                )
             raise ValueError(
                 f"finder_kwargs num_steps={finder_kwargs['num_steps']} exceeds the extra budget of {plan.budget_steps} "
                 f"steps (budget={budget:g} x total_steps={total_steps}); lower num_steps or raise budget"
@@ -1167,8 +1302,8 @@ def choose_lr0(
         amp = finder_kwargs.get("amp", False)
         autocast, _ = autocast_context(amp, device)  # checks the setting before any work
         # a schedule that sets its own peak trains every candidate at it: refused now, not after the range test
-        _check_schedule_scales(make_scheduler, optimizer, group_scales(optimizer),
-                               min(plan.trial_steps or min(MIN_TRIAL_STEPS, total_steps), _PROBE_MAX_STEPS))
+        probe = prefix.total_steps if prefix is not None else plan.trial_steps or min(MIN_TRIAL_STEPS, total_steps)
+        _check_schedule_scales(make_scheduler, optimizer, group_scales(optimizer), min(probe, _PROBE_MAX_STEPS))
     except Exception:
         if distributed() and not failed:  # (failed: the others have stopped already)
             _checks_failed_on_this_rank(model)
@@ -1223,6 +1358,8 @@ def choose_lr0(
             f"{finder.stop_reason}) suggests {s:.3g}"
         )
         plan = plan_budget(total_steps, budget, num_candidates, finder_steps_run=used)
+        if prefix is not None:  # five trials of fixed length, whatever the range test used
+            plan = BudgetPlan(plan.budget_steps, plan.finder_steps, len(PREFIX_EXPONENTS), prefix.steps + prefix.anneal)
         if plan.num_trials < 2:
             reason = (
                 f"range test ({used} steps) suggested {s:.3g}; the budget ({plan.budget_steps} extra steps = "
@@ -1235,7 +1372,8 @@ def choose_lr0(
             scales = group_scales(optimizer)
             reference = _start_reference(finder)  # the trials' divergence check: see _diverged
             steps = plan.trial_steps
-            horizon = (total_steps / steps) ** HORIZON_EXPONENT if SEARCH == "bracket" else 1.0
+            bracket = SEARCH == "bracket" and prefix is None
+            horizon = (total_steps / steps) ** HORIZON_EXPONENT if bracket else 1.0
             scored_on = "validation" if val_loader is not None else "training"
             if val_loader is not None:
                 _set_opt_mode(optimizer, train=False)  # scored on the weights a schedule-free run validates
@@ -1253,9 +1391,16 @@ def choose_lr0(
                 start = [reference, f"at the start (the median of the range test's first {REFERENCE_STEPS} losses)"]
             else:
                 start = [None, "in its first fifth"]
+            if prefix is not None:
+                shape = (f"the run's schedule for its first {prefix.steps} steps, then a linear anneal to zero over "
+                         f"{prefix.anneal}")
+                what = (f"{plan.num_trials} trials of {steps} steps at {s:.3g} x 10^(k/2), k={PREFIX_EXPONENTS[0]}.."
+                        f"{PREFIX_EXPONENTS[-1]} ({shape})")
+            else:
+                shape = f"the run's schedule compressed {total_steps / steps:.0f}x"
+                what = f"up to {plan.num_trials} trials of {steps} steps ({shape})"
             say(
-                f"lr0=auto: up to {plan.num_trials} trials of {steps} steps (the run's schedule compressed "
-                f"{total_steps / steps:.0f}x), scored on {scored_on} loss"
+                f"lr0=auto: {what}, scored on {scored_on} loss"
                 + (" (the last fifth of each trial's steps)" if val_loader is None else "")
                 + (f" (before training: {start_loss:.5g})" if start_loss is not None else "")
             )
@@ -1268,7 +1413,7 @@ def choose_lr0(
                 try:
                     n, diverged, losses = _run_trial(
                         model, optimizer, scales, peak * horizon, steps, batches, make_scheduler, loss_fn, step_fn,
-                        accumulate, max_grad_norm, device, amp, reference,
+                        accumulate, max_grad_norm, device, amp, reference, prefix,
                     )
                 finally:
                     _close(batches)  # its worker processes go now, also when an exception's traceback is kept
@@ -1286,7 +1431,11 @@ def choose_lr0(
                     start[0] = float(np.mean(losses[: max(1, len(losses) // 5)]))
                 return trial
 
-            if SEARCH == "guard":
+            if prefix is not None:
+                for k in PREFIX_EXPONENTS:  # every candidate, lowest first
+                    run(s * PREFIX_SPACING**k)
+                lr, how = _pick(trials, spacing=PREFIX_SPACING)
+            elif SEARCH == "guard":
                 lr, how = _guard(s, run, plan.num_trials, start)
             else:
                 lr, how = _bracket(s, run, plan.num_trials)
@@ -1296,7 +1445,7 @@ def choose_lr0(
             )
             reason = (
                 f"range test ({used} steps) suggested {s:.3g}; {len(trials)} trial{'s' if len(trials) != 1 else ''} of "
-                f"{steps} steps (the run's schedule compressed {total_steps / steps:.0f}x) scored {listing}; "
+                f"{steps} steps ({shape}) scored {listing}; "
                 f"chose {lr:.3g}: {how}"
             )
             say(f"lr0=auto: chose {lr:.3g} — {how}")
@@ -1336,8 +1485,12 @@ def choose_lr0(
     return auto
 
 
+#: How a too-short run's error names ``search="prefix"``: by ``choose_lr0``'s argument, or by ``lrkit.train``'s key.
+_PREFIX_WORDS = {False: "choose_lr0(search='prefix')", True: "lr0='auto' with auto_search='prefix'"}
+
 #: The settings every rank must give ``choose_lr0`` alike, in the order :func:`_same_on_every_rank` sends them.
-_SAME_ON_EVERY_RANK = ("total_steps", "budget", "num_candidates", "accumulate", "max_grad_norm", "val_loader_given")
+_SAME_ON_EVERY_RANK = ("total_steps", "budget", "num_candidates", "accumulate", "max_grad_norm", "val_loader_given",
+                       "search")
 
 #: ``same_settings``'s ``failed`` code of a rank whose ``val_loader`` is empty (1: its argument checks failed).
 _EMPTY_VAL_SHARD = 2
@@ -1358,7 +1511,7 @@ def _same_on_every_rank(device: torch.device, empty_val: bool, **settings: Any) 
     group's timeout. Returns the failed ranks (this one among them: it raises its own error next)."""
     assert tuple(settings) == _SAME_ON_EVERY_RANK  # every rank's row must line up: the keys, in this order
     failed = same_settings("choose_lr0", settings, device, failed=_EMPTY_VAL_SHARD if empty_val else False,
-                           all_reduce=_settings_all_reduce)
+                           names={"search": SEARCHES}, all_reduce=_settings_all_reduce)
     if failed and not empty_val:
         empty = [r for r, code in failed.items() if code == _EMPTY_VAL_SHARD]
         checks = [r for r, code in failed.items() if code != _EMPTY_VAL_SHARD]

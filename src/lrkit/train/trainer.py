@@ -153,6 +153,7 @@ def train(
     drop: str | list[str] | None = None,
     seq_len: int = 64,
     auto_budget: float = 0.3,
+    auto_search: str = "guard",
     plots: bool = True,
     cfg: str | None = None,
     **unknown: Any,
@@ -231,6 +232,11 @@ def train(
             comma-separated string (``"id,name"``) or a list; a name the file does not have is an error.
         seq_len: window length for text data.
         auto_budget: ``lr0="auto"``'s extra compute, as a fraction of the run's optimizer steps.
+        auto_search: ``lr0="auto"``'s search: ``"guard"`` (the default: a range test and short confirmation trials
+            within ``auto_budget``) or ``"prefix"`` (opt-in: the range test, then five trials of the run's own
+            schedule over its first 20% plus a 5% anneal, at the suggestion times 10^(k/2), k=-2..2: about 1.5
+            runs of extra compute, ``auto_budget`` does not apply; lower regret where the range test is far off,
+            see the README's ``lr0="auto"`` section).
         plots: write ``results.png``.
         cfg: a YAML file of keys; the keyword arguments you pass override it (even one equal to its default).
 
@@ -272,6 +278,15 @@ def train(
         given = {**given, **{k: v for k, v in file_keys.items() if k not in explicit}}
         explicit |= set(file_keys)
     config = TrainConfig.from_kwargs(**given)
+    if config.lr0 == "auto" and config.auto_search == "prefix" and "auto_budget" in explicit:
+        # before any data is read: the prefix search's cost is fixed, so an auto_budget with it would be ignored
+        from lrkit.train.auto import _FOR_LRKIT_TRAIN, _check_search
+
+        token = _FOR_LRKIT_TRAIN.set(True)
+        try:
+            _check_search("prefix", config.auto_budget, None)
+        finally:
+            _FOR_LRKIT_TRAIN.reset(token)
     if loss_fn is not None and step_fn is not None:
         raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
     for fname, fn in (("loss_fn", loss_fn), ("step_fn", step_fn), ("progress", progress)):
@@ -988,6 +1003,9 @@ class _Trainer:
                 self.log(line)
             if cfg.lr0 == "auto":
                 self._choose_lr0()
+            elif "auto_search" in self.explicit:
+                self.log(f"lrkit.train: note — auto_search={cfg.auto_search} changes nothing: it is how lr0='auto' "
+                         f"chooses the LR, and lr0 is {self.lr0:g} ({self.lr0_source})")
         self.scheduler = self._scheduler(self.optimizer, self.lr0)
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
         amp_ctx, use_scaler = autocast_context(cfg.amp, self.device)
@@ -1322,7 +1340,15 @@ class _Trainer:
         return sched.to_torch(optimizer)
 
     def _choose_lr0(self) -> None:
-        from lrkit.train.auto import _FOR_LRKIT_TRAIN, MIN_NUM_STEPS, MIN_TRIAL_STEPS, choose_lr0, plan_budget
+        from lrkit.train.auto import (
+            _FOR_LRKIT_TRAIN,
+            MIN_NUM_STEPS,
+            MIN_TRIAL_STEPS,
+            PREFIX_RANGE_FRACTION,
+            _prefix_cost,
+            choose_lr0,
+            plan_budget,
+        )
 
         def make_scheduler(optimizer: torch.optim.Optimizer, steps: int) -> Any:
             g = max(optimizer.param_groups, key=lambda g: float(g.get("lr_scale", 1.0)))
@@ -1330,6 +1356,7 @@ class _Trainer:
             return self._scheduler(optimizer, peak, steps)
 
         budget = self.cfg.auto_budget
+        prefix = self.cfg.auto_search == "prefix"
         room = 0
         fits = True  # a budget too small for the range test: choose_lr0's error says so, with no plan line before it
         try:  # (choose_lr0 checks the same values again, and names them, below)
@@ -1351,6 +1378,10 @@ class _Trainer:
         else:
             line = (f"range test only, {extra} (a run of {self.total_steps} steps leaves no room for confirmation "
                     "trials; auto_budget= buys them)")
+        if prefix:  # its cost is fixed: the range test takes a quarter of the run, five trials another 1.25
+            fits = math.floor(PREFIX_RANGE_FRACTION * self.total_steps + 1e-9) >= MIN_NUM_STEPS
+            line = (f"range test + five prefix trials of the run's own schedule (auto_search=prefix), about "
+                    f"{_prefix_cost():.0%} extra compute")
         if fits:
             self.log(f"lrkit.train: lr0=auto — {line}")
         val_loader: Any = self.val_loader
@@ -1370,7 +1401,9 @@ class _Trainer:
             self.auto = choose_lr0(
                 self.model, self.optimizer, self.train_loader, val_loader, total_steps=self.total_steps,
                 make_scheduler=make_scheduler, loss_fn=self.loss_fn, step_fn=self.step_fn,
-                budget=self.cfg.auto_budget, seed=self.cfg.seed, accumulate=self.accumulate, log=self.log,
+                # (search='prefix' has a fixed cost: train() refused an auto_budget given with it, naming both)
+                budget=None if prefix else self.cfg.auto_budget,
+                search=self.cfg.auto_search, seed=self.cfg.seed, accumulate=self.accumulate, log=self.log,
                 finder_kwargs={"amp": self.cfg.amp} if self.cfg.amp else None,  # the range test and trials as the run
                 snapshot_device=self.cfg.snapshot_device,
             )
