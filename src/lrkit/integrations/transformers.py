@@ -875,10 +875,11 @@ def choose_trainer_lr(
     trainer: Any,
     *,
     set_lr: bool = True,
-    budget: float = 0.3,
-    num_candidates: int = 3,
+    budget: float | None = None,
+    num_candidates: int | None = None,
     log: Callable[[str], None] | None = None,
     finder_kwargs: dict[str, Any] | None = None,
+    search: str = "guard",
 ) -> AutoLR:
     """``lr0="auto"`` for a Hugging Face ``transformers.Trainer``: choose the peak LR for the run its ``train()``
     will make — this schedule, this length — with :func:`lrkit.train.auto.choose_lr0`, and set it.
@@ -927,17 +928,22 @@ def choose_trainer_lr(
         set_lr: set the chosen LR as the peak LR of the coming ``train()``, as :func:`find_trainer_lr` sets its
             suggestion (``args.learning_rate``; a user optimizer's groups scaled, keeping their ratios). ``False``:
             change nothing, only return the result.
-        budget: the most extra compute, as a fraction of the run's optimizer steps (0.3: 30% of one ``train()``).
-        num_candidates: the most confirmation trials.
+        budget: the most extra compute, as a fraction of the run's optimizer steps (default 0.3: 30% of one
+            ``train()``); ``search="guard"`` only.
+        num_candidates: the most confirmation trials (default 3); ``search="guard"`` only.
         log: called with one line per stage and per trial (e.g. ``print``); under several processes on the world's
             main process only (``trainer.is_world_process_zero()``), where the range test's warnings are shown too.
         finder_kwargs: :func:`lrkit.find_lr` options for the range test (``num_steps``, ``start_lr``, ``end_lr``,
             ``rule``, ``snapshot_device``, ...). Those the Trainer supplies (``amp``, ``accumulation_steps``,
             ``max_grad_norm``, ``step_fn``, ...) are refused, naming where they come from.
+        search: ``"guard"`` (default) or ``"prefix"``: ``choose_lr0``'s opt-in prefix search, about 1.5 runs of
+            extra compute (a quarter-run range test, then five trials of the Trainer's real schedule — over the whole
+            run, not compressed — for its first 20% of steps plus a 5% anneal, around the suggestion); ``budget``
+            and ``num_candidates`` do not apply to it (giving one is an error naming it).
 
     Returns:
         The :class:`lrkit.train.auto.AutoLR`: ``.lr``, ``.finder``, ``.trials``, ``.extra_steps`` (at most
-        ``budget`` x the run's steps), ``.reason``.
+        ``budget`` x the run's steps; about 1.5 runs with ``search="prefix"``), ``.reason``.
 
     Example (needs transformers; ``tests/test_hf_auto_s22e.py`` runs it)::
 
@@ -963,10 +969,14 @@ def choose_trainer_lr(
     _transformers("choose_trainer_lr")
     from transformers import Trainer
 
-    from lrkit.train.auto import choose_lr0
+    from lrkit.train.auto import PREFIX_RANGE_FRACTION, _check_search, choose_lr0
 
     who = "choose_trainer_lr"
     _check_trainer(trainer, who, "lrkit.choose_lr0(model, optimizer, train_loader, val_loader, ...)")
+    try:  # before any work: a misspelt search, or a budget/num_candidates the prefix search would ignore
+        search = _check_search(search, budget, num_candidates)
+    except ValueError as e:
+        raise ValueError(f"{who}: {e}") from None
     if not isinstance(set_lr, bool):
         raise ValueError(f"set_lr={set_lr!r} must be True or False")
     if finder_kwargs is not None and not isinstance(finder_kwargs, dict):
@@ -1075,6 +1085,7 @@ def choose_trainer_lr(
                     step_fn=step_fn,
                     budget=budget,
                     num_candidates=num_candidates,
+                    search=search,
                     seed=args.seed,
                     finder_kwargs={"amp": settings["amp"], **(finder_kwargs or {}),
                                    **({"progress": None} if quiet and callable(progress) else {})},
@@ -1085,22 +1096,31 @@ def choose_trainer_lr(
         except ValueError as e:
             if isinstance(e.__cause__, _BelowFloor):  # choose_lr0 wraps a make_scheduler failure: say it plainly
                 raise ValueError(str(e.__cause__)) from None
+            train_longer = ("train longer (a larger max_steps or num_train_epochs, a smaller "
+                            "per_device_train_batch_size or gradient_accumulation_steps)")
+            if search == "prefix" and "needs a run of at least" in str(e):
+                shortest = math.ceil(10 / PREFIX_RANGE_FRACTION)
+                raise ValueError(
+                    f"choose_trainer_lr(search='prefix') needs a run of at least {shortest} optimizer steps (its range "
+                    f"test of 10+ steps is {PREFIX_RANGE_FRACTION:g} of the run), but train() will take "
+                    f"{total_steps}; {train_longer}, or use search='guard'"
+                ) from None
             if "needs at least 10 extra optimizer steps" not in str(e):
                 raise
             # choose_lr0's wording names lrkit.train's auto_budget and lr0: say it in the Trainer's terms
+            budget = 0.3 if budget is None else budget  # (choose_lr0's default)
             need = math.ceil(10 / total_steps * 100) / 100
             raise ValueError(
                 f"choose_trainer_lr needs at least 10 extra optimizer steps for its range test, but budget="
                 f"{budget:g} x total_steps={total_steps} allows {math.floor(budget * total_steps + 1e-9)} "
-                f"(total_steps: the optimizer steps train() will take); raise budget to at least {need:g}, train "
-                "longer (a larger max_steps or num_train_epochs, a smaller per_device_train_batch_size or "
-                "gradient_accumulation_steps), or use find_trainer_lr(trainer) (the range test alone), or set "
+                f"(total_steps: the optimizer steps train() will take); raise budget to at least {need:g}, "
+                f"{train_longer}, or use find_trainer_lr(trainer) (the range test alone), or set "
                 "args.learning_rate yourself"
             ) from None
         finally:
             put_group_values(parts.optimizer, saved_groups)
         if floor is not None:
-            _check_choice_above_floor(auto, floor, budget, parts.optimizer)
+            _check_choice_above_floor(auto, floor, 0.3 if budget is None else budget, parts.optimizer)
     if set_lr:
         with _reports(trainer):
             _set_peak_lr(trainer, parts.optimizer, parts.created, auto.lr, "choose_trainer_lr",
