@@ -774,17 +774,29 @@ def _max_time(trainer: Any) -> bool:
     return any(isinstance(c, Timer) and c._duration is not None for c in trainer.callbacks)
 
 
-def _warn_default_length(trainer: Any, total: int, budget: float, steps_per_epoch: float, who: str) -> None:
+def _warn_default_length(trainer: Any, total: int, budget: float | None, steps_per_epoch: float, who: str,
+                         search: str = "guard") -> None:
     """Warn when the fit's length is Lightning's default (``max_epochs`` not set: 1000 epochs): the choice budgets
-    for all of them, however soon ``EarlyStopping`` ends the fit — up to ``budget`` x 1000 epochs of extra steps."""
+    for all of them, however soon ``EarlyStopping`` ends the fit — up to ``budget`` x 1000 epochs of extra steps
+    (``search="prefix"``: its fixed cost, about 1.5 x 1000 epochs; ``budget`` is ``None`` then)."""
     if trainer.max_epochs != 1000 or trainer.max_steps != -1 or trainer.current_epoch or trainer.global_step:
         return
-    extra = int(budget * total)
-    passes = f" ({extra / steps_per_epoch:.3g} epochs' worth)" if math.isfinite(steps_per_epoch) else ""
+    if search == "prefix":
+        from lrkit.train.auto import _prefix_cost
+
+        extra = int(_prefix_cost() * total)
+        cost, bound = f"search='prefix': about {_prefix_cost():g} runs of extra compute", "about"
+    else:
+        budget = 0.3 if budget is None else budget  # (the guard's default; the callback passes it resolved)
+        extra = int(budget * total)
+        cost, bound = f"budget={budget:g}", "up to"
+    epochs = extra / steps_per_epoch
+    passes = (f" ({epochs:.3g} epochs' worth)" if epochs < 1000 else f" ({epochs:.0f} epochs' worth)"  # not 1.5e+03
+              ) if math.isfinite(steps_per_epoch) else ""
     warnings.warn(
         f"{who}: the fit runs max_epochs=1000 (Lightning's default when max_epochs is not set), {total} optimizer "
-        f"steps: the LR is chosen for all of them, with up to {extra} extra optimizer steps{passes} (budget="
-        f"{budget:g}) before the first epoch, even if EarlyStopping ends the fit sooner. Set "
+        f"steps: the LR is chosen for all of them, with {bound} {extra} extra optimizer steps{passes} ({cost}) "
+        "before the first epoch, even if EarlyStopping ends the fit sooner. Set "
         "pl.Trainer(max_epochs=...) (or max_steps) to the fit you mean",
         UserWarning,
         stacklevel=4,
@@ -1520,9 +1532,18 @@ def _build_chooser() -> type:
     FindLRCallback = globals().get("FindLRCallback") or _LAZY["FindLRCallback"]("FindLRCallback")
     from lightning.pytorch.utilities import rank_zero_info
 
-    from lrkit.finder.range_test import _QUALITY_WORDS
+    from lrkit.finder.range_test import _QUALITY_WORDS, MIN_NUM_STEPS
     from lrkit.finder.suggest import DEFAULT_RULE
-    from lrkit.train.auto import FINDER_END_LR, FINDER_START_LR, AutoLR, _check_num_candidates, choose_lr0, plan_budget
+    from lrkit.train.auto import (
+        FINDER_END_LR,
+        FINDER_START_LR,
+        PREFIX_RANGE_FRACTION,
+        AutoLR,
+        _check_num_candidates,
+        _check_search,
+        choose_lr0,
+        plan_budget,
+    )
 
     class ChooseLRCallback(FindLRCallback):  # type: ignore[misc,valid-type]
         """``lr0="auto"`` inside ``trainer.fit``: choose the peak LR for *this* fit — its schedule, its length — with
@@ -1530,7 +1551,9 @@ def _build_chooser() -> type:
 
         :class:`FindLRCallback` reads the range test's suggestion alone; this adds ``choose_lr0``'s confirmation:
         short trials of the fit's own schedule, compressed, from the same starting state, within ``budget`` of the
-        fit's optimizer steps (see *How it chooses* under ``lr0="auto"`` in the README). It runs on what
+        fit's optimizer steps (see *How it chooses* under ``lr0="auto"`` in the README); or, opt-in,
+        ``search="prefix"``: five trials of the fit's own schedule over its first 20% plus a 5% anneal to zero, about
+        1.5 fits of extra compute (``choose_lr0``'s). It runs on what
         :class:`FindLRCallback` runs on (the module, ``trainer.optimizers[0]``, the fit's train batches prepared as
         the fit loop prepares them, ``training_step`` as the loss, accumulation, clipping, mixed precision, DDP), is
         refused where it is, and puts everything back the same way. From the fit too:
@@ -1566,8 +1589,15 @@ def _build_chooser() -> type:
         callback is bit-identical to one without it at the chosen LR set by hand.
 
         Args:
-            budget: the most extra compute, as a fraction of the fit's optimizer steps (0.3 = 30% of the fit).
-            num_candidates: the most confirmation trials.
+            budget: the most extra compute, as a fraction of the fit's optimizer steps (``None``, the default: 0.3 =
+                30% of the fit); ``search="guard"`` only.
+            num_candidates: the most confirmation trials (``None``, the default: 3); ``search="guard"`` only.
+            search: ``"guard"`` (the default: the range test and short confirmation trials within ``budget``) or
+                ``"prefix"`` (any case; opt-in: the range test on a quarter of the fit, then five trials at the
+                suggestion times ``10^(k/2)``, ``k = -2..2``, each the fit's schedule for its first 20% of the steps
+                and a 5% linear anneal to zero — about 1.5 fits of extra compute, with lower regret where the range
+                test is far off; ``choose_lr0(search="prefix")``). Its cost is fixed: a ``budget`` or
+                ``num_candidates`` given with it is refused, and a fit needs at least 40 optimizer steps for it.
             make_scheduler: ``make_scheduler(optimizer, steps) -> LRScheduler``, the fit's schedule over ``steps``
                 steps built on the optimizer's LRs as the peak (``choose_lr0``'s); ``None`` (default): replayed from
                 the fit's schedulers, as above.
@@ -1603,18 +1633,29 @@ def _build_chooser() -> type:
             >>> model = Net(); trainer.fit(model, loader)
             >>> model.lr == chooser.lr == chooser.auto.lr, chooser.auto.extra_steps <= 80
             (True, True)
+            >>> prefix = ChooseLRCallback(search="prefix", log=False)  # opt-in: about 1.5 fits of extra compute
+            >>> trainer = pl.Trainer(max_epochs=10, callbacks=[prefix], logger=False, enable_progress_bar=False,
+            ...                      enable_checkpointing=False, enable_model_summary=False)
+            >>> model = Net(); trainer.fit(model, loader)
+            >>> model.lr == prefix.auto.lr, len(prefix.auto.trials), prefix.auto.extra_steps <= 1.5 * 160
+            (True, 5, True)
         """
 
         _what = "range test and trials"
 
-        def __init__(self, *, budget: float = 0.3, num_candidates: int = 3,
+        def __init__(self, *, budget: float | None = None, num_candidates: int | None = None,
                      make_scheduler: Callable[[torch.optim.Optimizer, int], Any] | None = None,
                      seed: int | None = None, attr_name: str | bool | None = None,
                      out: str | os.PathLike[str] | None = None, log: Callable[[str], None] | bool | None = None,
-                     **finder_kwargs: Any) -> None:
+                     search: str = "guard", **finder_kwargs: Any) -> None:
             super().__init__(attr_name=attr_name, out=out)
-            self.budget = check_positive("budget", budget)
-            self.num_candidates = _check_num_candidates(num_candidates)
+            # "prefix" refuses a budget or num_candidates given with it (its cost is fixed): both stay None then
+            self.search = _check_search(search, budget, num_candidates)
+            self.budget: float | None = None
+            self.num_candidates: int | None = None
+            if self.search == "guard":
+                self.budget = check_positive("budget", 0.3 if budget is None else budget)
+                self.num_candidates = _check_num_candidates(3 if num_candidates is None else num_candidates)
             if make_scheduler is not None and not callable(make_scheduler):
                 raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> "
                                  "LRScheduler, or None to replay the fit's schedulers")
@@ -1624,7 +1665,8 @@ def _build_chooser() -> type:
                 raise ValueError(f"log={log!r} must be a callable taking one line of text (e.g. print), None "
                                  "(Lightning's info log) or False (silent)")
             _check_finder_kwargs(finder_kwargs, "ChooseLRCallback",
-                                 ("budget", "num_candidates", "make_scheduler", "seed", "attr_name", "out", "log"))
+                                 ("budget", "num_candidates", "make_scheduler", "seed", "attr_name", "out", "log",
+                                  "search"))
             defaults = {"start_lr": FINDER_START_LR, "end_lr": FINDER_END_LR, "num_steps": 100, "mode": "exp",
                         "rule": DEFAULT_RULE}  # choose_lr0's: only the values given are in question
             _check_test_settings(*({**defaults, **finder_kwargs}[k] for k in defaults))
@@ -1684,7 +1726,8 @@ def _build_chooser() -> type:
                     per_epoch = math.inf
                 accumulation = _accumulation(trainer)
                 total = _run_length(trainer, per_epoch, accumulation, self._who)
-                _warn_default_length(trainer, total, self.budget, per_epoch / accumulation(0), self._who)
+                _warn_default_length(trainer, total, self.budget, per_epoch / accumulation(0), self._who,
+                                     self.search)
                 saved = group_values(optimizer)
                 make = self.make_scheduler
                 if make is None:
@@ -1721,9 +1764,13 @@ def _build_chooser() -> type:
                     auto = choose_lr0(parts.model, optimizer, parts.batches, parts.val_batches, total_steps=total,
                                       make_scheduler=make, step_fn=parts.step_fn, budget=self.budget,
                                       num_candidates=self.num_candidates, seed=seed, finder_kwargs=kwargs,
-                                      accumulate=accumulate, max_grad_norm=max_grad_norm, log=log)
+                                      accumulate=accumulate, max_grad_norm=max_grad_norm, log=log,
+                                      search=self.search)
                 except ValueError as e:
                     # choose_lr0's words (total_steps, finder_kwargs, lrkit.find_lr): say it in the fit's terms
+                    if self.search == "prefix":
+                        self._prefix_error(e, total)
+                        raise
                     allows = plan_budget(total, self.budget, self.num_candidates).budget_steps
                     if "exceeds the extra budget" in str(e) and "num_steps" in self.find_lr_kwargs:
                         raise ValueError(
@@ -1746,6 +1793,25 @@ def _build_chooser() -> type:
                     put_group_values(optimizer, saved)
             self.auto, self.result = auto, auto.finder
             return auto
+
+        def _prefix_error(self, error: ValueError, total: int) -> None:
+            """Raise ``choose_lr0``'s refusals of ``search="prefix"`` that name its own arguments (``total_steps``,
+            ``finder_kwargs``) in the fit's terms; return for any other error (raised as it is)."""
+            share = math.floor(PREFIX_RANGE_FRACTION * total + 1e-9)  # the range test's steps (choose_lr0's rounding)
+            if "exceeds the range test's share" in str(error) and "num_steps" in self.find_lr_kwargs:
+                raise ValueError(
+                    f"{self._who}(num_steps={self.find_lr_kwargs['num_steps']}, search='prefix'): the range test's "
+                    f"steps exceed its share of the prefix search, {share} optimizer steps ({PREFIX_RANGE_FRACTION:g} "
+                    f"x the fit's {total} optimizer steps); lower num_steps= (or leave it out: the search sets it)"
+                ) from None
+            if "needs a run of at least" in str(error):
+                raise ValueError(
+                    f"{self._who}(search='prefix') needs at least {MIN_NUM_STEPS} optimizer steps for its range test "
+                    f"({PREFIX_RANGE_FRACTION:g} of the fit), but the fit's {total} optimizer steps allow {share}: it "
+                    f"needs a fit of at least {math.ceil(MIN_NUM_STEPS / PREFIX_RANGE_FRACTION)} optimizer steps; fit "
+                    "for longer (max_epochs / max_steps), use search='guard' (its range test may take more of a short "
+                    "fit), or use FindLRCallback (the range test alone)"
+                ) from None
 
         def _attr_value(self, lr: float, before: Any, old_peak: float) -> float:
             """The attribute that makes the rebuilt schedule peak at ``lr``: ``lr`` when the attribute is the peak
