@@ -733,12 +733,25 @@ def _snapshot_device(key: str, v: Any) -> str | None:
     return str(check_snapshot_device(v, key))
 
 
-def _target(key: str, v: Any) -> str | int | None:
+def _target(key: str, v: Any) -> str | int | list[str | int] | None:
+    """``target=``: a column name or index, or a list of two or more (several regression targets, a CSV's columns);
+    a list of one is that one column.
+
+    >>> _target("target", ["y1"]), _target("target", ("y1", -1))
+    ('y1', ['y1', -1])
+    """
     if v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)):
         return v
-    from lrkit.train.data import several_targets_hint
-
-    raise ValueError(f"{key}={v!r} must be a column name or index{several_targets_hint(v)}")
+    if isinstance(v, (list, tuple)):
+        if not v:
+            raise ValueError(f"{key}={v!r} names no column; give a column name or index, or a list of two or more of "
+                             "them for several regression targets")
+        for c in v:
+            if isinstance(c, bool) or not isinstance(c, (str, int)):
+                raise ValueError(f"{key}={v!r}: {c!r} is not a column name or index; a list of target columns holds "
+                                 "names or indexes")
+        return v[0] if len(v) == 1 else list(v)
+    raise ValueError(f"{key}={v!r} must be a column name or index, or a list of them (several regression targets)")
 
 
 def _drop(key: str, v: Any) -> list[str] | None:
@@ -786,9 +799,10 @@ class TrainConfig:
     task: str | None = field(
         default=None, metadata=_meta(_optional(_task), "classification | regression | lm (default: inferred)")
     )
-    target: str | int | None = field(
+    target: str | int | list[str | int] | None = field(
         default=None,
-        metadata=_meta(_target, "target column of a CSV/NPZ file or data YAML (default: the last column); only there"),
+        metadata=_meta(_target, "target column of a CSV/NPZ file or data YAML (default: the last column); only there. "
+                                "A list of CSV columns, target=[y1,y2]: several regression targets"),
     )
     drop: list[str] | None = field(
         default=None,

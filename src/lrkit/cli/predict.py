@@ -234,11 +234,20 @@ def _feature_columns(table: _Table, features: Sequence[str]) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------ the target
+def _target_names(run: Any) -> list[str] | None:
+    """The target columns of a run trained on several of a CSV's columns (``target=[y1, y2]``), as its header names
+    them, in the order of the model's outputs; ``None`` for any other run (one target: :func:`_target_name`)."""
+    target = getattr(run, "target", None)
+    if isinstance(target, (list, tuple)) and len(target) > 1:
+        return [str(t) for t in target]
+    return None
+
+
 def _target_name(run: Any) -> str:
     """The name of what the run predicts, for the header: the target column the run recorded (a CSV's, as its header
     names it), else the ``target=`` it was trained with, ``y`` for an NPZ (the array lrkit reads by default), and
-    ``prediction`` where nothing names it."""
-    if getattr(run, "target", None):
+    ``prediction`` where nothing names it. (A run of several target columns names each: :func:`_target_names`.)"""
+    if getattr(run, "target", None) and _target_names(run) is None:
         return str(run.target)
     target, data = run.config.get("target"), run.config.get("data")
     if isinstance(target, str) and target:
@@ -340,8 +349,10 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
     ``.npz`` (its ``x``) / ``.npy`` array; for a text run, each of ``texts`` instead.
 
     Returns :class:`Predictions`: one row per input row, in the input's order — the class label, or the regression
-    value(s) in the target's units (one column per target) — under the target's name (:func:`_target_name`), after
-    the input columns named in ``keep`` (a CSV's, by its header: an ID column), copied as they are. ``ValueError``
+    value(s) in the target's units (one column per target) — under the target's name (:func:`_target_name`; a run of
+    several CSV target columns: under each column's name), after the input columns named in ``keep`` (a CSV's, by
+    its header: an ID column), copied as they are. Target columns INPUT holds are compared with the predictions:
+    a note per column (accuracy, or RMSE and MAE). ``ValueError``
     for input that does not fit the run, naming the file, the column and the line.
     """
     keep = list(dict.fromkeys(keep))
@@ -363,7 +374,8 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
         raise ValueError("give INPUT: a .csv/.tsv file of raw rows, - for CSV on stdin, or an .npz/.npy array")
     notes: list[str] = []
     name = _target_name(run)
-    target_cells: list[str] | None = None
+    outputs = _target_names(run) or [name]  # one per model output of a run of several target columns
+    target_cells: dict[str, list[str]] = {}  # the target columns INPUT holds, by name
     if source == "-":
         # a spreadsheet's byte-order mark is not part of the first column's name (a file is read with utf-8-sig)
         table: _Table | None = _read_csv((stdin or "").removeprefix("\ufeff"), "stdin", names=run.features)
@@ -410,9 +422,10 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
             at = _feature_columns(table, run.features)
             x = np.stack([_numbers(table, j, repr(c)) for c, j in zip(run.features, at)], axis=1)
             extra = [c for c in table.header if c not in run.features and c not in keep]
-            if name in extra:
-                target_cells = [row[table.header.index(name)] for row in table.rows]
-                extra.remove(name)
+            for target in outputs:
+                if target in extra:
+                    target_cells[target] = [row[table.header.index(target)] for row in table.rows]
+                    extra.remove(target)
             if extra:
                 notes.append(f"ignored column{'s' * (len(extra) > 1)} {', '.join(repr(c) for c in extra)} (not "
                              "features of the run)")
@@ -427,7 +440,11 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
         where = table.name if table is not None else source
         raise ValueError(f"{where}: {e}") from None
     first = predicted[0]
-    if isinstance(first, list):
+    named = isinstance(first, list) and len(outputs) > 1 and len(first) == len(outputs)  # an output per target
+    if named:
+        header = list(outputs)
+        rows = [[_cell(v) for v in row] for row in predicted]
+    elif isinstance(first, list):
         header = [f"{name}_{k}" for k in range(len(first))] if len(first) > 1 else [name]
         rows = [[_cell(v) for v in row] for row in predicted]
     else:
@@ -441,9 +458,11 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
                              "stderr)")
         header = names + header
         rows = [[table.rows[i][j].strip() for j in kept] + row for i, row in enumerate(rows)]
-    if target_cells is not None:
-        agreement = _agreement(run, predicted, target_cells, name)
-        notes.append(agreement or f"column {name!r} (the target) is not read")
+    for target, cells in target_cells.items():
+        # several target columns: each compared with its own output column
+        column = [row[outputs.index(target)] for row in predicted] if named else predicted
+        agreement = _agreement(run, column, cells, target) if named or len(outputs) == 1 else ""
+        notes.append(agreement or f"column {target!r} (the target) is not read")
     return Predictions(header, rows, notes)
 
 
@@ -552,7 +571,8 @@ def predict_command(
     The run's model is rebuilt with its weights and the preprocessing that
     training used (lrkit.load_run): rows go in raw, as in the data; out come
     class labels, or regression values in the target's units (one column per
-    target), under the target column's name.
+    target), under the target column's name (each one's, for a run of several
+    target columns).
 
     A CSV-trained run reads INPUT's columns by name, in any order (other
     columns are ignored; a target column is compared with the predictions, on

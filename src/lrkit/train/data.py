@@ -9,16 +9,16 @@ Sources:
   validation split is ``validation``, else ``val``, else ``test``; with ``train`` alone it is split by ``val``);
 * a built-in name: ``digits``, ``breast_cancer``, ``wine``, ``iris`` (scikit-learn's bundled copies, no download),
   ``synthetic-regression``, ``synthetic-classification`` (generated);
-* a ``.csv`` file with a header row (target column: ``target=``, default the last column; ``;``-, tab- or
-  ``|``-separated files are recognised from the header) or an ``.npz`` file (arrays ``x``/``y``, or ``target=``
-  naming the target array; an ``x`` of shape ``(N, C, H, W)`` is kept as images) — tabular, features standardised
-  with the *train* split's mean and standard deviation only;
+* a ``.csv`` file with a header row (target column: ``target=``, default the last column — or a list of two or more
+  columns, a regression of several targets; ``;``-, tab- or ``|``-separated files are recognised from the header) or
+  an ``.npz`` file (arrays ``x``/``y``, or ``target=`` naming the target array; an ``x`` of shape ``(N, C, H, W)``
+  is kept as images) — tabular, features standardised with the *train* split's mean and standard deviation only;
 * a plain-text file: character-level language modelling (vocabulary from the train text, fixed-length windows);
   UTF-8 without NUL bytes, and not a suffix of another format (``.json``, ``.parquet``, ``.npy``, ``.pt``, ...:
   see ``UNSUPPORTED_SUFFIXES``) or of code (``.py``, ``.ipynb``: a task file is for ``lrkit find``), which is an
   error rather than a language model of its bytes;
-* a data YAML ``{train: file, val: file or fraction, target: column, task: ..., seq_len: ...}`` (paths relative to
-  the YAML; a val CSV's columns are matched to the train file's by name).
+* a data YAML ``{train: file, val: file or fraction, target: column (or a list of them), task: ..., seq_len: ...}``
+  (paths relative to the YAML; a val CSV's columns are matched to the train file's by name).
 
 The split depends only on ``seed`` (and ``val``), so the same seed gives the same split on every machine.
 
@@ -115,8 +115,9 @@ class DataInfo:
     scaling: dict[str, torch.Tensor] = field(default_factory=dict, compare=False)  # (== on tensors is no bool)
     #: a CSV's feature columns in the order the model reads them (``None`` for other sources)
     features: list[str] | None = None
-    #: a CSV's target column, as its header names it (``None`` for other sources)
-    target: str | None = None
+    #: a CSV's target column, as its header names it; a list of the names for several target columns (a regression
+    #: with a model output per column, in this order); ``None`` for other sources
+    target: str | list[str] | None = None
 
     def preprocess_state(self) -> dict[str, Any]:
         """What a model trained on this data needs to take raw inputs (saved in ``last.pt``/``best.pt`` as
@@ -133,7 +134,8 @@ class DataInfo:
             **{k: self.scaling.get(k) for k in ("x_mean", "x_std", "y_mean", "y_std")},
             "classes": self._plain_classes(),
             "vocab": list(self.vocab) if self.vocab is not None else None, "seq_len": self.seq_len,
-            "features": list(self.features) if self.features is not None else None, "target": self.target,
+            "features": list(self.features) if self.features is not None else None,
+            "target": list(self.target) if isinstance(self.target, list) else self.target,
         }
 
     def _plain_classes(self) -> list[Any] | None:
@@ -379,14 +381,16 @@ def load_data(
     seed: int = 0,
     val: float = 0.2,
     task: str | None = None,
-    target: str | int | None = None,
+    target: str | int | Sequence[str | int] | None = None,
     seq_len: int = 64,
     drop: Sequence[str] | None = None,
 ) -> TrainData:
     """Turn any ``data=`` source into a :class:`TrainData` (see the module docstring for the sources).
 
     ``task`` overrides the inferred task; ``target`` names the target column (CSV) or array (NPZ) — for any other
-    source it is a ``ValueError`` rather than silently ignored; ``drop`` names CSV/TSV columns to leave out of the
+    source it is a ``ValueError`` rather than silently ignored; a list or tuple of two or more CSV columns (names or
+    indexes) is a regression of several targets, ``y`` of shape ``(N, K)`` in the list's order (one item is that one
+    column); ``drop`` names CSV/TSV columns to leave out of the
     features (an ID; a name or a comma-separated string, or a sequence of names); ``seq_len`` is the window length
     for text. Raises
     ``ValueError`` naming the bad source and what would be valid.
@@ -399,12 +403,7 @@ def load_data(
         raise ValueError(f"val={val!r} must be a fraction in (0, 1): the share of the data held out for validation")
     seq_len = check_int("seq_len", seq_len, 1, " (the window length of a character-level LM)")
     seed = check_int("seed", seed, 0, " (it seeds the train/val split)")  # numpy's own error names no value
-    if isinstance(target, bool):  # an int subclass: target=True would silently be column 1
-        raise ValueError(f"target={target!r} must be a column name or index, not a boolean")
-    if isinstance(target, numbers.Integral):
-        target = int(target)  # np.int64(2) is column 2
-    elif target is not None and not isinstance(target, str):
-        raise ValueError(f"target={target!r} must be a column name (str) or index (int){several_targets_hint(target)}")
+    target = _target_arg(target)
     drop = tuple(c.strip() for c in drop.split(",")) if isinstance(drop, str) else tuple(drop or ())
     if data is None:
         raise ValueError("data= is required: a built-in name (" + ", ".join(BUILTIN_DATASETS) + "), a CSV/NPZ/text/"
@@ -565,7 +564,7 @@ VAL_SPLITS = ("validation", "val", "test")
 
 
 def _from_splits(data: Mapping[Any, Any], *, seed: int, val: float, task: str | None,
-                 target: str | int | None) -> TrainData:
+                 target: str | int | list[str | int] | None) -> TrainData:
     """``data=`` as a mapping of named splits (a ``datasets.DatasetDict``, ``{"train": ds, "validation": ds}``):
     ``train`` is the train split and the first of :data:`VAL_SPLITS` present the validation split, each a Dataset,
     DataLoader or list of samples as a ``(train, val)`` pair's parts are; with ``train`` alone, it is split by
@@ -639,23 +638,51 @@ def _map_style(obj: Any) -> bool:
 
 
 def several_targets_hint(target: object) -> str:
-    """For a ``target=`` of several columns (a list or tuple): how to train several regression targets, which a CSV's
-    one target column cannot hold — an NPZ whose ``y`` has a column per target. ``""`` for anything else.
+    """For a ``target=`` of several arrays of an NPZ file (a list or tuple of two or more): an NPZ's target is one
+    array, so how to save several regression targets as one — a ``y`` with a column per target. ``""`` for anything
+    else. (A CSV trains a list of target columns itself.)
 
-    >>> several_targets_hint(["y1", "y2"])[:60]
-    '; a CSV trains one target column: for several regression tar'
-    >>> several_targets_hint(3.5)
-    ''
+    >>> several_targets_hint(["y1", "y2"])[:57]
+    '; for several regression targets save them as one array y'
+    >>> several_targets_hint("y1"), several_targets_hint(["y1"])
+    ('', '')
     """
     if not isinstance(target, (list, tuple)) or len(target) < 2:
         return ""
-    names = ", ".join(repr(str(t)) for t in target)
-    return (f"; a CSV trains one target column: for several regression targets, save the features and the targets as "
-            f"an NPZ whose y has one column per target and pass it as data= (pandas: np.savez('data.npz', "
-            f"x=df.drop(columns=[{names}]).to_numpy(), y=df[[{names}]].to_numpy()))")
+    names = ", ".join(str(t) for t in target)
+    return (f"; for several regression targets save them as one array y with a column per target and leave target= "
+            f"out: np.savez('data.npz', x=x, y=np.column_stack([{names}])) — or save the table as a CSV, whose "
+            f"target= takes a list of columns")
 
 
-def _no_target(target: str | int | None, why: str) -> None:
+def _target_arg(target: object) -> str | int | list[str | int] | None:
+    """``target=`` as :func:`load_data` reads it: ``None``, one column name or index (``np.int64(2)`` is ``2``), or a
+    list of two or more of them (several regression targets); a list of one is that one column.
+
+    >>> _target_arg(["y1"]), _target_arg(("y1", np.int64(-1)))
+    ('y1', ['y1', -1])
+    """
+    if isinstance(target, (list, tuple)):
+        if not target:
+            raise ValueError(f"target={target!r} names no column; give a column name or index, or a list of two or "
+                             "more of them for several regression targets")
+        for item in target:
+            if isinstance(item, bool) or not isinstance(item, (str, numbers.Integral)):
+                raise ValueError(f"target={target!r}: {item!r} is not a column name (str) or index (int); a list of "
+                                 "target columns holds names or indexes")
+        items: list[str | int] = [t if isinstance(t, str) else int(t) for t in target]
+        return items[0] if len(items) == 1 else items
+    if isinstance(target, bool):  # an int subclass: target=True would silently be column 1
+        raise ValueError(f"target={target!r} must be a column name or index, not a boolean")
+    if isinstance(target, numbers.Integral):
+        return int(target)  # np.int64(2) is column 2
+    if target is not None and not isinstance(target, str):
+        raise ValueError(f"target={target!r} must be a column name (str) or index (int), or a list of them (several "
+                         "regression targets)")
+    return target
+
+
+def _no_target(target: str | int | list[str | int] | None, why: str) -> None:
     """``target=`` picks a column of a CSV/NPZ file (or a data YAML's files); anywhere else it would be ignored."""
     if target is not None:
         raise ValueError(f"target={target!r} applies only to CSV/NPZ files (and a data YAML of them); {why}. Drop "
@@ -819,7 +846,7 @@ class _Table(NamedTuple):
     y: np.ndarray
     raw_y: np.ndarray | None = None  # a CSV target column as text (to read train and val labels alike)
     columns: list[str] | None = None  # CSV feature names (to match a val file's columns to the train file's)
-    target_name: str | None = None
+    target_name: str | list[str] | None = None  # a list for several target columns
     image_shape: tuple[int, ...] | None = None  # (C, H, W) for an NPZ of images (N, C, H, W)
     notes: tuple[str, ...] = ()
     index: str | None = None  # the header of the first column, left out as pandas' index (None: none was)
@@ -837,7 +864,7 @@ def _file_kind(path: Path) -> str:
     return "yaml" if suffix in YAML_SUFFIXES else "text"
 
 
-def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
+def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: str | int | list[str | int] | None,
                seq_len: int, drop: tuple[str, ...] = ()) -> TrainData:
     kind = _file_kind(path)
     if kind == "yaml":
@@ -923,11 +950,19 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _read_table(path: Path, target: str | int | None, task: str | None = None, *,
+def _read_table(path: Path, target: str | int | list[str | int] | None, task: str | None = None, *,
                 reference: Sequence[float] = (), drop: Sequence[str] = (), index_of: str | None = None) -> _Table:
     """A CSV/TSV (or NPZ) file as features and target. ``index_of``: the other file of a train/val pair, whose
     nameless first column was left out as pandas' index, so this file's nameless first column is left out too,
-    whatever it holds (a ``pd.concat`` of frames repeats index labels)."""
+    whatever it holds (a ``pd.concat`` of frames repeats index labels).
+
+    ``target`` a list (two or more columns, see :func:`_target_arg`): several regression targets, ``y`` of shape
+    ``(N, K)`` in the list's order, each column read as one numeric target is (:func:`_target_column`)."""
+    several = isinstance(target, list)
+    if several and task == "classification":
+        raise ValueError(f"task='classification' with target={target!r}: several target columns train a regression "
+                         "(a model output per column, scored by RMSE); leave task= out (or pass task=regression), or "
+                         "give one target column to classify")
     if path.suffix.lower() == ".npz":
         return _read_npz(path, target, task)
     content = _decode(path.read_bytes(), path.name, table=True)  # -sig: a spreadsheet's byte-order mark is not a name
@@ -958,7 +993,16 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
         if not header[j] and not any(v.strip() for v in col):
             raise ValueError(f"{path.name}: column {j + 1} has no name and no values (a trailing {delimiter!r} at the "
                              "end of every line?); remove it")
-    t = _column_index(header, target, path.name)
+    if isinstance(target, list):
+        ts = [_column_index(header, c, path.name) for c in target]
+        twice = next((k for k in range(len(ts)) if ts[k] in ts[:k]), None)
+        if twice is not None:
+            first = target[ts.index(ts[twice])]
+            raise ValueError(f"{path.name}: target={target!r} names column {ts[twice]} ({header[ts[twice]]!r}) twice "
+                             f"({first!r} and {target[twice]!r}); give each target column once")
+    else:
+        ts = [_column_index(header, target, path.name)]
+    t = ts[0]
     # pandas shows a nameless column as 'Unnamed: <its 0-based number>' (pd.read_csv): drop= takes that name for it
     unnamed = {f"Unnamed: {j}": j for j, h in enumerate(header) if not h}
     for name in drop:  # columns that are no features (an ID, a note): named, never guessed
@@ -969,12 +1013,16 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
                     f"drop=[..., {comma[0]!r}])" if comma else did_you_mean(name, header, ignore_case=True))
             shown = ", ".join(repr(h) if "," in h else h for h in header)
             raise ValueError(f"{path.name}: drop={name!r} is not a column.{hint} Columns: {shown}")
-        if (header.index(name) if name in header else unnamed[name]) == t:
+        if (header.index(name) if name in header else unnamed[name]) in ts:
+            if several:
+                raise ValueError(f"{path.name}: drop={name!r} is one of the target columns "
+                                 f"{[header[j] for j in ts]}; drop names feature columns to leave out (target= picks "
+                                 "the targets)")
             raise ValueError(f"{path.name}: drop={name!r} is the target column; drop names feature columns to leave "
                              "out (target= picks the target)")
     dropped = {j for j, h in enumerate(header) if h in drop} | {unnamed[n] for n in drop if n not in header}
-    index = _pandas_index(header, cols, t, dropped)
-    paired = index is None and index_of is not None and t != 0 and 0 not in dropped and _nameless(header[0])
+    index = _pandas_index(header, cols, ts, dropped)
+    paired = index is None and index_of is not None and 0 not in ts and 0 not in dropped and _nameless(header[0])
     left_out = ""  # what the log (and a "no feature columns" error) says of pandas' index
     if index is not None or paired:  # pandas' index, as df.to_csv(path) writes it: row labels, not a feature
         index = 0
@@ -988,7 +1036,7 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
         notes += (f"{path.name}: {left_out}",)
     features = []
     for j, col in enumerate(cols):
-        if j == t or j in dropped:
+        if j in ts or j in dropped:
             continue
         try:
             features.append([float(v) for v in col])
@@ -1022,10 +1070,38 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
                 f"it as numbers (a text category: one 0/1 column per category), or leave it out with "
                 f"drop={header[j]!r} (an ID, a note)"
             ) from None
-    raw_y = [v.strip() for v in cols[t]]
+    if several:  # each column a numeric target, read as one is under task=regression
+        y: np.ndarray = np.column_stack([_target_column(path.name, header[j], cols[j], delimiter, "regression", (),
+                                                        several=True)[0] for j in ts])
+        raw: np.ndarray | None = None
+    else:
+        y, raw_y = _target_column(path.name, header[t], cols[t], delimiter, task, reference)
+        raw = np.array(raw_y)
+    if not features:
+        why = f"; {left_out}" if left_out else ""
+        what = f"targets {[header[j] for j in ts]}" if several else f"target {header[t]!r}"
+        raise ValueError(f"{path.name}: no feature columns besides the {what}{why}")
+    x = np.array(features, dtype=np.float64).T
+    kept = [j for j in range(len(header)) if j not in ts and j not in dropped]
+    columns = [header[j] for j in kept]
+    for k, j in enumerate(ts):  # the features once, then each target column, named
+        _check_finite(x if k == 0 else x[:0], y[:, k] if several else y, path.name, columns, header[j])
+    notes += _id_notes(path.name, header, cols, kept, x)
+    name: str | list[str] = [header[j] for j in ts] if several else header[t]
+    return _Table(x, y, raw, columns, name, None, notes, header[index] if index is not None else None)
+
+
+def _target_column(fname: str, column: str, col: Sequence[str], delimiter: str, task: str | None,
+                   reference: Sequence[float], *, several: bool = False) -> tuple[np.ndarray, list[str]]:
+    """A CSV's target column ``col`` (its cells as text): ``(y, the cells stripped)`` — numbers where every cell is
+    one, else the text (class labels). An empty cell, a decimal comma, a formatted number or a text cell in a numeric
+    target is a ``ValueError`` naming the column and the line. ``several``: one of several target columns (a
+    regression, ``task='regression'``), whose messages offer no reading as class labels. ``reference``: see
+    :func:`_check_text_target`."""
+    raw_y = [v.strip() for v in col]
     empty = [i for i, v in enumerate(raw_y, start=2) if not v]
     if empty:
-        raise ValueError(f"{path.name}: the target column {header[t]!r} is empty on line {empty[0]} ({len(empty)} "
+        raise ValueError(f"{fname}: the target column {column!r} is empty on line {empty[0]} ({len(empty)} "
                          "empty cells); drop the rows without a target")
     numeric = [is_float_text(v) for v in raw_y]
     if not all(numeric) and delimiter != "," and task != "classification":
@@ -1034,8 +1110,8 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
         commas = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
         if all(_DECIMAL_COMMA.fullmatch(v) for _, v in commas):
             line, bad = commas[0]
-            raise ValueError(_decimal_comma_message(path.name, f"the target column {header[t]!r}", bad, line,
-                                                    labels=True))
+            raise ValueError(_decimal_comma_message(fname, f"the target column {column!r}", bad, line,
+                                                    labels=not several))
     if not all(numeric) and task != "classification":
         # '200,000', '$200.50', '12.5%' (a spreadsheet's formatted numbers) read as text would make every price a
         # class of its own; an error when the numbers they stand for would be read as a regression target
@@ -1045,21 +1121,13 @@ def _read_table(path: Path, target: str | int | None, task: str | None = None, *
             values = [*reference, *(float(v) for v, n in zip(raw_y, numeric) if n), *parsed]
             if task == "regression" or _infer_task(np.asarray(values, dtype=np.float64), None) == "regression":
                 line, bad = texts[0]
-                raise _TextTargetError(_formatted_number_message(path.name, f"the target column {header[t]!r}",
-                                                                 header[t], bad, line, labels=True))
+                raise _TextTargetError(_formatted_number_message(fname, f"the target column {column!r}",
+                                                                 column, bad, line, labels=not several))
     if not all(numeric):
         own = [float(v) for v, n in zip(raw_y, numeric) if n]
-        _check_text_target(path.name, header[t], raw_y, numeric, task, [*reference, *own])
+        _check_text_target(fname, column, raw_y, numeric, task, [*reference, *own], several=several)
     y: np.ndarray = np.array([float(v) for v in raw_y]) if all(numeric) else np.array(raw_y)
-    if not features:
-        why = f"; {left_out}" if left_out else ""
-        raise ValueError(f"{path.name}: no feature columns besides the target {header[t]!r}{why}")
-    x = np.array(features, dtype=np.float64).T
-    kept = [j for j in range(len(header)) if j != t and j not in dropped]
-    columns = [header[j] for j in kept]
-    _check_finite(x, y, path.name, columns, header[t])
-    notes += _id_notes(path.name, header, cols, kept, x)
-    return _Table(x, y, np.array(raw_y), columns, header[t], None, notes, header[index] if index is not None else None)
+    return y, raw_y
 
 
 def _whole_numbers(col: Sequence[str]) -> list[int] | None:
@@ -1080,11 +1148,12 @@ def _nameless(name: str) -> bool:
     return name == "" or _UNNAMED.fullmatch(name) is not None
 
 
-def _pandas_index(header: Sequence[str], cols: Sequence[Sequence[str]], t: int, dropped: set[int]) -> int | None:
+def _pandas_index(header: Sequence[str], cols: Sequence[Sequence[str]], targets: Sequence[int],
+                  dropped: set[int]) -> int | None:
     """The column pandas' ``df.to_csv(path)`` writes for the index, or ``None``: the first column, with no name (or
     pandas' ``Unnamed: 0`` for one), holding a distinct whole number on every row (``0, 1, 2, ...``, or a shuffled
-    or sliced frame's labels)."""
-    if t == 0 or 0 in dropped or not _nameless(header[0]):
+    or sliced frame's labels), and no target (``targets``: the target columns' indexes)."""
+    if 0 in targets or 0 in dropped or not _nameless(header[0]):
         return None
     ids = _whole_numbers(cols[0])
     return 0 if ids is not None and len(set(ids)) == len(ids) else None
@@ -1193,17 +1262,24 @@ class _TextTargetError(ValueError):
 
 
 def _check_text_target(fname: str, column: str, raw_y: Sequence[str], numeric: Sequence[bool], task: str | None,
-                       reference: Sequence[float]) -> None:
+                       reference: Sequence[float], *, several: bool = False) -> None:
     """A target column with text cells is read as class labels, every distinct value a class. That is right for
     labels (``cat``/``dog``, or ``0``/``1``/``x``), but a numeric target with a missing-value marker (``NA``, ``?``)
     would become a classification with as many classes as prices: an error unless ``task='classification'``.
     ``reference``: the numeric targets that say whether the column is a regression target (this file's numeric
-    cells, plus the train file's targets for a val file)."""
+    cells, plus the train file's targets for a val file). ``several``: one of several target columns, a regression
+    whose every column holds numbers (no reading as class labels is offered)."""
     if task == "classification":
         return
     ref = np.asarray(reference, dtype=np.float64)
     if task == "regression" or (ref.size and _infer_task(ref, None) == "regression"):
         bad = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+        if several:
+            raise _TextTargetError(
+                f"{fname}: the target column {column!r} holds text where numbers are expected: {len(bad)} cell(s), "
+                f"first {bad[0][1]!r} on line {bad[0][0]}; several target columns train a regression, which reads "
+                "numbers only: drop or fill in those rows (missing values?), or leave the column out of target="
+            )
         if not any(numeric) and not ref.size:  # task=regression on a column of labels ('yes'/'no'): no number at all
             raise _TextTargetError(
                 f"{fname}: task='regression' needs a numeric target, but the target column {column!r} holds only "
@@ -1317,10 +1393,18 @@ def _column_index(header: Sequence[str], target: str | int | None, fname: str) -
                              f"({', '.join(map(str, where))}) of {fname}; pass the column's index, e.g. "
                              f"target={where[-1]}")
         return where[0]
+    parts = [p.strip() for p in target.split(",")]
+    if len(parts) > 1 and all(p in header for p in parts):  # target=y1,y2 on the command line: one name, as written
+        listed = ", ".join(parts)
+        raise ValueError(f"unknown target column of {fname}: {target!r}; for the {len(parts)} columns {listed} as "
+                         f"several regression targets give a list: target=[{listed}] (Python: target={parts!r})")
     raise unknown_name_error(f"target column of {fname}:", target, header)
 
 
-def _read_npz(path: Path, target: str | int | None, task: str | None = None) -> _Table:
+def _read_npz(path: Path, target: str | int | list[str | int] | None, task: str | None = None) -> _Table:
+    if isinstance(target, list):  # a CSV's list of target columns; an NPZ's several targets are one array's columns
+        raise ValueError(f"{path.name}: target={target!r} names several targets, but an NPZ's target is one array (or "
+                         f"one column of its single 2-D array){several_targets_hint(target)}")
     if not zipfile.is_zipfile(path):  # numpy would try to unpickle it and say so, which misleads
         raise ValueError(f"{path.name}: not a readable .npz file (not a zip archive); write one with "
                          "np.savez(path, x=features, y=targets)")
@@ -1455,7 +1539,7 @@ _ULTRALYTICS_DATA_KEYS: dict[str, str] = {
 }
 
 
-def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: str | int | None,
+def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: str | int | list[str | int] | None,
                seq_len: int, drop: tuple[str, ...] = ()) -> TrainData:
     yaml = optional_import("yaml", "cli")
     try:
@@ -1482,9 +1566,16 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         if isinstance(target, bool):  # YAML 1.1: an unquoted yes/no/true/false/on/off is a boolean, not a name
             raise ValueError(f"{path.name}: target={target!r} — YAML reads an unquoted yes/no/true/false/on/off as a "
                              "boolean; quote the column name (target: 'yes') or give its index")
-        if not isinstance(target, (str, int)):
+        if isinstance(target, list) and any(isinstance(t, bool) for t in target):
+            raise ValueError(f"{path.name}: target={target!r} — YAML reads an unquoted yes/no/true/false/on/off as a "
+                             "boolean; quote the column name (target: ['yes', y2]) or give its index")
+        if not isinstance(target, (str, int, list)):
             raise ValueError(f"{path.name}: target={target!r} must be a column name or index (or an NPZ array "
-                             f"name){several_targets_hint(target)}")
+                             "name), or a list of columns (several regression targets)")
+        try:
+            target = _target_arg(target)
+        except ValueError as e:
+            raise ValueError(f"{path.name}: {e}") from None
     if "seq_len" in spec:
         raw = spec["seq_len"]
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 2:
@@ -1507,10 +1598,14 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
                          f"a {val_path.suffix or 'suffix-less'} file ({kinds[1]}); give both in one format")
     if kinds[0] in ("table", "npz"):
         tr = _read_table(train_path, target, task, drop=drop)
-        val_target = target
-        if tr.columns is not None and not isinstance(target, str) and tr.target_name not in tr.columns:
+        val_target: str | int | list[str | int] | None = target
+        if isinstance(tr.target_name, list):  # several target columns: found by their names in val too
+            if not all(isinstance(c, str) for c in target or ()):
+                val_target = list(tr.target_name)
+        elif tr.columns is not None and not isinstance(target, str) and tr.target_name not in tr.columns:
             val_target = tr.target_name  # the train file's target column, found by name (val may order columns anew)
-        ref = [float(v) for v in tr.y] if tr.y.dtype.kind in "iuf" else []  # a numeric train target: NA in val?
+        # a numeric train target: NA in val? (several target columns are read as numbers only, each)
+        ref = [float(v) for v in tr.y] if tr.y.dtype.kind in "iuf" and tr.y.ndim == 1 else []
         # pandas' index left out of one file is left out of the other (its labels may repeat there: pd.concat)
         index_of = train_path.name if tr.index is not None else None
         try:

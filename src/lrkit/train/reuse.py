@@ -53,7 +53,8 @@ class LoadedRun:
         task: ``"classification"``, ``"regression"``, ``"lm"`` or ``None`` (a custom ``step_fn``).
         classes: the class labels, in the order of the model's outputs (``None`` where the data held indices).
         vocab: a text run's characters (token id ``i`` is ``vocab[i]``); ``seq_len``: its window length.
-        features: a CSV run's feature columns, in the order the model reads them; ``target``: its target column.
+        features: a CSV run's feature columns, in the order the model reads them; ``target``: its target column, or
+            the list of its target columns (``target=[y1, y2]``: the model's outputs, in this order).
         input_shape: the shape of one sample as the model takes it.
         scaling: ``x_mean``/``x_std`` (and ``y_mean``/``y_std`` for regression) of the train split, as tensors;
             empty where the data was used as given (a torch Dataset).
@@ -75,7 +76,7 @@ class LoadedRun:
     vocab: list[str] | None = None
     seq_len: int | None = None
     features: list[str] | None = None
-    target: str | None = None
+    target: str | list[str] | None = None
     input_shape: tuple[int, ...] | None = None
     scaling: dict[str, torch.Tensor] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -361,10 +362,12 @@ def load_run(run: str | os.PathLike[str] | TrainResults, *, which: str | None = 
     net.eval()
     shape = tuple(int(v) for v in pre.get("input_shape") or []) or None
     scaling = {k: pre[k] for k in ("x_mean", "x_std", "y_mean", "y_std") if isinstance(pre.get(k), torch.Tensor)}
+    named = pre.get("target")  # a list of names for several target columns (a checkpoint holds it as a list)
+    named = [str(t) for t in named] if isinstance(named, (list, tuple)) else named
     return LoadedRun(model=net, checkpoint=path, epoch=int(ck.get("epoch", 0)), task=pre.get("task"),
                      scores=(ck.get("outputs") or {}).get("scores"),
                      classes=pre.get("classes"), vocab=pre.get("vocab"), seq_len=pre.get("seq_len"),
-                     features=pre.get("features"), target=pre.get("target"), input_shape=shape, scaling=scaling,
+                     features=pre.get("features"), target=named, input_shape=shape, scaling=scaling,
                      config=dict(ck.get("config") or {}))
 
 

@@ -149,7 +149,7 @@ def train(
     verbose: bool = True,
     progress: Progress | None = None,
     task: str | None = None,
-    target: str | int | None = None,
+    target: str | int | Sequence[str | int] | None = None,
     drop: str | list[str] | None = None,
     seq_len: int = 64,
     auto_budget: float = 0.3,
@@ -227,7 +227,9 @@ def train(
             epoch's row) — the CLI passes its progress bar here.
         task: ``classification``, ``regression`` or ``lm``; inferred from the data when ``None``.
         target: the target column of a CSV (name or index) or array of an NPZ file (or of a data YAML's files);
-            default the last column. Any other ``data=`` (a built-in, text, a Dataset/DataLoader) is an error.
+            default the last column; a list of two or more CSV columns (names or indexes), ``target=["y1", "y2"]``,
+            trains a regression of several targets (one model output per column, in the list's order). Any other
+            ``data=`` (a built-in, text, a Dataset/DataLoader) is an error.
         drop: CSV/TSV columns to leave out of the features (an ID column, a free-text note): a name, a
             comma-separated string (``"id,name"``) or a list; a name the file does not have is an error.
         seq_len: window length for text data.
