@@ -4,18 +4,15 @@ a collective for the process group's timeout); ranks that agree choose the same 
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from _helpers import free_port, init_gloo, outcome
+from _helpers import init_gloo, leave_rank, outcome, spawn_ranks
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -39,23 +36,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         return choose_lr0(model, opt, loader, val, total_steps=80, make_scheduler=sched,
                           loss_fn=torch.nn.functional.cross_entropy, search=search).lr
 
-    record = {"differ": outcome(lambda: choose("guard" if rank == 0 else "prefix")),
-              "agree": outcome(lambda: choose("prefix"))}
-    Path(out, f"{rank}.json").write_text(json.dumps(record))
-    dist.barrier()
-    os._exit(0)
+    leave_rank(out, rank, {"differ": outcome(lambda: choose("guard" if rank == 0 else "prefix")),
+                           "agree": outcome(lambda: choose("prefix"))})
 
 
 @pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed")
 def test_ranks_with_different_searches_stop_together_and_agreeing_ranks_choose_alike(tmp_path: Path) -> None:
-    try:
-        mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
-    except Exception:  # a rank left waiting fails in its collective: what each rank recorded is read below
-        pass
-    records = []
-    for rank in range(2):
-        assert (tmp_path / f"{rank}.json").exists(), f"rank {rank} recorded nothing"
-        records.append(json.loads((tmp_path / f"{rank}.json").read_text()))
+    records = spawn_ranks(_worker, tmp_path)  # (both calls return on every rank: neither is left waiting)
     for got in records:
         assert got["differ"]["error"] is not None, got
         assert "search: rank 0 'guard', rank 1 'prefix'" in got["differ"]["error"], got
