@@ -148,7 +148,10 @@ def test_every_trial_diverging_falls_back_a_decade_and_a_half_below_the_suggesti
         ({"search": "prefix", "num_candidates": 3}, r"num_candidates=3 does not apply to search='prefix'"),
         ({"search": "prefix", "total_steps": 39}, r"choose_lr0\(search='prefix'\) needs at least 10 optimizer steps "
                                                   r"for its range test \(0\.25 of the run\), but total_steps=39 allows "
-                                                  r"9: it needs a run of at least 40 steps"),
+                                                  r"9: it needs a run of at least 40 steps; .*use search='guard' \(its "
+                                                  r"default budget=0\.3 holds a range test of 11 steps\)"),
+        ({"search": "prefix", "total_steps": 30}, r"needs a run of at least 40 steps; .* or use search='guard' with "
+                                                  r"budget=0\.34 or more"),
         ({"search": "prefix", "finder_kwargs": {"num_steps": 60}}, r"num_steps=60 exceeds the range test's share of "
                                                                    r"search='prefix': 0\.25 x total_steps=200 = 50"),
     ],
@@ -193,7 +196,8 @@ def test_lrkit_train_refuses_an_auto_budget_with_the_prefix_search(tmp_path: Pat
 
 def test_lrkit_train_names_a_run_too_short_for_the_prefix_search(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"lr0='auto' with auto_search='prefix' needs at least 10 optimizer steps .*"
-                                         r"use auto_search='guard'"):
+                                         r"use auto_search='guard' with auto_budget=0\.\d+ or more, or pass an "
+                                         r"explicit lr0"):
         lrkit.train(data="synthetic-regression", model="linear", epochs=1, batch=64, lr0="auto",
                     auto_search="prefix", project=tmp_path, **QUIET)  # fmt: skip
 

@@ -1250,11 +1250,18 @@ def choose_lr0(
         plan = plan_budget(total_steps, PREFIX_RANGE_FRACTION if prefix else budget, num_candidates)
         if plan.budget_steps < MIN_NUM_STEPS and "num_steps" not in finder_kwargs and prefix is not None:
             shortest = math.ceil(MIN_NUM_STEPS / PREFIX_RANGE_FRACTION)
-            if _FOR_LRKIT_TRAIN.get():
-                fix = ("train longer (more epochs or a smaller batch/nbs), use auto_search='guard' (its range test "
-                       "may take more of a short run), or pass an explicit lr0")
+            # the guard fits a range test of 10 steps into its budget (default 0.3 of the run): say which budget
+            need = math.ceil(MIN_NUM_STEPS / total_steps * 100) / 100
+            if _FOR_LRKIT_TRAIN.get():  # lrkit.train's auto_budget is at most 1
+                guard = ("use auto_search='guard' (its default auto_budget=0.3 holds a range test of "
+                         f"{math.floor(0.3 * total_steps + 1e-9)} steps), " if need <= 0.3 else
+                         f"use auto_search='guard' with auto_budget={need:g} or more, " if need <= 1 else "")
+                fix = f"train longer (more epochs or a smaller batch/nbs), {guard}or pass an explicit lr0"
             else:
-                fix = "choose for a longer run (a larger total_steps), or use search='guard' with a budget"
+                guard = ("use search='guard' (its default budget=0.3 holds a range test of "
+                         f"{math.floor(0.3 * total_steps + 1e-9)} steps)" if need <= 0.3 else
+                         f"use search='guard' with budget={need:g} or more")
+                fix = f"choose for a longer run (a larger total_steps), or {guard}"
             raise ValueError(
                 f"{_PREFIX_WORDS[_FOR_LRKIT_TRAIN.get()]} needs at least {MIN_NUM_STEPS} optimizer steps for its "
                 f"range test ({PREFIX_RANGE_FRACTION:g} of the run), but total_steps={total_steps} allows "
