@@ -90,6 +90,7 @@ def test_a_budget_with_the_prefix_search_or_a_misspelt_search_is_refused(tmp_pat
 def test_a_run_too_short_for_the_prefix_search_is_named_in_the_trainers_terms(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, max_steps=30)
     with pytest.raises(ValueError, match=r"choose_trainer_lr\(search='prefix'\) needs a run of at least 40 optimizer "
-                                         r"steps .* but train\(\) will take 30; train longer .* or use search='guard'"):
+                                         r"steps .* but train\(\) will take 30; train longer .* or use "
+                                         r"search='guard' with budget=0\.34 or more"):
         choose_trainer_lr(trainer, search="prefix")
     assert trainer.args.learning_rate == 0.01

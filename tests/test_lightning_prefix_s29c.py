@@ -135,9 +135,9 @@ def test_a_fit_too_short_for_the_prefix_search_is_refused_in_the_fits_terms_not_
     message = str(err.value)
     assert message.startswith("ChooseLRCallback(search='prefix') needs at least 10 optimizer steps for its range test")
     for words in ("the fit's 30 optimizer steps", "at least 40 optimizer steps", "max_epochs / max_steps",
-                  "search='guard'", "FindLRCallback"):
+                  "use search='guard' with budget=0.34 or more", "FindLRCallback"):  # the guard's budget that fits
         assert words in message, words
-    for wrong in ("budget=", "extra budget", "total_steps", "choose_lr0"):
+    for wrong in ("raise budget", "extra budget", "total_steps", "choose_lr0"):
         assert wrong not in message, wrong
     assert chooser.auto is None
 

@@ -1541,6 +1541,7 @@ def _build_chooser() -> type:
         AutoLR,
         _check_num_candidates,
         _check_search,
+        _guard_hint,
         choose_lr0,
         plan_budget,
     )
@@ -1809,8 +1810,8 @@ def _build_chooser() -> type:
                     f"{self._who}(search='prefix') needs at least {MIN_NUM_STEPS} optimizer steps for its range test "
                     f"({PREFIX_RANGE_FRACTION:g} of the fit), but the fit's {total} optimizer steps allow {share}: it "
                     f"needs a fit of at least {math.ceil(MIN_NUM_STEPS / PREFIX_RANGE_FRACTION)} optimizer steps; fit "
-                    "for longer (max_epochs / max_steps), use search='guard' (its range test may take more of a short "
-                    "fit), or use FindLRCallback (the range test alone)"
+                    f"for longer (max_epochs / max_steps), {_guard_hint(total)}, or use FindLRCallback (the range "
+                    "test alone)"
                 ) from None
 
         def _attr_value(self, lr: float, before: Any, old_peak: float) -> float:

@@ -969,7 +969,7 @@ def choose_trainer_lr(
     _transformers("choose_trainer_lr")
     from transformers import Trainer
 
-    from lrkit.train.auto import PREFIX_RANGE_FRACTION, _check_search, choose_lr0
+    from lrkit.train.auto import PREFIX_RANGE_FRACTION, _check_search, _guard_hint, choose_lr0
 
     who = "choose_trainer_lr"
     _check_trainer(trainer, who, "lrkit.choose_lr0(model, optimizer, train_loader, val_loader, ...)")
@@ -1103,7 +1103,7 @@ def choose_trainer_lr(
                 raise ValueError(
                     f"choose_trainer_lr(search='prefix') needs a run of at least {shortest} optimizer steps (its range "
                     f"test of 10+ steps is {PREFIX_RANGE_FRACTION:g} of the run), but train() will take "
-                    f"{total_steps}; {train_longer}, or use search='guard'"
+                    f"{total_steps}; {train_longer}, or {_guard_hint(total_steps)}"
                 ) from None
             if "needs at least 10 extra optimizer steps" not in str(e):
                 raise

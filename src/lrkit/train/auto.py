@@ -472,6 +472,25 @@ def _check_search(search: Any, budget: Any, num_candidates: Any) -> str:
     return search
 
 
+def _guard_hint(total_steps: int, search: str = "search", budget: str = "budget", most: float = math.inf) -> str:
+    """For a run too short for ``search="prefix"``: how the guard would choose for it — its default budget (0.3 of the
+    run) when that holds the range test's :data:`MIN_NUM_STEPS`, else the budget that would (``""`` above ``most``:
+    lrkit.train's ``auto_budget`` is at most 1). ``search``/``budget``: the caller's names for them.
+
+    >>> _guard_hint(39)
+    "use search='guard' (its default budget=0.3 holds a range test of 11 steps)"
+    >>> _guard_hint(30, "auto_search", "auto_budget")
+    "use auto_search='guard' with auto_budget=0.34 or more"
+    >>> _guard_hint(8, most=1.0)
+    ''
+    """
+    need = math.ceil(MIN_NUM_STEPS / total_steps * 100) / 100
+    if need <= 0.3:
+        return (f"use {search}='guard' (its default {budget}=0.3 holds a range test of "
+                f"{math.floor(0.3 * total_steps + 1e-9)} steps)")
+    return f"use {search}='guard' with {budget}={need:g} or more" if need <= most else ""
+
+
 #: The error for a validation loader with nothing to score on.
 _EMPTY_VAL = (
     "val_loader yielded no batches ({what}): lr0='auto' scores its candidates on the validation loss; pass a "
@@ -1250,18 +1269,12 @@ def choose_lr0(
         plan = plan_budget(total_steps, PREFIX_RANGE_FRACTION if prefix else budget, num_candidates)
         if plan.budget_steps < MIN_NUM_STEPS and "num_steps" not in finder_kwargs and prefix is not None:
             shortest = math.ceil(MIN_NUM_STEPS / PREFIX_RANGE_FRACTION)
-            # the guard fits a range test of 10 steps into its budget (default 0.3 of the run): say which budget
-            need = math.ceil(MIN_NUM_STEPS / total_steps * 100) / 100
             if _FOR_LRKIT_TRAIN.get():  # lrkit.train's auto_budget is at most 1
-                guard = ("use auto_search='guard' (its default auto_budget=0.3 holds a range test of "
-                         f"{math.floor(0.3 * total_steps + 1e-9)} steps), " if need <= 0.3 else
-                         f"use auto_search='guard' with auto_budget={need:g} or more, " if need <= 1 else "")
-                fix = f"train longer (more epochs or a smaller batch/nbs), {guard}or pass an explicit lr0"
+                guard = _guard_hint(total_steps, "auto_search", "auto_budget", most=1.0)
+                fix = f"train longer (more epochs or a smaller batch/nbs), {guard + ', ' if guard else ''}or pass an " \
+                      "explicit lr0"
             else:
-                guard = ("use search='guard' (its default budget=0.3 holds a range test of "
-                         f"{math.floor(0.3 * total_steps + 1e-9)} steps)" if need <= 0.3 else
-                         f"use search='guard' with budget={need:g} or more")
-                fix = f"choose for a longer run (a larger total_steps), or {guard}"
+                fix = f"choose for a longer run (a larger total_steps), or {_guard_hint(total_steps)}"
             raise ValueError(
                 f"{_PREFIX_WORDS[_FOR_LRKIT_TRAIN.get()]} needs at least {MIN_NUM_STEPS} optimizer steps for its "
                 f"range test ({PREFIX_RANGE_FRACTION:g} of the run), but total_steps={total_steps} allows "
