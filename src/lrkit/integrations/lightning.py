@@ -1542,6 +1542,8 @@ def _build_chooser() -> type:
         _check_num_candidates,
         _check_search,
         _guard_hint,
+        _prefix_range_steps,
+        _prefix_shortest_run,
         choose_lr0,
         plan_budget,
     )
@@ -1798,7 +1800,7 @@ def _build_chooser() -> type:
         def _prefix_error(self, error: ValueError, total: int) -> None:
             """Raise ``choose_lr0``'s refusals of ``search="prefix"`` that name its own arguments (``total_steps``,
             ``finder_kwargs``) in the fit's terms; return for any other error (raised as it is)."""
-            share = math.floor(PREFIX_RANGE_FRACTION * total + 1e-9)  # the range test's steps (choose_lr0's rounding)
+            share = _prefix_range_steps(total)  # the range test's steps (choose_lr0's rounding)
             if "exceeds the range test's share" in str(error) and "num_steps" in self.find_lr_kwargs:
                 raise ValueError(
                     f"{self._who}(num_steps={self.find_lr_kwargs['num_steps']}, search='prefix'): the range test's "
@@ -1809,7 +1811,7 @@ def _build_chooser() -> type:
                 raise ValueError(
                     f"{self._who}(search='prefix') needs at least {MIN_NUM_STEPS} optimizer steps for its range test "
                     f"({PREFIX_RANGE_FRACTION:g} of the fit), but the fit's {total} optimizer steps allow {share}: it "
-                    f"needs a fit of at least {math.ceil(MIN_NUM_STEPS / PREFIX_RANGE_FRACTION)} optimizer steps; fit "
+                    f"needs a fit of at least {_prefix_shortest_run()} optimizer steps; fit "
                     f"for longer (max_epochs / max_steps), {_guard_hint(total)}, or use FindLRCallback (the range "
                     "test alone)"
                 ) from None

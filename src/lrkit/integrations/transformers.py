@@ -969,7 +969,14 @@ def choose_trainer_lr(
     _transformers("choose_trainer_lr")
     from transformers import Trainer
 
-    from lrkit.train.auto import PREFIX_RANGE_FRACTION, _check_search, _guard_hint, choose_lr0
+    from lrkit.train.auto import (
+        MIN_NUM_STEPS,
+        PREFIX_RANGE_FRACTION,
+        _check_search,
+        _guard_hint,
+        _prefix_shortest_run,
+        choose_lr0,
+    )
 
     who = "choose_trainer_lr"
     _check_trainer(trainer, who, "lrkit.choose_lr0(model, optimizer, train_loader, val_loader, ...)")
@@ -1099,11 +1106,10 @@ def choose_trainer_lr(
             train_longer = ("train longer (a larger max_steps or num_train_epochs, a smaller "
                             "per_device_train_batch_size or gradient_accumulation_steps)")
             if search == "prefix" and "needs a run of at least" in str(e):
-                shortest = math.ceil(10 / PREFIX_RANGE_FRACTION)
                 raise ValueError(
-                    f"choose_trainer_lr(search='prefix') needs a run of at least {shortest} optimizer steps (its range "
-                    f"test of 10+ steps is {PREFIX_RANGE_FRACTION:g} of the run), but train() will take "
-                    f"{total_steps}; {train_longer}, or {_guard_hint(total_steps)}"
+                    f"choose_trainer_lr(search='prefix') needs a run of at least {_prefix_shortest_run()} optimizer "
+                    f"steps (its range test of {MIN_NUM_STEPS}+ steps is {PREFIX_RANGE_FRACTION:g} of the run), but "
+                    f"train() will take {total_steps}; {train_longer}, or {_guard_hint(total_steps)}"
                 ) from None
             if "needs at least 10 extra optimizer steps" not in str(e):
                 raise

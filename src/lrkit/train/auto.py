@@ -472,6 +472,22 @@ def _check_search(search: Any, budget: Any, num_candidates: Any) -> str:
     return search
 
 
+def _prefix_range_steps(total_steps: int) -> int:
+    """``search="prefix"``'s most range-test steps for a run of ``total_steps``: its share of the run, rounded down
+    (as :func:`plan_budget` rounds a budget of that share).
+
+    >>> _prefix_range_steps(39), _prefix_shortest_run()
+    (9, 40)
+    """
+    return math.floor(PREFIX_RANGE_FRACTION * total_steps + 1e-9)
+
+
+def _prefix_shortest_run() -> int:
+    """The fewest optimizer steps a run needs for ``search="prefix"``: its range test's share must hold
+    :data:`MIN_NUM_STEPS`."""
+    return math.ceil(MIN_NUM_STEPS / PREFIX_RANGE_FRACTION)
+
+
 def _guard_hint(total_steps: int, search: str = "search", budget: str = "budget", most: float = math.inf) -> str:
     """For a run too short for ``search="prefix"``: how the guard would choose for it — its default budget (0.3 of the
     run) when that holds the range test's :data:`MIN_NUM_STEPS`, else the budget that would (``""`` above ``most``:
@@ -1268,7 +1284,6 @@ def choose_lr0(
         # search="prefix": the range test takes its share of the run, as a budget of that share would give it
         plan = plan_budget(total_steps, PREFIX_RANGE_FRACTION if prefix else budget, num_candidates)
         if plan.budget_steps < MIN_NUM_STEPS and "num_steps" not in finder_kwargs and prefix is not None:
-            shortest = math.ceil(MIN_NUM_STEPS / PREFIX_RANGE_FRACTION)
             if _FOR_LRKIT_TRAIN.get():  # lrkit.train's auto_budget is at most 1
                 guard = _guard_hint(total_steps, "auto_search", "auto_budget", most=1.0)
                 fix = f"train longer (more epochs or a smaller batch/nbs), {guard + ', ' if guard else ''}or pass an " \
@@ -1278,7 +1293,7 @@ def choose_lr0(
             raise ValueError(
                 f"{_PREFIX_WORDS[_FOR_LRKIT_TRAIN.get()]} needs at least {MIN_NUM_STEPS} optimizer steps for its "
                 f"range test ({PREFIX_RANGE_FRACTION:g} of the run), but total_steps={total_steps} allows "
-                f"{plan.budget_steps}: it needs a run of at least {shortest} steps; {fix}"
+                f"{plan.budget_steps}: it needs a run of at least {_prefix_shortest_run()} steps; {fix}"
             )
         if plan.budget_steps < MIN_NUM_STEPS and "num_steps" not in finder_kwargs:
             need = math.ceil(MIN_NUM_STEPS / total_steps * 100) / 100

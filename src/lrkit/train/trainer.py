@@ -1346,8 +1346,8 @@ class _Trainer:
             _FOR_LRKIT_TRAIN,
             MIN_NUM_STEPS,
             MIN_TRIAL_STEPS,
-            PREFIX_RANGE_FRACTION,
             _prefix_cost,
+            _prefix_range_steps,
             choose_lr0,
             plan_budget,
         )
@@ -1381,7 +1381,7 @@ class _Trainer:
             line = (f"range test only, {extra} (a run of {self.total_steps} steps leaves no room for confirmation "
                     "trials; auto_budget= buys them)")
         if prefix:  # its cost is fixed: the range test takes a quarter of the run, five trials another 1.25
-            fits = math.floor(PREFIX_RANGE_FRACTION * self.total_steps + 1e-9) >= MIN_NUM_STEPS
+            fits = _prefix_range_steps(self.total_steps) >= MIN_NUM_STEPS
             line = (f"range test + five prefix trials of the run's own schedule (auto_search=prefix), about "
                     f"{_prefix_cost():.0%} extra compute")
         if fits:
