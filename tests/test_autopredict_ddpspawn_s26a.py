@@ -18,6 +18,7 @@ import torch
 
 pl = pytest.importorskip("lightning.pytorch")
 
+from _lightning_helpers import regression_loader  # noqa: E402
 from lrkit.finder.result import FinderResult  # noqa: E402
 from lrkit.integrations.lightning import ChooseLRCallback, FindLRCallback  # noqa: E402
 from lrkit.train.auto import AutoLR  # noqa: E402
@@ -29,10 +30,7 @@ def _environment(environment_as_it_was: None) -> None:
 
 
 def _loader(n: int = 96, seed: int = 0) -> torch.utils.data.DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * torch.randn(n, 1, generator=g)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    return regression_loader(n, seed)
 
 
 class Net(pl.LightningModule):

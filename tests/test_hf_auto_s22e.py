@@ -29,83 +29,50 @@ from torch import nn
 from _helpers import transformers_or_skip
 
 transformers = transformers_or_skip()
-from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler  # noqa: E402
+from transformers import Trainer, TrainingArguments, get_scheduler  # noqa: E402
 
 import lrkit  # noqa: E402
+from _hf_helpers import CPU_ARGS, HF_WARNINGS, DropoutReg, LRs, dropout_rows, hf_trainer  # noqa: E402
+from _hf_helpers import same as _same  # noqa: E402
+from _hf_helpers import weights as _weights  # noqa: E402
 from lrkit.integrations import transformers as hf  # noqa: E402
 from lrkit.integrations.transformers import MonitorCallback, choose_trainer_lr, find_trainer_lr  # noqa: E402
 from lrkit.train import auto as auto_mod  # noqa: E402
 from lrkit.train.auto import AutoLR, choose_lr0  # noqa: E402
 
 transformers.logging.set_verbosity_error()
-pytestmark = pytest.mark.filterwarnings("ignore:.*pin_memory.*", "ignore::FutureWarning",
-                                        "ignore:.*(loss|curve|suggest|range|steps|flat).*:UserWarning")
+pytestmark = pytest.mark.filterwarnings(*HF_WARNINGS)
 
 
 def _data(n: int = 192) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(8, generator=g)
-    x = torch.randn(n, 8, generator=g)
-    y = x @ w + 0.1 * torch.randn(n, generator=g)
-    return [{"x": x[i], "labels": y[i]} for i in range(n)]
+    return dropout_rows(n)
 
 
 def _val(n: int = 48) -> list[dict[str, torch.Tensor]]:
     return _data(192 + n)[192:]
 
 
-class Reg(nn.Module):
-    """A tiny regression MLP with dropout (so the RNG matters) returning ``{"loss", "logits"}``."""
+class Reg(DropoutReg):
+    """:class:`DropoutReg` counting its forward passes in eval mode (``eval_forwards``)."""
 
     def __init__(self) -> None:
         super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Dropout(0.2), nn.Linear(32, 1))
         self.eval_forwards = 0
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out = self.net(x).squeeze(-1)
+        out = super().forward(x, labels)
         if not self.training:
             self.eval_forwards += 1
-        if labels is None:
-            return {"logits": out}
-        return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
-
-
-class LRs(TrainerCallback):
-    """Records each optimizer step's LR of every group, read just before ``optimizer.step()``."""
-
-    def __init__(self) -> None:
-        self.lrs: list[list[float]] = []
-        self.calls = 0
-
-    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kw: Any) -> None:
-        self.lrs.append([float(g["lr"]) for g in optimizer.param_groups])
-
-    def on_step_begin(self, *a: Any, **k: Any) -> None:
-        self.calls += 1
+        return out
 
 
 #: A run long enough for trials at budget=1: 60 steps (range test 15 steps, then up to 3 trials of 15).
-BASE: dict[str, Any] = dict(max_steps=60, per_device_train_batch_size=16, learning_rate=0.01,
-                            lr_scheduler_type="linear", warmup_steps=6, report_to=[], use_cpu=True, disable_tqdm=True,
-                            save_strategy="no", logging_strategy="no", seed=0)
+BASE: dict[str, Any] = dict(CPU_ARGS, max_steps=60, lr_scheduler_type="linear", warmup_steps=6)
 
 
-def _trainer(tmp: Path, *, model: nn.Module | None = None, eval_dataset: Any = None, optimizers: Any = (None, None),
-             cls: type = Trainer, callbacks: list[Any] | None = None, data: Any = None, **kw: Any) -> Trainer:
-    return cls(model=model if model is not None else Reg(),
-               args=TrainingArguments(output_dir=str(tmp), **{**BASE, **kw}),
-               train_dataset=data if data is not None else _data(), eval_dataset=eval_dataset,
-               optimizers=optimizers, callbacks=callbacks)
-
-
-def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+def _trainer(tmp: Path, *, model: nn.Module | None = None, data: Any = None, **kw: Any) -> Trainer:
+    return hf_trainer(tmp, BASE, model=model if model is not None else Reg(),
+                      data=data if data is not None else _data(), **kw)
 
 
 def _sgd(model: nn.Module) -> tuple[torch.optim.Optimizer, None]:

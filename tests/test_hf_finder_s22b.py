@@ -28,74 +28,43 @@ from torch import nn
 from _helpers import transformers_or_skip
 
 transformers = transformers_or_skip()
-from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+from transformers import Trainer, TrainingArguments  # noqa: E402
 
 import lrkit  # noqa: E402
+from _hf_helpers import CPU_ARGS, HF_WARNINGS, DropoutReg, LRs, dropout_rows, hf_trainer  # noqa: E402
+from _hf_helpers import same as _same  # noqa: E402
+from _hf_helpers import weights as _weights  # noqa: E402
 from lrkit.finder import range_test  # noqa: E402
 from lrkit.integrations.transformers import MonitorCallback, find_trainer_lr  # noqa: E402
 
 transformers.logging.set_verbosity_error()
-pytestmark = pytest.mark.filterwarnings("ignore:.*pin_memory.*", "ignore::FutureWarning",
-                                        "ignore:.*(loss|curve|suggest|range|steps|flat).*:UserWarning")
+pytestmark = pytest.mark.filterwarnings(*HF_WARNINGS)
 
 
 def _data(n: int = 192, *, labels: bool = True) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(8, generator=g)
-    x = torch.randn(n, 8, generator=g)
-    y = x @ w + 0.1 * torch.randn(n, generator=g)
-    return [{"x": x[i], "labels": y[i]} if labels else {"x": x[i]} for i in range(n)]
+    return dropout_rows(n, labels=labels)
 
 
-class Reg(nn.Module):
-    """A tiny regression MLP with dropout (so the RNG matters) returning ``{"loss", "logits"}``."""
+class Reg(DropoutReg):
+    """:class:`DropoutReg` counting its training forward passes with gradients (``forwards``)."""
 
     def __init__(self) -> None:
         super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Dropout(0.2), nn.Linear(32, 1))
         self.forwards = 0
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out = self.net(x).squeeze(-1)
+        out = super().forward(x, labels)
         if self.training and torch.is_grad_enabled():
             self.forwards += 1
-        if labels is None:
-            return {"logits": out}
-        return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
+        return out
 
 
-class LRs(TrainerCallback):
-    """Records each optimizer step's LR of every group, read just before ``optimizer.step()``."""
-
-    def __init__(self) -> None:
-        self.lrs: list[list[float]] = []
-        self.calls = 0
-
-    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kw: Any) -> None:
-        self.lrs.append([float(g["lr"]) for g in optimizer.param_groups])
-
-    def on_step_begin(self, *a: Any, **k: Any) -> None:
-        self.calls += 1
+BASE: dict[str, Any] = dict(CPU_ARGS, max_steps=12, lr_scheduler_type="constant")
 
 
-def _trainer(tmp: Path, *, model: nn.Module | None = None, data: Any = None, optimizers: Any = (None, None),
-             cls: type = Trainer, callbacks: list[Any] | None = None, **kw: Any) -> Trainer:
-    base: dict[str, Any] = dict(output_dir=str(tmp), max_steps=12, per_device_train_batch_size=16,
-                                learning_rate=0.01, lr_scheduler_type="constant", report_to=[], use_cpu=True,
-                                disable_tqdm=True, save_strategy="no", logging_strategy="no", seed=0)
-    base.update(kw)
-    return cls(model=model if model is not None else Reg(), args=TrainingArguments(**base),
-               train_dataset=data if data is not None else _data(), optimizers=optimizers,
-               callbacks=callbacks)
-
-
-def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+def _trainer(tmp: Path, *, model: nn.Module | None = None, data: Any = None, **kw: Any) -> Trainer:
+    return hf_trainer(tmp, BASE, model=model if model is not None else Reg(),
+                      data=data if data is not None else _data(), **kw)
 
 
 def _sgd(model: nn.Module) -> tuple[torch.optim.Optimizer, None]:

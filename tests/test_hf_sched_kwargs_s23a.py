@@ -35,51 +35,37 @@ transformers = transformers_or_skip()
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
 import lrkit  # noqa: E402
+from _hf_helpers import CPU_ARGS, HF_WARNINGS, LinearReg, hf_trainer, linear_rows  # noqa: E402
+from _hf_helpers import step_lrs as _lrs  # noqa: E402
 from lrkit.integrations import transformers as hf  # noqa: E402
 from lrkit.integrations.transformers import choose_trainer_lr  # noqa: E402
 from lrkit.train import auto as auto_mod  # noqa: E402
 from lrkit.train.auto import choose_lr0  # noqa: E402
 
 transformers.logging.set_verbosity_error()
-pytestmark = pytest.mark.filterwarnings("ignore:.*pin_memory.*", "ignore::FutureWarning",
-                                        "ignore:.*(loss|curve|suggest|range|steps|flat).*:UserWarning")
+pytestmark = pytest.mark.filterwarnings(*HF_WARNINGS)
 
-BASE: dict[str, Any] = dict(max_steps=60, per_device_train_batch_size=16, learning_rate=0.01, warmup_steps=6,
-                            report_to=[], use_cpu=True, disable_tqdm=True, save_strategy="no",
-                            logging_strategy="no", seed=0)
+BASE: dict[str, Any] = dict(CPU_ARGS, max_steps=60, warmup_steps=6)
 
 
 def _data(n: int = 192) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 8, generator=g)
-    y = x @ torch.randn(8, generator=g)
-    return [{"x": x[i], "labels": y[i]} for i in range(n)]
+    return linear_rows(n)
 
 
-class Reg(nn.Module):
+class Reg(LinearReg):
+    """:class:`LinearReg` counting every forward pass (``forwards``)."""
+
     def __init__(self) -> None:
         super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Linear(8, 1)
         self.forwards = 0
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         self.forwards += 1
-        out = self.net(x).squeeze(-1)
-        return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
+        return super().forward(x, labels)
 
 
 def _trainer(tmp: Path, **kw: Any) -> Trainer:
-    return Trainer(model=Reg(), args=TrainingArguments(output_dir=str(tmp), **{**BASE, **kw}), train_dataset=_data())
-
-
-def _lrs(optimizer: torch.optim.Optimizer, scheduler: Any, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        out.append(float(optimizer.param_groups[0]["lr"]))
-        optimizer.step()
-        scheduler.step()
-    return out
+    return hf_trainer(tmp, BASE, model=Reg(), data=_data(), **kw)
 
 
 def _opt(lr: float = 1.0) -> torch.optim.Optimizer:

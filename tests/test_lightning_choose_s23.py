@@ -21,25 +21,23 @@ from _helpers import spy_results
 pl = pytest.importorskip("lightning.pytorch")
 
 import lrkit.integrations.lightning as lightning_mod  # noqa: E402
+from _lightning_helpers import (  # noqa: E402
+    LIGHTNING_WARNINGS,
+    quiet_lightning_logs,
+    quiet_trainer,
+    regression_data,
+    regression_loader,
+)
+from _lightning_helpers import Stream as _Stream  # noqa: E402
 from lrkit.integrations._common import Replay  # noqa: E402
 from lrkit.integrations.lightning import ChooseLRCallback, FindLRCallback  # noqa: E402
 
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:lightning.*", "ignore:.*LeafSpec.*:FutureWarning",
-                                        "ignore:.*does not have many workers.*", "ignore:.*LitLogger.*",
-                                        "ignore:.*lr_scheduler.step.*")
-
-
-def _data(n: int = 96, seed: int = 0) -> torch.utils.data.TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * torch.randn(n, 1, generator=g)
-    return torch.utils.data.TensorDataset(x, y)
+quiet_lightning_logs()
+pytestmark = pytest.mark.filterwarnings(*LIGHTNING_WARNINGS, "ignore:.*lr_scheduler.step.*")
 
 
 def _loader(n: int = 96, shuffle: bool = False, seed: int = 0, batch_size: int = 8) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(_data(n, seed), batch_size=batch_size, shuffle=shuffle)
+    return regression_loader(n, seed, shuffle=shuffle, batch_size=batch_size)
 
 
 class Net(pl.LightningModule):
@@ -117,9 +115,7 @@ class Net(pl.LightningModule):
 
 
 def _trainer(callbacks: list[Any], **kwargs: Any) -> Any:
-    kwargs = {"max_epochs": 5, **kwargs}
-    return pl.Trainer(callbacks=callbacks, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                      enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", **kwargs)
+    return quiet_trainer(callbacks, **{"max_epochs": 5, **kwargs})
 
 
 @pytest.fixture
@@ -259,14 +255,6 @@ def test_a_plateau_scheduler_is_refused_naming_make_scheduler_which_then_works()
     model = Net("plateau")
     _trainer([chooser]).fit(model, _loader(), _loader(32, seed=1))
     assert chooser.lr is not None and model.lr == chooser.lr
-
-
-class _Stream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
-    def __iter__(self) -> Any:
-        g = torch.Generator().manual_seed(0)
-        for _ in range(12):
-            x = torch.randn(8, 4, generator=g)
-            yield x, x.sum(1, keepdim=True)
 
 
 def test_a_fit_without_an_end_is_refused_and_max_steps_gives_it_one() -> None:
@@ -430,7 +418,7 @@ def test_trials_over_a_dict_of_loaders_each_shuffling_with_its_own_generator_see
     from lrkit.finder.range_test import _loader_generators
 
     def shuffled(seed: int) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(_data(96, seed), batch_size=8, shuffle=True,
+        return torch.utils.data.DataLoader(regression_data(96, seed), batch_size=8, shuffle=True,
                                            generator=torch.Generator().manual_seed(seed))
 
     data = {"a": shuffled(0), "b": shuffled(1)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import subprocess
 import sys
 import warnings
@@ -18,12 +17,11 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 import lrkit
+from _lightning_helpers import LIGHTNING_WARNINGS, ManualOptimizationMixin, quiet_lightning_logs
 from lrkit.integrations.lightning import FindLRCallback, MonitorCallback
 
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:lightning.*", "ignore:.*LeafSpec.*:FutureWarning",
-                                        "ignore:.*does not have many workers.*", "ignore:.*LitLogger.*")
+quiet_lightning_logs()
+pytestmark = pytest.mark.filterwarnings(*LIGHTNING_WARNINGS)
 
 STEPS = 30  # range-test steps: enough for a suggestion on this task, short enough for a fast test
 
@@ -319,16 +317,8 @@ def test_a_resumed_fit_runs_no_test_and_keeps_the_lr_of_the_checkpoint(tmp_path:
 
 
 # ------------------------------------------------------------------ clear errors
-class Manual(Net):
-    def __init__(self) -> None:
-        super().__init__()
-        self.automatic_optimization = False
-
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        opt = self.optimizers()
-        opt.zero_grad()
-        self.manual_backward(super().training_step(batch, batch_idx))
-        opt.step()
+class Manual(ManualOptimizationMixin, Net):
+    """``Net`` optimized by hand (``automatic_optimization = False``)."""
 
 
 class TwoOptimizers(Net):

@@ -15,6 +15,7 @@ import torch
 
 pl = pytest.importorskip("lightning.pytorch")
 
+from _lightning_helpers import regression_loader  # noqa: E402
 from lrkit.integrations.lightning import MonitorCallback  # noqa: E402
 
 SPIKE_AT = 12  # the optimizer step (0-based) whose loss rank 1 blows up
@@ -26,10 +27,7 @@ def _environment(environment_as_it_was: None) -> None:
 
 
 def _loader() -> torch.utils.data.DataLoader:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(256, 4, generator=g)
-    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * torch.randn(256, 1, generator=g)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    return regression_loader(256)
 
 
 class Net(pl.LightningModule):

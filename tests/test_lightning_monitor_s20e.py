@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import subprocess
 import sys
@@ -17,13 +16,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
+from _lightning_helpers import LIGHTNING_WARNINGS, ManualOptimizationMixin, quiet_lightning_logs
 from lrkit.integrations.lightning import MonitorCallback
 
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:lightning.*", "ignore:.*LeafSpec.*:FutureWarning",
-                                        "ignore:.*does not have many workers.*",
-                                        "ignore:.*LitLogger.*")
+quiet_lightning_logs()
+pytestmark = pytest.mark.filterwarnings(*LIGHTNING_WARNINGS)
 
 SANE_LR = 0.01
 
@@ -308,16 +305,8 @@ class TwoOptimizers(Net):
         return [torch.optim.SGD(self.net[0].parameters(), lr=0.01), torch.optim.Adam(self.net[2].parameters())]
 
 
-class Manual(Net):
-    def __init__(self) -> None:
-        super().__init__()
-        self.automatic_optimization = False
-
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        opt = self.optimizers()
-        opt.zero_grad()
-        self.manual_backward(super().training_step(batch, batch_idx))
-        opt.step()
+class Manual(ManualOptimizationMixin, Net):
+    """``Net`` optimized by hand (``automatic_optimization = False``)."""
 
 
 def test_two_optimizers_are_refused_with_a_clear_error() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 import warnings
 from pathlib import Path
@@ -22,20 +21,15 @@ import torch
 
 pl = pytest.importorskip("lightning.pytorch")
 
+from _lightning_helpers import LIGHTNING_WARNINGS, quiet_lightning_logs, quiet_trainer, regression_loader  # noqa: E402
 from lrkit.integrations.lightning import ChooseLRCallback  # noqa: E402
 
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:lightning.*", "ignore:.*LeafSpec.*:FutureWarning",
-                                        "ignore:.*does not have many workers.*", "ignore:.*LitLogger.*",
-                                        "ignore:.*lr_scheduler.step.*")
+quiet_lightning_logs()
+pytestmark = pytest.mark.filterwarnings(*LIGHTNING_WARNINGS, "ignore:.*lr_scheduler.step.*")
 
 
 def _loader(n: int = 96, seed: int = 0) -> torch.utils.data.DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * torch.randn(n, 1, generator=g)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    return regression_loader(n, seed)
 
 
 class _Net(pl.LightningModule):
@@ -62,9 +56,7 @@ class _Net(pl.LightningModule):
 
 
 def _trainer(callbacks: list[Any], **kwargs: Any) -> Any:
-    kwargs = {"max_epochs": 5, **kwargs}  # 12 batches an epoch: 60 optimizer steps
-    return pl.Trainer(callbacks=callbacks, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                      enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", **kwargs)
+    return quiet_trainer(callbacks, **{"max_epochs": 5, **kwargs})  # 12 batches an epoch: 60 optimizer steps
 
 
 def test_a_prefix_fit_runs_five_trials_of_its_schedule_and_trains_at_the_choice(tmp_path: Path) -> None:

@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
 
 from _helpers import transformers_or_skip
 
 transformers = transformers_or_skip()
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
+from _hf_helpers import LinearReg as _Reg  # noqa: E402
+from _hf_helpers import linear_rows  # noqa: E402
 from lrkit.integrations.transformers import choose_trainer_lr, find_trainer_lr  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -31,22 +32,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*pin_memory.*", "ignore::Future
                                         "ignore:.*(loss|curve|suggest|range|steps|flat|trial).*:UserWarning")
 
 
-class _Reg(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Linear(8, 1)
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out = self.net(x).squeeze(-1)
-        return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
-
-
 def _data(n: int = 128) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 8, generator=g)
-    y = x @ torch.randn(8, generator=g)
-    return [{"x": x[i], "labels": y[i]} for i in range(n)]
+    return linear_rows(n)
 
 
 def _args(tmp: Path, **kw: Any) -> TrainingArguments:

@@ -26,54 +26,26 @@ from torch import nn
 from _helpers import transformers_or_skip
 
 transformers = transformers_or_skip()
-from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+from transformers import Trainer, TrainingArguments  # noqa: E402
 
+from _hf_helpers import CPU_ARGS, HF_WARNINGS, LRs, dropout_rows, hf_args  # noqa: E402
+from _hf_helpers import DropoutReg as Reg  # noqa: E402
+from _hf_helpers import same as _same  # noqa: E402
+from _hf_helpers import weights as _weights  # noqa: E402
 from lrkit.integrations.transformers import find_trainer_lr  # noqa: E402
 
 transformers.logging.set_verbosity_error()
-pytestmark = pytest.mark.filterwarnings("ignore:.*pin_memory.*", "ignore::FutureWarning",
-                                        "ignore:.*(loss|curve|suggest|range|steps|flat).*:UserWarning")
+pytestmark = pytest.mark.filterwarnings(*HF_WARNINGS)
+
+BASE: dict[str, Any] = dict(CPU_ARGS, max_steps=8, lr_scheduler_type="constant")
 
 
 def _data(n: int = 192) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(8, generator=g)
-    x = torch.randn(n, 8, generator=g)
-    y = x @ w + 0.1 * torch.randn(n, generator=g)
-    return [{"x": x[i], "labels": y[i]} for i in range(n)]
-
-
-class Reg(nn.Module):
-    """A tiny regression MLP with dropout (so the RNG matters) returning ``{"loss", "logits"}``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Dropout(0.2), nn.Linear(32, 1))
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out = self.net(x).squeeze(-1)
-        if labels is None:
-            return {"logits": out}
-        return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
-
-
-class LRs(TrainerCallback):
-    """Each optimizer step's LR of every group, read just before ``optimizer.step()``."""
-
-    def __init__(self) -> None:
-        self.lrs: list[list[float]] = []
-
-    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kw: Any) -> None:
-        self.lrs.append([float(g["lr"]) for g in optimizer.param_groups])
+    return dropout_rows(n)
 
 
 def _args(tmp: Path, **kw: Any) -> TrainingArguments:
-    base: dict[str, Any] = dict(output_dir=str(tmp), max_steps=8, per_device_train_batch_size=16,
-                                learning_rate=0.01, lr_scheduler_type="constant", report_to=[], use_cpu=True,
-                                disable_tqdm=True, save_strategy="no", logging_strategy="no", seed=0)
-    base.update(kw)
-    return TrainingArguments(**base)
+    return hf_args(tmp, BASE, **kw)
 
 
 def _gpt2() -> nn.Module:
@@ -87,14 +59,6 @@ def _tokens(n: int = 64) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
     rows = [torch.randint(1, 50, (12,), generator=g) for _ in range(n)]
     return [{"input_ids": r, "labels": r} for r in rows]
-
-
-def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 # ------------------------------------------------------------------ compute_loss_func and num_items_in_batch

@@ -24,55 +24,30 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
 
 from _helpers import transformers_or_skip
 
 transformers = transformers_or_skip()
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
+from _hf_helpers import CPU_ARGS, HF_WARNINGS, hf_trainer, linear_rows  # noqa: E402
+from _hf_helpers import LinearReg as Reg  # noqa: E402
+from _hf_helpers import step_lrs as _lrs  # noqa: E402
 from lrkit.integrations.transformers import choose_trainer_lr  # noqa: E402
 from lrkit.train import auto as auto_mod  # noqa: E402
 
 transformers.logging.set_verbosity_error()
-pytestmark = pytest.mark.filterwarnings("ignore:.*pin_memory.*", "ignore::FutureWarning",
-                                        "ignore:.*(loss|curve|suggest|range|steps|flat).*:UserWarning")
+pytestmark = pytest.mark.filterwarnings(*HF_WARNINGS)
 
-BASE: dict[str, Any] = dict(max_steps=60, per_device_train_batch_size=16, learning_rate=0.01, warmup_steps=6,
-                            report_to=[], use_cpu=True, disable_tqdm=True, save_strategy="no",
-                            logging_strategy="no", seed=0)
+BASE: dict[str, Any] = dict(CPU_ARGS, max_steps=60, warmup_steps=6)
 
 
 def _data(n: int = 192, labels: bool = True) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 8, generator=g)
-    y = x @ torch.randn(8, generator=g)
-    return [{"x": x[i], "labels": y[i]} if labels else {"x": x[i]} for i in range(n)]
-
-
-class Reg(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Linear(8, 1)
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out = self.net(x).squeeze(-1)
-        return {"logits": out} if labels is None else {"loss": nn.functional.mse_loss(out, labels), "logits": out}
+    return linear_rows(n, labels=labels)
 
 
 def _trainer(tmp: Path, eval_dataset: Any = None, **kw: Any) -> Trainer:
-    return Trainer(model=Reg(), args=TrainingArguments(output_dir=str(tmp), **{**BASE, **kw}),
-                   train_dataset=_data(), eval_dataset=eval_dataset)
-
-
-def _lrs(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> list[float]:
-    out = []
-    for _ in range(steps):
-        out.append(float(optimizer.param_groups[0]["lr"]))
-        optimizer.step()
-        scheduler.step()
-    return out
+    return hf_trainer(tmp, BASE, model=Reg(), data=_data(), eval_dataset=eval_dataset, **kw)
 
 
 @pytest.mark.parametrize("kind, kwargs", [("polynomial", {"lr_end": 1e-3, "power": 2.0}),

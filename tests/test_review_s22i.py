@@ -18,6 +18,7 @@ import torch
 
 pl = pytest.importorskip("lightning.pytorch")
 
+from _lightning_helpers import regression_data as _dataset  # noqa: E402
 from lrkit import find_lr  # noqa: E402
 from lrkit.integrations.lightning import FindLRCallback  # noqa: E402
 
@@ -27,13 +28,6 @@ STEPS = 20
 @pytest.fixture(autouse=True)
 def _environment(environment_as_it_was: None) -> None:
     """Every test here may spawn Lightning ranks: the environment is put back after each (conftest)."""
-
-
-def _dataset() -> torch.utils.data.TensorDataset:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(96, 4, generator=g)
-    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * torch.randn(96, 1, generator=g)
-    return torch.utils.data.TensorDataset(x, y)
 
 
 def _mse(model: Any, batch: Any) -> torch.Tensor:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -21,15 +20,14 @@ from _helpers import spy_results
 pl = pytest.importorskip("lightning.pytorch")
 
 import lrkit.integrations.lightning as lightning_mod  # noqa: E402
+from _lightning_helpers import LIGHTNING_WARNINGS, quiet_lightning_logs  # noqa: E402
+from _lightning_helpers import Stream as _Stream  # noqa: E402
 from lrkit.integrations.lightning import ChooseLRCallback  # noqa: E402
 from test_lightning_choose_s23 import _loader, _Seen  # noqa: E402
 from test_lightning_choose_s23 import _trainer as choose_trainer  # noqa: E402
 
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:lightning.*", "ignore:.*LeafSpec.*:FutureWarning",
-                                        "ignore:.*does not have many workers.*", "ignore:.*LitLogger.*",
-                                        "ignore:.*lr_scheduler.step.*")
+quiet_lightning_logs()
+pytestmark = pytest.mark.filterwarnings(*LIGHTNING_WARNINGS, "ignore:.*lr_scheduler.step.*")
 
 
 class _Clocked:
@@ -187,16 +185,6 @@ def test_under_overfit_batches_the_range_test_draws_the_fits_unshuffled_batches(
     _trainer([FindLRCallback(num_steps=20)], max_steps=4, overfit_batches=2).fit(model, shuffled)
     assert model.seen[20:] == first * 2  # the fit
     assert model.seen[:20] == first * 10  # the range test
-
-
-class _Stream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
-    """12 batches, no length."""
-
-    def __iter__(self) -> Any:
-        g = torch.Generator().manual_seed(0)
-        for _ in range(12):
-            x = torch.randn(8, 4, generator=g)
-            yield x, x.sum(1, keepdim=True)
 
 
 def test_an_iterable_loader_with_max_epochs_is_not_said_to_have_no_end_and_max_steps_is_warned_about() -> None:

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pytest
@@ -27,20 +26,16 @@ import torch
 
 pl = pytest.importorskip("lightning.pytorch")
 
+from _lightning_helpers import LIGHTNING_WARNINGS, quiet_lightning_logs, quiet_trainer, regression_loader  # noqa: E402
 from lrkit.integrations.lightning import ChooseLRCallback, FindLRCallback  # noqa: E402
 
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:lightning.*", "ignore:.*LeafSpec.*:FutureWarning",
-                                        "ignore:.*does not have many workers.*", "ignore:.*LitLogger.*",
-                                        "ignore:.*lr_scheduler.step.*", "ignore:.*dataloader_iter.*")
+quiet_lightning_logs()
+pytestmark = pytest.mark.filterwarnings(*LIGHTNING_WARNINGS, "ignore:.*lr_scheduler.step.*",
+                                        "ignore:.*dataloader_iter.*")
 
 
 def _loader(n: int = 96, seed: int = 0, shuffle: bool = True) -> torch.utils.data.DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * torch.randn(n, 1, generator=g)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8, shuffle=shuffle)
+    return regression_loader(n, seed, shuffle=shuffle)
 
 
 class _Net(pl.LightningModule):
@@ -77,9 +72,7 @@ class _DataloaderIter(_Net):
 
 
 def _trainer(callbacks: list[Any], **kwargs: Any) -> Any:
-    kwargs = {"max_epochs": 4, **kwargs}
-    return pl.Trainer(callbacks=callbacks, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                      enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", **kwargs)
+    return quiet_trainer(callbacks, **{"max_epochs": 4, **kwargs})
 
 
 def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
