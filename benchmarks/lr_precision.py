@@ -8,8 +8,9 @@ for each task it trains the same seeds at the oracle's LR times ``10^d`` for the
 best cannot do better than the regret printed for ``d``, whatever it did to get there.
 
 Where ``python benchmarks/prefix_search.py`` has left its records (``benchmarks/results/prefix_search/``), a last
-table says where lrkit's own choices land against the same oracles: each seed's ``lr0="auto"`` choice (the default
-guard, as that script recorded it) and its prefix-search pick, as decades off the best LR.
+table says where lrkit's own choices land against the same oracles: each seed's range-test suggestion ``s``, its
+``lr0="auto"`` choice (the default guard, as that script recorded it) and its prefix-search pick, as decades off the
+best LR, and how much ``s`` moves from seed to seed.
 
 Measured, it decides nothing: no rule of lrkit is chosen on it.
 
@@ -100,13 +101,14 @@ def choice_offsets(record: dict[str, Any], best_lr: float) -> dict[str, list[flo
     >>> trials = {f"{c:.17g}": v for c, v in zip(ps.candidates(s), [3, 2, 1, 2, 3])}
     >>> seed = {"s": s, "auto": {"lr": 0.02}, "trials": trials}
     >>> {k: [round(x, 3) for x in v] for k, v in choice_offsets({"0": seed}, 0.01).items()}
-    {'lr0="auto"': [0.301], 'prefix search': [0.0]}
+    {'range test (s)': [0.0], 'lr0="auto"': [0.301], 'prefix search': [0.0]}
     """
-    out: dict[str, list[float]] = {'lr0="auto"': [], "prefix search": []}
+    out: dict[str, list[float]] = {"range test (s)": [], 'lr0="auto"': [], "prefix search": []}
     for r in record.values():
         s = float(r["s"])
         cands = ps.candidates(s)
         pick = ps.pick(cands, [ps._unfin(r["trials"][f"{c:.17g}"]) for c in cands], s)
+        out["range test (s)"].append(math.log10(s / best_lr))
         out['lr0="auto"'].append(math.log10(float(r["auto"]["lr"]) / best_lr))
         out["prefix search"].append(math.log10(pick / best_lr))
     return out
@@ -164,12 +166,15 @@ def main(argv: list[str] | None = None) -> int:
             if worse:
                 print(summary_row(f"{label} ({len(worse)}) | ±{_label(d)[1:]} decade, the worse side", worse))
     choices: dict[str, list[float]] = {}
+    spreads: list[float] = []  # per task: the seed-to-seed spread of the range test's suggestion
     for name in names:
         path = ps.CACHE_DIR / f"search_{name}.json"
         if TASKS[name].held_out and path.exists():
             best = oracle(TASKS[name], jobs=args.jobs).best_lr
             for method, v in choice_offsets(json.loads(path.read_text(encoding="utf-8"))["seeds"], best).items():
                 choices.setdefault(method, []).extend(v)
+                if method == "range test (s)" and len(v) > 1:
+                    spreads.append(statistics.pstdev(v))
     if choices:
         print()
         heads = " | ".join(f"within {_label(d)[1:]}" for d in sorted({abs(x) for x in OFFSETS}))
@@ -178,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|" + "---|" * len(GRID))
         for method, v in choices.items():
             print(offsets_row(method, v))
+        if spreads:  # small against the distances above: the miss is the task's, not the seed's
+            spread = statistics.median(spreads)
+            print(f"\nThe range test's suggestion from seed to seed: a standard deviation of {spread:.2f} decade "
+                  f"(median over {len(spreads)} tasks) of log10(s).")
     return 0
 
 

@@ -102,3 +102,6 @@ def test_main_places_lrkits_recorded_choices_against_the_oracle_for_held_out_tas
     # lr0="auto": offsets +1, 0, 0 decades; the prefix picks (= s here): 0, +0.1, -1
     assert '| lr0="auto" | 3 | 0.00 | +0.00 | 2/3 | 2/3 | 2/3 | 2/3 |' in out
     assert "| prefix search | 3 | 0.10 | +0.00 | 1/3 | 2/3 | 2/3 | 2/3 |" in out
+    assert "| range test (s) | 3 | 0.10 | +0.00 | 1/3 | 2/3 | 2/3 | 2/3 |" in out
+    # s: 0, +0.1, -1 decades -> a population standard deviation of 0.50 over the one task
+    assert "a standard deviation of 0.50 decade (median over 1 tasks)" in out
