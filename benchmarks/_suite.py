@@ -101,7 +101,7 @@ LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
 GROUPS: tuple[str, ...] = (
     "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8", "fresh9",
-    "fresh10", "fresh11", "fresh12",
+    "fresh10", "fresh11", "fresh12", "fresh13",
 )
 
 
@@ -1364,6 +1364,109 @@ def _digits_images_fresh12() -> TaskData:
     return _digits_images(noise=LABEL_NOISE, seed=12, split_seed=12)
 
 
+# -- the fourteenth held-out set (group "fresh13"): the test of the prefix search with the default monitor, registered
+# -- (docs/benchmarks/auto_lr.md, session 30) before any of its tasks was trained, range-tested or given an oracle -----
+def _iris_noisy_fresh13() -> TaskData:
+    """sklearn iris, 10% label noise drawn with seed 13, split 60/40 with seed 13."""
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import train_test_split
+
+    d = load_iris()
+    y = _noisy_labels(d.target, seed=13)
+    xt, xv, yt, yv = train_test_split(d.data, y, test_size=0.4, random_state=13, stratify=y)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.long),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.long))
+
+
+def _digits_noisy_fresh13() -> TaskData:
+    """sklearn digits flattened, 20% label noise drawn with seed 13, split 75/25 with seed 13."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    y = _noisy_labels(d.target, fraction=0.2, seed=13)
+    xt, xv, yt, yv = train_test_split(d.data, y, test_size=0.25, random_state=13, stratify=y)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.long),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.long))
+
+
+def _breast_cancer_fresh13() -> TaskData:
+    """sklearn breast_cancer split 70/30 with seed 13; float (N, 1) targets for BCEWithLogitsLoss."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    d = load_breast_cancer()
+    xt, xv, yt, yv = train_test_split(d.data, d.target, test_size=0.3, random_state=13, stratify=d.target)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.float32).unsqueeze(1),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.float32).unsqueeze(1))
+
+
+def _regression_fresh13() -> TaskData:
+    """make_regression, 1500 samples, 20 features (8 informative), noise 20, seed 13; split 70/30 with seed 13,
+    target standardised."""
+    from sklearn.datasets import make_regression
+    from sklearn.model_selection import train_test_split
+
+    x, y = make_regression(n_samples=1500, n_features=20, n_informative=8, noise=20.0, random_state=13)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=0.3, random_state=13)
+    xt, xv = _standardise(xt, xv)
+    return _standardised_target(TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.float32),
+                                         torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.float32)))
+
+
+def _classes4_fresh13() -> TaskData:
+    """make_classification, 2000 samples, 20 features (6 informative), 4 classes, class_sep 0.8, no flipped labels,
+    seed 13; split 70/30 with seed 13."""
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    x, y = make_classification(n_samples=2000, n_features=20, n_informative=6, n_classes=4, class_sep=0.8,
+                               flip_y=0.0, random_state=13)  # fmt: skip
+    xt, xv, yt, yv = train_test_split(x, y, test_size=0.3, random_state=13, stratify=y)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.long),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.long))
+
+
+def _wine_fresh13() -> TaskData:
+    """sklearn wine, clean labels, split 60/40 with seed 13."""
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    d = load_wine()
+    xt, xv, yt, yv = train_test_split(d.data, d.target, test_size=0.4, random_state=13, stratify=d.target)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.long),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.long))
+
+
+def _iris_mlp32x2() -> nn.Module:
+    return _mlp([4, 32, 32, 3])
+
+
+def _digits_mlp128() -> nn.Module:
+    return _mlp([64, 128, 10])
+
+
+def _breast_cancer_mlp32() -> nn.Module:
+    return _mlp([30, 32, 1])
+
+
+def _regression_mlp64x2() -> nn.Module:
+    return _mlp([20, 64, 64, 1])
+
+
+def _classes4_mlp() -> nn.Module:
+    return _mlp([20, 64, 4])
+
+
+def _wine_mlp64x3() -> nn.Module:
+    return _mlp([13, 64, 64, 64, 3])
+
+
 def _digits_mlp256() -> nn.Module:
     return _mlp([64, 256, 10])
 
@@ -2397,6 +2500,30 @@ _TASK_LIST = [
          "3-conv BatchNorm CNN", optimizer_name="NAdam", build_data=_digits_images_fresh12,
          build_model=_seeded(_digits_cnn), build_optimizer=_nadam, loss_fn=nn.CrossEntropyLoss(), batch_size=64,
          epochs=8, default_lr=2e-3, held_out=True, group="fresh12"),
+    Task(name="iris_noisy_mlp_adam", description="sklearn iris, 10% label noise (90/60), MLP 4-32-32-3",
+         optimizer_name="Adam", build_data=_iris_noisy_fresh13, build_model=_seeded(_iris_mlp32x2),
+         build_optimizer=_adam, loss_fn=nn.CrossEntropyLoss(), batch_size=16, epochs=40, default_lr=1e-3,
+         held_out=True, group="fresh13"),
+    Task(name="digits_noisy_mlp_nesterov", description="sklearn digits, 20% label noise (1347/450), MLP 64-128-10",
+         optimizer_name="SGD nesterov, momentum 0.9", build_data=_digits_noisy_fresh13,
+         build_model=_seeded(_digits_mlp128), build_optimizer=_sgd_nesterov, loss_fn=nn.CrossEntropyLoss(),
+         batch_size=32, epochs=12, default_lr=0.01, held_out=True, group="fresh13"),
+    Task(name="breast_cancer_mlp_adagrad", description="sklearn breast_cancer (398/171), MLP 30-32-1",
+         optimizer_name="Adagrad", build_data=_breast_cancer_fresh13, build_model=_seeded(_breast_cancer_mlp32),
+         build_optimizer=_adagrad, loss_fn=nn.BCEWithLogitsLoss(), batch_size=32, epochs=20, default_lr=0.01,
+         held_out=True, group="fresh13"),
+    Task(name="regression_mlp_adamw", description="make_regression, 20 features, noise 20 (1050/450), MLP 20-64-64-1",
+         optimizer_name="AdamW, wd 0.01", build_data=_regression_fresh13, build_model=_seeded(_regression_mlp64x2),
+         build_optimizer=_adamw, loss_fn=nn.MSELoss(), batch_size=32, epochs=10, default_lr=1e-3, held_out=True,
+         group="fresh13"),
+    Task(name="classes4_mlp_sgd", description="make_classification, 4 classes, class_sep 0.8 (1400/600), MLP 20-64-4",
+         optimizer_name="SGD momentum 0.9", build_data=_classes4_fresh13, build_model=_seeded(_classes4_mlp),
+         build_optimizer=_sgd_momentum, loss_fn=nn.CrossEntropyLoss(), batch_size=64, epochs=15, default_lr=0.01,
+         held_out=True, group="fresh13"),
+    Task(name="wine_deep_mlp_sgd", description="sklearn wine (106/72), MLP 13-64-64-64-3",
+         optimizer_name="SGD momentum 0.9", build_data=_wine_fresh13, build_model=_seeded(_wine_mlp64x3),
+         build_optimizer=_sgd_momentum, loss_fn=nn.CrossEntropyLoss(), batch_size=16, epochs=40, default_lr=0.01,
+         held_out=True, group="fresh13"),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -2436,6 +2563,9 @@ FRESH11: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh
 #: The thirteenth held-out set, written down before any of its tasks was trained or range-tested (the test of
 #: lr0="auto"'s 1.5-run prefix search; docs/benchmarks/auto_lr.md).
 FRESH12: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh12")
+#: The fourteenth held-out set, written down before any of its tasks was trained or range-tested (the test of the
+#: prefix search trained with the default monitor; docs/benchmarks/auto_lr.md, session 30).
+FRESH13: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh13")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:

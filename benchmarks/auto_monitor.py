@@ -1,4 +1,4 @@
-"""lr0="auto" as lrkit.train runs it by default: its choice, trained with the default Monitor on.
+"""lr0="auto"'s choice (or the prefix search's pick) trained with the default Monitor, as lrkit.train runs it.
 
 ``benchmarks/auto_lr.py`` and ``prefix_search.py`` score ``lr0="auto"``'s choice by training at it with the suite's
 plain loop. ``lrkit.train`` also runs :class:`lrkit.Monitor` by default (``monitor=True``): where the choice is too
@@ -6,11 +6,14 @@ high, a rollback may rescue the run; where the monitor raises a false alarm, it 
 seed's recorded choice (``benchmarks/results/prefix_search/search_<task>.json``, which ``python
 benchmarks/prefix_search.py`` writes: run that first) once more with the default monitor (the same wrapper as
 ``monitor_recovery.py``: a validation pass every epoch goes to ``after_validation``) and prints both regrets.
+``--choice prefix`` does the same for the prefix search's pick (``auto_search="prefix"``; by the registered rule,
+:func:`prefix_search.pick`), whose plain runs ``prefix_search.py`` cached too.
 
 Measured, it decides nothing: no rule of lrkit is chosen on it.
 
     python benchmarks/auto_monitor.py                       # every task with a record, seeds 0 1 2
     python benchmarks/auto_monitor.py --tasks fresh12
+    python benchmarks/auto_monitor.py --choice prefix
 """
 
 from __future__ import annotations
@@ -35,13 +38,27 @@ from monitor_recovery import one_run
 SEEDS = (0, 1, 2)
 
 
-def auto_choices(record: dict[str, Any]) -> dict[int, float]:
-    """Each seed's ``lr0="auto"`` choice from a ``search_<task>.json`` record's ``seeds``.
+CHOICES = ("auto", "prefix")
+
+
+def auto_choices(record: dict[str, Any], choice: str = "auto") -> dict[int, float]:
+    """Each seed's ``lr0="auto"`` choice (``choice="auto"``) or prefix-search pick (``"prefix"``, by the registered
+    rule) from a ``search_<task>.json`` record's ``seeds``.
 
     >>> auto_choices({"0": {"auto": {"lr": 0.01}}, "2": {"auto": {"lr": 0.02}}})
     {0: 0.01, 2: 0.02}
+    >>> trials = {f"{c:.17g}": v for c, v in zip(ps.candidates(0.01), [3, 2, 1, 2, 3])}
+    >>> auto_choices({"0": {"s": 0.01, "trials": trials}}, "prefix")
+    {0: 0.01}
     """
-    return {int(seed): float(r["auto"]["lr"]) for seed, r in record.items()}
+    if choice == "auto":
+        return {int(seed): float(r["auto"]["lr"]) for seed, r in record.items()}
+    out = {}
+    for seed, r in record.items():
+        s = float(r["s"])
+        cands = ps.candidates(s)
+        out[int(seed)] = ps.pick(cands, [ps._unfin(r["trials"][f"{c:.17g}"]) for c in cands], s)
+    return out
 
 
 def pooled_row(label: str, values: Sequence[float]) -> str:
@@ -64,6 +81,8 @@ def _pct(v: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="all", help="comma-separated task names or groups, or all (default)")
+    parser.add_argument("--choice", default="auto", choices=CHOICES,
+                        help="whose LR to train: lr0='auto''s choice (default) or the prefix search's pick")
     args = parser.parse_args(argv)
     names = task_names(parser, args.tasks)
     torch.set_num_threads(1)
@@ -76,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             continue
         task = TASKS[name]
-        chosen = auto_choices(json.loads(path.read_text(encoding="utf-8"))["seeds"])
+        chosen = auto_choices(json.loads(path.read_text(encoding="utf-8"))["seeds"], args.choice)
         if set(chosen) != set(SEEDS):
             continue
         orc = oracle(task)
@@ -91,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     if not table:
         parser.error(f"no prefix-search records in {ps.CACHE_DIR}: run python benchmarks/prefix_search.py first")
     print()
-    print("| tasks | lr0=\"auto\"'s choice trained | median regret | worst | within 1% | within 5% |")
+    whose = "lr0=\"auto\"'s choice" if args.choice == "auto" else "the prefix search's pick"
+    print(f"| tasks | {whose} trained | median regret | worst | within 1% | within 5% |")
     print("|---|---|---|---|---|---|")
     for label, held in (("held out", True), ("calibration", False)):
         group = [n for n in table if TASKS[n].held_out == held]

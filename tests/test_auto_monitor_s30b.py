@@ -69,3 +69,24 @@ def test_main_refuses_without_any_record(am: Any, tmp_path: Path, monkeypatch: p
     with pytest.raises(SystemExit) as info:
         am.main(["--tasks", "wine_mlp"])
     assert info.value.code == 2 and "run python benchmarks/prefix_search.py first" in capsys.readouterr().err
+
+
+def test_choice_prefix_trains_the_prefix_searchs_pick(am: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: Any) -> None:  # fmt: skip
+    ps = am.ps
+    monkeypatch.setattr(ps, "CACHE_DIR", tmp_path)
+    s = 0.01
+    # trial scores best at the top candidate's neighbour below: the pick is the vertex of a parabola, not s
+    seed = {"s": s, "auto": {"lr": 123.0},
+            "trials": {f"{c:.17g}": v for c, v in zip(ps.candidates(s), [5.0, 4.0, 3.0, 1.0, 2.0])}}  # fmt: skip
+    (tmp_path / "search_digits_linear.json").write_text(json.dumps({"seeds": {str(k): seed for k in am.SEEDS}}))
+    monkeypatch.setattr(am, "oracle", lambda task: type("O", (), {"best_lr": 0.01, "best_loss": 1.0})())
+    monkeypatch.setattr(am, "evaluate_lrs", lambda task, pairs, **kw: {p: 1.0 for p in pairs})
+    asked: list[float] = []
+    monkeypatch.setattr(am, "one_run", lambda task, lr, seed, o: asked.append(lr) or {"val_loss": 1.0,
+                                                                                    "diverged": False, "events": 0})
+    assert am.main(["--tasks", "digits_linear", "--choice", "prefix"]) == 0
+    cands = ps.candidates(s)
+    want = ps.pick(cands, [5.0, 4.0, 3.0, 1.0, 2.0], s)
+    assert asked == [want] * 3 and want != 123.0 and cands[2] < want < cands[4]
+    assert "the prefix search's pick trained" in capsys.readouterr().out
