@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prefix_search as ps
 from _suite import TASKS, evaluate_lrs, oracle, regret, run_main, task_names
 from monitor_recovery import one_run
+from prefix_shift_explore import picks
 
 SEEDS = (0, 1, 2)
 
@@ -53,12 +54,7 @@ def auto_choices(record: dict[str, Any], choice: str = "auto") -> dict[int, floa
     """
     if choice == "auto":
         return {int(seed): float(r["auto"]["lr"]) for seed, r in record.items()}
-    out = {}
-    for seed, r in record.items():
-        s = float(r["s"])
-        cands = ps.candidates(s)
-        out[int(seed)] = ps.pick(cands, [ps._unfin(r["trials"][f"{c:.17g}"]) for c in cands], s)
-    return out
+    return picks(record)
 
 
 def pooled_row(label: str, values: Sequence[float]) -> str:

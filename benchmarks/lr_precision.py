@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import prefix_search as ps
 from _suite import RESULTS_DIR, TASKS, evaluate_lrs, oracle, positive_int, regret, run_main, task_names
+from prefix_shift_explore import picks
 
 CACHE_DIR = RESULTS_DIR / "lr_precision"
 #: Offsets (decades) trained here, off the oracle's grid.
@@ -104,13 +105,11 @@ def choice_offsets(record: dict[str, Any], best_lr: float) -> dict[str, list[flo
     {'range test (s)': [0.0], 'lr0="auto"': [0.301], 'prefix search': [0.0]}
     """
     out: dict[str, list[float]] = {"range test (s)": [], 'lr0="auto"': [], "prefix search": []}
-    for r in record.values():
-        s = float(r["s"])
-        cands = ps.candidates(s)
-        pick = ps.pick(cands, [ps._unfin(r["trials"][f"{c:.17g}"]) for c in cands], s)
-        out["range test (s)"].append(math.log10(s / best_lr))
+    pick = picks(record)
+    for seed, r in record.items():
+        out["range test (s)"].append(math.log10(float(r["s"]) / best_lr))
         out['lr0="auto"'].append(math.log10(float(r["auto"]["lr"]) / best_lr))
-        out["prefix search"].append(math.log10(pick / best_lr))
+        out["prefix search"].append(math.log10(pick[int(seed)] / best_lr))
     return out
 
 
