@@ -2743,6 +2743,20 @@ def _source(obj: Any) -> str:
         return repr(obj)
 
 
+def regret_row(label: str, values: Sequence[float]) -> str:
+    """One pooled Markdown row of regrets: ``| label | median | worst | within 1% | within 5% |`` (``label`` may hold
+    cells of its own); a non-finite worst reads ``diverged``.
+
+    >>> regret_row("x", [0.0, 0.03, math.inf])
+    '| x | +3.00% | diverged | 1/3 | 2/3 |'
+    """
+    worst = max(values)
+    shown = "diverged" if math.isinf(worst) else f"{100 * worst:+.2f}%"
+    n = len(values)
+    return (f"| {label} | {100 * statistics.median(values):+.2f}% | {shown} | {sum(v <= 0.01 for v in values)}/{n} "
+            f"| {sum(v <= 0.05 for v in values)}/{n} |")
+
+
 @functools.cache
 def task_key(name: str) -> str:
     """A hash of everything that determines a run's result: data, model, optimizer, loss, budget, training code."""

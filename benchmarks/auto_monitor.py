@@ -23,7 +23,6 @@ import json
 import math
 import statistics
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import prefix_search as ps
-from _suite import TASKS, evaluate_lrs, oracle, regret, run_main, task_names
+from _suite import TASKS, evaluate_lrs, oracle, regret, regret_row, run_main, task_names
 from monitor_recovery import one_run
 from prefix_shift_explore import picks
 
 SEEDS = (0, 1, 2)
-
-
 CHOICES = ("auto", "prefix")
 
 
@@ -55,19 +52,6 @@ def auto_choices(record: dict[str, Any], choice: str = "auto") -> dict[int, floa
     if choice == "auto":
         return {int(seed): float(r["auto"]["lr"]) for seed, r in record.items()}
     return picks(record)
-
-
-def pooled_row(label: str, values: Sequence[float]) -> str:
-    """One pooled row: median, worst, within 1% and 5%.
-
-    >>> pooled_row("x", [0.0, 0.03, math.inf])
-    '| x | +3.00% | diverged | 1/3 | 2/3 |'
-    """
-    worst = max(values)
-    shown = "diverged" if math.isinf(worst) else f"{100 * worst:+.2f}%"
-    n = len(values)
-    return (f"| {label} | {100 * statistics.median(values):+.2f}% | {shown} | {sum(v <= 0.01 for v in values)}/{n} "
-            f"| {sum(v <= 0.05 for v in values)}/{n} |")
 
 
 def _pct(v: float) -> str:
@@ -113,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         group = [n for n in table if TASKS[n].held_out == held]
         if group:
             for k, how in ((0, "plain loop"), (1, "with the default monitor")):
-                print(pooled_row(f"{label} ({len(group)}) | {how}", [table[n][k] for n in group]))
+                print(regret_row(f"{label} ({len(group)}) | {how}", [table[n][k] for n in group]))
     return 0
 
 

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import prefix_search as ps
-from _suite import RESULTS_DIR, TASKS, evaluate_lrs, oracle, positive_int, regret, run_main, task_names
+from _suite import RESULTS_DIR, TASKS, evaluate_lrs, oracle, positive_int, regret, regret_row, run_main, task_names
 from prefix_shift_explore import picks
 
 CACHE_DIR = RESULTS_DIR / "lr_precision"
@@ -80,18 +80,6 @@ def worse_side(regrets: dict[float, float | None], d: float) -> float | None:
     """
     lo, hi = regrets.get(-d), regrets.get(d)
     return None if lo is None or hi is None else max(lo, hi)
-
-
-def summary_row(label: str, values: Sequence[float]) -> str:
-    """One pooled row: median, worst, and how many tasks are within 1% and 5%.
-
-    >>> summary_row("x", [0.0, 0.02, 0.2])
-    '| x | +2.00% | +20.00% | 1/3 | 2/3 |'
-    """
-    n = len(values)
-    within = [sum(v <= t for v in values) for t in (0.01, 0.05)]
-    return (f"| {label} | {100 * statistics.median(values):+.2f}% | {100 * max(values):+.2f}% | {within[0]}/{n} "
-            f"| {within[1]}/{n} |")
 
 
 def choice_offsets(record: dict[str, Any], best_lr: float) -> dict[str, list[float]]:
@@ -160,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             for side in (-d, d):
                 values = [v for n in group if (v := table[n][side]) is not None]
                 if values:
-                    print(summary_row(f"{label} ({len(values)}) | {_label(side)} decade", values))
+                    print(regret_row(f"{label} ({len(values)}) | {_label(side)} decade", values))
             worse = [v for n in group if (v := worse_side(table[n], d)) is not None]
             if worse:
-                print(summary_row(f"{label} ({len(worse)}) | ±{_label(d)[1:]} decade, the worse side", worse))
+                print(regret_row(f"{label} ({len(worse)}) | ±{_label(d)[1:]} decade, the worse side", worse))
     choices: dict[str, list[float]] = {}
     spreads: list[float] = []  # per task: the seed-to-seed spread of the range test's suggestion
     for name in names:

@@ -25,9 +25,9 @@ def test_auto_choices_reads_each_seeds_lr(am: Any) -> None:
     assert am.auto_choices({"1": {"auto": {"lr": "0.5"}, "s": 1.0}, "0": {"auto": {"lr": 0.25}}}) == {1: 0.5, 0: 0.25}
 
 
-def test_pooled_row_counts_and_shows_a_diverged_worst(am: Any) -> None:
-    assert am.pooled_row("t", [0.0, 0.02, 0.06]) == "| t | +2.00% | +6.00% | 1/3 | 2/3 |"
-    assert am.pooled_row("t", [0.0, math.inf]).endswith("| diverged | 1/2 | 1/2 |")
+def test_regret_row_counts_and_shows_a_diverged_worst(am: Any) -> None:
+    assert am.regret_row("t", [0.0, 0.02, 0.06]) == "| t | +2.00% | +6.00% | 1/3 | 2/3 |"
+    assert am.regret_row("t", [0.0, math.inf]).endswith("| diverged | 1/2 | 1/2 |")
 
 
 def test_main_trains_each_choice_with_the_default_monitor_and_reports_both_regrets(

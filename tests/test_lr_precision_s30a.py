@@ -35,8 +35,8 @@ def test_worse_side_takes_the_larger_regret_and_needs_both(lp: Any) -> None:
     assert lp.worse_side({-0.5: 0.3, 0.5: None}, 0.5) is None
 
 
-def test_summary_row_counts_within_one_and_five_percent(lp: Any) -> None:
-    assert lp.summary_row("t", [0.01, 0.011, 0.05, math.inf]) == "| t | +3.05% | +inf% | 1/4 | 3/4 |"
+def test_regret_row_counts_within_one_and_five_percent(lp: Any) -> None:
+    assert lp.regret_row("t", [0.01, 0.011, 0.05, math.inf]) == "| t | +3.05% | diverged | 1/4 | 3/4 |"
 
 
 def test_main_trains_the_off_grid_lrs_and_prints_each_offsets_regret(lp: Any, tmp_path: Path,
