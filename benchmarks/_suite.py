@@ -101,7 +101,7 @@ LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
 GROUPS: tuple[str, ...] = (
     "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8", "fresh9",
-    "fresh10", "fresh11", "fresh12", "fresh13",
+    "fresh10", "fresh11", "fresh12", "fresh13", "fresh14",
 )
 
 
@@ -1467,6 +1467,98 @@ def _wine_mlp64x3() -> nn.Module:
     return _mlp([13, 64, 64, 64, 3])
 
 
+# -- the fifteenth held-out set (group "fresh14"): the test of lr0="auto" with the default monitor, registered
+# -- (docs/benchmarks/auto_lr.md, session 30) before any of its tasks was trained, range-tested or given an oracle -----
+def _split_classes_fresh14(x: Any, y: Any, test_size: float) -> TaskData:
+    """Standardised features and long labels, a stratified split with seed 14."""
+    from sklearn.model_selection import train_test_split
+
+    xt, xv, yt, yv = train_test_split(x, y, test_size=test_size, random_state=14, stratify=y)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.long),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.long))
+
+
+def _digits_fresh14() -> TaskData:
+    """sklearn digits flattened, clean labels, split 75/25 with seed 14."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _split_classes_fresh14(d.data, d.target, 0.25)
+
+
+def _breast_cancer_fresh14() -> TaskData:
+    """sklearn breast_cancer split 70/30 with seed 14; float (N, 1) targets for BCEWithLogitsLoss."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    d = load_breast_cancer()
+    xt, xv, yt, yv = train_test_split(d.data, d.target, test_size=0.3, random_state=14, stratify=d.target)
+    xt, xv = _standardise(xt, xv)
+    return TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.float32).unsqueeze(1),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.float32).unsqueeze(1))
+
+
+def _friedman2_fresh14() -> TaskData:
+    """make_friedman2, 1500 samples, noise 50, seed 14; split 70/30 with seed 14, target standardised."""
+    from sklearn.datasets import make_friedman2
+    from sklearn.model_selection import train_test_split
+
+    x, y = make_friedman2(n_samples=1500, noise=50.0, random_state=14)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=0.3, random_state=14)
+    xt, xv = _standardise(xt, xv)
+    return _standardised_target(TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=torch.float32),
+                                         torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=torch.float32)))
+
+
+def _wine_noisy_fresh14() -> TaskData:
+    """sklearn wine, 10% label noise drawn with seed 14, split 60/40 with seed 14."""
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    return _split_classes_fresh14(d.data, _noisy_labels(d.target, seed=14), 0.4)
+
+
+def _circles_fresh14() -> TaskData:
+    """make_circles, 1500 samples, noise 0.15, factor 0.5, seed 14; split 2/3 : 1/3 with seed 14."""
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=1500, noise=0.15, factor=0.5, random_state=14)
+    return _split_classes_fresh14(x, y, 1 / 3)
+
+
+def _classes3_fresh14() -> TaskData:
+    """make_classification, 1500 samples, 12 features (5 informative), 3 classes, seed 14; split 70/30, seed 14."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=1500, n_features=12, n_informative=5, n_classes=3, random_state=14)
+    return _split_classes_fresh14(x, y, 0.3)
+
+
+def _digits_mlp512() -> nn.Module:
+    return _mlp([64, 512, 10])
+
+
+def _breast_cancer_mlp64x3() -> nn.Module:
+    return _mlp([30, 64, 64, 64, 1])
+
+
+def _friedman2_mlp128() -> nn.Module:
+    return _mlp([4, 128, 1])
+
+
+def _wine_mlp32() -> nn.Module:
+    return _mlp([13, 32, 3])
+
+
+def _circles_mlp64x2() -> nn.Module:
+    return _mlp([2, 64, 64, 2])
+
+
+def _classes3_mlp() -> nn.Module:
+    return _mlp([12, 64, 3])
+
+
 def _digits_mlp256() -> nn.Module:
     return _mlp([64, 256, 10])
 
@@ -2524,6 +2616,29 @@ _TASK_LIST = [
          optimizer_name="SGD momentum 0.9", build_data=_wine_fresh13, build_model=_seeded(_wine_mlp64x3),
          build_optimizer=_sgd_momentum, loss_fn=nn.CrossEntropyLoss(), batch_size=16, epochs=40, default_lr=0.01,
          held_out=True, group="fresh13"),
+    Task(name="digits_wide_mlp_adam", description="sklearn digits (1347/450), MLP 64-512-10", optimizer_name="Adam",
+         build_data=_digits_fresh14, build_model=_seeded(_digits_mlp512), build_optimizer=_adam,
+         loss_fn=nn.CrossEntropyLoss(), batch_size=64, epochs=10, default_lr=1e-3, held_out=True, group="fresh14"),
+    Task(name="breast_cancer_deep_rmsprop", description="sklearn breast_cancer (398/171), MLP 30-64-64-64-1",
+         optimizer_name="RMSprop", build_data=_breast_cancer_fresh14, build_model=_seeded(_breast_cancer_mlp64x3),
+         build_optimizer=_rmsprop, loss_fn=nn.BCEWithLogitsLoss(), batch_size=32, epochs=15, default_lr=0.01,
+         held_out=True, group="fresh14"),
+    Task(name="friedman2_wide_sgd", description="make_friedman2, noise 50 (1050/450), MLP 4-128-1",
+         optimizer_name="SGD momentum 0.9", build_data=_friedman2_fresh14, build_model=_seeded(_friedman2_mlp128),
+         build_optimizer=_sgd_momentum, loss_fn=nn.MSELoss(), batch_size=32, epochs=10, default_lr=0.01,
+         held_out=True, group="fresh14"),
+    Task(name="wine_noisy_mlp_adagrad", description="sklearn wine, 10% label noise (106/72), MLP 13-32-3",
+         optimizer_name="Adagrad", build_data=_wine_noisy_fresh14, build_model=_seeded(_wine_mlp32),
+         build_optimizer=_adagrad, loss_fn=nn.CrossEntropyLoss(), batch_size=16, epochs=40, default_lr=0.01,
+         held_out=True, group="fresh14"),
+    Task(name="circles_mlp_nadam", description="make_circles, noise 0.15 (1000/500), MLP 2-64-64-2",
+         optimizer_name="NAdam", build_data=_circles_fresh14, build_model=_seeded(_circles_mlp64x2),
+         build_optimizer=_nadam, loss_fn=nn.CrossEntropyLoss(), batch_size=32, epochs=10, default_lr=2e-3,
+         held_out=True, group="fresh14"),
+    Task(name="classes3_mlp_adamw", description="make_classification, 3 classes (1050/450), MLP 12-64-3",
+         optimizer_name="AdamW, wd 0.05", build_data=_classes3_fresh14, build_model=_seeded(_classes3_mlp),
+         build_optimizer=_adamw_strong_wd, loss_fn=nn.CrossEntropyLoss(), batch_size=32, epochs=12, default_lr=1e-3,
+         held_out=True, group="fresh14"),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -2566,6 +2681,9 @@ FRESH12: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh
 #: The fourteenth held-out set, written down before any of its tasks was trained or range-tested (the test of the
 #: prefix search trained with the default monitor; docs/benchmarks/auto_lr.md, session 30).
 FRESH13: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh13")
+#: The fifteenth held-out set, written down before any of its tasks was trained or range-tested (the test of
+#: lr0="auto" trained with the default monitor; docs/benchmarks/auto_lr.md, session 30).
+FRESH14: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh14")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:

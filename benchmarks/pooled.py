@@ -72,6 +72,8 @@ NOT_POOLED: dict[str, str] = {
     "fresh12": "registered in session 28 to test lr0=\"auto\"'s 1.5-run prefix search (docs/benchmarks/auto_lr.md)",
     "fresh13": "registered in session 30 to test the prefix search trained with the default monitor "
                "(docs/benchmarks/auto_lr.md)",
+    "fresh14": "registered in session 30 to test lr0=\"auto\" trained with the default monitor "
+               "(docs/benchmarks/auto_lr.md)",
 }
 
 # "lrkit, rule of its day": the row of each set's per-task table (docs/benchmarks/finder.md) holding the default as
