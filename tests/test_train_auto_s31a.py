@@ -1,0 +1,108 @@
+"""benchmarks/train_auto.py (session 31): lr0="auto" end to end through lrkit.train's own defaults against a grid of
+explicit lr0 on the same path — the scoring on fakes, the cache, the refusal of unknown tasks, and one real (short)
+lrkit.train run per side."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _helpers import bench_script, keep_torch_threads  # noqa: F401 (a fixture, used through usefixtures)
+
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
+
+
+@pytest.fixture
+def ta(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    module = bench_script("train_auto", monkeypatch)
+    monkeypatch.setattr(module, "CACHE_DIR", tmp_path / "cache")
+    return module
+
+
+def _rec(loss: float | None, lr0: float = 0.01, extra: float | None = None, events: dict[str, int] | None = None,
+         ) -> dict[str, Any]:  # fmt: skip
+    return {"final_val_loss": loss, "best_val_loss": loss, "lr0": lr0, "optimizer": "AdamW", "extra_fraction": extra,
+            "events": events or {}, "seconds": 1.0}  # fmt: skip
+
+
+def test_score_picks_the_grid_lr_of_lowest_median_and_reads_a_diverged_auto_as_inf(ta: Any) -> None:
+    runs = {}
+    for s, (a, b) in zip(ta.SEEDS, [(1.0, 2.0), (5.0, 1.5), (1.2, 1.6)]):  # medians: 1.2 at 0.1, 1.6 at 0.01
+        runs[f"0.1/{s}"], runs[f"0.01/{s}"] = _rec(a), _rec(b)
+        runs[f"auto/{s}"] = _rec(1.32, lr0=0.09, extra=0.2 + 0.01 * s, events={"val_rising": 1})
+    s = ta.score(runs, [0.1, 0.01])
+    assert s["oracle_lr"] == 0.1 and s["oracle_loss"] == 1.2
+    assert s["regret"] == pytest.approx(0.1) and s["extra"] == pytest.approx(0.21) and s["events"] == 3
+    for seed in (0, 1):  # two of three seeds diverged: the median is not finite
+        runs[f"auto/{seed}"] = _rec(None, extra=0.2)
+    assert math.isinf(ta.score(runs, [0.1, 0.01])["regret"])
+
+
+def test_text_file_is_the_same_corpus_for_a_seed_and_another_for_another_seed(ta: Any, tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = ta.text_file(tmp_path / "a", n_chars=500).read_text(encoding="utf-8")
+    assert first == ta.text_file(tmp_path / "b", n_chars=500).read_text(encoding="utf-8")
+    assert len(first) >= 500 and set(first) <= set("".join(ta._WORDS) + "ABCDEFGHIJKLMNOPQRSTUVWXYZ .!?")
+    assert ta.text_file(tmp_path / "b", n_chars=500, seed=1).read_text(encoding="utf-8") != first
+
+
+def test_run_all_trains_only_what_is_not_cached_and_writes_each_run(ta: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[Any, ...]] = []
+
+    def fake(job: tuple[str, Any, int, bool]) -> dict[str, Any]:
+        asked.append(job)
+        return _rec(0.5, extra=0.25 if job[1] == "auto" else None)
+
+    monkeypatch.setattr(ta, "_worker", fake)
+    runs = ta.run_all(["iris_mlp"], [0.01, "auto"], True, 1, progress=lambda _: None)
+    assert sorted(runs["iris_mlp"]) == sorted(f"{k}/{s}" for k in ("0.01", "auto") for s in ta.SEEDS)
+    assert len(asked) == 6 and all(job[3] is True for job in asked)
+    on_disk = json.loads((ta.CACHE_DIR / "iris_mlp_monitor-on.json").read_text(encoding="utf-8"))
+    assert on_disk == runs["iris_mlp"]
+    asked.clear()
+    ta.run_all(["iris_mlp"], [0.01, 0.1, "auto"], True, 1, progress=lambda _: None)
+    assert [job[1] for job in asked] == [0.1, 0.1, 0.1]  # only the new LR trains
+    asked.clear()
+    ta.run_all(["iris_mlp"], [0.01], False, 1, progress=lambda _: None)  # the monitor-off cache is its own file
+    assert len(asked) == 3 and (ta.CACHE_DIR / "iris_mlp_monitor-off.json").exists()
+
+
+def test_main_refuses_an_unknown_task_naming_the_valid_ones(ta: Any, capsys: Any) -> None:
+    with pytest.raises(SystemExit) as exc:
+        ta.main(["--tasks", "iris_mlp,imagenet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "'imagenet'" in err and "wine_linear_adam" in err
+
+
+def test_main_prints_the_table_and_the_pooled_row_from_the_cache(ta: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: Any, tmp_path: Path) -> None:  # fmt: skip
+    grid = ta.default_grid()
+    runs = {f"{ta.run_key(lr)}/{s}": _rec(1.0 + abs(math.log10(lr / 1e-3))) for lr in grid for s in ta.SEEDS}
+    runs.update({f"auto/{s}": _rec(1.04, lr0=2e-3, extra=0.25) for s in ta.SEEDS})
+    ta.CACHE_DIR.mkdir(parents=True)
+    (ta.CACHE_DIR / "wine_mlp_monitor-on.json").write_text(json.dumps(runs), encoding="utf-8")
+    monkeypatch.setattr(ta, "_worker", lambda job: pytest.fail(f"trained {job}, but everything was cached"))
+    assert ta.main(["--tasks", "wine_mlp", "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| wine_mlp | wine | mlp | auto (AdamW) | 0.001 | 0.002, 0.002, 0.002 | 0.30 |" in out
+    assert "| lr0=auto, 1 tasks | +4.00% | +4.00% | 0/1 | 1/1 |" in out
+    assert "extra compute: median 25%" in out
+    assert json.loads((tmp_path / "s.json").read_text())["wine_mlp"]["oracle_lr"] == 0.001
+
+
+def test_train_once_runs_lrkit_train_with_its_defaults_for_a_fixed_lr_and_for_auto(
+        ta: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr(ta, "EPOCHS", 12)  # 36 optimizer steps: the least lr0="auto" accepts at its budget
+    task = ta.TASKS["wine_linear_adam"]
+    fixed = ta.train_once(task, 0.01, 0, True)
+    assert fixed["lr0"] == 0.01 and fixed["extra_fraction"] is None and fixed["optimizer"] == "Adam"
+    assert fixed["final_val_loss"] is not None and fixed["final_val_loss"] > 0
+    auto = ta.train_once(task, "auto", 0, False)
+    assert auto["lr0"] > 0 and auto["lr0"] != 0.01 and 0 < auto["extra_fraction"] <= 0.3 + 1e-9
+    assert auto["events"] == {}
