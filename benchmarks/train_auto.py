@@ -11,13 +11,17 @@ everything else at its default. The oracle is the grid LR with the lowest median
 ``lr0="auto"``'s regret is its median final validation loss over the oracle's, minus one. The extra compute is
 ``lr0="auto"``'s own count (``AutoLR.extra_fraction``: its range test and trials, over one training run's steps).
 
-``--monitor off`` runs both sides with ``monitor=False``. Runs are cached in ``benchmarks/results/train_auto/``, keyed
-by task, monitor setting, LR and seed (delete the folder after changing lrkit). The protocol and the hypotheses were
-registered in docs/benchmarks/auto_lr.md before the first run.
+``--monitor off`` runs both sides with ``monitor=False``. ``--rescue`` reads both grids for issue 5's question on this
+path (measured after the registered runs, deciding nothing): at the monitor-off oracle, the events the default
+monitor raised; at 10x and 31.6x its LR, the loss without and with the monitor. Runs are cached in
+``benchmarks/results/train_auto/``, keyed by task, monitor setting, LR and seed (delete the folder after changing
+lrkit). The protocol and the hypotheses were registered in docs/benchmarks/auto_lr.md before the first run.
 
     python benchmarks/train_auto.py --jobs 2                 # every task, default monitor (about 15 min on 2 cores)
     python benchmarks/train_auto.py --jobs 2 --monitor off
     python benchmarks/train_auto.py --tasks iris_mlp,wine_linear_adam
+    python benchmarks/train_auto.py --jobs 2 --search prefix # the opt-in prefix search (auto_search="prefix")
+    python benchmarks/train_auto.py --rescue                 # the monitor at 10x/31.6x the oracle, from both grids
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +54,8 @@ CACHE_DIR = RESULTS_DIR / "train_auto"
 SEEDS = (0, 1, 2)
 EPOCHS = 20
 AUTO = "auto"
+PREFIX = "auto-prefix"  # lr0="auto" with auto_search="prefix" (the opt-in search of about 1.5 runs)
+SEARCHES = {"guard": AUTO, "prefix": PREFIX}
 
 
 @dataclass(frozen=True)
@@ -107,21 +114,76 @@ def text_file(directory: Path, n_chars: int = 24_000, seed: int = 0) -> Path:
 def run_key(lr0: float | str) -> str:
     """The cache key of one ``lr0``: ``"auto"`` or the LR's shortest round-trip text.
 
-    >>> run_key(0.001), run_key("auto")
-    ('0.001', 'auto')
+    >>> run_key(0.001), run_key("auto"), run_key("auto-prefix")
+    ('0.001', 'auto', 'auto-prefix')
     """
-    return AUTO if lr0 == AUTO else repr(float(lr0))
+    return lr0 if lr0 in (AUTO, PREFIX) else repr(float(lr0))
 
 
-def train_once(task: TrainTask, lr0: float | str, seed: int, monitor: bool) -> dict[str, Any]:
+VARIANTS = ("default", "cosine", "noisy", "overfit-warn")
+_NOISY_SOURCES = {"iris": "load_iris", "wine": "load_wine", "breast_cancer": "load_breast_cancer",
+                  "digits": "load_digits"}  # fmt: skip
+
+
+def noisy_npz(directory: Path, data: str, fraction: float = 0.1, seed: int = 7) -> Path:
+    """scikit-learn's copy of a built-in dataset (digits as 1x8x8 images, as lrkit's built-in) with ``fraction`` of
+    its labels replaced by another class (a seeded draw), saved as an ``.npz`` for ``lrkit.train(data=...)``.
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     arrays = np.load(noisy_npz(Path(d), "iris"))
+    ...     x, y = arrays["x"], arrays["y"]
+    >>> x.shape, int((y != load_iris().target).sum())
+    ((150, 4), 15)
+    """
+    import numpy as np
+    import sklearn.datasets
+
+    if data not in _NOISY_SOURCES:
+        raise ValueError(f"variant 'noisy' needs data from {sorted(_NOISY_SOURCES)}, not {data!r}")
+    bunch = getattr(sklearn.datasets, _NOISY_SOURCES[data])()
+    x = bunch.images[:, None].astype(np.float32) if data == "digits" else bunch.data.astype(np.float32)
+    y = bunch.target.astype(np.int64).copy()
+    rng = np.random.default_rng(seed)
+    flip = rng.choice(len(y), size=round(fraction * len(y)), replace=False)
+    n_classes = int(y.max()) + 1
+    y[flip] = (y[flip] + rng.integers(1, n_classes, size=len(flip))) % n_classes
+    path = directory / f"{data}_noisy.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def train_once(task: TrainTask, lr0: float | str, seed: int, monitor: bool, variant: str = "default",
+               ) -> dict[str, Any]:  # fmt: skip
     """One ``lrkit.train`` call with every default but ``epochs``, ``lr0``, ``optimizer``, ``seed`` and ``monitor``,
     in a temporary run folder; its record: the final and best validation loss (``None`` when not finite), the LR it
-    trained at, ``lr0="auto"``'s extra compute, the monitor's events by check and the wall time."""
+    trained at, ``lr0="auto"``'s extra compute, the monitor's events by check and the wall time.
+
+    ``variant`` (exploratory, session 31) changes one thing: ``"cosine"`` the schedule to the suite's (one warmup
+    epoch of 20, 5%, then cosine to zero: ``schedule="cosine lrf=0 warmup_epochs=1"``), ``"noisy"`` the data to
+    :func:`noisy_npz`'s (10% of the labels flipped, as many suite tasks have), ``"overfit-warn"`` the monitor's
+    ``val_rising`` action from a rollback to a warning (``monitor={"on_overfit": "warn"}``; with ``monitor=True``)."""
     with tempfile.TemporaryDirectory(prefix="lrkit-train-auto-") as tmp:
         data: str = str(text_file(Path(tmp))) if task.data == "text" else task.data
+        extra: dict[str, Any] = {}
+        if variant == "cosine":
+            extra["schedule"] = "cosine lrf=0 warmup_epochs=1"
+        elif variant == "noisy":
+            data = str(noisy_npz(Path(tmp), task.data))
+        elif variant == "overfit-warn":
+            if not monitor:
+                raise ValueError("variant 'overfit-warn' changes the monitor: it needs monitor=True")
+            extra["monitor"] = {"on_overfit": "warn"}
+        elif variant != "default":
+            raise ValueError(f"variant={variant!r}; valid: {', '.join(VARIANTS)}")
+        if lr0 == PREFIX:
+            lr0, extra["auto_search"] = AUTO, "prefix"
         started = time.perf_counter()
+        extra.setdefault("monitor", monitor)
         r = lrkit.train(task.model, data=data, epochs=EPOCHS, lr0=lr0, optimizer=task.optimizer, seed=seed,
-                        monitor=monitor, project=tmp, name="run", plots=False, verbose=False)  # fmt: skip
+                        project=tmp, name="run", plots=False, verbose=False, **extra)  # fmt: skip
         seconds = time.perf_counter() - started
 
     def finite(v: float) -> float | None:
@@ -138,36 +200,41 @@ def train_once(task: TrainTask, lr0: float | str, seed: int, monitor: bool) -> d
     }
 
 
-def _worker(args: tuple[str, float | str, int, bool]) -> dict[str, Any]:
+def _worker(args: tuple[str, float | str, int, bool, str]) -> dict[str, Any]:
     torch.set_num_threads(1)
-    name, lr0, seed, monitor = args
-    return train_once(TASKS[name], lr0, seed, monitor)
+    name, lr0, seed, monitor, variant = args
+    with warnings.catch_warnings():  # a grid's far ends make the monitor and the range test warn on most runs:
+        warnings.simplefilter("ignore")  # the events are in the record; the table is what the script prints
+        return train_once(TASKS[name], lr0, seed, monitor, variant)
 
 
-def _cache_path(name: str, monitor: bool) -> Path:
-    return CACHE_DIR / f"{name}_monitor-{'on' if monitor else 'off'}.json"
+def _cache_path(name: str, monitor: bool, variant: str = "default") -> Path:
+    suffix = "" if variant == "default" else f"_{variant}"
+    return CACHE_DIR / f"{name}_monitor-{'on' if monitor else 'off'}{suffix}.json"
 
 
-def _load(name: str, monitor: bool) -> dict[str, dict[str, Any]]:
-    path = _cache_path(name, monitor)
+def _load(name: str, monitor: bool, variant: str = "default") -> dict[str, dict[str, Any]]:
+    path = _cache_path(name, monitor, variant)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def run_all(names: Sequence[str], lrs: Sequence[float | str], monitor: bool, jobs: int,
-            progress: Callable[[str], None] = print) -> dict[str, dict[str, dict[str, Any]]]:  # fmt: skip
+            progress: Callable[[str], None] = print, variant: str = "default",
+            ) -> dict[str, dict[str, dict[str, Any]]]:  # fmt: skip
     """Every ``(task, lr0, seed)`` run not yet cached, in ``jobs`` processes; ``{task: {"<lr0>/<seed>": record}}``.
     Each finished run is written to the task's cache file at once (atomically), so an interrupted call goes on from
     there."""
-    runs = {n: _load(n, monitor) for n in names}
-    todo = [(n, lr, s, monitor) for n in names for lr in lrs for s in SEEDS if f"{run_key(lr)}/{s}" not in runs[n]]
+    runs = {n: _load(n, monitor, variant) for n in names}
+    todo = [(n, lr, s, monitor, variant) for n in names for lr in lrs for s in SEEDS
+            if f"{run_key(lr)}/{s}" not in runs[n]]  # fmt: skip
     if todo:
         progress(f"training {len(todo)} runs in {jobs} process(es)")
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
 
-    def record(job: tuple[str, float | str, int, bool], rec: dict[str, Any]) -> None:
-        name, lr, seed, _ = job
+    def record(job: tuple[str, float | str, int, bool, str], rec: dict[str, Any]) -> None:
+        name, lr, seed = job[:3]
         runs[name][f"{run_key(lr)}/{seed}"] = rec
-        atomic_write_text(_cache_path(name, monitor), json.dumps(runs[name], indent=1, sort_keys=True))
+        atomic_write_text(_cache_path(name, monitor, variant), json.dumps(runs[name], indent=1, sort_keys=True))
 
     if jobs > 1 and len(todo) > 1:
         import multiprocessing as mp
@@ -186,7 +253,7 @@ def _median_loss(runs: dict[str, dict[str, Any]], key: str) -> float:
     return statistics.median(math.inf if v is None else v for v in values)
 
 
-def score(runs: dict[str, dict[str, Any]], grid: Sequence[float]) -> dict[str, Any]:
+def score(runs: dict[str, dict[str, Any]], grid: Sequence[float], auto_key: str = AUTO) -> dict[str, Any]:
     """The oracle (the grid LR of lowest median final val loss) and ``lr0="auto"``'s regret against it.
 
     >>> rec = lambda v: {"final_val_loss": v, "lr0": 0.01, "extra_fraction": 0.25, "events": {}}
@@ -194,19 +261,117 @@ def score(runs: dict[str, dict[str, Any]], grid: Sequence[float]) -> dict[str, A
     >>> s = score(runs, [0.1, 0.01])
     >>> s["oracle_lr"], s["oracle_loss"], round(s["regret"], 6), s["extra"]
     (0.01, 1.0, 0.1, 0.25)
+
+    A median validation loss of exactly 0 at the oracle (float32 cross-entropy underflows when a tiny validation
+    set is classified with huge margins) leaves the ratio undefined: the regret is then ``inf`` unless ``lr0="auto"``
+    reads 0 too, and ``oracle_zero`` says so.
+
+    >>> runs.update({f"0.1/{s}": rec(0.0) for s in SEEDS})
+    >>> s = score(runs, [0.1, 0.01])
+    >>> s["oracle_loss"], s["regret"], s["oracle_zero"]
+    (0.0, inf, True)
     """
     losses = [_median_loss(runs, run_key(lr)) for lr in grid]
     best = min(range(len(grid)), key=lambda i: losses[i])
-    auto = [runs[f"{AUTO}/{s}"] for s in SEEDS]
+    auto = [runs[f"{auto_key}/{s}"] for s in SEEDS]
+    auto_loss, oracle_loss = _median_loss(runs, auto_key), losses[best]
+    if oracle_loss == 0.0:
+        value = 0.0 if auto_loss == 0.0 else math.inf
+    else:
+        value = regret(auto_loss, oracle_loss)
     return {
         "oracle_lr": float(grid[best]),
-        "oracle_loss": losses[best],
+        "oracle_loss": oracle_loss,
+        "oracle_zero": oracle_loss == 0.0,
         "auto_lrs": [r["lr0"] for r in auto],
-        "auto_loss": _median_loss(runs, AUTO),
-        "regret": regret(_median_loss(runs, AUTO), losses[best]),
+        "auto_loss": auto_loss,
+        "regret": value,
         "extra": statistics.median(r["extra_fraction"] for r in auto),
         "events": sum(sum(r["events"].values()) for r in auto),
     }
+
+
+def _ratio(loss: float, oracle_loss: float) -> float:
+    if oracle_loss == 0.0:
+        return 0.0 if loss == 0.0 else math.inf
+    return regret(loss, oracle_loss)
+
+
+RESCUE_STEPS = {"10x": 4, "31.6x": 6}  # grid steps above the oracle: the grid is 4 per decade
+
+
+def rescue(on: dict[str, dict[str, Any]], off: dict[str, dict[str, Any]], grid: Sequence[float]) -> dict[str, Any]:
+    """The monitor on ``lrkit.train``'s path, read from the same grid runs (issue 5's benchmark, there): the oracle
+    of the monitor-off grid; at it, the events the default monitor raised (healthy runs) and its loss with the
+    monitor; 4 and 6 grid steps above it (10x and 31.6x its LR), the loss over the oracle's minus one, without and
+    with the monitor (``None`` past the grid's end).
+
+    >>> rec = lambda v, e=0: {"final_val_loss": v, "events": {"loss_spike": e} if e else {}}
+    >>> grid = [10 ** (k / 4) for k in range(8)]
+    >>> off = {f"{run_key(lr)}/{s}": rec(1.0 if k == 1 else 3.0) for k, lr in enumerate(grid) for s in SEEDS}
+    >>> on = {f"{run_key(lr)}/{s}": rec(1.0 if k == 1 else 1.05, e=k > 1) for k, lr in enumerate(grid) for s in SEEDS}
+    >>> r = rescue(on, off, grid)
+    >>> r["oracle_lr"] == grid[1], r["healthy_events"], r["10x"], r["31.6x"]
+    (True, [0, 0, 0], (2.0, 0.050000000000000044), (2.0, 0.050000000000000044))
+    """
+    losses = [_median_loss(off, run_key(lr)) for lr in grid]
+    best = min(range(len(grid)), key=lambda i: losses[i])
+    key = run_key(grid[best])
+    out: dict[str, Any] = {
+        "oracle_lr": float(grid[best]),
+        "oracle_loss": losses[best],
+        "healthy_events": [sum(on[f"{key}/{s}"]["events"].values()) for s in SEEDS],
+        "healthy_on": _ratio(_median_loss(on, key), losses[best]),
+    }
+    for label, steps in RESCUE_STEPS.items():
+        i = best + steps
+        out[label] = None if i >= len(grid) else (
+            _ratio(losses[i], losses[best]), _ratio(_median_loss(on, run_key(grid[i])), losses[best]))
+    return out
+
+
+def _pct(value: float) -> str:
+    return "diverged" if math.isinf(value) else f"{100 * value:+.1f}%"
+
+
+def print_rescue(names: Sequence[str], grid: Sequence[float], jobs: int, variant: str = "default") -> None:
+    """Train what the two grids lack (monitor on and off), then print :func:`rescue`'s table and its counts. With a
+    ``variant`` the monitor-on side trains that variant, at the three LRs the table reads only (the monitor-off grid
+    stays the default's: it places the oracle)."""
+    off = run_all(names, grid, False, jobs)
+    if variant == "default":
+        on = run_all(names, grid, True, jobs)
+    else:
+        on = {}
+        for name in names:
+            best = grid.index(rescue(off[name], off[name], grid)["oracle_lr"])
+            lrs = [grid[i] for i in (best, *(best + k for k in RESCUE_STEPS.values())) if i < len(grid)]
+            on.update(run_all([name], lrs, True, jobs, variant=variant))
+    print(f"\nmonitor-on side: variant {variant}")
+    print("\n| task | oracle lr0 (monitor off) | oracle val loss | healthy: events per seed (monitor on) | healthy: "
+          "monitor on vs oracle | 10x: off | 10x: on | 31.6x: off | 31.6x: on |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    events = within_off = within_on = settings = 0
+    for name in names:
+        r = rescue(on[name], off[name], grid)
+        events += sum(e > 0 for e in r["healthy_events"])
+        cells = []
+        for label in RESCUE_STEPS:
+            if r["oracle_loss"] == 0.0:  # no ratio to a loss of 0: left out of the counts
+                cells += ["undefined (oracle loss 0)"] * 2
+                continue
+            if r[label] is None:
+                cells += ["past the grid", "past the grid"]
+                continue
+            settings += 1
+            within_off += r[label][0] <= 0.10
+            within_on += r[label][1] <= 0.10
+            cells += [_pct(v) for v in r[label]]
+        healthy = "undefined (oracle loss 0)" if r["oracle_loss"] == 0.0 else _pct(r["healthy_on"])
+        print(f"| {name} | {r['oracle_lr']:.3g} | {r['oracle_loss']:.4g} | {', '.join(map(str, r['healthy_events']))} "
+              f"| {healthy} | {' | '.join(cells)} |")
+    print(f"\nhealthy runs with an event: {events}/{len(names) * len(SEEDS)}; 10x/31.6x settings within 10% of the "
+          f"oracle: {within_on}/{settings} with the monitor, {within_off}/{settings} without")
 
 
 def _distance(lrs: Sequence[float], best: float) -> float:
@@ -219,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--monitor", default="on", choices=("on", "off"), help="the monitor on both sides")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table's values here")
+    parser.add_argument("--variant", default="default", choices=VARIANTS,
+                        help="exploratory: the suite's schedule (cosine) or 10%% noisy labels (noisy) instead")
+    parser.add_argument("--search", default="guard", choices=SEARCHES,
+                        help="lr0='auto''s search: the default guard, or the opt-in prefix search (auto_search=prefix)")
+    parser.add_argument("--rescue", action="store_true",
+                        help="instead: the monitor's rescue table from both grids (monitor on and off)")
     args = parser.parse_args(argv)
     names = list(TASKS) if args.tasks == "all" else [n.strip() for n in args.tasks.split(",") if n.strip()]
     unknown = [n for n in names if n not in TASKS]
@@ -228,31 +399,49 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONHASHSEED", "0")
     torch.set_num_threads(1)
     grid = default_grid()
+    if args.rescue and args.variant in ("cosine", "noisy"):
+        parser.error(f"--rescue --variant {args.variant}: the rescue table places the oracle on the default grid, so "
+                     "only --variant overfit-warn (a change to the monitor) fits it")
+    if args.variant == "overfit-warn" and args.monitor == "off":
+        parser.error("--variant overfit-warn changes the monitor: it needs --monitor on")
+    if args.rescue:
+        print_rescue(names, grid, capped_jobs(args.jobs), args.variant)
+        return 0
     monitor = args.monitor == "on"
     started = time.perf_counter()
-    runs = run_all(names, [*grid, AUTO], monitor, capped_jobs(args.jobs))
+    auto_key = SEARCHES[args.search]
+    runs = run_all(names, [*grid, auto_key], monitor, capped_jobs(args.jobs), variant=args.variant)
     print(f"\nlrkit {lrkit.__version__}, torch {torch.__version__}, {EPOCHS} epochs, seeds {list(SEEDS)}, monitor "
-          f"{args.monitor}, grid {len(grid)} LRs 1e-5..10; {time.perf_counter() - started:.0f} s\n")
+          f"{args.monitor}, variant {args.variant}, grid {len(grid)} LRs 1e-5..10; "
+          f"{time.perf_counter() - started:.0f} s\n")
     print("| task | data | model | optimizer | oracle lr0 | lr0=auto (per seed) | distance (decades) | oracle val loss "
           "| lr0=auto val loss | regret | extra compute | monitor events (auto) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     scores: dict[str, dict[str, Any]] = {}
     for name in names:
-        task, s = TASKS[name], score(runs[name], grid)
+        task, s = TASKS[name], score(runs[name], grid, auto_key)
         scores[name] = s
         chosen = ", ".join(f"{v:.3g}" for v in s["auto_lrs"])
-        optimizer = runs[name][f"{AUTO}/0"]["optimizer"]
-        shown = "diverged" if math.isinf(s["regret"]) else f"{100 * s['regret']:+.2f}%"
+        optimizer = runs[name][f"{auto_key}/0"]["optimizer"]
+        shown = f"{100 * s['regret']:+.2f}%"
+        if math.isinf(s["regret"]):
+            shown = "undefined (oracle loss 0)" if s["oracle_zero"] else "diverged"
         print(f"| {name} | {task.data} | {task.model} | {task.optimizer} ({optimizer}) | {s['oracle_lr']:.3g} | "
               f"{chosen} | {_distance(s['auto_lrs'], s['oracle_lr']):.2f} | {s['oracle_loss']:.4f} | "
               f"{s['auto_loss']:.4f} | {shown} | {100 * s['extra']:.0f}% | {s['events']} |")
     print("\n| pooled | median | worst | within 1% | within 5% |\n|---|---|---|---|---|")
-    print(regret_row(f"lr0=auto, {len(names)} tasks", [s["regret"] for s in scores.values()]))
+    label = "lr0=auto" if args.search == "guard" else "lr0=auto auto_search=prefix"
+    print(regret_row(f"{label}, {len(names)} tasks", [s["regret"] for s in scores.values()]))
+    defined = [s["regret"] for s in scores.values() if not s["oracle_zero"]]
+    if 0 < len(defined) < len(scores):  # the strict row counts an undefined regret as inf; this one leaves it out
+        print(regret_row(f"{label}, the {len(defined)} tasks whose oracle loss is not 0", defined))
     extras = [s["extra"] for s in scores.values()]
     print(f"\nextra compute: median {100 * statistics.median(extras):.0f}%, most {100 * max(extras):.0f}% (target "
           "<= 30%)")
     if args.json is not None:
-        atomic_write_text(args.json, json.dumps(scores, indent=1, sort_keys=True))
+        strict = {n: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in s.items()}
+                  for n, s in scores.items()}  # fmt: skip
+        atomic_write_text(args.json, json.dumps(strict, indent=1, sort_keys=True, allow_nan=False))
     return 0
 
 

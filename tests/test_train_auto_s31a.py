@@ -106,3 +106,128 @@ def test_train_once_runs_lrkit_train_with_its_defaults_for_a_fixed_lr_and_for_au
     auto = ta.train_once(task, "auto", 0, False)
     assert auto["lr0"] > 0 and auto["lr0"] != 0.01 and 0 < auto["extra_fraction"] <= 0.3 + 1e-9
     assert auto["events"] == {}
+
+
+def test_an_oracle_loss_of_zero_reads_undefined_and_the_pooled_rows_say_so(ta: Any, capsys: Any) -> None:
+    grid = ta.default_grid()
+    ta.CACHE_DIR.mkdir(parents=True)
+    for name, best in (("wine_mlp", 0.0), ("iris_mlp", 1.0)):
+        runs = {f"{ta.run_key(lr)}/{s}": _rec(best + abs(math.log10(lr / 1e-3))) for lr in grid for s in ta.SEEDS}
+        runs.update({f"auto/{s}": _rec(best + 0.02, lr0=1e-3, extra=0.25) for s in ta.SEEDS})
+        (ta.CACHE_DIR / f"{name}_monitor-on.json").write_text(json.dumps(runs), encoding="utf-8")
+    assert ta.main(["--tasks", "wine_mlp,iris_mlp"]) == 0
+    out = capsys.readouterr().out
+    assert "| undefined (oracle loss 0) |" in out
+    assert "| lr0=auto, 2 tasks | +inf% | diverged | 0/2 | 1/2 |" in out  # strict: the undefined one as inf
+    assert "| lr0=auto, the 1 tasks whose oracle loss is not 0 | +2.00% | +2.00% | 0/1 | 1/1 |" in out
+
+
+def test_rescue_reads_both_grids_and_counts_healthy_events_and_settings_within_10_percent(
+        ta: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:  # fmt: skip
+    grid = ta.default_grid()  # 25 LRs; the monitor-off oracle at index 10 (1e-3 * ...), 10x at 14, 31.6x at 16
+    best = grid[10]
+    ta.CACHE_DIR.mkdir(parents=True)
+    off = {f"{ta.run_key(lr)}/{s}": _rec(1.0 + abs(math.log10(lr / best))) for lr in grid for s in ta.SEEDS}
+    on = {k: _rec(v["final_val_loss"] if k.startswith(ta.run_key(best) + "/") else 1.05, events={"loss_spike": 2})
+          for k, v in off.items()}  # fmt: skip
+    on[f"{ta.run_key(best)}/1"] = _rec(1.0)  # one healthy seed raised nothing
+    for monitor, runs in (("on", on), ("off", off)):
+        (ta.CACHE_DIR / f"digits_mlp_monitor-{monitor}.json").write_text(json.dumps(runs), encoding="utf-8")
+    monkeypatch.setattr(ta, "_worker", lambda job: pytest.fail(f"trained {job}, but everything was cached"))
+    assert ta.main(["--tasks", "digits_mlp", "--rescue"]) == 0
+    out = capsys.readouterr().out
+    assert f"| digits_mlp | {best:.3g} | 1 | 2, 0, 2 | +0.0% | +100.0% | +5.0% | +150.0% | +5.0% |" in out
+    assert "healthy runs with an event: 2/3; 10x/31.6x settings within 10% of the oracle: 2/2 with the monitor, " \
+           "0/2 without" in out
+
+
+def test_variants_change_one_thing_and_an_unknown_one_is_refused(ta: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
+    class _R:  # what train_once reads off lrkit.train's results
+        final_val_loss = best_val_loss = 0.5
+        lr0, optimizer, auto, events_by_check = 0.01, "Adam", None, {}
+
+    def fake_train(model: str, **kwargs: Any) -> Any:
+        seen.append({"model": model, **kwargs})
+        return _R()
+
+    monkeypatch.setattr(ta.lrkit, "train", fake_train)
+    task = ta.TASKS["wine_linear_adam"]
+    ta.train_once(task, 0.01, 0, True)
+    ta.train_once(task, 0.01, 0, True, "cosine")
+    ta.train_once(task, 0.01, 0, True, "noisy")
+    ta.train_once(task, ta.PREFIX, 0, False)
+    default, cosine, noisy, prefix = seen
+    assert default["data"] == "wine" and "schedule" not in default and "auto_search" not in default
+    assert cosine["schedule"] == "cosine lrf=0 warmup_epochs=1" and cosine["data"] == "wine"
+    assert noisy["data"].endswith("wine_noisy.npz") and "schedule" not in noisy
+    assert prefix["lr0"] == "auto" and prefix["auto_search"] == "prefix" and prefix["monitor"] is False
+    with pytest.raises(ValueError, match="variant='nois'; valid: default, cosine, noisy"):
+        ta.train_once(task, 0.01, 0, True, "nois")
+    with pytest.raises(ValueError, match="needs data from"):
+        ta.noisy_npz(Path("."), "synthetic-regression")
+
+
+def test_noisy_npz_flips_a_tenth_of_the_labels_to_another_class_the_same_way_every_time(ta: Any, tmp_path: Path,
+                                                                                         ) -> None:  # fmt: skip
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = np.load(ta.noisy_npz(tmp_path / "a", "digits"))
+    b = np.load(ta.noisy_npz(tmp_path / "b", "digits"))
+    clean = load_digits().target
+    assert a["x"].shape == (len(clean), 1, 8, 8) and np.array_equal(a["y"], b["y"])
+    changed = a["y"] != clean
+    assert changed.sum() == round(0.1 * len(clean)) and a["y"].min() >= 0 and a["y"].max() <= 9
+
+
+def test_rescue_leaves_a_task_whose_oracle_loss_is_0_out_of_the_counts(ta: Any, capsys: Any) -> None:
+    grid = ta.default_grid()
+    ta.CACHE_DIR.mkdir(parents=True)
+    runs = {f"{ta.run_key(lr)}/{s}": _rec(abs(math.log10(lr / grid[10]))) for lr in grid for s in ta.SEEDS}
+    for monitor in ("on", "off"):
+        (ta.CACHE_DIR / f"wine_mlp_monitor-{monitor}.json").write_text(json.dumps(runs), encoding="utf-8")
+    assert ta.main(["--tasks", "wine_mlp", "--rescue"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("undefined (oracle loss 0)") == 5
+    assert "within 10% of the oracle: 0/0 with the monitor, 0/0 without" in out
+
+
+def test_overfit_warn_changes_the_monitors_val_rising_action_and_needs_the_monitor(
+        ta: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:  # fmt: skip
+    seen: list[Any] = []
+
+    class _R:
+        final_val_loss = best_val_loss = 0.5
+        lr0, optimizer, auto, events_by_check = 0.01, "Adam", None, {"val_rising": 1}
+
+    monkeypatch.setattr(ta.lrkit, "train", lambda model, **kw: seen.append(kw["monitor"]) or _R())
+    ta.train_once(ta.TASKS["wine_linear_adam"], 0.01, 0, True, "overfit-warn")
+    assert seen == [{"on_overfit": "warn"}]
+    with pytest.raises(ValueError, match="needs monitor=True"):
+        ta.train_once(ta.TASKS["wine_linear_adam"], 0.01, 0, False, "overfit-warn")
+    for argv, message in ((["--variant", "overfit-warn", "--monitor", "off"], "needs --monitor on"),
+                          (["--rescue", "--variant", "noisy"], "only --variant overfit-warn")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            ta.main(argv)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_rescue_with_a_variant_trains_the_monitor_side_at_the_three_lrs_it_reads_only(
+        ta: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:  # fmt: skip
+    grid = ta.default_grid()
+    ta.CACHE_DIR.mkdir(parents=True)
+    off = {f"{ta.run_key(lr)}/{s}": _rec(1.0 + abs(math.log10(lr / grid[10]))) for lr in grid for s in ta.SEEDS}
+    (ta.CACHE_DIR / "digits_mlp_monitor-off.json").write_text(json.dumps(off), encoding="utf-8")
+    asked: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(ta, "_worker", lambda job: asked.append(job) or _rec(1.0, events={"val_rising": 1}))
+    assert ta.main(["--tasks", "digits_mlp", "--rescue", "--variant", "overfit-warn"]) == 0
+    assert sorted({job[1] for job in asked}) == [grid[10], grid[14], grid[16]]
+    assert {job[3:] for job in asked} == {(True, "overfit-warn")} and len(asked) == 9
+    out = capsys.readouterr().out
+    assert "monitor-on side: variant overfit-warn" in out
+    assert f"| digits_mlp | {grid[10]:.3g} | 1 | 1, 1, 1 | +0.0% |" in out
+    assert (ta.CACHE_DIR / "digits_mlp_monitor-on_overfit-warn.json").exists()
