@@ -17,11 +17,18 @@ monitor raised; at 10x and 31.6x its LR, the loss without and with the monitor. 
 ``benchmarks/results/train_auto/``, keyed by task, monitor setting, LR and seed (delete the folder after changing
 lrkit). The protocol and the hypotheses were registered in docs/benchmarks/auto_lr.md before the first run.
 
-    python benchmarks/train_auto.py --jobs 2                 # every task, default monitor (about 15 min on 2 cores)
+Exploratory options (session 31, after the registered runs; deciding nothing): ``--search prefix`` scores
+``auto_search="prefix"``; ``--variant cosine|noisy`` changes one thing about the tasks (the suite's schedule; 10% of
+the labels flipped); ``--rescue --variant overfit-warn`` and ``--rescue --monitor-options JSON`` give the monitor-on
+side another setting, trained at the three LRs the rescue table reads.
+
+    python benchmarks/train_auto.py --jobs 2                 # every task, default monitor (about 12 min on 2 cores)
     python benchmarks/train_auto.py --jobs 2 --monitor off
     python benchmarks/train_auto.py --tasks iris_mlp,wine_linear_adam
     python benchmarks/train_auto.py --jobs 2 --search prefix # the opt-in prefix search (auto_search="prefix")
     python benchmarks/train_auto.py --rescue                 # the monitor at 10x/31.6x the oracle, from both grids
+    python benchmarks/train_auto.py --jobs 2 --monitor off --variant noisy --tasks digits_mlp,digits_mlp_sgd,digits_cnn
+    python benchmarks/train_auto.py --jobs 2 --rescue --monitor-options '{"val_min_share": 0.5}'
 """
 
 from __future__ import annotations
@@ -121,6 +128,7 @@ def run_key(lr0: float | str) -> str:
 
 
 VARIANTS = ("default", "cosine", "noisy", "overfit-warn")
+MONITOR_PREFIX = "monitor:"  # + a JSON object of lrkit.Monitor options: the variant --monitor-options makes
 _NOISY_SOURCES = {"iris": "load_iris", "wine": "load_wine", "breast_cancer": "load_breast_cancer",
                   "digits": "load_digits"}  # fmt: skip
 
@@ -172,10 +180,11 @@ def train_once(task: TrainTask, lr0: float | str, seed: int, monitor: bool, vari
             extra["schedule"] = "cosine lrf=0 warmup_epochs=1"
         elif variant == "noisy":
             data = str(noisy_npz(Path(tmp), task.data))
-        elif variant == "overfit-warn":
+        elif variant == "overfit-warn" or variant.startswith(MONITOR_PREFIX):
             if not monitor:
-                raise ValueError("variant 'overfit-warn' changes the monitor: it needs monitor=True")
-            extra["monitor"] = {"on_overfit": "warn"}
+                raise ValueError(f"variant {variant!r} changes the monitor: it needs monitor=True")
+            options = json.loads(variant[len(MONITOR_PREFIX):]) if variant.startswith(MONITOR_PREFIX) else {}
+            extra["monitor"] = options or {"on_overfit": "warn"}
         elif variant != "default":
             raise ValueError(f"variant={variant!r}; valid: {', '.join(VARIANTS)}")
         if lr0 == PREFIX:
@@ -209,7 +218,7 @@ def _worker(args: tuple[str, float | str, int, bool, str]) -> dict[str, Any]:
 
 
 def _cache_path(name: str, monitor: bool, variant: str = "default") -> Path:
-    suffix = "" if variant == "default" else f"_{variant}"
+    suffix = "" if variant == "default" else "_" + "".join(c if c.isalnum() or c in "-." else "_" for c in variant)
     return CACHE_DIR / f"{name}_monitor-{'on' if monitor else 'off'}{suffix}.json"
 
 
@@ -388,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="exploratory: the suite's schedule (cosine) or 10%% noisy labels (noisy) instead")
     parser.add_argument("--search", default="guard", choices=SEARCHES,
                         help="lr0='auto''s search: the default guard, or the opt-in prefix search (auto_search=prefix)")
+    parser.add_argument("--monitor-options", default=None, metavar="JSON",
+                        help="exploratory, with --rescue: lrkit.Monitor options for the monitor-on side, e.g. "
+                             "'{\"val_backoff\": 0.5}'")  # fmt: skip
     parser.add_argument("--rescue", action="store_true",
                         help="instead: the monitor's rescue table from both grids (monitor on and off)")
     args = parser.parse_args(argv)
@@ -404,8 +416,18 @@ def main(argv: list[str] | None = None) -> int:
                      "only --variant overfit-warn (a change to the monitor) fits it")
     if args.variant == "overfit-warn" and args.monitor == "off":
         parser.error("--variant overfit-warn changes the monitor: it needs --monitor on")
+    variant = args.variant
+    if args.monitor_options is not None:
+        try:
+            options = json.loads(args.monitor_options)
+        except json.JSONDecodeError as exc:
+            parser.error(f"--monitor-options {args.monitor_options!r} is not JSON: {exc}")
+        if not isinstance(options, dict) or not options or not args.rescue or variant != "default":
+            parser.error("--monitor-options takes a non-empty JSON object of lrkit.Monitor options, with --rescue "
+                         "and no --variant")
+        variant = MONITOR_PREFIX + json.dumps(options, sort_keys=True)
     if args.rescue:
-        print_rescue(names, grid, capped_jobs(args.jobs), args.variant)
+        print_rescue(names, grid, capped_jobs(args.jobs), variant)
         return 0
     monitor = args.monitor == "on"
     started = time.perf_counter()

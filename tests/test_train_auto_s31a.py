@@ -231,3 +231,24 @@ def test_rescue_with_a_variant_trains_the_monitor_side_at_the_three_lrs_it_reads
     assert "monitor-on side: variant overfit-warn" in out
     assert f"| digits_mlp | {grid[10]:.3g} | 1 | 1, 1, 1 | +0.0% |" in out
     assert (ta.CACHE_DIR / "digits_mlp_monitor-on_overfit-warn.json").exists()
+
+
+def test_monitor_options_reach_lrkit_train_and_get_their_own_cache_and_bad_ones_are_refused(
+        ta: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:  # fmt: skip
+    seen: list[Any] = []
+
+    class _R:
+        final_val_loss = best_val_loss = 0.5
+        lr0, optimizer, auto, events_by_check = 0.01, "Adam", None, {}
+
+    monkeypatch.setattr(ta.lrkit, "train", lambda model, **kw: seen.append(kw["monitor"]) or _R())
+    variant = ta.MONITOR_PREFIX + '{"val_backoff": 0.5}'
+    ta.train_once(ta.TASKS["wine_linear_adam"], 0.01, 0, True, variant)
+    assert seen == [{"val_backoff": 0.5}]
+    assert ta._cache_path("wine_mlp", True, variant).name == "wine_mlp_monitor-on_monitor___val_backoff___0.5_.json"
+    for argv, message in ((["--rescue", "--monitor-options", "{bad"], "is not JSON"),
+                          (["--rescue", "--monitor-options", "[1]"], "non-empty JSON object"),
+                          (["--monitor-options", '{"val_backoff": 0.5}'], "with --rescue")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            ta.main(argv)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
