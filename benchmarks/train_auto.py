@@ -54,7 +54,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lrkit
-from _suite import RESULTS_DIR, capped_jobs, default_grid, regret, regret_row, run_main
+from _suite import RESULTS_DIR, capped_jobs, default_grid, positive_int, regret, regret_row, run_main
 from lrkit._utils import atomic_write_text
 
 CACHE_DIR = RESULTS_DIR / "train_auto"
@@ -262,6 +262,19 @@ def _median_loss(runs: dict[str, dict[str, Any]], key: str) -> float:
     return statistics.median(math.inf if v is None else v for v in values)
 
 
+def _ratio(loss: float, oracle_loss: float) -> float:
+    """:func:`_suite.regret`, with an oracle loss of exactly 0 read as ``inf`` (``0`` when ``loss`` is 0 too)."""
+    if oracle_loss == 0.0:
+        return 0.0 if loss == 0.0 else math.inf
+    return regret(loss, oracle_loss)
+
+
+def _oracle(runs: dict[str, dict[str, Any]], grid: Sequence[float]) -> tuple[list[float], int]:
+    """Each grid LR's median final val loss, and the index of the lowest (the oracle)."""
+    losses = [_median_loss(runs, run_key(lr)) for lr in grid]
+    return losses, min(range(len(grid)), key=lambda i: losses[i])
+
+
 def score(runs: dict[str, dict[str, Any]], grid: Sequence[float], auto_key: str = AUTO) -> dict[str, Any]:
     """The oracle (the grid LR of lowest median final val loss) and ``lr0="auto"``'s regret against it.
 
@@ -280,30 +293,19 @@ def score(runs: dict[str, dict[str, Any]], grid: Sequence[float], auto_key: str 
     >>> s["oracle_loss"], s["regret"], s["oracle_zero"]
     (0.0, inf, True)
     """
-    losses = [_median_loss(runs, run_key(lr)) for lr in grid]
-    best = min(range(len(grid)), key=lambda i: losses[i])
+    losses, best = _oracle(runs, grid)
     auto = [runs[f"{auto_key}/{s}"] for s in SEEDS]
     auto_loss, oracle_loss = _median_loss(runs, auto_key), losses[best]
-    if oracle_loss == 0.0:
-        value = 0.0 if auto_loss == 0.0 else math.inf
-    else:
-        value = regret(auto_loss, oracle_loss)
     return {
         "oracle_lr": float(grid[best]),
         "oracle_loss": oracle_loss,
         "oracle_zero": oracle_loss == 0.0,
         "auto_lrs": [r["lr0"] for r in auto],
         "auto_loss": auto_loss,
-        "regret": value,
+        "regret": _ratio(auto_loss, oracle_loss),
         "extra": statistics.median(r["extra_fraction"] for r in auto),
         "events": sum(sum(r["events"].values()) for r in auto),
     }
-
-
-def _ratio(loss: float, oracle_loss: float) -> float:
-    if oracle_loss == 0.0:
-        return 0.0 if loss == 0.0 else math.inf
-    return regret(loss, oracle_loss)
 
 
 RESCUE_STEPS = {"10x": 4, "31.6x": 6}  # grid steps above the oracle: the grid is 4 per decade
@@ -323,8 +325,7 @@ def rescue(on: dict[str, dict[str, Any]], off: dict[str, dict[str, Any]], grid: 
     >>> r["oracle_lr"] == grid[1], r["healthy_events"], r["10x"], r["31.6x"]
     (True, [0, 0, 0], (2.0, 0.050000000000000044), (2.0, 0.050000000000000044))
     """
-    losses = [_median_loss(off, run_key(lr)) for lr in grid]
-    best = min(range(len(grid)), key=lambda i: losses[i])
+    losses, best = _oracle(off, grid)
     key = run_key(grid[best])
     out: dict[str, Any] = {
         "oracle_lr": float(grid[best]),
@@ -353,7 +354,7 @@ def print_rescue(names: Sequence[str], grid: Sequence[float], jobs: int, variant
     else:
         on = {}
         for name in names:
-            best = grid.index(rescue(off[name], off[name], grid)["oracle_lr"])
+            best = _oracle(off[name], grid)[1]
             lrs = [grid[i] for i in (best, *(best + k for k in RESCUE_STEPS.values())) if i < len(grid)]
             on.update(run_all([name], lrs, True, jobs, variant=variant))
     print(f"\nmonitor-on side: variant {variant}")
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="all", help=f"comma-separated names ({', '.join(TASKS)}) or all")
     parser.add_argument("--monitor", default="on", choices=("on", "off"), help="the monitor on both sides")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table's values here")
     parser.add_argument("--variant", default="default", choices=VARIANTS,
                         help="exploratory: the suite's schedule (cosine) or 10%% noisy labels (noisy) instead")
