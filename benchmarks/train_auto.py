@@ -201,6 +201,8 @@ def train_once(task: TrainTask, lr0: float | str, seed: int, monitor: bool, vari
     return {
         "final_val_loss": finite(r.final_val_loss),
         "best_val_loss": finite(r.best_val_loss),
+        "metric": r.metric_name,
+        "final_metric": finite(r.final_metric),
         "lr0": float(r.lr0),
         "optimizer": r.optimizer,
         "extra_fraction": None if r.auto is None else float(r.auto.extra_fraction),
@@ -384,6 +386,31 @@ def print_rescue(names: Sequence[str], grid: Sequence[float], jobs: int, variant
           f"oracle: {within_on}/{settings} with the monitor, {within_off}/{settings} without")
 
 
+def accuracy(runs: dict[str, dict[str, Any]], grid: Sequence[float], auto_key: str = AUTO) -> dict[str, Any] | None:
+    """For a classification task whose records carry the final accuracy (runs of session 31's later commit on): the
+    grid LR of highest median final accuracy and ``lr0="auto"``'s median accuracy; ``None`` otherwise. A run whose
+    accuracy is not finite (a diverged run) counts as 0.
+
+    >>> rec = lambda a: {"metric": "accuracy", "final_metric": a}
+    >>> runs = {f"{k}/{s}": rec(a) for k, a in (("0.1", 0.9), ("0.01", 0.95), ("auto", 0.93)) for s in SEEDS}
+    >>> accuracy(runs, [0.1, 0.01])
+    {'oracle_lr': 0.01, 'oracle': 0.95, 'auto': 0.93}
+    >>> accuracy({f"{k}/{s}": {"final_val_loss": 1.0} for k in ("0.1", "auto") for s in SEEDS}, [0.1]) is None
+    True
+    """
+    keys = [run_key(lr) for lr in grid] + [auto_key]
+    records = [runs[f"{k}/{s}"] for k in keys for s in SEEDS]
+    if any(r.get("metric") != "accuracy" for r in records):
+        return None
+
+    def median(key: str) -> float:
+        return statistics.median(runs[f"{key}/{s}"]["final_metric"] or 0.0 for s in SEEDS)
+
+    medians = [median(k) for k in keys[:-1]]
+    best = max(range(len(grid)), key=lambda i: medians[i])
+    return {"oracle_lr": float(grid[best]), "oracle": medians[best], "auto": median(auto_key)}
+
+
 def _distance(lrs: Sequence[float], best: float) -> float:
     return statistics.median(abs(math.log10(lr / best)) for lr in lrs)
 
@@ -458,6 +485,16 @@ def main(argv: list[str] | None = None) -> int:
     defined = [s["regret"] for s in scores.values() if not s["oracle_zero"]]
     if 0 < len(defined) < len(scores):  # the strict row counts an undefined regret as inf; this one leaves it out
         print(regret_row(f"{label}, the {len(defined)} tasks whose oracle loss is not 0", defined))
+    accuracies = {n: a for n in names if (a := accuracy(runs[n], grid, auto_key)) is not None}
+    if accuracies:
+        print("\n| task (classification) | best-accuracy lr0 | best median accuracy | lr0=auto median accuracy | gap "
+              "(points) |\n|---|---|---|---|---|")
+        for name, a in accuracies.items():
+            print(f"| {name} | {a['oracle_lr']:.3g} | {a['oracle']:.4f} | {a['auto']:.4f} | "
+                  f"{100 * (a['oracle'] - a['auto']):.2f} |")
+        gaps = [100 * (a["oracle"] - a["auto"]) for a in accuracies.values()]
+        print(f"\naccuracy gap over {len(gaps)} tasks: median {statistics.median(gaps):.2f} points, most "
+              f"{max(gaps):.2f}")
     extras = [s["extra"] for s in scores.values()]
     print(f"\nextra compute: median {100 * statistics.median(extras):.0f}%, most {100 * max(extras):.0f}% (target "
           "<= 30%)")

@@ -146,6 +146,7 @@ def test_variants_change_one_thing_and_an_unknown_one_is_refused(ta: Any, monkey
 
     class _R:  # what train_once reads off lrkit.train's results
         final_val_loss = best_val_loss = 0.5
+        metric_name, final_metric = "accuracy", 0.9
         lr0, optimizer, auto, events_by_check = 0.01, "Adam", None, {}
 
     def fake_train(model: str, **kwargs: Any) -> Any:
@@ -202,6 +203,7 @@ def test_overfit_warn_changes_the_monitors_val_rising_action_and_needs_the_monit
 
     class _R:
         final_val_loss = best_val_loss = 0.5
+        metric_name, final_metric = "accuracy", 0.9
         lr0, optimizer, auto, events_by_check = 0.01, "Adam", None, {"val_rising": 1}
 
     monkeypatch.setattr(ta.lrkit, "train", lambda model, **kw: seen.append(kw["monitor"]) or _R())
@@ -239,6 +241,7 @@ def test_monitor_options_reach_lrkit_train_and_get_their_own_cache_and_bad_ones_
 
     class _R:
         final_val_loss = best_val_loss = 0.5
+        metric_name, final_metric = "accuracy", 0.9
         lr0, optimizer, auto, events_by_check = 0.01, "Adam", None, {}
 
     monkeypatch.setattr(ta.lrkit, "train", lambda model, **kw: seen.append(kw["monitor"]) or _R())
@@ -252,3 +255,24 @@ def test_monitor_options_reach_lrkit_train_and_get_their_own_cache_and_bad_ones_
         with pytest.raises(SystemExit) as exc:
             ta.main(argv)
         assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_main_adds_the_accuracy_table_when_every_record_carries_the_accuracy(ta: Any, capsys: Any) -> None:
+    grid = ta.default_grid()
+    runs = {}
+    for lr in grid:
+        for s in ta.SEEDS:
+            distance = abs(math.log10(lr / 1e-3))
+            runs[f"{ta.run_key(lr)}/{s}"] = {**_rec(1.0 + distance), "metric": "accuracy",
+                                             "final_metric": max(0.0, 0.95 - 0.1 * distance)}  # fmt: skip
+    runs.update({f"auto/{s}": {**_rec(1.1, extra=0.25), "metric": "accuracy", "final_metric": 0.93}
+                 for s in ta.SEEDS})  # fmt: skip
+    ta.CACHE_DIR.mkdir(parents=True)
+    (ta.CACHE_DIR / "digits_mlp_monitor-on.json").write_text(json.dumps(runs), encoding="utf-8")
+    (ta.CACHE_DIR / "regression_mlp_monitor-on.json").write_text(json.dumps(
+        {k: {**v, "metric": "rmse"} for k, v in runs.items()}), encoding="utf-8")  # fmt: skip
+    assert ta.main(["--tasks", "digits_mlp,regression_mlp"]) == 0
+    out = capsys.readouterr().out
+    assert "| digits_mlp | 0.001 | 0.9500 | 0.9300 | 2.00 |" in out
+    assert "| regression_mlp | 0.001 | 0.9500" not in out  # not a classification task: no accuracy row
+    assert "accuracy gap over 1 tasks: median 2.00 points, most 2.00" in out
