@@ -141,19 +141,26 @@ def test_rescue_reads_both_grids_and_counts_healthy_events_and_settings_within_1
            "0/2 without" in out
 
 
-def test_variants_change_one_thing_and_an_unknown_one_is_refused(ta: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def _spy_train(ta: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Replace ``lrkit.train`` (as train_auto calls it) by a fake that records each call's model and keyword arguments
+    and returns what train_once reads off a result; the list of calls."""
     seen: list[dict[str, Any]] = []
 
-    class _R:  # what train_once reads off lrkit.train's results
+    class _Results:
         final_val_loss = best_val_loss = 0.5
         metric_name, final_metric = "accuracy", 0.9
         lr0, optimizer, auto, events_by_check = 0.01, "Adam", None, {}
 
     def fake_train(model: str, **kwargs: Any) -> Any:
         seen.append({"model": model, **kwargs})
-        return _R()
+        return _Results()
 
     monkeypatch.setattr(ta.lrkit, "train", fake_train)
+    return seen
+
+
+def test_variants_change_one_thing_and_an_unknown_one_is_refused(ta: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _spy_train(ta, monkeypatch)
     task = ta.TASKS["wine_linear_adam"]
     ta.train_once(task, 0.01, 0, True)
     ta.train_once(task, 0.01, 0, True, "cosine")
@@ -199,16 +206,9 @@ def test_rescue_leaves_a_task_whose_oracle_loss_is_0_out_of_the_counts(ta: Any, 
 
 def test_overfit_warn_changes_the_monitors_val_rising_action_and_needs_the_monitor(
         ta: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:  # fmt: skip
-    seen: list[Any] = []
-
-    class _R:
-        final_val_loss = best_val_loss = 0.5
-        metric_name, final_metric = "accuracy", 0.9
-        lr0, optimizer, auto, events_by_check = 0.01, "Adam", None, {"val_rising": 1}
-
-    monkeypatch.setattr(ta.lrkit, "train", lambda model, **kw: seen.append(kw["monitor"]) or _R())
+    seen = _spy_train(ta, monkeypatch)
     ta.train_once(ta.TASKS["wine_linear_adam"], 0.01, 0, True, "overfit-warn")
-    assert seen == [{"on_overfit": "warn"}]
+    assert [call["monitor"] for call in seen] == [{"on_overfit": "warn"}]
     with pytest.raises(ValueError, match="needs monitor=True"):
         ta.train_once(ta.TASKS["wine_linear_adam"], 0.01, 0, False, "overfit-warn")
     for argv, message in ((["--variant", "overfit-warn", "--monitor", "off"], "needs --monitor on"),
@@ -237,17 +237,10 @@ def test_rescue_with_a_variant_trains_the_monitor_side_at_the_three_lrs_it_reads
 
 def test_monitor_options_reach_lrkit_train_and_get_their_own_cache_and_bad_ones_are_refused(
         ta: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:  # fmt: skip
-    seen: list[Any] = []
-
-    class _R:
-        final_val_loss = best_val_loss = 0.5
-        metric_name, final_metric = "accuracy", 0.9
-        lr0, optimizer, auto, events_by_check = 0.01, "Adam", None, {}
-
-    monkeypatch.setattr(ta.lrkit, "train", lambda model, **kw: seen.append(kw["monitor"]) or _R())
+    seen = _spy_train(ta, monkeypatch)
     variant = ta.MONITOR_PREFIX + '{"val_backoff": 0.5}'
     ta.train_once(ta.TASKS["wine_linear_adam"], 0.01, 0, True, variant)
-    assert seen == [{"val_backoff": 0.5}]
+    assert [call["monitor"] for call in seen] == [{"val_backoff": 0.5}]
     assert ta._cache_path("wine_mlp", True, variant).name == "wine_mlp_monitor-on_monitor___val_backoff___0.5_.json"
     for argv, message in ((["--rescue", "--monitor-options", "{bad"], "is not JSON"),
                           (["--rescue", "--monitor-options", "[1]"], "non-empty JSON object"),
