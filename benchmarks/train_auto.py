@@ -90,6 +90,21 @@ TASKS: dict[str, TrainTask] = {t.name: t for t in (
     TrainTask("classification_mlp_sgd", "synthetic-classification", "mlp", "SGD"),
     TrainTask("wine_linear_adam", "wine", "linear", "Adam"),
 )}  # fmt: skip
+IN_SAMPLE = tuple(TASKS)  # --tasks all: the 12 tasks of session 31's registered test (in sample since)
+# -- the first fresh set of lrkit.train tasks (session 32, "fresh-train1"): the test of lrkit.train's monitor default
+# -- val_min_share, registered in docs/benchmarks/monitor.md before any of its tasks was trained ---------------------
+FRESH_TRAIN1: dict[str, TrainTask] = {t.name: t for t in (
+    TrainTask("moons_mlp", "gen:moons", "mlp"),
+    TrainTask("circles_mlp_sgd", "gen:circles", "mlp", "SGD"),
+    TrainTask("diabetes_mlp", "gen:diabetes", "mlp"),
+    TrainTask("friedman1_mlp_adam", "gen:friedman1", "mlp", "Adam"),
+    TrainTask("blobs_mlp_rmsprop", "gen:blobs", "mlp", "RMSprop"),
+    TrainTask("digits_noisy20_mlp", "gen:digits_noisy20", "mlp"),
+    TrainTask("breast_cancer_noisy_mlp_sgd", "gen:breast_cancer_noisy10", "mlp", "SGD"),
+    TrainTask("wine_noisy_linear_adam", "gen:wine_noisy15", "linear", "Adam"),
+)}  # fmt: skip
+TASKS.update(FRESH_TRAIN1)
+GROUPS: dict[str, tuple[str, ...]] = {"all": IN_SAMPLE, "fresh-train1": tuple(FRESH_TRAIN1)}
 
 _WORDS = ("the", "a", "cat", "dog", "bird", "sees", "finds", "likes", "small", "red", "old", "house", "tree", "river",
           "near", "under", "and", "runs", "sleeps", "quickly")  # fmt: skip
@@ -163,6 +178,52 @@ def noisy_npz(directory: Path, data: str, fraction: float = 0.1, seed: int = 7) 
     return path
 
 
+_GENERATED = ("moons", "circles", "diabetes", "friedman1", "blobs")
+_GENERATED_NOISY = {"digits_noisy20": ("digits", 0.2), "breast_cancer_noisy10": ("breast_cancer", 0.1),
+                    "wine_noisy15": ("wine", 0.15)}  # fmt: skip
+
+
+def generated_npz(directory: Path, data: str, seed: int = 32) -> Path:
+    """The data of a fresh-set task, ``data="gen:<name>"``, as an ``.npz`` for ``lrkit.train(data=...)``: drawn by
+    scikit-learn with ``seed`` (no download; the same file on every machine) — two-moons, circles, blobs (5 classes,
+    10 features, overlapping) and a Friedman #1 regression, the diabetes regression, or a built-in dataset with a
+    share of its labels flipped (:func:`noisy_npz`). Integer labels train a classification, float targets a
+    regression.
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     moons, diabetes = (np.load(generated_npz(Path(d), f"gen:{n}")) for n in ("moons", "diabetes"))
+    ...     shapes = moons["x"].shape, moons["y"].dtype.kind, diabetes["x"].shape, diabetes["y"].dtype.kind
+    >>> shapes
+    ((1000, 2), 'i', (442, 10), 'f')
+    """
+    import numpy as np
+    import sklearn.datasets as ds
+
+    name = data.removeprefix("gen:")
+    if name in _GENERATED_NOISY:
+        source, fraction = _GENERATED_NOISY[name]
+        return noisy_npz(directory, source, fraction, seed)
+    if name == "moons":
+        x, y = ds.make_moons(1000, noise=0.3, random_state=seed)
+    elif name == "circles":
+        x, y = ds.make_circles(1000, noise=0.15, factor=0.5, random_state=seed)
+    elif name == "diabetes":
+        x, y = ds.load_diabetes(return_X_y=True)
+    elif name == "friedman1":
+        x, y = ds.make_friedman1(1500, noise=0.5, random_state=seed)
+    elif name == "blobs":
+        x, y = ds.make_blobs(1200, n_features=10, centers=5, cluster_std=2.5, random_state=seed)
+    else:
+        valid = ", ".join(f"gen:{n}" for n in (*_GENERATED, *_GENERATED_NOISY))
+        raise ValueError(f"data={data!r}; generated data: {valid}")
+    y = y.astype(np.float32) if name in ("diabetes", "friedman1") else y.astype(np.int64)
+    path = directory / f"{name}.npz"
+    np.savez(path, x=x.astype(np.float32), y=y)
+    return path
+
+
 def train_once(task: TrainTask, lr0: float | str, seed: int, monitor: bool, variant: str = "default",
                ) -> dict[str, Any]:  # fmt: skip
     """One ``lrkit.train`` call with every default but ``epochs``, ``lr0``, ``optimizer``, ``seed`` and ``monitor``,
@@ -175,6 +236,8 @@ def train_once(task: TrainTask, lr0: float | str, seed: int, monitor: bool, vari
     ``val_rising`` action from a rollback to a warning (``monitor={"on_overfit": "warn"}``; with ``monitor=True``)."""
     with tempfile.TemporaryDirectory(prefix="lrkit-train-auto-") as tmp:
         data: str = str(text_file(Path(tmp))) if task.data == "text" else task.data
+        if data.startswith("gen:"):
+            data = str(generated_npz(Path(tmp), data))
         extra: dict[str, Any] = {}
         if variant == "cosine":
             extra["schedule"] = "cosine lrf=0 warmup_epochs=1"
@@ -342,6 +405,18 @@ def rescue(on: dict[str, dict[str, Any]], off: dict[str, dict[str, Any]], grid: 
     return out
 
 
+def geometric_regret(regrets: Sequence[float]) -> float:
+    """The geometric mean of ``1 + regret``, minus one (``inf`` when any run diverged; ``nan`` for none): one figure
+    for a set of settings in which a halved loss weighs as much as a doubled one.
+
+    >>> round(geometric_regret([1.0, -0.5]), 12), geometric_regret([0.1, math.inf]), math.isnan(geometric_regret([]))
+    (0.0, inf, True)
+    """
+    if not regrets:
+        return math.nan
+    return math.exp(statistics.fmean(math.log1p(r) for r in regrets)) - 1
+
+
 def _pct(value: float) -> str:
     return "diverged" if math.isinf(value) else f"{100 * value:+.1f}%"
 
@@ -364,9 +439,14 @@ def print_rescue(names: Sequence[str], grid: Sequence[float], jobs: int, variant
           "monitor on vs oracle | 10x: off | 10x: on | 31.6x: off | 31.6x: on |")
     print("|---|---|---|---|---|---|---|---|---|")
     events = within_off = within_on = settings = 0
+    healthy_on: list[float] = []  # the monitor-on regrets with a defined ratio, for the geometric means
+    high_on: list[float] = []
     for name in names:
         r = rescue(on[name], off[name], grid)
         events += sum(e > 0 for e in r["healthy_events"])
+        if r["oracle_loss"] != 0.0:
+            healthy_on.append(r["healthy_on"])
+            high_on += [r[label][1] for label in RESCUE_STEPS if r[label] is not None]
         cells = []
         for label in RESCUE_STEPS:
             if r["oracle_loss"] == 0.0:  # no ratio to a loss of 0: left out of the counts
@@ -384,6 +464,8 @@ def print_rescue(names: Sequence[str], grid: Sequence[float], jobs: int, variant
               f"| {healthy} | {' | '.join(cells)} |")
     print(f"\nhealthy runs with an event: {events}/{len(names) * len(SEEDS)}; 10x/31.6x settings within 10% of the "
           f"oracle: {within_on}/{settings} with the monitor, {within_off}/{settings} without")
+    print(f"geometric-mean regret with the monitor: healthy runs {_pct(geometric_regret(healthy_on))} over "
+          f"{len(healthy_on)} tasks, 10x/31.6x settings {_pct(geometric_regret(high_on))} over {len(high_on)}")
 
 
 def accuracy(runs: dict[str, dict[str, Any]], grid: Sequence[float], auto_key: str = AUTO) -> dict[str, Any] | None:
@@ -417,7 +499,9 @@ def _distance(lrs: Sequence[float], best: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="all", help=f"comma-separated names ({', '.join(TASKS)}) or all")
+    parser.add_argument("--tasks", default="all",
+                        help=f"comma-separated names ({', '.join(TASKS)}), all (the 12 of session 31) or "
+                             "fresh-train1 (session 32's registered set)")
     parser.add_argument("--monitor", default="on", choices=("on", "off"), help="the monitor on both sides")
     parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table's values here")
@@ -431,11 +515,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rescue", action="store_true",
                         help="instead: the monitor's rescue table from both grids (monitor on and off)")
     args = parser.parse_args(argv)
-    names = list(TASKS) if args.tasks == "all" else [n.strip() for n in args.tasks.split(",") if n.strip()]
+    names = list(GROUPS.get(args.tasks, ())) or [n.strip() for n in args.tasks.split(",") if n.strip()]
     unknown = [n for n in names if n not in TASKS]
     if unknown or not names:
         problem = f"unknown {unknown[0]!r}" if unknown else "none named"
-        parser.error(f"--tasks: {problem}; valid: {', '.join(TASKS)} or all")
+        parser.error(f"--tasks: {problem}; valid: {', '.join(TASKS)}, or a group: {', '.join(GROUPS)}")
     os.environ.setdefault("PYTHONHASHSEED", "0")
     torch.set_num_threads(1)
     grid = default_grid()

@@ -978,6 +978,12 @@ class Monitor:
             (``val_loss - best > s * (V1 - best)``) — the evaluation-to-evaluation jitter of a regression trained
             close to its noise floor is small next to that progress, memorisation is not. Opt-in: chosen on the
             tasks it fixed, then pre-registered on a fresh set where it changed nothing, so not the default (README).
+        val_patience: ``None`` (the default) leaves the ``val_rising`` check as it is (its own ``patience``, ``2``
+            unless you pass a :class:`~lrkit.monitor.checks.ValidationRising` with another). An integer ``k >= 1``
+            sets ``patience=k`` on every ``ValidationRising`` among the checks: the best validation loss must be at
+            least ``k`` evaluations old before a rise above it counts, so a one- or two-epoch jump of the validation
+            loss that comes back (a run at the edge of stability) is no alarm, while a lasting rise still is.
+            ``lrkit.train``'s monitor passes ``3`` (README: *Training health*).
         collapse_check: whether to add :class:`~lrkit.monitor.checks.LossAboveStart` (``loss_above_start``,
             divergence: ``on_divergence``'s action, rollback by default) to the checks. ``False`` (the default):
             never; ``True`` adds it to any ``checks`` (the default ones or yours); ``None``: added to the default
@@ -1089,6 +1095,7 @@ class Monitor:
         sample_every: int = 100,
         spike_grace: int = 3,
         val_min_share: float | None = None,
+        val_patience: int | None = None,
         collapse_check: bool | None = False,
         restore_on_stop: bool = True,
         grad_scaler: Any = None,
@@ -1191,6 +1198,15 @@ class Monitor:
                     "evaluation"
                 )
             self.checks = [dataclasses.replace(c, min_share=float(val_min_share)) if isinstance(c, ValidationRising)
+                           else c for c in self.checks]
+        if val_patience is not None:
+            val_patience = as_scalar(val_patience)  # a numpy integer or a 0-d integer tensor as the int it holds
+            if isinstance(val_patience, bool) or not isinstance(val_patience, numbers.Integral) or val_patience < 1:
+                raise ValueError(
+                    f"val_patience={val_patience!r} must be None (leave val_rising as it is) or an integer >= 1, "
+                    "e.g. 3: the best validation loss must be 3 evaluations old before a rise above it counts"
+                )
+            self.checks = [dataclasses.replace(c, patience=int(val_patience)) if isinstance(c, ValidationRising)
                            else c for c in self.checks]
         if collapse_check is not None and not isinstance(collapse_check, bool):
             raise ValueError(
