@@ -69,3 +69,32 @@ def test_a_lasting_rise_still_fires_one_evaluation_later() -> None:
 def test_bad_values_are_named(bad: object) -> None:
     with pytest.raises(ValueError, match=r"val_patience=.* must be None \(leave val_rising as it is\) or an integer"):
         _monitor(val_patience=bad)
+
+
+def _train_monitor(monkeypatch: pytest.MonkeyPatch, tmp_path: object, monitor: object) -> lrkit.Monitor:
+    """The monitor ``lrkit.train`` builds for ``monitor=`` (a 1-epoch iris run)."""
+    import inspect
+
+    made: list[lrkit.Monitor] = []
+    real = lrkit.Monitor
+
+    class Spy(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    Spy.__signature__ = inspect.signature(real)  # type: ignore[attr-defined]  (lrkit.train checks options against it)
+    monkeypatch.setattr(lrkit.monitor, "Monitor", Spy)
+    lrkit.train("mlp", data="iris", epochs=1, lr0=0.01, project=str(tmp_path), name="r", plots=False, verbose=False,
+                monitor=monitor)
+    return made[0]
+
+
+@pytest.mark.parametrize(("monitor", "patience"), [
+    (True, 3), ("warn", 3), ({"backoff": 0.5}, 3), ({"val_patience": 2}, 2), ({"val_patience": 5}, 5),
+    ({"checks": [ValidationRising(patience=4)]}, 4),
+])  # fmt: skip
+def test_lrkit_trains_monitor_waits_3_evaluations_unless_told_otherwise(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: object, monitor: object, patience: int) -> None:  # fmt: skip
+    made = _train_monitor(monkeypatch, tmp_path, monitor)
+    assert [c.patience for c in made.checks if c.name == "val_rising"] == [patience]

@@ -82,6 +82,11 @@ RESUME_OVERRIDES = frozenset(
     {"epochs", "patience", "device", "workers", "verbose", "plots", "resume", "amp", "project", "name", "exist_ok",
      "snapshot_device"}
 )
+#: The ``val_rising`` patience of ``lrkit.train``'s monitor (``Monitor(val_patience=...)``; the check's own default is
+#: 2): a validation loss must stay above its best for 3 evaluations before the run rolls back. Adopted in session 32
+#: by a test pre-registered on a fresh set of lrkit.train tasks (docs/benchmarks/monitor.md); ``monitor=
+#: {"val_patience": 2}`` gives the earlier behaviour, and a ``checks=`` list keeps its own.
+TRAIN_VAL_PATIENCE = 3
 # keys that may hold Python objects, which a checkpoint stores only as "<TypeName>"
 _OBJECT_KEYS = ("data", "model", "schedule")
 _PY_ONLY = ("loss_fn", "step_fn", "progress", "cfg")
@@ -1432,6 +1437,8 @@ class _Trainer:
             if key not in valid or key == "grad_scaler":
                 raise unknown_name_error("monitor option", key, [k for k in valid if k != "grad_scaler"])
         user_hook = kwargs.pop("on_event", None)
+        if "val_patience" not in kwargs and "checks" not in kwargs:  # (a checks= list keeps its own patience)
+            kwargs["val_patience"] = TRAIN_VAL_PATIENCE
         if self.cfg.snapshot_device is not None:  # (the config refused a monitor option that disagrees)
             kwargs["snapshot_device"] = self.cfg.snapshot_device
 
