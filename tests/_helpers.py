@@ -301,6 +301,14 @@ def bench_script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return importlib.import_module(name)
 
 
+@pytest.fixture(name="ta")
+def train_auto_script(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
+    """``benchmarks/train_auto.py`` as a module (fixture ``ta``), its run cache in this test's ``tmp_path``."""
+    module = bench_script("train_auto", monkeypatch)
+    monkeypatch.setattr(module, "CACHE_DIR", tmp_path / "cache")
+    return module
+
+
 @pytest.fixture
 def keep_torch_threads() -> Any:
     """The benchmark scripts set one torch thread; give the suite its own count back (``usefixtures`` it)."""

@@ -13,16 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from _helpers import bench_script, keep_torch_threads  # noqa: F401 (a fixture, used through usefixtures)
+from _helpers import keep_torch_threads, train_auto_script  # noqa: F401 (fixtures: usefixtures, ta)
 
 pytestmark = pytest.mark.usefixtures("keep_torch_threads")
-
-
-@pytest.fixture
-def ta(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    module = bench_script("train_auto", monkeypatch)
-    monkeypatch.setattr(module, "CACHE_DIR", tmp_path / "cache")
-    return module
 
 
 def test_the_fresh_sets_data_is_drawn_the_same_every_time_with_the_registered_shapes(ta: Any, tmp_path: Path) -> None:
