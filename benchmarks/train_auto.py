@@ -29,6 +29,12 @@ side another setting, trained at the three LRs the rescue table reads.
     python benchmarks/train_auto.py --rescue                 # the monitor at 10x/31.6x the oracle, from both grids
     python benchmarks/train_auto.py --jobs 2 --monitor off --variant noisy --tasks digits_mlp,digits_mlp_sgd,digits_cnn
     python benchmarks/train_auto.py --jobs 2 --rescue --monitor-options '{"val_min_share": 0.5}'
+
+Session 32: ``--tasks fresh-train1`` runs a fresh set of 8 tasks (data drawn by scikit-learn, :func:`generated_npz`),
+registered to test ``val_patience=3`` for ``lrkit.train``'s monitor (docs/benchmarks/monitor.md), and ``--rescue``
+also prints the geometric-mean regret of the monitor-on side (healthy runs; 10x/31.6x settings):
+
+    python benchmarks/train_auto.py --jobs 2 --tasks fresh-train1 --rescue --monitor-options '{"val_patience": 3}'
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ TASKS: dict[str, TrainTask] = {t.name: t for t in (
 )}  # fmt: skip
 IN_SAMPLE = tuple(TASKS)  # --tasks all: the 12 tasks of session 31's registered test (in sample since)
 # -- the first fresh set of lrkit.train tasks (session 32, "fresh-train1"): the test of lrkit.train's monitor default
-# -- val_min_share, registered in docs/benchmarks/monitor.md before any of its tasks was trained ---------------------
+# -- val_patience, registered in docs/benchmarks/monitor.md before any of its tasks was trained ----------------------
 FRESH_TRAIN1: dict[str, TrainTask] = {t.name: t for t in (
     TrainTask("moons_mlp", "gen:moons", "mlp"),
     TrainTask("circles_mlp_sgd", "gen:circles", "mlp", "SGD"),
@@ -186,9 +192,9 @@ _GENERATED_NOISY = {"digits_noisy20": ("digits", 0.2), "breast_cancer_noisy10": 
 def generated_npz(directory: Path, data: str, seed: int = 32) -> Path:
     """The data of a fresh-set task, ``data="gen:<name>"``, as an ``.npz`` for ``lrkit.train(data=...)``: drawn by
     scikit-learn with ``seed`` (no download; the same file on every machine) — two-moons, circles, blobs (5 classes,
-    10 features, overlapping) and a Friedman #1 regression, the diabetes regression, or a built-in dataset with a
-    share of its labels flipped (:func:`noisy_npz`). Integer labels train a classification, float targets a
-    regression.
+    10 features, standard deviation 2.5) and a Friedman #1 regression, the diabetes regression, or a built-in
+    dataset with a share of its labels flipped (:func:`noisy_npz`). Integer labels train a classification, float
+    targets a regression.
 
     >>> import tempfile
     >>> import numpy as np
