@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import json
 import os
 import random
 import socket
@@ -307,6 +308,38 @@ def train_auto_script(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Module
     module = bench_script("train_auto", monkeypatch)
     monkeypatch.setattr(module, "CACHE_DIR", tmp_path / "cache")
     return module
+
+
+def cached_rescue(ta: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: Any, name: str,
+                  on: dict[str, Any], off: dict[str, Any]) -> str:
+    """Write ``on``/``off`` as train_auto's cached monitor-on/off grids of task ``name``, run ``--rescue`` on them (a
+    test failure if anything would be trained) and return what it printed."""
+    ta.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    for monitor, runs in (("on", on), ("off", off)):
+        (ta.CACHE_DIR / f"{name}_monitor-{monitor}.json").write_text(json.dumps(runs), encoding="utf-8")
+    monkeypatch.setattr(ta, "_worker", lambda job: pytest.fail(f"trained {job}, but everything was cached"))
+    assert ta.main(["--tasks", name, "--rescue"]) == 0
+    return capsys.readouterr().out
+
+
+def spy_monitors(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Make ``lrkit.monitor.Monitor`` (where ``lrkit.train`` builds its monitor) a subclass that records every
+    instance; the list of them. It keeps ``Monitor``'s signature, which ``lrkit.train`` checks options against."""
+    import inspect
+
+    import lrkit.monitor
+
+    made: list[Any] = []
+    real = lrkit.monitor.Monitor
+
+    class Spy(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    Spy.__signature__ = inspect.signature(real)  # type: ignore[attr-defined]
+    monkeypatch.setattr(lrkit.monitor, "Monitor", Spy)
+    return made
 
 
 @pytest.fixture

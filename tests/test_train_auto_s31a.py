@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from _helpers import keep_torch_threads, train_auto_script  # noqa: F401 (fixtures: usefixtures, ta)
+from _helpers import cached_rescue, keep_torch_threads, train_auto_script  # noqa: F401 (fixtures: usefixtures, ta)
 
 pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
@@ -119,16 +119,11 @@ def test_rescue_reads_both_grids_and_counts_healthy_events_and_settings_within_1
         ta: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:  # fmt: skip
     grid = ta.default_grid()  # 25 LRs; the monitor-off oracle at index 10 (1e-3 * ...), 10x at 14, 31.6x at 16
     best = grid[10]
-    ta.CACHE_DIR.mkdir(parents=True)
     off = {f"{ta.run_key(lr)}/{s}": _rec(1.0 + abs(math.log10(lr / best))) for lr in grid for s in ta.SEEDS}
     on = {k: _rec(v["final_val_loss"] if k.startswith(ta.run_key(best) + "/") else 1.05, events={"loss_spike": 2})
           for k, v in off.items()}  # fmt: skip
     on[f"{ta.run_key(best)}/1"] = _rec(1.0)  # one healthy seed raised nothing
-    for monitor, runs in (("on", on), ("off", off)):
-        (ta.CACHE_DIR / f"digits_mlp_monitor-{monitor}.json").write_text(json.dumps(runs), encoding="utf-8")
-    monkeypatch.setattr(ta, "_worker", lambda job: pytest.fail(f"trained {job}, but everything was cached"))
-    assert ta.main(["--tasks", "digits_mlp", "--rescue"]) == 0
-    out = capsys.readouterr().out
+    out = cached_rescue(ta, monkeypatch, capsys, "digits_mlp", on, off)
     assert f"| digits_mlp | {best:.3g} | 1 | 2, 0, 2 | +0.0% | +100.0% | +5.0% | +150.0% | +5.0% |" in out
     assert "healthy runs with an event: 2/3; 10x/31.6x settings within 10% of the oracle: 2/2 with the monitor, " \
            "0/2 without" in out
@@ -185,14 +180,11 @@ def test_noisy_npz_flips_a_tenth_of_the_labels_to_another_class_the_same_way_eve
     assert changed.sum() == round(0.1 * len(clean)) and a["y"].min() >= 0 and a["y"].max() <= 9
 
 
-def test_rescue_leaves_a_task_whose_oracle_loss_is_0_out_of_the_counts(ta: Any, capsys: Any) -> None:
+def test_rescue_leaves_a_task_whose_oracle_loss_is_0_out_of_the_counts(ta: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: Any) -> None:
     grid = ta.default_grid()
-    ta.CACHE_DIR.mkdir(parents=True)
     runs = {f"{ta.run_key(lr)}/{s}": _rec(abs(math.log10(lr / grid[10]))) for lr in grid for s in ta.SEEDS}
-    for monitor in ("on", "off"):
-        (ta.CACHE_DIR / f"wine_mlp_monitor-{monitor}.json").write_text(json.dumps(runs), encoding="utf-8")
-    assert ta.main(["--tasks", "wine_mlp", "--rescue"]) == 0
-    out = capsys.readouterr().out
+    out = cached_rescue(ta, monkeypatch, capsys, "wine_mlp", runs, runs)
     assert out.count("undefined (oracle loss 0)") == 5
     assert "within 10% of the oracle: 0/0 with the monitor, 0/0 without" in out
 

@@ -4,8 +4,6 @@ scikit-learn and saved as .npz), the task groups, the geometric-mean regret the 
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from _helpers import keep_torch_threads, train_auto_script  # noqa: F401 (fixtures: usefixtures, ta)
+from _helpers import cached_rescue, keep_torch_threads, spy_monitors, train_auto_script  # noqa: F401 (fixtures: usefixtures, ta)
 
 pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
@@ -67,16 +65,11 @@ def test_the_rescue_table_prints_the_geometric_means_of_the_monitor_on_side(ta: 
                                                                              capsys: Any) -> None:
     grid = ta.default_grid()
     best = grid[10]
-    ta.CACHE_DIR.mkdir(parents=True)
     rec = lambda v: {"final_val_loss": v, "events": {}}
     off = {f"{ta.run_key(lr)}/{s}": rec(1.0 + abs(math.log10(lr / best))) for lr in grid for s in ta.SEEDS}
     # with the monitor: 1.1 at the best LR (+10%), 1.44 at 10x (+44%), 1.0 at 31.6x (+0%)
     on = {k: rec({ta.run_key(best): 1.1, ta.run_key(grid[14]): 1.44}.get(k.split("/")[0], 1.0)) for k in off}
-    for monitor, runs in (("on", on), ("off", off)):
-        (ta.CACHE_DIR / f"digits_mlp_monitor-{monitor}.json").write_text(json.dumps(runs), encoding="utf-8")
-    monkeypatch.setattr(ta, "_worker", lambda job: pytest.fail(f"trained {job}, but everything was cached"))
-    assert ta.main(["--tasks", "digits_mlp", "--rescue"]) == 0
-    out = capsys.readouterr().out
+    out = cached_rescue(ta, monkeypatch, capsys, "digits_mlp", on, off)
     assert "geometric-mean regret with the monitor: healthy runs +10.0% over 1 tasks, 10x/31.6x settings +20.0% " \
            "over 2" in out
 
@@ -93,17 +86,6 @@ def test_tasks_takes_a_group_name_and_an_unknown_name_lists_the_groups(ta: Any, 
 
 
 def test_val_patience_in_the_monitor_options_reaches_the_monitor(ta: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lrkit
-
-    made: list[Any] = []
-    real = lrkit.Monitor
-
-    class Spy(real):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    Spy.__signature__ = inspect.signature(real)  # type: ignore[attr-defined]  (lrkit.train validates against it)
-    monkeypatch.setattr(lrkit.monitor, "Monitor", Spy)
+    made = spy_monitors(monkeypatch)
     ta.train_once(ta.TASKS["wine_linear_adam"], 0.01, 0, True, ta.MONITOR_PREFIX + '{"val_patience": 3}')
     assert [c.patience for c in made[0].checks if c.name == "val_rising"] == [3]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import lrkit
+from _helpers import spy_monitors
 from lrkit.monitor.checks import ValidationRising
 
 
@@ -73,18 +74,7 @@ def test_bad_values_are_named(bad: object) -> None:
 
 def _train_monitor(monkeypatch: pytest.MonkeyPatch, tmp_path: object, monitor: object) -> lrkit.Monitor:
     """The monitor ``lrkit.train`` builds for ``monitor=`` (a 1-epoch iris run)."""
-    import inspect
-
-    made: list[lrkit.Monitor] = []
-    real = lrkit.Monitor
-
-    class Spy(real):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    Spy.__signature__ = inspect.signature(real)  # type: ignore[attr-defined]  (lrkit.train checks options against it)
-    monkeypatch.setattr(lrkit.monitor, "Monitor", Spy)
+    made = spy_monitors(monkeypatch)
     lrkit.train("mlp", data="iris", epochs=1, lr0=0.01, project=str(tmp_path), name="r", plots=False, verbose=False,
                 monitor=monitor)
     return made[0]
