@@ -110,9 +110,9 @@ def test_an_oracle_loss_of_zero_reads_undefined_and_the_pooled_rows_say_so(ta: A
         (ta.CACHE_DIR / f"{name}_monitor-on.json").write_text(json.dumps(runs), encoding="utf-8")
     assert ta.main(["--tasks", "wine_mlp,iris_mlp"]) == 0
     out = capsys.readouterr().out
-    assert "| undefined (oracle loss 0) |" in out
+    assert "| undefined (oracle loss at the float floor) |" in out
     assert "| lr0=auto, 2 tasks | +inf% | diverged | 0/2 | 1/2 |" in out  # strict: the undefined one as inf
-    assert "| lr0=auto, the 1 tasks whose oracle loss is not 0 | +2.00% | +2.00% | 0/1 | 1/1 |" in out
+    assert "| lr0=auto, the 1 tasks whose oracle loss is above the float floor | +2.00% | +2.00% | 0/1 | 1/1 |" in out
 
 
 def test_rescue_reads_both_grids_and_counts_healthy_events_and_settings_within_10_percent(
@@ -185,7 +185,7 @@ def test_rescue_leaves_a_task_whose_oracle_loss_is_0_out_of_the_counts(ta: Any, 
     grid = ta.default_grid()
     runs = {f"{ta.run_key(lr)}/{s}": _rec(abs(math.log10(lr / grid[10]))) for lr in grid for s in ta.SEEDS}
     out = cached_rescue(ta, monkeypatch, capsys, "wine_mlp", runs, runs)
-    assert out.count("undefined (oracle loss 0)") == 5
+    assert out.count("undefined (oracle loss at the float floor)") == 5
     assert "within 10% of the oracle: 0/0 with the monitor, 0/0 without" in out
 
 
