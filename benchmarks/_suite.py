@@ -101,7 +101,7 @@ LABEL_NOISE = 0.1
 #: The task groups, in the order they were added: calibrated on, held out, then a fresh pre-registered held-out set.
 GROUPS: tuple[str, ...] = (
     "calibration", "held_out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8", "fresh9",
-    "fresh10", "fresh11", "fresh12", "fresh13", "fresh14",
+    "fresh10", "fresh11", "fresh12", "fresh13", "fresh14", "fresh15",
 )
 
 
@@ -1535,6 +1535,94 @@ def _classes3_fresh14() -> TaskData:
     return _split_classes_fresh14(x, y, 0.3)
 
 
+# -- the sixteenth held-out set (group "fresh15"): the test of val_patience=3 as lrkit.Monitor's own default,
+# -- registered (docs/benchmarks/monitor.md, session 33) before any of its tasks was trained or given an oracle ------
+def _split_fresh15(x: Any, y: Any, test_size: float, *, classes: bool = True) -> TaskData:
+    """Standardised features, a split with seed 15 (stratified for classes: long labels; else a standardised
+    ``(N, 1)`` float target)."""
+    from sklearn.model_selection import train_test_split
+
+    xt, xv, yt, yv = train_test_split(x, y, test_size=test_size, random_state=15, stratify=y if classes else None)
+    xt, xv = _standardise(xt, xv)
+    dtype = torch.long if classes else torch.float32
+    data = TaskData(torch.tensor(xt, dtype=torch.float32), torch.tensor(yt, dtype=dtype),
+                    torch.tensor(xv, dtype=torch.float32), torch.tensor(yv, dtype=dtype))
+    return data if classes else _standardised_target(data)
+
+
+def _digits_noisy15() -> TaskData:
+    """sklearn digits flattened, 15% label noise drawn with seed 15, split 75/25 with seed 15."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _split_fresh15(d.data, _noisy_labels(d.target, fraction=0.15, seed=15), 0.25)
+
+
+def _breast_cancer_fresh15() -> TaskData:
+    """sklearn breast_cancer, clean, split 75/25 with seed 15; float (N, 1) targets for BCEWithLogitsLoss."""
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    data = _split_fresh15(d.data, d.target, 0.25)
+    return TaskData(data.x_train, data.y_train.float().unsqueeze(1), data.x_val, data.y_val.float().unsqueeze(1))
+
+
+def _wine_noisy_fresh15() -> TaskData:
+    """sklearn wine, 10% label noise drawn with seed 15, split 60/40 with seed 15."""
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    return _split_fresh15(d.data, _noisy_labels(d.target, seed=15), 0.4)
+
+
+def _moons_fresh15() -> TaskData:
+    """make_moons, 1200 samples, noise 0.25, seed 15; split 2/3 : 1/3 with seed 15."""
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=1200, noise=0.25, random_state=15)
+    return _split_fresh15(x, y, 1 / 3)
+
+
+def _diabetes_fresh15() -> TaskData:
+    """sklearn diabetes regression, split 70/30 with seed 15, target standardised."""
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    return _split_fresh15(d.data, d.target, 0.3, classes=False)
+
+
+def _quantiles_fresh15() -> TaskData:
+    """make_gaussian_quantiles, 1500 samples, 6 features, 3 classes, seed 15; split 70/30 with seed 15."""
+    from sklearn.datasets import make_gaussian_quantiles
+
+    x, y = make_gaussian_quantiles(n_samples=1500, n_features=6, n_classes=3, random_state=15)
+    return _split_fresh15(x, y, 0.3)
+
+
+def _digits_mlp128() -> nn.Module:
+    return _mlp([64, 128, 10])
+
+
+def _breast_cancer_mlp32() -> nn.Module:
+    return _mlp([30, 32, 1])
+
+
+def _wine_mlp64() -> nn.Module:
+    return _mlp([13, 64, 3])
+
+
+def _moons_mlp64x3() -> nn.Module:
+    return _mlp([2, 64, 64, 64, 2])
+
+
+def _diabetes_mlp64() -> nn.Module:
+    return _mlp([10, 64, 1])
+
+
+def _quantiles_mlp64() -> nn.Module:
+    return _mlp([6, 64, 3])
+
+
 def _digits_mlp512() -> nn.Module:
     return _mlp([64, 512, 10])
 
@@ -2639,6 +2727,31 @@ _TASK_LIST = [
          optimizer_name="AdamW, wd 0.05", build_data=_classes3_fresh14, build_model=_seeded(_classes3_mlp),
          build_optimizer=_adamw_strong_wd, loss_fn=nn.CrossEntropyLoss(), batch_size=32, epochs=12, default_lr=1e-3,
          held_out=True, group="fresh14"),
+    Task(name="digits_noisy15_mlp_sgd", description="sklearn digits, 15% label noise (1347/450), MLP 64-128-10",
+         optimizer_name="SGD momentum 0.9", build_data=_digits_noisy15, build_model=_seeded(_digits_mlp128),
+         build_optimizer=_sgd_momentum, loss_fn=nn.CrossEntropyLoss(), batch_size=32, epochs=10, default_lr=0.01,
+         held_out=True, group="fresh15"),
+    Task(name="breast_cancer_mlp_adam", description="sklearn breast_cancer (426/143), MLP 30-32-1",
+         optimizer_name="Adam", build_data=_breast_cancer_fresh15, build_model=_seeded(_breast_cancer_mlp32),
+         build_optimizer=_adam, loss_fn=nn.BCEWithLogitsLoss(), batch_size=32, epochs=20, default_lr=1e-3,
+         held_out=True, group="fresh15"),
+    Task(name="wine_noisy_mlp_rmsprop", description="sklearn wine, 10% label noise (106/72), MLP 13-64-3",
+         optimizer_name="RMSprop", build_data=_wine_noisy_fresh15, build_model=_seeded(_wine_mlp64),
+         build_optimizer=_rmsprop, loss_fn=nn.CrossEntropyLoss(), batch_size=16, epochs=30, default_lr=0.01,
+         held_out=True, group="fresh15"),
+    Task(name="moons_deep_adamw", description="make_moons, noise 0.25 (800/400), MLP 2-64-64-64-2",
+         optimizer_name="AdamW", build_data=_moons_fresh15, build_model=_seeded(_moons_mlp64x3),
+         build_optimizer=_adamw, loss_fn=nn.CrossEntropyLoss(), batch_size=32, epochs=10, default_lr=1e-3,
+         held_out=True, group="fresh15"),
+    Task(name="diabetes_mlp_sgd", description="sklearn diabetes regression (309/133), MLP 10-64-1",
+         optimizer_name="SGD momentum 0.9", build_data=_diabetes_fresh15, build_model=_seeded(_diabetes_mlp64),
+         build_optimizer=_sgd_momentum, loss_fn=nn.MSELoss(), batch_size=16, epochs=30, default_lr=0.01,
+         held_out=True, group="fresh15"),
+    Task(name="quantiles3_mlp_adam",
+         description="make_gaussian_quantiles, 6 features, 3 classes (1050/450), MLP 6-64-3",
+         optimizer_name="Adam", build_data=_quantiles_fresh15, build_model=_seeded(_quantiles_mlp64),
+         build_optimizer=_adam, loss_fn=nn.CrossEntropyLoss(), batch_size=32, epochs=12, default_lr=1e-3,
+         held_out=True, group="fresh15"),
 ]
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 #: The default task list of every benchmark (the six tasks the default rule was calibrated on).
@@ -2684,6 +2797,9 @@ FRESH13: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh
 #: The fifteenth held-out set, written down before any of its tasks was trained or range-tested (the test of
 #: lr0="auto" trained with the default monitor; docs/benchmarks/auto_lr.md, session 30).
 FRESH14: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh14")
+#: The sixteenth held-out set, written down before any of its tasks was trained or given an oracle (the test of
+#: val_patience=3 as lrkit.Monitor's own default; docs/benchmarks/monitor.md, session 33).
+FRESH15: tuple[str, ...] = tuple(t.name for t in _TASK_LIST if t.group == "fresh15")
 
 
 def make_loaders(task: Task, seed: int) -> tuple[DataLoader, DataLoader]:
@@ -2851,6 +2967,18 @@ def regret(loss: float, oracle_loss: float) -> float:
     if not math.isfinite(loss):
         return math.inf
     return loss / oracle_loss - 1.0
+
+
+def geometric_regret(regrets: Sequence[float]) -> float:
+    """The geometric mean of ``1 + regret``, minus one (``inf`` when any run diverged; ``nan`` for none): one figure
+    for a set of settings in which a halved loss weighs as much as a doubled one.
+
+    >>> round(geometric_regret([1.0, -0.5]), 12), geometric_regret([0.1, math.inf]), math.isnan(geometric_regret([]))
+    (0.0, inf, True)
+    """
+    if not regrets:
+        return math.nan
+    return math.exp(statistics.fmean(math.log1p(r) for r in regrets)) - 1
 
 
 # ---------------------------------------------------------------------------------------------------------- cache

@@ -48,6 +48,7 @@ from _suite import (
     TASKS,
     Task,
     _evaluate,
+    geometric_regret,
     make_loaders,
     non_negative_int,
     oracle,
@@ -216,8 +217,11 @@ def _fmt_loss(v: float) -> str:
     return f"{v:.4f}" if math.isfinite(v) else "inf"
 
 
-def _fmt_regret(v: float) -> str:
-    return f"{v:+.1%}" if math.isfinite(v) else "diverged"
+def _fmt_regret(v: float, digits: int = 1) -> str:
+    """A regret as a percentage; "diverged" for ``inf``, "none" for ``nan`` (a mean over no setting)."""
+    if math.isnan(v):
+        return "none"
+    return f"{v:+.{digits}%}" if math.isfinite(v) else "diverged"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- high-LR settings (task x LR, median of seeds) within 10% of the oracle: "
           f"{sum(r['regret'] <= 0.10 for r in high)}/{len(high)} with the monitor, "
           f"{sum(r['regret'] <= 0.10 for r in rows if not r['monitor'] and r['mult'] > 1)}/{len(high)} without")
+    oracle_lr = [r["regret"] for r in on if r["mult"] == 1]
+    print(f"- geometric-mean regret with the monitor (settings, median of seeds): oracle LR "
+          f"{_fmt_regret(geometric_regret(oracle_lr), 2)} over {len(oracle_lr)}, high LR "
+          f"{_fmt_regret(geometric_regret([r['regret'] for r in high]), 2)} over {len(high)}")
     if timings:
         worst = max(timings.values(), key=lambda t: t["overhead"])
         med = statistics.median(t["overhead"] for t in timings.values())

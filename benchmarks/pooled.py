@@ -74,6 +74,8 @@ NOT_POOLED: dict[str, str] = {
                "(docs/benchmarks/auto_lr.md)",
     "fresh14": "registered in session 30 to test lr0=\"auto\" trained with the default monitor "
                "(docs/benchmarks/auto_lr.md)",
+    "fresh15": "registered in session 33 to test val_patience=3 as lrkit.Monitor's own default "
+               "(docs/benchmarks/monitor.md)",
 }
 
 # "lrkit, rule of its day": the row of each set's per-task table (docs/benchmarks/finder.md) holding the default as

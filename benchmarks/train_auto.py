@@ -60,7 +60,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lrkit
-from _suite import RESULTS_DIR, capped_jobs, default_grid, positive_int, regret, regret_row, run_main
+from _suite import (
+    RESULTS_DIR,
+    capped_jobs,
+    default_grid,
+    geometric_regret,
+    positive_int,
+    regret,
+    regret_row,
+    run_main,
+)
 from lrkit._utils import atomic_write_text
 
 CACHE_DIR = RESULTS_DIR / "train_auto"
@@ -425,18 +434,6 @@ def rescue(on: dict[str, dict[str, Any]], off: dict[str, dict[str, Any]], grid: 
         out[label] = None if i >= len(grid) else (
             _ratio(losses[i], losses[best]), _ratio(_median_loss(on, run_key(grid[i])), losses[best]))
     return out
-
-
-def geometric_regret(regrets: Sequence[float]) -> float:
-    """The geometric mean of ``1 + regret``, minus one (``inf`` when any run diverged; ``nan`` for none): one figure
-    for a set of settings in which a halved loss weighs as much as a doubled one.
-
-    >>> round(geometric_regret([1.0, -0.5]), 12), geometric_regret([0.1, math.inf]), math.isnan(geometric_regret([]))
-    (0.0, inf, True)
-    """
-    if not regrets:
-        return math.nan
-    return math.exp(statistics.fmean(math.log1p(r) for r in regrets)) - 1
 
 
 UNDEFINED = "undefined (oracle loss at the float floor)"
