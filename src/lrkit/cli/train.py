@@ -74,6 +74,10 @@ def train_command(
     if "help" in tokens:  # `lrkit train help` (Ultralytics' `yolo help`): the help, not a did-you-mean for a key
         _print_help(ctx)
     kwargs: dict[str, Any] = {}
+    python_only = _python_only_error(tokens)
+    if python_only is not None:
+        fail(python_only)
+        return
     try:
         kwargs = tokens_to_kwargs(tokens)
         config = TrainConfig.from_kwargs(**kwargs)
@@ -128,6 +132,30 @@ def train_command(
         return
     _show_warnings(caught)
     _summary(results)
+
+
+def _python_only_error(tokens: list[str]) -> str | None:
+    """The error for a Python-only callable argument (``loss_fn=``, ``step_fn=``, ``progress=``) given as a token or
+    in the ``cfg=`` file (its did-you-mean named an unrelated key: ``loss_fn`` -> ``plots``); ``None`` without one.
+    A ``cfg=`` file that does not load is left to :func:`tokens_to_kwargs`, which names the problem."""
+    from lrkit._config import load_yaml_mapping
+    from lrkit.train.trainer import python_only_key_error
+
+    for tok in tokens:
+        if "=" not in tok:
+            continue
+        key, raw = token_key(tok)
+        error = python_only_key_error(key, "the command line")
+        if error is None and key == "cfg" and raw.strip():
+            try:
+                file_keys = load_yaml_mapping(raw)
+            except (ValueError, OSError):
+                continue
+            error = next((e for e in (python_only_key_error(str(k), f"a cfg= file ({raw})") for k in file_keys)
+                          if e is not None), None)
+        if error is not None:
+            return str(error)
+    return None
 
 
 def _cfg_resume_note(tokens: list[str], kwargs: dict[str, Any], message: str) -> str:

@@ -1632,6 +1632,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(tr.x, y_tr, x_va, y_va, task=task, name=path.name, source="yaml",
                               image_shape=tr.image_shape)
         out.info.notes.extend((*tr.notes, *va.notes))
+        out.info.notes.extend(_unseen_val_labels(out, path.name))
         out.info.notes.extend(_constant_note(path.name, tr.x, x_va, tr.columns, shape=tr.sample_shape))
         out.info.features, out.info.target = tr.columns, tr.target_name if tr.columns is not None else None
         return out
@@ -1642,6 +1643,38 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         raise ValueError(f"{path.name}: text files are read as character-level LM; task={task!r} needs CSV/NPZ")
     _no_target(target, f"{path.name} names text files (character-level LM: the target is the next character)")
     return _text_data(_read_text(train_path), _read_text(val_path), seq_len=seq_len, name=path.name, source="yaml")
+
+
+def _unseen_val_labels(data: TrainData, yname: str) -> list[str]:
+    """A data YAML's val file against its train file, for classification: labels that share none with the train
+    file's (the same classes written another way, ``0, 1, 2`` for ``setosa, ...``) are an error — the model would be
+    scored on classes it never trains on, accuracy 0 — and a val label the train file lacks (a typo) is a note."""
+    classes = data.info.classes
+    if data.info.task != "classification" or not classes:
+        return []
+    y_tr, y_va = data.train.tensors[1], data.val.tensors[1]
+    seen = set(y_tr.tolist())
+    counts: dict[int, int] = {}
+    for c in y_va.tolist():
+        counts[c] = counts.get(c, 0) + 1
+    unseen = [c for c in counts if c not in seen]
+    if not unseen:
+        return []
+
+    def shown(ids: Any, most: int = 5) -> str:
+        ids = sorted(ids)
+        return ", ".join(repr(classes[i]) for i in ids[:most]) + (f", ... ({len(ids)} in all)" if len(ids) > most
+                                                                   else "")
+
+    if len(unseen) == len(counts):
+        raise ValueError(f"{yname}: the val file's labels ({shown(counts)}) share none with the train file's "
+                         f"({shown(seen)}): every validation sample would be scored against a class the model never "
+                         "trains on; write the labels the same way in both files")
+    missing = sum(counts[c] for c in unseen)
+    return [f"{yname}: {len(unseen)} val label{'s' if len(unseen) != 1 else ''} the train file lacks: {shown(unseen)} "
+            f"({missing} of {len(y_va)} val samples); the model never trains on "
+            f"{'them' if len(unseen) != 1 else 'it'}, so those samples always count as wrong (a label written "
+            "another way in one file?)"]
 
 
 def _yaml_file(base: Path, value: Any, yname: str, role: str) -> Path:

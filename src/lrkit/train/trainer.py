@@ -90,6 +90,23 @@ TRAIN_VAL_PATIENCE = 3
 # keys that may hold Python objects, which a checkpoint stores only as "<TypeName>"
 _OBJECT_KEYS = ("data", "model", "schedule")
 _PY_ONLY = ("loss_fn", "step_fn", "progress", "cfg")
+#: the Python-only arguments that take a callable, and what it is: a command line or a cfg= file cannot give one
+_CALLABLES = {
+    "loss_fn": "loss_fn(model(x), y) -> scalar loss; the default is the task's (task=classification|regression|lm)",
+    "step_fn": "step_fn(model, batch) -> scalar loss, for any other batch layout",
+    "progress": "progress(advance=, total=, info=, ...), called after every step and epoch",
+}
+
+
+def python_only_key_error(key: str, where: str) -> ValueError | None:
+    """The error for a Python-only callable argument (``loss_fn``, ``step_fn``, ``progress``) given in ``where`` (the
+    command line, a ``cfg=`` file), which cannot hold a function: its did-you-mean sent ``loss_fn`` to ``plots``.
+    ``None`` for any other key."""
+    meaning = _CALLABLES.get(key)
+    if meaning is None:
+        return None
+    return ValueError(f"{key}= is a Python-only argument of lrkit.train (a callable: {meaning}); {where} cannot give "
+                      f"a function: pass it from Python, lrkit.train(..., {key}=...)")
 
 Progress = Callable[..., None]
 
@@ -281,6 +298,10 @@ def train(
                 or (passed is not None and k in passed and not (v is None and defaults[k] is None))}
     if cfg is not None:
         file_keys = load_yaml_mapping(cfg)
+        for key in file_keys:
+            error = python_only_key_error(str(key), f"a cfg= file ({cfg})")
+            if error is not None:
+                raise error
         TrainConfig.check_keys(file_keys)
         given = {**given, **{k: v for k, v in file_keys.items() if k not in explicit}}
         explicit |= set(file_keys)
@@ -604,6 +625,8 @@ class _Trainer:
             self.log(f"data: note — seq_len={cfg.seq_len} ignored: it is the window length lrkit cuts a text file "
                      f"into (a character-level LM), and data {info.name!r} is not a text file"
                      + (f" (its samples' shape sets the length: {info.seq_len})" if info.seq_len else ""))
+        for line in self._data_yaml_overrides():
+            self.log(line)
         if info.task is None and self.step_fn is None and self.user_loss is None:
             sample = _first_sample(self.data.train)
             # Hugging Face batches (input_ids, attention_mask, labels): the model takes them all and returns its loss
@@ -657,6 +680,9 @@ class _Trainer:
         self.batch_count_said = False
         #: a validation batch has shown multi-hot (B, K) targets (see _per_label): every later one is scored per label
         self.multi_hot_seen = False
+        #: the first epoch (1-based) whose training batch with a non-finite loss held NaN values itself: the
+        #: data's fault, not the LR's (see _backoff_note); None while no such batch was seen
+        self.bad_data_epoch: int | None = None
         #: how a classifier's scores were read at validation (see _scored), recorded in the checkpoint
         self.scores_kind: str | None = None
         #: lr0 came from the schedule spec's own peak (lr0=/max_lr=), not from an lr0= key (see _plan_schedule)
@@ -751,6 +777,27 @@ class _Trainer:
         self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _data_yaml_overrides(self) -> list[str]:
+        """Notes for ``val=`` / ``seq_len=`` given beside a data YAML that sets its own (the YAML's win, as the README
+        says; before, the given value was dropped without a word). A value at its default is "given" by every key of a
+        cfg= file (a run's own args.yaml), so only one that differs from the default is named."""
+        cfg, defaults = self.cfg, TrainConfig.defaults()
+        keys = [k for k in ("val", "seq_len") if k in self.explicit and getattr(cfg, k) != defaults[k]]
+        data = cfg.data
+        if not keys or not isinstance(data, (str, os.PathLike)) or Path(data).suffix.lower() not in (".yaml", ".yml"):
+            return []
+        from lrkit._utils import yaml_load
+
+        try:  # (load_data read it already: a file it could not read never gets here)
+            spec = yaml_load(Path(data).expanduser().read_text(encoding="utf-8-sig"))
+        except Exception:
+            return []
+        if not isinstance(spec, Mapping):
+            return []
+        name = Path(data).name
+        return [f"data: note — {k}={getattr(cfg, k)!r} (given) is not used: {name} sets {k}: {spec[k]} (a data "
+                "YAML's own value wins; change it there)" for k in keys if spec.get(k) is not None]
 
     def _without_single_sample_batch(self, train_loader: Any, val_loader: Any) -> Any:
         """``train_loader`` without its last batch when that batch holds one sample and the model has BatchNorm
@@ -1212,6 +1259,14 @@ class _Trainer:
                      "momentum": None},
                     epochs=epochs, steps_per_epoch=spe,
                 )
+            if notes and total_steps <= 4 and max(self.schedule(s) for s in range(total_steps)) == 0:
+                # the warmup starts at LR 0: a run of one optimizer step (epochs=1 on at most nbs samples) is that
+                # step alone, and ended with the weights it started with while the log said only "warmup"
+                trains = (f"only the bias groups train (from warmup_bias_lr={self.warmup_bias_lr:g}), never the "
+                          "weights" if self.warmup_bias_lr else "the model does not train")
+                self.log(f"lrkit.train: note — every optimizer step of this run ({total_steps}) is at LR 0: the "
+                         f"warmup starts from 0, so {trains}; set warmup_epochs=0, or train longer (more epochs, a "
+                         "smaller batch or nbs)")
             if whole_run:
                 # Ultralytics' warmup ramps toward a line that is already decaying: over the whole run the LR never
                 # reaches lr0 (about a quarter of it at most), which "lr0 honoured" alone would hide
@@ -1473,6 +1528,16 @@ class _Trainer:
                 f"resume: {self.ckpt_path} stopped early at epoch {done}: no improvement for {bad} epochs since its "
                 f"best (epoch {best}) and patience={patience}; pass patience=0 (no early stopping) or patience > "
                 f"{bad} to train on, or start a new run"
+            )
+        monitor = ck.get("monitor")
+        if ck.get("stopped_early") and isinstance(monitor, Mapping) and monitor.get("should_stop"):
+            # the monitor's stop travels in last.pt (monitor= cannot change on resume): resumed, the run took one
+            # more step, stopped again with the old reason and wrote an extra epoch into the finished run's records
+            reason = str(monitor.get("stop_reason") or "").strip() or "its stop action"
+            raise ValueError(
+                f"resume: {self.ckpt_path} was stopped by the monitor at epoch {done}: {reason}. The run is over: its "
+                "monitor, which cannot change on resume, would stop it again at its first step; start a new run "
+                f"(a lower lr0, or from its best weights with model={self.ckpt_path.parent / 'best.pt'})"
             )
         if ck.get("finished") and self.cfg.epochs <= done:
             early = ", stopped early" if ck.get("stopped_early") else ""
@@ -1750,7 +1815,7 @@ class _Trainer:
             seconds=time.perf_counter() - self.t_start,
             lr_scale=float(self.monitor.lr_scale) if self.monitor is not None else 1.0,
         )
-        note = _backoff_note(result, self.monitor)
+        note = _backoff_note(result, self.monitor, bad_data_epoch=self.bad_data_epoch)
         if note:
             self.log(f"lrkit.train: note — {note}")
         return result
@@ -1807,6 +1872,8 @@ class _Trainer:
             n = batch_size(batch)
             if read_now:
                 value = float(loss.detach())
+                if not math.isfinite(value) and self.bad_data_epoch is None:
+                    self._say_bad_data(batch, value, epoch, step)
                 total_loss += value * n
                 total_n += n
                 window_loss += value
@@ -1884,6 +1951,19 @@ class _Trainer:
 
     def _loss(self, batch: Any) -> torch.Tensor:
         return batch_loss(self.model, batch, self.loss_fn, self.step_fn)
+
+    def _say_bad_data(self, batch: Any, value: float, epoch: int, step: int) -> None:
+        """A non-finite training loss from a batch that itself holds NaN values: say once that it is the data's
+        (read only on that path, never for a healthy step). The monitor reads such a loss as divergence and backs the
+        LR off, and without this the log's closing note blamed lr0 (:func:`_backoff_note`)."""
+        bad = _nan_values(batch)
+        if not bad:
+            return
+        self.bad_data_epoch = epoch + 1
+        self.log(f"lrkit.train: data — the training batch at epoch {epoch + 1} (optimizer step {step}) holds {bad:,} "
+                 f"NaN value{'s' if bad != 1 else ''}, and its loss is {value}: that is the data, whatever the LR "
+                 "(the monitor reads it as divergence); clean or impute such values (a CSV or NPZ file holding them "
+                 "is refused)")
 
     def _no_graph_error(self) -> ValueError:
         """A training loss that does not require grad: the user's loss_fn/step_fn cut it from the model's graph."""
@@ -2348,8 +2428,25 @@ def _refuse_multi_process() -> None:
     )
 
 
-def _backoff_note(result: TrainResults, monitor: Any) -> str | None:
+def _nan_values(batch: Any) -> int:
+    """How many NaN values the floating-point tensors of ``batch`` hold (inputs and targets, nested in tuples, lists
+    and mappings). NaN only: an inf may be meant (a float attention mask of -inf), and then the LR may be to blame."""
+    if isinstance(batch, torch.Tensor):
+        if not (batch.is_floating_point() or batch.is_complex()):
+            return 0
+        return int(torch.isnan(batch.detach()).sum())
+    if isinstance(batch, Mapping):
+        return sum(_nan_values(v) for v in batch.values())
+    if isinstance(batch, (list, tuple)):
+        return sum(_nan_values(v) for v in batch)
+    return 0
+
+
+def _backoff_note(result: TrainResults, monitor: Any, *, bad_data_epoch: int | None = None) -> str | None:
     """What the monitor's rollbacks after overshoots say about ``lr0``, for the end of the log; ``None`` without any.
+
+    ``bad_data_epoch``: the first epoch a training batch holding NaN values gave a non-finite loss; the note then
+    names the data, not lr0 (a lower LR cannot make such a loss finite).
 
     The back-offs of those rollbacks (``monitor.backoff`` each; ``val_rising``'s, which answer memorisation late in
     a run, are left out) put the rest of the run at ``scale`` times the schedule: the peak the run could take. The
@@ -2371,6 +2468,11 @@ def _backoff_note(result: TrainResults, monitor: Any) -> str | None:
     for e in overshoots:
         counts[str(e.get("check"))] = counts.get(str(e.get("check")), 0) + 1
     which = ", ".join(f"{c} x{k}" if k > 1 else c for c, k in counts.items())
+    if bad_data_epoch is not None:
+        return (f"the monitor rolled the run back {times} time(s) ({which}) and went on at {scale:.2g}x the planned "
+                f"LR, but the cause is NaN in the training data, not the LR: batches holding such values (the "
+                f"first at epoch {bad_data_epoch}) give a non-finite loss at any LR; clean or impute the data rather "
+                "than lowering lr0")
     peak = result.lr0 * scale
     whose = {"auto": "lr0=auto's choice", "default": "the default lr0"}.get(result.lr0_source, "lr0")
     return (f"the monitor rolled the run back {times} time(s) after the LR overshot ({which}) and went on "
