@@ -11,8 +11,10 @@ import math
 import numbers
 import os
 import secrets
+import shutil
 import stat
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -353,6 +355,46 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def write_named(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """:func:`atomic_write` for a path the *user* named (``FinderResult.to_json(path)``, ``plot(path)``, ``lrkit
+    schedule --out``): the file ``open(path, "w")`` would write, atomically where it can be. Returns ``path``.
+
+    * ``path`` a symlink: the file it points to is written (atomically, beside it), and the link stays a link — a
+      rename onto the link would replace it with a new file and leave its target as it was;
+    * ``path`` an existing file that is not a regular one — a named pipe, ``/dev/stdout``, a device: written in place
+      (a rename would replace the pipe, or as root the device node, with a regular file, and the reader would get
+      nothing). The whole file goes to a temporary file first, then is copied in: a PNG writer seeks, a pipe cannot.
+
+    The files of a run folder that lrkit owns go through :func:`atomic_write` instead, which replaces a link planted
+    there and never writes into a file elsewhere.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); (d / "v1.txt").write_text("old")
+    3
+    >>> (d / "latest.txt").symlink_to(d / "v1.txt")
+    >>> _ = write_named(d / "latest.txt", lambda p: p.write_text("new"))
+    >>> (d / "latest.txt").is_symlink(), (d / "v1.txt").read_text()
+    (True, 'new')
+    """
+    given = Path(path)
+    try:
+        mode: int | None = os.stat(given).st_mode  # (through any link)
+    except OSError:  # none yet, or a link to nothing: written where it points
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        fd, name = tempfile.mkstemp(prefix="lrkit-", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            write(tmp)
+            with open(tmp, "rb") as src, open(given, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return given
+    atomic_write(os.path.realpath(given) if given.is_symlink() else given, write)
+    return given
 
 
 def _create_temp_beside(path: Path) -> Path:

@@ -1184,6 +1184,11 @@ def find_lr(
         snapshot = Snapshot.capture(model, optimizer, rng=True, device=snapshot_device)
     generators = [(g, g.get_state()) for g in _loader_generators(train_loader)]
     epochs = _loader_epochs(train_loader)
+    # the test's optimizer steps are not the training loop's: an lrkit scheduler attached to the optimizer must not
+    # count them (it would read them as steps between two of its step() calls, and warn of stepping per epoch)
+    from lrkit.schedules.torch import keep_step_counts
+
+    restore_step_counts = keep_step_counts(every_optimizer(optimizer))
     t0 = time.perf_counter()
     lrs: list[float] = []
     losses: list[float] = []
@@ -1346,6 +1351,7 @@ def find_lr(
         reshard(model, after_error=True)
         raise
     finally:
+        restore_step_counts()  # (plain numbers on the optimizer: first, whatever the restore below meets)
         reshard(model)  # (a step that stopped between its forward and its backward leaves FSDP2's root unsharded)
         snapshot.restore()
         del snapshot  # freed now, also while a caller keeps an exception's traceback (and this frame)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lrkit._utils import atomic_write_text, unknown_name_error
+from lrkit._utils import unknown_name_error, write_named
 from lrkit.finder import suggest as _suggest
 
 __all__ = ["FinderResult"]
@@ -448,7 +448,8 @@ class FinderResult:
         return d
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_dict` to ``path`` atomically and return the path."""
+        """Write :meth:`to_dict` to ``path`` atomically and return the path (through a symlink to the file it points
+        to, the link kept; into a named pipe or ``/dev/stdout`` as it is, as ``open(path, "w")`` would)."""
         if Path(path).is_dir():
             example = str(Path(path) / "lr_find.json")
             raise ValueError(f"to_json needs a file path, but {str(path)!r} is a directory; e.g. {example!r}")
@@ -458,7 +459,8 @@ class FinderResult:
                     raise ValueError(f"cannot write the record to {str(path)!r}: {str(parent)!r} is a file, not a "
                                      "folder")
                 break
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        return write_named(path, lambda p: p.write_text(text, encoding="utf-8"))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> FinderResult:

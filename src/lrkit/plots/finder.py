@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lrkit._utils import atomic_write, optional_import
+from lrkit._utils import atomic_write, optional_import, write_named
 from lrkit.finder.suggest import REGIME_BACKOFF
 
 __all__ = ["figure_format", "picture_target", "plot_finder", "save_figure", "write_figure"]
@@ -80,11 +80,12 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     return write_figure(fig, path, dpi=dpi, bbox_inches="tight")
 
 
-def write_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> Path:
-    """``fig.savefig(path, **savefig)`` atomically, in the format ``path``'s suffix names. A format matplotlib
-    lists but cannot write on this machine (``.pgf`` without a TeX installation: matplotlib's ``RuntimeError`` from
-    inside ``savefig``) is a ``ValueError`` naming the file, matplotlib's reason and the formats that need nothing
-    more; no file (and no temporary file) is left.
+def write_figure(fig: Any, path: str | os.PathLike[str], *, _run_file: bool = False, **savefig: Any) -> Path:
+    """``fig.savefig(path, **savefig)`` atomically, in the format ``path``'s suffix names (through a symlink to the
+    file it points to; into a named pipe or ``/dev/stdout`` as it is: :func:`lrkit._utils.write_named`). A
+    format matplotlib lists but cannot write on this machine (``.pgf`` without a TeX installation: matplotlib's
+    ``RuntimeError`` from inside ``savefig``) is a ``ValueError`` naming the file, matplotlib's reason and the formats
+    that need nothing more; no file (and no temporary file) is left.
 
     >>> import tempfile, pathlib
     >>> import matplotlib.pyplot as plt
@@ -96,7 +97,10 @@ def write_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> Path
     """
     fmt = picture_target(path)
     try:
-        return atomic_write(path, lambda p: fig.savefig(p, format=fmt, **savefig))
+        # a run folder's own file (``_run_file``, lrkit.train's results.png) replaces a link planted there, as every
+        # file of a run does (atomic_write): lrkit never writes into a file elsewhere that it did not create
+        writer = atomic_write if _run_file else write_named
+        return writer(path, lambda p: fig.savefig(p, format=fmt, **savefig))
     except RuntimeError as e:
         raise ValueError(f"cannot write a picture to {str(path)!r}: matplotlib cannot write .{fmt} here ({e}); "
                          "use .png, .pdf or .svg, which need nothing more") from None

@@ -56,6 +56,7 @@ def plot_results(
     out: str | os.PathLike[str] | None = None,
     *,
     events: Iterable[Mapping[str, Any]] | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    _run_file: bool = False,
 ) -> Path:
     """Draw ``results.png`` from a run's ``results.csv``: losses, the validation metric, every group's LR and the
     gradient norm, one panel each, against the epoch; monitor ``events`` (dicts with an ``epoch``, as in a run's
@@ -96,7 +97,7 @@ def plot_results(
         _draw(axes, cols, events, missing)
         _make_room_below(fig, axes.ravel()[2])
         fig.tight_layout()
-        write_figure(fig, out_path, dpi=110)
+        write_figure(fig, out_path, dpi=110, _run_file=_run_file)  # (_run_file: lrkit.train's own results.png)
     finally:  # closed whatever happens: a failed write does not leave the figure open in pyplot
         plt.close(fig)
     return out_path

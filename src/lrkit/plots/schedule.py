@@ -157,12 +157,34 @@ def plot_schedule(
     ``steps_per_epoch`` in the records (the same in each) an epoch axis runs along the top. Records that mix absolute
     LRs and multipliers of the peak (``"absolute"``) are drawn with the multipliers marked "(x peak)" in the legend.
 
+    A figure written to ``path`` is closed in pyplot afterwards (still usable: ``fig.savefig`` works, and a notebook
+    shows it), so plotting many schedules in a loop does not keep them all open; without ``path`` it stays open for
+    ``plt.show()``. A figure whose drawing or writing failed is closed.
+
     >>> from lrkit.schedules import from_spec
     >>> fig = plot_schedule([from_spec("cosine lr0=0.1", total_steps=100).record(),
     ...                      from_spec("wsd lr0=0.1 decay_frac=0.2", total_steps=100).record()])
     >>> fig.axes[0].get_title(), len(fig.axes[0].get_lines())
     ('2 LR schedules', 2)
     """
+    optional_import("matplotlib", "plot").use("Agg", force=False)
+    plt = optional_import("matplotlib.pyplot", "plot")
+    before = set(plt.get_fignums())
+    try:
+        fig = _draw_schedule(records, log_y=log_y, title=title, show_phases=show_phases)
+        if path is not None:
+            save_figure(fig, path)
+    except BaseException:  # not left open in pyplot after a failure (a figure drawn part-way, a refused file)
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
+        raise
+    if path is not None:  # written to a file: off pyplot's list of open figures (a loop over many schedules)
+        plt.close(fig)
+    return fig
+
+
+def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases: bool) -> Any:
+    """:func:`plot_schedule`'s drawing, left open in pyplot."""
     optional_import("matplotlib", "plot").use("Agg", force=False)
     plt = optional_import("matplotlib.pyplot", "plot")
     recs = [_as_record(r) for r in ([records] if isinstance(records, Mapping) or _is_schedule(records)
@@ -240,6 +262,4 @@ def plot_schedule(
         _hide_crowded(fig, ax, names)
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False)
-    if path is not None:
-        save_figure(fig, path)
     return fig

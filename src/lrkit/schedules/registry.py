@@ -100,7 +100,10 @@ def register(entry: ScheduleInfo, *, overwrite: bool = False) -> ScheduleInfo:
     if not isinstance(entry, ScheduleInfo):
         raise TypeError(f"entry={entry!r} must be a ScheduleInfo")
     names = [entry.name, *entry.aliases]
-    taken = [n for n in names if _norm(n) in _index() and not overwrite and _index()[_norm(n)] != entry.name]
+    index = _index()
+    # a name taken by another entry, also one of the same name (register(ScheduleInfo("cosine", ...)) replaced the
+    # built-in cosine silently); the very same entry again (a module imported twice) changes nothing and is allowed
+    taken = [n for n in names if not overwrite and _norm(n) in index and _REGISTRY[index[_norm(n)]] != entry]
     if taken:
         raise ValueError(f"schedule name(s) {', '.join(taken)} already registered (pass overwrite=True)")
     _REGISTRY[entry.name] = entry

@@ -93,6 +93,23 @@ def _optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
     return counter.steps
 
 
+def keep_step_counts(optimizers: Sequence[torch.optim.Optimizer]) -> Any:
+    """A function that puts back the optimizer steps lrkit's schedulers have counted on ``optimizers`` (each, and
+    only where a scheduler counts them). For steps that are not the training loop's, such as ``lrkit.find_lr``'s:
+    a scheduler stepped after every training step would otherwise read the range test's steps as taken between two
+    of its ``step()`` calls, and warn that it is stepped once per epoch. (A :class:`~lrkit._state.Snapshot` restore
+    alone keeps the count: the steps before a monitor's rollback were the loop's.)"""
+    counts = [(c, c.steps) for c in (o.__dict__.get("_lrkit_step_counter") for o in optimizers)
+              if isinstance(c, _StepCounter)]
+
+    def restore() -> None:
+        for counter, steps in counts:
+            counter.steps = steps
+            counter.depth = 0
+
+    return restore
+
+
 def _probe_steps(schedule: Schedule) -> list[int]:
     total = schedule.total_steps
     if total is None:

@@ -1719,7 +1719,8 @@ class _Trainer:
         if self.cfg.plots and self.history:
             from lrkit.plots.results import plot_results
 
-            plot_results(self.run_dir / "results.csv", self.run_dir / "results.png", events=self.events)
+            plot_results(self.run_dir / "results.csv", self.run_dir / "results.png", events=self.events,
+                         _run_file=True)
 
     # ---------------------------------------------------------------------------------------------- loop
     def _loop(self) -> TrainResults:
