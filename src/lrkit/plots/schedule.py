@@ -184,8 +184,7 @@ def plot_schedule(
 
 
 def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases: bool) -> Any:
-    """:func:`plot_schedule`'s drawing, left open in pyplot."""
-    optional_import("matplotlib", "plot").use("Agg", force=False)
+    """:func:`plot_schedule`'s drawing (its caller has set matplotlib's backend), left open in pyplot."""
     plt = optional_import("matplotlib.pyplot", "plot")
     recs = [_as_record(r) for r in ([records] if isinstance(records, Mapping) or _is_schedule(records)
                                     else _listed(records))]
