@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,41 @@ def test_results_png_of_a_run_replaces_a_link_and_a_named_picture_is_written_thr
     named.symlink_to(mine)
     plot_results(tmp_path / "results.csv", named)  # a user's plot_results(csv, out): written where out points
     assert named.is_symlink() and mine.read_bytes()[1:4] == b"PNG"
+
+
+def _deny(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """``os.access`` as a user who may not write into ``folder`` (the tests run as root, who may write anywhere)."""
+    real = os.access
+
+    def access(path: Any, mode: int, *args: Any, **kwargs: Any) -> bool:
+        if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_schedule_out_checks_the_folder_a_link_points_into_not_the_links(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lrkit.cli.schedule import _check_out
+
+    shared, mine = tmp_path / "shared", tmp_path / "mine"
+    shared.mkdir()
+    mine.mkdir()
+    link = shared / "latest.png"
+    link.symlink_to(mine / "lr.png")
+    _deny(monkeypatch, shared)
+    _check_out(link)  # written into mine/, which is writable: no error
+    with pytest.raises(ValueError, match="not writable"):
+        _check_out(shared / "new.png")  # a new file in the read-only folder still is one
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_schedule_out_into_a_pipe_in_a_read_only_folder_is_not_refused(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from lrkit.cli.schedule import _check_out
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    _deny(monkeypatch, tmp_path)  # as /dev is to a user: /dev/stdout is written in place
+    _check_out(fifo)
