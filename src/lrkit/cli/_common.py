@@ -243,6 +243,18 @@ def check_writable(target: Path, shown: Path | None = None) -> None:
         raise ValueError(f"cannot write {str(shown)!r}: the folder {str(parent)!r} is not writable")
 
 
+def check_named_writable(out: Path) -> None:
+    """:func:`check_writable` for a file the user named (``--out``), which :func:`lrkit._utils.write_named` writes
+    as ``open(out, "w")`` would: a named pipe or a device (``/dev/stdout``) in place, so its own write permission
+    counts; a symlink's target beside itself, so the target's folder counts, not the link's."""
+    real = Path(os.path.realpath(out))
+    if real.exists() and not real.is_file() and not real.is_dir():
+        if not os.access(real, os.W_OK):
+            raise ValueError(f"cannot write {str(out)!r}: it is not writable")
+        return
+    check_writable(real if out.is_symlink() else out, out)
+
+
 def user_code_error(error: Exception, files: Mapping[Path, str], failed: str,
                     keep: tuple[type[Exception], ...] = (ValueError, TypeError, OSError)) -> Exception:
     """What to raise for ``error``, raised while lrkit ran code from the user's ``files`` (``{shown path: label}``,

@@ -23,8 +23,8 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import typer
 
-from lrkit._utils import atomic_write_text, did_you_mean, is_float_text
-from lrkit.cli._common import check_writable, fail
+from lrkit._utils import did_you_mean, is_float_text, write_named
+from lrkit.cli._common import check_named_writable, fail
 
 __all__ = ["Predictions", "predict_command", "predict_file", "register"]
 
@@ -515,7 +515,7 @@ def _check_out(out: Path, source: str | None) -> None:
             os.path.samefile(out, Path(source).expanduser()):
         raise ValueError(f"--out {str(out)!r} is INPUT itself: writing the predictions would replace the rows they "
                          "are made from; give another file")
-    check_writable(out, out)
+    check_named_writable(out)
 
 
 def _as_flags(message: str, which: str | None) -> str:
@@ -611,7 +611,8 @@ def predict_command(
     rows = f"{len(result.rows)} row{'s' * (len(result.rows) != 1)}"
     if out_path is not None:
         try:
-            atomic_write_text(out_path, result.to_csv())
+            text = result.to_csv()  # a path the user named: through a symlink, into a pipe (write_named)
+            write_named(out_path, lambda p: p.write_text(text, encoding="utf-8"))
         except OSError as e:  # strerror only: str(e) names the temporary file the atomic write used
             fail(f"cannot write {out}: {e.strerror or e}")
             return

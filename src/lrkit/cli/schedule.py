@@ -15,7 +15,6 @@ steps plus both sides of every phase boundary) and prints/plots that record
 from __future__ import annotations
 
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -23,7 +22,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from lrkit._utils import optional_import
-from lrkit.cli._common import check_writable, cli_message, console, fail, print_chart, shown, typed_float
+from lrkit.cli._common import check_named_writable, cli_message, console, fail, print_chart, shown, typed_float
 from lrkit.plots.finder import figure_format
 
 __all__ = ["register", "schedule_command"]
@@ -277,14 +276,7 @@ def _check_out(out: Path) -> None:
     read-only folder — found before the table or the JSON is printed, so a failing command prints nothing else."""
     if out.is_dir():
         raise ValueError(f"{str(out)!r} is a folder; give a file name, e.g. --out {str(out / 'schedule.png')!r}")
-    # written as open(out, "w") would (lrkit._utils.write_named): a named pipe or a device (/dev/stdout) in place, so
-    # its own write permission counts; a symlink's target beside itself, so the target's folder counts, not the link's
-    real = Path(os.path.realpath(out))
-    if real.exists() and not real.is_file():
-        if not os.access(real, os.W_OK):
-            raise ValueError(f"cannot write {str(out)!r}: it is not writable")
-        return
-    check_writable(real if out.is_symlink() else out, out)
+    check_named_writable(out)  # written as open(out, "w") would (lrkit._utils.write_named)
 
 
 def _first_non_finite(sched: Any, record: dict[str, Any]) -> tuple[str, int, float] | None:
