@@ -176,5 +176,5 @@ class TrainResults:
             "best_epoch": self.best_epoch, "final": self.final, "best": self.best, "events": self.events,
             "stopped_early": self.stopped_early, "stop_reason": self.stop_reason, "accumulate": self.accumulate,
             "weight_decay": self.weight_decay, "steps_per_epoch": self.steps_per_epoch,
-            "total_steps": self.total_steps, "seconds": self.seconds,
+            "total_steps": self.total_steps, "seconds": self.seconds, "lr_scale": self.lr_scale,
         })

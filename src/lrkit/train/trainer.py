@@ -1951,7 +1951,14 @@ class _Trainer:
         return train_loss, grad_norms, stop
 
     def _loss(self, batch: Any) -> torch.Tensor:
-        return batch_loss(self.model, batch, self.loss_fn, self.step_fn)
+        loss = batch_loss(self.model, batch, self.loss_fn, self.step_fn)
+        if loss.is_complex() or not loss.is_floating_point():  # torch's own words ("cannot be converted to type
+            # double without overflow", from the loss's first read) name nothing
+            fn = "step_fn" if self.step_fn is not None else "loss_fn"
+            dtype = str(loss.dtype).removeprefix("torch.")
+            raise ValueError(f"{fn} returned a loss of dtype {dtype}: the loss must be a real floating-point scalar "
+                             "(for a complex one, e.g. its .abs() or .real)")
+        return loss
 
     def _say_bad_data(self, batch: Any, value: float, epoch: int, step: int) -> None:
         """A non-finite training loss from a batch that itself holds NaN values: say once that it is the data's
