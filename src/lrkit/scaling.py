@@ -1106,6 +1106,21 @@ def param_groups(
             levels[n] = (ids[n], f"layer{ids[n]}", float(layer_decay) ** (top - ids[n]))
     else:
         levels = {n: (0, "all", 1.0) for n, _ in trainable}
+    # a ratio so small that the group's LR underflows a float would leave its parameters silently untrained (an
+    # LR of 0.0, and an lr_scale of 0 that every schedule and the finder keep): refused, as scale_lr refuses an
+    # underflow, before anything is frozen
+    for n, _ in trainable:
+        order, level, scale = levels[n]
+        if scale * lr == 0.0:
+            ratio = (f"layer_decay={layer_decay!r} ** {max(ids.values()) - ids[n]} (layer {ids[n]} of 0.."
+                     f"{max(ids.values())})" if layer_decay is not None else f"backbone_lr_scale={backbone_lr_scale!r}")
+            fix = ("layer_decay (0.65-0.9 is typical), or number fewer layers with layer_id_fn"
+                   if layer_decay is not None else "backbone_lr_scale")
+            raise ValueError(
+                f"param_groups: the {level} group's LR, lr={lr:g} x {ratio}, underflows a float to 0.0, so "
+                f"{names.bare[n]!r} and the rest of {level} would not train at all. Raise {fix}, or freeze those "
+                "parameters (freeze=) if they are not meant to train"
+            )
 
     held = _held(exclude)
     if held:

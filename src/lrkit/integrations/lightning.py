@@ -70,7 +70,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from lrkit._state import RNGState
+from lrkit._state import RNGState, check_snapshot_device
 from lrkit._utils import MissingExtraError, atomic_write_text, check_positive
 from lrkit.integrations._common import (
     Replay,
@@ -495,6 +495,17 @@ def _check_finder_kwargs(kwargs: Mapping[str, Any], who: str = "FindLRCallback",
     progress = kwargs.get("progress")
     if progress is not None and not callable(progress):
         raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
+    device = kwargs.get("snapshot_device")
+    if device is not None:
+        # checked now as the docstrings promise, not at the fit's start: a value that is no device, or "meta",
+        # fails here; a GPU device is only parsed (allocating on it here would start CUDA in the launching
+        # process, which a forking strategy such as ddp_fork cannot have), find_lr checks it at the fit's start
+        try:
+            kind = torch.device(device).type if isinstance(device, (str, torch.device)) else None
+        except (RuntimeError, ValueError):
+            kind = None
+        if kind in (None, "cpu", "meta"):
+            check_snapshot_device(device)
 
 
 def _finder_scheduler(trainer: Any, optimizer: torch.optim.Optimizer, warn: bool = True) -> Any:

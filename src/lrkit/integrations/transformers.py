@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from lrkit._state import RNGState
-from lrkit._utils import MissingExtraError, atomic_write
+from lrkit._utils import MissingExtraError, atomic_write, unknown_name_error
 from lrkit.integrations._common import (
     Replay,
     check_finder_keywords,
@@ -993,6 +993,17 @@ def choose_trainer_lr(
         if name in _FINDER_SUPPLIED:
             raise ValueError(f"choose_trainer_lr(finder_kwargs={{{name!r}: ...}}): the Trainer supplies the range "
                              f"test's {name}: {_FINDER_SUPPLIED[name]}; leave it out")
+    if finder_kwargs:
+        # a key find_lr does not take, checked here, before any work, against the keys this function leaves to the
+        # user: choose_lr0's own message would list the ones the Trainer supplies (amp, device, ...) as valid. A
+        # peer's name (num_iter, min_lr, ...) goes on to choose_lr0, which says what lrkit calls it
+        from lrkit.finder.range_test import PEER_KEYWORDS, find_lr
+
+        valid = [k for k in inspect.signature(find_lr).parameters if k not in _FINDER_SUPPLIED]
+        for name in finder_kwargs:
+            if name not in valid and not (isinstance(name, str) and name in PEER_KEYWORDS):
+                raise unknown_name_error("choose_trainer_lr finder_kwargs key (an lrkit.find_lr option)", str(name),
+                                         valid)
     by_hand = ("use find_trainer_lr(trainer) (the range test alone), or call lrkit.choose_lr0(model, optimizer, "
                "train_loader, val_loader, total_steps=..., make_scheduler=...) yourself with a make_scheduler that "
                "builds your schedule over n steps")
