@@ -58,8 +58,11 @@ from lrkit._state import (
 )
 from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign, stacklevel_outside_lrkit, torch_dir
 from lrkit.monitor.actions import (
+    _GROUP_KEYS,
+    _LIST_ATTRS,
     SEVERITY,
     MonitorWarning,
+    _scaled,
     _schedulers,
     backoff_lr,
     clip_grads_,
@@ -768,6 +771,31 @@ def _healthy_state(held: _Healthy, params: list[torch.Tensor], buffers: list[tor
                    "opt_attrs": _clone_tree(s.opt_attrs), "opt_other_state": _plain_keyed(s.opt_other_state),
                    "rank": _rank()} for s in snap.inner],
     }
+
+
+def _refuse_foreign_groups(saved_groups: Any, optimizer: Any, what: str, name: str) -> None:
+    """A ``ValueError`` when a held snapshot's param groups lack a hyperparameter that ``optimizer``'s own groups
+    hold (one of its ``defaults``): the snapshot was taken of another kind of optimizer (an SGD's snapshot loaded
+    into a monitor of an Adam). A restore puts the groups back as they were saved, so the next ``optimizer.step()``
+    after a rollback would fail deep inside torch (``KeyError: 'betas'``), on optimizer state of the other kind."""
+    defaults = getattr(optimizer, "defaults", None)
+    if not isinstance(defaults, Mapping):
+        return
+    for i, (saved, group) in enumerate(zip(saved_groups, optimizer.param_groups)):
+        if not isinstance(saved, Mapping):
+            continue
+        missing = [k for k in group if k in defaults and k != "params" and k not in saved]
+        if missing:
+            shown = ", ".join(repr(k) for k in missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4
+                                                                else "")
+            raise ValueError(
+                f"Monitor state_dict: its {what} snapshot does not fit the optimizer: its param group {i} has no "
+                f"{shown}, which {name}'s groups hold, so it was taken of another kind of optimizer (or under a "
+                f"torch that did not have them; a rollback "
+                f"would restore that optimizer's hyperparameters and state into {name}); load it into a monitor of "
+                "the same optimizer, or, to keep counters and events with a new optimizer, leave the snapshots out: "
+                "monitor.load_state_dict({k: v for k, v in state.items() if k not in ('healthy', 'best_val')})"
+            )
 
 
 def _as_is(value: Any) -> Any:
@@ -1637,7 +1665,8 @@ class Monitor:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict` output (counters, events, rolling record, cumulative back-off). A state that
-        cannot be loaded (another model's snapshots, a malformed entry) raises and leaves the monitor as it was."""
+        cannot be loaded (another model's or another kind of optimizer's snapshots, a malformed entry)
+        raises and leaves the monitor as it was."""
         if not isinstance(state, Mapping) or state.get("version") != _STATE_VERSION:
             got = state.get("version") if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(f"not a Monitor state_dict (version {got!r}, expected {_STATE_VERSION})")
@@ -1757,6 +1786,7 @@ class Monitor:
             )
         # fewer is fine: groups added with add_param_group() after the snapshot was taken come last, and its restore
         # leaves them as they are (as in the run that saved it); its optimizer state refers to the first groups
+        _refuse_foreign_groups(saved["opt_groups"], self.optimizer, what, type(self.optimizer).__name__)
         groups = self.optimizer.param_groups[:n_groups]
         owned = {id(p) for p in params}
         extra = [p for p in dict.fromkeys(q for g in groups for q in g["params"]) if id(p) not in owned]
@@ -1835,6 +1865,7 @@ class Monitor:
                     f"{len(inner.param_groups)} groups and {len(params)} parameters); load it into a monitor of the "
                     "same optimizer"
                 )
+            _refuse_foreign_groups(entry["opt_groups"], inner, what, f"the wrapped {name}")
             saved_rank = entry.get("rank")
             if {id(p) for p in params} != outer and saved_rank is not None and saved_rank != rank:
                 raise ValueError(
@@ -2942,11 +2973,38 @@ class Monitor:
             self._restore_healthy(healthy)
             base_scale = healthy.lr_scale
             healthy.step = self._step  # count healthy progress from the restored point
+            self._rescale_added_groups(len(healthy.snapshot.opt_groups), base_scale / self.lr_scale)
         new_scale = self.lr_scale * self.backoff
         self._back_off(new_scale / base_scale)
         self.lr_scale = new_scale
         self.rollbacks += 1
         self.record.mark()  # the losses held now were trained at the old LR (LossAboveStart judges only newer ones)
+
+    def _rescale_added_groups(self, then: int, factor: float) -> None:
+        """Multiply the LRs of the param groups added since the restored snapshot was taken (index ``then`` on) by
+        ``factor`` (``snapshot lr_scale / lr_scale``), and their entries in the scheduler's per-group lists.
+
+        The restore leaves those groups' LRs as they are, at the run's current ``lr_scale``, while the rollback's
+        back-off (``new_scale / snapshot's lr_scale``) is sized for groups restored to the snapshot's: without this a
+        group added after the snapshot (a backbone unfrozen with ``add_param_group``) was backed off by every
+        earlier back-off again at each rollback (``backoff ** 3`` after two instead of ``backoff ** 2``). lrkit's
+        adapters (``lr_multiplier``, one for every group, restored with the scheduler) need nothing."""
+        groups = self.optimizer.param_groups
+        if then >= len(groups) or factor == 1.0:
+            return
+        chain = list(_schedulers(self.scheduler))
+        if any(hasattr(s, "lr_multiplier") for s in chain):
+            return
+        done: set[int] = set()
+        for group in groups[then:]:
+            for key in _GROUP_KEYS:
+                if key in group:
+                    group[key] = _scaled(group[key], factor, done)
+        for s in chain:
+            for attr in _LIST_ATTRS:
+                values = getattr(s, attr, None)
+                if isinstance(values, (list, tuple)) and len(values) == len(groups):
+                    setattr(s, attr, type(values)([*values[:then], *(_scaled(v, factor, done) for v in values[then:])]))
 
     def _back_off(self, factor: float) -> None:
         """:func:`backoff_lr` by ``factor``; without a scheduler, watch for the loop writing the LR back."""
