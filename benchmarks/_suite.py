@@ -2981,6 +2981,17 @@ def geometric_regret(regrets: Sequence[float]) -> float:
     return math.exp(statistics.fmean(math.log1p(r) for r in regrets)) - 1
 
 
+def format_regret(value: float, digits: int = 1) -> str:
+    """A regret as a signed percentage; "diverged" for ``inf``, "none" for ``nan`` (a mean over no setting).
+
+    >>> format_regret(0.1234), format_regret(-0.5, 2), format_regret(math.inf), format_regret(math.nan)
+    ('+12.3%', '-50.00%', 'diverged', 'none')
+    """
+    if math.isnan(value):
+        return "none"
+    return f"{value:+.{digits}%}" if math.isfinite(value) else "diverged"
+
+
 # ---------------------------------------------------------------------------------------------------------- cache
 def _source(obj: Any) -> str:
     try:

@@ -48,6 +48,7 @@ from _suite import (
     TASKS,
     Task,
     _evaluate,
+    format_regret,
     geometric_regret,
     make_loaders,
     non_negative_int,
@@ -217,13 +218,6 @@ def _fmt_loss(v: float) -> str:
     return f"{v:.4f}" if math.isfinite(v) else "inf"
 
 
-def _fmt_regret(v: float, digits: int = 1) -> str:
-    """A regret as a percentage; "diverged" for ``inf``, "none" for ``nan`` (a mean over no setting)."""
-    if math.isnan(v):
-        return "none"
-    return f"{v:+.{digits}%}" if math.isfinite(v) else "diverged"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawTextHelpFormatter)
@@ -281,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['task']} | {r['mult']:g}x = {r['lr']:.3g} | {'on' if r['monitor'] else 'off'} "
-              f"| {_fmt_loss(r['val_loss'])} | {_fmt_regret(r['regret'])} | {r['diverged']}/{len(seeds)} "
+              f"| {_fmt_loss(r['val_loss'])} | {format_regret(r['regret'])} | {r['diverged']}/{len(seeds)} "
               f"| {r['events']:g} | {r['rollbacks']:g} |")  # fmt: skip
     if timings or untimed:
         print("\n| task | step ms, plain | step ms, monitor | overhead (median of pairs) |")
@@ -306,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(r['regret'] <= 0.10 for r in rows if not r['monitor'] and r['mult'] > 1)}/{len(high)} without")
     oracle_lr = [r["regret"] for r in on if r["mult"] == 1]
     print(f"- geometric-mean regret with the monitor (settings, median of seeds): oracle LR "
-          f"{_fmt_regret(geometric_regret(oracle_lr), 2)} over {len(oracle_lr)}, high LR "
-          f"{_fmt_regret(geometric_regret([r['regret'] for r in high]), 2)} over {len(high)}")
+          f"{format_regret(geometric_regret(oracle_lr), 2)} over {len(oracle_lr)}, high LR "
+          f"{format_regret(geometric_regret([r['regret'] for r in high]), 2)} over {len(high)}")
     if timings:
         worst = max(timings.values(), key=lambda t: t["overhead"])
         med = statistics.median(t["overhead"] for t in timings.values())

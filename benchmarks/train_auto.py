@@ -64,6 +64,7 @@ from _suite import (
     RESULTS_DIR,
     capped_jobs,
     default_grid,
+    format_regret,
     geometric_regret,
     positive_int,
     regret,
@@ -439,13 +440,6 @@ def rescue(on: dict[str, dict[str, Any]], off: dict[str, dict[str, Any]], grid: 
 UNDEFINED = "undefined (oracle loss at the float floor)"
 
 
-def _pct(value: float) -> str:
-    """A regret as a percentage; "diverged" for ``inf``, "none" for ``nan`` (a mean over no task)."""
-    if math.isnan(value):
-        return "none"
-    return "diverged" if math.isinf(value) else f"{100 * value:+.1f}%"
-
-
 def print_rescue(names: Sequence[str], grid: Sequence[float], jobs: int, variant: str = "default") -> None:
     """Train what the two grids lack (monitor on and off), then print :func:`rescue`'s table and its counts. With a
     ``variant`` the monitor-on side trains that variant, at the three LRs the table reads only (the monitor-off grid
@@ -483,14 +477,14 @@ def print_rescue(names: Sequence[str], grid: Sequence[float], jobs: int, variant
             settings += 1
             within_off += r[label][0] <= 0.10
             within_on += r[label][1] <= 0.10
-            cells += [_pct(v) for v in r[label]]
-        healthy = UNDEFINED if at_floor(r["oracle_loss"]) else _pct(r["healthy_on"])
+            cells += [format_regret(v) for v in r[label]]
+        healthy = UNDEFINED if at_floor(r["oracle_loss"]) else format_regret(r["healthy_on"])
         print(f"| {name} | {r['oracle_lr']:.3g} | {r['oracle_loss']:.4g} | {', '.join(map(str, r['healthy_events']))} "
               f"| {healthy} | {' | '.join(cells)} |")
     print(f"\nhealthy runs with an event: {events}/{len(names) * len(SEEDS)}; 10x/31.6x settings within 10% of the "
           f"oracle: {within_on}/{settings} with the monitor, {within_off}/{settings} without")
-    print(f"geometric-mean regret with the monitor: healthy runs {_pct(geometric_regret(healthy_on))} over "
-          f"{len(healthy_on)} tasks, 10x/31.6x settings {_pct(geometric_regret(high_on))} over {len(high_on)}")
+    print(f"geometric-mean regret with the monitor: healthy runs {format_regret(geometric_regret(healthy_on))} over "
+          f"{len(healthy_on)} tasks, 10x/31.6x settings {format_regret(geometric_regret(high_on))} over {len(high_on)}")
 
 
 def accuracy(runs: dict[str, dict[str, Any]], grid: Sequence[float], auto_key: str = AUTO) -> dict[str, Any] | None:
