@@ -624,6 +624,11 @@ class Schedule(ABC):
         except ValueError:  # an absolute parameter and no peak LR yet
             return None
 
+    def _end_value(self) -> float:
+        """The multiplier the run ends at, where a cooldown behind it starts: the value at ``total_steps`` (a
+        family whose value there opens something new, such as a warm restart, gives the end of what it ran)."""
+        return float(self._eval(float(self.total_steps), False))  # type: ignore[arg-type]
+
     def record(self, steps: int | None = None, *, base_lr: float | None = None) -> dict[str, Any]:
         """The schedule over a run as a record: one LR and one momentum (or ``None``) per step, and the phases.
 
@@ -982,7 +987,10 @@ class Composed(_Wrapper):
                 )
         self._cool_start = None if cooldown is None else total - cooldown.steps  # type: ignore[operator]
         if cooldown is not None and not main.stateful:
-            end = main._safe_eval(float(main.total_steps))  # type: ignore[arg-type]
+            try:
+                end: float | None = main._end_value()
+            except ValueError:  # an absolute parameter and no peak LR yet
+                end = None
             if end is not None and cooldown.min_ratio > end * (1 + 1e-12):
                 raise ValueError(
                     f"cooldown_min_ratio={cooldown.min_ratio!r} is above the multiplier {end:.6g} the {main.name!r} "
@@ -1008,7 +1016,7 @@ class Composed(_Wrapper):
         cd = self.cooldown
         if cd is not None and t >= self._cool_start:  # type: ignore[operator]
             p = min(1.0, (t - self._cool_start) / cd.steps)  # type: ignore[operator]
-            v0 = self.main._eval(float(self.main.total_steps), False)  # type: ignore[arg-type]
+            v0 = self.main._end_value()
             return cd.min_ratio + (v0 - cd.min_ratio) * _ramp_down(cd.type, p)
         target = self.main._eval(self._main_t(t), False)
         w = self.warmup
@@ -1150,6 +1158,9 @@ class Replanned(_Wrapper):
 
     def _eval(self, t: float, bias: bool) -> float:
         return self.inner._eval(self._warp(t), bias)
+
+    def _end_value(self) -> float:
+        return self.inner._end_value()  # the new end maps to the old one
 
     def _eval_momentum(self, t: float) -> float | None:
         return self.inner._eval_momentum(self._warp(t))

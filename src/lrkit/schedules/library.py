@@ -664,6 +664,15 @@ class CosineRestarts(Schedule):
         _, start, length = self._cycle(t)
         return _cos_anneal(self._floor(), max(0.0, t - start), length)
 
+    def _end_value(self) -> float:
+        # a run that ends with a cycle ends at its floor: the restart at total_steps is a cycle the run never has,
+        # and a cooldown from it would jump back to the peak
+        t = self._clock(float(self.total_steps))  # type: ignore[arg-type]
+        _, start, _ = self._cycle(t)
+        if t > 0 and abs(t - start) <= _ON_EDGE * t:  # per epoch the cycle starts are float products
+            return self._floor()
+        return self._value(t)
+
     def _phase_spans(self) -> Sequence[Span]:
         end, size = self.total_steps, self.T_0
         if end is not None and self.T_mult == 1:
@@ -1218,7 +1227,8 @@ def _steps_from(
         of = f"{v:g} epochs x {spe:g} optimizer steps per epoch = {v * spe:g} steps"
     else:
         if v > 1:
-            raise ValueError(f"{key}={value!r} must be a fraction of the run in [0, 1]")
+            lo = "[" if allow_zero else "("  # a cooldown or decay of no steps is refused above: 0 is not valid
+            raise ValueError(f"{key}={value!r} must be a fraction of the run in {lo}0, 1]")
         if total is None:
             raise ValueError(f"{key}={value!r} is a fraction of the run, so the run length is needed (total_steps)")
         n = round(v * total)

@@ -37,7 +37,7 @@ from lrkit.schedules.base import (
     _check_choice,
     resolve_timeline,
 )
-from lrkit.schedules.library import _steps_from
+from lrkit.schedules.library import _bool, _steps_from
 from lrkit.schedules.registry import ScheduleInfo, lookup
 
 __all__ = ["GENERIC_KEYS", "TIME_KEYS", "from_spec", "parse_spec"]
@@ -192,12 +192,33 @@ def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     for tok in rest:
         why = _malformed(tok)
         if why is not None:
+            spaced = _spaced_name(tokens)
+            if spaced is not None:  # 'cosine restarts T_0=10': a family's name written with spaces, not a key
+                keys = " ".join(t for t in tokens if "=" in t)
+                raise ValueError(f"spec {spec!r}: a schedule's name has no spaces: did you mean {spaced!r}? e.g. "
+                                 f"{' '.join([spaced, keys]).strip()!r}")
             raise ValueError(f"bad token {tok!r} in spec {spec!r}: {why}")
         key, _, val = tok.partition("=")
         if key in params:
             raise ValueError(f"{key} is given twice in spec {spec!r}")
         params[key] = _value(val)
     return name, params
+
+
+def _spaced_name(tokens: list[str]) -> str | None:
+    """The registered family that the spec's leading words (those before any ``key=value``) spell when joined by
+    ``_`` (``cosine restarts`` -> ``cosine_restarts``, ``one cycle`` -> ``onecycle``), or ``None``."""
+    words: list[str] = []
+    for tok in tokens:
+        if "=" in tok:
+            break
+        words.append(tok)
+    for k in range(len(words), 1, -1):
+        try:
+            return lookup("_".join(words[:k])).name
+        except ValueError:
+            continue
+    return None
 
 
 def _label(info: ScheduleInfo, params: Mapping[str, Any]) -> str:
@@ -297,6 +318,9 @@ def from_spec(
     if "warmup_steps" in params and "warmup_epochs" in params:  # also for families that own both keys
         raise ValueError(f"warmup_steps={params['warmup_steps']!r} and warmup_epochs={params['warmup_epochs']!r} "
                          "give the warmup length twice: keep one")
+    if "warmup_prefix" in params and "warmup_prefix" not in accepted:
+        # read as every other on/off key is (three_phase, cycle_momentum): 1/0 and numpy booleans from a sweep too
+        params["warmup_prefix"] = _bool("warmup_prefix", params["warmup_prefix"])
     if "warmup_prefix" in params and "warmup_prefix" not in accepted and {"warmup_steps", "warmup_epochs"} & accepted:
         _own_warmup_prefix(info, params.pop("warmup_prefix"))
     generic = {k: params.pop(k) for k in list(params) if k in GENERIC_KEYS and k not in accepted}
