@@ -117,7 +117,13 @@ def train_command(
             fail("interrupted before the first epoch finished: nothing was saved; run the command again to start "
                  "over", code=130)
         # the run's own last.pt: resume=true searches the default project (runs/), not a project=/name= run's
-        last = shlex.quote(str(Path(run_dirs[-1]) / "last.pt")) if run_dirs else "<run>/last.pt"
+        if run_dirs:
+            last = shlex.quote(str(Path(run_dirs[-1]) / "last.pt"))
+        elif isinstance(config.resume, str):  # stopped while setting up a resume: the same one again
+            last = shlex.quote(config.resume)
+        else:  # resume=true stopped before it named its run: it finds the same newest last.pt again
+            fail("interrupted before the run started — run the same command again", code=130)
+            return
         fail(f"interrupted — resume with: lrkit train resume={last}", code=130)
         return
     except Exception as e:

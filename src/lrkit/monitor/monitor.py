@@ -570,7 +570,11 @@ def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
             continue
         groups = getattr(owner, "param_groups", None)
         theirs = {id(p) for g in groups for p in g["params"]} if isinstance(groups, list) else None
-        if theirs != ours:  # an optimizer wrapper (accelerate, ...) shares the wrapped optimizer's parameters
+        # an optimizer wrapper (accelerate, Lightning, ...) shares the wrapped optimizer's param-group dicts; a second
+        # optimizer built over the same parameters has its own, and its scheduler never moves this one's LR
+        same_groups = isinstance(groups, list) and not {id(g) for g in groups}.isdisjoint(
+            map(id, optimizer.param_groups))
+        if theirs != ours or not (same_groups or _wraps(owner, optimizer) or _wraps(optimizer, owner)):
             shared = len(ours & theirs) if theirs is not None else 0
             raise ValueError(
                 f"scheduler {type(s).__name__} steps another optimizer ({type(owner).__name__} over "
@@ -578,6 +582,17 @@ def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
                 f"({type(optimizer).__name__} over {len(ours)}): pass the scheduler of this optimizer (built on it "
                 "after it, not on a copy), or scheduler=None"
             )
+
+
+def _wraps(outer: Any, inner: Any) -> bool:
+    """Whether ``outer`` is an optimizer wrapper around ``inner`` (``.optimizer`` / ``._optimizer``, a few deep)."""
+    for _ in range(4):
+        outer = getattr(outer, "optimizer", None) or getattr(outer, "_optimizer", None)
+        if outer is None:
+            return False
+        if outer is inner:
+            return True
+    return False
 
 
 def _finding(check: Check, found: Any) -> Finding:
