@@ -6,8 +6,10 @@ Also the loader for a user's task file (``lrkit find my_task.py``).
 from __future__ import annotations
 
 import difflib
+import importlib.machinery
 import importlib.util
 import inspect
+import keyword
 import os
 import sys
 from dataclasses import dataclass
@@ -96,7 +98,7 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         with_py = path.with_name(path.name + ".py")
         hint = f"; did you mean {str(with_py)!r}?" if path.suffix != ".py" and with_py.is_file() else ""
         raise FileNotFoundError(f"task file {str(path)!r} does not exist{hint}")
-    spec = importlib.util.spec_from_file_location(f"lrkit_task_{path.stem}", path)
+    spec = importlib.util.spec_from_file_location(_module_name(path), path)
     if spec is None or spec.loader is None:
         raise ValueError(f"task file {str(path)!r} is not a Python file")
     module = importlib.util.module_from_spec(spec)
@@ -109,8 +111,16 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     added = folder not in sys.path
     if added:
         sys.path.insert(0, folder)
+    # registered as an import registers a module: dataclasses (and typing.get_type_hints) look a class's module up in
+    # sys.modules to read its string annotations, and pickle (torch.save of a model whose class the file defines)
+    # finds the class through it
+    sys.modules[spec.name] = module
     try:
         _call_user(path, "the module body", spec.loader.exec_module, module)
+    except BaseException:
+        if sys.modules.get(spec.name) is module:
+            del sys.modules[spec.name]
+        raise
     finally:
         if added and folder in sys.path:
             sys.path.remove(folder)
@@ -184,6 +194,34 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         path.stem, model, optimizer, _call_user(path, "train_loader()", module.train_loader),
         loss_fn=loss_fn, step_fn=module.step_fn if has_step else None,
     )
+
+
+def _module_name(path: Path) -> str:
+    """The name the task file is imported under: its stem (``my_task``), as ``import my_task`` would name it, where
+    that name is free or already this file — so a worker process that imports it afresh (a DataLoader's workers under
+    ``spawn``, the default on macOS and Windows) finds the Dataset classes the file defines by that name on the
+    ``sys.path`` it inherits (the file's folder is on it); else (``test.py``, ``torch.py``: a name another module
+    has) ``lrkit_task_<stem>``, which shadows nothing.
+
+    >>> _module_name(Path("/nowhere/my-task.py"))
+    'lrkit_task_my-task'
+    """
+    stem, here = path.stem, path.resolve()
+    if not stem.isidentifier() or keyword.iskeyword(stem):
+        return f"lrkit_task_{stem}"
+    loaded = sys.modules.get(stem)
+    if loaded is not None:
+        origin = getattr(loaded, "__file__", None)
+    else:
+        try:
+            found = importlib.machinery.PathFinder.find_spec(stem, sys.path)
+        except (ImportError, ValueError):
+            return f"lrkit_task_{stem}"
+        if found is None and stem not in sys.builtin_module_names \
+                and importlib.machinery.FrozenImporter.find_spec(stem) is None:
+            return stem
+        origin = found.origin if found is not None else None
+    return stem if origin is not None and Path(origin).resolve() == here else f"lrkit_task_{stem}"
 
 
 def _alternatives(module: Any, missing: list[str]) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ The split depends only on ``seed`` (and ``val``), so the same seed gives the sam
 
 from __future__ import annotations
 
+import codecs
 import csv
 import inspect
 import io
@@ -932,6 +933,12 @@ def _check_readable_suffix(path: Path, what: str) -> None:
 def _decode(data: bytes, what: str, *, table: bool = False) -> str:
     """``data`` as UTF-8 (a byte-order mark dropped), or a ``ValueError`` naming the file, the line and the byte
     (``table``: a CSV/TSV file, for which a spreadsheet's export option is named too)."""
+    for bom, codec in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                       (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+        if data.startswith(bom):  # Excel's "Unicode Text", Notepad's "Unicode": iconv -f latin1 would make NUL bytes
+            how = ("spreadsheets: 'CSV UTF-8'; or " if table else "") + f"iconv -f {codec.lower()} -t utf-8"
+            raise ValueError(f"{what} is {codec} (it starts with a {codec} byte-order mark), not UTF-8; save it as "
+                             f"UTF-8 ({how}). lrkit.train reads .csv/.tsv, .npz, data .yaml and UTF-8 text files")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -973,7 +980,13 @@ def _read_table(path: Path, target: str | int | list[str | int] | None, task: st
         delimiter = _sniff_delimiter(content)
         if delimiter != ",":
             notes = (f"{path.name}: read as {delimiter!r}-separated (its header has no commas between fields)",)
-    rows = [r for r in csv.reader(io.StringIO(content), delimiter=delimiter) if r and any(c.strip() for c in r)]
+    # newline="": a bare \r (Excel for Mac's "CSV (Macintosh)") ends a line too, as the csv module asks
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    try:
+        rows = [r for r in reader if r and any(c.strip() for c in r)]
+    except csv.Error as e:  # a cell above the csv module's field size limit, ...: the file and the line, named
+        raise ValueError(f"{path.name}: line {reader.line_num} cannot be read as {delimiter!r}-separated values "
+                         f"({e})") from None
     if rows and all(is_float_text(h) for h in rows[0]) and not _numbered_header(rows[0]):
         # np.savetxt writes no header: the first sample would become the column names and be lost
         names = delimiter.join([*(f"x{j + 1}" for j in range(len(rows[0]) - 1)), "target"])
@@ -1291,6 +1304,17 @@ def _check_text_target(fname: str, column: str, raw_y: Sequence[str], numeric: S
             f"{bad[0][1]!r} on line {bad[0][0]}; drop or fill in those rows (missing values?), or pass "
             "task='classification' to read every distinct value as a class label"
         )
+    bad = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+    if task is None and any(numeric) and all(v.lower() in _MISSING_MARKERS for _, v in bad):
+        # numeric class labels (0/1) with 'NA' or '?' for the rows without one: read as text, the marker would be a
+        # class of its own, trained on and scored
+        raise _TextTargetError(
+            f"{fname}: the target column {column!r} holds {bad[0][1]!r} on line {bad[0][0]}, a missing value "
+            f"({len(bad)} cell{'s' * (len(bad) != 1)}) among numeric labels; drop the rows without a label "
+            f"(pandas: df = pd.read_csv(path, "
+            f"na_values=[{bad[0][1]!r}]).dropna(subset=[{column!r}])), or pass task='classification' to train "
+            f"{bad[0][1]!r} as a class of its own"
+        )
 
 
 def _sniff_delimiter(content: str) -> str:
@@ -1469,6 +1493,10 @@ def _read_npz(path: Path, target: str | int | list[str | int] | None, task: str 
     if y.dtype.kind == "c":
         raise ValueError(f"{path.name}: the target is complex ({y.dtype}); pass real values (e.g. y.real, or the "
                          "real and imaginary parts as two columns)")
+    if y.dtype.kind not in "biufUS":  # dates, time spans, records: numpy's own TypeError named nothing
+        raise ValueError(f"{path.name}: the target must be numbers (a regression) or labels (integers, booleans or "
+                         f"strings), got dtype {y.dtype}; convert it, e.g. y.astype(np.float64) for time spans, or "
+                         "one field of a structured array")
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError(f"{path.name}: x and y must be arrays with one row per sample, got shapes {x.shape} and "
                          f"{y.shape}")
@@ -1480,6 +1508,8 @@ def _read_npz(path: Path, target: str | int | list[str | int] | None, task: str 
         raise ValueError(f"{path.name}: x of shape {x.shape} has no feature values per sample")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]  # a column of labels/values is the same target as a vector
+    if y.ndim >= 2 and math.prod(y.shape[1:]) == 0:  # else a regression of 0 outputs and a NaN target scale
+        raise ValueError(f"{path.name}: {yk or 'y'} of shape {y.shape} has no target values per sample")
     notes: tuple[str, ...] = ()
     read_as = [f"{k!r} as the {role}" for k, role, ok in ((xk, "features", "x"), (yk, "target", "y"))
                if k is not None and k.lower() != ok and not (role == "target" and isinstance(target, str))]
@@ -1487,12 +1517,24 @@ def _read_npz(path: Path, target: str | int | list[str | int] | None, task: str 
         notes += (f"{path.name}: read {' and '.join(read_as)}",)
     if unused:  # said in the log rather than left out silently
         notes += (f"{path.name}: arrays {unused} are not used (the features are {xk!r}, the target {yk!r})",)
+    if y.dtype.kind in "US" and y.size and all(is_float_text(v) for v in y.astype(str).reshape(-1).tolist()):
+        # numbers saved as text (np.loadtxt(dtype=str), df.astype(str)): read as numbers, as a CSV column of them is;
+        # as text every distinct price would be a class of its own
+        y = np.array([float(v) for v in y.astype(str).reshape(-1).tolist()], dtype=np.float64).reshape(y.shape)
+        notes += (f"{path.name}: the target holds numbers saved as text ({y.shape[0]} strings): read as numbers",)
     if task != "regression" and _is_one_hot(y):  # keras' to_categorical(y), np.eye(K)[y]: class labels
         notes += (f"{path.name}: the target of shape {y.shape} is one-hot: read as class indices (its argmax); pass "
                  f"task=regression to train on its {y.shape[1]} values instead",)
         y = y.argmax(axis=1)
     # (N, C, H, W): images, kept in shape for a CNN and standardised with one mean/std, as data='digits' is
     image_shape = tuple(int(s) for s in x.shape[1:]) if x.ndim == 4 else None
+    if image_shape is not None and image_shape[2] in (1, 3, 4) and image_shape[0] > 4:
+        # (N, H, W, C) as Keras, TF and PIL save images: read as (N, C, H, W) it would be H channels of W-pixel-wide
+        # images, and a ConvNet would train on the scrambled axes
+        raise ValueError(f"{path.name}: x of shape {x.shape} looks channels-last (N, H, W, C), with {image_shape[2]} "
+                         f"channel(s) of {image_shape[0]}x{image_shape[1]} pixels, but lrkit.train reads 4-D images "
+                         "as (N, C, H, W), as torch does; save x = np.transpose(x, (0, 3, 1, 2)) (or pass a torch "
+                         "Dataset of (C, H, W) tensors)")
     flat = x.reshape(len(x), -1).astype(np.float64)
     _check_finite(flat, y, path.name)
     return _Table(x.astype(np.float64) if image_shape else flat, y, image_shape=image_shape, notes=notes,
@@ -1556,7 +1598,8 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
                 raise ValueError(f"data={path.name}: {k!r} is an Ultralytics data-YAML key lrkit does not read — "
                                  f"{why}; remove it. Valid: {', '.join(sorted(allowed))}")
             raise unknown_name_error(f"key in data YAML {path.name}:", str(k), allowed)
-    base = path.parent / str(spec.get("path", "."))
+    root = spec.get("path")  # `path:` left empty is YAML's null: the YAML's folder, as no path: key is
+    base = path.parent if root is None else path.parent / Path(str(root)).expanduser()
     if task is None and spec.get("task") is not None:
         task = str(spec["task"])
         if task not in TASKS:
