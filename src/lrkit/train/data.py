@@ -1000,7 +1000,10 @@ def _read_table(path: Path, target: str | int | list[str | int] | None, task: st
     body = rows[1:]
     for i, r in enumerate(body, start=2):
         if len(r) != len(header):
-            raise ValueError(f"{path.name}: line {i} has {len(r)} fields, the header has {len(header)}")
+            comment = (f" (line 1, {delimiter.join(rows[0])[:40]!r}, looks like a comment and was read as the header: "
+                       "remove the lines starting with '#' above the header)"
+                       if rows[0][0].lstrip().startswith("#") else "")
+            raise ValueError(f"{path.name}: line {i} has {len(r)} fields, the header has {len(header)}{comment}")
     cols = list(zip(*body))
     for j, col in enumerate(cols):  # a separator at the end of every line (spreadsheet exports) makes such a column
         if not header[j] and not any(v.strip() for v in col):
