@@ -162,7 +162,9 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         )
     model = _call_user(path, "model()", module.model)
     if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"model() in {str(path)!r} returned {type(model).__name__}, expected a torch.nn.Module")
+        missing = ": is a `return` missing?" if model is None else ""
+        raise ValueError(f"model() in {str(path)!r} returned {type(model).__name__}, expected a torch.nn.Module"
+                         f"{missing}")
     # optimizer(params) gets model.parameters(); optimizer(model) the model, to build param groups from its modules
     if _first_parameter(module.optimizer) == "model":
         optimizer = _call_user(path, "optimizer(model)", module.optimizer, model)
@@ -179,6 +181,7 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(
             f"optimizer(params) in {str(path)!r} returned {type(optimizer).__name__}, expected a torch.optim.Optimizer"
+            + (": is a `return` missing?" if optimizer is None else "")
         )
     loss_fn = None
     if has_loss and not has_step:
@@ -190,10 +193,12 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
                 f"loss_fn() in task file {str(path)!r} returned {type(loss_fn).__name__}, expected a loss function "
                 "(e.g. return torch.nn.functional.cross_entropy), or define step_fn(model, batch) -> loss"
             )
-    return FinderTask(
-        path.stem, model, optimizer, _call_user(path, "train_loader()", module.train_loader),
-        loss_fn=loss_fn, step_fn=module.step_fn if has_step else None,
-    )
+    loader = _call_user(path, "train_loader()", module.train_loader)
+    if loader is None:  # a body that builds the loader and forgets to return it; find_lr would name only the None
+        raise ValueError(f"train_loader() in {str(path)!r} returned None, expected a DataLoader (or any iterable of "
+                         "batches): is a `return` missing?")
+    return FinderTask(path.stem, model, optimizer, loader, loss_fn=loss_fn,
+                      step_fn=module.step_fn if has_step else None)
 
 
 def _module_name(path: Path) -> str:
