@@ -986,6 +986,19 @@ class Composed(_Wrapper):
                     f"steps): give warmup_steps <= {main.total_steps}{in_epochs}, or a longer run"
                 )
         self._cool_start = None if cooldown is None else total - cooldown.steps  # type: ignore[operator]
+        if w is not None and w.prefix and w.steps and not main.stateful:
+            # a warmup in front ramps to the main schedule's start (a blended one to a value still moving: not
+            # checked); from above it, it would lower the LR — onecycle starts at max_lr / div_factor
+            try:
+                top: float | None = float(main._eval(0.0, False))
+            except ValueError:  # an absolute parameter and no peak LR yet
+                top = None
+            if top is not None and w.start_factor > top * (1 + 1e-12):  # type: ignore[operator]
+                raise ValueError(
+                    f"warmup_start_factor={w.start_factor!r} is above the multiplier {top:.6g} the {main.name!r} "
+                    f"schedule starts at, so the warmup in front of it would lower the LR: use warmup_start_factor "
+                    f"<= {top:.6g} (0 warms up from zero)"
+                )
         if cooldown is not None and not main.stateful:
             try:
                 end: float | None = main._end_value()
