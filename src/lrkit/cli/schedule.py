@@ -207,6 +207,13 @@ def schedule_command(
             what, step, value = bad
             fail(f"{s!r}: the {what} is not finite from step {step} on ({value}): the schedule overflows a float; "
                  "lower lr0 or gamma, or shorten the run")
+        if not no_plot and (out is not None or not as_json):  # a picture will be drawn: one it can draw, before
+            from lrkit.plots.schedule import check_drawable  # the table (a constant 1e308 broke matplotlib's ticker)
+
+            try:
+                check_drawable(records[-1:])
+            except ValueError as e:
+                fail(_naming(s, str(e)))
         scheds.append(sched)
     _check_same_scale(specs, scheds)
     if base_lr is not None and not used_base_lr:  # on stderr: --json output stays clean

@@ -10,6 +10,7 @@ from typing import Any
 
 from lrkit._utils import atomic_write, optional_import, write_named
 from lrkit.finder.suggest import REGIME_BACKOFF
+from lrkit.plots.schedule import MAX_DRAWN
 
 __all__ = ["figure_format", "picture_target", "plot_finder", "save_figure", "write_figure"]
 
@@ -141,6 +142,15 @@ def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str]
     raw = [float("nan") if v is None else float(v) for v in record["losses"]]
     if len(lrs) != len(raw):
         raise ValueError(f"the range-test record has {len(lrs)} lrs but {len(raw)} losses; they must pair up")
+    for i, lr in enumerate(lrs):  # a hand-made record: a NaN/inf LR was left out without a word, None a TypeError
+        try:
+            ok = math.isfinite(float(lr)) and abs(float(lr)) <= MAX_DRAWN
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"lrs[{i}]={lr!r}: every LR of a range-test record is a finite number (at most "
+                             f"{MAX_DRAWN:g}), as FinderResult.to_dict() and lr_find.json hold")
+    record, raw = _past_drawable(record, raw)
     if path is not None:
         picture_target(path)  # a bad suffix or folder fails before anything is drawn
     optional_import("matplotlib", "plot").use("Agg", force=False)
@@ -165,6 +175,23 @@ def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str]
     if path is not None and own:  # written to a file: off pyplot's list of open figures (a loop of range tests)
         plt.close(fig)
     return fig
+
+
+def _past_drawable(record: Mapping[str, Any], raw: list[float]) -> tuple[Mapping[str, Any], list[float]]:
+    """A loss larger in size than :data:`lrkit.plots.schedule.MAX_DRAWN` (a float64 test that blew up to 1e308)
+    is drawn as the inf it nearly is, a red × on the top edge: matplotlib's ticker fails on such values. The smoothed
+    losses paired with those steps are left out with them, and any other past that size become gaps."""
+    huge = [math.isfinite(v) and abs(v) > MAX_DRAWN for v in raw]
+    smoothed = record.get("smoothed_losses") or []
+    big_smooth = any(v is not None and not abs(float(v)) <= MAX_DRAWN for v in smoothed)
+    if not any(huge) and not big_smooth:
+        return record, raw
+    if smoothed and len(smoothed) == sum(math.isfinite(v) for v in raw):
+        at_finite = [h for h, v in zip(huge, raw) if math.isfinite(v)]
+        smoothed = [v for v, h in zip(smoothed, at_finite) if not h]
+    smoothed = [v if v is not None and abs(float(v)) <= MAX_DRAWN else math.nan for v in smoothed]
+    raw = [math.copysign(math.inf, v) if h else v for v, h in zip(raw, huge)]
+    return {**record, "smoothed_losses": smoothed}, raw
 
 
 def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[float], show_rules: bool) -> None:

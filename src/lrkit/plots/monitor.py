@@ -16,11 +16,11 @@ holds), so a saved run can be redrawn later.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lrkit._step import stacklevel_outside_lrkit
+from lrkit.plots.schedule import MAX_DRAWN
 
 __all__ = ["ACTION_STYLES", "CHECK_COLORS", "mark_events"]
 
@@ -72,10 +72,10 @@ def mark_events(
         legend: label one line per (check, action) so that ``ax.legend()`` lists them.
         alpha: line opacity.
 
-    Events without a finite x position are skipped; events without the ``x`` key at all (a hand loop's
-    ``MonitorEvent`` has a ``step``, no ``epoch``) are skipped with a ``UserWarning`` that says so. Colours:
-    :data:`CHECK_COLORS`; styles: :data:`ACTION_STYLES` (rollbacks and stops also get a triangle on the axis' top
-    edge).
+    Events without a finite x position (or one past :data:`~lrkit.plots.schedule.MAX_DRAWN`) are skipped; events
+    without the ``x`` key at all (a hand loop's ``MonitorEvent`` has a ``step``, no ``epoch``) are skipped with a
+    ``UserWarning`` that says so. Colours: :data:`CHECK_COLORS`; styles: :data:`ACTION_STYLES` (rollbacks and stops
+    also get a triangle on the axis' top edge).
 
     >>> import matplotlib.pyplot as plt
     >>> fig, ax = plt.subplots(); _ = ax.plot(range(100), [1.0] * 100, label="loss")
@@ -115,13 +115,13 @@ def mark_events(
             pos = float(pos)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             continue
-        if not math.isfinite(pos):
+        if not abs(pos) <= MAX_DRAWN:  # NaN, inf, or past what matplotlib draws (1e308 stretched the axis to it)
             continue
         check = str(ev.get("check", ev.get("kind", "event")))
         action = str(ev.get("action", "warn"))
         if check not in colors:
             colors[check] = next(spare, "gray")
-        label = f"{check} → {action}"
+        label = f"{check} → {action}".replace("$", r"\$")  # text, not mathtext (r"$\foo$" failed in savefig)
         if not legend or label in labelled:
             label = "_nolegend_"
         labelled.add(label)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lrkit._utils import optional_import
+from lrkit.plots.schedule import MAX_DRAWN
 
 __all__ = ["plot_results"]
 
@@ -45,6 +46,14 @@ def _read(path: Path, missing: dict[str, set[int]] | None = None) -> dict[str, l
                 value = float(v) if v not in ("", None) else None
             except ValueError:
                 value = None
+            if k == "epoch" and not (value is not None and abs(value) <= MAX_DRAWN):
+                # an epoch that cannot be placed: the row's values were left out of the picture without a word
+                why = (f"too large to draw (at most {MAX_DRAWN:g})" if value is not None and math.isfinite(value)
+                       else "not a finite number")
+                raise ValueError(f"{path}: epoch {v or ''!r} in row {len(cols[k]) + 1} is {why}; the epoch column "
+                                 "holds each row's epoch, a number such as 1, 2, 3")
+            if value is not None and math.isfinite(value) and abs(value) > MAX_DRAWN:
+                value = math.copysign(math.inf, value)  # past what matplotlib can draw: shown as a diverged value
             if value is None and missing is not None:
                 missing.setdefault(k, set()).add(len(cols[k]))
             cols[k].append(math.nan if value is None else value)
@@ -87,6 +96,12 @@ def plot_results(
         events = _load_events(events)
     missing: dict[str, set[int]] = {}
     cols = _read(csv_path, missing)
+    drawn = ("epoch", "train_loss", "grad_norm", "grad_norm_max")
+    if not any(k in drawn or k.startswith(("val_", "lr/")) for k in cols):
+        # a header split by ';' or padded with spaces: four empty panels each said "not recorded"
+        raise ValueError(f"{csv_path} has none of the columns plot_results draws (epoch, train_loss, val_loss, "
+                         f"val_<metric>, lr/<group>, grad_norm), comma-separated as lrkit.train writes them; its "
+                         f"header is {list(cols)}")
     optional_import("matplotlib", "plot")
     import matplotlib
 
@@ -156,6 +171,8 @@ def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping
     """Draw the four panels; ``missing`` (from :func:`_read`) tells empty cells from NaN/inf the run wrote."""
     x = cols.get("epoch") or list(range(1, len(next(iter(cols.values()))) + 1))
     metric_cols = [k for k in cols if k.startswith("val_") and k != "val_loss"]
+    # column names are text, not mathtext: a `$` is drawn as written ("lr/$\\foo$" made savefig fail)
+    names = {k: k.replace("$", r"\$") for k in cols}
     lr_cols = [k for k in cols if k.startswith("lr/")]
     ax_loss, ax_metric, ax_lr, ax_grad = axes.ravel()
     dot = _marker(x)
@@ -167,11 +184,11 @@ def _draw(axes: Any, cols: dict[str, list[float]], events: Any, missing: Mapping
     _mark_non_finite(ax_loss, x, {k: cols[k] for k in ("train_loss", "val_loss") if k in cols}, missing or {},
                      "loss NaN/inf")
     for key in metric_cols:
-        ax_metric.plot(x, cols[key], marker=dot, color=CURVE_COLORS["metric"], label=key.removeprefix("val_"))
-    ax_metric.set_title(f"validation {', '.join(k.removeprefix('val_') for k in metric_cols) or 'loss'}")
+        ax_metric.plot(x, cols[key], marker=dot, color=CURVE_COLORS["metric"], label=names[key].removeprefix("val_"))
+    ax_metric.set_title(f"validation {', '.join(names[k].removeprefix('val_') for k in metric_cols) or 'loss'}")
     if not metric_cols and "val_loss" in cols:
         ax_metric.plot(x, cols["val_loss"], marker=dot, color=CURVE_COLORS["metric"])
-    _plot_lrs(ax_lr, x, {k.removeprefix("lr/"): cols[k] for k in lr_cols})
+    _plot_lrs(ax_lr, x, {names[k].removeprefix("lr/"): cols[k] for k in lr_cols})
     ax_lr.set_title("learning rate (end of epoch)")
     if _log_lrs([cols[k] for k in lr_cols]):
         ax_lr.set_yscale("log")

@@ -13,6 +13,7 @@ several records are overlaid (``lrkit schedule --compare``).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 
 from lrkit._utils import optional_import
 
-__all__ = ["plot_schedule", "save_figure"]
+__all__ = ["MAX_DRAWN", "check_drawable", "plot_schedule", "save_figure"]
 
 _MAX_POINTS = 20_000
 
@@ -45,6 +46,35 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     from lrkit.plots.finder import save_figure as _save
 
     return _save(fig, path, dpi=dpi)
+
+
+#: The largest LR or momentum (in size) a picture draws: matplotlib's limit and tick arithmetic overflows near the
+#: float's end (a constant 1e308 failed in its ticker with "arange: cannot compute length"; on a log axis 1e307 did).
+MAX_DRAWN = 1e300
+
+
+def check_drawable(records: Sequence[Mapping[str, Any]]) -> None:
+    """``ValueError`` naming the first LR or momentum of ``records`` that is ±inf or larger in size than
+    :data:`MAX_DRAWN`, with its step and the record's label (NaN and ``None`` are gaps, drawn as such).
+
+    >>> check_drawable([{"lr": [0.1, 1e308], "momentum": [None, None], "label": "big"}])
+    Traceback (most recent call last):
+    ...
+    ValueError: the LR 1e+308 at step 1 of 'big' is too large to draw (at most 1e+300 in size); lower lr0 or gamma
+    """
+    for i, r in enumerate(records):
+        label = str(r.get("label") or f"schedule {i + 1}")
+        at = r.get("steps")
+        for what, values in (("LR", r["lr"]), ("bias-group LR", r.get("lr_bias") or []),
+                             ("momentum", r["momentum"])):
+            y = np.asarray([math.nan if v is None else v for v in values], dtype=float)
+            bad = np.flatnonzero(~(np.abs(y) <= MAX_DRAWN) & ~np.isnan(y))
+            if len(bad):
+                j = int(bad[0])
+                step = at[j] if at else j
+                why = "not finite" if math.isinf(y[j]) else f"too large to draw (at most {MAX_DRAWN:g} in size)"
+                hint = "; lower lr0 or gamma" if what != "momentum" else ""
+                raise ValueError(f"the {what} {y[j]:g} at step {step} of {label!r} is {why}{hint}")
 
 
 def _envelope(
@@ -183,6 +213,45 @@ def plot_schedule(
     return fig
 
 
+#: On a log LR axis spanning many decades, the most padding above and below the curve, in decades (matplotlib's 5% of
+#: a 200-decade range put the top edge ten decades above the largest LR).
+_LOG_PAD_DECADES = 0.5
+
+
+def _log_range(ax: Any, recs: Sequence[Mapping[str, Any]]) -> None:
+    """The log LR axis, its range and its note: LRs of 0 (a step decay that underflowed, a decay to zero) cannot sit on
+    a log axis, so they are left out of its range and named in a note on the panel ("LR 0 at 8 steps, from step 2:
+    not drawn on the log axis"); ``ValueError`` when no LR is above 0. A range over more than 10 decades gets
+    :data:`_LOG_PAD_DECADES` of padding, not matplotlib's 5% of it."""
+    positive: list[float] = []
+    notes = []
+    for i, r in enumerate(recs):
+        at = r.get("steps")
+        every_step = not at or int(at[-1]) + 1 == len(at)  # a sampled record of a long run skips steps
+        for values in (r["lr"], r.get("lr_bias") or []):
+            y = np.asarray(values, dtype=float)
+            pos = y[y > 0]
+            if len(pos):
+                positive += [float(pos.min()), float(pos.max())]
+            zero = np.flatnonzero(y <= 0)
+            if len(zero) and values is r["lr"]:
+                first = int(at[zero[0]]) if at else int(zero[0])
+                count = f" at {len(zero)} step{'' if len(zero) == 1 else 's'}," if every_step else ""
+                who = f"{r.get('label') or f'schedule {i + 1}'}: " if len(recs) > 1 else ""
+                notes.append(f"{who}LR 0{count} from step {first}")
+    if not positive:
+        raise ValueError("log_y=True: the schedule has no LR above 0, so nothing can be drawn on a log axis; draw it "
+                         "with log_y=False")
+    ax.set_yscale("log")
+    lo, hi = min(positive), max(positive)
+    if math.log10(hi / lo) * 0.05 > _LOG_PAD_DECADES:
+        pad = 10.0**_LOG_PAD_DECADES
+        ax.set_ylim(lo / pad, hi * pad)
+    if notes:
+        ax.text(0.01, 0.02, "; ".join(notes).replace("$", r"\$") + ": not drawn on the log axis",
+                transform=ax.transAxes, fontsize=7, color="0.35", va="bottom")
+
+
 def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases: bool) -> Any:
     """:func:`plot_schedule`'s drawing (its caller has set matplotlib's backend), left open in pyplot."""
     plt = optional_import("matplotlib.pyplot", "plot")
@@ -193,6 +262,7 @@ def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases:
     for r in recs:
         if not isinstance(r, Mapping) or "lr" not in r or "momentum" not in r:
             raise ValueError("a schedule record needs 'lr' and 'momentum' lists (Schedule.record())")
+    check_drawable(recs)
     has_mom = any(m is not None for r in recs for m in r["momentum"])
     if has_mom:
         fig, (ax, axm) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True, height_ratios=(2.2, 1))
@@ -204,7 +274,8 @@ def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases:
     mixed = len(scales) > 1  # absolute LRs and multipliers of the peak: each curve says which it is
     for i, r in enumerate(recs):
         color = f"C{i}"
-        label = str(r.get("label") or f"schedule {i + 1}")
+        # a label is text, not mathtext: a spec's `$` is drawn as written (r"$\foo$" made savefig fail)
+        label = str(r.get("label") or f"schedule {i + 1}").replace("$", r"\$")
         if mixed and not r.get("absolute", True):
             label += " (x peak)"
         at = r.get("steps")  # a sampled record: the values sit at these steps
@@ -236,7 +307,7 @@ def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases:
                 names.append((ax.annotate(ph["name"], xy=(start, 1.0), xycoords=("data", "axes fraction"),
                                          xytext=(2, -10), textcoords="offset points", fontsize=7, color="0.35"), end))
     if log_y:
-        ax.set_yscale("log")
+        _log_range(ax, recs)
     ax.set_ylabel("learning rate" if absolute else "LR or multiplier (x peak)" if mixed else "LR multiplier (x peak)")
     ax.grid(True, alpha=0.25)
     bottom = axm if axm is not None else ax

@@ -402,6 +402,23 @@ def schedule_text(records: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, w
         series.append(([float(t) for t in steps], lrs, "line"))
     absolute = all(bool(r.get("absolute", True)) for r in recs)
     y = "learning rate" if absolute else "LR multiplier (x peak)"
-    return text_chart(series, width=width, height=height, y_log=log_y, ascii=ascii, x_whole=True,
-                      x_label="optimizer step",
-                      y_label=y + (f" ({len(recs)} schedules)" if len(recs) > 1 else ""))
+    chart = text_chart(series, width=width, height=height, y_log=log_y, ascii=ascii, x_whole=True,
+                       x_label="optimizer step",
+                       y_label=y + (f" ({len(recs)} schedules)" if len(recs) > 1 else ""))
+    notes = []
+    if log_y and any(v > 0 for _, ys, _ in series for v in ys):  # (none above 0: the chart says so itself)
+        for r, (xs, ys, _) in zip(recs, series):
+            # an LR of 0 (a decay that underflowed) is a gap on the log axis: say where, as finder_text does
+            zero = [x for x, v in zip(xs, ys) if v <= 0]
+            if zero:
+                every_step = not r.get("steps") or int(xs[-1]) + 1 == len(xs)  # a sampled long run skips steps
+                count = f" at {len(zero)} step{'' if len(zero) == 1 else 's'}," if every_step else ""
+                who = f"{r.get('label') or 'a schedule'}: " if len(recs) > 1 else ""
+                notes.append(f"{who}LR 0{count} from step {int(zero[0])}")
+    if notes:
+        last = chart.splitlines()[-1]
+        indent = " " * (len(last) - len(last.lstrip()))  # under the axis names
+        chart += "\n" + "\n".join(textwrap.wrap(f"({'; '.join(notes)}: not drawn on the log axis)", width,
+                                                initial_indent=indent, subsequent_indent=indent,
+                                                break_long_words=False, break_on_hyphens=False))
+    return chart
