@@ -61,6 +61,8 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     **{k: ("lr0", "max_lr") for k in ("lr", "learning_rate", "peak_lr", "init_lr", "initial_lr")},
     **{k: _FINAL for k in ("min_lr", "final_lr", "end_lr", "lr_min", "minimum_lr")},
 }
+#: the final-LR keys that are fractions of the peak (the others are absolute LRs, or final_div_factor)
+_RATIO_FINAL = ("lrf", "min_lr_ratio")
 _MEANING = {"lr0": "the peak LR", "max_lr": "the peak LR", "eta_min": "the absolute final LR",
             "min_lr": "the absolute final LR", "lrf": "the final LR as a fraction of lr0",
             "min_lr_ratio": "the final LR as a fraction of lr0", "base_lr": "the lowest LR of each cycle",
@@ -306,7 +308,13 @@ def from_spec(
             if ours is not None:  # 'lr=0.1': the peak, not the closest spelling ('lrf', a different meaning)
                 raise ValueError(f"unknown {info.name} parameter {key!r}: lrkit calls it {ours}= ({_MEANING[ours]}). "
                                  f"Valid: {', '.join(valid)}")
-            if _SYNONYMS.get(key.lower()) == _FINAL:  # not the closest spelling: 'max_lr', 'warmup_bias_lr', ...
+            if key in _FINAL:  # another family's final-LR key ('wsd lrf=0.01'): this family's own, not 'lr0'
+                ratio = key in _RATIO_FINAL
+                theirs = sorted((k for k in _FINAL if k in accepted), key=lambda k: (k in _RATIO_FINAL) != ratio)
+                if theirs:
+                    raise ValueError(f"unknown {info.name} parameter {key!r}: {info.name} sets its final LR with "
+                                     f"{theirs[0]}= ({_MEANING[theirs[0]]}). Valid: {', '.join(valid)}")
+            if _SYNONYMS.get(key.lower()) == _FINAL or key in _FINAL:  # not the closest spelling: 'max_lr', ...
                 raise ValueError(f"unknown {info.name} parameter {key!r}: {info.name} takes no final LR (its shape "
                                  "sets where the LR ends; eta_min= or lrf= set it in cosine, min_lr= in plateau). "
                                  f"Valid: {', '.join(valid)}")
