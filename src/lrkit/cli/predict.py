@@ -321,11 +321,27 @@ def _predict_in_chunks(run: Any, x: Any, n: int) -> list[Any]:
     one prediction (a label, a float, or a row of floats) per row."""
     import torch
 
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and len(x):  # named by its row in INPUT, not in a slice
+        flat = x.reshape(len(x), -1)
+        bad = np.argwhere(~np.isfinite(flat))
+        if len(bad):
+            i, j = (int(v) for v in bad[0])
+            features = getattr(run, "features", None)
+            where = (f"column {features[j]!r}" if features and len(features) == flat.shape[1]
+                     else f"value {j} (counting from 0)")
+            raise ValueError(f"x's row {i} (counting from 0) holds {float(flat[i, j])!r} in {where}; the model takes "
+                             f"finite numbers (a missing value: fill it in or drop that row; {len(bad)} such value"
+                             f"{'s' * (len(bad) != 1)} in all)")
     out: list[Any] = []
     for start in range(0, n, _CHUNK):
         part = ({k: v[start:start + _CHUNK] for k, v in x.items()} if isinstance(x, dict)
                 else x[start:start + _CHUNK])
-        got = run.predict(part)
+        try:
+            got = run.predict(part)
+        except ValueError as e:  # the slice's shape is not INPUT's
+            if not isinstance(part, np.ndarray) or part.shape == x.shape:
+                raise
+            raise ValueError(str(e).replace(f"of shape {part.shape}", f"of shape {x.shape}")) from None
         if isinstance(got, torch.Tensor):
             got = got.detach().cpu().double()
             got = got.reshape(len(got), -1) if got.dim() > 2 else got
@@ -531,7 +547,9 @@ def _as_flags(message: str, which: str | None) -> str:
     message = re.sub(r"(?<![\w.])run=", "RUN ", message, count=1) if message.startswith("run=") else message
     if which is not None:
         message = message.replace(f"which={which!r}", f"--which {which}")
-    return message
+    # load_run's advice to load the other checkpoint: load_run('runs/x', which='last') / which='last'
+    message = re.sub(r"load_run\((.+?), which='(best|last)'\)", r"lrkit predict \1 INPUT --which \2", message)
+    return re.sub(r"(?<![\w.])which='(best|last)'", r"--which \1", message)
 
 
 def predict_command(

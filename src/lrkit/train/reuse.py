@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import pickle
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -168,6 +169,9 @@ class LoadedRun:
         if isinstance(x, os.PathLike) or (isinstance(x, str) and not is_float_text(x)):
             raise ValueError(_file_name_error(x))
         shape = self.input_shape
+        if (self.features is not None and getattr(x, "ndim", None) == 1 and hasattr(x, "index")
+                and hasattr(x, "to_dict") and not all(isinstance(k, (int, np.integer)) for k in x.index)):
+            x = [x.to_dict()]  # a pandas Series of named values (a DataFrame's row, df.iloc[0]): one row, by name
         if isinstance(x, (list, tuple)) and x and all(isinstance(r, Mapping) for r in x):
             # csv.DictReader's rows: a table of named columns
             x = self._columns(_rows_as_columns(x, self.features or []))
@@ -185,7 +189,7 @@ class LoadedRun:
                 t = t[None]
             return t.to(self._device())
         arr = (x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor)
-               else np.asarray(x, dtype=np.float64))
+               else _float_array(x, self.features))
         shape = shape or (arr.shape[-1],)
         per = math.prod(shape)
         if arr.size == 0:  # numpy's own words would be "cannot reshape array of size 0 into shape (0,newaxis)"
@@ -221,18 +225,33 @@ class LoadedRun:
                              f"columns ({self.features}), so x's columns cannot be matched by name; give the rows as "
                              "an array in that column order (or `lrkit predict` a CSV with the same header: it maps "
                              "repeated names in order)")
-        names = [str(c) for c in (table.columns if hasattr(table, "columns") else table.keys())]
+        keys = list(table.columns if hasattr(table, "columns") else table.keys())
+        names = [str(c) for c in keys]
         missing = [c for c in self.features if c not in names]
         if missing:
             raise ValueError(f"x has no column {', '.join(repr(c) for c in missing)}; the run's features are "
                              f"{self.features} (columns: {names}).{rename_hint(missing, names, self.features)}")
+        # a DataFrame may repeat a name (table[c] would be both columns), a dict hold both 0 and "0"
+        repeated = next((c for c in self.features if names.count(c) > 1), None)
+        if repeated is not None:
+            raise ValueError(f"x has {names.count(repeated)} columns named {repeated!r}, and the run reads one: "
+                             "which one holds the feature is not clear; rename or drop the other")
         columns = []
         for c in self.features:
+            column = table[keys[names.index(c)]]  # the table's own key: 0 for a DataFrame(array)'s column "0"
+            kind = getattr(getattr(column, "dtype", None), "kind", "")
+            if kind in ("M", "m"):  # dates would be read as nanoseconds: numbers training never saw
+                raise ValueError(f"x's column {c!r} holds {column.dtype} values (dates or times); the model takes "
+                                 "the numbers the training CSV held in that column")
             try:
-                columns.append(np.asarray(table[c], dtype=np.float64).reshape(-1))
+                columns.append(np.asarray(column, dtype=np.float64).reshape(-1))
             except (TypeError, ValueError) as e:
                 raise ValueError(f"x's column {c!r} does not hold numbers ({first_line(e)}); the model takes numbers "
                                  "(encode a category as numbers first)") from None
+        if len({len(v) for v in columns}) > 1:  # numpy's words: "all input arrays must have the same shape"
+            counts = ", ".join(f"{c!r}: {len(v)}" for c, v in zip(self.features, columns))
+            raise ValueError(f"x's columns hold different numbers of values ({counts}); give each feature column one "
+                             "value per sample")
         return np.stack(columns, axis=1)
 
     # ------------------------------------------------------------------------------------------ outputs
@@ -393,6 +412,38 @@ def run_checkpoint(spec: Any) -> Path | None:
     return None
 
 
+def _float_array(x: Any, features: list[str] | None) -> np.ndarray:
+    """``x`` as a float64 array, or a ``ValueError`` naming what is no number: dates (numpy would read them as
+    counts of days or nanoseconds), the first cell of a list of rows that is not one (its row and column), rows of
+    different lengths, or ``x``'s type."""
+    kind = getattr(getattr(x, "dtype", None), "kind", "")
+    if kind in ("M", "m"):
+        raise ValueError(f"x holds {x.dtype} values (dates or times); the model takes the numbers it was trained on")
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        error = e
+    if isinstance(x, (list, tuple)) and x:
+        nested = [isinstance(r, (list, tuple, np.ndarray)) for r in x]
+        rows = [list(r) for r in x] if all(nested) else [list(x)] if not any(nested) else None
+        if rows is None:
+            raise ValueError("x mixes rows (lists) and single values; give every sample as a row of values") from None
+        for i, row in enumerate(rows):
+            if len(row) != len(rows[0]):
+                raise ValueError(f"x's row {i} (counting from 0) has {len(row)} values, and row 0 has {len(rows[0])}; "
+                                 "give every row the same values, in the same order") from None
+            for j, value in enumerate(row):
+                try:
+                    np.asarray(value, dtype=np.float64)
+                except (TypeError, ValueError):
+                    where = (f"column {features[j]!r}" if features and len(features) == len(row)
+                             else f"value {j} (counting from 0)")
+                    raise ValueError(f"x's row {i} (counting from 0) holds {value!r} in {where}, which is not a "
+                                     "number; the model takes numbers (encode a category as numbers first)") from None
+    raise ValueError(f"x ({type(x).__name__}) cannot be read as numbers ({first_line(error)}); give rows of numbers: "
+                     "a list of rows, an array or a tensor") from None
+
+
 def _dataset_inputs(ds: Dataset) -> torch.Tensor:
     """A torch Dataset's inputs stacked into one batch: each sample's ``x`` (the first item of a tuple, the input key
     of a dict, as training split its batches); an IterableDataset's samples as it yields them (it has no ``ds[i]``)."""
@@ -434,7 +485,9 @@ def _checkpoint_path(run: str | os.PathLike[str], which: str | None) -> Path:
         raise FileNotFoundError(f"load_run: {str(run)!r}: no such run directory or checkpoint{_near_miss(path)}")
     name = f"{which or 'best'}.pt"
     if not (path / name).is_file():
-        if killed_start(path):
+        if name == "last.pt" and (path / "best.pt").is_file():  # last.pt removed (to save space): not a killed start
+            why = "the run holds best.pt only, the checkpoint loaded by default: load that one"
+        elif killed_start(path):
             why = "the run was stopped before its first epoch was saved"
         elif (path / "last.pt").is_file():
             why = "pass which='last' for last.pt"
@@ -459,9 +512,23 @@ def _read(path: Path) -> dict[str, Any]:
                          "directory, or its best.pt / last.pt")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's words advise weights_only=False: the way to run the file's code
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        what = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[-1] if lines else "")
+        raise ValueError(f"load_run: {path} holds pickled Python objects that are not tensors or plain containers "
+                         f"({what[:200]}); load_run reads a checkpoint with torch.load(weights_only=True) and runs no "
+                         "code from a file, and an lrkit checkpoint holds none: give the run directory, or its "
+                         "best.pt / last.pt") from None
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ValueError(f"load_run: {path} is not an lrkit checkpoint ({type(e).__name__}: {first})") from None
+    fmt = ck.get("format") if isinstance(ck, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("lrkit.") and fmt != CHECKPOINT_FORMAT:
+        from lrkit import __version__
+
+        raise ValueError(f"load_run: {path} was saved by another lrkit version (checkpoint format {fmt!r}); this "
+                         f"lrkit ({__version__}) reads format {CHECKPOINT_FORMAT!r}: load it with the lrkit that "
+                         "trained it, or train the run again with this one")
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "model" not in ck:
         raise ValueError(f"load_run: {path} is not an lrkit run's checkpoint (no format {CHECKPOINT_FORMAT!r} with "
                          "'model' weights); a plain state_dict loads with model.load_state_dict(torch.load(path, "

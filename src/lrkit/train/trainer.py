@@ -653,7 +653,7 @@ class _Trainer:
         self.device = _resolve_device(cfg.device)
         source = run_checkpoint(cfg.model)
         if source is not None:  # fine-tuning from an lrkit run (Ultralytics' model=best.pt): its model and weights
-            self.model = _pretrained(cfg.model, source).to(self.device)
+            self.model = _pretrained(cfg.model, source, info.features).to(self.device)
             self.model_name = f"{_model_class_name(self.model)} (from {source})"
         else:
             self.model = build_model(cfg.model, info).to(self.device)
@@ -2397,17 +2397,23 @@ def _without_wrapper_prefix(state: Mapping[str, Any], target: torch.nn.Module | 
     return state
 
 
-def _pretrained(spec: Any, checkpoint: Path) -> torch.nn.Module:
+def _pretrained(spec: Any, checkpoint: Path, features: list[str] | None = None) -> torch.nn.Module:
     """The model of the lrkit run ``checkpoint`` names (``model=runs/train/best.pt`` or ``model=runs/train``), in train
-    mode, to fine-tune; its errors name the ``model=`` value."""
+    mode, to fine-tune; its errors name the ``model=`` value. ``features``: the new data's CSV columns, refused when
+    they are the run's in another order (its weights would read each column as another)."""
     from lrkit.train.reuse import load_run
 
     try:
-        model = load_run(checkpoint).model
+        loaded = load_run(checkpoint)
     except (ValueError, FileNotFoundError) as e:
         text = str(e).removeprefix("load_run: ")
         raise ValueError(f"model={spec!r} (fine-tuning from an lrkit run's checkpoint): {text}") from None
-    return model.train()
+    if (features is not None and loaded.features is not None and list(features) != list(loaded.features)
+            and sorted(features) == sorted(loaded.features)):
+        raise ValueError(f"model={spec!r} (fine-tuning from an lrkit run's checkpoint) was trained on the columns "
+                         f"{list(loaded.features)}, in that order, and the data holds them as {list(features)}: its "
+                         "weights would read each column as another; put the data's columns in the run's order")
+    return loaded.model.train()
 
 
 def _refuse_multi_process() -> None:
