@@ -1529,6 +1529,13 @@ def _read_npz(path: Path, target: str | int | list[str | int] | None, task: str 
         notes += (f"{path.name}: the target of shape {y.shape} is one-hot: read as class indices (its argmax); pass "
                  f"task=regression to train on its {y.shape[1]} values instead",)
         y = y.argmax(axis=1)
+    elif (task is None and y.ndim == 2 and y.shape[1] >= 2 and len(y) and y.dtype.kind in "biuf"
+          and bool(np.all((y == 0) | (y == 1)))):
+        # 0/1 in several columns per row: multi-hot labels, most likely, which the MSE of a regression fits badly
+        notes += (f"{path.name}: the target of shape {y.shape} holds 0/1 values, several per row (multi-hot "
+                  f"labels?): trained as {y.shape[1]} regression outputs (MSE, RMSE); for multi-label "
+                  "classification pass a torch Dataset with loss_fn=torch.nn.BCEWithLogitsLoss() and "
+                  "task='classification' (accuracy per label)",)
     # (N, C, H, W): images, kept in shape for a CNN and standardised with one mean/std, as data='digits' is
     image_shape = tuple(int(s) for s in x.shape[1:]) if x.ndim == 4 else None
     if image_shape is not None and image_shape[2] in (1, 3, 4) and image_shape[0] > 4:
