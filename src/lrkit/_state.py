@@ -145,6 +145,11 @@ def _home_tree(obj: Any, homes: dict[int, torch.device]) -> Any:
     return _map_tree(obj, back)
 
 
+#: ``Snapshot.slots``: each module with its ``_parameters``, ``_buffers`` and ``_modules`` entries (``name -> tensor,
+#: module or None``).
+_Slots = list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]]
+
+
 @dataclass
 class Snapshot:
     """Everything a training step can change, captured in memory.
@@ -213,6 +218,16 @@ class Snapshot:
     #: (no copy taken: a frozen parameter the health monitor does not copy). ``restore()`` leaves such a parameter
     #: as it is; its version counter moving since says something wrote into it in between.
     versions: dict[int, int] = field(default_factory=dict)
+    #: Every module at capture with its parameter, buffer and submodule entries, by reference: ``(module,
+    #: {name: parameter}, {name: buffer}, {name: submodule})`` (``None`` where one was registered as ``None``).
+    #: ``restore()`` first puts each of them back in its slot and removes one registered since, so
+    #: ``model.parameters()``, ``model.buffers()`` and ``model.modules()`` give those of the capture again, in their
+    #: order, before the values are written back by position: a parameter, buffer or layer created in a forward (a
+    #: lazily registered statistic or projection, a RoPE cache regrown to another shape, a ``None`` buffer filled on
+    #: first use) would otherwise shift every value after it onto the wrong tensor, or stop the restore part-way with
+    #: a shape error. Empty (a snapshot built field by field, or a model whose class overrides the traversal): by
+    #: position only.
+    slots: _Slots = field(default_factory=list)
 
     @classmethod
     def capture(
@@ -240,10 +255,12 @@ class Snapshot:
         def one(t: torch.Tensor) -> torch.Tensor:
             return _offload(t, dev, homes)
 
-        params = [one(p) for p in model.parameters()]
-        grad_tensors = [p.grad for p in model.parameters()]
+        params_list = list(model.parameters())
+        params = [one(p) for p in params_list]
+        grad_tensors = [p.grad for p in params_list]
         grads = [None if g is None else one(g) for g in grad_tensors]
-        buffers = [None if b is None else one(b) for b in model.buffers()]
+        buffer_list = list(model.buffers())
+        buffers = [None if b is None else one(b) for b in buffer_list]
         modes = [m.training for m in model.modules()]
         opt_state: dict[int, Any] = {}
         opt_groups: list[dict[str, Any]] = []
@@ -263,6 +280,7 @@ class Snapshot:
             RNGState.capture() if rng else None, device=dev, homes=homes,
         )
         snapshot.grad_tensors = grad_tensors
+        snapshot.slots = _slots(model, params_list, buffer_list)
         if optimizer is not None:
             snapshot.extra_params, snapshot.opt_other_state, snapshot.opt_attrs = extra, other_state, attrs
             snapshot.extra_grad_tensors = extra_grads
@@ -277,6 +295,8 @@ class Snapshot:
         """Write every captured value back, in place. Can be called more than once."""
         homes = self.homes
         back: Any = (lambda obj: _home_tree(obj, homes)) if homes else _clone_tree
+        if self.slots:
+            _put_back(self.slots)
         live = self.grad_tensors or [None] * len(self.grads)
         for p, saved, g, obj in zip(self.model.parameters(), self.params, self.grads, live):
             if saved is not p:  # (a parameter standing for itself keeps its value: nothing to copy)
@@ -333,6 +353,31 @@ class Snapshot:
             self.scheduler.load_state_dict(back(self.sched_state))
         if self.rng is not None:
             self.rng.restore()
+
+
+def _slots(model: torch.nn.Module, params: list[torch.Tensor], buffers: list[torch.Tensor]) -> _Slots:
+    """Each of ``model``'s modules with copies of its ``_parameters``, ``_buffers`` and ``_modules`` dicts
+    (``Snapshot.slots``), or ``[]`` when walking them does not give ``params`` and ``buffers`` (``model.parameters()``,
+    ``model.buffers()``) in their order: a class that overrides the traversal keeps the restore by position only."""
+    slots = [(m, dict(m._parameters), dict(m._buffers), dict(m._modules)) for m in model.modules()]
+    for i, tensors in ((1, params), (2, buffers)):
+        walked = list({id(t): t for slot in slots for t in slot[i].values() if t is not None}.values())
+        if len(walked) != len(tensors) or any(a is not b for a, b in zip(walked, tensors)):
+            return []
+    return slots
+
+
+def _put_back(slots: _Slots) -> None:
+    """Each module's parameter, buffer and submodule entries as they were at capture (:func:`_slots`): the same
+    objects (or ``None``) under the same names, and any registered since removed."""
+    for m, params, buffers, modules in slots:
+        for now, then in ((m._parameters, params), (m._buffers, buffers), (m._modules, modules)):
+            if list(now) == list(then) and all(now[k] is t for k, t in then.items()):
+                continue  # (the usual case: nothing changed)
+            if now is m._buffers:
+                m._non_persistent_buffers_set.difference_update([n for n in now if n not in then])
+            now.clear()  # (then refilled in the capture's order, which the traversals follow)
+            now.update(then)
 
 
 def _clone_one(t: torch.Tensor) -> torch.Tensor:
