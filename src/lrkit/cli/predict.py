@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shlex
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -602,7 +603,10 @@ def predict_command(
     if which is not None and which not in ("best", "last"):
         fail(f"--which {which!r} must be best or last")
         return
-    out_path = Path(out).expanduser() if out is not None else None
+    out_path = Path(out).expanduser() if out not in (None, "-") else None  # --out -: stdout, as INPUT - is stdin
+    if out_path is None and sys.stdout is None:  # `>&-`: the CSV would be dropped without a word, and exit 0
+        fail("stdout is closed, so the CSV has nowhere to go: give --out FILE, or the command a stdout")
+        return
     try:
         _check_arguments(run, source)
         if out_path is not None:
@@ -615,7 +619,8 @@ def predict_command(
         from lrkit.train.reuse import load_run
 
         loaded = load_run(run, which=which, device=dev)
-        stdin = typer.get_text_stream("stdin").read() if source == "-" else None
+        # bytes, decoded as a file of rows is (UTF-8, the byte and line named), not by the locale's codec
+        stdin = _decode_input(typer.get_binary_stream("stdin").read(), "stdin") if source == "-" else None
         result = predict_file(loaded, source, texts=text or (), stdin=stdin, keep=keep or ())
     except (ValueError, OSError) as e:
         fail(_as_flags(str(e), which))

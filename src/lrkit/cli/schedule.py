@@ -164,11 +164,15 @@ def schedule_command(
              "--steps-per-epoch 500 (or --list to see every family)")
     if as_json and compare:
         fail("--json prints one schedule as {\"lr\": [...], \"momentum\": [...]}: drop --compare")
+    if as_json and sys.stdout is None:  # `>&-`: Python has no stdout to write the JSON to
+        fail("--json writes the JSON to stdout, which is closed: give the command a stdout (a file, a pipe)")
     # the library's keywords, as the command line names them: an error about one names the flag, its value as typed
     options = {"epochs": ("--epochs", epochs), "steps_per_epoch": ("--steps-per-epoch", steps_per_epoch),
                "total_steps": ("--total-steps", total_steps)}
     if base_lr is not None and not (0 < base_lr < float("inf")):  # checked even where a spec has its own peak
         fail(f"--base-lr {shown(base_lr)} must be a finite number > 0")
+    if out is not None and str(out) == "-":  # not stdout: the picture is a file (the table or JSON is on stdout)
+        fail("--out - is no picture's name: give a file, e.g. --out schedule.png (or --no-plot for none)")
     if out is not None:
         out = out.expanduser()  # `--out=~/lr.png` reaches us unexpanded: no shell expands ~ after "="
     if not no_plot and (out is not None or not as_json):
