@@ -111,7 +111,7 @@ def test_datetime_values_are_refused_not_read_as_nanoseconds(iris_run: Path, csv
     run = load_run(iris_run)
     with pytest.raises(ValueError, match="datetime64"):
         run.predict(np.array([["2020-01-01"] * 4], dtype="datetime64[D]"))
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     table = pd.DataFrame({"a": pd.to_datetime(["2020-01-01"]), "b": [1.0], "c": [2.0]})
     with pytest.raises(ValueError, match=r"column 'a'.*datetime64"):
         load_run(csv_run).predict(table)
@@ -124,7 +124,7 @@ def test_columns_of_different_lengths_are_named(csv_run: Path) -> None:
 
 
 def test_dataframe_with_a_repeated_feature_column_is_named(csv_run: Path) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     run = load_run(csv_run)
     table = pd.DataFrame([[1.0, 2.0, 3.0, 4.0]], columns=["a", "a", "b", "c"])
     with pytest.raises(ValueError, match=r"2 columns named 'a'"):
@@ -167,7 +167,7 @@ def test_table_with_integer_column_keys_reads_a_numbered_header_run(tmp_path: Pa
     assert run.features == ["0", "1", "2"]
     expect = run.predict(x[:2])
     assert run.predict({0: x[:2, 0], 1: x[:2, 1], 2: x[:2, 2]}) == expect  # int keys, as DataFrame(array) has
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     assert run.predict(pd.DataFrame(x[:2])) == expect
 
 
@@ -191,7 +191,7 @@ def test_cli_names_the_whole_arrays_shape_not_a_chunks(iris_run: Path, tmp_path:
 
 
 def test_a_dataframe_row_series_is_read_by_column_name(csv_run: Path) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     run = load_run(csv_run)
     table = pd.read_csv(csv_run.parent / "rows.csv")
     expect = run.inputs(table.iloc[:1])

@@ -41,7 +41,7 @@ def test_cooldown_inside_a_restart_cycle_is_unchanged() -> None:
 # warmup_prefix is read like every other on/off key
 # ==============================================================================================================
 def test_warmup_prefix_takes_a_numpy_bool_and_one_or_zero() -> None:
-    np = pytest.importorskip("numpy")
+    import numpy as np
     blended = from_spec("cosine lr0=0.1 warmup_steps=3", total_steps=10)
     prefixed = from_spec("cosine lr0=0.1 warmup_steps=3 warmup_prefix=true", total_steps=10)
     # before: "warmup_prefix=np.True_ must be true or false" (and the same for 1), though three_phase takes both
