@@ -264,6 +264,66 @@ def _same_objects(a: list[Any], b: list[Any]) -> bool:
     return len(a) == len(b) and all(map(is_, a, b))
 
 
+#: ``_Healthy.slots``: each module at capture with copies of its ``_parameters`` and ``_buffers`` entries.
+_Slots = list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]]
+
+
+def _named_slots(model: torch.nn.Module) -> _Slots:
+    """Each of ``model``'s modules with copies of its parameter and buffer entries (``name -> tensor or None``):
+    where each of a snapshot's members sat when it was taken (see :func:`_slot_heirs`). One pass without names."""
+    out: _Slots = []
+    add = out.append
+    seen: set[int] = set()
+    stack = [model]
+    push = stack.extend
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        p, b = m._parameters, m._buffers
+        if p or b:  # (a container holds none)
+            add((m, dict(p), dict(b)))
+        children = m._modules
+        if children:
+            push([c for c in reversed(children.values()) if c is not None])
+    return out
+
+
+def _slot_heirs(held: _Healthy, params: list[torch.Tensor], buffers: list[torch.Tensor]
+                ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """``(id(parameter) -> copy, id(buffer) -> copy)`` for each of the model's ``params`` and ``buffers`` now that
+    took the slot (the same module, the same name) of one of ``held``'s members that is no longer in the model, with
+    its shape, dtype and layout: the snapshot's copy of that member is its value. A forward that writes a running
+    statistic as ``self.ema = 0.9 * self.ema + ...`` replaces the buffer at every call, so matching by identity
+    alone found no tensor for the snapshot's copy and a rollback left the statistic as the bad step made it (NaN
+    after a non-finite forward: every later forward NaN). A tensor replaced by one of another shape (a RoPE cache
+    regrown) keeps its value: the model's own code sized it. Empty maps without ``held.slots`` (a snapshot loaded
+    from a state_dict)."""
+    slots = held.slots
+    out: list[dict[int, torch.Tensor]] = [{}, {}]
+    if not slots:
+        return out[0], out[1]
+    for i, (old, copies, live) in enumerate(((held.members[0], held.snapshot.params, params),
+                                             (held.members[1], held.snapshot.buffers, buffers))):
+        now = {id(t) for t in live}
+        gone = {id(t): c for t, c in zip(old, copies) if id(t) not in now and c is not None and c is not t}
+        if not gone:
+            continue
+        known = {id(t) for t in old}
+        heirs = out[i]
+        for m, *entries in slots:
+            for name, t in entries[i].items():
+                c = gone.get(id(t)) if t is not None else None
+                if c is None:
+                    continue
+                d = (m._parameters if i == 0 else m._buffers).get(name)
+                if (d is not None and id(d) in now and id(d) not in known and id(d) not in heirs
+                        and d.shape == c.shape and d.dtype == c.dtype and d.layout == c.layout):
+                    heirs[id(d)] = c
+    return out[0], out[1]
+
+
 _MISSING = object()
 
 
@@ -758,10 +818,11 @@ def _healthy_state(held: _Healthy, params: list[torch.Tensor], buffers: list[tor
     saved_params: list[torch.Tensor | None] = list(snap.params)
     saved_buffers: list[torch.Tensor | None] = list(snap.buffers)
     if not (_same_objects(old_params, params) and _same_objects(old_buffers, buffers)):
+        heirs_p, heirs_b = _slot_heirs(held, params, buffers)  # a tensor replaced under the same name since
         by_id = {id(p): c for p, c in zip(old_params, snap.params)}
-        saved_params = [by_id.get(id(p)) for p in params]
+        saved_params = [by_id.get(id(p), heirs_p.get(id(p))) for p in params]
         by_id = {id(b): c for b, c in zip(old_buffers, snap.buffers)}
-        saved_buffers = [by_id.get(id(b)) for b in buffers]
+        saved_buffers = [by_id.get(id(b), heirs_b.get(id(b))) for b in buffers]
     # a frozen parameter the snapshot did not copy (it stands for itself) is saved as None: a restore after the
     # resume leaves it as it is, as the uncopied one does
     saved_params = [None if c is p else c for c, p in zip(saved_params, params)]
@@ -929,6 +990,10 @@ class _Healthy:
     scaler: dict[str, Any] | None = None
     #: How the snapshot's tensors were last written (see Monitor._recapture); ``None``: worked out when needed.
     plan: _Plan | None = field(default=None, repr=False, compare=False)
+    #: Each module with its parameter and buffer entries when the snapshot was taken (:func:`_named_slots`), for a
+    #: restore by name of a tensor replaced since (:func:`_slot_heirs`). Taken with the general capture only: a
+    #: refresh in place holds the same members, so it keeps the entries of the snapshot it refreshes.
+    slots: _Slots | None = field(default=None, repr=False, compare=False)
 
 
 class _Plan(NamedTuple):
@@ -1559,7 +1624,7 @@ class Monitor:
             snapshot, params, buffers, plan = self._recapture(self._best_val, scheduler=False)
             self._uncopied_held = self._uncopied_held or bool(snapshot.versions)
             self._best_val = _Healthy(snapshot, self._step, self.lr_scale, rec.state_dict(), (params, buffers),
-                                      plan=plan)
+                                      plan=plan, slots=self._slots_of(self._best_val, plan))
         findings: list[tuple[Check, str, Finding]] = []
         for check, action in self._val_checks:
             if (evals - 1) % check.every or self._val_quiet.get(check.name, 0) > evals:
@@ -1851,7 +1916,8 @@ class Monitor:
         snapshot.inner = self._load_inner(list(saved.get("inner", [])), what)
         scaler = saved.get("scaler")  # absent in states saved before the scaler was part of a snapshot
         return _Healthy(snapshot, int(saved["step"]), float(saved["lr_scale"]), _clone_tree(dict(saved["record"])),
-                        (members, buffers), None if scaler is None else _clone_tree(dict(scaler)))
+                        (members, buffers), None if scaler is None else _clone_tree(dict(scaler)),
+                        slots=_named_slots(self.model))  # (saved in the order of the model's tensors now)
 
     def _load_inner(self, saved: list[Mapping[str, Any]], what: str) -> list[Snapshot]:
         """The snapshots of the optimizers this one wraps (:func:`lrkit._state.inner_optimizers`) from a held
@@ -2442,8 +2508,15 @@ class Monitor:
         snapshot, params, buffers, plan = self._recapture(self._healthy, scheduler=True)
         self._uncopied_held = self._uncopied_held or bool(snapshot.versions)
         self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict(), (params, buffers),
-                                 self._scaler_state(), plan)
+                                 self._scaler_state(), plan, self._slots_of(self._healthy, plan))
         return params, snapshot.params
+
+    def _slots_of(self, held: _Healthy | None, plan: _Plan | None) -> _Slots:
+        """The module entries for the snapshot just taken over ``held`` (``_Healthy.slots``): ``held``'s own after a
+        refresh in place (``plan``: the same members in the same order, nothing to walk), else walked now."""
+        if plan is not None and held is not None and held.slots:
+            return held.slots
+        return _named_slots(self.model)
 
     def _scaler_enabled(self) -> bool:
         """Whether ``grad_scaler`` skips steps with non-finite gradients (``GradScaler(enabled=False)`` does not)."""
@@ -2886,8 +2959,11 @@ class Monitor:
         params, buffers, modes = _walk(self.model)
         if _same_objects(old_params, params) and _same_objects(old_buffers, buffers):
             return snap
-        saved_p = {id(p): c for p, c in zip(old_params, snap.params)}
-        saved_b = {id(b): c for b, c in zip(old_buffers, snap.buffers)}
+        # a tensor that took a member's slot (same module and name, same shape: a buffer the forward replaces by
+        # assignment) gets that member's copy; then each member its own, by identity
+        saved_p, saved_b = _slot_heirs(held, params, buffers)
+        saved_p.update({id(p): c for p, c in zip(old_params, snap.params)})
+        saved_b.update({id(b): c for b, c in zip(old_buffers, snap.buffers)})
         # what the snapshot does not know stands for itself: the restore leaves it (no copy of a frozen backbone)
         return dataclasses.replace(
             snap, params=[saved_p.get(id(p), p) for p in params], grads=[None] * len(params),
