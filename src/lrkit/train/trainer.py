@@ -1298,6 +1298,11 @@ class _Trainer:
                     f"schedule={_short(cfg.schedule)}: {e}; the run has {total_steps} optimizer steps ({epochs} epochs "
                     f"x {spe:g}): set warmup_epochs/warmup_steps in the spec to fit it"
                 ) from None
+        if notes and "momentum" in self.explicit and self.has_momentum and sched.couples_momentum:
+            # the spec sets momentum every step (ultralytics' warmup_momentum -> its momentum, onecycle's cycle): the
+            # momentum given beside it is what the optimizer is built with, then overwritten at the first step
+            self.log(f"lrkit.train: note — schedule={_short(cfg.schedule)} schedules momentum itself, so "
+                     f"momentum={cfg.momentum!r} (given) is not used; write it into the spec instead")
         peak = sched.peak_lr
         if peak is not None:
             if cfg.lr0 == "auto":
@@ -1355,13 +1360,17 @@ class _Trainer:
         """A ``schedule=`` spec fitted to the optimizer as the default schedule is: for an optimizer without momentum
         or betas (Adagrad), the momentum its family schedules *by default* (``ultralytics``' warmup_momentum,
         ``onecycle``'s cycle_momentum) is off; for one that needs one LR across its groups (Prodigy), the family's
-        default bias warmup is off (the bias groups warm up with the rest). Momentum or a bias warmup written in the
-        spec is the user's: the first fails in the scheduler with its own message, the second here."""
+        default bias warmup is off (the bias groups warm up with the rest), and so it is for ``optimizer="auto"``, as in
+        the default schedule. Momentum or a bias warmup written in the spec is the user's: the first fails in the
+        scheduler with its own message, the second here (auto keeps it)."""
         from lrkit.schedules import parse_spec
         from lrkit.schedules.registry import lookup
 
-        bias = self.one_lr and any(g.get("is_bias") for g in self.optimizer.param_groups)
-        if self.has_momentum and not bias:
+        bias_groups = any(g.get("is_bias") for g in self.optimizer.param_groups)
+        bias = self.one_lr and bias_groups
+        # optimizer=auto: a bias warmup the family only defaults (ultralytics' 0.1) is off, as in the default schedule
+        auto_bias = self.cfg.optimizer == "auto" and bias_groups
+        if self.has_momentum and not bias and not auto_bias:
             return spec
         try:
             name, params = parse_spec(spec)
@@ -1386,6 +1395,11 @@ class _Trainer:
             self.bias_note = (f"note — {cls} needs one LR across its param groups: warmup_bias_lr=0 in "
                               f"schedule={_short(self.cfg.schedule)} (the bias groups warm up with the rest, not "
                               f"from {value:g})")
+        elif auto_bias and value and "warmup_bias_lr" not in params:
+            changed["warmup_bias_lr"] = None
+            self.bias_note = (f"note — optimizer=auto: warmup_bias_lr=0 in schedule={_short(self.cfg.schedule)} (the "
+                              f"bias groups warm up with the rest, not from {value:g}), as Ultralytics' optimizer=auto "
+                              "does; write warmup_bias_lr= into the spec to set it")
         return {"name": name, **params, **changed} if changed else spec
 
     def _scheduler(self, optimizer: torch.optim.Optimizer, peak: float, total_steps: int | None = None) -> Any:
