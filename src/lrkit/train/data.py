@@ -892,6 +892,13 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
                        "character)")
     text = _read_text(path)
     n_val = max(seq_len + 1, round(val * len(text)))
+    if len(text) - n_val < seq_len + 1 <= len(text) // 2:
+        # the text holds a window for each part: it is val that leaves too little for training
+        most = math.floor((len(text) - seq_len - 1) / len(text) * 100) / 100
+        raise ValueError(
+            f"{path.name}: val={val} leaves {len(text) - n_val} characters of its {len(text)} for training, too few "
+            f"for one window of seq_len={seq_len} (+1); use a smaller val (at most {most}) or a smaller seq_len"
+        )
     if len(text) - n_val < seq_len + 1:
         raise ValueError(
             f"{path.name}: {len(text)} characters are too few for one window of seq_len={seq_len} (+1) in both the "
@@ -1752,8 +1759,17 @@ def _text_data(train_text: str, val_text: str, *, seq_len: int, name: str, sourc
     vocab = sorted(set(train_text))
     if len(vocab) < 2:
         raise ValueError(f"{name}: the training text has {len(vocab)} distinct character(s); nothing to model")
-    if set(val_text) - set(vocab) and UNK not in vocab:
+    missing = set(val_text) - set(vocab)
+    unseen = sorted(missing)
+    if unseen and UNK not in vocab:
         vocab.append(UNK)  # characters seen only in the validation text (the train text may hold U+FFFD itself)
+    notes: list[str] = []
+    if unseen:  # said, not silent: a validation text of unseen characters measures what the model never saw
+        shown = ", ".join(repr(c) for c in unseen[:10]) + (", ..." if len(unseen) > 10 else "")
+        held = sum(c in missing for c in val_text)
+        notes.append(f"{name}: the validation text holds {len(unseen)} character(s) the training text does not "
+                     f"({shown}): {held} of its {len(val_text)} characters are read as {UNK!r} (the vocabulary is "
+                     "the training text's)")
     index = {c: i for i, c in enumerate(vocab)}
     unk = index.get(UNK, 0)
 
@@ -1772,7 +1788,7 @@ def _text_data(train_text: str, val_text: str, *, seq_len: int, name: str, sourc
 
     tr, va = windows(train_text, "train"), windows(val_text, "validation")
     info = DataInfo(name=name, task="lm", input_shape=(seq_len,), num_outputs=len(vocab), source=source,
-                    vocab=vocab, seq_len=seq_len, n_train=len(tr), n_val=len(va))
+                    vocab=vocab, seq_len=seq_len, n_train=len(tr), n_val=len(va), notes=notes)
     return TrainData(tr, va, info)
 
 

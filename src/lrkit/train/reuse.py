@@ -279,9 +279,10 @@ class LoadedRun:
         training scored them (one score per sample: class 1 above 0, or 0.5 for probabilities; a multi-label run: a
         ``(N, K)`` tensor of 0/1, one decision per label);
         regression: a float64 tensor in the target's units, ``(N,)`` for one target, else ``(N, K)``; a text run:
-        the most likely next character after the text (its last ``seq_len`` characters are read); a run on token
-        ids without a vocabulary (a torch dataset of windows): a ``(N,)`` tensor of each window's most likely next
-        token id; a custom ``step_fn`` run: the model's output.
+        the most likely next character after the text (its last ``seq_len`` characters are read, ``\\r\\n`` and
+        ``\\r`` as ``\\n``, as the training text was); a run on token ids without a vocabulary (a torch dataset of
+        windows): a ``(N,)`` tensor of each window's most likely next token id; a custom ``step_fn`` run: the
+        model's output.
 
         >>> import tempfile, lrkit
         >>> r = lrkit.train(data="iris", epochs=1, project=tempfile.mkdtemp(), verbose=False, plots=False)
@@ -292,6 +293,8 @@ class LoadedRun:
         if self.task == "lm" and self.vocab is not None:
             if not isinstance(x, str) or not x:
                 raise ValueError(f"predict(x={x!r}): a text run predicts the next character of a non-empty str")
+            # as the training text was read (no vocabulary holds "\r"): Windows line ends are the text's "\n"
+            x = x.replace("\r\n", "\n").replace("\r", "\n")
             window = self.seq_len or len(x)
             out = model_outputs(self.model(self.inputs(x[-window:])))  # a ModelOutput / {"logits": ...}: its logits
             # (1, T, V), or (T, V) from a model that flattens its logits for cross_entropy (logits.view(-1, V))
