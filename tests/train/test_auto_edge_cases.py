@@ -74,7 +74,7 @@ def _raises_with_full_stop(o: torch.optim.Optimizer, n: int) -> Any:
         (_raises, r"make_scheduler=_raises\(optimizer, \d+\) failed: RuntimeError: no schedule today"),
         (_raises_with_full_stop, r"failed: RuntimeError: no schedule today\. lr0='auto' calls it as"),  # not '..'
 
-        (lambda o: None, r"make_scheduler=<lambda>\(optimizer, \d+\) failed: TypeError"),
+        (lambda o: None, r"make_scheduler=<lambda> cannot be called as make_scheduler\(optimizer, steps\) \(too many"),
         (lambda o, n: None, r"make_scheduler=<lambda> returned NoneType, not an LR scheduler"),
         (lambda o, n: 0.1, r"returned float, not an LR scheduler"),
         (lambda o, n: torch.optim.lr_scheduler.ReduceLROnPlateau(o), r"returned a ReduceLROnPlateau, which follows a"),

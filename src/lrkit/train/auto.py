@@ -673,7 +673,22 @@ def _check_make_scheduler(make_scheduler: Any) -> None:
     kinds = (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)
     if not (isinstance(make_scheduler, type) and issubclass(make_scheduler, kinds)
             and make_scheduler.__module__.startswith("torch.optim")):
-        return  # a function, or a class of the user's own: checked when first called
+        # a function, or a class of the user's own: called first by the probe, which leaves a failing call to the
+        # trials (after the range test), so one that cannot take (optimizer, steps) at all is refused now
+        try:
+            signature: inspect.Signature | None = inspect.signature(make_scheduler)
+        except (TypeError, ValueError):  # no signature to read (a builtin): left to the call
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind(None, 0)
+            except TypeError as e:
+                name = getattr(make_scheduler, "__name__", type(make_scheduler).__name__)
+                raise ValueError(
+                    f"make_scheduler={name} cannot be called as make_scheduler(optimizer, steps) ({e}): its signature "
+                    f"is {name}{signature}{recipe}CosineAnnealingLR(optimizer, steps)"
+                ) from None
+        return
     name = make_scheduler.__name__
     if issubclass(make_scheduler, lr_scheduler.ReduceLROnPlateau):
         raise ValueError(
@@ -1346,7 +1361,11 @@ def choose_lr0(
     if empty_val:  # before any compute is spent
         raise ValueError(_EMPTY_VAL.format(what=f"it is empty: len(val_loader) == 0, {type(val_loader).__name__}"))
     if isinstance(val_loader, Iterator):  # a one-shot iterator: every trial is scored on the same batches
+        kind = type(val_loader).__name__
         val_loader = list(val_loader)
+        if not val_loader and not distributed():  # as an empty sized one, before any compute (under torch.distributed
+            # another rank's shard may hold batches: the scoring pass's mean over the ranks decides)
+            raise ValueError(_EMPTY_VAL.format(what=f"it is a one-shot {kind} that yielded nothing"))
         say(f"lr0=auto: val_loader is a one-shot iterator; its {len(val_loader)} batches are kept to score every "
             "trial on them")
     if isinstance(train_loader, Iterator):
