@@ -54,9 +54,18 @@ def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
     (the LRs the scheduler scales) are used instead.
     """
     groups = optimizer.param_groups
-    if any("lr_scale" in g for g in groups):
+    key = "lr_scale" if any("lr_scale" in g for g in groups) else "lr"
+    for i, g in enumerate(groups):  # a negative one would train its group uphill, a NaN one silently as 1
+        for k in ((key,) if key in g else ()) + (("lr",) if key != "lr" else ()):
+            try:
+                ok = math.isfinite(float(g[k])) and float(g[k]) >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"param group {i}'s {k}={g[k]!r} must be a finite number >= 0 (the groups' LRs set "
+                                 "their ratios, which every LR the test and the schedules set keeps)")
+    if key == "lr_scale":
         return [float(g.get("lr_scale", 1.0)) for g in groups]
-    key = "lr"
     if all(float(g["lr"]) == 0 for g in groups) and all("initial_lr" in g for g in groups):
         key = "initial_lr"
     top = max(float(g[key]) for g in groups)
