@@ -56,7 +56,9 @@ def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
     groups = optimizer.param_groups
     key = "lr_scale" if any("lr_scale" in g for g in groups) else "lr"
     for i, g in enumerate(groups):  # a negative one would train its group uphill, a NaN one silently as 1
-        for k in ((key,) if key in g else ()) + (("lr",) if key != "lr" else ()):
+        for k in ("lr", "lr_scale"):
+            if k not in g:
+                continue
             try:
                 ok = math.isfinite(float(g[k])) and float(g[k]) >= 0
             except (TypeError, ValueError):

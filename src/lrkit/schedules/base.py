@@ -989,10 +989,7 @@ class Composed(_Wrapper):
         if w is not None and w.prefix and w.steps and not main.stateful:
             # a warmup in front ramps to the main schedule's start (a blended one to a value still moving: not
             # checked); from above it, it would lower the LR — onecycle starts at max_lr / div_factor
-            try:
-                top: float | None = float(main._eval(0.0, False))
-            except ValueError:  # an absolute parameter and no peak LR yet
-                top = None
+            top = main._safe_eval(0.0)
             if top is not None and w.start_factor > top * (1 + 1e-12):  # type: ignore[operator]
                 raise ValueError(
                     f"warmup_start_factor={w.start_factor!r} is above the multiplier {top:.6g} the {main.name!r} "
