@@ -55,8 +55,11 @@ ADAPTIVE_OPTIMIZERS: frozenset[str] = frozenset(
     }
 )
 # Substrings that identify a family in class names we do not know by name (``AdamW8bit``, ``FusedSGD``, ...).
-_ADAPTIVE_HINTS = ("adam", "rmsprop", "adagrad", "adafactor", "adadelta")
-_SGD_HINTS = ("sgd",)
+# ``lamb``/``lars`` catch apex's FusedLAMB, DeepSpeed's FusedLamb, bitsandbytes' LAMB8bit and LARS8bit, ...
+_ADAPTIVE_HINTS = ("adam", "rmsprop", "adagrad", "adafactor", "adadelta", "lamb")
+_SGD_HINTS = ("sgd", "lars")
+# Substrings of families outside both rules, which no hint may override: Muon's hybrids (MuonWithAuxAdam, AdaMuon).
+_OUTSIDE_HINTS = ("muon",)
 
 _RULES = ("linear", "sqrt", "auto")
 
@@ -108,9 +111,12 @@ def optimizer_family(optimizer: Any) -> str:
             break
         optimizer = inner
     key = names[0].lower()
-    if any(h in key for h in _ADAPTIVE_HINTS):
+    hinted = key.replace("lambda", "")  # "lamb" is a hint, a "Lambda..." class is no LAMB
+    if any(h in hinted for h in _OUTSIDE_HINTS):
+        hinted = ""  # AdaMuon is no Adam: refused below, as Muon is
+    if any(h in hinted for h in _ADAPTIVE_HINTS):
         return "adaptive"
-    if any(h in key for h in _SGD_HINTS):
+    if any(h in hinted for h in _SGD_HINTS):
         return "sgd"
     known = sorted(SGD_LIKE_OPTIMIZERS | ADAPTIVE_OPTIMIZERS)
     # a did-you-mean only for a name the user mistyped: for a class, or the name of a real torch optimizer outside
@@ -654,6 +660,8 @@ def _shown_layers(layers: list[tuple[str, list[str]]]) -> str:
     """The layers for a message: their names, comma-separated; for a model without child layers (its one layer is
     the model itself, named ``''``: a bare ``nn.Linear``, parameters set on the model) its parameters' names, so the
     message never ends in an empty list."""
+    if not layers:  # a model without parameters (an activation, a Flatten): nothing to freeze or to group
+        return "none: the model has no parameters"
     if [name for name, _ in layers] == [""]:
         params = layers[0][1]
         shown = ", ".join(repr(n) for n in params[:8]) + (", ..." if len(params) > 8 else "")
@@ -1103,7 +1111,11 @@ def param_groups(
             ids = {n: i for i, (_, params) in enumerate(_layers(model)) for n in params}
         top = max(ids.values())
         for n, _ in trainable:
-            levels[n] = (ids[n], f"layer{ids[n]}", float(layer_decay) ** (top - ids[n]))
+            try:
+                scale = float(layer_decay) ** (top - ids[n])
+            except OverflowError:  # a layer_id_fn numbering beyond a float: d < 1 underflows (refused below)
+                scale = 1.0 if float(layer_decay) == 1.0 else 0.0
+            levels[n] = (ids[n], f"layer{ids[n]}", scale)
     else:
         levels = {n: (0, "all", 1.0) for n, _ in trainable}
     # a ratio so small that the group's LR underflows a float would leave its parameters silently untrained (an
@@ -1112,8 +1124,9 @@ def param_groups(
     for n, _ in trainable:
         order, level, scale = levels[n]
         if scale * lr == 0.0:
-            ratio = (f"layer_decay={layer_decay!r} ** {max(ids.values()) - ids[n]} (layer {ids[n]} of 0.."
-                     f"{max(ids.values())})" if layer_decay is not None else f"backbone_lr_scale={backbone_lr_scale!r}")
+            ratio = (f"layer_decay={layer_decay!r} ** {_brief(max(ids.values()) - ids[n])} (layer "
+                     f"{_brief(ids[n])} of 0..{_brief(max(ids.values()))})" if layer_decay is not None
+                     else f"backbone_lr_scale={backbone_lr_scale!r}")
             fix = ("layer_decay (0.65-0.9 is typical), or number fewer layers with layer_id_fn"
                    if layer_decay is not None else "backbone_lr_scale")
             raise ValueError(
