@@ -453,7 +453,9 @@ def find_command(
         escape = optional_import("rich.markup", "cli").escape  # (a name in [brackets] is not markup)
         table.add_row("loss", escape(result.loss))
     con.print(table)
-    con.print(f"plot:   {out_dir / 'lr_find.png'}\nrecord: {out_dir / 'lr_find.json'}", highlight=False)
+    escape = optional_import("rich.markup", "cli").escape  # a folder "runs/[adamw]" is text, not rich markup
+    con.print(f"plot:   {escape(str(out_dir / 'lr_find.png'))}\nrecord: {escape(str(out_dir / 'lr_find.json'))}",
+              highlight=False)
 
 
 @contextlib.contextmanager

@@ -37,6 +37,15 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
+def _float(value: Any) -> float:
+    """``float(value)`` for a real number; an integer too large for a float (a JSON literal such as ``1`` and 400
+    zeros) is ``±inf``, as ``json.loads`` reads ``1e400``, so the checks name it rather than an ``OverflowError``."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _numbers(name: str, values: Any) -> list[float]:
     """``values`` (a list, tuple or 1-D array of real numbers) as a list of floats; a ``ValueError`` naming the
     field (and the first bad item) otherwise."""
@@ -49,13 +58,13 @@ def _numbers(name: str, values: Any) -> list[float]:
     for i, v in enumerate(values):
         if not _is_real(v):
             raise ValueError(f"{name}[{i}]={v!r}: a range-test record's {name} are numbers")
-    return [float(v) for v in values]
+    return [_float(v) for v in values]
 
 
 def _positive(name: str, value: Any) -> float:
-    if not _is_real(value) or not (math.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"{name}={value!r}: an LR of the range test is a finite number > 0")
-    return float(value)
+    if not _is_real(value) or not (math.isfinite(_float(value)) and _float(value) > 0):
+        raise ValueError(f"{name}={value!r:.80}: an LR of the range test is a finite number > 0")
+    return _float(value)
 
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -156,8 +165,8 @@ class FinderResult:
         self.num_steps = int(self.num_steps)
         if self.mode not in ("exp", "linear"):
             raise unknown_name_error("mode", str(self.mode), ["exp", "linear"])
-        if not _is_real(self.seconds) or not (math.isfinite(float(self.seconds)) and float(self.seconds) >= 0):
-            raise ValueError(f"seconds={self.seconds!r}: the test's wall time is a finite number >= 0")
+        if not _is_real(self.seconds) or not (math.isfinite(_float(self.seconds)) and _float(self.seconds) >= 0):
+            raise ValueError(f"seconds={self.seconds!r:.80}: the test's wall time is a finite number >= 0")
         self.seconds = float(self.seconds)
         if isinstance(self.warnings, (str, bytes)) or not isinstance(self.warnings, (list, tuple)) or not all(
                 isinstance(w, str) for w in self.warnings):
@@ -179,13 +188,13 @@ class FinderResult:
                 )
         if self.stop_reason not in _STOP_REASONS:  # the robust rule reads its regime from it
             raise unknown_name_error("stop_reason", self.stop_reason, _STOP_REASONS)
-        if self.rule not in _suggest.RULES:
-            raise _suggest.unknown_rule_error(self.rule)
+        if not isinstance(self.rule, str) or self.rule not in _suggest.RULES:  # (a list or dict is unhashable)
+            raise _suggest.unknown_rule_error(str(self.rule))
         if self.passes is not None:
             try:  # any real number, numpy scalars included (a count computed with numpy); not a bool or a string
                 self.passes = _suggest._as_count("passes", self.passes)
-            except ValueError:
-                raise ValueError(f"passes={self.passes!r}: the passes over the training data are a finite number "
+            except (ValueError, OverflowError):  # (an integer too large for a float: a hand-edited record)
+                raise ValueError(f"passes={self.passes!r:.80}: the passes over the training data are a finite number "
                                  ">= 0, or None when unknown") from None
         if self.loss is not None and not isinstance(self.loss, str):
             raise ValueError(f"loss={self.loss!r:.80}: which loss the range test used is a string (e.g. 'loss_fn "
@@ -250,8 +259,8 @@ class FinderResult:
         3.16
         """
         rule = self.rule if rule is None else rule
-        if rule not in _suggest.RULES:
-            raise _suggest.unknown_rule_error(rule)
+        if not isinstance(rule, str) or rule not in _suggest.RULES:  # (a list or dict is unhashable)
+            raise _suggest.unknown_rule_error(str(rule))
         if options and rule != "robust":
             raise ValueError(f"rule {rule!r} takes no options, got {sorted(options)}; only 'robust' has options "
                              f"({', '.join(_ROBUST_OPTIONS)})")
