@@ -322,17 +322,10 @@ def _predict_in_chunks(run: Any, x: Any, n: int) -> list[Any]:
     one prediction (a label, a float, or a row of floats) per row."""
     import torch
 
+    from lrkit.train.reuse import check_finite_rows
+
     if isinstance(x, np.ndarray) and x.dtype.kind == "f" and len(x):  # named by its row in INPUT, not in a slice
-        flat = x.reshape(len(x), -1)
-        bad = np.argwhere(~np.isfinite(flat))
-        if len(bad):
-            i, j = (int(v) for v in bad[0])
-            features = getattr(run, "features", None)
-            where = (f"column {features[j]!r}" if features and len(features) == flat.shape[1]
-                     else f"value {j} (counting from 0)")
-            raise ValueError(f"x's row {i} (counting from 0) holds {float(flat[i, j])!r} in {where}; the model takes "
-                             f"finite numbers (a missing value: fill it in or drop that row; {len(bad)} such value"
-                             f"{'s' * (len(bad) != 1)} in all)")
+        check_finite_rows(x.reshape(len(x), -1), getattr(run, "features", None))
     out: list[Any] = []
     for start in range(0, n, _CHUNK):
         part = ({k: v[start:start + _CHUNK] for k, v in x.items()} if isinstance(x, dict)

@@ -1536,8 +1536,7 @@ def _read_npz(path: Path, target: str | int | list[str | int] | None, task: str 
         notes += (f"{path.name}: the target of shape {y.shape} is one-hot: read as class indices (its argmax); pass "
                  f"task=regression to train on its {y.shape[1]} values instead",)
         y = y.argmax(axis=1)
-    elif (task is None and y.ndim == 2 and y.shape[1] >= 2 and len(y) and y.dtype.kind in "biuf"
-          and bool(np.all((y == 0) | (y == 1)))):
+    elif task is None and _is_zero_one(y):
         # 0/1 in several columns per row: multi-hot labels, most likely, which the MSE of a regression fits badly
         notes += (f"{path.name}: the target of shape {y.shape} holds 0/1 values, several per row (multi-hot "
                   f"labels?): trained as {y.shape[1]} regression outputs (MSE, RMSE); for multi-label "
@@ -1558,11 +1557,14 @@ def _read_npz(path: Path, target: str | int | list[str | int] | None, task: str 
                   sample_shape=tuple(int(s) for s in x.shape[1:]) if x.ndim >= 3 and image_shape is None else None)
 
 
+def _is_zero_one(y: np.ndarray) -> bool:
+    """``y`` of shape ``(N, K)``, ``K >= 2``, ``N >= 1``, of 0s and 1s only (bool, integer or float)."""
+    return bool(y.ndim == 2 and y.shape[1] >= 2 and len(y) and y.dtype.kind in "biuf" and np.all((y == 0) | (y == 1)))
+
+
 def _is_one_hot(y: np.ndarray) -> bool:
     """``y`` of shape ``(N, K)``, ``K >= 2``, whose every row is 0 but for a single 1 (bool, integer or float)."""
-    if y.ndim != 2 or y.shape[1] < 2 or len(y) == 0 or y.dtype.kind not in "biuf":
-        return False
-    return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
+    return _is_zero_one(y) and bool(np.all(y.sum(axis=1) == 1))
 
 
 #: other names an .npz's feature / target array is read under when it has no ``x`` / ``y`` (in any case): the batch

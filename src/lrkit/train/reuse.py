@@ -202,14 +202,7 @@ class LoadedRun:
             named = f": {', '.join(self.features)}" if self.features else f" (samples of shape {tuple(shape)})"
             raise ValueError(f"x has {rows.shape[1]} values per sample (x of shape {arr.shape}); the run was "
                              f"trained on {per}{named}")
-        bad = np.argwhere(~np.isfinite(rows))
-        if len(bad):  # a NaN row would be NaN in the target's units, or silently the first class (argmax of NaN)
-            i, j = (int(v) for v in bad[0])
-            where = (f"column {self.features[j]!r}" if self.features and len(self.features) == per
-                     else f"value {j} (counting from 0)")
-            raise ValueError(f"x's row {i} (counting from 0) holds {float(rows[i, j])!r} in {where}; the model takes "
-                             f"finite numbers (a missing value: fill it in or drop that row; {len(bad)} such value"
-                             f"{'s' * (len(bad) != 1)} in all)")
+        check_finite_rows(rows, self.features)
         mean, std = self.scaling["x_mean"].numpy(), self.scaling["x_std"].numpy()
         rows = (rows - mean) / std
         return torch.as_tensor(rows.reshape(len(rows), *shape), dtype=dtype).to(self._device())
@@ -415,6 +408,22 @@ def run_checkpoint(spec: Any) -> Path | None:
     return None
 
 
+def _cell(features: list[str] | None, j: int, width: int) -> str:
+    """Value ``j`` of a row of ``width`` values, for a message: its feature's column name where they pair up."""
+    return f"column {features[j]!r}" if features and len(features) == width else f"value {j} (counting from 0)"
+
+
+def check_finite_rows(rows: np.ndarray, features: list[str] | None) -> None:
+    """A ``ValueError`` naming the first non-finite value of the ``(N, F)`` ``rows`` (its row and column) and how many
+    there are: a NaN row would predict NaN in the target's units, or silently the first class (argmax of NaN)."""
+    bad = np.argwhere(~np.isfinite(rows))
+    if len(bad):
+        i, j = (int(v) for v in bad[0])
+        raise ValueError(f"x's row {i} (counting from 0) holds {float(rows[i, j])!r} in "
+                         f"{_cell(features, j, rows.shape[1])}; the model takes finite numbers (a missing value: fill "
+                         f"it in or drop that row; {len(bad)} such value{'s' * (len(bad) != 1)} in all)")
+
+
 def _float_array(x: Any, features: list[str] | None) -> np.ndarray:
     """``x`` as a float64 array, or a ``ValueError`` naming what is no number: dates (numpy would read them as
     counts of days or nanoseconds), the first cell of a list of rows that is not one (its row and column), rows of
@@ -439,8 +448,7 @@ def _float_array(x: Any, features: list[str] | None) -> np.ndarray:
                 try:
                     np.asarray(value, dtype=np.float64)
                 except (TypeError, ValueError):
-                    where = (f"column {features[j]!r}" if features and len(features) == len(row)
-                             else f"value {j} (counting from 0)")
+                    where = _cell(features, j, len(row))
                     raise ValueError(f"x's row {i} (counting from 0) holds {value!r} in {where}, which is not a "
                                      "number; the model takes numbers (encode a category as numbers first)") from None
     raise ValueError(f"x ({type(x).__name__}) cannot be read as numbers ({first_line(error)}); give rows of numbers: "
