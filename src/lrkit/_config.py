@@ -1122,9 +1122,32 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
             )
         except _RepeatedKeyError as e:  # a key repeated inside key={...}: name the token it came from
             raise ValueError(f"{tok.strip()!r}: {e.problem}") from None
+        if not raw.strip():  # `project=` reads as None: where None is no valid value, say the value is missing
+            _check_empty_token(key, tok)
     base = load_yaml_mapping(cfg_path) if cfg_path else {}
     TrainConfig.check_keys(base)
     return {**base, **from_tokens}
+
+
+def _check_empty_token(key: str, tok: str) -> None:
+    """``key=`` with nothing after ``=`` means None (``name=``: choose a name). For a key that takes no None
+    (``project=``) the error names the empty token and the default, not ``project=None``.
+
+    >>> _check_empty_token("name", "name=")  # None is valid: a fresh name
+    >>> _check_empty_token("project", "project=")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'project=' has no value: give one (e.g. project=runs), or leave the key out for its default 'runs'
+    """
+    check = next(f.metadata["check"] for f in dataclasses.fields(TrainConfig) if f.name == key)
+    try:
+        check(key, None)
+    except (TypeError, ValueError):
+        default = TrainConfig.defaults()[key]
+        shown = str(default).lower() if isinstance(default, bool) else default  # as typed: cos_lr=false
+        example = f"{key}={shown}" if default not in (None, "") else f"{key}=<value>"
+        raise ValueError(f"{tok.strip()!r} has no value: give one (e.g. {example}), or leave the key out for its "
+                         f"default {default!r}") from None
 
 
 def _depth(text: str) -> int:

@@ -14,6 +14,7 @@ steps plus both sides of every phase boundary) and prints/plots that record
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -90,6 +91,32 @@ def _print_list() -> None:
     out.print(table)
 
 
+def _list_record() -> list[dict[str, Any]]:
+    """Every registered family as plain JSON values: ``lrkit schedule --list --json``'s output. A default JSON has
+    no literal for (a callable ``scale_fn``, say) is written as its ``repr``."""
+    from lrkit.schedules import available
+
+    def plain(value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, str)):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else repr(value)
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return repr(value)
+
+    return [{"name": e.name, "aliases": list(e.aliases), "description": e.description,
+             "torch_equivalent": e.torch_equivalent,
+             "unit": e.unit if "unit" in e.parameters else None,
+             "required": list(e.required),
+             "defaults": {k: plain(v) for k, v in e.defaults.items()}} for e in available()]
+
+
+def _write_list_json(stream: Any) -> None:
+    json.dump(_list_record(), stream, indent=1)
+    stream.write("\n")
+
+
 def _print_key_points(record: dict[str, Any], digits: int = 4) -> None:
     """The key-points table of one schedule record. In a terminal too narrow for its numbers at 4 significant
     digits it prints them at 3 with a short exponent, so a number is not folded across two lines
@@ -157,7 +184,16 @@ def schedule_command(
 ) -> None:
     """Everything ``lrkit schedule`` does, callable without typer's option parsing."""
     if list_:
-        _print_list()
+        if compare:
+            fail("--list prints every family: drop --compare")
+        if spec:
+            fail(f"--list prints every family: drop the spec {spec!r} (or drop --list to draw it)")
+        if as_json:
+            if sys.stdout is None:
+                fail("--json writes the JSON to stdout, which is closed: give the command a stdout (a file, a pipe)")
+            _write_list_json(sys.stdout)
+        else:
+            _print_list()
         return
     if not spec:
         fail("give a schedule spec, e.g. lrkit schedule \"cosine lr0=0.01 lrf=0.01\" --epochs 100 "

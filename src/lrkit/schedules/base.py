@@ -23,6 +23,7 @@ import math
 import numbers
 import operator
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -1007,6 +1008,12 @@ class Composed(_Wrapper):
                     f"schedule ends at, so the cooldown would raise the LR: use cooldown_min_ratio <= {end:.6g} "
                     "(0 cools down to zero)"
                 )
+            if end is not None and end <= 0:  # nothing left to cool down from: the cooldown trains at LR 0
+                warnings.warn(
+                    f"the {main.name!r} schedule already ends at LR 0, so its cooldown of {cooldown.steps} steps "
+                    "trains at LR 0: drop the cooldown (the main schedule decays already), or end the main schedule "
+                    "above 0 (e.g. lrf=0.01) or use a flat one ('constant', 'wsd') for the cooldown to decay",
+                    UserWarning, stacklevel=2)
         self._adopt(main, total, main.steps_per_epoch)
         self.couples_momentum = main.couples_momentum or self.const_momentum is not None or (
             w is not None and w.start_momentum is not None

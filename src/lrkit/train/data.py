@@ -904,7 +904,14 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
             f"{path.name}: {len(text)} characters are too few for one window of seq_len={seq_len} (+1) in both the "
             f"train and the validation part; use a longer text or a smaller seq_len"
         )
-    return _text_data(text[:-n_val], text[-n_val:], seq_len=seq_len, name=path.name)
+    out = _text_data(text[:-n_val], text[-n_val:], seq_len=seq_len, name=path.name)
+    asked = round(val * len(text))
+    if n_val > asked:  # a val too small for one window is enlarged to one: say so, the split is not what was asked
+        out.info.notes.append(
+            f"{path.name}: val={val} gives {asked} characters, fewer than one window of seq_len={seq_len} (+1): the "
+            f"validation part is the last {n_val} characters ({n_val / len(text):.1%} of the text); raise val or "
+            "lower seq_len to change it")
+    return out
 
 
 # Suffixes of formats lrkit.train does not read: as "any other suffix is text", a JSON file would silently train a

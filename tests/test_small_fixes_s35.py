@@ -1,0 +1,108 @@
+"""Session 35: items from earlier "noticed, left alone" lists, each fixed with a test that fails without it."""
+
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lrkit._config import TrainConfig, tokens_to_kwargs
+from lrkit.cli.app import build_app
+from lrkit.schedules import available, from_spec
+from lrkit.train.data import load_data
+
+
+# -- lrkit schedule --list --json ------------------------------------------------------------------------------
+def test_schedule_list_json_prints_every_family_as_json() -> None:
+    res = CliRunner().invoke(build_app(), ["schedule", "--list", "--json"])
+    assert res.exit_code == 0, res.output
+    families = json.loads(res.stdout)  # the table before the fix: not JSON at all
+    assert [f["name"] for f in families] == [e.name for e in available()]
+    cosine = next(f for f in families if f["name"] == "cosine")
+    assert cosine["torch_equivalent"] == "CosineAnnealingLR"
+    assert cosine["unit"] == "step" and cosine["required"] == []
+    restarts = next(f for f in families if f["name"] == "cosine_restarts")
+    assert restarts["required"] == ["T_0"] and "T_mult" in restarts["defaults"]
+    constant = next(f for f in families if f["name"] == "constant")
+    assert constant["unit"] is None  # no unit= parameter: no default unit to show
+
+
+def test_schedule_list_with_a_spec_or_compare_is_refused() -> None:
+    res = CliRunner().invoke(build_app(), ["schedule", "cosine lr0=0.1", "--list"])
+    assert res.exit_code != 0
+    assert "drop the spec 'cosine lr0=0.1'" in res.output
+    res = CliRunner().invoke(build_app(), ["schedule", "--list", "--compare", "cosine"])
+    assert res.exit_code != 0 and "drop --compare" in res.output
+
+
+# -- key= with an empty value ------------------------------------------------------------------------------------
+def test_empty_project_names_the_empty_token_and_the_default() -> None:
+    with pytest.raises(ValueError, match=r"'project=' has no value: give one \(e\.g\. project=runs\), or leave the "
+                                         r"key out for its default 'runs'"):
+        tokens_to_kwargs(["data=iris", "project="])
+
+
+def test_empty_bool_key_shows_the_example_as_typed() -> None:
+    with pytest.raises(ValueError, match=r"cos_lr=false"):
+        tokens_to_kwargs(["cos_lr="])
+
+
+@pytest.mark.parametrize("key", ["name", "schedule", "lr0", "patience"])
+def test_empty_value_still_means_none_where_none_is_valid(key: str) -> None:
+    TrainConfig(**{key: None})  # None is a valid value of these keys (a fresh name, no schedule, off, ...)
+    try:
+        kwargs = tokens_to_kwargs([f"{key}="])
+    except ValueError as e:  # only keys that refuse None may refuse an empty value
+        pytest.fail(f"{key}= was refused: {e}")
+    assert kwargs == {key: None}
+
+
+def test_empty_project_through_the_cli_exits_with_the_message(tmp_path: Path) -> None:
+    res = CliRunner().invoke(build_app(), ["train", "data=iris", "model=linear", "epochs=1", "project="])
+    assert res.exit_code != 0
+    assert "'project=' has no value" in res.output
+    assert "project=None" not in res.output
+
+
+# -- a text run's enlarged validation part is said ---------------------------------------------------------------
+def _text(tmp_path: Path, n: int = 3000) -> Path:
+    rng = random.Random(0)
+    path = tmp_path / "t.txt"
+    path.write_text("".join(rng.choice("abcdefgh \n") for _ in range(n)))
+    return path
+
+
+def test_text_val_enlarged_to_one_window_is_noted(tmp_path: Path) -> None:
+    data = load_data(str(_text(tmp_path)), seed=0, val=0.01, seq_len=64)
+    notes = [n for n in data.info.notes if "val=0.01" in n]
+    assert len(notes) == 1
+    assert "gives 30 characters" in notes[0] and "last 65 characters" in notes[0]
+    assert data.info.n_val == 1  # (65 - 1) // 64 windows
+
+
+def test_text_val_large_enough_gets_no_note(tmp_path: Path) -> None:
+    data = load_data(str(_text(tmp_path)), seed=0, val=0.2, seq_len=64)
+    assert not [n for n in data.info.notes if "val=" in n]
+
+
+# -- a cooldown behind a schedule that already ends at 0 -------------------------------------------------------
+@pytest.mark.parametrize("spec", ["linear_to_zero lr0=0.1 cooldown_steps=10",
+                                  "polynomial lr0=0.1 power=2 cooldown_steps=10",
+                                  "cosine lr0=0.1 lrf=0 cooldown_frac=0.2"])
+def test_cooldown_after_a_schedule_ending_at_zero_warns(spec: str) -> None:
+    with pytest.warns(UserWarning, match=r"already ends at LR 0, so its cooldown of \d+ steps trains at LR 0"):
+        s = from_spec(spec, total_steps=100)
+    assert s(95) == 0.0  # what the warning says: the cooldown runs at 0
+
+
+@pytest.mark.parametrize("spec", ["cosine lr0=0.1 cooldown_frac=0.2", "constant lr0=0.1 cooldown_steps=10",
+                                  "cosine lr0=0.1 lrf=0.1 cooldown_frac=0.1 cooldown_min_ratio=0.1"])
+def test_cooldown_after_a_schedule_ending_above_zero_is_quiet(spec: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = from_spec(spec, total_steps=100)
+    assert s(89) > s(99) >= 0.0
