@@ -106,3 +106,47 @@ def test_cooldown_after_a_schedule_ending_above_zero_is_quiet(spec: str) -> None
         warnings.simplefilter("error")
         s = from_spec(spec, total_steps=100)
     assert s(89) > s(99) >= 0.0
+
+
+# -- a run on a built-in scikit-learn table reads scikit-learn's own DataFrame by name ---------------------------
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import lrkit
+
+    return lrkit.train(data="iris", epochs=2, project=str(tmp_path_factory.mktemp("runs")), verbose=False,
+                       plots=False).run_dir
+
+
+def test_builtin_table_run_predicts_from_sklearns_dataframe_by_name(iris_run: Path) -> None:
+    pytest.importorskip("pandas")
+    import torch
+    from sklearn.datasets import load_iris
+
+    import lrkit
+
+    run = lrkit.load_run(iris_run)
+    frame = load_iris(as_frame=True).frame  # the features and a 'target' column
+    by_array = run.inputs(frame.drop(columns="target").to_numpy()[:7])
+    by_name = run.inputs(frame.iloc[:7, ::-1])  # columns reversed, target included: matched by name
+    assert torch.equal(by_array, by_name)
+    assert torch.equal(run.inputs(frame.iloc[3]), by_array[3:4])  # one row, a Series
+
+
+def test_builtin_table_run_names_a_missing_sklearn_column(iris_run: Path) -> None:
+    pytest.importorskip("pandas")
+    from sklearn.datasets import load_iris
+
+    import lrkit
+
+    frame = load_iris(as_frame=True).data.rename(columns={"petal width (cm)": "petal_width"})
+    with pytest.raises(ValueError, match=r"x has no column 'petal width \(cm\)'.*rename 'petal_width' to "
+                                         r"'petal width \(cm\)'"):
+        lrkit.load_run(iris_run).predict(frame)
+
+
+def test_generated_data_run_still_refuses_a_named_table(tmp_path: Path) -> None:
+    import lrkit
+
+    r = lrkit.train(data="synthetic-classification", epochs=1, project=str(tmp_path), verbose=False, plots=False)
+    with pytest.raises(ValueError, match="not trained on a CSV file or a built-in scikit-learn table"):
+        lrkit.load_run(r.run_dir).predict({"a": [1.0]})

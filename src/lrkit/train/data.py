@@ -326,6 +326,22 @@ def _sklearn(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     return load
 
 
+def builtin_feature_names(name: str) -> list[str] | None:
+    """scikit-learn's ``feature_names`` of a built-in table (``breast_cancer``, ``wine``, ``iris``; ``-`` for ``_``
+    and any case), in the order training read the columns; ``None`` for any other name (``digits`` is images, the
+    generated sets have no names).
+
+    >>> builtin_feature_names("iris")[:2], builtin_feature_names("digits")
+    (['sepal length (cm)', 'sepal width (cm)'], None)
+    """
+    key = str(name).strip().lower().replace("-", "_")
+    entry = BUILTIN_DATASETS.get(key)
+    if entry is None or entry.image_shape is not None or key.startswith("synthetic"):
+        return None
+    datasets = optional_import("sklearn.datasets", "cli")
+    return [str(c) for c in getattr(datasets, f"load_{key}")().feature_names]
+
+
 def _synthetic_regression() -> tuple[np.ndarray, np.ndarray]:
     """1,000 samples, 10 features; ``y = x·w + 0.5·tanh(x·v) + 0.1·noise`` (a fixed generator: the same data always)."""
     rng = np.random.default_rng(12345)

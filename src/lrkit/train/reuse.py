@@ -33,7 +33,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from lrkit._step import _INPUT_KEYS, model_outputs
 from lrkit._utils import did_you_mean, first_line, is_float_text
-from lrkit.train.data import UNK, DataInfo
+from lrkit.train.data import UNK, DataInfo, builtin_feature_names
 from lrkit.train.results import TrainResults
 from lrkit.train.run import CHECKPOINT_FORMAT, checkpoint_damage, killed_start
 
@@ -169,14 +169,15 @@ class LoadedRun:
         if isinstance(x, os.PathLike) or (isinstance(x, str) and not is_float_text(x)):
             raise ValueError(_file_name_error(x))
         shape = self.input_shape
-        if (self.features is not None and getattr(x, "ndim", None) == 1 and hasattr(x, "index")
+        names = self._column_names()
+        if (names is not None and getattr(x, "ndim", None) == 1 and hasattr(x, "index")
                 and hasattr(x, "to_dict") and not all(isinstance(k, (int, np.integer)) for k in x.index)):
             x = [x.to_dict()]  # a pandas Series of named values (a DataFrame's row, df.iloc[0]): one row, by name
         if isinstance(x, (list, tuple)) and x and all(isinstance(r, Mapping) for r in x):
             # csv.DictReader's rows: a table of named columns
-            x = self._columns(_rows_as_columns(x, self.features or []))
+            x = self._columns(_rows_as_columns(x, names or []), names)
         elif isinstance(x, Mapping) or hasattr(x, "columns"):  # {column: values} or a pandas/polars DataFrame
-            x = self._columns(x)
+            x = self._columns(x, names)
         # the model's floating dtype, as training cast its batches (a float64 model takes float64 inputs)
         dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
         if not self.scaling:  # used as given in training (a torch Dataset): only made a tensor and batched
@@ -207,30 +208,39 @@ class LoadedRun:
         rows = (rows - mean) / std
         return torch.as_tensor(rows.reshape(len(rows), *shape), dtype=dtype).to(self._device())
 
-    def _columns(self, table: Any) -> np.ndarray:
-        """The feature columns of ``table`` (a mapping or DataFrame) in the run's order, as ``(N, F)``."""
-        if self.features is None:
-            raise ValueError("x is a table of named columns, but this run was not trained on a CSV file (no column "
-                             "names recorded); pass an array of samples")
-        twice = [c for c in dict.fromkeys(self.features) if self.features.count(c) > 1]
+    def _column_names(self) -> list[str] | None:
+        """The names a table's columns are matched by: a CSV run's :attr:`features`; for a run on a built-in
+        scikit-learn table (``breast_cancer``, ``wine``, ``iris``) scikit-learn's ``feature_names``, so the
+        DataFrame of ``load_iris(as_frame=True)`` is read by name; else ``None``."""
+        if self.features is not None:
+            return self.features
+        data = self.config.get("data")
+        return builtin_feature_names(data) if isinstance(data, str) else None
+
+    def _columns(self, table: Any, features: list[str] | None) -> np.ndarray:
+        """The ``features`` columns of ``table`` (a mapping or DataFrame) in the run's order, as ``(N, F)``."""
+        if features is None:
+            raise ValueError("x is a table of named columns, but this run was not trained on a CSV file or a "
+                             "built-in scikit-learn table (no column names recorded); pass an array of samples")
+        twice = [c for c in dict.fromkeys(features) if features.count(c) > 1]
         if twice:  # a table has one column of that name: it would stand in for both of the training columns
-            raise ValueError(f"the run's training CSV names {twice[0]!r} for {self.features.count(twice[0])} feature "
-                             f"columns ({self.features}), so x's columns cannot be matched by name; give the rows as "
+            raise ValueError(f"the run's training CSV names {twice[0]!r} for {features.count(twice[0])} feature "
+                             f"columns ({features}), so x's columns cannot be matched by name; give the rows as "
                              "an array in that column order (or `lrkit predict` a CSV with the same header: it maps "
                              "repeated names in order)")
         keys = list(table.columns if hasattr(table, "columns") else table.keys())
         names = [str(c) for c in keys]
-        missing = [c for c in self.features if c not in names]
+        missing = [c for c in features if c not in names]
         if missing:
             raise ValueError(f"x has no column {', '.join(repr(c) for c in missing)}; the run's features are "
-                             f"{self.features} (columns: {names}).{rename_hint(missing, names, self.features)}")
+                             f"{features} (columns: {names}).{rename_hint(missing, names, features)}")
         # a DataFrame may repeat a name (table[c] would be both columns), a dict hold both 0 and "0"
-        repeated = next((c for c in self.features if names.count(c) > 1), None)
+        repeated = next((c for c in features if names.count(c) > 1), None)
         if repeated is not None:
             raise ValueError(f"x has {names.count(repeated)} columns named {repeated!r}, and the run reads one: "
                              "which one holds the feature is not clear; rename or drop the other")
         columns = []
-        for c in self.features:
+        for c in features:
             column = table[keys[names.index(c)]]  # the table's own key: 0 for a DataFrame(array)'s column "0"
             kind = getattr(getattr(column, "dtype", None), "kind", "")
             if kind in ("M", "m"):  # dates would be read as nanoseconds: numbers training never saw
@@ -242,7 +252,7 @@ class LoadedRun:
                 raise ValueError(f"x's column {c!r} does not hold numbers ({first_line(e)}); the model takes numbers "
                                  "(encode a category as numbers first)") from None
         if len({len(v) for v in columns}) > 1:  # numpy's words: "all input arrays must have the same shape"
-            counts = ", ".join(f"{c!r}: {len(v)}" for c, v in zip(self.features, columns))
+            counts = ", ".join(f"{c!r}: {len(v)}" for c, v in zip(features, columns))
             raise ValueError(f"x's columns hold different numbers of values ({counts}); give each feature column one "
                              "value per sample")
         return np.stack(columns, axis=1)
