@@ -200,10 +200,12 @@ class Snapshot:
     #: leaves a group added since), nor does one no longer in the groups (``state_dict()`` could not name it).
     #: Empty (a snapshot built field by field): by position.
     opt_param_refs: list[torch.Tensor] = field(default_factory=list)
-    #: The tensor values of each param group at capture, by reference (a tensor ``lr``): ``restore()`` writes the
-    #: saved value back into *that* tensor and puts it back in the group, also when something in between replaced the
-    #: group's entry with another tensor (torch <= 2.9's ``SequentialLR`` does at a milestone), so a compiled or fused
-    #: step that holds it keeps the live one. Empty: into whatever tensor the group holds at ``restore()``.
+    #: The tensor values of each param group at capture, by reference (a tensor ``lr``, and a tuple holding tensors:
+    #: ``betas=(torch.tensor(0.9), torch.tensor(0.999))``): ``restore()`` writes the saved value back into *that*
+    #: tensor (or the tuple's tensors) and puts it back in the group, also when something in between replaced the
+    #: group's entry with another one (torch <= 2.9's ``SequentialLR`` does at a milestone, a momentum cycle replaces
+    #: ``betas``), so a compiled or fused step that holds it keeps the live one. Empty: into whatever tensor the group
+    #: holds at ``restore()``.
     group_tensor_refs: list[dict[str, torch.Tensor]] = field(default_factory=list)
     #: Snapshots (optimizer part only) of the optimizers this one wraps that keep a state of their own
     #: (:func:`inner_optimizers`: ``ZeroRedundancyOptimizer``'s per-rank ``optim``, SAM's and Lookahead's
@@ -285,7 +287,7 @@ class Snapshot:
             snapshot.extra_params, snapshot.opt_other_state, snapshot.opt_attrs = extra, other_state, attrs
             snapshot.extra_grad_tensors = extra_grads
             snapshot.opt_param_refs = _opt_params(optimizer)
-            snapshot.group_tensor_refs = [{k: v for k, v in g.items() if k != "params" and isinstance(v, torch.Tensor)}
+            snapshot.group_tensor_refs = [{k: v for k, v in g.items() if k != "params" and _holds_tensors(v)}
                                           for g in optimizer.param_groups]
             snapshot.inner = [] if as_inner else inner_snapshots(optimizer, device=dev)
         return snapshot
@@ -310,16 +312,19 @@ class Snapshot:
         if self.optimizer is not None:
             params = _opt_params(self.optimizer)
             refs = self.opt_param_refs
+            # each parameter's state tensors as they are now: the saved values go back into them (same objects)
+            live = {id(p): s for p, s in self.optimizer.state.items() if isinstance(p, torch.Tensor)}
+            used: set[int] = set()  # each live tensor takes one saved value (two entries sharing one get copies)
             self.optimizer.state.clear()
             if refs and (len(refs) != len(params) or any(p is not q for p, q in zip(params, refs))):
                 # the groups changed since the capture: each state back to its own parameter, by identity
                 current = {id(p) for p in params}
                 for i, s in self.opt_state.items():
                     if id(refs[i]) in current:
-                        self.optimizer.state[refs[i]] = back(s)
+                        self.optimizer.state[refs[i]] = _state_into(live.get(id(refs[i])), s, back, homes, used)
             else:
                 for i, s in self.opt_state.items():
-                    self.optimizer.state[params[i]] = back(s)
+                    self.optimizer.state[params[i]] = _state_into(live.get(id(params[i])), s, back, homes, used)
             for k, s in self.opt_other_state.items():
                 self.optimizer.state[k] = back(s)
             for i, (group, saved) in enumerate(zip(self.optimizer.param_groups, self.opt_groups)):
@@ -328,8 +333,8 @@ class Snapshot:
                     del group[k]
                 for k, v in saved.items():
                     now = refs.get(k, group.get(k))
-                    if isinstance(v, torch.Tensor) and isinstance(now, torch.Tensor) and now.shape == v.shape:
-                        now.copy_(v)  # in place: a tensor lr the user (or a compiled step) holds stays the one used
+                    # in place: a tensor lr (or betas) the user or a compiled step holds stays the one used
+                    if _copy_into(now, v, captured=k in refs):
                         group[k] = now
                     else:
                         group[k] = back(v)
@@ -378,6 +383,57 @@ def _put_back(slots: _Slots) -> None:
                 m._non_persistent_buffers_set.difference_update([n for n in now if n not in then])
             now.clear()  # (then refilled in the capture's order, which the traversals follow)
             now.update(then)
+
+
+def _state_into(live: Any, saved: Any, back: Callable[[Any], Any], homes: dict[int, torch.device],
+                used: set[int]) -> Any:
+    """A parameter's optimizer state to put back: ``saved`` (the snapshot's copy) written *into* the tensors the
+    state holds now (``live``; the test's steps update Adam's in place, so they are the ones at capture) wherever one
+    of the same key, type, shape, dtype and device is there and no other entry took it (``used``, the ids written so
+    far), else a fresh copy (``back``). A ``torch.compile``d ``optimizer.step`` guards on them by identity (Adam's
+    ``step``): new tensors would recompile it after a range test or a trial, and a user or hook holding one keeps the
+    live one."""
+    if type(live) is not dict or type(saved) is not dict:
+        return back(saved)
+    out = {}
+    for k, v in saved.items():
+        old = live.get(k)
+        if (isinstance(v, torch.Tensor) and type(old) is type(v) and old.layout == torch.strided
+                and v.layout == torch.strided and old.shape == v.shape and old.dtype == v.dtype
+                and old.device == homes.get(id(v), v.device) and not old.requires_grad and id(old) not in used):
+            used.add(id(old))
+            old.copy_(v)
+            out[k] = old
+        else:
+            out[k] = back(v)
+    return out
+
+
+def _holds_tensors(value: Any) -> bool:
+    """Whether a param-group value is a tensor or a tuple holding one (``betas=(torch.tensor(0.9), ...)``): kept by
+    reference in ``Snapshot.group_tensor_refs``."""
+    return isinstance(value, torch.Tensor) or (
+        type(value) is tuple and any(isinstance(v, torch.Tensor) for v in value))
+
+
+def _copy_into(now: Any, saved: Any, *, captured: bool) -> bool:
+    """Write ``saved`` (a snapshot's copy of a param-group value) into ``now`` in place, and say whether it could: a
+    tensor of the same shape, or — ``captured``: ``now`` is the group's own tuple at capture, whose other entries are
+    the capture's (a tuple is immutable) — a tuple of the same length whose tensors have the same shapes."""
+    if isinstance(now, torch.Tensor):
+        if not isinstance(saved, torch.Tensor) or now.shape != saved.shape:
+            return False
+        now.copy_(saved)
+        return True
+    if not captured or type(now) is not tuple or type(saved) is not tuple or len(now) != len(saved):
+        return False
+    pairs = [(a, b) for a, b in zip(now, saved) if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor)]
+    if not pairs or not all(isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                            for a, b in pairs):
+        return False
+    for a, b in pairs:
+        a.copy_(b)
+    return True
 
 
 def _clone_one(t: torch.Tensor) -> torch.Tensor:

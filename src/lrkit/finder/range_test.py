@@ -55,6 +55,14 @@ def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
     """
     groups = optimizer.param_groups
     key = "lr_scale" if any("lr_scale" in g for g in groups) else "lr"
+    for i, g in enumerate(groups):  # without one, the LRs written would be new keys that nothing reads: a flat curve
+        if "lr" not in g:
+            keys = ", ".join(repr(k) for k in g if k != "params")
+            raise ValueError(
+                f"param group {i} of {type(optimizer).__name__} has no 'lr' (its settings: {keys or 'none'}): the "
+                "range test and the schedules set each group's 'lr', which this optimizer does not read; give its "
+                "groups an 'lr' that its step() uses as the learning rate"
+            )
     for i, g in enumerate(groups):  # a negative one would train its group uphill, a NaN one silently as 1
         for k in ("lr", "lr_scale"):
             if k not in g:
@@ -239,6 +247,30 @@ def _check_loss(loss: torch.Tensor) -> None:
         )
 
 
+def _grad_versions(params: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor | None, int]]:
+    """Each parameter with its ``.grad`` and that gradient's version counter, before the first batch's loss
+    (:func:`_check_no_backward`)."""
+    return [(p, p.grad, -1 if p.grad is None else p.grad._version) for p in params]
+
+
+def _check_no_backward(before: list[tuple[torch.Tensor, torch.Tensor | None, int]], loss_fn: Any,
+                       step_fn: Any) -> None:
+    """A ``step_fn`` (or ``loss_fn``) that called ``loss.backward()`` itself, found by the gradients it wrote before
+    the test's own backward (:func:`_grad_versions`): that backward then fails with torch's "Trying to backward
+    through the graph a second time", or, after ``backward(retain_graph=True)``, silently doubles every gradient."""
+    changed = [p for p, g, v in before if p.grad is not g or (g is not None and g._version != v)]
+    if not changed:
+        return
+    who = "step_fn" if step_fn is not None else "loss_fn" if loss_fn is not None else "the model's forward"
+    raise ValueError(
+        f"{who} called backward() itself: {len(changed)} of the optimizer's {len(before)} parameters got a gradient "
+        f"while it ran, before the range test's own backward. Return the loss without calling loss.backward() (nor "
+        "optimizer.step() or zero_grad()): find_lr calls backward, zero_grad and step itself, and a second backward "
+        "would fail (\"backward through the graph a second time\") or, after retain_graph=True, double every "
+        "gradient"
+    )
+
+
 def _kind(value: Any) -> str:
     """A value as a short phrase for an error message: its class name, and ``a class`` for a class."""
     if isinstance(value, type):
@@ -386,6 +418,19 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
             "the training you run",
             UserWarning,
             stacklevel=4,  # the call of find_lr (past find_lr's keyword check, _peer_keywords)
+        )
+
+
+def _check_grad_mode(call: str) -> None:
+    """The range test trains: called inside ``torch.no_grad()`` or ``torch.inference_mode()`` (an evaluation block, a
+    hook that runs under one) no loss could require grad, and under inference mode the snapshot and its restore
+    would make inference tensors of the copies; say so before anything is touched."""
+    where = ("torch.inference_mode()" if torch.is_inference_mode_enabled()
+             else None if torch.is_grad_enabled() else "torch.no_grad() (or torch.set_grad_enabled(False))")
+    if where is not None:
+        raise ValueError(
+            f"{call} was called inside {where}: gradients are off, so the range test cannot train. Call it outside "
+            "that block (with gradients on, as a training step runs)"
         )
 
 
@@ -806,6 +851,24 @@ def _line_search_note(optimizer: torch.optim.Optimizer) -> str | None:
     )
 
 
+def _unshare_tensor_lrs(groups: list[tuple[dict[str, Any], float]]) -> None:
+    """Give a param group its own copy of a tensor ``lr`` it shares with an earlier group of another scale.
+
+    An optimizer built with a tensor LR (``Adam(groups, lr=torch.tensor(1e-3))``) gives every group that takes the
+    default the same tensor: the test's ``fill_`` group by group would leave every group at the last group's LR (a
+    backbone at ``lr_scale=0.1`` swept at the head's LR). Called after the snapshot, which puts the shared tensor
+    back in every group; groups at one scale keep sharing it (nothing to change, no recompilation of a compiled
+    step).
+    """
+    first_scale: dict[int, float] = {}
+    for group, scale in groups:
+        lr = group["lr"]
+        if not isinstance(lr, torch.Tensor):
+            continue
+        if first_scale.setdefault(id(lr), scale) != scale:
+            group["lr"] = lr.detach().clone()
+
+
 def _schedule_free_train_mode(optimizer: torch.optim.Optimizer) -> None:
     """Ready a schedule-free optimizer (``optimizer.train()``/``.eval()``, Defazio et al. 2024) for the test.
 
@@ -1088,6 +1151,7 @@ def find_lr(
     # _checks_failed_on_this_rank); cheap, and nothing is touched yet
     try:
         _check_arguments(model, optimizer, train_loader, loss_fn, step_fn)
+        _check_grad_mode("find_lr")
         # FSDP2 leaves the root's parameters unsharded after a forward without backward (a validation pass): the
         # checks, the snapshot and the restore below must see the sharded ones, which the optimizer holds
         reshard(model)
@@ -1142,6 +1206,7 @@ def find_lr(
             )
 
         sign = _check_groups(model, optimizer)
+        scales = group_scales(optimizer)  # (here: a group without an lr, or a bad one, stops every rank)
 
         schedule = _schedule(start_lr, end_lr, num_steps, mode).tolist()
         if not all(math.isfinite(lr) and lr > 0 for lr in schedule):  # end_lr / start_lr overflowed float64
@@ -1189,7 +1254,6 @@ def find_lr(
         _same_settings_on_every_rank(dev, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, rule=rule,
                                      diverge_factor=diverge_factor, accumulation_steps=accumulation_steps,
                                      max_grad_norm=max_grad_norm)
-    scales = group_scales(optimizer)
     snapshot = _caller_snapshot(model, optimizer)  # (kept where the caller chose: lr0="auto" passes its own device)
     if snapshot is None:
         snapshot = Snapshot.capture(model, optimizer, rng=True, device=snapshot_device)
@@ -1233,8 +1297,11 @@ def find_lr(
                 try:
                     if first:
                         try:
+                            grads = _grad_versions(params) if j == 0 else None
                             with autocast:
                                 loss, out, text = first_batch_loss(model, batch, loss_fn, step_fn)
+                            if grads is not None:
+                                _check_no_backward(grads, loss_fn, step_fn)
                         except Exception:
                             if not checked:
                                 try:  # the others hear of it; this rank's own error is the one raised
@@ -1280,8 +1347,11 @@ def find_lr(
     try:
         train_mode(model)  # a module the user put in eval mode (a frozen BatchNorm) stays so, as in their loop
         _schedule_free_train_mode(optimizer)
+        _unshare_tensor_lrs(groups)  # one tensor lr shared by groups of different scales: one copy each
         batches = cycle_batches(train_loader, "train_loader")
         best = math.inf
+        skipped = 0  # optimizer steps the GradScaler skipped (inf/NaN gradients at its scale)
+        scales_seen: list[float] = []  # the scale before each step taken through the scaler
         avg = 0.0
         for i, lr in enumerate(schedule):
             for group, scale in groups:
@@ -1355,6 +1425,12 @@ def find_lr(
 
             if plain_step:
                 optimizer.step()
+            elif scaler is not None:
+                scale = scaler.get_scale()  # (one host read; loss.item() has synced this step already)
+                optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm,
+                               model=model)
+                scales_seen.append(scale)
+                skipped += scaler.get_scale() < scale  # the scale backs off exactly when the step was skipped
             else:
                 optimizer_step(optimizer, params, closure=closure, scaler=scaler, max_grad_norm=max_grad_norm,
                                model=model)
@@ -1381,13 +1457,31 @@ def find_lr(
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
         passes=_passes(train_loader, len(lrs) * accumulation_steps, dev if distributed else None), loss=loss_used,
     )
-    for note in (no_gradient, unsharded, unsynced, _adaptive_step_note(optimizer), _line_search_note(optimizer)):
+    for note in (no_gradient, unsharded, unsynced, _adaptive_step_note(optimizer), _line_search_note(optimizer),
+                 _skipped_steps_note(skipped, scales_seen)):
         if note is not None:
             result.warnings.append(note)
     result.warnings.extend(_quality_warnings(result))
     for message in result.warnings:
         warnings.warn(message, UserWarning, stacklevel=3)  # the call of find_lr (past _peer_keywords)
     return result
+
+
+def _skipped_steps_note(skipped: int, scales: list[float]) -> str | None:
+    """A note when the GradScaler skipped many of the test's optimizer steps (``skipped`` of ``len(scales)``, the
+    scale before each): at those steps nothing trained, so their points show the batches' noise at an LR that was
+    never applied, and a test whose steps were all skipped gives a suggestion from noise alone. A fresh scaler's
+    first few skips (its scale calibrating) are not worth a word."""
+    if skipped <= max(3, len(scales) // 10):
+        return None
+    return (
+        f"find_lr: the GradScaler skipped {skipped} of the range test's {len(scales)} optimizer steps (inf/NaN "
+        f"gradients at its loss scale, {scales[0]:g} at the first step and {scales[-1]:g} at the last): nothing "
+        "trained at those steps, so the curve shows the batches at LRs that were never applied and its suggestion "
+        "means little. "
+        "Give the scaler a lower scale (torch.amp.GradScaler(init_scale=...)), check the model for fp16 overflow, "
+        "or use amp='bf16'"
+    )
 
 
 def _passes(loader: Any, batches: int, device: torch.device | None = None) -> float | None:

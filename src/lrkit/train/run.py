@@ -50,6 +50,7 @@ __all__ = [
     "get_rng_state",
     "killed_start",
     "load_checkpoint",
+    "lost_checkpoint",
     "make_run_dir",
     "move_previous_run",
     "previous_run_files",
@@ -110,7 +111,50 @@ def killed_start(run_dir: str | os.PathLike[str]) -> bool:
     (True, False)
     """
     folder = Path(run_dir)
-    return (folder / "args.yaml").is_file() and not (folder / "last.pt").exists()
+    return ((folder / "args.yaml").is_file() and not (folder / "last.pt").exists()
+            and lost_checkpoint(folder) is None)  # (epochs recorded: its last.pt is gone, see lost_checkpoint)
+
+
+def lost_checkpoint(run_dir: str | os.PathLike[str]) -> str | None:
+    """What a run folder without a ``last.pt`` records of finished epochs — ``"2 epochs in results.csv, best.pt"``
+    — or ``None`` when it records none. Such a run got past its first epoch and its ``last.pt`` is gone (removed to
+    save space, or not copied with the folder): no killed start (before session 35 it was called one). A
+    ``best.pt``, or two rows of ``results.csv``, say that a ``last.pt`` was once written (each epoch writes
+    ``results.csv``, then ``last.pt``, then ``best.pt``); one row alone is a run killed before its first ``last.pt``.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "results.csv").write_text("epoch,val_loss\\n1,0.5\\n2,0.4\\n")
+    >>> cut = Path(tempfile.mkdtemp()); _ = (cut / "results.csv").write_text("epoch,val_loss\\n1,0.5\\n")
+    >>> lost_checkpoint(d), lost_checkpoint(cut)
+    ('2 epochs in results.csv', None)
+    """
+    folder = Path(run_dir)
+    if (folder / "last.pt").exists():
+        return None
+    found = []
+    try:
+        rows = sum(1 for line in (folder / "results.csv").read_text(encoding="utf-8", errors="replace")
+                   .splitlines()[1:] if line.strip())
+    except OSError:
+        rows = 0
+    best = (folder / "best.pt").is_file()
+    if rows < 2 and not best:
+        return None
+    if rows:
+        found.append(f"{rows} epoch{'s' if rows != 1 else ''} in results.csv")
+    if best:
+        found.append("best.pt")
+    return ", ".join(found)
+
+
+def _lost_checkpoint_error(prefix: str, folder: Path, records: str) -> ValueError:
+    """The error for resuming a run whose ``last.pt`` is gone although it records finished epochs."""
+    best = (f"its best.pt still loads (lrkit.load_run({os.fspath(folder)!r})) and fine-tunes "
+            f"(model={os.fspath(folder / 'best.pt')}), and " if (folder / "best.pt").is_file() else "")
+    return ValueError(f"{prefix}: the run in {folder} has finished epochs ({records}) but no last.pt (removed, or not "
+                      "copied with the folder), and only last.pt holds the training state a resume continues from, "
+                      f"so it cannot be resumed; {best}the same settings train again with lrkit train "
+                      f"cfg={shlex.quote(os.fspath(folder / 'args.yaml'))} resume=false")
 
 
 def restart_command(run_dir: str | os.PathLike[str]) -> str:
@@ -226,6 +270,10 @@ def find_resume_checkpoint(resume: bool | str | os.PathLike[str], project: str |
             other = (f"; or pass resume={os.fspath(newest[2])!r} to resume the newest run that has a last.pt"
                      if newest is not None else "")
             which = "the run" if dead == root else f"the newest run under {root.resolve()} is"
+            records = lost_checkpoint(dead)
+            if records is not None:  # it trained, and its last.pt is gone: no killed start
+                error = _lost_checkpoint_error(f"resume=True: {which} {dead}", dead, records)
+                raise ValueError(f"{error}{other}")
             raise ValueError(f"resume=True: {which} {dead}, which was stopped before "
                              "its first epoch was saved (it has an args.yaml but no last.pt, or is still in its first "
                              f"epoch), so there is nothing to resume; start it again in that folder: "
@@ -239,6 +287,11 @@ def find_resume_checkpoint(resume: bool | str | os.PathLike[str], project: str |
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
+        records = lost_checkpoint(path.parent) if path.name == "last.pt" and (path.parent / "args.yaml").is_file() \
+            else None
+        if records is not None:  # a run that trained, whose last.pt is gone
+            raise _lost_checkpoint_error(f"resume={os.fspath(resume)!r}: no checkpoint at {path}",  # type: ignore[arg-type]
+                                         path.parent, records)
         if path.name == "last.pt" and killed_start(path.parent):  # a run killed in its first epoch
             raise ValueError(f"resume={os.fspath(resume)!r}: no checkpoint at {path}: the run in {path.parent} "  # type: ignore[arg-type]
                              "was stopped before its first epoch was saved, so there is nothing to resume; start it "

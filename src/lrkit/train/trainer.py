@@ -1033,6 +1033,7 @@ class _Trainer:
         self.t_start = time.perf_counter()
         if self.cfg.resume:
             self._merge_resume()
+        self._check_monitor_options()  # a typo in monitor= fails here, before data, model and lr0="auto" run
         self._build()
         cfg = self.cfg
         ck = self.ckpt
@@ -1061,6 +1062,9 @@ class _Trainer:
                 self.log(f"lrkit.train: note — auto_search={cfg.auto_search} changes nothing: it is how lr0='auto' "
                          f"chooses the LR, and lr0 is {self.lr0:g} ({self.lr0_source})")
         self.scheduler = self._scheduler(self.optimizer, self.lr0)
+        #: the re-plans of a resumed run's schedule (another epochs=, this resume's or an earlier one's), which a
+        #: monitor rollback to a snapshot taken before them must not undo (see _keep_plan); [] for a new run
+        self.replans: list[dict[str, Any]] = []
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
         amp_ctx, use_scaler = autocast_context(cfg.amp, self.device)
         self.autocast = amp_ctx
@@ -1493,8 +1497,10 @@ class _Trainer:
                  f"{self.auto.extra_fraction:.0%} of the run; the reason is results.auto.reason)")
 
     # ---------------------------------------------------------------------------------------------- monitor
-    def _make_monitor(self) -> Any:
-        """``lrkit.Monitor`` over model, optimizer and scheduler (``monitor=False``: none)."""
+    def _monitor_options(self) -> dict[str, Any] | None:
+        """``monitor=`` as ``lrkit.Monitor`` keyword arguments (``None``: ``monitor=False``): an unknown option is
+        named with a did-you-mean, and an ``on_event`` that cannot be called is refused (the command line's
+        ``monitor={on_event: 3}``: before session 35 it failed at the run's first event, deep inside the monitor)."""
         option = self.cfg.monitor
         if option is False:
             return None
@@ -1505,11 +1511,39 @@ class _Trainer:
         for key in kwargs:
             if key not in valid or key == "grad_scaler":
                 raise unknown_name_error("monitor option", key, [k for k in valid if k != "grad_scaler"])
-        user_hook = kwargs.pop("on_event", None)
+        hook = kwargs.get("on_event")
+        if hook is not None and not callable(hook):
+            raise ValueError(f"monitor option on_event={hook!r:.60} must be callable (a function that receives each "
+                             "MonitorEvent) or None; the command line cannot give a function: pass it from Python, "
+                             "lrkit.train(..., monitor={'on_event': fn})")
         if "val_patience" not in kwargs and "checks" not in kwargs:  # (a checks= list keeps its own patience)
             kwargs["val_patience"] = TRAIN_VAL_PATIENCE
         if self.cfg.snapshot_device is not None:  # (the config refused a monitor option that disagrees)
             kwargs["snapshot_device"] = self.cfg.snapshot_device
+        return kwargs
+
+    def _check_monitor_options(self) -> None:
+        """Check every ``monitor=`` value before anything runs — data loading, the model, the plan's log,
+        ``lr0="auto"``'s search: a throwaway ``lrkit.Monitor`` over a one-weight probe model refuses what the run's
+        own would (before session 35 a typo failed only after all of that)."""
+        kwargs = self._monitor_options()
+        if kwargs is None:
+            return
+        from lrkit.monitor import Monitor
+
+        probe = torch.nn.Module()
+        probe.weight = torch.nn.Parameter(torch.zeros(1))  # (no random init: the global RNG is left as it was)
+        kwargs.pop("on_event", None)  # (checked above; the probe raises no event)
+        Monitor(probe, torch.optim.SGD(probe.parameters(), lr=0.1), **kwargs)
+
+    def _make_monitor(self) -> Any:
+        """``lrkit.Monitor`` over model, optimizer and scheduler (``monitor=False``: none)."""
+        kwargs = self._monitor_options()
+        if kwargs is None:
+            return None
+        from lrkit.monitor import Monitor
+
+        user_hook = kwargs.pop("on_event", None)
 
         def on_event(event: Any) -> None:
             self.log(f"lrkit.train: monitor — step {event.step}: {event.check} -> {event.action}: {event.reason}")
@@ -1630,6 +1664,8 @@ class _Trainer:
                 self.log(f"lrkit.train: epochs changed — re-planning the schedule from {ck['total_steps']} to "
                          f"{self.total_steps} optimizer steps (the rest {how}; the LR does not jump)")
                 self.scheduler.replan(total_steps=self.total_steps)
+        if hasattr(self.scheduler, "replan"):
+            self.replans = [dict(r) for r in self.scheduler.state_dict()["replans"]]
         if self.scaler is not None and ck.get("scaler") is not None:
             self.scaler.load_state_dict(ck["scaler"])
         if self.monitor is not None and ck.get("monitor") is not None:
@@ -1949,6 +1985,7 @@ class _Trainer:
                 if self.monitor.last_action == "rollback" and hasattr(self.scheduler, "seek"):
                     # the monitor rewound model, optimizer and scheduler to its snapshot; the run's budget is fixed
                     # in epochs, so the schedule keeps the run's clock (its back-off stays): it still anneals on time
+                    self._keep_plan()
                     self.scheduler.seek(step + 1)
             opt.zero_grad(set_to_none=True)
             step += 1
@@ -1963,6 +2000,19 @@ class _Trainer:
             self.log(_batch_count_note(epoch, nb, None if more else read))
         train_loss = total_loss / total_n if total_n else math.nan
         return train_loss, grad_norms, stop
+
+    def _keep_plan(self) -> None:
+        """After a monitor rollback: keep the run's re-planned length (:attr:`replans`). A snapshot taken before a
+        resume with another ``epochs`` holds the schedule as first planned; restored as it is, it undid the re-plan
+        (before session 35: the LR reached its final value at the old length and the added epochs ran at it)."""
+        if not self.replans:
+            return
+        state = self.scheduler.state_dict()
+        if state["replans"] == self.replans:
+            return
+        state["replans"] = [dict(r) for r in self.replans]
+        state.pop("fingerprint", None)  # (the restored schedule's: the plan it is checked against is put back here)
+        self.scheduler.load_state_dict(state)
 
     def _loss(self, batch: Any) -> torch.Tensor:
         loss = batch_loss(self.model, batch, self.loss_fn, self.step_fn)
