@@ -150,3 +150,29 @@ def test_generated_data_run_still_refuses_a_named_table(tmp_path: Path) -> None:
     r = lrkit.train(data="synthetic-classification", epochs=1, project=str(tmp_path), verbose=False, plots=False)
     with pytest.raises(ValueError, match="not trained on a CSV file or a built-in scikit-learn table"):
         lrkit.load_run(r.run_dir).predict({"a": [1.0]})
+
+
+# -- monitor=off switches the monitor off --------------------------------------------------------------------------
+@pytest.mark.parametrize(("raw", "expected"), [("off", False), ("OFF", False), ("no", False), ("0", False),
+                                               ("on", True), ("yes", True), ("1", True), ("false", False)])
+def test_monitor_on_off_words_read_as_the_true_false_keys_do(raw: str, expected: bool) -> None:
+    assert TrainConfig.from_tokens(["data=iris", f"monitor={raw}"]).monitor is expected  # off: {on_divergence: off}
+
+
+def test_monitor_ignore_still_switches_only_the_divergence_checks_off() -> None:
+    assert TrainConfig.from_tokens(["data=iris", "monitor=ignore"]).monitor == {"on_divergence": "ignore"}
+
+
+# -- a sweep too wide for float64 says which end to move -------------------------------------------------------
+@pytest.mark.parametrize(("start", "end", "advice"), [(1e-7, 1e308, "lower end_lr"), (1e-320, 10.0, "raise start_lr")])
+def test_a_sweep_too_wide_for_float64_names_the_end_to_move(start: float, end: float, advice: str) -> None:
+    import torch
+
+    import lrkit
+
+    model = torch.nn.Linear(2, 1)
+    loader = [(torch.randn(4, 2), torch.randn(4, 1))] * 3
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=f"too far apart for a float64 sweep \\(exp\\): {advice}"):
+        lrkit.find_lr(model, opt, loader, loss_fn=torch.nn.functional.mse_loss, start_lr=start, end_lr=end,
+                      num_steps=10)

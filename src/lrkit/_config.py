@@ -694,11 +694,15 @@ def _is_int_text(s: str) -> bool:
 def _monitor(key: str, v: Any) -> bool | dict[str, Any]:
     if isinstance(v, bool):
         return v
+    if isinstance(v, int) and v in (0, 1):  # as every true/false key reads it
+        return bool(v)
     if isinstance(v, Mapping):
         return dict(v)
     if isinstance(v, str):
-        if v.lower() in ("true", "false"):
-            return v.lower() == "true"
+        # off/no switch the whole monitor off, as amp=off and the true/false keys' no do (before session 35 monitor=off
+        # was on_divergence=off: a monitor left on with its divergence checks alone switched off)
+        if v.strip().lower() in ("true", "false", "on", "off", "yes", "no", "1", "0"):
+            return v.strip().lower() in ("true", "on", "yes", "1")
         if v.lower() == "warn":  # warn-only: every check records and warns, nothing is changed
             return {"on_divergence": "warn", "on_explode": "warn", "on_too_low": "warn", "on_overfit": "warn"}
         # monitor=rollback | skip | stop: checked here, so a typo fails before the run starts (and logs), with a
@@ -707,7 +711,8 @@ def _monitor(key: str, v: Any) -> bool | dict[str, Any]:
 
         resolve_action(key, "divergence", v)
         return {"on_divergence": v}
-    raise ValueError(f"{key}={v!r} must be true/false, an on_divergence action name, or a dict of Monitor options")
+    raise ValueError(f"{key}={v!r} must be true/false (on/off), an on_divergence action name, or a dict of Monitor "
+                     "options")
 
 
 def _device(key: str, v: Any) -> str | None:

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["RNGState", "Snapshot", "check_snapshot_device", "every_optimizer", "inner_optimizers", "inner_snapshots"]
+__all__ = ["RNGState", "Snapshot", "check_snapshot_device", "every_optimizer", "inner_optimizers", "inner_snapshots",
+           "set_group_lrs"]
 
 
 @dataclass
@@ -463,6 +464,34 @@ def _restore_grad(p: torch.Tensor, saved: torch.Tensor | None, original: torch.T
 
 #: Optimizer attributes a snapshot restores: plain values and tensors (not methods, hooks or sub-objects).
 _ATTR_TYPES = (bool, int, float, str, type(None), torch.Tensor)
+
+
+def set_group_lrs(groups: list[dict[str, Any]], lrs: list[float]) -> None:
+    """Set each param group's ``lr`` to its entry of ``lrs``; a tensor LR is filled in place (a compiled or fused step
+    that holds it keeps the live one).
+
+    An optimizer built with a tensor LR (``Adam(groups, lr=torch.tensor(1e-3))``) gives every group that takes the
+    default the *same* tensor: filled group by group, every group would end at the last group's LR (a backbone at
+    ``lr_scale=0.1`` trained at the head's). A group whose tensor an earlier group already set to another value gets
+    its own copy; groups set to one value keep sharing it. A :class:`Snapshot` taken before puts the shared tensor back.
+
+    >>> shared = torch.tensor(1.0)
+    >>> groups = [{"lr": shared}, {"lr": shared}, {"lr": 0.5}]
+    >>> set_group_lrs(groups, [0.1, 1.0, 0.2])
+    >>> [float(g["lr"]) for g in groups], groups[0]["lr"] is shared, groups[1]["lr"] is shared
+    ([0.10000000149011612, 1.0, 0.2], True, False)
+    """
+    filled: dict[int, float] = {}
+    for group, value in zip(groups, lrs):
+        lr = group.get("lr")
+        if not isinstance(lr, torch.Tensor):
+            group["lr"] = value
+            continue
+        if filled.setdefault(id(lr), value) != value:  # shared with a group set to another value: its own copy
+            lr = group["lr"] = lr.detach().clone()
+            filled[id(lr)] = value
+        with torch.no_grad():
+            lr.fill_(value)
 
 
 def _opt_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

@@ -228,7 +228,7 @@ def _build(d: dict[str, Any], epochs: int, spe: int) -> Any:
         return from_spec(d, epochs=epochs, steps_per_epoch=spe)
     except ValueError as e:  # the documented refusals of a random draw (nothing left of the run, ...)
         refusals = ("leave nothing", "leave no stable", "empty one-cycle", "longer than the schedule",
-                    "less than one", "cooldown_min_ratio")
+                    "less than one", "cooldown_min_ratio", "would lower the LR")
         assume(not any(r in str(e) for r in refusals))
         raise
 

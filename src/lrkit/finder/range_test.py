@@ -23,7 +23,7 @@ import torch
 
 from lrkit._dist import distributed as _distributed
 from lrkit._dist import failed_check, failed_error, rank_mean, reshard, same_settings
-from lrkit._state import Snapshot, check_snapshot_device, every_optimizer
+from lrkit._state import Snapshot, check_snapshot_device, every_optimizer, set_group_lrs
 from lrkit._step import (
     LossFn,
     StepFn,
@@ -851,24 +851,6 @@ def _line_search_note(optimizer: torch.optim.Optimizer) -> str | None:
     )
 
 
-def _unshare_tensor_lrs(groups: list[tuple[dict[str, Any], float]]) -> None:
-    """Give a param group its own copy of a tensor ``lr`` it shares with an earlier group of another scale.
-
-    An optimizer built with a tensor LR (``Adam(groups, lr=torch.tensor(1e-3))``) gives every group that takes the
-    default the same tensor: the test's ``fill_`` group by group would leave every group at the last group's LR (a
-    backbone at ``lr_scale=0.1`` swept at the head's LR). Called after the snapshot, which puts the shared tensor
-    back in every group; groups at one scale keep sharing it (nothing to change, no recompilation of a compiled
-    step).
-    """
-    first_scale: dict[int, float] = {}
-    for group, scale in groups:
-        lr = group["lr"]
-        if not isinstance(lr, torch.Tensor):
-            continue
-        if first_scale.setdefault(id(lr), scale) != scale:
-            group["lr"] = lr.detach().clone()
-
-
 def _schedule_free_train_mode(optimizer: torch.optim.Optimizer) -> None:
     """Ready a schedule-free optimizer (``optimizer.train()``/``.eval()``, Defazio et al. 2024) for the test.
 
@@ -1210,9 +1192,11 @@ def find_lr(
 
         schedule = _schedule(start_lr, end_lr, num_steps, mode).tolist()
         if not all(math.isfinite(lr) and lr > 0 for lr in schedule):  # end_lr / start_lr overflowed float64
+            # the fix is to the end further from its typical value (1e-7 .. 10): --end-lr 1e308 wants a lower end_lr
+            high = abs(math.log10(end_lr) - 1) > abs(math.log10(start_lr) + 7)
             raise ValueError(
-                f"start_lr={start_lr!r} and end_lr={end_lr!r} are too far apart for a float64 sweep ({mode}): raise "
-                "start_lr (1e-7 is typical)"
+                f"start_lr={start_lr!r} and end_lr={end_lr!r} are too far apart for a float64 sweep ({mode}): "
+                + ("lower end_lr (10 is typical)" if high else "raise start_lr (1e-7 is typical)")
             )
         first_param = next(iter(model.parameters()), None)
         dev = _check_device(device) if device is not None else (
@@ -1270,7 +1254,6 @@ def find_lr(
     stop_reason = "completed"
     params = [p for g in optimizer.param_groups for p in g["params"]]
     distributed = _distributed()
-    groups = list(zip(optimizer.param_groups, scales))
     asgd = _asgd_groups(optimizer)  # (empty for every other optimizer: no cost per step)
     # The usual case takes no detours: this loop's cost per step must match a bare training loop's.
     plain = isinstance(autocast, nullcontext)
@@ -1347,18 +1330,14 @@ def find_lr(
     try:
         train_mode(model)  # a module the user put in eval mode (a frozen BatchNorm) stays so, as in their loop
         _schedule_free_train_mode(optimizer)
-        _unshare_tensor_lrs(groups)  # one tensor lr shared by groups of different scales: one copy each
         batches = cycle_batches(train_loader, "train_loader")
         best = math.inf
         skipped = 0  # optimizer steps the GradScaler skipped (inf/NaN gradients at its scale)
         scales_seen: list[float] = []  # the scale before each step taken through the scaler
         avg = 0.0
         for i, lr in enumerate(schedule):
-            for group, scale in groups:
-                if isinstance(group["lr"], torch.Tensor):
-                    group["lr"].fill_(lr * scale)  # in place: the group keeps the tensor it was built with
-                else:
-                    group["lr"] = lr * scale
+            # (a tensor lr in place; one shared by groups of different scales: a copy each, the snapshot puts it back)
+            set_group_lrs(optimizer.param_groups, [lr * scale for scale in scales])
             if asgd:
                 _sync_asgd_eta(asgd)
             optimizer.zero_grad(set_to_none=True)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrkit._state import set_group_lrs
 from lrkit._utils import unknown_name_error
 
 
@@ -199,11 +200,7 @@ def record_schedule(optimizer: torch.optim.Optimizer, schedulers: Sequence[Any],
 def peaks_first(optimizer: torch.optim.Optimizer, lrs: np.ndarray) -> None:
     """Set each group's LR to its peak in a recorded schedule (``lrs``' column max), so a range test sweeps the groups
     at the ratios the schedule gives their peaks (not the ratios of its first step's LRs)."""
-    for group, top in zip(optimizer.param_groups, lrs.max(axis=0)):
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(float(top))
-        else:
-            group["lr"] = float(top)
+    set_group_lrs(optimizer.param_groups, [float(top) for top in lrs.max(axis=0)])
 
 
 #: How close (relative) the highest LR of a recorded run must come to its schedule's own peak to count as reaching it:

@@ -14,6 +14,7 @@ several records are overlaid (``lrkit schedule --compare``).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -259,9 +260,19 @@ def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases:
                                     else _listed(records))]
     if not recs:
         raise ValueError("plot_schedule needs at least one record")
-    for r in recs:
+    for i, r in enumerate(recs):
         if not isinstance(r, Mapping) or "lr" not in r or "momentum" not in r:
             raise ValueError("a schedule record needs 'lr' and 'momentum' lists (Schedule.record())")
+        label = str(r.get("label") or f"schedule {i + 1}")
+        if len(r["lr"]) == 0:  # an empty frame, drawn without a word, before
+            raise ValueError(f"the record of {label!r} has no steps ('lr' is empty): record at least one step "
+                             "(Schedule.record(steps=N), N >= 1)")
+        spe = r.get("steps_per_epoch")
+        if spe is not None and not (isinstance(spe, numbers.Real) and not isinstance(spe, bool)
+                                    and 0 < float(spe) < math.inf):
+            # NaN failed deep in matplotlib ("Axis limits cannot be NaN or Inf"), a negative one drew epochs backwards
+            raise ValueError(f"steps_per_epoch={spe!r} in the record of {label!r} must be a finite number > 0, or "
+                             "None (no epoch axis)")
     check_drawable(recs)
     has_mom = any(m is not None for r in recs for m in r["momentum"])
     if has_mom:

@@ -271,11 +271,12 @@ class Phases(Sequence[Phase]):
 # --------------------------------------------------------------------------------------------------------------
 # Time: epochs + steps_per_epoch or total_steps
 # --------------------------------------------------------------------------------------------------------------
-def _check_count(name: str, value: Any, *, allow_zero: bool = False) -> int:
-    """Validate an integral step count (``30`` or ``30.0``) and return it as ``int``."""
+def _check_count(name: str, value: Any, *, allow_zero: bool = False, what: str = "steps") -> int:
+    """Validate an integral count (``30`` or ``30.0``) of ``what`` (optimizer steps by default) and return it as
+    ``int``."""
     v = check_positive(name, value, allow_zero=allow_zero)
     if v != int(v):
-        raise ValueError(f"{name}={value!r} must be a whole number of steps")
+        raise ValueError(f"{name}={value!r} must be a whole number of {what}")
     return int(v)
 
 
@@ -992,10 +993,16 @@ class Composed(_Wrapper):
             # checked); from above it, it would lower the LR — onecycle starts at max_lr / div_factor
             top = main._safe_eval(0.0)
             if top is not None and w.start_factor > top * (1 + 1e-12):  # type: ignore[operator]
+                if w.type == "exponential" and top <= 0:  # no start > 0 is at or below 0: none would do
+                    fix = ("an exponential warmup is geometric and starts above 0, so it cannot rise to a start "
+                           "of 0: use warmup_type=linear (or cosine, 1-sqrt), or no warmup")
+                elif w.type == "exponential":
+                    fix = f"use warmup_start_factor in (0, {top:.6g}] (an exponential warmup starts above 0)"
+                else:
+                    fix = f"use warmup_start_factor <= {top:.6g} (0 warms up from zero)"
                 raise ValueError(
                     f"warmup_start_factor={w.start_factor!r} is above the multiplier {top:.6g} the {main.name!r} "
-                    f"schedule starts at, so the warmup in front of it would lower the LR: use warmup_start_factor "
-                    f"<= {top:.6g} (0 warms up from zero)"
+                    f"schedule starts at, so the warmup in front of it would lower the LR: {fix}"
                 )
         if cooldown is not None and not main.stateful:
             try:

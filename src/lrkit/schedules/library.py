@@ -619,7 +619,16 @@ class CosineRestarts(Schedule):
         lrf_v, eta = _floor_args(lrf, eta_min, self._peak)
         self.unit = _unit(unit)
         self.T_0 = _period(self, "T_0", T_0, self.unit)
-        self.T_mult = _check_count("T_mult", T_mult)
+        try:
+            mult = check_positive("T_mult", T_mult, allow_zero=True)
+        except ValueError:
+            if isinstance(T_mult, bool):
+                raise
+            mult = math.nan  # negative, NaN, not a number: the message below names the valid range
+        if not (1 <= mult < math.inf and mult == int(mult)):  # a factor, not "a whole number of steps" (before)
+            raise ValueError(f"T_mult={T_mult!r} must be an integer >= 1 (each cycle lasts T_mult times the one "
+                             "before, as in torch's CosineAnnealingWarmRestarts)")
+        self.T_mult = int(mult)
         self.lrf, self.eta_min = lrf_v, 0.0 if eta is None else eta
 
     def _cycle(self, t: float) -> tuple[int, float, float]:
@@ -778,7 +787,17 @@ class Cyclic(Schedule):
 
     def _scale(self, x: float) -> float:
         if self.scale_fn is not None:
-            return float(self.scale_fn(x))
+            raw = self.scale_fn(x)
+            try:
+                v = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"cyclic: scale_fn({x:g}) returned {raw!r}, not a number in [0, 1]") from None
+            if not 0.0 <= v <= 1.0:  # NaN too: it would reach the optimizer as the LR, silently
+                raise ValueError(
+                    f"cyclic: scale_fn({x:g}) = {v!r} must be in [0, 1] (the fraction of the max_lr - base_lr "
+                    "amplitude; above 1 the LR passes max_lr, below 0 it drops under base_lr or goes negative)"
+                )
+            return v
         if self.mode == "triangular2":
             # torch's 1 / 2.0 ** (x - 1), written so that it underflows to 0 instead of overflowing after 1024
             # cycles (the same numbers: powers of two are exact)
@@ -1307,10 +1326,10 @@ class ReduceOnPlateau(Schedule):
         if f >= 1:
             raise ValueError(f"factor={factor!r} must be < 1 (new_lr = lr * factor)")
         self.factor = f
-        self.patience = _check_count("patience", patience, allow_zero=True)
+        self.patience = _check_count("patience", patience, allow_zero=True, what="observations (observe() calls)")
         self.threshold = check_positive("threshold", threshold, allow_zero=True)
         self.threshold_mode = _check_choice("threshold_mode", threshold_mode, ("rel", "abs"))
-        self.cooldown = _check_count("cooldown", cooldown, allow_zero=True)
+        self.cooldown = _check_count("cooldown", cooldown, allow_zero=True, what="observations (observe() calls)")
         self.min_lr = check_positive("min_lr", min_lr, allow_zero=True)
         self.eps = check_positive("eps", eps, allow_zero=True)
         self._state = _PlateauState(best=math.inf if self.mode == "min" else -math.inf)

@@ -17,6 +17,7 @@ closed-form schedule, so save/load, fast-forward and re-planning are exact. Call
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
 import warnings
@@ -117,17 +118,58 @@ def _probe_steps(schedule: Schedule) -> list[int]:
     return sorted({round(i * (total - 1) / 16) for i in range(17)})
 
 
+#: The made-up reductions (in the plateau's own clock) a reduce-on-plateau schedule is probed with for its fingerprint:
+#: its curve after them shows ``factor``, ``min_lr``, ``eps`` and any warmup or cooldown around it.
+_PROBE_REDUCTIONS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+#: The rules of reduce-on-plateau that decide when it reduces (not seen in a curve), compared on a load.
+_PLATEAU_RULES = ("mode", "patience", "threshold", "threshold_mode", "cooldown")
+
+
+def _plateau_of(schedule: Schedule) -> Schedule | None:
+    """The reduce-on-plateau schedule inside ``schedule`` (through warmups, cooldowns and re-plans), or None."""
+    from lrkit.schedules.library import ReduceOnPlateau
+
+    for _ in range(16):
+        if isinstance(schedule, ReduceOnPlateau):
+            return schedule
+        inner = getattr(schedule, "main", None) or getattr(schedule, "inner", None)
+        if not isinstance(inner, Schedule):
+            return None
+        schedule = inner
+    return None
+
+
+def _probe_copy(schedule: Schedule) -> Schedule | None:
+    """A stateless stand-in for the curve of a stateful schedule: a copy of a reduce-on-plateau schedule (and what
+    wraps it) with the fixed history :data:`_PROBE_REDUCTIONS`, so that two plateaus whose reductions would give
+    different LRs, or that sit behind warmups of different lengths, have different fingerprints; None for any other
+    stateful schedule (identified without its curve)."""
+    plateau = _plateau_of(schedule)
+    if plateau is None:
+        return None
+    probe = copy.deepcopy(schedule)
+    inner = _plateau_of(probe)
+    assert inner is not None
+    inner.load_state_dict({**plateau.state_dict(), "reductions": list(_PROBE_REDUCTIONS), "last_step": -1,
+                           "observations": 0})
+    return probe
+
+
 def _fingerprint(schedule: Schedule, probe_peaks: Sequence[float] = (1.0,)) -> dict[str, Any]:
     """What identifies a schedule's LR curve: its class, length, peak LR and its multiplier at 17 probe steps.
 
     A schedule without a peak LR is probed bound to the first of ``probe_peaks`` it accepts (absolute ``eta_min``,
     ``base_lr`` … need one; cyclic refuses a peak below its ``base_lr``), recorded as ``probe_peak`` so a load
-    probes at the same one. Stateful schedules (reduce-on-plateau), and a schedule that accepts none of the
-    peaks, are identified without the curve.
+    probes at the same one. Reduce-on-plateau (stateful: its curve depends on the metrics it saw) is probed with a
+    fixed, made-up history of reductions instead of its own, and its rules (``patience``, ``mode`` …) are recorded
+    as ``rules``; another stateful schedule, and a schedule that accepts none of the peaks, are identified without
+    the curve.
     """
     curve: list[list[float]] = []
     probe: float | None = None
-    if not schedule.state_dict():
+    source: Schedule | None = schedule if not schedule.state_dict() else _probe_copy(schedule)
+    if source is not None:
+        schedule = source
         for peak in ([schedule.peak_lr] if schedule.peak_lr is not None else probe_peaks):
             try:
                 bound = schedule if schedule.peak_lr is not None else schedule.with_peak(peak)
@@ -146,6 +188,9 @@ def _fingerprint(schedule: Schedule, probe_peaks: Sequence[float] = (1.0,)) -> d
     }
     if probe is not None and probe != 1.0:  # 1.0: the probe of states saved before probe_peak was recorded
         fp["probe_peak"] = probe
+    plateau = _plateau_of(schedule)
+    if plateau is not None:
+        fp["rules"] = {k: getattr(plateau, k) for k in _PLATEAU_RULES}
     return fp
 
 
@@ -155,8 +200,10 @@ def _same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:
         return False
     if "stateful" in a and "stateful" in b and a["stateful"] != b["stateful"]:  # e.g. a warmup over plateau/cosine
         return False
+    if "rules" in a and "rules" in b and a["rules"] != b["rules"]:  # reduce-on-plateau: when it reduces
+        return False
     ca, cb = a.get("curve") or [], b.get("curve") or []
-    if not ca:  # saved from a stateful schedule (or before lrkit recorded the curve)
+    if not ca:  # saved from a stateful schedule before lrkit probed its curve (or before it recorded the curve)
         return True
     if not cb:  # the saved curve cannot even be drawn from this schedule
         return False
@@ -168,12 +215,17 @@ def _same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def _where_curves_part(saved: dict[str, Any], current: dict[str, Any]) -> str:
     """``"; the two curves part at step 0: LR 0 in the saved one, 0.1 in this one"`` — what tells apart two
     fingerprints whose descriptions are the same (``('cosine', total_steps=65, peak_lr=0.1)`` twice)."""
+    rules_a, rules_b = saved.get("rules") or {}, current.get("rules") or {}
+    for key in _PLATEAU_RULES:
+        if key in rules_a and key in rules_b and rules_a[key] != rules_b[key]:
+            return f"; {key}={rules_a[key]!r} in the saved one, {key}={rules_b[key]!r} in this one"
     peak = saved.get("peak_lr")
     what, scale = ("LR", float(peak)) if peak is not None and peak == current.get("peak_lr") else ("multiplier", 1.0)
+    after = " after the same reductions" if saved.get("stateful") else ""
     for (ta, va), (tb, vb) in zip(saved.get("curve") or [], current.get("curve") or []):
         if ta == tb and not math.isclose(va, vb, rel_tol=1e-9, abs_tol=1e-12):
-            return (f"; the two curves part at step {ta}: {what} {va * scale:.6g} in the saved one, {vb * scale:.6g} "
-                    "in this one")
+            return (f"; the two curves part at step {ta}{after}: {what} {va * scale:.6g} in the saved one, "
+                    f"{vb * scale:.6g} in this one")
     return ""
 
 
@@ -367,10 +419,11 @@ class LRSchedulerAdapter(LRScheduler):
                 scaled.append((i, float(g["initial_lr"]), float(scale)))
         for i, lr, scale in scaled[1:]:
             j, first, first_scale = scaled[0]
-            if math.isclose(lr / scale, first / first_scale, rel_tol=1e-9):
+            # (1e-6: a float32 tensor lr holds peak * lr_scale to ~6e-8, and a hand-made mismatch is far larger)
+            if math.isclose(lr / scale, first / first_scale, rel_tol=1e-6):
                 continue
             self._ratios_warned = True
-            start = (f"both start at LR {lr:g}" if math.isclose(lr, first, rel_tol=1e-9) else
+            start = (f"both start at LR {lr:g}" if math.isclose(lr, first, rel_tol=1e-6) else
                      f"they start at LRs {first:g} and {lr:g}, a ratio of {lr / first:g}, not {scale / first_scale:g}")
             warnings.warn(
                 f"param_groups[{j}] has lr_scale={first_scale:g} and param_groups[{i}] lr_scale={scale:g}, but "
@@ -474,11 +527,30 @@ class LRSchedulerAdapter(LRScheduler):
         mom = self.schedule.momentum(step)
         if mom is None:
             return
+        defaults = self.optimizer.defaults
+        shared = {id(v) for v in (defaults.get("momentum"), *tuple(defaults.get("betas") or ())[:1])
+                  if isinstance(v, torch.Tensor)}
         for group in self.optimizer.param_groups:
+            # a tensor momentum / beta1 (capturable or compiled steps, as a tensor LR) stays a tensor, filled in
+            # place (a float in its place would make a compiled step recompile at every new value); one shared
+            # with optimizer.defaults is copied first, as the LR is, so the defaults stay what was set
             if "momentum" in group:
-                group["momentum"] = mom
+                value = group["momentum"]
+                if isinstance(value, torch.Tensor):
+                    if id(value) in shared:
+                        group["momentum"] = value = value.clone()
+                    value.fill_(mom)
+                else:
+                    group["momentum"] = mom
             elif "betas" in group:
-                group["betas"] = (mom, *tuple(group["betas"])[1:])
+                betas = tuple(group["betas"])
+                if isinstance(betas[0], torch.Tensor):
+                    if id(betas[0]) in shared:
+                        betas = (betas[0].clone(), *betas[1:])
+                        group["betas"] = betas
+                    betas[0].fill_(mom)
+                else:
+                    group["betas"] = (mom, *betas[1:])
 
     def _apply(self) -> None:
         """Write the LR (and momentum) for the current step into the optimizer, without advancing."""
@@ -489,7 +561,9 @@ class LRSchedulerAdapter(LRScheduler):
             else:
                 group["lr"] = lr
         self._set_momentum(step)
-        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+        # as torch's own step() keeps it: each group's LR in its own type, a tensor LR as a copy (not an alias)
+        self._last_lr = [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else float(g["lr"])
+                         for g in self.optimizer.param_groups]
 
     # ---- torch's API -----------------------------------------------------------------------------------------
     def get_lr(self) -> list[float]:  # type: ignore[override]
@@ -547,6 +621,14 @@ class LRSchedulerAdapter(LRScheduler):
             "fingerprint": self._fingerprint(),
             "in_charge": self._in_charge(),
         }
+
+    def _apply_if_in_charge(self) -> None:
+        """Write the current step's LR (after a change of ``lr_multiplier``, a re-plan or a plateau reduction) only
+        while the optimizer's LRs are this scheduler's: while another scheduler of a ``SequentialLR`` is in charge
+        (a torch warmup before the hand-over) writing ours would overwrite its LR mid-run, and a chainable one
+        (``LinearLR``) would go on from the wrong value. The change takes effect at this scheduler's next step."""
+        if self._in_charge():
+            self._apply()
 
     def _in_charge(self) -> bool:
         """Whether the optimizer's LRs are the ones this scheduler last set: False when another scheduler has set
@@ -639,7 +721,7 @@ class LRSchedulerAdapter(LRScheduler):
         if math.isinf(v):
             raise ValueError(f"lr_multiplier={value!r} must be finite")
         self._lr_multiplier = v
-        self._apply()
+        self._apply_if_in_charge()
 
     def seek(self, step: int) -> None:
         """Jump to optimizer ``step`` (fast-forward or rewind) and set its LR and momentum.
@@ -678,7 +760,7 @@ class LRSchedulerAdapter(LRScheduler):
                               "steps_per_epoch": new.steps_per_epoch})
         self.schedule = new
         self._bind()
-        self._apply()
+        self._apply_if_in_charge()
 
     def observe(self, metric: float) -> bool:
         """Feed a validation metric to reduce-on-plateau; a reduction applies from the current step on.
@@ -698,5 +780,5 @@ class LRSchedulerAdapter(LRScheduler):
                                  "validation loss: metric.mean())")
             metric = float(metric.detach())
         reduced = self.schedule.observe(metric, step=self.current_step)
-        self._apply()
+        self._apply_if_in_charge()
         return reduced

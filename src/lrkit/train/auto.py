@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from lrkit._dist import distributed, failed_check, failed_error, rank_mean, reshard, same_settings
-from lrkit._state import Snapshot, check_snapshot_device
+from lrkit._state import Snapshot, check_snapshot_device, set_group_lrs
 from lrkit._step import (
     _structure,
     autocast_context,
@@ -809,12 +809,8 @@ class _OptimizerSettings:
 def _set_peak(groups: list[dict[str, Any]], peak: float, scales: list[float]) -> None:
     """Set each group's LR to ``peak`` times its ratio (a tensor LR in place) and drop ``initial_lr``, as a trial
     does before building its scheduler, so the scheduler takes these LRs as its base."""
-    for group, scale in zip(groups, scales):
-        if isinstance(group.get("lr"), torch.Tensor):
-            with torch.no_grad():
-                group["lr"].fill_(peak * scale)  # the group keeps the tensor it was built with
-        else:
-            group["lr"] = peak * scale
+    set_group_lrs(groups, [peak * scale for scale in scales])  # (a tensor LR in place; one shared: a copy each)
+    for group in groups:
         group.pop("initial_lr", None)
 
 
@@ -1059,12 +1055,7 @@ class _Prefix(NamedTuple):
 
 def _set_lrs(groups: list[dict[str, Any]], lrs: list[float], factor: float) -> None:
     """Set each group's LR to ``factor`` times its entry of ``lrs`` (a tensor LR in place)."""
-    for group, lr in zip(groups, lrs):
-        if isinstance(group.get("lr"), torch.Tensor):
-            with torch.no_grad():
-                group["lr"].fill_(lr * factor)
-        else:
-            group["lr"] = lr * factor
+    set_group_lrs(groups, [lr * factor for lr in lrs])
 
 
 def _pick(trials: list[Trial], spacing: float = SPACING) -> tuple[float, str]:
