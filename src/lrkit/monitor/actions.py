@@ -183,11 +183,14 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
       ``min_lr`` and SWALR's ``swa_lr`` group keys (a tensor is scaled in place: it stays the same object);
     * on the scheduler and every scheduler it chains (``SequentialLR``, ``ChainedScheduler``) or wraps
       (accelerate's ``AcceleratedScheduler``, :func:`wrapped_scheduler`): ``base_lrs``,
-      CyclicLR's ``max_lrs``, ReduceLROnPlateau's ``min_lrs``/``default_min_lr``, CosineAnnealing's ``eta_min``,
+      CyclicLR's ``max_lrs``, ReduceLROnPlateau's ``min_lrs``/``default_min_lr`` and ``eps`` (the smallest LR
+      change it makes), CosineAnnealing's ``eta_min``,
       the cached ``_last_lr`` (what ``get_last_lr()`` returns), and timm-style ``base_values``;
     * a scheduler exposing ``lr_multiplier`` (lrkit's ``LRSchedulerAdapter``, ``Schedule.to_torch``) has that
       multiplied instead, and nothing else: it computes ``lr = base_lr * schedule(step) * lr_multiplier`` itself,
-      writes the new LR at once, and keeps the multiplier in its ``state_dict``;
+      writes the new LR at once, and keeps the multiplier in its ``state_dict`` — while another scheduler of the
+      chain sets the LRs (the torch warmup of a ``SequentialLR`` before its hand-over to the adapter), the groups'
+      ``lr`` is scaled too, so that one goes on from the backed-off LR;
     * the step sizes an optimizer keeps per parameter in its state, derived from the LR (in place, in the optimizer
       and in those it wraps): ``torch.optim.Rprop``'s ``step_size`` (initialised to ``lr`` at the first step and
       adapted from then on, so a new ``lr`` alone would change nothing) and ``torch.optim.ASGD``'s ``eta``
@@ -221,6 +224,13 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
             for key in _GROUP_KEYS:
                 if key in group:
                     group[key] = _scaled(group[key], factor, done)
+    elif not any(_in_charge(s) for s in adapters):
+        # another scheduler of the chain sets the LRs now (the torch warmup of a SequentialLR before it hands over to
+        # the adapter): the adapter applies its multiplier from the hand-over on, and the scheduler in charge goes on
+        # from the groups' LRs (LinearLR is chainable), so those are scaled too, or the back-off would wait
+        for group in optimizer.param_groups:
+            if "lr" in group:
+                group["lr"] = _scaled(group["lr"], factor, done)
     for s in chain:
         if hasattr(s, "lr_multiplier"):
             # lrkit's adapter: lr = base * schedule(t) * lr_multiplier; its setter writes the new LR right away
@@ -234,7 +244,18 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
             value = getattr(s, attr, None)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 setattr(s, attr, value * factor)
+        if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau) and isinstance(s.eps, (int, float)):
+            # it skips a reduction smaller than eps (an absolute LR difference): unscaled, a backed-off LR stopped
+            # being reduced sooner (or later) than the LR it was backed off from, and the ratio drifted off factor
+            s.eps = s.eps * factor
     _scale_state_step_sizes(optimizer, factor, done)
+
+
+def _in_charge(adapter: Any) -> bool:
+    """Whether lrkit's adapter set the optimizer's LRs last (``LRSchedulerAdapter._in_charge``; an object that
+    exposes ``lr_multiplier`` without it is taken as in charge)."""
+    check = getattr(adapter, "_in_charge", None)
+    return bool(check()) if callable(check) else True
 
 
 def _scale_state_step_sizes(optimizer: torch.optim.Optimizer, factor: float, done: set[int]) -> None:

@@ -1382,6 +1382,10 @@ class Monitor:
         self._step = -1
         self._pending: str | None = None
         self._pre: Snapshot | None = None
+        #: The gradients a neutralised step set to ``None`` (each with its parameter), given back zeroed once the
+        #: loop's optimizer.step() is over (see _give_back_grads).
+        self._held_grads: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._grads_out = False  # whether the step post-hook gave them back already
         #: The step post-hook's handle (registered at the first neutralised step and kept, see _watch_step), and the
         #: groups it recorded right after the loop's optimizer.step() while a neutralised step is pending (_undo_step).
         self._step_hook: Any = None
@@ -1552,6 +1556,7 @@ class Monitor:
                 "monitor.after_backward(loss) after loss.backward() and before optimizer.step()"
             )
         self._pending = None
+        keep = self._grads_to_keep()  # (read before the undo / restore below sets every gradient to None)
         if pending == "skip":
             self._undo_step()
             self.skipped += 1
@@ -1562,6 +1567,9 @@ class Monitor:
                 self._restore_healthy(self._healthy)
             else:
                 self._undo_step()
+        for p, g in keep:
+            if p.grad is None:
+                p.grad = g
         self._pre = None
         self._unwatch_step()
         self._refresh_screen()
@@ -1817,6 +1825,7 @@ class Monitor:
             self._n_groups = -1
         self._deferred = None
         self._pending = None
+        self._held_grads, self._grads_out = None, False
         self._pre = None
         self._unwatch_step()
         self._sample = None
@@ -2025,6 +2034,7 @@ class Monitor:
         rec = self.record
         if self.should_stop:
             rec.push(self._loss_value(loss) * self.loss_sign if value is None else value, None)
+            self._watch_step()
             self._neutralise()
             self._pending = "stopped"
             self.last_action = "stop"
@@ -2265,9 +2275,51 @@ class Monitor:
         return torch.device("cpu")
 
     def _neutralise(self) -> None:
-        """Set every gradient to ``None``: torch's optimizers then skip every parameter (no math on nan)."""
+        """Set every gradient to ``None``: torch's optimizers then skip every parameter (no math on nan). The
+        gradient tensors are kept and given back, zeroed, after the step (:meth:`_give_back_grads`)."""
+        held = []
         for p in self._trainable():
-            p.grad = None
+            g = p.grad
+            if g is not None:
+                held.append((p, g))
+                p.grad = None
+        self._held_grads = held or None
+        self._grads_out = False
+
+    def _give_back_grads(self) -> None:
+        """Right after the loop's ``optimizer.step()`` (the step post-hook): put the gradient tensors
+        :meth:`_neutralise` took back on their parameters, zeroed, where the gradient is still ``None`` — before a
+        ``zero_grad()`` the loop makes right after its step, which then does what it would have done."""
+        held = self._held_grads
+        if held is None or self._grads_out:
+            return
+        self._grads_out = True
+        with torch.no_grad():
+            for p, g in held:
+                if p.grad is None:
+                    p.grad = g.zero_()
+
+    def _grads_to_keep(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The gradients :meth:`after_step` puts back (zeroed) once its undo or restore, which leaves every
+        gradient ``None``, is done: those the step post-hook gave back and the loop has not set to ``None`` since
+        (its ``zero_grad(set_to_none=True)`` right after the step), or — no hook saw a step (the loop skipped
+        ``optimizer.step()``, an optimizer without hooks) — every one taken.
+
+        A loop that zeroes with ``optimizer.zero_grad(set_to_none=False)`` keeps a gradient tensor on every parameter
+        that ever had one, and torch's optimizers step a parameter with a zero gradient (momentum, weight decay) but
+        skip one whose gradient is ``None``. Left ``None``, a parameter that gets no gradient in the next backward
+        passes (a branch the forward no longer takes, an expert no batch is routed to) was never stepped again after
+        a skip, rollback or stop, and the run drifted from the one that skipped that ``optimizer.step()`` itself.
+        Zeroed, never the bad values: a loop that zeroes right after ``optimizer.step()`` would accumulate into
+        them."""
+        held, out = self._held_grads, self._grads_out
+        self._held_grads, self._grads_out = None, False
+        if held is None:
+            return []
+        if out:
+            return [(p, g) for p, g in held if p.grad is g]
+        with torch.no_grad():
+            return [(p, g.zero_()) for p, g in held if p.grad is None]
 
     def _capture(self, *, scheduler: bool, reuse: _Healthy | None = None, own: bool = False
                  ) -> tuple[Snapshot, list[torch.Tensor], list[torch.Tensor]]:
@@ -2770,8 +2822,7 @@ class Monitor:
         if worst == "skip" or (worst in ("rollback", "stop") and self._healthy is None):
             self._pre = self._capture(scheduler=False, own=True)[0]
         self._stop_restore = worst == "stop" and self.restore_on_stop
-        if self._pre is not None:
-            self._watch_step()
+        self._watch_step()  # (also to give the gradients back right after the loop's optimizer.step())
         self._neutralise()
         self._pending = worst
         return False
@@ -2854,7 +2905,15 @@ class Monitor:
         if pre is None:  # pragma: no cover - internal invariant
             return
         self._reshard()
+        # the restore sets every model parameter's gradient to None: another optimizer's (a GAN's other player, the
+        # AdamW beside a Muon) keep theirs, for a step the loop takes after after_step() (it was lost: the skip
+        # undid that optimizer's step too)
+        own = {id(p) for p in self._trainable()}
+        others = [(p, g) for p in self.model.parameters() if id(p) not in own and (g := p.grad) is not None]
         self._restore_keeping_groups(pre, stepped=self._stepped_groups, before_step=self._prestep_groups)
+        for p, g in others:
+            if p.grad is None:
+                p.grad = g
 
     def _watch_step(self) -> None:
         """Until :meth:`after_step`, record the param groups right before and right after the loop's
@@ -2889,6 +2948,7 @@ class Monitor:
             monitor = ref()
             if monitor is not None and monitor._watching_step and monitor._stepped_groups is None:
                 monitor._stepped_groups = _group_values(optimizer)
+                monitor._give_back_grads()  # before a zero_grad() the loop makes right after its step
 
         try:
             self._step_hook = register(hook)
@@ -3037,7 +3097,14 @@ class Monitor:
         best = self._best_val
         if best is None:  # pragma: no cover - callers check
             return
+        # between steps the gradients are the loop's, as it left them: the restore (which sets every one to None)
+        # must not take them (a zero_grad(set_to_none=False) loop would never step again a parameter that gets no
+        # gradient in the next backward passes)
+        grads = [(p, g) for p in self._trainable() if (g := p.grad) is not None]
         self._restore_keeping_modes(self._aligned(best), keep_groups=True)
+        for p, g in grads:
+            if p.grad is None:
+                p.grad = g
         self.record.load_state_dict(best.record, keep_step=True)
 
     def _val_rollback(self) -> None:

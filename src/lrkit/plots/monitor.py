@@ -53,6 +53,19 @@ def _as_dict(event: Any) -> Mapping[str, Any]:
     raise ValueError(f"an event must be a MonitorEvent or a dict (its to_dict()), got {type(event).__name__}")
 
 
+def _axis_colors(ax: Any) -> dict[str, str]:
+    """The check -> colour map of ``ax``: :data:`CHECK_COLORS` and the colours earlier calls gave checks of the
+    user's own, kept on the axis (a fresh map when it takes no attribute)."""
+    colors = getattr(ax, "_lrkit_event_colors", None)
+    if not isinstance(colors, dict):
+        colors = dict(CHECK_COLORS)
+        try:
+            ax._lrkit_event_colors = colors
+        except (AttributeError, TypeError):  # pragma: no cover - an axis-like object with __slots__
+            pass
+    return colors
+
+
 def mark_events(
     ax: Any,
     events: Iterable[Any],
@@ -100,8 +113,11 @@ def mark_events(
     # one legend entry per (check, action) on the axis, also over several calls (training and validation events
     # drawn apart, a record redrawn on the same axis)
     labelled = set(ax.get_legend_handles_labels()[1]) if legend else set()
-    spare = iter(_SPARE_COLORS * 4)
-    colors = dict(CHECK_COLORS)
+    # a check keeps its colour over several calls on one axis, and two checks never share one: the colours given
+    # to checks of your own are kept on the axis (each call started from the first spare colour again, so a check
+    # first drawn by the second call took the colour of the first call's own check, and the legend could not
+    # tell them apart)
+    colors = _axis_colors(ax)
     for raw in events:
         ev = _as_dict(raw)
         total += 1
@@ -120,7 +136,9 @@ def mark_events(
         check = str(ev.get("check", ev.get("kind", "event")))
         action = str(ev.get("action", "warn"))
         if check not in colors:
-            colors[check] = next(spare, "gray")
+            taken = set(colors.values())
+            own = len(colors) - len(CHECK_COLORS)  # past six checks of your own, the spare colours repeat
+            colors[check] = next((c for c in _SPARE_COLORS if c not in taken), _SPARE_COLORS[own % len(_SPARE_COLORS)])
         label = f"{check} → {action}".replace("$", r"\$")  # text, not mathtext (r"$\foo$" failed in savefig)
         if not legend or label in labelled:
             label = "_nolegend_"
