@@ -176,3 +176,26 @@ def test_a_sweep_too_wide_for_float64_names_the_end_to_move(start: float, end: f
     with pytest.raises(ValueError, match=f"too far apart for a float64 sweep \\(exp\\): {advice}"):
         lrkit.find_lr(model, opt, loader, loss_fn=torch.nn.functional.mse_loss, start_lr=start, end_lr=end,
                       num_steps=10)
+
+
+# -- a misspelt keyword of a public function or class names the closest valid one ------------------------------
+@pytest.mark.parametrize(("call", "bad", "good"), [
+    ("Monitor", "on_divergance", "on_divergence"), ("param_groups", "layer_decy", "layer_decay"),
+    ("scale_lr", "rules", "rule"), ("from_spec", "total_step", "total_steps"), ("load_run", "devise", "device"),
+    ("choose_lr0", "budjet", "budget"), ("nominal_batch", "nbz", "nbs"),
+])
+def test_a_misspelt_keyword_gets_a_did_you_mean(call: str, bad: str, good: str) -> None:
+    import inspect
+
+    import torch
+
+    import lrkit
+
+    fn = getattr(lrkit, call, None) or getattr(lrkit.schedules, call)
+    with pytest.raises(TypeError, match=rf"got an unexpected keyword argument '{bad}'\. Did you mean '{good}'\?"):
+        fn(**{bad: 1})  # (checked before anything else: the required arguments need not be there)
+    assert good in inspect.signature(fn).parameters  # the signature users see is the function's own
+    m = torch.nn.Linear(2, 1)
+    if call == "Monitor":  # a valid call still works
+        mon = lrkit.Monitor(m, torch.optim.SGD(m.parameters(), lr=0.1), on_divergence="stop")
+        assert "stop" in mon.actions.values()

@@ -273,12 +273,31 @@ def class_targets(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     >>> class_targets(torch.zeros(4, 3), torch.tensor([[0], [2], [1], [0]], dtype=torch.int32)).tolist()
     [0, 2, 1, 0]
+
+    Class indices stored as floats (``y.float()``, a pandas column with a NaN once in it) — one whole number per
+    sample, ``(B,)`` or a column ``(B, 1)`` against ``(B, C)`` scores — are read as ``int64`` too (``F.cross_entropy``
+    refuses them: "expected target dtype to be Long"); float targets of the scores' shape (class probabilities) and
+    any that are not whole numbers are left as they are.
+
+    >>> class_targets(torch.zeros(3, 2), torch.tensor([1.0, 0.0, 1.0])).tolist()
+    [1, 0, 1]
     """
     target = long_targets(target)
+    if target.is_floating_point() and _float_class_indices(output, target):
+        target = target.long()
     if (not target.is_floating_point() and target.ndim == output.ndim and target.ndim >= 2
             and target.shape[-1] == 1 and output.shape[-1] != 1):
         return target.squeeze(-1)
     return target
+
+
+def _float_class_indices(output: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether floating ``target`` holds one whole-number class index per row of ``output``'s scores: ``(B,)`` (or a
+    column ``(B, 1)``) against ``(B, C)``, ``(B, T)`` against ``(B, T, V)``, never the scores' own shape."""
+    column = target.ndim == output.ndim >= 2 and target.shape[-1] == 1 and output.shape[-1] != 1
+    if not (column or target.ndim == output.ndim - 1) or not target.numel():
+        return False
+    return bool(torch.isfinite(target).all()) and bool((target == target.round()).all())
 
 
 def _token_logits(output: torch.Tensor, target: torch.Tensor, tokens: bool) -> bool:

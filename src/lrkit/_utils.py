@@ -6,7 +6,9 @@ Private module: everything here is used by several subpackages and is not part o
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+import inspect
 import math
 import numbers
 import os
@@ -18,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 __all__ = [
     "adapts_step_size",
@@ -32,11 +34,48 @@ __all__ = [
     "first_line",
     "increment_dir",
     "is_float_text",
+    "named_keywords",
     "optional_import",
     "stacklevel_outside_lrkit",
     "unknown_name_error",
     "yaml_load",
 ]
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def named_keywords(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn`` with a ``TypeError`` that names the closest valid keyword for a misspelt one (Python's own names only
+    the bad one: ``Monitor(..., on_divergance="stop")``), and lists the valid ones.
+
+    The signature stays ``fn``'s (``functools.wraps``: ``inspect.signature``, ``help()``); a call with valid keywords
+    pays one set test. A ``TypeError`` raised inside ``fn`` propagates as it is.
+
+    >>> @named_keywords
+    ... def f(a, *, start_lr=1e-7, end_lr=10.0): return a
+    >>> f(1, strat_lr=1e-5)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: f() got an unexpected keyword argument 'strat_lr'. Did you mean 'start_lr'? Valid keywords: a, ...
+    """
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return fn
+    valid = frozenset(k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    shown = sorted(valid - {"self", "cls"})
+    name = fn.__qualname__.removesuffix(".__init__")
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if not valid.issuperset(kwargs):
+            bad = next(k for k in kwargs if k not in valid)
+            raise TypeError(f"{name}() got an unexpected keyword argument {bad!r}.{did_you_mean(bad, shown)} Valid "
+                            f"keywords: {', '.join(shown)}")
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def did_you_mean(name: str, choices: Iterable[str], *, ignore_case: bool = False) -> str:

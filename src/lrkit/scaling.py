@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from lrkit._utils import adapts_step_size, check_positive, did_you_mean, unknown_name_error
+from lrkit._utils import adapts_step_size, check_positive, did_you_mean, named_keywords, unknown_name_error
 
 __all__ = [
     "ADAPTIVE_OPTIMIZERS",
@@ -227,6 +227,7 @@ def _brief(n: int) -> str:
     return f"{mantissa}e+{len(digits) - 1}"
 
 
+@named_keywords
 def scale_lr(
     lr: float, from_batch: int, to_batch: int, rule: str | None = None, *, optimizer: Any = None
 ) -> float:
@@ -314,6 +315,7 @@ class NominalBatch(NamedTuple):
     weight_decay: float
 
 
+@named_keywords
 def nominal_batch(batch: int, nbs: int = 64, weight_decay: float = 5e-4) -> NominalBatch:
     """Ultralytics' nominal batch size: accumulate gradients so each optimizer step sees about ``nbs`` samples.
 
@@ -747,6 +749,7 @@ def _freeze_selection(model: nn.Module, n: Any) -> set[str]:
     return selected
 
 
+@named_keywords
 def freeze_layers(model: nn.Module, n: int | Sequence[int | str]) -> list[str]:
     """Freeze (``requires_grad=False``) the first ``n`` layers, or the layers/prefixes listed; return what was frozen.
 
@@ -926,6 +929,7 @@ def _refuse_flat_parameters(model: nn.Module, *, weight_decay: float, no_decay: 
     )
 
 
+@named_keywords
 def param_groups(
     model: nn.Module,
     lr: float,

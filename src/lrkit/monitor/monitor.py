@@ -56,7 +56,15 @@ from lrkit._state import (
     inner_optimizers,
     inner_snapshots,
 )
-from lrkit._utils import adapts_step_size, as_scalar, check_int, maximize_sign, stacklevel_outside_lrkit, torch_dir
+from lrkit._utils import (
+    adapts_step_size,
+    as_scalar,
+    check_int,
+    maximize_sign,
+    named_keywords,
+    stacklevel_outside_lrkit,
+    torch_dir,
+)
 from lrkit.monitor.actions import (
     _GROUP_KEYS,
     _LIST_ATTRS,
@@ -1183,6 +1191,7 @@ class Monitor:
     False
     """
 
+    @named_keywords
     def __init__(
         self,
         model: torch.nn.Module,

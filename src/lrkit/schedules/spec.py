@@ -26,7 +26,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from lrkit._utils import check_positive, unknown_name_error
+from lrkit._utils import check_positive, named_keywords, unknown_name_error
 from lrkit.schedules.base import (
     _SHAPE_ALIASES,
     WARMUP_TYPES,
@@ -236,6 +236,7 @@ def _label(info: ScheduleInfo, params: Mapping[str, Any]) -> str:
     return " ".join([info.name, *(f"{k}={fmt(v)}" for k, v in params.items())])
 
 
+@named_keywords
 def from_spec(
     spec: str | Mapping[str, Any] | Schedule,
     *,

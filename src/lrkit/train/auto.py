@@ -62,7 +62,7 @@ from lrkit._step import (
     optimizer_step,
     train_mode,
 )
-from lrkit._utils import canonical_name, check_positive, did_you_mean, unknown_name_error
+from lrkit._utils import canonical_name, check_positive, did_you_mean, named_keywords, unknown_name_error
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.range_test import MIN_NUM_STEPS
 
@@ -527,39 +527,79 @@ def _val_loss(
     model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device, amp: Any = None
 ) -> float:
     model.eval()
-    total, count = 0.0, 0
     try:
-        for i, batch in enumerate(loader):
-            batch = move_to(batch, device)
-            n = batch_size(batch)
-            if n == 0:  # an empty batch holds no samples: its loss is NaN (a mean over nothing), and NaN x 0 is NaN
-                continue
-            try:
-                with amp if amp is not None else _NO_AMP:
-                    loss = batch_loss(model, batch, loss_fn, step_fn)
-            except (RuntimeError, TypeError, IndexError, KeyError) as e:  # raised as it is (the model's own error),
-                # with a note saying where: torch's words alone ("mat1 and mat2 shapes cannot be multiplied") do not
-                if not isinstance(e, torch.OutOfMemoryError):
-                    e.add_note(
-                        f"(lrkit: raised while lr0='auto' scored on val_loader's batch {i}, {_structure(batch)}, "
-                        "in eval mode; the range test's train_loader batches went through the model in train mode. "
-                        "If val_loader's batches differ from those in form, fix val_loader, or pass val_loader=None "
-                        "to score the trials on the training loss)"
-                    )
-                raise
-            total += float(loss) * n
-            count += n
+        total, count = _val_sums(model, loader, loss_fn, step_fn, device, amp)
+        error: Exception | None = None
+    except Exception as e:
+        if not distributed():
+            raise
+        total, count, error = 0.0, 0, e  # raised below, after the other ranks heard of it (see _rank_sums)
     finally:
         reshard(model)  # a forward without backward leaves FSDP2's root unsharded: the restores need it sharded
     if distributed():  # the mean over every rank's shard: each rank scores (and so chooses) the same
-        t = torch.tensor([total, float(count)], dtype=torch.float64,
-                         device=device if torch.distributed.get_backend() == "nccl" else "cpu")
-        torch.distributed.all_reduce(t)
-        total, count = float(t[0]), int(t[1])
+        total, count = _rank_sums(total, count, error, device)
     if count == 0:
         raise ValueError(_EMPTY_VAL.format(what="or only empty ones"))
     value = total / count
     return value if math.isfinite(value) else math.inf
+
+
+def _val_sums(
+    model: torch.nn.Module, loader: Iterable[Any], loss_fn: Any, step_fn: Any, device: torch.device, amp: Any
+) -> tuple[float, int]:
+    """This rank's summed validation loss over ``loader`` (each batch's mean loss times its size) and its sample
+    count (:func:`_val_loss` takes their ratio)."""
+    total, count = 0.0, 0
+    for i, batch in enumerate(loader):
+        batch = move_to(batch, device)
+        n = batch_size(batch)
+        if n == 0:  # an empty batch holds no samples: its loss is NaN (a mean over nothing), and NaN x 0 is NaN
+            continue
+        try:
+            with amp if amp is not None else _NO_AMP:
+                loss = batch_loss(model, batch, loss_fn, step_fn)
+        except (RuntimeError, TypeError, IndexError, KeyError) as e:  # raised as it is (the model's own error),
+            # with a note saying where: torch's words alone ("mat1 and mat2 shapes cannot be multiplied") do not
+            if not isinstance(e, torch.OutOfMemoryError):
+                e.add_note(
+                    f"(lrkit: raised while lr0='auto' scored on val_loader's batch {i}, {_structure(batch)}, "
+                    "in eval mode; the range test's train_loader batches went through the model in train mode. "
+                    "If val_loader's batches differ from those in form, fix val_loader, or pass val_loader=None "
+                    "to score the trials on the training loss)"
+                )
+            raise
+        total += float(loss) * n
+        count += n
+    return total, count
+
+
+def _rank_sums(total: float, count: int, error: Exception | None, device: torch.device) -> tuple[float, int]:
+    """Under torch.distributed: a validation pass's ``total`` loss and sample ``count`` summed over the ranks, in one
+    all-reduce that also carries each rank's ``error`` flag. A scoring pass that raised on one rank only (a bad batch
+    in its shard) then stops every rank at once: that rank raises its own error, every other rank a ``ValueError``
+    naming it, where before they waited in this all-reduce for the process group's timeout (30 minutes by default)."""
+    from lrkit.finder.range_test import _all_reduce
+
+    dist = torch.distributed
+    rank, world = dist.get_rank(), dist.get_world_size()
+    t = torch.zeros(2 + world, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
+    t[0], t[1], t[2 + rank] = total, float(count), float(error is not None)
+    if error is not None:
+        try:  # the others hear of it; this rank's own error is the one raised
+            _all_reduce(t, "the validation loss", call="choose_lr0")
+        except Exception:  # (another rank gone, say): that error says less than this one
+            pass
+        raise error
+    _all_reduce(t, "the validation loss", call="choose_lr0")
+    failed = [r for r in range(world) if t[2 + r]]
+    if failed:
+        who = f"rank {failed[0]}" if len(failed) == 1 else f"ranks {', '.join(map(str, failed))}"
+        raise ValueError(
+            f"choose_lr0 under torch.distributed (rank {rank} of {world}) stopped on every rank: scoring on "
+            f"val_loader raised on {who} (see that rank's error for the batch and the cause); every rank's "
+            "val_loader shard must give batches the model and loss accept"
+        )
+    return float(t[0]), int(t[1])
 
 
 def _seed_everything(seed: int, generator: torch.Generator | Iterable[torch.Generator] | None) -> None:
@@ -952,7 +992,7 @@ def _run_trial(
     closure for optimizers that need one (LBFGS). The trial stops at the first diverged loss (:func:`_diverged`:
     against its first loss and ``reference``, the typical starting loss, :func:`_start_reference`).
     """
-    from lrkit.finder.range_test import _IN_SYNC, _defers_sync, _may_skip_sync, _needs_closure
+    from lrkit.finder.range_test import _IN_SYNC, _defers_sync, _may_skip_sync, _needs_closure, _step_mean
 
     _set_peak(optimizer.param_groups, peak, scales)  # (initial_lr dropped: the new scheduler takes these as its base)
     built_over = prefix.total_steps if prefix is not None else steps
@@ -988,9 +1028,24 @@ def _run_trial(
             clip_grad_norm_(params, max_grad_norm, model=model)  # sparse gradients too (LBFGS steps them)
         return total
 
+    def draw() -> tuple[list[Any] | None, Exception | None]:
+        """(torch.distributed) The next step's micro-batches, or the error drawing them raised (raised by
+        ``_step_mean`` once every rank has heard of it: a loader failing on one rank only stops every rank)."""
+        try:
+            return [next(batches) for _ in range(accumulate)], None
+        except Exception as e:
+            return None, e
+
+    upcoming: list[Any] | None = None  # (torch.distributed) the next step's batches, drawn before its loss all-reduce
+    if dist_on and steps:  # the first step's: agreed on every rank before any gradient all-reduce
+        upcoming, error = draw()
+        _step_mean(0.0, error, device, call="choose_lr0")
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        if needs_closure:  # the closure re-evaluates the same micro-batches
+        if upcoming is not None:  # (the same batches as below, drawn a step ahead)
+            micro, upcoming = upcoming, None
+            value = forward_backward(micro) / accumulate
+        elif needs_closure:  # the closure re-evaluates the same micro-batches
             micro = [next(batches) for _ in range(accumulate)]
             value = forward_backward(micro) / accumulate
         else:  # batch by batch, as the run draws them
@@ -999,7 +1054,10 @@ def _run_trial(
                 total += forward_backward([next(batches)], syncs=k == accumulate - 1)
             value = total / accumulate
         if dist_on:  # the mean over ranks, as find_lr's curve: every rank stops (or scores) the trial alike
-            value = rank_mean(value, device)
+            error = None
+            if step + 1 < steps:
+                upcoming, error = draw()
+            value = _step_mean(value, error, device, call="choose_lr0")
         losses.append(value)
         if first is None:
             first = value
@@ -1097,6 +1155,7 @@ def _pick(trials: list[Trial], spacing: float = SPACING) -> tuple[float, str]:
     return lr_best, f"the best trial{edge}"
 
 
+@named_keywords
 def choose_lr0(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -1354,8 +1413,11 @@ def choose_lr0(
     if isinstance(val_loader, Iterator):  # a one-shot iterator: every trial is scored on the same batches
         kind = type(val_loader).__name__
         val_loader = list(val_loader)
-        if not val_loader and not distributed():  # as an empty sized one, before any compute (under torch.distributed
-            # another rank's shard may hold batches: the scoring pass's mean over the ranks decides)
+        if not val_loader:  # as an empty sized one, before any compute
+            if distributed():  # every rank needs batches (a rank without any would leave the others in the
+                # collectives of their scoring passes: DDP's buffer broadcast, FSDP's all-gathers): the others are on
+                # their way into the range test's settings check, and stop there naming this rank
+                _checks_failed_on_this_rank(model)
             raise ValueError(_EMPTY_VAL.format(what=f"it is a one-shot {kind} that yielded nothing"))
         say(f"lr0=auto: val_loader is a one-shot iterator; its {len(val_loader)} batches are kept to score every "
             "trial on them")

@@ -1881,7 +1881,9 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
                                 f"pass task=regression to regress their {num_outputs} values instead")
             elif y.is_floating_point():
                 inferred = "regression"
-                num_outputs = max(1, int(y.numel()))
+                # task=classification on class indices stored as floats (y.float()): a built-in gets one score per
+                # class (count_classes), and the losses and the accuracy read them as int64 (class_targets)
+                num_outputs = None if task == "classification" and y.numel() == 1 else max(1, int(y.numel()))
                 # only the first target read: a sample's row (K,) (a whole batch's first row); a sample's (T, K) is
                 # a sequence of rows, which task=classification does not score, so it gets no advice to pass it
                 rows = y.ndim == 1
@@ -2023,7 +2025,8 @@ def _sample_ids(sample: Any, lm: bool) -> tuple[Any, ...]:
 
 
 def tensor_target_range(data: TrainData) -> tuple[int, int] | None:
-    """The smallest and the largest integer target over train and val, leaving out cross-entropy's ignored ``-100``,
+    """The smallest and the largest integer target (or whole-number float class index) over train and val, leaving
+    out cross-entropy's ignored ``-100``,
     when both are tensors (a ``TensorDataset``, a ``Subset`` of one, a ``DataLoader`` over either: read at once,
     cheap); ``None`` for any other data, which would have to be read sample by sample, or no target at all."""
     lows, tops = [], []
@@ -2032,6 +2035,9 @@ def tensor_target_range(data: TrainData) -> tuple[int, int] | None:
         if pair is None:
             return None
         y = pair[1]
+        if y.is_floating_point() and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)) and y.numel() \
+                and bool(torch.isfinite(y).all()) and bool((y == y.round()).all()):
+            y = y.long()  # class indices stored as floats, as the classification loss reads them (class_targets)
         if y.is_floating_point() or y.is_complex():
             return None
         y = y[y != -100]

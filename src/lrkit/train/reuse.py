@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from lrkit._step import _INPUT_KEYS, model_outputs
-from lrkit._utils import did_you_mean, first_line, is_float_text
+from lrkit._utils import did_you_mean, first_line, is_float_text, named_keywords
 from lrkit.train.data import UNK, DataInfo, builtin_feature_names
 from lrkit.train.results import TrainResults
 from lrkit.train.run import CHECKPOINT_FORMAT, checkpoint_damage, killed_start
@@ -155,7 +155,8 @@ class LoadedRun:
         split's mean and standard deviation and shaped as a sample was (flat 8x8 ``digits`` rows become
         ``(N, 1, 8, 8)`` images); a CSV run also takes its feature columns by name — a ``{column: values}`` mapping,
         a DataFrame, or a list of dict rows as ``csv.DictReader`` gives them (numeric strings are read as numbers;
-        other columns, an ID, are ignored); a text run takes a ``str`` (its token ids, as a batch of one). One sample
+        other columns, an ID, are ignored); a text run takes a ``str`` (its token ids, as a batch of one); a torch
+        Dataset or DataLoader gives its samples' or batches' inputs (``x``, or a dict's input key). One sample
         gives a batch of one. A file name is refused with how to read it (the rows themselves are taken); so are a
         missing value (NaN, ``None``, an infinity: named by row and column, never predicted) and an input of no rows.
 
@@ -178,6 +179,8 @@ class LoadedRun:
             x = self._columns(_rows_as_columns(x, names or []), names)
         elif isinstance(x, Mapping) or hasattr(x, "columns"):  # {column: values} or a pandas/polars DataFrame
             x = self._columns(x, names)
+        if isinstance(x, DataLoader):  # its batches' inputs, in the order it yields them (np.asarray: TypeError)
+            x = _loader_inputs(x)
         # the model's floating dtype, as training cast its batches (a float64 model takes float64 inputs)
         dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
         if not self.scaling:  # used as given in training (a torch Dataset): only made a tensor and batched
@@ -329,6 +332,7 @@ class LoadedRun:
         return out
 
 
+@named_keywords
 def load_run(run: str | os.PathLike[str] | TrainResults, *, which: str | None = None, model: nn.Module | None = None,
              device: str | torch.device | None = None) -> LoadedRun:
     """Rebuild a finished run's model with its weights, in eval mode, ready for raw inputs.
@@ -488,6 +492,34 @@ def _dataset_inputs(ds: Dataset) -> torch.Tensor:
     if not xs:
         raise ValueError(f"predict(x={type(ds).__name__}): the Dataset is empty")
     return torch.stack(xs)
+
+
+def _loader_inputs(loader: DataLoader) -> torch.Tensor:
+    """A DataLoader's inputs, its batches' ``x`` (the first item of a tuple, the input key of a dict, as training
+    split its batches; a batch of inputs alone as it is) joined in the order it yields them, through its own
+    ``collate_fn`` and sampler."""
+    xs = []
+    for batch in loader:
+        if isinstance(batch, Mapping):
+            key = next((k for k in _INPUT_KEYS if k in batch), None)
+            if key is None:
+                raise ValueError(f"predict(x=DataLoader): its batches are dicts with keys {sorted(map(str, batch))}, "
+                                 f"none of them an input key ({', '.join(_INPUT_KEYS)}); pass the inputs as a tensor")
+            batch = batch[key]
+        elif isinstance(batch, (tuple, list)):
+            batch = batch[0]
+        if not isinstance(batch, torch.Tensor):
+            raise ValueError(f"predict(x=DataLoader): its batches' inputs are a {type(batch).__name__}, not a tensor; "
+                             "pass the inputs as a tensor")
+        xs.append(batch if batch.ndim else batch[None])
+    if not xs:
+        raise ValueError("predict(x=DataLoader): the DataLoader yields no batches")
+    if len({t.shape[1:] for t in xs}) > 1:  # a collate_fn that pads each batch to its own length
+        shapes = sorted({tuple(t.shape[1:]) for t in xs})
+        raise ValueError(f"predict(x=DataLoader): its batches hold inputs of different shapes per sample "
+                         f"({', '.join(map(str, shapes[:3]))}), which cannot be joined into one batch; predict batch "
+                         "by batch: [run.predict(x) for x, _ in loader]")
+    return torch.cat(xs)
 
 
 def _checkpoint_path(run: str | os.PathLike[str], which: str | None) -> Path:

@@ -37,10 +37,36 @@ def _match(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return output
 
 
+def _same_shape(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``output`` in the target's shape (:func:`_match`), or a ``ValueError`` where the two hold different numbers of
+    values: the squared error would only broadcast them — model outputs ``(N, 1)`` against targets ``(N, 2)`` trained
+    the one output toward the mean of the two targets, with no more than torch's warning; ``(N, 2)`` against ``(N,)``
+    (class indices stored as floats) failed with torch's words."""
+    out = _match(output, target)
+    if out.shape == target.shape:
+        return out
+    per_out, per_y = (math.prod(t.shape[1:]) if t.ndim else 1 for t in (output, target))
+    classes = (" Class indices stored as floats? Pass task='classification' (or store them as integers)."
+               if output.ndim == target.ndim + 1 and target.ndim and output.shape[-1] > 1 else "")
+    raise ValueError(
+        f"the model's output of shape {tuple(output.shape)} ({per_out} value(s) per sample) does not match the "
+        f"regression targets of shape {tuple(target.shape)} ({per_y} per sample), and the mean squared error would "
+        f"only broadcast them; make the model output {per_y} value(s) per sample.{classes}"
+    )
+
+
 @described_as("mean squared error (the regression task's loss)")  # FinderResult.loss's words for it
 def regression_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error (``output`` reshaped to the target's shape when only the shape differs)."""
-    return F.mse_loss(_match(output, target).float(), target.float())
+    """Mean squared error (``output`` reshaped to the target's shape when only the shape differs; outputs that hold
+    another number of values than the targets are a ``ValueError``, never a broadcast).
+
+    >>> try:
+    ...     regression_loss(torch.zeros(4, 1), torch.zeros(4, 2))
+    ... except ValueError as e:
+    ...     print(str(e)[:73])
+    the model's output of shape (4, 1) (1 value(s) per sample) does not match
+    """
+    return F.mse_loss(_same_shape(output, target).float(), target.float())
 
 
 @described_as("token cross-entropy (the lm task's loss)")
@@ -56,7 +82,14 @@ def lm_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @described_as("cross-entropy (the classification task's loss)")
 def classification_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over class logits ``(B, C)`` and integer targets ``(B,)`` (or a column ``(B, 1)``)."""
-    return F.cross_entropy(output.float(), class_targets(output, target))
+    target = class_targets(output, target)  # float class indices (1.0, 0.0) as int64
+    if target.is_floating_point() and target.ndim == output.ndim - 1:  # F.cross_entropy: "expected ... Long"
+        bad = target[~(torch.isfinite(target) & (target == target.round()))].reshape(-1)
+        raise ValueError(f"the classification targets are floats of shape {tuple(target.shape)}, read as class "
+                         f"indices, but they hold {float(bad[0]) if bad.numel() else 'none'!r}, not a whole number; "
+                         "class targets are 0 .. number of classes - 1 (for float targets to regress, pass "
+                         "task='regression')")
+    return F.cross_entropy(output.float(), target)
 
 
 @dataclass(frozen=True)
@@ -87,7 +120,7 @@ def _acc_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
 
 
 def _sq_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
-    diff = _match(output, target).float() - target.float()
+    diff = _same_shape(output, target).float() - target.float()
     return float((diff * diff).sum()), int(target.numel())
 
 

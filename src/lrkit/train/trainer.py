@@ -963,6 +963,11 @@ class _Trainer:
                         and int(m.group(1)) == math.prod(x.shape[:-1]):
                     flat = (f" (each sample is a {'x'.join(map(str, x.shape[1:]))} image: a model that starts with "
                             f"nn.Linear({per}, ...) needs nn.Flatten() in front of it, or pass model=cnn)")
+                if isinstance(x, (tuple, list)) and isinstance(e, TypeError) and "positional argument" in str(e):
+                    # forward(x1, x2) and samples ((x1, x2), y): lrkit calls model(x) with the inputs as one value
+                    flat = (f" (the inputs are a {type(x).__name__} of {len(x)}, passed as one argument, model(x); "
+                            "for a forward() that takes them one by one pass step_fn=lambda model, batch: "
+                            "loss_fn(model(*batch[0]), batch[1]), or have forward() unpack one argument)")
                 raise ValueError(
                     f"model {self.model_name} cannot run on the data {self.data.info.name!r} (a batch of inputs "
                     f"{shape}, task {self.data.info.task}): {first_line(e)}{flat}"
@@ -1004,6 +1009,8 @@ class _Trainer:
         tensors (:func:`tensor_target_range`), with ``num_outputs`` when the data says, and over this batch.
         On CUDA a target out of range is a device-side assert that leaves the process unable to use the GPU again,
         so this is checked here, once, before the first loss."""
+        if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor) and y.is_floating_point():
+            y = class_targets(out, y)  # class indices stored as floats are checked as the loss reads them: int64
         if (not isinstance(out, torch.Tensor) or not isinstance(y, torch.Tensor) or out.ndim < 2 or not y.numel()
                 or y.is_floating_point() or y.is_complex() or self.data.info.task not in ("classification", "lm")):
             return
