@@ -469,6 +469,18 @@ def _float_array(x: Any, features: list[str] | None) -> np.ndarray:
                      "a list of rows, an array or a tensor") from None
 
 
+def _input_of(item: Any, what: str) -> Any:
+    """A sample's or a batch's inputs, as training split them: a dict's input key, a tuple's first item, else the
+    item itself (``what`` names the items in the error for a dict without an input key)."""
+    if isinstance(item, Mapping):
+        key = next((k for k in _INPUT_KEYS if k in item), None)
+        if key is None:
+            raise ValueError(f"{what} are dicts with keys {sorted(map(str, item))}, none of them an input key "
+                             f"({', '.join(_INPUT_KEYS)}); pass the inputs as a tensor")
+        return item[key]
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
 def _dataset_inputs(ds: Dataset) -> torch.Tensor:
     """A torch Dataset's inputs stacked into one batch: each sample's ``x`` (the first item of a tuple, the input key
     of a dict, as training split its batches); an IterableDataset's samples as it yields them (it has no ``ds[i]``)."""
@@ -478,17 +490,7 @@ def _dataset_inputs(ds: Dataset) -> torch.Tensor:
         raise ValueError(f"predict(x={type(ds).__name__}): a Dataset without a length; pass its inputs as a tensor")
     else:
         samples = (ds[i] for i in range(len(ds)))
-    xs = []
-    for sample in samples:
-        if isinstance(sample, Mapping):
-            key = next((k for k in _INPUT_KEYS if k in sample), None)
-            if key is None:
-                raise ValueError(f"predict(x={type(ds).__name__}): its samples are dicts with keys {sorted(sample)}, "
-                                 f"none of them an input key ({', '.join(_INPUT_KEYS)}); pass the inputs as a tensor")
-            sample = sample[key]
-        elif isinstance(sample, (tuple, list)):
-            sample = sample[0]
-        xs.append(torch.as_tensor(sample))
+    xs = [torch.as_tensor(_input_of(sample, f"predict(x={type(ds).__name__}): its samples")) for sample in samples]
     if not xs:
         raise ValueError(f"predict(x={type(ds).__name__}): the Dataset is empty")
     return torch.stack(xs)
@@ -500,14 +502,7 @@ def _loader_inputs(loader: DataLoader) -> torch.Tensor:
     ``collate_fn`` and sampler."""
     xs = []
     for batch in loader:
-        if isinstance(batch, Mapping):
-            key = next((k for k in _INPUT_KEYS if k in batch), None)
-            if key is None:
-                raise ValueError(f"predict(x=DataLoader): its batches are dicts with keys {sorted(map(str, batch))}, "
-                                 f"none of them an input key ({', '.join(_INPUT_KEYS)}); pass the inputs as a tensor")
-            batch = batch[key]
-        elif isinstance(batch, (tuple, list)):
-            batch = batch[0]
+        batch = _input_of(batch, "predict(x=DataLoader): its batches")
         if not isinstance(batch, torch.Tensor):
             raise ValueError(f"predict(x=DataLoader): its batches' inputs are a {type(batch).__name__}, not a tensor; "
                              "pass the inputs as a tensor")
