@@ -199,3 +199,18 @@ def test_a_misspelt_keyword_gets_a_did_you_mean(call: str, bad: str, good: str) 
     if call == "Monitor":  # a valid call still works
         mon = lrkit.Monitor(m, torch.optim.SGD(m.parameters(), lr=0.1), on_divergence="stop")
         assert "stop" in mon.actions.values()
+
+
+# -- plot_schedule refuses a record whose momentum or lr_bias does not match its steps -----------------------------
+@pytest.mark.parametrize("key", ["momentum", "lr_bias"])
+def test_plot_schedule_names_a_per_step_list_of_another_length(key: str, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from lrkit.plots.schedule import plot_schedule
+
+    record = from_spec("ultralytics lr0=0.01 warmup_epochs=1", epochs=3, steps_per_epoch=5).record()
+    assert len(record[key]) == len(record["lr"]) == 15
+    plot_schedule(record, path=tmp_path / "ok.png")  # a record as made draws
+    bad = {**record, key: record[key][:4]}
+    with pytest.raises(ValueError, match=rf"has 4 '{key}' values for its 15 steps of 'lr'"):
+        plot_schedule(bad, path=tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()

@@ -267,6 +267,12 @@ def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases:
         if len(r["lr"]) == 0:  # an empty frame, drawn without a word, before
             raise ValueError(f"the record of {label!r} has no steps ('lr' is empty): record at least one step "
                              "(Schedule.record(steps=N), N >= 1)")
+        for key in ("momentum", "lr_bias"):  # one value per step, as 'lr' (a hand-made record may not match)
+            values = r.get(key)
+            if values is not None and len(values) != len(r["lr"]):
+                raise ValueError(f"the record of {label!r} has {len(values)} {key!r} values for its {len(r['lr'])} "
+                                 f"steps of 'lr': give one per step (None where it has none), as Schedule.record() "
+                                 "does")
         spe = r.get("steps_per_epoch")
         if spe is not None and not (isinstance(spe, numbers.Real) and not isinstance(spe, bool)
                                     and 0 < float(spe) < math.inf):
