@@ -562,6 +562,37 @@ def _dist_mean(value: float, device: torch.device) -> float:
     return rank_mean(value, device, lambda t: _all_reduce(t, "the step's loss"))
 
 
+def _step_mean(value: float, fetch_error: Exception | None, device: torch.device, call: str = "find_lr") -> float:
+    """The step's loss ``value`` averaged over the ranks, in one all-reduce that also carries each rank's
+    ``fetch_error`` flag: whether drawing the next step's batches failed there (a one-shot iterator that ran out on
+    that rank's shard, a sample its loader could not load). A rank whose loader fails at a later step then stops every
+    rank at once: it raises its own error and every other rank a ``ValueError`` naming it, where before the others
+    went on into the next step's gradient all-reduce (DDP's, FSDP's) and waited there for the process group's timeout
+    (30 minutes by default). ``call`` names the caller (``choose_lr0``'s trials draw their batches the same way).
+    Call only when torch.distributed is running."""
+    dist = torch.distributed
+    rank, world = dist.get_rank(), dist.get_world_size()
+    t = torch.zeros(1 + world, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
+    t[0], t[1 + rank] = value, float(fetch_error is not None)
+    if fetch_error is not None:
+        try:  # the others hear of it; this rank's own error is the one raised
+            _all_reduce(t, "the step's loss", call=call)
+        except Exception:  # (another rank gone, say): that error says less than this one
+            pass
+        raise fetch_error
+    _all_reduce(t, "the step's loss", call=call)
+    failed = [r for r in range(world) if t[1 + r]]
+    if failed:
+        who = f"rank {failed[0]}" if len(failed) == 1 else f"ranks {', '.join(map(str, failed))}"
+        raise ValueError(
+            f"{call} under torch.distributed (rank {rank} of {world}) stopped on every rank: train_loader failed "
+            f"to give the next step's batches on {who} (see that rank's error: a one-shot iterator that ran out, a "
+            "sample its loader could not load); every rank's train_loader must give batches for every step (a "
+            "re-iterable loader, a DataLoader with a DistributedSampler, is cycled as needed)"
+        )
+    return float(t[0].item()) / world
+
+
 #: The settings every rank must give ``find_lr`` alike, in the order :func:`_same_settings_on_every_rank` sends them.
 _SAME_ON_EVERY_RANK = ("start_lr", "end_lr", "num_steps", "mode", "rule", "diverge_factor", "accumulation_steps",
                        "max_grad_norm")
@@ -1335,6 +1366,10 @@ def find_lr(
         skipped = 0  # optimizer steps the GradScaler skipped (inf/NaN gradients at its scale)
         scales_seen: list[float] = []  # the scale before each step taken through the scaler
         avg = 0.0
+        # (torch.distributed) the next step's batches, drawn before this step's loss all-reduce so that a rank whose
+        # loader fails stops every rank there (see _step_mean); and that failure, raised after it
+        upcoming: list[Any] | None = None
+        fetch_error: Exception | None = None
         for i, lr in enumerate(schedule):
             # (a tensor lr in place; one shared by groups of different scales: a copy each, the snapshot puts it back)
             set_group_lrs(optimizer.param_groups, [lr * scale for scale in scales])
@@ -1347,6 +1382,8 @@ def find_lr(
                 )
                 if unsharded is not None and _tensor_parallel(model):  # its ranks all read the same batch
                     unsharded = None
+            elif upcoming is not None:
+                micro, upcoming = upcoming, None
             elif accumulation_steps == 1:
                 micro = [next(batches)]
             else:
@@ -1357,7 +1394,12 @@ def find_lr(
             if distributed:
                 if i == 0 and not _syncs_gradients(model):
                     unsynced = _unsynced_gradients_note(params, dev)
-                value = _dist_mean(value, dev)
+                if i + 1 < len(schedule):
+                    try:
+                        upcoming = [next(batches) for _ in range(accumulation_steps)]
+                    except Exception as e:  # raised in _step_mean, after every rank has heard of it
+                        fetch_error = e
+                value = _step_mean(value, fetch_error, dev)
             lrs.append(lr)
             losses.append(value)
             if progress is not None:
