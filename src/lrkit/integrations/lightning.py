@@ -56,6 +56,7 @@ import copy
 import itertools
 import json
 import math
+import numbers
 import os
 import re
 import tempfile
@@ -1079,6 +1080,15 @@ def _build_finder() -> type:
                     f"{self._who} tests one optimizer, but configure_optimizers gave {len(optimizers)} ({names}). "
                     "Run lrkit.find_lr per optimizer before the fit (each over the parameters it trains)"
                 )
+            if not optimizers[0].param_groups:
+                # configure_optimizers returned None: Lightning fits with a placeholder (_MockOptimizer) that holds
+                # no param groups and steps nothing -- there is no LR to test or set
+                raise ValueError(
+                    f"{self._who} sets the fit's LR, but {type(pl_module).__name__}.configure_optimizers gave no "
+                    f"optimizer (Lightning fits with a placeholder, {type(optimizers[0]).__name__}, that trains "
+                    "nothing): return the optimizer the fit trains with from configure_optimizers, or leave the "
+                    "callback out"
+                )
             if not pl_module.automatic_optimization:
                 raise ValueError(
                     f"{self._who} needs automatic optimization, but {type(pl_module).__name__}"
@@ -1673,8 +1683,11 @@ def _build_chooser() -> type:
             if make_scheduler is not None and not callable(make_scheduler):
                 raise ValueError(f"make_scheduler={make_scheduler!r} must be a callable (optimizer, steps) -> "
                                  "LRScheduler, or None to replay the fit's schedulers")
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-                raise ValueError(f"seed={seed!r} must be an int, or None for seed_everything's seed")
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                                     or not -(2**63) <= seed < 2**64):
+                # as choose_lr0 checks it (a numpy integer is one; torch's seed range), now rather than at the fit
+                raise ValueError(f"seed={seed!r} must be an integer in [-2**63, 2**64) (torch's seed range), or None "
+                                 "for seed_everything's seed")
             if not (log is None or log is False or callable(log)):
                 raise ValueError(f"log={log!r} must be a callable taking one line of text (e.g. print), None "
                                  "(Lightning's info log) or False (silent)")
@@ -1685,7 +1698,7 @@ def _build_chooser() -> type:
                         "rule": DEFAULT_RULE}  # choose_lr0's: only the values given are in question
             _check_test_settings(*({**defaults, **finder_kwargs}[k] for k in defaults))
             self.make_scheduler = make_scheduler
-            self.seed = seed
+            self.seed = int(seed) if seed is not None else None
             self._log = log  # (not .log: Lightning sets every callback's .log to the module's at the fit's start)
             self.find_lr_kwargs = dict(finder_kwargs)
             self.auto = None

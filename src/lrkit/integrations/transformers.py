@@ -512,8 +512,9 @@ def _metric_scheduler(scheduler: Any) -> bool:
 def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, lr: float,
                  who: str = "find_trainer_lr", peak: float | None = None) -> None:
     """Make ``lr`` the peak LR of the Trainer's coming ``train()``: ``args.learning_rate`` (and
-    ``optimizer_cls_and_kwargs``' ``lr``), scaled by the same factor as the largest group's LR when the groups are not
-    all at it; a user's optimizer (and scheduler) scaled with :func:`lrkit.monitor.actions.backoff_lr`."""
+    ``optimizer_cls_and_kwargs``' ``lr``, added there when those kwargs have none: the class's own default LR is what
+    ``train()`` would build at), scaled by the same factor as the largest group's LR when the groups are not all at
+    it; a user's optimizer (and scheduler) scaled with :func:`lrkit.monitor.actions.backoff_lr`."""
     args = trainer.args
     # the peak ``lr`` replaces: the schedule's (or, given, the highest LR a recorded schedule of yours reaches)
     peak = schedule_peak(optimizer, trainer.lr_scheduler) if peak is None else peak
@@ -538,13 +539,21 @@ def _set_peak_lr(trainer: Any, optimizer: torch.optim.Optimizer, created: bool, 
                 "error's .result"
             )
     if created:
-        same = math.isclose(peak, args.learning_rate, rel_tol=1e-12)
-        args.learning_rate = lr if same else args.learning_rate * factor
         cls_kwargs = getattr(trainer, "optimizer_cls_and_kwargs", None)
-        if cls_kwargs is not None and isinstance(cls_kwargs[1], dict) and "lr" in cls_kwargs[1]:
-            old = cls_kwargs[1]["lr"]
+        given = cls_kwargs[1] if cls_kwargs is not None and isinstance(cls_kwargs[1], dict) else None
+        built = optimizer.defaults.get("lr")
+        # optimizer_cls_and_kwargs without an "lr": train() builds the optimizer at its class's own default LR
+        # (torch's SGD: 1e-3), not at args.learning_rate, so the new LR must go into those kwargs
+        class_default = given is not None and "lr" not in given and _is_number(built)
+        base = float(built) if class_default else args.learning_rate
+        same = math.isclose(peak, base, rel_tol=1e-12)
+        args.learning_rate = lr if same else base * factor
+        if given is not None and "lr" in given:
+            old = given["lr"]
             new = lr if math.isclose(peak, float(old), rel_tol=1e-12) else old * factor
-            trainer.optimizer_cls_and_kwargs = (cls_kwargs[0], {**cls_kwargs[1], "lr": new})
+            trainer.optimizer_cls_and_kwargs = (cls_kwargs[0], {**given, "lr": new})
+        elif class_default:
+            trainer.optimizer_cls_and_kwargs = (cls_kwargs[0], {**given, "lr": args.learning_rate})
     else:
         from lrkit.monitor.actions import backoff_lr
 
@@ -611,10 +620,12 @@ def find_trainer_lr(trainer: Any, *, set_lr: bool = True, **find_lr_kwargs: Any)
             refused: call :func:`lrkit.find_lr` yourself there.
         set_lr: set the suggestion as the peak LR of the Trainer's schedule: ``args.learning_rate`` (scaled by the
             same factor as the largest group's LR when the optimizer's groups are not all at it, and in
-            ``optimizer_cls_and_kwargs``' ``lr``); a user-given optimizer (and scheduler) is scaled with
-            :func:`lrkit.monitor.actions.backoff_lr`, so its largest group's peak becomes the suggestion and every
-            group keeps its ratio (its ``defaults["lr"]`` too, which the schedule ``train()`` builds reads an
-            absolute ``lr_end``/``min_lr`` against). ``False``: change nothing, only return the result.
+            ``optimizer_cls_and_kwargs``' ``lr``, added there when those kwargs have none: the optimizer class's
+            default LR, which ``train()`` would otherwise build at, is replaced too); a user-given optimizer (and
+            scheduler) is scaled with :func:`lrkit.monitor.actions.backoff_lr`, so its largest group's peak becomes
+            the suggestion and every group keeps its ratio (its ``defaults["lr"]`` too, which the schedule
+            ``train()`` builds reads an absolute ``lr_end``/``min_lr`` against). ``False``: change nothing, only
+            return the result.
         **find_lr_kwargs: :func:`lrkit.find_lr` keywords: ``start_lr``, ``end_lr``, ``num_steps``, ``mode``,
             ``rule``, ``diverge_factor``, ``progress``, ``snapshot_device``, ``scaler``. Those taken from the
             Trainer (``optimizer``, ``step_fn``, ``accumulation_steps``, ``max_grad_norm``, ``amp``, ``device``,
