@@ -75,6 +75,7 @@ def named_keywords(fn: Callable[_P, _R]) -> Callable[_P, _R]:
                             f"keywords: {', '.join(shown)}")
         return fn(*args, **kwargs)
 
+    wrapper.__kwdefaults__ = fn.__kwdefaults__  # (read by code that inspects defaults without inspect.signature)
     return wrapper
 
 
