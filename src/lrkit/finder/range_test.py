@@ -570,27 +570,42 @@ def _step_mean(value: float, fetch_error: Exception | None, device: torch.device
     went on into the next step's gradient all-reduce (DDP's, FSDP's) and waited there for the process group's timeout
     (30 minutes by default). ``call`` names the caller (``choose_lr0``'s trials draw their batches the same way).
     Call only when torch.distributed is running."""
+    t, who = flagged_all_reduce([value], fetch_error, device, "the step's loss", call)
+    if who is not None:
+        dist = torch.distributed
+        raise ValueError(
+            f"{call} under torch.distributed (rank {dist.get_rank()} of {dist.get_world_size()}) stopped on every "
+            f"rank: train_loader failed to give the next step's batches on {who} (see that rank's error: a one-shot "
+            "iterator that ran out, a sample its loader could not load); every rank's train_loader must give "
+            "batches for every step (a re-iterable loader, a DataLoader with a DistributedSampler, is cycled as "
+            "needed)"
+        )
+    return float(t[0].item()) / torch.distributed.get_world_size()
+
+
+def flagged_all_reduce(values: list[float], error: Exception | None, device: torch.device, what: str,
+                       call: str) -> tuple[torch.Tensor, str | None]:
+    """Sum ``values`` over the ranks in one all-reduce that also carries one flag per rank: whether ``error`` (this
+    rank's failure) is set. A rank with an error raises it once the others have heard of it; the others get the
+    summed tensor and the failed ranks in words (``"rank 1"``, ``"ranks 1, 3"``; ``None`` when none failed), for
+    an error of their own naming them — every rank stops at once, none waits in a later collective for the process
+    group's timeout. ``what`` and ``call`` name the all-reduce in its own error."""
     dist = torch.distributed
-    rank, world = dist.get_rank(), dist.get_world_size()
-    t = torch.zeros(1 + world, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
-    t[0], t[1 + rank] = value, float(fetch_error is not None)
-    if fetch_error is not None:
+    rank, world, n = dist.get_rank(), dist.get_world_size(), len(values)
+    t = torch.zeros(n + world, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
+    t[:n] = torch.tensor(values, dtype=torch.float64)
+    t[n + rank] = float(error is not None)
+    if error is not None:
         try:  # the others hear of it; this rank's own error is the one raised
-            _all_reduce(t, "the step's loss", call=call)
+            _all_reduce(t, what, call=call)
         except Exception:  # (another rank gone, say): that error says less than this one
             pass
-        raise fetch_error
-    _all_reduce(t, "the step's loss", call=call)
-    failed = [r for r in range(world) if t[1 + r]]
-    if failed:
-        who = f"rank {failed[0]}" if len(failed) == 1 else f"ranks {', '.join(map(str, failed))}"
-        raise ValueError(
-            f"{call} under torch.distributed (rank {rank} of {world}) stopped on every rank: train_loader failed "
-            f"to give the next step's batches on {who} (see that rank's error: a one-shot iterator that ran out, a "
-            "sample its loader could not load); every rank's train_loader must give batches for every step (a "
-            "re-iterable loader, a DataLoader with a DistributedSampler, is cycled as needed)"
-        )
-    return float(t[0].item()) / world
+        raise error
+    _all_reduce(t, what, call=call)
+    failed = [r for r in range(world) if t[n + r]]
+    if not failed:
+        return t, None
+    return t, f"rank {failed[0]}" if len(failed) == 1 else f"ranks {', '.join(map(str, failed))}"
 
 
 #: The settings every rank must give ``find_lr`` alike, in the order :func:`_same_settings_on_every_rank` sends them.

@@ -578,26 +578,15 @@ def _rank_sums(total: float, count: int, error: Exception | None, device: torch.
     all-reduce that also carries each rank's ``error`` flag. A scoring pass that raised on one rank only (a bad batch
     in its shard) then stops every rank at once: that rank raises its own error, every other rank a ``ValueError``
     naming it, where before they waited in this all-reduce for the process group's timeout (30 minutes by default)."""
-    from lrkit.finder.range_test import _all_reduce
+    from lrkit.finder.range_test import flagged_all_reduce
 
-    dist = torch.distributed
-    rank, world = dist.get_rank(), dist.get_world_size()
-    t = torch.zeros(2 + world, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
-    t[0], t[1], t[2 + rank] = total, float(count), float(error is not None)
-    if error is not None:
-        try:  # the others hear of it; this rank's own error is the one raised
-            _all_reduce(t, "the validation loss", call="choose_lr0")
-        except Exception:  # (another rank gone, say): that error says less than this one
-            pass
-        raise error
-    _all_reduce(t, "the validation loss", call="choose_lr0")
-    failed = [r for r in range(world) if t[2 + r]]
-    if failed:
-        who = f"rank {failed[0]}" if len(failed) == 1 else f"ranks {', '.join(map(str, failed))}"
+    t, who = flagged_all_reduce([total, float(count)], error, device, "the validation loss", "choose_lr0")
+    if who is not None:
+        dist = torch.distributed
         raise ValueError(
-            f"choose_lr0 under torch.distributed (rank {rank} of {world}) stopped on every rank: scoring on "
-            f"val_loader raised on {who} (see that rank's error for the batch and the cause); every rank's "
-            "val_loader shard must give batches the model and loss accept"
+            f"choose_lr0 under torch.distributed (rank {dist.get_rank()} of {dist.get_world_size()}) stopped on "
+            f"every rank: scoring on val_loader raised on {who} (see that rank's error for the batch and the cause); "
+            "every rank's val_loader shard must give batches the model and loss accept"
         )
     return float(t[0]), int(t[1])
 
