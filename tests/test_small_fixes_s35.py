@@ -214,3 +214,13 @@ def test_plot_schedule_names_a_per_step_list_of_another_length(key: str, tmp_pat
     with pytest.raises(ValueError, match=rf"has 4 '{key}' values for its 15 steps of 'lr'"):
         plot_schedule(bad, path=tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+# -- a Muon hybrid's refusal suggests no Adam-family name ------------------------------------------------------
+@pytest.mark.parametrize("name", ["AdaMuon", "MuonWithAuxAdam"])
+def test_a_muon_hybrid_is_refused_without_an_adam_did_you_mean(name: str) -> None:
+    import lrkit
+
+    with pytest.raises(ValueError, match=f"cannot tell whether optimizer '{name}'") as e:
+        lrkit.scale_lr(0.1, 32, 64, optimizer=name)
+    assert "Did you mean" not in str(e.value)  # 'adan' / 'nadam' before: the "taken for an Adam" it must not be

@@ -122,7 +122,9 @@ def optimizer_family(optimizer: Any) -> str:
     # a did-you-mean only for a name the user mistyped: for a class, or the name of a real torch optimizer outside
     # both families ('Rprop', 'LBFGS'), it would suggest another optimizer ('rmsprop') — a guess, not a typo fix
     torch_names = {n.lower() for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)}
-    hint = did_you_mean(key, known) if isinstance(optimizer, str) and key not in torch_names else ""
+    # (nor for a Muon hybrid: 'AdaMuon' is no typo of 'adan', nor 'MuonWithAuxAdam' of 'nadam')
+    hint = (did_you_mean(key, known) if isinstance(optimizer, str) and key not in torch_names
+            and not any(h in key for h in _OUTSIDE_HINTS) else "")
     raise ValueError(
         f"cannot tell whether optimizer {shown!r} is SGD-like (rule='linear') or adaptive (rule='sqrt').{hint} "
         f"Pass rule='linear' or rule='sqrt' explicitly. Known: {', '.join(known)}"
