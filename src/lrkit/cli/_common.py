@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +15,19 @@ from lrkit._config import TypedFloat
 from lrkit._utils import error_text, last_frame_in, optional_import
 
 
-def console():  # -> rich.console.Console
-    """A rich console on stdout."""
-    return optional_import("rich.console", "cli").Console()
+def console(stderr: bool = False):  # -> rich.console.Console
+    """A rich console on stdout (``stderr=True``: on stderr), as wide as :func:`_console_width` says."""
+    return optional_import("rich.console", "cli").Console(stderr=stderr, width=_console_width())
+
+
+def _console_width() -> int | None:
+    """The width to give a rich console: ``None`` (rich's own choice) unless ``COLUMNS`` is ``0``, which rich takes
+    as a console 0 columns wide that prints nothing — no table, no suggestion, not even an error, exit code 2 and an
+    empty stderr. Then the terminal's width, or 80, as :func:`shutil.get_terminal_size` reads a ``COLUMNS`` of 0."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if not (columns.isdigit() and int(columns) == 0):
+        return None
+    return shutil.get_terminal_size().columns or 80
 
 
 #: the progress bar's width: at most rich's default, at least enough to read
@@ -47,7 +58,7 @@ def progress_bar(description: str, total: int | None, *, console_: Any = None) -
         progress_mod.TimeRemainingColumn(table_column=column(no_wrap=True)),
         progress_mod.TextColumn("{task.fields[info]}", table_column=column(overflow="fold")),
     ]
-    progress = progress_mod.Progress(*columns, transient=False, console=console_)
+    progress = progress_mod.Progress(*columns, transient=False, console=console_ if console_ is not None else console())
     task = progress.add_task(description, total=total, info="")
     started = False
     # what may go, first to last, in a terminal too narrow for the fields: the bar, the elapsed, the remaining time
@@ -220,7 +231,7 @@ def cli_message(message: str, options: Mapping[str, tuple[str, Any]], *, any_val
 def fail(message: str, code: int = 2) -> None:
     """Print ``message`` as an error and exit with ``code`` (no traceback)."""
     typer = optional_import("typer", "cli")
-    console_ = optional_import("rich.console", "cli").Console(stderr=True)
+    console_ = console(stderr=True)
     escape = optional_import("rich.markup", "cli").escape  # a column "area [sqm]" is text, not rich markup
     console_.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -454,8 +454,9 @@ def find_command(
         table.add_row("loss", escape(result.loss))
     con.print(table)
     escape = optional_import("rich.markup", "cli").escape  # a folder "runs/[adamw]" is text, not rich markup
+    # soft_wrap: each path on its one line, whatever the width (a log file's 80 columns folded a long one in two)
     con.print(f"plot:   {escape(str(out_dir / 'lr_find.png'))}\nrecord: {escape(str(out_dir / 'lr_find.json'))}",
-              highlight=False)
+              highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -600,6 +600,9 @@ def predict_command(
     if out_path is None and sys.stdout is None:  # `>&-`: the CSV would be dropped without a word, and exit 0
         fail("stdout is closed, so the CSV has nowhere to go: give --out FILE, or the command a stdout")
         return
+    if source == "-" and sys.stdin is None:  # `<&-`: not "the model failed on INPUT: ... binary stream for sys.stdin"
+        fail("INPUT - reads the rows from stdin, which is closed: give a file as INPUT, or pipe the CSV in")
+        return
     try:
         _check_arguments(run, source)
         if out_path is not None:
@@ -634,7 +637,9 @@ def predict_command(
             return
         typer.echo(f"predicted {rows} with {loaded.checkpoint}: wrote {out_path}", err=True)
     else:
-        typer.echo(result.to_csv(), nl=False)
+        # UTF-8 bytes, as --out writes them: a stdout whose encoding cannot show a label (cp1252, Windows' default
+        # for a redirect) wrote "??" for "東京", and exit 0
+        typer.echo(result.to_csv().encode("utf-8"), nl=False)
         typer.echo(f"predicted {rows} with {loaded.checkpoint}", err=True)
 
 

@@ -257,7 +257,7 @@ def schedule_command(
         scheds.append(sched)
     _check_same_scale(specs, scheds)
     if base_lr is not None and not used_base_lr:  # on stderr: --json output stays clean
-        optional_import("rich.console", "cli").Console(stderr=True).print(
+        console(stderr=True).print(
             f"[yellow]warning:[/] --base-lr {shown(base_lr)} is not used: "
             + ("every spec gives" if compare else f"{spec!r} gives") + " its own peak LR (lr0/max_lr)",
             highlight=False, soft_wrap=True)
@@ -277,7 +277,7 @@ def schedule_command(
         print_chart(console(), lambda **kw: schedule_text(records, log_y=log_y, **kw), height=12)
     if not no_plot:
         path = _plot(records, out if out is not None else _free_picture_name(), log_y)
-        console().print(f"wrote {path}", highlight=False)
+        console().print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)  # one line, as written
 
 
 def _plain(value: float | None) -> float | None:
