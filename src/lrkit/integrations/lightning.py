@@ -187,10 +187,11 @@ def _build() -> type:
         def __init__(self, *, monitor_metric: str | None = "val_loss", log_metrics: bool = True,
                      save_snapshots: bool = True, **monitor_kwargs: Any) -> None:
             super().__init__()
-            if monitor_metric is not None and not isinstance(monitor_metric, str):
+            if monitor_metric is not None and (not isinstance(monitor_metric, str) or not monitor_metric.strip()):
+                # ("" named no metric: every validation was then warned about as missing, at run time)
                 raise ValueError(
-                    f"monitor_metric={monitor_metric!r} must be the name of a logged metric (a str, e.g. 'val_loss') "
-                    f"or None"
+                    f"monitor_metric={monitor_metric!r} must be the name of a logged metric (a non-empty str, e.g. "
+                    "'val_loss') or None"
                 )
             for key, value in (("log_metrics", log_metrics), ("save_snapshots", save_snapshots)):
                 if not isinstance(value, bool):

@@ -1252,10 +1252,11 @@ def _build() -> type:
         def __init__(self, *, monitor_metric: str | None = "eval_loss", save_snapshots: bool = True,
                      **monitor_kwargs: Any) -> None:
             super().__init__()
-            if monitor_metric is not None and not isinstance(monitor_metric, str):
+            if monitor_metric is not None and (not isinstance(monitor_metric, str) or not monitor_metric.strip()):
+                # ("" named no metric: every evaluation was then warned about as missing, at run time)
                 raise ValueError(
-                    f"monitor_metric={monitor_metric!r} must be the name of an evaluation metric (a str, e.g. "
-                    f"'eval_loss') or None"
+                    f"monitor_metric={monitor_metric!r} must be the name of an evaluation metric (a non-empty str, "
+                    "e.g. 'eval_loss') or None"
                 )
             if not isinstance(save_snapshots, bool):
                 raise ValueError(f"save_snapshots={save_snapshots!r} must be True or False")
@@ -1286,6 +1287,9 @@ def _build() -> type:
         def load_checkpoint(self, checkpoint_dir: str | os.PathLike[str]) -> None:
             """Read the monitor's state from ``checkpoint_dir`` at the next ``train(resume_from_checkpoint=...)``
             (only needed for a checkpoint outside ``args.output_dir``)."""
+            if not isinstance(checkpoint_dir, (str, os.PathLike)):  # pathlib's TypeError named no argument
+                raise ValueError(f"load_checkpoint(checkpoint_dir={checkpoint_dir!r}): give the checkpoint folder "
+                                 "as a str or Path (e.g. 'out/checkpoint-500')")
             path = Path(checkpoint_dir) / STATE_FILE
             if not path.is_file():
                 raise ValueError(
