@@ -389,7 +389,7 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
             name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "the default loss"
             why = str(e).removesuffix(".")  # torch's own ends with '.' ("Target 2 is out of bounds."): no '..'
             what = _describe(out) + (f" (the 'logits' of a {type(raw).__name__})" if out is not raw else "")
-            fix = _cast_targets_fix(out, y, e, loss_fn) or (
+            fix = _cast_targets_fix(out, y, e, loss_fn) or _trailing_one_fix(out, y, loss_fn) or (
                 "pass a loss_fn that fits them (cross_entropy takes class-index targets, mse_loss float targets of "
                 "the output's shape) or step_fn=lambda model, batch: loss"
             )
@@ -852,6 +852,38 @@ def target_dtype_error(out: Any, batch: Any, loss_fn: LossFn | None, error: Runt
     )
 
 
+def _loss_call(loss_fn: LossFn | None) -> str:
+    """How a fix's example calls ``loss_fn``: ``F.huber_loss`` by its name, an ``nn.HuberLoss()`` module by its class
+    with ``()``, the default loss as ``loss``."""
+    if loss_fn is None:
+        return "loss"
+    return getattr(loss_fn, "__name__", None) or f"{type(loss_fn).__name__}()"
+
+
+def _trailing_one_fix(out: Any, y: Any, loss_fn: LossFn | None) -> str | None:
+    """How to line up a float output and target whose shapes differ only by a trailing 1 — ``(N, 1)`` against
+    ``(N,)``, the usual binary-classification or regression slip: an elementwise loss either refuses it or (MSE)
+    broadcasts it to ``(N, N)``. ``None`` for any other pair.
+
+    >>> import torch
+    >>> _trailing_one_fix(torch.zeros(4, 1), torch.zeros(4), None)[:59]
+    'the shapes differ only by a trailing 1: view the target as '
+    """
+    if not (isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor) and out.is_floating_point()
+            and y.is_floating_point()):
+        return None
+    o, t = tuple(out.shape), tuple(y.shape)
+    if o == (*t, 1):
+        change, fixed = "view the target as the output", "y.view_as(out)"
+    elif t == (*o, 1):
+        change, fixed = "squeeze the target's last dimension", "y.squeeze(-1)"
+    else:
+        return None
+    return (f"the shapes differ only by a trailing 1: {change}, {fixed} (loss_fn=lambda out, y: "
+            f"{_loss_call(loss_fn)}(out, {fixed})), or "
+            "give the targets the output's shape in the dataset")
+
+
 def _cast_targets_fix(out: Any, y: Any, error: BaseException, loss_fn: LossFn | None) -> str | None:
     """How to give a floating output and target one dtype, when ``error`` speaks of dtypes and theirs differ (not
     under autocast, whose mixed dtypes are normal); ``None`` otherwise."""
@@ -860,11 +892,9 @@ def _cast_targets_fix(out: Any, y: Any, error: BaseException, loss_fn: LossFn | 
             and not _autocast_on(out)):
         return None
     o, t = dtype_name(out.dtype), dtype_name(y.dtype)
-    name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "loss"
-    call = name if loss_fn is None or hasattr(loss_fn, "__name__") else f"{name}()"  # F.huber_loss, nn.HuberLoss()
-    return (f"give them one dtype: cast the targets, y.to(torch.{o}) (loss_fn=lambda out, y: {call}(out, "
-            f"y.to(out.dtype))), or train in {t}: model.to(torch.{t}) with {t} inputs (lrkit.train casts the targets "
-            "for you)")
+    return (f"give them one dtype: cast the targets, y.to(torch.{o}) (loss_fn=lambda out, y: "
+            f"{_loss_call(loss_fn)}(out, y.to(out.dtype))), or train in {t}: model.to(torch.{t}) with {t} inputs "
+            "(lrkit.train casts the targets for you)")
 
 
 def cycle_batches(loader: Iterable[Any], name: str = "loader") -> Iterator[Any]:

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from lrkit._dist import distributed as _distributed
-from lrkit._dist import failed_check, failed_error, rank_mean, reshard, same_settings
+from lrkit._dist import failed_check, failed_error, flagged_all_reduce, rank_mean, reshard, same_settings
+from lrkit._dist import named_all_reduce as _all_reduce
 from lrkit._state import Snapshot, check_snapshot_device, every_optimizer, set_group_lrs
 from lrkit._step import (
     LossFn,
@@ -539,23 +540,6 @@ def _check_model_on(model: torch.nn.Module, dev: torch.device) -> None:
         )
 
 
-def _all_reduce(t: torch.Tensor, what: str, op: Any = None, call: str = "find_lr") -> None:
-    """``torch.distributed.all_reduce(t)``, and when it fails (another rank did not call ``find_lr`` — or ``call`` —
-    and the process group timed out, or another rank's process died), an error that names ``call`` and what it needs
-    instead of the backend's bare "Timed out waiting ... for recv" / "Connection closed by peer"."""
-    dist = torch.distributed
-    try:
-        dist.all_reduce(t) if op is None else dist.all_reduce(t, op=op)
-    except RuntimeError as e:  # DistBackendError is a RuntimeError
-        raise RuntimeError(
-            f"{call} under torch.distributed (rank {dist.get_rank()} of {dist.get_world_size()}): the all-reduce of "
-            f"{what} failed ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}). Every rank "
-            f"must call {call} at the same time, each with its shard of the data — a call on some ranks only waits "
-            "for the others until the process group times out; to run it on one process, call it before "
-            "init_process_group (or after destroy_process_group)"
-        ) from e
-
-
 def _dist_mean(value: float, device: torch.device) -> float:
     """The mean of ``value`` over all ranks (call only when torch.distributed is running), failing with find_lr's
     error."""
@@ -581,31 +565,6 @@ def _step_mean(value: float, fetch_error: Exception | None, device: torch.device
             "needed)"
         )
     return float(t[0].item()) / torch.distributed.get_world_size()
-
-
-def flagged_all_reduce(values: list[float], error: Exception | None, device: torch.device, what: str,
-                       call: str) -> tuple[torch.Tensor, str | None]:
-    """Sum ``values`` over the ranks in one all-reduce that also carries one flag per rank: whether ``error`` (this
-    rank's failure) is set. A rank with an error raises it once the others have heard of it; the others get the
-    summed tensor and the failed ranks in words (``"rank 1"``, ``"ranks 1, 3"``; ``None`` when none failed), for
-    an error of their own naming them — every rank stops at once, none waits in a later collective for the process
-    group's timeout. ``what`` and ``call`` name the all-reduce in its own error."""
-    dist = torch.distributed
-    rank, world, n = dist.get_rank(), dist.get_world_size(), len(values)
-    t = torch.zeros(n + world, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
-    t[:n] = torch.tensor(values, dtype=torch.float64)
-    t[n + rank] = float(error is not None)
-    if error is not None:
-        try:  # the others hear of it; this rank's own error is the one raised
-            _all_reduce(t, what, call=call)
-        except Exception:  # (another rank gone, say): that error says less than this one
-            pass
-        raise error
-    _all_reduce(t, what, call=call)
-    failed = [r for r in range(world) if t[n + r]]
-    if not failed:
-        return t, None
-    return t, f"rank {failed[0]}" if len(failed) == 1 else f"ranks {', '.join(map(str, failed))}"
 
 
 #: The settings every rank must give ``find_lr`` alike, in the order :func:`_same_settings_on_every_rank` sends them.

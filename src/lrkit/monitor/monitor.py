@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from lrkit._dist import distributed, fsdp1_root, fsdp1_shard_sum, fsdp2_modules, rank_mean
+from lrkit._dist import distributed, flagged_all_reduce, fsdp1_root, fsdp1_shard_sum, fsdp2_modules
 from lrkit._dlr import group_step_sizes
 from lrkit._state import (
     _NO_MODEL,
@@ -1515,7 +1515,7 @@ class Monitor:
             if distributed():
                 self._warn_unsynced()
         if self.sync_loss and distributed():
-            loss = rank_mean(self._loss_value(loss), _loss_device(loss))
+            loss = self._rank_mean_loss(loss, "after_backward(loss)")
         step = self._step + 1
         if self._dense_until <= step < self._next_grad:  # the fast path (_dense_until is huge when it is off)
             try:
@@ -1616,7 +1616,7 @@ class Monitor:
                 "optimizer steps, e.g. after the epoch's last after_step()"
             )
         if self.sync_loss and distributed():
-            val_loss = rank_mean(self._loss_value(val_loss), _loss_device(val_loss))
+            val_loss = self._rank_mean_loss(val_loss, "after_validation(val_loss)")
         if type(val_loss) is float:  # the common case, valid as it is
             value = val_loss
         else:
@@ -2233,6 +2233,27 @@ class Monitor:
                 for p in held.members[0]:
                     if id(p) in versions:
                         versions[id(p)] = _version(p)
+
+    def _rank_mean_loss(self, loss: Any, call: str) -> float:
+        """``sync_loss``'s mean of ``loss`` over the ranks, in one all-reduce that also carries each rank's flag:
+        whether its ``loss`` failed the checks (not a number, not a scalar). That rank raises its own error once the
+        others have heard of it, and they a ``ValueError`` naming it, where before they waited in the all-reduce for
+        the process group's timeout (30 minutes by default)."""
+        try:
+            _check_loss(loss, call)
+            value, error = self._loss_value(loss), None
+        except (TypeError, ValueError, RuntimeError) as e:
+            value, error = 0.0, e
+        dist = torch.distributed
+        t, who = flagged_all_reduce([value], error, _loss_device(loss), "the loss", f"Monitor.{call}")
+        if who is not None:
+            raise ValueError(
+                f"Monitor.{call} with sync_loss=True under torch.distributed (rank {dist.get_rank()} of "
+                f"{dist.get_world_size()}) stopped on every rank: the loss given on {who} failed the checks (see "
+                "that rank's error); every rank must pass a real scalar (a one-element tensor or a float) "
+                "at the same call"
+            )
+        return float(t[0].item()) / dist.get_world_size()
 
     @staticmethod
     def _loss_value(loss: torch.Tensor | float) -> float:

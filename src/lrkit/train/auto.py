@@ -578,7 +578,7 @@ def _rank_sums(total: float, count: int, error: Exception | None, device: torch.
     all-reduce that also carries each rank's ``error`` flag. A scoring pass that raised on one rank only (a bad batch
     in its shard) then stops every rank at once: that rank raises its own error, every other rank a ``ValueError``
     naming it, where before they waited in this all-reduce for the process group's timeout (30 minutes by default)."""
-    from lrkit.finder.range_test import flagged_all_reduce
+    from lrkit._dist import flagged_all_reduce
 
     t, who = flagged_all_reduce([total, float(count)], error, device, "the validation loss", "choose_lr0")
     if who is not None:
@@ -1593,7 +1593,7 @@ _EMPTY_VAL_SHARD = 2
 
 
 def _settings_all_reduce(t: torch.Tensor) -> None:
-    from lrkit.finder.range_test import _all_reduce
+    from lrkit._dist import named_all_reduce as _all_reduce
 
     _all_reduce(t, "lr0='auto''s settings", call="choose_lr0")
 

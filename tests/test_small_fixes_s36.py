@@ -1,0 +1,59 @@
+"""Session 36: fixes from earlier sessions' "noticed, left alone" lists, each with a test that fails without it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import lrkit
+from _dist_s36 import bad_loss_worker
+from _helpers import free_port
+
+needs_dist = pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed")
+
+
+@needs_dist
+@pytest.mark.parametrize("call", ["after_backward", "after_validation"])
+def test_sync_loss_bad_loss_on_one_rank_stops_every_rank(tmp_path: Path, call: str) -> None:
+    # before: rank 1 raised its TypeError before the loss all-reduce, and rank 0 waited in it for the timeout
+    mp.spawn(bad_loss_worker, args=(2, free_port(), str(tmp_path), call), nprocs=2, join=True)
+    errors = {r: json.loads((tmp_path / f"{r}.json").read_text())["error"] for r in range(2)}
+    assert errors[1][0] in ("TypeError", "ValueError") and "stopped on every rank" not in errors[1][1]
+    assert errors[1][1].startswith(f"{call}(")  # the call that was given the bad loss
+    assert errors[0][0] == "ValueError"
+    assert f"Monitor.{call}" in errors[0][1] and "stopped on every rank" in errors[0][1]
+    assert "the loss given on rank 1" in errors[0][1]
+
+
+@pytest.mark.parametrize(("out_shape", "y_shape", "fix"), [((8, 1), (8,), "y.view_as(out)"),
+                                                         ((8,), (8, 1), "y.squeeze(-1)")])
+def test_find_lr_loss_failure_on_a_trailing_one_says_how_to_line_up_the_shapes(
+        out_shape: tuple[int, ...], y_shape: tuple[int, ...], fix: str) -> None:
+    # before: only "pass a loss_fn that fits them (cross_entropy takes class-index targets, ...)"
+    torch.manual_seed(0)
+    last = torch.nn.Flatten(0) if out_shape == (8,) else torch.nn.Identity()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 1), last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = [(torch.randn(8, 4), torch.randint(0, 2, y_shape).float()) for _ in range(3)]
+    with pytest.raises(ValueError, match="differ only by a trailing 1") as info:
+        lrkit.find_lr(model, opt, data, loss_fn=torch.nn.BCEWithLogitsLoss(), num_steps=10)
+    assert f"loss_fn=lambda out, y: BCEWithLogitsLoss()(out, {fix})" in str(info.value)
+    assert model[0].weight.grad is None  # nothing was trained
+
+
+def dot_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (out.flatten() @ y.flatten()) ** 2
+
+
+def test_dtype_fix_still_names_a_function_loss_by_its_name() -> None:
+    model = torch.nn.Linear(4, 2)
+    data = [(torch.randn(8, 4), torch.randn(8, 2, dtype=torch.float64)) for _ in range(3)]
+    with pytest.raises(ValueError, match="give them one dtype") as info:
+        lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=dot_loss, num_steps=10)
+    assert "loss_fn=lambda out, y: dot_loss(out, y.to(out.dtype))" in str(info.value)
