@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ import torch.multiprocessing as mp
 
 import lrkit
 from _dist_s36 import bad_loss_worker
-from _helpers import free_port
+from _helpers import free_port, killed_run
 
 needs_dist = pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed")
 
@@ -57,3 +58,29 @@ def test_dtype_fix_still_names_a_function_loss_by_its_name() -> None:
     with pytest.raises(ValueError, match="give them one dtype") as info:
         lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=dot_loss, num_steps=10)
     assert "loss_fn=lambda out, y: dot_loss(out, y.to(out.dtype))" in str(info.value)
+
+
+@pytest.mark.parametrize(("first", "again"), [(True, {}), ({}, True), (True, "rollback"), ("rollback", True),
+                                              ({"on_divergence": "rollback"}, True), (True, "true"),
+                                              ({"backoff": 0.3}, True), ({"max_rollbacks": 8}, "rollback")])
+def test_resume_takes_a_monitor_setting_that_means_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            first: Any, again: Any) -> None:
+    # before: monitor={} or "rollback" against a run trained with monitor=True was refused as a changed setting
+    kw = {"data": "iris", "model": "linear", "epochs": 3, "lr0": 0.1, "project": str(tmp_path), "name": "r",
+          "verbose": False, "plots": False}
+    killed_run(monkeypatch, lambda: lrkit.train(**kw, monitor=first), nth=2)
+    resumed = lrkit.train(**{**kw, "monitor": again}, resume=True)
+    assert len(resumed.history) == 3
+
+
+def test_resume_still_refuses_a_monitor_setting_that_differs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kw = {"data": "iris", "model": "linear", "epochs": 3, "lr0": 0.1, "project": str(tmp_path), "name": "r",
+          "verbose": False, "plots": False}
+    killed_run(monkeypatch, lambda: lrkit.train(**kw, monitor=True), nth=2)
+    with pytest.raises(ValueError, match=r"resume: monitor=\{'on_divergence': 'stop'\} differs from the run being "
+                                         r"resumed \(monitor=True\)"):
+        lrkit.train(**{**kw, "monitor": "stop"}, resume=True)
+    with pytest.raises(ValueError, match=r"resume: monitor=\{'backoff': 0.5\} differs"):
+        lrkit.train(**{**kw, "monitor": {"backoff": 0.5}}, resume=True)
+    with pytest.raises(ValueError, match=r"resume: monitor=False differs"):
+        lrkit.train(**{**kw, "monitor": False}, resume=True)

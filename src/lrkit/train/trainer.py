@@ -347,6 +347,40 @@ def _same(a: Any, b: Any) -> bool:
     return False
 
 
+def _same_monitor(new: Any, old: Any) -> bool:
+    """Whether two ``monitor=`` settings build the same :class:`lrkit.Monitor`: ``True``, ``{}``, ``"rollback"`` and
+    ``{"on_divergence": "rollback"}`` are one monitor (its defaults); an option given at its default value is the
+    same as one left out. ``val_patience`` left out is :data:`TRAIN_VAL_PATIENCE` (the train loop's own default).
+
+    >>> _same_monitor(True, {"on_divergence": "rollback"}), _same_monitor(True, "stop"), _same_monitor(False, {})
+    (True, False, False)
+    """
+    from lrkit._config import _monitor
+    from lrkit.monitor import Monitor
+
+    try:
+        a, b = _monitor("monitor", new), _monitor("monitor", old)
+    except ValueError:
+        return False
+    if a is False or b is False:
+        return a is b
+    defaults = {k: p.default for k, p in inspect.signature(Monitor).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    defaults["val_patience"] = TRAIN_VAL_PATIENCE
+
+    def _at_default(value: Any, default: Any) -> bool:  # 5 is 5.0; True is not 1
+        numbers = all(type(v) in (int, float) for v in (value, default))
+        return _same(value, default) or (numbers and value == default)
+
+    def options(setting: bool | dict[str, Any]) -> dict[str, Any]:
+        given = {} if setting is True else setting
+        assert isinstance(given, dict)
+        kept = {k: v for k, v in given.items() if not (k in defaults and _at_default(v, defaults[k]))}
+        return {k: _config_plain(v) for k, v in kept.items()}
+
+    return options(a) == options(b)
+
+
 def _names_class(spec: str, cls: type | None) -> bool:
     """Whether ``"module:ClassName"`` imports as ``cls`` (``"torch.optim:Adagrad"`` names ``torch.optim.Adagrad``)."""
     found = _spec_class(spec)
@@ -525,6 +559,8 @@ class _Trainer:
                 merged[key] = new  # a Python object passed again where the run had a name: trust the caller
             elif key in self.explicit and _config_plain(new) == old:
                 merged[key] = new  # the same setting, with the Python objects the checkpoint could only name
+            elif key == "monitor" and key in self.explicit and _same_monitor(new, old):
+                merged[key] = new  # monitor=True, {} and "rollback" are one monitor (the Monitor's defaults)
             elif key in self.explicit and not _same(new, old) and new != old:
                 used = ""
                 if key == "lr0" and (old is None or old == "auto") and self.ckpt.get("lr0") is not None:
