@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,34 @@ def test_resume_still_refuses_a_monitor_setting_that_differs(tmp_path: Path, mon
         lrkit.train(**{**kw, "monitor": {"backoff": 0.5}}, resume=True)
     with pytest.raises(ValueError, match=r"resume: monitor=False differs"):
         lrkit.train(**{**kw, "monitor": False}, resume=True)
+
+
+def test_find_lr_warns_of_the_users_own_optimizer_step_hooks() -> None:
+    # before: an EMA updated from a step hook silently took the range test's weights (find_lr cannot put it back)
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    ema = torch.optim.swa_utils.AveragedModel(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(4)]
+    # lrkit's own hooks (a schedule's step counter, the monitor's order check) are not the user's
+    sched = lrkit.schedules.from_spec("onecycle max_lr=0.1", total_steps=100).to_torch(opt)
+    lrkit.Monitor(model, opt, scheduler=sched)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*step hooks")
+        lrkit.find_lr(model, opt, data, num_steps=20)
+
+    def ema_update(optimizer: Any, args: Any, kwargs: Any) -> None:
+        ema.update_parameters(model)
+
+    handles = [opt.register_step_post_hook(ema_update),
+               register_optimizer_step_pre_hook(functools.partial(lambda *a: None))]
+    try:
+        with pytest.warns(UserWarning, match=r"step hooks of your own \(<lambda>, ema_update\)") as rec:
+            lrkit.find_lr(model, opt, data, num_steps=20)
+    finally:
+        for h in handles:
+            h.remove()
+    assert any(Path(w.filename).name == "test_small_fixes_s36.py" for w in rec)  # points at the find_lr call
+    assert int(ema.n_averaged) > 0  # what the warning is about

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 from lrkit._dist import distributed as _distributed
 from lrkit._dist import failed_check, failed_error, flagged_all_reduce, rank_mean, reshard, same_settings
 from lrkit._dist import named_all_reduce as _all_reduce
-from lrkit._state import Snapshot, check_snapshot_device, every_optimizer, set_group_lrs
+from lrkit._state import Snapshot, check_snapshot_device, every_optimizer, inner_optimizers, set_group_lrs
 from lrkit._step import (
     LossFn,
     StepFn,
@@ -420,6 +421,67 @@ def _check_arguments(model: Any, optimizer: Any, train_loader: Any, loss_fn: Any
             UserWarning,
             stacklevel=4,  # the call of find_lr (past find_lr's keyword check, _peer_keywords)
         )
+    hooks = _user_step_hooks(optimizer) if warn else []
+    if hooks:
+        warnings.warn(
+            f"the optimizer has step hooks of your own ({', '.join(hooks)}): they run at each of the range test's "
+            "steps, and what they change outside the model and the optimizer (an EMA copy of the weights, a step "
+            "counter, a log) is not put back afterwards — find_lr restores only what it owns. Remove them for the "
+            "test (handle.remove()) and register them again after it, or update an EMA copy from your loop",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _user_step_hooks(optimizer: Any) -> list[str]:
+    """The names of the step hooks (pre and post, this optimizer's and torch's global ones) that are not lrkit's own
+    (its schedules' step counters, the monitor's order check): code of the user's that every step of a range test
+    runs.
+
+    >>> import torch
+    >>> opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
+    >>> def ema_update(optimizer, args, kwargs): pass
+    >>> handle = opt.register_step_post_hook(ema_update)
+    >>> _user_step_hooks(opt)
+    ['ema_update']
+    >>> handle.remove(); _user_step_hooks(opt)
+    []
+    """
+    from torch.optim import optimizer as _optim
+
+    tables = [getattr(_optim, "_global_optimizer_pre_hooks", {}), getattr(_optim, "_global_optimizer_post_hooks", {})]
+    for opt in (optimizer, *inner_optimizers(optimizer, own_state=False)):
+        tables += [getattr(opt, "_optimizer_step_pre_hooks", None), getattr(opt, "_optimizer_step_post_hooks", None)]
+    names: list[str] = []
+    for table in tables:
+        for hook in (table.values() if isinstance(table, dict) else ()):
+            if _lrkit_code(hook):
+                continue
+            inner = hook
+            while isinstance(inner, functools.partial):
+                inner = inner.func
+            name = (getattr(inner, "__qualname__", None) or type(inner).__name__).rsplit("<locals>.", 1)[-1]
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _lrkit_code(hook: Any) -> bool:
+    """Whether ``hook`` (a function, a bound method, a ``functools.partial`` of one, or a callable object) is code
+    from lrkit's own package (read from its code object's file, so a user's function is never taken for lrkit's)."""
+    while isinstance(hook, functools.partial):
+        hook = hook.func
+    func = getattr(hook, "__func__", hook)
+    if getattr(func, "__code__", None) is None:  # a callable object: its class's __call__
+        func = next((c.__dict__["__call__"] for c in type(hook).__mro__ if "__call__" in c.__dict__), None)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return False
+    return Path(code.co_filename).resolve().is_relative_to(_LRKIT_DIR)
+
+
+#: lrkit's package folder (see :func:`_lrkit_code`).
+_LRKIT_DIR = Path(__file__).resolve().parent.parent
 
 
 def _check_grad_mode(call: str) -> None:
