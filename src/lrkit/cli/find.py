@@ -19,7 +19,7 @@ import torch
 import typer
 
 from lrkit._dist import distributed
-from lrkit._utils import check_int, claim_dir, optional_import, unknown_name_error
+from lrkit._utils import check_int, claim_dir, last_frame_in, optional_import, unknown_name_error
 from lrkit.cli._common import (
     check_writable,
     cli_message,
@@ -95,9 +95,17 @@ def run_find(
     except Exception as e:
         if task_file is None:
             raise
-        error = user_code_error(e, {Path(task_file).expanduser(): "task file"}, "the range test failed")
-        if isinstance(error, ValueError) and _API_ADVICE.search(str(error)):
-            raise ValueError(_task_file_advice(str(error))) from e
+        path = Path(task_file).expanduser()
+        error = user_code_error(e, {path: "task file"}, "the range test failed")
+        if error is e and isinstance(e, ValueError) and repr(str(path)) not in str(e):  # (not named there yet)
+            # find_lr's own message about an error the task file raised
+            cause = _cause_in(e, path)  # (a loss_fn's RuntimeError, wrapped: the line was only in the cause)
+            if cause is not None:
+                error = ValueError(f"the range test failed running task file {str(path)!r} (in {cause.name}, line "
+                                   f"{cause.lineno}): {e}")
+        if isinstance(error, ValueError) and (_API_ADVICE.search(str(error))
+                                              or any(api in str(error) for api, _ in _OPTIMIZER_ADVICE)):
+            raise ValueError(_task_file_advice(str(error), own_loss=task.loss_fn is not None)) from e
         raise error from e
     if _process_rank()[0] != 0:  # rank 0 writes the one record (every rank holds the same result under DDP)
         return result, None
@@ -111,6 +119,20 @@ def run_find(
     except ValueError as e:  # too short to judge: the record and the picture are kept, and the command fails
         raise _TooShort(f"{e} (the curve so far is in {record} and {picture})", result) from e
     return result, out_dir
+
+
+def _cause_in(error: BaseException, path: Path) -> Any:
+    """The innermost traceback frame in the task file ``path`` of the exceptions that caused ``error`` (its
+    ``__cause__`` chain: find_lr wraps a loss_fn's error in its own message), or ``None``."""
+    seen: set[int] = set()
+    cause = error.__cause__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        found = last_frame_in(cause, [path])
+        if found is not None:
+            return found[0]
+        cause = cause.__cause__
+    return None
 
 
 def _process_rank() -> tuple[int, int, bool]:
@@ -173,6 +195,13 @@ _OPTIMIZER_ADVICE = (
     ("run find_lr with a non-adaptive optimizer (SGD, AdamW)",
      "return a non-adaptive optimizer (SGD, AdamW) from optimizer(params)"),
     ("run find_lr with line_search_fn=None", "build it with line_search_fn=None in optimizer(params)"),
+    # a Dataset from train_loader(): the file returns the DataLoader
+    ("pass DataLoader(dataset, batch_size=32, shuffle=True)",
+     "return DataLoader(dataset, batch_size=32, shuffle=True) from train_loader()"),
+    # optimizer(params) that builds on a new model() (SGD(model().parameters())): the file's params are the model's
+    ("build the optimizer on this model's parameters (",
+     "build the optimizer on this model's parameters (in the task file, optimizer(params): build it on the params it "
+     "is given, those of the model model() returned, not on a new model(); "),
 )
 
 
@@ -185,7 +214,7 @@ _WHOLE_BATCH_TASK = (" (a task file that defines neither loss_fn nor step_fn sen
                      "computes it)")
 
 
-def _task_file_advice(message: str) -> str:
+def _task_file_advice(message: str, *, own_loss: bool = False) -> str:
     """``message`` with find_lr's advice to pass a lambda rewritten for a task file, which defines the function; a
     Hugging Face batch (``input_ids`` and ``labels``) gets the ``step_fn`` such a model takes.
 
@@ -193,10 +222,12 @@ def _task_file_advice(message: str) -> str:
     'cannot split it; define step_fn(model, batch) in the task file, returning the loss'
     >>> _task_file_advice("the default loss failed; pass a loss_fn that fits them (cross_entropy ...)")
     'the default loss failed; define loss_fn(output, target) in the task file to fit them (cross_entropy ...)'
+
+    ``own_loss``: the task file defines its loss_fn, which failed: it is changed, not defined.
     """
     def define(m: re.Match[str]) -> str:
         if m.group(2):
-            return "define loss_fn(output, target) in the task file to fit them"
+            return f"{'change' if own_loss else 'define'} loss_fn(output, target) in the task file to fit them"
         if m.group(1).startswith("step_fn"):
             return "define step_fn(model, batch) in the task file, returning the loss"
         return "define loss_fn(output, target) in the task file"
@@ -298,7 +329,9 @@ def _curve_reading(result: FinderResult) -> str:
     row = f"{reading}: back off {decades} decade{'' if decades == '1' else 's'}"
     below = math.log10(result.edge / result.suggestion)  # edge: the smoothed minimum's LR (the first dip's)
     if below < back - 0.05:  # the rule kept its LR inside the part of the curve where the loss was seen falling
-        row += f" ({below:.2g} kept inside the descent)"
+        # (none at all, a constant loss whose minimum is its first LR: "0 kept" said nothing)
+        row += " (at the minimum: kept inside the descent)" if float(f"{below:.2g}") == 0 else \
+            f" ({below:.2g} kept inside the descent)"
     return row
 
 

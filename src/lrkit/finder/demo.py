@@ -11,7 +11,9 @@ import importlib.util
 import inspect
 import keyword
 import os
+import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +118,13 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     # finds the class through it
     sys.modules[spec.name] = module
     try:
-        _call_user(path, "the module body", spec.loader.exec_module, module)
+        try:
+            _call_user(path, "the module body", spec.loader.exec_module, module)
+        except ValueError as e:
+            hint = _relative_import_hint(e.__cause__, path)
+            if hint:
+                raise ValueError(f"{e}{hint}") from e.__cause__
+            raise
     except BaseException:
         if sys.modules.get(spec.name) is module:
             del sys.modules[spec.name]
@@ -166,8 +174,9 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
         raise ValueError(f"model() in {str(path)!r} returned {type(model).__name__}, expected a torch.nn.Module"
                          f"{missing}")
     # optimizer(params) gets model.parameters(); optimizer(model) the model, to build param groups from its modules
-    if _first_parameter(module.optimizer) == "model":
-        optimizer = _call_user(path, "optimizer(model)", module.optimizer, model)
+    called = "optimizer(model)" if _first_parameter(module.optimizer) == "model" else "optimizer(params)"
+    if called == "optimizer(model)":
+        optimizer = _call_user(path, called, module.optimizer, model)
     else:
         try:
             optimizer = _call_user(path, "optimizer(params)", module.optimizer, model.parameters())
@@ -180,7 +189,7 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
             ) from e.__cause__
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(
-            f"optimizer(params) in {str(path)!r} returned {type(optimizer).__name__}, expected a torch.optim.Optimizer"
+            f"{called} in {str(path)!r} returned {type(optimizer).__name__}, expected a torch.optim.Optimizer"
             + (": is a `return` missing?" if optimizer is None else "")
         )
     loss_fn = None
@@ -197,8 +206,54 @@ def load_task_file(path: str | os.PathLike[str]) -> FinderTask:
     if loader is None:  # a body that builds the loader and forgets to return it; find_lr would name only the None
         raise ValueError(f"train_loader() in {str(path)!r} returned None, expected a DataLoader (or any iterable of "
                          "batches): is a `return` missing?")
+    if _one_shot(loader):  # a generator (train_loader() that yields batches): each pass calls train_loader() again
+        loader = _EachPass(path, module.train_loader, loader)
     return FinderTask(path.stem, model, optimizer, loader, loss_fn=loss_fn,
                       step_fn=module.step_fn if has_step else None)
+
+
+def _relative_import_hint(error: BaseException | None, path: Path) -> str:
+    """For a task file's ``from .helper import K`` (it runs as a script, in no package: Python's "attempted relative
+    import with no known parent package"), the hint to import the neighbour by name, ``from helper import K``, which
+    works because the file's folder is on ``sys.path``; ``""`` for any other error."""
+    if not isinstance(error, ImportError) or "relative import" not in str(error):
+        return ""
+    found = last_frame_in(error, [path])
+    line = (found[0].line or "").strip() if found else ""
+    fixed = re.sub(r"^from\s+\.+\s+import\b", "import", line)
+    fixed = re.sub(r"^from\s+\.+(?=\w)", "from ", fixed)
+    example = f"`{fixed}`" if fixed != line else "`from helper import name`, not `from .helper import name`"
+    return (f" (a task file is run as a script, in no package: import the modules beside it by name, {example}; its "
+            "folder is on sys.path)")
+
+
+def _one_shot(loader: Any) -> bool:
+    """True for a one-shot iterator (a generator, ``iter(batches)``): iterating it again yields nothing. Read from
+    its type, without calling ``iter()`` (which would start a DataLoader's worker processes for nothing)."""
+    return isinstance(loader, Iterator)
+
+
+class _EachPass:
+    """A task file's ``train_loader()`` that returned a one-shot iterator (``def train_loader(): ... yield x, y``):
+    the first pass reads it, and each later pass calls ``train_loader()`` again, as a DataLoader starts a new epoch.
+    Without it the range test stopped when the first pass ran out ("pass a re-iterable loader"), though the help
+    promises "an iterable of batches". It has no ``len()``, as the iterator has none."""
+
+    def __init__(self, path: Path, make: Any, first: Any) -> None:
+        self._path, self._make, self._first = path, make, first
+
+    def __iter__(self) -> Any:
+        first, self._first = self._first, None
+        if first is not None:
+            return first
+        again = _call_user(self._path, "train_loader()", self._make)
+        if again is None:
+            raise ValueError(f"train_loader() in {str(self._path)!r} returned None when called again for the next "
+                             "pass over the data, expected an iterable of batches: is a `return` missing?")
+        return iter(again)
+
+    def __repr__(self) -> str:
+        return f"<train_loader() of {self._path.name}, called again for each pass>"
 
 
 def _module_name(path: Path) -> str:

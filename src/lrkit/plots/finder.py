@@ -139,7 +139,7 @@ def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str]
         raise ValueError(f"plot_finder needs a range-test record with 'lrs' and 'losses' (FinderResult.to_dict(), "
                          f"lr_find.json), got {type(record).__name__}")
     lrs = list(record["lrs"])
-    raw = [float("nan") if v is None else float(v) for v in record["losses"]]
+    raw = [_loss_value(i, v) for i, v in enumerate(record["losses"])]
     if len(lrs) != len(raw):
         raise ValueError(f"the range-test record has {len(lrs)} lrs but {len(raw)} losses; they must pair up")
     for i, lr in enumerate(lrs):  # a hand-made record: a NaN/inf LR was left out without a word, None a TypeError
@@ -150,6 +150,8 @@ def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str]
         if not ok:
             raise ValueError(f"lrs[{i}]={lr!r}: every LR of a range-test record is a finite number (at most "
                              f"{MAX_DRAWN:g}), as FinderResult.to_dict() and lr_find.json hold")
+    lrs = [float(lr) for lr in lrs]  # "0.001" (a record read from text) compares and scales as a number
+    record = _readings(record)
     record, raw = _past_drawable(record, raw)
     if path is not None:
         picture_target(path)  # a bad suffix or folder fails before anything is drawn
@@ -175,6 +177,50 @@ def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str]
     if path is not None and own:  # written to a file: off pyplot's list of open figures (a loop of range tests)
         plt.close(fig)
     return fig
+
+
+def _readings(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The record with its ``suggestion``, ``suggestions`` and ``range`` as numbers (a hand-edited record: ``"0.01"``
+    reads as 0.01, a rule whose LR is null is left out of the picture); ``ValueError`` naming a field of another shape,
+    rather than a TypeError from a format string deep in the drawing."""
+    def number(name: str, value: Any) -> float:
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}={value!r}: a range-test record holds it as a number (or null), as "
+                             "FinderResult.to_dict() and lr_find.json do") from None
+
+    fixed: dict[str, Any] = {}
+    if record.get("suggestion") is not None:
+        fixed["suggestion"] = number("suggestion", record["suggestion"])
+    rules = record.get("suggestions")
+    if rules is not None:
+        if not isinstance(rules, Mapping):
+            raise ValueError(f"suggestions={rules!r}: a range-test record holds each rule's LR by name, "
+                             "{\"steepest\": 0.003, ...}, as FinderResult.to_dict() and lr_find.json do")
+        fixed["suggestions"] = {str(k): number(f"suggestions[{k!r}]", v) for k, v in rules.items() if v is not None}
+    span = record.get("range")
+    if span is not None:
+        ends = list(span) if isinstance(span, Iterable) and not isinstance(span, (str, bytes)) else []
+        if len(ends) != 2 or any(v is None for v in ends):
+            raise ValueError(f"range={span!r}: a range-test record holds the range as [low, high] (or null), as "
+                             "FinderResult.to_dict() and lr_find.json do")
+        fixed["range"] = [number("range", v) for v in ends]
+    return {**record, **fixed} if fixed else record
+
+
+def _loss_value(i: int, value: Any) -> float:
+    """``losses[i]`` of a range-test record as a float (``None``, JSON's null, is NaN); ``ValueError`` naming it when it
+    is not a number (a hand-made record), rather than float()'s bare "could not convert string to float"."""
+    if value is None:
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"losses[{i}]={value!r}: every loss of a range-test record is a number or null (NaN/inf), as "
+                         "FinderResult.to_dict() and lr_find.json hold") from None
 
 
 def _past_drawable(record: Mapping[str, Any], raw: list[float]) -> tuple[Mapping[str, Any], list[float]]:
@@ -368,8 +414,8 @@ def _number_apart(value: float, marks: Iterable[float] = (), *, digits: int = 2,
     ('0.07002', '0.06')
     >>> _number_apart(0.99924, (0.0, 1.0)), _number_apart(1 - 1e-15, (0.0, 1.0)), _number_apart(0.52, (0.0, 1.0))
     ('0.999', '1', '0.52')
-    >>> _number_apart(0.0044, fixed=True), _number_apart(0.0, fixed=True)
-    ('0.0044', '0.00')
+    >>> _number_apart(0.0044, fixed=True), _number_apart(0.0, fixed=True), _number_apart(4.9e-15, fixed=True)
+    ('0.0044', '0.00', '4.9e-15')
     """
     def side(x: float, mark: float) -> int:
         return 0 if abs(x - mark) <= 1e-9 * max(1.0, abs(mark)) else (1 if x > mark else -1)
@@ -378,6 +424,8 @@ def _number_apart(value: float, marks: Iterable[float] = (), *, digits: int = 2,
     for mark in marks:  # on a mark, to float rounding: the mark itself (1e-16 decades is "0")
         if side(value, mark) == 0:
             return f"{mark:.{digits}{'f' if fixed else 'g'}}"
+    if fixed and value and abs(value) < 1e-6:  # 4.9e-15 is "4.9e-15", not "0.0000000000000049"
+        fixed = False
     if fixed and value and float(f"{value:.{digits}f}") == 0:  # 0.0044 is "0.0044", not "0.00"
         digits = 1 - math.floor(math.log10(abs(value)))
     text = f"{value:.{digits}{'f' if fixed else 'g'}}"
