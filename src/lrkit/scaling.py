@@ -376,7 +376,11 @@ def _is_norm_layer(module: nn.Module) -> bool:
     if isinstance(module, _NORM_TYPES):
         return True
     leaf = not any(m is not None for k, m in module._modules.items() if k != "parametrizations")
-    return leaf and _NORM_CLASS_RE.search(type(module).__name__) is not None
+    # a TorchScript module is a RecursiveScriptModule whatever it was: its original_name is the class it scripted
+    # ("BatchNorm1d", "LayerNorm", "LlamaRMSNorm"), and torch's norm classes all end in Norm too
+    cls = (str(getattr(module, "original_name", "")) if isinstance(module, torch.jit.ScriptModule)
+           else type(module).__name__)
+    return leaf and _NORM_CLASS_RE.search(cls) is not None
 
 
 # Wrappers that keep the user's model under one attribute, so every parameter name gains a prefix: DataParallel and
@@ -447,18 +451,51 @@ def bare_param_names(model: nn.Module) -> dict[int, str]:
 
 class _Names(NamedTuple):
     """The parameters' names: ``real`` as ``model.named_parameters()`` gives them (each tensor once), ``bare`` the
-    same without a wrapper prefix, and ``aliases`` every bare name of each tensor (a tied weight has several)."""
+    same without a wrapper's segment (``module.``, ``_orig_mod.``, ...: around the model or around one of its blocks),
+    ``aliases`` every bare name of each tensor (a tied weight has several), and ``wrapped`` the wrapper attributes
+    taken out (``{"_orig_mod"}``)."""
 
     real: list[str]
     bare: dict[str, str]
     aliases: dict[str, list[str]]
+    wrapped: frozenset[str] = frozenset()
+
+
+def _inner_attr(module: nn.Module) -> str | None:
+    """The attribute under which ``module`` wraps another module, when it is a wrapper without tensors of its own:
+    those of :func:`_wrappers`, and activation checkpointing's ``CheckpointWrapper``/``OffloadWrapper``
+    (``_checkpoint_wrapped_module``, as FSDP recipes wrap each block). ``None`` for any other module."""
+    mro = [c.__name__ for c in type(module).__mro__]
+    label = next((c for c in mro if c in _WRAPPER_ATTRS), None)
+    modules = module._modules
+    attr = _WRAPPER_ATTRS[label] if label else None
+    if attr is None and "_orig_mod" in modules and isinstance(modules["_orig_mod"], nn.Module):
+        attr = "_orig_mod"
+    if attr is None and "ActivationWrapper" in mro:
+        attr = "_checkpoint_wrapped_module"
+    if (attr is None or not isinstance(modules[attr] if attr in modules else None, nn.Module)
+            or any(True for _ in module.parameters(recurse=False))):
+        return None
+    return attr
 
 
 def _names(model: nn.Module) -> _Names:
-    _, prefix = _unwrap(model)
+    _unwrap(model)  # checks that model is a module
+    # the module paths a wrapper holds its module at — around the model ("module", "_orig_mod") or around one of
+    # its blocks (torchtitan's per-block torch.compile: "layers.0._orig_mod"; activation checkpointing) — whose
+    # segment the user's own names do not have
+    inner: set[str] = set()
+    wrapped: set[str] = set()
+    for path, module in model.named_modules(remove_duplicate=False):
+        if (attr := _inner_attr(module)) is not None:
+            inner.add(f"{path}.{attr}" if path else attr)
+            wrapped.add(attr)
 
     def strip(name: str) -> str:
-        return name[len(prefix):] if prefix and name.startswith(prefix) else name
+        if not inner:
+            return name
+        parts = name.split(".")
+        return ".".join(seg for i, seg in enumerate(parts) if ".".join(parts[:i + 1]) not in inner)
 
     canonical: dict[int, str] = {}
     real: list[str] = []
@@ -472,7 +509,7 @@ def _names(model: nn.Module) -> _Names:
         # the user sees it: "0.parametrizations.weight.original0" is part of "0.weight"
         if (plain := _unparametrized(strip(name))) != strip(name):
             aliases[canonical[id(p)]].append(plain)
-    return _Names(real, {name: strip(name) for name in real}, aliases)
+    return _Names(real, {name: strip(name) for name in real}, aliases, frozenset(wrapped))
 
 
 def _unparametrized(name: str) -> str:
@@ -700,6 +737,11 @@ def _prefix_hint(arg: str, item: str, names: _Names, choices: list[str]) -> str:
     if len(parts) > 1 and all(_hits(names, x) for x in parts):
         return (f" It holds {len(parts)} names in one string: entries are separate strings, e.g. "
                 f"{arg}={parts if arg == 'freeze' else tuple(parts)!r}.")
+    # a module written as a pattern ("backbone.0.", Ultralytics' and Hugging Face's style, or "backbone.0.*"): the
+    # module itself, never the nearest parameter name ('backbone.0.bias' would freeze or spare one bias)
+    module = re.sub(r"(\.\*?|\*)+$", "", item.strip())
+    if module and module != item.strip() and _hits(names, module):
+        return f" Did you mean {module!r}? (a prefix is a module name, without a trailing '.' or wildcard)"
     same = [c for c in dict.fromkeys(choices) if c.lower() == item.strip().lower()]
     if len(same) == 1 and same[0] != item:
         return f" Did you mean {same[0]!r}? (names are case-sensitive)" if item.strip() == item else \
@@ -855,14 +897,23 @@ def _check_no_decay(names: _Names, no_decay: Sequence[str]) -> None:
 def _in_a_name(names: _Names, text: str) -> bool:
     """Whether ``text`` is a case-insensitive substring of any name of any parameter (as ``no_decay`` matches)."""
     low = text.lower()
-    return any(low in a.lower() for n in names.real for a in (n, *names.aliases[n]))
+    return any(_has_pattern(names, n, low) for n in names.real)
+
+
+def _has_pattern(names: _Names, real: str, low: str) -> bool:
+    """Whether the lower-case ``no_decay`` entry ``low`` is in a name of the parameter ``real``: any of its bare
+    names (without a wrapper's segment), or its real name when the entry itself spells a wrapper's segment
+    (``"module.fc.weight"``) — ``"mod"`` must not match every name of a wrapped model through ``_orig_mod.``."""
+    if any(low in a.lower() for a in names.aliases[real]):
+        return True
+    return low in real.lower() and any(f"{w.lower()}." in low for w in names.wrapped)
 
 
 def _no_decay_names(model: nn.Module, names: _Names, no_decay: Iterable[str]) -> set[str]:
     """Parameter names that get no weight decay: name patterns (on any name of a tensor), every parameter of a
     norm layer, and the names a timm-style ``model.no_weight_decay()`` lists (unless ``no_decay`` is empty)."""
     patterns = [p.lower() for p in no_decay]
-    out = {n for n in names.real if any(p in a.lower() for p in patterns for a in [n, *names.aliases[n]])}
+    out = {n for n in names.real if any(_has_pattern(names, n, p) for p in patterns)}
     if patterns:
         listed = _model_no_weight_decay(model)
         out.update(n for n in names.real for a in names.aliases[n] for x in listed
