@@ -421,12 +421,20 @@ def load_data(
     seq_len = check_int("seq_len", seq_len, 1, " (the window length of a character-level LM)")
     seed = check_int("seed", seed, 0, " (it seeds the train/val split)")  # numpy's own error names no value
     target = _target_arg(target)
+    if drop is not None and not isinstance(drop, str) and (
+            not isinstance(drop, (list, tuple)) or not all(isinstance(c, str) for c in drop)):
+        # (drop=3: "'int' object is not iterable"; drop=0 was read as no drop at all)
+        raise ValueError(f"drop={drop!r} must be column names: one name, a comma-separated list (drop='id,name') or "
+                         "a list of names")
     drop = tuple(c.strip() for c in drop.split(",")) if isinstance(drop, str) else tuple(drop or ())
     if data is None:
         raise ValueError("data= is required: a built-in name (" + ", ".join(BUILTIN_DATASETS) + "), a CSV/NPZ/text/"
                          "YAML file, a torch Dataset/DataLoader, or a (train, val) pair")
     if isinstance(data, (str, os.PathLike)):
         text = os.fspath(data)
+        if isinstance(text, str) and not text.strip():  # Path('') is '.', a directory
+            raise ValueError(f"data={text!r} is blank: give a built-in name ({', '.join(BUILTIN_DATASETS)}) or a "
+                             "CSV/NPZ/text/YAML file")
         key = text.strip().lower().replace("_", "-")
         builtin = {n.replace("_", "-"): n for n in BUILTIN_DATASETS}
         if key in builtin:
@@ -796,6 +804,28 @@ def _arrays_to_data(
     )
 
 
+def _numbered_labels_note(fname: str, y: np.ndarray, target: str | list[str] | None) -> list[str]:
+    """A log note for a numeric target read as a regression (more than :data:`MAX_INFERRED_CLASSES` values) whose
+    values are every whole number ``0..K-1`` (or ``1..K``): class labels, as likely as a count — a CSV's column of
+    30 classes trained a regression without a word, where an NPZ's int64 labels of them classify.
+
+    >>> _numbered_labels_note("d.csv", np.arange(25.0), "y")[0][:56]
+    "d.csv: the target 'y' holds 25 distinct whole numbers, e"
+    """
+    if y.ndim != 1 or y.dtype.kind not in "iuf" or not len(y) or not np.all(np.isfinite(y)):
+        return []
+    values = np.unique(y)
+    if len(values) <= MAX_INFERRED_CLASSES or not np.all(values == np.round(values)):
+        return []
+    lo, hi = int(values[0]), int(values[-1])
+    if lo not in (0, 1) or hi - lo != len(values) - 1:
+        return []
+    named = f"target {target!r}" if isinstance(target, str) else "target"
+    return [f"{fname}: the {named} holds {len(values)} distinct whole numbers, every one of {lo}..{hi}: trained as a "
+            f"regression (a count, a score), as a whole-number target of more than {MAX_INFERRED_CLASSES} values is; "
+            "if they are class labels, pass task=classification"]
+
+
 def _check_integer_labels(y: np.ndarray, name: str) -> None:
     """An integer target (an NPZ's int64 ``y``) is read as class labels; but more than
     :data:`MAX_INFERRED_CLASSES` distinct values not numbered ``0..K-1`` (or ``1..K``) are a price or a count saved as
@@ -839,6 +869,8 @@ def _labels(y: np.ndarray) -> list[Any]:
     values = y.tolist()
     if y.dtype.kind == "f" and all(float(v).is_integer() for v in values):
         return [int(v) for v in values]
+    if y.dtype.kind == "S":  # bytes (h5py's strings): text labels, saved and predicted as 'cat', not "b'cat'"
+        return [v.decode("utf-8", "replace") for v in values]
     return values
 
 
@@ -897,6 +929,9 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
         out = _arrays_to_data(x_tr, t.y[tr], x_va, t.y[va], task=task, name=path.name,
                               source=path.suffix.lower().lstrip("."), image_shape=t.image_shape)
         out.info.notes.extend(t.notes)
+        out.info.notes.extend(_unseen_val_labels(out, path.name, split=True))
+        if task is None and out.info.task == "regression":
+            out.info.notes.extend(_numbered_labels_note(path.name, t.y, t.target_name))
         out.info.notes.extend(_constant_note(path.name, x_tr, x_va, t.columns, shape=t.sample_shape))
         out.info.features, out.info.target = t.columns, t.target_name if t.columns is not None else None
         return out
@@ -962,13 +997,16 @@ def _check_readable_suffix(path: Path, what: str) -> None:
 
 def _decode(data: bytes, what: str, *, table: bool = False) -> str:
     """``data`` as UTF-8 (a byte-order mark dropped), or a ``ValueError`` naming the file, the line and the byte
-    (``table``: a CSV/TSV file, for which a spreadsheet's export option is named too)."""
+    (``table``: a CSV/TSV file, for which a spreadsheet's export option is named too); NUL bytes, which no text
+    holds, are an error too (:func:`_nul_error`)."""
     for bom, codec in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
                        (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
         if data.startswith(bom):  # Excel's "Unicode Text", Notepad's "Unicode": iconv -f latin1 would make NUL bytes
             how = ("spreadsheets: 'CSV UTF-8'; or " if table else "") + f"iconv -f {codec.lower()} -t utf-8"
             raise ValueError(f"{what} is {codec} (it starts with a {codec} byte-order mark), not UTF-8; save it as "
                              f"UTF-8 ({how}). lrkit.train reads .csv/.tsv, .npz, data .yaml and UTF-8 text files")
+    if b"\x00" in data:  # UTF-16 without a byte-order mark decodes as UTF-8 into text (or cells) of NULs
+        raise _nul_error(data, what, table=table)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -978,13 +1016,30 @@ def _decode(data: bytes, what: str, *, table: bool = False) -> str:
                          f"({how}). lrkit.train reads .csv/.tsv, .npz, data .yaml and UTF-8 text files") from None
 
 
+def _nul_error(data: bytes, what: str, *, table: bool = False) -> ValueError:
+    """The error for a file holding NUL bytes, which no UTF-8 text or CSV holds: UTF-16 text saved without a
+    byte-order mark (every other byte of its ASCII characters NUL: named with the ``iconv`` that converts it), or a
+    binary file (the line of the first NUL named).
+
+    >>> str(_nul_error("a,b".encode("utf-16-le"), "d.csv"))[:67]
+    'd.csv holds NUL bytes: it looks like UTF-16 (little-endian) without'
+    """
+    head = data[:4096 - 4096 % 2]
+    for order, offset in (("le", 1), ("be", 0)):
+        if len(head) >= 4 and head[offset::2].count(0) >= 0.9 * (len(head) // 2) and 0 not in head[1 - offset::2]:
+            how = ("spreadsheets: 'CSV UTF-8'; or " if table else "") + f"iconv -f utf-16{order} -t utf-8"
+            endian = "little-endian" if order == "le" else "big-endian"
+            return ValueError(f"{what} holds NUL bytes: it looks like UTF-16 ({endian}) without a byte-order mark, "
+                              f"not UTF-8; save it as UTF-8 ({how}). lrkit.train reads .csv/.tsv, .npz, data .yaml "
+                              "and UTF-8 text files")
+    line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+    return ValueError(f"{what} holds NUL bytes (the first on line {line}): it is a binary file, not text. "
+                      "lrkit.train reads .csv/.tsv, .npz, data .yaml and UTF-8 text files")
+
+
 def _read_text(path: Path) -> str:
     # utf-8-sig: a byte-order mark is not a character of the text; newlines (\r\n, \r) are read as \n
-    text = _decode(path.read_bytes(), f"data={str(path)!r}").replace("\r\n", "\n").replace("\r", "\n")
-    if "\x00" in text:
-        raise ValueError(f"data={str(path)!r} holds NUL bytes: it is a binary file, not text; pass a .csv/.tsv, .npz, "
-                         "data .yaml or UTF-8 text file")
-    return text
+    return _decode(path.read_bytes(), f"data={str(path)!r}").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _read_table(path: Path, target: str | int | list[str | int] | None, task: str | None = None, *,
@@ -1012,8 +1067,15 @@ def _read_table(path: Path, target: str | int | list[str | int] | None, task: st
             notes = (f"{path.name}: read as {delimiter!r}-separated (its header has no commas between fields)",)
     # newline="": a bare \r (Excel for Mac's "CSV (Macintosh)") ends a line too, as the csv module asks
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    rows: list[list[str]] = []
+    lines: list[int] = []  # the file line each row starts on (blank lines are skipped, a quoted cell may span lines)
     try:
-        rows = [r for r in reader if r and any(c.strip() for c in r)]
+        start = 1
+        for r in reader:
+            if r and any(c.strip() for c in r):
+                rows.append(r)
+                lines.append(start)
+            start = reader.line_num + 1
     except csv.Error as e:  # a cell above the csv module's field size limit, ...: the file and the line, named
         raise ValueError(f"{path.name}: line {reader.line_num} cannot be read as {delimiter!r}-separated values "
                          f"({e})") from None
@@ -1023,12 +1085,24 @@ def _read_table(path: Path, target: str | int | list[str | int] | None, task: st
         raise ValueError(f"{path.name}: the first line {delimiter.join(rows[0])!r} is all numbers, but lrkit.train "
                          "reads the first line as the column names (header row): the file seems to have no header, "
                          f"and its first sample would be lost. Add a header line, e.g. {names!r}")
+    words = rows[0][0].split() if rows and len(rows[0]) == 1 else []
+    if len(words) > 1 and len(rows) > 1 and all(len(r) == 1 and len(r[0].split()) == len(words) for r in rows[1:]):
+        # R's write.table(), np.savetxt(), aligned text: one field per line, which read as one column would be "no
+        # feature columns besides the target 'a b y'"
+        numbers = all(is_float_text(w) for w in words)
+        how = ("pd.read_csv(path, sep=r'\\s+', header=None, names=[...]).to_csv(new_path, index=False) with a name "
+               "per column" if numbers else "pd.read_csv(path, sep=r'\\s+').to_csv(new_path, index=False)")
+        raise ValueError(f"{path.name}: the header {rows[0][0]!r} is one field, but it and every row split into "
+                         f"{len(words)} fields at spaces: the file looks space-separated"
+                         f"{' and has no header row' if numbers else ''}, which lrkit.train does not read; save it "
+                         f"comma-separated with a header row (pandas: {how})")
     if len(rows) < 3:
         found = ("an empty file", "only the header row", "the header row and 1 data row")[len(rows)]
         raise ValueError(f"{path.name}: needs a header row and at least 2 data rows, found {found}")
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
-    for i, r in enumerate(body, start=2):
+    lines = lines[1:]  # of the body rows, as the messages below name them
+    for i, r in zip(lines, body):
         if len(r) != len(header):
             comment = (f" (line 1, {delimiter.join(rows[0])[:40]!r}, looks like a comment and was read as the header: "
                        "remove the lines starting with '#' above the header)"
@@ -1087,7 +1161,7 @@ def _read_table(path: Path, target: str | int | list[str | int] | None, task: st
         try:
             features.append([float(v) for v in col])
         except ValueError:
-            line, bad = next((i, v) for i, v in enumerate(col, start=2) if not is_float_text(v))
+            line, bad = next((i, v) for i, v in zip(lines, col) if not is_float_text(v))
             if not bad.strip():
                 raise ValueError(f"{path.name}: feature column {header[j]!r} is empty on line {line}; fill in or drop "
                                  "the rows with missing values") from None
@@ -1118,10 +1192,10 @@ def _read_table(path: Path, target: str | int | list[str | int] | None, task: st
             ) from None
     if several:  # each column a numeric target, read as one is under task=regression
         y: np.ndarray = np.column_stack([_target_column(path.name, header[j], cols[j], delimiter, "regression", (),
-                                                        several=True)[0] for j in ts])
+                                                        several=True, lines=lines)[0] for j in ts])
         raw: np.ndarray | None = None
     else:
-        y, raw_y = _target_column(path.name, header[t], cols[t], delimiter, task, reference)
+        y, raw_y = _target_column(path.name, header[t], cols[t], delimiter, task, reference, lines=lines)
         raw = np.array(raw_y)
     if not features:
         why = f"; {left_out}" if left_out else ""
@@ -1131,21 +1205,23 @@ def _read_table(path: Path, target: str | int | list[str | int] | None, task: st
     kept = [j for j in range(len(header)) if j not in ts and j not in dropped]
     columns = [header[j] for j in kept]
     for k, j in enumerate(ts):  # the features once, then each target column, named
-        _check_finite(x if k == 0 else x[:0], y[:, k] if several else y, path.name, columns, header[j])
+        _check_finite(x if k == 0 else x[:0], y[:, k] if several else y, path.name, columns, header[j], lines)
     notes += _id_notes(path.name, header, cols, kept, x)
     name: str | list[str] = [header[j] for j in ts] if several else header[t]
     return _Table(x, y, raw, columns, name, None, notes, header[index] if index is not None else None)
 
 
 def _target_column(fname: str, column: str, col: Sequence[str], delimiter: str, task: str | None,
-                   reference: Sequence[float], *, several: bool = False) -> tuple[np.ndarray, list[str]]:
+                   reference: Sequence[float], *, several: bool = False,
+                   lines: Sequence[int] | None = None) -> tuple[np.ndarray, list[str]]:
     """A CSV's target column ``col`` (its cells as text): ``(y, the cells stripped)`` — numbers where every cell is
     one, else the text (class labels). An empty cell, a decimal comma, a formatted number or a text cell in a numeric
     target is a ``ValueError`` naming the column and the line. ``several``: one of several target columns (a
     regression, ``task='regression'``), whose messages offer no reading as class labels. ``reference``: see
-    :func:`_check_text_target`."""
+    :func:`_check_text_target`. ``lines``: the file line of each cell (default: the header on line 1, a cell a line)."""
     raw_y = [v.strip() for v in col]
-    empty = [i for i, v in enumerate(raw_y, start=2) if not v]
+    lines = range(2, len(raw_y) + 2) if lines is None else lines
+    empty = [i for i, v in zip(lines, raw_y) if not v]
     if empty:
         raise ValueError(f"{fname}: the target column {column!r} is empty on line {empty[0]} ({len(empty)} "
                          "empty cells); drop the rows without a target")
@@ -1153,7 +1229,7 @@ def _target_column(fname: str, column: str, col: Sequence[str], delimiter: str, 
     if not all(numeric) and delimiter != "," and task != "classification":
         # '1,05' in a ';'-separated export (a spreadsheet in a decimal-comma locale) is a number, not a class label:
         # read as text, every price would become a class of its own
-        commas = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+        commas = [(i, v) for i, v, ok in zip(lines, raw_y, numeric) if not ok]
         if all(_DECIMAL_COMMA.fullmatch(v) for _, v in commas):
             line, bad = commas[0]
             raise ValueError(_decimal_comma_message(fname, f"the target column {column!r}", bad, line,
@@ -1161,7 +1237,7 @@ def _target_column(fname: str, column: str, col: Sequence[str], delimiter: str, 
     if not all(numeric) and task != "classification":
         # '200,000', '$200.50', '12.5%' (a spreadsheet's formatted numbers) read as text would make every price a
         # class of its own; an error when the numbers they stand for would be read as a regression target
-        texts = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+        texts = [(i, v) for i, v, ok in zip(lines, raw_y, numeric) if not ok]
         parsed = [_formatted_number(v) for _, v in texts]
         if all(p is not None for p in parsed):
             values = [*reference, *(float(v) for v, n in zip(raw_y, numeric) if n), *parsed]
@@ -1171,7 +1247,7 @@ def _target_column(fname: str, column: str, col: Sequence[str], delimiter: str, 
                                                                  column, bad, line, labels=not several))
     if not all(numeric):
         own = [float(v) for v, n in zip(raw_y, numeric) if n]
-        _check_text_target(fname, column, raw_y, numeric, task, [*reference, *own], several=several)
+        _check_text_target(fname, column, raw_y, numeric, task, [*reference, *own], several=several, lines=lines)
     y: np.ndarray = np.array([float(v) for v in raw_y]) if all(numeric) else np.array(raw_y)
     return y, raw_y
 
@@ -1308,18 +1384,20 @@ class _TextTargetError(ValueError):
 
 
 def _check_text_target(fname: str, column: str, raw_y: Sequence[str], numeric: Sequence[bool], task: str | None,
-                       reference: Sequence[float], *, several: bool = False) -> None:
+                       reference: Sequence[float], *, several: bool = False,
+                       lines: Sequence[int] | None = None) -> None:
     """A target column with text cells is read as class labels, every distinct value a class. That is right for
     labels (``cat``/``dog``, or ``0``/``1``/``x``), but a numeric target with a missing-value marker (``NA``, ``?``)
     would become a classification with as many classes as prices: an error unless ``task='classification'``.
     ``reference``: the numeric targets that say whether the column is a regression target (this file's numeric
     cells, plus the train file's targets for a val file). ``several``: one of several target columns, a regression
-    whose every column holds numbers (no reading as class labels is offered)."""
+    whose every column holds numbers (no reading as class labels is offered). ``lines``: the file line of each cell."""
     if task == "classification":
         return
+    lines = range(2, len(raw_y) + 2) if lines is None else lines
     ref = np.asarray(reference, dtype=np.float64)
     if task == "regression" or (ref.size and _infer_task(ref, None) == "regression"):
-        bad = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+        bad = [(i, v) for i, v, ok in zip(lines, raw_y, numeric) if not ok]
         if several:
             raise _TextTargetError(
                 f"{fname}: the target column {column!r} holds text where numbers are expected: {len(bad)} cell(s), "
@@ -1337,7 +1415,7 @@ def _check_text_target(fname: str, column: str, raw_y: Sequence[str], numeric: S
             f"{bad[0][1]!r} on line {bad[0][0]}; drop or fill in those rows (missing values?), or pass "
             "task='classification' to read every distinct value as a class label"
         )
-    bad = [(i, v) for i, (v, ok) in enumerate(zip(raw_y, numeric), start=2) if not ok]
+    bad = [(i, v) for i, v, ok in zip(lines, raw_y, numeric) if not ok]
     if task is None and any(numeric) and all(v.lower() in _MISSING_MARKERS for _, v in bad):
         # numeric class labels (0/1) with 'NA' or '?' for the rows without one: read as text, the marker would be a
         # class of its own, trained on and scored
@@ -1363,19 +1441,21 @@ def _sniff_delimiter(content: str) -> str:
 
 
 def _check_finite(x: np.ndarray, y: np.ndarray, fname: str, columns: Sequence[str] | None = None,
-                  target: str = "target") -> None:
-    """NaN or infinite cells would make every loss NaN (and the standardisation with them): name the first one."""
+                  target: str = "target", lines: Sequence[int] | None = None) -> None:
+    """NaN or infinite cells would make every loss NaN (and the standardisation with them): name the first one
+    (``lines``: a CSV's file line of each row; default the header on line 1, a row a line)."""
+    line = (lambda row: row + 2) if lines is None else (lambda row: lines[row])
     bad_x = ~np.isfinite(x)
     if bad_x.any():
         row, col = (int(v) for v in np.argwhere(bad_x)[0])
-        where = f"column {columns[col]!r} on line {row + 2}" if columns is not None else f"row {row}, column {col}"
+        where = f"column {columns[col]!r} on line {line(row)}" if columns is not None else f"row {row}, column {col}"
         raise ValueError(f"{fname}: the features hold {int(bad_x.sum())} NaN/infinite value(s), first in {where} "
                          f"({x[row, col]}); drop or fill in those rows")
     if y.dtype.kind in "fc":
         bad_y = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
         if bad_y.any():
             row = int(np.argmax(bad_y))
-            where = f"line {row + 2}" if columns is not None else f"row {row}"
+            where = f"line {line(row)}" if columns is not None else f"row {row}"
             what = f"target column {target!r}" if columns is not None else "target"
             raise ValueError(f"{fname}: the {what} holds {int(bad_y.sum())} NaN/infinite value(s), first on {where}; "
                              "drop those rows")
@@ -1643,7 +1723,7 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
     root = spec.get("path")  # `path:` left empty is YAML's null: the YAML's folder, as no path: key is
     base = path.parent if root is None else path.parent / Path(str(root)).expanduser()
     if task is None and spec.get("task") is not None:
-        task = str(spec["task"])
+        task = str(spec["task"]).strip().lower()  # in any case, as task= is on the command line and in Python
         if task not in TASKS:
             raise unknown_name_error(f"task in data YAML {path.name}:", task, TASKS)
     if target is None and spec.get("target") is not None:
@@ -1672,11 +1752,21 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
         if isinstance(raw_val, bool) or not 0.0 < raw_val < 1.0:
             raise ValueError(f"{path.name}: val={raw_val!r} must be a file or a fraction in (0, 1) of the train file")
         val, raw_val = float(raw_val), None
+    if isinstance(raw_val, str) and not (base / Path(raw_val).expanduser()).exists():
+        number = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(%?)\s*", raw_val)
+        if number is not None:  # val: '0.3' (quoted) or 30%: text, which would be looked up as a file
+            frac = float(number[1]) / (100 if number[2] else 1)
+            write = f"write val: {frac:g} (unquoted" if 0.0 < frac < 1.0 else "write a fraction in (0, 1) (unquoted"
+            raise ValueError(f"{path.name}: val={raw_val!r} is text, not a fraction: {write}, as a number; the share "
+                             "of the train file held out for validation), or name the val file")
     if raw_val is None:
         out = _from_file(train_path, seed=seed, val=val, task=task, target=target, seq_len=seq_len, drop=drop)
         out.info.source = "yaml"
         return out
     val_path = _yaml_file(base, raw_val, path.name, "val")
+    same = ([f"{path.name}: val names the train file itself ({train_path.name}): the model is scored on the samples "
+             "it trains on, which measures memorisation, not generalisation; name a separate val file, or give val: "
+             "0.2 to split the train file"] if val_path.resolve() == train_path.resolve() else [])
     kinds = (_file_kind(train_path), _file_kind(val_path))
     if kinds[0] != kinds[1]:
         raise ValueError(f"{path.name}: train is a {train_path.suffix or 'suffix-less'} file ({kinds[0]}) but val is "
@@ -1718,8 +1808,11 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
                               image_shape=tr.image_shape)
         out.info.notes.extend((*tr.notes, *va.notes))
         out.info.notes.extend(_unseen_val_labels(out, path.name))
+        if task is None and out.info.task == "regression" and y_tr.dtype.kind in "iuf" and y_va.dtype.kind in "iuf":
+            out.info.notes.extend(_numbered_labels_note(path.name, np.concatenate([y_tr, y_va]), tr.target_name))
         out.info.notes.extend(_constant_note(path.name, tr.x, x_va, tr.columns, shape=tr.sample_shape))
         out.info.features, out.info.target = tr.columns, tr.target_name if tr.columns is not None else None
+        out.info.notes.extend(same)
         return out
     if kinds[0] == "yaml":
         raise ValueError(f"{path.name}: train/val cannot name another data YAML ({train_path.name}); name the "
@@ -1727,13 +1820,19 @@ def _from_yaml(path: Path, *, seed: int, val: float, task: str | None, target: s
     if task not in (None, "lm"):
         raise ValueError(f"{path.name}: text files are read as character-level LM; task={task!r} needs CSV/NPZ")
     _no_target(target, f"{path.name} names text files (character-level LM: the target is the next character)")
-    return _text_data(_read_text(train_path), _read_text(val_path), seq_len=seq_len, name=path.name, source="yaml")
+    out = _text_data(_read_text(train_path), _read_text(val_path), seq_len=seq_len, name=path.name, source="yaml")
+    out.info.notes.extend(same)
+    return out
 
 
-def _unseen_val_labels(data: TrainData, yname: str) -> list[str]:
+def _unseen_val_labels(data: TrainData, yname: str, *, split: bool = False) -> list[str]:
     """A data YAML's val file against its train file, for classification: labels that share none with the train
     file's (the same classes written another way, ``0, 1, 2`` for ``setosa, ...``) are an error — the model would be
-    scored on classes it never trains on, accuracy 0 — and a val label the train file lacks (a typo) is a note."""
+    scored on classes it never trains on, accuracy 0 — and a val label the train file lacks (a typo) is a note.
+
+    ``split``: the train and val splits of one file (seeded, :func:`_split_indices`): a val label the train split
+    lacks (a class of a sample or two, a continuous target under ``task=classification``) is a note, never an error.
+    """
     classes = data.info.classes
     if data.info.task != "classification" or not classes:
         return []
@@ -1751,11 +1850,21 @@ def _unseen_val_labels(data: TrainData, yname: str) -> list[str]:
         return ", ".join(repr(classes[i]) for i in ids[:most]) + (f", ... ({len(ids)} in all)" if len(ids) > most
                                                                    else "")
 
+    missing = sum(counts[c] for c in unseen)
+    if split:
+        some = "s" * (len(unseen) != 1)
+        them = "them" if len(unseen) != 1 else "it"
+        note = (f"{yname}: {len(unseen)} val label{some} the train split lacks: {shown(unseen)} ({missing} of "
+                f"{len(y_va)} val samples); the model never trains on {them}, so those samples always count as wrong")
+        if len(classes) > MAX_INFERRED_CLASSES and any(isinstance(c, float) for c in classes):
+            # one class per distinct number of a continuous target: task=classification on a regression target?
+            return [f"{note}; task=classification makes each of the {len(classes)} distinct values of the target a "
+                    "class (a numeric target such as a price: leave task= out or pass task=regression)"]
+        return [f"{note} (a class of few samples: more data, or another seed= or val=)"]
     if len(unseen) == len(counts):
         raise ValueError(f"{yname}: the val file's labels ({shown(counts)}) share none with the train file's "
                          f"({shown(seen)}): every validation sample would be scored against a class the model never "
                          "trains on; write the labels the same way in both files")
-    missing = sum(counts[c] for c in unseen)
     return [f"{yname}: {len(unseen)} val label{'s' if len(unseen) != 1 else ''} the train file lacks: {shown(unseen)} "
             f"({missing} of {len(y_va)} val samples); the model never trains on "
             f"{'them' if len(unseen) != 1 else 'it'}, so those samples always count as wrong (a label written "
