@@ -117,3 +117,14 @@ def test_find_lr_warns_of_the_users_own_optimizer_step_hooks() -> None:
             h.remove()
     assert any(Path(w.filename).name == "test_small_fixes_s36.py" for w in rec)  # points at the find_lr call
     assert int(ema.n_averaged) > 0  # what the warning is about
+
+
+def test_train_says_an_optimizer_class_without_weight_decay_does_not_use_it(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # before: Rprop was built with weight_decay in its groups, which it never reads, and nothing said so
+    kw = {"data": "iris", "model": "linear", "epochs": 1, "lr0": 0.01, "project": str(tmp_path), "plots": False}
+    lrkit.train(**kw, optimizer=torch.optim.Rprop)
+    assert "Rprop takes no weight_decay: weight_decay=0.0005 is not used" in capsys.readouterr().out
+    lrkit.train(**kw, optimizer=torch.optim.Rprop, weight_decay=0.0)
+    lrkit.train(**kw, optimizer=torch.optim.SGD)
+    assert "takes no weight_decay" not in capsys.readouterr().out
