@@ -128,3 +128,33 @@ def test_train_says_an_optimizer_class_without_weight_decay_does_not_use_it(tmp_
     lrkit.train(**kw, optimizer=torch.optim.Rprop, weight_decay=0.0)
     lrkit.train(**kw, optimizer=torch.optim.SGD)
     assert "takes no weight_decay" not in capsys.readouterr().out
+
+
+def test_npz_of_many_channels_of_small_images_is_not_taken_for_channels_last(tmp_path: Path) -> None:
+    # before: x of shape (N, 8, 4, 4) — 8 channels of 4x4 — was refused as channels-last (N, H, W, C)
+    import numpy as np
+
+    from lrkit.train.data import load_data
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a.npz", x=rng.normal(size=(20, 8, 4, 4)), y=np.arange(20) % 2)
+    data = load_data(str(tmp_path / "a.npz"))
+    assert tuple(data.train[0][0].shape) == (8, 4, 4)
+    np.savez(tmp_path / "b.npz", x=rng.normal(size=(20, 16, 16, 3)), y=np.arange(20) % 2)
+    with pytest.raises(ValueError, match=r"looks channels-last \(N, H, W, C\), with 3 channel\(s\) of 16x16"):
+        load_data(str(tmp_path / "b.npz"))
+
+
+def test_a_builtin_name_that_is_also_a_file_here_says_which_it_read(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # before: a file named "iris" in the working directory was passed over for the built-in without a word
+    from lrkit.train.data import load_data
+
+    monkeypatch.chdir(tmp_path)
+    assert not any("is not read" in n for n in load_data("iris").info.notes)
+    (tmp_path / "iris").write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n1,2,0\n3,4,1\n")
+    notes = load_data("iris").info.notes
+    assert any("data='iris' is the built-in dataset; the file of that name in this folder is not read: to train "
+               "on it, give it its format's suffix" in n for n in notes)
+    (tmp_path / "iris").rename(tmp_path / "iris.csv")
+    assert load_data("iris.csv").info.input_shape == (2,)  # the way to the file

@@ -442,7 +442,12 @@ def load_data(
             if drop:
                 raise ValueError(f"drop={list(drop)} names CSV columns to leave out, but data={text!r} is a built-in "
                                  "dataset; leave drop out")
-            return _from_builtin(BUILTIN_DATASETS[builtin[key]], seed=seed, val=val, task=task)
+            out = _from_builtin(BUILTIN_DATASETS[builtin[key]], seed=seed, val=val, task=task)
+            if Path(text).expanduser().is_file():  # a file of that name here: the built-in wins, and says so
+                out.info.notes.append(f"data={text!r} is the built-in dataset; the file of that name in this folder is "
+                                      "not read: to train on it, give it its format's suffix (.csv, .tsv, .npz, "
+                                      ".yaml, .txt) and pass that path")
+            return out
         path = Path(text).expanduser()
         if not path.exists():
             if re.match(r"(https?|s3|gs|ftp)://", text.strip(), re.IGNORECASE):
@@ -1647,7 +1652,8 @@ def _read_npz(path: Path, target: str | int | list[str | int] | None, task: str 
                   "task='classification' (accuracy per label)",)
     # (N, C, H, W): images, kept in shape for a CNN and standardised with one mean/std, as data='digits' is
     image_shape = tuple(int(s) for s in x.shape[1:]) if x.ndim == 4 else None
-    if image_shape is not None and image_shape[2] in (1, 3, 4) and image_shape[0] > 4:
+    if image_shape is not None and image_shape[2] in (1, 3, 4) and image_shape[0] > 4 and image_shape[1] > 4:
+        # (an image at least 5 pixels wide: (N, 8, 4, 4) is 8 channels of 4x4, as (N, C, H, W) reads it)
         # (N, H, W, C) as Keras, TF and PIL save images: read as (N, C, H, W) it would be H channels of W-pixel-wide
         # images, and a ConvNet would train on the scrambled axes
         raise ValueError(f"{path.name}: x of shape {x.shape} looks channels-last (N, H, W, C), with {image_shape[2]} "
