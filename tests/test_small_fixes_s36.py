@@ -158,3 +158,31 @@ def test_a_builtin_name_that_is_also_a_file_here_says_which_it_read(tmp_path: Pa
                "on it, give it its format's suffix" in n for n in notes)
     (tmp_path / "iris").rename(tmp_path / "iris.csv")
     assert load_data("iris.csv").info.input_shape == (2,)  # the way to the file
+
+
+@pytest.mark.parametrize(("finder_kwargs", "run", "said"), [
+    ({"accumulation_steps": 4}, {"accumulate": 2},
+     "finder_kwargs accumulation_steps=4 differs from the run's accumulate=2"),
+    ({"accumulation_steps": 2}, {}, "finder_kwargs accumulation_steps=2 differs from the run's accumulate=1"),
+    ({"max_grad_norm": 5.0}, {"max_grad_norm": 1.0}, "finder_kwargs max_grad_norm=5.0 differs from the run's "
+                                                       "max_grad_norm=1.0"),
+    ({"accumulation_steps": 2}, {"accumulate": 2}, None),
+    ({"accumulation_steps": 1}, {}, None),
+])
+def test_choose_lr0_says_when_finder_kwargs_step_otherwise_than_the_run(
+        finder_kwargs: dict[str, Any], run: dict[str, Any], said: str | None) -> None:
+    # before: the range test ran with the finder_kwargs' accumulation/clipping and the trials with the run's, silently
+    from lrkit.train.auto import choose_lr0
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(192, 6, generator=g)
+    y = x @ torch.randn(6, 1, generator=g)
+    data = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 192, 16)]
+    model = torch.nn.Linear(6, 1)
+    lines: list[str] = []
+    choose_lr0(model, torch.optim.SGD(model.parameters(), lr=0.01), data, data[:4], total_steps=200,
+               make_scheduler=lambda o, n: torch.optim.lr_scheduler.CosineAnnealingLR(o, n),
+               finder_kwargs=dict(finder_kwargs), log=lines.append, **run)
+    notes = [line for line in lines if "differs from the run's" in line]
+    assert ([said] if said else []) == [n[n.index("finder_kwargs"):n.index(": the range test")] for n in notes]

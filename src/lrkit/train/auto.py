@@ -1383,10 +1383,18 @@ def choose_lr0(
         finder_kwargs.setdefault("num_steps", plan.finder_steps)
         finder_kwargs.setdefault("start_lr", FINDER_START_LR)
         finder_kwargs.setdefault("end_lr", FINDER_END_LR)
+        given = {k: finder_kwargs[k] for k in ("accumulation_steps", "max_grad_norm") if k in finder_kwargs}
         if max_grad_norm is not None:
             finder_kwargs.setdefault("max_grad_norm", max_grad_norm)
         if accumulate > 1:
             finder_kwargs.setdefault("accumulation_steps", accumulate)
+        for key, run_value in (("accumulation_steps", accumulate), ("max_grad_norm", max_grad_norm)):
+            if key in given and given[key] != (run_value if key == "max_grad_norm" or run_value > 1 else 1):
+                what = "batches per optimizer step" if key == "accumulation_steps" else "gradient clipping"
+                run = "accumulate" if key == "accumulation_steps" else "max_grad_norm"
+                say(f"lr0=auto: note — finder_kwargs {key}={given[key]!r} differs from the run's {run}="
+                    f"{run_value!r}: the range test runs with other {what} than the trials and the run, and its "
+                    "suggestion is for those")
 
         amp = finder_kwargs.get("amp", False)
         autocast, _ = autocast_context(amp, device)  # checks the setting before any work
