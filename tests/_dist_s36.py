@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import datetime
-import gc
-import json
-import os
-from pathlib import Path
-
 import torch
-import torch.distributed as dist
+
+from _helpers import init_gloo, leave_rank
 
 
 def bad_loss_worker(rank: int, world: int, port: int, out: str, call: str) -> None:
     """A DDP loop whose monitor has ``sync_loss=True``; at the third step rank 1 passes a loss that is not a number
-    (to ``after_backward`` or to ``after_validation``, per ``call``). Writes the error each rank raised."""
+    (to ``after_backward`` or to ``after_validation``, per ``call``). Leaves the error each rank raised."""
     import lrkit
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=30))
-    torch.set_num_threads(1)
+    init_gloo(rank, world, port, seconds=30)
     torch.manual_seed(0)
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -37,8 +30,4 @@ def bad_loss_worker(rank: int, world: int, port: int, out: str, call: str) -> No
             monitor.after_validation(torch.ones(3) if bad and call == "after_validation" else 1.0 - step / 10)
     except Exception as e:  # the test reads what each rank raised
         error = [type(e).__name__, str(e)]
-    Path(out, f"{rank}.json").write_text(json.dumps({"error": error, "step": monitor.step}))
-    del monitor, model, opt
-    gc.collect()
-    dist.barrier()
-    dist.destroy_process_group()
+    leave_rank(out, rank, {"error": error, "step": monitor.step})

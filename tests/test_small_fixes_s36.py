@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -12,11 +11,10 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import lrkit
 from _dist_s36 import bad_loss_worker
-from _helpers import free_port, killed_run
+from _helpers import killed_run, spawn_ranks
 
 needs_dist = pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed")
 
@@ -25,8 +23,7 @@ needs_dist = pytest.mark.skipif(not dist.is_available() or sys.platform == "win3
 @pytest.mark.parametrize("call", ["after_backward", "after_validation"])
 def test_sync_loss_bad_loss_on_one_rank_stops_every_rank(tmp_path: Path, call: str) -> None:
     # before: rank 1 raised its TypeError before the loss all-reduce, and rank 0 waited in it for the timeout
-    mp.spawn(bad_loss_worker, args=(2, free_port(), str(tmp_path), call), nprocs=2, join=True)
-    errors = {r: json.loads((tmp_path / f"{r}.json").read_text())["error"] for r in range(2)}
+    errors = [r["error"] for r in spawn_ranks(bad_loss_worker, tmp_path, call)]
     assert errors[1][0] in ("TypeError", "ValueError") and "stopped on every rank" not in errors[1][1]
     assert errors[1][1].startswith(f"{call}(")  # the call that was given the bad loss
     assert errors[0][0] == "ValueError"
