@@ -195,6 +195,16 @@ def schedule_command(
         else:
             _print_list()
         return
+    # `--out --json`, `--compare --no-plot`: a value forgotten, the next flag was taken as the value (a PNG named
+    # '--json' was written; '--no-plot' was an "unknown schedule")
+    if out is not None and str(out) in _FLAGS:
+        fail(f"--out needs a file name, got the option {str(out)!r}: give --out FILE (e.g. --out schedule.png) "
+             f"and {out} on its own")
+    for other in compare or []:
+        if other.strip().startswith("-"):  # a spec starts with a family's name, never with '-'
+            fail(f"--compare needs a spec, got {other.strip()!r}"
+                 + (" (an option)" if other.strip().split()[0] in _FLAGS else "")
+                 + ": give --compare 'SPEC' (e.g. --compare 'cosine lr0=0.1'), each option on its own")
     if not spec:
         fail("give a schedule spec, e.g. lrkit schedule \"cosine lr0=0.01 lrf=0.01\" --epochs 100 "
              "--steps-per-epoch 500 (or --list to see every family)")
@@ -235,6 +245,7 @@ def schedule_command(
             if sched.total_steps is None:
                 fail(f"{s!r} has no fixed length: pass --epochs and --steps-per-epoch, or --total-steps")
             if base_lr is not None and sched.peak_lr is None:
+                _check_base_lr(s, sched, float(base_lr), epochs, steps_per_epoch, total_steps)
                 sched = sched.with_peak(float(base_lr))
                 used_base_lr = True
             # a bounded record: every step of a short run, of a long one an even grid plus every phase boundary
@@ -256,6 +267,14 @@ def schedule_command(
                 fail(_naming(s, str(e)))
         scheds.append(sched)
     _check_same_scale(specs, scheds)
+    if epochs is not None and steps_per_epoch is not None and total_steps is not None \
+            and round(float(epochs) * float(steps_per_epoch)) != float(total_steps):
+        # torch's OneCycleLR order: total_steps wins; the epochs asked for are not the run drawn, so say so
+        console(stderr=True).print(
+            f"[yellow]warning:[/] --total-steps {shown(total_steps)} wins over --epochs {shown(epochs)} x "
+            f"--steps-per-epoch {shown(steps_per_epoch)} = {round(float(epochs) * float(steps_per_epoch))} steps: "
+            f"the run is {int(float(total_steps))} steps ({float(total_steps) / float(steps_per_epoch):g} epochs); "
+            "drop one of the three", highlight=False, soft_wrap=True)
     if base_lr is not None and not used_base_lr:  # on stderr: --json output stays clean
         console(stderr=True).print(
             f"[yellow]warning:[/] --base-lr {shown(base_lr)} is not used: "
@@ -278,6 +297,25 @@ def schedule_command(
     if not no_plot:
         path = _plot(records, out if out is not None else _free_picture_name(), log_y)
         console().print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)  # one line, as written
+
+
+#: the command's own options: an ``--out`` value that is one of them is a forgotten value, not a file name
+_FLAGS = frozenset({"--epochs", "-e", "--steps-per-epoch", "-n", "--total-steps", "-t", "--out", "-o", "--compare",
+                    "-c", "--json", "--list", "--base-lr", "--no-plot", "--log-y", "--chart", "--no-chart", "--help",
+                    "-h"})
+
+
+def _check_base_lr(spec: str, sched: Any, base_lr: float, epochs: float | None, steps_per_epoch: float | None,
+                   total_steps: float | None) -> None:
+    """Fail unless ``--base-lr`` passes the checks the spec's own peak key would (``cosine eta_min=0.01 --base-lr
+    0.005`` drew an LR climbing to its floor, where ``lr0=0.005`` is refused), naming ``--base-lr``."""
+    from lrkit.schedules import from_spec
+
+    try:
+        from_spec(f"{spec} {sched._peak_name}={base_lr!r}", epochs=_plain(epochs),
+                  steps_per_epoch=_plain(steps_per_epoch), total_steps=_plain(total_steps))
+    except ValueError as e:
+        fail(f"{spec!r}: --base-lr {shown(base_lr)} is its peak LR ({sched._peak_name}): {e}")
 
 
 def _plain(value: float | None) -> float | None:

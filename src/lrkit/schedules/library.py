@@ -711,7 +711,8 @@ class Cyclic(Schedule):
     ``lr = base_lr + (max_lr - base_lr) * h * scale`` and ``momentum = max_momentum - (max_momentum -
     base_momentum) * h * scale``, where ``scale`` is 1 (``triangular``), ``1 / 2 ** (cycle - 1)``
     (``triangular2``) or ``gamma ** t`` (``exp_range``), or ``scale_fn`` of the cycle or of ``t``
-    (``scale_mode``). The multiplier is ``lr / max_lr``. Step sizes are in optimizer steps (``unit="step"``).
+    (``scale_mode``); ``t`` in ``exp_range`` and ``scale_fn`` counts epochs with ``unit="epoch"``. The multiplier
+    is ``lr / max_lr``. Step sizes are in optimizer steps (``unit="step"``).
 
     >>> s = Cyclic(base_lr=0.001, max_lr=0.1, step_size_up=200, mode="triangular2")
     >>> s.lr(0), s.lr(200), s.lr(400), s.lr(600), s.momentum(200)
@@ -814,7 +815,13 @@ class Cyclic(Schedule):
             h = x / self.step_ratio
         else:
             h = (x - 1) / (self.step_ratio - 1)
-        return h * self._scale(cycle if self.scale_mode == "cycle" else t)
+        if self.scale_mode == "cycle":
+            return h * self._scale(cycle)
+        # ``gamma ** t`` counts the schedule's own time unit: with unit="epoch" (step sizes in epochs) an epoch, as
+        # torch's CyclicLR stepped once an epoch and `exponential unit=epoch` count it (per step it scaled the
+        # amplitude by gamma ** steps: gamma=0.9 over 500-step epochs left nothing of it after the first epoch)
+        spe = self.steps_per_epoch
+        return h * self._scale(t / spe if self.unit == "epoch" and spe else t)
 
     def _value(self, t: float) -> float:
         b = self._rel(self.base_lr, "base_lr")

@@ -79,10 +79,13 @@ def _scalar(text: str) -> Any:
         return False
     if low in ("none", "null", "~"):
         return None
-    if _INT.fullmatch(t):
-        return int(t)
+    # a number pasted from a paper or a web page may carry U+2212 MINUS SIGN ('1e\u22123'), which float() refuses:
+    # it is read as '-' in a number (a word keeps it)
+    num = t.replace("\u2212", "-")
+    if _INT.fullmatch(num):
+        return int(num)
     try:
-        return float(t)
+        return float(num)
     except ValueError:
         return t
 
