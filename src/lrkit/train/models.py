@@ -53,6 +53,20 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.unsqueeze(1) if x.ndim == 1 else x.flatten(1)
 
 
+def _numeric(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Integer or boolean features (a user's ``int64`` counts, ``bool`` flags, ``uint8`` pixels) as values in the
+    dtype of ``like`` (the model's weights) for the built-in ``linear``/``mlp``/``cnn``, which read their inputs as
+    numbers: torch refused them ("mat1 and mat2 must have the same dtype, but got Long and Float"). Floating inputs
+    are left as they are (lrkit.train casts those to the model's dtype).
+
+    >>> _numeric(torch.tensor([1, 0]), torch.zeros(1)).dtype, _numeric(torch.tensor([True]), torch.zeros(1)).tolist()
+    (torch.float32, [1.0])
+    """
+    if x.is_floating_point() or x.is_complex():
+        return x
+    return x.to(like.dtype)
+
+
 class Linear(nn.Module):
     """Flatten, then one linear layer (multinomial logistic / linear regression).
 
@@ -69,7 +83,7 @@ class Linear(nn.Module):
         self.head = nn.Linear(in_features, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(_rows(x))
+        return self.head(_rows(_numeric(x, self.head.weight)))
 
 
 class Bigram(nn.Module):
@@ -102,7 +116,7 @@ class MLP(nn.Module):
         self.head = nn.Linear(hidden, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(_rows(x)))
+        return self.head(self.body(_rows(_numeric(x, self.head.weight))))
 
 
 class ConvNet(nn.Module):
@@ -129,6 +143,7 @@ class ConvNet(nn.Module):
         self.head = nn.Linear(64, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _numeric(x, self.head.weight)  # uint8 pixels, as torchvision's PILToTensor gives them
         if self.add_channel and x.ndim == 3:
             x = x.unsqueeze(1)
         return self.head(self.body(x))

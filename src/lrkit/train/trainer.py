@@ -476,7 +476,21 @@ def _resolve_device(name: str | None) -> torch.device:
                          "use one of those, or device='cpu'")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError(f"device={name!r} but MPS is not available here; use device='cpu'")
+    valid = "use 'cpu', 'cuda', 'cuda:N' or 'mps' (one this machine has)"
+    if dev.type == "meta":  # model.to("meta") would have dropped the weights of the user's own model
+        raise ValueError(f"device={name!r} cannot train a model (a meta tensor holds no values); {valid}")
+    try:  # a device type this torch is not built for ('xla', 'ipu', ...): torch's error came from model.to(...)
+        torch.empty(0, device=dev)
+    except Exception as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"device={name!r} cannot be used: {why}; {valid}") from None
     return dev
+
+
+def _meta_tensors(model: torch.nn.Module) -> list[str]:
+    """The names of ``model``'s parameters and buffers on the ``meta`` device (built under
+    ``torch.device("meta")`` or Accelerate's ``init_empty_weights``: shapes without values)."""
+    return [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
 
 
 class _Trainer:
@@ -706,7 +720,16 @@ class _Trainer:
             self.model = _pretrained(cfg.model, source, info.features).to(self.device)
             self.model_name = f"{_model_class_name(self.model)} (from {source})"
         else:
-            self.model = build_model(cfg.model, info).to(self.device)
+            model = build_model(cfg.model, info)
+            meta = _meta_tensors(model)
+            if meta:  # torch: "Cannot copy out of meta tensor; no data!" from .to(device)
+                more = f" and {len(meta) - 1} more" if len(meta) > 1 else ""
+                raise ValueError(
+                    f"model {_model_class_name(model)} has tensors on the meta device ({meta[0]!r}{more}): shapes "
+                    "without values, which cannot train; give them values first, e.g. model.to_empty(device='cpu') "
+                    "then initialise them (reset_parameters()) or load weights (load_state_dict(state, assign=True))"
+                )
+            self.model = model.to(self.device)
             # model=None is the default built-in, named as model=<that name> would name it ("mlp", not the class)
             self.model_name = (cfg.model.strip() if isinstance(cfg.model, str)  # (built as stripped: 'mlp ' is mlp)
                                else default_model_name(info) if cfg.model is None else _model_class_name(self.model))
@@ -726,6 +749,8 @@ class _Trainer:
         train_loader, val_loader, sampler = self.data.loaders(batch=cfg.batch, workers=workers, seed=cfg.seed)
         self.model_dtype = _floating_dtype(self.model)
         self.cast_said = False
+        #: targets a 16-bit model's dtype would round have been kept in their own dtype, and the log said so
+        self.target_cast_said = False
         #: an epoch has read more or fewer batches than len(train_loader) and the log has said so (see _train_epoch)
         self.batch_count_said = False
         #: a validation batch has shown multi-hot (B, K) targets (see _per_label): every later one is scored per label
@@ -754,6 +779,7 @@ class _Trainer:
                         "samples drops every batch; use a smaller batch or drop_last=False)")
             raise ValueError(f"the training split of {info.name!r} yields no batches{hint}")
         self._check_model_runs()
+        self._refuse_untrained_loss_parameters()
         # lrkit's own loaders: cfg.batch (TrainData.loaders caps a batch above the split at the split's size: said
         # just below); n_train counts the samples those batches draw from, unless a loader's items are whole batches
         batch, per_sample = cfg.batch, True
@@ -827,6 +853,46 @@ class _Trainer:
         self.group_names = [str(g.get("name", f"pg{i}")) for i, g in enumerate(self.optimizer.param_groups)]
         self.auto: Any = None
         self.step_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _refuse_untrained_loss_parameters(self) -> None:
+        """A ``loss_fn``/``step_fn`` that is an ``nn.Module`` whose loss depends on trainable parameters of its own (a
+        learned temperature, uncertainty weights, an ArcFace margin layer): the optimizer holds the model's parameters
+        only, so they stayed at their initial values, without a word. A ``ValueError`` naming them and the fix. Read
+        on one validation batch with gradients on (eval mode), only for such a module: parameters the loss does not
+        reach (a distillation teacher run under ``torch.no_grad()``) are left alone."""
+        own = {id(p) for p in self.model.parameters()}
+        for key, fn in (("loss_fn", self.user_loss), ("step_fn", self.step_fn)):
+            if not isinstance(fn, torch.nn.Module):
+                continue
+            extra = [(n, p) for n, p in fn.named_parameters() if p.requires_grad and id(p) not in own]
+            if not extra:
+                continue
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                batch = next(iter(self.val_loader), None)
+                if batch is None:
+                    return
+                with torch.enable_grad():
+                    loss = batch_loss(self.model, move_to(batch, self.device), self.loss_fn, self.step_fn)
+                    if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
+                        return  # (the loop names a loss without a graph in its own words)
+                    grads = torch.autograd.grad(loss, [p for _, p in extra], allow_unused=True)
+            except Exception:  # a loss that cannot run here fails in the loop with its own message
+                return
+            finally:
+                self.model.train(was_training)
+            used = [n for (n, _), g in zip(extra, grads) if g is not None]
+            if used:
+                names = ", ".join(repr(n) for n in used[:3]) + (f" and {len(used) - 3} more" if len(used) > 3
+                                                               else "")
+                raise ValueError(
+                    f"{key}={type(fn).__name__}(...) computes the loss with trainable parameters of its own "
+                    f"({names}), but lrkit.train optimises the model's parameters only: they would stay at their "
+                    "initial values; put the loss module inside the model (an nn.Module holding both, with "
+                    "step_fn=lambda model, batch: model.loss(model.net(batch[0]), batch[1])), or freeze them with "
+                    f"{key}.requires_grad_(False)"
+                )
 
     def _data_yaml_overrides(self) -> list[str]:
         """Notes for ``val=`` / ``seq_len=`` given beside a data YAML that sets its own (the YAML's win, as the README
@@ -983,9 +1049,23 @@ class _Trainer:
         return x
 
     def _cast_target(self, y: Any, dtype: torch.dtype) -> Any:
-        if self.user_loss is not None and isinstance(y, torch.Tensor) and y.is_floating_point() and y.dtype != dtype:
-            return y.to(dtype)
-        return y
+        """Floating targets in the model's dtype for a user's ``loss_fn`` — but never rounded: into a 16-bit model
+        dtype (bfloat16, float16) only where it holds them exactly (0/1 labels, say). Before session 36 a bfloat16
+        model's regression targets were cast too (1000 + 0.5 * noise all read 1000.0: the signal gone, the loss and
+        RMSE read against the rounded targets); they stay in their own dtype now, said once."""
+        if self.user_loss is None or not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.dtype == dtype:
+            return y
+        if torch.finfo(dtype).bits < 32 and torch.finfo(dtype).bits < torch.finfo(y.dtype).bits:
+            cast = y.to(dtype)
+            if not torch.equal(cast.to(y.dtype), y):
+                if not self.target_cast_said:
+                    self.target_cast_said = True
+                    self.log(f"lrkit.train: data — the targets are {dtype_name(y.dtype)} and the model is "
+                             f"{dtype_name(dtype)}, which would round them; loss_fn gets them as "
+                             f"{dtype_name(y.dtype)} (a loss that needs one dtype can cast the output: out.float())")
+                return y
+            return cast
+        return y.to(dtype)
 
     @torch.no_grad()
     def _check_model_runs(self) -> None:
@@ -1061,6 +1141,17 @@ class _Trainer:
         so this is checked here, once, before the first loss."""
         if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor) and y.is_floating_point():
             y = class_targets(out, y)  # class indices stored as floats are checked as the loss reads them: int64
+        if (self.data.info.task == "classification" and isinstance(out, torch.Tensor) and out.ndim == 1
+                and isinstance(y, torch.Tensor) and y.ndim == 1 and y.shape == out.shape and not y.is_complex()):
+            # cross-entropy reads a (B,) output as ONE sample's B class scores: torch's words ("Expected floating
+            # point type for target with class probabilities") named neither the model nor the fix
+            classes = max(int(y.max()) + 1 if y.numel() else 2, self.data.info.num_outputs or 0, 2)
+            raise ValueError(
+                f"{mismatch}: the model gives one score per sample (output {tuple(out.shape)}), but the default "
+                "classification loss, cross-entropy, needs one score per class, (batch, classes); make the model's "
+                f"last layer output {classes}, or for one logit per sample pass "
+                "loss_fn=torch.nn.BCEWithLogitsLoss() with float 0/1 targets"
+            )
         if (not isinstance(out, torch.Tensor) or not isinstance(y, torch.Tensor) or out.ndim < 2 or not y.numel()
                 or y.is_floating_point() or y.is_complex() or self.data.info.task not in ("classification", "lm")):
             return
