@@ -183,3 +183,20 @@ def test_choose_lr0_says_when_finder_kwargs_step_otherwise_than_the_run(
                finder_kwargs=dict(finder_kwargs), log=lines.append, **run)
     notes = [line for line in lines if "differs from the run's" in line]
     assert ([said] if said else []) == [n[n.index("finder_kwargs"):n.index(": the range test")] for n in notes]
+
+
+def test_train_moves_a_loss_modules_tensors_to_the_run_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # before: CrossEntropyLoss(weight=...) stayed on the CPU while the model and batches went to the GPU, and the
+    # first loss failed with torch's device mismatch. No GPU here: the placement is checked where it is decided.
+    import lrkit.train.trainer as trainer
+
+    seen: list[tuple[Any, torch.device]] = []
+    place = trainer._place_loss_module
+    monkeypatch.setattr(trainer, "_place_loss_module",
+                        lambda fn, device: seen.append((fn, device)) or place(fn, device))
+    loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 1.0]))
+    lrkit.train(data="iris", model="linear", epochs=1, lr0=0.1, loss_fn=loss, project=str(tmp_path), plots=False)
+    assert (loss, torch.device("cpu")) in seen
+    assert "moved its" not in capsys.readouterr().out  # already where the run is: nothing to say
+    assert trainer._place_loss_module(loss, torch.device("meta")) == "1 buffer" and loss.weight.is_meta

@@ -487,6 +487,31 @@ def _resolve_device(name: str | None) -> torch.device:
     return dev
 
 
+def _place_loss_module(fn: Any, device: torch.device) -> str:
+    """Move a ``loss_fn``/``step_fn`` that is an ``nn.Module`` with tensors elsewhere than ``device`` (a class
+    ``weight`` of ``CrossEntropyLoss``, a ``pos_weight``: left on the CPU, the first loss on a GPU failed with torch's
+    device mismatch) to ``device``, as the model is moved; return what was moved, in words (``""``: nothing).
+
+    >>> loss = torch.nn.CrossEntropyLoss(weight=torch.ones(3))
+    >>> _place_loss_module(loss, torch.device("meta")), loss.weight.device.type
+    ('1 buffer', 'meta')
+    >>> _place_loss_module(loss, torch.device("meta")), _place_loss_module(len, torch.device("cpu"))
+    ('', '')
+    """
+    if not isinstance(fn, torch.nn.Module):
+        return ""
+    def elsewhere(t: torch.Tensor) -> bool:
+        return t.device.type != device.type or (device.index is not None and t.device.index != device.index)
+
+    params = sum(1 for p in fn.parameters() if elsewhere(p))
+    buffers = sum(1 for b in fn.buffers() if elsewhere(b))
+    if not params and not buffers:
+        return ""
+    fn.to(device)
+    parts = [f"{n} {what}{'s' * (n != 1)}" for n, what in ((params, "parameter"), (buffers, "buffer")) if n]
+    return " and ".join(parts)
+
+
 def _meta_tensors(model: torch.nn.Module) -> list[str]:
     """The names of ``model``'s parameters and buffers on the ``meta`` device (built under
     ``torch.device("meta")`` or Accelerate's ``init_empty_weights``: shapes without values)."""
@@ -733,6 +758,11 @@ class _Trainer:
             # model=None is the default built-in, named as model=<that name> would name it ("mlp", not the class)
             self.model_name = (cfg.model.strip() if isinstance(cfg.model, str)  # (built as stripped: 'mlp ' is mlp)
                                else default_model_name(info) if cfg.model is None else _model_class_name(self.model))
+        for key, fn in (("loss_fn", self.user_loss), ("step_fn", self.step_fn)):
+            moved = _place_loss_module(fn, self.device)
+            if moved:
+                self.log(f"lrkit.train: {key} {type(fn).__name__} — moved its {moved} to {self.device}, where the "
+                         "model and the batches are")
         #: the architecture load_run rebuilds this run's model from, where model= does not name it (a checkpoint)
         #: (a model from load_run: a checkpoint, a Python object, a factory returning load_run(...).model)
         self.model_spec: str | None = getattr(self.model, "_lrkit_model_spec", None)
