@@ -152,6 +152,10 @@ def _array_kind(path: Path, source: str) -> str | None:
             members = z.namelist()
     except (zipfile.BadZipFile, OSError):
         return None  # zip-like bytes that are no zip: left to the CSV reader's words
+    if any(m.endswith("/data.pkl") or m == "data.pkl" for m in members):  # torch.save's zip: weights, not rows
+        raise ValueError(f"INPUT {source!r} is a torch checkpoint (a model's weights), not rows to predict: a run's "
+                         f"best.pt / last.pt is RUN, which comes first — lrkit predict {shlex.quote(source)} ROWS.csv "
+                         "(INPUT: a .csv/.tsv file of rows, - for stdin, or an .npz/.npy array)")
     if any(m.startswith(("xl/", "content.xml")) for m in members):  # Excel's .xlsx, OpenDocument's .ods: zips too
         raise ValueError(f"INPUT {source!r} is a spreadsheet workbook (a zip of XML parts), not a CSV file: save the "
                          "sheet as CSV (Excel: Save As 'CSV UTF-8'; pandas: pd.read_excel(path).to_csv('rows.csv', "
@@ -316,6 +320,18 @@ def _kept_columns(table: _Table, keep: Sequence[str]) -> list[int]:
     return [table.header.index(k) for k in keep]
 
 
+def _builtin_columns(run: Any, table: _Table) -> list[str] | None:
+    """scikit-learn's ``feature_names`` for a run on a built-in table (``iris``, ``wine``, ``breast_cancer``) whose
+    INPUT's header names any of them — its columns are then read by name, in any order, as ``run.predict`` reads a
+    DataFrame (by position, a reordered ``frame.to_csv`` gave other inputs without a word); ``None`` for any other
+    run or header (read by position, as before)."""
+    names = getattr(run, "_column_names", None)
+    features = names() if callable(names) and table.header is not None else None
+    if not features or not set(features) & set(table.header or ()):
+        return None
+    return list(features)
+
+
 # ------------------------------------------------------------------------------------------------ predicting
 def _predict_in_chunks(run: Any, x: Any, n: int) -> list[Any]:
     """``run.predict`` over ``x`` (an array, or a ``{column: values}`` mapping) in slices of :data:`_CHUNK` rows;
@@ -337,7 +353,9 @@ def _predict_in_chunks(run: Any, x: Any, n: int) -> list[Any]:
                 raise
             raise ValueError(str(e).replace(f"of shape {part.shape}", f"of shape {x.shape}")) from None
         if isinstance(got, torch.Tensor):
-            got = got.detach().cpu().double()
+            got = got.detach().cpu()
+            # floats at full precision; integers (multi-label 0/1 decisions, token ids) stay integers, not "1.0"
+            got = got.double() if got.is_floating_point() else got.long()
             got = got.reshape(len(got), -1) if got.dim() > 2 else got
             got = got.tolist()
         out.extend(got)
@@ -417,21 +435,26 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
     if table is not None:
         n = len(table.rows)
         kept = _kept_columns(table, keep)
-        if run.features is not None:
+        features = run.features if run.features is not None else _builtin_columns(run, table)
+        if features is not None:
             if table.header is None:
                 raise ValueError(f"{table.name}: the first line is all numbers, but this run was trained on a CSV and "
                                  "reads its columns by name: add a header row naming them, e.g. "
-                                 f"{','.join(run.features)}")
-            missing = [c for c in run.features if c not in table.header]
+                                 f"{','.join(features)}")
+            missing = [c for c in features if c not in table.header]
             if missing:
                 from lrkit.train.reuse import rename_hint  # one did-you-mean, as run.predict gives it
 
                 raise ValueError(f"{table.name} has no column {', '.join(repr(c) for c in missing)}; the run's "
-                                 f"features are {', '.join(run.features)} (the file's columns: "
-                                 f"{', '.join(table.header)}).{rename_hint(missing, table.header, run.features)}")
-            at = _feature_columns(table, run.features)
-            x = np.stack([_numbers(table, j, repr(c)) for c, j in zip(run.features, at)], axis=1)
-            extra = [c for c in table.header if c not in run.features and c not in keep]
+                                 f"features are {', '.join(features)} (the file's columns: "
+                                 f"{', '.join(table.header)}).{rename_hint(missing, table.header, features)}")
+            at = _feature_columns(table, features)
+            x = np.stack([_numbers(table, j, repr(c)) for c, j in zip(features, at)], axis=1)
+            extra = [c for c in table.header if c not in features and c not in keep]
+            if run.features is None and len(outputs) == 1 and "target" in extra:
+                # scikit-learn's own target column (load_iris(as_frame=True).frame.to_csv): compared, as a CSV's
+                target_cells["target"] = [row[table.header.index("target")] for row in table.rows]
+                extra.remove("target")
             for target in outputs:
                 if target in extra:
                     target_cells[target] = [row[table.header.index(target)] for row in table.rows]
@@ -619,7 +642,11 @@ def predict_command(
         stdin = _decode_input(typer.get_binary_stream("stdin").read(), "stdin") if source == "-" else None
         result = predict_file(loaded, source, texts=text or (), stdin=stdin, keep=keep or ())
     except (ValueError, OSError) as e:
-        fail(_as_flags(str(e), which))
+        message = _as_flags(str(e), which)
+        if "load_run(run, model=" in message:  # a model the checkpoint cannot rebuild: no flag passes one
+            message += (f" — lrkit predict cannot rebuild it; predict in Python: lrkit.load_run({run!r}, "
+                        "model=...).predict(rows)")
+        fail(message)
         return
     except RuntimeError as e:  # the model itself failing on the rows (torch's shape or device errors)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]

@@ -76,6 +76,9 @@ def plot_results(
     :func:`lrkit.plots.finder.figure_format`; missing folders are made, and a path that is a folder, or lies under a
     file, is a ``ValueError`` naming it before anything is drawn). The figure is closed once written, or on failure.
 
+    ``csv_path`` may also be a run folder (``plot_results("runs/train")``): its ``results.csv``, with the monitor
+    events of its ``events.json`` where ``events`` is not given, as ``lrkit.train`` drew its ``results.png``.
+
     Param groups whose LR curves are identical share one line (``layer3/decay, layer3/bias``); with more than
     :data:`MAX_LR_LEGEND` lines the LR legend lists the first and last few and says how many it left out.
 
@@ -90,6 +93,13 @@ def plot_results(
     from lrkit.plots.finder import picture_target, write_figure
 
     csv_path = Path(csv_path)
+    if csv_path.is_dir():  # a run folder (runs/train): its results.csv, and its events.json unless events= is given
+        if not (csv_path / "results.csv").is_file():
+            raise ValueError(f"{str(csv_path)!r} is a folder with no results.csv; pass a run folder (runs/train) or "
+                             "the results.csv lrkit.train writes in it")
+        if events is None and (csv_path / "events.json").is_file():
+            events = csv_path / "events.json"
+        csv_path = csv_path / "results.csv"
     out_path = Path(out) if out is not None else csv_path.with_name("results.png")
     picture_target(out_path)  # a bad suffix or a folder fails before anything is drawn
     if isinstance(events, (str, os.PathLike)):

@@ -169,6 +169,9 @@ class LoadedRun:
             return self.encode(x)[None].to(self._device())
         if isinstance(x, os.PathLike) or (isinstance(x, str) and not is_float_text(x)):
             raise ValueError(_file_name_error(x))
+        if x is None:  # numpy reads None as one NaN: "x has 1 values per sample (x of shape ())"
+            raise ValueError("predict(x=None): give rows of features (a list of rows, a {column: values} dict, a "
+                             "DataFrame, an array or a tensor)")
         shape = self.input_shape
         names = self._column_names()
         if (names is not None and getattr(x, "ndim", None) == 1 and hasattr(x, "index")
@@ -177,6 +180,9 @@ class LoadedRun:
         if isinstance(x, (list, tuple)) and x and all(isinstance(r, Mapping) for r in x):
             # csv.DictReader's rows: a table of named columns
             x = self._columns(_rows_as_columns(x, names or []), names)
+        elif (self.features is None and hasattr(x, "columns") and hasattr(x, "to_numpy")
+              and list(x.columns) == list(range(len(x.columns)))):
+            x = x.to_numpy()  # pd.DataFrame(array): numbered columns, no names; read by position, as the array
         elif isinstance(x, Mapping) or hasattr(x, "columns"):  # {column: values} or a pandas/polars DataFrame
             x = self._columns(x, names)
         if isinstance(x, DataLoader):  # its batches' inputs, in the order it yields them (np.asarray: TypeError)
@@ -192,6 +198,8 @@ class LoadedRun:
             if shape is not None and t.dim() == len(shape):
                 t = t[None]
             return t.to(self._device())
+        if isinstance(x, torch.Tensor) and x.is_complex():  # .double() would keep the real part, with a warning
+            raise ValueError(_complex_error(x.dtype))
         arr = (x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor)
                else _float_array(x, self.features))
         shape = shape or (arr.shape[-1],)
@@ -251,7 +259,7 @@ class LoadedRun:
                                  "the numbers the training CSV held in that column")
             try:
                 columns.append(np.asarray(column, dtype=np.float64).reshape(-1))
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, OverflowError) as e:  # OverflowError: an int past float64's range
                 raise ValueError(f"x's column {c!r} does not hold numbers ({first_line(e)}); the model takes numbers "
                                  "(encode a category as numbers first)") from None
         if len({len(v) for v in columns}) > 1:  # numpy's words: "all input arrays must have the same shape"
@@ -274,6 +282,7 @@ class LoadedRun:
         """
         if "y_mean" not in self.scaling or not isinstance(out, torch.Tensor):
             return out
+        out = out.reshape(1) if out.dim() == 0 else out  # one sample's value, its batch dimension squeezed away
         out = out.detach().to("cpu", torch.float64).reshape(len(out), -1)
         return out * self.scaling["y_std"] + self.scaling["y_mean"]
 
@@ -309,6 +318,11 @@ class LoadedRun:
         out = self.model(inputs)
         if self.task is not None:  # a Hugging Face ModelOutput / {"logits": ...}: its logits, as training read them
             out = model_outputs(out)
+        if (self.task in ("classification", "regression") and isinstance(out, torch.Tensor) and len(inputs) == 1
+                and (out.dim() == 0 or (out.dim() == 1 and len(out) > 1))):
+            # one sample through a forward ending in .squeeze(): its batch dimension is gone, and its K class scores
+            # (or targets) read as K samples' — three labels for one row — or a 0-d value had no len()
+            out = out.reshape(1, -1)
         # one score per sample: (N,), (N, 1), or a 0-dim score (one sample through a forward ending in .squeeze())
         one_score = isinstance(out, torch.Tensor) and (out.dim() <= 1 or (out.dim() == 2 and out.shape[1] == 1))
         if self.task == "classification" and isinstance(out, torch.Tensor) and (self.scores is not None or one_score):
@@ -445,9 +459,13 @@ def _float_array(x: Any, features: list[str] | None) -> np.ndarray:
     kind = getattr(getattr(x, "dtype", None), "kind", "")
     if kind in ("M", "m"):
         raise ValueError(f"x holds {x.dtype} values (dates or times); the model takes the numbers it was trained on")
+    if kind == "c":  # numpy would keep the real part, with a ComplexWarning
+        raise ValueError(_complex_error(x.dtype))
+    if isinstance(x, np.ma.MaskedArray):  # a masked cell is a missing value (np.asarray drops the mask: the value
+        return np.ma.filled(x.astype(np.float64), np.nan)  # hidden under it was predicted), named as a NaN is
     try:
         return np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: an int too large for a float
         error = e
     if isinstance(x, (list, tuple)) and x:
         nested = [isinstance(r, (list, tuple, np.ndarray)) for r in x]
@@ -461,12 +479,24 @@ def _float_array(x: Any, features: list[str] | None) -> np.ndarray:
             for j, value in enumerate(row):
                 try:
                     np.asarray(value, dtype=np.float64)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError) as e:
                     where = _cell(features, j, len(row))
-                    raise ValueError(f"x's row {i} (counting from 0) holds {value!r} in {where}, which is not a "
+                    shown = repr(value)
+                    shown = shown if len(shown) <= 60 else f"{shown[:30]}... ({len(shown)} digits)"
+                    if isinstance(e, OverflowError):  # a Python int past float64's range (about 1.8e308)
+                        raise ValueError(f"x's row {i} (counting from 0) holds {shown} in {where}, which is not a "
+                                         "number a float64 can hold (at most about 1.8e308); the model takes finite "
+                                         "numbers") from None
+                    raise ValueError(f"x's row {i} (counting from 0) holds {shown} in {where}, which is not a "
                                      "number; the model takes numbers (encode a category as numbers first)") from None
     raise ValueError(f"x ({type(x).__name__}) cannot be read as numbers ({first_line(error)}); give rows of numbers: "
                      "a list of rows, an array or a tensor") from None
+
+
+def _complex_error(dtype: Any) -> str:
+    """What :meth:`LoadedRun.inputs` says of complex inputs (``dtype``: numpy's or torch's)."""
+    return (f"x holds complex values ({str(dtype).removeprefix('torch.')}); the model takes the real numbers it was "
+            "trained on (give x.real if the imaginary parts are all 0)")
 
 
 def _input_of(item: Any, what: str) -> Any:
@@ -626,7 +656,13 @@ def _rebuild(ck: Mapping[str, Any], path: Path, info: DataInfo) -> nn.Module:
                          "load_run(run, model=...)")
     name = spec.strip() if spec else default_model_name(info)
     home = ck.get("cwd")
-    name, folder = _factory_from(name, Path(home) if isinstance(home, str) else None)
+    spec_now = name
+    # the run's working directory as recorded, else where it lies now: the project folder moved (or copied to
+    # another machine) with its factory file, runs/train and nets.py side by side as they were
+    for place in (Path(home) if isinstance(home, str) else None, _moved_home(ck, path)):
+        name, folder = _factory_from(spec_now, place)
+        if name != spec_now or folder is not None:
+            break
     try:
         with _on_sys_path(folder) if folder is not None else contextlib.nullcontext():
             net = build_model(name, info)
@@ -636,6 +672,22 @@ def _rebuild(ck: Mapping[str, Any], path: Path, info: DataInfo) -> nn.Module:
         raise ValueError(f"load_run: cannot rebuild the model of {path}: {e}. Make it importable again (from this "
                          f"working directory, or the run's, {home}), or build it yourself and pass it: "
                          "load_run(run, model=make(...))") from e
+
+
+def _moved_home(ck: Mapping[str, Any], path: Path) -> Path | None:
+    """The run's working directory as the run folder's place now implies it — ``path``'s run folder less the
+    relative ``project``/``name`` the run was saved under (``runs/train``: two folders up) — or ``None`` where the
+    checkpoint does not say (an absolute project, ``..`` in it)."""
+    config = ck.get("config") or {}
+    project, name = config.get("project"), config.get("name")
+    if not isinstance(project, str) or Path(project).expanduser().is_absolute() or ".." in Path(project).parts:
+        return None
+    below = len(Path(name).parts) if isinstance(name, str) and name.strip() else 1
+    if ".." in (Path(name).parts if isinstance(name, str) else ()):
+        return None
+    parents = path.resolve().parent.parents  # the run folder's: parents[0] is the project folder of "runs/train"
+    depth = len(Path(project).parts) + below - 1
+    return parents[depth] if depth < len(parents) else None
 
 
 def _factory_from(spec: str, home: Path | None) -> tuple[str, Path | None]:
