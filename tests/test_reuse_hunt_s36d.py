@@ -72,7 +72,7 @@ def test_cli_still_reads_a_builtin_runs_other_header_or_no_header_by_position(ir
 # -- inputs numpy cannot read as plain numbers are named, not predicted or passed through as numpy's error ----------
 def test_an_integer_too_large_for_a_float_is_named(iris_run: Path) -> None:
     run = lrkit.load_run(iris_run)
-    with pytest.raises(ValueError, match=r"row 0 .*value 1 .*not a number a float64 can hold"):
+    with pytest.raises(ValueError, match=r"row 0 .*column 'sepal width \(cm\)'.*not a number a float64 can hold"):
         run.predict([[5.1, 10**400, 1.4, 0.2]])  # OverflowError: int too large to convert to float
 
 
@@ -89,7 +89,7 @@ def test_complex_inputs_are_refused_not_cut_to_their_real_part(iris_run: Path) -
 def test_a_masked_value_is_a_missing_value(iris_run: Path) -> None:
     run = lrkit.load_run(iris_run)
     x = np.ma.masked_array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], mask=[[0, 0, 0, 0], [0, 1, 0, 0]])
-    with pytest.raises(ValueError, match=r"row 1 \(counting from 0\) holds nan in value 1"):
+    with pytest.raises(ValueError, match=r"row 1 \(counting from 0\) holds nan in column 'sepal width \(cm\)'"):
         run.predict(x)  # the mask was dropped: the hidden value under it was predicted
     assert run.predict(x[:1]) == run.predict([[5.1, 3.5, 1.4, 0.2]])  # nothing masked: read as it is
 

@@ -200,3 +200,12 @@ def test_train_moves_a_loss_modules_tensors_to_the_run_device(tmp_path: Path, mo
     assert (loss, torch.device("cpu")) in seen
     assert "moved its" not in capsys.readouterr().out  # already where the run is: nothing to say
     assert trainer._place_loss_module(loss, torch.device("meta")) == "1 buffer" and loss.weight.is_meta
+
+
+def test_plot_results_of_a_missing_file_names_it(tmp_path: Path) -> None:
+    # before: open()'s bare FileNotFoundError
+    from lrkit.plots.results import plot_results
+
+    with pytest.raises(ValueError, match=r"'.*nope.results\.csv' does not exist; pass a run folder"):
+        plot_results(tmp_path / "nope" / "results.csv")
+    assert not (tmp_path / "nope").exists()

@@ -100,6 +100,9 @@ def plot_results(
         if events is None and (csv_path / "events.json").is_file():
             events = csv_path / "events.json"
         csv_path = csv_path / "results.csv"
+    elif not csv_path.exists():  # open()'s bare FileNotFoundError named neither the argument nor what it takes
+        raise ValueError(f"{str(csv_path)!r} does not exist; pass a run folder (runs/train) or the results.csv "
+                         "lrkit.train writes in it")
     out_path = Path(out) if out is not None else csv_path.with_name("results.png")
     picture_target(out_path)  # a bad suffix or a folder fails before anything is drawn
     if isinstance(events, (str, os.PathLike)):

@@ -201,7 +201,7 @@ class LoadedRun:
         if isinstance(x, torch.Tensor) and x.is_complex():  # .double() would keep the real part, with a warning
             raise ValueError(_complex_error(x.dtype))
         arr = (x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor)
-               else _float_array(x, self.features))
+               else _float_array(x, names))
         shape = shape or (arr.shape[-1],)
         per = math.prod(shape)
         if arr.size == 0:  # numpy's own words would be "cannot reshape array of size 0 into shape (0,newaxis)"
@@ -214,7 +214,7 @@ class LoadedRun:
             named = f": {', '.join(self.features)}" if self.features else f" (samples of shape {tuple(shape)})"
             raise ValueError(f"x has {rows.shape[1]} values per sample (x of shape {arr.shape}); the run was "
                              f"trained on {per}{named}")
-        check_finite_rows(rows, self.features)
+        check_finite_rows(rows, names)
         mean, std = self.scaling["x_mean"].numpy(), self.scaling["x_std"].numpy()
         rows = (rows - mean) / std
         return torch.as_tensor(rows.reshape(len(rows), *shape), dtype=dtype).to(self._device())
