@@ -209,3 +209,16 @@ def test_plot_results_of_a_missing_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"'.*nope.results\.csv' does not exist; pass a run folder"):
         plot_results(tmp_path / "nope" / "results.csv")
     assert not (tmp_path / "nope").exists()
+
+
+def test_cooldown_after_a_schedule_ending_nearly_at_zero_warns() -> None:
+    # before: only an end of exactly 0 was warned about; onecycle ends at 1/(25 * 1e4) = 4e-6 of its peak
+    from lrkit.schedules import from_spec
+
+    with pytest.warns(UserWarning, match=r"'onecycle' schedule already ends at 4e-06 of its peak LR, nearly 0, so "
+                                         r"its cooldown of 3 steps trains at almost nothing"):
+        s = from_spec("onecycle max_lr=0.1 cooldown_steps=3", total_steps=10)
+    assert max(s(t) for t in range(7, 10)) <= 4e-6 * (1 + 1e-9)  # the cooldown: at most the end multiplier
+    with warnings.catch_warnings():  # 0.01 of the peak (lrf=0.01) is left to decay from
+        warnings.simplefilter("error")
+        from_spec("cosine lr0=0.1 lrf=0.01 cooldown_frac=0.2", total_steps=100)

@@ -49,6 +49,10 @@ __all__ = [
     "resolve_timeline",
 ]
 
+#: A main schedule that ends below this multiplier of its peak LR leaves a cooldown behind it nothing to decay from
+#: (``onecycle`` ends at ``1 / (div_factor * final_div_factor)``, 4e-6): it is warned about.
+_NEARLY_ZERO = 1e-3
+
 UNITS = ("step", "epoch")
 INTERVALS = ("step", "epoch")
 #: The name a family's own rising phase (one-cycle's first ``pct_start`` of the run, named ``warmup`` as fastai does)
@@ -1015,11 +1019,13 @@ class Composed(_Wrapper):
                     f"schedule ends at, so the cooldown would raise the LR: use cooldown_min_ratio <= {end:.6g} "
                     "(0 cools down to zero)"
                 )
-            if end is not None and end <= 0:  # nothing left to cool down from: the cooldown trains at LR 0
+            if end is not None and end < _NEARLY_ZERO:  # nothing left to cool down from (onecycle ends at 4e-6)
+                at = "LR 0" if end <= 0 else f"{end:.2g} of its peak LR, nearly 0"
                 warnings.warn(
-                    f"the {main.name!r} schedule already ends at LR 0, so its cooldown of {cooldown.steps} steps "
-                    "trains at LR 0: drop the cooldown (the main schedule decays already), or end the main schedule "
-                    "above 0 (e.g. lrf=0.01) or use a flat one ('constant', 'wsd') for the cooldown to decay",
+                    f"the {main.name!r} schedule already ends at {at}, so its cooldown of {cooldown.steps} steps "
+                    f"trains at {'LR 0' if end <= 0 else 'almost nothing'}: drop the cooldown (the main schedule "
+                    "decays already), or end the main schedule higher (e.g. lrf=0.01) or use a flat one "
+                    "('constant', 'wsd') for the cooldown to decay",
                     UserWarning, stacklevel=2)
         self._adopt(main, total, main.steps_per_epoch)
         self.couples_momentum = main.couples_momentum or self.const_momentum is not None or (
