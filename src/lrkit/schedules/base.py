@@ -638,7 +638,9 @@ class Schedule(ABC):
     def record(self, steps: int | None = None, *, base_lr: float | None = None) -> dict[str, Any]:
         """The schedule over a run as a record: one LR and one momentum (or ``None``) per step, and the phases.
 
-        ``lr`` is absolute when the peak LR is known (or ``base_lr`` is given), else the multiplier.
+        ``lr`` is absolute when the peak LR is known (or ``base_lr`` is given), else the multiplier. A ``base_lr``
+        replaces a peak the schedule names (as :meth:`with_peak` does; ``lrkit schedule --base-lr`` instead leaves a
+        spec's own ``lr0``/``max_lr`` alone and says so).
         Plots (:func:`lrkit.plots.schedule.plot_schedule`) and ``lrkit schedule --json`` read this record.
 
         >>> from lrkit.schedules import from_spec
