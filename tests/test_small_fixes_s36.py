@@ -222,3 +222,16 @@ def test_cooldown_after_a_schedule_ending_nearly_at_zero_warns() -> None:
     with warnings.catch_warnings():  # 0.01 of the peak (lrf=0.01) is left to decay from
         warnings.simplefilter("error")
         from_spec("cosine lr0=0.1 lrf=0.01 cooldown_frac=0.2", total_steps=100)
+
+
+def test_to_torch_names_the_param_group_whose_lr_a_schedule_refuses_as_its_peak() -> None:
+    # before: "cyclic: max_lr=0.005 (the peak LR) must not be below base_lr=0.01" — a max_lr nobody wrote
+    from lrkit.schedules import from_spec
+
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD([{"params": [model.weight], "lr": 0.1}, {"params": [model.bias], "lr": 0.005}], lr=0.1)
+    before = [dict((k, v) for k, v in g.items() if k != "params") for g in opt.param_groups]
+    with pytest.raises(ValueError, match=r"param group 1's lr=0.005 is the peak LR of 'cyclic' for that group .*"
+                                         r"must not be below base_lr=0.01; give the spec its own peak"):
+        from_spec("cyclic base_lr=0.01 step_size_up=2", total_steps=10).to_torch(opt)
+    assert [dict((k, v) for k, v in g.items() if k != "params") for g in opt.param_groups] == before

@@ -329,25 +329,31 @@ class LRSchedulerAdapter(LRScheduler):
         self._replans: list[dict[str, Any]] = []
         self._lr_multiplier = 1.0
         guessed: set[int] = set()  # groups whose initial_lr is only their current LR (a resume): not compared
-        for i, group in enumerate(optimizer.param_groups):
-            if last_step == -1:
-                lr = group["lr"]
-                group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
-            elif "initial_lr" not in group:
-                guessed.add(i)
-                if schedule.peak_lr is None:
-                    raise ValueError(
-                        f"param_groups[{i}] has no 'initial_lr' to resume from at last_step={last_step}: load the "
-                        "optimizer's state_dict first, give the schedule its peak LR (lr0=...), or resume with "
-                        "load_state_dict() on a fresh scheduler"
-                    )
-                group["initial_lr"] = group["lr"]
-        self._check_momentum(optimizer, optimizer.param_groups)
-        self._bases = self._compute_bases(optimizer.param_groups)
-        self._ratios_warned = False
-        self._guessed_initial = guessed
-        self._warn_lost_ratios(optimizer.param_groups)
-        self._bind()
+        added = [g for g in optimizer.param_groups if "initial_lr" not in g]  # taken out again if a check fails
+        try:
+            for i, group in enumerate(optimizer.param_groups):
+                if last_step == -1:
+                    lr = group["lr"]
+                    group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
+                elif "initial_lr" not in group:
+                    guessed.add(i)
+                    if schedule.peak_lr is None:
+                        raise ValueError(
+                            f"param_groups[{i}] has no 'initial_lr' to resume from at last_step={last_step}: load "
+                            "the optimizer's state_dict first, give the schedule its peak LR (lr0=...), or resume "
+                            "with load_state_dict() on a fresh scheduler"
+                        )
+                    group["initial_lr"] = group["lr"]
+            self._check_momentum(optimizer, optimizer.param_groups)
+            self._bases = self._compute_bases(optimizer.param_groups)
+            self._ratios_warned = False
+            self._guessed_initial = guessed
+            self._warn_lost_ratios(optimizer.param_groups)
+            self._bind()
+        except BaseException:  # a refused schedule leaves the optimizer's groups as they were
+            for group in added:
+                group.pop("initial_lr", None)
+            raise
         self._rate_checked = False  # the per-epoch stepping warning is given once
         self._opt_seen = _optimizer_steps(optimizer)
         super().__init__(optimizer, last_epoch=last_step)
@@ -462,7 +468,21 @@ class LRSchedulerAdapter(LRScheduler):
         if self.schedule.peak_lr is not None:
             self._group_schedules = [self.schedule] * len(self._bases)
         else:
-            self._group_schedules = [self.schedule.with_peak(b) if b > 0 else self.schedule for b in self._bases]
+            self._group_schedules = [self._group_schedule(i, b) for i, b in enumerate(self._bases)]
+
+    def _group_schedule(self, index: int, base: float) -> Any:
+        """The schedule bound to param group ``index``'s own LR ``base`` as its peak; a peak the schedule refuses
+        (a group LR below ``cyclic``'s ``base_lr``) is named as the group's, not as a ``max_lr`` never written."""
+        if base <= 0:
+            return self.schedule
+        try:
+            return self.schedule.with_peak(base)
+        except ValueError as e:
+            raise ValueError(
+                f"param group {index}'s lr={base:g} is the peak LR of {self.schedule.name!r} for that group (the "
+                f"spec names none), and the schedule refuses it: {e}; give the spec its own peak (e.g. max_lr=...) "
+                "or raise that group's lr"
+            ) from None
 
     def _unshare_lrs(self) -> None:
         """Give every group its own LR tensor before LRs are written into them in place.
