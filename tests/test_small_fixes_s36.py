@@ -235,3 +235,14 @@ def test_to_torch_names_the_param_group_whose_lr_a_schedule_refuses_as_its_peak(
                                          r"must not be below base_lr=0.01; give the spec its own peak"):
         from_spec("cyclic base_lr=0.01 step_size_up=2", total_steps=10).to_torch(opt)
     assert [dict((k, v) for k, v in g.items() if k != "params") for g in opt.param_groups] == before
+
+
+def test_a_spec_value_with_a_stray_trailing_comma_is_the_value() -> None:
+    # before: "lr0=0.1," read as a list of one, and the error said "lr0=[0.1] must be a number"
+    from lrkit.schedules import from_spec
+
+    assert from_spec("cosine lr0=0.1,", total_steps=10).peak_lr == 0.1
+    assert from_spec("multistep lr0=0.1 unit=step milestones=3,", total_steps=10)(5) == \
+        from_spec("multistep lr0=0.1 milestones=[3] unit=step", total_steps=10)(5)
+    assert from_spec("multistep lr0=0.1 milestones=3,6 unit=step", total_steps=10)(7) < \
+        from_spec("multistep lr0=0.1 milestones=3 unit=step", total_steps=10)(7)

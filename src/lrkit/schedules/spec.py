@@ -95,7 +95,9 @@ def _value(text: str) -> Any:
     if t.startswith("[") and t.endswith("]"):
         return [_scalar(x) for x in t[1:-1].split(",") if x.strip()]
     if "," in t:
-        return [_scalar(x) for x in t.split(",") if x.strip()]
+        items = [_scalar(x) for x in t.split(",") if x.strip()]
+        # "lr0=0.1," (a stray trailing comma): the one value, not a list of one ("lr0=[0.1] must be a number")
+        return items[0] if len(items) == 1 else items
     return _scalar(t)
 
 
