@@ -367,9 +367,15 @@ def _bool(key: str, v: Any) -> bool:
         return v
     if isinstance(v, int) and v in (0, 1):
         return bool(v)
-    if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
-        return v.lower() in ("true", "yes", "1")
+    # on/off too: a cfg file's `cos_lr: on` is YAML 1.1's true, and amp=/monitor= take them (before session 36 the
+    # token cos_lr=on was refused)
+    if isinstance(v, str) and v.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[v.strip().lower()]
     raise ValueError(f"{key}={v!r} must be true or false")
+
+
+#: the words every true/false key reads (any case), as YAML 1.1 and the amp=/monitor= keys do
+_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False, "1": True, "0": False}
 
 
 def _amp(key: str, v: Any) -> bool | str:
@@ -632,13 +638,17 @@ def _schedule(key: str, v: Any) -> Any:
 
 
 def _resume(key: str, v: Any) -> bool | str:
+    """``True``/``False`` (any spelling a true/false key takes: ``resume=no``, ``resume=0``), or a checkpoint path.
+    Before session 36 ``resume=no`` was the path ``no`` (``no checkpoint at no``) and ``resume=0`` was refused."""
     if isinstance(v, bool):
         return v
+    if isinstance(v, int) and v in (0, 1):  # resume=0 / resume: 1, as every true/false key reads it
+        return bool(v)
     if isinstance(v, (str, os.PathLike)):
         s = os.fspath(v)
-        low = s.lower()
-        if low in ("true", "false"):
-            return low == "true"
+        low = s.strip().lower()
+        if low in _BOOL_WORDS:
+            return _BOOL_WORDS[low]
         return s
     raise ValueError(f"{key}={v!r} must be true/false or a path to a last.pt checkpoint or run directory")
 
@@ -1010,6 +1020,11 @@ def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     out, so ``lrkit train cfg=runs/train/args.yaml`` trains with the same settings again."""
     yaml = optional_import("yaml", "cli")
     p = Path(path).expanduser()
+    if p.is_dir():  # cfg=runs/train: a run's folder, whose args.yaml is the cfg file
+        args = p / "args.yaml"
+        hint = (f"its settings are in cfg={args}" if args.is_file() else
+                "give a YAML file of key: value pairs, e.g. cfg=train.yaml")
+        raise ValueError(f"cfg={os.fspath(path)!r} is a folder, not a YAML file: {hint}")
     if not p.is_file():
         raise ValueError(f"cfg={os.fspath(path)!r}: no such file")
     raw = p.read_bytes()
@@ -1029,6 +1044,9 @@ def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"cfg={os.fspath(path)!r} must hold a mapping of key: value, not {type(loaded).__name__}")
     if loaded.get("cfg") is not None:
         raise ValueError(f"cfg={os.fspath(path)!r} may not itself contain a 'cfg' key")
+    if isinstance(loaded.get("train"), str) and "data" not in loaded:  # `train: a.csv`: the data YAML's own key
+        raise ValueError(f"cfg={os.fspath(path)!r} is a data YAML (train: {loaded['train']}), not a file of train "
+                         f"keys: pass it as data={os.fspath(path)} (cfg= holds train keys such as data: and epochs:)")
     loaded.pop("cfg", None)  # an Ultralytics args.yaml's `cfg: null`: no file named, nothing to refuse
     if isinstance(loaded.get("resolved"), dict):  # a run's args.yaml: what the run resolved to is a record, not a key
         del loaded["resolved"]
@@ -1111,6 +1129,9 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
         key, raw = token_key(tok)
         if key != "cfg" and key not in valid:  # EPOCHS=5 -> 'epochs'
             raise _unknown_key_error(key, valid, [token_key(t)[0] for t in tokens if "=" in t])
+        several = _several_keys_error(key, raw, tok, valid)
+        if several is not None:
+            raise several
         if key in seen:
             raise ValueError(f"{key} is given twice: {seen[key]!r} and {tok!r}; give it once")
         seen[key] = tok
@@ -1131,10 +1152,13 @@ def tokens_to_kwargs(tokens: Iterable[str]) -> dict[str, Any]:
             _check_empty_token(key, tok)
     base = load_yaml_mapping(cfg_path) if cfg_path else {}
     TrainConfig.check_keys(base)
+    for key, value in base.items():
+        if value is None and key not in from_tokens:  # `project:` with nothing after it (a token overrides it)
+            _check_empty_token(key, f"{key}:", where=f" in cfg={cfg_path}", sep=": ")
     return {**base, **from_tokens}
 
 
-def _check_empty_token(key: str, tok: str) -> None:
+def _check_empty_token(key: str, tok: str, where: str = "", sep: str = "=") -> None:
     """``key=`` with nothing after ``=`` means None (``name=``: choose a name). For a key that takes no None
     (``project=``) the error names the empty token and the default, not ``project=None``.
 
@@ -1143,6 +1167,9 @@ def _check_empty_token(key: str, tok: str) -> None:
     Traceback (most recent call last):
     ...
     ValueError: 'project=' has no value: give one (e.g. project=runs), or leave the key out for its default 'runs'
+
+    A cfg file's ``project:`` with nothing after it (``where``/``sep``: where it was written, and the file's
+    ``key: value`` form) is told the same way (before session 36: ``project=None must be a non-empty string``).
     """
     check = next(f.metadata["check"] for f in dataclasses.fields(TrainConfig) if f.name == key)
     try:
@@ -1150,14 +1177,33 @@ def _check_empty_token(key: str, tok: str) -> None:
     except (TypeError, ValueError):
         default = TrainConfig.defaults()[key]
         shown = str(default).lower() if isinstance(default, bool) else default  # as typed: cos_lr=false
-        example = f"{key}={shown}" if default not in (None, "") else f"{key}=<value>"
-        raise ValueError(f"{tok.strip()!r} has no value: give one (e.g. {example}), or leave the key out for its "
-                         f"default {default!r}") from None
+        example = f"{key}{sep}{shown}" if default not in (None, "") else f"{key}{sep}<value>"
+        raise ValueError(f"{tok.strip()!r}{where} has no value: give one (e.g. {example}), or leave the key out for "
+                         f"its default {default!r}") from None
 
 
 def _depth(text: str) -> int:
     """How many ``[``/``{`` are still open at the end of ``text``."""
     return sum(text.count(c) for c in "[{") - sum(text.count(c) for c in "]}")
+
+
+def _several_keys_error(key: str, raw: str, tok: str, valid: Iterable[str]) -> ValueError | None:
+    """The error for a token that holds several keys (``"data=iris model=linear"``, a script's arguments quoted as
+    one: before session 36 ``data=`` was ``'iris model=linear'``, an unknown dataset), or ``None``. ``schedule=``'s
+    value is a spec of ``key=value`` parameters, so it is never one.
+
+    >>> print(_several_keys_error("epochs", "3 lr0=0.1", "epochs=3 lr0=0.1", TrainConfig.keys()))  # doctest: +ELLIPSIS
+    'epochs=3 lr0=0.1' holds several keys in one token ...: give each key as its own token: epochs=3 lr0=0.1
+    """
+    words = raw.split()
+    if key in ("schedule", "cfg") or len(words) < 2 or raw.strip()[:1] in ("[", "{"):
+        return None
+    keys = set(valid) | {"cfg"}
+    if not any("=" in w and token_key(w)[0] in keys for w in words[1:]):
+        return None
+    fixed = " ".join([f"{key}={words[0]}", *words[1:]])
+    return ValueError(f"{tok.strip()!r} holds several keys in one token (quoted together, so the shell passed them as "
+                      f"one argument): give each key as its own token: {fixed}")
 
 
 def _split_value_error(tokens: list[str], i: int) -> ValueError | None:
@@ -1204,12 +1250,44 @@ def _bare_token_error(tok: str, following: str | None, valid: Iterable[str]) -> 
         what = "<file.yaml>" if key == "cfg" else "<value>"
         hint = f" (e.g. {example} as one token)" if example else ""
         return ValueError(f"{key!r} needs a value: write {key}={what}{hint}")
+    colon_key, colon, colon_value = tok.strip().lstrip("-").partition(":")
+    colon_key = colon_key.strip().replace("-", "_")
+    colon_value = colon_value.strip() or (following.strip() if following is not None and "=" not in following
+                                          else "")
+    if colon and colon_value and (colon_key in valid or colon_key == "cfg"):  # data:iris, `epochs: 3` (a cfg file's)
+        return ValueError(f"expected key=value, got {tok.strip()!r}: write {colon_key}={colon_value} (key: value is a "
+                          "cfg file's form; on the command line each key is key=value, one token)")
+    file_hint = _file_token_hint(tok.strip())
+    if file_hint is not None:
+        return ValueError(f"expected key=value, got {tok.strip()!r}: {file_hint}")
     same = SYNONYMS.get(key.lower())
     if same is not None and same[0] in valid:  # `--lr 0.01`, argparse style: lrkit's name, not the closest spelling
         return ValueError(f"expected key=value, got {tok!r}: lrkit calls it {same[0]}= — {same[1]}. Write "
                           f"{same[0]}=<value> as one token, e.g. lrkit train data=digits model=mlp")
     hint = did_you_mean(key, valid, ignore_case=True)
     return ValueError(f"expected key=value, got {tok!r}.{hint} Example: lrkit train data=digits model=mlp")
+
+
+#: suffixes of the files ``data=`` reads (a data YAML aside): a bare ``houses.csv`` token is a data file
+_DATA_SUFFIXES = (".csv", ".tsv", ".npz", ".npy", ".txt")
+
+
+def _file_token_hint(tok: str) -> str | None:
+    """What a bare file name on the command line is for (``lrkit train train.yaml``, ``lrkit train houses.csv``:
+    before session 36 a did-you-mean-less ``expected key=value``), or ``None`` when it names no such file type.
+
+    >>> _file_token_hint("houses.csv")
+    'a file is given as key=value: data=houses.csv'
+    >>> _file_token_hint("epochs") is None
+    True
+    """
+    low = tok.lower()
+    if low.endswith((".yaml", ".yml")):
+        return (f"a file is given as key=value: cfg={tok} (a YAML file of train keys, e.g. a run's args.yaml) or "
+                f"data={tok} (a data YAML: train:/val: files)")
+    if low.endswith(_DATA_SUFFIXES):
+        return f"a file is given as key=value: data={tok}"
+    return None
 
 
 def _parse_str_key(key: str, raw: str) -> Any:

@@ -82,7 +82,7 @@ def train_command(
         kwargs = tokens_to_kwargs(tokens)
         config = TrainConfig.from_kwargs(**kwargs)
     except ValueError as e:
-        fail(str(e) + _cfg_resume_note(tokens, kwargs, str(e)))
+        fail(str(e) + _cfg_resume_note(tokens, kwargs, str(e)) + _cfg_path_note(tokens, kwargs, str(e)))
         return
     if config.data is None and not config.resume:
         fail("data= is required, e.g. lrkit train data=digits model=mlp (built-ins: digits, breast_cancer, wine, "
@@ -134,7 +134,7 @@ def train_command(
             raise
         _show_warnings(caught)
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        fail(message + _cfg_resume_note(tokens, kwargs, message))
+        fail(message + _cfg_resume_note(tokens, kwargs, message) + _cfg_path_note(tokens, kwargs, message))
         return
     _show_warnings(caught)
     _summary(results)
@@ -178,6 +178,35 @@ def _cfg_resume_note(tokens: list[str], kwargs: dict[str, Any], message: str) ->
         return ""
     return (f" (resume={resume} comes from cfg={given['cfg']}; add resume=false to start a new run with its "
             "settings)")
+
+
+def _cfg_path_note(tokens: list[str], kwargs: dict[str, Any], message: str) -> str:
+    """A note for a "no such file" error about a path the ``cfg=`` file gave (``data:``, ``model: file.py:make``,
+    ``resume:``) that is missing from the working directory but lies beside the cfg file: its paths are relative to
+    the working directory (as Ultralytics reads them), not to the file. ``""`` otherwise.
+
+    >>> _cfg_path_note(["cfg=a.yaml"], {"data": "/abs.csv"}, "data='/abs.csv': no such file")
+    ''
+    """
+    given = dict(token_key(tok) for tok in tokens if "=" in tok)
+    cfg = given.get("cfg", "").strip()
+    if not cfg or not any(words in message.lower() for words in ("no such file", "not found", "no checkpoint")):
+        return ""
+    folder = Path(cfg).expanduser().parent
+    for key in ("data", "model", "resume"):
+        value = kwargs.get(key)
+        if key in given or not isinstance(value, str) or f"{key}=" not in message:
+            continue
+        path = value.strip().rpartition(":")[0] if key == "model" and ":" in value else value.strip()
+        if not path or Path(path).expanduser().is_absolute() or Path(path).exists():
+            continue
+        beside = folder / path
+        if beside.exists():
+            shown = os.path.relpath(beside) if not Path(cfg).expanduser().is_absolute() else str(beside)
+            fixed = value.strip().replace(path, shown, 1)
+            return (f" (a cfg= file's paths are relative to the working directory, not to the file; {shown} is "
+                    f"there: write {key}: {fixed} in {cfg})")
+    return ""
 
 
 def _print_help(ctx: Any) -> None:
