@@ -1002,6 +1002,10 @@ class _Healthy:
     #: restore by name of a tensor replaced since (:func:`_slot_heirs`). Taken with the general capture only: a
     #: refresh in place holds the same members, so it keeps the entries of the snapshot it refreshes.
     slots: _Slots | None = field(default=None, repr=False, compare=False)
+    #: How many parameters each of the optimizer's param groups held when the snapshot was taken (its
+    #: ``opt_param_refs`` cut into groups), to give each group its own saved hyperparameters back after the loop
+    #: removed or reordered groups (:meth:`Monitor._match_groups`); ``None``: by position (a loaded snapshot).
+    group_sizes: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
 
 
 class _Plan(NamedTuple):
@@ -1932,10 +1936,14 @@ class Monitor:
         )
         # absent in states saved before the wrapped optimizers' snapshots were kept: none, as then
         snapshot.inner = self._load_inner(list(saved.get("inner", [])), what)
+        # its optimizer state is keyed by position in the groups it was loaded onto: those parameters, in those
+        # groups, as a captured snapshot holds them (a rollback after the loop reordered groups: _match_groups)
+        snapshot.opt_param_refs = [p for g in groups for p in g["params"]]
         scaler = saved.get("scaler")  # absent in states saved before the scaler was part of a snapshot
         return _Healthy(snapshot, int(saved["step"]), float(saved["lr_scale"]), _clone_tree(dict(saved["record"])),
                         (members, buffers), None if scaler is None else _clone_tree(dict(scaler)),
-                        slots=_named_slots(self.model))  # (saved in the order of the model's tensors now)
+                        slots=_named_slots(self.model),  # (saved in the order of the model's tensors now)
+                        group_sizes=tuple(len(g["params"]) for g in groups))
 
     def _load_inner(self, saved: list[Mapping[str, Any]], what: str) -> list[Snapshot]:
         """The snapshots of the optimizers this one wraps (:func:`lrkit._state.inner_optimizers`) from a held
@@ -2590,7 +2598,8 @@ class Monitor:
         snapshot, params, buffers, plan = self._recapture(self._healthy, scheduler=True)
         self._uncopied_held = self._uncopied_held or bool(snapshot.versions)
         self._healthy = _Healthy(snapshot, step, self.lr_scale, self.record.state_dict(), (params, buffers),
-                                 self._scaler_state(), plan, self._slots_of(self._healthy, plan))
+                                 self._scaler_state(), plan, self._slots_of(self._healthy, plan),
+                                 tuple(len(g["params"]) for g in self.optimizer.param_groups))
         return params, snapshot.params
 
     def _slots_of(self, held: _Healthy | None, plan: _Plan | None) -> _Slots:
@@ -2640,16 +2649,52 @@ class Monitor:
             return None
         return _clone_tree(self.grad_scaler.state_dict()) or None
 
-    def _restore_healthy(self, healthy: _Healthy) -> None:
+    def _match_groups(self, healthy: _Healthy, snap: Snapshot) -> tuple[Snapshot, list[int]]:
+        """``snap`` with its param groups' saved hyperparameters matched to the optimizer's groups *by their
+        parameters*, and the indices of the groups the snapshot does not know (added since).
+
+        ``Snapshot.restore`` writes the saved groups back by position, right while the groups are those of the
+        snapshot, with any added since after them (``add_param_group``). A loop that removed or reordered groups
+        since (``param_groups.pop(0)``, a group inserted before others) had one group's LR and weight decay written
+        into another (before session 36). Each group now gets the saved group that held most of its parameters; a
+        group that holds none of them keeps its own values."""
+        groups, sizes, refs = self.optimizer.param_groups, healthy.group_sizes, snap.opt_param_refs
+        then = len(snap.opt_groups)
+        plain = list(range(then, len(groups)))
+        if sizes is None or len(sizes) != then or sum(sizes) != len(refs):
+            return snap, plain
+        owner: dict[int, int] = {}
+        start = 0
+        for j, n in enumerate(sizes):
+            for p in refs[start:start + n]:
+                owner.setdefault(id(p), j)
+            start += n
+        match: list[int | None] = []
+        for g in groups:
+            votes = Counter(owner[id(p)] for p in g["params"] if id(p) in owner)
+            match.append(votes.most_common(1)[0][0] if votes else None)
+        if match[:then] == list(range(then)) and all(j is None for j in match[then:]):
+            return snap, plain  # the snapshot's groups, in place, and any added after them: by position is right
+        refs_of = snap.group_tensor_refs
+        current = _group_values(self.optimizer)
+        opt_groups = [current[i] if j is None else snap.opt_groups[j] for i, j in enumerate(match)]
+        tensor_refs = [{} if j is None or j >= len(refs_of) else refs_of[j] for j in match] if refs_of else []
+        snap = dataclasses.replace(snap, opt_groups=opt_groups, group_tensor_refs=tensor_refs)
+        return snap, [i for i, j in enumerate(match) if j is None]
+
+    def _restore_healthy(self, healthy: _Healthy) -> list[int]:
         """Back to ``healthy``: model, optimizer, scheduler, GradScaler and the record's training signals (the
-        evaluations made since stay); train/eval modes stay as the loop set them."""
-        self._restore_keeping_modes(self._fit_groups(self._aligned(healthy)))
+        evaluations made since stay); train/eval modes stay as the loop set them. Returns the indices of the param
+        groups the snapshot does not know (added since), whose hyperparameters stay as they are."""
+        snap, added = self._match_groups(healthy, self._fit_groups(self._aligned(healthy)))
+        self._restore_keeping_modes(snap)
         self.record.load_state_dict(healthy.record, keep_step=True, keep_val=True)
         # the scheduler's clock went back: a loop that passes its own epoch (scheduler.step(epoch)) moves it forward
         # again by more than one at the next step, which is no double step (see _check_clock)
         self._clock_rewound = self._step + 1
         if healthy.scaler is not None and self.grad_scaler is not None:
             self.grad_scaler.load_state_dict(_clone_tree(healthy.scaler))
+        return added
 
     def _start_sample(self, with_grad: list[torch.Tensor],
                       copies: tuple[list[torch.Tensor], list[torch.Tensor]] | None) -> None:
@@ -3158,18 +3203,18 @@ class Monitor:
             base_scale = self.lr_scale
         else:
             # the evaluations made since the snapshot stay (their best, and its snapshot, are still the run's)
-            self._restore_healthy(healthy)
+            added = self._restore_healthy(healthy)
             base_scale = healthy.lr_scale
             healthy.step = self._step  # count healthy progress from the restored point
-            self._rescale_added_groups(len(healthy.snapshot.opt_groups), base_scale / self.lr_scale)
+            self._rescale_added_groups(added, base_scale / self.lr_scale)
         new_scale = self.lr_scale * self.backoff
         self._back_off(new_scale / base_scale)
         self.lr_scale = new_scale
         self.rollbacks += 1
         self.record.mark()  # the losses held now were trained at the old LR (LossAboveStart judges only newer ones)
 
-    def _rescale_added_groups(self, then: int, factor: float) -> None:
-        """Multiply the LRs of the param groups added since the restored snapshot was taken (index ``then`` on) by
+    def _rescale_added_groups(self, added: list[int], factor: float) -> None:
+        """Multiply the LRs of the param groups added since the restored snapshot was taken (indices ``added``) by
         ``factor`` (``snapshot lr_scale / lr_scale``), and their entries in the scheduler's per-group lists.
 
         The restore leaves those groups' LRs as they are, at the run's current ``lr_scale``, while the rollback's
@@ -3178,21 +3223,23 @@ class Monitor:
         earlier back-off again at each rollback (``backoff ** 3`` after two instead of ``backoff ** 2``). lrkit's
         adapters (``lr_multiplier``, one for every group, restored with the scheduler) need nothing."""
         groups = self.optimizer.param_groups
-        if then >= len(groups) or factor == 1.0:
+        if not added or factor == 1.0:
             return
         chain = list(_schedulers(self.scheduler))
         if any(hasattr(s, "lr_multiplier") for s in chain):
             return
         done: set[int] = set()
-        for group in groups[then:]:
+        for i in added:
             for key in _GROUP_KEYS:
-                if key in group:
-                    group[key] = _scaled(group[key], factor, done)
+                if key in groups[i]:
+                    groups[i][key] = _scaled(groups[i][key], factor, done)
+        marked = set(added)
         for s in chain:
             for attr in _LIST_ATTRS:
                 values = getattr(s, attr, None)
                 if isinstance(values, (list, tuple)) and len(values) == len(groups):
-                    setattr(s, attr, type(values)([*values[:then], *(_scaled(v, factor, done) for v in values[then:])]))
+                    setattr(s, attr, type(values)(_scaled(v, factor, done) if i in marked else v
+                                                  for i, v in enumerate(values)))
 
     def _back_off(self, factor: float) -> None:
         """:func:`backoff_lr` by ``factor``; without a scheduler, watch for the loop writing the LR back."""
