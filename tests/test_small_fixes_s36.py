@@ -246,3 +246,33 @@ def test_a_spec_value_with_a_stray_trailing_comma_is_the_value() -> None:
         from_spec("multistep lr0=0.1 milestones=[3] unit=step", total_steps=10)(5)
     assert from_spec("multistep lr0=0.1 milestones=3,6 unit=step", total_steps=10)(7) < \
         from_spec("multistep lr0=0.1 milestones=3 unit=step", total_steps=10)(7)
+
+
+class _Net(torch.nn.Module):
+    def __init__(self, in_features: int = 4, num_outputs: int = 3) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(in_features, num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+
+def _make(in_features: int, num_outputs: int) -> torch.nn.Module:
+    return _Net(in_features, num_outputs)
+
+
+@pytest.mark.parametrize(("model", "said"), [
+    (_Net, r"model=_Net is an nn.Module class, not a model: pass an instance, model=_Net\(...\), or the class by "
+           r"name, model='test_small_fixes_s36:_Net'"),
+    (_make, r"model=_make is a function: call it, model=_make\(...\), or give it by name, "
+            r"model='test_small_fixes_s36:_make'"),
+])
+def test_train_given_a_model_class_or_factory_function_says_how_to_pass_it(tmp_path: Path, model: Any,
+                                                                           said: str) -> None:
+    # before: "model=<class '...'> must be a built-in model name, 'package.module:factory', or a torch nn.Module"
+    with pytest.raises(ValueError, match=said):
+        lrkit.train(model, data="iris", epochs=1, project=str(tmp_path), verbose=False)
+    assert not any(tmp_path.iterdir())
+    by_name = lrkit.train(said.split("model='")[1].split("'")[0], data="iris", epochs=1, lr0=0.1,
+                          project=str(tmp_path), verbose=False, plots=False)  # the named form works
+    assert len(by_name.history) == 1

@@ -588,6 +588,16 @@ def _model(key: str, v: Any) -> Any:
 
         if isinstance(v, torch.nn.Module):
             return v
+        name = getattr(v, "__name__", None)
+        spec = f"'{getattr(v, '__module__', 'package.module')}:{name}'"
+        if isinstance(v, type) and issubclass(v, torch.nn.Module):  # model=Net: the class, not a model
+            raise ValueError(f"{key}={name} is an nn.Module class, not a model: pass an instance, {key}={name}(...), "
+                             f"or the class by name, {key}={spec}, for lrkit to build it with the keywords it "
+                             "takes (in_features, num_outputs, ...) sized from the data")
+        if callable(v) and name is not None:  # model=make: a factory function object
+            raise ValueError(f"{key}={name} is a function: call it, {key}={name}(...), or give it by name, "
+                             f"{key}={spec}, for lrkit to call it with the keywords it takes (in_features, "
+                             "num_outputs, ...) sized from the data")
     except ImportError:  # pragma: no cover
         pass
     raise ValueError(f"{key}={v!r} must be a built-in model name, 'package.module:factory', or a torch nn.Module")
