@@ -480,7 +480,8 @@ def _resolve_device(name: str | None) -> torch.device:
     if dev.type == "meta":  # model.to("meta") would have dropped the weights of the user's own model
         raise ValueError(f"device={name!r} cannot train a model (a meta tensor holds no values); {valid}")
     try:  # a device type this torch is not built for ('xla', 'ipu', ...): torch's error came from model.to(...)
-        torch.empty(0, device=dev)
+        if dev.type not in ("cpu", "cuda", "mps"):  # (those three are checked above, by what the machine has)
+            torch.empty(0, device=dev)
     except Exception as e:
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"device={name!r} cannot be used: {why}; {valid}") from None
