@@ -46,18 +46,12 @@ def test_a_file_is_refused_with_the_line_or_the_format_it_has(tmp_path: Path, na
 def test_csv_target_errors_name_the_file_line_after_a_multiline_cell(tmp_path: Path) -> None:
     # a quoted cell over two lines shifts every later line by one
     path = tmp_path / "ml.csv"
-    path.write_text('a,note,y\n1,"multi\nline",0.5\n3,"b",1.5\n5,"c",2.5\n7,"d",NA\n8,"e",3.5\n')
-    with pytest.raises(ValueError, match=r"'NA' on line 6"):
-        load_data(str(path), drop="note")
-    path.write_text('a,note,y\n1,"multi\nline",0.5\n3,"b",1.5\n5,"c",2.5\n7,"d",\n8,"e",3.5\n')
-    with pytest.raises(ValueError, match=r"empty on line 6 "):
-        load_data(str(path), drop="note")
-    path.write_text('a,note,y\n1,"multi\nline",0.5\n3,"b",1.5\n5,"c",2.5\n7,"d",nan\n8,"e",3.5\n')
-    with pytest.raises(ValueError, match=r"first on line 6;"):
-        load_data(str(path), drop="note")
-    path.write_text('a,note,y\n1,"multi\nline",0.5\n3,"b",1.5\n5,"c",2.5\ninf,"d",1\n8,"e",3.5\n')
-    with pytest.raises(ValueError, match=r"column 'a' on line 6 "):
-        load_data(str(path), drop="note")
+    head = 'a,note,y\n1,"multi\nline",0.5\n3,"b",1.5\n5,"c",2.5\n'
+    for row, said in [('7,"d",NA', r"'NA' on line 6"), ('7,"d",', r"empty on line 6 "),
+                      ('7,"d",nan', r"first on line 6;"), ('inf,"d",1', r"column 'a' on line 6 ")]:
+        path.write_text(f'{head}{row}\n8,"e",3.5\n')
+        with pytest.raises(ValueError, match=said):
+            load_data(str(path), drop="note")
 
 
 # ---------------------------------------------------------------- classes the train split of one file lacks

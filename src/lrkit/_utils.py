@@ -17,7 +17,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ParamSpec, TypeVar
@@ -543,6 +543,17 @@ def _keys(batch: Mapping[Any, Any]) -> list[Any]:
 def _a(name: str) -> str:
     """``name`` with its article: "a tuple", "an InceptionOutputs"."""
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def first_few(names: Sequence[Any], shown: int, *, quote: bool = True) -> str:
+    """``'a', 'b' and 3 more``: the first ``shown`` of ``names`` (each ``repr``-quoted, or as they are with
+    ``quote=False``) and the count of the rest.
+
+    >>> first_few(["w", "b", "x", "y"], 2), first_few(["w"], 3), first_few(["a", "b"], 1, quote=False)
+    ("'w', 'b' and 2 more", "'w'", 'a and 1 more')
+    """
+    head = ", ".join(repr(n) if quote else str(n) for n in names[:shown])
+    return head + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def first_line(error: BaseException) -> str:

@@ -60,6 +60,7 @@ from lrkit._utils import (
     adapts_step_size,
     as_scalar,
     check_int,
+    first_few,
     maximize_sign,
     named_keywords,
     stacklevel_outside_lrkit,
@@ -870,8 +871,7 @@ def _refuse_foreign_groups(saved_groups: Any, optimizer: Any, what: str, name: s
             continue
         missing = [k for k in group if k in defaults and k != "params" and k not in saved]
         if missing:
-            shown = ", ".join(repr(k) for k in missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4
-                                                                else "")
+            shown = first_few(missing, 4)
             raise ValueError(
                 f"Monitor state_dict: its {what} snapshot does not fit the optimizer: its param group {i} has no "
                 f"{shown}, which {name}'s groups hold, so it was taken of another kind of optimizer (or under a "
@@ -2909,8 +2909,7 @@ class Monitor:
         bad = [names.get(id(p), "?") for p, v in zip(with_grad, norms) if not math.isfinite(v)]
         if not bad:
             return ""
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        return f" in {', '.join(repr(b) for b in bad[:3])}{more}"
+        return f" in {first_few(bad, 3)}"
 
     def _event(self, step: int, check: Check, action: str, found: Finding, reason: str, lr: float,
                stacklevel: int) -> str:
@@ -3157,7 +3156,7 @@ class Monitor:
                    if id(p) in versions and _version(p) != versions[id(p)]]
         if not changed:
             return
-        shown = ", ".join(repr(n) for n in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        shown = first_few(changed, 3)
         self._warn(
             f"Monitor: {shown} {'was' if len(changed) == 1 else 'were'} frozen (requires_grad=False, in no param "
             "group) when the snapshot being restored was taken, so the snapshot holds no copy, and "

@@ -64,6 +64,7 @@ from lrkit._utils import (
     check_int,
     describe_yaml_error,
     did_you_mean,
+    first_few,
     is_float_text,
     optional_import,
     unknown_name_error,
@@ -1322,8 +1323,8 @@ _CONSTANT_SHOWN = 5
 
 
 def _first_few(names: Sequence[str], shown: int) -> str:
-    """``'a', 'b' and 3 more``: the first ``shown`` names and the count of the rest."""
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    """``a, b and 3 more``: the first ``shown`` names (as they are) and the count of the rest."""
+    return first_few(names, shown, quote=False)
 
 
 def _constant_note(fname: str, x_tr: np.ndarray, x_va: np.ndarray, columns: Sequence[str] | None, *,

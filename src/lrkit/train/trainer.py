@@ -48,7 +48,7 @@ from lrkit._step import (
     split_batch,
     takes_whole_batch,
 )
-from lrkit._utils import adapts_step_size, unknown_name_error
+from lrkit._utils import adapts_step_size, first_few, unknown_name_error
 from lrkit.finder.range_test import _held_loaders, _loader_generators, _persistent_loaders, _shut_workers
 from lrkit.train import run as _run
 from lrkit.train.data import (
@@ -749,9 +749,8 @@ class _Trainer:
             model = build_model(cfg.model, info)
             meta = _meta_tensors(model)
             if meta:  # torch: "Cannot copy out of meta tensor; no data!" from .to(device)
-                more = f" and {len(meta) - 1} more" if len(meta) > 1 else ""
                 raise ValueError(
-                    f"model {_model_class_name(model)} has tensors on the meta device ({meta[0]!r}{more}): shapes "
+                    f"model {_model_class_name(model)} has tensors on the meta device ({first_few(meta, 1)}): shapes "
                     "without values, which cannot train; give them values first, e.g. model.to_empty(device='cpu') "
                     "then initialise them (reset_parameters()) or load weights (load_state_dict(state, assign=True))"
                 )
@@ -915,8 +914,7 @@ class _Trainer:
                 self.model.train(was_training)
             used = [n for (n, _), g in zip(extra, grads) if g is not None]
             if used:
-                names = ", ".join(repr(n) for n in used[:3]) + (f" and {len(used) - 3} more" if len(used) > 3
-                                                               else "")
+                names = first_few(used, 3)
                 raise ValueError(
                     f"{key}={type(fn).__name__}(...) computes the loss with trainable parameters of its own "
                     f"({names}), but lrkit.train optimises the model's parameters only: they would stay at their "
@@ -957,7 +955,7 @@ class _Trainer:
         if not norms:  # every BatchNorm sees more than one value per channel in a 1-sample batch (a CNN's 2-D maps)
             return train_loader
         info, batches = self.data.info, len(train_loader)
-        where = f"{norms[0]!r}" + (f" and {len(norms) - 1} more" if len(norms) > 1 else "")
+        where = first_few(norms, 1)
         if batches < 2:
             raise ValueError(
                 f"the training split of {info.name!r} has 1 training sample, but the model's BatchNorm layers "
