@@ -386,9 +386,7 @@ def _amp(key: str, v: Any) -> bool | str:
         return "bf16" if v is torch.bfloat16 else "fp16"
     if isinstance(v, str) and v.lower() in ("bf16", "bfloat16", "fp16", "float16"):
         return "bf16" if v.lower().startswith("bf") else "fp16"
-    if isinstance(v, str) and v.lower() in ("on", "off"):  # `lrkit find --amp on|off`'s words; YAML's booleans
-        return v.lower() == "on"
-    try:
+    try:  # true/false in any spelling _bool reads: on/off, `lrkit find --amp on|off`'s words
         return _bool(key, v)
     except ValueError:
         raise ValueError(f"{key}={v!r:.60} must be true, false, bf16 or fp16 (true: float16 + GradScaler on CUDA, "
@@ -721,8 +719,8 @@ def _monitor(key: str, v: Any) -> bool | dict[str, Any]:
     if isinstance(v, str):
         # off/no switch the whole monitor off, as amp=off and the true/false keys' no do (before session 35 monitor=off
         # was on_divergence=off: a monitor left on with its divergence checks alone switched off)
-        if v.strip().lower() in ("true", "false", "on", "off", "yes", "no", "1", "0"):
-            return v.strip().lower() in ("true", "on", "yes", "1")
+        if v.strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[v.strip().lower()]
         if v.lower() == "warn":  # warn-only: every check records and warns, nothing is changed
             return {"on_divergence": "warn", "on_explode": "warn", "on_too_low": "warn", "on_overfit": "warn"}
         # monitor=rollback | skip | stop: checked here, so a typo fails before the run starts (and logs), with a

@@ -588,6 +588,15 @@ def stacklevel_outside_lrkit(*also: str) -> int:
     return level
 
 
+def in_lrkit(path: str) -> bool:
+    """Whether the source file ``path`` is one of lrkit's own (under its package folder).
+
+    >>> in_lrkit(__file__), in_lrkit("/tmp/my_task.py")
+    (True, False)
+    """
+    return os.path.abspath(path).startswith(_LRKIT_DIR)
+
+
 def is_float_text(text: str) -> bool:
     """Whether ``float(text)`` reads ``text`` as a number (``"1e-3"``, ``" 2 "``, ``"nan"``, ``"inf"``).
 

@@ -16,7 +16,6 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -40,7 +39,15 @@ from lrkit._step import (
     target_dtype_error,
     train_mode,
 )
-from lrkit._utils import adapts_step_size, check_int, check_positive, did_you_mean, maximize_sign, unknown_name_error
+from lrkit._utils import (
+    adapts_step_size,
+    check_int,
+    check_positive,
+    did_you_mean,
+    in_lrkit,
+    maximize_sign,
+    unknown_name_error,
+)
 from lrkit.finder import suggest as _suggest
 from lrkit.finder.result import MIN_STOPPED_POINTS, FinderResult
 
@@ -455,11 +462,11 @@ def _user_step_hooks(optimizer: Any) -> list[str]:
     names: list[str] = []
     for table in tables:
         for hook in (table.values() if isinstance(table, dict) else ()):
-            if _lrkit_code(hook):
-                continue
             inner = hook
             while isinstance(inner, functools.partial):
                 inner = inner.func
+            if _lrkit_code(inner):
+                continue
             name = (getattr(inner, "__qualname__", None) or type(inner).__name__).rsplit("<locals>.", 1)[-1]
             if name not in names:
                 names.append(name)
@@ -467,21 +474,13 @@ def _user_step_hooks(optimizer: Any) -> list[str]:
 
 
 def _lrkit_code(hook: Any) -> bool:
-    """Whether ``hook`` (a function, a bound method, a ``functools.partial`` of one, or a callable object) is code
-    from lrkit's own package (read from its code object's file, so a user's function is never taken for lrkit's)."""
-    while isinstance(hook, functools.partial):
-        hook = hook.func
+    """Whether ``hook`` (a function, a bound method or a callable object) is code from lrkit's own package (read
+    from its code object's file, so a user's function is never taken for lrkit's)."""
     func = getattr(hook, "__func__", hook)
     if getattr(func, "__code__", None) is None:  # a callable object: its class's __call__
         func = next((c.__dict__["__call__"] for c in type(hook).__mro__ if "__call__" in c.__dict__), None)
     code = getattr(func, "__code__", None)
-    if code is None:
-        return False
-    return Path(code.co_filename).resolve().is_relative_to(_LRKIT_DIR)
-
-
-#: lrkit's package folder (see :func:`_lrkit_code`).
-_LRKIT_DIR = Path(__file__).resolve().parent.parent
+    return code is not None and in_lrkit(code.co_filename)
 
 
 def _check_grad_mode(call: str) -> None:

@@ -2248,8 +2248,7 @@ class Monitor:
         others have heard of it, and they a ``ValueError`` naming it, where before they waited in the all-reduce for
         the process group's timeout (30 minutes by default)."""
         try:
-            _check_loss(loss, call)
-            value, error = self._loss_value(loss), None
+            value, error = self._loss_value(loss, call), None
         except (TypeError, ValueError, RuntimeError) as e:
             value, error = 0.0, e
         dist = torch.distributed
@@ -2264,8 +2263,8 @@ class Monitor:
         return float(t[0].item()) / dist.get_world_size()
 
     @staticmethod
-    def _loss_value(loss: torch.Tensor | float) -> float:
-        _check_loss(loss)
+    def _loss_value(loss: torch.Tensor | float, what: str = "after_backward(loss)") -> float:
+        _check_loss(loss, what)
         # .item() for tensors and numpy scalars/arrays: float() of a one-element numpy array of shape (1,) is a
         # TypeError under numpy >= 2 ("only 0-dimensional arrays can be converted to Python scalars")
         item = getattr(loss, "item", None)

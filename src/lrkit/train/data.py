@@ -1322,11 +1322,6 @@ _CONSTANT_NAMED = 8
 _CONSTANT_SHOWN = 5
 
 
-def _first_few(names: Sequence[str], shown: int) -> str:
-    """``a, b and 3 more``: the first ``shown`` names (as they are) and the count of the rest."""
-    return first_few(names, shown, quote=False)
-
-
 def _constant_note(fname: str, x_tr: np.ndarray, x_va: np.ndarray, columns: Sequence[str] | None, *,
                    shape: tuple[int, ...] | None = None) -> list[str]:
     """A log note for features that hold one value on the train split: they teach the model nothing, and
@@ -1362,11 +1357,11 @@ def _constant_note(fname: str, x_tr: np.ndarray, x_va: np.ndarray, columns: Sequ
     if len(const) > _CONSTANT_NAMED:  # many: counted, a few named
         what = (f"{len(const)} of the {x_tr.shape[1]} feature columns" if columns is not None
                 else f"{len(const)} of the {x_tr.shape[1]} features of x")
-        shown = _first_few(names, _CONSTANT_SHOWN)
+        shown = first_few(names, _CONSTANT_SHOWN, quote=False)
         which = f"({shown})" if columns is not None else f"({where}: {shown})"
         fix = " (drop= with their names leaves them out)" if columns is not None else ""
         also = (f"; {len(moved)} of them {'differs' if len(moved) == 1 else 'differ'} on the validation split "
-                f"({_first_few(moved, _CONSTANT_SHOWN)}), {unseen}" if moved else "")
+                f"({first_few(moved, _CONSTANT_SHOWN, quote=False)}), {unseen}" if moved else "")
         return [f"{fname}: {what} hold one value on the train split {which}: they teach the model nothing{fix}{also}"]
     shown = ", ".join(names)
     what = (f"column{'' if one else 's'} {shown}" if columns is not None

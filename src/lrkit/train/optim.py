@@ -44,6 +44,7 @@ __all__ = [
     "OPTIMIZERS",
     "OptimInfo",
     "OptimizerSpec",
+    "accepts_keyword",
     "build_optimizer",
     "choose_optimizer",
     "class_default_lr",
@@ -137,7 +138,7 @@ def build_optimizer(name: OptimizerSpec, groups: list[dict[str, Any]], *, lr: fl
             mapped["momentum"] = momentum
         elif target == "betas[0]":
             mapped["betas"] = (momentum, *_default_betas(cls)[1:])
-        if _accepts(cls, "lr"):  # (a class without an lr argument reads each group's own "lr")
+        if accepts_keyword(cls, "lr"):  # (a class without an lr argument reads each group's own "lr")
             mapped = {"lr": lr, **mapped}
         try:
             return cls(groups, **mapped)
@@ -225,8 +226,12 @@ def _init_params(cls: type) -> dict[str, inspect.Parameter]:
         return {}
 
 
-def _accepts(cls: type, name: str) -> bool:
-    """Whether ``cls(...)`` takes the keyword ``name`` (``**kwargs`` or an unreadable signature: assume it does)."""
+def accepts_keyword(cls: type, name: str) -> bool:
+    """Whether ``cls(...)`` takes the keyword ``name`` (``**kwargs`` or an unreadable signature: assume it does).
+
+    >>> accepts_keyword(torch.optim.Rprop, "weight_decay"), accepts_keyword(torch.optim.SGD, "weight_decay")
+    (False, True)
+    """
     params = _init_params(cls)
     return not params or name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 

@@ -64,6 +64,7 @@ from lrkit.train.data import (
 from lrkit.train.models import build_model, default_model_name
 from lrkit.train.optim import (
     OPTIMIZERS,
+    accepts_keyword,
     build_optimizer,
     choose_optimizer,
     class_default_lr,
@@ -345,20 +346,6 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (bool, int, float, str, type(None))) and isinstance(b, (bool, int, float, str, type(None))):
         return type(a) is type(b) and a == b
     return False
-
-
-def _takes_keyword(cls: type, name: str) -> bool:
-    """Whether the optimizer class ``cls`` takes the keyword ``name`` (or any keyword, ``**kwargs``; also when its
-    signature cannot be read).
-
-    >>> _takes_keyword(torch.optim.Rprop, "weight_decay"), _takes_keyword(torch.optim.SGD, "weight_decay")
-    (False, True)
-    """
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return True
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _same_monitor(new: Any, old: Any) -> bool:
@@ -1355,7 +1342,7 @@ class _Trainer:
         else:
             unused = (f" and warmup_momentum={cfg.warmup_momentum:g} does nothing" if cfg.schedule is None else "")
             notes = [f"note — {name} takes neither momentum nor betas: momentum={cfg.momentum:g} is not used{unused}"]
-        if cfg.weight_decay and not _takes_keyword(cls, "weight_decay"):  # (its groups carry it, and it reads none)
+        if cfg.weight_decay and not accepts_keyword(cls, "weight_decay"):  # (its groups carry it, and it reads none)
             notes.append(f"note — {name} takes no weight_decay: weight_decay={cfg.weight_decay:g} is not used")
         if self.bias_note is not None:
             notes.append(self.bias_note)
