@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from lrkit._utils import (
+    BOOL_WORDS,
     as_scalar,
     canonical_name,
     describe_yaml_error,
@@ -369,13 +370,9 @@ def _bool(key: str, v: Any) -> bool:
         return bool(v)
     # on/off too: a cfg file's `cos_lr: on` is YAML 1.1's true, and amp=/monitor= take them (before session 36 the
     # token cos_lr=on was refused)
-    if isinstance(v, str) and v.strip().lower() in _BOOL_WORDS:
-        return _BOOL_WORDS[v.strip().lower()]
+    if isinstance(v, str) and v.strip().lower() in BOOL_WORDS:
+        return BOOL_WORDS[v.strip().lower()]
     raise ValueError(f"{key}={v!r} must be true or false")
-
-
-#: the words every true/false key reads (any case), as YAML 1.1 and the amp=/monitor= keys do
-_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False, "1": True, "0": False}
 
 
 def _amp(key: str, v: Any) -> bool | str:
@@ -655,8 +652,8 @@ def _resume(key: str, v: Any) -> bool | str:
     if isinstance(v, (str, os.PathLike)):
         s = os.fspath(v)
         low = s.strip().lower()
-        if low in _BOOL_WORDS:
-            return _BOOL_WORDS[low]
+        if low in BOOL_WORDS:
+            return BOOL_WORDS[low]
         return s
     raise ValueError(f"{key}={v!r} must be true/false or a path to a last.pt checkpoint or run directory")
 
@@ -680,6 +677,10 @@ def _freeze(key: str, v: Any) -> int | list[int | str] | None:
     model when it is built (:func:`lrkit.freeze_layers` names the model's layers then)."""
     if v is None:
         return None
+    v = as_scalar(v)  # np.int64(3), a 0-d tensor
+    if not isinstance(v, (str, bytes, Mapping, list, tuple)) and hasattr(v, "__iter__"):
+        # a numpy array, a set, dict.keys(), range(3), a generator: the entries, numpy ones as Python's own
+        v = [as_scalar(item) for item in v]
     if isinstance(v, str):
         text = v.strip()
         bracketed = text.startswith("[") and text.endswith("]")
@@ -719,8 +720,8 @@ def _monitor(key: str, v: Any) -> bool | dict[str, Any]:
     if isinstance(v, str):
         # off/no switch the whole monitor off, as amp=off and the true/false keys' no do (before session 35 monitor=off
         # was on_divergence=off: a monitor left on with its divergence checks alone switched off)
-        if v.strip().lower() in _BOOL_WORDS:
-            return _BOOL_WORDS[v.strip().lower()]
+        if v.strip().lower() in BOOL_WORDS:
+            return BOOL_WORDS[v.strip().lower()]
         if v.lower() == "warn":  # warn-only: every check records and warns, nothing is changed
             return {"on_divergence": "warn", "on_explode": "warn", "on_too_low": "warn", "on_overfit": "warn"}
         # monitor=rollback | skip | stop: checked here, so a typo fails before the run starts (and logs), with a

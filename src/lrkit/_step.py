@@ -37,7 +37,7 @@ from lrkit._hf import (
     own_loss,
     takes_whole_batch,
 )
-from lrkit._utils import _a, _keys, did_you_mean, first_line, stacklevel_outside_lrkit, unknown_name_error
+from lrkit._utils import BOOL_WORDS, _a, _keys, did_you_mean, first_line, stacklevel_outside_lrkit, unknown_name_error
 
 __all__ = [
     "LossFn",
@@ -1050,6 +1050,8 @@ def autocast_context(amp: bool | str | torch.dtype, device: torch.device) -> tup
             raise ValueError(f"amp={amp} is not a mixed-precision dtype: use torch.bfloat16, torch.float16, "
                              "'bf16', 'fp16', True or False")
         chosen = amp
+    elif isinstance(amp, str) and amp.strip().lower() in BOOL_WORDS:  # "off", "no", "true": as lrkit.train's amp=
+        return autocast_context(BOOL_WORDS[amp.strip().lower()], device)
     elif not amp:
         return nullcontext(), False
     elif amp is True:

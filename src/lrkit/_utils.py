@@ -330,6 +330,11 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     return v
 
 
+#: the words every true/false setting reads (any case), as YAML 1.1 does: lrkit.train's true/false keys, amp=,
+#: monitor=, and find_lr's amp=
+BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False, "1": True, "0": False}
+
+
 def as_scalar(value: Any) -> Any:
     """A numpy scalar, 0-d numpy array or 0-d tensor as the plain Python number it holds; anything else as it is
     (for the caller's own check to name).

@@ -1167,13 +1167,15 @@ def find_lr(
             negative: when it has risen by ``diverge_factor - 1`` times its best's magnitude); ``None``: no such
             stop, the test runs to ``end_lr`` (fastai's ``stop_div=False``) unless a loss is NaN/inf.
         accumulation_steps: micro-batches per optimizer step (gradient accumulation).
-        amp: ``True`` (fp16 on CUDA with a GradScaler, bf16 elsewhere), ``"bf16"``, ``"fp16"`` or ``False``.
+        amp: ``True`` (fp16 on CUDA with a GradScaler, bf16 elsewhere), ``"bf16"``, ``"fp16"`` or ``False``; the
+            words ``lrkit.train``'s ``amp=`` reads (``"on"``/``"off"``, ``"yes"``/``"no"``, ``"true"``/``"false"``).
         max_grad_norm: clip the global gradient norm at each step, as your training loop does (optional).
         scaler: your training's ``torch.amp.GradScaler`` (fp16), used instead of a fresh one so the test starts at
             the loss scale your training reached; its scale, growth tracker and per-optimizer stage are put back
             afterwards, also when the test stops on an exception.
         device: where batches go; defaults to the model's first parameter's device.
-        progress: ``progress(step, num_steps, lr, loss)`` called after each step (the CLI's progress bar).
+        progress: ``progress(step, num_steps, lr, loss)`` called after each step (the CLI's progress bar);
+            ``None`` or ``False``: none.
         snapshot_device: where the in-memory copy of the state to restore is kept. ``None`` (the default): each
             copy on the device of the tensor it copies (on a GPU, a second copy of the model and its optimizer
             state in GPU memory); ``"cpu"``: in host memory (pinned when copied from CUDA), so the test needs no
@@ -1238,8 +1240,11 @@ def find_lr(
             raise ValueError("pass either loss_fn or step_fn, not both (step_fn computes the loss itself)")
         if max_grad_norm is not None:  # as a float: "1.0" or a 0-dim tensor is compared across ranks as its number
             max_grad_norm = check_positive("max_grad_norm", max_grad_norm)
+        if progress is False:  # as tqdm's disable= reads: no progress callback
+            progress = None
         if progress is not None and not callable(progress):
-            raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None")
+            raise ValueError(f"progress={progress!r} must be a function progress(step, total, lr, loss), or None "
+                             "(or False)")
         _check_callable("progress", progress, "progress(step, total, lr, loss)", arity=4)  # not after the first step
         if not optimizer.param_groups:
             raise ValueError("optimizer has no param groups")

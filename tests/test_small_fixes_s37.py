@@ -1,0 +1,68 @@
+"""Session 37: small fixes of the lead engineer's, each with a test that fails without it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import lrkit
+from lrkit._config import TrainConfig
+
+
+def _loader() -> torch.utils.data.DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 8, generator=g)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long()), batch_size=16)
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+
+
+@pytest.mark.parametrize(("given", "read"), [
+    (np.array([0, 1]), [0, 1]), (np.int64(3), 3), (torch.tensor(2), 2), ({"body": 1}.keys(), ["body"]),
+    (np.array(["body", "head"]), ["body", "head"]), (range(2), [0, 1])])
+def test_freeze_takes_numpy_values_and_any_iterable_of_layers(given: Any, read: Any) -> None:
+    # before: "freeze=array([0, 1]) must be a number of layers, ..." for each of these
+    value = TrainConfig(freeze=given).freeze
+    assert value == read
+    assert all(type(v) in (int, str) for v in (value if isinstance(value, list) else [value]))  # plain YAML
+
+
+def test_freeze_still_refuses_an_entry_that_is_no_layer() -> None:
+    with pytest.raises(ValueError, match=r"entry 1\.5 must be a layer index or a parameter-name prefix"):
+        TrainConfig(freeze=np.array([1.5]))
+
+
+def test_freeze_from_a_numpy_array_freezes_those_layers(tmp_path: Path) -> None:
+    model = _net()
+    lrkit.train(model, data=_loader(), epochs=1, lr0=0.01, freeze=np.array([0]), project=str(tmp_path),
+                verbose=False, plots=False, monitor=False)
+    assert not model[0].weight.requires_grad and model[2].weight.requires_grad
+
+
+def test_find_lr_progress_false_means_no_progress_callback() -> None:
+    # before: "progress=False must be a function progress(step, total, lr, loss), or None"
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    result = lrkit.find_lr(model, opt, _loader(), num_steps=12, progress=False)
+    assert len(result.lrs) > 0
+    with pytest.raises(ValueError, match=r"progress=True must be a function progress\(step, total, lr, loss\)"):
+        lrkit.find_lr(model, opt, _loader(), num_steps=12, progress=True)
+
+
+@pytest.mark.parametrize(("word", "same_as"), [("off", False), ("No", False), ("false", False), ("0", False),
+                                               ("on", "bf16"), ("yes", "bf16"), ("TRUE", "bf16")])
+def test_find_lr_amp_reads_the_true_false_words_lrkit_train_does(word: str, same_as: bool | str) -> None:
+    # before: "unknown amp setting 'off'. Valid: False, True, bf16, ..." (lrkit.train(amp='off') was fine)
+    def run(amp: Any) -> tuple[list[float], list[float]]:
+        model = _net()
+        result = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.01), _loader(), num_steps=12, amp=amp)
+        return list(result.lrs), list(result.losses)
+
+    assert run(word) == run(same_as)  # on the CPU amp=True is bf16: the same curve bit for bit
