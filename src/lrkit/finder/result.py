@@ -67,6 +67,17 @@ def _positive(name: str, value: Any) -> float:
     return _float(value)
 
 
+def _whole_steps(value: Any) -> int:
+    """``num_steps`` as an ``int``: a whole number >= 0, also one written as a float (``100.0``, as another tool's
+    JSON writer or a hand edit gives it); a ``ValueError`` naming it otherwise (a bool, ``100.5``, NaN, a string)."""
+    steps = value
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        steps = int(value)
+    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"num_steps={value!r:.80}: the range test's optimizer steps are a whole number >= 0")
+    return int(steps)
+
+
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -93,6 +104,7 @@ def _read_marks(marks: Any, losses: list[Any]) -> dict[int, float]:
         raise ValueError(f"nonfinite_losses={marks!r}: a range-test record's nonfinite_losses are a mapping "
                          "{'nan'|'inf'|'-inf': [indices into losses]}")
     out: dict[int, float] = {}
+    marked: dict[int, str] = {}  # index -> the kind it was first marked with (a null is one kind, once)
     for kind, indices in marks.items():
         if kind not in _NONFINITE:
             raise unknown_name_error("nonfinite_losses kind", str(kind), _NONFINITE)
@@ -104,8 +116,21 @@ def _read_marks(marks: Any, losses: list[Any]) -> dict[int, float]:
                 raise ValueError(f"{where}: not an index into losses (0..{len(losses) - 1})")
             if losses[i] is not None:
                 raise ValueError(f"{where}: losses[{i}] is {losses[i]!r}, not null (the non-finite losses are null)")
+            if i in marked:
+                raise ValueError(f"{where}: losses[{i}] is marked twice, as {marked[i]!r} and {kind!r} (each null "
+                                 "loss is one of 'nan', 'inf', '-inf', listed once)")
+            marked[i] = kind
             out[i] = _NONFINITE[kind]
     return out
+
+
+def _same_field(a: Any, b: Any) -> bool:
+    """``a == b``, with NaN equal to NaN (in a list of losses, item by item, or as a number)."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_field(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
 
 
 @dataclass(repr=False)
@@ -159,10 +184,7 @@ class FinderResult:
         # each checked so that a hand-edited record is named when loaded, not when a message formats it
         self.start_lr = _positive("start_lr", self.start_lr)
         self.end_lr = _positive("end_lr", self.end_lr)
-        if (isinstance(self.num_steps, bool) or not isinstance(self.num_steps, (int, np.integer))
-                or self.num_steps < 0):
-            raise ValueError(f"num_steps={self.num_steps!r}: the range test's optimizer steps are a whole number >= 0")
-        self.num_steps = int(self.num_steps)
+        self.num_steps = _whole_steps(self.num_steps)
         if self.mode not in ("exp", "linear"):
             raise unknown_name_error("mode", str(self.mode), ["exp", "linear"])
         if not _is_real(self.seconds) or not (math.isfinite(_float(self.seconds)) and _float(self.seconds) >= 0):
@@ -199,6 +221,15 @@ class FinderResult:
         if self.loss is not None and not isinstance(self.loss, str):
             raise ValueError(f"loss={self.loss!r:.80}: which loss the range test used is a string (e.g. 'loss_fn "
                              "(cross_entropy)', 'default: MSE (float targets)'), or None when unknown")
+
+    def __eq__(self, other: object) -> bool:
+        """Field by field, as a dataclass compares, except that a NaN loss equals a NaN loss at the same step: a
+        result equals its own saved record (:meth:`from_json`), whose NaN is another float object (``NaN != NaN``
+        made a result with a non-finite step unequal to its copy from the JSON, equal to ``copy.deepcopy`` of it).
+        """
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(_same_field(getattr(self, name), getattr(other, name)) for name in self.__dataclass_fields__)
 
     def __repr__(self) -> str:
         """One line a person can read: the suggestion, the range and how the test ended, not the whole curve
@@ -264,12 +295,12 @@ class FinderResult:
         if options and rule != "robust":
             raise ValueError(f"rule {rule!r} takes no options, got {sorted(options)}; only 'robust' has options "
                              f"({', '.join(_ROBUST_OPTIONS)})")
+        bad = sorted(set(options) - set(_ROBUST_OPTIONS))
+        if bad:  # (named whatever the curve: a typo must not wait until a curve is long enough to judge)
+            raise unknown_name_error("option of the robust rule", bad[0], _ROBUST_OPTIONS)
         self._check_judgeable()
         lrs, losses = np.asarray(self.lrs, dtype=float), np.asarray(self.losses, dtype=float)
         if rule == "robust":  # a test that stopped on divergence reached the stability edge: never a plateau
-            bad = sorted(set(options) - set(_ROBUST_OPTIONS))
-            if bad:
-                raise unknown_name_error("option of the robust rule", bad[0], _ROBUST_OPTIONS)
             return _suggest.suggest_robust(lrs, losses, stopped=self.stop_reason != "completed",
                                            **{"passes": self.passes, **_guards(), **options})
         return _suggest.suggest(lrs, losses, rule)  # the raw curve: a rule drops non-finite losses itself
@@ -477,8 +508,10 @@ class FinderResult:
         (``suggestion``, ``regime``, ``flat``, ...) are recomputed from the curve, so an older record without some
         of them loads the same; one without ``loss`` (written before it existed) loads with ``loss=None``."""
         try:
-            d = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a truncated copy, a CSV, a picture
+            # (utf-8-sig: a record re-saved by an editor that writes a byte-order mark loads as the same JSON)
+            d = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # a truncated copy, a CSV, a picture
+            # (RecursionError: arrays nested thousands deep, which no record has)
             raise ValueError(
                 f"{str(path)!r} is not a range-test record (lr_find.json from FinderResult.to_json): it is not JSON "
                 f"({e})"

@@ -96,6 +96,7 @@ def smooth_curve(losses: np.ndarray, window: int | None = None) -> np.ndarray:
     """
     y = np.asarray(losses, dtype=float)
     n = len(y)
+    window = _check_window(window)
     if n < 3:
         return y.copy()
     w = window or max(3, round(0.07 * n) | 1)
@@ -116,11 +117,49 @@ def smooth_curve(losses: np.ndarray, window: int | None = None) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
+def _check_window(window: object) -> int | None:
+    """``smooth_curve``'s ``window``: ``None`` (the default width) or a whole number >= 1, named otherwise (a
+    negative one was numpy's ``negative dimensions``, a float a ``TypeError``, ``0`` silently the default)."""
+    if window is None:
+        return None
+    if isinstance(window, (bool, np.bool_)) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window={window!r}: the smoothing window is a whole number >= 1 (made odd), or None for "
+                         "~7% of the curve")
+    return int(window)
+
+
+def _as_curve(lrs: object, losses: object) -> tuple[np.ndarray, np.ndarray]:
+    """``(lrs, losses)`` as float arrays, checked as a range test's curve: numbers, one loss per LR, every LR finite
+    and ``> 0``, the LRs non-decreasing (the sweep). A ``ValueError`` names what is wrong (before, a length mismatch
+    was numpy's ``boolean index did not match``, and a zero, NaN or falling LR a ``nan`` or an LR off no curve)."""
+    arrays = []
+    for name, values in (("lrs", lrs), ("losses", losses)):
+        try:
+            if values is None:  # (np.asarray(None, dtype=float) is a NaN, which would read as a bad LR)
+                raise TypeError
+            arrays.append(np.asarray(values, dtype=float).ravel())
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}={values!r:.120}: a range-test curve's {name} are numbers") from None
+    x, y = arrays
+    if len(x) != len(y):
+        raise ValueError(f"lrs and losses must have the same length (one loss per LR), got {len(x)} LRs and "
+                         f"{len(y)} losses")
+    bad = np.flatnonzero(~(np.isfinite(x) & (x > 0)))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"lrs[{i}]={float(x[i])!r}: every LR of a range test is a finite number > 0")
+    down = np.flatnonzero(x[1:] < x[:-1])
+    if len(down):
+        i = int(down[0]) + 1
+        raise ValueError(f"lrs must increase step by step (the range test's sweep), but lrs[{i}]={float(x[i])!r} is "
+                         f"below lrs[{i - 1}]={float(x[i - 1])!r}")
+    return x, y
+
+
 def _trim(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The curve's finite points, with a run of repeated LRs merged into one point at its mean loss (several
     measurements at one LR are one point of the curve: slopes over a zero LR step would be infinite or NaN)."""
-    lrs = np.asarray(lrs, dtype=float)
-    losses = np.asarray(losses, dtype=float)
+    lrs, losses = _as_curve(lrs, losses)
     keep = np.isfinite(losses)
     lrs, losses = lrs[keep], losses[keep]
     if len(lrs) > 1 and np.any(lrs[1:] == lrs[:-1]):
@@ -460,10 +499,19 @@ def noise_ratio(lrs: np.ndarray, losses: np.ndarray) -> float:
 def _check_band(noise_band: tuple[float, float] | None) -> tuple[float, float] | None:
     if noise_band is None:
         return None
+    pair = f"noise_band={noise_band!r:.120} must be a pair (low, high) of numbers, or None"
+    if isinstance(noise_band, (str, bytes, dict)):  # (iterable, but not a pair: a dict's keys are no band)
+        raise ValueError(pair)
     try:
-        low, high = (float(v) for v in noise_band)
+        values = list(noise_band)
+        if len(values) != 2 or any(isinstance(v, (bool, np.bool_)) for v in values):  # (True is no bound: 1.0)
+            raise ValueError(pair)
+        low, high = (float(v) for v in values)
     except (TypeError, ValueError):
-        raise ValueError(f"noise_band={noise_band!r} must be a pair (low, high) of numbers, or None") from None
+        raise ValueError(pair) from None
+    except OverflowError:  # an integer beyond any float (10**400)
+        raise ValueError(f"noise_band={noise_band!r:.120} must be finite with 0 <= low < high (default "
+                         f"{ROBUST_NOISE_BAND}), or None for no noise scaling") from None
     if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high):
         raise ValueError(f"noise_band={noise_band!r} must be finite with 0 <= low < high (default "
                          f"{ROBUST_NOISE_BAND}), or None for no noise scaling")
@@ -629,7 +677,8 @@ def robust_regime(lrs: np.ndarray, losses: np.ndarray, *, plateau_rise: float = 
         flat = check_positive("flat", flat, allow_zero=True)
     if flat_sigmas is not None:
         flat_sigmas = check_positive("flat_sigmas", flat_sigmas, allow_zero=True)
-    if stopped or not np.all(np.isfinite(np.asarray(losses, dtype=float))):
+    lrs, losses = _as_curve(lrs, losses)  # (checked also when a stopped test reads as an explosion at once)
+    if stopped or not np.all(np.isfinite(losses)):
         _dip_at(lrs, losses, dip_rise=None, dip_noise=dip_noise, passes=passes, dip_passes=dip_passes)  # (checks)
         return "explosion"
     if _dip_at(lrs, losses, dip_rise=dip_rise, dip_noise=dip_noise, passes=passes,
@@ -688,6 +737,6 @@ def unknown_rule_error(rule: str, kind: str = "suggestion rule") -> ValueError:
 
 def suggest(lrs: np.ndarray, losses: np.ndarray, rule: str = DEFAULT_RULE) -> float:
     """Apply the rule called ``rule`` (one of :data:`RULES`) to a range-test curve."""
-    if rule not in RULES:
-        raise unknown_rule_error(rule)
-    return RULES[rule](np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float))
+    if not isinstance(rule, str) or rule not in RULES:  # (a list or dict is unhashable)
+        raise unknown_rule_error(str(rule))
+    return RULES[rule](*_as_curve(lrs, losses))
