@@ -66,3 +66,9 @@ def test_find_lr_amp_reads_the_true_false_words_lrkit_train_does(word: str, same
         return list(result.lrs), list(result.losses)
 
     assert run(word) == run(same_as)  # on the CPU amp=True is bf16: the same curve bit for bit
+
+
+def test_spec_key_spelt_in_another_case_and_without_underscore_gets_a_hint() -> None:
+    # before: "unknown cosine_restarts parameter 't0'. Valid: T_0, ..." with no hint (difflib compares case)
+    with pytest.raises(ValueError, match=r"unknown cosine_restarts parameter 't0'\. Did you mean 'T_0'\?"):
+        lrkit.schedules.from_spec("cosine_restarts lr0=0.1 t0=1", total_steps=100)

@@ -324,7 +324,7 @@ def from_spec(
                 raise ValueError(f"unknown {info.name} parameter {key!r}: {info.name} takes no final LR (its shape "
                                  "sets where the LR ends; eta_min= or lrf= set it in cosine, min_lr= in plateau). "
                                  f"Valid: {', '.join(valid)}")
-            raise unknown_name_error(f"{info.name} parameter", key, valid)
+            raise unknown_name_error(f"{info.name} parameter", key, valid, ignore_case=True)  # t0 -> T_0
     missing = [k for k in info.required if k not in params]
     if missing:
         raise ValueError(f"schedule {info.name!r} needs {', '.join(f'{k}=...' for k in missing)} (spec {label!r})")
