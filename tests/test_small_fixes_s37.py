@@ -72,3 +72,12 @@ def test_spec_key_spelt_in_another_case_and_without_underscore_gets_a_hint() -> 
     # before: "unknown cosine_restarts parameter 't0'. Valid: T_0, ..." with no hint (difflib compares case)
     with pytest.raises(ValueError, match=r"unknown cosine_restarts parameter 't0'\. Did you mean 'T_0'\?"):
         lrkit.schedules.from_spec("cosine_restarts lr0=0.1 t0=1", total_steps=100)
+
+
+@pytest.mark.parametrize(("rule", "optimizer", "factor"), [("Linear", None, 4.0), (" SQRT ", None, 2.0),
+                                                          ("Auto", "AdamW", 2.0)])
+def test_scale_lr_rule_in_any_case(rule: str, optimizer: str | None, factor: float) -> None:
+    # before: "unknown scaling rule 'Linear'. Did you mean 'linear'?" (optimizer names were read in any case)
+    assert lrkit.scale_lr(0.1, 32, 128, rule=rule, optimizer=optimizer) == pytest.approx(0.1 * factor)
+    with pytest.raises(ValueError, match=r"unknown scaling rule 'sqr'\. Did you mean 'sqrt'\?"):
+        lrkit.scale_lr(0.1, 32, 128, rule="sqr")

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from lrkit._utils import adapts_step_size, check_positive, did_you_mean, named_keywords, unknown_name_error
+from lrkit._utils import adapts_step_size, canonical_name, check_positive, did_you_mean, named_keywords
 
 __all__ = [
     "ADAPTIVE_OPTIMIZERS",
@@ -265,8 +265,7 @@ def scale_lr(
     if not isinstance(rule, str):
         raise ValueError(f"rule={rule!r} must be 'linear', 'sqrt' or 'auto' (or None: 'auto' with optimizer=, "
                          "else 'linear')")
-    if rule not in _RULES:
-        raise unknown_name_error("scaling rule", rule, _RULES, ignore_case=True)
+    rule = canonical_name("scaling rule", rule.strip(), _RULES)  # any case: 'Linear', 'SQRT'
     if rule == "auto":
         if optimizer is None:
             raise ValueError(
