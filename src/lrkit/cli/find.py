@@ -28,6 +28,7 @@ from lrkit.cli._common import (
     print_chart,
     progress_bar,
     typed_float,
+    typed_int,
     user_code_error,
 )
 from lrkit.finder import SUGGESTION_RULES, FinderResult, find_lr
@@ -111,9 +112,12 @@ def run_find(
         return result, None
     # claimed with an exclusive mkdir: a concurrent `lrkit find` that took the name moves on
     out_dir = claim_dir(out, what="the folder for lr_find.png and lr_find.json")
-    record = result.to_json(out_dir / "lr_find.json")
     picture = out_dir / "lr_find.png"
-    result.plot(picture)  # a curve too short to judge is drawn too ("no suggestion"): it is worth a look
+    try:
+        record = result.to_json(out_dir / "lr_find.json")
+        result.plot(picture)  # a curve too short to judge is drawn too ("no suggestion"): it is worth a look
+    except KeyboardInterrupt as e:  # Ctrl-C after the test: "nothing was written" would not be true
+        raise _Interrupted(out_dir) from e
     try:
         _ = result.suggestion
     except ValueError as e:  # too short to judge: the record and the picture are kept, and the command fails
@@ -168,6 +172,27 @@ def _ungrouped_note(world: int, demo: bool) -> str:
             "each process ran its own range test on its own copy of the data, and rank 0's is shown and written. "
             "For one test over every rank's shard, call torch.distributed.init_process_group() and wrap the model in "
             "DistributedDataParallel in model(), and give each rank its shard in train_loader()")
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C while ``run_find`` wrote its results into ``out_dir`` (each file is written atomically: whole or not
+    there)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        super().__init__(str(out_dir))
+        self.out_dir = out_dir
+
+
+def _interrupted_writing(out_dir: Path) -> str:
+    """The Ctrl-C message for :class:`_Interrupted`: what ``out_dir`` holds, or that it was removed (empty)."""
+    held = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if not held:
+        with contextlib.suppress(OSError):
+            out_dir.rmdir()  # the folder this run claimed, still empty: nothing was written
+        return "interrupted — the range test had finished, but it was stopped before its results were written; " \
+               "nothing was written"
+    return (f"interrupted — the range test had finished, but writing its results into {str(out_dir)!r} stopped: it "
+            f"holds {' and '.join(held)} only; run the test again for both lr_find.png and lr_find.json")
 
 
 class _TooShort(ValueError):
@@ -305,6 +330,27 @@ def _check_out(out: Path, shown: str | None = None) -> None:
             )
     # the folder is made beside an existing --out (runs/find2) or in its place: either way in out.parent
     check_writable(out)
+    _probe_folder(out, shown)
+
+
+def _probe_folder(out: Path, shown: str | None = None) -> None:
+    """Make and remove a folder where ``--out``'s folder will be made (its nearest existing ancestor), so a folder
+    that the permission bits call writable but that refuses a ``mkdir`` — ``/proc``, an NFS export that squashes
+    root, a read-only bind mount seen through ``os.access`` as root — fails before the test, not after it with a bare
+    ``[Errno 2] No such file or directory`` and the curve lost."""
+    import tempfile
+
+    parent = out.parent
+    while not parent.is_dir() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".lrkit-find-probe-", dir=parent))
+    except OSError as e:
+        raise ValueError(
+            f"cannot create the folder for lr_find.png and lr_find.json {str(out) if shown is None else shown!r}: a "
+            f"folder cannot be made in {str(parent)!r} ({e.strerror or type(e).__name__}); give --out a writable "
+            "folder, e.g. --out runs/find"
+        ) from None
 
 
 def _curve_reading(result: FinderResult) -> str:
@@ -372,11 +418,11 @@ def find_command(
     ] = None,
     start_lr: Annotated[float, typer.Option(parser=typed_float, help="First LR of the sweep.")] = 1e-7,
     end_lr: Annotated[float, typer.Option(parser=typed_float, help="Last LR of the sweep.")] = 10.0,
-    num_steps: Annotated[int, typer.Option(help="Optimizer steps in the test (at least 10).")] = 100,
+    num_steps: Annotated[int, typer.Option(parser=typed_int, help="Optimizer steps in the test (at least 10).")] = 100,
     mode: Annotated[str, typer.Option(help="exp (log-spaced) or linear.")] = "exp",
     rule: Annotated[str, typer.Option(help="Suggestion rule: robust, steepest, minimum, valley.")] = "robust",
-    accumulation_steps: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed for the model init and data order.")] = 0,
+    accumulation_steps: Annotated[int, typer.Option(parser=typed_int, help="Micro-batches per optimizer step.")] = 1,
+    seed: Annotated[int, typer.Option(parser=typed_int, help="Seed for the model init and data order.")] = 0,
     out: Annotated[str, typer.Option(help="Output directory (runs/find, runs/find2, ...).")] = "runs/find",
     device: Annotated[
         Optional[str],  # noqa: UP045 - typer reads Optional on Python 3.10
@@ -421,6 +467,9 @@ def find_command(
     lr_find.json into --out (runs/find, then runs/find2, ...: never
     overwritten).
     """
+    if task_file is not None and not task_file.strip():  # Path("") is ".": it was named "task file '.'"
+        _fail(f"task file {task_file!r} is empty: give a Python file (e.g. 'my_task.py'), or leave TASK_FILE out to "
+              "run the built-in demo")
     if rule not in SUGGESTION_RULES:
         _fail(str(_suggest.unknown_rule_error(rule, "--rule")))
     diverge = _diverge_option(diverge_factor)
@@ -455,7 +504,9 @@ def find_command(
             message = message.replace("or None for no stop", "or none for no stop")
         _fail(message)
         return
-    except KeyboardInterrupt:  # Ctrl-C: a line saying so (run_find writes --out only after the test)
+    except KeyboardInterrupt as e:  # Ctrl-C: a line saying so (run_find writes --out only after the test)
+        if isinstance(e, _Interrupted):  # after the test, while writing: say what --out holds
+            _fail(_interrupted_writing(e.out_dir), code=130)
         _fail("interrupted — the range test stopped before it finished; nothing was written", code=130)
         return
     if out_dir is None:  # another rank: rank 0 shows and writes the one result
