@@ -81,3 +81,35 @@ def test_scale_lr_rule_in_any_case(rule: str, optimizer: str | None, factor: flo
     assert lrkit.scale_lr(0.1, 32, 128, rule=rule, optimizer=optimizer) == pytest.approx(0.1 * factor)
     with pytest.raises(ValueError, match=r"unknown scaling rule 'sqr'\. Did you mean 'sqrt'\?"):
         lrkit.scale_lr(0.1, 32, 128, rule="sqr")
+
+
+def test_a_linear_sweep_that_blew_up_at_once_is_told_to_lower_end_lr_not_start_lr() -> None:
+    # before: "lower start_lr (now 0.001)", which cannot help: the second LR of a linear sweep is ~end_lr / num_steps
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from lrkit.plots.finder import plot_finder
+
+    nan = float("nan")
+    r = lrkit.FinderResult(lrs=[1e-3, 1.112, 2.223], losses=[1.0, nan, nan], start_lr=1e-3, end_lr=10.0,
+                           num_steps=10, mode="linear", stop_reason="diverged")
+    with pytest.raises(ValueError) as e:
+        _ = r.suggestion
+    assert "lower end_lr (now 10), raise num_steps (now 10) or sweep exponentially (mode='exp')" in str(e.value)
+    assert "second LR was already 1.11" in str(e.value) and "lower start_lr" not in str(e.value)
+    exp = lrkit.FinderResult(lrs=r.lrs, losses=r.losses, start_lr=1e-3, end_lr=10.0, num_steps=10,
+                             stop_reason="diverged")
+    with pytest.raises(ValueError, match=r"lower start_lr \(now 0\.001\)"):
+        _ = exp.suggestion
+    fig = plot_finder(r.to_dict())
+    try:
+        assert "lower end_lr" in fig.axes[0].get_title()
+    finally:
+        plt.close(fig)
+
+
+def test_lrkit_find_linear_sweep_advice_names_the_flags() -> None:
+    from lrkit.cli.find import _as_flags
+
+    text = _as_flags("lower end_lr (now 10), raise num_steps (now 10) or sweep exponentially (mode='exp') so")
+    assert text == "lower --end-lr (now 10), raise --num-steps (now 10) or sweep exponentially (--mode exp) so"

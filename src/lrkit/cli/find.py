@@ -291,6 +291,7 @@ def _as_flags(message: str, values: dict[str, Any] | None = None) -> str:
     'too short to judge; lower --start-lr (now 5) or raise --num-steps (now 20)'
     """
     values = values or {}
+    message = message.replace("(mode='exp')", "(--mode exp)")  # FinderResult's advice for a linear sweep
     options = {key: (flag, values.get(key)) for key, flag in _OPTIONS.items()}
     # (no spec keys here: each key=VALUE is the option's, however the library spelt the value)
     return _UNKNOWN.sub(lambda m: f"unknown --{m.group(1)} ", cli_message(message, options, any_value=True))

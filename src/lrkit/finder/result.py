@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -402,15 +403,15 @@ class FinderResult:
             from lrkit.finder.range_test import _QUALITY_WORDS  # (that module imports this one)
 
             names, suffix = _QUALITY_WORDS.get() or ({}, "")  # a caller's words for start_lr (choose_lr0's, ...)
-            start_lr = f"{names.get('start_lr', 'start_lr')} (now {self.start_lr:g})"
+            lower = self._lower_advice(names)
             last = f" at lr={self.lrs[-1]:.3g}" if self.lrs else ""
             lrs = self._curve()[0]
             if len(np.unique(lrs)) >= _MIN_POINTS:  # enough points, but a test that stopped within its first steps
                 raise ValueError(
                     f"cannot suggest an LR: the range test stopped ({self.stop_reason}{last}) after "
                     f"{self.num_steps_run} steps, too short to judge (a test that stops needs {MIN_STOPPED_POINTS} "
-                    f"finite losses): the loss rose from the start, so every LR it tried was too high; lower "
-                    f"{start_lr} so the test sees the loss fall before it diverges{suffix}"
+                    f"finite losses): the loss rose from the start, so every LR it tried was too high; {lower} so the "
+                    f"test sees the loss fall before it diverges{suffix}"
                 )
             distinct = len(np.unique(lrs))
             at = ("" if distinct == len(lrs) else f" all at lr={lrs[0]:.3g}" if distinct == 1
@@ -426,12 +427,24 @@ class FinderResult:
                 fix = f"raise {names.get('num_steps', 'num_steps')} (now {self.num_steps_run})"
                 ended = f"ran all the {steps} it was given{(' (to' + last.removeprefix(' at') + ')') if last else ''}"
             else:
-                fix = f"lower {start_lr} so the test sees the loss fall before it diverges"
+                fix = f"{lower} so the test sees the loss fall before it diverges"
                 ended = f"stopped ({self.stop_reason}{last}) after {steps}"
             raise ValueError(
                 f"cannot suggest an LR: the range test {ended} with {finite}{at}, and a rule needs {_MIN_POINTS} "
                 f"different LRs; {fix}{suffix}"
             )
+
+    def _lower_advice(self, names: Mapping[str, str]) -> str:
+        """How to start a test that blew up in its first steps lower: ``start_lr`` in an exponential sweep; in a
+        linear one its second LR is ``start_lr + (end_lr - start_lr) / (num_steps - 1)``, about ``end_lr /
+        num_steps`` whatever ``start_lr`` is, so lower ``end_lr``, raise ``num_steps`` or sweep exponentially."""
+        start = names.get("start_lr", "start_lr")
+        if self.mode != "linear":
+            return f"lower {start} (now {self.start_lr:g})"
+        second = self.start_lr + (self.end_lr - self.start_lr) / max(self.num_steps - 1, 1)
+        return (f"the linear sweep's second LR was already {second:.3g} whatever {start} is: lower "
+                f"{names.get('end_lr', 'end_lr')} (now {self.end_lr:g}), raise {names.get('num_steps', 'num_steps')} "
+                f"(now {self.num_steps}) or sweep exponentially ({names.get('mode', 'mode')}='exp')")
 
     @property
     def suggestion(self) -> float:

@@ -294,7 +294,9 @@ def _draw_finder(ax: Any, record: Mapping[str, Any], lrs: list[Any], raw: list[f
     if sug is None:
         # a test that ran all its steps with a finite loss at each was too short (a rule needs 3 LRs); with NaN/inf
         # losses it blew up early, as FinderResult's error says
-        advice = "too few steps, raise num_steps" if status == "completed" and not bad else "lower start_lr"
+        # (a linear sweep's second LR is ~end_lr / num_steps whatever start_lr is)
+        lower = "lower end_lr" if record.get("mode") == "linear" else "lower start_lr"
+        advice = "too few steps, raise num_steps" if status == "completed" and not bad else lower
         status += f"{', ' if status else ''}no suggestion: {advice}"
     # NaN/inf marks sit on the top edge: the title keeps clear of them
     ax.set_title(f"LR range test — {status + ', ' if status else ''}{len(lrs)} step{'' if len(lrs) == 1 else 's'}",
