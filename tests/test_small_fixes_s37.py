@@ -113,3 +113,42 @@ def test_lrkit_find_linear_sweep_advice_names_the_flags() -> None:
 
     text = _as_flags("lower end_lr (now 10), raise num_steps (now 10) or sweep exponentially (mode='exp') so")
     assert text == "lower --end-lr (now 10), raise --num-steps (now 10) or sweep exponentially (--mode exp) so"
+
+
+def test_find_lr_records_how_the_test_ran(tmp_path: Path) -> None:
+    # before: lr_find.json said nothing of the optimizer, batch size, accumulation or precision the LR holds for
+    model = _net()
+    opt = torch.optim.AdamW([{"params": model[0].parameters(), "lr": 1e-3},
+                             {"params": model[2].parameters(), "lr": 1e-4}])
+    r = lrkit.find_lr(model, opt, _loader(), num_steps=12, accumulation_steps=2, amp="bf16", max_grad_norm=1.0)
+    assert r.setup is not None
+    assert {k: r.setup[k] for k in ("optimizer", "param_groups", "batch_size", "accumulation_steps", "amp",
+                                    "max_grad_norm", "device", "world_size")} == {
+        "optimizer": "AdamW", "param_groups": 2, "batch_size": 16, "accumulation_steps": 2, "amp": "bf16",
+        "max_grad_norm": 1.0, "device": "cpu", "world_size": 1}
+    assert r.setup["lr_scales"] == pytest.approx([1.0, 0.1])
+    assert r.setup["torch"] == torch.__version__
+    loaded = lrkit.FinderResult.from_json(r.to_json(tmp_path / "r.json"))
+    assert loaded.setup == r.setup and loaded == r
+    plain = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), _loader(), num_steps=12)
+    assert plain.setup is not None and plain.setup["amp"] is None and plain.setup["max_grad_norm"] is None
+
+
+def test_a_record_without_setup_loads_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    old = tmp_path / "old.json"
+    old.write_text('{"lrs": [0.001, 0.01, 0.1], "losses": [1.0, 0.5, 2.0]}')
+    assert lrkit.FinderResult.from_json(old).setup is None
+    with pytest.raises(ValueError, match=r"setup=\[1, 2\]: how the range test ran is a mapping"):
+        lrkit.FinderResult(lrs=[1e-3, 1e-2], losses=[1.0, 0.5], setup=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"setup=\{'device': device\(type='cpu'\)\}"):
+        lrkit.FinderResult(lrs=[1e-3, 1e-2], losses=[1.0, 0.5], setup={"device": torch.device("cpu")})
+
+
+def test_lrkit_find_record_names_the_task_and_seed(tmp_path: Path) -> None:
+    from lrkit.cli.find import run_find
+
+    _, out = run_find(None, num_steps=12, seed=3, out=tmp_path / "find")
+    assert out is not None
+    record = lrkit.FinderResult.from_json(out / "lr_find.json")
+    assert record.setup is not None and record.setup["task"] == "demo" and record.setup["seed"] == 3
+    assert record.setup["optimizer"] == "SGD"

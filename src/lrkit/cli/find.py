@@ -108,6 +108,8 @@ def run_find(
                                               or any(api in str(error) for api, _ in _OPTIMIZER_ADVICE)):
             raise ValueError(_task_file_advice(str(error), own_loss=task.loss_fn is not None)) from e
         raise error from e
+    result.setup = {"task": "demo" if task_file is None else str(Path(task_file).expanduser().resolve()),
+                    "seed": seed, **(result.setup or {})}  # (lr_find.json says what was tested)
     if _process_rank()[0] != 0:  # rank 0 writes the one record (every rank holds the same result under DDP)
         return result, None
     # claimed with an exclusive mkdir: a concurrent `lrkit find` that took the name moves on

@@ -1330,13 +1330,14 @@ def find_lr(
     plain = isinstance(autocast, nullcontext)
     plain_step = not needs_closure and scaler is None and max_grad_norm is None
     loss_used: str | None = None  # which loss ran, in words (FinderResult.loss): told by the first step's first batch
+    first_batch_size: int | None = None  # (FinderResult.setup)
     defer = accumulation_steps > 1 and _defers_sync(model)  # DDP: one all-reduce per optimizer step
 
     def forward_backward(micro: list[Any], first: bool = False) -> float:
         """Accumulate the gradients of ``micro`` (its batches' mean loss) and return that mean loss. The ``first``
         step's batches are checked (:func:`first_batch_loss`: a loss that only broadcasts, inputs or targets of
         another dtype), and the first of them says which loss ran; later steps run bare."""
-        nonlocal loss_used
+        nonlocal loss_used, first_batch_size
         total = 0.0
         out = None
         checked = not (first and distributed)  # under torch.distributed, the first loss is agreed on every rank
@@ -1368,6 +1369,7 @@ def find_lr(
                             _first_loss_on_every_rank(False, dev)
                         if loss_used is None:
                             loss_used = text
+                            first_batch_size = batch_size(batch)
                     elif plain:
                         loss = batch_loss(model, batch, loss_fn, step_fn)
                     else:
@@ -1517,6 +1519,8 @@ def find_lr(
         lrs=lrs, losses=losses, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
         stop_reason=stop_reason, seconds=time.perf_counter() - t0, rule=rule,
         passes=_passes(train_loader, len(lrs) * accumulation_steps, dev if distributed else None), loss=loss_used,
+        setup=_setup(optimizer, scales, first_batch_size, accumulation_steps, max_grad_norm, autocast, diverge_factor,
+                     dev),
     )
     for note in (no_gradient, unsharded, unsynced, _adaptive_step_note(optimizer), _line_search_note(optimizer),
                  _skipped_steps_note(skipped, scales_seen)):
@@ -1526,6 +1530,23 @@ def find_lr(
     for message in result.warnings:
         warnings.warn(message, UserWarning, stacklevel=3)  # the call of find_lr (past _peer_keywords)
     return result
+
+
+def _setup(optimizer: torch.optim.Optimizer, scales: list[float], batch: int | None, accumulation_steps: int,
+           max_grad_norm: float | None, autocast: Any, diverge_factor: float | None,
+           device: torch.device) -> dict[str, Any]:
+    """:attr:`FinderResult.setup`: how the test ran, for the record (plain JSON values)."""
+    from lrkit import __version__
+
+    dtype = getattr(getattr(autocast, "_ctx", None), "fast_dtype", None)  # (_FreshAutocast; None without amp)
+    return {
+        "optimizer": type(optimizer).__name__, "param_groups": len(optimizer.param_groups),
+        "lr_scales": [float(s) for s in scales], "batch_size": batch, "accumulation_steps": int(accumulation_steps),
+        "max_grad_norm": max_grad_norm, "amp": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype),
+        "diverge_factor": diverge_factor, "device": str(device),
+        "world_size": torch.distributed.get_world_size() if _distributed() else 1,
+        "lrkit": __version__, "torch": torch.__version__,
+    }
 
 
 def _skipped_steps_note(skipped: int, scales: list[float]) -> str | None:

@@ -125,6 +125,21 @@ def _read_marks(marks: Any, losses: list[Any]) -> dict[int, float]:
     return out
 
 
+def _check_setup(setup: Any) -> dict[str, Any] | None:
+    """``FinderResult.setup``: ``None``, or a mapping of names to what JSON holds (a hand-edited record is named when
+    loaded, not when :meth:`FinderResult.to_json` fails after a test has run)."""
+    if setup is None:
+        return None
+    try:
+        if not isinstance(setup, Mapping) or not all(isinstance(k, str) for k in setup):
+            raise TypeError
+        json.dumps(dict(setup), allow_nan=False)
+    except (TypeError, ValueError):
+        raise ValueError(f"setup={setup!r:.120}: how the range test ran is a mapping of names to JSON values "
+                         "(numbers, strings, booleans, None, lists of them), or None when unknown") from None
+    return dict(setup)
+
+
 def _same_field(a: Any, b: Any) -> bool:
     """``a == b``, with NaN equal to NaN (in a list of losses, item by item, or as a number)."""
     if isinstance(a, list) and isinstance(b, list):
@@ -156,6 +171,13 @@ class FinderResult:
             ``(B, T, V)``), ``"default: MSE (float targets)"`` (either default ``"... over the output's logits"``
             when the model returned a dict-like output), or ``"the model's own loss, from model(**batch)"`` for a
             Hugging Face batch; ``None`` for a record built by hand or written before the field existed.
+        setup: how :func:`lrkit.find_lr` ran the test, for the record (the LR it suggests holds for this setup, the
+            batch size above all): ``optimizer`` (class name), ``param_groups``, ``lr_scales`` (each group's LR over
+            the peak), ``batch_size`` (of the first batch; ``None`` when it has none), ``accumulation_steps``,
+            ``max_grad_norm``, ``amp`` (``"bf16"``, ``"fp16"`` or ``None``), ``diverge_factor``, ``device``,
+            ``world_size``, and the ``lrkit`` and ``torch`` versions; ``lrkit find`` adds ``task`` and ``seed``. A
+            mapping of names to JSON values; ``None`` for a record built by hand or written before the field existed
+            (session 37).
 
     Example:
         >>> r = FinderResult(lrs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], losses=[2.0, 1.9, 1.2, 0.9, 5.0])
@@ -177,6 +199,7 @@ class FinderResult:
     warnings: list[str] = field(default_factory=list)
     passes: float | None = None
     loss: str | None = None
+    setup: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.lrs = _numbers("lrs", self.lrs)
@@ -219,6 +242,7 @@ class FinderResult:
             except (ValueError, OverflowError):  # (an integer too large for a float: a hand-edited record)
                 raise ValueError(f"passes={self.passes!r:.80}: the passes over the training data are a finite number "
                                  ">= 0, or None when unknown") from None
+        self.setup = _check_setup(self.setup)
         if self.loss is not None and not isinstance(self.loss, str):
             raise ValueError(f"loss={self.loss!r:.80}: which loss the range test used is a string (e.g. 'loss_fn "
                              "(cross_entropy)', 'default: MSE (float targets)'), or None when unknown")
