@@ -21,6 +21,7 @@ import copy
 import math
 import operator
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -252,6 +253,34 @@ def _describe(fp: dict[str, Any]) -> str:
     return f"{fp.get('label')!r}, total_steps={fp.get('total_steps')}{peak}"
 
 
+#: id(stateful schedule) -> (its weakref, the weakref of the scheduler it drives): not an attribute on the schedule,
+#: which would make it (and the scheduler holding it) unpicklable
+_DRIVEN: dict[int, tuple[weakref.ref[Any], weakref.ref[Any]]] = {}
+
+
+def _warn_if_shared(schedule: Schedule, scheduler: Any) -> None:
+    """Warn when the stateful ``schedule`` (reduce-on-plateau) already drives another live scheduler: its history
+    (best value, counters, reductions) lives on the schedule object, so one scheduler's ``observe()`` would move the
+    other's LR and a second run from the same object would start with the first one's reductions. Then record that
+    it drives ``scheduler``."""
+    for key in [k for k, (s, d) in _DRIVEN.items() if s() is None or d() is None]:  # (gone: forgotten)
+        del _DRIVEN[key]
+    held = _DRIVEN.get(id(schedule))
+    other = held[1]() if held is not None and held[0]() is schedule else None
+    if other is not None and other is not scheduler:
+        warnings.warn(
+            f"this {schedule.name} schedule object already drives another scheduler, and its history (best value, "
+            "counters, reductions) lives on the object: the two schedulers share it, so one's observe() moves the "
+            "other's LR. Build each scheduler from its own schedule (from_spec(...) again, or "
+            "copy.deepcopy(schedule)).",
+            UserWarning, stacklevel=stacklevel_outside_lrkit(),
+        )
+    try:
+        _DRIVEN[id(schedule)] = (weakref.ref(schedule), weakref.ref(scheduler))
+    except TypeError:  # (a schedule of yours with __slots__ and no __weakref__: not told)
+        pass
+
+
 class LRSchedulerAdapter(LRScheduler):
     """A ``torch.optim.lr_scheduler.LRScheduler`` that sets every param group's LR (and momentum) from a Schedule.
 
@@ -283,7 +312,10 @@ class LRSchedulerAdapter(LRScheduler):
       to a new length from the current step without a jump in the LR (yolov5#7343).
     * ``lr_multiplier`` (default 1.0, saved in ``state_dict``): a permanent factor on every LR set from now on —
       the hook a health monitor uses to back off the LR.
-    * ``observe(metric)`` feeds reduce-on-plateau (``step()`` never takes a metric).
+    * ``observe(metric)`` feeds reduce-on-plateau (``step()`` never takes a metric); ``schedule.observe(metric,
+      step=...)`` on the schedule object it was built from does the same, as the scheduler holds that very object.
+      So two schedulers built from one ``plateau`` object would share their reductions: building the second warns
+      (build each from its own spec, or ``copy.deepcopy(schedule)``).
     * groups added later with ``optimizer.add_param_group()`` (a backbone unfrozen mid-run) follow the schedule
       from the next ``step()`` on, with their base taken as above.
 
@@ -324,6 +356,8 @@ class LRSchedulerAdapter(LRScheduler):
         last_step = _as_int(last_step)
         if isinstance(last_step, bool) or not isinstance(last_step, int) or last_step < -1:
             raise ValueError(f"last_step={last_step!r} must be an int >= -1 (-1 starts a fresh run)")
+        if schedule.stateful:
+            _warn_if_shared(schedule, self)
         self._base_schedule = schedule
         self.schedule = schedule
         self._replans: list[dict[str, Any]] = []
@@ -343,7 +377,8 @@ class LRSchedulerAdapter(LRScheduler):
                             "the optimizer's state_dict first, give the schedule its peak LR (lr0=...), or resume "
                             "with load_state_dict() on a fresh scheduler"
                         )
-                    group["initial_lr"] = group["lr"]
+                    lr = group["lr"]  # a tensor LR is filled in place from now on: initial_lr keeps its own copy
+                    group["initial_lr"] = lr.clone() if isinstance(lr, torch.Tensor) else lr
             self._check_momentum(optimizer, optimizer.param_groups)
             self._bases = self._compute_bases(optimizer.param_groups)
             self._ratios_warned = False
