@@ -53,6 +53,13 @@ def _as_dict(event: Any) -> Mapping[str, Any]:
     raise ValueError(f"an event must be a MonitorEvent or a dict (its to_dict()), got {type(event).__name__}")
 
 
+def _is_log_x(ax: Any) -> bool:
+    """``ax``'s x axis is logarithmic (``"log"``; ``"symlog"`` and ``"logit"`` place 0 or are refused by matplotlib
+    itself); ``False`` for an axis-like object without ``get_xscale``."""
+    get_xscale = getattr(ax, "get_xscale", None)
+    return callable(get_xscale) and get_xscale() == "log"
+
+
 def _axis_colors(ax: Any) -> dict[str, str]:
     """The check -> colour map of ``ax``: :data:`CHECK_COLORS` and the colours earlier calls gave checks of the
     user's own, kept on the axis (a fresh map when it takes no attribute)."""
@@ -85,7 +92,8 @@ def mark_events(
         legend: label one line per (check, action) so that ``ax.legend()`` lists them.
         alpha: line opacity.
 
-    Events without a finite x position (or one past :data:`~lrkit.plots.schedule.MAX_DRAWN`) are skipped; events
+    Events without a finite x position (or one past :data:`~lrkit.plots.schedule.MAX_DRAWN`) are skipped; events at
+    x <= 0 on a log x axis are skipped with a ``UserWarning`` (no line can sit there); events
     without the ``x`` key at all (a hand loop's ``MonitorEvent`` has a ``step``, no ``epoch``) are skipped with a
     ``UserWarning`` that says so. Colours: :data:`CHECK_COLORS`; styles: :data:`ACTION_STYLES` (rollbacks and stops
     also get a triangle on the axis' top edge).
@@ -118,6 +126,8 @@ def mark_events(
     # first drawn by the second call took the colour of the first call's own check, and the legend could not
     # tell them apart)
     colors = _axis_colors(ax)
+    log_x = _is_log_x(ax)
+    unplaced: list[float] = []  # events at x <= 0 on a log x axis
     for raw in events:
         ev = _as_dict(raw)
         total += 1
@@ -129,9 +139,12 @@ def mark_events(
             continue  # not a position (float(True) would draw it at 1)
         try:
             pos = float(pos)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # (an int past the floats: 10**400)
             continue
         if not abs(pos) <= MAX_DRAWN:  # NaN, inf, or past what matplotlib draws (1e308 stretched the axis to it)
+            continue
+        if pos <= 0 and log_x:  # no place on a log axis: its line was invisible, yet listed in the legend
+            unplaced.append(pos)
             continue
         check = str(ev.get("check", ev.get("kind", "event")))
         action = str(ev.get("action", "warn"))
@@ -150,6 +163,17 @@ def mark_events(
                                 markersize=7, transform=ax.get_xaxis_transform(), clip_on=False, ls="none",
                                 label="_nolegend_")  # fmt: skip
             artists.append(marker)
+    if unplaced:
+        import warnings
+
+        key = x if isinstance(x, str) else "x"
+        warnings.warn(
+            f"mark_events: {len(unplaced)} of the {total} events are at {key} <= 0 (the lowest at {key} "
+            f"{min(unplaced):g}), which the log x axis cannot show, so they were not drawn; draw them on a linear "
+            "axis (ax.set_xscale('symlog') keeps 0)",
+            UserWarning,
+            stacklevel=stacklevel_outside_lrkit(),
+        )
     if keyless:
         import warnings
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 
 from lrkit._utils import optional_import
 
-__all__ = ["MAX_DRAWN", "check_drawable", "plot_schedule", "save_figure"]
+__all__ = ["MAX_DRAWN", "check_drawable", "plot_schedule", "pyplot", "save_figure"]
 
 _MAX_POINTS = 20_000
 
@@ -65,17 +66,29 @@ def check_drawable(records: Sequence[Mapping[str, Any]]) -> None:
     """
     for i, r in enumerate(records):
         label = str(r.get("label") or f"schedule {i + 1}")
-        at = r.get("steps")
-        for what, values in (("LR", r["lr"]), ("bias-group LR", r.get("lr_bias") or []),
+        at = _steps(r)
+        bias = r.get("lr_bias") if _given(r.get("lr_bias")) else []
+        for what, values in (("LR", r["lr"]), ("bias-group LR", bias),
                              ("momentum", r["momentum"])):
             y = np.asarray([math.nan if v is None else v for v in values], dtype=float)
             bad = np.flatnonzero(~(np.abs(y) <= MAX_DRAWN) & ~np.isnan(y))
             if len(bad):
                 j = int(bad[0])
-                step = at[j] if at else j
+                step = at[j] if at is not None else j
                 why = "not finite" if math.isinf(y[j]) else f"too large to draw (at most {MAX_DRAWN:g} in size)"
                 hint = "; lower lr0 or gamma" if what != "momentum" else ""
                 raise ValueError(f"the {what} {y[j]:g} at step {step} of {label!r} is {why}{hint}")
+
+
+def _given(values: Any) -> bool:
+    """A record's optional list is there and not empty (a numpy array has no truth value: ``if r.get(...)`` failed)."""
+    return values is not None and len(values) > 0
+
+
+def _steps(record: Mapping[str, Any]) -> Sequence[int] | None:
+    """The steps a sampled record's values sit at, or ``None`` for a record of every step from 0."""
+    at = record.get("steps")
+    return at if _given(at) else None
 
 
 def _envelope(
@@ -126,10 +139,9 @@ def _hide_crowded(fig: Any, ax: Any, names: Sequence[tuple[Any, float]]) -> None
     "cycle 0" on the same spot): a name that would is moved right, past the one before it, while it still starts
     inside its own phase; otherwise it is hidden (the shading still shows the phase). ``names`` pairs each
     annotation with the step its phase ends at."""
-    renderer = fig.canvas.get_renderer()
     right = None
     for text, end in names:
-        box = text.get_window_extent(renderer)
+        box = text.get_window_extent()  # (the figure's own renderer: only an Agg canvas has get_renderer())
         if right is None or box.x0 >= right + _NAME_GAP_PX:
             right = box.x1
             continue
@@ -140,6 +152,32 @@ def _hide_crowded(fig: Any, ax: Any, names: Sequence[tuple[Any, float]]) -> None
         x, y = text.xyann
         text.xyann = (x + shift * 72 / fig.dpi, y)
         right = box.x1 + shift
+
+
+#: matplotlib's backends that open windows, so need a display (``matplotlib.rcsetup.interactive_bk``, lower case).
+_GUI_BACKENDS = frozenset({"gtk3agg", "gtk3cairo", "gtk4agg", "gtk4cairo", "macosx", "qt5agg", "qt5cairo", "qtagg",
+                           "qtcairo", "tkagg", "tkcairo", "wx", "wxagg", "wxcairo"})
+
+
+def _headless() -> bool:
+    """No display to open a window on (Linux/BSD without ``DISPLAY`` or ``WAYLAND_DISPLAY``: a server, a container)."""
+    return sys.platform not in ("darwin", "win32") and not (os.environ.get("DISPLAY")
+                                                               or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, imported on first use with the Agg backend where no backend has been chosen, or where
+    the one chosen opens windows and there is no display. A backend that works here and that the user chose
+    (``matplotlib.use``, ``MPLBACKEND``, a notebook's inline one) is left as it is, and so is pyplot once imported.
+    (``matplotlib.use("Agg", force=False)`` switched an imported pyplot to Agg, so a user's ``plt.show()`` showed
+    nothing after one picture, and it set ``rcParams["backend_fallback"]`` for good.)"""
+    matplotlib = optional_import("matplotlib", "plot")
+    if "matplotlib.pyplot" not in sys.modules:
+        chosen = dict.__getitem__(matplotlib.rcParams, "backend")  # (not rcParams["backend"]: that resolves it)
+        auto = chosen is getattr(matplotlib.rcsetup, "_auto_backend_sentinel", None)
+        if auto or (str(chosen).lower() in _GUI_BACKENDS and _headless()):
+            matplotlib.rcParams["backend"] = "agg"  # what matplotlib.use does before pyplot is imported, no more
+    return optional_import("matplotlib.pyplot", "plot")
 
 
 def _is_schedule(obj: Any) -> bool:
@@ -198,8 +236,7 @@ def plot_schedule(
     >>> fig.axes[0].get_title(), len(fig.axes[0].get_lines())
     ('2 LR schedules', 2)
     """
-    optional_import("matplotlib", "plot").use("Agg", force=False)
-    plt = optional_import("matplotlib.pyplot", "plot")
+    plt = pyplot()
     before = set(plt.get_fignums())
     try:
         fig = _draw_schedule(records, log_y=log_y, title=title, show_phases=show_phases)
@@ -226,20 +263,21 @@ def _log_range(ax: Any, recs: Sequence[Mapping[str, Any]]) -> None:
     :data:`_LOG_PAD_DECADES` of padding, not matplotlib's 5% of it."""
     positive: list[float] = []
     notes = []
+    from lrkit.plots.text import zero_note
+
     for i, r in enumerate(recs):
-        at = r.get("steps")
-        every_step = not at or int(at[-1]) + 1 == len(at)  # a sampled record of a long run skips steps
-        for values in (r["lr"], r.get("lr_bias") or []):
-            y = np.asarray(values, dtype=float)
+        at = _steps(r)
+        every_step = at is None or int(at[-1]) + 1 == len(at)  # a sampled record of a long run skips steps
+        for values in (r["lr"], r.get("lr_bias") if _given(r.get("lr_bias")) else []):
+            y = np.asarray([math.nan if v is None else v for v in values], dtype=float)
             pos = y[y > 0]
             if len(pos):
                 positive += [float(pos.min()), float(pos.max())]
-            zero = np.flatnonzero(y <= 0)
-            if len(zero) and values is r["lr"]:
-                first = int(at[zero[0]]) if at else int(zero[0])
-                count = f" at {len(zero)} step{'' if len(zero) == 1 else 's'}," if every_step else ""
-                who = f"{r.get('label') or f'schedule {i + 1}'}: " if len(recs) > 1 else ""
-                notes.append(f"{who}LR 0{count} from step {first}")
+            if values is r["lr"]:
+                note = zero_note(range(len(y)) if at is None else at, y.tolist(), every_step=every_step)
+                if note:
+                    who = f"{r.get('label') or f'schedule {i + 1}'}: " if len(recs) > 1 else ""
+                    notes.append(who + note)
     if not positive:
         raise ValueError("log_y=True: the schedule has no LR above 0, so nothing can be drawn on a log axis; draw it "
                          "with log_y=False")
@@ -295,11 +333,11 @@ def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases:
         label = str(r.get("label") or f"schedule {i + 1}").replace("$", r"\$")
         if mixed and not r.get("absolute", True):
             label += " (x peak)"
-        at = r.get("steps")  # a sampled record: the values sit at these steps
+        at = _steps(r)  # a sampled record: the values sit at these steps
         xs, ys = _envelope(r["lr"], steps=at)
         dot = "." if len(xs) <= MAX_DOTTED_STEPS else ""
         ax.plot(xs, ys, color=color, lw=1.8, marker=dot, label=label)
-        if r.get("lr_bias"):
+        if _given(r.get("lr_bias")):
             xb, yb = _envelope(r["lr_bias"], steps=at)
             ax.plot(xb, yb, color=color, lw=1.0, ls="--", marker=dot, label=f"{label} (bias groups)")
         if axm is not None and any(m is not None for m in r["momentum"]):
@@ -307,7 +345,8 @@ def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases:
             axm.plot(xm, ym, color=color, lw=1.4, marker=dot)
     if show_phases and recs[0].get("phases"):
         first = recs[0]
-        n = len(first["lr"]) if not first.get("steps") else int(first.get("total_steps") or first["steps"][-1] + 1)
+        at = _steps(first)
+        n = len(first["lr"]) if at is None else int(first.get("total_steps") or at[-1] + 1)
         # an elided sampled record lists a few of its phases and counts them all in phase_count
         count = int(first.get("phase_count", len(first["phases"])))
         names = []
@@ -321,7 +360,8 @@ def _draw_schedule(records: Any, *, log_y: bool, title: str | None, show_phases:
                 if a is not None:
                     a.axvspan(start, end, color="0.5" if k % 2 else "0.8", alpha=0.08, lw=0)
             if count <= 12:
-                names.append((ax.annotate(ph["name"], xy=(start, 1.0), xycoords=("data", "axes fraction"),
+                name = str(ph["name"]).replace("$", r"\$")  # text, not mathtext (r"$\foo$" failed in savefig)
+                names.append((ax.annotate(name, xy=(start, 1.0), xycoords=("data", "axes fraction"),
                                          xytext=(2, -10), textcoords="offset points", fontsize=7, color="0.35"), end))
     if log_y:
         _log_range(ax, recs)

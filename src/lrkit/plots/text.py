@@ -24,7 +24,7 @@ from typing import Any
 
 from lrkit._utils import check_int, is_float_text
 
-__all__ = ["finder_text", "schedule_text", "text_chart"]
+__all__ = ["finder_text", "schedule_text", "text_chart", "zero_note"]
 
 _BOX = {"y": "│", "tick_y": "┤", "x": "─", "tick_x": "┬", "corner": "└", "mark": "┊", "mark_x": "┴",
         "tick_mark_x": "┼", "arrow": "▲"}
@@ -332,15 +332,18 @@ def finder_text(record: Mapping[str, Any] | Any, *, width: int = 72, height: int
     >>> "suggestion 0.0117 (robust) ▲" in chart, chart.splitlines()[-1].strip()
     (True, 'x: learning rate   y: training loss')
     """
-    from lrkit.plots.finder import loss_ylim
+    from lrkit.plots.finder import _loss_value, _readings, loss_ylim
 
     if not isinstance(record, Mapping) and callable(getattr(record, "to_dict", None)):
         record = record.to_dict()  # a FinderResult
     if not isinstance(record, Mapping) or "lrs" not in record or "losses" not in record:
         raise ValueError(f"finder_text needs a range-test record with 'lrs' and 'losses' (FinderResult.to_dict(), "
                          f"lr_find.json), got {type(record).__name__}")
-    lrs = [float(lr) for lr in record["lrs"]]
-    raw = [math.nan if v is None else float(v) for v in record["losses"]]
+    # as plot_finder reads a record: every LR named where it is not a number the log axis can place (a NaN one was
+    # left out without a word, 0 was "series[0]: x_log=True needs every x > 0"), a suggestion written as text read
+    lrs = [_finder_lr(i, lr) for i, lr in enumerate(record["lrs"])]
+    raw = [_loss_value(i, v) for i, v in enumerate(record["losses"])]
+    record = _readings(record)
     if len(lrs) != len(raw):
         raise ValueError(f"the range-test record has {len(lrs)} lrs but {len(raw)} losses; they must pair up")
     finite = [(lr, v) for lr, v in zip(lrs, raw) if math.isfinite(v)]
@@ -372,6 +375,56 @@ def finder_text(record: Mapping[str, Any] | Any, *, width: int = 72, height: int
     return chart
 
 
+def zero_note(steps: Sequence[float], lrs: Sequence[float], *, every_step: bool) -> str:
+    """Where a schedule's LR is 0 (or below), the LRs a log axis cannot draw: ``""`` where there are none.
+
+    ``steps[i]`` is the step of ``lrs[i]``; ``every_step``: the record holds every step (a sampled record of a long
+    run does not, so it gives no count). Each run of consecutive values is named: one value as ``step S``, a run as
+    ``steps S to E``; a single run of several steps keeps the short form ``at N steps, from step S``.
+
+    >>> zero_note([0, 1, 2, 3], [0.0, 0.1, 0.0, 0.0], every_step=True)
+    'LR 0 at 3 steps: step 0, steps 2 to 3'
+    >>> zero_note([0, 5000, 9999], [0.0, 0.1, 0.05], every_step=False)
+    'LR 0 at step 0'
+    """
+    at = [i for i, v in enumerate(lrs) if v <= 0]  # (NaN is not: a gap on any axis)
+    if not at:
+        return ""
+    what = "LR 0" if all(lrs[i] == 0 for i in at) else "LR <= 0"
+    runs: list[tuple[int, int]] = []
+    for i in at:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+
+    def step(i: int) -> str:
+        return f"{int(steps[i])}"
+
+    count = f"{len(at)} step{'' if len(at) == 1 else 's'}"
+    if len(runs) == 1 and len(at) == 1:
+        return f"{what} at step {step(at[0])}"
+    if len(runs) == 1:
+        first, last = runs[0]
+        return f"{what} at {count}, from step {step(first)}" if every_step else (
+            f"{what} from step {step(first)} to step {step(last)}")
+    named = [f"step {step(a)}" if a == b else f"steps {step(a)} to {step(b)}" for a, b in runs[:3]]
+    more = f", and {len(runs) - 3} more" if len(runs) > 3 else ""
+    return (f"{what} at {count}: " if every_step else f"{what} at ") + ", ".join(named) + more
+
+
+def _finder_lr(i: int, lr: Any) -> float:
+    """``lrs[i]`` of a range-test record as a float; ``ValueError`` naming it unless it is a finite number > 0."""
+    try:
+        value = float(lr) if not isinstance(lr, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"lrs[{i}]={lr!r}: every LR of a range-test record is a finite number > 0, as "
+                         "FinderResult.to_dict() and lr_find.json hold")
+    return value
+
+
 def schedule_text(records: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, width: int = 72, height: int = 12,
                   ascii: bool = False, log_y: bool = False) -> str:
     """Schedule records (``Schedule.record()``, or :func:`lrkit.schedules.report.sampled_record` of a long run) as a
@@ -398,7 +451,8 @@ def schedule_text(records: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, w
         if not isinstance(r, Mapping) or "lr" not in r:
             raise ValueError("a schedule record needs an 'lr' list (Schedule.record())")
         lrs = [math.nan if v is None else float(v) for v in r["lr"]]
-        steps = r.get("steps") or range(len(lrs))
+        steps = r.get("steps")  # (a numpy array has no truth value: `or` failed on one)
+        steps = range(len(lrs)) if steps is None or len(steps) == 0 else steps
         series.append(([float(t) for t in steps], lrs, "line"))
     absolute = all(bool(r.get("absolute", True)) for r in recs)
     y = "learning rate" if absolute else "LR multiplier (x peak)"
@@ -409,12 +463,11 @@ def schedule_text(records: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, w
     if log_y and any(v > 0 for _, ys, _ in series for v in ys):  # (none above 0: the chart says so itself)
         for r, (xs, ys, _) in zip(recs, series):
             # an LR of 0 (a decay that underflowed) is a gap on the log axis: say where, as finder_text does
-            zero = [x for x, v in zip(xs, ys) if v <= 0]
-            if zero:
-                every_step = not r.get("steps") or int(xs[-1]) + 1 == len(xs)  # a sampled long run skips steps
-                count = f" at {len(zero)} step{'' if len(zero) == 1 else 's'}," if every_step else ""
+            every_step = int(xs[-1]) + 1 == len(xs)  # a sampled long run skips steps
+            note = zero_note(xs, ys, every_step=every_step)
+            if note:
                 who = f"{r.get('label') or 'a schedule'}: " if len(recs) > 1 else ""
-                notes.append(f"{who}LR 0{count} from step {int(zero[0])}")
+                notes.append(who + note)
     if notes:
         last = chart.splitlines()[-1]
         indent = " " * (len(last) - len(last.lstrip()))  # under the axis names
