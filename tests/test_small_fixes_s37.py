@@ -152,3 +152,24 @@ def test_lrkit_find_record_names_the_task_and_seed(tmp_path: Path) -> None:
     record = lrkit.FinderResult.from_json(out / "lr_find.json")
     assert record.setup is not None and record.setup["task"] == "demo" and record.setup["seed"] == 3
     assert record.setup["optimizer"] == "SGD"
+
+
+def test_plot_finder_and_plot_results_keep_the_backend_the_user_chose(tmp_path: Path) -> None:
+    # before: matplotlib.use("Agg", force=False) switched the user's pyplot to Agg (plt.show() then showed nothing)
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from lrkit.plots.results import plot_results
+
+    csv = tmp_path / "results.csv"
+    csv.write_text("epoch,train_loss,val_loss,lr/pg0\n1,1.0,1.1,0.01\n2,0.8,0.9,0.005\n")
+    record = lrkit.FinderResult(lrs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], losses=[2.0, 1.9, 1.2, 0.9, 5.0])
+    plt.switch_backend("svg")
+    try:
+        plt.close(record.plot(tmp_path / "f.png"))
+        assert matplotlib.get_backend().lower() == "svg"
+        plot_results(csv, tmp_path / "r.png")
+        assert matplotlib.get_backend().lower() == "svg"
+        assert (tmp_path / "f.png").read_bytes()[1:4] == b"PNG" and (tmp_path / "r.png").read_bytes()[1:4] == b"PNG"
+    finally:
+        plt.switch_backend("agg")

@@ -10,7 +10,7 @@ from typing import Any
 
 from lrkit._utils import atomic_write, optional_import, write_named
 from lrkit.finder.suggest import REGIME_BACKOFF
-from lrkit.plots.schedule import MAX_DRAWN
+from lrkit.plots.schedule import MAX_DRAWN, pyplot
 
 __all__ = ["figure_format", "picture_target", "plot_finder", "save_figure", "write_figure"]
 
@@ -155,8 +155,7 @@ def plot_finder(record: Mapping[str, Any] | Any, *, path: str | os.PathLike[str]
     record, raw = _past_drawable(record, raw)
     if path is not None:
         picture_target(path)  # a bad suffix or folder fails before anything is drawn
-    optional_import("matplotlib", "plot").use("Agg", force=False)
-    plt = optional_import("matplotlib.pyplot", "plot")
+    plt = pyplot()  # Agg only where no backend was chosen (or no display): the user's own is kept
     own = ax is None  # a figure made here (not the caller's axes)
     if own:
         fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -354,7 +353,7 @@ def _legend_below(fig: Any, ax: Any) -> None:
     if not handles:
         return
     width, height = fig.get_size_inches()
-    renderer = fig.canvas.get_renderer()
+    renderer = None  # each artist finds its figure's renderer (only an Agg canvas has get_renderer())
 
     def place(ncol: int) -> Any:
         return ax.legend(handles, labels, fontsize=8, ncol=ncol, loc="upper center", frameon=False,

@@ -17,8 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lrkit._utils import optional_import
-from lrkit.plots.schedule import MAX_DRAWN
+from lrkit.plots.schedule import MAX_DRAWN, pyplot
 
 __all__ = ["plot_results"]
 
@@ -115,11 +114,7 @@ def plot_results(
         raise ValueError(f"{csv_path} has none of the columns plot_results draws (epoch, train_loss, val_loss, "
                          f"val_<metric>, lr/<group>, grad_norm), comma-separated as lrkit.train writes them; its "
                          f"header is {list(cols)}")
-    optional_import("matplotlib", "plot")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    plt = optional_import("matplotlib.pyplot", "plot")
+    plt = pyplot()  # Agg only where no backend was chosen (or no display): the user's own is kept
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)  # shared: a panel with no data keeps the epochs
     try:
         _draw(axes, cols, events, missing)
@@ -137,7 +132,7 @@ def _make_room_below(fig: Any, ax: Any) -> None:
     legend = ax.get_legend()
     if legend is None:
         return
-    renderer = fig.canvas.get_renderer()
+    renderer = None  # each artist finds its figure's renderer (only an Agg canvas has get_renderer())
     box = legend.get_window_extent(renderer)
     below = ax.get_window_extent(renderer).y0 - box.y0  # pixels of legend under the panel's bottom edge
     if below > 0:
