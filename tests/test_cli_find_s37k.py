@@ -92,30 +92,23 @@ def _interrupt(*args: object, **kwargs: object) -> None:
     raise KeyboardInterrupt
 
 
-def test_ctrl_c_while_the_picture_is_drawn_says_what_was_written(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("stopped_in", ["plot", "to_json"])
+def test_ctrl_c_while_the_results_are_written_says_what_was_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    stopped_in: str) -> None:
     # before: "interrupted — the range test stopped before it finished; nothing was written", while the test had
-    # finished and out/lr_find.json was there (Ctrl-C in the second matplotlib takes to draw lr_find.png)
+    # finished and out/lr_find.json was there (Ctrl-C in the second matplotlib takes to draw lr_find.png); Ctrl-C
+    # before anything went in removes the folder claimed for the results, so "nothing was written" holds
     from lrkit.finder.result import FinderResult
 
-    monkeypatch.setattr(FinderResult, "plot", _interrupt)
+    monkeypatch.setattr(FinderResult, stopped_in, _interrupt)
     out = tmp_path / "out"
     code, output = _find("--out", str(out), "--num-steps", "10", "--diverge-factor", "none")
     assert code == 130, output
     flat = " ".join(output.split())
-    assert "nothing was written" not in flat, output
-    assert f"writing its results into {str(out)!r} stopped: it holds lr_find.json only" in flat, output
-    assert sorted(p.name for p in out.iterdir()) == ["lr_find.json"]
-
-
-def test_ctrl_c_before_anything_is_written_leaves_no_empty_folder(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    # the folder claimed for the results is removed again when nothing went into it: "nothing was written" holds
-    from lrkit.finder.result import FinderResult
-
-    monkeypatch.setattr(FinderResult, "to_json", _interrupt)
-    out = tmp_path / "out"
-    code, output = _find("--out", str(out), "--num-steps", "10", "--diverge-factor", "none")
-    assert code == 130, output
-    assert "nothing was written" in " ".join(output.split()), output
-    assert not out.exists()
+    if stopped_in == "plot":
+        assert "nothing was written" not in flat, output
+        assert f"writing its results into {str(out)!r} stopped: it holds lr_find.json only" in flat, output
+        assert sorted(p.name for p in out.iterdir()) == ["lr_find.json"]
+    else:
+        assert "nothing was written" in flat, output
+        assert not out.exists()
