@@ -37,9 +37,12 @@ def lazy_class(module_globals: dict[str, Any], name: str, build: Callable[[], ty
     return __getattr__
 
 
-def check_monitor_kwargs(kwargs: Mapping[str, Any], supplied: Mapping[str, str]) -> None:
+def check_monitor_kwargs(kwargs: Mapping[str, Any], supplied: Mapping[str, str], named: Sequence[str] = (),
+                         who: str = "MonitorCallback") -> None:
     """Refuse unknown keywords, those the framework supplies (``supplied``: name -> what the callback passes), and
-    bad values, when the callback is built rather than at the first step.
+    bad values, when the callback is built rather than at the first step. ``named``: the callback ``who``'s own
+    arguments, offered (did-you-mean, the valid list) beside the monitor's, so that a misspelt one of them
+    (``save_snapshot``) is not answered with a monitor keyword that merely looks alike (``snapshot_every``).
 
     >>> check_monitor_kwargs({"backoff": 0.3}, {"model": "the module"})
     >>> check_monitor_kwargs({"model": None}, {"model": "the module"})
@@ -55,9 +58,10 @@ def check_monitor_kwargs(kwargs: Mapping[str, Any], supplied: Mapping[str, str])
                              f"{name}; leave {name}= out")
     params = inspect.signature(Monitor.__init__).parameters
     valid = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in supplied]
+    kind = f"{who} keyword" if named else "lrkit.Monitor keyword"
     for name in kwargs:
         if name not in valid:
-            raise unknown_name_error("lrkit.Monitor keyword", name, valid)
+            raise unknown_name_error(kind, name, [*named, *valid])
     probe = torch.nn.Linear(1, 1)  # a throwaway monitor checks the values (backoff in (0, 1), actions, checks, ...)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

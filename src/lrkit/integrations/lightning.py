@@ -196,7 +196,7 @@ def _build() -> type:
             for key, value in (("log_metrics", log_metrics), ("save_snapshots", save_snapshots)):
                 if not isinstance(value, bool):
                     raise ValueError(f"{key}={value!r} must be True or False")
-            check_monitor_kwargs(monitor_kwargs, _SUPPLIED)
+            check_monitor_kwargs(monitor_kwargs, _SUPPLIED, ("monitor_metric", "log_metrics", "save_snapshots"))
             self.monitor_metric = monitor_metric
             self.log_metrics = log_metrics
             self.save_snapshots = save_snapshots
@@ -631,6 +631,38 @@ class _Parts(NamedTuple):
     quiet: bool  # a rank other than 0: no progress, no warnings
 
 
+def _skipped_loss(skips: dict[str, bool], name: str, what: str, device: torch.device) -> torch.Tensor:
+    """The loss a test records for a batch whose ``training_step`` returned ``None`` after earlier batches gave
+    losses — Lightning's way to skip a batch, most often one whose loss is not finite (``if not
+    torch.isfinite(loss): return None``), as it becomes at the high LRs of a range test: NaN, which ends the test as a
+    non-finite loss does (Lightning's own LR finder records a skipped step as NaN too); said once per test. A NaN leaf
+    that requires grad, so the test's backward runs and leaves the model's gradients untouched. Training passes only:
+    a trial's scoring pass (eval mode) still refuses a ``None``, whose NaN would read as a diverged trial."""
+    if not skips["warned"]:
+        skips["warned"] = True
+        warnings.warn(
+            f"{name}.training_step returned None (Lightning's skip) in the {what}: the step is recorded as a NaN loss, "
+            "which ends the range test there as a non-finite loss does; a skip at a low LR cuts the curve short too "
+            "(return the loss at every batch the test draws)",
+            UserWarning,
+            stacklevel=4,
+        )
+    return torch.full((), math.nan, device=device, requires_grad=True)
+
+
+def _check_train_mode(data: Any, who: str) -> None:
+    """Refuse train data the fit loop refuses (a ``CombinedLoader(mode="sequential")``: Lightning raises at its
+    ``setup_data``, after the callbacks' ``on_fit_start``), before the callback ``who`` spends a range test on it."""
+    from lightning.pytorch.utilities import CombinedLoader
+
+    if isinstance(data, CombinedLoader) and data._mode == "sequential":
+        raise ValueError(
+            f"{who}: the fit's train data is a CombinedLoader(mode='sequential'), which Lightning's fit loop does not "
+            "train on (it raises after this callback's test); build it with mode='max_size_cycle' (the default), "
+            "'max_size' or 'min_size'"
+        )
+
+
 def _val_loader(trainer: Any, pl_module: Any) -> Any:
     """The fit's first validation DataLoader (``val_dataloaders=``, the datamodule's or module's
     ``val_dataloader()``), or ``None`` when the fit validates on nothing: no ``validation_step``, no val data, or
@@ -998,8 +1030,9 @@ def _build_finder() -> type:
         with ``trainer.optimizers[0]``, the fit's train dataloader (each batch as the fit loop prepares it: the
         precision plugin's ``convert_input``, then the module's batch transfer hooks, ``on_before_batch_transfer``
         included, to its device), ``training_step(batch, batch_idx)`` (or ``training_step(batch)``, as the fit
-        calls it) as the loss (a tensor, or a dict's ``"loss"``; in the plugin's ``train_step_context``, as the fit
-        runs it: ``"64-true"``/``"bf16-true"`` work),
+        calls it) as the loss (a tensor, or a dict's ``"loss"``; a ``None`` — Lightning's skip, of a non-finite loss
+        say — after earlier losses is a NaN loss, which ends the test; in the plugin's ``train_step_context``, as the
+        fit runs it: ``"64-true"``/``"bf16-true"`` work),
         ``accumulate_grad_batches`` (or a ``GradientAccumulationScheduler``'s first epoch's) as
         ``accumulation_steps``, ``gradient_clip_val`` as ``max_grad_norm``, and ``precision="16-mixed"``/
         ``"bf16-mixed"`` as ``amp`` (with Lightning's ``GradScaler``). ``self.log`` in ``training_step`` logs nothing
@@ -1218,6 +1251,19 @@ def _build_finder() -> type:
             """The checks before a test: ``False`` when none runs (a resumed fit, ``fast_dev_run``), else the LR
             attribute to set (``None``: scale the built optimizer). Refuses what the test cannot run on."""
             if trainer.ckpt_path is not None:  # the checkpoint's optimizer (its LR) is loaded after this hook
+                if self.lr is None:  # a checkpoint written without this callback (or before it set an LR)
+                    from lightning.pytorch.utilities import rank_zero_warn
+
+                    rank_zero_warn(
+                        f"{self._who}: the fit resumes from ckpt_path={str(trainer.ckpt_path)!r}, which holds no LR "
+                        f"this callback set, so the callback runs no {self._what} (the checkpoint's optimizer, its LR "
+                        "included, is loaded after on_fit_start and the fit trains at that LR) and .lr stays None. To "
+                        "test anew, "
+                        f"fit without ckpt_path on the checkpoint's weights ({type(pl_module).__name__}"
+                        ".load_from_checkpoint(...))",
+                        category=UserWarning,
+                        stacklevel=3,
+                    )
                 self._resume_attr(pl_module)
                 return False
             if trainer.fast_dev_run:
@@ -1274,6 +1320,11 @@ def _build_finder() -> type:
             # the test, so the fit's call draws what it would have drawn without the test
             restore_rng = RNGState.capture().restore
             raw = trainer.fit_loop._data_source.dataloader()
+            try:
+                _check_train_mode(raw, self._who)
+            except ValueError:
+                restore_rng()
+                raise
             # overfit_batches: the fit loop draws its batches unshuffled (a SequentialSampler), the same ones each epoch
             fitted = _unshuffled(raw) if trainer.overfit_batches > 0 else raw
             # under DDP each rank draws its shard, as the fit's first epoch does: the loaders get the sampler the fit
@@ -1294,6 +1345,9 @@ def _build_finder() -> type:
             val_batches = (_Batches(val_data, trainer, pl_module, trainer.limit_val_batches, "val")
                            if val_data is not None else None)
             counter = itertools.count()
+            # a None from training_step after it gave losses (Lightning's skip, e.g. of a non-finite loss): see
+            # _skipped_loss; "losses": it gave one, "warned": the None was said
+            skips = {"losses": False, "warned": False}
             name = type(pl_module).__name__
             plugin = trainer.precision_plugin
             # the fit runs training_step in the plugin's train_step_context (a default dtype for "64-true" and
@@ -1336,11 +1390,14 @@ def _build_finder() -> type:
                     raise
                 loss = out.get("loss") if isinstance(out, Mapping) else out
                 if not isinstance(loss, torch.Tensor):
+                    if out is None and skips["losses"] and pl_module.training:  # (not a trial's scoring pass)
+                        return _skipped_loss(skips, name, self._what, pl_module.device)
                     got = "a dict without 'loss'" if isinstance(out, Mapping) else repr(out)[:60]
                     raise ValueError(
                         f"{type(self).__name__}: {name}.training_step returned {got}; the range test needs the loss "
                         "(a tensor, or a dict with 'loss') at every batch"
                     )
+                skips["losses"] = True
                 return loss
 
             # the records (lr_find.json's "loss", lr_auto.json's "finder_loss") name the loss by step_fn's name
