@@ -173,3 +173,51 @@ def test_plot_finder_and_plot_results_keep_the_backend_the_user_chose(tmp_path: 
         assert (tmp_path / "f.png").read_bytes()[1:4] == b"PNG" and (tmp_path / "r.png").read_bytes()[1:4] == b"PNG"
     finally:
         plt.switch_backend("agg")
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("lm")
+    (d / "t.txt").write_text("abcab " * 80)
+    return lrkit.train(data=str(d / "t.txt"), seq_len=8, epochs=2, project=str(d), verbose=False, plots=False,
+                       monitor=False).run_dir
+
+
+def test_a_text_run_generates_text_after_a_prompt(text_run: Path) -> None:
+    # before: a text run could only predict its next character (LoadedRun.predict); no way to write text
+    run = lrkit.load_run(text_run)
+    state = torch.get_rng_state()
+    text = run.generate("ab", 20, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)  # its own generator: the global RNG is not drawn from
+    assert len(text) == 20 and set(text) <= set(run.vocab)
+    assert text == run.generate("ab", 20, seed=3) and run.generate("ab", 0) == ""
+    greedy, context = run.generate("abca", 5, temperature=0), "abca"
+    for ch in greedy:  # temperature 0: predict's answer, step by step
+        assert run.predict(context) == ch
+        context += ch
+    assert run.generate("ab", 8, top_k=1, seed=1) == run.generate("ab", 8, temperature=0)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"prompt": ""}, r"generate\(prompt=''\): give the text to go on from, a non-empty str"),
+    ({"prompt": "ab", "length": -1}, r"length=-1 must be a whole number >= 0"),
+    ({"prompt": "ab", "temperature": float("nan")}, r"temperature=nan must be a finite number >= 0"),
+    ({"prompt": "ab", "top_k": 0}, r"top_k=0 must be a whole number >= 1"),
+    ({"prompt": "abQ"}, r"does not: 'Q'")])
+def test_generate_names_a_bad_argument(text_run: Path, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        lrkit.load_run(text_run).generate(**kwargs)
+
+
+def test_lrkit_predict_generate(text_run: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lrkit.cli.app import build_app
+
+    app = build_app()
+    result = CliRunner().invoke(app, ["predict", str(text_run), "--text", "ab", "--generate", "12", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()[:2]
+    assert header == "text,generated" and row == "ab," + lrkit.load_run(text_run).generate("ab", 12, seed=3)
+    bad = CliRunner().invoke(app, ["predict", str(text_run), "--text", "ab", "--generate", "-2"])
+    assert bad.exit_code == 2 and "--generate -2 must be a whole number >= 0" in bad.output

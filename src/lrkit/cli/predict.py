@@ -25,7 +25,7 @@ import numpy as np
 import typer
 
 from lrkit._utils import did_you_mean, is_float_text, write_named
-from lrkit.cli._common import check_named_writable, fail
+from lrkit.cli._common import check_named_writable, fail, typed_float, typed_int
 
 __all__ = ["Predictions", "predict_command", "predict_file", "register"]
 
@@ -370,11 +370,14 @@ def _cell(value: Any) -> str:
 
 
 def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), stdin: str | None = None,
-                 keep: Sequence[str] = ()) -> Predictions:
+                 keep: Sequence[str] = (), generate: int | None = None, temperature: float = 1.0,
+                 seed: int = 0) -> Predictions:
     """Predict with ``run`` (a :class:`~lrkit.train.reuse.LoadedRun`) for the rows of ``source``: a ``.csv``/``.tsv``
     file (a CSV-trained run takes its feature columns by name, in any order, and ignores other columns; any other
     run takes all columns in order, after an optional header line), ``"-"`` for CSV text given as ``stdin``, or an
-    ``.npz`` (its ``x``) / ``.npy`` array; for a text run, each of ``texts`` instead.
+    ``.npz`` (its ``x``) / ``.npy`` array; for a text run, each of ``texts`` instead — with ``generate=N``, the ``N``
+    characters the run writes after each (:meth:`~lrkit.train.reuse.LoadedRun.generate` at ``temperature``, each
+    text's draw seeded with ``seed``) rather than the next one.
 
     Returns :class:`Predictions`: one row per input row, in the input's order — the class label, or the regression
     value(s) in the target's units (one column per target) — under the target's name (:func:`_target_name`; a run of
@@ -394,7 +397,17 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
         if not texts:
             raise ValueError("the run is a text run (a character-level LM): give the text(s) to continue with "
                              "--text, e.g. --text 'To be'")
+        if generate is not None:
+            try:
+                rows = [[t, run.generate(t, generate, temperature=temperature, seed=seed)] for t in texts]
+            except ValueError as e:  # generate's keywords as the flags that set them
+                raise ValueError(re.sub(r"^(length|temperature|seed)=", lambda m: "--" + {"length": "generate"}.get(
+                    m.group(1), m.group(1)) + " ", str(e))) from None
+            return Predictions(["text", "generated"], rows)
         return Predictions(["text", "next"], [[t, run.predict(t)] for t in texts])
+    if generate is not None:
+        raise ValueError(f"--generate writes text after each --text of a text run (a character-level LM); this run's "
+                         f"task is {run.task!r}")
     if texts:
         raise ValueError(f"--text is for a text run (a character-level LM); this run's task is {run.task!r}: give "
                          "its rows as INPUT (a .csv/.tsv file, - for stdin, or an .npz/.npy array)")
@@ -590,6 +603,16 @@ def predict_command(
         typer.Option("--text", metavar="<str>",
                      help="A text run: the text whose next character to predict (repeatable)."),
     ] = None,
+    generate: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(metavar="<int>", parser=typed_int,
+                     help="A text run: write this many characters after each --text (sampled), not the next one."),
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option(parser=typed_float, help="With --generate: divides the logits (0: the most likely "
+                                                     "character each time).")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(parser=typed_int, help="With --generate: the draw's seed.")] = 0,
     device: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(help="Run the model here, e.g. cuda, cuda:1, cpu. Default: cpu."),
@@ -640,7 +663,8 @@ def predict_command(
         loaded = load_run(run, which=which, device=dev)
         # bytes, decoded as a file of rows is (UTF-8, the byte and line named), not by the locale's codec
         stdin = _decode_input(typer.get_binary_stream("stdin").read(), "stdin") if source == "-" else None
-        result = predict_file(loaded, source, texts=text or (), stdin=stdin, keep=keep or ())
+        result = predict_file(loaded, source, texts=text or (), stdin=stdin, keep=keep or (), generate=generate,
+                              temperature=temperature, seed=seed)
     except (ValueError, OSError) as e:
         message = _as_flags(str(e), which)
         if "load_run(run, model=" in message:  # a model the checkpoint cannot rebuild: no flag passes one

@@ -346,6 +346,65 @@ class LoadedRun:
         return out
 
 
+    @torch.no_grad()
+    def generate(self, prompt: str, length: int = 200, *, temperature: float = 1.0, top_k: int | None = None,
+                 seed: int | None = None) -> str:
+        """The text a text run (``task='lm'``, trained on a text file) writes after ``prompt``: ``length`` characters,
+        one at a time, each drawn from the model's distribution over the next character given the last ``seq_len``
+        characters so far (the prompt's, then its own). Returns the new characters only.
+
+        ``temperature`` divides the logits before the draw (below 1: closer to the most likely character; ``0``:
+        always the most likely one, :meth:`predict`'s answer, repeated); ``top_k`` draws among the ``k`` most likely
+        characters only; ``seed`` makes the draw repeatable, with a generator of its own (torch's global RNG is not
+        touched; ``None``: a fresh draw each call). The prompt is read as :meth:`predict` reads its text (``\\r\\n``
+        and ``\\r`` as ``\\n``); a character the training text did not hold is the unknown token or an error, as in
+        :meth:`encode`.
+
+        >>> import tempfile, lrkit
+        >>> d = tempfile.mkdtemp(); _ = open(f"{d}/t.txt", "w").write("abcab " * 50)
+        >>> run = lrkit.train.load_run(lrkit.train(data=f"{d}/t.txt", seq_len=8, epochs=1, project=d,
+        ...                                        verbose=False, plots=False).run_dir)
+        >>> text = run.generate("ab", 12, seed=0)
+        >>> len(text), set(text) <= set(run.vocab), text == run.generate("ab", 12, seed=0)
+        (12, True, True)
+        """
+        vocab = self._need_vocab("generate")
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError(f"generate(prompt={prompt!r:.60}): give the text to go on from, a non-empty str")
+        length = _whole("length", length, 0)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+                math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (1: the model's own "
+                             "distribution; 0: always the most likely character)")
+        k = None if top_k is None else min(_whole("top_k", top_k, 1), len(vocab))
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(_whole("seed", seed, 0))
+        ids = self.encode(prompt.replace("\r\n", "\n").replace("\r", "\n")).tolist()
+        start, window, device = len(ids), self.seq_len or len(ids), self._device()
+        for _ in range(length):
+            context = torch.tensor(ids[-window:], dtype=torch.long, device=device)[None]
+            out = model_outputs(self.model(context))  # (1, T, V), or (T, V) from a model that flattens its logits
+            logits = (out[0, -1] if out.dim() == 3 else out[-1]).float().cpu()
+            if temperature == 0:
+                ids.append(int(logits.argmax()))
+                continue
+            logits = logits / temperature
+            if k is not None and k < len(logits):
+                logits[logits < torch.topk(logits, k).values[-1]] = -math.inf
+            ids.append(int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)))
+        return self.decode(ids[start:])
+
+
+def _whole(name: str, value: Any, low: int) -> int:
+    """``value`` as an ``int >= low`` (a numpy integer too), or a ``ValueError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}={value!r} must be a whole number >= {low}")
+    return int(value)
+
+
 @named_keywords
 def load_run(run: str | os.PathLike[str] | TrainResults, *, which: str | None = None, model: nn.Module | None = None,
              device: str | torch.device | None = None) -> LoadedRun:
