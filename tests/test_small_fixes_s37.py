@@ -221,3 +221,12 @@ def test_lrkit_predict_generate(text_run: Path) -> None:
     assert header == "text,generated" and row == "ab," + lrkit.load_run(text_run).generate("ab", 12, seed=3)
     bad = CliRunner().invoke(app, ["predict", str(text_run), "--text", "ab", "--generate", "-2"])
     assert bad.exit_code == 2 and "--generate -2 must be a whole number >= 0" in bad.output
+
+
+def test_generate_on_a_token_id_lm_run_says_why_not() -> None:
+    # an lm run on token ids has no vocabulary: the message said "for a text run ...; this run's task is 'lm'"
+    from lrkit.train.reuse import LoadedRun
+
+    run = LoadedRun(model=torch.nn.Linear(2, 2), checkpoint=Path("x.pt"), epoch=1, task="lm")
+    with pytest.raises(ValueError, match=r"trained on token ids without a vocabulary .* run\.predict\(ids\)"):
+        run.generate("ab", 3)

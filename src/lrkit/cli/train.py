@@ -282,7 +282,8 @@ def _summary(results: Any) -> None:
         ("monitor events", _events_cell(results)),
         ("time", f"{results.seconds:.1f}s"),
         # the step after training (Ultralytics' YOLO("best.pt").predict): the model of best.pt with its preprocessing
-        ("use the model", f"lrkit.load_run({str(results.run_dir)!r}).predict(raw inputs)"),
+        ("use the model", f"lrkit.load_run({str(results.run_dir)!r}).predict(raw inputs)"
+                          + (" or .generate(text, 200)" if results.task == "lm" else "")),
     ]
     for k, v in rows:
         table.add_row(k, v)

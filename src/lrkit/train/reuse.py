@@ -146,8 +146,9 @@ class LoadedRun:
 
     def _need_vocab(self, what: str) -> list[str]:
         if self.vocab is None:
-            raise ValueError(f"{what}() is for a text run (task='lm', data= a text file); this run's task is "
-                             f"{self.task!r}")
+            why = ("it was trained on token ids without a vocabulary (a torch dataset): its model maps ids to ids, "
+                   "run.predict(ids) gives the next one" if self.task == "lm" else f"this run's task is {self.task!r}")
+            raise ValueError(f"{what}() is for a text run (task='lm', data= a text file); {why}")
         return self.vocab
 
     def inputs(self, x: Any) -> torch.Tensor:
