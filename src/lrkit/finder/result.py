@@ -289,7 +289,9 @@ class FinderResult:
 
     @property
     def smoothed_losses(self) -> list[float]:
-        """The lag-free smoothed curve every rule reads (see :func:`lrkit.finder.suggest.smooth_curve`)."""
+        """The lag-free smoothed curve of the finite losses, one value per finite loss (see
+        :func:`lrkit.finder.suggest.smooth_curve`): what the rules read, except that a rule first merges losses
+        recorded at one LR (a hand-made or merged record) into one point at their mean."""
         finite = [v for v in self.losses if math.isfinite(v)]
         return [float(v) for v in _suggest.smooth_curve(np.asarray(finite))] if finite else []
 
