@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,12 +112,37 @@ def _length(sched: Schedule, key: str, value: Any) -> float:
     """A decay length (``total_iters``, ``T_max``) in steps: ``value`` in the family's ``unit``, or the run length
     when it is ``None``. A length that rounds to the run's length is the run's length: the run's own ``epochs x
     steps_per_epoch`` is rounded to whole steps, so ``T_max=1.5`` epochs of 7 steps (10.5) ends with the 10-step
-    run instead of half a step after it, above the floor at the last step."""
+    run instead of half a step after it, above the floor at the last step.
+
+    Per epoch (``interval="epoch"``) the staircase reads the formula at the epochs' starts ``e * steps_per_epoch``
+    unrounded, so the length stays unrounded too: the run's whole epochs (:func:`_run_epochs_length`), or ``value``
+    as given, so that epoch ``e`` of a decay over ``E`` epochs is at ``e / E`` (torch's scheduler of ``E`` steps
+    stepped once per epoch), also when an epoch is a fractional number of steps."""
     if value is None:
-        return float(sched._require_total(key))
+        total = sched._require_total(key)
+        return _run_epochs_length(sched, total) if sched.interval == "epoch" else float(total)
     steps = sched._span(key, value, sched.unit, integer=False)  # type: ignore[attr-defined]
     total = sched.total_steps
+    if sched.interval == "epoch":
+        return steps
     return float(total) if total is not None and round(steps) == total else steps
+
+
+def _run_epochs_length(sched: Schedule, total: int) -> float:
+    """The length in steps of a ``total``-step run stepped per epoch: ``E * steps_per_epoch`` for the whole number
+    of epochs ``E`` whose length rounds to the run's (the run was ``round(epochs * steps_per_epoch)`` steps: 5
+    epochs of 2.5 steps are a 12-step run, whose epochs' starts are read at ``e * 2.5 / 12.5``, as torch's
+    ``T_max=5`` stepped per epoch reads them), else the run's own ``total`` (a run of fractional epochs).
+
+    >>> from lrkit.schedules import Cosine
+    >>> _run_epochs_length(Cosine(epochs=5, steps_per_epoch=2.5, interval="epoch"), 12)
+    12.5
+    """
+    spe = float(sched.steps_per_epoch)  # type: ignore[arg-type]
+    epochs = round(total / spe)
+    if epochs >= 1 and round(epochs * spe) == total and abs(epochs * spe - total) > _ON_EDGE * total:
+        return epochs * spe
+    return float(total)
 
 
 def _floor_args(lrf: Any, eta_min: Any, peak: float | None) -> tuple[float | None, float | None]:
@@ -703,6 +729,22 @@ class CosineRestarts(Schedule):
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 
 
+def _check_gamma_applies(given: Any, gamma: float, mode: str) -> None:
+    """``cyclic``'s ``gamma`` scales the amplitude only in ``exp_range``: elsewhere a ``gamma`` other than 1 (the
+    default, no scaling) is ignored, as torch's ``CyclicLR`` ignores it, but with a ``UserWarning`` instead of
+    without a word (the decay it asked for never happens)."""
+    if gamma == 1.0 or mode == "exp_range":
+        return
+    if mode == "custom":
+        msg = (f"cyclic: gamma={given!r} has no effect with a custom scale_fn (scale_fn gives the whole amplitude "
+               "scale) and is ignored: put the decay in scale_fn, or drop gamma")
+    else:
+        msg = (f"cyclic: gamma={given!r} has no effect with mode={mode!r} and is ignored (as torch's CyclicLR "
+               "ignores it): gamma scales the amplitude by gamma ** t only with mode=exp_range; use mode=exp_range "
+               "for a decaying amplitude, or drop gamma")
+    warnings.warn(msg, UserWarning, stacklevel=3)
+
+
 class Cyclic(Schedule):
     """Cyclical LR (Smith 2017; torch ``CyclicLR``) between ``base_lr`` and ``max_lr``, with momentum cycling.
 
@@ -778,6 +820,7 @@ class Cyclic(Schedule):
             if scale_mode is not None and _check_choice("scale_mode", scale_mode, ("cycle", "iterations")) != \
                     self.scale_mode:
                 raise ValueError(f"scale_mode={scale_mode!r} only applies with a custom scale_fn (mode={mode!r})")
+        _check_gamma_applies(gamma, self.gamma, self.mode)
         self.scale_fn = scale_fn
         _set_momentum_cycling(self, cycle_momentum, base_momentum, max_momentum)
 
@@ -886,6 +929,45 @@ class Cyclic(Schedule):
 
 
 # ==============================================================================================================
+def _onecycle_ends(p: float, length: float, three_phase: bool) -> list[float]:
+    """The steps (per epoch: epochs) at which one-cycle's phases end, as torch's ``OneCycleLR`` puts them."""
+    if three_phase:
+        return [float(p * length) - 1, float(2 * p * length) - 2, float(length) - 1]
+    return [float(p * length) - 1, float(length) - 1]
+
+
+def _empty_phase_end(ends: Sequence[float]) -> float | None:
+    """The end of the first phase that ends where it starts (torch divides by its length, 0), else ``None``."""
+    start = 0.0
+    for end in ends:
+        if end == start:
+            return end
+        start = end
+    return None
+
+
+def _empty_phase_error(given: Any, p: float, total: int, length: float, three_phase: bool, end: float, *,
+                       per_epoch: bool) -> str:
+    """The error for a ``pct_start`` that leaves a one-cycle phase empty, with a ``pct_start`` that works."""
+    at = f"epoch {end:g} (interval=epoch)" if per_epoch else f"step {end:g}"
+    n = f"{length:g} epochs" if per_epoch else f"total_steps={total}"
+    if end == length - 1:  # the anneal has no step left: the rise (two rises, three-phase) take the whole run
+        return (f"pct_start={given!r} with {n} gives an empty one-cycle phase ending at {at}: the rise takes the "
+                f"whole run and leaves no step for the anneal; give pct_start < 1 (e.g. 0.3, torch's default)"
+                + (" and <= 0.5 with three_phase=true" if three_phase else ""))
+    top = 0.5 if three_phase else 1.0
+    # a rise of 2 steps (epochs), else none at all (torch's pct_start=0: the cycle anneals from max_lr at once)
+    works = [c for c in (2.0 / length, 0.0) if c <= top and _empty_phase_end(_onecycle_ends(c, length, three_phase))
+             is None]
+    if not works:  # pragma: no cover - pct_start=0 never leaves a phase empty
+        return f"pct_start={given!r} with {n} gives an empty one-cycle phase ending at {at}: give a longer run"
+    fix = works[0]
+    why = f"a rise of 2 {'epochs' if per_epoch else 'steps'}" if fix else "no rise: the cycle anneals from max_lr"
+    return (f"pct_start={given!r} with {n} gives an empty one-cycle phase ending at {at}: pct_start * "
+            f"{'epochs' if per_epoch else 'total_steps'} = {p * length:g} makes the rise end where the cycle starts; "
+            f"give another pct_start, e.g. pct_start={fix:g} ({why}), or a longer run")
+
+
 class OneCycle(Schedule):
     """One-cycle policy (Smith & Topin 2018; torch ``OneCycleLR``), two- or three-phase, with momentum cycling.
 
@@ -974,15 +1056,10 @@ class OneCycle(Schedule):
                 (float(p * length) - 1, init, 1.0, hi_m, lo_m),
                 (float(length) - 1, 1.0, low, lo_m, hi_m),
             ]
-        start = 0.0
-        for end, *_ in self._phases_def:
-            if end == start:
-                at = f"step {end:g}" if self._unit == 1.0 else f"epoch {end:g} (interval=epoch)"
-                raise ValueError(
-                    f"pct_start={pct_start!r} with total_steps={total} gives an empty one-cycle phase "
-                    f"ending at {at}: use a larger run or a different pct_start"
-                )
-            start = end
+        empty = _empty_phase_end([end for end, *_ in self._phases_def])
+        if empty is not None:
+            raise ValueError(_empty_phase_error(pct_start, p, total, length, self.three_phase, empty,
+                                                per_epoch=self._unit != 1.0))
 
     def _anneal(self, a: float, b: float, pct: float) -> float:
         if self.anneal_strategy == "cos":
