@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import inspect
 import math
@@ -85,7 +86,8 @@ def move_to(obj: Any, device: torch.device) -> Any:
     any other object with a ``.to(device)`` method (a PyTorch Geometric ``Batch``, a batch class of your own; one whose
     ``.to()`` moves it in place and returns ``None`` is the moved batch itself). Whether a ``.to`` takes a device is
     read from its signature (once per method): a ``.to()`` of another meaning (``def to(self)``) leaves the object as
-    it is, and a ``TypeError`` raised inside a ``.to(device)`` propagates, with a note naming the batch class:
+    it is, and a ``TypeError`` raised inside a ``.to(device)`` propagates, with a note naming the batch class. A
+    dataclass with no ``.to`` (a ``collate_fn``'s batch class) has its fields moved, in a shallow copy:
 
     >>> from collections import namedtuple
     >>> Batch = namedtuple("Batch", "x y")
@@ -109,6 +111,8 @@ def move_to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, Mapping):
         moved_items = {k: move_to(v, device) for k, v in obj.items()}
         return obj if all(moved_items[k] is v for k, v in obj.items()) else rebuild_like(obj, moved_items)
+    if cls in _PLAIN_VALUES:  # a dict batch's names, ids, flags: nothing to move, nothing to look up
+        return obj
     to = getattr(obj, "to", None)
     if to is not None and callable(to) and not isinstance(obj, (type, torch.nn.Module)):
         # a batch class that moves itself: PyTorch Geometric's Data/Batch, a dataclass of your own with .to(device)
@@ -127,7 +131,31 @@ def move_to(obj: Any, device: torch.device) -> Any:
             raise
         # a .to() that moves the object in place and returns nothing (``def to(self, device): self.x = ...``)
         return obj if moved is None else moved
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # a collate_fn's dataclass with no .to()
+        return _move_dataclass(obj, device)
     return obj
+
+
+#: The types of a batch's plain values, which :func:`move_to` returns at once.
+_PLAIN_VALUES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _move_dataclass(obj: Any, device: torch.device) -> Any:
+    """A dataclass instance with its fields moved by :func:`move_to`: ``obj`` itself when none moved, else a shallow
+    copy with the moved fields set (also on a frozen dataclass; ``__init__`` and ``__post_init__`` are not run
+    again). ``obj`` itself is never changed."""
+    moved = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name, None)
+        m = move_to(v, device)
+        if m is not v:
+            moved[f.name] = m
+    if not moved:
+        return obj
+    clone = copy.copy(obj)
+    for name, value in moved.items():
+        object.__setattr__(clone, name, value)  # (a frozen dataclass refuses setattr)
+    return clone
 
 
 #: Whether a batch's ``.to`` takes a device, per underlying function (or per type, for a ``.to`` that is not a Python
@@ -332,15 +360,45 @@ def default_loss(output: torch.Tensor, target: torch.Tensor, *, tokens: bool = F
         if output.numel() != target.numel():
             hint = (
                 " Class indices stored as floats? Cast them with y.long() for cross-entropy."
-                if output.dim() == target.dim() + 1 and output.shape[0] == target.shape[0] else ""
+                if _class_column_like(output, target) else ""
             )
             raise ValueError(
                 f"the float target of shape {tuple(target.shape)} does not match the model's output of shape "
                 f"{tuple(output.shape)}, and the default loss (mean squared error for float targets) would only "
                 f"broadcast them.{hint}"
             )
+        if _squeezed(output.shape) != _squeezed(target.shape):
+            raise ValueError(_layout_mismatch(output, target))
         output = output.reshape(target.shape)
     return torch.nn.functional.mse_loss(output, target)
+
+
+def _class_column_like(output: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether a float ``target`` has the shape of class indices for ``output``'s scores: ``(N,)`` against
+    ``(N, C)``, or a column ``(N, 1)`` against ``(N, C)`` — for :func:`default_loss`'s hint to cast them."""
+    if target.dim() == 0 or output.dim() < 2 or output.shape[0] != target.shape[0]:
+        return False
+    return output.dim() == target.dim() + 1 or (output.dim() == target.dim() and target.shape[-1] == 1)
+
+
+def _squeezed(shape: torch.Size) -> tuple[int, ...]:
+    """``shape`` without its dimensions of size 1: ``(N, 1)`` and ``(N,)`` are one layout, ``(8, 4)`` and ``(4, 8)``
+    are not."""
+    return tuple(d for d in shape if d != 1)
+
+
+def _layout_mismatch(output: torch.Tensor, target: torch.Tensor) -> str:
+    """:func:`default_loss`'s error for a float target with the output's number of elements in another layout
+    (``(B, T)`` against ``(T, B)``, channels last against channels first): reshaped, each output would be compared
+    with another sample's or position's target."""
+    o, t = tuple(output.shape), tuple(target.shape)
+    return (
+        f"the float target of shape {t} holds as many values as the model's output of shape {o} but in another "
+        f"layout, and the default loss (mean squared error for float targets) lines them up only where the shapes "
+        f"differ by dimensions of size 1 ((N, 1) against (N,)): reshaped, each output would be compared with another "
+        f"sample's target. Give the targets the output's shape {o} in the dataset (e.g. channels last (B, H, W, C) "
+        "to channels first: y.permute(0, 3, 1, 2)), or pass a loss_fn that lines them up"
+    )
 
 
 def model_outputs(out: Any) -> Any:
@@ -383,16 +441,20 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
                 tokens = (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and not x.is_floating_point()
                           and x.shape == y.shape)
                 loss = default_loss(out, y, tokens=tokens)
+        except AttributeError as e:  # the default loss reads y's dtype: a target that is no tensor (a list, numpy)
+            if loss_fn is None and not isinstance(y, torch.Tensor):
+                raise ValueError(_target_not_a_tensor(y)) from e
+            raise  # the user's own (a model's output read wrongly in loss_fn): as it was raised
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
             if isinstance(e, (torch.OutOfMemoryError, OutputNotATensor)):
                 raise
             name = getattr(loss_fn, "__name__", type(loss_fn).__name__) if loss_fn is not None else "the default loss"
             why = str(e).removesuffix(".")  # torch's own ends with '.' ("Target 2 is out of bounds."): no '..'
             what = _describe(out) + (f" (the 'logits' of a {type(raw).__name__})" if out is not raw else "")
-            fix = _cast_targets_fix(out, y, e, loss_fn) or _trailing_one_fix(out, y, loss_fn) or (
-                "pass a loss_fn that fits them (cross_entropy takes class-index targets, mse_loss float targets of "
-                "the output's shape) or step_fn=lambda model, batch: loss"
-            )
+            fix = (_cast_targets_fix(out, y, e, loss_fn) or _trailing_one_fix(out, y, loss_fn)
+                   or (_one_class_fix(out, y) if loss_fn is None else None)
+                   or "pass a loss_fn that fits them (cross_entropy takes class-index targets, mse_loss float targets "
+                      "of the output's shape) or step_fn=lambda model, batch: loss")
             raise ValueError(
                 f"{name}(model(x), y) failed: {why}. The model's output is {what} and the target "
                 f"{_describe(y)}; {fix}"
@@ -400,6 +462,72 @@ def batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None, step_
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ValueError(f"the loss must be a scalar tensor, got {_bad_loss_hint(loss)}")
     return loss
+
+
+def _target_not_a_tensor(y: Any) -> str:
+    """:func:`batch_loss`'s error for a target the default loss cannot read: ``y`` is no tensor (a list of labels or
+    of strings a ``collate_fn`` left as they were, a numpy array)."""
+    kind = type(y).__name__
+    if isinstance(y, (list, tuple)) and y:
+        kind += f" of {len(y)} {type(y[0]).__name__} values"
+    elif type(y).__module__ == "numpy":
+        kind += f" of dtype {getattr(y, 'dtype', '?')}"
+    return (
+        f"the default loss needs the target y as a tensor (integer class indices for cross-entropy, floats of the "
+        f"output's shape for the mean squared error), got {_a(kind)}: make it one in the dataset or collate_fn "
+        "(torch.as_tensor(y); class names as strings mapped to indices 0..C-1 first), or pass "
+        "loss_fn=lambda out, y: loss or step_fn=lambda model, batch: loss that reads it"
+    )
+
+
+def _one_class_fix(out: Any, y: Any) -> str | None:
+    """The fix for class targets (integer or boolean) against a model with one output per sample — logits ``(N, 1)``,
+    or ``(N,)`` of the targets' shape: cross-entropy over one class is 0 whatever the model outputs, and a target of
+    1 is out of its bounds. ``None`` for any other pair."""
+    if not (isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor)) or out.ndim == 0:
+        return None
+    if y.is_floating_point() or y.is_complex():
+        return None
+    if out.ndim == 1:
+        if out.shape != y.shape:
+            return None
+    elif (out.shape[-1] if _token_logits(out, y, True) else out.shape[1]) != 1:
+        return None
+    return (
+        f"the model returns one output per sample, shape {tuple(out.shape)}, and the default loss for integer or "
+        "boolean targets is cross-entropy over the output's classes — over one class it is 0 whatever the model "
+        "outputs. For two classes (0/1, False/True) pass loss_fn=lambda out, y: "
+        "torch.nn.functional.binary_cross_entropy_with_logits(out, y.float().view_as(out)); for more, give the "
+        "model one output per class"
+    )
+
+
+def _empty_batch_error(batch: Any) -> ValueError | None:
+    """The error for a first batch with no samples — every tensor in it of leading size 0 (a filter that kept
+    nothing, a sampler over an empty split): its loss is the mean over nothing, NaN. ``None`` for any other batch."""
+    sizes: list[int] = []
+
+    def walk(v: Any, depth: int) -> None:
+        if isinstance(v, torch.Tensor):
+            if v.dim():
+                sizes.append(int(v.size(0)))
+        elif isinstance(v, PackedSequence):
+            sizes.append(int(v.batch_sizes[0]) if len(v.batch_sizes) else 0)
+        elif depth < 4 and isinstance(v, Mapping):
+            for w in v.values():
+                walk(w, depth + 1)
+        elif depth < 4 and isinstance(v, (list, tuple)):
+            for w in v:
+                walk(w, depth + 1)
+
+    walk(batch, 0)
+    if not sizes or any(sizes):
+        return None
+    return ValueError(
+        f"the first batch holds no samples ({_structure(batch)}): its loss would be the mean over nothing, NaN; "
+        "check the dataset or the filter/sampler that feeds the loader, and give the loader batches of at least one "
+        "sample"
+    )
 
 
 class OutputNotATensor(ValueError):
@@ -616,6 +744,9 @@ def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
     (:func:`_loss_text`: ``FinderResult.loss``; told here, once, so that no later step pays for it). Call it inside
     the loop's autocast region, as ``batch_loss``.
     """
+    empty = _empty_batch_error(batch)
+    if empty is not None:
+        raise empty
     if step_fn is None and loss_fn is None and takes_whole_batch(batch):
         step_fn = _own_loss_first  # the model computes its loss from the labels: no output for the target-dtype check
     if step_fn is not None:
@@ -639,13 +770,46 @@ def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
             # Python 3.11+: the user's error, its type kept, with what it was given; a ValueError is left as it is
             # (lrkit's errors are ValueErrors, and a model's own is its message alone: BatchNorm's one-sample batch)
             if hasattr(e, "add_note") and not isinstance(e, ValueError):
-                e.add_note(f"lrkit: raised by model(x) at the first step of {loop}, {_input_text(batch)}")
+                e.add_note(f"lrkit: raised by model(x) at the first step of {loop}, {_input_text(batch)}"
+                           + (_unpack_hint(batch) if isinstance(e, TypeError) else ""))
         raise
     text = _loss_text(batch, loss_fn, None, forward.out)
+    if isinstance(batch, Mapping):
+        _warn_dropped_keys(batch)
     out = model_outputs(forward.out)
     if loss_fn is None and text.startswith("default: MSE"):
         _warn_class_probabilities(out, split_batch(batch)[1])
+    elif loss_fn is None and text.startswith("default: cross-entropy"):  # over one class: 0, and no gradient
+        y = split_batch(batch)[1]
+        one_class = _one_class_fix(out, y)
+        if one_class is not None:
+            raise ValueError(f"the default loss, cross-entropy, cannot train this model on these targets: {one_class}")
+        if isinstance(y, torch.Tensor) and y.numel() and bool((y == -100).all()):  # a sync: the first step only
+            raise ValueError(
+                f"every target of the first batch (shape {tuple(y.shape)}) is -100, the ignore_index of the default "
+                "loss, cross-entropy: with no target left its loss is NaN. Check the labels (padding only?) or the "
+                "loader's order, or pass a loss_fn/step_fn that handles such batches"
+            )
     return loss, out if isinstance(out, torch.Tensor) and not _autocast_on(out) else None, text
+
+
+def _unpack_hint(batch: Any) -> str:
+    """For a ``TypeError`` raised by ``model(x)`` whose ``x`` is a tuple, list or dict of several inputs (a
+    ``forward(a, b)`` given them as one argument): the ``step_fn`` that unpacks them; ``""`` for any other input."""
+    x = split_batch(batch)[0]
+    if isinstance(x, Mapping) and x:
+        star = "**"
+    elif isinstance(x, (list, tuple)) and len(x) > 1 and not isinstance(x, PackedSequence):
+        star = "*"
+    else:
+        return ""
+    where, target = "batch[0]", "batch[1]"
+    if isinstance(batch, Mapping):
+        where = f"batch[{next(k for k in _INPUT_KEYS if k in batch)!r}]"
+        target = f"batch[{next(k for k in _TARGET_KEYS if k in batch)!r}]"
+    call = f"model({star}{where})"
+    return (f"; lrkit calls model(x) with the input as one argument: for a forward() of several inputs, pass "
+            f"step_fn=lambda model, batch: loss_fn({call}, {target})")
 
 
 def _input_text(batch: Any) -> str:
@@ -674,6 +838,32 @@ def _structure(value: Any, depth: int = 0) -> str:
         return f"{kind} {{{', '.join(items)}{', ...' if len(value) > 6 else ''}}}"
     items = [_structure(v, depth + 1) for v in value[:6]]
     return f"{kind} of {len(value)}: ({', '.join(items)}{', ...' if len(value) > 6 else ''})"
+
+
+#: Keys of a dict batch that hold per-sample weights or a padding mask: the (x, y) split never reads them.
+_WEIGHT_KEYS = ("weight", "weights", "sample_weight", "sample_weights", "mask", "masks", "attention_mask",
+                "padding_mask", "loss_mask")
+
+
+def _warn_dropped_keys(batch: Mapping[Any, Any]) -> None:
+    """Warn (once, from the first step: :func:`first_batch_loss`) when a dict batch split into ``x`` and ``y`` also
+    holds tensors of sample weights or a mask (:data:`_WEIGHT_KEYS`, in any case): ``model(x)`` and the loss of
+    ``(output, y)`` never see them, so the loss is unweighted and unmasked. Other keys (ids, names) are not named."""
+    dropped = [k for k, v in batch.items()
+               if isinstance(k, str) and k.lower() in _WEIGHT_KEYS and isinstance(v, torch.Tensor)]
+    if not dropped:
+        return
+    xk = next(k for k in _INPUT_KEYS if k in batch)
+    yk = next(k for k in _TARGET_KEYS if k in batch)
+    names = " and ".join(repr(k) for k in dropped)
+    warnings.warn(
+        f"the dict batch's {names} {'is' if len(dropped) == 1 else 'are'} never used: lrkit computes "
+        f"loss_fn(model(batch[{xk!r}]), batch[{yk!r}]) (or the default loss of them), so the loss is neither weighted "
+        f"nor masked; to use {'it' if len(dropped) == 1 else 'them'}, pass step_fn=lambda model, batch: loss, e.g. "
+        f"(torch.nn.functional.cross_entropy(model(batch[{xk!r}]), batch[{yk!r}], reduction='none') * "
+        f"batch[{dropped[0]!r}]).mean()",
+        UserWarning, stacklevel=stacklevel_outside_lrkit(),
+    )
 
 
 def _warn_class_probabilities(out: Any, y: Any) -> None:
@@ -1086,7 +1276,7 @@ def _leading_size(batch: Any) -> int | None:
     its number of sequences; an object with an integer ``num_graphs``: that); ``None`` if there is none (a dict's
     non-tensor values, such as ids or names, and 0-dim tensors are passed over)."""
     if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else None
+        return int(batch.size(0)) if batch.dim() else None  # (size(0): a nested tensor has no .shape)
     if isinstance(batch, PackedSequence):  # batch_sizes[0]: the sequences alive at the first time step, i.e. all
         return int(batch.batch_sizes[0]) if len(batch.batch_sizes) else 0
     if isinstance(batch, Mapping):
