@@ -121,9 +121,25 @@ def own_loss(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
         raise ValueError(
             f"a dict batch with keys {_keys(keys)} ('labels' and no {'/'.join(_INPUT_KEYS)} key) goes to the model "
             f"whole, model(**batch), as a Hugging Face model takes it, but its output ({_a(type(out).__name__)}) has "
-            "no 'loss' tensor; pass step_fn=lambda model, batch: loss"
+            f"no 'loss' tensor{_no_loss_found(out, loss)}; pass step_fn=lambda model, batch: loss"
         )
     return loss
+
+
+def _no_loss_found(out: Any, loss: Any) -> str:
+    """What a model's output held instead of a ``loss`` tensor, for :func:`own_loss`'s error: a ``loss`` that is no
+    tensor (a float from ``.item()``), or a tuple's first item that is no scalar (``return_dict=False`` logits)."""
+    if loss is not None:
+        shown = repr(loss)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return (f" (its 'loss' is {_a(type(loss).__name__)} ({shown}), not a tensor: a loss turned into a number, "
+                "with .item() or float(), has no gradient to train on)")
+    if type(out) in (tuple, list) and out:
+        first = out[0]
+        what = f"a tensor of shape {tuple(first.shape)}" if isinstance(first, torch.Tensor) else \
+            _a(type(first).__name__)
+        return f" (its first item is {what}, not a scalar loss: were the labels given?)"
+    return ""
 
 
 def _own_loss_first(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:

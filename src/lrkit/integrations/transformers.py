@@ -21,7 +21,8 @@ Where each call goes (transformers 5.x, ``Trainer._run_epoch``):
 - ``on_pre_optimizer_step`` (after the last micro-batch's backward and the Trainer's gradient clipping, before
   ``optimizer.step()``): ``monitor.after_backward(loss)`` with the step's loss — once per optimizer step; under
   ``gradient_accumulation_steps=k`` the mean of the step's micro-batch losses (their sum when the model normalises
-  each by the step's ``num_items_in_batch``, as the Trainer's GA loss fix does).
+  each by the step's ``num_items_in_batch``, as the Trainer's GA loss fix does; ``trainer.loss_is_scaled_for_ga``,
+  when set, decides instead, as it does for the Trainer).
 - ``on_step_end`` (after ``optimizer.step()`` *and* ``lr_scheduler.step()``): ``monitor.after_step()``, so a rollback
   restores a consistent model, optimizer and scheduler. A stop sets ``control.should_training_stop``.
 - ``on_evaluate`` during ``train()``: ``monitor.after_validation(metrics[monitor_metric])`` (``"eval_loss"``).
@@ -59,7 +60,7 @@ import numpy as np
 import torch
 
 from lrkit._state import RNGState
-from lrkit._utils import MissingExtraError, atomic_write, unknown_name_error
+from lrkit._utils import MissingExtraError, _a, atomic_write, unknown_name_error
 from lrkit.integrations._common import (
     Replay,
     check_finder_keywords,
@@ -82,6 +83,10 @@ __all__ = ["STATE_FILE", "MonitorCallback", "MonitorLossMixin", "choose_trainer_
 
 #: The file the monitor's state is saved to in each ``Trainer`` checkpoint folder.
 STATE_FILE = "lrkit_monitor.pt"
+
+#: The fewest training forwards without an optimizer step after which ``MonitorCallback``'s loss hook takes itself
+#: off the model (its ``train()`` ended in an error); at least 64 x the run's accumulation steps x its GPUs.
+_LOSS_CAP = 10_000
 
 #: Monitor arguments the callback supplies itself, from the Trainer.
 _SUPPLIED = {
@@ -117,8 +122,14 @@ def _read_loss(output: Any) -> torch.Tensor | None:
 
 
 def _describe(output: Any) -> str:
+    """A model output the loss hook cannot read a loss from (:func:`_read_loss`), in words, for the warning."""
     if isinstance(output, dict):
-        return f"{type(output).__name__} with keys {sorted(map(str, output))} and no 'loss'"
+        value = output.get("loss")
+        if value is None:
+            return f"{type(output).__name__} with keys {sorted(map(str, output))} and no 'loss'"
+        what = (f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}" if isinstance(value, torch.Tensor)
+                else f"{_a(type(value).__name__)} ({value!r:.40})")
+        return f"{type(output).__name__} whose 'loss' is {what}, not a floating-point scalar tensor"
     if isinstance(output, (tuple, list)):
         first = output[0] if output else None
         what = f"a tensor of shape {tuple(first.shape)}" if isinstance(first, torch.Tensor) else type(first).__name__
@@ -1215,6 +1226,22 @@ def _check_choice_above_floor(auto: AutoLR, floor: float, budget: float, optimiz
     )
 
 
+def _calling_trainer() -> Any:
+    """The ``transformers.Trainer`` whose ``train()`` is calling a callback's ``on_train_begin`` (the ``self`` of a
+    calling frame: callbacks are not handed the Trainer), or ``None``; read once per ``train()``."""
+    from transformers import Trainer
+
+    frame = inspect.currentframe()
+    for _ in range(12):
+        frame = frame.f_back if frame is not None else None
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Trainer):
+            return owner
+    return None
+
+
 def _build() -> type:
     TrainerCallback = _transformers("MonitorCallback").TrainerCallback
 
@@ -1270,6 +1297,7 @@ def _build() -> type:
             self._losses: list[torch.Tensor] = []  # this optimizer step's forward losses (the hook's)
             self._summed = False  # the model normalised its loss by num_items_in_batch: the step's loss is the sum
             self._summed_scale = 1  # what the Trainer's compute_loss multiplies such a loss by (data-parallel ranks)
+            self._scaled_for_ga: bool | None = None  # the Trainer's loss_is_scaled_for_ga (None: decide as it does)
             self._reported: list[torch.Tensor] = []  # MonitorLossMixin's training_step losses (summed)
             self._mixin = False  # MonitorLossMixin reported: the hook's losses are not used
             self._unread: str | None = None  # what a training forward returned instead of a loss
@@ -1282,6 +1310,7 @@ def _build() -> type:
             self._stepping = False  # after_backward called, after_step due at on_step_end
             self._in_train = False
             self._resume_dir: Path | None = None
+            self._loss_cap = _LOSS_CAP  # the hook's losses no optimizer step took: past it, a dead train() (below)
 
         # ---------------------------------------------------------------- set-up
         def load_checkpoint(self, checkpoint_dir: str | os.PathLike[str]) -> None:
@@ -1320,6 +1349,8 @@ def _build() -> type:
             tp = getattr(model, "_tp_size", None) or 1
             average = getattr(args, "average_tokens_across_devices", False) and getattr(args, "n_gpu", 1) <= 1
             self._summed_scale = max(1, ranks // tp) if average and ranks > 1 else 1
+            scaled = getattr(_calling_trainer(), "loss_is_scaled_for_ga", None)
+            self._scaled_for_ga = scaled if isinstance(scaled, bool) else None
             self._remove_hook()
             self._hook = model.register_forward_hook(self._forward_hook, with_kwargs=True)
             self._losses, self._reported, self._mixin, self._unread = [], [], False, None
@@ -1327,6 +1358,8 @@ def _build() -> type:
             self._warned_loss = self._warned_metric = False
             self._missing_metric, self._metric_found_at = None, -1
             self._in_train = True
+            self._loss_cap = max(_LOSS_CAP, 64 * max(1, int(getattr(args, "gradient_accumulation_steps", 1) or 1))
+                                 * max(1, int(getattr(args, "n_gpu", 1) or 1)))
             resume_dir, self._resume_dir = self._resume_dir, None  # for this train() only, resumed or not
             if state.global_step > 0:  # only a resumed train() starts past step 0
                 folder = resume_dir or Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -1363,6 +1396,23 @@ def _build() -> type:
                 return
             self._losses.append(loss.detach())
             self._summed = kwargs.get("num_items_in_batch") is not None
+            if len(self._losses) > self._loss_cap:
+                self._drop_stale_hook()
+
+        def _drop_stale_hook(self) -> None:
+            """Take the hook off a model whose ``train()`` ended in an error: no ``on_train_end`` took it off, and
+            each training forward since (a hand loop, another Trainer) kept a loss no optimizer step ever collects."""
+            count = len(self._losses)
+            self._remove_hook()
+            self._losses = []
+            self._in_train = False
+            warnings.warn(
+                f"MonitorCallback: {count} training forwards of the model ran without an optimizer step of the "
+                "Trainer's train() (one that ended in an error, with no on_train_end), so the callback's loss hook "
+                "has been taken off the model; the next trainer.train() with this callback puts it back",
+                UserWarning,
+                stacklevel=2,
+            )
 
         def _report_training_step_loss(self, loss: Any) -> None:
             if isinstance(loss, torch.Tensor):
@@ -1396,7 +1446,11 @@ def _build() -> type:
             # hook (replicas share the module's hooks), each with the loss on its own device: combine them on one
             device = losses[0].device
             stacked = torch.stack([x.float().reshape(()).to(device) for x in losses])
-            return stacked.sum() * self._summed_scale if self._summed else stacked.mean()
+            # the Trainer's rule (training_step): a loss normalised by num_items_in_batch is not divided by the
+            # accumulation steps, so the step's loss is the sum; loss_is_scaled_for_ga set on the Trainer overrides it
+            summed = self._summed if self._scaled_for_ga is None else self._scaled_for_ga
+            value = stacked.sum() if summed else stacked.mean()
+            return value * self._summed_scale if self._summed else value
 
         # ---------------------------------------------------------------- every step
         def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
