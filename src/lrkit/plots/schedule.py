@@ -170,7 +170,11 @@ def pyplot() -> Any:
     the one chosen opens windows and there is no display. A backend that works here and that the user chose
     (``matplotlib.use``, ``MPLBACKEND``, a notebook's inline one) is left as it is, and so is pyplot once imported.
     (``matplotlib.use("Agg", force=False)`` switched an imported pyplot to Agg, so a user's ``plt.show()`` showed
-    nothing after one picture, and it set ``rcParams["backend_fallback"]`` for good.)"""
+    nothing after one picture, and it set ``rcParams["backend_fallback"]`` for good.)
+
+    >>> pyplot().__name__
+    'matplotlib.pyplot'
+    """
     matplotlib = optional_import("matplotlib", "plot")
     if "matplotlib.pyplot" not in sys.modules:
         chosen = dict.__getitem__(matplotlib.rcParams, "backend")  # (not rcParams["backend"]: that resolves it)
