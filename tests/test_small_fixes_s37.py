@@ -230,3 +230,13 @@ def test_generate_on_a_token_id_lm_run_says_why_not() -> None:
     run = LoadedRun(model=torch.nn.Linear(2, 2), checkpoint=Path("x.pt"), epoch=1, task="lm")
     with pytest.raises(ValueError, match=r"trained on token ids without a vocabulary .* run\.predict\(ids\)"):
         run.generate("ab", 3)
+
+
+def test_a_hugging_face_batch_with_label_not_labels_is_told_to_rename_it() -> None:
+    # before: "... Did you mean 'inputs' for 'input_ids'? Rename the keys" (a datasets column is 'label')
+    from lrkit._step import split_batch
+
+    batch = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3),
+             "label": torch.zeros(2, dtype=torch.long)}
+    with pytest.raises(ValueError, match=r"rename 'label' to 'labels' \(dataset\.rename_column\('label', 'labels'\)"):
+        split_batch(batch)

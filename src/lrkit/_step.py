@@ -224,6 +224,18 @@ def rebuild_like(obj: Any, new: list[Any] | dict[Any, Any]) -> Any:
     return cls(*new) if hasattr(obj, "_fields") else cls(new)  # a namedtuple takes its fields one by one
 
 
+def _hf_label_key_error(batch: Mapping[str, Any]) -> str:
+    """:func:`split_batch`'s error for a Hugging Face style batch whose target is under ``label`` (a ``datasets``
+    column as it is) or ``label_ids``, with no input key: the model computes its loss from ``labels``."""
+    key = "label" if "label" in batch else "label_ids"
+    return (
+        f"a dict batch with keys {_keys(batch)} holds its target under {key!r} and no input key "
+        f"{'/'.join(_INPUT_KEYS)}: a Hugging Face model computes its loss from 'labels', so rename {key!r} to 'labels' "
+        f"(dataset.rename_column({key!r}, 'labels'); transformers' data collators do it for the Trainer) and the batch "
+        "goes to the model whole, model(**batch); or pass step_fn=lambda model, batch: loss"
+    )
+
+
 def split_batch(batch: Any) -> tuple[Any, Any]:
     """``(inputs, targets)`` of an ``(x, y)`` pair or a dict with input/target keys; a clear error otherwise."""
     if (type(batch) is list or type(batch) is tuple) and len(batch) == 2:  # the common case, without ABC checks
@@ -242,6 +254,8 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
         y = batch[ys[0]] if ys else None
         if x is None or y is None:
             whole = takes_whole_batch(batch)
+            if not xs and "labels" not in batch and ("label" in batch or "label_ids" in batch):
+                raise ValueError(_hf_label_key_error(batch))
             raise ValueError(
                 f"cannot split a dict batch with keys {_keys(batch)} into input and target: the model's input x is "
                 f"read from one of the keys {_INPUT_KEYS} and the target y from one of {_TARGET_KEYS}, for "
