@@ -658,8 +658,13 @@ def _emit(caught: list[warnings.WarningMessage]) -> None:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
             continue
         name, g = found
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, module=name,
-                               registry=g.setdefault("__warningregistry__", {}), module_globals=g, source=w.source)
+        try:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, module=name,
+                                   registry=g.setdefault("__warningregistry__", {}), module_globals=g,
+                                   source=w.source)
+        except ImportError:  # code read from stdin or `python -c` (__main__'s loader has no source to give)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, module=name,
+                                   registry=g.setdefault("__warningregistry__", {}), source=w.source)
 
 
 def _check_broadcast(message: Warning | str, loss_fn: Any, where: str) -> None:

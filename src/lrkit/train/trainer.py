@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,19 @@ from lrkit._dlr import group_step_sizes
 from lrkit._step import (
     _INPUT_KEYS,
     _TARGET_KEYS,
+    _bad_loss_hint,
+    _emit,
+    _layout_mismatch,
+    _squeezed,
     _token_logits,
+    _warn_class_probabilities,
+    _warn_dropped_keys,
     autocast_context,
     batch_loss,
     batch_size,
     class_targets,
     dtype_name,
+    first_batch_loss,
     first_line,
     model_outputs,
     move_to,
@@ -47,6 +55,7 @@ from lrkit._step import (
     refuse_broadcast,
     split_batch,
     takes_whole_batch,
+    target_dtype_error,
 )
 from lrkit._utils import adapts_step_size, first_few, unknown_name_error
 from lrkit.finder.range_test import _held_loaders, _loader_generators, _persistent_loaders, _shut_workers
@@ -527,6 +536,13 @@ class _Trainer:
         #: log lines held back while a new run's schedule is planned: its notes ("warmup_epochs=3 is longer than
         #: the run") qualify the plan, so they follow its lines (data, model, optimizer, lr0), not open the log
         self.held_lines: list[str] | None = None
+        #: the warnings this run has given (category, text): the first-step checks run on the first validation batch,
+        #: in lr0="auto"'s range test and at the first training step, and each says a thing once (see _warn_once)
+        self.said_warnings: set[tuple[type, str]] = set()
+        #: the first training step of this call has run its checks (:meth:`_first_loss`); later steps run bare
+        self.first_step_done = False
+        #: the first training step's model output, for the error of a backward pass that fails on it (then dropped)
+        self.first_out: Any = None
 
     # ---------------------------------------------------------------------------------------------- logging
     def log(self, line: str) -> None:
@@ -716,6 +732,14 @@ class _Trainer:
             batched = (" (the train DataLoader has batch_size=None: its dataset's items are whole batches, and "
                        "the first row of the first of them is read as a sample)"
                        if isinstance(self.data.train, DataLoader) and self.data.train.batch_size is None else "")
+            if isinstance(sample, (tuple, list)) and len(sample) > 2:  # (x, y, weight): no task= splits it
+                raise ValueError(
+                    f"cannot train on data {info.name!r}: its first sample is {describe_sample(self.data.train)}"
+                    f"{batched}, and lrkit splits a batch into (inputs, targets) only — a task= would not read the "
+                    f"other {len(sample) - 2} item(s). Pass step_fn=lambda model, batch: loss that reads them, e.g. "
+                    "for per-sample weights (torch.nn.functional.cross_entropy(model(batch[0]), batch[1], "
+                    "reduction='none') * batch[2]).mean()"
+                )
             raise ValueError(
                 f"cannot tell the task of data {info.name!r}: its first sample is {describe_sample(self.data.train)}"
                 f"{batched}. lrkit reads integer class indices of shape () or (1,) as classification, float targets "
@@ -1087,12 +1111,24 @@ class _Trainer:
     def _check_model_runs(self) -> None:
         """One forward pass on a validation batch (eval mode, no grad), so a model that does not fit the data fails
         here with a clear message instead of deep inside the loop."""
-        if self.step_fn is not None:
+        if self.step_fn is not None:  # a step_fn reads its batches itself: only a loader with none is refused here
+            try:
+                count = len(self.val_loader)
+            except TypeError:  # (no length: an IterableDataset)
+                return
+            if count == 0:
+                raise self._no_val_batches()
             return
         batch = next(iter(self.val_loader), None)
         if batch is None:
-            raise ValueError(f"the validation split of {self.data.info.name!r} yields no batches")
-        x, y = split_batch(move_to(batch, self.device))
+            raise self._no_val_batches()
+        batch = move_to(batch, self.device)
+        try:
+            x, y = split_batch(batch)
+        except ValueError as e:  # the training batches may split fine: say which loader's did not
+            raise ValueError(f"the validation loader's first batch: {e}") from None
+        if isinstance(batch, Mapping):  # weights or a mask that the validation loss never reads: said once
+            self._warn_once(lambda: _warn_dropped_keys(batch))
         was_training = self.model.training
         self.model.eval()
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -1132,22 +1168,88 @@ class _Trainer:
                              f"metric is the validation loss (not {self.spec.metric_name})")
                     self.spec = task_spec(None)
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            told = ""
+            if self.user_loss is not None and not isinstance(raw, torch.Tensor):
+                # loss_fn gets the output as forward() returns it (a dict, a ModelOutput, a tuple), never its logits
+                keys = f" with keys {list(raw)[:6]}" if isinstance(raw, Mapping) else ""
+                pick = ("out['logits']" if isinstance(raw, Mapping) and "logits" in raw
+                        else "out[0]" if isinstance(raw, (tuple, list)) else "the output's tensor")
+                got = f"a {type(raw).__name__}{keys}" + (f", logits {got}" if out is not raw else "")
+                told = (f" (loss_fn gets the model's output as forward() returns it, a {type(raw).__name__}: read "
+                        f"{pick} in it, e.g. loss_fn=lambda out, y: torch.nn.functional.cross_entropy({pick}, y))")
             want = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             mismatch = (f"{which} cannot compare the output of model {self.model_name} ({got}) with the targets "
                         f"({want}) of {self.data.info.name!r}")
             if self.user_loss is None:
                 self._check_class_count(out, y, mismatch)
+                self._refuse_layout(out, y, mismatch)
+
             def loss() -> Any:
                 try:
                     return self.loss_fn(raw, y)  # a user's loss_fn gets the model's own output
                 except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:
-                    raise ValueError(f"{mismatch}: {first_line(e)}") from None
+                    raise ValueError(f"{mismatch}: {first_line(e)}{told}") from None
 
             # a user loss that only broadcasts the outputs against the targets is an error; its other warnings reach
             # the user as they would have
-            refuse_broadcast(loss, self.user_loss, where=f" from model {self.model_name} on {self.data.info.name!r}")
+            value = refuse_broadcast(loss, self.user_loss,
+                                     where=f" from model {self.model_name} on {self.data.info.name!r}")
+            # validation reads float(loss) (a float from loss.item() is the training step's to refuse, in its words)
+            if (isinstance(value, torch.Tensor) and value.numel() != 1) or isinstance(value, (tuple, list, Mapping)):
+                raise self._bad_val_loss(value)
         finally:
             self.model.train(was_training)
+
+    def _no_val_batches(self) -> ValueError:
+        """The error for a validation loader that yields no batches (found before training, not after its first
+        epoch)."""
+        loader = self.val_loader
+        hint = ""
+        if getattr(loader, "drop_last", False):
+            hint = (f" (drop_last=True with batch_size={getattr(loader, 'batch_size', None)} and "
+                    f"{self.data.info.n_val} validation samples drops every batch; use drop_last=False on the "
+                    "validation loader)")
+        return ValueError(f"the validation split of {self.data.info.name!r} yields no batches{hint}: lrkit.train "
+                          "scores every epoch on it; give it at least one batch")
+
+    def _bad_val_loss(self, loss: Any) -> ValueError:
+        """The error for a validation loss that is no scalar (a ``loss_fn``/``step_fn`` that returns other values,
+        or per-sample losses, under ``torch.no_grad()``): before, ``float(loss)``'s own words named nothing."""
+        fn = "step_fn" if self.step_fn is not None and self.step_fn is not own_loss else "loss_fn"
+        return ValueError(f"the validation loss must be a scalar: on a validation batch (eval mode, torch.no_grad()) "
+                          f"{fn} returned {_bad_loss_hint(loss)}")
+
+    def _warn_once(self, fn: Callable[[], Any]) -> Any:
+        """``fn()``, each of its warnings given unless this run has given the same one already (the checks of a first
+        batch run on the first validation batch, in ``lr0="auto"``'s range test and at the first training step, and
+        a dict batch's unused weights are one thing to say). The user's filters apply as they would have."""
+        caught: list[warnings.WarningMessage] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                return fn()
+        finally:
+            new = []
+            for w in caught:
+                key = (w.category, str(w.message))
+                if key not in self.said_warnings:
+                    self.said_warnings.add(key)
+                    new.append(w)
+            _emit(new)
+
+    def _refuse_layout(self, out: Any, y: Any, mismatch: str) -> None:
+        """The regression task's loss reshapes an output to its target's shape when both hold as many values: right
+        for ``(N, 1)`` against ``(N,)`` and for a flat ``(N, K)`` output against ``(N, ...)`` targets, but targets in
+        another layout — channels last ``(N, H, W, C)`` against a conv's ``(N, C, H, W)``, ``(T, N)`` against
+        ``(N, T)`` — were compared value by value with another sample's or position's (before session 37, without a
+        word; ``lrkit.find_lr``'s default loss refused them)."""
+        if (self.spec.task != "regression" or not isinstance(out, torch.Tensor) or not isinstance(y, torch.Tensor)
+                or out.shape == y.shape or out.numel() != y.numel()
+                or _squeezed(out.shape) == _squeezed(y.shape)):
+            return
+        if out.ndim and y.ndim and out.shape[0] == y.shape[0] and (out.ndim <= 2 or y.ndim <= 2):
+            return  # one side flat per sample: read in row-major order, as a head of K outputs is
+        raise ValueError(f"{mismatch}: {_layout_mismatch(out, y)}")
 
     def _check_class_count(self, out: Any, y: Any, mismatch: str) -> None:
         """The default loss's class targets fit the model's class scores: every class of the data has a score, and no
@@ -1644,7 +1746,8 @@ class _Trainer:
             val_loader = _EvalModeLoader(self.val_loader, self._optimizer_mode)
         token = _FOR_LRKIT_TRAIN.set(True)  # choose_lr0's errors in lrkit.train's words (auto_budget, lr0)
         try:
-            self.auto = choose_lr0(
+            # its range test's first-step warnings are this run's: the first training step does not give them again
+            self.auto = self._warn_once(lambda: choose_lr0(
                 self.model, self.optimizer, self.train_loader, val_loader, total_steps=self.total_steps,
                 make_scheduler=make_scheduler, loss_fn=self.loss_fn, step_fn=self.step_fn,
                 # (search='prefix' has a fixed cost: train() refused an auto_budget given with it, naming both)
@@ -1652,7 +1755,7 @@ class _Trainer:
                 search=self.cfg.auto_search, seed=self.cfg.seed, accumulate=self.accumulate, log=self.log,
                 finder_kwargs={"amp": self.cfg.amp} if self.cfg.amp else None,  # the range test and trials as the run
                 snapshot_device=self.cfg.snapshot_device,
-            )
+            ))
         finally:
             _FOR_LRKIT_TRAIN.reset(token)
             for hook in hooks:
@@ -2077,6 +2180,7 @@ class _Trainer:
         stop = False
         adapts = adapts_step_size(opt)  # Prodigy / D-Adaptation: d_lr per step (not read for an optimizer without d)
         read, more = 0, False
+        first = not self.first_step_done  # the run's first step is checked as find_lr's is; later steps run bare
         for i, batch in enumerate(self.train_loader):
             if i >= nb:
                 more = True
@@ -2085,7 +2189,7 @@ class _Trainer:
             size = min(acc, nb - (i // acc) * acc)  # batches in this accumulation window (the last may be short)
             batch = move_to(batch, self.device)
             with self.autocast:
-                loss = self._loss(batch)
+                loss = self._first_loss(batch) if first else self._loss(batch)
             n = batch_size(batch)
             if read_now:
                 value = float(loss.detach())
@@ -2100,7 +2204,11 @@ class _Trainer:
             if not loss.requires_grad:  # torch's own words ("element 0 of tensors does not require grad") name nothing
                 raise self._no_graph_error()
             scaled = loss.float() / size
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            if first:
+                first = False
+                self._first_backward(scaled, batch)
+            else:
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             if window_n < size:
                 continue
             mean_loss = window_loss / window_n
@@ -2182,13 +2290,89 @@ class _Trainer:
 
     def _loss(self, batch: Any) -> torch.Tensor:
         loss = batch_loss(self.model, batch, self.loss_fn, self.step_fn)
-        if loss.is_complex() or not loss.is_floating_point():  # torch's own words ("cannot be converted to type
-            # double without overflow", from the loss's first read) name nothing
-            fn = "step_fn" if self.step_fn is not None else "loss_fn"
-            dtype = str(loss.dtype).removeprefix("torch.")
-            raise ValueError(f"{fn} returned a loss of dtype {dtype}: the loss must be a real floating-point scalar "
-                             "(for a complex one, e.g. its .abs() or .real)")
+        if loss.is_complex() or not loss.is_floating_point():
+            raise self._loss_dtype_error(loss)
         return loss
+
+    def _first_loss(self, batch: Any) -> torch.Tensor:
+        """The first training step's loss, with the checks ``lrkit.find_lr`` runs on its first step
+        (:func:`lrkit._step.first_batch_loss`: an empty batch, a dict batch whose weight/mask keys the loss never
+        reads, a loss that only broadcasts, the model's own errors with what it was given) and, for the task's own
+        loss, those of ``find_lr``'s default loss: a batch of only ignored (-100) class targets, regression targets
+        in another layout than the output or that look like one-hot rows. Each warning once per run
+        (:meth:`_warn_once`: ``lr0="auto"``'s range test ran the same checks). Later steps run :meth:`_loss`."""
+        self.first_step_done = True
+        seen: list[tuple[Any, Any]] = []
+        loss_fn = self.loss_fn
+        if self.step_fn is None and self.user_loss is None and loss_fn is not None:
+            task_loss = loss_fn
+
+            @functools.wraps(task_loss)  # (its name and words, for first_batch_loss's messages)
+            def loss_fn(out: Any, y: Any) -> torch.Tensor:
+                seen.append((out, y))
+                return task_loss(out, y)
+
+        def checked() -> tuple[torch.Tensor, Any]:
+            loss, out, _ = first_batch_loss(self.model, batch, loss_fn, self.step_fn, loop="lrkit.train")
+            if seen:
+                self._task_loss_checks(*seen[0])
+            return loss, out
+
+        loss, self.first_out = self._warn_once(checked)
+        if loss.is_complex() or not loss.is_floating_point():
+            raise self._loss_dtype_error(loss)
+        return loss
+
+    def _task_loss_checks(self, out: Any, y: Any) -> None:
+        """The checks of ``lrkit.find_lr``'s default loss, for the task's own (the first training step's output
+        ``out`` and targets ``y``)."""
+        out = model_outputs(out)
+        if not isinstance(out, torch.Tensor) or not isinstance(y, torch.Tensor):
+            return
+        task = self.spec.task
+        if task == "regression":
+            self._refuse_layout(out, y, f"the regression loss cannot compare the output of model {self.model_name} "
+                                        f"{tuple(out.shape)} with the targets {tuple(y.shape)}")
+            _warn_class_probabilities(out, y)
+        elif task in ("classification", "lm") and _all_ignored(y):  # a sync: the first step only
+            raise ValueError(
+                f"every target of the first training batch (shape {tuple(y.shape)}) is -100, the ignore_index of the "
+                f"{task} task's loss, cross-entropy: with no target left its loss is NaN, and so is the epoch's "
+                "training loss. Check the labels (padding only?) or the loader's order, or pass a loss_fn/step_fn "
+                "that handles such batches"
+            )
+
+    def _first_backward(self, scaled: torch.Tensor, batch: Any) -> None:
+        """The first step's backward pass: one that fails on a floating target of another dtype than the output
+        (a loss_fn that cannot mix them) is an error naming both dtypes and the fix, as in ``lrkit.find_lr``."""
+        out, self.first_out = self.first_out, None  # (not held past the first step)
+        try:
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        except RuntimeError as e:
+            if isinstance(e, torch.OutOfMemoryError) or out is None:
+                raise
+            error = target_dtype_error(out, batch, self.loss_fn, e)
+            if error is not None and self.target_cast_said:  # the targets were kept: cast, they would be rounded
+                y = split_batch(batch)[1]
+                name = getattr(self.loss_fn, "__name__", None) or f"{type(self.loss_fn).__name__}()"
+                error = ValueError(
+                    f"the first backward pass failed: {first_line(e).removesuffix('.')}. The model's output is "
+                    f"{dtype_name(out.dtype)} and the targets are {dtype_name(y.dtype)}, kept so because "
+                    f"{dtype_name(out.dtype)} would round them (as the log said), and {name} cannot mix them; cast "
+                    f"the output in loss_fn, loss_fn=lambda out, y: {name}(out.float(), y), or train the model in "
+                    f"{dtype_name(y.dtype)}"
+                )
+            if error is not None:
+                raise error from e
+            raise
+
+    def _loss_dtype_error(self, loss: torch.Tensor) -> ValueError:
+        """The error for a loss that is not a real floating-point tensor: torch's own words ("cannot be converted to
+        type double without overflow", from the loss's first read) name nothing."""
+        fn = "step_fn" if self.step_fn is not None else "loss_fn"
+        dtype = str(loss.dtype).removeprefix("torch.")
+        return ValueError(f"{fn} returned a loss of dtype {dtype}: the loss must be a real floating-point scalar "
+                          "(for a complex one, e.g. its .abs() or .real)")
 
     def _say_bad_data(self, batch: Any, value: float, epoch: int, step: int) -> None:
         """A non-finite training loss from a batch that itself holds NaN values: say once that it is the data's
@@ -2235,6 +2419,7 @@ class _Trainer:
         model.eval()
         loss_sum, n_sum = 0.0, 0
         m_sum, m_n = 0.0, 0
+        ignored = 0  # batches of padding only (every target -100): no target to score
         for batch in self.val_loader:
             n = batch_size(batch)
             if n == 0:  # an empty batch: its mean loss is NaN, and NaN x 0 samples would poison the sum
@@ -2247,7 +2432,14 @@ class _Trainer:
                     x, y = split_batch(batch)
                     out = model(x)
                     loss = self.loss_fn(out, y)
-            loss_sum += float(loss) * n
+            try:
+                value = float(loss)
+            except (TypeError, ValueError, RuntimeError) as e:  # (zero cost until raised)
+                raise self._bad_val_loss(loss) from e
+            if value != value and _all_ignored(y):  # NaN: a batch of padding only holds no target to score
+                ignored += 1
+                continue
+            loss_sum += value * n
             n_sum += n
             if self.spec.metric_sums is not None and out is not None:
                 scored = self._scored(model_outputs(out).float(), y)
@@ -2255,6 +2447,9 @@ class _Trainer:
                 m_sum += s
                 m_n += c
         model.train(was_training)
+        if n_sum == 0 and ignored:
+            raise ValueError(f"every target of the validation split ({ignored} batch(es)) is -100, the ignored index "
+                             "of cross-entropy: there is nothing to score the model on; check the validation labels")
         if n_sum == 0:
             raise ValueError("the validation split yields no batches; raise val= or pass a (train, val) pair")
         val_loss = loss_sum / n_sum
@@ -2670,6 +2865,13 @@ def _refuse_multi_process() -> None:
         "lrkit.train.auto.choose_lr0 on every rank with its shard, a schedule's to_torch(optimizer), and "
         "lrkit.Monitor(model, optimizer, sync_loss=True)"
     )
+
+
+def _all_ignored(y: Any) -> bool:
+    """Whether ``y`` holds integer class targets that are all -100, cross-entropy's ignored index (a validation batch
+    of padding only, whose loss is NaN: read only for such a loss)."""
+    return (isinstance(y, torch.Tensor) and not y.is_floating_point() and not y.is_complex() and y.numel() > 0
+            and bool((y == -100).all()))
 
 
 def _nan_values(batch: Any) -> int:
