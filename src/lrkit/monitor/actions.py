@@ -231,7 +231,10 @@ def backoff_lr(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
         for group in optimizer.param_groups:
             if "lr" in group:
                 group["lr"] = _scaled(group["lr"], factor, done)
-    for s in chain:
+    # lrkit's adapters first: a SequentialLR's _last_lr is the list its active scheduler's get_last_lr() returned, the
+    # adapter's own, and a tensor LR is scaled there in place: scaled first, the adapter's record of the LR it wrote
+    # no longer matched the groups, it took itself for not in charge and left the LR as it was until its next step
+    for s in sorted(chain, key=lambda s: not hasattr(s, "lr_multiplier")):
         if hasattr(s, "lr_multiplier"):
             # lrkit's adapter: lr = base * schedule(t) * lr_multiplier; its setter writes the new LR right away
             s.lr_multiplier = float(s.lr_multiplier) * factor

@@ -602,6 +602,9 @@ def _refuse_non_scheduler(scheduler: Any) -> None:
     from torch.amp import GradScaler
 
     name = type(scheduler).__name__
+    if isinstance(scheduler, (list, tuple)) and scheduler and all(callable(getattr(s, "step", None))
+                                                                  for s in scheduler):
+        _refuse_several_schedulers(scheduler)
     if isinstance(scheduler, GradScaler):
         raise ValueError(f"scheduler={name} is a gradient scaler, not an LR scheduler: pass it as "
                          f"grad_scaler=scaler (Monitor(model, optimizer, scheduler, grad_scaler=scaler)), and the "
@@ -614,6 +617,26 @@ def _refuse_non_scheduler(scheduler: Any) -> None:
         raise ValueError(f"scheduler={name} is a torch.nn.Module (a loss function or a model?), not an LR scheduler: "
                          "Monitor(model, optimizer, scheduler) takes the LR scheduler your loop steps third (or "
                          "scheduler=None); the loss goes to monitor.after_backward(loss) each step")
+
+
+def _refuse_several_schedulers(schedulers: list[Any] | tuple[Any, ...]) -> None:
+    """The ``ValueError`` for a list or tuple of schedulers (a warmup and a decay stepped side by side): the monitor
+    restores and backs off one scheduler object, and torch's ``ChainedScheduler`` is one that holds several."""
+    shown = ", ".join(type(s).__name__ for s in schedulers)
+    shown = f"[{shown}]" if isinstance(schedulers, list) else f"({shown})"
+    what = f"scheduler={shown} is a {type(schedulers).__name__}: the monitor takes one scheduler object"
+    if any(isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau) for s in schedulers):
+        raise ValueError(
+            f"{what}, and torch's ChainedScheduler, which holds several, cannot chain a ReduceLROnPlateau (its step "
+            "needs the metric). Use one scheduler, e.g. an lrkit schedule with a warmup in front of its plateau "
+            "(lrkit.schedules.from_spec('plateau warmup_steps=...').to_torch(optimizer), scheduler.observe(metric) "
+            "per evaluation)"
+        )
+    raise ValueError(
+        f"{what}. For several stepped on this optimizer, pass them held as one: "
+        "torch.optim.lr_scheduler.ChainedScheduler([...]) (it only holds them: keep stepping each as you do; a "
+        "rollback restores every one and the back-off scales every one)"
+    )
 
 
 def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
@@ -882,6 +905,36 @@ def _refuse_foreign_groups(saved_groups: Any, optimizer: Any, what: str, name: s
             )
 
 
+# public scheduler state keys that torch releases added or dropped (not a sign of another kind of scheduler)
+_SCHED_VERSION_KEYS = frozenset({"verbose"})
+
+
+def _refuse_foreign_scheduler_state(saved: Any, scheduler: Any, what: str) -> None:
+    """A clear ``ValueError`` when a held snapshot's scheduler state was saved from another kind of scheduler than
+    this monitor's (a run resumed with a new schedule): a rollback would load it into this one, which torch's
+    ``load_state_dict`` (``__dict__.update``) takes silently (StepLR's state made a CosineAnnealingLR jump to the old
+    run's clock and keep ``step_size``/``gamma``). Told apart by public state keys each has and the other lacks;
+    private ones, and those torch releases changed, are left out."""
+    if scheduler is None or not isinstance(saved, Mapping):
+        return
+    live = scheduler.state_dict()
+    if not isinstance(live, Mapping):
+        return
+
+    def public(keys: Any) -> set[str]:
+        return {k for k in keys if isinstance(k, str) and not k.startswith("_")} - _SCHED_VERSION_KEYS
+
+    only_saved, only_live = sorted(public(saved) - public(live)), sorted(public(live) - public(saved))
+    if only_saved and only_live:
+        raise ValueError(
+            f"Monitor state_dict: its {what} snapshot holds the state of another kind of scheduler than this "
+            f"monitor's {type(scheduler).__name__} (with {', '.join(only_saved[:4])}; this one has "
+            f"{', '.join(only_live[:4])}), and a rollback would load it into this one. Load it into a monitor of the "
+            "scheduler it was saved with, or leave the snapshot out (state.pop('healthy'); the monitor takes a "
+            "fresh one at the next healthy step)"
+        )
+
+
 def _as_is(value: Any) -> Any:
     return value
 
@@ -1119,7 +1172,8 @@ class Monitor:
             starter at the *right* LR (a parity task, a recurrent net at chance for its first ~150 steps) looks the
             same too, and is rolled back: adopted as the default on the seventh fresh task set, it was turned off
             again on the eighth, where it did that to a healthy run (+0% -> +234%) (README).
-        restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot.
+        restore_on_stop: on a stop caused by a divergence/explode check, restore the last healthy snapshot,
+            keeping the back-offs made since it was taken (the LR stays ``lr_scale`` times the schedule's).
         grad_scaler: a ``torch.amp.GradScaler`` (anything with ``state_dict()``/``load_state_dict()``); non-finite
             gradients are then left to it (it skips those steps and lowers its scale) instead of counting as
             divergence — unless it is disabled (``GradScaler(enabled=False)`` skips nothing). Its state (scale,
@@ -1577,7 +1631,7 @@ class Monitor:
             self._rollback()
         elif pending == "stop" and self._stop_restore:
             if self._healthy is not None:
-                self._restore_healthy(self._healthy)
+                self._restore_stop(self._healthy)
             else:
                 self._undo_step()
         for p, g in keep:
@@ -1889,6 +1943,7 @@ class Monitor:
         # fewer is fine: groups added with add_param_group() after the snapshot was taken come last, and its restore
         # leaves them as they are (as in the run that saved it); its optimizer state refers to the first groups
         _refuse_foreign_groups(saved["opt_groups"], self.optimizer, what, type(self.optimizer).__name__)
+        _refuse_foreign_scheduler_state(saved.get("sched_state"), self.scheduler, what)
         groups = self.optimizer.param_groups[:n_groups]
         owned = {id(p) for p in params}
         extra = [p for p in dict.fromkeys(q for g in groups for q in g["params"]) if id(p) not in owned]
@@ -3210,6 +3265,17 @@ class Monitor:
         self.lr_scale = new_scale
         self.rollbacks += 1
         self.record.mark()  # the losses held now were trained at the old LR (LossAboveStart judges only newer ones)
+
+    def _restore_stop(self, healthy: _Healthy) -> None:
+        """A stop's restore (``restore_on_stop``): back to ``healthy`` as a rollback goes, keeping the back-offs made
+        since it was taken. The snapshot's LRs carry its own ``lr_scale``: restored alone, a stop at the rollback cap
+        put the LR back up to the one that diverged (the original LR when no snapshot was refreshed in between),
+        while :attr:`lr_scale`, ``summary()`` and ``state_dict()`` still gave the backed-off scale the stop reason
+        names, and a run resumed with a higher ``max_rollbacks`` trained on at that higher LR."""
+        added = self._restore_healthy(healthy)
+        if healthy.lr_scale != self.lr_scale:
+            self._rescale_added_groups(added, healthy.lr_scale / self.lr_scale)
+            backoff_lr(self.optimizer, self.scheduler, self.lr_scale / healthy.lr_scale)
 
     def _rescale_added_groups(self, added: list[int], factor: float) -> None:
         """Multiply the LRs of the param groups added since the restored snapshot was taken (indices ``added``) by
