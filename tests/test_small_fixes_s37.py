@@ -240,3 +240,22 @@ def test_a_hugging_face_batch_with_label_not_labels_is_told_to_rename_it() -> No
              "label": torch.zeros(2, dtype=torch.long)}
     with pytest.raises(ValueError, match=r"rename 'label' to 'labels' \(dataset\.rename_column\('label', 'labels'\)"):
         split_batch(batch)
+
+
+def test_a_namedtuple_batch_is_split_by_its_field_names() -> None:
+    # before: Sample(label, image) was split by position, the labels given to the model as its input
+    from collections import namedtuple
+
+    from lrkit._step import split_batch
+
+    sample = namedtuple("Sample", "label image")
+    x, y = torch.randn(16, 8), torch.randint(0, 2, (16,))
+    got_x, got_y = split_batch(sample(y, x))
+    assert got_x is x and got_y is y
+    extra = namedtuple("Extra", "x y idx")  # a third field, as a dict batch's other keys, is not read
+    assert split_batch(extra(1, 2, 3)) == (1, 2)
+    plain = namedtuple("Plain", "a b")  # no field names to go by: by position, as a tuple
+    assert split_batch(plain(1, 2)) == (1, 2)
+    model = _net()
+    result = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.01), [sample(y, x)] * 3, num_steps=12)
+    assert result.loss == "default: cross-entropy (integer targets)"

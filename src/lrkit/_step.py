@@ -266,6 +266,12 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
                    if whole else "")
             )
         return x, y
+    fields = getattr(batch, "_fields", None)
+    if isinstance(batch, tuple) and isinstance(fields, tuple):  # a namedtuple: by its field names where they say
+        xs = [f for f in _INPUT_KEYS if f in fields]
+        ys = [f for f in _TARGET_KEYS if f in fields]
+        if len(xs) == 1 and len(ys) == 1:  # Sample(label, image) is (image, label), not (label, image)
+            return getattr(batch, xs[0]), getattr(batch, ys[0])
     if isinstance(batch, (list, tuple)) and len(batch) == 2:
         return batch[0], batch[1]
     kind = type(batch).__name__
