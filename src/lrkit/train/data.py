@@ -38,6 +38,7 @@ import numbers
 import os
 import re
 import shlex
+import sys
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -948,6 +949,9 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
     _no_target(target, f"data={str(path)!r} is read as plain text (character-level LM: the target is the next "
                        "character)")
     text = _read_text(path)
+    if not text:
+        raise ValueError(f"{path.name} is empty (no characters of text): a character-level LM needs a text file "
+                         f"of at least {2 * (seq_len + 1)} characters for seq_len={seq_len}")
     n_val = max(seq_len + 1, round(val * len(text)))
     if len(text) - n_val < seq_len + 1 <= len(text) // 2:
         # the text holds a window for each part: it is val that leaves too little for training
@@ -960,8 +964,10 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
         raise ValueError(
             f"{path.name}: {len(text)} characters are too few for one window of seq_len={seq_len} (+1) in both the "
             f"train and the validation part; use a longer text or a smaller seq_len"
+            + _largest_seq_len(min(len(text) // 2, len(text) - round(val * len(text))) - 1, f" with val={val}")
         )
     out = _text_data(text[:-n_val], text[-n_val:], seq_len=seq_len, name=path.name)
+    out.info.notes.extend(_table_as_text_note(path.name, text))
     asked = round(val * len(text))
     if n_val > asked:  # a val too small for one window is enlarged to one: say so, the split is not what was asked
         out.info.notes.append(
@@ -976,6 +982,32 @@ def _from_file(path: Path, *, seed: int, val: float, task: str | None, target: s
 UNSUPPORTED_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".feather", ".arrow", ".pkl", ".pickle", ".pt",
                         ".pth", ".ckpt", ".safetensors", ".npy", ".h5", ".hdf5", ".xlsx", ".xls", ".zip", ".gz", ".bz2",
                         ".xz", ".zst", ".tar")
+
+
+def _table_as_text_note(name: str, text: str) -> list[str]:
+    """A note where a file read as plain text looks like a table — its first lines (at least 3) split on one
+    separator into the same number (>= 2) of fields, those after the first line numbers (all of them for
+    whitespace, 80% otherwise) — as ``np.savetxt``'s ``.txt`` or a renamed CSV does: it trains a character-level LM
+    of its digits, which is rarely what was meant."""
+    head = text[:100_000].split("\n")
+    if len(text) > 100_000:
+        head = head[:-1]  # its last line may be cut short
+    lines = [ln for ln in head[:50] if ln.strip()]
+    if len(lines) < 3:
+        return []
+    for sep, what, share, how in ((",", "comma", 0.8, "give it a .csv name"), ("\t", "tab", 0.8, "give it a .tsv name"),
+                                  (";", "semicolon", 0.8, "give it a .csv name"),
+                                  (None, "space", 1.0, "rewrite it as a .csv: pd.read_csv(path, sep=r'\\s+')"
+                                                       ".to_csv('data.csv', index=False)")):
+        rows = [ln.split(sep) for ln in lines]
+        width = len(rows[0])
+        cells = [c for row in rows[1:] for c in row]
+        if width < 2 or any(len(row) != width for row in rows) or sum(map(is_float_text, cells)) < share * len(cells):
+            continue
+        return [f"{name} looks like a table ({width} {what}-separated columns of numbers on each of its first "
+                f"{len(lines)} lines), but it is read as plain text: a character-level LM of its characters. To "
+                f"train on its columns, {how} (a .txt file is never read as a table)"]
+    return []
 
 
 def _check_readable_suffix(path: Path, what: str) -> None:
@@ -1891,10 +1923,34 @@ def _yaml_file(base: Path, value: Any, yname: str, role: str) -> Path:
 UNK = "\ufffd"
 
 
+def _char_ids(text: str, known: np.ndarray, unk: int) -> torch.Tensor:
+    """``text``'s characters as int64 ids: the position of each code point in ``known`` (the sorted code points of
+    the vocabulary's first ``len(known)`` entries), ``unk`` for any other — one table look-up over the text's code
+    points (a Python loop over every character took seconds for a 10 MB text). A decoded text holds no lone
+    surrogates, so UTF-32 encodes every character."""
+    table = np.full(sys.maxunicode + 1, unk, dtype=np.int64)  # 9 MB, whatever the text's length
+    table[known] = np.arange(len(known))
+    return torch.from_numpy(table[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)])
+
+
+def _largest_seq_len(most: int, where: str) -> str:
+    """The tail of a too-short-text error naming the largest ``seq_len`` that fits (``most``), or that none does: a
+    window needs ``seq_len + 1`` characters, and ``seq_len`` is at least 2 (``lrkit.train``'s bound)."""
+    if most >= 2:
+        return f" (at most seq_len={most} fits{where})"
+    return f" (no seq_len >= 2 fits{where}: the text is too short for a character-level LM)"
+
+
 def _text_data(train_text: str, val_text: str, *, seq_len: int, name: str, source: str = "text") -> TrainData:
-    vocab = sorted(set(train_text))
+    vocab = sorted(set(train_text))  # by code point: a character's id is its place among the sorted code points
+    known = np.array([ord(c) for c in vocab], dtype=np.int64)
+    shown = ", ".join(repr(c) for c in vocab[:10]) + (", ..." if len(vocab) > 10 else "")
     if len(vocab) < 2:
-        raise ValueError(f"{name}: the training text has {len(vocab)} distinct character(s); nothing to model")
+        raise ValueError(f"{name}: the training text has {len(vocab)} distinct character(s)"
+                         f"{f' ({shown})' if vocab else ''}; nothing to model (a character-level LM needs at least 2)")
+    if train_text.isspace():  # blank lines and spaces: a failed export, not a text to learn
+        raise ValueError(f"{name}: the training text holds only whitespace ({shown}); nothing to model — check the "
+                         "file (a character-level LM learns the characters of a text)")
     missing = set(val_text) - set(vocab)
     unseen = sorted(missing)
     if unseen and UNK not in vocab:
@@ -1906,21 +1962,19 @@ def _text_data(train_text: str, val_text: str, *, seq_len: int, name: str, sourc
         notes.append(f"{name}: the validation text holds {len(unseen)} character(s) the training text does not "
                      f"({shown}): {held} of its {len(val_text)} characters are read as {UNK!r} (the vocabulary is "
                      "the training text's)")
-    index = {c: i for i, c in enumerate(vocab)}
-    unk = index.get(UNK, 0)
+    unk = vocab.index(UNK) if UNK in vocab else 0  # (0: no character is unknown)
+    fits = _largest_seq_len(min(len(train_text), len(val_text)) - 1, " for both texts")
 
     def windows(text: str, role: str) -> TensorDataset:
-        ids = torch.tensor([index.get(c, unk) for c in text], dtype=torch.long)
+        ids = _char_ids(text, known, unk)
         n = (len(ids) - 1) // seq_len
         if n < 1:
             raise ValueError(
                 f"{name}: the {role} text has {len(text)} characters, too few for one window of seq_len={seq_len} "
-                f"(+1); use a longer text or a smaller seq_len"
+                f"(+1); use a longer text or a smaller seq_len{fits}"
             )
-        starts = torch.arange(n) * seq_len
-        offsets = torch.arange(seq_len)
-        x = ids[starts[:, None] + offsets]
-        return TensorDataset(x, ids[starts[:, None] + offsets + 1])
+        # views of one id tensor (the targets are the inputs shifted by one): 8 bytes a character, not 24
+        return TensorDataset(ids[:n * seq_len].view(n, seq_len), ids[1:n * seq_len + 1].view(n, seq_len))
 
     tr, va = windows(train_text, "train"), windows(val_text, "validation")
     info = DataInfo(name=name, task="lm", input_shape=(seq_len,), num_outputs=len(vocab), source=source,

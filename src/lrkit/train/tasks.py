@@ -131,7 +131,16 @@ def _ce_sums(output: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
 
 
 def _perplexity(mean_ce: float, _: float) -> float:
-    return math.exp(min(mean_ce, 700.0))
+    """``exp(mean_ce)``, ``inf`` where that overflows a float (a diverged run: a mean CE above ~709.78, or ``inf``)
+    rather than a finite cap that ``exp(val_loss)`` is not; NaN stays NaN.
+
+    >>> _perplexity(800.0, 1.0), round(_perplexity(1.0, 1.0), 4)
+    (inf, 2.7183)
+    """
+    try:
+        return math.exp(mean_ce)
+    except OverflowError:
+        return math.inf
 
 
 def task_spec(task: str | None) -> TaskSpec:
