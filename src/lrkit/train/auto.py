@@ -507,6 +507,44 @@ def _guard_hint(total_steps: int, search: str = "search", budget: str = "budget"
     return f"use {search}='guard' with {budget}={need:g} or more" if need <= most else ""
 
 
+#: What a ``val_loader`` may be, said by :func:`_check_val_loader`'s errors.
+_VAL_LOADER_FORMS = (
+    "pass a DataLoader or a list of batches, e.g. [(inputs, targets)], to score the trials on, or val_loader=None to "
+    "score them on the training loss"
+)
+
+
+def _check_val_loader(val_loader: Any, step_fn: Any) -> None:
+    """Refuse, before any compute, a ``val_loader`` that is not an iterable of batches: not iterable at all, a string
+    (a path), or a single batch (a dict, a tensor, or an ``(inputs, targets)`` tuple or list of tensors without
+    ``step_fn``), whose iteration would give its keys or its rows as "batches" and fail only after the range test."""
+    if val_loader is None:
+        return
+    kind = type(val_loader).__name__
+    if isinstance(val_loader, (str, bytes)):
+        raise ValueError(f"val_loader={val_loader!r:.60} is a string, not a loader of batches; {_VAL_LOADER_FORMS}")
+    if isinstance(val_loader, Mapping):
+        raise ValueError(
+            f"val_loader is a dict (keys {', '.join(map(repr, list(val_loader)[:4]))}): one batch, whose iteration "
+            f"would give its keys; pass [batch] for that one batch, or {_VAL_LOADER_FORMS.removeprefix('pass ')}"
+        )
+    if isinstance(val_loader, torch.Tensor):
+        raise ValueError(
+            f"val_loader is a Tensor of shape {tuple(val_loader.shape)}, whose iteration would give its rows as "
+            f"batches; {_VAL_LOADER_FORMS}"
+        )
+    if (step_fn is None and isinstance(val_loader, (tuple, list)) and val_loader
+            and all(isinstance(v, torch.Tensor) for v in val_loader)):  # (a bare tensor is no batch without step_fn)
+        shapes = ", ".join(str(tuple(v.shape)) for v in val_loader[:4])
+        raise ValueError(
+            f"val_loader is a {kind} of tensors ({shapes}): one (inputs, targets) batch, whose iteration would give "
+            f"its tensors as batches; pass [(inputs, targets)] for that one batch, or "
+            f"{_VAL_LOADER_FORMS.removeprefix('pass ')}"
+        )
+    if not (hasattr(type(val_loader), "__iter__") or hasattr(type(val_loader), "__getitem__")):
+        raise ValueError(f"val_loader={val_loader!r:.60} ({kind}) is not iterable; {_VAL_LOADER_FORMS}")
+
+
 #: The error for a validation loader with nothing to score on.
 _EMPTY_VAL = (
     "val_loader yielded no batches ({what}): lr0='auto' scores its candidates on the validation loss; pass a "
@@ -558,7 +596,7 @@ def _val_sums(
         try:
             with amp if amp is not None else _NO_AMP:
                 loss = batch_loss(model, batch, loss_fn, step_fn)
-        except (RuntimeError, TypeError, IndexError, KeyError) as e:  # raised as it is (the model's own error),
+        except (RuntimeError, TypeError, IndexError, KeyError, ValueError) as e:  # raised as it is (the model's own,
             # with a note saying where: torch's words alone ("mat1 and mat2 shapes cannot be multiplied") do not
             if not isinstance(e, torch.OutOfMemoryError):
                 e.add_note(
@@ -863,8 +901,44 @@ def _schedule_peaks(make_scheduler: MakeScheduler, optimizer: torch.optim.Optimi
     return peaks
 
 
+def _step_failed(make_scheduler: MakeScheduler, built_over: int, done: int, error: Exception) -> ValueError:
+    """The error for a scheduler from ``make_scheduler(optimizer, built_over)`` whose ``step()`` raised ``error``
+    after optimizer step ``done``: whose scheduler it is, and where it failed."""
+    name = getattr(make_scheduler, "__name__", type(make_scheduler).__name__)
+    return ValueError(
+        f"the scheduler from make_scheduler={name}(optimizer, {built_over}) failed at step {done} of "
+        f"{built_over}: {type(error).__name__}: {error}; it must run for `steps` optimizer steps"
+    )
+
+
+def _dry_run_on_caller(
+    make_scheduler: MakeScheduler, optimizer: torch.optim.Optimizer, scales: list[float], base: float, steps: int,
+    saved: _OptimizerSettings,
+) -> None:
+    """Build ``make_scheduler(optimizer, steps)`` on the caller's optimizer at peak ``base`` and step it ``steps``
+    times, as a trial of ``steps`` steps would (no parameter is stepped), then put the optimizer back (``saved``).
+    Raises the error a trial would raise (:func:`_make_trial_scheduler`, :func:`_step_failed`) when it fails."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # (the scheduler stepped before any optimizer step: torch warns)
+            warnings.simplefilter("ignore")
+            _set_peak(optimizer.param_groups, base, scales)
+            scheduler = _make_trial_scheduler(make_scheduler, optimizer, steps)
+            for done in range(1, steps + 1):
+                try:
+                    scheduler.step()
+                except Exception as e:
+                    if isinstance(e, torch.OutOfMemoryError):
+                        raise
+                    raise _step_failed(make_scheduler, steps, done, e) from e
+    finally:
+        saved.restore()
+
+
 def _check_schedule_scales(
-    make_scheduler: MakeScheduler, optimizer: torch.optim.Optimizer, scales: list[float], steps: int
+    make_scheduler: MakeScheduler, optimizer: torch.optim.Optimizer, scales: list[float], steps: int,
+    exact: bool = False,
 ) -> None:
     """Refuse, before any compute, a ``make_scheduler`` whose schedule does not follow the LRs it is built on.
 
@@ -875,7 +949,10 @@ def _check_schedule_scales(
     its base did. It is built on a stand-in (:class:`_ProbeOptimizer`: the caller's group settings on fresh tensors);
     a factory that builds on the caller's optimizer itself (a closure over it: the trials pass that very optimizer)
     is probed on it, and the optimizer is put back exactly (:class:`_OptimizerSettings`); no parameter is stepped. A
-    factory that fails here is left to the trials (their error names it); one returning a scheduler of another
+    factory that fails here is left to the trials (their error names it), unless ``exact`` (``steps`` is the length
+    every trial builds its schedule over): then it is built and stepped on the caller's optimizer as a trial would,
+    and a failure there, which every trial would meet, is raised now in the trial's words, before the range test
+    spends its steps (:func:`_dry_run_on_caller`); one returning a scheduler of another
     optimizer is refused now, as a trial would refuse it. So a user's factory is called twice more than there are
     trials (four times when it closes over the caller's optimizer); lrkit's own factories are not probed.
     """
@@ -917,6 +994,8 @@ def _check_schedule_scales(
         except Exception as e:  # the trials call the factory for real, and name it if it fails there
             if isinstance(e, torch.OutOfMemoryError):
                 raise
+            if exact:  # a failure on the trials' own optimizer and length fails every trial: said now
+                _dry_run_on_caller(make_scheduler, optimizer, scales, base, steps, saved)
             return
         if found is None:
             return
@@ -1068,11 +1147,7 @@ def _run_trial(
             try:
                 scheduler.step()
             except Exception as e:  # the user's scheduler: say whose it is
-                name = getattr(make_scheduler, "__name__", type(make_scheduler).__name__)
-                raise ValueError(
-                    f"the scheduler from make_scheduler={name}(optimizer, {built_over}) failed at step {done} of "
-                    f"{built_over}: {type(e).__name__}: {e}; it must run for `steps` optimizer steps"
-                ) from e
+                raise _step_failed(make_scheduler, built_over, done, e) from e
         if prefix is not None and done >= prefix.steps:  # the anneal: from the schedule's LRs at the prefix's end
             if done == prefix.steps:
                 at_prefix = [float(g["lr"]) for g in optimizer.param_groups]
@@ -1283,6 +1358,7 @@ def choose_lr0(
             raise ValueError(f"seed={seed!r} must be an integer in [-2**63, 2**64) (torch's seed range)")
         seed = int(seed)
         _check_make_scheduler(make_scheduler)
+        _check_val_loader(val_loader, step_fn)
         if log is not None and not callable(log):
             raise ValueError(f"log={log!r} must be a callable taking one line of text (e.g. print), or None")
         if max_grad_norm is not None:
@@ -1400,7 +1476,8 @@ def choose_lr0(
         autocast, _ = autocast_context(amp, device)  # checks the setting before any work
         # a schedule that sets its own peak trains every candidate at it: refused now, not after the range test
         probe = prefix.total_steps if prefix is not None else plan.trial_steps or min(MIN_TRIAL_STEPS, total_steps)
-        _check_schedule_scales(make_scheduler, optimizer, group_scales(optimizer), min(probe, _PROBE_MAX_STEPS))
+        _check_schedule_scales(make_scheduler, optimizer, group_scales(optimizer), min(probe, _PROBE_MAX_STEPS),
+                               exact=prefix is None and plan.num_trials >= 2 and probe <= _PROBE_MAX_STEPS)
     except Exception:
         if distributed() and not failed:  # (failed: the others have stopped already)
             _checks_failed_on_this_rank(model)
