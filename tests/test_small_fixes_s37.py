@@ -259,3 +259,23 @@ def test_a_namedtuple_batch_is_split_by_its_field_names() -> None:
     model = _net()
     result = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), lr=0.01), [sample(y, x)] * 3, num_steps=12)
     assert result.loss == "default: cross-entropy (integer targets)"
+
+
+def test_lm_val_loss_is_weighted_by_the_targets_it_scores(tmp_path: Path) -> None:
+    # before: each batch's mean loss counted by its samples, while perplexity counts the targets that are not -100:
+    # with padding, val_loss 2.18 (exp 8.8) beside val_perplexity 27.0 (found by helper t)
+    import math
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 10, (64, 8), generator=g)
+    xv = torch.randint(0, 10, (48, 8), generator=g)
+    yv = torch.randint(0, 10, (48, 8), generator=g)
+    yv[:24] = xv[:24]  # the first half: the copy task the model learns, one target a window (the rest padding) ...
+    yv[:24, 1:] = -100
+    loader = torch.utils.data.DataLoader
+    data = (loader(torch.utils.data.TensorDataset(x, x.clone()), batch_size=8),
+            loader(torch.utils.data.TensorDataset(xv, yv), batch_size=8))  # ... the rest noise, in batches of their own
+    r = lrkit.train(model="charlm", data=data, task="lm", nbs=8, lr0=0.003, epochs=4, project=str(tmp_path),
+                    verbose=False, plots=False, monitor=False)
+    row = r.history[-1]
+    assert row["val_perplexity"] == pytest.approx(math.exp(row["val_loss"]), rel=1e-4)

@@ -2420,6 +2420,8 @@ class _Trainer:
         loss_sum, n_sum = 0.0, 0
         m_sum, m_n = 0.0, 0
         ignored = 0  # batches of padding only (every target -100): no target to score
+        # the task's own cross-entropy averages over the targets it scores: weigh each batch by them (below)
+        by_targets = self.step_fn is None and self.user_loss is None and self.spec.task in ("classification", "lm")
         for batch in self.val_loader:
             n = batch_size(batch)
             if n == 0:  # an empty batch: its mean loss is NaN, and NaN x 0 samples would poison the sum
@@ -2439,6 +2441,10 @@ class _Trainer:
             if value != value and _all_ignored(y):  # NaN: a batch of padding only holds no target to score
                 ignored += 1
                 continue
+            if by_targets and isinstance(y, torch.Tensor) and not y.is_floating_point():
+                # the batch's mean is over its targets that are not -100 (padding): weighted by them, as the
+                # perplexity counts them (by samples, a batch of mostly padding weighed as much as a full one)
+                n = int((y != -100).sum())
             loss_sum += value * n
             n_sum += n
             if self.spec.metric_sums is not None and out is not None:
