@@ -279,3 +279,22 @@ def test_lm_val_loss_is_weighted_by_the_targets_it_scores(tmp_path: Path) -> Non
                     verbose=False, plots=False, monitor=False)
     row = r.history[-1]
     assert row["val_perplexity"] == pytest.approx(math.exp(row["val_loss"]), rel=1e-4)
+
+
+def test_lrkit_train_reads_namedtuple_samples_by_their_field_names(tmp_path: Path) -> None:
+    # before: Sample(label, image) samples were read by position: the labels taken for the inputs
+    from collections import namedtuple
+
+    sample = namedtuple("Sample", "label image")
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 64
+
+        def __getitem__(self, i: int) -> Any:
+            x = torch.randn(8, generator=torch.Generator().manual_seed(i))
+            return sample(int(x[0] > 0), x)
+
+    r = lrkit.train(torch.nn.Linear(8, 2), data=Data(), epochs=1, lr0=0.01, project=str(tmp_path), verbose=False,
+                    plots=False, monitor=False)
+    assert r.task == "classification"
