@@ -78,7 +78,9 @@ def test_resume_with_last_step_keeps_a_tensor_initial_lr_apart_from_the_lr():
     assert float(g["lr"]) == pytest.approx(from_spec("cosine lr0=0.1", total_steps=10).lr(6))
 
 
-def test_a_stateful_schedule_that_cannot_be_copied_still_builds_a_scheduler():
+def test_a_stateful_schedule_that_cannot_be_copied_is_held_as_it_is():
+    # (the helper's first fix deep-copied a stateful schedule, with a fallback for this one; the review kept the
+    # documented sharing instead: the scheduler holds the very object, which schedule.observe(...) feeds)
     import threading
 
     from lrkit.schedules.base import Schedule
@@ -89,7 +91,7 @@ def test_a_stateful_schedule_that_cannot_be_copied_still_builds_a_scheduler():
 
         def __init__(self):
             super().__init__(lr0=0.1)
-            self.lock = threading.Lock()  # deepcopy refuses it: the scheduler keeps this object, shared
+            self.lock = threading.Lock()  # (deepcopy refuses it: nothing may try to copy it)
 
         def _value(self, t):
             return 1.0

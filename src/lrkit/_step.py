@@ -236,6 +236,18 @@ def _hf_label_key_error(batch: Mapping[str, Any]) -> str:
     )
 
 
+def named_fields(batch: Any) -> tuple[str, str] | None:
+    """``(input field, target field)`` of a namedtuple with one field named as an input key and one as a target key
+    (``Sample(label, image)``: ``("image", "label")``), which :func:`split_batch` reads by name; ``None`` for any other
+    batch (split by position, as a tuple)."""
+    fields = getattr(batch, "_fields", None)
+    if not (isinstance(batch, tuple) and isinstance(fields, tuple)):
+        return None
+    xs = [f for f in _INPUT_KEYS if f in fields]
+    ys = [f for f in _TARGET_KEYS if f in fields]
+    return (xs[0], ys[0]) if len(xs) == 1 and len(ys) == 1 else None
+
+
 def split_batch(batch: Any) -> tuple[Any, Any]:
     """``(inputs, targets)`` of an ``(x, y)`` pair or a dict with input/target keys; a clear error otherwise."""
     if (type(batch) is list or type(batch) is tuple) and len(batch) == 2:  # the common case, without ABC checks
@@ -266,12 +278,9 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
                    if whole else "")
             )
         return x, y
-    fields = getattr(batch, "_fields", None)
-    if isinstance(batch, tuple) and isinstance(fields, tuple):  # a namedtuple: by its field names where they say
-        xs = [f for f in _INPUT_KEYS if f in fields]
-        ys = [f for f in _TARGET_KEYS if f in fields]
-        if len(xs) == 1 and len(ys) == 1:  # Sample(label, image) is (image, label), not (label, image)
-            return getattr(batch, xs[0]), getattr(batch, ys[0])
+    named = named_fields(batch)
+    if named is not None:  # Sample(label, image) is (image, label), not (label, image)
+        return getattr(batch, named[0]), getattr(batch, named[1])
     if isinstance(batch, (list, tuple)) and len(batch) == 2:
         return batch[0], batch[1]
     kind = type(batch).__name__
@@ -522,26 +531,27 @@ def _one_class_fix(out: Any, y: Any) -> str | None:
     )
 
 
+def all_ignored(y: Any) -> bool:
+    """Whether ``y`` holds integer class targets that are all -100, cross-entropy's ignored index (a batch of padding
+    only: its loss is NaN). A host sync: read on a first step or for a loss that is already NaN, never per step."""
+    return (isinstance(y, torch.Tensor) and not y.is_floating_point() and not y.is_complex() and y.numel() > 0
+            and bool((y == -100).all()))
+
+
+def ignored_batch_error(y: torch.Tensor, batch: str, loss: str, more: str = "") -> ValueError:
+    """The error for a ``batch`` (``"first batch"``) whose targets ``y`` are all -100 (:func:`all_ignored`) under
+    ``loss``'s cross-entropy; ``more`` follows "its loss is NaN"."""
+    return ValueError(
+        f"every target of the {batch} (shape {tuple(y.shape)}) is -100, the ignore_index of {loss}, cross-entropy: "
+        f"with no target left its loss is NaN{more}. Check the labels (padding only?) or the loader's order, or pass "
+        "a loss_fn/step_fn that handles such batches"
+    )
+
+
 def _empty_batch_error(batch: Any) -> ValueError | None:
-    """The error for a first batch with no samples — every tensor in it of leading size 0 (a filter that kept
+    """The error for a first batch with no samples — a leading size of 0 (:func:`_leading_size`: a filter that kept
     nothing, a sampler over an empty split): its loss is the mean over nothing, NaN. ``None`` for any other batch."""
-    sizes: list[int] = []
-
-    def walk(v: Any, depth: int) -> None:
-        if isinstance(v, torch.Tensor):
-            if v.dim():
-                sizes.append(int(v.size(0)))
-        elif isinstance(v, PackedSequence):
-            sizes.append(int(v.batch_sizes[0]) if len(v.batch_sizes) else 0)
-        elif depth < 4 and isinstance(v, Mapping):
-            for w in v.values():
-                walk(w, depth + 1)
-        elif depth < 4 and isinstance(v, (list, tuple)):
-            for w in v:
-                walk(w, depth + 1)
-
-    walk(batch, 0)
-    if not sizes or any(sizes):
+    if _leading_size(batch) != 0:
         return None
     return ValueError(
         f"the first batch holds no samples ({_structure(batch)}): its loss would be the mean over nothing, NaN; "
@@ -809,12 +819,8 @@ def first_batch_loss(model: torch.nn.Module, batch: Any, loss_fn: LossFn | None,
         one_class = _one_class_fix(out, y)
         if one_class is not None:
             raise ValueError(f"the default loss, cross-entropy, cannot train this model on these targets: {one_class}")
-        if isinstance(y, torch.Tensor) and y.numel() and bool((y == -100).all()):  # a sync: the first step only
-            raise ValueError(
-                f"every target of the first batch (shape {tuple(y.shape)}) is -100, the ignore_index of the default "
-                "loss, cross-entropy: with no target left its loss is NaN. Check the labels (padding only?) or the "
-                "loader's order, or pass a loss_fn/step_fn that handles such batches"
-            )
+        if all_ignored(y):  # a sync: the first step only
+            raise ignored_batch_error(y, "first batch", "the default loss")
     return loss, out if isinstance(out, torch.Tensor) and not _autocast_on(out) else None, text
 
 
@@ -1237,6 +1243,7 @@ class _FreshAutocast:
     """
 
     def __init__(self, device_type: str, dtype: torch.dtype) -> None:
+        self.dtype = dtype  # the low precision it runs in (FinderResult.setup's amp)
         self._ctx = torch.autocast(device_type=device_type, dtype=dtype)
 
     def __enter__(self) -> Any:

@@ -44,6 +44,9 @@ _EPILOG = """Examples:
   lrkit predict runs/charlm --text "To be, or not to b"
 """
 
+#: ``LoadedRun.generate``'s keywords as the flags of ``lrkit predict`` that set them, for its messages
+_GENERATE_FLAGS = {"length": "--generate", "temperature": "--temperature", "seed": "--seed"}
+
 #: rows handed to ``LoadedRun.predict`` at once: a large file is predicted in slices, not held on the device whole
 _CHUNK = 4096
 
@@ -401,8 +404,8 @@ def predict_file(run: Any, source: str | None, *, texts: Sequence[str] = (), std
             try:
                 rows = [[t, run.generate(t, generate, temperature=temperature, seed=seed)] for t in texts]
             except ValueError as e:  # generate's keywords as the flags that set them
-                raise ValueError(re.sub(r"^(length|temperature|seed)=", lambda m: "--" + {"length": "generate"}.get(
-                    m.group(1), m.group(1)) + " ", str(e))) from None
+                raise ValueError(re.sub(r"^(length|temperature|seed)=", lambda m: _GENERATE_FLAGS[m.group(1)] + " ",
+                                        str(e))) from None
             return Predictions(["text", "generated"], rows)
         return Predictions(["text", "next"], [[t, run.predict(t)] for t in texts])
     if generate is not None:

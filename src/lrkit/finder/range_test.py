@@ -1538,7 +1538,7 @@ def _setup(optimizer: torch.optim.Optimizer, scales: list[float], batch: int | N
     """:attr:`FinderResult.setup`: how the test ran, for the record (plain JSON values)."""
     from lrkit import __version__
 
-    dtype = getattr(getattr(autocast, "_ctx", None), "fast_dtype", None)  # (_FreshAutocast; None without amp)
+    dtype = getattr(autocast, "dtype", None)  # (_FreshAutocast's; a nullcontext without amp has none)
     return {
         "optimizer": type(optimizer).__name__, "param_groups": len(optimizer.param_groups),
         "lr_scales": [float(s) for s in scales], "batch_size": batch, "accumulation_steps": int(accumulation_steps),

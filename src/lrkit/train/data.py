@@ -60,7 +60,7 @@ from torch.utils.data import (
 
 from lrkit._config import TASKS
 from lrkit._hf import _INPUT_KEYS, _TARGET_KEYS
-from lrkit._step import _leading_size, batch_size, split_batch
+from lrkit._step import _leading_size, batch_size, named_fields, split_batch
 from lrkit._utils import (
     check_int,
     describe_yaml_error,
@@ -2008,8 +2008,10 @@ def _from_torch(train: Any, val: Any, *, task: str | None, source: str) -> Train
     inferred: str | None = None
     num_outputs: int | None = None
     one_hot_note: str | None = None
-    if isinstance(sample, Mapping) or _named_fields(sample):  # input/target keys or fields ("x"/"y", "image"/
-        try:  # "label", ...): the batches' own layout, as split_batch reads them (Sample(label, image) by name)
+    # input/target keys or namedtuple fields ("x"/"y", "image"/"label", ...): the batches' own layout, as split_batch
+    # reads them (Sample(label, image) by name)
+    if isinstance(sample, Mapping) or named_fields(sample) is not None:
+        try:
             sample = split_batch(sample)
         except ValueError:  # other keys: the task is not inferred (the trainer's error describes the sample)
             pass
@@ -2172,14 +2174,6 @@ def count_classes(data: TrainData) -> int:
     return top + 1
 
 
-def _named_fields(sample: Any) -> bool:
-    """A namedtuple sample with a field named as an input and one named as a target (``Sample(label, image)``),
-    which :func:`~lrkit._step.split_batch` splits by name, not by position."""
-    fields = getattr(sample, "_fields", None)
-    return (isinstance(sample, tuple) and isinstance(fields, tuple) and any(f in _INPUT_KEYS for f in fields)
-            and any(f in _TARGET_KEYS for f in fields))
-
-
 def _sample_ids(sample: Any, lm: bool) -> tuple[Any, ...]:
     """The values :func:`count_classes` reads from one sample: its target (``lm``: its inputs and target), from an
     ``(x, y, ...)`` sequence or a dict with input/target keys (``{"x": ..., "y": ...}``, as the batches are split).
@@ -2187,7 +2181,7 @@ def _sample_ids(sample: Any, lm: bool) -> tuple[Any, ...]:
     >>> _sample_ids({"x": torch.zeros(2), "y": 3}, lm=False)
     (3,)
     """
-    if isinstance(sample, Mapping) or _named_fields(sample):
+    if isinstance(sample, Mapping) or named_fields(sample) is not None:
         try:
             x, y = split_batch(sample)
         except ValueError as e:

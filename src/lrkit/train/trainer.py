@@ -40,6 +40,7 @@ from lrkit._step import (
     _token_logits,
     _warn_class_probabilities,
     _warn_dropped_keys,
+    all_ignored,
     autocast_context,
     batch_loss,
     batch_size,
@@ -47,6 +48,7 @@ from lrkit._step import (
     dtype_name,
     first_batch_loss,
     first_line,
+    ignored_batch_error,
     model_outputs,
     move_to,
     not_a_tensor_error,
@@ -2334,13 +2336,9 @@ class _Trainer:
             self._refuse_layout(out, y, f"the regression loss cannot compare the output of model {self.model_name} "
                                         f"{tuple(out.shape)} with the targets {tuple(y.shape)}")
             _warn_class_probabilities(out, y)
-        elif task in ("classification", "lm") and _all_ignored(y):  # a sync: the first step only
-            raise ValueError(
-                f"every target of the first training batch (shape {tuple(y.shape)}) is -100, the ignore_index of the "
-                f"{task} task's loss, cross-entropy: with no target left its loss is NaN, and so is the epoch's "
-                "training loss. Check the labels (padding only?) or the loader's order, or pass a loss_fn/step_fn "
-                "that handles such batches"
-            )
+        elif task in ("classification", "lm") and all_ignored(y):  # a sync: the first step only
+            raise ignored_batch_error(y, "first training batch", f"the {task} task's loss",
+                                      ", and so is the epoch's training loss")
 
     def _first_backward(self, scaled: torch.Tensor, batch: Any) -> None:
         """The first step's backward pass: one that fails on a floating target of another dtype than the output
@@ -2438,7 +2436,7 @@ class _Trainer:
                 value = float(loss)
             except (TypeError, ValueError, RuntimeError) as e:  # (zero cost until raised)
                 raise self._bad_val_loss(loss) from e
-            if value != value and _all_ignored(y):  # NaN: a batch of padding only holds no target to score
+            if value != value and all_ignored(y):  # NaN: a batch of padding only holds no target to score
                 ignored += 1
                 continue
             if by_targets and isinstance(y, torch.Tensor) and not y.is_floating_point():
@@ -2871,13 +2869,6 @@ def _refuse_multi_process() -> None:
         "lrkit.train.auto.choose_lr0 on every rank with its shard, a schedule's to_torch(optimizer), and "
         "lrkit.Monitor(model, optimizer, sync_loss=True)"
     )
-
-
-def _all_ignored(y: Any) -> bool:
-    """Whether ``y`` holds integer class targets that are all -100, cross-entropy's ignored index (a validation batch
-    of padding only, whose loss is NaN: read only for such a loss)."""
-    return (isinstance(y, torch.Tensor) and not y.is_floating_point() and not y.is_complex() and y.numel() > 0
-            and bool((y == -100).all()))
 
 
 def _nan_values(batch: Any) -> int:
